@@ -1,0 +1,66 @@
+"""The `ser` command group.
+
+Subcommands live in their own modules and are imported only when invoked, so
+`ser --help` stays fast and heavy libraries (torch, transformers) load inside
+the command that needs them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+
+import click
+
+from ssl_ser import __version__
+from ssl_ser.errors import SerError
+
+# command name -> "module:function" under ssl_ser.cli
+COMMANDS: dict[str, str] = {
+    "corpora": "ssl_ser.cli.prepare:corpora",
+    "prepare": "ssl_ser.cli.prepare:prepare",
+    "extract": "ssl_ser.cli.extract:extract",
+    "cache": "ssl_ser.cli.cache:cache",
+    "classify": "ssl_ser.cli.classify:classify",
+}
+
+BAD_INPUT_EXIT = 1
+
+
+class LazyGroup(click.Group):
+    """A click group that imports each subcommand's module on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """All command names, including those not imported yet."""
+        return sorted(name for name in COMMANDS if self._importable(name))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """Import and return the command called `cmd_name`."""
+        target = COMMANDS.get(cmd_name)
+        if target is None or not self._importable(cmd_name):
+            return None
+        module_name, attribute = target.split(":")
+        return getattr(importlib.import_module(module_name), attribute)
+
+    @staticmethod
+    def _importable(name: str) -> bool:
+        module_name = COMMANDS[name].split(":")[0]
+        return importlib.util.find_spec(module_name) is not None
+
+    def invoke(self, ctx: click.Context) -> object:
+        """Run the command; bad input becomes a one-line error and exit code 1."""
+        try:
+            return super().invoke(ctx)
+        except SerError as error:
+            click.echo(f"error: {error}", err=True)
+            raise click.exceptions.Exit(BAD_INPUT_EXIT) from error
+
+
+@click.group(cls=LazyGroup)
+@click.version_option(__version__, prog_name="ser")
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+def cli(verbose: int) -> None:
+    """ssl-ser: speech emotion recognition with self-supervised speech models."""
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")

@@ -1,0 +1,337 @@
+"""Shared machinery for corpus readers: find files, parse names, read headers.
+
+A corpus module describes its corpus with a :class:`CorpusInfo` and turns one
+found file into an :class:`Utterance` (raising :class:`CorpusFileError` when the
+name is not what the corpus publishes). :func:`scan_folder` does the rest: it
+walks the folder, reads durations from the file headers (no decoding), pairs
+ready telephone copies with their clean originals, applies preset split CSVs of
+flattened layouts, and accounts for every audio file: each one ends up either in
+the manifest or in the skipped table with a reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import soundfile as sf
+from tqdm.auto import tqdm
+
+from ssl_ser import manifest
+from ssl_ser.errors import CorpusError, CorpusFileError, UnknownChoiceError
+
+log = logging.getLogger(__name__)
+
+AUDIO_SUFFIXES: frozenset[str] = frozenset({".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff"})
+TELEPHONE_FOLDER = "wav_telephone"
+SPLIT_FILE_NAMES: dict[str, str] = {
+    "train": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "dev": "val",
+    "test": "test",
+}
+ON_ERROR_CHOICES: tuple[str, ...] = ("raise", "skip")
+SKIPPED_COLUMNS: tuple[str, ...] = ("path", "reason")
+
+
+@dataclass(frozen=True)
+class CorpusInfo:
+    """What a corpus is and how its files are laid out (shown by `ser corpora`)."""
+
+    name: str
+    title: str
+    language: str
+    emotions: Mapping[str, str]
+    layout: str
+    source: str = ""
+    expected_files: int | None = None
+    channel: int = manifest.DOWNMIX
+    has_speakers: bool = True
+
+
+@dataclass(frozen=True)
+class FoundFile:
+    """An audio file found under a corpus root, with NFC-normalised name parts."""
+
+    path: Path
+    parts: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        """File name, NFC-normalised."""
+        return self.parts[-1]
+
+    @property
+    def stem(self) -> str:
+        """File name without its suffix, NFC-normalised."""
+        return self.name.rsplit(".", 1)[0]
+
+
+@dataclass
+class Utterance:
+    """The fields a corpus reader derives from a file's name and the corpus metadata."""
+
+    stem: str
+    emotion: str
+    emotion_raw: str
+    speaker: str = ""
+    gender: str = ""
+    language: str = ""
+    text: str = ""
+    split: str = ""
+    age: float | None = None
+
+
+@dataclass
+class ScanResult:
+    """A manifest and the files that could not become rows, with reasons."""
+
+    manifest: pd.DataFrame
+    skipped: pd.DataFrame = field(default_factory=lambda: empty_skipped())
+
+
+def empty_skipped() -> pd.DataFrame:
+    """An empty skipped-files table."""
+    return pd.DataFrame({c: pd.Series([], dtype=str) for c in SKIPPED_COLUMNS})
+
+
+def nfc(text: str) -> str:
+    """NFC-normalise a string, so NFD names from macOS parse like NFC ones."""
+    return unicodedata.normalize("NFC", text)
+
+
+def resolve_root(root: str | Path) -> Path:
+    """Return the absolute corpus root, accepting the path in either normalisation.
+
+    Raises:
+        CorpusError: no folder exists under the name in NFC or NFD form.
+    """
+    for form in (None, "NFC", "NFD"):
+        candidate = Path(unicodedata.normalize(form, str(root)) if form else root)
+        if candidate.exists():
+            return candidate.expanduser().resolve()
+    raise CorpusError(f"corpus root {str(root)!r} does not exist")
+
+
+def check_on_error(on_error: str) -> None:
+    """Refuse an `on_error` policy other than raise or skip."""
+    if on_error not in ON_ERROR_CHOICES:
+        raise UnknownChoiceError("on_error policy", on_error, ON_ERROR_CHOICES)
+
+
+def find_audio(root: Path) -> tuple[list[FoundFile], list[FoundFile]]:
+    """Find audio files recursively: (clean files, ready telephone copies), sorted."""
+    clean: list[FoundFile] = []
+    telephone: list[FoundFile] = []
+    for path in sorted(root.rglob("*")):
+        if path.suffix.lower() not in AUDIO_SUFFIXES or not path.is_file():
+            continue
+        parts = tuple(nfc(p) for p in path.relative_to(root).parts)
+        found = FoundFile(path=path, parts=parts)
+        is_telephone = any(p.lower() == TELEPHONE_FOLDER for p in parts[:-1])
+        (telephone if is_telephone else clean).append(found)
+    return clean, telephone
+
+
+def read_header(path: Path) -> tuple[float, int]:
+    """Duration (s) and sample rate from the file header, without decoding.
+
+    Raises:
+        CorpusFileError: the file cannot be parsed as audio or holds no samples.
+    """
+    try:
+        info = sf.info(str(path))
+    except Exception as error:  # soundfile raises several types for bad headers
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CorpusFileError(path, f"unreadable audio ({reason})") from error
+    if info.frames <= 0 or info.samplerate <= 0:
+        raise CorpusFileError(path, "empty audio (zero samples)")
+    return info.frames / info.samplerate, int(info.samplerate)
+
+
+def lookup_emotion(code: str, info: CorpusInfo, path: Path) -> str:
+    """Canonical emotion of a corpus code; the error names the code and valid codes."""
+    try:
+        return info.emotions[code]
+    except KeyError:
+        valid = ", ".join(info.emotions)
+        raise CorpusFileError(
+            path, f"unknown emotion code {code!r}; expected one of {valid}"
+        ) from None
+
+
+def pattern_error(found: FoundFile, info: CorpusInfo) -> CorpusFileError:
+    """The error for a name that does not follow the corpus naming scheme."""
+    return CorpusFileError(
+        found.path, f"name does not match the {info.title} naming scheme: {info.layout}"
+    )
+
+
+Parser = Callable[[FoundFile], Utterance]
+
+
+def scan_folder(
+    root: str | Path,
+    info: CorpusInfo,
+    parse: Parser,
+    *,
+    corpus: str | None = None,
+    on_error: str = "raise",
+    progress: bool = False,
+) -> ScanResult:
+    """Turn every audio file under `root` into a manifest row or a skipped entry.
+
+    Args:
+        root: corpus folder, in its published or a flattened layout.
+        info: the corpus description (language, emotion codes, channel policy).
+        parse: maps one found file to an :class:`Utterance`, or raises
+            :class:`CorpusFileError` saying what was expected.
+        corpus: name used in ids and speakers (defaults to ``info.name``).
+        on_error: ``raise`` stops at bad input naming the file; ``skip`` reports it.
+        progress: show a progress bar with a files/s rate.
+    """
+    check_on_error(on_error)
+    root = resolve_root(root)
+    corpus = corpus or info.name
+    clean, telephone = find_audio(root)
+    if not clean and not telephone:
+        raise CorpusError(f"no audio files ({', '.join(sorted(AUDIO_SUFFIXES))}) under {root}")
+    rows: list[dict] = []
+    errors: list[CorpusFileError] = []
+    for found in tqdm(clean, desc=f"prepare {corpus}", unit="file", disable=not progress):
+        try:
+            rows.append(_row(found, info, parse, corpus))
+        except CorpusFileError as error:
+            errors.append(error)
+    rows, duplicates = _drop_duplicate_ids(rows)
+    errors.extend(duplicates)
+    table = pd.DataFrame(rows, columns=[*manifest.COLUMNS, "age", "channel"])
+    table, orphans = _attach_telephone(table, telephone, corpus)
+    errors.extend(orphans)
+    table = apply_split_files(root, table)
+    if errors and on_error == "raise":
+        raise _first_error(errors)
+    skipped = pd.DataFrame(
+        [(e.path, e.reason) for e in errors], columns=list(SKIPPED_COLUMNS)
+    ).astype(str)
+    if table.empty:
+        raise CorpusError(f"no usable {info.title} files under {root} ({len(errors)} skipped)")
+    return ScanResult(manifest=manifest.validate(table), skipped=skipped)
+
+
+def _row(found: FoundFile, info: CorpusInfo, parse: Parser, corpus: str) -> dict:
+    utterance = parse(found)
+    duration, sample_rate = read_header(found.path)
+    return {
+        "utt_id": f"{corpus}/{utterance.stem}",
+        "corpus": corpus,
+        "path": str(found.path),
+        "speaker": f"{corpus}/{utterance.speaker}" if utterance.speaker else "",
+        "gender": utterance.gender,
+        "language": utterance.language or info.language,
+        "emotion": utterance.emotion,
+        "emotion_raw": utterance.emotion_raw,
+        "duration": duration,
+        "sample_rate": sample_rate,
+        "text": utterance.text,
+        "split": utterance.split,
+        "age": utterance.age,
+        "channel": info.channel,
+    }
+
+
+def _drop_duplicate_ids(rows: list[dict]) -> tuple[list[dict], list[CorpusFileError]]:
+    """Keep the first row of each utt_id; later ones become errors naming the first."""
+    seen: dict[str, str] = {}
+    kept: list[dict] = []
+    errors: list[CorpusFileError] = []
+    for row in rows:
+        first = seen.setdefault(row["utt_id"], row["path"])
+        if first == row["path"]:
+            kept.append(row)
+        else:
+            errors.append(
+                CorpusFileError(row["path"], f"duplicate utterance id {row['utt_id']!r} ({first})")
+            )
+    return kept, errors
+
+
+def _attach_telephone(
+    table: pd.DataFrame, telephone: list[FoundFile], corpus: str
+) -> tuple[pd.DataFrame, list[CorpusFileError]]:
+    """Add `telephone_path` for ready copies; copies without an original are errors."""
+    table["telephone_path"] = ""
+    if not telephone:
+        return table, []
+    index = {utt_id: i for i, utt_id in enumerate(table["utt_id"])}
+    paths = table["telephone_path"].tolist()
+    errors: list[CorpusFileError] = []
+    for found in telephone:
+        position = index.get(f"{corpus}/{found.stem}")
+        if position is None:
+            errors.append(CorpusFileError(found.path, "telephone copy without a clean original"))
+        else:
+            paths[position] = str(found.path)
+    table["telephone_path"] = paths
+    return table, errors
+
+
+def apply_split_files(root: Path, table: pd.DataFrame) -> pd.DataFrame:
+    """Set `split` from train/val/test CSVs of a flattened layout, when present.
+
+    A split CSV is any ``train.csv``, ``val.csv`` (or valid, validation, dev) or
+    ``test.csv`` under the root; the column whose values name the audio files
+    (by file name or stem) assigns those utterances to that split.
+
+    Raises:
+        CorpusError: a file is listed in two split files, or a split file names
+            no known audio file.
+    """
+    split_files = [
+        p for p in sorted(root.rglob("*.csv")) if p.stem.lower() in SPLIT_FILE_NAMES
+    ]
+    if not split_files or table.empty:
+        return table
+    stems = table["path"].map(lambda p: nfc(Path(p).stem))
+    position = {stem: i for i, stem in enumerate(stems)}
+    splits = table["split"].tolist()
+    assigned: dict[int, Path] = {}
+    for split_file in split_files:
+        split = SPLIT_FILE_NAMES[split_file.stem.lower()]
+        for stem in _listed_stems(split_file, position):
+            i = position[stem]
+            if i in assigned and assigned[i] != split_file:
+                raise CorpusError(
+                    f"{stem} is listed in both {assigned[i].name} and {split_file.name}"
+                )
+            assigned[i] = split_file
+            splits[i] = split
+    table["split"] = splits
+    return table
+
+
+def _listed_stems(split_file: Path, known: Mapping[str, int]) -> list[str]:
+    frame = pd.read_csv(split_file, dtype=str, keep_default_na=False)
+    for column in frame.columns:
+        stems = [nfc(Path(v.replace("\\", "/")).stem) for v in frame[column]]
+        if stems and sum(s in known for s in stems) >= 0.5 * len(stems):
+            return [s for s in stems if s in known]
+    raise CorpusError(f"split file {split_file} has no column naming the corpus's audio files")
+
+
+def _first_error(errors: list[CorpusFileError]) -> CorpusFileError:
+    first = errors[0]
+    if len(errors) == 1:
+        return first
+    more = (
+        f"; {len(errors) - 1} more file(s) have problems "
+        "(use --on-error skip to write them all to a report)"
+    )
+    return CorpusFileError(first.path, first.reason + more)

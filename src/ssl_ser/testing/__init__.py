@@ -1,0 +1,63 @@
+"""Helpers that write small synthetic audio for tests, benchmarks and demos.
+
+Each corpus has a module here (``ssl_ser.testing.<corpus>``) whose ``make_tree``
+writes a tiny tree of that corpus in its published (or a flattened) layout under
+real file names, so that readers are tested on the names they meet in the field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+
+def tone(
+    seconds: float = 0.2,
+    sample_rate: int = 16000,
+    frequency: float = 220.0,
+    channels: int = 1,
+    seed: int = 0,
+) -> np.ndarray:
+    """A harmonic tone with a little noise, shape (samples,) or (samples, channels)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(round(seconds * sample_rate))) / sample_rate
+    wave = sum(np.sin(2 * np.pi * frequency * k * t) / k for k in (1, 2, 3))
+    wave = 0.3 * wave + 0.01 * rng.standard_normal(t.size)
+    if channels == 1:
+        return wave.astype(np.float32)
+    columns = [wave * (0.5 + 0.5 * c / channels) for c in range(channels)]
+    return np.stack(columns, axis=1).astype(np.float32)
+
+
+def write_wav(
+    path: str | Path,
+    seconds: float = 0.2,
+    sample_rate: int = 16000,
+    frequency: float = 220.0,
+    channels: int = 1,
+    seed: int = 0,
+) -> Path:
+    """Write a short 16-bit PCM WAV file (creating folders) and return its path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = tone(seconds, sample_rate, frequency, channels, seed)
+    sf.write(str(path), data, sample_rate, subtype="PCM_16")
+    return path
+
+
+def write_empty_wav(path: str | Path, sample_rate: int = 16000) -> Path:
+    """Write a valid WAV header with zero samples."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), np.zeros(0, dtype=np.float32), sample_rate, subtype="PCM_16")
+    return path
+
+
+def write_garbage(path: str | Path, size: int = 64) -> Path:
+    """Write bytes that are not audio under an audio file name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"not audio " * (size // 10 + 1))
+    return path
