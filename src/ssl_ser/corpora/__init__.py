@@ -55,13 +55,13 @@ def info(name: str) -> CorpusInfo:
 
 
 def scan(
-    name: str, root: str | Path, *, on_error: str = "raise", progress: bool = False, **options
+    name: str, root: str | Path, /, *, on_error: str = "raise", progress: bool = False, **options
 ) -> ScanResult:
     """Read corpus `name` at `root`: the manifest plus a table of skipped files."""
     return module(name).scan(root, on_error=on_error, progress=progress, **options)
 
 
-def load(name: str, root: str | Path, *, on_error: str = "raise", **options) -> pd.DataFrame:
+def load(name: str, root: str | Path, /, *, on_error: str = "raise", **options) -> pd.DataFrame:
     """Read corpus `name` at `root` into a validated manifest DataFrame.
 
     With ``on_error="skip"`` bad files are left out and a warning counts them;

@@ -12,7 +12,6 @@ the manifest or in the skipped table with a reason.
 from __future__ import annotations
 
 import logging
-import re
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -167,6 +166,37 @@ def lookup_emotion(code: str, info: CorpusInfo, path: Path) -> str:
         ) from None
 
 
+# Spellings of gender in metadata files (English, French, German initials) -> manifest value.
+GENDER_WORDS: dict[str, str] = {
+    "f": "F",
+    "female": "F",
+    "woman": "F",
+    "w": "F",
+    "femme": "F",
+    "m": "M",
+    "male": "M",
+    "man": "M",
+    "homme": "M",
+    "h": "M",
+    "child": "child",
+    "c": "child",
+    "enfant": "child",
+    "": "",
+}
+
+
+def canonical_gender(value: str, where: str = "") -> str:
+    """Map a gender spelling from corpus metadata (F, female, femme, w...) to F/M/child.
+
+    Raises:
+        UnknownChoiceError: the spelling is not in :data:`GENDER_WORDS`.
+    """
+    key = nfc(str(value)).strip().casefold()
+    if key not in GENDER_WORDS:
+        raise UnknownChoiceError("gender", value, [w for w in GENDER_WORDS if w], where=where)
+    return GENDER_WORDS[key]
+
+
 def pattern_error(found: FoundFile, info: CorpusInfo) -> CorpusFileError:
     """The error for a name that does not follow the corpus naming scheme."""
     return CorpusFileError(
@@ -210,19 +240,31 @@ def scan_folder(
             rows.append(_row(found, info, parse, corpus))
         except CorpusFileError as error:
             errors.append(error)
-    rows, duplicates = _drop_duplicate_ids(rows)
+    rows, duplicates = drop_duplicate_ids(rows)
     errors.extend(duplicates)
     table = pd.DataFrame(rows, columns=[*manifest.COLUMNS, "age", "channel"])
     table, orphans = _attach_telephone(table, telephone, corpus)
     errors.extend(orphans)
     table = apply_split_files(root, table)
+    return finish_scan(table, errors, on_error=on_error, what=f"{info.title} files under {root}")
+
+
+def finish_scan(
+    table: pd.DataFrame, errors: list[CorpusFileError], *, on_error: str, what: str
+) -> ScanResult:
+    """Raise the first error (raise mode) or list them all as skipped; validate the rest.
+
+    Raises:
+        CorpusFileError: in raise mode, when any file had a problem.
+        CorpusError: no row is left (`what` names what was read).
+    """
     if errors and on_error == "raise":
-        raise _first_error(errors)
+        raise first_error(errors)
     skipped = pd.DataFrame(
         [(e.path, e.reason) for e in errors], columns=list(SKIPPED_COLUMNS)
     ).astype(str)
     if table.empty:
-        raise CorpusError(f"no usable {info.title} files under {root} ({len(errors)} skipped)")
+        raise CorpusError(f"no usable {what} ({len(errors)} skipped)")
     return ScanResult(manifest=manifest.validate(table), skipped=skipped)
 
 
@@ -247,7 +289,7 @@ def _row(found: FoundFile, info: CorpusInfo, parse: Parser, corpus: str) -> dict
     }
 
 
-def _drop_duplicate_ids(rows: list[dict]) -> tuple[list[dict], list[CorpusFileError]]:
+def drop_duplicate_ids(rows: list[dict]) -> tuple[list[dict], list[CorpusFileError]]:
     """Keep the first row of each utt_id; later ones become errors naming the first."""
     seen: dict[str, str] = {}
     kept: list[dict] = []
@@ -294,9 +336,7 @@ def apply_split_files(root: Path, table: pd.DataFrame) -> pd.DataFrame:
         CorpusError: a file is listed in two split files, or a split file names
             no known audio file.
     """
-    split_files = [
-        p for p in sorted(root.rglob("*.csv")) if p.stem.lower() in SPLIT_FILE_NAMES
-    ]
+    split_files = [p for p in sorted(root.rglob("*.csv")) if p.stem.lower() in SPLIT_FILE_NAMES]
     if not split_files or table.empty:
         return table
     stems = table["path"].map(lambda p: nfc(Path(p).stem))
@@ -326,7 +366,8 @@ def _listed_stems(split_file: Path, known: Mapping[str, int]) -> list[str]:
     raise CorpusError(f"split file {split_file} has no column naming the corpus's audio files")
 
 
-def _first_error(errors: list[CorpusFileError]) -> CorpusFileError:
+def first_error(errors: list[CorpusFileError]) -> CorpusFileError:
+    """The first error, its message counting how many more files have problems."""
     first = errors[0]
     if len(errors) == 1:
         return first

@@ -1,0 +1,167 @@
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+from click.testing import CliRunner
+
+from ssl_ser import audio, corpora, manifest
+from ssl_ser.cli.main import cli
+from ssl_ser.cli.prepare import skipped_path
+from ssl_ser.testing import emodb, write_garbage, write_wav
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+@pytest.fixture
+def tree(tmp_path):
+    root = tmp_path / "emodb"
+    emodb.make_tree(root)
+    return root
+
+
+def audio_files(root):
+    return {str(p) for p in root.rglob("*.wav")}
+
+
+def test_corpora_lists_every_registered_corpus():
+    result = run("corpora")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    listed = [line.split()[0] for line in lines[1:]]
+    assert listed == corpora.names()
+    assert len(listed) == 10
+    emodb_line = lines[1 + listed.index("emodb")]
+    assert "deu" in emodb_line and "535" in emodb_line and "boredom" in emodb_line
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_prepare_writes_the_manifest_of_corpora_load(tree, tmp_path, suffix):
+    output = tmp_path / f"manifest{suffix}"
+    result = run("prepare", "emodb", tree, "--output", output)
+    assert result.exit_code == 0, result.output
+    written = manifest.read(output)
+    pd.testing.assert_frame_equal(written, corpora.load("emodb", tree))
+    assert len(written) == len(emodb.file_names())
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith(f"wrote {len(written)} utterances (0.0 h, 4 speakers, 7 emotions)")
+    assert str(output) in last
+
+
+def test_bad_file_stops_with_exit_1_naming_it(tree, tmp_path):
+    write_garbage(tree / "wav" / "03a01Wb.wav")
+    result = run("prepare", "emodb", tree, "--output", tmp_path / "m.csv")
+    assert result.exit_code == 1
+    assert "03a01Wb.wav" in result.stderr
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "m.csv").exists()
+
+
+def test_skip_accounts_for_every_file_exactly_once(tree, tmp_path):
+    bad = [
+        write_garbage(tree / "wav" / "03a01Wb.wav"),
+        write_wav(tree / "wav" / "03a01Xa.wav"),  # unknown emotion code X
+        write_wav(tree / "wav" / "notes.wav"),  # not an EmoDB name
+    ]
+    output = tmp_path / "m.csv"
+    result = run("prepare", "emodb", tree, "--output", output, "--on-error", "skip")
+    assert result.exit_code == 0, result.output
+    skipped = pd.read_csv(skipped_path(output))
+    assert skipped_path(output) == tmp_path / "m.skipped.csv"
+    assert list(skipped.columns) == ["path", "reason"]
+    assert set(skipped["path"]) == {str(p) for p in bad}
+    kept = set(manifest.read(output)["path"])
+    assert kept.isdisjoint(skipped["path"])
+    assert kept | set(skipped["path"]) == audio_files(tree)
+    assert f"3 skipped -> {skipped_path(output)}" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["prepare", "emodb", "ROOT", "--output", "m.csv", "--name", "mine"],
+        ["prepare", "emodb", "ROOT", "--output", "m.csv", "--map", "Wut=angry"],
+        ["prepare", "nocorpus", "ROOT", "--output", "m.csv"],
+        ["prepare", "emodb", "ROOT", "--output", "m.txt"],
+        ["prepare", "emodb", "ROOT", "--output", "m.csv", "--on-error", "ignore"],
+        ["prepare", "emodb", "ROOT", "--output", "m.csv", "--condition", "telephone"],
+        ["prepare", "folder", "ROOT", "--output", "m.csv", "--map", "no-equals-sign"],
+        ["prepare", "emodb", "ROOT"],
+    ],
+)
+def test_usage_errors_exit_2(tree, tmp_path, args):
+    args = [
+        str(tree) if a == "ROOT" else str(tmp_path / a) if a.startswith("m.") else a for a in args
+    ]
+    result = run(*args)
+    assert result.exit_code == 2, result.output
+    assert not (tmp_path / "m.csv").exists()
+
+
+def test_write_telephone_renders_playable_files(tree, tmp_path):
+    out_dir = tmp_path / "telephone"
+    args = ["--condition", "telephone", "--write", out_dir]
+    result = run("prepare", "emodb", tree, "--output", tmp_path / "m.csv", *args)
+    assert result.exit_code == 0, result.output
+    table = manifest.read(tmp_path / "m.csv")
+    for row in table.itertuples():
+        rendered = out_dir / f"{row.utt_id}.wav"
+        data, rate = sf.read(str(rendered), dtype="float32")
+        assert rate == 16000
+        assert data.size == round(row.duration * 16000)
+        expected = audio.load(row.path, "telephone")
+        assert np.max(np.abs(data - expected)) <= 1 / 32768 + 1e-6
+
+
+def test_telephone_source_folder_uses_the_ready_copies(tmp_path):
+    root = tmp_path / "flat"
+    emodb.make_tree(root, layout="flat")
+    out_dir = tmp_path / "out"
+    args = ["--condition", "telephone", "--write", out_dir, "--telephone-source", "folder"]
+    result = run("prepare", "emodb", root, "--output", tmp_path / "m.csv", *args)
+    assert result.exit_code == 0, result.output
+    table = manifest.read(tmp_path / "m.csv")
+    assert table["telephone_path"].str.contains("wav_telephone").all()
+    for row in table.itertuples():
+        data, rate = sf.read(str(out_dir / f"{row.utt_id}.wav"), dtype="float32")
+        expected = audio.load(row.telephone_path)  # the 8 kHz copy, resampled to 16 kHz
+        assert rate == 16000
+        assert np.max(np.abs(data - expected)) <= 1 / 32768 + 1e-6
+        assert not np.allclose(data, audio.load(row.path, "telephone"), atol=1e-3)
+
+
+def test_folder_reader_options(tmp_path):
+    root = tmp_path / "mine"
+    write_wav(root / "Wut" / "spk1_a.wav")
+    write_wav(root / "Freude" / "spk2_b.wav")
+    args = ["--name", "toy", "--map", "Wut=angry", "--map", "Freude=happy", "--language", "deu"]
+    args += ["--speaker-pattern", r"^(?P<speaker>spk\d+)_"]
+    result = run("prepare", "folder", root, "--output", tmp_path / "m.csv", *args)
+    assert result.exit_code == 0, result.output
+    table = manifest.read(tmp_path / "m.csv").set_index("utt_id")
+    assert table.loc["toy/spk1_a", ["emotion", "speaker", "language"]].tolist() == [
+        "angry",
+        "toy/spk1",
+        "deu",
+    ]
+    assert table.loc["toy/spk2_b", "emotion"] == "happy"
+
+
+def test_installed_console_script(tree, tmp_path):
+    ser = shutil.which("ser") or str(Path(sys.executable).parent / "ser")
+    output = tmp_path / "m.parquet"
+    completed = subprocess.run(
+        [ser, "prepare", "emodb", str(tree), "--output", str(output), "--on-error", "skip"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "wrote 56 utterances" in completed.stdout
+    pd.testing.assert_frame_equal(manifest.read(output), corpora.load("emodb", tree))

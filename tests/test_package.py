@@ -1,0 +1,43 @@
+import subprocess
+import sys
+
+import click
+from click.testing import CliRunner
+
+import ssl_ser
+from ssl_ser.cli.main import COMMANDS, cli
+
+
+def test_import_does_not_load_torch():
+    code = "import ssl_ser, ssl_ser.cli.main, sys; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_version_option():
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.exit_code == 0
+    assert ssl_ser.__version__ in result.output
+
+
+def _walk(command: click.Command, path: list[str]):
+    yield path
+    if isinstance(command, click.Group):
+        ctx = click.Context(command)
+        for name in command.list_commands(ctx):
+            yield from _walk(command.get_command(ctx, name), [*path, name])
+
+
+def test_every_command_has_help():
+    paths = list(_walk(cli, []))
+    assert len(paths) > len(COMMANDS)
+    runner = CliRunner()
+    for path in paths:
+        result = runner.invoke(cli, [*path, "--help"])
+        assert result.exit_code == 0, (path, result.output)
+        assert "Usage:" in result.output
+
+
+def test_unknown_command_is_usage_error():
+    result = CliRunner().invoke(cli, ["no-such-command"])
+    assert result.exit_code == 2
