@@ -1,0 +1,66 @@
+"""SUBESCO, the SUST Bangla Emotional Speech Corpus (Bangla, 20 speakers, 7,000 files).
+
+Source: Sultana et al. (2021), https://doi.org/10.1371/journal.pone.0250173. Published layout:
+one folder of ``F_01_OISHI_S_1_ANGRY_1.wav`` = gender (F/M), speaker number, speaker
+name, ``S``, sentence number, emotion, take. The speaker id is gender plus number
+(``F_01``). Recordings come at more than one sample rate (44.1 and 48 kHz).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ssl_ser.corpora._base import (
+    CorpusInfo,
+    FoundFile,
+    ScanResult,
+    Utterance,
+    lookup_emotion,
+    pattern_error,
+    scan_folder,
+)
+
+INFO = CorpusInfo(
+    name="subesco",
+    title="SUBESCO",
+    language="ben",
+    emotions={
+        "ANGRY": "angry",
+        "DISGUST": "disgust",
+        "FEAR": "fear",
+        "HAPPY": "happy",
+        "NEUTRAL": "neutral",
+        "SAD": "sad",
+        "SURPRISE": "surprise",
+    },
+    layout="F_01_OISHI_S_1_ANGRY_1.wav = gender_number_name_S_sentence_EMOTION_take",
+    source="https://doi.org/10.1371/journal.pone.0250173",
+    expected_files=7000,
+)
+
+# F_01_OISHI_S_1_ANGRY_1.wav -> speaker F_01 (female, named OISHI), sentence 1,
+# emotion ANGRY (angry), take 1
+NAME = re.compile(
+    r"^(?P<speaker>(?P<gender>[FM])_(?P<number>\d{2}))_(?P<name>[A-Za-z]+)"
+    r"_S_(?P<sentence>\d{1,2})_(?P<emotion>[A-Za-z]+)_(?P<take>\d{1,2})$"
+)
+
+
+def parse(found: FoundFile) -> Utterance:
+    """Fields of one SUBESCO file from its name."""
+    match = NAME.match(found.stem)
+    if match is None:
+        raise pattern_error(found, INFO)
+    return Utterance(
+        stem=found.stem,
+        emotion=lookup_emotion(match["emotion"], INFO, found.path),
+        emotion_raw=match["emotion"],
+        speaker=match["speaker"],
+        gender=match["gender"],
+    )
+
+
+def scan(root: str | Path, *, on_error: str = "raise", progress: bool = False) -> ScanResult:
+    """Read a SUBESCO folder into a manifest plus a table of skipped files."""
+    return scan_folder(root, INFO, parse, on_error=on_error, progress=progress)

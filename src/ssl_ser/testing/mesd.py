@@ -1,0 +1,78 @@
+"""A small MESD tree: every emotion and voice for words with underscores and accents.
+
+:func:`expected_rows` lists what a reader should find. ``unicode_form="NFD"`` writes the
+accented names decomposed, as macOS does, to check that readers normalise them.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from pathlib import Path
+
+from ssl_ser.errors import UnknownChoiceError
+from ssl_ser.testing import write_wav
+
+SAMPLE_RATE = 48000
+LAYOUTS = ("published", "flat")
+EMOTIONS: dict[str, str] = {
+    "Anger": "angry",
+    "Disgust": "disgust",
+    "Fear": "fear",
+    "Happiness": "happy",
+    "Neutral": "neutral",
+    "Sadness": "sad",
+}
+VOICES: dict[str, str] = {"F": "F", "M": "M", "C": "child"}
+# word corpus -> (word as in the file name, its text)
+WORDS: dict[str, tuple[tuple[str, str], ...]] = {
+    "A": (("tarde", "tarde"), ("buenos_dias", "buenos dias")),
+    "B": (("corazón", "corazón"), ("año_nuevo", "año nuevo")),
+}
+
+
+def expected_rows(layout: str = "published", seconds: float = 0.05) -> list[dict]:
+    """One dict per file of the tree: its NFC path under the root and its manifest values."""
+    if layout not in LAYOUTS:
+        raise UnknownChoiceError("layout", layout, LAYOUTS)
+    folder = "MESD" if layout == "published" else "wav/wav"
+    rows = []
+    for code, emotion in EMOTIONS.items():
+        for voice, gender in VOICES.items():
+            for corpus, words in WORDS.items():
+                for word, text in words:
+                    stem = f"{code}_{voice}_{corpus}_{word}"
+                    rows.append(
+                        {
+                            "relpath": f"{folder}/{stem}.wav",
+                            "utt_id": f"mesd/{stem}",
+                            "speaker": "",
+                            "gender": gender,
+                            "language": "spa",
+                            "emotion": emotion,
+                            "emotion_raw": code,
+                            "text": text,
+                            "split": "",
+                            "sample_rate": SAMPLE_RATE,
+                            "duration": round(seconds * SAMPLE_RATE) / SAMPLE_RATE,
+                        }
+                    )
+    return rows
+
+
+def make_tree(
+    root: str | Path, layout: str = "published", seconds: float = 0.05, unicode_form: str = "NFC"
+) -> list[Path]:
+    """Write the tree under `root` (names in `unicode_form`) and return the clean audio paths.
+
+    ``published`` writes one ``MESD/`` folder of files; ``flat`` writes ``wav/wav/`` plus
+    8 kHz ``wav_telephone/wav_telephone/`` copies.
+    """
+    root = Path(root)
+    paths = []
+    for i, row in enumerate(expected_rows(layout, seconds)):
+        relpath = unicodedata.normalize(unicode_form, row["relpath"])
+        path = write_wav(root / relpath, seconds, SAMPLE_RATE, seed=i)
+        paths.append(path)
+        if layout == "flat":
+            write_wav(root / "wav_telephone" / "wav_telephone" / path.name, seconds, 8000, seed=i)
+    return paths
