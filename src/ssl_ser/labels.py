@@ -94,9 +94,7 @@ def apply_label_set(emotions: Iterable[str], name: str) -> list[str | None]:
     return [label_set.label(e) for e in emotions]
 
 
-def canonical_emotion(
-    name: str, mapping: Mapping[str, str] | None = None, where: str = ""
-) -> str:
+def canonical_emotion(name: str, mapping: Mapping[str, str] | None = None, where: str = "") -> str:
     """Map an emotion name from a folder or CSV to the canonical vocabulary.
 
     A user `mapping` (raw name -> canonical emotion) is consulted first, then the
@@ -107,7 +105,7 @@ def canonical_emotion(
     """
     key = unicodedata.normalize("NFC", name).strip().lower()
     if mapping:
-        lowered = {k.strip().lower(): v for k, v in mapping.items()}
+        lowered = {unicodedata.normalize("NFC", k).strip().lower(): v for k, v in mapping.items()}
         if key in lowered:
             target = lowered[key].strip().lower()
             if target not in EMOTIONS:

@@ -106,7 +106,7 @@ def reader_options(corpus: str, given: dict[str, object]) -> dict[str, object]:
 
 @click.command()
 @click.argument("corpus", type=click.Choice(registry.names()))
-@click.argument("root", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("root", type=click.Path(path_type=Path))
 @click.option(
     "-o",
     "--output",

@@ -295,8 +295,9 @@ def drop_duplicate_ids(rows: list[dict]) -> tuple[list[dict], list[CorpusFileErr
     kept: list[dict] = []
     errors: list[CorpusFileError] = []
     for row in rows:
-        first = seen.setdefault(row["utt_id"], row["path"])
-        if first == row["path"]:
+        first = seen.get(row["utt_id"])
+        if first is None:
+            seen[row["utt_id"]] = row["path"]
             kept.append(row)
         else:
             errors.append(

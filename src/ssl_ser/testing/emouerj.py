@@ -1,0 +1,38 @@
+"""A tiny emoUERJ tree: four emotions for four actresses and four actors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ssl_ser.errors import UnknownChoiceError
+from ssl_ser.testing import write_wav
+
+# w01 and m01 are different people: the gender letter is part of the speaker id.
+SPEAKERS = ("w01", "w02", "w04", "m01", "m02", "m03")
+EMOTION_CODES = ("a", "h", "s", "n")
+TAKES = ("01", "11")
+SAMPLE_RATE = 44100
+LAYOUTS = ("published", "flat")
+
+
+def file_names() -> list[str]:
+    """The file names the tree holds, e.g. w04a11.wav."""
+    return [f"{s}{e}{t}.wav" for s in SPEAKERS for e in EMOTION_CODES for t in TAKES]
+
+
+def make_tree(root: str | Path, layout: str = "published", seconds: float = 0.05) -> list[Path]:
+    """Write the tree under `root`.
+
+    `published` puts every file in one ``emoUERJ/`` folder; `flat` uses ``wav/wav/``
+    plus 8 kHz copies in ``wav_telephone/wav_telephone/``.
+    """
+    if layout not in LAYOUTS:
+        raise UnknownChoiceError("layout", layout, LAYOUTS)
+    root = Path(root)
+    folder = root / "emoUERJ" if layout == "published" else root / "wav" / "wav"
+    paths = []
+    for i, name in enumerate(file_names()):
+        paths.append(write_wav(folder / name, seconds, SAMPLE_RATE, seed=i))
+        if layout == "flat":
+            write_wav(root / "wav_telephone" / "wav_telephone" / name, seconds, 8000, seed=i)
+    return paths

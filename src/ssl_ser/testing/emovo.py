@@ -1,0 +1,40 @@
+"""A tiny EMOVO tree: every emotion for all six actors and a few sentences, two channels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ssl_ser.errors import UnknownChoiceError
+from ssl_ser.testing import write_wav
+
+SPEAKERS = ("f1", "f2", "f3", "m1", "m2", "m3")
+SENTENCES = ("b1", "l3", "n5", "d2")
+EMOTION_CODES = ("dis", "gio", "pau", "rab", "sor", "tri", "neu")
+SAMPLE_RATE = 48000
+CHANNELS = 2
+LAYOUTS = ("published", "flat")
+
+
+def file_names() -> list[str]:
+    """The file names the tree holds, e.g. dis-f1-b1.wav."""
+    return [f"{e}-{s}-{t}.wav" for s in SPEAKERS for t in SENTENCES for e in EMOTION_CODES]
+
+
+def make_tree(root: str | Path, layout: str = "published", seconds: float = 0.05) -> list[Path]:
+    """Write the tree under `root` as two-channel WAVs (channel 1 is quieter).
+
+    `published` puts each file in its speaker's folder (``f1/dis-f1-b1.wav``); `flat`
+    uses ``wav/wav/`` plus 8 kHz copies in ``wav_telephone/wav_telephone/``.
+    """
+    if layout not in LAYOUTS:
+        raise UnknownChoiceError("layout", layout, LAYOUTS)
+    root = Path(root)
+    paths = []
+    for i, name in enumerate(file_names()):
+        speaker = name.split("-")[1]
+        folder = root / speaker if layout == "published" else root / "wav" / "wav"
+        paths.append(write_wav(folder / name, seconds, SAMPLE_RATE, channels=CHANNELS, seed=i))
+        if layout == "flat":
+            telephone = root / "wav_telephone" / "wav_telephone" / name
+            write_wav(telephone, seconds, 8000, channels=CHANNELS, seed=i)
+    return paths

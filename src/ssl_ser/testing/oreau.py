@@ -1,0 +1,69 @@
+"""A tiny Oréau tree: nested French folder names, some written in NFD form.
+
+The published layout puts actresses under ``Femmes/Émotions/`` written in NFD
+(as macOS writes it) and actors one level deeper under ``Hommes/Émotions/`` in
+NFC, so one tree holds both normalisations. ``actors.csv`` (semicolon-separated,
+French headers and values, unpadded speaker numbers) sits in ``Documents/``.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from pathlib import Path
+
+from ssl_ser.errors import UnknownChoiceError
+from ssl_ser.testing import write_wav
+
+# speaker -> gender as the manifest writes it
+SPEAKERS: dict[str, str] = {"01": "F", "02": "F", "10": "M", "11": "M"}
+SENTENCES = ("01", "02", "05")
+EMOTION_CODES = ("C", "T", "J", "P", "D", "S", "N")
+SAMPLE_RATE = 22050
+LAYOUTS = ("published", "flat")
+ACTORS_CSV = "Acteur;Sexe\n" + "".join(
+    f"{int(s)};{'femme' if g == 'F' else 'homme'}\n" for s, g in SPEAKERS.items()
+)
+
+
+def nfd(text: str) -> str:
+    """`text` in NFD form (accents as combining characters)."""
+    return unicodedata.normalize("NFD", text)
+
+
+def file_names() -> list[str]:
+    """The file names the tree holds, e.g. 10a02Ja.wav."""
+    return [f"{s}a{t}{e}a.wav" for s in SPEAKERS for t in SENTENCES for e in EMOTION_CODES]
+
+
+def relative_folder(name: str, layout: str = "published") -> Path:
+    """Folder of file `name` under the root (NFD for actresses in the published layout)."""
+    if layout == "flat":
+        return Path("wav", "wav")
+    speaker = name[:2]
+    if SPEAKERS[speaker] == "F":
+        return Path("Femmes", nfd("Émotions"), nfd(f"Locutrice {speaker}"))
+    return Path("Hommes", "Émotions", f"Locuteur {speaker}", f"phrase {name[3:5]}")
+
+
+def make_tree(
+    root: str | Path, layout: str = "published", seconds: float = 0.05, actors: bool = True
+) -> list[Path]:
+    """Write the tree under `root`; `flat` uses wav/wav/ plus wav_telephone/wav_telephone/.
+
+    With `actors`, also write ``actors.csv`` (``Documents/`` in the published layout,
+    the root in the flat one).
+    """
+    if layout not in LAYOUTS:
+        raise UnknownChoiceError("layout", layout, LAYOUTS)
+    root = Path(root)
+    paths = []
+    for i, name in enumerate(file_names()):
+        folder = root / relative_folder(name, layout)
+        paths.append(write_wav(folder / name, seconds, SAMPLE_RATE, seed=i))
+        if layout == "flat":
+            write_wav(root / "wav_telephone" / "wav_telephone" / name, seconds, 8000, seed=i)
+    if actors:
+        folder = root / "Documents" if layout == "published" else root
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "actors.csv").write_text(ACTORS_CSV, encoding="utf-8")
+    return paths
