@@ -12,6 +12,7 @@ the manifest or in the skipped table with a reason.
 from __future__ import annotations
 
 import logging
+import os
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -129,14 +130,23 @@ def find_audio(root: Path) -> tuple[list[FoundFile], list[FoundFile]]:
     """Find audio files recursively: (clean files, ready telephone copies), sorted."""
     clean: list[FoundFile] = []
     telephone: list[FoundFile] = []
-    for path in sorted(root.rglob("*")):
-        if path.suffix.lower() not in AUDIO_SUFFIXES or not path.is_file():
-            continue
-        parts = tuple(nfc(p) for p in path.relative_to(root).parts)
-        found = FoundFile(path=path, parts=parts)
-        is_telephone = any(p.lower() == TELEPHONE_FOLDER for p in parts[:-1])
+    for parts in sorted(_walk_audio(str(root), ())):
+        found = FoundFile(path=root.joinpath(*parts), parts=tuple(nfc(p) for p in parts))
+        is_telephone = any(p.lower() == TELEPHONE_FOLDER for p in found.parts[:-1])
         (telephone if is_telephone else clean).append(found)
     return clean, telephone
+
+
+def _walk_audio(folder: str, prefix: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """Relative path parts of the audio files below `folder` (one scandir per folder)."""
+    found: list[tuple[str, ...]] = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.is_dir():
+                found.extend(_walk_audio(entry.path, (*prefix, entry.name)))
+            elif entry.is_file() and os.path.splitext(entry.name)[1].lower() in AUDIO_SUFFIXES:
+                found.append((*prefix, entry.name))
+    return found
 
 
 def read_header(path: Path) -> tuple[float, int]:
