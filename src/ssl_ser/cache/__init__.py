@@ -1,0 +1,57 @@
+"""The HDF5 feature cache: pooled vectors of every layer of every utterance, keyed and resumable.
+
+The extractor computes arrays and knows no files; this package stores them and
+knows no models: the key is an opaque flat dict that must match to reuse a file.
+
+Writing::
+
+    from ssl_ser import cache
+    path = cache.cache_path(cache_dir, slug, corpus, condition)
+    with cache.CacheWriter(path, key=key, layers=layers, dim=768) as writer:
+        writer.add_ids(manifest.utt_id)
+        writer.set_manifest_digest(digest)
+        for ids, arrays in batches(writer.missing(manifest.utt_id)):
+            writer.write(ids, arrays)      # {"mean": (n, layers, dim), "std": ...}
+            writer.flush()                 # commit every batch
+        # writer.fail(utt_id, reason) for audio that cannot be processed
+
+Reading::
+
+    reader = cache.open(path, key=key)
+    x = reader.read("12", pooling="mean")            # (rows, dim) float32
+    rows = reader.join(manifest)                     # manifest rows with features, in order
+    x_rows = x[rows.cache_row]
+
+A writer killed at any moment leaves a file that opens, with every row either
+complete or redone by the next run; a second writer is refused while one runs.
+"""
+
+from ssl_ser.cache.inspection import disk_size, info, verify
+from ssl_ser.cache.layout import (
+    DEFAULT_CHUNK_ROWS,
+    STORAGE_DTYPES,
+    cache_path,
+    key_differences,
+    list_caches,
+)
+from ssl_ser.cache.lock import WriterLock
+from ssl_ser.cache.reader import ROW_COLUMN, CacheReader
+from ssl_ser.cache.reader import open_cache as open
+from ssl_ser.cache.writer import DEFAULT_FLUSH_ROWS, CacheWriter
+
+__all__ = [
+    "DEFAULT_CHUNK_ROWS",
+    "DEFAULT_FLUSH_ROWS",
+    "ROW_COLUMN",
+    "STORAGE_DTYPES",
+    "CacheReader",
+    "CacheWriter",
+    "WriterLock",
+    "cache_path",
+    "disk_size",
+    "info",
+    "key_differences",
+    "list_caches",
+    "open",
+    "verify",
+]

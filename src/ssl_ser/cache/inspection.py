@@ -1,0 +1,168 @@
+"""What the ``ser cache`` commands show: a cache's summary and a full consistency check."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+from tqdm import tqdm
+
+from ssl_ser.cache import layout
+from ssl_ser.cache.layout import FAILED, FEATURES, IDS, MISSING, REASON, SLOT, Header
+from ssl_ser.cache.reader import CacheReader
+from ssl_ser.errors import CacheError
+
+
+def disk_size(path: str | Path) -> int:
+    """Bytes the file occupies on disk (unwritten slots of a sparse file take none)."""
+    stat = os.stat(path)
+    blocks = getattr(stat, "st_blocks", None)
+    return stat.st_size if blocks is None else blocks * 512
+
+
+def info(path: str | Path) -> dict[str, Any]:
+    """Key, layout, completeness and size of one cache file."""
+    with CacheReader(path) as reader:
+        rows_complete, n_layers, dim = reader.shape
+        return {
+            "path": str(path),
+            "key": reader.key,
+            "layers": reader.layers,
+            "poolings": reader.poolings,
+            "dim": dim,
+            "storage_dtype": reader.storage_dtype,
+            "shape": [rows_complete, n_layers, dim],
+            "rows_total": len(reader.all_ids),
+            "rows_complete": rows_complete,
+            "rows_failed": len(reader.failures),
+            "manifest_digest": reader.manifest_digest,
+            "toolkit_version": reader.toolkit_version,
+            "size_bytes": disk_size(path),
+        }
+
+
+def verify(path: str | Path, progress: bool = False) -> list[str]:
+    """Every problem found in a cache file (empty when it is sound).
+
+    Checks the header, that datasets agree in length and shape, that ids are
+    unique, that slots are valid and not shared, that failures have reasons, that
+    the key and manifest digest are set, and that complete rows hold no NaN/inf.
+    """
+    path = Path(path)
+    try:
+        file = layout.open_h5(path, "r", rdcc_nbytes=0)
+    except CacheError as error:
+        return [str(error)]
+    with file:
+        try:
+            header = Header.read(file, path)
+        except CacheError as error:
+            return [str(error)]
+        problems = _structure_problems(file, header)
+        if problems:
+            return problems
+        slots = file[SLOT][: len(file[IDS])].astype(np.int64)
+        problems += _header_problems(header)
+        problems += _id_problems(file[IDS].asstr()[:])
+        problems += _slot_problems(file, slots)
+        if not problems:
+            problems += _value_problems(file, header, slots, progress)
+    return problems
+
+
+def _structure_problems(file: h5py.File, header: Header) -> list[str]:
+    missing = [name for name in (IDS, SLOT, REASON) if name not in file]
+    missing += [f"{FEATURES}/{p}" for p in header.poolings if f"{FEATURES}/{p}" not in file]
+    if missing:
+        return [f"missing dataset(s): {', '.join(missing)}"]
+    capacity = max(len(file[IDS]), 1)
+    problems = []
+    for name in (SLOT, REASON):
+        if file[name].shape != (capacity,):
+            problems.append(f"{name} has shape {file[name].shape}; expected ({capacity},)")
+    expected = (len(header.layers), capacity, header.dim)
+    for pooling in header.poolings:
+        dataset = file[FEATURES][pooling]
+        if dataset.shape != expected or dataset.dtype != np.dtype(header.storage_dtype):
+            problems.append(
+                f"{FEATURES}/{pooling} is {dataset.shape} {dataset.dtype}; "
+                f"expected {expected} {header.storage_dtype}"
+            )
+    return problems
+
+
+def _header_problems(header: Header) -> list[str]:
+    problems = []
+    if not header.key:
+        problems.append("the key is empty")
+    empty = [field for field, value in header.key.items() if value == ""]
+    if empty:
+        problems.append(f"key field(s) without a value: {', '.join(empty)}")
+    if not header.manifest_digest:
+        problems.append("the manifest digest was never set")
+    if not header.toolkit_version:
+        problems.append("the toolkit version is not recorded")
+    return problems
+
+
+def _id_problems(ids: np.ndarray) -> list[str]:
+    values, counts = np.unique(np.asarray(ids, dtype=str), return_counts=True)
+    problems = []
+    if (counts > 1).any():
+        repeated = values[counts > 1]
+        problems.append(f"{len(repeated)} utterance id(s) repeat, e.g. {repeated[0]!r}")
+    if "" in values:
+        problems.append("an utterance id is empty")
+    return problems
+
+
+def _slot_problems(file: h5py.File, slots: np.ndarray) -> list[str]:
+    capacity = file[SLOT].shape[0]
+    problems = []
+    invalid = (slots >= capacity) | ((slots < 0) & (slots != MISSING) & (slots != FAILED))
+    if invalid.any():
+        problems.append(
+            f"{int(invalid.sum())} row(s) have an invalid slot, e.g. {slots[invalid][0]}"
+        )
+    used = slots[slots >= 0]
+    if len(np.unique(used)) != len(used):
+        problems.append("two complete rows point at the same slot")
+    failed = np.flatnonzero(slots == FAILED)
+    if len(failed):
+        reasons = file[REASON][failed]
+        blank = int(sum(1 for reason in reasons if not bytes(reason).strip(b"\0 ")))
+        if blank:
+            problems.append(f"{blank} failed row(s) have no reason")
+    return problems
+
+
+def _value_problems(
+    file: h5py.File, header: Header, slots: np.ndarray, progress: bool
+) -> list[str]:
+    """Scan the chunks holding complete rows for NaN/inf, one block of slots at a time."""
+    used = np.sort(slots[slots >= 0])
+    rows_of_slot = {int(slot): row for row, slot in enumerate(slots) if slot >= 0}
+    ids = file[IDS].asstr()
+    block_rows = header.chunk_rows
+    blocks = np.unique(used // block_rows)
+    problems = []
+    bar = tqdm(
+        total=len(blocks) * len(header.poolings), desc="verify", unit="block", disable=not progress
+    )
+    with bar:
+        for pooling in header.poolings:
+            dataset = file[FEATURES][pooling]
+            for block in blocks:
+                start = int(block) * block_rows
+                wanted = used[(used >= start) & (used < start + block_rows)]
+                data = dataset[:, start : start + block_rows][:, wanted - start]
+                bad = ~np.isfinite(data).all(axis=(0, 2))
+                for slot in wanted[bad]:
+                    problems.append(
+                        f"{pooling} features of {ids[rows_of_slot[int(slot)]]!r} hold NaN/inf"
+                    )
+                bar.update()
+    return problems

@@ -1,0 +1,395 @@
+"""The on-disk layout of a feature cache: names, attributes, keys and file building.
+
+One HDF5 file per (extractor config, corpus, condition). Its parts:
+
+- ``/ids`` (rows,): utterance ids in registration order (the order ``add_ids`` saw them).
+- ``/slot`` (rows,) int32: where a row's features live; ``MISSING`` (-1) not yet
+  written, ``FAILED`` (-2) the audio could not be processed, ``>= 0`` complete, its
+  pooled vectors are at that slot. This is the completion mask.
+- ``/failure_reason`` (rows,) fixed-length bytes: why a ``FAILED`` row failed.
+- ``/features/<pooling>`` (layers, slots, dim) float16 or float32, chunked one layer
+  by ``chunk_rows`` slots. Chunks are allocated layer by layer, so one layer of
+  every utterance is one sequential stretch of the file. Slots are handed out in
+  write order, so a batch of rows lands in consecutive slots and is written in
+  blocks, whatever its manifest order.
+- Root attributes: the key (JSON), layers, poolings, dim, storage dtype, chunk rows,
+  toolkit version and the manifest digest.
+
+Crash safety rests on one rule: while a writer is live, it changes only raw bytes
+of datasets whose storage was allocated when the file was built (early allocation)
+and, in place, the fixed-size manifest-digest attribute. HDF5 metadata is never
+rewritten in place, so a writer killed at any moment leaves a file that opens.
+Anything that changes the structure (new rows) builds a complete new file beside
+the old one and atomically renames it over the old one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+from tqdm import tqdm
+
+from ssl_ser import __version__
+from ssl_ser.errors import CacheError, CacheKeyMismatchError, ConfigError, UnknownChoiceError
+
+FORMAT = "ssl-ser-cache"
+FORMAT_VERSION = 1
+SUFFIX = ".h5"
+STORAGE_DTYPES: tuple[str, ...] = ("float16", "float32")
+# Chosen by benchmarks/cache_bench.py: 256 rows x 1 layer x 1,024 float16 = 512 KiB chunks.
+DEFAULT_CHUNK_ROWS = 256
+# Failure reasons longer than this (in UTF-8 bytes) are cut.
+REASON_BYTES = 512
+DIGEST_BYTES = 128
+MISSING = -1
+FAILED = -2
+# Superblock v0 and v1 object headers: a killed writer leaves no "file is open"
+# flag that newer superblocks (libver >= v110) refuse to reopen without h5clear.
+LIBVER = ("earliest", "v108")
+
+IDS = "ids"
+SLOT = "slot"
+REASON = "failure_reason"
+FEATURES = "features"
+
+KeyValue = str | int | float | bool
+
+
+def cache_path(cache_dir: str | Path, slug: str, corpus: str, condition: str) -> Path:
+    """Where the cache of one (extractor, corpus, condition) lives: ``DIR/slug/corpus/cond.h5``."""
+    parts = {"extractor slug": slug, "corpus": corpus, "condition": condition}
+    for what, value in parts.items():
+        if not value or "/" in value or "\\" in value or value in (".", ".."):
+            raise ConfigError(f"{what} {value!r} cannot name a cache folder or file")
+    return Path(cache_dir) / slug / corpus / f"{condition}{SUFFIX}"
+
+
+def list_caches(cache_dir: str | Path) -> list[Path]:
+    """Every ``*.h5`` file under `cache_dir`, sorted by path."""
+    root = Path(cache_dir)
+    if not root.is_dir():
+        raise CacheError(f"cache folder {root} does not exist")
+    return sorted(path for path in root.rglob(f"*{SUFFIX}") if path.is_file())
+
+
+def normalize_key(key: Mapping[str, Any]) -> dict[str, KeyValue]:
+    """Check that a key is a flat dict of str/int/float/bool and return a plain copy.
+
+    Raises:
+        ConfigError: a field name is not a non-empty string, or a value is nested,
+            None or a non-finite float.
+    """
+    if not isinstance(key, Mapping):
+        raise ConfigError(f"cache key must be a dict of field -> value, got {type(key).__name__}")
+    out: dict[str, KeyValue] = {}
+    for field, value in key.items():
+        if not isinstance(field, str) or not field:
+            raise ConfigError(f"cache key field {field!r} must be a non-empty string")
+        if isinstance(value, np.generic):
+            value = value.item()
+        if not isinstance(value, str | int | float | bool):
+            raise ConfigError(
+                f"cache key field {field!r} has value {value!r} of type {type(value).__name__}; "
+                "expected str, int, float or bool (encode nested values as JSON strings)"
+            )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"cache key field {field!r} has non-finite value {value!r}")
+        out[field] = value
+    return out
+
+
+def key_differences(stored: Mapping[str, Any], requested: Mapping[str, Any]) -> list[str]:
+    """One line per field whose value differs (by JSON text, so 1, 1.0 and True differ)."""
+    lines = []
+    for field in sorted(set(stored) | set(requested)):
+        old = _show(stored, field)
+        new = _show(requested, field)
+        if old != new:
+            lines.append(f"{field}: stored {old}, requested {new}")
+    return lines
+
+
+def _show(values: Mapping[str, Any], field: str) -> str:
+    return json.dumps(values[field]) if field in values else "(absent)"
+
+
+def check_key(path: Path, differences: Sequence[str]) -> None:
+    """Raise CacheKeyMismatchError listing `differences` (from key_differences), if any."""
+    if differences:
+        raise CacheKeyMismatchError(
+            f"cache {path} was built with a different key; differing fields:\n  "
+            + "\n  ".join(differences)
+            + "\nUse another cache folder, or delete the file to rebuild it with this key."
+        )
+
+
+def contiguous_runs(sorted_values: np.ndarray, max_gap: int = 1) -> list[tuple[int, int]]:
+    """Split sorted integers into runs [start, stop) of positions whose steps are <= max_gap.
+
+    >>> contiguous_runs(np.array([3, 4, 5, 9, 10]))
+    [(0, 3), (3, 5)]
+    """
+    if len(sorted_values) == 0:
+        return []
+    steps = np.diff(sorted_values)
+    breaks = (np.flatnonzero((steps > max_gap) | (steps < 0)) + 1).tolist()
+    edges = [0, *breaks, len(sorted_values)]
+    return list(zip(edges[:-1], edges[1:], strict=True))
+
+
+class Header:
+    """The attributes that describe a cache file (everything but the rows)."""
+
+    def __init__(
+        self,
+        key: Mapping[str, Any],
+        layers: Sequence[str],
+        dim: int,
+        poolings: Sequence[str],
+        storage_dtype: str,
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        manifest_digest: str = "",
+        toolkit_version: str = __version__,
+    ):
+        self.key = normalize_key(key)
+        self.layers = _check_names("layer", layers)
+        self.poolings = _check_names("pooling", poolings)
+        if isinstance(dim, bool) or int(dim) != dim or dim <= 0:
+            raise ConfigError(f"feature dim {dim!r} must be a positive integer")
+        self.dim = int(dim)
+        if storage_dtype not in STORAGE_DTYPES:
+            raise UnknownChoiceError("storage dtype", storage_dtype, STORAGE_DTYPES)
+        self.storage_dtype = storage_dtype
+        if isinstance(chunk_rows, bool) or int(chunk_rows) != chunk_rows or chunk_rows <= 0:
+            raise ConfigError(f"chunk_rows {chunk_rows!r} must be a positive integer")
+        self.chunk_rows = int(chunk_rows)
+        self.manifest_digest = check_digest(manifest_digest)
+        self.toolkit_version = toolkit_version
+
+    def differences(self, requested: Header) -> list[str]:
+        """Key fields, then layout fields (layers, dim...), that differ from `requested`."""
+        layout = key_differences(self.structure(), requested.structure())
+        return key_differences(self.key, requested.key) + [f"file layout {line}" for line in layout]
+
+    def structure(self) -> dict[str, Any]:
+        """The fields besides the key that two writers of one file must agree on."""
+        return {
+            "layers": self.layers,
+            "dim": self.dim,
+            "poolings": self.poolings,
+            "storage_dtype": self.storage_dtype,
+        }
+
+    def write(self, file: h5py.File) -> None:
+        """Store the header as root attributes of `file`."""
+        attrs = file.attrs
+        attrs["format"] = FORMAT
+        attrs["format_version"] = FORMAT_VERSION
+        attrs["key"] = json.dumps(self.key, sort_keys=True)
+        attrs["layers"] = json.dumps(self.layers)
+        attrs["poolings"] = json.dumps(self.poolings)
+        attrs["dim"] = self.dim
+        attrs["storage_dtype"] = self.storage_dtype
+        attrs["chunk_rows"] = self.chunk_rows
+        attrs["toolkit_version"] = self.toolkit_version
+        attrs.create("manifest_digest", _digest_bytes(self.manifest_digest), dtype=_DIGEST_TYPE)
+
+    @classmethod
+    def read(cls, file: h5py.File, path: Path) -> Header:
+        """The header stored in `file` (opened from `path`, named in errors)."""
+        attrs = file.attrs
+        if attrs.get("format") != FORMAT:
+            raise CacheError(f"{path} is not an ssl-ser feature cache (no format={FORMAT!r})")
+        version = int(attrs.get("format_version", -1))
+        if version != FORMAT_VERSION:
+            raise CacheError(
+                f"{path} has cache format version {version}; this toolkit reads "
+                f"version {FORMAT_VERSION}. Rebuild it with `ser extract`."
+            )
+        try:
+            return cls(
+                key=json.loads(attrs["key"]),
+                layers=json.loads(attrs["layers"]),
+                dim=int(attrs["dim"]),
+                poolings=json.loads(attrs["poolings"]),
+                storage_dtype=str(attrs["storage_dtype"]),
+                chunk_rows=int(attrs["chunk_rows"]),
+                manifest_digest=read_digest(file),
+                toolkit_version=str(attrs["toolkit_version"]),
+            )
+        except (KeyError, ValueError, ConfigError) as error:
+            raise CacheError(f"{path} has a damaged header: {error}") from error
+
+
+_DIGEST_TYPE = h5py.string_dtype("ascii", DIGEST_BYTES)
+
+
+def check_digest(digest: str) -> str:
+    """A manifest digest: an ASCII string of at most DIGEST_BYTES characters."""
+    if not isinstance(digest, str) or not digest.isascii() or len(digest) > DIGEST_BYTES:
+        raise ConfigError(
+            f"manifest digest {digest!r} must be an ASCII string of at most {DIGEST_BYTES} chars"
+        )
+    return digest
+
+
+def _digest_bytes(digest: str) -> np.bytes_:
+    return np.bytes_(digest.encode("ascii").ljust(DIGEST_BYTES, b"\0"))
+
+
+def read_digest(file: h5py.File) -> str:
+    """The manifest digest attribute of an open cache file."""
+    raw = file.attrs.get("manifest_digest", b"")
+    return bytes(raw).rstrip(b"\0").decode("ascii", errors="replace")
+
+
+def write_digest(file: h5py.File, digest: str) -> None:
+    """Overwrite the fixed-size digest attribute in place (only its own bytes change)."""
+    file.attrs.modify("manifest_digest", _digest_bytes(check_digest(digest)))
+
+
+def _check_names(what: str, names: Iterable[Any]) -> list[str]:
+    if isinstance(names, str):
+        raise ConfigError(f"{what}s must be a list of names, got the string {names!r}")
+    out = [str(name) for name in names]
+    if not out or len(set(out)) != len(out) or "" in out:
+        raise ConfigError(f"{what}s {out!r} must be a non-empty list of unique, non-empty names")
+    return out
+
+
+def early_dcpl(chunks: tuple[int, ...], fill: Any = None) -> h5py.h5p.PropDCID:
+    """Dataset creation properties with all chunks allocated when the dataset is made.
+
+    With storage allocated up front, later writes change raw bytes only, never
+    the chunk index. Without a fill value the space is left unwritten (sparse).
+    """
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_chunk(chunks)
+    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+    if fill is None:
+        dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+    else:
+        dcpl.set_fill_value(np.asarray(fill))
+    return dcpl
+
+
+def encode_reason(reason: str) -> bytes:
+    """A failure reason as UTF-8 cut to REASON_BYTES without splitting a character."""
+    data = str(reason).encode("utf-8")
+    if len(data) <= REASON_BYTES:
+        return data
+    return data[: REASON_BYTES - 3].decode("utf-8", errors="ignore").encode("utf-8") + b"..."
+
+
+def build(
+    target: Path,
+    header: Header,
+    ids: Sequence[str],
+    source: h5py.File | None = None,
+    progress: bool = False,
+) -> None:
+    """Write a complete cache file at `target` holding `ids`, copying rows from `source`.
+
+    `ids` must start with the ids of `source` in its order; the rows of `source`
+    keep their slots, states and failure reasons, the others start missing.
+    """
+    n_rows = len(ids)
+    capacity = max(n_rows, 1)
+    with h5py.File(target, "w", libver=LIBVER, locking=False) as file:
+        header.write(file)
+        file.create_dataset(IDS, data=np.array(ids, dtype=object), dtype=h5py.string_dtype())
+        row_chunk = (min(capacity, 4096),)
+        file.create_dataset(SLOT, (capacity,), "i4", dcpl=early_dcpl(row_chunk, np.int32(MISSING)))
+        file.create_dataset(REASON, (capacity,), f"S{REASON_BYTES}", dcpl=early_dcpl(row_chunk))
+        features = file.create_group(FEATURES)
+        chunks = (1, min(capacity, header.chunk_rows), header.dim)
+        for pooling in header.poolings:
+            features.create_dataset(
+                pooling,
+                (len(header.layers), capacity, header.dim),
+                header.storage_dtype,
+                dcpl=early_dcpl(chunks),
+            )
+        if source is not None:
+            _copy_rows(source, file, progress)
+        file.flush()
+    fsync_path(target)
+
+
+def _copy_rows(source: h5py.File, target: h5py.File, progress: bool) -> None:
+    """Copy the slot map, failure reasons and the chunks holding complete rows."""
+    slots = source[SLOT][:]
+    n_old = len(source[IDS])
+    target[SLOT][:n_old] = slots[:n_old]
+    failed = np.nonzero(slots[:n_old] == FAILED)[0]
+    for row in failed:
+        target[REASON][row] = source[REASON][row]
+    used = np.unique(slots[slots >= 0])
+    chunk_rows = source[FEATURES][next(iter(source[FEATURES]))].chunks[1]
+    blocks = np.unique(used // chunk_rows)
+    names = list(source[FEATURES])
+    bar = tqdm(
+        total=len(blocks) * len(names), desc="copy cache", unit="block", disable=not progress
+    )
+    with bar:
+        for name in names:
+            old, new = source[FEATURES][name], target[FEATURES][name]
+            for block in blocks:
+                start = int(block) * chunk_rows
+                stop = min(start + chunk_rows, old.shape[1])
+                new[:, start:stop] = old[:, start:stop]
+                bar.update()
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a file's data to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush a folder entry (after a rename) to disk; a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def open_h5(path: Path, mode: str = "r", **cache_options: Any) -> h5py.File:
+    """Open a cache file; a missing or damaged file becomes a CacheError that says what to do.
+
+    HDF5's own file locking is off: writers hold a lock file (see :mod:`.lock`), and
+    readers may read while a writer appends, which the layout makes safe.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CacheError(f"no cache file at {path}")
+    try:
+        return h5py.File(path, mode, libver=LIBVER, locking=False, **cache_options)
+    except OSError as error:
+        raise CacheError(
+            f"cannot open cache {path}: {error}. The file is damaged or not HDF5; "
+            "delete it and re-run `ser extract` to rebuild it."
+        ) from error
+
+
+def read_header(path: Path) -> Header:
+    """The header of the cache file at `path` (opened and closed again)."""
+    with open_h5(path, "r") as file:
+        return Header.read(file, path)

@@ -1,0 +1,265 @@
+"""Reading a feature cache: one layer for every utterance, or every layer for a few.
+
+A reader takes a snapshot of the completion mask when it opens; rows a writer
+completes later are not seen, and rows it saw complete never change, so reading
+while a writer appends is safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ssl_ser.cache import layout
+from ssl_ser.cache.layout import FAILED, FEATURES, IDS, REASON, SLOT, Header
+from ssl_ser.errors import CacheError, ManifestError, UnknownChoiceError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+ROW_COLUMN = "cache_row"
+# Slots at most this far apart are read as one span: reading a few unwanted rows
+# (2 KiB each at 1,024 float16) costs less than another HDF5 read call.
+MERGE_GAP = 16
+# Below this many separate spans, prefetch hints are not worth their system calls.
+PREFETCH_MIN_RUNS = 8
+
+
+class CacheReader:
+    """Read-only access to one cache file (see :func:`open_cache`)."""
+
+    def __init__(self, path: str | Path, key: Mapping[str, Any] | None = None):
+        self.path = Path(path)
+        # No chunk cache: partial chunks are then read straight from disk, only the rows asked.
+        self._file = layout.open_h5(self.path, "r", rdcc_nbytes=0)
+        try:
+            self.header = Header.read(self._file, self.path)
+            if key is not None:
+                requested = layout.normalize_key(key)
+                layout.check_key(self.path, layout.key_differences(self.header.key, requested))
+            self.all_ids: list[str] = list(self._file[IDS].asstr()[:])
+            self._slots = self._file[SLOT][: len(self.all_ids)].astype(np.int64)
+        except BaseException:
+            self._file.close()
+            raise
+        self.complete: np.ndarray = self._slots >= 0
+        self.ids: list[str] = [self.all_ids[row] for row in np.flatnonzero(self.complete)]
+        self._complete_slots = self._slots[self.complete]
+        self._position = {utt_id: position for position, utt_id in enumerate(self.ids)}
+        self._offsets: dict[str, dict[tuple[int, int], int]] = {}
+
+    # ---------------------------------------------------------------- metadata
+
+    @property
+    def key(self) -> dict[str, Any]:
+        """The key the file was built with."""
+        return dict(self.header.key)
+
+    @property
+    def layers(self) -> list[str]:
+        """Layer names in storage order."""
+        return list(self.header.layers)
+
+    @property
+    def poolings(self) -> list[str]:
+        """Pooled statistics stored in the file."""
+        return list(self.header.poolings)
+
+    @property
+    def dim(self) -> int:
+        """Feature dimension of every layer."""
+        return self.header.dim
+
+    @property
+    def storage_dtype(self) -> str:
+        """``float16`` or ``float32``; reads always return float32."""
+        return self.header.storage_dtype
+
+    @property
+    def manifest_digest(self) -> str:
+        """Digest of the manifest rows the writer was given ('' if never set)."""
+        return self.header.manifest_digest
+
+    @property
+    def toolkit_version(self) -> str:
+        """Version of ssl-ser that built the file."""
+        return self.header.toolkit_version
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(complete rows, layers, dim) of each pooling."""
+        return (len(self.ids), len(self.header.layers), self.header.dim)
+
+    @cached_property
+    def failures(self) -> pd.DataFrame:
+        """Rows whose audio could not be processed: columns ``utt_id`` and ``reason``."""
+        import pandas as pd
+
+        rows = np.flatnonzero(self._slots == FAILED)
+        reasons = self._file[REASON][rows] if len(rows) else []
+        return pd.DataFrame(
+            {
+                "utt_id": [self.all_ids[row] for row in rows],
+                "reason": [bytes(r).decode("utf-8", errors="replace") for r in reasons],
+            },
+            columns=["utt_id", "reason"],
+        )
+
+    # ------------------------------------------------------------------ reading
+
+    def read(
+        self, layer: str | int, pooling: str = "mean", ids: Iterable[str] | None = None
+    ) -> np.ndarray:
+        """One layer as float32 (n, dim): every complete row in file order, or `ids` in order."""
+        index = self.layer_index(layer)
+        return self._gather(pooling, self._slots_of(ids), index)
+
+    def read_rows(self, ids: Iterable[str], pooling: str = "mean") -> np.ndarray:
+        """Every layer of `ids` as float32 (n, n_layers, dim), in the order given."""
+        return self._gather(pooling, self._slots_of(ids), None)
+
+    def layer_index(self, layer: str | int) -> int:
+        """The storage index of a layer given by name or index (negative counts from the end)."""
+        layers = self.header.layers
+        if isinstance(layer, str) and layer in layers:
+            return layers.index(layer)
+        is_index = isinstance(layer, int | np.integer) and not isinstance(layer, bool)
+        if is_index and -len(layers) <= layer < len(layers):
+            return int(layer) % len(layers)
+        raise UnknownChoiceError("layer", layer, layers, where=str(self.path))
+
+    def join(self, manifest: pd.DataFrame) -> pd.DataFrame:
+        """Manifest rows that have complete features, in reader order, plus ``cache_row``.
+
+        ``cache_row`` indexes the arrays :meth:`read` returns without `ids`, so
+        ``reader.read(layer)[joined.cache_row]`` lines up with the joined rows.
+        """
+        if "utt_id" not in manifest.columns:
+            raise ManifestError("manifest lacks column utt_id, needed to join with a cache")
+        position = manifest["utt_id"].map(self._position)
+        keep = position.notna()
+        joined = manifest.loc[keep].assign(**{ROW_COLUMN: position[keep].astype("int64")})
+        dropped = int((~keep).sum())
+        if dropped:
+            logger.info("%d manifest row(s) have no complete features in %s", dropped, self.path)
+        return joined.sort_values(ROW_COLUMN, kind="stable").reset_index(drop=True)
+
+    def _slots_of(self, ids: Iterable[str] | None) -> np.ndarray:
+        if ids is None:
+            return self._complete_slots
+        ids = [ids] if isinstance(ids, str) else list(ids)
+        positions = [self._position.get(utt_id, -1) for utt_id in ids]
+        absent = [utt_id for utt_id, pos in zip(ids, positions, strict=True) if pos < 0]
+        if absent:
+            raise CacheError(
+                f"{len(absent)} id(s) have no complete features in {self.path}, e.g. {absent[:5]}"
+            )
+        return self._complete_slots[np.array(positions, dtype=np.int64)]
+
+    def _gather(self, pooling: str, slots: np.ndarray, layer: int | None) -> np.ndarray:
+        """Read the rows at `slots` (one layer, or all if None) as float32, in `slots` order.
+
+        Slots are visited sorted and close ones are read as one span, so a full
+        layer is one sequential read and a scattered subset touches only its rows.
+        """
+        dataset = self._dataset(pooling)
+        n_layers, _, dim = dataset.shape
+        tail = (dim,) if layer is not None else (n_layers, dim)
+        out = np.empty((len(slots), *tail), dtype=np.float32)
+        order = np.argsort(slots, kind="stable")
+        ordered = slots[order]
+        runs = layout.contiguous_runs(ordered, max_gap=MERGE_GAP)
+        self._prefetch(pooling, ordered, runs, range(n_layers) if layer is None else [layer])
+        for start, stop in runs:
+            first, last = int(ordered[start]), int(ordered[stop - 1])
+            if layer is None:
+                span = dataset[:, first : last + 1].swapaxes(0, 1)
+            else:
+                span = dataset[layer, first : last + 1]
+            if last - first + 1 != stop - start:
+                span = span[ordered[start:stop] - first]
+            if len(runs) == 1 and np.array_equal(order, np.arange(len(slots))):
+                out[...] = span
+            else:
+                out[order[start:stop]] = span
+        return out
+
+    def _prefetch(
+        self, pooling: str, ordered: np.ndarray, runs: list[tuple[int, int]], layers: Iterable[int]
+    ) -> None:
+        """Hint the kernel to fetch the bytes of scattered rows ahead, all at once.
+
+        Read one by one, scattered rows each wait for the disk; announced with
+        ``posix_fadvise(WILLNEED)`` the kernel fetches them in parallel (about 5x
+        faster cold, see benchmarks/cache_bench.py). Only a hint: HDF5 still reads.
+        """
+        offsets = self._chunk_offsets(pooling) if len(runs) >= PREFETCH_MIN_RUNS else None
+        if not offsets:
+            return
+        dataset = self._file[FEATURES][pooling]
+        chunk_rows = dataset.chunks[1]
+        row_bytes = dataset.shape[2] * dataset.dtype.itemsize
+        fd = self._file.id.get_vfd_handle()
+        layers = list(layers)
+        for start, stop in runs:
+            first, last = int(ordered[start]), int(ordered[stop - 1])
+            for block in range(first // chunk_rows, last // chunk_rows + 1):
+                base = block * chunk_rows
+                low, high = max(first, base), min(last, base + chunk_rows - 1)
+                for layer in layers:
+                    offset = offsets[(layer, base)] + (low - base) * row_bytes
+                    length = (high - low + 1) * row_bytes
+                    os.posix_fadvise(fd, offset, length, os.POSIX_FADV_WILLNEED)
+
+    def _chunk_offsets(self, pooling: str) -> dict[tuple[int, int], int]:
+        """File offset of every chunk of a pooling, by (layer, first slot); {} if unavailable."""
+        if pooling not in self._offsets:
+            table: dict[tuple[int, int], int] = {}
+            dataset = self._file[FEATURES][pooling]
+            if hasattr(os, "posix_fadvise") and hasattr(dataset.id, "chunk_iter"):
+
+                def remember(chunk: Any) -> None:
+                    table[chunk.chunk_offset[:2]] = chunk.byte_offset
+
+                dataset.id.chunk_iter(remember)
+            self._offsets[pooling] = table
+        return self._offsets[pooling]
+
+    def _dataset(self, pooling: str) -> Any:
+        if pooling not in self.header.poolings:
+            raise UnknownChoiceError("pooling", pooling, self.header.poolings, where=str(self.path))
+        return self._file[FEATURES][pooling]
+
+    # ------------------------------------------------------------------ closing
+
+    def close(self) -> None:
+        """Close the file."""
+        self._file.close()
+
+    def __enter__(self) -> CacheReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        rows, layers, dim = self.shape
+        return f"CacheReader({str(self.path)!r}, rows={rows}/{len(self.all_ids)}, layers={layers})"
+
+
+def open_cache(path: str | Path, key: Mapping[str, Any] | None = None) -> CacheReader:
+    """Open a cache for reading; with `key`, refuse it unless its key is the same.
+
+    Raises:
+        CacheError: no file, a damaged file, or not an ssl-ser cache.
+        CacheKeyMismatchError: `key` differs; the message names each field.
+    """
+    return CacheReader(path, key)

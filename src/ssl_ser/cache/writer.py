@@ -1,0 +1,381 @@
+"""The cache writer: registers utterances, buffers pooled rows and commits them crash-safely.
+
+A commit (``flush``) writes the buffered rows into free slots in blocks, flushes
+and fsyncs the file, and only then marks the rows complete in ``/slot`` and
+syncs again. A process killed at any point leaves rows either complete with all
+their data on disk, or not complete; the next run redoes the latter.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from ssl_ser.cache import layout
+from ssl_ser.cache.layout import FAILED, FEATURES, MISSING, REASON, SLOT, Header
+from ssl_ser.cache.lock import WriterLock
+from ssl_ser.errors import CacheError, ConfigError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_FLUSH_ROWS = 256
+# HDF5 chunk-cache hash slots (a prime well above the number of cached chunks).
+_CACHE_SLOTS = 10007
+
+
+class CacheWriter:
+    """Writes pooled features of one (extractor, corpus, condition) into its cache file.
+
+    Use as a context manager; see the package docstring for the calling sequence.
+    Only one writer per file at a time (others get CacheLockedError).
+
+    Args:
+        path: the ``.h5`` file (see :func:`ssl_ser.cache.cache_path`); created if absent.
+        key: flat dict describing what the features are; an existing file with a
+            different key is refused with CacheKeyMismatchError naming the fields.
+        layers: layer names, in storage order.
+        dim: feature dimension of every layer.
+        poolings: pooled statistics stored side by side (each is written and read alone).
+        storage_dtype: ``float16`` (default, half the disk) or ``float32``.
+        flush_rows: buffered rows that trigger a commit; call :meth:`flush` to
+            commit earlier (for example after every batch).
+        chunk_rows: rows per HDF5 chunk for a new file (an existing file keeps its own).
+        fsync: fsync the file at each commit, so that commits survive power loss too.
+        progress: show a progress bar when existing rows are copied into a larger file.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        key: Mapping[str, Any],
+        layers: Sequence[str],
+        dim: int,
+        poolings: Sequence[str] = ("mean", "std"),
+        storage_dtype: str = "float16",
+        flush_rows: int = DEFAULT_FLUSH_ROWS,
+        chunk_rows: int = layout.DEFAULT_CHUNK_ROWS,
+        fsync: bool = True,
+        progress: bool = False,
+    ):
+        self.path = Path(path)
+        requested = Header(key, layers, dim, poolings, storage_dtype, chunk_rows)
+        if isinstance(flush_rows, bool) or int(flush_rows) != flush_rows or flush_rows <= 0:
+            raise ConfigError(f"flush_rows {flush_rows!r} must be a positive integer")
+        self.flush_rows = int(flush_rows)
+        self.fsync = fsync
+        self.progress = progress
+        self._file: h5py.File | None = None
+        self._clear_buffer()
+        self._lock = WriterLock(self.path).acquire()
+        try:
+            self._open(requested)
+        except BaseException:
+            self._close_file()
+            self._lock.release()
+            raise
+
+    # ----------------------------------------------------------------- opening
+
+    def _open(self, requested: Header) -> None:
+        sidecar = self._sidecar()
+        if sidecar.exists():
+            logger.info("removing %s left by an interrupted writer", sidecar)
+            sidecar.unlink()
+        if not self.path.exists():
+            logger.info("creating cache %s", self.path)
+            self._replace_with(requested, [], source=None)
+        header = layout.read_header(self.path)
+        layout.check_key(self.path, header.differences(requested))
+        self._load(header)
+
+    def _load(self, header: Header) -> None:
+        """Open the live file for writing and read the row state into memory.
+
+        The chunk cache holds two chunks per layer, so the partly filled last
+        chunk of each layer stays in memory between commits.
+        """
+        chunk_bytes = header.chunk_rows * header.dim * np.dtype(header.storage_dtype).itemsize
+        self._file = layout.open_h5(
+            self.path,
+            "r+",
+            rdcc_nbytes=max(1 << 20, 2 * len(header.layers) * chunk_bytes),
+            rdcc_nslots=_CACHE_SLOTS,
+            rdcc_w0=1.0,
+        )
+        self.header = header
+        self._ids: list[str] = list(self._file[layout.IDS].asstr()[:])
+        self._row = {utt_id: row for row, utt_id in enumerate(self._ids)}
+        self._slots = self._file[SLOT][: len(self._ids)].astype(np.int64)
+
+    def _sidecar(self) -> Path:
+        return self.path.with_name(self.path.name + ".partial")
+
+    def _replace_with(self, header: Header, ids: list[str], source: h5py.File | None) -> None:
+        """Build a complete new file beside the cache, then rename it over the cache."""
+        sidecar = self._sidecar()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        layout.build(sidecar, header, ids, source=source, progress=self.progress)
+        self._close_file()
+        os.replace(sidecar, self.path)
+        layout.fsync_dir(self.path.parent)
+
+    # ---------------------------------------------------------------- metadata
+
+    @property
+    def key(self) -> dict[str, Any]:
+        """The key stored in the file."""
+        return dict(self.header.key)
+
+    @property
+    def layers(self) -> list[str]:
+        """Layer names in storage order."""
+        return list(self.header.layers)
+
+    @property
+    def poolings(self) -> list[str]:
+        """Pooled statistics stored in the file."""
+        return list(self.header.poolings)
+
+    @property
+    def ids(self) -> list[str]:
+        """Every registered utterance id (complete or not), in file order."""
+        return list(self._ids)
+
+    @property
+    def n_complete(self) -> int:
+        """Rows committed as complete."""
+        return int((self._slots >= 0).sum())
+
+    def add_ids(self, utt_ids: Iterable[str]) -> int:
+        """Register utterances as rows (new ones appended, none dropped); returns how many are new.
+
+        New rows change the file's structure, so the file is rebuilt beside the
+        old one (copying the stored rows) and renamed over it.
+        """
+        known = set(self._row)
+        new: list[str] = []
+        for utt_id in utt_ids:
+            if not isinstance(utt_id, str) or not utt_id:
+                raise ConfigError(f"utterance id {utt_id!r} must be a non-empty string")
+            if utt_id not in known:
+                known.add(utt_id)
+                new.append(utt_id)
+        if not new:
+            return 0
+        self.flush()
+        logger.info("adding %d row(s) to %s (%d stored)", len(new), self.path, len(self._ids))
+        self._replace_with(self.header, self._ids + new, source=self._require_file())
+        self._load(self.header)
+        return len(new)
+
+    def set_manifest_digest(self, digest: str) -> None:
+        """Store the digest of the manifest rows this cache covers (a root attribute)."""
+        layout.check_digest(digest)
+        if digest == self.header.manifest_digest:
+            return
+        layout.write_digest(self._require_file(), digest)
+        self._sync()
+        self.header.manifest_digest = digest
+
+    def missing(self, utt_ids: Iterable[str], retry: bool = False) -> list[str]:
+        """The ids (in the given order) that still need features.
+
+        Complete rows and rows buffered in this writer are done; failed rows are
+        done too unless `retry`; ids that are not rows yet are missing.
+        """
+        out = []
+        for utt_id in utt_ids:
+            row = self._row.get(utt_id)
+            if row is None:
+                out.append(utt_id)
+                continue
+            if row in self._buffered_rows or row in self._failures:
+                continue
+            state = self._slots[row]
+            if state == MISSING or (retry and state == FAILED):
+                out.append(utt_id)
+        return out
+
+    # ------------------------------------------------------------------ writing
+
+    def write(self, ids: Sequence[str], arrays: Mapping[str, np.ndarray]) -> None:
+        """Buffer pooled features of `ids`: one (n, n_layers, dim) array per pooling.
+
+        Rows are committed at the latest every `flush_rows` rows and on close.
+
+        Raises:
+            CacheError: an id is not a row, is complete or repeats; a pooling is
+                missing or unknown; a shape is wrong; a value is NaN/inf (also after
+                the cast to the storage dtype).
+        """
+        ids = list(ids)
+        if not ids:
+            return
+        rows = [self._writable_row(utt_id) for utt_id in ids]
+        if len(set(rows)) != len(rows):
+            raise CacheError(f"write() got repeated utterance ids for {self.path}")
+        prepared = self._prepare(ids, arrays)
+        self._buffered_rows.update(rows)
+        self._buffer_rows.extend(rows)
+        for pooling, array in prepared.items():
+            self._buffer_data[pooling].append(array)
+        if len(self._buffer_rows) >= self.flush_rows:
+            self.flush()
+
+    def fail(self, utt_id: str, reason: str) -> None:
+        """Record that `utt_id` could not be processed (committed with the next flush)."""
+        row = self._writable_row(utt_id)
+        self._failures[row] = layout.encode_reason(reason)
+        logger.info("%s failed: %s", utt_id, reason)
+
+    def _writable_row(self, utt_id: str) -> int:
+        row = self._row.get(utt_id)
+        if row is None:
+            raise CacheError(
+                f"utterance {utt_id!r} is not a row of {self.path}; add_ids() it first"
+            )
+        if self._slots[row] >= 0:
+            raise CacheError(f"utterance {utt_id!r} is already complete in {self.path}")
+        if row in self._buffered_rows or row in self._failures:
+            raise CacheError(f"utterance {utt_id!r} was already given to this writer")
+        return row
+
+    def _prepare(self, ids: list[str], arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Check the arrays of one write() and cast them to the storage dtype."""
+        poolings = self.header.poolings
+        if set(arrays) != set(poolings):
+            raise CacheError(
+                f"write() got poolings {sorted(arrays)} for {self.path}; expected {poolings}"
+            )
+        expected = (len(ids), len(self.header.layers), self.header.dim)
+        out = {}
+        for pooling in poolings:
+            array = np.asarray(arrays[pooling], dtype=np.float32)
+            if array.ndim == 2 and expected[1] == 1:
+                array = array[:, None, :]
+            if array.shape != expected:
+                raise CacheError(
+                    f"{pooling} features have shape {array.shape}; {self.path} expects "
+                    f"{expected} (utterances, layers, dim)"
+                )
+            self._check_range(ids, pooling, array)
+            out[pooling] = array.astype(self.header.storage_dtype)
+        return out
+
+    def _check_range(self, ids: list[str], pooling: str, array: np.ndarray) -> None:
+        """Refuse NaN/inf, and values the storage dtype would turn into inf."""
+        limit = float(np.finfo(self.header.storage_dtype).max)
+        if np.isfinite(array).all() and float(np.abs(array).max(initial=0.0)) <= limit:
+            return
+        flat = array.reshape(len(ids), -1)
+        not_finite = ~np.isfinite(flat).all(axis=1)
+        bad_rows = not_finite | (np.abs(np.where(np.isfinite(flat), flat, 0)) > limit).any(axis=1)
+        bad = [utt_id for utt_id, is_bad in zip(ids, bad_rows, strict=True) if is_bad]
+        hint = "NaN or inf in the features"
+        if not not_finite.any():
+            hint = (
+                f"values beyond the {self.header.storage_dtype} range (|x| > {limit:g}); "
+                "use storage_dtype='float32'"
+            )
+        raise CacheError(f"{pooling} features of {bad[:5]} ({len(bad)} row(s)): {hint}")
+
+    # --------------------------------------------------------------- committing
+
+    def flush(self) -> None:
+        """Commit buffered rows and failures: data first, synced, then the completion mask."""
+        if not self._buffer_rows and not self._failures:
+            return
+        file = self._require_file()
+        rows = np.array(self._buffer_rows, dtype=np.int64)
+        slots = self._free_slots(len(rows))
+        if len(rows):
+            self._write_features(slots)
+        failed_rows = np.array(sorted(self._failures), dtype=np.int64)
+        for row in failed_rows:
+            file[REASON][row] = self._failures[int(row)]
+        self._sync()
+        self._slots[rows] = slots
+        self._slots[failed_rows] = FAILED
+        self._write_states(np.concatenate([rows, failed_rows]))
+        self._sync()
+        logger.debug("committed %d row(s), %d failure(s)", len(rows), len(failed_rows))
+        self._clear_buffer()
+
+    def _write_features(self, slots: np.ndarray) -> None:
+        """Write the buffered rows (in buffer order) at `slots`, one block per run of slots."""
+        for pooling in self.header.poolings:
+            data = np.concatenate(self._buffer_data[pooling])
+            dataset = self._require_file()[FEATURES][pooling]
+            for start, stop in layout.contiguous_runs(slots):
+                block = np.ascontiguousarray(data[start:stop].swapaxes(0, 1))
+                dataset[:, slots[start] : slots[stop - 1] + 1] = block
+
+    def _free_slots(self, count: int) -> np.ndarray:
+        """The `count` lowest slots no complete row points at (leftovers of killed runs reused)."""
+        capacity = self._require_file()[SLOT].shape[0]
+        taken = np.zeros(capacity, dtype=bool)
+        taken[self._slots[self._slots >= 0]] = True
+        free = np.flatnonzero(~taken)[:count]
+        if len(free) < count:
+            raise CacheError(f"{self.path} has no free slot left for {count} row(s)")
+        return free
+
+    def _write_states(self, rows: np.ndarray) -> None:
+        if len(rows) == 0:
+            return
+        low, high = int(rows.min()), int(rows.max()) + 1
+        self._require_file()[SLOT][low:high] = self._slots[low:high].astype(np.int32)
+
+    def _sync(self) -> None:
+        file = self._require_file()
+        file.flush()
+        if self.fsync:
+            os.fsync(file.id.get_vfd_handle())
+
+    def _clear_buffer(self) -> None:
+        self._buffer_rows: list[int] = []
+        self._buffered_rows: set[int] = set()
+        self._buffer_data: defaultdict[str, list[np.ndarray]] = defaultdict(list)
+        self._failures: dict[int, bytes] = {}
+
+    # ------------------------------------------------------------------ closing
+
+    def _require_file(self) -> h5py.File:
+        if self._file is None:
+            raise CacheError(f"the writer of {self.path} is closed")
+        return self._file
+
+    def _close_file(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def close(self) -> None:
+        """Commit what is buffered, close the file and release the lock."""
+        if not self._lock.held:
+            return
+        try:
+            if self._file is not None:
+                self.flush()
+        finally:
+            self._close_file()
+            self._lock.release()
+
+    def __enter__(self) -> CacheWriter:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
+        if exc is None:
+            self.close()
+            return
+        try:
+            self.close()
+        except Exception:
+            logger.exception("could not commit buffered rows of %s", self.path)
