@@ -23,6 +23,10 @@ COMMANDS: dict[str, str] = {
     "extract": "ssl_ser.cli.extract:extract",
     "cache": "ssl_ser.cli.cache:cache",
     "classify": "ssl_ser.cli.classify:classify",
+    "report": "ssl_ser.cli.report:report",
+    "probe": "ssl_ser.cli.pipelines:probe",
+    "run": "ssl_ser.cli.pipelines:run",
+    "demo": "ssl_ser.cli.pipelines:demo",
 }
 
 BAD_INPUT_EXIT = 1

@@ -1,0 +1,176 @@
+"""A small synthetic `ser classify` output folder: results table and predictions.
+
+The columns follow ``ssl_ser.classify.results``: results rows carry a
+``cell_id`` per cell and fold; predictions carry that id, the utterance's
+corpus, ``label`` and ``predicted``. Predictions are drawn per (cell, fold)
+with an accuracy that peaks at a middle layer; the metrics in the results table
+are computed from them with scikit-learn, so table and predictions agree as a
+real sweep's do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, recall_score
+
+CLASSES = ["angry", "happy", "neutral", "sad"]
+PER_CLASS = 6  # test utterances per class and fold
+EXTRACTORS = {
+    # name: (layers, base accuracy, model_type)
+    "facebook/wav2vec2-base": (7, 0.55, "wav2vec2"),
+    "/tmp/demo/random-wav2vec2-tiny": (5, 0.35, "wav2vec2"),
+    "mfcc": (1, 0.45, "classic"),
+    "egemaps": (1, 0.5, "classic"),
+}
+CLASSIFIERS = {"logreg": 0.0, "mlp": 0.05}
+IN_CORPUS = [
+    ("emodb", "clean", "emodb", "clean"),
+    ("emodb", "clean", "emodb", "telephone"),
+    ("emodb", "telephone", "emodb", "telephone"),
+    ("emodb", "telephone", "emodb", "clean"),
+    ("emovo", "clean", "emovo", "clean"),
+]
+CROSS = [("emodb", "clean", "emovo", "clean"), ("emovo", "clean", "emodb", "clean")]
+
+
+@dataclass
+class Spec:
+    """What the synthetic sweep contains."""
+
+    conditions: bool = True
+    cross: bool = True
+    ssl: bool = True
+    untrained: bool = True
+    predictions: bool = True
+    folds: int = 3
+    split: str = "speaker-kfold"
+    fmt: str = "parquet"
+
+
+def _accuracy(extractor: str, layer: int, classifier: str, setting: tuple) -> float:
+    n_layers, base, _ = EXTRACTORS[extractor]
+    bump = 0.0 if n_layers == 1 else 0.2 * np.exp(-((((layer / (n_layers - 1)) - 0.6) / 0.3) ** 2))
+    penalty = 0.1 * (setting[1] != setting[3]) + 0.12 * (setting[0] != setting[2])
+    return float(np.clip(base + bump + CLASSIFIERS[classifier] - penalty, 0.3, 0.95))
+
+
+def _fold_predictions(accuracy: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    true = np.repeat(CLASSES, PER_CLASS)
+    hit = rng.random(len(true)) < accuracy
+    other = rng.choice(CLASSES, size=len(true))
+    return true, np.where(hit, true, other)
+
+
+def _row(true: np.ndarray, pred: np.ndarray) -> dict:
+    recall = recall_score(true, pred, labels=CLASSES, average=None, zero_division=0)
+    row = {
+        "ua": balanced_accuracy_score(true, pred),
+        "wa": accuracy_score(true, pred),
+        "macro_f1": f1_score(true, pred, average="macro"),
+        "n_test": len(true),
+    }
+    row.update({f"recall_{c}": r for c, r in zip(CLASSES, recall, strict=True)})
+    return row
+
+
+def _cells(spec: Spec):
+    """(extractor, setting, split, layer, classifier, fold) of every cell and fold."""
+    settings = IN_CORPUS if spec.conditions else [IN_CORPUS[0], IN_CORPUS[4]]
+    runs = [(s, spec.split, [str(f) for f in range(spec.folds)]) for s in settings]
+    if spec.cross:
+        runs += [(s, "cross-corpus", [f"{s[0]}->{s[2]}"]) for s in CROSS]
+    for extractor, (n_layers, _, model_type) in EXTRACTORS.items():
+        wanted = spec.untrained or "random" not in extractor
+        if (spec.ssl or model_type == "classic") and wanted:
+            for (setting, split, folds), layer, classifier in itertools.product(
+                runs, range(n_layers), CLASSIFIERS
+            ):
+                for fold in folds:
+                    yield extractor, setting, split, layer, classifier, fold
+
+
+def _result_row(cell: dict, true: np.ndarray, pred: np.ndarray, ident: str) -> dict:
+    searched = cell["classifier"] == "logreg"
+    _, _, model_type = EXTRACTORS[cell["extractor"]]
+    key = {"model": cell["extractor"], "model_type": model_type, "toolkit_version": "0.1.0"}
+    return {
+        **cell,
+        **_row(true, pred),
+        "cell_id": ident,
+        "seed": 0,
+        "labels": "basic4",
+        "speaker_norm": False,
+        "search": searched,
+        "speaker_independent": cell["split"] != "random",
+        "cache_keys": json.dumps([key]),
+        "params": json.dumps({"C": 1.0 + int(cell["layer"])}) if searched else "{}",
+    }
+
+
+def build(spec: Spec, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    rows, predictions = [], []
+    for extractor, setting, split, layer, classifier, fold in _cells(spec):
+        true, pred = _fold_predictions(_accuracy(extractor, layer, classifier, setting), rng)
+        cell = {
+            "extractor": extractor,
+            "train_corpus": setting[0],
+            "train_condition": setting[1],
+            "test_corpus": setting[2],
+            "test_condition": setting[3],
+            "layer": str(layer),
+            "pooling": "mean",
+            "classifier": classifier,
+            "split": split,
+            "fold": fold,
+        }
+        ident = hashlib.sha256(json.dumps(cell).encode()).hexdigest()[:16]
+        rows.append(_result_row(cell, true, pred, ident))
+        predictions.append(
+            pd.DataFrame(
+                {
+                    "cell_id": ident,
+                    "utt_id": [f"{setting[2]}/u{fold}_{i}" for i in range(len(true))],
+                    "corpus": setting[2],
+                    "fold": fold,
+                    "layer": str(layer),
+                    "classifier": classifier,
+                    "label": true,
+                    "predicted": pred,
+                }
+            )
+        )
+    return pd.DataFrame(rows), pd.concat(predictions, ignore_index=True)
+
+
+def write(folder: Path, spec: Spec) -> tuple[pd.DataFrame, pd.DataFrame]:
+    table, predictions = build(spec)
+    folder.mkdir(parents=True, exist_ok=True)
+    if spec.fmt == "parquet":
+        table.to_parquet(folder / "results.parquet", index=False)
+    else:
+        table.to_csv(folder / "results.csv", index=False)
+    if spec.predictions:
+        predictions.to_parquet(folder / "predictions.parquet", index=False)
+    return table, predictions
+
+
+@pytest.fixture
+def results_folder(tmp_path: Path) -> Callable[..., tuple[Path, pd.DataFrame, pd.DataFrame]]:
+    """Factory: ``make(**Spec fields)`` -> (folder, results table, predictions)."""
+
+    def make(name: str = "results", **fields) -> tuple[Path, pd.DataFrame, pd.DataFrame]:
+        folder = tmp_path / name
+        table, predictions = write(folder, Spec(**fields))
+        return folder, table, predictions
+
+    return make
