@@ -1,0 +1,505 @@
+"""Experiment files: a grid of models x corpora x conditions x classifiers x split, with seeds.
+
+An experiment file (YAML or TOML) is validated into the frozen dataclasses
+below; an unknown key is an error naming it and the valid keys, a wrong type
+names the key, the expected and the found type. A minimal file::
+
+    name: emodb-baseline
+    models: [facebook/wav2vec2-base, egemaps]
+    corpora:
+      emodb: /data/emodb            # a folder (edit the path), or a manifest CSV/parquet
+    conditions: [clean, telephone]
+    condition_pairs: all            # matched (default), all, or [[clean, telephone], ...]
+    classifiers: [logreg, mlp]
+    split: {method: speaker-kfold, folds: 5}
+    seeds: [0]
+
+Relative paths (corpus roots, ``cache_dir``, ``output``) are read from the
+current directory when the experiment runs. See ``experiments/`` for the
+shipped examples and :mod:`ssl_ser.pipelines.run` for what running one does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import itertools
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ssl_ser.errors import ConfigError, SerError, UnknownChoiceError
+from ssl_ser.pipelines._schema import Where, build, check_choices, wrong_type
+
+SUFFIXES: dict[str, str] = {".yaml": "yaml", ".yml": "yaml", ".toml": "toml"}
+MANIFEST_SUFFIXES: tuple[str, ...] = (".csv", ".parquet", ".pq")
+CORPORA_MODES: tuple[str, ...] = ("each", "pooled")
+PAIR_KEYWORDS: tuple[str, ...] = ("matched", "all")
+CROSS_CORPUS_SPLITS: tuple[str, ...] = ("cross-corpus", "few-shot")
+ON_ERROR: tuple[str, ...] = ("raise", "skip")
+# Reader options the pipeline sets itself, never the experiment file.
+RESERVED_OPTIONS: tuple[str, ...] = ("on_error", "progress", "name")
+CORPUS_KEYS: tuple[str, ...] = ("root", "reader", "on_error")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # one folder name: "emodb-baseline"
+DEFAULT_OUTPUT_ROOT = "ser-out"
+DEFAULT_CACHE_DIR = f"{DEFAULT_OUTPUT_ROOT}/cache"
+
+
+def _classifier_names() -> list[str]:
+    from ssl_ser.classify.registry import CLASSIFIERS
+
+    return list(CLASSIFIERS)
+
+
+def _split_names() -> list[str]:
+    from ssl_ser.classify.splits import SPLITS
+
+    return list(SPLITS)
+
+
+def _label_sets() -> list[str]:
+    from ssl_ser.labels import LABEL_SETS
+
+    return list(LABEL_SETS)
+
+
+def _conditions() -> list[str]:
+    from ssl_ser.audio import CONDITIONS
+
+    return list(CONDITIONS)
+
+
+def _extract_choices(name: str) -> Any:
+    def choices() -> tuple[str, ...]:
+        from ssl_ser.extract import config
+
+        return getattr(config, name)
+
+    return choices
+
+
+@dataclass(frozen=True)
+class CorpusSpec:
+    """One corpus of the grid: where it lives and which reader turns it into a manifest.
+
+    Attributes:
+        name: the corpus name (a registry corpus such as ``emodb``, or any name for
+            the generic ``folder``/``csv`` readers and for manifests).
+        root: the corpus folder (or a user CSV for the ``csv`` reader), or a
+            manifest file (``.csv``/``.parquet``, as ``ser prepare`` writes) whose
+            rows of corpus `name` are used.
+        reader: the reader of the corpus registry that scans `root`; None when
+            `root` is a manifest file.
+        options: the reader's own keyword options (``speaker_pattern``, ``language``...).
+        on_error: ``skip`` leaves bad files out (listed beside the manifest), ``raise`` stops.
+    """
+
+    name: str
+    root: str
+    reader: str | None
+    options: dict[str, Any] = field(default_factory=dict)
+    on_error: str = "skip"
+
+    @property
+    def is_manifest(self) -> bool:
+        """Whether `root` is a manifest file rather than something the reader scans."""
+        return self.reader is None
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """How classify splits the data (see ``ser classify --split``).
+
+    Attributes:
+        method: ``preset``, ``random``, ``speaker``, ``speaker-kfold``, ``loso``,
+            ``cross-corpus`` or ``few-shot``.
+        folds: speaker folds (speaker-kfold, few-shot).
+        ratios: train, validation, test shares (random, speaker).
+        train: training corpora (cross-corpus, few-shot); empty = all but the test ones.
+        test: test corpora (cross-corpus, few-shot); empty = leave each corpus out.
+        shots: target-corpus training utterances (few-shot); one run per value.
+    """
+
+    method: str = field(default="speaker-kfold", metadata={"choices": _split_names})
+    folds: int = 5
+    ratios: tuple[float, ...] = (0.8, 0.1, 0.1)
+    train: tuple[str, ...] = ()
+    test: tuple[str, ...] = ()
+    shots: tuple[int, ...] = (10,)
+
+
+@dataclass(frozen=True)
+class ExtractSettings:
+    """Extraction options shared by every model of the grid (see ``ser extract``).
+
+    ``poolings``, ``dtype``, ``max_seconds``, ``long_audio``, ``whisper_trim`` and
+    ``revision`` change the features (and so the cache); the rest change speed only.
+    Classic baselines always run in float32, and eGeMAPS stores one pooling.
+    """
+
+    device: str = "auto"
+    dtype: str = field(default="float32", metadata={"choices": _extract_choices("DTYPES")})
+    poolings: tuple[str, ...] = field(
+        default=("mean", "std"), metadata={"choices": _extract_choices("POOLINGS")}
+    )
+    batch_seconds: float = 60.0
+    workers: int | None = None
+    max_seconds: float | None = None
+    long_audio: str = field(
+        default="window", metadata={"choices": _extract_choices("LONG_AUDIO_POLICIES")}
+    )
+    whisper_trim: bool = False
+    revision: str | None = None
+    telephone_source: str = field(default="derived", metadata={"choices": ("derived", "folder")})
+    storage_dtype: str = field(default="float16", metadata={"choices": ("float16", "float32")})
+    retry_failed: bool = False
+
+
+@dataclass(frozen=True)
+class ClassifySettings:
+    """Less common classify options (see ``ser classify``)."""
+
+    combine: str = field(default="each", metadata={"choices": ("each", "concat", "mean")})
+    search: bool = False
+    speaker_norm: bool = False
+    batched: bool = True
+    params: dict[str, Any] = field(default_factory=dict)
+    bootstrap: int = 1000
+    jobs: int = 1
+
+
+def _convert_corpora(value: object, where: Where) -> tuple[CorpusSpec, ...]:
+    """``{name: root}`` or ``{name: {root: ..., reader: ..., <reader options>}}``."""
+    if not isinstance(value, dict) or not value:
+        raise wrong_type(value, "a non-empty table of corpus name -> root", where)
+    return tuple(_corpus(str(name), entry, where.child(name)) for name, entry in value.items())
+
+
+def _corpus(name: str, entry: object, where: Where) -> CorpusSpec:
+    if isinstance(entry, str):
+        entry = {"root": entry}
+    if not isinstance(entry, dict):
+        raise wrong_type(entry, "a root path or a table with 'root'", where)
+    if "root" not in entry:
+        raise ConfigError(f"missing required key 'root' in {where}")
+    root = entry["root"]
+    if not isinstance(root, str) or not root:
+        raise wrong_type(root, "a path (string)", where.child("root"))
+    reader = _reader(name, entry, root, where)
+    options = {k: v for k, v in entry.items() if k not in CORPUS_KEYS}
+    valid = sorted({*CORPUS_KEYS, *(reader_options(reader) if reader else ())})
+    for key, value in options.items():
+        if key not in valid:
+            raise UnknownChoiceError("key", key, valid, where=str(where))
+        _check_option(value, where.child(key))
+    on_error = entry.get("on_error", "skip")
+    check_choices(on_error, ON_ERROR, where.child("on_error"))
+    return CorpusSpec(name, root, reader, options, on_error)
+
+
+def _check_option(value: object, where: Where) -> None:
+    """Reader options are strings (patterns, language codes) or tables of strings (mappings)."""
+    if isinstance(value, str):
+        return
+    if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+        return
+    raise wrong_type(value, "a string or a table of strings", where)
+
+
+def _reader(name: str, entry: dict, root: str, where: Where) -> str | None:
+    """The registry reader of a corpus entry, or None when its root is a manifest file."""
+    from ssl_ser import corpora
+
+    if "reader" not in entry and Path(root).suffix.lower() in MANIFEST_SUFFIXES:
+        return None
+    reader = entry.get("reader", name)
+    if not isinstance(reader, str) or reader not in corpora.names():
+        hint = " (for your own corpus give reader: folder or csv, or a manifest file as root)"
+        hint = "" if "reader" in entry else hint
+        raise UnknownChoiceError("corpus reader", reader, corpora.names(), where=f"{where}{hint}")
+    if reader not in corpora.GENERIC and name != reader:
+        raise ConfigError(
+            f"{where}: reader {reader!r} names its corpus {reader!r}; use that name as the key"
+        )
+    return reader
+
+
+def reader_options(reader: str) -> list[str]:
+    """Keyword options a corpus reader's ``scan`` accepts beyond the pipeline's own."""
+    from ssl_ser import corpora
+
+    parameters = inspect.signature(corpora.module(reader).scan).parameters.values()
+    return [
+        p.name
+        for p in parameters
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in RESERVED_OPTIONS
+    ]
+
+
+def _convert_pairs(value: object, where: Where) -> str | tuple[tuple[str, str], ...]:
+    """``matched``, ``all`` or a list of [train condition, test condition] pairs."""
+    if isinstance(value, str):
+        check_choices(value, PAIR_KEYWORDS, where)
+        return value
+    if not isinstance(value, list) or not value:
+        raise wrong_type(value, "matched, all or a list of [train, test] condition pairs", where)
+    pairs = []
+    for i, pair in enumerate(value):
+        ok = isinstance(pair, list) and len(pair) == 2 and all(isinstance(c, str) for c in pair)
+        if not ok:
+            raise wrong_type(pair, "a pair [train condition, test condition]", where.child(i))
+        check_choices(tuple(pair), _conditions(), where.child(i))
+        pairs.append((pair[0], pair[1]))
+    return tuple(dict.fromkeys(pairs))
+
+
+def _convert_layers(value: object, where: Where) -> str:
+    """``all``, ``0-6``, ``3,6,9``, a single layer number or a list of numbers."""
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, list) and value and all(isinstance(v, int | str) for v in value):
+        return ",".join(str(v) for v in value)
+    raise wrong_type(value, "all, a range like 0-6, or a list of layer numbers", where)
+
+
+def _convert_pooling(value: object, where: Where) -> str:
+    """``mean``, ``std``, ``mean+std`` or a list of them (swept)."""
+    from ssl_ser.classify.features import POOLING_CHOICES
+
+    items = value if isinstance(value, list) else [value]
+    if not items or not all(isinstance(v, str) for v in items):
+        raise wrong_type(value, "mean, std, mean+std or a list of them", where)
+    names = tuple(p.strip() for item in items for p in item.split(",") if p.strip())
+    check_choices(names, POOLING_CHOICES, where)
+    return ",".join(names)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A validated experiment: what to extract, classify and report.
+
+    Attributes:
+        name: a folder-safe name; the default output folder is ``ser-out/<name>``.
+        models: hub ids, local model folders or classic baselines (egemaps, mfcc, logmel).
+        corpora: the corpora, in file order.
+        description: free text, shown by ``ser run --dry-run``.
+        conditions: audio conditions to extract (clean, telephone).
+        condition_pairs: (train, test) condition pairs to evaluate: ``matched``
+            (each condition with itself), ``all`` (every combination) or a list.
+        classifiers: classifier names (see ``ser classify --help``).
+        split: how the data is split.
+        corpora_mode: ``each`` (one sweep per corpus: mono-corpus) or ``pooled``
+            (one sweep over all corpora, results per corpus); default: pooled for
+            cross-corpus and few-shot splits, each otherwise.
+        seeds: one run per seed (splits, initialisation).
+        labels: label set (basic4, all, sentiment).
+        layers: layers to probe (all, 0-6, 3,6,9).
+        pooling: mean, std, mean+std (a comma list sweeps them).
+        cache_dir: feature cache root, shared between experiments.
+        output: results folder (default ``ser-out/<name>``).
+        extract: extraction options.
+        classify: further classify options.
+        report: write the HTML/Markdown report.
+    """
+
+    name: str
+    models: tuple[str, ...]
+    corpora: tuple[CorpusSpec, ...] = field(metadata={"convert": _convert_corpora})
+    description: str = ""
+    conditions: tuple[str, ...] = field(default=("clean",), metadata={"choices": _conditions})
+    condition_pairs: str | tuple[tuple[str, str], ...] = field(
+        default="matched", metadata={"convert": _convert_pairs}
+    )
+    classifiers: tuple[str, ...] = field(
+        default=("logreg",), metadata={"choices": _classifier_names}
+    )
+    split: SplitSpec = field(default_factory=SplitSpec)
+    corpora_mode: str | None = field(default=None, metadata={"choices": CORPORA_MODES})
+    seeds: tuple[int, ...] = (0,)
+    labels: str = field(default="basic4", metadata={"choices": _label_sets})
+    layers: str = field(default="all", metadata={"convert": _convert_layers})
+    pooling: str = field(default="mean", metadata={"convert": _convert_pooling})
+    cache_dir: str = DEFAULT_CACHE_DIR
+    output: str | None = None
+    extract: ExtractSettings = field(default_factory=ExtractSettings)
+    classify: ClassifySettings = field(default_factory=ClassifySettings)
+    report: bool = True
+
+    @property
+    def pairs(self) -> tuple[tuple[str, str], ...]:
+        """The (train condition, test condition) pairs to evaluate."""
+        if self.condition_pairs == "matched":
+            return tuple((c, c) for c in self.conditions)
+        if self.condition_pairs == "all":
+            return tuple(itertools.product(self.conditions, repeat=2))
+        return tuple(self.condition_pairs)
+
+    @property
+    def mode(self) -> str:
+        """``each`` or ``pooled`` (the default follows the split)."""
+        if self.corpora_mode is not None:
+            return self.corpora_mode
+        return "pooled" if self.split.method in CROSS_CORPUS_SPLITS else "each"
+
+    @property
+    def output_dir(self) -> Path:
+        """Where results and reports go."""
+        return Path(self.output or f"{DEFAULT_OUTPUT_ROOT}/{self.name}")
+
+    @property
+    def corpus_names(self) -> tuple[str, ...]:
+        """Corpus names in file order."""
+        return tuple(c.name for c in self.corpora)
+
+    def extractor_configs(self) -> dict[str, Any]:
+        """Each model's :class:`~ssl_ser.extract.ExtractorConfig` (validates every field)."""
+        from ssl_ser.extract import CLASSIC_MODELS, ExtractorConfig
+
+        settings = self.extract
+        configs = {}
+        for model in self.models:
+            fields: dict[str, Any] = {
+                "max_seconds": settings.max_seconds,
+                "long_audio": settings.long_audio,
+            }
+            if model not in CLASSIC_MODELS:
+                fields.update(
+                    dtype=settings.dtype,
+                    poolings=settings.poolings,
+                    revision=settings.revision,
+                    whisper_trim=settings.whisper_trim,
+                )
+            elif model != "egemaps":
+                fields["poolings"] = settings.poolings
+            configs[model] = ExtractorConfig.for_model(model, **fields)
+        return configs
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as plain JSON data (what ``ser run`` records beside its results)."""
+        data = dataclasses.asdict(self)
+        data["corpora"] = {
+            c.name: {"root": c.root, "reader": c.reader, "on_error": c.on_error, **c.options}
+            for c in self.corpora
+        }
+        return json.loads(json.dumps(data, default=list))
+
+
+def experiment_from_dict(data: object, source: str = "experiment") -> Experiment:
+    """Validate parsed experiment data (a dict as YAML/TOML gives it) into an :class:`Experiment`.
+
+    Raises:
+        ConfigError, UnknownChoiceError: naming the bad key and `source`.
+    """
+    where = Where(source)
+    experiment = build(Experiment, data, where)
+    check_experiment(experiment, where)
+    return experiment
+
+
+def check_experiment(experiment: Experiment, where: Where) -> None:
+    """Checks that span several fields (corpora named by the split, pairs within conditions...).
+
+    Raises:
+        ConfigError, UnknownChoiceError: naming the key and the file.
+    """
+    if not NAME.match(experiment.name):
+        raise ConfigError(
+            f"{where.child('name')} is {experiment.name!r}; use letters, digits, '.', '_' "
+            "and '-' only (it names the output folder)"
+        )
+    for key in ("models", "conditions", "classifiers", "seeds"):
+        values = getattr(experiment, key)
+        if not values:
+            raise ConfigError(f"{where.child(key)} must list at least one value")
+        if len(set(values)) != len(values):
+            raise ConfigError(f"{where.child(key)} lists a value twice: {list(values)}")
+    _check_split(experiment, where.child("split"))
+    for pair in experiment.pairs:
+        check_choices(pair, experiment.conditions, where.child("condition_pairs"))
+    if experiment.mode == "each" and experiment.split.method in CROSS_CORPUS_SPLITS:
+        raise ConfigError(
+            f"{where.child('corpora_mode')} is 'each', but split {experiment.split.method!r} "
+            "trains and tests on different corpora; use corpora_mode: pooled"
+        )
+    _check_numbers(experiment, where)
+    try:
+        experiment.extractor_configs()
+    except SerError as error:
+        raise ConfigError(f"{where.child('extract')}: {error}") from error
+
+
+def _check_split(experiment: Experiment, where: Where) -> None:
+    split = experiment.split
+    if split.folds < 2:
+        raise ConfigError(f"{where.child('folds')} must be at least 2; got {split.folds}")
+    for key in ("train", "test"):
+        check_choices(getattr(split, key), experiment.corpus_names, where.child(key))
+    if set(split.train) & set(split.test):
+        raise ConfigError(
+            f"{where}: corpora {sorted(set(split.train) & set(split.test))} "
+            "are both in train and test"
+        )
+    if len(split.ratios) != 3 or min(split.ratios) < 0 or sum(split.ratios) <= 0:
+        raise ConfigError(f"{where.child('ratios')} must be three non-negative numbers")
+    if not split.shots or min(split.shots) < 0:
+        raise ConfigError(f"{where.child('shots')} must list numbers >= 0; got {split.shots}")
+    if split.method in CROSS_CORPUS_SPLITS and len(experiment.corpora) < 2:
+        raise ConfigError(
+            f"{where.child('method')}: split {split.method!r} needs at least 2 corpora"
+        )
+
+
+def _check_numbers(experiment: Experiment, where: Where) -> None:
+    settings = experiment.extract
+    if settings.batch_seconds <= 0:
+        raise ConfigError(f"{where.child('extract').child('batch_seconds')} must be positive")
+    if settings.workers is not None and settings.workers < 0:
+        raise ConfigError(f"{where.child('extract').child('workers')} must be 0 or more")
+    if experiment.classify.jobs < 1:
+        raise ConfigError(f"{where.child('classify').child('jobs')} must be 1 or more")
+    if experiment.classify.bootstrap < 0:
+        raise ConfigError(f"{where.child('classify').child('bootstrap')} must be 0 or more")
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    """Read and validate an experiment file (``.yaml``, ``.yml`` or ``.toml``).
+
+    Raises:
+        ConfigError: the file is missing, cannot be parsed, or breaks the schema
+            (the message names the key and the file).
+        UnknownChoiceError: an unknown key or value, with the valid ones.
+    """
+    path = Path(path)
+    kind = SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        raise UnknownChoiceError("experiment file type", path.suffix, SUFFIXES, where=str(path))
+    if not path.is_file():
+        raise ConfigError(f"experiment file {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    data = _parse_yaml(text, path) if kind == "yaml" else _parse_toml(text, path)
+    return experiment_from_dict(data, str(path))
+
+
+def _parse_yaml(text: str, path: Path) -> object:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from None
+
+
+def _parse_toml(text: str, path: Path) -> object:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path} is not valid TOML: {error}") from None

@@ -1,0 +1,456 @@
+"""What running an experiment will do: manifests, cache states, sweeps and their cells.
+
+:func:`make_plan` reads every corpus into a manifest, looks at each
+(model, corpus, condition) cache file (complete, partial or missing), and lays
+out the classify sweeps: one per variant (seed, few-shot count), model, corpus
+group (each corpus alone, or all pooled) and (train, test) condition pair. It
+also makes the folds of every split once, so a split that cannot work (too few
+speakers, no preset split) fails here, before any model runs. ``ser run
+--dry-run`` prints :meth:`Plan.lines`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ssl_ser.errors import ConfigError, CorpusError, SerError
+from ssl_ser.extract.config import ExtractorConfig
+from ssl_ser.pipelines.experiment import CorpusSpec, Experiment
+
+log = logging.getLogger(__name__)
+
+RESULTS_FOLDER = "results"
+REPORT_FILE = "report.html"
+MANIFEST_FOLDER = "manifests"
+FOLD_CLAMPED_SPLITS: tuple[str, ...] = ("speaker-kfold",)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One run of the grid: a seed and, for few-shot splits, a number of target shots.
+
+    Each variant has its own results folder and report, so that numbers of
+    different seeds or shot counts are never averaged together.
+    """
+
+    seed: int
+    shots: int | None
+    label: str
+    folder: Path
+
+    @property
+    def results_dir(self) -> Path:
+        """The classify output folder."""
+        return self.folder / RESULTS_FOLDER
+
+    @property
+    def report_path(self) -> Path:
+        """The report's HTML file."""
+        return self.folder / REPORT_FILE
+
+
+def variants(experiment: Experiment) -> list[Variant]:
+    """Every (seed, shots) run; a label and subfolder only where there is more than one."""
+    few_shot = experiment.split.method == "few-shot"
+    shots: tuple[int | None, ...] = experiment.split.shots if few_shot else (None,)
+    out = []
+    for seed in experiment.seeds:
+        for count in shots:
+            parts = []
+            if len(experiment.seeds) > 1:
+                parts.append(f"seed-{seed}")
+            if few_shot and len(shots) > 1:
+                parts.append(f"shots-{count}")
+            label = "_".join(parts)
+            folder = experiment.output_dir / label if label else experiment.output_dir
+            out.append(Variant(seed, count, label, folder))
+    return out
+
+
+@dataclass
+class CacheStatus:
+    """The state of one (model, corpus, condition) cache file against its manifest."""
+
+    model: str
+    corpus: str
+    condition: str
+    path: Path
+    total: int
+    complete: int = 0
+    failed: int = 0
+    layers: list[str] | None = None
+    exists: bool = False
+
+    @property
+    def missing(self) -> int:
+        """Manifest utterances neither complete nor recorded as failed."""
+        return self.total - self.complete - self.failed
+
+    @property
+    def state(self) -> str:
+        """``complete``, ``partial`` or ``missing`` (no file yet)."""
+        if not self.exists:
+            return "missing"
+        return "complete" if self.missing == 0 else "partial"
+
+    def line(self) -> str:
+        """``mfcc emodb/clean: complete (535/535) <path>``."""
+        failed = f", {self.failed} failed" if self.failed else ""
+        action = "" if self.state == "complete" else f"; would extract {self.missing}"
+        return (
+            f"{model_label(self.model)} {self.corpus}/{self.condition}: {self.state} "
+            f"({self.complete}/{self.total}{failed}{action}) {self.path}"
+        )
+
+
+def model_label(model: str) -> str:
+    """A model's short name for messages: the last part of a folder path."""
+    return Path(model).name if Path(model).expanduser().is_dir() else model
+
+
+@dataclass
+class SweepUnit:
+    """One ``run_sweep`` call: a variant, a model, a corpus group and a condition pair."""
+
+    variant: Variant
+    model: str
+    corpora: tuple[str, ...]
+    pair: tuple[str, str]
+    folds: int
+    n_folds: int
+    poolings: str
+    cells: int | None
+
+    def describe(self) -> str:
+        """``wav2vec2-base on emodb, clean -> telephone (seed-1)``."""
+        label = f" ({self.variant.label})" if self.variant.label else ""
+        return (
+            f"{model_label(self.model)} on {'+'.join(self.corpora)}, "
+            f"{self.pair[0]} -> {self.pair[1]}{label}"
+        )
+
+
+@dataclass
+class Plan:
+    """Everything :func:`ssl_ser.pipelines.run.run_experiment` will do, before it does it."""
+
+    experiment: Experiment
+    configs: dict[str, ExtractorConfig]
+    manifests: dict[str, pd.DataFrame]
+    skipped: dict[str, pd.DataFrame]
+    caches: list[CacheStatus]
+    units: list[SweepUnit]
+    variants: list[Variant] = field(default_factory=list)
+
+    @property
+    def manifest(self) -> pd.DataFrame:
+        """All corpora's manifest rows together."""
+        return pd.concat(self.manifests.values(), ignore_index=True)
+
+    def cache(self, model: str, corpus: str, condition: str) -> CacheStatus:
+        """The status of one cache file."""
+        for status in self.caches:
+            if (status.model, status.corpus, status.condition) == (model, corpus, condition):
+                return status
+        raise KeyError((model, corpus, condition))
+
+    def to_extract(self) -> list[CacheStatus]:
+        """Caches with utterances still to extract."""
+        return [s for s in self.caches if s.state != "complete"]
+
+    def lines(self) -> list[str]:
+        """The plan as text, for ``--dry-run``."""
+        e = self.experiment
+        out = [f"experiment {e.name}" + (f": {e.description}" if e.description else "")]
+        for name, rows in self.manifests.items():
+            skipped = len(self.skipped.get(name, ()))
+            note = f", {skipped} file(s) skipped" if skipped else ""
+            out.append(f"corpus {name}: {len(rows)} utterances{note}")
+        todo = self.to_extract()
+        out.append(
+            f"caches in {e.cache_dir}: {len(self.caches) - len(todo)} complete, "
+            f"{len(todo)} to extract"
+        )
+        out += [f"  {status.line()}" for status in self.caches]
+        planned = [u.cells for u in self.units]
+        total = "?" if None in planned else str(sum(c or 0 for c in planned))
+        unknown = " (a model's layer count is known once it is downloaded)" if total == "?" else ""
+        out.append(f"classify: {len(self.units)} sweep(s), {total} cell(s) planned{unknown}")
+        for unit in self.units:
+            cells = "?" if unit.cells is None else str(unit.cells)
+            out.append(f"  {unit.describe()}: {unit.n_folds} fold(s), {cells} cell(s)")
+        for variant in self.variants:
+            done = count_finished_cells(variant.results_dir)
+            out.append(f"results {variant.results_dir}: {done} finished cell(s) stored")
+        if e.report:
+            out += [f"report {variant.report_path}" for variant in self.variants]
+        return out
+
+
+def count_finished_cells(results_dir: Path) -> int:
+    """Cells a results folder already holds (each is skipped when run again)."""
+    from ssl_ser.classify.results import CELLS_DIR
+
+    folder = results_dir / CELLS_DIR
+    return sum(1 for _ in folder.glob("*.json")) if folder.is_dir() else 0
+
+
+def absolute_model(config: ExtractorConfig) -> ExtractorConfig:
+    """The config with a local model folder as an absolute path, as ``extract`` names it."""
+    folder = Path(config.model).expanduser()
+    if config.is_classic or not folder.is_dir():
+        return config
+    return dataclasses.replace(config, model=str(folder.resolve()))
+
+
+def check_roots(experiment: Experiment, source: str) -> None:
+    """Refuse to start when a corpus root does not exist, naming every missing one.
+
+    Raises:
+        CorpusError: naming each corpus, its root and where to edit it.
+    """
+    missing = [c for c in experiment.corpora if not Path(c.root).expanduser().exists()]
+    if missing:
+        listed = "; ".join(f"{c.name}: {c.root} ('corpora.{c.name}' in {source})" for c in missing)
+        raise CorpusError(
+            f"corpus root(s) not found: {listed}. Edit the path(s) to where the corpora "
+            "live (experiment files ship with placeholder paths)"
+        )
+
+
+def load_manifest(spec: CorpusSpec, progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(manifest, skipped files) of one corpus entry: scanned by its reader, or read from a file.
+
+    Raises:
+        CorpusError: a manifest file without rows of this corpus.
+    """
+    from ssl_ser import corpora, manifest
+
+    root = Path(spec.root).expanduser()
+    if spec.is_manifest:
+        table = manifest.read(root)
+        rows = table[table["corpus"] == spec.name].reset_index(drop=True)
+        if rows.empty:
+            present = sorted(table["corpus"].unique())
+            raise CorpusError(
+                f"manifest {root} has no rows of corpus {spec.name!r}; it holds {present}"
+            )
+        return rows, corpora.ScanResult(rows).skipped
+    options = dict(spec.options)
+    if spec.reader in corpora.GENERIC:
+        options["name"] = spec.name
+    result = corpora.scan(spec.reader, root, on_error=spec.on_error, progress=progress, **options)
+    if len(result.skipped):
+        log.warning("%s: %d file(s) skipped at %s", spec.name, len(result.skipped), root)
+    return result.manifest, result.skipped
+
+
+def cache_status(
+    model: str,
+    config: ExtractorConfig,
+    corpus: str,
+    condition: str,
+    rows: pd.DataFrame,
+    cache_dir: Path,
+) -> CacheStatus:
+    """How much of `rows` the cache file of (config, corpus, condition) already holds."""
+    from ssl_ser import cache
+
+    path = cache.cache_path(cache_dir, config.slug(), corpus, condition)
+    status = CacheStatus(model, corpus, condition, path, total=len(rows))
+    if not path.exists():
+        return status
+    status.exists = True
+    with cache.open(path) as reader:
+        wanted = set(rows["utt_id"])
+        status.complete = len(wanted.intersection(reader.ids))
+        status.failed = len(wanted.intersection(reader.failures["utt_id"]))
+        status.layers = list(reader.layers)
+    return status
+
+
+def model_layers(
+    model: str, config: ExtractorConfig, caches: list[CacheStatus]
+) -> list[str] | None:
+    """Layer names of a model: from a cache, a classic baseline, or the model's config file."""
+    for status in caches:
+        if status.model == model and status.layers:
+            return status.layers
+    if config.is_classic:
+        return ["0"]
+    try:
+        from transformers import AutoConfig
+
+        model_config = AutoConfig.from_pretrained(
+            config.model, revision=config.revision, local_files_only=True
+        )
+    except (OSError, ValueError, ImportError):
+        return None  # a hub model not downloaded yet: known after extraction
+    if model_config.model_type == "whisper":
+        layers = model_config.encoder_layers
+    else:
+        layers = model_config.num_hidden_layers
+    return [str(i) for i in range(int(layers) + 1)]
+
+
+def split_table(rows: pd.DataFrame, labels: str) -> pd.DataFrame:
+    """Manifest rows as the split methods see them: labelled (excluded emotions dropped)."""
+    from ssl_ser.classify.splits import speaker_groups
+    from ssl_ser.labels import get_label_set
+
+    label_set = get_label_set(labels)
+    table = rows[["utt_id", "corpus", "speaker", "gender", "split", "emotion"]].copy()
+    table["label"] = table["emotion"].map(label_set.label)
+    table = table[table["label"].notna()].reset_index(drop=True)
+    groups, _ = speaker_groups(table)
+    table["group"] = groups.to_numpy()
+    return table
+
+
+def unit_folds(
+    experiment: Experiment, variant: Variant, table: pd.DataFrame, corpora: tuple[str, ...]
+) -> tuple[int, int]:
+    """(folds setting, number of folds) of a corpus group's split.
+
+    A speaker k-fold split over fewer speakers (or fallback groups) than folds
+    uses one fold per group instead, with a warning (MESD has three voice types).
+
+    Raises:
+        ConfigError: the split cannot be made (names the corpora).
+    """
+    from ssl_ser.classify.splits import SplitOptions, make_folds
+
+    split = experiment.split
+    folds = split.folds
+    groups = table["group"].nunique()
+    if split.method in FOLD_CLAMPED_SPLITS and 2 <= groups < folds:
+        log.warning(
+            "%s has %d speaker group(s), fewer than %d folds: using %d folds (one per group)",
+            "+".join(corpora),
+            groups,
+            folds,
+            groups,
+        )
+        folds = groups
+    options = SplitOptions(
+        folds=folds,
+        seed=variant.seed,
+        ratios=tuple(split.ratios),
+        train_corpora=split.train,
+        test_corpora=split.test,
+        shots=variant.shots if variant.shots is not None else SplitOptions.shots,
+    )
+    try:
+        made = make_folds(table, split.method, options)
+    except SerError as error:
+        raise ConfigError(f"split {split.method!r} of {'+'.join(corpora)}: {error}") from error
+    return folds, len(made)
+
+
+def model_poolings(experiment: Experiment, model: str, config: ExtractorConfig) -> str:
+    """The experiment's pooling choices that the model's cache stores.
+
+    Raises:
+        ConfigError: none of them is stored (e.g. ``std`` for eGeMAPS).
+    """
+    chosen = experiment.pooling.split(",")
+    kept = [p for p in chosen if set(p.split("+")) <= set(config.poolings)]
+    if not kept:
+        raise ConfigError(
+            f"pooling {experiment.pooling!r} is not stored for {model_label(model)} "
+            f"(it stores {', '.join(config.poolings)})"
+        )
+    if len(kept) < len(chosen):
+        log.warning("%s: pooling %s only (stored: %s)", model, ",".join(kept), config.poolings)
+    return ",".join(kept)
+
+
+def cells_per_fold(experiment: Experiment, layers: list[str] | None, poolings: str) -> int | None:
+    """Cells one fold of one condition pair runs over every classifier, or None if unknown."""
+    from ssl_ser.classify import registry
+    from ssl_ser.classify.features import feature_specs, parse_layers
+
+    if layers is None:
+        return None
+    chosen = parse_layers(experiment.layers, layers)
+    specs = feature_specs(chosen, experiment.classify.combine, poolings.split(","))
+    n_poolings = len(poolings.split(","))
+    return sum(
+        len(specs) if registry.get(name).per_layer else n_poolings
+        for name in experiment.classifiers
+    )
+
+
+def corpus_groups(experiment: Experiment) -> list[tuple[str, ...]]:
+    """Each corpus alone (``each``), or all corpora together (``pooled``)."""
+    names = experiment.corpus_names
+    return [names] if experiment.mode == "pooled" else [(name,) for name in names]
+
+
+def make_plan(experiment: Experiment, *, progress: bool = False) -> Plan:
+    """Read the corpora, inspect the caches and lay out the sweeps (nothing is written).
+
+    Raises:
+        CorpusError, ManifestError: a corpus cannot be read.
+        ConfigError: a split cannot be made, or a pooling is not stored.
+    """
+    configs = {m: absolute_model(c) for m, c in experiment.extractor_configs().items()}
+    manifests, skipped = {}, {}
+    for spec in experiment.corpora:
+        manifests[spec.name], skipped[spec.name] = load_manifest(spec, progress)
+    cache_dir = Path(experiment.cache_dir)
+    caches = [
+        cache_status(model, configs[model], corpus, condition, rows, cache_dir)
+        for model in experiment.models
+        for corpus, rows in manifests.items()
+        for condition in experiment.conditions
+    ]
+    plan = Plan(experiment, configs, manifests, skipped, caches, [], variants(experiment))
+    plan.units = sweep_units(plan)
+    return plan
+
+
+def sweep_units(plan: Plan) -> list[SweepUnit]:
+    """Every sweep of the plan, in run order (variant, corpus group, model, condition pair)."""
+    experiment = plan.experiment
+    units = []
+    for variant in plan.variants:
+        for group in corpus_groups(experiment):
+            rows = pd.concat([plan.manifests[c] for c in group], ignore_index=True)
+            folds, n_folds = unit_folds(
+                experiment, variant, split_table(rows, experiment.labels), group
+            )
+            for model in experiment.models:
+                config = plan.configs[model]
+                poolings = model_poolings(experiment, model, config)
+                per_fold = cells_per_fold(
+                    experiment, model_layers(model, config, plan.caches), poolings
+                )
+                for pair in experiment.pairs:
+                    cells = None if per_fold is None else per_fold * n_folds
+                    units.append(
+                        SweepUnit(variant, model, group, pair, folds, n_folds, poolings, cells)
+                    )
+    return units
+
+
+def write_manifests(plan: Plan) -> Path:
+    """Save every corpus's manifest (and skipped files) under the output folder."""
+    folder = plan.experiment.output_dir / MANIFEST_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    from ssl_ser import manifest
+
+    for name, rows in plan.manifests.items():
+        manifest.write(rows, folder / f"{name}.csv")
+        if len(plan.skipped.get(name, ())):
+            plan.skipped[name].to_csv(folder / f"{name}.skipped.csv", index=False)
+    (plan.experiment.output_dir / "experiment.json").write_text(
+        json.dumps(plan.experiment.to_dict(), indent=1)
+    )
+    return folder

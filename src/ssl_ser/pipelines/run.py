@@ -1,0 +1,293 @@
+"""Run an experiment: extract where caches are incomplete, sweep, report. Resumable.
+
+:func:`run_experiment` is what ``ser run`` and ``ser probe`` call. It plans
+first (see :mod:`ssl_ser.pipelines.plan`), then:
+
+1. saves each corpus's manifest and the resolved experiment under the output folder;
+2. extracts, per model and condition, only the corpora whose cache lacks
+   utterances (the extractor itself skips rows already complete); complete
+   caches are not opened for writing and the model is not loaded;
+3. runs every sweep into its variant's results folder; ``ser classify``'s
+   cell store skips cells finished by an earlier run;
+4. writes each variant's report (again only when a sweep ran a cell or the
+   report is missing) and ``summary.csv`` over all variants.
+
+A run killed at any point is finished by running it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ssl_ser.pipelines.experiment import Experiment
+from ssl_ser.pipelines.plan import (
+    Plan,
+    SweepUnit,
+    Variant,
+    check_roots,
+    make_plan,
+    write_manifests,
+)
+
+log = logging.getLogger(__name__)
+
+SUMMARY_FILE = "summary.csv"
+
+
+@dataclass
+class SweepOutcome:
+    """What one sweep did."""
+
+    unit: SweepUnit
+    cells_run: int
+    cells_skipped: int
+    line: str
+
+    def text(self) -> str:
+        """One line for the command's output."""
+        return (
+            f"{self.unit.describe()}: {self.cells_run} cell(s) run, "
+            f"{self.cells_skipped} already done; {self.line}"
+        )
+
+
+@dataclass
+class RunSummary:
+    """What :func:`run_experiment` did (or, for a dry run, would do)."""
+
+    plan: Plan
+    dry_run: bool = False
+    extracted: list[Any] = field(default_factory=list)
+    sweeps: list[SweepOutcome] = field(default_factory=list)
+    reports: list[Path] = field(default_factory=list)
+    summary_csv: Path | None = None
+    seconds: float = 0.0
+
+    @property
+    def cells_run(self) -> int:
+        """Classify cells computed by this run."""
+        return sum(s.cells_run for s in self.sweeps)
+
+    @property
+    def cells_skipped(self) -> int:
+        """Classify cells found finished and skipped."""
+        return sum(s.cells_skipped for s in self.sweeps)
+
+    @property
+    def caches_reused(self) -> int:
+        """Cache files that were complete before this run (not opened for writing)."""
+        return len(self.plan.caches) - len(self.plan.to_extract())
+
+    def lines(self) -> list[str]:
+        """The run's outcome as text."""
+        if self.dry_run:
+            return self.plan.lines()
+        out = [summary.line() for summary in self.extracted]
+        out.append(
+            f"extraction: {len(self.extracted)} cache(s) updated, "
+            f"{self.caches_reused} already complete"
+        )
+        out += [sweep.text() for sweep in self.sweeps]
+        out.append(f"classify: {self.cells_run} cell(s) run, {self.cells_skipped} already done")
+        out += [f"report: {path}" for path in self.reports]
+        if self.summary_csv is not None:
+            out.append(f"summary: {self.summary_csv}")
+        out.append(f"done in {self.seconds:.1f} s")
+        return out
+
+
+def run_experiment(
+    experiment: Experiment,
+    *,
+    source: str = "the experiment",
+    dry_run: bool = False,
+    progress: bool = False,
+) -> RunSummary:
+    """Run (or, with `dry_run`, only plan) an experiment; finished work is skipped.
+
+    Args:
+        experiment: the validated experiment.
+        source: where the experiment came from (named in errors about corpus roots).
+        dry_run: plan only: read the corpora and caches, write nothing.
+        progress: show progress bars.
+
+    Raises:
+        CorpusError: a corpus root does not exist (every missing one is named).
+        ConfigError: a split cannot be made, a pooling is not stored, a model fails.
+    """
+    started = time.perf_counter()
+    check_roots(experiment, source)
+    plan = make_plan(experiment, progress=progress)
+    summary = RunSummary(plan, dry_run=dry_run)
+    if dry_run:
+        return summary
+    write_manifests(plan)
+    summary.extracted = extract_missing(plan, progress=progress)
+    for variant in plan.variants:
+        units = [u for u in plan.units if u.variant == variant]
+        outcomes = [run_unit(plan, unit, progress=progress) for unit in units]
+        summary.sweeps += outcomes
+        report = write_variant_report(plan, variant, outcomes, progress=progress)
+        if report is not None:
+            summary.reports.append(report)
+    summary.summary_csv = write_summary(plan)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def extract_missing(plan: Plan, *, progress: bool = False) -> list[Any]:
+    """Extract, per model and condition, the corpora whose caches are incomplete.
+
+    Returns:
+        The extractor's summaries (one per corpus and condition extracted).
+    """
+    from ssl_ser.extract import runner
+
+    experiment = plan.experiment
+    settings = experiment.extract
+    summaries = []
+    todo = plan.to_extract()
+    for model in experiment.models:
+        for condition in experiment.conditions:
+            corpora = [s.corpus for s in todo if (s.model, s.condition) == (model, condition)]
+            if not corpora:
+                continue
+            rows = pd.concat([plan.manifests[c] for c in corpora], ignore_index=True)
+            log.info("extracting %s for %s/%s", model, "+".join(corpora), condition)
+            summaries += runner.extract(
+                rows,
+                plan.configs[model],
+                experiment.cache_dir,
+                condition,
+                device=settings.device,
+                batch_seconds=settings.batch_seconds,
+                workers=settings.workers,
+                telephone_source=settings.telephone_source,
+                storage_dtype=settings.storage_dtype,
+                retry_failed=settings.retry_failed,
+                progress=progress,
+            )
+    return summaries
+
+
+def sweep_config(experiment: Experiment, unit: SweepUnit) -> Any:
+    """The classify settings of one sweep."""
+    from ssl_ser.classify.sweep import SweepConfig
+
+    split, settings = experiment.split, experiment.classify
+    shots = unit.variant.shots
+    return SweepConfig(
+        labels=experiment.labels,
+        layers=experiment.layers,
+        combine=settings.combine,
+        poolings=unit.poolings,
+        classifiers=",".join(experiment.classifiers),
+        split=split.method,
+        folds=unit.folds,
+        seed=unit.variant.seed,
+        ratios=tuple(split.ratios),
+        train_corpora=split.train,
+        test_corpora=split.test,
+        shots=SweepConfig.shots if shots is None else shots,
+        train_condition=unit.pair[0],
+        test_condition=unit.pair[1],
+        search=settings.search,
+        speaker_norm=settings.speaker_norm,
+        batched=settings.batched,
+        params=settings.params,
+        bootstrap=settings.bootstrap,
+        jobs=settings.jobs,
+    )
+
+
+def run_unit(plan: Plan, unit: SweepUnit, *, progress: bool = False) -> SweepOutcome:
+    """Run one sweep over the unit's caches; finished cells are skipped by the cell store."""
+    from ssl_ser.classify.features import CacheFeatures
+    from ssl_ser.classify.sweep import run_sweep
+
+    conditions = sorted(set(unit.pair))
+    paths = [plan.cache(unit.model, c, cond).path for c in unit.corpora for cond in conditions]
+    sources = [CacheFeatures(path) for path in paths]
+    rows = pd.concat([plan.manifests[c] for c in unit.corpora], ignore_index=True)
+    try:
+        result = run_sweep(
+            sources,
+            rows,
+            sweep_config(plan.experiment, unit),
+            unit.variant.results_dir,
+            progress=progress,
+        )
+    finally:
+        for source in sources:
+            source.reader.close()
+    line = unit_summary_line(result.summary, plan.configs[unit.model].model, unit)
+    outcome = SweepOutcome(unit, result.cells_run, result.cells_skipped, line)
+    log.info("%s", outcome.text())
+    return outcome
+
+
+def unit_summary_line(summary: pd.DataFrame, extractor: str, unit: SweepUnit) -> str:
+    """Best layer and UA per classifier of one sweep's rows of the results summary."""
+    from ssl_ser.classify.results import summary_line
+
+    if summary.empty:
+        return summary_line(summary)
+    mine = summary[
+        (summary["extractor"] == extractor)
+        & (summary["train_condition"] == unit.pair[0])
+        & (summary["test_condition"] == unit.pair[1])
+    ]
+    if len(unit.corpora) == 1:  # one sweep per corpus: only this corpus's rows
+        mine = mine[mine["train_corpus"] == unit.corpora[0]]
+    return summary_line(mine)
+
+
+def write_variant_report(
+    plan: Plan, variant: Variant, outcomes: list[SweepOutcome], *, progress: bool = False
+) -> Path | None:
+    """Write a variant's report when the experiment asks for one and something changed."""
+    if not plan.experiment.report or not outcomes:
+        return None
+    path = variant.report_path
+    if path.exists() and not any(o.cells_run for o in outcomes):
+        log.info("report %s is up to date", path)
+        return path
+    from ssl_ser.report import write_report
+
+    name = plan.experiment.name + (f", {variant.label}" if variant.label else "")
+    title = f"{name}: layer-wise emotion probing"
+    summary = write_report(
+        variant.results_dir,
+        path,
+        title=title,
+        n_boot=plan.experiment.classify.bootstrap,
+        seed=variant.seed,
+        progress=progress,
+    )
+    log.info("%s", summary.line())
+    return path
+
+
+def write_summary(plan: Plan) -> Path | None:
+    """``summary.csv`` over every variant (seed and shots as columns), for seeds and few-shot."""
+    from ssl_ser.classify.results import SUMMARY_CSV
+
+    parts = []
+    for variant in plan.variants:
+        path = variant.results_dir / SUMMARY_CSV
+        if path.is_file():
+            table = pd.read_csv(path)
+            table.insert(0, "shots", variant.shots)
+            table.insert(0, "seed", variant.seed)
+            parts.append(table)
+    if not parts:
+        return None
+    out = plan.experiment.output_dir / SUMMARY_FILE
+    pd.concat(parts, ignore_index=True).to_csv(out, index=False)
+    return out

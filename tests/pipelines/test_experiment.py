@@ -1,0 +1,272 @@
+"""Experiment files: validation names the bad key; YAML and TOML agree; shipped examples load."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ssl_ser.errors import ConfigError, SerError, UnknownChoiceError
+from ssl_ser.pipelines.experiment import (
+    CorpusSpec,
+    Experiment,
+    experiment_from_dict,
+    load_experiment,
+)
+from ssl_ser.pipelines.probe import parse_corpus, probe_experiment
+
+EXAMPLES = sorted((Path(__file__).parents[2] / "experiments").glob("*.*"))
+MINIMAL = {"name": "t", "models": ["mfcc"], "corpora": {"emodb": "/data/emodb"}}
+
+
+def write_yaml(tmp_path: Path, data: dict, name: str = "exp.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_minimal_file_takes_the_documented_defaults(tmp_path):
+    experiment = load_experiment(write_yaml(tmp_path, MINIMAL))
+    assert experiment.models == ("mfcc",)
+    assert experiment.corpora == (CorpusSpec("emodb", "/data/emodb", "emodb"),)
+    assert experiment.conditions == ("clean",)
+    assert experiment.pairs == (("clean", "clean"),)
+    assert experiment.split.method == "speaker-kfold" and experiment.split.folds == 5
+    assert experiment.seeds == (0,) and experiment.labels == "basic4"
+    assert experiment.mode == "each"
+    assert experiment.output_dir == Path("ser-out/t")
+    assert experiment.extract.poolings == ("mean", "std")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        experiment.name = "other"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("patch", "key", "listed"),
+    [
+        ({"modle": ["mfcc"]}, "'modle'", "models, corpora"),
+        ({"split": {"method": "loso", "fold": 3}}, "'fold' in 'split'", "method, folds"),
+        ({"extract": {"devise": "cpu"}}, "'devise' in 'extract'", "device, dtype"),
+        ({"classify": {"job": 2}}, "'job' in 'classify'", "combine, search"),
+        (
+            {"corpora": {"mine": {"root": "/x", "reader": "folder", "speakers": "s"}}},
+            "'speakers' in 'corpora.mine'",
+            "speaker_pattern",
+        ),
+    ],
+)
+def test_unknown_keys_are_named_with_the_valid_ones(tmp_path, patch, key, listed):
+    path = write_yaml(tmp_path, {**MINIMAL, **patch})
+    with pytest.raises(UnknownChoiceError) as error:
+        load_experiment(path)
+    message = str(error.value)
+    assert f"unknown key {key}" in message and str(path) in message and listed in message
+
+
+@pytest.mark.parametrize(
+    ("patch", "expected"),
+    [
+        ({"split": {"folds": "five"}}, "'split.folds' in .* must be an integer; got a string"),
+        ({"split": {"folds": True}}, "'split.folds' .* must be an integer; got a boolean"),
+        ({"seeds": ["a"]}, r"'seeds.0' .* must be an integer"),
+        ({"models": {"a": 1}}, "'models' .* must be a list of strings; got a table"),
+        ({"report": "yes"}, "'report' .* must be true or false"),
+        ({"extract": {"batch_seconds": "60"}}, "'extract.batch_seconds' .* must be a number"),
+        ({"split": "loso"}, "'split' .* must be a table of keys; got a string"),
+        ({"corpora": ["emodb"]}, "'corpora' .* must be a non-empty table"),
+        ({"condition_pairs": [["clean"]]}, r"'condition_pairs.0' .* must be a pair"),
+        (
+            {"corpora": {"mine": {"root": "/m", "reader": "folder", "speaker_pattern": 3}}},
+            "'corpora.mine.speaker_pattern' .* must be a string or a table of strings",
+        ),
+    ],
+)
+def test_wrong_types_name_the_key_and_the_expected_type(tmp_path, patch, expected):
+    with pytest.raises(ConfigError, match=expected):
+        load_experiment(write_yaml(tmp_path, {**MINIMAL, **patch}))
+
+
+@pytest.mark.parametrize("key", ["name", "models", "corpora"])
+def test_missing_required_keys_are_named(tmp_path, key):
+    data = {k: v for k, v in MINIMAL.items() if k != key}
+    with pytest.raises(ConfigError, match=f"missing required key '{key}' in .*exp.yaml"):
+        load_experiment(write_yaml(tmp_path, data))
+
+
+def test_missing_corpus_root_is_named(tmp_path):
+    data = {**MINIMAL, "corpora": {"mine": {"reader": "folder"}}}
+    with pytest.raises(ConfigError, match="missing required key 'root' in 'corpora.mine'"):
+        load_experiment(write_yaml(tmp_path, data))
+
+
+@pytest.mark.parametrize(
+    ("patch", "expected"),
+    [
+        ({"classifiers": ["logreg", "svm"]}, "unknown value 'svm' in 'classifiers'.*logreg"),
+        ({"conditions": ["clean", "radio"]}, "unknown value 'radio'.*clean, telephone"),
+        ({"split": {"method": "kfold"}}, "unknown value 'kfold' in 'split.method'"),
+        ({"labels": "basic5"}, "unknown value 'basic5' in 'labels'.*basic4"),
+        ({"corpora": {"mycorpus": "/x"}}, "corpus reader 'mycorpus'.*reader: folder or csv"),
+        ({"pooling": "max"}, "unknown value 'max' in 'pooling'.*mean, std, mean\\+std"),
+        ({"split": {"test": ["cremad"]}}, "unknown value 'cremad' in 'split.test'.*emodb"),
+        ({"condition_pairs": [["clean", "telephone"]]}, "'telephone'.*'condition_pairs'"),
+        ({"extract": {"dtype": "int8"}}, "unknown value 'int8' in 'extract.dtype'"),
+    ],
+)
+def test_values_outside_their_choices_are_refused(tmp_path, patch, expected):
+    with pytest.raises(SerError, match=expected):
+        load_experiment(write_yaml(tmp_path, {**MINIMAL, **patch}))
+
+
+@pytest.mark.parametrize(
+    ("patch", "expected"),
+    [
+        ({"name": "a/b"}, "'name' in .* use letters, digits"),
+        ({"models": ["mfcc", "mfcc"]}, "'models' .* lists a value twice"),
+        ({"split": {"folds": 1}}, "'split.folds' .* at least 2"),
+        (
+            {
+                "split": {"method": "cross-corpus"},
+                "corpora_mode": "each",
+                "corpora": {"emodb": "/a", "emovo": "/b"},
+            },
+            "corpora_mode' .* 'each'.*use corpora_mode: pooled",
+        ),
+        (
+            {"split": {"method": "few-shot"}},
+            "'split.method' .*: split 'few-shot' needs at least 2 corpora",
+        ),
+        ({"split": {"shots": [10, -1]}}, "'split.shots' .* numbers >= 0"),
+        ({"extract": {"max_seconds": -1}}, "'extract' .*max_seconds"),
+        ({"corpora": {"berlin": {"root": "/x", "reader": "emodb"}}}, "use that name as the key"),
+    ],
+)
+def test_fields_are_checked_together(tmp_path, patch, expected):
+    with pytest.raises(SerError, match=expected):
+        load_experiment(write_yaml(tmp_path, {**MINIMAL, **patch}))
+
+
+def test_yaml_and_toml_describe_the_same_experiment(tmp_path):
+    yaml_path = write_yaml(
+        tmp_path,
+        {
+            "name": "tel",
+            "models": ["facebook/wav2vec2-base", "egemaps"],
+            "corpora": {"emodb": "/data/emodb", "mine": {"root": "/m", "reader": "folder"}},
+            "conditions": ["clean", "telephone"],
+            "condition_pairs": "all",
+            "split": {"method": "speaker-kfold", "folds": 4},
+            "seeds": [0, 1],
+            "extract": {"dtype": "bfloat16"},
+        },
+    )
+    toml_path = tmp_path / "exp.toml"
+    toml_path.write_text(
+        'name = "tel"\nmodels = ["facebook/wav2vec2-base", "egemaps"]\n'
+        'conditions = ["clean", "telephone"]\ncondition_pairs = "all"\nseeds = [0, 1]\n'
+        '[corpora]\nemodb = "/data/emodb"\nmine = {root = "/m", reader = "folder"}\n'
+        '[split]\nmethod = "speaker-kfold"\nfolds = 4\n[extract]\ndtype = "bfloat16"\n'
+    )
+    from_yaml, from_toml = load_experiment(yaml_path), load_experiment(toml_path)
+    assert from_yaml == from_toml
+    assert from_yaml.pairs == (
+        ("clean", "clean"),
+        ("clean", "telephone"),
+        ("telephone", "clean"),
+        ("telephone", "telephone"),
+    )
+    configs = from_yaml.extractor_configs()
+    assert configs["facebook/wav2vec2-base"].dtype == "bfloat16"
+    assert configs["egemaps"].dtype == "float32" and configs["egemaps"].poolings == ("mean",)
+
+
+def test_unparseable_files_and_unknown_suffixes_are_refused(tmp_path):
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="bad.yaml is not valid YAML"):
+        load_experiment(bad_yaml)
+    bad_toml = tmp_path / "bad.toml"
+    bad_toml.write_text("name = \n")
+    with pytest.raises(ConfigError, match="bad.toml is not valid TOML"):
+        load_experiment(bad_toml)
+    with pytest.raises(UnknownChoiceError, match="'.json'.*.yaml, .yml, .toml"):
+        load_experiment(tmp_path / "exp.json")
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_experiment(tmp_path / "absent.yaml")
+    top_list = write_yaml(tmp_path, [1, 2], name="list.yaml")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="list.yaml must be a table of keys; got a list"):
+        load_experiment(top_list)
+
+
+def test_a_manifest_root_needs_no_reader_and_any_name(tmp_path):
+    experiment = experiment_from_dict({**MINIMAL, "corpora": {"mine": "/data/mine.csv"}})
+    spec = experiment.corpora[0]
+    assert spec.is_manifest and spec.reader is None
+    csv_reader = experiment_from_dict(
+        {**MINIMAL, "corpora": {"mine": {"root": "/data/list.csv", "reader": "csv"}}}
+    ).corpora[0]
+    assert not csv_reader.is_manifest and csv_reader.reader == "csv"
+
+
+def test_to_dict_round_trips_through_validation():
+    experiment = experiment_from_dict(
+        {
+            **MINIMAL,
+            "corpora": {
+                "mine": {"root": "/m", "reader": "folder", "speaker_pattern": "^(?P<speaker>x)"}
+            },
+            "condition_pairs": [["clean", "clean"]],
+            "classify": {"params": {"mlp": {"max_epochs": 5}}},
+        }
+    )
+    data = json.loads(json.dumps(experiment.to_dict()))
+    assert experiment_from_dict(data) == experiment
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_every_shipped_example_validates(path):
+    experiment = load_experiment(path)
+    assert experiment.name == path.stem
+    for spec in experiment.corpora:
+        assert spec.root.startswith("/data/"), "examples use placeholder corpus roots"
+    assert experiment.output_dir == Path("ser-out") / experiment.name
+
+
+def test_the_shipped_examples_cover_the_named_experiments():
+    experiments = {p.stem: load_experiment(p) for p in EXAMPLES}
+    eight = {"cremad", "esd", "subesco", "emodb", "mesd", "emovo", "oreau", "emouerj"}
+    baselines = experiments["baselines"]
+    assert set(baselines.corpus_names) == eight and baselines.mode == "each"
+    telephone = experiments["telephone"]
+    assert ("clean", "telephone") in telephone.pairs and len(telephone.pairs) == 4
+    pooled = experiments["pooled-cv"]
+    assert set(pooled.corpus_names) == eight and pooled.mode == "pooled"
+    assert pooled.split.method == "speaker-kfold" and pooled.split.folds == 5
+    few_shot = experiments["few-shot"]
+    assert few_shot.split.method == "few-shot" and len(few_shot.split.test) == 1
+    assert few_shot.split.shots[0] == 0 and len(few_shot.split.shots) > 2
+
+
+def test_probe_options_become_the_same_experiment_a_file_describes():
+    experiment = probe_experiment(
+        ["facebook/wav2vec2-base", "mfcc"],
+        ["emodb=/data/emodb", "mine=/data/mine.csv"],
+        conditions=["clean", "telephone"],
+        classifiers=["logreg", "mlp"],
+        split={"method": "speaker-kfold", "folds": 5, "train": None},
+        extract={"device": "cuda", "dtype": "float16", "workers": None},
+        cache_dir="c",
+        output="o",
+        labels=None,
+    )
+    assert isinstance(experiment, Experiment)
+    assert experiment.corpus_names == ("emodb", "mine")
+    assert experiment.extract.device == "cuda" and experiment.extract.workers is None
+    assert experiment.labels == "basic4" and experiment.output_dir == Path("o")
+    assert parse_corpus("emodb=/data/x=y") == ("emodb", "/data/x=y")
+    with pytest.raises(ConfigError, match="NAME=ROOT"):
+        parse_corpus("/data/emodb")
+    with pytest.raises(ConfigError, match="given twice"):
+        probe_experiment(["mfcc"], ["emodb=/a", "emodb=/b"])
