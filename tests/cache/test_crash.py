@@ -100,7 +100,7 @@ def test_kills_at_random_moments(tmp_path, reference):
     path = tmp_path / "clean.h5"
     rng = np.random.default_rng(7)
     command = [sys.executable, str(SCRIPT), str(path), "--sleep", "0.1"]
-    kills = 0
+    kills = committed = 0
     while kills < 4:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         time.sleep(rng.uniform(0.3, 0.8))
@@ -110,7 +110,9 @@ def test_kills_at_random_moments(tmp_path, reference):
             break
         kills += 1
         complete = check_only_whole_rows(path)
-        assert last_committed(stdout) <= complete <= last_committed(stdout) + 5
+        # a loaded machine may kill a run before its first commit: earlier runs' rows count
+        committed = max(committed, last_committed(stdout))
+        assert committed <= complete <= committed + 5
     assert kills >= 2  # the batches sleep 0.1 s each, so most kills land mid-run
     assert run_writer(path).returncode == 0
     assert_same_content(path, reference)

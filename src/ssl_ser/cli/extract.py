@@ -1,0 +1,173 @@
+"""`ser extract`: every hidden layer of a model (or a classic baseline), pooled, into the cache.
+
+`ser extract MANIFEST_OR_CORPUS [--root ROOT] --model MODEL --condition clean|telephone
+--cache-dir DIR` takes a manifest file (CSV or parquet), or a corpus name plus
+``--root``, runs the model once over every utterance not yet in the cache, and
+prints each cache file and a one-line summary. Re-running resumes: only missing
+utterances are computed. Torch and transformers load only when the command runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import pandas as pd
+
+from ssl_ser import corpora, manifest
+from ssl_ser.audio import CONDITIONS, TELEPHONE_SOURCES
+from ssl_ser.cache import STORAGE_DTYPES
+from ssl_ser.errors import ConfigError
+from ssl_ser.extract.config import (
+    CLASSIC_MODELS,
+    DEFAULT_BATCH_SECONDS,
+    DTYPES,
+    LONG_AUDIO_POLICIES,
+    ExtractorConfig,
+    default_workers,
+)
+
+SHOWN_FAILURES = 5
+
+
+def read_source(source: str, root: Path | None) -> pd.DataFrame:
+    """A manifest file, or corpus `source` read from `root`.
+
+    Raises:
+        ConfigError: neither an existing manifest file nor a corpus name with a root.
+    """
+    path = Path(source)
+    if path.is_file():
+        if root is not None:
+            raise ConfigError(f"--root applies to a corpus name, not to the manifest {source}")
+        return manifest.read(path)
+    if source in corpora.names():
+        if root is None:
+            raise ConfigError(f"corpus {source!r} needs --root, the folder holding the corpus")
+        return corpora.load(source, root, on_error="skip")
+    raise ConfigError(
+        f"{source!r} is neither a manifest file nor a corpus name; "
+        f"expected a .csv/.parquet file or one of {', '.join(corpora.names())}"
+    )
+
+
+@click.command()
+@click.argument("source", metavar="MANIFEST_OR_CORPUS")
+@click.option("--root", type=click.Path(path_type=Path), help="Corpus folder (with a corpus name).")
+@click.option(
+    "--model",
+    required=True,
+    help=f"Hub id or local folder of a transformers model, or one of {', '.join(CLASSIC_MODELS)}.",
+)
+@click.option("--revision", help="Hub branch, tag or commit (default branch if not given).")
+@click.option("--condition", type=click.Choice(CONDITIONS), default="clean", show_default=True)
+@click.option(
+    "--telephone-source",
+    type=click.Choice(TELEPHONE_SOURCES),
+    default="derived",
+    show_default=True,
+    help="telephone: apply the simulated chain, or read the corpus's wav_telephone copies.",
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(path_type=Path),
+    default=Path("cache"),
+    show_default=True,
+    help="Root of the caches: DIR/<extractor>/<corpus>/<condition>.h5.",
+)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option(
+    "--dtype",
+    type=click.Choice(DTYPES),
+    default="float32",
+    show_default=True,
+    help="Compute precision (autocast). float16 needs a GPU; bfloat16 runs on CPU too.",
+)
+@click.option(
+    "--batch-seconds",
+    type=float,
+    default=DEFAULT_BATCH_SECONDS,
+    show_default=True,
+    help="Padded seconds of audio per forward pass; lower it if memory runs out.",
+)
+@click.option(
+    "--workers",
+    type=int,
+    default=None,
+    help=f"Audio loading processes (0: none); default min(4, CPUs-1) = {default_workers()}.",
+)
+@click.option(
+    "--max-seconds",
+    type=float,
+    default=None,
+    help="Longest audio the model sees at once (default: no limit; Whisper: 30).",
+)
+@click.option(
+    "--long-audio",
+    type=click.Choice(LONG_AUDIO_POLICIES),
+    default="window",
+    show_default=True,
+    help="Beyond --max-seconds: 'window' pools over equal windows, 'crop' keeps the start.",
+)
+@click.option(
+    "--whisper-trim",
+    is_flag=True,
+    help="Whisper: feed only the real audio, not the padded 30 s window. Faster, but it "
+    "changes what the model sees, so features differ from untrimmed ones.",
+)
+@click.option(
+    "--storage-dtype", type=click.Choice(STORAGE_DTYPES), default="float16", show_default=True
+)
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def extract(
+    source: str,
+    root: Path | None,
+    model: str,
+    revision: str | None,
+    condition: str,
+    telephone_source: str,
+    cache_dir: Path,
+    device: str,
+    dtype: str,
+    batch_seconds: float,
+    workers: int | None,
+    max_seconds: float | None,
+    long_audio: str,
+    whisper_trim: bool,
+    storage_dtype: str,
+    progress: bool,
+) -> None:
+    """Extract pooled features of every layer of MODEL for a manifest or corpus into the cache."""
+    from ssl_ser.extract.runner import extract as run_extraction
+
+    table = read_source(source, root)
+    config = ExtractorConfig.for_model(
+        model,
+        revision=revision,
+        dtype=dtype,
+        max_seconds=max_seconds,
+        long_audio=long_audio,
+        whisper_trim=whisper_trim,
+    )
+    summaries = run_extraction(
+        table,
+        config,
+        cache_dir,
+        condition,
+        device=device,
+        batch_seconds=batch_seconds,
+        workers=workers,
+        telephone_source=telephone_source,
+        storage_dtype=storage_dtype,
+        progress=progress,
+    )
+    for summary in summaries:
+        click.echo(f"cache: {summary.path}")
+        click.echo(summary.line())
+        for utt_id, reason in summary.failed[:SHOWN_FAILURES]:
+            click.echo(f"  failed {utt_id}: {reason}")
+        if len(summary.failed) > SHOWN_FAILURES:
+            more = len(summary.failed) - SHOWN_FAILURES
+            click.echo(
+                f"  ... and {more} more (all are in the cache: ssl_ser.cache.open(path).failures)"
+            )

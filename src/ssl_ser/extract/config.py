@@ -1,0 +1,164 @@
+"""The extractor configuration: a frozen, hashable description of what `ser extract` computes.
+
+Its :meth:`ExtractorConfig.digest` is part of the cache key and its
+:meth:`ExtractorConfig.slug` names the cache folder, so two runs share a cache
+only when they compute the same features. Device, batch size and worker count
+are deliberately not fields: they change speed, not results (batched output
+equals unbatched output to within 1e-4 relative).
+
+This module imports neither torch nor transformers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ssl_ser.errors import ConfigError, UnknownChoiceError
+
+# Baselines computed without a neural model; the rest of the names are model ids or folders.
+CLASSIC_MODELS: tuple[str, ...] = ("egemaps", "mfcc", "logmel")
+POOLINGS: tuple[str, ...] = ("mean", "std")
+DTYPES: tuple[str, ...] = ("float32", "float16", "bfloat16")
+LONG_AUDIO_POLICIES: tuple[str, ...] = ("window", "crop")
+DEFAULT_SAMPLE_RATE = 16000
+# Bumped whenever the code changes what a given configuration computes.
+SCHEMA_VERSION = 1
+SLUG_DIGEST_CHARS = 10
+# Padded seconds of audio per forward pass (not part of the key: it changes speed only).
+DEFAULT_BATCH_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class ExtractorConfig:
+    """What to compute for every utterance (model, precision, pooling, long-audio policy).
+
+    Attributes:
+        model: a Hugging Face hub id (``facebook/wav2vec2-base``), a local model
+            folder, or one of :data:`CLASSIC_MODELS`.
+        revision: hub branch, tag or commit; ``None`` takes the default branch.
+            The commit actually loaded goes into the cache key either way.
+        dtype: compute precision; ``float16``/``bfloat16`` run under autocast.
+        poolings: statistics over the valid frames, stored separately.
+        sample_rate: rate (Hz) the audio is resampled to before the model.
+        max_seconds: longest stretch of audio the model sees at once; ``None`` is
+            no limit (Whisper's encoder always sees at most 30 s).
+        long_audio: for audio longer than `max_seconds`: ``window`` cuts it into
+            equal windows of at most `max_seconds`, runs each and pools over the
+            frames of all windows; ``crop`` keeps only the first `max_seconds`.
+        whisper_trim: feed Whisper's encoder only the log-mel frames of the real
+            audio instead of the fixed 30 s window. Much faster on short clips,
+            but it changes what the model sees (it was trained on 30 s windows),
+            so the features differ from the untrimmed ones.
+        n_mels: mel bands of the ``mfcc`` and ``logmel`` baselines.
+        n_mfcc: cepstral coefficients of the ``mfcc`` baseline (c0 included).
+    """
+
+    model: str
+    revision: str | None = None
+    dtype: str = "float32"
+    poolings: tuple[str, ...] = POOLINGS
+    sample_rate: int = DEFAULT_SAMPLE_RATE
+    max_seconds: float | None = None
+    long_audio: str = "window"
+    whisper_trim: bool = False
+    n_mels: int = 40
+    n_mfcc: int = 20
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "poolings", tuple(self.poolings))
+        if not self.model or not isinstance(self.model, str):
+            raise ConfigError(f"model {self.model!r} is not valid; expected a hub id or folder")
+        if self.dtype not in DTYPES:
+            raise UnknownChoiceError("dtype", self.dtype, DTYPES)
+        if self.long_audio not in LONG_AUDIO_POLICIES:
+            raise UnknownChoiceError("long-audio policy", self.long_audio, LONG_AUDIO_POLICIES)
+        self._check_poolings()
+        self._check_numbers()
+        if self.is_classic and self.dtype != "float32":
+            raise ConfigError(f"dtype {self.dtype!r} does not apply to {self.model!r}; use float32")
+
+    def _check_poolings(self) -> None:
+        if not self.poolings or len(set(self.poolings)) != len(self.poolings):
+            raise ConfigError(
+                f"poolings {self.poolings!r} must be a non-empty list without repeats"
+            )
+        for pooling in self.poolings:
+            if pooling not in POOLINGS:
+                raise UnknownChoiceError("pooling", pooling, POOLINGS)
+        if self.model == "egemaps" and self.poolings != ("mean",):
+            raise ConfigError(
+                f"poolings {self.poolings!r} do not apply to egemaps: its functionals are "
+                "stored as the single pooling ('mean',)"
+            )
+
+    def _check_numbers(self) -> None:
+        if int(self.sample_rate) != self.sample_rate or self.sample_rate <= 0:
+            raise ConfigError(f"sample rate {self.sample_rate!r} must be a positive integer")
+        if self.max_seconds is not None and not self.max_seconds > 0:
+            raise ConfigError(f"max_seconds {self.max_seconds!r} must be positive (or None)")
+        if not 1 <= self.n_mels <= 256:
+            raise ConfigError(f"n_mels {self.n_mels!r} must be between 1 and 256")
+        if not 1 <= self.n_mfcc <= self.n_mels:
+            raise ConfigError(f"n_mfcc {self.n_mfcc!r} must be between 1 and n_mels={self.n_mels}")
+
+    @classmethod
+    def for_model(cls, model: str, **fields: Any) -> ExtractorConfig:
+        """A config for `model` with the right default poolings (egemaps has only one)."""
+        if model == "egemaps":
+            fields.setdefault("poolings", ("mean",))
+        return cls(model=model, **fields)
+
+    @property
+    def is_classic(self) -> bool:
+        """Whether the model is a classic baseline (eGeMAPS, MFCC, log-mel)."""
+        return self.model in CLASSIC_MODELS
+
+    def to_dict(self) -> dict[str, Any]:
+        """All fields as a JSON-serialisable dict (poolings as a list)."""
+        out = dataclasses.asdict(self)
+        out["poolings"] = list(self.poolings)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ExtractorConfig:
+        """The config a :meth:`to_dict` dict describes; unknown keys are refused."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UnknownChoiceError("extractor config field", unknown[0], sorted(known))
+        values = dict(data)
+        if "poolings" in values:
+            values["poolings"] = tuple(values["poolings"])
+        return cls(**values)
+
+    def digest(self) -> str:
+        """SHA-256 of the canonical JSON of the fields (and the schema version)."""
+        payload = {"schema": SCHEMA_VERSION, **self.to_dict()}
+        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def slug(self) -> str:
+        """A folder name: readable model name plus the start of the digest.
+
+        ``facebook/wav2vec2-base`` -> ``wav2vec2-base-3f2a9c0d1e``.
+        """
+        name = Path(self.model.rstrip("/\\")).name or "model"
+        name = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "model"
+        return f"{name}-{self.digest()[:SLUG_DIGEST_CHARS]}"
+
+
+def default_workers() -> int:
+    """DataLoader workers by default: min(4, usable CPUs - 1), at least 0."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(0, min(4, cpus - 1))

@@ -1,0 +1,370 @@
+"""The extraction runner: manifest in, one resumable cache file per corpus out.
+
+For each corpus of the manifest: open (or create) its cache, register every
+utterance, and run the model over those not yet complete, in duration-bucketed
+batches. Audio decoding, resampling, the condition and the model's own
+preprocessing run in ``torch.utils.data.DataLoader`` worker processes, a few
+batches ahead, so the model does not wait for I/O. Every batch is committed to
+the cache before the next one starts, so a killed run loses at most one batch;
+re-running finishes the rest. A file that cannot be read is recorded as failed
+(id and reason) in the cache and in the summary, and the corpus goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import dataclasses
+import functools
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from ssl_ser import __version__, audio, cache, manifest
+from ssl_ser.cache.lock import lock_path
+from ssl_ser.errors import ConfigError, SerError
+from ssl_ser.extract.backbones import Backbone, load_backbone
+from ssl_ser.extract.batching import plan_batches, segment_seconds
+from ssl_ser.extract.config import DEFAULT_BATCH_SECONDS, ExtractorConfig, default_workers
+from ssl_ser.extract.pooling import FrameStats, combine, finalize
+from ssl_ser.extract.preprocess import Preprocessor, Segment
+from ssl_ser.extract.summary import ExtractSummary
+
+log = logging.getLogger(__name__)
+
+STORAGE_DTYPE = "float16"
+PREFETCH_BATCHES = 4
+SHOWN_IDS = 5
+# prctl option: signal this process when its parent dies (linux/prctl.h).
+PR_SET_PDEATHSIG = 1
+
+
+@dataclass
+class Prepared:
+    """One utterance after loading and preprocessing (what a worker hands back)."""
+
+    utt_id: str
+    segments: list[Segment]
+    seconds: float
+    error: str | None = None
+
+
+class UtteranceDataset(Dataset):
+    """Manifest rows -> :class:`Prepared` utterances; failures become reasons, not exceptions."""
+
+    def __init__(
+        self,
+        rows: Sequence[dict[str, Any]],
+        preprocessor: Preprocessor,
+        condition: str,
+        telephone_source: str,
+    ):
+        self.rows = list(rows)
+        self.preprocessor = preprocessor
+        self.condition = condition
+        self.telephone_source = telephone_source
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> Prepared:
+        row = self.rows[index]
+        rate = self.preprocessor.sample_rate
+        try:
+            wave = audio.load_utterance(row, self.condition, rate, self.telephone_source)
+            segments = self.preprocessor(wave)
+        except (SerError, OSError, ValueError, RuntimeError) as error:
+            return Prepared(row["utt_id"], [], 0.0, f"{type(error).__name__}: {error}")
+        seconds = wave.shape[0] / rate
+        if any(segment.frames < 1 for segment in segments):
+            needed = self.preprocessor.min_seconds()
+            reason = f"audio too short ({seconds:.4f} s); the model needs {needed:.4f} s"
+            return Prepared(row["utt_id"], [], seconds, reason)
+        return Prepared(row["utt_id"], segments, seconds)
+
+
+def _keep_list(items: list[Prepared]) -> list[Prepared]:
+    """DataLoader collate function: the batch stays a list of utterances."""
+    return items
+
+
+def _init_worker(lock_files: tuple[str, ...], worker_id: int) -> None:
+    """Set up a DataLoader worker: one thread, tied to its parent, no copy of the cache lock.
+
+    A worker orphaned by a killed run can block forever on a full result pipe,
+    so it asks the kernel to kill it when its parent dies. Forked workers also
+    inherit the writer's lock file descriptor, and an ``flock`` lasts while any
+    descriptor of it is open; closing the worker's copies leaves the lock with
+    the writer alone. (Both are Linux facilities; elsewhere workers are spawned
+    and inherit nothing.)
+    """
+    torch.set_num_threads(1)
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    descriptors = Path("/proc/self/fd")
+    if not descriptors.is_dir():
+        return
+    for entry in descriptors.iterdir():
+        with contextlib.suppress(OSError):
+            if os.readlink(entry) in lock_files:
+                os.close(int(entry.name))
+
+
+def extract(
+    manifest_df: pd.DataFrame,
+    config: ExtractorConfig,
+    cache_dir: str | Path,
+    condition: str = "clean",
+    *,
+    device: str = "auto",
+    batch_seconds: float = DEFAULT_BATCH_SECONDS,
+    workers: int | None = None,
+    telephone_source: str = "derived",
+    storage_dtype: str = STORAGE_DTYPE,
+    retry_failed: bool = True,
+    progress: bool = False,
+) -> list[ExtractSummary]:
+    """Extract pooled features of every hidden layer into one cache file per corpus.
+
+    Args:
+        manifest_df: manifest (see :mod:`ssl_ser.manifest`); rows of several corpora
+            go to several files.
+        config: what to compute (model, dtype, poolings, long-audio policy).
+        cache_dir: root of the caches: ``DIR/<config slug>/<corpus>/<condition>.h5``.
+        condition: ``clean`` or ``telephone``.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (not part of the cache key).
+        batch_seconds: padded seconds of audio per forward pass; lower it when
+            memory runs out (not part of the cache key).
+        workers: DataLoader worker processes for loading audio (0: in this
+            process); default :func:`default_workers`.
+        telephone_source: ``derived`` or ``folder`` (see :func:`ssl_ser.audio.load_utterance`).
+        storage_dtype: ``float16`` or ``float32`` in the cache file.
+        retry_failed: try utterances recorded as failed by an earlier run again.
+        progress: show a progress bar (audio seconds, with a rate).
+
+    Returns:
+        One summary per corpus, in corpus name order.
+
+    Raises:
+        ManifestError: the manifest breaks the schema.
+        ConfigError, UnknownChoiceError: bad options, a model that cannot load,
+            memory exhausted by a batch (the message says what to lower).
+        CacheKeyMismatchError: a cache file exists with another key.
+        CacheLockedError: another process is writing the same cache file.
+    """
+    manifest_df = manifest.validate(manifest_df)
+    audio.check_condition(condition)
+    audio.check_telephone_source(telephone_source)
+    workers = default_workers() if workers is None else workers
+    if isinstance(workers, bool) or int(workers) != workers or workers < 0:
+        raise ConfigError(f"workers {workers!r} must be an integer >= 0")
+    plan_batches([], batch_seconds)  # validates batch_seconds before the model loads
+    config = with_absolute_model_path(config)
+    started = time.perf_counter()
+    backbone = load_backbone(config, device)
+    log.info("model ready in %.1f s", time.perf_counter() - started)
+    job = _Job(backbone, config, condition, telephone_source, batch_seconds, int(workers), progress)
+    summaries = []
+    for corpus, rows in manifest_df.groupby("corpus", sort=True):
+        path = cache.cache_path(cache_dir, config.slug(), str(corpus), condition)
+        summaries.append(job.run_corpus(str(corpus), rows, path, storage_dtype, retry_failed))
+    return summaries
+
+
+def with_absolute_model_path(config: ExtractorConfig) -> ExtractorConfig:
+    """The config with a local model folder named by its absolute path (hub ids unchanged)."""
+    folder = Path(config.model).expanduser()
+    if config.is_classic or not folder.is_dir():
+        return config
+    return dataclasses.replace(config, model=str(folder.resolve()))
+
+
+def cache_key(
+    backbone: Backbone, config: ExtractorConfig, condition: str, telephone_source: str
+) -> dict[str, Any]:
+    """The flat key that identifies the features of one cache file."""
+    condition_params = dict(audio.condition_params(condition))
+    if condition == "telephone":
+        condition_params["telephone_source"] = telephone_source
+    return {
+        "model": str(backbone.identity["model"]),
+        "model_type": str(backbone.identity["model_type"]),
+        "revision": str(backbone.identity["revision"]),
+        "config_digest": config.digest(),
+        "config": json.dumps(config.to_dict(), sort_keys=True),
+        "sample_rate": int(config.sample_rate),
+        "condition": condition,
+        "condition_params": json.dumps(condition_params, sort_keys=True),
+        "pooling": ",".join(config.poolings),
+        "dtype": config.dtype,
+        "toolkit_version": __version__,
+    }
+
+
+@dataclass
+class _Job:
+    """Settings shared by the corpora of one :func:`extract` call."""
+
+    backbone: Backbone
+    config: ExtractorConfig
+    condition: str
+    telephone_source: str
+    batch_seconds: float
+    workers: int
+    progress: bool
+
+    def run_corpus(
+        self,
+        corpus: str,
+        rows: pd.DataFrame,
+        path: Path,
+        storage_dtype: str,
+        retry_failed: bool,
+    ) -> ExtractSummary:
+        """Bring one corpus's cache file up to date with `rows`."""
+        backbone = self.backbone
+        key = cache_key(backbone, self.config, self.condition, self.telephone_source)
+        layers = [str(i) for i in range(backbone.states)]
+        summary = ExtractSummary(corpus, self.condition, path, layers=backbone.states)
+        started = time.perf_counter()
+        with cache.CacheWriter(
+            path, key, layers, backbone.dim, self.config.poolings, storage_dtype
+        ) as writer:
+            ids = rows["utt_id"].tolist()
+            writer.add_ids(ids)
+            writer.set_manifest_digest(manifest.rows_digest(rows))
+            todo = set(writer.missing(ids, retry=retry_failed))
+            summary.already_done = len(ids) - len(todo)
+            pending = rows[rows["utt_id"].isin(todo)]
+            log.info(
+                "%s: %d of %d utterance(s) to extract into %s", corpus, len(pending), len(ids), path
+            )
+            if len(pending):
+                self._extract_rows(pending, writer, summary)
+        summary.seconds = time.perf_counter() - started
+        return summary
+
+    def _extract_rows(
+        self, rows: pd.DataFrame, writer: cache.CacheWriter, summary: ExtractSummary
+    ) -> None:
+        """Run the model over `rows` batch by batch, committing each batch."""
+        preprocessor = self.backbone.preprocessor
+        batches = plan_batches([self._cost(float(d)) for d in rows["duration"]], self.batch_seconds)
+        dataset = UtteranceDataset(
+            rows.to_dict("records"), preprocessor, self.condition, self.telephone_source
+        )
+        loader = DataLoader(
+            dataset,
+            batch_sampler=batches,
+            collate_fn=_keep_list,
+            num_workers=self.workers,
+            prefetch_factor=PREFETCH_BATCHES if self.workers else None,
+            worker_init_fn=functools.partial(
+                _init_worker, (str(lock_path(writer.path).resolve()),)
+            ),
+        )
+        durations = rows["duration"].to_numpy(dtype=float)
+        bar = tqdm(
+            total=float(durations.sum()),
+            desc=f"extract {summary.corpus}/{summary.condition}",
+            unit="s",
+            unit_scale=True,
+            disable=not self.progress,
+        )
+        with bar:
+            for number, (batch, indices) in enumerate(zip(loader, batches, strict=True), 1):
+                self._process(batch, writer, summary)
+                writer.flush()
+                log.debug("committed batch %d/%d (%d utterances)", number, len(batches), len(batch))
+                bar.update(float(durations[indices].sum()))
+
+    def _cost(self, duration: float) -> float:
+        """Seconds of model input an utterance of `duration` seconds costs, over its pieces."""
+        preprocessor = self.backbone.preprocessor
+        pieces = segment_seconds(
+            duration, preprocessor.sample_rate, preprocessor.max_seconds, preprocessor.long_audio
+        )
+        return sum(self.backbone.input_seconds(seconds) for seconds in pieces)
+
+    def _process(
+        self, batch: list[Prepared], writer: cache.CacheWriter, summary: ExtractSummary
+    ) -> None:
+        """Pool one loader batch and hand its rows (and failures) to the writer."""
+        good = [item for item in batch if item.error is None]
+        for item in batch:
+            if item.error is not None:
+                writer.fail(item.utt_id, item.error)
+                summary.failed.append((item.utt_id, item.error))
+        if not good:
+            return
+        stats = self._segment_stats(good)
+        per_utterance, start = [], 0
+        for item in good:
+            count = len(item.segments)
+            parts = stats.rows(start, start + count)
+            per_utterance.append(parts if count == 1 else combine(parts))
+            start += count
+        pooled = finalize(FrameStats.concat(per_utterance), self.config.poolings)
+        writer.write([item.utt_id for item in good], pooled)
+        summary.extracted += len(good)
+        summary.audio_seconds += sum(item.seconds for item in good)
+
+    def _segment_stats(self, good: list[Prepared]) -> FrameStats:
+        """Statistics of every segment of the batch, in order, in forward passes of bounded size."""
+        segments = [segment for item in good for segment in item.segments]
+        owners = [item.utt_id for item in good for _ in item.segments]
+        costs = [self.backbone.input_seconds(s.seconds) for s in segments]
+        results: list[FrameStats | None] = [None] * len(segments)
+        for chunk in plan_batches(costs, self.batch_seconds):
+            chunk_stats = self._run_guarded(
+                [segments[i] for i in chunk], [owners[i] for i in chunk]
+            )
+            for position, index in enumerate(chunk):
+                results[index] = chunk_stats.rows(position, position + 1)
+        return FrameStats.concat([r for r in results if r is not None])
+
+    def _run_guarded(self, segments: list[Segment], owners: list[str]) -> FrameStats:
+        """Run one forward pass; running out of memory becomes an error that says what to lower."""
+        try:
+            return self.backbone.run(segments)
+        except RuntimeError as error:  # torch.OutOfMemoryError is a RuntimeError
+            if not _is_out_of_memory(error):
+                raise
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            raise ConfigError(_memory_message(segments, owners, self)) from error
+
+
+def _is_out_of_memory(error: RuntimeError) -> bool:
+    out_of_memory = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+    message = str(error)
+    return isinstance(error, out_of_memory) or "can't allocate memory" in message
+
+
+def _memory_message(segments: list[Segment], owners: list[str], job: _Job) -> str:
+    ids = sorted(set(owners))
+    shown = ", ".join(ids[:SHOWN_IDS]) + (
+        f" and {len(ids) - SHOWN_IDS} more" if len(ids) > SHOWN_IDS else ""
+    )
+    seconds = float(np.sum([s.seconds for s in segments]))
+    padded = len(segments) * max(job.backbone.input_seconds(s.seconds) for s in segments)
+    return (
+        f"out of memory on {job.backbone.device} in a batch of {len(segments)} segment(s), "
+        f"{seconds:.1f} s of audio ({padded:.1f} s padded) from {shown}. Lower --batch-seconds "
+        f"(now {job.batch_seconds:g}); for long files set --max-seconds; or use --dtype "
+        "bfloat16/float16. Finished batches are saved: re-run to resume."
+    )

@@ -1,0 +1,56 @@
+"""What one extraction run did for one (corpus, condition) cache file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class ExtractSummary:
+    """The outcome of extracting one corpus under one condition.
+
+    Attributes:
+        corpus: corpus name (one cache file per corpus).
+        condition: audio condition.
+        path: the cache file.
+        extracted: utterances whose features this run computed and stored.
+        already_done: utterances found complete in the cache and left alone.
+        failed: ``(utt_id, reason)`` of utterances that could not be processed.
+        audio_seconds: seconds of audio this run fed to the model.
+        layers: hidden states stored per utterance.
+        seconds: wall time of this corpus's extraction (model loading excluded).
+    """
+
+    corpus: str
+    condition: str
+    path: Path
+    extracted: int = 0
+    already_done: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    audio_seconds: float = 0.0
+    layers: int = 0
+    seconds: float = 0.0
+
+    @property
+    def audio_hours(self) -> float:
+        """Audio processed, in hours."""
+        return self.audio_seconds / 3600.0
+
+    @property
+    def rate(self) -> float:
+        """Audio seconds processed per wall-clock second (0 when nothing ran)."""
+        return self.audio_seconds / self.seconds if self.seconds > 0 else 0.0
+
+    def line(self) -> str:
+        """The one-line summary the CLI prints."""
+        text = (
+            f"{self.corpus}/{self.condition}: {self.extracted} utterances "
+            f"({self.audio_hours:.3f} h audio), {self.layers} layers, {self.seconds:.1f} s, "
+            f"{self.rate:.1f} audio s/s"
+        )
+        if self.already_done:
+            text += f"; {self.already_done} already cached"
+        if self.failed:
+            text += f"; {len(self.failed)} failed"
+        return text
