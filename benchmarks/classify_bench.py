@@ -1,0 +1,292 @@
+"""Benchmark of `ser classify` on synthetic features shaped like CREMA-D on wav2vec2-large.
+
+7,442 utterances, 91 speakers, 25 layers x 1,024 dims, 6 classes, with a class
+signal that peaks at 60% depth (see ssl_ser.classify.synthetic). Parts:
+
+- sweep: the full speaker-kfold 5-fold sweep with logreg and mlp over all layers
+  (wall time, best layer, peak memory against the size of the features);
+- probe: on one fold, the batched all-layer probe against training the same
+  head layer by layer (speed-up, UA difference per layer, GFLOP/s against a
+  plain matmul and a same-shape batched matmul);
+- xgb: xgboost on one 1,024-dim layer: the registry default, the same with
+  early stopping on training speakers, and ``xgb-fast`` (PCA to 128 dims,
+  shallower trees, early stopping): fit time and UA.
+
+Timings are wall-clock on a shared machine: compare ratios measured in one run.
+
+    .venv/bin/python benchmarks/classify_bench.py                  # everything
+    .venv/bin/python benchmarks/classify_bench.py --parts probe --layers 13 --utts 3000
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import resource
+import tempfile
+import time
+
+import numpy as np
+import pandas as pd
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from ssl_ser.classify import registry
+from ssl_ser.classify.registry import EarlyStoppedXGB
+from ssl_ser.classify.splits import SplitOptions, make_folds, speaker_groups
+from ssl_ser.classify.sweep import SweepConfig, run_sweep
+from ssl_ser.classify.synthetic import cremad_like
+
+CLASSES = 6
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--utts", type=int, default=7442)
+    parser.add_argument("--speakers", type=int, default=91)
+    parser.add_argument("--layers", type=int, default=25)
+    parser.add_argument("--dim", type=int, default=1024)
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--parts", default="sweep,probe,xgb")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch/BLAS threads of the probe and xgb parts"
+    )
+    return parser.parse_args()
+
+
+def peak_rss_mb() -> tuple[float, float]:
+    """Peak resident memory (MB) of this process and of its largest finished child."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return own, children
+
+
+def shutdown_workers() -> None:
+    """Stop joblib's worker processes so that their peak memory is counted as children's."""
+    from joblib.externals.loky import get_reusable_executor
+
+    get_reusable_executor().shutdown(wait=True)
+
+
+def ua(true: np.ndarray, predicted: np.ndarray) -> float:
+    from sklearn.metrics import balanced_accuracy_score
+
+    return float(balanced_accuracy_score(true, predicted))
+
+
+def bench_sweep(table: pd.DataFrame, features, args) -> None:
+    size_mb = features.arrays["mean"].nbytes / 1e6
+    config = SweepConfig(
+        labels="all",
+        classifiers="logreg,mlp",
+        split="speaker-kfold",
+        folds=args.folds,
+        seed=args.seed,
+        jobs=args.jobs,
+    )
+    with tempfile.TemporaryDirectory() as output:
+        start = time.perf_counter()
+        result = run_sweep([features], table, config, output, progress=True)
+        seconds = time.perf_counter() - start
+    shutdown_workers()
+    own, child = peak_rss_mb()
+    cells = len(result.results)
+    print(f"\n== sweep: {cells} cells (logreg + mlp x {args.layers} layers x {args.folds} folds)")
+    print(f"wall time        {seconds:8.1f} s  ({seconds / 60:.1f} min, --jobs {args.jobs})")
+    print(f"summary          {result.line}")
+    print(f"features         {size_mb:8.0f} MB (float32, mean pooling)")
+    print(f"peak RSS main    {own:8.0f} MB  ({own / size_mb:.1f}x the features)")
+    print(f"peak RSS worker  {child:8.0f} MB  (shared memory-mapped pages counted)")
+
+
+def one_fold(table: pd.DataFrame, seed: int, folds: int):
+    split = table.assign(label=table["emotion"])
+    split["group"] = speaker_groups(split)[0].to_numpy()
+    return make_folds(split, "speaker-kfold", SplitOptions(folds=folds, seed=seed))[0]
+
+
+def sequential(head: str, x: np.ndarray, y, groups, train, test, threads: int):
+    """Train the same head layer by layer through the registry pipeline."""
+    predictions = []
+    start = time.perf_counter()
+    for layer in range(x.shape[0]):
+        model = registry.build_pipeline(head, seed=0, threads=threads)
+        registry.fit_pipeline(model, head, x[layer, train], y[train], groups[train])
+        predictions.append(model.predict(x[layer, test]))
+    return time.perf_counter() - start, predictions
+
+
+def batched(head: str, x: np.ndarray, y, groups, train, test):
+    from ssl_ser.classify.probe import BatchedProbe
+
+    params = dict(registry.get(head).defaults)
+    start = time.perf_counter()
+    probe = BatchedProbe(head, random_state=0, **params).fit(
+        np.take(x, train, axis=1), y[train], groups[train]
+    )
+    seconds = time.perf_counter() - start
+    return seconds, probe, probe.predict(np.take(x, test, axis=1))
+
+
+def training_flops(probe, dim: int) -> float:
+    """Multiply-adds x2 of training (forward + weight gradients) and validation passes."""
+    if probe.head == "mlp":
+        hidden = probe.hidden_layer_sizes[0]
+        train_row = 4 * dim * hidden + 6 * hidden * CLASSES
+        eval_row = 2 * dim * hidden + 2 * hidden * CLASSES
+    else:
+        train_row, eval_row = 4 * dim * CLASSES, 2 * dim * CLASSES
+    return probe.head_epochs_ * (probe.n_fit_rows_ * train_row + probe.n_val_rows_ * eval_row)
+
+
+def matmul_rates(layers: int, dim: int, hidden: int) -> tuple[float, float]:
+    """GFLOP/s of a 2048^3 matmul and of a probe-shaped batched matmul, same threads."""
+    import torch
+
+    def rate(a, b, flops, repeats=10):
+        for _ in range(2):
+            torch.matmul(a, b)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            torch.matmul(a, b)
+        return repeats * flops / (time.perf_counter() - start) / 1e9
+
+    square = torch.randn(2048, 2048)
+    plain = rate(square, square, 2 * 2048**3)
+    x, w = torch.randn(layers, 128, dim), torch.randn(layers, dim, hidden)
+    shaped = rate(x, w, 2 * layers * 128 * dim * hidden)
+    return plain, shaped
+
+
+def warm_up(x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> None:
+    """One tiny fit of each head, so that torch's lazy imports are not timed."""
+    from ssl_ser.classify.probe import BatchedProbe
+
+    for head in ("linear", "mlp"):
+        BatchedProbe(head, max_epochs=2).fit(x[:2, :300], y[:300], groups[:300])
+        registry.fit_pipeline(
+            registry.build_pipeline(head, {"max_epochs": 2}),
+            head,
+            x[0, :300],
+            y[:300],
+            groups[:300],
+        )
+
+
+def bench_probe(table: pd.DataFrame, features, args) -> None:
+    import torch
+
+    threads = args.threads
+    torch.set_num_threads(threads)
+    fold = one_fold(table, args.seed, args.folds)
+    x = np.ascontiguousarray(features.arrays["mean"].transpose(1, 0, 2))
+    y = table["emotion"].to_numpy()
+    groups = table["speaker"].to_numpy()
+    warm_up(x, y, groups)
+    print(
+        f"\n== batched probe vs layer by layer: fold 0 ({len(fold.train)} train / "
+        f"{len(fold.test)} test rows), {args.layers} layers, {threads} threads"
+    )
+    plain, shaped = matmul_rates(args.layers, args.dim, 256)
+    for head in ("linear", "mlp"):
+        t_batched, probe, predicted = batched(head, x, y, groups, fold.train, fold.test)
+        t_seq, alone = sequential(head, x, y, groups, fold.train, fold.test, threads)
+        uas_b = np.array([ua(y[fold.test], p) for p in predicted])
+        uas_s = np.array([ua(y[fold.test], p) for p in alone])
+        agree = np.mean([np.mean(a == b) for a, b in zip(predicted, alone, strict=True)])
+        gflops = training_flops(probe, args.dim) / t_batched / 1e9
+        print(f"-- {head}")
+        print(
+            f"batched          {t_batched:8.1f} s   sequential {t_seq:8.1f} s   "
+            f"speed-up {t_seq / t_batched:.2f}x"
+        )
+        print(
+            f"UA best layer    {uas_b.max():.4f} (layer {uas_b.argmax()})  sequential "
+            f"{uas_s.max():.4f} (layer {uas_s.argmax()})"
+        )
+        print(
+            f"max |UA diff|    {np.abs(uas_b - uas_s).max() * 100:.2f} points over layers; "
+            f"identical predictions {agree * 100:.2f}%"
+        )
+        print(f"epochs/layer     {probe.head_epochs_ / args.layers:.1f}  rate {gflops:.1f} GFLOP/s")
+    print(
+        f"plain matmul     {plain:8.1f} GFLOP/s (2048^3)   probe-shaped bmm {shaped:.1f} GFLOP/s "
+        f"({args.layers}x128x{args.dim}x256)"
+    )
+
+
+def bench_xgb(table: pd.DataFrame, features, args) -> None:
+    threads = os.cpu_count() or 1
+    fold = one_fold(table, args.seed, args.folds)
+    layer = int(round(0.6 * (args.layers - 1)))
+    x = features.arrays["mean"][:, layer]
+    y = np.unique(table["emotion"], return_inverse=True)[1]
+    groups = table["speaker"].to_numpy()
+    print(f"\n== xgboost on layer {layer} ({args.dim} dims), fold 0, {threads} threads")
+    default = dict(registry.get("xgb").defaults)
+    early = {k: default[k] for k in ("n_estimators", "learning_rate", "max_depth", "subsample")}
+    variants = [
+        (
+            "xgb",
+            "registry default: 300 rounds, depth 6, lr 0.1, all dims",
+            registry.build_pipeline("xgb", seed=0, threads=threads),
+        ),
+        (
+            "xgb+es",
+            "same, early stopping on training speakers, all dims",
+            Pipeline(
+                [
+                    ("scale", StandardScaler()),
+                    ("clf", EarlyStoppedXGB(max_bin=256, n_jobs=threads, **early)),
+                ]
+            ),
+        ),
+        (
+            "xgb-fast",
+            "PCA 128, depth 4, 64 bins, lr 0.15, early stopping",
+            registry.build_pipeline("xgb-fast", seed=0, threads=threads),
+        ),
+    ]
+    baseline = None
+    for name, label, model in variants:
+        start = time.perf_counter()
+        if name == "xgb":
+            model.fit(x[fold.train], y[fold.train])
+        else:
+            model.fit(x[fold.train], y[fold.train], clf__groups=groups[fold.train])
+        seconds = time.perf_counter() - start
+        score = ua(y[fold.test], model.predict(x[fold.test]))
+        baseline = baseline or (seconds, score)
+        rounds = getattr(model[-1], "best_iteration_", None)
+        extra = f", best round {rounds + 1}" if rounds is not None else ""
+        print(
+            f"{name:9s} {seconds:7.1f} s  UA {score:.4f}  ({seconds / baseline[0]:.2f}x time, "
+            f"{(score - baseline[1]) * 100:+.2f} UA points)  {label}{extra}"
+        )
+
+
+def main() -> None:
+    args = parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    start = time.perf_counter()
+    table, features = cremad_like(
+        args.utts, args.speakers, args.layers, args.dim, seed=args.seed, poolings=("mean",)
+    )
+    print(
+        f"synthetic features {features.arrays['mean'].shape} in "
+        f"{time.perf_counter() - start:.1f} s; {os.cpu_count()} CPU cores (shared: timings noisy)"
+    )
+    parts = set(args.parts.split(","))
+    if "sweep" in parts:  # first, so that its peak memory is not the other parts'
+        bench_sweep(table, features, args)
+    if "probe" in parts:
+        bench_probe(table, features, args)
+    if "xgb" in parts:
+        bench_xgb(table, features, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,280 @@
+"""Feature sources and the feature matrices classifiers train on.
+
+A *feature source* is anything with ``ids``, ``layers``, ``poolings``, ``dim``,
+``key`` and ``read(layer, pooling) -> (len(ids), dim)``: :class:`InMemoryFeatures`
+for arrays built in memory (tests, benchmarks), :class:`CacheFeatures` over an
+HDF5 cache reader. :class:`FeatureBlocks` reads every (layer, pooling) the sweep
+needs exactly once into (layers, rows, dim) arrays, and builds each classifier's
+input from them: one layer, several layers concatenated or averaged, with mean,
+std or both poolings.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from ssl_ser.errors import CacheError, ConfigError, UnknownChoiceError
+
+log = logging.getLogger(__name__)
+
+COMBINES: tuple[str, ...] = ("each", "concat", "mean")
+POOLING_CHOICES: tuple[str, ...] = ("mean", "std", "mean+std")
+RANGE = re.compile(r"^(?P<first>\d+)-(?P<last>\d+)$")  # "0-6" -> layers 0 to 6 inclusive
+
+
+class FeatureSource(Protocol):
+    """Pooled per-layer features of a set of utterances (a cache or an in-memory table)."""
+
+    ids: list[str]
+    layers: list[str]
+    poolings: tuple[str, ...]
+    dim: int
+    key: Mapping[str, Any]
+
+    def read(self, layer: str, pooling: str = "mean") -> np.ndarray:
+        """Features of every id for one layer and pooling, shape (len(ids), dim)."""
+        ...
+
+
+class InMemoryFeatures:
+    """A feature source over arrays: ``arrays[pooling]`` has shape (n_ids, n_layers, dim)."""
+
+    def __init__(
+        self,
+        ids: Sequence[str],
+        layers: Sequence[str],
+        arrays: Mapping[str, np.ndarray],
+        key: Mapping[str, Any] | None = None,
+    ):
+        self.ids = list(ids)
+        self.layers = [str(layer) for layer in layers]
+        self.arrays = {p: np.asarray(a, dtype=np.float32) for p, a in arrays.items()}
+        self.poolings = tuple(self.arrays)
+        first = next(iter(self.arrays.values()))
+        self.dim = int(first.shape[2])
+        self.key = dict(key or {})
+        for pooling, array in self.arrays.items():
+            if array.shape != (len(self.ids), len(self.layers), self.dim):
+                raise ConfigError(
+                    f"{pooling} features have shape {array.shape}; expected "
+                    f"({len(self.ids)}, {len(self.layers)}, {self.dim})"
+                )
+
+    def read(self, layer: str, pooling: str = "mean") -> np.ndarray:
+        """Features of every id for one layer and pooling."""
+        if pooling not in self.arrays:
+            raise UnknownChoiceError("pooling", pooling, self.poolings)
+        if layer not in self.layers:
+            raise UnknownChoiceError("layer", layer, self.layers)
+        return self.arrays[pooling][:, self.layers.index(layer)]
+
+
+class CacheFeatures:
+    """A feature source over an HDF5 cache written by ``ser extract``."""
+
+    def __init__(self, path: str | Path):
+        from ssl_ser import cache  # the cache package imports h5py; load it only here
+
+        self.path = Path(path)
+        self.reader = cache.open(self.path)
+        self.ids = list(self.reader.ids)
+        self.layers = [str(layer) for layer in self.reader.layers]
+        self.poolings = tuple(self.reader.poolings)
+        self.dim = int(self.reader.dim)
+        self.key = dict(self.reader.key)
+
+    def read(self, layer: str, pooling: str = "mean") -> np.ndarray:
+        """Features of every complete row for one layer and pooling (float32)."""
+        return np.asarray(self.reader.read(layer, pooling=pooling), dtype=np.float32)
+
+    def __repr__(self) -> str:
+        return f"CacheFeatures({str(self.path)!r})"
+
+
+def parse_layers(spec: str, available: Sequence[str]) -> list[str]:
+    """Layer names selected by ``all``, ``0-6``, ``3,6,9`` or a mix (``0-3,12``).
+
+    Raises:
+        UnknownChoiceError: a layer or range end that the features do not have.
+    """
+    available = [str(a) for a in available]
+    if spec.strip() == "all":
+        return list(available)
+    chosen: list[str] = []
+    for item in (part.strip() for part in spec.split(",") if part.strip()):
+        match = RANGE.match(item)
+        if match:
+            first, last = match["first"], match["last"]
+            for end in (first, last):
+                if end not in available:
+                    raise UnknownChoiceError("layer", end, available, where=f"range {item!r}")
+            lo, hi = available.index(first), available.index(last)
+            chosen += available[min(lo, hi) : max(lo, hi) + 1]
+        elif item in available:
+            chosen.append(item)
+        else:
+            raise UnknownChoiceError("layer", item, ["all", *available])
+    if not chosen:
+        raise ConfigError(f"layer selection {spec!r} selects no layer")
+    return list(dict.fromkeys(chosen))
+
+
+def parse_poolings(spec: str, available: Sequence[str]) -> list[str]:
+    """Pooling choices from ``mean``, ``std``, ``mean+std`` or a comma list of them.
+
+    Raises:
+        UnknownChoiceError: a choice that is not valid or that the features lack.
+    """
+    chosen = [p.strip() for p in spec.split(",") if p.strip()]
+    for choice in chosen:
+        if choice not in POOLING_CHOICES:
+            raise UnknownChoiceError("pooling", choice, POOLING_CHOICES)
+        for part in choice.split("+"):
+            if part not in available:
+                raise UnknownChoiceError(
+                    "pooling", part, available, where="the features (as stored)"
+                )
+    if not chosen:
+        raise ConfigError("no pooling chosen; expected mean, std or mean+std")
+    return list(dict.fromkeys(chosen))
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One classifier input: which layers, how they are combined, which pooling."""
+
+    layers: tuple[str, ...]
+    combine: str
+    pooling: str
+
+    @property
+    def label(self) -> str:
+        """The layer column of the results: ``12``, ``0-6:mean``, ``3,6,9:concat``."""
+        if self.combine == "each":
+            return self.layers[0]
+        return f"{_compact(self.layers)}:{self.combine}"
+
+
+def _compact(layers: Sequence[str]) -> str:
+    """``0,1,2,3`` -> ``0-3`` when the layers are consecutive integers."""
+    if all(layer.isdigit() for layer in layers) and len(layers) > 2:
+        numbers = [int(layer) for layer in layers]
+        if numbers == list(range(numbers[0], numbers[0] + len(numbers))):
+            return f"{numbers[0]}-{numbers[-1]}"
+    return ",".join(layers)
+
+
+def feature_specs(
+    layers: Sequence[str], combine: str, poolings: Sequence[str]
+) -> list[FeatureSpec]:
+    """The classifier inputs of a sweep: one per layer (``each``) or one combined set."""
+    if combine not in COMBINES:
+        raise UnknownChoiceError("layer combination", combine, COMBINES)
+    if combine == "each":
+        return [FeatureSpec((layer,), combine, p) for p in poolings for layer in layers]
+    return [FeatureSpec(tuple(layers), combine, p) for p in poolings]
+
+
+class FeatureBlocks:
+    """Features of the sweep's rows, read once: ``blocks[pooling]`` is (layers, rows, dim)."""
+
+    def __init__(self, layers: Sequence[str], blocks: Mapping[str, np.ndarray]):
+        self.layers = list(layers)
+        self.blocks = dict(blocks)
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the feature arrays."""
+        return sum(int(b.nbytes) for b in self.blocks.values())
+
+    def stack(self, pooling: str, layers: Sequence[str] | None = None) -> np.ndarray:
+        """(layers, rows, dim') for a pooling choice; ``mean+std`` joins the two on dim."""
+        index = [self.layers.index(layer) for layer in (layers or self.layers)]
+        parts = [self.blocks[p] for p in pooling.split("+")]
+        if len(parts) == 1:
+            block = parts[0]
+            return block if index == list(range(len(self.layers))) else block[index]
+        return np.concatenate([part[index] for part in parts], axis=2)
+
+    def matrix(self, spec: FeatureSpec) -> np.ndarray:
+        """(rows, features) input of one classifier, as `spec` combines layers."""
+        if spec.combine == "each":
+            position = self.layers.index(spec.layers[0])
+            parts = [self.blocks[p][position] for p in spec.pooling.split("+")]
+            return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+        stacked = self.stack(spec.pooling, spec.layers)
+        if spec.combine == "mean":
+            return stacked.mean(axis=0)
+        return np.concatenate(list(stacked), axis=1)
+
+
+def load_blocks(
+    sources: Sequence[FeatureSource],
+    source_of_row: np.ndarray,
+    position_of_row: np.ndarray,
+    layers: Sequence[str],
+    poolings: Sequence[str],
+    *,
+    progress: bool = False,
+) -> FeatureBlocks:
+    """Read each (source, layer, pooling) once into arrays over the sweep's rows.
+
+    Args:
+        sources: the feature sources; all share layer names and dim.
+        source_of_row: index into `sources` of each row of the sweep.
+        position_of_row: position of each row within its source's ``ids``.
+        layers: layer names to load.
+        poolings: pooling choices (``mean+std`` loads both stored poolings).
+        progress: show a progress bar over layers.
+    """
+    from tqdm.auto import tqdm
+
+    stored = list(dict.fromkeys(part for p in poolings for part in p.split("+")))
+    dim = sources[0].dim
+    n_rows = len(source_of_row)
+    blocks = {p: np.empty((len(layers), n_rows, dim), dtype=np.float32) for p in stored}
+    rows_of = [np.flatnonzero(source_of_row == s) for s in range(len(sources))]
+    for li, layer in enumerate(
+        tqdm(layers, desc="load features", unit="layer", disable=not progress)
+    ):
+        for pooling in stored:
+            for s, source in enumerate(sources):
+                if len(rows_of[s]) == 0:
+                    continue
+                values = source.read(layer, pooling)
+                if values.shape != (len(source.ids), dim):
+                    raise CacheError(
+                        f"{source!r} returned {values.shape} for layer {layer} {pooling}; "
+                        f"expected ({len(source.ids)}, {dim})"
+                    )
+                blocks[pooling][li, rows_of[s]] = values[position_of_row[rows_of[s]]]
+    log.info(
+        "loaded %d layer(s) x %s: %.1f MB",
+        len(layers),
+        stored,
+        sum(b.nbytes for b in blocks.values()) / 1e6,
+    )
+    return FeatureBlocks(layers, blocks)
+
+
+def speaker_znorm(x: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Standardise each speaker's rows with that speaker's own mean and std.
+
+    Works on the last axis of (rows, dim) or (layers, rows, dim); label-free, so
+    test speakers are normalised with their own statistics without leaking labels.
+    """
+    out = np.empty_like(x, dtype=np.float32)
+    for name in np.unique(groups):
+        rows = np.flatnonzero(groups == name)
+        part = x[..., rows, :]
+        mean = part.mean(axis=-2, keepdims=True)
+        std = part.std(axis=-2, keepdims=True)
+        out[..., rows, :] = (part - mean) / np.where(std > 1e-8, std, 1.0)
+    return out

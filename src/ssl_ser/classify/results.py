@@ -1,0 +1,231 @@
+"""The incremental cell store and the tidy results tables.
+
+A *cell* is one (extractor, train/test corpus and condition, layer, pooling,
+classifier, split, fold) evaluation. Each finished cell is written at once to
+``<output>/cells/<cell_id>.json`` (its result rows) and ``.parquet`` (its test
+predictions and probabilities), each through an atomic rename, so a run that is
+killed keeps every cell it finished and a re-run skips them. The tables
+``results.parquet``/``results.csv`` (one row per cell and test corpus),
+``predictions.parquet`` and ``summary.csv`` (mean +- std over folds, pooled UA
+with a bootstrap interval) are rebuilt from all cells in the directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ssl_ser.classify.metrics import bootstrap_ua, encode, score
+
+log = logging.getLogger(__name__)
+
+CELLS_DIR = "cells"
+RESULTS_PARQUET = "results.parquet"
+RESULTS_CSV = "results.csv"
+PREDICTIONS_PARQUET = "predictions.parquet"
+SUMMARY_CSV = "summary.csv"
+GROUP_COLUMNS: tuple[str, ...] = (
+    "extractor",
+    "train_corpus",
+    "train_condition",
+    "test_corpus",
+    "test_condition",
+    "layer",
+    "pooling",
+    "classifier",
+    "split",
+    "labels",
+    "speaker_norm",
+    "search",
+)
+SELECTED_LAYER = "selected"
+WEIGHTED_LAYER = "weighted"
+
+
+def cell_id(description: Mapping[str, Any]) -> str:
+    """A stable 16-hex id of everything that determines a cell's result."""
+    canonical = json.dumps(description, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+class CellStore:
+    """Finished cells of an output directory, written one by one."""
+
+    def __init__(self, output: str | Path):
+        self.output = Path(output)
+        self.cells = self.output / CELLS_DIR
+        self.cells.mkdir(parents=True, exist_ok=True)
+
+    def done(self, cell: str) -> bool:
+        """Whether cell `cell` finished in an earlier or the current run."""
+        return (self.cells / f"{cell}.json").exists()
+
+    def save(self, cell: str, rows: Sequence[Mapping[str, Any]], predictions: pd.DataFrame) -> None:
+        """Store a cell: predictions first, then the rows that mark it finished."""
+        _atomic_write(
+            self.cells / f"{cell}.parquet", lambda p: predictions.to_parquet(p, index=False)
+        )
+        text = json.dumps(list(rows), default=_json_default, indent=1)
+        _atomic_write(self.cells / f"{cell}.json", lambda p: Path(p).write_text(text))
+
+    def load(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """All finished cells: (results rows, predictions)."""
+        rows: list[dict] = []
+        predictions = []
+        for path in sorted(self.cells.glob("*.json")):
+            rows += json.loads(path.read_text())
+            table = path.with_suffix(".parquet")
+            if table.exists():
+                predictions.append(pd.read_parquet(table))
+        results = pd.DataFrame(rows)
+        return results, (
+            pd.concat(predictions, ignore_index=True) if predictions else pd.DataFrame()
+        )
+
+
+def _atomic_write(path: Path, write) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    write(temporary)
+    os.replace(temporary, path)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def write_tables(store: CellStore, *, n_boot: int = 1000, seed: int = 0) -> dict[str, Path]:
+    """Rebuild results (parquet, CSV), predictions and summary from the stored cells."""
+    results, predictions = store.load()
+    paths = {
+        "results": store.output / RESULTS_PARQUET,
+        "results_csv": store.output / RESULTS_CSV,
+        "predictions": store.output / PREDICTIONS_PARQUET,
+        "summary": store.output / SUMMARY_CSV,
+    }
+    results.to_parquet(paths["results"], index=False)
+    results.to_csv(paths["results_csv"], index=False)
+    predictions.to_parquet(paths["predictions"], index=False)
+    summarise(results, predictions, n_boot=n_boot, seed=seed).to_csv(paths["summary"], index=False)
+    return paths
+
+
+def summarise(
+    results: pd.DataFrame, predictions: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0
+) -> pd.DataFrame:
+    """The summary table: per group, mean +- std over folds and pooled UA with its interval.
+
+    Pooled UA is computed over all test utterances of the group with a bootstrap
+    95% interval; rows with layer ``selected`` add inner-validation layer choice.
+    """
+    if results.empty:
+        return pd.DataFrame(columns=[*GROUP_COLUMNS, "n_folds", "ua_mean", "ua_std"])
+    keys = list(GROUP_COLUMNS)
+    summary = (
+        results.groupby(keys, dropna=False, sort=True)
+        .agg(
+            n_folds=("fold", "nunique"),
+            ua_mean=("ua", "mean"),
+            ua_std=("ua", "std"),
+            wa_mean=("wa", "mean"),
+            wa_std=("wa", "std"),
+            macro_f1_mean=("macro_f1", "mean"),
+            macro_f1_std=("macro_f1", "std"),
+            n_test=("n_test", "sum"),
+        )
+        .reset_index()
+    )
+    pooled = [
+        _pooled(rows, predictions, n_boot, seed)
+        for _, rows in results.groupby(keys, dropna=False, sort=True)
+    ]
+    summary[["ua_pooled", "ua_low", "ua_high"]] = pd.DataFrame(pooled, index=summary.index)
+    selected = select_layers(results)
+    return pd.concat([summary, selected], ignore_index=True) if len(selected) else summary
+
+
+def _pooled(
+    rows: pd.DataFrame, predictions: pd.DataFrame, n_boot: int, seed: int
+) -> tuple[float, float, float]:
+    """UA over all test predictions of a group, with its bootstrap interval."""
+    if predictions.empty:
+        return (float("nan"),) * 3
+    chosen = predictions[predictions["cell_id"].isin(set(rows["cell_id"]))]
+    test_corpus = rows["test_corpus"].iloc[0]
+    if "+" not in str(test_corpus):
+        chosen = chosen[chosen["corpus"] == test_corpus]
+    if chosen.empty:
+        return (float("nan"),) * 3
+    classes = sorted(set(chosen["label"]) | set(chosen["predicted"]))
+    true_idx = encode(chosen["label"].to_numpy(), classes)
+    pred_idx = encode(chosen["predicted"].to_numpy(), classes)
+    ua = score(chosen["label"], chosen["predicted"], classes).ua
+    low, high = bootstrap_ua(true_idx, pred_idx, len(classes), n_boot=n_boot, seed=seed)
+    return ua, low, high
+
+
+def select_layers(results: pd.DataFrame) -> pd.DataFrame:
+    """Per fold, the layer with the best inner-validation UA (training speakers only).
+
+    This is the honest single number of a layer sweep: the layer is chosen
+    without looking at the test fold, and its test UA is averaged over folds.
+    Groups without validation scores are skipped.
+    """
+    if "val_ua" not in results or results["val_ua"].isna().all():
+        return pd.DataFrame()
+    layer = results["layer"].astype(str)
+    single = ~layer.str.contains(":") & (layer != WEIGHTED_LAYER)
+    per_layer = results[single & results["val_ua"].notna()]
+    keys = [c for c in GROUP_COLUMNS if c != "layer"]
+    rows = []
+    for group, part in per_layer.groupby(keys, dropna=False, sort=True):
+        best = part.loc[part.groupby("fold")["val_ua"].idxmax()]
+        row = dict(zip(keys, group, strict=True))
+        row.update(
+            layer=SELECTED_LAYER,
+            n_folds=len(best),
+            ua_mean=best["ua"].mean(),
+            ua_std=best["ua"].std(),
+            wa_mean=best["wa"].mean(),
+            wa_std=best["wa"].std(),
+            macro_f1_mean=best["macro_f1"].mean(),
+            macro_f1_std=best["macro_f1"].std(),
+            n_test=best["n_test"].sum(),
+            chosen_layers=json.dumps(
+                dict(zip(best["fold"].astype(str), best["layer"].astype(str), strict=True))
+            ),
+        )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summary_line(summary: pd.DataFrame) -> str:
+    """One line: best layer and UA (mean +- std over folds) per classifier."""
+    if summary.empty:
+        return "no results"
+    parts = []
+    curves = summary[summary["layer"] != SELECTED_LAYER]
+    for classifier, part in curves.groupby("classifier", sort=False):
+        best = part.loc[part["ua_mean"].idxmax()]
+        std = 0.0 if pd.isna(best["ua_std"]) else best["ua_std"]
+        text = f"{classifier}: best layer {best['layer']} UA {best['ua_mean']:.3f}±{std:.3f}"
+        chosen = summary[
+            (summary["layer"] == SELECTED_LAYER) & (summary["classifier"] == classifier)
+        ]
+        if len(chosen):
+            text += f" (layer chosen on training speakers: UA {chosen['ua_mean'].max():.3f})"
+        parts.append(text)
+    return "; ".join(parts)

@@ -1,0 +1,413 @@
+"""Train/test splits that know the speakers, deterministic under a seed.
+
+Every split works on a table with the columns ``utt_id``, ``corpus``, ``group``
+(the speaker, or the fallback grouping chosen by :func:`speaker_groups`),
+``gender``, ``label`` and ``split`` (the corpus's preset split) and returns
+:class:`Fold` objects holding row positions. Speaker-independent splits never put
+one group in both training and test; ``random`` is the only speaker-dependent one
+and says so in its folds.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+
+from ssl_ser.errors import ConfigError, UnknownChoiceError
+
+log = logging.getLogger(__name__)
+
+EMPTY = np.zeros(0, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class Fold:
+    """Row positions of one train/test partition (plus an optional preset validation part)."""
+
+    name: str
+    train: np.ndarray
+    test: np.ndarray
+    val: np.ndarray = field(default_factory=lambda: EMPTY)
+    speaker_independent: bool = True
+    train_corpora: tuple[str, ...] = ()
+    test_corpora: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SplitOptions:
+    """Settings shared by the split methods (not all methods use all of them)."""
+
+    folds: int = 5
+    seed: int = 0
+    ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    train_corpora: tuple[str, ...] = ()
+    test_corpora: tuple[str, ...] = ()
+    shots: int = 10
+
+
+def speaker_groups(table: pd.DataFrame) -> tuple[pd.Series, dict[str, str]]:
+    """The grouping column for splits: speakers, or the best fallback per corpus.
+
+    A corpus whose rows all name a speaker is grouped by speaker. A corpus without
+    speaker ids (MESD) is grouped by gender/voice type when that is known, which
+    keeps every speaker on one side of a split because a speaker has one voice
+    type; otherwise each utterance is its own group (speaker-dependent). A warning
+    names the fallback.
+
+    Returns:
+        The group of every row and, per corpus, the grouping used.
+    """
+    groups = table["speaker"].astype(str).copy()
+    used: dict[str, str] = {}
+    for corpus, rows in table.groupby("corpus", sort=True):
+        if (rows["speaker"] != "").all():
+            used[str(corpus)] = "speaker"
+        elif (rows["gender"] != "").all():
+            used[str(corpus)] = "gender"
+            groups.loc[rows.index] = str(corpus) + "/gender:" + rows["gender"]
+            kinds = ", ".join(sorted(rows["gender"].unique()))
+            log.warning(
+                "%s has no speaker ids; grouping by gender/voice type (%s) instead, so "
+                "test speakers stay unseen but folds are coarse",
+                corpus,
+                kinds,
+            )
+        else:
+            used[str(corpus)] = "utterance"
+            groups.loc[rows.index] = rows["utt_id"]
+            log.warning(
+                "%s has neither speaker ids nor gender; grouping by utterance, so its "
+                "splits are speaker-dependent",
+                corpus,
+            )
+    return groups, used
+
+
+def make_folds(table: pd.DataFrame, method: str, options: SplitOptions) -> list[Fold]:
+    """Folds of `table` by split `method` (see :data:`SPLITS`).
+
+    Raises:
+        UnknownChoiceError: `method` is not a known split.
+        ConfigError: the data cannot be split as asked (too few speakers for the
+            folds, no preset test rows, unknown or overlapping corpora, an empty fold).
+    """
+    if method not in SPLITS:
+        raise UnknownChoiceError("split", method, SPLITS)
+    folds = SPLITS[method](table.reset_index(drop=True), options)
+    for fold in folds:
+        if len(fold.train) == 0 or len(fold.test) == 0:
+            side = "training" if len(fold.train) == 0 else "test"
+            raise ConfigError(f"split {method!r} fold {fold.name} has an empty {side} part")
+    return folds
+
+
+def _preset(table: pd.DataFrame, options: SplitOptions) -> list[Fold]:
+    parts = {name: np.flatnonzero(table["split"].to_numpy() == name) for name in SPLITS_PRESET}
+    if len(parts["test"]) == 0 or len(parts["train"]) == 0:
+        counts = ", ".join(f"{k}={len(v)}" for k, v in parts.items())
+        raise ConfigError(
+            f"preset split needs train and test rows in the manifest's split column ({counts}); "
+            "use speaker-kfold or speaker for corpora without a preset split"
+        )
+    shared = set(table["group"].iloc[parts["train"]]) & set(table["group"].iloc[parts["test"]])
+    return [
+        Fold(
+            "preset",
+            parts["train"],
+            parts["test"],
+            parts["val"],
+            speaker_independent=not shared,
+        )
+    ]
+
+
+SPLITS_PRESET: tuple[str, ...] = ("train", "val", "test")
+
+
+def _random(table: pd.DataFrame, options: SplitOptions) -> list[Fold]:
+    rng = np.random.default_rng(options.seed)
+    train, val, test = [], [], []
+    for _, rows in table.groupby("label", sort=True):
+        positions = rng.permutation(rows.index.to_numpy())
+        n_train, n_val = _ratio_counts(len(positions), options.ratios)
+        train.append(positions[:n_train])
+        val.append(positions[n_train : n_train + n_val])
+        test.append(positions[n_train + n_val :])
+    log.warning("random split shuffles utterances: results are speaker-DEPENDENT")
+    return [
+        Fold(
+            "random",
+            np.sort(np.concatenate(train)),
+            np.sort(np.concatenate(test)),
+            np.sort(np.concatenate(val)),
+            speaker_independent=False,
+        )
+    ]
+
+
+def _ratio_counts(n: int, ratios: Sequence[float]) -> tuple[int, int]:
+    """Train and validation counts of `n` items; test gets the rest (at least one)."""
+    total = sum(ratios)
+    n_train = int(round(n * ratios[0] / total))
+    n_val = int(round(n * ratios[1] / total))
+    if n >= 2 and ratios[2] > 0:
+        n_train = min(n_train, n - 1)
+        n_val = min(n_val, n - 1 - n_train)
+    return n_train, n_val
+
+
+def group_table(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per group: its gender (most frequent) and number of rows, sorted by group."""
+    return (
+        table.groupby("group", sort=True)
+        .agg(gender=("gender", lambda g: g.mode().iloc[0]), rows=("group", "size"))
+        .reset_index()
+    )
+
+
+def _shuffled_by_gender(groups: pd.DataFrame, seed: int) -> dict[str, list[str]]:
+    """Group names per gender, each list shuffled by `seed`."""
+    rng = np.random.default_rng(seed)
+    return {
+        str(gender): list(rng.permutation(rows["group"].to_numpy()))
+        for gender, rows in groups.groupby("gender", sort=True)
+    }
+
+
+def _speaker(table: pd.DataFrame, options: SplitOptions) -> list[Fold]:
+    groups = group_table(table)
+    if len(groups) < 2:
+        raise ConfigError(f"speaker split needs at least 2 speakers; found {len(groups)}")
+    parts: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    for names in _shuffled_by_gender(groups, options.seed).values():
+        n_train, n_val = _ratio_counts(len(names), options.ratios)
+        parts["train"] += names[:n_train]
+        parts["val"] += names[n_train : n_train + n_val]
+        parts["test"] += names[n_train + n_val :]
+    if not parts["test"] or not parts["train"]:
+        parts = _rebalance_small(groups, options)
+    member = table["group"]
+    return [
+        Fold(
+            "speaker",
+            np.flatnonzero(member.isin(parts["train"])),
+            np.flatnonzero(member.isin(parts["test"])),
+            np.flatnonzero(member.isin(parts["val"])),
+        )
+    ]
+
+
+def _rebalance_small(groups: pd.DataFrame, options: SplitOptions) -> dict[str, list[str]]:
+    """Ratios over all speakers at once, for tiny corpora where per-gender cuts leave a gap."""
+    names = list(np.random.default_rng(options.seed).permutation(groups["group"].to_numpy()))
+    n_train, n_val = _ratio_counts(len(names), options.ratios)
+    return {
+        "train": names[:n_train],
+        "val": names[n_train : n_train + n_val],
+        "test": names[n_train + n_val :],
+    }
+
+
+def assign_group_folds(table: pd.DataFrame, k: int, seed: int) -> dict[str, int]:
+    """Fold number of every group: genders shuffled apart, then dealt round-robin.
+
+    Dealing the gender-sorted list in turn gives every fold the same share of each
+    gender (within one speaker).
+
+    Raises:
+        ConfigError: fewer groups than folds.
+    """
+    groups = group_table(table)
+    if k < 2:
+        raise ConfigError(f"k-fold splits need at least 2 folds; got {k}")
+    if len(groups) < k:
+        listed = ", ".join(groups["group"].head(10))
+        raise ConfigError(
+            f"{k} folds need at least {k} speakers (groups); found {len(groups)}: {listed}"
+        )
+    ordered = [name for names in _shuffled_by_gender(groups, seed).values() for name in names]
+    return {name: i % k for i, name in enumerate(ordered)}
+
+
+def _speaker_kfold(table: pd.DataFrame, options: SplitOptions) -> list[Fold]:
+    fold_of = assign_group_folds(table, options.folds, options.seed)
+    fold_column = table["group"].map(fold_of).to_numpy()
+    return [
+        Fold(str(i), np.flatnonzero(fold_column != i), np.flatnonzero(fold_column == i))
+        for i in range(options.folds)
+    ]
+
+
+def _loso(table: pd.DataFrame, options: SplitOptions) -> list[Fold]:
+    names = sorted(table["group"].unique())
+    if len(names) < 2:
+        raise ConfigError(f"leave-one-speaker-out needs at least 2 speakers; found {len(names)}")
+    member = table["group"].to_numpy()
+    return [
+        Fold(str(name), np.flatnonzero(member != name), np.flatnonzero(member == name))
+        for name in names
+    ]
+
+
+def corpus_pairs(
+    table: pd.DataFrame, options: SplitOptions
+) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+    """(train corpora, test corpora) pairs: the requested one, or leave-one-corpus-out.
+
+    Raises:
+        UnknownChoiceError: a requested corpus is not in the data.
+        ConfigError: train and test corpora overlap, or fewer than 2 corpora.
+    """
+    present = sorted(table["corpus"].unique())
+    for name in (*options.train_corpora, *options.test_corpora):
+        if name not in present:
+            raise UnknownChoiceError("corpus", name, present, where="the features and manifest")
+    overlap = set(options.train_corpora) & set(options.test_corpora)
+    if overlap:
+        raise ConfigError(f"corpora {sorted(overlap)} are both in --train and --test")
+    if options.test_corpora:
+        train = options.train_corpora or tuple(c for c in present if c not in options.test_corpora)
+        return [(tuple(train), tuple(options.test_corpora))]
+    if options.train_corpora:
+        test = tuple(c for c in present if c not in options.train_corpora)
+        return [(tuple(options.train_corpora), test)]
+    if len(present) < 2:
+        raise ConfigError(f"cross-corpus splits need at least 2 corpora; found {present}")
+    return [(tuple(c for c in present if c != held), (held,)) for held in present]
+
+
+def _cross_corpus(table: pd.DataFrame, options: SplitOptions) -> list[Fold]:
+    corpus = table["corpus"]
+    return [
+        Fold(
+            f"{'+'.join(train)}->{'+'.join(test)}",
+            np.flatnonzero(corpus.isin(train)),
+            np.flatnonzero(corpus.isin(test)),
+            train_corpora=train,
+            test_corpora=test,
+        )
+        for train, test in corpus_pairs(table, options)
+    ]
+
+
+def _few_shot(table: pd.DataFrame, options: SplitOptions) -> list[Fold]:
+    """Cross-corpus plus `shots` target utterances per target corpus, balanced over classes.
+
+    Target speakers are dealt into k folds; fold j tests on the target rows of its
+    speakers and draws the shots from the other target speakers only.
+    """
+    folds = []
+    for train, test in corpus_pairs(table, options):
+        target = table[table["corpus"].isin(test)]
+        fold_of = assign_group_folds(target, options.folds, options.seed)
+        target_fold = target["group"].map(fold_of)
+        for j in range(options.folds):
+            shots = []
+            for name in test:
+                pool = target[(target["corpus"] == name) & (target_fold != j)]
+                shots.append(balanced_sample(pool, options.shots, options.seed + j))
+            source = np.flatnonzero(table["corpus"].isin(train))
+            folds.append(
+                Fold(
+                    f"{'+'.join(train)}->{'+'.join(test)}/{j}",
+                    np.sort(np.concatenate([source, *shots])),
+                    target.index[target_fold == j].to_numpy(),
+                    train_corpora=train,
+                    test_corpora=test,
+                )
+            )
+    return folds
+
+
+def balanced_sample(pool: pd.DataFrame, n: int, seed: int) -> np.ndarray:
+    """Row positions of `n` rows of `pool` spread evenly over its labels.
+
+    Each label gets ``n // n_labels`` rows (the first ``n % n_labels`` labels one
+    more); a label with fewer rows gives all it has and a warning says so.
+    """
+    rng = np.random.default_rng(seed)
+    labels = sorted(pool["label"].unique())
+    chosen = []
+    for i, label in enumerate(labels):
+        want = n // len(labels) + (1 if i < n % len(labels) else 0)
+        rows = pool.index[pool["label"] == label].to_numpy()
+        if len(rows) < want:
+            log.warning("few-shot: only %d %r rows available for %d shots", len(rows), label, want)
+        chosen.append(rng.permutation(rows)[:want])
+    return np.sort(np.concatenate(chosen)) if chosen else EMPTY
+
+
+def inner_split(
+    groups: np.ndarray, labels: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split training rows into (fit, validation) positions by group, for model selection.
+
+    Whole groups (speakers) are moved to validation in a seeded order until it
+    holds `fraction` of the rows, so validation speakers are unseen in fitting.
+    With fewer than 2 groups the split falls back to rows, stratified by label.
+    """
+    groups = np.asarray(groups)
+    rng = np.random.default_rng(seed)
+    names = np.unique(groups)
+    if len(names) < 2:
+        return _row_split(labels, fraction, rng)
+    target = max(1, int(round(fraction * len(groups))))
+    chosen: list[object] = []
+    taken = 0
+    for name in rng.permutation(names):
+        if taken >= target or len(chosen) == len(names) - 1:
+            break
+        chosen.append(name)
+        taken += int(np.sum(groups == name))
+    is_val = np.isin(groups, chosen)
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+def _row_split(
+    labels: np.ndarray, fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    val = []
+    for label in np.unique(labels):
+        rows = rng.permutation(np.flatnonzero(labels == label))
+        val.append(rows[: int(round(fraction * len(rows)))])
+    is_val = np.zeros(len(labels), dtype=bool)
+    is_val[np.concatenate(val)] = True
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+def drop_unseen_classes(fold: Fold, labels: np.ndarray) -> tuple[Fold, int]:
+    """Remove test rows whose class never occurs in training; warn and count them."""
+    seen = set(labels[fold.train])
+    keep = np.array([label in seen for label in labels[fold.test]], dtype=bool)
+    dropped = int((~keep).sum())
+    if dropped:
+        missing = sorted(set(labels[fold.test]) - seen)
+        log.warning(
+            "fold %s: class(es) %s absent from training; dropped %d test row(s)",
+            fold.name,
+            missing,
+            dropped,
+        )
+    return replace(fold, test=fold.test[keep]), dropped
+
+
+SPLITS: dict[str, Callable[[pd.DataFrame, SplitOptions], list[Fold]]] = {
+    "preset": _preset,
+    "random": _random,
+    "speaker": _speaker,
+    "speaker-kfold": _speaker_kfold,
+    "loso": _loso,
+    "cross-corpus": _cross_corpus,
+    "few-shot": _few_shot,
+}
+SPEAKER_INDEPENDENT: tuple[str, ...] = (
+    "speaker",
+    "speaker-kfold",
+    "loso",
+    "cross-corpus",
+    "few-shot",
+)

@@ -1,0 +1,152 @@
+"""`ser classify`: layer-by-layer classifier sweeps over cached features."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ssl_ser.errors import ConfigError
+
+SPLIT_CHOICES = ("preset", "random", "speaker", "speaker-kfold", "loso", "cross-corpus", "few-shot")
+COMBINE_CHOICES = ("each", "concat", "mean")
+
+
+def _paths(value: str) -> list[Path]:
+    return [Path(part.strip()) for part in value.split(",") if part.strip()]
+
+
+def _names(value: str | None) -> tuple[str, ...]:
+    return tuple(part.strip() for part in (value or "").split(",") if part.strip())
+
+
+def _ratios(value: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(part) for part in value.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3 or min(parts) < 0 or sum(parts) <= 0:
+        raise ConfigError(
+            f"--ratios {value!r} must be three non-negative numbers, e.g. 0.8,0.1,0.1"
+        )
+    return parts  # type: ignore[return-value]
+
+
+@click.command()
+@click.option("--cache", "caches", required=True, help="Feature cache(s), comma-separated.")
+@click.option(
+    "--manifest",
+    "manifests",
+    required=True,
+    help="Manifest(s) of the cached corpora (CSV/parquet).",
+)
+@click.option(
+    "--labels", default="basic4", show_default=True, help="Label set: basic4, all, sentiment."
+)
+@click.option(
+    "--layers", default="all", show_default=True, help="all, a range 0-6, or a list 3,6,9."
+)
+@click.option(
+    "--combine",
+    type=click.Choice(COMBINE_CHOICES),
+    default="each",
+    show_default=True,
+    help="Sweep layers one by one, or concatenate/average the selected layers.",
+)
+@click.option(
+    "--pooling", default="mean", show_default=True, help="mean, std, mean+std (comma list sweeps)."
+)
+@click.option(
+    "--classifiers",
+    default="logreg",
+    show_default=True,
+    help="Comma list of: logreg, svm-linear, svm-rbf, rf, xgb, xgb-fast, knn, linear, mlp, "
+    "mlp-weighted.",
+)
+@click.option(
+    "--split", type=click.Choice(SPLIT_CHOICES), default="speaker-kfold", show_default=True
+)
+@click.option(
+    "--folds", type=int, default=5, show_default=True, help="Folds (speaker-kfold, few-shot)."
+)
+@click.option(
+    "--ratios", default="0.8,0.1,0.1", show_default=True, help="train,val,test (random, speaker)."
+)
+@click.option("--train", "train_corpora", default=None, help="Training corpora (cross-corpus).")
+@click.option("--test", "test_corpora", default=None, help="Test corpora (cross-corpus, few-shot).")
+@click.option(
+    "--shots", type=int, default=10, show_default=True, help="Target utterances (few-shot)."
+)
+@click.option("--model", default=None, help="Refuse caches of any other model.")
+@click.option("--condition", default=None, help="Refuse caches of any other condition.")
+@click.option("--train-condition", default=None, help="Train on this condition's features.")
+@click.option("--test-condition", default=None, help="Test on this condition's features.")
+@click.option("--search/--no-search", default=False, help="Grid search on training speakers.")
+@click.option("--speaker-norm/--no-speaker-norm", default=False, help="Per-speaker z-norm.")
+@click.option(
+    "--batched/--no-batched",
+    default=True,
+    show_default=True,
+    help="All-layer probes (linear, mlp).",
+)
+@click.option("--bootstrap", type=int, default=1000, show_default=True, help="Bootstrap resamples.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--jobs", type=int, default=1, show_default=True, help="Parallel cells (processes).")
+@click.option("--threads", type=int, default=None, help="Threads per job [default: cores/jobs].")
+@click.option("--output", required=True, type=click.Path(file_okay=False), help="Results folder.")
+@click.option("--force", is_flag=True, help="Redo cells already in the output folder.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def classify(**options) -> None:
+    """Sweep classifiers over layers with speaker-independent cross-validation.
+
+    Reads the caches once per layer, runs every (split fold, layer, pooling,
+    classifier) cell not already in OUTPUT, and writes results.parquet/.csv,
+    predictions.parquet and summary.csv there.
+    """
+    import pandas as pd
+
+    from ssl_ser import manifest
+    from ssl_ser.classify.features import CacheFeatures
+    from ssl_ser.classify.sweep import SweepConfig, run_sweep
+
+    table = manifest.validate(
+        pd.concat([manifest.read(p) for p in _paths(options["manifests"])], ignore_index=True)
+    )
+    sources = [CacheFeatures(path) for path in _paths(options["caches"])]
+    config = SweepConfig(
+        labels=options["labels"],
+        layers=options["layers"],
+        combine=options["combine"],
+        poolings=options["pooling"],
+        classifiers=options["classifiers"],
+        split=options["split"],
+        folds=options["folds"],
+        seed=options["seed"],
+        ratios=_ratios(options["ratios"]),
+        train_corpora=_names(options["train_corpora"]),
+        test_corpora=_names(options["test_corpora"]),
+        shots=options["shots"],
+        train_condition=options["train_condition"],
+        test_condition=options["test_condition"],
+        search=options["search"],
+        speaker_norm=options["speaker_norm"],
+        batched=options["batched"],
+        bootstrap=options["bootstrap"],
+        jobs=options["jobs"],
+        threads=options["threads"],
+        force=options["force"],
+    )
+    result = run_sweep(
+        sources,
+        table,
+        config,
+        options["output"],
+        model=options["model"],
+        condition=options["condition"],
+        progress=options["progress"],
+    )
+    click.echo(
+        f"{result.cells_run} cell(s) run, {result.cells_skipped} already done, "
+        f"{result.seconds:.1f} s; results in {options['output']}"
+    )
+    click.echo(result.line)

@@ -1,0 +1,134 @@
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from ssl_ser import cache, manifest
+from ssl_ser.cli.main import cli
+
+from .conftest import corpus
+
+
+def write_cache(path, features):
+    with cache.CacheWriter(
+        path, key=features.key, layers=features.layers, dim=features.dim, storage_dtype="float32"
+    ) as writer:
+        writer.add_ids(features.ids)
+        writer.write(features.ids, {p: a for p, a in features.arrays.items()})
+        writer.flush()
+    return path
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli")
+    paths = {}
+    for name, seed in (("alpha", 0), ("beta", 1)):
+        table, features = corpus(name, seed=seed)
+        paths[name] = (
+            write_cache(folder / f"{name}.h5", features),
+            manifest.write(table, folder / f"{name}.csv"),
+        )
+    return paths
+
+
+def run(args):
+    return CliRunner().invoke(cli, ["classify", *map(str, args)], catch_exceptions=False)
+
+
+def test_classify_end_to_end_over_caches(files, tmp_path):
+    (alpha_cache, alpha_csv), (beta_cache, beta_csv) = files["alpha"], files["beta"]
+    args = [
+        "--cache",
+        f"{alpha_cache},{beta_cache}",
+        "--manifest",
+        f"{alpha_csv},{beta_csv}",
+        "--layers",
+        "1-3",
+        "--pooling",
+        "mean+std",
+        "--classifiers",
+        "logreg,linear",
+        "--split",
+        "speaker-kfold",
+        "--folds",
+        "4",
+        "--bootstrap",
+        "50",
+        "--threads",
+        "1",
+        "--output",
+        tmp_path,
+        "--no-progress",
+    ]
+    result = run(args)
+    assert result.exit_code == 0, result.output
+    assert "24 cell(s) run, 0 already done" in result.output
+    assert "logreg: best layer" in result.output and "linear: best layer" in result.output
+    results = pd.read_parquet(tmp_path / "results.parquet")
+    assert set(results["test_corpus"]) == {"alpha+beta", "alpha", "beta"}
+    assert set(results["layer"]) == {"1", "2", "3"}
+    assert {p.name for p in tmp_path.iterdir()} >= {
+        "results.parquet",
+        "results.csv",
+        "predictions.parquet",
+        "summary.csv",
+        "cells",
+    }
+    again = run(args)
+    assert "0 cell(s) run, 24 already done" in again.output
+    cross = run(
+        [
+            *args[:-3],
+            "--split",
+            "cross-corpus",
+            "--train",
+            "alpha",
+            "--test",
+            "beta",
+            "--output",
+            tmp_path / "cross",
+            "--no-progress",
+        ]
+    )
+    assert cross.exit_code == 0, cross.output
+    assert set(pd.read_parquet(tmp_path / "cross" / "results.parquet")["fold"]) == {"alpha->beta"}
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (
+            ["--model", "wavlm-large"],
+            "holds model 'tiny-model', but model 'wavlm-large' was requested",
+        ),
+        (["--condition", "telephone"], "holds condition 'clean', but condition 'telephone'"),
+        (["--labels", "basic9"], "unknown label set 'basic9'"),
+        (["--folds", "20"], "20 folds need at least 20 speakers"),
+        (["--ratios", "0.8,0.2"], "--ratios '0.8,0.2' must be three non-negative numbers"),
+    ],
+)
+def test_bad_input_is_one_line_error(files, tmp_path, extra, message):
+    alpha_cache, alpha_csv = files["alpha"]
+    result = run(["--cache", alpha_cache, "--manifest", alpha_csv, "--output", tmp_path, *extra])
+    assert result.exit_code == 1
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_imports_stay_light():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, ssl_ser.cli.classify, ssl_ser.classify.sweep; "
+        "print(sorted(m for m in ('torch', 'xgboost', 'h5py') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_help_lists_the_options():
+    result = CliRunner().invoke(cli, ["classify", "--help"])
+    assert result.exit_code == 0
+    for option in ("--cache", "--manifest", "--layers", "--split", "--search", "--jobs", "--force"):
+        assert option in result.output

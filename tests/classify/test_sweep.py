@@ -1,0 +1,265 @@
+import json
+import logging
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+
+from ssl_ser.classify.sweep import SweepConfig, run_sweep
+from ssl_ser.errors import (
+    CacheKeyMismatchError,
+    ConfigError,
+    ManifestError,
+    UnknownChoiceError,
+)
+
+from .conftest import BASIC4, SMALL_LINEAR, SMALL_MLP, corpus, relabel
+
+FAST = {
+    "bootstrap": 100,
+    "folds": 3,
+    "threads": 1,
+    "params": {"mlp": SMALL_MLP, "linear": SMALL_LINEAR},
+}
+
+
+def sweep(sources, manifest, output, **options):
+    return run_sweep(sources, manifest, SweepConfig(**{**FAST, **options}), output)
+
+
+def test_results_match_sklearn_on_stored_predictions(alpha, tmp_path):
+    table, features = alpha
+    result = sweep([features], table, tmp_path, classifiers="logreg,mlp", poolings="mean,mean+std")
+    results, predictions = result.results, pd.read_parquet(tmp_path / "predictions.parquet")
+    assert len(results) == 4 * 2 * 2 * 3  # layers x poolings x classifiers x folds
+    assert not results.duplicated(["layer", "pooling", "classifier", "fold"]).any()
+    assert {"extractor", "cache_keys", "seed", "params", "ua_low", "confusion"} <= set(results)
+    assert json.loads(results["cache_keys"].iloc[0])[0]["model"] == "tiny-model"
+    speakers = table.set_index("utt_id")["speaker"]
+    for row in results.itertuples():
+        cell = predictions[predictions["cell_id"] == row.cell_id]
+        assert row.ua == pytest.approx(balanced_accuracy_score(cell["label"], cell["predicted"]))
+        assert row.wa == pytest.approx(accuracy_score(cell["label"], cell["predicted"]))
+        assert row.macro_f1 == pytest.approx(
+            f1_score(cell["label"], cell["predicted"], average="macro")
+        )
+        assert row.ua_low <= row.ua <= row.ua_high
+        probabilities = cell[[f"prob_{c}" for c in BASIC4]].to_numpy()
+        np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
+        trained_on = set(table["speaker"]) - set(speakers[cell["utt_id"]])
+        assert not trained_on & set(speakers[cell["utt_id"]])
+    assert set(predictions.groupby(["layer", "pooling", "classifier"])["utt_id"].nunique()) == {240}
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert {"ua_mean", "ua_std", "ua_pooled", "ua_low", "ua_high"} <= set(summary)
+    assert "logreg: best layer 2" in result.line or "logreg: best layer 3" in result.line
+    assert (tmp_path / "results.csv").exists()
+
+
+def test_rerun_skips_finished_cells_and_force_redoes_them(alpha, tmp_path):
+    table, features = alpha
+    first = sweep([features], table, tmp_path, classifiers="logreg", layers="1,2")
+    assert (first.cells_run, first.cells_skipped) == (6, 0)
+    again = sweep([features], table, tmp_path, classifiers="logreg", layers="1,2")
+    assert (again.cells_run, again.cells_skipped) == (0, 6)
+    pd.testing.assert_frame_equal(first.results, again.results)
+    killed = sorted((tmp_path / "cells").glob("*.json"))[:2]  # as if the run died before these
+    for path in killed:
+        path.unlink()
+    resumed = sweep([features], table, tmp_path, classifiers="logreg", layers="1,2")
+    assert (resumed.cells_run, resumed.cells_skipped) == (2, 4)
+    assert len(resumed.results) == 6
+    forced = sweep([features], table, tmp_path, classifiers="logreg", layers="1,2", force=True)
+    assert (forced.cells_run, forced.cells_skipped) == (6, 0)
+
+
+def test_batched_probe_cells_equal_per_layer_cells(alpha, tmp_path):
+    table, features = alpha
+    batched = sweep([features], table, tmp_path / "b", classifiers="mlp,linear", batched=True)
+    single = sweep([features], table, tmp_path / "s", classifiers="mlp,linear", batched=False)
+    keys = ["classifier", "layer", "fold"]
+    merged = batched.results.merge(single.results, on=keys, suffixes=("_b", "_s"))
+    assert len(merged) == 2 * 4 * 3
+    assert (merged["ua_b"] - merged["ua_s"]).abs().max() <= 0.01
+    assert (merged["params_b"] == merged["params_s"]).mean() > 0.9  # same best epochs
+
+
+def test_search_never_sees_the_test_fold(alpha, tmp_path):
+    table, features = alpha
+    options = {"classifiers": "logreg,mlp", "layers": "1,2", "search": True}
+    first = sweep([features], table, tmp_path / "a", **options)
+    predictions = pd.read_parquet(tmp_path / "a" / "predictions.parquet")
+    fold0 = set(predictions.loc[predictions["fold"] == "0", "utt_id"])
+    perturbed = table.copy()
+    rows = perturbed["utt_id"].isin(fold0)
+    perturbed.loc[rows, "emotion"] = np.roll(perturbed.loc[rows, "emotion"].to_numpy(), 7)
+    second = sweep([features], perturbed, tmp_path / "b", **options)
+    keys = ["classifier", "layer", "fold"]
+    merged = first.results.merge(second.results, on=keys, suffixes=("_a", "_b"))
+    in_fold0 = merged[merged["fold"] == "0"]
+    assert len(in_fold0) == 4
+    assert (in_fold0["params_a"] == in_fold0["params_b"]).all()
+    assert (in_fold0["val_ua_a"] == in_fold0["val_ua_b"]).all()
+    assert (in_fold0["ua_a"] != in_fold0["ua_b"]).any()  # the perturbation did reach the test
+    chosen = {
+        json.loads(p).get("C") for p in first.results.query("classifier == 'logreg'")["params"]
+    }
+    assert chosen <= {0.01, 0.1, 1.0, 10.0}
+
+
+def test_parallel_jobs_give_the_same_results(alpha, tmp_path):
+    table, features = alpha
+    options = {"classifiers": "logreg,mlp", "layers": "0-2"}
+    serial = sweep([features], table, tmp_path / "1", jobs=1, **options).results
+    parallel = sweep([features], table, tmp_path / "2", jobs=2, **options).results
+    keys = ["classifier", "layer", "fold"]
+    pd.testing.assert_series_equal(
+        serial.sort_values(keys)["ua"].reset_index(drop=True),
+        parallel.sort_values(keys)["ua"].reset_index(drop=True),
+    )
+    assert not list(tmp_path.glob("2/.features-*"))  # shared memory maps cleaned up
+
+
+def test_pooled_corpora_get_rows_per_corpus(alpha_beta, tmp_path):
+    table, sources = alpha_beta
+    result = sweep(sources, table, tmp_path, classifiers="logreg", layers="2", labels="all")
+    predictions = pd.read_parquet(tmp_path / "predictions.parquet")
+    assert set(result.results["test_corpus"]) == {"alpha+beta", "alpha", "beta"}
+    for row in result.results.query("test_corpus == 'beta'").itertuples():
+        cell = predictions[
+            (predictions["cell_id"] == row.cell_id) & (predictions["corpus"] == "beta")
+        ]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert row.ua == pytest.approx(
+                balanced_accuracy_score(cell["label"], cell["predicted"])
+            )
+
+
+def test_cross_corpus_drops_classes_unseen_in_training(alpha_beta, tmp_path, caplog):
+    table, sources = alpha_beta
+    with caplog.at_level(logging.WARNING):
+        result = sweep(
+            sources,
+            table,
+            tmp_path,
+            classifiers="logreg",
+            layers="2",
+            labels="all",
+            split="cross-corpus",
+            train_corpora=("alpha",),
+            test_corpora=("beta",),
+        )
+    (row,) = result.results.itertuples()
+    assert (row.train_corpus, row.test_corpus) == ("alpha", "beta")
+    n_fear = int((table["emotion"] == "fear").sum())
+    assert row.n_dropped == n_fear and row.n_test == 200 - n_fear
+    assert "['fear'] absent from training" in caplog.text
+
+
+def test_leave_one_corpus_out_and_few_shot(alpha_beta, tmp_path):
+    table, sources = alpha_beta
+    loco = sweep(
+        sources, table, tmp_path / "loco", classifiers="logreg", layers="2", split="cross-corpus"
+    )
+    assert sorted(loco.results["fold"]) == ["alpha->beta", "beta->alpha"]
+    few = sweep(
+        sources,
+        table,
+        tmp_path / "few",
+        classifiers="logreg",
+        layers="2",
+        split="few-shot",
+        test_corpora=("beta",),
+        shots=8,
+    )
+    assert len(few.results) == 3 and set(few.results["test_corpus"]) == {"beta"}
+    assert (few.results["n_train"] == 240 + 8).all()
+
+
+def test_cross_condition(alpha, tmp_path):
+    table, features = alpha
+    telephone = relabel(features, condition="telephone")
+    telephone.arrays = {p: a + 0.5 for p, a in features.arrays.items()}
+    both = sweep([features, telephone], table, tmp_path / "m", classifiers="logreg", layers="2")
+    pairs = set(zip(both.results["train_condition"], both.results["test_condition"], strict=True))
+    assert pairs == {("clean", "clean"), ("telephone", "telephone")}
+    cross = sweep(
+        [features, telephone],
+        table,
+        tmp_path / "x",
+        classifiers="logreg",
+        layers="2",
+        train_condition="clean",
+        test_condition="telephone",
+    )
+    assert set(cross.results["test_condition"]) == {"telephone"}
+    assert len(cross.results) == 3
+    with pytest.raises(UnknownChoiceError, match="unknown condition 'noisy'.*clean, telephone"):
+        sweep([features, telephone], table, tmp_path / "e", train_condition="noisy")
+
+
+def test_combined_layers_and_weighted_head(alpha, tmp_path):
+    table, features = alpha
+    combined = sweep([features], table, tmp_path / "c", classifiers="logreg", combine="mean")
+    assert set(combined.results["layer"]) == {"0-3:mean"}
+    weighted = sweep(
+        [features],
+        table,
+        tmp_path / "w",
+        classifiers="mlp-weighted",
+        params={"mlp-weighted": SMALL_MLP},
+    )
+    assert set(weighted.results["layer"]) == {"weighted"}
+    weights = json.loads(weighted.results["params"].iloc[0])["layer_weights"]
+    assert sum(weights.values()) == pytest.approx(1, abs=1e-3)
+
+
+def test_selected_layer_uses_inner_validation(alpha, tmp_path):
+    table, features = alpha
+    result = sweep([features], table, tmp_path, classifiers="mlp")
+    selected = result.summary[result.summary["layer"] == "selected"]
+    assert len(selected) == 1
+    chosen = json.loads(selected["chosen_layers"].iloc[0])
+    for fold, layer in chosen.items():
+        rows = result.results[result.results["fold"] == fold]
+        assert rows.loc[rows["val_ua"].idxmax(), "layer"] == layer
+    assert "layer chosen on training speakers" in result.line
+
+
+@pytest.mark.parametrize(
+    "options,error,message",
+    [
+        ({"labels": "basic5"}, UnknownChoiceError, "unknown label set 'basic5'"),
+        ({"classifiers": "lda"}, UnknownChoiceError, "unknown classifier 'lda'.*logreg"),
+        ({"layers": "7"}, UnknownChoiceError, "unknown layer '7'"),
+        ({"folds": 9}, ConfigError, "9 folds need at least 9 speakers"),
+        ({"split": "preset"}, ConfigError, "preset split needs train and test rows"),
+    ],
+)
+def test_bad_options_are_named(alpha, tmp_path, options, error, message):
+    table, features = alpha
+    with pytest.raises(error, match=message):
+        sweep([features], table, tmp_path, **options)
+
+
+def test_bad_data_is_named(alpha, tmp_path):
+    table, features = alpha
+    with pytest.raises(CacheKeyMismatchError, match="holds model 'tiny-model', but model 'wavlm'"):
+        run_sweep([features], table, SweepConfig(), tmp_path, model="wavlm")
+    with pytest.raises(
+        CacheKeyMismatchError, match="holds condition 'clean', but condition 'telephone'"
+    ):
+        run_sweep([features], table, SweepConfig(), tmp_path, condition="telephone")
+    with pytest.raises(ManifestError, match="12 of 240 feature ids .* are not in the manifest"):
+        sweep([features], table.iloc[12:], tmp_path)
+    only_sad = table.assign(emotion=np.where(table["emotion"] == "sad", "sad", "fear"))
+    with pytest.raises(ConfigError, match=r"label set 'basic4' .* keeps 1 class\(es\) \['sad'\]"):
+        sweep([features], only_sad, tmp_path)
+    other_table, other = corpus("gamma", seed=3)
+    other.key = {**other.key, "model": "other-model", "config_digest": "zzz"}
+    both = sweep(
+        [features, other], pd.concat([table, other_table]), tmp_path / "two", layers="2", folds=2
+    )
+    assert set(both.results["extractor"]) == {"tiny-model", "other-model"}
