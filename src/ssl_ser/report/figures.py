@@ -143,6 +143,21 @@ def by_split(cells: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     return sorted(groups, key=lambda item: (cross[item[0]], item[0]))
 
 
+def _panel_figure(
+    n: int,
+    columns: int,
+    panel: tuple[float, float],
+    margin: tuple[float, float],
+    **kwargs: Any,
+) -> tuple[Figure, list[Axes]]:
+    """A figure of `n` panels in rows of at most `columns`, each `panel` inches plus `margin`."""
+    ncols = min(columns, n)
+    width = panel[0] * ncols + margin[0]
+    height = panel[1] * math.ceil(n / ncols) + margin[1]
+    fig = _new_figure(width, height)
+    return fig, _grid(fig, n, columns, **kwargs)
+
+
 def _grid(fig: Figure, n: int, columns: int, **kwargs: Any) -> list[Axes]:
     ncols = min(columns, n)
     nrows = math.ceil(n / ncols)
@@ -224,9 +239,7 @@ def _layer_figure(
     name: str,
 ) -> FigureItem:
     panels = ordered_panels(rows.groupby(["extractor", "setting"]), names)
-    ncols = min(MAX_COLUMNS, len(panels))
-    fig = _new_figure(4.7 * ncols + 0.3, 3.5 * math.ceil(len(panels) / ncols) + 1.1)
-    axes = _grid(fig, len(panels), MAX_COLUMNS, sharey=True)
+    fig, axes = _panel_figure(len(panels), MAX_COLUMNS, (4.7, 3.5), (0.3, 1.1), sharey=True)
     variants = _variants(rows)
     for ax, ((extractor, setting), panel) in zip(axes, panels, strict=True):
         same = baselines["setting"] == setting
@@ -393,7 +406,7 @@ def _heatmap_figure(
         ax.set_title(names[extractor], loc="left", fontweight="bold")
     axes[-1].set_xlabel(LAYER_AXIS)
     fig.colorbar(image, ax=list(axes), label="UA (%)", shrink=0.9)
-    title = f"Best UA per layer and corpus · {split_title(rows)}"
+    title = f"Best UA per layer and corpus\n{split_title(rows)}"
     fig.suptitle(title, fontweight="bold")
     caption = (
         f"Split {split_title(rows)}. Each cell: mean UA over folds of the best classifier at "
@@ -517,10 +530,8 @@ def _cross_figure(
 ) -> FigureItem:
     n_train = max(p["train_corpus"].nunique() for _, p in panels)
     n_test = max(p["test_corpus"].nunique() for _, p in panels)
-    ncols = min(MAX_COLUMNS, len(panels))
     size = (max(3.2, 1.0 * n_test + 1.8), max(2.6, 0.7 * n_train + 1.6))
-    fig = _new_figure(size[0] * ncols + 1.0, size[1] * math.ceil(len(panels) / ncols) + 0.8)
-    axes = _grid(fig, len(panels), MAX_COLUMNS)
+    fig, axes = _panel_figure(len(panels), MAX_COLUMNS, size, (1.0, 0.8))
     image, scale = None, _value_range(panels)
     for ax, ((extractor, train, test), best) in zip(axes, panels, strict=True):
         matrix = best.pivot(index="train_corpus", columns="test_corpus", values="ua_mean")
@@ -583,9 +594,7 @@ def _condition_order(values: Sequence[str]) -> list[str]:
 def _condition_figure(
     panels: list[tuple[tuple[str, ...], pd.DataFrame]], names: Mapping[str, str], out_dir: Path
 ) -> FigureItem:
-    ncols = min(CONDITION_COLUMNS, len(panels))
-    fig = _new_figure(3.3 * ncols + 1.0, 3.0 * math.ceil(len(panels) / ncols) + 0.8)
-    axes = _grid(fig, len(panels), CONDITION_COLUMNS)
+    fig, axes = _panel_figure(len(panels), CONDITION_COLUMNS, (3.3, 3.0), (1.0, 0.8))
     image, scale = None, _value_range(panels)
     for ax, ((extractor, train, test, split), best) in zip(axes, panels, strict=True):
         order = _condition_order([*best["train_condition"], *best["test_condition"]])
@@ -651,9 +660,7 @@ def _drops(rows: pd.DataFrame) -> pd.DataFrame | None:
 def _drop_figure(
     panels: list[tuple[tuple[str, ...], pd.DataFrame]], names: Mapping[str, str], out_dir: Path
 ) -> FigureItem:
-    ncols = min(MAX_COLUMNS, len(panels))
-    fig = _new_figure(4.7 * ncols + 0.3, 3.2 * math.ceil(len(panels) / ncols) + 1.0)
-    axes = _grid(fig, len(panels), MAX_COLUMNS, sharey=True)
+    fig, axes = _panel_figure(len(panels), MAX_COLUMNS, (4.7, 3.2), (0.3, 1.0), sharey=True)
     colors = _colors([pair for _, drops in panels for pair in drops["pair"]])
     for ax, ((extractor, train, test, split), drops) in zip(axes, panels, strict=True):
         for pair, line in drops.groupby("pair", sort=True):
