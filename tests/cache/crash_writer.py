@@ -85,6 +85,7 @@ def install_kill(point: str, at: int) -> None:
 def hold(fork: bool) -> None:
     child = os.fork() if fork else -1
     if child == 0:
+        print("child-ready", flush=True)  # the at-fork hooks have run by now
         time.sleep(120)
         os._exit(0)
     print("ready", child, flush=True)

@@ -143,7 +143,8 @@ def test_forked_children_do_not_keep_a_dead_writers_lock(tmp_path):
         stdout=subprocess.PIPE,
         text=True,
     )
-    child = int(holder.stdout.readline().split()[1])
+    lines = [holder.stdout.readline().split() for _ in range(2)]
+    child = next(int(words[1]) for words in lines if words[0] == "ready")
     try:
         with pytest.raises(CacheLockedError):
             cache.CacheWriter(path, KEY, LAYERS, DIM)

@@ -5,32 +5,26 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from ssl_ser.corpora import load, scan
-from ssl_ser.errors import CorpusError, CorpusFileError
+from ssl_ser.errors import CorpusError
 from ssl_ser.testing import cremad as fixture
 from ssl_ser.testing import write_empty_wav, write_garbage, write_wav
+
+from .helpers import (
+    assert_every_audio_file_accounted_for,
+    assert_matches,
+    assert_scan_stops_at,
+    assert_skip_reasons,
+    assert_telephone_copies_paired,
+    published_tree,
+)
 
 COLUMNS = ["speaker", "gender", "language", "emotion", "emotion_raw", "text", "split", "age"]
 
 
-def assert_matches(manifest: pd.DataFrame, rows: list[dict], root: Path) -> None:
-    expected = pd.DataFrame(rows).set_index("utt_id").sort_index()
-    got = manifest.set_index("utt_id").sort_index()
-    assert got.index.tolist() == expected.index.tolist()
-    pd.testing.assert_frame_equal(got[COLUMNS], expected[COLUMNS], check_dtype=False)
-    assert got["sample_rate"].tolist() == expected["sample_rate"].tolist()
-    assert got["duration"].to_numpy() == pytest.approx(expected["duration"].to_numpy())
-    assert got["path"].tolist() == [str(root.resolve() / p) for p in expected["relpath"]]
-
-
-@pytest.fixture(scope="module")
-def published(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("cremad")
-    fixture.make_tree(root)
-    return root
+published = published_tree("cremad", fixture.make_tree)
 
 
 def small_tree(root: Path) -> Path:
@@ -44,7 +38,7 @@ def small_tree(root: Path) -> Path:
 def test_published_layout_matches_fixture(published: Path) -> None:
     result = scan("cremad", published)
     assert result.skipped.empty
-    assert_matches(result.manifest, fixture.expected_rows("published"), published)
+    assert_matches(result.manifest, fixture.expected_rows("published"), published, COLUMNS)
     assert set(result.manifest["gender"]) == {"F", "M"}
     assert set(result.manifest["emotion"]) == set(fixture.EMOTIONS.values())
 
@@ -52,12 +46,8 @@ def test_published_layout_matches_fixture(published: Path) -> None:
 def test_flat_layout_pairs_telephone_copies(tmp_path: Path) -> None:
     fixture.make_tree(tmp_path, layout="flat")
     manifest = load("cremad", tmp_path)
-    assert_matches(manifest, fixture.expected_rows("flat"), tmp_path)
-    expected = [
-        str(tmp_path.resolve() / "wav_telephone" / "wav_telephone" / Path(p).name)
-        for p in manifest["path"]
-    ]
-    assert manifest["telephone_path"].tolist() == expected
+    assert_matches(manifest, fixture.expected_rows("flat"), tmp_path, COLUMNS)
+    assert_telephone_copies_paired(manifest, tmp_path)
 
 
 def test_without_demographics_gender_and_age_stay_empty(
@@ -104,11 +94,7 @@ def test_bad_demographics_file_is_a_corpus_error(tmp_path: Path, content: str, m
 def test_bad_file_stops_the_scan_naming_it(tmp_path: Path, name: str, reason: str) -> None:
     small_tree(tmp_path)
     write_wav(tmp_path / "AudioWAV" / name, seconds=0.05)
-    with pytest.raises(CorpusFileError) as error:
-        scan("cremad", tmp_path)
-    assert error.value.path.endswith(name)
-    assert reason in error.value.reason
-    assert name in str(error.value)
+    assert_scan_stops_at("cremad", tmp_path, name, reason)
 
 
 def test_skip_mode_accounts_for_every_audio_file(tmp_path: Path) -> None:
@@ -130,12 +116,6 @@ def test_skip_mode_accounts_for_every_audio_file(tmp_path: Path) -> None:
 
     result = scan("cremad", tmp_path, on_error="skip")
 
-    found = {str(p) for p in tmp_path.resolve().rglob("*.wav")}
-    kept, skipped = set(result.manifest["path"]), set(result.skipped["path"])
-    assert kept | skipped == found
-    assert not kept & skipped
-    assert_matches(result.manifest, fixture.expected_rows(), tmp_path)
-    reasons = {Path(p).name: r for p, r in result.skipped.itertuples(index=False)}
-    assert set(reasons) == set(bad)
-    for name, reason in bad.items():
-        assert reason in reasons[name]
+    assert_every_audio_file_accounted_for(result, tmp_path)
+    assert_matches(result.manifest, fixture.expected_rows(), tmp_path, COLUMNS)
+    assert_skip_reasons(result.skipped, bad)

@@ -11,6 +11,8 @@ from ssl_ser.errors import CorpusFileError
 from ssl_ser.testing import emodb as fixture
 from ssl_ser.testing import write_wav
 
+from .helpers import published_tree
+
 # Written out from the corpus documentation, independently of the reader's tables.
 EMOTIONS = {
     "W": "angry",
@@ -46,11 +48,7 @@ def expected(stem: str) -> dict:
     }
 
 
-@pytest.fixture(scope="module")
-def published(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("emodb")
-    fixture.make_tree(root, seconds=SECONDS)
-    return root
+published = published_tree("emodb", fixture.make_tree, seconds=SECONDS)
 
 
 def test_published_layout_fields(published: Path) -> None:

@@ -7,9 +7,14 @@ from pathlib import Path
 import pytest
 
 from ssl_ser.corpora import load, scan
-from ssl_ser.errors import CorpusFileError
 from ssl_ser.testing import emouerj as fixture
 from ssl_ser.testing import write_wav
+
+from .helpers import (
+    assert_bad_name_raises_and_skips,
+    assert_telephone_copies_paired,
+    published_tree,
+)
 
 # From the corpus description (zenodo 5427549), written out independently of the reader.
 EMOTIONS = {"a": "angry", "h": "happy", "s": "sad", "n": "neutral"}
@@ -17,11 +22,7 @@ GENDERS = {"w": "F", "m": "M"}
 SECONDS = 0.05
 
 
-@pytest.fixture(scope="module")
-def published(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("emouerj")
-    fixture.make_tree(root, seconds=SECONDS)
-    return root
+published = published_tree("emouerj", fixture.make_tree, seconds=SECONDS)
 
 
 def test_published_layout_fields(published: Path) -> None:
@@ -55,9 +56,7 @@ def test_flat_layout_pairs_telephone_copies(tmp_path: Path) -> None:
     fixture.make_tree(tmp_path, layout="flat", seconds=SECONDS)
     manifest = load("emouerj", tmp_path)
     assert len(manifest) == len(fixture.file_names())
-    names = [Path(p).name for p in manifest["path"]]
-    telephone = tmp_path.resolve() / "wav_telephone" / "wav_telephone"
-    assert manifest["telephone_path"].tolist() == [str(telephone / n) for n in names]
+    assert_telephone_copies_paired(manifest, tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -71,8 +70,4 @@ def test_flat_layout_pairs_telephone_copies(tmp_path: Path) -> None:
 def test_bad_names_are_errors_naming_the_file(tmp_path: Path, name: str, message: str) -> None:
     write_wav(tmp_path / "w01a01.wav", SECONDS)
     write_wav(tmp_path / name, SECONDS)
-    with pytest.raises(CorpusFileError, match=message) as caught:
-        scan("emouerj", tmp_path)
-    assert Path(caught.value.path).name == name
-    skipped = scan("emouerj", tmp_path, on_error="skip").skipped
-    assert [Path(p).name for p in skipped["path"]] == [name]
+    assert_bad_name_raises_and_skips("emouerj", tmp_path, name, message)

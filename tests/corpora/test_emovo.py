@@ -8,9 +8,14 @@ import pytest
 import soundfile as sf
 
 from ssl_ser.corpora import load, scan
-from ssl_ser.errors import CorpusFileError
 from ssl_ser.testing import emovo as fixture
 from ssl_ser.testing import write_wav
+
+from .helpers import (
+    assert_bad_name_raises_and_skips,
+    assert_telephone_copies_paired,
+    published_tree,
+)
 
 # From the EMOVO documentation, written out independently of the reader.
 EMOTIONS = {
@@ -31,11 +36,7 @@ TEXTS = {
 SECONDS = 0.05
 
 
-@pytest.fixture(scope="module")
-def published(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("emovo")
-    fixture.make_tree(root, seconds=SECONDS)
-    return root
+published = published_tree("emovo", fixture.make_tree, seconds=SECONDS)
 
 
 def test_published_layout_fields(published: Path) -> None:
@@ -70,9 +71,7 @@ def test_flat_layout_pairs_telephone_copies(tmp_path: Path) -> None:
     fixture.make_tree(tmp_path, layout="flat", seconds=SECONDS)
     manifest = load("emovo", tmp_path)
     assert len(manifest) == len(fixture.file_names())
-    names = [Path(p).name for p in manifest["path"]]
-    telephone = tmp_path.resolve() / "wav_telephone" / "wav_telephone"
-    assert manifest["telephone_path"].tolist() == [str(telephone / n) for n in names]
+    assert_telephone_copies_paired(manifest, tmp_path)
     assert manifest["channel"].eq(0).all()
     assert manifest["speaker"].nunique() == 6
 
@@ -88,8 +87,4 @@ def test_flat_layout_pairs_telephone_copies(tmp_path: Path) -> None:
 def test_bad_names_are_errors_naming_the_file(tmp_path: Path, name: str, message: str) -> None:
     write_wav(tmp_path / "f1" / "dis-f1-b1.wav", SECONDS, channels=2)
     write_wav(tmp_path / "f1" / name, SECONDS, channels=2)
-    with pytest.raises(CorpusFileError, match=message) as caught:
-        scan("emovo", tmp_path)
-    assert Path(caught.value.path).name == name
-    skipped = scan("emovo", tmp_path, on_error="skip").skipped
-    assert [Path(p).name for p in skipped["path"]] == [name]
+    assert_bad_name_raises_and_skips("emovo", tmp_path, name, message)

@@ -4,34 +4,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from ssl_ser.corpora import load, scan
 from ssl_ser.corpora._base import FoundFile
 from ssl_ser.corpora.esd import parse
-from ssl_ser.errors import CorpusError, CorpusFileError
+from ssl_ser.errors import CorpusError
 from ssl_ser.testing import esd as fixture
 from ssl_ser.testing import write_garbage, write_wav
+
+from .helpers import (
+    assert_every_audio_file_accounted_for,
+    assert_matches,
+    assert_scan_stops_at,
+    assert_skip_reasons,
+    published_tree,
+)
 
 COLUMNS = ["speaker", "gender", "language", "emotion", "emotion_raw", "text", "split"]
 
 
-def assert_matches(manifest: pd.DataFrame, rows: list[dict], root: Path) -> None:
-    expected = pd.DataFrame(rows).set_index("utt_id").sort_index()
-    got = manifest.set_index("utt_id").sort_index()
-    assert got.index.tolist() == expected.index.tolist()
-    pd.testing.assert_frame_equal(got[COLUMNS], expected[COLUMNS], check_dtype=False)
-    assert got["sample_rate"].tolist() == expected["sample_rate"].tolist()
-    assert got["duration"].to_numpy() == pytest.approx(expected["duration"].to_numpy())
-    assert got["path"].tolist() == [str(root.resolve() / p) for p in expected["relpath"]]
-
-
-@pytest.fixture(scope="module")
-def published(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("esd")
-    fixture.make_tree(root)
-    return root
+published = published_tree("esd", fixture.make_tree)
 
 
 def found(*parts: str) -> FoundFile:
@@ -41,7 +34,7 @@ def found(*parts: str) -> FoundFile:
 def test_published_layout_matches_fixture(published: Path) -> None:
     result = scan("esd", published)
     assert result.skipped.empty
-    assert_matches(result.manifest, fixture.expected_rows("published"), published)
+    assert_matches(result.manifest, fixture.expected_rows("published"), published, COLUMNS)
     manifest = result.manifest
     assert set(manifest["split"]) == {"train", "val", "test"}
     assert set(manifest["language"]) == {"cmn", "eng"}
@@ -60,7 +53,7 @@ def test_gb18030_transcript_is_decoded(published: Path) -> None:
 def test_flat_layout_takes_emotion_from_the_index(tmp_path: Path) -> None:
     fixture.make_tree(tmp_path, layout="flat")
     manifest = load("esd", tmp_path)
-    assert_matches(manifest, fixture.expected_rows("flat"), tmp_path)
+    assert_matches(manifest, fixture.expected_rows("flat"), tmp_path, COLUMNS)
     assert (manifest["telephone_path"] != "").all()
 
 
@@ -93,11 +86,7 @@ def test_layout_variants(parts: tuple[str, ...], emotion: str, split: str) -> No
 def test_bad_file_stops_the_scan_naming_it(tmp_path: Path, relpath: str, reason: str) -> None:
     write_wav(tmp_path / "0011" / "Angry" / "train" / "0011_000400.wav", seconds=0.05)
     write_wav(tmp_path / relpath, seconds=0.05)
-    with pytest.raises(CorpusFileError) as error:
-        scan("esd", tmp_path)
-    assert error.value.path.endswith(Path(relpath).name)
-    assert reason in error.value.reason
-    assert Path(relpath).name in str(error.value)
+    assert_scan_stops_at("esd", tmp_path, Path(relpath).name, reason)
 
 
 def test_undecodable_transcript_is_a_corpus_error(tmp_path: Path) -> None:
@@ -122,12 +111,7 @@ def test_skip_mode_accounts_for_every_audio_file(tmp_path: Path) -> None:
 
     result = scan("esd", tmp_path, on_error="skip")
 
-    found_paths = {str(p) for p in tmp_path.resolve().rglob("*.wav")}
-    kept, skipped = set(result.manifest["path"]), set(result.skipped["path"])
-    assert kept | skipped == found_paths
-    assert not kept & skipped
-    assert_matches(result.manifest, fixture.expected_rows(), tmp_path)
-    reasons = dict(result.skipped.itertuples(index=False))
-    assert set(reasons) == {str(tmp_path.resolve() / p) for p in bad}
-    for relpath, reason in bad.items():
-        assert reason in reasons[str(tmp_path.resolve() / relpath)]
+    assert_every_audio_file_accounted_for(result, tmp_path)
+    assert_matches(result.manifest, fixture.expected_rows(), tmp_path, COLUMNS)
+    by_path = {str(tmp_path.resolve() / relpath): reason for relpath, reason in bad.items()}
+    assert_skip_reasons(result.skipped, by_path, key=str)

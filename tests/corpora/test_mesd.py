@@ -5,13 +5,19 @@ from __future__ import annotations
 import unicodedata
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from ssl_ser.corpora import info, load, scan
-from ssl_ser.errors import CorpusFileError
 from ssl_ser.testing import mesd as fixture
 from ssl_ser.testing import write_garbage, write_wav
+
+from .helpers import (
+    assert_every_audio_file_accounted_for,
+    assert_matches,
+    assert_scan_stops_at,
+    assert_skip_reasons,
+    published_tree,
+)
 
 COLUMNS = ["speaker", "gender", "language", "emotion", "emotion_raw", "text", "split"]
 
@@ -20,28 +26,13 @@ def nfc(text: str) -> str:
     return unicodedata.normalize("NFC", text)
 
 
-def assert_matches(manifest: pd.DataFrame, rows: list[dict], root: Path) -> None:
-    expected = pd.DataFrame(rows).set_index("utt_id").sort_index()
-    got = manifest.set_index("utt_id").sort_index()
-    assert got.index.tolist() == expected.index.tolist()
-    pd.testing.assert_frame_equal(got[COLUMNS], expected[COLUMNS], check_dtype=False)
-    assert got["sample_rate"].tolist() == expected["sample_rate"].tolist()
-    assert got["duration"].to_numpy() == pytest.approx(expected["duration"].to_numpy())
-    paths = [nfc(p) for p in got["path"]]
-    assert paths == [nfc(str(root.resolve() / p)) for p in expected["relpath"]]
-
-
-@pytest.fixture(scope="module")
-def published(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("mesd")
-    fixture.make_tree(root)
-    return root
+published = published_tree("mesd", fixture.make_tree)
 
 
 def test_published_layout_matches_fixture(published: Path) -> None:
     result = scan("mesd", published)
     assert result.skipped.empty
-    assert_matches(result.manifest, fixture.expected_rows("published"), published)
+    assert_matches(result.manifest, fixture.expected_rows("published"), published, COLUMNS, nfc)
     manifest = result.manifest
     assert set(manifest["gender"]) == {"F", "M", "child"}
     assert (manifest["speaker"] == "").all()
@@ -53,7 +44,7 @@ def test_flat_layout_with_decomposed_names(tmp_path: Path) -> None:
     paths = fixture.make_tree(tmp_path, layout="flat", unicode_form="NFD")
     assert any(unicodedata.is_normalized("NFD", p.name) and p.name != nfc(p.name) for p in paths)
     manifest = load("mesd", tmp_path)
-    assert_matches(manifest, fixture.expected_rows("flat"), tmp_path)
+    assert_matches(manifest, fixture.expected_rows("flat"), tmp_path, COLUMNS, nfc)
     assert "corazón" in set(manifest["text"])
     assert (manifest["telephone_path"] != "").all()
 
@@ -70,11 +61,7 @@ def test_flat_layout_with_decomposed_names(tmp_path: Path) -> None:
 def test_bad_file_stops_the_scan_naming_it(tmp_path: Path, name: str, reason: str) -> None:
     write_wav(tmp_path / "Anger_F_A_tarde.wav", seconds=0.05)
     write_wav(tmp_path / name, seconds=0.05)
-    with pytest.raises(CorpusFileError) as error:
-        scan("mesd", tmp_path)
-    assert error.value.path.endswith(name)
-    assert reason in error.value.reason
-    assert name in str(error.value)
+    assert_scan_stops_at("mesd", tmp_path, name, reason)
 
 
 def test_skip_mode_accounts_for_every_audio_file(tmp_path: Path) -> None:
@@ -92,12 +79,6 @@ def test_skip_mode_accounts_for_every_audio_file(tmp_path: Path) -> None:
 
     result = scan("mesd", tmp_path, on_error="skip")
 
-    found = {str(p) for p in tmp_path.resolve().rglob("*.wav")}
-    kept, skipped = set(result.manifest["path"]), set(result.skipped["path"])
-    assert kept | skipped == found
-    assert not kept & skipped
-    assert_matches(result.manifest, fixture.expected_rows(), tmp_path)
-    reasons = {Path(p).name: r for p, r in result.skipped.itertuples(index=False)}
-    assert set(reasons) == set(bad)
-    for name, reason in bad.items():
-        assert reason in reasons[name]
+    assert_every_audio_file_accounted_for(result, tmp_path)
+    assert_matches(result.manifest, fixture.expected_rows(), tmp_path, COLUMNS, nfc)
+    assert_skip_reasons(result.skipped, bad)

@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 
 from ssl_ser.corpora import load, scan
-from ssl_ser.errors import CorpusError, CorpusFileError
+from ssl_ser.errors import CorpusError
 from ssl_ser.testing import oreau as fixture
 from ssl_ser.testing import write_wav
+
+from .helpers import assert_bad_name_raises_and_skips, assert_telephone_copies_paired
 
 # From the corpus description, written out independently of the reader.
 EMOTIONS = {
@@ -79,9 +81,8 @@ def test_root_in_one_normalisation_finds_files_in_the_other(tmp_path: Path, on_d
 def test_flat_layout_pairs_telephone_copies(tmp_path: Path) -> None:
     fixture.make_tree(tmp_path, layout="flat", seconds=SECONDS)
     manifest = load("oreau", tmp_path)
+    assert_telephone_copies_paired(manifest, tmp_path)
     names = [Path(p).name for p in manifest["path"]]
-    telephone = tmp_path.resolve() / "wav_telephone" / "wav_telephone"
-    assert manifest["telephone_path"].tolist() == [str(telephone / n) for n in names]
     assert manifest["gender"].tolist() == [fixture.SPEAKERS[n[:2]] for n in names]
 
 
@@ -165,9 +166,5 @@ def test_speaker_missing_from_actors_csv_warns(
 def test_bad_names_are_errors_naming_the_file(tmp_path: Path, name: str, message: str) -> None:
     small_tree(tmp_path, "speaker,gender\n01,F\n10,M\n")
     write_wav(tmp_path / nfd("Émotions") / name, SECONDS)
-    with pytest.raises(CorpusFileError, match=message) as caught:
-        scan("oreau", tmp_path)
-    assert Path(caught.value.path).name == name
-    result = scan("oreau", tmp_path, on_error="skip")
-    assert [Path(p).name for p in result.skipped["path"]] == [name]
+    result = assert_bad_name_raises_and_skips("oreau", tmp_path, name, message)
     assert len(result.manifest) == 2

@@ -393,3 +393,24 @@ def read_header(path: Path) -> Header:
     """The header of the cache file at `path` (opened and closed again)."""
     with open_h5(path, "r") as file:
         return Header.read(file, path)
+
+
+class HeaderFields:
+    """Header fields as properties, for the classes that hold an open file's ``header``."""
+
+    header: Header
+
+    @property
+    def key(self) -> dict[str, Any]:
+        """The key the file was built with."""
+        return dict(self.header.key)
+
+    @property
+    def layers(self) -> list[str]:
+        """Layer names in storage order."""
+        return list(self.header.layers)
+
+    @property
+    def poolings(self) -> list[str]:
+        """Pooled statistics stored in the file."""
+        return list(self.header.poolings)

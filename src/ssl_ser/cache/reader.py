@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ssl_ser.cache import layout
-from ssl_ser.cache.layout import FAILED, FEATURES, IDS, REASON, SLOT, Header
+from ssl_ser.cache.layout import FAILED, FEATURES, IDS, REASON, SLOT, Header, HeaderFields
 from ssl_ser.errors import CacheError, ManifestError, UnknownChoiceError
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ MERGE_GAP = 16
 PREFETCH_MIN_RUNS = 8
 
 
-class CacheReader:
+class CacheReader(HeaderFields):
     """Read-only access to one cache file (see :func:`open_cache`)."""
 
     def __init__(self, path: str | Path, key: Mapping[str, Any] | None = None):
@@ -57,21 +57,6 @@ class CacheReader:
         self._offsets: dict[str, dict[tuple[int, int], int]] = {}
 
     # ---------------------------------------------------------------- metadata
-
-    @property
-    def key(self) -> dict[str, Any]:
-        """The key the file was built with."""
-        return dict(self.header.key)
-
-    @property
-    def layers(self) -> list[str]:
-        """Layer names in storage order."""
-        return list(self.header.layers)
-
-    @property
-    def poolings(self) -> list[str]:
-        """Pooled statistics stored in the file."""
-        return list(self.header.poolings)
 
     @property
     def dim(self) -> int:

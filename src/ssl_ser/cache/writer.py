@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 
 from ssl_ser.cache import layout
-from ssl_ser.cache.layout import FAILED, FEATURES, MISSING, REASON, SLOT, Header
+from ssl_ser.cache.layout import FAILED, FEATURES, MISSING, REASON, SLOT, Header, HeaderFields
 from ssl_ser.cache.lock import WriterLock
 from ssl_ser.errors import CacheError, ConfigError
 
@@ -30,7 +30,7 @@ DEFAULT_FLUSH_ROWS = 256
 _CACHE_SLOTS = 10007
 
 
-class CacheWriter:
+class CacheWriter(HeaderFields):
     """Writes pooled features of one (extractor, corpus, condition) into its cache file.
 
     Use as a context manager; see the package docstring for the calling sequence.
@@ -127,21 +127,6 @@ class CacheWriter:
         layout.fsync_dir(self.path.parent)
 
     # ---------------------------------------------------------------- metadata
-
-    @property
-    def key(self) -> dict[str, Any]:
-        """The key stored in the file."""
-        return dict(self.header.key)
-
-    @property
-    def layers(self) -> list[str]:
-        """Layer names in storage order."""
-        return list(self.header.layers)
-
-    @property
-    def poolings(self) -> list[str]:
-        """Pooled statistics stored in the file."""
-        return list(self.header.poolings)
 
     @property
     def ids(self) -> list[str]:

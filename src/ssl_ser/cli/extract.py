@@ -17,6 +17,7 @@ import pandas as pd
 from ssl_ser import corpora, manifest
 from ssl_ser.audio import CONDITIONS, TELEPHONE_SOURCES
 from ssl_ser.cache import STORAGE_DTYPES
+from ssl_ser.cli.options import progress_option
 from ssl_ser.errors import ConfigError
 from ssl_ser.extract.config import (
     CLASSIC_MODELS,
@@ -118,7 +119,7 @@ def read_source(source: str, root: Path | None) -> pd.DataFrame:
 @click.option(
     "--storage-dtype", type=click.Choice(STORAGE_DTYPES), default="float16", show_default=True
 )
-@click.option("--progress/--no-progress", default=True, show_default=True)
+@progress_option
 def extract(
     source: str,
     root: Path | None,

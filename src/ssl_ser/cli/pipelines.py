@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from ssl_ser.cli.options import dry_run_option, progress_option
+
 SPLIT_CHOICES = ("preset", "random", "speaker", "speaker-kfold", "loso", "cross-corpus", "few-shot")
 CONDITION_CHOICES = ("clean", "telephone")
 DTYPE_CHOICES = ("float32", "float16", "bfloat16")
@@ -118,10 +120,8 @@ PROBE_EXAMPLE = (
 @click.option("--max-seconds", type=float, default=None, help="Window long audio to this length.")
 @click.option("--jobs", type=int, default=None, help="Parallel classify cells.")
 @click.option("--report/--no-report", default=True, show_default=True)
-@click.option(
-    "--dry-run", is_flag=True, help="Print the plan (caches, sweeps, cells); run nothing."
-)
-@click.option("--progress/--no-progress", default=True, show_default=True)
+@dry_run_option
+@progress_option
 def probe(**options) -> None:
     """Extract (where the cache is missing), classify over all layers, and report.
 
@@ -167,10 +167,8 @@ def probe(**options) -> None:
 
 @click.command()
 @click.argument("experiment_file", metavar="EXPERIMENT", type=click.Path(dir_okay=False))
-@click.option(
-    "--dry-run", is_flag=True, help="Print the plan (caches, sweeps, cells); run nothing."
-)
-@click.option("--progress/--no-progress", default=True, show_default=True)
+@dry_run_option
+@progress_option
 def run(experiment_file: str, dry_run: bool, progress: bool) -> None:
     """Run the experiment grid in EXPERIMENT (.yaml, .yml or .toml); re-runs resume.
 
@@ -200,7 +198,7 @@ def run(experiment_file: str, dry_run: bool, progress: bool) -> None:
     show_default=True,
     help="full: 288 utterances of 6 voices; small: 48 utterances of 4 voices.",
 )
-@click.option("--progress/--no-progress", default=True, show_default=True)
+@progress_option
 def demo(output: Path, size: str, progress: bool) -> None:
     """Offline demo: synthetic emotional speech, an untrained model, the full pipeline.
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import click
 
+from ssl_ser.cli.options import progress_option
+
 
 @click.command()
 @click.argument(
@@ -39,7 +41,7 @@ import click
     help="Bootstrap resamples for the 95% intervals of the best cells (0: none).",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
-@click.option("--progress/--no-progress", default=True, show_default=True)
+@progress_option
 def report(
     results_dirs: tuple[Path, ...],
     output: Path,

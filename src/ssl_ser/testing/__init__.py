@@ -61,3 +61,34 @@ def write_garbage(path: str | Path, size: int = 64) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"not audio " * (size // 10 + 1))
     return path
+
+
+TELEPHONE_FOLDER = Path("wav_telephone", "wav_telephone")
+TELEPHONE_RATE = 8000
+
+
+def write_clip(
+    root: Path,
+    relpath: str | Path,
+    seconds: float,
+    sample_rate: int = 16000,
+    *,
+    seed: int = 0,
+    channels: int = 1,
+    telephone: bool = False,
+) -> Path:
+    """Write one corpus clip under `root`; with `telephone`, also its 8 kHz copy.
+
+    The copy goes to ``wav_telephone/wav_telephone/`` under the same file name, the
+    layout every flattened fixture tree uses. Returns the clean clip's path.
+    """
+    path = write_wav(root / relpath, seconds, sample_rate, channels=channels, seed=seed)
+    if telephone:
+        copy = root / TELEPHONE_FOLDER / path.name
+        write_wav(copy, seconds, TELEPHONE_RATE, channels=channels, seed=seed)
+    return path
+
+
+def written_duration(seconds: float, sample_rate: int) -> float:
+    """The duration of a clip of `seconds` written at `sample_rate` (whole samples)."""
+    return round(seconds * sample_rate) / sample_rate

@@ -10,7 +10,7 @@ import csv
 from pathlib import Path
 
 from ssl_ser.errors import UnknownChoiceError
-from ssl_ser.testing import write_wav
+from ssl_ser.testing import write_clip, written_duration
 
 SAMPLE_RATE = 16000
 # actor -> (Sex, Age) as VideoDemographics.csv writes them; 1091 is the last actor id
@@ -62,7 +62,7 @@ def expected_rows(layout: str = "published", seconds: float = 0.05) -> list[dict
                         "text": text,
                         "split": "",
                         "sample_rate": SAMPLE_RATE,
-                        "duration": round(seconds * SAMPLE_RATE) / SAMPLE_RATE,
+                        "duration": written_duration(seconds, SAMPLE_RATE),
                     }
                 )
     return rows
@@ -90,12 +90,11 @@ def make_tree(
     puts the demographics one folder down, in ``meta/``.
     """
     root = Path(root)
+    flat = layout == "flat"
     paths = []
     for i, row in enumerate(expected_rows(layout, seconds)):
-        paths.append(write_wav(root / row["relpath"], seconds, SAMPLE_RATE, seed=i))
-        if layout == "flat":
-            name = Path(row["relpath"]).name
-            write_wav(root / "wav_telephone" / "wav_telephone" / name, seconds, 8000, seed=i)
+        path = write_clip(root, row["relpath"], seconds, SAMPLE_RATE, seed=i, telephone=flat)
+        paths.append(path)
     if demographics:
         folder = root if layout == "published" else root / "meta"
         write_demographics(folder / "VideoDemographics.csv")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ssl_ser.testing import write_wav
+from ssl_ser.testing import write_clip
 
 SPEAKERS = ("03", "08", "10", "16")
 TEXTS = ("a01", "b10")
@@ -20,9 +20,7 @@ def make_tree(root: str | Path, layout: str = "published", seconds: float = 0.1)
     """Write the tree under `root`; `flat` uses wav/wav/ plus wav_telephone/wav_telephone/."""
     root = Path(root)
     paths = []
+    folder = Path("wav") if layout == "published" else Path("wav", "wav")
     for i, name in enumerate(file_names()):
-        folder = root / "wav" if layout == "published" else root / "wav" / "wav"
-        paths.append(write_wav(folder / name, seconds=seconds, seed=i))
-        if layout == "flat":
-            write_wav(root / "wav_telephone" / "wav_telephone" / name, seconds, 8000, seed=i)
+        paths.append(write_clip(root, folder / name, seconds, seed=i, telephone=layout == "flat"))
     return paths

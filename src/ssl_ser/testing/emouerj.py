@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ssl_ser.errors import UnknownChoiceError
-from ssl_ser.testing import write_wav
+from ssl_ser.testing import write_clip
 
 # w01 and m01 are different people: the gender letter is part of the speaker id.
 SPEAKERS = ("w01", "w02", "w04", "m01", "m02", "m03")
@@ -29,10 +29,9 @@ def make_tree(root: str | Path, layout: str = "published", seconds: float = 0.05
     if layout not in LAYOUTS:
         raise UnknownChoiceError("layout", layout, LAYOUTS)
     root = Path(root)
-    folder = root / "emoUERJ" if layout == "published" else root / "wav" / "wav"
+    folder = Path("emoUERJ") if layout == "published" else Path("wav", "wav")
+    flat = layout == "flat"
     paths = []
     for i, name in enumerate(file_names()):
-        paths.append(write_wav(folder / name, seconds, SAMPLE_RATE, seed=i))
-        if layout == "flat":
-            write_wav(root / "wav_telephone" / "wav_telephone" / name, seconds, 8000, seed=i)
+        paths.append(write_clip(root, folder / name, seconds, SAMPLE_RATE, seed=i, telephone=flat))
     return paths

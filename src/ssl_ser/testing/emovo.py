@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ssl_ser.errors import UnknownChoiceError
-from ssl_ser.testing import write_wav
+from ssl_ser.testing import write_clip
 
 SPEAKERS = ("f1", "f2", "f3", "m1", "m2", "m3")
 SENTENCES = ("b1", "l3", "n5", "d2")
@@ -29,12 +29,13 @@ def make_tree(root: str | Path, layout: str = "published", seconds: float = 0.05
     if layout not in LAYOUTS:
         raise UnknownChoiceError("layout", layout, LAYOUTS)
     root = Path(root)
+    flat = layout == "flat"
     paths = []
     for i, name in enumerate(file_names()):
         speaker = name.split("-")[1]
-        folder = root / speaker if layout == "published" else root / "wav" / "wav"
-        paths.append(write_wav(folder / name, seconds, SAMPLE_RATE, channels=CHANNELS, seed=i))
-        if layout == "flat":
-            telephone = root / "wav_telephone" / "wav_telephone" / name
-            write_wav(telephone, seconds, 8000, channels=CHANNELS, seed=i)
+        folder = Path("wav", "wav") if flat else Path(speaker)
+        path = write_clip(
+            root, folder / name, seconds, SAMPLE_RATE, seed=i, channels=CHANNELS, telephone=flat
+        )
+        paths.append(path)
     return paths

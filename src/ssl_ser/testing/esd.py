@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ssl_ser.errors import UnknownChoiceError
-from ssl_ser.testing import write_wav
+from ssl_ser.testing import write_clip, written_duration
 
 SAMPLE_RATE = 16000
 LAYOUTS = ("published", "flat")
@@ -86,7 +86,7 @@ def expected_rows(
                         "text": text_of(speaker, index) if has_text else "",
                         "split": split if published else "",
                         "sample_rate": SAMPLE_RATE,
-                        "duration": round(seconds * SAMPLE_RATE) / SAMPLE_RATE,
+                        "duration": written_duration(seconds, SAMPLE_RATE),
                     }
                 )
     return rows
@@ -119,12 +119,11 @@ def make_tree(
     """Write the tree under `root` and return the clean audio paths."""
     root = Path(root)
     rows = expected_rows(layout, seconds, speakers, offsets, transcripts)
+    flat = layout == "flat"
     paths = []
     for i, row in enumerate(rows):
-        paths.append(write_wav(root / row["relpath"], seconds, SAMPLE_RATE, seed=i))
-        if layout == "flat":
-            name = Path(row["relpath"]).name
-            write_wav(root / "wav_telephone" / "wav_telephone" / name, seconds, 8000, seed=i)
+        path = write_clip(root, row["relpath"], seconds, SAMPLE_RATE, seed=i, telephone=flat)
+        paths.append(path)
     if layout == "published":
         indices = [block * BLOCK + o for block in range(len(EMOTIONS)) for o in offsets]
         for speaker in speakers:

@@ -10,7 +10,7 @@ import unicodedata
 from pathlib import Path
 
 from ssl_ser.errors import UnknownChoiceError
-from ssl_ser.testing import write_wav
+from ssl_ser.testing import write_clip, written_duration
 
 SAMPLE_RATE = 48000
 LAYOUTS = ("published", "flat")
@@ -53,7 +53,7 @@ def expected_rows(layout: str = "published", seconds: float = 0.05) -> list[dict
                             "text": text,
                             "split": "",
                             "sample_rate": SAMPLE_RATE,
-                            "duration": round(seconds * SAMPLE_RATE) / SAMPLE_RATE,
+                            "duration": written_duration(seconds, SAMPLE_RATE),
                         }
                     )
     return rows
@@ -68,11 +68,10 @@ def make_tree(
     8 kHz ``wav_telephone/wav_telephone/`` copies.
     """
     root = Path(root)
+    flat = layout == "flat"
     paths = []
     for i, row in enumerate(expected_rows(layout, seconds)):
         relpath = unicodedata.normalize(unicode_form, row["relpath"])
-        path = write_wav(root / relpath, seconds, SAMPLE_RATE, seed=i)
+        path = write_clip(root, relpath, seconds, SAMPLE_RATE, seed=i, telephone=flat)
         paths.append(path)
-        if layout == "flat":
-            write_wav(root / "wav_telephone" / "wav_telephone" / path.name, seconds, 8000, seed=i)
     return paths

@@ -12,7 +12,7 @@ import unicodedata
 from pathlib import Path
 
 from ssl_ser.errors import UnknownChoiceError
-from ssl_ser.testing import write_wav
+from ssl_ser.testing import write_clip
 
 # speaker -> gender as the manifest writes it
 SPEAKERS: dict[str, str] = {"01": "F", "02": "F", "10": "M", "11": "M"}
@@ -57,11 +57,10 @@ def make_tree(
         raise UnknownChoiceError("layout", layout, LAYOUTS)
     root = Path(root)
     paths = []
+    flat = layout == "flat"
     for i, name in enumerate(file_names()):
-        folder = root / relative_folder(name, layout)
-        paths.append(write_wav(folder / name, seconds, SAMPLE_RATE, seed=i))
-        if layout == "flat":
-            write_wav(root / "wav_telephone" / "wav_telephone" / name, seconds, 8000, seed=i)
+        relpath = Path(relative_folder(name, layout), name)
+        paths.append(write_clip(root, relpath, seconds, SAMPLE_RATE, seed=i, telephone=flat))
     if actors:
         folder = root / "Documents" if layout == "published" else root
         folder.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ssl_ser.errors import UnknownChoiceError
-from ssl_ser.testing import write_wav
+from ssl_ser.testing import write_clip, written_duration
 
 LAYOUTS = ("published", "flat")
 # speaker id -> (name in the file names, sample rate of that speaker's recordings)
@@ -55,7 +55,7 @@ def expected_rows(layout: str = "published", seconds: float = 0.05) -> list[dict
                             "text": "",
                             "split": "",
                             "sample_rate": sample_rate,
-                            "duration": round(seconds * sample_rate) / sample_rate,
+                            "duration": written_duration(seconds, sample_rate),
                         }
                     )
     return rows
@@ -68,10 +68,9 @@ def make_tree(root: str | Path, layout: str = "published", seconds: float = 0.05
     plus 8 kHz ``wav_telephone/wav_telephone/`` copies.
     """
     root = Path(root)
+    flat = layout == "flat"
     paths = []
     for i, row in enumerate(expected_rows(layout, seconds)):
-        path = root / row["relpath"]
-        paths.append(write_wav(path, seconds, row["sample_rate"], seed=i))
-        if layout == "flat":
-            write_wav(root / "wav_telephone" / "wav_telephone" / path.name, seconds, 8000, seed=i)
+        rate = row["sample_rate"]
+        paths.append(write_clip(root, row["relpath"], seconds, rate, seed=i, telephone=flat))
     return paths
