@@ -137,6 +137,16 @@ def test_pooled_corpora_get_rows_per_corpus(alpha_beta, tmp_path):
             )
 
 
+def test_pooled_folds_keep_the_pool_label_whatever_their_test_speakers(alpha_beta, tmp_path):
+    table, sources = alpha_beta
+    result = sweep(sources, table, tmp_path, classifiers="logreg", layers="2", split="loso")
+    speakers = table.set_index("speaker")["corpus"].to_dict()
+    for fold, rows in result.results.groupby("fold"):
+        labels = sorted(rows["test_corpus"])
+        assert labels == sorted(["alpha+beta", speakers[fold.split("loso-", 1)[-1]]]), fold
+    assert set(result.results["train_corpus"]) == {"alpha+beta"}
+
+
 def test_cross_corpus_drops_classes_unseen_in_training(alpha_beta, tmp_path, caplog):
     table, sources = alpha_beta
     with caplog.at_level(logging.WARNING):

@@ -281,6 +281,18 @@ def _map_fold(fold: Fold, train_map: np.ndarray, test_map: np.ndarray) -> Fold:
     )
 
 
+def _fold_corpora(dataset: Dataset, fold: Fold) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Corpus labels of a fold: the split's own for cross-corpus, else the whole pool.
+
+    Labelling a pooled fold by the corpora its test speakers happen to come from
+    would give folds of one cell different labels; per-corpus rows come separately.
+    """
+    if fold.test_corpora:
+        return tuple(sorted(fold.train_corpora)), tuple(sorted(fold.test_corpora))
+    pool = tuple(sorted(dataset.table["corpus"].unique()))
+    return pool, pool
+
+
 def _fold_meta(
     dataset: Dataset,
     fold: Fold,
@@ -290,12 +302,12 @@ def _fold_meta(
     digest: str,
 ) -> dict[str, Any]:
     """Columns shared by every cell of a fold (and, with layer/classifier, its id)."""
-    table = dataset.table
+    train_corpora, test_corpora = _fold_corpora(dataset, fold)
     return {
         "extractor": dataset.extractor,
-        "train_corpus": "+".join(sorted(table.loc[fold.train, "corpus"].unique())),
+        "train_corpus": "+".join(train_corpora),
         "train_condition": train_condition,
-        "test_corpus": "+".join(sorted(table.loc[fold.test, "corpus"].unique())),
+        "test_corpus": "+".join(test_corpora),
         "test_condition": test_condition,
         "split": config.split,
         "fold": fold.name,
@@ -610,8 +622,9 @@ def _store_cell(
     }
     corpora = rows.corpora[fold.test]
     scopes = [(base["test_corpus"], np.ones(len(true), dtype=bool))]
-    if len(np.unique(corpora)) > 1:
-        scopes += [(c, corpora == c) for c in np.unique(corpora)]
+    present = np.unique(corpora)
+    if len(present) > 1 or present[0] != base["test_corpus"]:  # a pooled fold: per corpus too
+        scopes += [(c, corpora == c) for c in present]
     result_rows = []
     for scope, mask in scopes:
         confusion = confusion_matrix(true[mask], predicted[mask], len(classes))
