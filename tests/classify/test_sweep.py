@@ -273,3 +273,20 @@ def test_bad_data_is_named(alpha, tmp_path):
         [features, other], pd.concat([table, other_table]), tmp_path / "two", layers="2", folds=2
     )
     assert set(both.results["extractor"]) == {"tiny-model", "other-model"}
+
+
+def test_sweep_reads_each_layer_once_whatever_the_number_of_cells(alpha, tmp_path, monkeypatch):
+    table, features = alpha
+    reads = []
+    original = features.read
+
+    def counted(layer, pooling="mean"):
+        reads.append((layer, pooling))
+        return original(layer, pooling)
+
+    monkeypatch.setattr(features, "read", counted)
+    result = sweep(
+        [features], table, tmp_path, classifiers="logreg,knn", layers="1,2", poolings="mean,std"
+    )
+    assert result.cells_run == 2 * 2 * 2 * 3  # layers x poolings x classifiers x folds
+    assert sorted(reads) == [("1", "mean"), ("1", "std"), ("2", "mean"), ("2", "std")]

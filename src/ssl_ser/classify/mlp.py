@@ -44,6 +44,31 @@ def validation_rows(
     return fit_rows, val_rows
 
 
+def heads_validation_ua(
+    model: torch.nn.Module, x_val: torch.Tensor, codes: np.ndarray, classes: np.ndarray
+) -> np.ndarray:
+    """UA of each head of `model` on validation inputs and their class codes (m,)."""
+    predicted = predict_logits(model, x_val).argmax(dim=2).numpy()
+    return np.array(
+        [
+            scores_from_confusion(confusion_matrix(codes, p, len(classes)), classes).ua
+            for p in predicted
+        ]
+    )
+
+
+def train_settings(estimator: MLPClassifier, seed: int) -> TrainSettings:
+    """The optimiser settings of an MLP estimator (or a probe with the same parameters)."""
+    return TrainSettings(
+        lr=estimator.lr,
+        weight_decay=estimator.weight_decay,
+        batch_size=estimator.batch_size,
+        max_epochs=estimator.max_epochs,
+        patience=estimator.patience,
+        seed=seed,
+    )
+
+
 class MLPClassifier(ClassifierMixin, BaseEstimator):
     """Torch MLP head with early stopping on training speakers.
 
@@ -102,33 +127,22 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             target[fit_rows],
             x[:, val_rows] if has_val else None,
             target[val_rows] if has_val else None,
-            self._settings(seed),
+            train_settings(self, seed),
             [seed],
         )
         self.best_epoch_ = int(log.best_epoch[0])
         self.n_iter_ = log.n_epochs
         self.loss_curve_ = log.train_loss
         self.validation_loss_curve_ = [float(v[0]) for v in log.val_loss]
-        self.validation_ua_ = self._validation_ua(x[:, val_rows], codes[val_rows])
-        return self
-
-    def _validation_ua(self, x_val: torch.Tensor, codes: np.ndarray) -> float:
-        """UA on the early-stopping speakers (NaN without validation); used to pick layers."""
-        if len(codes) == 0:
-            return float("nan")
-        predicted = predict_logits(self.model_, x_val)[0].argmax(dim=1).numpy()
-        confusion = confusion_matrix(codes, predicted, len(self.classes_))
-        return scores_from_confusion(confusion, self.classes_).ua
-
-    def _settings(self, seed: int) -> TrainSettings:
-        return TrainSettings(
-            lr=self.lr,
-            weight_decay=self.weight_decay,
-            batch_size=self.batch_size,
-            max_epochs=self.max_epochs,
-            patience=self.patience,
-            seed=seed,
+        # UA on the early-stopping speakers (NaN without validation); used to pick layers.
+        self.validation_ua_ = (
+            float(
+                heads_validation_ua(self.model_, x[:, val_rows], codes[val_rows], self.classes_)[0]
+            )
+            if has_val
+            else float("nan")
         )
+        return self
 
     def _logits(self, X) -> np.ndarray:  # noqa: N803
         check_is_fitted(self)

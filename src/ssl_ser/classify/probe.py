@@ -26,8 +26,12 @@ from ssl_ser.classify.heads import (
     predict_logits,
     train_heads,
 )
-from ssl_ser.classify.metrics import confusion_matrix, scores_from_confusion
-from ssl_ser.classify.mlp import validation_rows
+from ssl_ser.classify.mlp import (
+    MLPClassifier,
+    heads_validation_ua,
+    train_settings,
+    validation_rows,
+)
 from ssl_ser.errors import ConfigError
 
 HEADS: tuple[str, ...] = ("linear", "mlp")
@@ -62,27 +66,11 @@ def standardised(x: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> torch.Te
 class _StackedProbeBase:
     """Shared fitting logic: label coding, scaler, validation speakers, settings."""
 
-    def __init__(
-        self,
-        hidden_layer_sizes: Sequence[int] = (256,),
-        dropout: float = 0.2,
-        lr: float = 1e-3,
-        weight_decay: float = 1e-4,
-        batch_size: int = 128,
-        max_epochs: int = 100,
-        patience: int = 8,
-        validation_fraction: float = 0.15,
-        random_state: int = 0,
-    ):
-        self.hidden_layer_sizes = tuple(hidden_layer_sizes)
-        self.dropout = dropout
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.patience = patience
-        self.validation_fraction = validation_fraction
-        self.random_state = random_state
+    def __init__(self, **settings):
+        # One source of names and defaults: MLPClassifier's signature (unknown names fail).
+        for name, value in MLPClassifier(**settings).get_params().items():
+            setattr(self, name, value)
+        self.hidden_layer_sizes = tuple(self.hidden_layer_sizes)
 
     def _prepare(self, x: np.ndarray, y: Sequence, groups, rows: np.ndarray | None) -> tuple:
         """Coded labels, scaler statistics and standardised (fit, validation) tensors.
@@ -115,17 +103,16 @@ class _StackedProbeBase:
 
     @property
     def seed(self) -> int:
-        return int(self.random_state)
+        return 0 if self.random_state is None else int(self.random_state)
 
     def _settings(self) -> TrainSettings:
-        return TrainSettings(
-            lr=self.lr,
-            weight_decay=self.weight_decay,
-            batch_size=self.batch_size,
-            max_epochs=self.max_epochs,
-            patience=self.patience,
-            seed=self.seed,
-        )
+        return train_settings(self, self.seed)
+
+    def _validation_ua(self, x_val, y_val, n_heads: int) -> np.ndarray:
+        """UA of each head on the validation speakers (NaN without validation)."""
+        if x_val is None:
+            return np.full(n_heads, np.nan)
+        return heads_validation_ua(self.model_, x_val, y_val.numpy(), self.classes_)
 
     def _logits(self, x: np.ndarray) -> torch.Tensor:
         return predict_logits(self.model_, standardised(x, self.mean_, self.scale_))
@@ -172,21 +159,6 @@ class BatchedProbe(_StackedProbeBase):
         self.validation_ua_ = self._validation_ua(x_val, y_val, n_layers)
         return self
 
-    def _validation_ua(self, x_val, y_val, n_layers: int) -> np.ndarray:
-        """UA of each layer's head on the validation speakers (NaN without validation)."""
-        if x_val is None:
-            return np.full(n_layers, np.nan)
-        predicted = predict_logits(self.model_, x_val).argmax(dim=2).numpy()
-        n_classes = len(self.classes_)
-        return np.array(
-            [
-                scores_from_confusion(
-                    confusion_matrix(y_val.numpy(), p, n_classes), self.classes_
-                ).ua
-                for p in predicted
-            ]
-        )
-
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """Class probabilities (layers, rows, classes)."""
         return torch.softmax(self._logits(x).double(), dim=2).numpy()
@@ -217,12 +189,7 @@ class WeightedLayerProbe(_StackedProbeBase):
         self.best_epoch_ = int(log.best_epoch[0])
         self.n_iter_ = log.n_epochs
         self.layer_weights_ = self.model_.layer_weights().detach().numpy()
-        if x_val is None:
-            self.validation_ua_ = float("nan")
-        else:
-            predicted = predict_logits(self.model_, x_val)[0].argmax(dim=1).numpy()
-            confusion = confusion_matrix(y_val.numpy(), predicted, len(self.classes_))
-            self.validation_ua_ = scores_from_confusion(confusion, self.classes_).ua
+        self.validation_ua_ = float(self._validation_ua(x_val, y_val, 1)[0])
         return self
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:

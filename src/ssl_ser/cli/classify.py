@@ -54,7 +54,11 @@ def _ratios(value: str) -> tuple[float, float, float]:
     help="Sweep layers one by one, or concatenate/average the selected layers.",
 )
 @click.option(
-    "--pooling", default="mean", show_default=True, help="mean, std, mean+std (comma list sweeps)."
+    "--pooling",
+    "poolings",
+    default="mean",
+    show_default=True,
+    help="mean, std, mean+std (comma list sweeps).",
 )
 @click.option(
     "--classifiers",
@@ -103,6 +107,8 @@ def classify(**options) -> None:
     classifier) cell not already in OUTPUT, and writes results.parquet/.csv,
     predictions.parquet and summary.csv there.
     """
+    import dataclasses
+
     import pandas as pd
 
     from ssl_ser import manifest
@@ -113,29 +119,13 @@ def classify(**options) -> None:
         pd.concat([manifest.read(p) for p in _paths(options["manifests"])], ignore_index=True)
     )
     sources = [CacheFeatures(path) for path in _paths(options["caches"])]
-    config = SweepConfig(
-        labels=options["labels"],
-        layers=options["layers"],
-        combine=options["combine"],
-        poolings=options["pooling"],
-        classifiers=options["classifiers"],
-        split=options["split"],
-        folds=options["folds"],
-        seed=options["seed"],
-        ratios=_ratios(options["ratios"]),
-        train_corpora=_names(options["train_corpora"]),
-        test_corpora=_names(options["test_corpora"]),
-        shots=options["shots"],
-        train_condition=options["train_condition"],
-        test_condition=options["test_condition"],
-        search=options["search"],
-        speaker_norm=options["speaker_norm"],
-        batched=options["batched"],
-        bootstrap=options["bootstrap"],
-        jobs=options["jobs"],
-        threads=options["threads"],
-        force=options["force"],
-    )
+    parsed = {
+        "ratios": _ratios(options["ratios"]),
+        "train_corpora": _names(options["train_corpora"]),
+        "test_corpora": _names(options["test_corpora"]),
+    }
+    names = {f.name for f in dataclasses.fields(SweepConfig)}
+    config = SweepConfig(**{k: v for k, v in options.items() if k in names} | parsed)
     result = run_sweep(
         sources,
         table,
