@@ -216,3 +216,21 @@ def test_probe_command_line_runs_on_a_manifest(first_run, synth_root, tmp_path):
     assert "extraction: 0 cache(s) updated, 1 already complete" in result.output
     assert "classify: 2 cell(s) run, 0 already done" in result.output
     assert (tmp_path / "probe" / "results" / "results.parquet").is_file()
+
+
+def test_the_plan_inspects_each_model_once_whatever_the_grid(first_run, synth_root, monkeypatch):
+    from ssl_ser.pipelines import plan as plan_module
+
+    path, _, _ = first_run
+    calls = []
+    real = plan_module.model_layers
+
+    def counted(model, config, caches):
+        calls.append(model)
+        return real(model, config, caches)
+
+    monkeypatch.setattr(plan_module, "model_layers", counted)
+    data = grid(synth_root, path.parent, seeds=[0, 1, 2])
+    plan = run_experiment(experiment_from_dict(data), dry_run=True).plan
+    assert len(plan.units) == 3 * len(PAIRS)
+    assert calls == ["mfcc"]

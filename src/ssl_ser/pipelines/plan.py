@@ -148,11 +148,6 @@ class Plan:
     units: list[SweepUnit]
     variants: list[Variant] = field(default_factory=list)
 
-    @property
-    def manifest(self) -> pd.DataFrame:
-        """All corpora's manifest rows together."""
-        return pd.concat(self.manifests.values(), ignore_index=True)
-
     def cache(self, model: str, corpus: str, condition: str) -> CacheStatus:
         """The status of one cache file."""
         for status in self.caches:
@@ -419,19 +414,23 @@ def make_plan(experiment: Experiment, *, progress: bool = False) -> Plan:
 def sweep_units(plan: Plan) -> list[SweepUnit]:
     """Every sweep of the plan, in run order (variant, corpus group, model, condition pair)."""
     experiment = plan.experiment
+    per_model = {}  # model -> (poolings, cells per fold): the same for every variant and group
+    for model in experiment.models:
+        config = plan.configs[model]
+        poolings = model_poolings(experiment, model, config)
+        layers = model_layers(model, config, plan.caches)
+        per_model[model] = (poolings, cells_per_fold(experiment, layers, poolings))
+    tables = {
+        group: split_table(
+            pd.concat([plan.manifests[c] for c in group], ignore_index=True), experiment.labels
+        )
+        for group in corpus_groups(experiment)
+    }
     units = []
     for variant in plan.variants:
-        for group in corpus_groups(experiment):
-            rows = pd.concat([plan.manifests[c] for c in group], ignore_index=True)
-            folds, n_folds = unit_folds(
-                experiment, variant, split_table(rows, experiment.labels), group
-            )
-            for model in experiment.models:
-                config = plan.configs[model]
-                poolings = model_poolings(experiment, model, config)
-                per_fold = cells_per_fold(
-                    experiment, model_layers(model, config, plan.caches), poolings
-                )
+        for group, table in tables.items():
+            folds, n_folds = unit_folds(experiment, variant, table, group)
+            for model, (poolings, per_fold) in per_model.items():
                 for pair in experiment.pairs:
                     cells = None if per_fold is None else per_fold * n_folds
                     units.append(

@@ -252,7 +252,7 @@ def _layer_figure(
         ax.set_xlabel(LAYER_AXIS)
     for ax in axes[:: min(MAX_COLUMNS, len(panels))]:
         ax.set_ylabel(UA_AXIS)
-    _figure_legend(fig, axes)
+    _layer_legend(fig, axes)
     split = str(rows["split"].iloc[0])
     fig.suptitle(f"UA by layer · {split_title(rows)} · mean ± std over folds", fontweight="bold")
     caption = (
@@ -353,17 +353,26 @@ def _y_limits(
     axes[0].set_ylim(max(0.0, low - margin), min(100.0, high + margin))
 
 
-def _figure_legend(fig: Figure, axes: Sequence[Axes]) -> None:
+def _layer_legend(fig: Figure, axes: Sequence[Axes]) -> None:
+    """The panels' legend plus the best-layer star and the std band."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
+    star = Line2D([], [], ls="none", marker="*", ms=12, color="white", mec="black")
+    band = Patch(color="0.5", alpha=0.25, lw=0)
+    _figure_legend(fig, axes, {"best layer": star, "± std over folds": band})
+
+
+def _figure_legend(
+    fig: Figure, axes: Sequence[Axes], extra: Mapping[str, Any] | None = None
+) -> None:
+    """One legend below the panels: each labelled line once (in order), then `extra`."""
     seen: dict[str, Any] = {}
     for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             if not label.startswith("_"):
                 seen.setdefault(label, handle)
-    seen["best layer"] = Line2D([], [], ls="none", marker="*", ms=12, color="white", mec="black")
-    seen["± std over folds"] = Patch(color="0.5", alpha=0.25, lw=0)
+    seen.update(extra or {})
     fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncols=min(6, len(seen)))
 
 
@@ -677,7 +686,7 @@ def _drop_figure(
     for ax in _bottom_row(axes, MAX_COLUMNS):
         ax.set_xlabel(LAYER_AXIS)
     axes[0].set_ylabel(f"UA change vs {REFERENCE_CONDITION} → {REFERENCE_CONDITION} (points)")
-    _figure_legend_plain(fig, axes)
+    _figure_legend(fig, axes)
     fig.suptitle("Change in UA per layer when the audio condition changes", fontweight="bold")
     caption = (
         f"Mean UA over folds minus the {REFERENCE_CONDITION} → {REFERENCE_CONDITION} UA at the "
@@ -685,14 +694,6 @@ def _drop_figure(
         "Below zero: the condition costs accuracy at that layer."
     )
     return save_figure(fig, out_dir, "condition-drop", "Drop per layer", caption)
-
-
-def _figure_legend_plain(fig: Figure, axes: Sequence[Axes]) -> None:
-    seen: dict[str, Any] = {}
-    for ax in axes:
-        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
-            seen.setdefault(label, handle)
-    fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncols=len(seen))
 
 
 # --- confusion matrix --------------------------------------------------------------
