@@ -33,7 +33,7 @@ import transformers
 from ssl_ser import audio, cache, manifest
 from ssl_ser.extract import ExtractorConfig, extract
 from ssl_ser.extract.batching import pad_stack, plan_batches
-from ssl_ser.testing import write_wav
+from ssl_ser.testing import write_wav, written_duration
 
 SAMPLE_RATE = 16000
 
@@ -65,7 +65,7 @@ def make_corpus(folder: Path, count: int, seed: int = 0) -> pd.DataFrame:
                 "language": "eng",
                 "emotion": "neutral",
                 "emotion_raw": "N",
-                "duration": round(seconds * SAMPLE_RATE) / SAMPLE_RATE,
+                "duration": written_duration(float(seconds), SAMPLE_RATE),
                 "sample_rate": SAMPLE_RATE,
                 "text": "",
                 "split": "",

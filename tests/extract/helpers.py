@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ssl_ser import manifest
-from ssl_ser.testing import write_wav
+from ssl_ser.testing import write_wav, written_duration
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -133,7 +133,7 @@ def make_manifest(
                 "language": "deu",
                 "emotion": "neutral",
                 "emotion_raw": "N",
-                "duration": round(duration * sample_rate) / sample_rate,
+                "duration": written_duration(duration, sample_rate),
                 "sample_rate": sample_rate,
                 "text": "",
                 "split": "",

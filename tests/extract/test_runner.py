@@ -172,6 +172,32 @@ def test_one_cache_file_per_corpus(tmp_path, model_dirs):
     ]
 
 
+def test_the_model_loads_once_and_each_file_is_read_once(tmp_path, model_dirs, monkeypatch):
+    import pandas as pd
+
+    from ssl_ser.extract import runner
+
+    loads, reads = [], []
+    load_backbone, load_utterance = runner.load_backbone, audio.load_utterance
+    monkeypatch.setattr(runner, "load_backbone", lambda *a: loads.append(a) or load_backbone(*a))
+    monkeypatch.setattr(
+        audio,
+        "load_utterance",
+        lambda row, *a: reads.append(row["utt_id"]) or load_utterance(row, *a),
+    )
+    table = pd.concat(
+        [
+            make_manifest(tmp_path / "a", [0.4, 0.6, 1.3], corpus="alpha"),
+            make_manifest(tmp_path / "b", [0.5, 0.9], corpus="beta"),
+        ],
+        ignore_index=True,
+    )
+    config = ExtractorConfig(model=str(model_dirs["hubert"]), max_seconds=0.5)
+    summaries = extract(table, config, tmp_path / "c", workers=0, batch_seconds=0.6)
+    assert len(summaries) == 2 and len(loads) == 1
+    assert sorted(reads) == sorted(table["utt_id"])  # windowed and multi-batch: still one read
+
+
 def test_bad_options_fail_before_the_model_loads(toy):
     table, folder, cache_dir = toy
     config = ExtractorConfig(model=str(folder))

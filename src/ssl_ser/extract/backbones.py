@@ -335,14 +335,12 @@ class ClassicBackbone(Backbone):
     def run(self, segments: Sequence[Segment]) -> FrameStats:
         """Mean and squared deviations over frames of each segment's feature matrix."""
         count = np.array([s.frames for s in segments], dtype=np.int64)
-        means = np.stack([s.values.mean(axis=1) for s in segments])
-        m2 = np.stack(
-            [
-                np.square(s.values - s.values.mean(axis=1, keepdims=True)).sum(axis=1)
-                for s in segments
-            ]
-        )
-        return FrameStats(count, means[:, None, :], m2[:, None, :])
+        means = [s.values.mean(axis=1) for s in segments]
+        m2 = [
+            np.square(s.values - m[:, None]).sum(axis=1)
+            for s, m in zip(segments, means, strict=True)
+        ]
+        return FrameStats(count, np.stack(means)[:, None, :], np.stack(m2)[:, None, :])
 
 
 def load_backbone(config: ExtractorConfig, device: str = "auto") -> Backbone:

@@ -40,6 +40,10 @@ class FrameStats:
         part = slice(start, stop)
         return FrameStats(self.count[part], self.mean[part], self.m2[part])
 
+    def take(self, indices: np.ndarray) -> FrameStats:
+        """The statistics of the segments at `indices`, in that order."""
+        return FrameStats(self.count[indices], self.mean[indices], self.m2[indices])
+
     @staticmethod
     def concat(parts: Sequence[FrameStats]) -> FrameStats:
         """Stack the segments of several :class:`FrameStats` along the first axis."""

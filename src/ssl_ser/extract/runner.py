@@ -15,10 +15,8 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
-import functools
 import json
 import logging
-import os
 import signal
 import sys
 import time
@@ -34,7 +32,6 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ssl_ser import __version__, audio, cache, manifest
-from ssl_ser.cache.lock import lock_path
 from ssl_ser.errors import ConfigError, SerError
 from ssl_ser.extract.backbones import Backbone, load_backbone
 from ssl_ser.extract.batching import plan_batches, segment_seconds
@@ -101,27 +98,17 @@ def _keep_list(items: list[Prepared]) -> list[Prepared]:
     return items
 
 
-def _init_worker(lock_files: tuple[str, ...], worker_id: int) -> None:
-    """Set up a DataLoader worker: one thread, tied to its parent, no copy of the cache lock.
+def _init_worker(worker_id: int) -> None:
+    """Set up a DataLoader worker: one thread, and killed by the kernel when its parent dies.
 
-    A worker orphaned by a killed run can block forever on a full result pipe,
-    so it asks the kernel to kill it when its parent dies. Forked workers also
-    inherit the writer's lock file descriptor, and an ``flock`` lasts while any
-    descriptor of it is open; closing the worker's copies leaves the lock with
-    the writer alone. (Both are Linux facilities; elsewhere workers are spawned
-    and inherit nothing.)
+    A worker orphaned by a killed run can block forever on a full result pipe.
+    (Linux only. Inherited copies of the cache lock are closed by the at-fork
+    hook of :mod:`ssl_ser.cache.lock`, so a worker never keeps the lock.)
     """
     torch.set_num_threads(1)
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    descriptors = Path("/proc/self/fd")
-    if not descriptors.is_dir():
-        return
-    for entry in descriptors.iterdir():
-        with contextlib.suppress(OSError):
-            if os.readlink(entry) in lock_files:
-                os.close(int(entry.name))
 
 
 def extract(
@@ -273,9 +260,7 @@ class _Job:
             collate_fn=_keep_list,
             num_workers=self.workers,
             prefetch_factor=PREFETCH_BATCHES if self.workers else None,
-            worker_init_fn=functools.partial(
-                _init_worker, (str(lock_path(writer.path).resolve()),)
-            ),
+            worker_init_fn=_init_worker,
         )
         durations = rows["duration"].to_numpy(dtype=float)
         bar = tqdm(
@@ -328,14 +313,14 @@ class _Job:
         segments = [segment for item in good for segment in item.segments]
         owners = [item.utt_id for item in good for _ in item.segments]
         costs = [self.backbone.input_seconds(s.seconds) for s in segments]
-        results: list[FrameStats | None] = [None] * len(segments)
-        for chunk in plan_batches(costs, self.batch_seconds):
-            chunk_stats = self._run_guarded(
-                [segments[i] for i in chunk], [owners[i] for i in chunk]
-            )
-            for position, index in enumerate(chunk):
-                results[index] = chunk_stats.rows(position, position + 1)
-        return FrameStats.concat([r for r in results if r is not None])
+        chunks = plan_batches(costs, self.batch_seconds)
+        stats = FrameStats.concat(
+            [
+                self._run_guarded([segments[i] for i in chunk], [owners[i] for i in chunk])
+                for chunk in chunks
+            ]
+        )
+        return stats.take(np.argsort(np.concatenate(chunks)))
 
     def _run_guarded(self, segments: list[Segment], owners: list[str]) -> FrameStats:
         """Run one forward pass; running out of memory becomes an error that says what to lower."""
