@@ -121,6 +121,17 @@ class ExtractorConfig:
         """Whether the model is a classic baseline (eGeMAPS, MFCC, log-mel)."""
         return self.model in CLASSIC_MODELS
 
+    def with_absolute_model_path(self) -> ExtractorConfig:
+        """This config with a local model folder named by its absolute path (hub ids unchanged).
+
+        The model path is part of the cache key, so the same folder must give the
+        same key from any working directory.
+        """
+        folder = Path(self.model).expanduser()
+        if self.is_classic or not folder.is_dir():
+            return self
+        return dataclasses.replace(self, model=str(folder.resolve()))
+
     def to_dict(self) -> dict[str, Any]:
         """All fields as a JSON-serialisable dict (poolings as a list)."""
         out = dataclasses.asdict(self)

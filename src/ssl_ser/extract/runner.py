@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import dataclasses
 import json
 import logging
 import signal
@@ -160,7 +159,7 @@ def extract(
     if isinstance(workers, bool) or int(workers) != workers or workers < 0:
         raise ConfigError(f"workers {workers!r} must be an integer >= 0")
     plan_batches([], batch_seconds)  # validates batch_seconds before the model loads
-    config = with_absolute_model_path(config)
+    config = config.with_absolute_model_path()
     started = time.perf_counter()
     backbone = load_backbone(config, device)
     log.info("model ready in %.1f s", time.perf_counter() - started)
@@ -170,14 +169,6 @@ def extract(
         path = cache.cache_path(cache_dir, config.slug(), str(corpus), condition)
         summaries.append(job.run_corpus(str(corpus), rows, path, storage_dtype, retry_failed))
     return summaries
-
-
-def with_absolute_model_path(config: ExtractorConfig) -> ExtractorConfig:
-    """The config with a local model folder named by its absolute path (hub ids unchanged)."""
-    folder = Path(config.model).expanduser()
-    if config.is_classic or not folder.is_dir():
-        return config
-    return dataclasses.replace(config, model=str(folder.resolve()))
 
 
 def cache_key(

@@ -11,7 +11,6 @@ speakers, no preset split) fails here, before any model runs. ``ser run
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from dataclasses import dataclass, field
@@ -194,14 +193,6 @@ def count_finished_cells(results_dir: Path) -> int:
 
     folder = results_dir / CELLS_DIR
     return sum(1 for _ in folder.glob("*.json")) if folder.is_dir() else 0
-
-
-def absolute_model(config: ExtractorConfig) -> ExtractorConfig:
-    """The config with a local model folder as an absolute path, as ``extract`` names it."""
-    folder = Path(config.model).expanduser()
-    if config.is_classic or not folder.is_dir():
-        return config
-    return dataclasses.replace(config, model=str(folder.resolve()))
 
 
 def check_roots(experiment: Experiment, source: str) -> None:
@@ -395,7 +386,7 @@ def make_plan(experiment: Experiment, *, progress: bool = False) -> Plan:
         CorpusError, ManifestError: a corpus cannot be read.
         ConfigError: a split cannot be made, or a pooling is not stored.
     """
-    configs = {m: absolute_model(c) for m, c in experiment.extractor_configs().items()}
+    configs = {m: c.with_absolute_model_path() for m, c in experiment.extractor_configs().items()}
     manifests, skipped = {}, {}
     for spec in experiment.corpora:
         manifests[spec.name], skipped[spec.name] = load_manifest(spec, progress)
