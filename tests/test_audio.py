@@ -1,5 +1,7 @@
 import json
 import math
+import unicodedata
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -176,6 +178,14 @@ def test_load_errors_name_the_file(tmp_path):
         audio.load(empty)
     with pytest.raises(AudioError, match=r"missing\.wav.*does not exist"):
         audio.load(tmp_path / "missing.wav")
+
+
+@pytest.mark.parametrize(("on_disk", "given"), [("NFD", "NFC"), ("NFC", "NFD")])
+def test_load_finds_a_path_given_in_the_other_normalisation(tmp_path, on_disk, given):
+    path = write_wav(tmp_path / unicodedata.normalize(on_disk, "Émotions") / "a.wav", seed=3)
+    twin = Path(unicodedata.normalize(given, str(path)))
+    assert not twin.exists()
+    assert np.array_equal(audio.load(twin), audio.load(path))
 
 
 def test_load_telephone_is_the_chain_on_the_clean_wave(tmp_path):

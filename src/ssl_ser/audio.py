@@ -43,9 +43,9 @@ it instead of the chain (``telephone_source="folder"``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +56,7 @@ import soundfile as sf
 import soxr
 from tqdm.auto import tqdm
 
+from ssl_ser.corpora._base import existing_form
 from ssl_ser.errors import AudioError, ConfigError, ManifestError, UnknownChoiceError
 from ssl_ser.manifest import DOWNMIX
 
@@ -172,13 +173,10 @@ def load(
 
 def _existing_path(path: Path) -> Path:
     """The path as given, or its NFC/NFD twin when only that exists on disk."""
-    if path.exists():
-        return path
-    for form in ("NFC", "NFD"):
-        twin = Path(unicodedata.normalize(form, str(path)))
-        if twin.exists():
-            return twin
-    raise AudioError(path, "file does not exist")
+    found = existing_form(path)
+    if found is None:
+        raise AudioError(path, "file does not exist")
+    return found
 
 
 def _read(path: Path) -> tuple[np.ndarray, int]:
@@ -244,15 +242,23 @@ def band_pass(wave: np.ndarray, chain: TelephoneChain = TELEPHONE) -> np.ndarray
 
     if wave.size == 0:
         return wave
-    sos = signal.butter(
+    sos = _band_pass_sections(chain)
+    padlen = min(3 * (2 * len(sos) + 1), wave.size - 1)
+    return signal.sosfiltfilt(sos, wave, padlen=padlen)
+
+
+@functools.cache
+def _band_pass_sections(chain: TelephoneChain) -> np.ndarray:
+    """Second-order sections of the chain's band-pass, designed once per chain."""
+    from scipy import signal
+
+    return signal.butter(
         chain.filter_order,
         [chain.low_hz, chain.high_hz],
         btype="bandpass",
         fs=chain.rate,
         output="sos",
     )
-    padlen = min(3 * (2 * len(sos) + 1), wave.size - 1)
-    return signal.sosfiltfilt(sos, wave, padlen=padlen)
 
 
 def mu_law_encode(wave: np.ndarray, mu: int = 255, bits: int = 8) -> np.ndarray:

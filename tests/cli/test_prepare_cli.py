@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from ssl_ser import audio, corpora, manifest
 from ssl_ser.cli.main import cli
 from ssl_ser.cli.prepare import skipped_path
-from ssl_ser.testing import emodb, write_garbage, write_wav
+from ssl_ser.testing import emodb, oreau, write_garbage, write_wav
 
 
 def run(*args):
@@ -165,3 +165,19 @@ def test_installed_console_script(tree, tmp_path):
     assert completed.returncode == 0, completed.stderr
     assert "wrote 56 utterances" in completed.stdout
     pd.testing.assert_frame_equal(manifest.read(output), corpora.load("emodb", tree))
+
+
+def test_verbose_flag_shows_info_logs(tmp_path):
+    root = tmp_path / "oreau"
+    oreau.make_tree(root, layout="flat", actors=False)
+    ser = shutil.which("ser") or str(Path(sys.executable).parent / "ser")
+    note = "no actors.csv under"  # logged at INFO level by the Oréau reader
+
+    def stderr(*flags):
+        command = [ser, *flags, "prepare", "oreau", str(root), "-o", str(tmp_path / "m.csv")]
+        completed = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert completed.returncode == 0, completed.stderr
+        return completed.stderr
+
+    assert note not in stderr()
+    assert note in stderr("-v")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import unicodedata
 from pathlib import Path
 
@@ -193,3 +194,11 @@ def test_canonical_gender_accepts_common_spellings(spelling: str, gender: str) -
 def test_canonical_gender_names_the_bad_value_and_the_valid_ones() -> None:
     with pytest.raises(UnknownChoiceError, match="'x' in actors.csv; expected one of f, female"):
         canonical_gender("x", where="actors.csv")
+
+
+@pytest.mark.parametrize("corpus", ["emodb", "emovo", "oreau", "emouerj"])
+def test_fixture_trees_refuse_an_unknown_layout(tmp_path: Path, corpus: str) -> None:
+    make_tree = importlib.import_module(f"ssl_ser.testing.{corpus}").make_tree
+    with pytest.raises(UnknownChoiceError, match="'nested'.*published, flat"):
+        make_tree(tmp_path, layout="nested")
+    assert not any(tmp_path.iterdir())

@@ -113,11 +113,19 @@ def resolve_root(root: str | Path) -> Path:
     Raises:
         CorpusError: no folder exists under the name in NFC or NFD form.
     """
+    found = existing_form(Path(root))
+    if found is None:
+        raise CorpusError(f"corpus root {str(root)!r} does not exist")
+    return found.expanduser().resolve()
+
+
+def existing_form(path: Path) -> Path | None:
+    """`path` as given, or its NFC or NFD twin when only that exists on disk; else None."""
     for form in (None, "NFC", "NFD"):
-        candidate = Path(unicodedata.normalize(form, str(root)) if form else root)
+        candidate = Path(unicodedata.normalize(form, str(path))) if form else path
         if candidate.exists():
-            return candidate.expanduser().resolve()
-    raise CorpusError(f"corpus root {str(root)!r} does not exist")
+            return candidate
+    return None
 
 
 def check_on_error(on_error: str) -> None:

@@ -12,6 +12,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from ssl_ser.errors import UnknownChoiceError
+
+LAYOUTS: tuple[str, ...] = ("published", "flat")
+
 
 def tone(
     seconds: float = 0.2,
@@ -61,6 +65,12 @@ def write_garbage(path: str | Path, size: int = 64) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"not audio " * (size // 10 + 1))
     return path
+
+
+def check_layout(layout: str) -> None:
+    """Refuse a fixture layout other than those in :data:`LAYOUTS`."""
+    if layout not in LAYOUTS:
+        raise UnknownChoiceError("layout", layout, LAYOUTS)
 
 
 TELEPHONE_FOLDER = Path("wav_telephone", "wav_telephone")

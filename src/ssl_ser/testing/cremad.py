@@ -9,8 +9,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from ssl_ser.errors import UnknownChoiceError
-from ssl_ser.testing import write_clip, written_duration
+from ssl_ser.testing import check_layout, write_clip, written_duration
 
 SAMPLE_RATE = 16000
 # actor -> (Sex, Age) as VideoDemographics.csv writes them; 1091 is the last actor id
@@ -34,14 +33,12 @@ EMOTIONS: dict[str, str] = {
     "SAD": "sad",
 }
 LEVELS = ("LO", "MD", "HI", "XX")
-LAYOUTS = ("published", "flat")
 DEMOGRAPHICS_HEADER = ("ActorID", "Age", "Sex", "Race", "Ethnicity")
 
 
 def expected_rows(layout: str = "published", seconds: float = 0.05) -> list[dict]:
     """One dict per file of the tree: its path under the root and its manifest values."""
-    if layout not in LAYOUTS:
-        raise UnknownChoiceError("layout", layout, LAYOUTS)
+    check_layout(layout)
     folder = "AudioWAV" if layout == "published" else "wav/wav"
     rows = []
     for actor, (sex, age) in ACTORS.items():

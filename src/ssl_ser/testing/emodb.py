@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ssl_ser.testing import write_clip
+from ssl_ser.testing import check_layout, write_clip
 
 SPEAKERS = ("03", "08", "10", "16")
 TEXTS = ("a01", "b10")
@@ -18,6 +18,7 @@ def file_names() -> list[str]:
 
 def make_tree(root: str | Path, layout: str = "published", seconds: float = 0.1) -> list[Path]:
     """Write the tree under `root`; `flat` uses wav/wav/ plus wav_telephone/wav_telephone/."""
+    check_layout(layout)
     root = Path(root)
     paths = []
     folder = Path("wav") if layout == "published" else Path("wav", "wav")

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ssl_ser.errors import UnknownChoiceError
-from ssl_ser.testing import write_clip
+from ssl_ser.testing import check_layout, write_clip
 
 # w01 and m01 are different people: the gender letter is part of the speaker id.
 SPEAKERS = ("w01", "w02", "w04", "m01", "m02", "m03")
 EMOTION_CODES = ("a", "h", "s", "n")
 TAKES = ("01", "11")
 SAMPLE_RATE = 44100
-LAYOUTS = ("published", "flat")
 
 
 def file_names() -> list[str]:
@@ -26,8 +24,7 @@ def make_tree(root: str | Path, layout: str = "published", seconds: float = 0.05
     `published` puts every file in one ``emoUERJ/`` folder; `flat` uses ``wav/wav/``
     plus 8 kHz copies in ``wav_telephone/wav_telephone/``.
     """
-    if layout not in LAYOUTS:
-        raise UnknownChoiceError("layout", layout, LAYOUTS)
+    check_layout(layout)
     root = Path(root)
     folder = Path("emoUERJ") if layout == "published" else Path("wav", "wav")
     flat = layout == "flat"

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ssl_ser.errors import UnknownChoiceError
-from ssl_ser.testing import write_clip
+from ssl_ser.testing import check_layout, write_clip
 
 SPEAKERS = ("f1", "f2", "f3", "m1", "m2", "m3")
 SENTENCES = ("b1", "l3", "n5", "d2")
 EMOTION_CODES = ("dis", "gio", "pau", "rab", "sor", "tri", "neu")
 SAMPLE_RATE = 48000
 CHANNELS = 2
-LAYOUTS = ("published", "flat")
 
 
 def file_names() -> list[str]:
@@ -26,8 +24,7 @@ def make_tree(root: str | Path, layout: str = "published", seconds: float = 0.05
     `published` puts each file in its speaker's folder (``f1/dis-f1-b1.wav``); `flat`
     uses ``wav/wav/`` plus 8 kHz copies in ``wav_telephone/wav_telephone/``.
     """
-    if layout not in LAYOUTS:
-        raise UnknownChoiceError("layout", layout, LAYOUTS)
+    check_layout(layout)
     root = Path(root)
     flat = layout == "flat"
     paths = []

@@ -12,11 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ssl_ser.errors import UnknownChoiceError
-from ssl_ser.testing import write_clip, written_duration
+from ssl_ser.testing import check_layout, write_clip, written_duration
 
 SAMPLE_RATE = 16000
-LAYOUTS = ("published", "flat")
 ALL_SPEAKERS: tuple[str, ...] = tuple(f"{n:04d}" for n in range(1, 21))
 SPEAKERS: tuple[str, ...] = ("0001", "0005", "0011", "0015")
 FEMALE_NUMBERS = frozenset({1, 2, 3, 7, 9, 15, 16, 17, 18, 19})
@@ -61,8 +59,7 @@ def expected_rows(
     transcripts: Mapping[str, str] = TRANSCRIPTS,
 ) -> list[dict]:
     """One dict per file of the tree: its path under the root and its manifest values."""
-    if layout not in LAYOUTS:
-        raise UnknownChoiceError("layout", layout, LAYOUTS)
+    check_layout(layout)
     rows = []
     for speaker in speakers:
         for block, (folder, (emotion, _)) in enumerate(EMOTIONS.items()):

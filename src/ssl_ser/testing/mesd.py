@@ -9,11 +9,9 @@ from __future__ import annotations
 import unicodedata
 from pathlib import Path
 
-from ssl_ser.errors import UnknownChoiceError
-from ssl_ser.testing import write_clip, written_duration
+from ssl_ser.testing import check_layout, write_clip, written_duration
 
 SAMPLE_RATE = 48000
-LAYOUTS = ("published", "flat")
 EMOTIONS: dict[str, str] = {
     "Anger": "angry",
     "Disgust": "disgust",
@@ -32,8 +30,7 @@ WORDS: dict[str, tuple[tuple[str, str], ...]] = {
 
 def expected_rows(layout: str = "published", seconds: float = 0.05) -> list[dict]:
     """One dict per file of the tree: its NFC path under the root and its manifest values."""
-    if layout not in LAYOUTS:
-        raise UnknownChoiceError("layout", layout, LAYOUTS)
+    check_layout(layout)
     folder = "MESD" if layout == "published" else "wav/wav"
     rows = []
     for code, emotion in EMOTIONS.items():

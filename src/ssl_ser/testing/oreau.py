@@ -11,15 +11,13 @@ from __future__ import annotations
 import unicodedata
 from pathlib import Path
 
-from ssl_ser.errors import UnknownChoiceError
-from ssl_ser.testing import write_clip
+from ssl_ser.testing import check_layout, write_clip
 
 # speaker -> gender as the manifest writes it
 SPEAKERS: dict[str, str] = {"01": "F", "02": "F", "10": "M", "11": "M"}
 SENTENCES = ("01", "02", "05")
 EMOTION_CODES = ("C", "T", "J", "P", "D", "S", "N")
 SAMPLE_RATE = 22050
-LAYOUTS = ("published", "flat")
 ACTORS_CSV = "Acteur;Sexe\n" + "".join(
     f"{int(s)};{'femme' if g == 'F' else 'homme'}\n" for s, g in SPEAKERS.items()
 )
@@ -53,8 +51,7 @@ def make_tree(
     With `actors`, also write ``actors.csv`` (``Documents/`` in the published layout,
     the root in the flat one).
     """
-    if layout not in LAYOUTS:
-        raise UnknownChoiceError("layout", layout, LAYOUTS)
+    check_layout(layout)
     root = Path(root)
     paths = []
     flat = layout == "flat"

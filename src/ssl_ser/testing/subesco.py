@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ssl_ser.errors import UnknownChoiceError
-from ssl_ser.testing import write_clip, written_duration
+from ssl_ser.testing import check_layout, write_clip, written_duration
 
-LAYOUTS = ("published", "flat")
 # speaker id -> (name in the file names, sample rate of that speaker's recordings)
 SPEAKERS: dict[str, tuple[str, int]] = {
     "F_01": ("OISHI", 44100),
@@ -34,8 +32,7 @@ TAKES = (1, 5)
 
 def expected_rows(layout: str = "published", seconds: float = 0.05) -> list[dict]:
     """One dict per file of the tree: its path under the root and its manifest values."""
-    if layout not in LAYOUTS:
-        raise UnknownChoiceError("layout", layout, LAYOUTS)
+    check_layout(layout)
     folder = "SUBESCO" if layout == "published" else "wav/wav"
     rows = []
     for speaker, (name, sample_rate) in SPEAKERS.items():
