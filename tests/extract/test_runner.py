@@ -236,3 +236,20 @@ def test_whisper_encoder_end_to_end_with_long_audio_windows(tmp_path, model_dirs
     with cache.open(summary.path) as reader:
         assert reader.shape == (2, 3, 32) and reader.key["model_type"] == "whisper"
         assert np.isfinite(reader.read_rows(reader.ids, "std")).all()
+
+
+def test_several_conditions_share_one_model_load(toy, monkeypatch):
+    from ssl_ser.extract import runner
+
+    table, folder, cache_dir = toy
+    loads = []
+    load_backbone = runner.load_backbone
+    monkeypatch.setattr(runner, "load_backbone", lambda *a: loads.append(a) or load_backbone(*a))
+    config = ExtractorConfig(model=str(folder))
+    both = extract(table, config, cache_dir / "both", ["clean", "telephone"], workers=0)
+    assert len(loads) == 1
+    assert [s.condition for s in both] == ["clean", "telephone"]
+    (alone,) = extract(table, config, cache_dir / "alone", "telephone", workers=0)
+    with cache.open(both[1].path) as joint, cache.open(alone.path) as single:
+        assert joint.key == single.key
+        np.testing.assert_array_equal(joint.read(1), single.read(1))

@@ -234,3 +234,15 @@ def test_the_plan_inspects_each_model_once_whatever_the_grid(first_run, synth_ro
     plan = run_experiment(experiment_from_dict(data), dry_run=True).plan
     assert len(plan.units) == 3 * len(PAIRS)
     assert calls == ["mfcc"]
+
+
+def test_the_model_loads_once_for_all_its_conditions(synth_root, tmp_path, monkeypatch):
+    from ssl_ser.extract import runner
+
+    loads = []
+    load_backbone = runner.load_backbone
+    monkeypatch.setattr(runner, "load_backbone", lambda *a: loads.append(a) or load_backbone(*a))
+    experiment = experiment_from_dict(grid(synth_root, tmp_path), "grid")
+    summary = run_experiment(experiment, source="grid")
+    assert [s.condition for s in summary.extracted] == ["clean", "telephone"]
+    assert len(loads) == 1

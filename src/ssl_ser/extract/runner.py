@@ -114,7 +114,7 @@ def extract(
     manifest_df: pd.DataFrame,
     config: ExtractorConfig,
     cache_dir: str | Path,
-    condition: str = "clean",
+    condition: str | Sequence[str] = "clean",
     *,
     device: str = "auto",
     batch_seconds: float = DEFAULT_BATCH_SECONDS,
@@ -131,7 +131,8 @@ def extract(
             go to several files.
         config: what to compute (model, dtype, poolings, long-audio policy).
         cache_dir: root of the caches: ``DIR/<config slug>/<corpus>/<condition>.h5``.
-        condition: ``clean`` or ``telephone``.
+        condition: ``clean`` or ``telephone``, or several of them: the model loads
+            once and each condition gets its own cache file per corpus.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (not part of the cache key).
         batch_seconds: padded seconds of audio per forward pass; lower it when
             memory runs out (not part of the cache key).
@@ -143,7 +144,7 @@ def extract(
         progress: show a progress bar (audio seconds, with a rate).
 
     Returns:
-        One summary per corpus, in corpus name order.
+        One summary per condition and corpus, in that order (corpora by name).
 
     Raises:
         ManifestError: the manifest breaks the schema.
@@ -153,7 +154,9 @@ def extract(
         CacheLockedError: another process is writing the same cache file.
     """
     manifest_df = manifest.validate(manifest_df)
-    audio.check_condition(condition)
+    conditions = [condition] if isinstance(condition, str) else list(condition)
+    for name in conditions:
+        audio.check_condition(name)
     audio.check_telephone_source(telephone_source)
     workers = default_workers() if workers is None else workers
     if isinstance(workers, bool) or int(workers) != workers or workers < 0:
@@ -163,11 +166,12 @@ def extract(
     started = time.perf_counter()
     backbone = load_backbone(config, device)
     log.info("model ready in %.1f s", time.perf_counter() - started)
-    job = _Job(backbone, config, condition, telephone_source, batch_seconds, int(workers), progress)
     summaries = []
-    for corpus, rows in manifest_df.groupby("corpus", sort=True):
-        path = cache.cache_path(cache_dir, config.slug(), str(corpus), condition)
-        summaries.append(job.run_corpus(str(corpus), rows, path, storage_dtype, retry_failed))
+    for name in conditions:
+        job = _Job(backbone, config, name, telephone_source, batch_seconds, int(workers), progress)
+        for corpus, rows in manifest_df.groupby("corpus", sort=True):
+            path = cache.cache_path(cache_dir, config.slug(), str(corpus), name)
+            summaries.append(job.run_corpus(str(corpus), rows, path, storage_dtype, retry_failed))
     return summaries
 
 

@@ -142,7 +142,7 @@ def run_experiment(
 
 
 def extract_missing(plan: Plan, *, progress: bool = False) -> list[Any]:
-    """Extract, per model and condition, the corpora whose caches are incomplete.
+    """Extract the corpora whose caches are incomplete, one extractor call per model.
 
     Returns:
         The extractor's summaries (one per corpus and condition extracted).
@@ -154,25 +154,30 @@ def extract_missing(plan: Plan, *, progress: bool = False) -> list[Any]:
     summaries = []
     todo = plan.to_extract()
     for model in experiment.models:
-        for condition in experiment.conditions:
-            corpora = [s.corpus for s in todo if (s.model, s.condition) == (model, condition)]
-            if not corpora:
-                continue
-            rows = pd.concat([plan.manifests[c] for c in corpora], ignore_index=True)
-            log.info("extracting %s for %s/%s", model, "+".join(corpora), condition)
-            summaries += runner.extract(
-                rows,
-                plan.configs[model],
-                experiment.cache_dir,
-                condition,
-                device=settings.device,
-                batch_seconds=settings.batch_seconds,
-                workers=settings.workers,
-                telephone_source=settings.telephone_source,
-                storage_dtype=settings.storage_dtype,
-                retry_failed=settings.retry_failed,
-                progress=progress,
-            )
+        # one call per model, so the model loads once for all its conditions; caches
+        # that are already complete in that call only confirm they have every row
+        mine = [s for s in todo if s.model == model]
+        if not mine:
+            continue
+        corpora = sorted({s.corpus for s in mine})
+        conditions = [c for c in experiment.conditions if any(s.condition == c for s in mine)]
+        rows = pd.concat([plan.manifests[c] for c in corpora], ignore_index=True)
+        log.info("extracting %s for %s/%s", model, "+".join(corpora), "+".join(conditions))
+        extracted = runner.extract(
+            rows,
+            plan.configs[model],
+            experiment.cache_dir,
+            conditions,
+            device=settings.device,
+            batch_seconds=settings.batch_seconds,
+            workers=settings.workers,
+            telephone_source=settings.telephone_source,
+            storage_dtype=settings.storage_dtype,
+            retry_failed=settings.retry_failed,
+            progress=progress,
+        )
+        wanted = {(s.corpus, s.condition) for s in mine}
+        summaries += [done for done in extracted if (done.corpus, done.condition) in wanted]
     return summaries
 
 
