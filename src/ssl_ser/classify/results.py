@@ -189,6 +189,9 @@ def select_layers(results: pd.DataFrame) -> pd.DataFrame:
     layer = results["layer"].astype(str)
     single = ~layer.str.contains(":") & (layer != WEIGHTED_LAYER)
     per_layer = results[single & results["val_ua"].notna()]
+    # ties in validation UA go to the lowest layer, whatever order the cells were stored in
+    depth = pd.to_numeric(per_layer["layer"], errors="coerce")
+    per_layer = per_layer.iloc[np.argsort(depth.to_numpy(), kind="stable")]
     keys = [c for c in GROUP_COLUMNS if c != "layer"]
     rows = []
     for group, part in per_layer.groupby(keys, dropna=False, sort=True):
