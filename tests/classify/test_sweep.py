@@ -290,3 +290,19 @@ def test_sweep_reads_each_layer_once_whatever_the_number_of_cells(alpha, tmp_pat
     )
     assert result.cells_run == 2 * 2 * 2 * 3  # layers x poolings x classifiers x folds
     assert sorted(reads) == [("1", "mean"), ("1", "std"), ("2", "mean"), ("2", "std")]
+
+
+def test_selected_layer_breaks_validation_ties_by_depth_not_storage_order(alpha, tmp_path):
+    from ssl_ser.classify.results import SELECTED_LAYER, select_layers
+
+    table, features = alpha
+    results = sweep([features], table, tmp_path, classifiers="logreg").results
+    results["val_ua"] = 0.5  # every layer ties on the training speakers' validation
+    choices = set()
+    for seed in range(4):
+        shuffled = results.sample(frac=1, random_state=seed)
+        (row,) = select_layers(shuffled).itertuples()
+        assert row.layer == SELECTED_LAYER
+        choices.add(row.chosen_layers)
+    lowest = str(min(results["layer"].astype(int)))
+    assert choices == {json.dumps(dict.fromkeys(sorted(set(results["fold"])), lowest))}

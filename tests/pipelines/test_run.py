@@ -246,3 +246,19 @@ def test_the_model_loads_once_for_all_its_conditions(synth_root, tmp_path, monke
     summary = run_experiment(experiment, source="grid")
     assert [s.condition for s in summary.extracted] == ["clean", "telephone"]
     assert len(loads) == 1
+
+
+def test_the_tables_are_written_once_per_results_folder(synth_root, tmp_path, monkeypatch):
+    from ssl_ser.classify import results
+
+    writes = []
+    write_tables = results.write_tables
+    monkeypatch.setattr(
+        results, "write_tables", lambda *a, **k: writes.append(a) or write_tables(*a, **k)
+    )
+    experiment = experiment_from_dict(grid(synth_root, tmp_path), "grid")
+    summary = run_experiment(experiment, source="grid")
+    assert len(summary.sweeps) == 4 and len(writes) == 1  # four sweeps, one folder
+    assert all("best layer" in outcome.line for outcome in summary.sweeps)
+    again = run_experiment(experiment, source="grid")
+    assert again.cells_run == 0 and len(writes) == 1  # nothing new: tables left as they are

@@ -149,6 +149,7 @@ def run_sweep(
     model: str | None = None,
     condition: str | None = None,
     progress: bool = False,
+    tables: bool = True,
 ) -> SweepResult:
     """Run every cell of the sweep not already stored in `output`; write the tables.
 
@@ -161,6 +162,10 @@ def run_sweep(
         model: refuse sources computed by another model.
         condition: refuse sources of another condition.
         progress: show progress bars.
+        tables: rebuild the folder's tables (results, predictions, summary) after the
+            sweep. A caller that runs several sweeps into one folder passes False and
+            calls :func:`~ssl_ser.classify.results.write_tables` once at the end; the
+            result then holds the counts only.
     """
     start = time.perf_counter()
     names = registry.parse_classifiers(config.classifiers)
@@ -171,6 +176,9 @@ def run_sweep(
     ):
         r, s = _sweep_dataset(dataset, names, config, store, progress)
         ran, skipped = ran + r, skipped + s
+    if not tables:
+        empty = pd.DataFrame()
+        return SweepResult(empty, empty, {}, ran, skipped, time.perf_counter() - start)
     paths = write_tables(store, n_boot=config.bootstrap, seed=config.seed)
     results = pd.read_parquet(paths["results"])
     summary = pd.read_csv(paths["summary"])

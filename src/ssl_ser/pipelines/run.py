@@ -131,7 +131,7 @@ def run_experiment(
     summary.extracted = extract_missing(plan, progress=progress)
     for variant in plan.variants:
         units = [u for u in plan.units if u.variant == variant]
-        outcomes = [run_unit(plan, unit, progress=progress) for unit in units]
+        outcomes = run_variant(plan, units, progress=progress)
         summary.sweeps += outcomes
         report = write_variant_report(plan, variant, outcomes, progress=progress)
         if report is not None:
@@ -211,8 +211,34 @@ def sweep_config(experiment: Experiment, unit: SweepUnit) -> Any:
     )
 
 
-def run_unit(plan: Plan, unit: SweepUnit, *, progress: bool = False) -> SweepOutcome:
-    """Run one sweep over the unit's caches; finished cells are skipped by the cell store."""
+def run_variant(
+    plan: Plan, units: list[SweepUnit], *, progress: bool = False
+) -> list[SweepOutcome]:
+    """Run a variant's sweeps into its results folder, then write its tables once.
+
+    Rebuilding the tables (with their bootstrap) after every sweep would redo the
+    work of all earlier sweeps each time.
+    """
+    from ssl_ser.classify.results import SUMMARY_CSV, CellStore, write_tables
+
+    if not units:
+        return []
+    counts = [run_unit(plan, unit, progress=progress) for unit in units]
+    results_dir = units[0].variant.results_dir
+    if any(ran for ran, _ in counts) or not (results_dir / SUMMARY_CSV).exists():
+        config = sweep_config(plan.experiment, units[0])
+        write_tables(CellStore(results_dir), n_boot=config.bootstrap, seed=config.seed)
+    table = pd.read_csv(results_dir / SUMMARY_CSV)
+    outcomes = []
+    for unit, (ran, skipped) in zip(units, counts, strict=True):
+        line = unit_summary_line(table, plan.configs[unit.model].model, unit)
+        outcomes.append(SweepOutcome(unit, ran, skipped, line))
+        log.info("%s", outcomes[-1].text())
+    return outcomes
+
+
+def run_unit(plan: Plan, unit: SweepUnit, *, progress: bool = False) -> tuple[int, int]:
+    """Run one sweep over the unit's caches: (cells run, cells already stored)."""
     from ssl_ser.classify.features import CacheFeatures
     from ssl_ser.classify.sweep import run_sweep
 
@@ -227,14 +253,12 @@ def run_unit(plan: Plan, unit: SweepUnit, *, progress: bool = False) -> SweepOut
             sweep_config(plan.experiment, unit),
             unit.variant.results_dir,
             progress=progress,
+            tables=False,
         )
     finally:
         for source in sources:
             source.reader.close()
-    line = unit_summary_line(result.summary, plan.configs[unit.model].model, unit)
-    outcome = SweepOutcome(unit, result.cells_run, result.cells_skipped, line)
-    log.info("%s", outcome.text())
-    return outcome
+    return result.cells_run, result.cells_skipped
 
 
 def unit_summary_line(summary: pd.DataFrame, extractor: str, unit: SweepUnit) -> str:
