@@ -181,3 +181,15 @@ def test_verbose_flag_shows_info_logs(tmp_path):
 
     assert note not in stderr()
     assert note in stderr("-v")
+
+
+def test_no_progress_hides_the_bars_and_keeps_the_summary(tree, tmp_path):
+    args = ["--output", tmp_path / "m.csv", "--write", tmp_path / "out"]
+    shown = run("prepare", "emodb", tree, *args)
+    quiet = run("prepare", "emodb", tree, *args, "--no-progress")
+    assert shown.exit_code == 0 and quiet.exit_code == 0, shown.output + quiet.output
+    assert "prepare emodb" in shown.output and "file/s" in shown.output
+    assert "render clean" in shown.output
+    for bar in ("prepare emodb", "render clean", "it/s", "file/s", "utt/s"):
+        assert bar not in quiet.output
+    assert quiet.output.strip().splitlines()[-1].startswith(f"wrote {len(emodb.file_names())} ")
