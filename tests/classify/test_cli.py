@@ -132,3 +132,23 @@ def test_help_lists_the_options():
     assert result.exit_code == 0
     for option in ("--cache", "--manifest", "--layers", "--split", "--search", "--jobs", "--force"):
         assert option in result.output
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_no_progress_prints_a_line_per_finished_group(files, tmp_path, jobs):
+    alpha_cache, alpha_csv = files["alpha"]
+    args = ["--cache", alpha_cache, "--manifest", alpha_csv, "--layers", "1-3"]
+    args += ["--classifiers", "logreg,linear", "--folds", "2", "--bootstrap", "10"]
+    args += ["--jobs", jobs, "--threads", "1"]
+    quiet = run([*args, "--output", tmp_path / "quiet", "--no-progress"])
+    assert quiet.exit_code == 0, quiet.output
+    lines = [line for line in quiet.output.splitlines() if line.startswith("classify: ")]
+    # logreg: one task per (fold, layer); linear: one batched task per fold
+    assert len(lines) == 2 * 3 + 2, quiet.output
+    counts = [int(line.split()[1].split("/")[0]) for line in lines]
+    assert counts == sorted(counts) and lines[-1].startswith("classify: 12/12 cells (100%)")
+    assert sum("linear mean, layers 1..3 (3), " in line for line in lines) == 2
+    assert sum("logreg mean, layer 2, " in line for line in lines) == 2
+    assert "cells/s" in lines[0] and "%|" not in quiet.output
+    shown = run([*args, "--output", tmp_path / "shown"])
+    assert "%|" in shown.output and "classify: 12/12 cells" not in shown.output

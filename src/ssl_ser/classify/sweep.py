@@ -13,13 +13,14 @@ the training speakers only: no task ever receives test labels except to score.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,7 @@ from ssl_ser.classify.splits import (
     make_folds,
 )
 from ssl_ser.errors import UnknownChoiceError
+from ssl_ser.progress import StepLines
 
 log = logging.getLogger(__name__)
 
@@ -407,20 +409,43 @@ def _run_tasks(
     threads = config.threads or max(1, (os.cpu_count() or 1) // jobs)
     tasks = sorted(tasks, key=lambda t: -len(t.cells))
     n_cells = sum(len(t.cells) for t in tasks)
+    lines = StepLines("classify", n_cells, "cell")
     with (
         _shared(blocks, jobs, store.output) as shared,
         tqdm(total=n_cells, desc="classify", unit="cell", disable=not progress) as bar,
     ):
         if jobs == 1:
-            outcomes: Iterator[int] = (
-                run_task(t, shared, rows, config, store, threads) for t in tasks
+            outcomes: Iterator[tuple[int, int]] = (
+                (i, run_task(t, shared, rows, config, store, threads)) for i, t in enumerate(tasks)
             )
         else:
             outcomes = Parallel(n_jobs=jobs, return_as="generator_unordered")(
-                delayed(run_task)(t, shared, rows, config, store, threads) for t in tasks
+                delayed(_numbered(i, run_task))(t, shared, rows, config, store, threads)
+                for i, t in enumerate(tasks)
             )
-        for done in outcomes:
+        for index, done in outcomes:
             bar.update(done)
+            if not progress:
+                lines.step(done, describe_task(tasks[index]))
+
+
+def _numbered(index: int, function: Callable[..., int]) -> Callable[..., tuple[int, int]]:
+    """`function` returning ``(index, result)``, so unordered parallel results name their task."""
+    return functools.partial(_call_numbered, index, function)
+
+
+def _call_numbered(index: int, function: Callable[..., int], *args: Any) -> tuple[int, int]:
+    return index, function(*args)
+
+
+def describe_task(task: Task) -> str:
+    """What a finished task was, for a progress line: ``logreg mean, layers 0..12 (13), fold 2``."""
+    labels = [spec.label for spec in task.specs]
+    where = f"layer {labels[0]}" if len(labels) == 1 else f"layers {labels[0]}..{labels[-1]}"
+    if len(labels) > 1:
+        where += f" ({len(labels)})"
+    pooling = task.specs[0].pooling if task.specs else "?"
+    return f"{task.classifier} {pooling}, {where}, fold {task.fold.name}"
 
 
 class _shared:  # noqa: N801 (used as a context manager)

@@ -343,6 +343,34 @@ class ClassicBackbone(Backbone):
         return FrameStats(count, np.stack(means)[:, None, :], np.stack(m2)[:, None, :])
 
 
+@contextlib.contextmanager
+def library_progress_bars(show: bool) -> Iterator[None]:
+    """Let transformers' and huggingface_hub's own bars (loading weights, downloads) follow `show`.
+
+    ``--no-progress`` must silence every bar, including those the libraries draw
+    while a model loads; their previous setting is restored afterwards.
+    """
+    from huggingface_hub.utils import (
+        are_progress_bars_disabled,
+        disable_progress_bars,
+        enable_progress_bars,
+    )
+    from transformers.utils import logging as hf_logging
+
+    was_shown = hf_logging.is_progress_bar_enabled(), not are_progress_bars_disabled()
+    if not show:
+        hf_logging.disable_progress_bar()
+        disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not show:
+            if was_shown[0]:
+                hf_logging.enable_progress_bar()
+            if was_shown[1]:
+                enable_progress_bars()
+
+
 def load_backbone(config: ExtractorConfig, device: str = "auto") -> Backbone:
     """Load the backbone a config names, on `device`, ready to :meth:`Backbone.run`.
 
