@@ -354,3 +354,19 @@ def test_plain_xgb_computes_what_a_bare_xgboost_classifier_does():
     assert set(build_pipeline("xgb", {"n_estimators": 5}).fit(x, shifted).predict(x)) <= set(
         shifted
     )
+
+
+def test_default_threads_make_cells_independent_of_the_job_count(alpha, tmp_path):
+    table, features = alpha
+    options = {"classifiers": "logreg,linear", "layers": "0-1", "threads": None}
+    serial = sweep([features], table, tmp_path / "1", jobs=1, **options)
+    parallel = sweep([features], table, tmp_path / "2", jobs=2, **options)
+    assert set(serial.results["threads"]) == {1}
+    columns = ["cell_id", "ua", "wa", "macro_f1"]
+    pd.testing.assert_frame_equal(
+        serial.results.sort_values("cell_id")[columns].reset_index(drop=True),
+        parallel.results.sort_values("cell_id")[columns].reset_index(drop=True),
+    )
+    # another thread count computes other cells: a resumed folder never mixes them
+    again = sweep([features], table, tmp_path / "1", jobs=1, **{**options, "threads": 2})
+    assert again.cells_skipped == 0 and again.cells_run == serial.cells_run

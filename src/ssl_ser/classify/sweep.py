@@ -13,7 +13,6 @@ the training speakers only: no task ever receives test labels except to score.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import logging
 import os
@@ -57,6 +56,7 @@ from ssl_ser.classify.splits import (
 )
 from ssl_ser.errors import UnknownChoiceError
 from ssl_ser.progress import StepLines
+from ssl_ser.workers import exit_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,16 @@ class SweepConfig:
     jobs: int = 1
     threads: int | None = None
     force: bool = False
+
+    @property
+    def cell_threads(self) -> int:
+        """BLAS/OpenMP/torch threads of one cell: ``threads``, else 1 whatever ``jobs`` is.
+
+        The thread count changes a fit's arithmetic in its last digits (reduction
+        order), so it is part of every cell's id; a fixed default keeps ``--jobs 1``
+        and ``--jobs 2`` computing, and reusing, the same cells.
+        """
+        return self.threads or 1
 
     def split_options(self) -> SplitOptions:
         """The settings the split methods read."""
@@ -330,13 +340,16 @@ def _fold_meta(
         "cache_keys": json.dumps(dataset.keys(), sort_keys=True, default=str),
         "data_digest": digest,
         "split_options": asdict(config.split_options()),
+        "threads": config.cell_threads,
     }
 
 
 def _cell_description(
-    meta: Mapping[str, Any], layer: str, pooling: str, classifier: str, params
+    meta: Mapping[str, Any], layer: str, pooling: str, classifier: str, params, batched: bool
 ) -> dict:
-    return {**meta, "layer": layer, "pooling": pooling, "classifier": classifier, "params": params}
+    described = {**meta, "layer": layer, "pooling": pooling, "classifier": classifier}
+    # all-layer batched torch heads train what per-layer ones do, but not bit for bit
+    return {**described, "params": params, **({"batched": True} if batched else {})}
 
 
 def _tasks_for(
@@ -353,9 +366,12 @@ def _tasks_for(
     """Tasks of one classifier on one fold (finished cells left out) and the cell count."""
     spec = registry.get(name)
     params = {**spec.defaults, **config.params.get(name, {})}
+    batch = (
+        config.batched and spec.batched is not None and config.combine == "each" and len(layers) > 1
+    )
 
     def pending(layer: str, pooling: str) -> tuple[str, bool]:
-        cell = cell_id(_cell_description(meta, layer, pooling, name, params))
+        cell = cell_id(_cell_description(meta, layer, pooling, name, params, batch))
         return cell, config.force or not store.done(cell)
 
     tasks: list[Task] = []
@@ -369,9 +385,6 @@ def _tasks_for(
                     Task("weighted", name, [weighted], [cell], fold, n_dropped, meta, params)
                 )
         return tasks, count
-    batch = (
-        config.batched and spec.batched is not None and config.combine == "each" and len(layers) > 1
-    )
     by_pooling: dict[str, Task] = {}
     for feature in specs:
         cell, todo = pending(feature.label, feature.pooling)
@@ -406,7 +419,7 @@ def _run_tasks(
     from tqdm.auto import tqdm
 
     jobs = max(1, min(config.jobs, len(tasks)))
-    threads = config.threads or max(1, (os.cpu_count() or 1) // jobs)
+    threads = config.cell_threads
     tasks = sorted(tasks, key=lambda t: -len(t.cells))
     n_cells = sum(len(t.cells) for t in tasks)
     lines = StepLines("classify", n_cells, "cell")
@@ -419,8 +432,9 @@ def _run_tasks(
                 (i, run_task(t, shared, rows, config, store, threads)) for i, t in enumerate(tasks)
             )
         else:
+            parent = os.getpid()
             outcomes = Parallel(n_jobs=jobs, return_as="generator_unordered")(
-                delayed(_numbered(i, run_task))(t, shared, rows, config, store, threads)
+                delayed(_in_worker)(i, parent, run_task, t, shared, rows, config, store, threads)
                 for i, t in enumerate(tasks)
             )
         for index, done in outcomes:
@@ -429,12 +443,11 @@ def _run_tasks(
                 lines.step(done, describe_task(tasks[index]))
 
 
-def _numbered(index: int, function: Callable[..., int]) -> Callable[..., tuple[int, int]]:
-    """`function` returning ``(index, result)``, so unordered parallel results name their task."""
-    return functools.partial(_call_numbered, index, function)
-
-
-def _call_numbered(index: int, function: Callable[..., int], *args: Any) -> tuple[int, int]:
+def _in_worker(
+    index: int, parent: int, function: Callable[..., int], *args: Any
+) -> tuple[int, int]:
+    """Run `function` in a worker that dies with `parent`; ``(index, result)`` names the task."""
+    exit_with_parent(parent)
     return index, function(*args)
 
 
