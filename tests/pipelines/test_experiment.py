@@ -195,6 +195,10 @@ def test_unparseable_files_and_unknown_suffixes_are_refused(tmp_path):
         load_experiment(tmp_path / "exp.json")
     with pytest.raises(ConfigError, match="does not exist"):
         load_experiment(tmp_path / "absent.yaml")
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("name: Or\u00e9au\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin.yaml is not UTF-8 text \(byte 8: b'\\xe9'\)"):
+        load_experiment(latin)
     top_list = write_yaml(tmp_path, [1, 2], name="list.yaml")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="list.yaml must be a table of keys; got a list"):
         load_experiment(top_list)

@@ -479,7 +479,13 @@ def load_experiment(path: str | Path) -> Experiment:
         raise UnknownChoiceError("experiment file type", path.suffix, SUFFIXES, where=str(path))
     if not path.is_file():
         raise ConfigError(f"experiment file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"experiment file {path} is not UTF-8 text (byte {error.start}: "
+            f"{error.object[error.start : error.start + 1]!r}); save it as UTF-8"
+        ) from error
     data = _parse_yaml(text, path) if kind == "yaml" else _parse_toml(text, path)
     return experiment_from_dict(data, str(path))
 
