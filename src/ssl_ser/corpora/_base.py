@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from ssl_ser import manifest
 from ssl_ser.errors import CorpusError, CorpusFileError, UnknownChoiceError
+from ssl_ser.paths import existing_form, unreadable_reason
 
 log = logging.getLogger(__name__)
 
@@ -119,15 +120,6 @@ def resolve_root(root: str | Path) -> Path:
     return found.expanduser().resolve()
 
 
-def existing_form(path: Path) -> Path | None:
-    """`path` as given, or its NFC or NFD twin when only that exists on disk; else None."""
-    for form in (None, "NFC", "NFD"):
-        candidate = Path(unicodedata.normalize(form, str(path))) if form else path
-        if candidate.exists():
-            return candidate
-    return None
-
-
 def check_on_error(on_error: str) -> None:
     """Refuse an `on_error` policy other than raise or skip."""
     if on_error not in ON_ERROR_CHOICES:
@@ -166,8 +158,7 @@ def read_header(path: Path) -> tuple[float, int]:
     try:
         info = sf.info(str(path))
     except Exception as error:  # soundfile raises several types for bad headers
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise CorpusFileError(path, f"unreadable audio ({reason})") from error
+        raise CorpusFileError(path, unreadable_reason(path, error)) from error
     if info.frames <= 0 or info.samplerate <= 0:
         raise CorpusFileError(path, "empty audio (zero samples)")
     return info.frames / info.samplerate, int(info.samplerate)
