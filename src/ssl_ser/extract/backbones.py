@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import pickle
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -428,6 +429,8 @@ def _load_transformer(config: ExtractorConfig) -> tuple[Any, Any, Any]:
         )
     except (OSError, ValueError) as error:
         raise ConfigError(f"cannot load model {config.model!r}: {error}") from error
+    except pickle.UnpicklingError as error:
+        raise ConfigError(_unsafe_pickle_message(config.model, error)) from error
     rate = getattr(feature_extractor, "sampling_rate", config.sample_rate)
     if rate != config.sample_rate:
         raise ConfigError(
@@ -436,6 +439,17 @@ def _load_transformer(config: ExtractorConfig) -> tuple[Any, Any, Any]:
     if hasattr(model, "encoder") and hasattr(model.encoder, "layerdrop"):
         model.encoder.layerdrop = 0.0
     return model_config, feature_extractor, model
+
+
+def _unsafe_pickle_message(model: str, error: Exception) -> str:
+    """Why a pickled weights file was refused, with torch's own line naming what it holds."""
+    lines = [line.strip() for line in str(error).splitlines() if "GLOBAL" in line]
+    what = f" ({lines[0].rstrip('.')})" if lines else ""
+    return (
+        f"model {model!r}: its pickled weights file (.bin) holds more than tensors{what}; "
+        "it was refused, since loading it could run code. Use a safetensors copy of the "
+        "weights, or convert the file where you trust its source"
+    )
 
 
 def _disable_layer_drop(model_config: Any) -> None:
