@@ -95,7 +95,12 @@ PROBE_EXAMPLE = (
     default=None,
     help="One sweep per corpus, or one over all corpora (default: by split).",
 )
-@click.option("--labels", default="basic4", show_default=True, help="basic4, all, sentiment.")
+@click.option(
+    "--labels",
+    default="basic4",
+    show_default=True,
+    help="basic4, all, sentiment, or a comma list of emotions (angry,happy,sad,fear).",
+)
 @click.option("--layers", default="all", show_default=True, help="all, 0-6, or 3,6,9.")
 @click.option("--pooling", default="mean", show_default=True, help="mean, std, mean+std.")
 @click.option("--seed", "seeds", type=int, multiple=True, default=(0,), show_default=True)
