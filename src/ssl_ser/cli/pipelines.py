@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from ssl_ser.cli.options import dry_run_option, progress_option
+from ssl_ser.cli.options import dry_run_option, progress_option, refuse_repeats
 
 SPLIT_CHOICES = ("preset", "random", "speaker", "speaker-kfold", "loso", "cross-corpus", "few-shot")
 CONDITION_CHOICES = ("clean", "telephone")
@@ -72,7 +72,7 @@ PROBE_EXAMPLE = (
     multiple=True,
     default=("clean",),
     show_default=True,
-    help="Audio condition to extract. Repeatable.",
+    help="Audio condition to extract. Repeatable (each value once).",
 )
 @click.option(
     "--condition-pairs",
@@ -135,6 +135,7 @@ def probe(**options) -> None:
     """
     from ssl_ser.pipelines.probe import probe as run_probe
 
+    refuse_repeats("--condition", options["conditions"])
     summary = run_probe(
         options["models"],
         options["corpora"],
