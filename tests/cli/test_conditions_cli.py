@@ -101,3 +101,22 @@ def test_probe_runs_each_condition_on_an_explicit_label_list(tree, tmp_path):
     boredom = {f"emodb/{Path(n).stem}" for n in emodb.file_names() if n[5] == "L"}
     assert boredom and not boredom & set(predictions["utt_id"])
     assert "boredom" not in set(predictions["label"])
+
+
+def test_probe_on_a_manifest_that_is_a_subset_of_its_cache(tree, tmp_path):
+    from ssl_ser import corpora, manifest
+
+    full = probe(tree, tmp_path, "--labels", "all")
+    assert full.exit_code == 0, full.output
+    table = corpora.load("emodb", tree)
+    no_boredom = manifest.write(table[table["emotion"] != "boredom"], tmp_path / "six.csv")
+    args = ["probe", "--model", "mfcc", "--corpus", f"emodb={no_boredom}", "--folds", "2"]
+    args += ["--layers", "0", "--labels", "all", "--cache-dir", str(tmp_path / "cache")]
+    args += ["--output", str(tmp_path / "six"), "--no-report", "--no-progress"]
+    subset = CliRunner().invoke(cli, args)
+    assert subset.exit_code == 0, subset.output
+    assert "extraction: 0 cache(s) updated, 1 already complete" in subset.output
+    predictions = pd.read_parquet(tmp_path / "six" / "results" / "predictions.parquet")
+    assert sorted(predictions["utt_id"].unique()) == sorted(
+        table.loc[table["emotion"] != "boredom", "utt_id"]
+    )
