@@ -282,7 +282,6 @@ def _report_without_features(
             details.append(f"{len(failed)} failed extraction ({shown})")
         if never:
             details.append(f"{len(never)} never extracted ({', '.join(never[:3])})")
-        if never:
             details.append("`ser extract` on the manifest adds the missing ones")
         log.warning(
             "%s: %d utterance(s) of the manifest have no features and are left out: %s",
