@@ -152,3 +152,26 @@ def test_no_progress_prints_a_line_per_finished_group(files, tmp_path, jobs):
     assert "cells/s" in lines[0] and "%|" not in quiet.output
     shown = run([*args, "--output", tmp_path / "shown"])
     assert "%|" in shown.output and "classify: 12/12 cells" not in shown.output
+
+
+def test_label_list_and_subset_manifest(files, tmp_path):
+    alpha_cache, alpha_csv = files["alpha"]
+    table = manifest.read(alpha_csv)
+    subset = manifest.write(table.iloc[: len(table) // 2], tmp_path / "half.csv")
+    common = ["--cache", alpha_cache, "--manifest", subset, "--layers", "2", "--folds", "2"]
+    common += ["--bootstrap", "20", "--threads", "1", "--no-progress", "--output", tmp_path / "r"]
+    result = run([*common, "--labels", "sad,happy,angry"])
+    assert result.exit_code == 0, result.output
+    assert "2 cell(s) run" in result.output
+    results = pd.read_parquet(tmp_path / "r" / "results.parquet")
+    assert set(results["labels"]) == {"angry,happy,sad"}
+    predictions = pd.read_parquet(tmp_path / "r" / "predictions.parquet")
+    kept = table.iloc[: len(table) // 2]
+    kept = kept[kept["emotion"].isin(["angry", "happy", "sad"])]
+    assert sorted(predictions["utt_id"]) == sorted(kept["utt_id"])
+    again = run([*common, "--labels", "angry,happy,sad"])
+    assert "0 cell(s) run, 2 already done" in again.output
+    bad = run([*common, "--labels", "angry,happy,sadness"])
+    assert bad.exit_code == 1
+    assert "unknown emotion 'sadness' in label list 'angry,happy,sadness'" in bad.output
+    assert "expected one of angry, happy, sad, neutral" in bad.output

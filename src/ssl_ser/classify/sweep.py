@@ -63,7 +63,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SweepConfig:
-    """What to sweep; every field that changes results is part of each cell's id."""
+    """What to sweep; every field that changes results is part of each cell's id.
+
+    ``labels`` is a label set name (basic4, all, sentiment) or a comma list of
+    canonical emotions (``angry,happy,sad,neutral,fear,disgust``); results record
+    the set's one spelling (see :mod:`ssl_ser.labels`).
+    """
 
     labels: str = "basic4"
     layers: str = "all"
@@ -332,7 +337,7 @@ def _fold_meta(
         "split": config.split,
         "fold": fold.name,
         "seed": config.seed,
-        "labels": config.labels,
+        "labels": dataset.label_set,
         "speaker_norm": config.speaker_norm,
         "search": config.search,
         "speaker_independent": fold.speaker_independent and config.split in SPEAKER_INDEPENDENT,

@@ -41,7 +41,11 @@ def _ratios(value: str) -> tuple[float, float, float]:
     help="Manifest(s) of the cached corpora (CSV/parquet).",
 )
 @click.option(
-    "--labels", default="basic4", show_default=True, help="Label set: basic4, all, sentiment."
+    "--labels",
+    default="basic4",
+    show_default=True,
+    help="Label set: basic4, all, sentiment, or a comma list of canonical emotions "
+    "(angry,happy,sad,neutral,fear,disgust); rows of other emotions are left out.",
 )
 @click.option(
     "--layers", default="all", show_default=True, help="all, a range 0-6, or a list 3,6,9."
