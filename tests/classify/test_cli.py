@@ -175,3 +175,26 @@ def test_label_list_and_subset_manifest(files, tmp_path):
     assert bad.exit_code == 1
     assert "unknown emotion 'sadness' in label list 'angry,happy,sadness'" in bad.output
     assert "expected one of angry, happy, sad, neutral" in bad.output
+
+
+def test_an_incomplete_cache_is_refused_unless_allowed(tmp_path):
+    table, features = corpus("alpha", seed=0)
+    manifest_path = manifest.write(table, tmp_path / "alpha.csv")
+    path = tmp_path / "alpha.h5"
+    first = features.ids[:40]  # as if the extraction were still running
+    with cache.CacheWriter(
+        path, key=features.key, layers=features.layers, dim=features.dim, storage_dtype="float32"
+    ) as writer:
+        writer.add_ids(features.ids)
+        writer.write(first, {p: a[:40] for p, a in features.arrays.items()})
+        writer.flush()
+    args = ["--cache", path, "--manifest", manifest_path, "--layers", "1", "--folds", "2"]
+    args += ["--bootstrap", "10", "--no-progress"]
+    refused = run([*args, "--output", tmp_path / "out"])
+    assert refused.exit_code == 1 and "Traceback" not in refused.output
+    assert f"is incomplete: {len(table) - 40} of the manifest's {len(table)}" in refused.output
+    assert not (tmp_path / "out" / "results.parquet").exists()
+    allowed = run([*args, "--output", tmp_path / "out", "--allow-incomplete"])
+    assert allowed.exit_code == 0, allowed.output
+    results = pd.read_parquet(tmp_path / "out" / "results.parquet")
+    assert results["n_test"].sum() <= 40

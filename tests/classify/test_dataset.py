@@ -10,6 +10,7 @@ from ssl_ser import cache
 from ssl_ser.classify.dataset import build_datasets
 from ssl_ser.classify.features import CacheFeatures
 from ssl_ser.classify.sweep import SweepConfig, run_sweep
+from ssl_ser.errors import CacheError
 
 from .conftest import BASIC4, corpus
 
@@ -98,8 +99,13 @@ def test_manifest_rows_without_features_are_counted_and_named(alpha, tmp_path, c
             writer.fail(utt_id, "unreadable audio (bad header)")
         writer.flush()
     source = CacheFeatures(path)
+    with pytest.raises(
+        CacheError, match=r"alpha\.h5 is incomplete: 35 of the manifest's 240 "
+    ) as e:
+        build_datasets([source], table, "basic4")
+    assert f"(e.g. {never[0]}," in str(e.value) and "classify the 205 that have" in str(e.value)
     with caplog.at_level(logging.WARNING):
-        (dataset,) = build_datasets([source], table, "basic4")
+        (dataset,) = build_datasets([source], table, "basic4", allow_incomplete=True)
     source.reader.close()
     assert sorted(dataset.table["utt_id"]) == sorted(written)
     assert dataset.without_features == {str(path): 40}
@@ -108,3 +114,23 @@ def test_manifest_rows_without_features_are_counted_and_named(alpha, tmp_path, c
     assert f"{path}: 40 utterance(s) of the manifest have no features and are left out" in text
     assert f"5 failed extraction ({failed[0]}: unreadable audio (bad header)" in text
     assert f"35 never extracted ({never[0]}, {never[1]}, {never[2]})" in text
+
+
+def test_failed_rows_alone_do_not_make_a_cache_incomplete(alpha, tmp_path, caplog):
+    table, features = alpha
+    ids = list(table["utt_id"])
+    path = tmp_path / "alpha.h5"
+    with cache.CacheWriter(
+        path, key=features.key, layers=features.layers, dim=features.dim, storage_dtype="float32"
+    ) as writer:
+        writer.add_ids(ids)
+        rows = [features.ids.index(u) for u in ids[:-3]]
+        writer.write(ids[:-3], {p: a[rows] for p, a in features.arrays.items()})
+        for utt_id in ids[-3:]:
+            writer.fail(utt_id, "audio too short")
+        writer.flush()
+    source = CacheFeatures(path)
+    with caplog.at_level(logging.WARNING):
+        (dataset,) = build_datasets([source], table, "basic4")
+    source.reader.close()
+    assert len(dataset.table) == len(ids) - 3 and "3 failed extraction" in caplog.text

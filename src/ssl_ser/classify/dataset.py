@@ -145,6 +145,7 @@ def build_datasets(
     *,
     model: str | None = None,
     condition: str | None = None,
+    allow_incomplete: bool = False,
 ) -> list[Dataset]:
     """Join every source with the manifest and a label set, one dataset per extractor.
 
@@ -155,6 +156,10 @@ def build_datasets(
             emotions, as a comma-separated string or a sequence.
         model: refuse sources computed by another model.
         condition: refuse sources of another condition.
+        allow_incomplete: classify the complete rows of a cache that lacks some of
+            the manifest's utterances (never extracted, or still being extracted);
+            by default that is refused. Rows whose extraction failed (with a
+            recorded reason) are left out either way, with a warning.
 
     Raises:
         CacheKeyMismatchError: a source's key disagrees with `model` or `condition`.
@@ -171,7 +176,7 @@ def build_datasets(
     for (model_name, _), group in group_by_extractor(sources).items():
         _check_compatible(group)
         table, unused = _join(group, manifest)
-        without = _report_without_features(group, table, manifest)
+        without = _report_without_features(group, table, manifest, allow_incomplete)
         table, dropped = _apply_labels(table, label_set_obj)
         groups, grouping = speaker_groups(table)
         table["group"] = groups.to_numpy()
@@ -257,13 +262,20 @@ def _join(
 
 
 def _report_without_features(
-    sources: Sequence[FeatureSource], table: pd.DataFrame, manifest: pd.DataFrame
+    sources: Sequence[FeatureSource],
+    table: pd.DataFrame,
+    manifest: pd.DataFrame,
+    allow_incomplete: bool,
 ) -> dict[str, int]:
     """Warn about manifest rows of each source's corpora that have no features there.
 
     They cannot be classified and are left out; the warning says how many failed
     extraction (with a reason, when the source records failures) and how many
     were never extracted, naming a few. Returns the count per source.
+
+    Raises:
+        CacheError: rows were never extracted (an incomplete cache, or one still
+            being written) and `allow_incomplete` is False.
     """
     counts: dict[str, int] = {}
     for s, source in enumerate(sources):
@@ -280,6 +292,8 @@ def _report_without_features(
         if failed:
             shown = "; ".join(f"{u}: {failures[u]}" for u in failed[:3])
             details.append(f"{len(failed)} failed extraction ({shown})")
+        if never and not allow_incomplete:
+            raise CacheError(_incomplete_message(source, len(wanted), never))
         if never:
             details.append(f"{len(never)} never extracted ({', '.join(never[:3])})")
             details.append("`ser extract` on the manifest adds the missing ones")
@@ -290,6 +304,17 @@ def _report_without_features(
             "; ".join(details),
         )
     return counts
+
+
+def _incomplete_message(source: FeatureSource, wanted: int, never: list[str]) -> str:
+    """Why an incomplete cache is refused, with the counts and the two ways on."""
+    complete = wanted - len(never)
+    return (
+        f"{describe(source)} is incomplete: {len(never)} of the manifest's {wanted} "
+        f"utterance(s) of its corpus have no features yet (e.g. {', '.join(never[:3])}), "
+        "never extracted or still being extracted; finish `ser extract` on the manifest, "
+        f"or pass --allow-incomplete to classify the {complete} that have features"
+    )
 
 
 def _failures(source: FeatureSource) -> dict[str, str]:

@@ -92,6 +92,7 @@ class SweepConfig:
     jobs: int = 1
     threads: int | None = None
     force: bool = False
+    allow_incomplete: bool = False
 
     @property
     def cell_threads(self) -> int:
@@ -189,7 +190,12 @@ def run_sweep(
     store = CellStore(output)
     ran = skipped = 0
     for dataset in build_datasets(
-        sources, manifest, config.labels, model=model, condition=condition
+        sources,
+        manifest,
+        config.labels,
+        model=model,
+        condition=condition,
+        allow_incomplete=config.allow_incomplete,
     ):
         r, s = _sweep_dataset(dataset, names, config, store, progress)
         ran, skipped = ran + r, skipped + s

@@ -109,6 +109,12 @@ def _ratios(value: str) -> tuple[float, float, float]:
 )
 @click.option("--output", required=True, type=click.Path(file_okay=False), help="Results folder.")
 @click.option("--force", is_flag=True, help="Redo cells already in the output folder.")
+@click.option(
+    "--allow-incomplete",
+    is_flag=True,
+    help="Classify the complete rows of a cache that lacks some of the manifest's utterances "
+    "(refused by default).",
+)
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def classify(**options) -> None:
     """Sweep classifiers over layers with speaker-independent cross-validation.
