@@ -82,13 +82,23 @@ def install_kill(point: str, at: int) -> None:
     how(owner, name)
 
 
+def say(*words: object) -> None:
+    """Print one line with a single write(2), so lines of forked processes never interleave.
+
+    print() writes each word and separator separately when stdout is unbuffered
+    (PYTHONUNBUFFERED=1), and a forked child's line could land between them.
+    """
+    sys.stdout.flush()
+    os.write(sys.stdout.fileno(), (" ".join(map(str, words)) + "\n").encode())
+
+
 def hold(fork: bool) -> None:
     child = os.fork() if fork else -1
     if child == 0:
-        print("child-ready", flush=True)  # the at-fork hooks have run by now
+        say("child-ready")  # the at-fork hooks have run by now
         time.sleep(120)
         os._exit(0)
-    print("ready", child, flush=True)
+    say("ready", child)
     time.sleep(120)
 
 
