@@ -276,3 +276,35 @@ def test_unreadable_files_say_why_in_the_operating_systems_words(tmp_path, monke
     monkeypatch.setattr(os, "open", refuse)
     with pytest.raises(AudioError, match=r"unreadable audio \(Permission denied\)"):
         audio.load(locked)
+
+
+# --- native rate (eGeMAPS) ---------------------------------------------------------------
+
+
+def test_native_rate_audio_of_every_condition(tmp_path):
+    path = write_wav(tmp_path / "a.wav", seconds=0.5, sample_rate=44100, channels=2)
+    clean, rate = audio.load_native(path)
+    assert rate == 44100 and clean.size == int(round(0.5 * 44100))
+    np.testing.assert_array_equal(clean, audio.load(path, sample_rate=44100))
+    phone, rate = audio.load_native(path, "telephone")
+    assert rate == audio.TELEPHONE.rate and abs(phone.size - 4000) <= 1
+    np.testing.assert_array_equal(phone, audio.telephone_narrowband(clean, 44100))
+    # the telephone condition at any rate is that narrow-band signal resampled
+    np.testing.assert_allclose(
+        audio.telephone(clean, 44100), audio.resample(phone, 8000, 44100)[: clean.size], atol=1e-6
+    )
+    second, _ = audio.load_native(path, channel=1)
+    np.testing.assert_array_equal(second, audio.load(path, sample_rate=44100, channel=1))
+
+
+def test_native_rate_utterance_reads_a_ready_telephone_copy_at_its_own_rate(tmp_path):
+    clean = write_wav(tmp_path / "a.wav", seconds=0.3, sample_rate=48000)
+    ready = write_wav(tmp_path / "a_tel.wav", seconds=0.3, sample_rate=8000, frequency=300)
+    row = {"utt_id": "c/a", "path": str(clean), "telephone_path": str(ready)}
+    wave, rate = audio.load_utterance_native(row, "telephone", "folder")
+    assert rate == 8000
+    np.testing.assert_array_equal(wave, audio.load(ready, sample_rate=8000))
+    wave, rate = audio.load_utterance_native(row, "telephone")
+    assert rate == 8000 and abs(wave.size - 2400) <= 1
+    with pytest.raises(AudioError, match="no ready telephone copy"):
+        audio.load_utterance_native({"utt_id": "c/a", "path": str(clean)}, "telephone", "folder")

@@ -2,6 +2,9 @@
 
 Every stage gets its waveforms from :func:`load` (a path) or :func:`load_utterance`
 (a manifest row): mono ``float32`` at the requested rate (16 kHz by default).
+Features defined on the signal as recorded (eGeMAPS) use :func:`load_native` and
+:func:`load_utterance_native` instead: the file's own rate for ``clean``, the
+chain's own 8 kHz output (before resampling back) for ``telephone``.
 
 Channels. A manifest row's ``channel`` says which channel to read. ``channel >= 0``
 takes that channel alone; EMOVO's two-microphone recordings use channel 0 by corpus
@@ -158,17 +161,44 @@ def load(
     """
     check_condition(condition)
     _check_sample_rate(sample_rate)
+    path, wave, file_rate = _read_mono(path, channel)
+    wave = resample(wave, file_rate, sample_rate)
+    if wave.size == 0:
+        raise AudioError(path, f"too short to resample from {file_rate} to {sample_rate} Hz")
+    return apply_condition(wave, sample_rate, condition)
+
+
+def load_native(
+    path: str | Path, condition: str = "clean", channel: int = DOWNMIX
+) -> tuple[np.ndarray, int]:
+    """Read an audio file as mono float32 at its own rate, under a condition; returns (wave, rate).
+
+    ``clean`` is the file's samples at the file's rate. ``telephone`` is the
+    chain's output at the chain's rate (8 kHz, :func:`telephone_narrowband`),
+    what a telephone line carries, without the resampling back.
+
+    Raises:
+        AudioError, UnknownChoiceError, ConfigError: as :func:`load`.
+    """
+    check_condition(condition)
+    path, wave, file_rate = _read_mono(path, channel)
+    if condition == "clean":
+        return wave, file_rate
+    narrow = telephone_narrowband(wave, file_rate)
+    if narrow.size == 0:
+        raise AudioError(path, f"too short to resample from {file_rate} to {TELEPHONE.rate} Hz")
+    return narrow, TELEPHONE.rate
+
+
+def _read_mono(path: str | Path, channel: int) -> tuple[Path, np.ndarray, int]:
+    """The existing path, the chosen channel (or downmix) as float32, and the file's rate."""
     if channel < DOWNMIX:
         raise ConfigError(
             f"channel {channel} is not valid; expected -1 (downmix) or a channel index >= 0"
         )
     path = _existing_path(Path(path))
     data, file_rate = _read(path)
-    wave = _pick_channel(data, channel, path)
-    wave = resample(wave, file_rate, sample_rate)
-    if wave.size == 0:
-        raise AudioError(path, f"too short to resample from {file_rate} to {sample_rate} Hz")
-    return apply_condition(wave, sample_rate, condition)
+    return path, _pick_channel(data, channel, path), file_rate
 
 
 def _existing_path(path: Path) -> Path:
@@ -228,11 +258,19 @@ def apply_condition(wave: np.ndarray, sample_rate: int, condition: str) -> np.nd
 
 def telephone(wave: np.ndarray, sample_rate: int, chain: TelephoneChain = TELEPHONE) -> np.ndarray:
     """Pass a mono waveform through the telephone chain; same rate and length out."""
+    narrow = telephone_narrowband(wave, sample_rate, chain)
+    out = resample(narrow, chain.rate, sample_rate)
+    return _fit_length(out, len(wave))
+
+
+def telephone_narrowband(
+    wave: np.ndarray, sample_rate: int, chain: TelephoneChain = TELEPHONE
+) -> np.ndarray:
+    """Steps 1-3 of the telephone chain: the float32 signal at the chain's own rate (8 kHz)."""
     narrow = resample(wave, sample_rate, chain.rate).astype(np.float64)
     narrow = band_pass(narrow, chain)
     narrow = mu_law_decode(mu_law_encode(narrow, chain.mu, chain.bits), chain.mu, chain.bits)
-    out = resample(narrow.astype(np.float32), chain.rate, sample_rate)
-    return _fit_length(out, len(wave))
+    return narrow.astype(np.float32)
 
 
 def band_pass(wave: np.ndarray, chain: TelephoneChain = TELEPHONE) -> np.ndarray:
@@ -312,9 +350,30 @@ def load_utterance(
             (the message names the utterance).
         UnknownChoiceError: unknown condition or telephone source.
     """
+    path, applied = _utterance_source(row, condition, telephone_source)
+    return load(path, applied, sample_rate, _row_channel(row))
+
+
+def load_utterance_native(
+    row: Mapping[str, Any], condition: str = "clean", telephone_source: str = "derived"
+) -> tuple[np.ndarray, int]:
+    """Read one manifest row's audio at its own rate (see :func:`load_native`); (wave, rate).
+
+    A ready telephone copy (``telephone_source="folder"``) is read at its own rate.
+
+    Raises:
+        AudioError, UnknownChoiceError: as :func:`load_utterance`.
+    """
+    path, applied = _utterance_source(row, condition, telephone_source)
+    return load_native(path, applied, _row_channel(row))
+
+
+def _utterance_source(
+    row: Mapping[str, Any], condition: str, telephone_source: str
+) -> tuple[str, str]:
+    """The file to read for a row under a condition, and the condition still to apply to it."""
     check_condition(condition)
     check_telephone_source(telephone_source)
-    channel = _row_channel(row)
     if condition == "telephone" and telephone_source == "folder":
         ready = _row_text(row, "telephone_path")
         if not ready:
@@ -324,8 +383,8 @@ def load_utterance(
                 f"utterance {utt_id!r} has no ready telephone copy (empty telephone_path); "
                 "use telephone_source 'derived' to apply the telephone chain instead",
             )
-        return load(ready, "clean", sample_rate, channel)
-    return load(row["path"], condition, sample_rate, channel)
+        return ready, "clean"
+    return row["path"], condition
 
 
 def _row_text(row: Mapping[str, Any], key: str) -> str:

@@ -359,3 +359,101 @@ def test_scattered_reads_hint_the_bytes_of_every_requested_row(tmp_path, monkeyp
             at = data.find(row.tobytes())
             assert at >= 0
             assert any(start <= at and at + row.nbytes <= start + size for start, size in advised)
+
+
+# --- storage dtype conversion and key versions -------------------------------------------
+
+
+def test_another_storage_dtype_is_refused_saying_how_to_keep_or_convert(tmp_path):
+    path = tmp_path / "c.h5"
+    fill(path, utt_ids(4), storage_dtype="float16")
+    with pytest.raises(CacheKeyMismatchError) as error:
+        writer(path, storage_dtype="float32")
+    message = str(error.value)
+    assert f"cache {path} stores float16; this run asked for float32" in message
+    assert "--storage-dtype float16 or auto" in message and "--storage-dtype float32" in message
+    assert "convert_dtype=True" in message and "delete" not in message
+
+
+@pytest.mark.parametrize(("old", "new"), [("float16", "float32"), ("float32", "float16")])
+def test_conversion_keeps_every_row_cast_to_the_new_dtype(tmp_path, old, new):
+    path = tmp_path / "c.h5"
+    ids = utt_ids(12)
+    fill(path, ids[:9], storage_dtype=old, batch_size=4)
+    with writer(path, storage_dtype=new, convert_dtype=True) as w:
+        assert w.header.storage_dtype == new and w.n_complete == 9
+        w.add_ids(ids)
+        w.write(ids[9:], batch(ids[9:]))
+    with cache.open(path) as reader:
+        assert reader.storage_dtype == new and reader.ids == ids[:9] + ids[9:]
+        assert reader.manifest_digest == "d" * 64
+        for pooling in POOLINGS:
+            # rows stored before keep what their first dtype held; new rows get the new one
+            expected = stored(ids[:9], pooling, old).astype(new).astype(np.float32)
+            np.testing.assert_array_equal(reader.read_rows(ids[:9], pooling), expected)
+            np.testing.assert_array_equal(
+                reader.read_rows(ids[9:], pooling), stored(ids[9:], pooling, new)
+            )
+    assert cache.verify(path) == []
+    assert not (tmp_path / "c.h5.partial").exists()
+
+
+def test_conversion_to_float16_refuses_values_beyond_its_range_and_keeps_the_file(tmp_path):
+    path = tmp_path / "c.h5"
+    ids = utt_ids(3)
+    big = batch(ids)
+    big["std"][1, 2, 3] = -85058.0  # an eGeMAPS stddevNorm seen on EmoDB
+    with writer(path, storage_dtype="float32") as w:
+        w.add_ids(ids)
+        w.write(ids, big)
+    with pytest.raises(CacheError, match=r"cannot store the rows of .*c\.h5 as float16.*85058"):
+        writer(path, storage_dtype="float16", convert_dtype=True)
+    assert not (tmp_path / "c.h5.partial").exists()
+    with cache.open(path) as reader:
+        assert reader.storage_dtype == "float32"
+        assert reader.read_rows(ids, "std")[1, 2, 3] == -85058.0
+
+
+def test_values_beyond_float16_say_how_to_store_them_as_float32(tmp_path):
+    ids = utt_ids(2)
+    big = batch(ids)
+    big["mean"][0, 0, 0] = 70000.0
+    with writer(tmp_path / "c.h5") as w:
+        w.add_ids(ids)
+        with pytest.raises(CacheError, match="ser extract --storage-dtype float32` converts"):
+            w.write(ids, big)
+
+
+def test_a_key_of_ssl_ser_0_1_0_compares_as_feature_version_1():
+    legacy = {**KEY, "toolkit_version": "0.1.0"}
+    assert cache.key_differences(legacy, {**KEY, "feature_version": 1}) == []
+    assert (
+        cache.key_differences(
+            {**KEY, "feature_version": 1, "toolkit_version": "0.0.1"}, {**KEY, "feature_version": 1}
+        )
+        == []
+    )
+    assert cache.key_differences(legacy, {**KEY, "feature_version": 2}) == [
+        "feature_version: stored 1, requested 2"
+    ]
+    assert cache.key_differences(KEY, {**KEY, "feature_version": 1}) == [
+        "feature_version: stored (absent), requested 1"
+    ]
+
+
+def test_a_file_of_another_toolkit_version_opens_with_the_same_key(tmp_path, monkeypatch):
+    import ssl_ser
+
+    path = tmp_path / "c.h5"
+    key = {**KEY, "feature_version": 3}
+    monkeypatch.setattr(ssl_ser, "__version__", "0.0.9")
+    with cache.CacheWriter(path, key, LAYERS, DIM) as w:
+        w.add_ids(utt_ids(2))
+        w.write(utt_ids(2), batch(utt_ids(2)))
+    monkeypatch.setattr(ssl_ser, "__version__", "1.4.2")
+    with cache.CacheWriter(path, key, LAYERS, DIM) as w:
+        assert w.n_complete == 2 and w.header.toolkit_version == "0.0.9"
+    with pytest.raises(CacheKeyMismatchError, match="feature_version: stored 3, requested 4"):
+        cache.CacheWriter(path, {**KEY, "feature_version": 4}, LAYERS, DIM)
+    assert cache.info(path)["feature_version"] == 3
+    assert cache.info(path)["toolkit_version"] == "0.0.9"

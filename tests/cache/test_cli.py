@@ -79,3 +79,25 @@ def test_verify_reports_an_unreadable_file(tmp_path):
     result = CliRunner().invoke(cli, ["cache", "verify", str(path)])
     assert result.exit_code == 1
     assert "delete it and re-run" in result.output
+
+
+def test_info_shows_the_feature_version_and_the_toolkit_version(tmp_path, monkeypatch):
+    import ssl_ser
+
+    monkeypatch.setattr(ssl_ser, "__version__", "0.1.0")
+    path = tmp_path / "c.h5"
+    with cache.CacheWriter(path, {**KEY, "feature_version": 2}, LAYERS, DIM) as writer:
+        writer.add_ids(utt_ids(1))
+    legacy = tmp_path / "legacy.h5"
+    with cache.CacheWriter(legacy, {**KEY, "toolkit_version": "0.1.0"}, LAYERS, DIM) as writer:
+        writer.add_ids(utt_ids(1))
+    bare = tmp_path / "bare.h5"
+    make_cache(bare)
+    monkeypatch.setattr(ssl_ser, "__version__", "0.3.0")
+    for file, version in ((path, "2"), (legacy, "1"), (bare, "(none)")):
+        result = CliRunner().invoke(cli, ["cache", "info", str(file)])
+        assert result.exit_code == 0, result.output
+        assert f"\nfeature version: {version}\n" in result.output
+        assert "\ntoolkit version: ssl-ser 0.1.0 (wrote the file)\n" in result.output
+    summary = json.loads(CliRunner().invoke(cli, ["cache", "info", "--json", str(path)]).output)
+    assert summary["feature_version"] == 2 and summary["toolkit_version"] == "0.1.0"

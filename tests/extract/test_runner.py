@@ -10,7 +10,7 @@ import transformers
 from ssl_ser import audio, cache
 from ssl_ser.errors import CacheKeyMismatchError, CacheLockedError, ConfigError
 from ssl_ser.extract import ExtractorConfig, extract
-from ssl_ser.extract.runner import cache_key
+from ssl_ser.extract.runner import cache_key, progress_total
 from ssl_ser.testing import write_garbage
 
 from .helpers import lengths, make_manifest, save_waveform_model
@@ -253,3 +253,28 @@ def test_several_conditions_share_one_model_load(toy, monkeypatch):
     with cache.open(both[1].path) as joint, cache.open(alone.path) as single:
         assert joint.key == single.key
         np.testing.assert_array_equal(joint.read(1), single.read(1))
+
+
+def test_the_progress_bar_reaches_its_total_without_a_clamping_warning(tmp_path):
+    import warnings
+
+    from tqdm import TqdmWarning
+
+    # lengths whose per-batch sums, added in batch order, exceed np.sum of them by 1 ulp
+    table = make_manifest(tmp_path / "audio", [0.59, 0.68, 0.53, 0.85])
+    durations = table["duration"].to_numpy(dtype=float)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        (summary,) = extract(
+            table,
+            ExtractorConfig(model="mfcc"),
+            tmp_path / "c",
+            workers=0,
+            batch_seconds=0.5,
+            progress=True,
+        )
+    assert summary.extracted == 4
+    assert not [w for w in caught if issubclass(w.category, TqdmWarning)], [
+        str(w.message) for w in caught
+    ]
+    assert progress_total(list(durations)) == pytest.approx(float(durations.sum()), abs=1e-9)

@@ -33,6 +33,7 @@ from ssl_ser.cache.layout import (
     cache_path,
     key_differences,
     list_caches,
+    read_header,
 )
 from ssl_ser.cache.lock import WriterLock
 from ssl_ser.cache.reader import ROW_COLUMN, CacheReader
@@ -53,5 +54,6 @@ __all__ = [
     "key_differences",
     "list_caches",
     "open",
+    "read_header",
     "verify",
 ]

@@ -24,7 +24,12 @@ def disk_size(path: str | Path) -> int:
 
 
 def info(path: str | Path) -> dict[str, Any]:
-    """Key, layout, completeness and size of one cache file."""
+    """Key, layout, completeness, size and versions of one cache file.
+
+    ``feature_version`` is what the key says the features are (None for a key
+    without one; 1 for a key of ssl-ser 0.1.0, see :func:`layout.comparable_key`);
+    ``toolkit_version`` is the ssl-ser that built the file.
+    """
     with CacheReader(path) as reader:
         rows_complete, n_layers, dim = reader.shape
         return {
@@ -39,6 +44,7 @@ def info(path: str | Path) -> dict[str, Any]:
             "rows_complete": rows_complete,
             "rows_failed": len(reader.failures),
             "manifest_digest": reader.manifest_digest,
+            "feature_version": layout.comparable_key(reader.key).get(layout.FEATURE_VERSION_FIELD),
             "toolkit_version": reader.toolkit_version,
             "size_bytes": disk_size(path),
         }

@@ -13,7 +13,20 @@ One HDF5 file per (extractor config, corpus, condition). Its parts:
   write order, so a batch of rows lands in consecutive slots and is written in
   blocks, whatever its manifest order.
 - Root attributes: the key (JSON), layers, poolings, dim, storage dtype, chunk rows,
-  toolkit version and the manifest digest.
+  toolkit version (of the writer that built the file) and the manifest digest.
+
+Keys. The cache treats a key as an opaque flat dict that must match to reuse a
+file, with one rule for keys written by ssl-ser 0.1.0: they held the field
+``toolkit_version`` where keys now hold ``feature_version`` (the version of what
+the extractor computes, see :mod:`ssl_ser.extract.config`), and every extractor
+of that release was at feature version 1. So comparisons read a key with
+``toolkit_version`` and no ``feature_version`` as feature version 1 and ignore the
+toolkit version; the stored key itself is never rewritten.
+
+Storage dtype. A file holds float16 or float32; a writer asked for the other one
+refuses, unless asked to convert (``convert_dtype``), which builds the file anew
+in the requested dtype with its stored rows cast (refusing values beyond the
+float16 range when narrowing).
 
 Crash safety rests on one rule: while a writer is live, it changes only raw bytes
 of datasets whose storage was allocated when the file was built (early allocation)
@@ -36,7 +49,7 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from ssl_ser import __version__
+import ssl_ser
 from ssl_ser.errors import CacheError, CacheKeyMismatchError, ConfigError, UnknownChoiceError
 
 FORMAT = "ssl-ser-cache"
@@ -53,6 +66,11 @@ FAILED = -2
 # Superblock v0 and v1 object headers: a killed writer leaves no "file is open"
 # flag that newer superblocks (libver >= v110) refuse to reopen without h5clear.
 LIBVER = ("earliest", "v108")
+
+# Keys of ssl-ser 0.1.0 held the toolkit version; they are read as feature version 1.
+LEGACY_VERSION_FIELD = "toolkit_version"
+FEATURE_VERSION_FIELD = "feature_version"
+LEGACY_FEATURE_VERSION = 1
 
 IDS = "ids"
 SLOT = "slot"
@@ -105,8 +123,24 @@ def normalize_key(key: Mapping[str, Any]) -> dict[str, KeyValue]:
     return out
 
 
+def comparable_key(key: Mapping[str, Any]) -> dict[str, Any]:
+    """The key as compared: a legacy key's toolkit version read as feature version 1.
+
+    >>> comparable_key({"model": "m", "toolkit_version": "0.1.0"})
+    {'model': 'm', 'feature_version': 1}
+    """
+    out = {field: value for field, value in key.items() if field != LEGACY_VERSION_FIELD}
+    if LEGACY_VERSION_FIELD in key:
+        out.setdefault(FEATURE_VERSION_FIELD, LEGACY_FEATURE_VERSION)
+    return out
+
+
 def key_differences(stored: Mapping[str, Any], requested: Mapping[str, Any]) -> list[str]:
-    """One line per field whose value differs (by JSON text, so 1, 1.0 and True differ)."""
+    """One line per field whose value differs (by JSON text, so 1, 1.0 and True differ).
+
+    Both keys are compared through :func:`comparable_key`.
+    """
+    stored, requested = comparable_key(stored), comparable_key(requested)
     lines = []
     for field in sorted(set(stored) | set(requested)):
         old = _show(stored, field)
@@ -156,7 +190,7 @@ class Header:
         storage_dtype: str,
         chunk_rows: int = DEFAULT_CHUNK_ROWS,
         manifest_digest: str = "",
-        toolkit_version: str = __version__,
+        toolkit_version: str | None = None,
     ):
         self.key = normalize_key(key)
         self.layers = _check_names("layer", layers)
@@ -171,7 +205,20 @@ class Header:
             raise ConfigError(f"chunk_rows {chunk_rows!r} must be a positive integer")
         self.chunk_rows = int(chunk_rows)
         self.manifest_digest = check_digest(manifest_digest)
-        self.toolkit_version = toolkit_version
+        self.toolkit_version = ssl_ser.__version__ if toolkit_version is None else toolkit_version
+
+    def with_storage_dtype(self, storage_dtype: str) -> Header:
+        """A copy of this header with another storage dtype (for a converted file)."""
+        return Header(
+            self.key,
+            self.layers,
+            self.dim,
+            self.poolings,
+            storage_dtype,
+            self.chunk_rows,
+            self.manifest_digest,
+            self.toolkit_version,
+        )
 
     def differences(self, requested: Header) -> list[str]:
         """Key fields, then layout fields (layers, dim...), that differ from `requested`."""
@@ -324,7 +371,11 @@ def build(
 
 
 def _copy_rows(source: h5py.File, target: h5py.File, progress: bool) -> None:
-    """Copy the slot map, failure reasons and the chunks holding complete rows."""
+    """Copy the slot map, failure reasons and the chunks holding complete rows.
+
+    Rows are cast to the target's dtype; complete rows the cast would turn into
+    inf (float32 beyond the float16 range) are refused with CacheError.
+    """
     slots = source[SLOT][:]
     n_old = len(source[IDS])
     target[SLOT][:n_old] = slots[:n_old]
@@ -341,11 +392,27 @@ def _copy_rows(source: h5py.File, target: h5py.File, progress: bool) -> None:
     with bar:
         for name in names:
             old, new = source[FEATURES][name], target[FEATURES][name]
+            narrowing = np.dtype(new.dtype).itemsize < np.dtype(old.dtype).itemsize
             for block in blocks:
                 start = int(block) * chunk_rows
                 stop = min(start + chunk_rows, old.shape[1])
-                new[:, start:stop] = old[:, start:stop]
+                data = old[:, start:stop]
+                if narrowing:
+                    columns = used[(used >= start) & (used < stop)] - start
+                    _check_cast(data, columns, new.dtype, source.filename)
+                new[:, start:stop] = data
                 bar.update()
+
+
+def _check_cast(data: np.ndarray, columns: np.ndarray, dtype: np.dtype, name: str) -> None:
+    """Refuse to cast complete rows (`columns` of a (layers, rows, dim) block) that overflow."""
+    limit = float(np.finfo(dtype).max)
+    values = data[:, columns]
+    if values.size and float(np.abs(values).max()) > limit:
+        raise CacheError(
+            f"cannot store the rows of {name} as {dtype}: some values exceed its range "
+            f"(|x| up to {float(np.abs(values).max()):g} > {limit:g}); keep float32"
+        )
 
 
 def fsync_path(path: Path) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 from ssl_ser.cache import layout
 from ssl_ser.cache.layout import FAILED, FEATURES, MISSING, REASON, SLOT, Header, HeaderFields
 from ssl_ser.cache.lock import WriterLock
-from ssl_ser.errors import CacheError, ConfigError
+from ssl_ser.errors import CacheError, CacheKeyMismatchError, ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -43,12 +43,17 @@ class CacheWriter(HeaderFields):
         layers: layer names, in storage order.
         dim: feature dimension of every layer.
         poolings: pooled statistics stored side by side (each is written and read alone).
-        storage_dtype: ``float16`` (default, half the disk) or ``float32``.
+        storage_dtype: ``float16`` (default, half the disk) or ``float32``. An
+            existing file in the other dtype is refused unless `convert_dtype`.
         flush_rows: buffered rows that trigger a commit; call :meth:`flush` to
             commit earlier (for example after every batch).
         chunk_rows: rows per HDF5 chunk for a new file (an existing file keeps its own).
         fsync: fsync the file at each commit, so that commits survive power loss too.
         progress: show a progress bar when existing rows are copied into a larger file.
+        convert_dtype: an existing file in another storage dtype (and the same key
+            and layout otherwise) is rebuilt in `storage_dtype`, its stored rows cast
+            (float16 -> float32 is exact; float32 -> float16 refuses values beyond
+            the float16 range with CacheError and leaves the file as it was).
     """
 
     def __init__(
@@ -63,8 +68,10 @@ class CacheWriter(HeaderFields):
         chunk_rows: int = layout.DEFAULT_CHUNK_ROWS,
         fsync: bool = True,
         progress: bool = False,
+        convert_dtype: bool = False,
     ):
         self.path = Path(path)
+        self.convert_dtype = convert_dtype
         requested = Header(key, layers, dim, poolings, storage_dtype, chunk_rows)
         if isinstance(flush_rows, bool) or int(flush_rows) != flush_rows or flush_rows <= 0:
             raise ConfigError(f"flush_rows {flush_rows!r} must be a positive integer")
@@ -92,8 +99,35 @@ class CacheWriter(HeaderFields):
             logger.info("creating cache %s", self.path)
             self._replace_with(requested, [], source=None)
         header = layout.read_header(self.path)
+        if header.storage_dtype != requested.storage_dtype:
+            header = self._convert(header, requested)
         layout.check_key(self.path, header.differences(requested))
         self._load(header)
+
+    def _convert(self, header: Header, requested: Header) -> Header:
+        """Rebuild the file in the requested storage dtype, or say how (see `convert_dtype`)."""
+        same_dtype = requested.with_storage_dtype(header.storage_dtype)
+        layout.check_key(self.path, header.differences(same_dtype))
+        old, new = header.storage_dtype, requested.storage_dtype
+        if not self.convert_dtype:
+            raise CacheKeyMismatchError(
+                f"cache {self.path} stores {old}; this run asked for {new}. Ask for {old} to "
+                f"keep adding to it (ser extract: --storage-dtype {old} or auto), or convert "
+                f"it, keeping its rows (ser extract: --storage-dtype {new}; in Python: "
+                "convert_dtype=True)"
+            )
+        converted = header.with_storage_dtype(new)
+        with layout.open_h5(self.path, "r") as source:
+            ids = list(source[layout.IDS].asstr()[:])
+            logger.warning(
+                "converting cache %s from %s to %s (%d row(s) kept)", self.path, old, new, len(ids)
+            )
+            try:
+                self._replace_with(converted, ids, source=source)
+            except BaseException:
+                self._sidecar().unlink(missing_ok=True)
+                raise
+        return layout.read_header(self.path)
 
     def _load(self, header: Header) -> None:
         """Open the live file for writing and read the row state into memory.
@@ -266,8 +300,9 @@ class CacheWriter(HeaderFields):
         hint = "NaN or inf in the features"
         if not not_finite.any():
             hint = (
-                f"values beyond the {self.header.storage_dtype} range (|x| > {limit:g}); "
-                "use storage_dtype='float32'"
+                f"values beyond the {self.header.storage_dtype} range (|x| > {limit:g}); store "
+                "them as float32: `ser extract --storage-dtype float32` converts this cache, "
+                "keeping its rows (in Python: storage_dtype='float32', convert_dtype=True)"
             )
         raise CacheError(f"{pooling} features of {bad[:5]} ({len(bad)} row(s)): {hint}")
 

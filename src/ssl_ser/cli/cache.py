@@ -75,7 +75,11 @@ def ls(directory: Path) -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
 def info(file: Path, as_json: bool) -> None:
-    """Describe cache FILE: key, layers, shape, completeness, failures and size."""
+    """Describe cache FILE: key, layers, shape, completeness, failures, size and versions.
+
+    The feature version (in the key) changes only when the stored numbers would;
+    the toolkit version is the release that wrote the file, not part of the key.
+    """
     summary = feature_cache.info(file)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
@@ -88,7 +92,9 @@ def info(file: Path, as_json: bool) -> None:
     click.echo(f"poolings: {', '.join(summary['poolings'])}")
     click.echo(f"shape: {' x '.join(str(n) for n in summary['shape'])} {summary['storage_dtype']}")
     click.echo(f"manifest digest: {summary['manifest_digest'] or '(not set)'}")
-    click.echo(f"written by ssl-ser {summary['toolkit_version']}")
+    feature_version = summary["feature_version"]
+    click.echo(f"feature version: {'(none)' if feature_version is None else feature_version}")
+    click.echo(f"toolkit version: ssl-ser {summary['toolkit_version']} (wrote the file)")
     click.echo(
         f"{file}: {summary['rows_complete']}/{summary['rows_total']} rows complete, "
         f"{summary['rows_failed']} failed, {human_size(summary['size_bytes'])}"

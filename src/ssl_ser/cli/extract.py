@@ -128,7 +128,12 @@ def read_source(source: str, root: Path | None) -> pd.DataFrame:
     "changes what the model sees, so features differ from untrimmed ones.",
 )
 @click.option(
-    "--storage-dtype", type=click.Choice(STORAGE_DTYPES), default="float16", show_default=True
+    "--storage-dtype",
+    type=click.Choice(("auto", *STORAGE_DTYPES)),
+    default="auto",
+    show_default=True,
+    help="Cache dtype. auto: an existing cache's own, else float32 for egemaps/mfcc/logmel "
+    "and float16 for models. A dtype other than an existing cache's converts it (rows kept).",
 )
 @progress_option
 def extract(

@@ -6,6 +6,16 @@ only when they compute the same features. Device, batch size and worker count
 are deliberately not fields: they change speed, not results (batched output
 equals unbatched output to within 1e-4 relative).
 
+Feature versions. Each family of extractors (:data:`FEATURE_FAMILIES`: the
+transformer models ``ssl``, the mel front end of ``mfcc`` and ``logmel``, and
+``egemaps``) has a version in :data:`FEATURE_VERSIONS`, bumped only when the
+code changes the numbers that family stores (extraction, pooling). The version
+goes into the digest (so a new version gets a new cache folder and never
+overwrites the old one) and into the cache key, which no longer holds the
+toolkit's own version: upgrading the toolkit keeps every cache whose family did
+not change. The SSL family is at version 1, the value the digest always held, so
+SSL caches of earlier releases keep their folders and are reused.
+
 This module imports neither torch nor transformers.
 """
 
@@ -29,8 +39,16 @@ POOLINGS: tuple[str, ...] = ("mean", "std")
 DTYPES: tuple[str, ...] = ("float32", "float16", "bfloat16")
 LONG_AUDIO_POLICIES: tuple[str, ...] = ("window", "crop")
 DEFAULT_SAMPLE_RATE = 16000
-# Bumped whenever the code changes what a given configuration computes.
-SCHEMA_VERSION = 1
+# Which feature family each classic baseline belongs to; every other model is "ssl".
+FEATURE_FAMILIES: dict[str, str] = {"mfcc": "mel", "logmel": "mel", "egemaps": "egemaps"}
+SSL_FAMILY = "ssl"
+# Bumped whenever the code changes the numbers a family stores. History:
+#   ssl 1: every release so far.
+#   mel 1: log floored at 1e-10, mel range 0 Hz..Nyquist.
+#   mel 2: log floored 80 dB under the utterance's peak too; mel range capped at 8 kHz.
+#   egemaps 1: computed on audio resampled to the config's sample rate (16 kHz).
+#   egemaps 2: computed at the recording's own rate (telephone: the chain's 8 kHz).
+FEATURE_VERSIONS: dict[str, int] = {SSL_FAMILY: 1, "mel": 2, "egemaps": 2}
 SLUG_DIGEST_CHARS = 10
 # Padded seconds of audio per forward pass (not part of the key: it changes speed only).
 DEFAULT_BATCH_SECONDS = 60.0
@@ -47,7 +65,9 @@ class ExtractorConfig:
             The commit actually loaded goes into the cache key either way.
         dtype: compute precision; ``float16``/``bfloat16`` run under autocast.
         poolings: statistics over the valid frames, stored separately.
-        sample_rate: rate (Hz) the audio is resampled to before the model.
+        sample_rate: rate (Hz) the audio is resampled to before the model (and
+            before ``mfcc``/``logmel``); ``egemaps`` runs at each recording's
+            own rate instead (see :mod:`ssl_ser.extract.classic`).
         max_seconds: longest stretch of audio the model sees at once; ``None`` is
             no limit (Whisper's encoder always sees at most 30 s).
         long_audio: for audio longer than `max_seconds`: ``window`` cuts it into
@@ -117,6 +137,21 @@ class ExtractorConfig:
         return cls(model=model, **fields)
 
     @property
+    def feature_family(self) -> str:
+        """``ssl`` for transformer models, else the classic baseline's family (``mel``...)."""
+        return FEATURE_FAMILIES.get(self.model, SSL_FAMILY)
+
+    @property
+    def feature_version(self) -> int:
+        """The version of what this config's family computes (:data:`FEATURE_VERSIONS`)."""
+        return FEATURE_VERSIONS[self.feature_family]
+
+    @property
+    def native_rate(self) -> bool:
+        """Whether features are computed at each recording's own rate (eGeMAPS)."""
+        return self.model == "egemaps"
+
+    @property
     def is_classic(self) -> bool:
         """Whether the model is a classic baseline (eGeMAPS, MFCC, log-mel)."""
         return self.model in CLASSIC_MODELS
@@ -151,8 +186,12 @@ class ExtractorConfig:
         return cls(**values)
 
     def digest(self) -> str:
-        """SHA-256 of the canonical JSON of the fields (and the schema version)."""
-        payload = {"schema": SCHEMA_VERSION, **self.to_dict()}
+        """SHA-256 of the canonical JSON of the fields and the family's feature version.
+
+        The version sits under the name ``schema`` it had when one version covered
+        every family, so digests of unchanged families stay what they were.
+        """
+        payload = {"schema": self.feature_version, **self.to_dict()}
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ssl_ser.errors import ConfigError
 from ssl_ser.extract.batching import split_long
 from ssl_ser.extract.classic import frame_features
 
@@ -38,7 +39,14 @@ class Segment:
 
 
 class Preprocessor(ABC):
-    """Turns one waveform into the segments the model sees (crop or windows)."""
+    """Turns one waveform into the segments the model sees (crop or windows).
+
+    Attributes:
+        native_rate: the waveform comes at the recording's own rate (see
+            :func:`ssl_ser.audio.load_utterance_native`) instead of `sample_rate`.
+    """
+
+    native_rate: bool = False
 
     def __init__(self, sample_rate: int, max_seconds: float | None, long_audio: str):
         self.sample_rate = sample_rate
@@ -150,6 +158,12 @@ class ClassicPreprocessor(Preprocessor):
     They have no memory limit, so ``window`` keeps the whole utterance in one
     piece (eGeMAPS functionals of separate windows would not combine); ``crop``
     still crops.
+
+    Rates. eGeMAPS takes each recording at its own rate (``native_rate``):
+    openSMILE defines its functionals on the signal as recorded, and its
+    configuration sets its own bands in Hz. MFCC and log-mel take the audio
+    resampled to `sample_rate`, so every corpus and condition shares one
+    filterbank and energy scale (see :mod:`ssl_ser.extract.classic`).
     """
 
     def __init__(
@@ -166,11 +180,30 @@ class ClassicPreprocessor(Preprocessor):
         self.kind = kind
         self.n_mels = n_mels
         self.n_mfcc = n_mfcc
+        self.native_rate = kind == "egemaps"
+
+    def __call__(self, wave: np.ndarray, sample_rate: int | None = None) -> list[Segment]:
+        """Crop (per the long-audio policy) and compute the features of `wave` at its rate.
+
+        Raises:
+            ConfigError: a rate other than `sample_rate` for a feature set that
+                needs the fixed rate.
+        """
+        rate = self.sample_rate if sample_rate is None else int(sample_rate)
+        if rate != self.sample_rate and not self.native_rate:
+            raise ConfigError(
+                f"{self.kind} is computed at {self.sample_rate} Hz; got audio at {rate} Hz"
+            )
+        pieces = split_long(wave, rate, self.max_seconds, self.long_audio)
+        return [self._segment_at(piece, rate) for piece in pieces]
 
     def segment(self, wave: np.ndarray) -> Segment:
-        """Frame features (for eGeMAPS: one 'frame' holding the 88 functionals)."""
-        features = frame_features(self.kind, wave, self.sample_rate, self.n_mels, self.n_mfcc)
-        return Segment(features.T, features.shape[0], wave.shape[0] / self.sample_rate)
+        """Frame features of audio at `sample_rate` (eGeMAPS: one 'frame' of 88 functionals)."""
+        return self._segment_at(wave, self.sample_rate)
+
+    def _segment_at(self, wave: np.ndarray, rate: int) -> Segment:
+        features = frame_features(self.kind, wave, rate, self.n_mels, self.n_mfcc)
+        return Segment(features.T, features.shape[0], wave.shape[0] / rate)
 
     def min_seconds(self) -> float:
         """A single sample is zero-padded to one analysis window."""

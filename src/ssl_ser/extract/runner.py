@@ -30,8 +30,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from ssl_ser import __version__, audio, cache, manifest
-from ssl_ser.errors import ConfigError, SerError
+from ssl_ser import audio, cache, manifest
+from ssl_ser.errors import CacheError, ConfigError, SerError, UnknownChoiceError
 from ssl_ser.extract.backbones import Backbone, library_progress_bars, load_backbone
 from ssl_ser.extract.batching import plan_batches, segment_seconds
 from ssl_ser.extract.config import DEFAULT_BATCH_SECONDS, ExtractorConfig, default_workers
@@ -42,7 +42,11 @@ from ssl_ser.progress import announce
 
 log = logging.getLogger(__name__)
 
-STORAGE_DTYPE = "float16"
+# Storage dtype of the cache: "auto" keeps an existing file's dtype; a new file gets
+# float32 for classic baselines (small, and eGeMAPS values reach beyond float16's
+# +-65504) and float16 for transformer states (half the disk, ample precision).
+STORAGE_DTYPE = "auto"
+STORAGE_DTYPE_CHOICES: tuple[str, ...] = ("auto", *cache.STORAGE_DTYPES)
 PREFETCH_BATCHES = 4
 SHOWN_IDS = 5
 # prctl option: signal this process when its parent dies (linux/prctl.h).
@@ -79,18 +83,24 @@ class UtteranceDataset(Dataset):
 
     def __getitem__(self, index: int) -> Prepared:
         row = self.rows[index]
-        rate = self.preprocessor.sample_rate
         try:
-            wave = audio.load_utterance(row, self.condition, rate, self.telephone_source)
-            segments = self.preprocessor(wave)
+            wave, rate = self._load(row)
+            segments = self.preprocessor(wave, rate) if rate else self.preprocessor(wave)
         except (SerError, OSError, ValueError, RuntimeError) as error:
             return Prepared(row["utt_id"], [], 0.0, f"{type(error).__name__}: {error}")
-        seconds = wave.shape[0] / rate
+        seconds = wave.shape[0] / (rate or self.preprocessor.sample_rate)
         if any(segment.frames < 1 for segment in segments):
             needed = self.preprocessor.min_seconds()
             reason = f"audio too short ({seconds:.4f} s); the model needs {needed:.4f} s"
             return Prepared(row["utt_id"], [], seconds, reason)
         return Prepared(row["utt_id"], segments, seconds)
+
+    def _load(self, row: dict[str, Any]) -> tuple[np.ndarray, int | None]:
+        """The row's waveform and its rate (None: the preprocessor's own rate)."""
+        if self.preprocessor.native_rate:
+            return audio.load_utterance_native(row, self.condition, self.telephone_source)
+        rate = self.preprocessor.sample_rate
+        return audio.load_utterance(row, self.condition, rate, self.telephone_source), None
 
 
 def _keep_list(items: list[Prepared]) -> list[Prepared]:
@@ -140,7 +150,10 @@ def extract(
         workers: DataLoader worker processes for loading audio (0: in this
             process); default :func:`default_workers`.
         telephone_source: ``derived`` or ``folder`` (see :func:`ssl_ser.audio.load_utterance`).
-        storage_dtype: ``float16`` or ``float32`` in the cache file.
+        storage_dtype: ``float16`` or ``float32`` in the cache file, or ``auto``:
+            an existing file's own dtype, else float32 for classic baselines and
+            float16 for models. An explicit dtype other than an existing file's
+            converts that file (its rows are kept; see :class:`ssl_ser.cache.CacheWriter`).
         retry_failed: try utterances recorded as failed by an earlier run again.
         progress: show a progress bar (audio seconds, with a rate).
 
@@ -159,6 +172,8 @@ def extract(
     for name in conditions:
         audio.check_condition(name)
     audio.check_telephone_source(telephone_source)
+    if storage_dtype not in STORAGE_DTYPE_CHOICES:
+        raise UnknownChoiceError("storage dtype", storage_dtype, STORAGE_DTYPE_CHOICES)
     workers = default_workers() if workers is None else workers
     if isinstance(workers, bool) or int(workers) != workers or workers < 0:
         raise ConfigError(f"workers {workers!r} must be an integer >= 0")
@@ -180,7 +195,13 @@ def extract(
 def cache_key(
     backbone: Backbone, config: ExtractorConfig, condition: str, telephone_source: str
 ) -> dict[str, Any]:
-    """The flat key that identifies the features of one cache file."""
+    """The flat key that identifies the features of one cache file.
+
+    It holds what the numbers depend on: the model and its revision, the config,
+    the rate (``native`` for eGeMAPS), the condition's chain, the poolings and the
+    family's feature version (see :mod:`ssl_ser.extract.config`), not the
+    toolkit's version, which the file records beside the key.
+    """
     condition_params = dict(audio.condition_params(condition))
     if condition == "telephone":
         condition_params["telephone_source"] = telephone_source
@@ -190,13 +211,28 @@ def cache_key(
         "revision": str(backbone.identity["revision"]),
         "config_digest": config.digest(),
         "config": json.dumps(config.to_dict(), sort_keys=True),
-        "sample_rate": int(config.sample_rate),
+        "sample_rate": "native" if config.native_rate else int(config.sample_rate),
         "condition": condition,
         "condition_params": json.dumps(condition_params, sort_keys=True),
         "pooling": ",".join(config.poolings),
         "dtype": config.dtype,
-        "toolkit_version": __version__,
+        "feature_version": config.feature_version,
     }
+
+
+def storage_dtype_for(requested: str, config: ExtractorConfig, path: Path) -> tuple[str, bool]:
+    """The storage dtype of a run, and whether an existing file must be converted to it.
+
+    ``auto`` keeps an existing file's dtype (a file that cannot be read is left to
+    the writer's checks) and picks float32 for classic baselines, float16 for
+    models; an explicit dtype converts a file stored in the other.
+    """
+    if requested != "auto":
+        return requested, True
+    if path.exists():
+        with contextlib.suppress(CacheError):
+            return cache.read_header(path).storage_dtype, False
+    return ("float32" if config.is_classic else "float16"), False
 
 
 @dataclass
@@ -225,8 +261,15 @@ class _Job:
         layers = [str(i) for i in range(backbone.states)]
         summary = ExtractSummary(corpus, self.condition, path, layers=backbone.states)
         started = time.perf_counter()
+        dtype, convert = storage_dtype_for(storage_dtype, self.config, path)
         with cache.CacheWriter(
-            path, key, layers, backbone.dim, self.config.poolings, storage_dtype
+            path,
+            key,
+            layers,
+            backbone.dim,
+            self.config.poolings,
+            dtype,
+            convert_dtype=convert,
         ) as writer:
             ids = rows["utt_id"].tolist()
             writer.add_ids(ids)
@@ -265,19 +308,20 @@ class _Job:
             worker_init_fn=_init_worker,
         )
         durations = rows["duration"].to_numpy(dtype=float)
+        steps = [float(durations[indices].sum()) for indices in batches]
         bar = tqdm(
-            total=float(durations.sum()),
+            total=progress_total(steps),
             desc=f"extract {summary.corpus}/{summary.condition}",
             unit="s",
             unit_scale=True,
             disable=not self.progress,
         )
         with bar:
-            for number, (batch, indices) in enumerate(zip(loader, batches, strict=True), 1):
+            for number, (batch, step) in enumerate(zip(loader, steps, strict=True), 1):
                 self._process(batch, writer, summary)
                 writer.flush()
                 log.debug("committed batch %d/%d (%d utterances)", number, len(batches), len(batch))
-                bar.update(float(durations[indices].sum()))
+                bar.update(step)
 
     def _cost(self, duration: float) -> float:
         """Seconds of model input an utterance of `duration` seconds costs, over its pieces."""
@@ -334,6 +378,18 @@ class _Job:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             raise ConfigError(_memory_message(segments, owners, self)) from error
+
+
+def progress_total(steps: Sequence[float]) -> float:
+    """The bar's total: the steps added one by one, in order, as the bar adds them.
+
+    Summed another way (``np.sum``), the float total can come out below what the
+    bar reaches, and tqdm warns "clamping frac to range [0, 1]".
+    """
+    total = 0.0
+    for step in steps:
+        total += step
+    return total
 
 
 def _is_out_of_memory(error: RuntimeError) -> bool:

@@ -147,7 +147,7 @@ class ExtractSettings:
     whisper_trim: bool = False
     revision: str | None = None
     telephone_source: str = field(default="derived", metadata={"choices": ("derived", "folder")})
-    storage_dtype: str = field(default="float16", metadata={"choices": ("float16", "float32")})
+    storage_dtype: str = field(default="auto", metadata={"choices": ("auto", "float16", "float32")})
     retry_failed: bool = False
 
 
