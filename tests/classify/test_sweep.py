@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
+from ssl_ser import __version__
 from ssl_ser.classify.sweep import SweepConfig, run_sweep
 from ssl_ser.errors import (
     CacheKeyMismatchError,
@@ -365,6 +366,7 @@ def test_default_threads_make_cells_independent_of_the_job_count(alpha, tmp_path
     serial = sweep([features], table, tmp_path / "1", jobs=1, **options)
     parallel = sweep([features], table, tmp_path / "2", jobs=2, **options)
     assert set(serial.results["threads"]) == {1}
+    assert set(serial.results["toolkit_version"]) == {__version__}  # recorded, not in the id
     columns = ["cell_id", "ua", "wa", "macro_f1"]
     pd.testing.assert_frame_equal(
         serial.results.sort_values("cell_id")[columns].reset_index(drop=True),

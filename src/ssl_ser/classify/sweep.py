@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ssl_ser import __version__
 from ssl_ser.classify import registry
 from ssl_ser.classify.dataset import Dataset, build_datasets
 from ssl_ser.classify.features import (
@@ -676,6 +677,7 @@ def _store_cell(
         "params": json.dumps({**task.params, **outcome.chosen}, sort_keys=True, default=str),
         "val_ua": outcome.val_ua,
         "fit_seconds": round(outcome.seconds, 3),
+        "toolkit_version": __version__,  # recorded, not part of the cell id
     }
     corpora = rows.corpora[fold.test]
     scopes = [(base["test_corpus"], np.ones(len(true), dtype=bool))]
