@@ -176,10 +176,10 @@ def run_sweep(
     """
     start = time.perf_counter()
     names = registry.parse_classifiers(config.classifiers)
+    datasets = build_datasets(sources, manifest, config.labels, model=model, condition=condition)
+    poolings = sweep_poolings(datasets, config.poolings)  # refuses before anything is written
     store = CellStore(output)
     ran = skipped = 0
-    datasets = build_datasets(sources, manifest, config.labels, model=model, condition=condition)
-    poolings = sweep_poolings(datasets, config.poolings)
     for dataset, chosen in zip(datasets, poolings, strict=True):
         r, s = _sweep_dataset(dataset, names, config, store, progress, chosen)
         ran, skipped = ran + r, skipped + s
