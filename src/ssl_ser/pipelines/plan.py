@@ -5,8 +5,12 @@
 out the classify sweeps: one per variant (seed, few-shot count), model, corpus
 group (each corpus alone, or all pooled) and (train, test) condition pair. It
 also makes the folds of every split once, so a split that cannot work (too few
-speakers, no preset split) fails here, before any model runs. ``ser run
---dry-run`` prints :meth:`Plan.lines`.
+speakers, no preset split) fails here, before any model runs. Each model's
+pooling is resolved here too (``auto`` per model, an explicit choice eGeMAPS
+cannot give replaced by its functionals with a warning; see
+:func:`ssl_ser.classify.features.resolve_poolings`), so a request that no model
+stores fails before any extraction. ``ser run --dry-run`` prints
+:meth:`Plan.lines`.
 """
 
 from __future__ import annotations
