@@ -33,7 +33,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ssl_ser.classify import registry
-from ssl_ser.classify.registry import EarlyStoppedXGB
+from ssl_ser.classify.registry import HistXGB
 from ssl_ser.classify.splits import SplitOptions, make_folds, speaker_groups
 from ssl_ser.classify.sweep import SweepConfig, run_sweep
 from ssl_ser.classify.synthetic import cremad_like
@@ -240,7 +240,7 @@ def bench_xgb(table: pd.DataFrame, features, args) -> None:
             Pipeline(
                 [
                     ("scale", StandardScaler()),
-                    ("clf", EarlyStoppedXGB(max_bin=256, n_jobs=threads, **early)),
+                    ("clf", HistXGB(max_bin=256, n_jobs=threads, **early)),
                 ]
             ),
         ),

@@ -1,5 +1,6 @@
 import json
 import math
+import os
 import unicodedata
 from pathlib import Path
 
@@ -252,3 +253,26 @@ def test_render_refuses_ids_that_leave_the_folder(rows, tmp_path):
     rows = rows.assign(utt_id=["../escape", "toy/b"])
     with pytest.raises(ManifestError, match="outside"):
         audio.render_condition(rows, "clean", tmp_path / "out")
+
+
+def test_unreadable_files_say_why_in_the_operating_systems_words(tmp_path, monkeypatch):
+    folder = tmp_path / "looks-like.wav"
+    folder.mkdir()
+    with pytest.raises(AudioError, match=r"looks-like\.wav.*unreadable audio \(Is a directory\)"):
+        audio.load(folder)
+    locked = tmp_path / "locked.wav"
+    sf.write(locked, np.zeros(1600, dtype=np.float32), 16000)
+    real_open = os.open
+
+    def refuse(path, *args, **kwargs):  # root reads any file, so refuse as the OS would
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    def system_error(*args, **kwargs):
+        raise RuntimeError(f"Error opening {str(locked)!r}: System error.")
+
+    monkeypatch.setattr(sf, "read", system_error)
+    monkeypatch.setattr(os, "open", refuse)
+    with pytest.raises(AudioError, match=r"unreadable audio \(Permission denied\)"):
+        audio.load(locked)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from ssl_ser.errors import UnknownChoiceError
+from ssl_ser.errors import ConfigError, UnknownChoiceError
 from ssl_ser.labels import (
     EMOTIONS,
     LABEL_SETS,
     apply_label_set,
     canonical_emotion,
     get_label_set,
+    label_set_name,
 )
 
 
@@ -76,3 +77,60 @@ def test_unknown_emotion_lists_canonical_names_and_synonyms() -> None:
     with pytest.raises(UnknownChoiceError, match="unknown emotion 'grumpy' in x.wav") as caught:
         canonical_emotion("grumpy", where="x.wav")
     assert {"angry", "calm", "anger", "sadness"} <= set(caught.value.choices)
+
+
+SHARED6 = ("angry", "happy", "sad", "neutral", "fear", "disgust")
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "angry,happy,sad,neutral,fear,disgust",
+        "disgust,fear,neutral,sad,happy,angry",
+        " angry , happy,sad,neutral,fear,disgust, ",
+        list(SHARED6),
+        ("fear", "disgust", "angry", "happy", "sad", "neutral"),
+    ],
+)
+def test_an_explicit_list_keeps_its_emotions_each_its_own_class(spec) -> None:
+    label_set = get_label_set(spec)
+    # one spelling whatever the order or form: the canonical vocabulary's order
+    assert label_set.name == "angry,happy,sad,neutral,fear,disgust"
+    assert label_set.classes == SHARED6
+    labels = dict(zip(EMOTIONS, apply_label_set(EMOTIONS, spec), strict=True))
+    assert labels == {e: (e if e in SHARED6 else None) for e in EMOTIONS}
+    assert label_set_name(spec) == label_set.name
+
+
+def test_a_list_equal_to_a_named_set_is_called_by_that_name() -> None:
+    assert get_label_set("neutral,sad,happy,angry") is LABEL_SETS["basic4"]
+    assert get_label_set(list(reversed(EMOTIONS))) is LABEL_SETS["all"]
+    assert get_label_set("sad,fear").name == "sad,fear"
+
+
+@pytest.mark.parametrize(
+    ("spec", "error", "message"),
+    [
+        (
+            "anger,happy",
+            UnknownChoiceError,
+            r"unknown emotion 'anger' in label list 'anger,happy' \(did you mean 'angry'\?\); "
+            r"expected one of angry, happy, sad, neutral, fear, disgust, surprise, boredom, calm",
+        ),
+        ("angry,joyous", UnknownChoiceError, "unknown emotion 'joyous' in label list"),
+        ("basic4,fear", UnknownChoiceError, "'basic4' is a named set: give it alone"),
+        ("angry,sad,angry", ConfigError, "'angry,sad,angry' names angry more than once"),
+        (["sad", "sad"], ConfigError, "names sad more than once"),
+        ("angry", ConfigError, "label list 'angry' has 1 emotion.*at least two"),
+        ("angry,", ConfigError, "has 1 emotion"),
+        (
+            "basic5",
+            UnknownChoiceError,
+            "unknown label set 'basic5'; expected one of basic4, all, sentiment, or a comma "
+            "list of two or more canonical emotions",
+        ),
+    ],
+)
+def test_bad_label_lists_name_the_bad_value(spec, error, message) -> None:
+    with pytest.raises(error, match=message):
+        get_label_set(spec)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -85,7 +86,14 @@ def test_csv_read_keeps_codes_that_look_like_numbers_or_missing_values(tmp_path:
         (lambda t: t.assign(emotion=["happy", "joy", "sad"]), "emotion 'joy' of 'oreau/01a01Ja'"),
         (lambda t: t.assign(gender=["M", "female", "F"]), "gender 'female' .* expected one of"),
         (lambda t: t.assign(split=["dev", "", ""]), "split 'dev' of 'emodb/03a01Fa'"),
-        (lambda t: t.assign(duration=[1.0, 0.0, 1.0]), "'oreau/01a01Ja' has a non-positive"),
+        (lambda t: t.assign(duration=[1.0, 0.0, 1.0]), "duration '0.0' of 'oreau/01a01Ja'"),
+        (lambda t: t.assign(duration=["1.0", "abc", "2"]), "duration 'abc' of 'oreau/01a01Ja'"),
+        (lambda t: t.assign(duration=[1.0, 2.0, math.inf]), "duration 'inf' of .* positive"),
+        (lambda t: t.assign(sample_rate=[16000, "16k", 8000]), "sample_rate '16k' .* whole"),
+        (lambda t: t.assign(sample_rate=[16000, 0, 8000]), "sample_rate '0' of 'oreau/01a01Ja'"),
+        (lambda t: t.assign(channel=[0, "x", -1]), "channel 'x' of 'oreau/01a01Ja'.* -1 to"),
+        (lambda t: t.assign(channel=[0, 0.5, -1]), "channel '0.5' of 'oreau/01a01Ja'"),
+        (lambda t: t.assign(channel=[0, -2, -1]), "channel '-2' of 'oreau/01a01Ja'"),
     ],
 )
 def test_validate_errors_name_the_column_and_value(change, message: str) -> None:
@@ -106,3 +114,32 @@ def test_rows_digest_ignores_order_and_paths_but_not_labels() -> None:
     assert manifest.rows_digest(table.assign(path="/moved")) == digest
     assert manifest.rows_digest(table.assign(emotion=["sad", "happy", "angry"])) != digest
     assert manifest.rows_digest(table.assign(duration=[1.5, 2.25, 0.76])) != digest
+
+
+def test_missing_channel_means_downmix_and_whole_numbers_pass() -> None:
+    table = manifest.validate(
+        rows().assign(channel=[0, None, "1"], sample_rate=["16000", 8e3, 48000])
+    )
+    assert table["channel"].tolist() == [0, manifest.DOWNMIX, 1]
+    assert table["sample_rate"].tolist() == [16000, 8000, 48000]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'utt_id,corpus\n"a,b\n', "cannot be read"),
+        ("utt_id,corpus\nbl\u00e5,x\n".encode("latin-1"), "cannot be read: 'utf-8' codec"),
+    ],
+)
+def test_read_names_the_file_it_cannot_parse(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "hand-edited.csv"
+    path.write_bytes(content)
+    with pytest.raises(ManifestError, match=re.escape(f"manifest {path} ") + message):
+        manifest.read(path)
+
+
+def test_read_names_the_file_of_a_schema_error(tmp_path: Path) -> None:
+    path = manifest.write(rows(), tmp_path / "m.csv")
+    path.write_text(path.read_text().replace("0.75", "abc"))
+    with pytest.raises(ManifestError, match=re.escape(f"manifest {path}: duration 'abc'")):
+        manifest.read(path)

@@ -56,9 +56,9 @@ import soundfile as sf
 import soxr
 from tqdm.auto import tqdm
 
-from ssl_ser.corpora._base import existing_form
 from ssl_ser.errors import AudioError, ConfigError, ManifestError, UnknownChoiceError
 from ssl_ser.manifest import DOWNMIX
+from ssl_ser.paths import existing_form, unreadable_reason
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -184,8 +184,7 @@ def _read(path: Path) -> tuple[np.ndarray, int]:
     try:
         data, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as error:  # libsndfile reports bad files with several types
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise AudioError(path, f"unreadable audio ({reason})") from error
+        raise AudioError(path, unreadable_reason(path, error)) from error
     if data.shape[0] == 0:
         raise AudioError(path, "zero samples")
     return data, int(file_rate)

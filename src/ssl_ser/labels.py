@@ -1,12 +1,21 @@
-"""The canonical emotion vocabulary and the label sets classifiers train on."""
+"""The canonical emotion vocabulary and the label sets classifiers train on.
+
+A label set is named (``basic4``, ``all``, ``sentiment``) or given as an explicit
+list of canonical emotions (``angry,happy,sad,neutral,fear,disgust``), each its
+own class; rows of other emotions are left out. An explicit list is spelled one
+way wherever it is recorded (results' ``labels`` column, cell ids): its emotions
+in the order of :data:`EMOTIONS`, joined by commas, or the name of the named set
+with the same classes (``neutral,sad,happy,angry`` is ``basic4``). So two
+spellings of one set give one value, and the report groups their cells together.
+"""
 
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from ssl_ser.errors import UnknownChoiceError
+from ssl_ser.errors import ConfigError, UnknownChoiceError
 
 EMOTIONS: tuple[str, ...] = (
     "angry",
@@ -80,15 +89,88 @@ LABEL_SETS: dict[str, LabelSet] = {
 }
 
 
-def get_label_set(name: str) -> LabelSet:
-    """Return the label set called `name` (basic4, all or sentiment)."""
-    try:
-        return LABEL_SETS[name]
-    except KeyError:
-        raise UnknownChoiceError("label set", name, LABEL_SETS) from None
+LIST_SEPARATOR = ","
+LIST_EXAMPLE = "angry,happy,sad,neutral,fear,disgust"
 
 
-def apply_label_set(emotions: Iterable[str], name: str) -> list[str | None]:
+def get_label_set(spec: str | Sequence[str], where: str = "") -> LabelSet:
+    """The label set `spec` names: basic4, all, sentiment, or a list of canonical emotions.
+
+    A list is a comma-separated string (``"angry,happy,sad"``) or a sequence of
+    emotion names; each emotion becomes its own class. Its :attr:`LabelSet.name`
+    is the one spelling of that set (see the module docstring).
+
+    Raises:
+        UnknownChoiceError: an unknown set name, or a listed emotion outside the
+            canonical vocabulary (naming it and the valid ones).
+        ConfigError: a list that repeats an emotion or has fewer than two.
+    """
+    if isinstance(spec, str) and LIST_SEPARATOR not in spec:
+        name = spec.strip()
+        if name in LABEL_SETS:
+            return LABEL_SETS[name]
+        if name not in EMOTIONS:
+            raise _unknown_set(spec, where)
+        items: list[str] = [name]
+    elif isinstance(spec, str):
+        items = [item.strip() for item in spec.split(LIST_SEPARATOR) if item.strip()]
+    else:
+        items = [str(item).strip() for item in spec]
+    return emotion_list(items, where)
+
+
+def emotion_list(items: Sequence[str], where: str = "") -> LabelSet:
+    """The label set of an explicit list of canonical emotions, each its own class.
+
+    Raises:
+        UnknownChoiceError: an emotion outside the canonical vocabulary.
+        ConfigError: an emotion listed twice, or fewer than two emotions.
+    """
+    given = LIST_SEPARATOR.join(items)
+    place = f" in {where}" if where else ""
+    for item in items:
+        if item not in EMOTIONS:
+            hint = f" (did you mean {SYNONYMS[item]!r}?)" if item in SYNONYMS else ""
+            if item in LABEL_SETS:
+                hint = f" ({item!r} is a named set: give it alone, or list its emotions)"
+            raise UnknownChoiceError(
+                "emotion", item, EMOTIONS, where=f"label list {given!r}{place}{hint}"
+            )
+    repeated = sorted({item for item in items if items.count(item) > 1}, key=EMOTIONS.index)
+    if repeated:
+        raise ConfigError(
+            f"label list {given!r}{place} names {', '.join(repeated)} more than once; "
+            "list each emotion once"
+        )
+    if len(items) < 2:
+        raise ConfigError(
+            f"label list {given!r}{place} has {len(items)} emotion(s); a classifier needs at "
+            f"least two, e.g. {LIST_EXAMPLE}"
+        )
+    chosen = [e for e in EMOTIONS if e in items]
+    mapping = {e: e for e in chosen}
+    for named in LABEL_SETS.values():
+        if dict(named.mapping) == mapping:
+            return named
+    return LabelSet(LIST_SEPARATOR.join(chosen), mapping)
+
+
+def label_set_name(spec: str | Sequence[str], where: str = "") -> str:
+    """The one spelling of the label set `spec` (what results record); validates it."""
+    return get_label_set(spec, where).name
+
+
+def _unknown_set(name: str, where: str) -> UnknownChoiceError:
+    """The error for a label set name that is neither a named set nor an emotion list."""
+    error = UnknownChoiceError("label set", name, LABEL_SETS, where=where)
+    error.args = (
+        f"{error}, or a comma list of two or more canonical emotions "
+        f"({', '.join(EMOTIONS)}), e.g. {LIST_EXAMPLE}",
+    )
+    return error
+
+
+def apply_label_set(emotions: Iterable[str], name: str | Sequence[str]) -> list[str | None]:
     """Map canonical emotions to the class labels of a label set (None = excluded)."""
     label_set = get_label_set(name)
     return [label_set.label(e) for e in emotions]

@@ -22,8 +22,10 @@ read; -1 downmixes all channels), ``telephone_path`` (a ready telephone-band cop
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ssl_ser.errors import ManifestError
@@ -71,21 +73,55 @@ def validate(df: pd.DataFrame) -> pd.DataFrame:
     for column in STRING_COLUMNS:
         if column in out.columns:
             out[column] = out[column].fillna("").astype(str)
-    out["duration"] = pd.to_numeric(out["duration"], errors="raise").astype(float)
-    out["sample_rate"] = pd.to_numeric(out["sample_rate"], errors="raise").astype("int64")
+    _check_unique(out["utt_id"])
+    out["duration"] = _numbers(out, "duration", "a positive number of seconds", _positive)
+    out["sample_rate"] = _numbers(
+        out, "sample_rate", "a positive whole number of Hz", _positive_whole
+    ).astype("int64")
     if "channel" in out.columns:
-        out["channel"] = out["channel"].fillna(DOWNMIX).astype("int64")
+        out["channel"] = out["channel"].replace("", DOWNMIX).fillna(DOWNMIX)
+        out["channel"] = _numbers(
+            out, "channel", f"a whole channel number >= 0, or {DOWNMIX} to downmix", _channel
+        ).astype("int64")
     if "age" in out.columns:
         out["age"] = pd.to_numeric(out["age"], errors="coerce").astype(float)
-    _check_unique(out["utt_id"])
     _check_vocabulary(out, "emotion", EMOTIONS)
     _check_vocabulary(out, "gender", GENDERS)
     _check_vocabulary(out, "split", SPLITS)
-    if (out["duration"] <= 0).any():
-        bad = out.loc[out["duration"] <= 0, "utt_id"].iloc[0]
-        raise ManifestError(f"utterance {bad!r} has a non-positive duration")
     ordered = list(COLUMNS) + [c for c in out.columns if c not in COLUMNS]
     return out[ordered].reset_index(drop=True)
+
+
+def _positive(values: np.ndarray) -> np.ndarray:
+    return np.isfinite(values) & (values > 0)
+
+
+def _positive_whole(values: np.ndarray) -> np.ndarray:
+    return _positive(values) & (values == np.round(values))
+
+
+def _channel(values: np.ndarray) -> np.ndarray:
+    return np.isfinite(values) & (values == np.round(values)) & (values >= DOWNMIX)
+
+
+def _numbers(
+    df: pd.DataFrame, column: str, expected: str, valid: Callable[[np.ndarray], np.ndarray]
+) -> pd.Series:
+    """`column` as float64, refusing text, NaN, inf and values `valid` rejects, by name.
+
+    Raises:
+        ManifestError: naming the first bad value, its utterance and what was expected.
+    """
+    values = pd.to_numeric(df[column], errors="coerce").astype(float)
+    bad = ~valid(values.to_numpy())
+    if bad.any():
+        position = int(np.flatnonzero(bad)[0])
+        raw, utt_id = df[column].iloc[position], df["utt_id"].iloc[position]
+        raise ManifestError(
+            f"{column} {str(raw)!r} of {utt_id!r} is not valid; expected {expected} "
+            f"({int(bad.sum())} bad row(s) in all)"
+        )
+    return values
 
 
 def _check_unique(ids: pd.Series) -> None:
@@ -109,13 +145,32 @@ def _check_vocabulary(df: pd.DataFrame, column: str, valid: tuple[str, ...]) -> 
 
 
 def read(path: str | Path) -> pd.DataFrame:
-    """Read a manifest from CSV or parquet (chosen by suffix) and validate it."""
+    """Read a manifest from CSV (UTF-8) or parquet (chosen by suffix) and validate it.
+
+    Raises:
+        ManifestError: the file cannot be parsed (broken quoting, not UTF-8, not
+            parquet), naming the file and the problem; or it breaks the schema.
+    """
+    from pyarrow import ArrowException
+
     path = Path(path)
-    if path.suffix.lower() in (".parquet", ".pq"):
-        df = pd.read_parquet(path)
-    else:
-        df = pd.read_csv(path, dtype={c: str for c in STRING_COLUMNS}, keep_default_na=False)
-    return validate(df)
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            df = pd.read_parquet(path)
+        else:
+            df = pd.read_csv(
+                path,
+                dtype={c: str for c in STRING_COLUMNS},
+                keep_default_na=False,
+                encoding="utf-8",
+            )
+    except (pd.errors.ParserError, UnicodeDecodeError, ArrowException) as error:
+        detail = " ".join(str(error).split())
+        raise ManifestError(f"manifest {path} cannot be read: {detail}") from error
+    try:
+        return validate(df)
+    except ManifestError as error:
+        raise ManifestError(f"manifest {path}: {error}") from error
 
 
 def write(df: pd.DataFrame, path: str | Path) -> Path:

@@ -82,13 +82,22 @@ def install_kill(point: str, at: int) -> None:
     how(owner, name)
 
 
+def say(line: str) -> None:
+    """Write one whole line in one system call, so lines of parent and child never interleave.
+
+    ``print("ready", child)`` writes its parts one by one when Python runs unbuffered
+    (PYTHONUNBUFFERED=1, as in CI), and a forked child's line could land in between.
+    """
+    os.write(sys.stdout.fileno(), f"{line}\n".encode())
+
+
 def hold(fork: bool) -> None:
     child = os.fork() if fork else -1
     if child == 0:
-        print("child-ready", flush=True)  # the at-fork hooks have run by now
+        say("child-ready")  # the at-fork hooks have run by now
         time.sleep(120)
         os._exit(0)
-    print("ready", child, flush=True)
+    say(f"ready {child}")
     time.sleep(120)
 
 
@@ -119,9 +128,9 @@ def main() -> None:
                         writer.fail(utt_id, reason_of(utt_id))
                 writer.write(good, batch(good))
                 writer.flush()
-                print("committed", writer.n_complete, flush=True)
+                say(f"committed {writer.n_complete}")
                 time.sleep(args.sleep)
-    print("done", flush=True)
+    say("done")
 
 
 if __name__ == "__main__":

@@ -122,3 +122,46 @@ def test_help_lists_the_options():
     assert result.exit_code == 0
     for option in ("--cache", "--manifest", "--layers", "--split", "--search", "--jobs", "--force"):
         assert option in result.output
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_no_progress_prints_a_line_per_finished_group(files, tmp_path, jobs):
+    alpha_cache, alpha_csv = files["alpha"]
+    args = ["--cache", alpha_cache, "--manifest", alpha_csv, "--layers", "1-3"]
+    args += ["--classifiers", "logreg,linear", "--folds", "2", "--bootstrap", "10"]
+    args += ["--jobs", jobs, "--threads", "1"]
+    quiet = run([*args, "--output", tmp_path / "quiet", "--no-progress"])
+    assert quiet.exit_code == 0, quiet.output
+    lines = [line for line in quiet.output.splitlines() if line.startswith("classify: ")]
+    # logreg: one task per (fold, layer); linear: one batched task per fold
+    assert len(lines) == 2 * 3 + 2, quiet.output
+    counts = [int(line.split()[1].split("/")[0]) for line in lines]
+    assert counts == sorted(counts) and lines[-1].startswith("classify: 12/12 cells (100%)")
+    assert sum("linear mean, layers 1..3 (3), " in line for line in lines) == 2
+    assert sum("logreg mean, layer 2, " in line for line in lines) == 2
+    assert "cells/s" in lines[0] and "%|" not in quiet.output
+    shown = run([*args, "--output", tmp_path / "shown"])
+    assert "%|" in shown.output and "classify: 12/12 cells" not in shown.output
+
+
+def test_label_list_and_subset_manifest(files, tmp_path):
+    alpha_cache, alpha_csv = files["alpha"]
+    table = manifest.read(alpha_csv)
+    subset = manifest.write(table.iloc[: len(table) // 2], tmp_path / "half.csv")
+    common = ["--cache", alpha_cache, "--manifest", subset, "--layers", "2", "--folds", "2"]
+    common += ["--bootstrap", "20", "--threads", "1", "--no-progress", "--output", tmp_path / "r"]
+    result = run([*common, "--labels", "sad,happy,angry"])
+    assert result.exit_code == 0, result.output
+    assert "2 cell(s) run" in result.output
+    results = pd.read_parquet(tmp_path / "r" / "results.parquet")
+    assert set(results["labels"]) == {"angry,happy,sad"}
+    predictions = pd.read_parquet(tmp_path / "r" / "predictions.parquet")
+    kept = table.iloc[: len(table) // 2]
+    kept = kept[kept["emotion"].isin(["angry", "happy", "sad"])]
+    assert sorted(predictions["utt_id"]) == sorted(kept["utt_id"])
+    again = run([*common, "--labels", "angry,happy,sad"])
+    assert "0 cell(s) run, 2 already done" in again.output
+    bad = run([*common, "--labels", "angry,happy,sadness"])
+    assert bad.exit_code == 1
+    assert "unknown emotion 'sadness' in label list 'angry,happy,sadness'" in bad.output
+    assert "expected one of angry, happy, sad, neutral" in bad.output

@@ -262,8 +262,11 @@ def test_bad_data_is_named(alpha, tmp_path):
         CacheKeyMismatchError, match="holds condition 'clean', but condition 'telephone'"
     ):
         run_sweep([features], table, SweepConfig(), tmp_path, condition="telephone")
-    with pytest.raises(ManifestError, match="12 of 240 feature ids .* are not in the manifest"):
-        sweep([features], table.iloc[12:], tmp_path)
+    # a manifest that is a subset of the cache is used (tests/classify/test_dataset.py);
+    # one that lists none of the cached ids is the wrong manifest
+    elsewhere = table.assign(utt_id="other/" + table["utt_id"])
+    with pytest.raises(ManifestError, match="none of the 240 feature ids .* is in the manifest"):
+        sweep([features], elsewhere, tmp_path)
     only_sad = table.assign(emotion=np.where(table["emotion"] == "sad", "sad", "fear"))
     with pytest.raises(ConfigError, match=r"label set 'basic4' .* keeps 1 class\(es\) \['sad'\]"):
         sweep([features], only_sad, tmp_path)
@@ -306,3 +309,67 @@ def test_selected_layer_breaks_validation_ties_by_depth_not_storage_order(alpha,
         choices.add(row.chosen_layers)
     lowest = str(min(results["layer"].astype(int)))
     assert choices == {json.dumps(dict.fromkeys(sorted(set(results["fold"])), lowest))}
+
+
+def test_xgb_copes_with_a_class_absent_from_training_like_the_others(alpha_beta, tmp_path):
+    table, sources = alpha_beta
+    result = sweep(
+        sources,
+        table,
+        tmp_path,
+        classifiers="logreg,xgb",
+        layers="2",
+        labels="all",
+        split="cross-corpus",
+        train_corpora=("alpha",),
+        test_corpora=("beta",),
+        params={"xgb": {"n_estimators": 20, "max_depth": 3}},
+    )
+    rows = result.results.set_index("classifier")
+    assert rows.loc["xgb", "n_test"] == rows.loc["logreg", "n_test"]
+    n_classes = table.loc[table["corpus"] == "alpha", "emotion"].nunique()
+    assert rows.loc["xgb", "ua"] > 1 / n_classes  # above chance, like logreg (0.34)
+    predictions = pd.read_parquet(tmp_path / "predictions.parquet")
+    xgb = predictions[predictions["classifier"] == "xgb"]
+    assert "fear" not in set(xgb["predicted"]) and xgb["prob_fear"].isna().all()  # as logreg
+
+
+def test_plain_xgb_computes_what_a_bare_xgboost_classifier_does():
+    from xgboost import XGBClassifier
+
+    from ssl_ser.classify.registry import build_pipeline
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 6))
+    y = (x[:, 0] + 0.5 * rng.normal(size=120) > 0).astype(int) + (x[:, 1] > 0.8)
+    ours = build_pipeline("xgb", {"n_estimators": 15}, seed=3).fit(x, y)
+    bare = XGBClassifier(
+        tree_method="hist",
+        random_state=3,
+        n_jobs=1,
+        n_estimators=15,
+        learning_rate=0.1,
+        max_depth=6,
+        subsample=0.8,
+    ).fit(ours[:-1].transform(x), y)
+    np.testing.assert_array_equal(ours.predict_proba(x), bare.predict_proba(ours[:-1].transform(x)))
+    shifted = np.array(["angry", "happy", "sad"])[y]  # any labels, as for scikit-learn
+    assert set(build_pipeline("xgb", {"n_estimators": 5}).fit(x, shifted).predict(x)) <= set(
+        shifted
+    )
+
+
+def test_default_threads_make_cells_independent_of_the_job_count(alpha, tmp_path):
+    table, features = alpha
+    options = {"classifiers": "logreg,linear", "layers": "0-1", "threads": None}
+    serial = sweep([features], table, tmp_path / "1", jobs=1, **options)
+    parallel = sweep([features], table, tmp_path / "2", jobs=2, **options)
+    assert set(serial.results["threads"]) == {1}
+    columns = ["cell_id", "ua", "wa", "macro_f1"]
+    pd.testing.assert_frame_equal(
+        serial.results.sort_values("cell_id")[columns].reset_index(drop=True),
+        parallel.results.sort_values("cell_id")[columns].reset_index(drop=True),
+    )
+    # another thread count computes other cells: a resumed folder never mixes them
+    again = sweep([features], table, tmp_path / "1", jobs=1, **{**options, "threads": 2})
+    assert again.cells_skipped == 0 and again.cells_run == serial.cells_run

@@ -1,3 +1,4 @@
+import os
 import shutil
 import subprocess
 import sys
@@ -181,3 +182,67 @@ def test_verbose_flag_shows_info_logs(tmp_path):
 
     assert note not in stderr()
     assert note in stderr("-v")
+
+
+def test_no_progress_hides_the_bars_and_keeps_the_summary(tree, tmp_path):
+    args = ["--output", tmp_path / "m.csv", "--write", tmp_path / "out"]
+    shown = run("prepare", "emodb", tree, *args)
+    quiet = run("prepare", "emodb", tree, *args, "--no-progress")
+    assert shown.exit_code == 0 and quiet.exit_code == 0, shown.output + quiet.output
+    assert "prepare emodb" in shown.output and "file/s" in shown.output
+    assert "render clean" in shown.output
+    for bar in ("prepare emodb", "render clean", "it/s", "file/s", "utt/s"):
+        assert bar not in quiet.output
+    assert quiet.output.strip().splitlines()[-1].startswith(f"wrote {len(emodb.file_names())} ")
+
+
+def entries_under(root: Path) -> set[str]:
+    """Every audio-named entry and every folder link under `root`, links not followed."""
+    out = set()
+    for folder, dirs, files in os.walk(root):
+        for name in files + dirs:
+            path = Path(folder) / name
+            if path.suffix == ".wav" or (path.is_symlink() and name in dirs):
+                out.add(str(path))
+    return out
+
+
+def test_skip_accounts_for_links_fifos_and_loops_exactly_once(tree, tmp_path):
+    wav = tree / "wav"
+    (wav / "loop").symlink_to("..")  # ln -s .. wav/loop
+    (wav / "03a01Fa-gone.wav").symlink_to(tmp_path / "nowhere.wav")
+    os.mkfifo(wav / "03a02Fa.wav.fifo.wav")
+    (tree / "second").symlink_to(wav)  # another way to the same folder
+    output = tmp_path / "m.csv"
+    result = run("prepare", "emodb", tree, "--output", output, "--on-error", "skip")
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    skipped = pd.read_csv(skipped_path(output)).set_index("path")["reason"]
+    assert skipped[str(wav / "loop")].startswith(f"folder link to {tree}, which is scanned")
+    assert skipped[str(tree / "second")].startswith(f"folder link to {wav}")
+    assert skipped[str(wav / "03a01Fa-gone.wav")].startswith("broken symbolic link")
+    assert skipped[str(wav / "03a02Fa.wav.fifo.wav")] == "not a regular audio file (a FIFO)"
+    kept = set(manifest.read(output)["path"])
+    assert len(kept) == len(emodb.file_names())  # each file once, under its real path
+    assert kept.isdisjoint(skipped.index)
+    assert kept | set(skipped.index) == entries_under(tree)
+    stopped = run("prepare", "emodb", tree, "--output", tmp_path / "r.csv")
+    assert stopped.exit_code == 1 and "Traceback" not in stopped.output
+
+
+def test_an_unreadable_folder_is_reported_not_a_traceback(tree, tmp_path, monkeypatch):
+    locked = tree / "wav" / "locked"
+    locked.mkdir()
+    real_scandir = os.scandir
+
+    def refuse(path):  # root reads any folder, so refuse as the OS would for a user
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refuse)
+    output = tmp_path / "m.csv"
+    result = run("prepare", "emodb", tree, "--output", output, "--on-error", "skip")
+    assert result.exit_code == 0, result.output
+    skipped = pd.read_csv(skipped_path(output))
+    assert skipped.values.tolist() == [[str(locked), "unreadable folder (Permission denied)"]]

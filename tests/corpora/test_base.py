@@ -176,7 +176,8 @@ def test_root_in_either_normalisation_finds_the_files(
 def test_found_names_are_nfc_while_paths_stay_as_on_disk(tmp_path: Path) -> None:
     folder = unicodedata.normalize("NFD", "Überspielt")
     path = write_wav(tmp_path / folder / "03a01Fa.wav", 0.05)
-    (found,), telephone = find_audio(tmp_path)
+    (found,), telephone, problems = find_audio(tmp_path)
+    assert problems == []
     assert telephone == []
     assert found.parts == (unicodedata.normalize("NFC", "Überspielt"), "03a01Fa.wav")
     assert found.path == path

@@ -62,11 +62,25 @@ def test_published_layout_fields(published: Path) -> None:
     assert manifest["duration"].to_numpy() == pytest.approx(SECONDS, abs=1 / fixture.SAMPLE_RATE)
 
 
+def test_the_release_files_with_session_letter_z_are_read_as_speaker_07(published: Path) -> None:
+    rows = load("oreau", published).set_index("utt_id")
+    for stem in ("07z03Sa", "07z04Sa"):
+        row = rows.loc[f"oreau/{stem}"]
+        assert Path(row["path"]).name == f"{stem}.wav"
+        assert (row["speaker"], row["gender"]) == ("oreau/07", fixture.SPEAKERS["07"])
+        assert (row["emotion"], row["emotion_raw"]) == ("surprise", "S")
+    # the same speaker as 07's regular files, so speaker-independent splits keep them together
+    assert rows.loc["oreau/07a01Ca", "speaker"] == "oreau/07"
+
+
 def test_fixture_really_mixes_nfd_and_nfc_folders(published: Path) -> None:
     paths = load("oreau", published)["path"]
     decomposed = [p for p in paths if nfd("Émotions") in p]
     composed = [p for p in paths if nfc("Émotions") in p]
-    assert len(decomposed) == len(composed) == len(paths) / 2
+    names = fixture.file_names()
+    assert len(decomposed) == sum(fixture.SPEAKERS[n[:2]] == "F" for n in names) > 0
+    assert len(composed) == sum(fixture.SPEAKERS[n[:2]] == "M" for n in names) > 0
+    assert len(decomposed) + len(composed) == len(paths)
     assert all("Femmes" in p for p in decomposed) and all("Hommes" in p for p in composed)
 
 
@@ -161,6 +175,11 @@ def test_speaker_missing_from_actors_csv_warns(
         ("01a01Xa.wav", "unknown emotion code 'X'; expected one of C, T, J, P, D, S, N"),
         ("01b01Ja.wav", "Oréau naming scheme"),
         ("1a01Ja.wav", "Oréau naming scheme"),
+        # near the release's known anomalies (07z03Sa, 07z04Sa), but not them
+        ("07z05Sa.wav", "Oréau naming scheme"),
+        ("08z03Sa.wav", "Oréau naming scheme"),
+        ("07z03Ca.wav", "Oréau naming scheme"),
+        ("07y03Sa.wav", "Oréau naming scheme"),
     ],
 )
 def test_bad_names_are_errors_naming_the_file(tmp_path: Path, name: str, message: str) -> None:

@@ -32,6 +32,15 @@ def test_published_layout_matches_fixture(published: Path) -> None:
     assert set(result.manifest["emotion"]) == set(info("subesco").emotions.values())
 
 
+def test_the_release_file_with_a_stray_bracket_is_read_as_the_take_it_is(published: Path) -> None:
+    rows = load("subesco", published).set_index("utt_id")
+    row = rows.loc["subesco/F_02_MONIKA_S_2_SURPRISE_3]"]
+    assert Path(row["path"]).name == "F_02_MONIKA_S_2_SURPRISE_3].wav"
+    assert (row["speaker"], row["gender"]) == ("subesco/F_02", "F")
+    assert (row["emotion"], row["emotion_raw"]) == ("surprise", "SURPRISE")
+    assert row["sample_rate"] == 48000  # F_02's rate, like her other files
+
+
 def test_flat_layout_pairs_telephone_copies(tmp_path: Path) -> None:
     fixture.make_tree(tmp_path, layout="flat")
     manifest = load("subesco", tmp_path)
@@ -47,6 +56,10 @@ def test_flat_layout_pairs_telephone_copies(tmp_path: Path) -> None:
         ("F01_OISHI_S_1_ANGRY_1.wav", "does not match the SUBESCO naming scheme"),
         ("X_01_OISHI_S_1_ANGRY_1.wav", "does not match the SUBESCO naming scheme"),
         ("F_01_OISHI_1_ANGRY_1.wav", "does not match the SUBESCO naming scheme"),
+        # near the release's known anomaly, but not it: still off the scheme
+        ("F_02_MONIKA_S_2_SURPRISE_4].wav", "does not match the SUBESCO naming scheme"),
+        ("F_02_MONIKA_S_2_SURPRISE_3]].wav", "does not match the SUBESCO naming scheme"),
+        ("F_01_OISHI_S_2_SURPRISE_3].wav", "does not match the SUBESCO naming scheme"),
     ],
 )
 def test_bad_file_stops_the_scan_naming_it(tmp_path: Path, name: str, reason: str) -> None:

@@ -160,3 +160,29 @@ def test_unsupported_model_type_is_refused(tmp_path):
     ).save_pretrained(tmp_path)
     with pytest.raises(UnknownChoiceError, match="bert"):
         load_backbone(ExtractorConfig(model=str(tmp_path)), "cpu")
+
+
+class _Payload:
+    """Pickles as a call of os.system: what a hostile weights file would run."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_pickled_weights_with_code_are_refused_in_words(model_dirs, tmp_path):
+    import shutil
+
+    folder = tmp_path / "hostile"
+    shutil.copytree(model_dirs["hubert"], folder)
+    (folder / "model.safetensors").unlink()
+    marker = tmp_path / "payload-ran"
+    torch.save({"weights": _Payload(marker)}, folder / "pytorch_model.bin")
+    with pytest.raises(ConfigError, match=r"'.*hostile'.* refused.*posix\.system|system") as error:
+        load_backbone(ExtractorConfig(model=str(folder)), "cpu")
+    assert "could run code" in str(error.value) and "\n" not in str(error.value)
+    assert not marker.exists()

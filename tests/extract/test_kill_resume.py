@@ -162,3 +162,29 @@ def test_cli_module_does_not_import_torch():
     code = "import ssl_ser.cli.extract, ssl_ser.extract, sys; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_cli_no_progress_silences_every_bar_and_says_what_was_cached(tmp_path, model_dirs):
+    from click.testing import CliRunner
+
+    from ssl_ser import corpora, manifest
+    from ssl_ser.cli.main import cli
+    from ssl_ser.testing import emodb
+
+    emodb.make_tree(tmp_path / "emodb", seconds=0.3)
+    table = corpora.load("emodb", tmp_path / "emodb")
+    first = manifest.write(table.iloc[:10], tmp_path / "first.csv")
+    whole = manifest.write(table, tmp_path / "whole.csv")
+    options = ["--model", str(model_dirs["hubert"]), "--cache-dir", str(tmp_path / "c")]
+    options += ["--workers", "0"]
+    shown = CliRunner().invoke(cli, ["extract", str(first), *options])
+    assert shown.exit_code == 0, shown.output
+    assert "Loading weights" in shown.output and "extract emodb/clean" in shown.output
+    quiet = CliRunner().invoke(cli, ["extract", str(whole), *options, "--no-progress"])
+    assert quiet.exit_code == 0, quiet.output
+    for bar in ("Loading weights", "extract emodb/clean", "%|"):
+        assert bar not in quiet.output
+    rest = len(table) - 10
+    assert f"emodb/clean: 10 of {len(table)} utterance(s) already cached" in quiet.output
+    assert f"extracting {rest}" in quiet.output
+    assert quiet.stdout.splitlines()[1].startswith(f"emodb/clean: {rest} utterances")

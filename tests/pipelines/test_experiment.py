@@ -107,7 +107,10 @@ def test_missing_corpus_root_is_named(tmp_path):
         ({"classifiers": ["logreg", "svm"]}, "unknown value 'svm' in 'classifiers'.*logreg"),
         ({"conditions": ["clean", "radio"]}, "unknown value 'radio'.*clean, telephone"),
         ({"split": {"method": "kfold"}}, "unknown value 'kfold' in 'split.method'"),
-        ({"labels": "basic5"}, "unknown value 'basic5' in 'labels'.*basic4"),
+        ({"labels": "basic5"}, "unknown label set 'basic5' in 'labels'.*basic4"),
+        ({"labels": ["angry", "joy"]}, "unknown emotion 'joy' in label list 'angry,joy'.*'labels'"),
+        ({"labels": "angry,sad,sad"}, "'labels' in .* names sad more than once"),
+        ({"labels": 4}, "'labels' in .* must be basic4, all, sentiment, or a list"),
         ({"corpora": {"mycorpus": "/x"}}, "corpus reader 'mycorpus'.*reader: folder or csv"),
         ({"pooling": "max"}, "unknown value 'max' in 'pooling'.*mean, std, mean\\+std"),
         ({"split": {"test": ["cremad"]}}, "unknown value 'cremad' in 'split.test'.*emodb"),
@@ -195,6 +198,10 @@ def test_unparseable_files_and_unknown_suffixes_are_refused(tmp_path):
         load_experiment(tmp_path / "exp.json")
     with pytest.raises(ConfigError, match="does not exist"):
         load_experiment(tmp_path / "absent.yaml")
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("name: Or\u00e9au\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin.yaml is not UTF-8 text \(byte 8: b'\\xe9'\)"):
+        load_experiment(latin)
     top_list = write_yaml(tmp_path, [1, 2], name="list.yaml")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="list.yaml must be a table of keys; got a list"):
         load_experiment(top_list)
@@ -270,3 +277,18 @@ def test_probe_options_become_the_same_experiment_a_file_describes():
         parse_corpus("/data/emodb")
     with pytest.raises(ConfigError, match="given twice"):
         probe_experiment(["mfcc"], ["emodb=/a", "emodb=/b"])
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        ["angry", "happy", "sad", "neutral", "fear", "disgust"],
+        "disgust, fear, neutral, sad, happy, angry",
+    ],
+)
+def test_an_explicit_label_list_is_stored_in_its_one_spelling(tmp_path, labels):
+    experiment = load_experiment(write_yaml(tmp_path, {**MINIMAL, "labels": labels}))
+    assert experiment.labels == "angry,happy,sad,neutral,fear,disgust"
+    assert experiment.to_dict()["labels"] == experiment.labels
+    same = probe_experiment(["mfcc"], ["emodb=/data/emodb"], labels="neutral,sad,happy,angry")
+    assert same.labels == "basic4"

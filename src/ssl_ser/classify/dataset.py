@@ -5,6 +5,14 @@ splits come from the manifest, joined on ``utt_id``. Sources are grouped by
 extractor (model and extractor config): one sweep per extractor, with one row
 per (utterance, condition) so that a clean and a telephone cache of the same
 corpus can be trained and tested across conditions.
+
+The manifest decides which utterances take part: a cache may hold more
+utterances than the manifest lists (a manifest that is a subset of the cache's
+rows), and only the manifest's rows are used, with a warning that counts the
+cached rows left unused. The other way round, manifest utterances of a source's
+corpus that have no features in it (failed extraction, or never extracted) are
+left out with a warning that counts and names them, and are counted in
+:attr:`Dataset.without_features`; they are never dropped silently.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,7 +30,7 @@ import pandas as pd
 from ssl_ser.classify.features import FeatureSource
 from ssl_ser.classify.splits import speaker_groups
 from ssl_ser.errors import CacheError, CacheKeyMismatchError, ConfigError, ManifestError
-from ssl_ser.labels import get_label_set
+from ssl_ser.labels import LabelSet, get_label_set
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +98,11 @@ class Dataset:
     ``table`` has one row per (utterance, condition) with the manifest columns
     ``utt_id corpus speaker gender split emotion``, plus ``condition``, ``label``
     (after the label set), ``group`` (speaker or fallback), ``source`` (index into
-    ``sources``) and ``position`` (row within that source).
+    ``sources``) and ``position`` (row within that source). ``label_set`` is the
+    label set's one spelling (:attr:`ssl_ser.labels.LabelSet.name`), ``dropped``
+    counts rows left out per emotion the set excludes, ``unused`` counts cached
+    rows per source that the manifest does not list, and ``without_features``
+    counts manifest rows per source (of its corpora) that have no features there.
     """
 
     extractor: str
@@ -100,6 +112,8 @@ class Dataset:
     label_set: str
     grouping: dict[str, str]
     dropped: dict[str, int]
+    unused: dict[str, int] = field(default_factory=dict)
+    without_features: dict[str, int] = field(default_factory=dict)
 
     @property
     def layers(self) -> list[str]:
@@ -127,18 +141,27 @@ class Dataset:
 def build_datasets(
     sources: Sequence[FeatureSource],
     manifest: pd.DataFrame,
-    label_set: str,
+    label_set: str | Sequence[str],
     *,
     model: str | None = None,
     condition: str | None = None,
 ) -> list[Dataset]:
     """Join every source with the manifest and a label set, one dataset per extractor.
 
+    Args:
+        sources: feature sources (caches or in-memory).
+        manifest: manifest rows; only utterances it lists are used.
+        label_set: a label set name (basic4, all, sentiment) or a list of canonical
+            emotions, as a comma-separated string or a sequence.
+        model: refuse sources computed by another model.
+        condition: refuse sources of another condition.
+
     Raises:
         CacheKeyMismatchError: a source's key disagrees with `model` or `condition`.
         CacheError: sources of one extractor differ in layers or dim, or repeat ids.
-        ManifestError: feature ids that the manifest does not list (no labels).
-        ConfigError: the label set leaves fewer than two classes.
+        ManifestError: a source none of whose feature ids the manifest lists.
+        UnknownChoiceError, ConfigError: a bad label set, or one that leaves fewer
+            than two classes.
     """
     if not sources:
         raise ConfigError("no feature sources given")
@@ -147,13 +170,24 @@ def build_datasets(
     datasets = []
     for (model_name, _), group in group_by_extractor(sources).items():
         _check_compatible(group)
-        table = _join(group, manifest)
+        table, unused = _join(group, manifest)
+        without = _report_without_features(group, table, manifest)
         table, dropped = _apply_labels(table, label_set_obj)
         groups, grouping = speaker_groups(table)
         table["group"] = groups.to_numpy()
         classes = tuple(c for c in label_set_obj.classes if c in set(table["label"]))
         datasets.append(
-            Dataset(model_name, list(group), table, classes, label_set, grouping, dropped)
+            Dataset(
+                model_name,
+                list(group),
+                table,
+                classes,
+                label_set_obj.name,
+                grouping,
+                dropped,
+                unused,
+                without,
+            )
         )
     return datasets
 
@@ -169,23 +203,47 @@ def _check_compatible(sources: Sequence[FeatureSource]) -> None:
             )
 
 
-def _join(sources: Sequence[FeatureSource], manifest: pd.DataFrame) -> pd.DataFrame:
-    """One row per (feature id, condition) with its manifest metadata."""
+def _join(
+    sources: Sequence[FeatureSource], manifest: pd.DataFrame
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """One row per (listed feature id, condition) with its manifest metadata.
+
+    Cached ids the manifest does not list are left out (the manifest may be a
+    subset of a cache); returns the table and, per source, how many were.
+
+    Raises:
+        ManifestError: a source none of whose ids the manifest lists.
+        CacheError: an utterance in two sources of one condition.
+    """
     indexed = manifest.set_index("utt_id")
     parts = []
+    unused: dict[str, int] = {}
     for s, source in enumerate(sources):
         ids = pd.Index(source.ids)
-        missing = ids.difference(indexed.index)
-        if len(missing):
+        listed = ids.isin(indexed.index)
+        if len(ids) and not listed.any():
             raise ManifestError(
-                f"{len(missing)} of {len(ids)} feature ids of {describe(source)} are not in the "
-                f"manifest (no labels), e.g. {', '.join(missing[:3])}; pass the manifest of "
-                "the corpus the cache was extracted from with --manifest"
+                f"none of the {len(ids)} feature ids of {describe(source)} is in the manifest "
+                f"(no labels), e.g. {', '.join(ids[:3])}; pass the manifest of the corpus the "
+                "cache was extracted from with --manifest"
             )
-        rows = indexed.loc[ids, ["corpus", "speaker", "gender", "split", "emotion"]].reset_index()
+        n_unused = int((~listed).sum())
+        if n_unused:
+            unused[describe(source)] = n_unused
+            log.warning(
+                "%s: %d of %d cached utterance(s) are not in the manifest and are not used "
+                "(e.g. %s); using the %d the manifest lists",
+                describe(source),
+                n_unused,
+                len(ids),
+                ", ".join(ids[~listed][:3]),
+                int(listed.sum()),
+            )
+        columns = ["corpus", "speaker", "gender", "split", "emotion"]
+        rows = indexed.loc[ids[listed], columns].reset_index()
         rows["condition"] = key_value(source.key, CONDITION_FIELDS, DEFAULT_CONDITION)
         rows["source"] = s
-        rows["position"] = np.arange(len(ids))
+        rows["position"] = np.flatnonzero(listed)
         parts.append(rows)
     table = pd.concat(parts, ignore_index=True)
     repeated = table.duplicated(["utt_id", "condition"])
@@ -195,10 +253,55 @@ def _join(sources: Sequence[FeatureSource], manifest: pd.DataFrame) -> pd.DataFr
             f"utterance {first['utt_id']!r} ({first['condition']}) appears in more than one "
             "feature source; give each corpus/condition once"
         )
-    return table
+    return table, unused
 
 
-def _apply_labels(table: pd.DataFrame, label_set) -> tuple[pd.DataFrame, dict[str, int]]:
+def _report_without_features(
+    sources: Sequence[FeatureSource], table: pd.DataFrame, manifest: pd.DataFrame
+) -> dict[str, int]:
+    """Warn about manifest rows of each source's corpora that have no features there.
+
+    They cannot be classified and are left out; the warning says how many failed
+    extraction (with a reason, when the source records failures) and how many
+    were never extracted, naming a few. Returns the count per source.
+    """
+    counts: dict[str, int] = {}
+    for s, source in enumerate(sources):
+        corpora = set(table.loc[table["source"] == s, "corpus"])
+        wanted = manifest.loc[manifest["corpus"].isin(corpora), "utt_id"]
+        absent = wanted[~wanted.isin(set(source.ids))]
+        if absent.empty:
+            continue
+        counts[describe(source)] = len(absent)
+        failures = _failures(source)
+        failed = [u for u in absent if u in failures]
+        never = [u for u in absent if u not in failures]
+        details = []
+        if failed:
+            shown = "; ".join(f"{u}: {failures[u]}" for u in failed[:3])
+            details.append(f"{len(failed)} failed extraction ({shown})")
+        if never:
+            details.append(f"{len(never)} never extracted ({', '.join(never[:3])})")
+            details.append("`ser extract` on the manifest adds the missing ones")
+        log.warning(
+            "%s: %d utterance(s) of the manifest have no features and are left out: %s",
+            describe(source),
+            len(absent),
+            "; ".join(details),
+        )
+    return counts
+
+
+def _failures(source: FeatureSource) -> dict[str, str]:
+    """utt_id -> reason of the rows a cache recorded as failed (none for other sources)."""
+    reader = getattr(source, "reader", None)
+    failures = getattr(reader, "failures", None)
+    if failures is None or len(failures) == 0:
+        return {}
+    return dict(zip(failures["utt_id"], failures["reason"], strict=True))
+
+
+def _apply_labels(table: pd.DataFrame, label_set: LabelSet) -> tuple[pd.DataFrame, dict[str, int]]:
     """Add the label column; rows whose emotion the set excludes are dropped and counted."""
     labels = table["emotion"].map(label_set.label)
     excluded = labels.isna()

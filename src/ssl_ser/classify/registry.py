@@ -81,14 +81,8 @@ def _knn(params: Mapping[str, Any], seed: int, threads: int) -> list:
 
 
 def _xgb(params: Mapping[str, Any], seed: int, threads: int) -> list:
-    from xgboost import XGBClassifier
-
-    return [
-        (
-            "clf",
-            XGBClassifier(tree_method="hist", random_state=seed, n_jobs=threads, **params),
-        )
-    ]
+    plain = {"early_stopping_rounds": None, "max_bin": 256, **params}
+    return [("clf", HistXGB(random_state=seed, n_jobs=threads, **plain))]
 
 
 def _xgb_fast(params: Mapping[str, Any], seed: int, threads: int) -> list:
@@ -96,7 +90,7 @@ def _xgb_fast(params: Mapping[str, Any], seed: int, threads: int) -> list:
     components = params.pop("n_components")
     return [
         ("project", LowRankProjection(n_components=components, random_state=seed)),
-        ("clf", EarlyStoppedXGB(random_state=seed, n_jobs=threads, **params)),
+        ("clf", HistXGB(random_state=seed, n_jobs=threads, **params)),
     ]
 
 
@@ -273,11 +267,15 @@ class LowRankProjection(TransformerMixin, BaseEstimator):
         return self.pca_.transform(validate_data(self, X, reset=False))
 
 
-class EarlyStoppedXGB(ClassifierMixin, BaseEstimator):
-    """xgboost (hist) that stops adding trees once held-out training speakers stop improving.
+class HistXGB(ClassifierMixin, BaseEstimator):
+    """xgboost (hist) over any class labels, optionally early-stopped on training speakers.
 
-    The validation speakers come from ``groups`` passed to ``fit`` (whole
-    speakers, as for the MLP); the final model keeps the best round.
+    xgboost itself wants the codes 0..K-1, so a training fold that lacks a class
+    (labels 0, 1, 3) stops a bare ``XGBClassifier``; here labels are encoded per fit,
+    as scikit-learn's classifiers do, and ``classes_`` holds the labels seen. With
+    ``early_stopping_rounds`` set, the validation speakers come from ``groups``
+    passed to ``fit`` (whole speakers, as for the MLP) and the final model keeps the
+    best round; with None, every round is kept and no rows are held out.
     """
 
     def __init__(
@@ -287,7 +285,7 @@ class EarlyStoppedXGB(ClassifierMixin, BaseEstimator):
         max_depth: int = 4,
         max_bin: int = 64,
         subsample: float = 0.8,
-        early_stopping_rounds: int = 20,
+        early_stopping_rounds: int | None = 20,
         validation_fraction: float = 0.15,
         n_jobs: int = 1,
         random_state: int = 0,
@@ -302,17 +300,16 @@ class EarlyStoppedXGB(ClassifierMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.random_state = random_state
 
-    def fit(self, X, y, groups=None) -> EarlyStoppedXGB:  # noqa: N803 (scikit-learn naming)
-        """Fit with early stopping on validation speakers drawn from `groups`."""
+    def fit(self, X, y, groups=None) -> HistXGB:  # noqa: N803 (scikit-learn naming)
+        """Fit, with early stopping on validation speakers drawn from `groups` if enabled."""
         from xgboost import XGBClassifier
 
         from ssl_ser.classify.mlp import validation_rows
 
         x, y = validate_data(self, X, y, dtype=np.float32)
         self.classes_, codes = np.unique(y, return_inverse=True)
-        fit_rows, val_rows = validation_rows(
-            codes, groups, self.validation_fraction, self.random_state
-        )
+        fraction = self.validation_fraction if self.early_stopping_rounds is not None else 0.0
+        fit_rows, val_rows = validation_rows(codes, groups, fraction, self.random_state)
         has_val = len(val_rows) > 0 and len(np.unique(codes[fit_rows])) == len(self.classes_)
         self.booster_ = XGBClassifier(
             tree_method="hist",

@@ -19,7 +19,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,8 @@ from ssl_ser.classify.splits import (
     make_folds,
 )
 from ssl_ser.errors import UnknownChoiceError
+from ssl_ser.progress import StepLines
+from ssl_ser.workers import exit_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +67,10 @@ log = logging.getLogger(__name__)
 class SweepConfig:
     """What to sweep; every field that changes results is part of each cell's id.
 
-    ``poolings`` (``auto`` by default) resolves per extractor (see
+    ``labels`` is a label set name (basic4, all, sentiment) or a comma list of
+    canonical emotions (``angry,happy,sad,neutral,fear,disgust``); results record
+    the set's one spelling (see :mod:`ssl_ser.labels`). ``poolings`` (``auto`` by
+    default) resolves per extractor (see
     :func:`~ssl_ser.classify.features.resolve_poolings`); cell ids and results
     hold the pooling each extractor actually used, never the word ``auto``.
     """
@@ -92,6 +97,16 @@ class SweepConfig:
     jobs: int = 1
     threads: int | None = None
     force: bool = False
+
+    @property
+    def cell_threads(self) -> int:
+        """BLAS/OpenMP/torch threads of one cell: ``threads``, else 1 whatever ``jobs`` is.
+
+        The thread count changes a fit's arithmetic in its last digits (reduction
+        order), so it is part of every cell's id; a fixed default keeps ``--jobs 1``
+        and ``--jobs 2`` computing, and reusing, the same cells.
+        """
+        return self.threads or 1
 
     def split_options(self) -> SplitOptions:
         """The settings the split methods read."""
@@ -349,7 +364,7 @@ def _fold_meta(
         "split": config.split,
         "fold": fold.name,
         "seed": config.seed,
-        "labels": config.labels,
+        "labels": dataset.label_set,
         "speaker_norm": config.speaker_norm,
         "search": config.search,
         "speaker_independent": fold.speaker_independent and config.split in SPEAKER_INDEPENDENT,
@@ -357,13 +372,16 @@ def _fold_meta(
         "cache_keys": json.dumps(dataset.keys(), sort_keys=True, default=str),
         "data_digest": digest,
         "split_options": asdict(config.split_options()),
+        "threads": config.cell_threads,
     }
 
 
 def _cell_description(
-    meta: Mapping[str, Any], layer: str, pooling: str, classifier: str, params
+    meta: Mapping[str, Any], layer: str, pooling: str, classifier: str, params, batched: bool
 ) -> dict:
-    return {**meta, "layer": layer, "pooling": pooling, "classifier": classifier, "params": params}
+    described = {**meta, "layer": layer, "pooling": pooling, "classifier": classifier}
+    # all-layer batched torch heads train what per-layer ones do, but not bit for bit
+    return {**described, "params": params, **({"batched": True} if batched else {})}
 
 
 def _tasks_for(
@@ -380,9 +398,12 @@ def _tasks_for(
     """Tasks of one classifier on one fold (finished cells left out) and the cell count."""
     spec = registry.get(name)
     params = {**spec.defaults, **config.params.get(name, {})}
+    batch = (
+        config.batched and spec.batched is not None and config.combine == "each" and len(layers) > 1
+    )
 
     def pending(layer: str, pooling: str) -> tuple[str, bool]:
-        cell = cell_id(_cell_description(meta, layer, pooling, name, params))
+        cell = cell_id(_cell_description(meta, layer, pooling, name, params, batch))
         return cell, config.force or not store.done(cell)
 
     tasks: list[Task] = []
@@ -396,9 +417,6 @@ def _tasks_for(
                     Task("weighted", name, [weighted], [cell], fold, n_dropped, meta, params)
                 )
         return tasks, count
-    batch = (
-        config.batched and spec.batched is not None and config.combine == "each" and len(layers) > 1
-    )
     by_pooling: dict[str, Task] = {}
     for feature in specs:
         cell, todo = pending(feature.label, feature.pooling)
@@ -433,23 +451,46 @@ def _run_tasks(
     from tqdm.auto import tqdm
 
     jobs = max(1, min(config.jobs, len(tasks)))
-    threads = config.threads or max(1, (os.cpu_count() or 1) // jobs)
+    threads = config.cell_threads
     tasks = sorted(tasks, key=lambda t: -len(t.cells))
     n_cells = sum(len(t.cells) for t in tasks)
+    lines = StepLines("classify", n_cells, "cell")
     with (
         _shared(blocks, jobs, store.output) as shared,
         tqdm(total=n_cells, desc="classify", unit="cell", disable=not progress) as bar,
     ):
         if jobs == 1:
-            outcomes: Iterator[int] = (
-                run_task(t, shared, rows, config, store, threads) for t in tasks
+            outcomes: Iterator[tuple[int, int]] = (
+                (i, run_task(t, shared, rows, config, store, threads)) for i, t in enumerate(tasks)
             )
         else:
+            parent = os.getpid()
             outcomes = Parallel(n_jobs=jobs, return_as="generator_unordered")(
-                delayed(run_task)(t, shared, rows, config, store, threads) for t in tasks
+                delayed(_in_worker)(i, parent, run_task, t, shared, rows, config, store, threads)
+                for i, t in enumerate(tasks)
             )
-        for done in outcomes:
+        for index, done in outcomes:
             bar.update(done)
+            if not progress:
+                lines.step(done, describe_task(tasks[index]))
+
+
+def _in_worker(
+    index: int, parent: int, function: Callable[..., int], *args: Any
+) -> tuple[int, int]:
+    """Run `function` in a worker that dies with `parent`; ``(index, result)`` names the task."""
+    exit_with_parent(parent)
+    return index, function(*args)
+
+
+def describe_task(task: Task) -> str:
+    """What a finished task was, for a progress line: ``logreg mean, layers 0..12 (13), fold 2``."""
+    labels = [spec.label for spec in task.specs]
+    where = f"layer {labels[0]}" if len(labels) == 1 else f"layers {labels[0]}..{labels[-1]}"
+    if len(labels) > 1:
+        where += f" ({len(labels)})"
+    pooling = task.specs[0].pooling if task.specs else "?"
+    return f"{task.classifier} {pooling}, {where}, fold {task.fold.name}"
 
 
 class _shared:  # noqa: N801 (used as a context manager)

@@ -41,7 +41,11 @@ def _ratios(value: str) -> tuple[float, float, float]:
     help="Manifest(s) of the cached corpora (CSV/parquet).",
 )
 @click.option(
-    "--labels", default="basic4", show_default=True, help="Label set: basic4, all, sentiment."
+    "--labels",
+    default="basic4",
+    show_default=True,
+    help="Label set: basic4, all, sentiment, or a comma list of canonical emotions "
+    "(angry,happy,sad,neutral,fear,disgust); rows of other emotions are left out.",
 )
 @click.option(
     "--layers", default="all", show_default=True, help="all, a range 0-6, or a list 3,6,9."
@@ -97,7 +101,13 @@ def _ratios(value: str) -> tuple[float, float, float]:
 @click.option("--bootstrap", type=int, default=1000, show_default=True, help="Bootstrap resamples.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--jobs", type=int, default=1, show_default=True, help="Parallel cells (processes).")
-@click.option("--threads", type=int, default=None, help="Threads per job [default: cores/jobs].")
+@click.option(
+    "--threads",
+    type=int,
+    default=None,
+    help="BLAS/torch threads per cell [default: 1]. Part of each cell id: thread counts "
+    "change the last digits of a fit.",
+)
 @click.option("--output", required=True, type=click.Path(file_okay=False), help="Results folder.")
 @click.option("--force", is_flag=True, help="Redo cells already in the output folder.")
 @click.option("--progress/--no-progress", default=True, show_default=True)

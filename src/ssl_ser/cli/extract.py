@@ -3,8 +3,11 @@
 `ser extract MANIFEST_OR_CORPUS [--root ROOT] --model MODEL --condition clean|telephone
 --cache-dir DIR` takes a manifest file (CSV or parquet), or a corpus name plus
 ``--root``, runs the model once over every utterance not yet in the cache, and
-prints each cache file and a one-line summary. Re-running resumes: only missing
-utterances are computed. Torch and transformers load only when the command runs.
+prints each cache file and a one-line summary. ``--condition`` may be repeated
+(``--condition clean --condition telephone``): the model loads once and each
+condition gets its own cache file; a condition given twice is refused. Re-running
+resumes: only missing utterances are computed. Torch and transformers load only
+when the command runs.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import pandas as pd
 from ssl_ser import corpora, manifest
 from ssl_ser.audio import CONDITIONS, TELEPHONE_SOURCES
 from ssl_ser.cache import STORAGE_DTYPES
-from ssl_ser.cli.options import progress_option
+from ssl_ser.cli.options import progress_option, refuse_repeats
 from ssl_ser.errors import ConfigError
 from ssl_ser.extract.config import (
     CLASSIC_MODELS,
@@ -61,7 +64,15 @@ def read_source(source: str, root: Path | None) -> pd.DataFrame:
     help=f"Hub id or local folder of a transformers model, or one of {', '.join(CLASSIC_MODELS)}.",
 )
 @click.option("--revision", help="Hub branch, tag or commit (default branch if not given).")
-@click.option("--condition", type=click.Choice(CONDITIONS), default="clean", show_default=True)
+@click.option(
+    "--condition",
+    "conditions",
+    type=click.Choice(CONDITIONS),
+    multiple=True,
+    default=("clean",),
+    show_default=True,
+    help="Audio condition; repeat for several (the model loads once for all).",
+)
 @click.option(
     "--telephone-source",
     type=click.Choice(TELEPHONE_SOURCES),
@@ -125,7 +136,7 @@ def extract(
     root: Path | None,
     model: str,
     revision: str | None,
-    condition: str,
+    conditions: tuple[str, ...],
     telephone_source: str,
     cache_dir: Path,
     device: str,
@@ -141,6 +152,7 @@ def extract(
     """Extract pooled features of every layer of MODEL for a manifest or corpus into the cache."""
     from ssl_ser.extract.runner import extract as run_extraction
 
+    refuse_repeats("--condition", conditions)
     table = read_source(source, root)
     config = ExtractorConfig.for_model(
         model,
@@ -154,7 +166,7 @@ def extract(
         table,
         config,
         cache_dir,
-        condition,
+        list(conditions),
         device=device,
         batch_seconds=batch_seconds,
         workers=workers,

@@ -15,6 +15,7 @@ import click
 
 from ssl_ser import __version__
 from ssl_ser.errors import SerError
+from ssl_ser.progress import show_on_stderr
 
 # command name -> "module:function" under ssl_ser.cli
 COMMANDS: dict[str, str] = {
@@ -68,3 +69,4 @@ def cli(verbose: int) -> None:
     """ssl-ser: speech emotion recognition with self-supervised speech models."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    show_on_stderr()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from ssl_ser.cli.options import dry_run_option, progress_option
+from ssl_ser.cli.options import dry_run_option, progress_option, refuse_repeats
 
 SPLIT_CHOICES = ("preset", "random", "speaker", "speaker-kfold", "loso", "cross-corpus", "few-shot")
 CONDITION_CHOICES = ("clean", "telephone")
@@ -72,7 +72,7 @@ PROBE_EXAMPLE = (
     multiple=True,
     default=("clean",),
     show_default=True,
-    help="Audio condition to extract. Repeatable.",
+    help="Audio condition to extract. Repeatable (each value once).",
 )
 @click.option(
     "--condition-pairs",
@@ -95,7 +95,12 @@ PROBE_EXAMPLE = (
     default=None,
     help="One sweep per corpus, or one over all corpora (default: by split).",
 )
-@click.option("--labels", default="basic4", show_default=True, help="basic4, all, sentiment.")
+@click.option(
+    "--labels",
+    default="basic4",
+    show_default=True,
+    help="basic4, all, sentiment, or a comma list of emotions (angry,happy,sad,fear).",
+)
 @click.option("--layers", default="all", show_default=True, help="all, 0-6, or 3,6,9.")
 @click.option(
     "--pooling",
@@ -136,6 +141,7 @@ def probe(**options) -> None:
     """
     from ssl_ser.pipelines.probe import probe as run_probe
 
+    refuse_repeats("--condition", options["conditions"])
     summary = run_probe(
         options["models"],
         options["corpora"],

@@ -19,6 +19,7 @@ import pandas as pd
 from ssl_ser import audio, manifest
 from ssl_ser import corpora as registry
 from ssl_ser.audio import CONDITIONS, DEFAULT_SAMPLE_RATE, TELEPHONE_SOURCES
+from ssl_ser.cli.options import progress_option
 from ssl_ser.corpora._base import ON_ERROR_CHOICES
 
 # Reader options of the generic corpora: scan keyword -> command-line flag.
@@ -154,6 +155,7 @@ def reader_options(corpus: str, given: dict[str, object]) -> dict[str, object]:
     show_default=True,
     help="derived: apply the telephone chain; folder: use the corpus's wav_telephone copies.",
 )
+@progress_option
 def prepare(
     corpus: str,
     root: Path,
@@ -166,6 +168,7 @@ def prepare(
     condition: str | None,
     write_dir: Path | None,
     telephone_source: str,
+    progress: bool,
 ) -> None:
     """Read corpus CORPUS at ROOT into a manifest (one row per utterance)."""
     options = reader_options(
@@ -179,7 +182,7 @@ def prepare(
     )
     if condition is not None and write_dir is None:
         raise click.UsageError("--condition selects what --write renders; give --write DIR too")
-    result = registry.scan(corpus, root, on_error=on_error, progress=True, **options)
+    result = registry.scan(corpus, root, on_error=on_error, progress=progress, **options)
     manifest.write(result.manifest, output)
     skipped_note = "0 skipped"
     if on_error == "skip":
@@ -188,18 +191,20 @@ def prepare(
         _echo_reasons(result.skipped["reason"].tolist())
         skipped_note = f"{len(result.skipped)} skipped -> {report}"
     if write_dir is not None:
-        _render(result.manifest, condition or "clean", write_dir, telephone_source)
+        _render(result.manifest, condition or "clean", write_dir, telephone_source, progress)
     click.echo(f"{_summary(result.manifest)} to {output}; {skipped_note}")
 
 
-def _render(table: pd.DataFrame, condition: str, write_dir: Path, telephone_source: str) -> None:
+def _render(
+    table: pd.DataFrame, condition: str, write_dir: Path, telephone_source: str, progress: bool
+) -> None:
     written = audio.render_condition(
         table,
         condition,
         write_dir,
         sample_rate=DEFAULT_SAMPLE_RATE,
         telephone_source=telephone_source,
-        progress=True,
+        progress=progress,
     )
     click.echo(
         f"rendered {len(written)} {condition} file(s) at {DEFAULT_SAMPLE_RATE} Hz to {write_dir}"

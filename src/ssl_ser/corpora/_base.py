@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from tqdm.auto import tqdm
 
 from ssl_ser import manifest
 from ssl_ser.errors import CorpusError, CorpusFileError, UnknownChoiceError
+from ssl_ser.paths import existing_form, unreadable_reason
 
 log = logging.getLogger(__name__)
 
@@ -119,42 +121,111 @@ def resolve_root(root: str | Path) -> Path:
     return found.expanduser().resolve()
 
 
-def existing_form(path: Path) -> Path | None:
-    """`path` as given, or its NFC or NFD twin when only that exists on disk; else None."""
-    for form in (None, "NFC", "NFD"):
-        candidate = Path(unicodedata.normalize(form, str(path))) if form else path
-        if candidate.exists():
-            return candidate
-    return None
-
-
 def check_on_error(on_error: str) -> None:
     """Refuse an `on_error` policy other than raise or skip."""
     if on_error not in ON_ERROR_CHOICES:
         raise UnknownChoiceError("on_error policy", on_error, ON_ERROR_CHOICES)
 
 
-def find_audio(root: Path) -> tuple[list[FoundFile], list[FoundFile]]:
-    """Find audio files recursively: (clean files, ready telephone copies), sorted."""
+def find_audio(root: Path) -> tuple[list[FoundFile], list[FoundFile], list[CorpusFileError]]:
+    """Find audio files recursively: (clean files, ready telephone copies, problems), sorted.
+
+    Problems are paths under `root` that look like audio or hold it but cannot be
+    scanned: a broken link or a FIFO named ``*.wav``, an unreadable folder, a folder
+    link back to a folder already scanned (a loop). They go to the skip report (or
+    stop a ``raise`` scan) instead of a traceback or silence.
+    """
     clean: list[FoundFile] = []
     telephone: list[FoundFile] = []
-    for parts in sorted(_walk_audio(str(root), ())):
+    walk = _AudioWalk()
+    walk.run(str(root))
+    for parts in sorted(walk.found):
         found = FoundFile(path=root.joinpath(*parts), parts=tuple(nfc(p) for p in parts))
         is_telephone = any(p.lower() == TELEPHONE_FOLDER for p in found.parts[:-1])
         (telephone if is_telephone else clean).append(found)
-    return clean, telephone
+    problems = [CorpusFileError(Path(path), reason) for path, reason in sorted(walk.problems)]
+    return clean, telephone, problems
 
 
-def _walk_audio(folder: str, prefix: tuple[str, ...]) -> list[tuple[str, ...]]:
-    """Relative path parts of the audio files below `folder` (one scandir per folder)."""
-    found: list[tuple[str, ...]] = []
-    with os.scandir(folder) as entries:
+class _AudioWalk:
+    """One scandir per folder; each real folder is entered once, whatever links lead to it.
+
+    Real folders are walked first and folder links afterwards, so a file is found
+    under its real path, and a link to a folder already walked (a loop such as
+    ``angry/loop -> ..``, or a second way to the same folder) is reported, not followed.
+    """
+
+    def __init__(self) -> None:
+        self.found: list[tuple[str, ...]] = []
+        self.problems: list[tuple[str, str]] = []
+        self.entered: set[tuple[int, int]] = set()
+        self.links: list[tuple[os.DirEntry, tuple[str, ...]]] = []
+
+    def run(self, root: str) -> None:
+        """Walk `root`, then every folder link met on the way that leads somewhere new."""
+        self.folder(root, ())
+        while self.links:
+            entry, prefix = self.links.pop(0)
+            self.subfolder(entry, prefix)
+
+    def folder(self, path: str, prefix: tuple[str, ...]) -> None:
+        """Collect the audio files below `path` (relative parts after `prefix`)."""
+        try:
+            identity = os.stat(path)
+            self.entered.add((identity.st_dev, identity.st_ino))
+            with os.scandir(path) as scanned:
+                entries = sorted(scanned, key=lambda e: e.name)
+        except OSError as error:
+            self.problems.append((path, f"unreadable folder ({error.strerror or error})"))
+            return
         for entry in entries:
+            self.entry(entry, prefix)
+
+    def entry(self, entry: os.DirEntry, prefix: tuple[str, ...]) -> None:
+        """Sort one folder entry: a folder to enter, an audio file, a problem, or neither."""
+        is_audio_name = os.path.splitext(entry.name)[1].lower() in AUDIO_SUFFIXES
+        try:
             if entry.is_dir():
-                found.extend(_walk_audio(entry.path, (*prefix, entry.name)))
-            elif entry.is_file() and os.path.splitext(entry.name)[1].lower() in AUDIO_SUFFIXES:
-                found.append((*prefix, entry.name))
-    return found
+                if entry.is_symlink():
+                    self.links.append((entry, prefix))
+                else:
+                    self.subfolder(entry, prefix)
+            elif entry.is_file():
+                if is_audio_name:
+                    self.found.append((*prefix, entry.name))
+            elif is_audio_name:
+                self.problems.append((entry.path, _not_a_file(entry.path)))
+        except OSError as error:  # e.g. a link that stat cannot resolve (ELOOP)
+            self.problems.append((entry.path, f"cannot be read ({error.strerror or error})"))
+
+    def subfolder(self, entry: os.DirEntry, prefix: tuple[str, ...]) -> None:
+        """Enter a folder unless its real folder was entered already (then report the link)."""
+        try:
+            identity = entry.stat()
+        except OSError as error:
+            self.problems.append((entry.path, f"cannot be read ({error.strerror or error})"))
+            return
+        if (identity.st_dev, identity.st_ino) in self.entered:
+            target = os.path.realpath(entry.path)
+            self.problems.append(
+                (
+                    entry.path,
+                    f"folder link to {target}, which is scanned already (a loop or a "
+                    "second way to the same folder); not followed",
+                )
+            )
+            return
+        self.folder(entry.path, (*prefix, entry.name))
+
+
+def _not_a_file(path: str) -> str:
+    """Why an entry named like audio is not a regular file, in words."""
+    if os.path.islink(path) and not os.path.exists(path):
+        return f"broken symbolic link (to {os.readlink(path)})"
+    mode = os.stat(path).st_mode
+    kinds = {stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket", stat.S_ISCHR: "a device"}
+    kind = next((name for test, name in kinds.items() if test(mode)), "a special file")
+    return f"not a regular audio file ({kind})"
 
 
 def read_header(path: Path) -> tuple[float, int]:
@@ -166,8 +237,7 @@ def read_header(path: Path) -> tuple[float, int]:
     try:
         info = sf.info(str(path))
     except Exception as error:  # soundfile raises several types for bad headers
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise CorpusFileError(path, f"unreadable audio ({reason})") from error
+        raise CorpusFileError(path, unreadable_reason(path, error)) from error
     if info.frames <= 0 or info.samplerate <= 0:
         raise CorpusFileError(path, "empty audio (zero samples)")
     return info.frames / info.samplerate, int(info.samplerate)
@@ -248,11 +318,11 @@ def scan_folder(
     check_on_error(on_error)
     root = resolve_root(root)
     corpus = corpus or info.name
-    clean, telephone = find_audio(root)
-    if not clean and not telephone:
+    clean, telephone, problems = find_audio(root)
+    if not clean and not telephone and not problems:
         raise CorpusError(f"no audio files ({', '.join(sorted(AUDIO_SUFFIXES))}) under {root}")
     rows: list[dict] = []
-    errors: list[CorpusFileError] = []
+    errors: list[CorpusFileError] = list(problems)
     for found in tqdm(clean, desc=f"prepare {corpus}", unit="file", disable=not progress):
         try:
             rows.append(_row(found, info, parse, corpus))

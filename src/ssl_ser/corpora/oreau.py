@@ -6,6 +6,16 @@ the letter ``a``, sentence (2 digits), emotion letter (C angry, T sad, J happy,
 P fear, D disgust, S surprise, N neutral), take (1). Names are matched after NFC
 normalisation, so trees copied from macOS (NFD) read the same.
 
+Known anomalies of the published release, read as the file they stand for (the
+utterance id keeps the file's own stem, as for every file):
+
+- ``07z03Sa.wav`` -> speaker 07, sentence 03, emotion S (surprise), take a;
+- ``07z04Sa.wav`` -> speaker 07, sentence 04, emotion S (surprise), take a.
+
+Both carry the letter ``z`` where the scheme has ``a``. Only these exact names
+are read this way; any other name off the scheme (``07z05Sa.wav``, ``08z03Sa.wav``)
+is still an error naming the file.
+
 Speaker gender comes from an ``actors.csv`` anywhere under the root when one is
 present: any delimiter, a speaker column (speaker, actor, acteur, locuteur, id...)
 and a gender column (gender, sex, sexe, genre) with values such as F/M,
@@ -63,6 +73,12 @@ INFO = CorpusInfo(
 # 10a02Ja.wav -> speaker 10, sentence 02, emotion J (happy), take a
 NAME = re.compile(r"^(?P<speaker>\d{2})a(?P<sentence>\d{2})(?P<emotion>[A-Z])(?P<take>[a-z0-9])$")
 
+# Stems of the published release that break the scheme -> the name each stands for.
+PUBLISHED_ANOMALIES: dict[str, str] = {
+    "07z03Sa": "07a03Sa",
+    "07z04Sa": "07a04Sa",
+}
+
 ACTORS_FILE = "actors.csv"
 # Column names (lowercased, letters and digits only) that name the speaker / the gender.
 SPEAKER_COLUMN_PREFIXES = ("speaker", "actor", "acteur", "actrice", "locut", "spk")
@@ -71,8 +87,11 @@ GENDER_COLUMN_PREFIXES = ("gender", "sex", "genre")
 
 
 def parse(found: FoundFile, genders: Mapping[str, str] | None = None) -> Utterance:
-    """Fields of one Oréau file from its name; `genders` maps speaker -> F/M."""
-    match = NAME.match(found.stem)
+    """Fields of one Oréau file from its name (or the name a known anomaly stands for).
+
+    `genders` maps speaker -> F/M.
+    """
+    match = NAME.match(PUBLISHED_ANOMALIES.get(found.stem, found.stem))
     if match is None:
         raise pattern_error(found, INFO)
     speaker = match["speaker"]

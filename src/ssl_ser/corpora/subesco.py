@@ -4,6 +4,15 @@ Source: Sultana et al. (2021), https://doi.org/10.1371/journal.pone.0250173. Pub
 one folder of ``F_01_OISHI_S_1_ANGRY_1.wav`` = gender (F/M), speaker number, speaker
 name, ``S``, sentence number, emotion, take. The speaker id is gender plus number
 (``F_01``). Recordings come at more than one sample rate (44.1 and 48 kHz).
+
+Known anomalies of the published release, read as the file they stand for (the
+utterance id keeps the file's own stem, as for every file):
+
+- ``F_02_MONIKA_S_2_SURPRISE_3].wav`` (a stray ``]`` after the take) -> speaker
+  F_02 (MONIKA), sentence 2, emotion SURPRISE (surprise), take 3.
+
+Only these exact names are read this way; any other name off the scheme, even
+one that differs from them by a character, is still an error naming the file.
 """
 
 from __future__ import annotations
@@ -47,9 +56,15 @@ NAME = re.compile(
 )
 
 
+# Stems of the published release that break the scheme -> the name each stands for.
+PUBLISHED_ANOMALIES: dict[str, str] = {
+    "F_02_MONIKA_S_2_SURPRISE_3]": "F_02_MONIKA_S_2_SURPRISE_3",
+}
+
+
 def parse(found: FoundFile) -> Utterance:
-    """Fields of one SUBESCO file from its name."""
-    match = NAME.match(found.stem)
+    """Fields of one SUBESCO file from its name (or the name a known anomaly stands for)."""
+    match = NAME.match(PUBLISHED_ANOMALIES.get(found.stem, found.stem))
     if match is None:
         raise pattern_error(found, INFO)
     return Utterance(

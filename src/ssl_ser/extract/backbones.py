@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import pickle
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -343,6 +344,34 @@ class ClassicBackbone(Backbone):
         return FrameStats(count, np.stack(means)[:, None, :], np.stack(m2)[:, None, :])
 
 
+@contextlib.contextmanager
+def library_progress_bars(show: bool) -> Iterator[None]:
+    """Let transformers' and huggingface_hub's own bars (loading weights, downloads) follow `show`.
+
+    ``--no-progress`` must silence every bar, including those the libraries draw
+    while a model loads; their previous setting is restored afterwards.
+    """
+    from huggingface_hub.utils import (
+        are_progress_bars_disabled,
+        disable_progress_bars,
+        enable_progress_bars,
+    )
+    from transformers.utils import logging as hf_logging
+
+    was_shown = hf_logging.is_progress_bar_enabled(), not are_progress_bars_disabled()
+    if not show:
+        hf_logging.disable_progress_bar()
+        disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not show:
+            if was_shown[0]:
+                hf_logging.enable_progress_bar()
+            if was_shown[1]:
+                enable_progress_bars()
+
+
 def load_backbone(config: ExtractorConfig, device: str = "auto") -> Backbone:
     """Load the backbone a config names, on `device`, ready to :meth:`Backbone.run`.
 
@@ -400,6 +429,8 @@ def _load_transformer(config: ExtractorConfig) -> tuple[Any, Any, Any]:
         )
     except (OSError, ValueError) as error:
         raise ConfigError(f"cannot load model {config.model!r}: {error}") from error
+    except pickle.UnpicklingError as error:
+        raise ConfigError(_unsafe_pickle_message(config.model, error)) from error
     rate = getattr(feature_extractor, "sampling_rate", config.sample_rate)
     if rate != config.sample_rate:
         raise ConfigError(
@@ -408,6 +439,17 @@ def _load_transformer(config: ExtractorConfig) -> tuple[Any, Any, Any]:
     if hasattr(model, "encoder") and hasattr(model.encoder, "layerdrop"):
         model.encoder.layerdrop = 0.0
     return model_config, feature_extractor, model
+
+
+def _unsafe_pickle_message(model: str, error: Exception) -> str:
+    """Why a pickled weights file was refused, with torch's own line naming what it holds."""
+    lines = [line.strip() for line in str(error).splitlines() if "GLOBAL" in line]
+    what = f" ({lines[0].rstrip('.')})" if lines else ""
+    return (
+        f"model {model!r}: its pickled weights file (.bin) holds more than tensors{what}; "
+        "it was refused, since loading it could run code. Use a safetensors copy of the "
+        "weights, or convert the file where you trust its source"
+    )
 
 
 def _disable_layer_drop(model_config: Any) -> None:

@@ -32,12 +32,13 @@ from tqdm.auto import tqdm
 
 from ssl_ser import __version__, audio, cache, manifest
 from ssl_ser.errors import ConfigError, SerError
-from ssl_ser.extract.backbones import Backbone, load_backbone
+from ssl_ser.extract.backbones import Backbone, library_progress_bars, load_backbone
 from ssl_ser.extract.batching import plan_batches, segment_seconds
 from ssl_ser.extract.config import DEFAULT_BATCH_SECONDS, ExtractorConfig, default_workers
 from ssl_ser.extract.pooling import FrameStats, combine, finalize
 from ssl_ser.extract.preprocess import Preprocessor, Segment
 from ssl_ser.extract.summary import ExtractSummary
+from ssl_ser.progress import announce
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +165,8 @@ def extract(
     plan_batches([], batch_seconds)  # validates batch_seconds before the model loads
     config = config.with_absolute_model_path()
     started = time.perf_counter()
-    backbone = load_backbone(config, device)
+    with library_progress_bars(progress):
+        backbone = load_backbone(config, device)
     log.info("model ready in %.1f s", time.perf_counter() - started)
     summaries = []
     for name in conditions:
@@ -235,6 +237,11 @@ class _Job:
             log.info(
                 "%s: %d of %d utterance(s) to extract into %s", corpus, len(pending), len(ids), path
             )
+            if summary.already_done:
+                announce(
+                    f"{corpus}/{self.condition}: {summary.already_done} of {len(ids)} "
+                    f"utterance(s) already cached in {path}; extracting {len(pending)}"
+                )
             if len(pending):
                 self._extract_rows(pending, writer, summary)
         summary.seconds = time.perf_counter() - started

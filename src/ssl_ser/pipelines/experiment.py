@@ -59,12 +59,6 @@ def _split_names() -> list[str]:
     return list(SPLITS)
 
 
-def _label_sets() -> list[str]:
-    from ssl_ser.labels import LABEL_SETS
-
-    return list(LABEL_SETS)
-
-
 def _conditions() -> list[str]:
     from ssl_ser.audio import CONDITIONS
 
@@ -255,6 +249,19 @@ def _convert_pairs(value: object, where: Where) -> str | tuple[tuple[str, str], 
     return tuple(dict.fromkeys(pairs))
 
 
+def _convert_labels(value: object, where: Where) -> str:
+    """A label set name, or canonical emotions as a list or a comma string; its one spelling."""
+    from ssl_ser.labels import label_set_name
+
+    if isinstance(value, str) and value.strip():
+        return label_set_name(value, where=str(where))
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return label_set_name(value, where=str(where))
+    raise wrong_type(
+        value, "basic4, all, sentiment, or a list of canonical emotions (angry, happy...)", where
+    )
+
+
 def _convert_layers(value: object, where: Where) -> str:
     """``all``, ``0-6``, ``3,6,9``, a single layer number or a list of numbers."""
     if isinstance(value, str) and value.strip():
@@ -298,7 +305,10 @@ class Experiment:
             (one sweep over all corpora, results per corpus); default: pooled for
             cross-corpus and few-shot splits, each otherwise.
         seeds: one run per seed (splits, initialisation).
-        labels: label set (basic4, all, sentiment).
+        labels: label set: basic4, all, sentiment, or a list of canonical emotions
+            (``[angry, happy, sad, neutral, fear, disgust]`` or the same as one comma
+            string), each its own class; stored as the set's one spelling (see
+            :mod:`ssl_ser.labels`), e.g. ``angry,happy,sad,neutral,fear,disgust``.
         layers: layers to probe (all, 0-6, 3,6,9).
         pooling: ``auto`` (the default: each model's own, mean+std for MFCC and
             log-mel, the functionals for eGeMAPS, mean for SSL models), mean, std,
@@ -325,7 +335,7 @@ class Experiment:
     split: SplitSpec = field(default_factory=SplitSpec)
     corpora_mode: str | None = field(default=None, metadata={"choices": CORPORA_MODES})
     seeds: tuple[int, ...] = (0,)
-    labels: str = field(default="basic4", metadata={"choices": _label_sets})
+    labels: str = field(default="basic4", metadata={"convert": _convert_labels})
     layers: str = field(default="all", metadata={"convert": _convert_layers})
     pooling: str = field(default="auto", metadata={"convert": _convert_pooling})
     cache_dir: str = DEFAULT_CACHE_DIR
@@ -484,7 +494,13 @@ def load_experiment(path: str | Path) -> Experiment:
         raise UnknownChoiceError("experiment file type", path.suffix, SUFFIXES, where=str(path))
     if not path.is_file():
         raise ConfigError(f"experiment file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"experiment file {path} is not UTF-8 text (byte {error.start}: "
+            f"{error.object[error.start : error.start + 1]!r}); save it as UTF-8"
+        ) from error
     data = _parse_yaml(text, path) if kind == "yaml" else _parse_toml(text, path)
     return experiment_from_dict(data, str(path))
 

@@ -4,6 +4,8 @@ The published layout puts actresses under ``Femmes/Émotions/`` written in NFD
 (as macOS writes it) and actors one level deeper under ``Hommes/Émotions/`` in
 NFC, so one tree holds both normalisations. ``actors.csv`` (semicolon-separated,
 French headers and values, unpadded speaker numbers) sits in ``Documents/``.
+Speaker 07 also has the published release's two off-scheme files ``07z03Sa.wav``
+and ``07z04Sa.wav`` (see :mod:`ssl_ser.corpora.oreau`).
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from pathlib import Path
 from ssl_ser.testing import check_layout, write_clip
 
 # speaker -> gender as the manifest writes it
-SPEAKERS: dict[str, str] = {"01": "F", "02": "F", "10": "M", "11": "M"}
+SPEAKERS: dict[str, str] = {"01": "F", "02": "F", "07": "M", "10": "M", "11": "M"}
 SENTENCES = ("01", "02", "05")
 EMOTION_CODES = ("C", "T", "J", "P", "D", "S", "N")
+# Files of the published release off the naming scheme ('z' where the scheme has 'a').
+ANOMALIES: tuple[str, ...] = ("07z03Sa.wav", "07z04Sa.wav")
 SAMPLE_RATE = 22050
 ACTORS_CSV = "Acteur;Sexe\n" + "".join(
     f"{int(s)};{'femme' if g == 'F' else 'homme'}\n" for s, g in SPEAKERS.items()
@@ -29,8 +33,9 @@ def nfd(text: str) -> str:
 
 
 def file_names() -> list[str]:
-    """The file names the tree holds, e.g. 10a02Ja.wav."""
-    return [f"{s}a{t}{e}a.wav" for s in SPEAKERS for t in SENTENCES for e in EMOTION_CODES]
+    """The file names the tree holds, e.g. 10a02Ja.wav, then the release's anomalies."""
+    regular = [f"{s}a{t}{e}a.wav" for s in SPEAKERS for t in SENTENCES for e in EMOTION_CODES]
+    return regular + list(ANOMALIES)
 
 
 def relative_folder(name: str, layout: str = "published") -> Path:

@@ -1,5 +1,8 @@
 """A small SUBESCO tree: every emotion for four speakers at 44.1 and 48 kHz.
 
+The tree also holds the published release's off-scheme file
+``F_02_MONIKA_S_2_SURPRISE_3].wav`` (see :mod:`ssl_ser.corpora.subesco`).
+
 :func:`expected_rows` lists what a reader should find, built from the same fields the
 file names are made of, so tests compare a manifest against it without parsing names.
 """
@@ -28,6 +31,21 @@ EMOTIONS: dict[str, str] = {
 }
 SENTENCES = (1, 10)
 TAKES = (1, 5)
+# Files of the published release off the naming scheme, as the fields they are made
+# of: (speaker, sentence, emotion code, take, what follows the take in the name).
+ANOMALIES: tuple[tuple[str, int, str, int, str], ...] = (("F_02", 2, "SURPRISE", 3, "]"),)
+
+
+def _clips() -> list[tuple[str, int, str, int, str]]:
+    """(speaker, sentence, emotion code, take, suffix) of every file of the tree."""
+    regular = [
+        (speaker, sentence, code, take, "")
+        for speaker in SPEAKERS
+        for sentence in SENTENCES
+        for code in EMOTIONS
+        for take in TAKES
+    ]
+    return regular + list(ANOMALIES)
 
 
 def expected_rows(layout: str = "published", seconds: float = 0.05) -> list[dict]:
@@ -35,26 +53,24 @@ def expected_rows(layout: str = "published", seconds: float = 0.05) -> list[dict
     check_layout(layout)
     folder = "SUBESCO" if layout == "published" else "wav/wav"
     rows = []
-    for speaker, (name, sample_rate) in SPEAKERS.items():
-        for sentence in SENTENCES:
-            for code, emotion in EMOTIONS.items():
-                for take in TAKES:
-                    stem = f"{speaker}_{name}_S_{sentence}_{code}_{take}"
-                    rows.append(
-                        {
-                            "relpath": f"{folder}/{stem}.wav",
-                            "utt_id": f"subesco/{stem}",
-                            "speaker": f"subesco/{speaker}",
-                            "gender": speaker[0],
-                            "language": "ben",
-                            "emotion": emotion,
-                            "emotion_raw": code,
-                            "text": "",
-                            "split": "",
-                            "sample_rate": sample_rate,
-                            "duration": written_duration(seconds, sample_rate),
-                        }
-                    )
+    for speaker, sentence, code, take, suffix in _clips():
+        name, sample_rate = SPEAKERS[speaker]
+        stem = f"{speaker}_{name}_S_{sentence}_{code}_{take}{suffix}"
+        rows.append(
+            {
+                "relpath": f"{folder}/{stem}.wav",
+                "utt_id": f"subesco/{stem}",
+                "speaker": f"subesco/{speaker}",
+                "gender": speaker[0],
+                "language": "ben",
+                "emotion": EMOTIONS[code],
+                "emotion_raw": code,
+                "text": "",
+                "split": "",
+                "sample_rate": sample_rate,
+                "duration": written_duration(seconds, sample_rate),
+            }
+        )
     return rows
 
 

@@ -1,0 +1,57 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+# A parent that hands a slow task to two loky workers through the sweep's own dispatch
+# function, prints the workers' pids, then waits to be killed.
+PARENT = """
+import os, sys, time
+from joblib import Parallel, delayed
+from ssl_ser.classify.sweep import _in_worker
+
+def slow(seconds):
+    print("worker", os.getpid(), flush=True)
+    time.sleep(seconds)
+    return 1
+
+calls = (delayed(_in_worker)(i, os.getpid(), slow, 120) for i in range(2))
+for _ in Parallel(n_jobs=2, return_as="generator_unordered")(calls):
+    pass
+"""
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sweep_workers_exit_when_their_parent_is_killed():
+    parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True)
+    workers = []
+    try:
+        while len(workers) < 2:
+            line = parent.stdout.readline()
+            assert line, "the parent ended before its workers started"
+            workers.append(int(line.split()[1]))
+        assert all(alive(pid) for pid in workers)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(alive(pid) for pid in workers), "workers outlived their killed parent"
+    finally:
+        parent.kill()
+        for pid in workers:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
