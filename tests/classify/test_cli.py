@@ -2,20 +2,10 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from ssl_ser import cache, manifest
+from ssl_ser import manifest
 from ssl_ser.cli.main import cli
 
-from .conftest import corpus
-
-
-def write_cache(path, features):
-    with cache.CacheWriter(
-        path, key=features.key, layers=features.layers, dim=features.dim, storage_dtype="float32"
-    ) as writer:
-        writer.add_ids(features.ids)
-        writer.write(features.ids, {p: a for p, a in features.arrays.items()})
-        writer.flush()
-    return path
+from .conftest import corpus, write_cache
 
 
 @pytest.fixture(scope="module")

@@ -4,11 +4,14 @@ import pytest
 from ssl_ser.classify.features import (
     FeatureSpec,
     InMemoryFeatures,
+    check_honoured,
     feature_specs,
     load_blocks,
     parse_layers,
     parse_poolings,
+    resolve_poolings,
     speaker_znorm,
+    stored_poolings,
 )
 from ssl_ser.errors import ConfigError, UnknownChoiceError
 
@@ -35,6 +38,73 @@ def test_parse_poolings():
         parse_poolings("max", ["mean", "std"])
     with pytest.raises(UnknownChoiceError, match="unknown pooling 'std' in the features"):
         parse_poolings("mean+std", ["mean"])
+
+
+BOTH = ("mean", "std")
+
+
+@pytest.mark.parametrize(
+    "model,stored,expected",
+    [
+        ("mfcc", BOTH, ("mean+std",)),
+        ("logmel", BOTH, ("mean+std",)),
+        ("egemaps", ("mean",), ("mean",)),  # its 88 functionals, stored as "mean"
+        ("facebook/wav2vec2-base", BOTH, ("mean",)),
+        ("/models/tiny-untrained", BOTH, ("mean",)),
+    ],
+)
+def test_auto_pooling_resolves_per_extractor(model, stored, expected):
+    choice = resolve_poolings("auto", model, stored)
+    assert choice.poolings == expected and choice.spec == ",".join(expected)
+    assert choice.notes == () and choice.honoured == ()
+
+
+def test_auto_pooling_of_an_mfcc_cache_without_std_uses_mean_and_says_so():
+    choice = resolve_poolings("auto", "mfcc", ("mean",))
+    assert choice.poolings == ("mean",)
+    assert len(choice.notes) == 1 and "mfcc stores only 'mean'" in choice.notes[0]
+    assert "'mean+std'" in choice.notes[0]
+
+
+def test_explicit_pooling_is_kept_where_stored_and_replaced_where_it_is_the_only_option():
+    mfcc = resolve_poolings("mean", "mfcc", BOTH)
+    assert mfcc.poolings == ("mean",) and mfcc.honoured == ("mean",) and mfcc.notes == ()
+    egemaps = resolve_poolings("mean+std", "egemaps", ("mean",))
+    assert egemaps.poolings == ("mean",) and egemaps.honoured == ()
+    assert egemaps.notes == (
+        "egemaps stores only 'mean' (its 88 eGeMAPS functionals): pooling 'mean+std' does "
+        "not apply, using 'mean'",
+    )
+    swept = resolve_poolings("mean,std,mean+std", "egemaps", ("mean",))
+    assert swept.poolings == ("mean",) and swept.honoured == ("mean",) and len(swept.notes) == 2
+    mixed = resolve_poolings("auto,mean", "mfcc", BOTH)
+    assert mixed.poolings == ("mean+std", "mean")
+
+
+def test_unknown_or_empty_pooling_is_refused_naming_the_choices():
+    with pytest.raises(UnknownChoiceError, match="unknown pooling 'max'.*auto, mean, std, mean"):
+        resolve_poolings("max", "mfcc", BOTH)
+    with pytest.raises(ConfigError, match="no pooling chosen"):
+        resolve_poolings(" , ", "mfcc", BOTH)
+
+
+def test_an_explicit_pooling_no_extractor_stores_is_refused_naming_each():
+    egemaps = resolve_poolings("std", "egemaps", ("mean",))
+    with pytest.raises(ConfigError) as error:
+        check_honoured([egemaps], "the sweep")
+    message = str(error.value)
+    assert "pooling 'std' is not stored for any extractor of the sweep" in message
+    assert "egemaps stores 'mean' (its 88 eGeMAPS functionals)" in message
+    assert "pooling auto" in message
+    check_honoured([egemaps, resolve_poolings("std", "mfcc", BOTH)])  # mfcc honours it
+    check_honoured([resolve_poolings("auto", "egemaps", ("mean",))])  # auto never refuses
+
+
+def test_stored_poolings_are_those_every_source_holds():
+    both = _source()
+    mean_only = InMemoryFeatures(both.ids, both.layers, {"mean": both.arrays["mean"]})
+    assert stored_poolings([both]) == BOTH
+    assert stored_poolings([both, mean_only]) == ("mean",)
 
 
 def _source(n=30, layers=4, dim=5, seed=0):

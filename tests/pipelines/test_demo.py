@@ -44,3 +44,10 @@ def test_demo_runs_end_to_end_and_reports_both_extractors_and_conditions(tmp_pat
     assert sorted(ssl_layers, key=int) == [str(i) for i in range(config["num_hidden_layers"] + 1)]
     for keys in results["cache_keys"]:
         assert all(key["model"] in {"mfcc", str(model.resolve())} for key in json.loads(keys))
+
+    # the baseline runs (and is labelled) with its default pooling, the SSL model with mean
+    used = {e: sorted(rows["pooling"].unique()) for e, rows in results.groupby("extractor")}
+    assert used == {"mfcc": ["mean+std"], str(model.resolve()): ["mean"]}
+    markdown = (output / "report.md").read_text(encoding="utf-8").splitlines()
+    mfcc_rows = [line for line in markdown if line.startswith("| mfcc")]
+    assert mfcc_rows and all("mean+std" in line for line in mfcc_rows)

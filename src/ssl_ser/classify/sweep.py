@@ -34,11 +34,13 @@ from ssl_ser.classify.features import (
     FeatureBlocks,
     FeatureSource,
     FeatureSpec,
+    check_honoured,
     feature_specs,
     load_blocks,
     parse_layers,
-    parse_poolings,
+    resolve_poolings,
     speaker_znorm,
+    stored_poolings,
 )
 from ssl_ser.classify.metrics import bootstrap_ua, confusion_matrix, scores_from_confusion
 from ssl_ser.classify.results import (
@@ -68,13 +70,16 @@ class SweepConfig:
 
     ``labels`` is a label set name (basic4, all, sentiment) or a comma list of
     canonical emotions (``angry,happy,sad,neutral,fear,disgust``); results record
-    the set's one spelling (see :mod:`ssl_ser.labels`).
+    the set's one spelling (see :mod:`ssl_ser.labels`). ``poolings`` (``auto`` by
+    default) resolves per extractor (see
+    :func:`~ssl_ser.classify.features.resolve_poolings`); cell ids and results
+    hold the pooling each extractor actually used, never the word ``auto``.
     """
 
     labels: str = "basic4"
     layers: str = "all"
     combine: str = "each"
-    poolings: str = "mean"
+    poolings: str = "auto"
     classifiers: str = "logreg"
     split: str = "speaker-kfold"
     folds: int = 5
@@ -188,17 +193,19 @@ def run_sweep(
     """
     start = time.perf_counter()
     names = registry.parse_classifiers(config.classifiers)
-    store = CellStore(output)
-    ran = skipped = 0
-    for dataset in build_datasets(
+    datasets = build_datasets(
         sources,
         manifest,
         config.labels,
         model=model,
         condition=condition,
         allow_incomplete=config.allow_incomplete,
-    ):
-        r, s = _sweep_dataset(dataset, names, config, store, progress)
+    )
+    poolings = sweep_poolings(datasets, config.poolings)  # refuses before anything is written
+    store = CellStore(output)
+    ran = skipped = 0
+    for dataset, chosen in zip(datasets, poolings, strict=True):
+        r, s = _sweep_dataset(dataset, names, config, store, progress, chosen)
         ran, skipped = ran + r, skipped + s
     if not tables:
         empty = pd.DataFrame()
@@ -209,11 +216,33 @@ def run_sweep(
     return SweepResult(results, summary, paths, ran, skipped, time.perf_counter() - start)
 
 
+def sweep_poolings(datasets: Sequence[Dataset], spec: str) -> list[list[str]]:
+    """Each dataset's pooling choices, resolved before any cell runs (warnings logged).
+
+    Raises:
+        ConfigError: an explicit choice that no dataset's extractor stores.
+        UnknownChoiceError: a choice that is not a pooling.
+    """
+    choices = [
+        resolve_poolings(spec, dataset.extractor, stored_poolings(dataset.sources))
+        for dataset in datasets
+    ]
+    check_honoured(choices, "the sweep")
+    for choice in choices:
+        for note in choice.notes:
+            log.warning("%s", note)
+    return [list(choice.poolings) for choice in choices]
+
+
 def _sweep_dataset(
-    dataset: Dataset, names: list[str], config: SweepConfig, store: CellStore, progress: bool
+    dataset: Dataset,
+    names: list[str],
+    config: SweepConfig,
+    store: CellStore,
+    progress: bool,
+    poolings: list[str],
 ) -> tuple[int, int]:
     layers = parse_layers(config.layers, dataset.layers)
-    poolings = parse_poolings(config.poolings, dataset.sources[0].poolings)
     specs = feature_specs(layers, config.combine, poolings)
     rows = Rows(
         codes=dataset.table["label"].map({c: i for i, c in enumerate(dataset.classes)}).to_numpy(),

@@ -60,9 +60,10 @@ def _ratios(value: str) -> tuple[float, float, float]:
 @click.option(
     "--pooling",
     "poolings",
-    default="mean",
+    default="auto",
     show_default=True,
-    help="mean, std, mean+std (comma list sweeps).",
+    help="auto (per extractor: mean+std for mfcc/logmel, the functionals for egemaps, "
+    "mean for SSL models), mean, std, mean+std; a comma list sweeps several.",
 )
 @click.option(
     "--classifiers",

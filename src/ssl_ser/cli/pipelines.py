@@ -102,7 +102,13 @@ PROBE_EXAMPLE = (
     help="basic4, all, sentiment, or a comma list of emotions (angry,happy,sad,fear).",
 )
 @click.option("--layers", default="all", show_default=True, help="all, 0-6, or 3,6,9.")
-@click.option("--pooling", default="mean", show_default=True, help="mean, std, mean+std.")
+@click.option(
+    "--pooling",
+    default="auto",
+    show_default=True,
+    help="auto (per model: mean+std for mfcc/logmel, the functionals for egemaps, mean for "
+    "SSL models), mean, std, mean+std; a comma list sweeps several.",
+)
 @click.option("--seed", "seeds", type=int, multiple=True, default=(0,), show_default=True)
 @click.option(
     "--cache-dir",

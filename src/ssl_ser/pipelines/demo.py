@@ -6,7 +6,9 @@ quality), builds a small wav2vec2-style model with random weights and saves it
 with ``save_pretrained`` (it is loaded back by folder, the same code path a hub
 id takes; its folder name marks it as untrained, which the report shows in
 its header and banner), extracts MFCC and SSL features of clean and telephone
-audio, runs a speaker-independent sweep (speaker k-fold over the voices, every
+audio (each classified with its default pooling: MFCC mean+std, the SSL
+model's layers mean; the report names the pooling beside every number),
+runs a speaker-independent sweep (speaker k-fold over the voices, every
 train x test condition pair) and writes the report. Everything lands in one
 folder (``ser-demo/`` by default)::
 

@@ -274,14 +274,16 @@ def _convert_layers(value: object, where: Where) -> str:
 
 
 def _convert_pooling(value: object, where: Where) -> str:
-    """``mean``, ``std``, ``mean+std`` or a list of them (swept)."""
-    from ssl_ser.classify.features import POOLING_CHOICES
+    """``auto``, ``mean``, ``std``, ``mean+std`` or a list of them (swept)."""
+    from ssl_ser.classify.features import POOLING_OPTIONS
 
     items = value if isinstance(value, list) else [value]
     if not items or not all(isinstance(v, str) for v in items):
-        raise wrong_type(value, "mean, std, mean+std or a list of them", where)
+        raise wrong_type(value, "auto, mean, std, mean+std or a list of them", where)
     names = tuple(p.strip() for item in items for p in item.split(",") if p.strip())
-    check_choices(names, POOLING_CHOICES, where)
+    if not names:
+        raise wrong_type(value, "auto, mean, std, mean+std or a list of them", where)
+    check_choices(names, POOLING_OPTIONS, where)
     return ",".join(names)
 
 
@@ -308,7 +310,10 @@ class Experiment:
             string), each its own class; stored as the set's one spelling (see
             :mod:`ssl_ser.labels`), e.g. ``angry,happy,sad,neutral,fear,disgust``.
         layers: layers to probe (all, 0-6, 3,6,9).
-        pooling: mean, std, mean+std (a comma list sweeps them).
+        pooling: ``auto`` (the default: each model's own, mean+std for MFCC and
+            log-mel, the functionals for eGeMAPS, mean for SSL models), mean, std,
+            mean+std (a comma list sweeps them). A pooling a model does not store
+            is replaced by its only stored one (eGeMAPS), with a warning.
         cache_dir: feature cache root, shared between experiments.
         output: results folder (default ``ser-out/<name>``).
         extract: extraction options.
@@ -332,7 +337,7 @@ class Experiment:
     seeds: tuple[int, ...] = (0,)
     labels: str = field(default="basic4", metadata={"convert": _convert_labels})
     layers: str = field(default="all", metadata={"convert": _convert_layers})
-    pooling: str = field(default="mean", metadata={"convert": _convert_pooling})
+    pooling: str = field(default="auto", metadata={"convert": _convert_pooling})
     cache_dir: str = DEFAULT_CACHE_DIR
     output: str | None = None
     extract: ExtractSettings = field(default_factory=ExtractSettings)

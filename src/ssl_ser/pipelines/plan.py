@@ -5,8 +5,12 @@
 out the classify sweeps: one per variant (seed, few-shot count), model, corpus
 group (each corpus alone, or all pooled) and (train, test) condition pair. It
 also makes the folds of every split once, so a split that cannot work (too few
-speakers, no preset split) fails here, before any model runs. ``ser run
---dry-run`` prints :meth:`Plan.lines`.
+speakers, no preset split) fails here, before any model runs. Each model's
+pooling is resolved here too (``auto`` per model, an explicit choice eGeMAPS
+cannot give replaced by its functionals with a warning; see
+:func:`ssl_ser.classify.features.resolve_poolings`), so a request that no model
+stores fails before any extraction. ``ser run --dry-run`` prints
+:meth:`Plan.lines`.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ssl_ser.classify.features import PoolingChoice, check_honoured, resolve_poolings
 from ssl_ser.errors import ConfigError, CorpusError, SerError
 from ssl_ser.extract.config import ExtractorConfig
 from ssl_ser.pipelines.experiment import CorpusSpec, Experiment
@@ -123,15 +128,15 @@ class SweepUnit:
     pair: tuple[str, str]
     folds: int
     n_folds: int
-    poolings: str
+    poolings: str  # resolved for this model: never "auto"
     cells: int | None
 
     def describe(self) -> str:
-        """``wav2vec2-base on emodb, clean -> telephone (seed-1)``."""
+        """``wav2vec2-base on emodb, clean -> telephone, pooling mean (seed-1)``."""
         label = f" ({self.variant.label})" if self.variant.label else ""
         return (
             f"{model_label(self.model)} on {'+'.join(self.corpora)}, "
-            f"{self.pair[0]} -> {self.pair[1]}{label}"
+            f"{self.pair[0]} -> {self.pair[1]}, pooling {self.poolings}{label}"
         )
 
 
@@ -339,22 +344,20 @@ def unit_folds(
     return folds, len(made)
 
 
-def model_poolings(experiment: Experiment, model: str, config: ExtractorConfig) -> str:
-    """The experiment's pooling choices that the model's cache stores.
+def model_poolings(experiment: Experiment, model: str, config: ExtractorConfig) -> PoolingChoice:
+    """The experiment's pooling choices resolved for one model's cache (``auto`` per model).
+
+    A choice the model does not store is replaced by its only stored pooling
+    (eGeMAPS), with a warning; :func:`sweep_units` refuses a request that no
+    model of the run honours.
 
     Raises:
-        ConfigError: none of them is stored (e.g. ``std`` for eGeMAPS).
+        UnknownChoiceError: a choice that is not a pooling.
     """
-    chosen = experiment.pooling.split(",")
-    kept = [p for p in chosen if set(p.split("+")) <= set(config.poolings)]
-    if not kept:
-        raise ConfigError(
-            f"pooling {experiment.pooling!r} is not stored for {model_label(model)} "
-            f"(it stores {', '.join(config.poolings)})"
-        )
-    if len(kept) < len(chosen):
-        log.warning("%s: pooling %s only (stored: %s)", model, ",".join(kept), config.poolings)
-    return ",".join(kept)
+    choice = resolve_poolings(experiment.pooling, config.model, config.poolings)
+    for note in choice.notes:
+        log.warning("%s", note)
+    return choice
 
 
 def cells_per_fold(experiment: Experiment, layers: list[str] | None, poolings: str) -> int | None:
@@ -384,7 +387,7 @@ def make_plan(experiment: Experiment, *, progress: bool = False) -> Plan:
 
     Raises:
         CorpusError, ManifestError: a corpus cannot be read.
-        ConfigError: a split cannot be made, or a pooling is not stored.
+        ConfigError: a split cannot be made, or an explicit pooling is stored by no model.
     """
     configs = {m: c.with_absolute_model_path() for m, c in experiment.extractor_configs().items()}
     manifests, skipped = {}, {}
@@ -406,11 +409,11 @@ def sweep_units(plan: Plan) -> list[SweepUnit]:
     """Every sweep of the plan, in run order (variant, corpus group, model, condition pair)."""
     experiment = plan.experiment
     per_model = {}  # model -> (poolings, cells per fold): the same for every variant and group
-    for model in experiment.models:
-        config = plan.configs[model]
-        poolings = model_poolings(experiment, model, config)
-        layers = model_layers(model, config, plan.caches)
-        per_model[model] = (poolings, cells_per_fold(experiment, layers, poolings))
+    choices = {m: model_poolings(experiment, m, plan.configs[m]) for m in experiment.models}
+    check_honoured(list(choices.values()), "the experiment's models")
+    for model, choice in choices.items():
+        layers = model_layers(model, plan.configs[model], plan.caches)
+        per_model[model] = (choice.spec, cells_per_fold(experiment, layers, choice.spec))
     tables = {
         group: split_table(
             pd.concat([plan.manifests[c] for c in group], ignore_index=True), experiment.labels

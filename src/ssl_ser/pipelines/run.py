@@ -119,7 +119,8 @@ def run_experiment(
 
     Raises:
         CorpusError: a corpus root does not exist (every missing one is named).
-        ConfigError: a split cannot be made, a pooling is not stored, a model fails.
+        ConfigError: a split cannot be made, no model stores an explicit pooling, a
+            model fails.
     """
     started = time.perf_counter()
     check_roots(experiment, source)
