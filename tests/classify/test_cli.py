@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from ssl_ser import manifest
+from ssl_ser import cache, manifest
 from ssl_ser.cli.main import cli
 
 from .conftest import corpus, write_cache
