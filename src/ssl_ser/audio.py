@@ -217,7 +217,24 @@ def _read(path: Path) -> tuple[np.ndarray, int]:
         raise AudioError(path, unreadable_reason(path, error)) from error
     if data.shape[0] == 0:
         raise AudioError(path, "zero samples")
+    _check_finite(data, int(file_rate), path)
     return data, int(file_rate)
+
+
+def _check_finite(data: np.ndarray, rate: int, path: Path) -> None:
+    """Refuse NaN or infinite samples, which a float WAV can hold.
+
+    Every extractor would turn them into NaN features (or finite nonsense), and a
+    sweep would stop later; refused here, the utterance is recorded as failed.
+    """
+    finite = np.isfinite(data)
+    if not finite.all():
+        first = int(np.flatnonzero(~finite.all(axis=1))[0])
+        raise AudioError(
+            path,
+            f"{int((~finite).sum())} non-finite sample(s) (NaN or inf), the first at "
+            f"{first / rate:.3f} s",
+        )
 
 
 def _pick_channel(data: np.ndarray, channel: int, path: Path) -> np.ndarray:

@@ -278,3 +278,42 @@ def test_the_progress_bar_reaches_its_total_without_a_clamping_warning(tmp_path)
         str(w.message) for w in caught
     ]
     assert progress_total(list(durations)) == pytest.approx(float(durations.sum()), abs=1e-9)
+
+
+def write_float_wav(path, samples, rate=16000):
+    """A float WAV (which, unlike PCM, can hold NaN and inf)."""
+    import soundfile as sf
+
+    sf.write(path, np.asarray(samples, dtype=np.float32), rate, subtype="FLOAT")
+
+
+@pytest.mark.parametrize("model", ["mfcc", "egemaps", "hubert"])
+def test_non_finite_audio_is_a_recorded_failure_and_the_rest_completes(tmp_path, model_dirs, model):
+    table = make_manifest(tmp_path / "audio", [0.5, 0.5, 0.5])
+    wave = np.sin(np.linspace(0, 400, 8000)).astype(np.float32)
+    wave[4000] = np.nan
+    write_float_wav(table.loc[0, "path"], wave)
+    wave[4000] = np.inf
+    write_float_wav(table.loc[1, "path"], wave)
+    name = str(model_dirs["hubert"]) if model == "hubert" else model
+    config = ExtractorConfig.for_model(name)
+    (summary,) = extract(table, config, tmp_path / "c", workers=0)
+    failed = dict(summary.failed)
+    assert sorted(failed) == sorted(table["utt_id"][[0, 1]]) and summary.extracted == 1
+    assert "1 non-finite sample(s) (NaN or inf), the first at 0.250 s" in failed["toy/utt000"]
+    with cache.open(summary.path) as reader:
+        assert reader.ids == ["toy/utt002"]
+        assert np.isfinite(reader.read_rows(reader.ids)).all()
+    (again,) = extract(table, config, tmp_path / "c", workers=0, retry_failed=True)
+    assert len(again.failed) == 2  # a re-run records the same two and does not stop
+
+
+def test_egemaps_on_audio_under_60_ms_is_reported_too_short(tmp_path):
+    table = make_manifest(tmp_path / "audio", [0.031, 0.059, 0.06, 0.5])
+    (summary,) = extract(table, ExtractorConfig.for_model("egemaps"), tmp_path / "c", workers=0)
+    failed = dict(summary.failed)
+    assert sorted(failed) == ["toy/utt000", "toy/utt001"]
+    assert "audio too short (0.0310 s); the model needs 0.0600 s" in failed["toy/utt000"]
+    with cache.open(summary.path) as reader:
+        assert sorted(reader.ids) == ["toy/utt002", "toy/utt003"]
+        assert np.isfinite(reader.read_rows(reader.ids)).all()

@@ -66,6 +66,8 @@ TOP_DB = 80.0
 # Upper edge of the mel filterbank (capped at the Nyquist frequency).
 MEL_FMAX_HZ = 8000.0
 EGEMAPS_DIM = 88
+# openSMILE fills the functionals of audio shorter than one 60 ms pitch window with NaN.
+EGEMAPS_MIN_SECONDS = 0.060
 
 
 def frame_signal(wave: np.ndarray, window: int, hop: int) -> np.ndarray:

@@ -19,7 +19,7 @@ import numpy as np
 
 from ssl_ser.errors import ConfigError
 from ssl_ser.extract.batching import split_long
-from ssl_ser.extract.classic import frame_features
+from ssl_ser.extract.classic import EGEMAPS_MIN_SECONDS, frame_features
 
 
 @dataclass
@@ -202,9 +202,27 @@ class ClassicPreprocessor(Preprocessor):
         return self._segment_at(wave, self.sample_rate)
 
     def _segment_at(self, wave: np.ndarray, rate: int) -> Segment:
+        """Features of `wave`; zero frames (reported as too short) below :meth:`min_seconds`.
+
+        Raises:
+            ValueError: the features hold NaN or inf (never stored; the utterance is
+                recorded as failed with this reason).
+        """
+        seconds = wave.shape[0] / rate
+        if wave.shape[0] < math.ceil(self.min_seconds() * rate - 1e-6):
+            return Segment(np.zeros((0, 0), dtype=np.float32), 0, seconds)
         features = frame_features(self.kind, wave, rate, self.n_mels, self.n_mfcc)
-        return Segment(features.T, features.shape[0], wave.shape[0] / rate)
+        bad = int((~np.isfinite(features)).sum())
+        if bad:
+            raise ValueError(
+                f"{self.kind} gave {bad} non-finite value(s) for {seconds:.4f} s of audio"
+            )
+        return Segment(features.T, features.shape[0], seconds)
 
     def min_seconds(self) -> float:
-        """A single sample is zero-padded to one analysis window."""
-        return 1.0 / self.sample_rate
+        """Shortest audio that has features, in seconds.
+
+        eGeMAPS needs one 60 ms pitch window (openSMILE fills the functionals of
+        shorter audio with NaN); MFCC/log-mel zero-pad a single sample to a frame.
+        """
+        return EGEMAPS_MIN_SECONDS if self.kind == "egemaps" else 1.0 / self.sample_rate
