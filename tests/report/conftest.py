@@ -68,6 +68,8 @@ class Spec:
     speaker_norm: bool = False
     search: bool = True
     seed: int = 0
+    # a subset of EXTRACTORS (None: all), to keep a test's report small
+    extractors: tuple[str, ...] | None = None
     # (train condition, test condition) whose classifiers predict one class on every fold
     collapse: tuple[str, str] | None = None
 
@@ -115,6 +117,7 @@ def _cells(spec: Spec):
         runs += [(s, "cross-corpus", [f"{s[0]}->{s[2]}"]) for s in CROSS]
     for extractor, (n_layers, _, model_type) in EXTRACTORS.items():
         wanted = spec.untrained or "random" not in extractor
+        wanted &= spec.extractors is None or extractor in spec.extractors
         if (spec.ssl or model_type == "classic") and wanted:
             for (setting, split, folds), layer, classifier in itertools.product(
                 runs, range(n_layers), CLASSIFIERS

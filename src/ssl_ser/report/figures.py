@@ -124,14 +124,16 @@ def save_figure(fig: Figure, out_dir: Path, name: str, title: str, caption: str)
 def overflow(fig: Figure) -> tuple[float, float]:
     """Inches by which the drawn contents (titles, legends, labels) exceed the figure, (x, y).
 
-    Centred artists (the suptitle, a legend below the panels) overflow on both
-    sides, so the width needed is twice the larger side's overflow.
+    Constrained layout keeps most things inside, but not a title or legend wider
+    than the figure, nor the labels of fixed-aspect panels (matrices). Centred
+    artists (the suptitle, a legend below the panels) overflow on both sides, so
+    the width needed is twice the larger side's overflow.
     """
     drawn = fig.get_tightbbox(fig.canvas.get_renderer())  # in inches
     width, height = fig.get_size_inches()
     x = 2 * max(0.0, -drawn.x0, drawn.x1 - width)
     y = max(0.0, -drawn.y0) + max(0.0, drawn.y1 - height)
-    return x, y
+    return float(x), float(y)
 
 
 def fit_contents(fig: Figure) -> None:
