@@ -189,9 +189,11 @@ def test_the_number_beside_an_interval_is_the_pooled_one(tmp_path: Path) -> None
     assert "mean ± std over folds" in header and "95% bootstrap CI" in header
     # the pooled macro-F1 of each row, computed independently with scikit-learn
     for _, row in best.iterrows():
-        spread, pooled_line = row[header].split("\n")
-        found = re.fullmatch(r"pooled (\d+\.\d) · 95% CI (\d+\.\d)–(\d+\.\d)", pooled_line)
-        assert found, pooled_line
+        spread, pooled_line, ci_line = row[header].split("\n")
+        found = re.fullmatch(
+            r"pooled (\d+\.\d)\n95% CI (\d+\.\d)–(\d+\.\d)", f"{pooled_line}\n{ci_line}"
+        )
+        assert found, row[header]
         pooled, low, high = map(float, found.groups())
         assert low <= pooled <= high
         extractor = next(e for e in table["extractor"].unique() if row["Extractor"] in e)

@@ -1,9 +1,11 @@
 """Assemble the report from the results: numbers, figures, notes, header; then write it.
 
 :func:`write_report` is the entry point behind ``ser report``: it reads the
-results table(s), draws the figures into a ``figures/`` folder beside the HTML
-file, and writes ``report.html`` (self-contained) and ``report.md`` (linking
-the PNG files).
+results table(s), splits the cells into comparable groups, draws each group's
+figures into a ``figures/`` folder beside the HTML file, and writes
+``report.html`` (self-contained) and ``report.md`` (linking the PNG files).
+Each section holds one sub-section per group (under a heading naming it when
+there are several), and the header one headline per group.
 """
 
 from __future__ import annotations
@@ -349,9 +351,9 @@ def _best_table(n: GroupNumbers, names: dict[str, str], suffix: str) -> TableIte
     return TableItem(
         f"best-cells{suffix}",
         f"Best cell per extractor and setting · {n.group.short}",
-        f"{n.group.label}. Each metric: mean ± std over folds, then (second line) the metric "
-        "of all folds' test predictions pooled with its 95% bootstrap interval over those "
-        "pooled predictions; the split type is given beside every number.",
+        f"{n.group.label}. Each metric: mean ± std over folds; below it the metric of all "
+        "folds' test predictions pooled, and the 95% bootstrap interval of that pooled number; "
+        "the split type is given beside every number.",
         tables.format_best_table(n.best, names),
     )
 

@@ -1,9 +1,13 @@
 """The report's figures, drawn with matplotlib (Agg) and saved as PNG and SVG.
 
-Every public function takes the per-cell summary of :func:`ssl_ser.report.tables.cell_summary`
-(plus, for the confusion matrix, the stored predictions) and returns figure
-items, or a :class:`~ssl_ser.report.document.NoteItem` saying why a figure was
-left out when the results hold no data for it. Figures are built on
+Every public function takes the per-cell summary of one comparable group
+(:func:`ssl_ser.report.tables.cell_summary`, :class:`~ssl_ser.report.groups.Group`;
+plus, for the confusion matrix, the stored predictions) and returns its figure
+items, empty when the group holds no data for it (the report then says why in
+a note). Figures are named ``<kind>-<group tag>`` and carry the group in their
+titles; no panel, line or matrix mixes two groups or two poolings of one
+extractor, and collapsed classifiers are marked (red crosses, dashed red boxes).
+A figure grows until its titles, labels and legends fit inside it. Figures are built on
 ``matplotlib.figure.Figure`` objects, never through pyplot's global state, so
 no interactive backend is ever touched; matplotlib is imported inside functions.
 """
@@ -176,11 +180,9 @@ def split_title(rows: pd.DataFrame) -> str:
     return f"{rows['split'].iloc[0]}: {rows['split_type'].iloc[0]}, {fold_text}"
 
 
-def by_split(cells: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    """Rows grouped by split: mostly in-corpus splits first, cross-corpus ones after."""
-    groups = [(str(split), rows) for split, rows in cells.groupby("split", sort=True)]
-    cross = {s: is_cross_corpus(r).mean() > 0.5 for s, r in groups}
-    return sorted(groups, key=lambda item: (cross[item[0]], item[0]))
+def _split_kind(rows: pd.DataFrame) -> str:
+    """``speaker-independent, 5 folds``: the split's type and fold count (its name is known)."""
+    return split_title(rows).split(": ", 1)[1]
 
 
 def _panel_figure(
@@ -285,7 +287,7 @@ def _layer_figure(
     _layer_legend(fig, axes, collapsed=bool(rows["collapsed_folds"].gt(0).any()))
     split = str(rows["split"].iloc[0])
     fig.suptitle(
-        f"UA by layer · mean ± std over folds\n{group.short} · {split_title(rows)}",
+        f"UA by layer · mean ± std over folds\n{group.short} · {_split_kind(rows)}",
         fontweight="bold",
     )
     caption = (
@@ -373,7 +375,7 @@ def _reference_lines(
     for i, (extractor, base) in enumerate(classic.groupby("extractor", sort=True)):
         best = base.loc[base["ua_mean"].idxmax()]
         color, dashes = BASELINE_STYLES[i % len(BASELINE_STYLES)]
-        label = f"{names[extractor]} baseline ({best['pooling']}, {best['classifier']})"
+        label = f"{names[extractor]} baseline ({best['pooling']})"
         ax.axhline(100 * best["ua_mean"], color=color, ls=dashes, lw=1.3, label=label)
     combined = references[~references["classic"].astype(bool)]
     for (classifier, layer), rows in combined.groupby(["classifier", "layer"], sort=True):
@@ -474,7 +476,7 @@ def _heatmap_figure(
     axes[-1].set_xlabel(LAYER_AXIS)
     fig.colorbar(image, ax=list(axes), label="UA (%)", shrink=0.9)
     fig.suptitle(
-        f"Best UA per layer and corpus\n{group.short} · {split_title(rows)}", fontweight="bold"
+        f"Best UA per layer and corpus\n{group.short} · {_split_kind(rows)}", fontweight="bold"
     )
     caption = (
         f"{group.label}; split {split_title(rows)}. Each cell: mean UA over folds of the best "

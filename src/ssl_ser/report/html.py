@@ -81,9 +81,9 @@ td { border-bottom: 1px solid var(--line); padding: 5px 8px; vertical-align: top
 tbody tr:nth-child(even) td { background: #fafbfd; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 td .sub { display: block; color: var(--muted); font-size: 12px; white-space: nowrap; }
-td .sub.bad, .flag { color: var(--bad); font-weight: 600; }
+td .sub.bad { color: var(--bad); font-weight: 600; white-space: normal; min-width: 14em; }
 th .sub { display: block; color: var(--muted); font-size: 11px; font-weight: 400;
-  white-space: normal; min-width: 11em; }
+  white-space: normal; min-width: 9em; }
 h3.group { font-size: 15px; margin: 26px 0 8px; padding: 6px 10px; background: #eef2f7;
   border-left: 4px solid var(--accent); border-radius: 4px; }
 .highlight + .highlight { margin-top: -6px; }

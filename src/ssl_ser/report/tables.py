@@ -318,7 +318,7 @@ def split_text(cell: pd.Series) -> str:
     return f"{cell['split_type']}\n{cell['split']} · {folds} fold{'s' if folds != 1 else ''}"
 
 
-FOLD_AND_POOLED = "mean ± std over folds; pooled predictions · 95% bootstrap CI"
+FOLD_AND_POOLED = "mean ± std over folds; pooled predictions with their 95% bootstrap CI"
 
 
 def metric_column(title: str) -> str:
@@ -327,7 +327,7 @@ def metric_column(title: str) -> str:
 
 
 def metric_text(cell: pd.Series, metric: str) -> str:
-    """``62.3 ± 2.1`` over folds, then ``pooled 61.8 · 95% CI 57.0–66.4`` on a second line.
+    """``62.3 ± 2.1`` over folds, then ``pooled 61.8`` and ``95% CI 57.0–66.4`` below it.
 
     The interval is a bootstrap over the pooled test predictions, so the number
     beside it is the metric of those pooled predictions, not the mean over folds.
@@ -335,7 +335,7 @@ def metric_text(cell: pd.Series, metric: str) -> str:
     spread = mean_std(cell[f"{metric}_mean"], cell[f"{metric}_std"], int(cell["folds"]))
     pooled = percent(cell.get(f"{metric}_pooled", float("nan")))
     ci = interval(cell.get(f"{metric}_low", float("nan")), cell.get(f"{metric}_high", float("nan")))
-    return f"{spread}\npooled {pooled} · 95% CI {ci}"
+    return f"{spread}\npooled {pooled}\n95% CI {ci}"
 
 
 def format_best_table(best: pd.DataFrame, names: Mapping[str, str]) -> pd.DataFrame:
@@ -379,8 +379,10 @@ def format_classifier_table(per_classifier: pd.DataFrame, names: Mapping[str, st
             else f"layer {cell['layer']} · {cell['pooling']}"
         )
         ua = mean_std(cell["ua_mean"], cell["ua_std"], int(cell["folds"]))
-        collapsed = " · ⚠ collapsed" if collapsed_text(cell) else ""
-        row[f"{cell['classifier']} UA %"] = f"{ua}\n{where}{collapsed}"
+        collapsed = f"\n⚠ collapsed in {int(cell['collapsed_folds'])}/{int(cell['checked_folds'])}"
+        row[f"{cell['classifier']} UA %"] = f"{ua}\n{where}" + (
+            collapsed if collapsed_text(cell) else ""
+        )
     frame = pd.DataFrame(list(rows.values()))
     fixed = ["Extractor", "Train → test", "Split type"]
     classifiers = sorted(c for c in frame.columns if c not in fixed)
