@@ -286,3 +286,43 @@ def test_header_lists_results_one_per_line_and_each_grouping_once(tmp_path: Path
         "probe/results/results.parquet",
     ]
     assert html.count("<dt>Speaker grouping</dt>") == 1
+
+
+def test_poolings_are_named_and_never_mixed_in_one_line_or_matrix(
+    tmp_path: Path, monkeypatch
+) -> None:
+    references: list[pd.DataFrame] = []
+    matrices: list[pd.DataFrame] = []
+    original_refs, original_matrix = figures._reference_lines, figures._matrix_panel
+
+    def refs(ax, frame, *args):
+        references.append(frame)
+        return original_refs(ax, frame, *args)
+
+    def matrix(ax, frame, *args, **kwargs):
+        matrices.append(frame)
+        return original_matrix(ax, frame, *args, **kwargs)
+
+    monkeypatch.setattr(figures, "_reference_lines", refs)
+    monkeypatch.setattr(figures, "_matrix_panel", matrix)
+    table, predictions = write(tmp_path / "results", Spec(**SMALL, search=False))
+    # the baseline pooled with mean+std (the classic default); the SSL model with both
+    both = table[table["extractor"] != "mfcc"].assign(pooling="mean+std")
+    both = both.assign(cell_id=both["cell_id"] + "s", ua=both["ua"] * 0.9)
+    moved = predictions[predictions["cell_id"].isin(both["cell_id"].str[:-1])]
+    moved = moved.assign(cell_id=moved["cell_id"] + "s")
+    table.loc[table["extractor"] == "mfcc", "pooling"] = "mean+std"
+    pd.concat([table, both]).to_parquet(tmp_path / "results" / "results.parquet", index=False)
+    pd.concat([predictions, moved]).to_parquet(tmp_path / "results" / "predictions.parquet")
+    document = build_document(load_results([tmp_path / "results"]), tmp_path / "f", n_boot=0)
+
+    assert len(document.highlights) == 1  # pooling alone does not split a group
+    assert references and all(
+        set(r.loc[r["classic"], "pooling"]) == {"mean+std"} for r in references
+    )
+    assert all(m.groupby("extractor")["pooling"].nunique().max() == 1 for m in matrices)
+    ssl = [m for m in matrices if (m["extractor"] != "mfcc").all()]
+    assert {m["pooling"].iloc[0] for m in ssl} == {"mean", "mean+std"}
+    best = next(t for t in document.tables if t.name == "best-cells").frame
+    mfcc = best[best["Extractor"] == "mfcc"]
+    assert mfcc["Best configuration"].str.startswith("mean+std · ").all()

@@ -163,7 +163,6 @@ def build_document(
         )
         numbers.append(GroupNumbers(group, mine, best, _top_of(best, mine)))
     drawn = draw_figures(results, numbers, names, figure_dir, progress=progress)
-    several = len(numbers) > 1
     sections = [
         Section("Layer-wise probing", LAYERS_INTRO, drawn["layers"]),
         Section("Best results", BEST_INTRO, _best_tables(numbers, names)),
@@ -178,7 +177,7 @@ def build_document(
         extractors=extractor_infos(cells, names),
         facts=facts(results, cells, names, [n.group for n in numbers]),
         warnings=warning_lines(cells, names),
-        highlights=[highlight(n.top, names, n.group if several else None) for n in numbers],
+        highlights=[highlight(n.top, names, n.group) for n in numbers],
         sections=sections,
     )
 
@@ -616,8 +615,8 @@ def _where(cell: pd.Series, names: dict[str, str]) -> str:
 def highlight(cell: pd.Series, names: dict[str, str], group: Group | None = None) -> str:
     """One sentence on a group's best cell: fold spread, pooled score with its interval.
 
-    The group is named when the report holds several, so no headline compares
-    numbers across label sets, splits or settings.
+    The headline names its group, so no headline compares numbers across label
+    sets, splits or settings.
     """
     folds = int(cell["folds"])
     spread = tables.mean_std(cell["ua_mean"], cell["ua_std"], folds)

@@ -45,6 +45,8 @@ REFERENCE_CONDITION = "clean"
 # Condition panels: one per extractor, corpora, split and pooling (never two poolings in one).
 CORPUS_PANEL: list[str] = ["extractor", "train_corpus", "test_corpus", "split", "pooling"]
 COLLAPSED_COLOR = "#d4001a"
+# The diagonal of a cross-corpus matrix: in-corpus numbers belong to another split's group.
+IN_CORPUS_ELSEWHERE = "in-corpus:\nsee its\nown split"
 COLLAPSED_LABEL = "collapsed: one class predicted on a test fold"
 # A figure grows until every title, label and legend fits inside it (inches of slack).
 FIT_TOLERANCE = 0.02
@@ -533,9 +535,17 @@ def _value_range(panels: Sequence[tuple[Any, pd.DataFrame]]) -> tuple[float, flo
 
 
 def _matrix_panel(
-    ax: Axes, best: pd.DataFrame, rows: str, columns: str, scale: tuple[float, float]
+    ax: Axes,
+    best: pd.DataFrame,
+    rows: str,
+    columns: str,
+    scale: tuple[float, float],
+    diagonal: str = "not run",
 ) -> Any:
-    """One UA matrix: best cells pivoted to `rows` × `columns`, each with its configuration."""
+    """One UA matrix: best cells pivoted to `rows` × `columns`, each with its configuration.
+
+    An empty cell reads "not run", an empty diagonal cell `diagonal`.
+    """
     labelled = best.assign(_text=_matrix_text(best))
     matrix = best.pivot(index=rows, columns=columns, values="ua_mean")
     if rows.endswith("condition"):
@@ -552,7 +562,9 @@ def _matrix_panel(
     middle = (vmin + vmax) / 2
     for (row, col), value in np.ndenumerate(values):
         if not np.isfinite(value):
-            ax.text(col, row, "not run", ha="center", va="center", fontsize=7.5, color="0.4")
+            same = matrix.index[row] == matrix.columns[col]
+            text = diagonal if same else "not run"
+            ax.text(col, row, text, ha="center", va="center", fontsize=7.5, color="0.4")
             continue
         detail, collapsed = texts.iat[row, col]
         color = "white" if value < middle else "black"
@@ -622,7 +634,7 @@ def _cross_figure(
     fig, axes = _panel_figure(len(panels), MAX_COLUMNS, size, (1.0, 0.8))
     image, scale = None, _value_range(panels)
     for ax, ((extractor, pooling, train, test), best) in zip(axes, panels, strict=True):
-        image = _matrix_panel(ax, best, "train_corpus", "test_corpus", scale)
+        image = _matrix_panel(ax, best, "train_corpus", "test_corpus", scale, IN_CORPUS_ELSEWHERE)
         conditions = train if train == test else f"{train} → {test}"
         ax.set_title(_panel_title(names, extractor, pooling, conditions))
         ax.set_xlabel("test corpus")
