@@ -19,9 +19,8 @@ def render(document: Document, base: Path) -> str:
     lines = [f"# {document.title}", ""]
     for text in document.highlights:
         lines += [f"**{_sentence(text)}**", ""]
-    lines += [f"> **Warning:** {text}" for text in document.warnings]
-    if document.warnings:
-        lines.append("")
+    for text in document.warnings:
+        lines += [f"> **Warning:** {text}", ""]
     for info in document.extractors:
         badge = " — **UNTRAINED (random weights)**" if info.untrained else ""
         lines.append(f"- **Extractor:** {info.name} ({info.kind}){badge}")
