@@ -491,7 +491,8 @@ def pooling_text(cells: pd.DataFrame, names: dict[str, str]) -> str:
     per = cells.groupby("extractor")["pooling"].agg(lambda s: ", ".join(sorted(set(s))))
     if per.nunique() <= 1:
         return ", ".join(sorted(cells["pooling"].unique()))
-    return "; ".join(f"{names[e]}: {per[e]}" for e in names if e in per.index)
+    shown = {e: names[e].removesuffix(f" [{UNTRAINED_TAG}]") for e in names}
+    return "; ".join(f"{shown[e]}: {per[e]}" for e in names if e in per.index)
 
 
 def speaker_groupings(table: pd.DataFrame) -> str:
