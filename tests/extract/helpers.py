@@ -68,15 +68,18 @@ WAVEFORM_FAMILIES = tuple(FAMILIES)
 
 
 def save_waveform_model(family: str, folder: Path, seed: int = 0) -> Path:
-    """Build, randomly initialise and save a tiny model of a wav2vec2-like family."""
+    """Build, randomly initialise and save a tiny model of a wav2vec2-like family (marked)."""
     import torch
     import transformers
+
+    from ssl_ser.extract.backbones import write_random_weights_marker
 
     config_name, extra, extractor_fields = FAMILIES[family]
     config = getattr(transformers, config_name)(**{**COMMON, **extra})
     torch.manual_seed(seed)
     transformers.AutoModel.from_config(config).save_pretrained(folder)
     transformers.Wav2Vec2FeatureExtractor(**extractor_fields).save_pretrained(folder)
+    write_random_weights_marker(folder, seed)
     return folder
 
 
@@ -84,6 +87,8 @@ def save_whisper_model(folder: Path, seed: int = 0) -> Path:
     """A tiny Whisper (encoder of 2 layers, width 32) with its feature extractor."""
     import torch
     import transformers
+
+    from ssl_ser.extract.backbones import write_random_weights_marker
 
     config = transformers.WhisperConfig(
         d_model=32,
@@ -107,6 +112,7 @@ def save_whisper_model(folder: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     transformers.AutoModel.from_config(config).save_pretrained(folder)
     transformers.WhisperFeatureExtractor(feature_size=80).save_pretrained(folder)
+    write_random_weights_marker(folder, seed)
     return folder
 
 

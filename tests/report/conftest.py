@@ -23,6 +23,7 @@ import pytest
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, recall_score
 
 CLASSES = ["angry", "happy", "neutral", "sad"]
+ALL_CLASSES = ["angry", "boredom", "disgust", "fear", "happy", "neutral", "sad"]
 PER_CLASS = 6  # test utterances per class and fold
 EXTRACTORS = {
     # name: (layers, base accuracy, model_type)
@@ -31,6 +32,15 @@ EXTRACTORS = {
     "mfcc": (1, 0.45, "classic"),
     "egemaps": (1, 0.5, "classic"),
 }
+# What extraction records as each model's revision: a hub commit, a builtin baseline,
+# and a local folder of random weights (the toolkit's marker was in it).
+REVISIONS = {
+    "facebook/wav2vec2-base": "0123456789abcdef",
+    "/tmp/demo/random-wav2vec2-tiny": "untrained:local:" + "ab" * 32,
+    "mfcc": "builtin",
+    "egemaps": "opensmile-2.5.1-eGeMAPSv02",
+}
+COLLAPSED_TO = "neutral"
 CLASSIFIERS = {"logreg": 0.0, "mlp": 0.05}
 IN_CORPUS = [
     ("emodb", "clean", "emodb", "clean"),
@@ -54,6 +64,19 @@ class Spec:
     folds: int = 3
     split: str = "speaker-kfold"
     fmt: str = "parquet"
+    labels: str = "basic4"
+    speaker_norm: bool = False
+    search: bool = True
+    seed: int = 0
+    # a subset of EXTRACTORS (None: all), to keep a test's report small
+    extractors: tuple[str, ...] | None = None
+    # (train condition, test condition) whose classifiers predict one class on every fold
+    collapse: tuple[str, str] | None = None
+
+    @property
+    def classes(self) -> list[str]:
+        """The classes the label set scores."""
+        return ALL_CLASSES if self.labels == "all" else CLASSES
 
 
 def _accuracy(extractor: str, layer: int, classifier: str, setting: tuple) -> float:
@@ -63,22 +86,26 @@ def _accuracy(extractor: str, layer: int, classifier: str, setting: tuple) -> fl
     return float(np.clip(base + bump + CLASSIFIERS[classifier] - penalty, 0.3, 0.95))
 
 
-def _fold_predictions(accuracy: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    true = np.repeat(CLASSES, PER_CLASS)
+def _fold_predictions(
+    accuracy: float, rng: np.random.Generator, classes: list[str], collapsed: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    true = np.repeat(classes, PER_CLASS)
     hit = rng.random(len(true)) < accuracy
-    other = rng.choice(CLASSES, size=len(true))
+    other = rng.choice(classes, size=len(true))
+    if collapsed:
+        return true, np.full(len(true), COLLAPSED_TO)
     return true, np.where(hit, true, other)
 
 
-def _row(true: np.ndarray, pred: np.ndarray) -> dict:
-    recall = recall_score(true, pred, labels=CLASSES, average=None, zero_division=0)
+def _row(true: np.ndarray, pred: np.ndarray, classes: list[str]) -> dict:
+    recall = recall_score(true, pred, labels=classes, average=None, zero_division=0)
     row = {
         "ua": balanced_accuracy_score(true, pred),
         "wa": accuracy_score(true, pred),
-        "macro_f1": f1_score(true, pred, average="macro"),
+        "macro_f1": f1_score(true, pred, average="macro", zero_division=0),
         "n_test": len(true),
     }
-    row.update({f"recall_{c}": r for c, r in zip(CLASSES, recall, strict=True)})
+    row.update({f"recall_{c}": r for c, r in zip(classes, recall, strict=True)})
     return row
 
 
@@ -90,6 +117,7 @@ def _cells(spec: Spec):
         runs += [(s, "cross-corpus", [f"{s[0]}->{s[2]}"]) for s in CROSS]
     for extractor, (n_layers, _, model_type) in EXTRACTORS.items():
         wanted = spec.untrained or "random" not in extractor
+        wanted &= spec.extractors is None or extractor in spec.extractors
         if (spec.ssl or model_type == "classic") and wanted:
             for (setting, split, folds), layer, classifier in itertools.product(
                 runs, range(n_layers), CLASSIFIERS
@@ -98,17 +126,22 @@ def _cells(spec: Spec):
                     yield extractor, setting, split, layer, classifier, fold
 
 
-def _result_row(cell: dict, true: np.ndarray, pred: np.ndarray, ident: str) -> dict:
-    searched = cell["classifier"] == "logreg"
+def _result_row(cell: dict, true: np.ndarray, pred: np.ndarray, ident: str, spec: Spec) -> dict:
+    searched = spec.search
     _, _, model_type = EXTRACTORS[cell["extractor"]]
-    key = {"model": cell["extractor"], "model_type": model_type, "toolkit_version": "0.1.0"}
+    key = {
+        "model": cell["extractor"],
+        "model_type": model_type,
+        "revision": REVISIONS[cell["extractor"]],
+        "toolkit_version": "0.1.0",
+    }
     return {
         **cell,
-        **_row(true, pred),
+        **_row(true, pred, spec.classes),
         "cell_id": ident,
-        "seed": 0,
-        "labels": "basic4",
-        "speaker_norm": False,
+        "seed": spec.seed,
+        "labels": spec.labels,
+        "speaker_norm": spec.speaker_norm,
         "search": searched,
         "speaker_independent": cell["split"] != "random",
         "cache_keys": json.dumps([key]),
@@ -120,7 +153,9 @@ def build(spec: Spec, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     rng = np.random.default_rng(seed)
     rows, predictions = [], []
     for extractor, setting, split, layer, classifier, fold in _cells(spec):
-        true, pred = _fold_predictions(_accuracy(extractor, layer, classifier, setting), rng)
+        accuracy = _accuracy(extractor, layer, classifier, setting)
+        collapsed = spec.collapse == (setting[1], setting[3]) and setting[0] == setting[2]
+        true, pred = _fold_predictions(accuracy, rng, spec.classes, collapsed)
         cell = {
             "extractor": extractor,
             "train_corpus": setting[0],
@@ -133,8 +168,15 @@ def build(spec: Spec, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
             "split": split,
             "fold": fold,
         }
-        ident = hashlib.sha256(json.dumps(cell).encode()).hexdigest()[:16]
-        rows.append(_result_row(cell, true, pred, ident))
+        described = {
+            **cell,
+            "labels": spec.labels,
+            "norm": spec.speaker_norm,
+            "search": spec.search,
+            "seed": spec.seed,
+        }
+        ident = hashlib.sha256(json.dumps(described).encode()).hexdigest()[:16]
+        rows.append(_result_row(cell, true, pred, ident, spec))
         predictions.append(
             pd.DataFrame(
                 {

@@ -28,6 +28,8 @@ from ssl_ser.report.tables import (
 
 from .conftest import CLASSES, Spec, write
 
+# The sweep holds two comparable groups (its in-corpus split and its cross-corpus split):
+# a figure kind that both groups draw is named after each group.
 ALL_FIGURES = {
     "layers-speaker-kfold",
     "layers-cross-corpus",
@@ -36,8 +38,10 @@ ALL_FIGURES = {
     "cross-corpus",
     "conditions",
     "condition-drop",
-    "confusion",
+    "confusion-speaker-kfold",
+    "confusion-cross-corpus",
 }
+GROUP_TABLES = ("best-cells-speaker-kfold", "best-cells-cross-corpus")
 CELL = ["extractor", "train_corpus", "train_condition", "test_corpus", "test_condition", "split"]
 CONFIG = ["layer", "pooling", "classifier"]
 N_BOOT = 200
@@ -92,7 +96,7 @@ def test_every_figure_is_written_and_embedded(full_report) -> None:
     linked = set(re.findall(r"!\[[^\]]*\]\(figures/([^)]+)\.png\)", markdown))
     assert linked == ALL_FIGURES
     assert len(summary.figures) == len(ALL_FIGURES) and summary.left_out == []
-    assert summary.line().startswith(f"wrote {root / 'out' / 'report.html'} (8 figures, 3 tables")
+    assert summary.line().startswith(f"wrote {root / 'out' / 'report.html'} (9 figures, 6 tables")
 
 
 def _figures_with_images(tags):
@@ -131,7 +135,7 @@ def test_best_cells_equal_an_independent_pandas_computation(full_report) -> None
         np.testing.assert_allclose(got[column], expected[column], rtol=1e-12, equal_nan=True)
 
     html = (root / "out" / "report.html").read_text()
-    rows = _table_rows(html, "best-cells")
+    rows = [row for name in GROUP_TABLES for row in _table_rows(html, name)]
     assert len(rows) == len(expected)
     for _, cell in expected.iterrows():
         if np.isnan(cell["ua_std"]):
@@ -303,8 +307,13 @@ def test_report_of_a_real_classify_sweep(tmp_path: Path) -> None:
 
     manifest = synthetic_manifest(60, 6, ("angry", "happy", "sad", "neutral"), corpus="emodb")
     keys = [
-        {"model": "/x/random-tiny", "model_type": "wav2vec2", "condition": "clean"},
-        {"model": "mfcc", "model_type": "classic", "condition": "clean"},
+        {
+            "model": "/x/random-tiny",
+            "model_type": "wav2vec2",
+            "revision": "untrained:local:0123",
+            "condition": "clean",
+        },
+        {"model": "mfcc", "model_type": "classic", "revision": "builtin", "condition": "clean"},
     ]
     sources = [
         synthetic_features(manifest, layers, 8, seed=i, key={**key, "config_digest": str(i)})

@@ -1,7 +1,9 @@
 """`ser report`: an HTML and Markdown report with figures from ``ser classify`` results.
 
 `ser report RESULTS_DIR [RESULTS_DIR...] --output report.html` reads each
-folder's results table (and stored predictions), writes ``report.html``
+folder's results table (and stored predictions; a ``ser probe``/``ser run``
+output folder stands for the results folders inside it; cells given twice are
+counted once), writes ``report.html``
 (self-contained: figures embedded, opens offline), ``report.md`` and the PNG
 and SVG figures in ``figures/`` beside it, then prints a one-line summary.
 """
@@ -50,7 +52,11 @@ def report(
     seed: int,
     progress: bool,
 ) -> None:
-    """Write a layer-wise probing report from one or more RESULTS_DIR folders."""
+    """Write a layer-wise probing report from one or more RESULTS_DIR folders.
+
+    A RESULTS_DIR is a ser classify output folder, or a ser probe/ser run
+    --output folder (its results/ folders are read).
+    """
     from ssl_ser.report import write_report
 
     summary = write_report(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import pickle
 import re
@@ -63,6 +64,30 @@ TORCH_DTYPES: dict[str, torch.dtype] = {
 }
 # Files whose bytes identify a model stored in a local folder.
 FINGERPRINT_PATTERNS: tuple[str, ...] = ("*.json", "*.safetensors", "*.bin")
+# Written beside weights the toolkit initialised at random (write_random_weights_marker);
+# save_pretrained does not copy it, so a model trained from such a folder loses it.
+RANDOM_WEIGHTS_MARKER = "ssl_ser_random_weights.json"
+# The revision of a local folder holding the marker: "untrained:local:<sha256>".
+UNTRAINED_REVISION_PREFIX = "untrained:"
+
+
+def write_random_weights_marker(folder: str | Path, seed: int | None = None) -> Path:
+    """Mark `folder` as holding randomly initialised (untrained) weights saved by the toolkit.
+
+    Extraction then records the folder's revision as ``untrained:local:<sha256>``
+    in the cache key, and the report shows the model as untrained whatever the
+    folder is called. Call it right after saving random weights.
+    """
+    path = Path(folder) / RANDOM_WEIGHTS_MARKER
+    content = {"weights": "random initialisation, never trained", "seed": seed}
+    path.write_text(json.dumps(content, sort_keys=True) + "\n", encoding="utf-8")
+    return path
+
+
+def has_random_weights(model: str) -> bool:
+    """Whether `model` is a local folder holding the toolkit's random-weights marker."""
+    folder = Path(model).expanduser()
+    return folder.is_dir() and (folder / RANDOM_WEIGHTS_MARKER).is_file()
 
 
 def resolve_device(name: str) -> torch.device:
@@ -119,10 +144,16 @@ def local_fingerprint(folder: Path) -> str:
 
 
 def model_revision(model: str, model_config: Any, requested: str | None) -> str:
-    """The commit a model was loaded from (hub), or a content fingerprint (local folder)."""
+    """The commit a model was loaded from (hub), or a content fingerprint (local folder).
+
+    A local folder marked as holding random weights (:data:`RANDOM_WEIGHTS_MARKER`)
+    gets ``untrained:`` before its fingerprint, so the cache key, and through it
+    the results and the report, say that the model is untrained.
+    """
     folder = Path(model).expanduser()
     if folder.is_dir():
-        return local_fingerprint(folder)
+        untrained = UNTRAINED_REVISION_PREFIX if has_random_weights(model) else ""
+        return untrained + local_fingerprint(folder)
     commit = getattr(model_config, "_commit_hash", None)
     if commit:
         return str(commit)
@@ -137,7 +168,8 @@ class Backbone(ABC):
         states: hidden states per utterance (layers + 1; 1 for classic baselines).
         dim: size of each pooled vector.
         preprocessor: picklable waveform -> segments step for the DataLoader workers.
-        identity: what identifies the model in the cache key (id, type, revision).
+        identity: what identifies the model in the cache key (id, type, revision; the
+            revision starts with ``untrained:`` for a folder of toolkit-made random weights).
         device: where :meth:`run` computes.
     """
 

@@ -4,8 +4,10 @@ It synthesises a small emotional-speech corpus (:mod:`ssl_ser.synth`: several
 voices; emotions differing in pitch level and range, tempo, loudness and voice
 quality), builds a small wav2vec2-style model with random weights and saves it
 with ``save_pretrained`` (it is loaded back by folder, the same code path a hub
-id takes; its folder name marks it as untrained, which the report shows in
-its header and banner), extracts MFCC and SSL features of clean and telephone
+id takes) plus the toolkit's random-weights marker
+(:data:`ssl_ser.extract.backbones.RANDOM_WEIGHTS_MARKER`), from which the
+report marks it as untrained in its header and banner; the folder's name plays
+no part), extracts MFCC and SSL features of clean and telephone
 audio (each classified with its default pooling: MFCC mean+std, the SSL
 model's layers mean; the report names the pooling beside every number),
 runs a speaker-independent sweep (speaker k-fold over the voices, every
@@ -14,7 +16,7 @@ folder (``ser-demo/`` by default)::
 
     ser-demo/
       synth-full/     the synthetic corpus (ROOT/<emotion>/<voice>_<emotion>_sNN.wav)
-      model/untrained-wav2vec2/   config, weights and preprocessor config
+      model/untrained-wav2vec2/   config, weights, preprocessor config, random-weights marker
       cache/          feature caches
       results/        the results tables
       report.html     the report (report.md and figures/ beside it)
@@ -34,7 +36,7 @@ from ssl_ser.pipelines.experiment import Experiment, experiment_from_dict
 from ssl_ser.pipelines.run import RunSummary, run_experiment
 
 DEFAULT_OUTPUT = "ser-demo"
-# "untrained" in the folder's name is the flag the report reads (ssl_ser.report.load).
+# The report's untrained flag comes from the marker file in it, not from this name.
 MODEL_FOLDER = "model/untrained-wav2vec2"
 # wav2vec2-base's architecture (group-norm front end, 320x downsampling, post-LN
 # transformer), scaled down so that it runs in seconds on two CPU cores.
@@ -76,12 +78,19 @@ SIZES: dict[str, DemoSize] = {
 
 
 def build_model(folder: str | Path, seed: int = 0) -> Path:
-    """Save a small randomly initialised wav2vec2 model and its preprocessor config to `folder`.
+    """Save a small randomly initialised wav2vec2 model, its preprocessor config and marker.
 
-    A folder that already holds both is kept as it is.
+    The marker (:func:`ssl_ser.extract.backbones.write_random_weights_marker`)
+    records that the weights are random. A folder that already holds the model
+    is kept as it is (a demo folder from before the marker existed gets it: the
+    demo only ever writes random weights there).
     """
+    from ssl_ser.extract.backbones import RANDOM_WEIGHTS_MARKER, write_random_weights_marker
+
     folder = Path(folder)
     if (folder / "config.json").is_file() and (folder / "preprocessor_config.json").is_file():
+        if not (folder / RANDOM_WEIGHTS_MARKER).is_file():
+            write_random_weights_marker(folder, seed)
         return folder
     import torch
     import transformers
@@ -92,6 +101,7 @@ def build_model(folder: str | Path, seed: int = 0) -> Path:
     transformers.Wav2Vec2FeatureExtractor(
         do_normalize=True, return_attention_mask=False
     ).save_pretrained(folder)
+    write_random_weights_marker(folder, seed)
     return folder
 
 

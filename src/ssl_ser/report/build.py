@@ -1,9 +1,11 @@
 """Assemble the report from the results: numbers, figures, notes, header; then write it.
 
 :func:`write_report` is the entry point behind ``ser report``: it reads the
-results table(s), draws the figures into a ``figures/`` folder beside the HTML
-file, and writes ``report.html`` (self-contained) and ``report.md`` (linking
-the PNG files).
+results table(s), splits the cells into comparable groups, draws each group's
+figures into a ``figures/`` folder beside the HTML file, and writes
+``report.html`` (self-contained) and ``report.md`` (linking the PNG files).
+Each section holds one sub-section per group (under a heading naming it when
+there are several), and the header one headline per group.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -21,7 +24,17 @@ from tqdm.auto import tqdm
 
 from ssl_ser import __version__
 from ssl_ser.report import figures, tables
-from ssl_ser.report.document import Document, ExtractorInfo, Item, NoteItem, Section, TableItem
+from ssl_ser.report.document import (
+    Document,
+    ExtractorInfo,
+    FigureItem,
+    HeadingItem,
+    Item,
+    NoteItem,
+    Section,
+    TableItem,
+)
+from ssl_ser.report.groups import Group, find_groups
 from ssl_ser.report.load import (
     CELL,
     SPEAKER_DEPENDENT,
@@ -37,10 +50,10 @@ FIGURES_FOLDER = "figures"
 FIGURE_PATTERNS: tuple[str, ...] = (
     "layers-*",
     "heatmap-*",
-    "cross-corpus.*",
-    "conditions.*",
-    "condition-drop.*",
-    "confusion.*",
+    "cross-corpus*",
+    "conditions*",
+    "condition-drop*",
+    "confusion*",
 )
 SLUG_DIGEST = re.compile(r"-[0-9a-f]{10}$")
 UNTRAINED_TAG = "untrained"
@@ -115,6 +128,16 @@ def write_report(
     )
 
 
+@dataclass
+class GroupNumbers:
+    """The numbers of one comparable group: its cells, best cells (with intervals), top cell."""
+
+    group: Group
+    cells: pd.DataFrame
+    best: pd.DataFrame
+    top: pd.Series
+
+
 def build_document(
     results: Results,
     figure_dir: Path,
@@ -124,66 +147,155 @@ def build_document(
     seed: int = 0,
     progress: bool = False,
 ) -> Document:
-    """Compute the numbers, draw the figures and lay out the sections."""
+    """Compute the numbers per comparable group, draw the figures and lay out the sections."""
     cells = tables.cell_summary(results.table)
     names = extractor_names(cells)
-    best = tables.with_intervals(
-        tables.best_cells(cells),
-        results.table,
-        results.predictions,
-        results.classes,
-        n_boot=n_boot,
-        seed=seed,
-    )
-    top = tables.overall_best(cells)
-    drawn = draw_figures(results, cells, names, top, figure_dir, progress=progress)
+    numbers = []
+    for group in find_groups(cells, results.table, results.classes):
+        mine = cells[group.mask(cells)].reset_index(drop=True)
+        best = tables.with_intervals(
+            tables.best_cells(mine),
+            results.table,
+            results.predictions,
+            group.classes,
+            n_boot=n_boot,
+            seed=seed,
+        )
+        numbers.append(GroupNumbers(group, mine, best, _top_of(best, mine)))
+    drawn = draw_figures(results, numbers, names, figure_dir, progress=progress)
     sections = [
         Section("Layer-wise probing", LAYERS_INTRO, drawn["layers"]),
-        Section("Best results", BEST_INTRO, [_best_table(best, names)]),
+        Section("Best results", BEST_INTRO, _best_tables(numbers, names)),
         Section("Cross-corpus transfer", CROSS_INTRO, drawn["cross"]),
         Section("Clean vs telephone", CONDITIONS_INTRO, drawn["conditions"]),
         Section("Confusion matrix", CONFUSION_INTRO, drawn["confusion"]),
-        Section("Details", DETAILS_INTRO, _detail_items(results, cells, best, names)),
+        Section("Details", DETAILS_INTRO, _detail_items(results, numbers, names)),
         Section("How to read these numbers", method_text(n_boot)),
     ]
     return Document(
         title=title or default_title(cells, names),
         extractors=extractor_infos(cells, names),
-        facts=facts(results, cells),
+        facts=facts(results, cells, names, [n.group for n in numbers]),
         warnings=warning_lines(cells, names),
-        highlight=highlight(best, top, names),
+        highlights=[highlight(n.top, names, n.group) for n in numbers],
         sections=sections,
     )
 
 
+def _top_of(best: pd.DataFrame, cells: pd.DataFrame) -> pd.Series:
+    """A group's single best cell, with its pooled scores and intervals from `best`."""
+    top = tables.overall_best(cells)
+    same = (best[list(CELL)] == top[list(CELL)]).all(axis=1)
+    return best[same].iloc[0] if same.any() else top
+
+
+# The figure kinds drawn once per group; a kind only one group draws keeps its bare name.
+SINGLE_KINDS: tuple[str, ...] = ("cross-corpus", "conditions", "condition-drop", "confusion")
+
+
 def draw_figures(
     results: Results,
-    cells: pd.DataFrame,
+    numbers: Sequence[GroupNumbers],
     names: dict[str, str],
-    top: pd.Series,
     figure_dir: Path,
     *,
     progress: bool = False,
 ) -> dict[str, list[Item]]:
-    """Every figure (or its left-out note), keyed by the section it belongs to."""
-    n_classes = len(results.classes)
-    steps: list[tuple[str, Callable[[], list[Item]]]] = [
-        ("layers", lambda: figures.layer_curves(cells, names, figure_dir, n_classes)),
-        ("layers", lambda: figures.layer_heatmaps(cells, names, figure_dir)),
-        ("cross", lambda: figures.cross_corpus_matrices(cells, names, figure_dir)),
-        ("conditions", lambda: figures.condition_matrices(cells, names, figure_dir)),
-        ("conditions", lambda: figures.condition_drops(cells, names, figure_dir)),
+    """Every figure of every group (or a left-out note), keyed by the section it belongs to."""
+
+    def per_group_cells(draw: Callable[..., list[Item]]) -> Callable[[GroupNumbers], list[Item]]:
+        return lambda n: draw(n.cells, names, figure_dir, n.group)
+
+    def confusion(n: GroupNumbers) -> list[Item]:
+        table, predictions = results.table, results.predictions
+        return figures.confusion_figure(n.top, table, predictions, names, figure_dir, n.group)
+
+    steps: list[tuple[str, str, Callable[[GroupNumbers], list[Item]]]] = [
+        ("layers", "UA by layer", per_group_cells(figures.layer_curves)),
+        ("layers", "Layer × corpus heatmap", per_group_cells(figures.layer_heatmaps)),
+        ("cross", "Cross-corpus matrix", per_group_cells(figures.cross_corpus_matrices)),
         (
-            "confusion",
-            lambda: figures.confusion_figure(
-                top, results.table, results.predictions, results.classes, names, figure_dir
-            ),
+            "conditions",
+            "Clean vs telephone: condition matrix",
+            per_group_cells(figures.condition_matrices),
         ),
+        (
+            "conditions",
+            "Clean vs telephone: drop per layer",
+            per_group_cells(figures.condition_drops),
+        ),
+        ("confusion", "Confusion matrix", confusion),
     ]
-    drawn: dict[str, list[Item]] = {}
-    for key, draw in tqdm(steps, desc="report figures", unit="figure", disable=not progress):
-        drawn.setdefault(key, []).extend(draw())
-    return drawn
+    per_group: dict[str, list[list[Item]]] = {}
+    notes: dict[str, list[Item]] = {}
+    for key, kind, draw in tqdm(steps, desc="report figures", unit="figure", disable=not progress):
+        found = [draw(n) for n in numbers]
+        slots = per_group.setdefault(key, [[] for _ in numbers])
+        notes.setdefault(key, [])
+        if not any(found):
+            notes[key].append(NoteItem(kind, left_out_text(kind, results.table)))
+        for slot, items in zip(slots, found, strict=True):
+            slot.extend(items)
+    drawn = {
+        key: [*with_group_headings(numbers, slots), *notes[key]] for key, slots in per_group.items()
+    }
+    return _bare_single_names(drawn, numbers)
+
+
+def with_group_headings(
+    numbers: Sequence[GroupNumbers], slots: Sequence[Sequence[Item]]
+) -> list[Item]:
+    """Each group's items after a heading naming the group (no heading for a lone group)."""
+    out: list[Item] = []
+    for n, items in zip(numbers, slots, strict=True):
+        if items and len(numbers) > 1:
+            out.append(HeadingItem(n.group.label))
+        out.extend(items)
+    return out
+
+
+def _bare_single_names(
+    drawn: dict[str, list[Item]], numbers: Sequence[GroupNumbers]
+) -> dict[str, list[Item]]:
+    """Drop the group tag from a once-per-group figure that only one group drew."""
+    items = [i for section in drawn.values() for i in section if isinstance(i, FigureItem)]
+    renamed: dict[str, FigureItem] = {}
+    for kind in SINGLE_KINDS:
+        tagged = [i for i in items if i.name in {f"{kind}-{n.group.tag}" for n in numbers}]
+        if len(tagged) == 1:
+            renamed[tagged[0].name] = _rename(tagged[0], kind)
+    return {
+        key: [renamed.get(i.name, i) if isinstance(i, FigureItem) else i for i in section]
+        for key, section in drawn.items()
+    }
+
+
+def _rename(item: FigureItem, name: str) -> FigureItem:
+    png, svg = item.png.with_name(f"{name}.png"), item.svg.with_name(f"{name}.svg")
+    item.png.replace(png)
+    item.svg.replace(svg)
+    return replace(item, name=name, png=png, svg=svg)
+
+
+def left_out_text(kind: str, table: pd.DataFrame) -> str:
+    """Why a figure kind is missing from the whole report."""
+    conditions = sorted(set(table["train_condition"]) | set(table["test_condition"]))
+    reasons = {
+        "UA by layer": "the results hold no per-layer rows of a layered (SSL) model, only "
+        "classic baselines or combined layers.",
+        "Layer × corpus heatmap": "every layered model was run on a single corpus and "
+        "condition per group, so a heatmap would repeat the layer curves.",
+        "Cross-corpus matrix": "no run trained on one corpus and tested on another "
+        "(ser classify --split cross-corpus).",
+        "Clean vs telephone: condition matrix": "no corpus was run under more than one "
+        f"train/test condition (conditions found: {', '.join(conditions)}).",
+        "Clean vs telephone: drop per layer": f"no layered model has both "
+        f"{figures.REFERENCE_CONDITION} → {figures.REFERENCE_CONDITION} and another condition "
+        "on the same corpus, split and pooling.",
+        "Confusion matrix": "the results folder holds no per-utterance predictions for the "
+        "best configuration.",
+    }
+    return f"Left out: {reasons[kind]}"
 
 
 BEST_INTRO = (
@@ -206,8 +318,16 @@ def method_text(n_boot: int) -> str:
     """The method notes shown at the end of the report."""
     return (
         "Mean ± std: over the folds of a split (sample standard deviation; a one-fold split "
-        f"has none). 95% CI: percentile bootstrap over the pooled test utterances of all folds "
-        f"({n_boot} resamples) from the stored predictions. Best cells are picked on these "
+        "has none). Pooled: the metric of all folds' test predictions taken together; its 95% "
+        f"CI is a percentile bootstrap over those pooled test utterances ({n_boot} resamples) "
+        "from the stored predictions. The mean over folds and the pooled number differ (the "
+        "mean of per-fold macro-F1 is not the macro-F1 of the pooled predictions), so an "
+        "interval belongs to the pooled number printed beside it. Groups: cells that differ "
+        "in label set, split, speaker normalisation, hyperparameter search or seed measure "
+        "different things, so every table, figure and headline holds one group and names it; "
+        "pooling is named on every row, line and matrix panel. Collapsed: the classifier "
+        "predicted one class for a whole test fold (counted from the stored predictions), so "
+        "its UA is chance whatever the features hold. Best cells are picked on these "
         "same test results, so they are an optimistic summary of a sweep, not a model chosen "
         f"on held-out data. '{SPEAKER_INDEPENDENT}': no speaker appears in both training and "
         f"test. '{SPEAKER_DEPENDENT}': utterances were shuffled regardless of speaker, so "
@@ -216,41 +336,62 @@ def method_text(n_boot: int) -> str:
     )
 
 
-def _best_table(best: pd.DataFrame, names: dict[str, str]) -> TableItem:
+def _best_tables(numbers: Sequence[GroupNumbers], names: dict[str, str]) -> list[Item]:
+    tables_here = [[_best_table(n, names, _suffix(n, numbers))] for n in numbers]
+    return with_group_headings(numbers, tables_here)
+
+
+def _suffix(n: GroupNumbers, numbers: Sequence[GroupNumbers]) -> str:
+    """``-<group tag>`` for a table name when the report holds several groups."""
+    return f"-{n.group.tag}" if len(numbers) > 1 else ""
+
+
+def _best_table(n: GroupNumbers, names: dict[str, str], suffix: str) -> TableItem:
     return TableItem(
-        "best-cells",
-        "Best cell per extractor, setting and split",
-        "Mean ± std over folds, with the bootstrap 95% interval below it; the split type is "
-        "given beside every number.",
-        tables.format_best_table(best, names),
+        f"best-cells{suffix}",
+        f"Best cell per extractor and setting · {n.group.short}",
+        f"{n.group.label}. Each metric: mean ± std over folds; below it the metric of all "
+        "folds' test predictions pooled, and the 95% bootstrap interval of that pooled number; "
+        "the split type is given beside every number.",
+        tables.format_best_table(n.best, names),
     )
 
 
 def _detail_items(
-    results: Results, cells: pd.DataFrame, best: pd.DataFrame, names: dict[str, str]
+    results: Results, numbers: Sequence[GroupNumbers], names: dict[str, str]
 ) -> list[Item]:
-    items: list[Item] = [
-        TableItem(
-            "best-per-classifier",
-            "Best layer per classifier",
-            "For every classifier: mean UA ± std over folds at its best layer and pooling.",
-            tables.format_classifier_table(tables.best_per_classifier(cells), names),
-        )
-    ]
-    chosen = tables.hyperparameters(results.table, best)
-    if chosen.empty:
-        items.append(
+    slots: list[list[Item]] = []
+    searched = False
+    for n in numbers:
+        suffix = _suffix(n, numbers)
+        items: list[Item] = [
+            TableItem(
+                f"best-per-classifier{suffix}",
+                f"Best layer per classifier · {n.group.short}",
+                f"{n.group.label}. For every classifier: mean UA ± std over folds at its best "
+                "layer and pooling.",
+                tables.format_classifier_table(tables.best_per_classifier(n.cells), names),
+            )
+        ]
+        chosen = tables.hyperparameters(results.table, n.best)
+        if not chosen.empty:
+            searched = True
+            items.append(_hyperparameter_table(chosen, names, n, suffix))
+        slots.append(items)
+    out = with_group_headings(numbers, slots)
+    if not searched:
+        out.append(
             NoteItem(
                 "Chosen hyperparameters",
                 "Left out: the results record no hyperparameter search (ser classify --search).",
             )
         )
-    else:
-        items.append(_hyperparameter_table(chosen, names))
-    return items
+    return out
 
 
-def _hyperparameter_table(chosen: pd.DataFrame, names: dict[str, str]) -> TableItem:
+def _hyperparameter_table(
+    chosen: pd.DataFrame, names: dict[str, str], n: GroupNumbers, suffix: str
+) -> TableItem:
     frame = pd.DataFrame(
         {
             "Extractor": chosen["extractor"].map(names),
@@ -262,8 +403,8 @@ def _hyperparameter_table(chosen: pd.DataFrame, names: dict[str, str]) -> TableI
         }
     )
     return TableItem(
-        "hyperparameters",
-        "Chosen hyperparameters of the best cells",
+        f"hyperparameters{suffix}",
+        f"Chosen hyperparameters of the best cells · {n.group.short}",
         "Chosen per fold on an inner split of the training speakers only.",
         frame.reset_index(drop=True),
     )
@@ -307,8 +448,13 @@ def default_title(cells: pd.DataFrame, names: dict[str, str]) -> str:
     return f"Layer-wise emotion probing: {extractors} on {corpora}"
 
 
-def facts(results: Results, cells: pd.DataFrame) -> list[tuple[str, str]]:
-    """The header's what-was-run lines (extractors are listed separately)."""
+def facts(
+    results: Results, cells: pd.DataFrame, names: dict[str, str], groups: Sequence[Group]
+) -> list[tuple[str, str]]:
+    """The header's what-was-run lines (extractors are listed separately).
+
+    A value of several lines (groups, results files) is one string with newlines.
+    """
     table = results.table
     splits = [
         f"{split} ({rows['split_type'].iloc[0]}, {_fold_text(rows)})"
@@ -317,7 +463,7 @@ def facts(results: Results, cells: pd.DataFrame) -> list[tuple[str, str]]:
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     written = max(path.stat().st_mtime for path in results.sources)
     run_date = dt.datetime.fromtimestamp(written, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return [
+    lines = [
         ("Corpora", ", ".join(corpus_names(cells))),
         (
             "Conditions",
@@ -325,15 +471,50 @@ def facts(results: Results, cells: pd.DataFrame) -> list[tuple[str, str]]:
         ),
         ("Splits", "; ".join(splits)),
         ("Classifiers", ", ".join(sorted(cells["classifier"].unique()))),
-        ("Poolings", ", ".join(sorted(cells["pooling"].unique()))),
+        ("Poolings", pooling_text(cells, names)),
         ("Label set", _distinct(table, "labels")),
         ("Classes", ", ".join(results.classes) or "not recorded"),
-        ("Speaker grouping", _distinct(table, "grouping")),
+        ("Compared groups", "\n".join(group.label for group in groups)),
+        ("Speaker grouping", speaker_groupings(table)),
         ("Seed", _distinct(table, "seed")),
         ("Toolkit version", f"results: {toolkit_versions(table)}; report: ssl-ser {__version__}"),
         ("Date", f"results written {run_date}; report written {now}"),
-        ("Results", ", ".join(str(path) for path in results.sources)),
+        ("Results", results_text(results.sources)),
     ]
+    if results.duplicates:
+        lines.append(("Duplicates", "\n".join(results.duplicates)))
+    return lines
+
+
+def pooling_text(cells: pd.DataFrame, names: dict[str, str]) -> str:
+    """``mean`` when every extractor used the same poolings, else per extractor."""
+    per = cells.groupby("extractor")["pooling"].agg(lambda s: ", ".join(sorted(set(s))))
+    if per.nunique() <= 1:
+        return ", ".join(sorted(cells["pooling"].unique()))
+    shown = {e: names[e].removesuffix(f" [{UNTRAINED_TAG}]") for e in names}
+    return "; ".join(f"{shown[e]}: {per[e]}" for e in names if e in per.index)
+
+
+def speaker_groupings(table: pd.DataFrame) -> str:
+    """Each corpus's speaker grouping once (``emodb:speaker, emovo:speaker``)."""
+    if "grouping" not in table.columns:
+        return "not recorded"
+    parts = {
+        part.strip()
+        for text in table["grouping"].dropna().astype(str).unique()
+        for part in text.split(",")
+        if part.strip()
+    }
+    return ", ".join(sorted(parts)) or "not recorded"
+
+
+def results_text(sources: Sequence[Path]) -> str:
+    """The results files read, one per line, below their common folder when there are several."""
+    if len(sources) == 1:
+        return str(sources[0])
+    paths = [path.absolute() for path in sources]
+    common = Path(os.path.commonpath([str(p.parent) for p in paths]))
+    return "\n".join([f"in {common}:", *(str(p.relative_to(common)) for p in paths)])
 
 
 def corpus_names(cells: pd.DataFrame) -> list[str]:
@@ -378,7 +559,7 @@ def _versions_in_json(text: str) -> set[str]:
 
 
 def warning_lines(cells: pd.DataFrame, names: dict[str, str]) -> list[str]:
-    """Banners: untrained models, speaker-dependent splits."""
+    """Banners: untrained models, speaker-dependent splits, collapsed classifiers."""
     out = []
     for extractor in sorted(cells.loc[cells["untrained"].astype(bool), "extractor"].unique()):
         name = names[extractor].removesuffix(f" [{UNTRAINED_TAG}]")
@@ -394,21 +575,63 @@ def warning_lines(cells: pd.DataFrame, names: dict[str, str]) -> list[str]:
                 "in training, so its numbers are optimistic and not comparable with "
                 "speaker-independent ones."
             )
-    return out
+    collapsed = collapse_warning(cells, names)
+    return out + ([collapsed] if collapsed else [])
 
 
-def highlight(best: pd.DataFrame, top: pd.Series, names: dict[str, str]) -> str:
-    """One sentence on the overall best cell, with its split type and interval."""
-    same = (best[list(CELL)] == top[list(CELL)]).all(axis=1)
-    cell = best[same].iloc[0] if same.any() else top
-    spread = tables.mean_std(cell["ua_mean"], cell["ua_std"], int(cell["folds"]))
-    ci = tables.interval(cell.get("ua_low", float("nan")), cell.get("ua_high", float("nan")))
-    ci_text = f", 95% CI {ci}" if ci != "n/a" else ""
-    folds = int(cell["folds"])
+def collapse_warning(cells: pd.DataFrame, names: dict[str, str]) -> str:
+    """A banner on cells whose classifier predicted one class for a whole test fold, or ``""``.
+
+    It names the worst settings and suggests ``--speaker-norm`` where the
+    collapsed cells were run without it.
+    """
+    hit = cells[cells["collapsed_folds"] > 0]
+    if hit.empty:
+        return ""
+    settings = hit.assign(where=hit.apply(_where, axis=1, names=names))
+    shown = list(dict.fromkeys(settings["where"]))
+    more = f" and {len(shown) - COLLAPSE_EXAMPLES} more" if len(shown) > COLLAPSE_EXAMPLES else ""
+    advice = ""
+    if (hit["speaker_norm"] != "True").any():
+        advice = (
+            " Train and test audio that differ in channel or level (e.g. clean → telephone) "
+            "often cause this; try ser classify --speaker-norm (each speaker's features "
+            "z-normalised with its own rows) and compare in its own group."
+        )
     return (
-        f"best UA {spread}%{ci_text} ({cell['split_type']}, {cell['split']} split, "
-        f"{folds} fold{'s' if folds != 1 else ''}): {names[cell['extractor']]} "
+        f"{len(hit)} cell(s) collapsed: the classifier predicted a single class for a whole "
+        f"test fold, so their UA sits at chance whatever the features hold ("
+        f"{'; '.join(shown[:COLLAPSE_EXAMPLES])}{more}). They are marked in the tables and "
+        f"figures.{advice}"
+    )
+
+
+COLLAPSE_EXAMPLES = 3
+
+
+def _where(cell: pd.Series, names: dict[str, str]) -> str:
+    return f"{names[cell['extractor']]} {tables.setting_label(cell)} · {cell['classifier']}"
+
+
+def highlight(cell: pd.Series, names: dict[str, str], group: Group | None = None) -> str:
+    """One sentence on a group's best cell: fold spread, pooled score with its interval.
+
+    The headline names its group, so no headline compares numbers across label
+    sets, splits or settings.
+    """
+    folds = int(cell["folds"])
+    spread = tables.mean_std(cell["ua_mean"], cell["ua_std"], folds)
+    pooled = tables.percent(cell.get("ua_pooled", float("nan")))
+    ci = tables.interval(cell.get("ua_low", float("nan")), cell.get("ua_high", float("nan")))
+    fold_text = f"{folds} fold{'s' if folds != 1 else ''}"
+    pooled_text = f"; pooled {pooled}%, 95% CI {ci}" if ci != "n/a" else ""
+    collapsed = tables.collapsed_text(cell)
+    prefix = f"{group.label}: " if group is not None else ""
+    return (
+        f"{prefix}best UA {spread}% (mean ± std over {fold_text}{pooled_text}; "
+        f"{cell['split_type']}, {cell['split']} split): {names[cell['extractor']]} "
         f"{tables.config_label(cell)} on {tables.setting_label(cell)}"
+        + (f" ({collapsed})" if collapsed else "")
     )
 
 

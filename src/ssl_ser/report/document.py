@@ -42,7 +42,14 @@ class NoteItem:
     text: str
 
 
-Item = FigureItem | TableItem | NoteItem
+@dataclass(frozen=True)
+class HeadingItem:
+    """A sub-heading that opens the items of one comparable group within a section."""
+
+    text: str
+
+
+Item = FigureItem | TableItem | NoteItem | HeadingItem
 
 
 @dataclass(frozen=True)
@@ -70,14 +77,26 @@ class Section:
 
 @dataclass
 class Document:
-    """Everything the report shows, in order."""
+    """Everything the report shows, in order.
+
+    Fact values may hold several lines (separated by newlines); each highlight
+    is the headline of one comparable group.
+    """
 
     title: str
     extractors: list[ExtractorInfo]
     facts: list[tuple[str, str]]
     warnings: list[str]
-    highlight: str
+    highlights: list[str]
     sections: list[Section]
+
+    @property
+    def highlight(self) -> str:
+        """The first group's headline, plus how many other groups the report holds."""
+        if not self.highlights:
+            return ""
+        more = len(self.highlights) - 1
+        return self.highlights[0] + (f" (+{more} other group(s) in the report)" if more else "")
 
     def items(self) -> list[Item]:
         """All items of all sections, in order."""

@@ -1,9 +1,13 @@
 """The report's figures, drawn with matplotlib (Agg) and saved as PNG and SVG.
 
-Every public function takes the per-cell summary of :func:`ssl_ser.report.tables.cell_summary`
-(plus, for the confusion matrix, the stored predictions) and returns figure
-items, or a :class:`~ssl_ser.report.document.NoteItem` saying why a figure was
-left out when the results hold no data for it. Figures are built on
+Every public function takes the per-cell summary of one comparable group
+(:func:`ssl_ser.report.tables.cell_summary`, :class:`~ssl_ser.report.groups.Group`;
+plus, for the confusion matrix, the stored predictions) and returns its figure
+items, empty when the group holds no data for it (the report then says why in
+a note). Figures are named ``<kind>-<group tag>`` and carry the group in their
+titles; no panel, line or matrix mixes two groups or two poolings of one
+extractor, and collapsed classifiers are marked (red crosses, dashed red boxes).
+A figure grows until its titles, labels and legends fit inside it. Figures are built on
 ``matplotlib.figure.Figure`` objects, never through pyplot's global state, so
 no interactive backend is ever touched; matplotlib is imported inside functions.
 """
@@ -20,9 +24,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ssl_ser.report.document import FigureItem, Item, NoteItem
+from ssl_ser.report.document import FigureItem, Item
+from ssl_ser.report.groups import Group
 from ssl_ser.report.tables import (
     cell_predictions,
+    collapsed_text,
     config_label,
     describe_setting,
     is_cross_corpus,
@@ -36,8 +42,18 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 REFERENCE_CONDITION = "clean"
-# Condition panels: one per extractor, corpora and split.
-CORPUS_PANEL: list[str] = ["extractor", "train_corpus", "test_corpus", "split"]
+# Condition panels: one per extractor, corpora, split and pooling (never two poolings in one).
+CORPUS_PANEL: list[str] = ["extractor", "train_corpus", "test_corpus", "split", "pooling"]
+COLLAPSED_COLOR = "#d4001a"
+# The diagonal of a cross-corpus matrix: in-corpus numbers belong to another split's group.
+IN_CORPUS_ELSEWHERE = "in-corpus:\nsee its\nown split"
+COLLAPSED_LABEL = "collapsed: one class predicted on a test fold"
+# A figure grows until every title, label and legend fits inside it (inches of slack).
+FIT_TOLERANCE = 0.02
+LEGEND_COLUMNS = 6
+# Inches one legend entry takes, to choose how many fit side by side.
+LEGEND_ENTRY_WIDTH = 1.9
+FIT_ROUNDS = 4
 WEIGHTED_LAYER = "weighted"
 PNG_DPI = 150
 MAX_COLUMNS = 3
@@ -92,20 +108,50 @@ def _style() -> Iterator[None]:
 
 
 def _new_figure(width: float, height: float) -> Figure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(width, height), layout="constrained")
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)  # a renderer to measure text with (see fit_contents)
+    return fig
 
 
 def save_figure(fig: Figure, out_dir: Path, name: str, title: str, caption: str) -> FigureItem:
     """Write `fig` as ``<name>.png`` and ``<name>.svg`` (no dates or URLs in the metadata)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     png, svg = out_dir / f"{name}.png", out_dir / f"{name}.svg"
-    fig.draw_without_rendering()  # run the constrained layout once, then keep it for both files
+    fit_contents(fig)  # runs the constrained layout, then keeps it for both files
     fig.set_layout_engine("none")
     fig.savefig(png, dpi=PNG_DPI, metadata={"Software": None})
     fig.savefig(svg, metadata={"Date": None, "Creator": None})
     return FigureItem(name=name, title=title, caption=caption, png=png, svg=svg)
+
+
+def overflow(fig: Figure) -> tuple[float, float]:
+    """Inches by which the drawn contents (titles, legends, labels) exceed the figure, (x, y).
+
+    Constrained layout keeps most things inside, but not a title or legend wider
+    than the figure, nor the labels of fixed-aspect panels (matrices). Centred
+    artists (the suptitle, a legend below the panels) overflow on both sides, so
+    the width needed is twice the larger side's overflow.
+    """
+    drawn = fig.get_tightbbox(fig.canvas.get_renderer())  # in inches
+    width, height = fig.get_size_inches()
+    x = 2 * max(0.0, -drawn.x0, drawn.x1 - width)
+    y = max(0.0, -drawn.y0) + max(0.0, drawn.y1 - height)
+    return float(x), float(y)
+
+
+def fit_contents(fig: Figure) -> None:
+    """Lay out `fig` and widen or heighten it until nothing is clipped at its edges."""
+    fig.draw_without_rendering()
+    for _ in range(FIT_ROUNDS):
+        x, y = overflow(fig)
+        if x <= FIT_TOLERANCE and y <= FIT_TOLERANCE:
+            return
+        width, height = fig.get_size_inches()
+        fig.set_size_inches(width + x + FIT_TOLERANCE, height + y + FIT_TOLERANCE)
+        fig.draw_without_rendering()
 
 
 def slug(text: str) -> str:
@@ -136,11 +182,9 @@ def split_title(rows: pd.DataFrame) -> str:
     return f"{rows['split'].iloc[0]}: {rows['split_type'].iloc[0]}, {fold_text}"
 
 
-def by_split(cells: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    """Rows grouped by split: mostly in-corpus splits first, cross-corpus ones after."""
-    groups = [(str(split), rows) for split, rows in cells.groupby("split", sort=True)]
-    cross = {s: is_cross_corpus(r).mean() > 0.5 for s, r in groups}
-    return sorted(groups, key=lambda item: (cross[item[0]], item[0]))
+def _split_kind(rows: pd.DataFrame) -> str:
+    """``speaker-independent, 5 folds``: the split's type and fold count (its name is known)."""
+    return split_title(rows).split(": ", 1)[1]
 
 
 def _panel_figure(
@@ -190,29 +234,19 @@ def _colors(names: Sequence[str]) -> dict[str, str]:
 
 
 def layer_curves(
-    cells: pd.DataFrame, names: Mapping[str, str], out_dir: Path, n_classes: int
+    cells: pd.DataFrame, names: Mapping[str, str], out_dir: Path, group: Group
 ) -> list[Item]:
-    """UA ± std against layer, one panel per extractor and setting, one figure per split."""
+    """UA ± std against layer, one panel per extractor and setting, for one comparable group."""
     layered = layered_cells(cells)
     if layered.empty:
-        return [
-            NoteItem(
-                "UA by layer",
-                "Left out: the results hold no per-layer rows of a layered (SSL) model, "
-                "only classic baselines or combined layers.",
-            )
-        ]
+        return []
     colors = _colors(cells["classifier"])
     references = cells[~cells.index.isin(layered.index)].copy()
     references["setting"] = settings(references)
     items: list[Item] = []
-    for split, rows in by_split(layered):
-        same_split = references[references["split"] == split]
-        for part, name in _figure_parts(rows, names, f"layers-{slug(split)}"):
-            with _style():
-                items.append(
-                    _layer_figure(part, same_split, names, colors, n_classes, out_dir, name)
-                )
+    for part, name in _figure_parts(layered, names, f"layers-{group.tag}"):
+        with _style():
+            items.append(_layer_figure(part, references, names, colors, group, out_dir, name))
     return items
 
 
@@ -234,7 +268,7 @@ def _layer_figure(
     baselines: pd.DataFrame,
     names: Mapping[str, str],
     colors: Mapping[str, str],
-    n_classes: int,
+    group: Group,
     out_dir: Path,
     name: str,
 ) -> FigureItem:
@@ -245,23 +279,28 @@ def _layer_figure(
         same = baselines["setting"] == setting
         mine = baselines["classic"].astype(bool) | (baselines["extractor"] == extractor)
         _layer_panel(ax, panel, baselines[same & mine], names, colors, variants)
-        _chance_line(ax, n_classes)
+        _chance_line(ax, group.n_classes)
         ax.set_title(f"{names[extractor]}\n{setting}\n{_best_text(panel)}")
-    _y_limits(axes, rows, baselines, n_classes)
+    _y_limits(axes, rows, baselines, group.n_classes)
     for ax in _bottom_row(axes, MAX_COLUMNS):
         ax.set_xlabel(LAYER_AXIS)
     for ax in axes[:: min(MAX_COLUMNS, len(panels))]:
         ax.set_ylabel(UA_AXIS)
-    _layer_legend(fig, axes)
+    _layer_legend(fig, axes, collapsed=bool(rows["collapsed_folds"].gt(0).any()))
     split = str(rows["split"].iloc[0])
-    fig.suptitle(f"UA by layer · {split_title(rows)} · mean ± std over folds", fontweight="bold")
-    caption = (
-        f"Split {split_title(rows)}. Lines: mean UA over folds per classifier; shaded: ± one "
-        "standard deviation over folds; stars: each line's best layer. Dashed horizontal "
-        "lines: classic baselines (best classifier); coloured dotted lines: the same classifier "
-        "on combined layers, where run; grey dotted: chance (1 / number of classes)."
+    fig.suptitle(
+        f"UA by layer · mean ± std over folds\n{group.short} · {_split_kind(rows)}",
+        fontweight="bold",
     )
-    return save_figure(fig, out_dir, name, f"UA by layer ({split})", caption)
+    caption = (
+        f"{group.label}; split {split_title(rows)}. Lines: mean UA over folds per classifier "
+        "and pooling; shaded: ± one standard deviation over folds; stars: each line's best "
+        "layer; red crosses: layers where the classifier collapsed (predicted one class for a "
+        "whole test fold). Dashed horizontal lines: classic baselines of the same group (best "
+        "classifier, pooling named); coloured dotted lines: the same classifier on combined "
+        "layers, where run; grey dotted: chance (1 / number of classes)."
+    )
+    return save_figure(fig, out_dir, name, f"UA by layer ({split}; {group.short})", caption)
 
 
 LINE_KEYS: list[str] = ["classifier", "pooling", "speaker_norm", "search"]
@@ -306,10 +345,28 @@ def _layer_panel(
         ax.fill_between(x, y - spread, y + spread, color=color, alpha=0.15, lw=0)
         top = int(np.nanargmax(y))
         ax.plot(x[top], y[top], marker="*", ms=13, color=color, mec="black", mew=0.7)
+        _mark_collapsed(ax, x, y, line["collapsed_folds"].to_numpy())
     _reference_lines(ax, references, names, colors)
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=13))
+
+
+def _mark_collapsed(ax: Axes, x: Any, y: Any, collapsed: np.ndarray) -> None:
+    """Red crosses on the points of cells that collapsed on at least one test fold."""
+    hit = np.asarray(collapsed, dtype=float) > 0
+    if hit.any():
+        ax.plot(
+            np.asarray(x)[hit],
+            np.asarray(y)[hit],
+            ls="none",
+            marker="X",
+            ms=8,
+            color=COLLAPSED_COLOR,
+            mec="white",
+            mew=0.6,
+            zorder=5,
+        )
 
 
 def _reference_lines(
@@ -320,7 +377,7 @@ def _reference_lines(
     for i, (extractor, base) in enumerate(classic.groupby("extractor", sort=True)):
         best = base.loc[base["ua_mean"].idxmax()]
         color, dashes = BASELINE_STYLES[i % len(BASELINE_STYLES)]
-        label = f"{names[extractor]} baseline"
+        label = f"{names[extractor]} baseline ({best['pooling']})"
         ax.axhline(100 * best["ua_mean"], color=color, ls=dashes, lw=1.3, label=label)
     combined = references[~references["classic"].astype(bool)]
     for (classifier, layer), rows in combined.groupby(["classifier", "layer"], sort=True):
@@ -353,14 +410,23 @@ def _y_limits(
     axes[0].set_ylim(max(0.0, low - margin), min(100.0, high + margin))
 
 
-def _layer_legend(fig: Figure, axes: Sequence[Axes]) -> None:
-    """The panels' legend plus the best-layer star and the std band."""
+def _layer_legend(fig: Figure, axes: Sequence[Axes], *, collapsed: bool = False) -> None:
+    """The panels' legend plus the best-layer star, the std band and (if any) collapse marks."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
     star = Line2D([], [], ls="none", marker="*", ms=12, color="white", mec="black")
     band = Patch(color="0.5", alpha=0.25, lw=0)
-    _figure_legend(fig, axes, {"best layer": star, "± std over folds": band})
+    extra: dict[str, Any] = {"best layer": star, "± std over folds": band}
+    if collapsed:
+        extra[COLLAPSED_LABEL] = _collapsed_handle()
+    _figure_legend(fig, axes, extra)
+
+
+def _collapsed_handle() -> Any:
+    from matplotlib.lines import Line2D
+
+    return Line2D([], [], ls="none", marker="X", ms=8, color=COLLAPSED_COLOR, mec="white")
 
 
 def _figure_legend(
@@ -373,55 +439,54 @@ def _figure_legend(
             if not label.startswith("_"):
                 seen.setdefault(label, handle)
     seen.update(extra or {})
-    fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncols=min(6, len(seen)))
+    columns = max(1, min(LEGEND_COLUMNS, len(seen), int(fig.get_figwidth() // LEGEND_ENTRY_WIDTH)))
+    fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncols=columns)
 
 
 # --- heatmaps ----------------------------------------------------------------------
 
 
-def layer_heatmaps(cells: pd.DataFrame, names: Mapping[str, str], out_dir: Path) -> list[Item]:
-    """Best UA over classifiers per layer (columns) and corpus/condition (rows), per split."""
+def layer_heatmaps(
+    cells: pd.DataFrame, names: Mapping[str, str], out_dir: Path, group: Group
+) -> list[Item]:
+    """Best UA over classifiers per layer (columns) and corpus/condition (rows), one group."""
     layered = layered_cells(cells)
-    items: list[Item] = []
-    for split, rows in by_split(layered):
-        if rows.groupby("extractor")["setting"].nunique().max() < 2:
-            continue
-        with _style():
-            items.append(_heatmap_figure(rows, names, out_dir, str(split)))
-    if not items:
-        items.append(
-            NoteItem(
-                "Layer × corpus heatmap",
-                "Left out: every layered model was run on a single corpus and condition, "
-                "so a heatmap would repeat the layer curves.",
-            )
-        )
-    return items
+    if layered.empty or layered.groupby(["extractor", "pooling"])["setting"].nunique().max() < 2:
+        return []
+    with _style():
+        return [_heatmap_figure(layered, names, out_dir, group)]
 
 
 def _heatmap_figure(
-    rows: pd.DataFrame, names: Mapping[str, str], out_dir: Path, split: str
+    rows: pd.DataFrame, names: Mapping[str, str], out_dir: Path, group: Group
 ) -> FigureItem:
-    best = rows.groupby(["extractor", "setting", "layer_index"])["ua_mean"].max() * 100
-    extractors = [e for e in names if e in set(rows["extractor"])]
-    grids = {e: best.loc[e].unstack("layer_index").sort_index(axis=1) for e in extractors}
+    keys = ["extractor", "pooling", "setting", "layer_index"]
+    best = rows.groupby(keys)["ua_mean"].max() * 100
+    rank = {extractor: i for i, extractor in enumerate(names)}
+    panels = sorted(best.index.droplevel([2, 3]).unique(), key=lambda k: (rank.get(k[0], 0), k))
+    several = rows.groupby("extractor")["pooling"].nunique().gt(1)
+    grids = {k: best.loc[k].unstack("layer_index").sort_index(axis=1) for k in panels}
     heights = [len(grid) for grid in grids.values()]
     width = max(6.5, 0.42 * max(grid.shape[1] for grid in grids.values()) + 3.8)
-    fig = _new_figure(width, 0.42 * sum(heights) + 1.25 * len(extractors) + 0.6)
-    axes = fig.subplots(len(extractors), 1, squeeze=False, height_ratios=heights).ravel()
+    fig = _new_figure(width, 0.42 * sum(heights) + 1.25 * len(panels) + 0.9)
+    axes = fig.subplots(len(panels), 1, squeeze=False, height_ratios=heights).ravel()
     vmin, vmax = float(np.nanmin(best)), float(np.nanmax(best))
-    for ax, extractor in zip(axes, extractors, strict=True):
-        image = _heatmap(ax, grids[extractor], vmin, vmax)
-        ax.set_title(names[extractor], loc="left", fontweight="bold")
+    for ax, (extractor, pooling) in zip(axes, panels, strict=True):
+        image = _heatmap(ax, grids[(extractor, pooling)], vmin, vmax)
+        title = f"{names[extractor]} · {pooling}" if several[extractor] else names[extractor]
+        ax.set_title(title, loc="left", fontweight="bold")
     axes[-1].set_xlabel(LAYER_AXIS)
     fig.colorbar(image, ax=list(axes), label="UA (%)", shrink=0.9)
-    title = f"Best UA per layer and corpus\n{split_title(rows)}"
-    fig.suptitle(title, fontweight="bold")
-    caption = (
-        f"Split {split_title(rows)}. Each cell: mean UA over folds of the best classifier at "
-        "that layer; the box marks each row's best layer."
+    fig.suptitle(
+        f"Best UA per layer and corpus\n{group.short} · {_split_kind(rows)}", fontweight="bold"
     )
-    return save_figure(fig, out_dir, f"heatmap-{slug(split)}", f"Layer × corpus ({split})", caption)
+    caption = (
+        f"{group.label}; split {split_title(rows)}. Each cell: mean UA over folds of the best "
+        "classifier at that layer; the box marks each row's best layer."
+    )
+    return save_figure(
+        fig, out_dir, f"heatmap-{group.tag}", f"Layer × corpus ({group.short})", caption
+    )
 
 
 def _heatmap(ax: Axes, grid: pd.DataFrame, vmin: float, vmax: float) -> Any:
@@ -470,26 +535,64 @@ def _value_range(panels: Sequence[tuple[Any, pd.DataFrame]]) -> tuple[float, flo
 
 
 def _matrix_panel(
-    ax: Axes, matrix: pd.DataFrame, layers: pd.DataFrame, scale: tuple[float, float]
+    ax: Axes,
+    best: pd.DataFrame,
+    rows: str,
+    columns: str,
+    scale: tuple[float, float],
+    diagonal: str = "not run",
 ) -> Any:
+    """One UA matrix: best cells pivoted to `rows` × `columns`, each with its configuration.
+
+    An empty cell reads "not run", an empty diagonal cell `diagonal`.
+    """
+    labelled = best.assign(_text=_matrix_text(best))
+    matrix = best.pivot(index=rows, columns=columns, values="ua_mean")
+    if rows.endswith("condition"):
+        order = _condition_order([*best[rows], *best[columns]])
+        matrix = matrix.reindex(index=order, columns=order)
+    texts = labelled.pivot(index=rows, columns=columns, values="_text").reindex_like(matrix)
     values = 100 * matrix.to_numpy(dtype=float)
     masked = np.ma.masked_invalid(values)
-    cmap = _cmap("viridis")
     vmin, vmax = scale
-    image = ax.imshow(masked, vmin=vmin, vmax=vmax, cmap=cmap, interpolation="nearest")
+    image = ax.imshow(masked, vmin=vmin, vmax=vmax, cmap=_cmap("viridis"), interpolation="nearest")
     ax.set_xticks(range(matrix.shape[1]), list(matrix.columns), rotation=30, ha="right")
     ax.set_yticks(range(matrix.shape[0]), list(matrix.index))
     ax.grid(False)
     middle = (vmin + vmax) / 2
     for (row, col), value in np.ndenumerate(values):
         if not np.isfinite(value):
-            ax.text(col, row, "not run", ha="center", va="center", fontsize=7.5, color="0.4")
+            same = matrix.index[row] == matrix.columns[col]
+            text = diagonal if same else "not run"
+            ax.text(col, row, text, ha="center", va="center", fontsize=7.5, color="0.4")
             continue
-        layer = layers.iat[row, col]
-        text = f"{value:.1f}" + (f"\nlayer {layer}" if isinstance(layer, str) and layer else "")
+        detail, collapsed = texts.iat[row, col]
         color = "white" if value < middle else "black"
-        ax.text(col, row, text, ha="center", va="center", fontsize=8, color=color)
+        text = f"{value:.1f}\n{detail}" if detail else f"{value:.1f}"
+        ax.text(col, row, text, ha="center", va="center", fontsize=7.5, color=color)
+        if collapsed:
+            _collapsed_box(ax, row, col)
     return image
+
+
+def _matrix_text(best: pd.DataFrame) -> list[tuple[str, bool]]:
+    """Per best cell: its layer (SSL) and classifier, and whether it collapsed."""
+    out = []
+    for _, cell in best.iterrows():
+        where = str(cell["classifier"])
+        if not cell["classic"]:
+            where = f"layer {cell['layer']}\n{where}"
+        collapsed = bool(collapsed_text(cell))
+        out.append((where + ("\ncollapsed" if collapsed else ""), collapsed))
+    return out
+
+
+def _collapsed_box(ax: Axes, row: int, col: int) -> None:
+    from matplotlib.patches import Rectangle
+
+    box = Rectangle((col - 0.46, row - 0.46), 0.92, 0.92, fill=False, ec=COLLAPSED_COLOR, lw=2.2)
+    box.set_linestyle((0, (3, 2)))
+    ax.add_patch(box)
 
 
 def _cmap(name: str) -> Any:
@@ -498,37 +601,24 @@ def _cmap(name: str) -> Any:
     return matplotlib.colormaps[name].with_extremes(bad="#ececec")
 
 
+def _panel_title(names: Mapping[str, str], extractor: str, pooling: str, where: str) -> str:
+    return f"{names[extractor]} · {pooling}\n{where}"
+
+
 def cross_corpus_matrices(
-    cells: pd.DataFrame, names: Mapping[str, str], out_dir: Path
+    cells: pd.DataFrame, names: Mapping[str, str], out_dir: Path, group: Group
 ) -> list[Item]:
-    """Train-corpus × test-corpus UA matrix per extractor (diagonal: in-corpus results)."""
+    """Train-corpus × test-corpus UA matrix per extractor, pooling and condition pair."""
     cross = cells[is_cross_corpus(cells)]
     if cross.empty:
-        return [
-            NoteItem(
-                "Cross-corpus matrix",
-                "Left out: no run trained on one corpus and tested on another "
-                "(ser classify --split cross-corpus).",
-            )
-        ]
-    keys = ["extractor", "train_condition", "test_condition"]
-    panels = []
-    for key, rows in ordered_panels(cross.groupby(keys), names):
-        within = _in_corpus(cells, *key)
-        panels.append((key, pd.concat([_best_by(rows, ["train_corpus", "test_corpus"]), within])))
+        return []
+    keys = ["extractor", "pooling", "train_condition", "test_condition"]
+    panels = [
+        (key, _best_by(rows, ["train_corpus", "test_corpus"]))
+        for key, rows in ordered_panels(cross.groupby(keys), names)
+    ]
     with _style():
-        return [_cross_figure(panels, names, out_dir, cross)]
-
-
-def _in_corpus(cells: pd.DataFrame, extractor: str, train: str, test: str) -> pd.DataFrame:
-    mask = (
-        (cells["extractor"] == extractor)
-        & (cells["train_corpus"] == cells["test_corpus"])
-        & (cells["train_condition"] == train)
-        & (cells["test_condition"] == test)
-        & (cells["split_type"] == "speaker-independent")
-    )
-    return _best_by(cells[mask], ["train_corpus", "test_corpus"])
+        return [_cross_figure(panels, names, out_dir, cross, group)]
 
 
 def _cross_figure(
@@ -536,55 +626,52 @@ def _cross_figure(
     names: Mapping[str, str],
     out_dir: Path,
     cross: pd.DataFrame,
+    group: Group,
 ) -> FigureItem:
     n_train = max(p["train_corpus"].nunique() for _, p in panels)
     n_test = max(p["test_corpus"].nunique() for _, p in panels)
-    size = (max(3.2, 1.0 * n_test + 1.8), max(2.6, 0.7 * n_train + 1.6))
+    size = (max(3.2, 1.0 * n_test + 1.8), max(2.8, 0.8 * n_train + 1.6))
     fig, axes = _panel_figure(len(panels), MAX_COLUMNS, size, (1.0, 0.8))
     image, scale = None, _value_range(panels)
-    for ax, ((extractor, train, test), best) in zip(axes, panels, strict=True):
-        matrix = best.pivot(index="train_corpus", columns="test_corpus", values="ua_mean")
-        layer = best.assign(layer=_layer_text(best))
-        layers = layer.pivot(index="train_corpus", columns="test_corpus", values="layer")
-        image = _matrix_panel(ax, matrix, layers.reindex_like(matrix), scale)
+    for ax, ((extractor, pooling, train, test), best) in zip(axes, panels, strict=True):
+        image = _matrix_panel(ax, best, "train_corpus", "test_corpus", scale, IN_CORPUS_ELSEWHERE)
         conditions = train if train == test else f"{train} → {test}"
-        ax.set_title(f"{names[extractor]} · {conditions}")
+        ax.set_title(_panel_title(names, extractor, pooling, conditions))
         ax.set_xlabel("test corpus")
         ax.set_ylabel("train corpus")
     fig.colorbar(image, ax=list(axes), label="UA (%)", shrink=0.9)
-    fig.suptitle("Cross-corpus UA (best layer and classifier per cell)", fontweight="bold")
-    caption = (
-        f"Off-diagonal cells: {split_title(cross)} (train and test corpora disjoint). Diagonal "
-        "cells: the best speaker-independent in-corpus result of the same extractor and "
-        "conditions, where one was run. Each value is the best over layers and classifiers."
+    fig.suptitle(
+        f"Cross-corpus UA (best layer and classifier per cell)\n{group.short}",
+        fontweight="bold",
     )
-    return save_figure(fig, out_dir, "cross-corpus", "Train corpus × test corpus", caption)
+    caption = (
+        f"{group.label}; split {split_title(cross)} (train and test corpora disjoint). Each "
+        "value is the best mean UA over layers and classifiers (named below it); in-corpus "
+        "numbers come from another split, so they are not drawn here but in their own group."
+    )
+    return save_figure(
+        fig,
+        out_dir,
+        f"cross-corpus-{group.tag}",
+        f"Train corpus × test corpus ({group.short})",
+        caption,
+    )
 
 
-def _layer_text(best: pd.DataFrame) -> pd.Series:
-    return best["layer"].where(~best["classic"].astype(bool), "")
-
-
-def condition_matrices(cells: pd.DataFrame, names: Mapping[str, str], out_dir: Path) -> list[Item]:
-    """Train-condition × test-condition UA matrix per extractor, corpus and split."""
+def condition_matrices(
+    cells: pd.DataFrame, names: Mapping[str, str], out_dir: Path, group: Group
+) -> list[Item]:
+    """Train-condition × test-condition UA matrix per extractor, corpus and pooling."""
     inside = cells[~is_cross_corpus(cells)]
-    groups = inside.groupby(CORPUS_PANEL)
     panels = [
         (key, _best_by(rows, ["train_condition", "test_condition"]))
-        for key, rows in ordered_panels(groups, names)
+        for key, rows in ordered_panels(inside.groupby(CORPUS_PANEL), names)
         if len(rows[["train_condition", "test_condition"]].drop_duplicates()) >= 2
     ]
     if not panels:
-        found = sorted(set(cells["train_condition"]) | set(cells["test_condition"]))
-        return [
-            NoteItem(
-                "Clean vs telephone: condition matrix",
-                f"Left out: no corpus was run under more than one train/test condition "
-                f"(conditions found: {', '.join(found)}).",
-            )
-        ]
+        return []
     with _style():
-        return [_condition_figure(panels, names, out_dir)]
+        return [_condition_figure(panels, names, out_dir, group)]
 
 
 def _corpora(train: str, test: str) -> str:
@@ -601,51 +688,50 @@ def _condition_order(values: Sequence[str]) -> list[str]:
 
 
 def _condition_figure(
-    panels: list[tuple[tuple[str, ...], pd.DataFrame]], names: Mapping[str, str], out_dir: Path
+    panels: list[tuple[tuple[str, ...], pd.DataFrame]],
+    names: Mapping[str, str],
+    out_dir: Path,
+    group: Group,
 ) -> FigureItem:
-    fig, axes = _panel_figure(len(panels), CONDITION_COLUMNS, (3.3, 3.0), (1.0, 0.8))
+    fig, axes = _panel_figure(len(panels), CONDITION_COLUMNS, (3.4, 3.2), (1.0, 0.8))
     image, scale = None, _value_range(panels)
-    for ax, ((extractor, train, test, split), best) in zip(axes, panels, strict=True):
-        order = _condition_order([*best["train_condition"], *best["test_condition"]])
-        matrix = best.pivot(index="train_condition", columns="test_condition", values="ua_mean")
-        matrix = matrix.reindex(index=order, columns=order)
-        layers = best.assign(layer=_layer_text(best)).pivot(
-            index="train_condition", columns="test_condition", values="layer"
-        )
-        layers = layers.reindex(index=order, columns=order)
-        image = _matrix_panel(ax, matrix, layers, scale)
-        ax.set_title(f"{names[extractor]}\n{_corpora(train, test)} · {split}")
+    for ax, ((extractor, train, test, split, pooling), best) in zip(axes, panels, strict=True):
+        image = _matrix_panel(ax, best, "train_condition", "test_condition", scale)
+        ax.set_title(_panel_title(names, extractor, pooling, f"{_corpora(train, test)} · {split}"))
         ax.set_xlabel("test condition")
         ax.set_ylabel("train condition")
     fig.colorbar(image, ax=list(axes), label="UA (%)", shrink=0.9)
-    fig.suptitle("UA by train and test condition", fontweight="bold")
+    fig.suptitle(f"UA by train and test condition\n{group.short}", fontweight="bold")
     caption = (
-        "Rows: the condition of the training audio; columns: of the test audio. Each value is "
-        "the best mean UA over layers and classifiers (its layer below it)."
+        f"{group.label}. Rows: the condition of the training audio; columns: of the test "
+        "audio. Each value is the best mean UA over layers and classifiers (named below it); "
+        "a red dashed box marks a classifier that collapsed (one class predicted on a test "
+        "fold)."
     )
-    return save_figure(fig, out_dir, "conditions", "Train condition × test condition", caption)
+    return save_figure(
+        fig,
+        out_dir,
+        f"conditions-{group.tag}",
+        f"Train condition × test condition ({group.short})",
+        caption,
+    )
 
 
-def condition_drops(cells: pd.DataFrame, names: Mapping[str, str], out_dir: Path) -> list[Item]:
+def condition_drops(
+    cells: pd.DataFrame, names: Mapping[str, str], out_dir: Path, group: Group
+) -> list[Item]:
     """Per layer, the UA change of each condition pair against clean → clean."""
     layered = layered_cells(cells)
     layered = layered[~is_cross_corpus(layered)]
     panels = []
-    groups = layered.groupby(CORPUS_PANEL)
-    for key, rows in ordered_panels(groups, names):
+    for key, rows in ordered_panels(layered.groupby(CORPUS_PANEL), names):
         drops = _drops(rows)
         if drops is not None:
             panels.append((key, drops))
     if not panels:
-        return [
-            NoteItem(
-                "Clean vs telephone: drop per layer",
-                f"Left out: no layered model has both {REFERENCE_CONDITION} → "
-                f"{REFERENCE_CONDITION} and another condition on the same corpus and split.",
-            )
-        ]
+        return []
     with _style():
-        return [_drop_figure(panels, names, out_dir)]
+        return [_drop_figure(panels, names, out_dir, group)]
 
 
 def _drops(rows: pd.DataFrame) -> pd.DataFrame | None:
@@ -667,33 +753,42 @@ def _drops(rows: pd.DataFrame) -> pd.DataFrame | None:
 
 
 def _drop_figure(
-    panels: list[tuple[tuple[str, ...], pd.DataFrame]], names: Mapping[str, str], out_dir: Path
+    panels: list[tuple[tuple[str, ...], pd.DataFrame]],
+    names: Mapping[str, str],
+    out_dir: Path,
+    group: Group,
 ) -> FigureItem:
-    fig, axes = _panel_figure(len(panels), MAX_COLUMNS, (4.7, 3.2), (0.3, 1.0), sharey=True)
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = _panel_figure(len(panels), MAX_COLUMNS, (4.9, 3.4), (0.6, 1.3), sharey=True)
     colors = _colors([pair for _, drops in panels for pair in drops["pair"]])
-    for ax, ((extractor, train, test, split), drops) in zip(axes, panels, strict=True):
+    for ax, ((extractor, train, test, split, _), drops) in zip(axes, panels, strict=True):
         for pair, line in drops.groupby("pair", sort=True):
             line = line.sort_values("layer_index")
             x, y = line["layer_index"], line["drop"]
             ax.plot(x, y, marker="o", ms=3, color=colors[pair], label=pair)
+            _mark_collapsed(ax, x, y, line["collapsed_folds"].to_numpy())
         ax.axhline(0, color="black", lw=0.8)
         first = drops.iloc[0]
         classifier = f"{first['classifier']} · {_variant(*first[LINE_KEYS[1:]])}"
-        ax.set_title(f"{names[extractor]}\n{_corpora(train, test)} · {split} ({classifier})")
-        from matplotlib.ticker import MaxNLocator
-
+        ax.set_title(f"{names[extractor]}\n{_corpora(train, test)} · {split}\n({classifier})")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=13))
     for ax in _bottom_row(axes, MAX_COLUMNS):
         ax.set_xlabel(LAYER_AXIS)
-    axes[0].set_ylabel(f"UA change vs {REFERENCE_CONDITION} → {REFERENCE_CONDITION} (points)")
-    _figure_legend(fig, axes)
-    fig.suptitle("Change in UA per layer when the audio condition changes", fontweight="bold")
+    axes[0].set_ylabel(f"UA change vs {REFERENCE_CONDITION} → {REFERENCE_CONDITION}\n(points)")
+    collapsed = any(drops["collapsed_folds"].gt(0).any() for _, drops in panels)
+    _figure_legend(fig, axes, {COLLAPSED_LABEL: _collapsed_handle()} if collapsed else None)
+    title = f"UA change per layer when the condition changes\n{group.short}"
+    fig.suptitle(title, fontweight="bold")
     caption = (
-        f"Mean UA over folds minus the {REFERENCE_CONDITION} → {REFERENCE_CONDITION} UA at the "
-        "same layer, in percentage points, for the classifier that is best on clean audio. "
-        "Below zero: the condition costs accuracy at that layer."
+        f"{group.label}. Mean UA over folds minus the {REFERENCE_CONDITION} → "
+        f"{REFERENCE_CONDITION} UA at the same layer, in percentage points, for the classifier "
+        "and pooling that are best on clean audio. Below zero: the condition costs accuracy at "
+        "that layer; red crosses: the classifier collapsed (one class predicted on a test fold)."
     )
-    return save_figure(fig, out_dir, "condition-drop", "Drop per layer", caption)
+    return save_figure(
+        fig, out_dir, f"condition-drop-{group.tag}", f"Drop per layer ({group.short})", caption
+    )
 
 
 # --- confusion matrix --------------------------------------------------------------
@@ -703,31 +798,30 @@ def confusion_figure(
     best: pd.Series,
     table: pd.DataFrame,
     predictions: pd.DataFrame | None,
-    classes: Sequence[str],
     names: Mapping[str, str],
     out_dir: Path,
+    group: Group,
 ) -> list[Item]:
-    """Counts and row-normalised confusion matrix of the best cell, folds pooled."""
+    """Counts and row-normalised confusion matrix of a group's best cell, folds pooled."""
     rows = cell_predictions(table, predictions, best)
     if rows.empty:
-        return [
-            NoteItem(
-                "Confusion matrix",
-                "Left out: the results folder holds no per-utterance predictions for the "
-                "best configuration.",
-            )
-        ]
+        return []
+    classes = group.classes
     seen = set(rows["true"]) | set(rows["pred"])
     labels = [c for c in classes if c in seen] + sorted(seen - set(classes))
     counts = pd.crosstab(rows["true"], rows["pred"]).reindex(
         index=labels, columns=labels, fill_value=0
     )
     with _style():
-        return [_confusion_figure(best, counts, names, out_dir)]
+        return [_confusion_figure(best, counts, names, out_dir, group)]
 
 
 def _confusion_figure(
-    best: pd.Series, counts: pd.DataFrame, names: Mapping[str, str], out_dir: Path
+    best: pd.Series,
+    counts: pd.DataFrame,
+    names: Mapping[str, str],
+    out_dir: Path,
+    group: Group,
 ) -> FigureItem:
     k = len(counts)
     side = max(3.4, 0.55 * k + 1.8)
@@ -752,14 +846,21 @@ def _confusion_figure(
     n = int(values.sum())
     fig.suptitle(
         f"Confusion matrix: {where}\n{setting_label(best)} · {best['split']} "
-        f"({best['split_type']}), {_folds(best)} pooled",
+        f"({best['split_type']}), {_folds(best)} pooled\n{group.short}",
         fontweight="bold",
     )
     caption = (
-        f"{where}, {setting_label(best)}, {best['split']} split ({best['split_type']}): test "
-        f"predictions of all {_folds(best)} pooled, n = {n} utterances."
+        f"{group.label}. {where}, {setting_label(best)}, {best['split']} split "
+        f"({best['split_type']}): test predictions of all {_folds(best)} pooled, n = {n} "
+        "utterances."
     )
-    return save_figure(fig, out_dir, "confusion", "Confusion matrix of the best cell", caption)
+    return save_figure(
+        fig,
+        out_dir,
+        f"confusion-{group.tag}",
+        f"Confusion matrix of the best cell ({group.short})",
+        caption,
+    )
 
 
 def _annotate_confusion(ax: Axes, data: np.ndarray, vmax: float, fmt: str) -> None:

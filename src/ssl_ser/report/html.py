@@ -14,7 +14,15 @@ from html import escape
 import pandas as pd
 
 from ssl_ser import __version__
-from ssl_ser.report.document import Document, FigureItem, Item, NoteItem, Section, TableItem
+from ssl_ser.report.document import (
+    Document,
+    FigureItem,
+    HeadingItem,
+    Item,
+    NoteItem,
+    Section,
+    TableItem,
+)
 from ssl_ser.report.load import (
     PRESET_UNKNOWN,
     SPEAKER_DEPENDENT,
@@ -23,6 +31,7 @@ from ssl_ser.report.load import (
 )
 
 UNTRAINED_SUFFIX = " [untrained]"
+FLAG = "⚠"
 NUMERIC_SUFFIXES: tuple[str, ...] = ("%", "Test utterances", "Fold")
 SPLIT_CLASSES: dict[str, str] = {
     SPEAKER_INDEPENDENT: "pill ok",
@@ -72,6 +81,12 @@ td { border-bottom: 1px solid var(--line); padding: 5px 8px; vertical-align: top
 tbody tr:nth-child(even) td { background: #fafbfd; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 td .sub { display: block; color: var(--muted); font-size: 12px; white-space: nowrap; }
+td .sub.bad { color: var(--bad); font-weight: 600; white-space: normal; min-width: 14em; }
+th .sub { display: block; color: var(--muted); font-size: 11px; font-weight: 400;
+  white-space: normal; min-width: 9em; }
+h3.group { font-size: 15px; margin: 26px 0 8px; padding: 6px 10px; background: #eef2f7;
+  border-left: 4px solid var(--accent); border-radius: 4px; }
+.highlight + .highlight { margin-top: -6px; }
 .note { background: var(--bg); border: 1px dashed #b8c0cc; border-radius: 6px;
   padding: 10px 14px; margin: 12px 0; color: var(--muted); }
 .badge { display: inline-block; font-size: 11.5px; font-weight: 700; border-radius: 10px;
@@ -113,19 +128,27 @@ class _Counter:
 def _header(document: Document) -> str:
     warnings = "".join(f'<p class="warning">⚠ {escape(text)}</p>' for text in document.warnings)
     facts = "".join(
-        f"<dt>{escape(label)}</dt><dd>{escape(value)}</dd>" for label, value in document.facts
+        f"<dt>{escape(label)}</dt><dd>{_lines(value)}</dd>" for label, value in document.facts
     )
     extractors = _extractors(document)
     links = "".join(
         f'<a href="#{section.anchor}">{escape(section.title)}</a>' for section in document.sections
     )
-    highlight = document.highlight[:1].upper() + document.highlight[1:]
+    highlights = "".join(
+        f'<p class="highlight">{escape(text[:1].upper() + text[1:])}</p>\n'
+        for text in document.highlights
+    )
     return (
         '<header>\n<p class="kicker">ssl-ser · speech emotion recognition report</p>\n'
         f"<h1>{escape(document.title)}</h1>\n"
-        f'<p class="highlight">{escape(highlight)}</p>\n{warnings}\n'
+        f"{highlights}{warnings}\n"
         f'<dl class="facts">{extractors}{facts}</dl>\n<nav>{links}</nav>\n</header>'
     )
+
+
+def _lines(text: str) -> str:
+    """Escaped text with its newlines as line breaks."""
+    return "<br>".join(escape(line) for line in text.split("\n"))
 
 
 def _extractors(document: Document) -> str:
@@ -158,6 +181,8 @@ def _item(item: Item, counter: _Counter) -> str:
     if isinstance(item, TableItem):
         counter.tables += 1
         return _table(item, counter.tables)
+    if isinstance(item, HeadingItem):
+        return f'<h3 class="group">{escape(item.text)}</h3>'
     return _note(item)
 
 
@@ -173,7 +198,7 @@ def _figure(item: FigureItem, number: int) -> str:
 
 def _table(item: TableItem, number: int) -> str:
     frame = item.frame
-    head = "".join(f"<th>{escape(str(column))}</th>" for column in frame.columns)
+    head = "".join(f"<th>{_head(str(column))}</th>" for column in frame.columns)
     rows = "\n".join(
         "<tr>" + "".join(_cell(column, value) for column, value in row.items()) + "</tr>"
         for _, row in frame.iterrows()
@@ -186,12 +211,24 @@ def _table(item: TableItem, number: int) -> str:
     )
 
 
+def _head(column: str) -> str:
+    """A column header; a second line (after a newline) explains it, smaller."""
+    first, _, rest = column.partition("\n")
+    return escape(first) + (f'<span class="sub">{escape(rest)}</span>' if rest else "")
+
+
 def _cell(column: str, value: object) -> str:
-    """A table cell; a second line (after a newline) is shown smaller, as detail."""
+    """A table cell; further lines (after newlines) are shown smaller, as detail.
+
+    A detail line starting with ``⚠`` (a collapsed classifier) is shown as a warning.
+    """
     text = "" if pd.isna(value) else str(value)
-    first, _, rest = text.partition("\n")
-    detail = f'<span class="sub">{escape(rest)}</span>' if rest else ""
-    numeric = ' class="num"' if str(column).endswith(NUMERIC_SUFFIXES) else ""
+    first, *rest = text.split("\n")
+    detail = "".join(
+        f'<span class="sub{" bad" if line.startswith(FLAG) else ""}">{escape(line)}</span>'
+        for line in rest
+    )
+    numeric = ' class="num"' if str(column).partition("\n")[0].endswith(NUMERIC_SUFFIXES) else ""
     return f"<td{numeric}>{_inline(first)}{detail}</td>"
 
 

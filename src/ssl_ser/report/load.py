@@ -3,6 +3,17 @@
 The report reads only what ``ser classify`` writes into its output folder: the
 results table (one row per extractor, train/test corpus and condition, layer,
 pooling, classifier, split and fold) and the per-utterance test predictions.
+A folder given to ``ser report`` may be such a folder, or the ``--output``
+folder of ``ser probe``/``ser run``, whose results live in ``results/`` (or,
+for several seeds or shot counts, in ``<variant>/results/``): every results
+folder found there is read.
+
+Cells given twice (the same ``cell_id``, e.g. ``ser report run/results
+probe/results`` over copies of one sweep) are counted once and the report says
+so; the same id with different numbers is refused, naming the folders, and so
+is one cell and fold measured twice under different ids (other data, options
+or few-shot counts), which would otherwise be averaged together.
+
 Columns the report needs but a table lacks are derived here, in one place:
 
 - ``train_corpus``/``test_corpus`` and ``train_condition``/``test_condition``
@@ -10,13 +21,24 @@ Columns the report needs but a table lacks are derived here, in one place:
 - ``split_type``: "speaker-independent", "speaker-dependent (random utterance
   split)" or "speaker-dependent (speakers shared by train and test)", from the
   ``speaker_independent`` column when present, else from the split name;
-- ``labels``, ``speaker_norm`` and ``search`` (part of a cell's identity in
-  ``ser classify`` output) default to one value when absent;
+- ``labels``, ``speaker_norm``, ``search`` and ``seed`` (part of a cell's
+  identity in ``ser classify`` output) default to one value when absent;
 - ``classic``: whether the extractor is a one-layer classic baseline (eGeMAPS,
   MFCC, log-mel) rather than a layered SSL model;
-- ``untrained``: whether the extractor's model has random weights (a flag
-  column or cache-key field, or ``untrained``/``random`` in the last part of its
-  model id).
+- ``untrained``: whether the extractor's model has random weights. This is
+  decided from what the model is, never from its name: the toolkit writes a
+  marker file (:data:`ssl_ser.extract.backbones.RANDOM_WEIGHTS_MARKER`) beside
+  the weights it initialises at random (``ser demo``'s model, the test
+  suite's tiny models), extraction then records the folder's revision as
+  ``untrained:local:<fingerprint>`` in the cache key, and the results carry
+  the cache keys. A table may also say so itself in an ``untrained`` column or
+  key field. A folder called ``random-forest-tuned`` is therefore not flagged,
+  and a random model in a folder called ``mymodel`` is;
+- ``source``: the folder a row was read from;
+- ``predicted_classes``: how many distinct classes the classifier predicted
+  on the row's test fold (from the stored predictions, else from the
+  ``confusion`` column; NaN when neither is stored). One class means the
+  classifier collapsed: its UA sits at chance whatever the features hold.
 
 Predictions are matched to result rows through their ``cell_id`` (a pooled
 multi-corpus test fold is narrowed to one corpus through the ``corpus`` column).
@@ -26,9 +48,8 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +62,9 @@ log = logging.getLogger(__name__)
 RESULTS_STEMS: tuple[str, ...] = ("results",)
 PREDICTIONS_STEMS: tuple[str, ...] = ("predictions",)
 TABLE_SUFFIXES: tuple[str, ...] = (".parquet", ".csv")
+# Where ser probe/ser run put a variant's results (ssl_ser.pipelines.plan.RESULTS_FOLDER):
+# OUT/results, or OUT/<variant>/results for several seeds or few-shot counts.
+PIPELINE_RESULTS = "results"
 
 # What identifies one cell of a sweep (its folds are the rows of the cell).
 SETTING: tuple[str, ...] = (
@@ -51,8 +75,12 @@ SETTING: tuple[str, ...] = (
     "test_condition",
     "split",
     "labels",
+    "seed",
 )
 CONFIG: tuple[str, ...] = ("layer", "pooling", "classifier", "speaker_norm", "search")
+# Settings that change what a number means: cells that differ in one of them are
+# never compared in one table, figure, matrix or headline (see ssl_ser.report.groups).
+GROUP: tuple[str, ...] = ("labels", "split", "speaker_norm", "search", "seed")
 # Identity columns that older or hand-made tables may lack, and their value then.
 DEFAULTS: dict[str, str] = {
     "fold": "0",
@@ -60,10 +88,15 @@ DEFAULTS: dict[str, str] = {
     "labels": "",
     "speaker_norm": "False",
     "search": "False",
+    "seed": "",
 }
 CELL: tuple[str, ...] = SETTING + CONFIG
 METRICS: tuple[str, ...] = ("ua", "wa", "macro_f1")
 REQUIRED: tuple[str, ...] = ("extractor", "layer", "classifier", "split", "ua")
+# Two copies of one result row agree when their numbers agree to this relative tolerance
+# (a CSV round trip may change the last digit).
+SAME_NUMBER_RTOL = 1e-9
+COMPARED_NUMBERS: tuple[str, ...] = (*METRICS, "n_test")
 
 CLASSIC_EXTRACTORS: tuple[str, ...] = ("egemaps", "mfcc", "logmel")
 SPEAKER_INDEPENDENT = "speaker-independent"
@@ -71,9 +104,10 @@ SPEAKER_DEPENDENT = "speaker-dependent (random utterance split)"
 SPEAKERS_SHARED = "speaker-dependent (speakers shared by train and test)"
 PRESET_UNKNOWN = "preset split (speaker overlap not recorded)"
 SPEAKER_DEPENDENT_SPLITS: tuple[str, ...] = ("random",)
-# ``random-wav2vec2``, ``tiny_untrained``: a word of the model's own name, not of its folder.
-UNTRAINED_NAME = re.compile(r"(?:^|[^a-z])(?:untrained|random)(?:[^a-z]|$)", re.IGNORECASE)
 UNTRAINED_FIELDS: tuple[str, ...] = ("untrained", "random_init", "random_weights")
+# A cache key's revision for weights the toolkit initialised at random
+# (ssl_ser.extract.backbones.UNTRAINED_REVISION_PREFIX).
+UNTRAINED_REVISION_PREFIX = "untrained:"
 MODEL_FIELDS: tuple[str, ...] = ("model", "model_id")
 CACHE_KEY_COLUMNS: tuple[str, ...] = ("cache_keys", "cache_key")
 TRUE_COLUMNS: tuple[str, ...] = ("label", "y_true", "true", "emotion")
@@ -91,11 +125,19 @@ PREDICTION_COLUMNS: tuple[str, ...] = (
 
 @dataclass
 class Results:
-    """The normalised results table and, when stored, the per-utterance predictions."""
+    """The normalised results table and, when stored, the per-utterance predictions.
+
+    Attributes:
+        table: one row per cell, fold and test corpus (deduplicated).
+        predictions: the stored test predictions (of the kept rows only), or None.
+        sources: the results files read.
+        duplicates: one sentence per set of folders that held the same cells.
+    """
 
     table: pd.DataFrame
     predictions: pd.DataFrame | None
     sources: list[Path]
+    duplicates: list[str] = field(default_factory=list)
 
     @property
     def classes(self) -> list[str]:
@@ -133,37 +175,199 @@ def read_table(path: Path, columns: Sequence[str] | None = None) -> pd.DataFrame
 
 
 def load_results(folders: Sequence[str | Path]) -> Results:
-    """Read and normalise the results (and predictions) of one or more output folders.
+    """Read, normalise and deduplicate the results (and predictions) of output folders.
+
+    Args:
+        folders: ``ser classify`` output folders, or ``ser probe``/``ser run``
+            output folders (their ``results/`` subfolders are read).
 
     Raises:
-        ConfigError: a folder does not exist, holds no results table, or a table
-            lacks a required column.
+        ConfigError: a folder does not exist or holds no results table, a table
+            lacks a required column, or two folders hold different numbers for
+            one cell.
     """
     if not folders:
         raise ConfigError("no results folder given; expected at least one ser classify output")
     tables, predictions, sources = [], [], []
-    for folder in map(Path, folders):
-        path = _results_path(folder)
+    for path in _unique_paths(p for folder in map(Path, folders) for p in results_paths(folder)):
         sources.append(path)
-        tables.append(normalise(read_table(path), where=str(path)))
-        predicted = find_table(folder, PREDICTIONS_STEMS)
+        source = str(path.parent)
+        tables.append(normalise(read_table(path), where=str(path)).assign(source=source))
+        predicted = find_table(path.parent, PREDICTIONS_STEMS)
         if predicted is not None:
             frame = read_table(predicted, PREDICTION_COLUMNS)
-            predictions.append(normalise_predictions(frame, where=str(predicted)))
+            predictions.append(
+                normalise_predictions(frame, where=str(predicted)).assign(source=source)
+            )
     table = pd.concat(tables, ignore_index=True)
+    table, duplicates = deduplicate(table)
+    check_repeated_cells(table)
     preds = pd.concat(predictions, ignore_index=True) if predictions else None
-    log.info("read %d result rows from %d folder(s)", len(table), len(sources))
-    return Results(table=table, predictions=preds, sources=sources)
+    if preds is not None and "cell_id" in preds.columns and "cell_id" in table.columns:
+        preds = _kept_predictions(preds, table)
+    table["predicted_classes"] = predicted_classes(table, preds)
+    log.info("read %d result rows from %d table(s)", len(table), len(sources))
+    return Results(table=table, predictions=preds, sources=sources, duplicates=duplicates)
 
 
-def _results_path(folder: Path) -> Path:
+def results_paths(folder: Path) -> list[Path]:
+    """The results tables of `folder`: its own, else those of its pipeline ``results/`` folders.
+
+    Raises:
+        ConfigError: the folder does not exist or none is found.
+    """
     if not folder.is_dir():
         raise ConfigError(f"results folder {folder} does not exist")
-    path = find_table(folder, RESULTS_STEMS)
-    if path is None:
-        expected = ", ".join(f"{s}{x}" for s in RESULTS_STEMS for x in TABLE_SUFFIXES)
-        raise ConfigError(f"{folder} holds no results table; expected one of {expected}")
-    return path
+    own = find_table(folder, RESULTS_STEMS)
+    if own is not None:
+        return [own]
+    candidates = [folder / PIPELINE_RESULTS, *sorted(folder.glob(f"*/{PIPELINE_RESULTS}"))]
+    found = [path for c in candidates if c.is_dir() and (path := find_table(c, RESULTS_STEMS))]
+    if found:
+        return found
+    expected = ", ".join(f"{s}{x}" for s in RESULTS_STEMS for x in TABLE_SUFFIXES)
+    raise ConfigError(
+        f"{folder} holds no results table; expected one of {expected} in it, in "
+        f"{folder / PIPELINE_RESULTS} (ser probe/ser run output) or in "
+        f"{folder / '<variant>' / PIPELINE_RESULTS}"
+    )
+
+
+def _unique_paths(paths: Iterable[Path]) -> list[Path]:
+    """`paths` without repeats (the same file named twice is read once)."""
+    seen: dict[Path, Path] = {}
+    for path in paths:
+        seen.setdefault(path.resolve(), path)
+    return list(seen.values())
+
+
+def row_identity(table: pd.DataFrame) -> list[str]:
+    """Columns that identify one result row: its cell id (when stored) and cell, fold."""
+    ids = ["cell_id"] if "cell_id" in table.columns else []
+    return [*ids, *CELL, "fold"]
+
+
+def deduplicate(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Keep one copy of every result row given more than once; say which folders repeated.
+
+    Raises:
+        ConfigError: two copies of one row disagree in their numbers (naming the
+            cell, fold and folders).
+    """
+    identity = row_identity(table)
+    if "cell_id" in table.columns:
+        table = table.assign(cell_id=table["cell_id"].astype(str))
+    repeated = table.duplicated(subset=identity, keep=False)
+    if not repeated.any():
+        return table, []
+    copies = table[repeated]
+    for _, rows in copies.groupby(identity, sort=False, dropna=False):
+        _check_same_numbers(rows)
+    folders = copies.groupby(identity, sort=False, dropna=False)["source"].agg(
+        lambda s: " and ".join(sorted(set(s)))
+    )
+    lines = [
+        f"{count} result row(s) appear in both {where} with identical numbers; each is counted once"
+        for where, count in folders.value_counts(sort=False).sort_index().items()
+    ]
+    return table.drop_duplicates(subset=identity, keep="first").reset_index(drop=True), lines
+
+
+def _check_same_numbers(rows: pd.DataFrame) -> None:
+    """Refuse copies of one result row whose numbers differ."""
+    for column in COMPARED_NUMBERS:
+        if column not in rows.columns:
+            continue
+        values = pd.to_numeric(rows[column], errors="coerce").to_numpy(dtype=float)
+        same = np.isclose(values, values[0], rtol=SAME_NUMBER_RTOL, atol=0.0, equal_nan=True)
+        if not same.all():
+            first = rows.iloc[0]
+            ident = f"cell {first['cell_id']} " if "cell_id" in rows.columns else "cell "
+            shown = ", ".join(
+                f"{v:.6g} in {s}" for v, s in zip(values, rows["source"], strict=True)
+            )
+            raise ConfigError(
+                f"{ident}({describe_cell(first)}, fold {first['fold']}) has different "
+                f"{column} values: {shown}; these folders hold different runs of the same "
+                "cell, so report them separately"
+            )
+
+
+def check_repeated_cells(table: pd.DataFrame) -> None:
+    """Refuse one cell and fold stored under two ids: different data or options, never averaged.
+
+    Raises:
+        ConfigError: naming the cell, the fold, the ids and the folders.
+    """
+    if "cell_id" not in table.columns:
+        return
+    key = [*CELL, "fold"]
+    repeated = table[table.duplicated(subset=key, keep=False)]
+    if repeated.empty:
+        return
+    rows = next(iter(repeated.groupby(key, sort=True)))[1]
+    first = rows.iloc[0]
+    ids = ", ".join(f"{i} in {s}" for i, s in zip(rows["cell_id"], rows["source"], strict=True))
+    raise ConfigError(
+        f"{describe_cell(first)}, fold {first['fold']}, was run more than once with "
+        f"different data or options (cell ids {ids}); averaging them would count the fold "
+        "twice. Report each folder on its own (e.g. one few-shot count), or re-run ser "
+        "classify into a fresh folder"
+    )
+
+
+def describe_cell(row: pd.Series) -> str:
+    """``mfcc, emodb clean -> emodb telephone, layer 0, mean, logreg, speaker-kfold, basic4``."""
+    seed = f", seed {row['seed']}" if str(row.get("seed", "")) else ""
+    return (
+        f"{row['extractor']}, {row['train_corpus']} {row['train_condition']} -> "
+        f"{row['test_corpus']} {row['test_condition']}, layer {row['layer']}, "
+        f"{row['pooling']}, {row['classifier']}, {row['split']} split, labels "
+        f"{row['labels'] or 'unrecorded'}{seed}"
+    )
+
+
+def _kept_predictions(predictions: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    """The predictions of each kept cell from the folder its rows were kept from (no doubles)."""
+    kept = table[["cell_id", "source"]].drop_duplicates("cell_id")
+    pairs = pd.MultiIndex.from_frame(kept)
+    mine = pd.MultiIndex.from_frame(predictions[["cell_id", "source"]].astype(str))
+    return predictions[mine.isin(pairs)].reset_index(drop=True)
+
+
+def predicted_classes(table: pd.DataFrame, predictions: pd.DataFrame | None) -> pd.Series:
+    """Per result row, how many distinct classes were predicted on its test fold (NaN: unknown).
+
+    From the stored predictions through ``cell_id`` (a per-corpus row of a pooled
+    fold counts only that corpus's utterances); rows without predictions fall
+    back to the non-empty columns of their ``confusion`` matrix.
+    """
+    out = pd.Series(np.nan, index=table.index, dtype=float)
+    if "confusion" in table.columns:
+        out = table["confusion"].map(_confusion_predicted).astype(float)
+    if predictions is None or predictions.empty or "cell_id" not in table.columns:
+        return out
+    if "cell_id" not in predictions.columns:
+        return out
+    whole = predictions.groupby("cell_id")["pred"].nunique()
+    found = table["cell_id"].map(whole).astype(float)
+    if "corpus" in predictions.columns:
+        per_corpus = predictions.groupby(["cell_id", "corpus"])["pred"].nunique()
+        narrowed = ~table["test_corpus"].str.contains("+", regex=False)
+        index = pd.MultiIndex.from_frame(table.loc[narrowed, ["cell_id", "test_corpus"]])
+        found.loc[narrowed] = per_corpus.reindex(index).to_numpy(dtype=float)
+    return found.where(found.notna(), out)
+
+
+def _confusion_predicted(text: object) -> float:
+    """Distinct predicted classes of a stored confusion matrix (rows true, columns predicted)."""
+    try:
+        matrix = np.asarray(json.loads(str(text)), dtype=float)
+    except (ValueError, TypeError):
+        return np.nan
+    if matrix.ndim != 2 or matrix.size == 0:
+        return np.nan
+    return float((matrix.sum(axis=0) > 0).sum())
 
 
 def normalise(table: pd.DataFrame, where: str = "results table") -> pd.DataFrame:
@@ -188,6 +392,8 @@ def normalise(table: pd.DataFrame, where: str = "results table") -> pd.DataFrame
     out["split_type"] = split_types(out)
     out["classic"] = classic_flags(out)
     out["untrained"] = untrained_flags(out)
+    if "source" not in out.columns:
+        out["source"] = where
     return out
 
 
@@ -250,29 +456,25 @@ def classic_flags(table: pd.DataFrame) -> pd.Series:
 
 
 def untrained_flags(table: pd.DataFrame) -> pd.Series:
-    """Whether each row's extractor is marked as untrained (random weights)."""
+    """Whether each row's extractor has random weights (a flag column or cache-key field).
+
+    The cache key says so when its ``revision`` starts with ``untrained:`` (the
+    toolkit's random-weights marker was in the model folder at extraction) or
+    a field of :data:`UNTRAINED_FIELDS` is true. The model's name plays no part.
+    """
     flag = pd.Series(False, index=table.index)
     for column in UNTRAINED_FIELDS:
         if column in table.columns:
             flag |= table[column].map(_as_bool).fillna(False).astype(bool)
-    for column in ("extractor", *MODEL_FIELDS):
-        if column in table.columns:
-            flag |= table[column].astype(str).map(_untrained_name)
     for key in _cache_keys(table):
         flag |= key.map(_untrained_key)
     return flag.groupby(table["extractor"]).transform("any").astype(bool)
 
 
-def _untrained_name(model: str) -> bool:
-    """``random-wav2vec2`` or ``/tmp/x/tiny-untrained`` (only the last path part counts)."""
-    last = Path(model.rstrip("/\\")).name if model.count("/") > 1 else model
-    return bool(UNTRAINED_NAME.search(last))
-
-
 def _untrained_key(key: dict) -> bool:
     if any(_as_bool(key.get(field)) for field in UNTRAINED_FIELDS):
         return True
-    return any(_untrained_name(str(key[field])) for field in MODEL_FIELDS if field in key)
+    return str(key.get("revision", "")).startswith(UNTRAINED_REVISION_PREFIX)
 
 
 def _cache_keys(table: pd.DataFrame) -> list[pd.Series]:

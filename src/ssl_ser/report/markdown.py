@@ -11,19 +11,20 @@ from pathlib import Path
 
 import pandas as pd
 
-from ssl_ser.report.document import Document, FigureItem, Item, NoteItem, TableItem
+from ssl_ser.report.document import Document, FigureItem, HeadingItem, Item, NoteItem, TableItem
 
 
 def render(document: Document, base: Path) -> str:
     """The report as Markdown; figure links are relative to `base` (the file's folder)."""
-    lines = [f"# {document.title}", "", f"**{_sentence(document.highlight)}**", ""]
-    lines += [f"> **Warning:** {text}" for text in document.warnings]
-    if document.warnings:
-        lines.append("")
+    lines = [f"# {document.title}", ""]
+    for text in document.highlights:
+        lines += [f"**{_sentence(text)}**", ""]
+    for text in document.warnings:
+        lines += [f"> **Warning:** {text}", ""]
     for info in document.extractors:
         badge = " — **UNTRAINED (random weights)**" if info.untrained else ""
         lines.append(f"- **Extractor:** {info.name} ({info.kind}){badge}")
-    lines += [f"- **{label}:** {value}" for label, value in document.facts]
+    lines += [f"- **{label}:** {value.replace(chr(10), '<br>')}" for label, value in document.facts]
     figures = tables = 0
     for section in document.sections:
         lines += ["", f"## {section.title}", ""]
@@ -51,6 +52,8 @@ def _item(item: Item, base: Path, number: int) -> list[str]:
         ]
     if isinstance(item, TableItem):
         return [f"**Table {number}. {item.title}.** {item.caption}", "", *_table(item.frame), ""]
+    if isinstance(item, HeadingItem):
+        return [f"### {item.text}", ""]
     return _note(item)
 
 

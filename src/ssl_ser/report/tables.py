@@ -46,9 +46,13 @@ def is_cross_corpus(frame: pd.DataFrame) -> pd.Series:
 def cell_summary(table: pd.DataFrame) -> pd.DataFrame:
     """One row per cell: mean and std (ddof=1) over folds of UA, WA and macro-F1.
 
-    Also carries the number of folds, the summed test size and the cell's split
-    type and extractor flags.
+    Also carries the number of folds, the summed test size, the cell's split
+    type and extractor flags, and ``collapsed_folds`` (folds on which the
+    classifier predicted a single class) of ``checked_folds`` (folds whose
+    predictions were stored).
     """
+    predicted = table.get("predicted_classes", pd.Series(np.nan, index=table.index))
+    table = table.assign(collapsed_folds=predicted.eq(1), checked_folds=predicted.notna())
     grouped = table.groupby(list(CELL), sort=True, dropna=False)
     out = grouped[list(METRICS)].agg(["mean", "std"])
     out.columns = [f"{metric}_{stat}" for metric, stat in out.columns]
@@ -56,7 +60,16 @@ def cell_summary(table: pd.DataFrame) -> pd.DataFrame:
     out["n_test"] = grouped["n_test"].sum() if "n_test" in table.columns else np.nan
     for flag in ("split_type", "classic", "untrained"):
         out[flag] = grouped[flag].first()
+    out[["collapsed_folds", "checked_folds"]] = grouped[["collapsed_folds", "checked_folds"]].sum()
     return out.reset_index()
+
+
+def collapsed_text(cell: pd.Series) -> str:
+    """``collapsed: one class predicted in 3/3 folds`` for a collapsed cell, else ``""``."""
+    collapsed = int(cell.get("collapsed_folds", 0) or 0)
+    if collapsed == 0:
+        return ""
+    return f"collapsed: one class predicted in {collapsed}/{int(cell['checked_folds'])} folds"
 
 
 def best_cells(cells: pd.DataFrame, by: Sequence[str] = SETTING) -> pd.DataFrame:
@@ -73,7 +86,10 @@ def best_per_classifier(cells: pd.DataFrame) -> pd.DataFrame:
 
 
 def overall_best(cells: pd.DataFrame) -> pd.Series:
-    """The single best cell, preferring speaker-independent cells when there are any."""
+    """The single best cell of `cells` (call it on one comparable group only).
+
+    Speaker-independent cells are preferred when there are any.
+    """
     independent = cells[cells["split_type"] == "speaker-independent"]
     pool = independent if not independent["ua_mean"].isna().all() else cells
     return best_cells(pool.assign(_all=""), by=("_all",)).drop(columns="_all").iloc[0]
@@ -173,21 +189,41 @@ def with_intervals(
     n_boot: int = DEFAULT_BOOTSTRAP,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """`best` with ``<metric>_low``/``<metric>_high`` bootstrap bounds (NaN without predictions)."""
+    """`best` with pooled scores and their bootstrap bounds (NaN without predictions).
+
+    ``<metric>_pooled`` is the metric of all test predictions of the cell's folds
+    pooled, the point estimate whose ``<metric>_low``/``<metric>_high`` 95%
+    interval the bootstrap gives (the mean over folds is a different number).
+    """
     out = best.copy()
     for metric in METRICS:
-        out[f"{metric}_low"] = np.nan
-        out[f"{metric}_high"] = np.nan
+        for stat in ("pooled", "low", "high"):
+            out[f"{metric}_{stat}"] = np.nan
     for position, cell in out.iterrows():
         rows = cell_predictions(table, predictions, cell)
         if rows.empty:
             continue
         labels = list(classes) or sorted(set(rows["true"]) | set(rows["pred"]))
+        pooled = pooled_scores(rows["true"], rows["pred"], labels)
         bounds = bootstrap_intervals(rows["true"], rows["pred"], labels, n_boot=n_boot, seed=seed)
         for metric, (low, high) in bounds.items():
+            out.loc[position, f"{metric}_pooled"] = pooled[metric]
             out.loc[position, f"{metric}_low"] = low
             out.loc[position, f"{metric}_high"] = high
     return out
+
+
+def pooled_scores(
+    true: Sequence[str], pred: Sequence[str], classes: Sequence[str]
+) -> dict[str, float]:
+    """UA, WA and macro-F1 of all given predictions at once (NaN for an unknown label)."""
+    index = {name: i for i, name in enumerate(classes)}
+    true_idx = np.array([index[str(x)] for x in true], dtype=np.int64)
+    pred_idx = np.array([index.get(str(x), -1) for x in pred], dtype=np.int64)
+    if len(true_idx) == 0 or (pred_idx < 0).any():
+        return {metric: np.nan for metric in METRICS}
+    scores = _resample_scores(true_idx[None, :], pred_idx[None, :], len(classes))[:, 0]
+    return {metric: float(scores[i]) for i, metric in enumerate(METRICS)}
 
 
 def hyperparameters(table: pd.DataFrame, best: pd.DataFrame) -> pd.DataFrame:
@@ -282,25 +318,43 @@ def split_text(cell: pd.Series) -> str:
     return f"{cell['split_type']}\n{cell['split']} · {folds} fold{'s' if folds != 1 else ''}"
 
 
+FOLD_AND_POOLED = "mean ± std over folds; pooled predictions with their 95% bootstrap CI"
+
+
+def metric_column(title: str) -> str:
+    """A metric's column header: its name, then (second line) which number is which."""
+    return f"{title} %\n{FOLD_AND_POOLED}"
+
+
+def metric_text(cell: pd.Series, metric: str) -> str:
+    """``62.3 ± 2.1`` over folds, then ``pooled 61.8`` and ``95% CI 57.0–66.4`` below it.
+
+    The interval is a bootstrap over the pooled test predictions, so the number
+    beside it is the metric of those pooled predictions, not the mean over folds.
+    """
+    spread = mean_std(cell[f"{metric}_mean"], cell[f"{metric}_std"], int(cell["folds"]))
+    pooled = percent(cell.get(f"{metric}_pooled", float("nan")))
+    ci = interval(cell.get(f"{metric}_low", float("nan")), cell.get(f"{metric}_high", float("nan")))
+    return f"{spread}\npooled {pooled}\n95% CI {ci}"
+
+
 def format_best_table(best: pd.DataFrame, names: Mapping[str, str]) -> pd.DataFrame:
-    """The best cells as text: split type beside the numbers, mean ± std over 95% interval.
+    """The best cells as text: split type beside the numbers, fold spread and pooled interval.
 
     Cells with two lines (a value and its detail) are separated by a newline; the
-    renderers decide how to show it.
+    renderers decide how to show it. A collapsed cell says so under its configuration.
     """
     rows = []
     for _, cell in _ordered(best).iterrows():
-        folds = int(cell["folds"])
+        collapsed = collapsed_text(cell)
         row = {
             "Extractor": names[cell["extractor"]],
             "Train → test": setting_label(cell),
-            "Best configuration": config_label(cell),
+            "Best configuration": config_label(cell) + (f"\n⚠ {collapsed}" if collapsed else ""),
             "Split type": split_text(cell),
         }
         for metric, title in METRIC_TITLES.items():
-            spread = mean_std(cell[f"{metric}_mean"], cell[f"{metric}_std"], folds)
-            ci = interval(cell[f"{metric}_low"], cell[f"{metric}_high"])
-            row[f"{title} %"] = f"{spread}\n95% CI {ci}"
+            row[metric_column(title)] = metric_text(cell, metric)
         row["Test utterances"] = "n/a" if pd.isna(cell["n_test"]) else f"{int(cell['n_test'])}"
         rows.append(row)
     return pd.DataFrame(rows)
@@ -325,7 +379,10 @@ def format_classifier_table(per_classifier: pd.DataFrame, names: Mapping[str, st
             else f"layer {cell['layer']} · {cell['pooling']}"
         )
         ua = mean_std(cell["ua_mean"], cell["ua_std"], int(cell["folds"]))
-        row[f"{cell['classifier']} UA %"] = f"{ua}\n{where}"
+        collapsed = f"\n⚠ collapsed in {int(cell['collapsed_folds'])}/{int(cell['checked_folds'])}"
+        row[f"{cell['classifier']} UA %"] = f"{ua}\n{where}" + (
+            collapsed if collapsed_text(cell) else ""
+        )
     frame = pd.DataFrame(list(rows.values()))
     fixed = ["Extractor", "Train → test", "Split type"]
     classifiers = sorted(c for c in frame.columns if c not in fixed)
