@@ -262,3 +262,22 @@ def test_the_tables_are_written_once_per_results_folder(synth_root, tmp_path, mo
     assert all("best layer" in outcome.line for outcome in summary.sweeps)
     again = run_experiment(experiment, source="grid")
     assert again.cells_run == 0 and len(writes) == 1  # nothing new: tables left as they are
+
+
+def test_a_changed_model_folder_is_never_served_its_old_features(synth_root, tmp_path):
+    import shutil
+
+    from ssl_ser.errors import CacheKeyMismatchError
+    from ssl_ser.pipelines.demo import build_model
+
+    model = build_model(tmp_path / "my-model", seed=0)
+    fields = {"models": [str(model)], "conditions": ["clean"], "condition_pairs": "matched"}
+    experiment = experiment_from_dict(grid(synth_root, tmp_path, **fields), "test")
+    run_experiment(experiment, source="test")
+    other = build_model(tmp_path / "other", seed=1)
+    shutil.copy(other / "model.safetensors", model / "model.safetensors")  # new weights
+    plan = run_experiment(experiment, source="test", dry_run=True).plan
+    (status,) = plan.caches
+    assert status.state == "stale" and "model folder changed (revision untrained:" in status.line()
+    with pytest.raises(CacheKeyMismatchError, match="revision: stored"):
+        run_experiment(experiment, source="test")

@@ -26,14 +26,19 @@ Running it again reuses the corpus, the model, the caches and finished cells.
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from ssl_ser import synth
 from ssl_ser.errors import UnknownChoiceError
 from ssl_ser.pipelines.experiment import Experiment, experiment_from_dict
+from ssl_ser.pipelines.plan import RESULTS_FOLDER
 from ssl_ser.pipelines.run import RunSummary, run_experiment
+
+log = logging.getLogger(__name__)
 
 DEFAULT_OUTPUT = "ser-demo"
 # The report's untrained flag comes from the marker file in it, not from this name.
@@ -91,6 +96,7 @@ def build_model(folder: str | Path, seed: int = 0) -> Path:
     if (folder / "config.json").is_file() and (folder / "preprocessor_config.json").is_file():
         if not (folder / RANDOM_WEIGHTS_MARKER).is_file():
             write_random_weights_marker(folder, seed)
+            _drop_caches_of(folder)
         return folder
     import torch
     import transformers
@@ -103,6 +109,21 @@ def build_model(folder: str | Path, seed: int = 0) -> Path:
     ).save_pretrained(folder)
     write_random_weights_marker(folder, seed)
     return folder
+
+
+def _drop_caches_of(model: Path) -> None:
+    """Delete the demo's caches of `model` and its results (the demo's own folders).
+
+    Adding the marker changes the folder's fingerprint, so its old caches would be
+    refused as stale and its old cells would sit beside new ones under other ids
+    (the report refuses such a folder). Both were computed from the same weights;
+    they are rebuilt.
+    """
+    output = model.parent.parent
+    stale = [*(output / "cache").glob(f"{model.name}-*"), output / RESULTS_FOLDER]
+    for folder in (path for path in stale if path.is_dir()):
+        log.info("demo: removing %s (the model folder gained the random-weights marker)", folder)
+        shutil.rmtree(folder)
 
 
 def demo_experiment(output: str | Path, size: str, corpus_root: Path, model: Path) -> Experiment:

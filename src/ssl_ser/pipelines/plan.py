@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -90,6 +92,7 @@ class CacheStatus:
     failed: int = 0
     layers: list[str] | None = None
     exists: bool = False
+    stale: str = ""
 
     @property
     def missing(self) -> int:
@@ -98,15 +101,19 @@ class CacheStatus:
 
     @property
     def state(self) -> str:
-        """``complete``, ``partial`` or ``missing`` (no file yet)."""
+        """``complete``, ``partial``, ``missing`` (no file yet) or ``stale`` (model changed)."""
         if not self.exists:
             return "missing"
+        if self.stale:
+            return "stale"
         return "complete" if self.missing == 0 else "partial"
 
     def line(self) -> str:
         """``mfcc emodb/clean: complete (535/535) <path>``."""
         failed = f", {self.failed} failed" if self.failed else ""
         action = "" if self.state == "complete" else f"; would extract {self.missing}"
+        if self.stale:
+            action = f"; {self.stale}: extraction will refuse it"
         return (
             f"{model_label(self.model)} {self.corpus}/{self.condition}: {self.state} "
             f"({self.complete}/{self.total}{failed}{action}) {self.path}"
@@ -263,7 +270,24 @@ def cache_status(
         status.complete = len(wanted.intersection(reader.ids))
         status.failed = len(wanted.intersection(reader.failures["utt_id"]))
         status.layers = list(reader.layers)
+        status.stale = _changed_model_folder(config, reader.key)
     return status
+
+
+def _changed_model_folder(config: ExtractorConfig, key: Mapping[str, Any]) -> str:
+    """Why a cache of a local model folder no longer matches the folder ('' if it does).
+
+    The cache path follows the config, not the weights, so a folder whose files
+    changed (new weights, the random-weights marker) maps to the same file; its
+    features must not be reused. Hub models are checked when they load.
+    """
+    if config.is_classic or not Path(config.model).expanduser().is_dir():
+        return ""
+    from ssl_ser.extract.backbones import model_revision
+
+    now = model_revision(config.model, None, config.revision)
+    stored = str(key.get("revision", ""))
+    return "" if stored == now else f"model folder changed (revision {stored} -> {now})"
 
 
 def model_layers(
