@@ -26,7 +26,7 @@ from ssl_ser.report.tables import (
     with_intervals,
 )
 
-from .conftest import CLASSES, Spec, write
+from .conftest import CLASSES, Spec, build, write
 
 # The sweep holds two comparable groups (its in-corpus split and its cross-corpus split):
 # a figure kind that both groups draw is named after each group.
@@ -332,3 +332,21 @@ def test_report_of_a_real_classify_sweep(tmp_path: Path) -> None:
         assert f"{100 * row['ua_mean']:.1f} ± {100 * row['ua_std']:.1f}" in html
     assert "random-tiny" in summary.best and "untrained" in summary.best
     assert '<span class="badge untrained">' in html
+
+
+def test_markdown_shows_hostile_names_as_text(tmp_path: Path) -> None:
+    hostile = "<img src=x onerror=alert(1)>[x](javascript:alert(2))|*"
+    table, predictions = build(Spec(conditions=False, cross=False))
+    for frame in (table, predictions):
+        for column in ("corpus", "train_corpus", "test_corpus"):
+            if column in frame.columns:
+                frame[column] = frame[column].astype(str).str.replace("emodb", hostile)
+    (tmp_path / "results").mkdir()
+    table.to_parquet(tmp_path / "results" / "results.parquet", index=False)
+    predictions.to_parquet(tmp_path / "results" / "predictions.parquet", index=False)
+    write_report(tmp_path / "results", tmp_path / "report.html", n_boot=0)
+    markdown = (tmp_path / "report.md").read_text()
+    assert "&lt;img src=x onerror=alert(1)&gt;" in markdown
+    assert "<img" not in markdown and not re.search(r"(?<!\\)\]\(javascript", markdown)
+    assert "\\[x\\](javascript:alert(2))\\|\\*" in markdown
+    assert "<img src=x onerror" not in (tmp_path / "report.html").read_text()

@@ -6,30 +6,47 @@ path relative to it (``figures/layers-speaker-kfold.png``).
 
 from __future__ import annotations
 
+import html
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
 
 from ssl_ser.report.document import Document, FigureItem, HeadingItem, Item, NoteItem, TableItem
 
+# Characters that start Markdown emphasis, code, links, images, headings or table cells.
+MARKDOWN_SPECIAL = re.compile(r"[\\`*_\[\]|#!]")
+
+
+def escape(text: object) -> str:
+    """Text from the results (corpus, model, label names...) as literal Markdown.
+
+    HTML is escaped (a corpus called ``<img src=x onerror=...>`` must not become an
+    element in a Markdown viewer) and so are the characters that would start
+    emphasis, code, links or table cells; a line break becomes ``<br>``.
+    """
+    text = html.escape(str(text), quote=False)
+    text = MARKDOWN_SPECIAL.sub(lambda match: "\\" + match.group(0), text)
+    return text.replace("\n", "<br>")
+
 
 def render(document: Document, base: Path) -> str:
     """The report as Markdown; figure links are relative to `base` (the file's folder)."""
-    lines = [f"# {document.title}", ""]
+    lines = [f"# {escape(document.title)}", ""]
     for text in document.highlights:
-        lines += [f"**{_sentence(text)}**", ""]
+        lines += [f"**{escape(_sentence(text))}**", ""]
     for text in document.warnings:
-        lines += [f"> **Warning:** {text}", ""]
+        lines += [f"> **Warning:** {escape(text)}", ""]
     for info in document.extractors:
         badge = " — **UNTRAINED (random weights)**" if info.untrained else ""
-        lines.append(f"- **Extractor:** {info.name} ({info.kind}){badge}")
-    lines += [f"- **{label}:** {value.replace(chr(10), '<br>')}" for label, value in document.facts]
+        lines.append(f"- **Extractor:** {escape(info.name)} ({escape(info.kind)}){badge}")
+    lines += [f"- **{escape(label)}:** {escape(value)}" for label, value in document.facts]
     figures = tables = 0
     for section in document.sections:
-        lines += ["", f"## {section.title}", ""]
+        lines += ["", f"## {escape(section.title)}", ""]
         if section.intro:
-            lines += [section.intro, ""]
+            lines += [escape(section.intro), ""]
         for item in section.items:
             figures += isinstance(item, FigureItem)
             tables += isinstance(item, TableItem)
@@ -44,21 +61,23 @@ def _sentence(text: str) -> str:
 def _item(item: Item, base: Path, number: int) -> list[str]:
     if isinstance(item, FigureItem):
         link = Path(os.path.relpath(item.png, base)).as_posix()
+        title = escape(item.title)
         return [
-            f"![{item.title}]({link})",
+            f"![{title}]({link})",
             "",
-            f"*Figure {number}. {item.title}.* {item.caption}",
+            f"*Figure {number}. {title}.* {escape(item.caption)}",
             "",
         ]
     if isinstance(item, TableItem):
-        return [f"**Table {number}. {item.title}.** {item.caption}", "", *_table(item.frame), ""]
+        head = f"**Table {number}. {escape(item.title)}.** {escape(item.caption)}"
+        return [head, "", *_table(item.frame), ""]
     if isinstance(item, HeadingItem):
-        return [f"### {item.text}", ""]
+        return [f"### {escape(item.text)}", ""]
     return _note(item)
 
 
 def _note(item: NoteItem) -> list[str]:
-    return [f"> *{item.title}.* {item.text}", ""]
+    return [f"> *{escape(item.title)}.* {escape(item.text)}", ""]
 
 
 def _table(frame: pd.DataFrame) -> list[str]:
@@ -71,6 +90,5 @@ def _table(frame: pd.DataFrame) -> list[str]:
 
 
 def _cell(value: object) -> str:
-    """Table cell text: pipes escaped, a second line after ``<br>``."""
-    text = "" if pd.isna(value) else str(value)
-    return text.replace("|", "\\|").replace("\n", "<br>")
+    """Table cell text, escaped (pipes too), a second line after ``<br>``."""
+    return "" if pd.isna(value) else escape(value)
