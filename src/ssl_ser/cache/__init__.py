@@ -26,7 +26,7 @@ A writer killed at any moment leaves a file that opens, with every row either
 complete or redone by the next run; a second writer is refused while one runs.
 """
 
-from ssl_ser.cache.inspection import disk_size, info, verify
+from ssl_ser.cache.inspection import disk_size, info, notes, verify
 from ssl_ser.cache.layout import (
     DEFAULT_CHUNK_ROWS,
     STORAGE_DTYPES,
@@ -53,6 +53,7 @@ __all__ = [
     "info",
     "key_differences",
     "list_caches",
+    "notes",
     "open",
     "read_header",
     "verify",
