@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import logging
 import os
+import sys
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -529,10 +531,17 @@ class CacheWriter(HeaderFields):
         rows not marked complete, or the mask of rows whose data was synced).
         """
         self._broken = layout.storage_error(self.path, error, action)
-        logger.error("%s", self._broken)
         self._clear_buffer()
-        with contextlib.suppress(Exception):
-            self._close_file()
+        # HDF5 retries the failed writes on close and h5py reports each failure as an
+        # "exception ignored" (a page of tracebacks); the one error raised says it all.
+        hook = sys.unraisablehook
+        sys.unraisablehook = lambda unraisable: logger.debug("on close: %s", unraisable.exc_value)
+        try:
+            with contextlib.suppress(Exception):
+                self._close_file()
+            gc.collect()
+        finally:
+            sys.unraisablehook = hook
         self._datasets = {}
         self._file = None
         return self._broken
