@@ -361,6 +361,7 @@ def build(
     source: h5py.File | None = None,
     progress: bool = False,
     rows: np.ndarray | None = None,
+    cache: Path | None = None,
 ) -> None:
     """Write a complete cache file at `target` holding `ids`, copying rows from `source`.
 
@@ -369,7 +370,8 @@ def build(
     `ids` must start with the ids of `source` in its order, and those rows are
     copied. Copied rows keep their slots when the new file has room for them, and
     are packed in slot order otherwise (a file that lost rows). A file that cannot be
-    built (a full disk) is removed and the error is a CacheError naming it.
+    built (a full disk) is removed and the error is a CacheError naming `cache`
+    (the file `target` is to replace; default `target` itself).
     """
     if source is not None and rows is None:
         rows = np.arange(len(ids), dtype=np.int64)
@@ -379,7 +381,9 @@ def build(
     except BaseException as error:
         Path(target).unlink(missing_ok=True)
         if isinstance(error, OSError | RuntimeError):
-            raise storage_error(target, error, "build the cache file") from error
+            shown = target if cache is None else cache
+            action = "build" if cache is None else f"build (as {Path(target).name}) a new copy of"
+            raise storage_error(shown, error, action) from error
         raise
 
 

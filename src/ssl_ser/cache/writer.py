@@ -227,7 +227,9 @@ class CacheWriter(HeaderFields):
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise layout.storage_error(self.path, error, "create the folder of") from error
-        layout.build(sidecar, header, ids, source=source, progress=self.progress, rows=rows)
+        layout.build(
+            sidecar, header, ids, source=source, progress=self.progress, rows=rows, cache=self.path
+        )
         self._close_file()
         os.replace(sidecar, self.path)
         layout.fsync_dir(self.path.parent)
