@@ -208,7 +208,10 @@ def corrupt_rows(
                     try:
                         data = dataset[layer, start : start + block_rows][wanted - start]
                     except (OSError, RuntimeError) as error:
-                        why = "fails its checksum" if "checksum" in str(error).lower() else "fails"
+                        # the Fletcher-32 filter is the only one: its failure is a bad checksum
+                        text = str(error).lower()
+                        bad_sum = "filter" in text or "checksum" in text
+                        why = "fails its checksum" if bad_sum else "cannot be read"
                         what = f"are in a chunk that {why} (layer {header.layers[layer]})"
                         for slot in wanted.tolist():
                             bad.setdefault(row_of_slot[slot], (pooling, what))

@@ -380,6 +380,7 @@ class CacheWriter(HeaderFields):
         ids = list(ids)
         if not ids:
             return
+        self._require_file()
         rows = [self._writable_row(utt_id) for utt_id in ids]
         if self.read_only:
             raise self._read_only_error("write features to")
@@ -395,6 +396,7 @@ class CacheWriter(HeaderFields):
 
     def fail(self, utt_id: str, reason: str) -> None:
         """Record that `utt_id` could not be processed (committed with the next flush)."""
+        self._require_file()
         row = self._writable_row(utt_id)
         if self.read_only:
             raise self._read_only_error("record a failure in")
