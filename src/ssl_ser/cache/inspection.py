@@ -187,37 +187,67 @@ def corrupt_rows(
 ) -> dict[int, tuple[str, str]]:
     """Complete rows whose features cannot be trusted, with why: {row: (pooling, what)}.
 
-    Reads every chunk (one layer, ``chunk_rows`` slots) that holds complete rows.
-    A chunk that fails its checksum (or cannot be read) makes every complete row
-    in it corrupt; a row with NaN/inf in any layer is corrupt too.
+    Reads every chunk (one layer, ``chunk_rows`` slots) that holds complete rows,
+    a block of slots of every layer at once, and layer by layer only where that
+    fails. A chunk that fails its checksum (or cannot be read) makes every
+    complete row in it corrupt; a row with NaN/inf in any layer is corrupt too.
     """
     slots = np.asarray(slots, dtype=np.int64)
     complete = np.flatnonzero(slots >= 0)
     row_of_slot = dict(zip(slots[complete].tolist(), complete.tolist(), strict=True))
     used = np.sort(slots[complete])
-    bad: dict[int, tuple[str, str]] = {}
-    bar = tqdm(desc="verify", unit="chunk", disable=not progress)
+    bad: dict[int, tuple[str, str]] = {}  # by slot
+    bar = tqdm(desc="verify", unit="block", disable=not progress)
     with bar:
         for pooling in header.poolings:
             dataset = file[FEATURES][pooling]
             block_rows = dataset.chunks[1]
             for block in np.unique(used // block_rows):
                 start = int(block) * block_rows
-                wanted = used[(used >= start) & (used < start + block_rows)]
-                for layer in range(dataset.shape[0]):
-                    try:
-                        data = dataset[layer, start : start + block_rows][wanted - start]
-                    except (OSError, RuntimeError) as error:
-                        # the Fletcher-32 filter is the only one: its failure is a bad checksum
-                        text = str(error).lower()
-                        bad_sum = "filter" in text or "checksum" in text
-                        why = "fails its checksum" if bad_sum else "cannot be read"
-                        what = f"are in a chunk that {why} (layer {header.layers[layer]})"
-                        for slot in wanted.tolist():
-                            bad.setdefault(row_of_slot[slot], (pooling, what))
-                        continue
-                    finite = np.isfinite(data).all(axis=1)
-                    for slot in wanted[~finite].tolist():
-                        bad.setdefault(row_of_slot[slot], (pooling, "hold NaN/inf"))
-                    bar.update()
-    return bad
+                stop = min(start + block_rows, dataset.shape[1])
+                wanted = used[(used >= start) & (used < stop)]
+                try:
+                    data = dataset[:, start:stop]
+                except (OSError, RuntimeError):
+                    data = _read_layers(dataset, start, stop, header.layers, wanted, bad, pooling)
+                for slot in wanted[_non_finite(data[:, wanted - start])].tolist():
+                    bad.setdefault(slot, (pooling, "hold NaN/inf"))
+                bar.update()
+    return {row_of_slot[slot]: why for slot, why in bad.items()}
+
+
+def _read_layers(
+    dataset: h5py.Dataset,
+    start: int,
+    stop: int,
+    layers: list[str],
+    wanted: np.ndarray,
+    bad: dict[int, tuple[str, str]],
+    pooling: str,
+) -> np.ndarray:
+    """Slots [start, stop) layer by layer; unreadable chunks are NaN, their rows put in `bad`."""
+    out = np.full((dataset.shape[0], stop - start, dataset.shape[2]), np.nan, dataset.dtype)
+    for layer in range(dataset.shape[0]):
+        try:
+            out[layer] = dataset[layer, start:stop]
+        except (OSError, RuntimeError) as error:
+            # the Fletcher-32 filter is the only one: its failure is a bad checksum
+            text = str(error).lower()
+            why = (
+                "fails its checksum" if "filter" in text or "checksum" in text else "cannot be read"
+            )
+            what = f"are in a chunk that {why} (layer {layers[layer]})"
+            for slot in wanted.tolist():
+                bad.setdefault(slot, (pooling, what))
+    return out
+
+
+def _non_finite(data: np.ndarray) -> np.ndarray:
+    """Per column of a (layers, n, dim) block: does it hold NaN/inf? (exponent bits all set)."""
+    if data.dtype == np.float16:
+        bits, mask = data.view(np.uint16), np.uint16(0x7C00)
+    elif data.dtype == np.float32:
+        bits, mask = data.view(np.uint32), np.uint32(0x7F800000)
+    else:
+        return ~np.isfinite(data).all(axis=(0, 2))
+    return ((bits & mask) == mask).any(axis=(0, 2))

@@ -15,7 +15,7 @@ One HDF5 file per (extractor config, corpus, condition). Its parts:
   (HDF5's ``fletcher32`` filter): a chunk whose bytes changed on disk fails to read
   instead of handing out wrong numbers. Its size never changes (data + 4 bytes), so a
   rewritten chunk stays where it was and the chunk index is never touched. Files
-  built before checksums (ssl-ser 0.1.x) have none and still open; any rebuild
+  built before checksums (ssl-ser 0.1.0) have none and still open; any rebuild
   (new rows, ``ser cache prune``, ``ser cache verify --repair``) adds them.
   Unwritten slots hold NaN, so a row marked complete without its data is caught as
   non-finite rather than read as zeros.

@@ -96,6 +96,14 @@ def info(file: Path, as_json: bool) -> None:
     click.echo(f"poolings: {', '.join(summary['poolings'])}")
     click.echo(f"shape: {' x '.join(str(n) for n in summary['shape'])} {summary['storage_dtype']}")
     click.echo(f"manifest digest: {summary['manifest_digest'] or '(not set)'}")
+    click.echo(
+        "checksums: "
+        + (
+            "per chunk (Fletcher-32)"
+            if summary["checksums"]
+            else "absent (built by an older ssl-ser)"
+        )
+    )
     feature_version = summary["feature_version"]
     click.echo(f"feature version: {'(none)' if feature_version is None else feature_version}")
     click.echo(f"toolkit version: ssl-ser {summary['toolkit_version']} (wrote the file)")
