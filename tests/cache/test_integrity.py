@@ -323,14 +323,16 @@ def test_extract_redoes_damaged_rows_with_the_numbers_of_a_fresh_run(tmp_path):
         file["features"]["std"][0, file["slot"][3], :] = np.nan
     offset, _ = chunk_offsets(path, "mean")[(0, 0)]
     flip_byte(path, offset + 8)  # every row of this small cache sits in that chunk
-    (again,) = extract(table, config, tmp_path / "cache", workers=0)
+    grown = toy_manifest(tmp_path / "wav", 10)  # and the manifest grew: the file is rebuilt
+    (again,) = extract(grown, config, tmp_path / "cache", workers=0)
     assert again.already_done == 0  # all 8 rows were in the damaged chunk: redone
     with cache.open(path) as reader:
+        assert reader.all_ids == grown["utt_id"].tolist() and len(reader.ids) == 10
         for pooling, values in want.items():
-            np.testing.assert_array_equal(reader.read_rows(reader.all_ids, pooling), values)
+            np.testing.assert_array_equal(reader.read_rows(table["utt_id"], pooling), values)
     assert cache.verify(path) == []
-    (third,) = extract(table, config, tmp_path / "cache", workers=0)
-    assert third.already_done == 8
+    (third,) = extract(grown, config, tmp_path / "cache", workers=0)
+    assert third.already_done == 10
 
 
 # ------------------------------------------------------------- old caches

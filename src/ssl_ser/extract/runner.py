@@ -286,20 +286,10 @@ class _Job:
             convert_dtype=convert,
         ) as writer:
             ids = rows["utt_id"].tolist()
+            if self.verify_cache:
+                self._repair(writer, corpus)
             writer.add_ids(ids)
             writer.set_manifest_digest(manifest.rows_digest(rows))
-            if self.verify_cache:
-                redo = writer.repair(progress=self.progress)
-                if redo:
-                    log.warning(
-                        "%s/%s: %d cached row(s) of %s were damaged (checksum or NaN/inf), "
-                        "e.g. %s; extracting them again",
-                        corpus,
-                        self.condition,
-                        len(redo),
-                        path,
-                        redo[:SHOWN_IDS],
-                    )
             todo = set(writer.missing(ids, retry=retry_failed))
             summary.already_done = len(ids) - len(todo)
             pending = rows[rows["utt_id"].isin(todo)]
@@ -315,6 +305,23 @@ class _Job:
                 self._extract_rows(pending, writer, summary)
         summary.seconds = time.perf_counter() - started
         return summary
+
+    def _repair(self, writer: cache.CacheWriter, corpus: str) -> None:
+        """Send stored rows that fail their checksum or hold NaN/inf back to extraction.
+
+        Runs before new rows are added, since adding rows copies the stored ones.
+        """
+        redo = writer.repair(progress=self.progress)
+        if redo:
+            log.warning(
+                "%s/%s: %d cached row(s) of %s were damaged (checksum or NaN/inf), e.g. %s; "
+                "extracting them again",
+                corpus,
+                self.condition,
+                len(redo),
+                writer.path,
+                redo[:SHOWN_IDS],
+            )
 
     def _extract_rows(
         self, rows: pd.DataFrame, writer: cache.CacheWriter, summary: ExtractSummary
