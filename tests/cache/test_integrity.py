@@ -436,3 +436,35 @@ def test_prune_drops_rows_no_manifest_lists(tmp_path):
     assert_rows_equal(path, complete)
     assert cache.verify(path) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.h5", "m.csv"]
+
+
+@pytest.mark.parametrize("point", ["copy", "replace"])
+@pytest.mark.parametrize("action", ["prune", "repair"])
+def test_prune_and_repair_killed_mid_rebuild_leave_the_old_file(tmp_path, point, action):
+    path = tmp_path / "c.h5"
+    ids = fill(path, 40, n_written=30)
+    write_nan(path, 4)
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import crash_writer; "
+        "from ssl_ser.cache.writer import open_existing; "
+        f"crash_writer.install_kill({point!r}, 1); w = open_existing(sys.argv[2]); "
+        + ("w.prune(sys.argv[3:])" if action == "prune" else "w.repair()")
+    )
+    command = [sys.executable, "-c", script, str(FULL_DISK.parent), str(path), *ids[:20]]
+    killed = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert killed.returncode == -9, killed.stderr
+    good = [u for u in ids[:30] if u != ids[4]]
+    with cache.open(path) as reader:  # the old file, whole
+        assert reader.all_ids == ids and reader.ids == ids[:30]
+        for pooling in POOLINGS:
+            np.testing.assert_array_equal(reader.read_rows(good, pooling), stored(good, pooling))
+    with CacheWriter(path, KEY, LAYERS, DIM) as writer:  # the next writer cleans up
+        done = writer.prune(ids[:20]) if action == "prune" else writer.repair()
+        assert done == (ids[20:] if action == "prune" else [ids[4]])
+    assert not path.with_name("c.h5.partial").exists()
+    kept = ids[:20] if action == "prune" else good  # prune keeps the NaN row: repair's job
+    with cache.open(path) as reader:
+        assert reader.ids == kept
+        rest = [u for u in kept if u != ids[4]]
+        for pooling in POOLINGS:
+            np.testing.assert_array_equal(reader.read_rows(rest, pooling), stored(rest, pooling))
