@@ -8,6 +8,7 @@ writes patched into one process; both run as ordinary tests, without mounts.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import subprocess
 import sys
@@ -181,6 +182,14 @@ def test_a_failed_write_or_sync_marks_no_row_complete(tmp_path, monkeypatch, wha
 # ----------------------------------------------------------- damaged features
 
 
+def test_reading_no_rows_gives_empty_arrays(tmp_path):
+    path = tmp_path / "c.h5"
+    fill(path, 5, n_written=0)
+    with cache.open(path) as reader:
+        assert reader.read(0, "std").shape == (0, DIM)
+        assert reader.read_rows([], "mean").shape == (0, len(LAYERS), DIM)
+
+
 def flip_byte(path: Path, offset: int) -> None:
     with open(path, "r+b") as handle:
         handle.seek(offset)
@@ -312,7 +321,7 @@ def toy_manifest(folder: Path, count: int) -> pd.DataFrame:
     return manifest.validate(pd.DataFrame(rows))
 
 
-def test_extract_redoes_damaged_rows_with_the_numbers_of_a_fresh_run(tmp_path):
+def test_extract_redoes_damaged_rows_with_the_numbers_of_a_fresh_run(tmp_path, caplog):
     table = toy_manifest(tmp_path / "wav", 8)
     config = ExtractorConfig.for_model("mfcc")
     (first,) = extract(table, config, tmp_path / "cache", workers=0)
@@ -324,7 +333,9 @@ def test_extract_redoes_damaged_rows_with_the_numbers_of_a_fresh_run(tmp_path):
     offset, _ = chunk_offsets(path, "mean")[(0, 0)]
     flip_byte(path, offset + 8)  # every row of this small cache sits in that chunk
     grown = toy_manifest(tmp_path / "wav", 10)  # and the manifest grew: the file is rebuilt
-    (again,) = extract(grown, config, tmp_path / "cache", workers=0)
+    with caplog.at_level(logging.INFO, logger="ssl_ser.progress"):
+        (again,) = extract(grown, config, tmp_path / "cache", workers=0)
+    assert f"toy/clean: 8 cached row(s) of {path} were damaged" in caplog.text
     assert again.already_done == 0  # all 8 rows were in the damaged chunk: redone
     with cache.open(path) as reader:
         assert reader.all_ids == grown["utt_id"].tolist() and len(reader.ids) == 10

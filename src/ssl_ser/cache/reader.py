@@ -173,6 +173,8 @@ class CacheReader(HeaderFields):
 
     def _check_finite(self, out: np.ndarray, slots: np.ndarray, pooling: str) -> None:
         """Refuse rows holding NaN/inf (bytes changed on disk): name them and the fix."""
+        if out.size == 0:
+            return
         finite = np.isfinite(out.reshape(len(out), -1)).all(axis=1)
         if finite.all():
             return

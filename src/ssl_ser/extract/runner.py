@@ -313,14 +313,10 @@ class _Job:
         """
         redo = writer.repair(progress=self.progress)
         if redo:
-            log.warning(
-                "%s/%s: %d cached row(s) of %s were damaged (checksum or NaN/inf), e.g. %s; "
-                "extracting them again",
-                corpus,
-                self.condition,
-                len(redo),
-                writer.path,
-                redo[:SHOWN_IDS],
+            announce(
+                f"{corpus}/{self.condition}: {len(redo)} cached row(s) of {writer.path} were "
+                f"damaged (bad checksum or NaN/inf), e.g. {', '.join(redo[:SHOWN_IDS])}; "
+                "extracting them again"
             )
 
     def _extract_rows(
