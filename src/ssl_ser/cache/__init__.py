@@ -24,6 +24,10 @@ Reading::
 
 A writer killed at any moment leaves a file that opens, with every row either
 complete or redone by the next run; a second writer is refused while one runs.
+A full disk stops a writer with a CacheError before any row is marked complete.
+Chunks carry checksums: ``verify(path)`` lists rows in chunks that fail them or
+holding NaN/inf, readers refuse such rows, and ``writer.repair()`` sends them back
+to extraction; ``writer.prune(keep_ids)`` drops rows no manifest needs.
 """
 
 from ssl_ser.cache.inspection import disk_size, info, notes, verify
