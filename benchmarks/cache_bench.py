@@ -12,11 +12,18 @@ heights (rows per chunk) and for chunks that hold all layers of a row block,
 and times row-by-row writes with HDF5's default chunk cache, to justify the
 chosen layout. Cold reads drop the page cache through /proc/sys/vm/drop_caches
 when permitted (root), else with posix_fadvise(DONTNEED) on the files read.
+
+``--checksums`` times instead, in one run, the price of the integrity layout:
+the same CacheWriter writes (build included) with the chunks of ssl-ser 0.1
+(sparse, no checksum), allocated without checksum, and allocated with Fletcher-32
+checksums (the layout used); then a cold read of one layer and the full scan of
+``ser cache verify`` (every chunk read and checked) with and without checksums.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import tempfile
@@ -74,6 +81,71 @@ def write_cache(path: Path, ids: list[str], layers: int, dim: int, chunk_rows: i
             writer.write(chunk, {"mean": block[: len(chunk)]})
     os.sync()
     return time.perf_counter() - start
+
+
+@contextlib.contextmanager
+def chunk_layout(variant: str):
+    """Build cache files as `variant`: 'sparse' (0.1), 'allocated' or 'checksummed' (today)."""
+    original = layout.early_dcpl
+
+    def variant_dcpl(chunks, fill=None, checksum=False):
+        if variant == "checksummed":
+            return original(chunks, fill, checksum)
+        dcpl = original(chunks, fill, checksum=False)
+        if variant == "sparse" and fill is not None and np.isnan(np.asarray(fill, float)).any():
+            dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+        return dcpl
+
+    layout.early_dcpl = variant_dcpl
+    try:
+        yield
+    finally:
+        layout.early_dcpl = original
+
+
+def checksum_costs(folder: Path, ids: list[str], layers: int, dim: int, repeats: int) -> None:
+    """Write, read and verify times of the three chunk layouts, interleaved, best of `repeats`."""
+    from ssl_ser.cache import inspection
+
+    total_bytes = len(ids) * layers * dim * 2
+    layer_bytes = len(ids) * dim * 2
+    variants = ("sparse", "allocated", "checksummed")
+    writes: dict[str, float] = dict.fromkeys(variants, float("inf"))
+    for _ in range(repeats):
+        for variant in variants:
+            path = folder / f"{variant}.h5"
+            path.unlink(missing_ok=True)
+            with chunk_layout(variant):
+                seconds = write_cache(path, ids, layers, dim, cache.DEFAULT_CHUNK_ROWS)
+            writes[variant] = min(writes[variant], seconds)
+    print(f"write {len(ids)} rows through CacheWriter (build, batches of 256, fsync each):")
+    for variant in variants:
+        report(variant, writes[variant], total_bytes)
+    base = writes["allocated"]
+    print(
+        f"  checksummed / allocated = {writes['checksummed'] / base:.3f}; "
+        f"checksummed / sparse (0.1) = {writes['checksummed'] / writes['sparse']:.3f}"
+    )
+    print("read one layer cold, and verify (every chunk read and checked):")
+    for variant in ("allocated", "checksummed"):
+        path = folder / f"{variant}.h5"
+        with cache.open(path) as reader:
+            report(
+                f"{variant}: read() one layer, cold",
+                cold(lambda: reader.read(0), path),
+                layer_bytes,
+            )
+
+        def scan(path: Path = path) -> None:
+            with layout.open_h5(path, "r", rdcc_nbytes=0) as file:
+                header = layout.Header.read(file, path)
+                slots = file[layout.SLOT][: len(file[layout.IDS])]
+                assert not inspection.corrupt_rows(file, header, slots)
+
+        report(f"{variant}: verify scan, cold", cold(scan, path), total_bytes)
+        report(f"{variant}: verify scan, warm", warm(scan), total_bytes)
+    for variant in variants:
+        (folder / f"{variant}.h5").unlink()
 
 
 def write_slot_major(path: Path, rows: int, layers: int, dim: int, chunks: tuple) -> float:
@@ -170,10 +242,21 @@ def main() -> None:
     parser.add_argument(
         "--dir", type=Path, default=None, help="scratch folder (default: a tmp dir)"
     )
+    parser.add_argument(
+        "--checksums", action="store_true", help="only compare the chunk layouts' costs"
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="--checksums: best of N")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="cache-bench-", dir=args.dir))
     rows, layers, dim = args.rows, args.layers, args.dim
     ids = [f"bench/{i:06d}" for i in range(rows)]
+    if args.checksums:
+        print(f"{rows} rows x {layers} layers x {dim} float16; in {folder}")
+        try:
+            checksum_costs(folder, ids, layers, dim, args.repeats)
+        finally:
+            shutil.rmtree(folder)
+        return
     rng = np.random.default_rng(2)
     subset_rows = np.sort(rng.choice(rows, args.subset, replace=False))
     subset = [ids[i] for i in subset_rows]

@@ -24,9 +24,13 @@ Reading::
 
 A writer killed at any moment leaves a file that opens, with every row either
 complete or redone by the next run; a second writer is refused while one runs.
+A full disk stops a writer with a CacheError before any row is marked complete.
+Chunks carry checksums: ``verify(path)`` lists rows in chunks that fail them or
+holding NaN/inf, readers refuse such rows, and ``writer.repair()`` sends them back
+to extraction; ``writer.prune(keep_ids)`` drops rows no manifest needs.
 """
 
-from ssl_ser.cache.inspection import disk_size, info, verify
+from ssl_ser.cache.inspection import disk_size, info, notes, verify
 from ssl_ser.cache.layout import (
     DEFAULT_CHUNK_ROWS,
     STORAGE_DTYPES,
@@ -53,6 +57,7 @@ __all__ = [
     "info",
     "key_differences",
     "list_caches",
+    "notes",
     "open",
     "read_header",
     "verify",

@@ -1,4 +1,11 @@
-"""What the ``ser cache`` commands show: a cache's summary and a full consistency check."""
+"""What the ``ser cache`` commands show: a cache's summary and a full consistency check.
+
+The check reads every chunk that holds complete rows: a chunk that fails its
+Fletcher-32 checksum makes each complete row in it corrupt, and so does NaN/inf in
+a row. :func:`corrupt_rows` is that scan; the writer's ``repair`` uses it to send the
+rows back to extraction. Files built before checksums are read the same way; only
+NaN/inf can be found in them, and :func:`notes` says that their checksums are absent.
+"""
 
 from __future__ import annotations
 
@@ -46,8 +53,26 @@ def info(path: str | Path) -> dict[str, Any]:
             "manifest_digest": reader.manifest_digest,
             "feature_version": layout.comparable_key(reader.key).get(layout.FEATURE_VERSION_FIELD),
             "toolkit_version": reader.toolkit_version,
+            "checksums": has_checksums(reader._file),
             "size_bytes": disk_size(path),
         }
+
+
+def has_checksums(file: h5py.File) -> bool:
+    """Whether every feature dataset of an open cache carries per-chunk Fletcher-32 checksums."""
+    datasets = [file[FEATURES][name] for name in file[FEATURES]] if FEATURES in file else []
+    return bool(datasets) and all(dataset.fletcher32 for dataset in datasets)
+
+
+def notes(path: str | Path) -> list[str]:
+    """Remarks on a sound cache that are not problems (checksums absent in an old file)."""
+    with layout.open_h5(Path(path), "r") as file:
+        if has_checksums(file):
+            return []
+    return [
+        "checksums absent: built before per-chunk checksums, so only NaN/inf can be "
+        "detected in its features; `ser cache verify --repair` rebuilds it with them (rows kept)"
+    ]
 
 
 def verify(path: str | Path, progress: bool = False) -> list[str]:
@@ -55,7 +80,8 @@ def verify(path: str | Path, progress: bool = False) -> list[str]:
 
     Checks the header, that datasets agree in length and shape, that ids are
     unique, that slots are valid and not shared, that failures have reasons, that
-    the key and manifest digest are set, and that complete rows hold no NaN/inf.
+    the key and manifest digest are set, and that every chunk holding complete rows
+    reads back with a valid checksum and holds no NaN/inf (one line per row).
     """
     path = Path(path)
     try:
@@ -148,27 +174,80 @@ def _slot_problems(file: h5py.File, slots: np.ndarray) -> list[str]:
 def _value_problems(
     file: h5py.File, header: Header, slots: np.ndarray, progress: bool
 ) -> list[str]:
-    """Scan the chunks holding complete rows for NaN/inf, one block of slots at a time."""
-    used = np.sort(slots[slots >= 0])
-    rows_of_slot = {int(slot): row for row, slot in enumerate(slots) if slot >= 0}
+    """One line per complete row whose features are corrupt (see :func:`corrupt_rows`)."""
     ids = file[IDS].asstr()
-    block_rows = header.chunk_rows
-    blocks = np.unique(used // block_rows)
-    problems = []
-    bar = tqdm(
-        total=len(blocks) * len(header.poolings), desc="verify", unit="block", disable=not progress
-    )
+    bad = corrupt_rows(file, header, slots, progress)
+    return [
+        f"{pooling} features of {ids[row]!r} {what}" for row, (pooling, what) in sorted(bad.items())
+    ]
+
+
+def corrupt_rows(
+    file: h5py.File, header: Header, slots: np.ndarray, progress: bool = False
+) -> dict[int, tuple[str, str]]:
+    """Complete rows whose features cannot be trusted, with why: {row: (pooling, what)}.
+
+    Reads every chunk (one layer, ``chunk_rows`` slots) that holds complete rows,
+    a block of slots of every layer at once, and layer by layer only where that
+    fails. A chunk that fails its checksum (or cannot be read) makes every
+    complete row in it corrupt; a row with NaN/inf in any layer is corrupt too.
+    """
+    slots = np.asarray(slots, dtype=np.int64)
+    complete = np.flatnonzero(slots >= 0)
+    row_of_slot = dict(zip(slots[complete].tolist(), complete.tolist(), strict=True))
+    used = np.sort(slots[complete])
+    bad: dict[int, tuple[str, str]] = {}  # by slot
+    bar = tqdm(desc="verify", unit="block", disable=not progress)
     with bar:
         for pooling in header.poolings:
             dataset = file[FEATURES][pooling]
-            for block in blocks:
+            block_rows = dataset.chunks[1]
+            for block in np.unique(used // block_rows):
                 start = int(block) * block_rows
-                wanted = used[(used >= start) & (used < start + block_rows)]
-                data = dataset[:, start : start + block_rows][:, wanted - start]
-                bad = ~np.isfinite(data).all(axis=(0, 2))
-                for slot in wanted[bad]:
-                    problems.append(
-                        f"{pooling} features of {ids[rows_of_slot[int(slot)]]!r} hold NaN/inf"
-                    )
+                stop = min(start + block_rows, dataset.shape[1])
+                wanted = used[(used >= start) & (used < stop)]
+                try:
+                    data = dataset[:, start:stop]
+                except (OSError, RuntimeError):
+                    data = _read_layers(dataset, start, stop, header.layers, wanted, bad, pooling)
+                for slot in wanted[_non_finite(data[:, wanted - start])].tolist():
+                    bad.setdefault(slot, (pooling, "hold NaN/inf"))
                 bar.update()
-    return problems
+    return {row_of_slot[slot]: why for slot, why in bad.items()}
+
+
+def _read_layers(
+    dataset: h5py.Dataset,
+    start: int,
+    stop: int,
+    layers: list[str],
+    wanted: np.ndarray,
+    bad: dict[int, tuple[str, str]],
+    pooling: str,
+) -> np.ndarray:
+    """Slots [start, stop) layer by layer; unreadable chunks are NaN, their rows put in `bad`."""
+    out = np.full((dataset.shape[0], stop - start, dataset.shape[2]), np.nan, dataset.dtype)
+    for layer in range(dataset.shape[0]):
+        try:
+            out[layer] = dataset[layer, start:stop]
+        except (OSError, RuntimeError) as error:
+            # the Fletcher-32 filter is the only one: its failure is a bad checksum
+            text = str(error).lower()
+            why = (
+                "fails its checksum" if "filter" in text or "checksum" in text else "cannot be read"
+            )
+            what = f"are in a chunk that {why} (layer {layers[layer]})"
+            for slot in wanted.tolist():
+                bad.setdefault(slot, (pooling, what))
+    return out
+
+
+def _non_finite(data: np.ndarray) -> np.ndarray:
+    """Per column of a (layers, n, dim) block: does it hold NaN/inf? (exponent bits all set)."""
+    if data.dtype == np.float16:
+        bits, mask = data.view(np.uint16), np.uint16(0x7C00)
+    elif data.dtype == np.float32:
+        bits, mask = data.view(np.uint32), np.uint32(0x7F800000)
+    else:
+        return ~np.isfinite(data).all(axis=(0, 2))
+    return ((bits & mask) == mask).any(axis=(0, 2))

@@ -11,7 +11,14 @@ One HDF5 file per (extractor config, corpus, condition). Its parts:
   by ``chunk_rows`` slots. Chunks are allocated layer by layer, so one layer of
   every utterance is one sequential stretch of the file. Slots are handed out in
   write order, so a batch of rows lands in consecutive slots and is written in
-  blocks, whatever its manifest order.
+  blocks, whatever its manifest order. Each chunk carries a Fletcher-32 checksum
+  (HDF5's ``fletcher32`` filter): a chunk whose bytes changed on disk fails to read
+  instead of handing out wrong numbers. Its size never changes (data + 4 bytes), so a
+  rewritten chunk stays where it was and the chunk index is never touched. Files
+  built before checksums (ssl-ser 0.1.0) have none and still open; any rebuild
+  (new rows, ``ser cache prune``, ``ser cache verify --repair``) adds them.
+  Unwritten slots hold NaN, so a row marked complete without its data is caught as
+  non-finite rather than read as zeros.
 - Root attributes: the key (JSON), layers, poolings, dim, storage dtype, chunk rows,
   toolkit version (of the writer that built the file) and the manifest digest.
 
@@ -30,7 +37,11 @@ float16 range when narrowing).
 
 Crash safety rests on one rule: while a writer is live, it changes only raw bytes
 of datasets whose storage was allocated when the file was built (early allocation)
-and, in place, the fixed-size manifest-digest attribute. HDF5 metadata is never
+and, in place, the fixed-size manifest-digest attribute. Allocation is real, not
+sparse: the build writes every chunk (fill values), so the disk space is taken when
+the file is built and a full disk stops the build (the old file stays as it was),
+never a later commit. A writer also reserves the blocks of a file built sparse by an
+older release (``posix_fallocate``) before it writes into it. HDF5 metadata is never
 rewritten in place, so a writer killed at any moment leaves a file that opens.
 Anything that changes the structure (new rows) builds a complete new file beside
 the old one and atomically renames it over the old one.
@@ -38,9 +49,11 @@ the old one and atomically renames it over the old one.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -311,18 +324,24 @@ def _check_names(what: str, names: Iterable[Any]) -> list[str]:
     return out
 
 
-def early_dcpl(chunks: tuple[int, ...], fill: Any = None) -> h5py.h5p.PropDCID:
-    """Dataset creation properties with all chunks allocated when the dataset is made.
+def early_dcpl(
+    chunks: tuple[int, ...], fill: Any = None, checksum: bool = False
+) -> h5py.h5p.PropDCID:
+    """Dataset creation properties with all chunks allocated and written when the dataset is made.
 
     With storage allocated up front, later writes change raw bytes only, never
-    the chunk index. Without a fill value the space is left unwritten (sparse).
+    the chunk index. The chunks are written with the fill value (zeros if None) at
+    creation, so the disk blocks are really taken then: a sparse file would only
+    meet a full disk later, in the middle of a commit. With `checksum`, each chunk
+    carries a Fletcher-32 checksum (a fixed 4 bytes, so chunks never move).
     """
     dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
     dcpl.set_chunk(chunks)
+    if checksum:
+        dcpl.set_fletcher32()
     dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
-    if fill is None:
-        dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
-    else:
+    dcpl.set_fill_time(h5py.h5d.FILL_TIME_ALLOC)
+    if fill is not None:
         dcpl.set_fill_value(np.asarray(fill))
     return dcpl
 
@@ -341,12 +360,42 @@ def build(
     ids: Sequence[str],
     source: h5py.File | None = None,
     progress: bool = False,
+    rows: np.ndarray | None = None,
+    cache: Path | None = None,
 ) -> None:
     """Write a complete cache file at `target` holding `ids`, copying rows from `source`.
 
-    `ids` must start with the ids of `source` in its order; the rows of `source`
-    keep their slots, states and failure reasons, the others start missing.
+    `rows` gives, for each of `ids`, the row of `source` it copies (its state,
+    failure reason and features), or -1 for a row that starts missing. By default
+    `ids` must start with the ids of `source` in its order, and those rows are
+    copied. Copied rows keep their slots when the new file has room for them, and
+    are packed in slot order otherwise (a file that lost rows). A file that cannot be
+    built (a full disk) is removed and the error is a CacheError naming `cache`
+    (the file `target` is to replace; default `target` itself).
     """
+    if source is not None and rows is None:
+        rows = np.arange(len(ids), dtype=np.int64)
+        rows[len(source[IDS]) :] = -1
+    try:
+        _build(target, header, ids, source, progress, rows)
+    except BaseException as error:
+        Path(target).unlink(missing_ok=True)
+        if isinstance(error, OSError | RuntimeError):
+            shown = target if cache is None else cache
+            action = "build" if cache is None else f"build (as {Path(target).name}) a new copy of"
+            raise storage_error(shown, error, action) from error
+        raise
+
+
+def _build(
+    target: Path,
+    header: Header,
+    ids: Sequence[str],
+    source: h5py.File | None,
+    progress: bool,
+    rows: np.ndarray | None,
+) -> None:
+    """:func:`build` without the clean-up of a half-built file."""
     n_rows = len(ids)
     capacity = max(n_rows, 1)
     with h5py.File(target, "w", libver=LIBVER, locking=False) as file:
@@ -357,35 +406,80 @@ def build(
         file.create_dataset(REASON, (capacity,), f"S{REASON_BYTES}", dcpl=early_dcpl(row_chunk))
         features = file.create_group(FEATURES)
         chunks = (1, min(capacity, header.chunk_rows), header.dim)
+        nan = np.asarray(np.nan, dtype=header.storage_dtype)
         for pooling in header.poolings:
             features.create_dataset(
                 pooling,
                 (len(header.layers), capacity, header.dim),
                 header.storage_dtype,
-                dcpl=early_dcpl(chunks),
+                dcpl=early_dcpl(chunks, nan, checksum=True),
             )
-        if source is not None:
-            _copy_rows(source, file, progress)
+        if source is not None and rows is not None:
+            _copy_rows(source, file, np.asarray(rows, dtype=np.int64), progress)
         file.flush()
     fsync_path(target)
 
 
-def _copy_rows(source: h5py.File, target: h5py.File, progress: bool) -> None:
-    """Copy the slot map, failure reasons and the chunks holding complete rows.
+def storage_error(path: Path, error: BaseException, action: str) -> CacheError:
+    """A one-line CacheError for a failed write: names the file, says whether the disk is full.
 
-    Rows are cast to the target's dtype; complete rows the cast would turn into
-    inf (float32 beyond the float16 range) are refused with CacheError.
+    HDF5 reports failed writes as OSError or RuntimeError with the system error in
+    its text (``errno = 28, error message = 'No space left on device'``).
     """
-    slots = source[SLOT][:]
-    n_old = len(source[IDS])
-    target[SLOT][:n_old] = slots[:n_old]
-    failed = np.nonzero(slots[:n_old] == FAILED)[0]
-    for row in failed:
-        target[REASON][row] = source[REASON][row]
-    used = np.unique(slots[slots >= 0])
-    chunk_rows = source[FEATURES][next(iter(source[FEATURES]))].chunks[1]
-    blocks = np.unique(used // chunk_rows)
+    text = str(error)
+    errno_value = getattr(error, "errno", None)
+    full = errno_value in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT) or any(
+        marker in text
+        for marker in ("No space left", "File too large", "Disk quota", "errno = 28", "errno = 27")
+    )
+    if full:
+        return CacheError(
+            f"cannot {action} {path}: no space left on device ({_free_space(path)}). Free some "
+            "space or use another --cache-dir, then re-run: committed rows are kept."
+        )
+    lines = text.strip().splitlines()
+    first_line = lines[0] if lines else type(error).__name__
+    return CacheError(
+        f"cannot {action} {path}: {first_line}. Check the disk and the folder's permissions, "
+        "then re-run: committed rows are kept."
+    )
+
+
+def _free_space(path: Path) -> str:
+    """'N MiB free in FOLDER', or 'free space unknown' when the folder cannot be asked."""
+    try:
+        usage = shutil.disk_usage(Path(path).parent)
+    except OSError:
+        return "free space unknown"
+    return f"{usage.free / 2**20:.1f} MiB free in {Path(path).parent}"
+
+
+def _copy_rows(source: h5py.File, target: h5py.File, rows: np.ndarray, progress: bool) -> None:
+    """Copy the states, failure reasons and features of source `rows` into the new file.
+
+    Features move chunk block by chunk block, one layer at a time. Rows are cast to
+    the target's dtype; complete rows the cast would turn into inf (float32 beyond
+    the float16 range) are refused with CacheError.
+    """
+    old_slots = source[SLOT][: len(source[IDS])].astype(np.int64)
+    states = np.full(len(rows), MISSING, dtype=np.int64)
+    copied = rows >= 0
+    states[copied] = old_slots[rows[copied]]
+    for row in np.flatnonzero(states == FAILED):
+        target[REASON][row] = source[REASON][rows[row]]
+    complete = np.flatnonzero(states >= 0)
+    old_used = states[complete]
+    capacity = target[SLOT].shape[0]
+    if len(old_used) and old_used.max() >= capacity:  # pack the rows, in slot order
+        packed = np.empty(len(old_used), dtype=np.int64)
+        packed[np.argsort(old_used, kind="stable")] = np.arange(len(old_used))
+        states[complete] = packed
+    target[SLOT][: len(rows)] = states.astype(np.int32)
+    new_of_old = dict(zip(old_used.tolist(), states[complete].tolist(), strict=True))
+    used = np.sort(old_used)
     names = list(source[FEATURES])
+    chunk_rows = source[FEATURES][names[0]].chunks[1]
+    blocks = np.unique(used // chunk_rows)
     bar = tqdm(
         total=len(blocks) * len(names), desc="copy cache", unit="block", disable=not progress
     )
@@ -396,12 +490,30 @@ def _copy_rows(source: h5py.File, target: h5py.File, progress: bool) -> None:
             for block in blocks:
                 start = int(block) * chunk_rows
                 stop = min(start + chunk_rows, old.shape[1])
-                data = old[:, start:stop]
+                wanted = used[(used >= start) & (used < stop)]
+                data = _read_block(old, start, stop, source.filename)[:, wanted - start]
                 if narrowing:
-                    columns = used[(used >= start) & (used < stop)] - start
-                    _check_cast(data, columns, new.dtype, source.filename)
-                new[:, start:stop] = data
+                    _check_cast(data, np.arange(len(wanted)), new.dtype, source.filename)
+                targets = np.array([new_of_old[int(slot)] for slot in wanted], dtype=np.int64)
+                for first, last in contiguous_runs(targets):
+                    low, high = int(targets[first]), int(targets[last - 1]) + 1
+                    new[:, low:high] = data[:, first:last]
                 bar.update()
+
+
+def _read_block(dataset: h5py.Dataset, start: int, stop: int, name: str) -> np.ndarray:
+    """Slots [start, stop) of every layer; a chunk that fails its checksum is a CacheError."""
+    out = np.empty((dataset.shape[0], stop - start, dataset.shape[2]), dtype=dataset.dtype)
+    for layer in range(dataset.shape[0]):
+        try:
+            out[layer] = dataset[layer, start:stop]
+        except (OSError, RuntimeError) as error:
+            raise CacheError(
+                f"{name}: the chunk of layer {layer}, slots {start}-{stop - 1} of "
+                f"{dataset.name} cannot be read ({error}); run `ser cache verify --repair "
+                f"{name}` to mark its rows for re-extraction"
+            ) from error
+    return out
 
 
 def _check_cast(data: np.ndarray, columns: np.ndarray, dtype: np.dtype, name: str) -> None:

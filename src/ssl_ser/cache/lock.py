@@ -42,6 +42,11 @@ class WriterLock:
 
         The lock file is removed on release; if another process removed and
         recreated it between our open and our lock, we retry on the new file.
+
+        Raises:
+            CacheLockedError: another process holds the lock.
+            OSError: the lock file cannot be made (a read-only folder: EACCES,
+                EPERM or EROFS; the writer then opens a complete cache read-only).
         """
         self.path.parent.mkdir(parents=True, exist_ok=True)
         while self._fd is None:
@@ -59,8 +64,11 @@ class WriterLock:
                 self._fd = fd
             else:
                 os.close(fd)
-        os.ftruncate(self._fd, 0)
-        os.write(self._fd, f"{os.getpid()}\n".encode())
+        with contextlib.suppress(
+            OSError
+        ):  # the pid is only for messages; a full disk may refuse it
+            os.ftruncate(self._fd, 0)
+            os.write(self._fd, f"{os.getpid()}\n".encode())
         _HELD.add(self)
         logger.debug("locked %s", self.path)
         return self

@@ -3,6 +3,10 @@
 A reader takes a snapshot of the completion mask when it opens; rows a writer
 completes later are not seen, and rows it saw complete never change, so reading
 while a writer appends is safe.
+
+A reader never hands out features it cannot vouch for: a chunk that fails its
+checksum, or rows holding NaN/inf, are a CacheError naming the cache, the rows and
+the fix (``ser cache verify --repair``, then ``ser extract``), not numbers.
 """
 
 from __future__ import annotations
@@ -156,6 +160,36 @@ class CacheReader(HeaderFields):
         layer is one sequential read and a scattered subset touches only its rows.
         """
         dataset = self._dataset(pooling)
+        try:
+            out = self._gather_spans(dataset, pooling, slots, layer)
+        except (OSError, RuntimeError) as error:
+            raise CacheError(
+                f"{self.path}: {pooling} features cannot be read ({str(error).splitlines()[0]}); "
+                f"a chunk is damaged. Run `ser cache verify --repair {self.path}` to send its "
+                "rows back to extraction, then `ser extract` to redo them."
+            ) from error
+        self._check_finite(out, slots, pooling)
+        return out
+
+    def _check_finite(self, out: np.ndarray, slots: np.ndarray, pooling: str) -> None:
+        """Refuse rows holding NaN/inf (bytes changed on disk): name them and the fix."""
+        if out.size == 0:
+            return
+        finite = np.isfinite(out.reshape(len(out), -1)).all(axis=1)
+        if finite.all():
+            return
+        id_of_slot = dict(zip(self._complete_slots.tolist(), self.ids, strict=True))
+        bad = sorted({id_of_slot[int(slot)] for slot in slots[~finite]})
+        raise CacheError(
+            f"{self.path}: {pooling} features of {len(bad)} row(s) hold NaN/inf, e.g. "
+            f"{bad[:5]}; the cache is damaged. Run `ser cache verify --repair {self.path}` "
+            "to send them back to extraction, then `ser extract` to redo them."
+        )
+
+    def _gather_spans(
+        self, dataset: Any, pooling: str, slots: np.ndarray, layer: int | None
+    ) -> np.ndarray:
+        """:meth:`_gather` without the checks: read the spans of `slots` into one array."""
         n_layers, _, dim = dataset.shape
         tail = (dim,) if layer is not None else (n_layers, dim)
         out = np.empty((len(slots), *tail), dtype=np.float32)

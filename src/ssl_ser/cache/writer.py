@@ -4,12 +4,30 @@ A commit (``flush``) writes the buffered rows into free slots in blocks, flushes
 and fsyncs the file, and only then marks the rows complete in ``/slot`` and
 syncs again. A process killed at any point leaves rows either complete with all
 their data on disk, or not complete; the next run redoes the latter.
+
+A write or sync that fails (a full disk, an I/O error) stops the writer with a
+one-line CacheError naming the file, before the completion mask is touched: the
+rows of that commit stay not complete and the next run redoes them. The disk space
+itself is taken when a file is built (see :mod:`.layout`), so on ordinary file
+systems a full disk stops a rebuild, never a commit.
+
+:meth:`CacheWriter.repair` finds complete rows whose features fail their chunk
+checksum or hold NaN/inf and rebuilds the file with them not complete, so they are
+extracted again; :meth:`CacheWriter.prune` drops rows no manifest needs.
+
+A complete cache in a folder the process cannot write (no lock file can be made)
+opens read-only: asking for nothing new works, anything that would write is a
+CacheError saying so.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import gc
 import logging
 import os
+import sys
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -18,7 +36,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ssl_ser.cache import layout
+from ssl_ser.cache import inspection, layout
 from ssl_ser.cache.layout import FAILED, FEATURES, MISSING, REASON, SLOT, Header, HeaderFields
 from ssl_ser.cache.lock import WriterLock
 from ssl_ser.errors import CacheError, CacheKeyMismatchError, ConfigError
@@ -26,6 +44,8 @@ from ssl_ser.errors import CacheError, CacheKeyMismatchError, ConfigError
 logger = logging.getLogger(__name__)
 
 DEFAULT_FLUSH_ROWS = 256
+# What a lock file that cannot be created says: the folder is not ours to write.
+_READ_ONLY_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)
 # HDF5 chunk-cache hash slots (a prime well above the number of cached chunks).
 _CACHE_SLOTS = 10007
 
@@ -79,8 +99,23 @@ class CacheWriter(HeaderFields):
         self.fsync = fsync
         self.progress = progress
         self._file: h5py.File | None = None
+        self._broken: CacheError | None = None
+        self._datasets: dict[str, h5py.Dataset] = {}
         self._clear_buffer()
-        self._lock = WriterLock(self.path).acquire()
+        self._lock = WriterLock(self.path)
+        self.read_only = False
+        try:
+            self._lock.acquire()
+        except OSError as error:
+            if error.errno not in _READ_ONLY_ERRNOS:
+                raise layout.storage_error(self.path, error, "lock") from error
+            if not self.path.is_file():
+                raise CacheError(
+                    f"cannot create cache {self.path}: its folder is not writable ({error}); "
+                    "make it writable or use another --cache-dir"
+                ) from error
+            logger.info("%s: folder not writable, opening the cache read-only", self.path)
+            self.read_only = True
         try:
             self._open(requested)
         except BaseException:
@@ -92,7 +127,7 @@ class CacheWriter(HeaderFields):
 
     def _open(self, requested: Header) -> None:
         sidecar = self._sidecar()
-        if sidecar.exists():
+        if sidecar.exists() and not self.read_only:
             logger.info("removing %s left by an interrupted writer", sidecar)
             sidecar.unlink()
         if not self.path.exists():
@@ -109,6 +144,8 @@ class CacheWriter(HeaderFields):
         same_dtype = requested.with_storage_dtype(header.storage_dtype)
         layout.check_key(self.path, header.differences(same_dtype))
         old, new = header.storage_dtype, requested.storage_dtype
+        if self.read_only:
+            raise self._read_only_error(f"convert it from {old} to {new}")
         if not self.convert_dtype:
             raise CacheKeyMismatchError(
                 f"cache {self.path} stores {old}; this run asked for {new}. Ask for {old} to "
@@ -132,33 +169,76 @@ class CacheWriter(HeaderFields):
     def _load(self, header: Header) -> None:
         """Open the live file for writing and read the row state into memory.
 
-        The chunk cache holds two chunks per layer, so the partly filled last
-        chunk of each layer stays in memory between commits.
+        The feature datasets stay open, and their chunk cache holds two chunks per
+        layer, so the partly filled last chunk of each layer stays in memory between
+        commits. The file's blocks are reserved first (see :meth:`_reserve`).
         """
         chunk_bytes = header.chunk_rows * header.dim * np.dtype(header.storage_dtype).itemsize
         self._file = layout.open_h5(
             self.path,
-            "r+",
+            "r" if self.read_only else "r+",
             rdcc_nbytes=max(1 << 20, 2 * len(header.layers) * chunk_bytes),
             rdcc_nslots=_CACHE_SLOTS,
             rdcc_w0=1.0,
         )
+        if not self.read_only:
+            self._reserve()
+        self._datasets = {pooling: self._file[FEATURES][pooling] for pooling in header.poolings}
         self.header = header
         self._ids: list[str] = list(self._file[layout.IDS].asstr()[:])
         self._row = {utt_id: row for row, utt_id in enumerate(self._ids)}
         self._slots = self._file[SLOT][: len(self._ids)].astype(np.int64)
 
+    def _reserve(self) -> None:
+        """Make sure every block of the file is allocated on disk before anything is written.
+
+        Files built by this release are written in full when built, so this costs
+        nothing; a file an older release built sparse gets its holes allocated
+        (``posix_fallocate``, which never changes stored bytes), so a full disk is
+        met here, with nothing written, not in the middle of a commit.
+        """
+        if not hasattr(os, "posix_fallocate"):
+            return
+        fd = self._require_file().id.get_vfd_handle()
+        try:
+            os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+        except OSError as error:
+            if error.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENODEV, errno.ENOSYS):
+                return  # the file system cannot reserve; writes are still checked
+            raise layout.storage_error(self.path, error, "reserve disk space for") from error
+
     def _sidecar(self) -> Path:
         return self.path.with_name(self.path.name + ".partial")
 
-    def _replace_with(self, header: Header, ids: list[str], source: h5py.File | None) -> None:
-        """Build a complete new file beside the cache, then rename it over the cache."""
+    def _replace_with(
+        self,
+        header: Header,
+        ids: list[str],
+        source: h5py.File | None,
+        rows: np.ndarray | None = None,
+    ) -> None:
+        """Build a complete new file beside the cache, then rename it over the cache.
+
+        A build that fails (a full disk) removes its half-built file and leaves the
+        cache as it was.
+        """
         sidecar = self._sidecar()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        layout.build(sidecar, header, ids, source=source, progress=self.progress)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise layout.storage_error(self.path, error, "create the folder of") from error
+        layout.build(
+            sidecar, header, ids, source=source, progress=self.progress, rows=rows, cache=self.path
+        )
         self._close_file()
         os.replace(sidecar, self.path)
         layout.fsync_dir(self.path.parent)
+
+    def _read_only_error(self, action: str) -> CacheError:
+        return CacheError(
+            f"cannot {action} cache {self.path}: its folder is not writable (no lock file "
+            f"{self._lock.path} can be made). Make the folder writable or use another --cache-dir."
+        )
 
     # ---------------------------------------------------------------- metadata
 
@@ -188,6 +268,8 @@ class CacheWriter(HeaderFields):
                 new.append(utt_id)
         if not new:
             return 0
+        if self.read_only:
+            raise self._read_only_error(f"add {len(new)} utterance(s) to")
         self.flush()
         logger.info("adding %d row(s) to %s (%d stored)", len(new), self.path, len(self._ids))
         self._replace_with(self.header, self._ids + new, source=self._require_file())
@@ -199,6 +281,9 @@ class CacheWriter(HeaderFields):
         layout.check_digest(digest)
         if digest == self.header.manifest_digest:
             return
+        if self.read_only:  # the digest only describes the last manifest; nothing to refuse
+            logger.info("%s is read-only: its manifest digest is left as it was", self.path)
+            return
         layout.write_digest(self._require_file(), digest)
         self._sync()
         self.header.manifest_digest = digest
@@ -207,8 +292,10 @@ class CacheWriter(HeaderFields):
         """The ids (in the given order) that still need features.
 
         Complete rows and rows buffered in this writer are done; failed rows are
-        done too unless `retry`; ids that are not rows yet are missing.
+        done too unless `retry`; ids that are not rows yet are missing. A read-only
+        writer does not retry failed rows and refuses when any row is missing.
         """
+        retry = retry and not self.read_only
         out = []
         for utt_id in utt_ids:
             row = self._row.get(utt_id)
@@ -220,7 +307,63 @@ class CacheWriter(HeaderFields):
             state = self._slots[row]
             if state == MISSING or (retry and state == FAILED):
                 out.append(utt_id)
+        if out and self.read_only:
+            raise self._read_only_error(f"extract {len(out)} missing utterance(s) into")
         return out
+
+    def repair(self, progress: bool = False, add_checksums: bool = False) -> list[str]:
+        """Un-mark complete rows whose features are corrupt, so they are extracted again.
+
+        Reads every chunk holding complete rows: a chunk that fails its checksum
+        makes every complete row in it corrupt, and a row holding NaN/inf is
+        corrupt. If any is found, the file is rebuilt beside the old one (crash-safe)
+        with those rows not complete, their old chunks left behind. With
+        `add_checksums`, a file built without checksums is rebuilt (with them) even
+        when nothing is corrupt.
+
+        Returns:
+            The ids of the rows un-marked, in file order (empty: nothing was wrong).
+        """
+        self.flush()
+        file = self._require_file()
+        bad = inspection.corrupt_rows(file, self.header, self._slots, progress)
+        if not bad:
+            if add_checksums and not inspection.has_checksums(file):
+                if self.read_only:
+                    raise self._read_only_error("add checksums to")
+                logger.warning("%s: rebuilding it with per-chunk checksums", self.path)
+                self._replace_with(self.header, self._ids, source=file)
+                self._load(self.header)
+            return []
+        ids = [self._ids[row] for row in sorted(bad)]
+        if self.read_only:
+            raise self._read_only_error(f"re-extract {len(ids)} corrupt row(s) of")
+        logger.warning("%s: %d corrupt row(s) will be extracted again", self.path, len(ids))
+        rows = np.arange(len(self._ids), dtype=np.int64)
+        rows[sorted(bad)] = -1
+        self._replace_with(self.header, self._ids, source=file, rows=rows)
+        self._load(self.header)
+        return ids
+
+    def prune(self, keep: Iterable[str]) -> list[str]:
+        """Drop every row whose id is not in `keep`; returns the dropped ids in file order.
+
+        The file is rebuilt beside the old one with the kept rows (their states,
+        reasons and features) and renamed over it; nothing changes if nothing is dropped.
+        """
+        wanted = set(keep)
+        kept = [row for row, utt_id in enumerate(self._ids) if utt_id in wanted]
+        dropped = [utt_id for utt_id in self._ids if utt_id not in wanted]
+        if not dropped:
+            return []
+        if self.read_only:
+            raise self._read_only_error(f"drop {len(dropped)} row(s) from")
+        self.flush()
+        ids = [self._ids[row] for row in kept]
+        rows = np.array(kept, dtype=np.int64)
+        self._replace_with(self.header, ids, source=self._require_file(), rows=rows)
+        self._load(self.header)
+        return dropped
 
     # ------------------------------------------------------------------ writing
 
@@ -237,7 +380,10 @@ class CacheWriter(HeaderFields):
         ids = list(ids)
         if not ids:
             return
+        self._require_file()
         rows = [self._writable_row(utt_id) for utt_id in ids]
+        if self.read_only:
+            raise self._read_only_error("write features to")
         if len(set(rows)) != len(rows):
             raise CacheError(f"write() got repeated utterance ids for {self.path}")
         prepared = self._prepare(ids, arrays)
@@ -250,7 +396,10 @@ class CacheWriter(HeaderFields):
 
     def fail(self, utt_id: str, reason: str) -> None:
         """Record that `utt_id` could not be processed (committed with the next flush)."""
+        self._require_file()
         row = self._writable_row(utt_id)
+        if self.read_only:
+            raise self._read_only_error("record a failure in")
         self._failures[row] = layout.encode_reason(reason)
         logger.info("%s failed: %s", utt_id, reason)
 
@@ -309,22 +458,33 @@ class CacheWriter(HeaderFields):
     # --------------------------------------------------------------- committing
 
     def flush(self) -> None:
-        """Commit buffered rows and failures: data first, synced, then the completion mask."""
+        """Commit buffered rows and failures: data first, synced, then the completion mask.
+
+        Raises:
+            CacheError: a write or sync failed (a full disk...). The rows of this
+                commit are then not complete on disk, and the writer is closed.
+        """
         if not self._buffer_rows and not self._failures:
             return
         file = self._require_file()
         rows = np.array(self._buffer_rows, dtype=np.int64)
         slots = self._free_slots(len(rows))
-        if len(rows):
-            self._write_features(slots)
         failed_rows = np.array(sorted(self._failures), dtype=np.int64)
-        for row in failed_rows:
-            file[REASON][row] = self._failures[int(row)]
-        self._sync()
+        try:
+            if len(rows):
+                self._write_features(slots)
+            for row in failed_rows:
+                file[REASON][row] = self._failures[int(row)]
+            self._sync()
+        except (OSError, RuntimeError) as error:
+            raise self._stop(error, "write features to") from error
         self._slots[rows] = slots
         self._slots[failed_rows] = FAILED
-        self._write_states(np.concatenate([rows, failed_rows]))
-        self._sync()
+        try:
+            self._write_states(np.concatenate([rows, failed_rows]))
+            self._sync()
+        except (OSError, RuntimeError) as error:
+            raise self._stop(error, "mark rows complete in") from error
         logger.debug("committed %d row(s), %d failure(s)", len(rows), len(failed_rows))
         self._clear_buffer()
 
@@ -332,7 +492,7 @@ class CacheWriter(HeaderFields):
         """Write the buffered rows (in buffer order) at `slots`, one block per run of slots."""
         for pooling in self.header.poolings:
             data = np.concatenate(self._buffer_data[pooling])
-            dataset = self._require_file()[FEATURES][pooling]
+            dataset = self._datasets[pooling]
             for start, stop in layout.contiguous_runs(slots):
                 block = np.ascontiguousarray(data[start:stop].swapaxes(0, 1))
                 dataset[:, slots[start] : slots[stop - 1] + 1] = block
@@ -367,22 +527,48 @@ class CacheWriter(HeaderFields):
 
     # ------------------------------------------------------------------ closing
 
+    def _stop(self, error: BaseException, action: str) -> CacheError:
+        """Give up after a failed write: drop the buffer and the file, return the error to raise.
+
+        Nothing more is written: the completion mask on disk still says what was
+        complete before this commit (anything HDF5 still flushes on close is data of
+        rows not marked complete, or the mask of rows whose data was synced).
+        """
+        self._broken = layout.storage_error(self.path, error, action)
+        self._clear_buffer()
+        # HDF5 retries the failed writes on close and h5py reports each failure as an
+        # "exception ignored" (a page of tracebacks); the one error raised says it all.
+        hook = sys.unraisablehook
+        sys.unraisablehook = lambda unraisable: logger.debug("on close: %s", unraisable.exc_value)
+        try:
+            with contextlib.suppress(Exception):
+                self._close_file()
+            gc.collect()
+        finally:
+            sys.unraisablehook = hook
+        self._datasets = {}
+        self._file = None
+        return self._broken
+
     def _require_file(self) -> h5py.File:
+        if self._broken is not None:
+            raise CacheError(f"the writer of {self.path} stopped after an error: {self._broken}")
         if self._file is None:
             raise CacheError(f"the writer of {self.path} is closed")
         return self._file
 
     def _close_file(self) -> None:
+        self._datasets = {}
         if self._file is not None:
-            self._file.close()
-            self._file = None
+            file, self._file = self._file, None
+            file.close()
 
     def close(self) -> None:
         """Commit what is buffered, close the file and release the lock."""
-        if not self._lock.held:
+        if not self._lock.held and self._file is None:
             return
         try:
-            if self._file is not None:
+            if self._file is not None and self._broken is None:
                 self.flush()
         finally:
             self._close_file()
@@ -399,3 +585,22 @@ class CacheWriter(HeaderFields):
             self.close()
         except Exception:
             logger.exception("could not commit buffered rows of %s", self.path)
+
+
+def open_existing(path: str | Path, progress: bool = False) -> CacheWriter:
+    """A writer on an existing cache file with its own key and layout (for repair and prune).
+
+    Raises:
+        CacheError: no file, or a damaged one; CacheLockedError: another writer holds it.
+    """
+    header = layout.read_header(Path(path))
+    return CacheWriter(
+        path,
+        header.key,
+        header.layers,
+        header.dim,
+        header.poolings,
+        header.storage_dtype,
+        chunk_rows=header.chunk_rows,
+        progress=progress,
+    )

@@ -1,7 +1,10 @@
-"""`ser cache ls|info|verify`: list, describe and check feature caches.
+"""`ser cache ls|info|verify|prune`: list, describe, check, repair and trim feature caches.
 
 Each command ends with a one-line summary; `verify` exits with status 1 when it
-finds a problem, after listing them.
+finds a problem, after listing them, unless `--repair` fixed every one.
+`verify --repair` sends corrupt rows (bad chunk checksum, NaN/inf) back to
+extraction by rebuilding the file with them not complete; `ser extract` then
+redoes them. `prune` drops the rows no manifest lists.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 import click
 
 from ssl_ser import cache as feature_cache
+from ssl_ser.cache.writer import open_existing
 from ssl_ser.errors import CacheError
 
 # Key fields shown by `ls`, first present wins (the cache itself treats the key as opaque).
@@ -92,6 +96,14 @@ def info(file: Path, as_json: bool) -> None:
     click.echo(f"poolings: {', '.join(summary['poolings'])}")
     click.echo(f"shape: {' x '.join(str(n) for n in summary['shape'])} {summary['storage_dtype']}")
     click.echo(f"manifest digest: {summary['manifest_digest'] or '(not set)'}")
+    click.echo(
+        "checksums: "
+        + (
+            "per chunk (Fletcher-32)"
+            if summary["checksums"]
+            else "absent (built by an older ssl-ser)"
+        )
+    )
     feature_version = summary["feature_version"]
     click.echo(f"feature version: {'(none)' if feature_version is None else feature_version}")
     click.echo(f"toolkit version: ssl-ser {summary['toolkit_version']} (wrote the file)")
@@ -103,14 +115,29 @@ def info(file: Path, as_json: bool) -> None:
 
 @cache.command("verify")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def verify(file: Path) -> None:
-    """Check cache FILE: structure, unique ids, valid slots, key set, no NaN/inf in complete rows.
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Mark corrupt rows (bad chunk checksum, NaN/inf) not complete, so the next "
+    "`ser extract` redoes them; a file without checksums is rebuilt with them.",
+)
+def verify(file: Path, repair: bool) -> None:
+    """Check cache FILE: structure, ids, slots, key, and every chunk of complete rows.
 
-    Exits with status 1 when a problem is found.
+    Every chunk holding complete rows is read: a chunk failing its checksum, or
+    NaN/inf, makes a row corrupt (one line per row). Exits with status 1 when a
+    problem is found and not repaired.
     """
-    problems = feature_cache.verify(file, progress=sys.stderr.isatty())
+    progress = sys.stderr.isatty()
+    problems = feature_cache.verify(file, progress=progress)
     for problem in problems:
         click.echo(f"problem: {problem}")
+    notes = feature_cache.notes(file) if not problems or repair else []
+    if repair and (problems or notes):
+        problems = _repair(file, problems, progress)
+        notes = feature_cache.notes(file)
+    for note in notes:
+        click.echo(f"note: {note}")
     if problems:
         raise click.ClickException(f"{file}: {len(problems)} problem(s) found")
     summary = feature_cache.info(file)
@@ -118,3 +145,54 @@ def verify(file: Path) -> None:
         f"{file}: OK, {summary['rows_complete']}/{summary['rows_total']} rows complete, "
         f"{len(summary['layers'])} layers x {summary['dim']}, no problems found"
     )
+
+
+def _repair(file: Path, problems: list[str], progress: bool) -> list[str]:
+    """Un-mark corrupt rows (and add checksums); the problems left that repair cannot fix."""
+    with open_existing(file, progress=progress) as writer:
+        redo = writer.repair(progress=progress, add_checksums=True)
+    if redo:
+        click.echo(
+            f"repaired: {len(redo)} corrupt row(s) marked not complete; `ser extract` "
+            "extracts them again"
+        )
+    left = feature_cache.verify(file, progress=progress)
+    for problem in left:
+        click.echo(f"problem left: {problem}")
+    return left
+
+
+@cache.command("prune")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--manifest",
+    "manifests",
+    required=True,
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Manifest CSV whose utterances the cache keeps; repeat for several.",
+)
+@click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
+def prune(file: Path, manifests: tuple[Path, ...], dry_run: bool) -> None:
+    """Drop the rows of cache FILE that no --manifest lists (files removed from a corpus).
+
+    The file is rebuilt beside the old one with the kept rows and renamed over it,
+    under the writer lock; each removed id is printed.
+    """
+    import pandas as pd
+
+    from ssl_ser import manifest
+
+    keep = set(pd.concat([manifest.read(path)["utt_id"] for path in manifests]).astype(str))
+    if dry_run:
+        with feature_cache.open(file) as reader:
+            dropped = [utt_id for utt_id in reader.all_ids if utt_id not in keep]
+            total = len(reader.all_ids)
+    else:
+        with open_existing(file) as writer:
+            total = len(writer.ids)
+            dropped = writer.prune(keep)
+    for utt_id in dropped:
+        click.echo(f"{'would remove' if dry_run else 'removed'}: {utt_id}")
+    verb = "would remove" if dry_run else "removed"
+    click.echo(f"{file}: {verb} {len(dropped)} of {total} row(s), {total - len(dropped)} kept")

@@ -135,6 +135,13 @@ def read_source(source: str, root: Path | None) -> pd.DataFrame:
     help="Cache dtype. auto: an existing cache's own, else float32 for egemaps/mfcc/logmel "
     "and float16 for models. A dtype other than an existing cache's converts it (rows kept).",
 )
+@click.option(
+    "--verify-cache/--no-verify-cache",
+    default=True,
+    show_default=True,
+    help="Read every stored chunk first and extract again the rows that fail their checksum "
+    "or hold NaN/inf (costs one read of the cache).",
+)
 @progress_option
 def extract(
     source: str,
@@ -152,6 +159,7 @@ def extract(
     long_audio: str,
     whisper_trim: bool,
     storage_dtype: str,
+    verify_cache: bool,
     progress: bool,
 ) -> None:
     """Extract pooled features of every layer of MODEL for a manifest or corpus into the cache."""
@@ -177,6 +185,7 @@ def extract(
         workers=workers,
         telephone_source=telephone_source,
         storage_dtype=storage_dtype,
+        verify_cache=verify_cache,
         progress=progress,
     )
     for summary in summaries:

@@ -133,6 +133,7 @@ def extract(
     telephone_source: str = "derived",
     storage_dtype: str = STORAGE_DTYPE,
     retry_failed: bool = True,
+    verify_cache: bool = True,
     progress: bool = False,
 ) -> list[ExtractSummary]:
     """Extract pooled features of every hidden layer into one cache file per corpus.
@@ -155,6 +156,9 @@ def extract(
             float16 for models. An explicit dtype other than an existing file's
             converts that file (its rows are kept; see :class:`ssl_ser.cache.CacheWriter`).
         retry_failed: try utterances recorded as failed by an earlier run again.
+        verify_cache: before extracting, read every stored chunk of each cache and
+            mark the rows that fail their checksum or hold NaN/inf not complete, so
+            they are extracted again (see :meth:`ssl_ser.cache.CacheWriter.repair`).
         progress: show a progress bar (audio seconds, with a rate).
 
     Returns:
@@ -185,7 +189,16 @@ def extract(
     log.info("model ready in %.1f s", time.perf_counter() - started)
     summaries = []
     for name in conditions:
-        job = _Job(backbone, config, name, telephone_source, batch_seconds, int(workers), progress)
+        job = _Job(
+            backbone,
+            config,
+            name,
+            telephone_source,
+            batch_seconds,
+            int(workers),
+            progress,
+            verify_cache,
+        )
         for corpus, rows in manifest_df.groupby("corpus", sort=True):
             path = cache.cache_path(cache_dir, config.slug(), str(corpus), name)
             summaries.append(job.run_corpus(str(corpus), rows, path, storage_dtype, retry_failed))
@@ -246,6 +259,7 @@ class _Job:
     batch_seconds: float
     workers: int
     progress: bool
+    verify_cache: bool = True
 
     def run_corpus(
         self,
@@ -272,6 +286,8 @@ class _Job:
             convert_dtype=convert,
         ) as writer:
             ids = rows["utt_id"].tolist()
+            if self.verify_cache:
+                self._repair(writer, corpus)
             writer.add_ids(ids)
             writer.set_manifest_digest(manifest.rows_digest(rows))
             todo = set(writer.missing(ids, retry=retry_failed))
@@ -289,6 +305,19 @@ class _Job:
                 self._extract_rows(pending, writer, summary)
         summary.seconds = time.perf_counter() - started
         return summary
+
+    def _repair(self, writer: cache.CacheWriter, corpus: str) -> None:
+        """Send stored rows that fail their checksum or hold NaN/inf back to extraction.
+
+        Runs before new rows are added, since adding rows copies the stored ones.
+        """
+        redo = writer.repair(progress=self.progress)
+        if redo:
+            announce(
+                f"{corpus}/{self.condition}: {len(redo)} cached row(s) of {writer.path} were "
+                f"damaged (bad checksum or NaN/inf), e.g. {', '.join(redo[:SHOWN_IDS])}; "
+                "extracting them again"
+            )
 
     def _extract_rows(
         self, rows: pd.DataFrame, writer: cache.CacheWriter, summary: ExtractSummary
