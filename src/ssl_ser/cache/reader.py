@@ -84,6 +84,19 @@ class CacheReader(HeaderFields):
         return (len(self.ids), len(self.header.layers), self.header.dim)
 
     @cached_property
+    def fingerprints(self) -> np.ndarray | None:
+        """Audio fingerprints of the complete rows, aligned with :attr:`ids`, or None.
+
+        A structured array of :data:`ssl_ser.cache.layout.FINGERPRINT_DTYPE`
+        (``size``, ``mtime_ns``, ``blake2b``; an empty ``blake2b``: none recorded
+        for that row). None for a file built before fingerprints were stored.
+        """
+        if layout.FINGERPRINT not in self._file:
+            return None
+        stored = self._file[layout.FINGERPRINT][: len(self.all_ids)]
+        return stored[self.complete]
+
+    @cached_property
     def failures(self) -> pd.DataFrame:
         """Rows whose audio could not be processed: columns ``utt_id`` and ``reason``."""
         import pandas as pd
