@@ -16,10 +16,17 @@ stored pooling of eGeMAPS (its 88 functionals, stored as ``mean``), and ``mean``
 for SSL models (the usual layer-wise probing setup, SUPERB's, at half the
 width). An explicit choice that an extractor does not store is replaced by its
 only stored pooling, with a warning; the results always record the pooling used.
+
+Every source tells what its features are through :func:`content_digest`, which
+keys results cells (a sweep reuses a cell only for the same features): a cache
+digests the audio fingerprints its rows were extracted from (so a cache rebuilt
+from the same audio reuses cells, one from other audio never does), in-memory
+arrays digest their values.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -91,6 +98,17 @@ class InMemoryFeatures:
             raise UnknownChoiceError("layer", layer, self.layers)
         return self.arrays[pooling][:, self.layers.index(layer)]
 
+    def content_digest(self, positions: np.ndarray) -> str:
+        """SHA-256 over the ids and every value of the rows at `positions` (all poolings)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        digest = hashlib.sha256()
+        for position in positions:
+            digest.update(self.ids[position].encode() + b"\n")
+        for pooling in sorted(self.arrays):
+            digest.update(pooling.encode())
+            digest.update(np.ascontiguousarray(self.arrays[pooling][positions]).tobytes())
+        return digest.hexdigest()
+
 
 class CacheFeatures:
     """A feature source over an HDF5 cache written by ``ser extract``."""
@@ -110,8 +128,54 @@ class CacheFeatures:
         """Features of every complete row for one layer and pooling (float32)."""
         return np.asarray(self.reader.read(layer, pooling=pooling), dtype=np.float32)
 
+    def content_digest(self, positions: np.ndarray) -> str:
+        """SHA-256 over the id, audio size and audio digest of the rows at `positions`.
+
+        Rows without a recorded fingerprint (a cache of an older ssl-ser that no
+        ``ser extract`` has fingerprinted since) are digested by their stored
+        values of the last layer, every pooling: other audio gives other values.
+        """
+        positions = np.asarray(positions, dtype=np.int64)
+        digest = hashlib.sha256()
+        records = self.reader.fingerprints
+        lacking = np.ones(len(positions), dtype=bool)
+        if records is not None:
+            used = records[positions]
+            lacking = used["blake2b"] == b""
+            for position, record in zip(positions, used, strict=True):
+                line = f"{self.ids[position]}\t{int(record['size'])}\t"
+                digest.update(line.encode() + bytes(record["blake2b"]) + b"\n")
+        if lacking.any():
+            rows = positions[lacking]
+            for position in rows:
+                digest.update(self.ids[position].encode() + b"\n")
+            for pooling in self.poolings:
+                digest.update(self.read(self.layers[-1], pooling)[rows].tobytes())
+        return digest.hexdigest()
+
     def __repr__(self) -> str:
         return f"CacheFeatures({str(self.path)!r})"
+
+
+def content_digest(source: FeatureSource, positions: np.ndarray) -> str:
+    """What the features of a source's rows at `positions` are, as a hex digest.
+
+    Sources with their own ``content_digest`` (caches: audio fingerprints;
+    in-memory arrays: their values) use it; any other source is digested by
+    reading every layer and pooling of those rows.
+    """
+    own = getattr(source, "content_digest", None)
+    if callable(own):
+        return str(own(positions))
+    positions = np.asarray(positions, dtype=np.int64)
+    digest = hashlib.sha256()
+    for position in positions:
+        digest.update(str(source.ids[position]).encode() + b"\n")
+    for pooling in source.poolings:
+        for layer in source.layers:
+            values = np.asarray(source.read(layer, pooling), dtype=np.float32)[positions]
+            digest.update(np.ascontiguousarray(values).tobytes())
+    return digest.hexdigest()
 
 
 def parse_layers(spec: str, available: Sequence[str]) -> list[str]:
