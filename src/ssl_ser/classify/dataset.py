@@ -135,6 +135,7 @@ class Dataset:
     dropped: dict[str, int]
     unused: dict[str, int] = field(default_factory=dict)
     without_features: dict[str, int] = field(default_factory=dict)
+    _features_digest: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def layers(self) -> list[str]:
@@ -150,22 +151,29 @@ class Dataset:
         """The cache keys of the sources (recorded with every result)."""
         return [dict(s.key) for s in self.sources]
 
-    def digest(self) -> str:
-        """SHA-256 over keys, rows, labels and features: a cell is reused only for equal data.
+    def features_digest(self) -> str:
+        """SHA-256 over the sources' keys and contents: what the features are.
 
-        What the features are comes from each source's content digest over the
-        rows used (:func:`ssl_ser.classify.features.content_digest`): for a cache,
-        the audio fingerprints of its rows, so a cache rebuilt from other audio
-        under the same key gives another digest.
+        Each source's content digest (:func:`ssl_ser.classify.features.content_digest`)
+        is, for a cache, over the audio fingerprints of its rows, so a cache
+        rebuilt from the same audio gives the same digest and one rebuilt from
+        other audio under the same key gives another. Computed once.
         """
+        if self._features_digest is None:
+            digest = hashlib.sha256()
+            digest.update(json.dumps(self.keys(), sort_keys=True, default=str).encode())
+            for source in self.sources:
+                digest.update(content_digest(source).encode() + b"\n")
+            self._features_digest = digest.hexdigest()
+        return self._features_digest
+
+    def digest(self) -> str:
+        """SHA-256 over features, rows and labels: a results cell is reused only for equal data."""
         digest = hashlib.sha256()
         digest.update(json.dumps(self.keys(), sort_keys=True, default=str).encode())
         for row in self.table[["utt_id", "condition", "label", "group"]].itertuples(index=False):
             digest.update("\t".join(row).encode() + b"\n")
-        for s, source in enumerate(self.sources):
-            positions = self.table.loc[self.table["source"] == s, "position"].to_numpy()
-            digest.update(f"source {s}: ".encode())
-            digest.update(content_digest(source, positions).encode() + b"\n")
+        digest.update(self.features_digest().encode())
         return digest.hexdigest()
 
 

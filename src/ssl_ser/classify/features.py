@@ -98,15 +98,14 @@ class InMemoryFeatures:
             raise UnknownChoiceError("layer", layer, self.layers)
         return self.arrays[pooling][:, self.layers.index(layer)]
 
-    def content_digest(self, positions: np.ndarray) -> str:
-        """SHA-256 over the ids and every value of the rows at `positions` (all poolings)."""
-        positions = np.asarray(positions, dtype=np.int64)
+    def content_digest(self) -> str:
+        """SHA-256 over the ids and every value of every pooling: what these features are."""
         digest = hashlib.sha256()
-        for position in positions:
-            digest.update(self.ids[position].encode() + b"\n")
+        for utt_id in self.ids:
+            digest.update(utt_id.encode() + b"\n")
         for pooling in sorted(self.arrays):
             digest.update(pooling.encode())
-            digest.update(np.ascontiguousarray(self.arrays[pooling][positions]).tobytes())
+            digest.update(np.ascontiguousarray(self.arrays[pooling]).tobytes())
         return digest.hexdigest()
 
 
@@ -128,27 +127,27 @@ class CacheFeatures:
         """Features of every complete row for one layer and pooling (float32)."""
         return np.asarray(self.reader.read(layer, pooling=pooling), dtype=np.float32)
 
-    def content_digest(self, positions: np.ndarray) -> str:
-        """SHA-256 over the id, audio size and audio digest of the rows at `positions`.
+    def content_digest(self) -> str:
+        """SHA-256 over each complete row's id, audio size and audio digest.
 
-        Rows without a recorded fingerprint (a cache of an older ssl-ser that no
-        ``ser extract`` has fingerprinted since) are digested by their stored
-        values of the last layer, every pooling: other audio gives other values.
+        The audio's time is left out, so a cache rebuilt from the same audio
+        gives the same digest. Rows without a recorded fingerprint (a cache of an
+        older ssl-ser that no ``ser extract`` has fingerprinted since) are
+        digested by their stored values of the last layer, every pooling: other
+        audio gives other values.
         """
-        positions = np.asarray(positions, dtype=np.int64)
         digest = hashlib.sha256()
         records = self.reader.fingerprints
-        lacking = np.ones(len(positions), dtype=bool)
+        lacking = np.ones(len(self.ids), dtype=bool)
         if records is not None:
-            used = records[positions]
-            lacking = used["blake2b"] == b""
-            for position, record in zip(positions, used, strict=True):
-                line = f"{self.ids[position]}\t{int(record['size'])}\t"
+            lacking = records["blake2b"] == b""
+            for utt_id, record in zip(self.ids, records, strict=True):
+                line = f"{utt_id}\t{int(record['size'])}\t"
                 digest.update(line.encode() + bytes(record["blake2b"]) + b"\n")
         if lacking.any():
-            rows = positions[lacking]
-            for position in rows:
-                digest.update(self.ids[position].encode() + b"\n")
+            rows = np.flatnonzero(lacking)
+            for row in rows:
+                digest.update(self.ids[row].encode() + b"\n")
             for pooling in self.poolings:
                 digest.update(self.read(self.layers[-1], pooling)[rows].tobytes())
         return digest.hexdigest()
@@ -157,23 +156,22 @@ class CacheFeatures:
         return f"CacheFeatures({str(self.path)!r})"
 
 
-def content_digest(source: FeatureSource, positions: np.ndarray) -> str:
-    """What the features of a source's rows at `positions` are, as a hex digest.
+def content_digest(source: FeatureSource) -> str:
+    """What a source's features are, as a hex digest (its ids and their content).
 
-    Sources with their own ``content_digest`` (caches: audio fingerprints;
-    in-memory arrays: their values) use it; any other source is digested by
-    reading every layer and pooling of those rows.
+    Sources with their own ``content_digest`` (caches: the audio fingerprints of
+    their rows; in-memory arrays: their values) use it; any other source is
+    digested by reading every layer and pooling.
     """
     own = getattr(source, "content_digest", None)
     if callable(own):
-        return str(own(positions))
-    positions = np.asarray(positions, dtype=np.int64)
+        return str(own())
     digest = hashlib.sha256()
-    for position in positions:
-        digest.update(str(source.ids[position]).encode() + b"\n")
+    for utt_id in source.ids:
+        digest.update(str(utt_id).encode() + b"\n")
     for pooling in source.poolings:
         for layer in source.layers:
-            values = np.asarray(source.read(layer, pooling), dtype=np.float32)[positions]
+            values = np.asarray(source.read(layer, pooling), dtype=np.float32)
             digest.update(np.ascontiguousarray(values).tobytes())
     return digest.hexdigest()
 
