@@ -12,11 +12,13 @@ only touched (same content) keeps its features and gets its new time recorded.
 longer matches. Results cells are keyed by the digests, not the times, so a
 cache rebuilt from the same audio reuses them and one from other audio does not.
 
-Whole-file hashing rather than size+head+tail: measured on 300 16 kHz mono
-WAVs (35 MB) and 200 48 kHz stereo WAVs (143 MB), hashing every byte adds a
-fraction of what decoding and resampling already cost per file, and nothing
-next to a model's forward pass (see the README), while a head+tail digest
-misses edits in the middle of a file.
+Whole-file hashing rather than size+head+tail (``benchmarks/fingerprint_bench.py``,
+warm page cache, a loaded 2-core machine): per 3.75 s 16 kHz mono file, hashing
+takes 0.37 ms against 0.66 ms to decode it and about 4.4 ms for its whole MFCC
+extraction (about 8 %); per 48 kHz stereo file, 1.8 ms against 10.8 ms to decode
+and resample it. Head+tail saves 0.1-1.4 ms of that but misses edits in the
+middle of a file, and next to a model's forward pass (in parallel with it, in
+the workers) the whole-file digest costs nothing measurable.
 """
 
 from __future__ import annotations
