@@ -93,15 +93,18 @@ def test_touched_audio_keeps_its_features_and_records_the_new_time(tmp_path):
     assert stored.blake2b == fingerprint.content_digest(path)
 
 
-def test_vanished_audio_is_not_served_but_recorded_as_failed(tmp_path):
+def test_vanished_audio_keeps_its_row_unchecked_with_a_warning(tmp_path, caplog):
     table = make_manifest(tmp_path / "audio", [0.4, 0.5, 0.6])
-    extract(table, MFCC, tmp_path / "cache", workers=0)
+    (first,) = extract(table, MFCC, tmp_path / "cache", workers=0)
+    before = features(first.path, table["utt_id"])
     os.remove(table.loc[2, "path"])
-    (again,) = extract(table, MFCC, tmp_path / "cache", workers=0)
-    assert again.changed == 1 and [u for u, _ in again.failed] == [table.loc[2, "utt_id"]]
-    with cache.open(again.path) as reader:
-        assert table.loc[2, "utt_id"] not in reader.ids
-        assert len(reader.ids) == 2
+    with caplog.at_level(logging.WARNING, logger="ssl_ser.extract.runner"):
+        (again,) = extract(table, MFCC, tmp_path / "cache", workers=0)
+    assert (again.changed, again.extracted, again.failed) == (0, 0, [])
+    assert (
+        "the audio of 1 cached utterance(s) is gone or unreadable (e.g. toy/utt002)" in caplog.text
+    )
+    np.testing.assert_array_equal(features(again.path, table["utt_id"]), before)
 
 
 def test_the_fingerprint_is_of_the_ready_telephone_copy_read(tmp_path):

@@ -317,7 +317,7 @@ def check_audio_unchanged(
     """
     if "path" not in manifest.columns:
         return
-    by_id = manifest.drop_duplicates("utt_id").set_index("utt_id", drop=False)
+    by_id = {row["utt_id"]: row for row in manifest.to_dict("records")}
     for s, source in enumerate(sources):
         reader = getattr(source, "reader", None)
         if reader is None:
@@ -337,7 +337,10 @@ def check_audio_unchanged(
 
 
 def _check_source_audio(
-    source: FeatureSource, used: pd.DataFrame, records: np.ndarray, by_id: pd.DataFrame
+    source: FeatureSource,
+    used: pd.DataFrame,
+    records: np.ndarray,
+    by_id: Mapping[str, Mapping[str, Any]],
 ) -> None:
     """Stat each used row's audio against its record (see :func:`check_audio_unchanged`)."""
     condition = key_value(source.key, CONDITION_FIELDS, DEFAULT_CONDITION)
@@ -350,7 +353,7 @@ def _check_source_audio(
             continue
         path = None
         with contextlib.suppress(SerError, KeyError):
-            path = audio.utterance_path(by_id.loc[utt_id], condition, telephone_source)
+            path = audio.utterance_path(by_id[utt_id], condition, telephone_source)
         try:
             info = os.stat(path) if path else None
         except OSError:

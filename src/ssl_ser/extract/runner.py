@@ -14,11 +14,13 @@ file they read (size, modification time, BLAKE2b of the content; see
 :mod:`ssl_ser.fingerprint`; for ready telephone copies, the copy read), and the
 fingerprint is committed with the row. Before extracting, each committed row's
 file is stat'ed; a file whose size or time differs is hashed, and a row whose
-audio changed (or whose file is gone) is extracted again ("N utterance(s)
-changed since they were extracted; re-extracting"). A file only touched keeps
-its row and gets its new time recorded. Rows of caches built before fingerprints
-existed are fingerprinted from their current files once, with a warning that the
-current audio is taken as their source.
+audio changed is extracted again ("N utterance(s) changed since they were
+extracted; re-extracting"). A file only touched keeps its row and gets its new
+time recorded; a file gone or unreadable keeps its row, unchecked, with a
+warning (its features are not known to be wrong, and re-extracting could only
+fail). Rows of caches built before fingerprints existed are fingerprinted from
+their current files once, with a warning that the current audio is taken as
+their source.
 """
 
 from __future__ import annotations
@@ -330,59 +332,49 @@ class _Job:
         """Re-extract committed rows whose audio changed; fingerprint rows that have none.
 
         Stat first; only files whose size or modification time differ from the
-        record are hashed. Changed (or vanished) audio turns the row missing; a
-        touched file with the same content gets its new time recorded. Complete
-        rows without a fingerprint (a cache of an older ssl-ser) are fingerprinted
-        from their current files, trusted as their source, with a warning.
+        record are hashed. Changed audio turns the row missing; a touched file
+        with the same content gets its new time recorded. Complete rows without a
+        fingerprint (a cache of an older ssl-ser) are fingerprinted from their
+        current files, trusted as their source, with a warning. A file that is
+        gone or unreadable cannot be checked: its row is kept, with a warning.
         """
         ids = rows["utt_id"].tolist()
         recorded = writer.fingerprints(ids, failed=True)
         if not recorded:
             return
-        complete = writer.fingerprints(ids)
+        complete = set(writer.fingerprints(ids))
         paths = self._paths(rows, recorded)
-        to_hash = [
-            u
-            for u, stored in recorded.items()
-            if u in paths
-            and (u in complete or stored is not None)
-            and _needs_hash(stored, paths[u])
-        ]
-        current = _hash_files({u: paths[u] for u in to_hash}, max(self.workers, 1))
-        changed, keep = [], {}
-        for utt_id, stored in recorded.items():
-            now = current.get(utt_id)
-            if utt_id not in paths:
-                continue
-            if stored is None:
-                if utt_id in complete and now is not None:
-                    keep[utt_id] = now  # an older cache's row: adopt its current audio
-                elif utt_id in complete:
-                    changed.append(utt_id)  # no file to vouch for it
-                continue
-            if utt_id not in current:
-                continue  # same size and time: the same audio
-            if now is None or not now.same_content(stored):
-                changed.append(utt_id)
-            else:
-                keep[utt_id] = now  # touched, same content
-        adopted = sum(1 for u in keep if recorded[u] is None)
-        if adopted:
+        checked = {
+            u: f for u, f in recorded.items() if u in paths and (f is not None or u in complete)
+        }
+        to_hash = {u: paths[u] for u, stored in checked.items() if _needs_hash(stored, paths[u])}
+        outcome = compare_audio(checked, _hash_files(to_hash, max(self.workers, 1)))
+        writer.record_fingerprints(outcome.keep)
+        summary.fingerprinted = len(outcome.adopted)
+        summary.changed = writer.invalidate(outcome.changed)
+        where = f"{corpus}/{self.condition}"
+        if outcome.adopted:
             log.warning(
                 "%s: %d cached utterance(s) were extracted before ssl-ser recorded audio "
                 "fingerprints; fingerprinted their current audio files and kept their features "
                 "as computed from them. If the audio changed since, delete %s to rebuild it",
-                corpus,
-                adopted,
+                where,
+                len(outcome.adopted),
                 writer.path,
             )
-        writer.record_fingerprints(keep)
-        summary.fingerprinted = adopted
-        summary.changed = writer.invalidate(changed)
+        if outcome.unreadable:
+            log.warning(
+                "%s: the audio of %d cached utterance(s) is gone or unreadable (e.g. %s); "
+                "their features are kept but cannot be checked against their audio",
+                where,
+                len(outcome.unreadable),
+                ", ".join(outcome.unreadable[:SHOWN_IDS]),
+            )
         if summary.changed:
+            shown = ", ".join(outcome.changed[:SHOWN_IDS])
             announce(
-                f"{corpus}/{self.condition}: {summary.changed} utterance(s) changed since they "
-                f"were extracted; re-extracting (e.g. {', '.join(sorted(changed)[:SHOWN_IDS])})"
+                f"{where}: {summary.changed} utterance(s) changed since they were extracted; "
+                f"re-extracting (e.g. {shown})"
             )
 
     def _paths(self, rows: pd.DataFrame, wanted: Mapping[str, Any]) -> dict[str, str]:
@@ -483,6 +475,50 @@ class _Job:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             raise ConfigError(_memory_message(segments, owners, self)) from error
+
+
+@dataclass
+class AudioCheck:
+    """What :func:`compare_audio` found, as utterance ids (sorted).
+
+    Attributes:
+        changed: audio that differs from the record (to extract again).
+        keep: new fingerprints of rows kept (touched files, adopted rows).
+        adopted: rows that had no fingerprint and were given their current one.
+        unreadable: rows whose file is gone or unreadable (kept, unchecked).
+    """
+
+    changed: list[str]
+    keep: dict[str, Fingerprint]
+    adopted: list[str]
+    unreadable: list[str]
+
+
+def compare_audio(
+    recorded: Mapping[str, Fingerprint | None], current: Mapping[str, Fingerprint | None]
+) -> AudioCheck:
+    """Compare recorded fingerprints with those just taken of the files that needed hashing.
+
+    `current` holds only files whose stat differed (or that had no record); a
+    recorded row absent from it has the same size and time, so the same audio.
+    None in `current`: the file could not be read.
+    """
+    check = AudioCheck([], {}, [], [])
+    for utt_id in sorted(recorded):
+        stored = recorded[utt_id]
+        if utt_id not in current:
+            continue
+        now = current[utt_id]
+        if now is None:
+            check.unreadable.append(utt_id)
+        elif stored is None:
+            check.keep[utt_id] = now
+            check.adopted.append(utt_id)
+        elif now.same_content(stored):
+            check.keep[utt_id] = now
+        else:
+            check.changed.append(utt_id)
+    return check
 
 
 def _needs_hash(stored: Fingerprint | None, path: str) -> bool:
