@@ -9,19 +9,24 @@ a cache whose manifest audio changed since extraction is refused.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 
+import h5py
 import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
 
 from ssl_ser import manifest
+from ssl_ser.cache import layout
 from ssl_ser.classify.dataset import build_datasets
-from ssl_ser.classify.features import InMemoryFeatures
+from ssl_ser.classify.features import CacheFeatures, InMemoryFeatures
 from ssl_ser.cli.main import cli
+from ssl_ser.errors import CacheError
 from ssl_ser.extract import ExtractorConfig
+from ssl_ser.extract import extract as extract_api
 from ssl_ser.testing import write_wav, written_duration
 
 from .conftest import corpus
@@ -155,3 +160,42 @@ def test_in_memory_features_are_identified_by_their_values():
     changed = InMemoryFeatures(features.ids, features.layers, changed_arrays, features.key)
     digests = [build_datasets([f], table, "basic4")[0].digest() for f in (features, same, changed)]
     assert digests[0] == digests[1] != digests[2]
+
+
+def test_the_stat_check_follows_the_ready_telephone_copy(tmp_path):
+    table = write_corpus(tmp_path / "audio", "a")
+    for i in range(N_UTTS):
+        copy = write_wav(tmp_path / "tel" / f"{i:02d}.wav", 0.3, 8000, 300.0 + i, seed=i)
+        table.loc[i, "telephone_path"] = str(copy)
+    (summary,) = extract_api(
+        table, ExtractorConfig(model="mfcc"), tmp_path / "cache", "telephone",
+        telephone_source="folder", workers=0,
+    )  # fmt: skip
+    source = CacheFeatures(summary.path)
+    touch(table.loc[0, "path"])  # not what this cache was extracted from
+    build_datasets([source], table, "angry,neutral")
+    touch(table.loc[5, "telephone_path"])
+    with pytest.raises(CacheError, match=r"the audio of 1 of 24 .*toy/u05"):
+        build_datasets([source], table, "angry,neutral")
+
+
+def test_a_cache_without_fingerprints_is_identified_by_its_values(tmp_path, caplog):
+    table = write_corpus(tmp_path / "audio", "a")
+    digests = []
+    for variant in ("a", "b"):
+        write_corpus(tmp_path / "audio", variant)
+        (summary,) = extract_api(
+            table, ExtractorConfig(model="mfcc"), tmp_path / variant, workers=0
+        )
+        with h5py.File(summary.path, "r+") as file:  # as ssl-ser built caches before
+            del file[layout.FINGERPRINT]
+        with caplog.at_level(logging.WARNING, logger="ssl_ser.classify.dataset"):
+            (dataset,) = build_datasets([CacheFeatures(summary.path)], table, "angry,neutral")
+        digests.append(dataset.digest())
+    assert "was extracted before ssl-ser recorded audio fingerprints" in caplog.text
+    assert digests[0] != digests[1]
+
+
+def touch(path) -> None:
+    info = os.stat(path)
+    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns + 3_000_000_000))
