@@ -2,7 +2,12 @@
 
 A reader takes a snapshot of the completion mask when it opens; rows a writer
 completes later are not seen, and rows it saw complete never change, so reading
-while a writer appends is safe.
+while a writer appends is safe. One exception: rows whose audio changed since
+extraction, which ``ser extract`` turns missing and extracts again
+(:meth:`ssl_ser.cache.CacheWriter.invalidate`); their slots are reused, so a
+reader opened before that may read new values for them. Their old values were
+features of audio that no longer exists, and ``ser classify`` refuses such rows
+(stat check) before it reads.
 """
 
 from __future__ import annotations
