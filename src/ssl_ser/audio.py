@@ -385,6 +385,17 @@ def load_utterance_native(
     return load_native(path, applied, _row_channel(row))
 
 
+def utterance_path(
+    row: Mapping[str, Any], condition: str = "clean", telephone_source: str = "derived"
+) -> str:
+    """The file :func:`load_utterance` reads for a row under a condition (what gets fingerprinted).
+
+    Raises:
+        AudioError, UnknownChoiceError: as :func:`load_utterance`.
+    """
+    return _utterance_source(row, condition, telephone_source)[0]
+
+
 def _utterance_source(
     row: Mapping[str, Any], condition: str, telephone_source: str
 ) -> tuple[str, str]:

@@ -7,6 +7,12 @@ One HDF5 file per (extractor config, corpus, condition). Its parts:
   written, ``FAILED`` (-2) the audio could not be processed, ``>= 0`` complete, its
   pooled vectors are at that slot. This is the completion mask.
 - ``/failure_reason`` (rows,) fixed-length bytes: why a ``FAILED`` row failed.
+- ``/audio_fingerprint`` (rows,) compound ``size`` int64, ``mtime_ns`` int64,
+  ``blake2b`` 32 hex bytes: the audio file a row's features (or its failure) came
+  from (see :mod:`ssl_ser.fingerprint`); all zero / empty where none was recorded.
+  Caches built before it existed lack the dataset; a writer adds it when it opens
+  such a file (by building the file anew, as for new rows) and the extraction
+  runner then fingerprints the rows' current audio.
 - ``/features/<pooling>`` (layers, slots, dim) float16 or float32, chunked one layer
   by ``chunk_rows`` slots. Chunks are allocated layer by layer, so one layer of
   every utterance is one sequential stretch of the file. Slots are handed out in
@@ -64,6 +70,7 @@ from tqdm import tqdm
 
 import ssl_ser
 from ssl_ser.errors import CacheError, CacheKeyMismatchError, ConfigError, UnknownChoiceError
+from ssl_ser.fingerprint import DIGEST_CHARS, Fingerprint
 
 FORMAT = "ssl-ser-cache"
 FORMAT_VERSION = 1
@@ -89,6 +96,10 @@ IDS = "ids"
 SLOT = "slot"
 REASON = "failure_reason"
 FEATURES = "features"
+FINGERPRINT = "audio_fingerprint"
+FINGERPRINT_DTYPE = np.dtype(
+    [("size", "<i8"), ("mtime_ns", "<i8"), ("blake2b", f"S{DIGEST_CHARS}")]
+)
 
 KeyValue = str | int | float | bool
 
@@ -315,6 +326,23 @@ def write_digest(file: h5py.File, digest: str) -> None:
     file.attrs.modify("manifest_digest", _digest_bytes(check_digest(digest)))
 
 
+def fingerprint_records(fingerprints: Sequence[Fingerprint | None]) -> np.ndarray:
+    """Fingerprints as a FINGERPRINT_DTYPE array (None: the empty record, no fingerprint)."""
+    out = np.zeros(len(fingerprints), dtype=FINGERPRINT_DTYPE)
+    for i, fingerprint in enumerate(fingerprints):
+        if fingerprint is not None:
+            out[i] = (fingerprint.size, fingerprint.mtime_ns, fingerprint.blake2b.encode("ascii"))
+    return out
+
+
+def fingerprint_of(record: np.void) -> Fingerprint | None:
+    """One stored record as a Fingerprint, or None where no fingerprint was recorded."""
+    digest = bytes(record["blake2b"]).rstrip(b"\0").decode("ascii", errors="replace")
+    if not digest:
+        return None
+    return Fingerprint(int(record["size"]), int(record["mtime_ns"]), digest)
+
+
 def _check_names(what: str, names: Iterable[Any]) -> list[str]:
     if isinstance(names, str):
         raise ConfigError(f"{what}s must be a list of names, got the string {names!r}")
@@ -404,6 +432,10 @@ def _build(
         row_chunk = (min(capacity, 4096),)
         file.create_dataset(SLOT, (capacity,), "i4", dcpl=early_dcpl(row_chunk, np.int32(MISSING)))
         file.create_dataset(REASON, (capacity,), f"S{REASON_BYTES}", dcpl=early_dcpl(row_chunk))
+        no_fingerprint = np.zeros((), dtype=FINGERPRINT_DTYPE)
+        file.create_dataset(
+            FINGERPRINT, (capacity,), FINGERPRINT_DTYPE, dcpl=early_dcpl(row_chunk, no_fingerprint)
+        )
         features = file.create_group(FEATURES)
         chunks = (1, min(capacity, header.chunk_rows), header.dim)
         nan = np.asarray(np.nan, dtype=header.storage_dtype)
@@ -475,6 +507,9 @@ def _copy_rows(source: h5py.File, target: h5py.File, rows: np.ndarray, progress:
         packed[np.argsort(old_used, kind="stable")] = np.arange(len(old_used))
         states[complete] = packed
     target[SLOT][: len(rows)] = states.astype(np.int32)
+    if FINGERPRINT in source and copied.any():
+        old_prints = source[FINGERPRINT][: len(source[IDS])]
+        target[FINGERPRINT][np.flatnonzero(copied)] = old_prints[rows[copied]]
     new_of_old = dict(zip(old_used.tolist(), states[complete].tolist(), strict=True))
     used = np.sort(old_used)
     names = list(source[FEATURES])

@@ -2,7 +2,12 @@
 
 A reader takes a snapshot of the completion mask when it opens; rows a writer
 completes later are not seen, and rows it saw complete never change, so reading
-while a writer appends is safe.
+while a writer appends is safe. One exception: rows whose audio changed since
+extraction, which ``ser extract`` turns missing and extracts again
+(:meth:`ssl_ser.cache.CacheWriter.invalidate`); their slots are reused, so a
+reader opened before that may read new values for them. Their old values were
+features of audio that no longer exists, and ``ser classify`` refuses such rows
+(stat check) before it reads.
 
 A reader never hands out features it cannot vouch for: a chunk that fails its
 checksum, or rows holding NaN/inf, are a CacheError naming the cache, the rows and
@@ -86,6 +91,19 @@ class CacheReader(HeaderFields):
     def shape(self) -> tuple[int, int, int]:
         """(complete rows, layers, dim) of each pooling."""
         return (len(self.ids), len(self.header.layers), self.header.dim)
+
+    @cached_property
+    def fingerprints(self) -> np.ndarray | None:
+        """Audio fingerprints of the complete rows, aligned with :attr:`ids`, or None.
+
+        A structured array of :data:`ssl_ser.cache.layout.FINGERPRINT_DTYPE`
+        (``size``, ``mtime_ns``, ``blake2b``; an empty ``blake2b``: none recorded
+        for that row). None for a file built before fingerprints were stored.
+        """
+        if layout.FINGERPRINT not in self._file:
+            return None
+        stored = self._file[layout.FINGERPRINT][: len(self.all_ids)]
+        return stored[self.complete]
 
     @cached_property
     def failures(self) -> pd.DataFrame:

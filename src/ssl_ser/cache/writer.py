@@ -18,6 +18,12 @@ extracted again; :meth:`CacheWriter.prune` drops rows no manifest needs.
 A complete cache in a folder the process cannot write (no lock file can be made)
 opens read-only: asking for nothing new works, anything that would write is a
 CacheError saying so.
+
+Each row also records the fingerprint of the audio it came from (committed with
+its features, see :mod:`ssl_ser.fingerprint`): :meth:`CacheWriter.fingerprints`
+reads them, :meth:`CacheWriter.invalidate` turns rows whose audio changed back
+into missing rows, and :meth:`CacheWriter.record_fingerprints` stores new ones
+for rows kept (a touched file, or a row of a cache built before fingerprints).
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from ssl_ser.cache import inspection, layout
 from ssl_ser.cache.layout import FAILED, FEATURES, MISSING, REASON, SLOT, Header, HeaderFields
 from ssl_ser.cache.lock import WriterLock
 from ssl_ser.errors import CacheError, CacheKeyMismatchError, ConfigError
+from ssl_ser.fingerprint import Fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +55,7 @@ DEFAULT_FLUSH_ROWS = 256
 _READ_ONLY_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)
 # HDF5 chunk-cache hash slots (a prime well above the number of cached chunks).
 _CACHE_SLOTS = 10007
+_NO_FINGERPRINT = np.zeros((), dtype=layout.FINGERPRINT_DTYPE)
 
 
 class CacheWriter(HeaderFields):
@@ -137,7 +145,32 @@ class CacheWriter(HeaderFields):
         if header.storage_dtype != requested.storage_dtype:
             header = self._convert(header, requested)
         layout.check_key(self.path, header.differences(requested))
+        self._add_fingerprints(header)
         self._load(header)
+
+    def _add_fingerprints(self, header: Header) -> None:
+        """Give a file built before audio fingerprints existed its (empty) fingerprint dataset.
+
+        Adding a dataset changes the structure, so the file is built anew beside
+        the old one with every row copied, and renamed over it.
+        """
+        with layout.open_h5(self.path, "r") as source:
+            if layout.FINGERPRINT in source:
+                return
+            if self.read_only:
+                logger.warning(
+                    "%s predates audio fingerprints and its folder is read-only: its rows "
+                    "cannot be checked against their audio",
+                    self.path,
+                )
+                return
+            ids = list(source[layout.IDS].asstr()[:])
+            logger.info("adding audio fingerprints to %s (%d row(s) kept)", self.path, len(ids))
+            try:
+                self._replace_with(header, ids, source=source)
+            except BaseException:
+                self._sidecar().unlink(missing_ok=True)
+                raise
 
     def _convert(self, header: Header, requested: Header) -> Header:
         """Rebuild the file in the requested storage dtype, or say how (see `convert_dtype`)."""
@@ -188,6 +221,10 @@ class CacheWriter(HeaderFields):
         self._ids: list[str] = list(self._file[layout.IDS].asstr()[:])
         self._row = {utt_id: row for row, utt_id in enumerate(self._ids)}
         self._slots = self._file[SLOT][: len(self._ids)].astype(np.int64)
+        if layout.FINGERPRINT in self._file:
+            self._fingerprints = self._file[layout.FINGERPRINT][: len(self._ids)]
+        else:  # a cache from before fingerprints, opened read-only: none recorded
+            self._fingerprints = np.zeros(len(self._ids), dtype=layout.FINGERPRINT_DTYPE)
 
     def _reserve(self) -> None:
         """Make sure every block of the file is allocated on disk before anything is written.
@@ -288,6 +325,63 @@ class CacheWriter(HeaderFields):
         self._sync()
         self.header.manifest_digest = digest
 
+    def fingerprints(
+        self, utt_ids: Iterable[str], failed: bool = False
+    ) -> dict[str, Fingerprint | None]:
+        """The recorded audio fingerprint of each committed row among `utt_ids`.
+
+        Complete rows are included, failed ones too if `failed`; missing rows and
+        ids that are not rows are not. None: the row has no fingerprint (written
+        before fingerprints were recorded, or its audio could not be read).
+        """
+        out: dict[str, Fingerprint | None] = {}
+        for utt_id in utt_ids:
+            row = self._row.get(utt_id)
+            if row is None:
+                continue
+            state = self._slots[row]
+            if state >= 0 or (failed and state == FAILED):
+                out[utt_id] = layout.fingerprint_of(self._fingerprints[row])
+        return out
+
+    def record_fingerprints(self, fingerprints: Mapping[str, Fingerprint]) -> None:
+        """Store the audio fingerprints of committed rows in place (their features are kept).
+
+        Raises:
+            CacheError: an id is not a committed row of this file.
+        """
+        if not fingerprints:
+            return
+        rows = []
+        for utt_id, fingerprint in fingerprints.items():
+            row = self._row.get(utt_id)
+            if row is None or self._slots[row] == MISSING:
+                raise CacheError(f"utterance {utt_id!r} is not a committed row of {self.path}")
+            self._fingerprints[row] = layout.fingerprint_records([fingerprint])[0]
+            rows.append(row)
+        self._write_fingerprints(np.array(rows, dtype=np.int64))
+        self._sync()
+
+    def invalidate(self, utt_ids: Iterable[str]) -> int:
+        """Turn committed rows (complete or failed) back into missing rows; returns how many.
+
+        Used when a row's audio changed since it was extracted: its old features
+        stay in their slot until the slot is reused, but are never read again.
+        Ids that are not committed rows are ignored.
+        """
+        self.flush()
+        rows = [
+            self._row[u] for u in utt_ids if u in self._row and self._slots[self._row[u]] != MISSING
+        ]
+        if not rows:
+            return 0
+        changed = np.array(sorted(set(rows)), dtype=np.int64)
+        self._slots[changed] = MISSING
+        self._write_states(changed)
+        self._sync()
+        logger.info("%d row(s) of %s marked for extraction again", len(changed), self.path)
+        return len(changed)
+
     def missing(self, utt_ids: Iterable[str], retry: bool = False) -> list[str]:
         """The ids (in the given order) that still need features.
 
@@ -367,10 +461,17 @@ class CacheWriter(HeaderFields):
 
     # ------------------------------------------------------------------ writing
 
-    def write(self, ids: Sequence[str], arrays: Mapping[str, np.ndarray]) -> None:
+    def write(
+        self,
+        ids: Sequence[str],
+        arrays: Mapping[str, np.ndarray],
+        fingerprints: Sequence[Fingerprint | None] | None = None,
+    ) -> None:
         """Buffer pooled features of `ids`: one (n, n_layers, dim) array per pooling.
 
         Rows are committed at the latest every `flush_rows` rows and on close.
+        `fingerprints` (one per id, None for unknown) say which audio each row
+        came from; they are committed with the features.
 
         Raises:
             CacheError: an id is not a row, is complete or repeats; a pooling is
@@ -387,6 +488,13 @@ class CacheWriter(HeaderFields):
         if len(set(rows)) != len(rows):
             raise CacheError(f"write() got repeated utterance ids for {self.path}")
         prepared = self._prepare(ids, arrays)
+        if fingerprints is not None:
+            if len(fingerprints) != len(ids):
+                raise CacheError(
+                    f"write() got {len(fingerprints)} fingerprint(s) for {len(ids)} row(s)"
+                )
+            records = layout.fingerprint_records(list(fingerprints))
+            self._buffer_fingerprints.update(zip(rows, records, strict=True))
         self._buffered_rows.update(rows)
         self._buffer_rows.extend(rows)
         for pooling, array in prepared.items():
@@ -394,13 +502,18 @@ class CacheWriter(HeaderFields):
         if len(self._buffer_rows) >= self.flush_rows:
             self.flush()
 
-    def fail(self, utt_id: str, reason: str) -> None:
-        """Record that `utt_id` could not be processed (committed with the next flush)."""
+    def fail(self, utt_id: str, reason: str, fingerprint: Fingerprint | None = None) -> None:
+        """Record that `utt_id` could not be processed (committed with the next flush).
+
+        `fingerprint`: the audio that failed, when it could be read.
+        """
         self._require_file()
         row = self._writable_row(utt_id)
         if self.read_only:
             raise self._read_only_error("record a failure in")
         self._failures[row] = layout.encode_reason(reason)
+        if fingerprint is not None:
+            self._buffer_fingerprints[row] = layout.fingerprint_records([fingerprint])[0]
         logger.info("%s failed: %s", utt_id, reason)
 
     def _writable_row(self, utt_id: str) -> int:
@@ -475,6 +588,7 @@ class CacheWriter(HeaderFields):
                 self._write_features(slots)
             for row in failed_rows:
                 file[REASON][row] = self._failures[int(row)]
+            self._commit_fingerprints()
             self._sync()
         except (OSError, RuntimeError) as error:
             raise self._stop(error, "write features to") from error
@@ -496,6 +610,19 @@ class CacheWriter(HeaderFields):
             for start, stop in layout.contiguous_runs(slots):
                 block = np.ascontiguousarray(data[start:stop].swapaxes(0, 1))
                 dataset[:, slots[start] : slots[stop - 1] + 1] = block
+
+    def _commit_fingerprints(self) -> None:
+        """Write the buffered rows' fingerprints (rows without one get the empty record)."""
+        rows = np.array(sorted({*self._buffer_rows, *self._failures}), dtype=np.int64)
+        for row in rows:
+            self._fingerprints[row] = self._buffer_fingerprints.get(int(row), _NO_FINGERPRINT)
+        self._write_fingerprints(rows)
+
+    def _write_fingerprints(self, rows: np.ndarray) -> None:
+        if len(rows) == 0:
+            return
+        low, high = int(rows.min()), int(rows.max()) + 1
+        self._require_file()[layout.FINGERPRINT][low:high] = self._fingerprints[low:high]
 
     def _free_slots(self, count: int) -> np.ndarray:
         """The `count` lowest slots no complete row points at (leftovers of killed runs reused)."""
@@ -524,6 +651,7 @@ class CacheWriter(HeaderFields):
         self._buffered_rows: set[int] = set()
         self._buffer_data: defaultdict[str, list[np.ndarray]] = defaultdict(list)
         self._failures: dict[int, bytes] = {}
+        self._buffer_fingerprints: dict[int, np.void] = {}
 
     # ------------------------------------------------------------------ closing
 

@@ -13,13 +13,26 @@ cached rows left unused. The other way round, manifest utterances of a source's
 corpus that have no features in it (failed extraction, or never extracted) are
 left out with a warning that counts and names them, and are counted in
 :attr:`Dataset.without_features`; they are never dropped silently.
+
+Stale features are refused: a cache records the audio each row came from (see
+:mod:`ssl_ser.fingerprint`), and the manifest's audio of every row used is
+stat'ed (no hashing); a file whose size or modification time differs from the
+record means the features may be of other audio, and the dataset is refused
+with the count, examples and the fix (``ser extract`` re-extracts changed files
+and re-records touched ones). Files that are not found (a cache used on another
+machine) cannot be checked and are counted in a warning, as are rows of an older
+cache that has no fingerprints. Results cells are keyed by
+:meth:`Dataset.digest`, which includes what the features are (the rows' audio
+digests for caches), so a cache rebuilt from other audio never reuses a cell.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,9 +40,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ssl_ser.classify.features import FeatureSource
+from ssl_ser import audio
+from ssl_ser.classify.features import FeatureSource, content_digest
 from ssl_ser.classify.splits import speaker_groups
-from ssl_ser.errors import CacheError, CacheKeyMismatchError, ConfigError, ManifestError
+from ssl_ser.errors import (
+    CacheError,
+    CacheKeyMismatchError,
+    ConfigError,
+    ManifestError,
+    SerError,
+)
 from ssl_ser.labels import LabelSet, get_label_set
 
 log = logging.getLogger(__name__)
@@ -38,6 +58,7 @@ MODEL_FIELDS: tuple[str, ...] = ("model", "model_id", "extractor")
 CONDITION_FIELDS: tuple[str, ...] = ("condition",)
 DIGEST_FIELDS: tuple[str, ...] = ("config_digest", "extractor_digest", "digest")
 DEFAULT_CONDITION = "clean"
+SHOWN_STALE = 3
 
 
 def key_value(key: Mapping[str, Any], names: Sequence[str], default: str = "") -> str:
@@ -114,6 +135,7 @@ class Dataset:
     dropped: dict[str, int]
     unused: dict[str, int] = field(default_factory=dict)
     without_features: dict[str, int] = field(default_factory=dict)
+    _features_digest: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def layers(self) -> list[str]:
@@ -129,12 +151,29 @@ class Dataset:
         """The cache keys of the sources (recorded with every result)."""
         return [dict(s.key) for s in self.sources]
 
+    def features_digest(self) -> str:
+        """SHA-256 over the sources' keys and contents: what the features are.
+
+        Each source's content digest (:func:`ssl_ser.classify.features.content_digest`)
+        is, for a cache, over the audio fingerprints of its rows, so a cache
+        rebuilt from the same audio gives the same digest and one rebuilt from
+        other audio under the same key gives another. Computed once.
+        """
+        if self._features_digest is None:
+            digest = hashlib.sha256()
+            digest.update(json.dumps(self.keys(), sort_keys=True, default=str).encode())
+            for source in self.sources:
+                digest.update(content_digest(source).encode() + b"\n")
+            self._features_digest = digest.hexdigest()
+        return self._features_digest
+
     def digest(self) -> str:
-        """SHA-256 over keys, rows and labels: a results cell is reused only for equal data."""
+        """SHA-256 over features, rows and labels: a results cell is reused only for equal data."""
         digest = hashlib.sha256()
         digest.update(json.dumps(self.keys(), sort_keys=True, default=str).encode())
         for row in self.table[["utt_id", "condition", "label", "group"]].itertuples(index=False):
             digest.update("\t".join(row).encode() + b"\n")
+        digest.update(self.features_digest().encode())
         return digest.hexdigest()
 
 
@@ -178,6 +217,7 @@ def build_datasets(
         table, unused = _join(group, manifest)
         without = _report_without_features(group, table, manifest, allow_incomplete)
         table, dropped = _apply_labels(table, label_set_obj)
+        check_audio_unchanged(group, table, manifest)
         groups, grouping = speaker_groups(table)
         table["group"] = groups.to_numpy()
         classes = tuple(c for c in label_set_obj.classes if c in set(table["label"]))
@@ -259,6 +299,98 @@ def _join(
             "feature source; give each corpus/condition once"
         )
     return table, unused
+
+
+def check_audio_unchanged(
+    sources: Sequence[FeatureSource], table: pd.DataFrame, manifest: pd.DataFrame
+) -> None:
+    """Refuse cache rows whose manifest audio changed since extraction (stat only, no hashing).
+
+    Each used row's file (the ready telephone copy for caches extracted from
+    them) is stat'ed and compared with the size and modification time ``ser
+    extract`` recorded. Files not found, and rows without a recorded fingerprint,
+    cannot be checked: a warning counts them. Sources without fingerprints
+    (in-memory features) are not checked.
+
+    Raises:
+        CacheError: some files differ; names the count, examples and the fix.
+    """
+    if "path" not in manifest.columns:
+        return
+    by_id = {row["utt_id"]: row for row in manifest.to_dict("records")}
+    for s, source in enumerate(sources):
+        reader = getattr(source, "reader", None)
+        if reader is None:
+            continue
+        records = getattr(reader, "fingerprints", None)
+        used = table.loc[table["source"] == s, ["utt_id", "position"]]
+        if records is None:
+            log.warning(
+                "%s was extracted before ssl-ser recorded audio fingerprints: cannot check that "
+                "its %d row(s) are of the manifest's current audio; `ser extract` on the "
+                "manifest records them",
+                describe(source),
+                len(used),
+            )
+            continue
+        _check_source_audio(source, used, records, by_id)
+
+
+def _check_source_audio(
+    source: FeatureSource,
+    used: pd.DataFrame,
+    records: np.ndarray,
+    by_id: Mapping[str, Mapping[str, Any]],
+) -> None:
+    """Stat each used row's audio against its record (see :func:`check_audio_unchanged`)."""
+    condition = key_value(source.key, CONDITION_FIELDS, DEFAULT_CONDITION)
+    telephone_source = _telephone_source(source.key)
+    stale, unverified, unknown = [], 0, 0
+    for utt_id, position in used.itertuples(index=False):
+        record = records[position]
+        if not bytes(record["blake2b"]):
+            unknown += 1
+            continue
+        path = None
+        with contextlib.suppress(SerError, KeyError):
+            path = audio.utterance_path(by_id[utt_id], condition, telephone_source)
+        try:
+            info = os.stat(path) if path else None
+        except OSError:
+            info = None
+        if info is None:
+            unverified += 1
+            continue
+        recorded = (int(record["size"]), int(record["mtime_ns"]))
+        if (int(info.st_size), int(info.st_mtime_ns)) != recorded:
+            stale.append(f"{utt_id} ({path}: {recorded[0]} -> {info.st_size} bytes)")
+    if stale:
+        raise CacheError(
+            f"{describe(source)}: the audio of {len(stale)} of {len(used)} utterance(s) changed "
+            f"since their features were extracted (size or modification time differ), e.g. "
+            f"{'; '.join(stale[:SHOWN_STALE])}. Its features may be of other audio: run "
+            "`ser extract` on this manifest with the same options (it re-extracts changed "
+            "audio and keeps files only touched), then classify again"
+        )
+    if unverified or unknown:
+        log.warning(
+            "%s: cannot check that %d of %d row(s) are of the manifest's current audio "
+            "(%d audio file(s) not found, %d row(s) without a recorded fingerprint)",
+            describe(source),
+            unverified + unknown,
+            len(used),
+            unverified,
+            unknown,
+        )
+
+
+def _telephone_source(key: Mapping[str, Any]) -> str:
+    """The telephone source a cache key records (``derived`` when absent)."""
+    with contextlib.suppress(TypeError, ValueError):
+        params = json.loads(str(key.get("condition_params", "{}")))
+        if isinstance(params, dict) and params.get("telephone_source"):
+            return str(params["telephone_source"])
+    return "derived"
 
 
 def _report_without_features(

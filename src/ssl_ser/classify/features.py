@@ -16,10 +16,17 @@ stored pooling of eGeMAPS (its 88 functionals, stored as ``mean``), and ``mean``
 for SSL models (the usual layer-wise probing setup, SUPERB's, at half the
 width). An explicit choice that an extractor does not store is replaced by its
 only stored pooling, with a warning; the results always record the pooling used.
+
+Every source tells what its features are through :func:`content_digest`, which
+keys results cells (a sweep reuses a cell only for the same features): a cache
+digests the audio fingerprints its rows were extracted from (so a cache rebuilt
+from the same audio reuses cells, one from other audio never does), in-memory
+arrays digest their values.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -91,6 +98,16 @@ class InMemoryFeatures:
             raise UnknownChoiceError("layer", layer, self.layers)
         return self.arrays[pooling][:, self.layers.index(layer)]
 
+    def content_digest(self) -> str:
+        """SHA-256 over the ids and every value of every pooling: what these features are."""
+        digest = hashlib.sha256()
+        for utt_id in self.ids:
+            digest.update(utt_id.encode() + b"\n")
+        for pooling in sorted(self.arrays):
+            digest.update(pooling.encode())
+            digest.update(np.ascontiguousarray(self.arrays[pooling]).tobytes())
+        return digest.hexdigest()
+
 
 class CacheFeatures:
     """A feature source over an HDF5 cache written by ``ser extract``."""
@@ -110,8 +127,53 @@ class CacheFeatures:
         """Features of every complete row for one layer and pooling (float32)."""
         return np.asarray(self.reader.read(layer, pooling=pooling), dtype=np.float32)
 
+    def content_digest(self) -> str:
+        """SHA-256 over each complete row's id, audio size and audio digest.
+
+        The audio's time is left out, so a cache rebuilt from the same audio
+        gives the same digest. Rows without a recorded fingerprint (a cache of an
+        older ssl-ser that no ``ser extract`` has fingerprinted since) are
+        digested by their stored values of the last layer, every pooling: other
+        audio gives other values.
+        """
+        digest = hashlib.sha256()
+        records = self.reader.fingerprints
+        lacking = np.ones(len(self.ids), dtype=bool)
+        if records is not None:
+            lacking = records["blake2b"] == b""
+            for utt_id, record in zip(self.ids, records, strict=True):
+                line = f"{utt_id}\t{int(record['size'])}\t"
+                digest.update(line.encode() + bytes(record["blake2b"]) + b"\n")
+        if lacking.any():
+            rows = np.flatnonzero(lacking)
+            for row in rows:
+                digest.update(self.ids[row].encode() + b"\n")
+            for pooling in self.poolings:
+                digest.update(self.read(self.layers[-1], pooling)[rows].tobytes())
+        return digest.hexdigest()
+
     def __repr__(self) -> str:
         return f"CacheFeatures({str(self.path)!r})"
+
+
+def content_digest(source: FeatureSource) -> str:
+    """What a source's features are, as a hex digest (its ids and their content).
+
+    Sources with their own ``content_digest`` (caches: the audio fingerprints of
+    their rows; in-memory arrays: their values) use it; any other source is
+    digested by reading every layer and pooling.
+    """
+    own = getattr(source, "content_digest", None)
+    if callable(own):
+        return str(own())
+    digest = hashlib.sha256()
+    for utt_id in source.ids:
+        digest.update(str(utt_id).encode() + b"\n")
+    for pooling in source.poolings:
+        for layer in source.layers:
+            values = np.asarray(source.read(layer, pooling), dtype=np.float32)
+            digest.update(np.ascontiguousarray(values).tobytes())
+    return digest.hexdigest()
 
 
 def parse_layers(spec: str, available: Sequence[str]) -> list[str]:

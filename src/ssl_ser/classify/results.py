@@ -8,6 +8,11 @@ killed keeps every cell it finished and a re-run skips them. The tables
 ``results.parquet``/``results.csv`` (one row per cell and test corpus),
 ``predictions.parquet`` and ``summary.csv`` (mean +- std over folds, pooled UA
 with a bootstrap interval) are rebuilt from all cells in the directory.
+
+Cells computed from features that are no longer what the same caches hold (a
+cache rebuilt or re-extracted from other audio) are moved to
+``<output>/cells/superseded/`` by the sweep (:meth:`CellStore.supersede`), so the
+tables never mix them with cells of today's features.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +33,7 @@ from ssl_ser.classify.metrics import bootstrap_ua, encode, score
 log = logging.getLogger(__name__)
 
 CELLS_DIR = "cells"
+SUPERSEDED_DIR = "superseded"
 RESULTS_PARQUET = "results.parquet"
 RESULTS_CSV = "results.csv"
 PREDICTIONS_PARQUET = "predictions.parquet"
@@ -75,6 +81,26 @@ class CellStore:
         )
         text = json.dumps(list(rows), default=_json_default, indent=1)
         _atomic_write(self.cells / f"{cell}.json", lambda p: Path(p).write_text(text))
+
+    def supersede(self, stale: Callable[[Mapping[str, Any]], bool]) -> int:
+        """Move every cell whose first result row `stale` accepts to ``cells/superseded/``.
+
+        Moved cells are kept for inspection but no longer count as done or reach
+        the tables. Returns how many cells were moved.
+        """
+        moved = 0
+        target = self.cells / SUPERSEDED_DIR
+        for path in sorted(self.cells.glob("*.json")):
+            rows = json.loads(path.read_text())
+            if not rows or not stale(rows[0]):
+                continue
+            target.mkdir(exist_ok=True)
+            table = path.with_suffix(".parquet")
+            if table.exists():
+                os.replace(table, target / table.name)
+            os.replace(path, target / path.name)
+            moved += 1
+        return moved
 
     def load(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """All finished cells: (results rows, predictions)."""

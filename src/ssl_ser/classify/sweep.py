@@ -44,6 +44,7 @@ from ssl_ser.classify.features import (
 )
 from ssl_ser.classify.metrics import bootstrap_ua, confusion_matrix, scores_from_confusion
 from ssl_ser.classify.results import (
+    SUPERSEDED_DIR,
     WEIGHTED_LAYER,
     CellStore,
     cell_id,
@@ -254,6 +255,7 @@ def _sweep_dataset(
     tasks = []
     total = 0
     digest = dataset.digest()
+    _supersede_stale_cells(dataset, store)
     for train_condition, test_condition in _scenarios(dataset, config):
         folds = scenario_folds(dataset, train_condition, test_condition, config)
         log.info(
@@ -292,6 +294,33 @@ def _sweep_dataset(
         )
     _run_tasks(tasks, blocks, rows, config, store, progress)
     return pending, total - pending
+
+
+def _supersede_stale_cells(dataset: Dataset, store: CellStore) -> None:
+    """Move aside stored cells of the same caches whose features were other than today's.
+
+    A cell records the cache keys and the features digest it was computed from;
+    one with this dataset's keys and another features digest (the caches were
+    rebuilt or re-extracted from other audio since, or the cell predates features
+    digests) would otherwise sit beside today's cells in the tables.
+    """
+    keys = json.dumps(dataset.keys(), sort_keys=True, default=str)
+    features = dataset.features_digest()
+
+    def stale(row: Mapping[str, Any]) -> bool:
+        return row.get("cache_keys") == keys and row.get("features_digest") != features
+
+    moved = store.supersede(stale)
+    if moved:
+        log.warning(
+            "%s: %d cell(s) in %s were computed from other features of the same cache key(s) "
+            "(a cache rebuilt or re-extracted since, or results of an older ssl-ser); moved "
+            "them to %s and computing them again",
+            dataset.extractor,
+            moved,
+            store.output,
+            store.cells / SUPERSEDED_DIR,
+        )
 
 
 def _scenarios(dataset: Dataset, config: SweepConfig) -> list[tuple[str, str]]:
@@ -380,6 +409,7 @@ def _fold_meta(
         "grouping": ",".join(f"{k}:{v}" for k, v in sorted(dataset.grouping.items())),
         "cache_keys": json.dumps(dataset.keys(), sort_keys=True, default=str),
         "data_digest": digest,
+        "features_digest": dataset.features_digest(),
         "split_options": asdict(config.split_options()),
         "threads": config.cell_threads,
     }

@@ -8,6 +8,19 @@ batches ahead, so the model does not wait for I/O. Every batch is committed to
 the cache before the next one starts, so a killed run loses at most one batch;
 re-running finishes the rest. A file that cannot be read is recorded as failed
 (id and reason) in the cache and in the summary, and the corpus goes on.
+
+The cache knows which audio each row came from: the workers fingerprint each
+file they read (size, modification time, BLAKE2b of the content; see
+:mod:`ssl_ser.fingerprint`; for ready telephone copies, the copy read), and the
+fingerprint is committed with the row. Before extracting, each committed row's
+file is stat'ed; a file whose size or time differs is hashed, and a row whose
+audio changed is extracted again ("N utterance(s) changed since they were
+extracted; re-extracting"). A file only touched keeps its row and gets its new
+time recorded; a file gone or unreadable keeps its row, unchecked, with a
+warning (its features are not known to be wrong, and re-extracting could only
+fail). Rows of caches built before fingerprints existed are fingerprinted from
+their current files once, with a warning that the current audio is taken as
+their source.
 """
 
 from __future__ import annotations
@@ -16,10 +29,12 @@ import contextlib
 import ctypes
 import json
 import logging
+import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +45,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from ssl_ser import audio, cache, manifest
+from ssl_ser import audio, cache, fingerprint, manifest
 from ssl_ser.errors import CacheError, ConfigError, SerError, UnknownChoiceError
 from ssl_ser.extract.backbones import Backbone, library_progress_bars, load_backbone
 from ssl_ser.extract.batching import plan_batches, segment_seconds
@@ -38,6 +53,7 @@ from ssl_ser.extract.config import DEFAULT_BATCH_SECONDS, ExtractorConfig, defau
 from ssl_ser.extract.pooling import FrameStats, combine, finalize
 from ssl_ser.extract.preprocess import Preprocessor, Segment
 from ssl_ser.extract.summary import ExtractSummary
+from ssl_ser.fingerprint import Fingerprint
 from ssl_ser.progress import announce
 
 log = logging.getLogger(__name__)
@@ -61,6 +77,7 @@ class Prepared:
     segments: list[Segment]
     seconds: float
     error: str | None = None
+    fingerprint: Fingerprint | None = None
 
 
 class UtteranceDataset(Dataset):
@@ -83,17 +100,35 @@ class UtteranceDataset(Dataset):
 
     def __getitem__(self, index: int) -> Prepared:
         row = self.rows[index]
+        source = None
         try:
+            source = self._fingerprint(row)
             wave, rate = self._load(row)
+            self._check_unchanged(row, source)
             segments = self.preprocessor(wave, rate) if rate else self.preprocessor(wave)
         except (SerError, OSError, ValueError, RuntimeError) as error:
-            return Prepared(row["utt_id"], [], 0.0, f"{type(error).__name__}: {error}")
+            reason = f"{type(error).__name__}: {error}"
+            return Prepared(row["utt_id"], [], 0.0, reason, source)
         seconds = wave.shape[0] / (rate or self.preprocessor.sample_rate)
         if any(segment.frames < 1 for segment in segments):
             needed = self.preprocessor.min_seconds()
             reason = f"audio too short ({seconds:.4f} s); the model needs {needed:.4f} s"
-            return Prepared(row["utt_id"], [], seconds, reason)
-        return Prepared(row["utt_id"], segments, seconds)
+            return Prepared(row["utt_id"], [], seconds, reason, source)
+        return Prepared(row["utt_id"], segments, seconds, fingerprint=source)
+
+    def _fingerprint(self, row: dict[str, Any]) -> Fingerprint | None:
+        """The fingerprint of the file this row reads (None if unreadable: loading says why)."""
+        path = audio.utterance_path(row, self.condition, self.telephone_source)
+        try:
+            return fingerprint.of_file(path)
+        except OSError:
+            return None
+
+    def _check_unchanged(self, row: dict[str, Any], source: Fingerprint | None) -> None:
+        """Refuse a row whose file changed between fingerprinting and decoding."""
+        path = audio.utterance_path(row, self.condition, self.telephone_source)
+        if source is None or not source.same_stat(fingerprint.stat_of(path)):
+            raise OSError(f"{path} changed while it was being read; run again")
 
     def _load(self, row: dict[str, Any]) -> tuple[np.ndarray, int | None]:
         """The row's waveform and its rate (None: the preprocessor's own rate)."""
@@ -290,6 +325,7 @@ class _Job:
                 self._repair(writer, corpus)
             writer.add_ids(ids)
             writer.set_manifest_digest(manifest.rows_digest(rows))
+            self._check_audio(corpus, rows, writer, summary)
             todo = set(writer.missing(ids, retry=retry_failed))
             summary.already_done = len(ids) - len(todo)
             pending = rows[rows["utt_id"].isin(todo)]
@@ -318,6 +354,67 @@ class _Job:
                 f"damaged (bad checksum or NaN/inf), e.g. {', '.join(redo[:SHOWN_IDS])}; "
                 "extracting them again"
             )
+
+    def _check_audio(
+        self, corpus: str, rows: pd.DataFrame, writer: cache.CacheWriter, summary: ExtractSummary
+    ) -> None:
+        """Re-extract committed rows whose audio changed; fingerprint rows that have none.
+
+        Stat first; only files whose size or modification time differ from the
+        record are hashed. Changed audio turns the row missing; a touched file
+        with the same content gets its new time recorded. Complete rows without a
+        fingerprint (a cache of an older ssl-ser) are fingerprinted from their
+        current files, trusted as their source, with a warning. A file that is
+        gone or unreadable cannot be checked: its row is kept, with a warning.
+        """
+        ids = rows["utt_id"].tolist()
+        recorded = writer.fingerprints(ids, failed=True)
+        if not recorded or writer.read_only:  # read-only: nothing could be redone anyway
+            return
+        complete = set(writer.fingerprints(ids))
+        paths = self._paths(rows, recorded)
+        checked = {
+            u: f for u, f in recorded.items() if u in paths and (f is not None or u in complete)
+        }
+        to_hash = {u: paths[u] for u, stored in checked.items() if _needs_hash(stored, paths[u])}
+        outcome = compare_audio(checked, _hash_files(to_hash, max(self.workers, 1)))
+        writer.record_fingerprints(outcome.keep)
+        summary.fingerprinted = len(outcome.adopted)
+        summary.changed = writer.invalidate(outcome.changed)
+        where = f"{corpus}/{self.condition}"
+        if outcome.adopted:
+            log.warning(
+                "%s: %d cached utterance(s) were extracted before ssl-ser recorded audio "
+                "fingerprints; fingerprinted their current audio files and kept their features "
+                "as computed from them. If the audio changed since, delete %s to rebuild it",
+                where,
+                len(outcome.adopted),
+                writer.path,
+            )
+        if outcome.unreadable:
+            log.warning(
+                "%s: the audio of %d cached utterance(s) is gone or unreadable (e.g. %s); "
+                "their features are kept but cannot be checked against their audio",
+                where,
+                len(outcome.unreadable),
+                ", ".join(outcome.unreadable[:SHOWN_IDS]),
+            )
+        if summary.changed:
+            shown = ", ".join(outcome.changed[:SHOWN_IDS])
+            announce(
+                f"{where}: {summary.changed} utterance(s) changed since they were extracted; "
+                f"re-extracting (e.g. {shown})"
+            )
+
+    def _paths(self, rows: pd.DataFrame, wanted: Mapping[str, Any]) -> dict[str, str]:
+        """The file each wanted row reads under this job's condition (rows without one left out)."""
+        out = {}
+        for row in rows.loc[rows["utt_id"].isin(set(wanted))].to_dict("records"):
+            with contextlib.suppress(SerError):
+                out[row["utt_id"]] = audio.utterance_path(
+                    row, self.condition, self.telephone_source
+                )
+        return out
 
     def _extract_rows(
         self, rows: pd.DataFrame, writer: cache.CacheWriter, summary: ExtractSummary
@@ -367,7 +464,7 @@ class _Job:
         good = [item for item in batch if item.error is None]
         for item in batch:
             if item.error is not None:
-                writer.fail(item.utt_id, item.error)
+                writer.fail(item.utt_id, item.error, item.fingerprint)
                 summary.failed.append((item.utt_id, item.error))
         if not good:
             return
@@ -379,7 +476,7 @@ class _Job:
             per_utterance.append(parts if count == 1 else combine(parts))
             start += count
         pooled = finalize(FrameStats.concat(per_utterance), self.config.poolings)
-        writer.write([item.utt_id for item in good], pooled)
+        writer.write([item.utt_id for item in good], pooled, [item.fingerprint for item in good])
         summary.extracted += len(good)
         summary.audio_seconds += sum(item.seconds for item in good)
 
@@ -407,6 +504,75 @@ class _Job:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             raise ConfigError(_memory_message(segments, owners, self)) from error
+
+
+@dataclass
+class AudioCheck:
+    """What :func:`compare_audio` found, as utterance ids (sorted).
+
+    Attributes:
+        changed: audio that differs from the record (to extract again).
+        keep: new fingerprints of rows kept (touched files, adopted rows).
+        adopted: rows that had no fingerprint and were given their current one.
+        unreadable: rows whose file is gone or unreadable (kept, unchecked).
+    """
+
+    changed: list[str]
+    keep: dict[str, Fingerprint]
+    adopted: list[str]
+    unreadable: list[str]
+
+
+def compare_audio(
+    recorded: Mapping[str, Fingerprint | None], current: Mapping[str, Fingerprint | None]
+) -> AudioCheck:
+    """Compare recorded fingerprints with those just taken of the files that needed hashing.
+
+    `current` holds only files whose stat differed (or that had no record); a
+    recorded row absent from it has the same size and time, so the same audio.
+    None in `current`: the file could not be read.
+    """
+    check = AudioCheck([], {}, [], [])
+    for utt_id in sorted(recorded):
+        stored = recorded[utt_id]
+        if utt_id not in current:
+            continue
+        now = current[utt_id]
+        if now is None:
+            check.unreadable.append(utt_id)
+        elif stored is None:
+            check.keep[utt_id] = now
+            check.adopted.append(utt_id)
+        elif now.same_content(stored):
+            check.keep[utt_id] = now
+        else:
+            check.changed.append(utt_id)
+    return check
+
+
+def _needs_hash(stored: Fingerprint | None, path: str) -> bool:
+    """Whether a row's file must be hashed: no fingerprint, or its size or time differ."""
+    if stored is None:
+        return True
+    try:
+        return not stored.same_stat(fingerprint.stat_of(path))
+    except OSError:
+        return True
+
+
+def _hash_files(paths: Mapping[str, str], threads: int) -> dict[str, Fingerprint | None]:
+    """Fingerprint files in a few threads (hashing releases the GIL); None: unreadable."""
+
+    def one(path: str) -> Fingerprint | None:
+        try:
+            return fingerprint.of_file(path)
+        except OSError:
+            return None
+
+    if not paths:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(threads, os.cpu_count() or 1)) as pool:
+        return dict(zip(paths, pool.map(one, paths.values()), strict=True))
 
 
 def progress_total(steps: Sequence[float]) -> float:

@@ -16,6 +16,11 @@ class ExtractSummary:
         path: the cache file.
         extracted: utterances whose features this run computed and stored.
         already_done: utterances found complete in the cache and left alone.
+        changed: committed utterances whose audio changed since they were
+            extracted (or vanished); they were extracted again (and counted in
+            `extracted` or `failed`).
+        fingerprinted: complete utterances of an older cache that had no audio
+            fingerprint and were given one from their current files.
         failed: ``(utt_id, reason)`` of utterances that could not be processed.
         audio_seconds: seconds of audio this run fed to the model.
         layers: hidden states stored per utterance.
@@ -27,6 +32,8 @@ class ExtractSummary:
     path: Path
     extracted: int = 0
     already_done: int = 0
+    changed: int = 0
+    fingerprinted: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     audio_seconds: float = 0.0
     layers: int = 0
@@ -51,6 +58,8 @@ class ExtractSummary:
         )
         if self.already_done:
             text += f"; {self.already_done} already cached"
+        if self.changed:
+            text += f"; {self.changed} changed since extraction (re-extracted)"
         if self.failed:
             text += f"; {len(self.failed)} failed"
         return text
