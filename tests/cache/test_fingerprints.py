@@ -114,3 +114,23 @@ def test_a_cache_built_before_fingerprints_gets_them_and_keeps_every_row(tmp_pat
         assert layout.fingerprint_of(reader.fingerprints[reader.ids.index(ids[0])]) == made_up(0)
         np.testing.assert_array_equal(reader.read_rows(ids[:9]), old)
         assert reader.failures["utt_id"].tolist() == [ids[9]]
+
+
+def test_prune_and_repair_keep_each_rows_fingerprint(tmp_path):
+    path = tmp_path / "c.h5"
+    ids = utt_ids(8)
+    with writer(path) as w:
+        w.add_ids(ids)
+        w.write(ids[:6], batch(ids[:6]), [made_up(i) for i in range(6)])
+        w.fail(ids[6], "too short", made_up(6))
+        w.flush()
+        dropped = w.prune([ids[i] for i in (1, 3, 5, 6, 7)])
+        assert dropped == [ids[0], ids[2], ids[4]]
+        kept = {ids[i]: made_up(i) for i in (1, 3, 5)}
+        assert w.fingerprints(ids) == kept
+        assert w.fingerprints(ids, failed=True)[ids[6]] == made_up(6)
+        assert w.repair() == []  # a rebuild with nothing damaged keeps them too
+        assert w.fingerprints(ids) == kept
+    with cache.open(path) as reader:
+        got = dict(zip(reader.ids, (layout.fingerprint_of(r) for r in reader.fingerprints)))
+        assert got == kept

@@ -114,7 +114,8 @@ def sparse_dcpl(chunks, fill=None, checksum=False):
     dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
     dcpl.set_chunk(chunks)
     dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
-    if fill is None or np.isnan(np.asarray(fill, dtype=float)).any():
+    structured = fill is not None and np.asarray(fill).dtype.names is not None
+    if fill is None or (not structured and np.isnan(np.asarray(fill, dtype=float)).any()):
         dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
     else:
         dcpl.set_fill_value(np.asarray(fill))
