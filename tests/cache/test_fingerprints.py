@@ -132,5 +132,6 @@ def test_prune_and_repair_keep_each_rows_fingerprint(tmp_path):
         assert w.repair() == []  # a rebuild with nothing damaged keeps them too
         assert w.fingerprints(ids) == kept
     with cache.open(path) as reader:
-        got = dict(zip(reader.ids, (layout.fingerprint_of(r) for r in reader.fingerprints)))
+        prints = [layout.fingerprint_of(r) for r in reader.fingerprints]
+        got = dict(zip(reader.ids, prints, strict=True))
         assert got == kept
