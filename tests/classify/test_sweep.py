@@ -375,3 +375,25 @@ def test_default_threads_make_cells_independent_of_the_job_count(alpha, tmp_path
     # another thread count computes other cells: a resumed folder never mixes them
     again = sweep([features], table, tmp_path / "1", jobs=1, **{**options, "threads": 2})
     assert again.cells_skipped == 0 and again.cells_run == serial.cells_run
+
+
+@pytest.mark.parametrize(
+    "second", [{"threads": 2}, {"folds": 2}, {"seed": 1}], ids=["threads", "folds", "seed"]
+)
+def test_a_rerun_with_other_options_never_counts_a_fold_twice(alpha, tmp_path, second):
+    table, features = alpha
+    options = {"classifiers": "logreg", "layers": "1", "bootstrap": 0}
+    sweep([features], table, tmp_path, **options)
+    rerun = sweep([features], table, tmp_path, **{**options, **second})
+    fresh = sweep([features], table, tmp_path / "fresh", **{**options, **second})
+    summary = rerun.summary[rerun.summary["layer"].astype(str) == "1"]
+    assert len(summary) == (2 if "seed" in second else 1)
+    if "seed" in second:  # another seed is another setting: both are kept, apart
+        assert sorted(summary["seed"]) == [0, 1] and set(summary["n_folds"]) == {3}
+        return
+    expected = fresh.summary[fresh.summary["layer"].astype(str) == "1"]
+    assert summary[["n_folds", "ua_mean", "ua_std"]].values.tolist() == (
+        expected[["n_folds", "ua_mean", "ua_std"]].values.tolist()
+    )
+    assert len(rerun.results) == len(fresh.results)
+    assert len(list((tmp_path / "cells" / "superseded").glob("*.json"))) == 3

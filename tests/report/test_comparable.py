@@ -326,3 +326,23 @@ def test_poolings_are_named_and_never_mixed_in_one_line_or_matrix(
     best = next(t for t in document.tables if t.name == "best-cells").frame
     mfcc = best[best["Extractor"] == "mfcc"]
     assert mfcc["Best configuration"].str.startswith("mean+std · ").all()
+
+
+def test_a_few_shot_probe_with_several_shot_counts_reports_each_apart(tmp_path: Path) -> None:
+    from ssl_ser import corpora, manifest
+    from ssl_ser.testing import emodb, emovo
+
+    args = ["probe", "--model", "mfcc", "--split", "few-shot", "--test", "emodb"]
+    for name, module in (("emodb", emodb), ("emovo", emovo)):
+        module.make_tree(tmp_path / name, seconds=0.3)
+        table = manifest.write(corpora.load(name, tmp_path / name), tmp_path / f"{name}.csv")
+        args += ["--corpus", f"{name}={table}"]
+    args += ["--shots", "0,4", "--folds", "2", "--output", str(tmp_path / "fs"), "--no-progress"]
+    probe = CliRunner().invoke(cli, args)
+    assert probe.exit_code == 0, probe.output
+    result = CliRunner().invoke(
+        cli, ["report", str(tmp_path / "fs"), "-o", str(tmp_path / "r.html"), "--bootstrap", "0"]
+    )
+    assert result.exit_code == 0, result.output
+    html = (tmp_path / "r.html").read_text()
+    assert "few-shot split (0 shots)" in html and "few-shot split (4 shots)" in html

@@ -51,6 +51,8 @@ GROUP_COLUMNS: tuple[str, ...] = (
     "labels",
     "speaker_norm",
     "search",
+    "seed",
+    "shots",
 )
 SELECTED_LAYER = "selected"
 WEIGHTED_LAYER = "weighted"
@@ -159,7 +161,7 @@ def summarise(
     """
     if results.empty:
         return pd.DataFrame(columns=[*GROUP_COLUMNS, "n_folds", "ua_mean", "ua_std"])
-    keys = list(GROUP_COLUMNS)
+    keys = [c for c in GROUP_COLUMNS if c in results.columns]  # older cells lack some
     summary = (
         results.groupby(keys, dropna=False, sort=True)
         .agg(
@@ -218,7 +220,7 @@ def select_layers(results: pd.DataFrame) -> pd.DataFrame:
     # ties in validation UA go to the lowest layer, whatever order the cells were stored in
     depth = pd.to_numeric(per_layer["layer"], errors="coerce")
     per_layer = per_layer.iloc[np.argsort(depth.to_numpy(), kind="stable")]
-    keys = [c for c in GROUP_COLUMNS if c != "layer"]
+    keys = [c for c in GROUP_COLUMNS if c != "layer" and c in results.columns]
     rows = []
     for group, part in per_layer.groupby(keys, dropna=False, sort=True):
         best = part.loc[part.groupby("fold")["val_ua"].idxmax()]

@@ -44,6 +44,7 @@ from ssl_ser.classify.features import (
 )
 from ssl_ser.classify.metrics import bootstrap_ua, confusion_matrix, scores_from_confusion
 from ssl_ser.classify.results import (
+    GROUP_COLUMNS,
     SUPERSEDED_DIR,
     WEIGHTED_LAYER,
     CellStore,
@@ -256,6 +257,7 @@ def _sweep_dataset(
     total = 0
     digest = dataset.digest()
     _supersede_stale_cells(dataset, store)
+    described: dict[str, Mapping[str, Any]] = {}
     for train_condition, test_condition in _scenarios(dataset, config):
         folds = scenario_folds(dataset, train_condition, test_condition, config)
         log.info(
@@ -271,10 +273,11 @@ def _sweep_dataset(
             meta = _fold_meta(dataset, fold, config, train_condition, test_condition, digest)
             for name in names:
                 new, count = _tasks_for(
-                    name, specs, layers, poolings, fold, n_dropped, meta, config, store
+                    name, specs, layers, poolings, fold, n_dropped, meta, config, store, described
                 )
                 tasks += new
                 total += count
+    _supersede_other_runs(described, store, dataset.extractor)
     pending = sum(len(t.cells) for t in tasks)
     if not tasks:
         log.info("%s: all %d cell(s) already done in %s", dataset.extractor, total, store.output)
@@ -317,6 +320,38 @@ def _supersede_stale_cells(dataset: Dataset, store: CellStore) -> None:
             "(a cache rebuilt or re-extracted since, or results of an older ssl-ser); moved "
             "them to %s and computing them again",
             dataset.extractor,
+            moved,
+            store.output,
+            store.cells / SUPERSEDED_DIR,
+        )
+
+
+def setting_key(row: Mapping[str, Any]) -> tuple[str, ...]:
+    """What a cell measures, whatever options computed it: its summary group."""
+    return tuple(str(row.get(column)) for column in GROUP_COLUMNS)
+
+
+def _supersede_other_runs(
+    described: Mapping[str, Mapping[str, Any]], store: CellStore, extractor: str
+) -> None:
+    """Move aside stored cells that measure what this sweep measures but under other ids.
+
+    Another thread count, fold count, cache list or data gives the same setting
+    other cell ids; left in place, the tables would average both runs (a fold
+    counted twice, a narrower spread). The folder keeps this sweep's cells.
+    """
+    mine = set(described)
+    settings = {setting_key(description) for description in described.values()}
+
+    def other_run(row: Mapping[str, Any]) -> bool:
+        return row.get("cell_id") not in mine and setting_key(row) in settings
+
+    moved = store.supersede(other_run)
+    if moved:
+        log.warning(
+            "%s: %d cell(s) in %s measured the same settings with other options or data "
+            "(threads, folds, caches, features); moved them to %s so that no fold counts twice",
+            extractor,
             moved,
             store.output,
             store.cells / SUPERSEDED_DIR,
@@ -412,6 +447,7 @@ def _fold_meta(
         "features_digest": dataset.features_digest(),
         "split_options": asdict(config.split_options()),
         "threads": config.cell_threads,
+        "shots": config.shots if config.split == "few-shot" else None,
     }
 
 
@@ -433,8 +469,12 @@ def _tasks_for(
     meta: dict[str, Any],
     config: SweepConfig,
     store: CellStore,
+    described: dict[str, Mapping[str, Any]],
 ) -> tuple[list[Task], int]:
-    """Tasks of one classifier on one fold (finished cells left out) and the cell count."""
+    """Tasks of one classifier on one fold (finished cells left out) and the cell count.
+
+    Every cell's description is added to `described` (cell id -> description).
+    """
     spec = registry.get(name)
     params = {**spec.defaults, **config.params.get(name, {})}
     batch = (
@@ -442,7 +482,9 @@ def _tasks_for(
     )
 
     def pending(layer: str, pooling: str) -> tuple[str, bool]:
-        cell = cell_id(_cell_description(meta, layer, pooling, name, params, batch))
+        description = _cell_description(meta, layer, pooling, name, params, batch)
+        cell = cell_id(description)
+        described[cell] = description
         return cell, config.force or not store.done(cell)
 
     tasks: list[Task] = []

@@ -313,6 +313,8 @@ def write_summary(plan: Plan) -> Path | None:
         path = variant.results_dir / SUMMARY_CSV
         if path.is_file():
             table = pd.read_csv(path)
+            # the variant's seed and shots lead the columns (classify records them too)
+            table = table.drop(columns=["seed", "shots"], errors="ignore")
             table.insert(0, "shots", variant.shots)
             table.insert(0, "seed", variant.seed)
             parts.append(table)

@@ -109,7 +109,8 @@ def _group(values: dict[str, str], classes: tuple[str, ...], varying: Sequence[s
     norm = "speaker z-norm" if values["speaker_norm"] == "True" else "no speaker norm"
     search = "hyperparameter search" if values["search"] == "True" else "no search"
     seed = f" · seed {values['seed']}" if "seed" in varying and values["seed"] else ""
-    split = f"{values['split']} split"
+    shots = _shots(values.get("shots", ""))
+    split = f"{values['split']} split{shots}"
     label = f"{count} · {split} · {norm} · {search}{seed}"
     short_labels = values["labels"] or f"{len(classes)} classes"
     short = f"{short_labels} · {split} · {norm} · {search}{seed}"
@@ -122,8 +123,24 @@ def _group(values: dict[str, str], classes: tuple[str, ...], varying: Sequence[s
         parts.append("search" if values["search"] == "True" else "no-search")
     if "seed" in varying:
         parts.append(f"seed-{values['seed']}")
+    if "shots" in varying and shots:
+        parts.append(f"shots-{_shots_number(values['shots'])}")
     tag = _slug("-".join(parts))
     return Group(tuple(values.items()), classes, label, short, tag)
+
+
+def _shots_number(value: str) -> str:
+    """``5.0`` or ``5`` -> ``5``; '' (or None, NaN) for cells that are not few-shot."""
+    try:
+        return str(int(float(value)))
+    except ValueError:
+        return ""
+
+
+def _shots(value: str) -> str:
+    """`` (5 shots)`` for a few-shot cell, '' otherwise."""
+    number = _shots_number(value)
+    return f" ({number} shots)" if number else ""
 
 
 def _slug(text: str) -> str:

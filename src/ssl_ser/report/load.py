@@ -76,11 +76,12 @@ SETTING: tuple[str, ...] = (
     "split",
     "labels",
     "seed",
+    "shots",
 )
 CONFIG: tuple[str, ...] = ("layer", "pooling", "classifier", "speaker_norm", "search")
 # Settings that change what a number means: cells that differ in one of them are
 # never compared in one table, figure, matrix or headline (see ssl_ser.report.groups).
-GROUP: tuple[str, ...] = ("labels", "split", "speaker_norm", "search", "seed")
+GROUP: tuple[str, ...] = ("labels", "split", "speaker_norm", "search", "seed", "shots")
 # Identity columns that older or hand-made tables may lack, and their value then.
 DEFAULTS: dict[str, str] = {
     "fold": "0",
@@ -89,6 +90,7 @@ DEFAULTS: dict[str, str] = {
     "speaker_norm": "False",
     "search": "False",
     "seed": "",
+    "shots": "",
 }
 CELL: tuple[str, ...] = SETTING + CONFIG
 METRICS: tuple[str, ...] = ("ua", "wa", "macro_f1")
