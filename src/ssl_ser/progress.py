@@ -23,29 +23,36 @@ class StepLines:
     """Counts finished units of some work and logs a line per finished step.
 
     Args:
-        what: the work, as the first word of each line (``classify``).
+        what: the work, as the first words of each line (``classify``).
         total: units the work has in all.
-        unit: the unit's name (``cell``), pluralised with an ``s``.
+        unit: the unit's plural as shown (``cells``, ``audio s``).
+        every: at most one line per this many seconds (the last step always shows).
     """
 
-    def __init__(self, what: str, total: int, unit: str):
+    def __init__(self, what: str, total: float, unit: str, every: float = 0.0):
         self.what = what
         self.total = total
         self.unit = unit
-        self.done = 0
-        self.started = time.perf_counter()
+        self.every = every
+        self.done = 0.0
+        self.started = self.shown = time.perf_counter()
 
-    def step(self, units: int, detail: str = "") -> str:
-        """Count `units` more finished units and log (and return) the line that says so."""
+    def step(self, units: float, detail: str = "") -> str | None:
+        """Count `units` more finished units; log and return the line, or None if throttled."""
         self.done += units
-        elapsed = time.perf_counter() - self.started
+        now = time.perf_counter()
+        finished = self.done >= self.total
+        if not finished and now - self.shown < self.every:
+            return None
+        self.shown = now
+        elapsed = now - self.started
         rate = self.done / elapsed if elapsed > 0 else 0.0
         share = 100.0 * self.done / self.total if self.total else 100.0
         line = (
-            f"{self.what}: {self.done}/{self.total} {self.unit}s ({share:.0f}%) "
-            f"in {_clock(elapsed)}, {rate:.2f} {self.unit}s/s"
+            f"{self.what}: {self.done:.0f}/{self.total:.0f} {self.unit} ({share:.0f}%) "
+            f"in {_clock(elapsed)}, {rate:.2f} {self.unit}/s"
         )
-        if 0 < self.done < self.total and rate > 0:
+        if not finished and rate > 0:
             line += f", about {_clock((self.total - self.done) / rate)} left"
         if detail:
             line += f" - {detail}"

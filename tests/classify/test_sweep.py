@@ -397,3 +397,17 @@ def test_a_rerun_with_other_options_never_counts_a_fold_twice(alpha, tmp_path, s
     )
     assert len(rerun.results) == len(fresh.results)
     assert len(list((tmp_path / "cells" / "superseded").glob("*.json"))) == 3
+
+
+def test_search_skips_candidates_too_big_for_the_inner_split(caplog):
+    from ssl_ser.classify.search import fit_single
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 20)
+    x = rng.normal(size=(60, 4)) + y[:, None]
+    groups = np.tile(np.arange(6), 10)
+    with caplog.at_level(logging.WARNING):
+        model, chosen, val_ua = fit_single("knn", {}, x, y, groups, search=True, seed=0)
+    assert chosen["n_neighbors"] in (5, 15) and val_ua > 0.5  # 45 > the inner split's rows
+    assert "{'n_neighbors': 45} skipped on the inner split" in caplog.text
+    assert set(model.predict(x)) <= {0, 1, 2}

@@ -182,9 +182,16 @@ def test_cli_no_progress_silences_every_bar_and_says_what_was_cached(tmp_path, m
     assert "Loading weights" in shown.output and "extract emodb/clean" in shown.output
     quiet = CliRunner().invoke(cli, ["extract", str(whole), *options, "--no-progress"])
     assert quiet.exit_code == 0, quiet.output
-    for bar in ("Loading weights", "extract emodb/clean", "%|"):
+    for bar in ("Loading weights", "%|"):
         assert bar not in quiet.output
+    done = f"extract emodb/clean: {quiet_seconds(table, 10)}/{quiet_seconds(table, 10)} audio s"
+    assert f"{done} (100%)" in quiet.output and f"- {model_dirs['hubert'].name}" in quiet.output
     rest = len(table) - 10
     assert f"emodb/clean: 10 of {len(table)} utterance(s) already cached" in quiet.output
     assert f"extracting {rest}" in quiet.output
     assert quiet.stdout.splitlines()[1].startswith(f"emodb/clean: {rest} utterances")
+
+
+def quiet_seconds(table, skip: int) -> str:
+    """Audio seconds of the rows after the first `skip`, as the quiet progress line shows them."""
+    return f"{table['duration'].iloc[skip:].sum():.0f}"

@@ -318,3 +318,16 @@ def test_egemaps_on_audio_under_60_ms_is_reported_too_short(tmp_path):
     with cache.open(summary.path) as reader:
         assert sorted(reader.ids) == ["toy/utt002", "toy/utt003"]
         assert np.isfinite(reader.read_rows(reader.ids)).all()
+
+
+def test_audio_truncated_since_prepare_is_a_recorded_failure(tmp_path):
+    table = make_manifest(tmp_path / "audio", [0.5, 0.5, 0.5])
+    path = table.loc[1, "path"]
+    with open(path, "r+b") as handle:  # keep the header, cut the samples: 28 of 8000 left
+        handle.truncate(100)
+    (summary,) = extract(table, ExtractorConfig.for_model("mfcc"), tmp_path / "c", workers=0)
+    failed = dict(summary.failed)
+    assert list(failed) == ["toy/utt001"] and summary.extracted == 2
+    assert "but the manifest says 0.500 s: the file is truncated or changed" in failed["toy/utt001"]
+    telephone = extract(table, ExtractorConfig.for_model("egemaps"), tmp_path / "c", "telephone")
+    assert [u for u, _ in telephone[0].failed] == ["toy/utt001"]  # at the chain's own 8 kHz too

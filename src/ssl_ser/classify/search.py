@@ -20,6 +20,7 @@ from sklearn.model_selection import ParameterGrid
 from ssl_ser.classify import registry
 from ssl_ser.classify.metrics import confusion_matrix, scores_from_confusion
 from ssl_ser.classify.splits import inner_split
+from ssl_ser.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +70,18 @@ def fit_single(
     val_ua = float("nan")
     if search and spec.grid:
         fit_rows, val_rows = inner_split(groups, y, SEARCH_VALIDATION_FRACTION, seed)
-        scores = []
-        for candidate in candidates(spec.grid):
-            model = registry.build_pipeline(
-                name, {**params, **candidate}, seed=seed, threads=threads
+        inner = (x[fit_rows], y[fit_rows], groups[fit_rows], x[val_rows], y[val_rows])
+        scores = [
+            _inner_score(name, {**params, **candidate}, inner, seed, threads)
+            for candidate in candidates(spec.grid)
+        ]
+        if not np.isfinite(scores).any():
+            raise ConfigError(
+                f"--search: no {name} setting of {dict(spec.grid)} can be fit on the inner "
+                f"split of a fold's training speakers ({len(fit_rows)} rows); use fewer folds "
+                "or another classifier"
             )
-            registry.fit_pipeline(model, name, x[fit_rows], y[fit_rows], groups[fit_rows])
-            scores.append(ua_of(y[val_rows], model.predict(x[val_rows])))
-        best = int(np.argmax(scores))
+        best = int(np.nanargmax(scores))
         chosen = candidates(spec.grid)[best]
         val_ua = float(scores[best])
         log.debug("%s search: %s -> %s", name, scores, chosen)
@@ -85,6 +90,25 @@ def fit_single(
     if not search:
         val_ua = float(getattr(model[-1], "validation_ua_", float("nan")))
     return model, {**chosen, **_fitted_choices(model)}, val_ua
+
+
+def _inner_score(
+    name: str, params: Mapping[str, Any], inner: tuple[np.ndarray, ...], seed: int, threads: int
+) -> float:
+    """Validation UA of one candidate on the inner split, NaN when it cannot be fit there.
+
+    `inner` holds (x, y, groups) of the fitting part, then (x, y) of the validation
+    part. A small inner split can be too small for a candidate (k nearest
+    neighbours with more neighbours than rows); that candidate is skipped, not the sweep.
+    """
+    x_fit, y_fit, groups_fit, x_val, y_val = inner
+    model = registry.build_pipeline(name, params, seed=seed, threads=threads)
+    try:
+        registry.fit_pipeline(model, name, x_fit, y_fit, groups_fit)
+        return ua_of(y_val, model.predict(x_val))
+    except ValueError as error:
+        log.warning("%s search: %s skipped on the inner split: %s", name, params, error)
+        return float("nan")
 
 
 def fit_batched(

@@ -535,7 +535,7 @@ def _run_tasks(
     threads = config.cell_threads
     tasks = sorted(tasks, key=lambda t: -len(t.cells))
     n_cells = sum(len(t.cells) for t in tasks)
-    lines = StepLines("classify", n_cells, "cell")
+    lines = StepLines("classify", n_cells, "cells")
     with (
         _shared(blocks, jobs, store.output) as shared,
         tqdm(total=n_cells, desc="classify", unit="cell", disable=not progress) as bar,

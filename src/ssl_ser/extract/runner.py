@@ -46,7 +46,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ssl_ser import audio, cache, fingerprint, manifest
-from ssl_ser.errors import CacheError, ConfigError, SerError, UnknownChoiceError
+from ssl_ser.errors import AudioError, CacheError, ConfigError, SerError, UnknownChoiceError
 from ssl_ser.extract.backbones import Backbone, library_progress_bars, load_backbone
 from ssl_ser.extract.batching import plan_batches, segment_seconds
 from ssl_ser.extract.config import DEFAULT_BATCH_SECONDS, ExtractorConfig, default_workers
@@ -54,7 +54,7 @@ from ssl_ser.extract.pooling import FrameStats, combine, finalize
 from ssl_ser.extract.preprocess import Preprocessor, Segment
 from ssl_ser.extract.summary import ExtractSummary
 from ssl_ser.fingerprint import Fingerprint
-from ssl_ser.progress import announce
+from ssl_ser.progress import StepLines, announce
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,11 @@ STORAGE_DTYPE = "auto"
 STORAGE_DTYPE_CHOICES: tuple[str, ...] = ("auto", *cache.STORAGE_DTYPES)
 PREFETCH_BATCHES = 4
 SHOWN_IDS = 5
+# With progress bars off, at most one extraction line per this many seconds.
+QUIET_LINE_SECONDS = 10.0
+# Decoded length against the manifest's duration: 20 ms plus 1 % (resampling rounds).
+DURATION_TOLERANCE_S = 0.02
+DURATION_TOLERANCE = 0.01
 # prctl option: signal this process when its parent dies (linux/prctl.h).
 PR_SET_PDEATHSIG = 1
 
@@ -105,6 +110,7 @@ class UtteranceDataset(Dataset):
             source = self._fingerprint(row)
             wave, rate = self._load(row)
             self._check_unchanged(row, source)
+            self._check_length(row, wave.shape[0] / (rate or self.preprocessor.sample_rate))
             segments = self.preprocessor(wave, rate) if rate else self.preprocessor(wave)
         except (SerError, OSError, ValueError, RuntimeError) as error:
             reason = f"{type(error).__name__}: {error}"
@@ -123,6 +129,23 @@ class UtteranceDataset(Dataset):
             return fingerprint.of_file(path)
         except OSError:
             return None
+
+    def _check_length(self, row: dict[str, Any], seconds: float) -> None:
+        """Refuse audio whose decoded length is not the manifest's duration.
+
+        A file truncated (or rewritten) since ``ser prepare`` read its header would
+        otherwise give features of a fragment. Ready telephone copies have lengths
+        of their own and are not compared.
+        """
+        if self.condition != "clean" and self.telephone_source != "derived":
+            return
+        expected = float(row["duration"])
+        if abs(seconds - expected) > DURATION_TOLERANCE_S + DURATION_TOLERANCE * expected:
+            raise AudioError(
+                row["path"],
+                f"decodes to {seconds:.3f} s but the manifest says {expected:.3f} s: the file "
+                "is truncated or changed since `ser prepare`; check it and prepare again",
+            )
 
     def _check_unchanged(self, row: dict[str, Any], source: Fingerprint | None) -> None:
         """Refuse a row whose file changed between fingerprinting and decoding."""
@@ -442,12 +465,16 @@ class _Job:
             unit_scale=True,
             disable=not self.progress,
         )
+        where = f"extract {summary.corpus}/{summary.condition}"
+        lines = StepLines(where, progress_total(steps), "audio s", every=QUIET_LINE_SECONDS)
         with bar:
             for number, (batch, step) in enumerate(zip(loader, steps, strict=True), 1):
                 self._process(batch, writer, summary)
                 writer.flush()
                 log.debug("committed batch %d/%d (%d utterances)", number, len(batches), len(batch))
                 bar.update(step)
+                if not self.progress:
+                    lines.step(step, Path(str(self.backbone.identity["model"])).name)
 
     def _cost(self, duration: float) -> float:
         """Seconds of model input an utterance of `duration` seconds costs, over its pieces."""
