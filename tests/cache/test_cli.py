@@ -70,7 +70,7 @@ def test_verify_passes_a_sound_file_and_fails_a_damaged_one(tmp_path):
     result = CliRunner().invoke(cli, ["cache", "verify", str(path)])
     assert result.exit_code == 1
     assert f"problem: mean features of {ids[2]!r} hold NaN/inf" in result.output
-    assert f"{path}: 1 problem(s) found" in result.output
+    assert f"error: {path}: 1 problem(s) found; `ser cache verify --repair`" in result.output
 
 
 def test_verify_reports_an_unreadable_file(tmp_path):

@@ -81,6 +81,9 @@ def test_classify_end_to_end_over_caches(files, tmp_path):
         ]
     )
     assert cross.exit_code == 0, cross.output
+    # one fold has no spread, and the line says what the best number measured
+    best = cross.output.split("logreg: best layer ")[1].split(";")[0]
+    assert "±" not in best and "(tiny-model on alpha -> beta, clean, mean+std, 1 fold)" in best
     assert set(pd.read_parquet(tmp_path / "cross" / "results.parquet")["fold"]) == {"alpha->beta"}
 
 

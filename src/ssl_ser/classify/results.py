@@ -243,6 +243,15 @@ def select_layers(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _where(row: pd.Series) -> str:
+    """``emodb clean`` or ``emodb -> emovo, clean -> telephone``: what a summary row tested."""
+    corpora = (str(row.get("train_corpus", "")), str(row.get("test_corpus", "")))
+    conditions = (str(row.get("train_condition", "")), str(row.get("test_condition", "")))
+    corpus = corpora[0] if corpora[0] == corpora[1] else " -> ".join(corpora)
+    condition = conditions[0] if conditions[0] == conditions[1] else " -> ".join(conditions)
+    return f"{Path(str(row['extractor'])).name} on {corpus}, {condition}"
+
+
 def summary_line(summary: pd.DataFrame) -> str:
     """One line: best layer and UA (mean +- std over folds) per classifier."""
     if summary.empty:
@@ -251,8 +260,12 @@ def summary_line(summary: pd.DataFrame) -> str:
     curves = summary[summary["layer"] != SELECTED_LAYER]
     for classifier, part in curves.groupby("classifier", sort=False):
         best = part.loc[part["ua_mean"].idxmax()]
-        std = 0.0 if pd.isna(best["ua_std"]) else best["ua_std"]
-        text = f"{classifier}: best layer {best['layer']} UA {best['ua_mean']:.3f}±{std:.3f}"
+        folds = int(best.get("n_folds", 0) or 0)
+        spread = f"±{best['ua_std']:.3f}" if folds > 1 and pd.notna(best["ua_std"]) else ""
+        text = (
+            f"{classifier}: best layer {best['layer']} UA {best['ua_mean']:.3f}{spread} "
+            f"({_where(best)}, {best['pooling']}, {folds} fold{'s' if folds != 1 else ''})"
+        )
         chosen = summary[
             (summary["layer"] == SELECTED_LAYER) & (summary["classifier"] == classifier)
         ]

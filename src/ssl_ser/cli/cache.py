@@ -139,7 +139,10 @@ def verify(file: Path, repair: bool) -> None:
     for note in notes:
         click.echo(f"note: {note}")
     if problems:
-        raise click.ClickException(f"{file}: {len(problems)} problem(s) found")
+        raise CacheError(
+            f"{file}: {len(problems)} problem(s) found; `ser cache verify --repair` sends the "
+            "damaged rows back to extraction"
+        )
     summary = feature_cache.info(file)
     click.echo(
         f"{file}: OK, {summary['rows_complete']}/{summary['rows_total']} rows complete, "

@@ -472,7 +472,7 @@ def facts(
         ("Splits", "; ".join(splits)),
         ("Classifiers", ", ".join(sorted(cells["classifier"].unique()))),
         ("Poolings", pooling_text(cells, names)),
-        ("Label set", _distinct(table, "labels")),
+        ("Label set", _distinct(table, "labels", separator="; ")),
         ("Classes", ", ".join(results.classes) or "not recorded"),
         ("Compared groups", "\n".join(group.label for group in groups)),
         ("Speaker grouping", speaker_groupings(table)),
@@ -528,11 +528,12 @@ def _fold_text(rows: pd.DataFrame) -> str:
     return "/".join(map(str, folds)) + (" fold" if folds == [1] else " folds")
 
 
-def _distinct(table: pd.DataFrame, column: str) -> str:
+def _distinct(table: pd.DataFrame, column: str, separator: str = ", ") -> str:
+    """The distinct values of a column (labels: ``; ``, since a label list holds commas)."""
     if column not in table.columns:
         return "not recorded"
     values = sorted({str(v) for v in table[column].dropna()})
-    return ", ".join(values) or "not recorded"
+    return separator.join(values) or "not recorded"
 
 
 def toolkit_versions(table: pd.DataFrame) -> str:
