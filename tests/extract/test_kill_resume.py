@@ -140,7 +140,10 @@ def test_cli_prints_the_cache_path_and_a_summary(tmp_path, model_dirs):
     lines = result.stdout.splitlines()
     assert lines[0].startswith("cache: ") and lines[0].endswith("emodb/clean.h5")
     count = len(emodb.file_names())
-    assert lines[1].startswith(f"emodb/clean: {count} utterances") and "3 layers" in lines[1]
+    model = model_dirs["hubert"].name
+    assert (
+        lines[1].startswith(f"{model} emodb/clean: {count} utterances") and "3 layers" in lines[1]
+    )
     assert "audio s/s" in lines[1]
     again = CliRunner().invoke(cli, command)
     assert "0 utterances" in again.output and f"{count} already cached" in again.output
@@ -189,7 +192,8 @@ def test_cli_no_progress_silences_every_bar_and_says_what_was_cached(tmp_path, m
     rest = len(table) - 10
     assert f"emodb/clean: 10 of {len(table)} utterance(s) already cached" in quiet.output
     assert f"extracting {rest}" in quiet.output
-    assert quiet.stdout.splitlines()[1].startswith(f"emodb/clean: {rest} utterances")
+    model = model_dirs["hubert"].name
+    assert quiet.stdout.splitlines()[1].startswith(f"{model} emodb/clean: {rest} utterances")
 
 
 def quiet_seconds(table, skip: int) -> str:

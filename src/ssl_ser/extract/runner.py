@@ -331,7 +331,8 @@ class _Job:
         backbone = self.backbone
         key = cache_key(backbone, self.config, self.condition, self.telephone_source)
         layers = [str(i) for i in range(backbone.states)]
-        summary = ExtractSummary(corpus, self.condition, path, layers=backbone.states)
+        model = Path(str(backbone.identity["model"])).name
+        summary = ExtractSummary(corpus, self.condition, path, model, layers=backbone.states)
         started = time.perf_counter()
         dtype, convert = storage_dtype_for(storage_dtype, self.config, path)
         with cache.CacheWriter(

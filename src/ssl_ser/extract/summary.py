@@ -14,6 +14,7 @@ class ExtractSummary:
         corpus: corpus name (one cache file per corpus).
         condition: audio condition.
         path: the cache file.
+        model: the model's short name (a folder's last part), shown first in the line.
         extracted: utterances whose features this run computed and stored.
         already_done: utterances found complete in the cache and left alone.
         changed: committed utterances whose audio changed since they were
@@ -30,6 +31,7 @@ class ExtractSummary:
     corpus: str
     condition: str
     path: Path
+    model: str = ""
     extracted: int = 0
     already_done: int = 0
     changed: int = 0
@@ -51,8 +53,9 @@ class ExtractSummary:
 
     def line(self) -> str:
         """The one-line summary the CLI prints."""
+        model = f"{self.model} " if self.model else ""
         text = (
-            f"{self.corpus}/{self.condition}: {self.extracted} utterances "
+            f"{model}{self.corpus}/{self.condition}: {self.extracted} utterances "
             f"({self.audio_hours:.3f} h audio), {self.layers} layers, {self.seconds:.1f} s, "
             f"{self.rate:.1f} audio s/s"
         )
