@@ -338,6 +338,7 @@ def test_a_few_shot_probe_with_several_shot_counts_reports_each_apart(tmp_path: 
         table = manifest.write(corpora.load(name, tmp_path / name), tmp_path / f"{name}.csv")
         args += ["--corpus", f"{name}={table}"]
     args += ["--shots", "0,4", "--folds", "2", "--output", str(tmp_path / "fs"), "--no-progress"]
+    args += ["--cache-dir", str(tmp_path / "cache")]
     probe = CliRunner().invoke(cli, args)
     assert probe.exit_code == 0, probe.output
     result = CliRunner().invoke(
