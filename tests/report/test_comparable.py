@@ -347,3 +347,25 @@ def test_a_few_shot_probe_with_several_shot_counts_reports_each_apart(tmp_path: 
     assert result.exit_code == 0, result.output
     html = (tmp_path / "r.html").read_text()
     assert "few-shot split (0 shots)" in html and "few-shot split (4 shots)" in html
+
+
+def test_the_headline_never_picks_one_corpus_slice_of_a_pooled_fold() -> None:
+    from ssl_ser.report.load import normalise
+    from ssl_ser.report.tables import cell_summary, overall_best
+
+    rows = []
+    for fold in ("0", "1"):
+        for test, ua in (("a+b", 0.50), ("a", 0.90), ("b", 0.10)):
+            rows.append(
+                {
+                    "extractor": "mfcc", "layer": "0", "classifier": "logreg",
+                    "split": "speaker-kfold", "train_corpus": "a+b", "test_corpus": test,
+                    "fold": fold, "ua": ua, "wa": ua, "macro_f1": ua, "cell_id": f"c{fold}",
+                }
+            )  # fmt: skip
+    table = normalise(pd.DataFrame(rows), "results.csv")
+    assert table.groupby("test_corpus")["slice"].all().to_dict() == {
+        "a": True, "a+b": False, "b": True,
+    }  # fmt: skip
+    best = overall_best(cell_summary(table))
+    assert best["test_corpus"] == "a+b" and best["ua_mean"] == 0.5

@@ -394,9 +394,24 @@ def normalise(table: pd.DataFrame, where: str = "results table") -> pd.DataFrame
     out["split_type"] = split_types(out)
     out["classic"] = classic_flags(out)
     out["untrained"] = untrained_flags(out)
+    out["slice"] = slice_flags(out)
     if "source" not in out.columns:
         out["source"] = where
     return out
+
+
+def slice_flags(table: pd.DataFrame) -> pd.Series:
+    """Whether each row is one corpus's slice of a pooled test fold.
+
+    ``ser classify`` scores a fold pooled over several test corpora as a whole
+    (test ``emodb+emovo``) and per corpus (``emodb``, ``emovo``) under one cell id;
+    the slices are smaller test sets, never the headline's best number.
+    """
+    if "cell_id" not in table.columns:
+        return pd.Series(False, index=table.index)
+    parts = table["test_corpus"].astype(str).str.count(r"\+")
+    widest = parts.groupby(table["cell_id"].astype(str)).transform("max")
+    return (parts < widest).fillna(False).astype(bool)
 
 
 def _with_cells(out: pd.DataFrame) -> pd.DataFrame:

@@ -60,6 +60,7 @@ def cell_summary(table: pd.DataFrame) -> pd.DataFrame:
     out["n_test"] = grouped["n_test"].sum() if "n_test" in table.columns else np.nan
     for flag in ("split_type", "classic", "untrained"):
         out[flag] = grouped[flag].first()
+    out["slice"] = grouped["slice"].any() if "slice" in table.columns else False
     out[["collapsed_folds", "checked_folds"]] = grouped[["collapsed_folds", "checked_folds"]].sum()
     return out.reset_index()
 
@@ -88,8 +89,11 @@ def best_per_classifier(cells: pd.DataFrame) -> pd.DataFrame:
 def overall_best(cells: pd.DataFrame) -> pd.Series:
     """The single best cell of `cells` (call it on one comparable group only).
 
-    Speaker-independent cells are preferred when there are any.
+    Speaker-independent cells are preferred when there are any, and whole test
+    sets over one corpus's slice of a pooled test fold (a smaller, noisier set).
     """
+    whole = cells[~cells["slice"].astype(bool)] if "slice" in cells.columns else cells
+    cells = whole if not whole["ua_mean"].isna().all() else cells
     independent = cells[cells["split_type"] == "speaker-independent"]
     pool = independent if not independent["ua_mean"].isna().all() else cells
     return best_cells(pool.assign(_all=""), by=("_all",)).drop(columns="_all").iloc[0]
