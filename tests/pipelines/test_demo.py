@@ -19,6 +19,7 @@ def test_demo_runs_end_to_end_and_reports_both_extractors_and_conditions(tmp_pat
         cli, ["demo", "--output", str(output), "--size", "small", "--no-progress"]
     )
     assert result.exit_code == 0, result.output
+    assert "%|" not in result.output and "Writing model shards" not in result.output  # no bars
     report = output / "report.html"
     assert f"open {report.resolve()} in a browser" in result.output
     html = report.read_text(encoding="utf-8")

@@ -179,6 +179,9 @@ def run_demo(
     synth.write_corpus(
         corpus_root, spec.voices, sentences=spec.sentences, progress=progress, overwrite=False
     )
-    model = build_model(output / MODEL_FOLDER)
+    from ssl_ser.extract.backbones import library_progress_bars
+
+    with library_progress_bars(progress):  # transformers' "Writing model shards" bar too
+        model = build_model(output / MODEL_FOLDER)
     experiment = demo_experiment(output, size, corpus_root, model)
     return run_experiment(experiment, source="ser demo", progress=progress)
