@@ -50,3 +50,15 @@ def is_failing(utt_id: str) -> bool:
 
 def reason_of(utt_id: str) -> str:
     return f"cannot read audio {utt_id}.wav: File contains data in an unknown format."
+
+
+def assert_changed_only_inside(before: bytes, after: bytes, regions: list[tuple[int, int]]) -> None:
+    """The file kept its size, and every byte that changed lies inside one of `regions`."""
+    import numpy as np
+
+    assert len(after) == len(before)
+    changed = np.flatnonzero(np.frombuffer(before, np.uint8) != np.frombuffer(after, np.uint8))
+    inside = np.zeros(len(changed), dtype=bool)
+    for start, stop in regions:
+        inside |= (changed >= start) & (changed < stop)
+    assert len(changed) > 0 and inside.all()

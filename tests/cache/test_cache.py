@@ -14,7 +14,17 @@ from ssl_ser import __version__, cache
 from ssl_ser.cache import layout
 from ssl_ser.errors import CacheError, CacheKeyMismatchError, ConfigError, UnknownChoiceError
 
-from .helpers import DIM, KEY, LAYERS, POOLINGS, batch, features, stored, utt_ids
+from .helpers import (
+    DIM,
+    KEY,
+    LAYERS,
+    POOLINGS,
+    assert_changed_only_inside,
+    batch,
+    features,
+    stored,
+    utt_ids,
+)
 
 
 def writer(path, **options):
@@ -327,12 +337,7 @@ def test_live_writes_change_only_preallocated_raw_bytes(tmp_path):
         w.set_manifest_digest("b" * 64)
         w.write(ids[:3], batch(ids[:3]))
     after = path.read_bytes()
-    assert len(after) == len(before)
-    changed = np.flatnonzero(np.frombuffer(before, np.uint8) != np.frombuffer(after, np.uint8))
-    inside = np.zeros(len(changed), dtype=bool)
-    for start, stop in regions:
-        inside |= (changed >= start) & (changed < stop)
-    assert len(changed) > 0 and inside.all()
+    assert_changed_only_inside(before, after, regions)
     assert after[digest_at : digest_at + 64] == b"b" * 64
 
 

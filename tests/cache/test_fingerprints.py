@@ -11,7 +11,7 @@ from ssl_ser.cache import layout
 from ssl_ser.errors import CacheError
 from ssl_ser.fingerprint import DIGEST_CHARS, Fingerprint
 
-from .helpers import DIM, KEY, LAYERS, batch, utt_ids
+from .helpers import DIM, KEY, LAYERS, assert_changed_only_inside, batch, utt_ids
 
 
 def writer(path, **options):
@@ -84,12 +84,7 @@ def test_live_fingerprint_writes_change_only_preallocated_raw_bytes(tmp_path):
         w.invalidate(ids[10:12])
         w.record_fingerprints({ids[5]: made_up(50)})
     after = path.read_bytes()
-    assert len(after) == len(before)
-    changed = np.flatnonzero(np.frombuffer(before, np.uint8) != np.frombuffer(after, np.uint8))
-    inside = np.zeros(len(changed), dtype=bool)
-    for start, stop in regions:
-        inside |= (changed >= start) & (changed < stop)
-    assert len(changed) > 0 and inside.all()
+    assert_changed_only_inside(before, after, regions)
 
 
 def test_a_cache_built_before_fingerprints_gets_them_and_keeps_every_row(tmp_path):
