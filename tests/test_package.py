@@ -55,3 +55,44 @@ def test_commands_make_idle_openmp_threads_sleep_unless_the_user_chose():
     env["OMP_WAIT_POLICY"] = "ACTIVE"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.stdout.strip().splitlines()[-1] == "ACTIVE", out.stderr
+
+
+def test_every_click_choice_lists_exactly_its_registry():
+    from ssl_ser import audio, corpora
+    from ssl_ser.cache import STORAGE_DTYPES
+    from ssl_ser.classify.features import COMBINES
+    from ssl_ser.classify.splits import SPLITS
+    from ssl_ser.corpora._base import ON_ERROR_CHOICES
+    from ssl_ser.extract.config import DTYPES, LONG_AUDIO_POLICIES
+    from ssl_ser.pipelines.demo import SIZES
+    from ssl_ser.pipelines.experiment import CORPORA_MODES, PAIR_KEYWORDS
+
+    registries = {
+        "split": tuple(SPLITS),
+        "combine": COMBINES,
+        "conditions": audio.CONDITIONS,
+        "condition": audio.CONDITIONS,
+        "telephone_source": audio.TELEPHONE_SOURCES,
+        "dtype": DTYPES,
+        "long_audio": LONG_AUDIO_POLICIES,
+        "storage_dtype": ("auto", *STORAGE_DTYPES),
+        "corpus": tuple(corpora.names()),
+        "on_error": ON_ERROR_CHOICES,
+        "condition_pairs": PAIR_KEYWORDS,
+        "corpora_mode": CORPORA_MODES,
+        "size": tuple(SIZES),
+    }
+    seen = set()
+    for path in _walk(cli, []):
+        command = cli
+        for name in path:
+            command = command.get_command(click.Context(command), name)
+        for param in command.params:
+            if isinstance(param.type, click.Choice):
+                assert param.name in registries, (path, param.name, "add it to this table")
+                assert tuple(param.type.choices) == tuple(registries[param.name]), (
+                    path,
+                    param.name,
+                )
+                seen.add(param.name)
+    assert seen == set(registries)

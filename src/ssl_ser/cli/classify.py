@@ -6,10 +6,13 @@ from pathlib import Path
 
 import click
 
+from ssl_ser.classify.features import COMBINES
+from ssl_ser.classify.splits import SPLITS
 from ssl_ser.errors import ConfigError
 
-SPLIT_CHOICES = ("preset", "random", "speaker", "speaker-kfold", "loso", "cross-corpus", "few-shot")
-COMBINE_CHOICES = ("each", "concat", "mean")
+# The registries own the choices; the options list exactly theirs.
+SPLIT_CHOICES: tuple[str, ...] = tuple(SPLITS)
+COMBINE_CHOICES: tuple[str, ...] = COMBINES
 
 
 def _paths(value: str) -> list[Path]:

@@ -10,11 +10,17 @@ from pathlib import Path
 
 import click
 
+from ssl_ser.audio import CONDITIONS
+from ssl_ser.classify.splits import SPLITS
 from ssl_ser.cli.options import dry_run_option, progress_option, refuse_repeats
+from ssl_ser.extract.config import DTYPES
+from ssl_ser.pipelines.demo import SIZES
+from ssl_ser.pipelines.experiment import CORPORA_MODES, PAIR_KEYWORDS
 
-SPLIT_CHOICES = ("preset", "random", "speaker", "speaker-kfold", "loso", "cross-corpus", "few-shot")
-CONDITION_CHOICES = ("clean", "telephone")
-DTYPE_CHOICES = ("float32", "float16", "bfloat16")
+# The registries own the choices; the options list exactly theirs.
+SPLIT_CHOICES: tuple[str, ...] = tuple(SPLITS)
+CONDITION_CHOICES: tuple[str, ...] = tuple(CONDITIONS)
+DTYPE_CHOICES: tuple[str, ...] = DTYPES
 
 
 def _names(value: str | None) -> list[str] | None:
@@ -76,7 +82,7 @@ PROBE_EXAMPLE = (
 )
 @click.option(
     "--condition-pairs",
-    type=click.Choice(("matched", "all")),
+    type=click.Choice(PAIR_KEYWORDS),
     default="matched",
     show_default=True,
     help="Evaluate each condition on itself, or every train x test combination.",
@@ -91,7 +97,7 @@ PROBE_EXAMPLE = (
 @click.option("--shots", default=None, help="Target utterances (few-shot); a comma list runs each.")
 @click.option(
     "--corpora-mode",
-    type=click.Choice(("each", "pooled")),
+    type=click.Choice(CORPORA_MODES),
     default=None,
     help="One sweep per corpus, or one over all corpora (default: by split).",
 )
@@ -205,7 +211,7 @@ def run(experiment_file: str, dry_run: bool, progress: bool) -> None:
 )
 @click.option(
     "--size",
-    type=click.Choice(("small", "full")),
+    type=click.Choice(tuple(SIZES)),
     default="full",
     show_default=True,
     help="full: 288 utterances of 6 voices; small: 48 utterances of 4 voices.",
