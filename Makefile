@@ -6,7 +6,7 @@ STAMP := $(VENV)/.ssl-ser-installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install test lint format demo bench clean
+.PHONY: install test test-fast lint format demo bench clean
 
 install: $(STAMP)
 
@@ -26,6 +26,10 @@ format: install
 
 test: lint
 	$(BIN)/pytest -q
+
+# The edit loop: everything but the slow end-to-end, kill and parallel tests (CI runs all).
+test-fast: lint
+	$(BIN)/pytest -q -m "not slow"
 
 demo: install
 	$(BIN)/ser demo

@@ -96,6 +96,7 @@ def test_kill_then_rerun_equals_uninterrupted_run(tmp_path, reference, point, at
     assert_same_content(path, reference)
 
 
+@pytest.mark.slow
 def test_kills_at_random_moments(tmp_path, reference):
     path = tmp_path / "clean.h5"
     rng = np.random.default_rng(7)

@@ -127,6 +127,7 @@ def test_help_lists_the_options():
         assert option in result.output
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_no_progress_prints_a_line_per_finished_group(files, tmp_path, jobs):
     alpha_cache, alpha_csv = files["alpha"]

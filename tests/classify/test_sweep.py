@@ -109,6 +109,7 @@ def test_search_never_sees_the_test_fold(alpha, tmp_path):
     assert chosen <= {0.01, 0.1, 1.0, 10.0}
 
 
+@pytest.mark.slow
 def test_parallel_jobs_give_the_same_results(alpha, tmp_path):
     table, features = alpha
     options = {"classifiers": "logreg,mlp", "layers": "0-2"}
@@ -360,6 +361,7 @@ def test_plain_xgb_computes_what_a_bare_xgboost_classifier_does():
     )
 
 
+@pytest.mark.slow
 def test_default_threads_make_cells_independent_of_the_job_count(alpha, tmp_path):
     table, features = alpha
     options = {"classifiers": "logreg,linear", "layers": "0-1", "threads": None}

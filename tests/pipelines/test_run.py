@@ -264,6 +264,7 @@ def test_the_tables_are_written_once_per_results_folder(synth_root, tmp_path, mo
     assert again.cells_run == 0 and len(writes) == 1  # nothing new: tables left as they are
 
 
+@pytest.mark.slow
 def test_a_changed_model_folder_is_never_served_its_old_features(synth_root, tmp_path):
     import shutil
 

@@ -328,6 +328,7 @@ def test_poolings_are_named_and_never_mixed_in_one_line_or_matrix(
     assert mfcc["Best configuration"].str.startswith("mean+std · ").all()
 
 
+@pytest.mark.slow
 def test_a_few_shot_probe_with_several_shot_counts_reports_each_apart(tmp_path: Path) -> None:
     from ssl_ser import corpora, manifest
     from ssl_ser.testing import emodb, emovo

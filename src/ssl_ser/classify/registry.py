@@ -17,6 +17,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ssl_ser.errors import ConfigError, UnknownChoiceError
@@ -307,6 +308,7 @@ class HistXGB(ClassifierMixin, BaseEstimator):
         from ssl_ser.classify.mlp import validation_rows
 
         x, y = validate_data(self, X, y, dtype=np.float32)
+        check_classification_targets(y)
         self.classes_, codes = np.unique(y, return_inverse=True)
         fraction = self.validation_fraction if self.early_stopping_rounds is not None else 0.0
         fit_rows, val_rows = validation_rows(codes, groups, fraction, self.random_state)
