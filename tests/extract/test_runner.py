@@ -331,3 +331,28 @@ def test_audio_truncated_since_prepare_is_a_recorded_failure(tmp_path):
     assert "but the manifest says 0.500 s: the file is truncated or changed" in failed["toy/utt001"]
     telephone = extract(table, ExtractorConfig.for_model("egemaps"), tmp_path / "c", "telephone")
     assert [u for u, _ in telephone[0].failed] == ["toy/utt001"]  # at the chain's own 8 kHz too
+
+
+def test_failed_rows_are_not_retried_by_default_anywhere(tmp_path):
+    import inspect
+
+    from click.testing import CliRunner
+
+    from ssl_ser.cli.main import cli
+    from ssl_ser.extract.config import RETRY_FAILED
+    from ssl_ser.pipelines.experiment import ExtractSettings
+
+    assert RETRY_FAILED is False
+    assert inspect.signature(extract).parameters["retry_failed"].default is RETRY_FAILED
+    assert ExtractSettings().retry_failed is RETRY_FAILED
+    table = make_manifest(tmp_path / "audio", [0.5, 0.5])
+    write_garbage(table.loc[0, "path"])
+    config = ExtractorConfig.for_model("mfcc")
+    (first,) = extract(table, config, tmp_path / "c", workers=0)
+    (again,) = extract(table, config, tmp_path / "c", workers=0)
+    assert len(first.failed) == 1 and again.failed == [] and again.extracted == 0
+    manifest_csv = tmp_path / "m.csv"
+    table.to_csv(manifest_csv, index=False)
+    args = ["extract", str(manifest_csv), "--model", "mfcc", "--cache-dir", str(tmp_path / "c")]
+    retried = CliRunner().invoke(cli, [*args, "--workers", "0", "--retry-failed", "--no-progress"])
+    assert retried.exit_code == 0 and "1 failed" in retried.output, retried.output

@@ -27,6 +27,7 @@ from ssl_ser.extract.config import (
     DEFAULT_BATCH_SECONDS,
     DTYPES,
     LONG_AUDIO_POLICIES,
+    RETRY_FAILED,
     ExtractorConfig,
     default_workers,
 )
@@ -142,6 +143,13 @@ def read_source(source: str, root: Path | None) -> pd.DataFrame:
     help="Read every stored chunk first and extract again the rows that fail their checksum "
     "or hold NaN/inf (costs one read of the cache).",
 )
+@click.option(
+    "--retry-failed",
+    is_flag=True,
+    default=RETRY_FAILED,
+    help="Try utterances an earlier run recorded as failed again (a failed utterance whose "
+    "audio changed since is tried again anyway).",
+)
 @progress_option
 def extract(
     source: str,
@@ -160,6 +168,7 @@ def extract(
     whisper_trim: bool,
     storage_dtype: str,
     verify_cache: bool,
+    retry_failed: bool,
     progress: bool,
 ) -> None:
     """Extract pooled features of every layer of MODEL for a manifest or corpus into the cache."""
@@ -186,6 +195,7 @@ def extract(
         telephone_source=telephone_source,
         storage_dtype=storage_dtype,
         verify_cache=verify_cache,
+        retry_failed=retry_failed,
         progress=progress,
     )
     for summary in summaries:

@@ -52,6 +52,10 @@ FEATURE_VERSIONS: dict[str, int] = {SSL_FAMILY: 1, "mel": 2, "egemaps": 2}
 SLUG_DIGEST_CHARS = 10
 # Padded seconds of audio per forward pass (not part of the key: it changes speed only).
 DEFAULT_BATCH_SECONDS = 60.0
+# Whether a run tries utterances recorded as failed again. Off: their failures are
+# facts about their audio (unreadable, too short, NaN), and audio fixed since has a
+# new fingerprint, which sends its row back to extraction anyway.
+RETRY_FAILED = False
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,12 @@ from ssl_ser import audio, cache, fingerprint, manifest
 from ssl_ser.errors import AudioError, CacheError, ConfigError, SerError, UnknownChoiceError
 from ssl_ser.extract.backbones import Backbone, library_progress_bars, load_backbone
 from ssl_ser.extract.batching import plan_batches, segment_seconds
-from ssl_ser.extract.config import DEFAULT_BATCH_SECONDS, ExtractorConfig, default_workers
+from ssl_ser.extract.config import (
+    DEFAULT_BATCH_SECONDS,
+    RETRY_FAILED,
+    ExtractorConfig,
+    default_workers,
+)
 from ssl_ser.extract.pooling import FrameStats, combine, finalize
 from ssl_ser.extract.preprocess import Preprocessor, Segment
 from ssl_ser.extract.summary import ExtractSummary
@@ -190,7 +195,7 @@ def extract(
     workers: int | None = None,
     telephone_source: str = "derived",
     storage_dtype: str = STORAGE_DTYPE,
-    retry_failed: bool = True,
+    retry_failed: bool = RETRY_FAILED,
     verify_cache: bool = True,
     progress: bool = False,
 ) -> list[ExtractSummary]:
@@ -213,7 +218,9 @@ def extract(
             an existing file's own dtype, else float32 for classic baselines and
             float16 for models. An explicit dtype other than an existing file's
             converts that file (its rows are kept; see :class:`ssl_ser.cache.CacheWriter`).
-        retry_failed: try utterances recorded as failed by an earlier run again.
+        retry_failed: try utterances recorded as failed by an earlier run again
+            (default :data:`~ssl_ser.extract.config.RETRY_FAILED`: no; a failed row
+            whose audio changed since is tried again either way).
         verify_cache: before extracting, read every stored chunk of each cache and
             mark the rows that fail their checksum or hold NaN/inf not complete, so
             they are extracted again (see :meth:`ssl_ser.cache.CacheWriter.repair`).

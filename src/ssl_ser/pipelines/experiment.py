@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ssl_ser.errors import ConfigError, SerError, UnknownChoiceError
+from ssl_ser.extract.config import RETRY_FAILED
 from ssl_ser.pipelines._schema import Where, build, check_choices, wrong_type
 
 SUFFIXES: dict[str, str] = {".yaml": "yaml", ".yml": "yaml", ".toml": "toml"}
@@ -148,7 +149,7 @@ class ExtractSettings:
     revision: str | None = None
     telephone_source: str = field(default="derived", metadata={"choices": ("derived", "folder")})
     storage_dtype: str = field(default="auto", metadata={"choices": ("auto", "float16", "float32")})
-    retry_failed: bool = False
+    retry_failed: bool = RETRY_FAILED
 
 
 @dataclass(frozen=True)
