@@ -1,7 +1,7 @@
 """Benchmark of `ser classify` on synthetic features shaped like CREMA-D on wav2vec2-large.
 
 7,442 utterances, 91 speakers, 25 layers x 1,024 dims, 6 classes, with a class
-signal that peaks at 60% depth (see ssl_ser.classify.synthetic). Parts:
+signal that peaks at 60% depth (see ssl_ser.testing.synthetic). Parts:
 
 - sweep: the full speaker-kfold 5-fold sweep with logreg and mlp over all layers
   (wall time, best layer, peak memory against the size of the features);
@@ -36,7 +36,7 @@ from ssl_ser.classify import registry
 from ssl_ser.classify.registry import HistXGB
 from ssl_ser.classify.splits import SplitOptions, make_folds, speaker_groups
 from ssl_ser.classify.sweep import SweepConfig, run_sweep
-from ssl_ser.classify.synthetic import cremad_like
+from ssl_ser.testing.synthetic import cremad_like
 
 CLASSES = 6
 

@@ -52,6 +52,9 @@ STRING_COLUMNS: tuple[str, ...] = tuple(
 GENDERS: tuple[str, ...] = ("F", "M", "child", "")
 SPLITS: tuple[str, ...] = ("train", "val", "test", "")
 DOWNMIX = -1
+# File types a manifest is read from and written to, chosen by suffix.
+PARQUET_SUFFIXES: tuple[str, ...] = (".parquet", ".pq")
+MANIFEST_SUFFIXES: tuple[str, ...] = (".csv", *PARQUET_SUFFIXES)
 
 
 def empty() -> pd.DataFrame:
@@ -155,7 +158,7 @@ def read(path: str | Path) -> pd.DataFrame:
 
     path = Path(path)
     try:
-        if path.suffix.lower() in (".parquet", ".pq"):
+        if path.suffix.lower() in PARQUET_SUFFIXES:
             df = pd.read_parquet(path)
         else:
             df = pd.read_csv(
@@ -178,7 +181,7 @@ def write(df: pd.DataFrame, path: str | Path) -> Path:
     path = Path(path)
     df = validate(df)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() in (".parquet", ".pq"):
+    if path.suffix.lower() in PARQUET_SUFFIXES:
         df.to_parquet(path, index=False)
     else:
         df.to_csv(path, index=False)

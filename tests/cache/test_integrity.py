@@ -24,12 +24,12 @@ from ssl_ser import cache, manifest
 from ssl_ser.cache import layout, lock
 from ssl_ser.cache.writer import CacheWriter
 from ssl_ser.classify.features import InMemoryFeatures
-from ssl_ser.classify.synthetic import synthetic_features, synthetic_manifest
 from ssl_ser.cli.main import cli
 from ssl_ser.errors import CacheError
 from ssl_ser.extract.config import ExtractorConfig
 from ssl_ser.extract.runner import extract
 from ssl_ser.testing import write_wav, written_duration
+from ssl_ser.testing.synthetic import synthetic_features, synthetic_manifest
 
 from .helpers import DIM, KEY, LAYERS, POOLINGS, batch, stored, utt_ids
 

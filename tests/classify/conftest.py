@@ -4,7 +4,7 @@ import torch
 
 from ssl_ser import cache
 from ssl_ser.classify.features import InMemoryFeatures
-from ssl_ser.classify.synthetic import synthetic_features, synthetic_manifest
+from ssl_ser.testing.synthetic import synthetic_features, synthetic_manifest
 
 BASIC4 = ("angry", "happy", "sad", "neutral")
 SMALL_MLP = {"hidden_layer_sizes": (16,), "max_epochs": 40, "patience": 5}

@@ -4,7 +4,7 @@ import torch
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from ssl_ser.classify.mlp import MLPClassifier, validation_rows
-from ssl_ser.classify.synthetic import synthetic_features, synthetic_manifest
+from ssl_ser.testing.synthetic import synthetic_features, synthetic_manifest
 
 
 @parametrize_with_checks([MLPClassifier(hidden_layer_sizes=(64,), max_epochs=20)])

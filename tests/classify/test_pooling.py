@@ -19,8 +19,8 @@ from sklearn.preprocessing import StandardScaler
 from ssl_ser import cache, manifest
 from ssl_ser.classify import search
 from ssl_ser.classify.sweep import SweepConfig, run_sweep
-from ssl_ser.classify.synthetic import synthetic_features, synthetic_manifest
 from ssl_ser.cli.main import cli
+from ssl_ser.testing.synthetic import synthetic_features, synthetic_manifest
 
 from .conftest import BASIC4, write_cache
 

@@ -6,8 +6,8 @@ from sklearn.preprocessing import StandardScaler
 
 from ssl_ser.classify.mlp import MLPClassifier
 from ssl_ser.classify.probe import BatchedProbe, WeightedLayerProbe
-from ssl_ser.classify.synthetic import synthetic_features, synthetic_manifest
 from ssl_ser.errors import UnknownChoiceError
+from ssl_ser.testing.synthetic import synthetic_features, synthetic_manifest
 
 
 @pytest.fixture(scope="module")

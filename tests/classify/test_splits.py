@@ -15,8 +15,8 @@ from ssl_ser.classify.splits import (
     make_folds,
     speaker_groups,
 )
-from ssl_ser.classify.synthetic import synthetic_manifest
 from ssl_ser.errors import ConfigError, UnknownChoiceError
+from ssl_ser.testing.synthetic import synthetic_manifest
 
 CORPORA = ("emodb", "cremad", "esd", "subesco", "mesd", "emovo", "oreau", "emouerj")
 

@@ -303,7 +303,7 @@ def test_importing_the_report_command_loads_no_heavy_library() -> None:
 
 def test_report_of_a_real_classify_sweep(tmp_path: Path) -> None:
     from ssl_ser.classify.sweep import SweepConfig, run_sweep
-    from ssl_ser.classify.synthetic import synthetic_features, synthetic_manifest
+    from ssl_ser.testing.synthetic import synthetic_features, synthetic_manifest
 
     manifest = synthetic_manifest(60, 6, ("angry", "happy", "sad", "neutral"), corpus="emodb")
     keys = [

@@ -64,6 +64,12 @@ def cell_id(description: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+def count_finished(output: str | Path) -> int:
+    """Cells a results folder already holds (each is skipped when run again); writes nothing."""
+    folder = Path(output) / CELLS_DIR
+    return sum(1 for _ in folder.glob("*.json")) if folder.is_dir() else 0
+
+
 class CellStore:
     """Finished cells of an output directory, written one by one."""
 

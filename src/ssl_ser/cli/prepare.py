@@ -21,6 +21,7 @@ from ssl_ser import corpora as registry
 from ssl_ser.audio import CONDITIONS, DEFAULT_SAMPLE_RATE, TELEPHONE_SOURCES
 from ssl_ser.cli.options import progress_option
 from ssl_ser.corpora._base import ON_ERROR_CHOICES
+from ssl_ser.manifest import MANIFEST_SUFFIXES
 
 # Reader options of the generic corpora: scan keyword -> command-line flag.
 READER_FLAGS: dict[str, str] = {
@@ -34,7 +35,6 @@ GENERIC_OPTIONS: dict[str, tuple[str, ...]] = {
     "folder": ("name", "mapping", "speaker_pattern", "language"),
     "csv": ("name", "mapping"),
 }
-MANIFEST_SUFFIXES: tuple[str, ...] = (".csv", ".parquet", ".pq")
 SHOWN_REASONS = 5
 
 

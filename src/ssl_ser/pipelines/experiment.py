@@ -32,10 +32,10 @@ from typing import Any
 
 from ssl_ser.errors import ConfigError, SerError, UnknownChoiceError
 from ssl_ser.extract.config import RETRY_FAILED
+from ssl_ser.manifest import MANIFEST_SUFFIXES
 from ssl_ser.pipelines._schema import Where, build, check_choices, wrong_type
 
 SUFFIXES: dict[str, str] = {".yaml": "yaml", ".yml": "yaml", ".toml": "toml"}
-MANIFEST_SUFFIXES: tuple[str, ...] = (".csv", ".parquet", ".pq")
 CORPORA_MODES: tuple[str, ...] = ("each", "pooled")
 PAIR_KEYWORDS: tuple[str, ...] = ("matched", "all")
 CROSS_CORPUS_SPLITS: tuple[str, ...] = ("cross-corpus", "few-shot")

@@ -172,6 +172,8 @@ class Plan:
 
     def lines(self) -> list[str]:
         """The plan as text, for ``--dry-run``."""
+        from ssl_ser.classify.results import count_finished
+
         e = self.experiment
         out = [f"experiment {e.name}" + (f": {e.description}" if e.description else "")]
         for name, rows in self.manifests.items():
@@ -192,19 +194,11 @@ class Plan:
             cells = "?" if unit.cells is None else str(unit.cells)
             out.append(f"  {unit.describe()}: {unit.n_folds} fold(s), {cells} cell(s)")
         for variant in self.variants:
-            done = count_finished_cells(variant.results_dir)
+            done = count_finished(variant.results_dir)
             out.append(f"results {variant.results_dir}: {done} finished cell(s) stored")
         if e.report:
             out += [f"report {variant.report_path}" for variant in self.variants]
         return out
-
-
-def count_finished_cells(results_dir: Path) -> int:
-    """Cells a results folder already holds (each is skipped when run again)."""
-    from ssl_ser.classify.results import CELLS_DIR
-
-    folder = results_dir / CELLS_DIR
-    return sum(1 for _ in folder.glob("*.json")) if folder.is_dir() else 0
 
 
 def check_roots(experiment: Experiment, source: str) -> None:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ssl_ser.classify.results import WEIGHTED_LAYER
 from ssl_ser.report.document import FigureItem, Item
 from ssl_ser.report.groups import Group
 from ssl_ser.report.tables import (
@@ -54,7 +55,6 @@ LEGEND_COLUMNS = 6
 # Inches one legend entry takes, to choose how many fit side by side.
 LEGEND_ENTRY_WIDTH = 1.9
 FIT_ROUNDS = 4
-WEIGHTED_LAYER = "weighted"
 PNG_DPI = 150
 MAX_COLUMNS = 3
 # More layer-curve panels than this: one figure per extractor.
