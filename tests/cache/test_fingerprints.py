@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import h5py
 import numpy as np
 import pytest
@@ -130,3 +134,39 @@ def test_prune_and_repair_keep_each_rows_fingerprint(tmp_path):
         prints = [layout.fingerprint_of(r) for r in reader.fingerprints]
         got = dict(zip(reader.ids, prints, strict=True))
         assert got == kept
+
+
+HERE = Path(__file__).parent
+REDO = """
+import sys
+from helpers import DIM, KEY, LAYERS, batch, utt_ids
+from ssl_ser import cache
+from ssl_ser.fingerprint import DIGEST_CHARS, Fingerprint
+
+def made_up(i):
+    return Fingerprint(1000 + i, 10**18 + i, f"{i:0{DIGEST_CHARS}x}")
+
+ids = utt_ids(6)
+with cache.CacheWriter(sys.argv[1], KEY, LAYERS, DIM) as w:
+    assert w.invalidate([ids[1], ids[3]]) == 2
+    redone = [ids[3], ids[1]]
+    w.write(redone, {p: -a for p, a in batch(redone).items()}, [made_up(13), made_up(11)])
+"""
+
+
+def test_a_reader_keeps_its_snapshot_while_changed_rows_are_redone(tmp_path):
+    path = tmp_path / "c.h5"
+    ids = utt_ids(6)
+    with writer(path) as w:
+        w.add_ids(ids)
+        w.write(ids, batch(ids), [made_up(i) for i in range(6)])
+    with cache.open(path) as reader:
+        old_a = reader.read_rows([ids[1]])
+        # another process: the audio of rows 1 and 3 changed, redo them with other values
+        subprocess.run([sys.executable, "-c", REDO, str(path)], check=True, cwd=HERE)
+        # the reader still sees the file it opened: row 1's old features and fingerprint
+        np.testing.assert_array_equal(reader.read_rows([ids[1]]), old_a)
+        assert layout.fingerprint_of(reader.fingerprints[1]) == made_up(1)
+    with cache.open(path) as reader:
+        np.testing.assert_array_equal(reader.read_rows([ids[1]]), -old_a)
+        assert layout.fingerprint_of(reader.fingerprints[reader.ids.index(ids[1])]) == made_up(11)

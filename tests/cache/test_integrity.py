@@ -480,3 +480,24 @@ def test_prune_and_repair_killed_mid_rebuild_leave_the_old_file(tmp_path, point,
         rest = [u for u in kept if u != ids[4]]
         for pooling in POOLINGS:
             np.testing.assert_array_equal(reader.read_rows(rest, pooling), stored(rest, pooling))
+
+
+def test_changed_audio_under_a_read_only_cache_is_refused_not_served(tmp_path, monkeypatch):
+    table = toy_manifest(tmp_path / "wav", 4)
+    config = ExtractorConfig.for_model("mfcc")
+    (done,) = extract(table, config, tmp_path / "cache", workers=0)
+    write_wav(Path(table.loc[1, "path"]), seconds=0.5, frequency=900.0)  # other audio
+    refuse_lock_files(monkeypatch)
+    with pytest.raises(CacheError, match=r"cannot re-extract 1 changed utterance\(s\) of"):
+        extract(table, config, tmp_path / "cache", workers=0)
+    with cache.open(done.path) as reader:
+        stored = (reader.key, reader.layers, reader.dim, reader.poolings)
+        dtype = reader.header.storage_dtype
+    with CacheWriter(done.path, *stored, storage_dtype=dtype) as w:
+        assert w.read_only
+        assert w.invalidate([]) == 0 and w.record_fingerprints({}) is None  # nothing asked
+        with pytest.raises(CacheError, match="cannot re-extract 1 changed"):
+            w.invalidate(["toy/u00"])
+        some = w.fingerprints(["toy/u00"])
+        with pytest.raises(CacheError, match="record 1 audio fingerprint"):
+            w.record_fingerprints(some)

@@ -2,12 +2,9 @@
 
 A reader takes a snapshot of the completion mask when it opens; rows a writer
 completes later are not seen, and rows it saw complete never change, so reading
-while a writer appends is safe. One exception: rows whose audio changed since
-extraction, which ``ser extract`` turns missing and extracts again
-(:meth:`ssl_ser.cache.CacheWriter.invalidate`); their slots are reused, so a
-reader opened before that may read new values for them. Their old values were
-features of audio that no longer exists, and ``ser classify`` refuses such rows
-(stat check) before it reads.
+while a writer appends is safe. Rows whose audio changed since extraction are
+turned missing by a rebuild of the file (:meth:`ssl_ser.cache.CacheWriter.invalidate`),
+so a reader opened before keeps reading the old file, whose slots are never reused.
 
 A reader never hands out features it cannot vouch for: a chunk that fails its
 checksum, or rows holding NaN/inf, are a CacheError naming the cache, the rows and
@@ -56,10 +53,13 @@ class CacheReader(HeaderFields):
                 layout.check_key(self.path, layout.key_differences(self.header.key, requested))
             self.all_ids: list[str] = list(self._file[IDS].asstr()[:])
             self._slots = self._file[SLOT][: len(self.all_ids)].astype(np.int64)
+            stored = self._file.get(layout.FINGERPRINT)
+            prints = None if stored is None else stored[: len(self.all_ids)]
         except BaseException:
             self._file.close()
             raise
         self.complete: np.ndarray = self._slots >= 0
+        self._fingerprints = None if prints is None else prints[self.complete]
         self.ids: list[str] = [self.all_ids[row] for row in np.flatnonzero(self.complete)]
         self._complete_slots = self._slots[self.complete]
         self._position = {utt_id: position for position, utt_id in enumerate(self.ids)}
@@ -92,18 +92,16 @@ class CacheReader(HeaderFields):
         """(complete rows, layers, dim) of each pooling."""
         return (len(self.ids), len(self.header.layers), self.header.dim)
 
-    @cached_property
+    @property
     def fingerprints(self) -> np.ndarray | None:
         """Audio fingerprints of the complete rows, aligned with :attr:`ids`, or None.
 
         A structured array of :data:`ssl_ser.cache.layout.FINGERPRINT_DTYPE`
         (``size``, ``mtime_ns``, ``blake2b``; an empty ``blake2b``: none recorded
-        for that row). None for a file built before fingerprints were stored.
+        for that row). None for a file built before fingerprints were stored. Read
+        when the reader opens, with the completion mask, so both describe one moment.
         """
-        if layout.FINGERPRINT not in self._file:
-            return None
-        stored = self._file[layout.FINGERPRINT][: len(self.all_ids)]
-        return stored[self.complete]
+        return self._fingerprints
 
     @cached_property
     def failures(self) -> pd.DataFrame:

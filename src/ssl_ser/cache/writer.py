@@ -352,22 +352,32 @@ class CacheWriter(HeaderFields):
         """
         if not fingerprints:
             return
-        rows = []
+        self._require_file()
+        if self.read_only:
+            raise self._read_only_error(f"record {len(fingerprints)} audio fingerprint(s) in")
+        rows, records = [], []
         for utt_id, fingerprint in fingerprints.items():
             row = self._row.get(utt_id)
             if row is None or self._slots[row] == MISSING:
                 raise CacheError(f"utterance {utt_id!r} is not a committed row of {self.path}")
-            self._fingerprints[row] = layout.fingerprint_records([fingerprint])[0]
             rows.append(row)
-        self._write_fingerprints(np.array(rows, dtype=np.int64))
-        self._sync()
+            records.append(layout.fingerprint_records([fingerprint])[0])
+        before = self._fingerprints[rows].copy()
+        self._fingerprints[rows] = records
+        try:
+            self._write_fingerprints(np.array(rows, dtype=np.int64))
+            self._sync()
+        except (OSError, RuntimeError) as error:
+            self._fingerprints[rows] = before
+            raise self._stop(error, "record audio fingerprints in") from error
 
     def invalidate(self, utt_ids: Iterable[str]) -> int:
         """Turn committed rows (complete or failed) back into missing rows; returns how many.
 
-        Used when a row's audio changed since it was extracted: its old features
-        stay in their slot until the slot is reused, but are never read again.
-        Ids that are not committed rows are ignored.
+        Used when a row's audio changed since it was extracted. The file is rebuilt
+        beside the old one with those rows missing (as :meth:`repair` does), so a
+        reader that opened the old file keeps reading the old file, and no slot it
+        may read is ever reused under it. Ids that are not committed rows are ignored.
         """
         self.flush()
         rows = [
@@ -375,10 +385,13 @@ class CacheWriter(HeaderFields):
         ]
         if not rows:
             return 0
-        changed = np.array(sorted(set(rows)), dtype=np.int64)
-        self._slots[changed] = MISSING
-        self._write_states(changed)
-        self._sync()
+        if self.read_only:
+            raise self._read_only_error(f"re-extract {len(set(rows))} changed utterance(s) of")
+        changed = sorted(set(rows))
+        kept = np.arange(len(self._ids), dtype=np.int64)
+        kept[changed] = -1
+        self._replace_with(self.header, self._ids, source=self._require_file(), rows=kept)
+        self._load(self.header)
         logger.info("%d row(s) of %s marked for extraction again", len(changed), self.path)
         return len(changed)
 

@@ -400,8 +400,8 @@ class _Job:
         """
         ids = rows["utt_id"].tolist()
         recorded = writer.fingerprints(ids, failed=True)
-        if not recorded or writer.read_only:  # read-only: nothing could be redone anyway
-            return
+        if not recorded or (writer.read_only and all(f is None for f in recorded.values())):
+            return  # nothing recorded that a read-only cache could be checked against
         complete = set(writer.fingerprints(ids))
         paths = self._paths(rows, recorded)
         checked = {
@@ -409,7 +409,16 @@ class _Job:
         }
         to_hash = {u: paths[u] for u, stored in checked.items() if _needs_hash(stored, paths[u])}
         outcome = compare_audio(checked, _hash_files(to_hash, max(self.workers, 1)))
-        writer.record_fingerprints(outcome.keep)
+        if writer.read_only and outcome.keep and not outcome.changed:
+            log.warning(
+                "%s/%s: %d utterance(s) were touched since extraction (same content); the "
+                "read-only cache cannot record their new times, so classify will ask again",
+                corpus,
+                self.condition,
+                len(outcome.keep),
+            )
+        elif outcome.keep:
+            writer.record_fingerprints(outcome.keep)
         summary.fingerprinted = len(outcome.adopted)
         summary.changed = writer.invalidate(outcome.changed)
         where = f"{corpus}/{self.condition}"
