@@ -501,3 +501,29 @@ def test_changed_audio_under_a_read_only_cache_is_refused_not_served(tmp_path, m
         some = w.fingerprints(["toy/u00"])
         with pytest.raises(CacheError, match="record 1 audio fingerprint"):
             w.record_fingerprints(some)
+
+
+def test_a_torn_read_beside_a_writer_is_read_again_and_lasting_damage_is_not(tmp_path, monkeypatch):
+    from ssl_ser.cache import reader as reader_module
+
+    path = tmp_path / "c.h5"
+    ids = utt_ids(6)
+    with CacheWriter(path, KEY, LAYERS, DIM) as writer:
+        writer.add_ids(ids)
+        writer.write(ids, batch(ids))
+    monkeypatch.setattr(reader_module, "TORN_READ_WAIT_S", 0.0)
+    real = reader_module.CacheReader._gather_spans
+    failures = {"left": 2}
+
+    def torn_twice(self, *args):
+        if failures["left"]:
+            failures["left"] -= 1
+            raise OSError("Can't synchronously read data (filter returned failure during read)")
+        return real(self, *args)
+
+    monkeypatch.setattr(reader_module.CacheReader, "_gather_spans", torn_twice)
+    with cache.open(path) as reader:
+        assert reader.read(0, "mean").shape == (6, DIM)  # the third read is whole
+        failures["left"] = reader_module.TORN_READ_ATTEMPTS  # every read fails: damage
+        with pytest.raises(CacheError, match="a chunk is damaged. Run `ser cache verify --repair"):
+            reader.read(0, "mean")

@@ -356,3 +356,19 @@ def test_failed_rows_are_not_retried_by_default_anywhere(tmp_path):
     args = ["extract", str(manifest_csv), "--model", "mfcc", "--cache-dir", str(tmp_path / "c")]
     retried = CliRunner().invoke(cli, [*args, "--workers", "0", "--retry-failed", "--no-progress"])
     assert retried.exit_code == 0 and "1 failed" in retried.output, retried.output
+
+
+def test_a_missing_file_that_appears_later_is_extracted_then(tmp_path):
+    import shutil
+
+    table = make_manifest(tmp_path / "audio", [0.5, 0.5, 0.5])
+    path = table.loc[2, "path"]
+    shutil.move(path, tmp_path / "aside.wav")
+    config = ExtractorConfig.for_model("mfcc")
+    (first,) = extract(table, config, tmp_path / "c", workers=0)
+    assert [u for u, _ in first.failed] == ["toy/utt002"] and "does not exist" in first.failed[0][1]
+    (unchanged,) = extract(table, config, tmp_path / "c", workers=0)
+    assert unchanged.extracted == 0 and unchanged.failed == []  # still absent: not retried
+    shutil.move(tmp_path / "aside.wav", path)
+    (again,) = extract(table, config, tmp_path / "c", workers=0)
+    assert again.extracted == 1 and again.failed == [] and again.changed == 1

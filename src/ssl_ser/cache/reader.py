@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterable, Mapping
 from functools import cached_property
 from pathlib import Path
@@ -37,6 +38,10 @@ ROW_COLUMN = "cache_row"
 MERGE_GAP = 16
 # Below this many separate spans, prefetch hints are not worth their system calls.
 PREFETCH_MIN_RUNS = 8
+# A chunk failing its checksum is read again (a writer may be rewriting it) before it
+# counts as damaged: this many reads in all, waiting 0.05 s, 0.1 s, ... in between.
+TORN_READ_ATTEMPTS = 4
+TORN_READ_WAIT_S = 0.05
 
 
 class CacheReader(HeaderFields):
@@ -177,7 +182,7 @@ class CacheReader(HeaderFields):
         """
         dataset = self._dataset(pooling)
         try:
-            out = self._gather_spans(dataset, pooling, slots, layer)
+            out = self._gather_spans_again(dataset, pooling, slots, layer)
         except (OSError, RuntimeError) as error:
             raise CacheError(
                 f"{self.path}: {pooling} features cannot be read ({str(error).splitlines()[0]}); "
@@ -201,6 +206,24 @@ class CacheReader(HeaderFields):
             f"{bad[:5]}; the cache is damaged. Run `ser cache verify --repair {self.path}` "
             "to send them back to extraction, then `ser extract` to redo them."
         )
+
+    def _gather_spans_again(
+        self, dataset: Any, pooling: str, slots: np.ndarray, layer: int | None
+    ) -> np.ndarray:
+        """:meth:`_gather_spans`, read again after a short wait when a chunk fails its check.
+
+        A writer appending beside this reader rewrites the chunk that holds its newest
+        rows; a read that lands mid-rewrite sees new data with the old checksum. The
+        rows this reader may read never change, so a second read is the truth: a chunk
+        that fails every time is damaged.
+        """
+        for attempt in range(1, TORN_READ_ATTEMPTS):
+            try:
+                return self._gather_spans(dataset, pooling, slots, layer)
+            except (OSError, RuntimeError) as error:
+                logger.debug("%s: read failed (%s); reading again", self.path, error)
+                time.sleep(TORN_READ_WAIT_S * attempt)
+        return self._gather_spans(dataset, pooling, slots, layer)
 
     def _gather_spans(
         self, dataset: Any, pooling: str, slots: np.ndarray, layer: int | None

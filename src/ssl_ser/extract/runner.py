@@ -420,7 +420,14 @@ class _Job:
         elif outcome.keep:
             writer.record_fingerprints(outcome.keep)
         summary.fingerprinted = len(outcome.adopted)
-        summary.changed = writer.invalidate(outcome.changed)
+        # a failure recorded without a fingerprint had no file to read; if one is there now,
+        # the utterance is tried again (its audio is new to the cache)
+        appeared = [
+            u
+            for u, stored in recorded.items()
+            if stored is None and u not in complete and u in paths and os.path.isfile(paths[u])
+        ]
+        summary.changed = writer.invalidate([*outcome.changed, *appeared])
         where = f"{corpus}/{self.condition}"
         if outcome.adopted:
             log.warning(
@@ -440,7 +447,7 @@ class _Job:
                 ", ".join(outcome.unreadable[:SHOWN_IDS]),
             )
         if summary.changed:
-            shown = ", ".join(outcome.changed[:SHOWN_IDS])
+            shown = ", ".join([*outcome.changed, *appeared][:SHOWN_IDS])
             announce(
                 f"{where}: {summary.changed} utterance(s) changed since they were extracted; "
                 f"re-extracting (e.g. {shown})"
