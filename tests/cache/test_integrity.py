@@ -527,3 +527,21 @@ def test_a_torn_read_beside_a_writer_is_read_again_and_lasting_damage_is_not(tmp
         failures["left"] = reader_module.TORN_READ_ATTEMPTS  # every read fails: damage
         with pytest.raises(CacheError, match="a chunk is damaged. Run `ser cache verify --repair"):
             reader.read(0, "mean")
+
+
+def test_a_damaged_chunk_without_rows_is_found_and_rebuilt_before_rows_land_there(tmp_path):
+    path = tmp_path / "c.h5"
+    ids = fill(path, 600, n_written=300)  # slots 0-299 written; 300-599 wait for rows
+    offset, _ = chunk_offsets(path, "mean")[(1, 512)]
+    flip_byte(path, offset + 40)  # a chunk no complete row uses
+    problems = cache.verify(path)
+    assert problems == [
+        "1 chunk(s) holding no complete row fail their checksum (new rows could not be "
+        "written there); --repair rebuilds the file, keeping every row"
+    ]
+    with CacheWriter(path, KEY, LAYERS, DIM) as writer:
+        assert writer.repair() == []  # no row lost: the file was rebuilt
+        rest = ids[300:]
+        writer.write(rest, batch(rest))  # before the rebuild this write failed, every time
+    assert_rows_equal(path, ids)
+    assert cache.verify(path) == []

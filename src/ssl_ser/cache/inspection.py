@@ -9,6 +9,7 @@ NaN/inf can be found in them, and :func:`notes` says that their checksums are ab
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -177,9 +178,39 @@ def _value_problems(
     """One line per complete row whose features are corrupt (see :func:`corrupt_rows`)."""
     ids = file[IDS].asstr()
     bad = corrupt_rows(file, header, slots, progress)
-    return [
+    problems = [
         f"{pooling} features of {ids[row]!r} {what}" for row, (pooling, what) in sorted(bad.items())
     ]
+    free = damaged_free_chunks(file, header, slots)
+    if free:
+        problems.append(
+            f"{free} chunk(s) holding no complete row fail their checksum (new rows could "
+            "not be written there); --repair rebuilds the file, keeping every row"
+        )
+    return problems
+
+
+def damaged_free_chunks(file: h5py.File, header: Header, slots: np.ndarray) -> int:
+    """Chunks that hold no complete row and fail their checksum (rows would land there).
+
+    A writer fills such a chunk by reading it first, so a damaged one would refuse
+    every later write. Files without checksums have none to fail.
+    """
+    complete = np.asarray(slots)[np.asarray(slots) >= 0]
+    damaged = 0
+    for pooling in header.poolings:
+        dataset = file[FEATURES][pooling]
+        block_rows = dataset.chunks[1]
+        used = set((complete // block_rows).tolist())
+        for block in range(math.ceil(dataset.shape[1] / block_rows)):
+            if block in used:
+                continue
+            start = block * block_rows
+            try:
+                dataset[:, start : min(start + block_rows, dataset.shape[1])]
+            except (OSError, RuntimeError):
+                damaged += 1
+    return damaged
 
 
 def corrupt_rows(

@@ -434,6 +434,13 @@ class CacheWriter(HeaderFields):
         self.flush()
         file = self._require_file()
         bad = inspection.corrupt_rows(file, self.header, self._slots, progress)
+        if not bad and inspection.damaged_free_chunks(file, self.header, self._slots):
+            if self.read_only:
+                raise self._read_only_error("rebuild (a chunk holding no row is damaged)")
+            logger.warning("%s: a chunk holding no row is damaged; rebuilding the file", self.path)
+            self._replace_with(self.header, self._ids, source=file)
+            self._load(self.header)
+            return []
         if not bad:
             if add_checksums and not inspection.has_checksums(file):
                 if self.read_only:
