@@ -265,20 +265,26 @@ def test_the_tables_are_written_once_per_results_folder(synth_root, tmp_path, mo
 
 
 @pytest.mark.slow
-def test_a_changed_model_folder_is_never_served_its_old_features(synth_root, tmp_path):
+def test_a_changed_model_folder_is_never_served_its_old_features(synth_root, tmp_path, monkeypatch):
     import shutil
 
     from ssl_ser.errors import CacheKeyMismatchError
+    from ssl_ser.extract import backbones
     from ssl_ser.pipelines.demo import build_model
 
     model = build_model(tmp_path / "my-model", seed=0)
-    fields = {"models": [str(model)], "conditions": ["clean"], "condition_pairs": "matched"}
+    fields = {"models": [str(model)], "condition_pairs": "matched"}  # clean and telephone
     experiment = experiment_from_dict(grid(synth_root, tmp_path, **fields), "test")
     run_experiment(experiment, source="test")
     other = build_model(tmp_path / "other", seed=1)
     shutil.copy(other / "model.safetensors", model / "model.safetensors")  # new weights
+    hashed = []
+    real = backbones.local_fingerprint
+    monkeypatch.setattr(backbones, "local_fingerprint", lambda f: hashed.append(f) or real(f))
     plan = run_experiment(experiment, source="test", dry_run=True).plan
-    (status,) = plan.caches
-    assert status.state == "stale" and "model folder changed (revision untrained:" in status.line()
+    assert len(plan.caches) == 2 and len(hashed) == 1  # the folder is hashed once per plan
+    for status in plan.caches:
+        assert status.state == "stale"
+        assert "model folder changed (revision untrained:" in status.line()
     with pytest.raises(CacheKeyMismatchError, match="revision: stored"):
         run_experiment(experiment, source="test")

@@ -15,9 +15,10 @@ stores fails before any extraction. ``ser run --dry-run`` prints
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -250,8 +251,13 @@ def cache_status(
     condition: str,
     rows: pd.DataFrame,
     cache_dir: Path,
+    folder_revision: Callable[[ExtractorConfig], str] | None = None,
 ) -> CacheStatus:
-    """How much of `rows` the cache file of (config, corpus, condition) already holds."""
+    """How much of `rows` the cache file of (config, corpus, condition) already holds.
+
+    `folder_revision` gives a local model folder's revision now (hashing its files);
+    a planner passes one that remembers it, so each folder is hashed once per plan.
+    """
     from ssl_ser import cache
 
     path = cache.cache_path(cache_dir, config.slug(), corpus, condition)
@@ -264,11 +270,22 @@ def cache_status(
         status.complete = len(wanted.intersection(reader.ids))
         status.failed = len(wanted.intersection(reader.failures["utt_id"]))
         status.layers = list(reader.layers)
-        status.stale = _changed_model_folder(config, reader.key)
+        status.stale = _changed_model_folder(config, reader.key, folder_revision)
     return status
 
 
-def _changed_model_folder(config: ExtractorConfig, key: Mapping[str, Any]) -> str:
+def local_revision(config: ExtractorConfig) -> str:
+    """A local model folder's revision as extraction will key it (its files hashed)."""
+    from ssl_ser.extract.backbones import model_revision
+
+    return model_revision(config.model, None, config.revision)
+
+
+def _changed_model_folder(
+    config: ExtractorConfig,
+    key: Mapping[str, Any],
+    folder_revision: Callable[[ExtractorConfig], str] | None,
+) -> str:
     """Why a cache of a local model folder no longer matches the folder ('' if it does).
 
     The cache path follows the config, not the weights, so a folder whose files
@@ -277,9 +294,7 @@ def _changed_model_folder(config: ExtractorConfig, key: Mapping[str, Any]) -> st
     """
     if config.is_classic or not Path(config.model).expanduser().is_dir():
         return ""
-    from ssl_ser.extract.backbones import model_revision
-
-    now = model_revision(config.model, None, config.revision)
+    now = (folder_revision or local_revision)(config)
     stored = str(key.get("revision", ""))
     return "" if stored == now else f"model folder changed (revision {stored} -> {now})"
 
@@ -412,8 +427,9 @@ def make_plan(experiment: Experiment, *, progress: bool = False) -> Plan:
     for spec in experiment.corpora:
         manifests[spec.name], skipped[spec.name] = load_manifest(spec, progress)
     cache_dir = Path(experiment.cache_dir)
+    revisions = functools.cache(local_revision)  # each model folder hashed once per plan
     caches = [
-        cache_status(model, configs[model], corpus, condition, rows, cache_dir)
+        cache_status(model, configs[model], corpus, condition, rows, cache_dir, revisions)
         for model in experiment.models
         for corpus, rows in manifests.items()
         for condition in experiment.conditions
