@@ -19,6 +19,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -256,7 +257,6 @@ def _sweep_dataset(
     tasks = []
     total = 0
     digest = dataset.digest()
-    _supersede_stale_cells(dataset, store)
     described: dict[str, Mapping[str, Any]] = {}
     for train_condition, test_condition in _scenarios(dataset, config):
         folds = scenario_folds(dataset, train_condition, test_condition, config)
@@ -277,7 +277,7 @@ def _sweep_dataset(
                 )
                 tasks += new
                 total += count
-    _supersede_other_runs(described, store, dataset.extractor)
+    _supersede_other_cells(dataset, described, store)
     pending = sum(len(t.cells) for t in tasks)
     if not tasks:
         log.info("%s: all %d cell(s) already done in %s", dataset.extractor, total, store.output)
@@ -299,62 +299,60 @@ def _sweep_dataset(
     return pending, total - pending
 
 
-def _supersede_stale_cells(dataset: Dataset, store: CellStore) -> None:
-    """Move aside stored cells of the same caches whose features were other than today's.
-
-    A cell records the cache keys and the features digest it was computed from;
-    one with this dataset's keys and another features digest (the caches were
-    rebuilt or re-extracted from other audio since, or the cell predates features
-    digests) would otherwise sit beside today's cells in the tables.
-    """
-    keys = json.dumps(dataset.keys(), sort_keys=True, default=str)
-    features = dataset.features_digest()
-
-    def stale(row: Mapping[str, Any]) -> bool:
-        return row.get("cache_keys") == keys and row.get("features_digest") != features
-
-    moved = store.supersede(stale)
-    if moved:
-        log.warning(
-            "%s: %d cell(s) in %s were computed from other features of the same cache key(s) "
-            "(a cache rebuilt or re-extracted since, or results of an older ssl-ser); moved "
-            "them to %s and computing them again",
-            dataset.extractor,
-            moved,
-            store.output,
-            store.cells / SUPERSEDED_DIR,
-        )
-
-
 def setting_key(row: Mapping[str, Any]) -> tuple[str, ...]:
     """What a cell measures, whatever options computed it: its summary group."""
     return tuple(str(row.get(column)) for column in GROUP_COLUMNS)
 
 
-def _supersede_other_runs(
-    described: Mapping[str, Mapping[str, Any]], store: CellStore, extractor: str
+def _supersede_other_cells(
+    dataset: Dataset, described: Mapping[str, Mapping[str, Any]], store: CellStore
 ) -> None:
-    """Move aside stored cells that measure what this sweep measures but under other ids.
+    """Move aside stored cells that would sit beside this sweep's in the tables.
 
-    Another thread count, fold count, cache list or data gives the same setting
-    other cell ids; left in place, the tables would average both runs (a fold
-    counted twice, a narrower spread). The folder keeps this sweep's cells.
+    Two kinds, found in one pass over the stored cells:
+
+    - stale features: cells of this dataset's cache keys computed from other
+      features (the caches were rebuilt or re-extracted from other audio since, or
+      the cell predates features digests);
+    - other runs: cells that measure what this sweep measures under other ids
+      (another thread count, fold count, cache list or data); kept, a fold would
+      count twice and the spread would narrow.
     """
+    keys = json.dumps(dataset.keys(), sort_keys=True, default=str)
+    features = dataset.features_digest()
     mine = set(described)
     settings = {setting_key(description) for description in described.values()}
+    moved: Counter[str] = Counter()
 
-    def other_run(row: Mapping[str, Any]) -> bool:
-        return row.get("cell_id") not in mine and setting_key(row) in settings
+    def superseded(row: Mapping[str, Any]) -> bool:
+        if row.get("cache_keys") == keys and row.get("features_digest") != features:
+            moved["stale"] += 1
+        elif row.get("cell_id") not in mine and setting_key(row) in settings:
+            moved["other"] += 1
+        else:
+            return False
+        return True
 
-    moved = store.supersede(other_run)
-    if moved:
+    store.supersede(superseded)
+    where = f"moved them to {store.cells / SUPERSEDED_DIR}"
+    if moved["stale"]:
+        log.warning(
+            "%s: %d cell(s) in %s were computed from other features of the same cache key(s) "
+            "(a cache rebuilt or re-extracted since, or results of an older ssl-ser); %s and "
+            "computing them again",
+            dataset.extractor,
+            moved["stale"],
+            store.output,
+            where,
+        )
+    if moved["other"]:
         log.warning(
             "%s: %d cell(s) in %s measured the same settings with other options or data "
-            "(threads, folds, caches, features); moved them to %s so that no fold counts twice",
-            extractor,
-            moved,
+            "(threads, folds, caches); %s so that no fold counts twice",
+            dataset.extractor,
+            moved["other"],
             store.output,
-            store.cells / SUPERSEDED_DIR,
+            where,
         )
 
 
