@@ -10,6 +10,7 @@ and says so in its folds.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -97,12 +98,46 @@ def make_folds(table: pd.DataFrame, method: str, options: SplitOptions) -> list[
     """
     if method not in SPLITS:
         raise UnknownChoiceError("split", method, SPLITS)
-    folds = SPLITS[method](table.reset_index(drop=True), options)
+    order = canonical_order(table)
+    folds = SPLITS[method](table.iloc[order].reset_index(drop=True), options)
     for fold in folds:
         if len(fold.train) == 0 or len(fold.test) == 0:
             side = "training" if len(fold.train) == 0 else "test"
             raise ConfigError(f"split {method!r} fold {fold.name} has an empty {side} part")
-    return folds
+    return [_reorder(fold, order) for fold in folds]
+
+
+def canonical_order(table: pd.DataFrame) -> np.ndarray:
+    """Row positions of `table` sorted by (corpus, utt_id): the order every split sees.
+
+    Splits that draw rows (random, few-shot shots) depend on row order; sorting
+    first gives the same folds whatever order the rows came in (a cache's
+    extraction order for ``ser classify``, the manifest's for ``ser finetune``).
+    """
+    keys = table[["corpus", "utt_id"]].astype(str)
+    return np.lexsort((keys["utt_id"].to_numpy(), keys["corpus"].to_numpy()))
+
+
+def _reorder(fold: Fold, order: np.ndarray) -> Fold:
+    """A fold of the sorted table mapped back to the caller's row positions (sorted)."""
+    return replace(
+        fold,
+        train=np.sort(order[fold.train]),
+        test=np.sort(order[fold.test]),
+        val=np.sort(order[fold.val]),
+    )
+
+
+def fold_digest(utt_ids: np.ndarray, fold: Fold) -> str:
+    """16 hex digits over a fold's sorted train and test utterance ids: its membership.
+
+    Equal digests mean the same utterances on each side, so results of two stages
+    (a probe and a fine-tune) on folds with equal digests are paired fold by fold.
+    """
+    digest = hashlib.sha256()
+    for part in (fold.train, fold.test):
+        digest.update("\n".join(sorted(map(str, utt_ids[part]))).encode() + b"\0")
+    return digest.hexdigest()[:16]
 
 
 def _preset(table: pd.DataFrame, options: SplitOptions) -> list[Fold]:
@@ -377,6 +412,41 @@ def _row_split(
     is_val = np.zeros(len(labels), dtype=bool)
     is_val[np.concatenate(val)] = True
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+def condition_folds(
+    table: pd.DataFrame,
+    train_condition: str,
+    test_condition: str,
+    method: str,
+    options: SplitOptions,
+) -> list[Fold]:
+    """Folds over `table` rows: training rows of one condition, test rows of another.
+
+    `table` has one row per (utterance, condition) and a ``condition`` column. The
+    split is made on the utterances present in both conditions (with the metadata
+    of the training condition), then mapped to each condition's rows, so a clean
+    and a telephone run of one split hold the same speakers. ``ser classify`` and
+    ``ser finetune`` both make their folds here.
+    """
+    train_rows = table.index[table["condition"] == train_condition].to_numpy()
+    test_rows = table.index[table["condition"] == test_condition].to_numpy()
+    if train_condition != test_condition:
+        shared = set(table.loc[train_rows, "utt_id"]) & set(table.loc[test_rows, "utt_id"])
+        train_rows = train_rows[table.loc[train_rows, "utt_id"].isin(shared).to_numpy()]
+        test_position = dict(zip(table.loc[test_rows, "utt_id"], test_rows, strict=True))
+    split_table = table.loc[train_rows].reset_index(drop=True)
+    folds = make_folds(split_table, method, options)
+    if train_condition == test_condition:
+        return [_map_fold(f, train_rows, train_rows) for f in folds]
+    to_test = np.array([test_position[u] for u in split_table["utt_id"]])
+    return [_map_fold(f, train_rows, to_test) for f in folds]
+
+
+def _map_fold(fold: Fold, train_map: np.ndarray, test_map: np.ndarray) -> Fold:
+    return replace(
+        fold, train=train_map[fold.train], test=test_map[fold.test], val=train_map[fold.val]
+    )
 
 
 def drop_unseen_classes(fold: Fold, labels: np.ndarray) -> tuple[Fold, int]:

@@ -57,8 +57,9 @@ from ssl_ser.classify.splits import (
     SPEAKER_INDEPENDENT,
     Fold,
     SplitOptions,
+    condition_folds,
     drop_unseen_classes,
-    make_folds,
+    fold_digest,
 )
 from ssl_ser.errors import UnknownChoiceError
 from ssl_ser.progress import StepLines
@@ -259,7 +260,9 @@ def _sweep_dataset(
     digest = dataset.digest()
     described: dict[str, Mapping[str, Any]] = {}
     for train_condition, test_condition in _scenarios(dataset, config):
-        folds = scenario_folds(dataset, train_condition, test_condition, config)
+        folds = condition_folds(
+            dataset.table, train_condition, test_condition, config.split, config.split_options()
+        )
         log.info(
             "%s %s -> %s, %s folds (train/test rows): %s",
             dataset.extractor,
@@ -369,41 +372,6 @@ def _scenarios(dataset: Dataset, config: SweepConfig) -> list[tuple[str, str]]:
     return [(train, test)]
 
 
-def scenario_folds(
-    dataset: Dataset, train_condition: str, test_condition: str, config: SweepConfig
-) -> list[Fold]:
-    """Folds over dataset rows: training rows of one condition, test rows of another.
-
-    The split is made on the utterances present in both conditions (with the
-    metadata of the training condition), then mapped to each condition's rows.
-    """
-    table = dataset.table
-    train_rows = table.index[table["condition"] == train_condition].to_numpy()
-    test_rows = table.index[table["condition"] == test_condition].to_numpy()
-    if train_condition != test_condition:
-        shared = set(table.loc[train_rows, "utt_id"]) & set(table.loc[test_rows, "utt_id"])
-        train_rows = train_rows[table.loc[train_rows, "utt_id"].isin(shared).to_numpy()]
-        test_position = dict(zip(table.loc[test_rows, "utt_id"], test_rows, strict=True))
-    split_table = table.loc[train_rows].reset_index(drop=True)
-    folds = make_folds(split_table, config.split, config.split_options())
-    if train_condition == test_condition:
-        return [_map_fold(f, train_rows, train_rows) for f in folds]
-    to_test = np.array([test_position[u] for u in split_table["utt_id"]])
-    return [_map_fold(f, train_rows, to_test) for f in folds]
-
-
-def _map_fold(fold: Fold, train_map: np.ndarray, test_map: np.ndarray) -> Fold:
-    return Fold(
-        fold.name,
-        train_map[fold.train],
-        test_map[fold.test],
-        train_map[fold.val],
-        fold.speaker_independent,
-        fold.train_corpora,
-        fold.test_corpora,
-    )
-
-
 def _fold_corpora(dataset: Dataset, fold: Fold) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Corpus labels of a fold: the split's own for cross-corpus, else the whole pool.
 
@@ -446,6 +414,7 @@ def _fold_meta(
         "split_options": asdict(config.split_options()),
         "threads": config.cell_threads,
         "shots": config.shots if config.split == "few-shot" else None,
+        "fold_digest": fold_digest(dataset.table["utt_id"].to_numpy(), fold),
     }
 
 
