@@ -217,6 +217,20 @@ class TransformerBackbone(Backbone):
         finally:
             torch.backends.cudnn.allow_tf32 = saved
 
+    def run(self, segments: Sequence[Segment]) -> FrameStats:
+        """One forward pass for the batch at the compute precision, all states pooled."""
+        with self.precision():
+            states, frames = self.forward_states(segments)
+            return self.pooled(states, frames)
+
+    @abstractmethod
+    def forward_states(self, segments: Sequence[Segment]) -> tuple[list[torch.Tensor], np.ndarray]:
+        """Every hidden state of a padded batch (padding masked) and each row's valid frames.
+
+        No precision or grad context of its own: :meth:`run` wraps it for
+        extraction, and ``ser finetune`` calls it with gradients on.
+        """
+
     def to_device(self, array: np.ndarray) -> torch.Tensor:
         """A numpy batch as a tensor on the compute device."""
         return torch.from_numpy(array).to(self.device)
@@ -272,8 +286,8 @@ class WaveformBackbone(TransformerBackbone):
             config.long_audio,
         )
 
-    def run(self, segments: Sequence[Segment]) -> FrameStats:
-        """One forward pass for the batch, all hidden states, masked pooling."""
+    def forward_states(self, segments: Sequence[Segment]) -> tuple[list[torch.Tensor], np.ndarray]:
+        """One forward pass for the padded batch under masking: (all hidden states, frames)."""
         values, samples = pad_stack([s.values for s in segments], self.pad_value)
         frames = np.array([s.frames for s in segments], dtype=np.int64)
         padded = bool(samples.min() != samples.max())
@@ -284,12 +298,11 @@ class WaveformBackbone(TransformerBackbone):
             valid_frames = torch.from_numpy(frames).to(self.device)
             attention_mask = frame_mask(valid_samples, values.shape[1]).long()
         with (
-            self.precision(),
             masked_front_end(self.masked_norms, valid_samples, self.kernels, self.strides),
             self.position_zeroer.valid_frames(valid_frames),
         ):
             output = self.model(inputs, attention_mask=attention_mask, output_hidden_states=True)
-            return self.pooled(output.hidden_states, frames)
+        return list(output.hidden_states), frames
 
 
 class WhisperBackbone(TransformerBackbone):
@@ -327,19 +340,16 @@ class WhisperBackbone(TransformerBackbone):
         """Untrimmed, every segment costs a full window."""
         return seconds if self.trim else self.window_seconds
 
-    def run(self, segments: Sequence[Segment]) -> FrameStats:
-        """One encoder pass for the batch, all hidden states, pooled over real-audio frames."""
+    def forward_states(self, segments: Sequence[Segment]) -> tuple[list[torch.Tensor], np.ndarray]:
+        """One encoder pass for the batch: (all hidden states, frames of real audio per row)."""
         features, mel_frames = pad_stack([s.values for s in segments])
         frames = np.array([s.frames for s in segments], dtype=np.int64)
         inputs = self.to_device(features)
-        with self.precision():
-            if self.trim:
-                padded = bool(mel_frames.min() != mel_frames.max())
-                lengths = torch.from_numpy(mel_frames).to(self.device) if padded else None
-                states = whisper_states(self.model, inputs, lengths)
-            else:
-                states = self.model(inputs, output_hidden_states=True).hidden_states
-            return self.pooled(states, frames)
+        if self.trim:
+            padded = bool(mel_frames.min() != mel_frames.max())
+            lengths = torch.from_numpy(mel_frames).to(self.device) if padded else None
+            return list(whisper_states(self.model, inputs, lengths)), frames
+        return list(self.model(inputs, output_hidden_states=True).hidden_states), frames
 
 
 class ClassicBackbone(Backbone):
