@@ -216,7 +216,7 @@ def build_datasets(
         _check_compatible(group)
         table, unused = _join(group, manifest)
         without = _report_without_features(group, table, manifest, allow_incomplete)
-        table, dropped = _apply_labels(table, label_set_obj)
+        table, dropped = apply_labels(table, label_set_obj)
         check_audio_unchanged(group, table, manifest)
         groups, grouping = speaker_groups(table)
         table["group"] = groups.to_numpy()
@@ -458,7 +458,7 @@ def _failures(source: FeatureSource) -> dict[str, str]:
     return dict(zip(failures["utt_id"], failures["reason"], strict=True))
 
 
-def _apply_labels(table: pd.DataFrame, label_set: LabelSet) -> tuple[pd.DataFrame, dict[str, int]]:
+def apply_labels(table: pd.DataFrame, label_set: LabelSet) -> tuple[pd.DataFrame, dict[str, int]]:
     """Add the label column; rows whose emotion the set excludes are dropped and counted."""
     labels = table["emotion"].map(label_set.label)
     excluded = labels.isna()

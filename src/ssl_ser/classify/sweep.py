@@ -728,24 +728,71 @@ def _store_cell(
     rows: Rows,
     config: SweepConfig,
 ) -> None:
-    """Score a cell (pooled and per test corpus) and store its rows and predictions."""
-    fold = task.fold
+    """Score one probe cell and store it (see :func:`store_cell`)."""
+    store_cell(
+        store,
+        cell,
+        CellInfo(
+            meta=task.meta,
+            layer=WEIGHTED_LAYER if task.kind == "weighted" else spec.label,
+            pooling=spec.pooling,
+            classifier=task.classifier,
+            params=task.params,
+            n_dropped=task.n_dropped,
+        ),
+        task.fold,
+        outcome,
+        rows,
+        bootstrap=config.bootstrap,
+        seed=config.seed,
+    )
+
+
+@dataclass
+class CellInfo:
+    """What names a stored cell besides its fold: shared columns, layer, pooling, classifier."""
+
+    meta: Mapping[str, Any]
+    layer: str
+    pooling: str
+    classifier: str
+    params: Mapping[str, Any]
+    n_dropped: int = 0
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def store_cell(
+    store: CellStore,
+    cell: str,
+    info: CellInfo,
+    fold: Fold,
+    outcome: Outcome,
+    rows: Rows,
+    *,
+    bootstrap: int,
+    seed: int,
+) -> None:
+    """Score a cell (pooled and per test corpus) and store its rows and predictions.
+
+    Probe cells and fine-tune cells are stored here alike, so both land in the
+    same results schema.
+    """
     classes = rows.classes
-    layer = WEIGHTED_LAYER if task.kind == "weighted" else spec.label
     true = rows.codes[fold.test]
     predicted = np.asarray(outcome.predicted, dtype=np.int64)
     base = {
-        **{k: v for k, v in task.meta.items() if k not in ("split_options", "data_digest")},
-        "layer": layer,
-        "pooling": spec.pooling,
-        "classifier": task.classifier,
+        **{k: v for k, v in info.meta.items() if k not in ("split_options", "data_digest")},
+        "layer": info.layer,
+        "pooling": info.pooling,
+        "classifier": info.classifier,
         "cell_id": cell,
         "n_train": len(fold.train),
-        "n_dropped": task.n_dropped,
-        "params": json.dumps({**task.params, **outcome.chosen}, sort_keys=True, default=str),
+        "n_dropped": info.n_dropped,
+        "params": json.dumps({**info.params, **outcome.chosen}, sort_keys=True, default=str),
         "val_ua": outcome.val_ua,
         "fit_seconds": round(outcome.seconds, 3),
         "toolkit_version": __version__,  # recorded, not part of the cell id
+        **info.extra,
     }
     corpora = rows.corpora[fold.test]
     scopes = [(base["test_corpus"], np.ones(len(true), dtype=bool))]
@@ -757,7 +804,7 @@ def _store_cell(
         confusion = confusion_matrix(true[mask], predicted[mask], len(classes))
         scores = scores_from_confusion(confusion, classes)
         low, high = bootstrap_ua(
-            true[mask], predicted[mask], len(classes), n_boot=config.bootstrap, seed=config.seed
+            true[mask], predicted[mask], len(classes), n_boot=bootstrap, seed=seed
         )
         result_rows.append(
             {

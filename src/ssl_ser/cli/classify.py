@@ -2,37 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from ssl_ser.classify.features import COMBINES
-from ssl_ser.classify.splits import SPLITS
-from ssl_ser.errors import ConfigError
+from ssl_ser.cli.options import parse_names, parse_paths, parse_ratios, split_options
 
 # The registries own the choices; the options list exactly theirs.
-SPLIT_CHOICES: tuple[str, ...] = tuple(SPLITS)
 COMBINE_CHOICES: tuple[str, ...] = COMBINES
-
-
-def _paths(value: str) -> list[Path]:
-    return [Path(part.strip()) for part in value.split(",") if part.strip()]
-
-
-def _names(value: str | None) -> tuple[str, ...]:
-    return tuple(part.strip() for part in (value or "").split(",") if part.strip())
-
-
-def _ratios(value: str) -> tuple[float, float, float]:
-    try:
-        parts = tuple(float(part) for part in value.split(","))
-    except ValueError:
-        parts = ()
-    if len(parts) != 3 or min(parts) < 0 or sum(parts) <= 0:
-        raise ConfigError(
-            f"--ratios {value!r} must be three non-negative numbers, e.g. 0.8,0.1,0.1"
-        )
-    return parts  # type: ignore[return-value]
 
 
 @click.command()
@@ -43,13 +19,7 @@ def _ratios(value: str) -> tuple[float, float, float]:
     required=True,
     help="Manifest(s) of the cached corpora (CSV/parquet).",
 )
-@click.option(
-    "--labels",
-    default="basic4",
-    show_default=True,
-    help="Label set: basic4, all, sentiment, or a comma list of canonical emotions "
-    "(angry,happy,sad,neutral,fear,disgust); rows of other emotions are left out.",
-)
+@split_options
 @click.option(
     "--layers", default="all", show_default=True, help="all, a range 0-6, or a list 3,6,9."
 )
@@ -75,24 +45,8 @@ def _ratios(value: str) -> tuple[float, float, float]:
     help="Comma list of: logreg, svm-linear, svm-rbf, rf, xgb, xgb-fast, knn, linear, mlp, "
     "mlp-weighted.",
 )
-@click.option(
-    "--split", type=click.Choice(SPLIT_CHOICES), default="speaker-kfold", show_default=True
-)
-@click.option(
-    "--folds", type=int, default=5, show_default=True, help="Folds (speaker-kfold, few-shot)."
-)
-@click.option(
-    "--ratios", default="0.8,0.1,0.1", show_default=True, help="train,val,test (random, speaker)."
-)
-@click.option("--train", "train_corpora", default=None, help="Training corpora (cross-corpus).")
-@click.option("--test", "test_corpora", default=None, help="Test corpora (cross-corpus, few-shot).")
-@click.option(
-    "--shots", type=int, default=10, show_default=True, help="Target utterances (few-shot)."
-)
 @click.option("--model", default=None, help="Refuse caches of any other model.")
 @click.option("--condition", default=None, help="Refuse caches of any other condition.")
-@click.option("--train-condition", default=None, help="Train on this condition's features.")
-@click.option("--test-condition", default=None, help="Test on this condition's features.")
 @click.option("--search/--no-search", default=False, help="Grid search on training speakers.")
 @click.option("--speaker-norm/--no-speaker-norm", default=False, help="Per-speaker z-norm.")
 @click.option(
@@ -101,8 +55,6 @@ def _ratios(value: str) -> tuple[float, float, float]:
     show_default=True,
     help="All-layer probes (linear, mlp).",
 )
-@click.option("--bootstrap", type=int, default=1000, show_default=True, help="Bootstrap resamples.")
-@click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--jobs", type=int, default=1, show_default=True, help="Parallel cells (processes).")
 @click.option(
     "--threads",
@@ -136,13 +88,13 @@ def classify(**options) -> None:
     from ssl_ser.classify.sweep import SweepConfig, run_sweep
 
     table = manifest.validate(
-        pd.concat([manifest.read(p) for p in _paths(options["manifests"])], ignore_index=True)
+        pd.concat([manifest.read(p) for p in parse_paths(options["manifests"])], ignore_index=True)
     )
-    sources = [CacheFeatures(path) for path in _paths(options["caches"])]
+    sources = [CacheFeatures(path) for path in parse_paths(options["caches"])]
     parsed = {
-        "ratios": _ratios(options["ratios"]),
-        "train_corpora": _names(options["train_corpora"]),
-        "test_corpora": _names(options["test_corpora"]),
+        "ratios": parse_ratios(options["ratios"]),
+        "train_corpora": parse_names(options["train_corpora"]),
+        "test_corpora": parse_names(options["test_corpora"]),
     }
     names = {f.name for f in dataclasses.fields(SweepConfig)}
     config = SweepConfig(**{k: v for k, v in options.items() if k in names} | parsed)

@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "extract": "ssl_ser.cli.extract:extract",
     "cache": "ssl_ser.cli.cache:cache",
     "classify": "ssl_ser.cli.classify:classify",
+    "finetune": "ssl_ser.cli.finetune:finetune",
     "report": "ssl_ser.cli.report:report",
     "probe": "ssl_ser.cli.pipelines:probe",
     "run": "ssl_ser.cli.pipelines:run",

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
 
 import click
 
+from ssl_ser.classify.splits import SPLITS
 from ssl_ser.errors import ConfigError
+
+# The split registry owns the choices; the option lists exactly its names.
+SPLIT_CHOICES: tuple[str, ...] = tuple(SPLITS)
 
 progress_option = click.option("--progress/--no-progress", default=True, show_default=True)
 """``--progress/--no-progress``: show tqdm progress bars (on by default)."""
@@ -28,3 +34,80 @@ def refuse_repeats(option: str, values: Iterable[str]) -> None:
         if value in seen:
             raise ConfigError(f"{option} {value} is given twice; give each value once")
         seen.add(value)
+
+
+def parse_paths(value: str) -> list[Path]:
+    """``a.csv, b.csv`` -> paths (empty parts dropped)."""
+    return [Path(part.strip()) for part in value.split(",") if part.strip()]
+
+
+def parse_names(value: str | None) -> tuple[str, ...]:
+    """``emodb, emovo`` -> names (empty parts dropped; None -> ())."""
+    return tuple(part.strip() for part in (value or "").split(",") if part.strip())
+
+
+def parse_ratios(value: str) -> tuple[float, float, float]:
+    """``0.8,0.1,0.1`` -> three non-negative numbers with a positive sum.
+
+    Raises:
+        ConfigError: naming the value and its form.
+    """
+    try:
+        parts = tuple(float(part) for part in value.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3 or min(parts) < 0 or sum(parts) <= 0:
+        raise ConfigError(
+            f"--ratios {value!r} must be three non-negative numbers, e.g. 0.8,0.1,0.1"
+        )
+    return parts  # type: ignore[return-value]
+
+
+SPLIT_OPTIONS: tuple[Callable[[Any], Any], ...] = (
+    click.option(
+        "--labels",
+        default="basic4",
+        show_default=True,
+        help="Label set: basic4, all, sentiment, or a comma list of canonical emotions "
+        "(angry,happy,sad,neutral,fear,disgust); rows of other emotions are left out.",
+    ),
+    click.option(
+        "--split", type=click.Choice(SPLIT_CHOICES), default="speaker-kfold", show_default=True
+    ),
+    click.option(
+        "--folds", type=int, default=5, show_default=True, help="Folds (speaker-kfold, few-shot)."
+    ),
+    click.option(
+        "--ratios",
+        default="0.8,0.1,0.1",
+        show_default=True,
+        help="train,val,test (random, speaker).",
+    ),
+    click.option("--train", "train_corpora", default=None, help="Training corpora (cross-corpus)."),
+    click.option(
+        "--test", "test_corpora", default=None, help="Test corpora (cross-corpus, few-shot)."
+    ),
+    click.option(
+        "--shots", type=int, default=10, show_default=True, help="Target utterances (few-shot)."
+    ),
+    click.option(
+        "--train-condition",
+        default=None,
+        help="Train on this condition (its features; its audio for finetune).",
+    ),
+    click.option("--test-condition", default=None, help="Test on this condition."),
+    click.option(
+        "--bootstrap", type=int, default=1000, show_default=True, help="Bootstrap resamples."
+    ),
+    click.option("--seed", type=int, default=0, show_default=True),
+)
+
+
+def split_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the label-set and split options of ``ser classify`` (shared with ``ser finetune``).
+
+    One definition, so the two commands make the same folds from the same words.
+    """
+    for option in reversed(SPLIT_OPTIONS):
+        command = option(command)
+    return command

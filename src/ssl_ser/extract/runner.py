@@ -166,12 +166,12 @@ class UtteranceDataset(Dataset):
         return audio.load_utterance(row, self.condition, rate, self.telephone_source), None
 
 
-def _keep_list(items: list[Prepared]) -> list[Prepared]:
+def keep_list(items: list[Prepared]) -> list[Prepared]:
     """DataLoader collate function: the batch stays a list of utterances."""
     return items
 
 
-def _init_worker(worker_id: int) -> None:
+def init_worker(worker_id: int) -> None:
     """Set up a DataLoader worker: one thread, and killed by the kernel when its parent dies.
 
     A worker orphaned by a killed run can block forever on a full result pipe.
@@ -475,10 +475,10 @@ class _Job:
         loader = DataLoader(
             dataset,
             batch_sampler=batches,
-            collate_fn=_keep_list,
+            collate_fn=keep_list,
             num_workers=self.workers,
             prefetch_factor=PREFETCH_BATCHES if self.workers else None,
-            worker_init_fn=_init_worker,
+            worker_init_fn=init_worker,
         )
         durations = rows["duration"].to_numpy(dtype=float)
         steps = [float(durations[indices].sum()) for indices in batches]
@@ -550,7 +550,7 @@ class _Job:
         try:
             return self.backbone.run(segments)
         except RuntimeError as error:  # torch.OutOfMemoryError is a RuntimeError
-            if not _is_out_of_memory(error):
+            if not is_out_of_memory(error):
                 raise
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
@@ -638,7 +638,8 @@ def progress_total(steps: Sequence[float]) -> float:
     return total
 
 
-def _is_out_of_memory(error: RuntimeError) -> bool:
+def is_out_of_memory(error: RuntimeError) -> bool:
+    """Whether `error` is torch running out of (GPU or host) memory."""
     out_of_memory = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
     message = str(error)
     return isinstance(error, out_of_memory) or "can't allocate memory" in message

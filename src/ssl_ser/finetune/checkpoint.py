@@ -1,0 +1,105 @@
+"""Per-epoch checkpoints that survive SIGKILL: written aside, committed by one rename.
+
+A fold's folder holds ``epoch-NNN/`` checkpoints: the trainable weights
+(safetensors), the optimizer, scheduler, gradient scaler and RNG states
+(``torch.save``, read back with ``weights_only=True``: tensors and plain values
+only, never arbitrary pickles), and ``state.json`` (epoch, step, curve, best
+epoch so far). Each is written to a temporary folder and renamed into place, so
+a checkpoint either exists whole or not at all; the newest one is resumed. The
+best epoch's weights sit beside them in ``best-epoch-NNN.safetensors``, named by
+the state that chose them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+STATE_FILE = "state.json"
+WEIGHTS_FILE = "weights.safetensors"
+TRAINER_FILE = "trainer.pt"
+EPOCH_PATTERN = re.compile(r"epoch-(\d{3,})")
+
+
+@dataclass
+class TrainState:
+    """Where training stands after an epoch (what ``state.json`` holds)."""
+
+    epoch: int = 0
+    step: int = 0
+    best_epoch: int = 0
+    best_val_ua: float = -1.0
+    bad_epochs: int = 0
+    stopped: bool = False
+    curve: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def best_file(self) -> str:
+        """File name of the best epoch's weights."""
+        return f"best-epoch-{self.best_epoch:03d}.safetensors"
+
+
+def save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
+    """Write tensors as safetensors through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file({k: v.contiguous() for k, v in state.items()}, str(temporary))
+    os.replace(temporary, path)
+
+
+def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file (on the CPU)."""
+    return load_file(str(path))
+
+
+def save(
+    folder: Path, state: TrainState, weights: dict[str, torch.Tensor], trainer: dict[str, Any]
+) -> None:
+    """Commit the checkpoint of ``state.epoch``; older checkpoints and best files are removed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"epoch-{state.epoch:03d}"
+    temporary = folder / f".epoch-{state.epoch:03d}.{os.getpid()}.tmp"
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir()
+    save_file({k: v.contiguous() for k, v in weights.items()}, str(temporary / WEIGHTS_FILE))
+    torch.save(trainer, temporary / TRAINER_FILE)
+    (temporary / STATE_FILE).write_text(json.dumps(asdict(state), indent=1))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(temporary, final)
+    _remove_older(folder, state)
+
+
+def _remove_older(folder: Path, state: TrainState) -> None:
+    for path in folder.iterdir():
+        match = EPOCH_PATTERN.fullmatch(path.name)
+        if match and int(match.group(1)) < state.epoch:
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.name.startswith("best-epoch-") and path.name != state.best_file:
+            path.unlink(missing_ok=True)
+        elif path.name.startswith(".") and path.name.endswith(".tmp"):
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(True)
+
+
+def latest(folder: Path) -> tuple[TrainState, dict[str, torch.Tensor], dict[str, Any]] | None:
+    """The newest whole checkpoint: (state, trainable weights, trainer states), or None."""
+    if not folder.is_dir():
+        return None
+    epochs = sorted(
+        (int(m.group(1)), path)
+        for path in folder.iterdir()
+        if (m := EPOCH_PATTERN.fullmatch(path.name)) and (path / STATE_FILE).is_file()
+    )
+    if not epochs:
+        return None
+    path = epochs[-1][1]
+    state = TrainState(**json.loads((path / STATE_FILE).read_text()))
+    trainer = torch.load(path / TRAINER_FILE, map_location="cpu", weights_only=True)
+    return state, load_weights(path / WEIGHTS_FILE), trainer

@@ -1,0 +1,176 @@
+"""What a fine-tune run trains: a frozen, validated description, part of every cell id.
+
+Every field that changes the numbers (the model, head, freezing, adapter and
+every training setting, batch seconds included, since batches change the
+gradient) goes into each fold's cell id; the device and the number of
+processes do not (one process and several give the same result, see
+:mod:`ssl_ser.finetune.distributed`). The defaults follow the reference recipe:
+20 epochs, learning rate 1e-5 with linear warm-up and decay, the convolutional
+feature encoder frozen, the best epoch chosen on validation speakers.
+
+This module imports neither torch nor transformers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from ssl_ser.errors import ConfigError, UnknownChoiceError
+from ssl_ser.extract.config import DEFAULT_SAMPLE_RATE, LONG_AUDIO_POLICIES, ExtractorConfig
+
+FINETUNE_CLASSIFIER = "finetune"
+HEADS: tuple[str, ...] = ("linear", "mlp")
+FREEZES: tuple[str, ...] = ("feature-encoder", "base", "none", "top")
+ADAPTERS: tuple[str, ...] = ("none", "lora")
+FINETUNE_DTYPES: tuple[str, ...] = ("float32", "float16", "bfloat16")
+# Attention projections LoRA adapts in every supported family (wav2vec2-like and Whisper).
+LORA_TARGETS: tuple[str, ...] = ("q_proj", "v_proj")
+# Layer names of the results rows: the head reads the last hidden state, or a learned mix.
+LAST_STATE_LAYER = "all"
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Model and training settings of ``ser finetune`` (see the module docstring).
+
+    Attributes:
+        model: hub id or local folder of a supported backbone (Whisper: its encoder).
+        revision: hub branch, tag or commit.
+        head: ``linear``, or ``mlp`` (one hidden layer, ReLU, dropout).
+        hidden: width of the ``mlp`` head's hidden layer.
+        dropout: dropout before the ``mlp`` head's output layer.
+        weighted_layers: the head reads a learned softmax-weighted sum of every
+            hidden state (input embedding included) instead of the last one.
+        freeze: ``feature-encoder`` (the convolutional front end), ``base`` (the
+            whole backbone: head only), ``none``, or ``top`` (only the top
+            `top_layers` transformer layers train).
+        top_layers: transformer layers trained with ``freeze="top"``.
+        adapter: ``lora`` trains low-rank adapters on the attention projections
+            (and the head) with the backbone's own weights frozen.
+        lora_rank: rank of the LoRA matrices; lora_alpha: their scale numerator.
+        epochs: most epochs; patience: stop after this many epochs without a better
+            validation UA (``None``: never stop early).
+        learning_rate, warmup, weight_decay: AdamW with linear warm-up over the
+            `warmup` fraction of steps, then linear decay to zero.
+        accumulation: micro-batches per optimizer step (per process).
+        clip: gradient norm clip (``None``: off).
+        gradient_checkpointing: recompute activations in backward (less memory, slower).
+        class_weights: weight the loss by inverse class frequency of the fitting rows.
+        batch_seconds: padded seconds of audio per micro-batch.
+        val_fraction: share of training rows (whole speakers) held out for choosing
+            the epoch, when the split has no validation part of its own.
+        dtype: autocast precision on CUDA; CPU trains in float32.
+        max_seconds, long_audio, whisper_trim, sample_rate: as in extraction.
+    """
+
+    model: str
+    revision: str | None = None
+    head: str = "linear"
+    hidden: int = 256
+    dropout: float = 0.1
+    weighted_layers: bool = False
+    freeze: str = "feature-encoder"
+    top_layers: int | None = None
+    adapter: str = "none"
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    epochs: int = 20
+    patience: int | None = 5
+    learning_rate: float = 1e-5
+    warmup: float = 0.1
+    weight_decay: float = 0.01
+    accumulation: int = 1
+    clip: float | None = 1.0
+    gradient_checkpointing: bool = False
+    class_weights: bool = False
+    batch_seconds: float = 32.0
+    val_fraction: float = 0.1
+    dtype: str = "float32"
+    max_seconds: float | None = 20.0
+    long_audio: str = "window"
+    whisper_trim: bool = False
+    sample_rate: int = DEFAULT_SAMPLE_RATE
+
+    def __post_init__(self) -> None:
+        for name, value, choices in (
+            ("head", self.head, HEADS),
+            ("freeze", self.freeze, FREEZES),
+            ("adapter", self.adapter, ADAPTERS),
+            ("dtype", self.dtype, FINETUNE_DTYPES),
+            ("long-audio policy", self.long_audio, LONG_AUDIO_POLICIES),
+        ):
+            if value not in choices:
+                raise UnknownChoiceError(name, value, choices)
+        self._check_freezing()
+        self._check_numbers()
+
+    def _check_freezing(self) -> None:
+        if self.freeze == "top" and (self.top_layers is None or self.top_layers < 1):
+            raise ConfigError(
+                f"freeze 'top' trains the top K transformer layers: give top_layers >= 1 "
+                f"(--top-layers K), got {self.top_layers!r}"
+            )
+        if self.freeze != "top" and self.top_layers is not None:
+            raise ConfigError(
+                f"top_layers={self.top_layers} applies to freeze 'top' only, not {self.freeze!r}"
+            )
+        if self.adapter == "lora" and self.freeze not in ("feature-encoder", "base"):
+            raise ConfigError(
+                f"adapter 'lora' trains adapters on a frozen backbone; freeze {self.freeze!r} "
+                "would also train its weights: leave --freeze at feature-encoder"
+            )
+
+    def _check_numbers(self) -> None:
+        positive = {
+            "epochs": self.epochs,
+            "learning_rate": self.learning_rate,
+            "accumulation": self.accumulation,
+            "batch_seconds": self.batch_seconds,
+            "hidden": self.hidden,
+            "lora_rank": self.lora_rank,
+            "lora_alpha": self.lora_alpha,
+        }
+        for name, value in positive.items():
+            if not value > 0:
+                raise ConfigError(f"{name} {value!r} must be positive")
+        for name, value in (("dropout", self.dropout), ("warmup", self.warmup)):
+            if not 0 <= value < 1:
+                raise ConfigError(f"{name} {value!r} must be in [0, 1)")
+        if not 0 < self.val_fraction < 1:
+            raise ConfigError(f"val_fraction {self.val_fraction!r} must be in (0, 1)")
+        if self.patience is not None and self.patience < 1:
+            raise ConfigError(f"patience {self.patience!r} must be >= 1 (or None: no early stop)")
+        if self.clip is not None and not self.clip > 0:
+            raise ConfigError(f"clip {self.clip!r} must be positive (or None: no clipping)")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight_decay {self.weight_decay!r} must be >= 0")
+
+    @property
+    def layer(self) -> str:
+        """The results rows' layer: ``weighted`` for a learned mix, else ``all``."""
+        from ssl_ser.classify.results import WEIGHTED_LAYER
+
+        return WEIGHTED_LAYER if self.weighted_layers else LAST_STATE_LAYER
+
+    def extractor_config(self) -> ExtractorConfig:
+        """The extraction settings the backbone loads and preprocesses audio with."""
+        return ExtractorConfig(
+            model=self.model,
+            revision=self.revision,
+            dtype="float32",
+            poolings=("mean",),
+            sample_rate=self.sample_rate,
+            max_seconds=self.max_seconds,
+            long_audio=self.long_audio,
+            whisper_trim=self.whisper_trim,
+        )
+
+    def params(self) -> dict[str, Any]:
+        """The settings recorded in each results row's params (all but the model)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("model",)}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, JSON-ready (run configuration saved beside each model)."""
+        return dataclasses.asdict(self)

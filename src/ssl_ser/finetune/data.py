@@ -1,0 +1,147 @@
+"""Audio and rows of a fine-tune run: the same loading path and the same table as the probes.
+
+Audio goes through extraction's own per-utterance path
+(:class:`~ssl_ser.extract.runner.UtteranceDataset`: decoding, resampling, the
+condition, the model's preprocessor, length checks, fingerprints) in DataLoader
+workers, once per condition; it is held in memory for all epochs and folds
+(4 bytes a sample: an hour of 16 kHz audio is 230 MB). A file that cannot be
+used is skipped and reported, as extraction reports it.
+
+The rows the splits see are built as ``ser classify`` builds them (manifest
+metadata, the label set, the speaker grouping), so that with the same manifest,
+split options and seed every fold holds the same speakers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from ssl_ser.classify.dataset import apply_labels
+from ssl_ser.classify.splits import speaker_groups
+from ssl_ser.extract.batching import plan_batches
+from ssl_ser.extract.preprocess import Preprocessor, Segment
+from ssl_ser.extract.runner import UtteranceDataset, init_worker, keep_list
+from ssl_ser.labels import get_label_set
+
+log = logging.getLogger(__name__)
+
+LOAD_BATCH = 16
+TABLE_COLUMNS: tuple[str, ...] = ("utt_id", "corpus", "speaker", "gender", "split", "emotion")
+
+
+@dataclass
+class Audio:
+    """Prepared utterances of one run: (utt_id, condition) -> segments, plus what failed."""
+
+    segments: dict[tuple[str, str], list[Segment]] = field(default_factory=dict)
+    seconds: dict[tuple[str, str], float] = field(default_factory=dict)
+    fingerprints: dict[tuple[str, str], str] = field(default_factory=dict)
+    failed: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def digest(self, keys: Sequence[tuple[str, str]]) -> str:
+        """SHA-256 over the content digests of the given rows' audio files (what was trained on)."""
+        digest = hashlib.sha256()
+        for key in keys:
+            digest.update(f"{key[0]}\t{key[1]}\t{self.fingerprints.get(key, '')}\n".encode())
+        return digest.hexdigest()
+
+
+def load_audio(
+    manifest: pd.DataFrame,
+    preprocessor: Preprocessor,
+    conditions: Sequence[str],
+    telephone_source: str,
+    workers: int,
+    progress: bool,
+) -> Audio:
+    """Decode and preprocess every manifest row under every condition (failures recorded)."""
+    out = Audio()
+    rows = manifest.to_dict("records")
+    for condition in conditions:
+        dataset = UtteranceDataset(rows, preprocessor, condition, telephone_source)
+        loader = DataLoader(
+            dataset,
+            batch_size=LOAD_BATCH,
+            collate_fn=keep_list,
+            num_workers=workers,
+            worker_init_fn=init_worker,
+        )
+        bar = tqdm(
+            total=len(rows), desc=f"load {condition} audio", unit="utt", disable=not progress
+        )
+        with bar:
+            for batch in loader:
+                for item in batch:
+                    key = (item.utt_id, condition)
+                    if item.error is not None:
+                        out.failed.append((item.utt_id, condition, item.error))
+                        continue
+                    out.segments[key] = item.segments
+                    out.seconds[key] = item.seconds
+                    out.fingerprints[key] = item.fingerprint.blake2b if item.fingerprint else ""
+                bar.update(len(batch))
+    return out
+
+
+@dataclass
+class RunTable:
+    """The rows a fine-tune run splits: one per (utterance, condition), as ``ser classify``'s."""
+
+    table: pd.DataFrame
+    classes: tuple[str, ...]
+    label_set: str
+    grouping: dict[str, str]
+    dropped: dict[str, int]
+
+
+def run_table(
+    manifest: pd.DataFrame, label_set: str | Sequence[str], conditions: Sequence[str], audio: Audio
+) -> RunTable:
+    """Manifest rows with usable audio in every condition, labelled and grouped by speaker.
+
+    Rows whose audio failed in any condition are left out (they are in
+    ``audio.failed``, reported by the run), as a cache leaves out failed rows.
+    """
+    label_set_obj = get_label_set(label_set)
+    failed = {utt_id for utt_id, _, _ in audio.failed}
+    usable = manifest[~manifest["utt_id"].isin(failed)]
+    parts = []
+    for condition in conditions:
+        part = usable[list(TABLE_COLUMNS)].copy()
+        part["condition"] = condition
+        parts.append(part)
+    table = pd.concat(parts, ignore_index=True)
+    table, dropped = apply_labels(table, label_set_obj)
+    groups, grouping = speaker_groups(table)
+    table["group"] = groups.to_numpy()
+    classes = tuple(c for c in label_set_obj.classes if c in set(table["label"]))
+    return RunTable(table, classes, label_set_obj.name, grouping, dropped)
+
+
+def batches(
+    keys: Sequence[tuple[str, str]],
+    audio: Audio,
+    input_seconds,
+    batch_seconds: float,
+) -> list[list[int]]:
+    """Length-grouped batches of positions into `keys` within `batch_seconds` of padded input.
+
+    Extraction's planner (:func:`~ssl_ser.extract.batching.plan_batches`): an
+    utterance costs the model-input seconds of all its segments.
+    """
+    costs = [sum(input_seconds(segment.seconds) for segment in audio.segments[key]) for key in keys]
+    return plan_batches(costs, batch_seconds)
+
+
+def shuffled(plan: list[list[int]], seed: int, epoch: int) -> list[list[int]]:
+    """The batches of `plan` in an order drawn from (seed, epoch): the same after a restart."""
+    order = np.random.default_rng([seed, epoch]).permutation(len(plan))
+    return [plan[i] for i in order]

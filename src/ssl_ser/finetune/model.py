@@ -1,0 +1,273 @@
+"""The fine-tuned emotion model: a backbone, masked mean pooling and a classification head.
+
+The backbone is the extraction backbone itself (:mod:`ssl_ser.extract.backbones`),
+loaded the same way and run through the same masked forward
+(:meth:`~ssl_ser.extract.backbones.TransformerBackbone.forward_states`), so
+padding is never pooled and group-norm front ends see only valid frames. Each
+utterance is pooled as extraction pools it: the mean over the valid frames of
+all its windows. With ``weighted_layers`` the head reads a learned
+softmax-weighted sum of every hidden state's pooled vector, otherwise the last
+state's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ssl_ser.errors import ConfigError
+from ssl_ser.extract.backbones import TransformerBackbone, load_backbone
+from ssl_ser.extract.masking import MaskedGroupNorm
+from ssl_ser.extract.pooling import frame_mask
+from ssl_ser.extract.preprocess import Segment
+from ssl_ser.finetune.config import LORA_TARGETS, FinetuneConfig
+
+log = logging.getLogger(__name__)
+
+# Parameters a backbone holds but never uses with SpecAugment off; never trained.
+UNUSED_PARAMETERS: tuple[str, ...] = ("masked_spec_embed",)
+
+
+def make_head(dim: int, n_classes: int, config: FinetuneConfig) -> nn.Module:
+    """A linear head, or one hidden layer with ReLU and dropout."""
+    if config.head == "linear":
+        return nn.Linear(dim, n_classes)
+    return nn.Sequential(
+        nn.Linear(dim, config.hidden),
+        nn.ReLU(),
+        nn.Dropout(config.dropout),
+        nn.Linear(config.hidden, n_classes),
+    )
+
+
+class EmotionModel(nn.Module):
+    """Backbone + pooling + head; :meth:`forward` takes utterances as lists of segments."""
+
+    def __init__(self, backbone: TransformerBackbone, n_classes: int, config: FinetuneConfig):
+        super().__init__()
+        self.backbone = backbone
+        self.encoder = backbone.model
+        self.weighted = config.weighted_layers
+        self.n_classes = n_classes
+        self.layer_logits = nn.Parameter(torch.zeros(backbone.states)) if self.weighted else None
+        self.head = make_head(backbone.dim, n_classes, config)
+        self.to(backbone.device)
+
+    def layer_weights(self) -> np.ndarray | None:
+        """The learned softmax weights over hidden states (None without ``weighted_layers``)."""
+        if self.layer_logits is None:
+            return None
+        return torch.softmax(self.layer_logits.detach().float(), 0).cpu().numpy()
+
+    def pooled(self, utterances: Sequence[Sequence[Segment]]) -> torch.Tensor:
+        """Per utterance, the mean over valid frames of all its segments: (states, batch, dim).
+
+        Only the last state when the head reads the last one (saves memory).
+        """
+        segments = [segment for utterance in utterances for segment in utterance]
+        owners = torch.as_tensor(
+            np.repeat(np.arange(len(utterances)), [len(u) for u in utterances]),
+            device=self.backbone.device,
+        )
+        states, frames = self.backbone.forward_states(segments)
+        chosen = states if self.weighted else states[-1:]
+        lengths = torch.from_numpy(frames).to(self.backbone.device)
+        mask = frame_mask(lengths, chosen[0].shape[1]).to(torch.float32)
+        counts = torch.zeros(len(utterances), device=mask.device).index_add(0, owners, mask.sum(1))
+        pooled = []
+        for state in chosen:
+            sums = torch.einsum("btd,bt->bd", state.float(), mask)
+            total = torch.zeros(len(utterances), sums.shape[1], device=sums.device)
+            pooled.append(total.index_add(0, owners, sums) / counts[:, None])
+        return torch.stack(pooled)
+
+    def forward(self, utterances: Sequence[Sequence[Segment]]) -> torch.Tensor:
+        """Class logits (batch, classes), in float32."""
+        pooled = self.pooled(utterances)
+        if self.layer_logits is not None:
+            weights = torch.softmax(self.layer_logits.float(), 0)
+            features = torch.einsum("l,lbd->bd", weights, pooled)
+        else:
+            features = pooled[0]
+        return self.head(features).float()
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """The parameters that train (what checkpoints store), detached on the CPU."""
+        return {
+            name: parameter.detach().cpu().clone()
+            for name, parameter in self.named_parameters()
+            if parameter.requires_grad
+        }
+
+    def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Put stored trainable parameters back (names and shapes must match exactly).
+
+        Raises:
+            ConfigError: the stored names differ from this model's trainable ones.
+        """
+        mine = {n: p for n, p in self.named_parameters() if p.requires_grad}
+        if set(mine) != set(state):
+            extra = sorted(set(state) ^ set(mine))[:3]
+            raise ConfigError(f"checkpoint does not match the trainable parameters: {extra}")
+        with torch.no_grad():
+            for name, parameter in mine.items():
+                parameter.copy_(state[name].to(parameter.device))
+
+
+def build_model(
+    config: FinetuneConfig, n_classes: int, device: str, seed: int
+) -> tuple[EmotionModel, TransformerBackbone]:
+    """Load the backbone, set what trains, add adapters and the head (seeded).
+
+    Raises:
+        ConfigError: a classic baseline (nothing to fine-tune), or a setting the
+            model cannot take (top_layers beyond its depth).
+    """
+    extractor = config.extractor_config().with_absolute_model_path()
+    if extractor.is_classic:
+        raise ConfigError(f"{config.model!r} is a classic baseline; fine-tuning needs a model")
+    backbone = load_backbone(extractor, device)
+    if not isinstance(backbone, TransformerBackbone):
+        raise ConfigError(f"{config.model!r} cannot be fine-tuned")
+    encoder = backbone.model
+    freeze(encoder, config)
+    torch.manual_seed(seed)
+    if config.adapter == "lora":
+        add_lora(encoder, config)
+    if config.gradient_checkpointing:
+        enable_checkpointing(encoder)
+    model = EmotionModel(backbone, n_classes, config)
+    trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    log.info("fine-tuning %d of %d parameters (%.1f%%)", trained, total, 100 * trained / total)
+    return model, backbone
+
+
+def enable_checkpointing(encoder: nn.Module) -> None:
+    """Recompute the transformer layers' activations in backward (non-reentrant checkpoints).
+
+    Non-reentrant, so that layers above a frozen front end still get gradients.
+    """
+    enable = getattr(encoder, "activation_checkpointing_enable", None)
+    if enable is not None:  # transformers >= 5.x
+        enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        encoder.gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs={"use_reentrant": False}
+        )
+
+
+def transformer_layers(encoder: nn.Module) -> nn.ModuleList:
+    """The stack of transformer layers of a wav2vec2-like model or a Whisper encoder."""
+    inner = getattr(encoder, "encoder", encoder)
+    return inner.layers
+
+
+def freeze(encoder: nn.Module, config: FinetuneConfig) -> None:
+    """Set ``requires_grad`` on the backbone's parameters per ``config.freeze`` (and adapter)."""
+    for name, parameter in encoder.named_parameters():
+        parameter.requires_grad_(config.freeze == "none" and not _unused(name))
+    if config.freeze == "feature-encoder" and config.adapter == "none":
+        for name, parameter in encoder.named_parameters():
+            parameter.requires_grad_(not _front_end(name) and not _unused(name))
+    if config.freeze == "top":
+        layers = transformer_layers(encoder)
+        if config.top_layers > len(layers):
+            raise ConfigError(
+                f"top_layers={config.top_layers} but {config.model} has {len(layers)} "
+                "transformer layers"
+            )
+        for layer in layers[len(layers) - config.top_layers :]:
+            layer.requires_grad_(True)
+    if hasattr(encoder, "embed_positions"):  # Whisper's sinusoidal positions stay fixed
+        encoder.embed_positions.weight.requires_grad_(False)
+
+
+def _front_end(name: str) -> bool:
+    """Whether a parameter belongs to the convolutional front end (wav2vec2-like or Whisper)."""
+    return name.startswith(("feature_extractor.", "conv1.", "conv2."))
+
+
+def _unused(name: str) -> bool:
+    return name.split(".")[-1] in UNUSED_PARAMETERS
+
+
+def add_lora(encoder: nn.Module, config: FinetuneConfig) -> None:
+    """Inject LoRA adapters (peft) into the attention projections; only they train there."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    lora = LoraConfig(
+        r=config.lora_rank,
+        lora_alpha=config.lora_alpha,
+        target_modules=list(LORA_TARGETS),
+        lora_dropout=0.0,
+    )
+    inject_adapter_in_model(lora, encoder)
+    for name, parameter in encoder.named_parameters():
+        parameter.requires_grad_("lora_" in name)
+
+
+def lora_config(config: FinetuneConfig) -> Any:
+    """The peft ``LoraConfig`` a run's adapters were made with (for saving beside them)."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=config.lora_rank,
+        lora_alpha=config.lora_alpha,
+        target_modules=list(LORA_TARGETS),
+        lora_dropout=0.0,
+    )
+
+
+@contextlib.contextmanager
+def plain_norms(encoder: nn.Module) -> Iterator[None]:
+    """Swap masked group norms back to the model's own while inside (for ``save_pretrained``).
+
+    Extraction wraps each front-end ``GroupNorm`` (see
+    :mod:`ssl_ser.extract.masking`), which renames its weights; a saved model
+    must carry the original names to load with ``transformers``.
+    """
+    swapped = []
+    for layer in getattr(getattr(encoder, "feature_extractor", None), "conv_layers", []):
+        norm = getattr(layer, "layer_norm", None)
+        if isinstance(norm, MaskedGroupNorm):
+            layer.layer_norm = norm.norm
+            swapped.append((layer, norm))
+    try:
+        yield
+    finally:
+        for layer, norm in swapped:
+            layer.layer_norm = norm
+
+
+def save_model(model: EmotionModel, config: FinetuneConfig, folder: Path) -> None:
+    """Save the fine-tuned backbone (``save_pretrained``, or the adapter), head and preprocessor."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    encoder = model.encoder
+    if config.adapter == "lora":
+        from peft import get_peft_model_state_dict
+
+        adapter = _contiguous(get_peft_model_state_dict(encoder))
+        save_file(adapter, folder / "adapter_model.safetensors")
+        lora_config(config).save_pretrained(str(folder))
+    else:
+        with plain_norms(encoder):
+            encoder.save_pretrained(folder / "backbone")
+        model.backbone.preprocessor.feature_extractor.save_pretrained(folder / "backbone")
+    head = {f"head.{k}": v for k, v in model.head.state_dict().items()}
+    if model.layer_logits is not None:
+        head["layer_logits"] = model.layer_logits.detach()
+    save_file(_contiguous(head), folder / "head.safetensors")
+
+
+def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous() for k, v in state.items()}

@@ -1,0 +1,446 @@
+"""``ser finetune``: fine-tune a backbone per fold, into the same results table as the probes.
+
+For each (train condition, test condition) pair and each fold of the split
+(made by the code that makes ``ser classify``'s folds, on the same rows, so a
+fold holds the same speakers in both), the model is loaded fresh, trained on
+the fold's training speakers with its epoch chosen on validation speakers drawn
+from them (:mod:`ssl_ser.finetune.train`), and the test fold is scored once,
+with the chosen weights. The fold is then a *cell* of the results folder like
+any probe cell (classifier ``finetune``, layer ``all`` or ``weighted``), stored
+at once, so a re-run skips finished folds; its per-epoch curve and learned layer
+weights are columns of its rows. The chosen model is saved under
+``models/<cell id>/`` with its label map and run configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ssl_ser import audio as audio_module
+from ssl_ser import manifest as manifest_module
+from ssl_ser.classify.results import CellStore, cell_id, summary_line, write_tables
+from ssl_ser.classify.splits import (
+    SPEAKER_INDEPENDENT,
+    Fold,
+    SplitOptions,
+    condition_folds,
+    drop_unseen_classes,
+    fold_digest,
+    inner_split,
+)
+from ssl_ser.classify.sweep import CellInfo, Outcome, Rows, setting_key, store_cell
+from ssl_ser.errors import ConfigError, UnknownChoiceError
+from ssl_ser.extract.backbones import library_progress_bars
+from ssl_ser.extract.config import default_workers
+from ssl_ser.finetune import data, train
+from ssl_ser.finetune import model as model_module
+from ssl_ser.finetune.config import FINETUNE_CLASSIFIER, FinetuneConfig
+from ssl_ser.finetune.distributed import World, barrier, world
+from ssl_ser.progress import announce
+
+log = logging.getLogger(__name__)
+
+MODELS_DIR = "models"
+CHECKPOINTS_DIR = "checkpoints"
+SKIPPED_CSV = "finetune_skipped.csv"
+LABELS_FILE = "labels.json"
+RUN_FILE = "finetune.json"
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """Which rows and folds a fine-tune run uses, with ``ser classify``'s meaning for each.
+
+    Attributes:
+        labels: label set name or comma list of canonical emotions.
+        split: one of the split methods of :mod:`ssl_ser.classify.splits`.
+        split_options: folds, seed, ratios, train/test corpora, shots.
+        conditions: the audio conditions to load (``clean``, ``telephone``).
+        train_condition, test_condition: one pair of them; by default each
+            condition is trained and tested on itself.
+        telephone_source: ``derived`` or ``folder`` (ready telephone copies).
+        bootstrap: resamples of each fold's UA interval.
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` (under torchrun: each
+            process's own GPU).
+        workers: audio loading processes (None: the extraction default).
+        force: train folds again that the output folder already holds.
+        save_models: save each fold's chosen model under ``models/``.
+    """
+
+    labels: str = "basic4"
+    split: str = "speaker-kfold"
+    split_options: SplitOptions = field(default_factory=SplitOptions)
+    conditions: tuple[str, ...] = ("clean",)
+    train_condition: str | None = None
+    test_condition: str | None = None
+    telephone_source: str = "derived"
+    bootstrap: int = 1000
+    device: str = "auto"
+    workers: int | None = None
+    force: bool = False
+    save_models: bool = True
+
+    @property
+    def seed(self) -> int:
+        """The split's seed, which also seeds the heads, adapters and batch order."""
+        return self.split_options.seed
+
+
+@dataclass
+class FinetuneResult:
+    """What a fine-tune run did: folds trained and skipped, files written, one summary line."""
+
+    folds_run: int
+    folds_skipped: int
+    skipped_audio: int
+    paths: dict[str, Path]
+    summary: pd.DataFrame
+    seconds: float
+
+    @property
+    def line(self) -> str:
+        """UA per setting (mean over folds)."""
+        return summary_line(self.summary)
+
+
+@dataclass
+class _Run:
+    """Everything the folds of one run share."""
+
+    config: FinetuneConfig
+    settings: FinetuneSettings
+    store: CellStore
+    audio: data.Audio
+    table: data.RunTable
+    rows: Rows
+    identity: dict[str, Any]
+    here: World
+    progress: bool
+
+
+def run_finetune(
+    manifest: pd.DataFrame,
+    config: FinetuneConfig,
+    settings: FinetuneSettings,
+    output: str | Path,
+    *,
+    progress: bool = False,
+) -> FinetuneResult:
+    """Fine-tune and score every fold not already in `output`; rebuild its tables.
+
+    Raises:
+        ManifestError: a manifest that breaks the schema.
+        ConfigError, UnknownChoiceError: bad options, a model that cannot load, a
+            split the data cannot make, memory exhausted (the message says what
+            to lower).
+    """
+    start = time.perf_counter()
+    manifest = manifest_module.validate(manifest)
+    _check_settings(settings)
+    output = Path(output)
+    with world(settings.device) as here:
+        run = _prepare(manifest, config, settings, output, here, progress)
+        ran, skipped = 0, 0
+        described: dict[str, Mapping[str, Any]] = {}
+        for train_condition, test_condition in _scenarios(settings):
+            r, s = _run_scenario(run, train_condition, test_condition, described)
+            ran, skipped = ran + r, skipped + s
+        paths: dict[str, Path] = {}
+        summary = pd.DataFrame()
+        if here.main:
+            _supersede_other_runs(run.store, described)
+            paths = write_tables(run.store, n_boot=settings.bootstrap, seed=settings.seed)
+            summary = pd.read_csv(paths["summary"])
+            summary = summary[summary["classifier"] == FINETUNE_CLASSIFIER]
+        barrier(here)
+    return FinetuneResult(
+        ran, skipped, len(run.audio.failed), paths, summary, time.perf_counter() - start
+    )
+
+
+def _check_settings(settings: FinetuneSettings) -> None:
+    for condition in settings.conditions:
+        audio_module.check_condition(condition)
+    audio_module.check_telephone_source(settings.telephone_source)
+    for value in (settings.train_condition, settings.test_condition):
+        if value is not None and value not in settings.conditions:
+            raise UnknownChoiceError("condition", value, settings.conditions, where="--condition")
+
+
+def _scenarios(settings: FinetuneSettings) -> list[tuple[str, str]]:
+    """(train, test) condition pairs: the requested one, else each condition on itself."""
+    if settings.train_condition is None and settings.test_condition is None:
+        return [(c, c) for c in settings.conditions]
+    train_condition = settings.train_condition or settings.test_condition
+    return [(train_condition, settings.test_condition or train_condition)]
+
+
+def _prepare(
+    manifest: pd.DataFrame,
+    config: FinetuneConfig,
+    settings: FinetuneSettings,
+    output: Path,
+    here: World,
+    progress: bool,
+) -> _Run:
+    """Load the preprocessor and all audio once, build the table the splits see."""
+    with library_progress_bars(progress and here.main):
+        _, backbone = model_module.build_model(config, 2, here.device(settings.device), 0)
+    workers = default_workers() if settings.workers is None else settings.workers
+    audio = data.load_audio(
+        manifest,
+        backbone.preprocessor,
+        settings.conditions,
+        settings.telephone_source,
+        workers,
+        progress and here.main,
+    )
+    store = CellStore(output) if here.main else _ReadOnlyStore(output)
+    if here.main:
+        _report_skipped(audio, output)
+    table = data.run_table(manifest, settings.labels, settings.conditions, audio)
+    frame = table.table
+    rows = Rows(
+        codes=frame["label"].map({c: i for i, c in enumerate(table.classes)}).to_numpy(),
+        groups=(frame["group"] + "|" + frame["condition"]).to_numpy(),
+        utt_ids=frame["utt_id"].to_numpy(),
+        corpora=frame["corpus"].to_numpy(),
+        classes=table.classes,
+    )
+    identity = dict(backbone.identity)
+    del backbone
+    return _Run(config, settings, store, audio, table, rows, identity, here, progress)
+
+
+class _ReadOnlyStore(CellStore):
+    """The cell store as seen by processes other than rank 0: read, never written."""
+
+    def __init__(self, output: Path):
+        self.output = Path(output)
+        self.cells = self.output / "cells"
+
+
+def _report_skipped(audio: data.Audio, output: Path) -> None:
+    """Warn about, and list in a CSV, every utterance whose audio could not be used."""
+    if not audio.failed:
+        return
+    output.mkdir(parents=True, exist_ok=True)
+    path = output / SKIPPED_CSV
+    pd.DataFrame(audio.failed, columns=["utt_id", "condition", "reason"]).to_csv(path, index=False)
+    shown = "; ".join(f"{u} ({c}): {r}" for u, c, r in audio.failed[:3])
+    log.warning(
+        "%d utterance(s) skipped, their audio could not be used (listed in %s): %s",
+        len(audio.failed),
+        path,
+        shown,
+    )
+
+
+def _run_scenario(
+    run: _Run,
+    train_condition: str,
+    test_condition: str,
+    described: dict[str, Mapping[str, Any]],
+) -> tuple[int, int]:
+    """Train every pending fold of one condition pair; returns (run, skipped) fold counts."""
+    settings = run.settings
+    frame = run.table.table
+    folds = condition_folds(
+        frame, train_condition, test_condition, settings.split, settings.split_options
+    )
+    ran = skipped = 0
+    for fold in folds:
+        fold, n_dropped = drop_unseen_classes(fold, frame["label"].to_numpy())
+        meta = _fold_meta(run, fold, train_condition, test_condition)
+        description = {
+            **meta,
+            "layer": run.config.layer,
+            "pooling": "mean",
+            "classifier": FINETUNE_CLASSIFIER,
+            "params": run.config.params(),
+        }
+        cell = cell_id(description)
+        described[cell] = description
+        if run.store.done(cell) and not settings.force:
+            skipped += 1
+            continue
+        _run_fold(run, cell, fold, n_dropped, meta)
+        barrier(run.here)
+        ran += 1
+    if skipped and run.here.main:
+        announce(f"finetune: {skipped} fold(s) already done in {run.store.output}")
+    return ran, skipped
+
+
+def _fold_meta(run: _Run, fold: Fold, train_condition: str, test_condition: str) -> dict:
+    """The columns shared by a fold's rows, named as ``ser classify`` names them."""
+    frame = run.table.table
+    settings = run.settings
+    if fold.test_corpora:
+        train_corpora, test_corpora = sorted(fold.train_corpora), sorted(fold.test_corpora)
+    else:
+        train_corpora = test_corpora = sorted(frame["corpus"].unique())
+    used = [*fold.train, *fold.test]
+    keys = [(frame["utt_id"].iat[i], frame["condition"].iat[i]) for i in sorted(set(used))]
+    return {
+        "extractor": str(run.identity["model"]),
+        "model_revision": str(run.identity["revision"]),
+        "train_corpus": "+".join(train_corpora),
+        "train_condition": train_condition,
+        "test_corpus": "+".join(test_corpora),
+        "test_condition": test_condition,
+        "split": settings.split,
+        "fold": fold.name,
+        "seed": settings.seed,
+        "labels": run.table.label_set,
+        "speaker_norm": False,
+        "search": False,
+        "speaker_independent": fold.speaker_independent and settings.split in SPEAKER_INDEPENDENT,
+        "grouping": ",".join(f"{k}:{v}" for k, v in sorted(run.table.grouping.items())),
+        "split_options": asdict(settings.split_options),
+        "shots": settings.split_options.shots if settings.split == "few-shot" else None,
+        "fold_digest": fold_digest(frame["utt_id"].to_numpy(), fold),
+        "audio_digest": run.audio.digest(keys),
+        "telephone_source": settings.telephone_source,
+    }
+
+
+def _validation(run: _Run, fold: Fold) -> tuple[np.ndarray, np.ndarray]:
+    """(fitting rows, validation rows): the split's validation part, else training speakers.
+
+    Without a validation part of its own, whole speakers are drawn from the
+    training rows only (:func:`~ssl_ser.classify.splits.inner_split`).
+    """
+    if len(fold.val):
+        return fold.train, fold.val
+    fit, val = inner_split(
+        run.rows.groups[fold.train],
+        run.rows.codes[fold.train],
+        run.config.val_fraction,
+        run.settings.seed,
+    )
+    if len(val) == 0:
+        raise ConfigError(f"fold {fold.name}: no validation rows could be drawn from training")
+    return fold.train[fit], fold.train[val]
+
+
+def _run_fold(run: _Run, cell: str, fold: Fold, n_dropped: int, meta: dict) -> None:
+    """Train one fold from scratch (or its checkpoint), score its test rows once, store it."""
+    started = time.perf_counter()
+    frame = run.table.table
+    keys = list(zip(frame["utt_id"], frame["condition"], strict=True))
+    fit, val = _validation(run, fold)
+    rows = train.FoldRows(
+        [keys[i] for i in fit],
+        run.rows.codes[fit],
+        [keys[i] for i in val],
+        run.rows.codes[val],
+        len(run.table.classes),
+    )
+    with library_progress_bars(run.progress and run.here.main):
+        model, _ = model_module.build_model(
+            run.config,
+            len(run.table.classes),
+            run.here.device(run.settings.device),
+            run.settings.seed,
+        )
+    describe = f"finetune {meta['train_condition']}->{meta['test_condition']} fold {fold.name}"
+    trainer = train.Trainer(model, run.config, run.audio, run.settings.seed, run.here, describe)
+    trainer.progress = run.progress
+    folder = run.store.output / CHECKPOINTS_DIR / cell
+    state = train.train_fold(trainer, rows, folder)
+    probabilities = train.predict(trainer, [keys[i] for i in fold.test])
+    if not run.here.main:
+        return
+    weights = model.layer_weights()
+    outcome = Outcome(
+        probabilities.argmax(1),
+        probabilities,
+        np.arange(len(run.table.classes)),
+        {},
+        state.best_val_ua,
+        time.perf_counter() - started,
+    )
+    model_dir = run.store.output / MODELS_DIR / cell
+    extra = {
+        "best_epoch": state.best_epoch,
+        "epochs_run": state.epoch,
+        "training_curve": json.dumps(state.curve),
+        "layer_weights": None if weights is None else json.dumps(weights.round(6).tolist()),
+        "model_dir": str(model_dir) if run.settings.save_models else None,
+        "n_val": len(val),
+    }
+    if run.settings.save_models:
+        _save_model(run, model, model_dir, meta, cell)
+    info = CellInfo(
+        meta=meta,
+        layer=run.config.layer,
+        pooling="mean",
+        classifier=FINETUNE_CLASSIFIER,
+        params=run.config.params(),
+        n_dropped=n_dropped,
+        extra=extra,
+    )
+    store_cell(
+        run.store,
+        cell,
+        info,
+        fold,
+        outcome,
+        run.rows,
+        bootstrap=run.settings.bootstrap,
+        seed=run.settings.seed,
+    )
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _save_model(run: _Run, model: Any, folder: Path, meta: Mapping[str, Any], cell: str) -> None:
+    """The chosen weights, label map and run configuration, ready for prediction."""
+    model_module.save_model(model, run.config, folder)
+    labels = {"classes": list(run.table.classes), "label_set": run.table.label_set}
+    (folder / LABELS_FILE).write_text(json.dumps(labels, indent=1))
+    described = {
+        "cell_id": cell,
+        "finetune": run.config.to_dict(),
+        "settings": {**asdict(run.settings), "split_options": asdict(run.settings.split_options)},
+        "fold": {k: v for k, v in meta.items() if k != "split_options"},
+        "backbone": run.identity,
+    }
+    (folder / RUN_FILE).write_text(json.dumps(described, indent=1, default=str))
+
+
+def _supersede_other_runs(store: CellStore, described: Mapping[str, Mapping[str, Any]]) -> None:
+    """Move aside stored fine-tune cells measuring this run's settings under other ids.
+
+    Other audio, another revision of the model or other training settings make
+    other ids; kept beside this run's, a fold would count twice.
+    """
+    settings = {setting_key(d) for d in described.values()}
+    mine = set(described)
+
+    def other(row: Mapping[str, Any]) -> bool:
+        return (
+            row.get("classifier") == FINETUNE_CLASSIFIER
+            and row.get("cell_id") not in mine
+            and setting_key(row) in settings
+        )
+
+    moved = store.supersede(other)
+    if moved:
+        log.warning(
+            "%d fine-tune fold(s) in %s measured the same settings from other audio, model "
+            "weights or options; moved them to %s so that no fold counts twice",
+            moved,
+            store.output,
+            store.cells / "superseded",
+        )

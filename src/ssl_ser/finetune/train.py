@@ -1,0 +1,312 @@
+"""Training one fold: AdamW with warm-up and decay, the best epoch chosen on validation speakers.
+
+Each epoch runs the fitting rows in length-grouped batches (in an order drawn
+from the seed and the epoch), accumulates micro-batches into optimizer steps,
+clips the gradient norm and steps the linear schedule; then it scores the
+validation rows (training speakers only) and keeps the weights of the epoch with
+the best validation UA. Training stops after ``patience`` epochs without a
+better one. The test rows are never seen here. Every epoch ends with a
+checkpoint (see :mod:`ssl_ser.finetune.checkpoint`) from which a killed run
+resumes; dropout is seeded per micro-batch from (seed, epoch, micro-batch), so
+a resumed run and one process or several compute the same thing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional
+from tqdm.auto import tqdm
+
+from ssl_ser.classify.metrics import confusion_matrix, scores_from_confusion
+from ssl_ser.errors import ConfigError
+from ssl_ser.extract.runner import is_out_of_memory
+from ssl_ser.finetune import checkpoint
+from ssl_ser.finetune.checkpoint import TrainState
+from ssl_ser.finetune.config import FinetuneConfig
+from ssl_ser.finetune.data import Audio, batches, shuffled
+from ssl_ser.finetune.distributed import World, barrier, gather, sum_gradients, total
+from ssl_ser.finetune.model import EmotionModel
+from ssl_ser.progress import announce
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FoldRows:
+    """The rows one fold trains and chooses its epoch on (keys into the run's audio)."""
+
+    fit_keys: list[tuple[str, str]]
+    fit_codes: np.ndarray
+    val_keys: list[tuple[str, str]]
+    val_codes: np.ndarray
+    n_classes: int
+
+
+@dataclass
+class Trainer:
+    """A fold's model and optimisation state, and how to run it."""
+
+    model: EmotionModel
+    config: FinetuneConfig
+    audio: Audio
+    seed: int
+    here: World
+    describe: str = ""
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        self.parameters = [p for p in self.model.parameters() if p.requires_grad]
+        self.device = self.model.backbone.device
+        self.optimizer = torch.optim.AdamW(
+            self.parameters, lr=self.config.learning_rate, weight_decay=self.config.weight_decay
+        )
+        fp16 = self.device.type == "cuda" and self.config.dtype == "float16"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=fp16)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Mixed precision on CUDA (float16/bfloat16); CPU trains in float32."""
+        if self.device.type != "cuda" or self.config.dtype == "float32":
+            return contextlib.nullcontext()
+        dtype = torch.float16 if self.config.dtype == "float16" else torch.bfloat16
+        return torch.autocast("cuda", dtype=dtype)
+
+    def plan(self, keys: Sequence[tuple[str, str]]) -> list[list[int]]:
+        """Length-grouped batches of `keys` (positions) within the batch seconds."""
+        input_seconds = self.model.backbone.input_seconds
+        return batches(keys, self.audio, input_seconds, self.config.batch_seconds)
+
+    def logits(self, keys: Sequence[tuple[str, str]]) -> torch.Tensor:
+        """Forward one micro-batch; out of memory becomes a message saying what to lower."""
+        try:
+            with self.autocast():
+                return self.model([self.audio.segments[key] for key in keys])
+        except RuntimeError as error:
+            if not is_out_of_memory(error):
+                raise
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            raise ConfigError(self._memory_message(keys)) from error
+
+    def _memory_message(self, keys: Sequence[tuple[str, str]]) -> str:
+        seconds = sum(self.audio.seconds[key] for key in keys)
+        hints = [
+            f"lower --batch-seconds (now {self.config.batch_seconds:g}) and raise "
+            f"--accumulation (now {self.config.accumulation}) to keep the step size"
+        ]
+        if not self.config.gradient_checkpointing:
+            hints.append("turn on --gradient-checkpointing")
+        if self.config.max_seconds is None or self.config.max_seconds > 10:
+            hints.append("or lower --max-seconds")
+        return (
+            f"out of memory training a batch of {len(keys)} utterance(s) ({seconds:.1f} s of "
+            f"audio) on {self.device}: " + ", ".join(hints)
+        )
+
+
+def class_weights(codes: np.ndarray, n_classes: int) -> np.ndarray:
+    """Inverse class frequency weights, normalised to mean 1 over the classes present."""
+    counts = np.bincount(codes, minlength=n_classes).astype(float)
+    weights = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / n_classes, 0.0)
+    present = weights[counts > 0]
+    return weights / present.mean()
+
+
+def train_fold(trainer: Trainer, rows: FoldRows, folder: Path) -> TrainState:
+    """Train to the last epoch or an early stop, resuming from `folder`'s newest checkpoint.
+
+    Returns the final state; the model then holds the best epoch's weights.
+    """
+    config = trainer.config
+    plan = trainer.plan(rows.fit_keys)
+    per_step = config.accumulation * trainer.here.size
+    steps_per_epoch = math.ceil(len(plan) / per_step)
+    scheduler = _schedule(trainer.optimizer, config, steps_per_epoch)
+    weights = (
+        class_weights(rows.fit_codes, rows.n_classes)
+        if config.class_weights
+        else np.ones(rows.n_classes)
+    )
+    state = _resume(trainer, scheduler, folder)
+    with _bar(trainer, config.epochs * steps_per_epoch, state.epoch * steps_per_epoch) as bar:
+        while state.epoch < config.epochs and not state.stopped:
+            state.epoch += 1
+            loss = _epoch(trainer, scheduler, plan, rows, weights, state, bar)
+            val_ua, val_loss = _validate(trainer, rows, weights)
+            _record(trainer, state, loss, val_ua, val_loss, scheduler, folder)
+    trainer.model.load_trainable_state(checkpoint.load_weights(folder / state.best_file))
+    return state
+
+
+def _schedule(optimizer: torch.optim.Optimizer, config: FinetuneConfig, steps_per_epoch: int):
+    from transformers import get_linear_schedule_with_warmup
+
+    steps = max(1, config.epochs * steps_per_epoch)
+    return get_linear_schedule_with_warmup(optimizer, int(round(config.warmup * steps)), steps)
+
+
+def _resume(trainer: Trainer, scheduler: Any, folder: Path) -> TrainState:
+    """Load the newest checkpoint of `folder` into model, optimizer and schedule (if any)."""
+    found = checkpoint.latest(folder)
+    if found is None:
+        return TrainState()
+    state, weights, saved = found
+    trainer.model.load_trainable_state(weights)
+    trainer.optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    trainer.scaler.load_state_dict(saved["scaler"])
+    torch.set_rng_state(saved["torch_rng"])
+    if trainer.here.main:
+        announce(f"{trainer.describe}: resuming after epoch {state.epoch} from {folder}")
+    return state
+
+
+@contextlib.contextmanager
+def _bar(trainer: Trainer, steps: int, done: int) -> Iterator[tqdm]:
+    show = trainer.progress and trainer.here.main
+    with tqdm(
+        total=steps, initial=done, desc=trainer.describe, unit="step", disable=not show
+    ) as bar:
+        yield bar
+
+
+def micro_seed(seed: int, epoch: int, index: int) -> int:
+    """The dropout seed of one micro-batch: the same in any process and after a restart."""
+    return int(np.random.default_rng([seed, epoch, index]).integers(2**62))
+
+
+def _epoch(
+    trainer: Trainer,
+    scheduler: Any,
+    plan: list[list[int]],
+    rows: FoldRows,
+    weights: np.ndarray,
+    state: TrainState,
+    bar: tqdm,
+) -> float:
+    """One pass over the fitting rows; returns the mean (class-weighted) training loss."""
+    model, here, config = trainer.model, trainer.here, trainer.config
+    model.train()
+    order = shuffled(plan, trainer.seed, state.epoch)
+    per_step = config.accumulation * here.size
+    weight = torch.as_tensor(weights, dtype=torch.float32, device=trainer.device)
+    loss_sum = 0.0
+    for start in range(0, len(order), per_step):
+        step_batches = order[start : start + per_step]
+        norm = float(sum(weights[rows.fit_codes[i]].sum() for i in map(np.array, step_batches)))
+        for index in range(here.rank, len(step_batches), here.size):
+            batch = step_batches[index]
+            loss_sum += _backward(trainer, batch, rows, weight, norm, state, start + index)
+        _step(trainer, scheduler)
+        state.step += 1
+        bar.update(1)
+    return total(loss_sum, here) / float(weights[rows.fit_codes].sum())
+
+
+def _backward(
+    trainer: Trainer,
+    batch: list[int],
+    rows: FoldRows,
+    weight: torch.Tensor,
+    norm: float,
+    state: TrainState,
+    index: int,
+) -> float:
+    """Forward and backward one micro-batch; returns its summed (weighted) loss."""
+    torch.manual_seed(micro_seed(trainer.seed, state.epoch, index))
+    keys = [rows.fit_keys[i] for i in batch]
+    targets = torch.as_tensor(rows.fit_codes[batch], device=trainer.device)
+    logits = trainer.logits(keys)
+    loss = functional.cross_entropy(logits, targets, weight=weight, reduction="sum")
+    trainer.scaler.scale(loss / norm).backward()
+    return float(loss.detach())
+
+
+def _step(trainer: Trainer, scheduler: Any) -> None:
+    """Sum gradients over processes, clip, step optimizer, scaler and schedule."""
+    sum_gradients(trainer.parameters, trainer.here)
+    trainer.scaler.unscale_(trainer.optimizer)
+    if trainer.config.clip is not None:
+        torch.nn.utils.clip_grad_norm_(trainer.parameters, trainer.config.clip)
+    trainer.scaler.step(trainer.optimizer)
+    trainer.scaler.update()
+    scheduler.step()
+    trainer.optimizer.zero_grad(set_to_none=True)
+
+
+@torch.no_grad()
+def predict(trainer: Trainer, keys: Sequence[tuple[str, str]]) -> np.ndarray:
+    """Class probabilities (rows, classes) of `keys`, batches shared among processes."""
+    trainer.model.eval()
+    plan = trainer.plan(keys)
+    mine = []
+    for batch in plan[trainer.here.rank :: trainer.here.size]:
+        logits = trainer.logits([keys[i] for i in batch])
+        mine.append((batch, torch.softmax(logits.float(), 1).cpu().numpy()))
+    out = np.zeros((len(keys), trainer.model.n_classes), dtype=np.float64)
+    for part in gather(mine, trainer.here):
+        for batch, probabilities in part:
+            out[batch] = probabilities
+    return out
+
+
+def _validate(trainer: Trainer, rows: FoldRows, weights: np.ndarray) -> tuple[float, float]:
+    """Validation UA and (class-weighted) loss of the current weights."""
+    probabilities = predict(trainer, rows.val_keys)
+    predicted = probabilities.argmax(1)
+    confusion = confusion_matrix(rows.val_codes, predicted, rows.n_classes)
+    ua = scores_from_confusion(confusion, [str(i) for i in range(rows.n_classes)]).ua
+    picked = np.clip(probabilities[np.arange(len(predicted)), rows.val_codes], 1e-12, None)
+    w = weights[rows.val_codes]
+    return float(ua), float(-(w * np.log(picked)).sum() / w.sum())
+
+
+def _record(
+    trainer: Trainer,
+    state: TrainState,
+    loss: float,
+    val_ua: float,
+    val_loss: float,
+    scheduler: Any,
+    folder: Path,
+) -> None:
+    """Add the epoch to the curve, keep the best weights, early-stop, checkpoint."""
+    lr = float(scheduler.get_last_lr()[0])
+    state.curve.append(
+        {"epoch": state.epoch, "train_loss": loss, "val_ua": val_ua, "val_loss": val_loss, "lr": lr}
+    )
+    weights = trainer.model.trainable_state()
+    if val_ua > state.best_val_ua:
+        state.best_val_ua, state.best_epoch, state.bad_epochs = val_ua, state.epoch, 0
+        if trainer.here.main:
+            checkpoint.save_weights(weights, folder / state.best_file)
+    else:
+        state.bad_epochs += 1
+    patience = trainer.config.patience
+    state.stopped = patience is not None and state.bad_epochs >= patience
+    if trainer.here.main:
+        checkpoint.save(folder, state, weights, _trainer_states(trainer, scheduler))
+        line = (
+            f"{trainer.describe}: epoch {state.epoch}/{trainer.config.epochs} train loss "
+            f"{loss:.4f}, validation UA {val_ua:.3f} (best {state.best_val_ua:.3f} at epoch "
+            f"{state.best_epoch})"
+        )
+        (log.info if trainer.progress else announce)(line)
+    barrier(trainer.here)
+
+
+def _trainer_states(trainer: Trainer, scheduler: Any) -> dict[str, Any]:
+    return {
+        "optimizer": trainer.optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": trainer.scaler.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+    }
