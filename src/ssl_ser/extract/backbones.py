@@ -454,7 +454,7 @@ def load_backbone(config: ExtractorConfig, device: str = "auto") -> Backbone:
 
 def _load_transformer(config: ExtractorConfig) -> tuple[Any, Any, Any]:
     """(model config, feature extractor, model), layer drop off, float32 weights."""
-    from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
+    from transformers import AutoConfig, AutoFeatureExtractor
 
     options = {"revision": config.revision, "trust_remote_code": False}
     try:
@@ -466,7 +466,7 @@ def _load_transformer(config: ExtractorConfig) -> tuple[Any, Any, Any]:
     _disable_layer_drop(model_config)
     try:
         feature_extractor = AutoFeatureExtractor.from_pretrained(config.model, **options)
-        model = AutoModel.from_pretrained(
+        model = _model_class(model_config).from_pretrained(
             config.model, config=model_config, dtype=torch.float32, **options
         )
     except (OSError, ValueError) as error:
@@ -481,6 +481,24 @@ def _load_transformer(config: ExtractorConfig) -> tuple[Any, Any, Any]:
     if hasattr(model, "encoder") and hasattr(model.encoder, "layerdrop"):
         model.encoder.layerdrop = 0.0
     return model_config, feature_extractor, model
+
+
+def _model_class(model_config: Any) -> Any:
+    """``AutoModel``, or ``WhisperEncoder`` for a folder holding a Whisper encoder alone.
+
+    ``ser finetune`` saves a fine-tuned Whisper encoder without its decoder;
+    ``AutoModel`` would build the whole Whisper model and leave that encoder's
+    weights unloaded (their names lack the ``encoder.`` prefix).
+    """
+    from transformers import AutoModel
+
+    if model_config.model_type == "whisper" and list(model_config.architectures or []) == [
+        "WhisperEncoder"
+    ]:
+        from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+        return WhisperEncoder
+    return AutoModel
 
 
 def _unsafe_pickle_message(model: str, error: Exception) -> str:

@@ -381,7 +381,8 @@ def _run_fold(run: _Run, cell: str, fold: Fold, n_dropped: int, meta: dict) -> N
         "n_val": len(val),
     }
     if run.settings.save_models:
-        _save_model(run, model, model_dir, meta, cell)
+        with library_progress_bars(run.progress):
+            _save_model(run, model, model_dir, meta, cell)
     info = CellInfo(
         meta=meta,
         layer=run.config.layer,

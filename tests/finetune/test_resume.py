@@ -1,0 +1,104 @@
+"""Killed with SIGKILL at any point and run again, ser finetune ends with identical results."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+SCRIPT = Path(__file__).with_name("run_script.py")
+CONFIG = {
+    "epochs": 3,
+    "learning_rate": 1e-3,
+    "batch_seconds": 8.0,
+    "patience": None,
+    "head": "mlp",
+    "dropout": 0.3,
+    "weighted_layers": True,
+}
+SETTINGS = {"split_options": {"folds": 2}, "device": "cpu", "workers": 0, "bootstrap": 20}
+# When to kill: a checkpoint written, the first fold stored, or a moment into training.
+TRIGGERS = {
+    "after-first-checkpoint": lambda out: any(out.glob("checkpoints/*/epoch-*")),
+    "after-first-fold": lambda out: any(out.glob("cells/*.json")),
+    "mid-epoch": lambda out: any(out.glob("checkpoints/*/best-epoch-*")),
+}
+
+
+def spec_file(folder: Path, manifest: Path, model: Path) -> Path:
+    """The JSON spec run_script.py reads."""
+    spec = {
+        "manifest": str(manifest),
+        "output": str(folder / "out"),
+        "config": {"model": str(model), **CONFIG},
+        "settings": SETTINGS,
+    }
+    path = folder / "spec.json"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def run(spec: Path) -> None:
+    """Run the fine-tune to the end in a fresh process."""
+    subprocess.run([sys.executable, str(SCRIPT), str(spec)], check=True, timeout=600)
+
+
+def run_and_kill(spec: Path, out: Path, trigger, delay: float) -> None:
+    """Start the fine-tune, SIGKILL it `delay` s after `trigger(out)` holds."""
+    process = subprocess.Popen([sys.executable, str(SCRIPT), str(spec)])
+    try:
+        deadline = time.monotonic() + 300
+        while not trigger(out):
+            assert process.poll() is None, "the run ended before the kill point"
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        time.sleep(delay)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+
+
+def outcome(out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Results rows (what is computed) and predictions, in a fixed order."""
+    rows = pd.read_parquet(out / "results.parquet")
+    columns = ["cell_id", "fold", "ua", "best_epoch", "training_curve", "layer_weights"]
+    rows = rows[columns].sort_values("cell_id").reset_index(drop=True)
+    predictions = pd.read_parquet(out / "predictions.parquet")
+    return rows, predictions.sort_values(["cell_id", "utt_id"]).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def manifest_file(corpus_manifest, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("ft-manifest") / "manifest.csv"
+    corpus_manifest.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(manifest_file, tiny_model, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ft-whole")
+    run(spec_file(folder, manifest_file, tiny_model))
+    return outcome(folder / "out")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("when", list(TRIGGERS))
+def test_killed_and_restarted_equals_uninterrupted(
+    when, manifest_file, tiny_model, uninterrupted, tmp_path
+):
+    spec = spec_file(tmp_path, manifest_file, tiny_model)
+    out = tmp_path / "out"
+    run_and_kill(spec, out, TRIGGERS[when], 0.0 if when != "mid-epoch" else 0.3)
+    run(spec)
+    rows, predictions = outcome(out)
+    pd.testing.assert_frame_equal(rows, uninterrupted[0], check_exact=True)
+    pd.testing.assert_frame_equal(predictions, uninterrupted[1], check_exact=True)
+    assert not any(out.glob("checkpoints/*/epoch-*"))

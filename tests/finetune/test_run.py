@@ -1,0 +1,179 @@
+"""ser finetune end to end on a tiny model: folds, learning, results, saved models, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+from sklearn.metrics import balanced_accuracy_score
+
+from ssl_ser.classify.results import GROUP_COLUMNS
+from ssl_ser.classify.splits import SplitOptions
+from ssl_ser.extract.backbones import load_backbone
+from ssl_ser.extract.config import ExtractorConfig
+from ssl_ser.finetune.config import FinetuneConfig
+from ssl_ser.finetune.model import plain_norms
+from ssl_ser.finetune.run import FinetuneSettings, run_finetune
+from ssl_ser.testing import write_garbage
+from ssl_ser.testing.models import WAVEFORM_FAMILIES, save_waveform_model, save_whisper_model
+
+FAST = {"epochs": 2, "learning_rate": 1e-3, "batch_seconds": 8.0, "patience": None}
+
+
+def settings(**fields) -> FinetuneSettings:
+    """CPU, in-process audio loading, few bootstrap resamples."""
+    options = fields.pop("split_options", SplitOptions(folds=2))
+    return FinetuneSettings(split_options=options, device="cpu", workers=0, bootstrap=50, **fields)
+
+
+def test_rows_follow_the_results_schema_and_models_are_saved(corpus_manifest, tiny_model, tmp_path):
+    config = FinetuneConfig(model=str(tiny_model), weighted_layers=True, head="mlp", **FAST)
+    result = run_finetune(corpus_manifest, config, settings(), tmp_path)
+    rows = pd.read_parquet(tmp_path / "results.parquet")
+    assert result.folds_run == 2 and len(rows) == 2
+    assert set(GROUP_COLUMNS) <= set(rows.columns)
+    assert set(rows["classifier"]) == {"finetune"} and set(rows["layer"]) == {"weighted"}
+    predictions = pd.read_parquet(tmp_path / "predictions.parquet")
+    for row in rows.itertuples():
+        mine = predictions[predictions["cell_id"] == row.cell_id]
+        expected = balanced_accuracy_score(mine["label"], mine["predicted"])
+        assert row.ua == pytest.approx(expected)
+        probabilities = mine.filter(like="prob_").to_numpy()
+        np.testing.assert_allclose(probabilities.sum(1), 1.0, atol=1e-6)
+        weights = json.loads(row.layer_weights)
+        assert len(weights) == 5 and sum(weights) == pytest.approx(1.0, abs=1e-5)
+        curve = json.loads(row.training_curve)
+        assert [point["epoch"] for point in curve] == [1, 2] and row.epochs_run == 2
+        assert 1 <= row.best_epoch <= 2
+        params = json.loads(row.params)
+        assert (params["head"], params["freeze"], params["adapter"]) == (
+            "mlp",
+            "feature-encoder",
+            "none",
+        )
+        folder = tmp_path / "models" / row.cell_id
+        assert (folder / "backbone" / "config.json").is_file()
+        assert (folder / "head.safetensors").is_file()
+        labels = json.loads((folder / "labels.json").read_text())
+        assert labels["classes"] == ["angry", "happy", "sad", "neutral"]  # the label set's order
+    assert not any((tmp_path / "checkpoints").glob("*/epoch-*"))
+    again = run_finetune(corpus_manifest, config, settings(), tmp_path)
+    assert (again.folds_run, again.folds_skipped) == (0, 2)
+
+
+def test_training_loss_falls_and_validation_beats_chance(corpus_manifest, tiny_model, tmp_path):
+    config = FinetuneConfig(
+        model=str(tiny_model),
+        freeze="none",
+        epochs=6,
+        learning_rate=3e-3,
+        batch_seconds=8.0,
+        patience=None,
+    )
+    # a speaker-dependent split, whose own validation part shares the training speakers
+    split = SplitOptions(ratios=(0.6, 0.2, 0.2))
+    run_finetune(corpus_manifest, config, settings(split="random", split_options=split), tmp_path)
+    (row,) = pd.read_parquet(tmp_path / "results.parquet").itertuples()
+    curve = json.loads(row.training_curve)
+    losses = [point["train_loss"] for point in curve]
+    assert losses[-1] < 0.9 * losses[0]
+    assert max(point["val_ua"] for point in curve) > 0.25 + 0.1
+
+
+def test_unreadable_audio_is_skipped_and_listed(corpus_manifest, tiny_model, tmp_path):
+    broken = corpus_manifest.iloc[:1].copy()
+    broken["utt_id"] = "synth/broken"
+    broken["path"] = str(write_garbage(tmp_path / "broken.wav"))
+    table = pd.concat([corpus_manifest, broken], ignore_index=True)
+    config = FinetuneConfig(model=str(tiny_model), **{**FAST, "epochs": 1})
+    result = run_finetune(table, config, settings(save_models=False), tmp_path / "out")
+    assert result.skipped_audio == 1
+    listed = pd.read_csv(tmp_path / "out" / "finetune_skipped.csv")
+    assert listed["utt_id"].tolist() == ["synth/broken"] and listed["reason"].str.len().gt(0).all()
+    predictions = pd.read_parquet(tmp_path / "out" / "predictions.parquet")
+    assert "synth/broken" not in set(predictions["utt_id"])
+    assert len(predictions) == len(corpus_manifest)
+
+
+def test_a_class_missing_from_training_drops_its_test_rows(corpus_manifest, tiny_model, tmp_path):
+    speakers = sorted(corpus_manifest["speaker"].unique())
+    only_one = (corpus_manifest["emotion"] != "sad") | (corpus_manifest["speaker"] == speakers[0])
+    config = FinetuneConfig(model=str(tiny_model), **{**FAST, "epochs": 1})
+    run_finetune(
+        corpus_manifest[only_one].reset_index(drop=True),
+        config,
+        settings(split="loso", save_models=False),
+        tmp_path,
+    )
+    rows = pd.read_parquet(tmp_path / "results.parquet").set_index("fold")
+    assert rows.loc[speakers[0], "n_dropped"] == 3  # its 3 sad rows: no sad in training
+    assert (rows.drop(index=speakers[0])["n_dropped"] == 0).all()
+
+
+def test_test_fold_labels_never_reach_the_epoch_choice(corpus_manifest, tiny_model, tmp_path):
+    config = FinetuneConfig(model=str(tiny_model), **{**FAST, "epochs": 4, "dropout": 0.0})
+    run_finetune(corpus_manifest, config, settings(save_models=False), tmp_path / "a")
+    predictions = pd.read_parquet(tmp_path / "a" / "predictions.parquet")
+    tested = set(predictions.loc[predictions["fold"] == "0", "utt_id"])
+    rotate = {"angry": "happy", "happy": "sad", "sad": "neutral", "neutral": "angry"}
+    relabelled = corpus_manifest.copy()
+    chosen = relabelled["utt_id"].isin(tested)
+    relabelled.loc[chosen, "emotion"] = relabelled.loc[chosen, "emotion"].map(rotate)
+    run_finetune(relabelled, config, settings(save_models=False), tmp_path / "b")
+    before, after = (
+        pd.read_parquet(tmp_path / name / "results.parquet").set_index("fold").loc["0"]
+        for name in ("a", "b")
+    )
+    assert before["fold_digest"] == after["fold_digest"]
+    assert before["training_curve"] == after["training_curve"]
+    assert before["best_epoch"] == after["best_epoch"]
+    tables = [
+        pd.read_parquet(tmp_path / name / "predictions.parquet")
+        .query("fold == '0'")
+        .sort_values("utt_id")
+        for name in ("a", "b")
+    ]
+    # the test labels did change, and only the scoring saw them
+    assert (tables[0]["label"].to_numpy() != tables[1]["label"].to_numpy()).all()
+    probabilities = [table.filter(like="prob_").to_numpy() for table in tables]
+    np.testing.assert_array_equal(*probabilities)
+
+
+FAMILIES = [*WAVEFORM_FAMILIES, "whisper", "whisper-trim"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_backbone_family_fine_tunes(family, corpus_manifest, tmp_path):
+    if family.startswith("whisper"):
+        model = save_whisper_model(tmp_path / "model")
+    else:
+        model = save_waveform_model(family, tmp_path / "model")
+    config = FinetuneConfig(
+        model=str(model),
+        freeze="none",
+        whisper_trim=family == "whisper-trim",
+        **{**FAST, "epochs": 1},
+    )
+    before = load_file(str(model / "model.safetensors"))
+    run_finetune(
+        corpus_manifest, config, settings(split="speaker", split_options=SplitOptions()), tmp_path
+    )
+    (row,) = pd.read_parquet(tmp_path / "results.parquet").itertuples()
+    assert np.isfinite(json.loads(row.training_curve)[0]["train_loss"])
+    saved = tmp_path / "models" / row.cell_id / "backbone"
+    after = load_file(str(saved / "model.safetensors"))
+    if family.startswith("whisper"):  # the encoder alone is saved
+        before = {k.removeprefix("encoder."): v for k, v in before.items() if "encoder." in k}
+    assert set(after) == set(before)  # masked group norms saved under their own names
+    changed = [name for name in before if not torch.equal(before[name], after[name])]
+    assert changed, "no backbone weight changed in training"
+    reloaded = load_backbone(ExtractorConfig(str(saved), whisper_trim=config.whisper_trim), "cpu")
+    with plain_norms(reloaded.model):
+        state = reloaded.model.state_dict()
+    for name, value in after.items():  # every trained weight loads back, none left at random
+        torch.testing.assert_close(state[name], value, rtol=0, atol=0)
