@@ -64,6 +64,7 @@ def test_every_click_choice_lists_exactly_its_registry():
     from ssl_ser.classify.splits import SPLITS
     from ssl_ser.corpora._base import ON_ERROR_CHOICES
     from ssl_ser.extract.config import DTYPES, LONG_AUDIO_POLICIES
+    from ssl_ser.finetune import config as finetune
     from ssl_ser.pipelines.demo import SIZES
     from ssl_ser.pipelines.experiment import CORPORA_MODES, PAIR_KEYWORDS
 
@@ -81,6 +82,9 @@ def test_every_click_choice_lists_exactly_its_registry():
         "condition_pairs": PAIR_KEYWORDS,
         "corpora_mode": CORPORA_MODES,
         "size": tuple(SIZES),
+        "head": finetune.HEADS,
+        "freeze": finetune.FREEZES,
+        "adapter": finetune.ADAPTERS,
     }
     seen = set()
     for path in _walk(cli, []):

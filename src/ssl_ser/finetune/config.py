@@ -18,13 +18,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from ssl_ser.errors import ConfigError, UnknownChoiceError
-from ssl_ser.extract.config import DEFAULT_SAMPLE_RATE, LONG_AUDIO_POLICIES, ExtractorConfig
+from ssl_ser.extract.config import (
+    DEFAULT_SAMPLE_RATE,
+    DTYPES,
+    LONG_AUDIO_POLICIES,
+    ExtractorConfig,
+)
 
 FINETUNE_CLASSIFIER = "finetune"
 HEADS: tuple[str, ...] = ("linear", "mlp")
 FREEZES: tuple[str, ...] = ("feature-encoder", "base", "none", "top")
 ADAPTERS: tuple[str, ...] = ("none", "lora")
-FINETUNE_DTYPES: tuple[str, ...] = ("float32", "float16", "bfloat16")
+# Autocast precisions on CUDA: those of extraction (on CPU only float32 is accepted).
+FINETUNE_DTYPES: tuple[str, ...] = DTYPES
 # Attention projections LoRA adapts in every supported family (wav2vec2-like and Whisper).
 LORA_TARGETS: tuple[str, ...] = ("q_proj", "v_proj")
 # Layer names of the results rows: the head reads the last hidden state, or a learned mix.

@@ -196,6 +196,11 @@ def _prepare(
     """Load the preprocessor and all audio once, build the table the splits see."""
     with library_progress_bars(progress and here.main):
         _, backbone = model_module.build_model(config, 2, here.device(settings.device), 0)
+    if backbone.device.type != "cuda" and config.dtype != "float32":
+        raise ConfigError(
+            f"dtype {config.dtype!r} trains under autocast on CUDA only; on {backbone.device} "
+            "fine-tuning runs in float32: pass --dtype float32"
+        )
     workers = default_workers() if settings.workers is None else settings.workers
     audio = data.load_audio(
         manifest,
