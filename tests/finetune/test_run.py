@@ -8,11 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from click.testing import CliRunner
 from safetensors.torch import load_file
 from sklearn.metrics import balanced_accuracy_score
 
 from ssl_ser.classify.results import GROUP_COLUMNS
 from ssl_ser.classify.splits import SplitOptions
+from ssl_ser.cli.main import cli
+from ssl_ser.errors import ConfigError
 from ssl_ser.extract.backbones import load_backbone
 from ssl_ser.extract.config import ExtractorConfig
 from ssl_ser.finetune.config import FinetuneConfig
@@ -177,3 +180,48 @@ def test_every_backbone_family_fine_tunes(family, corpus_manifest, tmp_path):
         state = reloaded.model.state_dict()
     for name, value in after.items():  # every trained weight loads back, none left at random
         torch.testing.assert_close(state[name], value, rtol=0, atol=0)
+
+
+def test_half_precision_off_cuda_is_refused_before_training(corpus_manifest, tiny_model, tmp_path):
+    config = FinetuneConfig(model=str(tiny_model), dtype="bfloat16", **FAST)
+    with pytest.raises(ConfigError, match="bfloat16.*--dtype float32"):
+        run_finetune(corpus_manifest, config, settings(), tmp_path)
+    assert not (tmp_path / "cells").exists()
+
+
+def test_cli_trains_reports_progress_and_summarises(corpus_manifest, tiny_model, tmp_path):
+    manifest = tmp_path / "manifest.csv"
+    corpus_manifest.to_csv(manifest, index=False)
+    arguments = [
+        "finetune",
+        "--model",
+        str(tiny_model),
+        "--manifest",
+        str(manifest),
+        "--folds",
+        "2",
+        "--epochs",
+        "1",
+        "--lr",
+        "1e-3",
+        "--batch-seconds",
+        "8",
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+        "--bootstrap",
+        "20",
+        "--no-save-models",
+        "--no-progress",
+        "--output",
+        str(tmp_path / "out"),
+    ]
+    result = CliRunner().invoke(cli, arguments)
+    assert result.exit_code == 0, result.output
+    assert "2 fold(s) fine-tuned, 0 already done, 0 utterance(s) skipped" in result.stdout
+    assert "finetune clean->clean fold 1: epoch 1/1 train loss" in result.stderr
+    again = CliRunner().invoke(cli, arguments)
+    assert "0 fold(s) fine-tuned, 2 already done" in again.stdout
+    bad = CliRunner().invoke(cli, [*arguments[:-2], "--freeze", "top", "--output", "x"])
+    assert bad.exit_code != 0 and "top_layers" in bad.output

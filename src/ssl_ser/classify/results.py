@@ -56,6 +56,8 @@ GROUP_COLUMNS: tuple[str, ...] = (
 )
 SELECTED_LAYER = "selected"
 WEIGHTED_LAYER = "weighted"
+# The classifier name of fine-tuned models' cells (ssl_ser.finetune).
+FINETUNE_CLASSIFIER = "finetune"
 
 
 def cell_id(description: Mapping[str, Any]) -> str:
@@ -268,8 +270,13 @@ def summary_line(summary: pd.DataFrame) -> str:
         best = part.loc[part["ua_mean"].idxmax()]
         folds = int(best.get("n_folds", 0) or 0)
         spread = f"±{best['ua_std']:.3f}" if folds > 1 and pd.notna(best["ua_std"]) else ""
+        what = (
+            f"layers {best['layer']}"  # a fine-tuned model has no best layer of its own
+            if classifier == FINETUNE_CLASSIFIER
+            else f"best layer {best['layer']}"
+        )
         text = (
-            f"{classifier}: best layer {best['layer']} UA {best['ua_mean']:.3f}{spread} "
+            f"{classifier}: {what} UA {best['ua_mean']:.3f}{spread} "
             f"({_where(best)}, {best['pooling']}, {folds} fold{'s' if folds != 1 else ''})"
         )
         chosen = summary[

@@ -17,6 +17,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from ssl_ser.classify.results import FINETUNE_CLASSIFIER  # noqa: F401 (re-exported)
 from ssl_ser.errors import ConfigError, UnknownChoiceError
 from ssl_ser.extract.config import (
     DEFAULT_SAMPLE_RATE,
@@ -25,7 +26,6 @@ from ssl_ser.extract.config import (
     ExtractorConfig,
 )
 
-FINETUNE_CLASSIFIER = "finetune"
 HEADS: tuple[str, ...] = ("linear", "mlp")
 FREEZES: tuple[str, ...] = ("feature-encoder", "base", "none", "top")
 ADAPTERS: tuple[str, ...] = ("none", "lora")
