@@ -225,3 +225,30 @@ def test_cli_trains_reports_progress_and_summarises(corpus_manifest, tiny_model,
     assert "0 fold(s) fine-tuned, 2 already done" in again.stdout
     bad = CliRunner().invoke(cli, [*arguments[:-2], "--freeze", "top", "--output", "x"])
     assert bad.exit_code != 0 and "top_layers" in bad.output
+
+
+def test_class_weights_are_sklearns_balanced_weights_at_mean_one():
+    from sklearn.utils.class_weight import compute_class_weight
+
+    from ssl_ser.finetune.train import class_weights
+
+    codes = np.array([0] * 30 + [1] * 10 + [3] * 5)
+    weights = class_weights(codes, 4)
+    balanced = compute_class_weight("balanced", classes=np.array([0, 1, 3]), y=codes)
+    np.testing.assert_allclose(weights[[0, 1, 3]], balanced / balanced.mean())
+    assert weights[2] == 0.0  # absent from the fitting rows: never a target
+
+
+def test_early_stopping_ends_after_patience_epochs_without_a_better_validation_ua(
+    corpus_manifest, tiny_model, tmp_path
+):
+    # a learning rate too small to change a prediction: validation UA never improves
+    config = FinetuneConfig(
+        model=str(tiny_model), epochs=6, patience=2, learning_rate=1e-12, batch_seconds=8.0
+    )
+    run_finetune(corpus_manifest, config, settings(save_models=False), tmp_path)
+    rows = pd.read_parquet(tmp_path / "results.parquet")
+    for row in rows.itertuples():
+        curve = json.loads(row.training_curve)
+        assert len({point["val_ua"] for point in curve}) == 1
+        assert (row.epochs_run, row.best_epoch, len(curve)) == (3, 1, 3)

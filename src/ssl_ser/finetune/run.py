@@ -277,6 +277,8 @@ def _run_scenario(
         cell = cell_id(description)
         described[cell] = description
         if run.store.done(cell) and not settings.force:
+            if run.here.main:  # a run killed between storing a fold and cleaning up
+                shutil.rmtree(run.store.output / CHECKPOINTS_DIR / cell, ignore_errors=True)
             skipped += 1
             continue
         _run_fold(run, cell, fold, n_dropped, meta)
@@ -352,7 +354,7 @@ def _run_fold(run: _Run, cell: str, fold: Fold, n_dropped: int, meta: dict) -> N
         run.rows.codes[val],
         len(run.table.classes),
     )
-    with library_progress_bars(run.progress and run.here.main):
+    with library_progress_bars(False):  # loaded once per fold: the fold's own bar says enough
         model, _ = model_module.build_model(
             run.config,
             len(run.table.classes),
@@ -386,7 +388,7 @@ def _run_fold(run: _Run, cell: str, fold: Fold, n_dropped: int, meta: dict) -> N
         "n_val": len(val),
     }
     if run.settings.save_models:
-        with library_progress_bars(run.progress):
+        with library_progress_bars(False):
             _save_model(run, model, model_dir, meta, cell)
     info = CellInfo(
         meta=meta,

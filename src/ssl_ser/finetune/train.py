@@ -142,6 +142,7 @@ def train_fold(trainer: Trainer, rows: FoldRows, folder: Path) -> TrainState:
             loss = _epoch(trainer, scheduler, plan, rows, weights, state, bar)
             val_ua, val_loss = _validate(trainer, rows, weights)
             _record(trainer, state, loss, val_ua, val_loss, scheduler, folder)
+            bar.set_postfix(loss=f"{loss:.3f}", val_ua=f"{val_ua:.3f}", best=state.best_epoch)
     trainer.model.load_trainable_state(checkpoint.load_weights(folder / state.best_file))
     return state
 
