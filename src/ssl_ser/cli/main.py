@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "cache": "ssl_ser.cli.cache:cache",
     "classify": "ssl_ser.cli.classify:classify",
     "finetune": "ssl_ser.cli.finetune:finetune",
+    "predict": "ssl_ser.cli.predict:predict",
     "report": "ssl_ser.cli.report:report",
     "probe": "ssl_ser.cli.pipelines:probe",
     "run": "ssl_ser.cli.pipelines:run",

@@ -91,7 +91,12 @@ class Prepared:
 
 
 class UtteranceDataset(Dataset):
-    """Manifest rows -> :class:`Prepared` utterances; failures become reasons, not exceptions."""
+    """Manifest rows -> :class:`Prepared` utterances; failures become reasons, not exceptions.
+
+    With `verify` (extraction, fine-tuning) each file is fingerprinted and its
+    decoded length checked against the manifest's duration; prediction on new
+    files, which have no manifest duration, turns that off.
+    """
 
     def __init__(
         self,
@@ -99,11 +104,13 @@ class UtteranceDataset(Dataset):
         preprocessor: Preprocessor,
         condition: str,
         telephone_source: str,
+        verify: bool = True,
     ):
         self.rows = list(rows)
         self.preprocessor = preprocessor
         self.condition = condition
         self.telephone_source = telephone_source
+        self.verify = verify
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -112,10 +119,11 @@ class UtteranceDataset(Dataset):
         row = self.rows[index]
         source = None
         try:
-            source = self._fingerprint(row)
+            source = self._fingerprint(row) if self.verify else None
             wave, rate = self._load(row)
-            self._check_unchanged(row, source)
-            self._check_length(row, wave.shape[0] / (rate or self.preprocessor.sample_rate))
+            if self.verify:
+                self._check_unchanged(row, source)
+                self._check_length(row, wave.shape[0] / (rate or self.preprocessor.sample_rate))
             segments = self.preprocessor(wave, rate) if rate else self.preprocessor(wave)
         except (SerError, OSError, ValueError, RuntimeError) as error:
             reason = f"{type(error).__name__}: {error}"

@@ -1,0 +1,77 @@
+"""`ser predict`: label new audio files with a saved model."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ssl_ser.audio import CONDITIONS, TELEPHONE_SOURCES
+from ssl_ser.cli.options import progress_option
+
+CONDITION_CHOICES: tuple[str, ...] = tuple(CONDITIONS)
+TELEPHONE_SOURCE_CHOICES: tuple[str, ...] = tuple(TELEPHONE_SOURCES)
+# Exit status when some files could not be labelled (their rows hold the error).
+FAILED_FILES_EXIT = 1
+
+
+@click.command()
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False))
+@click.argument("inputs", nargs=-1, required=True)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="CSV to write (default: print the table).",
+)
+@click.option(
+    "--condition",
+    type=click.Choice(CONDITION_CHOICES),
+    default="clean",
+    show_default=True,
+    help="telephone: pass the audio through the telephone chain first, as in extraction.",
+)
+@click.option(
+    "--telephone-source",
+    type=click.Choice(TELEPHONE_SOURCE_CHOICES),
+    default="derived",
+    show_default=True,
+)
+@click.option("--batch-seconds", type=float, default=60.0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
+@click.option("--workers", type=int, default=0, show_default=True, help="Audio loading processes.")
+@progress_option
+def predict(bundle: str, inputs: tuple[str, ...], **options) -> None:
+    """Predict the emotion of every audio file in INPUTS with the model saved in BUNDLE.
+
+    BUNDLE is a model folder from `ser finetune` (OUTPUT/models/<cell id>/).
+    INPUTS are audio files, folders (searched recursively) or manifests; audio
+    at any sample rate is resampled as in extraction. One row per file: path,
+    duration, predicted emotion, one probability per class, and the error of a
+    file that could not be used (the others go on; the exit status is 1 then).
+    """
+    from ssl_ser import predict as predict_module
+    from ssl_ser.extract.backbones import library_progress_bars
+
+    with library_progress_bars(options["progress"]):
+        predictor = predict_module.load(bundle, options["device"])
+    table = predictor.predict(
+        list(inputs),
+        condition=options["condition"],
+        telephone_source=options["telephone_source"],
+        batch_seconds=options["batch_seconds"],
+        workers=options["workers"],
+        progress=options["progress"],
+    )
+    failed = int(table["error"].notna().sum())
+    if options["output"]:
+        table.to_csv(options["output"], index=False)
+        where = options["output"]
+    else:
+        click.echo(table.to_csv(index=False), nl=False)
+        where = "stdout"
+    click.echo(
+        f"{len(table) - failed} file(s) labelled, {failed} failed; table in {where}", err=True
+    )
+    if failed:
+        sys.exit(FAILED_FILES_EXIT)

@@ -1,0 +1,88 @@
+"""A fine-tuned model folder from ``ser finetune`` as a predictor.
+
+The folder holds ``finetune.json`` (the training settings), ``labels.json``
+(the classes in the order of the head's outputs), ``head.safetensors`` and the
+backbone: a ``save_pretrained`` folder (``backbone/``), or LoRA adapter weights
+for the base model the settings name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from ssl_ser.errors import ConfigError
+from ssl_ser.extract.preprocess import Segment
+from ssl_ser.finetune import model as finetune_model
+from ssl_ser.finetune.config import FinetuneConfig
+from ssl_ser.predict.predictor import Predictor
+
+RUN_FILE = "finetune.json"
+LABELS_FILE = "labels.json"
+HEAD_FILE = "head.safetensors"
+ADAPTER_FILE = "adapter_model.safetensors"
+
+
+def is_finetuned(folder: Path) -> bool:
+    """Whether `folder` is a model folder written by ``ser finetune``."""
+    return (folder / RUN_FILE).is_file() and (folder / HEAD_FILE).is_file()
+
+
+class FinetunedPredictor(Predictor):
+    """Backbone, pooling and head of a fine-tuned fold, in eval mode."""
+
+    def __init__(self, folder: str | Path, device: str = "auto"):
+        folder = Path(folder)
+        described = json.loads((folder / RUN_FILE).read_text())
+        self.classes = tuple(json.loads((folder / LABELS_FILE).read_text())["classes"])
+        config = FinetuneConfig(**described["finetune"])
+        if config.adapter == "none":
+            config = dataclasses.replace(
+                config, model=str(folder / "backbone"), revision=None, freeze="base"
+            )
+        config = dataclasses.replace(config, gradient_checkpointing=False)
+        self.model, backbone = finetune_model.build_model(config, len(self.classes), device, 0)
+        if config.adapter == "lora":
+            _load_adapter(self.model, folder / ADAPTER_FILE)
+        _load_head(self.model, folder / HEAD_FILE)
+        self.model.eval()
+        self.preprocessor = backbone.preprocessor
+        self.backbone = backbone
+
+    def input_seconds(self, seconds: float) -> float:
+        """As the backbone counts it (Whisper untrimmed: a whole window)."""
+        return self.backbone.input_seconds(seconds)
+
+    @torch.no_grad()
+    def probabilities(self, utterances: Sequence[Sequence[Segment]]) -> np.ndarray:
+        """Softmax of the head's logits."""
+        logits = self.model(utterances)
+        return torch.softmax(logits.float(), 1).cpu().numpy().astype(np.float64)
+
+
+def _load_head(model: finetune_model.EmotionModel, path: Path) -> None:
+    state = load_file(str(path))
+    head = {k.removeprefix("head."): v for k, v in state.items() if k.startswith("head.")}
+    model.head.load_state_dict(head)
+    if model.layer_logits is not None:
+        if "layer_logits" not in state:
+            raise ConfigError(f"{path} has no layer weights, but the settings say weighted layers")
+        with torch.no_grad():
+            model.layer_logits.copy_(state["layer_logits"])
+
+
+def _load_adapter(model: finetune_model.EmotionModel, path: Path) -> None:
+    from peft import set_peft_model_state_dict
+
+    result = set_peft_model_state_dict(model.encoder, load_file(str(path)))
+    unexpected = getattr(result, "unexpected_keys", [])
+    if unexpected:
+        raise ConfigError(
+            f"{path}: adapter weights that the model has no place for: {unexpected[:3]}"
+        )

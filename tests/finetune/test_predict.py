@@ -1,0 +1,104 @@
+"""ser predict with a fine-tuned model folder: the run's own predictions, error rows, batching."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from ssl_ser import predict
+from ssl_ser.classify.splits import SplitOptions
+from ssl_ser.cli.main import cli
+from ssl_ser.finetune.config import FinetuneConfig
+from ssl_ser.finetune.run import FinetuneSettings, run_finetune
+from ssl_ser.testing import write_garbage, write_wav
+
+SETTINGS = FinetuneSettings(
+    split="speaker", split_options=SplitOptions(), device="cpu", workers=0, bootstrap=20
+)
+
+
+def trained(manifest, model, output, **fields):
+    """Fine-tune one fold; (model folder, its test predictions indexed by utt_id)."""
+    config = FinetuneConfig(
+        model=str(model),
+        epochs=2,
+        learning_rate=1e-3,
+        batch_seconds=8.0,
+        patience=None,
+        **fields,
+    )
+    run_finetune(manifest, config, SETTINGS, output)
+    predictions = pd.read_parquet(output / "predictions.parquet").set_index("utt_id")
+    return output / "models" / predictions["cell_id"].iloc[0], predictions
+
+
+@pytest.fixture(scope="module")
+def weighted_run(corpus_manifest, tiny_model, tmp_path_factory):
+    output = tmp_path_factory.mktemp("ft-predict")
+    return trained(corpus_manifest, tiny_model, output, weighted_layers=True, head="mlp")
+
+
+@pytest.mark.parametrize("batch_seconds", [0.5, 60.0])
+def test_a_saved_model_reproduces_its_runs_test_predictions(
+    batch_seconds, weighted_run, corpus_manifest
+):
+    folder, expected = weighted_run
+    paths = corpus_manifest.set_index("utt_id").loc[expected.index, "path"]
+    table = predict.load(folder, "cpu").predict(list(paths), batch_seconds=batch_seconds)
+    assert table["error"].isna().all()
+    got = table.filter(like="prob_").to_numpy()
+    np.testing.assert_allclose(got, expected.filter(like="prob_").to_numpy(), atol=1e-5)
+    np.testing.assert_allclose(got.sum(1), 1.0, atol=1e-6)
+    assert list(table["predicted"]) == list(expected["predicted"])
+
+
+def test_a_lora_model_reproduces_its_runs_test_predictions(corpus_manifest, tiny_model, tmp_path):
+    folder, expected = trained(corpus_manifest, tiny_model, tmp_path, adapter="lora", lora_rank=2)
+    assert (folder / "adapter_model.safetensors").is_file() and not (folder / "backbone").exists()
+    paths = corpus_manifest.set_index("utt_id").loc[expected.index, "path"]
+    table = predict.load(folder, "cpu").predict(list(paths))
+    got = table.filter(like="prob_").to_numpy()
+    np.testing.assert_allclose(got, expected.filter(like="prob_").to_numpy(), atol=1e-5)
+
+
+def test_bad_files_get_error_rows_and_the_rest_are_labelled(weighted_run, tmp_path):
+    folder, _ = weighted_run
+    inputs = tmp_path / "inputs"
+    write_wav(inputs / "a" / "good.wav", seconds=1.0, sample_rate=16000)
+    write_wav(inputs / "call_8k.wav", seconds=1.5, sample_rate=8000)
+    write_garbage(inputs / "broken.wav")
+    write_wav(inputs / "tiny.wav", seconds=0.001, sample_rate=16000)
+    runner = CliRunner()
+    arguments = ["predict", str(folder), str(inputs), str(tmp_path / "missing.wav")]
+    out = tmp_path / "preds.csv"
+    result = runner.invoke(cli, [*arguments, "--device", "cpu", "--output", str(out)])
+    assert result.exit_code == 1
+    assert "2 file(s) labelled, 3 failed" in result.stderr
+    table = pd.read_csv(out).set_index("path")
+    errors = table["error"].dropna()
+    expected = {"broken.wav", "missing.wav", "tiny.wav"}
+    assert {p.rsplit("/", 1)[-1] for p in errors.index} == expected
+    assert "too short" in errors[str(inputs / "tiny.wav")]
+    assert "not found" in errors[str(tmp_path / "missing.wav")]
+    good = table[table["error"].isna()]
+    assert str(inputs / "call_8k.wav") in good.index
+    assert good["duration"].loc[str(inputs / "call_8k.wav")] == pytest.approx(1.5, abs=0.01)
+    np.testing.assert_allclose(good.filter(like="prob_").sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_a_manifest_is_an_input(weighted_run, corpus_manifest, tmp_path):
+    folder, _ = weighted_run
+    manifest = tmp_path / "m.csv"
+    corpus_manifest.head(5).to_csv(manifest, index=False)
+    table = predict.load(folder, "cpu").predict(manifest)
+    assert list(table["utt_id"]) == list(corpus_manifest["utt_id"].head(5))
+    assert table["error"].isna().all()
+
+
+def test_a_folder_that_is_not_a_model_is_refused(tmp_path):
+    from ssl_ser.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="not a saved model"):
+        predict.load(tmp_path)
