@@ -71,6 +71,13 @@ COMBINE_CHOICES: tuple[str, ...] = COMBINES
     help="Classify the complete rows of a cache that lacks some of the manifest's utterances "
     "(refused by default).",
 )
+@click.option(
+    "--save-probe",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Also save a probe for `ser predict` here: the first classifier and pooling, the "
+    "layer chosen on training speakers (or the one --layers names), refit on all rows.",
+)
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def classify(**options) -> None:
     """Sweep classifiers over layers with speaker-independent cross-validation.
@@ -96,6 +103,11 @@ def classify(**options) -> None:
         "train_corpora": parse_names(options["train_corpora"]),
         "test_corpora": parse_names(options["test_corpora"]),
     }
+    if options["save_probe"]:
+        from ssl_ser.classify import registry
+        from ssl_ser.predict.probe import check_savable
+
+        check_savable(registry.parse_classifiers(options["classifiers"])[0])
     names = {f.name for f in dataclasses.fields(SweepConfig)}
     config = SweepConfig(**{k: v for k, v in options.items() if k in names} | parsed)
     result = run_sweep(
@@ -112,3 +124,27 @@ def classify(**options) -> None:
         f"{result.seconds:.1f} s; results in {options['output']}"
     )
     click.echo(result.line)
+    if options["save_probe"]:
+        click.echo(_save_probe(sources, table, config, options).line)
+
+
+def _save_probe(sources, table, config, options: dict):
+    """Export the sweep's first classifier and pooling as a probe bundle."""
+    from ssl_ser.classify import registry
+    from ssl_ser.predict.export import SELECTED, export_probe
+
+    single = config.layers != "all" and config.combine == "each" and "," not in config.layers
+    return export_probe(
+        sources,
+        table,
+        options["save_probe"],
+        classifier=registry.parse_classifiers(config.classifiers)[0],
+        labels=config.labels,
+        pooling=config.poolings.split(",")[0],
+        layers=config.layers if single or config.combine != "each" else SELECTED,
+        combine=config.combine,
+        condition=config.train_condition,
+        params=config.params.get(registry.parse_classifiers(config.classifiers)[0]),
+        seed=config.seed,
+        model=options["model"],
+    )

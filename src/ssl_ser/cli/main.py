@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "cache": "ssl_ser.cli.cache:cache",
     "classify": "ssl_ser.cli.classify:classify",
     "finetune": "ssl_ser.cli.finetune:finetune",
+    "export": "ssl_ser.cli.export:export",
     "predict": "ssl_ser.cli.predict:predict",
     "report": "ssl_ser.cli.report:report",
     "probe": "ssl_ser.cli.pipelines:probe",

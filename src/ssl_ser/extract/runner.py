@@ -278,6 +278,16 @@ def extract(
     return summaries
 
 
+def utterance_stats(stats: FrameStats, segments_per_utterance: Sequence[int]) -> FrameStats:
+    """Segment statistics merged into one row per utterance (windows pooled over all frames)."""
+    per_utterance, start = [], 0
+    for count in segments_per_utterance:
+        parts = stats.rows(start, start + count)
+        per_utterance.append(parts if count == 1 else combine(parts))
+        start += count
+    return FrameStats.concat(per_utterance)
+
+
 def cache_key(
     backbone: Backbone, config: ExtractorConfig, condition: str, telephone_source: str
 ) -> dict[str, Any]:
@@ -528,13 +538,8 @@ class _Job:
         if not good:
             return
         stats = self._segment_stats(good)
-        per_utterance, start = [], 0
-        for item in good:
-            count = len(item.segments)
-            parts = stats.rows(start, start + count)
-            per_utterance.append(parts if count == 1 else combine(parts))
-            start += count
-        pooled = finalize(FrameStats.concat(per_utterance), self.config.poolings)
+        per_utterance = utterance_stats(stats, [len(item.segments) for item in good])
+        pooled = finalize(per_utterance, self.config.poolings)
         writer.write([item.utt_id for item in good], pooled, [item.fingerprint for item in good])
         summary.extracted += len(good)
         summary.audio_seconds += sum(item.seconds for item in good)

@@ -1,0 +1,222 @@
+"""Fit a probe on all training rows of cached features and save it as a bundle.
+
+The layer is chosen on training speakers only, by default: whole speakers are
+held out of the rows (:func:`~ssl_ser.classify.splits.inner_split`), each
+candidate layer is fitted on the rest and scored (UA) on them, and the best
+(the lowest on a tie) is refitted on every row. ``ser classify --save-probe``
+and ``ser export`` both call :func:`export_probe`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ssl_ser.classify import registry
+from ssl_ser.classify.dataset import Dataset, build_datasets
+from ssl_ser.classify.features import (
+    FeatureBlocks,
+    FeatureSource,
+    FeatureSpec,
+    load_blocks,
+    parse_layers,
+)
+from ssl_ser.classify.metrics import confusion_matrix, scores_from_confusion
+from ssl_ser.classify.splits import inner_split
+from ssl_ser.classify.sweep import sweep_poolings
+from ssl_ser.errors import ConfigError
+from ssl_ser.predict import probe
+
+SELECTED = "selected"
+# Share of the rows (whole speakers) that score each candidate layer.
+CHOICE_FRACTION = 0.2
+
+
+@dataclass
+class Exported:
+    """What was saved: the bundle folder, the layer(s) and how they were chosen."""
+
+    folder: Path
+    layers: tuple[str, ...]
+    classifier: str
+    pooling: str
+    choice: dict[str, Any]
+
+    @property
+    def line(self) -> str:
+        """One line for the command's summary."""
+        layers = ",".join(self.layers)
+        how = self.choice.get("method", "given")
+        return (
+            f"probe saved to {self.folder}: {self.classifier} on layer {layers} "
+            f"({self.pooling}; layer {how})"
+        )
+
+
+def export_probe(
+    sources: Sequence[FeatureSource],
+    manifest: pd.DataFrame,
+    output: str | Path,
+    *,
+    classifier: str = "logreg",
+    labels: str = "basic4",
+    pooling: str = "auto",
+    layers: str = SELECTED,
+    combine: str = "each",
+    condition: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    model: str | None = None,
+) -> Exported:
+    """Fit `classifier` on every row of the sources' features and save a bundle at `output`.
+
+    Raises:
+        ConfigError: a classifier a bundle cannot hold, several extractors or
+            conditions without a choice, a pooling or layer the caches lack.
+    """
+    probe.check_savable(classifier)
+    dataset = _one_dataset(build_datasets(sources, manifest, labels, model=model))
+    table = _condition_rows(dataset, condition)
+    (chosen_pooling,) = _one_pooling(dataset, pooling)
+    available = dataset.layers
+    candidates = available if layers == SELECTED else parse_layers(layers, available)
+    blocks = load_blocks(
+        dataset.sources,
+        table["source"].to_numpy(),
+        table["position"].to_numpy(),
+        candidates,
+        [chosen_pooling],
+    )
+    codes = table["label"].map({c: i for i, c in enumerate(dataset.classes)}).to_numpy()
+    groups = table["group"].to_numpy()
+    merged = {**registry.get(classifier).defaults, **(params or {})}
+    if layers == SELECTED:
+        spec, choice = choose_layer(blocks, chosen_pooling, codes, groups, classifier, merged, seed)
+    elif combine == "each" and len(candidates) != 1:
+        raise ConfigError(f"--layer {layers!r}: give one layer, or --combine concat/mean")
+    else:
+        spec, choice = FeatureSpec(tuple(candidates), combine, chosen_pooling), {"method": "given"}
+    x = blocks.matrix(spec)
+    pipeline = registry.build_pipeline(classifier, merged, seed=seed, threads=1)
+    registry.fit_pipeline(pipeline, classifier, x, codes, groups)
+    description = _description(dataset, table, spec, classifier, merged, choice, x, seed)
+    folder = probe.save(output, pipeline, description)
+    return Exported(folder, spec.layers, classifier, chosen_pooling, choice)
+
+
+def _one_dataset(datasets: Sequence[Dataset]) -> Dataset:
+    if len(datasets) > 1:
+        names = ", ".join(d.extractor for d in datasets)
+        raise ConfigError(f"the caches hold several extractors ({names}); pass --model to pick one")
+    return datasets[0]
+
+
+def _condition_rows(dataset: Dataset, condition: str | None) -> pd.DataFrame:
+    present = dataset.conditions
+    if condition is None and len(present) > 1:
+        raise ConfigError(f"the caches hold conditions {present}; pass --condition to pick one")
+    chosen = condition or present[0]
+    if chosen not in present:
+        raise ConfigError(f"condition {chosen!r} is not in the caches ({present})")
+    return dataset.table[dataset.table["condition"] == chosen].reset_index(drop=True)
+
+
+def _one_pooling(dataset: Dataset, pooling: str) -> list[str]:
+    (choices,) = sweep_poolings([dataset], pooling)
+    if len(choices) != 1:
+        raise ConfigError(f"--pooling {pooling!r} names {choices}; a probe takes one pooling")
+    return choices
+
+
+def choose_layer(
+    blocks: FeatureBlocks,
+    pooling: str,
+    codes: np.ndarray,
+    groups: np.ndarray,
+    classifier: str,
+    params: Mapping[str, Any],
+    seed: int,
+) -> tuple[FeatureSpec, dict[str, Any]]:
+    """The layer with the best UA on held-out training speakers (lowest on a tie)."""
+    fit, val = inner_split(groups, codes, CHOICE_FRACTION, seed)
+    n_classes = int(codes.max()) + 1
+    scores: dict[str, float] = {}
+    for layer in blocks.layers:
+        x = blocks.matrix(FeatureSpec((layer,), "each", pooling))
+        pipeline = registry.build_pipeline(classifier, params, seed=seed, threads=1)
+        registry.fit_pipeline(pipeline, classifier, x[fit], codes[fit], groups[fit])
+        predicted = pipeline.predict(x[val])
+        confusion = confusion_matrix(codes[val], predicted, n_classes)
+        scores[layer] = scores_from_confusion(confusion, [str(i) for i in range(n_classes)]).ua
+    best = max(blocks.layers, key=lambda layer: (scores[layer], -blocks.layers.index(layer)))
+    choice = {
+        "method": "chosen on held-out training speakers",
+        "validation_ua": {k: round(v, 4) for k, v in scores.items()},
+        "validation_rows": int(len(val)),
+    }
+    return FeatureSpec((best,), "each", pooling), choice
+
+
+def _description(
+    dataset: Dataset,
+    table: pd.DataFrame,
+    spec: FeatureSpec,
+    classifier: str,
+    params: Mapping[str, Any],
+    choice: Mapping[str, Any],
+    x: np.ndarray,
+    seed: int,
+) -> dict[str, Any]:
+    """What bundle.json records about a fitted probe."""
+    source = dataset.sources[int(table["source"].iloc[0])]
+    key = dict(source.key)
+    reader = getattr(source, "reader", None)
+    return {
+        "extractor_config": json.loads(str(key["config"])),
+        "cache_key": key,
+        "storage_dtype": str(getattr(reader, "storage_dtype", "float32")),
+        "label_set": dataset.label_set,
+        "classes": list(dataset.classes),
+        "layers": list(spec.layers),
+        "combine": spec.combine,
+        "pooling": spec.pooling,
+        "classifier": classifier,
+        "params": dict(params),
+        "layer_choice": dict(choice),
+        "condition": str(table["condition"].iloc[0]),
+        "n_train": int(len(table)),
+        "n_features": int(x.shape[1]),
+        "seed": seed,
+    }
+
+
+def settings_from_results(results: str | Path, sources: Sequence[FeatureSource]) -> dict[str, Any]:
+    """Label set, seed, and the best savable classifier and pooling of a results folder.
+
+    Raises:
+        ConfigError: no results there, no savable classifier among them, or
+            caches other than those the results were computed from.
+    """
+    path = Path(results) / "results.parquet"
+    if not path.is_file():
+        raise ConfigError(f"{results} holds no results.parquet; run `ser classify` there first")
+    rows = pd.read_parquet(path)
+    rows = rows[rows["classifier"].isin((*probe.SKOPS_CLASSIFIERS, *probe.XGBOOST_CLASSIFIERS))]
+    if rows.empty:
+        raise ConfigError(f"{results} has no results of a classifier a bundle can hold")
+    keys = {json.dumps(dict(s.key), sort_keys=True, default=str) for s in sources}
+    stored = {json.dumps(k, sort_keys=True) for r in rows["cache_keys"] for k in json.loads(r)}
+    if not keys <= stored:
+        raise ConfigError(
+            f"the caches given are not those {results} was computed from (their keys differ); "
+            "pass the same --cache files"
+        )
+    best = rows.groupby(["classifier", "pooling", "labels", "seed"])["ua"].mean().idxmax()
+    classifier, pooling, labels, seed = best
+    return {"classifier": classifier, "pooling": pooling, "labels": labels, "seed": int(seed)}

@@ -1,0 +1,224 @@
+"""Probe bundles: a classifier over one layer choice of a model's pooled features, saved safely.
+
+A bundle folder holds ``bundle.json`` (the extractor configuration and the
+cache key its features came from, the label set and classes, the layer(s),
+pooling and combination, the classifier and its parameters, how the layer was
+chosen, and the versions of the libraries that fitted it) and the fitted
+scikit-learn pipeline (scaler and classifier) as ``probe.skops``. For the
+xgboost classifiers the scaler is in ``probe.skops`` and the booster in its own
+JSON format (``booster.json``). Nothing is unpickled on load: skops refuses
+every type outside :data:`TRUSTED_TYPES`, naming it.
+
+On new audio the bundle runs the extraction backbone (the same masked, batched
+forward and pooling as ``ser extract``), rounds the pooled vectors to the
+cache's storage dtype, as the classifier saw them in training, and classifies.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ssl_ser.errors import ConfigError
+from ssl_ser.extract.preprocess import Segment
+from ssl_ser.predict.predictor import Predictor
+
+log = logging.getLogger(__name__)
+
+BUNDLE_FILE = "bundle.json"
+ESTIMATOR_FILE = "probe.skops"
+BOOSTER_FILE = "booster.json"
+BUNDLE_KIND = "probe"
+# Classifiers a bundle holds as one skops pipeline, and those whose booster goes to JSON.
+SKOPS_CLASSIFIERS: tuple[str, ...] = ("logreg", "svm-rbf", "rf", "knn")
+XGBOOST_CLASSIFIERS: tuple[str, ...] = ("xgb", "xgb-fast")
+# Types besides skops' defaults that these pipelines hold; any other type is refused.
+TRUSTED_TYPES: tuple[str, ...] = (
+    "sklearn.tree._tree.Tree",
+    "sklearn.metrics._dist_metrics.EuclideanDistance64",
+    "sklearn.neighbors._kd_tree.KDTree",
+    "sklearn.neighbors._ball_tree.BallTree",
+    "ssl_ser.classify.registry.LowRankProjection",
+)
+VERSIONED_LIBRARIES: tuple[str, ...] = ("ssl_ser", "sklearn", "xgboost", "numpy", "torch")
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries a bundle depends on (those importable here)."""
+    import importlib
+
+    versions = {}
+    for name in VERSIONED_LIBRARIES:
+        try:
+            versions[name] = str(importlib.import_module(name).__version__)
+        except ImportError:
+            continue
+    return versions
+
+
+def check_savable(classifier: str) -> None:
+    """Refuse classifiers a bundle cannot hold (yet), before any fitting.
+
+    Raises:
+        ConfigError: naming the classifier and those that can be saved.
+    """
+    if classifier not in (*SKOPS_CLASSIFIERS, *XGBOOST_CLASSIFIERS):
+        savable = ", ".join((*SKOPS_CLASSIFIERS, *XGBOOST_CLASSIFIERS))
+        raise ConfigError(
+            f"classifier {classifier!r} cannot be saved as a probe bundle (svm-linear has no "
+            f"probabilities; the torch heads are not supported yet); use one of: {savable}"
+        )
+
+
+def save(folder: str | Path, pipeline: Any, description: Mapping[str, Any]) -> Path:
+    """Write a fitted pipeline and its description as a bundle folder; returns the folder."""
+    import skops.io as sio
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    classifier = description["classifier"]
+    check_savable(classifier)
+    if classifier in XGBOOST_CLASSIFIERS:
+        sio.dump(pipeline[:-1], folder / ESTIMATOR_FILE)
+        head = pipeline[-1]
+        head.booster_.save_model(folder / BOOSTER_FILE)
+        extra = {
+            "xgb_classes": [int(c) for c in head.classes_],
+            "xgb_features": int(head.n_features_in_),
+        }
+    else:
+        sio.dump(pipeline, folder / ESTIMATOR_FILE)
+        extra = {}
+    content = {"kind": BUNDLE_KIND, **description, **extra, "versions": library_versions()}
+    (folder / BUNDLE_FILE).write_text(json.dumps(content, indent=1, default=str))
+    return folder
+
+
+def is_probe(folder: Path) -> bool:
+    """Whether `folder` is a probe bundle."""
+    path = folder / BUNDLE_FILE
+    return path.is_file() and json.loads(path.read_text()).get("kind") == BUNDLE_KIND
+
+
+def load_estimator(folder: Path, description: Mapping[str, Any]) -> Any:
+    """The fitted pipeline of a bundle, refusing untrusted types; warns on other versions.
+
+    Raises:
+        ConfigError: the skops file holds a type outside the trusted ones.
+    """
+    import skops.io as sio
+
+    path = folder / ESTIMATOR_FILE
+    untrusted = [t for t in sio.get_untrusted_types(file=path) if t not in TRUSTED_TYPES]
+    if untrusted:
+        raise ConfigError(
+            f"{path} holds type(s) a probe bundle never contains: {', '.join(untrusted)}; "
+            "refused (loading them could run code). Export the probe again with ssl-ser"
+        )
+    estimator = sio.load(path, trusted=list(TRUSTED_TYPES))
+    _warn_versions(folder, description.get("versions", {}))
+    if description["classifier"] in XGBOOST_CLASSIFIERS:
+        estimator = _with_booster(estimator, folder, description)
+    return estimator
+
+
+def _with_booster(scaler: Any, folder: Path, description: Mapping[str, Any]) -> Any:
+    """The scaler pipeline with the xgboost head rebuilt from its JSON model."""
+    from sklearn.pipeline import Pipeline
+    from xgboost import XGBClassifier
+
+    from ssl_ser.classify.registry import HistXGB
+
+    head = HistXGB()
+    head.booster_ = XGBClassifier()
+    head.booster_.load_model(folder / BOOSTER_FILE)
+    head.classes_ = np.array(description["xgb_classes"])
+    head.n_features_in_ = int(description["xgb_features"])
+    return Pipeline([*scaler.steps, ("clf", head)])
+
+
+def _warn_versions(folder: Path, saved: Mapping[str, str]) -> None:
+    """Warn, naming them, about libraries whose major version differs from the bundle's."""
+    now = library_versions()
+    differ = [
+        f"{name} {version} (now {now[name]})"
+        for name, version in saved.items()
+        if name in now and version.split(".")[0] != now[name].split(".")[0]
+    ]
+    if differ:
+        log.warning(
+            "%s was saved with other major versions: %s; its predictions may differ",
+            folder,
+            ", ".join(differ),
+        )
+
+
+class ProbePredictor(Predictor):
+    """Extraction backbone + the bundle's layer choice + its fitted classifier."""
+
+    def __init__(self, folder: str | Path, device: str = "auto"):
+        from ssl_ser.extract.backbones import load_backbone
+        from ssl_ser.extract.config import ExtractorConfig
+
+        folder = Path(folder)
+        self.description = json.loads((folder / BUNDLE_FILE).read_text())
+        self.estimator = load_estimator(folder, self.description)
+        self.classes = tuple(self.description["classes"])
+        config = ExtractorConfig.from_dict(self.description["extractor_config"])
+        self.backbone = load_backbone(config, device)
+        _check_revision(self.backbone.identity, self.description["cache_key"], folder)
+        self.preprocessor = self.backbone.preprocessor
+        self.layers = [str(i) for i in range(self.backbone.states)]
+
+    def input_seconds(self, seconds: float) -> float:
+        """As the backbone counts it."""
+        return self.backbone.input_seconds(seconds)
+
+    def features(self, utterances: Sequence[Sequence[Segment]]) -> np.ndarray:
+        """The classifier's input rows, as a cache would have stored them."""
+        from ssl_ser.classify.features import FeatureBlocks, FeatureSpec
+        from ssl_ser.extract.pooling import finalize
+        from ssl_ser.extract.runner import utterance_stats
+
+        segments = [segment for utterance in utterances for segment in utterance]
+        stats = utterance_stats(self.backbone.run(segments), [len(u) for u in utterances])
+        poolings = list(dict.fromkeys(self.description["pooling"].split("+")))
+        stored = np.dtype(self.description["storage_dtype"])
+        pooled = finalize(stats, poolings)
+        blocks = {p: pooled[p].astype(stored).astype(np.float32).transpose(1, 0, 2) for p in pooled}
+        spec = FeatureSpec(
+            tuple(self.description["layers"]),
+            self.description["combine"],
+            self.description["pooling"],
+        )
+        return FeatureBlocks(self.layers, blocks).matrix(spec)
+
+    def probabilities(self, utterances: Sequence[Sequence[Segment]]) -> np.ndarray:
+        """Class probabilities, one column per class of the label set (0 for unseen ones)."""
+        return self.classify(self.features(utterances))
+
+    def classify(self, x: np.ndarray) -> np.ndarray:
+        """Probabilities of feature rows `x`, columns in the bundle's class order."""
+        raw = self.estimator.predict_proba(x)
+        out = np.zeros((len(x), len(self.classes)))
+        out[:, np.asarray(self.estimator.classes_, dtype=int)] = raw
+        return out
+
+
+def _check_revision(identity: Mapping[str, Any], key: Mapping[str, Any], folder: Path) -> None:
+    """Refuse a model whose weights are not those the probe's features came from.
+
+    Raises:
+        ConfigError: naming both revisions.
+    """
+    if str(identity.get("revision")) != str(key.get("revision")):
+        raise ConfigError(
+            f"{folder}: the probe was fitted on features of {key.get('model')} at revision "
+            f"{key.get('revision')}, but the model loads at revision {identity.get('revision')}; "
+            "its predictions would not be the probe's"
+        )
