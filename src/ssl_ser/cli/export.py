@@ -19,7 +19,11 @@ from ssl_ser.cli.options import parse_paths
     help="A `ser classify` results folder to take the label set, seed and best savable "
     "classifier and pooling from (its caches must be the ones given).",
 )
-@click.option("--classifier", default=None, help="logreg, svm-rbf, rf, knn, xgb, xgb-fast.")
+@click.option(
+    "--classifier",
+    default=None,
+    help="logreg, rf, knn, xgb or xgb-fast [default: logreg, or RESULTS' best].",
+)
 @click.option("--labels", default=None, help="Label set [default: basic4, or RESULTS'].")
 @click.option("--pooling", default=None, help="Pooling [default: auto, or RESULTS'].")
 @click.option(

@@ -35,7 +35,7 @@ ESTIMATOR_FILE = "probe.skops"
 BOOSTER_FILE = "booster.json"
 BUNDLE_KIND = "probe"
 # Classifiers a bundle holds as one skops pipeline, and those whose booster goes to JSON.
-SKOPS_CLASSIFIERS: tuple[str, ...] = ("logreg", "svm-rbf", "rf", "knn")
+SKOPS_CLASSIFIERS: tuple[str, ...] = ("logreg", "rf", "knn")
 XGBOOST_CLASSIFIERS: tuple[str, ...] = ("xgb", "xgb-fast")
 # Types besides skops' defaults that these pipelines hold; any other type is refused.
 TRUSTED_TYPES: tuple[str, ...] = (
@@ -70,7 +70,7 @@ def check_savable(classifier: str) -> None:
     if classifier not in (*SKOPS_CLASSIFIERS, *XGBOOST_CLASSIFIERS):
         savable = ", ".join((*SKOPS_CLASSIFIERS, *XGBOOST_CLASSIFIERS))
         raise ConfigError(
-            f"classifier {classifier!r} cannot be saved as a probe bundle (svm-linear has no "
+            f"classifier {classifier!r} cannot be saved as a probe bundle (the SVMs give no "
             f"probabilities; the torch heads are not supported yet); use one of: {savable}"
         )
 
