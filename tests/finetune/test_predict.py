@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from ssl_ser import predict
 from ssl_ser.classify.splits import SplitOptions
 from ssl_ser.cli.main import cli
+from ssl_ser.errors import ConfigError
 from ssl_ser.finetune.config import FinetuneConfig
 from ssl_ser.finetune.run import FinetuneSettings, run_finetune
 from ssl_ser.testing import write_garbage, write_wav
@@ -98,7 +99,43 @@ def test_a_manifest_is_an_input(weighted_run, corpus_manifest, tmp_path):
 
 
 def test_a_folder_that_is_not_a_model_is_refused(tmp_path):
-    from ssl_ser.errors import ConfigError
-
     with pytest.raises(ConfigError, match="not a saved model"):
         predict.load(tmp_path)
+
+
+def test_windows_cover_the_file_and_the_last_one_ends_at_its_end():
+    from ssl_ser.predict.predictor import windows
+
+    assert windows(100, 10, 4.0, 3.0) == [(0, 40), (30, 70), (60, 100)]
+    assert windows(100, 10, 4.0, 4.0) == [(0, 40), (40, 80), (60, 100)]
+    assert windows(30, 10, 4.0, 1.0) == [(0, 30)]
+
+
+def test_windowed_rows_and_the_file_row_is_their_mean(weighted_run, tmp_path):
+    folder, _ = weighted_run
+    path = write_wav(tmp_path / "long.wav", seconds=3.0, sample_rate=16000, frequency=180.0)
+    predictor = predict.load(folder, "cpu")
+    table = predictor.predict([path], window=1.0, hop=1.0)
+    assert list(table["window"]) == ["0", "1", "2", "all"]
+    probabilities = table.filter(like="prob_").to_numpy()
+    np.testing.assert_allclose(probabilities[3], probabilities[:3].mean(axis=0), atol=1e-12)
+    assert table["end"].iloc[3] == pytest.approx(3.0)
+    import soundfile
+
+    wave, rate = soundfile.read(path, dtype="float32")
+    alone = predictor.predict([(wave[16000:32000], rate)]).filter(like="prob_").to_numpy()
+    np.testing.assert_allclose(alone[0], probabilities[1], atol=1e-6)
+
+
+def test_waveforms_at_any_rate_predict_as_their_files_do(weighted_run, tmp_path):
+    folder, _ = weighted_run
+    path = write_wav(tmp_path / "call.wav", seconds=1.5, sample_rate=8000, frequency=150.0)
+    import soundfile
+
+    wave, rate = soundfile.read(path, dtype="float32")
+    predictor = predict.load(folder, "cpu")
+    from_file = predictor.predict([path]).filter(like="prob_").to_numpy()
+    from_wave = predictor.predict([(wave, rate)]).filter(like="prob_").to_numpy()
+    np.testing.assert_allclose(from_wave, from_file, atol=1e-6)
+    with pytest.raises(ConfigError, match="--hop needs --window"):
+        predictor.predict([path], hop=1.0)

@@ -37,6 +37,16 @@ FAILED_FILES_EXIT = 1
     default="derived",
     show_default=True,
 )
+@click.option(
+    "--window",
+    type=float,
+    default=None,
+    help="Label long recordings in windows of this many seconds: a row per window, then "
+    "the file's row with the mean of its windows' probabilities.",
+)
+@click.option(
+    "--hop", type=float, default=None, help="Seconds between windows [default: --window]."
+)
 @click.option("--batch-seconds", type=float, default=60.0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 @click.option("--workers", type=int, default=0, show_default=True, help="Audio loading processes.")
@@ -52,6 +62,7 @@ def predict(bundle: str, inputs: tuple[str, ...], **options) -> None:
     """
     from ssl_ser import predict as predict_module
     from ssl_ser.extract.backbones import library_progress_bars
+    from ssl_ser.predict.predictor import WHOLE_FILE
 
     with library_progress_bars(options["progress"]):
         predictor = predict_module.load(bundle, options["device"])
@@ -59,11 +70,14 @@ def predict(bundle: str, inputs: tuple[str, ...], **options) -> None:
         list(inputs),
         condition=options["condition"],
         telephone_source=options["telephone_source"],
+        window=options["window"],
+        hop=options["hop"],
         batch_seconds=options["batch_seconds"],
         workers=options["workers"],
         progress=options["progress"],
     )
-    failed = int(table["error"].notna().sum())
+    files = table[table["window"] == WHOLE_FILE]
+    failed = int(files["error"].notna().sum())
     if options["output"]:
         table.to_csv(options["output"], index=False)
         where = options["output"]
@@ -71,7 +85,7 @@ def predict(bundle: str, inputs: tuple[str, ...], **options) -> None:
         click.echo(table.to_csv(index=False), nl=False)
         where = "stdout"
     click.echo(
-        f"{len(table) - failed} file(s) labelled, {failed} failed; table in {where}", err=True
+        f"{len(files) - failed} file(s) labelled, {failed} failed; table in {where}", err=True
     )
     if failed:
         sys.exit(FAILED_FILES_EXIT)

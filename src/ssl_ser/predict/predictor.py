@@ -6,19 +6,27 @@ through extraction's own loading path (decoding, resampling, the condition,
 the model's preprocessor) in DataLoader workers, batches are planned by
 padded seconds with masked pooling, so batching never changes a prediction,
 and a file that cannot be used gets a row with its error while the rest go on.
+
+With a window (``window``/``hop`` seconds) each file is cut into windows that
+are labelled one by one: a row per window, then the file's row with the mean
+of its windows' probabilities.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from ssl_ser import audio
+from ssl_ser.errors import ConfigError, SerError
 from ssl_ser.extract.batching import plan_batches
 from ssl_ser.extract.preprocess import Preprocessor, Segment
 from ssl_ser.extract.runner import Prepared, UtteranceDataset, init_worker, keep_list
@@ -26,6 +34,83 @@ from ssl_ser.predict.inputs import gather
 
 DEFAULT_BATCH_SECONDS = 60.0
 LOAD_BATCH = 16
+WHOLE_FILE = "all"
+Waveform = np.ndarray | tuple[np.ndarray, int]
+
+
+@dataclass
+class Piece:
+    """One labelled stretch of an input: a whole file, or one window of it."""
+
+    utt_id: str
+    window: str
+    start: float
+    end: float
+    prepared: Prepared
+
+
+class WindowedDataset(UtteranceDataset):
+    """Rows -> the pieces of each (whole, or cut into windows), prepared for the model."""
+
+    def __init__(self, rows, preprocessor, condition, telephone_source, window, hop):
+        super().__init__(rows, preprocessor, condition, telephone_source, verify=False)
+        self.window = window
+        self.hop = hop
+
+    def __getitem__(self, index: int) -> list[Piece]:
+        row = self.rows[index]
+        if self.window is None:
+            item = super().__getitem__(index)
+            return [Piece(row["utt_id"], WHOLE_FILE, 0.0, item.seconds, item)]
+        try:
+            wave, rate = self._load(row)
+        except (SerError, OSError, ValueError, RuntimeError) as error:
+            failed = Prepared(row["utt_id"], [], 0.0, f"{type(error).__name__}: {error}")
+            return [Piece(row["utt_id"], WHOLE_FILE, 0.0, 0.0, failed)]
+        rate = rate or self.preprocessor.sample_rate
+        return [
+            Piece(
+                row["utt_id"],
+                str(i),
+                start / rate,
+                stop / rate,
+                prepare(self.preprocessor, row["utt_id"], wave[start:stop], rate),
+            )
+            for i, (start, stop) in enumerate(windows(len(wave), rate, self.window, self.hop))
+        ]
+
+
+def windows(samples: int, rate: int, window: float, hop: float) -> list[tuple[int, int]]:
+    """(start, stop) samples of windows of `window` s every `hop` s, the last one ending at the end.
+
+    A file no longer than a window is one window.
+    """
+    size, step = round(window * rate), round(hop * rate)
+    if samples <= size:
+        return [(0, samples)]
+    spans = [(start, start + size) for start in range(0, samples - size + 1, step)]
+    if spans[-1][1] < samples:
+        spans.append((samples - size, samples))
+    return spans
+
+
+def prepare(preprocessor: Preprocessor, utt_id: str, wave: np.ndarray, rate: int) -> Prepared:
+    """One waveform through the model's preprocessor (too short: an error, not an exception)."""
+    seconds = wave.shape[0] / rate
+    try:
+        if preprocessor.native_rate:
+            segments = preprocessor(wave, rate)
+        else:
+            resampled = audio.resample(wave, rate, preprocessor.sample_rate)
+            segments = preprocessor(resampled)
+    except (SerError, ValueError, RuntimeError) as error:
+        return Prepared(utt_id, [], seconds, f"{type(error).__name__}: {error}")
+    if any(segment.frames < 1 for segment in segments):
+        needed = preprocessor.min_seconds()
+        return Prepared(
+            utt_id, [], seconds, f"audio too short ({seconds:.4f} s); needs {needed:.4f} s"
+        )
+    return Prepared(utt_id, segments, seconds)
 
 
 class Predictor(ABC):
@@ -44,39 +129,44 @@ class Predictor(ABC):
 
     def predict(
         self,
-        inputs: Sequence[str | Path] | str | Path,
+        inputs: Sequence[str | Path | Waveform] | str | Path,
         *,
         condition: str = "clean",
         telephone_source: str = "derived",
+        window: float | None = None,
+        hop: float | None = None,
         batch_seconds: float = DEFAULT_BATCH_SECONDS,
         workers: int = 0,
         progress: bool = False,
     ) -> pd.DataFrame:
-        """One row per audio file: path, duration, predicted class, a probability per class.
+        """One row per input (and per window): predicted class and a probability per class.
 
-        `inputs` are files, folders (searched recursively) or manifests. Rows of
-        files that could not be used hold their ``error`` and no prediction.
+        `inputs` are files, folders (searched recursively), manifests, or
+        waveforms: arrays at the model's rate or ``(array, rate)`` pairs. Rows of
+        inputs that could not be used hold their ``error`` and no prediction.
         """
+        audio.check_condition(condition)
+        hop = _check_window(window, hop)
         if isinstance(inputs, (str, Path)):
             inputs = [inputs]
-        rows = gather(inputs)
-        usable = rows[rows["error"].isna()]
-        prepared = self._prepare(usable, condition, telephone_source, workers, progress)
-        good = [item for item in prepared if item.error is None]
-        probabilities = self._classify(good, batch_seconds)
-        return self._table(rows, prepared, good, probabilities)
+        files = [item for item in inputs if isinstance(item, (str, Path))]
+        waves = [item for item in inputs if not isinstance(item, (str, Path))]
+        if files and waves:
+            raise ConfigError("give paths or waveforms, not both in one call")
+        if waves:
+            rows, pieces = _waveform_pieces(self.preprocessor, waves, condition, window, hop)
+        else:
+            rows = gather(files)
+            usable = rows[rows["error"].isna()].to_dict("records")
+            dataset = WindowedDataset(
+                usable, self.preprocessor, condition, telephone_source, window, hop
+            )
+            pieces = self._load(dataset, workers, progress)
+        good = [piece for piece in pieces if piece.prepared.error is None]
+        probabilities = self._classify([p.prepared for p in good], batch_seconds)
+        return _table(self.classes, rows, pieces, good, probabilities, window is not None)
 
-    def _prepare(
-        self,
-        rows: pd.DataFrame,
-        condition: str,
-        telephone_source: str,
-        workers: int,
-        progress: bool,
-    ) -> list[Prepared]:
-        dataset = UtteranceDataset(
-            rows.to_dict("records"), self.preprocessor, condition, telephone_source, verify=False
-        )
+    def _load(self, dataset: WindowedDataset, workers: int, progress: bool) -> list[Piece]:
         loader = DataLoader(
             dataset,
             batch_size=LOAD_BATCH,
@@ -84,40 +174,107 @@ class Predictor(ABC):
             num_workers=workers,
             worker_init_fn=init_worker,
         )
-        out: list[Prepared] = []
+        out: list[Piece] = []
         with tqdm(total=len(dataset), desc="load audio", unit="file", disable=not progress) as bar:
             for batch in loader:
-                out += batch
+                out += [piece for pieces in batch for piece in pieces]
                 bar.update(len(batch))
         return out
 
     def _classify(self, good: list[Prepared], batch_seconds: float) -> np.ndarray:
-        """Probabilities of every usable utterance, in length-grouped batches."""
+        """Probabilities of every usable piece, in length-grouped batches."""
         costs = [sum(self.input_seconds(s.seconds) for s in item.segments) for item in good]
         out = np.zeros((len(good), len(self.classes)))
         for batch in plan_batches(costs, batch_seconds):
             out[batch] = self.probabilities([good[i].segments for i in batch])
         return out
 
-    def _table(
-        self,
-        rows: pd.DataFrame,
-        prepared: list[Prepared],
-        good: list[Prepared],
-        probabilities: np.ndarray,
-    ) -> pd.DataFrame:
-        errors = dict(zip(rows["utt_id"], rows["error"], strict=True))
-        seconds = {item.utt_id: item.seconds for item in prepared}
-        errors.update({item.utt_id: item.error for item in prepared if item.error is not None})
-        position = {item.utt_id: i for i, item in enumerate(good)}
-        table = pd.DataFrame({"utt_id": rows["utt_id"], "path": rows["path"]})
-        table["duration"] = [seconds.get(u, np.nan) for u in rows["utt_id"]]
-        found = [position.get(u) for u in rows["utt_id"]]
-        classes = np.array(self.classes)
-        table["predicted"] = [
-            None if i is None else classes[probabilities[i].argmax()] for i in found
-        ]
-        for c, name in enumerate(self.classes):
-            table[f"prob_{name}"] = [np.nan if i is None else probabilities[i, c] for i in found]
-        table["error"] = [errors.get(u) for u in rows["utt_id"]]
-        return table
+
+def _check_window(window: float | None, hop: float | None) -> float | None:
+    if window is None:
+        if hop is not None:
+            raise ConfigError("--hop needs --window")
+        return None
+    if not window > 0 or (hop is not None and not hop > 0):
+        raise ConfigError(f"--window {window!r} and --hop {hop!r} must be positive seconds")
+    return window if hop is None else hop
+
+
+def _waveform_pieces(
+    preprocessor: Preprocessor,
+    waves: Sequence[Waveform],
+    condition: str,
+    window: float | None,
+    hop: float | None,
+) -> tuple[pd.DataFrame, list[Piece]]:
+    """Rows and pieces of in-memory waveforms (named ``waveform-0``, ...)."""
+    rows, pieces = [], []
+    for i, item in enumerate(waves):
+        wave, rate = item if isinstance(item, tuple) else (item, preprocessor.sample_rate)
+        wave = audio.apply_condition(np.asarray(wave, dtype=np.float32), int(rate), condition)
+        utt_id = f"waveform-{i}"
+        rows.append({"utt_id": utt_id, "path": "", "error": None})
+        spans = [(0, len(wave))] if window is None else windows(len(wave), rate, window, hop)
+        for w, (start, stop) in enumerate(spans):
+            name = WHOLE_FILE if window is None else str(w)
+            prepared = prepare(preprocessor, utt_id, wave[start:stop], int(rate))
+            pieces.append(Piece(utt_id, name, start / rate, stop / rate, prepared))
+    return pd.DataFrame(rows), pieces
+
+
+def _table(
+    classes: Sequence[str],
+    rows: pd.DataFrame,
+    pieces: list[Piece],
+    good: list[Piece],
+    probabilities: np.ndarray,
+    windowed: bool,
+) -> pd.DataFrame:
+    """The output table: per input its window rows (when windowed), then its own row.
+
+    An input's row holds the mean of its pieces' probabilities when every piece
+    was labelled, else the first error.
+    """
+    at = {id(piece): i for i, piece in enumerate(good)}
+    by_input: dict[str, list[Piece]] = {}
+    for piece in pieces:
+        by_input.setdefault(piece.utt_id, []).append(piece)
+    records = []
+    for row in rows.to_dict("records"):
+        mine = by_input.get(row["utt_id"], [])
+        if windowed:
+            records += [_record(row, p, _probs(p, at, probabilities), classes) for p in mine]
+        given = row.get("error") if isinstance(row.get("error"), str) else None
+        errors = [p.prepared.error for p in mine if p.prepared.error] or [given]
+        error = errors[0] if errors[0] or not mine else None
+        mean = None if error else np.mean([probabilities[at[id(p)]] for p in mine], axis=0)
+        seconds = max((p.end for p in mine), default=np.nan) if windowed else None
+        whole = Piece(row["utt_id"], WHOLE_FILE, 0.0, 0.0, Prepared(row["utt_id"], [], 0.0, error))
+        if mine:
+            whole.end = seconds if windowed else mine[0].prepared.seconds
+            whole.prepared.seconds = whole.end
+        records.append(_record(row, whole, mean, classes))
+    return pd.DataFrame(records)
+
+
+def _probs(piece: Piece, at: dict[int, int], probabilities: np.ndarray) -> np.ndarray | None:
+    return probabilities[at[id(piece)]] if id(piece) in at else None
+
+
+def _record(
+    row: dict[str, Any], piece: Piece, probabilities: np.ndarray | None, classes: Sequence[str]
+) -> dict[str, Any]:
+    """One output row: the input, its piece, the prediction and a probability per class."""
+    out: dict[str, Any] = {
+        "utt_id": row["utt_id"],
+        "path": row["path"],
+        "window": piece.window,
+        "start": piece.start,
+        "end": piece.end,
+        "duration": piece.prepared.seconds,
+        "predicted": None if probabilities is None else classes[int(np.argmax(probabilities))],
+    }
+    for c, name in enumerate(classes):
+        out[f"prob_{name}"] = np.nan if probabilities is None else float(probabilities[c])
+    out["error"] = piece.prepared.error
+    return out
