@@ -22,7 +22,7 @@ from ssl_ser.extract.runner import extract
 from ssl_ser.predict import probe
 from ssl_ser.predict.export import export_probe
 
-CLASSIFIERS = [*probe.SKOPS_CLASSIFIERS, *probe.XGBOOST_CLASSIFIERS]
+CLASSIFIERS = list(probe.SAVABLE)
 
 
 class Untrusted(TransformerMixin, BaseEstimator):
@@ -100,7 +100,7 @@ def test_other_major_versions_warn_and_another_model_revision_is_refused(
         predict.load(tmp_path, "cpu")
 
 
-@pytest.mark.parametrize("classifier", ["svm-linear", "svm-rbf", "mlp", "linear"])
+@pytest.mark.parametrize("classifier", ["svm-linear", "svm-rbf", "mlp-weighted"])
 def test_classifiers_a_bundle_cannot_hold_are_refused_before_fitting(
     classifier, cache, corpus_manifest, tmp_path
 ):

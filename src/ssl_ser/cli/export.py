@@ -22,7 +22,7 @@ from ssl_ser.cli.options import parse_paths
 @click.option(
     "--classifier",
     default=None,
-    help="logreg, rf, knn, xgb or xgb-fast [default: logreg, or RESULTS' best].",
+    help="logreg, rf, knn, xgb, xgb-fast, linear or mlp [default: logreg, or RESULTS' best].",
 )
 @click.option("--labels", default=None, help="Label set [default: basic4, or RESULTS'].")
 @click.option("--pooling", default=None, help="Pooling [default: auto, or RESULTS'].")

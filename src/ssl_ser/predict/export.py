@@ -207,7 +207,7 @@ def settings_from_results(results: str | Path, sources: Sequence[FeatureSource])
     if not path.is_file():
         raise ConfigError(f"{results} holds no results.parquet; run `ser classify` there first")
     rows = pd.read_parquet(path)
-    rows = rows[rows["classifier"].isin((*probe.SKOPS_CLASSIFIERS, *probe.XGBOOST_CLASSIFIERS))]
+    rows = rows[rows["classifier"].isin(probe.SAVABLE)]
     if rows.empty:
         raise ConfigError(f"{results} has no results of a classifier a bundle can hold")
     keys = {json.dumps(dict(s.key), sort_keys=True, default=str) for s in sources}

@@ -37,6 +37,10 @@ BUNDLE_KIND = "probe"
 # Classifiers a bundle holds as one skops pipeline, and those whose booster goes to JSON.
 SKOPS_CLASSIFIERS: tuple[str, ...] = ("logreg", "rf", "knn")
 XGBOOST_CLASSIFIERS: tuple[str, ...] = ("xgb", "xgb-fast")
+# Torch heads: the scaler in skops, the head's weights in safetensors, its settings in JSON.
+TORCH_CLASSIFIERS: tuple[str, ...] = ("linear", "mlp")
+HEAD_FILE = "head.safetensors"
+SAVABLE: tuple[str, ...] = (*SKOPS_CLASSIFIERS, *XGBOOST_CLASSIFIERS, *TORCH_CLASSIFIERS)
 # Types besides skops' defaults that these pipelines hold; any other type is refused.
 TRUSTED_TYPES: tuple[str, ...] = (
     "sklearn.tree._tree.Tree",
@@ -67,11 +71,10 @@ def check_savable(classifier: str) -> None:
     Raises:
         ConfigError: naming the classifier and those that can be saved.
     """
-    if classifier not in (*SKOPS_CLASSIFIERS, *XGBOOST_CLASSIFIERS):
-        savable = ", ".join((*SKOPS_CLASSIFIERS, *XGBOOST_CLASSIFIERS))
+    if classifier not in SAVABLE:
         raise ConfigError(
             f"classifier {classifier!r} cannot be saved as a probe bundle (the SVMs give no "
-            f"probabilities; the torch heads are not supported yet); use one of: {savable}"
+            f"probabilities; mlp-weighted takes all layers); use one of: {', '.join(SAVABLE)}"
         )
 
 
@@ -91,6 +94,9 @@ def save(folder: str | Path, pipeline: Any, description: Mapping[str, Any]) -> P
             "xgb_classes": [int(c) for c in head.classes_],
             "xgb_features": int(head.n_features_in_),
         }
+    elif classifier in TORCH_CLASSIFIERS:
+        sio.dump(pipeline[:-1], folder / ESTIMATOR_FILE)
+        extra = {"torch_head": _save_torch_head(pipeline[-1], folder / HEAD_FILE)}
     else:
         sio.dump(pipeline, folder / ESTIMATOR_FILE)
         extra = {}
@@ -124,7 +130,46 @@ def load_estimator(folder: Path, description: Mapping[str, Any]) -> Any:
     _warn_versions(folder, description.get("versions", {}))
     if description["classifier"] in XGBOOST_CLASSIFIERS:
         estimator = _with_booster(estimator, folder, description)
+    if description["classifier"] in TORCH_CLASSIFIERS:
+        estimator = _with_torch_head(estimator, folder / HEAD_FILE, description["torch_head"])
     return estimator
+
+
+def _save_torch_head(head: Any, path: Path) -> dict[str, Any]:
+    """Write a fitted torch head's weights (safetensors); returns what rebuilds it."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().contiguous() for k, v in head.model_.state_dict().items()}
+    save_file(state, str(path))
+    params = head.get_params()
+    params["hidden_layer_sizes"] = [int(v) for v in params["hidden_layer_sizes"]]
+    return {
+        "params": params,
+        "classes": [int(c) for c in head.classes_],
+        "n_features": int(head.n_features_in_),
+    }
+
+
+def _with_torch_head(scaler: Any, path: Path, saved: Mapping[str, Any]) -> Any:
+    """The scaler pipeline with the torch head rebuilt from its settings and weights."""
+    from safetensors.torch import load_file
+    from sklearn.pipeline import Pipeline
+
+    from ssl_ser.classify.heads import StackedMLP
+    from ssl_ser.classify.mlp import MLPClassifier
+
+    params = dict(saved["params"])
+    params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
+    head = MLPClassifier(**params)
+    head.classes_ = np.array(saved["classes"])
+    head.n_features_in_ = int(saved["n_features"])
+    seed = 0 if head.random_state is None else int(head.random_state)
+    hidden = head.hidden_layer_sizes
+    head.model_ = StackedMLP(
+        1, head.n_features_in_, hidden, len(head.classes_), head.dropout, [seed]
+    )
+    head.model_.load_state_dict(load_file(str(path)))
+    return Pipeline([*scaler.steps, ("clf", head)])
 
 
 def _with_booster(scaler: Any, folder: Path, description: Mapping[str, Any]) -> Any:
