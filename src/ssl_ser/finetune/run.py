@@ -47,6 +47,7 @@ from ssl_ser.finetune import model as model_module
 from ssl_ser.finetune.config import FINETUNE_CLASSIFIER, FinetuneConfig
 from ssl_ser.finetune.distributed import World, barrier, world
 from ssl_ser.progress import announce
+from ssl_ser.versions import library_versions
 
 log = logging.getLogger(__name__)
 
@@ -423,6 +424,7 @@ def _save_model(run: _Run, model: Any, folder: Path, meta: Mapping[str, Any], ce
         "settings": {**asdict(run.settings), "split_options": asdict(run.settings.split_options)},
         "fold": {k: v for k, v in meta.items() if k != "split_options"},
         "backbone": run.identity,
+        "versions": library_versions(),
     }
     (folder / RUN_FILE).write_text(json.dumps(described, indent=1, default=str))
 

@@ -22,6 +22,7 @@ from ssl_ser.extract.preprocess import Segment
 from ssl_ser.finetune import model as finetune_model
 from ssl_ser.finetune.config import FinetuneConfig
 from ssl_ser.predict.predictor import Predictor
+from ssl_ser.versions import warn_other_majors
 
 RUN_FILE = "finetune.json"
 LABELS_FILE = "labels.json"
@@ -41,6 +42,7 @@ class FinetunedPredictor(Predictor):
         folder = Path(folder)
         described = json.loads((folder / RUN_FILE).read_text())
         self.classes = tuple(json.loads((folder / LABELS_FILE).read_text())["classes"])
+        warn_other_majors(folder, described.get("versions", {}))
         config = FinetuneConfig(**described["finetune"])
         if config.adapter == "none":
             config = dataclasses.replace(

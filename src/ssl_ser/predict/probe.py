@@ -27,6 +27,7 @@ import numpy as np
 from ssl_ser.errors import ConfigError
 from ssl_ser.extract.preprocess import Segment
 from ssl_ser.predict.predictor import Predictor
+from ssl_ser.versions import library_versions, warn_other_majors
 
 log = logging.getLogger(__name__)
 
@@ -49,20 +50,6 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "sklearn.neighbors._ball_tree.BallTree",
     "ssl_ser.classify.registry.LowRankProjection",
 )
-VERSIONED_LIBRARIES: tuple[str, ...] = ("ssl_ser", "sklearn", "xgboost", "numpy", "torch")
-
-
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries a bundle depends on (those importable here)."""
-    import importlib
-
-    versions = {}
-    for name in VERSIONED_LIBRARIES:
-        try:
-            versions[name] = str(importlib.import_module(name).__version__)
-        except ImportError:
-            continue
-    return versions
 
 
 def check_savable(classifier: str) -> None:
@@ -127,7 +114,7 @@ def load_estimator(folder: Path, description: Mapping[str, Any]) -> Any:
             "refused (loading them could run code). Export the probe again with ssl-ser"
         )
     estimator = sio.load(path, trusted=list(TRUSTED_TYPES))
-    _warn_versions(folder, description.get("versions", {}))
+    warn_other_majors(folder, description.get("versions", {}))
     if description["classifier"] in XGBOOST_CLASSIFIERS:
         estimator = _with_booster(estimator, folder, description)
     if description["classifier"] in TORCH_CLASSIFIERS:
@@ -185,22 +172,6 @@ def _with_booster(scaler: Any, folder: Path, description: Mapping[str, Any]) -> 
     head.classes_ = np.array(description["xgb_classes"])
     head.n_features_in_ = int(description["xgb_features"])
     return Pipeline([*scaler.steps, ("clf", head)])
-
-
-def _warn_versions(folder: Path, saved: Mapping[str, str]) -> None:
-    """Warn, naming them, about libraries whose major version differs from the bundle's."""
-    now = library_versions()
-    differ = [
-        f"{name} {version} (now {now[name]})"
-        for name, version in saved.items()
-        if name in now and version.split(".")[0] != now[name].split(".")[0]
-    ]
-    if differ:
-        log.warning(
-            "%s was saved with other major versions: %s; its predictions may differ",
-            folder,
-            ", ".join(differ),
-        )
 
 
 class ProbePredictor(Predictor):
