@@ -367,3 +367,19 @@ def test_probe_finetune_adds_a_finetune_row_before_the_report(listing, tiny_mode
     again = CliRunner().invoke(cli, args)
     assert again.exit_code == 0, again.output
     assert "finetune: 0 fold(s) trained, 2 already done" in again.output
+
+
+def test_the_documented_module_entry_runs_the_cli_that_torchrun_launches():
+    """``torchrun ... -m ssl_ser.cli.main finetune`` needs the module to run the ``ser`` group."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "ssl_ser.cli.main", "finetune", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Usage: ser finetune [OPTIONS]" in done.stdout
