@@ -383,3 +383,11 @@ def test_the_documented_module_entry_runs_the_cli_that_torchrun_launches():
     )
     assert done.returncode == 0, done.stderr
     assert "Usage: ser finetune [OPTIONS]" in done.stdout
+
+
+def test_the_shipped_finetune_example_finetunes_its_ssl_model_only():
+    example = Path(__file__).parents[2] / "experiments" / "finetune.yaml"
+    experiment = load_experiment(example)
+    assert experiment.models == (SSL, "egemaps")
+    assert experiment.finetune_models == (SSL,)
+    assert experiment.finetune_configs()[SSL].learning_rate == 1e-5
