@@ -391,3 +391,12 @@ def test_the_shipped_finetune_example_finetunes_its_ssl_model_only():
     assert experiment.models == (SSL, "egemaps")
     assert experiment.finetune_models == (SSL,)
     assert experiment.finetune_configs()[SSL].learning_rate == 1e-5
+
+
+def test_a_pipeline_launched_as_several_processes_is_refused(synth_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    data = tune_grid(synth_root, tmp_path / "absent-model", tmp_path, models=["mfcc"])
+    data.pop("finetune")
+    with pytest.raises(ConfigError, match=r"WORLD_SIZE > 1.*-m ssl_ser.cli.main finetune"):
+        run_experiment(experiment_from_dict(data), dry_run=True)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()

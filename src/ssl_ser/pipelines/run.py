@@ -32,6 +32,7 @@ from typing import Any
 
 import pandas as pd
 
+from ssl_ser.errors import ConfigError
 from ssl_ser.finetune.config import FINETUNE_CLASSIFIER
 from ssl_ser.pipelines.experiment import SAVE_MODELS, Experiment
 from ssl_ser.pipelines.plan import (
@@ -157,6 +158,7 @@ def run_experiment(
             model fails.
     """
     started = time.perf_counter()
+    refuse_several_processes()
     check_roots(experiment, source)
     plan = make_plan(experiment, progress=progress)
     summary = RunSummary(plan, dry_run=dry_run)
@@ -176,6 +178,23 @@ def run_experiment(
     summary.summary_csv = write_summary(plan)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def refuse_several_processes() -> None:
+    """Refuse to run a pipeline under torchrun: every process would extract and sweep it all.
+
+    Raises:
+        ConfigError: naming ``ser finetune``, which is what runs on several processes.
+    """
+    from ssl_ser.finetune.distributed import launched
+
+    if launched():
+        raise ConfigError(
+            "ser run and ser probe run in one process, but this one was launched as one of "
+            "several (WORLD_SIZE > 1, e.g. by torchrun); run the pipeline without torchrun, "
+            "or fine-tune on several GPUs with `torchrun ... -m ssl_ser.cli.main finetune` "
+            "and the experiment's split options (its folds are the probes')"
+        )
 
 
 def extract_missing(plan: Plan, *, progress: bool = False) -> list[Any]:
@@ -406,6 +425,8 @@ def write_variant_report(
 
     name = plan.experiment.name + (f", {variant.label}" if variant.label else "")
     title = f"{name}: layer-wise emotion probing"
+    if plan.finetune_units:
+        title += " and end-to-end fine-tuning"
     summary = write_report(
         variant.results_dir,
         path,
