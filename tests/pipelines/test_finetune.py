@@ -400,3 +400,23 @@ def test_a_pipeline_launched_as_several_processes_is_refused(synth_root, tmp_pat
     with pytest.raises(ConfigError, match=r"WORLD_SIZE > 1.*-m ssl_ser.cli.main finetune"):
         run_experiment(experiment_from_dict(data), dry_run=True)
     assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
+
+
+def test_the_sweeps_reach_the_tables_when_fine_tuning_then_fails(synth_root, tmp_path, monkeypatch):
+    from ssl_ser.pipelines import run as run_module
+    from ssl_ser.pipelines.plan import make_plan
+
+    data = tune_grid(synth_root, tmp_path, tmp_path, models=["mfcc"], conditions=["clean"])
+    data.update(condition_pairs="matched")
+    data.pop("finetune")
+    plan = make_plan(experiment_from_dict(data))
+    run_module.extract_missing(plan)
+
+    def fails(*args, **kwargs):
+        raise ConfigError("out of memory")
+
+    monkeypatch.setattr(run_module, "run_finetune_unit", fails)
+    with pytest.raises(ConfigError, match="out of memory"):
+        run_module.run_variant(plan, plan.units, ["a fine-tune run"])
+    results = pd.read_parquet(plan.variants[0].results_dir / "results.parquet")
+    assert len(results) == 2 and set(results["classifier"]) == {"logreg"}

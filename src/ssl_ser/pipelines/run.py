@@ -283,13 +283,22 @@ def run_variant(
 
     if not units:
         return [], []
-    counts = [run_unit(plan, unit, progress=progress) for unit in units]
-    results = [run_finetune_unit(plan, tune, progress=progress) for tune in tunes]
+    config = sweep_config(plan.experiment, units[0])
     results_dir = units[0].variant.results_dir
+
+    def tables() -> None:
+        write_tables(CellStore(results_dir), n_boot=config.bootstrap, seed=config.seed)
+
+    counts = [run_unit(plan, unit, progress=progress) for unit in units]
+    try:
+        results = [run_finetune_unit(plan, tune, progress=progress) for tune in tunes]
+    except Exception:
+        if any(ran for ran, _ in counts):
+            tables()  # the sweeps' new cells reach the tables even when fine-tuning fails
+        raise
     ran_any = any(ran for ran, _ in counts) or any(r.folds_run for r in results)
     if ran_any or not (results_dir / SUMMARY_CSV).exists():
-        config = sweep_config(plan.experiment, units[0])
-        write_tables(CellStore(results_dir), n_boot=config.bootstrap, seed=config.seed)
+        tables()
     table = pd.read_csv(results_dir / SUMMARY_CSV)
     outcomes = []
     for unit, (ran, skipped) in zip(units, counts, strict=True):
