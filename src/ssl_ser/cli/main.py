@@ -78,3 +78,7 @@ def cli(verbose: int) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     show_on_stderr()
+
+
+if __name__ == "__main__":  # `python -m ssl_ser.cli.main`: what torchrun and accelerate launch run
+    cli(prog_name="ser")

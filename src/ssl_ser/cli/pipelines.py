@@ -14,6 +14,7 @@ from ssl_ser.audio import CONDITIONS
 from ssl_ser.classify.splits import SPLITS
 from ssl_ser.cli.options import dry_run_option, progress_option, refuse_repeats
 from ssl_ser.extract.config import DTYPES
+from ssl_ser.finetune.config import FinetuneConfig
 from ssl_ser.pipelines.demo import SIZES
 from ssl_ser.pipelines.experiment import CORPORA_MODES, PAIR_KEYWORDS
 
@@ -21,6 +22,7 @@ from ssl_ser.pipelines.experiment import CORPORA_MODES, PAIR_KEYWORDS
 SPLIT_CHOICES: tuple[str, ...] = tuple(SPLITS)
 CONDITION_CHOICES: tuple[str, ...] = tuple(CONDITIONS)
 DTYPE_CHOICES: tuple[str, ...] = DTYPES
+FINETUNE_DEFAULTS = FinetuneConfig(model="-")  # --finetune takes ser finetune's defaults
 
 
 def _names(value: str | None) -> list[str] | None:
@@ -39,6 +41,11 @@ def _counts(value: str | None) -> list[int] | None:
         return [int(name) for name in names]
     except ValueError:
         raise ConfigError(f"--shots {value!r} must be whole numbers, e.g. 0,10,50") from None
+
+
+def _finetune(epochs: int | None) -> dict[str, int] | None:
+    """The experiment's ``finetune`` section of ``--finetune [EPOCHS]`` (None: no fine-tuning)."""
+    return None if epochs is None else {"epochs": epochs}
 
 
 def _echo(lines: list[str]) -> None:
@@ -136,6 +143,19 @@ PROBE_EXAMPLE = (
 @click.option("--workers", type=int, default=None, help="Audio loading processes.")
 @click.option("--max-seconds", type=float, default=None, help="Window long audio to this length.")
 @click.option("--jobs", type=int, default=None, help="Parallel classify cells.")
+@click.option(
+    "--finetune",
+    "finetune_epochs",
+    type=click.IntRange(min=1),
+    is_flag=False,
+    flag_value=FINETUNE_DEFAULTS.epochs,
+    default=None,
+    metavar="[EPOCHS]",
+    help="Also fine-tune each SSL model (not the classic baselines) end to end on the same "
+    "folds, with ser finetune's default settings and at most EPOCHS epochs "
+    f"(alone: {FINETUNE_DEFAULTS.epochs}); classifier finetune rows in the same results "
+    "and report.",
+)
 @click.option("--report/--no-report", default=True, show_default=True)
 @dry_run_option
 @progress_option
@@ -143,7 +163,9 @@ def probe(**options) -> None:
     """Extract (where the cache is missing), classify over all layers, and report.
 
     Several models, corpora and conditions may be given; every combination is
-    extracted once into the cache and swept layer by layer.
+    extracted once into the cache and swept layer by layer. With --finetune, each
+    SSL model is also fine-tuned on every fold (as `ser finetune` with its
+    defaults) before the report is written.
     """
     from ssl_ser.pipelines.probe import probe as run_probe
 
@@ -177,6 +199,7 @@ def probe(**options) -> None:
             "max_seconds": options["max_seconds"],
         },
         classify={"jobs": options["jobs"]},
+        finetune=_finetune(options["finetune_epochs"]),
         dry_run=options["dry_run"],
         progress=options["progress"],
     )

@@ -136,8 +136,12 @@ def run_finetune(
     output: str | Path,
     *,
     progress: bool = False,
+    tables: bool = True,
 ) -> FinetuneResult:
     """Fine-tune and score every fold not already in `output`; rebuild its tables.
+
+    With ``tables=False`` the tables are left to the caller (``ser run`` writes
+    them once after a variant's sweeps and fine-tune runs); the summary is then empty.
 
     Raises:
         ManifestError: a manifest that breaks the schema.
@@ -160,6 +164,7 @@ def run_finetune(
         summary = pd.DataFrame()
         if here.main:
             _supersede_other_runs(run.store, described)
+        if here.main and tables:
             paths = write_tables(run.store, n_boot=settings.bootstrap, seed=settings.seed)
             summary = pd.read_csv(paths["summary"])
             summary = summary[summary["classifier"] == FINETUNE_CLASSIFIER]

@@ -5,13 +5,16 @@ A dataclass field's type hint says what a value may be (``str``, ``int``,
 nested dataclass); field metadata may add ``convert`` (a function
 ``(value, where) -> value`` for fields with their own syntax) and ``choices``
 (valid values, or a function returning them, checked for every element).
-Errors say where the bad value sits (``'split.folds' in experiments/x.yaml``),
-what was expected and what was found; unknown keys list the valid ones.
+A number field also takes a string in exponent form (``1e-5``), which YAML 1.1
+parsers such as PyYAML leave a string. Errors say where the bad value sits
+(``'split.folds' in experiments/x.yaml``), what was expected and what was found;
+unknown keys list the valid ones.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -21,6 +24,8 @@ from typing import Any, TypeVar
 from ssl_ser.errors import ConfigError, UnknownChoiceError
 
 T = TypeVar("T")
+# A number in exponent form without a dot (1e-5), which YAML 1.1 parsers leave a string.
+EXPONENT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 Converter = Callable[[Any, "Where"], Any]
 
 
@@ -171,6 +176,8 @@ def _convert_scalar(value: object, hint: Any, where: Where) -> Any:
             raise wrong_type(value, "an integer", where)
         return value
     if hint is float:
+        if isinstance(value, str) and EXPONENT.match(value.strip()):
+            return float(value)  # YAML 1.1 (PyYAML) reads 1e-5 as a string
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise wrong_type(value, "a number", where)
         return float(value)

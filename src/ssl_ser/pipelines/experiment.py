@@ -13,6 +13,7 @@ names the key, the expected and the found type. A minimal file::
     classifiers: [logreg, mlp]
     split: {method: speaker-kfold, folds: 5}
     seeds: [0]
+    finetune: {epochs: 20}          # optional: also fine-tune the SSL models on the same folds
 
 Relative paths (corpus roots, ``cache_dir``, ``output``) are read from the
 current directory when the experiment runs. See ``experiments/`` for the
@@ -26,12 +27,14 @@ import inspect
 import itertools
 import json
 import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ssl_ser.errors import ConfigError, SerError, UnknownChoiceError
-from ssl_ser.extract.config import RETRY_FAILED
+from ssl_ser.extract.config import LONG_AUDIO_POLICIES, RETRY_FAILED
+from ssl_ser.finetune.config import ADAPTERS, FINETUNE_DTYPES, FREEZES, HEADS, FinetuneConfig
 from ssl_ser.manifest import MANIFEST_SUFFIXES
 from ssl_ser.pipelines._schema import Where, build, check_choices, wrong_type
 
@@ -163,6 +166,69 @@ class ClassifySettings:
     params: dict[str, Any] = field(default_factory=dict)
     bootstrap: int = 1000
     jobs: int = 1
+
+
+# FinetuneConfig fields the experiment sets itself: the model comes from `finetune.models`,
+# the revision from `extract.revision` (the probed weights), the sample rate is the models'.
+FINETUNE_FIXED: tuple[str, ...] = ("model", "revision", "sample_rate")
+FINETUNE_CHOICES: dict[str, tuple[str, ...]] = {
+    "head": HEADS,
+    "freeze": FREEZES,
+    "adapter": ADAPTERS,
+    "dtype": FINETUNE_DTYPES,
+    "long_audio": LONG_AUDIO_POLICIES,
+}
+SAVE_MODELS = True  # as ``ser finetune --save-models`` (FinetuneSettings.save_models)
+
+
+def _finetune_spec_fields() -> list[tuple[str, Any, Any]]:
+    """(name, type, field) of the ``finetune`` section: FinetuneConfig's own, with its defaults.
+
+    Derived from :class:`~ssl_ser.finetune.config.FinetuneConfig`, so a setting
+    added there is a key here with the same type and default.
+    """
+    hints = typing.get_type_hints(FinetuneConfig)
+    out: list[tuple[str, Any, Any]] = [
+        ("models", tuple[str, ...] | None, field(default=None)),
+        ("save_models", bool, field(default=SAVE_MODELS)),
+    ]
+    for config_field in dataclasses.fields(FinetuneConfig):
+        if config_field.name in FINETUNE_FIXED:
+            continue
+        metadata = {}
+        if config_field.name in FINETUNE_CHOICES:
+            metadata["choices"] = FINETUNE_CHOICES[config_field.name]
+        spec = field(
+            default=config_field.default,
+            default_factory=config_field.default_factory,
+            metadata=metadata,
+        )
+        out.append((config_field.name, hints[config_field.name], spec))
+    return out
+
+
+FinetuneSpec = dataclasses.make_dataclass("FinetuneSpec", _finetune_spec_fields(), frozen=True)
+FinetuneSpec.__module__ = __name__
+FinetuneSpec.__doc__ = """The ``finetune`` section: fine-tune SSL models on the probes' folds.
+
+Keys: ``models`` (default: every model of the experiment that is not a classic
+baseline; each must be one of the experiment's models), ``save_models`` (save
+each fold's chosen model under ``models/`` of the results folder), and every
+training setting of :class:`~ssl_ser.finetune.config.FinetuneConfig` under its
+own name and with its default (``epochs``, ``learning_rate``, ``head``,
+``freeze``, ``batch_seconds``...). The model revision is ``extract.revision``.
+"""
+
+
+def _convert_finetune(value: object, where: Where) -> Any:
+    """A ``finetune`` table (``true``: every default; ``false`` or null: no fine-tuning)."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return FinetuneSpec()
+    if not isinstance(value, dict):
+        raise wrong_type(value, "a table of fine-tune settings (or true for the defaults)", where)
+    return build(FinetuneSpec, value, where)
 
 
 def _convert_corpora(value: object, where: Where) -> tuple[CorpusSpec, ...]:
@@ -320,6 +386,8 @@ class Experiment:
         extract: extraction options.
         classify: further classify options.
         report: write the HTML/Markdown report.
+        finetune: also fine-tune SSL models end to end on every probe fold, into
+            the same results folders (:data:`FinetuneSpec`); None: probes only.
     """
 
     name: str
@@ -344,6 +412,9 @@ class Experiment:
     extract: ExtractSettings = field(default_factory=ExtractSettings)
     classify: ClassifySettings = field(default_factory=ClassifySettings)
     report: bool = True
+    finetune: FinetuneSpec | None = field(  # type: ignore[valid-type]
+        default=None, metadata={"convert": _convert_finetune}
+    )
 
     @property
     def pairs(self) -> tuple[tuple[str, str], ...]:
@@ -393,6 +464,34 @@ class Experiment:
                 fields["poolings"] = settings.poolings
             configs[model] = ExtractorConfig.for_model(model, **fields)
         return configs
+
+    @property
+    def ssl_models(self) -> tuple[str, ...]:
+        """The models that are not classic baselines (the ones fine-tuning can train)."""
+        from ssl_ser.extract import CLASSIC_MODELS
+
+        return tuple(m for m in self.models if m not in CLASSIC_MODELS)
+
+    @property
+    def finetune_models(self) -> tuple[str, ...]:
+        """The models to fine-tune: ``finetune.models``, else every SSL model; () without one."""
+        if self.finetune is None:
+            return ()
+        return self.finetune.models if self.finetune.models is not None else self.ssl_models
+
+    def finetune_configs(self) -> dict[str, FinetuneConfig]:
+        """Each fine-tuned model's :class:`FinetuneConfig` (validates the settings together)."""
+        if self.finetune is None:
+            return {}
+        settings = {
+            k: v
+            for k, v in dataclasses.asdict(self.finetune).items()
+            if k not in ("models", "save_models")
+        }
+        return {
+            model: FinetuneConfig(model=model, revision=self.extract.revision, **settings)
+            for model in self.finetune_models
+        }
 
     def to_dict(self) -> dict[str, Any]:
         """Every field as plain JSON data (what ``ser run`` records beside its results)."""
@@ -446,6 +545,32 @@ def check_experiment(experiment: Experiment, where: Where) -> None:
         experiment.extractor_configs()
     except SerError as error:
         raise ConfigError(f"{where.child('extract')}: {error}") from error
+    _check_finetune(experiment, where.child("finetune"))
+
+
+def _check_finetune(experiment: Experiment, where: Where) -> None:
+    """The fine-tuned models are SSL models of the experiment; the settings fit together."""
+    if experiment.finetune is None:
+        return
+    if not experiment.ssl_models:
+        raise ConfigError(
+            f"{where}: the experiment's models {list(experiment.models)} are all classic "
+            "baselines, which are not fine-tuned; add an SSL model to 'models'"
+        )
+    models = experiment.finetune.models
+    if models is not None:
+        if not models:
+            raise ConfigError(
+                f"{where.child('models')} must list at least one model (or leave out the "
+                "finetune section)"
+            )
+        if len(set(models)) != len(models):
+            raise ConfigError(f"{where.child('models')} lists a value twice: {list(models)}")
+        check_choices(models, experiment.ssl_models, where.child("models"))
+    try:
+        experiment.finetune_configs()
+    except SerError as error:
+        raise ConfigError(f"{where}: {error}") from error
 
 
 def _check_split(experiment: Experiment, where: Where) -> None:

@@ -9,12 +9,15 @@ speakers, no preset split) fails here, before any model runs. Each model's
 pooling is resolved here too (``auto`` per model, an explicit choice eGeMAPS
 cannot give replaced by its functionals with a warning; see
 :func:`ssl_ser.classify.features.resolve_poolings`), so a request that no model
-stores fails before any extraction. ``ser run --dry-run`` prints
-:meth:`Plan.lines`.
+stores fails before any extraction. With a ``finetune`` section, each sweep of
+a fine-tuned model also gets a :class:`FinetuneUnit`: the same variant, corpus
+group, condition pair and split settings, so its folds are the sweep's. ``ser
+run --dry-run`` prints :meth:`Plan.lines`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -28,6 +31,7 @@ import pandas as pd
 from ssl_ser.classify.features import PoolingChoice, check_honoured, resolve_poolings
 from ssl_ser.errors import ConfigError, CorpusError, SerError
 from ssl_ser.extract.config import ExtractorConfig
+from ssl_ser.finetune.config import FinetuneConfig
 from ssl_ser.pipelines.experiment import CorpusSpec, Experiment
 
 log = logging.getLogger(__name__)
@@ -149,6 +153,43 @@ class SweepUnit:
 
 
 @dataclass
+class FinetuneUnit:
+    """One ``run_finetune`` call: a probe sweep's variant, model, corpora, pair and folds.
+
+    Its split settings are those of `probe` (see
+    :func:`ssl_ser.pipelines.run.finetune_settings`), so each fold holds the
+    same speakers as the probe cells of that fold, in the same results folder.
+    """
+
+    probe: SweepUnit
+    config: FinetuneConfig
+
+    @property
+    def variant(self) -> Variant:
+        """The seed (and shots) of the run; its results folder."""
+        return self.probe.variant
+
+    @property
+    def model(self) -> str:
+        """The fine-tuned model, as the experiment names it."""
+        return self.probe.model
+
+    @property
+    def pair(self) -> tuple[str, str]:
+        """The (train condition, test condition) pair."""
+        return self.probe.pair
+
+    def describe(self) -> str:
+        """``wav2vec2-base on emodb, clean -> telephone (seed-1)``."""
+        unit = self.probe
+        label = f" ({unit.variant.label})" if unit.variant.label else ""
+        return (
+            f"{model_label(unit.model)} on {'+'.join(unit.corpora)}, "
+            f"{unit.pair[0]} -> {unit.pair[1]}{label}"
+        )
+
+
+@dataclass
 class Plan:
     """Everything :func:`ssl_ser.pipelines.run.run_experiment` will do, before it does it."""
 
@@ -159,6 +200,7 @@ class Plan:
     caches: list[CacheStatus]
     units: list[SweepUnit]
     variants: list[Variant] = field(default_factory=list)
+    finetune_units: list[FinetuneUnit] = field(default_factory=list)
 
     def cache(self, model: str, corpus: str, condition: str) -> CacheStatus:
         """The status of one cache file."""
@@ -194,6 +236,18 @@ class Plan:
         for unit in self.units:
             cells = "?" if unit.cells is None else str(unit.cells)
             out.append(f"  {unit.describe()}: {unit.n_folds} fold(s), {cells} cell(s)")
+        if self.finetune_units:
+            folds = sum(u.probe.n_folds for u in self.finetune_units)
+            out.append(
+                f"finetune: {len(self.finetune_units)} run(s), {folds} fold(s) planned "
+                "(into the same results as the probes)"
+            )
+        for tune in self.finetune_units:
+            config = tune.config
+            out.append(
+                f"  {tune.describe()}: {tune.probe.n_folds} fold(s), at most {config.epochs} "
+                f"epoch(s), head {config.head}, freeze {config.freeze}, adapter {config.adapter}"
+            )
         for variant in self.variants:
             done = count_finished(variant.results_dir)
             out.append(f"results {variant.results_dir}: {done} finished cell(s) stored")
@@ -436,6 +490,7 @@ def make_plan(experiment: Experiment, *, progress: bool = False) -> Plan:
     ]
     plan = Plan(experiment, configs, manifests, skipped, caches, [], variants(experiment))
     plan.units = sweep_units(plan)
+    plan.finetune_units = finetune_units(plan)
     return plan
 
 
@@ -465,6 +520,19 @@ def sweep_units(plan: Plan) -> list[SweepUnit]:
                         SweepUnit(variant, model, group, pair, folds, n_folds, poolings, cells)
                     )
     return units
+
+
+def finetune_units(plan: Plan) -> list[FinetuneUnit]:
+    """A fine-tune run beside every sweep of a fine-tuned model, in the sweeps' order.
+
+    Each model is named as its probe features name it (a local folder by its
+    absolute path), so fine-tune and probe rows carry the same extractor.
+    """
+    configs = {
+        model: dataclasses.replace(config, model=plan.configs[model].model)
+        for model, config in plan.experiment.finetune_configs().items()
+    }
+    return [FinetuneUnit(unit, configs[unit.model]) for unit in plan.units if unit.model in configs]
 
 
 def write_manifests(plan: Plan) -> Path:

@@ -9,8 +9,14 @@ first (see :mod:`ssl_ser.pipelines.plan`), then:
    caches are not opened for writing and the model is not loaded;
 3. runs every sweep into its variant's results folder; ``ser classify``'s
    cell store skips cells finished by an earlier run;
-4. writes each variant's report (again only when a sweep ran a cell or the
-   report is missing) and ``summary.csv`` over all variants.
+4. with a ``finetune`` section, fine-tunes each of its models on the same
+   folds as that model's sweeps (:func:`~ssl_ser.finetune.run.run_finetune`,
+   classifier ``finetune``) into the same results folder, after the variant's
+   sweeps; folds already stored are skipped (the audio is read again, to check
+   the stored folds were trained on today's files);
+5. writes each variant's tables once, its report (again only when a sweep ran
+   a cell, a fold was fine-tuned, or the report is missing) and ``summary.csv``
+   over all variants.
 
 A run killed at any point is finished by running it again.
 """
@@ -19,14 +25,18 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from ssl_ser.pipelines.experiment import Experiment
+from ssl_ser.errors import ConfigError
+from ssl_ser.finetune.config import FINETUNE_CLASSIFIER
+from ssl_ser.pipelines.experiment import SAVE_MODELS, Experiment
 from ssl_ser.pipelines.plan import (
+    FinetuneUnit,
     Plan,
     SweepUnit,
     Variant,
@@ -58,6 +68,25 @@ class SweepOutcome:
 
 
 @dataclass
+class FinetuneOutcome:
+    """What one fine-tune run did."""
+
+    unit: FinetuneUnit
+    folds_run: int
+    folds_skipped: int
+    skipped_audio: int
+    line: str
+
+    def text(self) -> str:
+        """One line for the command's output."""
+        skipped = f", {self.skipped_audio} utterance(s) skipped" if self.skipped_audio else ""
+        return (
+            f"finetune {self.unit.describe()}: {self.folds_run} fold(s) trained, "
+            f"{self.folds_skipped} already done{skipped}; {self.line}"
+        )
+
+
+@dataclass
 class RunSummary:
     """What :func:`run_experiment` did (or, for a dry run, would do)."""
 
@@ -65,6 +94,7 @@ class RunSummary:
     dry_run: bool = False
     extracted: list[Any] = field(default_factory=list)
     sweeps: list[SweepOutcome] = field(default_factory=list)
+    finetunes: list[FinetuneOutcome] = field(default_factory=list)
     reports: list[Path] = field(default_factory=list)
     summary_csv: Path | None = None
     seconds: float = 0.0
@@ -95,6 +125,11 @@ class RunSummary:
         )
         out += [sweep.text() for sweep in self.sweeps]
         out.append(f"classify: {self.cells_run} cell(s) run, {self.cells_skipped} already done")
+        if self.finetunes:
+            out += [tune.text() for tune in self.finetunes]
+            trained = sum(t.folds_run for t in self.finetunes)
+            done = sum(t.folds_skipped for t in self.finetunes)
+            out.append(f"finetune: {trained} fold(s) trained, {done} already done")
         out += [f"report: {path}" for path in self.reports]
         if self.summary_csv is not None:
             out.append(f"summary: {self.summary_csv}")
@@ -123,6 +158,7 @@ def run_experiment(
             model fails.
     """
     started = time.perf_counter()
+    refuse_several_processes()
     check_roots(experiment, source)
     plan = make_plan(experiment, progress=progress)
     summary = RunSummary(plan, dry_run=dry_run)
@@ -132,14 +168,33 @@ def run_experiment(
     summary.extracted = extract_missing(plan, progress=progress)
     for variant in plan.variants:
         units = [u for u in plan.units if u.variant == variant]
-        outcomes = run_variant(plan, units, progress=progress)
+        tunes = [u for u in plan.finetune_units if u.variant == variant]
+        outcomes, tuned = run_variant(plan, units, tunes, progress=progress)
         summary.sweeps += outcomes
-        report = write_variant_report(plan, variant, outcomes, progress=progress)
+        summary.finetunes += tuned
+        report = write_variant_report(plan, variant, outcomes, tuned, progress=progress)
         if report is not None:
             summary.reports.append(report)
     summary.summary_csv = write_summary(plan)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def refuse_several_processes() -> None:
+    """Refuse to run a pipeline under torchrun: every process would extract and sweep it all.
+
+    Raises:
+        ConfigError: naming ``ser finetune``, which is what runs on several processes.
+    """
+    from ssl_ser.finetune.distributed import launched
+
+    if launched():
+        raise ConfigError(
+            "ser run and ser probe run in one process, but this one was launched as one of "
+            "several (WORLD_SIZE > 1, e.g. by torchrun); run the pipeline without torchrun, "
+            "or fine-tune on several GPUs with `torchrun ... -m ssl_ser.cli.main finetune` "
+            "and the experiment's split options (its folds are the probes')"
+        )
 
 
 def extract_missing(plan: Plan, *, progress: bool = False) -> list[Any]:
@@ -213,9 +268,13 @@ def sweep_config(experiment: Experiment, unit: SweepUnit) -> Any:
 
 
 def run_variant(
-    plan: Plan, units: list[SweepUnit], *, progress: bool = False
-) -> list[SweepOutcome]:
-    """Run a variant's sweeps into its results folder, then write its tables once.
+    plan: Plan,
+    units: list[SweepUnit],
+    tunes: Sequence[FinetuneUnit] = (),
+    *,
+    progress: bool = False,
+) -> tuple[list[SweepOutcome], list[FinetuneOutcome]]:
+    """Run a variant's sweeps, then its fine-tune runs, into its results folder; tables once.
 
     Rebuilding the tables (with their bootstrap) after every sweep would redo the
     work of all earlier sweeps each time.
@@ -223,19 +282,85 @@ def run_variant(
     from ssl_ser.classify.results import SUMMARY_CSV, CellStore, write_tables
 
     if not units:
-        return []
-    counts = [run_unit(plan, unit, progress=progress) for unit in units]
+        return [], []
+    config = sweep_config(plan.experiment, units[0])
     results_dir = units[0].variant.results_dir
-    if any(ran for ran, _ in counts) or not (results_dir / SUMMARY_CSV).exists():
-        config = sweep_config(plan.experiment, units[0])
+
+    def tables() -> None:
         write_tables(CellStore(results_dir), n_boot=config.bootstrap, seed=config.seed)
+
+    counts = [run_unit(plan, unit, progress=progress) for unit in units]
+    try:
+        results = [run_finetune_unit(plan, tune, progress=progress) for tune in tunes]
+    except Exception:
+        if any(ran for ran, _ in counts):
+            tables()  # the sweeps' new cells reach the tables even when fine-tuning fails
+        raise
+    ran_any = any(ran for ran, _ in counts) or any(r.folds_run for r in results)
+    if ran_any or not (results_dir / SUMMARY_CSV).exists():
+        tables()
     table = pd.read_csv(results_dir / SUMMARY_CSV)
     outcomes = []
     for unit, (ran, skipped) in zip(units, counts, strict=True):
         line = unit_summary_line(table, plan.configs[unit.model].model, unit)
         outcomes.append(SweepOutcome(unit, ran, skipped, line))
         log.info("%s", outcomes[-1].text())
-    return outcomes
+    tuned = []
+    for tune, result in zip(tunes, results, strict=True):
+        line = unit_summary_line(table, tune.config.model, tune.probe, FINETUNE_CLASSIFIER)
+        counts = (result.folds_run, result.folds_skipped, result.skipped_audio)
+        tuned.append(FinetuneOutcome(tune, *counts, line))
+        log.info("%s", tuned[-1].text())
+    return outcomes, tuned
+
+
+def finetune_settings(plan: Plan, unit: FinetuneUnit) -> Any:
+    """The :class:`~ssl_ser.finetune.run.FinetuneSettings` of a fine-tune run.
+
+    Labels, split method and split options (folds, seed, ratios, corpora, shots)
+    are those of the probe sweep it sits beside (:func:`sweep_config`), and the
+    audio is loaded as that sweep's caches were extracted (its conditions,
+    telephone source, device and workers), so both make the same folds.
+    """
+    from ssl_ser.finetune.run import FinetuneSettings
+
+    experiment = plan.experiment
+    config = sweep_config(experiment, unit.probe)
+    train_condition, test_condition = unit.pair
+    save_models = experiment.finetune.save_models if experiment.finetune else SAVE_MODELS
+    return FinetuneSettings(
+        labels=config.labels,
+        split=config.split,
+        split_options=config.split_options(),
+        conditions=tuple(sorted({train_condition, test_condition})),
+        train_condition=train_condition,
+        test_condition=test_condition,
+        telephone_source=experiment.extract.telephone_source,
+        bootstrap=config.bootstrap,
+        device=experiment.extract.device,
+        workers=experiment.extract.workers,
+        save_models=save_models,
+    )
+
+
+def run_finetune_unit(plan: Plan, unit: FinetuneUnit, *, progress: bool = False) -> Any:
+    """Fine-tune one model on one sweep's folds into its results folder (tables left to the caller).
+
+    Returns:
+        The :class:`~ssl_ser.finetune.run.FinetuneResult`.
+    """
+    from ssl_ser.finetune.run import run_finetune
+
+    rows = pd.concat([plan.manifests[c] for c in unit.probe.corpora], ignore_index=True)
+    log.info("finetune %s", unit.describe())
+    return run_finetune(
+        rows,
+        unit.config,
+        finetune_settings(plan, unit),
+        unit.variant.results_dir,
+        progress=progress,
+        tables=False,
+    )
 
 
 def run_unit(plan: Plan, unit: SweepUnit, *, progress: bool = False) -> tuple[int, int]:
@@ -262,14 +387,25 @@ def run_unit(plan: Plan, unit: SweepUnit, *, progress: bool = False) -> tuple[in
     return result.cells_run, result.cells_skipped
 
 
-def unit_summary_line(summary: pd.DataFrame, extractor: str, unit: SweepUnit) -> str:
-    """Best layer and UA per classifier of one sweep's rows of the results summary."""
+def unit_summary_line(
+    summary: pd.DataFrame, extractor: str, unit: SweepUnit, classifier: str | None = None
+) -> str:
+    """Best layer and UA per classifier of one sweep's rows of the results summary.
+
+    `classifier` keeps one classifier's rows (``finetune`` for a fine-tune run);
+    otherwise every probe classifier's (fine-tune rows have their own line).
+    """
     from ssl_ser.classify.results import summary_line
 
     if summary.empty:
         return summary_line(summary)
+    if classifier is None:
+        chosen = summary["classifier"] != FINETUNE_CLASSIFIER
+    else:
+        chosen = summary["classifier"] == classifier
     mine = summary[
-        (summary["extractor"] == extractor)
+        chosen
+        & (summary["extractor"] == extractor)
         & (summary["train_condition"] == unit.pair[0])
         & (summary["test_condition"] == unit.pair[1])
     ]
@@ -279,19 +415,27 @@ def unit_summary_line(summary: pd.DataFrame, extractor: str, unit: SweepUnit) ->
 
 
 def write_variant_report(
-    plan: Plan, variant: Variant, outcomes: list[SweepOutcome], *, progress: bool = False
+    plan: Plan,
+    variant: Variant,
+    outcomes: list[SweepOutcome],
+    tuned: Sequence[FinetuneOutcome] = (),
+    *,
+    progress: bool = False,
 ) -> Path | None:
     """Write a variant's report when the experiment asks for one and something changed."""
     if not plan.experiment.report or not outcomes:
         return None
     path = variant.report_path
-    if path.exists() and not any(o.cells_run for o in outcomes):
+    changed = any(o.cells_run for o in outcomes) or any(t.folds_run for t in tuned)
+    if path.exists() and not changed:
         log.info("report %s is up to date", path)
         return path
     from ssl_ser.report import write_report
 
     name = plan.experiment.name + (f", {variant.label}" if variant.label else "")
     title = f"{name}: layer-wise emotion probing"
+    if plan.finetune_units:
+        title += " and end-to-end fine-tuning"
     summary = write_report(
         variant.results_dir,
         path,
