@@ -23,6 +23,8 @@ CONFIG = {
     "head": "mlp",
     "dropout": 0.3,
 }
+# What this CONFIG changes from the defaults, besides the step (as FinetuneConfig.setting says).
+SETTING = "head=mlp, dropout=0.3, epochs=2, patience=None, learning_rate=0.001, batch_seconds=6.0"
 SETTINGS = {"split_options": {"folds": 2}, "device": "cpu", "workers": 0, "bootstrap": 20}
 
 
@@ -62,6 +64,9 @@ def test_two_gloo_processes_match_one_process(corpus_manifest, tiny_model, tmp_p
         results(tmp_path / "two" / "out"),
     )
     assert list(rows_one["fold_digest"]) == list(rows_two["fold_digest"])
+    # the same step (2 micro-batches) is the same setting and the same cells
+    assert list(rows_one["cell_id"]) == list(rows_two["cell_id"])
+    assert set(rows_two["setting"]) == {SETTING + ", step_micro_batches=2"}
     assert list(rows_one["best_epoch"]) == list(rows_two["best_epoch"])
     np.testing.assert_allclose(p_two, p_one, atol=TOLERANCE)
     for a, b in zip(rows_one["training_curve"], rows_two["training_curve"], strict=True):

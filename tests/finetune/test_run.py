@@ -252,3 +252,16 @@ def test_early_stopping_ends_after_patience_epochs_without_a_better_validation_u
         curve = json.loads(row.training_curve)
         assert len({point["val_ua"] for point in curve}) == 1
         assert (row.epochs_run, row.best_epoch, len(curve)) == (3, 1, 3)
+
+
+def test_two_settings_share_a_folder_as_two_groups(corpus_manifest, tiny_model, tmp_path):
+    for freeze in ("feature-encoder", "base"):
+        config = FinetuneConfig(model=str(tiny_model), freeze=freeze, **{**FAST, "epochs": 1})
+        run_finetune(corpus_manifest, config, settings(save_models=False), tmp_path)
+    rows = pd.read_parquet(tmp_path / "results.parquet")
+    assert len(rows) == 4 and not any((tmp_path / "cells" / "superseded").glob("*.json"))
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    tuned = summary[summary["classifier"] == "finetune"].set_index("setting")
+    base = "epochs=1, patience=None, learning_rate=0.001, batch_seconds=8.0"
+    assert sorted(tuned.index) == sorted([base, f"freeze=base, {base}"])
+    assert (tuned["n_folds"] == 2).all() and set(tuned["layer"]) == {"all"}

@@ -53,6 +53,7 @@ GROUP_COLUMNS: tuple[str, ...] = (
     "search",
     "seed",
     "shots",
+    "setting",
 )
 SELECTED_LAYER = "selected"
 WEIGHTED_LAYER = "weighted"
@@ -222,8 +223,8 @@ def select_layers(results: pd.DataFrame) -> pd.DataFrame:
     """
     if "val_ua" not in results or results["val_ua"].isna().all():
         return pd.DataFrame()
-    layer = results["layer"].astype(str)
-    single = ~layer.str.contains(":") & (layer != WEIGHTED_LAYER)
+    # single numbered layers only: not ranges, learned mixes or fine-tuned models ("all")
+    single = pd.to_numeric(results["layer"], errors="coerce").notna()
     per_layer = results[single & results["val_ua"].notna()]
     # ties in validation UA go to the lowest layer, whatever order the cells were stored in
     depth = pd.to_numeric(per_layer["layer"], errors="coerce")
@@ -270,11 +271,9 @@ def summary_line(summary: pd.DataFrame) -> str:
         best = part.loc[part["ua_mean"].idxmax()]
         folds = int(best.get("n_folds", 0) or 0)
         spread = f"±{best['ua_std']:.3f}" if folds > 1 and pd.notna(best["ua_std"]) else ""
-        what = (
-            f"layers {best['layer']}"  # a fine-tuned model has no best layer of its own
-            if classifier == FINETUNE_CLASSIFIER
-            else f"best layer {best['layer']}"
-        )
+        what = f"best layer {best['layer']}"
+        if classifier == FINETUNE_CLASSIFIER:  # a fine-tuned model has no best layer of its own
+            what = f"layers {best['layer']}, setting {best.get('setting', 'default')}"
         text = (
             f"{classifier}: {what} UA {best['ua_mean']:.3f}{spread} "
             f"({_where(best)}, {best['pooling']}, {folds} fold{'s' if folds != 1 else ''})"

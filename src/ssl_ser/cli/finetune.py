@@ -220,6 +220,8 @@ def finetune(**options) -> None:
         save_models=options["save_models"],
     )
     result = run_finetune(table, config, settings, options["output"], progress=options["progress"])
+    if not result.main:  # under torchrun, rank 0 speaks for all processes
+        return
     click.echo(
         f"{result.folds_run} fold(s) fine-tuned, {result.folds_skipped} already done, "
         f"{result.skipped_audio} utterance(s) skipped, {result.seconds:.1f} s; results in "

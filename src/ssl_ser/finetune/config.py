@@ -173,9 +173,27 @@ class FinetuneConfig:
             whisper_trim=self.whisper_trim,
         )
 
-    def params(self) -> dict[str, Any]:
-        """The settings recorded in each results row's params (all but the model)."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("model",)}
+    def params(self, processes: int = 1) -> dict[str, Any]:
+        """The settings recorded in each results row's params and cell id (all but the model).
+
+        ``accumulation`` becomes ``step_micro_batches``, accumulation x processes:
+        N processes train what one process does with N times the accumulation
+        (:mod:`ssl_ser.finetune.distributed`), and another count is another step.
+        """
+        out = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("model",)}
+        out["step_micro_batches"] = out.pop("accumulation") * processes
+        return out
+
+    def setting(self, processes: int = 1) -> str:
+        """Short name of the settings, for grouping results: those that differ from the defaults.
+
+        ``default`` for the defaults; otherwise ``freeze=base, learning_rate=0.001``...,
+        so two fine-tune settings of one model never share a group (or a mean).
+        """
+        mine = self.params(processes)
+        base = FinetuneConfig(model=self.model).params()
+        changed = [f"{k}={v}" for k, v in mine.items() if base.get(k) != v]
+        return ", ".join(changed) or "default"
 
     def to_dict(self) -> dict[str, Any]:
         """Every field, JSON-ready (run configuration saved beside each model)."""

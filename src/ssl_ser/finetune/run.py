@@ -107,6 +107,7 @@ class FinetuneResult:
     paths: dict[str, Path]
     summary: pd.DataFrame
     seconds: float
+    main: bool = True
 
     @property
     def line(self) -> str:
@@ -169,8 +170,9 @@ def run_finetune(
             summary = pd.read_csv(paths["summary"])
             summary = summary[summary["classifier"] == FINETUNE_CLASSIFIER]
         barrier(here)
+    seconds = time.perf_counter() - start
     return FinetuneResult(
-        ran, skipped, len(run.audio.failed), paths, summary, time.perf_counter() - start
+        ran, skipped, len(run.audio.failed), paths, summary, seconds, main=here.main
     )
 
 
@@ -278,7 +280,7 @@ def _run_scenario(
             "layer": run.config.layer,
             "pooling": "mean",
             "classifier": FINETUNE_CLASSIFIER,
-            "params": run.config.params(),
+            "params": run.config.params(run.here.size),
         }
         cell = cell_id(description)
         described[cell] = description
@@ -325,6 +327,7 @@ def _fold_meta(run: _Run, fold: Fold, train_condition: str, test_condition: str)
         "fold_digest": fold_digest(frame["utt_id"].to_numpy(), fold),
         "audio_digest": run.audio.digest(keys),
         "telephone_source": settings.telephone_source,
+        "setting": run.config.setting(run.here.size),
     }
 
 
@@ -401,7 +404,7 @@ def _run_fold(run: _Run, cell: str, fold: Fold, n_dropped: int, meta: dict) -> N
         layer=run.config.layer,
         pooling="mean",
         classifier=FINETUNE_CLASSIFIER,
-        params=run.config.params(),
+        params=run.config.params(run.here.size),
         n_dropped=n_dropped,
         extra=extra,
     )
