@@ -18,9 +18,9 @@ import click
 import pandas as pd
 
 from ssl_ser import corpora, manifest
-from ssl_ser.audio import CONDITIONS, TELEPHONE_SOURCES
+from ssl_ser.audio import TELEPHONE_SOURCES
 from ssl_ser.cache import STORAGE_DTYPES
-from ssl_ser.cli.options import progress_option, refuse_repeats
+from ssl_ser.cli.options import conditions_option, progress_option, refuse_repeats
 from ssl_ser.errors import ConfigError
 from ssl_ser.extract.config import (
     CLASSIC_MODELS,
@@ -65,15 +65,7 @@ def read_source(source: str, root: Path | None) -> pd.DataFrame:
     help=f"Hub id or local folder of a transformers model, or one of {', '.join(CLASSIC_MODELS)}.",
 )
 @click.option("--revision", help="Hub branch, tag or commit (default branch if not given).")
-@click.option(
-    "--condition",
-    "conditions",
-    type=click.Choice(CONDITIONS),
-    multiple=True,
-    default=("clean",),
-    show_default=True,
-    help="Audio condition; repeat for several (the model loads once for all).",
-)
+@conditions_option("Audio condition; repeat for several (the model loads once for all).")
 @click.option(
     "--telephone-source",
     type=click.Choice(TELEPHONE_SOURCES),

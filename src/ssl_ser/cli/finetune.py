@@ -6,6 +6,7 @@ import click
 
 from ssl_ser.audio import CONDITIONS, TELEPHONE_SOURCES
 from ssl_ser.cli.options import (
+    conditions_option,
     parse_names,
     parse_paths,
     parse_ratios,
@@ -49,15 +50,9 @@ EXAMPLE = (
     "NAME=MANIFEST. Repeatable; instead of or beside --manifest.",
 )
 @split_options
-@click.option(
-    "--condition",
-    "conditions",
-    type=click.Choice(CONDITION_CHOICES),
-    multiple=True,
-    default=("clean",),
-    show_default=True,
-    help="Audio condition(s) to load; each is trained and tested on itself unless "
-    "--train-condition/--test-condition pick one pair.",
+@conditions_option(
+    "Audio condition(s) to load; each is trained and tested on itself unless "
+    "--train-condition/--test-condition pick one pair."
 )
 @click.option(
     "--telephone-source",

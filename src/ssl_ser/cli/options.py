@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from ssl_ser.audio import CONDITIONS
 from ssl_ser.classify.splits import SPLITS
 from ssl_ser.errors import ConfigError
 
@@ -111,3 +112,16 @@ def split_options(command: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(SPLIT_OPTIONS):
         command = option(command)
     return command
+
+
+def conditions_option(help_text: str) -> Callable[[Any], Any]:
+    """``--condition`` (repeatable, clean by default) over the audio module's conditions."""
+    return click.option(
+        "--condition",
+        "conditions",
+        type=click.Choice(tuple(CONDITIONS)),
+        multiple=True,
+        default=("clean",),
+        show_default=True,
+        help=help_text,
+    )

@@ -12,7 +12,12 @@ import click
 
 from ssl_ser.audio import CONDITIONS
 from ssl_ser.classify.splits import SPLITS
-from ssl_ser.cli.options import dry_run_option, progress_option, refuse_repeats
+from ssl_ser.cli.options import (
+    conditions_option,
+    dry_run_option,
+    progress_option,
+    refuse_repeats,
+)
 from ssl_ser.extract.config import DTYPES
 from ssl_ser.finetune.config import FinetuneConfig
 from ssl_ser.pipelines.demo import SIZES
@@ -78,15 +83,7 @@ PROBE_EXAMPLE = (
     help="NAME=ROOT (a corpus folder, e.g. emodb=/data/emodb) or NAME=MANIFEST "
     "(a manifest CSV/parquet from `ser prepare`). Repeatable.",
 )
-@click.option(
-    "--condition",
-    "conditions",
-    type=click.Choice(CONDITION_CHOICES),
-    multiple=True,
-    default=("clean",),
-    show_default=True,
-    help="Audio condition to extract. Repeatable (each value once).",
-)
+@conditions_option("Audio condition to extract. Repeatable (each value once).")
 @click.option(
     "--condition-pairs",
     type=click.Choice(PAIR_KEYWORDS),
