@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ssl_ser.audio import CONDITIONS, TELEPHONE_SOURCES
+from ssl_ser.audio import TELEPHONE_SOURCES
 from ssl_ser.cli.options import (
     conditions_option,
     parse_names,
@@ -22,7 +22,6 @@ HEAD_CHOICES: tuple[str, ...] = HEADS
 FREEZE_CHOICES: tuple[str, ...] = FREEZES
 ADAPTER_CHOICES: tuple[str, ...] = ADAPTERS
 FINETUNE_DTYPE_CHOICES: tuple[str, ...] = FINETUNE_DTYPES
-CONDITION_CHOICES: tuple[str, ...] = tuple(CONDITIONS)
 TELEPHONE_SOURCE_CHOICES: tuple[str, ...] = tuple(TELEPHONE_SOURCES)
 LONG_AUDIO_CHOICES: tuple[str, ...] = LONG_AUDIO_POLICIES
 DEFAULTS = FinetuneConfig(model="-")

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import click
 
-from ssl_ser.audio import CONDITIONS
 from ssl_ser.classify.splits import SPLITS
 from ssl_ser.cli.options import (
     conditions_option,
@@ -25,7 +24,6 @@ from ssl_ser.pipelines.experiment import CORPORA_MODES, PAIR_KEYWORDS
 
 # The registries own the choices; the options list exactly theirs.
 SPLIT_CHOICES: tuple[str, ...] = tuple(SPLITS)
-CONDITION_CHOICES: tuple[str, ...] = tuple(CONDITIONS)
 DTYPE_CHOICES: tuple[str, ...] = DTYPES
 FINETUNE_DEFAULTS = FinetuneConfig(model="-")  # --finetune takes ser finetune's defaults
 
