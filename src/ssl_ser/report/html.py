@@ -32,7 +32,7 @@ from ssl_ser.report.load import (
 
 UNTRAINED_SUFFIX = " [untrained]"
 FLAG = "⚠"
-NUMERIC_SUFFIXES: tuple[str, ...] = ("%", "Test utterances", "Fold")
+NUMERIC_SUFFIXES: tuple[str, ...] = ("%", "Test utterances", "Fold", "points")
 SPLIT_CLASSES: dict[str, str] = {
     SPEAKER_INDEPENDENT: "pill ok",
     SPEAKER_DEPENDENT: "pill warn",

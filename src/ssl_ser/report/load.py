@@ -78,7 +78,14 @@ SETTING: tuple[str, ...] = (
     "seed",
     "shots",
 )
-CONFIG: tuple[str, ...] = ("layer", "pooling", "classifier", "speaker_norm", "search")
+CONFIG: tuple[str, ...] = (
+    "layer",
+    "pooling",
+    "classifier",
+    "speaker_norm",
+    "search",
+    "finetune_setup",
+)
 # Settings that change what a number means: cells that differ in one of them are
 # never compared in one table, figure, matrix or headline (see ssl_ser.report.groups).
 GROUP: tuple[str, ...] = ("labels", "split", "speaker_norm", "search", "seed", "shots")
@@ -91,6 +98,7 @@ DEFAULTS: dict[str, str] = {
     "search": "False",
     "seed": "",
     "shots": "",
+    "finetune_setup": "",
 }
 CELL: tuple[str, ...] = SETTING + CONFIG
 METRICS: tuple[str, ...] = ("ua", "wa", "macro_f1")
@@ -101,6 +109,16 @@ SAME_NUMBER_RTOL = 1e-9
 COMPARED_NUMBERS: tuple[str, ...] = (*METRICS, "n_test")
 
 CLASSIC_EXTRACTORS: tuple[str, ...] = ("egemaps", "mfcc", "logmel")
+# ``ser finetune`` rows: classifier "finetune", layer "all" (the fine-tuned model's last
+# hidden state) or "weighted" (a learned softmax-weighted sum of all hidden states).
+FINETUNE = "finetune"
+FINETUNE_LAST = "all"
+FINETUNE_WEIGHTED = "weighted"
+FREEZE_TEXT: dict[str, str] = {
+    "feature-encoder": "feature encoder frozen",
+    "base": "base frozen (head only)",
+    "none": "nothing frozen",
+}
 SPEAKER_INDEPENDENT = "speaker-independent"
 SPEAKER_DEPENDENT = "speaker-dependent (random utterance split)"
 SPEAKERS_SHARED = "speaker-dependent (speakers shared by train and test)"
@@ -386,7 +404,9 @@ def normalise(table: pd.DataFrame, where: str = "results table") -> pd.DataFrame
         )
     if table.empty:
         raise ConfigError(f"{where} has no rows")
-    out = _with_cells(table.copy())
+    out = table.copy()
+    out["finetune_setup"] = finetune_setups(out)
+    out = _with_cells(out)
     for metric in METRICS:
         out[metric] = pd.to_numeric(out.get(metric, np.nan), errors="coerce").astype(float)
     if out["ua"].isna().all():
@@ -398,6 +418,63 @@ def normalise(table: pd.DataFrame, where: str = "results table") -> pd.DataFrame
     if "source" not in out.columns:
         out["source"] = where
     return out
+
+
+def is_finetune(frame: pd.DataFrame) -> pd.Series:
+    """Whether each row (or cell) is an end-to-end fine-tuned model (``ser finetune``)."""
+    return frame["classifier"].astype(str).eq(FINETUNE)
+
+
+def finetune_setups(table: pd.DataFrame) -> pd.Series:
+    """A fine-tune row's setup from its params (head, freezing, adapter...); '' for probes.
+
+    Part of a cell's identity, so two fine-tunes of one model and setting that
+    differ in head, freezing, adapter, epochs or learning rate are two cells,
+    reported side by side, never averaged as folds of one cell.
+    """
+    out = pd.Series("", index=table.index, dtype=object)
+    if "params" not in table.columns:
+        return out
+    tuned = is_finetune(table)
+    out[tuned] = table.loc[tuned, "params"].map(setup_text)
+    return out
+
+
+def setup_text(params: object) -> str:
+    """``linear head · feature encoder frozen · 20 epochs · lr 1e-05`` from a params dict/JSON."""
+    data = params if isinstance(params, dict) else _json_dict(params)
+    if not data:
+        return ""
+    parts = []
+    if data.get("head") is not None:
+        parts.append(f"{data['head']} head")
+    freeze = data.get("freeze")
+    if freeze == "top":
+        parts.append(f"top {data.get('top_layers')} layers trained")
+    elif freeze is not None:
+        parts.append(FREEZE_TEXT.get(str(freeze), f"freeze {freeze}"))
+    if data.get("adapter") not in (None, "none"):
+        rank = data.get("lora_rank")
+        parts.append(f"{data['adapter']}" + (f" rank {rank}" if rank is not None else ""))
+    if data.get("epochs") is not None:
+        parts.append(f"{data['epochs']} epochs max")
+    rate = data.get("learning_rate")
+    if rate is not None:
+        parts.append(f"lr {rate:g}" if _is_number(rate) else f"lr {rate}")
+    return " · ".join(parts)
+
+
+def _json_dict(text: object) -> dict:
+    """A JSON object stored as text, or {} (NaN, invalid JSON, not an object)."""
+    try:
+        data = json.loads(str(text))
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def slice_flags(table: pd.DataFrame) -> pd.Series:
