@@ -47,6 +47,7 @@ class FinetuneSpec:
     """What the hand-made folder holds."""
 
     finetune: bool = True
+    probes: bool = True
     weighted: bool = True
     probe_digest: bool = True
     # folds whose fine-tune digest differs from the probe's (other speakers)
@@ -205,7 +206,8 @@ def write_folder(folder: Path, spec: FinetuneSpec | None = None) -> Path:
     spec = spec or FinetuneSpec()
     rng = np.random.default_rng(spec.seed)
     store = CellStore(folder)
-    _probe_cells(store, spec, rng)
+    if spec.probes:
+        _probe_cells(store, spec, rng)
     if spec.finetune:
         _finetune_cells(store, spec, rng)
     write_tables(store, n_boot=50, seed=0)

@@ -408,7 +408,8 @@ def normalise(table: pd.DataFrame, where: str = "results table") -> pd.DataFrame
     out["finetune_setup"] = finetune_setups(out)
     out = _with_cells(out)
     for metric in METRICS:
-        out[metric] = pd.to_numeric(out.get(metric, np.nan), errors="coerce").astype(float)
+        found = out[metric] if metric in out.columns else pd.Series(np.nan, index=out.index)
+        out[metric] = pd.to_numeric(found, errors="coerce").astype(float)
     if out["ua"].isna().all():
         raise ConfigError(f"{where} has no numeric UA value in its column 'ua'")
     out["split_type"] = split_types(out)
