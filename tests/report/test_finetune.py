@@ -22,10 +22,9 @@ from ssl_ser.report.groups import find_groups
 from ssl_ser.report.load import load_results, normalise
 from ssl_ser.report.tables import cell_summary
 
-from .finetune_data import CLASSES, PARAMS, FinetuneSpec, write_folder
+from .finetune_data import PARAMS, SETTINGS, FinetuneSpec, write_folder
 
 N_BOOT = 50
-SETTING = {"train_corpus": "emodb", "train_condition": "clean", "test_corpus": "emodb"}
 
 
 def _comparison(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -110,6 +109,15 @@ def test_comparison_numbers_match_an_independent_computation(
     assert got["selected_std"] == pytest.approx(selected["ua"].std(ddof=1))
     assert got["selected_pooled"] == pytest.approx(_pooled_ua(selected, predictions))
     assert selected["classifier"].iloc[0] in got["selected_what"]
+    # the same number as summary.csv's `selected` row of that classifier (ser classify's own)
+    summary_csv = pd.read_csv(folder / "summary.csv")
+    row = summary_csv[
+        (summary_csv["layer"] == "selected")
+        & (summary_csv["classifier"] == selected["classifier"].iloc[0])
+        & (summary_csv["test_condition"] == condition)
+        & ~summary_csv["speaker_norm"].astype(bool)
+    ]
+    assert got["selected_mean"] == pytest.approx(float(row["ua_mean"].iloc[0]))
     layers = "/".join(selected.sort_values("fold")["layer"])
     assert (
         layers in got["selected_what"]
@@ -297,4 +305,13 @@ def test_layer_weight_figure_shows_the_fold_mean(folder: Path) -> None:
     expected = np.mean([json.loads(w) for w in weighted["layer_weights"]], axis=0)
     mine = got[got["test_condition"] == "clean"].groupby("index")["weight"].mean()
     assert np.allclose(mine.to_numpy(), expected)
-    assert len(CLASSES) == 4
+
+
+def test_without_weighted_finetunes_the_layer_weights_are_left_out_with_a_note(
+    tmp_path: Path,
+) -> None:
+    folder = write_folder(tmp_path / "results", FinetuneSpec(weighted=False, settings=SETTINGS[:1]))
+    summary = write_report(folder, tmp_path / "out" / "report.html", n_boot=N_BOOT)
+    assert "Learned layer weights" in summary.left_out
+    assert not list((tmp_path / "out" / "figures").glob("layer-weights*"))
+    assert list((tmp_path / "out" / "figures").glob("training-curves*"))

@@ -217,18 +217,24 @@ def finetune_items(
         for n in numbers
     ]
     out = with_group_headings(numbers, slots)
-    drawn = {item.name.split("-")[0] for item in out if isinstance(item, FigureItem)}
-    if "training" not in drawn:
-        out.append(NoteItem("Training curves", FINETUNE_NOTES["training"]))
-    if "layer" not in drawn:
-        out.append(NoteItem("Learned layer weights", FINETUNE_NOTES["layer"]))
+    names_drawn = [item.name for item in out if isinstance(item, FigureItem)]
+    for prefix, (title, text) in FINETUNE_NOTES.items():
+        if not any(name.startswith(prefix) for name in names_drawn):
+            out.append(NoteItem(title, text))
     return out
 
 
-FINETUNE_NOTES: dict[str, str] = {
-    "training": "Left out: no fine-tuned row stores its training_curve.",
-    "layer": "Left out: no model was fine-tuned with a learned weighted sum of its hidden "
-    "states (layer 'weighted'), so there are no layer weights to draw.",
+# Figure name prefix -> (note title, why it is missing) when no group drew it.
+FINETUNE_NOTES: dict[str, tuple[str, str]] = {
+    "training-curves-": (
+        "Training curves",
+        "Left out: no fine-tuned row stores its training_curve.",
+    ),
+    "layer-weights-": (
+        "Learned layer weights",
+        "Left out: no model was fine-tuned with a learned weighted sum of its hidden "
+        "states (layer 'weighted'), so there are no layer weights to draw.",
+    ),
 }
 
 
@@ -527,7 +533,7 @@ def extractor_infos(cells: pd.DataFrame, names: dict[str, str]) -> list[Extracto
             kind = "classic baseline"
         else:
             layers = rows.loc[rows["layer"].str.fullmatch(r"\d+"), "layer"].nunique()
-            kind = f"SSL model, {layers} layers probed"
+            kind = f"SSL model, {layers} layers probed" if layers else "SSL model"
             if is_finetune(rows).any():
                 kind += ", fine-tuned"
         infos.append(ExtractorInfo(name, kind, bool(rows["untrained"].any())))

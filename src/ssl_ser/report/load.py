@@ -34,6 +34,10 @@ Columns the report needs but a table lacks are derived here, in one place:
   the cache keys. A table may also say so itself in an ``untrained`` column or
   key field. A folder called ``random-forest-tuned`` is therefore not flagged,
   and a random model in a folder called ``mymodel`` is;
+- ``finetune_setup``: for ``ser finetune`` rows (classifier ``finetune``), the
+  head, freezing, adapter, epochs and learning rate from their ``params``, as
+  text; part of a cell's identity, so fine-tunes that differ in setup are separate
+  cells (empty for probes);
 - ``source``: the folder a row was read from;
 - ``predicted_classes``: how many distinct classes the classifier predicted
   on the row's test fold (from the stored predictions, else from the
