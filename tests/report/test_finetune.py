@@ -22,7 +22,7 @@ from ssl_ser.report.groups import find_groups
 from ssl_ser.report.load import load_results, normalise
 from ssl_ser.report.tables import cell_summary
 
-from .finetune_data import PARAMS, SETTINGS, FinetuneSpec, write_folder
+from .finetune_data import EXTRACTOR, PARAMS, SETTINGS, FinetuneSpec, write_folder
 
 N_BOOT = 50
 
@@ -247,6 +247,7 @@ def test_a_folder_of_finetunes_alone_is_reported(tmp_path: Path) -> None:
     write_report(folder, out, n_boot=N_BOOT)
     html = out.read_text()
     assert 'data-table="finetune-vs-probes' in html and "no comparable probe" in html
+    assert "no validation UA stored" not in html
     assert 'data-figure="layer-weights' in html
 
 
@@ -315,3 +316,41 @@ def test_without_weighted_finetunes_the_layer_weights_are_left_out_with_a_note(
     assert "Learned layer weights" in summary.left_out
     assert not list((tmp_path / "out" / "figures").glob("layer-weights*"))
     assert list((tmp_path / "out" / "figures").glob("training-curves*"))
+
+
+def test_probes_without_validation_scores_leave_the_chosen_layer_empty(tmp_path: Path) -> None:
+    folder = write_folder(
+        tmp_path / "results", FinetuneSpec(val_ua=False, weighted=False, settings=SETTINGS[:1])
+    )
+    summary, pairs = _comparison(folder)
+    assert summary["selected_mean"].isna().all() and summary["best_test_mean"].notna().all()
+    rows, _ = _raw(folder)
+    probes = rows[(rows["classifier"] != "finetune") & ~rows["speaker_norm"].astype(bool)]
+    means = probes.groupby(["classifier", "layer"])["ua"].mean()
+    classifier = means.idxmax()[0]  # the last layer falls back to the best-by-test classifier
+    last = probes[(probes["classifier"] == classifier) & (probes["layer"] == "4")]
+    assert summary["last_mean"].iloc[0] == pytest.approx(last["ua"].mean())
+    text = finetune.format_comparison(summary, {"facebook/wav2vec2-base": "w2v"})
+    assert text[finetune.SELECTED_COLUMN].str.contains("no validation UA stored").all()
+    assert (pairs["speakers"] == finetune.MISSING).all()
+
+
+def test_a_one_layer_curve_gets_whole_layer_ticks(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drawn = []
+    original = figures.save_figure
+    monkeypatch.setattr(
+        figures, "save_figure", lambda fig, *a, **k: drawn.append(fig) or original(fig, *a, **k)
+    )
+    results = load_results([folder])
+    cells = cell_summary(results.table)
+    group = next(  # the speaker-normalised probe was run at layer 3 only
+        g
+        for g in find_groups(cells, results.table, results.classes)
+        if g.value("speaker_norm") == "True"
+    )
+    figures.layer_curves(cells[group.mask(cells)], {EXTRACTOR: "w2v"}, tmp_path, group)
+    for ax in (ax for ax in drawn[0].axes if ax.get_visible() and ax.get_title()):
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert 3 in ticks and all(float(t).is_integer() for t in ticks)

@@ -361,6 +361,9 @@ def _layer_panel(
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=13))
+    layers = panel["layer_index"]
+    if layers.nunique() == 1:  # one layer: a whole-number axis around it, not 2.85..3.15
+        ax.set_xlim(layers.iloc[0] - 1, layers.iloc[0] + 1)
 
 
 def _mark_collapsed(ax: Axes, x: Any, y: Any, collapsed: np.ndarray) -> None:

@@ -69,7 +69,7 @@ WEIGHT_TOLERANCE = 1e-3
 SAME = "same speakers (fold digest)"
 NAME_ONLY = "paired by fold name (no digest stored)"
 DIFFERENT = "⚠ different speakers: not paired"
-MISSING = "no probe fold of this name"
+MISSING = "no chosen probe on this fold"
 
 
 @dataclass(frozen=True)
@@ -347,7 +347,7 @@ def finetune_text(row: pd.Series, *, setup: bool = True) -> str:
 def _number(row: pd.Series, kind: str) -> str:
     """Mean ± std over folds; pooled UA; its 95% CI; then what was chosen (two lines)."""
     if pd.isna(row[f"{kind}_mean"]):
-        return "n/a\n" + _absent(kind)
+        return "n/a\n" + _absent(kind, probed=pd.notna(row["best_test_mean"]))
     folds = int(row[f"{kind}_folds"])
     lines = [
         mean_std(row[f"{kind}_mean"], row[f"{kind}_std"], folds),
@@ -358,12 +358,11 @@ def _number(row: pd.Series, kind: str) -> str:
     return "\n".join([*lines, *what.split(" · ", 1)] if what else lines)
 
 
-def _absent(kind: str) -> str:
-    return {
-        "selected": "no validation UA stored",
-        "best_test": "no comparable probe",
-        "last": "no comparable probe",
-    }.get(kind, "")
+def _absent(kind: str, *, probed: bool) -> str:
+    """Why a number is missing: no comparable probe, or (chosen layer) no validation UA."""
+    if not probed:
+        return "no comparable probe"
+    return "no validation UA stored" if kind == "selected" else ""
 
 
 def _pairing(row: pd.Series) -> str:
