@@ -230,7 +230,10 @@ def test_layer_curves_draw_finetunes_as_labelled_horizontal_lines(
 
 
 def test_without_finetune_rows_the_report_has_no_finetune_section(tmp_path: Path) -> None:
-    folder = write_folder(tmp_path / "results", FinetuneSpec(finetune=False))
+    folder = write_folder(
+        tmp_path / "results",
+        FinetuneSpec(finetune=False, normed_probe=False, settings=SETTINGS[:1]),
+    )
     out = tmp_path / "out" / "report.html"
     summary = write_report(folder, out, n_boot=N_BOOT)
     html = out.read_text()
@@ -311,7 +314,8 @@ def test_layer_weight_figure_shows_the_fold_mean(folder: Path) -> None:
 def test_without_weighted_finetunes_the_layer_weights_are_left_out_with_a_note(
     tmp_path: Path,
 ) -> None:
-    folder = write_folder(tmp_path / "results", FinetuneSpec(weighted=False, settings=SETTINGS[:1]))
+    spec = FinetuneSpec(weighted=False, normed_probe=False, settings=SETTINGS[:1])
+    folder = write_folder(tmp_path / "results", spec)
     summary = write_report(folder, tmp_path / "out" / "report.html", n_boot=N_BOOT)
     assert "Learned layer weights" in summary.left_out
     assert not list((tmp_path / "out" / "figures").glob("layer-weights*"))
