@@ -361,8 +361,12 @@ def _layer_panel(
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=13))
-    layers = panel["layer_index"]
-    if layers.nunique() == 1:  # one layer: a whole-number axis around it, not 2.85..3.15
+    _whole_layers(ax, panel["layer_index"])
+
+
+def _whole_layers(ax: Axes, layers: pd.Series) -> None:
+    """One layer only: an axis from the layer before to the one after (not 2.85..3.15)."""
+    if layers.nunique() == 1:
         ax.set_xlim(layers.iloc[0] - 1, layers.iloc[0] + 1)
 
 
@@ -808,6 +812,7 @@ def _drop_figure(
         classifier = f"{first['classifier']} · {_variant(*first[LINE_KEYS[1:]])}"
         ax.set_title(f"{names[extractor]}\n{_corpora(train, test)} · {split}\n({classifier})")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=13))
+        _whole_layers(ax, drops["layer_index"])
     for ax in _bottom_row(axes, MAX_COLUMNS):
         ax.set_xlabel(LAYER_AXIS)
     axes[0].set_ylabel(f"UA change vs {REFERENCE_CONDITION} → {REFERENCE_CONDITION}\n(points)")

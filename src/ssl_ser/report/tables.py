@@ -282,6 +282,12 @@ def finetune_label(cell: pd.Series) -> str:
     return " · ".join([*parts, setup] if setup else parts)
 
 
+def finetune_lines(cell: pd.Series, per_line: int = 2) -> str:
+    """:func:`finetune_label` without ``fine-tuned``, `per_line` parts a line (narrow cells)."""
+    parts = finetune_label(cell).split(" · ")[1:]
+    return "\n".join(" · ".join(parts[i : i + per_line]) for i in range(0, len(parts), per_line))
+
+
 def describe_setting(
     train_corpus: str, train_condition: str, test_corpus: str, test_condition: str
 ) -> str:
@@ -407,7 +413,7 @@ def format_classifier_table(per_classifier: pd.DataFrame, names: Mapping[str, st
             else f"layer {cell['layer']} · {cell['pooling']}"
         )
         if str(cell["classifier"]) == FINETUNE:
-            where = finetune_label(cell).removeprefix("fine-tuned · ")
+            where = finetune_lines(cell)
         ua = mean_std(cell["ua_mean"], cell["ua_std"], int(cell["folds"]))
         collapsed = f"\n⚠ collapsed in {int(cell['collapsed_folds'])}/{int(cell['checked_folds'])}"
         row[f"{cell['classifier']} UA %"] = f"{ua}\n{where}" + (
