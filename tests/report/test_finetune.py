@@ -358,3 +358,17 @@ def test_a_one_layer_curve_gets_whole_layer_ticks(
     for ax in (ax for ax in drawn[0].axes if ax.get_visible() and ax.get_title()):
         ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
         assert 3 in ticks and all(float(t).is_integer() for t in ticks)
+
+
+def test_few_shot_counts_match_whatever_their_number_type() -> None:
+    rows = pd.DataFrame(
+        [
+            {"classifier": "logreg", "layer": "2", "shots": "5.0", "ua": 0.5},
+            {"classifier": "logreg", "layer": "3", "shots": "4", "ua": 0.5},
+        ]
+    )
+    for column in (*finetune.COMPARED, *finetune.MATCH):
+        if column != "shots":
+            rows[column] = "x"
+    cell = pd.Series({**rows.iloc[0].to_dict(), "classifier": "finetune", "shots": "5"})
+    assert list(finetune.comparable_probes(rows, cell)["layer"]) == ["2"]

@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from ssl_ser.errors import ConfigError
-from ssl_ser.report.groups import Group
+from ssl_ser.report.groups import Group, shots_number
 from ssl_ser.report.load import CELL, FINETUNE_WEIGHTED, describe_cell, is_finetune
 from ssl_ser.report.tables import (
     FINETUNE_INPUTS,
@@ -95,7 +95,10 @@ def comparable_probes(table: pd.DataFrame, cell: pd.Series) -> pd.DataFrame:
     """Probe rows at single numbered layers comparable with fine-tuned `cell` (see module doc)."""
     keep = ~is_finetune(table) & table["layer"].astype(str).str.fullmatch(r"\d+")
     for column in (*COMPARED, *MATCH):
-        keep &= table[column].astype(str) == str(cell[column])
+        if column == "shots":  # 5 and 5.0 are one few-shot count
+            keep &= table[column].map(shots_number) == shots_number(cell[column])
+        else:
+            keep &= table[column].astype(str) == str(cell[column])
     return table[keep].assign(layer_index=lambda f: f["layer"].astype(int))
 
 
@@ -171,12 +174,10 @@ def fold_predictions(rows: pd.DataFrame, predictions: pd.DataFrame | None) -> pd
     if "cell_id" not in rows.columns or "cell_id" not in predictions.columns:
         return pd.DataFrame(columns=["true", "pred"])
     wanted = set(zip(rows["cell_id"].astype(str), rows["fold"].astype(str), strict=True))
-    folds = predictions["fold"] if "fold" in predictions.columns else None
-    if folds is None:
-        chosen = predictions[predictions["cell_id"].isin({c for c, _ in wanted})]
-    else:
-        pairs = zip(predictions["cell_id"], folds, strict=True)
-        chosen = predictions[[pair in wanted for pair in pairs]]
+    chosen = predictions[predictions["cell_id"].isin({cell for cell, _ in wanted})]
+    if "fold" in chosen.columns:  # a cell id names one fold in ser classify; make sure
+        pairs = zip(chosen["cell_id"], chosen["fold"], strict=True)
+        chosen = chosen[[pair in wanted for pair in pairs]]
     test_corpus = str(rows["test_corpus"].iloc[0])
     if "corpus" in chosen.columns and "+" not in test_corpus:
         chosen = chosen[chosen["corpus"] == test_corpus]
