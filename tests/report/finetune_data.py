@@ -55,6 +55,8 @@ class FinetuneSpec:
     val_ua: bool = True
     # a speaker-normalised probe that scores far better on test (must not be compared)
     normed_probe: bool = True
+    # probes run with a hyperparameter search (their own group; still compared)
+    probe_search: bool = False
     seed: int = 0
     settings: tuple[tuple[str, str, str, str], ...] = SETTINGS
     extra: dict = field(default_factory=dict)
@@ -139,6 +141,7 @@ def _probe_cells(store: CellStore, spec: FinetuneSpec, rng: np.random.Generator)
                         **_base(setting, fold, spec),
                         "layer": str(layer),
                         "classifier": classifier,
+                        "search": spec.probe_search,
                         "params": json.dumps({"C": 1.0}),
                         "val_ua": float(rng.uniform(0.3, 0.7)) if spec.val_ua else None,
                     }

@@ -30,10 +30,9 @@ N_BOOT = 50
 def _comparison(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     results = load_results([folder])
     cells = cell_summary(results.table)
+    tuned = cells[cells["classifier"] == "finetune"]
     group = next(
-        g
-        for g in find_groups(cells, results.table, results.classes)
-        if g.value("speaker_norm") == "False"
+        g for g in find_groups(cells, results.table, results.classes) if g.mask(tuned).any()
     )
     mine = cells[group.mask(cells)]
     return finetune.comparison(
@@ -372,3 +371,19 @@ def test_few_shot_counts_match_whatever_their_number_type() -> None:
             rows[column] = "x"
     cell = pd.Series({**rows.iloc[0].to_dict(), "classifier": "finetune", "shots": "5"})
     assert list(finetune.comparable_probes(rows, cell)["layer"]) == ["2"]
+
+
+def test_searched_probes_are_compared_with_finetunes_of_the_no_search_group(
+    tmp_path: Path,
+) -> None:
+    spec = FinetuneSpec(probe_search=True, weighted=False, settings=SETTINGS[:1])
+    folder = write_folder(tmp_path / "results", spec)
+    summary, _ = _comparison(folder)
+    rows, predictions = _raw(folder)
+    probes = rows[(rows["classifier"] != "finetune") & ~rows["speaker_norm"].astype(bool)]
+    assert probes["search"].all()
+    selected = _expected_selected(probes)
+    got = summary.iloc[0]
+    assert got["search"] == "False" and "searched" in got["selected_what"]
+    assert got["selected_mean"] == pytest.approx(selected["ua"].mean())
+    assert got["selected_pooled"] == pytest.approx(_pooled_ua(selected, predictions))
