@@ -171,7 +171,7 @@ def test_a_fold_with_other_speakers_is_flagged_and_not_paired(tmp_path: Path) ->
         kept = mine[mine["fold"] != "1"]
         assert row["difference"] == pytest.approx((kept["finetune"] - kept["probe"]).mean())
     text = finetune.format_comparison(summary, {"facebook/wav2vec2-base": "w2v"})
-    assert text[finetune.DIFFERENCE_COLUMN].str.contains("other speakers left out").all()
+    assert text[finetune.DIFFERENCE_COLUMN].str.contains("other speakers, not paired").all()
 
 
 def test_without_digests_folds_pair_by_name_and_say_so(tmp_path: Path) -> None:

@@ -373,7 +373,7 @@ def _pairing(row: pd.Series) -> str:
     how = "by fold digest" if row["by_digest"] else "by fold name"
     lines = [head, f"{int(row['paired'])}/{folds} folds paired", how]
     if row["different"]:
-        lines.append(f"⚠ {int(row['different'])} fold(s) with other speakers left out")
+        lines.append(f"⚠ {int(row['different'])} fold(s) with other speakers, not paired")
     return "\n".join(lines)
 
 
