@@ -387,3 +387,17 @@ def test_searched_probes_are_compared_with_finetunes_of_the_no_search_group(
     assert got["search"] == "False" and "searched" in got["selected_what"]
     assert got["selected_mean"] == pytest.approx(selected["ua"].mean())
     assert got["selected_pooled"] == pytest.approx(_pooled_ua(selected, predictions))
+
+
+def test_finetunes_differing_only_in_a_recorded_setting_are_two_cells(tmp_path: Path) -> None:
+    spec = {"weighted": False, "settings": SETTINGS[:1]}
+    first = write_folder(tmp_path / "a", FinetuneSpec(**spec, extra={"setting": "default"}))
+    second = write_folder(
+        tmp_path / "b",
+        FinetuneSpec(**spec, probes=False, extra={"setting": "learning_rate=1e-05, warmup=0.2"}),
+    )
+    cells = cell_summary(load_results([first, second]).table)
+    tuned = cells[cells["classifier"] == "finetune"]
+    shown = "linear head · feature encoder frozen · 4 epochs max · lr 1e-05"
+    assert sorted(tuned["finetune_setup"]) == [shown, f"{shown} · warmup=0.2"]
+    assert (tuned["folds"] == 3).all()

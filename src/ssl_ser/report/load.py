@@ -35,9 +35,10 @@ Columns the report needs but a table lacks are derived here, in one place:
   key field. A folder called ``random-forest-tuned`` is therefore not flagged,
   and a random model in a folder called ``mymodel`` is;
 - ``finetune_setup``: for ``ser finetune`` rows (classifier ``finetune``), the
-  head, freezing, adapter, epochs and learning rate from their ``params``, as
-  text; part of a cell's identity, so fine-tunes that differ in setup are separate
-  cells (empty for probes);
+  head, freezing, adapter, epochs and learning rate from their ``params``, then
+  any other entry of their ``setting`` column (what differs from the defaults),
+  as text; part of a cell's identity, so fine-tunes that differ in setup are
+  separate cells (empty for probes);
 - ``source``: the folder a row was read from;
 - ``predicted_classes``: how many distinct classes the classifier predicted
   on the row's test fold (from the stored predictions, else from the
@@ -118,6 +119,20 @@ CLASSIC_EXTRACTORS: tuple[str, ...] = ("egemaps", "mfcc", "logmel")
 FINETUNE = "finetune"
 FINETUNE_LAST = "all"
 FINETUNE_WEIGHTED = "weighted"
+# ser finetune's column naming a run's settings that differ from the defaults
+# ("default", or "freeze=base, learning_rate=0.001").
+SETTING_COLUMN = "setting"
+DEFAULT_SETTING = "default"
+# The params keys the setup text spells out itself.
+SHOWN_PARAMS: tuple[str, ...] = (
+    "head",
+    "freeze",
+    "top_layers",
+    "adapter",
+    "lora_rank",
+    "epochs",
+    "learning_rate",
+)
 FREEZE_TEXT: dict[str, str] = {
     "feature-encoder": "feature encoder frozen",
     "base": "base frozen (head only)",
@@ -431,25 +446,31 @@ def is_finetune(frame: pd.DataFrame) -> pd.Series:
 
 
 def finetune_setups(table: pd.DataFrame) -> pd.Series:
-    """A fine-tune row's setup from its params (head, freezing, adapter...); '' for probes.
+    """A fine-tune row's setup from its params and ``setting`` (head, freezing...); '' for probes.
 
-    Part of a cell's identity, so two fine-tunes of one model and setting that
-    differ in head, freezing, adapter, epochs or learning rate are two cells,
+    Part of a cell's identity, so two fine-tunes of one model and corpus that
+    differ in head, freezing, adapter, epochs, learning rate or any other
+    setting ``ser finetune`` records in its ``setting`` column are two cells,
     reported side by side, never averaged as folds of one cell.
     """
     out = pd.Series("", index=table.index, dtype=object)
-    if "params" not in table.columns:
-        return out
     tuned = is_finetune(table)
-    out[tuned] = table.loc[tuned, "params"].map(setup_text)
+    absent = pd.Series(None, index=table.index, dtype=object)
+    params = table["params"] if "params" in table.columns else absent
+    setting = table[SETTING_COLUMN] if SETTING_COLUMN in table.columns else absent
+    for index in table.index[tuned]:
+        out[index] = setup_text(params[index], setting[index])
     return out
 
 
-def setup_text(params: object) -> str:
-    """``linear head · feature encoder frozen · 20 epochs · lr 1e-05`` from a params dict/JSON."""
+def setup_text(params: object, setting: object = None) -> str:
+    """``linear head · feature encoder frozen · 20 epochs max · lr 1e-05 · warmup=0.2``.
+
+    From a params dict (or its JSON text); then the pairs of a ``setting`` text
+    (``freeze=base, warmup=0.2``: what differs from ``ser finetune``'s defaults)
+    whose keys the first part does not already show.
+    """
     data = params if isinstance(params, dict) else _json_dict(params)
-    if not data:
-        return ""
     parts = []
     if data.get("head") is not None:
         parts.append(f"{data['head']} head")
@@ -466,7 +487,15 @@ def setup_text(params: object) -> str:
     rate = data.get("learning_rate")
     if rate is not None:
         parts.append(f"lr {rate:g}" if _is_number(rate) else f"lr {rate}")
-    return " · ".join(parts)
+    return " · ".join([*parts, *_other_settings(setting, shown=SHOWN_PARAMS if data else ())])
+
+
+def _other_settings(setting: object, shown: Sequence[str]) -> list[str]:
+    """The ``key=value`` pairs of a ``setting`` text whose key is not in `shown`."""
+    if not isinstance(setting, str) or setting.strip() in ("", DEFAULT_SETTING):
+        return []
+    pairs = [part.strip() for part in setting.split(", ") if part.strip()]
+    return [pair for pair in pairs if pair.partition("=")[0] not in shown]
 
 
 def _json_dict(text: object) -> dict:
