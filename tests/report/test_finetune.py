@@ -335,7 +335,12 @@ def test_probes_without_validation_scores_leave_the_chosen_layer_empty(tmp_path:
     assert summary["last_mean"].iloc[0] == pytest.approx(last["ua"].mean())
     text = finetune.format_comparison(summary, {"facebook/wav2vec2-base": "w2v"})
     assert text[finetune.SELECTED_COLUMN].str.contains("no validation UA stored").all()
-    assert (pairs["speakers"] == finetune.MISSING).all()
+    # fold by fold, the fine-tune is paired with that last layer instead, on the same speakers
+    assert (pairs["speakers"] == finetune.SAME).all() and (pairs["reference"] == "last layer").all()
+    tuned = rows[rows["classifier"] == "finetune"].set_index("fold")["ua"]
+    expected = (tuned - last.set_index("fold")["ua"]).mean()
+    assert summary["difference"].iloc[0] == pytest.approx(expected)
+    assert text[finetune.DIFFERENCE_COLUMN].str.contains("vs last layer").all()
 
 
 def test_a_one_layer_curve_gets_whole_layer_ticks(

@@ -262,15 +262,16 @@ def _finetune_group(
             f"{n.group.label}. UA in percent: mean ± std over folds, then the UA of all folds' "
             "test predictions pooled with its 95% bootstrap interval, then what was chosen "
             "(layer per fold, probe classifier and pooling). Last column: fine-tuned minus "
-            "the probe chosen on training speakers, averaged over folds with the same speakers."
-            + setup_text,
+            "the probe chosen on training speakers (the last layer where no validation UA is "
+            "stored), averaged over folds with the same speakers." + setup_text,
             finetune.format_comparison(summary, names),
         ),
         TableItem(
             f"finetune-folds{suffix}",
             f"Fold by fold, with the same speakers · {n.group.short}",
             f"{n.group.label}. Each fine-tuned fold beside the probe chosen on that fold's "
-            "training speakers; a fold whose stored membership digest differs from the "
+            "training speakers (the last layer where no validation UA is stored, a choice "
+            "made before any test result); a fold whose stored membership digest differs from the "
             "probe's holds other speakers and is not paired." + setup_text,
             finetune.format_folds(pairs, names),
         ),

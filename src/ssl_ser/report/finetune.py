@@ -24,7 +24,11 @@ chooses on an inner split of the training speakers only, as the fine-tune
 chooses its epoch, so a searched probe is a fair opponent (and often the only
 one a sweep holds).
 
-Folds are paired by name; where both rows carry a ``fold_digest`` (a digest of
+Fold by fold, each fine-tuned fold is paired with the chosen-layer probe of
+that fold, or, when the results hold no validation UA to choose with (a plain
+``ser classify`` logistic regression stores none), with the last layer: a
+choice fixed in advance, never one made on the test folds. Folds are paired by
+name; where both rows carry a ``fold_digest`` (a digest of
 the fold's train/test membership) the digests must agree, else the fold is
 shown but not paired. Every number is a fraction in [0, 1]; formatting lives in
 :func:`format_comparison` and :func:`format_folds`.
@@ -69,7 +73,9 @@ WEIGHT_TOLERANCE = 1e-3
 SAME = "same speakers (fold digest)"
 NAME_ONLY = "paired by fold name (no digest stored)"
 DIFFERENT = "⚠ different speakers: not paired"
-MISSING = "no chosen probe on this fold"
+MISSING = "no probe on this fold"
+# The probe each fine-tuned fold is paired with: the chosen layer, else the last layer.
+REFERENCE_TEXT: dict[str, str] = {"selected": "chosen layer", "last": "last layer"}
 
 
 @dataclass(frozen=True)
@@ -287,7 +293,10 @@ def compare_cell(
         numbers = summarise(choice.rows, predictions, classes, n_boot=n_boot, seed=seed)
         summary.update({f"{kind}_{name}": value for name, value in numbers.items()})
         summary[f"{kind}_what"] = choice.what
-    pairs = pair_folds(chosen["finetune"].rows, chosen["selected"].rows)
+    reference = "selected" if not chosen["selected"].rows.empty else "last"
+    pairs = pair_folds(chosen["finetune"].rows, chosen[reference].rows)
+    summary["reference"] = REFERENCE_TEXT[reference]
+    pairs["reference"] = REFERENCE_TEXT[reference]
     paired = pairs[pairs["paired"]]
     summary["paired"] = len(paired)
     summary["different"] = int((pairs["speakers"] == DIFFERENT).sum())
@@ -367,11 +376,11 @@ def _absent(kind: str, *, probed: bool) -> str:
 
 
 def _pairing(row: pd.Series) -> str:
-    """``+4.1`` (mean over paired folds), then how many folds were paired and how."""
+    """``+4.1`` (mean over paired folds), then against which probe, how many folds and how."""
     folds = int(row["finetune_folds"])
     head = "n/a" if row["paired"] == 0 else f"{100 * row['difference']:+.1f}"
     how = "by fold digest" if row["by_digest"] else "by fold name"
-    lines = [head, f"{int(row['paired'])}/{folds} folds paired", how]
+    lines = [head, f"vs {row['reference']}", f"{int(row['paired'])}/{folds} folds paired", how]
     if row["different"]:
         lines.append(f"⚠ {int(row['different'])} fold(s) with other speakers, not paired")
     return "\n".join(lines)
@@ -381,7 +390,9 @@ FINETUNE_COLUMN = "Fine-tuned UA %\nmean ± std over folds; pooled, 95% bootstra
 SELECTED_COLUMN = "Chosen layer UA %\nprobe layer chosen per fold on training speakers"
 BEST_TEST_COLUMN = "Best test layer UA %\nprobe; optimistic: picked on the test folds"
 LAST_COLUMN = "Last layer UA %\nthe chosen probe classifier"
-DIFFERENCE_COLUMN = "Δ points\nfine-tuned − chosen layer, mean over paired folds"
+DIFFERENCE_COLUMN = (
+    "Δ points\nfine-tuned − chosen layer (last layer without validation UA), mean over paired folds"
+)
 
 
 def format_comparison(frame: pd.DataFrame, names: Mapping[str, str]) -> pd.DataFrame:
@@ -422,7 +433,7 @@ def format_folds(pairs: pd.DataFrame, names: Mapping[str, str]) -> pd.DataFrame:
                 "Fine-tuned": finetune_text(pair, setup=several),
                 "Fold": pair["fold"],
                 "Fine-tuned UA %": percent(pair["finetune"]),
-                "Chosen layer UA %": probe + _layer_line(pair["probe_layer"]),
+                "Probe UA %": probe + _layer_line(pair["reference"], pair["probe_layer"]),
                 "Δ points": "n/a" if pd.isna(difference) else f"{100 * difference:+.1f}",
                 "Speakers": pair["speakers"],
             }
@@ -430,8 +441,9 @@ def format_folds(pairs: pd.DataFrame, names: Mapping[str, str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _layer_line(layer: str) -> str:
-    return f"\nlayer {layer}" if layer else ""
+def _layer_line(reference: str, layer: str) -> str:
+    """``chosen layer 3`` or ``last layer 12`` under a fold's probe UA."""
+    return f"\n{reference} {layer}" if layer else ""
 
 
 # --- training curves and layer weights ------------------------------------------------
