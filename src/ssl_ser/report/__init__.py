@@ -20,6 +20,11 @@ What the report promises:
   header suggests ``--speaker-norm``.
 - Beside a 95% bootstrap interval stands the pooled number it belongs to; the
   mean ± std over folds is labelled as such.
+- Fine-tuned models (``ser finetune`` rows, classifier ``finetune``) are put
+  beside the probe layer chosen on training speakers, the best-by-test layer
+  (labelled optimistic) and the last layer, fold by fold on the same speakers,
+  with their training curves and learned layer weights (see ``finetune``); the
+  section is left out when nothing was fine-tuned.
 - "Untrained" is decided from what the model is, not from its name: the
   toolkit writes ``ssl_ser_random_weights.json`` beside weights it initialises
   at random (``ser demo``, the test models), extraction records the folder's
@@ -32,6 +37,7 @@ Submodules:
 - ``groups``: the comparable groups of cells
 - ``tables``: fold aggregates, best cells, pooled scores and bootstrap intervals, table text
 - ``figures``: the matplotlib figures (saved as PNG and SVG)
+- ``finetune``/``finetune_figures``: fine-tuned vs probes, training curves, layer weights
 - ``document``: the report as plain data
 - ``html``/``markdown``: the two renderers
 - ``build``: :func:`write_report`

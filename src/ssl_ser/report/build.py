@@ -23,7 +23,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ssl_ser import __version__
-from ssl_ser.report import figures, tables
+from ssl_ser.report import figures, finetune, finetune_figures, tables
 from ssl_ser.report.document import (
     Document,
     ExtractorInfo,
@@ -41,6 +41,7 @@ from ssl_ser.report.load import (
     SPEAKER_INDEPENDENT,
     SPEAKERS_SHARED,
     Results,
+    is_finetune,
     load_results,
 )
 
@@ -54,6 +55,8 @@ FIGURE_PATTERNS: tuple[str, ...] = (
     "conditions*",
     "condition-drop*",
     "confusion*",
+    "training-curves*",
+    "layer-weights*",
 )
 SLUG_DIGEST = re.compile(r"-[0-9a-f]{10}$")
 UNTRAINED_TAG = "untrained"
@@ -163,9 +166,11 @@ def build_document(
         )
         numbers.append(GroupNumbers(group, mine, best, _top_of(best, mine)))
     drawn = draw_figures(results, numbers, names, figure_dir, progress=progress)
+    tuned = finetune_items(results, numbers, names, figure_dir, n_boot=n_boot, seed=seed)
     sections = [
         Section("Layer-wise probing", LAYERS_INTRO, drawn["layers"]),
         Section("Best results", BEST_INTRO, _best_tables(numbers, names)),
+        *([Section(FINETUNE_TITLE, FINETUNE_INTRO, tuned)] if tuned else []),
         Section("Cross-corpus transfer", CROSS_INTRO, drawn["cross"]),
         Section("Clean vs telephone", CONDITIONS_INTRO, drawn["conditions"]),
         Section("Confusion matrix", CONFUSION_INTRO, drawn["confusion"]),
@@ -180,6 +185,99 @@ def build_document(
         highlights=[highlight(n.top, names, n.group) for n in numbers],
         sections=sections,
     )
+
+
+FINETUNE_TITLE = "Fine-tuned vs probes"
+FINETUNE_INTRO = (
+    "Each model fine-tuned end to end (ser finetune) beside probes of the same frozen model "
+    "on the same corpus, condition, label set, split and seed: the probe whose layer was "
+    "chosen per fold on the validation split of the training speakers (as the fine-tune "
+    "chose its epoch), the probe layer with the best test UA (optimistic: picked on the test "
+    "folds themselves) and the last layer. Probes with speaker z-normalisation are left out "
+    "(it uses the test speakers' own statistics, which the fine-tune never sees); probes "
+    "whose hyperparameters were searched are kept (the search uses training speakers only). "
+    "Folds are paired by name and, where stored, by a digest of their train/test membership."
+)
+
+
+def finetune_items(
+    results: Results,
+    numbers: Sequence[GroupNumbers],
+    names: dict[str, str],
+    figure_dir: Path,
+    *,
+    n_boot: int,
+    seed: int,
+) -> list[Item]:
+    """The fine-tune section's tables and figures per group ([] when nothing was fine-tuned)."""
+    if not is_finetune(results.table).any():
+        return []
+    slots = [
+        _finetune_group(results, n, names, figure_dir, _suffix(n, numbers), n_boot, seed)
+        for n in numbers
+    ]
+    out = with_group_headings(numbers, slots)
+    names_drawn = [item.name for item in out if isinstance(item, FigureItem)]
+    for prefix, (title, text) in FINETUNE_NOTES.items():
+        if not any(name.startswith(prefix) for name in names_drawn):
+            out.append(NoteItem(title, text))
+    return out
+
+
+# Figure name prefix -> (note title, why it is missing) when no group drew it.
+FINETUNE_NOTES: dict[str, tuple[str, str]] = {
+    "training-curves-": (
+        "Training curves",
+        "Left out: no fine-tuned row stores its training_curve.",
+    ),
+    "layer-weights-": (
+        "Learned layer weights",
+        "Left out: no model was fine-tuned with a learned weighted sum of its hidden "
+        "states (layer 'weighted'), so there are no layer weights to draw.",
+    ),
+}
+
+
+def _finetune_group(
+    results: Results,
+    n: GroupNumbers,
+    names: dict[str, str],
+    figure_dir: Path,
+    suffix: str,
+    n_boot: int,
+    seed: int,
+) -> list[Item]:
+    """One group's comparison table, fold-by-fold table, curves and layer weights."""
+    summary, pairs = finetune.comparison(
+        n.cells, results.table, results.predictions, n.group, n_boot=n_boot, seed=seed
+    )
+    if summary.empty:
+        return []
+    setup = finetune.shared_setup(summary)
+    setup_text = f" Fine-tune setup of every row: {setup}." if setup else ""
+    return [
+        TableItem(
+            f"finetune-vs-probes{suffix}",
+            f"Fine-tuned vs probe layers · {n.group.short}",
+            f"{n.group.label}. UA in percent: mean ± std over folds, then the UA of all folds' "
+            "test predictions pooled with its 95% bootstrap interval, then what was chosen "
+            "(layer per fold, probe classifier and pooling). Last column: fine-tuned minus "
+            "the probe chosen on training speakers (the last layer where no validation UA is "
+            "stored), averaged over folds with the same speakers." + setup_text,
+            finetune.format_comparison(summary, names),
+        ),
+        TableItem(
+            f"finetune-folds{suffix}",
+            f"Fold by fold, with the same speakers · {n.group.short}",
+            f"{n.group.label}. Each fine-tuned fold beside the probe chosen on that fold's "
+            "training speakers (the last layer where no validation UA is stored, a choice "
+            "made before any test result); a fold whose stored membership digest differs from the "
+            "probe's holds other speakers and is not paired." + setup_text,
+            finetune.format_folds(pairs, names),
+        ),
+        *finetune_figures.training_curve_figures(results.table, names, figure_dir, n.group),
+        *finetune_figures.layer_weight_figures(results.table, names, figure_dir, n.group),
+    ]
 
 
 def _top_of(best: pd.DataFrame, cells: pd.DataFrame) -> pd.Series:
@@ -436,7 +534,9 @@ def extractor_infos(cells: pd.DataFrame, names: dict[str, str]) -> list[Extracto
             kind = "classic baseline"
         else:
             layers = rows.loc[rows["layer"].str.fullmatch(r"\d+"), "layer"].nunique()
-            kind = f"SSL model, {layers} layers probed"
+            kind = f"SSL model, {layers} layers probed" if layers else "SSL model"
+            if is_finetune(rows).any():
+                kind += ", fine-tuned"
         infos.append(ExtractorInfo(name, kind, bool(rows["untrained"].any())))
     return infos
 

@@ -27,6 +27,7 @@ import pandas as pd
 from ssl_ser.classify.results import WEIGHTED_LAYER
 from ssl_ser.report.document import FigureItem, Item
 from ssl_ser.report.groups import Group
+from ssl_ser.report.load import FINETUNE, FINETUNE_LAST, is_finetune
 from ssl_ser.report.tables import (
     cell_predictions,
     collapsed_text,
@@ -47,6 +48,7 @@ REFERENCE_CONDITION = "clean"
 CORPUS_PANEL: list[str] = ["extractor", "train_corpus", "test_corpus", "split", "pooling"]
 COLLAPSED_COLOR = "#d4001a"
 # The diagonal of a cross-corpus matrix: in-corpus numbers belong to another split's group.
+LAYER_SHORT: dict[str, str] = {"all": "last state", "weighted": "layer weights"}
 IN_CORPUS_ELSEWHERE = "in-corpus:\nsee its\nown split"
 COLLAPSED_LABEL = "collapsed: one class predicted on a test fold"
 # A figure grows until every title, label and legend fits inside it (inches of slack).
@@ -78,6 +80,8 @@ BASELINE_STYLES: tuple[tuple[str, Any], ...] = (
     ("#303030", (0, (4, 1.5, 1, 1.5))),
     ("#5a5a5a", (0, (10, 2, 2, 2, 2, 2))),
 )
+FINETUNE_COLORS: dict[str, str] = {"all": "#111111", "weighted": "#c98a00"}
+FINETUNE_STYLES: tuple[Any, ...] = ("-", (0, (8, 2, 2, 2)), (0, (3, 1)))
 CHANCE_STYLE: dict[str, Any] = {"color": "#a0a0a0", "ls": (0, (1, 2)), "lw": 1.0}
 POOLING_STYLES: tuple[Any, ...] = ("-", (0, (4, 2)), (0, (1, 1)), (0, (6, 2, 1, 2)))
 STYLE: dict[str, Any] = {
@@ -240,7 +244,7 @@ def layer_curves(
     layered = layered_cells(cells)
     if layered.empty:
         return []
-    colors = _colors(cells["classifier"])
+    colors = _colors(cells.loc[~is_finetune(cells), "classifier"])
     references = cells[~cells.index.isin(layered.index)].copy()
     references["setting"] = settings(references)
     items: list[Item] = []
@@ -299,10 +303,17 @@ def _layer_figure(
         "whole test fold). Dashed horizontal lines: classic baselines of the same group (best "
         "classifier, pooling named); coloured dotted lines: the same classifier on combined "
         "layers, where run; grey dotted: chance (1 / number of classes)."
+        + FINETUNE_CAPTION
+        * bool(is_finetune(baselines).any())
     )
     return save_figure(fig, out_dir, name, f"UA by layer ({split}; {group.short})", caption)
 
 
+FINETUNE_CAPTION = (
+    " Thick solid horizontal lines: the same extractor fine-tuned end to end on the same "
+    "corpus and condition (mean UA over folds; black: head on the last hidden state, gold: "
+    "learned layer weights), a whole model rather than a layer."
+)
 LINE_KEYS: list[str] = ["classifier", "pooling", "speaker_norm", "search"]
 
 
@@ -350,6 +361,13 @@ def _layer_panel(
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=13))
+    _whole_layers(ax, panel["layer_index"])
+
+
+def _whole_layers(ax: Axes, layers: pd.Series) -> None:
+    """One layer only: an axis from the layer before to the one after (not 2.85..3.15)."""
+    if layers.nunique() == 1:
+        ax.set_xlim(layers.iloc[0] - 1, layers.iloc[0] + 1)
 
 
 def _mark_collapsed(ax: Axes, x: Any, y: Any, collapsed: np.ndarray) -> None:
@@ -379,13 +397,32 @@ def _reference_lines(
         color, dashes = BASELINE_STYLES[i % len(BASELINE_STYLES)]
         label = f"{names[extractor]} baseline ({best['pooling']})"
         ax.axhline(100 * best["ua_mean"], color=color, ls=dashes, lw=1.3, label=label)
-    combined = references[~references["classic"].astype(bool)]
+    combined = references[~references["classic"].astype(bool) & ~is_finetune(references)]
     for (classifier, layer), rows in combined.groupby(["classifier", "layer"], sort=True):
         best = rows.loc[rows["ua_mean"].idxmax()]
         what = "learned layer weights" if layer == WEIGHTED_LAYER else f"layers {layer}"
         color = colors.get(classifier, "#555555")
         label = f"{classifier} · {what}"
         ax.axhline(100 * best["ua_mean"], color=color, ls=(0, (1, 1.5)), lw=1.8, label=label)
+    _finetune_lines(ax, references[is_finetune(references)])
+
+
+def _finetune_lines(ax: Axes, tuned: pd.DataFrame) -> None:
+    """Fine-tuned models of the panel's extractor and setting: horizontal lines at their mean UA.
+
+    They are whole models, not layers, so they never sit on the layer axis. Dark
+    solid: the head read the last hidden state; gold: learned layer weights;
+    several setups of one kind get their own dash pattern and name their setup.
+    """
+    several = tuned["finetune_setup"].nunique() > 1
+    for (layer, setup), rows in tuned.groupby(["layer", "finetune_setup"], sort=True):
+        color = FINETUNE_COLORS.get(str(layer), FINETUNE_COLORS[FINETUNE_LAST])
+        index = sorted(tuned.loc[tuned["layer"] == layer, "finetune_setup"].unique()).index(setup)
+        what = "last hidden state" if layer == FINETUNE_LAST else "learned layer weights"
+        label = f"fine-tuned · {what}" + (f" · {setup}" if several and setup else "")
+        style = FINETUNE_STYLES[index % len(FINETUNE_STYLES)]
+        for _, cell in rows.iterrows():
+            ax.axhline(100 * cell["ua_mean"], color=color, ls=style, lw=2.2, label=label)
 
 
 def _best_text(panel: pd.DataFrame) -> str:
@@ -580,7 +617,9 @@ def _matrix_text(best: pd.DataFrame) -> list[tuple[str, bool]]:
     out = []
     for _, cell in best.iterrows():
         where = str(cell["classifier"])
-        if not cell["classic"]:
+        if str(cell["classifier"]) == FINETUNE:
+            where = f"fine-tuned\n{LAYER_SHORT.get(str(cell['layer']), cell['layer'])}"
+        elif not cell["classic"]:
             where = f"layer {cell['layer']}\n{where}"
         collapsed = bool(collapsed_text(cell))
         out.append((where + ("\ncollapsed" if collapsed else ""), collapsed))
@@ -773,6 +812,7 @@ def _drop_figure(
         classifier = f"{first['classifier']} · {_variant(*first[LINE_KEYS[1:]])}"
         ax.set_title(f"{names[extractor]}\n{_corpora(train, test)} · {split}\n({classifier})")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=13))
+        _whole_layers(ax, drops["layer_index"])
     for ax in _bottom_row(axes, MAX_COLUMNS):
         ax.set_xlabel(LAYER_AXIS)
     axes[0].set_ylabel(f"UA change vs {REFERENCE_CONDITION} → {REFERENCE_CONDITION}\n(points)")

@@ -124,22 +124,22 @@ def _group(values: dict[str, str], classes: tuple[str, ...], varying: Sequence[s
     if "seed" in varying:
         parts.append(f"seed-{values['seed']}")
     if "shots" in varying and shots:
-        parts.append(f"shots-{_shots_number(values['shots'])}")
+        parts.append(f"shots-{shots_number(values['shots'])}")
     tag = _slug("-".join(parts))
     return Group(tuple(values.items()), classes, label, short, tag)
 
 
-def _shots_number(value: str) -> str:
+def shots_number(value: object) -> str:
     """``5.0`` or ``5`` -> ``5``; '' (or None, NaN) for cells that are not few-shot."""
     try:
-        return str(int(float(value)))
-    except ValueError:
+        return str(int(float(value)))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
         return ""
 
 
 def _shots(value: str) -> str:
     """`` (5 shots)`` for a few-shot cell, '' otherwise."""
-    number = _shots_number(value)
+    number = shots_number(value)
     return f" ({number} shots)" if number else ""
 
 

@@ -32,7 +32,7 @@ from ssl_ser.report.load import (
 
 UNTRAINED_SUFFIX = " [untrained]"
 FLAG = "⚠"
-NUMERIC_SUFFIXES: tuple[str, ...] = ("%", "Test utterances", "Fold")
+NUMERIC_SUFFIXES: tuple[str, ...] = ("%", "Test utterances", "Fold", "points")
 SPLIT_CLASSES: dict[str, str] = {
     SPEAKER_INDEPENDENT: "pill ok",
     SPEAKER_DEPENDENT: "pill warn",
@@ -82,6 +82,7 @@ tbody tr:nth-child(even) td { background: #fafbfd; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 td .sub { display: block; color: var(--muted); font-size: 12px; white-space: nowrap; }
 td .sub.bad { color: var(--bad); font-weight: 600; white-space: normal; min-width: 14em; }
+td.num .sub.bad { min-width: 0; }
 th .sub { display: block; color: var(--muted); font-size: 11px; font-weight: 400;
   white-space: normal; min-width: 9em; }
 h3.group { font-size: 15px; margin: 26px 0 8px; padding: 6px 10px; background: #eef2f7;

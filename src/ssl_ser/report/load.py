@@ -34,6 +34,11 @@ Columns the report needs but a table lacks are derived here, in one place:
   the cache keys. A table may also say so itself in an ``untrained`` column or
   key field. A folder called ``random-forest-tuned`` is therefore not flagged,
   and a random model in a folder called ``mymodel`` is;
+- ``finetune_setup``: for ``ser finetune`` rows (classifier ``finetune``), the
+  head, freezing, adapter, epochs and learning rate from their ``params``, then
+  any other entry of their ``setting`` column (what differs from the defaults),
+  as text; part of a cell's identity, so fine-tunes that differ in setup are
+  separate cells (empty for probes);
 - ``source``: the folder a row was read from;
 - ``predicted_classes``: how many distinct classes the classifier predicted
   on the row's test fold (from the stored predictions, else from the
@@ -78,7 +83,14 @@ SETTING: tuple[str, ...] = (
     "seed",
     "shots",
 )
-CONFIG: tuple[str, ...] = ("layer", "pooling", "classifier", "speaker_norm", "search")
+CONFIG: tuple[str, ...] = (
+    "layer",
+    "pooling",
+    "classifier",
+    "speaker_norm",
+    "search",
+    "finetune_setup",
+)
 # Settings that change what a number means: cells that differ in one of them are
 # never compared in one table, figure, matrix or headline (see ssl_ser.report.groups).
 GROUP: tuple[str, ...] = ("labels", "split", "speaker_norm", "search", "seed", "shots")
@@ -91,6 +103,7 @@ DEFAULTS: dict[str, str] = {
     "search": "False",
     "seed": "",
     "shots": "",
+    "finetune_setup": "",
 }
 CELL: tuple[str, ...] = SETTING + CONFIG
 METRICS: tuple[str, ...] = ("ua", "wa", "macro_f1")
@@ -101,6 +114,30 @@ SAME_NUMBER_RTOL = 1e-9
 COMPARED_NUMBERS: tuple[str, ...] = (*METRICS, "n_test")
 
 CLASSIC_EXTRACTORS: tuple[str, ...] = ("egemaps", "mfcc", "logmel")
+# ``ser finetune`` rows: classifier "finetune", layer "all" (the fine-tuned model's last
+# hidden state) or "weighted" (a learned softmax-weighted sum of all hidden states).
+FINETUNE = "finetune"
+FINETUNE_LAST = "all"
+FINETUNE_WEIGHTED = "weighted"
+# ser finetune's column naming a run's settings that differ from the defaults
+# ("default", or "freeze=base, learning_rate=0.001").
+SETTING_COLUMN = "setting"
+DEFAULT_SETTING = "default"
+# The params keys the setup text spells out itself.
+SHOWN_PARAMS: tuple[str, ...] = (
+    "head",
+    "freeze",
+    "top_layers",
+    "adapter",
+    "lora_rank",
+    "epochs",
+    "learning_rate",
+)
+FREEZE_TEXT: dict[str, str] = {
+    "feature-encoder": "feature encoder frozen",
+    "base": "base frozen (head only)",
+    "none": "nothing frozen",
+}
 SPEAKER_INDEPENDENT = "speaker-independent"
 SPEAKER_DEPENDENT = "speaker-dependent (random utterance split)"
 SPEAKERS_SHARED = "speaker-dependent (speakers shared by train and test)"
@@ -386,9 +423,12 @@ def normalise(table: pd.DataFrame, where: str = "results table") -> pd.DataFrame
         )
     if table.empty:
         raise ConfigError(f"{where} has no rows")
-    out = _with_cells(table.copy())
+    out = table.copy()
+    out["finetune_setup"] = finetune_setups(out)
+    out = _with_cells(out)
     for metric in METRICS:
-        out[metric] = pd.to_numeric(out.get(metric, np.nan), errors="coerce").astype(float)
+        found = out[metric] if metric in out.columns else pd.Series(np.nan, index=out.index)
+        out[metric] = pd.to_numeric(found, errors="coerce").astype(float)
     if out["ua"].isna().all():
         raise ConfigError(f"{where} has no numeric UA value in its column 'ua'")
     out["split_type"] = split_types(out)
@@ -398,6 +438,77 @@ def normalise(table: pd.DataFrame, where: str = "results table") -> pd.DataFrame
     if "source" not in out.columns:
         out["source"] = where
     return out
+
+
+def is_finetune(frame: pd.DataFrame) -> pd.Series:
+    """Whether each row (or cell) is an end-to-end fine-tuned model (``ser finetune``)."""
+    return frame["classifier"].astype(str).eq(FINETUNE)
+
+
+def finetune_setups(table: pd.DataFrame) -> pd.Series:
+    """A fine-tune row's setup from its params and ``setting`` (head, freezing...); '' for probes.
+
+    Part of a cell's identity, so two fine-tunes of one model and corpus that
+    differ in head, freezing, adapter, epochs, learning rate or any other
+    setting ``ser finetune`` records in its ``setting`` column are two cells,
+    reported side by side, never averaged as folds of one cell.
+    """
+    out = pd.Series("", index=table.index, dtype=object)
+    tuned = is_finetune(table)
+    absent = pd.Series(None, index=table.index, dtype=object)
+    params = table["params"] if "params" in table.columns else absent
+    setting = table[SETTING_COLUMN] if SETTING_COLUMN in table.columns else absent
+    for index in table.index[tuned]:
+        out[index] = setup_text(params[index], setting[index])
+    return out
+
+
+def setup_text(params: object, setting: object = None) -> str:
+    """``linear head · feature encoder frozen · 20 epochs max · lr 1e-05 · warmup=0.2``.
+
+    From a params dict (or its JSON text); then the pairs of a ``setting`` text
+    (``freeze=base, warmup=0.2``: what differs from ``ser finetune``'s defaults)
+    whose keys the first part does not already show.
+    """
+    data = params if isinstance(params, dict) else _json_dict(params)
+    parts = []
+    if data.get("head") is not None:
+        parts.append(f"{data['head']} head")
+    freeze = data.get("freeze")
+    if freeze == "top":
+        parts.append(f"top {data.get('top_layers')} layers trained")
+    elif freeze is not None:
+        parts.append(FREEZE_TEXT.get(str(freeze), f"freeze {freeze}"))
+    if data.get("adapter") not in (None, "none"):
+        rank = data.get("lora_rank")
+        parts.append(f"{data['adapter']}" + (f" rank {rank}" if rank is not None else ""))
+    if data.get("epochs") is not None:
+        parts.append(f"{data['epochs']} epochs max")
+    rate = data.get("learning_rate")
+    if rate is not None:
+        parts.append(f"lr {rate:g}" if _is_number(rate) else f"lr {rate}")
+    return " · ".join([*parts, *_other_settings(setting, shown=SHOWN_PARAMS if data else ())])
+
+
+def _other_settings(setting: object, shown: Sequence[str]) -> list[str]:
+    """The ``key=value`` pairs of a ``setting`` text whose key is not in `shown`."""
+    if not isinstance(setting, str) or setting.strip() in ("", DEFAULT_SETTING):
+        return []
+    pairs = [part.strip() for part in setting.split(", ") if part.strip()]
+    return [pair for pair in pairs if pair.partition("=")[0] not in shown]
+
+
+def _json_dict(text: object) -> dict:
+    """A JSON object stored as text, or {} (NaN, invalid JSON, not an object)."""
+    try:
+        data = json.loads(str(text))
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def slice_flags(table: pd.DataFrame) -> pd.Series:

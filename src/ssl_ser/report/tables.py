@@ -16,7 +16,14 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ssl_ser.report.load import CELL, METRICS, SETTING
+from ssl_ser.report.load import (
+    CELL,
+    FINETUNE,
+    FINETUNE_LAST,
+    FINETUNE_WEIGHTED,
+    METRICS,
+    SETTING,
+)
 
 DEFAULT_BOOTSTRAP = 1000
 INTERVAL_LEVEL = 0.95
@@ -247,8 +254,11 @@ def hyperparameters(table: pd.DataFrame, best: pd.DataFrame) -> pd.DataFrame:
 def config_label(cell: pd.Series) -> str:
     """``layer 7 · mean · logreg`` (classic one-layer extractors omit the layer).
 
-    Speaker z-normalisation and a hyperparameter search are named when used.
+    Speaker z-normalisation and a hyperparameter search are named when used. A
+    fine-tuned model reads ``fine-tuned · learned layer weights · mean · <setup>``.
     """
+    if str(cell["classifier"]) == FINETUNE:
+        return finetune_label(cell)
     parts = [] if cell.get("classic", False) else [f"layer {cell['layer']}"]
     parts += [str(cell["pooling"]), str(cell["classifier"])]
     if str(cell.get("speaker_norm", "False")) == "True":
@@ -256,6 +266,26 @@ def config_label(cell: pd.Series) -> str:
     if str(cell.get("search", "False")) == "True":
         parts.append("searched")
     return " · ".join(parts)
+
+
+FINETUNE_INPUTS: dict[str, str] = {
+    FINETUNE_LAST: "last hidden state",
+    FINETUNE_WEIGHTED: "learned layer weights",
+}
+
+
+def finetune_label(cell: pd.Series) -> str:
+    """``fine-tuned · last hidden state · mean · linear head · ...``: a fine-tuned model's setup."""
+    layer = str(cell["layer"])
+    parts = ["fine-tuned", FINETUNE_INPUTS.get(layer, f"layer {layer}"), str(cell["pooling"])]
+    setup = str(cell.get("finetune_setup", "") or "")
+    return " · ".join([*parts, setup] if setup else parts)
+
+
+def finetune_lines(cell: pd.Series, per_line: int = 2) -> str:
+    """:func:`finetune_label` without ``fine-tuned``, `per_line` parts a line (narrow cells)."""
+    parts = finetune_label(cell).split(" · ")[1:]
+    return "\n".join(" · ".join(parts[i : i + per_line]) for i in range(0, len(parts), per_line))
 
 
 def describe_setting(
@@ -382,6 +412,8 @@ def format_classifier_table(per_classifier: pd.DataFrame, names: Mapping[str, st
             if cell["classic"]
             else f"layer {cell['layer']} · {cell['pooling']}"
         )
+        if str(cell["classifier"]) == FINETUNE:
+            where = finetune_lines(cell)
         ua = mean_std(cell["ua_mean"], cell["ua_std"], int(cell["folds"]))
         collapsed = f"\n⚠ collapsed in {int(cell['collapsed_folds'])}/{int(cell['checked_folds'])}"
         row[f"{cell['classifier']} UA %"] = f"{ua}\n{where}" + (

@@ -1,0 +1,408 @@
+"""The report's fine-tune side: fine-tuned vs probe layers, fold pairs, curves, layer weights.
+
+The results folders are written by hand through CellStore/write_tables following
+the fine-tune data contract (tests/report/finetune_data.py); every number is
+checked against a computation from the stored rows and predictions with pandas
+and scikit-learn.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import balanced_accuracy_score
+
+from ssl_ser.errors import ConfigError
+from ssl_ser.report import figures, finetune, write_report
+from ssl_ser.report.groups import find_groups
+from ssl_ser.report.load import load_results, normalise
+from ssl_ser.report.tables import cell_summary
+
+from .finetune_data import EXTRACTOR, PARAMS, SETTINGS, FinetuneSpec, write_folder
+
+N_BOOT = 50
+
+
+def _comparison(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    results = load_results([folder])
+    cells = cell_summary(results.table)
+    tuned = cells[cells["classifier"] == "finetune"]
+    group = next(
+        g for g in find_groups(cells, results.table, results.classes) if g.mask(tuned).any()
+    )
+    mine = cells[group.mask(cells)]
+    return finetune.comparison(
+        mine, results.table, results.predictions, group, n_boot=N_BOOT, seed=0
+    )
+
+
+def _raw(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rows = pd.read_parquet(folder / "results.parquet")
+    predictions = pd.read_parquet(folder / "predictions.parquet")
+    return rows, predictions
+
+
+def _pooled_ua(rows: pd.DataFrame, predictions: pd.DataFrame) -> float:
+    chosen = predictions[predictions["cell_id"].isin(set(rows["cell_id"]))]
+    return float(balanced_accuracy_score(chosen["label"], chosen["predicted"]))
+
+
+def _setting(rows: pd.DataFrame, condition: str) -> pd.DataFrame:
+    keep = (rows["train_corpus"] == "emodb") & (rows["test_condition"] == condition)
+    return rows[keep & (rows["train_condition"] == "clean")]
+
+
+def _expected_selected(probes: pd.DataFrame) -> pd.DataFrame:
+    """Per fold the best-validating layer of the best-validating probe classifier, by hand."""
+    best, best_score = None, -1.0
+    for classifier in sorted(probes["classifier"].unique()):
+        mine = probes[probes["classifier"] == classifier]
+        chosen = []
+        for fold in sorted(mine["fold"].unique()):
+            rows = mine[mine["fold"] == fold].copy()
+            rows["depth"] = rows["layer"].astype(int)
+            top = rows["val_ua"].max()
+            chosen.append(rows[rows["val_ua"] == top].sort_values("depth").iloc[0])
+        frame = pd.DataFrame(chosen)
+        if frame["val_ua"].mean() > best_score:
+            best, best_score = frame, frame["val_ua"].mean()
+    return best
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_folder(tmp_path_factory.mktemp("ft") / "results")
+
+
+@pytest.fixture(scope="module")
+def report(folder: Path) -> tuple[Path, str, str]:
+    out = folder.parent / "out" / "report.html"
+    write_report(folder, out, n_boot=N_BOOT)
+    return out, out.read_text(), out.with_suffix(".md").read_text()
+
+
+@pytest.mark.parametrize("condition", ["clean", "telephone"])
+@pytest.mark.parametrize("layer", ["all", "weighted"])
+def test_comparison_numbers_match_an_independent_computation(
+    folder: Path, condition: str, layer: str
+) -> None:
+    summary, _ = _comparison(folder)
+    got = summary[(summary["layer"] == layer) & (summary["test_condition"] == condition)]
+    assert len(got) == 1
+    got = got.iloc[0]
+    rows, predictions = _raw(folder)
+    rows = _setting(rows, condition)
+    tuned = rows[(rows["classifier"] == "finetune") & (rows["layer"] == layer)]
+    assert got["finetune_mean"] == pytest.approx(tuned["ua"].mean())
+    assert got["finetune_std"] == pytest.approx(tuned["ua"].std(ddof=1))
+    assert got["finetune_pooled"] == pytest.approx(_pooled_ua(tuned, predictions))
+    assert got["finetune_low"] <= got["finetune_pooled"] <= got["finetune_high"]
+
+    probes = rows[(rows["classifier"] != "finetune") & ~rows["speaker_norm"].astype(bool)]
+    selected = _expected_selected(probes)
+    assert got["selected_mean"] == pytest.approx(selected["ua"].mean())
+    assert got["selected_std"] == pytest.approx(selected["ua"].std(ddof=1))
+    assert got["selected_pooled"] == pytest.approx(_pooled_ua(selected, predictions))
+    assert selected["classifier"].iloc[0] in got["selected_what"]
+    # the same number as summary.csv's `selected` row of that classifier (ser classify's own)
+    summary_csv = pd.read_csv(folder / "summary.csv")
+    row = summary_csv[
+        (summary_csv["layer"] == "selected")
+        & (summary_csv["classifier"] == selected["classifier"].iloc[0])
+        & (summary_csv["test_condition"] == condition)
+        & ~summary_csv["speaker_norm"].astype(bool)
+    ]
+    assert got["selected_mean"] == pytest.approx(float(row["ua_mean"].iloc[0]))
+    layers = "/".join(selected.sort_values("fold")["layer"])
+    assert (
+        layers in got["selected_what"]
+        or f"layer {selected['layer'].iloc[0]}" in (got["selected_what"])
+    )
+
+    means = probes.groupby(["classifier", "layer"])["ua"].mean()
+    classifier, best_layer = means.idxmax()
+    assert got["best_test_mean"] == pytest.approx(means.max())
+    assert got["best_test_what"].startswith(f"layer {best_layer} · {classifier}")
+    # the speaker-normalised probe (test speakers' statistics) scores far higher: never compared
+    normed = rows[rows["speaker_norm"].astype(bool)]
+    assert normed["ua"].mean() > got["best_test_mean"]
+
+    last = probes[
+        (probes["classifier"] == selected["classifier"].iloc[0]) & (probes["layer"] == "4")
+    ]
+    assert got["last_mean"] == pytest.approx(last["ua"].mean())
+    assert got["last_pooled"] == pytest.approx(_pooled_ua(last, predictions))
+
+    paired = tuned.set_index("fold")["ua"] - selected.set_index("fold")["ua"]
+    assert got["difference"] == pytest.approx(paired.mean())
+    assert got["paired"] == 3 and got["by_digest"]
+
+
+def test_folds_are_paired_by_name_with_the_same_speakers(folder: Path) -> None:
+    _, pairs = _comparison(folder)
+    rows, _ = _raw(folder)
+    rows = _setting(rows, "clean")
+    probes = rows[(rows["classifier"] != "finetune") & ~rows["speaker_norm"].astype(bool)]
+    selected = _expected_selected(probes).set_index("fold")
+    tuned = rows[(rows["classifier"] == "finetune") & (rows["layer"] == "weighted")]
+    mine = pairs[(pairs["layer"] == "weighted") & (pairs["test_condition"] == "clean")]
+    assert list(mine["fold"]) == ["0", "1", "2"]
+    for _, pair in mine.iterrows():
+        assert pair["finetune"] == pytest.approx(tuned.set_index("fold").loc[pair["fold"], "ua"])
+        assert pair["probe"] == pytest.approx(selected.loc[pair["fold"], "ua"])
+        assert pair["probe_layer"] == selected.loc[pair["fold"], "layer"]
+        assert pair["speakers"] == finetune.SAME
+
+
+def test_a_fold_with_other_speakers_is_flagged_and_not_paired(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "results", FinetuneSpec(other_speakers=("1",)))
+    summary, pairs = _comparison(folder)
+    assert set(pairs.loc[pairs["fold"] == "1", "speakers"]) == {finetune.DIFFERENT}
+    assert not pairs.loc[pairs["fold"] == "1", "paired"].any()
+    assert (summary["paired"] == 2).all() and (summary["different"] == 1).all()
+    for _, row in summary.iterrows():
+        mine = pairs[
+            (pairs["layer"] == row["layer"]) & (pairs["test_condition"] == row["test_condition"])
+        ]
+        kept = mine[mine["fold"] != "1"]
+        assert row["difference"] == pytest.approx((kept["finetune"] - kept["probe"]).mean())
+    text = finetune.format_comparison(summary, {"facebook/wav2vec2-base": "w2v"})
+    assert text[finetune.DIFFERENCE_COLUMN].str.contains("other speakers, not paired").all()
+
+
+def test_without_digests_folds_pair_by_name_and_say_so(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "results", FinetuneSpec(probe_digest=False, weighted=False))
+    summary, pairs = _comparison(folder)
+    assert set(pairs["speakers"]) == {finetune.NAME_ONLY}
+    assert (summary["paired"] == 3).all() and not summary["by_digest"].any()
+
+
+def test_report_shows_comparison_curves_and_layer_weights(report) -> None:
+    out, html, markdown = report
+    for name in ("finetune-vs-probes", "finetune-folds"):
+        assert f'data-table="{name}' in html
+    for name in ("training-curves", "layer-weights"):
+        assert f'data-figure="{name}-' in html
+        assert list((out.parent / "figures").glob(f"{name}-*.png"))
+        assert f"figures/{name}-" in markdown
+    assert "Fine-tuned vs probes" in html and "## Fine-tuned vs probes" in markdown
+    assert "3/3 folds paired" in html and "by fold digest" in html
+    assert "optimistic" in html
+
+
+def test_layer_curves_draw_finetunes_as_labelled_horizontal_lines(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drawn = []
+    original = figures.save_figure
+
+    def keep(fig, *args, **kwargs):
+        drawn.append(fig)
+        return original(fig, *args, **kwargs)
+
+    monkeypatch.setattr(figures, "save_figure", keep)
+    results = load_results([folder])
+    cells = cell_summary(results.table)
+    group = next(g for g in find_groups(cells, results.table, results.classes))
+    mine = cells[group.mask(cells)]
+    names = {"facebook/wav2vec2-base": "wav2vec2-base"}
+    assert figures.layer_curves(mine, names, tmp_path, group)
+    axes = [ax for ax in drawn[0].axes if ax.get_visible() and ax.get_title()]
+    rows, _ = _raw(folder)
+    for ax in axes:
+        condition = "telephone" if "telephone" in ax.get_title() else "clean"
+        expected = _setting(rows, condition)
+        for layer, label in (("all", "last hidden state"), ("weighted", "learned layer weights")):
+            tuned = expected[(expected["classifier"] == "finetune") & (expected["layer"] == layer)]
+            lines = [line for line in ax.get_lines() if line.get_label() == f"fine-tuned · {label}"]
+            assert len(lines) == 1
+            assert np.allclose(lines[0].get_ydata(), 100 * tuned["ua"].mean())
+        for line in ax.get_lines():  # every data point sits on a numbered layer
+            x = np.asarray(line.get_xdata(), dtype=object)
+            assert all(isinstance(v, int | float | np.number) for v in x)
+        labels = {line.get_label() for line in ax.get_lines()}
+        assert not any(label.startswith("finetune") for label in labels)
+
+
+def test_without_finetune_rows_the_report_has_no_finetune_section(tmp_path: Path) -> None:
+    folder = write_folder(
+        tmp_path / "results",
+        FinetuneSpec(finetune=False, normed_probe=False, settings=SETTINGS[:1]),
+    )
+    out = tmp_path / "out" / "report.html"
+    summary = write_report(folder, out, n_boot=N_BOOT)
+    html = out.read_text()
+    assert "Fine-tuned vs probes" not in html and "fine-tuned" not in html.lower()
+    assert not list((tmp_path / "out" / "figures").glob("training-curves*"))
+    assert not any(
+        "Training curves" in note or "layer weights" in note for note in summary.left_out
+    )
+
+
+def test_a_folder_of_finetunes_alone_is_reported(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "results", FinetuneSpec(probes=False))
+    out = tmp_path / "out" / "report.html"
+    write_report(folder, out, n_boot=N_BOOT)
+    html = out.read_text()
+    assert 'data-table="finetune-vs-probes' in html and "no comparable probe" in html
+    assert "no validation UA stored" not in html
+    assert 'data-figure="layer-weights' in html
+
+
+def test_two_finetune_setups_are_two_cells_not_one_cell_run_twice(tmp_path: Path) -> None:
+    other = json.dumps({**PARAMS, "freeze": "none", "head": "mlp"}, sort_keys=True)
+    first = write_folder(tmp_path / "a", FinetuneSpec(weighted=False))
+    second = write_folder(
+        tmp_path / "b", FinetuneSpec(weighted=False, probes=False, extra={"params": other})
+    )
+    results = load_results([first, second])  # refused as one cell run twice before
+    cells = cell_summary(results.table)
+    tuned = cells[cells["classifier"] == "finetune"]
+    assert len(tuned) == 4  # two settings x two setups
+    assert set(tuned["finetune_setup"]) == {
+        "linear head · feature encoder frozen · 4 epochs max · lr 1e-05",
+        "mlp head · nothing frozen · 4 epochs max · lr 1e-05",
+    }
+
+
+def _row(**fields) -> pd.DataFrame:
+    base = {
+        "extractor": "m",
+        "layer": "weighted",
+        "classifier": "finetune",
+        "split": "speaker-kfold",
+        "ua": 0.5,
+        "fold": "0",
+        "cell_id": "abc",
+        "best_epoch": 2,
+        "training_curve": json.dumps([{"epoch": 1, "train_loss": 1.0, "val_ua": 0.4}]),
+        "layer_weights": json.dumps([0.5, 0.5]),
+    }
+    return normalise(pd.DataFrame([{**base, **fields}]))
+
+
+def test_a_best_epoch_outside_the_curve_is_refused() -> None:
+    with pytest.raises(
+        ConfigError, match=r"best_epoch 2 is not an epoch of its training_curve \(1\)"
+    ):
+        finetune.training_curves(_row())
+
+
+def test_layer_weights_that_are_not_softmax_weights_are_refused() -> None:
+    with pytest.raises(ConfigError, match="sum to 1.2"):
+        finetune.layer_weights(_row(layer_weights=json.dumps([0.6, 0.6])))
+    got = finetune.layer_weights(_row(layer_weights=json.dumps([0.25, 0.75])))
+    assert list(got["weight"]) == [0.25, 0.75] and list(got["index"]) == [0, 1]
+
+
+def test_layer_weight_figure_shows_the_fold_mean(folder: Path) -> None:
+    results = load_results([folder])
+    rows, _ = _raw(folder)
+    got = finetune.layer_weights(results.table[results.table["classifier"] == "finetune"])
+    weighted = _setting(rows, "clean")
+    weighted = weighted[weighted["layer"] == "weighted"]
+    expected = np.mean([json.loads(w) for w in weighted["layer_weights"]], axis=0)
+    mine = got[got["test_condition"] == "clean"].groupby("index")["weight"].mean()
+    assert np.allclose(mine.to_numpy(), expected)
+
+
+def test_without_weighted_finetunes_the_layer_weights_are_left_out_with_a_note(
+    tmp_path: Path,
+) -> None:
+    spec = FinetuneSpec(weighted=False, normed_probe=False, settings=SETTINGS[:1])
+    folder = write_folder(tmp_path / "results", spec)
+    summary = write_report(folder, tmp_path / "out" / "report.html", n_boot=N_BOOT)
+    assert "Learned layer weights" in summary.left_out
+    assert not list((tmp_path / "out" / "figures").glob("layer-weights*"))
+    assert list((tmp_path / "out" / "figures").glob("training-curves*"))
+
+
+def test_probes_without_validation_scores_leave_the_chosen_layer_empty(tmp_path: Path) -> None:
+    folder = write_folder(
+        tmp_path / "results", FinetuneSpec(val_ua=False, weighted=False, settings=SETTINGS[:1])
+    )
+    summary, pairs = _comparison(folder)
+    assert summary["selected_mean"].isna().all() and summary["best_test_mean"].notna().all()
+    rows, _ = _raw(folder)
+    probes = rows[(rows["classifier"] != "finetune") & ~rows["speaker_norm"].astype(bool)]
+    means = probes.groupby(["classifier", "layer"])["ua"].mean()
+    classifier = means.idxmax()[0]  # the last layer falls back to the best-by-test classifier
+    last = probes[(probes["classifier"] == classifier) & (probes["layer"] == "4")]
+    assert summary["last_mean"].iloc[0] == pytest.approx(last["ua"].mean())
+    text = finetune.format_comparison(summary, {"facebook/wav2vec2-base": "w2v"})
+    assert text[finetune.SELECTED_COLUMN].str.contains("no validation UA stored").all()
+    # fold by fold, the fine-tune is paired with that last layer instead, on the same speakers
+    assert (pairs["speakers"] == finetune.SAME).all() and (pairs["reference"] == "last layer").all()
+    tuned = rows[rows["classifier"] == "finetune"].set_index("fold")["ua"]
+    expected = (tuned - last.set_index("fold")["ua"]).mean()
+    assert summary["difference"].iloc[0] == pytest.approx(expected)
+    assert text[finetune.DIFFERENCE_COLUMN].str.contains("vs last layer").all()
+
+
+def test_a_one_layer_curve_gets_whole_layer_ticks(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drawn = []
+    original = figures.save_figure
+    monkeypatch.setattr(
+        figures, "save_figure", lambda fig, *a, **k: drawn.append(fig) or original(fig, *a, **k)
+    )
+    results = load_results([folder])
+    cells = cell_summary(results.table)
+    group = next(  # the speaker-normalised probe was run at layer 3 only
+        g
+        for g in find_groups(cells, results.table, results.classes)
+        if g.value("speaker_norm") == "True"
+    )
+    figures.layer_curves(cells[group.mask(cells)], {EXTRACTOR: "w2v"}, tmp_path, group)
+    for ax in (ax for ax in drawn[0].axes if ax.get_visible() and ax.get_title()):
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert 3 in ticks and all(float(t).is_integer() for t in ticks)
+
+
+def test_few_shot_counts_match_whatever_their_number_type() -> None:
+    rows = pd.DataFrame(
+        [
+            {"classifier": "logreg", "layer": "2", "shots": "5.0", "ua": 0.5},
+            {"classifier": "logreg", "layer": "3", "shots": "4", "ua": 0.5},
+        ]
+    )
+    for column in (*finetune.COMPARED, *finetune.MATCH):
+        if column != "shots":
+            rows[column] = "x"
+    cell = pd.Series({**rows.iloc[0].to_dict(), "classifier": "finetune", "shots": "5"})
+    assert list(finetune.comparable_probes(rows, cell)["layer"]) == ["2"]
+
+
+def test_searched_probes_are_compared_with_finetunes_of_the_no_search_group(
+    tmp_path: Path,
+) -> None:
+    spec = FinetuneSpec(probe_search=True, weighted=False, settings=SETTINGS[:1])
+    folder = write_folder(tmp_path / "results", spec)
+    summary, _ = _comparison(folder)
+    rows, predictions = _raw(folder)
+    probes = rows[(rows["classifier"] != "finetune") & ~rows["speaker_norm"].astype(bool)]
+    assert probes["search"].all()
+    selected = _expected_selected(probes)
+    got = summary.iloc[0]
+    assert got["search"] == "False" and "searched" in got["selected_what"]
+    assert got["selected_mean"] == pytest.approx(selected["ua"].mean())
+    assert got["selected_pooled"] == pytest.approx(_pooled_ua(selected, predictions))
+
+
+def test_finetunes_differing_only_in_a_recorded_setting_are_two_cells(tmp_path: Path) -> None:
+    spec = {"weighted": False, "settings": SETTINGS[:1]}
+    first = write_folder(tmp_path / "a", FinetuneSpec(**spec, extra={"setting": "default"}))
+    second = write_folder(
+        tmp_path / "b",
+        FinetuneSpec(**spec, probes=False, extra={"setting": "learning_rate=1e-05, warmup=0.2"}),
+    )
+    cells = cell_summary(load_results([first, second]).table)
+    tuned = cells[cells["classifier"] == "finetune"]
+    shown = "linear head · feature encoder frozen · 4 epochs max · lr 1e-05"
+    assert sorted(tuned["finetune_setup"]) == [shown, f"{shown} · warmup=0.2"]
+    assert (tuned["folds"] == 3).all()
