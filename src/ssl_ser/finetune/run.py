@@ -14,6 +14,7 @@ weights are columns of its rows. The chosen model is saved under
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -168,7 +169,10 @@ def run_finetune(
         if here.main and tables:
             paths = write_tables(run.store, n_boot=settings.bootstrap, seed=settings.seed)
             summary = pd.read_csv(paths["summary"])
-            summary = summary[summary["classifier"] == FINETUNE_CLASSIFIER]
+            mine = (summary["classifier"] == FINETUNE_CLASSIFIER) & (
+                summary["setting"] == config.setting(here.size)
+            )
+            summary = summary[mine]
         barrier(here)
     seconds = time.perf_counter() - start
     return FinetuneResult(
@@ -419,6 +423,8 @@ def _run_fold(run: _Run, cell: str, fold: Fold, n_dropped: int, meta: dict) -> N
         seed=run.settings.seed,
     )
     shutil.rmtree(folder, ignore_errors=True)
+    with contextlib.suppress(OSError):  # the last fold's checkpoints gone: the folder too
+        folder.parent.rmdir()
 
 
 def _save_model(run: _Run, model: Any, folder: Path, meta: Mapping[str, Any], cell: str) -> None:

@@ -81,6 +81,7 @@ td { border-bottom: 1px solid var(--line); padding: 5px 8px; vertical-align: top
 tbody tr:nth-child(even) td { background: #fafbfd; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 td .sub { display: block; color: var(--muted); font-size: 12px; white-space: nowrap; }
+td:not(.num) .sub { white-space: normal; min-width: 12em; }
 td .sub.bad { color: var(--bad); font-weight: 600; white-space: normal; min-width: 14em; }
 td.num .sub.bad { min-width: 0; }
 th .sub { display: block; color: var(--muted); font-size: 11px; font-weight: 400;

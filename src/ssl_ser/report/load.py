@@ -60,7 +60,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ssl_ser.classify.results import FINETUNE_CLASSIFIER, WEIGHTED_LAYER
 from ssl_ser.errors import ConfigError
+from ssl_ser.finetune.config import LAST_STATE_LAYER
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +118,9 @@ COMPARED_NUMBERS: tuple[str, ...] = (*METRICS, "n_test")
 CLASSIC_EXTRACTORS: tuple[str, ...] = ("egemaps", "mfcc", "logmel")
 # ``ser finetune`` rows: classifier "finetune", layer "all" (the fine-tuned model's last
 # hidden state) or "weighted" (a learned softmax-weighted sum of all hidden states).
-FINETUNE = "finetune"
-FINETUNE_LAST = "all"
-FINETUNE_WEIGHTED = "weighted"
+FINETUNE = FINETUNE_CLASSIFIER
+FINETUNE_LAST = LAST_STATE_LAYER
+FINETUNE_WEIGHTED = WEIGHTED_LAYER
 # ser finetune's column naming a run's settings that differ from the defaults
 # ("default", or "freeze=base, learning_rate=0.001").
 SETTING_COLUMN = "setting"
