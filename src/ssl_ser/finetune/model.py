@@ -141,6 +141,7 @@ def build_model(
     torch.manual_seed(seed)
     if config.adapter == "lora":
         add_lora(encoder, config)
+    keep_waveform_out_of_graph(encoder)
     if config.gradient_checkpointing:
         enable_checkpointing(encoder)
     model = EmotionModel(backbone, n_classes, config)
@@ -162,6 +163,22 @@ def enable_checkpointing(encoder: nn.Module) -> None:
         encoder.gradient_checkpointing_enable(
             gradient_checkpointing_kwargs={"use_reentrant": False}
         )
+
+
+def keep_waveform_out_of_graph(encoder: nn.Module) -> None:
+    """Stop wav2vec2-like front ends from making the input waveform require grad.
+
+    In training mode ``transformers``' feature encoder sets ``requires_grad`` on
+    its input (so that reentrant checkpointing works) unless it was frozen with
+    its own ``freeze_feature_encoder``. With the front end frozen here, that
+    made backward run through the whole convolution stack (with the masked group
+    norms), computing a gradient for the waveform that nothing uses. Checkpoints
+    here are non-reentrant (:func:`enable_checkpointing`), which need no input
+    gradient, and a trained front end is in the graph through its weights anyway.
+    """
+    front = getattr(encoder, "feature_extractor", None)
+    if front is not None and hasattr(front, "_requires_grad"):
+        front._requires_grad = False
 
 
 def transformer_layers(encoder: nn.Module) -> nn.ModuleList:
