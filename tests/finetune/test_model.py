@@ -84,9 +84,7 @@ def config_of(model_dirs: dict[str, Path], family: str, **fields) -> FinetuneCon
     """A fine-tune config of `family` (``whisper-trim``: Whisper with trimming)."""
     folder = model_dirs["whisper" if family in WHISPER else family]
     trim = family == "whisper-trim"
-    return FinetuneConfig(
-        model=str(folder), max_seconds=MAX_SECONDS, whisper_trim=trim, **fields
-    )
+    return FinetuneConfig(model=str(folder), max_seconds=MAX_SECONDS, whisper_trim=trim, **fields)
 
 
 def utterances(model, corpus: pd.DataFrame) -> tuple[Audio, list]:
@@ -234,7 +232,8 @@ def trainable_by_name(names: list[str], family: str, freeze: str) -> set[str]:
     return {
         name
         for name in names
-        if name.startswith(("head.", "layer_logits")) or (name.startswith("encoder.") and backbone(name))
+        if name.startswith(("head.", "layer_logits"))
+        or (name.startswith("encoder.") and backbone(name))
     }
 
 
@@ -277,24 +276,185 @@ def test_freezing_trains_and_changes_exactly_the_named_parameters(
     assert changed == expected
 
 
-@pytest.mark.parametrize("family", ["wav2vec2-group", "wav2vec2-layer", "whisper"])
-def test_frozen_front_end_stays_out_of_the_autograd_graph(model_dirs, corpus, family):
-    """A frozen convolutional front end computes no gradients (no input grad either)."""
-    config = config_of(model_dirs, family)
-    model, backbone = build_model(config, 3, "cpu", 0)
+def front_end_requires_grad(model, backbone, batch, family: str) -> list[bool]:
+    """Whether each front-end convolution's output required grad in a training forward."""
+    inner = backbone.model
+    front = [inner.conv2] if family in WHISPER else list(inner.feature_extractor.conv_layers)
+    seen: list[bool] = []
+    handles = [
+        module.register_forward_hook(lambda _m, _a, out: seen.append(out.requires_grad))
+        for module in front
+    ]
     model.train()
-    _, batch = utterances(model, corpus)
-    seen = []
-    front = [backbone.model.conv2] if family in WHISPER else backbone.model.feature_extractor.conv_layers
-    handles = [m.register_forward_hook(lambda m, a, out: seen.append(out.requires_grad)) for m in front]
     model(batch).sum().backward()
     for handle in handles:
         handle.remove()
+    return seen
+
+
+@pytest.mark.parametrize("family", ["wav2vec2-group", "wav2vec2-layer", "whisper"])
+def test_frozen_front_end_stays_out_of_the_autograd_graph(model_dirs, corpus, family):
+    """A frozen convolutional front end computes no gradients (no input grad either)."""
+    model, backbone = build_model(config_of(model_dirs, family), 3, "cpu", 0)
+    _, batch = utterances(model, corpus)
+    seen = front_end_requires_grad(model, backbone, batch, family)
     assert seen and not any(seen)
     # With nothing frozen the front end is in the graph.
     full, backbone = build_model(config_of(model_dirs, family, freeze="none"), 3, "cpu", 0)
-    front = [backbone.model.conv2] if family in WHISPER else backbone.model.feature_extractor.conv_layers
-    seen.clear()
-    handles = [m.register_forward_hook(lambda m, a, out: seen.append(out.requires_grad)) for m in front]
-    full.train()(batch).sum().backward()
+    seen = front_end_requires_grad(full, backbone, batch, family)
     assert seen and all(seen)
+
+
+def without_dropout(folder: Path, out: Path) -> Path:
+    """A copy of a model folder whose config turns every dropout off."""
+    import shutil
+
+    shutil.copytree(folder, out)
+    config = transformers.AutoConfig.from_pretrained(out)
+    for name, value in config.to_dict().items():
+        if "dropout" in name and isinstance(value, float):
+            setattr(config, name, 0.0)
+    config.save_pretrained(out)
+    return out
+
+
+def sublayer(layer: torch.nn.Module) -> torch.nn.Module:
+    """A module inside a transformer layer, called again when the layer is recomputed."""
+    return layer.feed_forward if hasattr(layer, "feed_forward") else layer.fc1
+
+
+@pytest.mark.parametrize("family", ["wav2vec2-group", "whisper-trim"])
+def test_gradient_checkpointing_is_on_and_changes_neither_loss_nor_gradients(
+    model_dirs, corpus, tmp_path, family
+):
+    source = model_dirs["whisper" if family in WHISPER else family]
+    folder = without_dropout(source, tmp_path / "model")
+    results, calls = [], []
+    for checkpointing in (False, True):
+        config = FinetuneConfig(
+            model=str(folder),
+            max_seconds=MAX_SECONDS,
+            whisper_trim=family == "whisper-trim",
+            freeze="none",
+            dropout=0.0,
+            gradient_checkpointing=checkpointing,
+        )
+        model, backbone = build_model(config, 3, "cpu", 0)
+        layers = backbone.model.layers if family in WHISPER else backbone.model.encoder.layers
+        assert [layer.gradient_checkpointing for layer in layers] == [checkpointing] * len(layers)
+        assert backbone.model.is_activation_checkpointing is checkpointing
+        count: list[int] = []
+        sublayer(layers[0]).register_forward_hook(lambda *_, seen=count: seen.append(1))
+        _, batch = utterances(model, corpus)
+        model.train()
+        loss = functional.cross_entropy(model(batch), torch.tensor([0, 1, 2]))
+        loss.backward()
+        calls.append(len(count))
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        results.append((float(loss.detach()), grads))
+    # recomputed in backward: the layer ran twice with checkpoints, once without
+    assert calls == [1, 2]
+    (loss_off, grads_off), (loss_on, grads_on) = results
+    assert loss_on == pytest.approx(loss_off, rel=1e-6)
+    assert set(grads_on) == set(grads_off) and len(grads_on) > 10
+    for name, grad in grads_off.items():
+        torch.testing.assert_close(grads_on[name], grad, rtol=1e-4, atol=1e-7, msg=name)
+
+
+def perturb(parameters, seed: int = 1) -> None:
+    """Move the given parameters away from their loaded values (so a reload must find them)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in parameters:
+            parameter.add_(0.05 * torch.randn(parameter.shape, generator=generator))
+
+
+@pytest.mark.parametrize("family", ["wav2vec2-group", "hubert", "whisper"])
+def test_saved_model_loads_with_transformers_and_gives_the_same_logits(
+    model_dirs, corpus, tmp_path, family
+):
+    config = config_of(model_dirs, family)
+    model, _ = build_model(config, 3, "cpu", 0)
+    perturb(p for p in model.parameters() if p.requires_grad)
+    model.eval()
+    _, batch = utterances(model, corpus)
+    with torch.no_grad():
+        logits = model(batch).numpy()
+    save_model(model, config, tmp_path / "saved")
+    backbone_dir = tmp_path / "saved" / "backbone"
+    with safe_open(str(backbone_dir / "model.safetensors"), "pt") as handle:
+        names = set(handle.keys())
+    if family not in WHISPER:  # group norms under transformers' own names
+        assert "feature_extractor.conv_layers.0.layer_norm.weight" in names
+        assert not any(".layer_norm.norm." in name for name in names)
+    loaded = transformers.AutoModel.from_pretrained(backbone_dir)
+    encoder = loaded.get_encoder() if family in WHISPER else loaded
+    head = load_file(str(tmp_path / "saved" / "head.safetensors"))
+    for row, path in enumerate(corpus["path"]):
+        states = reference(backbone_dir, path, family, encoder=encoder)
+        assert relative_error(logits[row], linear_head(head, states[-1])) < TOLERANCE
+
+
+@pytest.mark.parametrize("family", ["wav2vec2-group", "whisper"])
+def test_saved_lora_adapter_reinjected_into_a_fresh_backbone_gives_the_same_logits(
+    model_dirs, corpus, tmp_path, family
+):
+    from peft import LoraConfig, inject_adapter_in_model, set_peft_model_state_dict
+
+    config = config_of(model_dirs, family, adapter="lora", lora_rank=4)
+    model, _ = build_model(config, 3, "cpu", 0)
+    perturb(p for n, p in model.named_parameters() if "lora_B" in n or n.startswith("head."))
+    model.eval()
+    _, batch = utterances(model, corpus)
+    with torch.no_grad():
+        logits = model(batch).numpy()
+    save_model(model, config, tmp_path / "saved")
+    assert not (tmp_path / "saved" / "backbone").exists()
+    fresh = transformers.AutoModel.from_pretrained(config.model)
+    fresh = fresh.get_encoder() if family in WHISPER else fresh
+    lora = LoraConfig.from_pretrained(str(tmp_path / "saved"))
+    assert lora.r == 4
+    inject_adapter_in_model(lora, fresh)
+    adapter = load_file(str(tmp_path / "saved" / "adapter_model.safetensors"))
+    result = set_peft_model_state_dict(fresh, adapter)
+    assert not result.unexpected_keys
+    head = load_file(str(tmp_path / "saved" / "head.safetensors"))
+    for row, path in enumerate(corpus["path"]):
+        states = reference(Path(config.model), path, family, encoder=fresh)
+        assert relative_error(logits[row], linear_head(head, states[-1])) < TOLERANCE
+    # the adapter matters: the fresh backbone without it gives other logits
+    plain = transformers.AutoModel.from_pretrained(config.model)
+    plain = plain.get_encoder() if family in WHISPER else plain
+    states = reference(Path(config.model), corpus["path"][0], family, encoder=plain)
+    assert relative_error(logits[0], linear_head(head, states[-1])) > 10 * TOLERANCE
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+        RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.1 GiB total)"),
+        RuntimeError("CUDA error: out of memory"),
+    ],
+    ids=["OutOfMemoryError", "RuntimeError", "cuda-error"],
+)
+def test_out_of_memory_names_batch_seconds_and_accumulation(model_dirs, corpus, monkeypatch, error):
+    config = config_of(model_dirs, "wav2vec2-group", batch_seconds=12.0, accumulation=2)
+    model, _ = build_model(config, 3, "cpu", 0)
+    audio, _ = utterances(model, corpus)
+    trainer = train.Trainer(model, config, audio, 0, World())
+
+    def exhausted(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(model, "forward", exhausted)
+    with pytest.raises(ConfigError) as caught:
+        trainer.logits(list(audio.segments))
+    message = str(caught.value)
+    assert "--batch-seconds (now 12)" in message and "--accumulation (now 2)" in message
+    assert "3 utterance(s)" in message
+    # other runtime errors pass through unchanged
+    error = RuntimeError("shape mismatch")
+    monkeypatch.setattr(model, "forward", exhausted)
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        trainer.logits(list(audio.segments))
