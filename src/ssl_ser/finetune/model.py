@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ssl_ser.errors import ConfigError
-from ssl_ser.extract.backbones import TransformerBackbone, load_backbone
+from ssl_ser.extract.backbones import TransformerBackbone, WhisperBackbone, load_backbone
 from ssl_ser.extract.masking import MaskedGroupNorm
 from ssl_ser.extract.pooling import frame_mask
 from ssl_ser.extract.preprocess import Segment
@@ -143,7 +143,7 @@ def build_model(
         add_lora(encoder, config)
     keep_waveform_out_of_graph(encoder)
     if config.gradient_checkpointing:
-        enable_checkpointing(encoder)
+        enable_checkpointing(encoder, backbone)
     model = EmotionModel(backbone, n_classes, config)
     trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
@@ -151,18 +151,54 @@ def build_model(
     return model, backbone
 
 
-def enable_checkpointing(encoder: nn.Module) -> None:
+def enable_checkpointing(encoder: nn.Module, backbone: TransformerBackbone | None = None) -> None:
     """Recompute the transformer layers' activations in backward (non-reentrant checkpoints).
 
     Non-reentrant, so that layers above a frozen front end still get gradients.
+    ``transformers`` checkpoints the convolution layers of a wav2vec2-like front
+    end too; their masked group norms (and data2vec's padding zeroer) read the
+    batch's valid lengths from a context that has closed by the time backward
+    recomputes them, so each checkpoint restores the lengths of its own forward
+    while it recomputes (:func:`_masking_restorer`). Without that, a trained
+    group-norm front end recomputed a plain ``GroupNorm`` over the padding
+    (torch refused it: a different number of saved tensors).
     """
+    options: dict[str, Any] = {"use_reentrant": False}
+    if backbone is not None:
+        options["context_fn"] = _masking_restorer(backbone)
     enable = getattr(encoder, "activation_checkpointing_enable", None)
     if enable is not None:  # transformers >= 5.x
-        enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        enable(activation_checkpointing_kwargs=options)
     else:
-        encoder.gradient_checkpointing_enable(
-            gradient_checkpointing_kwargs={"use_reentrant": False}
-        )
+        encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)
+
+
+def _masking_restorer(
+    backbone: TransformerBackbone,
+) -> Callable[[], tuple[contextlib.AbstractContextManager, contextlib.AbstractContextManager]]:
+    """A checkpoint ``context_fn``: recompute under the masking lengths of the forward pass."""
+    holders = [norm for _, norm in getattr(backbone, "masked_norms", [])]
+    zeroer = getattr(backbone, "position_zeroer", None)
+    if zeroer is not None:
+        holders.append(zeroer)
+
+    def context_fn() -> tuple[contextlib.AbstractContextManager, contextlib.AbstractContextManager]:
+        saved = [holder.lengths for holder in holders]
+
+        @contextlib.contextmanager
+        def recompute() -> Iterator[None]:
+            current = [holder.lengths for holder in holders]
+            for holder, lengths in zip(holders, saved, strict=True):
+                holder.lengths = lengths
+            try:
+                yield
+            finally:
+                for holder, lengths in zip(holders, current, strict=True):
+                    holder.lengths = lengths
+
+        return contextlib.nullcontext(), recompute()
+
+    return context_fn
 
 
 def keep_waveform_out_of_graph(encoder: nn.Module) -> None:
@@ -278,12 +314,36 @@ def save_model(model: EmotionModel, config: FinetuneConfig, folder: Path) -> Non
         lora_config(config).save_pretrained(str(folder))
     else:
         with plain_norms(encoder):
-            encoder.save_pretrained(folder / "backbone")
+            savable_model(model, config).save_pretrained(folder / "backbone")
         model.backbone.preprocessor.feature_extractor.save_pretrained(folder / "backbone")
     head = {f"head.{k}": v for k, v in model.head.state_dict().items()}
     if model.layer_logits is not None:
         head["layer_logits"] = model.layer_logits.detach()
     save_file(_contiguous(head), folder / "head.safetensors")
+
+
+def savable_model(model: EmotionModel, config: FinetuneConfig) -> nn.Module:
+    """The model ``save_pretrained`` writes so that ``AutoModel`` loads the trained weights.
+
+    A wav2vec2-like backbone is its own model. Whisper's backbone is only the
+    encoder, whose weights saved alone carry names (``layers.0...``) that
+    ``AutoModel`` (a ``WhisperModel``, expecting ``encoder.layers.0...``) does not
+    find: it loaded the original encoder with random weights instead, with only a
+    warning. So the full original model is loaded again and its encoder replaced
+    by the trained one (the decoder is the original's; fine-tuning never uses it).
+    """
+    if not isinstance(model.backbone, WhisperBackbone):
+        return model.encoder
+    from transformers import AutoModel
+
+    extractor = config.extractor_config().with_absolute_model_path()
+    full = AutoModel.from_pretrained(
+        extractor.model, revision=extractor.revision, dtype=torch.float32
+    )
+    full.get_encoder().load_state_dict(
+        {k: v.detach().cpu() for k, v in model.encoder.state_dict().items()}, strict=True
+    )
+    return full
 
 
 def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
