@@ -12,8 +12,8 @@ utterances of 2-4 s:
   cross-entropy), and the same plus an AdamW step. Feature encoder frozen in both.
   Goal: ratio <= 1.2.
 - memory: peak memory of a training step with and without gradient checkpointing,
-  each in a fresh subprocess (CPU: peak RSS above the RSS before the first step;
-  CUDA: ``torch.cuda.max_memory_allocated``).
+  each in a fresh subprocess (CPU: the peak RSS of two steps above the RSS before
+  them, Linux /proc; CUDA: ``torch.cuda.max_memory_allocated``).
 - freeze: step time with the feature encoder frozen (default), nothing frozen,
   the whole base frozen (head only) and LoRA adapters.
 
@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -242,24 +241,36 @@ def bench_freeze(name: str, folder: Path, audio, args) -> None:
         print(f"  {label:<20}{trained[label]:>15,}{seconds:>10.3f}{seconds / base:>19.2f}")
 
 
+def rss_mb(field: str) -> float:
+    """A memory figure of this process from /proc (VmRSS: now; VmHWM: peak since reset)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
 def child_memory(args: argparse.Namespace) -> None:
-    """In a fresh process: peak memory of training steps of one setting, as JSON."""
-    import psutil
+    """In a fresh process: peak memory of one training step of one setting, as JSON.
+
+    With the model and the batch ready, the peak RSS is reset
+    (``/proc/self/clear_refs``) and two steps run: the peak above the RSS before
+    them is what training holds at once (activations, gradients, AdamW's states).
+    Measured from before the first step, since the allocator keeps freed pages.
+    """
+    import gc
 
     setting = json.loads(args.child)
     torch.set_num_threads(args.threads)
-    audio = waves(args)
-    step = Ours(Path(setting["folder"]), audio, args.device, **setting["fields"])
-    before = psutil.Process().memory_info().rss
+    step = Ours(Path(setting["folder"]), waves(args), args.device, **setting["fields"])
+    gc.collect()
+    Path("/proc/self/clear_refs").write_text("5")
+    before = rss_mb("VmRSS")
     if args.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-    for _ in range(2):
-        step()
-    out = {
-        "rss_before_mb": before / 2**20,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    }
+    step()
+    step()
+    out = {"rss_before_mb": before, "peak_rss_mb": rss_mb("VmHWM")}
     if args.device.startswith("cuda"):
         out["cuda_peak_mb"] = (torch.cuda.max_memory_allocated() - base) / 2**20
     print(json.dumps(out))
@@ -277,9 +288,14 @@ def bench_memory(name: str, folder: Path, args) -> None:
             command = [sys.executable, __file__, "--child", setting, "--device", args.device]
             command += ["--batch", str(args.batch), "--low", str(args.low)]
             command += ["--high", str(args.high), "--threads", str(args.threads)]
-            done = subprocess.run(command, capture_output=True, text=True, check=True)
-            result = json.loads(done.stdout.strip().splitlines()[-1])
+            done = subprocess.run(command, capture_output=True, text=True)
             label = f"freeze {freeze}, checkpointing {'on' if checkpointing else 'off'}"
+            if done.returncode != 0:
+                error = (done.stderr.strip().splitlines() or ["?"])[-1]
+                print(f"  {label:<34}failed: {error[:120]}")
+                rows[(freeze, checkpointing)] = float("nan")
+                continue
+            result = json.loads(done.stdout.strip().splitlines()[-1])
             above = result["peak_rss_mb"] - result["rss_before_mb"]
             rows[(freeze, checkpointing)] = above
             print(f"  {label:<34}{result['peak_rss_mb']:>12.0f}{above:>16.0f}", end="")

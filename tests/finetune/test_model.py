@@ -292,7 +292,7 @@ def front_end_requires_grad(model, backbone, batch, family: str) -> list[bool]:
     return seen
 
 
-@pytest.mark.parametrize("family", ["wav2vec2-group", "wav2vec2-layer", "whisper"])
+@pytest.mark.parametrize("family", ["wav2vec2-group", "wav2vec2-layer", "whisper-trim"])
 def test_frozen_front_end_stays_out_of_the_autograd_graph(model_dirs, corpus, family):
     """A frozen convolutional front end computes no gradients (no input grad either)."""
     model, backbone = build_model(config_of(model_dirs, family), 3, "cpu", 0)
@@ -369,7 +369,7 @@ def perturb(parameters, seed: int = 1) -> None:
             parameter.add_(0.05 * torch.randn(parameter.shape, generator=generator))
 
 
-@pytest.mark.parametrize("family", ["wav2vec2-group", "hubert", "whisper"])
+@pytest.mark.parametrize("family", ["wav2vec2-group", "hubert", "whisper-trim"])
 def test_saved_model_loads_with_transformers_and_gives_the_same_logits(
     model_dirs, corpus, tmp_path, family
 ):
@@ -395,7 +395,7 @@ def test_saved_model_loads_with_transformers_and_gives_the_same_logits(
         assert relative_error(logits[row], linear_head(head, states[-1])) < TOLERANCE
 
 
-@pytest.mark.parametrize("family", ["wav2vec2-group", "whisper"])
+@pytest.mark.parametrize("family", ["wav2vec2-group", "whisper-trim"])
 def test_saved_lora_adapter_reinjected_into_a_fresh_backbone_gives_the_same_logits(
     model_dirs, corpus, tmp_path, family
 ):

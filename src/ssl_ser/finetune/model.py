@@ -301,7 +301,17 @@ def plain_norms(encoder: nn.Module) -> Iterator[None]:
 
 
 def save_model(model: EmotionModel, config: FinetuneConfig, folder: Path) -> None:
-    """Save the fine-tuned backbone (``save_pretrained``, or the adapter), head and preprocessor."""
+    """Save the fine-tuned backbone (``save_pretrained``, or the adapter), head and preprocessor.
+
+    ``backbone/`` loads with ``transformers.AutoModel`` (group norms under their
+    own names, see :func:`plain_norms`; Whisper as its full model, see
+    :func:`savable_model`). A LoRA adapter (``adapter_model.safetensors`` and
+    ``adapter_config.json``) holds names relative to the backbone module, which
+    for Whisper is its encoder: inject it with ``peft.inject_adapter_in_model``
+    into ``AutoModel.from_pretrained(base)`` (Whisper: ``.get_encoder()``) and
+    load it with ``peft.set_peft_model_state_dict``. ``head.safetensors`` holds
+    ``head.*`` and, with weighted layers, ``layer_logits``.
+    """
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
