@@ -109,13 +109,12 @@ def whisper_alone(encoder, extractor, window: np.ndarray, trim: bool) -> list[np
     mel = int(inputs["attention_mask"].sum())
     if trim:  # an encoder whose window is exactly this piece (same weights, fewer positions)
         assert mel % 2 == 0
-        config = copy.deepcopy(encoder.config)
-        config.max_source_positions = mel // 2
-        short = type(encoder)(config).eval()
-        state = dict(encoder.state_dict())
-        state["embed_positions.weight"] = state["embed_positions.weight"][: mel // 2]
-        short.load_state_dict(state)
-        encoder, features = short, features[:, :, :mel]
+        short = copy.deepcopy(encoder)  # adapters, if any, included
+        short.config = copy.deepcopy(encoder.config)
+        short.config.max_source_positions = mel // 2
+        positions = encoder.embed_positions.weight.detach()[: mel // 2]
+        short.embed_positions = torch.nn.Embedding.from_pretrained(positions)
+        encoder, features = short.eval(), features[:, :, :mel]
     frames = int(encoder._get_feat_extract_output_lengths(torch.tensor(mel)))
     with torch.no_grad():
         states = encoder(features, output_hidden_states=True).hidden_states
