@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ssl_ser.errors import ConfigError
-from ssl_ser.extract.backbones import TransformerBackbone, WhisperBackbone, load_backbone
+from ssl_ser.extract.backbones import TransformerBackbone, load_backbone
 from ssl_ser.extract.masking import MaskedGroupNorm
 from ssl_ser.extract.pooling import frame_mask
 from ssl_ser.extract.preprocess import Segment
@@ -304,8 +304,9 @@ def save_model(model: EmotionModel, config: FinetuneConfig, folder: Path) -> Non
     """Save the fine-tuned backbone (``save_pretrained``, or the adapter), head and preprocessor.
 
     ``backbone/`` loads with ``transformers.AutoModel`` (group norms under their
-    own names, see :func:`plain_norms`; Whisper as its full model, see
-    :func:`savable_model`). A LoRA adapter (``adapter_model.safetensors`` and
+    own names, see :func:`plain_norms`); Whisper's is its encoder alone, which
+    loads with ``WhisperEncoder.from_pretrained`` (and ssl_ser's own loader), not
+    ``AutoModel``. A LoRA adapter (``adapter_model.safetensors`` and
     ``adapter_config.json``) holds names relative to the backbone module, which
     for Whisper is its encoder: inject it with ``peft.inject_adapter_in_model``
     into ``AutoModel.from_pretrained(base)`` (Whisper: ``.get_encoder()``) and
@@ -324,36 +325,12 @@ def save_model(model: EmotionModel, config: FinetuneConfig, folder: Path) -> Non
         lora_config(config).save_pretrained(str(folder))
     else:
         with plain_norms(encoder):
-            savable_model(model, config).save_pretrained(folder / "backbone")
+            encoder.save_pretrained(folder / "backbone")
         model.backbone.preprocessor.feature_extractor.save_pretrained(folder / "backbone")
     head = {f"head.{k}": v for k, v in model.head.state_dict().items()}
     if model.layer_logits is not None:
         head["layer_logits"] = model.layer_logits.detach()
     save_file(_contiguous(head), folder / "head.safetensors")
-
-
-def savable_model(model: EmotionModel, config: FinetuneConfig) -> nn.Module:
-    """The model ``save_pretrained`` writes so that ``AutoModel`` loads the trained weights.
-
-    A wav2vec2-like backbone is its own model. Whisper's backbone is only the
-    encoder, whose weights saved alone carry names (``layers.0...``) that
-    ``AutoModel`` (a ``WhisperModel``, expecting ``encoder.layers.0...``) does not
-    find: it loaded the original encoder with random weights instead, with only a
-    warning. So the full original model is loaded again and its encoder replaced
-    by the trained one (the decoder is the original's; fine-tuning never uses it).
-    """
-    if not isinstance(model.backbone, WhisperBackbone):
-        return model.encoder
-    from transformers import AutoModel
-
-    extractor = config.extractor_config().with_absolute_model_path()
-    full = AutoModel.from_pretrained(
-        extractor.model, revision=extractor.revision, dtype=torch.float32
-    )
-    full.get_encoder().load_state_dict(
-        {k: v.detach().cpu() for k, v in model.encoder.state_dict().items()}, strict=True
-    )
-    return full
 
 
 def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
