@@ -652,10 +652,20 @@ def progress_total(steps: Sequence[float]) -> float:
 
 
 def is_out_of_memory(error: RuntimeError) -> bool:
-    """Whether `error` is torch running out of (GPU or host) memory."""
+    """Whether `error` is torch running out of (GPU or host) memory.
+
+    Besides ``torch.OutOfMemoryError``, a plain ``RuntimeError`` (or torch's
+    ``AcceleratorError``) can say so: "CUDA error: out of memory" from a kernel
+    launch or a library, "CUDA out of memory" from older code paths, and the CPU
+    allocator's "can't allocate memory".
+    """
     out_of_memory = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
     message = str(error)
-    return isinstance(error, out_of_memory) or "can't allocate memory" in message
+    return (
+        isinstance(error, out_of_memory)
+        or "out of memory" in message
+        or "can't allocate memory" in message
+    )
 
 
 def _memory_message(segments: list[Segment], owners: list[str], job: _Job) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -141,8 +141,9 @@ def build_model(
     torch.manual_seed(seed)
     if config.adapter == "lora":
         add_lora(encoder, config)
+    keep_waveform_out_of_graph(encoder)
     if config.gradient_checkpointing:
-        enable_checkpointing(encoder)
+        enable_checkpointing(encoder, backbone)
     model = EmotionModel(backbone, n_classes, config)
     trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
@@ -150,18 +151,70 @@ def build_model(
     return model, backbone
 
 
-def enable_checkpointing(encoder: nn.Module) -> None:
+def enable_checkpointing(encoder: nn.Module, backbone: TransformerBackbone | None = None) -> None:
     """Recompute the transformer layers' activations in backward (non-reentrant checkpoints).
 
     Non-reentrant, so that layers above a frozen front end still get gradients.
+    ``transformers`` checkpoints the convolution layers of a wav2vec2-like front
+    end too; their masked group norms (and data2vec's padding zeroer) read the
+    batch's valid lengths from a context that has closed by the time backward
+    recomputes them, so each checkpoint restores the lengths of its own forward
+    while it recomputes (:func:`_masking_restorer`). Without that, a trained
+    group-norm front end recomputed a plain ``GroupNorm`` over the padding
+    (torch refused it: a different number of saved tensors).
     """
+    options: dict[str, Any] = {"use_reentrant": False}
+    if backbone is not None:
+        options["context_fn"] = _masking_restorer(backbone)
     enable = getattr(encoder, "activation_checkpointing_enable", None)
     if enable is not None:  # transformers >= 5.x
-        enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        enable(activation_checkpointing_kwargs=options)
     else:
-        encoder.gradient_checkpointing_enable(
-            gradient_checkpointing_kwargs={"use_reentrant": False}
-        )
+        encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)
+
+
+def _masking_restorer(
+    backbone: TransformerBackbone,
+) -> Callable[[], tuple[contextlib.AbstractContextManager, contextlib.AbstractContextManager]]:
+    """A checkpoint ``context_fn``: recompute under the masking lengths of the forward pass."""
+    holders = [norm for _, norm in getattr(backbone, "masked_norms", [])]
+    zeroer = getattr(backbone, "position_zeroer", None)
+    if zeroer is not None:
+        holders.append(zeroer)
+
+    def context_fn() -> tuple[contextlib.AbstractContextManager, contextlib.AbstractContextManager]:
+        saved = [holder.lengths for holder in holders]
+
+        @contextlib.contextmanager
+        def recompute() -> Iterator[None]:
+            current = [holder.lengths for holder in holders]
+            for holder, lengths in zip(holders, saved, strict=True):
+                holder.lengths = lengths
+            try:
+                yield
+            finally:
+                for holder, lengths in zip(holders, current, strict=True):
+                    holder.lengths = lengths
+
+        return contextlib.nullcontext(), recompute()
+
+    return context_fn
+
+
+def keep_waveform_out_of_graph(encoder: nn.Module) -> None:
+    """Stop wav2vec2-like front ends from making the input waveform require grad.
+
+    In training mode ``transformers``' feature encoder sets ``requires_grad`` on
+    its input (so that reentrant checkpointing works) unless it was frozen with
+    its own ``freeze_feature_encoder``. With the front end frozen here, that
+    made backward run through the whole convolution stack (with the masked group
+    norms), computing a gradient for the waveform that nothing uses. Checkpoints
+    here are non-reentrant (:func:`enable_checkpointing`), which need no input
+    gradient, and a trained front end is in the graph through its weights anyway.
+    """
+    front = getattr(encoder, "feature_extractor", None)
+    if front is not None and hasattr(front, "_requires_grad"):
+        front._requires_grad = False
 
 
 def transformer_layers(encoder: nn.Module) -> nn.ModuleList:
@@ -248,7 +301,18 @@ def plain_norms(encoder: nn.Module) -> Iterator[None]:
 
 
 def save_model(model: EmotionModel, config: FinetuneConfig, folder: Path) -> None:
-    """Save the fine-tuned backbone (``save_pretrained``, or the adapter), head and preprocessor."""
+    """Save the fine-tuned backbone (``save_pretrained``, or the adapter), head and preprocessor.
+
+    ``backbone/`` loads with ``transformers.AutoModel`` (group norms under their
+    own names, see :func:`plain_norms`); Whisper's is its encoder alone, which
+    loads with ``WhisperEncoder.from_pretrained`` (and ssl_ser's own loader), not
+    ``AutoModel``. A LoRA adapter (``adapter_model.safetensors`` and
+    ``adapter_config.json``) holds names relative to the backbone module, which
+    for Whisper is its encoder: inject it with ``peft.inject_adapter_in_model``
+    into ``AutoModel.from_pretrained(base)`` (Whisper: ``.get_encoder()``) and
+    load it with ``peft.set_peft_model_state_dict``. ``head.safetensors`` holds
+    ``head.*`` and, with weighted layers, ``layer_logits``.
+    """
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
