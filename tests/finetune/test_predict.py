@@ -139,3 +139,76 @@ def test_waveforms_at_any_rate_predict_as_their_files_do(weighted_run, tmp_path)
     np.testing.assert_allclose(from_wave, from_file, atol=1e-6)
     with pytest.raises(ConfigError, match="--hop needs --window"):
         predictor.predict([path], hop=1.0)
+
+
+def test_inputs_sharing_an_id_keep_their_own_rows(weighted_run, corpus_manifest, tmp_path):
+    folder, _ = weighted_run
+    path = corpus_manifest["path"].iloc[0]
+    predictor = predict.load(folder, "cpu")
+    alone = predictor.predict([path]).filter(like="prob_").to_numpy()
+    twice = predictor.predict([path, path], window=0.5)
+    assert list(twice["window"]).count("all") == 2
+    assert len(twice) == 2 * len(predictor.predict([path], window=0.5))
+    first, second = (corpus_manifest.iloc[[i]].copy() for i in (0, 1))
+    second["utt_id"] = first["utt_id"].iloc[0]  # one id, two files
+    for i, part in enumerate((first, second)):
+        part.to_csv(tmp_path / f"m{i}.csv", index=False)
+    both = predictor.predict([tmp_path / "m0.csv", tmp_path / "m1.csv"])
+    apart = [predictor.predict(tmp_path / f"m{i}.csv") for i in (0, 1)]
+    np.testing.assert_allclose(both.filter(like="prob_").to_numpy()[0], alone[0], atol=1e-6)
+    for row, table in zip(both.filter(like="prob_").to_numpy(), apart, strict=True):
+        np.testing.assert_allclose(row, table.filter(like="prob_").to_numpy()[0], atol=1e-6)
+
+
+def test_stereo_files_are_downmixed(weighted_run, tmp_path):
+    import soundfile
+
+    folder, _ = weighted_run
+    rng = np.random.default_rng(0)
+    right = (0.3 * rng.standard_normal(16000)).astype(np.float32)
+    stereo = np.stack([np.zeros_like(right), right], axis=1)
+    soundfile.write(tmp_path / "stereo.wav", stereo, 16000, subtype="FLOAT")
+    soundfile.write(tmp_path / "mono.wav", stereo.mean(axis=1), 16000, subtype="FLOAT")
+    table = predict.load(folder, "cpu").predict([tmp_path / "stereo.wav", tmp_path / "mono.wav"])
+    probabilities = table.filter(like="prob_").to_numpy()
+    np.testing.assert_allclose(probabilities[0], probabilities[1], atol=1e-6)
+
+
+def test_telephone_waveforms_are_resampled_then_conditioned_as_files(weighted_run, tmp_path):
+    import soundfile
+
+    folder, _ = weighted_run
+    path = write_wav(tmp_path / "hifi.wav", seconds=1.2, sample_rate=44100, frequency=170.0)
+    wave, rate = soundfile.read(path, dtype="float32")
+    predictor = predict.load(folder, "cpu")
+    from_file = predictor.predict([path], condition="telephone").filter(like="prob_")
+    from_wave = predictor.predict([(wave, rate)], condition="telephone").filter(like="prob_")
+    np.testing.assert_allclose(from_wave.to_numpy(), from_file.to_numpy(), atol=1e-6)
+
+
+def test_a_top_layers_model_loads_and_reproduces_its_predictions(
+    corpus_manifest, tiny_model, tmp_path
+):
+    folder, expected = trained(corpus_manifest, tiny_model, tmp_path, freeze="top", top_layers=1)
+    paths = corpus_manifest.set_index("utt_id").loc[expected.index, "path"]
+    got = predict.load(folder, "cpu").predict(list(paths)).filter(like="prob_").to_numpy()
+    np.testing.assert_allclose(got, expected.filter(like="prob_").to_numpy(), atol=1e-5)
+
+
+def test_an_adapter_on_changed_base_weights_is_refused(corpus_manifest, tiny_model, tmp_path):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    base = tmp_path / "base"
+    shutil.copytree(tiny_model, base)
+    folder, _ = trained(corpus_manifest, base, tmp_path / "out", adapter="lora", lora_rank=2)
+    weights = load_file(str(base / "model.safetensors"))
+    save_file(
+        {k: v * 1.5 if v.is_floating_point() else v for k, v in weights.items()},
+        str(base / "model.safetensors"),
+    )
+    with pytest.raises(ConfigError, match="adapter was trained on .* at revision"):
+        predict.load(folder, "cpu")
+    assert torch.is_tensor(weights[next(iter(weights))])

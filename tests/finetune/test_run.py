@@ -265,3 +265,76 @@ def test_two_settings_share_a_folder_as_two_groups(corpus_manifest, tiny_model, 
     base = "epochs=1, patience=None, learning_rate=0.001, batch_seconds=8.0"
     assert sorted(tuned.index) == sorted([base, f"freeze=base, {base}"])
     assert (tuned["n_folds"] == 2).all() and set(tuned["layer"]) == {"all"}
+
+
+def test_a_failure_in_one_condition_leaves_the_other_conditions_rows():
+    from ssl_ser.finetune.data import Audio, run_table
+
+    table = pd.DataFrame(
+        {
+            "utt_id": ["a/1", "a/2", "a/3", "a/4"],
+            "corpus": "a",
+            "speaker": ["s1", "s1", "s2", "s2"],
+            "gender": "",
+            "split": "",
+            "emotion": ["angry", "happy", "angry", "happy"],
+        }
+    )
+    audio = Audio(failed=[("a/2", "telephone", "AudioError: no ready copy")])
+    rows = run_table(table, "basic4", ("clean", "telephone"), audio).table
+    assert list(rows.loc[rows["condition"] == "clean", "utt_id"]) == ["a/1", "a/2", "a/3", "a/4"]
+    assert list(rows.loc[rows["condition"] == "telephone", "utt_id"]) == ["a/1", "a/3", "a/4"]
+
+
+def test_zero_turns_patience_and_clipping_off(tiny_model):
+    config = FinetuneConfig(model=str(tiny_model), patience=0, clip=0)
+    assert (config.patience, config.clip) == (None, None)
+
+
+def test_a_gpu_named_by_index_under_several_processes_is_refused():
+    from ssl_ser.finetune.distributed import World
+
+    with pytest.raises(ConfigError, match="cuda:1 under 2 processes"):
+        World(rank=0, size=2).device("cuda:1")
+    assert World().device("cuda:1") == "cuda:1"
+
+
+def test_out_of_memory_in_backward_names_what_to_lower(corpus_manifest, tiny_model, monkeypatch):
+    from ssl_ser.finetune import train
+    from ssl_ser.finetune.data import load_audio
+    from ssl_ser.finetune.model import build_model
+
+    config = FinetuneConfig(model=str(tiny_model), **FAST)
+    model, backbone = build_model(config, 4, "cpu", 0)
+    audio = load_audio(
+        corpus_manifest.head(4), backbone.preprocessor, ["clean"], "derived", 0, False
+    )
+    trainer = train.Trainer(model, config, audio, 0, train.World())
+    keys = [(u, "clean") for u in corpus_manifest["utt_id"].head(4)]
+    rows = train.FoldRows(keys, np.zeros(4, dtype=np.int64), keys, np.zeros(4, dtype=np.int64), 4)
+
+    class Exhausted:
+        def backward(self):
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(trainer.scaler, "scale", lambda loss: Exhausted())
+    weight = torch.ones(4)
+    with pytest.raises(ConfigError, match="--batch-seconds.*--accumulation"):
+        train._backward(trainer, [0, 1], rows, weight, 2.0, train.TrainState(1), 0)
+
+
+def test_reruns_clear_stale_checkpoints_and_skip_lists(corpus_manifest, tiny_model, tmp_path):
+    broken = corpus_manifest.iloc[:1].copy()
+    broken["utt_id"] = "synth/broken"
+    broken["path"] = str(write_garbage(tmp_path / "broken.wav"))
+    config = FinetuneConfig(model=str(tiny_model), **{**FAST, "epochs": 1})
+    out = tmp_path / "out"
+    with_broken = pd.concat([corpus_manifest, broken], ignore_index=True)
+    run_finetune(with_broken, config, settings(save_models=False), out)
+    assert (out / "finetune_skipped.csv").is_file()
+    cell = pd.read_parquet(out / "results.parquet")["cell_id"].iloc[0]
+    stale = out / "checkpoints" / cell / "epoch-001"
+    stale.mkdir(parents=True)
+    result = run_finetune(corpus_manifest, config, settings(save_models=False), out)
+    assert not (out / "finetune_skipped.csv").exists() and not stale.exists()
+    assert result.folds_skipped + result.folds_run == 2

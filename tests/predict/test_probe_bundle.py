@@ -149,3 +149,60 @@ def test_classify_save_probe_and_export_from_results(cache, corpus_manifest, tmp
     assert (described["classifier"], described["label_set"]) == ("rf", "basic4")
     same = json.loads((tmp_path / "saved" / "bundle.json").read_text())
     assert described["layers"] == same["layers"]
+
+
+def test_save_probe_picks_among_the_swept_layers_and_refuses_early(
+    cache, corpus_manifest, tmp_path
+):
+    manifest = tmp_path / "manifest.csv"
+    corpus_manifest.to_csv(manifest, index=False)
+    common = ["classify", "--cache", str(cache.path), "--manifest", str(manifest), "--no-progress"]
+    ranged = CliRunner().invoke(
+        cli,
+        [
+            *common,
+            "--layers",
+            "1-3",
+            "--folds",
+            "2",
+            "--bootstrap",
+            "20",
+            "--output",
+            str(tmp_path / "r"),
+            "--save-probe",
+            str(tmp_path / "b"),
+        ],
+    )
+    assert ranged.exit_code == 0, ranged.output
+    described = json.loads((tmp_path / "b" / "bundle.json").read_text())
+    assert described["layers"][0] in {"1", "2", "3"}
+    assert set(described["layer_choice"]["validation_ua"]) == {"1", "2", "3"}
+    refused = CliRunner().invoke(
+        cli,
+        [
+            *common,
+            "--classifiers",
+            "svm-linear",
+            "--output",
+            str(tmp_path / "r2"),
+            "--save-probe",
+            str(tmp_path / "b2"),
+        ],
+    )
+    assert refused.exit_code != 0 and "cannot be saved" in refused.output
+    assert not (tmp_path / "r2" / "cells").exists()  # refused before any cell ran
+
+
+def test_export_fits_on_the_training_corpora_only(cache, corpus_manifest, tmp_path):
+    exported = export_probe(
+        [cache],
+        corpus_manifest,
+        tmp_path,
+        classifier="logreg",
+        layers="1",
+        train_corpora=("synth",),
+    )
+    assert json.loads((tmp_path / "bundle.json").read_text())["n_train"] == len(corpus_manifest)
+    with pytest.raises(ConfigError, match=r"training corpora \['other'\]"):
+        export_probe([cache], corpus_manifest, tmp_path / "x", train_corpora=("other",))
+    assert exported.layers == ("1",)

@@ -75,8 +75,9 @@ COMBINE_CHOICES: tuple[str, ...] = COMBINES
     "--save-probe",
     type=click.Path(file_okay=False),
     default=None,
-    help="Also save a probe for `ser predict` here: the first classifier and pooling, the "
-    "layer chosen on training speakers (or the one --layers names), refit on all rows.",
+    help="Also save a probe for `ser predict` here: the first classifier and pooling on the "
+    "layer chosen on held-out training speakers among --layers (or the --combine of them), "
+    "refit on all training rows (a cross-corpus split's --train corpora).",
 )
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def classify(**options) -> None:
@@ -103,13 +104,10 @@ def classify(**options) -> None:
         "train_corpora": parse_names(options["train_corpora"]),
         "test_corpora": parse_names(options["test_corpora"]),
     }
-    if options["save_probe"]:
-        from ssl_ser.classify import registry
-        from ssl_ser.predict.probe import check_savable
-
-        check_savable(registry.parse_classifiers(options["classifiers"])[0])
     names = {f.name for f in dataclasses.fields(SweepConfig)}
     config = SweepConfig(**{k: v for k, v in options.items() if k in names} | parsed)
+    if options["save_probe"]:
+        _check_probe_export(config, sources)  # before the sweep, not after it
     result = run_sweep(
         sources,
         table,
@@ -128,23 +126,56 @@ def classify(**options) -> None:
         click.echo(_save_probe(sources, table, config, options).line)
 
 
+def _check_probe_export(config, sources) -> None:
+    """Refuse a --save-probe that cannot be made, before any cell runs.
+
+    Raises:
+        ConfigError: a classifier a bundle cannot hold, several conditions without
+            --train-condition, or a cross-corpus split without named training corpora.
+    """
+    from ssl_ser.classify import registry
+    from ssl_ser.errors import ConfigError
+    from ssl_ser.predict.probe import check_savable
+
+    check_savable(registry.parse_classifiers(config.classifiers)[0])
+    conditions = {str(s.key.get("condition", "clean")) for s in sources}
+    if len(conditions) > 1 and config.train_condition is None:
+        raise ConfigError(
+            f"--save-probe: the caches hold conditions {sorted(conditions)}; pass "
+            "--train-condition to say which the probe is fitted on"
+        )
+    crossed = config.split in ("cross-corpus", "few-shot")
+    if crossed and not (config.train_corpora or config.test_corpora):
+        raise ConfigError(
+            f"--save-probe with --split {config.split}: each held-out corpus has its own training "
+            "set; name the training corpora with --train (or the test ones with --test)"
+        )
+
+
 def _save_probe(sources, table, config, options: dict):
-    """Export the sweep's first classifier and pooling as a probe bundle."""
+    """Export the sweep's first classifier and pooling, fitted on its training rows."""
     from ssl_ser.classify import registry
     from ssl_ser.predict.export import SELECTED, export_probe
 
-    single = config.layers != "all" and config.combine == "each" and "," not in config.layers
+    classifier = registry.parse_classifiers(config.classifiers)[0]
+    each = config.combine == "each"
+    train = tuple(config.train_corpora)
+    if config.split in ("cross-corpus", "few-shot") and not train:
+        present = sorted(table["corpus"].unique())
+        train = tuple(c for c in present if c not in config.test_corpora)
     return export_probe(
         sources,
         table,
         options["save_probe"],
-        classifier=registry.parse_classifiers(config.classifiers)[0],
+        classifier=classifier,
         labels=config.labels,
         pooling=config.poolings.split(",")[0],
-        layers=config.layers if single or config.combine != "each" else SELECTED,
+        layers=SELECTED if each else config.layers,
+        choose_from=config.layers if each else "all",
         combine=config.combine,
         condition=config.train_condition,
-        params=config.params.get(registry.parse_classifiers(config.classifiers)[0]),
+        params=config.params.get(classifier),
         seed=config.seed,
         model=options["model"],
+        train_corpora=train if config.split in ("cross-corpus", "few-shot") else (),
     )

@@ -92,7 +92,11 @@ EXAMPLE = (
     help="Micro-batches per optimizer step.",
 )
 @click.option(
-    "--clip", type=float, default=DEFAULTS.clip, show_default=True, help="Gradient norm clip."
+    "--clip",
+    type=float,
+    default=DEFAULTS.clip,
+    show_default=True,
+    help="Gradient norm clip (0: none).",
 )
 @click.option(
     "--batch-seconds",
@@ -225,10 +229,8 @@ def finetune(**options) -> None:
 
 
 def _config_fields(options: dict) -> dict:
-    """The FinetuneConfig fields among the options (patience 0 means no early stop)."""
+    """The FinetuneConfig fields among the options (0 turns patience and clip off there)."""
     import dataclasses
 
     names = {f.name for f in dataclasses.fields(FinetuneConfig)}
-    fields = {k: v for k, v in options.items() if k in names}
-    fields["patience"] = options["patience"] or None
-    return fields
+    return {k: v for k, v in options.items() if k in names}

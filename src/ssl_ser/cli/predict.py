@@ -54,7 +54,8 @@ FAILED_FILES_EXIT = 1
 def predict(bundle: str, inputs: tuple[str, ...], **options) -> None:
     """Predict the emotion of every audio file in INPUTS with the model saved in BUNDLE.
 
-    BUNDLE is a model folder from `ser finetune` (OUTPUT/models/<cell id>/).
+    BUNDLE is a probe bundle (`ser classify --save-probe`, `ser export`) or a model
+    folder from `ser finetune` (OUTPUT/models/<cell id>/).
     INPUTS are audio files, folders (searched recursively) or manifests; audio
     at any sample rate is resampled as in extraction. One row per file: path,
     duration, predicted emotion, one probability per class, and the error of a

@@ -88,18 +88,21 @@ def _remove_older(folder: Path, state: TrainState) -> None:
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(True)
 
 
-def latest(folder: Path) -> tuple[TrainState, dict[str, torch.Tensor], dict[str, Any]] | None:
-    """The newest whole checkpoint: (state, trainable weights, trainer states), or None."""
+def latest_epoch(folder: Path) -> int:
+    """The epoch of the newest whole checkpoint in `folder` (0: none)."""
     if not folder.is_dir():
-        return None
-    epochs = sorted(
-        (int(m.group(1)), path)
+        return 0
+    epochs = [
+        int(m.group(1))
         for path in folder.iterdir()
         if (m := EPOCH_PATTERN.fullmatch(path.name)) and (path / STATE_FILE).is_file()
-    )
-    if not epochs:
-        return None
-    path = epochs[-1][1]
+    ]
+    return max(epochs, default=0)
+
+
+def load(folder: Path, epoch: int) -> tuple[TrainState, dict[str, torch.Tensor], dict[str, Any]]:
+    """The checkpoint of `epoch`: (state, trainable weights, trainer states)."""
+    path = folder / f"epoch-{epoch:03d}"
     state = TrainState(**json.loads((path / STATE_FILE).read_text()))
     trainer = torch.load(path / TRAINER_FILE, map_location="cpu", weights_only=True)
     return state, load_weights(path / WEIGHTS_FILE), trainer

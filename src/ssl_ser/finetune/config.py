@@ -57,11 +57,11 @@ class FinetuneConfig:
             (and the head) with the backbone's own weights frozen.
         lora_rank: rank of the LoRA matrices; lora_alpha: their scale numerator.
         epochs: most epochs; patience: stop after this many epochs without a better
-            validation UA (``None``: never stop early).
+            validation UA (``None`` or 0: never stop early).
         learning_rate, warmup, weight_decay: AdamW with linear warm-up over the
             `warmup` fraction of steps, then linear decay to zero.
         accumulation: micro-batches per optimizer step (per process).
-        clip: gradient norm clip (``None``: off).
+        clip: gradient norm clip (``None`` or 0: off).
         gradient_checkpointing: recompute activations in backward (less memory, slower).
         class_weights: weight the loss by inverse class frequency of the fitting rows.
         batch_seconds: padded seconds of audio per micro-batch.
@@ -100,6 +100,10 @@ class FinetuneConfig:
     sample_rate: int = DEFAULT_SAMPLE_RATE
 
     def __post_init__(self) -> None:
+        # 0 means "off" for early stopping and clipping, as on the command line
+        for name in ("patience", "clip"):
+            if getattr(self, name) == 0:
+                object.__setattr__(self, name, None)
         for name, value, choices in (
             ("head", self.head, HEADS),
             ("freeze", self.freeze, FREEZES),

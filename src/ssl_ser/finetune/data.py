@@ -105,17 +105,18 @@ class RunTable:
 def run_table(
     manifest: pd.DataFrame, label_set: str | Sequence[str], conditions: Sequence[str], audio: Audio
 ) -> RunTable:
-    """Manifest rows with usable audio in every condition, labelled and grouped by speaker.
+    """Per condition, the manifest rows with usable audio, labelled and grouped by speaker.
 
-    Rows whose audio failed in any condition are left out (they are in
-    ``audio.failed``, reported by the run), as a cache leaves out failed rows.
+    A row whose audio failed in a condition is left out of that condition only
+    (it is in ``audio.failed``, reported by the run), as each condition's cache
+    leaves out its own failed rows; cross-condition folds keep the utterances
+    present in both (:func:`~ssl_ser.classify.splits.condition_folds`).
     """
     label_set_obj = get_label_set(label_set)
-    failed = {utt_id for utt_id, _, _ in audio.failed}
-    usable = manifest[~manifest["utt_id"].isin(failed)]
     parts = []
     for condition in conditions:
-        part = usable[list(TABLE_COLUMNS)].copy()
+        failed = {utt_id for utt_id, where, _ in audio.failed if where == condition}
+        part = manifest.loc[~manifest["utt_id"].isin(failed), list(TABLE_COLUMNS)].copy()
         part["condition"] = condition
         parts.append(part)
     table = pd.concat(parts, ignore_index=True)

@@ -24,6 +24,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from ssl_ser.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class World:
@@ -39,7 +41,16 @@ class World:
         return self.rank == 0
 
     def device(self, requested: str) -> str:
-        """The device of this process: its own GPU under torchrun, else the requested one."""
+        """The device of this process: its own GPU under torchrun, else the requested one.
+
+        Raises:
+            ConfigError: a GPU named by index under several processes (all would share it).
+        """
+        if self.size > 1 and requested.startswith("cuda:"):
+            raise ConfigError(
+                f"--device {requested} under {self.size} processes would put them all on one "
+                "GPU; use --device cuda (or auto): each process takes cuda:LOCAL_RANK"
+            )
         if self.size > 1 and requested in ("auto", "cuda") and torch.cuda.is_available():
             return f"cuda:{self.local_rank}"
         return requested
@@ -88,6 +99,15 @@ def gather(value: Any, here: World) -> list[Any]:
     out: list[Any] = [None] * here.size
     dist.all_gather_object(out, value)
     return out
+
+
+def from_main(value: Any, here: World) -> Any:
+    """Rank 0's `value` in every process: one decision for all (what to skip, resume...)."""
+    if here.size == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def total(value: float, here: World) -> float:

@@ -46,7 +46,7 @@ from ssl_ser.extract.config import default_workers
 from ssl_ser.finetune import data, train
 from ssl_ser.finetune import model as model_module
 from ssl_ser.finetune.config import FINETUNE_CLASSIFIER, FinetuneConfig
-from ssl_ser.finetune.distributed import World, barrier, world
+from ssl_ser.finetune.distributed import World, barrier, from_main, gather, world
 from ssl_ser.progress import announce
 from ssl_ser.versions import library_versions
 
@@ -222,6 +222,8 @@ def _prepare(
         workers,
         progress and here.main,
     )
+    # a file one process could not read is left out by all, so that all make the same folds
+    audio.failed = sorted(set().union(*map(set, gather(audio.failed, here))))
     store = CellStore(output) if here.main else _ReadOnlyStore(output)
     if here.main:
         _report_skipped(audio, output)
@@ -249,10 +251,11 @@ class _ReadOnlyStore(CellStore):
 
 def _report_skipped(audio: data.Audio, output: Path) -> None:
     """Warn about, and list in a CSV, every utterance whose audio could not be used."""
+    path = output / SKIPPED_CSV
     if not audio.failed:
+        path.unlink(missing_ok=True)  # a list of an earlier run's failures would mislead
         return
     output.mkdir(parents=True, exist_ok=True)
-    path = output / SKIPPED_CSV
     pd.DataFrame(audio.failed, columns=["utt_id", "condition", "reason"]).to_csv(path, index=False)
     shown = "; ".join(f"{u} ({c}): {r}" for u, c, r in audio.failed[:3])
     log.warning(
@@ -288,9 +291,13 @@ def _run_scenario(
         }
         cell = cell_id(description)
         described[cell] = description
-        if run.store.done(cell) and not settings.force:
-            if run.here.main:  # a run killed between storing a fold and cleaning up
-                shutil.rmtree(run.store.output / CHECKPOINTS_DIR / cell, ignore_errors=True)
+        done = from_main(run.store.done(cell), run.here)  # one decision for all processes
+        if done and run.here.main:  # a run killed between storing a fold and cleaning up,
+            # or one forced to train again: never resume its old checkpoints
+            shutil.rmtree(run.store.output / CHECKPOINTS_DIR / cell, ignore_errors=True)
+        barrier(run.here)
+        if done and not settings.force:
+            _warn_without_model(run, cell, fold)
             skipped += 1
             continue
         _run_fold(run, cell, fold, n_dropped, meta)
@@ -299,6 +306,17 @@ def _run_scenario(
     if skipped and run.here.main:
         announce(f"finetune: {skipped} fold(s) already done in {run.store.output}")
     return ran, skipped
+
+
+def _warn_without_model(run: _Run, cell: str, fold: Fold) -> None:
+    """Say when a finished fold has no saved model although models are asked for."""
+    folder = run.store.output / MODELS_DIR / cell
+    if run.here.main and run.settings.save_models and not folder.is_dir():
+        log.warning(
+            "fold %s is done but its model was not saved (an earlier run with "
+            "--no-save-models); --force trains it again and saves it",
+            fold.name,
+        )
 
 
 def _fold_meta(run: _Run, fold: Fold, train_condition: str, test_condition: str) -> dict:
@@ -331,6 +349,12 @@ def _fold_meta(run: _Run, fold: Fold, train_condition: str, test_condition: str)
         "fold_digest": fold_digest(frame["utt_id"].to_numpy(), fold),
         "audio_digest": run.audio.digest(keys),
         "telephone_source": settings.telephone_source,
+        # what the audio went through: the chain (bumped with the toolkit) and the family version
+        "condition_params": json.dumps(
+            {c: audio_module.condition_params(c) for c in (train_condition, test_condition)},
+            sort_keys=True,
+        ),
+        "feature_version": run.config.extractor_config().feature_version,
         "setting": run.config.setting(run.here.size),
     }
 

@@ -33,7 +33,14 @@ from ssl_ser.finetune import checkpoint
 from ssl_ser.finetune.checkpoint import TrainState
 from ssl_ser.finetune.config import FinetuneConfig
 from ssl_ser.finetune.data import Audio, batches, shuffled
-from ssl_ser.finetune.distributed import World, barrier, gather, sum_gradients, total
+from ssl_ser.finetune.distributed import (
+    World,
+    barrier,
+    from_main,
+    gather,
+    sum_gradients,
+    total,
+)
 from ssl_ser.finetune.model import EmotionModel
 from ssl_ser.progress import announce
 
@@ -92,11 +99,17 @@ class Trainer:
         except RuntimeError as error:
             if not is_out_of_memory(error):
                 raise
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            raise ConfigError(self._memory_message(keys)) from error
+            self.free_memory()
+            raise ConfigError(self.memory_message(keys)) from error
 
-    def _memory_message(self, keys: Sequence[tuple[str, str]]) -> str:
+    @staticmethod
+    def free_memory() -> None:
+        """Return cached GPU memory after running out (nothing on the CPU)."""
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def memory_message(self, keys: Sequence[tuple[str, str]]) -> str:
+        """What ran out and what to lower: batch seconds, accumulation, checkpointing."""
         seconds = sum(self.audio.seconds[key] for key in keys)
         hints = [
             f"lower --batch-seconds (now {self.config.batch_seconds:g}) and raise "
@@ -156,10 +169,10 @@ def _schedule(optimizer: torch.optim.Optimizer, config: FinetuneConfig, steps_pe
 
 def _resume(trainer: Trainer, scheduler: Any, folder: Path) -> TrainState:
     """Load the newest checkpoint of `folder` into model, optimizer and schedule (if any)."""
-    found = checkpoint.latest(folder)
-    if found is None:
+    epoch = from_main(checkpoint.latest_epoch(folder), trainer.here)  # one decision for all
+    if epoch == 0:
         return TrainState()
-    state, weights, saved = found
+    state, weights, saved = checkpoint.load(folder, epoch)
     trainer.model.load_trainable_state(weights)
     trainer.optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
@@ -227,7 +240,13 @@ def _backward(
     targets = torch.as_tensor(rows.fit_codes[batch], device=trainer.device)
     logits = trainer.logits(keys)
     loss = functional.cross_entropy(logits, targets, weight=weight, reduction="sum")
-    trainer.scaler.scale(loss / norm).backward()
+    try:
+        trainer.scaler.scale(loss / norm).backward()
+    except RuntimeError as error:  # backward is where activation memory peaks
+        if not is_out_of_memory(error):
+            raise
+        trainer.free_memory()
+        raise ConfigError(trainer.memory_message(keys)) from error
     return float(loss.detach())
 
 

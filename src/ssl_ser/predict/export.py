@@ -73,8 +73,15 @@ def export_probe(
     params: Mapping[str, Any] | None = None,
     seed: int = 0,
     model: str | None = None,
+    choose_from: str = "all",
+    train_corpora: Sequence[str] = (),
 ) -> Exported:
-    """Fit `classifier` on every row of the sources' features and save a bundle at `output`.
+    """Fit `classifier` on every training row of the sources' features; save a bundle at `output`.
+
+    `layers` is ``selected`` (chosen on held-out training speakers among
+    `choose_from`) or the layer(s) to use; `train_corpora` limits the rows to
+    those corpora (a cross-corpus split's training side), else every row is a
+    training row.
 
     Raises:
         ConfigError: a classifier a bundle cannot hold, several extractors or
@@ -82,10 +89,10 @@ def export_probe(
     """
     probe.check_savable(classifier)
     dataset = _one_dataset(build_datasets(sources, manifest, labels, model=model))
-    table = _condition_rows(dataset, condition)
+    table = _training_rows(_condition_rows(dataset, condition), train_corpora)
     (chosen_pooling,) = _one_pooling(dataset, pooling)
     available = dataset.layers
-    candidates = available if layers == SELECTED else parse_layers(layers, available)
+    candidates = parse_layers(choose_from if layers == SELECTED else layers, available)
     blocks = load_blocks(
         dataset.sources,
         table["source"].to_numpy(),
@@ -125,6 +132,17 @@ def _condition_rows(dataset: Dataset, condition: str | None) -> pd.DataFrame:
     if chosen not in present:
         raise ConfigError(f"condition {chosen!r} is not in the caches ({present})")
     return dataset.table[dataset.table["condition"] == chosen].reset_index(drop=True)
+
+
+def _training_rows(table: pd.DataFrame, corpora: Sequence[str]) -> pd.DataFrame:
+    """The rows of the training corpora (all rows when none are named)."""
+    if not corpora:
+        return table
+    present = sorted(table["corpus"].unique())
+    missing = sorted(set(corpora) - set(present))
+    if missing:
+        raise ConfigError(f"training corpora {missing} are not in the caches ({present})")
+    return table[table["corpus"].isin(corpora)].reset_index(drop=True)
 
 
 def _one_pooling(dataset: Dataset, pooling: str) -> list[str]:
@@ -207,7 +225,9 @@ def settings_from_results(results: str | Path, sources: Sequence[FeatureSource])
     if not path.is_file():
         raise ConfigError(f"{results} holds no results.parquet; run `ser classify` there first")
     rows = pd.read_parquet(path)
-    rows = rows[rows["classifier"].isin(probe.SAVABLE)]
+    # a bundle refits with default settings on unnormalised features: compare like with like
+    plain = ~_flag(rows, "speaker_norm") & ~_flag(rows, "search")
+    rows = rows[rows["classifier"].isin(probe.SAVABLE) & plain]
     if rows.empty:
         raise ConfigError(f"{results} has no results of a classifier a bundle can hold")
     keys = {json.dumps(dict(s.key), sort_keys=True, default=str) for s in sources}
@@ -217,6 +237,13 @@ def settings_from_results(results: str | Path, sources: Sequence[FeatureSource])
             f"the caches given are not those {results} was computed from (their keys differ); "
             "pass the same --cache files"
         )
-    best = rows.groupby(["classifier", "pooling", "labels", "seed"])["ua"].mean().idxmax()
-    classifier, pooling, labels, seed = best
+    by_layer = rows.groupby(["classifier", "pooling", "labels", "seed", "layer"])["ua"].mean()
+    classifier, pooling, labels, seed, _ = by_layer.idxmax()
     return {"classifier": classifier, "pooling": pooling, "labels": labels, "seed": int(seed)}
+
+
+def _flag(rows: pd.DataFrame, column: str) -> pd.Series:
+    """A boolean column of results rows (False where absent: older cells)."""
+    if column not in rows:
+        return pd.Series(False, index=rows.index)
+    return rows[column].fillna(False).astype(bool)

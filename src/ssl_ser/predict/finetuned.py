@@ -44,12 +44,23 @@ class FinetunedPredictor(Predictor):
         self.classes = tuple(json.loads((folder / LABELS_FILE).read_text())["classes"])
         warn_other_majors(folder, described.get("versions", {}))
         config = FinetuneConfig(**described["finetune"])
+        trained = described.get("backbone", {})
         if config.adapter == "none":
             config = dataclasses.replace(
-                config, model=str(folder / "backbone"), revision=None, freeze="base"
+                config,
+                model=str(folder / "backbone"),
+                revision=None,
+                freeze="base",
+                top_layers=None,
+            )
+        else:  # the base model the adapter was trained on: its absolute path, its commit
+            config = dataclasses.replace(
+                config, model=str(trained.get("model", config.model)), revision=_commit(trained)
             )
         config = dataclasses.replace(config, gradient_checkpointing=False)
         self.model, backbone = finetune_model.build_model(config, len(self.classes), device, 0)
+        if config.adapter == "lora":
+            _check_base(backbone.identity, trained, folder)
         if config.adapter == "lora":
             _load_adapter(self.model, folder / ADAPTER_FILE)
         _load_head(self.model, folder / HEAD_FILE)
@@ -66,6 +77,27 @@ class FinetunedPredictor(Predictor):
         """Softmax of the head's logits."""
         logits = self.model(utterances)
         return torch.softmax(logits.float(), 1).cpu().numpy().astype(np.float64)
+
+
+def _commit(trained: dict) -> str | None:
+    """The hub commit a base model was loaded at (None for a local folder: bytes are checked)."""
+    revision = str(trained.get("revision") or "")
+    local = revision.startswith(("local:", "untrained:", "unresolved:")) or not revision
+    return None if local else revision
+
+
+def _check_base(identity: dict, trained: dict, folder: Path) -> None:
+    """Refuse an adapter on base weights other than those it was trained on.
+
+    Raises:
+        ConfigError: naming the recorded and the loaded revision.
+    """
+    if str(identity.get("revision")) != str(trained.get("revision")):
+        raise ConfigError(
+            f"{folder}: its adapter was trained on {trained.get('model')} at revision "
+            f"{trained.get('revision')}, but that model now loads at revision "
+            f"{identity.get('revision')}; the adapter's predictions would not be the run's"
+        )
 
 
 def _load_head(model: finetune_model.EmotionModel, path: Path) -> None:

@@ -15,7 +15,7 @@ import pandas as pd
 from ssl_ser import manifest
 from ssl_ser.corpora._base import AUDIO_SUFFIXES
 
-COLUMNS: tuple[str, ...] = ("utt_id", "path", "channel", "telephone_path", "error")
+COLUMNS: tuple[str, ...] = ("position", "utt_id", "path", "channel", "telephone_path", "error")
 
 
 def gather(inputs: Sequence[str | Path]) -> pd.DataFrame:
@@ -38,14 +38,16 @@ def gather(inputs: Sequence[str | Path]) -> pd.DataFrame:
             rows += _manifest_rows(path)
         else:
             rows.append(_file_row(path, None if path.is_file() else "file not found"))
-    return pd.DataFrame(rows, columns=list(COLUMNS))
+    table = pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "position"])
+    table.insert(0, "position", range(len(table)))  # inputs may share an id; rows never do
+    return table
 
 
 def _file_row(path: Path, error: str | None = None) -> dict:
     return {
         "utt_id": str(path),
         "path": str(path),
-        "channel": 0,
+        "channel": manifest.DOWNMIX,  # all channels averaged, as corpora are read
         "telephone_path": "",
         "error": error,
     }

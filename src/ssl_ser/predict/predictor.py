@@ -40,9 +40,12 @@ Waveform = np.ndarray | tuple[np.ndarray, int]
 
 @dataclass
 class Piece:
-    """One labelled stretch of an input: a whole file, or one window of it."""
+    """One labelled stretch of an input: a whole file, or one window of it.
 
-    utt_id: str
+    ``position`` is the input's row in the output (inputs may share an id).
+    """
+
+    position: int
     window: str
     start: float
     end: float
@@ -61,16 +64,16 @@ class WindowedDataset(UtteranceDataset):
         row = self.rows[index]
         if self.window is None:
             item = super().__getitem__(index)
-            return [Piece(row["utt_id"], WHOLE_FILE, 0.0, item.seconds, item)]
+            return [Piece(row["position"], WHOLE_FILE, 0.0, item.seconds, item)]
         try:
             wave, rate = self._load(row)
         except (SerError, OSError, ValueError, RuntimeError) as error:
             failed = Prepared(row["utt_id"], [], 0.0, f"{type(error).__name__}: {error}")
-            return [Piece(row["utt_id"], WHOLE_FILE, 0.0, 0.0, failed)]
+            return [Piece(row["position"], WHOLE_FILE, 0.0, 0.0, failed)]
         rate = rate or self.preprocessor.sample_rate
         return [
             Piece(
-                row["utt_id"],
+                row["position"],
                 str(i),
                 start / rate,
                 stop / rate,
@@ -211,15 +214,39 @@ def _waveform_pieces(
     rows, pieces = [], []
     for i, item in enumerate(waves):
         wave, rate = item if isinstance(item, tuple) else (item, preprocessor.sample_rate)
-        wave = audio.apply_condition(np.asarray(wave, dtype=np.float32), int(rate), condition)
         utt_id = f"waveform-{i}"
-        rows.append({"utt_id": utt_id, "path": "", "error": None})
+        rows.append({"position": i, "utt_id": utt_id, "path": "", "error": None})
+        try:
+            wave, rate = conditioned(
+                preprocessor, np.asarray(wave, np.float32), int(rate), condition
+            )
+        except (SerError, ValueError) as error:
+            failed = Prepared(utt_id, [], 0.0, f"{type(error).__name__}: {error}")
+            pieces.append(Piece(i, WHOLE_FILE, 0.0, 0.0, failed))
+            continue
         spans = [(0, len(wave))] if window is None else windows(len(wave), rate, window, hop)
         for w, (start, stop) in enumerate(spans):
             name = WHOLE_FILE if window is None else str(w)
-            prepared = prepare(preprocessor, utt_id, wave[start:stop], int(rate))
-            pieces.append(Piece(utt_id, name, start / rate, stop / rate, prepared))
+            prepared = prepare(preprocessor, utt_id, wave[start:stop], rate)
+            pieces.append(Piece(i, name, start / rate, stop / rate, prepared))
     return pd.DataFrame(rows), pieces
+
+
+def conditioned(
+    preprocessor: Preprocessor, wave: np.ndarray, rate: int, condition: str
+) -> tuple[np.ndarray, int]:
+    """A waveform as a file under `condition` would be read: (wave, its rate).
+
+    As :func:`ssl_ser.audio.load`: resampled to the model's rate, then the
+    condition; for native-rate models as :func:`ssl_ser.audio.load_native`: the
+    recording's own rate, or the telephone chain's 8 kHz narrow band.
+    """
+    if preprocessor.native_rate:
+        if condition == "clean":
+            return wave, rate
+        return audio.telephone_narrowband(wave, rate), audio.TELEPHONE.rate
+    target = preprocessor.sample_rate
+    return audio.apply_condition(audio.resample(wave, rate, target), target, condition), target
 
 
 def _table(
@@ -236,12 +263,12 @@ def _table(
     was labelled, else the first error.
     """
     at = {id(piece): i for i, piece in enumerate(good)}
-    by_input: dict[str, list[Piece]] = {}
+    by_input: dict[int, list[Piece]] = {}
     for piece in pieces:
-        by_input.setdefault(piece.utt_id, []).append(piece)
+        by_input.setdefault(piece.position, []).append(piece)
     records = []
     for row in rows.to_dict("records"):
-        mine = by_input.get(row["utt_id"], [])
+        mine = by_input.get(row["position"], [])
         if windowed:
             records += [_record(row, p, _probs(p, at, probabilities), classes) for p in mine]
         given = row.get("error") if isinstance(row.get("error"), str) else None
@@ -249,7 +276,8 @@ def _table(
         error = errors[0] if errors[0] or not mine else None
         mean = None if error else np.mean([probabilities[at[id(p)]] for p in mine], axis=0)
         seconds = max((p.end for p in mine), default=np.nan) if windowed else None
-        whole = Piece(row["utt_id"], WHOLE_FILE, 0.0, 0.0, Prepared(row["utt_id"], [], 0.0, error))
+        empty = Prepared(row["utt_id"], [], 0.0, error)
+        whole = Piece(row["position"], WHOLE_FILE, 0.0, 0.0, empty)
         if mine:
             whole.end = seconds if windowed else mine[0].prepared.seconds
             whole.prepared.seconds = whole.end
