@@ -278,6 +278,21 @@ def extract(
     return summaries
 
 
+def prepared_batches(dataset: Dataset, workers: int, batch_size: int = 16) -> DataLoader:
+    """Batches (lists) of a dataset's prepared items, loaded `workers` processes ahead.
+
+    For loading all of a dataset in order (fine-tuning, prediction); extraction
+    plans its own length-grouped batches.
+    """
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        collate_fn=keep_list,
+        num_workers=workers,
+        worker_init_fn=init_worker,
+    )
+
+
 def utterance_stats(stats: FrameStats, segments_per_utterance: Sequence[int]) -> FrameStats:
     """Segment statistics merged into one row per utterance (windows pooled over all frames)."""
     per_utterance, start = [], 0

@@ -21,19 +21,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ssl_ser.classify.dataset import apply_labels
 from ssl_ser.classify.splits import speaker_groups
 from ssl_ser.extract.batching import plan_batches
 from ssl_ser.extract.preprocess import Preprocessor, Segment
-from ssl_ser.extract.runner import UtteranceDataset, init_worker, keep_list
+from ssl_ser.extract.runner import UtteranceDataset, prepared_batches
 from ssl_ser.labels import get_label_set
 
 log = logging.getLogger(__name__)
 
-LOAD_BATCH = 16
 TABLE_COLUMNS: tuple[str, ...] = ("utt_id", "corpus", "speaker", "gender", "split", "emotion")
 
 
@@ -67,13 +65,7 @@ def load_audio(
     rows = manifest.to_dict("records")
     for condition in conditions:
         dataset = UtteranceDataset(rows, preprocessor, condition, telephone_source)
-        loader = DataLoader(
-            dataset,
-            batch_size=LOAD_BATCH,
-            collate_fn=keep_list,
-            num_workers=workers,
-            worker_init_fn=init_worker,
-        )
+        loader = prepared_batches(dataset, workers)
         bar = tqdm(
             total=len(rows), desc=f"load {condition} audio", unit="utt", disable=not progress
         )

@@ -22,18 +22,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ssl_ser import audio
 from ssl_ser.errors import ConfigError, SerError
 from ssl_ser.extract.batching import plan_batches
 from ssl_ser.extract.preprocess import Preprocessor, Segment
-from ssl_ser.extract.runner import Prepared, UtteranceDataset, init_worker, keep_list
+from ssl_ser.extract.runner import Prepared, UtteranceDataset, prepared_batches
 from ssl_ser.predict.inputs import gather
 
 DEFAULT_BATCH_SECONDS = 60.0
-LOAD_BATCH = 16
 WHOLE_FILE = "all"
 Waveform = np.ndarray | tuple[np.ndarray, int]
 
@@ -170,13 +168,7 @@ class Predictor(ABC):
         return _table(self.classes, rows, pieces, good, probabilities, window is not None)
 
     def _load(self, dataset: WindowedDataset, workers: int, progress: bool) -> list[Piece]:
-        loader = DataLoader(
-            dataset,
-            batch_size=LOAD_BATCH,
-            collate_fn=keep_list,
-            num_workers=workers,
-            worker_init_fn=init_worker,
-        )
+        loader = prepared_batches(dataset, workers)
         out: list[Piece] = []
         with tqdm(total=len(dataset), desc="load audio", unit="file", disable=not progress) as bar:
             for batch in loader:
