@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "classify": "ssl_ser.cli.classify:classify",
     "finetune": "ssl_ser.cli.finetune:finetune",
     "predict": "ssl_ser.cli.predict:predict",
+    "bench-inference": "ssl_ser.cli.bench_inference:bench_inference",
     "report": "ssl_ser.cli.report:report",
     "probe": "ssl_ser.cli.pipelines:probe",
     "run": "ssl_ser.cli.pipelines:run",
