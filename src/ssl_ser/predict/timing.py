@@ -210,14 +210,24 @@ def stacked(backbone: TransformerBackbone, segments: Sequence[Segment]) -> np.nd
     return values
 
 
-def time_once(
-    pipeline: InferencePipeline, wave: np.ndarray, input_rate: int
-) -> tuple[dict[str, float], int]:
-    """Seconds of each part for one waveform at `input_rate`, and the model input's length.
+@dataclass
+class TimedRun:
+    """One waveform through every part.
 
-    The length is that of the model input on its last axis, summed over
-    segments (samples at the model's rate, or Whisper's log-mel frames).
+    Attributes:
+        seconds: wall seconds per part (:data:`PARTS`).
+        length: the model input's length on its last axis, summed over segments
+            (samples at the model's rate, or Whisper's log-mel frames).
+        output: what the classifier part returned (probabilities, or pooled means).
     """
+
+    seconds: dict[str, float]
+    length: int
+    output: np.ndarray
+
+
+def time_once(pipeline: InferencePipeline, wave: np.ndarray, input_rate: int) -> TimedRun:
+    """Run one waveform at `input_rate` through every part, each on its own clock."""
     backbone, device = pipeline.backbone, pipeline.device
     seconds: dict[str, float] = {}
     resampled, seconds["resample"] = timed(
@@ -231,25 +241,24 @@ def time_once(
             lambda: backbone.forward_states(segments), device
         )
     with backbone.precision():
-        _, seconds["classifier"] = timed(lambda: pipeline.classify(states, frames), device)
-    return seconds, sum(int(s.values.shape[-1]) for s in segments)
+        output, seconds["classifier"] = timed(lambda: pipeline.classify(states, frames), device)
+    return TimedRun(seconds, sum(int(s.values.shape[-1]) for s in segments), output)
 
 
 def time_duration(
     pipeline: InferencePipeline, seconds: float, input_rate: int, repeats: int, warmup: int
 ) -> tuple[dict[str, np.ndarray], int]:
-    """Per part (and ``total``), the seconds of each of `repeats` runs after `warmup` runs."""
+    """Per part (and ``total``), the seconds of each of `repeats` runs after `warmup` runs.
+
+    Also the model input's length (see :class:`TimedRun`).
+    """
     wave = synthetic_audio(seconds, input_rate)
     for _ in range(warmup):
         time_once(pipeline, wave, input_rate)
-    runs = []
-    length = 0
-    for _ in range(repeats):
-        parts, length = time_once(pipeline, wave, input_rate)
-        runs.append(parts)
-    times = {part: np.array([run[part] for run in runs]) for part in PARTS}
+    runs = [time_once(pipeline, wave, input_rate) for _ in range(repeats)]
+    times = {part: np.array([run.seconds[part] for run in runs]) for part in PARTS}
     times[TOTAL] = np.sum([times[part] for part in PARTS], axis=0)
-    return times, length
+    return times, runs[-1].length
 
 
 def check_settings(durations: Sequence[float], input_rate: int, repeats: int, warmup: int) -> None:
