@@ -1,7 +1,7 @@
 """Benchmark of `ser predict` throughput against `ser extract` on the same model and audio.
 
-A synthetic emotional corpus (``ssl_ser.synth``) is fine-tuned for one epoch
-(``freeze=base``: the head and layer weights learn; ``run_finetune``) on a
+A synthetic emotional corpus (``ssl_ser.synth``; its first sentences) is fine-tuned
+for one epoch (``freeze=base``: the head learns; ``run_finetune``) on a
 randomly initialised wav2vec2 of the chosen size; the saved model folder is the
 bundle. Then, in one run and in alternating order against drift:
 
@@ -11,11 +11,16 @@ bundle. Then, in one run and in alternating order against drift:
 
 Both exclude model loading (timed apart); both use the same workers and batch
 seconds. Throughput is audio seconds per wall second; the goal is predict /
-extract >= 0.9. With ``--parts`` the per-part timing table of
+extract >= 0.9. With ``--workers 0`` (the default) all the work of both is in this
+process, so their CPU seconds (``time.process_time``) are printed too: on a shared
+machine wall times of the same work varied by 2x between runs, CPU times much less. With ``--parts`` the per-part timing table of
 ``ser bench-inference`` on the same bundle follows.
 
 Sizes: ``tiny`` (the demo's model), ``mid`` (wav2vec2's convolutional front end,
 6 layers of width 384), ``base`` (wav2vec2-base's architecture).
+
+One torch thread by default (``--threads``): on a loaded 2-core machine two threads
+ran the mid model's forward pass 1.5x slower than one.
 
 Run: ``.venv/bin/python benchmarks/predict_bench.py [--size mid] [--sentences 4] [--parts]``.
 """
@@ -29,6 +34,8 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# As `ser` does: idle OpenMP threads sleep instead of spinning (a shared machine).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
 import pandas as pd
@@ -60,7 +67,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--size", choices=("tiny", *SIZES), default="mid")
     parser.add_argument("--sentences", type=int, default=4, help="per voice and emotion")
     parser.add_argument("--repeats", type=int, default=3, help="pairs of timings")
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=0, help="0: all work in this process")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's own)")
     parser.add_argument("--batch-seconds", type=float, default=60.0)
     parser.add_argument("--parts", action="store_true", help="also time each part of inference")
     parser.add_argument("--durations", default="1,5,10,20", help="for --parts")
@@ -101,40 +109,43 @@ def make_bundle(
         workers=args.workers,
         bootstrap=10,
     )
-    run_finetune(manifest, config, settings, output)
+    first_sentence = manifest[
+        manifest["path"].str.contains("_s00")
+    ]  # its weights are not the point
+    run_finetune(first_sentence, config, settings, output)
     return next((output / "models").iterdir()), config
 
 
-def time_predict(bundle: Path, paths: list[str], args) -> tuple[float, float]:
-    """(seconds to load the bundle, seconds `predict` spends on `paths`)."""
+def time_predict(bundle: Path, paths: list[str], args) -> tuple[float, float, float]:
+    """(seconds to load the bundle, wall and CPU seconds `predict` spends on `paths`)."""
     started = time.perf_counter()
     predictor = load(bundle, "cpu")
-    loaded = time.perf_counter()
+    loaded, cpu = time.perf_counter(), time.process_time()
     table = predictor.predict(paths, batch_seconds=args.batch_seconds, workers=args.workers)
-    done = time.perf_counter()
+    done, cpu = time.perf_counter(), time.process_time() - cpu
     if table["error"].notna().any():
         raise RuntimeError(f"predict failed on {table['error'].notna().sum()} file(s)")
-    return loaded - started, done - loaded
+    return loaded - started, done - loaded, cpu
 
 
 def time_extract(
     manifest: pd.DataFrame, config: FinetuneConfig, bundle: Path, cache: Path, args
 ) -> tuple[float, float]:
-    """(seconds to load the backbone, seconds `extract` spends besides) into a fresh cache."""
+    """(seconds to load the backbone, wall and CPU seconds `extract` spends besides), fresh cache."""
     extractor = config.extractor_config()
     extractor = type(extractor)(**{**extractor.to_dict(), "model": str(bundle / "backbone")})
-    loading: list[float] = []
+    loading: list[tuple[float, float]] = []
     load_backbone = runner.load_backbone
 
     def timed_load(*arguments):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         backbone = load_backbone(*arguments)
-        loading.append(time.perf_counter() - started)
+        loading.append((time.perf_counter() - started, time.process_time() - cpu))
         return backbone
 
     runner.load_backbone = timed_load
     try:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         runner.extract(
             manifest,
             extractor,
@@ -143,10 +154,10 @@ def time_extract(
             batch_seconds=args.batch_seconds,
             workers=args.workers,
         )
-        total = time.perf_counter() - started
+        total, cpu = time.perf_counter() - started, time.process_time() - cpu
     finally:
         runner.load_backbone = load_backbone
-    return loading[0], total - loading[0]
+    return loading[0][0], total - loading[0][0], cpu - loading[0][1]
 
 
 def compare(manifest: pd.DataFrame, config: FinetuneConfig, bundle: Path, root: Path, args) -> None:
@@ -164,25 +175,29 @@ def compare(manifest: pd.DataFrame, config: FinetuneConfig, bundle: Path, root: 
         for measure in pair if repeat % 2 == 0 else reversed(pair):
             measure()
     loads = {"predict": [p[0] for p in predicted], "extract": [e[0] for e in extracted]}
-    ours = np.array([p[1] for p in predicted])
-    theirs = np.array([e[1] for e in extracted])
-    ratios = theirs / ours  # throughput ratio predict / extract
     print(f"{len(paths)} files, {seconds:.1f} audio s; model loading excluded")
-    for name, times in (("ser predict", ours), ("ser extract", theirs)):
+    for clock, column in (("wall", 1), ("CPU", 2)):
+        ours = np.array([p[column] for p in predicted])
+        theirs = np.array([e[column] for e in extracted])
+        ratios = theirs / ours  # throughput ratio predict / extract
+        for name, times in (("ser predict", ours), ("ser extract", theirs)):
+            print(
+                f"{name} ({clock}): best {times.min():.2f} s "
+                f"({seconds / times.min():.1f} audio s/s), "
+                f"runs {', '.join(f'{t:.2f}' for t in times)}; "
+                f"model load {np.median(loads[name.split()[1]]):.2f} s"
+            )
         print(
-            f"{name}: best {times.min():.2f} s ({seconds / times.min():.1f} audio s/s), "
-            f"runs {', '.join(f'{t:.2f}' for t in times)}; "
-            f"model load {np.median(loads[name.split()[1]]):.2f} s"
+            f"throughput predict / extract ({clock}): best-to-best "
+            f"{theirs.min() / ours.min():.3f}, median of pairs {np.median(ratios):.3f} "
+            f"(goal >= 0.9); pairs {', '.join(f'{r:.3f}' for r in ratios)}"
         )
-    print(
-        f"throughput predict / extract: best-to-best {theirs.min() / ours.min():.3f}, "
-        f"median of pairs {np.median(ratios):.3f} (goal >= 0.9); "
-        f"pairs {', '.join(f'{r:.3f}' for r in ratios)}"
-    )
 
 
 def main() -> None:
     args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         synth.write_corpus(root / "synth", sentences=args.sentences, seed=0)

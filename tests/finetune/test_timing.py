@@ -50,6 +50,7 @@ def bare(tiny_model):
 def test_the_table_has_every_part_for_every_duration_and_the_cli_writes_it(tiny_model, tmp_path):
     out = tmp_path / "timing" / "bench.csv"
     arguments = ["--durations", "0.5,1", "--repeats", "3", "--warmup", "1", "--device", "cpu"]
+    arguments += ["--threads", "1"]
     result = CliRunner().invoke(
         cli, ["bench-inference", "--model", str(tiny_model), *arguments, "--output", str(out)]
     )
@@ -167,3 +168,15 @@ def test_the_cli_refuses_bad_durations_and_classic_baselines(tmp_path):
         cli, ["bench-inference", "--model", "mfcc", "--output", str(tmp_path / "t.csv")]
     )
     assert result.exit_code == 1 and "classic baseline" in result.stderr
+    result = runner.invoke(cli, ["bench-inference", "--model", "mfcc", "--threads", "0"])
+    assert result.exit_code == 1 and "threads 0" in result.stderr
+
+
+def test_a_whisper_encoder_is_timed_on_its_log_mel_window(tmp_path):
+    from ssl_ser.testing.models import save_whisper_model
+
+    pipeline = timing.load_pipeline(save_whisper_model(tmp_path / "whisper"), "cpu")
+    run = timing.time_once(pipeline, timing.synthetic_audio(0.5, 8000), 8000)
+    assert run.length == 3000  # 30 s of log-mel frames: Whisper untrimmed sees a whole window
+    assert run.output.shape == (1, pipeline.backbone.states, pipeline.backbone.dim)
+    assert all(run.seconds[part] > 0 for part in ("resample", "preprocess", "forward"))

@@ -47,6 +47,12 @@ def parse_durations(value: str) -> tuple[float, ...]:
     help="Sample rate of the synthetic input audio (resampled to the model's rate).",
 )
 @click.option(
+    "--threads",
+    type=int,
+    default=None,
+    help="CPU threads of torch (default: torch's own, one per core).",
+)
+@click.option(
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
     default=DEFAULT_OUTPUT,
@@ -64,10 +70,16 @@ def bench_inference(target: str, **options) -> None:
     pooling of all hidden states (there is no head); a fine-tuned folder's is
     pooling, head and softmax.
     """
+    import torch
+
     from ssl_ser.extract.backbones import library_progress_bars
     from ssl_ser.predict import timing
 
     durations = parse_durations(options["durations"])
+    if options["threads"] is not None:
+        if options["threads"] < 1:
+            raise ConfigError(f"threads {options['threads']!r} must be at least 1")
+        torch.set_num_threads(options["threads"])
     timing.check_settings(durations, options["input_rate"], options["repeats"], options["warmup"])
     with library_progress_bars(options["progress"]):
         pipeline = timing.load_pipeline(target, options["device"])
