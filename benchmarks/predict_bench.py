@@ -13,8 +13,9 @@ Both exclude model loading (timed apart); both use the same workers and batch
 seconds. Throughput is audio seconds per wall second; the goal is predict /
 extract >= 0.9. With ``--workers 0`` (the default) all the work of both is in this
 process, so their CPU seconds (``time.process_time``) are printed too: on a shared
-machine wall times of the same work varied by 2x between runs, CPU times much less. With ``--parts`` the per-part timing table of
-``ser bench-inference`` on the same bundle follows.
+machine the wall times of the same work ranged over 1.7x in one run, CPU times over 1.3x.
+With ``--parts`` the per-part timing table of ``ser bench-inference`` on the same
+bundle follows.
 
 Sizes: ``tiny`` (the demo's model), ``mid`` (wav2vec2's convolutional front end,
 6 layers of width 384), ``base`` (wav2vec2-base's architecture).
@@ -130,8 +131,8 @@ def time_predict(bundle: Path, paths: list[str], args) -> tuple[float, float, fl
 
 def time_extract(
     manifest: pd.DataFrame, config: FinetuneConfig, bundle: Path, cache: Path, args
-) -> tuple[float, float]:
-    """(seconds to load the backbone, wall and CPU seconds `extract` spends besides), fresh cache."""
+) -> tuple[float, float, float]:
+    """(seconds to load the backbone, wall and CPU seconds of the rest) into a fresh cache."""
     extractor = config.extractor_config()
     extractor = type(extractor)(**{**extractor.to_dict(), "model": str(bundle / "backbone")})
     loading: list[tuple[float, float]] = []
