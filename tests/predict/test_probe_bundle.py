@@ -206,3 +206,18 @@ def test_export_fits_on_the_training_corpora_only(cache, corpus_manifest, tmp_pa
     with pytest.raises(ConfigError, match=r"training corpora \['other'\]"):
         export_probe([cache], corpus_manifest, tmp_path / "x", train_corpora=("other",))
     assert exported.layers == ("1",)
+
+
+def test_bench_inference_times_a_probe_bundle_as_predict_runs_it(cache, corpus_manifest, tmp_path):
+    from ssl_ser.predict import timing
+
+    export_probe([cache], corpus_manifest, tmp_path, classifier="logreg", layers="2")
+    pipeline = timing.load_pipeline(tmp_path, "cpu")
+    wave = timing.synthetic_audio(1.0, 16000)
+    segments = pipeline.backbone.preprocessor(wave)
+    with pipeline.backbone.precision():
+        states, frames = pipeline.backbone.forward_states(segments)
+        got = pipeline.classify(states, frames)
+    expected = predict.load(tmp_path, "cpu").predict([(wave, 16000)]).filter(like="prob_")
+    np.testing.assert_allclose(got, expected.to_numpy(), atol=1e-6)
+    assert pipeline.note == timing.PROBE_CLASSIFIER

@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "finetune": "ssl_ser.cli.finetune:finetune",
     "export": "ssl_ser.cli.export:export",
     "predict": "ssl_ser.cli.predict:predict",
+    "bench-inference": "ssl_ser.cli.bench_inference:bench_inference",
     "report": "ssl_ser.cli.report:report",
     "probe": "ssl_ser.cli.pipelines:probe",
     "run": "ssl_ser.cli.pipelines:run",

@@ -72,25 +72,36 @@ class EmotionModel(nn.Module):
         Only the last state when the head reads the last one (saves memory).
         """
         segments = [segment for utterance in utterances for segment in utterance]
-        owners = torch.as_tensor(
-            np.repeat(np.arange(len(utterances)), [len(u) for u in utterances]),
-            device=self.backbone.device,
-        )
         states, frames = self.backbone.forward_states(segments)
-        chosen = states if self.weighted else states[-1:]
+        return self.pool_states(states, frames, [len(u) for u in utterances])
+
+    def pool_states(
+        self, states: Sequence[torch.Tensor], frames: np.ndarray, sizes: Sequence[int]
+    ) -> torch.Tensor:
+        """:meth:`pooled` from a forward pass's states: utterance i owns the next `sizes[i]` rows.
+
+        Separate from the forward pass so that ``ser bench-inference`` can time them apart.
+        """
+        owners = torch.as_tensor(
+            np.repeat(np.arange(len(sizes)), list(sizes)), device=self.backbone.device
+        )
+        chosen = list(states) if self.weighted else list(states[-1:])
         lengths = torch.from_numpy(frames).to(self.backbone.device)
         mask = frame_mask(lengths, chosen[0].shape[1]).to(torch.float32)
-        counts = torch.zeros(len(utterances), device=mask.device).index_add(0, owners, mask.sum(1))
+        counts = torch.zeros(len(sizes), device=mask.device).index_add(0, owners, mask.sum(1))
         pooled = []
         for state in chosen:
             sums = torch.einsum("btd,bt->bd", state.float(), mask)
-            total = torch.zeros(len(utterances), sums.shape[1], device=sums.device)
+            total = torch.zeros(len(sizes), sums.shape[1], device=sums.device)
             pooled.append(total.index_add(0, owners, sums) / counts[:, None])
         return torch.stack(pooled)
 
     def forward(self, utterances: Sequence[Sequence[Segment]]) -> torch.Tensor:
         """Class logits (batch, classes), in float32."""
-        pooled = self.pooled(utterances)
+        return self.logits(self.pooled(utterances))
+
+    def logits(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Class logits (batch, classes) in float32 from :meth:`pooled` vectors."""
         if self.layer_logits is not None:
             weights = torch.softmax(self.layer_logits.float(), 0)
             features = torch.einsum("l,lbd->bd", weights, pooled)

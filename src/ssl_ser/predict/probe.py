@@ -197,12 +197,16 @@ class ProbePredictor(Predictor):
 
     def features(self, utterances: Sequence[Sequence[Segment]]) -> np.ndarray:
         """The classifier's input rows, as a cache would have stored them."""
+        segments = [segment for utterance in utterances for segment in utterance]
+        return self.features_of(self.backbone.run(segments), [len(u) for u in utterances])
+
+    def features_of(self, segment_stats: Any, segments_per_utterance: Sequence[int]) -> np.ndarray:
+        """The classifier's input rows from the backbone's per-segment statistics."""
         from ssl_ser.classify.features import FeatureBlocks, FeatureSpec
         from ssl_ser.extract.pooling import finalize
         from ssl_ser.extract.runner import utterance_stats
 
-        segments = [segment for utterance in utterances for segment in utterance]
-        stats = utterance_stats(self.backbone.run(segments), [len(u) for u in utterances])
+        stats = utterance_stats(segment_stats, segments_per_utterance)
         poolings = list(dict.fromkeys(self.description["pooling"].split("+")))
         stored = np.dtype(self.description["storage_dtype"])
         pooled = finalize(stats, poolings)
