@@ -33,7 +33,7 @@ def parse_durations(value: str) -> tuple[float, ...]:
     "--model",
     "target",
     required=True,
-    help="A model id or folder, or a fine-tuned model folder from `ser finetune`.",
+    help="A model id or folder, a probe bundle, or a fine-tuned model folder from `ser finetune`.",
 )
 @click.option("--durations", default=DEFAULT_DURATIONS, show_default=True, help="Audio seconds.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
@@ -68,7 +68,7 @@ def bench_inference(target: str, **options) -> None:
     median / p95 ms over --repeats runs after --warmup runs and the real-time
     factor (total / audio seconds). A bare model's classifier part is the masked
     pooling of all hidden states (there is no head); a fine-tuned folder's is
-    pooling, head and softmax.
+    pooling, head and softmax; a probe bundle's is pooling, its layer and classifier.
     """
     import torch
 
