@@ -292,3 +292,64 @@ def test_an_explicit_label_list_is_stored_in_its_one_spelling(tmp_path, labels):
     assert experiment.to_dict()["labels"] == experiment.labels
     same = probe_experiment(["mfcc"], ["emodb=/data/emodb"], labels="neutral,sad,happy,angry")
     assert same.labels == "basic4"
+
+
+@pytest.mark.parametrize(
+    ("data", "error", "expected"),
+    [
+        (["emodb"], ConfigError, r"exp.yaml must be a table of keys; got a list"),
+        ({**MINIMAL, "split": {"folds": 2.0}}, ConfigError, r"'split.folds' .* integer; got a nu"),
+        ({**MINIMAL, "extract": {"workers": "2"}}, ConfigError, r"'extract.workers' .* integer"),
+        ({**MINIMAL, "extract": {"batch_seconds": True}}, ConfigError, r"number; got a boolean"),
+        ({**MINIMAL, "split": {"ratios": "0.8"}}, ConfigError, r"'split.ratios' .* list of num"),
+        ({**MINIMAL, "split": {"shots": ["5"]}}, ConfigError, r"'split.shots.0' .* an integer"),
+        ({**MINIMAL, "classify": {"params": [1]}}, ConfigError, r"'classify.params' .* table of"),
+        ({**MINIMAL, "description": 3}, ConfigError, r"'description' .* a string; got an integer"),
+        (
+            {**MINIMAL, "extract": {"poolings": ["mean", "max"]}},
+            UnknownChoiceError,
+            r"unknown value 'max' in 'extract.poolings' in .*exp.yaml.*mean, std",
+        ),
+        (
+            {**MINIMAL, "classify": {"combine": "sum"}},
+            UnknownChoiceError,
+            r"unknown value 'sum' in 'classify.combine'.*each, concat, mean",
+        ),
+        (
+            {**MINIMAL, "extract": {"devise": "cpu", "dtype": 3}},
+            UnknownChoiceError,
+            r"unknown key 'devise' in 'extract'",
+        ),
+        ({"name": "t", "modles": ["mfcc"]}, UnknownChoiceError, r"unknown key 'modles' in .*yaml"),
+    ],
+)
+def test_bad_inputs_name_key_file_expected_and_found(tmp_path, data, error, expected):
+    """Each kind of schema error: where (key path and file), what was expected, what was found."""
+    with pytest.raises(error, match=expected):
+        load_experiment(write_yaml(tmp_path, data))
+
+
+def test_lenient_spellings_read_as_their_values(tmp_path):
+    """Exponent strings are numbers, comma strings are lists, one number is a list of one."""
+    patch = {
+        "classifiers": "logreg, mlp",
+        "split": {"shots": 5, "ratios": ["8e-1", 0.1, "1e-1"]},
+        "extract": {"batch_seconds": "6e1"},
+    }
+    experiment = load_experiment(write_yaml(tmp_path, {**MINIMAL, **patch}))
+    assert experiment.classifiers == ("logreg", "mlp")
+    assert experiment.split.shots == (5,) and experiment.split.ratios == (0.8, 0.1, 0.1)
+    assert experiment.extract.batch_seconds == 60.0
+
+
+def test_schema_classes_check_values_built_in_code():
+    """The sections are pydantic dataclasses: code that builds one with a bad value is refused."""
+    from ssl_ser.pipelines.experiment import ExtractSettings, SplitSpec
+
+    with pytest.raises(ValueError, match="folds"):
+        SplitSpec(folds="five")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="int8"):
+        ExtractSettings(dtype="int8")
+    experiment = experiment_from_dict(MINIMAL)
+    renamed = dataclasses.replace(experiment, name="u")
+    assert renamed.name == "u" and renamed.corpora == experiment.corpora

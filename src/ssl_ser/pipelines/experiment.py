@@ -1,8 +1,9 @@
 """Experiment files: a grid of models x corpora x conditions x classifiers x split, with seeds.
 
-An experiment file (YAML or TOML) is validated into the frozen dataclasses
-below; an unknown key is an error naming it and the valid keys, a wrong type
-names the key, the expected and the found type. A minimal file::
+An experiment file (YAML or TOML) is validated into the frozen (pydantic)
+dataclasses below (see :mod:`ssl_ser.pipelines._schema`); an unknown key is an
+error naming it and the valid keys, a wrong type names the key, the expected and
+the found type. A minimal file::
 
     name: emodb-baseline
     models: [facebook/wav2vec2-base, egemaps]
@@ -28,7 +29,7 @@ import itertools
 import json
 import re
 import typing
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from ssl_ser.errors import ConfigError, SerError, UnknownChoiceError
 from ssl_ser.extract.config import LONG_AUDIO_POLICIES, RETRY_FAILED
 from ssl_ser.finetune.config import ADAPTERS, FINETUNE_DTYPES, FREEZES, HEADS, FinetuneConfig
 from ssl_ser.manifest import MANIFEST_SUFFIXES
-from ssl_ser.pipelines._schema import Where, build, check_choices, wrong_type
+from ssl_ser.pipelines._schema import Where, build, check_choices, schema, wrong_type
 
 SUFFIXES: dict[str, str] = {".yaml": "yaml", ".yml": "yaml", ".toml": "toml"}
 CORPORA_MODES: tuple[str, ...] = ("each", "pooled")
@@ -78,7 +79,7 @@ def _extract_choices(name: str) -> Any:
     return choices
 
 
-@dataclass(frozen=True)
+@schema
 class CorpusSpec:
     """One corpus of the grid: where it lives and which reader turns it into a manifest.
 
@@ -106,7 +107,7 @@ class CorpusSpec:
         return self.reader is None
 
 
-@dataclass(frozen=True)
+@schema
 class SplitSpec:
     """How classify splits the data (see ``ser classify --split``).
 
@@ -128,7 +129,7 @@ class SplitSpec:
     shots: tuple[int, ...] = (10,)
 
 
-@dataclass(frozen=True)
+@schema
 class ExtractSettings:
     """Extraction options shared by every model of the grid (see ``ser extract``).
 
@@ -155,7 +156,7 @@ class ExtractSettings:
     retry_failed: bool = RETRY_FAILED
 
 
-@dataclass(frozen=True)
+@schema
 class ClassifySettings:
     """Less common classify options (see ``ser classify``)."""
 
@@ -181,34 +182,31 @@ FINETUNE_CHOICES: dict[str, tuple[str, ...]] = {
 SAVE_MODELS = True  # as ``ser finetune --save-models`` (FinetuneSettings.save_models)
 
 
-def _finetune_spec_fields() -> list[tuple[str, Any, Any]]:
-    """(name, type, field) of the ``finetune`` section: FinetuneConfig's own, with its defaults.
+def _finetune_spec_namespace() -> dict[str, Any]:
+    """The class body of the ``finetune`` section: FinetuneConfig's own fields, with its defaults.
 
     Derived from :class:`~ssl_ser.finetune.config.FinetuneConfig`, so a setting
     added there is a key here with the same type and default.
     """
     hints = typing.get_type_hints(FinetuneConfig)
-    out: list[tuple[str, Any, Any]] = [
-        ("models", tuple[str, ...] | None, field(default=None)),
-        ("save_models", bool, field(default=SAVE_MODELS)),
-    ]
+    annotations: dict[str, Any] = {"models": tuple[str, ...] | None, "save_models": bool}
+    namespace: dict[str, Any] = {"models": None, "save_models": SAVE_MODELS}
     for config_field in dataclasses.fields(FinetuneConfig):
         if config_field.name in FINETUNE_FIXED:
             continue
         metadata = {}
         if config_field.name in FINETUNE_CHOICES:
             metadata["choices"] = FINETUNE_CHOICES[config_field.name]
-        spec = field(
+        annotations[config_field.name] = hints[config_field.name]
+        namespace[config_field.name] = field(
             default=config_field.default,
             default_factory=config_field.default_factory,
             metadata=metadata,
         )
-        out.append((config_field.name, hints[config_field.name], spec))
-    return out
+    return {"__annotations__": annotations, "__module__": __name__, **namespace}
 
 
-FinetuneSpec = dataclasses.make_dataclass("FinetuneSpec", _finetune_spec_fields(), frozen=True)
-FinetuneSpec.__module__ = __name__
+FinetuneSpec = schema(type("FinetuneSpec", (), _finetune_spec_namespace()))
 FinetuneSpec.__doc__ = """The ``finetune`` section: fine-tune SSL models on the probes' folds.
 
 Keys: ``models`` (default: every model of the experiment that is not a classic
@@ -354,7 +352,7 @@ def _convert_pooling(value: object, where: Where) -> str:
     return ",".join(names)
 
 
-@dataclass(frozen=True)
+@schema
 class Experiment:
     """A validated experiment: what to extract, classify and report.
 
