@@ -32,6 +32,7 @@ from ssl_ser.errors import ConfigError
 log = logging.getLogger(__name__)
 
 SEARCH_VALIDATION_FRACTION = 0.2
+_SHOWN: dict = {}  # warnings re-emitted after a search, shown once per place as by default
 
 
 def ua_of(true: np.ndarray, predicted: np.ndarray) -> float:
@@ -90,14 +91,12 @@ def fit_single(
             warnings.simplefilter("always")
             try:
                 grid.fit(x, y, groups=groups, **fit_params)
-            except ValueError as error:
+            except ValueError as error:  # every candidate failed to fit
                 if "fits failed" not in str(error):
                     raise
-                raise ConfigError(
-                    f"--search: no {name} setting of {dict(spec.grid)} can be fit on the inner "
-                    f"split of a fold's training speakers ({len(x)} rows); use fewer folds or "
-                    "another classifier"
-                ) from error
+                raise _nothing_fits(name, spec.grid, len(x)) from error
+        if not np.isfinite(grid.cv_results_["mean_test_score"]).any():  # none could predict
+            raise _nothing_fits(name, spec.grid, len(x))
         _report_failures(name, candidates(spec.grid), grid.cv_results_["mean_test_score"], caught)
         model = grid.best_estimator_
         chosen = candidates(spec.grid)[grid.best_index_]
@@ -108,6 +107,14 @@ def fit_single(
     if not search:
         val_ua = float(getattr(model[-1], "validation_ua_", float("nan")))
     return model, {**chosen, **_fitted_choices(model)}, val_ua
+
+
+def _nothing_fits(name: str, grid: Mapping[str, list], rows: int) -> ConfigError:
+    """The error of a search where no candidate could be fit and scored on the inner split."""
+    return ConfigError(
+        f"--search: no {name} setting of {dict(grid)} can be fit on the inner split of a "
+        f"fold's training speakers ({rows} rows); use fewer folds or another classifier"
+    )
 
 
 def _is_candidate_failure(caught: warnings.WarningMessage) -> bool:
@@ -133,17 +140,14 @@ def _report_failures(name: str, tried: list[dict], scores: np.ndarray, caught: l
             if not str(w.message).startswith("One or more")
         )
     )
-    for candidate, score in zip(tried, scores, strict=True):
-        if not np.isfinite(score):
-            log.warning(
-                "%s search: %s skipped on the inner split: %s",
-                name,
-                candidate,
-                "; ".join(reasons) or "fit failed",
-            )
+    skipped = [c for c, score in zip(tried, scores, strict=True) if not np.isfinite(score)]
+    for candidate in skipped:
+        log.warning("%s search: %s skipped on the inner split", name, candidate)
+    if skipped and reasons:
+        log.warning("%s search: why: %s", name, "; ".join(reasons))
     for w in caught:
         if not _is_candidate_failure(w):
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, registry=_SHOWN)
 
 
 def _step_params(pipeline, candidate: Mapping[str, Any]) -> dict[str, list]:
