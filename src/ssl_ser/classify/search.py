@@ -5,26 +5,34 @@ no choice (hyperparameters, epoch, boosting round) can depend on the test fold.
 With ``search=True`` the training speakers are split once more (whole speakers,
 seeded): each candidate of the classifier's grid is fit on one part and scored
 (UA) on the other, the best is refit on all training rows, and the chosen values
-are returned for the results table.
+are returned for the results table. For per-layer pipelines this is
+scikit-learn's ``GridSearchCV(scoring="balanced_accuracy", refit=True)`` with
+``cv=`` :class:`~ssl_ser.classify.splits.InnerSpeakerSplit` (balanced accuracy is
+UA: the mean recall over the classes present in the validation rows); a
+candidate that cannot be fit there scores NaN and is skipped. The batched and
+weighted probes fit all layers at once and keep their own loop over the same split.
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import ParameterGrid
+from sklearn.exceptions import FitFailedWarning
+from sklearn.model_selection import GridSearchCV, ParameterGrid
 
 from ssl_ser.classify import registry
 from ssl_ser.classify.metrics import confusion_matrix, scores_from_confusion
-from ssl_ser.classify.splits import inner_split
+from ssl_ser.classify.splits import InnerSpeakerSplit, inner_split
 from ssl_ser.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 SEARCH_VALIDATION_FRACTION = 0.2
+_SHOWN: dict = {}  # warnings re-emitted after a search, shown once per place as by default
 
 
 def ua_of(true: np.ndarray, predicted: np.ndarray) -> float:
@@ -68,47 +76,97 @@ def fit_single(
     spec = registry.get(name)
     chosen: dict[str, Any] = {}
     val_ua = float("nan")
+    model = registry.build_pipeline(name, params, seed=seed, threads=threads)
     if search and spec.grid:
-        fit_rows, val_rows = inner_split(groups, y, SEARCH_VALIDATION_FRACTION, seed)
-        inner = (x[fit_rows], y[fit_rows], groups[fit_rows], x[val_rows], y[val_rows])
-        scores = [
-            _inner_score(name, {**params, **candidate}, inner, seed, threads)
-            for candidate in candidates(spec.grid)
-        ]
-        if not np.isfinite(scores).any():
-            raise ConfigError(
-                f"--search: no {name} setting of {dict(spec.grid)} can be fit on the inner "
-                f"split of a fold's training speakers ({len(fit_rows)} rows); use fewer folds "
-                "or another classifier"
-            )
-        best = int(np.nanargmax(scores))
-        chosen = candidates(spec.grid)[best]
-        val_ua = float(scores[best])
-        log.debug("%s search: %s -> %s", name, scores, chosen)
-    model = registry.build_pipeline(name, {**params, **chosen}, seed=seed, threads=threads)
-    registry.fit_pipeline(model, name, x, y, groups)
+        grid = GridSearchCV(
+            model,
+            [_step_params(model, candidate) for candidate in candidates(spec.grid)],
+            scoring="balanced_accuracy",
+            cv=InnerSpeakerSplit(SEARCH_VALIDATION_FRACTION, seed),
+            refit=True,
+            error_score=np.nan,
+        )
+        fit_params = {"clf__groups": groups} if spec.uses_groups else {}
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                grid.fit(x, y, groups=groups, **fit_params)
+            except ValueError as error:  # every candidate failed to fit
+                if "fits failed" not in str(error):
+                    raise
+                raise _nothing_fits(name, spec.grid, len(x)) from error
+        if not np.isfinite(grid.cv_results_["mean_test_score"]).any():  # none could predict
+            raise _nothing_fits(name, spec.grid, len(x))
+        _report_failures(name, candidates(spec.grid), grid.cv_results_["mean_test_score"], caught)
+        model = grid.best_estimator_
+        chosen = candidates(spec.grid)[grid.best_index_]
+        val_ua = float(grid.best_score_)
+        log.debug("%s search: %s -> %s", name, list(grid.cv_results_["mean_test_score"]), chosen)
+    else:
+        registry.fit_pipeline(model, name, x, y, groups)
     if not search:
         val_ua = float(getattr(model[-1], "validation_ua_", float("nan")))
     return model, {**chosen, **_fitted_choices(model)}, val_ua
 
 
-def _inner_score(
-    name: str, params: Mapping[str, Any], inner: tuple[np.ndarray, ...], seed: int, threads: int
-) -> float:
-    """Validation UA of one candidate on the inner split, NaN when it cannot be fit there.
+def _nothing_fits(name: str, grid: Mapping[str, list], rows: int) -> ConfigError:
+    """The error of a search where no candidate could be fit and scored on the inner split."""
+    return ConfigError(
+        f"--search: no {name} setting of {dict(grid)} can be fit on the inner split of a "
+        f"fold's training speakers ({rows} rows); use fewer folds or another classifier"
+    )
 
-    `inner` holds (x, y, groups) of the fitting part, then (x, y) of the validation
-    part. A small inner split can be too small for a candidate (k nearest
-    neighbours with more neighbours than rows); that candidate is skipped, not the sweep.
+
+def _is_candidate_failure(caught: warnings.WarningMessage) -> bool:
+    """Whether a warning is GridSearchCV's note of a candidate it could not fit or score."""
+    text = str(caught.message)
+    return caught.category is FitFailedWarning or text.startswith(
+        ("Scoring failed", "One or more of the test scores are non-finite")
+    )
+
+
+def _report_failures(name: str, tried: list[dict], scores: np.ndarray, caught: list) -> None:
+    """Log the candidates the inner split could not fit; re-emit other warnings as usual.
+
+    GridSearchCV scores such a candidate NaN and says why in a FitFailedWarning
+    (fit) or a "Scoring failed" warning (predict); the sweep logs it as a skipped
+    candidate instead (the last line names the error).
     """
-    x_fit, y_fit, groups_fit, x_val, y_val = inner
-    model = registry.build_pipeline(name, params, seed=seed, threads=threads)
-    try:
-        registry.fit_pipeline(model, name, x_fit, y_fit, groups_fit)
-        return ua_of(y_val, model.predict(x_val))
-    except ValueError as error:
-        log.warning("%s search: %s skipped on the inner split: %s", name, params, error)
-        return float("nan")
+    handled = [w for w in caught if _is_candidate_failure(w)]
+    reasons = list(
+        dict.fromkeys(
+            str(w.message).strip().splitlines()[-1]
+            for w in handled
+            if not str(w.message).startswith("One or more")
+        )
+    )
+    skipped = [c for c, score in zip(tried, scores, strict=True) if not np.isfinite(score)]
+    for candidate in skipped:
+        log.warning("%s search: %s skipped on the inner split", name, candidate)
+    if skipped and reasons:
+        log.warning("%s search: why: %s", name, "; ".join(reasons))
+    for w in caught:
+        if not _is_candidate_failure(w):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, registry=_SHOWN)
+
+
+def _step_params(pipeline, candidate: Mapping[str, Any]) -> dict[str, list]:
+    """One search candidate as a one-point GridSearchCV grid of pipeline step parameters.
+
+    Each key goes to the first step that has it (``max_depth`` to ``clf``,
+    ``n_components`` to ``project``); one grid per candidate keeps the order of
+    :func:`candidates`, so ties go to the same candidate as before.
+
+    Raises:
+        ConfigError: no step of the pipeline takes the parameter.
+    """
+    grid = {}
+    for key, value in candidate.items():
+        steps = [step for step, estimator in pipeline.steps if key in estimator.get_params()]
+        if not steps:
+            raise ConfigError(f"no step of {pipeline.steps} takes the search parameter {key!r}")
+        grid[f"{steps[0]}__{key}"] = [value]
+    return grid
 
 
 def fit_batched(

@@ -6,6 +6,22 @@ Every split works on a table with the columns ``utt_id``, ``corpus``, ``group``
 :class:`Fold` objects holding row positions. Speaker-independent splits never put
 one group in both training and test; ``random`` is the only speaker-dependent one
 and says so in its folds.
+
+Every method is also a scikit-learn cross-validator (:data:`SPLITTERS`,
+:func:`splitter`): ``split(X, y, groups)`` yields the (train, test) row positions
+of :func:`make_folds` and ``get_n_splits`` counts them, so the splits can be passed
+as ``cv=`` to ``cross_validate`` or ``GridSearchCV`` with ``groups=`` the speaker
+groups. The metadata a split needs beyond X, y and groups (corpus, utt_id, gender,
+label, preset split) is the ``table`` given to the constructor, one row per row of
+X in the same order; ``groups`` fills or must equal its ``group`` column and ``y``
+is not used (the table's ``label`` is, so integer-coded y cannot reorder draws).
+``.folds(X, y, groups)`` gives the full :class:`Fold` objects (names, validation
+parts). ``loso`` is scikit-learn's ``LeaveOneGroupOut`` itself; the others keep
+their own logic because no scikit-learn class makes the same folds
+(``GroupShuffleSplit`` and ``StratifiedGroupKFold`` draw groups differently and
+ignore gender balance, ``PredefinedSplit`` would train on the preset validation
+rows), and :class:`InnerSpeakerSplit` is :func:`inner_split` as a one-split
+cross-validator for the hyperparameter search.
 """
 
 from __future__ import annotations
@@ -14,9 +30,12 @@ import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
+from sklearn.model_selection import BaseCrossValidator, LeaveOneGroupOut
+from sklearn.utils.validation import _num_samples
 
 from ssl_ser.errors import ConfigError, UnknownChoiceError
 
@@ -282,10 +301,8 @@ def _loso(table: pd.DataFrame, options: SplitOptions) -> list[Fold]:
     if len(names) < 2:
         raise ConfigError(f"leave-one-speaker-out needs at least 2 speakers; found {len(names)}")
     member = table["group"].to_numpy()
-    return [
-        Fold(str(name), np.flatnonzero(member != name), np.flatnonzero(member == name))
-        for name in names
-    ]
+    splits = LeaveOneGroupOut().split(member, groups=member)
+    return [Fold(str(name), train, test) for name, (train, test) in zip(names, splits, strict=True)]
 
 
 def corpus_pairs(
@@ -481,3 +498,179 @@ SPEAKER_INDEPENDENT: tuple[str, ...] = (
     "cross-corpus",
     "few-shot",
 )
+
+
+class TableSplitter(BaseCrossValidator):
+    """A split method of :data:`SPLITS` as a scikit-learn cross-validator over `table`.
+
+    Args:
+        table: one row per row of X (same order) with the columns the method needs
+            (``corpus``, ``utt_id``, ``gender``, ``label``, ``split``; ``group``
+            unless ``groups=`` is given to :meth:`split`).
+        options: the split settings (folds, seed, ratios, corpora, shots).
+    """
+
+    method: ClassVar[str] = ""
+
+    def __init__(self, table: pd.DataFrame, options: SplitOptions | None = None):
+        self.table = table
+        self.options = options
+
+    def folds(self, X=None, y=None, groups=None) -> list[Fold]:  # noqa: N803 (sklearn naming)
+        """The :class:`Fold` objects (names, validation parts) of :meth:`split`.
+
+        Raises:
+            ValueError: X or groups do not have one row per table row, or `groups`
+                differ from the table's ``group`` column.
+        """
+        table = self.table
+        if X is not None and _num_samples(X) != len(table):
+            raise ValueError(f"X has {_num_samples(X)} rows but the split table has {len(table)}")
+        if groups is not None:
+            groups = np.asarray(groups)
+            if len(groups) != len(table):
+                raise ValueError(
+                    f"groups has {len(groups)} rows but the split table has {len(table)}"
+                )
+            if "group" in table:
+                differ = np.flatnonzero(table["group"].to_numpy() != groups)
+                if len(differ):
+                    row = int(differ[0])
+                    raise ValueError(
+                        f"groups[{row}]={groups[row]!r} differs from the table's group "
+                        f"{table['group'].iloc[row]!r}; pass the table's group column"
+                    )
+            else:
+                table = table.assign(group=groups)
+        elif "group" not in table:
+            raise ValueError(f"{self.method} split needs groups= or a 'group' column in the table")
+        return make_folds(table, self.method, self.options or SplitOptions())
+
+    def split(self, X, y=None, groups=None):  # noqa: N803 (sklearn naming)
+        """(train, test) row positions of each fold, as :func:`make_folds` gives them."""
+        for fold in self.folds(X, y, groups):
+            yield fold.train, fold.test
+
+    def get_n_splits(self, X=None, y=None, groups=None) -> int:  # noqa: N803
+        """Number of folds (computed from the table: loso and corpus splits depend on it)."""
+        return len(self.folds(X, y, groups))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(<{len(self.table)} rows>, {self.options!r})"
+
+
+class PresetSplit(TableSplitter):
+    """The manifest's preset train/test split (its val rows are left out of training)."""
+
+    method = "preset"
+
+
+class RandomSplit(TableSplitter):
+    """Utterances shuffled per label by the ratios: speaker-DEPENDENT."""
+
+    method = "random"
+
+
+class SpeakerSplit(TableSplitter):
+    """One gender-balanced train/val/test split of whole speakers by the ratios."""
+
+    method = "speaker"
+
+
+class SpeakerKFold(TableSplitter):
+    """k folds of whole speakers, genders dealt evenly (:func:`assign_group_folds`)."""
+
+    method = "speaker-kfold"
+
+
+class CrossCorpusSplit(TableSplitter):
+    """Train on some corpora, test on others (or leave one corpus out)."""
+
+    method = "cross-corpus"
+
+
+class FewShotSplit(TableSplitter):
+    """Cross-corpus plus a few balanced target shots from other target speakers."""
+
+    method = "few-shot"
+
+
+class LeaveOneSpeakerOut(LeaveOneGroupOut):
+    """Leave-one-speaker-out: scikit-learn's ``LeaveOneGroupOut`` over ``groups``.
+
+    The table is accepted for a uniform constructor but not needed: the folds
+    depend only on the groups (speakers, tested in sorted order), as in ``loso``.
+    """
+
+    def __init__(self, table: pd.DataFrame | None = None, options: SplitOptions | None = None):
+        self.table = table
+        self.options = options
+
+    def folds(self, X=None, y=None, groups=None) -> list[Fold]:  # noqa: N803 (sklearn naming)
+        """The named folds (one per speaker) of :meth:`split`."""
+        groups = self._groups(groups)
+        if groups is None:
+            raise ValueError("leave-one-speaker-out needs groups= (speaker ids)")
+        return _loso(pd.DataFrame({"group": np.asarray(groups)}), SplitOptions())
+
+    def split(self, X, y=None, groups=None):  # noqa: N803 (sklearn naming)
+        """``LeaveOneGroupOut.split``, with the table's groups when none are given."""
+        return super().split(X, y, self._groups(groups))
+
+    def get_n_splits(self, X=None, y=None, groups=None) -> int:  # noqa: N803
+        """Number of speakers."""
+        return super().get_n_splits(X, y, self._groups(groups))
+
+    def _groups(self, groups):
+        if groups is None and self.table is not None:
+            return self.table["group"].to_numpy()
+        return groups
+
+    def __repr__(self) -> str:
+        return "LeaveOneSpeakerOut()"
+
+
+class InnerSpeakerSplit(BaseCrossValidator):
+    """:func:`inner_split` as a one-split cross-validator: (fit, validation) rows.
+
+    Used as ``cv=`` of the hyperparameter search over a fold's training rows;
+    ``groups`` are their speakers and ``y`` their labels (for the row fallback).
+    """
+
+    def __init__(self, fraction: float = 0.2, seed: int = 0):
+        self.fraction = fraction
+        self.seed = seed
+
+    def split(self, X, y=None, groups=None):  # noqa: N803 (sklearn naming)
+        """The one (fit, validation) split of :func:`inner_split`."""
+        if groups is None or y is None:
+            raise ValueError("InnerSpeakerSplit needs y and groups (speakers)")
+        yield inner_split(np.asarray(groups), np.asarray(y), self.fraction, self.seed)
+
+    def get_n_splits(self, X=None, y=None, groups=None) -> int:  # noqa: N803
+        """Always one split."""
+        return 1
+
+
+SPLITTERS: dict[str, type[TableSplitter] | type[LeaveOneSpeakerOut]] = {
+    "preset": PresetSplit,
+    "random": RandomSplit,
+    "speaker": SpeakerSplit,
+    "speaker-kfold": SpeakerKFold,
+    "loso": LeaveOneSpeakerOut,
+    "cross-corpus": CrossCorpusSplit,
+    "few-shot": FewShotSplit,
+}
+
+
+def splitter(
+    method: str, table: pd.DataFrame, options: SplitOptions | None = None
+) -> TableSplitter | LeaveOneSpeakerOut:
+    """The scikit-learn cross-validator of split `method` over `table`.
+
+    Raises:
+        UnknownChoiceError: `method` is not a known split.
+    """
+    if method not in SPLITTERS:
+        raise UnknownChoiceError("split", method, SPLITTERS)
+    return SPLITTERS[method](table, options)
