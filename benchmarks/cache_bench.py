@@ -26,6 +26,7 @@ import argparse
 import contextlib
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -200,16 +201,51 @@ def raw_read_speed(folder: Path, n_bytes: int) -> float:
     return n_bytes / MB / seconds
 
 
+def former_read(reader: cache.CacheReader, layer: int) -> np.ndarray:
+    """One layer as ``read()`` delivered it before 0.x: the whole float16 span read at
+    once and cast while scattered into file order, then checked for NaN/inf."""
+    dataset = reader._file["features/mean"]
+    slots = reader._complete_slots
+    order = np.argsort(slots, kind="stable")
+    ordered = slots[order]
+    out = np.empty((len(slots), dataset.shape[2]), dtype=np.float32)
+    first, last = int(ordered[0]), int(ordered[-1])
+    out[order] = dataset[layer, first : last + 1][ordered - first]
+    reader._check_finite(out, slots, "mean")
+    return out
+
+
 def cache_reads(path: Path, subset: list[str], layer: int) -> dict[str, float]:
-    """Cold and warm seconds of one full layer and of all layers for `subset`."""
+    """Cold and warm seconds of one full layer and of all layers for `subset`.
+
+    One layer is also read the former way (:func:`former_read`) and by ``read()``
+    with torch loaded (it then converts float16 with torch's F16C copy).
+    """
     with h5py.File(path, "r", rdcc_nbytes=0) as file:
         dataset = file["features/mean"]
         raw_layer = cold(lambda: dataset[layer], path)
     with cache.open(path) as reader:
+        assert np.array_equal(former_read(reader, layer), reader.read(layer))
+        loaded = sys.modules.pop("torch", None)  # read() converts with numpy without torch
+        numpy_cold = cold(lambda: reader.read(layer), path)
+        numpy_warm = warm(lambda: reader.read(layer))
+        if loaded is not None:
+            sys.modules["torch"] = loaded
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        with_torch = cold(lambda: reader.read(layer), path)
+        with_torch_warm = warm(lambda: reader.read(layer))
+        torch.set_num_threads(threads)
         return {
             "layer_raw": raw_layer,
-            "layer": cold(lambda: reader.read(layer), path),
-            "layer_warm": warm(lambda: reader.read(layer)),
+            "layer_former": cold(lambda: former_read(reader, layer), path),
+            "layer_former_warm": warm(lambda: former_read(reader, layer)),
+            "layer_numpy": numpy_cold,
+            "layer_numpy_warm": numpy_warm,
+            "layer": with_torch,
+            "layer_warm": with_torch_warm,
             "rows": cold(lambda: reader.read_rows(subset), path),
             "rows_warm": warm(lambda: reader.read_rows(subset)),
         }
@@ -286,9 +322,33 @@ def main() -> None:
                 raw_layer,
             )
             report(
+                "one layer, all rows, cold, former read()",
+                reads["layer_former"],
+                layer_bytes,
+                raw_layer,
+            )
+            report(
+                "one layer, all rows, cold, read(), numpy cast",
+                reads["layer_numpy"],
+                layer_bytes,
+                raw_layer,
+            )
+            report(
                 "one layer, all rows, cold, read() float32", reads["layer"], layer_bytes, raw_layer
             )
+            report(
+                "one layer, all rows, warm, former read()", reads["layer_former_warm"], layer_bytes
+            )
+            report(
+                "one layer, all rows, warm, read(), numpy cast",
+                reads["layer_numpy_warm"],
+                layer_bytes,
+            )
             report("one layer, all rows, warm, read() float32", reads["layer_warm"], layer_bytes)
+            print(
+                f"  read() vs former read(): {reads['layer_former'] / reads['layer']:.2f}x faster "
+                f"cold, {reads['layer_former_warm'] / reads['layer_warm']:.2f}x warm"
+            )
             report(
                 f"all layers, {args.subset} rows, cold, read_rows()",
                 reads["rows"],

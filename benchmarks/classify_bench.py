@@ -12,8 +12,9 @@ signal that peaks at 60% depth (see ssl_ser.testing.synthetic). Parts:
   early stopping on training speakers, and ``xgb-fast`` (PCA to 128 dims,
   shallower trees, early stopping): fit time and UA;
 - fits: per-fit times of logreg, mlp and xgb-fast on small classic-feature-sized
-  data (500 and 7,000 utterances x 88 dims, one fold), at 1 thread (the sweep's
-  default) and at every core (the old default), each against logreg at 1 thread
+  data (500 and 7,000 utterances x 88 dims, one fold), as a sweep cell fits them:
+  default settings and tuned (``--search``), at 1 thread (the sweep's default)
+  and at every core (the old default), each against logreg default at 1 thread
   in the same run;
 - bootstrap: the UA interval of one test scope (1,000 resamples) by resampling
   the confusion counts (``bootstrap_ua``) against resampling utterance indices
@@ -281,20 +282,35 @@ def bench_xgb(table: pd.DataFrame, features, args) -> None:
         )
 
 
-def time_fit(name: str, x, y, groups, train, test, threads: int, repeats: int):
-    """Best-of-`repeats` wall time of one registry fit (and its UA), as the sweep fits a cell."""
+def time_fit(name: str, x, y, groups, fold, threads: int, search: bool, repeats: int):
+    """Best-of-`repeats` wall time of one cell's fit (and its UA), as the sweep fits it.
+
+    ``search=False`` is the registry default settings; ``search=True`` the tuned
+    fit of ``--search`` (inner grid search on training speakers, then the refit).
+    """
     import torch
     from threadpoolctl import threadpool_limits
 
+    from ssl_ser.classify.search import fit_single
+
     before = torch.get_num_threads()
     best, score = float("inf"), float("nan")
+    train, test = fold.train, fold.test
     try:
         torch.set_num_threads(threads)
         with threadpool_limits(threads):
             for _ in range(repeats):
-                model = registry.build_pipeline(name, seed=0, threads=threads)
                 start = time.perf_counter()
-                registry.fit_pipeline(model, name, x[train], y[train], groups[train])
+                model, _, _ = fit_single(
+                    name,
+                    registry.get(name).defaults,
+                    x[train],
+                    y[train],
+                    groups[train],
+                    search=search,
+                    seed=0,
+                    threads=threads,
+                )
                 best = min(best, time.perf_counter() - start)
             score = ua(y[test], model.predict(x[test]))
     finally:
@@ -305,7 +321,8 @@ def time_fit(name: str, x, y, groups, train, test, threads: int, repeats: int):
 def bench_fits(args) -> None:
     cores = os.cpu_count() or 1
     print(
-        f"\n== per-fit times, 88 dims, fold 0 of {args.folds}, best of {args.fit_repeats}; "
+        f"\n== per-fit times, 88 dims, fold 0 of {args.folds}; default settings best of "
+        f"{args.fit_repeats}, tuned (--search) best of 1; "
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}"
     )
     for n in (int(v) for v in args.fit_utts.split(",")):
@@ -314,21 +331,23 @@ def bench_fits(args) -> None:
         )
         fold = one_fold(table, args.seed, args.folds)
         x = np.ascontiguousarray(features.arrays["mean"][:, 0])
-        y = table["emotion"].to_numpy()
+        y = np.unique(table["emotion"], return_inverse=True)[1]  # class codes, as a sweep
         groups = table["speaker"].to_numpy()
-        time_fit("mlp", x[:200], y[:200], groups[:200], np.arange(200), np.arange(200), 1, 1)
+        warm = one_fold(table.iloc[:200], args.seed, 2)
+        time_fit("mlp", x[:200], y[:200], groups[:200], warm, 1, False, 1)  # torch imports
         reference = None
         print(f"-- {n} utterances ({len(fold.train)} train rows)")
-        for threads in sorted({1, cores}):
-            for name in ("logreg", "mlp", "xgb-fast"):
-                t, score = time_fit(
-                    name, x, y, groups, fold.train, fold.test, threads, args.fit_repeats
-                )
-                reference = reference or t
-                print(
-                    f"{name:9s} {threads} thread(s) {t:8.3f} s  UA {score:.4f}  "
-                    f"({t / reference:6.1f}x logreg at 1 thread)"
-                )
+        for search in (False, True):
+            for threads in sorted({1, cores}):
+                for name in ("logreg", "mlp", "xgb-fast"):
+                    repeats = 1 if search else args.fit_repeats
+                    t, score = time_fit(name, x, y, groups, fold, threads, search, repeats)
+                    reference = reference or t
+                    print(
+                        f"{name:9s} {'tuned  ' if search else 'default'} {threads} thread(s) "
+                        f"{t:8.3f} s  UA {score:.4f}  ({t / reference:6.1f}x logreg default "
+                        "at 1 thread)"
+                    )
 
 
 def index_bootstrap(true_idx: np.ndarray, pred_idx: np.ndarray, k: int, n_boot: int = 1000):
