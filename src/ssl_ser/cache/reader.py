@@ -14,15 +14,13 @@ Reads return float32 whatever the storage dtype. Rows are read and cast in piece
 of about 4 MiB (:data:`PIECE_BYTES`) that stay in the CPU cache, each piece cast
 into a contiguous buffer before its rows move to their places: casting a whole
 float16 layer while scattering it into file order cost more than reading it.
-When torch is loaded (classify sweeps load it) its F16C copy does the cast, about
-twice as fast as numpy's; both are exact.
+Rows are checked for NaN/inf in the same pass, piece by piece.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import sys
 import time
 from collections.abc import Iterable, Mapping
 from functools import cached_property
@@ -194,21 +192,21 @@ class CacheReader(HeaderFields):
         """
         dataset = self._dataset(pooling)
         try:
-            out = self._gather_spans_again(dataset, pooling, slots, layer)
+            out, finite = self._gather_spans_again(dataset, pooling, slots, layer)
         except (OSError, RuntimeError) as error:
             raise CacheError(
                 f"{self.path}: {pooling} features cannot be read ({str(error).splitlines()[0]}); "
                 f"a chunk is damaged. Run `ser cache verify --repair {self.path}` to send its "
                 "rows back to extraction, then `ser extract` to redo them."
             ) from error
-        self._check_finite(out, slots, pooling)
+        self._check_finite(finite, slots, pooling)
         return out
 
-    def _check_finite(self, out: np.ndarray, slots: np.ndarray, pooling: str) -> None:
-        """Refuse rows holding NaN/inf (bytes changed on disk): name them and the fix."""
-        if out.size == 0:
-            return
-        finite = np.isfinite(out.reshape(len(out), -1)).all(axis=1)
+    def _check_finite(self, finite: np.ndarray, slots: np.ndarray, pooling: str) -> None:
+        """Refuse rows holding NaN/inf (bytes changed on disk): name them and the fix.
+
+        `finite` says, per row read (aligned with `slots`), whether all its values are.
+        """
         if finite.all():
             return
         id_of_slot = dict(zip(self._complete_slots.tolist(), self.ids, strict=True))
@@ -221,7 +219,7 @@ class CacheReader(HeaderFields):
 
     def _gather_spans_again(
         self, dataset: Any, pooling: str, slots: np.ndarray, layer: int | None
-    ) -> np.ndarray:
+    ) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`_gather_spans`, read again after a short wait when a chunk fails its check.
 
         A writer appending beside this reader rewrites the chunk that holds its newest
@@ -239,11 +237,16 @@ class CacheReader(HeaderFields):
 
     def _gather_spans(
         self, dataset: Any, pooling: str, slots: np.ndarray, layer: int | None
-    ) -> np.ndarray:
-        """:meth:`_gather` without the checks: read the spans of `slots` into one array."""
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_gather` without the checks: the rows of `slots` and which are finite.
+
+        Finiteness is computed piece by piece while each converted piece is in the
+        CPU cache, not in a second pass over the whole array.
+        """
         n_layers, _, dim = dataset.shape
         tail = (dim,) if layer is not None else (n_layers, dim)
         out = np.empty((len(slots), *tail), dtype=np.float32)
+        finite = np.empty(len(slots), dtype=bool)
         order = np.argsort(slots, kind="stable")
         in_order = np.array_equal(order, np.arange(len(slots)))
         ordered = slots[order]
@@ -259,12 +262,15 @@ class CacheReader(HeaderFields):
             if last - first + 1 != stop - start:
                 span = span[ordered[start:stop] - first]
             if in_order:
-                _convert_into(out[start:stop], span)
+                converted = out[start:stop]
+                _convert_into(converted, span)
+                finite[start:stop] = _finite_rows(converted)
             else:  # convert contiguously, then move whole float32 rows into place
                 converted = np.empty(span.shape, dtype=np.float32)
                 _convert_into(converted, span)
                 out[order[start:stop]] = converted
-        return out
+                finite[order[start:stop]] = _finite_rows(converted)
+        return out, finite
 
     def _prefetch(
         self, pooling: str, ordered: np.ndarray, runs: list[tuple[int, int]], layers: Iterable[int]
@@ -329,18 +335,18 @@ class CacheReader(HeaderFields):
         return f"CacheReader({str(self.path)!r}, rows={rows}/{len(self.all_ids)}, layers={layers})"
 
 
-def _convert_into(target: np.ndarray, values: np.ndarray) -> None:
-    """Copy `values` (float16 or float32) into the float32 slice `target`, exactly.
+def _finite_rows(values: np.ndarray) -> np.ndarray:
+    """Per row of `values`, whether every value in it is finite (not NaN/inf)."""
+    return np.isfinite(values.reshape(len(values), -1)).all(axis=1)
 
-    numpy casts float16 one value at a time (about 250 M values/s here); torch's
-    copy uses the CPU's F16C instructions and is about twice as fast, so it is used
-    when torch is already loaded (every classify sweep loads it). Both are exact.
+
+def _convert_into(target: np.ndarray, values: np.ndarray) -> None:
+    """Cast `values` (float16 or float32) into the contiguous float32 `target`, exactly.
+
+    One piece at a time and into contiguous memory: numpy's cast runs over cached
+    bytes, and rows then move into file order as whole float32 rows.
     """
-    torch = sys.modules.get("torch")
-    if torch is None or values.dtype != np.float16:
-        target[...] = values
-        return
-    torch.from_numpy(target).copy_(torch.from_numpy(np.ascontiguousarray(values)))
+    np.copyto(target, values, casting="safe")
 
 
 def _pieces(
