@@ -33,6 +33,7 @@ to extraction; ``writer.prune(keep_ids)`` drops rows no manifest needs.
 from ssl_ser.cache.inspection import disk_size, info, notes, verify
 from ssl_ser.cache.layout import (
     DEFAULT_CHUNK_ROWS,
+    STORAGE_DTYPE_CHOICES,
     STORAGE_DTYPES,
     cache_path,
     key_differences,
@@ -48,6 +49,7 @@ __all__ = [
     "DEFAULT_CHUNK_ROWS",
     "DEFAULT_FLUSH_ROWS",
     "ROW_COLUMN",
+    "STORAGE_DTYPE_CHOICES",
     "STORAGE_DTYPES",
     "CacheReader",
     "CacheWriter",

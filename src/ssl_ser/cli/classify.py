@@ -8,7 +8,6 @@ from ssl_ser.classify.features import COMBINES
 from ssl_ser.cli.options import parse_names, parse_paths, parse_ratios, split_options
 
 # The registries own the choices; the options list exactly theirs.
-COMBINE_CHOICES: tuple[str, ...] = COMBINES
 
 
 @click.command()
@@ -25,7 +24,7 @@ COMBINE_CHOICES: tuple[str, ...] = COMBINES
 )
 @click.option(
     "--combine",
-    type=click.Choice(COMBINE_CHOICES),
+    type=click.Choice(COMBINES),
     default="each",
     show_default=True,
     help="Sweep layers one by one, or concatenate/average the selected layers.",

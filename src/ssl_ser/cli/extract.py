@@ -19,7 +19,7 @@ import pandas as pd
 
 from ssl_ser import corpora, manifest
 from ssl_ser.audio import TELEPHONE_SOURCES
-from ssl_ser.cache import STORAGE_DTYPES
+from ssl_ser.cache import STORAGE_DTYPE_CHOICES
 from ssl_ser.cli.options import conditions_option, progress_option, refuse_repeats
 from ssl_ser.errors import ConfigError
 from ssl_ser.extract.config import (
@@ -122,7 +122,7 @@ def read_source(source: str, root: Path | None) -> pd.DataFrame:
 )
 @click.option(
     "--storage-dtype",
-    type=click.Choice(("auto", *STORAGE_DTYPES)),
+    type=click.Choice(STORAGE_DTYPE_CHOICES),
     default="auto",
     show_default=True,
     help="Cache dtype. auto: an existing cache's own, else float32 for egemaps/mfcc/logmel "

@@ -67,7 +67,6 @@ log = logging.getLogger(__name__)
 # float32 for classic baselines (small, and eGeMAPS values reach beyond float16's
 # +-65504) and float16 for transformer states (half the disk, ample precision).
 STORAGE_DTYPE = "auto"
-STORAGE_DTYPE_CHOICES: tuple[str, ...] = ("auto", *cache.STORAGE_DTYPES)
 PREFETCH_BATCHES = 4
 SHOWN_IDS = 5
 # With progress bars off, at most one extraction line per this many seconds.
@@ -249,8 +248,8 @@ def extract(
     for name in conditions:
         audio.check_condition(name)
     audio.check_telephone_source(telephone_source)
-    if storage_dtype not in STORAGE_DTYPE_CHOICES:
-        raise UnknownChoiceError("storage dtype", storage_dtype, STORAGE_DTYPE_CHOICES)
+    if storage_dtype not in cache.STORAGE_DTYPE_CHOICES:
+        raise UnknownChoiceError("storage dtype", storage_dtype, cache.STORAGE_DTYPE_CHOICES)
     workers = default_workers() if workers is None else workers
     if isinstance(workers, bool) or int(workers) != workers or workers < 0:
         raise ConfigError(f"workers {workers!r} must be an integer >= 0")

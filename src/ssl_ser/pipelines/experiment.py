@@ -24,6 +24,7 @@ shipped examples and :mod:`ssl_ser.pipelines.run` for what running one does.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import inspect
 import itertools
 import json
@@ -70,13 +71,17 @@ def _conditions() -> list[str]:
     return list(CONDITIONS)
 
 
-def _extract_choices(name: str) -> Any:
-    def choices() -> tuple[str, ...]:
-        from ssl_ser.extract import config
+def _registry(module: str, name: str) -> Any:
+    """The choice list `name` of `module`, looked up when first needed (imports stay light)."""
 
-        return getattr(config, name)
+    def choices() -> tuple[str, ...]:
+        return getattr(importlib.import_module(module), name)
 
     return choices
+
+
+def _extract_choices(name: str) -> Any:
+    return _registry("ssl_ser.extract.config", name)
 
 
 @schema
@@ -151,8 +156,12 @@ class ExtractSettings:
     )
     whisper_trim: bool = False
     revision: str | None = None
-    telephone_source: str = field(default="derived", metadata={"choices": ("derived", "folder")})
-    storage_dtype: str = field(default="auto", metadata={"choices": ("auto", "float16", "float32")})
+    telephone_source: str = field(
+        default="derived", metadata={"choices": _registry("ssl_ser.audio", "TELEPHONE_SOURCES")}
+    )
+    storage_dtype: str = field(
+        default="auto", metadata={"choices": _registry("ssl_ser.cache", "STORAGE_DTYPE_CHOICES")}
+    )
     retry_failed: bool = RETRY_FAILED
 
 
@@ -160,7 +169,9 @@ class ExtractSettings:
 class ClassifySettings:
     """Less common classify options (see ``ser classify``)."""
 
-    combine: str = field(default="each", metadata={"choices": ("each", "concat", "mean")})
+    combine: str = field(
+        default="each", metadata={"choices": _registry("ssl_ser.classify.features", "COMBINES")}
+    )
     search: bool = False
     speaker_norm: bool = False
     batched: bool = True
