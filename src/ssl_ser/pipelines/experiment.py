@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import inspect
 import itertools
 import json
 import re
@@ -45,8 +44,8 @@ CORPORA_MODES: tuple[str, ...] = ("each", "pooled")
 PAIR_KEYWORDS: tuple[str, ...] = ("matched", "all")
 CROSS_CORPUS_SPLITS: tuple[str, ...] = ("cross-corpus", "few-shot")
 ON_ERROR: tuple[str, ...] = ("raise", "skip")
-# Reader options the pipeline sets itself, never the experiment file.
-RESERVED_OPTIONS: tuple[str, ...] = ("on_error", "progress", "name")
+# Reader options the pipeline sets itself (the corpus key is the name), never the file.
+RESERVED_OPTIONS: tuple[str, ...] = ("name",)
 CORPUS_KEYS: tuple[str, ...] = ("root", "reader", "on_error")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # one folder name: "emodb-baseline"
 DEFAULT_OUTPUT_ROOT = "ser-out"
@@ -300,12 +299,7 @@ def reader_options(reader: str) -> list[str]:
     """Keyword options a corpus reader's ``scan`` accepts beyond the pipeline's own."""
     from ssl_ser import corpora
 
-    parameters = inspect.signature(corpora.module(reader).scan).parameters.values()
-    return [
-        p.name
-        for p in parameters
-        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in RESERVED_OPTIONS
-    ]
+    return [name for name in corpora.reader_options(reader) if name not in RESERVED_OPTIONS]
 
 
 def _convert_pairs(value: object, where: Where) -> str | tuple[tuple[str, str], ...]:
