@@ -52,7 +52,8 @@ def read_source(source: str, root: Path | None) -> pd.DataFrame:
         return corpora.load(source, root, on_error="skip")
     raise ConfigError(
         f"{source!r} is neither a manifest file nor a corpus name; "
-        f"expected a .csv/.parquet file or one of {', '.join(corpora.names())}"
+        f"expected a {'/'.join(manifest.MANIFEST_SUFFIXES)} file or one of "
+        f"{', '.join(corpora.names())}"
     )
 
 
