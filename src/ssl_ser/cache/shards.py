@@ -41,6 +41,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
 import h5py
 import numpy as np
 from tqdm.auto import tqdm

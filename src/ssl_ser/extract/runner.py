@@ -58,8 +58,8 @@ from ssl_ser.extract.config import (
     default_workers,
 )
 from ssl_ser.extract.pooling import FrameStats, combine, finalize
-from ssl_ser.extract.sharding import BALANCE_RULE, assign_shards
 from ssl_ser.extract.preprocess import Preprocessor, Segment
+from ssl_ser.extract.sharding import BALANCE_RULE, assign_shards
 from ssl_ser.extract.summary import ExtractSummary
 from ssl_ser.fingerprint import Fingerprint
 from ssl_ser.progress import StepLines, announce
