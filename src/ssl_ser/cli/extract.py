@@ -171,6 +171,7 @@ def read_source(source: str, root: Path | None) -> pd.DataFrame:
     "--shards",
     "shard_count",
     type=click.IntRange(min=1),
+    metavar="N",
     default=None,
     help="With --dask: the number of shards N (default: one per GPU with --device cuda, "
     "else one per worker thread).",

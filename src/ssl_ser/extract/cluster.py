@@ -54,7 +54,8 @@ from tqdm.auto import tqdm
 from ssl_ser import cache, manifest
 from ssl_ser.cache import shards
 from ssl_ser.errors import ConfigError, SerError
-from ssl_ser.extract.config import ExtractorConfig
+from ssl_ser.extract.batching import plan_batches
+from ssl_ser.extract.config import DEFAULT_BATCH_SECONDS, ExtractorConfig
 from ssl_ser.extract.summary import ExtractSummary
 from ssl_ser.progress import StepLines, announce
 
@@ -139,6 +140,7 @@ def extract_on_dask(
             shard that failed (named, with its error).
     """
     manifest_df = manifest.validate(manifest_df)
+    plan_batches([], options.get("batch_seconds", DEFAULT_BATCH_SECONDS))  # before any cluster
     conditions = (condition,) if isinstance(condition, str) else tuple(condition)
     config = config.with_absolute_model_path()
     cache_dir = Path(cache_dir).resolve()
