@@ -99,9 +99,11 @@ class SweepConfig:
 
 @dataclass
 class Task:
-    """One unit of parallel work: one or more cells sharing a fold, classifier and pooling."""
+    """One unit of parallel work: one or more cells sharing a fold, classifier and pooling.
 
-    kind: str  # "single", "batched" or "weighted"
+    The subclasses say how the cells are fitted (see :func:`~ssl_ser.classify.sweep.run.fit_task`).
+    """
+
     classifier: str
     specs: list[FeatureSpec]
     cells: list[str]
@@ -109,6 +111,44 @@ class Task:
     n_dropped: int
     meta: dict[str, Any]
     params: dict[str, Any]
+
+    @property
+    def uses_torch(self) -> bool:
+        """Whether the fit runs torch code (so torch's thread count must be set)."""
+        return registry.get(self.classifier).batched is not None
+
+    def layer_label(self, spec: FeatureSpec) -> str:
+        """The ``layer`` a cell of `spec` is stored under."""
+        return spec.label
+
+
+@dataclass
+class SingleTask(Task):
+    """One cell fitted alone: a registry pipeline on one feature matrix."""
+
+
+@dataclass
+class BatchedTask(Task):
+    """Cells of several single layers trained together by a batched torch probe (linear, mlp)."""
+
+    @property
+    def uses_torch(self) -> bool:
+        """Batched probes are torch heads."""
+        return True
+
+
+@dataclass
+class WeightedTask(Task):
+    """The one cell of a softmax-weighted sum of all layers (``mlp-weighted``)."""
+
+    @property
+    def uses_torch(self) -> bool:
+        """The weighted probe is a torch head."""
+        return True
+
+    def layer_label(self, spec: FeatureSpec) -> str:
+        """Stored under :data:`~ssl_ser.classify.results.WEIGHTED_LAYER`, not its layer list."""
+        return WEIGHTED_LAYER
 
 
 @dataclass
@@ -297,9 +337,7 @@ def _tasks_for(
             weighted = FeatureSpec(tuple(layers), "each", pooling)
             cell, todo = pending(WEIGHTED_LAYER, pooling)
             if todo:
-                tasks.append(
-                    Task("weighted", name, [weighted], [cell], fold, n_dropped, meta, params)
-                )
+                tasks.append(WeightedTask(name, [weighted], [cell], fold, n_dropped, meta, params))
         return tasks, count
     by_pooling: dict[str, Task] = {}
     for feature in specs:
@@ -308,12 +346,12 @@ def _tasks_for(
             continue
         if batch:
             task = by_pooling.setdefault(
-                feature.pooling, Task("batched", name, [], [], fold, n_dropped, meta, params)
+                feature.pooling, BatchedTask(name, [], [], fold, n_dropped, meta, params)
             )
             task.specs.append(feature)
             task.cells.append(cell)
         else:
-            tasks.append(Task("single", name, [feature], [cell], fold, n_dropped, meta, params))
+            tasks.append(SingleTask(name, [feature], [cell], fold, n_dropped, meta, params))
     return tasks + list(by_pooling.values()), len(specs)
 
 

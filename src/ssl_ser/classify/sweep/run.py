@@ -7,6 +7,7 @@ interrupted sweep keeps every finished cell.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import tempfile
@@ -19,8 +20,15 @@ import numpy as np
 
 from ssl_ser.classify import registry
 from ssl_ser.classify.features import FeatureBlocks, FeatureSpec
-from ssl_ser.classify.results import WEIGHTED_LAYER, CellStore
-from ssl_ser.classify.sweep.plan import SweepConfig, Task, describe_task
+from ssl_ser.classify.results import CellStore
+from ssl_ser.classify.sweep.plan import (
+    BatchedTask,
+    SingleTask,
+    SweepConfig,
+    Task,
+    WeightedTask,
+    describe_task,
+)
 from ssl_ser.classify.sweep.score import CellInfo, Outcome, Rows
 from ssl_ser.classify.sweep.store import store_cell
 from ssl_ser.progress import StepLines
@@ -108,9 +116,8 @@ def run_task(
     """Fit and score the cells of one task, store each; returns the number of cells."""
     from threadpoolctl import threadpool_limits
 
-    runner = {"single": _run_single, "batched": _run_batched, "weighted": _run_weighted}
     with threadpool_limits(threads), _torch_threads(task, threads):
-        for cell, spec, outcome in runner[task.kind](task, blocks, rows, config, threads):
+        for cell, spec, outcome in fit_task(task, blocks, rows, config, threads):
             _store_cell(store, cell, task, spec, outcome, rows, config)
     return len(task.cells)
 
@@ -118,8 +125,7 @@ def run_task(
 @contextlib.contextmanager
 def _torch_threads(task: Task, threads: int) -> Iterator[None]:
     """Torch's thread count for a task's torch heads, restored afterwards."""
-    uses_torch = task.kind != "single" or registry.get(task.classifier).batched is not None
-    if not uses_torch:
+    if not task.uses_torch:
         yield
         return
     import torch
@@ -132,7 +138,21 @@ def _torch_threads(task: Task, threads: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _run_single(task: Task, blocks: FeatureBlocks, rows: Rows, config: SweepConfig, threads: int):
+@functools.singledispatch
+def fit_task(
+    task: Task, blocks: FeatureBlocks, rows: Rows, config: SweepConfig, threads: int
+) -> Iterator[tuple[str, FeatureSpec, Outcome]]:
+    """Fit a task's cells and predict their test rows: ``(cell id, spec, outcome)`` each.
+
+    Dispatched on the task's type; only training rows reach the fit.
+    """
+    raise TypeError(f"no fit for a {type(task).__name__}")
+
+
+@fit_task.register
+def _run_single(
+    task: SingleTask, blocks: FeatureBlocks, rows: Rows, config: SweepConfig, threads: int
+):
     from ssl_ser.classify.search import fit_single
 
     spec = task.specs[0]
@@ -164,7 +184,10 @@ def _run_single(task: Task, blocks: FeatureBlocks, rows: Rows, config: SweepConf
     )
 
 
-def _run_batched(task: Task, blocks: FeatureBlocks, rows: Rows, config: SweepConfig, threads: int):
+@fit_task.register
+def _run_batched(
+    task: BatchedTask, blocks: FeatureBlocks, rows: Rows, config: SweepConfig, threads: int
+):
     from ssl_ser.classify.search import fit_batched
 
     start = time.perf_counter()
@@ -201,7 +224,10 @@ def _run_batched(task: Task, blocks: FeatureBlocks, rows: Rows, config: SweepCon
             )
 
 
-def _run_weighted(task: Task, blocks: FeatureBlocks, rows: Rows, config: SweepConfig, threads: int):
+@fit_task.register
+def _run_weighted(
+    task: WeightedTask, blocks: FeatureBlocks, rows: Rows, config: SweepConfig, threads: int
+):
     from ssl_ser.classify.search import fit_weighted
 
     start = time.perf_counter()
@@ -253,7 +279,7 @@ def _store_cell(
         cell,
         CellInfo(
             meta=task.meta,
-            layer=WEIGHTED_LAYER if task.kind == "weighted" else spec.label,
+            layer=task.layer_label(spec),
             pooling=spec.pooling,
             classifier=task.classifier,
             params=task.params,
