@@ -53,7 +53,7 @@ def run_tasks(
     n_cells = sum(len(t.cells) for t in tasks)
     lines = StepLines("classify", n_cells, "cells")
     with (
-        _shared(blocks, jobs, store.output) as shared,
+        shared_blocks(blocks, jobs, store.output) as shared,
         tqdm(total=n_cells, desc="classify", unit="cell", disable=not progress) as bar,
     ):
         if jobs == 1:
@@ -80,29 +80,26 @@ def _in_worker(
     return index, function(*args)
 
 
-class _shared:  # noqa: N801 (used as a context manager)
-    """Feature blocks as read-only memory maps for worker processes (or as they are for one)."""
+@contextlib.contextmanager
+def shared_blocks(blocks: FeatureBlocks, jobs: int, output: Path) -> Iterator[FeatureBlocks]:
+    """Feature blocks as read-only memory maps for worker processes (as they are for one job).
 
-    def __init__(self, blocks: FeatureBlocks, jobs: int, output: Path):
-        self.blocks = blocks
-        self.jobs = jobs
-        self.folder: Path | None = None
-        self.output = output
-
-    def __enter__(self) -> FeatureBlocks:
-        if self.jobs == 1:
-            return self.blocks
-        self.folder = Path(tempfile.mkdtemp(prefix=".features-", dir=self.output))
+    The maps live in a temporary folder inside `output` (on its disk, not in
+    memory), removed when the block ends, whatever ends it.
+    """
+    if jobs == 1:
+        yield blocks
+        return
+    folder = Path(tempfile.mkdtemp(prefix=".features-", dir=output))
+    try:
         mapped = {}
-        for pooling, block in self.blocks.blocks.items():
-            path = self.folder / f"{pooling}.npy"
+        for pooling, block in blocks.blocks.items():
+            path = folder / f"{pooling}.npy"
             np.save(path, block)
             mapped[pooling] = np.load(path, mmap_mode="r")
-        return FeatureBlocks(self.blocks.layers, mapped)
-
-    def __exit__(self, *exc) -> None:
-        if self.folder is not None:
-            shutil.rmtree(self.folder, ignore_errors=True)
+        yield FeatureBlocks(blocks.layers, mapped)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def run_task(

@@ -1,0 +1,34 @@
+"""The sweep package's parts: shared feature maps, task types, the two entry points."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ssl_ser.classify.features import FeatureBlocks
+from ssl_ser.classify.sweep.run import shared_blocks
+
+
+def _blocks() -> FeatureBlocks:
+    rng = np.random.default_rng(0)
+    return FeatureBlocks(["0", "1"], {"mean": rng.normal(size=(2, 5, 3)).astype(np.float32)})
+
+
+def test_shared_blocks_map_the_features_read_only_and_clean_up(tmp_path: Path) -> None:
+    blocks = _blocks()
+    with shared_blocks(blocks, 2, tmp_path) as shared:
+        mapped = shared.blocks["mean"]
+        assert isinstance(mapped, np.memmap) and not mapped.flags.writeable
+        np.testing.assert_array_equal(mapped, blocks.blocks["mean"])
+        assert len(list(tmp_path.glob(".features-*"))) == 1
+    assert not list(tmp_path.glob(".features-*"))
+
+
+def test_shared_blocks_clean_up_after_an_error_and_pass_one_job_through(tmp_path: Path) -> None:
+    blocks = _blocks()
+    with pytest.raises(RuntimeError, match="stop"), shared_blocks(blocks, 2, tmp_path):
+        raise RuntimeError("stop")
+    assert not list(tmp_path.glob(".features-*"))
+    with shared_blocks(blocks, 1, tmp_path) as same:
+        assert same is blocks
+    assert not list(tmp_path.iterdir())
