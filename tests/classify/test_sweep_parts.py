@@ -32,3 +32,18 @@ def test_shared_blocks_clean_up_after_an_error_and_pass_one_job_through(tmp_path
     with shared_blocks(blocks, 1, tmp_path) as same:
         assert same is blocks
     assert not list(tmp_path.iterdir())
+
+
+def test_run_sweep_cells_stores_cells_only_and_run_sweep_adds_the_tables(alpha, tmp_path) -> None:
+    from ssl_ser.classify.results import CellStore
+    from ssl_ser.classify.sweep import SweepConfig, run_sweep, run_sweep_cells
+
+    table, features = alpha
+    config = SweepConfig(layers="0,1", folds=2, bootstrap=20, threads=1)
+    counts = run_sweep_cells([features], table, config, tmp_path)
+    assert (counts.cells_run, counts.cells_skipped) == (4, 0)
+    assert len(list(CellStore(tmp_path).cells.glob("*.json"))) == 4
+    assert not list(tmp_path.glob("results.*")) and not (tmp_path / "summary.csv").exists()
+    result = run_sweep([features], table, config, tmp_path)
+    assert (result.cells_run, result.cells_skipped) == (0, 4)
+    assert (tmp_path / "summary.csv").exists() and len(result.results) == 4

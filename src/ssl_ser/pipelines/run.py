@@ -366,20 +366,19 @@ def run_finetune_unit(plan: Plan, unit: FinetuneUnit, *, progress: bool = False)
 def run_unit(plan: Plan, unit: SweepUnit, *, progress: bool = False) -> tuple[int, int]:
     """Run one sweep over the unit's caches: (cells run, cells already stored)."""
     from ssl_ser.classify.features import CacheFeatures
-    from ssl_ser.classify.sweep import run_sweep
+    from ssl_ser.classify.sweep import run_sweep_cells
 
     conditions = sorted(set(unit.pair))
     paths = [plan.cache(unit.model, c, cond).path for c in unit.corpora for cond in conditions]
     sources = [CacheFeatures(path) for path in paths]
     rows = pd.concat([plan.manifests[c] for c in unit.corpora], ignore_index=True)
     try:
-        result = run_sweep(
+        result = run_sweep_cells(
             sources,
             rows,
             sweep_config(plan.experiment, unit),
             unit.variant.results_dir,
             progress=progress,
-            tables=False,
         )
     finally:
         for source in sources:

@@ -51,11 +51,13 @@ __all__ = [
     "Outcome",
     "Rows",
     "SweepConfig",
+    "SweepCounts",
     "SweepResult",
     "Task",
     "describe_folds",
     "describe_task",
     "run_sweep",
+    "run_sweep_cells",
     "run_task",
     "score_cell",
     "setting_key",
@@ -83,7 +85,16 @@ class SweepResult:
         return summary_line(self.summary)
 
 
-def run_sweep(
+@dataclass
+class SweepCounts:
+    """What :func:`run_sweep_cells` did: cells run, cells already stored, seconds."""
+
+    cells_run: int
+    cells_skipped: int
+    seconds: float
+
+
+def run_sweep_cells(
     sources: Sequence[FeatureSource],
     manifest: pd.DataFrame,
     config: SweepConfig,
@@ -92,9 +103,11 @@ def run_sweep(
     model: str | None = None,
     condition: str | None = None,
     progress: bool = False,
-    tables: bool = True,
-) -> SweepResult:
-    """Run every cell of the sweep not already stored in `output`; write the tables.
+) -> SweepCounts:
+    """Run and store every cell of the sweep not already stored in `output`; no tables.
+
+    A caller that runs several sweeps into one folder calls this for each and
+    :func:`~ssl_ser.classify.results.write_tables` once at the end.
 
     Args:
         sources: feature sources (caches or in-memory), possibly of several corpora,
@@ -105,10 +118,6 @@ def run_sweep(
         model: refuse sources computed by another model.
         condition: refuse sources of another condition.
         progress: show progress bars.
-        tables: rebuild the folder's tables (results, predictions, summary) after the
-            sweep. A caller that runs several sweeps into one folder passes False and
-            calls :func:`~ssl_ser.classify.results.write_tables` once at the end; the
-            result then holds the counts only.
     """
     start = time.perf_counter()
     names = registry.parse_classifiers(config.classifiers)
@@ -126,13 +135,33 @@ def run_sweep(
     for dataset, chosen in zip(datasets, poolings, strict=True):
         r, s = _sweep_dataset(dataset, names, config, store, progress, chosen)
         ran, skipped = ran + r, skipped + s
-    if not tables:
-        empty = pd.DataFrame()
-        return SweepResult(empty, empty, {}, ran, skipped, time.perf_counter() - start)
-    paths = write_tables(store, n_boot=config.bootstrap, seed=config.seed)
+    return SweepCounts(ran, skipped, time.perf_counter() - start)
+
+
+def run_sweep(
+    sources: Sequence[FeatureSource],
+    manifest: pd.DataFrame,
+    config: SweepConfig,
+    output: str | Path,
+    *,
+    model: str | None = None,
+    condition: str | None = None,
+    progress: bool = False,
+) -> SweepResult:
+    """Run the sweep's pending cells (:func:`run_sweep_cells`), then rebuild `output`'s tables.
+
+    The tables (results, predictions, summary) cover every cell stored in
+    `output`, this sweep's and earlier ones'.
+    """
+    start = time.perf_counter()
+    counts = run_sweep_cells(
+        sources, manifest, config, output, model=model, condition=condition, progress=progress
+    )
+    paths = write_tables(CellStore(output), n_boot=config.bootstrap, seed=config.seed)
     results = pd.read_parquet(paths["results"])
     summary = pd.read_csv(paths["summary"])
-    return SweepResult(results, summary, paths, ran, skipped, time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    return SweepResult(results, summary, paths, counts.cells_run, counts.cells_skipped, seconds)
 
 
 def _sweep_dataset(
