@@ -16,6 +16,7 @@ from typing import Any
 from ssl_ser.classify import registry
 from ssl_ser.classify.dataset import Dataset
 from ssl_ser.classify.features import (
+    AUTO_POOLING,
     FeatureSpec,
     check_honoured,
     feature_specs,
@@ -34,35 +35,41 @@ from ssl_ser.classify.splits import (
 )
 from ssl_ser.classify.sweep.score import Rows
 from ssl_ser.classify.sweep.store import supersede_other_cells
-from ssl_ser.errors import UnknownChoiceError
+from ssl_ser.errors import ConfigError, UnknownChoiceError
 
 log = logging.getLogger(__name__)
+
+
+# fields that hold several choices: tuples, never comma strings
+TUPLE_FIELDS: tuple[str, ...] = ("layers", "poolings", "classifiers")
 
 
 @dataclass(frozen=True)
 class SweepConfig:
     """What to sweep; every field that changes results is part of each cell's id.
 
-    ``labels`` is a label set name (basic4, all, sentiment) or a comma list of
-    canonical emotions (``angry,happy,sad,neutral,fear,disgust``); results record
-    the set's one spelling (see :mod:`ssl_ser.labels`). ``poolings`` (``auto`` by
-    default) resolves per extractor (see
+    ``labels`` is a label set name (basic4, all, sentiment) or a tuple of
+    canonical emotions (``("angry", "happy", "sad")``); results record the set's
+    one spelling (see :mod:`ssl_ser.labels`). ``layers`` holds ``all``, layer
+    names or ranges (``("0-6",)``, ``("3", "6", "9")``). ``poolings`` (``auto``
+    by default) resolves per extractor (see
     :func:`~ssl_ser.classify.features.resolve_poolings`); cell ids and results
     hold the pooling each extractor actually used, never the word ``auto``.
+    ``split_options`` are the split methods' settings (folds, seed, ratios,
+    corpora, shots); its seed also seeds the fits and the bootstrap.
+
+    Raises:
+        ConfigError: a string given for a tuple field (``classifiers="logreg,mlp"``
+            instead of ``("logreg", "mlp")``), naming the field.
     """
 
-    labels: str = "basic4"
-    layers: str = "all"
+    labels: str | tuple[str, ...] = "basic4"
+    layers: tuple[str, ...] = ("all",)
     combine: str = "each"
-    poolings: str = "auto"
-    classifiers: str = "logreg"
+    poolings: tuple[str, ...] = (AUTO_POOLING,)
+    classifiers: tuple[str, ...] = ("logreg",)
     split: str = "speaker-kfold"
-    folds: int = 5
-    seed: int = 0
-    ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
-    train_corpora: tuple[str, ...] = ()
-    test_corpora: tuple[str, ...] = ()
-    shots: int = 10
+    split_options: SplitOptions = field(default_factory=SplitOptions)
     train_condition: str | None = None
     test_condition: str | None = None
     search: bool = False
@@ -75,6 +82,24 @@ class SweepConfig:
     force: bool = False
     allow_incomplete: bool = False
 
+    def __post_init__(self) -> None:
+        for name in TUPLE_FIELDS:
+            value = getattr(self, name)
+            if not isinstance(value, tuple):
+                raise ConfigError(
+                    f"SweepConfig.{name} must be a tuple of names, got {value!r} "
+                    f"(e.g. {name}=({value!r},) or split a comma list first)"
+                )
+        if not isinstance(self.split_options, SplitOptions):
+            raise ConfigError(
+                f"SweepConfig.split_options must be a SplitOptions, got {self.split_options!r}"
+            )
+
+    @property
+    def seed(self) -> int:
+        """The seed of the splits, the fits and the bootstrap."""
+        return self.split_options.seed
+
     @property
     def cell_threads(self) -> int:
         """BLAS/OpenMP/torch threads of one cell: ``threads``, else 1 whatever ``jobs`` is.
@@ -84,17 +109,6 @@ class SweepConfig:
         and ``--jobs 2`` computing, and reusing, the same cells.
         """
         return self.threads or 1
-
-    def split_options(self) -> SplitOptions:
-        """The settings the split methods read."""
-        return SplitOptions(
-            folds=self.folds,
-            seed=self.seed,
-            ratios=tuple(self.ratios),
-            train_corpora=tuple(self.train_corpora),
-            test_corpora=tuple(self.test_corpora),
-            shots=self.shots,
-        )
 
 
 @dataclass
@@ -171,7 +185,7 @@ class DatasetPlan:
         return [layer for layer in self.layers if layer in wanted]
 
 
-def sweep_poolings(datasets: Sequence[Dataset], spec: str) -> list[list[str]]:
+def sweep_poolings(datasets: Sequence[Dataset], spec: str | Sequence[str]) -> list[list[str]]:
     """Each dataset's pooling choices, resolved before any cell runs (warnings logged).
 
     Raises:
@@ -212,7 +226,7 @@ def plan_dataset(
     described: dict[str, Mapping[str, Any]] = {}
     for train_condition, test_condition in _scenarios(dataset, config):
         folds = condition_folds(
-            dataset.table, train_condition, test_condition, config.split, config.split_options()
+            dataset.table, train_condition, test_condition, config.split, config.split_options
         )
         log.info(
             "%s %s -> %s, %s folds (train/test rows): %s",
@@ -287,9 +301,9 @@ def _fold_meta(
         "cache_keys": json.dumps(dataset.keys(), sort_keys=True, default=str),
         "data_digest": digest,
         "features_digest": dataset.features_digest(),
-        "split_options": asdict(config.split_options()),
+        "split_options": asdict(config.split_options),
         "threads": config.cell_threads,
-        "shots": config.shots if config.split == "few-shot" else None,
+        "shots": config.split_options.shots if config.split == "few-shot" else None,
         "fold_digest": fold_digest(dataset.table["utt_id"].to_numpy(), fold),
     }
 
