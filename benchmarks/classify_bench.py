@@ -95,10 +95,9 @@ def bench_sweep(table: pd.DataFrame, features, args) -> None:
     size_mb = features.arrays["mean"].nbytes / 1e6
     config = SweepConfig(
         labels="all",
-        classifiers="logreg,mlp",
+        classifiers=("logreg", "mlp"),
         split="speaker-kfold",
-        folds=args.folds,
-        seed=args.seed,
+        split_options=SplitOptions(folds=args.folds, seed=args.seed),
         jobs=args.jobs,
     )
     with tempfile.TemporaryDirectory() as output:

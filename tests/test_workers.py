@@ -12,7 +12,7 @@ import pytest
 PARENT = """
 import os, sys, time
 from joblib import Parallel, delayed
-from ssl_ser.classify.sweep import _in_worker
+from ssl_ser.classify.sweep.run import _in_worker
 
 def slow(seconds):
     print("worker", os.getpid(), flush=True)

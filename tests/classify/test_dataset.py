@@ -9,13 +9,20 @@ import pytest
 from ssl_ser import cache
 from ssl_ser.classify.dataset import build_datasets
 from ssl_ser.classify.features import CacheFeatures
+from ssl_ser.classify.splits import SplitOptions
 from ssl_ser.classify.sweep import SweepConfig, run_sweep
 from ssl_ser.errors import CacheError
 
 from .conftest import BASIC4, corpus
 
 SHARED = "angry,happy,sad,neutral,fear"  # the canonical spelling of these five
-FAST = {"bootstrap": 20, "folds": 2, "threads": 1, "layers": "2", "classifiers": "logreg"}
+FAST = {
+    "bootstrap": 20,
+    "split_options": SplitOptions(folds=2),
+    "threads": 1,
+    "layers": ("2",),
+    "classifiers": ("logreg",),
+}
 
 
 @pytest.fixture(scope="module")

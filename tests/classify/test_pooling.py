@@ -18,6 +18,7 @@ from sklearn.preprocessing import StandardScaler
 
 from ssl_ser import cache, manifest
 from ssl_ser.classify import search
+from ssl_ser.classify.splits import SplitOptions
 from ssl_ser.classify.sweep import SweepConfig, run_sweep
 from ssl_ser.cli.main import cli
 from ssl_ser.testing.synthetic import synthetic_features, synthetic_manifest
@@ -107,8 +108,8 @@ def test_default_classification_of_an_mfcc_cache_uses_mean_and_std(files, tmp_pa
 
 
 def test_the_python_api_default_is_auto_too(files, tmp_path):
-    assert SweepConfig().poolings == "auto"
-    config = SweepConfig(folds=FOLDS, bootstrap=0, threads=1)
+    assert SweepConfig().poolings == ("auto",)
+    config = SweepConfig(split_options=SplitOptions(folds=FOLDS), bootstrap=0, threads=1)
     result = run_sweep([files["mfcc_features"]], files["table"], config, tmp_path)
     assert set(result.results["pooling"]) == {"mean+std"}
 

@@ -8,6 +8,7 @@ import pytest
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
 from ssl_ser import __version__
+from ssl_ser.classify.splits import SplitOptions
 from ssl_ser.classify.sweep import SweepConfig, run_sweep
 from ssl_ser.errors import (
     CacheKeyMismatchError,
@@ -20,7 +21,7 @@ from .conftest import BASIC4, SMALL_LINEAR, SMALL_MLP, corpus, relabel
 
 FAST = {
     "bootstrap": 100,
-    "folds": 3,
+    "split_options": SplitOptions(folds=3),
     "threads": 1,
     "params": {"mlp": SMALL_MLP, "linear": SMALL_LINEAR},
 }
@@ -32,7 +33,9 @@ def sweep(sources, manifest, output, **options):
 
 def test_results_match_sklearn_on_stored_predictions(alpha, tmp_path):
     table, features = alpha
-    result = sweep([features], table, tmp_path, classifiers="logreg,mlp", poolings="mean,mean+std")
+    result = sweep(
+        [features], table, tmp_path, classifiers=("logreg", "mlp"), poolings=("mean", "mean+std")
+    )
     results, predictions = result.results, pd.read_parquet(tmp_path / "predictions.parquet")
     assert len(results) == 4 * 2 * 2 * 3  # layers x poolings x classifiers x folds
     assert not results.duplicated(["layer", "pooling", "classifier", "fold"]).any()
@@ -60,25 +63,27 @@ def test_results_match_sklearn_on_stored_predictions(alpha, tmp_path):
 
 def test_rerun_skips_finished_cells_and_force_redoes_them(alpha, tmp_path):
     table, features = alpha
-    first = sweep([features], table, tmp_path, classifiers="logreg", layers="1,2")
+    first = sweep([features], table, tmp_path, classifiers=("logreg",), layers=("1", "2"))
     assert (first.cells_run, first.cells_skipped) == (6, 0)
-    again = sweep([features], table, tmp_path, classifiers="logreg", layers="1,2")
+    again = sweep([features], table, tmp_path, classifiers=("logreg",), layers=("1", "2"))
     assert (again.cells_run, again.cells_skipped) == (0, 6)
     pd.testing.assert_frame_equal(first.results, again.results)
     killed = sorted((tmp_path / "cells").glob("*.json"))[:2]  # as if the run died before these
     for path in killed:
         path.unlink()
-    resumed = sweep([features], table, tmp_path, classifiers="logreg", layers="1,2")
+    resumed = sweep([features], table, tmp_path, classifiers=("logreg",), layers=("1", "2"))
     assert (resumed.cells_run, resumed.cells_skipped) == (2, 4)
     assert len(resumed.results) == 6
-    forced = sweep([features], table, tmp_path, classifiers="logreg", layers="1,2", force=True)
+    forced = sweep(
+        [features], table, tmp_path, classifiers=("logreg",), layers=("1", "2"), force=True
+    )
     assert (forced.cells_run, forced.cells_skipped) == (6, 0)
 
 
 def test_batched_probe_cells_equal_per_layer_cells(alpha, tmp_path):
     table, features = alpha
-    batched = sweep([features], table, tmp_path / "b", classifiers="mlp,linear", batched=True)
-    single = sweep([features], table, tmp_path / "s", classifiers="mlp,linear", batched=False)
+    batched = sweep([features], table, tmp_path / "b", classifiers=("mlp", "linear"), batched=True)
+    single = sweep([features], table, tmp_path / "s", classifiers=("mlp", "linear"), batched=False)
     keys = ["classifier", "layer", "fold"]
     merged = batched.results.merge(single.results, on=keys, suffixes=("_b", "_s"))
     assert len(merged) == 2 * 4 * 3
@@ -88,7 +93,7 @@ def test_batched_probe_cells_equal_per_layer_cells(alpha, tmp_path):
 
 def test_search_never_sees_the_test_fold(alpha, tmp_path):
     table, features = alpha
-    options = {"classifiers": "logreg,mlp", "layers": "1,2", "search": True}
+    options = {"classifiers": ("logreg", "mlp"), "layers": ("1", "2"), "search": True}
     first = sweep([features], table, tmp_path / "a", **options)
     predictions = pd.read_parquet(tmp_path / "a" / "predictions.parquet")
     fold0 = set(predictions.loc[predictions["fold"] == "0", "utt_id"])
@@ -112,7 +117,7 @@ def test_search_never_sees_the_test_fold(alpha, tmp_path):
 @pytest.mark.slow
 def test_parallel_jobs_give_the_same_results(alpha, tmp_path):
     table, features = alpha
-    options = {"classifiers": "logreg,mlp", "layers": "0-2"}
+    options = {"classifiers": ("logreg", "mlp"), "layers": ("0-2",)}
     serial = sweep([features], table, tmp_path / "1", jobs=1, **options).results
     parallel = sweep([features], table, tmp_path / "2", jobs=2, **options).results
     keys = ["classifier", "layer", "fold"]
@@ -125,7 +130,7 @@ def test_parallel_jobs_give_the_same_results(alpha, tmp_path):
 
 def test_pooled_corpora_get_rows_per_corpus(alpha_beta, tmp_path):
     table, sources = alpha_beta
-    result = sweep(sources, table, tmp_path, classifiers="logreg", layers="2", labels="all")
+    result = sweep(sources, table, tmp_path, classifiers=("logreg",), layers=("2",), labels="all")
     predictions = pd.read_parquet(tmp_path / "predictions.parquet")
     assert set(result.results["test_corpus"]) == {"alpha+beta", "alpha", "beta"}
     for row in result.results.query("test_corpus == 'beta'").itertuples():
@@ -141,7 +146,7 @@ def test_pooled_corpora_get_rows_per_corpus(alpha_beta, tmp_path):
 
 def test_pooled_folds_keep_the_pool_label_whatever_their_test_speakers(alpha_beta, tmp_path):
     table, sources = alpha_beta
-    result = sweep(sources, table, tmp_path, classifiers="logreg", layers="2", split="loso")
+    result = sweep(sources, table, tmp_path, classifiers=("logreg",), layers=("2",), split="loso")
     speakers = table.set_index("speaker")["corpus"].to_dict()
     for fold, rows in result.results.groupby("fold"):
         labels = sorted(rows["test_corpus"])
@@ -156,12 +161,11 @@ def test_cross_corpus_drops_classes_unseen_in_training(alpha_beta, tmp_path, cap
             sources,
             table,
             tmp_path,
-            classifiers="logreg",
-            layers="2",
+            classifiers=("logreg",),
+            layers=("2",),
             labels="all",
             split="cross-corpus",
-            train_corpora=("alpha",),
-            test_corpora=("beta",),
+            split_options=SplitOptions(folds=3, train_corpora=("alpha",), test_corpora=("beta",)),
         )
     (row,) = result.results.itertuples()
     assert (row.train_corpus, row.test_corpus) == ("alpha", "beta")
@@ -173,18 +177,22 @@ def test_cross_corpus_drops_classes_unseen_in_training(alpha_beta, tmp_path, cap
 def test_leave_one_corpus_out_and_few_shot(alpha_beta, tmp_path):
     table, sources = alpha_beta
     loco = sweep(
-        sources, table, tmp_path / "loco", classifiers="logreg", layers="2", split="cross-corpus"
+        sources,
+        table,
+        tmp_path / "loco",
+        classifiers=("logreg",),
+        layers=("2",),
+        split="cross-corpus",
     )
     assert sorted(loco.results["fold"]) == ["alpha->beta", "beta->alpha"]
     few = sweep(
         sources,
         table,
         tmp_path / "few",
-        classifiers="logreg",
-        layers="2",
+        classifiers=("logreg",),
+        layers=("2",),
         split="few-shot",
-        test_corpora=("beta",),
-        shots=8,
+        split_options=SplitOptions(folds=3, test_corpora=("beta",), shots=8),
     )
     assert len(few.results) == 3 and set(few.results["test_corpus"]) == {"beta"}
     assert (few.results["n_train"] == 240 + 8).all()
@@ -194,15 +202,17 @@ def test_cross_condition(alpha, tmp_path):
     table, features = alpha
     telephone = relabel(features, condition="telephone")
     telephone.arrays = {p: a + 0.5 for p, a in features.arrays.items()}
-    both = sweep([features, telephone], table, tmp_path / "m", classifiers="logreg", layers="2")
+    both = sweep(
+        [features, telephone], table, tmp_path / "m", classifiers=("logreg",), layers=("2",)
+    )
     pairs = set(zip(both.results["train_condition"], both.results["test_condition"], strict=True))
     assert pairs == {("clean", "clean"), ("telephone", "telephone")}
     cross = sweep(
         [features, telephone],
         table,
         tmp_path / "x",
-        classifiers="logreg",
-        layers="2",
+        classifiers=("logreg",),
+        layers=("2",),
         train_condition="clean",
         test_condition="telephone",
     )
@@ -214,13 +224,13 @@ def test_cross_condition(alpha, tmp_path):
 
 def test_combined_layers_and_weighted_head(alpha, tmp_path):
     table, features = alpha
-    combined = sweep([features], table, tmp_path / "c", classifiers="logreg", combine="mean")
+    combined = sweep([features], table, tmp_path / "c", classifiers=("logreg",), combine="mean")
     assert set(combined.results["layer"]) == {"0-3:mean"}
     weighted = sweep(
         [features],
         table,
         tmp_path / "w",
-        classifiers="mlp-weighted",
+        classifiers=("mlp-weighted",),
         params={"mlp-weighted": SMALL_MLP},
     )
     assert set(weighted.results["layer"]) == {"weighted"}
@@ -230,7 +240,7 @@ def test_combined_layers_and_weighted_head(alpha, tmp_path):
 
 def test_selected_layer_uses_inner_validation(alpha, tmp_path):
     table, features = alpha
-    result = sweep([features], table, tmp_path, classifiers="mlp")
+    result = sweep([features], table, tmp_path, classifiers=("mlp",))
     selected = result.summary[result.summary["layer"] == "selected"]
     assert len(selected) == 1
     chosen = json.loads(selected["chosen_layers"].iloc[0])
@@ -244,9 +254,9 @@ def test_selected_layer_uses_inner_validation(alpha, tmp_path):
     "options,error,message",
     [
         ({"labels": "basic5"}, UnknownChoiceError, "unknown label set 'basic5'"),
-        ({"classifiers": "lda"}, UnknownChoiceError, "unknown classifier 'lda'.*logreg"),
-        ({"layers": "7"}, UnknownChoiceError, "unknown layer '7'"),
-        ({"folds": 9}, ConfigError, "9 folds need at least 9 speakers"),
+        ({"classifiers": ("lda",)}, UnknownChoiceError, "unknown classifier 'lda'.*logreg"),
+        ({"layers": ("7",)}, UnknownChoiceError, "unknown layer '7'"),
+        ({"split_options": SplitOptions(folds=9)}, ConfigError, "9 folds need at least 9 speakers"),
         ({"split": "preset"}, ConfigError, "preset split needs train and test rows"),
     ],
 )
@@ -275,7 +285,11 @@ def test_bad_data_is_named(alpha, tmp_path):
     other_table, other = corpus("gamma", seed=3)
     other.key = {**other.key, "model": "other-model", "config_digest": "zzz"}
     both = sweep(
-        [features, other], pd.concat([table, other_table]), tmp_path / "two", layers="2", folds=2
+        [features, other],
+        pd.concat([table, other_table]),
+        tmp_path / "two",
+        layers=("2",),
+        split_options=SplitOptions(folds=2),
     )
     assert set(both.results["extractor"]) == {"tiny-model", "other-model"}
 
@@ -291,7 +305,12 @@ def test_sweep_reads_each_layer_once_whatever_the_number_of_cells(alpha, tmp_pat
 
     monkeypatch.setattr(features, "read", counted)
     result = sweep(
-        [features], table, tmp_path, classifiers="logreg,knn", layers="1,2", poolings="mean,std"
+        [features],
+        table,
+        tmp_path,
+        classifiers=("logreg", "knn"),
+        layers=("1", "2"),
+        poolings=("mean", "std"),
     )
     assert result.cells_run == 2 * 2 * 2 * 3  # layers x poolings x classifiers x folds
     assert sorted(reads) == [("1", "mean"), ("1", "std"), ("2", "mean"), ("2", "std")]
@@ -301,7 +320,7 @@ def test_selected_layer_breaks_validation_ties_by_depth_not_storage_order(alpha,
     from ssl_ser.classify.results import SELECTED_LAYER, select_layers
 
     table, features = alpha
-    results = sweep([features], table, tmp_path, classifiers="logreg").results
+    results = sweep([features], table, tmp_path, classifiers=("logreg",)).results
     results["val_ua"] = 0.5  # every layer ties on the training speakers' validation
     choices = set()
     for seed in range(4):
@@ -319,12 +338,11 @@ def test_xgb_copes_with_a_class_absent_from_training_like_the_others(alpha_beta,
         sources,
         table,
         tmp_path,
-        classifiers="logreg,xgb",
-        layers="2",
+        classifiers=("logreg", "xgb"),
+        layers=("2",),
         labels="all",
         split="cross-corpus",
-        train_corpora=("alpha",),
-        test_corpora=("beta",),
+        split_options=SplitOptions(folds=3, train_corpora=("alpha",), test_corpora=("beta",)),
         params={"xgb": {"n_estimators": 20, "max_depth": 3}},
     )
     rows = result.results.set_index("classifier")
@@ -364,7 +382,7 @@ def test_plain_xgb_computes_what_a_bare_xgboost_classifier_does():
 @pytest.mark.slow
 def test_default_threads_make_cells_independent_of_the_job_count(alpha, tmp_path):
     table, features = alpha
-    options = {"classifiers": "logreg,linear", "layers": "0-1", "threads": None}
+    options = {"classifiers": ("logreg", "linear"), "layers": ("0-1",), "threads": None}
     serial = sweep([features], table, tmp_path / "1", jobs=1, **options)
     parallel = sweep([features], table, tmp_path / "2", jobs=2, **options)
     assert set(serial.results["threads"]) == {1}
@@ -380,17 +398,25 @@ def test_default_threads_make_cells_independent_of_the_job_count(alpha, tmp_path
 
 
 @pytest.mark.parametrize(
-    "second", [{"threads": 2}, {"folds": 2}, {"seed": 1}], ids=["threads", "folds", "seed"]
+    "second",
+    [
+        {"threads": 2},
+        {"split_options": SplitOptions(folds=2)},
+        {"split_options": SplitOptions(folds=3, seed=1)},
+    ],
+    ids=["threads", "folds", "seed"],
 )
 def test_a_rerun_with_other_options_never_counts_a_fold_twice(alpha, tmp_path, second):
     table, features = alpha
-    options = {"classifiers": "logreg", "layers": "1", "bootstrap": 0}
+    options = {"classifiers": ("logreg",), "layers": ("1",), "bootstrap": 0}
     sweep([features], table, tmp_path, **options)
     rerun = sweep([features], table, tmp_path, **{**options, **second})
     fresh = sweep([features], table, tmp_path / "fresh", **{**options, **second})
     summary = rerun.summary[rerun.summary["layer"].astype(str) == "1"]
-    assert len(summary) == (2 if "seed" in second else 1)
-    if "seed" in second:  # another seed is another setting: both are kept, apart
+    assert len(summary) == (2 if second.get("split_options", SplitOptions()).seed else 1)
+    if second.get(
+        "split_options", SplitOptions()
+    ).seed:  # another seed is another setting: both are kept, apart
         assert sorted(summary["seed"]) == [0, 1] and set(summary["n_folds"]) == {3}
         return
     expected = fresh.summary[fresh.summary["layer"].astype(str) == "1"]

@@ -57,12 +57,8 @@ def test_every_fold_holds_the_speakers_of_ser_classify(
 ):
     sweep = SweepConfig(
         split=split,
-        folds=options.folds,
-        seed=options.seed,
-        ratios=options.ratios,
-        test_corpora=options.test_corpora,
-        shots=options.shots,
-        layers="4",
+        split_options=options,
+        layers=("4",),
         bootstrap=20,
     )
     run_sweep(caches, two_corpora, sweep, tmp_path / "probe")

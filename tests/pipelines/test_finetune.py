@@ -292,7 +292,7 @@ def test_each_variant_finetunes_on_its_own_seed_and_shots(tmp_path, tiny_model):
         settings = finetune_settings(plan, tune)
         probe = sweep_config(plan.experiment, tune.probe)
         assert settings.split == "few-shot" and settings.labels == probe.labels
-        assert settings.split_options == probe.split_options()
+        assert settings.split_options == probe.split_options
         assert settings.seed == tune.variant.seed
         assert settings.split_options.shots == tune.variant.shots
         assert (settings.train_condition, settings.test_condition) == ("clean", "clean")

@@ -137,12 +137,12 @@ def test_a_pooling_no_model_stores_is_refused_before_any_work(mixed, tmp_path):
     assert "egemaps stores 'mean' (its 88 eGeMAPS functionals)" in str(error.value)
     fine = experiment_from_dict({**data, "models": ["egemaps", "mfcc"]})
     units = run_experiment(fine, dry_run=True).plan.units
-    assert {u.model: u.poolings for u in units} == {"egemaps": "mean", "mfcc": "std"}
+    assert {u.model: u.poolings for u in units} == {"egemaps": ("mean",), "mfcc": ("std",)}
 
 
 def test_the_experiment_default_is_auto(mixed, tmp_path):
     data = experiment(mixed["listing"], tmp_path, ["mfcc", "egemaps"])
     fine = experiment_from_dict(data)
-    assert fine.pooling == "auto"
+    assert fine.pooling == ("auto",)
     units = run_experiment(fine, dry_run=True).plan.units
-    assert {u.model: u.poolings for u in units} == {"egemaps": "mean", "mfcc": "mean+std"}
+    assert {u.model: u.poolings for u in units} == {"egemaps": ("mean",), "mfcc": ("mean+std",)}

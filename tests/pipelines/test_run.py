@@ -97,7 +97,7 @@ def test_second_run_does_no_extraction_and_no_classify_work(first_run, monkeypat
         raise AssertionError("nothing should be computed on a re-run")
 
     monkeypatch.setattr("ssl_ser.extract.runner.extract", fail)
-    monkeypatch.setattr("ssl_ser.classify.sweep.run_task", fail)
+    monkeypatch.setattr("ssl_ser.classify.sweep.run.run_task", fail)
     result = CliRunner().invoke(cli, ["run", str(path), "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "extraction: 0 cache(s) updated, 2 already complete" in result.output

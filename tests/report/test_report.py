@@ -302,6 +302,7 @@ def test_importing_the_report_command_loads_no_heavy_library() -> None:
 
 
 def test_report_of_a_real_classify_sweep(tmp_path: Path) -> None:
+    from ssl_ser.classify.splits import SplitOptions
     from ssl_ser.classify.sweep import SweepConfig, run_sweep
     from ssl_ser.testing.synthetic import synthetic_features, synthetic_manifest
 
@@ -319,7 +320,7 @@ def test_report_of_a_real_classify_sweep(tmp_path: Path) -> None:
         synthetic_features(manifest, layers, 8, seed=i, key={**key, "config_digest": str(i)})
         for i, (key, layers) in enumerate(zip(keys, (4, 1), strict=True))
     ]
-    config = SweepConfig(classifiers="logreg", folds=3, bootstrap=50)
+    config = SweepConfig(classifiers=("logreg",), split_options=SplitOptions(folds=3), bootstrap=50)
     sweep = run_sweep(sources, manifest, config, tmp_path / "sweep")
     summary = write_report(tmp_path / "sweep", tmp_path / "report.html", n_boot=50)
 

@@ -176,17 +176,27 @@ def content_digest(source: FeatureSource) -> str:
     return digest.hexdigest()
 
 
-def parse_layers(spec: str, available: Sequence[str]) -> list[str]:
-    """Layer names selected by ``all``, ``0-6``, ``3,6,9`` or a mix (``0-3,12``).
+def _items(spec: str | Sequence[str]) -> list[str]:
+    """A selection's items: a sequence as it is, a comma string (a CLI word) split at commas."""
+    parts = spec.split(",") if isinstance(spec, str) else [str(part) for part in spec]
+    return [part.strip() for part in parts if part.strip()]
+
+
+def parse_layers(spec: str | Sequence[str], available: Sequence[str]) -> list[str]:
+    """Layer names selected by ``("all",)``, ``("0-6",)``, ``("3", "6", "9")`` or a mix.
+
+    Each item is ``all``, a layer name or a range ``first-last``; a comma string
+    (``"0-3,12"``) is read as its items.
 
     Raises:
         UnknownChoiceError: a layer or range end that the features do not have.
     """
     available = [str(a) for a in available]
-    if spec.strip() == "all":
+    items = _items(spec)
+    if items == ["all"]:
         return list(available)
     chosen: list[str] = []
-    for item in (part.strip() for part in spec.split(",") if part.strip()):
+    for item in items:
         match = RANGE.match(item)
         if match:
             first, last = match["first"], match["last"]
@@ -200,7 +210,7 @@ def parse_layers(spec: str, available: Sequence[str]) -> list[str]:
         else:
             raise UnknownChoiceError("layer", item, ["all", *available])
     if not chosen:
-        raise ConfigError(f"layer selection {spec!r} selects no layer")
+        raise ConfigError(f"layer selection {','.join(items)!r} selects no layer")
     return list(dict.fromkeys(chosen))
 
 
@@ -278,7 +288,7 @@ def _stored_text(model: str, stored: Sequence[str]) -> str:
     return f"{text} (its 88 eGeMAPS functionals)" if model == "egemaps" else text
 
 
-def resolve_poolings(spec: str, model: str, stored: Sequence[str]) -> PoolingChoice:
+def resolve_poolings(spec: str | Sequence[str], model: str, stored: Sequence[str]) -> PoolingChoice:
     """Resolve ``auto`` and explicit pooling choices against one extractor's stored poolings.
 
     ``auto`` becomes :func:`default_pooling`. An explicit choice whose parts are
@@ -287,7 +297,8 @@ def resolve_poolings(spec: str, model: str, stored: Sequence[str]) -> PoolingCho
     note names the model and the pooling. Repeats after resolving are dropped.
 
     Args:
-        spec: ``auto``, ``mean``, ``std``, ``mean+std`` or a comma list of them.
+        spec: choices among ``auto``, ``mean``, ``std`` and ``mean+std`` (a comma
+            string is read as its items).
         model: the extractor's model name (``mfcc``, ``egemaps``, a hub id...).
         stored: the poolings its features store.
 
@@ -295,7 +306,7 @@ def resolve_poolings(spec: str, model: str, stored: Sequence[str]) -> PoolingCho
         UnknownChoiceError: a choice that is not one of :data:`POOLING_OPTIONS`.
         ConfigError: no choice given.
     """
-    requested = tuple(dict.fromkeys(p.strip() for p in spec.split(",") if p.strip()))
+    requested = tuple(dict.fromkeys(_items(spec)))
     if not requested:
         raise ConfigError(f"no pooling chosen; expected one of {', '.join(POOLING_OPTIONS)}")
     for choice in requested:

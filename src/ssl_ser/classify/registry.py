@@ -215,11 +215,15 @@ def get(name: str) -> ClassifierSpec:
     return CLASSIFIERS[name]
 
 
-def parse_classifiers(spec: str) -> list[str]:
-    """Classifier names from a comma list, each checked against the registry."""
-    names = [name.strip() for name in spec.split(",") if name.strip()]
+def parse_classifiers(spec: str | Sequence[str]) -> list[str]:
+    """Classifier names, each checked against the registry; repeats dropped.
+
+    A comma string (a CLI word) is read as its items.
+    """
+    parts = spec.split(",") if isinstance(spec, str) else list(spec)
+    names = [name.strip() for name in parts if name.strip()]
     if not names:
-        raise UnknownChoiceError("classifier", spec, CLASSIFIERS)
+        raise UnknownChoiceError("classifier", ",".join(parts), CLASSIFIERS)
     for name in names:
         get(name)
     return list(dict.fromkeys(names))

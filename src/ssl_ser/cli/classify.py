@@ -5,7 +5,13 @@ from __future__ import annotations
 import click
 
 from ssl_ser.classify.features import COMBINES
-from ssl_ser.cli.options import parse_names, parse_paths, parse_ratios, split_options
+from ssl_ser.cli.options import (
+    parse_labels,
+    parse_names,
+    parse_paths,
+    split_options,
+    split_settings,
+)
 
 # The registries own the choices; the options list exactly theirs.
 
@@ -99,9 +105,11 @@ def classify(**options) -> None:
     )
     sources = [CacheFeatures(path) for path in parse_paths(options["caches"])]
     parsed = {
-        "ratios": parse_ratios(options["ratios"]),
-        "train_corpora": parse_names(options["train_corpora"]),
-        "test_corpora": parse_names(options["test_corpora"]),
+        "labels": parse_labels(options["labels"]),
+        "layers": parse_names(options["layers"]),
+        "poolings": parse_names(options["poolings"]),
+        "classifiers": parse_names(options["classifiers"]),
+        "split_options": split_settings(options),
     }
     names = {f.name for f in dataclasses.fields(SweepConfig)}
     config = SweepConfig(**{k: v for k, v in options.items() if k in names} | parsed)
@@ -144,7 +152,8 @@ def _check_probe_export(config, sources) -> None:
             "--train-condition to say which the probe is fitted on"
         )
     crossed = config.split in ("cross-corpus", "few-shot")
-    if crossed and not (config.train_corpora or config.test_corpora):
+    split = config.split_options
+    if crossed and not (split.train_corpora or split.test_corpora):
         raise ConfigError(
             f"--save-probe with --split {config.split}: each held-out corpus has its own training "
             "set; name the training corpora with --train (or the test ones with --test)"
@@ -158,17 +167,18 @@ def _save_probe(sources, table, config, options: dict):
 
     classifier = registry.parse_classifiers(config.classifiers)[0]
     each = config.combine == "each"
-    train = tuple(config.train_corpora)
+    split = config.split_options
+    train = split.train_corpora
     if config.split in ("cross-corpus", "few-shot") and not train:
         present = sorted(table["corpus"].unique())
-        train = tuple(c for c in present if c not in config.test_corpora)
+        train = tuple(c for c in present if c not in split.test_corpora)
     return export_probe(
         sources,
         table,
         options["save_probe"],
         classifier=classifier,
         labels=config.labels,
-        pooling=config.poolings.split(",")[0],
+        pooling=config.poolings[0],
         layers=SELECTED if each else config.layers,
         choose_from=config.layers if each else "all",
         combine=config.combine,

@@ -7,12 +7,11 @@ import click
 from ssl_ser.audio import TELEPHONE_SOURCES
 from ssl_ser.cli.options import (
     conditions_option,
-    parse_names,
     parse_paths,
-    parse_ratios,
     progress_option,
     refuse_repeats,
     split_options,
+    split_settings,
 )
 from ssl_ser.extract.config import LONG_AUDIO_POLICIES
 from ssl_ser.finetune.config import ADAPTERS, FINETUNE_DTYPES, FREEZES, HEADS, FinetuneConfig
@@ -189,7 +188,6 @@ def finetune(**options) -> None:
     `finetune`), so `ser report OUTPUT` shows fine-tuning beside the probes.
     A killed run resumes from its last epoch; finished folds are skipped.
     """
-    from ssl_ser.classify.splits import SplitOptions
     from ssl_ser.finetune.run import FinetuneSettings, run_finetune
     from ssl_ser.pipelines.probe import corpus_manifests
 
@@ -199,14 +197,7 @@ def finetune(**options) -> None:
     settings = FinetuneSettings(
         labels=options["labels"],
         split=options["split"],
-        split_options=SplitOptions(
-            folds=options["folds"],
-            seed=options["seed"],
-            ratios=parse_ratios(options["ratios"]),
-            train_corpora=parse_names(options["train_corpora"]),
-            test_corpora=parse_names(options["test_corpora"]),
-            shots=options["shots"],
-        ),
+        split_options=split_settings(options),
         conditions=tuple(options["conditions"]),
         train_condition=options["train_condition"],
         test_condition=options["test_condition"],

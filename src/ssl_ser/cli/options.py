@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import click
 
 from ssl_ser.audio import CONDITIONS
-from ssl_ser.classify.splits import SPLITS
+from ssl_ser.classify.splits import SPLITS, SplitOptions
 from ssl_ser.errors import ConfigError
 
 # The split registry owns the choices; the option lists exactly its names.
@@ -62,6 +62,28 @@ def parse_ratios(value: str) -> tuple[float, float, float]:
             f"--ratios {value!r} must be three non-negative numbers, e.g. 0.8,0.1,0.1"
         )
     return parts  # type: ignore[return-value]
+
+
+def parse_labels(value: str) -> str | tuple[str, ...]:
+    """``basic4`` -> the set's name; ``angry, happy,sad`` -> its emotions as a tuple."""
+    names = parse_names(value)
+    return names if len(names) > 1 or "," in value else value.strip()
+
+
+def split_settings(options: Mapping[str, Any]) -> SplitOptions:
+    """The split options of a command that takes :func:`split_options`, parsed and typed.
+
+    Raises:
+        ConfigError: bad ``--ratios`` (see :func:`parse_ratios`).
+    """
+    return SplitOptions(
+        folds=options["folds"],
+        seed=options["seed"],
+        ratios=parse_ratios(options["ratios"]),
+        train_corpora=parse_names(options["train_corpora"]),
+        test_corpora=parse_names(options["test_corpora"]),
+        shots=options["shots"],
+    )
 
 
 SPLIT_OPTIONS: tuple[Callable[[Any], Any], ...] = (

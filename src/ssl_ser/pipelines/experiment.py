@@ -332,18 +332,23 @@ def _convert_labels(value: object, where: Where) -> str:
     )
 
 
-def _convert_layers(value: object, where: Where) -> str:
-    """``all``, ``0-6``, ``3,6,9``, a single layer number or a list of numbers."""
+def _convert_layers(value: object, where: Where) -> tuple[str, ...]:
+    """``all``, ``0-6``, ``3,6,9``, a single layer number or a list of them: the items."""
     if isinstance(value, str) and value.strip():
-        return value.strip()
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    if isinstance(value, list) and value and all(isinstance(v, int | str) for v in value):
-        return ",".join(str(v) for v in value)
-    raise wrong_type(value, "all, a range like 0-6, or a list of layer numbers", where)
+        items = value.split(",")
+    elif isinstance(value, int) and not isinstance(value, bool):
+        items = [str(value)]
+    elif isinstance(value, list) and value and all(isinstance(v, int | str) for v in value):
+        items = [str(v) for v in value]
+    else:
+        items = []
+    layers = tuple(item.strip() for item in items if item.strip())
+    if not layers:
+        raise wrong_type(value, "all, a range like 0-6, or a list of layer numbers", where)
+    return layers
 
 
-def _convert_pooling(value: object, where: Where) -> str:
+def _convert_pooling(value: object, where: Where) -> tuple[str, ...]:
     """``auto``, ``mean``, ``std``, ``mean+std`` or a list of them (swept)."""
     from ssl_ser.classify.features import POOLING_OPTIONS
 
@@ -354,7 +359,7 @@ def _convert_pooling(value: object, where: Where) -> str:
     if not names:
         raise wrong_type(value, "auto, mean, std, mean+std or a list of them", where)
     check_choices(names, POOLING_OPTIONS, where)
-    return ",".join(names)
+    return names
 
 
 @schema
@@ -379,11 +384,13 @@ class Experiment:
             (``[angry, happy, sad, neutral, fear, disgust]`` or the same as one comma
             string), each its own class; stored as the set's one spelling (see
             :mod:`ssl_ser.labels`), e.g. ``angry,happy,sad,neutral,fear,disgust``.
-        layers: layers to probe (all, 0-6, 3,6,9).
+        layers: layers to probe: ``all``, ranges and layer numbers (``[0-6]``,
+            ``[3, 6, 9]``; a comma string ``3,6,9`` is read as its items).
         pooling: ``auto`` (the default: each model's own, mean+std for MFCC and
             log-mel, the functionals for eGeMAPS, mean for SSL models), mean, std,
-            mean+std (a comma list sweeps them). A pooling a model does not store
-            is replaced by its only stored one (eGeMAPS), with a warning.
+            mean+std (a list sweeps them; a comma string is read as its items). A
+            pooling a model does not store is replaced by its only stored one
+            (eGeMAPS), with a warning.
         cache_dir: feature cache root, shared between experiments.
         output: results folder (default ``ser-out/<name>``).
         extract: extraction options.
@@ -408,8 +415,8 @@ class Experiment:
     corpora_mode: str | None = field(default=None, metadata={"choices": CORPORA_MODES})
     seeds: tuple[int, ...] = (0,)
     labels: str = field(default="basic4", metadata={"convert": _convert_labels})
-    layers: str = field(default="all", metadata={"convert": _convert_layers})
-    pooling: str = field(default="auto", metadata={"convert": _convert_pooling})
+    layers: tuple[str, ...] = field(default=("all",), metadata={"convert": _convert_layers})
+    pooling: tuple[str, ...] = field(default=("auto",), metadata={"convert": _convert_pooling})
     cache_dir: str = DEFAULT_CACHE_DIR
     output: str | None = None
     extract: ExtractSettings = field(default_factory=ExtractSettings)

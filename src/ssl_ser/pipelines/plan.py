@@ -21,7 +21,7 @@ import dataclasses
 import functools
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,7 +140,7 @@ class SweepUnit:
     pair: tuple[str, str]
     folds: int
     n_folds: int
-    poolings: str  # resolved for this model: never "auto"
+    poolings: tuple[str, ...]  # resolved for this model: never "auto"
     cells: int | None
 
     def describe(self) -> str:
@@ -148,7 +148,7 @@ class SweepUnit:
         label = f" ({self.variant.label})" if self.variant.label else ""
         return (
             f"{model_label(self.model)} on {'+'.join(self.corpora)}, "
-            f"{self.pair[0]} -> {self.pair[1]}, pooling {self.poolings}{label}"
+            f"{self.pair[0]} -> {self.pair[1]}, pooling {','.join(self.poolings)}{label}"
         )
 
 
@@ -447,7 +447,9 @@ def model_poolings(experiment: Experiment, model: str, config: ExtractorConfig) 
     return choice
 
 
-def cells_per_fold(experiment: Experiment, layers: list[str] | None, poolings: str) -> int | None:
+def cells_per_fold(
+    experiment: Experiment, layers: list[str] | None, poolings: Sequence[str]
+) -> int | None:
     """Cells one fold of one condition pair runs over every classifier, or None if unknown."""
     from ssl_ser.classify import registry
     from ssl_ser.classify.features import feature_specs, parse_layers
@@ -455,8 +457,8 @@ def cells_per_fold(experiment: Experiment, layers: list[str] | None, poolings: s
     if layers is None:
         return None
     chosen = parse_layers(experiment.layers, layers)
-    specs = feature_specs(chosen, experiment.classify.combine, poolings.split(","))
-    n_poolings = len(poolings.split(","))
+    specs = feature_specs(chosen, experiment.classify.combine, list(poolings))
+    n_poolings = len(poolings)
     return sum(
         len(specs) if registry.get(name).per_layer else n_poolings
         for name in experiment.classifiers
@@ -502,7 +504,7 @@ def sweep_units(plan: Plan) -> list[SweepUnit]:
     check_honoured(list(choices.values()), "the experiment's models")
     for model, choice in choices.items():
         layers = model_layers(model, plan.configs[model], plan.caches)
-        per_model[model] = (choice.spec, cells_per_fold(experiment, layers, choice.spec))
+        per_model[model] = (choice.poolings, cells_per_fold(experiment, layers, choice.poolings))
     tables = {
         group: split_table(
             pd.concat([plan.manifests[c] for c in group], ignore_index=True), experiment.labels

@@ -239,23 +239,26 @@ def extract_missing(plan: Plan, *, progress: bool = False) -> list[Any]:
 
 def sweep_config(experiment: Experiment, unit: SweepUnit) -> Any:
     """The classify settings of one sweep."""
+    from ssl_ser.classify.splits import SplitOptions
     from ssl_ser.classify.sweep import SweepConfig
 
     split, settings = experiment.split, experiment.classify
     shots = unit.variant.shots
     return SweepConfig(
         labels=experiment.labels,
-        layers=experiment.layers,
+        layers=tuple(experiment.layers),
         combine=settings.combine,
-        poolings=unit.poolings,
-        classifiers=",".join(experiment.classifiers),
+        poolings=tuple(unit.poolings),
+        classifiers=tuple(experiment.classifiers),
         split=split.method,
-        folds=unit.folds,
-        seed=unit.variant.seed,
-        ratios=tuple(split.ratios),
-        train_corpora=split.train,
-        test_corpora=split.test,
-        shots=SweepConfig.shots if shots is None else shots,
+        split_options=SplitOptions(
+            folds=unit.folds,
+            seed=unit.variant.seed,
+            ratios=tuple(split.ratios),
+            train_corpora=split.train,
+            test_corpora=split.test,
+            shots=SplitOptions.shots if shots is None else shots,
+        ),
         train_condition=unit.pair[0],
         test_condition=unit.pair[1],
         search=settings.search,
@@ -331,7 +334,7 @@ def finetune_settings(plan: Plan, unit: FinetuneUnit) -> Any:
     return FinetuneSettings(
         labels=config.labels,
         split=config.split,
-        split_options=config.split_options(),
+        split_options=config.split_options,
         conditions=tuple(sorted({train_condition, test_condition})),
         train_condition=train_condition,
         test_condition=test_condition,
@@ -366,20 +369,19 @@ def run_finetune_unit(plan: Plan, unit: FinetuneUnit, *, progress: bool = False)
 def run_unit(plan: Plan, unit: SweepUnit, *, progress: bool = False) -> tuple[int, int]:
     """Run one sweep over the unit's caches: (cells run, cells already stored)."""
     from ssl_ser.classify.features import CacheFeatures
-    from ssl_ser.classify.sweep import run_sweep
+    from ssl_ser.classify.sweep import run_sweep_cells
 
     conditions = sorted(set(unit.pair))
     paths = [plan.cache(unit.model, c, cond).path for c in unit.corpora for cond in conditions]
     sources = [CacheFeatures(path) for path in paths]
     rows = pd.concat([plan.manifests[c] for c in unit.corpora], ignore_index=True)
     try:
-        result = run_sweep(
+        result = run_sweep_cells(
             sources,
             rows,
             sweep_config(plan.experiment, unit),
             unit.variant.results_dir,
             progress=progress,
-            tables=False,
         )
     finally:
         for source in sources:

@@ -1,0 +1,384 @@
+"""Planning a sweep: its settings, and the tasks (cells not yet stored) of each dataset.
+
+A task is one unit of parallel work: one or more cells sharing a fold, a
+classifier and a pooling. Every cell's description (what goes into its id) is
+made here, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ssl_ser.classify import registry
+from ssl_ser.classify.dataset import Dataset
+from ssl_ser.classify.features import (
+    AUTO_POOLING,
+    FeatureSpec,
+    check_honoured,
+    feature_specs,
+    parse_layers,
+    resolve_poolings,
+    stored_poolings,
+)
+from ssl_ser.classify.results import WEIGHTED_LAYER, CellStore, cell_id
+from ssl_ser.classify.splits import (
+    SPEAKER_INDEPENDENT,
+    Fold,
+    SplitOptions,
+    condition_folds,
+    drop_unseen_classes,
+    fold_digest,
+)
+from ssl_ser.classify.sweep.score import Rows
+from ssl_ser.classify.sweep.store import supersede_other_cells
+from ssl_ser.errors import ConfigError, UnknownChoiceError
+
+log = logging.getLogger(__name__)
+
+
+# fields that hold several choices: tuples, never comma strings
+TUPLE_FIELDS: tuple[str, ...] = ("layers", "poolings", "classifiers")
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """What to sweep; every field that changes results is part of each cell's id.
+
+    ``labels`` is a label set name (basic4, all, sentiment) or a tuple of
+    canonical emotions (``("angry", "happy", "sad")``); results record the set's
+    one spelling (see :mod:`ssl_ser.labels`). ``layers`` holds ``all``, layer
+    names or ranges (``("0-6",)``, ``("3", "6", "9")``). ``poolings`` (``auto``
+    by default) resolves per extractor (see
+    :func:`~ssl_ser.classify.features.resolve_poolings`); cell ids and results
+    hold the pooling each extractor actually used, never the word ``auto``.
+    ``split_options`` are the split methods' settings (folds, seed, ratios,
+    corpora, shots); its seed also seeds the fits and the bootstrap.
+
+    Raises:
+        ConfigError: a string given for a tuple field (``classifiers="logreg,mlp"``
+            instead of ``("logreg", "mlp")``), naming the field.
+    """
+
+    labels: str | tuple[str, ...] = "basic4"
+    layers: tuple[str, ...] = ("all",)
+    combine: str = "each"
+    poolings: tuple[str, ...] = (AUTO_POOLING,)
+    classifiers: tuple[str, ...] = ("logreg",)
+    split: str = "speaker-kfold"
+    split_options: SplitOptions = field(default_factory=SplitOptions)
+    train_condition: str | None = None
+    test_condition: str | None = None
+    search: bool = False
+    speaker_norm: bool = False
+    batched: bool = True
+    params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    bootstrap: int = 1000
+    jobs: int = 1
+    threads: int | None = None
+    force: bool = False
+    allow_incomplete: bool = False
+
+    def __post_init__(self) -> None:
+        for name in TUPLE_FIELDS:
+            value = getattr(self, name)
+            if not isinstance(value, tuple):
+                raise ConfigError(
+                    f"SweepConfig.{name} must be a tuple of names, got {value!r} "
+                    f"(e.g. {name}=({value!r},) or split a comma list first)"
+                )
+        if not isinstance(self.split_options, SplitOptions):
+            raise ConfigError(
+                f"SweepConfig.split_options must be a SplitOptions, got {self.split_options!r}"
+            )
+
+    @property
+    def seed(self) -> int:
+        """The seed of the splits, the fits and the bootstrap."""
+        return self.split_options.seed
+
+    @property
+    def cell_threads(self) -> int:
+        """BLAS/OpenMP/torch threads of one cell: ``threads``, else 1 whatever ``jobs`` is.
+
+        The thread count changes a fit's arithmetic in its last digits (reduction
+        order), so it is part of every cell's id; a fixed default keeps ``--jobs 1``
+        and ``--jobs 2`` computing, and reusing, the same cells.
+        """
+        return self.threads or 1
+
+
+@dataclass
+class Task:
+    """One unit of parallel work: one or more cells sharing a fold, classifier and pooling.
+
+    The subclasses say how the cells are fitted (see :func:`~ssl_ser.classify.sweep.run.fit_task`).
+    """
+
+    classifier: str
+    specs: list[FeatureSpec]
+    cells: list[str]
+    fold: Fold
+    n_dropped: int
+    meta: dict[str, Any]
+    params: dict[str, Any]
+
+    @property
+    def uses_torch(self) -> bool:
+        """Whether the fit runs torch code (so torch's thread count must be set)."""
+        return registry.get(self.classifier).batched is not None
+
+    def layer_label(self, spec: FeatureSpec) -> str:
+        """The ``layer`` a cell of `spec` is stored under."""
+        return spec.label
+
+
+@dataclass
+class SingleTask(Task):
+    """One cell fitted alone: a registry pipeline on one feature matrix."""
+
+
+@dataclass
+class BatchedTask(Task):
+    """Cells of several single layers trained together by a batched torch probe (linear, mlp)."""
+
+    @property
+    def uses_torch(self) -> bool:
+        """Batched probes are torch heads."""
+        return True
+
+
+@dataclass
+class WeightedTask(Task):
+    """The one cell of a softmax-weighted sum of all layers (``mlp-weighted``)."""
+
+    @property
+    def uses_torch(self) -> bool:
+        """The weighted probe is a torch head."""
+        return True
+
+    def layer_label(self, spec: FeatureSpec) -> str:
+        """Stored under :data:`~ssl_ser.classify.results.WEIGHTED_LAYER`, not its layer list."""
+        return WEIGHTED_LAYER
+
+
+@dataclass
+class DatasetPlan:
+    """One dataset's share of a sweep: the layers, the rows and the tasks left to run."""
+
+    layers: list[str]
+    rows: Rows
+    tasks: list[Task]
+    total: int
+
+    @property
+    def pending(self) -> int:
+        """Cells the tasks compute."""
+        return sum(len(task.cells) for task in self.tasks)
+
+    def needed_layers(self) -> list[str]:
+        """The layers the tasks read, in the dataset's order."""
+        wanted = {layer for task in self.tasks for spec in task.specs for layer in spec.layers}
+        return [layer for layer in self.layers if layer in wanted]
+
+
+def sweep_poolings(datasets: Sequence[Dataset], spec: str | Sequence[str]) -> list[list[str]]:
+    """Each dataset's pooling choices, resolved before any cell runs (warnings logged).
+
+    Raises:
+        ConfigError: an explicit choice that no dataset's extractor stores.
+        UnknownChoiceError: a choice that is not a pooling.
+    """
+    choices = [
+        resolve_poolings(spec, dataset.extractor, stored_poolings(dataset.sources))
+        for dataset in datasets
+    ]
+    check_honoured(choices, "the sweep")
+    for choice in choices:
+        for note in choice.notes:
+            log.warning("%s", note)
+    return [list(choice.poolings) for choice in choices]
+
+
+def plan_dataset(
+    dataset: Dataset,
+    names: list[str],
+    config: SweepConfig,
+    store: CellStore,
+    poolings: list[str],
+) -> DatasetPlan:
+    """The tasks of one dataset's cells not stored yet; superseded stored cells are moved aside."""
+    layers = parse_layers(config.layers, dataset.layers)
+    specs = feature_specs(layers, config.combine, poolings)
+    rows = Rows(
+        codes=dataset.table["label"].map({c: i for i, c in enumerate(dataset.classes)}).to_numpy(),
+        groups=(dataset.table["group"] + "|" + dataset.table["condition"]).to_numpy(),
+        utt_ids=dataset.table["utt_id"].to_numpy(),
+        corpora=dataset.table["corpus"].to_numpy(),
+        classes=dataset.classes,
+    )
+    tasks = []
+    total = 0
+    digest = dataset.digest()
+    described: dict[str, Mapping[str, Any]] = {}
+    for train_condition, test_condition in _scenarios(dataset, config):
+        folds = condition_folds(
+            dataset.table, train_condition, test_condition, config.split, config.split_options
+        )
+        log.info(
+            "%s %s -> %s, %s folds (train/test rows): %s",
+            dataset.extractor,
+            train_condition,
+            test_condition,
+            config.split,
+            describe_folds(folds),
+        )
+        for fold in folds:
+            fold, n_dropped = drop_unseen_classes(fold, dataset.table["label"].to_numpy())
+            meta = _fold_meta(dataset, fold, config, train_condition, test_condition, digest)
+            for name in names:
+                new, count = _tasks_for(
+                    name, specs, layers, poolings, fold, n_dropped, meta, config, store, described
+                )
+                tasks += new
+                total += count
+    supersede_other_cells(dataset, described, store)
+    return DatasetPlan(layers, rows, tasks, total)
+
+
+def _scenarios(dataset: Dataset, config: SweepConfig) -> list[tuple[str, str]]:
+    """(train condition, test condition) pairs: the requested one, else each matched."""
+    present = dataset.conditions
+    if config.train_condition is None and config.test_condition is None:
+        return [(c, c) for c in present]
+    train = config.train_condition or config.test_condition
+    test = config.test_condition or config.train_condition
+    for value in (train, test):
+        if value not in present:
+            raise UnknownChoiceError("condition", value, present, where="the feature sources")
+    return [(train, test)]
+
+
+def _fold_corpora(dataset: Dataset, fold: Fold) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Corpus labels of a fold: the split's own for cross-corpus, else the whole pool.
+
+    Labelling a pooled fold by the corpora its test speakers happen to come from
+    would give folds of one cell different labels; per-corpus rows come separately.
+    """
+    if fold.test_corpora:
+        return tuple(sorted(fold.train_corpora)), tuple(sorted(fold.test_corpora))
+    pool = tuple(sorted(dataset.table["corpus"].unique()))
+    return pool, pool
+
+
+def _fold_meta(
+    dataset: Dataset,
+    fold: Fold,
+    config: SweepConfig,
+    train_condition: str,
+    test_condition: str,
+    digest: str,
+) -> dict[str, Any]:
+    """Columns shared by every cell of a fold (and, with layer/classifier, its id)."""
+    train_corpora, test_corpora = _fold_corpora(dataset, fold)
+    return {
+        "extractor": dataset.extractor,
+        "train_corpus": "+".join(train_corpora),
+        "train_condition": train_condition,
+        "test_corpus": "+".join(test_corpora),
+        "test_condition": test_condition,
+        "split": config.split,
+        "fold": fold.name,
+        "seed": config.seed,
+        "labels": dataset.label_set,
+        "speaker_norm": config.speaker_norm,
+        "search": config.search,
+        "speaker_independent": fold.speaker_independent and config.split in SPEAKER_INDEPENDENT,
+        "grouping": ",".join(f"{k}:{v}" for k, v in sorted(dataset.grouping.items())),
+        "cache_keys": json.dumps(dataset.keys(), sort_keys=True, default=str),
+        "data_digest": digest,
+        "features_digest": dataset.features_digest(),
+        "split_options": asdict(config.split_options),
+        "threads": config.cell_threads,
+        "shots": config.split_options.shots if config.split == "few-shot" else None,
+        "fold_digest": fold_digest(dataset.table["utt_id"].to_numpy(), fold),
+    }
+
+
+def _cell_description(
+    meta: Mapping[str, Any], layer: str, pooling: str, classifier: str, params, batched: bool
+) -> dict:
+    described = {**meta, "layer": layer, "pooling": pooling, "classifier": classifier}
+    # all-layer batched torch heads train what per-layer ones do, but not bit for bit
+    return {**described, "params": params, **({"batched": True} if batched else {})}
+
+
+def _tasks_for(
+    name: str,
+    specs: list[FeatureSpec],
+    layers: list[str],
+    poolings: list[str],
+    fold: Fold,
+    n_dropped: int,
+    meta: dict[str, Any],
+    config: SweepConfig,
+    store: CellStore,
+    described: dict[str, Mapping[str, Any]],
+) -> tuple[list[Task], int]:
+    """Tasks of one classifier on one fold (finished cells left out) and the cell count.
+
+    Every cell's description is added to `described` (cell id -> description).
+    """
+    spec = registry.get(name)
+    params = {**spec.defaults, **config.params.get(name, {})}
+    batch = (
+        config.batched and spec.batched is not None and config.combine == "each" and len(layers) > 1
+    )
+
+    def pending(layer: str, pooling: str) -> tuple[str, bool]:
+        description = _cell_description(meta, layer, pooling, name, params, batch)
+        cell = cell_id(description)
+        described[cell] = description
+        return cell, config.force or not store.done(cell)
+
+    tasks: list[Task] = []
+    if not spec.per_layer:
+        count = len(poolings)
+        for pooling in poolings:
+            weighted = FeatureSpec(tuple(layers), "each", pooling)
+            cell, todo = pending(WEIGHTED_LAYER, pooling)
+            if todo:
+                tasks.append(WeightedTask(name, [weighted], [cell], fold, n_dropped, meta, params))
+        return tasks, count
+    by_pooling: dict[str, Task] = {}
+    for feature in specs:
+        cell, todo = pending(feature.label, feature.pooling)
+        if not todo:
+            continue
+        if batch:
+            task = by_pooling.setdefault(
+                feature.pooling, BatchedTask(name, [], [], fold, n_dropped, meta, params)
+            )
+            task.specs.append(feature)
+            task.cells.append(cell)
+        else:
+            tasks.append(SingleTask(name, [feature], [cell], fold, n_dropped, meta, params))
+    return tasks + list(by_pooling.values()), len(specs)
+
+
+def describe_task(task: Task) -> str:
+    """What a finished task was, for a progress line: ``logreg mean, layers 0..12 (13), fold 2``."""
+    labels = [spec.label for spec in task.specs]
+    where = f"layer {labels[0]}" if len(labels) == 1 else f"layers {labels[0]}..{labels[-1]}"
+    if len(labels) > 1:
+        where += f" ({len(labels)})"
+    pooling = task.specs[0].pooling if task.specs else "?"
+    return f"{task.classifier} {pooling}, {where}, fold {task.fold.name}"
+
+
+def describe_folds(folds: Sequence[Fold]) -> str:
+    """Fold sizes for logs: ``0: 5953/1489, 1: ...``."""
+    return ", ".join(f"{f.name}: {len(f.train)}/{len(f.test)}" for f in folds)

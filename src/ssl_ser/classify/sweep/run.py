@@ -1,0 +1,290 @@
+"""Running a sweep's tasks: fitting and predicting, in this process or in joblib workers.
+
+Each task's cells are scored and stored as soon as they are fitted, so an
+interrupted sweep keeps every finished cell.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ssl_ser.classify import registry
+from ssl_ser.classify.features import FeatureBlocks, FeatureSpec
+from ssl_ser.classify.results import CellStore
+from ssl_ser.classify.sweep.plan import (
+    BatchedTask,
+    SingleTask,
+    SweepConfig,
+    Task,
+    WeightedTask,
+    describe_task,
+)
+from ssl_ser.classify.sweep.score import CellInfo, Outcome, Rows
+from ssl_ser.classify.sweep.store import store_cell
+from ssl_ser.progress import StepLines
+from ssl_ser.workers import exit_with_parent
+
+
+def run_tasks(
+    tasks: list[Task],
+    blocks: FeatureBlocks,
+    rows: Rows,
+    config: SweepConfig,
+    store: CellStore,
+    progress: bool,
+) -> None:
+    """Run tasks (largest first) with joblib; features are shared through memory maps."""
+    from joblib import Parallel, delayed
+    from tqdm.auto import tqdm
+
+    jobs = max(1, min(config.jobs, len(tasks)))
+    threads = config.cell_threads
+    tasks = sorted(tasks, key=lambda t: -len(t.cells))
+    n_cells = sum(len(t.cells) for t in tasks)
+    lines = StepLines("classify", n_cells, "cells")
+    with (
+        shared_blocks(blocks, jobs, store.output) as shared,
+        tqdm(total=n_cells, desc="classify", unit="cell", disable=not progress) as bar,
+    ):
+        if jobs == 1:
+            outcomes: Iterator[tuple[int, int]] = (
+                (i, run_task(t, shared, rows, config, store, threads)) for i, t in enumerate(tasks)
+            )
+        else:
+            parent = os.getpid()
+            outcomes = Parallel(n_jobs=jobs, return_as="generator_unordered")(
+                delayed(_in_worker)(i, parent, run_task, t, shared, rows, config, store, threads)
+                for i, t in enumerate(tasks)
+            )
+        for index, done in outcomes:
+            bar.update(done)
+            if not progress:
+                lines.step(done, describe_task(tasks[index]))
+
+
+def _in_worker(
+    index: int, parent: int, function: Callable[..., int], *args: Any
+) -> tuple[int, int]:
+    """Run `function` in a worker that dies with `parent`; ``(index, result)`` names the task."""
+    exit_with_parent(parent)
+    return index, function(*args)
+
+
+@contextlib.contextmanager
+def shared_blocks(blocks: FeatureBlocks, jobs: int, output: Path) -> Iterator[FeatureBlocks]:
+    """Feature blocks as read-only memory maps for worker processes (as they are for one job).
+
+    The maps live in a temporary folder inside `output` (on its disk, not in
+    memory), removed when the block ends, whatever ends it.
+    """
+    if jobs == 1:
+        yield blocks
+        return
+    folder = Path(tempfile.mkdtemp(prefix=".features-", dir=output))
+    try:
+        mapped = {}
+        for pooling, block in blocks.blocks.items():
+            path = folder / f"{pooling}.npy"
+            np.save(path, block)
+            mapped[pooling] = np.load(path, mmap_mode="r")
+        yield FeatureBlocks(blocks.layers, mapped)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_task(
+    task: Task,
+    blocks: FeatureBlocks,
+    rows: Rows,
+    config: SweepConfig,
+    store: CellStore,
+    threads: int,
+) -> int:
+    """Fit and score the cells of one task, store each; returns the number of cells."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(threads), _torch_threads(task, threads):
+        for cell, spec, outcome in fit_task(task, blocks, rows, config, threads):
+            _store_cell(store, cell, task, spec, outcome, rows, config)
+    return len(task.cells)
+
+
+@contextlib.contextmanager
+def _torch_threads(task: Task, threads: int) -> Iterator[None]:
+    """Torch's thread count for a task's torch heads, restored afterwards."""
+    if not task.uses_torch:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@functools.singledispatch
+def fit_task(
+    task: Task, blocks: FeatureBlocks, rows: Rows, config: SweepConfig, threads: int
+) -> Iterator[tuple[str, FeatureSpec, Outcome]]:
+    """Fit a task's cells and predict their test rows: ``(cell id, spec, outcome)`` each.
+
+    Dispatched on the task's type; only training rows reach the fit.
+    """
+    raise TypeError(f"no fit for a {type(task).__name__}")
+
+
+@fit_task.register
+def _run_single(
+    task: SingleTask, blocks: FeatureBlocks, rows: Rows, config: SweepConfig, threads: int
+):
+    from ssl_ser.classify.search import fit_single
+
+    spec = task.specs[0]
+    start = time.perf_counter()
+    x = blocks.matrix(spec)
+    fold = task.fold
+    model, chosen, val_ua = fit_single(
+        task.classifier,
+        task.params,
+        np.asarray(x[fold.train]),
+        rows.codes[fold.train],
+        rows.groups[fold.train],
+        search=config.search,
+        seed=config.seed,
+        threads=threads,
+    )
+    x_test = np.asarray(x[fold.test])
+    classes = model.classes_
+    probabilities = model.predict_proba(x_test) if hasattr(model, "predict_proba") else None
+    predicted = (
+        classes[np.argmax(probabilities, axis=1)]
+        if probabilities is not None
+        else model.predict(x_test)
+    )
+    yield (
+        task.cells[0],
+        spec,
+        Outcome(predicted, probabilities, classes, chosen, val_ua, time.perf_counter() - start),
+    )
+
+
+@fit_task.register
+def _run_batched(
+    task: BatchedTask, blocks: FeatureBlocks, rows: Rows, config: SweepConfig, threads: int
+):
+    from ssl_ser.classify.search import fit_batched
+
+    start = time.perf_counter()
+    fold = task.fold
+    layers = [spec.layers[0] for spec in task.specs]
+    stacked = blocks.stack(task.specs[0].pooling, layers)
+    probes = fit_batched(
+        registry.get(task.classifier).batched,
+        task.params,
+        stacked,
+        fold.train,
+        rows.codes[fold.train],
+        rows.groups[fold.train],
+        search=config.search,
+        seed=config.seed,
+    )
+    test_x = np.take(stacked, fold.test, axis=1)
+    seconds = (time.perf_counter() - start) / len(layers)
+    for probe, positions, chosen in probes:
+        probabilities = probe.predict_proba(np.take(test_x, positions, axis=0))
+        for i, position in enumerate(positions):
+            p = probabilities[i]
+            yield (
+                task.cells[position],
+                task.specs[position],
+                Outcome(
+                    probe.classes_[np.argmax(p, axis=1)],
+                    p,
+                    probe.classes_,
+                    chosen[i],
+                    float(probe.validation_ua_[i]),
+                    seconds,
+                ),
+            )
+
+
+@fit_task.register
+def _run_weighted(
+    task: WeightedTask, blocks: FeatureBlocks, rows: Rows, config: SweepConfig, threads: int
+):
+    from ssl_ser.classify.search import fit_weighted
+
+    start = time.perf_counter()
+    fold = task.fold
+    spec = task.specs[0]
+    stacked = blocks.stack(spec.pooling, list(spec.layers))
+    probe, chosen = fit_weighted(
+        task.params,
+        stacked,
+        fold.train,
+        rows.codes[fold.train],
+        rows.groups[fold.train],
+        search=config.search,
+        seed=config.seed,
+    )
+    chosen = {
+        **chosen,
+        "layer_weights": dict(
+            zip(spec.layers, probe.layer_weights_.round(4).tolist(), strict=True)
+        ),
+    }
+    probabilities = probe.predict_proba(np.take(stacked, fold.test, axis=1))
+    yield (
+        task.cells[0],
+        spec,
+        Outcome(
+            probe.classes_[np.argmax(probabilities, axis=1)],
+            probabilities,
+            probe.classes_,
+            chosen,
+            float(probe.validation_ua_),
+            time.perf_counter() - start,
+        ),
+    )
+
+
+def _store_cell(
+    store: CellStore,
+    cell: str,
+    task: Task,
+    spec: FeatureSpec,
+    outcome: Outcome,
+    rows: Rows,
+    config: SweepConfig,
+) -> None:
+    """Score one probe cell and store it (see :func:`store_cell`)."""
+    store_cell(
+        store,
+        cell,
+        CellInfo(
+            meta=task.meta,
+            layer=task.layer_label(spec),
+            pooling=spec.pooling,
+            classifier=task.classifier,
+            params=task.params,
+            n_dropped=task.n_dropped,
+        ),
+        task.fold,
+        outcome,
+        rows,
+        bootstrap=config.bootstrap,
+        seed=config.seed,
+    )

@@ -1,0 +1,99 @@
+"""Storing cells: each scored cell saved as it finishes, and superseded cells moved aside.
+
+The cell store itself (files, ids, tables) is :mod:`ssl_ser.classify.results`;
+this module decides what a sweep puts there and what it moves out of the way.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+from ssl_ser.classify.dataset import Dataset
+from ssl_ser.classify.results import GROUP_COLUMNS, SUPERSEDED_DIR, CellStore
+from ssl_ser.classify.splits import Fold
+from ssl_ser.classify.sweep.score import CellInfo, Outcome, Rows, score_cell
+
+log = logging.getLogger(__name__)
+
+
+def store_cell(
+    store: CellStore,
+    cell: str,
+    info: CellInfo,
+    fold: Fold,
+    outcome: Outcome,
+    rows: Rows,
+    *,
+    bootstrap: int,
+    seed: int,
+) -> None:
+    """Score a cell (pooled and per test corpus) and store its rows and predictions.
+
+    Probe cells and fine-tune cells are stored here alike, so both land in the
+    same results schema.
+    """
+    result_rows, predictions = score_cell(
+        cell, info, fold, outcome, rows, bootstrap=bootstrap, seed=seed
+    )
+    store.save(cell, result_rows, predictions)
+
+
+def setting_key(row: Mapping[str, Any]) -> tuple[str, ...]:
+    """What a cell measures, whatever options computed it: its summary group."""
+    return tuple(str(row.get(column)) for column in GROUP_COLUMNS)
+
+
+def supersede_other_cells(
+    dataset: Dataset, described: Mapping[str, Mapping[str, Any]], store: CellStore
+) -> None:
+    """Move aside stored cells that would sit beside this sweep's in the tables.
+
+    Two kinds, found in one pass over the stored cells:
+
+    - stale features: cells of this dataset's cache keys computed from other
+      features (the caches were rebuilt or re-extracted from other audio since, or
+      the cell predates features digests);
+    - other runs: cells that measure what this sweep measures under other ids
+      (another thread count, fold count, cache list or data); kept, a fold would
+      count twice and the spread would narrow.
+    """
+    keys = json.dumps(dataset.keys(), sort_keys=True, default=str)
+    features = dataset.features_digest()
+    mine = set(described)
+    settings = {setting_key(description) for description in described.values()}
+    moved: Counter[str] = Counter()
+
+    def superseded(row: Mapping[str, Any]) -> bool:
+        if row.get("cache_keys") == keys and row.get("features_digest") != features:
+            moved["stale"] += 1
+        elif row.get("cell_id") not in mine and setting_key(row) in settings:
+            moved["other"] += 1
+        else:
+            return False
+        return True
+
+    store.supersede(superseded)
+    where = f"moved them to {store.cells / SUPERSEDED_DIR}"
+    if moved["stale"]:
+        log.warning(
+            "%s: %d cell(s) in %s were computed from other features of the same cache key(s) "
+            "(a cache rebuilt or re-extracted since, or results of an older ssl-ser); %s and "
+            "computing them again",
+            dataset.extractor,
+            moved["stale"],
+            store.output,
+            where,
+        )
+    if moved["other"]:
+        log.warning(
+            "%s: %d cell(s) in %s measured the same settings with other options or data "
+            "(threads, folds, caches); %s so that no fold counts twice",
+            dataset.extractor,
+            moved["other"],
+            store.output,
+            where,
+        )

@@ -1,0 +1,90 @@
+"""The sweep package's parts: shared feature maps, task types, the two entry points."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ssl_ser.classify.features import FeatureBlocks
+from ssl_ser.classify.sweep.run import shared_blocks
+
+
+def _blocks() -> FeatureBlocks:
+    rng = np.random.default_rng(0)
+    return FeatureBlocks(["0", "1"], {"mean": rng.normal(size=(2, 5, 3)).astype(np.float32)})
+
+
+def test_shared_blocks_map_the_features_read_only_and_clean_up(tmp_path: Path) -> None:
+    blocks = _blocks()
+    with shared_blocks(blocks, 2, tmp_path) as shared:
+        mapped = shared.blocks["mean"]
+        assert isinstance(mapped, np.memmap) and not mapped.flags.writeable
+        np.testing.assert_array_equal(mapped, blocks.blocks["mean"])
+        assert len(list(tmp_path.glob(".features-*"))) == 1
+    assert not list(tmp_path.glob(".features-*"))
+
+
+def test_shared_blocks_clean_up_after_an_error_and_pass_one_job_through(tmp_path: Path) -> None:
+    blocks = _blocks()
+    with pytest.raises(RuntimeError, match="stop"), shared_blocks(blocks, 2, tmp_path):
+        raise RuntimeError("stop")
+    assert not list(tmp_path.glob(".features-*"))
+    with shared_blocks(blocks, 1, tmp_path) as same:
+        assert same is blocks
+    assert not list(tmp_path.iterdir())
+
+
+def test_run_sweep_cells_stores_cells_only_and_run_sweep_adds_the_tables(alpha, tmp_path) -> None:
+    from ssl_ser.classify.results import CellStore
+    from ssl_ser.classify.splits import SplitOptions
+    from ssl_ser.classify.sweep import SweepConfig, run_sweep, run_sweep_cells
+
+    table, features = alpha
+    config = SweepConfig(
+        layers=("0", "1"), split_options=SplitOptions(folds=2), bootstrap=20, threads=1
+    )
+    counts = run_sweep_cells([features], table, config, tmp_path)
+    assert (counts.cells_run, counts.cells_skipped) == (4, 0)
+    assert len(list(CellStore(tmp_path).cells.glob("*.json"))) == 4
+    assert not list(tmp_path.glob("results.*")) and not (tmp_path / "summary.csv").exists()
+    result = run_sweep([features], table, config, tmp_path)
+    assert (result.cells_run, result.cells_skipped) == (0, 4)
+    assert (tmp_path / "summary.csv").exists() and len(result.results) == 4
+
+
+@pytest.mark.parametrize("field", ["classifiers", "layers", "poolings"])
+def test_sweep_config_refuses_a_comma_string_for_a_tuple_field(field) -> None:
+    from ssl_ser.classify.sweep import SweepConfig
+    from ssl_ser.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"SweepConfig\.{field} must be a tuple .*'a,b'"):
+        SweepConfig(**{field: "a,b"})
+
+
+def test_selections_take_tuples_and_read_a_comma_word_as_its_items() -> None:
+    from ssl_ser.classify.features import parse_layers, resolve_poolings
+    from ssl_ser.classify.registry import parse_classifiers
+
+    available = [str(i) for i in range(6)]
+    assert parse_layers(("0-2", "5"), available) == parse_layers("0-2,5", available)
+    assert parse_layers(("0-2", "5"), available) == ["0", "1", "2", "5"]
+    assert parse_layers(("all",), available) == available
+    assert parse_classifiers(("logreg", "mlp", "logreg")) == ["logreg", "mlp"]
+    assert resolve_poolings(("mean", "std"), "m", ["mean", "std"]).poolings == ("mean", "std")
+
+
+def test_cli_options_become_typed_split_options() -> None:
+    from ssl_ser.classify.splits import SplitOptions
+    from ssl_ser.cli.options import parse_labels, split_settings
+
+    options = {
+        "folds": 4,
+        "seed": 2,
+        "ratios": "0.6,0.2,0.2",
+        "train_corpora": "a, b",
+        "test_corpora": None,
+        "shots": 3,
+    }
+    assert split_settings(options) == SplitOptions(4, 2, (0.6, 0.2, 0.2), ("a", "b"), (), 3)
+    assert parse_labels("basic4") == "basic4"
+    assert parse_labels("angry, happy,sad") == ("angry", "happy", "sad")
