@@ -360,6 +360,51 @@ def test_a_failing_shard_is_named_and_the_others_are_kept(tmp_path, monkeypatch)
         extract_on_dask(table, config, tmp_path / "c", address="nowhere:1", batch_seconds=-1.0)
 
 
+def test_a_dask_rerun_resumes_the_shard_count_on_disk(tmp_path):
+    table = make_manifest(tmp_path / "audio", SECONDS)
+    config = ExtractorConfig.for_model("mfcc")
+    # a first --dask run on a 2-worker cluster finished shard 1 of 2, then failed
+    extract(table, config, tmp_path / "c", shard=(1, 2), workers=0)
+    done = len(shards.ShardRecord.read(_folder(tmp_path, config) / "clean.shard-1-of-2.json").ids)
+    # the re-run's cluster has one worker thread (default N would be 1)
+    (summary,) = extract_on_dask(
+        table, config, tmp_path / "c", address="local", workers=0, local_processes=False
+    )
+    assert summary.already_done == done and summary.extracted == len(SECONDS) - done
+    extract(table, config, tmp_path / "one", workers=0)
+    assert_same_caches(tmp_path / "one", tmp_path / "c")
+
+
+def test_dask_refuses_before_any_work_what_the_merge_would_refuse(tmp_path):
+    table = make_manifest(tmp_path / "audio", SECONDS)
+    config = ExtractorConfig.for_model("mfcc")
+    folder = _folder(tmp_path, config)
+    nowhere = {"address": "nowhere:1", "workers": 0}  # reaching a cluster would fail otherwise
+    extract(table, config, tmp_path / "c", shard=(1, 2), workers=0)
+    with pytest.raises(ConfigError, match="--shards 3, but shard files of 2 shards") as refused:
+        extract_on_dask(table, config, tmp_path / "c", shards_count=3, **nowhere)
+    assert "clean.shard-1-of-2.h5" in str(refused.value) and "give --shards 2" in str(refused.value)
+    extract(table, config, tmp_path / "c", shard=(1, 3), workers=0)
+    with pytest.raises(CacheError, match="different shard counts") as refused:
+        extract_on_dask(table, config, tmp_path / "c", **nowhere)
+    assert "clean.shard-1-of-3.h5" in str(refused.value)
+    for path in folder.glob("clean.shard-*"):
+        path.unlink()
+    # a cache from a run without --shard, of another manifest (two rows fewer)
+    extract(table.iloc[:-2], config, tmp_path / "c", workers=0)
+    dropped = table["utt_id"].iloc[-2:].tolist()
+    with pytest.raises(ConfigError, match="already exists and its rows are not") as refused:
+        extract_on_dask(table, config, tmp_path / "c", **nowhere)
+    message = str(refused.value)
+    assert f"it holds {len(SECONDS) - 2} rows, the manifest {len(SECONDS)}" in message
+    assert f"2 not in it (e.g. {', '.join(dropped)})" in message
+    assert not list(folder.glob("clean.shard-*"))
+
+
+def _folder(tmp_path, config, corpus="toy"):
+    return tmp_path / "c" / config.slug() / corpus
+
+
 # ------------------------------------------------------------------------- CLI
 
 

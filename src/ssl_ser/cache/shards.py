@@ -298,7 +298,7 @@ def merge(target: str | Path, keep: bool = False, progress: bool = False) -> Mer
             summary.already_merged = True
             logger.info("%s already holds the rows of its %d shard(s)", target, len(shards))
         else:
-            _refuse_other_target(target, header)
+            _refuse_other_target(target, header, ids)
             _write_merged(target, header, ids, shards, sources, progress)
         for shard in shards:
             shard.file.close()
@@ -314,8 +314,9 @@ def merge(target: str | Path, keep: bool = False, progress: bool = False) -> Mer
     return summary
 
 
-def _shard_files(target: Path) -> list[Path]:
-    """The shard files of `target`, sorted by K; refuses mixed counts and missing shards."""
+def shard_counts(target: str | Path) -> dict[int, dict[int, Path]]:
+    """The shard files of `target` lying beside it (or only their records), by N then K."""
+    target = Path(target)
     found: dict[int, dict[int, Path]] = {}
     folder = target.parent
     if folder.is_dir():
@@ -323,8 +324,11 @@ def _shard_files(target: Path) -> list[Path]:
             parsed = parse_shard_name(path.with_suffix(layout.SUFFIX))
             if parsed is not None and parsed[0] == target:
                 found.setdefault(parsed[2], {})[parsed[1]] = path.with_suffix(layout.SUFFIX)
-    if not found:
-        raise CacheError(f"no shard files of {target} (expected {target.stem}.shard-K-of-N.h5)")
+    return dict(sorted(found.items()))
+
+
+def refuse_mixed_counts(target: str | Path, found: dict[int, dict[int, Path]]) -> None:
+    """Refuse shard files of several shard counts beside `target`, naming them."""
     if len(found) > 1:
         counts = ", ".join(
             f"{len(files)} of {n} ({', '.join(sorted(p.name for p in files.values()))})"
@@ -334,6 +338,51 @@ def _shard_files(target: Path) -> list[Path]:
             f"{target}: shard files of different shard counts lie beside it: {counts}. "
             "Remove the shards of the run you abandoned, then merge again."
         )
+
+
+def refuse_mixed_counts_at(target: str | Path) -> dict[int, dict[int, Path]]:
+    """:func:`shard_counts` of `target`, refusing several shard counts beside it."""
+    found = shard_counts(target)
+    refuse_mixed_counts(target, found)
+    return found
+
+
+def target_row_differences(target: str | Path, ids: Sequence[str], manifest_digest: str) -> str:
+    """How the rows of existing cache file `target` differ from `ids` (in order); "" if not.
+
+    Compares the ids, their order and the manifest digest (emotions, durations), not
+    the features; used to refuse, before any extraction, a target no merge could match.
+    """
+    target = Path(target)
+    with layout.open_h5(target, "r") as file:
+        stored = list(file[IDS].asstr()[:])
+        digest = layout.read_digest(file)
+    if stored != list(ids):
+        wanted, held = set(ids), set(stored)
+        missing = [u for u in ids if u not in held]
+        extra = [u for u in stored if u not in wanted]
+        if not missing and not extra:
+            return f"it holds the same {len(stored)} utterances in another order"
+        parts = [f"it holds {len(stored)} rows, the manifest {len(ids)}"]
+        if missing:
+            parts.append(f"{len(missing)} not in it (e.g. {', '.join(missing[:SHOWN])})")
+        if extra:
+            parts.append(f"{len(extra)} not in the manifest (e.g. {', '.join(extra[:SHOWN])})")
+        return "; ".join(parts)
+    if digest != manifest_digest:
+        return (
+            f"same utterances, but another manifest digest ({digest[:12] or 'none'} against "
+            f"{manifest_digest[:12]}): emotions or durations changed"
+        )
+    return ""
+
+
+def _shard_files(target: Path) -> list[Path]:
+    """The shard files of `target`, sorted by K; refuses mixed counts and missing shards."""
+    found = shard_counts(target)
+    if not found:
+        raise CacheError(f"no shard files of {target} (expected {target.stem}.shard-K-of-N.h5)")
+    refuse_mixed_counts(target, found)
     ((shards, files),) = found.items()
     strays = sorted(k for k in files if not 1 <= k <= shards)
     missing = [k for k in range(1, shards + 1) if k not in files]
@@ -499,13 +548,16 @@ def _holds(target: Path, header: layout.Header, ids: list[str], shards: Sequence
     return True
 
 
-def _refuse_other_target(target: Path, header: layout.Header) -> None:
+def _refuse_other_target(target: Path, header: layout.Header, ids: Sequence[str]) -> None:
     """Refuse to overwrite an existing target that is not this merge's result."""
     if not target.exists():
         return
     try:
         stored = layout.read_header(target)
-        detail = "; ".join(stored.differences(header)) or "its rows differ from the shards'"
+        detail = "; ".join(stored.differences(header)) or (
+            target_row_differences(target, ids, header.manifest_digest)
+            or "the same ids, but other row states, reasons or fingerprints than the shards'"
+        )
     except CacheError as error:
         detail = str(error)
     raise CacheError(

@@ -26,6 +26,11 @@ forever. ``--dask local`` with CUDA starts one such worker per visible GPU
 (``CUDA_VISIBLE_DEVICES`` set per worker); on CPU it starts one worker (shards then
 run one after another: CPU extraction already uses every core).
 
+A re-run resumes: N defaults to the count of the shard files already beside the
+cache files (not to today's cluster size), and before anything is submitted
+:func:`check_targets` refuses a conflicting ``--shards``, shard files of several
+counts and an existing cache file whose rows are not the manifest's.
+
 A worker lost mid-task makes the scheduler run that shard again elsewhere; the
 shard resumes from its committed batches (the writer lock dies with the lost
 process). A shard that fails (bad options, out of memory) does not stop the
@@ -123,7 +128,8 @@ def extract_on_dask(
         cache_dir: root of the caches; must be shared with every worker.
         condition: one condition or several.
         address: a scheduler address (``tcp://host:8786``) or ``local``.
-        shards_count: N; default one shard per GPU the cluster declares with
+        shards_count: N; default the N of shard files already there (a re-run
+            resumes them), else one shard per GPU the cluster declares with
             ``--device cuda``, else one per worker thread.
         device: as for :func:`ssl_ser.extract.extract`; ``cuda`` asks for ``GPU=1``.
         progress: show a progress bar over shards and merges.
@@ -145,9 +151,10 @@ def extract_on_dask(
     config = config.with_absolute_model_path()
     cache_dir = Path(cache_dir).resolve()
     gpu = device.startswith("cuda")
+    existing = check_targets(manifest_df, config, cache_dir, conditions, shards_count)
     started = time.perf_counter()
     with _client(address, device, local_processes) as client:
-        count = shards_count or _default_shards(client, gpu)
+        count = shards_count or existing or _default_shards(client, gpu)
         shards.check_shard(1, count)
         if gpu:
             _require_gpu_workers(client, address)
@@ -167,6 +174,61 @@ def extract_on_dask(
     summaries = _merge(manifest_df, config, cache_dir, conditions, results, keep_shards, progress)
     log.info("dask extraction of %d shard(s) took %.1f s", count, time.perf_counter() - started)
     return summaries
+
+
+def check_targets(
+    table: pd.DataFrame,
+    config: ExtractorConfig,
+    cache_dir: Path,
+    conditions: Sequence[str],
+    requested: int | None,
+) -> int | None:
+    """Before any GPU work: the N of shards already on disk, refusing what a merge would.
+
+    A re-run (after a failed shard, or on a cluster of another size) must resume the
+    shards it finds rather than start N others and fail at the merge. Refuses shard
+    files of several counts, a `requested` N other than the one on disk, and an
+    existing cache file without shards whose rows differ from the manifest's.
+
+    Returns:
+        The N of the shard files beside the cache files, None where there are none.
+    """
+    found: dict[int, list[Path]] = {}
+    for name in conditions:
+        for corpus, rows in table.groupby("corpus", sort=True):
+            target = cache.cache_path(cache_dir, config.slug(), str(corpus), name)
+            counts = shards.refuse_mixed_counts_at(target)
+            for count, files in counts.items():
+                found.setdefault(count, []).extend(files.values())
+            if not counts and target.exists():
+                ids = rows["utt_id"].astype(str).tolist()
+                detail = shards.target_row_differences(target, ids, manifest.rows_digest(rows))
+                if detail:
+                    raise ConfigError(
+                        f"{target} already exists and its rows are not this manifest's "
+                        f"({detail}); the merge would refuse it after every shard ran. Move it "
+                        "away (or delete it), or extend it with `ser extract` without --dask"
+                    )
+    if len(found) > 1:
+        described = "; ".join(
+            f"{count} shards: {', '.join(sorted(str(p) for p in paths)[:3])}"
+            for count, paths in sorted(found.items())
+        )
+        raise ConfigError(
+            f"shard files of different shard counts lie in {cache_dir} ({described}); "
+            "remove the shards of the run you abandoned, then run again"
+        )
+    if not found:
+        return None
+    ((count, paths),) = found.items()
+    if requested is not None and requested != count:
+        raise ConfigError(
+            f"--shards {requested}, but shard files of {count} shards are already there "
+            f"(e.g. {sorted(paths)[0]}); give --shards {count} (or leave it out) to resume "
+            f"them, or remove them to start {requested} new shards"
+        )
+    log.info("resuming the %d shard(s) found in %s", count, cache_dir)
+    return count
 
 
 @contextlib.contextmanager
