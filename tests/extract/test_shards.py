@@ -15,7 +15,7 @@ from ssl_ser.cli.main import cli
 from ssl_ser.errors import CacheError, CacheKeyMismatchError, CacheLockedError, ConfigError
 from ssl_ser.extract import ExtractorConfig, extract
 from ssl_ser.extract import runner as extract_runner
-from ssl_ser.extract.cluster import extract_on_dask
+from ssl_ser.extract.cluster import extract_on_dask, task_device, task_resources, use_gpus
 from ssl_ser.extract.sharding import assign_shards, parse_shard, shard_seconds
 from ssl_ser.testing import write_garbage
 
@@ -330,6 +330,43 @@ def test_dask_cuda_without_gpu_workers_is_refused(tmp_path):
             device="cuda",
             workers=0,
         )
+
+
+def test_dask_gpu_runs_send_cuda_and_ask_for_a_gpu():
+    assert use_gpus("cuda:1", 0) and use_gpus("cuda", 0) and use_gpus("auto", 2)
+    assert not use_gpus("auto", 0) and not use_gpus("cpu", 2)
+    assert task_device("cuda:1", True) == "cuda" and task_device("cpu", False) == "cpu"
+    assert task_device("auto", False) == "auto"
+    assert task_resources(True) == {"GPU": 1} and task_resources(False) is None
+
+
+@pytest.mark.parametrize("device", ["cuda:1", "auto"])
+def test_dask_on_gpu_workers_runs_each_shard_on_the_workers_cuda(tmp_path, monkeypatch, device):
+    from distributed import LocalCluster
+
+    table = make_manifest(tmp_path / "audio", SECONDS[:4])
+    config = ExtractorConfig.for_model("mfcc")
+    real = extract_runner.extract
+    sent = []
+
+    def record_device(*args, **kwargs):
+        sent.append(kwargs["device"])
+        return real(*args, **{**kwargs, "device": "cpu"})  # no GPU here
+
+    monkeypatch.setattr(extract_runner, "extract", record_device)  # the worker is a thread
+    cluster = LocalCluster(
+        n_workers=1,
+        processes=False,
+        threads_per_worker=1,
+        resources={"GPU": 1},
+        dashboard_address=None,
+    )
+    with cluster:
+        (summary,) = extract_on_dask(
+            table, config, tmp_path / "c", address=cluster.scheduler_address, device=device
+        )
+    assert sent == ["cuda"]  # one shard per declared GPU, on the GPU the worker sees
+    assert summary.extracted == 4
 
 
 def test_a_failing_shard_is_named_and_the_others_are_kept(tmp_path, monkeypatch):

@@ -15,8 +15,11 @@ cache folder must lie on a file system the workers and this client share. The
 worker's Python environment must have ssl-ser installed.
 
 GPUs. With ``--device cuda`` (or ``cuda:N``) every task asks for the Dask
-resource ``GPU=1``, so a worker runs one extraction per GPU it declares. Start one
-worker per GPU, each seeing its own device::
+resource ``GPU=1``, so a worker runs one extraction per GPU it declares, and runs
+it on ``cuda``: the GPU that worker sees (the index of ``cuda:N`` is ignored, since
+each worker sees only its own GPU, as ``cuda:0``). With ``--device auto`` on a
+cluster whose workers declare ``GPU``, tasks do the same. Start one worker per GPU,
+each seeing its own device::
 
     CUDA_VISIBLE_DEVICES=0 dask worker tcp://host:8786 --nthreads 1 --resources GPU=1
     CUDA_VISIBLE_DEVICES=1 dask worker tcp://host:8786 --nthreads 1 --resources GPU=1
@@ -131,7 +134,10 @@ def extract_on_dask(
         shards_count: N; default the N of shard files already there (a re-run
             resumes them), else one shard per GPU the cluster declares with
             ``--device cuda``, else one per worker thread.
-        device: as for :func:`ssl_ser.extract.extract`; ``cuda`` asks for ``GPU=1``.
+        device: as for :func:`ssl_ser.extract.extract`; ``cuda`` or ``cuda:N`` (and
+            ``auto`` where workers declare GPUs) ask each task for ``GPU=1`` and run
+            it on ``cuda``, the worker's own GPU; ``auto`` with ``local`` is ``cuda``
+            when this machine has a GPU.
         progress: show a progress bar over shards and merges.
         keep_shards: keep the shard files after the merge.
         local_processes: ``local`` only: workers in processes (False: threads of
@@ -150,14 +156,25 @@ def extract_on_dask(
     conditions = (condition,) if isinstance(condition, str) else tuple(condition)
     config = config.with_absolute_model_path()
     cache_dir = Path(cache_dir).resolve()
-    gpu = device.startswith("cuda")
     existing = check_targets(manifest_df, config, cache_dir, conditions, shards_count)
+    if address == LOCAL and device == "auto":
+        device = _local_auto_device()
     started = time.perf_counter()
     with _client(address, device, local_processes) as client:
+        gpu = use_gpus(device, _declared_gpus(client))
         count = shards_count or existing or _default_shards(client, gpu)
         shards.check_shard(1, count)
         if gpu:
             _require_gpu_workers(client, address)
+        sent = task_device(device, gpu)
+        if sent != device:
+            log.warning(
+                "--device %s with --dask: each shard asks for a GPU worker (resource %s=1) and "
+                "runs on %r there, the GPU that worker sees (its CUDA_VISIBLE_DEVICES)",
+                device,
+                GPU_RESOURCE,
+                sent,
+            )
         announce(f"extract on dask ({_describe(client)}): {count} shard(s)")
         tasks = [
             ShardTask(
@@ -166,7 +183,7 @@ def extract_on_dask(
                 conditions,
                 number,
                 count,
-                {**options, "device": device, "progress": False},
+                {**options, "device": sent, "progress": False},
             )
             for number in range(1, count + 1)
         ]
@@ -288,14 +305,49 @@ def _local_cluster(device: str, processes: bool) -> Any:
     return SpecCluster(workers=workers, scheduler=scheduler)
 
 
+def use_gpus(device: str, declared: int) -> bool:
+    """Whether shard tasks ask for a GPU worker: a CUDA device, or ``auto`` where GPUs are declared.
+
+    Args:
+        device: the ``--device`` given.
+        declared: how many ``GPU`` resources the cluster's workers declare.
+    """
+    return device.startswith("cuda") or (device == "auto" and declared > 0)
+
+
+def task_device(device: str, gpu: bool) -> str:
+    """The device a shard task runs on: plain ``cuda`` on a GPU worker, else `device`.
+
+    A GPU worker sees only its own GPU (``CUDA_VISIBLE_DEVICES``), as ``cuda:0``; the
+    index of ``--device cuda:N`` names a GPU of this machine, which a worker does not see.
+    """
+    return "cuda" if gpu else device
+
+
+def task_resources(gpu: bool) -> dict[str, int] | None:
+    """The Dask resources a shard task asks for: one GPU on GPU runs, none otherwise."""
+    return {GPU_RESOURCE: 1} if gpu else None
+
+
+def _declared_gpus(client: Any) -> int:
+    """How many ``GPU`` resources the cluster's workers declare, all together."""
+    workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    return sum(int(w.get("resources", {}).get(GPU_RESOURCE, 0)) for w in workers)
+
+
+def _local_auto_device() -> str:
+    """``--device auto`` with ``--dask local``: ``cuda`` (a worker per GPU) if one is visible."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "auto"
+
+
 def _default_shards(client: Any, gpu: bool) -> int:
     """One shard per declared GPU (CUDA runs), else one per worker thread."""
-    workers = client.scheduler_info(n_workers=-1)["workers"].values()
     if gpu:
-        total = sum(int(w.get("resources", {}).get(GPU_RESOURCE, 0)) for w in workers)
-    else:
-        total = sum(int(w.get("nthreads", 1)) for w in workers)
-    return max(total, 1)
+        return max(_declared_gpus(client), 1)
+    workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    return max(sum(int(w.get("nthreads", 1)) for w in workers), 1)
 
 
 def _require_gpu_workers(client: Any, address: str) -> None:
@@ -328,7 +380,7 @@ def _run_tasks(
             shared,
             task,
             key=f"ssl-ser-extract-shard-{task.shard}-of-{task.shards}-{run}",
-            resources={GPU_RESOURCE: 1} if gpu else None,
+            resources=task_resources(gpu),
             pure=False,
         ): task
         for task in tasks
