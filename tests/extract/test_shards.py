@@ -165,6 +165,44 @@ def test_merge_is_idempotent_and_recognises_a_merged_cache(tmp_path):
     assert_same_caches(tmp_path / "one", tmp_path / "c")
 
 
+def test_merge_killed_while_removing_shards_is_recognised_as_done(tmp_path):
+    table = make_manifest(tmp_path / "audio", SECONDS)
+    table.loc[0, "path"] = str(tmp_path / "gone.wav")  # a failed row, with its reason
+    config = ExtractorConfig.for_model("mfcc")
+    extract_shards(table, config, tmp_path / "c", 3)
+    target = cache.cache_path(tmp_path / "c", config.slug(), "toy", "clean")
+    shards.merge(target, keep=True)
+    stamp = target.stat().st_mtime_ns
+    # killed inside the removal: shard 1 gone, shard 2's file gone but its record left
+    shards.shard_path(target, 1, 3).unlink()
+    shards.record_path(shards.shard_path(target, 1, 3)).unlink()
+    shards.shard_path(target, 2, 3).unlink()
+    kept = shards.merge(target, keep=True)
+    assert kept.already_merged and kept.gone == [1, 2] and kept.removed == []
+    assert (kept.rows, kept.complete, kept.failed) == (len(SECONDS), len(SECONDS) - 1, 1)
+    assert "already merged from 3 shard(s) (1/3, 2/3 already removed)" in kept.line()
+    assert "left 2 leftover shard file(s)" in kept.line()
+    summaries, errors = shards.merge_all(tmp_path / "c")
+    assert errors == [] and "removed 2 leftover shard file(s)" in summaries[0].line()
+    assert not list(target.parent.glob("clean.shard-*"))
+    assert target.stat().st_mtime_ns == stamp  # left as it was
+    extract(table, config, tmp_path / "one", workers=0)
+    assert_same_caches(tmp_path / "one", tmp_path / "c")
+
+
+def test_missing_shards_beside_a_cache_of_other_rows_are_still_refused(tmp_path):
+    table = make_manifest(tmp_path / "audio", SECONDS)
+    config = ExtractorConfig.for_model("mfcc")
+    extract(table, config, tmp_path / "c", shard=(2, 3), workers=0)
+    extract(table.iloc[:-1], config, tmp_path / "c", workers=0)  # a run without --shard
+    target = cache.cache_path(tmp_path / "c", config.slug(), "toy", "clean")
+    with pytest.raises(CacheError, match=r"2 of 3 shard\(s\) missing") as refused:
+        shards.merge(target)
+    assert "exists but is not their merge: shard 2/3" in str(refused.value)
+    assert "comes from another manifest" in str(refused.value)
+    assert shards.shard_path(target, 2, 3).is_file()
+
+
 def test_merge_refuses_a_missing_shard_naming_it(tmp_path):
     table = make_manifest(tmp_path / "audio", SECONDS)
     config = ExtractorConfig.for_model("mfcc")

@@ -28,7 +28,12 @@ of the whole corpus's manifest rows: the same file a single process writes.
 Slots (where a row's features sit) follow the shards, one after the other; no
 reader depends on slot order. A merge is idempotent: a target that already holds
 exactly the shards' rows is recognised as merged. After a merge the shard files
-are removed (``keep=True`` keeps them).
+are removed (``keep=True`` keeps them). When some shards are gone but the target
+exists (a merge killed while removing the shard files, a shard deleted by hand
+after ``keep=True``), the remaining shards are checked against the target (key,
+manifest digest, ids at their positions, row states, reasons, fingerprints); if it
+holds them all, they are leftovers of a merge done before: reported, and removed
+unless ``keep``. Otherwise the missing shards are refused as usual.
 """
 
 from __future__ import annotations
@@ -177,6 +182,20 @@ class ShardRecord:
         return record
 
 
+class MissingShardsError(CacheError):
+    """Some shard of a cache file is missing (no file); `files` holds those that are there.
+
+    Attributes:
+        shards: N.
+        files: shard file path of each K found (a file, or only its record).
+    """
+
+    def __init__(self, message: str, shards: int, files: dict[int, Path]):
+        super().__init__(message)
+        self.shards = shards
+        self.files = files
+
+
 @dataclass
 class MergeSummary:
     """What :func:`merge` did for one cache file.
@@ -200,15 +219,23 @@ class MergeSummary:
     already_merged: bool = False
     removed: list[Path] = field(default_factory=list)
     seconds: float = 0.0
+    gone: list[int] = field(default_factory=list)
+    leftovers: list[Path] = field(default_factory=list)
 
     def line(self) -> str:
         """The one-line summary ``ser cache merge`` prints."""
         what = "already merged from" if self.already_merged else "merged"
+        gone = ""
+        if self.gone:
+            gone = f" ({', '.join(f'{k}/{self.shards}' for k in self.gone)} already removed)"
         text = (
-            f"{self.path}: {what} {self.shards} shard(s), {self.rows} rows "
+            f"{self.path}: {what} {self.shards} shard(s){gone}, {self.rows} rows "
             f"({self.complete} complete, {self.failed} failed), {self.seconds:.1f} s"
         )
-        if self.removed:
+        if self.leftovers:
+            verb = "removed" if self.removed else "left"
+            text += f"; {verb} {len(self.leftovers)} leftover shard file(s)"
+        elif self.removed:
             text += f"; removed its {len(self.removed)} shard file(s)"
         return text
 
@@ -281,7 +308,14 @@ def merge(target: str | Path, keep: bool = False, progress: bool = False) -> Mer
     """
     started = time.perf_counter()
     target = Path(target)
-    paths = _shard_files(target)
+    try:
+        paths = _shard_files(target)
+    except MissingShardsError as missing:
+        if not target.exists():
+            raise
+        summary = _leftovers(target, missing, keep)
+        summary.seconds = time.perf_counter() - started
+        return summary
     locks = [WriterLock(target), *(WriterLock(path) for path in paths)]
     shards: list[_Shard] = []
     try:
@@ -390,16 +424,20 @@ def _shard_files(target: Path) -> list[Path]:
         raise CacheError(f"{target}: shard file(s) numbered outside 1..{shards}: {strays}")
     if missing:
         names = ", ".join(shard_path(target, k, shards).name for k in missing[:SHOWN])
-        raise CacheError(
+        raise MissingShardsError(
             f"{target}: {len(missing)} of {shards} shard(s) missing: "
             f"{', '.join(f'{k}/{shards}' for k in missing)} (no {names}); run "
-            f"`ser extract ... --shard K/{shards}` for each, then merge again"
+            f"`ser extract ... --shard K/{shards}` for each, then merge again",
+            shards,
+            files,
         )
     for k, path in sorted(files.items()):
         if not path.is_file():
-            raise CacheError(
+            raise MissingShardsError(
                 f"{target}: shard {k}/{shards} has a record but no file {path.name}; "
-                f"run `ser extract ... --shard {k}/{shards}` again"
+                f"run `ser extract ... --shard {k}/{shards}` again",
+                shards,
+                files,
             )
     return [files[k] for k in sorted(files)]
 
@@ -517,6 +555,99 @@ def _merged_header(shards: Sequence[_Shard]) -> layout.Header:
     )
 
 
+def _leftovers(target: Path, missing: MissingShardsError, keep: bool) -> MergeSummary:
+    """The shards that are left of a merge done before (some already removed), or a refusal.
+
+    A merge killed while removing its shard files (or a shard deleted by hand after
+    ``--keep-shards``) leaves a complete target and some shards. When the target
+    holds every remaining shard's rows (same key and layout, manifest digest, ids at
+    the recorded positions, row states, reasons and fingerprints), they are
+    leftovers: removed (unless `keep`), and the target is reported as merged.
+
+    Raises:
+        MissingShardsError: the target does not hold them (the message says why).
+    """
+    files = [p for p in missing.files.values() if p.is_file()]
+    records = [record_path(p) for p in missing.files.values() if not p.is_file()]
+    records = [p for p in records if p.is_file()]
+    locks = [WriterLock(target), *(WriterLock(path) for path in files)]
+    opened: list[_Shard] = []
+    try:
+        for lock in locks:
+            lock.acquire()
+        try:
+            opened = [_open_shard(path) for path in files]
+            orphans = [ShardRecord.read(path) for path in records]
+            summary = _check_leftovers(target, missing.shards, opened, orphans)
+        except CacheError as error:
+            raise MissingShardsError(
+                f"{missing}. {target} exists but is not their merge: {error}",
+                missing.shards,
+                missing.files,
+            ) from error
+        for shard in opened:
+            shard.file.close()
+        summary.leftovers = [*files, *records]
+        if not keep:
+            summary.removed = _remove(files)
+            for path in records:
+                path.unlink(missing_ok=True)
+    finally:
+        for shard in opened:
+            if shard.file.id.valid:
+                shard.file.close()
+        for lock in locks:
+            lock.release()
+    logger.info("%s already merged; %d leftover shard file(s)", target, len(summary.leftovers))
+    return summary
+
+
+def _check_leftovers(
+    target: Path, count: int, opened: Sequence[_Shard], orphans: Sequence[ShardRecord]
+) -> MergeSummary:
+    """A summary of `target` if it holds the rows of every remaining shard; else CacheError."""
+    with layout.open_h5(target, "r") as file:
+        header = layout.Header.read(file, target)
+        ids = list(file[IDS].asstr()[:])
+        states = file[SLOT][: len(ids)].astype(np.int64)
+        prints = file[FINGERPRINT][: len(ids)] if FINGERPRINT in file else None
+        reasons = file[REASON][: len(ids)]
+    for record, name in [
+        *((s.record, s.name) for s in opened),
+        *((r, f"shard {r.shard}/{r.shards} (record only)") for r in orphans),
+    ]:
+        if record.shards != count:
+            raise CacheError(f"{name} is a shard of {record.shards}, not {count}")
+        if record.corpus_rows != len(ids) or record.manifest_digest != header.manifest_digest:
+            raise CacheError(
+                f"{name} comes from another manifest ({record.corpus_rows} rows, digest "
+                f"{record.manifest_digest[:12]}; the cache: {len(ids)} rows, digest "
+                f"{header.manifest_digest[:12]})"
+            )
+        held = [ids[p] if 0 <= p < len(ids) else None for p in record.positions]
+        wrong = [u for u, h in zip(record.ids, held, strict=True) if u != h]
+        if wrong:
+            raise CacheError(
+                f"{name}: {len(wrong)} of its utterances are not at their manifest rows in "
+                f"the cache (e.g. {', '.join(wrong[:SHOWN])})"
+            )
+    row_of = {utt_id: row for row, utt_id in enumerate(ids)}
+    for shard in opened:
+        differences = header.differences(shard.header)
+        if differences:
+            raise CacheKeyMismatchError(
+                f"{shard.name} was built with another key: " + "; ".join(differences)
+            )
+        if not _holds_shard(states, prints, reasons, row_of, shard):
+            raise CacheError(f"the cache's row states or fingerprints differ from {shard.name}")
+    summary = MergeSummary(target, count, rows=len(ids), already_merged=True)
+    summary.complete = int((states >= 0).sum())
+    summary.failed = int((states == FAILED).sum())
+    present = {s.number for s in opened}
+    summary.gone = [k for k in range(1, count + 1) if k not in present]
+    return summary
+
+
 def _holds(target: Path, header: layout.Header, ids: list[str], shards: Sequence[_Shard]) -> bool:
     """Whether the existing `target` holds exactly the shards' rows (a merge done before)."""
     with layout.open_h5(target, "r") as file:
@@ -529,22 +660,32 @@ def _holds(target: Path, header: layout.Header, ids: list[str], shards: Sequence
         prints = file[FINGERPRINT][: len(ids)] if FINGERPRINT in file else None
         reasons = file[REASON][: len(ids)]
     row_of = {utt_id: row for row, utt_id in enumerate(ids)}
-    for shard in shards:
-        rows = np.array([row_of[u] for u in shard.record.ids], dtype=np.int64)
-        mine = states[rows]
-        if not np.array_equal(mine >= 0, shard.states >= 0):
+    return all(_holds_shard(states, prints, reasons, row_of, shard) for shard in shards)
+
+
+def _holds_shard(
+    states: np.ndarray,
+    prints: np.ndarray | None,
+    reasons: np.ndarray,
+    row_of: dict[str, int],
+    shard: _Shard,
+) -> bool:
+    """Whether a target's row states, fingerprints and reasons are those of `shard`'s rows."""
+    rows = np.array([row_of[u] for u in shard.record.ids], dtype=np.int64)
+    mine = states[rows]
+    if not np.array_equal(mine >= 0, shard.states >= 0):
+        return False
+    if not np.array_equal(mine == FAILED, shard.states == FAILED):
+        return False
+    if len(rows) and FINGERPRINT in shard.file:
+        theirs = shard.file[FINGERPRINT][: len(shard.file[IDS])][shard.rows]
+        if prints is None or not np.array_equal(prints[rows], theirs):
             return False
-        if not np.array_equal(mine == FAILED, shard.states == FAILED):
+    failed = shard.states == FAILED
+    if failed.any():
+        theirs = shard.file[REASON][: len(shard.file[IDS])][shard.rows[failed]]
+        if not np.array_equal(reasons[rows[failed]], theirs):
             return False
-        if len(rows) and FINGERPRINT in shard.file:
-            theirs = shard.file[FINGERPRINT][: len(shard.file[IDS])][shard.rows]
-            if prints is None or not np.array_equal(prints[rows], theirs):
-                return False
-        failed = shard.states == FAILED
-        if failed.any():
-            theirs = shard.file[REASON][: len(shard.file[IDS])][shard.rows[failed]]
-            if not np.array_equal(reasons[rows[failed]], theirs):
-                return False
     return True
 
 
