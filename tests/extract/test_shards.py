@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -285,6 +286,38 @@ def test_merge_refuses_unfinished_mixed_and_foreign_states(tmp_path):
         shards.merge(target)
     target.unlink()
     assert shards.merge(target).rows == len(SECONDS)
+
+
+def test_merge_refuses_shards_of_one_manifest_in_two_row_orders(tmp_path):
+    table = make_manifest(tmp_path / "audio", SECONDS)
+    config = ExtractorConfig.for_model("mfcc")
+    extract(table, config, tmp_path / "c", shard=(1, 2), workers=0)
+    # the same rows, listed in another order (a manifest prepared again, another node)
+    reversed_rows = manifest.validate(table.iloc[::-1].reset_index(drop=True))
+    extract(reversed_rows, config, tmp_path / "c", shard=(2, 2), workers=0)
+    target = cache.cache_path(tmp_path / "c", config.slug(), "toy", "clean")
+    with pytest.raises(CacheError, match="same rows in a different row order") as refused:
+        shards.merge(target)
+    message = str(refused.value)
+    assert "clean.shard-1-of-2.h5" in message and "clean.shard-2-of-2.h5" in message
+    assert not target.exists()
+    extract(table, config, tmp_path / "c", shard=(2, 2), workers=0)  # from the same manifest
+    shards.merge(target)
+    extract(table, config, tmp_path / "one", workers=0)
+    assert_same_caches(tmp_path / "one", tmp_path / "c")
+
+
+def test_a_shard_record_of_another_version_is_refused(tmp_path):
+    table = make_manifest(tmp_path / "audio", SECONDS[:3])
+    config = ExtractorConfig.for_model("mfcc")
+    extract(table, config, tmp_path / "c", shard=(1, 1), workers=0)
+    path = tmp_path / "c" / config.slug() / "toy" / "clean.shard-1-of-1.json"
+    payload = json.loads(path.read_text())
+    assert len(payload["order_digest"]) == 64
+    payload["version"] = 1  # written before order digests were recorded
+    path.write_text(json.dumps(payload))
+    with pytest.raises(CacheError, match="has version 1; this toolkit reads version 2"):
+        shards.ShardRecord.read(path)
 
 
 def _layout(folder) -> dict:

@@ -7,7 +7,9 @@ and resume), so N shards run at once without touching each other's files, and a
 killed shard resumes like any cache. Beside each shard file a small JSON record
 (``<condition>.shard-K-of-N.json``, written atomically when the shard starts)
 says which utterances the shard owns and where they sit in the corpus's manifest
-order, how many rows the corpus has and the digest of its manifest rows.
+order, how many rows the corpus has, the digest of its manifest rows and the
+digest of their order (shards of one manifest file listed in two orders would
+place rows differently, so they are refused).
 
 :func:`merge` combines the N shards of one cache file into that file, under the
 writer locks of the target and of every shard (a shard still being written is
@@ -17,7 +19,8 @@ refused). It refuses, naming the files and utterances:
 - a missing shard (no file for some K), or a shard that has not finished (rows
   neither complete nor failed);
 - shards built with different keys or layouts (another model, dtype, condition...);
-- shards made from different manifests (row count or manifest digest differ);
+- shards made from different manifests (row count or manifest digest differ), or
+  from manifests listing the same rows in another order (order digest differs);
 - an utterance claimed by two shards, or a manifest position no shard holds;
 - an existing target that holds other rows than the shards.
 
@@ -38,6 +41,7 @@ unless ``keep``. Otherwise the missing shards are refused as usual.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -59,7 +63,7 @@ from ssl_ser.errors import CacheError, CacheKeyMismatchError, ConfigError
 logger = logging.getLogger(__name__)
 
 RECORD_FORMAT = "ssl-ser-cache-shard"
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: order_digest
 RECORD_SUFFIX = ".json"
 # clean.shard-2-of-8.h5 -> condition clean, shard 2, shards 8
 SHARD_NAME = re.compile(r"^(?P<stem>.+)\.shard-(?P<shard>\d+)-of-(?P<shards>\d+)\.h5$")
@@ -97,6 +101,14 @@ def record_path(shard_file: str | Path) -> Path:
     return Path(shard_file).with_suffix(RECORD_SUFFIX)
 
 
+def order_digest(ids: Sequence[str]) -> str:
+    """SHA-256 of utterance ids in their order (the manifest digest is order-free)."""
+    digest = hashlib.sha256()
+    for utt_id in ids:
+        digest.update(f"{utt_id}\n".encode())
+    return digest.hexdigest()
+
+
 def parse_shard_name(path: str | Path) -> tuple[Path, int, int] | None:
     """(target cache file, K, N) of a shard file's name, or None for other names."""
     path = Path(path)
@@ -122,6 +134,9 @@ class ShardRecord:
         seconds: total audio duration of the shard's rows (from the manifest).
         balance: the assignment rule that made the shards (shards made by
             different rules are refused).
+        order_digest: digest of the corpus's utterance ids in manifest order
+            (:func:`order_digest`); `positions` count in that order, so shards
+            whose manifests list the same rows in another order are refused.
     """
 
     shard: int
@@ -132,6 +147,7 @@ class ShardRecord:
     manifest_digest: str
     seconds: float = 0.0
     balance: str = ""
+    order_digest: str = ""
 
     def write(self, path: str | Path) -> None:
         """Write the record as JSON, atomically (a temporary file renamed over `path`)."""
@@ -508,6 +524,14 @@ def _plan_merge(target: Path, shards: Sequence[_Shard]) -> tuple[list[str], list
         raise CacheError(
             f"{target}: the shards were made from different manifests (or by different "
             f"assignment rules): {described}. Run the stale shards again with the same manifest."
+        )
+    orders = {s.record.order_digest for s in shards}
+    if len(orders) > 1:
+        described = "; ".join(f"{s.name}: order {s.record.order_digest[:12]}" for s in shards)
+        raise CacheError(
+            f"{target}: the shards were made from manifests with the same rows in a different "
+            f"row order ({described}); each shard places its rows by its manifest's order. "
+            "Run the stale shards again from the same manifest file, then merge."
         )
     total = first.record.corpus_rows
     owner: dict[str, int] = {}

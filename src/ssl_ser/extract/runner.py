@@ -314,6 +314,7 @@ def _shard_rows(
         manifest_digest=manifest.rows_digest(rows),
         seconds=float(own["duration"].astype(float).sum()),
         balance=BALANCE_RULE,
+        order_digest=shards.order_digest(rows["utt_id"].astype(str).tolist()),
     ).write(shards.record_path(shard_file))
     return own, shard_file
 
