@@ -320,6 +320,38 @@ def test_a_shard_record_of_another_version_is_refused(tmp_path):
         shards.ShardRecord.read(path)
 
 
+def test_a_second_launch_of_a_running_shard_leaves_its_record_alone(tmp_path):
+    table = make_manifest(tmp_path / "audio", SECONDS)
+    config = ExtractorConfig.for_model("mfcc")
+    extract(table, config, tmp_path / "c", shard=(2, 2), workers=0)
+    folder = tmp_path / "c" / config.slug() / "toy"
+    record = folder / "clean.shard-2-of-2.json"
+    before = record.read_bytes()
+    bigger = make_manifest(tmp_path / "audio", [*SECONDS, 0.7])  # e.g. a newer manifest
+    writer = cache.CacheWriter(folder / "clean.shard-2-of-2.h5", **_layout(folder))
+    with writer, pytest.raises(CacheLockedError, match="clean.shard-2-of-2.h5"):
+        extract(bigger, config, tmp_path / "c", shard=(2, 2), workers=0)  # shard 2 is running
+    assert record.read_bytes() == before
+    assert shards.ShardRecord.read(record).corpus_rows == len(SECONDS)
+
+
+def test_merge_refuses_a_record_that_does_not_describe_its_file(tmp_path):
+    table = make_manifest(tmp_path / "audio", SECONDS)
+    config = ExtractorConfig.for_model("mfcc")
+    extract_shards(table, config, tmp_path / "c", 2)
+    folder = tmp_path / "c" / config.slug() / "toy"
+    path = folder / "clean.shard-1-of-2.json"
+    payload = json.loads(path.read_text())
+    file_digest = cache.read_header(folder / "clean.shard-1-of-2.h5").manifest_digest
+    assert payload["rows_digest"] == file_digest
+    payload["rows_digest"] = "0" * 64  # a record rewritten by another run's launch
+    path.write_text(json.dumps(payload))
+    with pytest.raises(CacheError, match="its record does not describe its file") as refused:
+        shards.merge(folder / "clean.h5")
+    assert f"{file_digest[:12]} in the file" in str(refused.value)
+    assert "shard 1/2" in str(refused.value)
+
+
 def _layout(folder) -> dict:
     header = cache.read_header(next(folder.glob("clean.shard-2-of-2.h5")))
     return {

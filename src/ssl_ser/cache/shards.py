@@ -5,7 +5,7 @@ file beside the normal cache file, ``DIR/<slug>/<corpus>/<condition>.shard-K-of-
 (K counts from 1). A shard file is an ordinary cache file (same key, writer, lock
 and resume), so N shards run at once without touching each other's files, and a
 killed shard resumes like any cache. Beside each shard file a small JSON record
-(``<condition>.shard-K-of-N.json``, written atomically when the shard starts)
+(``<condition>.shard-K-of-N.json``, written atomically once the shard holds its lock)
 says which utterances the shard owns and where they sit in the corpus's manifest
 order, how many rows the corpus has, the digest of its manifest rows and the
 digest of their order (shards of one manifest file listed in two orders would
@@ -63,7 +63,7 @@ from ssl_ser.errors import CacheError, CacheKeyMismatchError, ConfigError
 logger = logging.getLogger(__name__)
 
 RECORD_FORMAT = "ssl-ser-cache-shard"
-RECORD_VERSION = 2  # 2: order_digest
+RECORD_VERSION = 2  # 2: order_digest, rows_digest
 RECORD_SUFFIX = ".json"
 # clean.shard-2-of-8.h5 -> condition clean, shard 2, shards 8
 SHARD_NAME = re.compile(r"^(?P<stem>.+)\.shard-(?P<shard>\d+)-of-(?P<shards>\d+)\.h5$")
@@ -137,6 +137,8 @@ class ShardRecord:
         order_digest: digest of the corpus's utterance ids in manifest order
             (:func:`order_digest`); `positions` count in that order, so shards
             whose manifests list the same rows in another order are refused.
+        rows_digest: manifest digest of the shard's own rows, as its file's header
+            stores it (a record that does not describe its file is refused).
     """
 
     shard: int
@@ -148,6 +150,7 @@ class ShardRecord:
     seconds: float = 0.0
     balance: str = ""
     order_digest: str = ""
+    rows_digest: str = ""
 
     def write(self, path: str | Path) -> None:
         """Write the record as JSON, atomically (a temporary file renamed over `path`)."""
@@ -484,6 +487,13 @@ def _open_shard(path: Path) -> _Shard:
                 f"{shard.name} has not finished: {len(pending)} of {len(record.ids)} "
                 f"utterance(s) not extracted yet (e.g. {', '.join(pending[:SHOWN])}); run or "
                 f"resume it with `ser extract ... --shard {number}/{shards}`"
+            )
+        if record.rows_digest != header.manifest_digest:
+            raise CacheError(
+                f"shard {number}/{shards} ({path}): its record does not describe its file "
+                f"(rows digest {record.rows_digest[:12] or 'none'} in the record, "
+                f"{header.manifest_digest[:12] or 'none'} in the file); run "
+                f"`ser extract ... --shard {number}/{shards}` again"
             )
         extra = len(set(stored) - set(record.ids))
         if extra:

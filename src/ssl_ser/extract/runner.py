@@ -33,7 +33,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -286,26 +286,31 @@ def extract(
         )
         for corpus, rows in manifest_df.groupby("corpus", sort=True):
             path = cache.cache_path(cache_dir, config.slug(), str(corpus), name)
+            on_locked = None
             if shard is not None and assignment is not None:
-                rows, path = _shard_rows(rows, path, assignment, shard)
-            summaries.append(job.run_corpus(str(corpus), rows, path, storage_dtype, retry_failed))
+                rows, path, record = _shard_rows(rows, path, assignment, shard)
+                on_locked = _record_writer(record, shards.record_path(path))
+            summaries.append(
+                job.run_corpus(str(corpus), rows, path, storage_dtype, retry_failed, on_locked)
+            )
     return summaries
 
 
 def _shard_rows(
     rows: pd.DataFrame, path: Path, assignment: pd.Series, shard: tuple[int, int]
-) -> tuple[pd.DataFrame, Path]:
-    """One corpus's rows of shard K of N and its shard file; writes the shard's record.
+) -> tuple[pd.DataFrame, Path, shards.ShardRecord]:
+    """One corpus's rows of shard K of N, its shard file and the shard's record.
 
     The record (see :class:`ssl_ser.cache.shards.ShardRecord`) holds each row's
     place in the corpus's manifest order and the whole corpus's digest, which the
-    merge needs to rebuild the file a single process writes.
+    merge needs to rebuild the file a single process writes. It is written only
+    once the shard file's writer lock is held (see :func:`_record_writer`).
     """
     number, count = shard
     mine = (assignment.loc[rows.index] == number).to_numpy()
     own = rows.loc[mine]
     shard_file = shards.shard_path(path, number, count)
-    shards.ShardRecord(
+    record = shards.ShardRecord(
         shard=number,
         shards=count,
         ids=own["utt_id"].astype(str).tolist(),
@@ -315,8 +320,18 @@ def _shard_rows(
         seconds=float(own["duration"].astype(float).sum()),
         balance=BALANCE_RULE,
         order_digest=shards.order_digest(rows["utt_id"].astype(str).tolist()),
-    ).write(shards.record_path(shard_file))
-    return own, shard_file
+        rows_digest=manifest.rows_digest(own),
+    )
+    return own, shard_file, record
+
+
+def _record_writer(record: shards.ShardRecord, path: Path) -> Callable[[], None]:
+    """Write `record` to `path` when called: after the shard's lock is taken.
+
+    A second launch of a running shard must not replace its record before it
+    finds the shard locked.
+    """
+    return lambda: record.write(path)
 
 
 def prepared_batches(dataset: Dataset, workers: int, batch_size: int = 16) -> DataLoader:
@@ -407,8 +422,13 @@ class _Job:
         path: Path,
         storage_dtype: str,
         retry_failed: bool,
+        on_locked: Callable[[], None] | None = None,
     ) -> ExtractSummary:
-        """Bring one corpus's cache file up to date with `rows`."""
+        """Bring one corpus's cache file up to date with `rows`.
+
+        `on_locked` runs once the file's writer lock is held (a shard writes its
+        record there), before anything is read or written.
+        """
         backbone = self.backbone
         key = cache_key(backbone, self.config, self.condition, self.telephone_source)
         layers = [str(i) for i in range(backbone.states)]
@@ -425,6 +445,8 @@ class _Job:
             dtype,
             convert_dtype=convert,
         ) as writer:
+            if on_locked is not None:
+                on_locked()
             ids = rows["utt_id"].tolist()
             if self.verify_cache:
                 self._repair(writer, corpus)
