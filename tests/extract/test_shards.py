@@ -204,6 +204,18 @@ def test_missing_shards_beside_a_cache_of_other_rows_are_still_refused(tmp_path)
     assert shards.shard_path(target, 2, 3).is_file()
 
 
+def test_stray_copies_beside_the_shards_are_not_shards(tmp_path):
+    table = make_manifest(tmp_path / "audio", SECONDS)
+    config = ExtractorConfig.for_model("mfcc")
+    extract_shards(table, config, tmp_path / "c", 2)
+    folder = tmp_path / "c" / config.slug() / "toy"
+    for name in ("clean.shard-3-of-4.bak", "clean.shard-1-of-3.h5~", "clean.shard-2-of-3.json.1"):
+        (folder / name).write_bytes(b"an editor's or a user's copy")
+    summary = shards.merge(folder / "clean.h5")
+    assert (summary.shards, summary.rows) == (2, len(SECONDS))
+    assert (folder / "clean.shard-3-of-4.bak").is_file()  # left alone
+
+
 def test_merge_refuses_a_missing_shard_naming_it(tmp_path):
     table = make_manifest(tmp_path / "audio", SECONDS)
     config = ExtractorConfig.for_model("mfcc")

@@ -374,6 +374,8 @@ def shard_counts(target: str | Path) -> dict[int, dict[int, Path]]:
     folder = target.parent
     if folder.is_dir():
         for path in folder.iterdir():
+            if path.suffix not in (layout.SUFFIX, RECORD_SUFFIX):
+                continue  # clean.shard-1-of-3.h5~, .bak copies: not shards
             parsed = parse_shard_name(path.with_suffix(layout.SUFFIX))
             if parsed is not None and parsed[0] == target:
                 found.setdefault(parsed[2], {})[parsed[1]] = path.with_suffix(layout.SUFFIX)
