@@ -249,6 +249,32 @@ def test_merge_refuses_an_utterance_in_two_shards_naming_it(tmp_path, monkeypatc
     assert "clean.shard-1-of-2.h5" in message and "clean.shard-2-of-2.h5" in message
 
 
+def test_merge_names_the_shard_already_holding_a_manifest_row(tmp_path):
+    table = make_manifest(tmp_path / "audio", SECONDS)
+    config = ExtractorConfig.for_model("mfcc")
+    extract_shards(table, config, tmp_path / "c", 2)
+    folder = tmp_path / "c" / config.slug() / "toy"
+    first = shards.ShardRecord.read(folder / "clean.shard-1-of-2.json")
+    second = shards.ShardRecord.read(folder / "clean.shard-2-of-2.json")
+    second.positions[0] = first.positions[0]  # a record made by a broken assignment
+    second.write(folder / "clean.shard-2-of-2.json")
+    with pytest.raises(CacheError, match="where shard 1/2") as refused:
+        shards.merge(folder / "clean.h5")
+    message = str(refused.value)
+    assert f"puts {second.ids[0]!r} at manifest row {first.positions[0]}" in message
+    assert f"shard 1/2 ({folder / 'clean.shard-1-of-2.h5'}) puts {first.ids[0]!r}" in message
+
+
+def test_non_finite_durations_are_named(tmp_path):
+    table = make_manifest(tmp_path / "audio", SECONDS[:4])
+    table["duration"] = table["duration"].astype(float)
+    table.loc[1, "duration"] = float("nan")
+    table.loc[3, "duration"] = float("inf")
+    with pytest.raises(ConfigError, match="2 duration.s. that are not finite") as refused:
+        assign_shards(table, 2)
+    assert f"{table.loc[1, 'utt_id']} (nan), {table.loc[3, 'utt_id']} (inf)" in str(refused.value)
+
+
 def test_merge_refuses_a_shard_of_another_key_naming_the_fields(tmp_path):
     table = make_manifest(tmp_path / "audio", SECONDS)
     mfcc = ExtractorConfig.for_model("mfcc")
@@ -294,8 +320,13 @@ def test_merge_refuses_unfinished_mixed_and_foreign_states(tmp_path):
         shards.merge(target)
     # an existing cache that is not these shards' merge
     extract(table.iloc[:3], config, tmp_path / "c", workers=0)
-    with pytest.raises(CacheError, match="already exists and is not the merge of its shards"):
+    with pytest.raises(
+        CacheError, match="already exists and is not the merge of its shards"
+    ) as refused:
         shards.merge(target)
+    absent = ", ".join(table["utt_id"].iloc[3:8])
+    assert f"it holds 3 rows, the manifest {len(SECONDS)}" in str(refused.value)
+    assert f"{len(SECONDS) - 3} not in it (e.g. {absent})" in str(refused.value)
     target.unlink()
     assert shards.merge(target).rows == len(SECONDS)
 

@@ -560,10 +560,17 @@ def _plan_merge(target: Path, shards: Sequence[_Shard]) -> tuple[list[str], list
                     f"{shard.name}; shards made by different runs are mixed. Run them again "
                     "with the same manifest and shard count, then merge."
                 )
-            if not 0 <= position < total or slots[position] is not None:
+            if not 0 <= position < total:
                 raise CacheError(
                     f"{target}: {shard.name} puts {utt_id!r} at manifest row {position}, "
-                    f"which is outside 0..{total - 1} or taken; run the shards again"
+                    f"outside 0..{total - 1}; run the shards again"
+                )
+            taken = slots[position]
+            if taken is not None:
+                raise CacheError(
+                    f"{target}: {shard.name} puts {utt_id!r} at manifest row {position}, "
+                    f"where {shards[taken[0]].name} puts {ids[position]!r}; run the shards "
+                    "again with the same manifest"
                 )
             owner[utt_id] = index
             slots[position] = (index, place)
