@@ -478,6 +478,28 @@ def test_dask_cuda_without_gpu_workers_is_refused(tmp_path):
         )
 
 
+def test_dask_merges_every_cache_and_reports_all_refusals(tmp_path):
+    table = two_corpora(tmp_path / "audio")
+    config = ExtractorConfig.for_model("mfcc")
+    other = table[table["corpus"] == "other"]
+    # a cache of the same rows but another extractor, sitting at the mfcc path
+    extract(other, ExtractorConfig.for_model("logmel"), tmp_path / "x", workers=0)
+    blocking = cache.cache_path(tmp_path / "c", config.slug(), "other", "clean")
+    blocking.parent.mkdir(parents=True)
+    shutil.copy(next((tmp_path / "x").rglob("clean.h5")), blocking)
+    with pytest.raises(CacheError, match=r"1 of 2 cache file\(s\) could not be merged") as refused:
+        extract_on_dask(
+            table, config, tmp_path / "c", shards_count=2, workers=0, local_processes=False
+        )
+    assert f"{blocking} already exists and is not the merge" in str(refused.value)
+    assert 'model: stored "logmel", requested "mfcc"' in str(refused.value)
+    # the other corpus was merged all the same
+    merged = cache.cache_path(tmp_path / "c", config.slug(), "toy", "clean")
+    with cache.open(merged) as reader:
+        assert len(reader.all_ids) == len(SECONDS)
+    assert len(list(blocking.parent.glob("clean.shard-*.h5"))) == 2
+
+
 def test_dask_gpu_runs_send_cuda_and_ask_for_a_gpu():
     assert use_gpus("cuda:1", 0) and use_gpus("cuda", 0) and use_gpus("auto", 2)
     assert not use_gpus("auto", 0) and not use_gpus("cpu", 2)

@@ -61,7 +61,7 @@ from tqdm.auto import tqdm
 
 from ssl_ser import cache, manifest
 from ssl_ser.cache import shards
-from ssl_ser.errors import ConfigError, SerError
+from ssl_ser.errors import CacheError, ConfigError, SerError
 from ssl_ser.extract.batching import plan_batches
 from ssl_ser.extract.config import DEFAULT_BATCH_SECONDS, ExtractorConfig
 from ssl_ser.extract.summary import ExtractSummary
@@ -420,14 +420,29 @@ def _merge(
     keep: bool,
     progress: bool,
 ) -> list[ExtractSummary]:
-    """Merge the shards of every (condition, corpus) and sum their summaries per merged file."""
+    """Merge the shards of every (condition, corpus) and sum their summaries per merged file.
+
+    A cache that cannot be merged does not stop the others; all refusals are raised
+    together at the end.
+    """
     out = []
+    refused: list[str] = []
     for name in conditions:
         for corpus in sorted(table["corpus"].astype(str).unique()):
             target = cache.cache_path(cache_dir, config.slug(), corpus, name)
-            merged = shards.merge(target, keep=keep, progress=progress)
+            try:
+                merged = shards.merge(target, keep=keep, progress=progress)
+            except CacheError as error:
+                refused.append(str(error))
+                continue
             parts = [s for s in results if s.corpus == corpus and s.condition == name]
             out.append(_combined(parts, target, merged.seconds))
+    if refused:
+        raise CacheError(
+            f"every shard finished, but {len(refused)} of {len(refused) + len(out)} cache "
+            "file(s) could not be merged (their shard files are kept; fix the cause, then "
+            f"`ser cache merge {cache_dir}`):\n  " + "\n  ".join(refused)
+        )
     return out
 
 
