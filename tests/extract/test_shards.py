@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -13,7 +14,13 @@ from click.testing import CliRunner
 from ssl_ser import cache, manifest
 from ssl_ser.cache import shards
 from ssl_ser.cli.main import cli
-from ssl_ser.errors import CacheError, CacheKeyMismatchError, CacheLockedError, ConfigError
+from ssl_ser.errors import (
+    CacheError,
+    CacheKeyMismatchError,
+    CacheLockedError,
+    ConfigError,
+    SerError,
+)
 from ssl_ser.extract import ExtractorConfig, extract
 from ssl_ser.extract import runner as extract_runner
 from ssl_ser.extract.cluster import extract_on_dask, task_device, task_resources, use_gpus
@@ -563,6 +570,30 @@ def test_a_failing_shard_is_named_and_the_others_are_kept(tmp_path, monkeypatch)
     assert (folder / "clean.shard-2-of-2.h5").is_file() and not (folder / "clean.h5").exists()
     with pytest.raises(ConfigError, match="batch seconds -1.0 must be positive"):
         extract_on_dask(table, config, tmp_path / "c", address="nowhere:1", batch_seconds=-1.0)
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"condition": "phone"}, "phone"),
+        ({"telephone_source": "copies"}, "copies"),
+        ({"storage_dtype": "float8"}, "float8"),
+        ({"workers": -2}, "workers -2 must be an integer >= 0"),
+        ({"device": "gpu0"}, "gpu0"),
+        ({"device": "cpu", "dtype": "float16"}, "dtype 'float16' is not supported on CPU"),
+    ],
+)
+def test_dask_refuses_bad_options_before_reaching_a_cluster(
+    tmp_path, model_dirs, options, expected
+):
+    table = make_manifest(tmp_path / "audio", SECONDS[:2])
+    options = dict(options)
+    dtype = options.pop("dtype", "float32")
+    config = ExtractorConfig.for_model(str(model_dirs["wav2vec2-group"]), dtype=dtype)
+    # a cluster at "nowhere" would fail only after a 30 s connection timeout
+    with pytest.raises(SerError, match=re.escape(expected)):
+        extract_on_dask(table, config, tmp_path / "c", address="nowhere:1", **options)
+    assert not (tmp_path / "c").exists()
 
 
 def test_a_dask_rerun_resumes_the_shard_count_on_disk(tmp_path):

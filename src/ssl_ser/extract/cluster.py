@@ -62,14 +62,15 @@ from tqdm.auto import tqdm
 from ssl_ser import cache, manifest
 from ssl_ser.cache import shards
 from ssl_ser.errors import CacheError, ConfigError, SerError
-from ssl_ser.extract.batching import plan_batches
-from ssl_ser.extract.config import DEFAULT_BATCH_SECONDS, ExtractorConfig
+from ssl_ser.extract.config import ExtractorConfig, check_run_options
 from ssl_ser.extract.summary import ExtractSummary
 from ssl_ser.progress import StepLines, announce
 
 log = logging.getLogger(__name__)
 
 LOCAL = "local"
+# Options of extract() checked before a cluster starts (see check_run_options).
+RUN_OPTIONS = ("batch_seconds", "workers", "telephone_source", "storage_dtype")
 GPU_RESOURCE = "GPU"
 
 
@@ -152,8 +153,11 @@ def extract_on_dask(
             shard that failed (named, with its error).
     """
     manifest_df = manifest.validate(manifest_df)
-    plan_batches([], options.get("batch_seconds", DEFAULT_BATCH_SECONDS))  # before any cluster
     conditions = (condition,) if isinstance(condition, str) else tuple(condition)
+    checked = {k: options[k] for k in RUN_OPTIONS if k in options}
+    check_run_options(config, list(conditions), device=device, **checked)  # before any cluster
+    if options.get("shard") is not None:
+        raise ConfigError("shard= does not apply to a Dask run: it runs every shard itself")
     config = config.with_absolute_model_path()
     cache_dir = Path(cache_dir).resolve()
     existing = check_targets(manifest_df, config, cache_dir, conditions, shards_count)

@@ -48,14 +48,14 @@ from tqdm.auto import tqdm
 from ssl_ser import audio, cache, fingerprint, manifest
 from ssl_ser.cache import shards
 from ssl_ser.cache.shards import check_shard
-from ssl_ser.errors import AudioError, CacheError, ConfigError, SerError, UnknownChoiceError
+from ssl_ser.errors import AudioError, CacheError, ConfigError, SerError
 from ssl_ser.extract.backbones import Backbone, library_progress_bars, load_backbone
 from ssl_ser.extract.batching import plan_batches, segment_seconds
 from ssl_ser.extract.config import (
     DEFAULT_BATCH_SECONDS,
     RETRY_FAILED,
     ExtractorConfig,
-    default_workers,
+    check_run_options,
 )
 from ssl_ser.extract.pooling import FrameStats, combine, finalize
 from ssl_ser.extract.preprocess import Preprocessor, Segment
@@ -254,15 +254,15 @@ def extract(
     """
     manifest_df = manifest.validate(manifest_df)
     conditions = [condition] if isinstance(condition, str) else list(condition)
-    for name in conditions:
-        audio.check_condition(name)
-    audio.check_telephone_source(telephone_source)
-    if storage_dtype not in cache.STORAGE_DTYPE_CHOICES:
-        raise UnknownChoiceError("storage dtype", storage_dtype, cache.STORAGE_DTYPE_CHOICES)
-    workers = default_workers() if workers is None else workers
-    if isinstance(workers, bool) or int(workers) != workers or workers < 0:
-        raise ConfigError(f"workers {workers!r} must be an integer >= 0")
-    plan_batches([], batch_seconds)  # validates batch_seconds before the model loads
+    workers = check_run_options(  # before the model loads
+        config,
+        conditions,
+        device=device,
+        batch_seconds=batch_seconds,
+        workers=workers,
+        telephone_source=telephone_source,
+        storage_dtype=storage_dtype,
+    )
     assignment = None
     if shard is not None:
         shard = check_shard(*shard)
