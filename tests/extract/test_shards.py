@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 
@@ -221,6 +222,21 @@ def test_stray_copies_beside_the_shards_are_not_shards(tmp_path):
     summary = shards.merge(folder / "clean.h5")
     assert (summary.shards, summary.rows) == (2, len(SECONDS))
     assert (folder / "clean.shard-3-of-4.bak").is_file()  # left alone
+
+
+def test_a_shard_started_beside_a_merged_cache_warns(tmp_path, caplog):
+    table = make_manifest(tmp_path / "audio", SECONDS[:4])
+    config = ExtractorConfig.for_model("mfcc")
+    extract_shards(table, config, tmp_path / "c", 2)
+    target = cache.cache_path(tmp_path / "c", config.slug(), "toy", "clean")
+    assert not [r for r in caplog.records if "already exists" in r.getMessage()]
+    shards.merge(target)
+    bigger = make_manifest(tmp_path / "audio", [*SECONDS[:4], 0.9])  # one utterance more
+    with caplog.at_level(logging.WARNING, logger="ssl_ser.extract.runner"):
+        extract(bigger, config, tmp_path / "c", shard=(1, 2), workers=0)
+    (warning,) = [r.getMessage() for r in caplog.records if "already exists" in r.getMessage()]
+    assert f"{target} already exists; shard 1/2 does not read it" in warning
+    assert "run `ser extract` without --shard" in warning
 
 
 def test_merge_refuses_a_missing_shard_naming_it(tmp_path):

@@ -288,6 +288,7 @@ def extract(
             path = cache.cache_path(cache_dir, config.slug(), str(corpus), name)
             on_locked = None
             if shard is not None and assignment is not None:
+                _warn_merged(path, shard)
                 rows, path, record = _shard_rows(rows, path, assignment, shard)
                 on_locked = _record_writer(record, shards.record_path(path))
             summaries.append(
@@ -323,6 +324,22 @@ def _shard_rows(
         rows_digest=manifest.rows_digest(own),
     )
     return own, shard_file, record
+
+
+def _warn_merged(path: Path, shard: tuple[int, int]) -> None:
+    """Warn that a shard starts beside a cache file that exists (merged before, or a single run).
+
+    Shards never read it: a shard recomputes all its rows, and the merge then finds
+    the cache already merged (same rows) or refuses it (other rows).
+    """
+    if path.exists():
+        log.warning(
+            "%s already exists; shard %d/%d does not read it and recomputes all its rows. "
+            "To add utterances to a merged cache, run `ser extract` without --shard (it "
+            "resumes the cache); to redo it as shards, move it away first",
+            path,
+            *shard,
+        )
 
 
 def _record_writer(record: shards.ShardRecord, path: Path) -> Callable[[], None]:
