@@ -149,8 +149,11 @@ def extract_on_dask(
         One summary per condition and corpus, for the merged cache files.
 
     Raises:
-        ConfigError: no cluster at `address`, no GPU worker for a CUDA run, a
-            shard that failed (named, with its error).
+        ConfigError: bad options (before any cluster is reached), no cluster at
+            `address`, no GPU worker for a CUDA run, a `shards_count` other than
+            the shards on disk, a shard that failed (named, with its error).
+        CacheError: shard files of several counts (before any work), or caches
+            that could not be merged (all named, after every shard ran).
     """
     manifest_df = manifest.validate(manifest_df)
     conditions = (condition,) if isinstance(condition, str) else tuple(condition)
