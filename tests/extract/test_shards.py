@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import re
 import shutil
 
 import numpy as np
@@ -12,10 +15,16 @@ from click.testing import CliRunner
 from ssl_ser import cache, manifest
 from ssl_ser.cache import shards
 from ssl_ser.cli.main import cli
-from ssl_ser.errors import CacheError, CacheKeyMismatchError, CacheLockedError, ConfigError
+from ssl_ser.errors import (
+    CacheError,
+    CacheKeyMismatchError,
+    CacheLockedError,
+    ConfigError,
+    SerError,
+)
 from ssl_ser.extract import ExtractorConfig, extract
 from ssl_ser.extract import runner as extract_runner
-from ssl_ser.extract.cluster import extract_on_dask
+from ssl_ser.extract.cluster import extract_on_dask, task_device, task_resources, use_gpus
 from ssl_ser.extract.sharding import assign_shards, parse_shard, shard_seconds
 from ssl_ser.testing import write_garbage
 
@@ -165,6 +174,71 @@ def test_merge_is_idempotent_and_recognises_a_merged_cache(tmp_path):
     assert_same_caches(tmp_path / "one", tmp_path / "c")
 
 
+def test_merge_killed_while_removing_shards_is_recognised_as_done(tmp_path):
+    table = make_manifest(tmp_path / "audio", SECONDS)
+    table.loc[0, "path"] = str(tmp_path / "gone.wav")  # a failed row, with its reason
+    config = ExtractorConfig.for_model("mfcc")
+    extract_shards(table, config, tmp_path / "c", 3)
+    target = cache.cache_path(tmp_path / "c", config.slug(), "toy", "clean")
+    shards.merge(target, keep=True)
+    stamp = target.stat().st_mtime_ns
+    # killed inside the removal: shard 1 gone, shard 2's file gone but its record left
+    shards.shard_path(target, 1, 3).unlink()
+    shards.record_path(shards.shard_path(target, 1, 3)).unlink()
+    shards.shard_path(target, 2, 3).unlink()
+    kept = shards.merge(target, keep=True)
+    assert kept.already_merged and kept.gone == [1, 2] and kept.removed == []
+    assert (kept.rows, kept.complete, kept.failed) == (len(SECONDS), len(SECONDS) - 1, 1)
+    assert "already merged from 3 shard(s) (1/3, 2/3 already removed)" in kept.line()
+    assert "left 2 leftover shard file(s)" in kept.line()
+    summaries, errors = shards.merge_all(tmp_path / "c")
+    assert errors == [] and "removed 2 leftover shard file(s)" in summaries[0].line()
+    assert not list(target.parent.glob("clean.shard-*"))
+    assert target.stat().st_mtime_ns == stamp  # left as it was
+    extract(table, config, tmp_path / "one", workers=0)
+    assert_same_caches(tmp_path / "one", tmp_path / "c")
+
+
+def test_missing_shards_beside_a_cache_of_other_rows_are_still_refused(tmp_path):
+    table = make_manifest(tmp_path / "audio", SECONDS)
+    config = ExtractorConfig.for_model("mfcc")
+    extract(table, config, tmp_path / "c", shard=(2, 3), workers=0)
+    extract(table.iloc[:-1], config, tmp_path / "c", workers=0)  # a run without --shard
+    target = cache.cache_path(tmp_path / "c", config.slug(), "toy", "clean")
+    with pytest.raises(CacheError, match=r"2 of 3 shard\(s\) missing") as refused:
+        shards.merge(target)
+    assert "exists but is not their merge: shard 2/3" in str(refused.value)
+    assert "comes from another manifest" in str(refused.value)
+    assert shards.shard_path(target, 2, 3).is_file()
+
+
+def test_stray_copies_beside_the_shards_are_not_shards(tmp_path):
+    table = make_manifest(tmp_path / "audio", SECONDS)
+    config = ExtractorConfig.for_model("mfcc")
+    extract_shards(table, config, tmp_path / "c", 2)
+    folder = tmp_path / "c" / config.slug() / "toy"
+    for name in ("clean.shard-3-of-4.bak", "clean.shard-1-of-3.h5~", "clean.shard-2-of-3.json.1"):
+        (folder / name).write_bytes(b"an editor's or a user's copy")
+    summary = shards.merge(folder / "clean.h5")
+    assert (summary.shards, summary.rows) == (2, len(SECONDS))
+    assert (folder / "clean.shard-3-of-4.bak").is_file()  # left alone
+
+
+def test_a_shard_started_beside_a_merged_cache_warns(tmp_path, caplog):
+    table = make_manifest(tmp_path / "audio", SECONDS[:4])
+    config = ExtractorConfig.for_model("mfcc")
+    extract_shards(table, config, tmp_path / "c", 2)
+    target = cache.cache_path(tmp_path / "c", config.slug(), "toy", "clean")
+    assert not [r for r in caplog.records if "already exists" in r.getMessage()]
+    shards.merge(target)
+    bigger = make_manifest(tmp_path / "audio", [*SECONDS[:4], 0.9])  # one utterance more
+    with caplog.at_level(logging.WARNING, logger="ssl_ser.extract.runner"):
+        extract(bigger, config, tmp_path / "c", shard=(1, 2), workers=0)
+    (warning,) = [r.getMessage() for r in caplog.records if "already exists" in r.getMessage()]
+    assert f"{target} already exists; shard 1/2 does not read it" in warning
+    assert "run `ser extract` without --shard" in warning
+
+
 def test_merge_refuses_a_missing_shard_naming_it(tmp_path):
     table = make_manifest(tmp_path / "audio", SECONDS)
     config = ExtractorConfig.for_model("mfcc")
@@ -196,6 +270,32 @@ def test_merge_refuses_an_utterance_in_two_shards_naming_it(tmp_path, monkeypatc
     message = str(refused.value)
     assert f"utterance {own[0]!r}" in message
     assert "clean.shard-1-of-2.h5" in message and "clean.shard-2-of-2.h5" in message
+
+
+def test_merge_names_the_shard_already_holding_a_manifest_row(tmp_path):
+    table = make_manifest(tmp_path / "audio", SECONDS)
+    config = ExtractorConfig.for_model("mfcc")
+    extract_shards(table, config, tmp_path / "c", 2)
+    folder = tmp_path / "c" / config.slug() / "toy"
+    first = shards.ShardRecord.read(folder / "clean.shard-1-of-2.json")
+    second = shards.ShardRecord.read(folder / "clean.shard-2-of-2.json")
+    second.positions[0] = first.positions[0]  # a record made by a broken assignment
+    second.write(folder / "clean.shard-2-of-2.json")
+    with pytest.raises(CacheError, match="where shard 1/2") as refused:
+        shards.merge(folder / "clean.h5")
+    message = str(refused.value)
+    assert f"puts {second.ids[0]!r} at manifest row {first.positions[0]}" in message
+    assert f"shard 1/2 ({folder / 'clean.shard-1-of-2.h5'}) puts {first.ids[0]!r}" in message
+
+
+def test_non_finite_durations_are_named(tmp_path):
+    table = make_manifest(tmp_path / "audio", SECONDS[:4])
+    table["duration"] = table["duration"].astype(float)
+    table.loc[1, "duration"] = float("nan")
+    table.loc[3, "duration"] = float("inf")
+    with pytest.raises(ConfigError, match="2 duration.s. that are not finite") as refused:
+        assign_shards(table, 2)
+    assert f"{table.loc[1, 'utt_id']} (nan), {table.loc[3, 'utt_id']} (inf)" in str(refused.value)
 
 
 def test_merge_refuses_a_shard_of_another_key_naming_the_fields(tmp_path):
@@ -243,10 +343,79 @@ def test_merge_refuses_unfinished_mixed_and_foreign_states(tmp_path):
         shards.merge(target)
     # an existing cache that is not these shards' merge
     extract(table.iloc[:3], config, tmp_path / "c", workers=0)
-    with pytest.raises(CacheError, match="already exists and is not the merge of its shards"):
+    with pytest.raises(
+        CacheError, match="already exists and is not the merge of its shards"
+    ) as refused:
         shards.merge(target)
+    absent = ", ".join(table["utt_id"].iloc[3:8])
+    assert f"it holds 3 rows, the manifest {len(SECONDS)}" in str(refused.value)
+    assert f"{len(SECONDS) - 3} not in it (e.g. {absent})" in str(refused.value)
     target.unlink()
     assert shards.merge(target).rows == len(SECONDS)
+
+
+def test_merge_refuses_shards_of_one_manifest_in_two_row_orders(tmp_path):
+    table = make_manifest(tmp_path / "audio", SECONDS)
+    config = ExtractorConfig.for_model("mfcc")
+    extract(table, config, tmp_path / "c", shard=(1, 2), workers=0)
+    # the same rows, listed in another order (a manifest prepared again, another node)
+    reversed_rows = manifest.validate(table.iloc[::-1].reset_index(drop=True))
+    extract(reversed_rows, config, tmp_path / "c", shard=(2, 2), workers=0)
+    target = cache.cache_path(tmp_path / "c", config.slug(), "toy", "clean")
+    with pytest.raises(CacheError, match="same rows in a different row order") as refused:
+        shards.merge(target)
+    message = str(refused.value)
+    assert "clean.shard-1-of-2.h5" in message and "clean.shard-2-of-2.h5" in message
+    assert not target.exists()
+    extract(table, config, tmp_path / "c", shard=(2, 2), workers=0)  # from the same manifest
+    shards.merge(target)
+    extract(table, config, tmp_path / "one", workers=0)
+    assert_same_caches(tmp_path / "one", tmp_path / "c")
+
+
+def test_a_shard_record_of_another_version_is_refused(tmp_path):
+    table = make_manifest(tmp_path / "audio", SECONDS[:3])
+    config = ExtractorConfig.for_model("mfcc")
+    extract(table, config, tmp_path / "c", shard=(1, 1), workers=0)
+    path = tmp_path / "c" / config.slug() / "toy" / "clean.shard-1-of-1.json"
+    payload = json.loads(path.read_text())
+    assert len(payload["order_digest"]) == 64
+    payload["version"] = 1  # written before order digests were recorded
+    path.write_text(json.dumps(payload))
+    with pytest.raises(CacheError, match="has version 1; this toolkit reads version 2"):
+        shards.ShardRecord.read(path)
+
+
+def test_a_second_launch_of_a_running_shard_leaves_its_record_alone(tmp_path):
+    table = make_manifest(tmp_path / "audio", SECONDS)
+    config = ExtractorConfig.for_model("mfcc")
+    extract(table, config, tmp_path / "c", shard=(2, 2), workers=0)
+    folder = tmp_path / "c" / config.slug() / "toy"
+    record = folder / "clean.shard-2-of-2.json"
+    before = record.read_bytes()
+    bigger = make_manifest(tmp_path / "audio", [*SECONDS, 0.7])  # e.g. a newer manifest
+    writer = cache.CacheWriter(folder / "clean.shard-2-of-2.h5", **_layout(folder))
+    with writer, pytest.raises(CacheLockedError, match="clean.shard-2-of-2.h5"):
+        extract(bigger, config, tmp_path / "c", shard=(2, 2), workers=0)  # shard 2 is running
+    assert record.read_bytes() == before
+    assert shards.ShardRecord.read(record).corpus_rows == len(SECONDS)
+
+
+def test_merge_refuses_a_record_that_does_not_describe_its_file(tmp_path):
+    table = make_manifest(tmp_path / "audio", SECONDS)
+    config = ExtractorConfig.for_model("mfcc")
+    extract_shards(table, config, tmp_path / "c", 2)
+    folder = tmp_path / "c" / config.slug() / "toy"
+    path = folder / "clean.shard-1-of-2.json"
+    payload = json.loads(path.read_text())
+    file_digest = cache.read_header(folder / "clean.shard-1-of-2.h5").manifest_digest
+    assert payload["rows_digest"] == file_digest
+    payload["rows_digest"] = "0" * 64  # a record rewritten by another run's launch
+    path.write_text(json.dumps(payload))
+    with pytest.raises(CacheError, match="its record does not describe its file") as refused:
+        shards.merge(folder / "clean.h5")
+    assert f"{file_digest[:12]} in the file" in str(refused.value)
+    assert "shard 1/2" in str(refused.value)
 
 
 def _layout(folder) -> dict:
@@ -332,6 +501,65 @@ def test_dask_cuda_without_gpu_workers_is_refused(tmp_path):
         )
 
 
+def test_dask_merges_every_cache_and_reports_all_refusals(tmp_path):
+    table = two_corpora(tmp_path / "audio")
+    config = ExtractorConfig.for_model("mfcc")
+    other = table[table["corpus"] == "other"]
+    # a cache of the same rows but another extractor, sitting at the mfcc path
+    extract(other, ExtractorConfig.for_model("logmel"), tmp_path / "x", workers=0)
+    blocking = cache.cache_path(tmp_path / "c", config.slug(), "other", "clean")
+    blocking.parent.mkdir(parents=True)
+    shutil.copy(next((tmp_path / "x").rglob("clean.h5")), blocking)
+    with pytest.raises(CacheError, match=r"1 of 2 cache file\(s\) could not be merged") as refused:
+        extract_on_dask(
+            table, config, tmp_path / "c", shards_count=2, workers=0, local_processes=False
+        )
+    assert f"{blocking} already exists and is not the merge" in str(refused.value)
+    assert 'model: stored "logmel", requested "mfcc"' in str(refused.value)
+    # the other corpus was merged all the same
+    merged = cache.cache_path(tmp_path / "c", config.slug(), "toy", "clean")
+    with cache.open(merged) as reader:
+        assert len(reader.all_ids) == len(SECONDS)
+    assert len(list(blocking.parent.glob("clean.shard-*.h5"))) == 2
+
+
+def test_dask_gpu_runs_send_cuda_and_ask_for_a_gpu():
+    assert use_gpus("cuda:1", 0) and use_gpus("cuda", 0) and use_gpus("auto", 2)
+    assert not use_gpus("auto", 0) and not use_gpus("cpu", 2)
+    assert task_device("cuda:1", True) == "cuda" and task_device("cpu", False) == "cpu"
+    assert task_device("auto", False) == "auto"
+    assert task_resources(True) == {"GPU": 1} and task_resources(False) is None
+
+
+@pytest.mark.parametrize("device", ["cuda:1", "auto"])
+def test_dask_on_gpu_workers_runs_each_shard_on_the_workers_cuda(tmp_path, monkeypatch, device):
+    from distributed import LocalCluster
+
+    table = make_manifest(tmp_path / "audio", SECONDS[:4])
+    config = ExtractorConfig.for_model("mfcc")
+    real = extract_runner.extract
+    sent = []
+
+    def record_device(*args, **kwargs):
+        sent.append(kwargs["device"])
+        return real(*args, **{**kwargs, "device": "cpu"})  # no GPU here
+
+    monkeypatch.setattr(extract_runner, "extract", record_device)  # the worker is a thread
+    cluster = LocalCluster(
+        n_workers=1,
+        processes=False,
+        threads_per_worker=1,
+        resources={"GPU": 1},
+        dashboard_address=None,
+    )
+    with cluster:
+        (summary,) = extract_on_dask(
+            table, config, tmp_path / "c", address=cluster.scheduler_address, device=device
+        )
+    assert sent == ["cuda"]  # one shard per declared GPU, on the GPU the worker sees
+    assert summary.extracted == 4
+
+
 def test_a_failing_shard_is_named_and_the_others_are_kept(tmp_path, monkeypatch):
     table = make_manifest(tmp_path / "audio", SECONDS)
     config = ExtractorConfig.for_model("mfcc")
@@ -358,6 +586,75 @@ def test_a_failing_shard_is_named_and_the_others_are_kept(tmp_path, monkeypatch)
     assert (folder / "clean.shard-2-of-2.h5").is_file() and not (folder / "clean.h5").exists()
     with pytest.raises(ConfigError, match="batch seconds -1.0 must be positive"):
         extract_on_dask(table, config, tmp_path / "c", address="nowhere:1", batch_seconds=-1.0)
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"condition": "phone"}, "phone"),
+        ({"telephone_source": "copies"}, "copies"),
+        ({"storage_dtype": "float8"}, "float8"),
+        ({"workers": -2}, "workers -2 must be an integer >= 0"),
+        ({"device": "gpu0"}, "gpu0"),
+        ({"device": "cpu", "dtype": "float16"}, "dtype 'float16' is not supported on CPU"),
+    ],
+)
+def test_dask_refuses_bad_options_before_reaching_a_cluster(
+    tmp_path, model_dirs, options, expected
+):
+    table = make_manifest(tmp_path / "audio", SECONDS[:2])
+    options = dict(options)
+    dtype = options.pop("dtype", "float32")
+    config = ExtractorConfig.for_model(str(model_dirs["wav2vec2-group"]), dtype=dtype)
+    # a cluster at "nowhere" would fail only after a 30 s connection timeout
+    with pytest.raises(SerError, match=re.escape(expected)):
+        extract_on_dask(table, config, tmp_path / "c", address="nowhere:1", **options)
+    assert not (tmp_path / "c").exists()
+
+
+def test_a_dask_rerun_resumes_the_shard_count_on_disk(tmp_path):
+    table = make_manifest(tmp_path / "audio", SECONDS)
+    config = ExtractorConfig.for_model("mfcc")
+    # a first --dask run on a 2-worker cluster finished shard 1 of 2, then failed
+    extract(table, config, tmp_path / "c", shard=(1, 2), workers=0)
+    done = len(shards.ShardRecord.read(_folder(tmp_path, config) / "clean.shard-1-of-2.json").ids)
+    # the re-run's cluster has one worker thread (default N would be 1)
+    (summary,) = extract_on_dask(
+        table, config, tmp_path / "c", address="local", workers=0, local_processes=False
+    )
+    assert summary.already_done == done and summary.extracted == len(SECONDS) - done
+    extract(table, config, tmp_path / "one", workers=0)
+    assert_same_caches(tmp_path / "one", tmp_path / "c")
+
+
+def test_dask_refuses_before_any_work_what_the_merge_would_refuse(tmp_path):
+    table = make_manifest(tmp_path / "audio", SECONDS)
+    config = ExtractorConfig.for_model("mfcc")
+    folder = _folder(tmp_path, config)
+    nowhere = {"address": "nowhere:1", "workers": 0}  # reaching a cluster would fail otherwise
+    extract(table, config, tmp_path / "c", shard=(1, 2), workers=0)
+    with pytest.raises(ConfigError, match="--shards 3, but shard files of 2 shards") as refused:
+        extract_on_dask(table, config, tmp_path / "c", shards_count=3, **nowhere)
+    assert "clean.shard-1-of-2.h5" in str(refused.value) and "give --shards 2" in str(refused.value)
+    extract(table, config, tmp_path / "c", shard=(1, 3), workers=0)
+    with pytest.raises(CacheError, match="different shard counts") as refused:
+        extract_on_dask(table, config, tmp_path / "c", **nowhere)
+    assert "clean.shard-1-of-3.h5" in str(refused.value)
+    for path in folder.glob("clean.shard-*"):
+        path.unlink()
+    # a cache from a run without --shard, of another manifest (two rows fewer)
+    extract(table.iloc[:-2], config, tmp_path / "c", workers=0)
+    dropped = table["utt_id"].iloc[-2:].tolist()
+    with pytest.raises(ConfigError, match="already exists and its rows are not") as refused:
+        extract_on_dask(table, config, tmp_path / "c", **nowhere)
+    message = str(refused.value)
+    assert f"it holds {len(SECONDS) - 2} rows, the manifest {len(SECONDS)}" in message
+    assert f"2 not in it (e.g. {', '.join(dropped)})" in message
+    assert not list(folder.glob("clean.shard-*"))
+
+
+def _folder(tmp_path, config, corpus="toy"):
+    return tmp_path / "c" / config.slug() / corpus
 
 
 # ------------------------------------------------------------------------- CLI

@@ -5,9 +5,11 @@ file beside the normal cache file, ``DIR/<slug>/<corpus>/<condition>.shard-K-of-
 (K counts from 1). A shard file is an ordinary cache file (same key, writer, lock
 and resume), so N shards run at once without touching each other's files, and a
 killed shard resumes like any cache. Beside each shard file a small JSON record
-(``<condition>.shard-K-of-N.json``, written atomically when the shard starts)
+(``<condition>.shard-K-of-N.json``, written atomically once the shard holds its lock)
 says which utterances the shard owns and where they sit in the corpus's manifest
-order, how many rows the corpus has and the digest of its manifest rows.
+order, how many rows the corpus has, the digest of its manifest rows and the
+digest of their order (shards of one manifest file listed in two orders would
+place rows differently, so they are refused).
 
 :func:`merge` combines the N shards of one cache file into that file, under the
 writer locks of the target and of every shard (a shard still being written is
@@ -17,7 +19,8 @@ refused). It refuses, naming the files and utterances:
 - a missing shard (no file for some K), or a shard that has not finished (rows
   neither complete nor failed);
 - shards built with different keys or layouts (another model, dtype, condition...);
-- shards made from different manifests (row count or manifest digest differ);
+- shards made from different manifests (row count or manifest digest differ), or
+  from manifests listing the same rows in another order (order digest differs);
 - an utterance claimed by two shards, or a manifest position no shard holds;
 - an existing target that holds other rows than the shards.
 
@@ -28,11 +31,17 @@ of the whole corpus's manifest rows: the same file a single process writes.
 Slots (where a row's features sit) follow the shards, one after the other; no
 reader depends on slot order. A merge is idempotent: a target that already holds
 exactly the shards' rows is recognised as merged. After a merge the shard files
-are removed (``keep=True`` keeps them).
+are removed (``keep=True`` keeps them). When some shards are gone but the target
+exists (a merge killed while removing the shard files, a shard deleted by hand
+after ``keep=True``), the remaining shards are checked against the target (key,
+manifest digest, ids at their positions, row states, reasons, fingerprints); if it
+holds them all, they are leftovers of a merge done before: reported, and removed
+unless ``keep``. Otherwise the missing shards are refused as usual.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -54,7 +63,7 @@ from ssl_ser.errors import CacheError, CacheKeyMismatchError, ConfigError
 logger = logging.getLogger(__name__)
 
 RECORD_FORMAT = "ssl-ser-cache-shard"
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: order_digest, rows_digest
 RECORD_SUFFIX = ".json"
 # clean.shard-2-of-8.h5 -> condition clean, shard 2, shards 8
 SHARD_NAME = re.compile(r"^(?P<stem>.+)\.shard-(?P<shard>\d+)-of-(?P<shards>\d+)\.h5$")
@@ -92,6 +101,14 @@ def record_path(shard_file: str | Path) -> Path:
     return Path(shard_file).with_suffix(RECORD_SUFFIX)
 
 
+def order_digest(ids: Sequence[str]) -> str:
+    """SHA-256 of utterance ids in their order (the manifest digest is order-free)."""
+    digest = hashlib.sha256()
+    for utt_id in ids:
+        digest.update(f"{utt_id}\n".encode())
+    return digest.hexdigest()
+
+
 def parse_shard_name(path: str | Path) -> tuple[Path, int, int] | None:
     """(target cache file, K, N) of a shard file's name, or None for other names."""
     path = Path(path)
@@ -117,6 +134,11 @@ class ShardRecord:
         seconds: total audio duration of the shard's rows (from the manifest).
         balance: the assignment rule that made the shards (shards made by
             different rules are refused).
+        order_digest: digest of the corpus's utterance ids in manifest order
+            (:func:`order_digest`); `positions` count in that order, so shards
+            whose manifests list the same rows in another order are refused.
+        rows_digest: manifest digest of the shard's own rows, as its file's header
+            stores it (a record that does not describe its file is refused).
     """
 
     shard: int
@@ -127,6 +149,8 @@ class ShardRecord:
     manifest_digest: str
     seconds: float = 0.0
     balance: str = ""
+    order_digest: str = ""
+    rows_digest: str = ""
 
     def write(self, path: str | Path) -> None:
         """Write the record as JSON, atomically (a temporary file renamed over `path`)."""
@@ -177,6 +201,20 @@ class ShardRecord:
         return record
 
 
+class MissingShardsError(CacheError):
+    """Some shard of a cache file is missing (no file); `files` holds those that are there.
+
+    Attributes:
+        shards: N.
+        files: shard file path of each K found (a file, or only its record).
+    """
+
+    def __init__(self, message: str, shards: int, files: dict[int, Path]):
+        super().__init__(message)
+        self.shards = shards
+        self.files = files
+
+
 @dataclass
 class MergeSummary:
     """What :func:`merge` did for one cache file.
@@ -200,15 +238,23 @@ class MergeSummary:
     already_merged: bool = False
     removed: list[Path] = field(default_factory=list)
     seconds: float = 0.0
+    gone: list[int] = field(default_factory=list)
+    leftovers: list[Path] = field(default_factory=list)
 
     def line(self) -> str:
         """The one-line summary ``ser cache merge`` prints."""
         what = "already merged from" if self.already_merged else "merged"
+        gone = ""
+        if self.gone:
+            gone = f" ({', '.join(f'{k}/{self.shards}' for k in self.gone)} already removed)"
         text = (
-            f"{self.path}: {what} {self.shards} shard(s), {self.rows} rows "
+            f"{self.path}: {what} {self.shards} shard(s){gone}, {self.rows} rows "
             f"({self.complete} complete, {self.failed} failed), {self.seconds:.1f} s"
         )
-        if self.removed:
+        if self.leftovers:
+            verb = "removed" if self.removed else "left"
+            text += f"; {verb} {len(self.leftovers)} leftover shard file(s)"
+        elif self.removed:
             text += f"; removed its {len(self.removed)} shard file(s)"
         return text
 
@@ -281,7 +327,14 @@ def merge(target: str | Path, keep: bool = False, progress: bool = False) -> Mer
     """
     started = time.perf_counter()
     target = Path(target)
-    paths = _shard_files(target)
+    try:
+        paths = _shard_files(target)
+    except MissingShardsError as missing:
+        if not target.exists():
+            raise
+        summary = _leftovers(target, missing, keep)
+        summary.seconds = time.perf_counter() - started
+        return summary
     locks = [WriterLock(target), *(WriterLock(path) for path in paths)]
     shards: list[_Shard] = []
     try:
@@ -298,7 +351,7 @@ def merge(target: str | Path, keep: bool = False, progress: bool = False) -> Mer
             summary.already_merged = True
             logger.info("%s already holds the rows of its %d shard(s)", target, len(shards))
         else:
-            _refuse_other_target(target, header)
+            _refuse_other_target(target, header, ids)
             _write_merged(target, header, ids, shards, sources, progress)
         for shard in shards:
             shard.file.close()
@@ -314,17 +367,23 @@ def merge(target: str | Path, keep: bool = False, progress: bool = False) -> Mer
     return summary
 
 
-def _shard_files(target: Path) -> list[Path]:
-    """The shard files of `target`, sorted by K; refuses mixed counts and missing shards."""
+def shard_counts(target: str | Path) -> dict[int, dict[int, Path]]:
+    """The shard files of `target` lying beside it (or only their records), by N then K."""
+    target = Path(target)
     found: dict[int, dict[int, Path]] = {}
     folder = target.parent
     if folder.is_dir():
         for path in folder.iterdir():
+            if path.suffix not in (layout.SUFFIX, RECORD_SUFFIX):
+                continue  # clean.shard-1-of-3.h5~, .bak copies: not shards
             parsed = parse_shard_name(path.with_suffix(layout.SUFFIX))
             if parsed is not None and parsed[0] == target:
                 found.setdefault(parsed[2], {})[parsed[1]] = path.with_suffix(layout.SUFFIX)
-    if not found:
-        raise CacheError(f"no shard files of {target} (expected {target.stem}.shard-K-of-N.h5)")
+    return dict(sorted(found.items()))
+
+
+def refuse_mixed_counts(target: str | Path, found: dict[int, dict[int, Path]]) -> None:
+    """Refuse shard files of several shard counts beside `target`, naming them."""
     if len(found) > 1:
         counts = ", ".join(
             f"{len(files)} of {n} ({', '.join(sorted(p.name for p in files.values()))})"
@@ -334,6 +393,51 @@ def _shard_files(target: Path) -> list[Path]:
             f"{target}: shard files of different shard counts lie beside it: {counts}. "
             "Remove the shards of the run you abandoned, then merge again."
         )
+
+
+def refuse_mixed_counts_at(target: str | Path) -> dict[int, dict[int, Path]]:
+    """:func:`shard_counts` of `target`, refusing several shard counts beside it."""
+    found = shard_counts(target)
+    refuse_mixed_counts(target, found)
+    return found
+
+
+def target_row_differences(target: str | Path, ids: Sequence[str], manifest_digest: str) -> str:
+    """How the rows of existing cache file `target` differ from `ids` (in order); "" if not.
+
+    Compares the ids, their order and the manifest digest (emotions, durations), not
+    the features; used to refuse, before any extraction, a target no merge could match.
+    """
+    target = Path(target)
+    with layout.open_h5(target, "r") as file:
+        stored = list(file[IDS].asstr()[:])
+        digest = layout.read_digest(file)
+    if stored != list(ids):
+        wanted, held = set(ids), set(stored)
+        missing = [u for u in ids if u not in held]
+        extra = [u for u in stored if u not in wanted]
+        if not missing and not extra:
+            return f"it holds the same {len(stored)} utterances in another order"
+        parts = [f"it holds {len(stored)} rows, the manifest {len(ids)}"]
+        if missing:
+            parts.append(f"{len(missing)} not in it (e.g. {', '.join(missing[:SHOWN])})")
+        if extra:
+            parts.append(f"{len(extra)} not in the manifest (e.g. {', '.join(extra[:SHOWN])})")
+        return "; ".join(parts)
+    if digest != manifest_digest:
+        return (
+            f"same utterances, but another manifest digest ({digest[:12] or 'none'} against "
+            f"{manifest_digest[:12]}): emotions or durations changed"
+        )
+    return ""
+
+
+def _shard_files(target: Path) -> list[Path]:
+    """The shard files of `target`, sorted by K; refuses mixed counts and missing shards."""
+    found = shard_counts(target)
+    if not found:
+        raise CacheError(f"no shard files of {target} (expected {target.stem}.shard-K-of-N.h5)")
+    refuse_mixed_counts(target, found)
     ((shards, files),) = found.items()
     strays = sorted(k for k in files if not 1 <= k <= shards)
     missing = [k for k in range(1, shards + 1) if k not in files]
@@ -341,16 +445,20 @@ def _shard_files(target: Path) -> list[Path]:
         raise CacheError(f"{target}: shard file(s) numbered outside 1..{shards}: {strays}")
     if missing:
         names = ", ".join(shard_path(target, k, shards).name for k in missing[:SHOWN])
-        raise CacheError(
+        raise MissingShardsError(
             f"{target}: {len(missing)} of {shards} shard(s) missing: "
             f"{', '.join(f'{k}/{shards}' for k in missing)} (no {names}); run "
-            f"`ser extract ... --shard K/{shards}` for each, then merge again"
+            f"`ser extract ... --shard K/{shards}` for each, then merge again",
+            shards,
+            files,
         )
     for k, path in sorted(files.items()):
         if not path.is_file():
-            raise CacheError(
+            raise MissingShardsError(
                 f"{target}: shard {k}/{shards} has a record but no file {path.name}; "
-                f"run `ser extract ... --shard {k}/{shards}` again"
+                f"run `ser extract ... --shard {k}/{shards}` again",
+                shards,
+                files,
             )
     return [files[k] for k in sorted(files)]
 
@@ -381,6 +489,13 @@ def _open_shard(path: Path) -> _Shard:
                 f"{shard.name} has not finished: {len(pending)} of {len(record.ids)} "
                 f"utterance(s) not extracted yet (e.g. {', '.join(pending[:SHOWN])}); run or "
                 f"resume it with `ser extract ... --shard {number}/{shards}`"
+            )
+        if record.rows_digest != header.manifest_digest:
+            raise CacheError(
+                f"shard {number}/{shards} ({path}): its record does not describe its file "
+                f"(rows digest {record.rows_digest[:12] or 'none'} in the record, "
+                f"{header.manifest_digest[:12] or 'none'} in the file); run "
+                f"`ser extract ... --shard {number}/{shards}` again"
             )
         extra = len(set(stored) - set(record.ids))
         if extra:
@@ -422,6 +537,14 @@ def _plan_merge(target: Path, shards: Sequence[_Shard]) -> tuple[list[str], list
             f"{target}: the shards were made from different manifests (or by different "
             f"assignment rules): {described}. Run the stale shards again with the same manifest."
         )
+    orders = {s.record.order_digest for s in shards}
+    if len(orders) > 1:
+        described = "; ".join(f"{s.name}: order {s.record.order_digest[:12]}" for s in shards)
+        raise CacheError(
+            f"{target}: the shards were made from manifests with the same rows in a different "
+            f"row order ({described}); each shard places its rows by its manifest's order. "
+            "Run the stale shards again from the same manifest file, then merge."
+        )
     total = first.record.corpus_rows
     owner: dict[str, int] = {}
     slots: list[tuple[int, int] | None] = [None] * total
@@ -437,10 +560,17 @@ def _plan_merge(target: Path, shards: Sequence[_Shard]) -> tuple[list[str], list
                     f"{shard.name}; shards made by different runs are mixed. Run them again "
                     "with the same manifest and shard count, then merge."
                 )
-            if not 0 <= position < total or slots[position] is not None:
+            if not 0 <= position < total:
                 raise CacheError(
                     f"{target}: {shard.name} puts {utt_id!r} at manifest row {position}, "
-                    f"which is outside 0..{total - 1} or taken; run the shards again"
+                    f"outside 0..{total - 1}; run the shards again"
+                )
+            taken = slots[position]
+            if taken is not None:
+                raise CacheError(
+                    f"{target}: {shard.name} puts {utt_id!r} at manifest row {position}, "
+                    f"where {shards[taken[0]].name} puts {ids[position]!r}; run the shards "
+                    "again with the same manifest"
                 )
             owner[utt_id] = index
             slots[position] = (index, place)
@@ -468,6 +598,99 @@ def _merged_header(shards: Sequence[_Shard]) -> layout.Header:
     )
 
 
+def _leftovers(target: Path, missing: MissingShardsError, keep: bool) -> MergeSummary:
+    """The shards that are left of a merge done before (some already removed), or a refusal.
+
+    A merge killed while removing its shard files (or a shard deleted by hand after
+    ``--keep-shards``) leaves a complete target and some shards. When the target
+    holds every remaining shard's rows (same key and layout, manifest digest, ids at
+    the recorded positions, row states, reasons and fingerprints), they are
+    leftovers: removed (unless `keep`), and the target is reported as merged.
+
+    Raises:
+        MissingShardsError: the target does not hold them (the message says why).
+    """
+    files = [p for p in missing.files.values() if p.is_file()]
+    records = [record_path(p) for p in missing.files.values() if not p.is_file()]
+    records = [p for p in records if p.is_file()]
+    locks = [WriterLock(target), *(WriterLock(path) for path in files)]
+    opened: list[_Shard] = []
+    try:
+        for lock in locks:
+            lock.acquire()
+        try:
+            opened = [_open_shard(path) for path in files]
+            orphans = [ShardRecord.read(path) for path in records]
+            summary = _check_leftovers(target, missing.shards, opened, orphans)
+        except CacheError as error:
+            raise MissingShardsError(
+                f"{missing}. {target} exists but is not their merge: {error}",
+                missing.shards,
+                missing.files,
+            ) from error
+        for shard in opened:
+            shard.file.close()
+        summary.leftovers = [*files, *records]
+        if not keep:
+            summary.removed = _remove(files)
+            for path in records:
+                path.unlink(missing_ok=True)
+    finally:
+        for shard in opened:
+            if shard.file.id.valid:
+                shard.file.close()
+        for lock in locks:
+            lock.release()
+    logger.info("%s already merged; %d leftover shard file(s)", target, len(summary.leftovers))
+    return summary
+
+
+def _check_leftovers(
+    target: Path, count: int, opened: Sequence[_Shard], orphans: Sequence[ShardRecord]
+) -> MergeSummary:
+    """A summary of `target` if it holds the rows of every remaining shard; else CacheError."""
+    with layout.open_h5(target, "r") as file:
+        header = layout.Header.read(file, target)
+        ids = list(file[IDS].asstr()[:])
+        states = file[SLOT][: len(ids)].astype(np.int64)
+        prints = file[FINGERPRINT][: len(ids)] if FINGERPRINT in file else None
+        reasons = file[REASON][: len(ids)]
+    for record, name in [
+        *((s.record, s.name) for s in opened),
+        *((r, f"shard {r.shard}/{r.shards} (record only)") for r in orphans),
+    ]:
+        if record.shards != count:
+            raise CacheError(f"{name} is a shard of {record.shards}, not {count}")
+        if record.corpus_rows != len(ids) or record.manifest_digest != header.manifest_digest:
+            raise CacheError(
+                f"{name} comes from another manifest ({record.corpus_rows} rows, digest "
+                f"{record.manifest_digest[:12]}; the cache: {len(ids)} rows, digest "
+                f"{header.manifest_digest[:12]})"
+            )
+        held = [ids[p] if 0 <= p < len(ids) else None for p in record.positions]
+        wrong = [u for u, h in zip(record.ids, held, strict=True) if u != h]
+        if wrong:
+            raise CacheError(
+                f"{name}: {len(wrong)} of its utterances are not at their manifest rows in "
+                f"the cache (e.g. {', '.join(wrong[:SHOWN])})"
+            )
+    row_of = {utt_id: row for row, utt_id in enumerate(ids)}
+    for shard in opened:
+        differences = header.differences(shard.header)
+        if differences:
+            raise CacheKeyMismatchError(
+                f"{shard.name} was built with another key: " + "; ".join(differences)
+            )
+        if not _holds_shard(states, prints, reasons, row_of, shard):
+            raise CacheError(f"the cache's row states or fingerprints differ from {shard.name}")
+    summary = MergeSummary(target, count, rows=len(ids), already_merged=True)
+    summary.complete = int((states >= 0).sum())
+    summary.failed = int((states == FAILED).sum())
+    present = {s.number for s in opened}
+    summary.gone = [k for k in range(1, count + 1) if k not in present]
+    return summary
+
+
 def _holds(target: Path, header: layout.Header, ids: list[str], shards: Sequence[_Shard]) -> bool:
     """Whether the existing `target` holds exactly the shards' rows (a merge done before)."""
     with layout.open_h5(target, "r") as file:
@@ -480,32 +703,45 @@ def _holds(target: Path, header: layout.Header, ids: list[str], shards: Sequence
         prints = file[FINGERPRINT][: len(ids)] if FINGERPRINT in file else None
         reasons = file[REASON][: len(ids)]
     row_of = {utt_id: row for row, utt_id in enumerate(ids)}
-    for shard in shards:
-        rows = np.array([row_of[u] for u in shard.record.ids], dtype=np.int64)
-        mine = states[rows]
-        if not np.array_equal(mine >= 0, shard.states >= 0):
+    return all(_holds_shard(states, prints, reasons, row_of, shard) for shard in shards)
+
+
+def _holds_shard(
+    states: np.ndarray,
+    prints: np.ndarray | None,
+    reasons: np.ndarray,
+    row_of: dict[str, int],
+    shard: _Shard,
+) -> bool:
+    """Whether a target's row states, fingerprints and reasons are those of `shard`'s rows."""
+    rows = np.array([row_of[u] for u in shard.record.ids], dtype=np.int64)
+    mine = states[rows]
+    if not np.array_equal(mine >= 0, shard.states >= 0):
+        return False
+    if not np.array_equal(mine == FAILED, shard.states == FAILED):
+        return False
+    if len(rows) and FINGERPRINT in shard.file:
+        theirs = shard.file[FINGERPRINT][: len(shard.file[IDS])][shard.rows]
+        if prints is None or not np.array_equal(prints[rows], theirs):
             return False
-        if not np.array_equal(mine == FAILED, shard.states == FAILED):
+    failed = shard.states == FAILED
+    if failed.any():
+        theirs = shard.file[REASON][: len(shard.file[IDS])][shard.rows[failed]]
+        if not np.array_equal(reasons[rows[failed]], theirs):
             return False
-        if len(rows) and FINGERPRINT in shard.file:
-            theirs = shard.file[FINGERPRINT][: len(shard.file[IDS])][shard.rows]
-            if prints is None or not np.array_equal(prints[rows], theirs):
-                return False
-        failed = shard.states == FAILED
-        if failed.any():
-            theirs = shard.file[REASON][: len(shard.file[IDS])][shard.rows[failed]]
-            if not np.array_equal(reasons[rows[failed]], theirs):
-                return False
     return True
 
 
-def _refuse_other_target(target: Path, header: layout.Header) -> None:
+def _refuse_other_target(target: Path, header: layout.Header, ids: Sequence[str]) -> None:
     """Refuse to overwrite an existing target that is not this merge's result."""
     if not target.exists():
         return
     try:
         stored = layout.read_header(target)
-        detail = "; ".join(stored.differences(header)) or "its rows differ from the shards'"
+        detail = "; ".join(stored.differences(header)) or (
+            target_row_differences(target, ids, header.manifest_digest)
+            or "the same ids, but other row states, reasons or fingerprints than the shards'"
+        )
     except CacheError as error:
         detail = str(error)
     raise CacheError(

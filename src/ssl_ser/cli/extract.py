@@ -166,7 +166,8 @@ def read_source(source: str, root: Path | None) -> pd.DataFrame:
     metavar="ADDRESS|local",
     help="Run the shards as tasks on a Dask cluster (scheduler address, or 'local' for a "
     "LocalCluster here), then merge them. Paths must be readable by every worker; "
-    "--device cuda asks each task for the worker resource GPU=1.",
+    "--device cuda (or cuda:N, or auto where workers declare GPU) asks each task for the "
+    "worker resource GPU=1 and runs it on that worker's own GPU, as cuda.",
 )
 @click.option(
     "--shards",

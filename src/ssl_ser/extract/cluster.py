@@ -15,8 +15,11 @@ cache folder must lie on a file system the workers and this client share. The
 worker's Python environment must have ssl-ser installed.
 
 GPUs. With ``--device cuda`` (or ``cuda:N``) every task asks for the Dask
-resource ``GPU=1``, so a worker runs one extraction per GPU it declares. Start one
-worker per GPU, each seeing its own device::
+resource ``GPU=1``, so a worker runs one extraction per GPU it declares, and runs
+it on ``cuda``: the GPU that worker sees (the index of ``cuda:N`` is ignored, since
+each worker sees only its own GPU, as ``cuda:0``). With ``--device auto`` on a
+cluster whose workers declare ``GPU``, tasks do the same. Start one worker per GPU,
+each seeing its own device::
 
     CUDA_VISIBLE_DEVICES=0 dask worker tcp://host:8786 --nthreads 1 --resources GPU=1
     CUDA_VISIBLE_DEVICES=1 dask worker tcp://host:8786 --nthreads 1 --resources GPU=1
@@ -25,6 +28,11 @@ A cluster with no worker declaring ``GPU`` is refused at once instead of waiting
 forever. ``--dask local`` with CUDA starts one such worker per visible GPU
 (``CUDA_VISIBLE_DEVICES`` set per worker); on CPU it starts one worker (shards then
 run one after another: CPU extraction already uses every core).
+
+A re-run resumes: N defaults to the count of the shard files already beside the
+cache files (not to today's cluster size), and before anything is submitted
+:func:`check_targets` refuses a conflicting ``--shards``, shard files of several
+counts and an existing cache file whose rows are not the manifest's.
 
 A worker lost mid-task makes the scheduler run that shard again elsewhere; the
 shard resumes from its committed batches (the writer lock dies with the lost
@@ -53,15 +61,16 @@ from tqdm.auto import tqdm
 
 from ssl_ser import cache, manifest
 from ssl_ser.cache import shards
-from ssl_ser.errors import ConfigError, SerError
-from ssl_ser.extract.batching import plan_batches
-from ssl_ser.extract.config import DEFAULT_BATCH_SECONDS, ExtractorConfig
+from ssl_ser.errors import CacheError, ConfigError, SerError
+from ssl_ser.extract.config import ExtractorConfig, check_run_options
 from ssl_ser.extract.summary import ExtractSummary
 from ssl_ser.progress import StepLines, announce
 
 log = logging.getLogger(__name__)
 
 LOCAL = "local"
+# Options of extract() checked before a cluster starts (see check_run_options).
+RUN_OPTIONS = ("batch_seconds", "workers", "telephone_source", "storage_dtype")
 GPU_RESOURCE = "GPU"
 
 
@@ -123,9 +132,13 @@ def extract_on_dask(
         cache_dir: root of the caches; must be shared with every worker.
         condition: one condition or several.
         address: a scheduler address (``tcp://host:8786``) or ``local``.
-        shards_count: N; default one shard per GPU the cluster declares with
+        shards_count: N; default the N of shard files already there (a re-run
+            resumes them), else one shard per GPU the cluster declares with
             ``--device cuda``, else one per worker thread.
-        device: as for :func:`ssl_ser.extract.extract`; ``cuda`` asks for ``GPU=1``.
+        device: as for :func:`ssl_ser.extract.extract`; ``cuda`` or ``cuda:N`` (and
+            ``auto`` where workers declare GPUs) ask each task for ``GPU=1`` and run
+            it on ``cuda``, the worker's own GPU; ``auto`` with ``local`` is ``cuda``
+            when this machine has a GPU.
         progress: show a progress bar over shards and merges.
         keep_shards: keep the shard files after the merge.
         local_processes: ``local`` only: workers in processes (False: threads of
@@ -136,21 +149,39 @@ def extract_on_dask(
         One summary per condition and corpus, for the merged cache files.
 
     Raises:
-        ConfigError: no cluster at `address`, no GPU worker for a CUDA run, a
-            shard that failed (named, with its error).
+        ConfigError: bad options (before any cluster is reached), no cluster at
+            `address`, no GPU worker for a CUDA run, a `shards_count` other than
+            the shards on disk, a shard that failed (named, with its error).
+        CacheError: shard files of several counts (before any work), or caches
+            that could not be merged (all named, after every shard ran).
     """
     manifest_df = manifest.validate(manifest_df)
-    plan_batches([], options.get("batch_seconds", DEFAULT_BATCH_SECONDS))  # before any cluster
     conditions = (condition,) if isinstance(condition, str) else tuple(condition)
+    checked = {k: options[k] for k in RUN_OPTIONS if k in options}
+    check_run_options(config, list(conditions), device=device, **checked)  # before any cluster
+    if options.get("shard") is not None:
+        raise ConfigError("shard= does not apply to a Dask run: it runs every shard itself")
     config = config.with_absolute_model_path()
     cache_dir = Path(cache_dir).resolve()
-    gpu = device.startswith("cuda")
+    existing = check_targets(manifest_df, config, cache_dir, conditions, shards_count)
+    if address == LOCAL and device == "auto":
+        device = _local_auto_device()
     started = time.perf_counter()
     with _client(address, device, local_processes) as client:
-        count = shards_count or _default_shards(client, gpu)
+        gpu = use_gpus(device, _declared_gpus(client))
+        count = shards_count or existing or _default_shards(client, gpu)
         shards.check_shard(1, count)
         if gpu:
             _require_gpu_workers(client, address)
+        sent = task_device(device, gpu)
+        if sent != device:
+            log.warning(
+                "--device %s with --dask: each shard asks for a GPU worker (resource %s=1) and "
+                "runs on %r there, the GPU that worker sees (its CUDA_VISIBLE_DEVICES)",
+                device,
+                GPU_RESOURCE,
+                sent,
+            )
         announce(f"extract on dask ({_describe(client)}): {count} shard(s)")
         tasks = [
             ShardTask(
@@ -159,7 +190,7 @@ def extract_on_dask(
                 conditions,
                 number,
                 count,
-                {**options, "device": device, "progress": False},
+                {**options, "device": sent, "progress": False},
             )
             for number in range(1, count + 1)
         ]
@@ -167,6 +198,61 @@ def extract_on_dask(
     summaries = _merge(manifest_df, config, cache_dir, conditions, results, keep_shards, progress)
     log.info("dask extraction of %d shard(s) took %.1f s", count, time.perf_counter() - started)
     return summaries
+
+
+def check_targets(
+    table: pd.DataFrame,
+    config: ExtractorConfig,
+    cache_dir: Path,
+    conditions: Sequence[str],
+    requested: int | None,
+) -> int | None:
+    """Before any GPU work: the N of shards already on disk, refusing what a merge would.
+
+    A re-run (after a failed shard, or on a cluster of another size) must resume the
+    shards it finds rather than start N others and fail at the merge. Refuses shard
+    files of several counts, a `requested` N other than the one on disk, and an
+    existing cache file without shards whose rows differ from the manifest's.
+
+    Returns:
+        The N of the shard files beside the cache files, None where there are none.
+    """
+    found: dict[int, list[Path]] = {}
+    for name in conditions:
+        for corpus, rows in table.groupby("corpus", sort=True):
+            target = cache.cache_path(cache_dir, config.slug(), str(corpus), name)
+            counts = shards.refuse_mixed_counts_at(target)
+            for count, files in counts.items():
+                found.setdefault(count, []).extend(files.values())
+            if not counts and target.exists():
+                ids = rows["utt_id"].astype(str).tolist()
+                detail = shards.target_row_differences(target, ids, manifest.rows_digest(rows))
+                if detail:
+                    raise ConfigError(
+                        f"{target} already exists and its rows are not this manifest's "
+                        f"({detail}); the merge would refuse it after every shard ran. Move it "
+                        "away (or delete it), or extend it with `ser extract` without --dask"
+                    )
+    if len(found) > 1:
+        described = "; ".join(
+            f"{count} shards: {', '.join(sorted(str(p) for p in paths)[:3])}"
+            for count, paths in sorted(found.items())
+        )
+        raise ConfigError(
+            f"shard files of different shard counts lie in {cache_dir} ({described}); "
+            "remove the shards of the run you abandoned, then run again"
+        )
+    if not found:
+        return None
+    ((count, paths),) = found.items()
+    if requested is not None and requested != count:
+        raise ConfigError(
+            f"--shards {requested}, but shard files of {count} shards are already there "
+            f"(e.g. {sorted(paths)[0]}); give --shards {count} (or leave it out) to resume "
+            f"them, or remove them to start {requested} new shards"
+        )
+    log.info("resuming the %d shard(s) found in %s", count, cache_dir)
+    return count
 
 
 @contextlib.contextmanager
@@ -226,14 +312,49 @@ def _local_cluster(device: str, processes: bool) -> Any:
     return SpecCluster(workers=workers, scheduler=scheduler)
 
 
+def use_gpus(device: str, declared: int) -> bool:
+    """Whether shard tasks ask for a GPU worker: a CUDA device, or ``auto`` where GPUs are declared.
+
+    Args:
+        device: the ``--device`` given.
+        declared: how many ``GPU`` resources the cluster's workers declare.
+    """
+    return device.startswith("cuda") or (device == "auto" and declared > 0)
+
+
+def task_device(device: str, gpu: bool) -> str:
+    """The device a shard task runs on: plain ``cuda`` on a GPU worker, else `device`.
+
+    A GPU worker sees only its own GPU (``CUDA_VISIBLE_DEVICES``), as ``cuda:0``; the
+    index of ``--device cuda:N`` names a GPU of this machine, which a worker does not see.
+    """
+    return "cuda" if gpu else device
+
+
+def task_resources(gpu: bool) -> dict[str, int] | None:
+    """The Dask resources a shard task asks for: one GPU on GPU runs, none otherwise."""
+    return {GPU_RESOURCE: 1} if gpu else None
+
+
+def _declared_gpus(client: Any) -> int:
+    """How many ``GPU`` resources the cluster's workers declare, all together."""
+    workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    return sum(int(w.get("resources", {}).get(GPU_RESOURCE, 0)) for w in workers)
+
+
+def _local_auto_device() -> str:
+    """``--device auto`` with ``--dask local``: ``cuda`` (a worker per GPU) if one is visible."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "auto"
+
+
 def _default_shards(client: Any, gpu: bool) -> int:
     """One shard per declared GPU (CUDA runs), else one per worker thread."""
-    workers = client.scheduler_info(n_workers=-1)["workers"].values()
     if gpu:
-        total = sum(int(w.get("resources", {}).get(GPU_RESOURCE, 0)) for w in workers)
-    else:
-        total = sum(int(w.get("nthreads", 1)) for w in workers)
-    return max(total, 1)
+        return max(_declared_gpus(client), 1)
+    workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    return max(sum(int(w.get("nthreads", 1)) for w in workers), 1)
 
 
 def _require_gpu_workers(client: Any, address: str) -> None:
@@ -266,7 +387,7 @@ def _run_tasks(
             shared,
             task,
             key=f"ssl-ser-extract-shard-{task.shard}-of-{task.shards}-{run}",
-            resources={GPU_RESOURCE: 1} if gpu else None,
+            resources=task_resources(gpu),
             pure=False,
         ): task
         for task in tasks
@@ -306,14 +427,29 @@ def _merge(
     keep: bool,
     progress: bool,
 ) -> list[ExtractSummary]:
-    """Merge the shards of every (condition, corpus) and sum their summaries per merged file."""
+    """Merge the shards of every (condition, corpus) and sum their summaries per merged file.
+
+    A cache that cannot be merged does not stop the others; all refusals are raised
+    together at the end.
+    """
     out = []
+    refused: list[str] = []
     for name in conditions:
         for corpus in sorted(table["corpus"].astype(str).unique()):
             target = cache.cache_path(cache_dir, config.slug(), corpus, name)
-            merged = shards.merge(target, keep=keep, progress=progress)
+            try:
+                merged = shards.merge(target, keep=keep, progress=progress)
+            except CacheError as error:
+                refused.append(str(error))
+                continue
             parts = [s for s in results if s.corpus == corpus and s.condition == name]
             out.append(_combined(parts, target, merged.seconds))
+    if refused:
+        raise CacheError(
+            f"every shard finished, but {len(refused)} of {len(refused) + len(out)} cache "
+            "file(s) could not be merged (their shard files are kept; fix the cause, then "
+            f"`ser cache merge {cache_dir}`):\n  " + "\n  ".join(refused)
+        )
     return out
 
 

@@ -216,3 +216,46 @@ def default_workers() -> int:
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
     return max(0, min(4, cpus - 1))
+
+
+DEVICE_FORM = re.compile(r"auto|cpu|cuda(?::\d+)?")
+
+
+def check_run_options(
+    config: ExtractorConfig,
+    conditions: list[str],
+    *,
+    device: str = "auto",
+    batch_seconds: float = DEFAULT_BATCH_SECONDS,
+    workers: int | None = None,
+    telephone_source: str = "derived",
+    storage_dtype: str = "auto",
+) -> int:
+    """Refuse bad extraction options before a model loads or a cluster starts; the workers.
+
+    What :func:`ssl_ser.extract.extract` and the Dask path check first, so a typo
+    costs nothing: conditions, telephone source, storage dtype, workers, batch
+    seconds, the device's form, and float16 on CPU. (The GPU itself is checked
+    where the model loads; audio and cache are imported here, not at module level,
+    so this module stays light.)
+
+    Returns:
+        The number of DataLoader workers (`workers`, or :func:`default_workers`).
+    """
+    from ssl_ser import audio, cache
+    from ssl_ser.extract.batching import plan_batches
+
+    for name in conditions:
+        audio.check_condition(name)
+    audio.check_telephone_source(telephone_source)
+    if storage_dtype not in cache.STORAGE_DTYPE_CHOICES:
+        raise UnknownChoiceError("storage dtype", storage_dtype, cache.STORAGE_DTYPE_CHOICES)
+    workers = default_workers() if workers is None else workers
+    if isinstance(workers, bool) or int(workers) != workers or workers < 0:
+        raise ConfigError(f"workers {workers!r} must be an integer >= 0")
+    plan_batches([], batch_seconds)  # validates batch_seconds
+    if not isinstance(device, str) or DEVICE_FORM.fullmatch(device) is None:
+        raise UnknownChoiceError("device", device, ("auto", "cpu", "cuda", "cuda:N"))
+    if device == "cpu" and config.dtype == "float16":
+        raise ConfigError("dtype 'float16' is not supported on CPU; use bfloat16 or float32")
+    return int(workers)

@@ -33,7 +33,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,14 +48,14 @@ from tqdm.auto import tqdm
 from ssl_ser import audio, cache, fingerprint, manifest
 from ssl_ser.cache import shards
 from ssl_ser.cache.shards import check_shard
-from ssl_ser.errors import AudioError, CacheError, ConfigError, SerError, UnknownChoiceError
+from ssl_ser.errors import AudioError, CacheError, ConfigError, SerError
 from ssl_ser.extract.backbones import Backbone, library_progress_bars, load_backbone
 from ssl_ser.extract.batching import plan_batches, segment_seconds
 from ssl_ser.extract.config import (
     DEFAULT_BATCH_SECONDS,
     RETRY_FAILED,
     ExtractorConfig,
-    default_workers,
+    check_run_options,
 )
 from ssl_ser.extract.pooling import FrameStats, combine, finalize
 from ssl_ser.extract.preprocess import Preprocessor, Segment
@@ -254,15 +254,15 @@ def extract(
     """
     manifest_df = manifest.validate(manifest_df)
     conditions = [condition] if isinstance(condition, str) else list(condition)
-    for name in conditions:
-        audio.check_condition(name)
-    audio.check_telephone_source(telephone_source)
-    if storage_dtype not in cache.STORAGE_DTYPE_CHOICES:
-        raise UnknownChoiceError("storage dtype", storage_dtype, cache.STORAGE_DTYPE_CHOICES)
-    workers = default_workers() if workers is None else workers
-    if isinstance(workers, bool) or int(workers) != workers or workers < 0:
-        raise ConfigError(f"workers {workers!r} must be an integer >= 0")
-    plan_batches([], batch_seconds)  # validates batch_seconds before the model loads
+    workers = check_run_options(  # before the model loads
+        config,
+        conditions,
+        device=device,
+        batch_seconds=batch_seconds,
+        workers=workers,
+        telephone_source=telephone_source,
+        storage_dtype=storage_dtype,
+    )
     assignment = None
     if shard is not None:
         shard = check_shard(*shard)
@@ -286,26 +286,32 @@ def extract(
         )
         for corpus, rows in manifest_df.groupby("corpus", sort=True):
             path = cache.cache_path(cache_dir, config.slug(), str(corpus), name)
+            on_locked = None
             if shard is not None and assignment is not None:
-                rows, path = _shard_rows(rows, path, assignment, shard)
-            summaries.append(job.run_corpus(str(corpus), rows, path, storage_dtype, retry_failed))
+                _warn_merged(path, shard)
+                rows, path, record = _shard_rows(rows, path, assignment, shard)
+                on_locked = _record_writer(record, shards.record_path(path))
+            summaries.append(
+                job.run_corpus(str(corpus), rows, path, storage_dtype, retry_failed, on_locked)
+            )
     return summaries
 
 
 def _shard_rows(
     rows: pd.DataFrame, path: Path, assignment: pd.Series, shard: tuple[int, int]
-) -> tuple[pd.DataFrame, Path]:
-    """One corpus's rows of shard K of N and its shard file; writes the shard's record.
+) -> tuple[pd.DataFrame, Path, shards.ShardRecord]:
+    """One corpus's rows of shard K of N, its shard file and the shard's record.
 
     The record (see :class:`ssl_ser.cache.shards.ShardRecord`) holds each row's
     place in the corpus's manifest order and the whole corpus's digest, which the
-    merge needs to rebuild the file a single process writes.
+    merge needs to rebuild the file a single process writes. It is written only
+    once the shard file's writer lock is held (see :func:`_record_writer`).
     """
     number, count = shard
     mine = (assignment.loc[rows.index] == number).to_numpy()
     own = rows.loc[mine]
     shard_file = shards.shard_path(path, number, count)
-    shards.ShardRecord(
+    record = shards.ShardRecord(
         shard=number,
         shards=count,
         ids=own["utt_id"].astype(str).tolist(),
@@ -314,8 +320,35 @@ def _shard_rows(
         manifest_digest=manifest.rows_digest(rows),
         seconds=float(own["duration"].astype(float).sum()),
         balance=BALANCE_RULE,
-    ).write(shards.record_path(shard_file))
-    return own, shard_file
+        order_digest=shards.order_digest(rows["utt_id"].astype(str).tolist()),
+        rows_digest=manifest.rows_digest(own),
+    )
+    return own, shard_file, record
+
+
+def _warn_merged(path: Path, shard: tuple[int, int]) -> None:
+    """Warn that a shard starts beside a cache file that exists (merged before, or a single run).
+
+    Shards never read it: a shard recomputes all its rows, and the merge then finds
+    the cache already merged (same rows) or refuses it (other rows).
+    """
+    if path.exists():
+        log.warning(
+            "%s already exists; shard %d/%d does not read it and recomputes all its rows. "
+            "To add utterances to a merged cache, run `ser extract` without --shard (it "
+            "resumes the cache); to redo it as shards, move it away first",
+            path,
+            *shard,
+        )
+
+
+def _record_writer(record: shards.ShardRecord, path: Path) -> Callable[[], None]:
+    """Write `record` to `path` when called: after the shard's lock is taken.
+
+    A second launch of a running shard must not replace its record before it
+    finds the shard locked.
+    """
+    return lambda: record.write(path)
 
 
 def prepared_batches(dataset: Dataset, workers: int, batch_size: int = 16) -> DataLoader:
@@ -406,8 +439,13 @@ class _Job:
         path: Path,
         storage_dtype: str,
         retry_failed: bool,
+        on_locked: Callable[[], None] | None = None,
     ) -> ExtractSummary:
-        """Bring one corpus's cache file up to date with `rows`."""
+        """Bring one corpus's cache file up to date with `rows`.
+
+        `on_locked` runs once the file's writer lock is held (a shard writes its
+        record there), before anything is read or written.
+        """
         backbone = self.backbone
         key = cache_key(backbone, self.config, self.condition, self.telephone_source)
         layers = [str(i) for i in range(backbone.states)]
@@ -424,6 +462,8 @@ class _Job:
             dtype,
             convert_dtype=convert,
         ) as writer:
+            if on_locked is not None:
+                on_locked()
             ids = rows["utt_id"].tolist()
             if self.verify_cache:
                 self._repair(writer, corpus)

@@ -38,6 +38,7 @@ from ssl_ser.errors import ConfigError
 
 # Recorded with each shard, so shards made by another rule are never merged together.
 BALANCE_RULE = "duration-lpt-v1"
+SHOWN = 5
 SHARD_TEXT = re.compile(r"^\s*(?P<shard>[+-]?\d+)\s*/\s*(?P<shards>[+-]?\d+)\s*$")
 
 
@@ -66,8 +67,18 @@ def assign_shards(table: pd.DataFrame, shards: int) -> pd.Series:
     if missing:
         raise ConfigError(f"the manifest lacks column(s) {missing}, needed to assign shards")
     durations = table["duration"].astype(float).to_numpy()
-    if len(durations) and not np.isfinite(durations).all():
-        raise ConfigError("the manifest has durations that are not finite; prepare it again")
+    bad = ~np.isfinite(durations)
+    if bad.any():
+        shown = ", ".join(
+            f"{utt_id} ({duration})"
+            for utt_id, duration in zip(
+                table["utt_id"].to_numpy()[bad][:SHOWN], durations[bad][:SHOWN], strict=True
+            )
+        )
+        raise ConfigError(
+            f"the manifest has {int(bad.sum())} duration(s) that are not finite, e.g. {shown}; "
+            "prepare it again"
+        )
     canonical = np.lexsort((table["utt_id"].astype(str), table["corpus"].astype(str)))
     # longest first, ties by canonical order (a stable sort of the canonical order)
     order = canonical[np.argsort(-durations[canonical], kind="stable")]
