@@ -321,6 +321,17 @@ def test_an_explicit_label_list_is_stored_in_its_one_spelling(tmp_path, labels):
             r"unknown key 'devise' in 'extract'",
         ),
         ({"name": "t", "modles": ["mfcc"]}, UnknownChoiceError, r"unknown key 'modles' in .*yaml"),
+        (
+            {**MINIMAL, "classify": {"backend": "slurm"}},
+            UnknownChoiceError,
+            r"unknown value 'slurm' in 'classify.backend'.*local, dask",
+        ),
+        (
+            {**MINIMAL, "classify": {"scheduler": "tcp://h:8786"}},
+            ConfigError,
+            r"'classify.scheduler' in .*exp.yaml \('tcp://h:8786'\) needs classify.backend: dask",
+        ),
+        ({**MINIMAL, "classify": {"scheduler": 8786}}, ConfigError, r"'classify.scheduler' .* str"),
     ],
 )
 def test_bad_inputs_name_key_file_expected_and_found(tmp_path, data, error, expected):
