@@ -70,6 +70,18 @@ def test_backend_choices_are_checked_naming_the_value():
         SweepConfig(scheduler="tcp://h:8786")
 
 
+def test_the_local_backend_does_not_import_dask():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, ssl_ser.cli.classify, ssl_ser.classify.sweep; "
+        "print(sorted(m for m in ('dask', 'distributed') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 @pytest.mark.slow
 def test_a_local_cluster_gives_the_local_results_and_resumes_like_it(alpha, local_run, tmp_path):
     table, features = alpha
