@@ -1,7 +1,9 @@
-"""Running a sweep's tasks: fitting and predicting, in this process or in joblib workers.
+"""Running a sweep's tasks: fitting and predicting, here, in joblib workers or on Dask.
 
-Each task's cells are scored and stored as soon as they are fitted, so an
-interrupted sweep keeps every finished cell.
+Locally, each task's cells are scored and stored as soon as they are fitted; on
+Dask (:mod:`~ssl_ser.classify.sweep.cluster`) a worker fits and scores a task
+(:func:`score_task`) and the driver stores its cells as it comes back. Either
+way an interrupted sweep keeps every finished cell.
 """
 
 from __future__ import annotations
