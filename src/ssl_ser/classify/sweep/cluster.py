@@ -61,6 +61,25 @@ def dask_client(scheduler: str | None, workers: int) -> Iterator[Client]:
 
     A cluster started here is closed on exit; one given by address is left running.
     """
+    with _quiet_dask(), _connected(scheduler, workers) as client:
+        yield client
+
+
+@contextlib.contextmanager
+def _quiet_dask() -> Iterator[None]:
+    """Dask's INFO chatter (connections, shutdown) hidden while the sweep runs; warnings kept."""
+    logger = logging.getLogger("distributed")
+    before = logger.level
+    logger.setLevel(max(logging.WARNING, logger.getEffectiveLevel()))
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
+
+
+@contextlib.contextmanager
+def _connected(scheduler: str | None, workers: int) -> Iterator[Client]:
+    """The client (and the local cluster when there is no address) of :func:`dask_client`."""
     from distributed import Client, LocalCluster
 
     if scheduler:
