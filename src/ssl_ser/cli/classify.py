@@ -15,8 +15,6 @@ from ssl_ser.cli.options import (
 )
 
 # The registries own the choices; the options list exactly theirs.
-COMBINE_CHOICES: tuple[str, ...] = COMBINES
-BACKEND_CHOICES: tuple[str, ...] = BACKENDS
 
 
 @click.command()
@@ -33,7 +31,7 @@ BACKEND_CHOICES: tuple[str, ...] = BACKENDS
 )
 @click.option(
     "--combine",
-    type=click.Choice(COMBINE_CHOICES),
+    type=click.Choice(COMBINES),
     default="each",
     show_default=True,
     help="Sweep layers one by one, or concatenate/average the selected layers.",
@@ -73,7 +71,7 @@ BACKEND_CHOICES: tuple[str, ...] = BACKENDS
 )
 @click.option(
     "--backend",
-    type=click.Choice(BACKEND_CHOICES),
+    type=click.Choice(BACKENDS),
     default="local",
     show_default=True,
     help="Where cells run: this machine's processes (local), or the workers of a Dask "
