@@ -24,12 +24,13 @@ format: install
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
 
+# Tests run in one process per core (pytest-xdist): most are single-threaded Python.
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto --maxprocesses 4
 
 # The edit loop: everything but the slow end-to-end, kill and parallel tests (CI runs all).
 test-fast: lint
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -n auto --maxprocesses 4 -m "not slow"
 
 demo: install
 	$(BIN)/ser demo

@@ -10,12 +10,21 @@ signal that peaks at 60% depth (see ssl_ser.testing.synthetic). Parts:
   plain matmul and a same-shape batched matmul);
 - xgb: xgboost on one 1,024-dim layer: the registry default, the same with
   early stopping on training speakers, and ``xgb-fast`` (PCA to 128 dims,
-  shallower trees, early stopping): fit time and UA.
+  shallower trees, early stopping): fit time and UA;
+- fits: per-fit times of logreg, mlp and xgb-fast on small classic-feature-sized
+  data (500 and 7,000 utterances x 88 dims, one fold), as a sweep cell fits them:
+  default settings and tuned (``--search``), at 1 thread (the sweep's default)
+  and at every core (the old default), each against logreg default at 1 thread
+  in the same run;
+- bootstrap: the UA interval of one test scope (1,000 resamples) by resampling
+  the confusion counts (``bootstrap_ua``) against resampling utterance indices
+  (the former method), at 500 and 16,000 utterances.
 
 Timings are wall-clock on a shared machine: compare ratios measured in one run.
 
     .venv/bin/python benchmarks/classify_bench.py                  # everything
     .venv/bin/python benchmarks/classify_bench.py --parts probe --layers 13 --utts 3000
+    .venv/bin/python benchmarks/classify_bench.py --parts fits,bootstrap
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ssl_ser.classify import registry
+from ssl_ser.classify.metrics import bootstrap_ua
 from ssl_ser.classify.registry import HistXGB
 from ssl_ser.classify.splits import SplitOptions, make_folds, speaker_groups
 from ssl_ser.classify.sweep import SweepConfig, run_sweep
@@ -49,7 +59,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--dim", type=int, default=1024)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--parts", default="sweep,probe,xgb")
+    parser.add_argument("--parts", default="sweep,probe,xgb,fits,bootstrap")
+    parser.add_argument(
+        "--fit-utts", default="500,7000", help="utterance counts of the fits part (88 dims)"
+    )
+    parser.add_argument("--fit-repeats", type=int, default=3, help="fits timed per setting")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--threads", type=int, default=1, help="torch/BLAS threads of the probe and xgb parts"
@@ -267,9 +281,118 @@ def bench_xgb(table: pd.DataFrame, features, args) -> None:
         )
 
 
+def time_fit(name: str, x, y, groups, fold, threads: int, search: bool, repeats: int):
+    """Best-of-`repeats` wall time of one cell's fit (and its UA), as the sweep fits it.
+
+    ``search=False`` is the registry default settings; ``search=True`` the tuned
+    fit of ``--search`` (inner grid search on training speakers, then the refit).
+    """
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    from ssl_ser.classify.search import fit_single
+
+    before = torch.get_num_threads()
+    best, score = float("inf"), float("nan")
+    train, test = fold.train, fold.test
+    try:
+        torch.set_num_threads(threads)
+        with threadpool_limits(threads):
+            for _ in range(repeats):
+                start = time.perf_counter()
+                model, _, _ = fit_single(
+                    name,
+                    registry.get(name).defaults,
+                    x[train],
+                    y[train],
+                    groups[train],
+                    search=search,
+                    seed=0,
+                    threads=threads,
+                )
+                best = min(best, time.perf_counter() - start)
+            score = ua(y[test], model.predict(x[test]))
+    finally:
+        torch.set_num_threads(before)
+    return best, score
+
+
+def bench_fits(args) -> None:
+    cores = os.cpu_count() or 1
+    print(
+        f"\n== per-fit times, 88 dims, fold 0 of {args.folds}; default settings best of "
+        f"{args.fit_repeats}, tuned (--search) best of 1; "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}"
+    )
+    for n in (int(v) for v in args.fit_utts.split(",")):
+        table, features = cremad_like(
+            n, max(6, min(91, n // 60)), 1, 88, seed=args.seed, poolings=("mean",)
+        )
+        fold = one_fold(table, args.seed, args.folds)
+        x = np.ascontiguousarray(features.arrays["mean"][:, 0])
+        y = np.unique(table["emotion"], return_inverse=True)[1]  # class codes, as a sweep
+        groups = table["speaker"].to_numpy()
+        warm = one_fold(table.iloc[:200], args.seed, 2)
+        time_fit("mlp", x[:200], y[:200], groups[:200], warm, 1, False, 1)  # torch imports
+        reference = None
+        print(f"-- {n} utterances ({len(fold.train)} train rows)")
+        for search in (False, True):
+            for threads in sorted({1, cores}):
+                for name in ("logreg", "mlp", "xgb-fast"):
+                    repeats = 1 if search else args.fit_repeats
+                    t, score = time_fit(name, x, y, groups, fold, threads, search, repeats)
+                    reference = reference or t
+                    print(
+                        f"{name:9s} {'tuned  ' if search else 'default'} {threads} thread(s) "
+                        f"{t:8.3f} s  UA {score:.4f}  ({t / reference:6.1f}x logreg default "
+                        "at 1 thread)"
+                    )
+
+
+def index_bootstrap(true_idx: np.ndarray, pred_idx: np.ndarray, k: int, n_boot: int = 1000):
+    """The former per-cell bootstrap: resample utterance indices, one bincount (reference)."""
+    n = len(true_idx)
+    draws = np.random.default_rng(0).integers(0, n, size=(n_boot, n))
+    offsets = (np.arange(n_boot) * k * k)[:, None]
+    cell = true_idx[draws] * k + pred_idx[draws] + offsets
+    confusions = np.bincount(cell.ravel(), minlength=n_boot * k * k).reshape(n_boot, k, k)
+    support = confusions.sum(axis=2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = np.where(support > 0, np.einsum("bii->bi", confusions) / support, np.nan)
+    return tuple(np.percentile(np.nanmean(recall, axis=1), [2.5, 97.5]))
+
+
+def bench_bootstrap(args) -> None:
+    print("\n== UA bootstrap of one test scope, 1,000 resamples, 7 classes (best of 5)")
+    rng = np.random.default_rng(args.seed)
+    for n in (500, 16_000):
+        true = rng.integers(0, 7, n)
+        pred = np.where(rng.random(n) < 0.6, true, rng.integers(0, 7, n))
+        timings = {}
+        for name, method in (("counts", bootstrap_ua), ("indices", index_bootstrap)):
+            runs = []
+            for _ in range(5):
+                start = time.perf_counter()
+                bounds = method(true, pred, 7)
+                runs.append(time.perf_counter() - start)
+            timings[name] = (min(runs), bounds)
+        (fast, a), (slow, b) = timings["counts"], timings["indices"]
+        print(
+            f"n={n:6d}  counts {fast * 1e3:7.1f} ms  indices {slow * 1e3:7.1f} ms  "
+            f"({slow / fast:.0f}x)  interval {a[0]:.4f}-{a[1]:.4f} vs {b[0]:.4f}-{b[1]:.4f}"
+        )
+
+
 def main() -> None:
     args = parse_args()
     logging.basicConfig(level=logging.WARNING)
+    parts = set(args.parts.split(","))
+    if "bootstrap" in parts:
+        bench_bootstrap(args)
+    if "fits" in parts:
+        bench_fits(args)
+    if not parts & {"sweep", "probe", "xgb"}:
+        return
     start = time.perf_counter()
     table, features = cremad_like(
         args.utts, args.speakers, args.layers, args.dim, seed=args.seed, poolings=("mean",)
@@ -278,7 +401,6 @@ def main() -> None:
         f"synthetic features {features.arrays['mean'].shape} in "
         f"{time.perf_counter() - start:.1f} s; {os.cpu_count()} CPU cores (shared: timings noisy)"
     )
-    parts = set(args.parts.split(","))
     if "sweep" in parts:  # first, so that its peak memory is not the other parts'
         bench_sweep(table, features, args)
     if "probe" in parts:

@@ -59,7 +59,7 @@ def test_commands_make_idle_openmp_threads_sleep_unless_the_user_chose():
 
 def test_every_click_choice_lists_exactly_its_registry():
     from ssl_ser import audio, corpora
-    from ssl_ser.cache import STORAGE_DTYPES
+    from ssl_ser.cache import STORAGE_DTYPE_CHOICES
     from ssl_ser.classify.features import COMBINES
     from ssl_ser.classify.splits import SPLITS
     from ssl_ser.classify.sweep.plan import BACKENDS
@@ -77,7 +77,7 @@ def test_every_click_choice_lists_exactly_its_registry():
         "telephone_source": audio.TELEPHONE_SOURCES,
         "dtype": DTYPES,
         "long_audio": LONG_AUDIO_POLICIES,
-        "storage_dtype": ("auto", *STORAGE_DTYPES),
+        "storage_dtype": STORAGE_DTYPE_CHOICES,
         "corpus": tuple(corpora.names()),
         "on_error": ON_ERROR_CHOICES,
         "condition_pairs": PAIR_KEYWORDS,

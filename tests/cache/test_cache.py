@@ -462,3 +462,41 @@ def test_a_file_of_another_toolkit_version_opens_with_the_same_key(tmp_path, mon
         cache.CacheWriter(path, {**KEY, "feature_version": 4}, LAYERS, DIM)
     assert cache.info(path)["feature_version"] == 3
     assert cache.info(path)["toolkit_version"] == "0.0.9"
+
+
+# --- reading in pieces --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("written", ["in order", "shuffled"])
+def test_reads_convert_piece_by_piece_and_equal_the_stored_values(tmp_path, monkeypatch, written):
+    # A layer is read and cast to float32 a few rows at a time (the whole layer cast at
+    # once cost more than reading it); every row lands where it belongs, exactly,
+    # whatever order the rows were written in.
+    from ssl_ser.cache import reader as reader_module
+
+    path = tmp_path / "c.h5"
+    ids = utt_ids(100)
+    order = list(np.random.default_rng(1).permutation(ids)) if written == "shuffled" else ids
+    fill(path, ids, order=order, chunk_rows=16, batch_size=9)
+    piece_rows = 7
+    monkeypatch.setattr(reader_module, "PIECE_BYTES", piece_rows * DIM * 2)
+    sizes = []
+    convert = reader_module._convert_into
+
+    def spy(target, values):
+        sizes.append(len(values))
+        convert(target, values)
+
+    monkeypatch.setattr(reader_module, "_convert_into", spy)
+    subset = [ids[40], ids[3], ids[77], ids[3], ids[41]]
+    with cache.open(path) as reader:
+        for pooling in POOLINGS:
+            want = stored(ids, pooling)
+            np.testing.assert_array_equal(reader.read("1", pooling), want[:, 1])
+            np.testing.assert_array_equal(
+                reader.read(3, pooling, ids=subset), want[:, 3][[40, 3, 77, 3, 41]]
+            )
+        np.testing.assert_array_equal(reader.read_rows(subset, "std"), stored(subset, "std"))
+        np.testing.assert_array_equal(reader.read_rows(ids, "mean"), stored(ids, "mean"))
+    assert sizes and max(sizes) <= piece_rows
+    assert sum(sizes) >= 2 * len(ids)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from ssl_ser import cache, manifest
+from ssl_ser.errors import CacheError
 from ssl_ser.extract import ExtractorConfig, extract
 
 from .helpers import lengths, make_manifest
@@ -199,3 +200,39 @@ def test_cli_no_progress_silences_every_bar_and_says_what_was_cached(tmp_path, m
 def quiet_seconds(table, skip: int) -> str:
     """Audio seconds of the rows after the first `skip`, as the quiet progress line shows them."""
     return f"{table['duration'].iloc[skip:].sum():.0f}"
+
+
+@pytest.mark.slow  # a subprocess that imports torch
+def test_a_killed_shard_resumes_and_merges_to_the_uninterrupted_result(tmp_path, model_dirs):
+    from ssl_ser.cache import shards
+
+    table = make_manifest(tmp_path / "audio", lengths(16, 0.4, 1.2, seed=5))
+    manifest_path = manifest.write(table, tmp_path / "manifest.csv")
+    model = model_dirs["wav2vec2-group"]
+    config = ExtractorConfig(model=str(model))
+    (reference,) = extract(table, config, tmp_path / "reference", workers=0, batch_seconds=0.8)
+
+    cache_dir = tmp_path / "killed"
+    target = cache_dir / config.slug() / "toy" / "clean.h5"
+    command = [*ser_extract(manifest_path, model, cache_dir), "--shard", "1/2"]
+    group = run_and_kill(command, committed=1, delay=0.0)
+    try:
+        assert wait_until_gone(group)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
+    shard_file = shards.shard_path(target, 1, 2)
+    done = complete_ids(shard_file)
+    assert done, "no batch survived the kill"
+    extract(table, config, cache_dir, workers=0, batch_seconds=0.8, shard=(2, 2))
+    with pytest.raises(CacheError, match="shard 1/2 .* has not finished"):
+        shards.merge(target)
+    (resumed,) = extract(table, config, cache_dir, workers=1, batch_seconds=0.8, shard=(1, 2))
+    assert resumed.already_done == len(done) and resumed.extracted > 0
+    shards.merge(target)
+    ids = sorted(table["utt_id"])
+    with cache.open(target) as merged, cache.open(reference.path) as clean:
+        assert merged.all_ids == clean.all_ids and len(merged.failures) == 0
+        for pooling in ("mean", "std"):
+            a, b = merged.read_rows(ids, pooling), clean.read_rows(ids, pooling)
+            assert np.abs(a - b).max() <= 2e-3 * np.abs(b).max()

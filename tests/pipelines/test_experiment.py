@@ -364,3 +364,46 @@ def test_schema_classes_check_values_built_in_code():
     experiment = experiment_from_dict(MINIMAL)
     renamed = dataclasses.replace(experiment, name="u")
     assert renamed.name == "u" and renamed.corpora == experiment.corpora
+
+
+def test_every_schema_choice_lists_exactly_its_registry():
+    """Experiment-file choices are read from the modules that own them, never restated."""
+    from ssl_ser import audio
+    from ssl_ser.cache import STORAGE_DTYPE_CHOICES
+    from ssl_ser.classify.features import COMBINES
+    from ssl_ser.classify.registry import CLASSIFIERS
+    from ssl_ser.classify.splits import SPLITS
+    from ssl_ser.extract import config as extract_config
+    from ssl_ser.finetune import config as finetune
+    from ssl_ser.pipelines import experiment
+
+    registries = {
+        ("SplitSpec", "method"): tuple(SPLITS),
+        ("ExtractSettings", "dtype"): extract_config.DTYPES,
+        ("ExtractSettings", "poolings"): extract_config.POOLINGS,
+        ("ExtractSettings", "long_audio"): extract_config.LONG_AUDIO_POLICIES,
+        ("ExtractSettings", "telephone_source"): audio.TELEPHONE_SOURCES,
+        ("ExtractSettings", "storage_dtype"): STORAGE_DTYPE_CHOICES,
+        ("ClassifySettings", "combine"): COMBINES,
+        ("Experiment", "conditions"): audio.CONDITIONS,
+        ("Experiment", "classifiers"): tuple(CLASSIFIERS),
+        ("Experiment", "corpora_mode"): experiment.CORPORA_MODES,
+        ("FinetuneSpec", "head"): finetune.HEADS,
+        ("FinetuneSpec", "freeze"): finetune.FREEZES,
+        ("FinetuneSpec", "adapter"): finetune.ADAPTERS,
+        ("FinetuneSpec", "dtype"): finetune.FINETUNE_DTYPES,
+        ("FinetuneSpec", "long_audio"): extract_config.LONG_AUDIO_POLICIES,
+    }
+    classes = ("SplitSpec", "ExtractSettings", "ClassifySettings", "Experiment", "FinetuneSpec")
+    seen = set()
+    for class_name in classes:
+        for spec_field in dataclasses.fields(getattr(experiment, class_name)):
+            choices = spec_field.metadata.get("choices")
+            if choices is None:
+                continue
+            key = (class_name, spec_field.name)
+            assert key in registries, (key, "add it to this table")
+            listed = choices() if callable(choices) else choices
+            assert tuple(listed) == tuple(registries[key]), key
+            seen.add(key)
+    assert seen == set(registries)

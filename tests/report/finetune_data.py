@@ -52,6 +52,8 @@ class FinetuneSpec:
     probe_digest: bool = True
     # folds whose fine-tune digest differs from the probe's (other speakers)
     other_speakers: tuple[str, ...] = ()
+    # folds on which the fine-tuned model predicts one class for every utterance
+    collapsed: tuple[str, ...] = ()
     val_ua: bool = True
     # a speaker-normalised probe that scores far better on test (must not be compared)
     normed_probe: bool = True
@@ -184,6 +186,8 @@ def _finetune_cells(store: CellStore, spec: FinetuneSpec, rng: np.random.Generat
         for layer in layers:
             for fold in FOLDS:
                 true, pred = _predict(rng, 0.8 if layer == "weighted" else 0.7)
+                if fold in spec.collapsed:
+                    pred = np.full(len(true), CLASSES[0])
                 curve, best = _curve(rng, PARAMS["epochs"])
                 logits = rng.normal(0, 1, N_LAYERS) + np.linspace(0, 1.5, N_LAYERS)
                 weights = np.exp(logits) / np.exp(logits).sum()

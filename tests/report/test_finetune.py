@@ -406,3 +406,25 @@ def test_finetunes_differing_only_in_a_recorded_setting_are_two_cells(tmp_path: 
     shown = "linear head · feature encoder frozen · 4 epochs max · lr 1e-05"
     assert sorted(tuned["finetune_setup"]) == [shown, f"{shown} · warmup=0.2"]
     assert (tuned["folds"] == 3).all()
+
+
+def test_a_collapsed_finetune_is_marked_in_both_tables(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "results", FinetuneSpec(collapsed=("1",), weighted=False))
+    summary, pairs = _comparison(folder)
+    assert pairs.loc[pairs["fold"] == "1", "collapsed"].all()
+    assert not pairs.loc[pairs["fold"] != "1", "collapsed"].any()
+    assert set(summary["collapsed"]) == {"collapsed: one class predicted in 1/3 folds"}
+    names = {EXTRACTOR: "w2v"}
+    table = finetune.format_comparison(summary, names)
+    assert (
+        table[finetune.FINETUNE_COLUMN]
+        .str.endswith("⚠ collapsed: one class predicted in 1/3 folds")
+        .all()
+    )
+    assert not table[finetune.SELECTED_COLUMN].str.contains("collapsed").any()
+    folds = finetune.format_folds(pairs, names)
+    marked = folds["Fine-tuned UA %"].str.contains("⚠ collapsed: one class predicted")
+    assert list(folds.loc[marked, "Fold"].unique()) == ["1"]
+    out = tmp_path / "out" / "report.html"
+    write_report(folder, out, n_boot=N_BOOT)
+    assert "⚠ collapsed: one class predicted in 1/3 folds" in out.with_suffix(".md").read_text()

@@ -28,11 +28,17 @@ A full disk stops a writer with a CacheError before any row is marked complete.
 Chunks carry checksums: ``verify(path)`` lists rows in chunks that fail them or
 holding NaN/inf, readers refuse such rows, and ``writer.repair()`` sends them back
 to extraction; ``writer.prune(keep_ids)`` drops rows no manifest needs.
+
+Sharded extraction (``ser extract --shard K/N``) writes shard files beside the
+cache file (``clean.shard-K-of-N.h5``, each an ordinary cache with a JSON record of
+its rows); ``shards.merge(cache_path)`` combines them into the cache file a single
+process writes (see :mod:`ssl_ser.cache.shards`).
 """
 
 from ssl_ser.cache.inspection import disk_size, info, notes, verify
 from ssl_ser.cache.layout import (
     DEFAULT_CHUNK_ROWS,
+    STORAGE_DTYPE_CHOICES,
     STORAGE_DTYPES,
     cache_path,
     key_differences,
@@ -48,6 +54,7 @@ __all__ = [
     "DEFAULT_CHUNK_ROWS",
     "DEFAULT_FLUSH_ROWS",
     "ROW_COLUMN",
+    "STORAGE_DTYPE_CHOICES",
     "STORAGE_DTYPES",
     "CacheReader",
     "CacheWriter",

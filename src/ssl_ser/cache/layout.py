@@ -76,6 +76,8 @@ FORMAT = "ssl-ser-cache"
 FORMAT_VERSION = 1
 SUFFIX = ".h5"
 STORAGE_DTYPES: tuple[str, ...] = ("float16", "float32")
+# What extraction accepts: a storage dtype, or "auto" (float16 for neural models).
+STORAGE_DTYPE_CHOICES: tuple[str, ...] = ("auto", *STORAGE_DTYPES)
 # Chosen by benchmarks/cache_bench.py: 256 rows x 1 layer x 1,024 float16 = 512 KiB chunks.
 DEFAULT_CHUNK_ROWS = 256
 # Failure reasons longer than this (in UTF-8 bytes) are cut.

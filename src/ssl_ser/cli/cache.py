@@ -1,10 +1,13 @@
-"""`ser cache ls|info|verify|prune`: list, describe, check, repair and trim feature caches.
+"""`ser cache ls|info|verify|prune|merge`: list, describe, check, repair, trim and merge caches.
 
 Each command ends with a one-line summary; `verify` exits with status 1 when it
 finds a problem, after listing them, unless `--repair` fixed every one.
 `verify --repair` sends corrupt rows (bad chunk checksum, NaN/inf) back to
 extraction by rebuilding the file with them not complete; `ser extract` then
-redoes them. `prune` drops the rows no manifest lists.
+redoes them. `prune` drops the rows no manifest lists. `merge` combines the shard
+files of `ser extract --shard K/N` into the normal cache files (see
+:mod:`ssl_ser.cache.shards`); it exits with status 1 when a cache cannot be merged,
+after merging the others.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import click
 
 from ssl_ser import cache as feature_cache
 from ssl_ser.cache.writer import open_existing
+from ssl_ser.cli.options import progress_option
 from ssl_ser.errors import CacheError
 
 # Key fields shown by `ls`, first present wins (the cache itself treats the key as opaque).
@@ -44,7 +48,7 @@ def _first_field(key: dict[str, Any], names: tuple[str, ...]) -> str:
 
 @click.group()
 def cache() -> None:
-    """List, describe and check feature caches."""
+    """List, describe, check and merge feature caches."""
 
 
 @cache.command("ls")
@@ -199,3 +203,36 @@ def prune(file: Path, manifests: tuple[Path, ...], dry_run: bool) -> None:
         click.echo(f"{'would remove' if dry_run else 'removed'}: {utt_id}")
     verb = "would remove" if dry_run else "removed"
     click.echo(f"{file}: {verb} {len(dropped)} of {total} row(s), {total - len(dropped)} kept")
+
+
+@cache.command("merge")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--keep-shards", is_flag=True, help="Keep the shard files after merging (default: remove)."
+)
+@progress_option
+def merge(directory: Path, keep_shards: bool, progress: bool) -> None:
+    """Merge the shard files of `ser extract --shard K/N` under DIRECTORY into the caches.
+
+    Every shard 1..N must be there and finished, with one key and one manifest;
+    each utterance must be in exactly one shard. The merged file is the one a
+    single `ser extract` would write. A cache already merged is recognised and
+    left as it is; refusals name the cache, the shards and the utterances.
+    """
+    from ssl_ser.cache import shards
+
+    summaries, errors = shards.merge_all(directory, keep=keep_shards, progress=progress)
+    for summary in summaries:
+        click.echo(summary.line())
+    for error in errors:
+        click.echo(f"cannot merge: {error}")
+    merged = sum(not s.already_merged for s in summaries)
+    line = (
+        f"{directory}: {merged} cache file(s) merged, "
+        f"{len(summaries) - merged} already merged, {len(errors)} refused"
+    )
+    if errors:
+        raise CacheError(line)
+    if not summaries:
+        line = f"{directory}: no shard files to merge"
+    click.echo(line)

@@ -8,18 +8,25 @@ prints each cache file and a one-line summary. ``--condition`` may be repeated
 condition gets its own cache file; a condition given twice is refused. Re-running
 resumes: only missing utterances are computed. Torch and transformers load only
 when the command runs.
+
+Past one GPU: ``--shard K/N`` extracts shard K of N (K from 1, as
+``#SBATCH --array=1-N`` numbers tasks), 1/N of the manifest's audio duration,
+into shard files beside the cache files; run the N shards anywhere at once, then
+``ser cache merge DIR``. ``--dask ADDRESS|local`` runs the N shards as tasks on a
+Dask cluster and merges at the end (see :mod:`ssl_ser.extract.cluster`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import pandas as pd
 
 from ssl_ser import corpora, manifest
 from ssl_ser.audio import TELEPHONE_SOURCES
-from ssl_ser.cache import STORAGE_DTYPES
+from ssl_ser.cache import STORAGE_DTYPE_CHOICES
 from ssl_ser.cli.options import conditions_option, progress_option, refuse_repeats
 from ssl_ser.errors import ConfigError
 from ssl_ser.extract.config import (
@@ -31,6 +38,9 @@ from ssl_ser.extract.config import (
     ExtractorConfig,
     default_workers,
 )
+
+if TYPE_CHECKING:
+    from ssl_ser.extract.summary import ExtractSummary
 
 SHOWN_FAILURES = 5
 
@@ -52,7 +62,8 @@ def read_source(source: str, root: Path | None) -> pd.DataFrame:
         return corpora.load(source, root, on_error="skip")
     raise ConfigError(
         f"{source!r} is neither a manifest file nor a corpus name; "
-        f"expected a .csv/.parquet file or one of {', '.join(corpora.names())}"
+        f"expected a {'/'.join(manifest.MANIFEST_SUFFIXES)} file or one of "
+        f"{', '.join(corpora.names())}"
     )
 
 
@@ -122,7 +133,7 @@ def read_source(source: str, root: Path | None) -> pd.DataFrame:
 )
 @click.option(
     "--storage-dtype",
-    type=click.Choice(("auto", *STORAGE_DTYPES)),
+    type=click.Choice(STORAGE_DTYPE_CHOICES),
     default="auto",
     show_default=True,
     help="Cache dtype. auto: an existing cache's own, else float32 for egemaps/mfcc/logmel "
@@ -141,6 +152,35 @@ def read_source(source: str, root: Path | None) -> pd.DataFrame:
     default=RETRY_FAILED,
     help="Try utterances an earlier run recorded as failed again (a failed utterance whose "
     "audio changed since is tried again anyway).",
+)
+@click.option(
+    "--shard",
+    metavar="K/N",
+    help="Extract only shard K of N (K = 1..N, e.g. $SLURM_ARRAY_TASK_ID/8): 1/N of the "
+    "audio duration, into DIR/<extractor>/<corpus>/<condition>.shard-K-of-N.h5. When all N "
+    "are done: ser cache merge DIR.",
+)
+@click.option(
+    "--dask",
+    "dask_address",
+    metavar="ADDRESS|local",
+    help="Run the shards as tasks on a Dask cluster (scheduler address, or 'local' for a "
+    "LocalCluster here), then merge them. Paths must be readable by every worker; "
+    "--device cuda asks each task for the worker resource GPU=1.",
+)
+@click.option(
+    "--shards",
+    "shard_count",
+    type=click.IntRange(min=1),
+    metavar="N",
+    default=None,
+    help="With --dask: the number of shards N (default: one per GPU with --device cuda, "
+    "else one per worker thread).",
+)
+@click.option(
+    "--keep-shards",
+    is_flag=True,
+    help="With --dask: keep the shard files after they are merged.",
 )
 @progress_option
 def extract(
@@ -161,12 +201,17 @@ def extract(
     storage_dtype: str,
     verify_cache: bool,
     retry_failed: bool,
+    shard: str | None,
+    dask_address: str | None,
+    shard_count: int | None,
+    keep_shards: bool,
     progress: bool,
 ) -> None:
     """Extract pooled features of every layer of MODEL for a manifest or corpus into the cache."""
     from ssl_ser.extract.runner import extract as run_extraction
 
     refuse_repeats("--condition", conditions)
+    shard_numbers = _check_distribution(shard, dask_address, shard_count, keep_shards)
     table = read_source(source, root)
     config = ExtractorConfig.for_model(
         model,
@@ -176,20 +221,67 @@ def extract(
         long_audio=long_audio,
         whisper_trim=whisper_trim,
     )
-    summaries = run_extraction(
-        table,
-        config,
-        cache_dir,
-        list(conditions),
-        device=device,
-        batch_seconds=batch_seconds,
-        workers=workers,
-        telephone_source=telephone_source,
-        storage_dtype=storage_dtype,
-        verify_cache=verify_cache,
-        retry_failed=retry_failed,
-        progress=progress,
-    )
+    options = {
+        "batch_seconds": batch_seconds,
+        "workers": workers,
+        "telephone_source": telephone_source,
+        "storage_dtype": storage_dtype,
+        "verify_cache": verify_cache,
+        "retry_failed": retry_failed,
+    }
+    if dask_address is not None:
+        from ssl_ser.extract.cluster import extract_on_dask
+
+        summaries = extract_on_dask(
+            table,
+            config,
+            cache_dir,
+            list(conditions),
+            address=dask_address,
+            shards_count=shard_count,
+            device=device,
+            progress=progress,
+            keep_shards=keep_shards,
+            **options,
+        )
+    else:
+        summaries = run_extraction(
+            table,
+            config,
+            cache_dir,
+            list(conditions),
+            device=device,
+            progress=progress,
+            shard=shard_numbers,
+            **options,
+        )
+    _print(summaries)
+    if shard_numbers is not None:
+        number, count = shard_numbers
+        click.echo(
+            f"shard {number}/{count} done; when all {count} shards are done: "
+            f"ser cache merge {cache_dir}"
+        )
+
+
+def _check_distribution(
+    shard: str | None, dask_address: str | None, shard_count: int | None, keep_shards: bool
+) -> tuple[int, int] | None:
+    """Parse --shard and refuse combinations that make no sense (named in the message)."""
+    from ssl_ser.extract.sharding import parse_shard
+
+    if shard is not None and dask_address is not None:
+        raise ConfigError(
+            "--shard and --dask do not combine: --dask runs every shard itself; give one"
+        )
+    for option, given in (("--shards", shard_count is not None), ("--keep-shards", keep_shards)):
+        if given and dask_address is None:
+            raise ConfigError(f"{option} applies to --dask runs (with --shard, N is in K/N)")
+    return None if shard is None else parse_shard(shard)
+
+
+def _print(summaries: list[ExtractSummary]) -> None:
+    """Each cache file, its one-line summary and its first failures."""
     for summary in summaries:
         click.echo(f"cache: {summary.path}")
         click.echo(summary.line())

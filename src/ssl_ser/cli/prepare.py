@@ -30,11 +30,6 @@ READER_FLAGS: dict[str, str] = {
     "speaker_pattern": "--speaker-pattern",
     "language": "--language",
 }
-# Which scan keywords each generic reader accepts; other corpora accept none.
-GENERIC_OPTIONS: dict[str, tuple[str, ...]] = {
-    "folder": ("name", "mapping", "speaker_pattern", "language"),
-    "csv": ("name", "mapping"),
-}
 SHOWN_REASONS = 5
 
 
@@ -93,11 +88,11 @@ def reader_options(corpus: str, given: dict[str, object]) -> dict[str, object]:
     Raises:
         click.UsageError: an option the corpus's reader does not take (exit code 2).
     """
-    accepted = GENERIC_OPTIONS.get(corpus, ())
+    accepted = registry.reader_options(corpus)
     options = {key: value for key, value in given.items() if value not in (None, {}, "")}
     for key in options:
         if key not in accepted:
-            takers = [name for name, keys in GENERIC_OPTIONS.items() if key in keys]
+            takers = [name for name in registry.names() if key in registry.reader_options(name)]
             raise click.UsageError(
                 f"option {READER_FLAGS[key]} does not apply to corpus {corpus!r}; "
                 f"only to: {', '.join(takers)}"

@@ -8,6 +8,7 @@ Each module exposes ``INFO`` (a :class:`CorpusInfo`) and
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 from pathlib import Path
 from types import ModuleType
@@ -34,7 +35,19 @@ CORPUS_MODULES: dict[str, str] = {
 }
 GENERIC: tuple[str, ...] = ("folder", "csv")
 
-__all__ = ["CORPUS_MODULES", "CorpusInfo", "ScanResult", "info", "load", "names", "scan"]
+# Scan keywords every reader takes; the rest of a reader's keywords are its own options.
+COMMON_SCAN_KEYWORDS: tuple[str, ...] = ("on_error", "progress")
+
+__all__ = [
+    "CORPUS_MODULES",
+    "CorpusInfo",
+    "ScanResult",
+    "info",
+    "load",
+    "names",
+    "reader_options",
+    "scan",
+]
 
 
 def names() -> list[str]:
@@ -52,6 +65,20 @@ def module(name: str) -> ModuleType:
 def info(name: str) -> CorpusInfo:
     """Description of corpus `name` (language, emotion codes, layout)."""
     return module(name).INFO
+
+
+def reader_options(name: str) -> tuple[str, ...]:
+    """The options corpus `name`'s reader takes beyond the common ones, read from its ``scan``.
+
+    ``ser prepare`` and experiment files both check what a user gives against this,
+    so a reader gaining an option offers it everywhere at once.
+    """
+    parameters = inspect.signature(module(name).scan).parameters.values()
+    return tuple(
+        p.name
+        for p in parameters
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in COMMON_SCAN_KEYWORDS
+    )
 
 
 def scan(

@@ -46,6 +46,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ssl_ser import audio, cache, fingerprint, manifest
+from ssl_ser.cache import shards
+from ssl_ser.cache.shards import check_shard
 from ssl_ser.errors import AudioError, CacheError, ConfigError, SerError, UnknownChoiceError
 from ssl_ser.extract.backbones import Backbone, library_progress_bars, load_backbone
 from ssl_ser.extract.batching import plan_batches, segment_seconds
@@ -57,6 +59,7 @@ from ssl_ser.extract.config import (
 )
 from ssl_ser.extract.pooling import FrameStats, combine, finalize
 from ssl_ser.extract.preprocess import Preprocessor, Segment
+from ssl_ser.extract.sharding import BALANCE_RULE, assign_shards
 from ssl_ser.extract.summary import ExtractSummary
 from ssl_ser.fingerprint import Fingerprint
 from ssl_ser.progress import StepLines, announce
@@ -67,7 +70,6 @@ log = logging.getLogger(__name__)
 # float32 for classic baselines (small, and eGeMAPS values reach beyond float16's
 # +-65504) and float16 for transformer states (half the disk, ample precision).
 STORAGE_DTYPE = "auto"
-STORAGE_DTYPE_CHOICES: tuple[str, ...] = ("auto", *cache.STORAGE_DTYPES)
 PREFETCH_BATCHES = 4
 SHOWN_IDS = 5
 # With progress bars off, at most one extraction line per this many seconds.
@@ -206,6 +208,7 @@ def extract(
     retry_failed: bool = RETRY_FAILED,
     verify_cache: bool = True,
     progress: bool = False,
+    shard: tuple[int, int] | None = None,
 ) -> list[ExtractSummary]:
     """Extract pooled features of every hidden layer into one cache file per corpus.
 
@@ -233,9 +236,14 @@ def extract(
             mark the rows that fail their checksum or hold NaN/inf not complete, so
             they are extracted again (see :meth:`ssl_ser.cache.CacheWriter.repair`).
         progress: show a progress bar (audio seconds, with a rate).
+        shard: ``(K, N)``: extract only shard K of N (K from 1) of the manifest,
+            balanced by duration (see :mod:`ssl_ser.extract.sharding`), into shard
+            files beside the cache files (``<condition>.shard-K-of-N.h5``, see
+            :mod:`ssl_ser.cache.shards`); ``ser cache merge`` combines them.
 
     Returns:
-        One summary per condition and corpus, in that order (corpora by name).
+        One summary per condition and corpus, in that order (corpora by name);
+        with `shard`, their paths are the shard files.
 
     Raises:
         ManifestError: the manifest breaks the schema.
@@ -249,12 +257,16 @@ def extract(
     for name in conditions:
         audio.check_condition(name)
     audio.check_telephone_source(telephone_source)
-    if storage_dtype not in STORAGE_DTYPE_CHOICES:
-        raise UnknownChoiceError("storage dtype", storage_dtype, STORAGE_DTYPE_CHOICES)
+    if storage_dtype not in cache.STORAGE_DTYPE_CHOICES:
+        raise UnknownChoiceError("storage dtype", storage_dtype, cache.STORAGE_DTYPE_CHOICES)
     workers = default_workers() if workers is None else workers
     if isinstance(workers, bool) or int(workers) != workers or workers < 0:
         raise ConfigError(f"workers {workers!r} must be an integer >= 0")
     plan_batches([], batch_seconds)  # validates batch_seconds before the model loads
+    assignment = None
+    if shard is not None:
+        shard = check_shard(*shard)
+        assignment = assign_shards(manifest_df, shard[1])
     config = config.with_absolute_model_path()
     started = time.perf_counter()
     with library_progress_bars(progress):
@@ -274,8 +286,36 @@ def extract(
         )
         for corpus, rows in manifest_df.groupby("corpus", sort=True):
             path = cache.cache_path(cache_dir, config.slug(), str(corpus), name)
+            if shard is not None and assignment is not None:
+                rows, path = _shard_rows(rows, path, assignment, shard)
             summaries.append(job.run_corpus(str(corpus), rows, path, storage_dtype, retry_failed))
     return summaries
+
+
+def _shard_rows(
+    rows: pd.DataFrame, path: Path, assignment: pd.Series, shard: tuple[int, int]
+) -> tuple[pd.DataFrame, Path]:
+    """One corpus's rows of shard K of N and its shard file; writes the shard's record.
+
+    The record (see :class:`ssl_ser.cache.shards.ShardRecord`) holds each row's
+    place in the corpus's manifest order and the whole corpus's digest, which the
+    merge needs to rebuild the file a single process writes.
+    """
+    number, count = shard
+    mine = (assignment.loc[rows.index] == number).to_numpy()
+    own = rows.loc[mine]
+    shard_file = shards.shard_path(path, number, count)
+    shards.ShardRecord(
+        shard=number,
+        shards=count,
+        ids=own["utt_id"].astype(str).tolist(),
+        positions=np.flatnonzero(mine).tolist(),
+        corpus_rows=len(rows),
+        manifest_digest=manifest.rows_digest(rows),
+        seconds=float(own["duration"].astype(float).sum()),
+        balance=BALANCE_RULE,
+    ).write(shards.record_path(shard_file))
+    return own, shard_file
 
 
 def prepared_batches(dataset: Dataset, workers: int, batch_size: int = 16) -> DataLoader:

@@ -24,7 +24,7 @@ shipped examples and :mod:`ssl_ser.pipelines.run` for what running one does.
 from __future__ import annotations
 
 import dataclasses
-import inspect
+import importlib
 import itertools
 import json
 import re
@@ -44,8 +44,8 @@ CORPORA_MODES: tuple[str, ...] = ("each", "pooled")
 PAIR_KEYWORDS: tuple[str, ...] = ("matched", "all")
 CROSS_CORPUS_SPLITS: tuple[str, ...] = ("cross-corpus", "few-shot")
 ON_ERROR: tuple[str, ...] = ("raise", "skip")
-# Reader options the pipeline sets itself, never the experiment file.
-RESERVED_OPTIONS: tuple[str, ...] = ("on_error", "progress", "name")
+# Reader options the pipeline sets itself (the corpus key is the name), never the file.
+RESERVED_OPTIONS: tuple[str, ...] = ("name",)
 CORPUS_KEYS: tuple[str, ...] = ("root", "reader", "on_error")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # one folder name: "emodb-baseline"
 DEFAULT_OUTPUT_ROOT = "ser-out"
@@ -76,13 +76,17 @@ def _conditions() -> list[str]:
     return list(CONDITIONS)
 
 
-def _extract_choices(name: str) -> Any:
-    def choices() -> tuple[str, ...]:
-        from ssl_ser.extract import config
+def _registry(module: str, name: str) -> Any:
+    """The choice list `name` of `module`, looked up when first needed (imports stay light)."""
 
-        return getattr(config, name)
+    def choices() -> tuple[str, ...]:
+        return getattr(importlib.import_module(module), name)
 
     return choices
+
+
+def _extract_choices(name: str) -> Any:
+    return _registry("ssl_ser.extract.config", name)
 
 
 @schema
@@ -157,8 +161,12 @@ class ExtractSettings:
     )
     whisper_trim: bool = False
     revision: str | None = None
-    telephone_source: str = field(default="derived", metadata={"choices": ("derived", "folder")})
-    storage_dtype: str = field(default="auto", metadata={"choices": ("auto", "float16", "float32")})
+    telephone_source: str = field(
+        default="derived", metadata={"choices": _registry("ssl_ser.audio", "TELEPHONE_SOURCES")}
+    )
+    storage_dtype: str = field(
+        default="auto", metadata={"choices": _registry("ssl_ser.cache", "STORAGE_DTYPE_CHOICES")}
+    )
     retry_failed: bool = RETRY_FAILED
 
 
@@ -170,7 +178,9 @@ class ClassifySettings:
     (``tcp://host:8786``), else a local cluster of ``jobs`` worker processes.
     """
 
-    combine: str = field(default="each", metadata={"choices": ("each", "concat", "mean")})
+    combine: str = field(
+        default="each", metadata={"choices": _registry("ssl_ser.classify.features", "COMBINES")}
+    )
     search: bool = False
     speaker_norm: bool = False
     batched: bool = True
@@ -301,12 +311,7 @@ def reader_options(reader: str) -> list[str]:
     """Keyword options a corpus reader's ``scan`` accepts beyond the pipeline's own."""
     from ssl_ser import corpora
 
-    parameters = inspect.signature(corpora.module(reader).scan).parameters.values()
-    return [
-        p.name
-        for p in parameters
-        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in RESERVED_OPTIONS
-    ]
+    return [name for name in corpora.reader_options(reader) if name not in RESERVED_OPTIONS]
 
 
 def _convert_pairs(value: object, where: Where) -> str | tuple[tuple[str, str], ...]:

@@ -49,6 +49,7 @@ from ssl_ser.report.load import CELL, FINETUNE_WEIGHTED, describe_cell, is_finet
 from ssl_ser.report.tables import (
     FINETUNE_INPUTS,
     bootstrap_intervals,
+    collapsed_text,
     interval,
     mean_std,
     percent,
@@ -74,6 +75,7 @@ SAME = "same speakers (fold digest)"
 NAME_ONLY = "paired by fold name (no digest stored)"
 DIFFERENT = "⚠ different speakers: not paired"
 MISSING = "no probe on this fold"
+ONE_CLASS = "collapsed: one class predicted"
 # The probe each fine-tuned fold is paired with: the chosen layer, else the last layer.
 REFERENCE_TEXT: dict[str, str] = {"selected": "chosen layer", "last": "last layer"}
 
@@ -238,6 +240,7 @@ def pair_folds(tuned: pd.DataFrame, probe: pd.DataFrame) -> pd.DataFrame:
             {
                 "fold": str(row["fold"]),
                 "finetune": float(row["ua"]),
+                "collapsed": _one_class(row),
                 "probe": np.nan if other is None else float(other["ua"]),
                 "probe_layer": "" if other is None else str(other["layer"]),
                 "paired": paired,
@@ -245,8 +248,14 @@ def pair_folds(tuned: pd.DataFrame, probe: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(
-        out, columns=["fold", "finetune", "probe", "probe_layer", "paired", "speakers"]
+        out,
+        columns=["fold", "finetune", "collapsed", "probe", "probe_layer", "paired", "speakers"],
     )
+
+
+def _one_class(row: pd.Series) -> bool:
+    """Whether the stored predictions of this fold hold a single class (a collapsed model)."""
+    return bool(row.get("predicted_classes") == 1)
 
 
 def _fold_order(folds: pd.Series) -> pd.Series:
@@ -296,6 +305,7 @@ def compare_cell(
     reference = "selected" if not chosen["selected"].rows.empty else "last"
     pairs = pair_folds(chosen["finetune"].rows, chosen[reference].rows)
     summary["reference"] = REFERENCE_TEXT[reference]
+    summary["collapsed"] = collapsed_text(cell)
     pairs["reference"] = REFERENCE_TEXT[reference]
     paired = pairs[pairs["paired"]]
     summary["paired"] = len(paired)
@@ -409,7 +419,7 @@ def format_comparison(frame: pd.DataFrame, names: Mapping[str, str]) -> pd.DataF
                 "Extractor": names[row["extractor"]],
                 "Train → test": setting_label(row),
                 "Fine-tuned": finetune_text(row, setup=several),
-                FINETUNE_COLUMN: _number(row, "finetune"),
+                FINETUNE_COLUMN: _number(row, "finetune") + _warning(row.get("collapsed")),
                 SELECTED_COLUMN: _number(row, "selected"),
                 BEST_TEST_COLUMN: _number(row, "best_test"),
                 LAST_COLUMN: _number(row, "last"),
@@ -432,13 +442,19 @@ def format_folds(pairs: pd.DataFrame, names: Mapping[str, str]) -> pd.DataFrame:
                 "Train → test": setting_label(pair),
                 "Fine-tuned": finetune_text(pair, setup=several),
                 "Fold": pair["fold"],
-                "Fine-tuned UA %": percent(pair["finetune"]),
+                "Fine-tuned UA %": percent(pair["finetune"])
+                + _warning(ONE_CLASS if pair.get("collapsed") else ""),
                 "Probe UA %": probe + _layer_line(pair["reference"], pair["probe_layer"]),
                 "Δ points": "n/a" if pd.isna(difference) else f"{100 * difference:+.1f}",
                 "Speakers": pair["speakers"],
             }
         )
     return pd.DataFrame(rows)
+
+
+def _warning(text: object) -> str:
+    """A last line ``⚠ <text>`` when there is something to warn of, else nothing."""
+    return f"\n⚠ {text}" if isinstance(text, str) and text else ""
 
 
 def _layer_line(reference: str, layer: str) -> str:

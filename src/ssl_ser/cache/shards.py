@@ -1,0 +1,635 @@
+"""Shard files of a cache, and merging them into the normal cache file.
+
+``ser extract --shard K/N`` writes one 1/N of a corpus's utterances into a shard
+file beside the normal cache file, ``DIR/<slug>/<corpus>/<condition>.shard-K-of-N.h5``
+(K counts from 1). A shard file is an ordinary cache file (same key, writer, lock
+and resume), so N shards run at once without touching each other's files, and a
+killed shard resumes like any cache. Beside each shard file a small JSON record
+(``<condition>.shard-K-of-N.json``, written atomically when the shard starts)
+says which utterances the shard owns and where they sit in the corpus's manifest
+order, how many rows the corpus has and the digest of its manifest rows.
+
+:func:`merge` combines the N shards of one cache file into that file, under the
+writer locks of the target and of every shard (a shard still being written is
+refused). It refuses, naming the files and utterances:
+
+- shard files of several shard counts (``-of-2`` beside ``-of-3``);
+- a missing shard (no file for some K), or a shard that has not finished (rows
+  neither complete nor failed);
+- shards built with different keys or layouts (another model, dtype, condition...);
+- shards made from different manifests (row count or manifest digest differ);
+- an utterance claimed by two shards, or a manifest position no shard holds;
+- an existing target that holds other rows than the shards.
+
+The merged file holds the corpus's utterances in manifest order (the order a
+single-process ``ser extract`` registers them), each row's state (complete or
+failed, with its reason), its audio fingerprint and its features, and the digest
+of the whole corpus's manifest rows: the same file a single process writes.
+Slots (where a row's features sit) follow the shards, one after the other; no
+reader depends on slot order. A merge is idempotent: a target that already holds
+exactly the shards' rows is recognised as merged. After a merge the shard files
+are removed (``keep=True`` keeps them).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+from tqdm.auto import tqdm
+
+from ssl_ser.cache import layout
+from ssl_ser.cache.layout import FAILED, FEATURES, FINGERPRINT, IDS, MISSING, REASON, SLOT
+from ssl_ser.cache.lock import WriterLock
+from ssl_ser.errors import CacheError, CacheKeyMismatchError, ConfigError
+
+logger = logging.getLogger(__name__)
+
+RECORD_FORMAT = "ssl-ser-cache-shard"
+RECORD_VERSION = 1
+RECORD_SUFFIX = ".json"
+# clean.shard-2-of-8.h5 -> condition clean, shard 2, shards 8
+SHARD_NAME = re.compile(r"^(?P<stem>.+)\.shard-(?P<shard>\d+)-of-(?P<shards>\d+)\.h5$")
+SHOWN = 5
+
+
+def check_shard(shard: int, shards: int) -> tuple[int, int]:
+    """Validate a shard number K of N (1 <= K <= N) and return it as ints.
+
+    Raises:
+        ConfigError: N < 1 or K outside 1..N, naming both and how shards count.
+    """
+    for what, value in (("shard", shard), ("shard count", shards)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer):
+            raise ConfigError(f"{what} {value!r} must be a whole number")
+    if shards < 1:
+        raise ConfigError(f"shard count {shards} must be at least 1 (in K/N, N is the count)")
+    if not 1 <= shard <= shards:
+        raise ConfigError(
+            f"shard {shard}/{shards}: K must be between 1 and {shards}; shards count from 1 "
+            "(like `#SBATCH --array=1-N`); with 0-based task ids use K+1"
+        )
+    return int(shard), int(shards)
+
+
+def shard_path(cache_file: str | Path, shard: int, shards: int) -> Path:
+    """The shard file of `cache_file`: ``DIR/.../clean.h5`` -> ``DIR/.../clean.shard-K-of-N.h5``."""
+    shard, shards = check_shard(shard, shards)
+    cache_file = Path(cache_file)
+    return cache_file.with_name(f"{cache_file.stem}.shard-{shard}-of-{shards}{layout.SUFFIX}")
+
+
+def record_path(shard_file: str | Path) -> Path:
+    """The JSON record beside a shard file (``clean.shard-2-of-8.json``)."""
+    return Path(shard_file).with_suffix(RECORD_SUFFIX)
+
+
+def parse_shard_name(path: str | Path) -> tuple[Path, int, int] | None:
+    """(target cache file, K, N) of a shard file's name, or None for other names."""
+    path = Path(path)
+    match = SHARD_NAME.match(path.name)
+    if match is None:
+        return None
+    target = path.with_name(match["stem"] + layout.SUFFIX)
+    return target, int(match["shard"]), int(match["shards"])
+
+
+@dataclass
+class ShardRecord:
+    """Which utterances one shard owns, and where they sit in the corpus's manifest order.
+
+    Attributes:
+        shard: K (1-based).
+        shards: N.
+        ids: the shard's utterance ids, in manifest order.
+        positions: each id's row number in the corpus's manifest rows (0-based).
+        corpus_rows: how many rows the corpus has in the manifest (all shards).
+        manifest_digest: digest of the corpus's manifest rows (all shards), stored
+            in the merged file as a single-process run stores it.
+        seconds: total audio duration of the shard's rows (from the manifest).
+        balance: the assignment rule that made the shards (shards made by
+            different rules are refused).
+    """
+
+    shard: int
+    shards: int
+    ids: list[str]
+    positions: list[int]
+    corpus_rows: int
+    manifest_digest: str
+    seconds: float = 0.0
+    balance: str = ""
+
+    def write(self, path: str | Path) -> None:
+        """Write the record as JSON, atomically (a temporary file renamed over `path`)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"format": RECORD_FORMAT, "version": RECORD_VERSION, **self.__dict__}
+        temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        try:
+            temporary.write_text(json.dumps(payload), encoding="utf-8")
+            os.replace(temporary, path)
+        except OSError as error:
+            temporary.unlink(missing_ok=True)
+            raise layout.storage_error(path, error, "write the shard record") from error
+
+    @classmethod
+    def read(cls, path: str | Path) -> ShardRecord:
+        """Read a record written by :meth:`write`.
+
+        Raises:
+            CacheError: no file, not JSON, or not a shard record of this version.
+        """
+        path = Path(path)
+        try:
+            payload = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as error:
+            raise CacheError(
+                f"shard record {path} is missing; run the shard again to rewrite it"
+            ) from error
+        except (OSError, ValueError) as error:
+            raise CacheError(f"shard record {path} cannot be read: {error}") from error
+        if not isinstance(payload, dict) or payload.get("format") != RECORD_FORMAT:
+            raise CacheError(f"{path} is not an ssl-ser shard record")
+        if payload.get("version") != RECORD_VERSION:
+            raise CacheError(
+                f"shard record {path} has version {payload.get('version')!r}; this toolkit "
+                f"reads version {RECORD_VERSION}: run the shard again"
+            )
+        fields = {name: payload[name] for name in cls.__dataclass_fields__ if name in payload}
+        try:
+            record = cls(**fields)
+        except TypeError as error:
+            raise CacheError(f"shard record {path} is incomplete: {error}") from error
+        if len(record.ids) != len(record.positions):
+            raise CacheError(
+                f"shard record {path} has {len(record.ids)} ids for "
+                f"{len(record.positions)} positions"
+            )
+        return record
+
+
+@dataclass
+class MergeSummary:
+    """What :func:`merge` did for one cache file.
+
+    Attributes:
+        path: the merged cache file.
+        shards: N, how many shard files it came from.
+        rows: utterances of the corpus (rows of the merged file).
+        complete: rows with features.
+        failed: rows whose audio could not be processed (reasons kept).
+        already_merged: the target already held exactly the shards' rows.
+        removed: shard files (and records) removed after the merge.
+        seconds: wall time of the merge.
+    """
+
+    path: Path
+    shards: int
+    rows: int = 0
+    complete: int = 0
+    failed: int = 0
+    already_merged: bool = False
+    removed: list[Path] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        """The one-line summary ``ser cache merge`` prints."""
+        what = "already merged from" if self.already_merged else "merged"
+        text = (
+            f"{self.path}: {what} {self.shards} shard(s), {self.rows} rows "
+            f"({self.complete} complete, {self.failed} failed), {self.seconds:.1f} s"
+        )
+        if self.removed:
+            text += f"; removed its {len(self.removed)} shard file(s)"
+        return text
+
+
+@dataclass
+class _Shard:
+    """One shard file of a merge, opened: its record, header and row states."""
+
+    number: int
+    path: Path
+    record: ShardRecord
+    header: layout.Header
+    file: h5py.File
+    rows: np.ndarray  # row in the shard file of each record id
+    states: np.ndarray  # slot / MISSING / FAILED of each record id
+
+    @property
+    def name(self) -> str:
+        return f"shard {self.number}/{self.record.shards} ({self.path})"
+
+
+def find_shards(directory: str | Path) -> dict[Path, list[Path]]:
+    """Shard files under `directory`, grouped by the cache file they merge into (sorted)."""
+    root = Path(directory)
+    if not root.is_dir():
+        raise CacheError(f"cache folder {root} does not exist")
+    groups: dict[Path, list[Path]] = {}
+    candidates = {
+        *root.rglob(f"*.shard-*{layout.SUFFIX}"),
+        *root.rglob(f"*.shard-*{RECORD_SUFFIX}"),
+    }
+    for path in sorted(candidates):
+        shard_file = path.with_suffix(layout.SUFFIX)
+        parsed = parse_shard_name(shard_file)
+        if parsed is not None:
+            groups.setdefault(parsed[0], [])
+            if shard_file not in groups[parsed[0]]:
+                groups[parsed[0]].append(shard_file)
+    return dict(sorted(groups.items()))
+
+
+def merge_all(
+    directory: str | Path, keep: bool = False, progress: bool = False
+) -> tuple[list[MergeSummary], list[CacheError]]:
+    """Merge every sharded cache under `directory`; the summaries and the refusals.
+
+    A cache whose shards cannot be merged does not stop the others.
+    """
+    summaries, errors = [], []
+    for target in find_shards(directory):
+        try:
+            summaries.append(merge(target, keep=keep, progress=progress))
+        except CacheError as error:
+            errors.append(error)
+    return summaries, errors
+
+
+def merge(target: str | Path, keep: bool = False, progress: bool = False) -> MergeSummary:
+    """Combine the shard files of cache file `target` into it (see the module docstring).
+
+    Args:
+        target: the normal cache file (``DIR/<slug>/<corpus>/<condition>.h5``).
+        keep: keep the shard files and records after a merge (default: remove them).
+        progress: show a progress bar while features are copied.
+
+    Raises:
+        CacheError: the shards cannot be merged (the message names files and ids);
+            CacheKeyMismatchError for mixed keys; CacheLockedError when a shard
+            or the target is being written.
+    """
+    started = time.perf_counter()
+    target = Path(target)
+    paths = _shard_files(target)
+    locks = [WriterLock(target), *(WriterLock(path) for path in paths)]
+    shards: list[_Shard] = []
+    try:
+        for lock in locks:
+            lock.acquire()
+        shards = [_open_shard(path) for path in paths]
+        ids, sources = _plan_merge(target, shards)
+        summary = MergeSummary(target, len(shards), rows=len(ids))
+        states = np.concatenate([s.states for s in shards]) if shards else np.array([])
+        summary.complete = int((states >= 0).sum())
+        summary.failed = int((states == FAILED).sum())
+        header = _merged_header(shards)
+        if target.exists() and _holds(target, header, ids, shards):
+            summary.already_merged = True
+            logger.info("%s already holds the rows of its %d shard(s)", target, len(shards))
+        else:
+            _refuse_other_target(target, header)
+            _write_merged(target, header, ids, shards, sources, progress)
+        for shard in shards:
+            shard.file.close()
+        if not keep:
+            summary.removed = _remove(paths)
+    finally:
+        for shard in shards:
+            if shard.file.id.valid:
+                shard.file.close()
+        for lock in locks:
+            lock.release()
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _shard_files(target: Path) -> list[Path]:
+    """The shard files of `target`, sorted by K; refuses mixed counts and missing shards."""
+    found: dict[int, dict[int, Path]] = {}
+    folder = target.parent
+    if folder.is_dir():
+        for path in folder.iterdir():
+            parsed = parse_shard_name(path.with_suffix(layout.SUFFIX))
+            if parsed is not None and parsed[0] == target:
+                found.setdefault(parsed[2], {})[parsed[1]] = path.with_suffix(layout.SUFFIX)
+    if not found:
+        raise CacheError(f"no shard files of {target} (expected {target.stem}.shard-K-of-N.h5)")
+    if len(found) > 1:
+        counts = ", ".join(
+            f"{len(files)} of {n} ({', '.join(sorted(p.name for p in files.values()))})"
+            for n, files in sorted(found.items())
+        )
+        raise CacheError(
+            f"{target}: shard files of different shard counts lie beside it: {counts}. "
+            "Remove the shards of the run you abandoned, then merge again."
+        )
+    ((shards, files),) = found.items()
+    strays = sorted(k for k in files if not 1 <= k <= shards)
+    missing = [k for k in range(1, shards + 1) if k not in files]
+    if strays:
+        raise CacheError(f"{target}: shard file(s) numbered outside 1..{shards}: {strays}")
+    if missing:
+        names = ", ".join(shard_path(target, k, shards).name for k in missing[:SHOWN])
+        raise CacheError(
+            f"{target}: {len(missing)} of {shards} shard(s) missing: "
+            f"{', '.join(f'{k}/{shards}' for k in missing)} (no {names}); run "
+            f"`ser extract ... --shard K/{shards}` for each, then merge again"
+        )
+    for k, path in sorted(files.items()):
+        if not path.is_file():
+            raise CacheError(
+                f"{target}: shard {k}/{shards} has a record but no file {path.name}; "
+                f"run `ser extract ... --shard {k}/{shards}` again"
+            )
+    return [files[k] for k in sorted(files)]
+
+
+def _open_shard(path: Path) -> _Shard:
+    """Open one shard file read-only with its record; refuses one that has not finished."""
+    parsed = parse_shard_name(path)
+    assert parsed is not None  # _shard_files only returns shard names
+    _, number, shards = parsed
+    record = ShardRecord.read(record_path(path))
+    if (record.shard, record.shards) != (number, shards):
+        raise CacheError(
+            f"{path}: its record says shard {record.shard}/{record.shards}, its name "
+            f"{number}/{shards}; was it copied or renamed? Run the shard again"
+        )
+    file = layout.open_h5(path, "r")
+    try:
+        header = layout.Header.read(file, path)
+        stored = list(file[IDS].asstr()[:])
+        slots = file[SLOT][: len(stored)].astype(np.int64)
+        row_of = {utt_id: row for row, utt_id in enumerate(stored)}
+        rows = np.array([row_of.get(u, -1) for u in record.ids], dtype=np.int64)
+        states = np.where(rows >= 0, slots[np.maximum(rows, 0)] if len(slots) else MISSING, MISSING)
+        shard = _Shard(number, path, record, header, file, rows, states.astype(np.int64))
+        pending = [u for u, state in zip(record.ids, shard.states, strict=True) if state == MISSING]
+        if pending:
+            raise CacheError(
+                f"{shard.name} has not finished: {len(pending)} of {len(record.ids)} "
+                f"utterance(s) not extracted yet (e.g. {', '.join(pending[:SHOWN])}); run or "
+                f"resume it with `ser extract ... --shard {number}/{shards}`"
+            )
+        extra = len(set(stored) - set(record.ids))
+        if extra:
+            logger.warning(
+                "%s holds %d row(s) its manifest no longer assigns to it; they are left out",
+                shard.name,
+                extra,
+            )
+    except BaseException:
+        file.close()
+        raise
+    return shard
+
+
+def _plan_merge(target: Path, shards: Sequence[_Shard]) -> tuple[list[str], list[tuple[int, int]]]:
+    """The merged ids in manifest order, and for each its (shard index, index in shard record).
+
+    Refuses mixed keys and layouts, shards of different manifests or assignment
+    rules, an utterance in two shards and positions no shard holds.
+    """
+    first = shards[0]
+    for shard in shards[1:]:
+        differences = first.header.differences(shard.header)
+        if differences:
+            raise CacheKeyMismatchError(
+                f"{target}: {shard.name} was built with another key than {first.name}; "
+                "differing fields (first, then this shard):\n  "
+                + "\n  ".join(differences)
+                + "\nRun that shard again with the same options (or remove it), then merge."
+            )
+    origins = {(s.record.corpus_rows, s.record.manifest_digest, s.record.balance) for s in shards}
+    if len(origins) > 1:
+        described = "; ".join(
+            f"{s.name}: {s.record.corpus_rows} rows, manifest digest "
+            f"{s.record.manifest_digest[:12]}, assignment {s.record.balance or '?'}"
+            for s in shards
+        )
+        raise CacheError(
+            f"{target}: the shards were made from different manifests (or by different "
+            f"assignment rules): {described}. Run the stale shards again with the same manifest."
+        )
+    total = first.record.corpus_rows
+    owner: dict[str, int] = {}
+    slots: list[tuple[int, int] | None] = [None] * total
+    ids: list[str | None] = [None] * total
+    for index, shard in enumerate(shards):
+        for place, (utt_id, position) in enumerate(
+            zip(shard.record.ids, shard.record.positions, strict=True)
+        ):
+            if utt_id in owner:
+                other = shards[owner[utt_id]]
+                raise CacheError(
+                    f"{target}: utterance {utt_id!r} is in two shards, {other.name} and "
+                    f"{shard.name}; shards made by different runs are mixed. Run them again "
+                    "with the same manifest and shard count, then merge."
+                )
+            if not 0 <= position < total or slots[position] is not None:
+                raise CacheError(
+                    f"{target}: {shard.name} puts {utt_id!r} at manifest row {position}, "
+                    f"which is outside 0..{total - 1} or taken; run the shards again"
+                )
+            owner[utt_id] = index
+            slots[position] = (index, place)
+            ids[position] = utt_id
+    empty = [position for position, origin in enumerate(slots) if origin is None]
+    if empty:
+        raise CacheError(
+            f"{target}: {len(empty)} manifest row(s) (e.g. {empty[:SHOWN]}) are in no shard; "
+            "run the shards again with the same manifest"
+        )
+    return [str(u) for u in ids], [origin for origin in slots if origin is not None]
+
+
+def _merged_header(shards: Sequence[_Shard]) -> layout.Header:
+    """The header of the merged file: the shards' key and layout, the whole corpus's digest."""
+    first = shards[0]
+    return layout.Header(
+        first.header.key,
+        first.header.layers,
+        first.header.dim,
+        first.header.poolings,
+        first.header.storage_dtype,
+        first.header.chunk_rows,
+        manifest_digest=first.record.manifest_digest,
+    )
+
+
+def _holds(target: Path, header: layout.Header, ids: list[str], shards: Sequence[_Shard]) -> bool:
+    """Whether the existing `target` holds exactly the shards' rows (a merge done before)."""
+    with layout.open_h5(target, "r") as file:
+        stored = layout.Header.read(file, target)
+        if stored.differences(header) or stored.manifest_digest != header.manifest_digest:
+            return False
+        if list(file[IDS].asstr()[:]) != ids:
+            return False
+        states = file[SLOT][: len(ids)].astype(np.int64)
+        prints = file[FINGERPRINT][: len(ids)] if FINGERPRINT in file else None
+        reasons = file[REASON][: len(ids)]
+    row_of = {utt_id: row for row, utt_id in enumerate(ids)}
+    for shard in shards:
+        rows = np.array([row_of[u] for u in shard.record.ids], dtype=np.int64)
+        mine = states[rows]
+        if not np.array_equal(mine >= 0, shard.states >= 0):
+            return False
+        if not np.array_equal(mine == FAILED, shard.states == FAILED):
+            return False
+        if len(rows) and FINGERPRINT in shard.file:
+            theirs = shard.file[FINGERPRINT][: len(shard.file[IDS])][shard.rows]
+            if prints is None or not np.array_equal(prints[rows], theirs):
+                return False
+        failed = shard.states == FAILED
+        if failed.any():
+            theirs = shard.file[REASON][: len(shard.file[IDS])][shard.rows[failed]]
+            if not np.array_equal(reasons[rows[failed]], theirs):
+                return False
+    return True
+
+
+def _refuse_other_target(target: Path, header: layout.Header) -> None:
+    """Refuse to overwrite an existing target that is not this merge's result."""
+    if not target.exists():
+        return
+    try:
+        stored = layout.read_header(target)
+        detail = "; ".join(stored.differences(header)) or "its rows differ from the shards'"
+    except CacheError as error:
+        detail = str(error)
+    raise CacheError(
+        f"{target} already exists and is not the merge of its shards ({detail}); it may come "
+        "from a run without --shard. Move it away (or delete it) and merge again, or delete "
+        "the shard files to keep it."
+    )
+
+
+def _write_merged(
+    target: Path,
+    header: layout.Header,
+    ids: list[str],
+    shards: Sequence[_Shard],
+    sources: Sequence[tuple[int, int]],
+    progress: bool,
+) -> None:
+    """Build the merged file beside `target` (``.partial``), then rename it over `target`."""
+    partial = target.with_name(target.name + ".partial")
+    partial.unlink(missing_ok=True)
+    layout.build(partial, header, ids, cache=target)
+    try:
+        with h5py.File(partial, "r+", libver=layout.LIBVER, locking=False) as file:
+            _copy_shards(file, shards, sources, progress, target)
+            file.flush()
+        layout.fsync_path(partial)
+        os.replace(partial, target)
+    except BaseException as error:
+        partial.unlink(missing_ok=True)
+        if isinstance(error, OSError | RuntimeError):
+            action = f"build (as {partial.name}) the merged"
+            raise layout.storage_error(target, error, action) from error
+        raise
+    layout.fsync_dir(target.parent)
+    logger.info("merged %d shard(s) into %s (%d rows)", len(shards), target, len(ids))
+
+
+def _copy_shards(
+    file: h5py.File,
+    shards: Sequence[_Shard],
+    sources: Sequence[tuple[int, int]],
+    progress: bool,
+    target: Path,
+) -> None:
+    """Copy every shard's row states, reasons, fingerprints and features into the new file.
+
+    Target row r takes record place `sources[r]`; complete rows get slots shard after
+    shard, in each shard's own slot order, so each block of a shard lands in one run.
+    """
+    rows_of = [np.full(len(s.record.ids), -1, dtype=np.int64) for s in shards]
+    for row, (index, place) in enumerate(sources):
+        rows_of[index][place] = row
+    states = np.full(len(sources), MISSING, dtype=np.int64)
+    prints = np.zeros(len(sources), dtype=layout.FINGERPRINT_DTYPE)
+    blocks = sum(_block_count(s) for s in shards) * len(file[FEATURES])
+    bar = tqdm(
+        total=blocks,
+        desc=f"merge {target.parent.name}/{target.stem}",
+        unit="block",
+        disable=not progress,
+    )
+    offset = 0
+    with bar:
+        for shard, rows in zip(shards, rows_of, strict=True):
+            stored = len(shard.file[IDS])
+            failed = shard.states == FAILED
+            states[rows[failed]] = FAILED
+            if failed.any():
+                reasons = shard.file[REASON][:stored][shard.rows[failed]]
+                for row, reason in zip(rows[failed], reasons, strict=True):
+                    file[REASON][row] = reason
+            if FINGERPRINT in shard.file and len(rows):
+                prints[rows] = shard.file[FINGERPRINT][:stored][shard.rows]
+            complete = shard.states >= 0
+            old = shard.states[complete]
+            order = np.argsort(old, kind="stable")
+            new = np.empty(len(old), dtype=np.int64)
+            new[order] = offset + np.arange(len(old))
+            states[rows[complete]] = new
+            _copy_features(shard, file, np.sort(old), offset, bar)
+            offset += len(old)
+    file[SLOT][: len(sources)] = states.astype(np.int32)
+    file[FINGERPRINT][: len(sources)] = prints
+
+
+def _block_count(shard: _Shard) -> int:
+    used = shard.states[shard.states >= 0]
+    if not len(used):
+        return 0
+    chunk_rows = shard.file[FEATURES][shard.header.poolings[0]].chunks[1]
+    return len(np.unique(used // chunk_rows))
+
+
+def _copy_features(
+    shard: _Shard, file: h5py.File, used: np.ndarray, offset: int, bar: tqdm
+) -> None:
+    """Copy the features at the shard's sorted slots `used` to slots offset, offset+1, ..."""
+    if not len(used):
+        return
+    for pooling in shard.header.poolings:
+        old, new = shard.file[FEATURES][pooling], file[FEATURES][pooling]
+        chunk_rows = old.chunks[1]
+        for block in np.unique(used // chunk_rows):
+            start = int(block) * chunk_rows
+            stop = min(start + chunk_rows, old.shape[1])
+            within = np.flatnonzero((used >= start) & (used < stop))
+            data = layout._read_block(old, start, stop, str(shard.path))[:, used[within] - start]
+            low = offset + int(within[0])
+            new[:, low : low + len(within)] = data
+            bar.update()
+
+
+def _remove(paths: Sequence[Path]) -> list[Path]:
+    """Remove merged shard files and their records; the shard files removed."""
+    removed = []
+    for path in paths:
+        for item in (path, record_path(path)):
+            try:
+                item.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as error:
+                logger.warning("could not remove %s after the merge: %s", item, error)
+                continue
+            if item == path:
+                removed.append(item)
+    return removed

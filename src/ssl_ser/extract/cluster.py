@@ -1,0 +1,334 @@
+"""Extraction on a Dask cluster: the shards of ``--shard K/N`` as tasks, then one merge.
+
+``ser extract ... --dask ADDRESS`` connects a ``dask.distributed.Client`` to a
+running scheduler (``tcp://host:8786``; workers started by ``dask worker``,
+dask-jobqueue on SLURM, or Kubernetes); ``--dask local`` starts a
+``LocalCluster`` on this machine. Each shard K of N is one task that runs exactly
+what ``ser extract --shard K/N`` runs, writing its shard file; when every shard
+is done, the client merges them (:func:`ssl_ser.cache.shards.merge`), so the files
+are the same as the manual path gives.
+
+What a task needs on a remote worker: the manifest (sent once to each worker,
+as a DataFrame), the extractor configuration (as its plain dict), and paths that
+the worker can read and write: the audio files, a local model folder, and the
+cache folder must lie on a file system the workers and this client share. The
+worker's Python environment must have ssl-ser installed.
+
+GPUs. With ``--device cuda`` (or ``cuda:N``) every task asks for the Dask
+resource ``GPU=1``, so a worker runs one extraction per GPU it declares. Start one
+worker per GPU, each seeing its own device::
+
+    CUDA_VISIBLE_DEVICES=0 dask worker tcp://host:8786 --nthreads 1 --resources GPU=1
+    CUDA_VISIBLE_DEVICES=1 dask worker tcp://host:8786 --nthreads 1 --resources GPU=1
+
+A cluster with no worker declaring ``GPU`` is refused at once instead of waiting
+forever. ``--dask local`` with CUDA starts one such worker per visible GPU
+(``CUDA_VISIBLE_DEVICES`` set per worker); on CPU it starts one worker (shards then
+run one after another: CPU extraction already uses every core).
+
+A worker lost mid-task makes the scheduler run that shard again elsewhere; the
+shard resumes from its committed batches (the writer lock dies with the lost
+process). A shard that fails (bad options, out of memory) does not stop the
+others; the run ends with its error, and re-running resumes every shard.
+
+Dask workers run tasks in daemonic processes by default, which may not start
+DataLoader workers: there, audio is loaded in the task's own process (set
+``DASK_DISTRIBUTED__WORKER__DAEMON=False`` on the workers to keep loader processes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from ssl_ser import cache, manifest
+from ssl_ser.cache import shards
+from ssl_ser.errors import ConfigError, SerError
+from ssl_ser.extract.batching import plan_batches
+from ssl_ser.extract.config import DEFAULT_BATCH_SECONDS, ExtractorConfig
+from ssl_ser.extract.summary import ExtractSummary
+from ssl_ser.progress import StepLines, announce
+
+log = logging.getLogger(__name__)
+
+LOCAL = "local"
+GPU_RESOURCE = "GPU"
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """Everything one shard task needs besides the manifest, as plain values."""
+
+    config: dict[str, Any]
+    cache_dir: str
+    conditions: tuple[str, ...]
+    shard: int
+    shards: int
+    options: dict[str, Any]
+
+
+def run_shard(table: pd.DataFrame, task: ShardTask) -> list[ExtractSummary]:
+    """Run one shard on a worker (what ``ser extract --shard K/N`` runs); its summaries.
+
+    In a daemonic worker process (Dask's default), audio is loaded in this process
+    (``workers=0``): daemonic processes cannot start DataLoader workers.
+    """
+    from ssl_ser.extract.runner import extract
+
+    options = dict(task.options)
+    if multiprocessing.current_process().daemon and options.get("workers") != 0:
+        log.info(
+            "shard %d/%d: daemonic Dask worker, loading audio in-process", task.shard, task.shards
+        )
+        options["workers"] = 0
+    return extract(
+        table,
+        ExtractorConfig.from_dict(task.config),
+        task.cache_dir,
+        list(task.conditions),
+        shard=(task.shard, task.shards),
+        **options,
+    )
+
+
+def extract_on_dask(
+    manifest_df: pd.DataFrame,
+    config: ExtractorConfig,
+    cache_dir: str | Path,
+    condition: str | Sequence[str] = "clean",
+    *,
+    address: str = LOCAL,
+    shards_count: int | None = None,
+    device: str = "auto",
+    progress: bool = False,
+    keep_shards: bool = False,
+    local_processes: bool = True,
+    **options: Any,
+) -> list[ExtractSummary]:
+    """Extract on a Dask cluster as N shards, then merge: the files of a single process.
+
+    Args:
+        manifest_df: the manifest (validated here, sent once to each worker).
+        config: what to compute.
+        cache_dir: root of the caches; must be shared with every worker.
+        condition: one condition or several.
+        address: a scheduler address (``tcp://host:8786``) or ``local``.
+        shards_count: N; default one shard per GPU the cluster declares with
+            ``--device cuda``, else one per worker thread.
+        device: as for :func:`ssl_ser.extract.extract`; ``cuda`` asks for ``GPU=1``.
+        progress: show a progress bar over shards and merges.
+        keep_shards: keep the shard files after the merge.
+        local_processes: ``local`` only: workers in processes (False: threads of
+            this process, quick to start, for tests and small runs).
+        options: the other keyword options of :func:`ssl_ser.extract.extract`.
+
+    Returns:
+        One summary per condition and corpus, for the merged cache files.
+
+    Raises:
+        ConfigError: no cluster at `address`, no GPU worker for a CUDA run, a
+            shard that failed (named, with its error).
+    """
+    manifest_df = manifest.validate(manifest_df)
+    plan_batches([], options.get("batch_seconds", DEFAULT_BATCH_SECONDS))  # before any cluster
+    conditions = (condition,) if isinstance(condition, str) else tuple(condition)
+    config = config.with_absolute_model_path()
+    cache_dir = Path(cache_dir).resolve()
+    gpu = device.startswith("cuda")
+    started = time.perf_counter()
+    with _client(address, device, local_processes) as client:
+        count = shards_count or _default_shards(client, gpu)
+        shards.check_shard(1, count)
+        if gpu:
+            _require_gpu_workers(client, address)
+        announce(f"extract on dask ({_describe(client)}): {count} shard(s)")
+        tasks = [
+            ShardTask(
+                config.to_dict(),
+                str(cache_dir),
+                conditions,
+                number,
+                count,
+                {**options, "device": device, "progress": False},
+            )
+            for number in range(1, count + 1)
+        ]
+        results = _run_tasks(client, manifest_df, tasks, gpu, progress)
+    summaries = _merge(manifest_df, config, cache_dir, conditions, results, keep_shards, progress)
+    log.info("dask extraction of %d shard(s) took %.1f s", count, time.perf_counter() - started)
+    return summaries
+
+
+@contextlib.contextmanager
+def _client(address: str, device: str, processes: bool) -> Iterator[Any]:
+    """A Client on `address`, or on a LocalCluster started (and stopped) here."""
+    import dask
+    from distributed import Client
+
+    if address != LOCAL:
+        try:
+            client = Client(address, timeout="30s")
+        except (OSError, TimeoutError) as error:
+            raise ConfigError(
+                f"no Dask scheduler answers at {address!r} ({error}); start one with "
+                "`dask scheduler` (or give --dask local)"
+            ) from error
+        with client:
+            yield client
+        return
+    with dask.config.set({"distributed.worker.daemon": False}):
+        cluster = _local_cluster(device, processes)
+        with cluster, Client(cluster) as client:
+            yield client
+
+
+def _local_cluster(device: str, processes: bool) -> Any:
+    """One worker per visible GPU (each its own CUDA_VISIBLE_DEVICES) for CUDA, else one."""
+    from distributed import LocalCluster
+
+    common: dict[str, Any] = {"dashboard_address": None, "threads_per_worker": 1}
+    if processes:  # loopback only; threads talk in-process (inproc://), no host to give
+        common["host"] = "127.0.0.1"
+    if not device.startswith("cuda"):
+        return LocalCluster(n_workers=1, processes=processes, **common)
+    import torch
+
+    count = torch.cuda.device_count()
+    if count == 0:
+        raise ConfigError(f"--device {device} with --dask local, but no CUDA GPU is visible")
+    if not processes:
+        return LocalCluster(n_workers=1, processes=False, resources={GPU_RESOURCE: 1}, **common)
+    from distributed import Nanny, Scheduler, SpecCluster
+
+    workers = {
+        f"gpu-{index}": {
+            "cls": Nanny,
+            "options": {
+                "nthreads": 1,
+                "host": "127.0.0.1",
+                "resources": {GPU_RESOURCE: 1},
+                "env": {"CUDA_VISIBLE_DEVICES": str(index)},
+            },
+        }
+        for index in range(count)
+    }
+    scheduler = {"cls": Scheduler, "options": {"host": "127.0.0.1", "dashboard_address": None}}
+    return SpecCluster(workers=workers, scheduler=scheduler)
+
+
+def _default_shards(client: Any, gpu: bool) -> int:
+    """One shard per declared GPU (CUDA runs), else one per worker thread."""
+    workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    if gpu:
+        total = sum(int(w.get("resources", {}).get(GPU_RESOURCE, 0)) for w in workers)
+    else:
+        total = sum(int(w.get("nthreads", 1)) for w in workers)
+    return max(total, 1)
+
+
+def _require_gpu_workers(client: Any, address: str) -> None:
+    """Refuse a CUDA run on a cluster where no worker declares the GPU resource."""
+    workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    if not any(w.get("resources", {}).get(GPU_RESOURCE, 0) for w in workers):
+        raise ConfigError(
+            f"--device cuda asks each shard for a GPU, but no worker of {address} declares "
+            f"one; start workers with `--resources {GPU_RESOURCE}=1` (one per GPU, each with "
+            "its own CUDA_VISIBLE_DEVICES), or use --device cpu"
+        )
+
+
+def _describe(client: Any) -> str:
+    workers = client.scheduler_info(n_workers=-1)["workers"]
+    return f"{len(workers)} worker(s) at {client.scheduler.address}"
+
+
+def _run_tasks(
+    client: Any, table: pd.DataFrame, tasks: list[ShardTask], gpu: bool, progress: bool
+) -> list[ExtractSummary]:
+    """Submit every shard, wait for all, and raise for the ones that failed (named)."""
+    from distributed import as_completed
+
+    shared = client.scatter(table, broadcast=False, hash=False)
+    run = uuid.uuid4().hex[:8]
+    futures = {
+        client.submit(
+            run_shard,
+            shared,
+            task,
+            key=f"ssl-ser-extract-shard-{task.shard}-of-{task.shards}-{run}",
+            resources={GPU_RESOURCE: 1} if gpu else None,
+            pure=False,
+        ): task
+        for task in tasks
+    }
+    summaries: list[ExtractSummary] = []
+    failures: list[str] = []
+    lines = StepLines("extract on dask", len(tasks), "shards")
+    bar = tqdm(total=len(tasks), desc="extract shards", unit="shard", disable=not progress)
+    with bar:
+        for future in as_completed(futures):
+            task = futures[future]
+            try:
+                summaries.extend(future.result())
+            except SerError as error:
+                failures.append(f"shard {task.shard}/{task.shards}: {error}")
+            except Exception as error:  # a worker's own error, shown as it is
+                failures.append(
+                    f"shard {task.shard}/{task.shards}: {type(error).__name__}: {error}"
+                )
+            bar.update()
+            if not progress:
+                lines.step(1)
+    if failures:
+        raise ConfigError(
+            f"{len(failures)} of {len(tasks)} shard(s) failed; finished ones are kept, so a "
+            "re-run resumes:\n  " + "\n  ".join(failures)
+        )
+    return summaries
+
+
+def _merge(
+    table: pd.DataFrame,
+    config: ExtractorConfig,
+    cache_dir: Path,
+    conditions: Sequence[str],
+    results: list[ExtractSummary],
+    keep: bool,
+    progress: bool,
+) -> list[ExtractSummary]:
+    """Merge the shards of every (condition, corpus) and sum their summaries per merged file."""
+    out = []
+    for name in conditions:
+        for corpus in sorted(table["corpus"].astype(str).unique()):
+            target = cache.cache_path(cache_dir, config.slug(), corpus, name)
+            merged = shards.merge(target, keep=keep, progress=progress)
+            parts = [s for s in results if s.corpus == corpus and s.condition == name]
+            out.append(_combined(parts, target, merged.seconds))
+    return out
+
+
+def _combined(parts: list[ExtractSummary], path: Path, merge_seconds: float) -> ExtractSummary:
+    """One summary of a merged file from its shards' summaries (wall time: the longest shard)."""
+    first = parts[0]
+    total = replace(first, path=path, failed=[], extracted=0, already_done=0, changed=0)
+    total.fingerprinted = 0
+    total.audio_seconds = 0.0
+    for part in parts:
+        total.extracted += part.extracted
+        total.already_done += part.already_done
+        total.changed += part.changed
+        total.fingerprinted += part.fingerprinted
+        total.failed.extend(part.failed)
+        total.audio_seconds += part.audio_seconds
+    total.seconds = max(part.seconds for part in parts) + merge_seconds
+    return total

@@ -1,0 +1,438 @@
+"""Sharded extraction (`--shard K/N`), `ser cache merge`, and extraction on a Dask LocalCluster."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from ssl_ser import cache, manifest
+from ssl_ser.cache import shards
+from ssl_ser.cli.main import cli
+from ssl_ser.errors import CacheError, CacheKeyMismatchError, CacheLockedError, ConfigError
+from ssl_ser.extract import ExtractorConfig, extract
+from ssl_ser.extract import runner as extract_runner
+from ssl_ser.extract.cluster import extract_on_dask
+from ssl_ser.extract.sharding import assign_shards, parse_shard, shard_seconds
+from ssl_ser.testing import write_garbage
+
+from .helpers import make_manifest
+
+# Unequal lengths: a few long utterances among many short ones, as in real corpora.
+SECONDS = [2.4, 0.3, 0.35, 2.0, 0.3, 0.4, 0.3, 1.6, 0.45, 0.3, 0.3, 0.5, 0.3]
+# One utterance per forward pass in every run, so a shard computes exactly what one process does.
+ONE_PER_BATCH = 0.05
+
+
+def two_corpora(folder) -> pd.DataFrame:
+    """Two corpora in one manifest, rows deliberately not in canonical order, one bad file."""
+    first = make_manifest(folder, SECONDS, corpus="toy")
+    second = make_manifest(folder, SECONDS[:5], corpus="other")
+    write_garbage(first.loc[4, "path"])  # recorded as failed, and must survive the merge
+    table = pd.concat([first.iloc[::-1], second]).reset_index(drop=True)
+    return manifest.validate(table)
+
+
+def extract_shards(table, config, cache_dir, count, **options) -> None:
+    for number in range(1, count + 1):
+        extract(table, config, cache_dir, shard=(number, count), workers=0, **options)
+
+
+def assert_same_caches(expected_dir, actual_dir) -> None:
+    """Same cache files, each with the same key, ids, states, reasons, fingerprints and arrays."""
+    expected = cache.list_caches(expected_dir)
+    actual = cache.list_caches(actual_dir)
+    assert [p.relative_to(expected_dir) for p in expected] == [
+        p.relative_to(actual_dir) for p in actual
+    ]
+    for one, other in zip(expected, actual, strict=True):
+        with cache.open(one) as a, cache.open(other) as b:
+            assert a.key == b.key and a.layers == b.layers and a.poolings == b.poolings
+            assert a.all_ids == b.all_ids and a.ids == b.ids
+            assert a.manifest_digest == b.manifest_digest
+            assert a.storage_dtype == b.storage_dtype
+            pd.testing.assert_frame_equal(a.failures, b.failures)
+            np.testing.assert_array_equal(a.fingerprints, b.fingerprints)
+            for pooling in a.poolings:
+                for layer in a.layers:
+                    np.testing.assert_array_equal(a.read(layer, pooling), b.read(layer, pooling))
+                np.testing.assert_array_equal(
+                    a.read_rows(a.ids, pooling), b.read_rows(b.ids, pooling)
+                )
+
+
+# ------------------------------------------------------------------ assignment
+
+
+def test_parse_shard_counts_from_one_and_names_bad_values():
+    assert parse_shard("2/8") == (2, 8) and parse_shard(" 8 / 8 ") == (8, 8)
+    with pytest.raises(ConfigError, match=r"shard 0/3: K must be between 1 and 3.*K\+1"):
+        parse_shard("0/3")
+    with pytest.raises(ConfigError, match="shard 4/3: K must be between 1 and 3"):
+        parse_shard("4/3")
+    with pytest.raises(ConfigError, match="shard count 0 must be at least 1"):
+        parse_shard("1/0")
+    with pytest.raises(ConfigError, match="--shard '2of8': expected K/N"):
+        parse_shard("2of8")
+
+
+def test_assignment_balances_duration_better_than_file_count(tmp_path):
+    table = make_manifest(tmp_path, SECONDS)
+    assignment = assign_shards(table, 3)
+    by_duration = shard_seconds(table, assignment, 3)
+    # the alternative: equal file counts in canonical order (contiguous blocks)
+    canonical = table.sort_values(["corpus", "utt_id"])
+    blocks = pd.Series(np.arange(len(table)) * 3 // len(table) + 1, index=canonical.index)
+    by_count = shard_seconds(table, blocks.loc[table.index], 3)
+    assert sum(by_duration) == pytest.approx(table["duration"].sum())
+    spread = max(by_duration) - min(by_duration)
+    assert spread < (max(by_count) - min(by_count)) / 3
+    assert spread <= table["duration"].max() / 2  # within half the longest utterance here
+    # every row in exactly one shard 1..3
+    assert sorted(assignment.unique()) == [1, 2, 3]
+
+
+def test_assignment_depends_on_the_rows_and_n_only(tmp_path):
+    table = make_manifest(tmp_path, SECONDS)
+    shuffled = table.sample(frac=1.0, random_state=4)
+    original = assign_shards(table, 4)
+    again = assign_shards(shuffled.reset_index(drop=True), 4)
+    by_id = dict(zip(table["utt_id"], original, strict=True))
+    assert dict(zip(shuffled["utt_id"], again, strict=True)) == by_id
+    assert assign_shards(table, 1).eq(1).all()
+    more = assign_shards(table, 20)  # more shards than rows: some get nothing
+    assert more.nunique() == len(table)
+
+
+# -------------------------------------------------------- shards, then merge
+
+
+@pytest.mark.parametrize(
+    ("model", "conditions"), [("mfcc", ["clean", "telephone"]), ("wav2vec2-group", ["clean"])]
+)
+def test_three_shards_merged_equal_one_process(tmp_path, model_dirs, model, conditions):
+    table = two_corpora(tmp_path / "audio")
+    name = model if model == "mfcc" else str(model_dirs[model])
+    config = ExtractorConfig.for_model(name)
+    options = {"batch_seconds": ONE_PER_BATCH, "condition": conditions}
+    extract(table, config, tmp_path / "one", workers=0, **options)
+    extract_shards(table, config, tmp_path / "sharded", 3, **options)
+
+    root = tmp_path / "sharded" / config.slug()
+    records = {
+        corpus: [
+            shards.ShardRecord.read(root / corpus / f"clean.shard-{k}-of-3.json") for k in (1, 2, 3)
+        ]
+        for corpus in ("toy", "other")
+    }
+    assert sum(len(r.ids) for r in records["toy"]) == len(SECONDS)
+    # balanced over the whole manifest: each shard's audio, summed over both corpora
+    seconds = [sum(records[c][k].seconds for c in records) for k in range(3)]
+    counts = [sum(len(records[c][k].ids) for c in records) for k in range(3)]
+    assert sum(seconds) == pytest.approx(table["duration"].sum())
+    assert max(seconds) - min(seconds) < 0.5 and max(counts) - min(counts) >= 2
+    toy = table[table["corpus"] == "toy"]
+
+    summaries, errors = shards.merge_all(tmp_path / "sharded")
+    assert errors == [] and len(summaries) == 2 * len(conditions)  # 2 corpora
+    merged = {s.path.relative_to(tmp_path / "sharded").as_posix(): s for s in summaries}
+    toy_clean = merged[f"{config.slug()}/toy/clean.h5"]
+    assert (toy_clean.shards, toy_clean.rows, toy_clean.failed) == (3, len(toy), 1)
+    assert not toy_clean.already_merged and len(toy_clean.removed) == 3
+    assert "merged 3 shard(s)" in toy_clean.line()
+    assert_same_caches(tmp_path / "one", tmp_path / "sharded")
+    assert not list((tmp_path / "sharded").rglob("*.shard-*"))  # shard files removed
+
+
+def test_merge_is_idempotent_and_recognises_a_merged_cache(tmp_path):
+    table = make_manifest(tmp_path / "audio", SECONDS)
+    config = ExtractorConfig.for_model("mfcc")
+    extract_shards(table, config, tmp_path / "c", 2)
+    target = cache.cache_path(tmp_path / "c", config.slug(), "toy", "clean")
+    first = shards.merge(target, keep=True)
+    stamp = target.stat().st_mtime_ns
+    again = shards.merge(target, keep=True)
+    assert not first.already_merged and again.already_merged
+    assert "already merged from 2 shard(s)" in again.line()
+    assert target.stat().st_mtime_ns == stamp  # not rebuilt
+    done = shards.merge(target)  # e.g. a merge killed before it removed the shards
+    assert done.already_merged and len(done.removed) == 2
+    assert shards.merge_all(tmp_path / "c") == ([], [])  # nothing left to merge
+    extract(table, config, tmp_path / "one", workers=0)
+    assert_same_caches(tmp_path / "one", tmp_path / "c")
+
+
+def test_merge_refuses_a_missing_shard_naming_it(tmp_path):
+    table = make_manifest(tmp_path / "audio", SECONDS)
+    config = ExtractorConfig.for_model("mfcc")
+    for number in (1, 3):
+        extract(table, config, tmp_path / "c", shard=(number, 3), workers=0)
+    target = cache.cache_path(tmp_path / "c", config.slug(), "toy", "clean")
+    with pytest.raises(
+        CacheError, match=r"1 of 3 shard\(s\) missing: 2/3 \(no clean.shard-2-of-3.h5\)"
+    ):
+        shards.merge(target)
+    assert not target.exists()
+
+
+def test_merge_refuses_an_utterance_in_two_shards_naming_it(tmp_path, monkeypatch):
+    table = make_manifest(tmp_path / "audio", SECONDS)
+    config = ExtractorConfig.for_model("mfcc")
+    extract(table, config, tmp_path / "c", shard=(1, 2), workers=0)
+    own = shards.ShardRecord.read(
+        tmp_path / "c" / config.slug() / "toy" / "clean.shard-1-of-2.json"
+    ).ids
+    # shard 2 made by another assignment (another release, a bug): it takes every row
+    monkeypatch.setattr(
+        extract_runner, "assign_shards", lambda rows, n: pd.Series(2, index=rows.index)
+    )
+    extract(table, config, tmp_path / "c", shard=(2, 2), workers=0)
+    target = cache.cache_path(tmp_path / "c", config.slug(), "toy", "clean")
+    with pytest.raises(CacheError, match="is in two shards") as refused:
+        shards.merge(target)
+    message = str(refused.value)
+    assert f"utterance {own[0]!r}" in message
+    assert "clean.shard-1-of-2.h5" in message and "clean.shard-2-of-2.h5" in message
+
+
+def test_merge_refuses_a_shard_of_another_key_naming_the_fields(tmp_path):
+    table = make_manifest(tmp_path / "audio", SECONDS)
+    mfcc = ExtractorConfig.for_model("mfcc")
+    extract(table, mfcc, tmp_path / "c", shard=(1, 2), workers=0)
+    logmel = ExtractorConfig.for_model("logmel")
+    extract(table, logmel, tmp_path / "other", shard=(2, 2), workers=0)
+    folder = tmp_path / "c" / mfcc.slug() / "toy"
+    foreign = tmp_path / "other" / logmel.slug() / "toy"
+    for suffix in (".h5", ".json"):  # a shard of another extractor copied into the folder
+        shutil.copy(foreign / f"clean.shard-2-of-2{suffix}", folder)
+    with pytest.raises(CacheKeyMismatchError, match="another key") as refused:
+        shards.merge(folder / "clean.h5")
+    message = str(refused.value)
+    assert "shard 2/2" in message and "clean.shard-2-of-2.h5" in message
+    assert 'model: stored "mfcc", requested "logmel"' in message
+
+
+def test_merge_refuses_unfinished_mixed_and_foreign_states(tmp_path):
+    table = make_manifest(tmp_path / "audio", SECONDS)
+    config = ExtractorConfig.for_model("mfcc")
+    folder = tmp_path / "c" / config.slug() / "toy"
+    target = folder / "clean.h5"
+    extract_shards(table, config, tmp_path / "c", 2)
+    # a shard of a different manifest (a row more)
+    bigger = make_manifest(tmp_path / "audio", [*SECONDS, 0.7])
+    extract(bigger, config, tmp_path / "c", shard=(2, 2), workers=0)
+    with pytest.raises(CacheError, match="made from different manifests") as refused:
+        shards.merge(target)
+    assert f"{len(SECONDS)} rows" in str(refused.value) and f"{len(SECONDS) + 1} rows" in str(
+        refused.value
+    )
+    extract(table, config, tmp_path / "c", shard=(2, 2), workers=0)
+    # shards of two shard counts beside each other
+    extract(table, config, tmp_path / "c", shard=(1, 3), workers=0)
+    with pytest.raises(CacheError, match="different shard counts") as refused:
+        shards.merge(target)
+    assert "clean.shard-1-of-3.h5" in str(refused.value)
+    for path in folder.glob("clean.shard-1-of-3.*"):
+        path.unlink()
+    # a shard still being written
+    writer = cache.CacheWriter(folder / "clean.shard-2-of-2.h5", **_layout(target.parent))
+    with writer, pytest.raises(CacheLockedError, match="clean.shard-2-of-2.h5"):
+        shards.merge(target)
+    # an existing cache that is not these shards' merge
+    extract(table.iloc[:3], config, tmp_path / "c", workers=0)
+    with pytest.raises(CacheError, match="already exists and is not the merge of its shards"):
+        shards.merge(target)
+    target.unlink()
+    assert shards.merge(target).rows == len(SECONDS)
+
+
+def _layout(folder) -> dict:
+    header = cache.read_header(next(folder.glob("clean.shard-2-of-2.h5")))
+    return {
+        "key": header.key,
+        "layers": header.layers,
+        "dim": header.dim,
+        "poolings": header.poolings,
+        "storage_dtype": header.storage_dtype,
+    }
+
+
+def test_an_unfinished_shard_is_refused_then_resumes(tmp_path, monkeypatch):
+    table = make_manifest(tmp_path / "audio", SECONDS)
+    config = ExtractorConfig.for_model("mfcc")
+    extract(table, config, tmp_path / "c", shard=(2, 2), workers=0)
+
+    original = extract_runner._Job._process
+    calls = []
+
+    def crash_after_two(self, batch, writer, summary):
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # killed between two committed batches
+        calls.append(len(batch))
+        original(self, batch, writer, summary)
+
+    monkeypatch.setattr(extract_runner._Job, "_process", crash_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        extract(table, config, tmp_path / "c", shard=(1, 2), workers=0, batch_seconds=0.5)
+    monkeypatch.undo()
+    target = cache.cache_path(tmp_path / "c", config.slug(), "toy", "clean")
+    with pytest.raises(CacheError, match=r"shard 1/2 .* has not finished: \d+ of \d+ utterance"):
+        shards.merge(target)
+    (resumed,) = extract(table, config, tmp_path / "c", shard=(1, 2), workers=0)
+    assert resumed.already_done == sum(calls) and resumed.extracted > 0
+    shards.merge(target)
+    extract(table, config, tmp_path / "one", workers=0)
+    assert_same_caches(tmp_path / "one", tmp_path / "c")
+
+
+# ------------------------------------------------------------------------ dask
+
+
+def test_dask_local_cluster_gives_the_files_of_the_manual_path(tmp_path):
+    table = two_corpora(tmp_path / "audio")
+    config = ExtractorConfig.for_model("mfcc")
+    extract_shards(table, config, tmp_path / "manual", 3)
+    shards.merge_all(tmp_path / "manual")
+    summaries = extract_on_dask(
+        table,
+        config,
+        tmp_path / "dask",
+        address="local",
+        shards_count=3,
+        workers=0,
+        local_processes=False,
+    )
+    assert_same_caches(tmp_path / "manual", tmp_path / "dask")
+    by_corpus = {s.corpus: s for s in summaries}
+    assert by_corpus["toy"].path == cache.cache_path(
+        tmp_path / "dask", config.slug(), "toy", "clean"
+    )
+    assert by_corpus["toy"].extracted == len(SECONDS) - 1 and len(by_corpus["toy"].failed) == 1
+    assert "toy/clean: 12 utterances" in by_corpus["toy"].line()
+    assert not list((tmp_path / "dask").rglob("*.shard-*"))
+
+
+def test_dask_cuda_without_gpu_workers_is_refused(tmp_path):
+    from distributed import LocalCluster
+
+    table = make_manifest(tmp_path / "audio", SECONDS[:3])
+    cluster = LocalCluster(n_workers=1, processes=False, dashboard_address=None)
+    expected = r"no worker of .* declares one; start workers with `--resources GPU=1`"
+    with cluster, pytest.raises(ConfigError, match=expected):
+        extract_on_dask(
+            table,
+            ExtractorConfig.for_model("mfcc"),
+            tmp_path / "c",
+            address=cluster.scheduler_address,
+            device="cuda",
+            workers=0,
+        )
+
+
+def test_a_failing_shard_is_named_and_the_others_are_kept(tmp_path, monkeypatch):
+    table = make_manifest(tmp_path / "audio", SECONDS)
+    config = ExtractorConfig.for_model("mfcc")
+    real = extract_runner.extract
+
+    def shard_one_fails(*args, **kwargs):
+        if kwargs["shard"] == (1, 2):
+            raise ConfigError("out of memory on cuda:0 in a batch of 3 segment(s)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(extract_runner, "extract", shard_one_fails)  # the worker is a thread here
+    with pytest.raises(ConfigError, match=r"1 of 2 shard\(s\) failed") as refused:
+        extract_on_dask(
+            table,
+            config,
+            tmp_path / "c",
+            address="local",
+            shards_count=2,
+            workers=0,
+            local_processes=False,
+        )
+    assert "shard 1/2: out of memory on cuda:0" in str(refused.value)
+    folder = tmp_path / "c" / config.slug() / "toy"
+    assert (folder / "clean.shard-2-of-2.h5").is_file() and not (folder / "clean.h5").exists()
+    with pytest.raises(ConfigError, match="batch seconds -1.0 must be positive"):
+        extract_on_dask(table, config, tmp_path / "c", address="nowhere:1", batch_seconds=-1.0)
+
+
+# ------------------------------------------------------------------------- CLI
+
+
+def test_cli_shards_then_merge(tmp_path):
+    table = make_manifest(tmp_path / "audio", SECONDS)
+    path = manifest.write(table, tmp_path / "m.csv")
+    base = ["extract", str(path), "--model", "mfcc", "--cache-dir", str(tmp_path / "c")]
+    base += ["--workers", "0", "--no-progress"]
+    for number in (1, 2):
+        result = CliRunner().invoke(cli, [*base, "--shard", f"{number}/2"])
+        assert result.exit_code == 0, result.output
+        lines = result.stdout.splitlines()
+        assert lines[0].startswith("cache: ") and lines[0].endswith(
+            f"toy/clean.shard-{number}-of-2.h5"
+        )
+        assert lines[1].startswith("mfcc toy/clean: ")
+        hint = f"when all 2 shards are done: ser cache merge {tmp_path / 'c'}"
+        assert lines[-1] == f"shard {number}/2 done; {hint}"
+    merged = CliRunner().invoke(cli, ["cache", "merge", str(tmp_path / "c"), "--keep-shards"])
+    assert merged.exit_code == 0, merged.output
+    assert (
+        f"merged 2 shard(s), {len(SECONDS)} rows ({len(SECONDS)} complete, 0 failed)"
+        in merged.output
+    )
+    assert (
+        merged.stdout.splitlines()[-1]
+        == f"{tmp_path / 'c'}: 1 cache file(s) merged, 0 already merged, 0 refused"
+    )
+    again = CliRunner().invoke(cli, ["cache", "merge", str(tmp_path / "c")])
+    assert again.exit_code == 0 and "already merged from 2 shard(s)" in again.output
+    assert "removed its 2 shard file(s)" in again.output
+    nothing = CliRunner().invoke(cli, ["cache", "merge", str(tmp_path / "c")])
+    assert nothing.exit_code == 0 and "no shard files to merge" in nothing.output
+
+
+def test_cli_merge_names_what_it_refuses_and_exits_1(tmp_path):
+    table = make_manifest(tmp_path / "audio", SECONDS)
+    extract(table, ExtractorConfig.for_model("mfcc"), tmp_path / "c", shard=(2, 3), workers=0)
+    result = CliRunner().invoke(cli, ["cache", "merge", str(tmp_path / "c")])
+    assert result.exit_code == 1
+    assert "cannot merge:" in result.output and "2 of 3 shard(s) missing: 1/3, 3/3" in result.output
+    assert "0 cache file(s) merged, 0 already merged, 1 refused" in result.output
+
+
+def test_cli_refuses_bad_shard_options_in_words(tmp_path):
+    table = make_manifest(tmp_path / "audio", SECONDS[:2])
+    path = manifest.write(table, tmp_path / "m.csv")
+    base = ["extract", str(path), "--model", "mfcc", "--cache-dir", str(tmp_path / "c")]
+    cases = {
+        ("--shard", "0/4"): "shard 0/4: K must be between 1 and 4",
+        ("--shard", "x"): "expected K/N",
+        ("--shard", "1/2", "--dask", "local"): "--shard and --dask do not combine",
+        ("--shards", "3"): "--shards applies to --dask runs",
+        ("--keep-shards",): "--keep-shards applies to --dask runs",
+    }
+    for extra, expected in cases.items():
+        result = CliRunner().invoke(cli, [*base, *extra])
+        assert result.exit_code == 1 and expected in result.output, (extra, result.output)
+    assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.slow  # starts a LocalCluster with a worker process (imports torch there)
+def test_cli_dask_local_equals_the_manual_path(tmp_path):
+    table = make_manifest(tmp_path / "audio", SECONDS)
+    path = manifest.write(table, tmp_path / "m.csv")
+    base = ["extract", str(path), "--model", "mfcc", "--workers", "0", "--no-progress"]
+    result = CliRunner().invoke(
+        cli, [*base, "--cache-dir", str(tmp_path / "dask"), "--dask", "local", "--shards", "2"]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0].endswith("toy/clean.h5")
+    assert f"mfcc toy/clean: {len(SECONDS)} utterances" in result.stdout
+    assert "extract on dask (1 worker(s)" in result.output and "2/2 shards" in result.output
+    extract_shards(table, ExtractorConfig.for_model("mfcc"), tmp_path / "manual", 2)
+    shards.merge_all(tmp_path / "manual")
+    assert_same_caches(tmp_path / "manual", tmp_path / "dask")
