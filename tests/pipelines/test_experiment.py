@@ -373,6 +373,7 @@ def test_every_schema_choice_lists_exactly_its_registry():
     from ssl_ser.classify.features import COMBINES
     from ssl_ser.classify.registry import CLASSIFIERS
     from ssl_ser.classify.splits import SPLITS
+    from ssl_ser.classify.sweep.plan import BACKENDS
     from ssl_ser.extract import config as extract_config
     from ssl_ser.finetune import config as finetune
     from ssl_ser.pipelines import experiment
@@ -385,6 +386,7 @@ def test_every_schema_choice_lists_exactly_its_registry():
         ("ExtractSettings", "telephone_source"): audio.TELEPHONE_SOURCES,
         ("ExtractSettings", "storage_dtype"): STORAGE_DTYPE_CHOICES,
         ("ClassifySettings", "combine"): COMBINES,
+        ("ClassifySettings", "backend"): BACKENDS,
         ("Experiment", "conditions"): audio.CONDITIONS,
         ("Experiment", "classifiers"): tuple(CLASSIFIERS),
         ("Experiment", "corpora_mode"): experiment.CORPORA_MODES,
