@@ -2,6 +2,10 @@
 
 Parts (``--parts extract[,...]``; each part lives in its own functions):
 
+``sweep`` — classify sweeps locally and on a Dask ``LocalCluster``, the per-cell
+overhead Dask adds, and a wall-time model for 60,000 utterances x 25 layers on N
+workers: see ``benchmarks/scale_sweep.py`` (its own file; it also runs alone).
+
 ``extract`` — sharded extraction (``ser extract --shard K/N``, ``ser cache merge``,
 ``--dask``). Measured in one run on this machine, with the demo's tiny random
 wav2vec2 (5 hidden states of 64) on CPU over synthetic 1-6 s WAV files:
@@ -48,6 +52,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import pandas as pd
 
+from scale_sweep import add_sweep_arguments, run_sweep_part  # the sweep part, its own file
 from ssl_ser import cache, manifest
 from ssl_ser.cache import shards
 from ssl_ser.extract import ExtractorConfig, extract
@@ -81,6 +86,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--model-load-s", type=float, default=20.0, help="ASSUMED large-model load time per shard"
     )
+    add_sweep_arguments(parser)
     return parser.parse_args()
 
 
@@ -398,7 +404,7 @@ def run_extract(args: argparse.Namespace) -> None:
     report_extract(args, costs)
 
 
-PARTS = {"extract": run_extract}
+PARTS = {"extract": run_extract, "sweep": run_sweep_part}
 
 
 def main() -> None:

@@ -62,6 +62,7 @@ def test_every_click_choice_lists_exactly_its_registry():
     from ssl_ser.cache import STORAGE_DTYPE_CHOICES
     from ssl_ser.classify.features import COMBINES
     from ssl_ser.classify.splits import SPLITS
+    from ssl_ser.classify.sweep.plan import BACKENDS
     from ssl_ser.corpora._base import ON_ERROR_CHOICES
     from ssl_ser.extract.config import DTYPES, LONG_AUDIO_POLICIES
     from ssl_ser.finetune import config as finetune
@@ -85,6 +86,7 @@ def test_every_click_choice_lists_exactly_its_registry():
         "head": finetune.HEADS,
         "freeze": finetune.FREEZES,
         "adapter": finetune.ADAPTERS,
+        "backend": BACKENDS,
     }
     seen = set()
     for path in _walk(cli, []):

@@ -321,6 +321,17 @@ def test_an_explicit_label_list_is_stored_in_its_one_spelling(tmp_path, labels):
             r"unknown key 'devise' in 'extract'",
         ),
         ({"name": "t", "modles": ["mfcc"]}, UnknownChoiceError, r"unknown key 'modles' in .*yaml"),
+        (
+            {**MINIMAL, "classify": {"backend": "slurm"}},
+            UnknownChoiceError,
+            r"unknown value 'slurm' in 'classify.backend'.*local, dask",
+        ),
+        (
+            {**MINIMAL, "classify": {"scheduler": "tcp://h:8786"}},
+            ConfigError,
+            r"'classify.scheduler' in .*exp.yaml \('tcp://h:8786'\) needs classify.backend: dask",
+        ),
+        ({**MINIMAL, "classify": {"scheduler": 8786}}, ConfigError, r"'classify.scheduler' .* str"),
     ],
 )
 def test_bad_inputs_name_key_file_expected_and_found(tmp_path, data, error, expected):
@@ -362,6 +373,7 @@ def test_every_schema_choice_lists_exactly_its_registry():
     from ssl_ser.classify.features import COMBINES
     from ssl_ser.classify.registry import CLASSIFIERS
     from ssl_ser.classify.splits import SPLITS
+    from ssl_ser.classify.sweep.plan import BACKENDS
     from ssl_ser.extract import config as extract_config
     from ssl_ser.finetune import config as finetune
     from ssl_ser.pipelines import experiment
@@ -374,6 +386,7 @@ def test_every_schema_choice_lists_exactly_its_registry():
         ("ExtractSettings", "telephone_source"): audio.TELEPHONE_SOURCES,
         ("ExtractSettings", "storage_dtype"): STORAGE_DTYPE_CHOICES,
         ("ClassifySettings", "combine"): COMBINES,
+        ("ClassifySettings", "backend"): BACKENDS,
         ("Experiment", "conditions"): audio.CONDITIONS,
         ("Experiment", "classifiers"): tuple(CLASSIFIERS),
         ("Experiment", "corpora_mode"): experiment.CORPORA_MODES,

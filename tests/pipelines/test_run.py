@@ -288,3 +288,16 @@ def test_a_changed_model_folder_is_never_served_its_old_features(synth_root, tmp
         assert "model folder changed (revision untrained:" in status.line()
     with pytest.raises(CacheKeyMismatchError, match="revision: stored"):
         run_experiment(experiment, source="test")
+
+
+def test_the_classify_backend_reaches_every_sweep(first_run, synth_root, tmp_path):
+    from ssl_ser.pipelines.run import sweep_config
+
+    path, before, _ = first_run
+    classify = {"bootstrap": 0, "backend": "dask", "scheduler": "tcp://127.0.0.1:8786"}
+    data = {**yaml.safe_load(path.read_text()), "classify": classify}
+    plan = run_experiment(experiment_from_dict(data), dry_run=True).plan
+    configs = [sweep_config(plan.experiment, unit) for unit in plan.units]
+    assert {(c.backend, c.scheduler) for c in configs} == {("dask", "tcp://127.0.0.1:8786")}
+    default = [sweep_config(before.plan.experiment, unit) for unit in before.plan.units]
+    assert {(c.backend, c.scheduler) for c in default} == {("local", None)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ssl_ser.classify.features import COMBINES
+from ssl_ser.classify.sweep.plan import BACKENDS
 from ssl_ser.cli.options import (
     parse_labels,
     parse_names,
@@ -60,7 +61,28 @@ from ssl_ser.cli.options import (
     show_default=True,
     help="All-layer probes (linear, mlp).",
 )
-@click.option("--jobs", type=int, default=1, show_default=True, help="Parallel cells (processes).")
+@click.option(
+    "--jobs",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Parallel cells (processes); with --backend dask and no --scheduler, the local "
+    "cluster's worker processes.",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(BACKENDS),
+    default="local",
+    show_default=True,
+    help="Where cells run: this machine's processes (local), or the workers of a Dask "
+    "cluster (dask). Results are the same either way.",
+)
+@click.option(
+    "--scheduler",
+    default=None,
+    help="Dask scheduler address (tcp://host:8786) for --backend dask [default: a local "
+    "cluster on the loopback interface].",
+)
 @click.option(
     "--threads",
     type=int,

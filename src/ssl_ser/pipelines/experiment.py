@@ -58,6 +58,12 @@ def _classifier_names() -> list[str]:
     return list(CLASSIFIERS)
 
 
+def _backend_names() -> tuple[str, ...]:
+    from ssl_ser.classify.sweep.plan import BACKENDS
+
+    return BACKENDS
+
+
 def _split_names() -> list[str]:
     from ssl_ser.classify.splits import SPLITS
 
@@ -166,7 +172,11 @@ class ExtractSettings:
 
 @schema
 class ClassifySettings:
-    """Less common classify options (see ``ser classify``)."""
+    """Less common classify options (see ``ser classify``).
+
+    ``backend: dask`` runs the cells on a Dask cluster: the one at ``scheduler``
+    (``tcp://host:8786``), else a local cluster of ``jobs`` worker processes.
+    """
 
     combine: str = field(
         default="each", metadata={"choices": _registry("ssl_ser.classify.features", "COMBINES")}
@@ -177,6 +187,8 @@ class ClassifySettings:
     params: dict[str, Any] = field(default_factory=dict)
     bootstrap: int = 1000
     jobs: int = 1
+    backend: str = field(default="local", metadata={"choices": _backend_names})
+    scheduler: str | None = None
 
 
 # FinetuneConfig fields the experiment sets itself: the model comes from `finetune.models`,
@@ -612,6 +624,12 @@ def _check_numbers(experiment: Experiment, where: Where) -> None:
         raise ConfigError(f"{where.child('extract').child('workers')} must be 0 or more")
     if experiment.classify.jobs < 1:
         raise ConfigError(f"{where.child('classify').child('jobs')} must be 1 or more")
+    if experiment.classify.scheduler is not None and experiment.classify.backend != "dask":
+        raise ConfigError(
+            f"{where.child('classify').child('scheduler')} "
+            f"({experiment.classify.scheduler!r}) needs classify.backend: dask, not "
+            f"{experiment.classify.backend!r}"
+        )
     if experiment.classify.bootstrap < 0:
         raise ConfigError(f"{where.child('classify').child('bootstrap')} must be 0 or more")
 

@@ -267,6 +267,8 @@ def sweep_config(experiment: Experiment, unit: SweepUnit) -> Any:
         params=settings.params,
         bootstrap=settings.bootstrap,
         jobs=settings.jobs,
+        backend=settings.backend,
+        scheduler=settings.scheduler,
     )
 
 

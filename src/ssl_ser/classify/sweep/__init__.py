@@ -1,7 +1,9 @@
 """Layer-by-layer classifier sweeps: datasets x splits x layers x classifiers -> results.
 
 :func:`run_sweep` joins feature sources with a manifest, makes the folds, reads
-every needed (layer, pooling) once, and runs the cells in parallel with joblib.
+every needed (layer, pooling) once, and runs the cells in parallel: joblib
+processes on this machine, or the workers of a Dask cluster (``backend="dask"``,
+see :mod:`~ssl_ser.classify.sweep.cluster`).
 Cells of one fold that a batched probe can train together (``linear`` and
 ``mlp`` over single layers) run as one task; ``mlp-weighted`` takes all layers
 at once. Every cell is stored as soon as it finishes (see
@@ -12,7 +14,8 @@ the training speakers only: no task ever receives test labels except to score.
 The work is split by job: :mod:`~ssl_ser.classify.sweep.plan` (settings, folds,
 tasks and cell ids), :mod:`~ssl_ser.classify.sweep.run` (fitting),
 :mod:`~ssl_ser.classify.sweep.score` (metrics and predictions) and
-:mod:`~ssl_ser.classify.sweep.store` (saving cells, moving superseded ones aside).
+:mod:`~ssl_ser.classify.sweep.store` (saving cells, moving superseded ones aside);
+:mod:`~ssl_ser.classify.sweep.cluster` runs tasks on Dask.
 """
 
 from __future__ import annotations

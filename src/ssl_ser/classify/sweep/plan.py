@@ -40,6 +40,10 @@ from ssl_ser.errors import ConfigError, UnknownChoiceError
 log = logging.getLogger(__name__)
 
 
+LOCAL_BACKEND = "local"  # this process, or joblib worker processes (--jobs)
+DASK_BACKEND = "dask"  # the workers of a Dask cluster (a LocalCluster without an address)
+BACKENDS: tuple[str, ...] = (LOCAL_BACKEND, DASK_BACKEND)
+
 # fields that hold several choices: tuples, never comma strings
 TUPLE_FIELDS: tuple[str, ...] = ("layers", "poolings", "classifiers")
 
@@ -57,6 +61,9 @@ class SweepConfig:
     hold the pooling each extractor actually used, never the word ``auto``.
     ``split_options`` are the split methods' settings (folds, seed, ratios,
     corpora, shots); its seed also seeds the fits and the bootstrap.
+    ``backend`` and ``scheduler`` say where cells run (see
+    :mod:`~ssl_ser.classify.sweep.cluster`); they are not part of a cell's id, as
+    a cell's numbers do not depend on where it runs.
 
     Raises:
         ConfigError: a string given for a tuple field (``classifiers="logreg,mlp"``
@@ -81,6 +88,8 @@ class SweepConfig:
     threads: int | None = None
     force: bool = False
     allow_incomplete: bool = False
+    backend: str = LOCAL_BACKEND
+    scheduler: str | None = None
 
     def __post_init__(self) -> None:
         for name in TUPLE_FIELDS:
@@ -90,6 +99,13 @@ class SweepConfig:
                     f"SweepConfig.{name} must be a tuple of names, got {value!r} "
                     f"(e.g. {name}=({value!r},) or split a comma list first)"
                 )
+        if self.backend not in BACKENDS:
+            raise UnknownChoiceError("backend", self.backend, BACKENDS)
+        if self.scheduler is not None and self.backend != DASK_BACKEND:
+            raise ConfigError(
+                f"a scheduler address ({self.scheduler!r}) needs backend {DASK_BACKEND!r}, "
+                f"not {self.backend!r}"
+            )
         if not isinstance(self.split_options, SplitOptions):
             raise ConfigError(
                 f"SweepConfig.split_options must be a SplitOptions, got {self.split_options!r}"

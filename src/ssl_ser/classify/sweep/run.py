@@ -1,7 +1,9 @@
-"""Running a sweep's tasks: fitting and predicting, in this process or in joblib workers.
+"""Running a sweep's tasks: fitting and predicting, here, in joblib workers or on Dask.
 
-Each task's cells are scored and stored as soon as they are fitted, so an
-interrupted sweep keeps every finished cell.
+Locally, each task's cells are scored and stored as soon as they are fitted; on
+Dask (:mod:`~ssl_ser.classify.sweep.cluster`) a worker fits and scores a task
+(:func:`score_task`) and the driver stores its cells as it comes back. Either
+way an interrupted sweep keeps every finished cell.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from ssl_ser.classify import registry
 from ssl_ser.classify.features import FeatureBlocks, FeatureSpec
 from ssl_ser.classify.results import CellStore
 from ssl_ser.classify.sweep.plan import (
+    DASK_BACKEND,
     BatchedTask,
     SingleTask,
     SweepConfig,
@@ -29,7 +32,7 @@ from ssl_ser.classify.sweep.plan import (
     WeightedTask,
     describe_task,
 )
-from ssl_ser.classify.sweep.score import CellInfo, Outcome, Rows
+from ssl_ser.classify.sweep.score import CellInfo, Outcome, Rows, ScoredCell, score_cell
 from ssl_ser.classify.sweep.store import store_cell
 from ssl_ser.progress import StepLines
 from ssl_ser.workers import exit_with_parent
@@ -43,33 +46,65 @@ def run_tasks(
     store: CellStore,
     progress: bool,
 ) -> None:
-    """Run tasks (largest first) with joblib; features are shared through memory maps."""
-    from joblib import Parallel, delayed
+    """Run tasks (largest first) on the config's backend; every cell is stored as it finishes."""
     from tqdm.auto import tqdm
 
-    jobs = max(1, min(config.jobs, len(tasks)))
-    threads = config.cell_threads
     tasks = sorted(tasks, key=lambda t: -len(t.cells))
     n_cells = sum(len(t.cells) for t in tasks)
     lines = StepLines("classify", n_cells, "cells")
     with (
-        shared_blocks(blocks, jobs, store.output) as shared,
+        _outcomes(tasks, blocks, rows, config, store) as outcomes,
         tqdm(total=n_cells, desc="classify", unit="cell", disable=not progress) as bar,
     ):
-        if jobs == 1:
-            outcomes: Iterator[tuple[int, int]] = (
-                (i, run_task(t, shared, rows, config, store, threads)) for i, t in enumerate(tasks)
-            )
-        else:
-            parent = os.getpid()
-            outcomes = Parallel(n_jobs=jobs, return_as="generator_unordered")(
-                delayed(_in_worker)(i, parent, run_task, t, shared, rows, config, store, threads)
-                for i, t in enumerate(tasks)
-            )
         for index, done in outcomes:
             bar.update(done)
             if not progress:
                 lines.step(done, describe_task(tasks[index]))
+
+
+@contextlib.contextmanager
+def _outcomes(
+    tasks: list[Task],
+    blocks: FeatureBlocks,
+    rows: Rows,
+    config: SweepConfig,
+    store: CellStore,
+) -> Iterator[Iterator[tuple[int, int]]]:
+    """``(task index, cells stored)`` as tasks finish, on the config's backend."""
+    if config.backend == DASK_BACKEND:
+        from ssl_ser.classify.sweep.cluster import dask_outcomes
+
+        with dask_outcomes(tasks, blocks, rows, config, store) as outcomes:
+            yield outcomes
+        return
+    with _local_outcomes(tasks, blocks, rows, config, store) as outcomes:
+        yield outcomes
+
+
+@contextlib.contextmanager
+def _local_outcomes(
+    tasks: list[Task],
+    blocks: FeatureBlocks,
+    rows: Rows,
+    config: SweepConfig,
+    store: CellStore,
+) -> Iterator[Iterator[tuple[int, int]]]:
+    """This process (one job) or joblib workers sharing the features through memory maps."""
+    from joblib import Parallel, delayed
+
+    jobs = max(1, min(config.jobs, len(tasks)))
+    threads = config.cell_threads
+    with shared_blocks(blocks, jobs, store.output) as shared:
+        if jobs == 1:
+            yield (
+                (i, run_task(t, shared, rows, config, store, threads)) for i, t in enumerate(tasks)
+            )
+            return
+        parent = os.getpid()
+        yield Parallel(n_jobs=jobs, return_as="generator_unordered")(
+            delayed(_in_worker)(i, parent, run_task, t, shared, rows, config, store, threads)
+            for i, t in enumerate(tasks)
+        )
 
 
 def _in_worker(
@@ -117,6 +152,32 @@ def run_task(
         for cell, spec, outcome in fit_task(task, blocks, rows, config, threads):
             _store_cell(store, cell, task, spec, outcome, rows, config)
     return len(task.cells)
+
+
+def score_task(
+    task: Task, blocks: FeatureBlocks, rows: Rows, config: SweepConfig, threads: int
+) -> list[ScoredCell]:
+    """Fit and score the cells of one task without storing them (a remote worker's share).
+
+    The same fits and scores as :func:`run_task`, under the same thread limits, so
+    a cell's numbers do not depend on where it ran; the caller stores the cells.
+    """
+    from threadpoolctl import threadpool_limits
+
+    scored = []
+    with threadpool_limits(threads), _torch_threads(task, threads):
+        for cell, spec, outcome in fit_task(task, blocks, rows, config, threads):
+            result_rows, predictions = score_cell(
+                cell,
+                cell_info(task, spec),
+                task.fold,
+                outcome,
+                rows,
+                bootstrap=config.bootstrap,
+                seed=config.seed,
+            )
+            scored.append(ScoredCell(cell, result_rows, predictions))
+    return scored
 
 
 @contextlib.contextmanager
@@ -274,17 +335,22 @@ def _store_cell(
     store_cell(
         store,
         cell,
-        CellInfo(
-            meta=task.meta,
-            layer=task.layer_label(spec),
-            pooling=spec.pooling,
-            classifier=task.classifier,
-            params=task.params,
-            n_dropped=task.n_dropped,
-        ),
+        cell_info(task, spec),
         task.fold,
         outcome,
         rows,
         bootstrap=config.bootstrap,
         seed=config.seed,
+    )
+
+
+def cell_info(task: Task, spec: FeatureSpec) -> CellInfo:
+    """What names a probe cell of `task` over `spec` in the results."""
+    return CellInfo(
+        meta=task.meta,
+        layer=task.layer_label(spec),
+        pooling=spec.pooling,
+        classifier=task.classifier,
+        params=task.params,
+        n_dropped=task.n_dropped,
     )

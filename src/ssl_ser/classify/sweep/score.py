@@ -84,6 +84,15 @@ def predictions_table(
     return table
 
 
+@dataclass
+class ScoredCell:
+    """A cell ready to store: its id, result rows and predictions (what a remote task returns)."""
+
+    cell: str
+    rows: list[dict[str, Any]]
+    predictions: pd.DataFrame
+
+
 def score_cell(
     cell: str,
     info: CellInfo,
