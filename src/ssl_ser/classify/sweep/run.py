@@ -33,7 +33,6 @@ from ssl_ser.classify.sweep.plan import (
     describe_task,
 )
 from ssl_ser.classify.sweep.score import CellInfo, Outcome, Rows, ScoredCell, score_cell
-from ssl_ser.classify.sweep.store import store_cell
 from ssl_ser.progress import StepLines
 from ssl_ser.workers import exit_with_parent
 
@@ -145,12 +144,9 @@ def run_task(
     store: CellStore,
     threads: int,
 ) -> int:
-    """Fit and score the cells of one task, store each; returns the number of cells."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(threads), _torch_threads(task, threads):
-        for cell, spec, outcome in fit_task(task, blocks, rows, config, threads):
-            _store_cell(store, cell, task, spec, outcome, rows, config)
+    """Fit and score the cells of one task, store each as it is done; returns the number."""
+    for scored in scored_cells(task, blocks, rows, config, threads):
+        store.save(scored.cell, scored.rows, scored.predictions)
     return len(task.cells)
 
 
@@ -162,9 +158,15 @@ def score_task(
     The same fits and scores as :func:`run_task`, under the same thread limits, so
     a cell's numbers do not depend on where it ran; the caller stores the cells.
     """
+    return list(scored_cells(task, blocks, rows, config, threads))
+
+
+def scored_cells(
+    task: Task, blocks: FeatureBlocks, rows: Rows, config: SweepConfig, threads: int
+) -> Iterator[ScoredCell]:
+    """The scored cells of one task, one by one, fitted under its BLAS/torch thread limits."""
     from threadpoolctl import threadpool_limits
 
-    scored = []
     with threadpool_limits(threads), _torch_threads(task, threads):
         for cell, spec, outcome in fit_task(task, blocks, rows, config, threads):
             result_rows, predictions = score_cell(
@@ -176,8 +178,7 @@ def score_task(
                 bootstrap=config.bootstrap,
                 seed=config.seed,
             )
-            scored.append(ScoredCell(cell, result_rows, predictions))
-    return scored
+            yield ScoredCell(cell, result_rows, predictions)
 
 
 @contextlib.contextmanager
@@ -319,28 +320,6 @@ def _run_weighted(
             float(probe.validation_ua_),
             time.perf_counter() - start,
         ),
-    )
-
-
-def _store_cell(
-    store: CellStore,
-    cell: str,
-    task: Task,
-    spec: FeatureSpec,
-    outcome: Outcome,
-    rows: Rows,
-    config: SweepConfig,
-) -> None:
-    """Score one probe cell and store it (see :func:`store_cell`)."""
-    store_cell(
-        store,
-        cell,
-        cell_info(task, spec),
-        task.fold,
-        outcome,
-        rows,
-        bootstrap=config.bootstrap,
-        seed=config.seed,
     )
 
 
