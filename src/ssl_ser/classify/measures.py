@@ -142,6 +142,21 @@ def block_ends(n: int, n_classes: int, fractions: Sequence[float] = MDL_FRACTION
     return [first, *sorted(e for e in later | {n} if e > first)]
 
 
+def mdl_order(positions: np.ndarray, codes: np.ndarray, seed: int) -> np.ndarray:
+    """`positions` in the order the online code sends them: shuffled by `seed`, then the
+    first row of every class moved to the front (in shuffled order).
+
+    With the first block at least as large as the number of classes, every
+    prefix a probe is fit on then holds every class, so no label of a later
+    block falls on a class its probe has never seen.
+    """
+    order = np.random.default_rng(seed).permutation(len(positions))
+    _, first = np.unique(np.asarray(codes)[order], return_index=True)
+    front = np.zeros(len(order), dtype=bool)
+    front[np.sort(first)] = True
+    return np.asarray(positions)[np.concatenate([order[front], order[~front]])]
+
+
 def prior_proba(prefix_codes: np.ndarray, n_classes: int, n_rows: int) -> np.ndarray:
     """Laplace-smoothed class frequencies of a prefix, for every row of a block (n_rows, K).
 

@@ -1,7 +1,8 @@
 """Online codelength (MDL) of a task's cells, on the training rows of its fold.
 
 Which data: the training rows of each fold (never its test rows), in an order
-shuffled by the sweep's seed; a cell's codelength is therefore one number per
+shuffled by the sweep's seed (the first row of each class first, see
+:func:`~ssl_ser.classify.measures.mdl_order`); a cell's codelength is therefore one number per
 fold, averaged over folds like its UA. Each block is coded by a probe of the
 cell's classifier and parameters (no ``--search``: the search's inner split
 would see the block's own labels only through the prefix anyway, and a grid
@@ -21,6 +22,7 @@ from ssl_ser.classify.measures import (
     block_ends,
     full_proba,
     mdl_columns,
+    mdl_order,
     online_codelength,
     prior_proba,
 )
@@ -54,7 +56,7 @@ def task_codelengths(
     task: Task, blocks: FeatureBlocks, rows: Rows, seed: int, threads: int
 ) -> dict[str, dict[str, Any]]:
     """Codelength columns of every cell of `task` (cell id -> columns)."""
-    order = np.random.default_rng(seed).permutation(task.fold.train)
+    order = mdl_order(task.fold.train, rows.codes[task.fold.train], seed)
     codes = rows.codes[order]
     n_classes = len(rows.classes)
     ends = block_ends(len(order), n_classes)
