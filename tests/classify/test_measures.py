@@ -72,7 +72,8 @@ def test_control_labels_keep_each_speakers_classes_and_follow_the_seed():
         assert sorted(rows["control"]) == sorted(rows["label"])  # class sizes per speaker kept
     assert (control != table["label"].to_numpy()).mean() > 0.4  # most labels moved
     shuffled = table.sample(frac=1.0, random_state=1)
-    assert (control_labels(shuffled, seed=0) == pd.Series(control, table.index)[shuffled.index]).all()
+    by_row = pd.Series(control, table.index)[shuffled.index]
+    assert (control_labels(shuffled, seed=0) == by_row).all()
     assert (control_labels(table, seed=0) == control).all()
     assert (control_labels(table, seed=1) != control).any()
     # an utterance present in two conditions keeps one control label

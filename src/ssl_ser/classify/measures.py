@@ -143,10 +143,9 @@ def block_ends(n: int, n_classes: int, fractions: Sequence[float] = MDL_FRACTION
 
 
 def mdl_order(positions: np.ndarray, codes: np.ndarray, seed: int) -> np.ndarray:
-    """`positions` in the order the online code sends them: shuffled by `seed`, then the
-    first row of every class moved to the front (in shuffled order).
+    """`positions` in the order the online code sends them (seeded shuffle, classes first).
 
-    With the first block at least as large as the number of classes, every
+    The first row of every class (in shuffled order) is moved to the front. With the first block at least as large as the number of classes, every
     prefix a probe is fit on then holds every class, so no label of a later
     block falls on a class its probe has never seen.
     """
