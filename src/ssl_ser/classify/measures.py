@@ -145,8 +145,8 @@ def block_ends(n: int, n_classes: int, fractions: Sequence[float] = MDL_FRACTION
 def mdl_order(positions: np.ndarray, codes: np.ndarray, seed: int) -> np.ndarray:
     """`positions` in the order the online code sends them (seeded shuffle, classes first).
 
-    The first row of every class (in shuffled order) is moved to the front. With the first block at least as large as the number of classes, every
-    prefix a probe is fit on then holds every class, so no label of a later
+    The first row of every class (in shuffled order) is moved to the front. With
+    the first block at least as large as the number of classes, every prefix a probe is fit on then holds every class, so no label of a later
     block falls on a class its probe has never seen.
     """
     order = np.random.default_rng(seed).permutation(len(positions))
