@@ -146,8 +146,9 @@ def mdl_order(positions: np.ndarray, codes: np.ndarray, seed: int) -> np.ndarray
     """`positions` in the order the online code sends them (seeded shuffle, classes first).
 
     The first row of every class (in shuffled order) is moved to the front. With
-    the first block at least as large as the number of classes, every prefix a probe is fit on then holds every class, so no label of a later
-    block falls on a class its probe has never seen.
+    the first block at least as large as the number of classes, every prefix a
+    probe is fit on holds every class, so no later label falls on a class its
+    probe has never seen.
     """
     order = np.random.default_rng(seed).permutation(len(positions))
     _, first = np.unique(np.asarray(codes)[order], return_index=True)
