@@ -222,3 +222,44 @@ def test_speaker_target_refuses_speaker_independent_splits(tmp_path):
     settings = config(classifiers=("logreg",), target="speaker", split="loso")
     with pytest.raises(ConfigError, match="--split speaker-kfold or random, not 'loso'"):
         run_sweep([features], table, settings, tmp_path)
+
+
+def classify_cli(tmp_path, *extra):
+    from click.testing import CliRunner
+
+    from ssl_ser import manifest
+    from ssl_ser.cli.main import cli
+
+    from .conftest import write_cache
+
+    table, features = corpus("alpha", n_utts=96)
+    cache_path = write_cache(tmp_path / "alpha.h5", features)
+    csv = manifest.write(table, tmp_path / "alpha.csv")
+    args = ["classify", "--cache", cache_path, "--manifest", csv, "--layers", "1-2",
+            "--folds", 2, "--bootstrap", 5, "--output", tmp_path / "out", "--no-progress",
+            *extra]  # fmt: skip
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def test_cli_runs_the_control_and_codelength_and_says_which_is_which(tmp_path):
+    result = classify_cli(tmp_path, "--control", "--mdl")
+    assert result.exit_code == 0, result.output
+    assert "8 cell(s) run, 0 already done" in result.output  # 2 targets x 2 layers x 2 folds
+    assert "logreg: best layer" in result.output and "[control] logreg" in result.output
+    rows = pd.read_parquet(tmp_path / "out" / "results.parquet")
+    assert set(rows["target"]) == {"emotion", "control"}
+    assert rows["compression"].notna().all()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("--target", "speaker", "--control"), "no meaning for --target speaker"),
+        (("--target", "speaker", "--save-probe", "probe"), "--save-probe exports an emotion"),
+        (("--classifiers", "svm-linear", "--mdl"), "'svm-linear' gives none"),
+    ],
+)
+def test_cli_refuses_measures_that_cannot_be_made(tmp_path, extra, message):
+    result = classify_cli(tmp_path, *extra)
+    assert result.exit_code != 0 and message in result.output, result.output
+    assert not (tmp_path / "out" / "results.parquet").exists()

@@ -179,13 +179,19 @@ def _check_probe_export(config, sources) -> None:
     """Refuse a --save-probe that cannot be made, before any cell runs.
 
     Raises:
-        ConfigError: a classifier a bundle cannot hold, several conditions without
-            --train-condition, or a cross-corpus split without named training corpora.
+        ConfigError: a target other than emotion, a classifier a bundle cannot hold,
+            several conditions without --train-condition, or a cross-corpus split
+            without named training corpora.
     """
     from ssl_ser.classify import registry
     from ssl_ser.errors import ConfigError
     from ssl_ser.predict.probe import check_savable
 
+    if config.target != "emotion":
+        raise ConfigError(
+            f"--save-probe exports an emotion probe; --target {config.target} probes predict "
+            "something else"
+        )
     check_savable(registry.parse_classifiers(config.classifiers)[0])
     conditions = {str(s.key.get("condition", "clean")) for s in sources}
     if len(conditions) > 1 and config.train_condition is None:
