@@ -91,9 +91,7 @@ def per_layer(table: pd.DataFrame) -> pd.DataFrame:
     if cells.empty:
         return pd.DataFrame()
     keys = [*PANEL_KEYS, "classifier", "layer_index"]
-    wide = cells.pivot_table(
-        index=keys, columns=TARGET_COLUMN, values="ua_mean", aggfunc="first", dropna=False
-    )
+    wide = cells.pivot_table(index=keys, columns=TARGET_COLUMN, values="ua_mean", aggfunc="first")
     out = pd.DataFrame(index=wide.index)
     for target, column in (
         (EMOTION_TARGET, "ua"),
