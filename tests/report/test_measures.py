@@ -96,3 +96,20 @@ def test_only_the_measures_present_are_drawn(tmp_path: Path) -> None:
     header = next(line for line in table.splitlines() if line.startswith("| extractor"))
     assert "control UA" in header and "compression" not in header and "speaker" not in header
     assert not np.isnan(pd.read_parquet(tmp_path / "control" / "results.parquet")["ua"]).any()
+
+
+def test_figures_show_the_first_settings_and_say_how_many_more_are_tabled() -> None:
+    from ssl_ser.report.measures import MAX_ROWS, PANEL_KEYS, _left_out, _panels
+
+    rows = pd.DataFrame(
+        [
+            {**dict.fromkeys(PANEL_KEYS, "x"), "extractor": "m", "setting": f"corpus{i}",
+             "speaker_norm": str(i == 0), "classifier": "logreg", "layer_index": 0, "ua": 0.5}
+            for i in range(MAX_ROWS + 2)
+        ]
+    )  # fmt: skip
+    panels = _panels(rows, {"m": "model"})
+    assert len(panels) == MAX_ROWS
+    assert panels[0][0] == "model: corpus0, x, speaker norm"
+    assert _left_out(rows) == " 2 more setting(s) are in the table only."
+    assert _left_out(rows.head(MAX_ROWS)) == ""

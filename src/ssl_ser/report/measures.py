@@ -128,14 +128,22 @@ def measure_items(table: pd.DataFrame, names: Mapping[str, str], figure_dir: Pat
 
 
 def _panels(rows: pd.DataFrame, names: Mapping[str, str]) -> list[tuple[str, pd.DataFrame]]:
-    """(title, rows) of each panel: one setting of one extractor and pooling."""
+    """(title, rows) of each panel: one setting of one extractor and pooling (the first few)."""
     groups = rows.groupby(list(PANEL_KEYS), sort=True, dropna=False)
     panels = []
     for key, part in figures.ordered_panels(groups, names):
-        extractor, setting, pooling = key[0], key[1], key[2]
-        title = f"{names.get(extractor, extractor)}: {setting}, {pooling}"
-        panels.append((title, part))
+        values = dict(zip(PANEL_KEYS, key, strict=True))
+        extractor = values["extractor"]
+        title = f"{names.get(extractor, extractor)}: {values['setting']}, {values['pooling']}"
+        flags = [n for n in ("speaker_norm", "search") if values[n] == "True"]
+        panels.append((title + "".join(f", {f.replace('_', ' ')}" for f in flags), part))
     return panels[:MAX_ROWS]
+
+
+def _left_out(rows: pd.DataFrame) -> str:
+    """A caption's note of the settings beyond :data:`MAX_ROWS` (in the table only), or ``""``."""
+    n = rows.groupby(list(PANEL_KEYS), sort=True, dropna=False).ngroups
+    return f" {n - MAX_ROWS} more setting(s) are in the table only." if n > MAX_ROWS else ""
 
 
 def _layer_axes(ax, part: pd.DataFrame) -> None:
@@ -166,7 +174,7 @@ def _selectivity_figure(rows: pd.DataFrame, names: Mapping[str, str], out: Path)
             "Solid: UA on the emotion labels; dashed: UA on the control labelling (labels "
             "permuted within each speaker, same class sizes); dotted: selectivity, their "
             "difference (Hewitt & Liang 2019). Means over folds."
-        )
+        ) + _left_out(rows)
         return figures.save_figure(fig, out, "selectivity", "Selectivity per layer", caption)
 
 
@@ -194,7 +202,7 @@ def _codelength_figure(rows: pd.DataFrame, names: Mapping[str, str], out: Path) 
             "Left: emotion UA per layer; right: compression of the online (prequential) code "
             "of each fold's training labels given the layer (Voita & Titov 2020), for the same "
             "probes. 1 (grey) is the uniform code: no usable information. Means over folds."
-        )
+        ) + _left_out(rows)
         return figures.save_figure(
             fig, out, "codelength", "Description length (MDL) per layer", caption
         )
@@ -219,7 +227,7 @@ def _speaker_figure(rows: pd.DataFrame, names: Mapping[str, str], out: Path) -> 
             "Solid: emotion UA (the sweep's own split); dashed: speaker identification UA "
             "(mean recall over speakers) on folds of utterances, so every speaker is in "
             "training and test: a speaker-dependent split by construction. Means over folds."
-        )
+        ) + _left_out(rows)
         return figures.save_figure(
             fig, out, "speaker-information", "Speaker information per layer", caption
         )
