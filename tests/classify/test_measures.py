@@ -22,7 +22,7 @@ from ssl_ser.classify.sweep import SweepConfig, run_sweep
 from ssl_ser.errors import ConfigError
 from ssl_ser.testing.synthetic import synthetic_manifest
 
-from .conftest import SMALL_LINEAR, corpus
+from .conftest import SMALL_LINEAR, SMALL_MLP, corpus
 
 # Ids of a default sweep's cells computed by ssl-ser before targets, --control and
 # --mdl existed (main at 9caf776): the default emotion sweep must keep them.
@@ -181,6 +181,19 @@ def test_mdl_sweep_adds_codelengths_and_keeps_every_other_number(tmp_path):
     again = run_sweep([features], table, settings, tmp_path)
     assert (again.cells_run, again.cells_skipped) == (0, len(rows["cell_id"].unique()))
     assert again.results["compression"].notna().all()
+
+
+@pytest.mark.slow
+def test_batched_codelengths_equal_those_of_per_layer_fits(tmp_path):
+    table, features = corpus("alpha", n_utts=160)
+    params = {"linear": SMALL_LINEAR, "mlp": SMALL_MLP}
+    found = {}
+    for batched in (True, False):
+        settings = config(classifiers=("linear", "mlp"), params=params, batched=batched, mdl=True)
+        rows = run_sweep([features], table, settings, tmp_path / str(batched)).results
+        found[batched] = rows.set_index(["classifier", "layer", "fold"]).sort_index()
+    assert len(found[True]) == 2 * 4 * 2
+    np.testing.assert_allclose(found[True]["mdl_bits"], found[False]["mdl_bits"], rtol=1e-6)
 
 
 def test_mdl_refuses_a_classifier_without_probabilities(tmp_path):
