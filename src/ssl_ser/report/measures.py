@@ -35,7 +35,8 @@ INTRO = (
     "whose probe fits the control as well as the emotions shows probe capacity, not "
     "emotion. Compression (Voita & Titov 2020, online code): the uniform code's length of "
     "a fold's training labels over their online codelength given the layer, from --mdl; "
-    "1 = no usable information, higher = the labels are easier to learn from the layer. "
+    "1 = no usable information, higher = the labels are easier to learn from the layer, "
+    "below 1 = the probe overfits the first small blocks more than the layer helps it. "
     "Speaker UA (ser classify --target speaker): how well each layer identifies the "
     "speaker, on folds of utterances (speaker-dependent by construction)."
 )
