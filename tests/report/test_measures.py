@@ -71,6 +71,7 @@ def test_every_measure_is_drawn_and_tabulated_from_the_results(measured: Path) -
         assert float(speaker) == pytest.approx(100 * means.loc[layer, "speaker"], abs=0.05)
 
 
+@pytest.mark.slow
 def test_a_plain_sweep_and_an_older_table_show_no_measures(tmp_path: Path) -> None:
     sweep(tmp_path / "plain")
     summary = write_report(tmp_path / "plain", tmp_path / "plain-report" / "r.html", n_boot=20)
