@@ -32,7 +32,9 @@ def synthetic(
 def test_ua_rows_equals_balanced_accuracy() -> None:
     true, a, b, _ = synthetic(1, 0.6, 0.4)
     got = compare.ua_rows(np.stack([true, true]), np.stack([a, b]), K)
-    assert got == pytest.approx([balanced_accuracy_score(true, a), balanced_accuracy_score(true, b)])
+    assert got == pytest.approx(
+        [balanced_accuracy_score(true, a), balanced_accuracy_score(true, b)]
+    )
     # a class absent from the references does not count (as scikit-learn's)
     keep = true != 3
     assert compare.ua_rows(true[keep], a[keep], K)[0] == pytest.approx(
@@ -159,9 +161,7 @@ def test_versus_best_marks_layers_and_corrects_for_the_family() -> None:
     true = rng.integers(0, K, n)
     speaker = np.repeat(np.arange(8), n // 8)
     accuracies = [0.4, 0.7, 0.69, 0.55]
-    preds = np.stack(
-        [np.where(rng.random(n) < acc, true, (true + 1) % K) for acc in accuracies]
-    )
+    preds = np.stack([np.where(rng.random(n) < acc, true, (true + 1) % K) for acc in accuracies])
     found = compare.versus_best(
         true, preds, compare.strata_codes(speaker), speaker % 4, K, n_boot=300, seed=0
     )
