@@ -106,10 +106,21 @@ def bootstrap_ua_matrix(
         seed: seed of the resampling.
     """
     preds = np.atleast_2d(preds)
+    n, cells = len(true), len(preds)
+    onehot = np.eye(n_classes)[true]
+    hit_columns = (onehot[:, None, :] * (preds == true).T[:, :, None]).reshape(n, -1)
     out = []
     for index in resample_blocks(strata, n_boot, seed):
-        out.append(np.stack([ua_rows(true[index], p[index], n_classes) for p in preds], axis=1))
-    return np.concatenate(out) if out else np.empty((0, len(preds)))
+        rows = len(index)
+        offsets = (np.arange(rows) * n)[:, None]
+        counts = np.bincount((index + offsets).ravel(), minlength=rows * n).reshape(rows, n)
+        counts = counts.astype(float)  # how often each utterance is drawn
+        support = (counts @ onehot)[:, None, :]
+        hits = (counts @ hit_columns).reshape(rows, cells, n_classes)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            recall = np.where(support > 0, hits / np.maximum(support, 1), np.nan)
+        out.append(np.nanmean(recall, axis=2))
+    return np.concatenate(out) if out else np.empty((0, cells))
 
 
 @dataclass(frozen=True)
@@ -254,13 +265,12 @@ def versus_best(
     matrix = bootstrap_ua_matrix(true, preds, strata, n_classes, n_boot=n_boot, seed=seed)
     fold_ua = per_fold_ua(true, preds, folds, n_classes)
     comparisons, p_folds = [], np.full(len(preds), np.nan)
+    p_values = permutation_p_values(true, preds, best, n_classes, n_perm=n_boot, seed=seed)
     for i in range(len(preds)):
         diff = matrix[:, best] - matrix[:, i]
-        p = np.nan
         if i != best:
-            p = paired_permutation(true, preds[best], preds[i], n_classes, n_perm=n_boot, seed=seed)
             p_folds[i] = sign_flip_test(fold_ua[:, best] - fold_ua[:, i], seed=seed)
-        comparisons.append(paired_from_resamples(ua[best], ua[i], diff, p, len(true)))
+        comparisons.append(paired_from_resamples(ua[best], ua[i], diff, p_values[i], len(true)))
     raw = np.array([c.p for c in comparisons])
     p_holm = holm(raw)
     indistinguishable = np.where(np.isnan(p_holm), True, p_holm >= alpha)
@@ -309,11 +319,8 @@ def group_intervals(
         t, p = true[mask], pred[mask]
         ua = float(ua_rows(t, p, n_classes)[0])
         codes = strata_codes(np.asarray(strata)[mask])
-        resampled = [ua_rows(t[i], p[i], n_classes) for i in resample_blocks(codes, n_boot, seed)]
-        if resampled:
-            low, high = np.percentile(np.concatenate(resampled), [tail, 100 - tail])
-        else:
-            low = high = np.nan
+        resampled = bootstrap_ua_matrix(t, p, codes, n_classes, n_boot=n_boot, seed=seed)[:, 0]
+        low, high = np.percentile(resampled, [tail, 100 - tail]) if n_boot else (np.nan, np.nan)
         out.append((str(group), int(mask.sum()), ua, float(low), float(high)))
     return out
 
@@ -331,19 +338,45 @@ def paired_permutation(
 
     Under the null the two cells' predictions of each utterance are exchangeable;
     every permutation swaps them on a random half of the utterances (a fair coin
-    per utterance) and recomputes the difference in UA. The p-value counts the
-    observed assignment, ``(1 + #{|Δ*| >= |Δ|}) / (1 + n_perm)``, so it is never 0
-    and the test keeps its level (Noreen 1989; Dror et al. 2018).
+    per utterance, ``rng.random((block, n)) < 0.5``) and recomputes the
+    difference in UA. The p-value counts the observed assignment, ``(1 + #{|Δ*| >=
+    |Δ|}) / (1 + n_perm)``, so it is never 0 and the test keeps its level (Noreen
+    1989; Dror et al. 2018).
     """
-    observed = ua_rows(np.stack([true, true]), np.stack([pred_a, pred_b]), n_classes)
-    delta = abs(float(observed[0] - observed[1]))
+    found = permutation_p_values(
+        true, np.stack([pred_a, pred_b]), 0, n_classes, n_perm=n_perm, seed=seed
+    )
+    return float(found[1])
+
+
+def permutation_p_values(
+    true: np.ndarray,
+    preds: np.ndarray,
+    reference: int,
+    n_classes: int,
+    *,
+    n_perm: int = 1000,
+    seed: int = 0,
+) -> np.ndarray:
+    """The :func:`paired_permutation` p-value of every cell against cell `reference` (NaN there).
+
+    The references are fixed, so a difference in UA is linear in which cell got
+    each utterance right: ``Δ = Σ_i (right_ref,i - right_i) / (K · n_class(i))``
+    over the K classes present; a swap flips utterance i's term. Every cell is
+    tested on the same swaps.
+    """
+    preds = np.atleast_2d(preds)
+    support = np.bincount(true, minlength=n_classes).astype(float)
+    weight = 1.0 / (support[true] * np.count_nonzero(support))
+    right = (preds == true).astype(float)
+    terms = (right[reference] - right) * weight  # (cells, n)
+    observed = np.abs(terms.sum(axis=1))
     rng = np.random.default_rng(seed)
-    extreme = 0
+    extreme = np.zeros(len(preds))
     for first in range(0, n_perm, BLOCK):
-        swap = rng.random((min(BLOCK, n_perm - first), len(true))) < 0.5
-        a = np.where(swap, pred_b, pred_a)
-        b = np.where(swap, pred_a, pred_b)
-        t = np.broadcast_to(true, a.shape)
-        diff = ua_rows(t, a, n_classes) - ua_rows(t, b, n_classes)
-        extreme += int(np.sum(np.abs(diff) >= delta - 1e-12))
-    return (1 + extreme) / (1 + n_perm)
+        swap = (rng.random((min(BLOCK, n_perm - first), len(true))) < 0.5).astype(float)
+        permuted = terms.sum(axis=1) - 2 * swap @ terms.T  # (block, cells)
+        extreme += np.sum(np.abs(permuted) >= observed - 1e-12, axis=0)
+    out = (1 + extreme) / (1 + n_perm)
+    out[reference] = np.nan
+    return out
