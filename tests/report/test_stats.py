@@ -208,3 +208,24 @@ def test_cells_labelled_differently_are_not_paired(sweep, tmp_path: Path) -> Non
     frame.to_parquet(bad / "predictions.parquet")
     with pytest.raises(ConfigError, match="is labelled .* but .*other label sets"):
         compare.run_compare([bad], "layer=1", "layer=3", n_boot=N_BOOT)
+
+
+def test_naming_the_classifier_pairs_a_fine_tune_with_a_probe() -> None:
+    base = {c: "x" for c in compare.CELL}
+    cells = pd.DataFrame(
+        [
+            {**base, "classifier": "finetune", "layer": "all", "finetune_setup": "linear head"},
+            {**base, "classifier": "logreg", "layer": "8", "finetune_setup": ""},
+        ]
+    )
+    a = compare.parse_selector("classifier=finetune,layer=all")
+    pairs = compare.select_pairs(cells, a, compare.parse_selector("clf=logreg,layer=8"))
+    assert [(x["finetune_setup"], y["finetune_setup"]) for x, y in pairs] == [("linear head", "")]
+
+
+def test_several_pairs_carry_holm_adjusted_p_values(sweep) -> None:
+    folder, _ = sweep
+    frames = compare.run_compare([folder], "layer=2", "classifier=logreg", n_boot=50)
+    assert len(frames.frame) == 4  # layer 2 against each other layer
+    assert frames.frame["p_holm"].to_numpy() == pytest.approx(stats.holm(frames.frame["p"]))
+    assert "each p is uncorrected" in frames.text

@@ -32,6 +32,8 @@ FOLD_STRATA = "test fold (speakers not stored with these predictions)"
 # Short names a researcher may type in a selector, and the cell column each means.
 ALIASES: dict[str, str] = {"model": "extractor", "clf": "classifier"}
 BREAKDOWNS: tuple[str, ...] = ("speaker", "gender", "corpus")
+# Naming a column in a selector frees these too (a fine-tune's setup comes with its classifier).
+IMPLIED: dict[str, tuple[str, ...]] = {"classifier": ("finetune_setup",)}
 
 
 @dataclass
@@ -184,7 +186,9 @@ def select_pairs(
         if side.empty:
             shown = ", ".join(f"{k}={v}" for k, v in selector.items()) or "(nothing)"
             raise ConfigError(f"{name} {shown} matches no cell{_choices(pool, selector)}")
-    free = [c for c in CELL if c not in a and c not in b]
+    named = {*a, *b}
+    named |= {implied for key in named for implied in IMPLIED.get(key, ())}
+    free = [c for c in CELL if c not in named]
     merged = side_a.reset_index(drop=True).merge(
         side_b.reset_index(drop=True), on=free, suffixes=("_a", "_b")
     )
@@ -258,7 +262,9 @@ def compare_pairs(
                 "unpaired_b": aligned.dropped[1],
             }
         )
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    frame.insert(frame.columns.get_loc("p_folds"), "p_holm", compare.holm(frame["p"]))
+    return frame
 
 
 LINE: tuple[str, ...] = tuple(c for c in CELL if c != "layer")
@@ -437,6 +443,13 @@ def pairs_text(frame: pd.DataFrame, alpha: float) -> str:
         "CI: paired percentile bootstrap, utterances resampled within "
         f"{frame['resampled_within'].iloc[0]}."
     )
+    if len(frame) > 1:
+        note += (
+            f" {len(frame)} pairs: each p is uncorrected; where they answer one question, use "
+            "the Holm-adjusted p_holm (written with -o): "
+            + ", ".join(_p(v) for v in frame["p_holm"])
+            + "."
+        )
     return "\n".join(blocks) + "\n" + note
 
 
