@@ -76,7 +76,7 @@ def test_compare_two_layers_prints_the_paired_difference(sweep, tmp_path: Path) 
     assert row["n"] == len(wide) and row["folds"] == 3
     assert row["delta"] == pytest.approx(ua["1"] - ua["3"])
     assert row["low"] <= row["delta"] <= row["high"]
-    assert row["resampled_within"] == "speaker"
+    assert row["resampled_within"] == "speakers"
     per_fold = wide.groupby("fold").apply(
         lambda f: (
             balanced_accuracy_score(f["label"], f["1"])

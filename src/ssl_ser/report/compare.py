@@ -27,7 +27,7 @@ from ssl_ser.report import tables
 from ssl_ser.report.load import CELL, Results
 
 KEY: tuple[str, ...] = ("fold", "corpus", "utt_id")
-SPEAKER_STRATA = "speaker"
+SPEAKER_STRATA = "speakers"
 FOLD_STRATA = "test fold (speakers not stored with these predictions)"
 # Short names a researcher may type in a selector, and the cell column each means.
 ALIASES: dict[str, str] = {"model": "extractor", "clf": "classifier"}

@@ -226,7 +226,7 @@ def _layers_table(
     for cell, found in panels:
         best = found[found["best"]].iloc[0]
         same = found.loc[found["indistinguishable"] & ~found["best"], "layer"]
-        ranked = found.sort_values("share_best", ascending=False).head(3)
+        ranked = found[found["share_best"] > 0].sort_values("share_best", ascending=False)
         rows.append(
             {
                 "Model": names.get(cell["extractor"], cell["extractor"]),
@@ -235,7 +235,8 @@ def _layers_table(
                 "Best layer (UA %)": f"{best['layer']} ({tables.percent(best['ua'])})",
                 "Not distinguishable from it": ", ".join(same) or "none",
                 "Best in resamples": ", ".join(
-                    f"{r['layer']}: {100 * r['share_best']:.0f}%" for _, r in ranked.iterrows()
+                    f"{r['layer']}: {100 * r['share_best']:.0f}%"
+                    for _, r in ranked.head(3).iterrows()
                 ),
                 "Utterances": int(best["n"]),
             }
@@ -245,7 +246,7 @@ def _layers_table(
         f"Layers against the best · {group.short}",
         f"{group.label}. Layers whose Holm-corrected paired permutation p-value against the "
         f"best layer is at least {ALPHA:g}, and the layers most often best in the bootstrap "
-        "resamples. `ser compare` prints every layer's difference with its interval and the "
+        "resamples. ser compare prints every layer's difference with its interval and the "
         "fold-level test.",
         pd.DataFrame(rows),
     )
