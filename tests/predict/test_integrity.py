@@ -1,0 +1,273 @@
+"""Sealed saved models: each file of a probe bundle or fine-tuned folder damaged in turn is refused.
+
+Each damage (an edit, a truncation, a swap, a removal, an extra file) must make
+``ser predict`` stop with one line naming the file (exit 1, no traceback) and
+write no predictions.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ssl_ser import predict
+from ssl_ser.classify.features import CacheFeatures
+from ssl_ser.classify.splits import SplitOptions
+from ssl_ser.cli.main import cli
+from ssl_ser.errors import ConfigError
+from ssl_ser.extract.config import ExtractorConfig
+from ssl_ser.extract.runner import extract
+from ssl_ser.finetune.config import FinetuneConfig
+from ssl_ser.finetune.run import FinetuneSettings, run_finetune
+from ssl_ser.predict import integrity
+from ssl_ser.predict.export import export_probe
+from ssl_ser.testing import write_wav
+
+SAVED = ("logreg", "linear", "xgb-fast", "finetuned", "lora")
+OPERATIONS = ("edit", "truncate", "swap", "remove")
+
+
+@pytest.fixture(scope="module")
+def cache(corpus_manifest, tiny_model, tmp_path_factory) -> CacheFeatures:
+    folder = tmp_path_factory.mktemp("integrity-cache")
+    (summary,) = extract(
+        corpus_manifest, ExtractorConfig(str(tiny_model)), folder, device="cpu", workers=0
+    )
+    return CacheFeatures(summary.path)
+
+
+def finetuned_folder(manifest, model, output: Path, **fields) -> Path:
+    """One fold fine-tuned for one epoch; its saved model folder."""
+    config = FinetuneConfig(
+        model=str(model), epochs=1, learning_rate=1e-3, batch_seconds=8.0, patience=None, **fields
+    )
+    settings = FinetuneSettings(
+        split="speaker", split_options=SplitOptions(), device="cpu", workers=0, bootstrap=20
+    )
+    run_finetune(manifest, config, settings, output)
+    return sorted((output / "models").iterdir())[0]
+
+
+@pytest.fixture(scope="module")
+def saved(cache, corpus_manifest, tiny_model, tmp_path_factory) -> dict[str, Path]:
+    """Every kind of saved model: probes of three storage kinds, a full and a LoRA fine-tune."""
+    root = tmp_path_factory.mktemp("saved")
+    folders = {}
+    for classifier in ("logreg", "linear", "xgb-fast"):
+        folders[classifier] = export_probe(
+            [cache], corpus_manifest, root / classifier, classifier=classifier, layers="1"
+        ).folder
+    folders["finetuned"] = finetuned_folder(
+        corpus_manifest, tiny_model, root / "ft", weighted_layers=True, head="mlp"
+    )
+    folders["lora"] = finetuned_folder(
+        corpus_manifest, tiny_model, root / "lora", adapter="lora", lora_rank=2
+    )
+    return folders
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    return write_wav(tmp_path_factory.mktemp("clip") / "clip.wav", seconds=1.0, sample_rate=16000)
+
+
+def copy_of(folder: Path, tmp_path: Path) -> Path:
+    target = tmp_path / folder.name
+    shutil.copytree(folder, target)
+    return target
+
+
+def files_of(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
+def damage(folder: Path, name: str, operation: str) -> list[Path]:
+    """Apply one damage to one file of `folder`; the files it touched."""
+    path = folder / name
+    data = path.read_bytes()
+    if operation == "edit":  # one byte changed, same size
+        middle = len(data) // 2
+        path.write_bytes(data[:middle] + bytes([data[middle] ^ 0x01]) + data[middle + 1 :])
+    elif operation == "truncate":
+        path.write_bytes(data[: len(data) // 2])
+    elif operation == "swap":  # exchanged with the next file of the folder
+        names = files_of(folder)
+        other = folder / names[(names.index(name) + 1) % len(names)]
+        path.write_bytes(other.read_bytes())
+        other.write_bytes(data)
+        return [path, other]
+    else:
+        path.unlink()
+    return [path]
+
+
+def refused(folder: Path, clip: Path, tmp_path: Path) -> str:
+    """The one error line of `ser predict` on `folder` (asserting exit 1 and no predictions)."""
+    out = tmp_path / "predictions.csv"
+    result = CliRunner().invoke(
+        cli, ["predict", str(folder), str(clip), "--device", "cpu", "--output", str(out)]
+    )
+    assert result.exit_code == 1, result.output
+    assert (
+        "Traceback" not in result.output
+        and result.exception is None
+        or isinstance(result.exception, SystemExit)
+    )
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert not out.exists()
+    return lines[0]
+
+
+EXPECTED = {
+    "edit": "differs from the file that was saved (sha256 mismatch): edited or swapped",
+    "truncate": "were saved: truncated or replaced; refused",
+    "remove": "is missing (integrity.json lists it): the saved model is incomplete",
+}
+RECORD_EXPECTED = {  # a changed byte may leave valid JSON: then its own digest tells
+    "edit": ("integrity.json is damaged", "integrity.json was edited after saving"),
+    "truncate": ("integrity.json is damaged",),
+    "swap": ("integrity.json is damaged",),
+    "remove": ("has no integrity.json: it was saved by an ssl-ser without integrity records",),
+}
+
+
+@pytest.mark.parametrize("operation", OPERATIONS)
+@pytest.mark.parametrize("kind", SAVED)
+def test_every_file_damaged_in_turn_is_refused_naming_it(kind, operation, saved, clip, tmp_path):
+    names = files_of(saved[kind])
+    assert integrity.INTEGRITY_FILE in names and len(names) >= 3
+    for name in names:
+        folder = copy_of(saved[kind], tmp_path / name.replace("/", "_"))
+        touched = damage(folder, name, operation)
+        line = refused(folder, clip, tmp_path)
+        record = folder / integrity.INTEGRITY_FILE
+        if record in touched:
+            assert any(text in line for text in RECORD_EXPECTED[operation]), line
+            continue
+        if operation == "swap":  # the first of the two swapped files is named
+            assert "sha256 mismatch" in line or "truncated or replaced" in line, line
+            assert any(f"{path} " in line for path in touched), line
+            continue
+        assert f"{folder / name} " in line and EXPECTED[operation] in line, line
+
+
+@pytest.mark.parametrize("kind", SAVED)
+def test_an_extra_file_is_refused(kind, saved, clip, tmp_path):
+    folder = copy_of(saved[kind], tmp_path)
+    (folder / "sub").mkdir(exist_ok=True)
+    (folder / "sub" / "notes.txt").write_text("mine")
+    line = refused(folder, clip, tmp_path)
+    assert f"{folder / 'sub' / 'notes.txt'} is not part of the saved model" in line
+
+
+def edit_json(path: Path, change) -> None:
+    content = json.loads(path.read_text())
+    change(content)
+    path.write_text(json.dumps(content, indent=1, default=str))
+
+
+def reversed_classes(content: dict) -> None:
+    content["classes"] = content["classes"][::-1]
+
+
+@pytest.mark.parametrize(
+    ("kind", "file", "change"),
+    [
+        ("logreg", "bundle.json", reversed_classes),
+        ("logreg", "bundle.json", lambda c: c.update(layers=["2"])),
+        ("logreg", "bundle.json", lambda c: c.update(pooling="std")),
+        ("finetuned", "labels.json", reversed_classes),
+        ("finetuned", "labels.json", lambda c: c.update(classes=c["classes"][:-1])),
+    ],
+    ids=["class-order", "layers", "pooling", "labels-order", "labels-missing-class"],
+)
+def test_edited_descriptions_are_refused(kind, file, change, saved, clip, tmp_path):
+    folder = copy_of(saved[kind], tmp_path)
+    edit_json(folder / file, change)
+    line = refused(folder, clip, tmp_path)
+    assert f"error: {folder / file} " in line
+    assert "sha256 mismatch" in line or "truncated or replaced" in line
+
+
+def reseal(folder: Path, outputs: dict | None = None) -> None:
+    """Seal the files as they now are (a deliberate edit), with the old or given meaning."""
+    record = integrity.read_record(folder)
+    integrity.seal(folder, record.kind, outputs or record.outputs, record.audio)
+
+
+def test_a_description_disagreeing_with_the_recorded_meaning_is_refused(saved, tmp_path):
+    probe = copy_of(saved["logreg"], tmp_path / "p")
+    edit_json(probe / "bundle.json", reversed_classes)
+    reseal(probe)
+    with pytest.raises(ConfigError, match=r"bundle.json says classes \['neutral', 'sad',") as error:
+        predict.load(probe, "cpu")
+    assert "but the model was saved with classes ['angry', 'happy'," in str(error.value)
+    folder = copy_of(saved["finetuned"], tmp_path / "f")
+    edit_json(folder / "labels.json", reversed_classes)
+    reseal(folder)
+    with pytest.raises(ConfigError, match=r"labels.json says classes \['neutral', 'sad',"):
+        predict.load(folder, "cpu")
+
+
+def test_a_missing_class_sealed_anew_is_refused_by_the_weights(saved, tmp_path):
+    folder = copy_of(saved["finetuned"], tmp_path / "f")
+    edit_json(folder / "labels.json", lambda c: c.update(classes=c["classes"][:-1]))
+    record = integrity.read_record(folder)
+    reseal(folder, {**record.outputs, "classes": record.outputs["classes"][:-1]})
+    with pytest.raises(ConfigError, match=r"head.safetensors holds a head of shapes .* 3 classes"):
+        predict.load(folder, "cpu")
+    probe = copy_of(saved["logreg"], tmp_path / "p")
+    edit_json(probe / "bundle.json", lambda c: c.update(classes=c["classes"][:-1]))
+    record = integrity.read_record(probe)
+    reseal(probe, {**record.outputs, "classes": record.outputs["classes"][:-1]})
+    with pytest.raises(ConfigError, match=r"class indices \[0, 1, 2, 3\], but bundle.json names 3"):
+        predict.load(probe, "cpu")
+
+
+def test_a_bundle_saved_without_a_record_is_refused_with_how_to_remake_it(saved, tmp_path):
+    probe = copy_of(saved["logreg"], tmp_path / "p")
+    (probe / "integrity.json").unlink()
+    with pytest.raises(ConfigError, match=r"has no integrity.json.*export it again \(`ser export"):
+        predict.load(probe, "cpu")
+    folder = copy_of(saved["finetuned"], tmp_path / "f")
+    (folder / "integrity.json").unlink()
+    with pytest.raises(ConfigError, match=r"train it again \(`ser finetune \.\.\. --force`"):
+        predict.load(folder, "cpu")
+
+
+def test_the_record_lists_every_file_and_an_intact_folder_predicts(saved, clip, tmp_path):
+    for kind, folder in saved.items():
+        record = integrity.verify(folder)
+        listed = set(record.files) | {integrity.INTEGRITY_FILE}
+        assert listed == set(files_of(folder)), kind
+        for name, entry in record.files.items():
+            assert entry["sha256"] == integrity.file_sha256(folder / name)
+        assert record.outputs["classes"] == ["angry", "happy", "sad", "neutral"]
+    out = tmp_path / "p.csv"
+    result = CliRunner().invoke(
+        cli, ["predict", str(saved["lora"]), str(clip), "--device", "cpu", "--output", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert out.is_file()
+
+
+def test_saving_replaces_a_saved_model_whole_and_never_other_files(
+    cache, corpus_manifest, tmp_path
+):
+    folder = tmp_path / "b"
+    export_probe([cache], corpus_manifest, folder, classifier="xgb-fast", layers="1")
+    assert (folder / "booster.json").is_file()
+    export_probe([cache], corpus_manifest, folder, classifier="logreg", layers="1")
+    assert not (folder / "booster.json").exists()  # no stale file sealed with the new bundle
+    integrity.verify(folder)
+    other = tmp_path / "work"
+    other.mkdir()
+    (other / "results.csv").write_text("mine")
+    with pytest.raises(ConfigError, match="holds files that are not a saved model"):
+        export_probe([cache], corpus_manifest, other, classifier="logreg", layers="1")
+    assert (other / "results.csv").read_text() == "mine"
