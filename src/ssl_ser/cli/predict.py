@@ -31,15 +31,16 @@ FAILED_FILES_EXIT = 1
 @click.option(
     "--condition",
     type=click.Choice(CONDITION_CHOICES),
-    default="clean",
-    show_default=True,
-    help="telephone: pass the audio through the telephone chain first, as in extraction.",
+    default=None,
+    help="telephone: pass the audio through the telephone chain first, as in extraction "
+    "[default: the condition of the model's training audio; another one is read with a "
+    "warning].",
 )
 @click.option(
     "--telephone-source",
     type=click.Choice(TELEPHONE_SOURCE_CHOICES),
-    default="derived",
-    show_default=True,
+    default=None,
+    help="[default: that of the model's training audio, else derived]",
 )
 @click.option(
     "--window",
@@ -61,7 +62,8 @@ def predict(bundle: str, inputs: tuple[str, ...], **options) -> None:
     BUNDLE is a probe bundle (`ser classify --save-probe`, `ser export`) or a model
     folder from `ser finetune` (OUTPUT/models/<cell id>/).
     INPUTS are audio files, folders (searched recursively) or manifests; audio
-    at any sample rate is resampled as in extraction. One row per file: path,
+    at any sample rate is resampled as in extraction, and files are read as the
+    model's training audio was (its channel and condition). One row per file: path,
     duration, predicted emotion, one probability per class, and the error of a
     file that could not be used (the others go on; the exit status is 1 then).
     """
