@@ -27,7 +27,9 @@ from ssl_ser.predict import integrity
 from ssl_ser.predict.export import export_probe
 from ssl_ser.testing import write_wav
 
-SAVED = ("logreg", "linear", "xgb-fast", "finetuned", "lora")
+PROBES = ("logreg", "linear", "xgb-fast")
+FINETUNES = ("finetuned", "lora")
+SAVED = (*PROBES, *(pytest.param(kind, marks=pytest.mark.slow) for kind in FINETUNES))
 OPERATIONS = ("edit", "truncate", "swap", "remove")
 
 
@@ -53,21 +55,34 @@ def finetuned_folder(manifest, model, output: Path, **fields) -> Path:
 
 
 @pytest.fixture(scope="module")
-def saved(cache, corpus_manifest, tiny_model, tmp_path_factory) -> dict[str, Path]:
-    """Every kind of saved model: probes of three storage kinds, a full and a LoRA fine-tune."""
-    root = tmp_path_factory.mktemp("saved")
-    folders = {}
-    for classifier in ("logreg", "linear", "xgb-fast"):
-        folders[classifier] = export_probe(
+def probes(cache, corpus_manifest, tmp_path_factory) -> dict[str, Path]:
+    """Probe bundles of the three storage kinds (skops; + safetensors head; + xgboost JSON)."""
+    root = tmp_path_factory.mktemp("probes")
+    return {
+        classifier: export_probe(
             [cache], corpus_manifest, root / classifier, classifier=classifier, layers="1"
         ).folder
-    folders["finetuned"] = finetuned_folder(
-        corpus_manifest, tiny_model, root / "ft", weighted_layers=True, head="mlp"
-    )
-    folders["lora"] = finetuned_folder(
-        corpus_manifest, tiny_model, root / "lora", adapter="lora", lora_rank=2
-    )
-    return folders
+        for classifier in PROBES
+    }
+
+
+@pytest.fixture(scope="module")
+def finetunes(corpus_manifest, tiny_model, tmp_path_factory) -> dict[str, Path]:
+    """A full fine-tune (backbone/ folder, weighted layers, mlp head) and a LoRA one."""
+    root = tmp_path_factory.mktemp("finetunes")
+    return {
+        "finetuned": finetuned_folder(
+            corpus_manifest, tiny_model, root / "ft", weighted_layers=True, head="mlp"
+        ),
+        "lora": finetuned_folder(
+            corpus_manifest, tiny_model, root / "lora", adapter="lora", lora_rank=2
+        ),
+    }
+
+
+def saved_folder(request, kind: str) -> Path:
+    """The saved folder of `kind` (fine-tuning only for the kinds that need it)."""
+    return request.getfixturevalue("finetunes" if kind in FINETUNES else "probes")[kind]
 
 
 @pytest.fixture(scope="module")
@@ -138,11 +153,12 @@ RECORD_EXPECTED = {  # a changed byte may leave valid JSON: then its own digest 
 
 @pytest.mark.parametrize("operation", OPERATIONS)
 @pytest.mark.parametrize("kind", SAVED)
-def test_every_file_damaged_in_turn_is_refused_naming_it(kind, operation, saved, clip, tmp_path):
-    names = files_of(saved[kind])
+def test_every_file_damaged_in_turn_is_refused_naming_it(kind, operation, request, clip, tmp_path):
+    source = saved_folder(request, kind)
+    names = files_of(source)
     assert integrity.INTEGRITY_FILE in names and len(names) >= 3
     for name in names:
-        folder = copy_of(saved[kind], tmp_path / name.replace("/", "_"))
+        folder = copy_of(source, tmp_path / name.replace("/", "_"))
         touched = damage(folder, name, operation)
         line = refused(folder, clip, tmp_path)
         record = folder / integrity.INTEGRITY_FILE
@@ -157,8 +173,8 @@ def test_every_file_damaged_in_turn_is_refused_naming_it(kind, operation, saved,
 
 
 @pytest.mark.parametrize("kind", SAVED)
-def test_an_extra_file_is_refused(kind, saved, clip, tmp_path):
-    folder = copy_of(saved[kind], tmp_path)
+def test_an_extra_file_is_refused(kind, request, clip, tmp_path):
+    folder = copy_of(saved_folder(request, kind), tmp_path)
     (folder / "sub").mkdir(exist_ok=True)
     (folder / "sub" / "notes.txt").write_text("mine")
     line = refused(folder, clip, tmp_path)
@@ -181,13 +197,18 @@ def reversed_classes(content: dict) -> None:
         ("logreg", "bundle.json", reversed_classes),
         ("logreg", "bundle.json", lambda c: c.update(layers=["2"])),
         ("logreg", "bundle.json", lambda c: c.update(pooling="std")),
-        ("finetuned", "labels.json", reversed_classes),
-        ("finetuned", "labels.json", lambda c: c.update(classes=c["classes"][:-1])),
+        pytest.param("finetuned", "labels.json", reversed_classes, marks=pytest.mark.slow),
+        pytest.param(
+            "finetuned",
+            "labels.json",
+            lambda c: c.update(classes=c["classes"][:-1]),
+            marks=pytest.mark.slow,
+        ),
     ],
     ids=["class-order", "layers", "pooling", "labels-order", "labels-missing-class"],
 )
-def test_edited_descriptions_are_refused(kind, file, change, saved, clip, tmp_path):
-    folder = copy_of(saved[kind], tmp_path)
+def test_edited_descriptions_are_refused(kind, file, change, request, clip, tmp_path):
+    folder = copy_of(saved_folder(request, kind), tmp_path)
     edit_json(folder / file, change)
     line = refused(folder, clip, tmp_path)
     assert f"error: {folder / file} " in line
@@ -200,28 +221,26 @@ def reseal(folder: Path, outputs: dict | None = None) -> None:
     integrity.seal(folder, record.kind, outputs or record.outputs, record.audio)
 
 
-def test_a_description_disagreeing_with_the_recorded_meaning_is_refused(saved, tmp_path):
-    probe = copy_of(saved["logreg"], tmp_path / "p")
+def test_a_description_disagreeing_with_the_recorded_meaning_is_refused(probes, tmp_path):
+    probe = copy_of(probes["logreg"], tmp_path)
     edit_json(probe / "bundle.json", reversed_classes)
     reseal(probe)
     with pytest.raises(ConfigError, match=r"bundle.json says classes \['neutral', 'sad',") as error:
         predict.load(probe, "cpu")
     assert "but the model was saved with classes ['angry', 'happy'," in str(error.value)
-    folder = copy_of(saved["finetuned"], tmp_path / "f")
+
+
+@pytest.mark.slow
+def test_labels_disagreeing_with_the_recorded_meaning_are_refused(finetunes, tmp_path):
+    folder = copy_of(finetunes["finetuned"], tmp_path)
     edit_json(folder / "labels.json", reversed_classes)
     reseal(folder)
     with pytest.raises(ConfigError, match=r"labels.json says classes \['neutral', 'sad',"):
         predict.load(folder, "cpu")
 
 
-def test_a_missing_class_sealed_anew_is_refused_by_the_weights(saved, tmp_path):
-    folder = copy_of(saved["finetuned"], tmp_path / "f")
-    edit_json(folder / "labels.json", lambda c: c.update(classes=c["classes"][:-1]))
-    record = integrity.read_record(folder)
-    reseal(folder, {**record.outputs, "classes": record.outputs["classes"][:-1]})
-    with pytest.raises(ConfigError, match=r"head.safetensors holds a head of shapes .* 3 classes"):
-        predict.load(folder, "cpu")
-    probe = copy_of(saved["logreg"], tmp_path / "p")
+def test_a_missing_class_sealed_anew_is_refused_by_the_classifier(probes, tmp_path):
+    probe = copy_of(probes["logreg"], tmp_path)
     edit_json(probe / "bundle.json", lambda c: c.update(classes=c["classes"][:-1]))
     record = integrity.read_record(probe)
     reseal(probe, {**record.outputs, "classes": record.outputs["classes"][:-1]})
@@ -229,19 +248,36 @@ def test_a_missing_class_sealed_anew_is_refused_by_the_weights(saved, tmp_path):
         predict.load(probe, "cpu")
 
 
-def test_a_bundle_saved_without_a_record_is_refused_with_how_to_remake_it(saved, tmp_path):
-    probe = copy_of(saved["logreg"], tmp_path / "p")
+@pytest.mark.slow
+def test_a_missing_class_sealed_anew_is_refused_by_the_head(finetunes, tmp_path):
+    folder = copy_of(finetunes["finetuned"], tmp_path)
+    edit_json(folder / "labels.json", lambda c: c.update(classes=c["classes"][:-1]))
+    record = integrity.read_record(folder)
+    reseal(folder, {**record.outputs, "classes": record.outputs["classes"][:-1]})
+    with pytest.raises(ConfigError, match=r"head.safetensors holds a head of shapes .* 3 classes"):
+        predict.load(folder, "cpu")
+
+
+def test_a_bundle_saved_without_a_record_is_refused_with_how_to_remake_it(probes, tmp_path):
+    probe = copy_of(probes["logreg"], tmp_path)
     (probe / "integrity.json").unlink()
     with pytest.raises(ConfigError, match=r"has no integrity.json.*export it again \(`ser export"):
         predict.load(probe, "cpu")
-    folder = copy_of(saved["finetuned"], tmp_path / "f")
+
+
+@pytest.mark.slow
+def test_a_model_folder_saved_without_a_record_is_refused(finetunes, tmp_path):
+    folder = copy_of(finetunes["finetuned"], tmp_path)
     (folder / "integrity.json").unlink()
     with pytest.raises(ConfigError, match=r"train it again \(`ser finetune \.\.\. --force`"):
         predict.load(folder, "cpu")
 
 
-def test_the_record_lists_every_file_and_an_intact_folder_predicts(saved, clip, tmp_path):
-    for kind, folder in saved.items():
+@pytest.mark.slow
+def test_the_record_lists_every_file_and_an_intact_folder_predicts(
+    probes, finetunes, clip, tmp_path
+):
+    for kind, folder in {**probes, **finetunes}.items():
         record = integrity.verify(folder)
         listed = set(record.files) | {integrity.INTEGRITY_FILE}
         assert listed == set(files_of(folder)), kind
@@ -250,7 +286,7 @@ def test_the_record_lists_every_file_and_an_intact_folder_predicts(saved, clip, 
         assert record.outputs["classes"] == ["angry", "happy", "sad", "neutral"]
     out = tmp_path / "p.csv"
     result = CliRunner().invoke(
-        cli, ["predict", str(saved["lora"]), str(clip), "--device", "cpu", "--output", str(out)]
+        cli, ["predict", str(finetunes["lora"]), str(clip), "--device", "cpu", "--output", str(out)]
     )
     assert result.exit_code == 0, result.output
     assert out.is_file()
@@ -271,3 +307,27 @@ def test_saving_replaces_a_saved_model_whole_and_never_other_files(
     with pytest.raises(ConfigError, match="holds files that are not a saved model"):
         export_probe([cache], corpus_manifest, other, classifier="logreg", layers="1")
     assert (other / "results.csv").read_text() == "mine"
+
+
+def test_save_probe_into_the_results_or_a_folder_of_other_files_is_refused_first(
+    cache, corpus_manifest, tmp_path
+):
+    manifest = tmp_path / "manifest.csv"
+    corpus_manifest.to_csv(manifest, index=False)
+    common = ["classify", "--cache", str(cache.path), "--manifest", str(manifest)]
+    results = tmp_path / "r"
+    same = CliRunner().invoke(
+        cli, [*common, "--output", str(results), "--save-probe", str(results), "--no-progress"]
+    )
+    assert same.exit_code == 1
+    assert same.stderr == (
+        f"error: {results} is also the results folder; save the model into a folder of its own\n"
+    )
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "notes.txt").write_text("mine")
+    other = CliRunner().invoke(
+        cli, [*common, "--output", str(results), "--save-probe", str(work), "--no-progress"]
+    )
+    assert other.exit_code == 1 and "holds files that are not a saved model" in other.stderr
+    assert not (results / "cells").exists()  # refused before any cell ran

@@ -225,7 +225,7 @@ def fresh_folder(folder: str | Path) -> Iterator[Path]:
         ConfigError: `folder` is a file, or a folder holding other things.
     """
     folder = Path(folder)
-    _check_replaceable(folder)
+    check_replaceable(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     temporary = folder.with_name(f".{folder.name}.{os.getpid()}.saving")
     shutil.rmtree(temporary, ignore_errors=True)
@@ -242,7 +242,18 @@ def fresh_folder(folder: str | Path) -> Iterator[Path]:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _check_replaceable(folder: Path) -> None:
+def check_replaceable(folder: str | Path, results: str | Path | None = None) -> None:
+    """Refuse, before any work, a folder a model cannot be saved into (see :func:`fresh_folder`).
+
+    Raises:
+        ConfigError: `folder` is a file, a folder holding other things, or the
+            `results` folder itself.
+    """
+    folder = Path(folder)
+    if results is not None and folder.resolve() == Path(results).resolve():
+        raise ConfigError(
+            f"{folder} is also the results folder; save the model into a folder of its own"
+        )
     if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
         raise ConfigError(f"{folder} exists and is not a folder; give a folder to save the model")
     if not folder.is_dir() or not any(folder.iterdir()):
