@@ -331,3 +331,34 @@ def test_save_probe_into_the_results_or_a_folder_of_other_files_is_refused_first
     )
     assert other.exit_code == 1 and "holds files that are not a saved model" in other.stderr
     assert not (results / "cells").exists()  # refused before any cell ran
+
+
+@pytest.mark.parametrize("kind", ["linear", "xgb-fast"])
+def test_a_damaged_file_under_a_rewritten_record_is_one_line_not_a_traceback(
+    kind, request, clip, tmp_path
+):
+    folder = copy_of(saved_folder(request, kind), tmp_path)
+    name = "head.safetensors" if kind == "linear" else "booster.json"
+    damage(folder, name, "truncate")
+    reseal(folder)
+    line = refused(folder, clip, tmp_path)
+    assert line.startswith(f"error: {folder} cannot be loaded (") and line.endswith("; refused")
+
+
+def test_export_into_a_folder_of_other_files_is_refused_before_fitting(
+    cache, corpus_manifest, tmp_path
+):
+    manifest = tmp_path / "manifest.csv"
+    corpus_manifest.to_csv(manifest, index=False)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("mine")
+    result = CliRunner().invoke(
+        cli,
+        ["export", "--cache", str(cache.path), "--manifest", str(manifest)]
+        + ["--output", str(tmp_path / "out")],
+    )
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"error: {tmp_path / 'out'} holds files that are not a saved model; saving there "
+        "would replace them: choose a new or empty folder\n"
+    )

@@ -67,11 +67,14 @@ class FinetunedPredictor(Predictor):
                 config, model=str(trained.get("model", config.model)), revision=_commit(trained)
             )
         config = dataclasses.replace(config, gradient_checkpointing=False)
-        self.model, backbone = finetune_model.build_model(config, len(self.classes), device, 0)
+        with integrity.loading(folder / "backbone" if config.adapter == "none" else folder):
+            self.model, backbone = finetune_model.build_model(config, len(self.classes), device, 0)
         if config.adapter == "lora":
             _check_base(backbone.identity, trained, folder)
-            _load_adapter(self.model, folder / ADAPTER_FILE)
-        _load_head(self.model, folder / HEAD_FILE)
+            with integrity.loading(folder / ADAPTER_FILE):
+                _load_adapter(self.model, folder / ADAPTER_FILE)
+        with integrity.loading(folder / HEAD_FILE):
+            _load_head(self.model, folder / HEAD_FILE)
         self.model.eval()
         self.preprocessor = backbone.preprocessor
         self.backbone = backbone

@@ -200,6 +200,27 @@ def _check_file(folder: Path, name: str, expected: Mapping[str, Any]) -> None:
         )
 
 
+@contextlib.contextmanager
+def loading(path: Path) -> Iterator[None]:
+    """Turn a library's failure to load a verified file into one line naming it.
+
+    Reached only by a folder whose record was rewritten over damaged files (or a
+    library that cannot read its own file): still an error, never a traceback.
+
+    Raises:
+        ConfigError: naming `path` and the library's complaint.
+    """
+    try:
+        yield
+    except ConfigError:
+        raise
+    except Exception as error:  # safetensors, skops, xgboost and torch raise their own types
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise ConfigError(
+            f"{path} cannot be loaded ({type(error).__name__}: {reason[:200]}); refused"
+        ) from error
+
+
 def check_outputs(record: Seal, described: Mapping[str, Any], path: Path) -> None:
     """Refuse a description (`path`'s content) whose output meaning differs from the record's.
 

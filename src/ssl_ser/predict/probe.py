@@ -211,7 +211,8 @@ class ProbePredictor(Predictor):
         seal = seal or integrity.verify(folder)
         self.description = _description_of(folder, seal)
         self.reading = dict(seal.audio)
-        self.estimator = load_estimator(folder, self.description)
+        with integrity.loading(folder):
+            self.estimator = load_estimator(folder, self.description)
         self.classes = tuple(self.description["classes"])
         _check_estimator(self.estimator, self.description, folder)
         config = ExtractorConfig.from_dict(self.description["extractor_config"])
