@@ -239,6 +239,16 @@ def test_labels_disagreeing_with_the_recorded_meaning_are_refused(finetunes, tmp
         predict.load(folder, "cpu")
 
 
+def test_a_description_lacking_a_recorded_field_is_refused(probes, tmp_path):
+    probe = copy_of(probes["logreg"], tmp_path)
+    edit_json(probe / "bundle.json", lambda c: c.pop("classes"))
+    reseal(probe)
+    with pytest.raises(
+        ConfigError, match=r"bundle.json lacks 'classes', which the model was saved"
+    ):
+        predict.load(probe, "cpu")
+
+
 def test_a_missing_class_sealed_anew_is_refused_by_the_classifier(probes, tmp_path):
     probe = copy_of(probes["logreg"], tmp_path)
     edit_json(probe / "bundle.json", lambda c: c.update(classes=c["classes"][:-1]))

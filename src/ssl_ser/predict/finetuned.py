@@ -102,7 +102,7 @@ def _descriptions(folder: Path, seal: integrity.Seal) -> tuple[dict, dict]:
         raise ConfigError(f"{folder} is a saved {seal.kind} model, not a fine-tuned model folder")
     described = json.loads((folder / RUN_FILE).read_text())
     labels = json.loads((folder / LABELS_FILE).read_text())
-    integrity.check_outputs(seal, labels, folder / LABELS_FILE)
+    integrity.check_outputs(seal, labels, folder / LABELS_FILE, ("classes", "label_set"))
     return described, labels
 
 

@@ -22,7 +22,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -221,12 +221,19 @@ def loading(path: Path) -> Iterator[None]:
         ) from error
 
 
-def check_outputs(record: Seal, described: Mapping[str, Any], path: Path) -> None:
+def check_outputs(
+    record: Seal, described: Mapping[str, Any], path: Path, required: Sequence[str] = ()
+) -> None:
     """Refuse a description (`path`'s content) whose output meaning differs from the record's.
+
+    Fields in `required` must be in the description; others are compared where present.
 
     Raises:
         ConfigError: naming the field, the file's value and the recorded one.
     """
+    for field in required:
+        if field in record.outputs and field not in described:
+            raise ConfigError(f"{path} lacks {field!r}, which the model was saved with; refused")
     for field, value in sorted(record.outputs.items()):
         if field in described and json.loads(json.dumps(described[field])) != value:
             raise ConfigError(

@@ -272,7 +272,7 @@ def _description_of(folder: Path, seal: integrity.Seal) -> dict[str, Any]:
     if seal.kind != BUNDLE_KIND or not path.is_file():
         raise ConfigError(f"{folder} is a saved {seal.kind} model, not a probe bundle")
     description = json.loads(path.read_text())
-    integrity.check_outputs(seal, description, path)
+    integrity.check_outputs(seal, description, path, OUTPUT_FIELDS)
     return description
 
 
