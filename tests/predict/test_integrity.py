@@ -127,11 +127,8 @@ def refused(folder: Path, clip: Path, tmp_path: Path) -> str:
         cli, ["predict", str(folder), str(clip), "--device", "cpu", "--output", str(out)]
     )
     assert result.exit_code == 1, result.output
-    assert (
-        "Traceback" not in result.output
-        and result.exception is None
-        or isinstance(result.exception, SystemExit)
-    )
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert not out.exists()
