@@ -229,3 +229,25 @@ def test_several_pairs_carry_holm_adjusted_p_values(sweep) -> None:
     assert len(frames.frame) == 4  # layer 2 against each other layer
     assert frames.frame["p_holm"].to_numpy() == pytest.approx(stats.holm(frames.frame["p"]))
     assert "each p is uncorrected" in frames.text
+
+
+def test_utterances_only_one_cell_predicted_are_left_out_and_counted(sweep, tmp_path: Path) -> None:
+    folder, _ = sweep
+    part = tmp_path / "part"
+    part.mkdir()
+    (part / "results.parquet").write_bytes((folder / "results.parquet").read_bytes())
+    frame = pd.read_parquet(folder / "predictions.parquet")
+    gone = (frame["layer"] == "3") & (frame["fold"] == "0")
+    frame[~gone].to_parquet(part / "predictions.parquet")
+    result = compare.run_compare([part], "layer=1", "layer=3", n_boot=N_BOOT)
+    row = result.frame.iloc[0]
+    kept = frame[(frame["layer"] == "1") & (frame["fold"] != "0")]
+    assert (row["n"], row["unpaired_a"], row["unpaired_b"]) == (len(kept), gone.sum(), 0)
+    assert row["folds"] == 2
+    wide = predictions_by_layer(folder)
+    wide = wide[wide["fold"] != "0"]
+    expected = balanced_accuracy_score(wide["label"], wide["1"]) - balanced_accuracy_score(
+        wide["label"], wide["3"]
+    )
+    assert row["delta"] == pytest.approx(expected)
+    assert f"no partner in the other cell: {gone.sum()} utterance(s) of A, 0 of B" in result.text

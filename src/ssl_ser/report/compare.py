@@ -438,6 +438,7 @@ def pairs_text(frame: pd.DataFrame, alpha: float) -> str:
             f"{tables.percent(row['ua_a'])}% vs {tables.percent(row['ua_b'])}%, difference "
             f"{_delta(row)} points (95% CI); p {_p(row['p'])} (paired permutation over "
             f"utterances), p {_p(row['p_folds'])} (sign-flip over folds): {verdict} at {alpha:g}"
+            + _unpaired(row)
         )
     note = (
         "CI: paired percentile bootstrap, utterances resampled within "
@@ -451,6 +452,16 @@ def pairs_text(frame: pd.DataFrame, alpha: float) -> str:
             + "."
         )
     return "\n".join(blocks) + "\n" + note
+
+
+def _unpaired(row: pd.Series) -> str:
+    """A note on utterances only one cell predicted (other folds or corpora), if any."""
+    if not row["unpaired_a"] and not row["unpaired_b"]:
+        return ""
+    return (
+        f"\n  left out, no partner in the other cell: {row['unpaired_a']} utterance(s) of A, "
+        f"{row['unpaired_b']} of B"
+    )
 
 
 def describe_pair(a: pd.Series, b: pd.Series) -> tuple[str, str, str]:
