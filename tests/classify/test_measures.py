@@ -227,6 +227,9 @@ def test_speaker_probe_reaches_the_designed_accuracy(tmp_path):
     predictions = pd.read_parquet(tmp_path / "predictions.parquet")
     for _, fold in predictions.groupby("cell_id"):  # every test fold holds every speaker
         assert fold["label"].nunique() == 4
+    assert (predictions["label"] == predictions["speaker"]).all()
+    gender = dict(zip(table["utt_id"], table["gender"], strict=True))
+    assert (predictions["gender"] == predictions["utt_id"].map(gender)).all()
 
 
 def test_speaker_target_refuses_speaker_independent_splits(tmp_path):

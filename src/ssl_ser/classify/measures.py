@@ -98,9 +98,8 @@ def retarget(dataset: Any, target: str, seed: int, split: str) -> Any:
 
     Control: labels from :func:`control_labels`. Speaker: the speaker is the
     label and every utterance its own group, so the folds split utterances and
-    each speaker is in training and test; each utterance's ``gender`` becomes
-    its speaker so the k-fold deals every speaker's utterances evenly over the
-    folds (stratified by speaker).
+    each speaker is in training and test (the ``speaker`` and ``gender``
+    columns stay the manifest's, as stored with the predictions).
 
     Raises:
         ConfigError: a speaker target on a split other than those of
@@ -125,7 +124,6 @@ def retarget(dataset: Any, target: str, seed: int, split: str) -> Any:
             f"(grouped by {', '.join(dataset.grouping[c] for c in unnamed)})"
         )
     table["label"] = table["group"].astype(str)
-    table["gender"] = table["group"].astype(str)
     table["group"] = table["utt_id"].astype(str)
     classes = tuple(sorted(table["label"].unique()))
     return dataclasses.replace(dataset, table=table, classes=classes)

@@ -23,7 +23,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ssl_ser import __version__
-from ssl_ser.report import figures, finetune, finetune_figures, measures, tables
+from ssl_ser.report import figures, finetune, finetune_figures, measures, stats_section, tables
 from ssl_ser.report.document import (
     Document,
     ExtractorInfo,
@@ -57,6 +57,7 @@ FIGURE_PATTERNS: tuple[str, ...] = (
     "confusion*",
     "training-curves*",
     "layer-weights*",
+    stats_section.FIGURE_PATTERN,
     "selectivity*",
     "codelength*",
     "speaker-information*",
@@ -176,9 +177,11 @@ def build_document(
         numbers.append(GroupNumbers(group, mine, best, _top_of(best, mine)))
     drawn = draw_figures(results, numbers, names, figure_dir, progress=progress)
     tuned = finetune_items(results, numbers, names, figure_dir, n_boot=n_boot, seed=seed)
+    stats = stats_section.stats_items(results, numbers, names, figure_dir, n_boot=n_boot, seed=seed)
     measured = measures.measure_items(with_targets, names, figure_dir)
     sections = [
         Section("Layer-wise probing", LAYERS_INTRO, drawn["layers"]),
+        *stats_section.sections(stats),
         *([Section(measures.TITLE, measures.INTRO, measured)] if measured else []),
         Section("Best results", BEST_INTRO, _best_tables(numbers, names)),
         *([Section(FINETUNE_TITLE, FINETUNE_INTRO, tuned)] if tuned else []),
@@ -193,7 +196,10 @@ def build_document(
         extractors=extractor_infos(cells, names),
         facts=facts(results, cells, names, [n.group for n in numbers]),
         warnings=warning_lines(cells, names),
-        highlights=[highlight(n.top, names, n.group) for n in numbers],
+        highlights=[
+            stats_section.with_worst(highlight(n.top, names, n.group), worst)
+            for n, worst in zip(numbers, stats.worst, strict=True)
+        ],
         sections=sections,
     )
 
