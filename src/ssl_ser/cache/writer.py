@@ -108,6 +108,7 @@ class CacheWriter(HeaderFields):
         self.progress = progress
         self._file: h5py.File | None = None
         self._broken: CacheError | None = None
+        self._index_redo: list[str] = []
         self._datasets: dict[str, h5py.Dataset] = {}
         self._clear_buffer()
         self._lock = WriterLock(self.path)
@@ -147,6 +148,29 @@ class CacheWriter(HeaderFields):
         layout.check_key(self.path, header.differences(requested))
         self._add_fingerprints(header)
         self._load(header)
+        self._mend_index()
+
+    def _mend_index(self) -> None:
+        """Rebuild the file without the rows whose index entry cannot be trusted.
+
+        A slot or fingerprint chunk failing its checksum, or a slot out of range or
+        shared, leaves its rows unknown: the rebuild copies every other row and
+        leaves those missing, so they are extracted again (:meth:`repair` lists
+        them). A read-only file is refused instead.
+        """
+        file = self._require_file()
+        index = layout.read_index(file, self.path, tolerant=not self.read_only)
+        if not index.untrusted.any():
+            return
+        self._index_redo = [self._ids[row] for row in np.flatnonzero(index.untrusted)]
+        logger.warning(
+            "%s: the row index is damaged (%s); %d row(s) will be extracted again",
+            self.path,
+            "; ".join(index.problems),
+            len(self._index_redo),
+        )
+        self._replace_with(self.header, self._ids, source=file)
+        self._load(self.header)
 
     def _add_fingerprints(self, header: Header) -> None:
         """Give a file built before audio fingerprints existed its (empty) fingerprint dataset.
@@ -164,7 +188,7 @@ class CacheWriter(HeaderFields):
                     self.path,
                 )
                 return
-            ids = list(source[layout.IDS].asstr()[:])
+            ids = layout.read_index(source, self.path, tolerant=True).ids
             logger.info("adding audio fingerprints to %s (%d row(s) kept)", self.path, len(ids))
             try:
                 self._replace_with(header, ids, source=source)
@@ -188,7 +212,7 @@ class CacheWriter(HeaderFields):
             )
         converted = header.with_storage_dtype(new)
         with layout.open_h5(self.path, "r") as source:
-            ids = list(source[layout.IDS].asstr()[:])
+            ids = layout.read_index(source, self.path, tolerant=True).ids
             logger.warning(
                 "converting cache %s from %s to %s (%d row(s) kept)", self.path, old, new, len(ids)
             )
@@ -216,13 +240,15 @@ class CacheWriter(HeaderFields):
         )
         if not self.read_only:
             self._reserve()
-        self._datasets = {pooling: self._file[FEATURES][pooling] for pooling in header.poolings}
+        with layout.damage_as_error(self.path):
+            self._datasets = {p: self._file[FEATURES][p] for p in header.poolings}
         self.header = header
-        self._ids: list[str] = list(self._file[layout.IDS].asstr()[:])
+        index = layout.read_index(self._file, self.path, tolerant=True)
+        self._ids: list[str] = index.ids
         self._row = {utt_id: row for row, utt_id in enumerate(self._ids)}
-        self._slots = self._file[SLOT][: len(self._ids)].astype(np.int64)
-        if layout.FINGERPRINT in self._file:
-            self._fingerprints = self._file[layout.FINGERPRINT][: len(self._ids)]
+        self._slots = index.slots
+        if index.fingerprints is not None:
+            self._fingerprints = index.fingerprints
         else:  # a cache from before fingerprints, opened read-only: none recorded
             self._fingerprints = np.zeros(len(self._ids), dtype=layout.FINGERPRINT_DTYPE)
 
@@ -432,6 +458,12 @@ class CacheWriter(HeaderFields):
             The ids of the rows un-marked, in file order (empty: nothing was wrong).
         """
         self.flush()
+        mended, self._index_redo = self._index_redo, []
+        redone = self._repair_features(progress, add_checksums)
+        return sorted({*mended, *redone}, key=self._row.__getitem__)
+
+    def _repair_features(self, progress: bool, add_checksums: bool) -> list[str]:
+        """:meth:`repair` for the rows whose features are corrupt (the index is mended on open)."""
         file = self._require_file()
         bad = inspection.corrupt_rows(file, self.header, self._slots, progress)
         if not bad and inspection.damaged_free_chunks(file, self.header, self._slots):
