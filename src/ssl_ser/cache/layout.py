@@ -127,7 +127,12 @@ INDEX = (SLOT, REASON, FINGERPRINT)
 INDEX_READ_ATTEMPTS = 4
 INDEX_READ_WAIT_S = 0.05
 FINGERPRINT_DTYPE = np.dtype(
-    [("size", "<i8"), ("mtime_ns", "<i8"), ("blake2b", f"S{DIGEST_CHARS}")]
+    [
+        ("size", "<i8"),
+        ("mtime_ns", "<i8"),
+        ("blake2b", f"S{DIGEST_CHARS}"),
+        ("path", f"S{DIGEST_CHARS}"),
+    ]
 )
 
 KeyValue = str | int | float | bool
@@ -360,8 +365,29 @@ def fingerprint_records(fingerprints: Sequence[Fingerprint | None]) -> np.ndarra
     out = np.zeros(len(fingerprints), dtype=FINGERPRINT_DTYPE)
     for i, fingerprint in enumerate(fingerprints):
         if fingerprint is not None:
-            out[i] = (fingerprint.size, fingerprint.mtime_ns, fingerprint.blake2b.encode("ascii"))
+            out[i] = (
+                fingerprint.size,
+                fingerprint.mtime_ns,
+                fingerprint.blake2b.encode("ascii"),
+                fingerprint.path.encode("ascii"),
+            )
     return out
+
+
+def as_fingerprint_records(records: np.ndarray) -> np.ndarray:
+    """Stored fingerprint records as FINGERPRINT_DTYPE (files of ssl-ser <= 0.3 lack ``path``)."""
+    if records.dtype == FINGERPRINT_DTYPE:
+        return records
+    out = np.zeros(len(records), dtype=FINGERPRINT_DTYPE)
+    for name in records.dtype.names or ():
+        if name in (FINGERPRINT_DTYPE.names or ()):
+            out[name] = records[name]
+    return out
+
+
+def has_path_fingerprints(file: h5py.File) -> bool:
+    """Whether an open cache records fingerprints with the audio's path (ssl-ser >= 0.4)."""
+    return FINGERPRINT in file and "path" in (file[FINGERPRINT].dtype.names or ())
 
 
 def fingerprint_of(record: np.void) -> Fingerprint | None:
@@ -369,7 +395,8 @@ def fingerprint_of(record: np.void) -> Fingerprint | None:
     digest = bytes(record["blake2b"]).rstrip(b"\0").decode("ascii", errors="replace")
     if not digest:
         return None
-    return Fingerprint(int(record["size"]), int(record["mtime_ns"]), digest)
+    path = bytes(record["path"]).rstrip(b"\0").decode("ascii", errors="replace")
+    return Fingerprint(int(record["size"]), int(record["mtime_ns"]), digest, path)
 
 
 def _check_names(what: str, names: Iterable[Any]) -> list[str]:
@@ -738,6 +765,7 @@ def read_index(file: h5py.File, path: Path, tolerant: bool = False) -> Index:
         prints = None
         if FINGERPRINT in file:
             prints, damaged_prints = _read_checked(file[FINGERPRINT], len(ids))
+            prints = as_fingerprint_records(prints)
             damaged |= damaged_prints
     slots = slots.astype(np.int64)
     problems = []

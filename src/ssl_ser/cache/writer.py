@@ -173,18 +173,21 @@ class CacheWriter(HeaderFields):
         self._load(self.header)
 
     def _add_fingerprints(self, header: Header) -> None:
-        """Give a file built before audio fingerprints existed its (empty) fingerprint dataset.
+        """Give a file built before fingerprints recorded the audio's path the current dataset.
 
-        Adding a dataset changes the structure, so the file is built anew beside
-        the old one with every row copied, and renamed over it.
+        Files of ssl-ser 0.1 have no fingerprints, files up to 0.3 fingerprints
+        without the path (their rows' files are hashed once by the next ``ser
+        extract``). Changing a dataset changes the structure, so the file is built
+        anew beside the old one with every row copied (and checksums on its index),
+        and renamed over it.
         """
         with layout.open_h5(self.path, "r") as source:
-            if layout.FINGERPRINT in source:
+            if layout.has_path_fingerprints(source):
                 return
             if self.read_only:
                 logger.warning(
-                    "%s predates audio fingerprints and its folder is read-only: its rows "
-                    "cannot be checked against their audio",
+                    "%s predates path-bound audio fingerprints and its folder is read-only: its "
+                    "rows cannot all be checked against their audio",
                     self.path,
                 )
                 return
