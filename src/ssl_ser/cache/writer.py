@@ -770,6 +770,33 @@ class CacheWriter(HeaderFields):
             logger.exception("could not commit buffered rows of %s", self.path)
 
 
+def rows_to_prune(path: Path, ids: Sequence[str], keep: Iterable[str], yes: bool) -> list[str]:
+    """The ids of `ids` (a cache's rows) that `keep` does not list, after two sanity checks.
+
+    A manifest sharing no id with the cache (another corpus's) is refused, as is
+    one that would remove more than half of the rows unless `yes`: both are far
+    more likely a wrong manifest than files removed from a corpus.
+
+    Raises:
+        CacheError: no id in common, or more than half removed without `yes`.
+    """
+    wanted = set(keep)
+    dropped = [utt_id for utt_id in ids if utt_id not in wanted]
+    if ids and len(dropped) == len(ids):
+        example = next(iter(sorted(wanted)), "(none)")
+        raise CacheError(
+            f"refusing to prune {path}: the manifest(s) share no utterance id with its "
+            f"{len(ids)} row(s) (cache e.g. {ids[0]!r}, manifest e.g. {example!r}); is it the "
+            "manifest of another corpus? To empty the cache, delete the file"
+        )
+    if 2 * len(dropped) > len(ids) and not yes:
+        raise CacheError(
+            f"refusing to prune {path}: it would remove {len(dropped)} of {len(ids)} row(s), "
+            "more than half; check the manifest(s), or pass --yes to remove them"
+        )
+    return dropped
+
+
 def open_existing(path: str | Path, progress: bool = False) -> CacheWriter:
     """A writer on an existing cache file with its own key and layout (for repair and prune).
 
