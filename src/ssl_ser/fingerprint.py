@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,6 +79,45 @@ def path_digest(path: str | Path) -> str:
     return hashlib.blake2b(absolute, digest_size=DIGEST_BYTES).hexdigest()
 
 
+def not_regular_reason(path: str | Path) -> str | None:
+    """Why `path` is not a regular file (a FIFO, socket, device, folder, broken link), or None.
+
+    Opening a FIFO blocks until something writes to it, so audio is checked with
+    this before it is opened. A path that does not exist gives None: opening it
+    says so.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        if os.path.islink(path):
+            return f"broken symbolic link (to {os.readlink(path)})"
+        return None
+    except OSError:
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    kinds = {
+        stat.S_ISFIFO: "a FIFO",
+        stat.S_ISSOCK: "a socket",
+        stat.S_ISCHR: "a device",
+        stat.S_ISBLK: "a device",
+        stat.S_ISDIR: "a folder",
+    }
+    kind = next((name for test, name in kinds.items() if test(mode)), "a special file")
+    return f"not a regular audio file ({kind})"
+
+
+def check_regular(path: str | Path) -> None:
+    """Refuse a path that exists but is not a regular file (see :func:`not_regular_reason`).
+
+    Raises:
+        OSError: naming the path and what it is.
+    """
+    reason = not_regular_reason(path)
+    if reason is not None:
+        raise OSError(f"{path}: {reason}")
+
+
 def stat_of(path: str | Path) -> tuple[int, int]:
     """(size, mtime_ns) of a file: the cheap check, no reading.
 
@@ -103,8 +143,10 @@ def of_file(path: str | Path) -> Fingerprint:
     """Fingerprint a file: stat, hash, and stat again to catch a file written meanwhile.
 
     Raises:
-        OSError: the file cannot be read, or it changed while it was hashed.
+        OSError: the file cannot be read, is not a regular file (a FIFO would block),
+            or it changed while it was hashed.
     """
+    check_regular(path)
     before = stat_of(path)
     digest = content_digest(path)
     if stat_of(path) != before:

@@ -122,6 +122,10 @@ class UtteranceDataset(Dataset):
         row = self.rows[index]
         source = None
         try:
+            # a FIFO would block both the hash and the decoder: refuse it first
+            fingerprint.check_regular(
+                audio.utterance_path(row, self.condition, self.telephone_source)
+            )
             source = self._fingerprint(row) if self.verify else None
             wave, rate = self._load(row)
             if self.verify:
