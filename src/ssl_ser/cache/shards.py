@@ -476,9 +476,10 @@ def _open_shard(path: Path) -> _Shard:
         )
     file = layout.open_h5(path, "r")
     try:
-        header = layout.Header.read(file, path)
-        stored = list(file[IDS].asstr()[:])
-        slots = file[SLOT][: len(stored)].astype(np.int64)
+        with layout.damage_as_error(path):
+            header = layout.Header.read(file, path)
+        index = layout.read_index(file, path)  # a damaged index is refused, naming the file
+        stored, slots = index.ids, index.slots
         row_of = {utt_id: row for row, utt_id in enumerate(stored)}
         rows = np.array([row_of.get(u, -1) for u in record.ids], dtype=np.int64)
         states = np.where(rows >= 0, slots[np.maximum(rows, 0)] if len(slots) else MISSING, MISSING)
