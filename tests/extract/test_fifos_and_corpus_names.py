@@ -23,17 +23,25 @@ from ssl_ser.testing import write_wav
 from .helpers import make_manifest
 
 
+class Hung(BaseException):
+    """Raised by the alarm: not an OSError, so no ``except OSError`` on the way swallows it."""
+
+
 @pytest.fixture
 def no_hang():
-    """A command that blocks on a FIFO fails the test after 60 s instead of hanging it."""
+    """A command that blocks on a FIFO fails the test after 60 s instead of hanging it.
+
+    The alarm repeats every second after that: a C call blocked on the FIFO returns
+    with EINTR, and the next signal reaches Python.
+    """
 
     def hung(signum, frame):
-        raise TimeoutError("the command hung (a FIFO was opened?)")
+        raise Hung("the command hung (a FIFO was opened?)")
 
     previous = signal.signal(signal.SIGALRM, hung)
-    signal.alarm(60)
+    signal.setitimer(signal.ITIMER_REAL, 60, 1)
     yield
-    signal.alarm(0)
+    signal.setitimer(signal.ITIMER_REAL, 0)
     signal.signal(signal.SIGALRM, previous)
 
 

@@ -77,6 +77,7 @@ import math
 import os
 import shutil
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -882,9 +883,8 @@ def _id_problems(file: h5py.File, ids: list[str]) -> list[str]:
     if stored is not None and str(stored) != ids_digest(ids):
         problems.append(f"/{IDS} does not match its digest (the row ids are damaged)")
     if len(set(ids)) != len(ids):
-        seen: set[str] = set()
-        repeated = next(utt_id for utt_id in ids if utt_id in seen or seen.add(utt_id))
-        problems.append(f"utterance id {repeated!r} repeats in /{IDS}")
+        repeated = [utt_id for utt_id, count in Counter(ids).items() if count > 1]
+        problems.append(f"{len(repeated)} utterance id(s) repeat in /{IDS}, e.g. {repeated[0]!r}")
     if "" in ids:
         problems.append(f"an utterance id in /{IDS} is empty")
     return problems
