@@ -21,6 +21,7 @@ tables never mix them with cells of today's features.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -117,7 +118,7 @@ class CellStore:
         target = self.cells / DAMAGED_DIR
         target.mkdir(exist_ok=True)
         for damaged in (path, path.with_suffix(".parquet")):
-            if damaged.exists():
+            with contextlib.suppress(FileNotFoundError):  # another process moved it first
                 os.replace(damaged, target / damaged.name)
         log.warning(
             "cell %s in %s cannot be read (%s; cut short?): not finished, so it is computed "
