@@ -171,3 +171,26 @@ def test_fresh_files_carry_index_checksums_and_ids_digest(tmp_path):
         assert file.attrs[layout.IDS_DIGEST] == layout.ids_digest(ids)
     assert layout.ids_digest(ids) != layout.ids_digest([ids[1], ids[0], *ids[2:]])
     assert cache.info(path)["checksums"] is True
+
+
+def test_an_index_chunk_torn_by_a_writer_is_read_again_and_lasting_damage_is_not(
+    tmp_path, monkeypatch
+):
+    """A reader opening beside a committing writer may read a slot chunk mid-rewrite."""
+    path = tmp_path / "c.h5"
+    ids = fill(path, 30)
+    real = h5py.Dataset.__getitem__
+    failures = {"left": 2}
+
+    def torn(self, key):
+        if self.name == "/slot" and failures["left"]:
+            failures["left"] -= 1
+            raise OSError("Can't synchronously read data (filter returned failure during read)")
+        return real(self, key)
+
+    monkeypatch.setattr(h5py.Dataset, "__getitem__", torn)
+    with cache.open(path) as reader:  # two torn reads, then the whole chunk
+        assert reader.ids == ids
+    failures["left"] = layout.INDEX_READ_ATTEMPTS + 1  # every read of the chunk fails: damage
+    with pytest.raises(CacheError, match=r"row index is damaged: 30 row\(s\) are in index chunk"):
+        cache.open(path)

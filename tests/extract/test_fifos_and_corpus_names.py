@@ -118,3 +118,31 @@ def test_extract_refuses_a_manifest_whose_corpus_name_holds_a_comma(tmp_path):
         f"error: manifest {path}: corpus 'toy,2' of 'toy/utt000' is not valid: it holds ','"
     )
     assert not (tmp_path / "cache").exists()
+
+
+def test_not_regular_reason_names_each_kind_of_file(tmp_path):
+    import socket
+
+    from ssl_ser.fingerprint import check_regular, not_regular_reason, of_file
+
+    os.mkfifo(tmp_path / "fifo.wav")
+    (tmp_path / "folder.wav").mkdir()
+    (tmp_path / "gone.wav").symlink_to(tmp_path / "nowhere.wav")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(tmp_path / "sock.wav"))
+        reasons = {
+            name: not_regular_reason(tmp_path / name)
+            for name in ("fifo.wav", "folder.wav", "gone.wav", "sock.wav", "absent.wav")
+        }
+    assert reasons == {
+        "fifo.wav": "not a regular audio file (a FIFO)",
+        "folder.wav": "not a regular audio file (a folder)",
+        "gone.wav": f"broken symbolic link (to {tmp_path / 'nowhere.wav'})",
+        "sock.wav": "not a regular audio file (a socket)",
+        "absent.wav": None,  # opening it says so
+    }
+    assert not_regular_reason(write_wav(tmp_path / "a.wav", 0.1)) is None
+    with pytest.raises(OSError, match=r"fifo.wav: not a regular audio file \(a FIFO\)"):
+        check_regular(tmp_path / "fifo.wav")
+    with pytest.raises(OSError, match=r"not a regular audio file \(a FIFO\)"):
+        of_file(tmp_path / "fifo.wav")  # never opened: hashing it would block
