@@ -22,7 +22,7 @@ from ssl_ser.cli.main import cli
 from ssl_ser.errors import CacheError
 from ssl_ser.testing.synthetic import synthetic_features, synthetic_manifest
 
-from .helpers import DIM, KEY, LAYERS, batch, stored
+from .helpers import DIM, KEY, LAYERS, batch, stored, utt_ids
 from .test_integrity import classify_args, fill, flip_byte, sparse_dcpl
 
 
@@ -194,3 +194,27 @@ def test_an_index_chunk_torn_by_a_writer_is_read_again_and_lasting_damage_is_not
     failures["left"] = layout.INDEX_READ_ATTEMPTS + 1  # every read of the chunk fails: damage
     with pytest.raises(CacheError, match=r"row index is damaged: 30 row\(s\) are in index chunk"):
         cache.open(path)
+
+
+def test_a_damaged_failure_reason_chunk_is_found_and_its_failed_rows_retried(tmp_path):
+    path = tmp_path / "c.h5"
+    ids = utt_ids(30)
+    with CacheWriter(path, KEY, LAYERS, DIM) as writer:
+        writer.add_ids(ids)
+        writer.set_manifest_digest("e" * 64)
+        writer.write(ids[:28], batch(ids[:28]))
+        writer.fail(ids[28], "unreadable")
+        writer.fail(ids[29], "unreadable")
+    flip_byte(path, index_chunk_offset(path, "failure_reason") + 3)
+    assert cache.verify(path) == [
+        "2 failed row(s) are in /failure_reason chunk(s) that fail their checksum"
+    ]
+    with cache.open(path) as reader:  # the features are sound and served
+        np.testing.assert_array_equal(reader.read_rows(ids[:28], "mean"), stored(ids[:28], "mean"))
+        with pytest.raises(CacheError, match=f"^cannot read cache {re.escape(str(path))}: "):
+            _ = reader.failures
+    result = CliRunner().invoke(cli, ["cache", "verify", "--repair", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "repaired: 2 corrupt row(s) marked not complete" in result.output
+    with CacheWriter(path, KEY, LAYERS, DIM) as writer:
+        assert writer.missing(ids) == ids[28:]

@@ -877,7 +877,34 @@ def read_index(file: h5py.File, path: Path, tolerant: bool = False) -> Index:
             "extraction, then `ser extract` to redo them."
         )
     slots[untrusted] = MISSING
+    if tolerant:
+        lost = _unreadable_reasons(file[REASON], slots)
+        if lost.any():
+            problems.append(
+                f"{int(lost.sum())} failed row(s) are in /{REASON} chunk(s) that fail their "
+                "checksum"
+            )
+            untrusted |= lost
+            slots[lost] = MISSING
     return Index(ids, slots, prints, untrusted, problems)
+
+
+def _unreadable_reasons(dataset: h5py.Dataset, slots: np.ndarray) -> np.ndarray:
+    """Per row, whether it failed and its reason's chunk cannot be read (reads only those chunks).
+
+    Only tolerant reads (a writer, ``verify``) look: readers never serve the reasons.
+    """
+    lost = np.zeros(len(slots), dtype=bool)
+    failed = np.flatnonzero(slots == FAILED)
+    step = dataset.chunks[0] if dataset.chunks else max(len(slots), 1)
+    for block in np.unique(failed // step):
+        start = int(block) * step
+        stop = min(start + step, dataset.shape[0])
+        try:
+            dataset[start:stop]
+        except (OSError, RuntimeError):
+            lost[failed[(failed >= start) & (failed < stop)]] = True
+    return lost
 
 
 def _id_problems(file: h5py.File, ids: list[str]) -> list[str]:
