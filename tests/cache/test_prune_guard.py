@@ -61,6 +61,12 @@ def test_prune_of_more_than_half_the_rows_needs_yes(tmp_path):
     )
     with cache.open(path) as reader:
         assert reader.ids == ids
+    dry = CliRunner().invoke(cli, [*args, "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert dry.output.strip().splitlines()[-2:] == [
+        f"{path}: would remove 21 of 40 row(s), 19 kept",
+        "that is more than half of the rows: the real run needs --yes",
+    ]
     half = manifest.write(table.iloc[:20], tmp_path / "half.csv")  # exactly half: no question
     done = CliRunner().invoke(cli, ["cache", "prune", str(path), "--manifest", str(half)])
     assert done.exit_code == 0, done.output

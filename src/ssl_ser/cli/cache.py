@@ -209,6 +209,8 @@ def prune(file: Path, manifests: tuple[Path, ...], dry_run: bool, yes: bool) -> 
         click.echo(f"{'would remove' if dry_run else 'removed'}: {utt_id}")
     verb = "would remove" if dry_run else "removed"
     click.echo(f"{file}: {verb} {len(dropped)} of {total} row(s), {total - len(dropped)} kept")
+    if dry_run and 2 * len(dropped) > total:
+        click.echo("that is more than half of the rows: the real run needs --yes")
 
 
 @cache.command("merge")
