@@ -48,7 +48,7 @@ class Fingerprint:
         mtime_ns: modification time in nanoseconds.
         blake2b: hex BLAKE2b digest of the whole file (DIGEST_CHARS characters).
         path: hex digest of the file's absolute path (:func:`path_digest`); empty
-            where it was not recorded (caches of ssl-ser <= 0.3).
+            where it was not recorded (caches built before paths were).
     """
 
     size: int

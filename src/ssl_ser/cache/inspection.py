@@ -62,8 +62,8 @@ def info(path: str | Path) -> dict[str, Any]:
 def has_checksums(file: h5py.File) -> bool:
     """Whether every feature and index dataset of an open cache carries per-chunk checksums.
 
-    Also requires the ids digest (see :mod:`.layout`): files built before ssl-ser
-    0.4 have feature checksums only, and read as without.
+    Also requires the ids digest (see :mod:`.layout`): files built before index
+    checksums have feature checksums only, and read as without.
     """
     datasets = [file[FEATURES][name] for name in file[FEATURES]] if FEATURES in file else []
     datasets += [file[name] for name in layout.INDEX if name in file]

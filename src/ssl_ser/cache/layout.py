@@ -34,7 +34,7 @@ Fletcher-32 checksums per chunk like the features, and ``/ids`` its digest, so a
 flipped bit in the index is an error, never another row's features. Every opener
 (:func:`read_index`: reader, writer, ``verify``) checks what ``verify`` checks of
 the index before serving a row: checksums, the ids digest, unique non-empty ids,
-slots in range and not shared. Files built before (ssl-ser <= 0.3) have no index
+slots in range and not shared. Files built before these existed have no index
 checksums and no ids digest: they still open, with the structural checks only, and
 any rebuild (``ser cache verify --repair``, new rows, prune) adds both. A writer
 opening a file whose slot, reason or fingerprint chunk fails its checksum rebuilds
@@ -376,7 +376,7 @@ def fingerprint_records(fingerprints: Sequence[Fingerprint | None]) -> np.ndarra
 
 
 def as_fingerprint_records(records: np.ndarray) -> np.ndarray:
-    """Stored fingerprint records as FINGERPRINT_DTYPE (files of ssl-ser <= 0.3 lack ``path``)."""
+    """Stored fingerprint records as FINGERPRINT_DTYPE (older files lack the ``path`` field)."""
     if records.dtype == FINGERPRINT_DTYPE:
         return records
     out = np.zeros(len(records), dtype=FINGERPRINT_DTYPE)
@@ -387,7 +387,7 @@ def as_fingerprint_records(records: np.ndarray) -> np.ndarray:
 
 
 def has_path_fingerprints(file: h5py.File) -> bool:
-    """Whether an open cache records fingerprints with the audio's path (ssl-ser >= 0.4)."""
+    """Whether an open cache records fingerprints with the audio's path (newer files)."""
     return FINGERPRINT in file and "path" in (file[FINGERPRINT].dtype.names or ())
 
 

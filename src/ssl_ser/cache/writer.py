@@ -175,7 +175,7 @@ class CacheWriter(HeaderFields):
     def _add_fingerprints(self, header: Header) -> None:
         """Give a file built before fingerprints recorded the audio's path the current dataset.
 
-        Files of ssl-ser 0.1 have no fingerprints, files up to 0.3 fingerprints
+        The first releases wrote no fingerprints, later ones fingerprints
         without the path (their rows' files are hashed once by the next ``ser
         extract``). Changing a dataset changes the structure, so the file is built
         anew beside the old one with every row copied (and checksums on its index),
