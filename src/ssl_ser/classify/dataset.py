@@ -41,8 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ssl_ser import audio
-from ssl_ser.cache import layout
+from ssl_ser import audio, fingerprint
 from ssl_ser.classify.features import FeatureSource, content_digest
 from ssl_ser.classify.splits import speaker_groups
 from ssl_ser.errors import (
@@ -364,8 +363,7 @@ def _check_source_audio(
             unverified += 1
             continue
         recorded = (int(record["size"]), int(record["mtime_ns"]))
-        stored = layout.fingerprint_of(record)
-        if stored is not None and stored.path and not stored.same_path(path):
+        if _recorded_path(record) not in ("", fingerprint.path_digest(path)):
             stale.append(f"{utt_id} ({path}: not the file it was extracted from)")
         elif (int(info.st_size), int(info.st_mtime_ns)) != recorded:
             stale.append(f"{utt_id} ({path}: {recorded[0]} -> {info.st_size} bytes)")
@@ -387,6 +385,13 @@ def _check_source_audio(
             unverified,
             unknown,
         )
+
+
+def _recorded_path(record: np.void) -> str:
+    """The path digest a fingerprint record holds ('' where none was recorded)."""
+    if "path" not in (record.dtype.names or ()):
+        return ""
+    return bytes(record["path"]).rstrip(b"\0").decode("ascii", errors="replace")
 
 
 def _telephone_source(key: Mapping[str, Any]) -> str:
