@@ -135,7 +135,9 @@ def test_damaged_ids_are_refused_by_the_digest(tmp_path):
         CacheWriter(path, KEY, LAYERS, DIM)
 
 
-@pytest.mark.parametrize("name", ["ids", "slot", "failure_reason", "features/mean", "features"])
+@pytest.mark.parametrize(
+    "name", ["ids", "slot", "failure_reason", "audio_fingerprint", "features/mean", "features"]
+)
 def test_a_damaged_object_header_is_one_line_naming_the_file(tmp_path, name):
     table = synthetic_manifest(48, 4, corpus="alpha", seed=0)
     features = synthetic_features(table, 2, 6, seed=0, key={"model": "m", "condition": "clean"})
@@ -160,6 +162,11 @@ def test_a_damaged_object_header_is_one_line_naming_the_file(tmp_path, name):
         "Delete it and re-run `ser extract` to rebuild it."
     )
     assert "Traceback" not in result.output
+    repair = CliRunner().invoke(cli, ["cache", "verify", "--repair", str(path)])
+    assert repair.exit_code == 1 and "Traceback" not in repair.output
+    assert repair.output.strip().splitlines()[-1].startswith(expected)
+    with pytest.raises(CacheError, match=f"^{re.escape(expected[7:])}"):  # ser extract's writer
+        CacheWriter(path, features.key, features.layers, features.dim, features.poolings)
 
 
 def test_fresh_files_carry_index_checksums_and_ids_digest(tmp_path):

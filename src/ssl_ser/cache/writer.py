@@ -126,13 +126,20 @@ class CacheWriter(HeaderFields):
             logger.info("%s: folder not writable, opening the cache read-only", self.path)
             self.read_only = True
         try:
-            self._open(requested)
+            self._open_or_refuse(requested)
         except BaseException:
             self._close_file()
             self._lock.release()
             raise
 
     # ----------------------------------------------------------------- opening
+
+    def _open_or_refuse(self, requested: Header) -> None:
+        """:meth:`_open`; an HDF5 object h5py cannot open (a damaged header) is one CacheError."""
+        try:
+            self._open(requested)
+        except KeyError as error:  # h5py's "Unable to synchronously open object (...)"
+            raise layout.damaged_error(self.path, error) from error
 
     def _open(self, requested: Header) -> None:
         sidecar = self._sidecar()
