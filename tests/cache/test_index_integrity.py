@@ -23,7 +23,7 @@ from ssl_ser.errors import CacheError
 from ssl_ser.testing.synthetic import synthetic_features, synthetic_manifest
 
 from .helpers import DIM, KEY, LAYERS, batch, stored, utt_ids
-from .test_integrity import classify_args, fill, flip_byte, sparse_dcpl
+from .test_integrity import classify_args, fill, flip_byte, refuse_lock_files, sparse_dcpl
 
 
 def index_chunk_offset(path: Path, name: str) -> int:
@@ -225,3 +225,12 @@ def test_a_damaged_failure_reason_chunk_is_found_and_its_failed_rows_retried(tmp
     assert "repaired: 2 corrupt row(s) marked not complete" in result.output
     with CacheWriter(path, KEY, LAYERS, DIM) as writer:
         assert writer.missing(ids) == ids[28:]
+
+
+def test_a_read_only_writer_refuses_a_damaged_index_it_cannot_mend(tmp_path, monkeypatch):
+    path = tmp_path / "c.h5"
+    fill(path, 30)
+    flip_byte(path, index_chunk_offset(path, "slot") + 12)
+    refuse_lock_files(monkeypatch)
+    with pytest.raises(CacheError, match=r"row index is damaged: 30 row\(s\) are in index chunk"):
+        CacheWriter(path, KEY, LAYERS, DIM)

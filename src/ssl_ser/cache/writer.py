@@ -166,14 +166,15 @@ class CacheWriter(HeaderFields):
         them). A read-only file is refused instead.
         """
         file = self._require_file()
-        index = layout.read_index(file, self.path, tolerant=not self.read_only)
-        if not index.untrusted.any():
+        if not self._untrusted.any():
             return
-        self._index_redo = [self._ids[row] for row in np.flatnonzero(index.untrusted)]
+        if self.read_only:
+            layout.read_index(file, self.path)  # raises the reader's error, naming the fix
+        self._index_redo = [self._ids[row] for row in np.flatnonzero(self._untrusted)]
         logger.warning(
             "%s: the row index is damaged (%s); %d row(s) will be extracted again",
             self.path,
-            "; ".join(index.problems),
+            "; ".join(self._index_problems),
             len(self._index_redo),
         )
         self._replace_with(self.header, self._ids, source=file)
@@ -254,6 +255,7 @@ class CacheWriter(HeaderFields):
             self._datasets = {p: self._file[FEATURES][p] for p in header.poolings}
         self.header = header
         index = layout.read_index(self._file, self.path, tolerant=True)
+        self._untrusted, self._index_problems = index.untrusted, index.problems
         self._ids: list[str] = index.ids
         self._row = {utt_id: row for row, utt_id in enumerate(self._ids)}
         self._slots = index.slots
