@@ -6,9 +6,11 @@ while a writer appends is safe. Rows whose audio changed since extraction are
 turned missing by a rebuild of the file (:meth:`ssl_ser.cache.CacheWriter.invalidate`),
 so a reader opened before keeps reading the old file, whose slots are never reused.
 
-A reader never hands out features it cannot vouch for: a chunk that fails its
-checksum, or rows holding NaN/inf, are a CacheError naming the cache, the rows and
-the fix (``ser cache verify --repair``, then ``ser extract``), not numbers.
+A reader never hands out features it cannot vouch for: a row index that fails
+the checks of :func:`ssl_ser.cache.layout.read_index` (made when it opens), a chunk
+that fails its checksum, or rows holding NaN/inf, are a CacheError naming the
+cache, the rows and the fix (``ser cache verify --repair``, then ``ser extract``),
+not numbers.
 
 Reads return float32 whatever the storage dtype. Rows are read and cast in pieces
 of about 4 MiB (:data:`PIECE_BYTES`) that stay in the CPU cache, each piece cast
