@@ -29,7 +29,7 @@ import pandas as pd
 
 from ssl_ser import audio as audio_module
 from ssl_ser import manifest as manifest_module
-from ssl_ser.atomic import write_file
+from ssl_ser.atomic import check_writable, write_file
 from ssl_ser.classify.results import CellStore, cell_id, summary_line, write_tables
 from ssl_ser.classify.splits import (
     SPEAKER_INDEPENDENT,
@@ -155,7 +155,7 @@ def run_finetune(
     start = time.perf_counter()
     manifest = manifest_module.validate(manifest)
     _check_settings(settings)
-    output = Path(output)
+    output = check_writable(output)  # a read-only or full disk: one line before any training
     with world(settings.device) as here:
         run = _prepare(manifest, config, settings, output, here, progress)
         ran, skipped = 0, 0
