@@ -84,3 +84,22 @@ def test_classify_and_extract_connect_through_the_check(closed_port: int) -> Non
     silent = rf"^no Dask scheduler answers at '{address}' within 10 s"
     with pytest.raises(ConfigError, match=silent), _client(address, "cpu", processes=False):
         pass
+
+
+def test_a_malformed_address_is_refused_before_any_work(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from ssl_ser.classify.sweep import SweepConfig
+    from ssl_ser.cli.main import cli
+
+    with pytest.raises(ConfigError, match=r"^--scheduler 'host-without-port' is not a Dask"):
+        SweepConfig(backend="dask", scheduler="host-without-port")
+    manifest = tmp_path / "never-read.csv"
+    manifest.write_text("not a manifest\n")
+    arguments = ["extract", str(manifest), "--model", "mfcc", "--dask", "http://x:1"]
+    result = CliRunner().invoke(cli, arguments)
+    assert result.exit_code == 1
+    assert result.output == (
+        "error: --dask 'http://x:1' is not a Dask scheduler address (unknown scheme 'http'); "
+        "give tcp://HOST:PORT, e.g. tcp://10.0.0.5:8786\n"
+    )
