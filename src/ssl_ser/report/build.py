@@ -23,7 +23,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ssl_ser import __version__
-from ssl_ser.atomic import make_folder, write_text
+from ssl_ser.atomic import make_folder, refuse_link, write_text
 from ssl_ser.report import figures, finetune, finetune_figures, tables
 from ssl_ser.report.document import (
     Document,
@@ -114,6 +114,7 @@ def write_report(
     results = load_results(folders)
     output_html = Path(output_html)
     figure_dir = figures_folder(output_html)
+    refuse_link(figure_dir)  # before drawing, and before stale figures are removed from it
     document = build_document(
         results, figure_dir, title=title, n_boot=n_boot, seed=seed, progress=progress
     )
