@@ -48,6 +48,7 @@ MODULE_WRITES = {
     "sf": {"write"},
     "soundfile": {"write"},
     "shutil": {"copy", "copy2", "copyfile"},
+    "pickle": {"dump"},
 }
 # "module.py:function" -> why it writes without the shared writer
 ALLOWED: dict[str, str] = {
@@ -293,3 +294,27 @@ def test_the_cells_folder_never_follows_a_link_out(tmp_path: Path) -> None:
     with pytest.raises(OutputError, match=r"refusing to write .*cells: it is a symbolic link"):
         CellStore(tmp_path / "out")
     assert sorted(p.name for p in outside.parent.iterdir()) == ["precious.csv"]
+
+
+@pytest.mark.parametrize(
+    ("code", "shown"),
+    [(errno.EROFS, True), (errno.ENOSPC, True), (errno.EACCES, True), (errno.ECONNRESET, False)],
+)
+def test_the_cli_shows_os_refusals_in_one_line(tmp_path: Path, monkeypatch, code, shown) -> None:
+    from click.testing import CliRunner
+
+    import ssl_ser.report
+    from ssl_ser.cli.main import cli
+
+    target = tmp_path / "out" / "report.html"
+
+    def refused(*args, **kwargs):
+        raise OSError(code, os.strerror(code), str(target))
+
+    monkeypatch.setattr(ssl_ser.report, "write_report", refused)
+    result = CliRunner().invoke(cli, ["report", str(tmp_path), "-o", str(target)])
+    assert result.exit_code == 1
+    if shown:
+        assert result.output == f"error: {target}: {os.strerror(code)}\n"
+    else:  # not a refusal of the file system: a bug to see in full
+        assert result.output == "" and isinstance(result.exception, OSError)
