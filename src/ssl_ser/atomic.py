@@ -20,7 +20,6 @@ second process that swaps folders for links between the check and the rename.
 
 from __future__ import annotations
 
-import errno
 import os
 import secrets
 from collections.abc import Callable
@@ -148,5 +147,4 @@ def _reason(error: OSError) -> str:
         return error.strerror
     if error.errno is not None:
         return os.strerror(error.errno)
-    text = str(error).splitlines()[0] if str(error) else type(error).__name__
-    return text or errno.errorcode.get(error.errno or 0, "unknown error")
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
