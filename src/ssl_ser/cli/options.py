@@ -31,7 +31,7 @@ def check_seeds(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
         ConfigError: naming the option, the value and the range.
     """
     for seed in value if isinstance(value, tuple) else () if value is None else (value,):
-        check_seed(seed, f"--{param.name.rstrip('s')}" if param.name else "--seed")
+        check_seed(seed, param.opts[0] if param.opts else "--seed")
     return value
 
 
