@@ -58,14 +58,17 @@ ALLOWED: dict[str, str] = {
     "removed when the sweep ends; never an output file",
     "finetune/checkpoint.py:_write_checkpoint": "writes into a new temporary folder that "
     "checkpoint.save renames into place whole (and removes on any error)",
-    "finetune/model.py:save_model": "fine-tuned model folder (bundle files; transformers and "
-    "peft write several files themselves); integrity is the bundle writer's (issue 19 bundles)",
-    "finetune/run.py:_save_model": "fine-tuned model folder's labels.json and run.json: "
-    "bundle files, rewritten by the bundle-integrity work of issue 19",
-    "predict/probe.py:save": "probe bundle files (skops, xgboost, JSON): bundle territory of "
-    "issue 19's bundle-integrity work",
-    "predict/probe.py:_save_torch_head": "probe bundle file (see predict/probe.py:save)",
-    "cli/predict.py:predict": "ser predict --output: issue 19's predict work owns it",
+    "finetune/model.py:save_model": "fine-tuned model files, written into the temporary folder "
+    "that finetune/run.py:_save_model seals and renames into place (predict/integrity.py)",
+    "finetune/run.py:_save_model": "writes into integrity.fresh_folder: a new temporary folder, "
+    "sealed and renamed into place whole",
+    "predict/probe.py:save": "bundle files, written into integrity.fresh_folder (see above)",
+    "predict/probe.py:_save_estimator": "bundle files, written into integrity.fresh_folder",
+    "predict/probe.py:_save_torch_head": "bundle file, written into integrity.fresh_folder",
+    "predict/integrity.py:seal": "integrity.json of the sealed folder: its own temporary file "
+    "and rename, inside the fresh folder",
+    "cli/predict.py:write_csv": "ser predict --output: its own temporary file and rename (the "
+    "rename replaces a link, never follows it), with predict's own messages",
     "pipelines/demo.py:build_model": "transformers writes the random demo model's folder",
     "testing/": "test fixtures: synthetic corpora and tiny models in temporary folders",
 }
