@@ -727,7 +727,7 @@ def compare_audio(
 def _needs_hash(stored: Fingerprint | None, path: str) -> bool:
     """Whether a row's file must be hashed: no fingerprint, another path, other size or time.
 
-    A record without a path (ssl-ser <= 0.3) counts as another path: hashed once.
+    A record without a path (an older cache) counts as another path: hashed once.
     """
     if stored is None or not stored.same_path(path):
         return True
