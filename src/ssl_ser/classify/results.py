@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from ssl_ser.atomic import make_folder, write_file, write_text
+from ssl_ser.classify.measures import EMOTION_TARGET, TARGET_COLUMN
 from ssl_ser.classify.metrics import bootstrap_ua, encode, score
 
 log = logging.getLogger(__name__)
@@ -173,6 +174,8 @@ class CellStore:
             if table.exists():
                 predictions.append(pd.read_parquet(table))
         results = pd.DataFrame(rows)
+        if TARGET_COLUMN in results.columns:  # rows stored before targets predicted emotion
+            results[TARGET_COLUMN] = results[TARGET_COLUMN].fillna(EMOTION_TARGET)
         return results, (
             pd.concat(predictions, ignore_index=True) if predictions else pd.DataFrame()
         )
@@ -216,7 +219,13 @@ def summarise(
     """
     if results.empty:
         return pd.DataFrame(columns=[*GROUP_COLUMNS, "n_folds", "ua_mean", "ua_std"])
-    keys = [c for c in GROUP_COLUMNS if c in results.columns]  # older cells lack some
+    keys = [c for c in (*GROUP_COLUMNS, TARGET_COLUMN) if c in results.columns]  # older lack some
+    measured = {
+        f"{column}_{stat}": (column, stat)
+        for column in ("compression", "mdl_bits")
+        if column in results.columns
+        for stat in ("mean", "std")
+    }
     summary = (
         results.groupby(keys, dropna=False, sort=True)
         .agg(
@@ -228,6 +237,7 @@ def summarise(
             macro_f1_mean=("macro_f1", "mean"),
             macro_f1_std=("macro_f1", "std"),
             n_test=("n_test", "sum"),
+            **measured,
         )
         .reset_index()
     )
@@ -275,7 +285,7 @@ def select_layers(results: pd.DataFrame) -> pd.DataFrame:
     # ties in validation UA go to the lowest layer, whatever order the cells were stored in
     depth = pd.to_numeric(per_layer["layer"], errors="coerce")
     per_layer = per_layer.iloc[np.argsort(depth.to_numpy(), kind="stable")]
-    keys = [c for c in GROUP_COLUMNS if c != "layer" and c in results.columns]
+    keys = [c for c in (*GROUP_COLUMNS, TARGET_COLUMN) if c != "layer" and c in results.columns]
     rows = []
     for group, part in per_layer.groupby(keys, dropna=False, sort=True):
         best = part.loc[part.groupby("fold")["val_ua"].idxmax()]
@@ -311,7 +321,14 @@ def summary_line(summary: pd.DataFrame) -> str:
     """One line: best layer and UA (mean +- std over folds) per classifier."""
     if summary.empty:
         return "no results"
-    parts = []
+    parts, others = [], []
+    if TARGET_COLUMN in summary.columns:  # other targets get their own parts, named
+        for target, part in summary.groupby(TARGET_COLUMN, sort=True):
+            if target != EMOTION_TARGET:
+                others.append(f"[{target}] {summary_line(part.drop(columns=TARGET_COLUMN))}")
+        summary = summary[summary[TARGET_COLUMN] == EMOTION_TARGET]
+        if summary.empty:
+            return "; ".join(others)
     curves = summary[summary["layer"] != SELECTED_LAYER]
     for classifier, part in curves.groupby("classifier", sort=False):
         best = part.loc[part["ua_mean"].idxmax()]
@@ -330,4 +347,4 @@ def summary_line(summary: pd.DataFrame) -> str:
         if len(chosen):
             text += f" (layer chosen on training speakers: UA {chosen['ua_mean'].max():.3f})"
         parts.append(text)
-    return "; ".join(parts)
+    return "; ".join([*parts, *others])

@@ -22,7 +22,8 @@ Columns the report needs but a table lacks are derived here, in one place:
   split)" or "speaker-dependent (speakers shared by train and test)", from the
   ``speaker_independent`` column when present, else from the split name;
 - ``labels``, ``speaker_norm``, ``search`` and ``seed`` (part of a cell's
-  identity in ``ser classify`` output) default to one value when absent;
+  identity in ``ser classify`` output) default to one value when absent, and
+  ``target`` (what the probe predicts, issue 21) to ``emotion``;
 - ``classic``: whether the extractor is a one-layer classic baseline (eGeMAPS,
   MFCC, log-mel) rather than a layered SSL model;
 - ``untrained``: whether the extractor's model has random weights. This is
@@ -84,6 +85,7 @@ SETTING: tuple[str, ...] = (
     "labels",
     "seed",
     "shots",
+    "target",
 )
 CONFIG: tuple[str, ...] = (
     "layer",
@@ -106,6 +108,7 @@ DEFAULTS: dict[str, str] = {
     "seed": "",
     "shots": "",
     "finetune_setup": "",
+    "target": "emotion",
 }
 CELL: tuple[str, ...] = SETTING + CONFIG
 METRICS: tuple[str, ...] = ("ua", "wa", "macro_f1")
