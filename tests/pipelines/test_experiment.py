@@ -388,7 +388,7 @@ def test_every_schema_choice_lists_exactly_its_registry():
         ("ExtractSettings", "storage_dtype"): STORAGE_DTYPE_CHOICES,
         ("ClassifySettings", "combine"): COMBINES,
         ("ClassifySettings", "backend"): BACKENDS,
-        ("ClassifySettings", "target"): measures.TARGETS,
+        ("ClassifySettings", "target"): measures.ASKED_TARGETS,
         ("Experiment", "conditions"): audio.CONDITIONS,
         ("Experiment", "classifiers"): tuple(CLASSIFIERS),
         ("Experiment", "corpora_mode"): experiment.CORPORA_MODES,

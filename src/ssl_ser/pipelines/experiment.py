@@ -194,7 +194,8 @@ class ClassifySettings:
     backend: str = field(default="local", metadata={"choices": _backend_names})
     scheduler: str | None = None
     target: str = field(
-        default="emotion", metadata={"choices": _registry("ssl_ser.classify.measures", "TARGETS")}
+        default="emotion",
+        metadata={"choices": _registry("ssl_ser.classify.measures", "ASKED_TARGETS")},
     )
     control: bool = False
     mdl: bool = False
