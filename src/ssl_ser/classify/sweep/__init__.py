@@ -36,7 +36,7 @@ from ssl_ser.classify.features import (
     load_blocks,
     speaker_znorm,
 )
-from ssl_ser.classify.results import CellStore, summary_line, write_tables
+from ssl_ser.classify.results import CellStore, removed_if_refused, summary_line, write_tables
 from ssl_ser.classify.sweep.plan import (
     SweepConfig,
     Task,
@@ -133,11 +133,12 @@ def run_sweep_cells(
         allow_incomplete=config.allow_incomplete,
     )
     poolings = sweep_poolings(datasets, config.poolings)  # refuses before anything is written
-    store = CellStore(output)
     ran = skipped = 0
-    for dataset, chosen in zip(datasets, poolings, strict=True):
-        r, s = _sweep_dataset(dataset, names, config, store, progress, chosen)
-        ran, skipped = ran + r, skipped + s
+    with removed_if_refused(output):  # a refused plan leaves no empty folder
+        store = CellStore(output)
+        for dataset, chosen in zip(datasets, poolings, strict=True):
+            r, s = _sweep_dataset(dataset, names, config, store, progress, chosen)
+            ran, skipped = ran + r, skipped + s
     return SweepCounts(ran, skipped, time.perf_counter() - start)
 
 
