@@ -132,20 +132,28 @@ class MaskStream:
     def __init__(self, generator: torch.Generator, rate: float):
         self.generator = generator
         self.keep = 1.0 - float(rate)
+        # the value a kept unit is scaled by, as (mask.to(float32) / keep) computes it
+        self.scale = float(torch.ones(1) / self.keep)
         self.buffer = torch.empty(0)
         self.offset = 0
 
     def take(self, shape: torch.Size) -> torch.Tensor:
         """The next mask of `shape` (float32: 0 or 1/keep)."""
         count = math.prod(shape)
-        if self.offset + count > len(self.buffer):
-            rest = self.buffer[self.offset :]
-            fresh = torch.rand(max(count, self.CHUNK), generator=self.generator)
-            fresh = (fresh < self.keep).to(torch.float32) / self.keep
-            self.buffer, self.offset = torch.cat([rest, fresh]), 0
-        mask = self.buffer[self.offset : self.offset + count].view(shape)
-        self.offset += count
-        return mask
+        end = self.offset + count
+        if end <= len(self.buffer):
+            mask = self.buffer[self.offset : end]
+            self.offset = end
+            return mask.view(shape)
+        rest = self.buffer[self.offset :]
+        self.buffer = self._draw(max(count, self.CHUNK))
+        self.offset = count - len(rest)
+        return torch.cat([rest, self.buffer[: self.offset]]).view(shape)
+
+    def _draw(self, count: int) -> torch.Tensor:
+        """`count` mask values: uniform draws below keep become 1/keep, the others 0."""
+        values = torch.rand(count, generator=self.generator)
+        return values.lt_(self.keep).mul_(self.scale)
 
 
 class WeightedLayerMLP(nn.Module):
