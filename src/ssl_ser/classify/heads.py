@@ -322,9 +322,10 @@ def _epoch(
         n_heads, batch, n_classes = logits.shape
         # Sum over heads of each head's mean loss: the gradient of head s is its own.
         if n_heads == 1:
-            loss = F.cross_entropy(logits[0], y[index])
+            loss = F.cross_entropy(logits[0], y.index_select(0, index))
         else:
-            loss = F.cross_entropy(logits.reshape(-1, n_classes), y[index].repeat(n_heads))
+            target = y.index_select(0, index).repeat(n_heads)
+            loss = F.cross_entropy(logits.reshape(-1, n_classes), target)
             loss = loss * n_heads
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
