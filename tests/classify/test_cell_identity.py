@@ -238,3 +238,20 @@ def test_a_cells_id_depends_on_the_caches_it_reads_only(tmp_path):
     assert both[("clean", "clean")] == PINNED_SINGLE_CACHE_IDS
     assert set(both) == {("clean", "clean"), ("telephone", "telephone")}
     assert not set(both[("telephone", "telephone")]) & set(PINNED_SINGLE_CACHE_IDS)
+
+
+def test_report_takes_two_folders_of_the_same_clean_cells(tmp_path):
+    """A clean-only folder and a clean+telephone folder share their clean cells: no refusal."""
+    from ssl_ser.classify.results import CellStore, write_tables
+
+    table, clean = corpus("alpha", n_utts=48, n_speakers=4, seed=0)
+    _cell_ids([clean], table, tmp_path / "clean")
+    _cell_ids([clean, relabel(clean, condition="telephone")], table, tmp_path / "both")
+    for name in ("clean", "both"):
+        write_tables(CellStore(tmp_path / name), n_boot=0, seed=0)
+    out = tmp_path / "report.html"
+    result = ser("report", tmp_path / "clean", tmp_path / "both", "-o", out, "--bootstrap", 0,
+                 "--no-progress")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    markdown = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert "4 result row(s) appear in both" in markdown and "identical numbers" in markdown
