@@ -7,6 +7,7 @@ the command that needs them.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import importlib.util
 import logging
@@ -30,12 +31,26 @@ COMMANDS: dict[str, str] = {
     "predict": "ssl_ser.cli.predict:predict",
     "bench-inference": "ssl_ser.cli.bench_inference:bench_inference",
     "report": "ssl_ser.cli.report:report",
+    "compare": "ssl_ser.cli.compare:compare",
     "probe": "ssl_ser.cli.pipelines:probe",
     "run": "ssl_ser.cli.pipelines:run",
     "demo": "ssl_ser.cli.pipelines:demo",
 }
 
 BAD_INPUT_EXIT = 1
+# Operating-system refusals shown as one line (the file and the reason), not a traceback.
+OS_REFUSALS = frozenset(
+    {
+        errno.EROFS,
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EACCES,
+        errno.EPERM,
+        errno.ENOTDIR,
+        errno.EISDIR,
+        errno.ENAMETOOLONG,
+    }
+)
 
 
 class LazyGroup(click.Group):
@@ -64,6 +79,12 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except SerError as error:
             click.echo(f"error: {error}", err=True)
+            raise click.exceptions.Exit(BAD_INPUT_EXIT) from error
+        except OSError as error:
+            if error.errno not in OS_REFUSALS:
+                raise
+            where = f"{error.filename}: " if error.filename else ""
+            click.echo(f"error: {where}{error.strerror or error}", err=True)
             raise click.exceptions.Exit(BAD_INPUT_EXIT) from error
 
 
