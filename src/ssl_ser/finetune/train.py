@@ -367,8 +367,9 @@ def _record(
         {"epoch": state.epoch, "train_loss": loss, "val_ua": val_ua, "val_loss": val_loss, "lr": lr}
     )
     weights = trainer.model.trainable_state()
-    if val_ua > state.best_val_ua:
+    if better(val_ua, val_loss, state):
         state.best_val_ua, state.best_epoch, state.bad_epochs = val_ua, state.epoch, 0
+        state.best_val_loss = val_loss
         if trainer.here.main:
             checkpoint.save_weights(weights, folder / state.best_file)
     else:
@@ -385,6 +386,17 @@ def _record(
         )
         (log.info if trainer.progress else announce)(line)
     barrier(trainer.here)
+
+
+def better(val_ua: float, val_loss: float, state: TrainState) -> bool:
+    """Whether an epoch beats the best so far: higher validation UA, or equal UA at a lower loss.
+
+    A few validation speakers give UA few distinct values, so ties are common;
+    the loss tells them apart. An epoch that only equals the best is not kept.
+    """
+    if val_ua != state.best_val_ua:
+        return val_ua > state.best_val_ua
+    return val_loss < state.best_val_loss
 
 
 def _trainer_states(trainer: Trainer, scheduler: Any) -> dict[str, Any]:
