@@ -1,4 +1,4 @@
-"""The fine-tune recipe: cut backbones, seeded time masks, two learning rates, a standardised head."""
+"""The fine-tune recipe: cut backbones, seeded time masks, two learning rates, standardised head."""
 
 from __future__ import annotations
 
@@ -12,7 +12,11 @@ from ssl_ser.finetune.config import FinetuneConfig
 from ssl_ser.finetune.distributed import World
 from ssl_ser.finetune.model import build_model, time_mask, transformer_layers
 
-from .test_model import WHISPER, config_of, corpus, model_dirs, utterances  # noqa: F401
+from . import test_model as shared
+from .test_model import WHISPER, config_of, utterances
+
+model_dirs = shared.model_dirs  # the tiny models and 3-file corpus of test_model (fixtures)
+corpus = shared.corpus
 
 FAMILIES = ("wav2vec2-group", "wav2vec2-layer", "wavlm", "data2vec-audio", *WHISPER)
 
@@ -71,9 +75,8 @@ def test_training_forward_masks_time_from_the_micro_batch_seed(model_dirs, corpu
 
 
 def test_head_and_backbone_train_at_their_own_learning_rates(model_dirs):
-    config = config_of(
-        model_dirs, "wav2vec2-group", weighted_layers=True, learning_rate=2e-5, head_learning_rate=3e-3
-    )
+    rates = {"learning_rate": 2e-5, "head_learning_rate": 3e-3}
+    config = config_of(model_dirs, "wav2vec2-group", weighted_layers=True, **rates)
     model, _ = build_model(config, 3, "cpu", 0)
     trainer = train.Trainer(model, config, None, 0, World())
     groups = {g["lr"]: {id(p) for p in g["params"]} for g in trainer.optimizer.param_groups}
@@ -104,7 +107,6 @@ def test_the_head_standardises_its_input_with_the_statistics_it_is_given(model_d
 @pytest.mark.parametrize(
     ("fields", "words"),
     [
-        ({"init": "probe"}, ["init 'probe'", "head_layer", "--from-probe"]),
         ({"init": "probe", "head_layer": 2, "head": "mlp"}, ["head 'mlp'", "--head linear"]),
         ({"head_layer": -1}, ["head_layer -1", ">= 0"]),
         ({"epochs": 0}, ["epochs 0", "probe"]),

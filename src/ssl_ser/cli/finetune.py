@@ -235,7 +235,10 @@ def finetune(**options) -> None:
 
     refuse_repeats("--condition", options["conditions"])
     table = corpus_manifests(parse_paths(options["manifests"] or ""), options["corpora"])
-    config = FinetuneConfig(**_config_fields(options))
+    fields = _config_fields(options)
+    if options["from_probe"]:  # each fold's head starts as its probe
+        fields["init"] = "probe"
+    config = FinetuneConfig(**fields)
     settings = FinetuneSettings(
         labels=options["labels"],
         split=options["split"],

@@ -35,6 +35,8 @@ HEADS: tuple[str, ...] = ("linear", "mlp")
 FREEZES: tuple[str, ...] = ("feature-encoder", "base", "none", "top")
 ADAPTERS: tuple[str, ...] = ("none", "lora")
 INITS: tuple[str, ...] = ("random", "probe")
+# Storage precisions of the feature caches (ssl_ser.cache.STORAGE_DTYPES).
+PROBE_DTYPES: tuple[str, ...] = ("float32", "float16")
 # Autocast precisions on CUDA: those of extraction (on CPU only float32 is accepted).
 FINETUNE_DTYPES: tuple[str, ...] = DTYPES
 # Attention projections LoRA adapts in every supported family (wav2vec2-like and Whisper).
@@ -61,7 +63,11 @@ class FinetuneConfig:
         standardise: the head standardises its input with the fitting rows' mean
             and scale, as the probes' ``StandardScaler`` does.
         init: ``random`` head, or ``probe``: each fold's head starts as that fold's
-            logistic-regression probe of ``head_layer`` (epoch 0 then equals the probe).
+            logistic-regression probe of ``head_layer`` (epoch 0 then equals the
+            probe); without ``head_layer`` the probes choose it (``from_probe``).
+        probe_dtype: precision the head's input is rounded to before standardising:
+            the probes' cache storage dtype (``float16``), so that a head started
+            from a probe predicts exactly what the probe predicted; ``float32``: none.
         freeze: ``feature-encoder`` (the convolutional front end), ``base`` (the
             whole backbone: head only), ``none``, or ``top`` (only the top
             `top_layers` transformer layers train).
@@ -98,6 +104,7 @@ class FinetuneConfig:
     head_layer: int | None = None
     standardise: bool = True
     init: str = "random"
+    probe_dtype: str = "float32"
     freeze: str = "feature-encoder"
     top_layers: int | None = None
     adapter: str = "none"
@@ -134,6 +141,7 @@ class FinetuneConfig:
             ("freeze", self.freeze, FREEZES),
             ("adapter", self.adapter, ADAPTERS),
             ("head init", self.init, INITS),
+            ("probe dtype", self.probe_dtype, PROBE_DTYPES),
             ("dtype", self.dtype, FINETUNE_DTYPES),
             ("long-audio policy", self.long_audio, LONG_AUDIO_POLICIES),
         ):
@@ -195,14 +203,7 @@ class FinetuneConfig:
             raise ConfigError(f"weight_decay {self.weight_decay!r} must be >= 0")
 
     def _check_layer(self) -> None:
-        if self.head_layer is None:
-            if self.init == "probe":
-                raise ConfigError(
-                    "init 'probe' starts the head from one layer's probe: give head_layer "
-                    "(--head-layer N, or --from-probe RESULTS_DIR to choose it)"
-                )
-            return
-        if self.head_layer < 0:
+        if self.head_layer is not None and self.head_layer < 0:
             raise ConfigError(f"head_layer {self.head_layer!r} must be >= 0 (0: input embedding)")
         if self.init == "probe" and self.head != "linear":
             raise ConfigError(

@@ -56,11 +56,15 @@ def make_head(dim: int, n_classes: int, config: FinetuneConfig) -> nn.Module:
 class Standardiser(nn.Module):
     """(x - mean) / scale per hidden state with fixed statistics (buffers, never trained).
 
+    With a ``float16`` dtype the input is first rounded to it, as the probe the
+    head started from saw its features in a float16 cache.
+
     Identity until :meth:`set` is called (a model saved before standardising existed).
     """
 
-    def __init__(self, states: int, dim: int):
+    def __init__(self, states: int, dim: int, dtype: str = "float32"):
         super().__init__()
+        self.rounding = None if dtype == "float32" else getattr(torch, dtype)
         self.register_buffer("mean", torch.zeros(states, 1, dim))
         self.register_buffer("scale", torch.ones(states, 1, dim))
 
@@ -71,7 +75,9 @@ class Standardiser(nn.Module):
             self.scale.copy_(torch.as_tensor(scale, dtype=torch.float32)[:, None, :])
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
-        """Standardise pooled vectors (states, batch, dim)."""
+        """Standardise pooled vectors (states, batch, dim), first rounded as a cache stores them."""
+        if self.rounding is not None:  # the cast passes gradients through unchanged
+            pooled = pooled.to(self.rounding).float()
         return (pooled - self.mean) / self.scale
 
 
@@ -86,7 +92,9 @@ class EmotionModel(nn.Module):
         self.head_layer = config.head_layer
         self.n_classes = n_classes
         self.layer_logits = nn.Parameter(torch.zeros(backbone.states)) if self.weighted else None
-        self.scaler = Standardiser(backbone.states if self.weighted else 1, backbone.dim)
+        self.scaler = Standardiser(
+            backbone.states if self.weighted else 1, backbone.dim, config.probe_dtype
+        )
         self.head = make_head(backbone.dim, n_classes, config)
         self.masking = config.spec_augment
         self.mask_prob, self.mask_length = config.mask_time_prob, config.mask_time_length

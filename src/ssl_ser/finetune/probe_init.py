@@ -10,9 +10,11 @@ validation UA is read (:func:`choose_layer`). Each fold's head then starts as
 that fold's probe, refitted on the fold's training rows with the stored
 probe's settings and seed (:func:`fit_probe`: the same scikit-learn pipeline,
 ``StandardScaler`` + ``LogisticRegression``, that ``ser classify`` fits, on
-the features the fine-tune model computes), which is checked against the
-stored probe's test predictions (:func:`check_against_stored`): features that
-are not the cache's (another extraction setting) are refused, never used.
+the features the fine-tune model computes, rounded to the cache's storage
+precision), which is checked against the stored probe's test predictions
+(:func:`stored_gap`, :func:`check_gap`): features that are not the cache's
+(another extraction setting) are refused, never used. The head then reads its
+input at that precision (``probe_dtype``), so epoch 0 is the stored probe.
 
 Probes store no fitted model per fold (``ser classify --save-probe`` saves one
 model fitted on all rows), so refitting is how each fold's probe is had; the
@@ -36,9 +38,14 @@ from ssl_ser.classify.results import PREDICTIONS_PARQUET, RESULTS_PARQUET
 from ssl_ser.errors import ConfigError
 
 PROBE_CLASSIFIER = "logreg"
+# How caches store features (ssl_ser.cache.STORAGE_DTYPES): the probes were fitted on these.
+STORAGE_DTYPES: tuple[str, ...] = ("float16", "float32")
 # Largest difference of a class probability between the refitted and the stored probe
-# accepted as "the same probe" (float32 features batched differently differ by ~1e-6).
-PROBABILITY_TOLERANCE = 1e-3
+# accepted as "the same probe". Float32 features batched differently differ by ~1e-6,
+# but a float16 cache rounds ~0.1% of values the other way on such a difference
+# (measured: up to 1.3e-3 in a probability on the synthetic corpus); features of other
+# extraction settings differ by far more.
+PROBABILITY_TOLERANCE = 1e-2
 
 
 @dataclass(frozen=True)
@@ -181,54 +188,56 @@ def head_of(model: Any, n_classes: int) -> ProbeHead:
     return ProbeHead(np.asarray(scaler.mean_), scale, weight, bias)
 
 
-def check_against_stored(
+def stored_precision(x: np.ndarray, dtype: str) -> np.ndarray:
+    """`x` as a cache stores it: rounded to `dtype` (float16 or float32), back in float32."""
+    return np.asarray(x, dtype=dtype).astype(np.float32)
+
+
+def stored_gap(
     folder: Path,
     rows: pd.DataFrame,
-    cell: Mapping[str, Any],
     utt_ids: Sequence[str],
     mine: np.ndarray,
     classes: Sequence[str],
 ) -> float:
-    """Refuse a refitted probe whose test probabilities are not the stored probe's.
+    """The largest class-probability difference between a refitted probe and the stored one.
 
     Args:
         folder: the probe results folder.
-        rows: the probe rows of the layer and fold (one cell per test corpus).
-        cell: describes the fold: ``layer``, ``fold``, ``train_condition``, ``test_condition``.
+        rows: the stored probe's rows of the layer and fold.
         utt_ids: the fold's test utterances, in the order of `mine`.
         mine: the refitted probe's test probabilities (rows, classes).
         classes: class names of the columns of `mine`.
 
-    Returns:
-        The largest probability difference found.
-
     Raises:
-        ConfigError: other test rows, or probabilities further apart than
-            :data:`PROBABILITY_TOLERANCE` (the features are not the cache's).
+        ConfigError: the stored probe tested other utterances.
     """
-    cells = set(rows["cell_id"])
-    stored = pd.read_parquet(
-        folder / PREDICTIONS_PARQUET, filters=[("cell_id", "in", sorted(cells))]
-    )
+    chosen = [("cell_id", "in", sorted(set(rows["cell_id"])))]
+    stored = pd.read_parquet(folder / PREDICTIONS_PARQUET, filters=chosen)
     stored = stored.drop_duplicates("utt_id").set_index("utt_id")
-    where = (
-        f"layer {cell['layer']}, fold {cell['fold']} "
-        f"({cell['train_condition']}->{cell['test_condition']})"
-    )
     missing = [u for u in utt_ids if u not in stored.index]
     if missing or len(stored) != len(utt_ids):
         raise ConfigError(
-            f"--from-probe: the stored probe of {where} tested other utterances "
+            f"--from-probe: a stored probe tested other utterances than the fold "
             f"({len(stored)} stored, {len(utt_ids)} here; e.g. {missing[:2]})"
         )
     theirs = stored.loc[list(utt_ids), [f"prob_{c}" for c in classes]].to_numpy(float)
-    gap = float(np.abs(theirs - mine).max())
-    if gap > PROBABILITY_TOLERANCE:
-        raise ConfigError(
-            f"--from-probe: refitted on the fine-tune model's features, the probe of {where} "
-            f"differs from the stored one by up to {gap:.3g} in a class probability (more than "
-            f"{PROBABILITY_TOLERANCE:g}): its cache was extracted with other settings (dtype, "
-            "--max-seconds, --long-audio, --whisper-trim, model revision) or from other audio; "
-            "fine-tune with the extraction's settings, or run the probes again"
-        )
-    return gap
+    return float(np.abs(theirs - mine).max())
+
+
+def check_gap(gap: float, fold: str, meta: Mapping[str, Any], layer: int | None) -> None:
+    """Refuse a refitted probe further than :data:`PROBABILITY_TOLERANCE` from the stored one.
+
+    Raises:
+        ConfigError: the features are not the cache's (other extraction settings or audio).
+    """
+    if gap <= PROBABILITY_TOLERANCE:
+        return
+    where = f"layer {layer}, fold {fold} ({meta['train_condition']}->{meta['test_condition']})"
+    raise ConfigError(
+        f"--from-probe: refitted on the fine-tune model's features, the probe of {where} "
+        f"differs from the stored one by up to {gap:.3g} in a class probability (more than "
+        f"{PROBABILITY_TOLERANCE:g}): its cache was extracted with other settings (dtype, "
+        "--max-seconds, --long-audio, --whisper-trim, model revision) or from other audio; "
+        "fine-tune with the extraction's settings, or run the probes again"
+    )

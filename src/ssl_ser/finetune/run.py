@@ -176,6 +176,11 @@ def run_finetune(
         if settings.from_probe is not None:
             _from_probe(run, Path(settings.from_probe))
             config = run.config
+        elif config.init == "probe" and config.head_layer is None:
+            raise ConfigError(
+                "init 'probe' starts the head from one layer's probe: give head_layer "
+                "(--head-layer N) or the probes' results (--from-probe RESULTS_DIR)"
+            )
         ran, skipped = 0, 0
         described: dict[str, Mapping[str, Any]] = {}
         for train_condition, test_condition in _scenarios(settings):
@@ -495,36 +500,49 @@ def _probe_head(run: _Run, model: Any, fold: Fold, meta: dict) -> None:
     """Start the head as the fold's logreg probe of the layer read (checked against the stored)."""
     import torch
 
-    x = run.features[0]
-    params = {} if run.probes is None else probe_init.probe_params(run.probes)
-    fitted = probe_init.fit_probe(
-        x[fold.train], run.rows.codes[fold.train], params, run.settings.seed
-    )
+    fitted, gap = _fold_probe(run, fold, meta, run.config.probe_dtype)
+    if gap is not None:
+        probe_init.check_gap(gap, fold.name, meta, run.config.head_layer)
     head = probe_init.head_of(fitted, len(run.table.classes))
-    if run.probes is not None:
-        probe_init.check_against_stored(
-            run.probe_folder,
-            run.probes[
-                (run.probes["fold"].astype(str) == str(fold.name))
-                & (run.probes["train_condition"] == meta["train_condition"])
-                & (run.probes["test_condition"] == meta["test_condition"])
-            ],
-            {**meta, "layer": run.config.head_layer},
-            list(run.rows.utt_ids[fold.test]),
-            probe_init.probabilities(fitted, x[fold.test], len(run.table.classes)),
-            run.table.classes,
-        )
     model.scaler.set(head.mean[None], head.scale[None])
     with torch.no_grad():
         model.head.weight.copy_(torch.as_tensor(head.weight, dtype=torch.float32))
         model.head.bias.copy_(torch.as_tensor(head.bias, dtype=torch.float32))
 
 
+def _fold_probe(run: _Run, fold: Fold, meta: dict, dtype: str) -> tuple[Any, float | None]:
+    """The fold's probe refitted on features at the probes' storage `dtype`, and its gap.
+
+    The gap is the largest test-probability difference from the stored probe
+    (None without stored probes).
+    """
+    x = probe_init.stored_precision(run.features[0], dtype)
+    params = {} if run.probes is None else probe_init.probe_params(run.probes)
+    codes = run.rows.codes[fold.train]
+    fitted = probe_init.fit_probe(x[fold.train], codes, params, run.settings.seed)
+    if run.probes is None:
+        return fitted, None
+    mine = run.probes[
+        (run.probes["fold"].astype(str) == str(fold.name))
+        & (run.probes["train_condition"] == meta["train_condition"])
+        & (run.probes["test_condition"] == meta["test_condition"])
+    ]
+    gap = probe_init.stored_gap(
+        run.probe_folder,
+        mine,
+        list(run.rows.utt_ids[fold.test]),
+        probe_init.probabilities(fitted, x[fold.test], len(run.table.classes)),
+        run.table.classes,
+    )
+    return fitted, gap
+
+
 def _from_probe(run: _Run, path: Path) -> None:
     """Choose the layer on training speakers from the probes of the same folds; start from them.
 
     Sets ``run.config`` (``head_layer``, ``init="probe"``), ``run.features``
-    (that layer's untrained states) and ``run.probes``.
+    (that layer's untrained states) and ``run.probes``. A ``head_layer`` given
+    in the config is kept (it must have been probed).
 
     Raises:
         ConfigError: no such probes, probes of other folds, a head that is not linear.
@@ -543,7 +561,9 @@ def _from_probe(run: _Run, path: Path) -> None:
     }
     probe_init.check_same_folds(rows, digests)
     params = probe_init.probe_params(rows)
-    full = dataclasses.replace(run.config, head_layer=None, weighted_layers=True, init="random")
+    full = dataclasses.replace(
+        run.config, head_layer=None, weighted_layers=True, init="random", epochs=1
+    )
     with library_progress_bars(False):
         model, _ = model_module.build_model(
             full, len(run.table.classes), run.here.device(run.settings.device), run.settings.seed
@@ -551,16 +571,43 @@ def _from_probe(run: _Run, path: Path) -> None:
     trainer = train.Trainer(model, full, run.audio, run.settings.seed, run.here)
     states = train.pooled_features(trainer, _all_keys(run))
     del trainer, model
+    layer = run.config.head_layer
+    if layer is None:
+        layer = _probe_layer(run, rows, states, folds, params, folder)
+    elif str(layer) not in set(rows["layer"].astype(str)):
+        raise ConfigError(
+            f"--from-probe {folder}: no probe of layer {layer}; probed layers: "
+            f"{sorted(set(rows['layer'].astype(str)), key=int)}"
+        )
+    run.features = states[layer : layer + 1]
+    run.probes = rows[rows["layer"].astype(str) == str(layer)]
+    run.probe_folder = folder
+    pair, fold, _, _ = folds[0]
+    meta = {"train_condition": pair[0], "test_condition": pair[1]}
+    gaps = {d: _fold_probe(run, fold, meta, d)[1] for d in probe_init.STORAGE_DTYPES}
+    dtype = min(gaps, key=lambda d: gaps[d])  # the precision the probes' cache stored
+    probe_init.check_gap(gaps[dtype], fold.name, meta, layer)
+    run.config = dataclasses.replace(run.config, head_layer=layer, init="probe", probe_dtype=dtype)
+
+
+def _probe_layer(
+    run: _Run,
+    rows: pd.DataFrame,
+    states: np.ndarray,
+    folds: list,
+    params: Mapping[str, Any],
+    folder: Path,
+) -> int:
+    """The probed layer whose probes, fitted on fitting rows, score best on validation speakers."""
     layers = sorted({int(layer) for layer in rows["layer"]} & set(range(len(states))))
     scores: dict[int, list[float]] = {layer: [] for layer in layers}
     n_classes = len(run.table.classes)
+    codes = run.rows.codes
     for _, _, fit, val in folds:
         for layer in layers:
-            fitted = probe_init.fit_probe(
-                states[layer][fit], run.rows.codes[fit], params, run.settings.seed
-            )
+            fitted = probe_init.fit_probe(states[layer][fit], codes[fit], params, run.settings.seed)
             scores[layer].append(
-                probe_init.validation_ua(fitted, states[layer][val], run.rows.codes[val], n_classes)
+                probe_init.validation_ua(fitted, states[layer][val], codes[val], n_classes)
             )
     layer = probe_init.choose_layer(scores)
     if run.here.main:
@@ -569,10 +616,7 @@ def _from_probe(run: _Run, path: Path) -> None:
             f"finetune: --from-probe {folder}: layer {layer} chosen on validation speakers "
             f"(mean validation UA of each layer's probe: {shown})"
         )
-    run.config = dataclasses.replace(run.config, head_layer=layer, init="probe")
-    run.features = states[layer : layer + 1]
-    run.probes = rows[rows["layer"].astype(str) == str(layer)]
-    run.probe_folder = folder
+    return layer
 
 
 def _pair_folds(run: _Run, train_condition: str, test_condition: str) -> list[Fold]:
