@@ -48,6 +48,10 @@ STORAGE_DTYPES: tuple[str, ...] = ("float16", "float32")
 PROBABILITY_TOLERANCE = 1e-2
 
 
+class ProbeMismatchError(ConfigError):
+    """Probes that cannot start this fine-tune: other folds, other features, none stored."""
+
+
 @dataclass(frozen=True)
 class ProbeHead:
     """A fitted probe as head parameters: standardisation, then a linear map to logits."""
@@ -68,7 +72,7 @@ def results_folder(path: str | Path) -> Path:
     for folder in (path, path / "results"):
         if (folder / RESULTS_PARQUET).is_file():
             return folder
-    raise ConfigError(
+    raise ProbeMismatchError(
         f"--from-probe {path}: holds no {RESULTS_PARQUET} (nor does {path / 'results'}); "
         "give the output folder of ser classify or ser probe"
     )
@@ -91,13 +95,13 @@ def probe_rows(folder: Path, extractor: str, pairs: Sequence[tuple[str, str]]) -
     mine = mine[[(a, b) in wanted for a, b in pair]]
     if mine.empty:
         found = sorted(set(zip(rows["classifier"], rows["extractor"].astype(str), strict=True)))[:5]
-        raise ConfigError(
+        raise ProbeMismatchError(
             f"--from-probe {folder}: no {PROBE_CLASSIFIER} probe of {extractor} (mean pooling) "
             f"for conditions {sorted(wanted)}; it holds (classifier, extractor) {found}"
         )
     for flag in ("search", "speaker_norm"):
         if mine[flag].astype(bool).any():
-            raise ConfigError(
+            raise ProbeMismatchError(
                 f"--from-probe {folder}: its {PROBE_CLASSIFIER} probes were run with {flag} on; "
                 "a fold's probe can only be refitted exactly from a plain run (no --search, "
                 "no --speaker-norm)"
@@ -123,7 +127,7 @@ def check_same_folds(rows: pd.DataFrame, digests: Mapping[tuple[str, str, str], 
         ]
         stored = set(theirs["fold_digest"].astype(str))
         if digest not in stored:
-            raise ConfigError(
+            raise ProbeMismatchError(
                 f"--from-probe: the probes were run on other folds: fold {fold} ({train}->{test}) "
                 f"has digest {digest} here but {sorted(stored) or 'no row'} in the probe results; "
                 "run both with the same manifest, labels, --split, --folds and --seed"
@@ -134,7 +138,7 @@ def probe_params(rows: pd.DataFrame) -> dict[str, Any]:
     """The logreg settings the probes were fitted with (one set; several are refused)."""
     found = {str(p) for p in rows["params"]}
     if len(found) != 1:
-        raise ConfigError(
+        raise ProbeMismatchError(
             f"--from-probe: the {PROBE_CLASSIFIER} probes hold several settings {sorted(found)}; "
             "keep one run's probes in the folder"
         )
@@ -217,7 +221,7 @@ def stored_gap(
     stored = stored.drop_duplicates("utt_id").set_index("utt_id")
     missing = [u for u in utt_ids if u not in stored.index]
     if missing or len(stored) != len(utt_ids):
-        raise ConfigError(
+        raise ProbeMismatchError(
             f"--from-probe: a stored probe tested other utterances than the fold "
             f"({len(stored)} stored, {len(utt_ids)} here; e.g. {missing[:2]})"
         )
@@ -234,7 +238,7 @@ def check_gap(gap: float, fold: str, meta: Mapping[str, Any], layer: int | None)
     if gap <= PROBABILITY_TOLERANCE:
         return
     where = f"layer {layer}, fold {fold} ({meta['train_condition']}->{meta['test_condition']})"
-    raise ConfigError(
+    raise ProbeMismatchError(
         f"--from-probe: refitted on the fine-tune model's features, the probe of {where} "
         f"differs from the stored one by up to {gap:.3g} in a class probability (more than "
         f"{PROBABILITY_TOLERANCE:g}): its cache was extracted with other settings (dtype, "

@@ -575,7 +575,7 @@ def _from_probe(run: _Run, path: Path) -> None:
     if layer is None:
         layer = _probe_layer(run, rows, states, folds, params, folder)
     elif str(layer) not in set(rows["layer"].astype(str)):
-        raise ConfigError(
+        raise probe_init.ProbeMismatchError(
             f"--from-probe {folder}: no probe of layer {layer}; probed layers: "
             f"{sorted(set(rows['layer'].astype(str)), key=int)}"
         )
