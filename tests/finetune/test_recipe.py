@@ -120,3 +120,17 @@ def test_bad_recipe_settings_are_refused_by_name(fields, words):
         FinetuneConfig(model="m", **fields)
     for word in words:
         assert word in str(caught.value)
+
+
+def test_a_head_started_from_a_float16_cache_probe_reads_float16_rounded_input():
+    from ssl_ser.finetune.model import Standardiser
+
+    pooled = torch.randn(1, 5, 8, dtype=torch.float32) * 3
+    scaler = Standardiser(1, 8, "float16")
+    scaler.set(np.full((1, 8), 0.25), np.full((1, 8), 2.0))
+    rounded = torch.from_numpy(pooled.numpy().astype(np.float16).astype(np.float32))
+    assert torch.equal(scaler(pooled), (rounded - 0.25) / 2.0)
+    assert not torch.equal(Standardiser(1, 8)(pooled), rounded)  # float32: no rounding
+    pooled.requires_grad_(True)
+    scaler(pooled).sum().backward()  # the cast passes gradients through
+    np.testing.assert_allclose(pooled.grad.numpy(), 0.5)

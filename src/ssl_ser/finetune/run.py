@@ -490,20 +490,41 @@ def _start_head(run: _Run, trainer: train.Trainer, fold: Fold, fit: np.ndarray, 
         trainer.use_frozen_features(run.features, _all_keys(run))
     model = trainer.model
     if config.init == "probe":
-        _probe_head(run, model, fold, meta)
+        _probe_head(run, trainer, fold, fit, meta)
     elif config.standardise:
         mean, scale = layer_standardiser(run.features, fit)
         model.scaler.set(mean[:, 0], scale[:, 0])
 
 
-def _probe_head(run: _Run, model: Any, fold: Fold, meta: dict) -> None:
-    """Start the head as the fold's logreg probe of the layer read (checked against the stored)."""
-    import torch
+def _probe_head(run: _Run, trainer: train.Trainer, fold: Fold, fit: np.ndarray, meta: dict) -> None:
+    """Start the head as the fold's logreg probe; the probe itself is kept if epoch 0 wins.
 
-    fitted, gap = _fold_probe(run, fold, meta, run.config.probe_dtype)
+    Training starts from the probe fitted on the fitting rows, so that epoch 0,
+    like every later epoch, is scored on validation speakers it has not seen.
+    When no epoch beats it, the fold's model is the probe as ``ser classify``
+    fits it, on all training rows (checked against the stored one), as a
+    search refits its chosen setting on all rows.
+    """
+    n_classes = len(run.table.classes)
+    kept, gap = _fold_probe(run, fold, meta, run.config.probe_dtype)
     if gap is not None:
         probe_init.check_gap(gap, fold.name, meta, run.config.head_layer)
-    head = probe_init.head_of(fitted, len(run.table.classes))
+    start = _refit(run, fit, run.config.probe_dtype)
+    _set_head(trainer.model, probe_init.head_of(start, n_classes))
+    trainer.epoch_zero = lambda: _set_head(trainer.model, probe_init.head_of(kept, n_classes))
+
+
+def _refit(run: _Run, rows: np.ndarray, dtype: str) -> Any:
+    """The logreg probe of the layer read, fitted on `rows` at the probes' precision."""
+    x = probe_init.stored_precision(run.features[0], dtype)
+    params = {} if run.probes is None else probe_init.probe_params(run.probes)
+    return probe_init.fit_probe(x[rows], run.rows.codes[rows], params, run.settings.seed)
+
+
+def _set_head(model: Any, head: probe_init.ProbeHead) -> None:
+    """Put a probe into the model's standardisation and linear head."""
+    import torch
+
     model.scaler.set(head.mean[None], head.scale[None])
     with torch.no_grad():
         model.head.weight.copy_(torch.as_tensor(head.weight, dtype=torch.float32))
@@ -516,10 +537,8 @@ def _fold_probe(run: _Run, fold: Fold, meta: dict, dtype: str) -> tuple[Any, flo
     The gap is the largest test-probability difference from the stored probe
     (None without stored probes).
     """
+    fitted = _refit(run, fold.train, dtype)
     x = probe_init.stored_precision(run.features[0], dtype)
-    params = {} if run.probes is None else probe_init.probe_params(run.probes)
-    codes = run.rows.codes[fold.train]
-    fitted = probe_init.fit_probe(x[fold.train], codes, params, run.settings.seed)
     if run.probes is None:
         return fitted, None
     mine = run.probes[

@@ -7,7 +7,8 @@ validation rows (training speakers only) and keeps the weights of the epoch with
 the best validation UA. Training stops after ``patience`` epochs without a
 better one. A head started from a probe is scored as epoch 0 before any step,
 and a later epoch is kept only when it beats it, so the kept model is never
-below its starting probe on validation. The head and the backbone have their
+below its starting probe on validation (when epoch 0 wins, the trainer's
+``epoch_zero`` puts the probe itself back). The head and the backbone have their
 own learning rates (two AdamW parameter groups). The test rows are never seen
 here. Every epoch ends with a checkpoint (see :mod:`ssl_ser.finetune.checkpoint`)
 from which a killed run resumes; dropout and the SpecAugment time masks are
@@ -20,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,9 @@ class Trainer:
     # the head then trains on them without running the backbone (see use_frozen_features)
     features: np.ndarray | None = None
     feature_rows: dict[tuple[str, str], int] | None = None
+    # puts the model of epoch 0 back when no epoch beats it (a probe-started head: the
+    # probe fitted on all training rows); None: epoch 0's stored weights are the model
+    epoch_zero: Callable[[], None] | None = None
 
     def __post_init__(self) -> None:
         self.parameters = [p for p in self.model.parameters() if p.requires_grad]
@@ -187,6 +191,8 @@ def train_fold(trainer: Trainer, rows: FoldRows, folder: Path) -> TrainState:
             _record(trainer, state, loss, val_ua, val_loss, scheduler, folder)
             bar.set_postfix(loss=f"{loss:.3f}", val_ua=f"{val_ua:.3f}", best=state.best_epoch)
     trainer.model.load_trainable_state(checkpoint.load_weights(folder / state.best_file))
+    if state.best_epoch == 0 and trainer.epoch_zero is not None:
+        trainer.epoch_zero()
     return state
 
 
