@@ -330,9 +330,10 @@ def build_model(
 def allow_time_masks(encoder: nn.Module, config: FinetuneConfig) -> None:
     """Let a wav2vec2-like model apply the masks the trainer passes, and draw none itself.
 
-    Loading turns ``apply_spec_augment`` off; here it is on again with the
-    model's own random masking off (``mask_time_prob`` 0: it would draw from
-    the global numpy RNG), so that only :func:`time_mask`'s seeded spans are used.
+    Loading turns ``apply_spec_augment`` off; here it is on again. The model
+    draws masks of its own (from the global numpy RNG) only in a training
+    forward given none, and every training forward is given
+    :func:`time_mask`'s seeded spans; its feature-axis masking is turned off.
 
     Raises:
         ConfigError: a model without a learned mask embedding (masking cannot apply).
@@ -345,7 +346,6 @@ def allow_time_masks(encoder: nn.Module, config: FinetuneConfig) -> None:
             "SpecAugment cannot be applied: use --no-spec-augment"
         )
     encoder.config.apply_spec_augment = True
-    encoder.config.mask_time_prob = 0.0
     encoder.config.mask_feature_prob = 0.0
 
 

@@ -51,6 +51,9 @@ from ssl_ser.progress import announce
 
 log = logging.getLogger(__name__)
 
+# Relative validation-loss difference below which two epochs of equal UA tie (float32 noise).
+LOSS_TIE = 1e-6
+
 
 @dataclass
 class FoldRows:
@@ -398,11 +401,12 @@ def better(val_ua: float, val_loss: float, state: TrainState) -> bool:
     """Whether an epoch beats the best so far: higher validation UA, or equal UA at a lower loss.
 
     A few validation speakers give UA few distinct values, so ties are common;
-    the loss tells them apart. An epoch that only equals the best is not kept.
+    the loss tells them apart. An epoch that only equals the best (loss within
+    float32 noise, :data:`LOSS_TIE`) is not kept.
     """
     if val_ua != state.best_val_ua:
         return val_ua > state.best_val_ua
-    return val_loss < state.best_val_loss
+    return val_loss < state.best_val_loss - LOSS_TIE * abs(state.best_val_loss)
 
 
 def _trainer_states(trainer: Trainer, scheduler: Any) -> dict[str, Any]:
