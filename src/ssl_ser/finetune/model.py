@@ -123,12 +123,15 @@ class EmotionModel(nn.Module):
         Only the last state when the head reads the last one (saves memory).
         """
         segments = [segment for utterance in utterances for segment in utterance]
-        masking = self.training and self.masking and self.mask_seed is not None
-        if masking and is_whisper(self.encoder):
+        masking = self.training and self.masking
+        whisper = is_whisper(self.encoder)
+        if masking and whisper and self.mask_seed is not None:
             segments = mask_log_mel(segments, self.mask_seed, self.mask_prob, self.mask_length)
+        # a wav2vec2-like model is always given its masks in training (none without a seed),
+        # so that it never draws its own from the global RNG
         hook = (
             self.encoder.register_forward_pre_hook(self._time_mask_hook(segments), with_kwargs=True)
-            if masking and not is_whisper(self.encoder)
+            if masking and not whisper
             else None
         )
         try:
@@ -145,7 +148,9 @@ class EmotionModel(nn.Module):
         def hook(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
             values = args[0] if args else kwargs["input_values"]
             total = int(module._get_feat_extract_output_lengths(values.shape[-1]))
-            mask = time_mask(valid, total, self.mask_seed, self.mask_prob, self.mask_length)
+            mask = np.zeros((len(valid), total), dtype=bool)
+            if self.mask_seed is not None:
+                mask = time_mask(valid, total, self.mask_seed, self.mask_prob, self.mask_length)
             kwargs["mask_time_indices"] = torch.from_numpy(mask).to(values.device)
             return args, kwargs
 
