@@ -5,13 +5,13 @@ every training setting, batch seconds included, since batches change the
 gradient) goes into each fold's cell id; the device and the number of
 processes do not (one process and several give the same result, see
 :mod:`ssl_ser.finetune.distributed`). The defaults follow the established
-recipes: the Hugging Face wav2vec2 audio-classification example (backbone
-learning rate 5e-5 with linear warm-up and decay, SpecAugment time masking
-with ``mask_time_prob`` 0.05 and spans of 10 frames, the convolutional feature
-encoder frozen), SUPERB's emotion task (a learned weighted sum of all hidden
-states when no probe says which layer to read; head rate 1e-3 as s3prl's
-downstream heads) and early stopping on validation speakers drawn from the
-training side (patience 5).
+recipes: the Hugging Face wav2vec2 audio-classification example (a backbone
+rate of its order, 5e-5, transformers' default, where it uses 3e-5; linear
+warm-up and decay; SpecAugment time masking with ``mask_time_prob`` 0.05 and
+spans of 10 frames; the convolutional feature encoder frozen), SUPERB's
+emotion task (a learned weighted sum of all hidden states when no probe says
+which layer to read; head rate 1e-3 as s3prl's downstream heads) and early
+stopping on validation speakers drawn from the training side (patience 5).
 
 This module imports neither torch nor transformers.
 """
