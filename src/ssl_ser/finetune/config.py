@@ -10,7 +10,7 @@ rate of its order, 5e-5, transformers' default, where it uses 3e-5; linear
 warm-up and decay; SpecAugment time masking with ``mask_time_prob`` 0.05 and
 spans of 10 frames; the convolutional feature encoder frozen), SUPERB's
 emotion task (a learned weighted sum of all hidden states when no probe says
-which layer to read; head rate 1e-3 as s3prl's downstream heads) and early
+which layer to read; a head rate of 1e-3, the toolkit's torch probes') and early
 stopping on validation speakers drawn from the training side (patience 5).
 
 This module imports neither torch nor transformers.
