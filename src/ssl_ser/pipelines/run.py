@@ -364,8 +364,10 @@ def run_finetune_unit(plan: Plan, unit: FinetuneUnit, *, progress: bool = False)
     if probe_at_hand(plan, unit):
         from ssl_ser.classify.results import CellStore, write_tables
 
-        # the probes' rows as --from-probe reads them (the tables are written again after)
-        write_tables(CellStore(unit.variant.results_dir), n_boot=0, seed=settings.seed)
+        # the probes' rows as --from-probe reads them: the tables the run writes after
+        # its sweeps (same resamples and seed), written early
+        store = CellStore(unit.variant.results_dir)
+        write_tables(store, n_boot=settings.bootstrap, seed=settings.seed)
         start = dataclasses.replace(settings, from_probe=str(unit.variant.results_dir))
         try:
             return run_finetune(
