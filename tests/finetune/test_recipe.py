@@ -134,3 +134,18 @@ def test_a_head_started_from_a_float16_cache_probe_reads_float16_rounded_input()
     pooled.requires_grad_(True)
     scaler(pooled).sum().backward()  # the cast passes gradients through
     np.testing.assert_allclose(pooled.grad.numpy(), 0.5)
+
+
+def test_a_frozen_backbone_trains_its_head_on_its_eval_mode_features(model_dirs, corpus):
+    config = config_of(model_dirs, "wav2vec2-group", freeze="base", head_layer=1)
+    model, _ = build_model(config, 3, "cpu", 0)
+    audio, segments = utterances(model, corpus)
+    trainer = train.Trainer(model, config, audio, 0, World())
+    keys = [(utt_id, "clean") for utt_id in corpus["utt_id"]]
+    features = train.pooled_features(trainer, keys)
+    trainer.use_frozen_features(features, keys)
+    model.train()  # dropout and masks would apply to a backbone run in training mode
+    with torch.no_grad():
+        cached = trainer.logits(keys[::-1])
+        expected = model.eval()(segments[::-1])
+    np.testing.assert_allclose(cached.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
