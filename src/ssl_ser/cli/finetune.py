@@ -81,7 +81,7 @@ EXAMPLE = (
     type=float,
     default=DEFAULTS.head_learning_rate,
     show_default=True,
-    help="Peak AdamW learning rate of the head and layer weights (s3prl downstream heads).",
+    help="Peak AdamW learning rate of the head and layer weights (as the torch probes).",
 )
 @click.option(
     "--spec-augment/--no-spec-augment",
