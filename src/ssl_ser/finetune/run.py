@@ -543,8 +543,8 @@ def _fold_probe(run: _Run, fold: Fold, meta: dict, dtype: str) -> tuple[Any, flo
     x = probe_init.stored_precision(run.features[0], dtype)
     if run.probes is None:
         return fitted, None
-    mine = run.probes[
-        (run.probes["fold"].astype(str) == str(fold.name))
+    mine = run.probes[  # this fold's probe (a folder may hold other seeds' folds too)
+        (run.probes["fold_digest"].astype(str) == fold_digest(run.rows.utt_ids, fold))
         & (run.probes["train_condition"] == meta["train_condition"])
         & (run.probes["test_condition"] == meta["test_condition"])
     ]
