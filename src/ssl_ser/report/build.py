@@ -23,7 +23,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ssl_ser import __version__
-from ssl_ser.report import figures, finetune, finetune_figures, stats_section, tables
+from ssl_ser.atomic import make_folder, refuse_link, write_text
+from ssl_ser.report import figures, finetune, finetune_figures, measures, stats_section, tables
 from ssl_ser.report.document import (
     Document,
     ExtractorInfo,
@@ -48,6 +49,7 @@ from ssl_ser.report.load import (
 log = logging.getLogger(__name__)
 
 FIGURES_FOLDER = "figures"
+DEFAULT_STEM = "report"
 FIGURE_PATTERNS: tuple[str, ...] = (
     "layers-*",
     "heatmap-*",
@@ -58,6 +60,9 @@ FIGURE_PATTERNS: tuple[str, ...] = (
     "training-curves*",
     "layer-weights*",
     stats_section.FIGURE_PATTERN,
+    "selectivity*",
+    "codelength*",
+    "speaker-information*",
 )
 SLUG_DIGEST = re.compile(r"-[0-9a-f]{10}$")
 UNTRAINED_TAG = "untrained"
@@ -112,15 +117,16 @@ def write_report(
     folders = [results_dir] if isinstance(results_dir, str | Path) else list(results_dir)
     results = load_results(folders)
     output_html = Path(output_html)
-    figure_dir = output_html.parent / FIGURES_FOLDER
+    figure_dir = figures_folder(output_html)
+    refuse_link(figure_dir)  # before drawing, and before stale figures are removed from it
     document = build_document(
         results, figure_dir, title=title, n_boot=n_boot, seed=seed, progress=progress
     )
     _remove_stale_figures(figure_dir, document)
-    output_html.parent.mkdir(parents=True, exist_ok=True)
-    output_html.write_text(html.render(document), encoding="utf-8")
+    make_folder(output_html.parent)
+    write_text(output_html, html.render(document))
     md_path = output_html.with_suffix(".md")
-    md_path.write_text(markdown.render(document, output_html.parent), encoding="utf-8")
+    write_text(md_path, markdown.render(document, output_html.parent))
     log.info("wrote %s and %s", output_html, md_path)
     return ReportSummary(
         html=output_html,
@@ -130,6 +136,17 @@ def write_report(
         left_out=[note.title for note in document.notes],
         best=document.highlight,
     )
+
+
+def figures_folder(output_html: Path) -> Path:
+    """The report's own figure folder: ``figures/`` for ``report.html``, ``figures-<name>/`` else.
+
+    Two reports in one folder (``a.html``, ``b.html``) never share figures: each
+    draws into, and removes stale figures from, its own folder only.
+    """
+    stem = output_html.stem
+    name = FIGURES_FOLDER if stem == DEFAULT_STEM else f"{FIGURES_FOLDER}-{stem}"
+    return output_html.parent / name
 
 
 @dataclass
@@ -151,7 +168,13 @@ def build_document(
     seed: int = 0,
     progress: bool = False,
 ) -> Document:
-    """Compute the numbers per comparable group, draw the figures and lay out the sections."""
+    """Compute the numbers per comparable group, draw the figures and lay out the sections.
+
+    Rows of other targets than emotion (control, speaker) reach only the probing
+    measures section; a table holding no emotion rows is shown as it is.
+    """
+    emotion, with_targets = measures.split_targets(results)
+    results = emotion if len(emotion.table) else results
     cells = tables.cell_summary(results.table)
     names = extractor_names(cells)
     numbers = []
@@ -169,9 +192,11 @@ def build_document(
     drawn = draw_figures(results, numbers, names, figure_dir, progress=progress)
     tuned = finetune_items(results, numbers, names, figure_dir, n_boot=n_boot, seed=seed)
     stats = stats_section.stats_items(results, numbers, names, figure_dir, n_boot=n_boot, seed=seed)
+    measured = measures.measure_items(with_targets, names, figure_dir)
     sections = [
         Section("Layer-wise probing", LAYERS_INTRO, drawn["layers"]),
         *stats_section.sections(stats),
+        *([Section(measures.TITLE, measures.INTRO, measured)] if measured else []),
         Section("Best results", BEST_INTRO, _best_tables(numbers, names)),
         *([Section(FINETUNE_TITLE, FINETUNE_INTRO, tuned)] if tuned else []),
         Section("Cross-corpus transfer", CROSS_INTRO, drawn["cross"]),

@@ -22,7 +22,8 @@ Columns the report needs but a table lacks are derived here, in one place:
   split)" or "speaker-dependent (speakers shared by train and test)", from the
   ``speaker_independent`` column when present, else from the split name;
 - ``labels``, ``speaker_norm``, ``search`` and ``seed`` (part of a cell's
-  identity in ``ser classify`` output) default to one value when absent;
+  identity in ``ser classify`` output) default to one value when absent, and
+  ``target`` (what the probe predicts, issue 21) to ``emotion``;
 - ``classic``: whether the extractor is a one-layer classic baseline (eGeMAPS,
   MFCC, log-mel) rather than a layered SSL model;
 - ``untrained``: whether the extractor's model has random weights. This is
@@ -84,6 +85,7 @@ SETTING: tuple[str, ...] = (
     "labels",
     "seed",
     "shots",
+    "target",
 )
 CONFIG: tuple[str, ...] = (
     "layer",
@@ -106,6 +108,7 @@ DEFAULTS: dict[str, str] = {
     "seed": "",
     "shots": "",
     "finetune_setup": "",
+    "target": "emotion",
 }
 CELL: tuple[str, ...] = SETTING + CONFIG
 METRICS: tuple[str, ...] = ("ua", "wa", "macro_f1")
@@ -206,7 +209,23 @@ def read_table(path: Path, columns: Sequence[str] | None = None) -> pd.DataFrame
     Args:
         path: the ``.parquet`` or ``.csv`` file.
         columns: the columns wanted; those the file lacks are skipped.
+
+    Raises:
+        ConfigError: the file is not a readable table (damaged, empty, not parquet).
     """
+    from pyarrow import ArrowException
+
+    try:
+        return _read_table(path, columns)
+    except (ArrowException, OSError, ValueError, UnicodeDecodeError) as error:
+        detail = " ".join(str(error).split()) or type(error).__name__
+        raise ConfigError(
+            f"{path} is not a readable table ({detail[:200]}); it is damaged or not a "
+            "table: rebuild or remove it"
+        ) from None
+
+
+def _read_table(path: Path, columns: Sequence[str] | None) -> pd.DataFrame:
     if path.suffix == ".parquet":
         if columns is None:
             return pd.read_parquet(path)
