@@ -35,7 +35,15 @@ from typing import Any
 
 from ssl_ser.errors import ConfigError, SerError, UnknownChoiceError
 from ssl_ser.extract.config import LONG_AUDIO_POLICIES, RETRY_FAILED
-from ssl_ser.finetune.config import ADAPTERS, FINETUNE_DTYPES, FREEZES, HEADS, FinetuneConfig
+from ssl_ser.finetune.config import (
+    ADAPTERS,
+    FINETUNE_DTYPES,
+    FREEZES,
+    HEADS,
+    INITS,
+    PROBE_DTYPES,
+    FinetuneConfig,
+)
 from ssl_ser.manifest import MANIFEST_SUFFIXES
 from ssl_ser.pipelines._schema import Where, build, check_choices, schema, wrong_type
 
@@ -195,7 +203,7 @@ class ClassifySettings:
     scheduler: str | None = None
     target: str = field(
         default="emotion",
-        metadata={"choices": _registry("ssl_ser.classify.measures", "ASKED_TARGETS")},
+        metadata={"choices": _registry("ssl_ser.classify.measures", "REQUESTED_TARGETS")},
     )
     control: bool = False
     mdl: bool = False
@@ -208,6 +216,8 @@ FINETUNE_CHOICES: dict[str, tuple[str, ...]] = {
     "head": HEADS,
     "freeze": FREEZES,
     "adapter": ADAPTERS,
+    "init": INITS,
+    "probe_dtype": PROBE_DTYPES,
     "dtype": FINETUNE_DTYPES,
     "long_audio": LONG_AUDIO_POLICIES,
 }
