@@ -37,7 +37,6 @@ from ssl_ser.classify.splits import (
     condition_folds,
     drop_unseen_classes,
     fold_digest,
-    inner_split,
 )
 from ssl_ser.classify.sweep import CellInfo, Outcome, Rows, setting_key, store_cell
 from ssl_ser.errors import ConfigError, UnknownChoiceError
@@ -47,6 +46,7 @@ from ssl_ser.finetune import data, train
 from ssl_ser.finetune import model as model_module
 from ssl_ser.finetune.config import FINETUNE_CLASSIFIER, FinetuneConfig
 from ssl_ser.finetune.distributed import World, barrier, from_main, gather, world
+from ssl_ser.finetune.validation import closest_speaker_split
 from ssl_ser.progress import announce
 from ssl_ser.versions import library_versions
 
@@ -362,20 +362,23 @@ def _fold_meta(run: _Run, fold: Fold, train_condition: str, test_condition: str)
 def _validation(run: _Run, fold: Fold) -> tuple[np.ndarray, np.ndarray]:
     """(fitting rows, validation rows): the split's validation part, else training speakers.
 
-    Without a validation part of its own, whole speakers are drawn from the
-    training rows only (:func:`~ssl_ser.classify.splits.inner_split`).
+    Without a validation part of its own, the set of training speakers whose
+    share of rows is closest to ``val_fraction`` is held out
+    (:func:`~ssl_ser.finetune.validation.closest_speaker_split`); the share is printed.
     """
     if len(fold.val):
         return fold.train, fold.val
-    fit, val = inner_split(
+    split = closest_speaker_split(
         run.rows.groups[fold.train],
         run.rows.codes[fold.train],
         run.config.val_fraction,
         run.settings.seed,
     )
-    if len(val) == 0:
+    if len(split.val) == 0:
         raise ConfigError(f"fold {fold.name}: no validation rows could be drawn from training")
-    return fold.train[fit], fold.train[val]
+    if run.here.main:
+        announce(f"fold {fold.name}: validation on {split.describe(run.config.val_fraction)}")
+    return fold.train[split.fit], fold.train[split.val]
 
 
 def _run_fold(run: _Run, cell: str, fold: Fold, n_dropped: int, meta: dict) -> None:
