@@ -404,6 +404,7 @@ def _run_fold(run: _Run, cell: str, fold: Fold, n_dropped: int, meta: dict) -> N
     describe = f"finetune {meta['train_condition']}->{meta['test_condition']} fold {fold.name}"
     trainer = train.Trainer(model, run.config, run.audio, run.settings.seed, run.here, describe)
     trainer.progress = run.progress
+    trainer.started = started  # fit_seconds: the whole fold, earlier runs of a resume included
     folder = run.store.output / CHECKPOINTS_DIR / cell
     state = train.train_fold(trainer, rows, folder)
     probabilities = train.predict(trainer, [keys[i] for i in fold.test])
@@ -416,7 +417,7 @@ def _run_fold(run: _Run, cell: str, fold: Fold, n_dropped: int, meta: dict) -> N
         np.arange(len(run.table.classes)),
         {},
         state.best_val_ua,
-        time.perf_counter() - started,
+        trainer.elapsed(),
     )
     model_dir = run.store.output / MODELS_DIR / cell
     extra = {
