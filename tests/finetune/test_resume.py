@@ -104,7 +104,7 @@ def test_killed_and_restarted_equals_uninterrupted(
     assert not any(out.glob("checkpoints/*/epoch-*"))
 
 
-class Interrupted(Exception):
+class KilledError(Exception):
     """Stands for a kill right after the first checkpoint was committed."""
 
 
@@ -124,7 +124,7 @@ def test_fit_seconds_after_a_resume_count_the_whole_fold(
 
     def save_then_die(folder, state, *args):
         save(folder, state, *args)
-        raise Interrupted
+        raise KilledError
 
     config = FinetuneConfig(model=str(tiny_model), **{**CONFIG, "epochs": 2})
     settings = FinetuneSettings(
@@ -132,7 +132,7 @@ def test_fit_seconds_after_a_resume_count_the_whole_fold(
     )
     monkeypatch.setattr(train, "_epoch", slow_epoch)
     monkeypatch.setattr(checkpoint, "save", save_then_die)
-    with pytest.raises(Interrupted):
+    with pytest.raises(KilledError):
         run_finetune(corpus_manifest, config, settings, tmp_path)
     (state_file,) = tmp_path.glob("checkpoints/*/epoch-001/state.json")
     first = json.loads(state_file.read_text())["seconds"]
