@@ -428,3 +428,29 @@ def test_a_collapsed_finetune_is_marked_in_both_tables(tmp_path: Path) -> None:
     out = tmp_path / "out" / "report.html"
     write_report(folder, out, n_boot=N_BOOT)
     assert "⚠ collapsed: one class predicted in 1/3 folds" in out.with_suffix(".md").read_text()
+
+
+def test_two_finetune_settings_have_distinguishable_legend_handles() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    tuned = pd.DataFrame(
+        {
+            "layer": ["all", "all", "all"],
+            "finetune_setup": ["lr 1e-05", "lr 0.0001", "lr 0.001"],
+            "ua_mean": [0.5, 0.6, 0.7],
+        }
+    )
+    fig = figures._new_figure(8, 4)
+    ax = fig.subplots()
+    figures._finetune_lines(ax, tuned)
+    figures._figure_legend(fig, [ax])
+    (legend,) = fig.legends
+    handle_points = legend.handlelength * legend._fontsize
+    patterns = {}
+    for line, text in zip(legend.get_lines(), legend.get_texts(), strict=True):
+        offset, dashes = line._dash_pattern  # on/off lengths in points, scaled by the width
+        patterns[text.get_text()] = tuple(dashes) if dashes else ()
+        if dashes:  # a whole dash cycle, gap included, is drawn inside the handle
+            assert sum(dashes) <= handle_points, (text.get_text(), dashes, handle_points)
+    assert len(patterns) == 3 and len(set(patterns.values())) == 3
