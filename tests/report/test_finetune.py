@@ -454,3 +454,69 @@ def test_two_finetune_settings_have_distinguishable_legend_handles() -> None:
         if dashes:  # a whole dash cycle, gap included, is drawn inside the handle
             assert sum(dashes) <= handle_points, (text.get_text(), dashes, handle_points)
     assert len(patterns) == 3 and len(set(patterns.values())) == 3
+
+
+def _drop_tables(folder: Path) -> None:
+    for name in ("results.parquet", "results.csv", "predictions.parquet", "summary.csv"):
+        (folder / name).unlink()
+
+
+def test_an_interrupted_run_is_reported_from_its_stored_cells(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from ssl_ser.cli.main import cli
+
+    spec = FinetuneSpec(weighted=False, settings=SETTINGS[:1], normed_probe=False)
+    whole = write_folder(tmp_path / "whole", spec)
+    stopped = write_folder(tmp_path / "stopped" / "results", spec)
+    _drop_tables(stopped)
+    (stopped / "checkpoints" / "abc123" / "epoch-002").mkdir(parents=True)
+    expected, got = load_results([whole]), load_results([stopped])
+    assert expected.incomplete == []
+    (note,) = got.incomplete
+    assert "stopped before writing its results table" in note and "1 fold(s) were still" in note
+    n_folds = len(pd.read_parquet(whole / "results.parquet"))
+    assert f"{n_folds} finished fold(s) read from {stopped / 'cells'}" in note
+    key = ["cell_id", "fold"]
+    columns = ["ua", "wa", "val_ua", "layer", "classifier"]
+    pd.testing.assert_frame_equal(
+        got.table.sort_values(key)[[*key, *columns]].reset_index(drop=True),
+        expected.table.sort_values(key)[[*key, *columns]].reset_index(drop=True),
+    )
+    assert len(got.predictions) == len(expected.predictions)
+    full, _ = _comparison(whole)
+    partial, _ = _comparison(stopped)
+    pd.testing.assert_series_equal(partial["difference"], full["difference"])
+    out = tmp_path / "report" / "report.html"
+    result = CliRunner().invoke(cli, ["report", str(stopped.parent), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (
+        "is incomplete" in out.read_text() and "is incomplete" in out.with_suffix(".md").read_text()
+    )
+
+
+def test_a_table_older_than_its_stored_cells_is_set_aside_for_them(tmp_path: Path) -> None:
+    from ssl_ser.classify.results import CellStore, write_tables
+
+    spec = FinetuneSpec(weighted=False, settings=SETTINGS[:1], normed_probe=False)
+    folder = write_folder(tmp_path / "results", spec)
+    rows = pd.read_parquet(folder / "results.parquet")
+    newest = rows.loc[rows["classifier"] == "finetune", "cell_id"].iloc[-1]
+    aside = tmp_path / "aside"
+    aside.mkdir()
+    for suffix in (".json", ".parquet"):  # the table is rebuilt without the newest fold...
+        (folder / "cells" / f"{newest}{suffix}").rename(aside / f"{newest}{suffix}")
+    write_tables(CellStore(folder), n_boot=10, seed=0)
+    for suffix in (".json", ".parquet"):  # ...which is stored afterwards, then the run stops
+        (aside / f"{newest}{suffix}").rename(folder / "cells" / f"{newest}{suffix}")
+    results = load_results([folder])
+    (note,) = results.incomplete
+    assert "1 stored fold(s) are newer than its results table" in note
+    assert newest in set(results.table["cell_id"]) and len(results.table) == len(rows)
+    assert newest in set(results.predictions["cell_id"])
+
+
+def test_a_folder_without_table_or_cells_is_refused_by_name(tmp_path: Path) -> None:
+    (tmp_path / "empty" / "cells").mkdir(parents=True)
+    with pytest.raises(ConfigError, match=r"empty holds no results table and no finished cells"):
+        load_results([tmp_path / "empty"])

@@ -181,7 +181,7 @@ def build_document(
         title=title or default_title(cells, names),
         extractors=extractor_infos(cells, names),
         facts=facts(results, cells, names, [n.group for n in numbers]),
-        warnings=warning_lines(cells, names),
+        warnings=[*results.incomplete, *warning_lines(cells, names)],
         highlights=[highlight(n.top, names, n.group) for n in numbers],
         sections=sections,
     )
