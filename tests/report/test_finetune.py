@@ -321,26 +321,112 @@ def test_without_weighted_finetunes_the_layer_weights_are_left_out_with_a_note(
     assert list((tmp_path / "out" / "figures").glob("training-curves*"))
 
 
-def test_probes_without_validation_scores_leave_the_chosen_layer_empty(tmp_path: Path) -> None:
+def _chosen_on_other_folds(probes: pd.DataFrame) -> pd.DataFrame:
+    """Per fold, by hand: the (classifier, layer) with the best mean UA over the other folds."""
+    chosen = []
+    for fold in sorted(probes["fold"].unique()):
+        others = probes[probes["fold"] != fold]
+        means = others.groupby(["classifier", "layer"])["ua"].mean()
+        top = means[means == means.max()].index
+        classifier, layer = sorted(top, key=lambda key: (key[0], int(key[1])))[0]
+        mine = probes[(probes["fold"] == fold) & (probes["classifier"] == classifier)]
+        chosen.append(mine[mine["layer"] == layer].iloc[0])
+    return pd.DataFrame(chosen).set_index("fold")
+
+
+def test_without_validation_scores_the_layer_is_chosen_on_the_other_folds(tmp_path: Path) -> None:
+    from scipy import stats
+
     folder = write_folder(
         tmp_path / "results", FinetuneSpec(val_ua=False, weighted=False, settings=SETTINGS[:1])
     )
     summary, pairs = _comparison(folder)
-    assert summary["selected_mean"].isna().all() and summary["best_test_mean"].notna().all()
     rows, _ = _raw(folder)
     probes = rows[(rows["classifier"] != "finetune") & ~rows["speaker_norm"].astype(bool)]
-    means = probes.groupby(["classifier", "layer"])["ua"].mean()
-    classifier = means.idxmax()[0]  # the last layer falls back to the best-by-test classifier
-    last = probes[(probes["classifier"] == classifier) & (probes["layer"] == "4")]
-    assert summary["last_mean"].iloc[0] == pytest.approx(last["ua"].mean())
-    text = finetune.format_comparison(summary, {"facebook/wav2vec2-base": "w2v"})
-    assert text[finetune.SELECTED_COLUMN].str.contains("no validation UA stored").all()
-    # fold by fold, the fine-tune is paired with that last layer instead, on the same speakers
-    assert (pairs["speakers"] == finetune.SAME).all() and (pairs["reference"] == "last layer").all()
+    chosen = _chosen_on_other_folds(probes)
+    got = summary.iloc[0]
+    assert got["reference"] == finetune.HOW_OTHER_FOLDS
+    assert got["selected_mean"] == pytest.approx(chosen["ua"].mean())
     tuned = rows[rows["classifier"] == "finetune"].set_index("fold")["ua"]
-    expected = (tuned - last.set_index("fold")["ua"]).mean()
-    assert summary["difference"].iloc[0] == pytest.approx(expected)
-    assert text[finetune.DIFFERENCE_COLUMN].str.contains("vs last layer").all()
+    difference = tuned - chosen["ua"]
+    assert got["difference"] == pytest.approx(difference.mean())
+    half = stats.t.ppf(0.975, 2) * difference.std(ddof=1) / np.sqrt(3)
+    assert got["difference_low"] == pytest.approx(difference.mean() - half)
+    assert got["difference_high"] == pytest.approx(difference.mean() + half)
+    # the last layer (the old reference) scores differently: the difference is not its
+    means = probes.groupby(["classifier", "layer"])["ua"].mean()
+    last = probes[(probes["classifier"] == means.idxmax()[0]) & (probes["layer"] == "4")]
+    assert got["last_mean"] == pytest.approx(last["ua"].mean())
+    assert got["difference"] != pytest.approx((tuned - last.set_index("fold")["ua"]).mean())
+    assert list(pairs["probe_layer"]) == list(chosen.loc[pairs["fold"], "layer"])
+    assert (pairs["speakers"] == finetune.SAME).all()
+    text = finetune.format_comparison(summary, {"facebook/wav2vec2-base": "w2v"}).iloc[0]
+    assert "chosen on the other folds" in text[finetune.SELECTED_COLUMN]
+    layer = chosen["layer"].iloc[0] if chosen["layer"].nunique() == 1 else "/".join(chosen["layer"])
+    assert "layer" in text[finetune.DIFFERENCE_COLUMN] and layer in text[finetune.DIFFERENCE_COLUMN]
+    low, high = 100 * got["difference_low"], 100 * got["difference_high"]
+    assert f"[{low:+.1f}, {high:+.1f}]" in text[finetune.DIFFERENCE_COLUMN]
+
+
+def test_a_split_without_other_folds_gets_no_chosen_layer_and_no_difference(
+    tmp_path: Path,
+) -> None:
+    folder = write_folder(
+        tmp_path / "results", FinetuneSpec(val_ua=False, weighted=False, settings=SETTINGS[:1])
+    )
+    rows, _ = _raw(folder)
+    probes = finetune.comparable_probes(normalise(rows), normalise(rows).iloc[-1])
+    assert not finetune.other_folds_layers(probes).rows.empty
+    for split in ("random", "cross-corpus"):
+        assert finetune.other_folds_layers(probes.assign(split=split)).rows.empty
+    one_fold = probes[probes["fold"] == "0"]
+    assert finetune.other_folds_layers(one_fold).rows.empty
+    summary, _ = _comparison(folder)
+    lonely = summary.assign(
+        reference=finetune.NO_CHOICE, paired=0, selected_mean=np.nan, difference=np.nan
+    )
+    text = finetune.format_comparison(lonely, {"facebook/wav2vec2-base": "w2v"}).iloc[0]
+    assert text[finetune.DIFFERENCE_COLUMN] == "n/a\nno layer chosen on training speakers"
+    assert "no other folds to choose on" in text[finetune.SELECTED_COLUMN]
+
+
+def test_each_fold_difference_has_a_paired_bootstrap_interval(folder: Path) -> None:
+    from ssl_ser.report import paired
+
+    _, pairs = _comparison(folder)
+    rows, predictions = _raw(folder)
+    for _, pair in pairs[pairs["test_condition"] == "clean"].iterrows():
+        tuned = rows[
+            (rows["classifier"] == "finetune")
+            & (rows["layer"] == pair["layer"])
+            & (rows["fold"] == pair["fold"])
+            & (rows["test_condition"] == "clean")
+        ]
+        probe = rows[
+            (rows["classifier"] != "finetune")
+            & ~rows["speaker_norm"].astype(bool)
+            & (rows["layer"] == pair["probe_layer"])
+            & (rows["fold"] == pair["fold"])
+            & (rows["test_condition"] == "clean")
+            & (rows["ua"] == pair["probe"])
+        ]
+        a = predictions[predictions["cell_id"] == tuned["cell_id"].iloc[0]].set_index("utt_id")
+        b = predictions[predictions["cell_id"] == probe["cell_id"].iloc[0]].set_index("utt_id")
+        b = b.loc[a.index]
+        low, high = paired.paired_bootstrap(
+            a["label"],
+            a["predicted"],
+            b["predicted"],
+            sorted(set(a["label"])),
+            n_boot=N_BOOT,
+            seed=0,
+        )
+        assert (pair["low"], pair["high"]) == pytest.approx((low, high))
+        assert pair["low"] <= pair["finetune"] - pair["probe"] <= pair["high"]
+    text = finetune.format_folds(pairs, {"facebook/wav2vec2-base": "w2v"})
+    first = pairs.iloc[0]
+    expected = f"[{100 * first['low']:+.1f}, {100 * first['high']:+.1f}]"
+    assert expected in text[finetune.FOLD_DIFFERENCE_COLUMN].iloc[0]
 
 
 def test_a_one_layer_curve_gets_whole_layer_ticks(

@@ -261,18 +261,23 @@ def _finetune_group(
             f"Fine-tuned vs probe layers · {n.group.short}",
             f"{n.group.label}. UA in percent: mean ± std over folds, then the UA of all folds' "
             "test predictions pooled with its 95% bootstrap interval, then what was chosen "
-            "(layer per fold, probe classifier and pooling). Last column: fine-tuned minus "
-            "the probe chosen on training speakers (the last layer where no validation UA is "
-            "stored), averaged over folds with the same speakers." + setup_text,
+            "(layer per fold, probe classifier and pooling). The chosen layer is chosen per "
+            "fold without its test speakers: on the probe's validation UA (training "
+            "speakers), or where none is stored on the mean test UA of the other folds "
+            "(whose test speakers are this fold's training speakers; their probes were "
+            "trained with this fold's speakers among others). Last column: fine-tuned minus "
+            "that probe, averaged over folds with the same speakers, with a 95% Student "
+            "t-interval over folds." + setup_text,
             finetune.format_comparison(summary, names),
         ),
         TableItem(
             f"finetune-folds{suffix}",
             f"Fold by fold, with the same speakers · {n.group.short}",
-            f"{n.group.label}. Each fine-tuned fold beside the probe chosen on that fold's "
-            "training speakers (the last layer where no validation UA is stored, a choice "
-            "made before any test result); a fold whose stored membership digest differs from the "
-            "probe's holds other speakers and is not paired." + setup_text,
+            f"{n.group.label}. Each fine-tuned fold beside the probe layer chosen on that "
+            "fold's training speakers (as in the table above); Δ with a 95% paired bootstrap "
+            "interval over the fold's test utterances (both models scored on the same "
+            "resamples, from their stored predictions). A fold whose stored membership digest "
+            "differs from the probe's holds other speakers and is not paired." + setup_text,
             finetune.format_folds(pairs, names),
         ),
         *finetune_figures.training_curve_figures(results.table, names, figure_dir, n.group),

@@ -164,6 +164,7 @@ PRED_COLUMNS: tuple[str, ...] = ("pred", "prediction", "y_pred", "predicted")
 # What the report reads of the predictions (not the per-class probabilities).
 PREDICTION_COLUMNS: tuple[str, ...] = (
     "cell_id",
+    "utt_id",  # pairs two models' predictions of one utterance (fine-tune vs probe)
     "corpus",
     "fold",
     *CELL,
@@ -691,7 +692,7 @@ def normalise_predictions(predictions: pd.DataFrame, where: str = "predictions")
                 f"{where} lacks a {target} label column; expected one of {', '.join(aliases)}"
             )
         out[target] = out[found].astype(str)
-    for column in ("cell_id", "corpus", "fold", *CELL):
+    for column in ("cell_id", "utt_id", "corpus", "fold", *CELL):
         if column in out.columns:
             out[column] = out[column].astype(str)
     return out
