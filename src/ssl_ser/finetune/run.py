@@ -19,7 +19,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ from ssl_ser.finetune import data, train
 from ssl_ser.finetune import model as model_module
 from ssl_ser.finetune.config import FINETUNE_CLASSIFIER, FinetuneConfig
 from ssl_ser.finetune.distributed import World, barrier, from_main, gather, world
+from ssl_ser.finetune.segment_store import SegmentStore
 from ssl_ser.finetune.validation import closest_speaker_split
 from ssl_ser.progress import announce
 from ssl_ser.versions import library_versions
@@ -77,6 +78,8 @@ class FinetuneSettings:
         workers: audio loading processes (None: the extraction default).
         force: train folds again that the output folder already holds.
         save_models: save each fold's chosen model under ``models/``.
+        audio_in_memory: hold all prepared audio in memory instead of a file of the
+            output folder read per batch (the same arrays either way).
     """
 
     labels: str = "basic4"
@@ -91,6 +94,7 @@ class FinetuneSettings:
     workers: int | None = None
     force: bool = False
     save_models: bool = True
+    audio_in_memory: bool = False
 
     @property
     def seed(self) -> int:
@@ -155,8 +159,10 @@ def run_finetune(
     manifest = manifest_module.validate(manifest)
     _check_settings(settings)
     output = Path(output)
-    with world(settings.device) as here:
-        run = _prepare(manifest, config, settings, output, here, progress)
+    with (
+        world(settings.device) as here,
+        _closing(_prepare(manifest, config, settings, output, here, progress)) as run,
+    ):
         ran, skipped = 0, 0
         described: dict[str, Mapping[str, Any]] = {}
         for train_condition, test_condition in _scenarios(settings):
@@ -178,6 +184,15 @@ def run_finetune(
     return FinetuneResult(
         ran, skipped, len(run.audio.failed), paths, summary, seconds, main=here.main
     )
+
+
+@contextlib.contextmanager
+def _closing(run: _Run) -> Iterator[_Run]:
+    """The run, its stored audio removed when it ends (or fails)."""
+    try:
+        yield run
+    finally:
+        run.audio.close()
 
 
 def _check_settings(settings: FinetuneSettings) -> None:
@@ -214,14 +229,21 @@ def _prepare(
             "fine-tuning runs in float32: pass --dtype float32"
         )
     workers = default_workers() if settings.workers is None else settings.workers
-    audio = data.load_audio(
-        manifest,
-        backbone.preprocessor,
-        settings.conditions,
-        settings.telephone_source,
-        workers,
-        progress and here.main,
-    )
+    store = None if settings.audio_in_memory else SegmentStore(output)
+    try:
+        audio = data.load_audio(
+            manifest,
+            backbone.preprocessor,
+            settings.conditions,
+            settings.telephone_source,
+            workers,
+            progress and here.main,
+            store,
+        )
+    except BaseException:
+        if store is not None:
+            store.close()
+        raise
     # a file one process could not read is left out by all, so that all make the same folds
     audio.failed = sorted(set().union(*map(set, gather(audio.failed, here))))
     store = CellStore(output) if here.main else _ReadOnlyStore(output)
