@@ -361,9 +361,10 @@ def test_without_validation_scores_the_layer_is_chosen_on_the_other_folds(tmp_pa
     assert list(pairs["probe_layer"]) == list(chosen.loc[pairs["fold"], "layer"])
     assert (pairs["speakers"] == finetune.SAME).all()
     text = finetune.format_comparison(summary, {"facebook/wav2vec2-base": "w2v"}).iloc[0]
-    assert "chosen on the other folds" in text[finetune.SELECTED_COLUMN]
     layer = chosen["layer"].iloc[0] if chosen["layer"].nunique() == 1 else "/".join(chosen["layer"])
-    assert "layer" in text[finetune.DIFFERENCE_COLUMN] and layer in text[finetune.DIFFERENCE_COLUMN]
+    lines = text[finetune.SELECTED_COLUMN].split("\n")
+    assert lines[-1] == "on other folds" and lines[-3].endswith(layer)
+    assert "vs chosen layer" in text[finetune.DIFFERENCE_COLUMN]
     low, high = 100 * got["difference_low"], 100 * got["difference_high"]
     assert f"[{low:+.1f}, {high:+.1f}]" in text[finetune.DIFFERENCE_COLUMN]
 

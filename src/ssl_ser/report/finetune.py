@@ -496,8 +496,8 @@ def _number(row: pd.Series, kind: str) -> str:
 
 # How the chosen layer was chosen, in a few words (the caption says it in full).
 HOW_SHORT: dict[str, str] = {
-    HOW_VALIDATION: "chosen on validation UA",
-    HOW_OTHER_FOLDS: "chosen on the other folds",
+    HOW_VALIDATION: "on validation UA",
+    HOW_OTHER_FOLDS: "on other folds",
 }
 
 
@@ -514,16 +514,16 @@ def _pairing(row: pd.Series) -> str:
     if row["paired"] == 0:
         reason = "no layer chosen on training speakers" if row["reference"] == NO_CHOICE else ""
         return "\n".join(["n/a", reason] if reason else ["n/a"])
-    head = f"{100 * row['difference']:+.1f}"
+    bounds = ""
     if pd.notna(row["difference_low"]):
-        head += f" [{100 * row['difference_low']:+.1f}, {100 * row['difference_high']:+.1f}]"
+        bounds = f"[{100 * row['difference_low']:+.1f}, {100 * row['difference_high']:+.1f}]"
     how = "by fold digest" if row["by_digest"] else "by fold name"
-    chosen = str(row["selected_what"]).split(" · ", 1)[0]
     lines = [
-        head,
-        f"vs chosen {chosen}",
-        HOW_SHORT.get(str(row["reference"]), ""),
-        f"{int(row['paired'])}/{folds} folds paired {how}",
+        f"{100 * row['difference']:+.1f}",
+        bounds,
+        "vs chosen layer",
+        f"{int(row['paired'])}/{folds} folds paired",
+        how,
     ]
     if row["different"]:
         lines.append(f"⚠ {int(row['different'])} fold(s) with other speakers, not paired")
