@@ -563,7 +563,8 @@ def test_an_interrupted_run_is_reported_from_its_stored_cells(tmp_path: Path) ->
     (note,) = got.incomplete
     assert "stopped before writing its results table" in note and "1 fold(s) were still" in note
     n_folds = len(pd.read_parquet(whole / "results.parquet"))
-    assert f"{n_folds} finished fold(s) read from {stopped / 'cells'}" in note
+    assert f"{n_folds} finished cell(s), each one fold of one setting, read from" in note
+    assert f"read from {stopped / 'cells'}" in note
     key = ["cell_id", "fold"]
     columns = ["ua", "wa", "val_ua", "layer", "classifier"]
     pd.testing.assert_frame_equal(

@@ -73,7 +73,7 @@ def incomplete_text(folder: Path, rows: pd.DataFrame, why: str) -> str:
     running = in_progress(folder)
     training = f"; {len(running)} fold(s) were still training (checkpoints/)" if running else ""
     return (
-        f"{folder} is incomplete ({why}): {len(folds)} finished fold(s) read from "
-        f"{folder / CELLS_DIR}{training}. Its numbers cover only those folds; run the "
-        "command again to finish it."
+        f"{folder} is incomplete ({why}): {len(folds)} finished cell(s), each one fold of "
+        f"one setting, read from {folder / CELLS_DIR}{training}. Its numbers cover only "
+        "those folds; run the command again to finish it."
     )
