@@ -608,3 +608,39 @@ def test_a_folder_without_table_or_cells_is_refused_by_name(tmp_path: Path) -> N
     (tmp_path / "empty" / "cells").mkdir(parents=True)
     with pytest.raises(ConfigError, match=r"empty holds no results table and no finished cells"):
         load_results([tmp_path / "empty"])
+
+
+def test_curve_panels_wrap_their_setup_and_draw_chance(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ssl_ser.report import finetune_figures
+
+    other = json.dumps({**PARAMS, "freeze": "none", "head": "mlp"}, sort_keys=True)
+    first = write_folder(tmp_path / "a", FinetuneSpec(weighted=False, settings=SETTINGS[:1]))
+    second = write_folder(
+        tmp_path / "b",
+        FinetuneSpec(weighted=False, probes=False, settings=SETTINGS[:1], extra={"params": other}),
+    )
+    drawn = []
+    original = finetune_figures.save_figure
+
+    def keep(fig, *args, **kwargs):
+        drawn.append(fig)
+        return original(fig, *args, **kwargs)
+
+    monkeypatch.setattr(finetune_figures, "save_figure", keep)
+    results = load_results([first, second])
+    cells = cell_summary(results.table)
+    group = next(g for g in find_groups(cells, results.table, results.classes))
+    names = {EXTRACTOR: "w2v"}
+    assert finetune_figures.training_curve_figures(results.table, names, tmp_path, group)
+    titled = [ax for ax in drawn[0].axes if ax.get_visible() and ax.get_title()]
+    assert len(titled) == 2  # one panel per setup
+    for ax in titled:
+        lines = ax.get_title().split("\n")
+        assert max(len(line) for line in lines) <= finetune_figures.TITLE_WIDTH + 5, lines
+        assert "mlp head" in ax.get_title() or "linear head" in ax.get_title()
+    chance = [
+        line for ax in drawn[0].axes for line in ax.get_lines() if line.get_label() == "chance"
+    ]
+    assert len(chance) == 2 and all(np.allclose(line.get_ydata(), 25.0) for line in chance)
