@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
@@ -61,8 +62,9 @@ FAST = {"epochs": 2, "learning_rate": 1e-3, "batch_seconds": 8.0, "patience": No
 
 
 def test_rows_are_equal_with_audio_on_disk_and_in_memory(
-    corpus_manifest, tiny_model, tmp_path, monkeypatch
+    corpus_manifest, tiny_model, tmp_path, monkeypatch, caplog
 ):
+    caplog.set_level(logging.INFO, logger="ssl_ser.progress")
     config = FinetuneConfig(model=str(tiny_model), head="mlp", dropout=0.3, **FAST)
     outcomes, reads = [], []
     read = SegmentStore._read
@@ -93,6 +95,10 @@ def test_rows_are_equal_with_audio_on_disk_and_in_memory(
         predictions = predictions.sort_values(["cell_id", "utt_id"]).reset_index(drop=True)
         outcomes.append((rows.drop(columns=["fit_seconds"]).reset_index(drop=True), predictions))
     assert len(outcomes[0][0]) == 4  # 2 conditions x 2 folds
+    # each fold says which share of its training rows validates (1 of 2 speakers here)
+    shares = [r.getMessage() for r in caplog.records if "validation on" in r.getMessage()]
+    assert len(shares) == 8 and all("1 of 2 speakers" in line for line in shares)
+    assert "(50.0%; --val-fraction 0.1)" in shares[0]
     pd.testing.assert_frame_equal(outcomes[0][0], outcomes[1][0], check_exact=True)
     pd.testing.assert_frame_equal(outcomes[0][1], outcomes[1][1], check_exact=True)
 
