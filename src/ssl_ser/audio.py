@@ -474,3 +474,57 @@ def _render_path(out_dir: Path, utt_id: str) -> Path:
     if not target.is_relative_to(out_dir):
         raise ManifestError(f"utt_id {utt_id!r} points outside the output folder {out_dir}")
     return target
+
+
+# WAV data-chunk sizes that streaming writers leave as placeholders: the length is unknown.
+UNKNOWN_WAV_SIZES: frozenset[int] = frozenset({0, 0xFFFFFFFF})
+
+
+def check_complete(path: str | Path) -> None:
+    """Refuse a WAV file whose header declares more frames than its data holds (truncated).
+
+    libsndfile silently decodes what is there, so a WAV cut to 3,000 bytes whose
+    header says 2 s reads as 0.09 s of audio. Other formats, and WAV headers
+    with a placeholder size (streamed files), are left to the decoder.
+
+    Raises:
+        AudioError: naming the declared and the decodable duration.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return  # reading it says why
+    declared = _wav_declared(path)
+    if declared is None:
+        return
+    frames = declared
+    try:
+        info = sf.info(str(path))
+    except Exception:  # unreadable: the decoder's own error says why
+        return
+    if frames > info.frames:
+        raise AudioError(
+            path,
+            f"truncated: its header declares {frames} frames ({frames / info.samplerate:.3f} s) "
+            f"but only {info.frames} ({info.frames / info.samplerate:.3f} s) are in the file; "
+            "not used",
+        )
+
+
+def _wav_declared(path: Path) -> int | None:
+    """The frames a RIFF/WAVE file's data chunk declares (None: not WAV, or unknown)."""
+    with open(path, "rb") as file:
+        if file.read(4) != b"RIFF" or not file.read(4) or file.read(4) != b"WAVE":
+            return None
+        block_align = 0
+        while len(header := file.read(8)) == 8:
+            name, size = header[:4], int.from_bytes(header[4:], "little")
+            if name == b"fmt ":
+                block_align = int.from_bytes(file.read(16)[12:14], "little")
+                file.seek(size - 16 + (size & 1), 1)
+            elif name == b"data":
+                if size in UNKNOWN_WAV_SIZES or block_align == 0:
+                    return None
+                return size // block_align
+            else:
+                file.seek(size + (size & 1), 1)
+    return None

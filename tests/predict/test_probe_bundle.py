@@ -19,7 +19,7 @@ from ssl_ser.cli.main import cli
 from ssl_ser.errors import ConfigError
 from ssl_ser.extract.config import ExtractorConfig
 from ssl_ser.extract.runner import extract
-from ssl_ser.predict import probe
+from ssl_ser.predict import integrity, probe
 from ssl_ser.predict.export import export_probe
 
 CLASSIFIERS = list(probe.SAVABLE)
@@ -42,6 +42,12 @@ def cache(corpus_manifest, tiny_model, tmp_path_factory) -> CacheFeatures:
         corpus_manifest, ExtractorConfig(str(tiny_model)), folder, device="cpu", workers=0
     )
     return CacheFeatures(summary.path)
+
+
+def reseal(folder):
+    """Seal a folder's files as they are now, keeping its recorded meaning (a deliberate edit)."""
+    record = integrity.read_record(folder)
+    integrity.seal(folder, record.kind, record.outputs, record.audio)
 
 
 def cached_rows(cache, manifest, layer="2"):
@@ -79,6 +85,7 @@ def test_a_bundle_holding_an_unexpected_type_is_refused(cache, corpus_manifest, 
     exported = export_probe([cache], corpus_manifest, tmp_path, classifier="logreg", layers="1")
     fitted = sio.load(tmp_path / "probe.skops", trusted=list(probe.TRUSTED_TYPES))
     sio.dump(Pipeline([("evil", Untrusted()), *fitted.steps]), tmp_path / "probe.skops")
+    reseal(tmp_path)  # a hostile bundle with a record that matches its files
     with pytest.raises(ConfigError, match=r"Untrusted.*refused"):
         predict.load(exported.folder, "cpu")
 
@@ -91,11 +98,13 @@ def test_other_major_versions_warn_and_another_model_revision_is_refused(
     described = json.loads(path.read_text())
     described["versions"]["sklearn"] = "0.24.2"
     path.write_text(json.dumps(described))
+    reseal(tmp_path)
     with caplog.at_level(logging.WARNING):
         predict.load(tmp_path, "cpu")
     assert "sklearn 0.24.2" in caplog.text
     described["cache_key"]["revision"] = "local:0000"
     path.write_text(json.dumps(described))
+    reseal(tmp_path)
     with pytest.raises(ConfigError, match="local:0000"):
         predict.load(tmp_path, "cpu")
 

@@ -137,6 +137,9 @@ def classify(**options) -> None:
     config = SweepConfig(**{k: v for k, v in options.items() if k in names} | parsed)
     if options["save_probe"]:
         _check_probe_export(config, sources)  # before the sweep, not after it
+        from ssl_ser.predict.integrity import check_replaceable
+
+        check_replaceable(options["save_probe"], options["output"])
     result = run_sweep(
         sources,
         table,

@@ -49,6 +49,9 @@ def export(**options) -> None:
     from ssl_ser import manifest
     from ssl_ser.classify.features import CacheFeatures
     from ssl_ser.predict.export import export_probe, settings_from_results
+    from ssl_ser.predict.integrity import check_replaceable
+
+    check_replaceable(options["output"])  # before anything is read or fitted
 
     table = manifest.validate(
         pd.concat([manifest.read(p) for p in parse_paths(options["manifests"])], ignore_index=True)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
+from typing import Any
 
 import click
 
 from ssl_ser.audio import CONDITIONS, TELEPHONE_SOURCES
 from ssl_ser.cli.options import progress_option
+from ssl_ser.errors import ConfigError
 
 CONDITION_CHOICES: tuple[str, ...] = tuple(CONDITIONS)
 TELEPHONE_SOURCE_CHOICES: tuple[str, ...] = tuple(TELEPHONE_SOURCES)
@@ -22,20 +26,21 @@ FAILED_FILES_EXIT = 1
     "--output",
     type=click.Path(dir_okay=False),
     default=None,
-    help="CSV to write (default: print the table).",
+    help="CSV to write (default: print the table); missing folders on its path are created.",
 )
 @click.option(
     "--condition",
     type=click.Choice(CONDITION_CHOICES),
-    default="clean",
-    show_default=True,
-    help="telephone: pass the audio through the telephone chain first, as in extraction.",
+    default=None,
+    help="telephone: pass the audio through the telephone chain first, as in extraction "
+    "[default: the condition of the model's training audio; another one is read with a "
+    "warning].",
 )
 @click.option(
     "--telephone-source",
     type=click.Choice(TELEPHONE_SOURCE_CHOICES),
-    default="derived",
-    show_default=True,
+    default=None,
+    help="[default: that of the model's training audio, else derived]",
 )
 @click.option(
     "--window",
@@ -57,7 +62,8 @@ def predict(bundle: str, inputs: tuple[str, ...], **options) -> None:
     BUNDLE is a probe bundle (`ser classify --save-probe`, `ser export`) or a model
     folder from `ser finetune` (OUTPUT/models/<cell id>/).
     INPUTS are audio files, folders (searched recursively) or manifests; audio
-    at any sample rate is resampled as in extraction. One row per file: path,
+    at any sample rate is resampled as in extraction, and files are read as the
+    model's training audio was (its channel and condition). One row per file: path,
     duration, predicted emotion, one probability per class, and the error of a
     file that could not be used (the others go on; the exit status is 1 then).
     """
@@ -65,6 +71,7 @@ def predict(bundle: str, inputs: tuple[str, ...], **options) -> None:
     from ssl_ser.extract.backbones import library_progress_bars
     from ssl_ser.predict.predictor import WHOLE_FILE
 
+    output = writable_output(options["output"]) if options["output"] else None
     with library_progress_bars(options["progress"]):
         predictor = predict_module.load(bundle, options["device"])
     table = predictor.predict(
@@ -79,9 +86,9 @@ def predict(bundle: str, inputs: tuple[str, ...], **options) -> None:
     )
     files = table[table["window"] == WHOLE_FILE]
     failed = int(files["error"].notna().sum())
-    if options["output"]:
-        table.to_csv(options["output"], index=False)
-        where = options["output"]
+    if output is not None:
+        write_csv(table, output)
+        where = str(output)
     else:
         click.echo(table.to_csv(index=False), nl=False)
         where = "stdout"
@@ -90,3 +97,37 @@ def predict(bundle: str, inputs: tuple[str, ...], **options) -> None:
     )
     if failed:
         sys.exit(FAILED_FILES_EXIT)
+
+
+def writable_output(output: str) -> Path:
+    """The CSV path, its folder created first (before any audio is labelled).
+
+    A missing folder is created, as ``--output`` of the other commands creates
+    theirs; a path that cannot be a file is refused now rather than after labelling.
+
+    Raises:
+        ConfigError: naming the path and why it cannot be written.
+    """
+    path = Path(output)
+    if path.is_dir():
+        raise ConfigError(f"--output {output}: is a folder; give a CSV file path")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(
+            f"--output {output}: cannot create its folder {path.parent} ({error.strerror})"
+        ) from error
+    if not os.access(path.parent, os.W_OK):
+        raise ConfigError(f"--output {output}: its folder {path.parent} is not writable")
+    return path
+
+
+def write_csv(table: Any, path: Path) -> None:
+    """Write the table beside `path` and rename it into place (never half a file)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        table.to_csv(temporary, index=False)
+        os.replace(temporary, path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise ConfigError(f"--output {path}: cannot write it ({error.strerror})") from error

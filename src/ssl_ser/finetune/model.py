@@ -344,5 +344,31 @@ def save_model(model: EmotionModel, config: FinetuneConfig, folder: Path) -> Non
     save_file(_contiguous(head), folder / "head.safetensors")
 
 
+def output_meaning(
+    classes: Sequence[str], label_set: str, config: FinetuneConfig
+) -> dict[str, Any]:
+    """What a saved model's output columns mean and what feeds them (sealed with the folder)."""
+    return {
+        "classes": list(classes),
+        "label_set": label_set,
+        "head": config.head,
+        "weighted_layers": config.weighted_layers,
+        "layer": config.layer,
+        "pooling": "mean",
+        "adapter": config.adapter,
+    }
+
+
+def audio_reading(
+    model: EmotionModel, rows: Any, condition: str, telephone_source: str
+) -> dict[str, Any]:
+    """How the training rows' audio was read (channels per corpus, rate, condition)."""
+    from ssl_ser.predict.integrity import audio_reading as reading
+
+    preprocessor = model.backbone.preprocessor
+    rate = "native" if preprocessor.native_rate else int(preprocessor.sample_rate)
+    return reading(rows, condition, telephone_source, rate)
+
+
 def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous() for k, v in state.items()}

@@ -478,10 +478,16 @@ def _run_fold(run: _Run, cell: str, fold: Fold, n_dropped: int, meta: dict) -> N
 
 
 def _save_model(run: _Run, model: Any, folder: Path, meta: Mapping[str, Any], cell: str) -> None:
-    """The chosen weights, label map and run configuration, ready for prediction."""
-    model_module.save_model(model, run.config, folder)
+    """The chosen weights, label map and run configuration, ready for prediction, sealed last.
+
+    Saved whole into a temporary folder that replaces `folder` (no stale files
+    of an earlier save), with ``integrity.json`` over every file written last
+    (:mod:`ssl_ser.predict.integrity`): files added to a model folder are
+    covered without a change here.
+    """
+    from ssl_ser.predict import integrity
+
     labels = {"classes": list(run.table.classes), "label_set": run.table.label_set}
-    (folder / LABELS_FILE).write_text(json.dumps(labels, indent=1))
     described = {
         "cell_id": cell,
         "finetune": run.config.to_dict(),
@@ -490,7 +496,17 @@ def _save_model(run: _Run, model: Any, folder: Path, meta: Mapping[str, Any], ce
         "backbone": run.identity,
         "versions": library_versions(),
     }
-    (folder / RUN_FILE).write_text(json.dumps(described, indent=1, default=str))
+    frame = run.table.table
+    trained = frame[frame["corpus"].isin(str(meta["train_corpus"]).split("+"))]
+    reading = model_module.audio_reading(
+        model, trained, meta["train_condition"], run.settings.telephone_source
+    )
+    with integrity.fresh_folder(folder) as saving:
+        model_module.save_model(model, run.config, saving)
+        (saving / LABELS_FILE).write_text(json.dumps(labels, indent=1))
+        (saving / RUN_FILE).write_text(json.dumps(described, indent=1, default=str))
+        meaning = model_module.output_meaning(labels["classes"], labels["label_set"], run.config)
+        integrity.seal(saving, "finetuned", meaning, reading)
 
 
 def _supersede_other_runs(store: CellStore, described: Mapping[str, Mapping[str, Any]]) -> None:

@@ -15,19 +15,21 @@ from ssl_ser.predict.predictor import Predictor
 def load(bundle: str | Path, device: str = "auto") -> Predictor:
     """The predictor saved in `bundle`: a probe bundle or a fine-tuned model folder.
 
+    Every file is checked against the folder's ``integrity.json`` first
+    (:func:`ssl_ser.predict.integrity.verify`).
+
     Raises:
-        ConfigError: `bundle` is not a folder the toolkit saved.
+        ConfigError: `bundle` is not a folder the toolkit saved, or one whose
+            files or record disagree (one line naming the file).
     """
-    from ssl_ser.predict.finetuned import FinetunedPredictor, is_finetuned
-    from ssl_ser.predict.probe import ProbePredictor, is_probe
+    from ssl_ser.predict import integrity
+    from ssl_ser.predict.finetuned import FinetunedPredictor
+    from ssl_ser.predict.probe import ProbePredictor
 
     folder = Path(bundle)
-    if is_finetuned(folder):
-        return FinetunedPredictor(folder, device)
-    if is_probe(folder):
-        return ProbePredictor(folder, device)
-    raise ConfigError(
-        f"{bundle} is not a saved model: expected a probe bundle (`ser classify --save-probe`, "
-        "`ser export`: a folder with bundle.json) or a fine-tuned model folder from "
-        "`ser finetune` (OUTPUT/models/<cell id>/, with finetune.json and head.safetensors)"
-    )
+    if not folder.is_dir():
+        raise ConfigError(f"{bundle} is not a folder; give a probe bundle or a model folder")
+    seal = integrity.verify(folder)
+    if seal.kind == "finetuned":
+        return FinetunedPredictor(folder, device, seal)
+    return ProbePredictor(folder, device, seal)

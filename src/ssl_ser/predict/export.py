@@ -31,7 +31,7 @@ from ssl_ser.classify.metrics import confusion_matrix, scores_from_confusion
 from ssl_ser.classify.splits import inner_split
 from ssl_ser.classify.sweep import sweep_poolings
 from ssl_ser.errors import ConfigError
-from ssl_ser.predict import probe
+from ssl_ser.predict import integrity, probe
 
 SELECTED = "selected"
 # Share of the rows (whole speakers) that score each candidate layer.
@@ -113,6 +113,7 @@ def export_probe(
     pipeline = registry.build_pipeline(classifier, merged, seed=seed, threads=1)
     registry.fit_pipeline(pipeline, classifier, x, codes, groups)
     description = _description(dataset, table, spec, classifier, merged, choice, x, seed)
+    description["audio"] = _audio_reading(description, table, manifest)
     folder = probe.save(output, pipeline, description)
     return Exported(folder, spec.layers, classifier, chosen_pooling, choice)
 
@@ -212,6 +213,25 @@ def _description(
         "n_features": int(x.shape[1]),
         "seed": seed,
     }
+
+
+def _audio_reading(
+    description: Mapping[str, Any], table: pd.DataFrame, manifest: pd.DataFrame
+) -> dict[str, Any]:
+    """How the training rows' audio was read: the manifest's channels, the cache key's rate."""
+    key = description["cache_key"]
+    params = json.loads(str(key.get("condition_params", "{}")))
+    rows = table[["utt_id", "corpus"]]
+    if "channel" in manifest:
+        channels = manifest.drop_duplicates("utt_id").set_index("utt_id")["channel"]
+        rows = rows.assign(channel=rows["utt_id"].map(channels).to_numpy())
+    rate = key.get("sample_rate", "native")
+    return integrity.audio_reading(
+        rows,
+        description["condition"],
+        params.get("telephone_source", "derived"),
+        rate if rate == "native" else int(rate),
+    )
 
 
 def settings_from_results(results: str | Path, sources: Sequence[FeatureSource]) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 The folder holds ``finetune.json`` (the training settings), ``labels.json``
 (the classes in the order of the head's outputs), ``head.safetensors`` and the
 backbone: a ``save_pretrained`` folder (``backbone/``), or LoRA adapter weights
-for the base model the settings name.
+for the base model the settings name, and ``integrity.json`` over all of them
+(:mod:`ssl_ser.predict.integrity`), checked before anything loads.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ssl_ser.errors import ConfigError
 from ssl_ser.extract.preprocess import Segment
 from ssl_ser.finetune import model as finetune_model
 from ssl_ser.finetune.config import FinetuneConfig
+from ssl_ser.predict import integrity
 from ssl_ser.predict.predictor import Predictor
 from ssl_ser.versions import warn_other_majors
 
@@ -28,6 +30,7 @@ RUN_FILE = "finetune.json"
 LABELS_FILE = "labels.json"
 HEAD_FILE = "head.safetensors"
 ADAPTER_FILE = "adapter_model.safetensors"
+KIND = "finetuned"
 
 
 def is_finetuned(folder: Path) -> bool:
@@ -38,12 +41,18 @@ def is_finetuned(folder: Path) -> bool:
 class FinetunedPredictor(Predictor):
     """Backbone, pooling and head of a fine-tuned fold, in eval mode."""
 
-    def __init__(self, folder: str | Path, device: str = "auto"):
+    def __init__(
+        self, folder: str | Path, device: str = "auto", seal: integrity.Seal | None = None
+    ):
         folder = Path(folder)
-        described = json.loads((folder / RUN_FILE).read_text())
-        self.classes = tuple(json.loads((folder / LABELS_FILE).read_text())["classes"])
+        seal = seal or integrity.verify(folder)
+        described, labels = _descriptions(folder, seal)
+        self.classes = tuple(labels["classes"])
+        self.reading = dict(seal.audio)
         warn_other_majors(folder, described.get("versions", {}))
         config = FinetuneConfig(**described["finetune"])
+        meaning = finetune_model.output_meaning(self.classes, labels.get("label_set", ""), config)
+        integrity.check_outputs(seal, meaning, folder / RUN_FILE)
         trained = described.get("backbone", {})
         if config.adapter == "none":
             config = dataclasses.replace(
@@ -58,15 +67,18 @@ class FinetunedPredictor(Predictor):
                 config, model=str(trained.get("model", config.model)), revision=_commit(trained)
             )
         config = dataclasses.replace(config, gradient_checkpointing=False)
-        self.model, backbone = finetune_model.build_model(config, len(self.classes), device, 0)
+        with integrity.loading(folder / "backbone" if config.adapter == "none" else folder):
+            self.model, backbone = finetune_model.build_model(config, len(self.classes), device, 0)
         if config.adapter == "lora":
             _check_base(backbone.identity, trained, folder)
-        if config.adapter == "lora":
-            _load_adapter(self.model, folder / ADAPTER_FILE)
-        _load_head(self.model, folder / HEAD_FILE)
+            with integrity.loading(folder / ADAPTER_FILE):
+                _load_adapter(self.model, folder / ADAPTER_FILE)
+        with integrity.loading(folder / HEAD_FILE):
+            _load_head(self.model, folder / HEAD_FILE)
         self.model.eval()
         self.preprocessor = backbone.preprocessor
         self.backbone = backbone
+        self.check_reading(folder)
 
     def input_seconds(self, seconds: float) -> float:
         """As the backbone counts it (Whisper untrimmed: a whole window)."""
@@ -77,6 +89,21 @@ class FinetunedPredictor(Predictor):
         """Softmax of the head's logits."""
         logits = self.model(utterances)
         return torch.softmax(logits.float(), 1).cpu().numpy().astype(np.float64)
+
+
+def _descriptions(folder: Path, seal: integrity.Seal) -> tuple[dict, dict]:
+    """(finetune.json, labels.json) of a verified folder, checked against the seal.
+
+    Raises:
+        ConfigError: a sealed folder of another kind, or labels that disagree
+            with the seal (naming the field).
+    """
+    if seal.kind != KIND:
+        raise ConfigError(f"{folder} is a saved {seal.kind} model, not a fine-tuned model folder")
+    described = json.loads((folder / RUN_FILE).read_text())
+    labels = json.loads((folder / LABELS_FILE).read_text())
+    integrity.check_outputs(seal, labels, folder / LABELS_FILE, ("classes", "label_set"))
+    return described, labels
 
 
 def _commit(trained: dict) -> str | None:
@@ -101,8 +128,21 @@ def _check_base(identity: dict, trained: dict, folder: Path) -> None:
 
 
 def _load_head(model: finetune_model.EmotionModel, path: Path) -> None:
+    """Put the saved head (and layer weights) in; a head of other shapes is refused in words.
+
+    Raises:
+        ConfigError: naming the file and what does not fit.
+    """
     state = load_file(str(path))
     head = {k.removeprefix("head."): v for k, v in state.items() if k.startswith("head.")}
+    mine = model.head.state_dict()
+    shapes = {k: tuple(v.shape) for k, v in head.items()}
+    wanted = {k: tuple(v.shape) for k, v in mine.items()}
+    if shapes != wanted:
+        raise ConfigError(
+            f"{path} holds a head of shapes {shapes}, but the settings and "
+            f"{model.n_classes} classes make {wanted}; refused"
+        )
     model.head.load_state_dict(head)
     if model.layer_logits is not None:
         if "layer_logits" not in state:

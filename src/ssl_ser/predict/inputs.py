@@ -47,7 +47,7 @@ def _file_row(path: Path, error: str | None = None) -> dict:
     return {
         "utt_id": str(path),
         "path": str(path),
-        "channel": manifest.DOWNMIX,  # all channels averaged, as corpora are read
+        "channel": None,  # not given: read as the model's training audio was
         "telephone_path": "",
         "error": error,
     }
@@ -55,13 +55,14 @@ def _file_row(path: Path, error: str | None = None) -> dict:
 
 def _manifest_rows(path: Path) -> list[dict]:
     table = manifest.read(path)
+    given = "channel" in table
     rows = []
     for row in table.to_dict("records"):
         rows.append(
             {
                 "utt_id": row["utt_id"],
                 "path": row["path"],
-                "channel": int(row.get("channel", 0) or 0),
+                "channel": int(row["channel"]) if given else None,
                 "telephone_path": row.get("telephone_path", "") or "",
                 "error": None,
             }

@@ -14,6 +14,7 @@ of its windows' probabilities.
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,7 +30,11 @@ from ssl_ser.errors import ConfigError, SerError
 from ssl_ser.extract.batching import plan_batches
 from ssl_ser.extract.preprocess import Preprocessor, Segment
 from ssl_ser.extract.runner import Prepared, UtteranceDataset, prepared_batches
+from ssl_ser.manifest import DOWNMIX
+from ssl_ser.predict import integrity
 from ssl_ser.predict.inputs import gather
+
+log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SECONDS = 60.0
 WHOLE_FILE = "all"
@@ -57,6 +62,11 @@ class WindowedDataset(UtteranceDataset):
         super().__init__(rows, preprocessor, condition, telephone_source, verify=False)
         self.window = window
         self.hop = hop
+
+    def _load(self, row: dict[str, Any]) -> tuple[np.ndarray, int | None]:
+        """As extraction loads it, after refusing a truncated file (new files have no duration)."""
+        audio.check_complete(audio.utterance_path(row, self.condition, self.telephone_source))
+        return super()._load(row)
 
     def __getitem__(self, index: int) -> list[Piece]:
         row = self.rows[index]
@@ -115,10 +125,31 @@ def prepare(preprocessor: Preprocessor, utt_id: str, wave: np.ndarray, rate: int
 
 
 class Predictor(ABC):
-    """A trained model ready to label audio (see :func:`ssl_ser.predict.load`)."""
+    """A trained model ready to label audio (see :func:`ssl_ser.predict.load`).
+
+    ``reading`` is how its training audio was read (the seal's ``audio``:
+    channels per corpus, rate, condition, telephone source); new audio is read
+    the same way unless told otherwise.
+    """
 
     classes: tuple[str, ...]
     preprocessor: Preprocessor
+    reading: dict[str, Any]
+
+    def check_reading(self, folder: Path) -> None:
+        """Refuse a model that now reads audio at another rate than its training audio was read.
+
+        Raises:
+            ConfigError: naming both rates.
+        """
+        recorded = self.reading.get("sample_rate")
+        native = self.preprocessor.native_rate
+        mine = "native" if native else int(self.preprocessor.sample_rate)
+        if recorded is not None and recorded != mine:
+            raise ConfigError(
+                f"{folder}: its training audio was read at {recorded} Hz, but its model now "
+                f"reads audio at {mine} Hz; its predictions would not be the trained model's"
+            )
 
     @abstractmethod
     def probabilities(self, utterances: Sequence[Sequence[Segment]]) -> np.ndarray:
@@ -132,8 +163,8 @@ class Predictor(ABC):
         self,
         inputs: Sequence[str | Path | Waveform] | str | Path,
         *,
-        condition: str = "clean",
-        telephone_source: str = "derived",
+        condition: str | None = None,
+        telephone_source: str | None = None,
         window: float | None = None,
         hop: float | None = None,
         batch_seconds: float = DEFAULT_BATCH_SECONDS,
@@ -143,10 +174,13 @@ class Predictor(ABC):
         """One row per input (and per window): predicted class and a probability per class.
 
         `inputs` are files, folders (searched recursively), manifests, or
-        waveforms: arrays at the model's rate or ``(array, rate)`` pairs. Rows of
-        inputs that could not be used hold their ``error`` and no prediction.
+        waveforms: arrays at the model's rate or ``(array, rate)`` pairs. Files
+        are read as the training audio was (its channel, condition and
+        telephone source) unless `condition` or a manifest's ``channel`` says
+        otherwise. Rows of inputs that could not be used hold their ``error``
+        and no prediction.
         """
-        audio.check_condition(condition)
+        condition, telephone_source = self.audio_options(condition, telephone_source)
         hop = _check_window(window, hop)
         if isinstance(inputs, (str, Path)):
             inputs = [inputs]
@@ -157,7 +191,7 @@ class Predictor(ABC):
         if waves:
             rows, pieces = _waveform_pieces(self.preprocessor, waves, condition, window, hop)
         else:
-            rows = gather(files)
+            rows = self.with_channels(gather(files))
             usable = rows[rows["error"].isna()].to_dict("records")
             dataset = WindowedDataset(
                 usable, self.preprocessor, condition, telephone_source, window, hop
@@ -166,6 +200,52 @@ class Predictor(ABC):
         good = [piece for piece in pieces if piece.prepared.error is None]
         probabilities = self._classify([p.prepared for p in good], batch_seconds)
         return _table(self.classes, rows, pieces, good, probabilities, window is not None)
+
+    def audio_options(self, condition: str | None, telephone_source: str | None) -> tuple[str, str]:
+        """The condition and telephone source to read with: the training audio's unless given.
+
+        A condition other than the training audio's is allowed (audio already
+        recorded over a telephone line, say), with a warning naming both.
+        """
+        trained = self.reading.get("condition")
+        if condition is None:
+            condition = trained or "clean"
+        elif trained and condition != trained:
+            log.warning(
+                "the model was trained on %s audio; reading the new audio as %s, as asked",
+                trained,
+                condition,
+            )
+        audio.check_condition(condition)
+        if telephone_source is None:
+            telephone_source = self.reading.get("telephone_source") or "derived"
+        audio.check_telephone_source(telephone_source)
+        return condition, telephone_source
+
+    def with_channels(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """Rows whose channel is not given get the training audio's channel (or an error).
+
+        When training read corpora differently (channel 0 of one, a downmix of
+        another), a file with more than one channel cannot be read "the same
+        way": its row gets an error saying so; a mono file reads alike either way.
+        """
+        rows = rows.copy()
+        channel = integrity.reading_channel(self.reading)
+        unset = rows["channel"].isna() & rows["error"].isna()
+        if channel is not None:
+            rows.loc[unset, "channel"] = channel
+            return rows
+        for index in rows.index[unset]:
+            count = _channel_count(rows.at[index, "path"])
+            if count == 1:
+                rows.at[index, "channel"] = DOWNMIX
+            elif count is not None:
+                rows.at[index, "error"] = (
+                    f"the model's training audio was read per corpus as "
+                    f"({integrity.describe_channels(self.reading)}); which applies to this "
+                    f"{count}-channel file is unknown: list it in a manifest with a channel column"
+                )
+        return rows
 
     def _load(self, dataset: WindowedDataset, workers: int, progress: bool) -> list[Piece]:
         loader = prepared_batches(dataset, workers)
@@ -183,6 +263,16 @@ class Predictor(ABC):
         for batch in plan_batches(costs, batch_seconds):
             out[batch] = self.probabilities([good[i].segments for i in batch])
         return out
+
+
+def _channel_count(path: str) -> int | None:
+    """Channels of an audio file (None when unreadable: loading says why)."""
+    import soundfile
+
+    try:
+        return int(soundfile.info(path).channels)
+    except Exception:  # libsndfile reports bad files with several types
+        return None
 
 
 def _check_window(window: float | None, hop: float | None) -> float | None:

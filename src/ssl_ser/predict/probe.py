@@ -26,6 +26,7 @@ import numpy as np
 
 from ssl_ser.errors import ConfigError
 from ssl_ser.extract.preprocess import Segment
+from ssl_ser.predict import integrity
 from ssl_ser.predict.predictor import Predictor
 from ssl_ser.versions import library_versions, warn_other_majors
 
@@ -42,6 +43,17 @@ XGBOOST_CLASSIFIERS: tuple[str, ...] = ("xgb", "xgb-fast")
 TORCH_CLASSIFIERS: tuple[str, ...] = ("linear", "mlp")
 HEAD_FILE = "head.safetensors"
 SAVABLE: tuple[str, ...] = (*SKOPS_CLASSIFIERS, *XGBOOST_CLASSIFIERS, *TORCH_CLASSIFIERS)
+# What each output column means: recorded in the seal and checked against bundle.json on load.
+OUTPUT_FIELDS: tuple[str, ...] = (
+    "classes",
+    "label_set",
+    "layers",
+    "combine",
+    "pooling",
+    "classifier",
+    "n_features",
+    "storage_dtype",
+)
 # Types besides skops' defaults that these pipelines hold; any other type is refused.
 TRUSTED_TYPES: tuple[str, ...] = (
     "sklearn.tree._tree.Tree",
@@ -66,36 +78,48 @@ def check_savable(classifier: str) -> None:
 
 
 def save(folder: str | Path, pipeline: Any, description: Mapping[str, Any]) -> Path:
-    """Write a fitted pipeline and its description as a bundle folder; returns the folder."""
-    import skops.io as sio
+    """Write a fitted pipeline and its description as a sealed bundle folder; returns the folder.
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    The folder is written whole into a temporary sibling, sealed
+    (:func:`ssl_ser.predict.integrity.seal`, last) and renamed into place.
+
+    Raises:
+        ConfigError: a classifier a bundle cannot hold, or `folder` holds other files.
+    """
     classifier = description["classifier"]
     check_savable(classifier)
+    folder = Path(folder)
+    with integrity.fresh_folder(folder) as saving:
+        extra = _save_estimator(saving, pipeline, classifier)
+        content = {"kind": BUNDLE_KIND, **description, **extra, "versions": library_versions()}
+        (saving / BUNDLE_FILE).write_text(json.dumps(content, indent=1, default=str))
+        outputs = {k: content[k] for k in OUTPUT_FIELDS if k in content}
+        integrity.seal(saving, BUNDLE_KIND, outputs, description.get("audio", {}))
+    return folder
+
+
+def _save_estimator(folder: Path, pipeline: Any, classifier: str) -> dict[str, Any]:
+    """Write the fitted pipeline (skops, and the booster or torch head); what bundle.json adds."""
+    import skops.io as sio
+
     if classifier in XGBOOST_CLASSIFIERS:
         sio.dump(pipeline[:-1], folder / ESTIMATOR_FILE)
         head = pipeline[-1]
         head.booster_.save_model(folder / BOOSTER_FILE)
-        extra = {
+        return {
             "xgb_classes": [int(c) for c in head.classes_],
             "xgb_features": int(head.n_features_in_),
         }
-    elif classifier in TORCH_CLASSIFIERS:
+    if classifier in TORCH_CLASSIFIERS:
         sio.dump(pipeline[:-1], folder / ESTIMATOR_FILE)
-        extra = {"torch_head": _save_torch_head(pipeline[-1], folder / HEAD_FILE)}
-    else:
-        sio.dump(pipeline, folder / ESTIMATOR_FILE)
-        extra = {}
-    content = {"kind": BUNDLE_KIND, **description, **extra, "versions": library_versions()}
-    (folder / BUNDLE_FILE).write_text(json.dumps(content, indent=1, default=str))
-    return folder
+        return {"torch_head": _save_torch_head(pipeline[-1], folder / HEAD_FILE)}
+    sio.dump(pipeline, folder / ESTIMATOR_FILE)
+    return {}
 
 
 def is_probe(folder: Path) -> bool:
-    """Whether `folder` is a probe bundle."""
-    path = folder / BUNDLE_FILE
-    return path.is_file() and json.loads(path.read_text()).get("kind") == BUNDLE_KIND
+    """Whether `folder` looks like a probe bundle (loading checks that it is one, intact)."""
+    return (folder / BUNDLE_FILE).is_file()
 
 
 def load_estimator(folder: Path, description: Mapping[str, Any]) -> Any:
@@ -177,19 +201,26 @@ def _with_booster(scaler: Any, folder: Path, description: Mapping[str, Any]) -> 
 class ProbePredictor(Predictor):
     """Extraction backbone + the bundle's layer choice + its fitted classifier."""
 
-    def __init__(self, folder: str | Path, device: str = "auto"):
+    def __init__(
+        self, folder: str | Path, device: str = "auto", seal: integrity.Seal | None = None
+    ):
         from ssl_ser.extract.backbones import load_backbone
         from ssl_ser.extract.config import ExtractorConfig
 
         folder = Path(folder)
-        self.description = json.loads((folder / BUNDLE_FILE).read_text())
-        self.estimator = load_estimator(folder, self.description)
+        seal = seal or integrity.verify(folder)
+        self.description = _description_of(folder, seal)
+        self.reading = dict(seal.audio)
+        with integrity.loading(folder):
+            self.estimator = load_estimator(folder, self.description)
         self.classes = tuple(self.description["classes"])
+        _check_estimator(self.estimator, self.description, folder)
         config = ExtractorConfig.from_dict(self.description["extractor_config"])
         self.backbone = load_backbone(config, device)
         _check_revision(self.backbone.identity, self.description["cache_key"], folder)
         self.preprocessor = self.backbone.preprocessor
         self.layers = [str(i) for i in range(self.backbone.states)]
+        self.check_reading(folder)
 
     def input_seconds(self, seconds: float) -> float:
         """As the backbone counts it."""
@@ -228,6 +259,43 @@ class ProbePredictor(Predictor):
         out = np.zeros((len(x), len(self.classes)))
         out[:, np.asarray(self.estimator.classes_, dtype=int)] = raw
         return out
+
+
+def _description_of(folder: Path, seal: integrity.Seal) -> dict[str, Any]:
+    """bundle.json of a verified bundle, checked against the seal's output meaning.
+
+    Raises:
+        ConfigError: a sealed folder of another kind, or a description that
+            disagrees with the seal (naming the field).
+    """
+    path = folder / BUNDLE_FILE
+    if seal.kind != BUNDLE_KIND or not path.is_file():
+        raise ConfigError(f"{folder} is a saved {seal.kind} model, not a probe bundle")
+    description = json.loads(path.read_text())
+    integrity.check_outputs(seal, description, path, OUTPUT_FIELDS)
+    return description
+
+
+def _check_estimator(estimator: Any, description: Mapping[str, Any], folder: Path) -> None:
+    """Refuse a classifier whose outputs or inputs are not those bundle.json describes.
+
+    Raises:
+        ConfigError: naming the classes or feature count that differ.
+    """
+    classes = np.asarray(estimator.classes_)
+    n_classes = len(description["classes"])
+    if classes.size and (classes.min() < 0 or classes.max() >= n_classes):
+        raise ConfigError(
+            f"{folder}: the classifier outputs class indices {classes.tolist()}, but "
+            f"{BUNDLE_FILE} names {n_classes} classes {description['classes']}; refused"
+        )
+    expected = description.get("n_features")
+    found = getattr(estimator, "n_features_in_", expected)
+    if expected is not None and int(found) != int(expected):
+        raise ConfigError(
+            f"{folder}: the classifier takes {found} features, but {BUNDLE_FILE} describes "
+            f"{expected}; refused"
+        )
 
 
 def _check_revision(identity: Mapping[str, Any], key: Mapping[str, Any], folder: Path) -> None:

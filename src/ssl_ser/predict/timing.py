@@ -122,20 +122,23 @@ def load_pipeline(
             that cannot load, `whisper_trim` for a model that is not Whisper or
             a bundle made without it.
     """
+    from ssl_ser.predict import integrity
     from ssl_ser.predict.finetuned import FinetunedPredictor, is_finetuned
     from ssl_ser.predict.probe import ProbePredictor, is_probe
 
     folder = Path(target).expanduser()
-    if folder.is_dir() and is_probe(folder):
-        probe = ProbePredictor(folder, device)
+    saved = (folder / integrity.INTEGRITY_FILE).is_file() or is_probe(folder)
+    seal = integrity.verify(folder) if folder.is_dir() and saved else None
+    if seal is not None and seal.kind == "probe":
+        probe = ProbePredictor(folder, device, seal)
         if not isinstance(probe.backbone, TransformerBackbone):
             raise ConfigError(f"{target!r} probes a classic baseline: no forward pass to time")
         _check_bundle_trim(target, probe.backbone, whisper_trim)
         return InferencePipeline(
             str(target), "bundle", probe.backbone, _probe_classifier(probe), PROBE_CLASSIFIER
         )
-    if folder.is_dir() and is_finetuned(folder):
-        predictor = FinetunedPredictor(folder, device)
+    if seal is not None or (folder.is_dir() and is_finetuned(folder)):
+        predictor = FinetunedPredictor(folder, device, seal)
         _check_bundle_trim(target, predictor.backbone, whisper_trim)
         return InferencePipeline(
             str(target),
