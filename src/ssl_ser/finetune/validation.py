@@ -67,7 +67,8 @@ def _closest_subset(counts: list[int], target: float) -> list[int]:
     for count in counts:
         reach.append(reach[-1] | (reach[-1] << count))
     total = sum(counts)
-    sums = [s for s in range(1, total) if reach[-1] >> s & 1]
+    bits = bin(reach[-1])[:1:-1]  # bits[s] == "1": some subset sums to s
+    sums = [s for s in range(1, min(total, len(bits))) if bits[s] == "1"]
     best = min(sums, key=lambda s: (abs(s - target), s))
     chosen = []
     for i in range(len(counts) - 1, -1, -1):
