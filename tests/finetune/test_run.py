@@ -41,6 +41,9 @@ def test_rows_follow_the_results_schema_and_models_are_saved(corpus_manifest, ti
     assert set(GROUP_COLUMNS) <= set(rows.columns)
     assert set(rows["classifier"]) == {"finetune"} and set(rows["layer"]) == {"weighted"}
     predictions = pd.read_parquet(tmp_path / "predictions.parquet")
+    # speakers and genders are stored, so fine-tunes pair with probes (ser compare)
+    who = corpus_manifest.set_index("utt_id").loc[predictions["utt_id"], ["speaker", "gender"]]
+    assert (predictions[["speaker", "gender"]].to_numpy() == who.to_numpy()).all()
     for row in rows.itertuples():
         mine = predictions[predictions["cell_id"] == row.cell_id]
         expected = balanced_accuracy_score(mine["label"], mine["predicted"])

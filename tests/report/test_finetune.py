@@ -392,7 +392,9 @@ def test_a_split_without_other_folds_gets_no_chosen_layer_and_no_difference(
 
 
 def test_each_fold_difference_has_a_paired_bootstrap_interval(folder: Path) -> None:
-    from ssl_ser.report import paired
+    from ssl_ser.classify import compare
+
+    from .finetune_data import CLASSES
 
     _, pairs = _comparison(folder)
     rows, predictions = _raw(folder)
@@ -414,15 +416,17 @@ def test_each_fold_difference_has_a_paired_bootstrap_interval(folder: Path) -> N
         a = predictions[predictions["cell_id"] == tuned["cell_id"].iloc[0]].set_index("utt_id")
         b = predictions[predictions["cell_id"] == probe["cell_id"].iloc[0]].set_index("utt_id")
         b = b.loc[a.index]
-        low, high = paired.paired_bootstrap(
-            a["label"],
-            a["predicted"],
-            b["predicted"],
-            sorted(set(a["label"])),
+        codes = {name: i for i, name in enumerate(CLASSES)}
+        expected = compare.paired_bootstrap(
+            a["label"].map(codes).to_numpy(),
+            a["predicted"].map(codes).to_numpy(),
+            b["predicted"].map(codes).to_numpy(),
+            np.zeros(len(a), dtype=np.int64),  # the hand-made predictions store no speakers
+            len(CLASSES),
             n_boot=N_BOOT,
             seed=0,
         )
-        assert (pair["low"], pair["high"]) == pytest.approx((low, high))
+        assert (pair["low"], pair["high"]) == pytest.approx((expected.low, expected.high))
         assert pair["low"] <= pair["finetune"] - pair["probe"] <= pair["high"]
     text = finetune.format_folds(pairs, {"facebook/wav2vec2-base": "w2v"})
     first = pairs.iloc[0]

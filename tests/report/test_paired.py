@@ -8,7 +8,8 @@ import pytest
 from scipy import stats
 from sklearn.metrics import balanced_accuracy_score
 
-from ssl_ser.report.paired import matched, paired_bootstrap, t_interval
+from ssl_ser.classify import compare
+from ssl_ser.report.paired import fold_interval, matched, t_interval
 
 CLASSES = ["angry", "happy", "neutral", "sad"]
 
@@ -22,41 +23,37 @@ def labelled(n: int, seed: int, accuracy: tuple[float, float]):
     return out
 
 
-def ua_of_draws(true: np.ndarray, pred: np.ndarray, draws: np.ndarray) -> np.ndarray:
-    """UA (mean recall over the classes present) of every resample, the textbook way."""
-    recalls = []
-    for label in CLASSES:
-        support = (true[draws] == label).sum(1)
-        hits = ((true[draws] == label) & (pred[draws] == label)).sum(1)
-        recalls.append(np.where(support > 0, hits / np.maximum(support, 1), np.nan))
-    return np.nanmean(recalls, axis=0)
+def frame(true, first, second, stratum="all") -> pd.DataFrame:
+    return pd.DataFrame({"true": true, "first": first, "second": second, "stratum": stratum})
 
 
 def test_equal_and_opposite_models_give_degenerate_intervals():
     true, first, _ = labelled(60, 0, (0.7, 0.0))
-    assert paired_bootstrap(true, first, first, CLASSES, n_boot=200, seed=0) == (0.0, 0.0)
-    assert paired_bootstrap(true, true, np.roll(true, 1) + "x", CLASSES, n_boot=50, seed=0) == (
-        pytest.approx(np.nan, nan_ok=True),
-        pytest.approx(np.nan, nan_ok=True),
-    )  # a label outside the classes: no interval
+    same = frame(true, first, first)
+    assert fold_interval(same, CLASSES, n_boot=200, seed=0) == (0.0, 0.0)
     wrong = np.array([CLASSES[(CLASSES.index(t) + 1) % 4] for t in true])
-    assert paired_bootstrap(true, true, wrong, CLASSES, n_boot=200, seed=0) == (1.0, 1.0)
+    assert fold_interval(frame(true, true, wrong), CLASSES, n_boot=200, seed=0) == (1.0, 1.0)
+    outside = frame(true, true, np.char.add(wrong.astype(str), "x"))
+    assert np.isnan(fold_interval(outside, CLASSES, n_boot=50, seed=0)).all()
 
 
-def test_the_interval_matches_resampling_utterances_by_index():
+def test_the_fold_interval_is_ser_compares_paired_bootstrap_within_speakers():
     true, first, second = labelled(120, 1, (0.75, 0.55))
-    low, high = paired_bootstrap(true, first, second, CLASSES, n_boot=4000, seed=3)
-    rng = np.random.default_rng(9)
-    draws = rng.integers(0, len(true), (2000, len(true)))  # one draw of utterances for both
-    differences = ua_of_draws(true, first, draws) - ua_of_draws(true, second, draws)
-    expected = np.percentile(differences, [2.5, 97.5])
-    assert (low, high) == pytest.approx(tuple(expected), abs=0.03)
+    speakers = np.repeat(["s1", "s2", "s3"], 40)
+    low, high = fold_interval(frame(true, first, second, speakers), CLASSES, n_boot=500, seed=3)
+    codes = {name: i for i, name in enumerate(CLASSES)}
+    expected = compare.paired_bootstrap(
+        np.array([codes[t] for t in true]),
+        np.array([codes[t] for t in first]),
+        np.array([codes[t] for t in second]),
+        compare.strata_codes(speakers),
+        4,
+        n_boot=500,
+        seed=3,
+    )
+    assert (low, high) == (expected.low, expected.high)
     observed = balanced_accuracy_score(true, first) - balanced_accuracy_score(true, second)
     assert low < observed < high
-    # the same inputs in another order and the same seed: the same interval
-    order = np.random.default_rng(5).permutation(len(true))
-    again = paired_bootstrap(true[order], first[order], second[order], CLASSES, n_boot=4000, seed=3)
-    assert again == pytest.approx((low, high))
 
 
 def test_t_interval_over_folds():
@@ -70,7 +67,9 @@ def test_t_interval_over_folds():
 def test_predictions_pair_only_on_the_same_utterances():
     first = pd.DataFrame({"utt_id": ["a", "b", "c"], "true": ["x", "y", "x"], "pred": list("xxy")})
     second = first.iloc[::-1].assign(pred=["y", "y", "y"])
-    both = matched(first, second)
+    both = matched(first.assign(speaker=["s1", "s1", "s2"]), second)
+    assert list(both["stratum"]) == ["s1", "s1", "s2"]
+    assert set(matched(first, second)["stratum"]) == {"all"}
     assert list(both["true"]) == ["x", "y", "x"]
     assert list(both["first"]) == ["x", "x", "y"] and list(both["second"]) == ["y", "y", "y"]
     assert matched(first, second.iloc[:2]) is None

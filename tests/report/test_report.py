@@ -40,6 +40,9 @@ ALL_FIGURES = {
     "condition-drop",
     "confusion-speaker-kfold",
     "confusion-cross-corpus",
+    # the predictions store utterance ids, so layers are tested against the best
+    "layer-tests-speaker-kfold",
+    "layer-tests-cross-corpus",
 }
 GROUP_TABLES = ("best-cells-speaker-kfold", "best-cells-cross-corpus")
 CELL = ["extractor", "train_corpus", "train_condition", "test_corpus", "test_condition", "split"]
@@ -96,7 +99,7 @@ def test_every_figure_is_written_and_embedded(full_report) -> None:
     linked = set(re.findall(r"!\[[^\]]*\]\(figures/([^)]+)\.png\)", markdown))
     assert linked == ALL_FIGURES
     assert len(summary.figures) == len(ALL_FIGURES) and summary.left_out == []
-    assert summary.line().startswith(f"wrote {root / 'out' / 'report.html'} (9 figures, 6 tables")
+    assert summary.line().startswith(f"wrote {root / 'out' / 'report.html'} (11 figures, 8 tables")
 
 
 def _figures_with_images(tags):
@@ -325,7 +328,7 @@ def test_report_of_a_real_classify_sweep(tmp_path: Path) -> None:
     summary = write_report(tmp_path / "sweep", tmp_path / "report.html", n_boot=50)
 
     drawn = {p.stem for p in (tmp_path / "figures").glob("*.png")}
-    assert drawn == {"layers-speaker-kfold", "confusion"}
+    assert drawn == {"layers-speaker-kfold", "layer-tests-speaker-kfold", "confusion"}
     curves = sweep.summary[sweep.summary["layer"].astype(str).str.fullmatch(r"\d+")]
     best = curves.loc[curves.groupby("extractor")["ua_mean"].idxmax()]
     html = (tmp_path / "report.html").read_text()

@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "predict": "ssl_ser.cli.predict:predict",
     "bench-inference": "ssl_ser.cli.bench_inference:bench_inference",
     "report": "ssl_ser.cli.report:report",
+    "compare": "ssl_ser.cli.compare:compare",
     "probe": "ssl_ser.cli.pipelines:probe",
     "run": "ssl_ser.cli.pipelines:run",
     "demo": "ssl_ser.cli.pipelines:demo",

@@ -257,6 +257,8 @@ def _prepare(
         utt_ids=frame["utt_id"].to_numpy(),
         corpora=frame["corpus"].to_numpy(),
         classes=table.classes,
+        speakers=frame["speaker"].astype(str).to_numpy(),
+        genders=frame["gender"].astype(str).to_numpy(),
     )
     identity = dict(backbone.identity)
     del backbone

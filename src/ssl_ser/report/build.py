@@ -23,7 +23,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ssl_ser import __version__
-from ssl_ser.report import figures, finetune, finetune_figures, tables
+from ssl_ser.report import figures, finetune, finetune_figures, stats_section, tables
 from ssl_ser.report.document import (
     Document,
     ExtractorInfo,
@@ -57,6 +57,7 @@ FIGURE_PATTERNS: tuple[str, ...] = (
     "confusion*",
     "training-curves*",
     "layer-weights*",
+    stats_section.FIGURE_PATTERN,
 )
 SLUG_DIGEST = re.compile(r"-[0-9a-f]{10}$")
 UNTRAINED_TAG = "untrained"
@@ -167,8 +168,10 @@ def build_document(
         numbers.append(GroupNumbers(group, mine, best, _top_of(best, mine)))
     drawn = draw_figures(results, numbers, names, figure_dir, progress=progress)
     tuned = finetune_items(results, numbers, names, figure_dir, n_boot=n_boot, seed=seed)
+    stats = stats_section.stats_items(results, numbers, names, figure_dir, n_boot=n_boot, seed=seed)
     sections = [
         Section("Layer-wise probing", LAYERS_INTRO, drawn["layers"]),
+        *stats_section.sections(stats),
         Section("Best results", BEST_INTRO, _best_tables(numbers, names)),
         *([Section(FINETUNE_TITLE, FINETUNE_INTRO, tuned)] if tuned else []),
         Section("Cross-corpus transfer", CROSS_INTRO, drawn["cross"]),
@@ -182,7 +185,10 @@ def build_document(
         extractors=extractor_infos(cells, names),
         facts=facts(results, cells, names, [n.group for n in numbers]),
         warnings=[*results.incomplete, *warning_lines(cells, names)],
-        highlights=[highlight(n.top, names, n.group) for n in numbers],
+        highlights=[
+            stats_section.with_worst(highlight(n.top, names, n.group), worst)
+            for n, worst in zip(numbers, stats.worst, strict=True)
+        ],
         sections=sections,
     )
 
@@ -277,7 +283,8 @@ def _finetune_group(
             f"{n.group.label}. Each fine-tuned fold beside the probe layer chosen on that "
             "fold's training speakers (as in the table above); Δ with a 95% paired bootstrap "
             "interval over the fold's test utterances (both models scored on the same "
-            "resamples, from their stored predictions). A fold whose stored membership digest "
+            "resamples of their stored predictions, drawn within each speaker where the "
+            "predictions store speakers, as in ser compare). A fold whose stored membership digest "
             "differs from the probe's holds other speakers and is not paired." + setup_text,
             finetune.format_folds(pairs, names),
         ),

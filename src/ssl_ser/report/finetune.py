@@ -417,9 +417,7 @@ def with_fold_intervals(
             )
             if both is not None:
                 labels = list(classes) or sorted(set(both["true"]))
-                bounds = paired_module.paired_bootstrap(
-                    both["true"], both["first"], both["second"], labels, n_boot=n_boot, seed=seed
-                )
+                bounds = paired_module.fold_interval(both, labels, n_boot=n_boot, seed=seed)
         low.append(bounds[0])
         high.append(bounds[1])
     return pairs.assign(low=low, high=high)

@@ -161,11 +161,14 @@ MODEL_FIELDS: tuple[str, ...] = ("model", "model_id")
 CACHE_KEY_COLUMNS: tuple[str, ...] = ("cache_keys", "cache_key")
 TRUE_COLUMNS: tuple[str, ...] = ("label", "y_true", "true", "emotion")
 PRED_COLUMNS: tuple[str, ...] = ("pred", "prediction", "y_pred", "predicted")
-# What the report reads of the predictions (not the per-class probabilities).
+# What the report reads of the predictions (not the per-class probabilities); the
+# utterance, speaker and gender pair cells and break UA down (ssl_ser.report.compare).
 PREDICTION_COLUMNS: tuple[str, ...] = (
     "cell_id",
-    "utt_id",  # pairs two models' predictions of one utterance (fine-tune vs probe)
+    "utt_id",
     "corpus",
+    "speaker",
+    "gender",
     "fold",
     *CELL,
     *TRUE_COLUMNS,
@@ -692,7 +695,7 @@ def normalise_predictions(predictions: pd.DataFrame, where: str = "predictions")
                 f"{where} lacks a {target} label column; expected one of {', '.join(aliases)}"
             )
         out[target] = out[found].astype(str)
-    for column in ("cell_id", "utt_id", "corpus", "fold", *CELL):
+    for column in ("cell_id", "utt_id", "corpus", "speaker", "gender", "fold", *CELL):
         if column in out.columns:
             out[column] = out[column].astype(str)
     return out

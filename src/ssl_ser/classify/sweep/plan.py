@@ -235,6 +235,8 @@ def plan_dataset(
         utt_ids=dataset.table["utt_id"].to_numpy(),
         corpora=dataset.table["corpus"].to_numpy(),
         classes=dataset.classes,
+        speakers=dataset.table["speaker"].astype(str).to_numpy(),
+        genders=dataset.table["gender"].astype(str).to_numpy(),
     )
     tasks = []
     total = 0

@@ -28,6 +28,10 @@ class Rows:
     utt_ids: np.ndarray
     corpora: np.ndarray
     classes: tuple[str, ...]
+    # the manifest's speaker and gender of every row, stored with the predictions so that
+    # paired comparisons resample within speakers and the report breaks UA down by group
+    speakers: np.ndarray | None = None
+    genders: np.ndarray | None = None
 
 
 @dataclass
@@ -65,6 +69,7 @@ def predictions_table(
             "cell_id": cell,
             "utt_id": rows.utt_ids[fold.test],
             "corpus": rows.corpora[fold.test],
+            **_who(rows, fold),
             "condition": base["test_condition"],
             "fold": base["fold"],
             "layer": base["layer"],
@@ -82,6 +87,12 @@ def predictions_table(
                 column = outcome.probabilities[:, where[0]]
         table[f"prob_{name}"] = column
     return table
+
+
+def _who(rows: Rows, fold: Fold) -> dict[str, np.ndarray]:
+    """The ``speaker`` and ``gender`` columns of a fold's test rows, where known."""
+    found = {"speaker": rows.speakers, "gender": rows.genders}
+    return {name: values[fold.test] for name, values in found.items() if values is not None}
 
 
 @dataclass
