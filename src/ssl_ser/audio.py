@@ -59,6 +59,7 @@ import soundfile as sf
 import soxr
 from tqdm.auto import tqdm
 
+from ssl_ser.atomic import write_file
 from ssl_ser.errors import AudioError, ConfigError, ManifestError, UnknownChoiceError
 from ssl_ser.manifest import DOWNMIX
 from ssl_ser.paths import existing_form, unreadable_reason
@@ -461,8 +462,12 @@ def render_condition(
     for row in tqdm(rows, desc=f"render {condition}", unit="utt", disable=not progress):
         wave = load_utterance(row, condition, sample_rate, telephone_source)
         target = _render_path(out_dir, str(row["utt_id"]))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        sf.write(str(target), np.clip(wave, -1.0, 1.0), sample_rate, subtype="PCM_16")
+        clipped = np.clip(wave, -1.0, 1.0)
+        write_file(
+            target,
+            lambda p, w=clipped: sf.write(str(p), w, sample_rate, subtype="PCM_16", format="WAV"),
+            root=out_dir,
+        )
         written.append(target)
     log.info("rendered %d %s file(s) to %s", len(written), condition, out_dir)
     return written

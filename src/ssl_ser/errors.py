@@ -56,6 +56,10 @@ class ConfigError(SerError, ValueError):
     """A configuration value out of its valid range."""
 
 
+class OutputError(SerError):
+    """A file or folder of an output that cannot be written (a link, read-only, disk full)."""
+
+
 class CacheError(SerError):
     """A feature cache that cannot be used as asked."""
 

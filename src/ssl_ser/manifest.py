@@ -179,13 +179,12 @@ def read(path: str | Path) -> pd.DataFrame:
 def write(df: pd.DataFrame, path: str | Path) -> Path:
     """Validate and write a manifest as CSV or parquet (chosen by suffix)."""
     path = Path(path)
+    from ssl_ser.atomic import write_file
+
     df = validate(df)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() in PARQUET_SUFFIXES:
-        df.to_parquet(path, index=False)
-    else:
-        df.to_csv(path, index=False)
-    return path
+        return write_file(path, lambda p: df.to_parquet(p, index=False))
+    return write_file(path, lambda p: df.to_csv(p, index=False))
 
 
 def rows_digest(df: pd.DataFrame) -> str:

@@ -21,6 +21,7 @@ import numpy as np
 from scipy.signal import lfilter
 from tqdm.auto import tqdm
 
+from ssl_ser.atomic import write_file
 from ssl_ser.errors import UnknownChoiceError
 
 SAMPLE_RATE = 16000
@@ -208,6 +209,6 @@ def write_corpus(
         paths.append(path)
         if path.exists() and not overwrite:
             continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        sf.write(str(path), utterance(voice, emotion, sentence, seed=seed), SAMPLE_RATE, "PCM_16")
+        wave = utterance(voice, emotion, sentence, seed=seed)
+        write_file(path, lambda p, w=wave: sf.write(str(p), w, SAMPLE_RATE, "PCM_16", format="WAV"))
     return paths

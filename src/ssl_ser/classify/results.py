@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ssl_ser.atomic import make_folder, write_file, write_text
 from ssl_ser.classify.metrics import bootstrap_ua, encode, score
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ class CellStore:
     def __init__(self, output: str | Path):
         self.output = Path(output)
         self.cells = self.output / CELLS_DIR
-        self.cells.mkdir(parents=True, exist_ok=True)
+        make_folder(self.cells, root=self.output)
 
     def done(self, cell: str) -> bool:
         """Whether cell `cell` finished in an earlier or the current run."""
@@ -87,11 +88,13 @@ class CellStore:
 
     def save(self, cell: str, rows: Sequence[Mapping[str, Any]], predictions: pd.DataFrame) -> None:
         """Store a cell: predictions first, then the rows that mark it finished."""
-        _atomic_write(
-            self.cells / f"{cell}.parquet", lambda p: predictions.to_parquet(p, index=False)
+        write_file(
+            self.cells / f"{cell}.parquet",
+            lambda p: predictions.to_parquet(p, index=False),
+            root=self.output,
         )
         text = json.dumps(list(rows), default=_json_default, indent=1)
-        _atomic_write(self.cells / f"{cell}.json", lambda p: Path(p).write_text(text))
+        write_text(self.cells / f"{cell}.json", text, root=self.output)
 
     def supersede(self, stale: Callable[[Mapping[str, Any]], bool]) -> int:
         """Move every cell whose first result row `stale` accepts to ``cells/superseded/``.
@@ -105,7 +108,7 @@ class CellStore:
             rows = json.loads(path.read_text())
             if not rows or not stale(rows[0]):
                 continue
-            target.mkdir(exist_ok=True)
+            make_folder(target, root=self.output)
             table = path.with_suffix(".parquet")
             if table.exists():
                 os.replace(table, target / table.name)
@@ -128,12 +131,6 @@ class CellStore:
         )
 
 
-def _atomic_write(path: Path, write) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    write(temporary)
-    os.replace(temporary, path)
-
-
 def _json_default(value: Any) -> Any:
     if isinstance(value, np.integer):
         return int(value)
@@ -153,10 +150,12 @@ def write_tables(store: CellStore, *, n_boot: int = 1000, seed: int = 0) -> dict
         "predictions": store.output / PREDICTIONS_PARQUET,
         "summary": store.output / SUMMARY_CSV,
     }
-    results.to_parquet(paths["results"], index=False)
-    results.to_csv(paths["results_csv"], index=False)
-    predictions.to_parquet(paths["predictions"], index=False)
-    summarise(results, predictions, n_boot=n_boot, seed=seed).to_csv(paths["summary"], index=False)
+    summary = summarise(results, predictions, n_boot=n_boot, seed=seed)
+    root = store.output
+    write_file(paths["results"], lambda p: results.to_parquet(p, index=False), root=root)
+    write_file(paths["results_csv"], lambda p: results.to_csv(p, index=False), root=root)
+    write_file(paths["predictions"], lambda p: predictions.to_parquet(p, index=False), root=root)
+    write_file(paths["summary"], lambda p: summary.to_csv(p, index=False), root=root)
     return paths
 
 

@@ -57,6 +57,23 @@ class Fold:
     test_corpora: tuple[str, ...] = ()
 
 
+# Seeds reach numpy's RandomState and scikit-learn's random_state, which take 0 .. 2**32 - 1.
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(seed: object, where: str = "--seed") -> int:
+    """`seed` if it is an integer from 0 to 2**32 - 1.
+
+    Raises:
+        ConfigError: naming `where`, the value and the valid range.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(
+            f"{where} is {seed!r}, out of range; give a whole number from 0 to {MAX_SEED}"
+        )
+    return seed
+
+
 @dataclass(frozen=True)
 class SplitOptions:
     """Settings shared by the split methods (not all methods use all of them)."""

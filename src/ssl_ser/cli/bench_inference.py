@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ssl_ser.atomic import write_file
 from ssl_ser.cli.options import progress_option
 from ssl_ser.errors import ConfigError
 
@@ -93,7 +94,6 @@ def bench_inference(target: str, **options) -> None:
         pipeline, durations, options["input_rate"], options["repeats"], options["warmup"]
     )
     output: Path = options["output"]
-    output.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(output, index=False)
+    write_file(output, lambda p: table.to_csv(p, index=False))
     click.echo(timing.format_table(table))
     click.echo(f"table written to {output}", err=True)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import click
 
+from ssl_ser.atomic import write_file
+from ssl_ser.cli.options import check_seeds
 from ssl_ser.errors import ConfigError
 
 
@@ -43,7 +45,14 @@ from ssl_ser.errors import ConfigError
     show_default=True,
     help="Bootstrap resamples (and permutations) per comparison.",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the resampling.")
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    callback=check_seeds,
+    help="Seed of the resampling.",
+)
 @click.option(
     "--alpha",
     type=click.FloatRange(0, 1, min_open=True, max_open=True),
@@ -82,5 +91,5 @@ def compare(
     )
     click.echo(table.text)
     if output is not None:
-        table.frame.to_csv(output, index=False)
+        write_file(output, lambda p: table.frame.to_csv(p, index=False))
         click.echo(f"wrote {output}")

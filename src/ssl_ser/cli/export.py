@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ssl_ser.classify.features import COMBINES
-from ssl_ser.cli.options import parse_paths
+from ssl_ser.cli.options import check_seeds, parse_paths
 
 
 @click.command()
@@ -36,7 +36,13 @@ from ssl_ser.cli.options import parse_paths
 @click.option("--combine", type=click.Choice(COMBINES), default="each", show_default=True)
 @click.option("--condition", default=None, help="Condition of the rows to fit on.")
 @click.option("--model", default=None, help="Use only caches of this model.")
-@click.option("--seed", type=int, default=None, help="Seed [default: 0, or RESULTS'].")
+@click.option(
+    "--seed",
+    type=int,
+    default=None,
+    callback=check_seeds,
+    help="Seed [default: 0, or RESULTS'].",
+)
 def export(**options) -> None:
     """Fit a probe on every labelled row of the caches and save it for `ser predict`.
 

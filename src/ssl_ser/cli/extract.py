@@ -278,6 +278,10 @@ def _check_distribution(
     for option, given in (("--shards", shard_count is not None), ("--keep-shards", keep_shards)):
         if given and dask_address is None:
             raise ConfigError(f"{option} applies to --dask runs (with --shard, N is in K/N)")
+    if dask_address is not None and dask_address != "local":  # malformed: before any work
+        from ssl_ser.scheduler import check_address
+
+        check_address(dask_address, "--dask")
     return None if shard is None else parse_shard(shard)
 
 

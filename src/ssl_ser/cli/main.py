@@ -7,6 +7,7 @@ the command that needs them.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import importlib.util
 import logging
@@ -37,6 +38,19 @@ COMMANDS: dict[str, str] = {
 }
 
 BAD_INPUT_EXIT = 1
+# Operating-system refusals shown as one line (the file and the reason), not a traceback.
+OS_REFUSALS = frozenset(
+    {
+        errno.EROFS,
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EACCES,
+        errno.EPERM,
+        errno.ENOTDIR,
+        errno.EISDIR,
+        errno.ENAMETOOLONG,
+    }
+)
 
 
 class LazyGroup(click.Group):
@@ -65,6 +79,12 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except SerError as error:
             click.echo(f"error: {error}", err=True)
+            raise click.exceptions.Exit(BAD_INPUT_EXIT) from error
+        except OSError as error:
+            if error.errno not in OS_REFUSALS:
+                raise
+            where = f"{error.filename}: " if error.filename else ""
+            click.echo(f"error: {where}{error.strerror or error}", err=True)
             raise click.exceptions.Exit(BAD_INPUT_EXIT) from error
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from ssl_ser.audio import CONDITIONS
-from ssl_ser.classify.splits import SPLITS, SplitOptions
+from ssl_ser.classify.splits import SPLITS, SplitOptions, check_seed
 from ssl_ser.errors import ConfigError
 
 # The split registry owns the choices; the option lists exactly its names.
@@ -22,6 +22,17 @@ dry_run_option = click.option(
     "--dry-run", is_flag=True, help="Print the plan (caches, sweeps, cells); run nothing."
 )
 """``--dry-run``: print what a pipeline would do and run nothing."""
+
+
+def check_seeds(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Click callback of every ``--seed``: each seed from 0 to 2**32 - 1, else a one-line error.
+
+    Raises:
+        ConfigError: naming the option, the value and the range.
+    """
+    for seed in value if isinstance(value, tuple) else () if value is None else (value,):
+        check_seed(seed, param.opts[0] if param.opts else "--seed")
+    return value
 
 
 def refuse_repeats(option: str, values: Iterable[str]) -> None:
@@ -122,7 +133,7 @@ SPLIT_OPTIONS: tuple[Callable[[Any], Any], ...] = (
     click.option(
         "--bootstrap", type=int, default=1000, show_default=True, help="Bootstrap resamples."
     ),
-    click.option("--seed", type=int, default=0, show_default=True),
+    click.option("--seed", type=int, default=0, show_default=True, callback=check_seeds),
 )
 
 

@@ -12,6 +12,7 @@ import click
 
 from ssl_ser.classify.splits import SPLITS
 from ssl_ser.cli.options import (
+    check_seeds,
     conditions_option,
     dry_run_option,
     progress_option,
@@ -117,7 +118,15 @@ PROBE_EXAMPLE = (
     help="auto (per model: mean+std for mfcc/logmel, the functionals for egemaps, mean for "
     "SSL models), mean, std, mean+std; a comma list sweeps several.",
 )
-@click.option("--seed", "seeds", type=int, multiple=True, default=(0,), show_default=True)
+@click.option(
+    "--seed",
+    "seeds",
+    type=int,
+    multiple=True,
+    default=(0,),
+    show_default=True,
+    callback=check_seeds,
+)
 @click.option(
     "--cache-dir",
     default="ser-out/cache",

@@ -19,6 +19,13 @@ TELEPHONE_SOURCE_CHOICES: tuple[str, ...] = tuple(TELEPHONE_SOURCES)
 FAILED_FILES_EXIT = 1
 
 
+def _seconds(value: float | None, option: str) -> float | None:
+    """A window or hop: positive, finite seconds, checked before the model loads."""
+    from ssl_ser.predict.predictor import check_seconds
+
+    return None if value is None else check_seconds(value, option)
+
+
 @click.command()
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False))
 @click.argument("inputs", nargs=-1, required=True)
@@ -46,11 +53,16 @@ FAILED_FILES_EXIT = 1
     "--window",
     type=float,
     default=None,
+    callback=lambda ctx, param, value: _seconds(value, "--window"),
     help="Label long recordings in windows of this many seconds: a row per window, then "
     "the file's row with the mean of its windows' probabilities.",
 )
 @click.option(
-    "--hop", type=float, default=None, help="Seconds between windows [default: --window]."
+    "--hop",
+    type=float,
+    default=None,
+    callback=lambda ctx, param, value: _seconds(value, "--hop"),
+    help="Seconds between windows [default: --window].",
 )
 @click.option("--batch-seconds", type=float, default=60.0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")

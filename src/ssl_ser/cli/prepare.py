@@ -18,6 +18,7 @@ import pandas as pd
 
 from ssl_ser import audio, manifest
 from ssl_ser import corpora as registry
+from ssl_ser.atomic import write_file
 from ssl_ser.audio import CONDITIONS, DEFAULT_SAMPLE_RATE, TELEPHONE_SOURCES
 from ssl_ser.cli.options import progress_option
 from ssl_ser.corpora._base import ON_ERROR_CHOICES
@@ -182,7 +183,7 @@ def prepare(
     skipped_note = "0 skipped"
     if on_error == "skip":
         report = skipped_path(output)
-        result.skipped.to_csv(report, index=False)
+        write_file(report, lambda p: result.skipped.to_csv(p, index=False))
         _echo_reasons(result.skipped["reason"].tolist())
         skipped_note = f"{len(result.skipped)} skipped -> {report}"
     if write_dir is not None:

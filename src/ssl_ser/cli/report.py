@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from ssl_ser.cli.options import progress_option
+from ssl_ser.cli.options import check_seeds, progress_option
 
 
 @click.command()
@@ -42,7 +42,14 @@ from ssl_ser.cli.options import progress_option
     show_default=True,
     help="Bootstrap resamples for the 95% intervals of the best cells (0: none).",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    callback=check_seeds,
+    help="Seed of the bootstrap.",
+)
 @progress_option
 def report(
     results_dirs: tuple[Path, ...],

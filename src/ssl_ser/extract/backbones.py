@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ssl_ser.atomic import write_text
 from ssl_ser.errors import ConfigError, UnknownChoiceError
 from ssl_ser.extract.batching import pad_stack
 from ssl_ser.extract.classic import EGEMAPS_DIM
@@ -80,7 +81,7 @@ def write_random_weights_marker(folder: str | Path, seed: int | None = None) -> 
     """
     path = Path(folder) / RANDOM_WEIGHTS_MARKER
     content = {"weights": "random initialisation, never trained", "seed": seed}
-    path.write_text(json.dumps(content, sort_keys=True) + "\n", encoding="utf-8")
+    write_text(path, json.dumps(content, sort_keys=True) + "\n")
     return path
 
 

@@ -262,14 +262,9 @@ def _client(address: str, device: str, processes: bool) -> Iterator[Any]:
     from distributed import Client
 
     if address != LOCAL:
-        try:
-            client = Client(address, timeout="30s")
-        except (OSError, TimeoutError) as error:
-            raise ConfigError(
-                f"no Dask scheduler answers at {address!r} ({error}); start one with "
-                "`dask scheduler` (or give --dask local)"
-            ) from error
-        with client:
+        from ssl_ser.scheduler import connect
+
+        with connect(address, "--dask", set_as_default=True) as client:
             yield client
         return
     with dask.config.set({"distributed.worker.daemon": False}):

@@ -21,7 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+from ssl_ser.atomic import make_folder, write_file
+from ssl_ser.errors import OutputError
 
 STATE_FILE = "state.json"
 WEIGHTS_FILE = "weights.safetensors"
@@ -50,11 +54,16 @@ class TrainState:
 
 
 def save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
-    """Write tensors as safetensors through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file({k: v.contiguous() for k, v in state.items()}, str(temporary))
-    os.replace(temporary, path)
+    """Write tensors as safetensors through a temporary file and a rename.
+
+    Raises:
+        OutputError: the disk is full or read-only (the old file is kept).
+    """
+    tensors = {k: v.contiguous() for k, v in state.items()}
+    try:
+        write_file(path, lambda p: save_file(tensors, str(p)))
+    except SafetensorError as error:  # an I/O error inside safetensors' own writer
+        raise OutputError(f"cannot write {path}: {_first_line(error)}") from error
 
 
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -65,18 +74,54 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
 def save(
     folder: Path, state: TrainState, weights: dict[str, torch.Tensor], trainer: dict[str, Any]
 ) -> None:
-    """Commit the checkpoint of ``state.epoch``; older checkpoints and best files are removed."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Commit the checkpoint of ``state.epoch``; older checkpoints and best files are removed.
+
+    Raises:
+        OutputError: the checkpoint could not be written (disk full, read-only);
+            the partial one is removed and the last whole checkpoint kept.
+    """
+    make_folder(folder)
     final = folder / f"epoch-{state.epoch:03d}"
     temporary = folder / f".epoch-{state.epoch:03d}.{os.getpid()}.tmp"
     shutil.rmtree(temporary, ignore_errors=True)
-    temporary.mkdir()
-    save_file({k: v.contiguous() for k, v in weights.items()}, str(temporary / WEIGHTS_FILE))
-    torch.save(trainer, temporary / TRAINER_FILE)
-    (temporary / STATE_FILE).write_text(json.dumps(asdict(state), indent=1))
+    try:
+        _write_checkpoint(temporary, state, weights, trainer)
+    except (OSError, RuntimeError, SafetensorError) as error:  # torch.save: RuntimeError
+        shutil.rmtree(temporary, ignore_errors=True)
+        kept = latest_epoch(folder)
+        last = f"the last whole checkpoint (epoch {kept}) is kept" if kept else "none was kept"
+        raise OutputError(
+            f"cannot write the checkpoint of epoch {state.epoch} in {folder}: "
+            f"{_reason(error)}; {last}"
+        ) from error
     shutil.rmtree(final, ignore_errors=True)
     os.replace(temporary, final)
     _remove_older(folder, state)
+
+
+def _write_checkpoint(
+    temporary: Path, state: TrainState, weights: dict[str, torch.Tensor], trainer: dict[str, Any]
+) -> None:
+    """The checkpoint's three files, in a new folder that :func:`save` renames into place."""
+    temporary.mkdir()
+    save_file({k: v.contiguous() for k, v in weights.items()}, str(temporary / WEIGHTS_FILE))
+    with open(temporary / TRAINER_FILE, "wb") as handle:  # OS errors reach Python this way
+        torch.save(trainer, handle)
+    (temporary / STATE_FILE).write_text(json.dumps(asdict(state), indent=1))
+
+
+def _reason(error: BaseException) -> str:
+    """The operating system's reason behind `error` (torch.save hides it in the context)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror
+        seen = seen.__cause__ or seen.__context__
+    return _first_line(error)
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def _remove_older(folder: Path, state: TrainState) -> None:

@@ -29,6 +29,7 @@ import pandas as pd
 
 from ssl_ser import audio as audio_module
 from ssl_ser import manifest as manifest_module
+from ssl_ser.atomic import check_writable, write_file
 from ssl_ser.classify.results import CellStore, cell_id, summary_line, write_tables
 from ssl_ser.classify.splits import (
     SPEAKER_INDEPENDENT,
@@ -158,7 +159,7 @@ def run_finetune(
     start = time.perf_counter()
     manifest = manifest_module.validate(manifest)
     _check_settings(settings)
-    output = Path(output)
+    output = check_writable(output)  # a read-only or full disk: one line before any training
     with (
         world(settings.device) as here,
         _closing(_prepare(manifest, config, settings, output, here, progress)) as run,
@@ -279,8 +280,8 @@ def _report_skipped(audio: data.Audio, output: Path) -> None:
     if not audio.failed:
         path.unlink(missing_ok=True)  # a list of an earlier run's failures would mislead
         return
-    output.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(audio.failed, columns=["utt_id", "condition", "reason"]).to_csv(path, index=False)
+    failed = pd.DataFrame(audio.failed, columns=["utt_id", "condition", "reason"])
+    write_file(path, lambda p: failed.to_csv(p, index=False))
     shown = "; ".join(f"{u} ({c}): {r}" for u, c, r in audio.failed[:3])
     log.warning(
         "%d utterance(s) skipped, their audio could not be used (listed in %s): %s",

@@ -58,7 +58,7 @@ class SegmentStore(Mapping[Key, list[Segment]]):
         self.folder.mkdir(parents=True, exist_ok=True)
         remove_stale(self.folder)
         self.path = self.folder / f"segments-{os.getpid()}.bin"
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         self._index: dict[Key, list[Stored]] = {}
         self._end = 0
 

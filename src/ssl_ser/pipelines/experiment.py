@@ -40,6 +40,8 @@ from ssl_ser.manifest import MANIFEST_SUFFIXES
 from ssl_ser.pipelines._schema import Where, build, check_choices, schema, wrong_type
 
 SUFFIXES: dict[str, str] = {".yaml": "yaml", ".yml": "yaml", ".toml": "toml"}
+# An experiment file is a few hundred lines; a larger one is a mistake (or an attack).
+MAX_FILE_BYTES = 1_000_000
 CORPORA_MODES: tuple[str, ...] = ("each", "pooled")
 PAIR_KEYWORDS: tuple[str, ...] = ("matched", "all")
 CROSS_CORPUS_SPLITS: tuple[str, ...] = ("cross-corpus", "few-shot")
@@ -554,6 +556,10 @@ def check_experiment(experiment: Experiment, where: Where) -> None:
             raise ConfigError(f"{where.child(key)} must list at least one value")
         if len(set(values)) != len(values):
             raise ConfigError(f"{where.child(key)} lists a value twice: {list(values)}")
+    from ssl_ser.classify.splits import check_seed
+
+    for index, seed in enumerate(experiment.seeds):
+        check_seed(seed, str(where.child("seeds").child(index)))
     _check_split(experiment, where.child("split"))
     for pair in experiment.pairs:
         check_choices(pair, experiment.conditions, where.child("condition_pairs"))
@@ -648,6 +654,12 @@ def load_experiment(path: str | Path) -> Experiment:
         raise UnknownChoiceError("experiment file type", path.suffix, SUFFIXES, where=str(path))
     if not path.is_file():
         raise ConfigError(f"experiment file {path} does not exist")
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise ConfigError(
+            f"experiment file {path} is {size:,} bytes; an experiment file may hold at most "
+            f"{MAX_FILE_BYTES:,}"
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
@@ -662,8 +674,12 @@ def load_experiment(path: str | Path) -> Experiment:
 def _parse_yaml(text: str, path: Path) -> object:
     import yaml
 
+    from ssl_ser.pipelines import _yaml
+
     try:
-        return yaml.safe_load(text)
+        return _yaml.load(text)
+    except _yaml.RefusedYAMLError as error:
+        raise ConfigError(f"experiment file {path} refused: {error}") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path} is not valid YAML: {error}") from None
 
@@ -678,3 +694,5 @@ def _parse_toml(text: str, path: Path) -> object:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path} is not valid TOML: {error}") from None
+    except RecursionError:
+        raise ConfigError(f"experiment file {path} refused: it nests too deep") from None

@@ -28,6 +28,7 @@ from typing import Any
 
 import pandas as pd
 
+from ssl_ser.atomic import make_folder, write_file, write_text
 from ssl_ser.classify.features import PoolingChoice, check_honoured, resolve_poolings
 from ssl_ser.errors import ConfigError, CorpusError, SerError
 from ssl_ser.extract.config import ExtractorConfig
@@ -539,15 +540,15 @@ def finetune_units(plan: Plan) -> list[FinetuneUnit]:
 
 def write_manifests(plan: Plan) -> Path:
     """Save every corpus's manifest (and skipped files) under the output folder."""
-    folder = plan.experiment.output_dir / MANIFEST_FOLDER
-    folder.mkdir(parents=True, exist_ok=True)
+    root = plan.experiment.output_dir
+    folder = make_folder(root / MANIFEST_FOLDER, root=root)
     from ssl_ser import manifest
 
     for name, rows in plan.manifests.items():
         manifest.write(rows, folder / f"{name}.csv")
-        if len(plan.skipped.get(name, ())):
-            plan.skipped[name].to_csv(folder / f"{name}.skipped.csv", index=False)
-    (plan.experiment.output_dir / "experiment.json").write_text(
-        json.dumps(plan.experiment.to_dict(), indent=1)
-    )
+        if len(skipped := plan.skipped.get(name, ())):
+            write_file(
+                folder / f"{name}.skipped.csv", lambda p, s=skipped: s.to_csv(p, index=False)
+            )
+    write_text(root / "experiment.json", json.dumps(plan.experiment.to_dict(), indent=1))
     return folder

@@ -32,6 +32,7 @@ from typing import Any
 
 import pandas as pd
 
+from ssl_ser.atomic import write_file
 from ssl_ser.errors import ConfigError
 from ssl_ser.finetune.config import FINETUNE_CLASSIFIER
 from ssl_ser.pipelines.experiment import SAVE_MODELS, Experiment
@@ -469,5 +470,6 @@ def write_summary(plan: Plan) -> Path | None:
     if not parts:
         return None
     out = plan.experiment.output_dir / SUMMARY_FILE
-    pd.concat(parts, ignore_index=True).to_csv(out, index=False)
+    table = pd.concat(parts, ignore_index=True)
+    write_file(out, lambda p: table.to_csv(p, index=False))
     return out

@@ -15,6 +15,7 @@ of its windows' probabilities.
 from __future__ import annotations
 
 import logging
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -280,9 +281,21 @@ def _check_window(window: float | None, hop: float | None) -> float | None:
         if hop is not None:
             raise ConfigError("--hop needs --window")
         return None
-    if not window > 0 or (hop is not None and not hop > 0):
-        raise ConfigError(f"--window {window!r} and --hop {hop!r} must be positive seconds")
+    check_seconds(window, "--window")
+    if hop is not None:
+        check_seconds(hop, "--hop")
     return window if hop is None else hop
+
+
+def check_seconds(value: float, option: str) -> float:
+    """`value` if it is a positive, finite number of seconds.
+
+    Raises:
+        ConfigError: naming the option and the value (0, negative, inf or nan).
+    """
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{option} {value!r} must be a positive, finite number of seconds")
+    return value
 
 
 def _waveform_pieces(

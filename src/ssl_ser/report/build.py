@@ -23,6 +23,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ssl_ser import __version__
+from ssl_ser.atomic import make_folder, refuse_link, write_text
 from ssl_ser.report import figures, finetune, finetune_figures, stats_section, tables
 from ssl_ser.report.document import (
     Document,
@@ -48,6 +49,7 @@ from ssl_ser.report.load import (
 log = logging.getLogger(__name__)
 
 FIGURES_FOLDER = "figures"
+DEFAULT_STEM = "report"
 FIGURE_PATTERNS: tuple[str, ...] = (
     "layers-*",
     "heatmap-*",
@@ -112,15 +114,16 @@ def write_report(
     folders = [results_dir] if isinstance(results_dir, str | Path) else list(results_dir)
     results = load_results(folders)
     output_html = Path(output_html)
-    figure_dir = output_html.parent / FIGURES_FOLDER
+    figure_dir = figures_folder(output_html)
+    refuse_link(figure_dir)  # before drawing, and before stale figures are removed from it
     document = build_document(
         results, figure_dir, title=title, n_boot=n_boot, seed=seed, progress=progress
     )
     _remove_stale_figures(figure_dir, document)
-    output_html.parent.mkdir(parents=True, exist_ok=True)
-    output_html.write_text(html.render(document), encoding="utf-8")
+    make_folder(output_html.parent)
+    write_text(output_html, html.render(document))
     md_path = output_html.with_suffix(".md")
-    md_path.write_text(markdown.render(document, output_html.parent), encoding="utf-8")
+    write_text(md_path, markdown.render(document, output_html.parent))
     log.info("wrote %s and %s", output_html, md_path)
     return ReportSummary(
         html=output_html,
@@ -130,6 +133,17 @@ def write_report(
         left_out=[note.title for note in document.notes],
         best=document.highlight,
     )
+
+
+def figures_folder(output_html: Path) -> Path:
+    """The report's own figure folder: ``figures/`` for ``report.html``, ``figures-<name>/`` else.
+
+    Two reports in one folder (``a.html``, ``b.html``) never share figures: each
+    draws into, and removes stale figures from, its own folder only.
+    """
+    stem = output_html.stem
+    name = FIGURES_FOLDER if stem == DEFAULT_STEM else f"{FIGURES_FOLDER}-{stem}"
+    return output_html.parent / name
 
 
 @dataclass

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ssl_ser.atomic import make_folder, write_file
 from ssl_ser.classify.results import WEIGHTED_LAYER
 from ssl_ser.report.document import FigureItem, Item
 from ssl_ser.report.groups import Group
@@ -126,12 +127,17 @@ def _new_figure(width: float, height: float) -> Figure:
 
 def save_figure(fig: Figure, out_dir: Path, name: str, title: str, caption: str) -> FigureItem:
     """Write `fig` as ``<name>.png`` and ``<name>.svg`` (no dates or URLs in the metadata)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    root = out_dir.parent  # the report's folder: out_dir below it must not be a link
+    make_folder(out_dir, root=root)
     png, svg = out_dir / f"{name}.png", out_dir / f"{name}.svg"
     fit_contents(fig)  # runs the constrained layout, then keeps it for both files
     fig.set_layout_engine("none")
-    fig.savefig(png, dpi=PNG_DPI, metadata={"Software": None})
-    fig.savefig(svg, metadata={"Date": None, "Creator": None})
+    png_metadata = {"Software": None}
+    svg_metadata = {"Date": None, "Creator": None}
+    write_file(
+        png, lambda p: fig.savefig(p, format="png", dpi=PNG_DPI, metadata=png_metadata), root=root
+    )
+    write_file(svg, lambda p: fig.savefig(p, format="svg", metadata=svg_metadata), root=root)
     return FigureItem(name=name, title=title, caption=caption, png=png, svg=svg)
 
 

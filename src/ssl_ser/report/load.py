@@ -217,7 +217,23 @@ def read_table(path: Path, columns: Sequence[str] | None = None) -> pd.DataFrame
     Args:
         path: the ``.parquet`` or ``.csv`` file.
         columns: the columns wanted; those the file lacks are skipped.
+
+    Raises:
+        ConfigError: the file is not a readable table (damaged, empty, not parquet).
     """
+    from pyarrow import ArrowException
+
+    try:
+        return _read_table(path, columns)
+    except (ArrowException, OSError, ValueError, UnicodeDecodeError) as error:
+        detail = " ".join(str(error).split()) or type(error).__name__
+        raise ConfigError(
+            f"{path} is not a readable table ({detail[:200]}); it is damaged or not a "
+            "table: rebuild or remove it"
+        ) from None
+
+
+def _read_table(path: Path, columns: Sequence[str] | None) -> pd.DataFrame:
     if path.suffix == ".parquet":
         if columns is None:
             return pd.read_parquet(path)

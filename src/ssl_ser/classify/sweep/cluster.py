@@ -50,7 +50,6 @@ log = logging.getLogger(__name__)
 
 TASK_RETRIES = 2  # a task that raises is tried this many more times (a lost worker: see above)
 LOOPBACK = "127.0.0.1"
-CONNECT_TIMEOUT = "30s"
 # one task at a time per worker process: BLAS and torch thread limits are process-wide
 _ONE_TASK = threading.Lock()
 
@@ -83,7 +82,9 @@ def _connected(scheduler: str | None, workers: int) -> Iterator[Client]:
     from distributed import Client, LocalCluster
 
     if scheduler:
-        with Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False) as client:
+        from ssl_ser.scheduler import connect
+
+        with connect(scheduler, "--scheduler") as client:
             yield client
         return
     with (

@@ -106,6 +106,10 @@ class SweepConfig:
                 f"a scheduler address ({self.scheduler!r}) needs backend {DASK_BACKEND!r}, "
                 f"not {self.backend!r}"
             )
+        if self.scheduler is not None:  # a malformed address: refused before any work
+            from ssl_ser.scheduler import check_address
+
+            check_address(self.scheduler, "--scheduler")
         if not isinstance(self.split_options, SplitOptions):
             raise ConfigError(
                 f"SweepConfig.split_options must be a SplitOptions, got {self.split_options!r}"
