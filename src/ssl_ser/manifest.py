@@ -62,6 +62,25 @@ def empty() -> pd.DataFrame:
     return validate(pd.DataFrame({c: [] for c in COLUMNS}))
 
 
+# Characters a corpus name cannot hold: '/' and '\\' split ids and cache folders, and ','
+# splits the comma lists of --cache (a cache file lives under its corpus's name).
+CORPUS_NAME_FORBIDDEN: tuple[str, ...] = ("/", "\\", ",")
+
+
+def corpus_name_problem(name: str) -> str | None:
+    """What is wrong with a corpus name (see CORPUS_NAME_FORBIDDEN), or None."""
+    if not name or name != name.strip():
+        return "it must be non-empty, without outer spaces"
+    held = [char for char in CORPUS_NAME_FORBIDDEN if char in name]
+    if held:
+        return (
+            f"it holds {', '.join(repr(c) for c in held)}; a corpus name names id prefixes "
+            "and cache folders, and --cache takes a comma-separated list, so it cannot hold "
+            "'/', a backslash or ','"
+        )
+    return None
+
+
 def validate(df: pd.DataFrame) -> pd.DataFrame:
     """Check a manifest against the schema and return it with normalised dtypes.
 
@@ -77,6 +96,7 @@ def validate(df: pd.DataFrame) -> pd.DataFrame:
         if column in out.columns:
             out[column] = out[column].fillna("").astype(str)
     _check_unique(out["utt_id"])
+    _check_corpus_names(out)
     out["duration"] = _numbers(out, "duration", "a positive number of seconds", _positive)
     out["sample_rate"] = _numbers(
         out, "sample_rate", "a positive whole number of Hz", _positive_whole
@@ -125,6 +145,14 @@ def _numbers(
             f"({int(bad.sum())} bad row(s) in all)"
         )
     return values
+
+
+def _check_corpus_names(df: pd.DataFrame) -> None:
+    for name in df["corpus"].unique():
+        problem = corpus_name_problem(str(name))
+        if problem is not None:
+            utt_id = df.loc[df["corpus"] == name, "utt_id"].iloc[0]
+            raise ManifestError(f"corpus {name!r} of {utt_id!r} is not valid: {problem}")
 
 
 def _check_unique(ids: pd.Series) -> None:

@@ -545,3 +545,43 @@ def test_a_damaged_chunk_without_rows_is_found_and_rebuilt_before_rows_land_ther
         writer.write(rest, batch(rest))  # before the rebuild this write failed, every time
     assert_rows_equal(path, ids)
     assert cache.verify(path) == []
+
+
+@pytest.mark.parametrize(
+    ("limit", "n_first"),
+    [(2048, 0), (12_000, 0), (20_000, 0), (60_000, 0), (5_000, 40), (30_000, 40), (200_000, 40)],
+)
+def test_full_disk_is_one_line_naming_the_space_needed_at_every_fill_level(
+    tmp_path, limit, n_first
+):
+    """Issue 19: one fill level crashed (SIGSEGV) and another said nothing about space."""
+    path = tmp_path / "clean.h5"
+    result = run_full_disk(path, limit=limit, n_first=n_first, n_total=600)
+    assert result.returncode == 1, (result.returncode, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr  # no "Exception ignored" pages, no traceback
+    needed = layout.needed_bytes(
+        layout.Header(KEY, LAYERS, DIM, POOLINGS, "float16"), utt_ids(600 if n_first else 0)
+    )
+    assert lines[0].startswith(
+        f"error: cannot build (as clean.h5.partial) a new copy of {path}: no space left on "
+        f"device (needs about {needed / 2**20:.2f} MiB, files limited to {limit / 2**20:.2f} MiB "
+        "by ulimit -f, "
+    )
+    assert not path.with_name("clean.h5.partial").exists()
+    if n_first:
+        assert_rows_equal(path, utt_ids(n_first))
+    else:
+        assert not path.exists()
+
+
+def test_needed_bytes_bounds_the_built_file(tmp_path):
+    for n_rows, layers, dim, chunk_rows in [(0, 4, 16, 256), (600, 4, 16, 256), (3000, 2, 6, 8)]:
+        header = layout.Header(
+            KEY, [str(i) for i in range(layers)], dim, POOLINGS, "float16", chunk_rows
+        )
+        ids = utt_ids(n_rows)
+        path = tmp_path / f"{n_rows}.h5"
+        layout.build(path, header, ids)
+        size = os.stat(path).st_size
+        assert size <= layout.needed_bytes(header, ids) <= size + 256 * 1024

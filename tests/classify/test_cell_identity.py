@@ -199,3 +199,26 @@ def test_a_cache_without_fingerprints_is_identified_by_its_values(tmp_path, capl
 def touch(path) -> None:
     info = os.stat(path)
     os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns + 3_000_000_000))
+
+
+def test_classify_refuses_rows_whose_paths_were_exchanged_in_the_manifest(toy):
+    """Issue 19: equal size and time passed the stat; the path bound in the fingerprint does not."""
+    tmp_path, csv, cache_dir, path = toy
+    table = manifest.read(csv)
+    u00, u03 = table.loc[0, "path"], table.loc[3, "path"]
+    assert os.stat(u00).st_size == os.stat(u03).st_size  # both 0.30 s long
+    stamp = os.stat(u00).st_mtime_ns
+    for audio in (u00, u03):
+        os.utime(audio, ns=(stamp, stamp))
+    extract(csv, cache_dir)
+    swapped = table.copy()
+    swapped.loc[[0, 3], "path"] = [u03, u00]
+    swapped_csv = manifest.write(swapped, tmp_path / "swapped.csv")
+    refused = classify(path, swapped_csv, tmp_path / "out")
+    assert refused.exit_code == 1 and "Traceback" not in refused.output
+    assert "the audio of 2 of 24 utterance(s) changed since their features were" in refused.output
+    assert f"toy/u00 ({u03}: not the file it was extracted from)" in refused.output
+    assert not (tmp_path / "out" / "results.parquet").exists()
+    redone = extract(swapped_csv, cache_dir)
+    assert "2 changed since extraction" in redone.output
+    assert classify(path, swapped_csv, tmp_path / "out").exit_code == 0

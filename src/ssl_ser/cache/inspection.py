@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ssl_ser.cache import layout
-from ssl_ser.cache.layout import FAILED, FEATURES, IDS, MISSING, REASON, SLOT, Header
+from ssl_ser.cache.layout import FAILED, FEATURES, IDS, REASON, SLOT, Header
 from ssl_ser.cache.reader import CacheReader
 from ssl_ser.errors import CacheError
 
@@ -60,19 +60,29 @@ def info(path: str | Path) -> dict[str, Any]:
 
 
 def has_checksums(file: h5py.File) -> bool:
-    """Whether every feature dataset of an open cache carries per-chunk Fletcher-32 checksums."""
+    """Whether every feature and index dataset of an open cache carries per-chunk checksums.
+
+    Also requires the ids digest (see :mod:`.layout`): files built before index
+    checksums have feature checksums only, and read as without.
+    """
     datasets = [file[FEATURES][name] for name in file[FEATURES]] if FEATURES in file else []
-    return bool(datasets) and all(dataset.fletcher32 for dataset in datasets)
+    datasets += [file[name] for name in layout.INDEX if name in file]
+    return (
+        bool(datasets)
+        and all(dataset.fletcher32 for dataset in datasets)
+        and layout.IDS_DIGEST in file.attrs
+    )
 
 
 def notes(path: str | Path) -> list[str]:
     """Remarks on a sound cache that are not problems (checksums absent in an old file)."""
-    with layout.open_h5(Path(path), "r") as file:
+    with layout.open_h5(Path(path), "r") as file, layout.damage_as_error(Path(path)):
         if has_checksums(file):
             return []
     return [
-        "checksums absent: built before per-chunk checksums, so only NaN/inf can be "
-        "detected in its features; `ser cache verify --repair` rebuilds it with them (rows kept)"
+        "checksums absent: built before per-chunk checksums on its features and row index, "
+        "so only NaN/inf and inconsistent slots can be detected; `ser cache verify --repair` "
+        "rebuilds it with them (rows kept)"
     ]
 
 
@@ -91,19 +101,26 @@ def verify(path: str | Path, progress: bool = False) -> list[str]:
         return [str(error)]
     with file:
         try:
-            header = Header.read(file, path)
+            with layout.damage_as_error(path):
+                return _problems(file, path, progress)
         except CacheError as error:
             return [str(error)]
-        problems = _structure_problems(file, header)
-        if problems:
-            return problems
-        slots = file[SLOT][: len(file[IDS])].astype(np.int64)
-        problems += _header_problems(header)
-        problems += _id_problems(file[IDS].asstr()[:])
-        problems += _slot_problems(file, slots)
-        if not problems:
-            problems += _value_problems(file, header, slots, progress)
-    return problems
+
+
+def _problems(file: h5py.File, path: Path, progress: bool) -> list[str]:
+    """:func:`verify` of an open file; a CacheError is a problem that stops the check."""
+    header = Header.read(file, path)
+    problems = _structure_problems(file, header)
+    if problems:
+        return problems
+    try:
+        index = layout.read_index(file, path, tolerant=True)
+    except CacheError as error:  # damaged ids: nothing more can be checked row by row
+        return [str(error), *_header_problems(header)]
+    problems += index.problems
+    problems += _header_problems(header)
+    problems += _reason_problems(file, index.slots)
+    return problems + _value_problems(file, header, index.slots, index.ids, progress)
 
 
 def _structure_problems(file: h5py.File, header: Header) -> list[str]:
@@ -141,42 +158,22 @@ def _header_problems(header: Header) -> list[str]:
     return problems
 
 
-def _id_problems(ids: np.ndarray) -> list[str]:
-    values, counts = np.unique(np.asarray(ids, dtype=str), return_counts=True)
-    problems = []
-    if (counts > 1).any():
-        repeated = values[counts > 1]
-        problems.append(f"{len(repeated)} utterance id(s) repeat, e.g. {repeated[0]!r}")
-    if "" in values:
-        problems.append("an utterance id is empty")
-    return problems
-
-
-def _slot_problems(file: h5py.File, slots: np.ndarray) -> list[str]:
-    capacity = file[SLOT].shape[0]
-    problems = []
-    invalid = (slots >= capacity) | ((slots < 0) & (slots != MISSING) & (slots != FAILED))
-    if invalid.any():
-        problems.append(
-            f"{int(invalid.sum())} row(s) have an invalid slot, e.g. {slots[invalid][0]}"
-        )
-    used = slots[slots >= 0]
-    if len(np.unique(used)) != len(used):
-        problems.append("two complete rows point at the same slot")
+def _reason_problems(file: h5py.File, slots: np.ndarray) -> list[str]:
     failed = np.flatnonzero(slots == FAILED)
-    if len(failed):
+    if not len(failed):
+        return []
+    try:
         reasons = file[REASON][failed]
-        blank = int(sum(1 for reason in reasons if not bytes(reason).strip(b"\0 ")))
-        if blank:
-            problems.append(f"{blank} failed row(s) have no reason")
-    return problems
+    except (OSError, RuntimeError) as error:
+        return [f"the failure reasons cannot be read ({str(error).splitlines()[0]})"]
+    blank = int(sum(1 for reason in reasons if not bytes(reason).strip(b"\0 ")))
+    return [f"{blank} failed row(s) have no reason"] if blank else []
 
 
 def _value_problems(
-    file: h5py.File, header: Header, slots: np.ndarray, progress: bool
+    file: h5py.File, header: Header, slots: np.ndarray, ids: list[str], progress: bool
 ) -> list[str]:
     """One line per complete row whose features are corrupt (see :func:`corrupt_rows`)."""
-    ids = file[IDS].asstr()
     bad = corrupt_rows(file, header, slots, progress)
     problems = [
         f"{pooling} features of {ids[row]!r} {what}" for row, (pooling, what) in sorted(bad.items())

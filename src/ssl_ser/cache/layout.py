@@ -26,7 +26,21 @@ One HDF5 file per (extractor config, corpus, condition). Its parts:
   Unwritten slots hold NaN, so a row marked complete without its data is caught as
   non-finite rather than read as zeros.
 - Root attributes: the key (JSON), layers, poolings, dim, storage dtype, chunk rows,
-  toolkit version (of the writer that built the file) and the manifest digest.
+  toolkit version (of the writer that built the file), the manifest digest and
+  ``ids_digest``, a BLAKE2b digest of ``/ids`` (written once: ids never change in place).
+
+The row index. ``/slot``, ``/failure_reason`` and ``/audio_fingerprint`` carry
+Fletcher-32 checksums per chunk like the features, and ``/ids`` its digest, so a
+flipped bit in the index is an error, never another row's features. Every opener
+(:func:`read_index`: reader, writer, ``verify``) checks what ``verify`` checks of
+the index before serving a row: checksums, the ids digest, unique non-empty ids,
+slots in range and not shared. Files built before these existed have no index
+checksums and no ids digest: they still open, with the structural checks only, and
+any rebuild (``ser cache verify --repair``, new rows, prune) adds both. A writer
+opening a file whose slot, reason or fingerprint chunk fails its checksum rebuilds
+it with that chunk's rows not complete (they are extracted again); a file whose ids
+fail their digest cannot be mended and is refused. HDF5 structures that cannot be
+read at all (a damaged object header) are a one-line CacheError naming the file.
 
 Keys. The cache treats a key as an opaque flat dict that must match to reuse a
 file, with one rule for keys written by ssl-ser 0.1.0: they held the field
@@ -55,12 +69,17 @@ the old one and atomically renames it over the old one.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import hashlib
 import json
 import math
 import os
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +102,8 @@ DEFAULT_CHUNK_ROWS = 256
 # Failure reasons longer than this (in UTF-8 bytes) are cut.
 REASON_BYTES = 512
 DIGEST_BYTES = 128
+# Rows per chunk of the index datasets (slot, failure reason, fingerprint).
+INDEX_CHUNK_ROWS = 4096
 MISSING = -1
 FAILED = -2
 # Superblock v0 and v1 object headers: a killed writer leaves no "file is open"
@@ -99,8 +120,20 @@ SLOT = "slot"
 REASON = "failure_reason"
 FEATURES = "features"
 FINGERPRINT = "audio_fingerprint"
+IDS_DIGEST = "ids_digest"
+# The per-row datasets that carry a checksum per chunk (with the features).
+INDEX = (SLOT, REASON, FINGERPRINT)
+# An index chunk failing its checksum is read again (a writer may be rewriting it)
+# before it counts as damaged: this many reads in all, waiting 0.05 s, 0.1 s, ...
+INDEX_READ_ATTEMPTS = 4
+INDEX_READ_WAIT_S = 0.05
 FINGERPRINT_DTYPE = np.dtype(
-    [("size", "<i8"), ("mtime_ns", "<i8"), ("blake2b", f"S{DIGEST_CHARS}")]
+    [
+        ("size", "<i8"),
+        ("mtime_ns", "<i8"),
+        ("blake2b", f"S{DIGEST_CHARS}"),
+        ("path", f"S{DIGEST_CHARS}"),
+    ]
 )
 
 KeyValue = str | int | float | bool
@@ -333,8 +366,29 @@ def fingerprint_records(fingerprints: Sequence[Fingerprint | None]) -> np.ndarra
     out = np.zeros(len(fingerprints), dtype=FINGERPRINT_DTYPE)
     for i, fingerprint in enumerate(fingerprints):
         if fingerprint is not None:
-            out[i] = (fingerprint.size, fingerprint.mtime_ns, fingerprint.blake2b.encode("ascii"))
+            out[i] = (
+                fingerprint.size,
+                fingerprint.mtime_ns,
+                fingerprint.blake2b.encode("ascii"),
+                fingerprint.path.encode("ascii"),
+            )
     return out
+
+
+def as_fingerprint_records(records: np.ndarray) -> np.ndarray:
+    """Stored fingerprint records as FINGERPRINT_DTYPE (older files lack the ``path`` field)."""
+    if records.dtype == FINGERPRINT_DTYPE:
+        return records
+    out = np.zeros(len(records), dtype=FINGERPRINT_DTYPE)
+    for name in records.dtype.names or ():
+        if name in (FINGERPRINT_DTYPE.names or ()):
+            out[name] = records[name]
+    return out
+
+
+def has_path_fingerprints(file: h5py.File) -> bool:
+    """Whether an open cache records fingerprints with the audio's path (newer files)."""
+    return FINGERPRINT in file and "path" in (file[FINGERPRINT].dtype.names or ())
 
 
 def fingerprint_of(record: np.void) -> Fingerprint | None:
@@ -342,7 +396,8 @@ def fingerprint_of(record: np.void) -> Fingerprint | None:
     digest = bytes(record["blake2b"]).rstrip(b"\0").decode("ascii", errors="replace")
     if not digest:
         return None
-    return Fingerprint(int(record["size"]), int(record["mtime_ns"]), digest)
+    path = bytes(record["path"]).rstrip(b"\0").decode("ascii", errors="replace")
+    return Fingerprint(int(record["size"]), int(record["mtime_ns"]), digest, path)
 
 
 def _check_names(what: str, names: Iterable[Any]) -> list[str]:
@@ -402,19 +457,80 @@ def build(
     are packed in slot order otherwise (a file that lost rows). A file that cannot be
     built (a full disk) is removed and the error is a CacheError naming `cache`
     (the file `target` is to replace; default `target` itself).
+
+    The disk space the file needs (:func:`needed_bytes`) is reserved first
+    (:func:`check_space`): HDF5 cannot undo a write that failed half-way (the file
+    then cannot be closed, and the process may crash on exit), so a full disk, a
+    quota or a file-size limit is met before HDF5 writes anything.
     """
     if source is not None and rows is None:
         rows = np.arange(len(ids), dtype=np.int64)
         rows[len(source[IDS]) :] = -1
+    needed = needed_bytes(header, ids)
+    shown = Path(target if cache is None else cache)
+    action = "build" if cache is None else f"build (as {Path(target).name}) a new copy of"
     try:
+        check_space(Path(target), needed)
         _build(target, header, ids, source, progress, rows)
     except BaseException as error:
         Path(target).unlink(missing_ok=True)
         if isinstance(error, OSError | RuntimeError):
-            shown = target if cache is None else cache
-            action = "build" if cache is None else f"build (as {Path(target).name}) a new copy of"
-            raise storage_error(shown, error, action) from error
+            raise storage_error(shown, error, action, needed) from error
         raise
+
+
+def needed_bytes(header: Header, ids: Sequence[str]) -> int:
+    """An upper bound of the bytes a cache file of `header` holding `ids` takes on disk.
+
+    Chunks are allocated whole, each with its 4-byte checksum; ids take their
+    UTF-8 bytes plus their heap records; HDF5's metadata (object headers, chunk
+    B-trees) is bounded by 64 KiB plus 128 bytes per chunk. Measured files were
+    44-530 KiB under this bound (600 to 20,000 rows, 1 to 25 layers).
+    """
+    capacity = max(len(ids), 1)
+    rows_per_chunk = min(capacity, header.chunk_rows)
+    feature_chunks = (
+        len(header.poolings) * len(header.layers) * math.ceil(capacity / rows_per_chunk)
+    )
+    chunk_bytes = rows_per_chunk * header.dim * np.dtype(header.storage_dtype).itemsize + 4
+    index_rows = min(capacity, INDEX_CHUNK_ROWS)
+    index_chunks = math.ceil(capacity / index_rows)
+    row_bytes = np.dtype("i4").itemsize + REASON_BYTES + FINGERPRINT_DTYPE.itemsize
+    index = index_chunks * (index_rows * row_bytes + 3 * 4)
+    id_bytes = sum(len(str(utt_id).encode("utf-8")) + 48 for utt_id in ids)
+    metadata = 65536 + 128 * (feature_chunks + len(INDEX) * index_chunks)
+    return feature_chunks * chunk_bytes + index + id_bytes + metadata
+
+
+def check_space(target: Path, needed: int) -> None:
+    """Take `needed` bytes of disk for `target` (``posix_fallocate``), then give them back.
+
+    Raises OSError (ENOSPC, EDQUOT, EFBIG) when the disk, a quota or the file-size
+    limit cannot hold the file, before anything is built. The file is left empty;
+    the build that follows truncates it. Where the file system cannot reserve,
+    the free space is compared instead.
+    """
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        reserved = _reserve(fd, needed)
+    finally:
+        os.close(fd)
+    os.truncate(target, 0)
+    if not reserved and _short_of(target, needed):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target))
+
+
+def _reserve(fd: int, size: int) -> bool:
+    """``posix_fallocate`` the first `size` bytes; False where the system cannot reserve."""
+    if not hasattr(os, "posix_fallocate"):
+        return False
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as error:
+        if error.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENODEV, errno.ENOSYS):
+            return False
+        raise
+    return True
 
 
 def _build(
@@ -431,13 +547,15 @@ def _build(
     with h5py.File(target, "w", libver=LIBVER, locking=False) as file:
         header.write(file)
         file.create_dataset(IDS, data=np.array(ids, dtype=object), dtype=h5py.string_dtype())
-        row_chunk = (min(capacity, 4096),)
-        file.create_dataset(SLOT, (capacity,), "i4", dcpl=early_dcpl(row_chunk, np.int32(MISSING)))
-        file.create_dataset(REASON, (capacity,), f"S{REASON_BYTES}", dcpl=early_dcpl(row_chunk))
+        file.attrs[IDS_DIGEST] = ids_digest(ids)
+        row_chunk = (min(capacity, INDEX_CHUNK_ROWS),)
+        missing = np.int32(MISSING)
+        file.create_dataset(SLOT, (capacity,), "i4", dcpl=early_dcpl(row_chunk, missing, True))
+        reason_dcpl = early_dcpl(row_chunk, checksum=True)
+        file.create_dataset(REASON, (capacity,), f"S{REASON_BYTES}", dcpl=reason_dcpl)
         no_fingerprint = np.zeros((), dtype=FINGERPRINT_DTYPE)
-        file.create_dataset(
-            FINGERPRINT, (capacity,), FINGERPRINT_DTYPE, dcpl=early_dcpl(row_chunk, no_fingerprint)
-        )
+        print_dcpl = early_dcpl(row_chunk, no_fingerprint, checksum=True)
+        file.create_dataset(FINGERPRINT, (capacity,), FINGERPRINT_DTYPE, dcpl=print_dcpl)
         features = file.create_group(FEATURES)
         chunks = (1, min(capacity, header.chunk_rows), header.dim)
         nan = np.asarray(np.nan, dtype=header.storage_dtype)
@@ -454,11 +572,15 @@ def _build(
     fsync_path(target)
 
 
-def storage_error(path: Path, error: BaseException, action: str) -> CacheError:
+def storage_error(
+    path: Path, error: BaseException, action: str, needed: int | None = None
+) -> CacheError:
     """A one-line CacheError for a failed write: names the file, says whether the disk is full.
 
     HDF5 reports failed writes as OSError or RuntimeError with the system error in
-    its text (``errno = 28, error message = 'No space left on device'``).
+    its text (``errno = 28, error message = 'No space left on device'``), or, for a
+    write that failed while metadata was flushed, without it: then the disk counts
+    as full when less than `needed` bytes are free. `needed` is named in the message.
     """
     text = str(error)
     errno_value = getattr(error, "errno", None)
@@ -466,10 +588,14 @@ def storage_error(path: Path, error: BaseException, action: str) -> CacheError:
         marker in text
         for marker in ("No space left", "File too large", "Disk quota", "errno = 28", "errno = 27")
     )
-    if full:
+    if full or (needed is not None and _short_of(path, needed)):
+        wanted = "" if needed is None else f"needs about {needed / 2**20:.2f} MiB, "
+        limit = _file_size_limit()
+        if limit is not None and needed is not None and limit < needed:
+            wanted += f"files limited to {limit / 2**20:.2f} MiB by ulimit -f, "
         return CacheError(
-            f"cannot {action} {path}: no space left on device ({_free_space(path)}). Free some "
-            "space or use another --cache-dir, then re-run: committed rows are kept."
+            f"cannot {action} {path}: no space left on device ({wanted}{_free_space(path)}). "
+            "Free some space or use another --cache-dir, then re-run: committed rows are kept."
         )
     lines = text.strip().splitlines()
     first_line = lines[0] if lines else type(error).__name__
@@ -477,6 +603,25 @@ def storage_error(path: Path, error: BaseException, action: str) -> CacheError:
         f"cannot {action} {path}: {first_line}. Check the disk and the folder's permissions, "
         "then re-run: committed rows are kept."
     )
+
+
+def _short_of(path: Path, needed: int) -> bool:
+    """Whether `path`'s folder has under `needed` bytes free, or a file-size limit is below it."""
+    with contextlib.suppress(OSError):
+        if shutil.disk_usage(Path(path).parent).free < needed:
+            return True
+    limit = _file_size_limit()
+    return limit is not None and limit < needed
+
+
+def _file_size_limit() -> int | None:
+    """The process's file-size limit in bytes (``ulimit -f``), or None where there is none."""
+    try:
+        import resource
+    except ImportError:  # not a POSIX system: no such limit
+        return None
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    return None if limit == resource.RLIM_INFINITY else int(limit)
 
 
 def _free_space(path: Path) -> str:
@@ -495,12 +640,16 @@ def _copy_rows(source: h5py.File, target: h5py.File, rows: np.ndarray, progress:
     the target's dtype; complete rows the cast would turn into inf (float32 beyond
     the float16 range) are refused with CacheError.
     """
-    old_slots = source[SLOT][: len(source[IDS])].astype(np.int64)
+    index = read_index(source, Path(source.filename), tolerant=True)  # untrusted rows: missing
+    old_slots = index.slots
     states = np.full(len(rows), MISSING, dtype=np.int64)
     copied = rows >= 0
     states[copied] = old_slots[rows[copied]]
     for row in np.flatnonzero(states == FAILED):
-        target[REASON][row] = source[REASON][rows[row]]
+        try:
+            target[REASON][row] = source[REASON][rows[row]]
+        except (OSError, RuntimeError):  # its reason's chunk fails its checksum: try it again
+            states[row] = MISSING
     complete = np.flatnonzero(states >= 0)
     old_used = states[complete]
     capacity = target[SLOT].shape[0]
@@ -509,9 +658,8 @@ def _copy_rows(source: h5py.File, target: h5py.File, rows: np.ndarray, progress:
         packed[np.argsort(old_used, kind="stable")] = np.arange(len(old_used))
         states[complete] = packed
     target[SLOT][: len(rows)] = states.astype(np.int32)
-    if FINGERPRINT in source and copied.any():
-        old_prints = source[FINGERPRINT][: len(source[IDS])]
-        target[FINGERPRINT][np.flatnonzero(copied)] = old_prints[rows[copied]]
+    if index.fingerprints is not None and copied.any():
+        target[FINGERPRINT][np.flatnonzero(copied)] = index.fingerprints[rows[copied]]
     new_of_old = dict(zip(old_used.tolist(), states[complete].tolist(), strict=True))
     used = np.sort(old_used)
     names = list(source[FEATURES])
@@ -630,3 +778,196 @@ class HeaderFields:
     def poolings(self) -> list[str]:
         """Pooled statistics stored in the file."""
         return list(self.header.poolings)
+
+
+# ------------------------------------------------------------------ the row index
+
+
+def ids_digest(ids: Sequence[str]) -> str:
+    """The hex BLAKE2b digest of the ids in order: a damaged ``/ids`` no longer matches it.
+
+    The ids are joined by NUL, which an HDF5 string cannot hold.
+    """
+    data = "\0".join(map(str, ids)).encode("utf-8", "surrogateescape")
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def damaged_error(path: Path, error: BaseException) -> CacheError:
+    """The one-line CacheError for an HDF5 structure h5py cannot read (an object header...)."""
+    text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+    lines = str(text).strip().splitlines()
+    shown = lines[0] if lines else type(error).__name__
+    return CacheError(
+        f"cannot read cache {path}: its HDF5 structure is damaged ({shown}). Delete it and "
+        "re-run `ser extract` to rebuild it."
+    )
+
+
+@contextlib.contextmanager
+def damage_as_error(path: Path) -> Iterator[None]:
+    """Turn h5py's errors on a damaged file (KeyError, OSError...) into one CacheError naming it."""
+    try:
+        yield
+    except CacheError:
+        raise
+    except (KeyError, OSError, RuntimeError) as error:
+        raise damaged_error(path, error) from error
+
+
+@dataclass
+class Index:
+    """The checked row index of an open cache (see :func:`read_index`).
+
+    Attributes:
+        ids: every row's utterance id, in file order.
+        slots: int64 per row: MISSING, FAILED or the slot of its features.
+        fingerprints: FINGERPRINT_DTYPE records per row, or None (a file built before them).
+        untrusted: per row, whether its index entry could not be trusted (a chunk
+            failing its checksum, a slot out of range or shared); such rows read as
+            MISSING. Only a tolerant read returns any.
+        problems: one line per kind of damage behind `untrusted`.
+    """
+
+    ids: list[str]
+    slots: np.ndarray
+    fingerprints: np.ndarray | None
+    untrusted: np.ndarray
+    problems: list[str]
+
+
+def read_index(file: h5py.File, path: Path, tolerant: bool = False) -> Index:
+    """The ids, slots and fingerprints of an open cache, checked as ``ser cache verify`` does.
+
+    Cheap (one read of each index dataset): index chunks' checksums, the ids
+    against their digest, unique non-empty ids, slots in range and not shared.
+    With `tolerant`, rows whose index entry cannot be trusted are flagged and
+    read as MISSING (for repair); otherwise they are a CacheError naming `path`
+    and the fix. Damaged ids are always an error: they cannot be mended.
+    """
+    with damage_as_error(path):
+        ids = list(file[IDS].asstr()[:])
+        id_problems = _id_problems(file, ids)
+        if id_problems:
+            raise CacheError(
+                f"{path}: {'; '.join(id_problems)}; the row ids cannot be mended. Delete the file "
+                "and re-run `ser extract` to rebuild it."
+            )
+        _check_index_shapes(file, path, len(ids))
+        slots, damaged = _read_checked(file[SLOT], len(ids))
+        prints = None
+        if FINGERPRINT in file:
+            prints, damaged_prints = _read_checked(file[FINGERPRINT], len(ids))
+            prints = as_fingerprint_records(prints)
+            damaged |= damaged_prints
+    slots = slots.astype(np.int64)
+    problems = []
+    if damaged.any():
+        problems.append(
+            f"{int(damaged.sum())} row(s) are in index chunk(s) (/{SLOT} or /{FINGERPRINT}) "
+            "that fail their checksum"
+        )
+    slots[damaged] = MISSING
+    bad_slots, slot_problems = _slot_problems(slots, file[SLOT].shape[0])
+    untrusted = damaged | bad_slots
+    problems += slot_problems
+    if untrusted.any() and not tolerant:
+        raise CacheError(
+            f"{path}: the row index is damaged: {'; '.join(problems)}. Nothing was read from "
+            f"it. Run `ser cache verify --repair {path}` to send those rows back to "
+            "extraction, then `ser extract` to redo them."
+        )
+    slots[untrusted] = MISSING
+    if tolerant:
+        lost = _unreadable_reasons(file[REASON], slots)
+        if lost.any():
+            problems.append(
+                f"{int(lost.sum())} failed row(s) are in /{REASON} chunk(s) that fail their "
+                "checksum"
+            )
+            untrusted |= lost
+            slots[lost] = MISSING
+    return Index(ids, slots, prints, untrusted, problems)
+
+
+def _unreadable_reasons(dataset: h5py.Dataset, slots: np.ndarray) -> np.ndarray:
+    """Per row, whether it failed and its reason's chunk cannot be read (reads only those chunks).
+
+    Only tolerant reads (a writer, ``verify``) look: readers never serve the reasons.
+    """
+    lost = np.zeros(len(slots), dtype=bool)
+    failed = np.flatnonzero(slots == FAILED)
+    step = dataset.chunks[0] if dataset.chunks else max(len(slots), 1)
+    for block in np.unique(failed // step):
+        start = int(block) * step
+        stop = min(start + step, dataset.shape[0])
+        try:
+            dataset[start:stop]
+        except (OSError, RuntimeError):
+            lost[failed[(failed >= start) & (failed < stop)]] = True
+    return lost
+
+
+def _id_problems(file: h5py.File, ids: list[str]) -> list[str]:
+    """Damaged or invalid ids; ids that match their digest are as the writer checked them."""
+    problems = []
+    stored = file.attrs.get(IDS_DIGEST)
+    if stored is not None:
+        if str(stored) == ids_digest(ids):
+            return []
+        problems.append(f"/{IDS} does not match its digest (the row ids are damaged)")
+    if len(set(ids)) != len(ids):
+        repeated = [utt_id for utt_id, count in Counter(ids).items() if count > 1]
+        problems.append(f"{len(repeated)} utterance id(s) repeat in /{IDS}, e.g. {repeated[0]!r}")
+    if "" in ids:
+        problems.append(f"an utterance id in /{IDS} is empty")
+    return problems
+
+
+def _check_index_shapes(file: h5py.File, path: Path, n_rows: int) -> None:
+    capacity = max(n_rows, 1)
+    for name in INDEX:
+        if name in file and file[name].shape != (capacity,):
+            raise CacheError(
+                f"{path}: /{name} has shape {file[name].shape}; expected ({capacity},) for "
+                f"{n_rows} id(s). Delete the file and re-run `ser extract` to rebuild it."
+            )
+
+
+def _read_checked(dataset: h5py.Dataset, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first `n_rows` values, and per row whether its chunk fails its checksum.
+
+    Read whole; on failure read again after a short wait (a writer may be
+    rewriting a chunk), then chunk by chunk: values of chunks that still fail are
+    zeros, flagged damaged.
+    """
+    for attempt in range(1, INDEX_READ_ATTEMPTS):
+        try:
+            return dataset[:n_rows], np.zeros(n_rows, dtype=bool)
+        except (OSError, RuntimeError):
+            time.sleep(INDEX_READ_WAIT_S * attempt)
+    values = np.zeros(n_rows, dtype=dataset.dtype)
+    damaged = np.zeros(n_rows, dtype=bool)
+    step = dataset.chunks[0] if dataset.chunks else max(n_rows, 1)
+    for start in range(0, n_rows, step):
+        stop = min(start + step, n_rows)
+        try:
+            values[start:stop] = dataset[start:stop]
+        except (OSError, RuntimeError):
+            damaged[start:stop] = True
+    return values, damaged
+
+
+def _slot_problems(slots: np.ndarray, capacity: int) -> tuple[np.ndarray, list[str]]:
+    """Rows whose slot is out of range or shared with another row, and one line per kind."""
+    invalid = (slots >= capacity) | ((slots < 0) & (slots != MISSING) & (slots != FAILED))
+    problems = []
+    if invalid.any():
+        problems.append(
+            f"{int(invalid.sum())} row(s) have an invalid slot, e.g. {int(slots[invalid][0])}"
+        )
+    used = np.where(invalid, MISSING, slots)
+    values, counts = np.unique(used[used >= 0], return_counts=True)
+    shared = np.isin(used, values[counts > 1])
+    if shared.any():
+        problems.append(f"{int(shared.sum())} complete row(s) share a slot with another row")
+    return invalid | shared, problems

@@ -6,9 +6,11 @@ while a writer appends is safe. Rows whose audio changed since extraction are
 turned missing by a rebuild of the file (:meth:`ssl_ser.cache.CacheWriter.invalidate`),
 so a reader opened before keeps reading the old file, whose slots are never reused.
 
-A reader never hands out features it cannot vouch for: a chunk that fails its
-checksum, or rows holding NaN/inf, are a CacheError naming the cache, the rows and
-the fix (``ser cache verify --repair``, then ``ser extract``), not numbers.
+A reader never hands out features it cannot vouch for: a row index that fails
+the checks of :func:`ssl_ser.cache.layout.read_index` (made when it opens), a chunk
+that fails its checksum, or rows holding NaN/inf, are a CacheError naming the
+cache, the rows and the fix (``ser cache verify --repair``, then ``ser extract``),
+not numbers.
 
 Reads return float32 whatever the storage dtype. Rows are read and cast in pieces
 of about 4 MiB (:data:`PIECE_BYTES`) that stay in the CPU cache, each piece cast
@@ -30,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ssl_ser.cache import layout
-from ssl_ser.cache.layout import FAILED, FEATURES, IDS, REASON, SLOT, Header, HeaderFields
+from ssl_ser.cache.layout import FAILED, FEATURES, REASON, Header, HeaderFields
 from ssl_ser.errors import CacheError, ManifestError, UnknownChoiceError
 
 if TYPE_CHECKING:
@@ -62,23 +64,40 @@ class CacheReader(HeaderFields):
         # No chunk cache: partial chunks are then read straight from disk, only the rows asked.
         self._file = layout.open_h5(self.path, "r", rdcc_nbytes=0)
         try:
-            self.header = Header.read(self._file, self.path)
+            with layout.damage_as_error(self.path):
+                self.header = Header.read(self._file, self.path)
             if key is not None:
                 requested = layout.normalize_key(key)
                 layout.check_key(self.path, layout.key_differences(self.header.key, requested))
-            self.all_ids: list[str] = list(self._file[IDS].asstr()[:])
-            self._slots = self._file[SLOT][: len(self.all_ids)].astype(np.int64)
-            stored = self._file.get(layout.FINGERPRINT)
-            prints = None if stored is None else stored[: len(self.all_ids)]
+            index = layout.read_index(self._file, self.path)
+            self._datasets = self._open_datasets(len(index.ids))
         except BaseException:
             self._file.close()
             raise
+        self.all_ids: list[str] = index.ids
+        self._slots = index.slots
+        prints = index.fingerprints
         self.complete: np.ndarray = self._slots >= 0
         self._fingerprints = None if prints is None else prints[self.complete]
         self.ids: list[str] = [self.all_ids[row] for row in np.flatnonzero(self.complete)]
         self._complete_slots = self._slots[self.complete]
         self._position = {utt_id: position for position, utt_id in enumerate(self.ids)}
         self._offsets: dict[str, dict[tuple[int, int], int]] = {}
+
+    def _open_datasets(self, n_rows: int) -> dict[str, Any]:
+        """The feature dataset of each pooling, opened and checked against the header."""
+        expected = (len(self.header.layers), max(n_rows, 1), self.header.dim)
+        datasets = {}
+        with layout.damage_as_error(self.path):
+            for pooling in self.header.poolings:
+                dataset = self._file[FEATURES][pooling]
+                if dataset.shape != expected:
+                    raise CacheError(
+                        f"{self.path}: /{FEATURES}/{pooling} has shape {dataset.shape}; expected "
+                        f"{expected}. Delete the file and re-run `ser extract` to rebuild it."
+                    )
+                datasets[pooling] = dataset
+        return datasets
 
     # ---------------------------------------------------------------- metadata
 
@@ -124,7 +143,8 @@ class CacheReader(HeaderFields):
         import pandas as pd
 
         rows = np.flatnonzero(self._slots == FAILED)
-        reasons = self._file[REASON][rows] if len(rows) else []
+        with layout.damage_as_error(self.path):
+            reasons = self._file[REASON][rows] if len(rows) else []
         return pd.DataFrame(
             {
                 "utt_id": [self.all_ids[row] for row in rows],
@@ -284,7 +304,7 @@ class CacheReader(HeaderFields):
         offsets = self._chunk_offsets(pooling) if len(runs) >= PREFETCH_MIN_RUNS else None
         if not offsets:
             return
-        dataset = self._file[FEATURES][pooling]
+        dataset = self._datasets[pooling]
         chunk_rows = dataset.chunks[1]
         row_bytes = dataset.shape[2] * dataset.dtype.itemsize
         fd = self._file.id.get_vfd_handle()
@@ -303,7 +323,7 @@ class CacheReader(HeaderFields):
         """File offset of every chunk of a pooling, by (layer, first slot); {} if unavailable."""
         if pooling not in self._offsets:
             table: dict[tuple[int, int], int] = {}
-            dataset = self._file[FEATURES][pooling]
+            dataset = self._datasets[pooling]
             if hasattr(os, "posix_fadvise") and hasattr(dataset.id, "chunk_iter"):
 
                 def remember(chunk: Any) -> None:
@@ -316,7 +336,7 @@ class CacheReader(HeaderFields):
     def _dataset(self, pooling: str) -> Any:
         if pooling not in self.header.poolings:
             raise UnknownChoiceError("pooling", pooling, self.header.poolings, where=str(self.path))
-        return self._file[FEATURES][pooling]
+        return self._datasets[pooling]
 
     # ------------------------------------------------------------------ closing
 

@@ -476,9 +476,10 @@ def _open_shard(path: Path) -> _Shard:
         )
     file = layout.open_h5(path, "r")
     try:
-        header = layout.Header.read(file, path)
-        stored = list(file[IDS].asstr()[:])
-        slots = file[SLOT][: len(stored)].astype(np.int64)
+        with layout.damage_as_error(path):
+            header = layout.Header.read(file, path)
+        index = layout.read_index(file, path)  # a damaged index is refused, naming the file
+        stored, slots = index.ids, index.slots
         row_of = {utt_id: row for row, utt_id in enumerate(stored)}
         rows = np.array([row_of.get(u, -1) for u in record.ids], dtype=np.int64)
         states = np.where(rows >= 0, slots[np.maximum(rows, 0)] if len(slots) else MISSING, MISSING)
@@ -653,7 +654,7 @@ def _check_leftovers(
         header = layout.Header.read(file, target)
         ids = list(file[IDS].asstr()[:])
         states = file[SLOT][: len(ids)].astype(np.int64)
-        prints = file[FINGERPRINT][: len(ids)] if FINGERPRINT in file else None
+        prints = _prints(file, len(ids))
         reasons = file[REASON][: len(ids)]
     for record, name in [
         *((s.record, s.name) for s in opened),
@@ -700,7 +701,7 @@ def _holds(target: Path, header: layout.Header, ids: list[str], shards: Sequence
         if list(file[IDS].asstr()[:]) != ids:
             return False
         states = file[SLOT][: len(ids)].astype(np.int64)
-        prints = file[FINGERPRINT][: len(ids)] if FINGERPRINT in file else None
+        prints = _prints(file, len(ids))
         reasons = file[REASON][: len(ids)]
     row_of = {utt_id: row for row, utt_id in enumerate(ids)}
     return all(_holds_shard(states, prints, reasons, row_of, shard) for shard in shards)
@@ -720,8 +721,9 @@ def _holds_shard(
         return False
     if not np.array_equal(mine == FAILED, shard.states == FAILED):
         return False
-    if len(rows) and FINGERPRINT in shard.file:
-        theirs = shard.file[FINGERPRINT][: len(shard.file[IDS])][shard.rows]
+    stored = _prints(shard.file, len(shard.file[IDS]))
+    if len(rows) and stored is not None:
+        theirs = stored[shard.rows]
         if prints is None or not np.array_equal(prints[rows], theirs):
             return False
     failed = shard.states == FAILED
@@ -814,7 +816,8 @@ def _copy_shards(
                 for row, reason in zip(rows[failed], reasons, strict=True):
                     file[REASON][row] = reason
             if FINGERPRINT in shard.file and len(rows):
-                prints[rows] = shard.file[FINGERPRINT][:stored][shard.rows]
+                theirs = layout.as_fingerprint_records(shard.file[FINGERPRINT][:stored])
+                prints[rows] = theirs[shard.rows]
             complete = shard.states >= 0
             old = shard.states[complete]
             order = np.argsort(old, kind="stable")
@@ -852,6 +855,13 @@ def _copy_features(
             low = offset + int(within[0])
             new[:, low : low + len(within)] = data
             bar.update()
+
+
+def _prints(file: h5py.File, n_rows: int) -> np.ndarray | None:
+    """The first `n_rows` fingerprint records of an open cache as FINGERPRINT_DTYPE, or None."""
+    if FINGERPRINT not in file:
+        return None
+    return layout.as_fingerprint_records(file[FINGERPRINT][:n_rows])
 
 
 def _remove(paths: Sequence[Path]) -> list[Path]:

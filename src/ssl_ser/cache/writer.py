@@ -108,6 +108,7 @@ class CacheWriter(HeaderFields):
         self.progress = progress
         self._file: h5py.File | None = None
         self._broken: CacheError | None = None
+        self._index_redo: list[str] = []
         self._datasets: dict[str, h5py.Dataset] = {}
         self._clear_buffer()
         self._lock = WriterLock(self.path)
@@ -125,13 +126,20 @@ class CacheWriter(HeaderFields):
             logger.info("%s: folder not writable, opening the cache read-only", self.path)
             self.read_only = True
         try:
-            self._open(requested)
+            self._open_or_refuse(requested)
         except BaseException:
             self._close_file()
             self._lock.release()
             raise
 
     # ----------------------------------------------------------------- opening
+
+    def _open_or_refuse(self, requested: Header) -> None:
+        """:meth:`_open`; an HDF5 object h5py cannot open (a damaged header) is one CacheError."""
+        try:
+            self._open(requested)
+        except KeyError as error:  # h5py's "Unable to synchronously open object (...)"
+            raise layout.damaged_error(self.path, error) from error
 
     def _open(self, requested: Header) -> None:
         sidecar = self._sidecar()
@@ -147,24 +155,51 @@ class CacheWriter(HeaderFields):
         layout.check_key(self.path, header.differences(requested))
         self._add_fingerprints(header)
         self._load(header)
+        self._mend_index()
+
+    def _mend_index(self) -> None:
+        """Rebuild the file without the rows whose index entry cannot be trusted.
+
+        A slot or fingerprint chunk failing its checksum, or a slot out of range or
+        shared, leaves its rows unknown: the rebuild copies every other row and
+        leaves those missing, so they are extracted again (:meth:`repair` lists
+        them). A read-only file is refused instead.
+        """
+        file = self._require_file()
+        if not self._untrusted.any():
+            return
+        if self.read_only:
+            layout.read_index(file, self.path)  # raises the reader's error, naming the fix
+        self._index_redo = [self._ids[row] for row in np.flatnonzero(self._untrusted)]
+        logger.warning(
+            "%s: the row index is damaged (%s); %d row(s) will be extracted again",
+            self.path,
+            "; ".join(self._index_problems),
+            len(self._index_redo),
+        )
+        self._replace_with(self.header, self._ids, source=file)
+        self._load(self.header)
 
     def _add_fingerprints(self, header: Header) -> None:
-        """Give a file built before audio fingerprints existed its (empty) fingerprint dataset.
+        """Give a file built before fingerprints recorded the audio's path the current dataset.
 
-        Adding a dataset changes the structure, so the file is built anew beside
-        the old one with every row copied, and renamed over it.
+        The first releases wrote no fingerprints, later ones fingerprints
+        without the path (their rows' files are hashed once by the next ``ser
+        extract``). Changing a dataset changes the structure, so the file is built
+        anew beside the old one with every row copied (and checksums on its index),
+        and renamed over it.
         """
         with layout.open_h5(self.path, "r") as source:
-            if layout.FINGERPRINT in source:
+            if layout.has_path_fingerprints(source):
                 return
             if self.read_only:
                 logger.warning(
-                    "%s predates audio fingerprints and its folder is read-only: its rows "
-                    "cannot be checked against their audio",
+                    "%s predates path-bound audio fingerprints and its folder is read-only: its "
+                    "rows cannot all be checked against their audio",
                     self.path,
                 )
                 return
-            ids = list(source[layout.IDS].asstr()[:])
+            ids = layout.read_index(source, self.path, tolerant=True).ids
             logger.info("adding audio fingerprints to %s (%d row(s) kept)", self.path, len(ids))
             try:
                 self._replace_with(header, ids, source=source)
@@ -188,7 +223,7 @@ class CacheWriter(HeaderFields):
             )
         converted = header.with_storage_dtype(new)
         with layout.open_h5(self.path, "r") as source:
-            ids = list(source[layout.IDS].asstr()[:])
+            ids = layout.read_index(source, self.path, tolerant=True).ids
             logger.warning(
                 "converting cache %s from %s to %s (%d row(s) kept)", self.path, old, new, len(ids)
             )
@@ -216,13 +251,16 @@ class CacheWriter(HeaderFields):
         )
         if not self.read_only:
             self._reserve()
-        self._datasets = {pooling: self._file[FEATURES][pooling] for pooling in header.poolings}
+        with layout.damage_as_error(self.path):
+            self._datasets = {p: self._file[FEATURES][p] for p in header.poolings}
         self.header = header
-        self._ids: list[str] = list(self._file[layout.IDS].asstr()[:])
+        index = layout.read_index(self._file, self.path, tolerant=True)
+        self._untrusted, self._index_problems = index.untrusted, index.problems
+        self._ids: list[str] = index.ids
         self._row = {utt_id: row for row, utt_id in enumerate(self._ids)}
-        self._slots = self._file[SLOT][: len(self._ids)].astype(np.int64)
-        if layout.FINGERPRINT in self._file:
-            self._fingerprints = self._file[layout.FINGERPRINT][: len(self._ids)]
+        self._slots = index.slots
+        if index.fingerprints is not None:
+            self._fingerprints = index.fingerprints
         else:  # a cache from before fingerprints, opened read-only: none recorded
             self._fingerprints = np.zeros(len(self._ids), dtype=layout.FINGERPRINT_DTYPE)
 
@@ -432,6 +470,12 @@ class CacheWriter(HeaderFields):
             The ids of the rows un-marked, in file order (empty: nothing was wrong).
         """
         self.flush()
+        mended, self._index_redo = self._index_redo, []
+        redone = self._repair_features(progress, add_checksums)
+        return sorted({*mended, *redone}, key=self._row.__getitem__)
+
+    def _repair_features(self, progress: bool, add_checksums: bool) -> list[str]:
+        """:meth:`repair` for the rows whose features are corrupt (the index is mended on open)."""
         file = self._require_file()
         bad = inspection.corrupt_rows(file, self.header, self._slots, progress)
         if not bad and inspection.damaged_free_chunks(file, self.header, self._slots):
@@ -733,6 +777,33 @@ class CacheWriter(HeaderFields):
             self.close()
         except Exception:
             logger.exception("could not commit buffered rows of %s", self.path)
+
+
+def rows_to_prune(path: Path, ids: Sequence[str], keep: Iterable[str], yes: bool) -> list[str]:
+    """The ids of `ids` (a cache's rows) that `keep` does not list, after two sanity checks.
+
+    A manifest sharing no id with the cache (another corpus's) is refused, as is
+    one that would remove more than half of the rows unless `yes`: both are far
+    more likely a wrong manifest than files removed from a corpus.
+
+    Raises:
+        CacheError: no id in common, or more than half removed without `yes`.
+    """
+    wanted = set(keep)
+    dropped = [utt_id for utt_id in ids if utt_id not in wanted]
+    if ids and len(dropped) == len(ids):
+        example = next(iter(sorted(wanted)), "(none)")
+        raise CacheError(
+            f"refusing to prune {path}: the manifest(s) share no utterance id with its "
+            f"{len(ids)} row(s) (cache e.g. {ids[0]!r}, manifest e.g. {example!r}); is it the "
+            "manifest of another corpus? To empty the cache, delete the file"
+        )
+    if 2 * len(dropped) > len(ids) and not yes:
+        raise CacheError(
+            f"refusing to prune {path}: it would remove {len(dropped)} of {len(ids)} row(s), "
+            "more than half; check the manifest(s), or pass --yes to remove them"
+        )
+    return dropped
 
 
 def open_existing(path: str | Path, progress: bool = False) -> CacheWriter:

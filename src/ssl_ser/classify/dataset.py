@@ -16,8 +16,9 @@ left out with a warning that counts and names them, and are counted in
 
 Stale features are refused: a cache records the audio each row came from (see
 :mod:`ssl_ser.fingerprint`), and the manifest's audio of every row used is
-stat'ed (no hashing); a file whose size or modification time differs from the
-record means the features may be of other audio, and the dataset is refused
+stat'ed (no hashing); a file at another path than the one recorded (rows whose
+paths were exchanged), or whose size or modification time differs from the
+record, means the features may be of other audio, and the dataset is refused
 with the count, examples and the fix (``ser extract`` re-extracts changed files
 and re-records touched ones). Files that are not found (a cache used on another
 machine) cannot be checked and are counted in a warning, as are rows of an older
@@ -40,7 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ssl_ser import audio
+from ssl_ser import audio, fingerprint
 from ssl_ser.classify.features import FeatureSource, content_digest
 from ssl_ser.classify.splits import speaker_groups
 from ssl_ser.errors import (
@@ -362,12 +363,14 @@ def _check_source_audio(
             unverified += 1
             continue
         recorded = (int(record["size"]), int(record["mtime_ns"]))
-        if (int(info.st_size), int(info.st_mtime_ns)) != recorded:
+        if _recorded_path(record) not in ("", fingerprint.path_digest(path)):
+            stale.append(f"{utt_id} ({path}: not the file it was extracted from)")
+        elif (int(info.st_size), int(info.st_mtime_ns)) != recorded:
             stale.append(f"{utt_id} ({path}: {recorded[0]} -> {info.st_size} bytes)")
     if stale:
         raise CacheError(
             f"{describe(source)}: the audio of {len(stale)} of {len(used)} utterance(s) changed "
-            f"since their features were extracted (size or modification time differ), e.g. "
+            f"since their features were extracted (path, size or modification time differ), e.g. "
             f"{'; '.join(stale[:SHOWN_STALE])}. Its features may be of other audio: run "
             "`ser extract` on this manifest with the same options (it re-extracts changed "
             "audio and keeps files only touched), then classify again"
@@ -382,6 +385,13 @@ def _check_source_audio(
             unverified,
             unknown,
         )
+
+
+def _recorded_path(record: np.void) -> str:
+    """The path digest a fingerprint record holds ('' where none was recorded)."""
+    if "path" not in (record.dtype.names or ()):
+        return ""
+    return bytes(record["path"]).rstrip(b"\0").decode("ascii", errors="replace")
 
 
 def _telephone_source(key: Mapping[str, Any]) -> str:

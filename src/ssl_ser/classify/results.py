@@ -9,6 +9,10 @@ killed keeps every cell it finished and a re-run skips them. The tables
 ``predictions.parquet`` and ``summary.csv`` (mean +- std over folds, pooled UA
 with a bootstrap interval) are rebuilt from all cells in the directory.
 
+A cell whose files cannot be read (cut short by a full disk, a copy or an edit:
+JSON that does not parse, a parquet file without its footer) is not finished:
+it is moved to ``<output>/cells/damaged/`` with a warning and computed again.
+
 Cells computed from features that are no longer what the same caches hold (a
 cache rebuilt or re-extracted from other audio) are moved to
 ``<output>/cells/superseded/`` by the sweep (:meth:`CellStore.supersede`), so the
@@ -17,6 +21,7 @@ tables never mix them with cells of today's features.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -29,12 +34,14 @@ import numpy as np
 import pandas as pd
 
 from ssl_ser.atomic import make_folder, write_file, write_text
+from ssl_ser.classify.measures import EMOTION_TARGET, TARGET_COLUMN
 from ssl_ser.classify.metrics import bootstrap_ua, encode, score
 
 log = logging.getLogger(__name__)
 
 CELLS_DIR = "cells"
 SUPERSEDED_DIR = "superseded"
+DAMAGED_DIR = "damaged"
 RESULTS_PARQUET = "results.parquet"
 RESULTS_CSV = "results.csv"
 PREDICTIONS_PARQUET = "predictions.parquet"
@@ -83,8 +90,46 @@ class CellStore:
         make_folder(self.cells, root=self.output)
 
     def done(self, cell: str) -> bool:
-        """Whether cell `cell` finished in an earlier or the current run."""
-        return (self.cells / f"{cell}.json").exists()
+        """Whether cell `cell` finished in an earlier or the current run (its files readable)."""
+        path = self.cells / f"{cell}.json"
+        return path.exists() and self._rows(path) is not None
+
+    def _rows(self, path: Path) -> list[dict] | None:
+        """The result rows of the cell stored at `path` (its JSON), or None if damaged.
+
+        A damaged cell (JSON that does not parse into rows, predictions that are
+        not a whole parquet file) is moved to ``cells/damaged/``, with a warning,
+        so that it is computed again and never reaches the tables.
+        """
+        import pyarrow.parquet as pq
+        from pyarrow import ArrowException
+
+        table = path.with_suffix(".parquet")
+        try:
+            rows = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+                raise ValueError("not a list of result rows")
+            if table.exists():
+                pq.read_metadata(table)
+        except (OSError, ValueError, UnicodeDecodeError, ArrowException) as error:
+            self._set_aside(path, f"{type(error).__name__}: {str(error).splitlines()[0]}")
+            return None
+        return rows
+
+    def _set_aside(self, path: Path, why: str) -> None:
+        target = self.cells / DAMAGED_DIR
+        make_folder(target, root=self.output)
+        for damaged in (path, path.with_suffix(".parquet")):
+            with contextlib.suppress(FileNotFoundError):  # another process moved it first
+                os.replace(damaged, target / damaged.name)
+        log.warning(
+            "cell %s in %s cannot be read (%s; cut short?): not finished, so it is computed "
+            "again; its files were moved to %s",
+            path.stem,
+            self.cells,
+            why,
+            target,
+        )
 
     def save(self, cell: str, rows: Sequence[Mapping[str, Any]], predictions: pd.DataFrame) -> None:
         """Store a cell: predictions first, then the rows that mark it finished."""
@@ -105,7 +150,7 @@ class CellStore:
         moved = 0
         target = self.cells / SUPERSEDED_DIR
         for path in sorted(self.cells.glob("*.json")):
-            rows = json.loads(path.read_text())
+            rows = self._rows(path)
             if not rows or not stale(rows[0]):
                 continue
             make_folder(target, root=self.output)
@@ -121,11 +166,16 @@ class CellStore:
         rows: list[dict] = []
         predictions = []
         for path in sorted(self.cells.glob("*.json")):
-            rows += json.loads(path.read_text())
+            stored = self._rows(path)
+            if stored is None:
+                continue
+            rows += stored
             table = path.with_suffix(".parquet")
             if table.exists():
                 predictions.append(pd.read_parquet(table))
         results = pd.DataFrame(rows)
+        if TARGET_COLUMN in results.columns:  # rows stored before targets predicted emotion
+            results[TARGET_COLUMN] = results[TARGET_COLUMN].fillna(EMOTION_TARGET)
         return results, (
             pd.concat(predictions, ignore_index=True) if predictions else pd.DataFrame()
         )
@@ -169,7 +219,13 @@ def summarise(
     """
     if results.empty:
         return pd.DataFrame(columns=[*GROUP_COLUMNS, "n_folds", "ua_mean", "ua_std"])
-    keys = [c for c in GROUP_COLUMNS if c in results.columns]  # older cells lack some
+    keys = [c for c in (*GROUP_COLUMNS, TARGET_COLUMN) if c in results.columns]  # older lack some
+    measured = {
+        f"{column}_{stat}": (column, stat)
+        for column in ("compression", "mdl_bits")
+        if column in results.columns
+        for stat in ("mean", "std")
+    }
     summary = (
         results.groupby(keys, dropna=False, sort=True)
         .agg(
@@ -181,6 +237,7 @@ def summarise(
             macro_f1_mean=("macro_f1", "mean"),
             macro_f1_std=("macro_f1", "std"),
             n_test=("n_test", "sum"),
+            **measured,
         )
         .reset_index()
     )
@@ -228,7 +285,7 @@ def select_layers(results: pd.DataFrame) -> pd.DataFrame:
     # ties in validation UA go to the lowest layer, whatever order the cells were stored in
     depth = pd.to_numeric(per_layer["layer"], errors="coerce")
     per_layer = per_layer.iloc[np.argsort(depth.to_numpy(), kind="stable")]
-    keys = [c for c in GROUP_COLUMNS if c != "layer" and c in results.columns]
+    keys = [c for c in (*GROUP_COLUMNS, TARGET_COLUMN) if c != "layer" and c in results.columns]
     rows = []
     for group, part in per_layer.groupby(keys, dropna=False, sort=True):
         best = part.loc[part.groupby("fold")["val_ua"].idxmax()]
@@ -264,7 +321,14 @@ def summary_line(summary: pd.DataFrame) -> str:
     """One line: best layer and UA (mean +- std over folds) per classifier."""
     if summary.empty:
         return "no results"
-    parts = []
+    parts, others = [], []
+    if TARGET_COLUMN in summary.columns:  # other targets get their own parts, named
+        for target, part in summary.groupby(TARGET_COLUMN, sort=True):
+            if target != EMOTION_TARGET:
+                others.append(f"[{target}] {summary_line(part.drop(columns=TARGET_COLUMN))}")
+        summary = summary[summary[TARGET_COLUMN] == EMOTION_TARGET]
+        if summary.empty:
+            return "; ".join(others)
     curves = summary[summary["layer"] != SELECTED_LAYER]
     for classifier, part in curves.groupby("classifier", sort=False):
         best = part.loc[part["ua_mean"].idxmax()]
@@ -283,4 +347,4 @@ def summary_line(summary: pd.DataFrame) -> str:
         if len(chosen):
             text += f" (layer chosen on training speakers: UA {chosen['ua_mean'].max():.3f})"
         parts.append(text)
-    return "; ".join(parts)
+    return "; ".join([*parts, *others])

@@ -2,9 +2,11 @@
 
 Each command ends with a one-line summary; `verify` exits with status 1 when it
 finds a problem, after listing them, unless `--repair` fixed every one.
-`verify --repair` sends corrupt rows (bad chunk checksum, NaN/inf) back to
-extraction by rebuilding the file with them not complete; `ser extract` then
-redoes them. `prune` drops the rows no manifest lists. `merge` combines the shard
+`verify --repair` sends corrupt rows (bad chunk checksum, NaN/inf, a damaged row
+index) back to extraction by rebuilding the file with them not complete; `ser
+extract` then redoes them. `prune` drops the rows no manifest lists (refusing a
+manifest that shares no id with the cache, and more than half of the rows without
+`--yes`). `merge` combines the shard
 files of `ser extract --shard K/N` into the normal cache files (see
 :mod:`ssl_ser.cache.shards`); it exits with status 1 when a cache cannot be merged,
 after merging the others.
@@ -20,7 +22,7 @@ from typing import Any
 import click
 
 from ssl_ser import cache as feature_cache
-from ssl_ser.cache.writer import open_existing
+from ssl_ser.cache.writer import open_existing, rows_to_prune
 from ssl_ser.cli.options import progress_option
 from ssl_ser.errors import CacheError
 
@@ -180,11 +182,14 @@ def _repair(file: Path, problems: list[str], progress: bool) -> list[str]:
     help="Manifest CSV whose utterances the cache keeps; repeat for several.",
 )
 @click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
-def prune(file: Path, manifests: tuple[Path, ...], dry_run: bool) -> None:
+@click.option("--yes", is_flag=True, help="Remove even when that is more than half of the rows.")
+def prune(file: Path, manifests: tuple[Path, ...], dry_run: bool, yes: bool) -> None:
     """Drop the rows of cache FILE that no --manifest lists (files removed from a corpus).
 
     The file is rebuilt beside the old one with the kept rows and renamed over it,
-    under the writer lock; each removed id is printed.
+    under the writer lock; each removed id is printed. Refused when the manifests
+    share no id with the cache, and when more than half of the rows would go
+    unless --yes.
     """
     import pandas as pd
 
@@ -193,16 +198,19 @@ def prune(file: Path, manifests: tuple[Path, ...], dry_run: bool) -> None:
     keep = set(pd.concat([manifest.read(path)["utt_id"] for path in manifests]).astype(str))
     if dry_run:
         with feature_cache.open(file) as reader:
-            dropped = [utt_id for utt_id in reader.all_ids if utt_id not in keep]
             total = len(reader.all_ids)
+            dropped = rows_to_prune(file, reader.all_ids, keep, yes=True)
     else:
         with open_existing(file) as writer:
             total = len(writer.ids)
+            rows_to_prune(file, writer.ids, keep, yes)
             dropped = writer.prune(keep)
     for utt_id in dropped:
         click.echo(f"{'would remove' if dry_run else 'removed'}: {utt_id}")
     verb = "would remove" if dry_run else "removed"
     click.echo(f"{file}: {verb} {len(dropped)} of {total} row(s), {total - len(dropped)} kept")
+    if dry_run and 2 * len(dropped) > total:
+        click.echo("that is more than half of the rows: the real run needs --yes")
 
 
 @cache.command("merge")

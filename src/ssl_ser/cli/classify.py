@@ -53,6 +53,26 @@ from ssl_ser.cli.options import (
 )
 @click.option("--model", default=None, help="Refuse caches of any other model.")
 @click.option("--condition", default=None, help="Refuse caches of any other condition.")
+@click.option(
+    "--target",
+    type=click.Choice(["emotion", "speaker"]),
+    default="emotion",
+    show_default=True,
+    help="What the probes predict. speaker: speaker identity per layer, on folds of "
+    "utterances (speaker-dependent by construction; --split speaker-kfold or random).",
+)
+@click.option(
+    "--control",
+    is_flag=True,
+    help="Also run the sweep on a control labelling (emotion labels permuted within each "
+    "speaker, seeded by --seed): selectivity = UA - control UA. Doubles the sweep.",
+)
+@click.option(
+    "--mdl",
+    is_flag=True,
+    help="Also compute each cell's online codelength (MDL, Voita & Titov 2020) of its "
+    "training labels given the layer, and the compression against the uniform code.",
+)
 @click.option("--search/--no-search", default=False, help="Grid search on training speakers.")
 @click.option("--speaker-norm/--no-speaker-norm", default=False, help="Per-speaker z-norm.")
 @click.option(
@@ -162,13 +182,19 @@ def _check_probe_export(config, sources) -> None:
     """Refuse a --save-probe that cannot be made, before any cell runs.
 
     Raises:
-        ConfigError: a classifier a bundle cannot hold, several conditions without
-            --train-condition, or a cross-corpus split without named training corpora.
+        ConfigError: a target other than emotion, a classifier a bundle cannot hold,
+            several conditions without --train-condition, or a cross-corpus split
+            without named training corpora.
     """
     from ssl_ser.classify import registry
     from ssl_ser.errors import ConfigError
     from ssl_ser.predict.probe import check_savable
 
+    if config.target != "emotion":
+        raise ConfigError(
+            f"--save-probe exports an emotion probe; --target {config.target} probes predict "
+            "something else"
+        )
     check_savable(registry.parse_classifiers(config.classifiers)[0])
     conditions = {str(s.key.get("condition", "clean")) for s in sources}
     if len(conditions) > 1 and config.train_condition is None:

@@ -147,6 +147,13 @@ def read_source(source: str, root: Path | None) -> pd.DataFrame:
     "or hold NaN/inf (costs one read of the cache).",
 )
 @click.option(
+    "--rehash",
+    is_flag=True,
+    help="Hash the audio of every cached row, not only of rows whose path, size or time "
+    "changed: the certain check (also catches a file replaced by other audio of equal size "
+    "and modification time, e.g. by cp -p).",
+)
+@click.option(
     "--retry-failed",
     is_flag=True,
     default=RETRY_FAILED,
@@ -201,6 +208,7 @@ def extract(
     whisper_trim: bool,
     storage_dtype: str,
     verify_cache: bool,
+    rehash: bool,
     retry_failed: bool,
     shard: str | None,
     dask_address: str | None,
@@ -228,6 +236,7 @@ def extract(
         "telephone_source": telephone_source,
         "storage_dtype": storage_dtype,
         "verify_cache": verify_cache,
+        "rehash": rehash,
         "retry_failed": retry_failed,
     }
     if dask_address is not None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from tqdm.auto import tqdm
 
 from ssl_ser import manifest
 from ssl_ser.errors import CorpusError, CorpusFileError, UnknownChoiceError
+from ssl_ser.fingerprint import not_regular_reason
 from ssl_ser.paths import existing_form, unreadable_reason
 
 log = logging.getLogger(__name__)
@@ -220,20 +220,22 @@ class _AudioWalk:
 
 def _not_a_file(path: str) -> str:
     """Why an entry named like audio is not a regular file, in words."""
-    if os.path.islink(path) and not os.path.exists(path):
-        return f"broken symbolic link (to {os.readlink(path)})"
-    mode = os.stat(path).st_mode
-    kinds = {stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket", stat.S_ISCHR: "a device"}
-    kind = next((name for test, name in kinds.items() if test(mode)), "a special file")
-    return f"not a regular audio file ({kind})"
+    return not_regular_reason(path) or "not a regular audio file (a special file)"
 
 
 def read_header(path: Path) -> tuple[float, int]:
     """Duration (s) and sample rate from the file header, without decoding.
 
+    A path that is not a regular file (a FIFO listed in a user CSV would block
+    the read) is refused before it is opened.
+
     Raises:
-        CorpusFileError: the file cannot be parsed as audio or holds no samples.
+        CorpusFileError: the file is not a regular file, cannot be parsed as audio
+            or holds no samples.
     """
+    special = not_regular_reason(path)
+    if special is not None:
+        raise CorpusFileError(path, special)
     try:
         info = sf.info(str(path))
     except Exception as error:  # soundfile raises several types for bad headers

@@ -35,6 +35,7 @@ from ssl_ser.corpora._base import (
 )
 from ssl_ser.corpora.folder import check_mapping, check_name, default_name
 from ssl_ser.errors import CorpusError, CorpusFileError, UnknownChoiceError
+from ssl_ser.fingerprint import not_regular_reason
 from ssl_ser.labels import EMOTIONS, canonical_emotion
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,10 @@ class _Row:
             found = resolve_root(candidate)
         except CorpusError:
             found = None
+        special = None if found is None else not_regular_reason(found)
+        if special is not None:
+            where = f"(line {self.line} of {self.csv_path.name}, column {column})"
+            raise CorpusFileError(found, f"{special} {where}")
         if found is None or not found.is_file():
             where = f"{self.csv_path.name} but not found (line {self.line}, column {column})"
             raise CorpusFileError(candidate, f"listed in {where}")
@@ -164,8 +169,8 @@ class _Row:
     def build(self, mapping: Mapping[str, str]) -> dict:
         """The manifest row (reads the audio header for duration and sample rate)."""
         self.audio = self.listed_path("path")
-        if "/" in self.corpus:
-            raise self.error("corpus", "a corpus name without '/'")
+        if manifest.corpus_name_problem(self.corpus) is not None:
+            raise self.error("corpus", "a corpus name without '/', '\\' or ','")
         emotion = self.emotion(mapping)
         duration, sample_rate = read_header(self.audio)
         stem = nfc(Path(self.record["path"].replace("\\", "/")).stem)

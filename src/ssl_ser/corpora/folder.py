@@ -16,6 +16,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+from ssl_ser import manifest
 from ssl_ser.corpora._base import (
     CorpusInfo,
     FoundFile,
@@ -93,9 +94,13 @@ def default_name(root: Path) -> str:
 
 
 def check_name(name: str) -> str:
-    """Refuse a corpus name that cannot prefix ids (empty or holding '/')."""
-    if not name or "/" in name or name != name.strip():
-        raise ConfigError(f"corpus name {name!r} must be non-empty, without '/' or outer spaces")
+    """Refuse, before scanning, a corpus name that cannot prefix ids or name a cache.
+
+    See :func:`ssl_ser.manifest.corpus_name_problem` (empty, outer spaces, slashes, commas).
+    """
+    problem = manifest.corpus_name_problem(name)
+    if problem is not None:
+        raise ConfigError(f"corpus name {name!r} is not valid: {problem}; give another with --name")
     return name
 
 

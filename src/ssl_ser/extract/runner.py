@@ -13,7 +13,8 @@ The cache knows which audio each row came from: the workers fingerprint each
 file they read (size, modification time, BLAKE2b of the content; see
 :mod:`ssl_ser.fingerprint`; for ready telephone copies, the copy read), and the
 fingerprint is committed with the row. Before extracting, each committed row's
-file is stat'ed; a file whose size or time differs is hashed, and a row whose
+file is stat'ed; a file whose path (the fingerprint binds it), size or time
+differs is hashed (every file with ``rehash``), and a row whose
 audio changed is extracted again ("N utterance(s) changed since they were
 extracted; re-extracting"). A file only touched keeps its row and gets its new
 time recorded; a file gone or unreadable keeps its row, unchecked, with a
@@ -121,6 +122,10 @@ class UtteranceDataset(Dataset):
         row = self.rows[index]
         source = None
         try:
+            # a FIFO would block both the hash and the decoder: refuse it first
+            fingerprint.check_regular(
+                audio.utterance_path(row, self.condition, self.telephone_source)
+            )
             source = self._fingerprint(row) if self.verify else None
             wave, rate = self._load(row)
             if self.verify:
@@ -209,6 +214,7 @@ def extract(
     verify_cache: bool = True,
     progress: bool = False,
     shard: tuple[int, int] | None = None,
+    rehash: bool = False,
 ) -> list[ExtractSummary]:
     """Extract pooled features of every hidden layer into one cache file per corpus.
 
@@ -240,6 +246,9 @@ def extract(
             balanced by duration (see :mod:`ssl_ser.extract.sharding`), into shard
             files beside the cache files (``<condition>.shard-K-of-N.h5``, see
             :mod:`ssl_ser.cache.shards`); ``ser cache merge`` combines them.
+        rehash: hash the audio of every committed row, not only of rows whose
+            path, size or modification time changed: the certain check, which also
+            catches a file replaced by other audio of equal size and time.
 
     Returns:
         One summary per condition and corpus, in that order (corpora by name);
@@ -283,6 +292,7 @@ def extract(
             int(workers),
             progress,
             verify_cache,
+            rehash,
         )
         for corpus, rows in manifest_df.groupby("corpus", sort=True):
             path = cache.cache_path(cache_dir, config.slug(), str(corpus), name)
@@ -431,6 +441,7 @@ class _Job:
     workers: int
     progress: bool
     verify_cache: bool = True
+    rehash: bool = False
 
     def run_corpus(
         self,
@@ -520,7 +531,11 @@ class _Job:
         checked = {
             u: f for u, f in recorded.items() if u in paths and (f is not None or u in complete)
         }
-        to_hash = {u: paths[u] for u, stored in checked.items() if _needs_hash(stored, paths[u])}
+        to_hash = {
+            u: paths[u]
+            for u, stored in checked.items()
+            if self.rehash or _needs_hash(stored, paths[u])
+        }
         outcome = compare_audio(checked, _hash_files(to_hash, max(self.workers, 1)))
         if writer.read_only and outcome.keep and not outcome.changed:
             log.warning(
@@ -710,8 +725,11 @@ def compare_audio(
 
 
 def _needs_hash(stored: Fingerprint | None, path: str) -> bool:
-    """Whether a row's file must be hashed: no fingerprint, or its size or time differ."""
-    if stored is None:
+    """Whether a row's file must be hashed: no fingerprint, another path, other size or time.
+
+    A record without a path (an older cache) counts as another path: hashed once.
+    """
+    if stored is None or not stored.same_path(path):
         return True
     try:
         return not stored.same_stat(fingerprint.stat_of(path))

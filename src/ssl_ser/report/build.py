@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from ssl_ser import __version__
 from ssl_ser.atomic import make_folder, refuse_link, write_text
-from ssl_ser.report import figures, finetune, finetune_figures, stats_section, tables
+from ssl_ser.report import figures, finetune, finetune_figures, measures, stats_section, tables
 from ssl_ser.report.document import (
     Document,
     ExtractorInfo,
@@ -60,6 +60,9 @@ FIGURE_PATTERNS: tuple[str, ...] = (
     "training-curves*",
     "layer-weights*",
     stats_section.FIGURE_PATTERN,
+    "selectivity*",
+    "codelength*",
+    "speaker-information*",
 )
 SLUG_DIGEST = re.compile(r"-[0-9a-f]{10}$")
 UNTRAINED_TAG = "untrained"
@@ -165,7 +168,13 @@ def build_document(
     seed: int = 0,
     progress: bool = False,
 ) -> Document:
-    """Compute the numbers per comparable group, draw the figures and lay out the sections."""
+    """Compute the numbers per comparable group, draw the figures and lay out the sections.
+
+    Rows of other targets than emotion (control, speaker) reach only the probing
+    measures section; a table holding no emotion rows is shown as it is.
+    """
+    emotion, with_targets = measures.split_targets(results)
+    results = emotion if len(emotion.table) else results
     cells = tables.cell_summary(results.table)
     names = extractor_names(cells)
     numbers = []
@@ -183,9 +192,11 @@ def build_document(
     drawn = draw_figures(results, numbers, names, figure_dir, progress=progress)
     tuned = finetune_items(results, numbers, names, figure_dir, n_boot=n_boot, seed=seed)
     stats = stats_section.stats_items(results, numbers, names, figure_dir, n_boot=n_boot, seed=seed)
+    measured = measures.measure_items(with_targets, names, figure_dir)
     sections = [
         Section("Layer-wise probing", LAYERS_INTRO, drawn["layers"]),
         *stats_section.sections(stats),
+        *([Section(measures.TITLE, measures.INTRO, measured)] if measured else []),
         Section("Best results", BEST_INTRO, _best_tables(numbers, names)),
         *([Section(FINETUNE_TITLE, FINETUNE_INTRO, tuned)] if tuned else []),
         Section("Cross-corpus transfer", CROSS_INTRO, drawn["cross"]),

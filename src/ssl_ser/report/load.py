@@ -23,7 +23,8 @@ Columns the report needs but a table lacks are derived here, in one place:
   split)" or "speaker-dependent (speakers shared by train and test)", from the
   ``speaker_independent`` column when present, else from the split name;
 - ``labels``, ``speaker_norm``, ``search`` and ``seed`` (part of a cell's
-  identity in ``ser classify`` output) default to one value when absent;
+  identity in ``ser classify`` output) default to one value when absent, and
+  ``target`` (what the probe predicts, issue 21) to ``emotion``;
 - ``classic``: whether the extractor is a one-layer classic baseline (eGeMAPS,
   MFCC, log-mel) rather than a layered SSL model;
 - ``untrained``: whether the extractor's model has random weights. This is
@@ -92,6 +93,7 @@ SETTING: tuple[str, ...] = (
     "labels",
     "seed",
     "shots",
+    "target",
 )
 CONFIG: tuple[str, ...] = (
     "layer",
@@ -114,6 +116,7 @@ DEFAULTS: dict[str, str] = {
     "seed": "",
     "shots": "",
     "finetune_setup": "",
+    "target": "emotion",
 }
 CELL: tuple[str, ...] = SETTING + CONFIG
 METRICS: tuple[str, ...] = ("ua", "wa", "macro_f1")

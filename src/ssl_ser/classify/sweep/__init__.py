@@ -20,6 +20,7 @@ tasks and cell ids), :mod:`~ssl_ser.classify.sweep.run` (fitting),
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -36,6 +37,7 @@ from ssl_ser.classify.features import (
     load_blocks,
     speaker_znorm,
 )
+from ssl_ser.classify.measures import retarget
 from ssl_ser.classify.results import CellStore, summary_line, write_tables
 from ssl_ser.classify.sweep.plan import (
     SweepConfig,
@@ -124,6 +126,10 @@ def run_sweep_cells(
     """
     start = time.perf_counter()
     names = registry.parse_classifiers(config.classifiers)
+    if config.mdl:
+        from ssl_ser.classify.sweep.codelength import check_mdl
+
+        check_mdl(names)
     datasets = build_datasets(
         sources,
         manifest,
@@ -136,8 +142,11 @@ def run_sweep_cells(
     store = CellStore(output)
     ran = skipped = 0
     for dataset, chosen in zip(datasets, poolings, strict=True):
-        r, s = _sweep_dataset(dataset, names, config, store, progress, chosen)
-        ran, skipped = ran + r, skipped + s
+        for target in config.targets:  # the emotion (or speaker) sweep, then its control
+            settings = dataclasses.replace(config, target=target, control=False)
+            relabelled = retarget(dataset, target, config.seed, config.split)
+            r, s = _sweep_dataset(relabelled, names, settings, store, progress, chosen)
+            ran, skipped = ran + r, skipped + s
     return SweepCounts(ran, skipped, time.perf_counter() - start)
 
 

@@ -24,6 +24,14 @@ from ssl_ser.classify.features import (
     resolve_poolings,
     stored_poolings,
 )
+from ssl_ser.classify.measures import (
+    CONTROL_TARGET,
+    EMOTION_TARGET,
+    MDL_FRACTIONS,
+    SPEAKER_TARGET,
+    TARGET_COLUMN,
+    check_target,
+)
 from ssl_ser.classify.results import WEIGHTED_LAYER, CellStore, cell_id
 from ssl_ser.classify.splits import (
     SPEAKER_INDEPENDENT,
@@ -63,7 +71,11 @@ class SweepConfig:
     corpora, shots); its seed also seeds the fits and the bootstrap.
     ``backend`` and ``scheduler`` say where cells run (see
     :mod:`~ssl_ser.classify.sweep.cluster`); they are not part of a cell's id, as
-    a cell's numbers do not depend on where it runs.
+    a cell's numbers do not depend on where it runs. ``target`` is what the
+    probes predict (emotion, its control labelling, or the speaker), ``control``
+    adds a control-target sweep to an emotion one, and ``mdl`` adds each cell's
+    online codelength (see :mod:`ssl_ser.classify.measures`); the default
+    emotion target and ``mdl=False`` leave cell ids as they were before these existed.
 
     Raises:
         ConfigError: a string given for a tuple field (``classifiers="logreg,mlp"``
@@ -90,8 +102,17 @@ class SweepConfig:
     allow_incomplete: bool = False
     backend: str = LOCAL_BACKEND
     scheduler: str | None = None
+    target: str = EMOTION_TARGET
+    control: bool = False
+    mdl: bool = False
 
     def __post_init__(self) -> None:
+        check_target(self.target)
+        if self.control and self.target != EMOTION_TARGET:
+            raise ConfigError(
+                f"--control permutes emotion labels within speakers; it has no meaning for "
+                f"--target {self.target}"
+            )
         for name in TUPLE_FIELDS:
             value = getattr(self, name)
             if not isinstance(value, tuple):
@@ -119,6 +140,11 @@ class SweepConfig:
     def seed(self) -> int:
         """The seed of the splits, the fits and the bootstrap."""
         return self.split_options.seed
+
+    @property
+    def targets(self) -> list[str]:
+        """The targets the sweep runs: its own, then the control one with ``control``."""
+        return [self.target, *([CONTROL_TARGET] if self.control else [])]
 
     @property
     def cell_threads(self) -> int:
@@ -318,7 +344,9 @@ def _fold_meta(
         "labels": dataset.label_set,
         "speaker_norm": config.speaker_norm,
         "search": config.search,
-        "speaker_independent": fold.speaker_independent and config.split in SPEAKER_INDEPENDENT,
+        "speaker_independent": fold.speaker_independent
+        and config.split in SPEAKER_INDEPENDENT
+        and config.target != SPEAKER_TARGET,
         "grouping": ",".join(f"{k}:{v}" for k, v in sorted(dataset.grouping.items())),
         "cache_keys": json.dumps(dataset.keys(), sort_keys=True, default=str),
         "data_digest": digest,
@@ -327,15 +355,25 @@ def _fold_meta(
         "threads": config.cell_threads,
         "shots": config.split_options.shots if config.split == "few-shot" else None,
         "fold_digest": fold_digest(dataset.table["utt_id"].to_numpy(), fold),
+        TARGET_COLUMN: config.target,
     }
 
 
 def _cell_description(
-    meta: Mapping[str, Any], layer: str, pooling: str, classifier: str, params, batched: bool
+    meta: Mapping[str, Any],
+    layer: str,
+    pooling: str,
+    classifier: str,
+    params,
+    batched: bool,
+    mdl: bool = False,
 ) -> dict:
     described = {**meta, "layer": layer, "pooling": pooling, "classifier": classifier}
+    if described.get(TARGET_COLUMN) == EMOTION_TARGET:  # ids of emotion cells as before targets
+        del described[TARGET_COLUMN]
     # all-layer batched torch heads train what per-layer ones do, but not bit for bit
-    return {**described, "params": params, **({"batched": True} if batched else {})}
+    described = {**described, "params": params, **({"batched": True} if batched else {})}
+    return {**described, "mdl": list(MDL_FRACTIONS)} if mdl else described
 
 
 def _tasks_for(
@@ -361,8 +399,13 @@ def _tasks_for(
     )
 
     def pending(layer: str, pooling: str) -> tuple[str, bool]:
-        description = _cell_description(meta, layer, pooling, name, params, batch)
+        description = _cell_description(meta, layer, pooling, name, params, batch, config.mdl)
         cell = cell_id(description)
+        if not config.mdl and not config.force and not store.done(cell):
+            # a cell stored with its codelength holds every number this one would
+            with_mdl = _cell_description(meta, layer, pooling, name, params, batch, True)
+            if store.done(cell_id(with_mdl)):
+                description, cell = with_mdl, cell_id(with_mdl)
         described[cell] = description
         return cell, config.force or not store.done(cell)
 

@@ -168,10 +168,13 @@ def scored_cells(
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(threads), _torch_threads(task, threads):
+        measured = _codelengths(task, blocks, rows, config, threads)
         for cell, spec, outcome in fit_task(task, blocks, rows, config, threads):
+            info = cell_info(task, spec)
+            info.extra = {**info.extra, **measured.get(cell, {})}
             result_rows, predictions = score_cell(
                 cell,
-                cell_info(task, spec),
+                info,
                 task.fold,
                 outcome,
                 rows,
@@ -179,6 +182,17 @@ def scored_cells(
                 seed=config.seed,
             )
             yield ScoredCell(cell, result_rows, predictions)
+
+
+def _codelengths(
+    task: Task, blocks: FeatureBlocks, rows: Rows, config: SweepConfig, threads: int
+) -> dict[str, dict[str, Any]]:
+    """Each cell's online-codelength columns with ``mdl`` (cell id -> columns), else none."""
+    if not config.mdl:
+        return {}
+    from ssl_ser.classify.sweep.codelength import task_codelengths
+
+    return task_codelengths(task, blocks, rows, config.seed, threads)
 
 
 @contextlib.contextmanager

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ssl_ser.classify.dataset import Dataset
+from ssl_ser.classify.measures import EMOTION_TARGET, TARGET_COLUMN
 from ssl_ser.classify.results import GROUP_COLUMNS, SUPERSEDED_DIR, CellStore
 from ssl_ser.classify.splits import Fold
 from ssl_ser.classify.sweep.score import CellInfo, Outcome, Rows, score_cell
@@ -43,8 +44,13 @@ def store_cell(
 
 
 def setting_key(row: Mapping[str, Any]) -> tuple[str, ...]:
-    """What a cell measures, whatever options computed it: its summary group."""
-    return tuple(str(row.get(column)) for column in GROUP_COLUMNS)
+    """What a cell measures, whatever options computed it: its summary group and target.
+
+    A cell without a target (stored before targets existed, or an emotion cell's
+    description) predicts emotion.
+    """
+    target = str(row.get(TARGET_COLUMN) or EMOTION_TARGET)
+    return (*(str(row.get(column)) for column in GROUP_COLUMNS), target)
 
 
 def supersede_other_cells(
