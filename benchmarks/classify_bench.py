@@ -16,6 +16,10 @@ signal that peaks at 60% depth (see ssl_ser.testing.synthetic). Parts:
   default settings and tuned (``--search``), at 1 thread (the sweep's default)
   and at every core (the old default), each against logreg default at 1 thread
   in the same run;
+- mlp-sklearn: our torch MLP (registry default) against scikit-learn's
+  ``MLPClassifier`` (same width, its own early stopping) on small data, 588 x 40
+  synthetic features of 6 speakers, LOSO, one thread each; repeats interleaved,
+  median per-fit time, UA on the held-out speaker, epochs and the time ratio;
 - bootstrap: the UA interval of one test scope (1,000 resamples) by resampling
   the confusion counts (``bootstrap_ua``) against resampling utterance indices
   (the former method), at 500 and 16,000 utterances.
@@ -25,6 +29,7 @@ Timings are wall-clock on a shared machine: compare ratios measured in one run.
     .venv/bin/python benchmarks/classify_bench.py                  # everything
     .venv/bin/python benchmarks/classify_bench.py --parts probe --layers 13 --utts 3000
     .venv/bin/python benchmarks/classify_bench.py --parts fits,bootstrap
+    .venv/bin/python benchmarks/classify_bench.py --parts mlp-sklearn --mlp-repeats 5
 """
 
 from __future__ import annotations
@@ -59,7 +64,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--dim", type=int, default=1024)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--parts", default="sweep,probe,xgb,fits,bootstrap")
+    parser.add_argument("--parts", default="sweep,probe,xgb,fits,mlp-sklearn,bootstrap")
+    parser.add_argument(
+        "--mlp-repeats", type=int, default=3, help="LOSO passes of the mlp-sklearn part"
+    )
     parser.add_argument(
         "--fit-utts", default="500,7000", help="utterance counts of the fits part (88 dims)"
     )
@@ -349,6 +357,61 @@ def bench_fits(args) -> None:
                     )
 
 
+def bench_mlp_sklearn(args) -> None:
+    """Our MLP against scikit-learn's MLPClassifier on 588 x 40 features, LOSO, 1 thread."""
+    import torch
+    from sklearn.neural_network import MLPClassifier
+    from threadpoolctl import threadpool_limits
+
+    # 5 layers so that layer 2 carries the class signal (a 1-layer set is near chance)
+    table, features = cremad_like(588, 6, 5, 40, seed=args.seed, poolings=("mean",))
+    x = np.ascontiguousarray(features.arrays["mean"][:, 2])
+    y = np.unique(table["emotion"], return_inverse=True)[1]
+    groups = table["speaker"].to_numpy()
+
+    def ours(train):
+        model = registry.build_pipeline("mlp", seed=0, threads=1)
+        return registry.fit_pipeline(model, "mlp", x[train], y[train], groups[train])
+
+    def theirs(train):
+        clf = MLPClassifier(hidden_layer_sizes=(256,), early_stopping=True, random_state=0)
+        return Pipeline([("scale", StandardScaler()), ("clf", clf)]).fit(x[train], y[train])
+
+    fits = {"ssl-ser mlp": ours, "sklearn MLPClassifier": theirs}
+    times: dict[str, list[float]] = {name: [] for name in fits}
+    scores: dict[str, list[float]] = {name: [] for name in fits}
+    epochs: dict[str, list[int]] = {name: [] for name in fits}
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            for fit in fits.values():  # warm-up: imports and first-call costs
+                fit(np.arange(120))
+            for repeat in range(args.mlp_repeats):
+                for speaker in np.unique(groups):
+                    train, test = groups != speaker, groups == speaker
+                    for name, fit in fits.items():  # interleaved: both see the same load
+                        start = time.perf_counter()
+                        model = fit(train)
+                        times[name].append(time.perf_counter() - start)
+                        if repeat == 0:
+                            scores[name].append(ua(y[test], model.predict(x[test])))
+                            epochs[name].append(int(model[-1].n_iter_))
+    finally:
+        torch.set_num_threads(before)
+    print(
+        f"\n== torch MLP vs scikit-learn MLPClassifier: 588 x 40, LOSO (6 folds) x "
+        f"{args.mlp_repeats}, 1 thread each, hidden 256; median per fit"
+    )
+    for name in fits:
+        print(
+            f"{name:22s} {np.median(times[name]):7.3f} s  UA {np.mean(scores[name]):.4f}  "
+            f"epochs {np.mean(epochs[name]):5.1f}"
+        )
+    ratio = np.median(times["ssl-ser mlp"]) / np.median(times["sklearn MLPClassifier"])
+    print(f"time ratio (ours / sklearn) {ratio:.2f}")
+
+
 def index_bootstrap(true_idx: np.ndarray, pred_idx: np.ndarray, k: int, n_boot: int = 1000):
     """The former per-cell bootstrap: resample utterance indices, one bincount (reference)."""
     n = len(true_idx)
@@ -391,6 +454,8 @@ def main() -> None:
         bench_bootstrap(args)
     if "fits" in parts:
         bench_fits(args)
+    if "mlp-sklearn" in parts:
+        bench_mlp_sklearn(args)
     if not parts & {"sweep", "probe", "xgb"}:
         return
     start = time.perf_counter()

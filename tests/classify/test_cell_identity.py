@@ -9,6 +9,7 @@ a cache whose manifest audio changed since extraction is refused.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -29,7 +30,7 @@ from ssl_ser.extract import ExtractorConfig
 from ssl_ser.extract import extract as extract_api
 from ssl_ser.testing import write_wav, written_duration
 
-from .conftest import corpus
+from .conftest import corpus, relabel
 
 N_UTTS = 24
 RATE = 16000
@@ -199,6 +200,61 @@ def test_a_cache_without_fingerprints_is_identified_by_its_values(tmp_path, capl
 def touch(path) -> None:
     info = os.stat(path)
     os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns + 3_000_000_000))
+
+
+# Cell ids of this single-cache sweep as ssl-ser computed them before cells were keyed
+# by the caches they read (issue 20): a single-cache folder keeps its ids.
+PINNED_SINGLE_CACHE_IDS = ["006e93f7186f6f2d", "24423b5f4ac85953", "4a2ac3ae28c14678",
+                           "a9a3beb2f222180f"]  # fmt: skip
+
+
+def _cell_ids(sources, table, output) -> dict[tuple[str, str], list[str]]:
+    from ssl_ser.classify.splits import SplitOptions
+    from ssl_ser.classify.sweep import SweepConfig, run_sweep_cells
+
+    config = SweepConfig(
+        labels="basic4",
+        classifiers=("logreg",),
+        layers=("0", "2"),
+        split="speaker-kfold",
+        split_options=SplitOptions(folds=2, seed=0),
+        jobs=1,
+    )
+    run_sweep_cells(sources, table, config, output)
+    ids: dict[tuple[str, str], list[str]] = {}
+    for path in sorted((output / "cells").glob("*.json")):
+        row = json.loads(path.read_text())[0]
+        ids.setdefault((row["train_condition"], row["test_condition"]), []).append(row["cell_id"])
+    return {k: sorted(v) for k, v in ids.items()}
+
+
+def test_a_cells_id_depends_on_the_caches_it_reads_only(tmp_path):
+    """Clean cells are the same cells whether or not a telephone cache is passed too."""
+    table, clean = corpus("alpha", n_utts=48, n_speakers=4, seed=0)
+    telephone = relabel(clean, condition="telephone")
+    alone = _cell_ids([clean], table, tmp_path / "alone")
+    both = _cell_ids([clean, telephone], table, tmp_path / "both")
+    assert alone == {("clean", "clean"): PINNED_SINGLE_CACHE_IDS}
+    assert both[("clean", "clean")] == PINNED_SINGLE_CACHE_IDS
+    assert set(both) == {("clean", "clean"), ("telephone", "telephone")}
+    assert not set(both[("telephone", "telephone")]) & set(PINNED_SINGLE_CACHE_IDS)
+
+
+def test_report_takes_two_folders_of_the_same_clean_cells(tmp_path):
+    """A clean-only folder and a clean+telephone folder share their clean cells: no refusal."""
+    from ssl_ser.classify.results import CellStore, write_tables
+
+    table, clean = corpus("alpha", n_utts=48, n_speakers=4, seed=0)
+    _cell_ids([clean], table, tmp_path / "clean")
+    _cell_ids([clean, relabel(clean, condition="telephone")], table, tmp_path / "both")
+    for name in ("clean", "both"):
+        write_tables(CellStore(tmp_path / name), n_boot=0, seed=0)
+    out = tmp_path / "report.html"
+    result = ser("report", tmp_path / "clean", tmp_path / "both", "-o", out, "--bootstrap", 0,
+                 "--no-progress")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    markdown = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert "4 result row(s) appear in both" in markdown and "identical numbers" in markdown
 
 
 def test_classify_refuses_rows_whose_paths_were_exchanged_in_the_manifest(toy):

@@ -196,3 +196,19 @@ def test_an_incomplete_cache_is_refused_unless_allowed(tmp_path):
     assert allowed.exit_code == 0, allowed.output
     results = pd.read_parquet(tmp_path / "out" / "results.parquet")
     assert results["n_test"].sum() <= 40
+
+
+def test_a_refused_run_leaves_no_output_folder_behind(files, tmp_path):
+    """Folders a refused run made are removed; a folder that existed stays as it was."""
+    alpha_cache, alpha_csv = files["alpha"]
+    fresh = tmp_path / "new" / "out"
+    args = ["--cache", alpha_cache, "--manifest", alpha_csv, "--folds", "20"]
+    result = run([*args, "--output", fresh])
+    assert result.exit_code == 1
+    assert "20 folds need at least 20 speakers" in result.output
+    assert list(tmp_path.iterdir()) == []
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    assert run([*args, "--output", kept]).exit_code == 1
+    assert sorted(p.name for p in kept.iterdir()) == ["notes.txt"]

@@ -54,3 +54,16 @@ def test_seeded_and_leaves_global_random_state_alone(data):
     np.testing.assert_array_equal(np.random.get_state()[1], numpy_before)
     np.testing.assert_array_equal(first.predict_proba(x), second.predict_proba(x))
     assert not np.allclose(first.predict_proba(x), other.predict_proba(x))
+
+
+def test_mask_stream_equals_masks_drawn_batch_by_batch():
+    """Chunked dropout masks are the ones a fresh draw per batch gives (same model)."""
+    from ssl_ser.classify.heads import MaskStream
+
+    stream = MaskStream(torch.Generator().manual_seed(5), 0.3)
+    stream.CHUNK = 1000  # force refills across requests
+    reference = torch.Generator().manual_seed(5)
+    for rows in (128, 7, 300, 128):
+        mask = stream.take(torch.Size((rows, 17)))
+        expected = (torch.rand((rows, 17), generator=reference) < 0.7).to(torch.float32) / 0.7
+        assert torch.equal(mask, expected)

@@ -226,3 +226,18 @@ def test_csv_corpus_column_wins_per_row(tmp_path: Path) -> None:
     assert manifest["utt_id"].tolist() == ["mine/a", "ravdess/b"]
     assert manifest["corpus"].tolist() == ["mine", "ravdess"]
     assert manifest["speaker"].tolist() == ["mine/s1", "ravdess/s2"]
+
+
+def test_folder_repeated_stems_get_path_ids_and_unique_stems_keep_theirs(tmp_path: Path) -> None:
+    """joy/a_1.wav and rage/a_1.wav are two utterances; b.wav keeps its stem id."""
+    for i, relative in enumerate(("happy/a_1.wav", "angry/x/a_1.wav", "happy/b.wav")):
+        write_wav(tmp_path / relative, SECONDS, 16000, seed=i)
+    write_wav(tmp_path / "angry" / "x" / "wav_telephone" / "a_1.wav", SECONDS, 8000, seed=5)
+    got = load("folder", tmp_path, name="c").set_index("utt_id")
+    assert sorted(got.index) == ["c/angry/x/a_1", "c/b", "c/happy/a_1"]
+    assert got.loc["c/angry/x/a_1", "emotion"] == "angry"
+    assert got.loc["c/happy/a_1", "path"] == str(tmp_path.resolve() / "happy" / "a_1.wav")
+    assert got.loc["c/angry/x/a_1", "telephone_path"].endswith("x/wav_telephone/a_1.wav")
+    assert got.loc["c/happy/a_1", "telephone_path"] == ""
+    again = load("folder", tmp_path, name="c")
+    assert again["utt_id"].tolist() == got.index.tolist()

@@ -186,3 +186,13 @@ def test_pickled_weights_with_code_are_refused_in_words(model_dirs, tmp_path):
         load_backbone(ExtractorConfig(model=str(folder)), "cpu")
     assert "could run code" in str(error.value) and "\n" not in str(error.value)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("name", ["wav2vec2-group", "whisper", "mfcc"])
+def test_identity_from_the_config_file_is_the_loaded_models(model_dirs, name):
+    """What a --dask re-run compares against a merged cache's key, without the weights."""
+    from ssl_ser.extract.backbones import identity_of
+
+    config = ExtractorConfig.for_model(name) if name == "mfcc" else None
+    config = config or ExtractorConfig(model=str(model_dirs[name]))
+    assert identity_of(config) == load_backbone(config, device="cpu").identity

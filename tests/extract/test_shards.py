@@ -733,3 +733,32 @@ def test_cli_dask_local_equals_the_manual_path(tmp_path):
     extract_shards(table, ExtractorConfig.for_model("mfcc"), tmp_path / "manual", 2)
     shards.merge_all(tmp_path / "manual")
     assert_same_caches(tmp_path / "manual", tmp_path / "dask")
+
+
+def test_a_dask_rerun_of_a_finished_cache_reads_it_and_starts_nothing(tmp_path, monkeypatch):
+    """No cluster is reached and the cache file is left alone; changed inputs do reach it."""
+
+    def reached(*args):
+        raise RuntimeError("cluster reached")
+
+    monkeypatch.setattr("ssl_ser.extract.cluster._client", reached)
+    table = two_corpora(tmp_path / "audio")
+    config = ExtractorConfig.for_model("mfcc")
+    extract(table, config, tmp_path / "c", workers=0)
+    target = cache.cache_path(tmp_path / "c", config.slug(), "toy", "clean")
+    before = target.stat().st_mtime_ns
+    nowhere = {"address": "nowhere:1", "workers": 0}
+    summaries = extract_on_dask(table, config, tmp_path / "c", **nowhere)
+    by_corpus = {s.corpus: s for s in summaries}
+    assert by_corpus["toy"].already_done == len(SECONDS) and by_corpus["toy"].extracted == 0
+    assert by_corpus["other"].already_done == 5 and by_corpus["toy"].path == target
+    assert target.stat().st_mtime_ns == before
+    assert not list((tmp_path / "c").rglob("*.shard-*"))
+    # audio changed since (another size): there is work, so the run goes to the cluster
+    path = table.loc[table["corpus"].eq("other"), "path"].iloc[0]
+    write_garbage(path)
+    with pytest.raises(RuntimeError, match="cluster reached"):
+        extract_on_dask(table, config, tmp_path / "c", **nowhere)
+    # another model configuration is another cache: nothing of it is finished
+    with pytest.raises(RuntimeError, match="cluster reached"):
+        extract_on_dask(table, ExtractorConfig.for_model("logmel"), tmp_path / "c", **nowhere)

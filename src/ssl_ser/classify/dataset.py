@@ -34,7 +34,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,7 +136,7 @@ class Dataset:
     dropped: dict[str, int]
     unused: dict[str, int] = field(default_factory=dict)
     without_features: dict[str, int] = field(default_factory=dict)
-    _features_digest: str | None = field(default=None, init=False, repr=False, compare=False)
+    _content: dict[int, str] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def layers(self) -> list[str]:
@@ -148,34 +148,49 @@ class Dataset:
         """Conditions present, sorted."""
         return sorted(self.table["condition"].unique())
 
-    def keys(self) -> list[dict]:
-        """The cache keys of the sources (recorded with every result)."""
-        return [dict(s.key) for s in self.sources]
+    def sources_of(self, conditions: Collection[str]) -> list[int]:
+        """Positions of the sources holding rows of `conditions` (what a cell of them reads)."""
+        rows = self.table["condition"].isin(list(conditions)).to_numpy()
+        return sorted({int(i) for i in self.table["source"].to_numpy()[rows]})
 
-    def features_digest(self) -> str:
-        """SHA-256 over the sources' keys and contents: what the features are.
+    def keys(self, sources: Sequence[int] | None = None) -> list[dict]:
+        """The cache keys of the sources (all, or those at `sources`), recorded with results."""
+        return [dict(self.sources[i].key) for i in self._chosen(sources)]
+
+    def features_digest(self, sources: Sequence[int] | None = None) -> str:
+        """SHA-256 over the keys and contents of the sources (all, or those at `sources`).
 
         Each source's content digest (:func:`ssl_ser.classify.features.content_digest`)
         is, for a cache, over the audio fingerprints of its rows, so a cache
         rebuilt from the same audio gives the same digest and one rebuilt from
-        other audio under the same key gives another. Computed once.
+        other audio under the same key gives another. Computed once per source.
         """
-        if self._features_digest is None:
-            digest = hashlib.sha256()
-            digest.update(json.dumps(self.keys(), sort_keys=True, default=str).encode())
-            for source in self.sources:
-                digest.update(content_digest(source).encode() + b"\n")
-            self._features_digest = digest.hexdigest()
-        return self._features_digest
-
-    def digest(self) -> str:
-        """SHA-256 over features, rows and labels: a results cell is reused only for equal data."""
+        chosen = self._chosen(sources)
         digest = hashlib.sha256()
-        digest.update(json.dumps(self.keys(), sort_keys=True, default=str).encode())
-        for row in self.table[["utt_id", "condition", "label", "group"]].itertuples(index=False):
-            digest.update("\t".join(row).encode() + b"\n")
-        digest.update(self.features_digest().encode())
+        digest.update(json.dumps(self.keys(chosen), sort_keys=True, default=str).encode())
+        for i in chosen:
+            if i not in self._content:
+                self._content[i] = content_digest(self.sources[i])
+            digest.update(self._content[i].encode() + b"\n")
         return digest.hexdigest()
+
+    def digest(self, sources: Sequence[int] | None = None) -> str:
+        """SHA-256 over features, rows and labels of the sources (all, or those at `sources`).
+
+        A results cell is reused only for equal data; with every source it covers
+        every row, so a cell that reads every source keeps the id it always had.
+        """
+        chosen = self._chosen(sources)
+        rows = self.table[self.table["source"].isin(chosen)]
+        digest = hashlib.sha256()
+        digest.update(json.dumps(self.keys(chosen), sort_keys=True, default=str).encode())
+        for row in rows[["utt_id", "condition", "label", "group"]].itertuples(index=False):
+            digest.update("\t".join(row).encode() + b"\n")
+        digest.update(self.features_digest(chosen).encode())
+        return digest.hexdigest()
+
+    def _chosen(self, sources: Sequence[int] | None) -> list[int]:
+        return list(range(len(self.sources))) if sources is None else list(sources)
 
 
 def build_datasets(

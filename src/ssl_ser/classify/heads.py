@@ -78,7 +78,7 @@ class StackedMLP(nn.Module):
         return []
 
     def forward(
-        self, x: torch.Tensor, generators: Sequence[torch.Generator] | None = None
+        self, x: torch.Tensor, generators: Sequence[torch.Generator | MaskStream] | None = None
     ) -> torch.Tensor:
         """Logits (active heads, batch, n_out) of inputs (all heads, batch, n_in)."""
         if x.shape[0] != len(self.active):
@@ -104,15 +104,56 @@ class StackedMLP(nn.Module):
 def dropout_masks(
     shape: torch.Size,
     rate: float,
-    generators: Sequence[torch.Generator] | None,
+    generators: Sequence[torch.Generator | MaskStream] | None,
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Inverted-dropout masks (S, batch, width), head s drawn from generator s."""
     keep = 1.0 - rate
     if generators is None:
         return (torch.rand(shape) < keep).to(dtype) / keep
+    if all(isinstance(g, MaskStream) for g in generators):
+        masks = [stream.take(shape[1:]) for stream in generators]
+        stacked = masks[0].unsqueeze(0) if len(masks) == 1 else torch.stack(masks)
+        return stacked.to(dtype)
     masks = [torch.rand(shape[1:], generator=g) < keep for g in generators]
     return torch.stack(masks).to(dtype) / keep
+
+
+class MaskStream:
+    """Inverted-dropout masks of one head, drawn from its generator in large chunks.
+
+    The CPU generator fills tensors serially, so one large draw holds the same
+    numbers as many small ones in a row: the masks equal those drawn batch by
+    batch (the model does not change), with one call instead of one per batch.
+    """
+
+    CHUNK = 1 << 17  # values drawn at a time
+
+    def __init__(self, generator: torch.Generator, rate: float):
+        self.generator = generator
+        self.keep = 1.0 - float(rate)
+        # the value a kept unit is scaled by, as (mask.to(float32) / keep) computes it
+        self.scale = float(torch.ones(1) / self.keep)
+        self.buffer = torch.empty(0)
+        self.offset = 0
+
+    def take(self, shape: torch.Size) -> torch.Tensor:
+        """The next mask of `shape` (float32: 0 or 1/keep)."""
+        count = math.prod(shape)
+        end = self.offset + count
+        if end <= len(self.buffer):
+            mask = self.buffer[self.offset : end]
+            self.offset = end
+            return mask.view(shape)
+        rest = self.buffer[self.offset :]
+        self.buffer = self._draw(max(count, self.CHUNK))
+        self.offset = count - len(rest)
+        return torch.cat([rest, self.buffer[: self.offset]]).view(shape)
+
+    def _draw(self, count: int) -> torch.Tensor:
+        """`count` mask values: uniform draws below keep become 1/keep, the others 0."""
+        values = torch.rand(count, generator=self.generator)
+        return values.lt_(self.keep).mul_(self.scale)
 
 
 class WeightedLayerMLP(nn.Module):
@@ -144,7 +185,7 @@ class WeightedLayerMLP(nn.Module):
         return torch.softmax(self.layer_logits, dim=0)
 
     def forward(
-        self, x: torch.Tensor, generators: Sequence[torch.Generator] | None = None
+        self, x: torch.Tensor, generators: Sequence[torch.Generator | MaskStream] | None = None
     ) -> torch.Tensor:
         """Logits (1, batch, n_out) of per-layer inputs (layers, batch, n_in)."""
         mixed = torch.einsum("l,lbd->bd", self.layer_weights().to(x.dtype), x)
@@ -198,8 +239,10 @@ def train_heads(
         dropout_seeds: one seed per head for its dropout masks.
     """
     order = torch.Generator().manual_seed(int(settings.seed))
+    rate = model.head.dropout if isinstance(model, WeightedLayerMLP) else model.dropout
     generators = [
-        torch.Generator().manual_seed(int(s) + DROPOUT_SEED_OFFSET) for s in dropout_seeds
+        MaskStream(torch.Generator().manual_seed(int(s) + DROPOUT_SEED_OFFSET), rate)
+        for s in dropout_seeds
     ]
     tracker = _BestTracker(model, len(dropout_seeds), settings.patience)
     optimiser = _adam(model, settings)
@@ -266,7 +309,7 @@ def _epoch(
     y: torch.Tensor,
     settings: TrainSettings,
     order: torch.Generator,
-    generators: Sequence[torch.Generator],
+    generators: Sequence[torch.Generator | MaskStream],
 ) -> float:
     """One pass over shuffled minibatches; returns the mean per-head training loss."""
     model.train()
@@ -278,7 +321,12 @@ def _epoch(
         logits = model(torch.index_select(x, 1, index), generators)
         n_heads, batch, n_classes = logits.shape
         # Sum over heads of each head's mean loss: the gradient of head s is its own.
-        loss = F.cross_entropy(logits.reshape(-1, n_classes), y[index].repeat(n_heads)) * n_heads
+        if n_heads == 1:
+            loss = F.cross_entropy(logits[0], y.index_select(0, index))
+        else:
+            target = y.index_select(0, index).repeat(n_heads)
+            loss = F.cross_entropy(logits.reshape(-1, n_classes), target)
+            loss = loss * n_heads
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()

@@ -26,7 +26,8 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,26 @@ def count_finished(output: str | Path) -> int:
     """Cells a results folder already holds (each is skipped when run again); writes nothing."""
     folder = Path(output) / CELLS_DIR
     return sum(1 for _ in folder.glob("*.json")) if folder.is_dir() else 0
+
+
+@contextmanager
+def removed_if_refused(output: str | Path) -> Iterator[None]:
+    """On an error, remove the folders this run made for `output` while they are still empty.
+
+    A refused run then leaves no empty results folder behind; a folder that
+    existed before, or that holds any file, is never removed.
+    """
+    folder = Path(output).absolute()
+    made = [p for p in (folder / CELLS_DIR, folder, *folder.parents) if not p.exists()]
+    try:
+        yield
+    except BaseException:
+        for path in made:  # deepest first
+            try:
+                path.rmdir()
+            except OSError:
+                break
+        raise
 
 
 class CellStore:

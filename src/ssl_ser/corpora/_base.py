@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 import os
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -305,6 +306,7 @@ def scan_folder(
     corpus: str | None = None,
     on_error: str = "raise",
     progress: bool = False,
+    path_ids: bool = False,
 ) -> ScanResult:
     """Turn every audio file under `root` into a manifest row or a skipped entry.
 
@@ -316,6 +318,8 @@ def scan_folder(
         corpus: name used in ids and speakers (defaults to ``info.name``).
         on_error: ``raise`` stops at bad input naming the file; ``skip`` reports it.
         progress: show a progress bar with a files/s rate.
+        path_ids: a stem found more than once gets ids from the relative path
+            without suffix (``<corpus>/joy/a_1``); unique stems keep ``<corpus>/<stem>``.
     """
     check_on_error(on_error)
     root = resolve_root(root)
@@ -325,9 +329,10 @@ def scan_folder(
         raise CorpusError(f"no audio files ({', '.join(sorted(AUDIO_SUFFIXES))}) under {root}")
     rows: list[dict] = []
     errors: list[CorpusFileError] = list(problems)
+    repeated = repeated_stems(clean) if path_ids else frozenset()
     for found in tqdm(clean, desc=f"prepare {corpus}", unit="file", disable=not progress):
         try:
-            rows.append(_row(found, info, parse, corpus))
+            rows.append(_row(found, info, parse, corpus, repeated))
         except CorpusFileError as error:
             errors.append(error)
     rows, duplicates = drop_duplicate_ids(rows)
@@ -358,11 +363,29 @@ def finish_scan(
     return ScanResult(manifest=manifest.validate(table), skipped=skipped)
 
 
-def _row(found: FoundFile, info: CorpusInfo, parse: Parser, corpus: str) -> dict:
+def repeated_stems(found: list[FoundFile]) -> frozenset[str]:
+    """Stems held by more than one file (``joy/a_1.wav`` and ``rage/a_1.wav``)."""
+    counts = Counter(f.stem for f in found)
+    return frozenset(stem for stem, count in counts.items() if count > 1)
+
+
+def relative_id(parts: Sequence[str]) -> str:
+    """The relative path of a file without its suffix, '/'-joined: ``joy/a_1``."""
+    return "/".join([*parts[:-1], parts[-1].rsplit(".", 1)[0]])
+
+
+def _row(
+    found: FoundFile,
+    info: CorpusInfo,
+    parse: Parser,
+    corpus: str,
+    repeated: frozenset[str] = frozenset(),
+) -> dict:
     utterance = parse(found)
     duration, sample_rate = read_header(found.path)
+    name = relative_id(found.parts) if found.stem in repeated else utterance.stem
     return {
-        "utt_id": f"{corpus}/{utterance.stem}",
+        "utt_id": f"{corpus}/{name}",
         "corpus": corpus,
         "path": str(found.path),
         "speaker": f"{corpus}/{utterance.speaker}" if utterance.speaker else "",
@@ -407,7 +430,9 @@ def _attach_telephone(
     paths = table["telephone_path"].tolist()
     errors: list[CorpusFileError] = []
     for found in telephone:
-        position = index.get(f"{corpus}/{found.stem}")
+        original = [p for p in found.parts if p.lower() != TELEPHONE_FOLDER]
+        by_path = index.get(f"{corpus}/{relative_id(original)}")
+        position = by_path if by_path is not None else index.get(f"{corpus}/{found.stem}")
         if position is None:
             errors.append(CorpusFileError(found.path, "telephone copy without a clean original"))
         else:

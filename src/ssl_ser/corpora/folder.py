@@ -3,8 +3,10 @@
 Layout: ``ROOT/<emotion>/**/*.wav``. The emotion folder's name maps to the
 canonical vocabulary through a user mapping (raw folder name -> canonical
 emotion), the canonical names themselves or common synonyms (``Anger``,
-``sadness``...), case-insensitively. Utterance ids are ``<name>/<file stem>``,
-so stems must be unique across the tree (a repeated stem is a duplicate id).
+``sadness``...), case-insensitively. Utterance ids are ``<name>/<file stem>``;
+a stem found more than once (``joy/a_1.wav``, ``rage/a_1.wav``) gives ids from the
+relative path without suffix instead (``<name>/joy/a_1``, ``<name>/rage/a_1``), so
+ids are unique and trees with unique stems keep the ids (and caches) they had.
 Speakers come from the file stem through an optional regular expression with a
 named group ``speaker``; without one, speakers stay empty.
 """
@@ -157,4 +159,6 @@ def scan(
         speaker_pattern=compile_speaker_pattern(speaker_pattern),
         language=language,
     )
-    return scan_folder(root, INFO, parse_file, corpus=corpus, on_error=on_error, progress=progress)
+    return scan_folder(
+        root, INFO, parse_file, corpus=corpus, on_error=on_error, progress=progress, path_ids=True
+    )

@@ -415,6 +415,32 @@ def library_progress_bars(show: bool) -> Iterator[None]:
                 enable_progress_bars()
 
 
+def identity_of(config: ExtractorConfig) -> dict[str, Any]:
+    """The identity :func:`load_backbone` gives a config's model, from its config file only.
+
+    Reads the model's configuration (not its weights), so a caller can tell which
+    cache key a run would write without loading the model.
+
+    Raises:
+        ConfigError: the model's configuration cannot be read.
+    """
+    if config.is_classic:
+        return dict(ClassicBackbone(config).identity)
+    from transformers import AutoConfig
+
+    try:
+        model_config = AutoConfig.from_pretrained(
+            config.model, revision=config.revision, trust_remote_code=False
+        )
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"cannot load model {config.model!r}: {error}") from error
+    return {
+        "model": config.model,
+        "model_type": model_config.model_type,
+        "revision": model_revision(config.model, model_config, config.revision),
+    }
+
+
 def load_backbone(config: ExtractorConfig, device: str = "auto") -> Backbone:
     """Load the backbone a config names, on `device`, ready to :meth:`Backbone.run`.
 

@@ -51,18 +51,19 @@ import logging
 import multiprocessing
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ssl_ser import cache, manifest
+from ssl_ser import cache, fingerprint, manifest
 from ssl_ser.cache import shards
 from ssl_ser.errors import CacheError, ConfigError, SerError
-from ssl_ser.extract.config import ExtractorConfig, check_run_options
+from ssl_ser.extract.config import RETRY_FAILED, ExtractorConfig, check_run_options
 from ssl_ser.extract.summary import ExtractSummary
 from ssl_ser.progress import StepLines, announce
 
@@ -164,6 +165,15 @@ def extract_on_dask(
     config = config.with_absolute_model_path()
     cache_dir = Path(cache_dir).resolve()
     existing = check_targets(manifest_df, config, cache_dir, conditions, shards_count)
+    finished = (
+        None if existing else finished_caches(manifest_df, config, cache_dir, conditions, options)
+    )
+    if finished is not None:
+        announce(
+            f"nothing to do: {len(finished)} merged cache file(s) in {cache_dir} already hold "
+            "every utterance of the manifest; no shard started"
+        )
+        return finished
     if address == LOCAL and device == "auto":
         device = _local_auto_device()
     started = time.perf_counter()
@@ -253,6 +263,91 @@ def check_targets(
         )
     log.info("resuming the %d shard(s) found in %s", count, cache_dir)
     return count
+
+
+def finished_caches(
+    table: pd.DataFrame,
+    config: ExtractorConfig,
+    cache_dir: Path,
+    conditions: Sequence[str],
+    options: Mapping[str, Any],
+) -> list[ExtractSummary] | None:
+    """Summaries of the merged cache files when a re-run has nothing to do in any; else None.
+
+    A cache is done when it exists without shard files, holds the manifest's rows
+    in order under its digest, carries the key this run would write (the model's
+    revision read from its configuration), has every row finished (complete, or
+    failed and not retried), every recorded audio file has its recorded size and
+    time, and (with ``verify_cache``, the default) every chunk passes its checksum.
+    Anything else, or anything that cannot be checked, returns None: the shards run.
+    """
+    from ssl_ser.cache import inspection
+    from ssl_ser.extract.backbones import identity_of
+
+    try:
+        identity = identity_of(config)
+    except SerError:
+        return None
+    out = []
+    for name in conditions:
+        for corpus, rows in table.groupby("corpus", sort=True):
+            target = cache.cache_path(cache_dir, config.slug(), str(corpus), name)
+            if shards.shard_counts(target) or not _finished(
+                target, rows, identity, config, name, options
+            ):
+                return None
+            if options.get("verify_cache", True) and inspection.verify(target):
+                return None
+            model = Path(str(identity["model"])).name
+            out.append(ExtractSummary(str(corpus), name, target, model, already_done=len(rows)))
+    return out
+
+
+def _finished(
+    target: Path,
+    rows: pd.DataFrame,
+    identity: Mapping[str, Any],
+    config: ExtractorConfig,
+    condition: str,
+    options: Mapping[str, Any],
+) -> bool:
+    """Whether cache `target` holds this run's result for every row (:func:`finished_caches`)."""
+    from ssl_ser.cache import layout
+    from ssl_ser.extract.runner import key_of
+
+    if not target.exists():
+        return False
+    ids = rows["utt_id"].astype(str).tolist()
+    if shards.target_row_differences(target, ids, manifest.rows_digest(rows)):
+        return False
+    source = options.get("telephone_source", "derived")
+    key = key_of(identity, config, condition, source)
+    with layout.open_h5(target, "r") as file:
+        header = layout.Header.read(file, target)
+        if layout.key_differences(header.key, layout.normalize_key(key)):
+            return False
+        states = file[layout.SLOT][: len(ids)].astype(np.int64)
+        prints = file[layout.FINGERPRINT][: len(ids)] if layout.FINGERPRINT in file else None
+    retry = options.get("retry_failed", RETRY_FAILED)
+    if (states == layout.MISSING).any() or (retry and (states == layout.FAILED).any()):
+        return False
+    return prints is not None and _same_audio(rows, prints, condition, source)
+
+
+def _same_audio(rows: pd.DataFrame, prints: np.ndarray, condition: str, source: str) -> bool:
+    """Whether every row's audio file has the size and time recorded in `prints` (row order)."""
+    from ssl_ser import audio
+
+    for row, recorded in zip(rows.to_dict("records"), prints, strict=True):
+        if not recorded["blake2b"]:
+            return False
+        try:
+            now = fingerprint.stat_of(audio.utterance_path(row, condition, source))
+        except (OSError, SerError):
+            return False
+        if (int(recorded["size"]), int(recorded["mtime_ns"])) != now:
+            return False
+    return True
 
 
 @contextlib.contextmanager

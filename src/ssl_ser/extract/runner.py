@@ -396,13 +396,20 @@ def cache_key(
     family's feature version (see :mod:`ssl_ser.extract.config`), not the
     toolkit's version, which the file records beside the key.
     """
+    return key_of(backbone.identity, config, condition, telephone_source)
+
+
+def key_of(
+    identity: Mapping[str, Any], config: ExtractorConfig, condition: str, telephone_source: str
+) -> dict[str, Any]:
+    """:func:`cache_key` from a backbone's identity (see :func:`backbones.identity_of`)."""
     condition_params = dict(audio.condition_params(condition))
     if condition == "telephone":
         condition_params["telephone_source"] = telephone_source
     return {
-        "model": str(backbone.identity["model"]),
-        "model_type": str(backbone.identity["model_type"]),
-        "revision": str(backbone.identity["revision"]),
+        "model": str(identity["model"]),
+        "model_type": str(identity["model_type"]),
+        "revision": str(identity["revision"]),
         "config_digest": config.digest(),
         "config": json.dumps(config.to_dict(), sort_keys=True),
         "sample_rate": "native" if config.native_rate else int(config.sample_rate),

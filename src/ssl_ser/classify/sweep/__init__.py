@@ -38,7 +38,7 @@ from ssl_ser.classify.features import (
     speaker_znorm,
 )
 from ssl_ser.classify.measures import retarget
-from ssl_ser.classify.results import CellStore, summary_line, write_tables
+from ssl_ser.classify.results import CellStore, removed_if_refused, summary_line, write_tables
 from ssl_ser.classify.sweep.plan import (
     SweepConfig,
     Task,
@@ -139,14 +139,15 @@ def run_sweep_cells(
         allow_incomplete=config.allow_incomplete,
     )
     poolings = sweep_poolings(datasets, config.poolings)  # refuses before anything is written
-    store = CellStore(output)
     ran = skipped = 0
-    for dataset, chosen in zip(datasets, poolings, strict=True):
-        for target in config.targets:  # the emotion (or speaker) sweep, then its control
-            settings = dataclasses.replace(config, target=target, control=False)
-            relabelled = retarget(dataset, target, config.seed, config.split)
-            r, s = _sweep_dataset(relabelled, names, settings, store, progress, chosen)
-            ran, skipped = ran + r, skipped + s
+    with removed_if_refused(output):  # a refused plan leaves no empty folder
+        store = CellStore(output)
+        for dataset, chosen in zip(datasets, poolings, strict=True):
+            for target in config.targets:  # the emotion (or speaker) sweep, then its control
+                settings = dataclasses.replace(config, target=target, control=False)
+                relabelled = retarget(dataset, target, config.seed, config.split)
+                r, s = _sweep_dataset(relabelled, names, settings, store, progress, chosen)
+                ran, skipped = ran + r, skipped + s
     return SweepCounts(ran, skipped, time.perf_counter() - start)
 
 

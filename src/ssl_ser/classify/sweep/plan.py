@@ -270,9 +270,11 @@ def plan_dataset(
     )
     tasks = []
     total = 0
-    digest = dataset.digest()
     described: dict[str, Mapping[str, Any]] = {}
     for train_condition, test_condition in _scenarios(dataset, config):
+        # a cell's id depends on the sources its conditions read, not on every source given
+        used = dataset.sources_of({train_condition, test_condition})
+        identity = _data_identity(dataset, used)
         folds = condition_folds(
             dataset.table, train_condition, test_condition, config.split, config.split_options
         )
@@ -286,7 +288,7 @@ def plan_dataset(
         )
         for fold in folds:
             fold, n_dropped = drop_unseen_classes(fold, dataset.table["label"].to_numpy())
-            meta = _fold_meta(dataset, fold, config, train_condition, test_condition, digest)
+            meta = _fold_meta(dataset, fold, config, train_condition, test_condition, identity)
             for name in names:
                 new, count = _tasks_for(
                     name, specs, layers, poolings, fold, n_dropped, meta, config, store, described
@@ -295,6 +297,15 @@ def plan_dataset(
                 total += count
     supersede_other_cells(dataset, described, store)
     return DatasetPlan(layers, rows, tasks, total)
+
+
+def _data_identity(dataset: Dataset, used: Sequence[int]) -> dict[str, str]:
+    """The cell-id fields of the data read from sources `used`: keys, rows, contents."""
+    return {
+        "cache_keys": json.dumps(dataset.keys(used), sort_keys=True, default=str),
+        "data_digest": dataset.digest(used),
+        "features_digest": dataset.features_digest(used),
+    }
 
 
 def _scenarios(dataset: Dataset, config: SweepConfig) -> list[tuple[str, str]]:
@@ -328,7 +339,7 @@ def _fold_meta(
     config: SweepConfig,
     train_condition: str,
     test_condition: str,
-    digest: str,
+    identity: Mapping[str, str],
 ) -> dict[str, Any]:
     """Columns shared by every cell of a fold (and, with layer/classifier, its id)."""
     train_corpora, test_corpora = _fold_corpora(dataset, fold)
@@ -348,9 +359,7 @@ def _fold_meta(
         and config.split in SPEAKER_INDEPENDENT
         and config.target != SPEAKER_TARGET,
         "grouping": ",".join(f"{k}:{v}" for k, v in sorted(dataset.grouping.items())),
-        "cache_keys": json.dumps(dataset.keys(), sort_keys=True, default=str),
-        "data_digest": digest,
-        "features_digest": dataset.features_digest(),
+        **identity,
         "split_options": asdict(config.split_options),
         "threads": config.cell_threads,
         "shots": config.split_options.shots if config.split == "few-shot" else None,

@@ -6,7 +6,6 @@ this module decides what a sweep puts there and what it moves out of the way.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from collections.abc import Mapping
@@ -67,14 +66,15 @@ def supersede_other_cells(
       (another thread count, fold count, cache list or data); kept, a fold would
       count twice and the spread would narrow.
     """
-    keys = json.dumps(dataset.keys(), sort_keys=True, default=str)
-    features = dataset.features_digest()
+    # the features each cache list this sweep reads has now (cells key the caches they read)
+    current = {d["cache_keys"]: d["features_digest"] for d in described.values()}
     mine = set(described)
     settings = {setting_key(description) for description in described.values()}
     moved: Counter[str] = Counter()
 
     def superseded(row: Mapping[str, Any]) -> bool:
-        if row.get("cache_keys") == keys and row.get("features_digest") != features:
+        keys = row.get("cache_keys")
+        if keys in current and row.get("features_digest") != current[keys]:
             moved["stale"] += 1
         elif row.get("cell_id") not in mine and setting_key(row) in settings:
             moved["other"] += 1
