@@ -18,6 +18,10 @@ utterances of 2-4 s:
   them, Linux /proc; CUDA: ``torch.cuda.max_memory_allocated``).
 - freeze: step time with the feature encoder frozen (default), nothing frozen,
   the whole base frozen (head only) and LoRA adapters.
+- truncate: step time of the model cut above layer k (``--head-layer k``, what
+  ``--from-probe`` trains) against the whole model, for every k, in one run: the
+  ratio printed beside the layer fraction k/L (the front end and the head cost
+  the same in both, so the ratio stays above the fraction).
 - audio: peak memory of preparing a synthetic corpus (``--audio-minutes`` of
   16 kHz audio, 8 s clips) and reading one epoch of its batches, with the
   prepared audio on disk and read per batch (the default) against held in
@@ -83,7 +87,7 @@ MID_CONFIG: dict[str, object] = {
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="tiny,mid", help="tiny (the demo's), mid")
-    parser.add_argument("--parts", default="step,memory,freeze,audio")
+    parser.add_argument("--parts", default="step,memory,freeze,truncate,audio")
     parser.add_argument("--batch", type=int, default=8, help="utterances in the batch")
     parser.add_argument("--low", type=float, default=2.0, help="shortest utterance (s)")
     parser.add_argument("--high", type=float, default=4.0, help="longest utterance (s)")
@@ -137,6 +141,7 @@ class Ours:
     """One training step through ssl_ser's Trainer functions (what ``train_fold`` runs)."""
 
     def __init__(self, folder: Path, audio: list[np.ndarray], device: str, **fields):
+        fields = {"weighted_layers": False, "spec_augment": False, **fields}  # the bare step's
         config = FinetuneConfig(
             model=str(folder), max_seconds=None, learning_rate=1e-5, warmup=0.0, **fields
         )
@@ -260,6 +265,22 @@ def bench_freeze(name: str, folder: Path, audio, args) -> None:
     print(f"  {'freeze':<20}{'trained params':>15}{'median s':>10}{'vs frozen encoder':>19}")
     for label, seconds in result.items():
         print(f"  {label:<20}{trained[label]:>15,}{seconds:>10.3f}{seconds / base:>19.2f}")
+
+
+def bench_truncate(name: str, folder: Path, audio, args) -> None:
+    import transformers
+
+    layers = transformers.AutoConfig.from_pretrained(folder).num_hidden_layers
+    steps = {"whole model": Ours(folder, audio, args.device)}
+    for k in range(1, layers):
+        steps[f"cut above layer {k}"] = Ours(folder, audio, args.device, head_layer=k)
+    result = timed(steps, args.repeats, args.device)
+    whole = result["whole model"]
+    print(f"\n[truncate] {name}: step time of the model cut above layer k of {layers}")
+    print(f"  {'model':<22}{'median s':>10}{'vs whole':>10}{'layers k/L':>12}")
+    for label, seconds in result.items():
+        k = layers if label == "whole model" else int(label.rsplit(" ", 1)[1])
+        print(f"  {label:<22}{seconds:>10.3f}{seconds / whole:>10.2f}{k / layers:>12.2f}")
 
 
 def rss_mb(field: str) -> float:
@@ -438,6 +459,8 @@ def main() -> None:
                 bench_freeze(name, folder, audio, args)
             if "memory" in parts:
                 bench_memory(name, folder, args)
+            if "truncate" in parts:
+                bench_truncate(name, folder, audio, args)
             if "audio" in parts:
                 bench_audio(name, folder, Path(scratch), args)
 

@@ -81,7 +81,11 @@ def corpus(tmp_path_factory) -> pd.DataFrame:
 
 
 def config_of(model_dirs: dict[str, Path], family: str, **fields) -> FinetuneConfig:
-    """A fine-tune config of `family` (``whisper-trim``: Whisper with trimming)."""
+    """A fine-tune config of `family` (``whisper-trim``: Whisper with trimming).
+
+    The head reads the last state unless `fields` say otherwise.
+    """
+    fields.setdefault("weighted_layers", False)
     folder = model_dirs["whisper" if family in WHISPER else family]
     trim = family == "whisper-trim"
     return FinetuneConfig(model=str(folder), max_seconds=MAX_SECONDS, whisper_trim=trim, **fields)

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from safetensors import safe_open
 
 from ssl_ser import predict
 from ssl_ser.classify.splits import SplitOptions
@@ -60,6 +61,24 @@ def test_a_lora_model_reproduces_its_runs_test_predictions(corpus_manifest, tiny
     assert (folder / "adapter_model.safetensors").is_file() and not (folder / "backbone").exists()
     paths = corpus_manifest.set_index("utt_id").loc[expected.index, "path"]
     table = predict.load(folder, "cpu").predict(list(paths))
+    got = table.filter(like="prob_").to_numpy()
+    np.testing.assert_allclose(got, expected.filter(like="prob_").to_numpy(), atol=1e-5)
+
+
+def test_a_model_cut_above_its_layer_reproduces_its_runs_test_predictions(
+    corpus_manifest, tiny_model, tmp_path
+):
+    """Saved with 2 of 4 layers: it loads cut the same way, with its input standardisation."""
+    folder, expected = trained(corpus_manifest, tiny_model, tmp_path, head_layer=2)
+    with safe_open(str(folder / "backbone" / "model.safetensors"), "pt") as saved:
+        names = saved.keys()
+    layers = {key.split(".")[2] for key in names if key.startswith("encoder.layers.")}
+    with safe_open(str(folder / "head.safetensors"), "pt") as head:
+        scale = head.get_tensor("scaler.scale")
+    assert layers == {"0", "1"} and scale.shape == (1, 1, 64) and (scale != 1).all()
+    table = predict.load(folder, "cpu").predict(
+        list(corpus_manifest.set_index("utt_id").loc[expected.index, "path"])
+    )
     got = table.filter(like="prob_").to_numpy()
     np.testing.assert_allclose(got, expected.filter(like="prob_").to_numpy(), atol=1e-5)
 

@@ -22,6 +22,8 @@ CONFIG = {
     "head": "mlp",
     "dropout": 0.3,
     "weighted_layers": True,
+    "spec_augment": True,  # time masks drawn per micro-batch: a resumed run draws the same
+    "mask_time_prob": 0.2,
 }
 SETTINGS = {"split_options": {"folds": 2}, "device": "cpu", "workers": 0, "bootstrap": 20}
 # When to kill: a checkpoint written, the first fold stored, or a moment into training.

@@ -245,9 +245,14 @@ def test_class_weights_are_sklearns_balanced_weights_at_mean_one():
 def test_early_stopping_ends_after_patience_epochs_without_a_better_validation_ua(
     corpus_manifest, tiny_model, tmp_path
 ):
-    # a learning rate too small to change a prediction: validation UA never improves
+    # learning rates too small to change a prediction: validation UA never improves
     config = FinetuneConfig(
-        model=str(tiny_model), epochs=6, patience=2, learning_rate=1e-12, batch_seconds=8.0
+        model=str(tiny_model),
+        epochs=6,
+        patience=2,
+        learning_rate=1e-12,
+        head_learning_rate=1e-12,
+        batch_seconds=8.0,
     )
     run_finetune(corpus_manifest, config, settings(save_models=False), tmp_path)
     rows = pd.read_parquet(tmp_path / "results.parquet")
@@ -267,7 +272,7 @@ def test_two_settings_share_a_folder_as_two_groups(corpus_manifest, tiny_model, 
     tuned = summary[summary["classifier"] == "finetune"].set_index("setting")
     base = "epochs=1, patience=None, learning_rate=0.001, batch_seconds=8.0"
     assert sorted(tuned.index) == sorted([base, f"freeze=base, {base}"])
-    assert (tuned["n_folds"] == 2).all() and set(tuned["layer"]) == {"all"}
+    assert (tuned["n_folds"] == 2).all() and set(tuned["layer"]) == {"weighted"}  # the default
 
 
 def test_a_failure_in_one_condition_leaves_the_other_conditions_rows():

@@ -393,6 +393,8 @@ def test_every_schema_choice_lists_exactly_its_registry():
         ("FinetuneSpec", "head"): finetune.HEADS,
         ("FinetuneSpec", "freeze"): finetune.FREEZES,
         ("FinetuneSpec", "adapter"): finetune.ADAPTERS,
+        ("FinetuneSpec", "init"): finetune.INITS,
+        ("FinetuneSpec", "probe_dtype"): finetune.PROBE_DTYPES,
         ("FinetuneSpec", "dtype"): finetune.FINETUNE_DTYPES,
         ("FinetuneSpec", "long_audio"): extract_config.LONG_AUDIO_POLICIES,
     }

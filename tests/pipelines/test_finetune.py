@@ -8,6 +8,7 @@ folder, so the report pairs them fold by fold.
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -231,7 +232,10 @@ def test_finetune_rows_sit_beside_the_probe_rows_on_the_same_folds(tuned, tiny_m
     assert len(tuned_rows) == 2 and len(probe_rows) > 2
     # the fine-tuned model is named as its probe features name it: one extractor, side by side
     assert set(tuned_rows["extractor"]) == {str(tiny_model)}
-    assert set(tuned_rows["layer"]) == {"all"}
+    # started from the sweep's logreg probes of the same folds: the layer they chose
+    (layer,) = set(tuned_rows["layer"])
+    assert layer in set(probe_rows["layer"])
+    assert {json.loads(p)["init"] for p in tuned_rows["params"]} == {"probe"}
     for column in ("train_condition", "test_condition", "split", "labels", "seed"):
         assert set(tuned_rows[column]) == set(probe_rows[column]), column
     probe_digests = probe_rows.groupby("fold")["fold_digest"].unique()

@@ -73,7 +73,29 @@ EXAMPLE = (
     type=float,
     default=DEFAULTS.learning_rate,
     show_default=True,
-    help="Peak AdamW learning rate.",
+    help="Peak AdamW learning rate of the backbone (HF wav2vec2 audio-classification recipe).",
+)
+@click.option(
+    "--head-lr",
+    "head_learning_rate",
+    type=float,
+    default=DEFAULTS.head_learning_rate,
+    show_default=True,
+    help="Peak AdamW learning rate of the head and layer weights (as the torch probes).",
+)
+@click.option(
+    "--spec-augment/--no-spec-augment",
+    default=DEFAULTS.spec_augment,
+    show_default=True,
+    help="SpecAugment time masking in training, seeded per batch (resume stays exact).",
+)
+@click.option("--mask-time-prob", type=float, default=DEFAULTS.mask_time_prob, show_default=True)
+@click.option(
+    "--mask-time-length",
+    type=int,
+    default=DEFAULTS.mask_time_length,
+    show_default=True,
+    help="Frames per masked span (Whisper: log-mel frames).",
 )
 @click.option(
     "--warmup",
@@ -113,7 +135,27 @@ EXAMPLE = (
     "--weighted-layers/--last-layer",
     default=DEFAULTS.weighted_layers,
     show_default=True,
-    help="Head reads a learned softmax-weighted sum of all hidden states, or the last one.",
+    help="Head reads a learned softmax-weighted sum of all hidden states (SUPERB), or the "
+    "last one (without --head-layer or --from-probe).",
+)
+@click.option(
+    "--head-layer",
+    type=int,
+    default=None,
+    help="Hidden state the head reads (0: input embedding); layers above it are cut off.",
+)
+@click.option(
+    "--from-probe",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Results folder of ser classify/probe (logreg, same folds): its best layer on "
+    "validation speakers is read and each fold's head starts as that fold's probe.",
+)
+@click.option(
+    "--standardise/--no-standardise",
+    default=DEFAULTS.standardise,
+    show_default=True,
+    help="Standardise the head's input with the fitting rows' mean and scale (as the probes).",
 )
 @click.option(
     "--freeze",
@@ -199,7 +241,10 @@ def finetune(**options) -> None:
 
     refuse_repeats("--condition", options["conditions"])
     table = corpus_manifests(parse_paths(options["manifests"] or ""), options["corpora"])
-    config = FinetuneConfig(**_config_fields(options))
+    fields = _config_fields(options)
+    if options["from_probe"]:  # each fold's head starts as its probe
+        fields["init"] = "probe"
+    config = FinetuneConfig(**fields)
     settings = FinetuneSettings(
         labels=options["labels"],
         split=options["split"],
@@ -213,6 +258,7 @@ def finetune(**options) -> None:
         workers=options["workers"],
         force=options["force"],
         save_models=options["save_models"],
+        from_probe=options["from_probe"],
         audio_in_memory=options["audio_in_memory"],
     )
     result = run_finetune(table, config, settings, options["output"], progress=options["progress"])

@@ -41,6 +41,7 @@ class TrainState:
     step: int = 0
     best_epoch: int = 0
     best_val_ua: float = -1.0
+    best_val_loss: float = float("inf")
     bad_epochs: int = 0
     stopped: bool = False
     curve: list[dict[str, float]] = field(default_factory=list)

@@ -4,9 +4,14 @@ Every field that changes the numbers (the model, head, freezing, adapter and
 every training setting, batch seconds included, since batches change the
 gradient) goes into each fold's cell id; the device and the number of
 processes do not (one process and several give the same result, see
-:mod:`ssl_ser.finetune.distributed`). The defaults follow the reference recipe:
-20 epochs, learning rate 1e-5 with linear warm-up and decay, the convolutional
-feature encoder frozen, the best epoch chosen on validation speakers.
+:mod:`ssl_ser.finetune.distributed`). The defaults follow the established
+recipes: the Hugging Face wav2vec2 audio-classification example (a backbone
+rate of its order, 5e-5, transformers' default, where it uses 3e-5; linear
+warm-up and decay; SpecAugment time masking with ``mask_time_prob`` 0.05 and
+spans of 10 frames; the convolutional feature encoder frozen), SUPERB's
+emotion task (a learned weighted sum of all hidden states when no probe says
+which layer to read; a head rate of 1e-3, the toolkit's torch probes') and early
+stopping on validation speakers drawn from the training side (patience 5).
 
 This module imports neither torch nor transformers.
 """
@@ -29,6 +34,9 @@ from ssl_ser.extract.config import (
 HEADS: tuple[str, ...] = ("linear", "mlp")
 FREEZES: tuple[str, ...] = ("feature-encoder", "base", "none", "top")
 ADAPTERS: tuple[str, ...] = ("none", "lora")
+INITS: tuple[str, ...] = ("random", "probe")
+# Storage precisions of the feature caches (ssl_ser.cache.STORAGE_DTYPES).
+PROBE_DTYPES: tuple[str, ...] = ("float32", "float16")
 # Autocast precisions on CUDA: those of extraction (on CPU only float32 is accepted).
 FINETUNE_DTYPES: tuple[str, ...] = DTYPES
 # Attention projections LoRA adapts in every supported family (wav2vec2-like and Whisper).
@@ -49,6 +57,17 @@ class FinetuneConfig:
         dropout: dropout before the ``mlp`` head's output layer.
         weighted_layers: the head reads a learned softmax-weighted sum of every
             hidden state (input embedding included) instead of the last one.
+        head_layer: the one hidden state the head reads (0: input embedding); the
+            layers above it are dropped from the backbone (neither run nor
+            trained). ``None``: ``weighted_layers`` decides.
+        standardise: the head standardises its input with the fitting rows' mean
+            and scale, as the probes' ``StandardScaler`` does.
+        init: ``random`` head, or ``probe``: each fold's head starts as that fold's
+            logistic-regression probe of ``head_layer`` (epoch 0 then equals the
+            probe); without ``head_layer`` the probes choose it (``from_probe``).
+        probe_dtype: precision the head's input is rounded to before standardising:
+            the probes' cache storage dtype (``float16``), so that a head started
+            from a probe predicts exactly what the probe predicted; ``float32``: none.
         freeze: ``feature-encoder`` (the convolutional front end), ``base`` (the
             whole backbone: head only), ``none``, or ``top`` (only the top
             `top_layers` transformer layers train).
@@ -59,7 +78,12 @@ class FinetuneConfig:
         epochs: most epochs; patience: stop after this many epochs without a better
             validation UA (``None`` or 0: never stop early).
         learning_rate, warmup, weight_decay: AdamW with linear warm-up over the
-            `warmup` fraction of steps, then linear decay to zero.
+            `warmup` fraction of steps, then linear decay to zero (backbone rate).
+        head_learning_rate: peak rate of the head (and layer weights, scaler-free).
+        spec_augment: SpecAugment-style time masking in training, drawn per
+            micro-batch from (seed, epoch, micro-batch); mask_time_prob and
+            mask_time_length as in transformers' wav2vec2 config (Whisper: spans of
+            log-mel frames set to zero, as transformers' WhisperModel masks them).
         accumulation: micro-batches per optimizer step (per process).
         clip: gradient norm clip (``None`` or 0: off).
         gradient_checkpointing: recompute activations in backward (less memory, slower).
@@ -76,7 +100,11 @@ class FinetuneConfig:
     head: str = "linear"
     hidden: int = 256
     dropout: float = 0.1
-    weighted_layers: bool = False
+    weighted_layers: bool = True
+    head_layer: int | None = None
+    standardise: bool = True
+    init: str = "random"
+    probe_dtype: str = "float32"
     freeze: str = "feature-encoder"
     top_layers: int | None = None
     adapter: str = "none"
@@ -84,7 +112,11 @@ class FinetuneConfig:
     lora_alpha: float = 16.0
     epochs: int = 20
     patience: int | None = 5
-    learning_rate: float = 1e-5
+    learning_rate: float = 5e-5
+    head_learning_rate: float = 1e-3
+    spec_augment: bool = True
+    mask_time_prob: float = 0.05
+    mask_time_length: int = 10
     warmup: float = 0.1
     weight_decay: float = 0.01
     accumulation: int = 1
@@ -108,6 +140,8 @@ class FinetuneConfig:
             ("head", self.head, HEADS),
             ("freeze", self.freeze, FREEZES),
             ("adapter", self.adapter, ADAPTERS),
+            ("head init", self.init, INITS),
+            ("probe dtype", self.probe_dtype, PROBE_DTYPES),
             ("dtype", self.dtype, FINETUNE_DTYPES),
             ("long-audio policy", self.long_audio, LONG_AUDIO_POLICIES),
         ):
@@ -115,6 +149,7 @@ class FinetuneConfig:
                 raise UnknownChoiceError(name, value, choices)
         self._check_freezing()
         self._check_numbers()
+        self._check_layer()
 
     def _check_freezing(self) -> None:
         if self.freeze == "top" and (self.top_layers is None or self.top_layers < 1):
@@ -133,9 +168,15 @@ class FinetuneConfig:
             )
 
     def _check_numbers(self) -> None:
+        if self.epochs < 0 or (self.epochs == 0 and self.init != "probe"):
+            raise ConfigError(
+                f"epochs {self.epochs!r} must be positive (0 only with a head started from a "
+                "probe: the probe itself, scored through the fine-tune model)"
+            )
         positive = {
-            "epochs": self.epochs,
             "learning_rate": self.learning_rate,
+            "head_learning_rate": self.head_learning_rate,
+            "mask_time_length": self.mask_time_length,
             "accumulation": self.accumulation,
             "batch_seconds": self.batch_seconds,
             "hidden": self.hidden,
@@ -145,7 +186,11 @@ class FinetuneConfig:
         for name, value in positive.items():
             if not value > 0:
                 raise ConfigError(f"{name} {value!r} must be positive")
-        for name, value in (("dropout", self.dropout), ("warmup", self.warmup)):
+        for name, value in (
+            ("dropout", self.dropout),
+            ("warmup", self.warmup),
+            ("mask_time_prob", self.mask_time_prob),
+        ):
             if not 0 <= value < 1:
                 raise ConfigError(f"{name} {value!r} must be in [0, 1)")
         if not 0 < self.val_fraction < 1:
@@ -157,11 +202,32 @@ class FinetuneConfig:
         if self.weight_decay < 0:
             raise ConfigError(f"weight_decay {self.weight_decay!r} must be >= 0")
 
+    def _check_layer(self) -> None:
+        if self.head_layer is not None and self.head_layer < 0:
+            raise ConfigError(f"head_layer {self.head_layer!r} must be >= 0 (0: input embedding)")
+        if self.init == "probe" and self.head != "linear":
+            raise ConfigError(
+                f"init 'probe' copies a linear probe into the head; head {self.head!r} "
+                "cannot take it: use --head linear"
+            )
+
+    @property
+    def reads_layer(self) -> bool:
+        """Whether the head reads one chosen hidden state (the backbone is cut above it)."""
+        return self.head_layer is not None
+
+    @property
+    def mixes_layers(self) -> bool:
+        """Whether the head reads a learned mix of every hidden state."""
+        return self.head_layer is None and self.weighted_layers
+
     @property
     def layer(self) -> str:
-        """The results rows' layer: ``weighted`` for a learned mix, else ``all``."""
+        """The results rows' layer: the state read (``3``), ``weighted`` for a mix, else ``all``."""
         from ssl_ser.classify.results import WEIGHTED_LAYER
 
+        if self.head_layer is not None:
+            return str(self.head_layer)
         return WEIGHTED_LAYER if self.weighted_layers else LAST_STATE_LAYER
 
     def extractor_config(self) -> ExtractorConfig:

@@ -6,13 +6,19 @@ loaded the same way and run through the same masked forward
 padding is never pooled and group-norm front ends see only valid frames. Each
 utterance is pooled as extraction pools it: the mean over the valid frames of
 all its windows. With ``weighted_layers`` the head reads a learned
-softmax-weighted sum of every hidden state's pooled vector, otherwise the last
-state's.
+softmax-weighted sum of every hidden state's pooled vector; with ``head_layer``
+it reads that one state, and the backbone is cut above it
+(:func:`truncate`); otherwise the last state's. The head's input is
+standardised per state with fixed statistics (:class:`Standardiser`), as the
+probes' ``StandardScaler`` standardises theirs. In training, SpecAugment-style
+time masks (:func:`time_mask`) are drawn from a seed the trainer sets per
+micro-batch.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -31,7 +37,7 @@ from ssl_ser.finetune.config import LORA_TARGETS, FinetuneConfig
 
 log = logging.getLogger(__name__)
 
-# Parameters a backbone holds but never uses with SpecAugment off; never trained.
+# The learned mask embedding: used by SpecAugment, kept at its pretrained value (never trained).
 UNUSED_PARAMETERS: tuple[str, ...] = ("masked_spec_embed",)
 
 
@@ -47,6 +53,34 @@ def make_head(dim: int, n_classes: int, config: FinetuneConfig) -> nn.Module:
     )
 
 
+class Standardiser(nn.Module):
+    """(x - mean) / scale per hidden state with fixed statistics (buffers, never trained).
+
+    With a ``float16`` dtype the input is first rounded to it, as the probe the
+    head started from saw its features in a float16 cache.
+
+    Identity until :meth:`set` is called (a model saved before standardising existed).
+    """
+
+    def __init__(self, states: int, dim: int, dtype: str = "float32"):
+        super().__init__()
+        self.rounding = None if dtype == "float32" else getattr(torch, dtype)
+        self.register_buffer("mean", torch.zeros(states, 1, dim))
+        self.register_buffer("scale", torch.ones(states, 1, dim))
+
+    def set(self, mean: np.ndarray, scale: np.ndarray) -> None:
+        """Take per-state statistics of shape (states, dim)."""
+        with torch.no_grad():
+            self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32)[:, None, :])
+            self.scale.copy_(torch.as_tensor(scale, dtype=torch.float32)[:, None, :])
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Standardise pooled vectors (states, batch, dim), first rounded as a cache stores them."""
+        if self.rounding is not None:  # the cast passes gradients through unchanged
+            pooled = pooled.to(self.rounding).float()
+        return (pooled - self.mean) / self.scale
+
+
 class EmotionModel(nn.Module):
     """Backbone + pooling + head; :meth:`forward` takes utterances as lists of segments."""
 
@@ -54,11 +88,28 @@ class EmotionModel(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.encoder = backbone.model
-        self.weighted = config.weighted_layers
+        self.weighted = config.mixes_layers
+        self.head_layer = config.head_layer
         self.n_classes = n_classes
         self.layer_logits = nn.Parameter(torch.zeros(backbone.states)) if self.weighted else None
+        self.scaler = Standardiser(
+            backbone.states if self.weighted else 1, backbone.dim, config.probe_dtype
+        )
         self.head = make_head(backbone.dim, n_classes, config)
+        self.masking = config.spec_augment
+        self.mask_prob, self.mask_length = config.mask_time_prob, config.mask_time_length
+        self.mask_seed: int | None = None  # set by the trainer before each training micro-batch
         self.to(backbone.device)
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        """The trainable parameters of the head and layer weights (the head's learning rate)."""
+        return [p for n, p in self.named_parameters() if p.requires_grad and _is_head_parameter(n)]
+
+    def backbone_parameters(self) -> list[nn.Parameter]:
+        """The trainable parameters of the backbone (adapters included): the backbone's rate."""
+        return [
+            p for n, p in self.named_parameters() if p.requires_grad and not _is_head_parameter(n)
+        ]
 
     def layer_weights(self) -> np.ndarray | None:
         """The learned softmax weights over hidden states (None without ``weighted_layers``)."""
@@ -72,8 +123,38 @@ class EmotionModel(nn.Module):
         Only the last state when the head reads the last one (saves memory).
         """
         segments = [segment for utterance in utterances for segment in utterance]
-        states, frames = self.backbone.forward_states(segments)
+        masking = self.training and self.masking
+        whisper = is_whisper(self.encoder)
+        if masking and whisper and self.mask_seed is not None:
+            segments = mask_log_mel(segments, self.mask_seed, self.mask_prob, self.mask_length)
+        # a wav2vec2-like model is always given its masks in training (none without a seed),
+        # so that it never draws its own from the global RNG
+        hook = (
+            self.encoder.register_forward_pre_hook(self._time_mask_hook(segments), with_kwargs=True)
+            if masking and not whisper
+            else None
+        )
+        try:
+            states, frames = self.backbone.forward_states(segments)
+        finally:
+            if hook is not None:
+                hook.remove()
         return self.pool_states(states, frames, [len(u) for u in utterances])
+
+    def _time_mask_hook(self, segments: Sequence[Segment]) -> Callable:
+        """A pre-hook passing seeded ``mask_time_indices`` to a wav2vec2-like model's forward."""
+        valid = [segment.frames for segment in segments]
+
+        def hook(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+            values = args[0] if args else kwargs["input_values"]
+            total = int(module._get_feat_extract_output_lengths(values.shape[-1]))
+            mask = np.zeros((len(valid), total), dtype=bool)
+            if self.mask_seed is not None:
+                mask = time_mask(valid, total, self.mask_seed, self.mask_prob, self.mask_length)
+            kwargs["mask_time_indices"] = torch.from_numpy(mask).to(values.device)
+            return args, kwargs
+
+        return hook
 
     def pool_states(
         self, states: Sequence[torch.Tensor], frames: np.ndarray, sizes: Sequence[int]
@@ -85,7 +166,12 @@ class EmotionModel(nn.Module):
         owners = torch.as_tensor(
             np.repeat(np.arange(len(sizes)), list(sizes)), device=self.backbone.device
         )
-        chosen = list(states) if self.weighted else list(states[-1:])
+        if self.weighted:
+            chosen = list(states)
+        elif self.head_layer is not None:
+            chosen = [states[self.head_layer]]
+        else:
+            chosen = list(states[-1:])
         lengths = torch.from_numpy(frames).to(self.backbone.device)
         mask = frame_mask(lengths, chosen[0].shape[1]).to(torch.float32)
         counts = torch.zeros(len(sizes), device=mask.device).index_add(0, owners, mask.sum(1))
@@ -102,6 +188,7 @@ class EmotionModel(nn.Module):
 
     def logits(self, pooled: torch.Tensor) -> torch.Tensor:
         """Class logits (batch, classes) in float32 from :meth:`pooled` vectors."""
+        pooled = self.scaler(pooled)
         if self.layer_logits is not None:
             weights = torch.softmax(self.layer_logits.float(), 0)
             features = torch.einsum("l,lbd->bd", weights, pooled)
@@ -132,6 +219,85 @@ class EmotionModel(nn.Module):
                 parameter.copy_(state[name].to(parameter.device))
 
 
+def _is_head_parameter(name: str) -> bool:
+    return name.startswith(("head.", "layer_logits", "scaler."))
+
+
+def is_whisper(encoder: nn.Module) -> bool:
+    """Whether the backbone is Whisper's encoder (no masked embedding: its input is masked)."""
+    return hasattr(encoder, "embed_positions")
+
+
+def time_mask(valid: Sequence[int], total: int, seed: int, prob: float, length: int) -> np.ndarray:
+    """Boolean (rows, total) spans to mask, within each row's `valid` frames, from `seed` alone.
+
+    As transformers' ``_compute_mask_indices`` (``mask_prob * frames / length``
+    spans per row, stochastic rounding, at least 2 spans of `length` frames
+    where a row holds them), but from a numpy ``Generator`` seeded here, never
+    the global RNG, so a resumed run draws the same masks.
+    """
+    rng = np.random.default_rng(seed)
+    mask = np.zeros((len(valid), total), dtype=bool)
+    for row, frames in enumerate(valid):
+        frames = min(int(frames), total)
+        starts_possible = frames - length + 1
+        if starts_possible < 1:
+            continue
+        spans = int(prob * frames / length + rng.random())
+        spans = min(max(spans, 2), starts_possible) if prob > 0 else 0
+        for start in rng.choice(starts_possible, size=spans, replace=False):
+            mask[row, start : start + length] = True
+    return mask
+
+
+def mask_log_mel(segments: Sequence[Segment], seed: int, prob: float, length: int) -> list[Segment]:
+    """Copies of Whisper segments with masked spans of log-mel frames set to zero.
+
+    transformers' ``WhisperModel._mask_input_features`` masks the same way; the
+    spans fall within each segment's real audio (2 log-mel frames per encoder frame).
+    """
+    valid = [min(2 * segment.frames, segment.values.shape[-1]) for segment in segments]
+    total = max(segment.values.shape[-1] for segment in segments)
+    mask = time_mask(valid, total, seed, prob, length)
+    out = []
+    for row, segment in enumerate(segments):
+        values = segment.values.copy()
+        values[..., mask[row, : values.shape[-1]]] = 0.0
+        out.append(dataclasses.replace(segment, values=values))
+    return out
+
+
+def truncate(encoder: nn.Module, backbone: TransformerBackbone, layer: int) -> None:
+    """Drop the transformer layers above `layer`, so that hidden state `layer` is computed last.
+
+    The states kept equal the full model's. Whisper's encoder normalises its
+    last state only, so a cut one's final norm becomes an identity
+    (wav2vec2-like models in transformers >= 5 return their last state before
+    any final norm). State 0, the input embedding, is captured as the first
+    layer's input, so one layer is kept for it. The depth is recorded in the
+    config (``ssl_ser_full_layers``), so that a saved cut model loads cut the same way.
+
+    Raises:
+        ConfigError: `layer` beyond the model's hidden states.
+    """
+    layers = transformer_layers(encoder)
+    full = int(getattr(encoder.config, "ssl_ser_full_layers", len(layers)))
+    if layer > full:
+        raise ConfigError(
+            f"head_layer={layer} but the model has {full + 1} hidden states (0..{full})"
+        )
+    kept = max(layer, 1)
+    if kept < full and is_whisper(encoder):
+        encoder.layer_norm = nn.Identity()
+    if kept < len(layers):
+        getattr(encoder, "encoder", encoder).layers = nn.ModuleList(list(layers)[:kept])
+    for name in ("num_hidden_layers", "encoder_layers"):
+        if hasattr(encoder.config, name):
+            setattr(encoder.config, name, kept)
+    encoder.config.ssl_ser_full_layers = full
+    backbone.states = kept + 1
+
+
 def build_model(
     config: FinetuneConfig, n_classes: int, device: str, seed: int
 ) -> tuple[EmotionModel, TransformerBackbone]:
@@ -148,6 +314,10 @@ def build_model(
     if not isinstance(backbone, TransformerBackbone):
         raise ConfigError(f"{config.model!r} cannot be fine-tuned")
     encoder = backbone.model
+    if config.head_layer is not None:
+        truncate(encoder, backbone, config.head_layer)
+    if config.spec_augment:
+        allow_time_masks(encoder, config)
     freeze(encoder, config)
     torch.manual_seed(seed)
     if config.adapter == "lora":
@@ -160,6 +330,28 @@ def build_model(
     total = sum(p.numel() for p in model.parameters())
     log.info("fine-tuning %d of %d parameters (%.1f%%)", trained, total, 100 * trained / total)
     return model, backbone
+
+
+def allow_time_masks(encoder: nn.Module, config: FinetuneConfig) -> None:
+    """Let a wav2vec2-like model apply the masks the trainer passes, and draw none itself.
+
+    Loading turns ``apply_spec_augment`` off; here it is on again. The model
+    draws masks of its own (from the global numpy RNG) only in a training
+    forward given none, and every training forward is given
+    :func:`time_mask`'s seeded spans; its feature-axis masking is turned off.
+
+    Raises:
+        ConfigError: a model without a learned mask embedding (masking cannot apply).
+    """
+    if is_whisper(encoder):
+        return
+    if getattr(encoder, "masked_spec_embed", None) is None:
+        raise ConfigError(
+            f"{config.model} has no masked_spec_embed (its config sets no masking), so "
+            "SpecAugment cannot be applied: use --no-spec-augment"
+        )
+    encoder.config.apply_spec_augment = True
+    encoder.config.mask_feature_prob = 0.0
 
 
 def enable_checkpointing(encoder: nn.Module, backbone: TransformerBackbone | None = None) -> None:
@@ -322,7 +514,8 @@ def save_model(model: EmotionModel, config: FinetuneConfig, folder: Path) -> Non
     for Whisper is its encoder: inject it with ``peft.inject_adapter_in_model``
     into ``AutoModel.from_pretrained(base)`` (Whisper: ``.get_encoder()``) and
     load it with ``peft.set_peft_model_state_dict``. ``head.safetensors`` holds
-    ``head.*`` and, with weighted layers, ``layer_logits``.
+    ``head.*``, ``scaler.*`` (the input standardisation) and, with weighted
+    layers, ``layer_logits``.
     """
     from safetensors.torch import save_file
 
@@ -339,6 +532,7 @@ def save_model(model: EmotionModel, config: FinetuneConfig, folder: Path) -> Non
             encoder.save_pretrained(folder / "backbone")
         model.backbone.preprocessor.feature_extractor.save_pretrained(folder / "backbone")
     head = {f"head.{k}": v for k, v in model.head.state_dict().items()}
+    head.update({f"scaler.{k}": v for k, v in model.scaler.state_dict().items()})
     if model.layer_logits is not None:
         head["layer_logits"] = model.layer_logits.detach()
     save_file(_contiguous(head), folder / "head.safetensors")

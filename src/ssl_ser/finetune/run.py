@@ -10,11 +10,18 @@ any probe cell (classifier ``finetune``, layer ``all`` or ``weighted``), stored
 at once, so a re-run skips finished folds; its per-epoch curve and learned layer
 weights are columns of its rows. The chosen model is saved under
 ``models/<cell id>/`` with its label map and run configuration.
+
+Before the first fold, one pass of the untrained model over every row gives
+the head's inputs: their mean and scale over each fold's fitting rows
+standardise the head (as the probes' ``StandardScaler``), and with
+``from_probe`` they choose the layer and refit each fold's probe
+(:mod:`ssl_ser.finetune.probe_init`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import shutil
@@ -30,6 +37,7 @@ import pandas as pd
 from ssl_ser import audio as audio_module
 from ssl_ser import manifest as manifest_module
 from ssl_ser.atomic import check_writable, write_file
+from ssl_ser.classify.probe import layer_standardiser
 from ssl_ser.classify.results import CellStore, cell_id, summary_line, write_tables
 from ssl_ser.classify.splits import (
     SPEAKER_INDEPENDENT,
@@ -43,7 +51,7 @@ from ssl_ser.classify.sweep import CellInfo, Outcome, Rows, setting_key, store_c
 from ssl_ser.errors import ConfigError, UnknownChoiceError
 from ssl_ser.extract.backbones import library_progress_bars
 from ssl_ser.extract.config import default_workers
-from ssl_ser.finetune import data, train
+from ssl_ser.finetune import data, probe_init, train
 from ssl_ser.finetune import model as model_module
 from ssl_ser.finetune.config import FINETUNE_CLASSIFIER, FinetuneConfig
 from ssl_ser.finetune.distributed import World, barrier, from_main, gather, world
@@ -79,6 +87,9 @@ class FinetuneSettings:
         workers: audio loading processes (None: the extraction default).
         force: train folds again that the output folder already holds.
         save_models: save each fold's chosen model under ``models/``.
+        from_probe: a ``ser classify``/``ser probe`` results folder whose logreg
+            probes (same folds) choose the layer the head reads and start each
+            fold's head (:mod:`ssl_ser.finetune.probe_init`); None: not used.
         audio_in_memory: hold all prepared audio in memory instead of a file of the
             output folder read per batch (the same arrays either way).
     """
@@ -95,6 +106,7 @@ class FinetuneSettings:
     workers: int | None = None
     force: bool = False
     save_models: bool = True
+    from_probe: str | None = None
     audio_in_memory: bool = False
 
     @property
@@ -134,6 +146,10 @@ class _Run:
     identity: dict[str, Any]
     here: World
     progress: bool
+    # the untrained model's head inputs (states read, rows, dim), computed once
+    features: np.ndarray | None = None
+    probes: pd.DataFrame | None = None  # the probe rows of the chosen layer (from_probe)
+    probe_folder: Path | None = None
 
 
 def run_finetune(
@@ -164,6 +180,14 @@ def run_finetune(
         world(settings.device) as here,
         _closing(_prepare(manifest, config, settings, output, here, progress)) as run,
     ):
+        if settings.from_probe is not None:
+            _from_probe(run, Path(settings.from_probe))
+            config = run.config
+        elif config.init == "probe" and config.head_layer is None:
+            raise ConfigError(
+                "init 'probe' starts the head from one layer's probe: give head_layer "
+                "(--head-layer N) or the probes' results (--from-probe RESULTS_DIR)"
+            )
         ran, skipped = 0, 0
         described: dict[str, Mapping[str, Any]] = {}
         for train_condition, test_condition in _scenarios(settings):
@@ -430,6 +454,7 @@ def _run_fold(run: _Run, cell: str, fold: Fold, n_dropped: int, meta: dict) -> N
     trainer = train.Trainer(model, run.config, run.audio, run.settings.seed, run.here, describe)
     trainer.progress = run.progress
     trainer.started = started  # fit_seconds: the whole fold, earlier runs of a resume included
+    _start_head(run, trainer, fold, fit, meta)
     folder = run.store.output / CHECKPOINTS_DIR / cell
     state = train.train_fold(trainer, rows, folder)
     probabilities = train.predict(trainer, [keys[i] for i in fold.test])
@@ -478,6 +503,178 @@ def _run_fold(run: _Run, cell: str, fold: Fold, n_dropped: int, meta: dict) -> N
     shutil.rmtree(folder, ignore_errors=True)
     with contextlib.suppress(OSError):  # the last fold's checkpoints gone: the folder too
         folder.parent.rmdir()
+
+
+def _all_keys(run: _Run) -> list[tuple[str, str]]:
+    frame = run.table.table
+    return list(zip(frame["utt_id"], frame["condition"], strict=True))
+
+
+def _start_head(run: _Run, trainer: train.Trainer, fold: Fold, fit: np.ndarray, meta: dict) -> None:
+    """Standardise the head's input on the fitting rows, or start the head as the fold's probe."""
+    config = run.config
+    if run.features is None:  # the backbone is loaded afresh per fold: the same for every fold
+        run.features = train.pooled_features(trainer, _all_keys(run))
+    if config.freeze == "base" and config.adapter == "none":
+        trainer.use_frozen_features(run.features, _all_keys(run))
+    model = trainer.model
+    if config.init == "probe":
+        _probe_head(run, trainer, fold, fit, meta)
+    elif config.standardise:
+        mean, scale = layer_standardiser(run.features, fit)
+        model.scaler.set(mean[:, 0], scale[:, 0])
+
+
+def _probe_head(run: _Run, trainer: train.Trainer, fold: Fold, fit: np.ndarray, meta: dict) -> None:
+    """Start the head as the fold's logreg probe; the probe itself is kept if epoch 0 wins.
+
+    Training starts from the probe fitted on the fitting rows, so that epoch 0,
+    like every later epoch, is scored on validation speakers it has not seen.
+    When no epoch beats it, the fold's model is the probe as ``ser classify``
+    fits it, on all training rows (checked against the stored one), as a
+    search refits its chosen setting on all rows.
+    """
+    n_classes = len(run.table.classes)
+    kept, gap = _fold_probe(run, fold, meta, run.config.probe_dtype)
+    if gap is not None:
+        probe_init.check_gap(gap, fold.name, meta, run.config.head_layer)
+    start = _refit(run, fit, run.config.probe_dtype)
+    _set_head(trainer.model, probe_init.head_of(start, n_classes))
+    trainer.epoch_zero = lambda: _set_head(trainer.model, probe_init.head_of(kept, n_classes))
+
+
+def _refit(run: _Run, rows: np.ndarray, dtype: str) -> Any:
+    """The logreg probe of the layer read, fitted on `rows` at the probes' precision."""
+    x = probe_init.stored_precision(run.features[0], dtype)
+    params = {} if run.probes is None else probe_init.probe_params(run.probes)
+    return probe_init.fit_probe(x[rows], run.rows.codes[rows], params, run.settings.seed)
+
+
+def _set_head(model: Any, head: probe_init.ProbeHead) -> None:
+    """Put a probe into the model's standardisation and linear head."""
+    import torch
+
+    model.scaler.set(head.mean[None], head.scale[None])
+    with torch.no_grad():
+        model.head.weight.copy_(torch.as_tensor(head.weight, dtype=torch.float32))
+        model.head.bias.copy_(torch.as_tensor(head.bias, dtype=torch.float32))
+
+
+def _fold_probe(run: _Run, fold: Fold, meta: dict, dtype: str) -> tuple[Any, float | None]:
+    """The fold's probe refitted on features at the probes' storage `dtype`, and its gap.
+
+    The gap is the largest test-probability difference from the stored probe
+    (None without stored probes).
+    """
+    fitted = _refit(run, fold.train, dtype)
+    x = probe_init.stored_precision(run.features[0], dtype)
+    if run.probes is None:
+        return fitted, None
+    mine = run.probes[  # this fold's probe (a folder may hold other seeds' folds too)
+        (run.probes["fold_digest"].astype(str) == fold_digest(run.rows.utt_ids, fold))
+        & (run.probes["train_condition"] == meta["train_condition"])
+        & (run.probes["test_condition"] == meta["test_condition"])
+    ]
+    gap = probe_init.stored_gap(
+        run.probe_folder,
+        mine,
+        list(run.rows.utt_ids[fold.test]),
+        probe_init.probabilities(fitted, x[fold.test], len(run.table.classes)),
+        run.table.classes,
+    )
+    return fitted, gap
+
+
+def _from_probe(run: _Run, path: Path) -> None:
+    """Choose the layer on training speakers from the probes of the same folds; start from them.
+
+    Sets ``run.config`` (``head_layer``, ``init="probe"``), ``run.features``
+    (that layer's untrained states) and ``run.probes``. A ``head_layer`` given
+    in the config is kept (it must have been probed).
+
+    Raises:
+        ConfigError: no such probes, probes of other folds, a head that is not linear.
+    """
+    folder = probe_init.results_folder(path)
+    pairs = _scenarios(run.settings)
+    rows = probe_init.probe_rows(folder, str(run.identity["model"]), pairs)
+    folds = [
+        (pair, fold, fit, val)
+        for pair in pairs
+        for fold in _pair_folds(run, *pair)
+        for fit, val in [_validation(run, fold)]
+    ]
+    digests = {
+        (*pair, str(fold.name)): fold_digest(run.rows.utt_ids, fold) for pair, fold, _, _ in folds
+    }
+    probe_init.check_same_folds(rows, digests)
+    params = probe_init.probe_params(rows)
+    full = dataclasses.replace(
+        run.config, head_layer=None, weighted_layers=True, init="random", epochs=1
+    )
+    with library_progress_bars(False):
+        model, _ = model_module.build_model(
+            full, len(run.table.classes), run.here.device(run.settings.device), run.settings.seed
+        )
+    trainer = train.Trainer(model, full, run.audio, run.settings.seed, run.here)
+    states = train.pooled_features(trainer, _all_keys(run))
+    del trainer, model
+    layer = run.config.head_layer
+    if layer is None:
+        layer = _probe_layer(run, rows, states, folds, params, folder)
+    elif str(layer) not in set(rows["layer"].astype(str)):
+        raise probe_init.ProbeMismatchError(
+            f"--from-probe {folder}: no probe of layer {layer}; probed layers: "
+            f"{sorted(set(rows['layer'].astype(str)), key=int)}"
+        )
+    run.features = states[layer : layer + 1]
+    run.probes = rows[rows["layer"].astype(str) == str(layer)]
+    run.probe_folder = folder
+    pair, fold, _, _ = folds[0]
+    meta = {"train_condition": pair[0], "test_condition": pair[1]}
+    gaps = {d: _fold_probe(run, fold, meta, d)[1] for d in probe_init.STORAGE_DTYPES}
+    dtype = min(gaps, key=lambda d: gaps[d])  # the precision the probes' cache stored
+    probe_init.check_gap(gaps[dtype], fold.name, meta, layer)
+    run.config = dataclasses.replace(run.config, head_layer=layer, init="probe", probe_dtype=dtype)
+
+
+def _probe_layer(
+    run: _Run,
+    rows: pd.DataFrame,
+    states: np.ndarray,
+    folds: list,
+    params: Mapping[str, Any],
+    folder: Path,
+) -> int:
+    """The probed layer whose probes, fitted on fitting rows, score best on validation speakers."""
+    layers = sorted({int(layer) for layer in rows["layer"]} & set(range(len(states))))
+    scores: dict[int, list[float]] = {layer: [] for layer in layers}
+    n_classes = len(run.table.classes)
+    codes = run.rows.codes
+    for _, _, fit, val in folds:
+        for layer in layers:
+            fitted = probe_init.fit_probe(states[layer][fit], codes[fit], params, run.settings.seed)
+            scores[layer].append(
+                probe_init.validation_ua(fitted, states[layer][val], codes[val], n_classes)
+            )
+    layer = probe_init.choose_layer(scores)
+    if run.here.main:
+        shown = ", ".join(f"{k}: {np.mean(v):.3f}" for k, v in scores.items())
+        announce(
+            f"finetune: --from-probe {folder}: layer {layer} chosen on validation speakers "
+            f"(mean validation UA of each layer's probe: {shown})"
+        )
+    return layer
+
+
+def _pair_folds(run: _Run, train_condition: str, test_condition: str) -> list[Fold]:
+    """The folds of one condition pair, classes unseen in training dropped (as they are trained)."""
+    frame = run.table.table
+    settings = run.settings
+    folds = condition_folds(
+        frame, train_condition, test_condition, settings.split, settings.split_options
+    )
+    return [drop_unseen_classes(fold, frame["label"].to_numpy())[0] for fold in folds]
 
 
 def _save_model(run: _Run, model: Any, folder: Path, meta: Mapping[str, Any], cell: str) -> None:

@@ -5,10 +5,15 @@ from the seed and the epoch), accumulates micro-batches into optimizer steps,
 clips the gradient norm and steps the linear schedule; then it scores the
 validation rows (training speakers only) and keeps the weights of the epoch with
 the best validation UA. Training stops after ``patience`` epochs without a
-better one. The test rows are never seen here. Every epoch ends with a
-checkpoint (see :mod:`ssl_ser.finetune.checkpoint`) from which a killed run
-resumes; dropout is seeded per micro-batch from (seed, epoch, micro-batch), so
-a resumed run and one process or several compute the same thing.
+better one. A head started from a probe is scored as epoch 0 before any step,
+and a later epoch is kept only when it beats it, so the kept model is never
+below its starting probe on validation (when epoch 0 wins, the trainer's
+``epoch_zero`` puts the probe itself back). The head and the backbone have their
+own learning rates (two AdamW parameter groups). The test rows are never seen
+here. Every epoch ends with a checkpoint (see :mod:`ssl_ser.finetune.checkpoint`)
+from which a killed run resumes; dropout and the SpecAugment time masks are
+seeded per micro-batch from (seed, epoch, micro-batch), so a resumed run and
+one process or several compute the same thing.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +52,9 @@ from ssl_ser.progress import announce
 
 log = logging.getLogger(__name__)
 
+# Relative validation-loss difference below which two epochs of equal UA tie (float32 noise).
+LOSS_TIE = 1e-6
+
 
 @dataclass
 class FoldRows:
@@ -70,6 +78,13 @@ class Trainer:
     here: World
     describe: str = ""
     progress: bool = False
+    # a frozen backbone's head inputs (states, rows, dim) and the row of each key:
+    # the head then trains on them without running the backbone (see use_frozen_features)
+    features: np.ndarray | None = None
+    feature_rows: dict[tuple[str, str], int] | None = None
+    # puts the model of epoch 0 back when no epoch beats it (a probe-started head: the
+    # probe fitted on all training rows); None: epoch 0's stored weights are the model
+    epoch_zero: Callable[[], None] | None = None
     # when this process started the fold, and the seconds earlier runs spent on it (a resume)
     started: float = field(default_factory=time.perf_counter)
     earlier_seconds: float = 0.0
@@ -81,8 +96,13 @@ class Trainer:
     def __post_init__(self) -> None:
         self.parameters = [p for p in self.model.parameters() if p.requires_grad]
         self.device = self.model.backbone.device
+        groups = [
+            {"params": self.model.backbone_parameters(), "lr": self.config.learning_rate},
+            {"params": self.model.head_parameters(), "lr": self.config.head_learning_rate},
+        ]
         self.optimizer = torch.optim.AdamW(
-            self.parameters, lr=self.config.learning_rate, weight_decay=self.config.weight_decay
+            [group for group in groups if group["params"]],
+            weight_decay=self.config.weight_decay,
         )
         fp16 = self.device.type == "cuda" and self.config.dtype == "float16"
         self.scaler = torch.amp.GradScaler("cuda", enabled=fp16)
@@ -99,8 +119,22 @@ class Trainer:
         input_seconds = self.model.backbone.input_seconds
         return batches(keys, self.audio, input_seconds, self.config.batch_seconds)
 
+    def use_frozen_features(self, features: np.ndarray, keys: Sequence[tuple[str, str]]) -> None:
+        """Train the head on the backbone's fixed outputs (`features` rows are `keys`).
+
+        For a frozen backbone (``freeze="base"``, no adapter): it is a fixed
+        feature extractor, as for the probes, so it runs once, in eval mode (no
+        dropout, no time masks), and a head-only run is the probe's own setting.
+        """
+        self.features = features
+        self.feature_rows = {key: row for row, key in enumerate(keys)}
+
     def logits(self, keys: Sequence[tuple[str, str]]) -> torch.Tensor:
         """Forward one micro-batch; out of memory becomes a message saying what to lower."""
+        if self.features is not None:
+            rows = [self.feature_rows[key] for key in keys]
+            pooled = torch.from_numpy(np.ascontiguousarray(self.features[:, rows]))
+            return self.model.logits(pooled.to(self.device))
         try:
             with self.autocast():
                 return self.model([self.audio.segments[key] for key in keys])
@@ -157,6 +191,9 @@ def train_fold(trainer: Trainer, rows: FoldRows, folder: Path) -> TrainState:
         else np.ones(rows.n_classes)
     )
     state = _resume(trainer, scheduler, folder)
+    if state.epoch == 0 and config.init == "probe":  # the starting probe competes as epoch 0
+        val_ua, val_loss = _validate(trainer, rows, weights)
+        _record(trainer, state, None, val_ua, val_loss, scheduler, folder)
     with _bar(trainer, config.epochs * steps_per_epoch, state.epoch * steps_per_epoch) as bar:
         while state.epoch < config.epochs and not state.stopped:
             state.epoch += 1
@@ -165,6 +202,8 @@ def train_fold(trainer: Trainer, rows: FoldRows, folder: Path) -> TrainState:
             _record(trainer, state, loss, val_ua, val_loss, scheduler, folder)
             bar.set_postfix(loss=f"{loss:.3f}", val_ua=f"{val_ua:.3f}", best=state.best_epoch)
     trainer.model.load_trainable_state(checkpoint.load_weights(folder / state.best_file))
+    if state.best_epoch == 0 and trainer.epoch_zero is not None:
+        trainer.epoch_zero()
     return state
 
 
@@ -201,9 +240,13 @@ def _bar(trainer: Trainer, steps: int, done: int) -> Iterator[tqdm]:
         yield bar
 
 
-def micro_seed(seed: int, epoch: int, index: int) -> int:
-    """The dropout seed of one micro-batch: the same in any process and after a restart."""
-    return int(np.random.default_rng([seed, epoch, index]).integers(2**62))
+def micro_seed(seed: int, epoch: int, index: int, stream: int = 0) -> int:
+    """The dropout (stream 0) or time-mask (stream 1) seed of one micro-batch.
+
+    The same in any process and after a restart.
+    """
+    key = [seed, epoch, index] if stream == 0 else [seed, epoch, index, stream]
+    return int(np.random.default_rng(key).integers(2**62))
 
 
 def _epoch(
@@ -247,7 +290,11 @@ def _backward(
     torch.manual_seed(micro_seed(trainer.seed, state.epoch, index))
     keys = [rows.fit_keys[i] for i in batch]
     targets = torch.as_tensor(rows.fit_codes[batch], device=trainer.device)
-    logits = trainer.logits(keys)
+    trainer.model.mask_seed = micro_seed(trainer.seed, state.epoch, index, stream=1)
+    try:
+        logits = trainer.logits(keys)
+    finally:
+        trainer.model.mask_seed = None
     loss = functional.cross_entropy(logits, targets, weight=weight, reduction="sum")
     try:
         trainer.scaler.scale(loss / norm).backward()
@@ -269,6 +316,31 @@ def _step(trainer: Trainer, scheduler: Any) -> None:
     trainer.scaler.update()
     scheduler.step()
     trainer.optimizer.zero_grad(set_to_none=True)
+
+
+@torch.no_grad()
+def pooled_features(trainer: Trainer, keys: Sequence[tuple[str, str]]) -> np.ndarray:
+    """The head's unstandardised inputs (states, rows, dim) of `keys`, in eval mode.
+
+    What the probes of these states are fitted on, and what the head's
+    standardisation statistics come from.
+    """
+    trainer.model.eval()
+    plan = trainer.plan(keys)
+    mine = []
+    for batch in plan[trainer.here.rank :: trainer.here.size]:
+        with trainer.autocast():
+            pooled = trainer.model.pooled([trainer.audio.segments[keys[i]] for i in batch])
+        mine.append((batch, pooled.float().cpu().numpy()))
+    out: np.ndarray | None = None
+    for part in gather(mine, trainer.here):
+        for batch, pooled in part:
+            if out is None:
+                out = np.zeros((pooled.shape[0], len(keys), pooled.shape[2]), dtype=np.float32)
+            out[:, batch] = pooled
+    if out is None:
+        raise ConfigError("no rows to compute features of")
+    return out
 
 
 @torch.no_grad()
@@ -301,7 +373,7 @@ def _validate(trainer: Trainer, rows: FoldRows, weights: np.ndarray) -> tuple[fl
 def _record(
     trainer: Trainer,
     state: TrainState,
-    loss: float,
+    loss: float | None,
     val_ua: float,
     val_loss: float,
     scheduler: Any,
@@ -313,8 +385,9 @@ def _record(
         {"epoch": state.epoch, "train_loss": loss, "val_ua": val_ua, "val_loss": val_loss, "lr": lr}
     )
     weights = trainer.model.trainable_state()
-    if val_ua > state.best_val_ua:
+    if better(val_ua, val_loss, state):
         state.best_val_ua, state.best_epoch, state.bad_epochs = val_ua, state.epoch, 0
+        state.best_val_loss = val_loss
         if trainer.here.main:
             checkpoint.save_weights(weights, folder / state.best_file)
     else:
@@ -324,13 +397,26 @@ def _record(
     state.seconds = trainer.elapsed()
     if trainer.here.main:
         checkpoint.save(folder, state, weights, _trainer_states(trainer, scheduler))
+        trained = "starting probe" if loss is None else f"train loss {loss:.4f}"
         line = (
-            f"{trainer.describe}: epoch {state.epoch}/{trainer.config.epochs} train loss "
-            f"{loss:.4f}, validation UA {val_ua:.3f} (best {state.best_val_ua:.3f} at epoch "
+            f"{trainer.describe}: epoch {state.epoch}/{trainer.config.epochs} {trained}, "
+            f"validation UA {val_ua:.3f} (best {state.best_val_ua:.3f} at epoch "
             f"{state.best_epoch})"
         )
         (log.info if trainer.progress else announce)(line)
     barrier(trainer.here)
+
+
+def better(val_ua: float, val_loss: float, state: TrainState) -> bool:
+    """Whether an epoch beats the best so far: higher validation UA, or equal UA at a lower loss.
+
+    A few validation speakers give UA few distinct values, so ties are common;
+    the loss tells them apart. An epoch that only equals the best (loss within
+    float32 noise, :data:`LOSS_TIE`) is not kept.
+    """
+    if val_ua != state.best_val_ua:
+        return val_ua > state.best_val_ua
+    return val_loss < state.best_val_loss - LOSS_TIE * abs(state.best_val_loss)
 
 
 def _trainer_states(trainer: Trainer, scheduler: Any) -> dict[str, Any]:

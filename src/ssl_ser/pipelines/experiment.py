@@ -35,7 +35,15 @@ from typing import Any
 
 from ssl_ser.errors import ConfigError, SerError, UnknownChoiceError
 from ssl_ser.extract.config import LONG_AUDIO_POLICIES, RETRY_FAILED
-from ssl_ser.finetune.config import ADAPTERS, FINETUNE_DTYPES, FREEZES, HEADS, FinetuneConfig
+from ssl_ser.finetune.config import (
+    ADAPTERS,
+    FINETUNE_DTYPES,
+    FREEZES,
+    HEADS,
+    INITS,
+    PROBE_DTYPES,
+    FinetuneConfig,
+)
 from ssl_ser.manifest import MANIFEST_SUFFIXES
 from ssl_ser.pipelines._schema import Where, build, check_choices, schema, wrong_type
 
@@ -200,6 +208,8 @@ FINETUNE_CHOICES: dict[str, tuple[str, ...]] = {
     "head": HEADS,
     "freeze": FREEZES,
     "adapter": ADAPTERS,
+    "init": INITS,
+    "probe_dtype": PROBE_DTYPES,
     "dtype": FINETUNE_DTYPES,
     "long_audio": LONG_AUDIO_POLICIES,
 }

@@ -23,6 +23,7 @@ A run killed at any point is finished by running it again.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -355,17 +356,44 @@ def run_finetune_unit(plan: Plan, unit: FinetuneUnit, *, progress: bool = False)
     Returns:
         The :class:`~ssl_ser.finetune.run.FinetuneResult`.
     """
+    from ssl_ser.finetune.probe_init import ProbeMismatchError
     from ssl_ser.finetune.run import run_finetune
 
     rows = pd.concat([plan.manifests[c] for c in unit.probe.corpora], ignore_index=True)
     log.info("finetune %s", unit.describe())
+    settings = finetune_settings(plan, unit)
+    if probe_at_hand(plan, unit):
+        from ssl_ser.classify.results import CellStore, write_tables
+
+        # the probes' rows as --from-probe reads them: the tables the run writes after
+        # its sweeps (same resamples and seed), written early
+        store = CellStore(unit.variant.results_dir)
+        write_tables(store, n_boot=settings.bootstrap, seed=settings.seed)
+        start = dataclasses.replace(settings, from_probe=str(unit.variant.results_dir))
+        try:
+            return run_finetune(
+                rows, unit.config, start, unit.variant.results_dir, progress=progress, tables=False
+            )
+        except ProbeMismatchError as error:
+            log.warning("finetune %s: not started from its probes: %s", unit.describe(), error)
     return run_finetune(
-        rows,
-        unit.config,
-        finetune_settings(plan, unit),
-        unit.variant.results_dir,
-        progress=progress,
-        tables=False,
+        rows, unit.config, settings, unit.variant.results_dir, progress=progress, tables=False
+    )
+
+
+def probe_at_hand(plan: Plan, unit: FinetuneUnit) -> bool:
+    """Whether the sweep beside a fine-tune run fits logreg probes it can start from.
+
+    The sweep (same folds) has ``logreg`` on mean-pooled single layers, and the
+    fine-tune reads a layer those probes can choose, with a linear head.
+    """
+    config = unit.config
+    return (
+        "logreg" in plan.experiment.classifiers
+        and "mean" in unit.probe.poolings
+        and config.head == "linear"
+        and config.init == "random"
+        and config.head_layer is None
     )
 
 

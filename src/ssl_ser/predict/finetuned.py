@@ -66,7 +66,8 @@ class FinetunedPredictor(Predictor):
             config = dataclasses.replace(
                 config, model=str(trained.get("model", config.model)), revision=_commit(trained)
             )
-        config = dataclasses.replace(config, gradient_checkpointing=False)
+        # prediction never masks; a saved backbone no longer draws masks of its own
+        config = dataclasses.replace(config, gradient_checkpointing=False, spec_augment=False)
         with integrity.loading(folder / "backbone" if config.adapter == "none" else folder):
             self.model, backbone = finetune_model.build_model(config, len(self.classes), device, 0)
         if config.adapter == "lora":
@@ -144,6 +145,9 @@ def _load_head(model: finetune_model.EmotionModel, path: Path) -> None:
             f"{model.n_classes} classes make {wanted}; refused"
         )
     model.head.load_state_dict(head)
+    scaler = {k.removeprefix("scaler."): v for k, v in state.items() if k.startswith("scaler.")}
+    if scaler:  # folders saved before the head standardised its input hold none: identity
+        model.scaler.load_state_dict(scaler)
     if model.layer_logits is not None:
         if "layer_logits" not in state:
             raise ConfigError(f"{path} has no layer weights, but the settings say weighted layers")

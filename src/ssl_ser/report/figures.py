@@ -182,7 +182,9 @@ def settings(frame: pd.DataFrame) -> pd.Series:
 
 def layered_cells(cells: pd.DataFrame) -> pd.DataFrame:
     """Cells of layered (SSL) extractors at single numbered layers, with ``layer_index``."""
-    keep = ~cells["classic"].astype(bool) & cells["layer"].str.fullmatch(r"\d+")
+    # a fine-tune that read one layer (--head-layer, --from-probe) is a whole model, not a layer
+    numbered = cells["layer"].str.fullmatch(r"\d+")
+    keep = ~cells["classic"].astype(bool) & numbered & ~is_finetune(cells)
     out = cells[keep].copy()
     out["layer_index"] = out["layer"].astype(int)
     out["setting"] = settings(out)
@@ -428,7 +430,9 @@ def _finetune_lines(ax: Axes, tuned: pd.DataFrame) -> None:
     for (layer, setup), rows in tuned.groupby(["layer", "finetune_setup"], sort=True):
         color = FINETUNE_COLORS.get(str(layer), FINETUNE_COLORS[FINETUNE_LAST])
         index = sorted(tuned.loc[tuned["layer"] == layer, "finetune_setup"].unique()).index(setup)
-        what = "last hidden state" if layer == FINETUNE_LAST else "learned layer weights"
+        what = {FINETUNE_LAST: "last hidden state", "weighted": "learned layer weights"}.get(
+            str(layer), f"layer {layer}"
+        )
         label = f"fine-tuned · {what}" + (f" · {setup}" if several and setup else "")
         style = FINETUNE_STYLES[index % len(FINETUNE_STYLES)]
         for _, cell in rows.iterrows():
