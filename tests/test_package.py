@@ -61,6 +61,7 @@ def test_every_click_choice_lists_exactly_its_registry():
     from ssl_ser import audio, corpora
     from ssl_ser.cache import STORAGE_DTYPE_CHOICES
     from ssl_ser.classify.features import COMBINES
+    from ssl_ser.classify.measures import REQUESTED_TARGETS
     from ssl_ser.classify.splits import SPLITS
     from ssl_ser.classify.sweep.plan import BACKENDS
     from ssl_ser.corpora._base import ON_ERROR_CHOICES
@@ -87,6 +88,7 @@ def test_every_click_choice_lists_exactly_its_registry():
         "freeze": finetune.FREEZES,
         "adapter": finetune.ADAPTERS,
         "backend": BACKENDS,
+        "target": REQUESTED_TARGETS,
     }
     seen = set()
     for path in _walk(cli, []):

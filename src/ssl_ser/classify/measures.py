@@ -33,6 +33,8 @@ EMOTION_TARGET = "emotion"
 CONTROL_TARGET = "control"
 SPEAKER_TARGET = "speaker"
 TARGETS: tuple[str, ...] = (EMOTION_TARGET, CONTROL_TARGET, SPEAKER_TARGET)
+# The targets a user asks for; the control target comes with --control.
+REQUESTED_TARGETS: tuple[str, ...] = (EMOTION_TARGET, SPEAKER_TARGET)
 # The results column naming a cell's target; rows of older folders lack it (emotion).
 TARGET_COLUMN = "target"
 # Splits that make folds of utterances when every utterance is its own group.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ssl_ser.classify.features import COMBINES
+from ssl_ser.classify.measures import REQUESTED_TARGETS
 from ssl_ser.classify.sweep.plan import BACKENDS
 from ssl_ser.cli.options import (
     parse_labels,
@@ -55,7 +56,7 @@ from ssl_ser.cli.options import (
 @click.option("--condition", default=None, help="Refuse caches of any other condition.")
 @click.option(
     "--target",
-    type=click.Choice(["emotion", "speaker"]),
+    type=click.Choice(REQUESTED_TARGETS),
     default="emotion",
     show_default=True,
     help="What the probes predict. speaker: speaker identity per layer, on folds of "
