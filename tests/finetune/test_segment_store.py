@@ -14,6 +14,7 @@ from ssl_ser.extract.preprocess import Segment
 from ssl_ser.finetune.config import FinetuneConfig
 from ssl_ser.finetune.run import FinetuneSettings, run_finetune
 from ssl_ser.finetune.segment_store import STORE_DIR, SegmentStore
+from ssl_ser.finetune.validation import METHOD
 
 
 def test_segments_come_back_bit_for_bit_and_the_file_goes(tmp_path):
@@ -95,6 +96,8 @@ def test_rows_are_equal_with_audio_on_disk_and_in_memory(
         predictions = predictions.sort_values(["cell_id", "utt_id"]).reset_index(drop=True)
         outcomes.append((rows.drop(columns=["fit_seconds"]).reset_index(drop=True), predictions))
     assert len(outcomes[0][0]) == 4  # 2 conditions x 2 folds
+    # how validation speakers were drawn is recorded, and part of each fold's cell id
+    assert set(outcomes[0][0]["validation"]) == {METHOD}
     # each fold says which share of its training rows validates (1 of 2 speakers here)
     shares = [r.getMessage() for r in caplog.records if "validation on" in r.getMessage()]
     assert len(shares) == 8 and all("1 of 2 speakers" in line for line in shares)

@@ -56,7 +56,7 @@ from ssl_ser.finetune import model as model_module
 from ssl_ser.finetune.config import FINETUNE_CLASSIFIER, FinetuneConfig
 from ssl_ser.finetune.distributed import World, barrier, from_main, gather, world
 from ssl_ser.finetune.segment_store import SegmentStore
-from ssl_ser.finetune.validation import closest_speaker_split
+from ssl_ser.finetune.validation import METHOD, closest_speaker_split
 from ssl_ser.progress import announce
 from ssl_ser.versions import library_versions
 
@@ -405,7 +405,13 @@ def _fold_meta(run: _Run, fold: Fold, train_condition: str, test_condition: str)
         ),
         "feature_version": run.config.extractor_config().feature_version,
         "setting": run.config.setting(run.here.size),
+        "validation": validation_method(fold),
     }
+
+
+def validation_method(fold: Fold) -> str:
+    """How the fold's validation rows are drawn (part of its cell id, see validation.METHOD)."""
+    return "the split's validation part" if len(fold.val) else METHOD
 
 
 def _validation(run: _Run, fold: Fold) -> tuple[np.ndarray, np.ndarray]:

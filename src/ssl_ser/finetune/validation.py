@@ -16,6 +16,11 @@ import numpy as np
 
 from ssl_ser.classify.splits import inner_split
 
+# How validation speakers are drawn, recorded in every fine-tune row and cell id: folds
+# stored by a run that drew them otherwise ("add speakers until the share is passed")
+# are other cells, never skipped as done.
+METHOD = "speaker set closest to val_fraction"
+
 
 @dataclass(frozen=True)
 class ValidationSplit:
