@@ -22,6 +22,12 @@ utterances of 2-4 s:
   ``--from-probe`` trains) against the whole model, for every k, in one run: the
   ratio printed beside the layer fraction k/L (the front end and the head cost
   the same in both, so the ratio stays above the fraction).
+- audio: peak memory of preparing a synthetic corpus (``--audio-minutes`` of
+  16 kHz audio, 8 s clips) and reading one epoch of its batches, with the
+  prepared audio on disk and read per batch (the default) against held in
+  memory whole (``--audio-in-memory``, the only way before), each in a fresh
+  process: the peak RSS above the RSS before loading (Linux /proc) and the peak
+  of the arrays traced by ``tracemalloc``, side by side.
 
 Timings are medians over repeats after a warm-up, the compared settings
 interleaved, on a shared machine: compare ratios measured in one run.
@@ -81,7 +87,7 @@ MID_CONFIG: dict[str, object] = {
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="tiny,mid", help="tiny (the demo's), mid")
-    parser.add_argument("--parts", default="step,memory,freeze,truncate")
+    parser.add_argument("--parts", default="step,memory,freeze,truncate,audio")
     parser.add_argument("--batch", type=int, default=8, help="utterances in the batch")
     parser.add_argument("--low", type=float, default=2.0, help="shortest utterance (s)")
     parser.add_argument("--high", type=float, default=4.0, help="longest utterance (s)")
@@ -90,11 +96,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 short clips, 1 repeat")
     parser.add_argument("--folder", help="model folders (default: a temporary folder)")
+    parser.add_argument("--audio-minutes", type=float, default=30.0, help="audio part's corpus")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # memory: one setting, JSON out
+    parser.add_argument("--child-audio", help=argparse.SUPPRESS)  # audio: one mode, JSON out
     args = parser.parse_args()
     if args.quick:
         args.batch, args.low, args.high, args.repeats = 2, 0.5, 0.8, 1
         args.models = "tiny"
+        args.audio_minutes = min(args.audio_minutes, 2.0)
     return args
 
 
@@ -339,10 +348,103 @@ def bench_memory(name: str, folder: Path, args) -> None:
         print(f"  freeze {freeze}: checkpointing on / off (above start): {on / max(off, 1):.2f}")
 
 
+CLIP_SECONDS = 8.0
+
+
+def write_audio_corpus(root: Path, minutes: float) -> Path:
+    """A folder corpus of `minutes` of 8 s clips (4 speakers, 4 emotions), once per size."""
+    import soundfile as sf
+
+    from ssl_ser import synth
+
+    clips = max(16, int(round(60 * minutes / CLIP_SECONDS)))
+    folder = root / f"audio-{clips}"
+    if folder.is_dir():
+        return folder
+    emotions, voices = synth.BASIC_EMOTIONS, synth.DEFAULT_VOICES[:4]
+    for i in range(clips):
+        emotion, voice = emotions[i % len(emotions)], voices[(i // len(emotions)) % len(voices)]
+        path = folder / emotion / synth.file_name(voice, emotion, i)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, tone(CLIP_SECONDS, RATE, frequency=120.0 + i % 50, seed=i), RATE)
+    return folder
+
+
+def child_audio(args: argparse.Namespace) -> None:
+    """In a fresh process: peak memory of preparing the corpus and reading an epoch's batches."""
+    import gc
+    import tracemalloc
+
+    from ssl_ser import corpora, synth
+    from ssl_ser.finetune import data
+    from ssl_ser.finetune.segment_store import SegmentStore
+
+    setting = json.loads(args.child_audio)
+    manifest = corpora.load("folder", setting["corpus"], speaker_pattern=synth.SPEAKER_PATTERN)
+    config = FinetuneConfig(model=setting["folder"])
+    _, backbone = build_model(config, CLASSES, "cpu", 0)
+    gc.collect()
+    Path("/proc/self/clear_refs").write_text("5")
+    before = rss_mb("VmRSS")
+    tracemalloc.start()
+    store = None if setting["in_memory"] else SegmentStore(Path(setting["scratch"]))
+    audio = data.load_audio(manifest, backbone.preprocessor, ("clean",), "derived", 0, False, store)
+    keys = list(audio.segments)
+    plan = data.shuffled(data.batches(keys, audio, backbone.input_seconds, 32.0), 0, 1)
+    samples = 0
+    for batch in plan:  # what an epoch reads: every batch's segments, one batch at a time
+        segments = [audio.segments[keys[i]] for i in batch]
+        samples += sum(s.values.size for parts in segments for s in parts)
+    traced = tracemalloc.get_traced_memory()[1]
+    out = {
+        "rss_above_mb": rss_mb("VmHWM") - before,
+        "traced_peak_mb": traced / 2**20,
+        "audio_mb": samples * 4 / 2**20,
+        "audio_seconds": sum(audio.seconds.values()),
+        "utterances": len(keys),
+    }
+    audio.close()
+    print(json.dumps(out))
+
+
+def bench_audio(name: str, folder: Path, scratch: Path, args) -> None:
+    corpus = write_audio_corpus(scratch, args.audio_minutes)
+    results = {}
+    for in_memory in (True, False):
+        setting = {
+            "corpus": str(corpus),
+            "folder": str(folder),
+            "in_memory": in_memory,
+            "scratch": str(scratch / "store"),
+        }
+        command = [sys.executable, __file__, "--child-audio", json.dumps(setting)]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            error = (done.stderr.strip().splitlines() or ["?"])[-1]
+            print(f"\n[audio] {name}: failed: {error[:200]}")
+            return
+        results[in_memory] = json.loads(done.stdout.strip().splitlines()[-1])
+    first = results[True]
+    print(
+        f"\n[audio] {name}: peak memory of preparing {first['audio_seconds'] / 60:.1f} min of "
+        f"audio ({first['utterances']} clips, {first['audio_mb']:.0f} MB as float32) and "
+        "reading one epoch's batches (fresh process each)"
+    )
+    print(f"  {'prepared audio':<28}{'peak RSS above start MB':>25}{'traced peak MB':>16}")
+    for in_memory, label in ((True, "in memory (before)"), (False, "on disk, read per batch")):
+        result = results[in_memory]
+        print(f"  {label:<28}{result['rss_above_mb']:>25.0f}{result['traced_peak_mb']:>16.1f}")
+    ratio = results[False]["traced_peak_mb"] / max(results[True]["traced_peak_mb"], 1e-9)
+    print(f"  traced peak, on disk / in memory: {ratio:.3f}")
+
+
 def main() -> None:
     args = parse_args()
     if args.child:
         child_memory(args)
+        return
+    if args.child_audio:
+        child_audio(args)
         return
     torch.set_num_threads(args.threads)
     parts = args.parts.split(",")
@@ -359,6 +461,8 @@ def main() -> None:
                 bench_memory(name, folder, args)
             if "truncate" in parts:
                 bench_truncate(name, folder, audio, args)
+            if "audio" in parts:
+                bench_audio(name, folder, Path(scratch), args)
 
 
 if __name__ == "__main__":

@@ -104,3 +104,45 @@ def test_killed_and_restarted_equals_uninterrupted(
     pd.testing.assert_frame_equal(rows, uninterrupted[0], check_exact=True)
     pd.testing.assert_frame_equal(predictions, uninterrupted[1], check_exact=True)
     assert not any(out.glob("checkpoints/*/epoch-*"))
+
+
+class KilledError(Exception):
+    """Stands for a kill right after the first checkpoint was committed."""
+
+
+def test_fit_seconds_after_a_resume_count_the_whole_fold(
+    corpus_manifest, tiny_model, tmp_path, monkeypatch
+):
+    from ssl_ser.classify.splits import SplitOptions
+    from ssl_ser.finetune import checkpoint, train
+    from ssl_ser.finetune.config import FinetuneConfig
+    from ssl_ser.finetune.run import FinetuneSettings, run_finetune
+
+    epoch, save = train._epoch, checkpoint.save
+
+    def slow_epoch(*args, **kwargs):  # each epoch takes at least a second
+        time.sleep(1.0)
+        return epoch(*args, **kwargs)
+
+    def save_then_die(folder, state, *args):
+        save(folder, state, *args)
+        raise KilledError
+
+    config = FinetuneConfig(model=str(tiny_model), **{**CONFIG, "epochs": 2})
+    settings = FinetuneSettings(
+        split="speaker", split_options=SplitOptions(), device="cpu", workers=0, bootstrap=10
+    )
+    monkeypatch.setattr(train, "_epoch", slow_epoch)
+    monkeypatch.setattr(checkpoint, "save", save_then_die)
+    with pytest.raises(KilledError):
+        run_finetune(corpus_manifest, config, settings, tmp_path)
+    (state_file,) = tmp_path.glob("checkpoints/*/epoch-001/state.json")
+    first = json.loads(state_file.read_text())["seconds"]
+    assert first >= 1.0  # the first run's epoch, kept in the checkpoint
+    monkeypatch.setattr(checkpoint, "save", save)
+    started = time.perf_counter()
+    run_finetune(corpus_manifest, config, settings, tmp_path)
+    second = time.perf_counter() - started
+    (fit,) = pd.read_parquet(tmp_path / "results.parquet")["fit_seconds"]
+    # the resumed run trained one epoch; the fold's time counts both runs' epochs
+    assert first + 1.0 <= fit <= first + second

@@ -180,3 +180,34 @@ def test_a_whisper_encoder_is_timed_on_its_log_mel_window(tmp_path):
     assert run.length == 3000  # 30 s of log-mel frames: Whisper untrimmed sees a whole window
     assert run.output.shape == (1, pipeline.backbone.states, pipeline.backbone.dim)
     assert all(run.seconds[part] > 0 for part in ("resample", "preprocess", "forward"))
+
+
+def test_whisper_trim_times_the_audio_frames_only(tmp_path):
+    from ssl_ser.testing.models import save_whisper_model
+
+    model = save_whisper_model(tmp_path / "whisper")
+    wave = timing.synthetic_audio(0.5, 8000)
+    padded = timing.time_once(timing.load_pipeline(model, "cpu"), wave, 8000)
+    trimmed = timing.time_once(timing.load_pipeline(model, "cpu", whisper_trim=True), wave, 8000)
+    assert padded.length == 3000
+    assert trimmed.length == 50  # 0.5 s of 10 ms log-mel frames: what --whisper-trim feeds
+    assert trimmed.output.shape == padded.output.shape
+    runner = CliRunner()
+    out = tmp_path / "trim.csv"
+    args = ["bench-inference", "--model", str(model), "--durations", "1", "--device", "cpu"]
+    result = runner.invoke(cli, [*args, "--repeats", "1", "--warmup", "0", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(
+        cli, [*args, "--repeats", "1", "--warmup", "0", "--whisper-trim", "--output", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert set(pd.read_csv(out)["model_input_length"]) == {100}
+
+
+def test_whisper_trim_is_refused_for_other_models_and_untrimmed_bundles(
+    tiny_model, bundle, tmp_path
+):
+    with pytest.raises(ConfigError, match="--whisper-trim applies to Whisper models only"):
+        timing.load_pipeline(tiny_model, "cpu", whisper_trim=True)
+    with pytest.raises(ConfigError, match=r"was made without --whisper-trim.*leave --whisper-trim"):
+        timing.load_pipeline(bundle, "cpu", whisper_trim=True)

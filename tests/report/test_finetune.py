@@ -321,26 +321,117 @@ def test_without_weighted_finetunes_the_layer_weights_are_left_out_with_a_note(
     assert list((tmp_path / "out" / "figures").glob("training-curves*"))
 
 
-def test_probes_without_validation_scores_leave_the_chosen_layer_empty(tmp_path: Path) -> None:
+def _chosen_on_other_folds(probes: pd.DataFrame) -> pd.DataFrame:
+    """Per fold, by hand: the (classifier, layer) with the best mean UA over the other folds."""
+    chosen = []
+    for fold in sorted(probes["fold"].unique()):
+        others = probes[probes["fold"] != fold]
+        means = others.groupby(["classifier", "layer"])["ua"].mean()
+        top = means[means == means.max()].index
+        classifier, layer = sorted(top, key=lambda key: (key[0], int(key[1])))[0]
+        mine = probes[(probes["fold"] == fold) & (probes["classifier"] == classifier)]
+        chosen.append(mine[mine["layer"] == layer].iloc[0])
+    return pd.DataFrame(chosen).set_index("fold")
+
+
+def test_without_validation_scores_the_layer_is_chosen_on_the_other_folds(tmp_path: Path) -> None:
+    from scipy import stats
+
     folder = write_folder(
         tmp_path / "results", FinetuneSpec(val_ua=False, weighted=False, settings=SETTINGS[:1])
     )
     summary, pairs = _comparison(folder)
-    assert summary["selected_mean"].isna().all() and summary["best_test_mean"].notna().all()
     rows, _ = _raw(folder)
     probes = rows[(rows["classifier"] != "finetune") & ~rows["speaker_norm"].astype(bool)]
-    means = probes.groupby(["classifier", "layer"])["ua"].mean()
-    classifier = means.idxmax()[0]  # the last layer falls back to the best-by-test classifier
-    last = probes[(probes["classifier"] == classifier) & (probes["layer"] == "4")]
-    assert summary["last_mean"].iloc[0] == pytest.approx(last["ua"].mean())
-    text = finetune.format_comparison(summary, {"facebook/wav2vec2-base": "w2v"})
-    assert text[finetune.SELECTED_COLUMN].str.contains("no validation UA stored").all()
-    # fold by fold, the fine-tune is paired with that last layer instead, on the same speakers
-    assert (pairs["speakers"] == finetune.SAME).all() and (pairs["reference"] == "last layer").all()
+    chosen = _chosen_on_other_folds(probes)
+    got = summary.iloc[0]
+    assert got["reference"] == finetune.HOW_OTHER_FOLDS
+    assert got["selected_mean"] == pytest.approx(chosen["ua"].mean())
     tuned = rows[rows["classifier"] == "finetune"].set_index("fold")["ua"]
-    expected = (tuned - last.set_index("fold")["ua"]).mean()
-    assert summary["difference"].iloc[0] == pytest.approx(expected)
-    assert text[finetune.DIFFERENCE_COLUMN].str.contains("vs last layer").all()
+    difference = tuned - chosen["ua"]
+    assert got["difference"] == pytest.approx(difference.mean())
+    half = stats.t.ppf(0.975, 2) * difference.std(ddof=1) / np.sqrt(3)
+    assert got["difference_low"] == pytest.approx(difference.mean() - half)
+    assert got["difference_high"] == pytest.approx(difference.mean() + half)
+    # the last layer (the old reference) scores differently: the difference is not its
+    means = probes.groupby(["classifier", "layer"])["ua"].mean()
+    last = probes[(probes["classifier"] == means.idxmax()[0]) & (probes["layer"] == "4")]
+    assert got["last_mean"] == pytest.approx(last["ua"].mean())
+    assert got["difference"] != pytest.approx((tuned - last.set_index("fold")["ua"]).mean())
+    assert list(pairs["probe_layer"]) == list(chosen.loc[pairs["fold"], "layer"])
+    assert (pairs["speakers"] == finetune.SAME).all()
+    text = finetune.format_comparison(summary, {"facebook/wav2vec2-base": "w2v"}).iloc[0]
+    layer = chosen["layer"].iloc[0] if chosen["layer"].nunique() == 1 else "/".join(chosen["layer"])
+    lines = text[finetune.SELECTED_COLUMN].split("\n")
+    assert lines[-1] == "on other folds" and lines[-3].endswith(layer)
+    assert "vs chosen layer" in text[finetune.DIFFERENCE_COLUMN]
+    low, high = 100 * got["difference_low"], 100 * got["difference_high"]
+    assert f"[{low:+.1f}, {high:+.1f}]" in text[finetune.DIFFERENCE_COLUMN]
+
+
+def test_a_split_without_other_folds_gets_no_chosen_layer_and_no_difference(
+    tmp_path: Path,
+) -> None:
+    folder = write_folder(
+        tmp_path / "results", FinetuneSpec(val_ua=False, weighted=False, settings=SETTINGS[:1])
+    )
+    rows, _ = _raw(folder)
+    probes = finetune.comparable_probes(normalise(rows), normalise(rows).iloc[-1])
+    assert not finetune.other_folds_layers(probes).rows.empty
+    for split in ("random", "cross-corpus"):
+        assert finetune.other_folds_layers(probes.assign(split=split)).rows.empty
+    one_fold = probes[probes["fold"] == "0"]
+    assert finetune.other_folds_layers(one_fold).rows.empty
+    summary, _ = _comparison(folder)
+    lonely = summary.assign(
+        reference=finetune.NO_CHOICE, paired=0, selected_mean=np.nan, difference=np.nan
+    )
+    text = finetune.format_comparison(lonely, {"facebook/wav2vec2-base": "w2v"}).iloc[0]
+    assert text[finetune.DIFFERENCE_COLUMN] == "n/a\nno layer chosen on training speakers"
+    assert "no other folds to choose on" in text[finetune.SELECTED_COLUMN]
+
+
+def test_each_fold_difference_has_a_paired_bootstrap_interval(folder: Path) -> None:
+    from ssl_ser.classify import compare
+
+    from .finetune_data import CLASSES
+
+    _, pairs = _comparison(folder)
+    rows, predictions = _raw(folder)
+    for _, pair in pairs[pairs["test_condition"] == "clean"].iterrows():
+        tuned = rows[
+            (rows["classifier"] == "finetune")
+            & (rows["layer"] == pair["layer"])
+            & (rows["fold"] == pair["fold"])
+            & (rows["test_condition"] == "clean")
+        ]
+        probe = rows[
+            (rows["classifier"] != "finetune")
+            & ~rows["speaker_norm"].astype(bool)
+            & (rows["layer"] == pair["probe_layer"])
+            & (rows["fold"] == pair["fold"])
+            & (rows["test_condition"] == "clean")
+            & (rows["ua"] == pair["probe"])
+        ]
+        a = predictions[predictions["cell_id"] == tuned["cell_id"].iloc[0]].set_index("utt_id")
+        b = predictions[predictions["cell_id"] == probe["cell_id"].iloc[0]].set_index("utt_id")
+        b = b.loc[a.index]
+        codes = {name: i for i, name in enumerate(CLASSES)}
+        expected = compare.paired_bootstrap(
+            a["label"].map(codes).to_numpy(),
+            a["predicted"].map(codes).to_numpy(),
+            b["predicted"].map(codes).to_numpy(),
+            np.zeros(len(a), dtype=np.int64),  # the hand-made predictions store no speakers
+            len(CLASSES),
+            n_boot=N_BOOT,
+            seed=0,
+        )
+        assert (pair["low"], pair["high"]) == pytest.approx((expected.low, expected.high))
+        assert pair["low"] <= pair["finetune"] - pair["probe"] <= pair["high"]
+    text = finetune.format_folds(pairs, {"facebook/wav2vec2-base": "w2v"})
+    first = pairs.iloc[0]
+    expected = f"[{100 * first['low']:+.1f}, {100 * first['high']:+.1f}]"
+    assert expected in text[finetune.FOLD_DIFFERENCE_COLUMN].iloc[0]
 
 
 def test_a_one_layer_curve_gets_whole_layer_ticks(
@@ -428,3 +519,132 @@ def test_a_collapsed_finetune_is_marked_in_both_tables(tmp_path: Path) -> None:
     out = tmp_path / "out" / "report.html"
     write_report(folder, out, n_boot=N_BOOT)
     assert "⚠ collapsed: one class predicted in 1/3 folds" in out.with_suffix(".md").read_text()
+
+
+def test_two_finetune_settings_have_distinguishable_legend_handles() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    tuned = pd.DataFrame(
+        {
+            "layer": ["all", "all", "all"],
+            "finetune_setup": ["lr 1e-05", "lr 0.0001", "lr 0.001"],
+            "ua_mean": [0.5, 0.6, 0.7],
+        }
+    )
+    fig = figures._new_figure(8, 4)
+    ax = fig.subplots()
+    figures._finetune_lines(ax, tuned)
+    figures._figure_legend(fig, [ax])
+    (legend,) = fig.legends
+    handle_points = legend.handlelength * legend._fontsize
+    patterns = {}
+    for line, text in zip(legend.get_lines(), legend.get_texts(), strict=True):
+        offset, dashes = line._dash_pattern  # on/off lengths in points, scaled by the width
+        patterns[text.get_text()] = tuple(dashes) if dashes else ()
+        if dashes:  # a whole dash cycle, gap included, is drawn inside the handle
+            assert sum(dashes) <= handle_points, (text.get_text(), dashes, handle_points)
+    assert len(patterns) == 3 and len(set(patterns.values())) == 3
+
+
+def _drop_tables(folder: Path) -> None:
+    for name in ("results.parquet", "results.csv", "predictions.parquet", "summary.csv"):
+        (folder / name).unlink()
+
+
+def test_an_interrupted_run_is_reported_from_its_stored_cells(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from ssl_ser.cli.main import cli
+
+    spec = FinetuneSpec(weighted=False, settings=SETTINGS[:1], normed_probe=False)
+    whole = write_folder(tmp_path / "whole", spec)
+    stopped = write_folder(tmp_path / "stopped" / "results", spec)
+    _drop_tables(stopped)
+    (stopped / "checkpoints" / "abc123" / "epoch-002").mkdir(parents=True)
+    expected, got = load_results([whole]), load_results([stopped])
+    assert expected.incomplete == []
+    (note,) = got.incomplete
+    assert "stopped before writing its results table" in note and "1 fold(s) were still" in note
+    n_folds = len(pd.read_parquet(whole / "results.parquet"))
+    assert f"{n_folds} finished cell(s), each one fold of one setting, read from" in note
+    assert f"read from {stopped / 'cells'}" in note
+    key = ["cell_id", "fold"]
+    columns = ["ua", "wa", "val_ua", "layer", "classifier"]
+    pd.testing.assert_frame_equal(
+        got.table.sort_values(key)[[*key, *columns]].reset_index(drop=True),
+        expected.table.sort_values(key)[[*key, *columns]].reset_index(drop=True),
+    )
+    assert len(got.predictions) == len(expected.predictions)
+    full, _ = _comparison(whole)
+    partial, _ = _comparison(stopped)
+    pd.testing.assert_series_equal(partial["difference"], full["difference"])
+    out = tmp_path / "report" / "report.html"
+    result = CliRunner().invoke(cli, ["report", str(stopped.parent), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (
+        "is incomplete" in out.read_text() and "is incomplete" in out.with_suffix(".md").read_text()
+    )
+
+
+def test_a_table_older_than_its_stored_cells_is_set_aside_for_them(tmp_path: Path) -> None:
+    from ssl_ser.classify.results import CellStore, write_tables
+
+    spec = FinetuneSpec(weighted=False, settings=SETTINGS[:1], normed_probe=False)
+    folder = write_folder(tmp_path / "results", spec)
+    rows = pd.read_parquet(folder / "results.parquet")
+    newest = rows.loc[rows["classifier"] == "finetune", "cell_id"].iloc[-1]
+    aside = tmp_path / "aside"
+    aside.mkdir()
+    for suffix in (".json", ".parquet"):  # the table is rebuilt without the newest fold...
+        (folder / "cells" / f"{newest}{suffix}").rename(aside / f"{newest}{suffix}")
+    write_tables(CellStore(folder), n_boot=10, seed=0)
+    for suffix in (".json", ".parquet"):  # ...which is stored afterwards, then the run stops
+        (aside / f"{newest}{suffix}").rename(folder / "cells" / f"{newest}{suffix}")
+    results = load_results([folder])
+    (note,) = results.incomplete
+    assert "1 stored fold(s) are newer than its results table" in note
+    assert newest in set(results.table["cell_id"]) and len(results.table) == len(rows)
+    assert newest in set(results.predictions["cell_id"])
+
+
+def test_a_folder_without_table_or_cells_is_refused_by_name(tmp_path: Path) -> None:
+    (tmp_path / "empty" / "cells").mkdir(parents=True)
+    with pytest.raises(ConfigError, match=r"empty holds no results table and no finished cells"):
+        load_results([tmp_path / "empty"])
+
+
+def test_curve_panels_wrap_their_setup_and_draw_chance(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ssl_ser.report import finetune_figures
+
+    other = json.dumps({**PARAMS, "freeze": "none", "head": "mlp"}, sort_keys=True)
+    first = write_folder(tmp_path / "a", FinetuneSpec(weighted=False, settings=SETTINGS[:1]))
+    second = write_folder(
+        tmp_path / "b",
+        FinetuneSpec(weighted=False, probes=False, settings=SETTINGS[:1], extra={"params": other}),
+    )
+    drawn = []
+    original = finetune_figures.save_figure
+
+    def keep(fig, *args, **kwargs):
+        drawn.append(fig)
+        return original(fig, *args, **kwargs)
+
+    monkeypatch.setattr(finetune_figures, "save_figure", keep)
+    results = load_results([first, second])
+    cells = cell_summary(results.table)
+    group = next(g for g in find_groups(cells, results.table, results.classes))
+    names = {EXTRACTOR: "w2v"}
+    assert finetune_figures.training_curve_figures(results.table, names, tmp_path, group)
+    titled = [ax for ax in drawn[0].axes if ax.get_visible() and ax.get_title()]
+    assert len(titled) == 2  # one panel per setup
+    for ax in titled:
+        lines = ax.get_title().split("\n")
+        assert max(len(line) for line in lines) <= finetune_figures.TITLE_WIDTH + 5, lines
+        assert "mlp head" in ax.get_title() or "linear head" in ax.get_title()
+    chance = [
+        line for ax in drawn[0].axes for line in ax.get_lines() if line.get_label() == "chance"
+    ]
+    assert len(chance) == 2 and all(np.allclose(line.get_ydata(), 25.0) for line in chance)

@@ -88,7 +88,9 @@ def test_report_of_an_empty_folder_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     code, output = _report(str(tmp_path / "empty"), "-o", str(tmp_path / "r.html"))
     assert code == 1
-    assert output.startswith(f"error: {tmp_path / 'empty'} holds no results table; expected")
+    assert output.startswith(
+        f"error: {tmp_path / 'empty'} holds no results table and no finished cells; expected"
+    )
     assert output.count("\n") == 1
 
 

@@ -54,6 +54,12 @@ def parse_durations(value: str) -> tuple[float, ...]:
     help="CPU threads of torch (default: torch's own, one per core).",
 )
 @click.option(
+    "--whisper-trim",
+    is_flag=True,
+    help="Whisper: time the log-mel frames of the audio only, not the padded 30 s window, as "
+    "extraction and finetune run it with --whisper-trim (a bundle is timed as it was made).",
+)
+@click.option(
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
     default=DEFAULT_OUTPUT,
@@ -83,7 +89,7 @@ def bench_inference(target: str, **options) -> None:
         torch.set_num_threads(options["threads"])
     timing.check_settings(durations, options["input_rate"], options["repeats"], options["warmup"])
     with library_progress_bars(options["progress"]):
-        pipeline = timing.load_pipeline(target, options["device"])
+        pipeline = timing.load_pipeline(target, options["device"], options["whisper_trim"])
     table = timing.bench(
         pipeline, durations, options["input_rate"], options["repeats"], options["warmup"]
     )

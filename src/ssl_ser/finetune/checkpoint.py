@@ -45,6 +45,8 @@ class TrainState:
     bad_epochs: int = 0
     stopped: bool = False
     curve: list[dict[str, float]] = field(default_factory=list)
+    # seconds the fold has run up to this checkpoint, over every run that resumed it
+    seconds: float = 0.0
 
     @property
     def best_file(self) -> str:

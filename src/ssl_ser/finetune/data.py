@@ -3,9 +3,12 @@
 Audio goes through extraction's own per-utterance path
 (:class:`~ssl_ser.extract.runner.UtteranceDataset`: decoding, resampling, the
 condition, the model's preprocessor, length checks, fingerprints) in DataLoader
-workers, once per condition; it is held in memory for all epochs and folds
-(4 bytes a sample: an hour of 16 kHz audio is 230 MB). A file that cannot be
-used is skipped and reported, as extraction reports it.
+workers, once per condition. The prepared segments are then either written to
+a file of the run's output folder and read back per batch
+(:class:`~ssl_ser.finetune.segment_store.SegmentStore`, the default), or held in
+memory for all epochs and folds (4 bytes a sample: an hour of 16 kHz audio is
+230 MB); both give the same arrays. A file that cannot be used is skipped and
+reported, as extraction reports it.
 
 The rows the splits see are built as ``ser classify`` builds them (manifest
 metadata, the label set, the speaker grouping), so that with the same manifest,
@@ -28,6 +31,7 @@ from ssl_ser.classify.splits import speaker_groups
 from ssl_ser.extract.batching import plan_batches
 from ssl_ser.extract.preprocess import Preprocessor, Segment
 from ssl_ser.extract.runner import UtteranceDataset, prepared_batches
+from ssl_ser.finetune.segment_store import SegmentStore
 from ssl_ser.labels import get_label_set
 
 log = logging.getLogger(__name__)
@@ -37,9 +41,12 @@ TABLE_COLUMNS: tuple[str, ...] = ("utt_id", "corpus", "speaker", "gender", "spli
 
 @dataclass
 class Audio:
-    """Prepared utterances of one run: (utt_id, condition) -> segments, plus what failed."""
+    """Prepared utterances of one run: (utt_id, condition) -> segments, plus what failed.
 
-    segments: dict[tuple[str, str], list[Segment]] = field(default_factory=dict)
+    ``segments`` is a dict (in memory) or a :class:`SegmentStore` (on disk, read per batch).
+    """
+
+    segments: dict[tuple[str, str], list[Segment]] | SegmentStore = field(default_factory=dict)
     seconds: dict[tuple[str, str], float] = field(default_factory=dict)
     fingerprints: dict[tuple[str, str], str] = field(default_factory=dict)
     failed: list[tuple[str, str, str]] = field(default_factory=list)
@@ -51,6 +58,17 @@ class Audio:
             digest.update(f"{key[0]}\t{key[1]}\t{self.fingerprints.get(key, '')}\n".encode())
         return digest.hexdigest()
 
+    def segment_seconds(self, key: tuple[str, str]) -> list[float]:
+        """Audio seconds of each segment of `key`, without reading stored audio."""
+        if isinstance(self.segments, SegmentStore):
+            return self.segments.segment_seconds(key)
+        return [segment.seconds for segment in self.segments[key]]
+
+    def close(self) -> None:
+        """Remove the stored audio file, if any (the run is over)."""
+        if isinstance(self.segments, SegmentStore):
+            self.segments.close()
+
 
 def load_audio(
     manifest: pd.DataFrame,
@@ -59,9 +77,13 @@ def load_audio(
     telephone_source: str,
     workers: int,
     progress: bool,
+    store: SegmentStore | None = None,
 ) -> Audio:
-    """Decode and preprocess every manifest row under every condition (failures recorded)."""
-    out = Audio()
+    """Decode and preprocess every manifest row under every condition (failures recorded).
+
+    With `store` the segments go to that file, read back per batch; else they stay in memory.
+    """
+    out = Audio() if store is None else Audio(segments=store)
     rows = manifest.to_dict("records")
     for condition in conditions:
         dataset = UtteranceDataset(rows, preprocessor, condition, telephone_source)
@@ -130,7 +152,7 @@ def batches(
     Extraction's planner (:func:`~ssl_ser.extract.batching.plan_batches`): an
     utterance costs the model-input seconds of all its segments.
     """
-    costs = [sum(input_seconds(segment.seconds) for segment in audio.segments[key]) for key in keys]
+    costs = [sum(input_seconds(seconds) for seconds in audio.segment_seconds(key)) for key in keys]
     return plan_batches(costs, batch_seconds)
 
 

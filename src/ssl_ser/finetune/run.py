@@ -26,7 +26,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,6 @@ from ssl_ser.classify.splits import (
     condition_folds,
     drop_unseen_classes,
     fold_digest,
-    inner_split,
 )
 from ssl_ser.classify.sweep import CellInfo, Outcome, Rows, setting_key, store_cell
 from ssl_ser.errors import ConfigError, UnknownChoiceError
@@ -56,6 +55,8 @@ from ssl_ser.finetune import data, probe_init, train
 from ssl_ser.finetune import model as model_module
 from ssl_ser.finetune.config import FINETUNE_CLASSIFIER, FinetuneConfig
 from ssl_ser.finetune.distributed import World, barrier, from_main, gather, world
+from ssl_ser.finetune.segment_store import SegmentStore
+from ssl_ser.finetune.validation import METHOD, closest_speaker_split
 from ssl_ser.progress import announce
 from ssl_ser.versions import library_versions
 
@@ -89,6 +90,8 @@ class FinetuneSettings:
         from_probe: a ``ser classify``/``ser probe`` results folder whose logreg
             probes (same folds) choose the layer the head reads and start each
             fold's head (:mod:`ssl_ser.finetune.probe_init`); None: not used.
+        audio_in_memory: hold all prepared audio in memory instead of a file of the
+            output folder read per batch (the same arrays either way).
     """
 
     labels: str = "basic4"
@@ -104,6 +107,7 @@ class FinetuneSettings:
     force: bool = False
     save_models: bool = True
     from_probe: str | None = None
+    audio_in_memory: bool = False
 
     @property
     def seed(self) -> int:
@@ -172,8 +176,10 @@ def run_finetune(
     manifest = manifest_module.validate(manifest)
     _check_settings(settings)
     output = check_writable(output)  # a read-only or full disk: one line before any training
-    with world(settings.device) as here:
-        run = _prepare(manifest, config, settings, output, here, progress)
+    with (
+        world(settings.device) as here,
+        _closing(_prepare(manifest, config, settings, output, here, progress)) as run,
+    ):
         if settings.from_probe is not None:
             _from_probe(run, Path(settings.from_probe))
             config = run.config
@@ -203,6 +209,15 @@ def run_finetune(
     return FinetuneResult(
         ran, skipped, len(run.audio.failed), paths, summary, seconds, main=here.main
     )
+
+
+@contextlib.contextmanager
+def _closing(run: _Run) -> Iterator[_Run]:
+    """The run, its stored audio removed when it ends (or fails)."""
+    try:
+        yield run
+    finally:
+        run.audio.close()
 
 
 def _check_settings(settings: FinetuneSettings) -> None:
@@ -239,14 +254,21 @@ def _prepare(
             "fine-tuning runs in float32: pass --dtype float32"
         )
     workers = default_workers() if settings.workers is None else settings.workers
-    audio = data.load_audio(
-        manifest,
-        backbone.preprocessor,
-        settings.conditions,
-        settings.telephone_source,
-        workers,
-        progress and here.main,
-    )
+    store = None if settings.audio_in_memory else SegmentStore(output)
+    try:
+        audio = data.load_audio(
+            manifest,
+            backbone.preprocessor,
+            settings.conditions,
+            settings.telephone_source,
+            workers,
+            progress and here.main,
+            store,
+        )
+    except BaseException:
+        if store is not None:
+            store.close()
+        raise
     # a file one process could not read is left out by all, so that all make the same folds
     audio.failed = sorted(set().union(*map(set, gather(audio.failed, here))))
     store = CellStore(output) if here.main else _ReadOnlyStore(output)
@@ -383,26 +405,35 @@ def _fold_meta(run: _Run, fold: Fold, train_condition: str, test_condition: str)
         ),
         "feature_version": run.config.extractor_config().feature_version,
         "setting": run.config.setting(run.here.size),
+        "validation": validation_method(fold),
     }
+
+
+def validation_method(fold: Fold) -> str:
+    """How the fold's validation rows are drawn (part of its cell id, see validation.METHOD)."""
+    return "the split's validation part" if len(fold.val) else METHOD
 
 
 def _validation(run: _Run, fold: Fold) -> tuple[np.ndarray, np.ndarray]:
     """(fitting rows, validation rows): the split's validation part, else training speakers.
 
-    Without a validation part of its own, whole speakers are drawn from the
-    training rows only (:func:`~ssl_ser.classify.splits.inner_split`).
+    Without a validation part of its own, the set of training speakers whose
+    share of rows is closest to ``val_fraction`` is held out
+    (:func:`~ssl_ser.finetune.validation.closest_speaker_split`); the share is printed.
     """
     if len(fold.val):
         return fold.train, fold.val
-    fit, val = inner_split(
+    split = closest_speaker_split(
         run.rows.groups[fold.train],
         run.rows.codes[fold.train],
         run.config.val_fraction,
         run.settings.seed,
     )
-    if len(val) == 0:
+    if len(split.val) == 0:
         raise ConfigError(f"fold {fold.name}: no validation rows could be drawn from training")
-    return fold.train[fit], fold.train[val]
+    if run.here.main:
+        announce(f"fold {fold.name}: validation on {split.describe(run.config.val_fraction)}")
+    return fold.train[split.fit], fold.train[split.val]
 
 
 def _run_fold(run: _Run, cell: str, fold: Fold, n_dropped: int, meta: dict) -> None:
@@ -428,6 +459,7 @@ def _run_fold(run: _Run, cell: str, fold: Fold, n_dropped: int, meta: dict) -> N
     describe = f"finetune {meta['train_condition']}->{meta['test_condition']} fold {fold.name}"
     trainer = train.Trainer(model, run.config, run.audio, run.settings.seed, run.here, describe)
     trainer.progress = run.progress
+    trainer.started = started  # fit_seconds: the whole fold, earlier runs of a resume included
     _start_head(run, trainer, fold, fit, meta)
     folder = run.store.output / CHECKPOINTS_DIR / cell
     state = train.train_fold(trainer, rows, folder)
@@ -441,7 +473,7 @@ def _run_fold(run: _Run, cell: str, fold: Fold, n_dropped: int, meta: dict) -> N
         np.arange(len(run.table.classes)),
         {},
         state.best_val_ua,
-        time.perf_counter() - started,
+        trainer.elapsed(),
     )
     model_dir = run.store.output / MODELS_DIR / cell
     extra = {

@@ -21,8 +21,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,13 @@ class Trainer:
     # puts the model of epoch 0 back when no epoch beats it (a probe-started head: the
     # probe fitted on all training rows); None: epoch 0's stored weights are the model
     epoch_zero: Callable[[], None] | None = None
+    # when this process started the fold, and the seconds earlier runs spent on it (a resume)
+    started: float = field(default_factory=time.perf_counter)
+    earlier_seconds: float = 0.0
+
+    def elapsed(self) -> float:
+        """Seconds spent on the fold so far, over every run that resumed it."""
+        return self.earlier_seconds + time.perf_counter() - self.started
 
     def __post_init__(self) -> None:
         self.parameters = [p for p in self.model.parameters() if p.requires_grad]
@@ -213,6 +221,7 @@ def _resume(trainer: Trainer, scheduler: Any, folder: Path) -> TrainState:
         return TrainState()
     state, weights, saved = checkpoint.load(folder, epoch)
     trainer.model.load_trainable_state(weights)
+    trainer.earlier_seconds = state.seconds
     trainer.optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
     trainer.scaler.load_state_dict(saved["scaler"])
@@ -385,6 +394,7 @@ def _record(
         state.bad_epochs += 1
     patience = trainer.config.patience
     state.stopped = patience is not None and state.bad_epochs >= patience
+    state.seconds = trainer.elapsed()
     if trainer.here.main:
         checkpoint.save(folder, state, weights, _trainer_states(trainer, scheduler))
         trained = "starting probe" if loss is None else f"train loss {loss:.4f}"

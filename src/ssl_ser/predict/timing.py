@@ -106,12 +106,21 @@ class InferencePipeline:
         return int(self.backbone.preprocessor.sample_rate)
 
 
-def load_pipeline(target: str | Path, device: str = "auto") -> InferencePipeline:
-    """A fine-tuned bundle (folder from ``ser finetune``) or a bare model id/folder, loaded.
+def load_pipeline(
+    target: str | Path, device: str = "auto", whisper_trim: bool = False
+) -> InferencePipeline:
+    """A fine-tuned or probe bundle, or a bare model id/folder, loaded.
+
+    With `whisper_trim` a bare Whisper model is timed on the log-mel frames of
+    the audio only, as extraction and ``ser finetune`` run it with
+    ``--whisper-trim``; a bundle is timed as ``ser predict`` runs it, trimmed
+    exactly when it was made with ``--whisper-trim``, so asking for it on a
+    bundle made without is refused.
 
     Raises:
-        ConfigError: a classic baseline (no forward pass to time), or a model
-            that cannot load.
+        ConfigError: a classic baseline (no forward pass to time), a model
+            that cannot load, `whisper_trim` for a model that is not Whisper or
+            a bundle made without it.
     """
     from ssl_ser.predict import integrity
     from ssl_ser.predict.finetuned import FinetunedPredictor, is_finetuned
@@ -124,11 +133,13 @@ def load_pipeline(target: str | Path, device: str = "auto") -> InferencePipeline
         probe = ProbePredictor(folder, device, seal)
         if not isinstance(probe.backbone, TransformerBackbone):
             raise ConfigError(f"{target!r} probes a classic baseline: no forward pass to time")
+        _check_bundle_trim(target, probe.backbone, whisper_trim)
         return InferencePipeline(
             str(target), "bundle", probe.backbone, _probe_classifier(probe), PROBE_CLASSIFIER
         )
     if seal is not None or (folder.is_dir() and is_finetuned(folder)):
         predictor = FinetunedPredictor(folder, device, seal)
+        _check_bundle_trim(target, predictor.backbone, whisper_trim)
         return InferencePipeline(
             str(target),
             "bundle",
@@ -136,7 +147,8 @@ def load_pipeline(target: str | Path, device: str = "auto") -> InferencePipeline
             _head_classifier(predictor.model),
             BUNDLE_CLASSIFIER,
         )
-    config = ExtractorConfig.for_model(str(target)).with_absolute_model_path()
+    config = ExtractorConfig.for_model(str(target), whisper_trim=whisper_trim)
+    config = config.with_absolute_model_path()
     if config.is_classic:
         raise ConfigError(
             f"{target!r} is a classic baseline computed entirely in preprocessing; "
@@ -148,6 +160,16 @@ def load_pipeline(target: str | Path, device: str = "auto") -> InferencePipeline
     return InferencePipeline(
         str(target), "model", backbone, _pooling_only(backbone), MODEL_CLASSIFIER
     )
+
+
+def _check_bundle_trim(target: str | Path, backbone: TransformerBackbone, trim: bool) -> None:
+    """Refuse --whisper-trim for a bundle that ``ser predict`` runs on the whole 30 s window."""
+    if trim and not getattr(backbone, "trim", False):
+        raise ConfigError(
+            f"--whisper-trim: {str(target)!r} was made without --whisper-trim, so ser predict "
+            "runs it on the padded 30 s window (a non-Whisper model: on its audio as it is); "
+            "bench-inference times it as ser predict runs it: leave --whisper-trim out"
+        )
 
 
 def _head_classifier(model: Any) -> Callable[[list[torch.Tensor], np.ndarray], np.ndarray]:

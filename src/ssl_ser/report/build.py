@@ -210,7 +210,7 @@ def build_document(
         title=title or default_title(cells, names, others),
         extractors=extractor_infos(cells, names),
         facts=facts(results, cells, names, [n.group for n in numbers]),
-        warnings=_target_warnings(others) + warning_lines(cells, names),
+        warnings=[*_target_warnings(others), *results.incomplete, *warning_lines(cells, names)],
         highlights=[
             _target_prefix(others)
             + stats_section.with_worst(highlight(n.top, names, n.group), worst)
@@ -224,8 +224,9 @@ FINETUNE_TITLE = "Fine-tuned vs probes"
 FINETUNE_INTRO = (
     "Each model fine-tuned end to end (ser finetune) beside probes of the same frozen model "
     "on the same corpus, condition, label set, split and seed: the probe whose layer was "
-    "chosen per fold on the validation split of the training speakers (as the fine-tune "
-    "chose its epoch), the probe layer with the best test UA (optimistic: picked on the test "
+    "chosen per fold on the training speakers (on its validation UA, as the fine-tune "
+    "chose its epoch, or where none is stored on the other folds), the probe layer with the "
+    "best test UA (optimistic: picked on the test "
     "folds themselves) and the last layer. Probes with speaker z-normalisation are left out "
     "(it uses the test speakers' own statistics, which the fine-tune never sees); probes "
     "whose hyperparameters were searched are kept (the search uses training speakers only). "
@@ -294,18 +295,24 @@ def _finetune_group(
             f"Fine-tuned vs probe layers · {n.group.short}",
             f"{n.group.label}. UA in percent: mean ± std over folds, then the UA of all folds' "
             "test predictions pooled with its 95% bootstrap interval, then what was chosen "
-            "(layer per fold, probe classifier and pooling). Last column: fine-tuned minus "
-            "the probe chosen on training speakers (the last layer where no validation UA is "
-            "stored), averaged over folds with the same speakers." + setup_text,
+            "(layer per fold, probe classifier and pooling). The chosen layer is chosen per "
+            "fold without its test speakers: on the probe's validation UA (training "
+            "speakers), or where none is stored on the mean test UA of the other folds "
+            "(whose test speakers are this fold's training speakers; their probes were "
+            "trained with this fold's speakers among others). Last column: fine-tuned minus "
+            "that probe, averaged over folds with the same speakers, with a 95% Student "
+            "t-interval over folds." + setup_text,
             finetune.format_comparison(summary, names),
         ),
         TableItem(
             f"finetune-folds{suffix}",
             f"Fold by fold, with the same speakers · {n.group.short}",
-            f"{n.group.label}. Each fine-tuned fold beside the probe chosen on that fold's "
-            "training speakers (the last layer where no validation UA is stored, a choice "
-            "made before any test result); a fold whose stored membership digest differs from the "
-            "probe's holds other speakers and is not paired." + setup_text,
+            f"{n.group.label}. Each fine-tuned fold beside the probe layer chosen on that "
+            "fold's training speakers (as in the table above); Δ with a 95% paired bootstrap "
+            "interval over the fold's test utterances (both models scored on the same "
+            "resamples of their stored predictions, drawn within each speaker where the "
+            "predictions store speakers, as in ser compare). A fold whose stored membership digest "
+            "differs from the probe's holds other speakers and is not paired." + setup_text,
             finetune.format_folds(pairs, names),
         ),
         *finetune_figures.training_curve_figures(results.table, names, figure_dir, n.group),

@@ -56,7 +56,7 @@ COLLAPSED_LABEL = "collapsed: one class predicted on a test fold"
 FIT_TOLERANCE = 0.02
 LEGEND_COLUMNS = 6
 # Inches one legend entry takes, to choose how many fit side by side.
-LEGEND_ENTRY_WIDTH = 1.9
+LEGEND_ENTRY_WIDTH = 2.1
 FIT_ROUNDS = 4
 PNG_DPI = 150
 MAX_COLUMNS = 3
@@ -82,7 +82,11 @@ BASELINE_STYLES: tuple[tuple[str, Any], ...] = (
     ("#5a5a5a", (0, (10, 2, 2, 2, 2, 2))),
 )
 FINETUNE_COLORS: dict[str, str] = {"all": "#111111", "weighted": "#c98a00"}
-FINETUNE_STYLES: tuple[Any, ...] = ("-", (0, (8, 2, 2, 2)), (0, (3, 1)))
+# Dash patterns short enough that a legend handle (LEGEND_HANDLE_LENGTH) shows a whole cycle
+# at the fine-tune lines' width (dashes scale with it): else two settings both read as solid.
+FINETUNE_STYLES: tuple[Any, ...] = ("-", (0, (4, 1.5, 1, 1.5)), (0, (1.5, 1.2)))
+FINETUNE_WIDTH = 2.2
+LEGEND_HANDLE_LENGTH = 3.5
 CHANCE_STYLE: dict[str, Any] = {"color": "#a0a0a0", "ls": (0, (1, 2)), "lw": 1.0}
 POOLING_STYLES: tuple[Any, ...] = ("-", (0, (4, 2)), (0, (1, 1)), (0, (6, 2, 1, 2)))
 STYLE: dict[str, Any] = {
@@ -432,7 +436,7 @@ def _finetune_lines(ax: Axes, tuned: pd.DataFrame) -> None:
         label = f"fine-tuned · {what}" + (f" · {setup}" if several and setup else "")
         style = FINETUNE_STYLES[index % len(FINETUNE_STYLES)]
         for _, cell in rows.iterrows():
-            ax.axhline(100 * cell["ua_mean"], color=color, ls=style, lw=2.2, label=label)
+            ax.axhline(100 * cell["ua_mean"], color=color, ls=style, lw=FINETUNE_WIDTH, label=label)
 
 
 def _best_text(panel: pd.DataFrame) -> str:
@@ -487,7 +491,13 @@ def _figure_legend(
                 seen.setdefault(label, handle)
     seen.update(extra or {})
     columns = max(1, min(LEGEND_COLUMNS, len(seen), int(fig.get_figwidth() // LEGEND_ENTRY_WIDTH)))
-    fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncols=columns)
+    fig.legend(
+        list(seen.values()),
+        list(seen),
+        loc="outside lower center",
+        ncols=columns,
+        handlelength=LEGEND_HANDLE_LENGTH,
+    )
 
 
 # --- heatmaps ----------------------------------------------------------------------

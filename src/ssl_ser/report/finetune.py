@@ -14,7 +14,16 @@ probes of the same extractor, corpora and conditions:
 - the probe cell with the best mean **test** UA over folds: optimistic, since
   it is picked on the very folds it is scored on;
 - the **last layer** of the chosen probe classifier (of the best-by-test one
-  when the results hold no validation scores).
+  when nothing could be chosen on training speakers).
+
+Where the probes store no validation UA (a plain ``ser classify`` logistic
+regression stores none), the layer is chosen per fold on the *other* folds'
+mean test UA, for splits whose test folds partition the speakers
+(:data:`PARTITION_SPLITS`): those folds' test speakers are this fold's training
+speakers, so this fold's test speakers are not looked at (their data did help
+train the other folds' probes, which the caption says). The table says which
+way each layer was chosen; a split without other folds gets no chosen layer
+and no difference, never a comparison with a layer nobody chose.
 
 Which probes are comparable: the same label set, split, seed, few-shot count
 and speaker normalisation as the fine-tuned cell. Speaker z-normalisation uses
@@ -25,9 +34,9 @@ chooses its epoch, so a searched probe is a fair opponent (and often the only
 one a sweep holds).
 
 Fold by fold, each fine-tuned fold is paired with the chosen-layer probe of
-that fold, or, when the results hold no validation UA to choose with (a plain
-``ser classify`` logistic regression stores none), with the last layer: a
-choice fixed in advance, never one made on the test folds. Folds are paired by
+that fold; the difference of a fold has a paired bootstrap interval over its
+test utterances, the mean difference a t-interval over folds
+(:mod:`ssl_ser.report.paired`). Folds are paired by
 name; where both rows carry a ``fold_digest`` (a digest of
 the fold's train/test membership) the digests must agree, else the fold is
 shown but not paired. Every number is a fraction in [0, 1]; formatting lives in
@@ -44,6 +53,7 @@ import numpy as np
 import pandas as pd
 
 from ssl_ser.errors import ConfigError
+from ssl_ser.report import paired as paired_module
 from ssl_ser.report.groups import Group, shots_number
 from ssl_ser.report.load import CELL, FINETUNE_WEIGHTED, describe_cell, is_finetune
 from ssl_ser.report.tables import (
@@ -76,8 +86,15 @@ NAME_ONLY = "paired by fold name (no digest stored)"
 DIFFERENT = "⚠ different speakers: not paired"
 MISSING = "no probe on this fold"
 ONE_CLASS = "collapsed: one class predicted"
-# The probe each fine-tuned fold is paired with: the chosen layer, else the last layer.
-REFERENCE_TEXT: dict[str, str] = {"selected": "chosen layer", "last": "last layer"}
+# Splits whose test folds partition the speakers: the other folds' test speakers are
+# exactly this fold's training speakers.
+PARTITION_SPLITS: tuple[str, ...] = ("speaker-kfold", "loso")
+HOW_VALIDATION = "chosen per fold on validation UA (training speakers)"
+HOW_OTHER_FOLDS = "chosen per fold on the other folds' test UA (this fold's training speakers)"
+NO_CHOICE = (
+    "no layer can be chosen on training speakers: the probes store no validation UA "
+    "and the split has no other folds whose test speakers this fold trained on"
+)
 
 
 @dataclass(frozen=True)
@@ -87,10 +104,12 @@ class Choice:
     Attributes:
         rows: one result row per fold (empty: nothing to show).
         what: ``layers 4/5/5 · logreg · mean`` (the layer(s), classifier, pooling).
+        how: how the layers were chosen (:data:`HOW_VALIDATION`, :data:`HOW_OTHER_FOLDS`).
     """
 
     rows: pd.DataFrame
     what: str
+    how: str = ""
 
 
 def finetune_cells(cells: pd.DataFrame) -> pd.DataFrame:
@@ -137,10 +156,55 @@ def selected_layers(probes: pd.DataFrame) -> Choice:
             best_rows, best_score = chosen, chosen["val_ua"].mean()
     if best_rows is None:
         return Choice(probes.iloc[0:0], "")
-    layers = "/".join(best_rows["layer"].astype(str))
-    noun = "layer" if best_rows["layer"].nunique() == 1 else "layers"
-    shown = best_rows["layer"].iloc[0] if noun == "layer" else layers
-    return Choice(best_rows, f"{noun} {shown} · {_variant_text(best_rows.iloc[0])}")
+    return Choice(best_rows, _chosen_text(best_rows), HOW_VALIDATION)
+
+
+def other_folds_layers(probes: pd.DataFrame) -> Choice:
+    """Per fold, the probe (variant and layer) with the best mean test UA over the *other* folds.
+
+    For splits whose test folds partition the speakers (:data:`PARTITION_SPLITS`)
+    the other folds' test speakers are this fold's training speakers, so the
+    choice never looks at this fold's test speakers (their data did help train
+    the other folds' probes). Only probes scored on every other fold compete;
+    ties go to the first variant and the lowest layer. Empty for other splits
+    or a single fold.
+    """
+    folds = sorted(probes["fold"].astype(str).unique(), key=_fold_key)
+    if probes.empty or len(folds) < 2 or not set(probes["split"]) <= set(PARTITION_SPLITS):
+        return Choice(probes.iloc[0:0], "")
+    keys = [*VARIANT, "layer_index"]
+    probes = probes.assign(fold=probes["fold"].astype(str))
+    chosen = []
+    for fold in folds:
+        others = probes[probes["fold"] != fold]
+        scores = others.groupby(keys, sort=True)["ua"].agg(["mean", "count"])
+        scores = scores[scores["count"] == len(folds) - 1]["mean"].dropna()
+        mine = probes[probes["fold"] == fold].set_index(keys)
+        scores = scores[scores.index.isin(mine.index)]
+        if scores.empty:
+            continue
+        best = pd.Series(scores.idxmax(), index=keys)
+        chosen.append(probes[(probes["fold"] == fold) & (probes[keys] == best).all(axis=1)].iloc[0])
+    if not chosen:
+        return Choice(probes.iloc[0:0], "")
+    rows = pd.DataFrame(chosen)
+    return Choice(rows, _chosen_text(rows), HOW_OTHER_FOLDS)
+
+
+def _fold_key(fold: str) -> tuple[bool, float, str]:
+    """Numeric fold names in numeric order, others after them."""
+    number = pd.to_numeric(pd.Series([fold]), errors="coerce").iloc[0]
+    return (pd.isna(number), 0.0 if pd.isna(number) else float(number), fold)
+
+
+def _chosen_text(rows: pd.DataFrame) -> str:
+    """``layer 3 · logreg · mean``, or ``layers 3/3/4 · …`` when folds chose differently."""
+    rows = rows.sort_values("fold", key=_fold_order, kind="stable")
+    layers = "/".join(rows["layer"].astype(str))
+    noun = "layer" if rows["layer"].nunique() == 1 else "layers"
+    shown = rows["layer"].iloc[0] if noun == "layer" else layers
+    variants = list(dict.fromkeys(_variant_text(row) for _, row in rows.iterrows()))
+    return f"{noun} {shown} · {' / '.join(variants)}"
 
 
 def best_by_test(probes: pd.DataFrame) -> Choice:
@@ -291,6 +355,8 @@ def compare_cell(
     probes = comparable_probes(table, cell)
     chosen = {"finetune": Choice(cell_rows(table, cell), "")}
     chosen["selected"] = selected_layers(probes)
+    if chosen["selected"].rows.empty:
+        chosen["selected"] = other_folds_layers(probes)
     chosen["best_test"] = best_by_test(probes)
     reference = chosen["selected"] if not chosen["selected"].rows.empty else chosen["best_test"]
     if reference.rows.empty:
@@ -302,18 +368,63 @@ def compare_cell(
         numbers = summarise(choice.rows, predictions, classes, n_boot=n_boot, seed=seed)
         summary.update({f"{kind}_{name}": value for name, value in numbers.items()})
         summary[f"{kind}_what"] = choice.what
-    reference = "selected" if not chosen["selected"].rows.empty else "last"
-    pairs = pair_folds(chosen["finetune"].rows, chosen[reference].rows)
-    summary["reference"] = REFERENCE_TEXT[reference]
+    pairs = pair_folds(chosen["finetune"].rows, chosen["selected"].rows)
+    pairs = with_fold_intervals(
+        pairs, chosen["finetune"].rows, chosen["selected"].rows, predictions, classes, n_boot, seed
+    )
+    summary["reference"] = chosen["selected"].how or NO_CHOICE
     summary["collapsed"] = collapsed_text(cell)
-    pairs["reference"] = REFERENCE_TEXT[reference]
+    pairs["reference"] = "chosen layer"
+    return {**summary, **_difference(pairs)}, pairs.assign(**{c: cell[c] for c in CELL})
+
+
+def _difference(pairs: pd.DataFrame) -> dict[str, object]:
+    """Mean paired difference over folds with its t-interval; how the folds were paired."""
     paired = pairs[pairs["paired"]]
-    summary["paired"] = len(paired)
-    summary["different"] = int((pairs["speakers"] == DIFFERENT).sum())
-    summary["by_digest"] = bool(len(paired)) and bool((paired["speakers"] == SAME).all())
     difference = paired["finetune"] - paired["probe"]
-    summary["difference"] = float(difference.mean()) if len(paired) else np.nan
-    return summary, pairs.assign(**{column: cell[column] for column in CELL})
+    low, high = paired_module.t_interval(difference)
+    return {
+        "paired": len(paired),
+        "different": int((pairs["speakers"] == DIFFERENT).sum()),
+        "by_digest": bool(len(paired)) and bool((paired["speakers"] == SAME).all()),
+        "difference": float(difference.mean()) if len(paired) else np.nan,
+        "difference_low": low,
+        "difference_high": high,
+    }
+
+
+def with_fold_intervals(
+    pairs: pd.DataFrame,
+    tuned: pd.DataFrame,
+    probe: pd.DataFrame,
+    predictions: pd.DataFrame | None,
+    classes: Sequence[str],
+    n_boot: int,
+    seed: int,
+) -> pd.DataFrame:
+    """Per paired fold, the paired bootstrap interval of the difference (NaN without predictions).
+
+    Both models' stored predictions of the fold must cover the same utterances
+    (:func:`ssl_ser.report.paired.matched`).
+    """
+    low, high = [], []
+    for _, pair in pairs.iterrows():
+        bounds = (np.nan, np.nan)
+        if pair["paired"]:
+            both = paired_module.matched(
+                fold_predictions(_of_fold(tuned, pair["fold"]), predictions),
+                fold_predictions(_of_fold(probe, pair["fold"]), predictions),
+            )
+            if both is not None:
+                labels = list(classes) or sorted(set(both["true"]))
+                bounds = paired_module.fold_interval(both, labels, n_boot=n_boot, seed=seed)
+        low.append(bounds[0])
+        high.append(bounds[1])
+    return pairs.assign(low=low, high=high)
+
+
+def _of_fold(rows: pd.DataFrame, fold: str) -> pd.DataFrame:
+    return rows[rows["fold"].astype(str) == str(fold)]
 
 
 def comparison(
@@ -375,25 +486,46 @@ def _number(row: pd.Series, kind: str) -> str:
         f"95% CI {interval(row[f'{kind}_low'], row[f'{kind}_high'])}",
     ]
     what = str(row[f"{kind}_what"])
-    return "\n".join([*lines, *what.split(" · ", 1)] if what else lines)
+    lines += what.split(" · ", 1) if what else []
+    if kind == "selected" and row["reference"] in HOW_SHORT:
+        lines.append(HOW_SHORT[row["reference"]])
+    return "\n".join(lines)
+
+
+# How the chosen layer was chosen, in a few words (the caption says it in full).
+HOW_SHORT: dict[str, str] = {
+    HOW_VALIDATION: "on validation UA",
+    HOW_OTHER_FOLDS: "on other folds",
+}
 
 
 def _absent(kind: str, *, probed: bool) -> str:
-    """Why a number is missing: no comparable probe, or (chosen layer) no validation UA."""
+    """Why a number is missing: no comparable probe, or (chosen layer) nothing to choose on."""
     if not probed:
         return "no comparable probe"
-    return "no validation UA stored" if kind == "selected" else ""
+    return "no validation UA stored,\nno other folds to choose on" if kind == "selected" else ""
 
 
 def _pairing(row: pd.Series) -> str:
-    """``+4.1`` (mean over paired folds), then against which probe, how many folds and how."""
+    """``−4.2 [−7.1, +1.3]`` (mean over paired folds, t-interval), the probe, folds paired, how."""
     folds = int(row["finetune_folds"])
-    head = "n/a" if row["paired"] == 0 else f"{100 * row['difference']:+.1f}"
+    if row["paired"] == 0:
+        reason = "no layer chosen on training speakers" if row["reference"] == NO_CHOICE else ""
+        return "\n".join(["n/a", reason] if reason else ["n/a"])
+    bounds = ""
+    if pd.notna(row["difference_low"]):
+        bounds = f"[{100 * row['difference_low']:+.1f}, {100 * row['difference_high']:+.1f}]"
     how = "by fold digest" if row["by_digest"] else "by fold name"
-    lines = [head, f"vs {row['reference']}", f"{int(row['paired'])}/{folds} folds paired", how]
+    lines = [
+        f"{100 * row['difference']:+.1f}",
+        bounds,
+        "vs chosen layer",
+        f"{int(row['paired'])}/{folds} folds paired",
+        how,
+    ]
     if row["different"]:
         lines.append(f"⚠ {int(row['different'])} fold(s) with other speakers, not paired")
-    return "\n".join(lines)
+    return "\n".join(line for line in lines if line)
 
 
 FINETUNE_COLUMN = "Fine-tuned UA %\nmean ± std over folds; pooled, 95% bootstrap CI"
@@ -401,7 +533,10 @@ SELECTED_COLUMN = "Chosen layer UA %\nprobe layer chosen per fold on training sp
 BEST_TEST_COLUMN = "Best test layer UA %\nprobe; optimistic: picked on the test folds"
 LAST_COLUMN = "Last layer UA %\nthe chosen probe classifier"
 DIFFERENCE_COLUMN = (
-    "Δ points\nfine-tuned − chosen layer (last layer without validation UA), mean over paired folds"
+    "Δ points\nfine-tuned − chosen layer, mean over paired folds [95% t-interval over folds]"
+)
+FOLD_DIFFERENCE_COLUMN = (
+    "Δ points\nfine-tuned − chosen layer [95% paired bootstrap CI over the fold's utterances]"
 )
 
 
@@ -445,11 +580,21 @@ def format_folds(pairs: pd.DataFrame, names: Mapping[str, str]) -> pd.DataFrame:
                 "Fine-tuned UA %": percent(pair["finetune"])
                 + _warning(ONE_CLASS if pair.get("collapsed") else ""),
                 "Probe UA %": probe + _layer_line(pair["reference"], pair["probe_layer"]),
-                "Δ points": "n/a" if pd.isna(difference) else f"{100 * difference:+.1f}",
+                FOLD_DIFFERENCE_COLUMN: _fold_difference(difference, pair),
                 "Speakers": pair["speakers"],
             }
         )
     return pd.DataFrame(rows)
+
+
+def _fold_difference(difference: float, pair: pd.Series) -> str:
+    """``-3.1 [-9.0, +2.6]`` in points; the interval only where predictions are paired."""
+    if pd.isna(difference):
+        return "n/a"
+    text = f"{100 * difference:+.1f}"
+    if pd.notna(pair.get("low")):
+        text += f" [{100 * pair['low']:+.1f}, {100 * pair['high']:+.1f}]"
+    return text
 
 
 def _warning(text: object) -> str:

@@ -20,6 +20,7 @@ import pandas as pd
 from ssl_ser.errors import ConfigError
 from ssl_ser.report.document import FigureItem, Item
 from ssl_ser.report.figures import (
+    CHANCE_STYLE,
     MAX_COLUMNS,
     PALETTE,
     _figure_legend,
@@ -46,6 +47,8 @@ PANEL: list[str] = ["extractor", "setting", "layer", "pooling", "finetune_setup"
 BEST_MARK: dict[str, Any] = {"marker": "*", "ms": 13, "mec": "black", "mew": 0.7, "zorder": 5}
 UNIFORM_STYLE: dict[str, Any] = {"color": "#555555", "ls": (0, (4, 2)), "lw": 1.1}
 WEIGHT_AXIS = "hidden state (0 = input to the first transformer block)"
+# Characters per line of a panel title's setup (a longer one overflowed its panel).
+TITLE_WIDTH = 44
 
 
 def fold_colors(folds: Sequence[str]) -> dict[str, str]:
@@ -58,8 +61,19 @@ def _panel_title(names: Mapping[str, str], key: tuple[str, ...], shared: bool) -
     """Extractor, setting, layer input; the setup too unless every panel shares it."""
     extractor, setting, layer, pooling, setup = key
     what = f"fine-tuned · {FINETUNE_INPUTS.get(layer, f'layer {layer}')} · {pooling}"
-    own = f"\n{setup}" if setup and not shared else ""
+    own = f"\n{_wrapped(setup)}" if setup and not shared else ""
     return f"{names[extractor]}\n{setting}\n{what}{own}"
+
+
+def _wrapped(setup: str) -> str:
+    """A fine-tune setup on lines of at most TITLE_WIDTH characters, broken between its parts."""
+    lines: list[str] = []
+    for part in setup.split(" · "):
+        if lines and len(lines[-1]) + 3 + len(part) <= TITLE_WIDTH:
+            lines[-1] += f" · {part}"
+        else:
+            lines.append(part)
+    return "\n".join(lines)
 
 
 def _suptitle(title: str, panels: Sequence[tuple[tuple[str, ...], Any]], group: Group) -> str:
@@ -101,6 +115,8 @@ def _curve_figure(
     for i, (key, curve) in enumerate(panels):
         top, bottom = grid[2 * (i // ncols), i % ncols], grid[2 * (i // ncols) + 1, i % ncols]
         _curve_panel(top, bottom, curve, colors)
+        if group.n_classes > 1:
+            bottom.axhline(100 / group.n_classes, label="chance", **CHANCE_STYLE)
         top.set_title(_panel_title(names, key, shared))
         used += [top, bottom]
     for i in range(len(panels), nrows * ncols):
@@ -112,8 +128,8 @@ def _curve_figure(
     )
     caption = (
         f"{group.label}. Per fold (colour): training loss (upper panel) and UA on the "
-        "validation split of the training speakers (lower panel) after each epoch; the star "
-        "marks the epoch whose model was kept and scored once on the test fold."
+        "validation split of the training speakers (lower panel; dotted: chance) after each "
+        "epoch; the star marks the epoch whose model was kept and scored once on the test fold."
     )
     return save_figure(
         fig,

@@ -6,7 +6,8 @@ pooling, classifier, split and fold) and the per-utterance test predictions.
 A folder given to ``ser report`` may be such a folder, or the ``--output``
 folder of ``ser probe``/``ser run``, whose results live in ``results/`` (or,
 for several seeds or shot counts, in ``<variant>/results/``): every results
-folder found there is read.
+folder found there is read. A run that stopped before writing its tables is
+read from its stored cells and marked incomplete (:mod:`ssl_ser.report.stored`).
 
 Cells given twice (the same ``cell_id``, e.g. ``ser report run/results
 probe/results`` over copies of one sweep) are counted once and the report says
@@ -61,9 +62,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ssl_ser.classify.results import FINETUNE_CLASSIFIER, WEIGHTED_LAYER
+from ssl_ser.classify.results import CELLS_DIR, FINETUNE_CLASSIFIER, WEIGHTED_LAYER
 from ssl_ser.errors import ConfigError
 from ssl_ser.finetune.config import LAST_STATE_LAYER
+from ssl_ser.report.stored import (
+    cell_files,
+    in_progress,
+    incomplete_text,
+    missing_from_table,
+    read_cells,
+)
 
 log = logging.getLogger(__name__)
 
@@ -180,12 +188,15 @@ class Results:
         predictions: the stored test predictions (of the kept rows only), or None.
         sources: the results files read.
         duplicates: one sentence per set of folders that held the same cells.
+        incomplete: one sentence per folder whose run stopped before it finished
+            (:mod:`ssl_ser.report.stored`).
     """
 
     table: pd.DataFrame
     predictions: pd.DataFrame | None
     sources: list[Path]
     duplicates: list[str] = field(default_factory=list)
+    incomplete: list[str] = field(default_factory=list)
 
     @property
     def classes(self) -> list[str]:
@@ -252,17 +263,16 @@ def load_results(folders: Sequence[str | Path]) -> Results:
     """
     if not folders:
         raise ConfigError("no results folder given; expected at least one ser classify output")
-    tables, predictions, sources = [], [], []
+    tables, predictions, sources, incomplete = [], [], [], []
     for path in _unique_paths(p for folder in map(Path, folders) for p in results_paths(folder)):
         sources.append(path)
         source = str(path.parent)
-        tables.append(normalise(read_table(path), where=str(path)).assign(source=source))
-        predicted = find_table(path.parent, PREDICTIONS_STEMS)
+        frame, predicted, note = read_source(path)
+        tables.append(normalise(frame, where=str(path)).assign(source=source))
         if predicted is not None:
-            frame = read_table(predicted, PREDICTION_COLUMNS)
-            predictions.append(
-                normalise_predictions(frame, where=str(predicted)).assign(source=source)
-            )
+            predictions.append(predicted.assign(source=source))
+        if note:
+            incomplete.append(note)
     table = pd.concat(tables, ignore_index=True)
     table, duplicates = deduplicate(table)
     check_repeated_cells(table)
@@ -271,7 +281,39 @@ def load_results(folders: Sequence[str | Path]) -> Results:
         preds = _kept_predictions(preds, table)
     table["predicted_classes"] = predicted_classes(table, preds)
     log.info("read %d result rows from %d table(s)", len(table), len(sources))
-    return Results(table=table, predictions=preds, sources=sources, duplicates=duplicates)
+    return Results(table, preds, sources, duplicates, incomplete)
+
+
+def read_source(path: Path) -> tuple[pd.DataFrame, pd.DataFrame | None, str]:
+    """(rows, predictions, incomplete note) of a results table, or of a run's stored cells.
+
+    A table older than the cells stored beside it (a resumed run that stopped
+    again) is set aside for the cells; a ``cells/`` folder is read when the run
+    never wrote its table. Either way the note says the run is incomplete.
+    """
+    folder = path.parent
+    if path.name == CELLS_DIR and path.is_dir():
+        rows, predicted = read_cells(folder)
+        note = incomplete_text(folder, rows, "the run stopped before writing its results table")
+        return rows, _predictions(predicted, path), note
+    table = read_table(path)
+    missing = missing_from_table(folder, table)
+    if missing:
+        rows, predicted = read_cells(folder)
+        why = f"{len(missing)} stored fold(s) are newer than its results table"
+        return rows, _predictions(predicted, path), incomplete_text(folder, rows, why)
+    found = find_table(folder, PREDICTIONS_STEMS)
+    predicted = None if found is None else read_table(found, PREDICTION_COLUMNS)
+    running = in_progress(folder)
+    note = incomplete_text(folder, table, "folds still training") if running else ""
+    return table, _predictions(predicted, found or path), note
+
+
+def _predictions(frame: pd.DataFrame | None, where: Path) -> pd.DataFrame | None:
+    if frame is None or frame.empty:
+        return None
+    wanted = [column for column in PREDICTION_COLUMNS if column in frame.columns]
+    return normalise_predictions(frame[wanted], where=str(where))
 
 
 def results_paths(folder: Path) -> list[Path]:
@@ -282,19 +324,28 @@ def results_paths(folder: Path) -> list[Path]:
     """
     if not folder.is_dir():
         raise ConfigError(f"results folder {folder} does not exist")
-    own = find_table(folder, RESULTS_STEMS)
+    own = _results_of(folder)
     if own is not None:
         return [own]
     candidates = [folder / PIPELINE_RESULTS, *sorted(folder.glob(f"*/{PIPELINE_RESULTS}"))]
-    found = [path for c in candidates if c.is_dir() and (path := find_table(c, RESULTS_STEMS))]
+    found = [path for c in candidates if c.is_dir() and (path := _results_of(c))]
     if found:
         return found
     expected = ", ".join(f"{s}{x}" for s in RESULTS_STEMS for x in TABLE_SUFFIXES)
     raise ConfigError(
-        f"{folder} holds no results table; expected one of {expected} in it, in "
+        f"{folder} holds no results table and no finished cells; expected one of {expected} "
+        "(or cells/ of a stopped run) in it, in "
         f"{folder / PIPELINE_RESULTS} (ser probe/ser run output) or in "
         f"{folder / '<variant>' / PIPELINE_RESULTS}"
     )
+
+
+def _results_of(folder: Path) -> Path | None:
+    """`folder`'s results table, else its ``cells/`` folder when a stopped run left only cells."""
+    table = find_table(folder, RESULTS_STEMS)
+    if table is None and cell_files(folder):
+        return folder / CELLS_DIR
+    return table
 
 
 def _unique_paths(paths: Iterable[Path]) -> list[Path]:
