@@ -585,3 +585,14 @@ def test_needed_bytes_bounds_the_built_file(tmp_path):
         layout.build(path, header, ids)
         size = os.stat(path).st_size
         assert size <= layout.needed_bytes(header, ids) <= size + 256 * 1024
+
+
+def test_the_verify_bar_counts_blocks_and_is_not_drawn_without_complete_rows(tmp_path, capsys):
+    empty, full = tmp_path / "empty.h5", tmp_path / "full.h5"
+    fill(empty, 5, n_written=0)
+    fill(full, 600)  # 3 chunks of 256 slots, for each of 2 poolings
+    assert cache.verify(empty, progress=True) == []
+    assert "verify" not in capsys.readouterr().err
+    assert cache.verify(full, progress=True) == []
+    bar = capsys.readouterr().err.split("\r")[-1]
+    assert bar.startswith("verify: 100%") and "6/6" in bar

@@ -120,6 +120,19 @@ def test_extract_refuses_a_manifest_whose_corpus_name_holds_a_comma(tmp_path):
     assert not (tmp_path / "cache").exists()
 
 
+def test_extract_refuses_a_cache_dir_holding_a_comma_before_any_work(tmp_path):
+    csv = manifest.write(make_manifest(tmp_path / "audio", [0.5]), tmp_path / "m.csv")
+    folder = tmp_path / "a,b"
+    result = ser("extract", csv, "--model", "mfcc", "--cache-dir", folder, "--workers", 0)
+    assert result.exit_code == 1, result.output
+    assert result.output.strip() == (
+        f"error: cache folder {str(folder)!r} holds ','; `ser classify --cache` takes a "
+        "comma-separated list, so a cache under it could not be named there: choose a name "
+        "without ','"
+    )
+    assert not folder.exists()
+
+
 def test_not_regular_reason_names_each_kind_of_file(tmp_path):
     import socket
 

@@ -7,6 +7,7 @@ import logging
 import re
 import shutil
 
+import h5py
 import numpy as np
 import pandas as pd
 import pytest
@@ -733,6 +734,36 @@ def test_cli_dask_local_equals_the_manual_path(tmp_path):
     extract_shards(table, ExtractorConfig.for_model("mfcc"), tmp_path / "manual", 2)
     shards.merge_all(tmp_path / "manual")
     assert_same_caches(tmp_path / "manual", tmp_path / "dask")
+
+
+def test_a_shard_chunk_failing_its_checksum_is_one_line_and_repair_then_merge_works(tmp_path):
+    table = make_manifest(tmp_path / "audio", SECONDS[:6])
+    config = ExtractorConfig.for_model("mfcc")
+    extract_shards(table, config, tmp_path / "c", 2)
+    target = cache.cache_path(tmp_path / "c", config.slug(), "toy", "clean")
+    first = shards.shard_path(target, 1, 2)
+    with h5py.File(first, "r") as file:
+        offset = file["features/mean"].id.get_chunk_info(0).byte_offset
+    with open(first, "r+b") as handle:  # one flipped bit on disk, as a failing drive does
+        handle.seek(offset + 20)
+        value = handle.read(1)[0]
+        handle.seek(offset + 20)
+        handle.write(bytes([value ^ 0x10]))
+    result = CliRunner().invoke(cli, ["cache", "merge", str(tmp_path / "c"), "--no-progress"])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert lines[0].startswith(f"cannot merge: {first}: the chunk of layer 0, slots 0-")
+    assert lines[0].endswith(
+        f"run `ser cache verify --repair {first}` to mark its rows for re-extraction"
+    )
+    assert "Traceback" not in result.output and not target.exists()
+    repaired = CliRunner().invoke(cli, ["cache", "verify", "--repair", str(first)])
+    assert repaired.exit_code == 0, repaired.output
+    extract(table, config, tmp_path / "c", shard=(1, 2), workers=0)
+    extract(table, config, tmp_path / "whole", workers=0)
+    merged = CliRunner().invoke(cli, ["cache", "merge", str(tmp_path / "c"), "--no-progress"])
+    assert merged.exit_code == 0, merged.output
+    assert_same_caches(tmp_path / "whole", tmp_path / "c")
 
 
 def test_a_dask_rerun_of_a_finished_cache_reads_it_and_starts_nothing(tmp_path, monkeypatch):

@@ -370,6 +370,7 @@ def test_every_schema_choice_lists_exactly_its_registry():
     """Experiment-file choices are read from the modules that own them, never restated."""
     from ssl_ser import audio
     from ssl_ser.cache import STORAGE_DTYPE_CHOICES
+    from ssl_ser.classify import measures
     from ssl_ser.classify.features import COMBINES
     from ssl_ser.classify.registry import CLASSIFIERS
     from ssl_ser.classify.splits import SPLITS
@@ -387,6 +388,7 @@ def test_every_schema_choice_lists_exactly_its_registry():
         ("ExtractSettings", "storage_dtype"): STORAGE_DTYPE_CHOICES,
         ("ClassifySettings", "combine"): COMBINES,
         ("ClassifySettings", "backend"): BACKENDS,
+        ("ClassifySettings", "target"): measures.REQUESTED_TARGETS,
         ("Experiment", "conditions"): audio.CONDITIONS,
         ("Experiment", "classifiers"): tuple(CLASSIFIERS),
         ("Experiment", "corpora_mode"): experiment.CORPORA_MODES,

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from ssl_ser import manifest
 from ssl_ser.cli.main import cli
-from ssl_ser.errors import CorpusError
+from ssl_ser.errors import ConfigError, CorpusError
 from ssl_ser.pipelines.experiment import experiment_from_dict
 from ssl_ser.pipelines.run import run_experiment
 
@@ -301,3 +301,40 @@ def test_the_classify_backend_reaches_every_sweep(first_run, synth_root, tmp_pat
     assert {(c.backend, c.scheduler) for c in configs} == {("dask", "tcp://127.0.0.1:8786")}
     default = [sweep_config(before.plan.experiment, unit) for unit in before.plan.units]
     assert {(c.backend, c.scheduler) for c in default} == {("local", None)}
+
+
+def test_experiment_files_set_rehash_control_mdl_and_the_speaker_target(
+    first_run, tmp_path, monkeypatch
+):
+    from ssl_ser.extract import runner
+
+    path, _, _ = first_run
+    calls = []
+    real = runner.extract
+    monkeypatch.setattr(runner, "extract", lambda *a, **k: calls.append(k) or real(*a, **k))
+    data = yaml.safe_load(path.read_text())
+    data.update(
+        output=str(tmp_path / "measures"),
+        condition_pairs="matched",
+        conditions=["clean"],
+        extract={"workers": 0, "rehash": True},
+        classify={"bootstrap": 0, "control": True, "mdl": True},
+    )
+    summary = run_experiment(experiment_from_dict(data))
+    # the cache is complete, yet rehash sends it to the extractor to hash every file again
+    assert [k["rehash"] for k in calls] == [True]
+    assert [(s.condition, s.extracted) for s in summary.extracted] == [("clean", 0)]
+    table = pd.read_parquet(next((tmp_path / "measures").rglob("results.parquet")))
+    assert sorted(table["target"].unique()) == ["control", "emotion"]
+    assert table["mdl_bits"].gt(0).all() and table["compression"].notna().all()
+    speaker = {**data, "output": str(tmp_path / "speaker")}
+    speaker.update(extract={"workers": 0}, classify={"bootstrap": 0, "target": "speaker"})
+    run_experiment(experiment_from_dict(speaker))
+    table = pd.read_parquet(next((tmp_path / "speaker").rglob("results.parquet")))
+    assert set(table["target"]) == {"speaker"}
+    refused = {**speaker, "split": {"method": "loso"}}
+    with pytest.raises(ConfigError, match=r"'classify.target'.*speaker needs folds of utterances"):
+        experiment_from_dict(refused)
+    both = {**speaker, "classify": {"target": "speaker", "control": True}}
+    with pytest.raises(ConfigError, match=r"'classify.control'.*no meaning for target: speaker"):
+        experiment_from_dict(both)

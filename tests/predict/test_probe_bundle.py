@@ -6,6 +6,7 @@ import json
 import logging
 
 import numpy as np
+import pandas as pd
 import pytest
 import skops.io as sio
 from click.testing import CliRunner
@@ -230,3 +231,24 @@ def test_bench_inference_times_a_probe_bundle_as_predict_runs_it(cache, corpus_m
     expected = predict.load(tmp_path, "cpu").predict([(wave, 16000)]).filter(like="prob_")
     np.testing.assert_allclose(got, expected.to_numpy(), atol=1e-6)
     assert pipeline.note == timing.PROBE_CLASSIFIER
+
+
+def test_export_from_results_chooses_among_emotion_rows_only(tmp_path):
+    from types import SimpleNamespace
+
+    from ssl_ser.predict.export import settings_from_results
+
+    key = {"model": "m", "condition": "clean"}
+    common = {"labels": "basic4", "seed": 0, "layer": "1", "pooling": "mean"}
+    rows = [
+        {**common, "classifier": "logreg", "target": "emotion", "ua": 0.5},
+        {**common, "classifier": "rf", "target": "speaker", "ua": 0.9},
+        {**common, "classifier": "knn", "target": "control", "ua": 0.8},
+    ]
+    frame = pd.DataFrame(rows).assign(cache_keys=json.dumps([key]))
+    frame.to_parquet(tmp_path / "results.parquet")
+    chosen = settings_from_results(tmp_path, [SimpleNamespace(key=key)])
+    assert chosen["classifier"] == "logreg"
+    frame.drop(index=0).to_parquet(tmp_path / "results.parquet")
+    with pytest.raises(ConfigError, match="no emotion results of a classifier a bundle can hold"):
+        settings_from_results(tmp_path, [SimpleNamespace(key=key)])

@@ -114,3 +114,17 @@ def test_figures_show_the_first_settings_and_say_how_many_more_are_tabled() -> N
     assert panels[0][0] == "model: corpus0, x, speaker norm"
     assert _left_out(rows) == " 2 more setting(s) are in the table only."
     assert _left_out(rows.head(MAX_ROWS)) == ""
+
+
+def test_a_folder_of_speaker_probes_only_is_titled_and_flagged_as_such(tmp_path: Path) -> None:
+    sweep(tmp_path / "speaker", target="speaker")
+    summary = write_report(tmp_path / "speaker", tmp_path / "report" / "r.html", n_boot=0)
+    markdown = summary.markdown.read_text()
+    assert markdown.startswith("# Layer-wise speaker probing: tiny-model on emodb")
+    assert "These results hold no emotion rows: every UA below is of the speaker target" in markdown
+    assert "**Speaker target · 8 classes (basic4: emodb/" in markdown
+    sweep(tmp_path / "both")
+    sweep(tmp_path / "both", target="speaker")
+    both = write_report(tmp_path / "both", tmp_path / "r3" / "r.html", n_boot=0)
+    text = both.markdown.read_text()
+    assert text.startswith("# Layer-wise emotion probing") and "no emotion rows" not in text

@@ -251,3 +251,16 @@ def test_utterances_only_one_cell_predicted_are_left_out_and_counted(sweep, tmp_
     )
     assert row["delta"] == pytest.approx(expected)
     assert f"no partner in the other cell: {gone.sum()} utterance(s) of A, 0 of B" in result.text
+
+
+def test_cells_of_other_targets_are_named_as_such() -> None:
+    base = {c: "x" for c in compare.CELL}
+    emotion = pd.Series({**base, "layer": "1", "target": "emotion"})
+    control = pd.Series({**base, "layer": "1", "target": "control"})
+    speaker = pd.Series({**base, "layer": "2", "target": "speaker"})
+    assert "target" not in compare.label(emotion)
+    assert compare.label(control).endswith(" · target control")
+    assert compare.label(speaker) != compare.label(speaker.copy().replace("speaker", "emotion"))
+    shared, what_a, what_b = compare.describe_pair(speaker, speaker.copy().replace("2", "4"))
+    assert shared.endswith("target speaker") and (what_a, what_b) == ("layer 2", "layer 4")
+    assert compare.describe_pair(emotion, control)[1:] == ("target emotion", "target control")

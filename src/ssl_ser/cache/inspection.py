@@ -225,7 +225,9 @@ def corrupt_rows(
     row_of_slot = dict(zip(slots[complete].tolist(), complete.tolist(), strict=True))
     used = np.sort(slots[complete])
     bad: dict[int, tuple[str, str]] = {}  # by slot
-    bar = tqdm(desc="verify", unit="block", disable=not progress)
+    blocks = sum(len(np.unique(used // file[FEATURES][p].chunks[1])) for p in header.poolings)
+    # no bar for a file without complete rows (a new cache): it has nothing to count
+    bar = tqdm(desc="verify", unit="block", total=blocks, disable=not progress or not blocks)
     with bar:
         for pooling in header.poolings:
             dataset = file[FEATURES][pooling]

@@ -140,11 +140,22 @@ KeyValue = str | int | float | bool
 
 
 def cache_path(cache_dir: str | Path, slug: str, corpus: str, condition: str) -> Path:
-    """Where the cache of one (extractor, corpus, condition) lives: ``DIR/slug/corpus/cond.h5``."""
+    """Where the cache of one (extractor, corpus, condition) lives: ``DIR/slug/corpus/cond.h5``.
+
+    Raises:
+        ConfigError: a part that cannot name a folder, or a ',' anywhere in the path
+            (``--cache`` lists are comma-separated).
+    """
     parts = {"extractor slug": slug, "corpus": corpus, "condition": condition}
     for what, value in parts.items():
         if not value or "/" in value or "\\" in value or value in (".", ".."):
             raise ConfigError(f"{what} {value!r} cannot name a cache folder or file")
+    for what, value in {"cache folder": str(cache_dir), **parts}.items():
+        if "," in value:
+            raise ConfigError(
+                f"{what} {value!r} holds ','; `ser classify --cache` takes a comma-separated "
+                "list, so a cache under it could not be named there: choose a name without ','"
+            )
     return Path(cache_dir) / slug / corpus / f"{condition}{SUFFIX}"
 
 

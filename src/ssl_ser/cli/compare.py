@@ -78,9 +78,14 @@ def compare(
 ) -> None:
     """Paired comparisons between cells of RESULTS_DIR folders (layers, models, settings).
 
+    With --a and --b: each cell matching --a against the cell matching --b that
+    agrees with it on every other column. Without them: every layer of each line
+    against the line's best layer (Holm-corrected), with the share of resamples
+    in which each layer is best. Only stored predictions are read.
+
     SELECTOR keys are the cell columns (extractor or model, layer, pooling,
     classifier, train_corpus, train_condition, test_corpus, test_condition,
-    split, labels, seed, shots, speaker_norm, search, finetune_setup).
+    split, labels, seed, shots, speaker_norm, search, finetune_setup, target).
     """
     from ssl_ser.report.compare import run_compare
 

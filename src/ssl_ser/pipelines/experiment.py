@@ -178,6 +178,7 @@ class ExtractSettings:
         default="auto", metadata={"choices": _registry("ssl_ser.cache", "STORAGE_DTYPE_CHOICES")}
     )
     retry_failed: bool = RETRY_FAILED
+    rehash: bool = False
 
 
 @schema
@@ -186,6 +187,7 @@ class ClassifySettings:
 
     ``backend: dask`` runs the cells on a Dask cluster: the one at ``scheduler``
     (``tcp://host:8786``), else a local cluster of ``jobs`` worker processes.
+    ``target``, ``control`` and ``mdl`` are ``ser classify --target/--control/--mdl``.
     """
 
     combine: str = field(
@@ -199,6 +201,12 @@ class ClassifySettings:
     jobs: int = 1
     backend: str = field(default="local", metadata={"choices": _backend_names})
     scheduler: str | None = None
+    target: str = field(
+        default="emotion",
+        metadata={"choices": _registry("ssl_ser.classify.measures", "REQUESTED_TARGETS")},
+    )
+    control: bool = False
+    mdl: bool = False
 
 
 # FinetuneConfig fields the experiment sets itself: the model comes from `finetune.models`,
@@ -648,6 +656,31 @@ def _check_numbers(experiment: Experiment, where: Where) -> None:
         )
     if experiment.classify.bootstrap < 0:
         raise ConfigError(f"{where.child('classify').child('bootstrap')} must be 0 or more")
+    _check_target(experiment, where.child("classify"))
+
+
+def _check_target(experiment: Experiment, where: Where) -> None:
+    """A speaker target needs folds of utterances and has no control labelling nor fine-tune."""
+    from ssl_ser.classify.measures import SPEAKER_TARGET, SPEAKER_TARGET_SPLITS
+
+    settings = experiment.classify
+    if settings.target != SPEAKER_TARGET:
+        return
+    if settings.control:
+        raise ConfigError(
+            f"{where.child('control')}: control permutes emotion labels within speakers; it "
+            "has no meaning for target: speaker"
+        )
+    if experiment.split.method not in SPEAKER_TARGET_SPLITS:
+        raise ConfigError(
+            f"{where.child('target')}: speaker needs folds of utterances: split.method "
+            f"{' or '.join(SPEAKER_TARGET_SPLITS)}, not {experiment.split.method!r}"
+        )
+    if experiment.finetune is not None:
+        raise ConfigError(
+            f"{where.child('target')}: speaker probes cannot share a results folder with "
+            "emotion fine-tuning; leave finetune out"
+        )
 
 
 def load_experiment(path: str | Path) -> Experiment:

@@ -200,7 +200,7 @@ def refuse_several_processes() -> None:
 
 
 def extract_missing(plan: Plan, *, progress: bool = False) -> list[Any]:
-    """Extract the corpora whose caches are incomplete, one extractor call per model.
+    """Extract the corpora whose caches are incomplete (all with rehash), one call per model.
 
     Returns:
         The extractor's summaries (one per corpus and condition extracted).
@@ -210,7 +210,8 @@ def extract_missing(plan: Plan, *, progress: bool = False) -> list[Any]:
     experiment = plan.experiment
     settings = experiment.extract
     summaries = []
-    todo = plan.to_extract()
+    # rehash: every cache, complete ones too, has each row's audio hashed again
+    todo = plan.caches if settings.rehash else plan.to_extract()
     for model in experiment.models:
         # one call per model, so the model loads once for all its conditions; caches
         # that are already complete in that call only confirm they have every row
@@ -232,6 +233,7 @@ def extract_missing(plan: Plan, *, progress: bool = False) -> list[Any]:
             telephone_source=settings.telephone_source,
             storage_dtype=settings.storage_dtype,
             retry_failed=settings.retry_failed,
+            rehash=settings.rehash,
             progress=progress,
         )
         wanted = {(s.corpus, s.condition) for s in mine}
@@ -271,6 +273,9 @@ def sweep_config(experiment: Experiment, unit: SweepUnit) -> Any:
         jobs=settings.jobs,
         backend=settings.backend,
         scheduler=settings.scheduler,
+        target=settings.target,
+        control=settings.control,
+        mdl=settings.mdl,
     )
 
 

@@ -247,9 +247,11 @@ def settings_from_results(results: str | Path, sources: Sequence[FeatureSource])
     rows = pd.read_parquet(path)
     # a bundle refits with default settings on unnormalised features: compare like with like
     plain = ~_flag(rows, "speaker_norm") & ~_flag(rows, "search")
-    rows = rows[rows["classifier"].isin(probe.SAVABLE) & plain]
+    # a bundle predicts emotion: control-labelling and speaker-target rows score other tasks
+    emotion = rows["target"].fillna("emotion") == "emotion" if "target" in rows else True
+    rows = rows[rows["classifier"].isin(probe.SAVABLE) & plain & emotion]
     if rows.empty:
-        raise ConfigError(f"{results} has no results of a classifier a bundle can hold")
+        raise ConfigError(f"{results} has no emotion results of a classifier a bundle can hold")
     keys = {json.dumps(dict(s.key), sort_keys=True, default=str) for s in sources}
     stored = {json.dumps(k, sort_keys=True) for r in rows["cache_keys"] for k in json.loads(r)}
     if not keys <= stored:

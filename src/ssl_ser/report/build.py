@@ -174,6 +174,7 @@ def build_document(
     measures section; a table holding no emotion rows is shown as it is.
     """
     emotion, with_targets = measures.split_targets(results)
+    others = _other_targets(with_targets) if not len(emotion.table) else []
     results = emotion if len(emotion.table) else results
     cells = tables.cell_summary(results.table)
     names = extractor_names(cells)
@@ -206,12 +207,13 @@ def build_document(
         Section("How to read these numbers", method_text(n_boot)),
     ]
     return Document(
-        title=title or default_title(cells, names),
+        title=title or default_title(cells, names, others),
         extractors=extractor_infos(cells, names),
         facts=facts(results, cells, names, [n.group for n in numbers]),
-        warnings=[*results.incomplete, *warning_lines(cells, names)],
+        warnings=[*_target_warnings(others), *results.incomplete, *warning_lines(cells, names)],
         highlights=[
-            stats_section.with_worst(highlight(n.top, names, n.group), worst)
+            _target_prefix(others)
+            + stats_section.with_worst(highlight(n.top, names, n.group), worst)
             for n, worst in zip(numbers, stats.worst, strict=True)
         ],
         sections=sections,
@@ -579,11 +581,36 @@ def extractor_infos(cells: pd.DataFrame, names: dict[str, str]) -> list[Extracto
     return infos
 
 
-def default_title(cells: pd.DataFrame, names: dict[str, str]) -> str:
-    """``Layer-wise emotion probing: wav2vec2-base, mfcc on emodb, emovo``."""
+def default_title(cells: pd.DataFrame, names: dict[str, str], targets: Sequence[str] = ()) -> str:
+    """``Layer-wise emotion probing: wav2vec2-base, mfcc on emodb, emovo``.
+
+    `targets` names what a folder without emotion rows probes instead (``speaker``).
+    """
     extractors = ", ".join(name.removesuffix(f" [{UNTRAINED_TAG}]") for name in names.values())
     corpora = ", ".join(corpus_names(cells))
-    return f"Layer-wise emotion probing: {extractors} on {corpora}"
+    what = " and ".join(targets) or "emotion"
+    return f"Layer-wise {what} probing: {extractors} on {corpora}"
+
+
+def _other_targets(table: pd.DataFrame) -> list[str]:
+    """The targets of a table that holds no emotion rows (speaker, control), sorted."""
+    return sorted(table[measures.TARGET_COLUMN].astype(str).unique())
+
+
+def _target_prefix(targets: Sequence[str]) -> str:
+    """``speaker target · `` before a headline of a folder without emotion rows, else ''."""
+    return f"{' and '.join(targets)} target · " if targets else ""
+
+
+def _target_warnings(targets: Sequence[str]) -> list[str]:
+    """A warning that every number is of another target than emotion, where so."""
+    if not targets:
+        return []
+    return [
+        f"These results hold no emotion rows: every UA below is of the {' and '.join(targets)} "
+        "target (ser classify --target speaker: mean recall over speakers; --control: the "
+        "permuted labelling), not of emotion; the class lists name that target's classes."
+    ]
 
 
 def facts(

@@ -128,11 +128,21 @@ def _strata(joined: pd.DataFrame) -> tuple[str, np.ndarray]:
 
 
 def label(cell: pd.Series) -> str:
-    """``wav2vec2-base layer 3 · mean · logreg · emodb clean`` (what a message names)."""
+    """``wav2vec2-base layer 3 · mean · logreg · emodb clean`` (what a message names).
+
+    Cells of another target than emotion (``--control``, ``--target speaker``) say
+    so, else their lines read like the emotion cells'.
+    """
     return (
         f"{cell['extractor']} layer {cell['layer']} · {cell['pooling']} · {cell['classifier']}"
-        f" · {tables.setting_label(cell)}"
+        f" · {tables.setting_label(cell)}{_target(cell)}"
     )
+
+
+def _target(cell: pd.Series) -> str:
+    """`` · target speaker`` for cells of another target than emotion, else nothing."""
+    value = str(cell.get("target", "emotion"))
+    return "" if value in ("emotion", "", "nan") else f" · target {value}"
 
 
 # --- selecting cells ---------------------------------------------------------------
@@ -477,8 +487,11 @@ def describe_pair(a: pd.Series, b: pd.Series) -> tuple[str, str, str]:
             tables.setting_label(a)
         ),
         ("split",): f"{a['split']} split",
+        ("target",): _target(a).removeprefix(" · "),
     }
-    common = " · ".join(text for keys, text in parts.items() if not set(keys) & set(differ))
+    common = " · ".join(
+        text for keys, text in parts.items() if text and not set(keys) & set(differ)
+    )
     return common, what[0], what[1]
 
 
