@@ -74,6 +74,22 @@ def test_training_forward_masks_time_from_the_micro_batch_seed(model_dirs, corpu
     assert not np.allclose(masked, unmasked) and not np.allclose(masked, other)
 
 
+@pytest.mark.parametrize("family", ["wav2vec2-group", "whisper"])
+def test_evaluation_never_masks_time_even_with_a_seed_left_set(model_dirs, corpus, family):
+    config = config_of(model_dirs, family, mask_time_prob=0.5, mask_time_length=2)
+    model, _ = build_model(config, 3, "cpu", 0)
+    _, segments = utterances(model, corpus)
+    model.eval()
+
+    def pooled(seed):
+        model.mask_seed = seed
+        with torch.no_grad():
+            return model.pooled(segments).numpy()
+
+    unmasked = pooled(None)
+    assert np.array_equal(pooled(1), unmasked)  # validation and test rows are never masked
+
+
 def test_head_and_backbone_train_at_their_own_learning_rates(model_dirs):
     rates = {"learning_rate": 2e-5, "head_learning_rate": 3e-3}
     config = config_of(model_dirs, "wav2vec2-group", weighted_layers=True, **rates)
