@@ -22,7 +22,7 @@ FAMILIES = ("wav2vec2-group", "wav2vec2-layer", "wavlm", "data2vec-audio", *WHIS
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize("layer", [0, 1])
+@pytest.mark.parametrize("layer", [0, 1, 2])  # 2: the top, nothing cut
 def test_a_cut_backbone_computes_the_full_models_states_up_to_its_layer(
     model_dirs, corpus, family, layer
 ):
