@@ -42,6 +42,14 @@ def test_a_layer_beyond_the_model_is_refused_by_name(model_dirs):
         build_model(config_of(model_dirs, "wav2vec2-group", head_layer=3), 3, "cpu", 0)
 
 
+def test_top_layers_beyond_a_cut_backbone_are_refused_naming_the_cut(model_dirs):
+    config = config_of(model_dirs, "wav2vec2-group", head_layer=1, freeze="top", top_layers=2)
+    with pytest.raises(
+        ConfigError, match=r"has 1 transformer layers below head_layer=1 \(the layers above"
+    ):
+        build_model(config, 3, "cpu", 0)
+
+
 def test_time_masks_follow_the_seed_alone_and_stay_within_each_row():
     valid = [50, 23, 8]
     first = time_mask(valid, 60, seed=7, prob=0.2, length=5)
