@@ -173,3 +173,17 @@ def test_a_frozen_backbone_trains_its_head_on_its_eval_mode_features(model_dirs,
         cached = trainer.logits(keys[::-1])
         expected = model.eval()(segments[::-1])
     np.testing.assert_allclose(cached.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_the_recipe_flags_say_what_they_do_and_where_their_defaults_come_from():
+    from click.testing import CliRunner
+
+    from ssl_ser.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["finetune", "--help"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line for line in result.output.splitlines() if "  --" in line}
+    assert "Wav2Vec2Config default" in lines["--mask-time-prob"]
+    assert "[default: 0.05]" in lines["--mask-time-prob"]
+    assert "Default: the --from-probe layer" in lines["--head-layer"]
+    assert "as the torch probes" in lines["--head-lr"] and "[default: 0.001]" in lines["--head-lr"]
