@@ -4,7 +4,8 @@ One ``ser probe`` run (logreg on every layer of the demo's tiny wav2vec2, 3
 speaker folds of a synthetic corpus) is the reference: a head-only fine-tune
 comes within 2 points of its probe; with ``--from-probe`` epoch 0 gives the
 stored probe's own test predictions, the kept epoch is never below epoch 0 on
-validation, and probes of other folds or other features are refused.
+validation, a killed run resumes to the same results, and probes of other folds or
+other features are refused.
 """
 
 from __future__ import annotations
@@ -193,3 +194,45 @@ def test_a_folder_without_probe_results_is_refused(probed, tmp_path):
     config = FinetuneConfig(model=str(model), epochs=1)
     with pytest.raises(ConfigError, match=f"--from-probe {tmp_path}: holds no results.parquet"):
         run_finetune(table, config, settings(from_probe=str(tmp_path)), tmp_path / "out")
+
+
+class KilledError(Exception):
+    """Stands for a kill right after a checkpoint was committed."""
+
+
+def test_a_probe_started_run_killed_after_epoch_one_resumes_to_the_same_results(
+    probed, tmp_path, monkeypatch
+):
+    from ssl_ser.finetune import checkpoint
+
+    table, model, probe = probed
+    config = FinetuneConfig(model=str(model), epochs=3, patience=None, batch_seconds=16.0)
+    run_finetune(table, config, settings(from_probe=str(probe)), tmp_path / "whole")
+    save = checkpoint.save
+
+    def save_then_die(folder, state, *args):
+        save(folder, state, *args)
+        if state.epoch == 1:  # epoch 0 (the probe) and epoch 1 are checkpointed
+            raise KilledError
+
+    monkeypatch.setattr(checkpoint, "save", save_then_die)
+    with pytest.raises(KilledError):
+        run_finetune(table, config, settings(from_probe=str(probe)), tmp_path / "killed")
+    monkeypatch.setattr(checkpoint, "save", save)
+    run_finetune(table, config, settings(from_probe=str(probe)), tmp_path / "killed")
+    columns = ["cell_id", "fold", "ua", "val_ua", "best_epoch", "training_curve"]
+    whole, killed = (
+        pd.read_parquet(tmp_path / name / "results.parquet")[columns]
+        .sort_values("cell_id")
+        .reset_index(drop=True)
+        for name in ("whole", "killed")
+    )
+    pd.testing.assert_frame_equal(killed, whole, check_exact=True)
+    assert [json.loads(c)[0]["epoch"] for c in whole["training_curve"]] == [0] * FOLDS
+    whole, killed = (
+        pd.read_parquet(tmp_path / name / "predictions.parquet")
+        .sort_values(["cell_id", "utt_id"])
+        .reset_index(drop=True)
+        for name in ("whole", "killed")
+    )
+    pd.testing.assert_frame_equal(killed, whole, check_exact=True)

@@ -22,7 +22,7 @@ FAMILIES = ("wav2vec2-group", "wav2vec2-layer", "wavlm", "data2vec-audio", *WHIS
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize("layer", [0, 1])
+@pytest.mark.parametrize("layer", [0, 1, 2])  # 2: the top, nothing cut
 def test_a_cut_backbone_computes_the_full_models_states_up_to_its_layer(
     model_dirs, corpus, family, layer
 ):
@@ -40,6 +40,14 @@ def test_a_cut_backbone_computes_the_full_models_states_up_to_its_layer(
 def test_a_layer_beyond_the_model_is_refused_by_name(model_dirs):
     with pytest.raises(ConfigError, match=r"head_layer=3 but the model has 3 hidden states"):
         build_model(config_of(model_dirs, "wav2vec2-group", head_layer=3), 3, "cpu", 0)
+
+
+def test_top_layers_beyond_a_cut_backbone_are_refused_naming_the_cut(model_dirs):
+    config = config_of(model_dirs, "wav2vec2-group", head_layer=1, freeze="top", top_layers=2)
+    with pytest.raises(
+        ConfigError, match=r"has 1 transformer layers below head_layer=1 \(the layers above"
+    ):
+        build_model(config, 3, "cpu", 0)
 
 
 def test_time_masks_follow_the_seed_alone_and_stay_within_each_row():
@@ -72,6 +80,22 @@ def test_training_forward_masks_time_from_the_micro_batch_seed(model_dirs, corpu
     unmasked, masked, again, other = pooled(None), pooled(1), pooled(1), pooled(2)
     assert np.array_equal(masked, again)
     assert not np.allclose(masked, unmasked) and not np.allclose(masked, other)
+
+
+@pytest.mark.parametrize("family", ["wav2vec2-group", "whisper"])
+def test_evaluation_never_masks_time_even_with_a_seed_left_set(model_dirs, corpus, family):
+    config = config_of(model_dirs, family, mask_time_prob=0.5, mask_time_length=2)
+    model, _ = build_model(config, 3, "cpu", 0)
+    _, segments = utterances(model, corpus)
+    model.eval()
+
+    def pooled(seed):
+        model.mask_seed = seed
+        with torch.no_grad():
+            return model.pooled(segments).numpy()
+
+    unmasked = pooled(None)
+    assert np.array_equal(pooled(1), unmasked)  # validation and test rows are never masked
 
 
 def test_head_and_backbone_train_at_their_own_learning_rates(model_dirs):
@@ -149,3 +173,17 @@ def test_a_frozen_backbone_trains_its_head_on_its_eval_mode_features(model_dirs,
         cached = trainer.logits(keys[::-1])
         expected = model.eval()(segments[::-1])
     np.testing.assert_allclose(cached.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_the_recipe_flags_say_what_they_do_and_where_their_defaults_come_from():
+    from click.testing import CliRunner
+
+    from ssl_ser.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["finetune", "--help"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line for line in result.output.splitlines() if "  --" in line}
+    assert "Wav2Vec2Config default" in lines["--mask-time-prob"]
+    assert "[default: 0.05]" in lines["--mask-time-prob"]
+    assert "Default: the --from-probe layer" in lines["--head-layer"]
+    assert "as the torch probes" in lines["--head-lr"] and "[default: 0.001]" in lines["--head-lr"]

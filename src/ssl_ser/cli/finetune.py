@@ -89,7 +89,14 @@ EXAMPLE = (
     show_default=True,
     help="SpecAugment time masking in training, seeded per batch (resume stays exact).",
 )
-@click.option("--mask-time-prob", type=float, default=DEFAULTS.mask_time_prob, show_default=True)
+@click.option(
+    "--mask-time-prob",
+    type=float,
+    default=DEFAULTS.mask_time_prob,
+    show_default=True,
+    help="About the share of frames masked: prob x frames / length spans are drawn "
+    "(transformers' Wav2Vec2Config default).",
+)
 @click.option(
     "--mask-time-length",
     type=int,
@@ -142,7 +149,8 @@ EXAMPLE = (
     "--head-layer",
     type=int,
     default=None,
-    help="Hidden state the head reads (0: input embedding); layers above it are cut off.",
+    help="Hidden state the head reads (0: input embedding); layers above it are cut off. "
+    "Default: the --from-probe layer, else as --weighted-layers/--last-layer say.",
 )
 @click.option(
     "--from-probe",

@@ -436,9 +436,14 @@ def freeze(encoder: nn.Module, config: FinetuneConfig) -> None:
     if config.freeze == "top":
         layers = transformer_layers(encoder)
         if config.top_layers > len(layers):
+            cut = (
+                f" below head_layer={config.head_layer} (the layers above it are cut off)"
+                if config.head_layer is not None
+                else ""
+            )
             raise ConfigError(
                 f"top_layers={config.top_layers} but {config.model} has {len(layers)} "
-                "transformer layers"
+                f"transformer layers{cut}"
             )
         for layer in layers[len(layers) - config.top_layers :]:
             layer.requires_grad_(True)
