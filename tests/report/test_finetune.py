@@ -648,3 +648,36 @@ def test_curve_panels_wrap_their_setup_and_draw_chance(
         line for ax in drawn[0].axes for line in ax.get_lines() if line.get_label() == "chance"
     ]
     assert len(chance) == 2 and all(np.allclose(line.get_ydata(), 25.0) for line in chance)
+
+
+def test_a_probe_started_finetune_is_compared_with_the_probe_it_started_from(
+    tmp_path: Path,
+) -> None:
+    """--from-probe read layer 2: Δ is against logreg at layer 2, not a layer chosen otherwise."""
+    started = {**PARAMS, "init": "probe"}
+    folder = write_folder(
+        tmp_path / "results",
+        FinetuneSpec(
+            weighted=False,
+            settings=SETTINGS[:1],
+            extra={"layer": "2", "params": json.dumps(started, sort_keys=True)},
+        ),
+    )
+    summary, pairs = _comparison(folder)
+    rows, _ = _raw(folder)
+    probes = rows[(rows["classifier"] == "logreg") & ~rows["speaker_norm"].astype(bool)]
+    start = probes[probes["layer"] == "2"].set_index("fold")["ua"]
+    got = summary.iloc[0]
+    assert got["reference"] == finetune.HOW_STARTED
+    assert got["selected_mean"] == pytest.approx(start.mean())
+    tuned = rows[rows["classifier"] == "finetune"].set_index("fold")["ua"]
+    assert got["difference"] == pytest.approx((tuned - start).mean())
+    assert set(pairs["probe_layer"]) == {"2"}
+    text = finetune.format_comparison(summary, {EXTRACTOR: "w2v"}).iloc[0]
+    assert text[finetune.SELECTED_COLUMN].split("\n")[-1] == "its starting probe"
+    # a randomly started fine-tune of the same layer keeps the validation-chosen layer
+    folder = write_folder(
+        tmp_path / "random",
+        FinetuneSpec(weighted=False, settings=SETTINGS[:1], extra={"layer": "2"}),
+    )
+    assert _comparison(folder)[0].iloc[0]["reference"] == finetune.HOW_VALIDATION

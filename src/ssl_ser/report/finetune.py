@@ -6,7 +6,9 @@ fine-tuned model's last hidden state, or ``weighted``: a learned softmax-weighte
 sum of all hidden states). This module puts each fine-tuned cell beside three
 probes of the same extractor, corpora and conditions:
 
-- the probe whose layer was **chosen on training speakers**: per fold the layer
+- the probe whose layer was **chosen on training speakers**: for a fine-tune
+  started with ``--from-probe``, the probe it started from (logreg on mean
+  pooling at the layer it read, chosen on its validation speakers); else per fold the layer
   with the best inner-validation UA (``val_ua``), for the probe classifier,
   pooling and search setting whose chosen layers score best on validation on
   average. This is the ``selected`` row of ``summary.csv`` for that classifier;
@@ -55,7 +57,13 @@ import pandas as pd
 from ssl_ser.errors import ConfigError
 from ssl_ser.report import paired as paired_module
 from ssl_ser.report.groups import Group, shots_number
-from ssl_ser.report.load import CELL, FINETUNE_WEIGHTED, describe_cell, is_finetune
+from ssl_ser.report.load import (
+    CELL,
+    FINETUNE_WEIGHTED,
+    describe_cell,
+    is_finetune,
+    params_dict,
+)
 from ssl_ser.report.tables import (
     FINETUNE_INPUTS,
     bootstrap_intervals,
@@ -91,6 +99,12 @@ ONE_CLASS = "collapsed: one class predicted"
 PARTITION_SPLITS: tuple[str, ...] = ("speaker-kfold", "loso")
 HOW_VALIDATION = "chosen per fold on validation UA (training speakers)"
 HOW_OTHER_FOLDS = "chosen per fold on the other folds' test UA (this fold's training speakers)"
+HOW_STARTED = (
+    "the probe the fine-tune started from (--from-probe: its layer chosen on validation "
+    "speakers of the training side)"
+)
+# The probe a ``--from-probe`` fine-tune copies into its head (see ssl_ser.finetune.probe_init).
+STARTING_PROBE: dict[str, str] = {"classifier": "logreg", "pooling": "mean"}
 NO_CHOICE = (
     "no layer can be chosen on training speakers: the probes store no validation UA "
     "and the split has no other folds whose test speakers this fold trained on"
@@ -104,7 +118,8 @@ class Choice:
     Attributes:
         rows: one result row per fold (empty: nothing to show).
         what: ``layers 4/5/5 · logreg · mean`` (the layer(s), classifier, pooling).
-        how: how the layers were chosen (:data:`HOW_VALIDATION`, :data:`HOW_OTHER_FOLDS`).
+        how: how the layers were chosen (:data:`HOW_STARTED`, :data:`HOW_VALIDATION`,
+            :data:`HOW_OTHER_FOLDS`).
     """
 
     rows: pd.DataFrame
@@ -157,6 +172,28 @@ def selected_layers(probes: pd.DataFrame) -> Choice:
     if best_rows is None:
         return Choice(probes.iloc[0:0], "")
     return Choice(best_rows, _chosen_text(best_rows), HOW_VALIDATION)
+
+
+def starting_probe(probes: pd.DataFrame, tuned: pd.DataFrame) -> Choice:
+    """The probe a ``--from-probe`` fine-tune started from: logreg on mean pooling at its layer.
+
+    Empty unless every fold of `tuned` was started from a probe (``init`` ``probe``
+    in its params) at one numbered layer and that probe is stored for every fold.
+    """
+    layers = tuned["layer"].astype(str)
+    if tuned.empty or layers.nunique() != 1 or not layers.iloc[0].isdigit():
+        return Choice(probes.iloc[0:0], "")
+    if any(params_dict(params).get("init") != "probe" for params in tuned["params"]):
+        return Choice(probes.iloc[0:0], "")
+    keep = probes["layer_index"] == int(layers.iloc[0])
+    for column, value in STARTING_PROBE.items():
+        keep &= probes[column].astype(str) == value
+    # one row per fold: the probe without a search where both are stored ("False" < "True")
+    rows = probes[keep].sort_values("search", key=lambda s: s.astype(str), kind="stable")
+    rows = rows.drop_duplicates("fold")
+    if set(rows["fold"].astype(str)) != set(tuned["fold"].astype(str)):
+        return Choice(probes.iloc[0:0], "")
+    return Choice(rows, _chosen_text(rows), HOW_STARTED)
 
 
 def other_folds_layers(probes: pd.DataFrame) -> Choice:
@@ -354,7 +391,9 @@ def compare_cell(
     """One fine-tuned cell beside its three probes: the summary row and the fold pairs."""
     probes = comparable_probes(table, cell)
     chosen = {"finetune": Choice(cell_rows(table, cell), "")}
-    chosen["selected"] = selected_layers(probes)
+    chosen["selected"] = starting_probe(probes, chosen["finetune"].rows)
+    if chosen["selected"].rows.empty:
+        chosen["selected"] = selected_layers(probes)
     if chosen["selected"].rows.empty:
         chosen["selected"] = other_folds_layers(probes)
     chosen["best_test"] = best_by_test(probes)
@@ -496,6 +535,7 @@ def _number(row: pd.Series, kind: str) -> str:
 HOW_SHORT: dict[str, str] = {
     HOW_VALIDATION: "on validation UA",
     HOW_OTHER_FOLDS: "on other folds",
+    HOW_STARTED: "its starting probe",
 }
 
 

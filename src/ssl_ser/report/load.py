@@ -546,7 +546,7 @@ def setup_text(params: object, setting: object = None) -> str:
     (``freeze=base, warmup=0.2``: what differs from ``ser finetune``'s defaults)
     whose keys the first part does not already show.
     """
-    data = params if isinstance(params, dict) else _json_dict(params)
+    data = params_dict(params)
     parts = []
     if data.get("head") is not None:
         parts.append(f"{data['head']} head")
@@ -572,6 +572,11 @@ def _other_settings(setting: object, shown: Sequence[str]) -> list[str]:
         return []
     pairs = [part.strip() for part in setting.split(", ") if part.strip()]
     return [pair for pair in pairs if pair.partition("=")[0] not in shown]
+
+
+def params_dict(params: object) -> dict:
+    """A row's params as a dict, whether stored as a dict or as JSON text ({} if neither)."""
+    return params if isinstance(params, dict) else _json_dict(params)
 
 
 def _json_dict(text: object) -> dict:
