@@ -153,7 +153,8 @@ def test_epoch_zero_of_a_probe_started_run_is_the_stored_probe(
     np.testing.assert_allclose(mine[columns], theirs[columns], atol=tolerance)
 
 
-def test_the_kept_epoch_is_never_below_epoch_zero_on_validation(probed, tmp_path):
+def test_the_kept_epoch_is_never_below_epoch_zero_on_validation(probed, tmp_path, caplog):
+    caplog.set_level("INFO")
     table, model, probe = probed
     # a head rate far too high: later epochs may well be worse than the probe
     config = FinetuneConfig(
@@ -172,6 +173,9 @@ def test_the_kept_epoch_is_never_below_epoch_zero_on_validation(probed, tmp_path
             mine = predictions[predictions["cell_id"] == row.cell_id].sort_index()
             assert (mine["predicted"] == theirs.loc[mine.index, "predicted"]).all()
     assert (tuned["best_epoch"] == 0).any(), "the too-high rate should lose to the probe somewhere"
+    # each fold's validation share is printed once, though the layer choice draws it too
+    shares = [r.getMessage() for r in caplog.records if "validation on" in r.getMessage()]
+    assert sorted(line.split(":")[0] for line in shares) == [f"fold {k}" for k in range(FOLDS)]
 
 
 def test_probes_of_other_folds_are_refused(probed, tmp_path):

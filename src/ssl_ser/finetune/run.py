@@ -150,6 +150,8 @@ class _Run:
     features: np.ndarray | None = None
     probes: pd.DataFrame | None = None  # the probe rows of the chosen layer (from_probe)
     probe_folder: Path | None = None
+    # folds whose validation share was printed (--from-probe draws each fold's split twice)
+    announced: set[tuple[str, bytes]] = field(default_factory=set)
 
 
 def run_finetune(
@@ -431,7 +433,9 @@ def _validation(run: _Run, fold: Fold) -> tuple[np.ndarray, np.ndarray]:
     )
     if len(split.val) == 0:
         raise ConfigError(f"fold {fold.name}: no validation rows could be drawn from training")
-    if run.here.main:
+    key = (str(fold.name), fold.train.tobytes())
+    if run.here.main and key not in run.announced:
+        run.announced.add(key)
         announce(f"fold {fold.name}: validation on {split.describe(run.config.val_fraction)}")
     return fold.train[split.fit], fold.train[split.val]
 
