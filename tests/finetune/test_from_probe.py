@@ -160,7 +160,9 @@ def test_the_kept_epoch_is_never_below_epoch_zero_on_validation(probed, tmp_path
     config = FinetuneConfig(
         model=str(model), epochs=2, patience=None, head_learning_rate=3.0, batch_seconds=16.0
     )
-    run_finetune(table, config, settings(from_probe=str(probe)), tmp_path)
+    result = run_finetune(table, config, settings(from_probe=str(probe)), tmp_path)
+    # the summary names the layer read and its UA once, not again as a "chosen layer"
+    assert "layer chosen on training speakers" not in result.line, result.line
     tuned = pd.read_parquet(tmp_path / "results.parquet")
     predictions = pd.read_parquet(tmp_path / "predictions.parquet").set_index("utt_id")
     (layer,) = set(tuned["layer"])

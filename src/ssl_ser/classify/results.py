@@ -365,7 +365,7 @@ def summary_line(summary: pd.DataFrame) -> str:
         chosen = summary[
             (summary["layer"] == SELECTED_LAYER) & (summary["classifier"] == classifier)
         ]
-        if len(chosen):
+        if len(chosen) and classifier != FINETUNE_CLASSIFIER:  # a fine-tune reads one layer
             text += f" (layer chosen on training speakers: UA {chosen['ua_mean'].max():.3f})"
         parts.append(text)
     return "; ".join([*parts, *others])
