@@ -156,27 +156,59 @@ def _layer_axes(ax, part: pd.DataFrame) -> None:
 
 def _selectivity_figure(rows: pd.DataFrame, names: Mapping[str, str], out: Path) -> FigureItem:
     """Per panel: emotion UA, control UA and their difference per layer, one colour a probe."""
+    caption = (
+        "Solid: UA on the emotion labels; dashed: UA on the control labelling (labels "
+        "permuted within each speaker, same class sizes); dotted: selectivity, their "
+        "difference (Hewitt & Liang 2019). Means over folds."
+    ) + _left_out(rows)
+    series = {
+        "control_ua": ("control UA", {"ls": "--", "lw": 1.2}),
+        "selectivity": ("selectivity", {"ls": ":", "lw": 1.6}),
+    }
+    return _lines_figure(
+        rows,
+        names,
+        out,
+        series,
+        "UA / selectivity (%)",
+        zero_line=True,
+        name="selectivity",
+        title="Selectivity per layer",
+        caption=caption,
+    )
+
+
+def _lines_figure(
+    rows: pd.DataFrame,
+    names: Mapping[str, str],
+    out: Path,
+    series: Mapping[str, tuple[str, Mapping[str, object]]],
+    ylabel: str,
+    *,
+    zero_line: bool,
+    name: str,
+    title: str,
+    caption: str,
+) -> FigureItem:
+    """Per panel: emotion UA (solid) and each of `series` (column: (legend text, line style))."""
     panels = _panels(rows, names)
     colors = figures._colors(rows["classifier"])
     with figures._style():
         fig, axes = figures._panel_figure(len(panels), 2, (5.4, 3.4), (0.4, 1.0))
-        for ax, (title, part) in zip(axes, panels, strict=True):
+        for ax, (panel_title, part) in zip(axes, panels, strict=True):
             for classifier, line in part.groupby("classifier", sort=True):
                 x, color = line["layer_index"], colors[classifier]
                 ax.plot(x, 100 * line["ua"], color=color, marker="o", ms=3, label=classifier)
-                ax.plot(x, 100 * line["control_ua"], color=color, ls="--", lw=1.2)
-                ax.plot(x, 100 * line["selectivity"], color=color, ls=":", lw=1.6)
-            ax.axhline(0.0, color="0.6", lw=0.8)
-            ax.set_title(title)
-            ax.set_ylabel("UA / selectivity (%)")
+                for column, (_, style) in series.items():
+                    ax.plot(x, 100 * line[column], color=color, **style)
+            if zero_line:
+                ax.axhline(0.0, color="0.6", lw=0.8)
+            ax.set_title(panel_title)
+            ax.set_ylabel(ylabel)
             _layer_axes(ax, part)
-        _legend(fig, axes, {"-": "emotion UA", "--": "control UA", ":": "selectivity"})
-        caption = (
-            "Solid: UA on the emotion labels; dashed: UA on the control labelling (labels "
-            "permuted within each speaker, same class sizes); dotted: selectivity, their "
-            "difference (Hewitt & Liang 2019). Means over folds."
-        ) + _left_out(rows)
-        return figures.save_figure(fig, out, "selectivity", "Selectivity per layer", caption)
+        styles = {style["ls"]: text for text, style in series.values()}
+        _legend(fig, axes, {"-": "emotion UA", **styles})
+        return figures.save_figure(fig, out, name, title, caption)
 
 
 def _codelength_figure(rows: pd.DataFrame, names: Mapping[str, str], out: Path) -> FigureItem:
@@ -211,27 +243,23 @@ def _codelength_figure(rows: pd.DataFrame, names: Mapping[str, str], out: Path) 
 
 def _speaker_figure(rows: pd.DataFrame, names: Mapping[str, str], out: Path) -> FigureItem:
     """Per panel: emotion UA and speaker UA per layer, one colour a probe."""
-    panels = _panels(rows, names)
-    colors = figures._colors(rows["classifier"])
-    with figures._style():
-        fig, axes = figures._panel_figure(len(panels), 2, (5.4, 3.4), (0.4, 1.0))
-        for ax, (title, part) in zip(axes, panels, strict=True):
-            for classifier, line in part.groupby("classifier", sort=True):
-                x, color = line["layer_index"], colors[classifier]
-                ax.plot(x, 100 * line["ua"], color=color, marker="o", ms=3, label=classifier)
-                ax.plot(x, 100 * line["speaker_ua"], color=color, ls="--", marker="^", ms=3)
-            ax.set_title(title)
-            ax.set_ylabel("UA (%)")
-            _layer_axes(ax, part)
-        _legend(fig, axes, {"-": "emotion UA", "--": "speaker UA"})
-        caption = (
-            "Solid: emotion UA (the sweep's own split); dashed: speaker identification UA "
-            "(mean recall over speakers) on folds of utterances, so every speaker is in "
-            "training and test: a speaker-dependent split by construction. Means over folds."
-        ) + _left_out(rows)
-        return figures.save_figure(
-            fig, out, "speaker-information", "Speaker information per layer", caption
-        )
+    caption = (
+        "Solid: emotion UA (the sweep's own split); dashed: speaker identification UA "
+        "(mean recall over speakers) on folds of utterances, so every speaker is in "
+        "training and test: a speaker-dependent split by construction. Means over folds."
+    ) + _left_out(rows)
+    series = {"speaker_ua": ("speaker UA", {"ls": "--", "marker": "^", "ms": 3})}
+    return _lines_figure(
+        rows,
+        names,
+        out,
+        series,
+        "UA (%)",
+        zero_line=False,
+        name="speaker-information",
+        title="Speaker information per layer",
+        caption=caption,
+    )
 
 
 def _legend(fig, axes: Sequence, styles: Mapping[str, str]) -> None:
