@@ -22,7 +22,6 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from ssl_ser.classify.results import FINETUNE_CLASSIFIER  # noqa: F401 (re-exported)
 from ssl_ser.errors import ConfigError, UnknownChoiceError
 from ssl_ser.extract.config import (
     DEFAULT_SAMPLE_RATE,
@@ -30,6 +29,7 @@ from ssl_ser.extract.config import (
     LONG_AUDIO_POLICIES,
     ExtractorConfig,
 )
+from ssl_ser.results import LAST_STATE_LAYER, WEIGHTED_LAYER
 
 HEADS: tuple[str, ...] = ("linear", "mlp")
 FREEZES: tuple[str, ...] = ("feature-encoder", "base", "none", "top")
@@ -41,8 +41,6 @@ PROBE_DTYPES: tuple[str, ...] = ("float32", "float16")
 FINETUNE_DTYPES: tuple[str, ...] = DTYPES
 # Attention projections LoRA adapts in every supported family (wav2vec2-like and Whisper).
 LORA_TARGETS: tuple[str, ...] = ("q_proj", "v_proj")
-# Layer names of the results rows: the head reads the last hidden state, or a learned mix.
-LAST_STATE_LAYER = "all"
 
 
 @dataclass(frozen=True)
@@ -224,8 +222,6 @@ class FinetuneConfig:
     @property
     def layer(self) -> str:
         """The results rows' layer: the state read (``3``), ``weighted`` for a mix, else ``all``."""
-        from ssl_ser.classify.results import WEIGHTED_LAYER
-
         if self.head_layer is not None:
             return str(self.head_layer)
         return WEIGHTED_LAYER if self.weighted_layers else LAST_STATE_LAYER

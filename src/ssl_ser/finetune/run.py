@@ -38,7 +38,7 @@ from ssl_ser import audio as audio_module
 from ssl_ser import manifest as manifest_module
 from ssl_ser.atomic import check_writable, write_file
 from ssl_ser.classify.probe import layer_standardiser
-from ssl_ser.classify.results import CellStore, cell_id, summary_line, write_tables
+from ssl_ser.classify.results import CellStore, summary_line, write_tables
 from ssl_ser.classify.splits import (
     SPEAKER_INDEPENDENT,
     Fold,
@@ -53,11 +53,12 @@ from ssl_ser.extract.backbones import library_progress_bars
 from ssl_ser.extract.config import default_workers
 from ssl_ser.finetune import data, probe_init, train
 from ssl_ser.finetune import model as model_module
-from ssl_ser.finetune.config import FINETUNE_CLASSIFIER, FinetuneConfig
+from ssl_ser.finetune.config import FinetuneConfig
 from ssl_ser.finetune.distributed import World, barrier, from_main, gather, world
 from ssl_ser.finetune.segment_store import SegmentStore
 from ssl_ser.finetune.validation import METHOD, closest_speaker_split
 from ssl_ser.progress import announce
+from ssl_ser.results import FINETUNE_CLASSIFIER, cell_id
 from ssl_ser.versions import library_versions
 
 log = logging.getLogger(__name__)

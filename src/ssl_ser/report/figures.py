@@ -25,7 +25,6 @@ import numpy as np
 import pandas as pd
 
 from ssl_ser.atomic import make_folder, write_file
-from ssl_ser.classify.results import WEIGHTED_LAYER
 from ssl_ser.report.document import FigureItem, Item
 from ssl_ser.report.groups import Group
 from ssl_ser.report.load import FINETUNE, FINETUNE_LAST, is_finetune
@@ -37,6 +36,7 @@ from ssl_ser.report.tables import (
     is_cross_corpus,
     setting_label,
 )
+from ssl_ser.results import LAST_STATE_LAYER, WEIGHTED_LAYER
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -49,7 +49,7 @@ REFERENCE_CONDITION = "clean"
 CORPUS_PANEL: list[str] = ["extractor", "train_corpus", "test_corpus", "split", "pooling"]
 COLLAPSED_COLOR = "#d4001a"
 # The diagonal of a cross-corpus matrix: in-corpus numbers belong to another split's group.
-LAYER_SHORT: dict[str, str] = {"all": "last state", "weighted": "layer weights"}
+LAYER_SHORT: dict[str, str] = {LAST_STATE_LAYER: "last state", WEIGHTED_LAYER: "layer weights"}
 IN_CORPUS_ELSEWHERE = "in-corpus:\nsee its\nown split"
 COLLAPSED_LABEL = "collapsed: one class predicted on a test fold"
 # A figure grows until every title, label and legend fits inside it (inches of slack).
@@ -81,7 +81,7 @@ BASELINE_STYLES: tuple[tuple[str, Any], ...] = (
     ("#303030", (0, (4, 1.5, 1, 1.5))),
     ("#5a5a5a", (0, (10, 2, 2, 2, 2, 2))),
 )
-FINETUNE_COLORS: dict[str, str] = {"all": "#111111", "weighted": "#c98a00"}
+FINETUNE_COLORS: dict[str, str] = {LAST_STATE_LAYER: "#111111", WEIGHTED_LAYER: "#c98a00"}
 # Dash patterns short enough that a legend handle (LEGEND_HANDLE_LENGTH) shows a whole cycle
 # at the fine-tune lines' width (dashes scale with it): else two settings both read as solid.
 FINETUNE_STYLES: tuple[Any, ...] = ("-", (0, (4, 1.5, 1, 1.5)), (0, (1.5, 1.2)))

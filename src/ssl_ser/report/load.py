@@ -62,9 +62,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ssl_ser.classify.results import CELLS_DIR, FINETUNE_CLASSIFIER, WEIGHTED_LAYER
 from ssl_ser.errors import ConfigError
-from ssl_ser.finetune.config import LAST_STATE_LAYER
 from ssl_ser.report.stored import (
     cell_files,
     in_progress,
@@ -72,6 +70,7 @@ from ssl_ser.report.stored import (
     missing_from_table,
     read_cells,
 )
+from ssl_ser.results import CELLS_DIR, FINETUNE_CLASSIFIER, LAST_STATE_LAYER, WEIGHTED_LAYER
 
 log = logging.getLogger(__name__)
 

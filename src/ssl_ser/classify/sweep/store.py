@@ -13,9 +13,10 @@ from typing import Any
 
 from ssl_ser.classify.dataset import Dataset
 from ssl_ser.classify.measures import EMOTION_TARGET, TARGET_COLUMN
-from ssl_ser.classify.results import GROUP_COLUMNS, SUPERSEDED_DIR, CellStore
+from ssl_ser.classify.results import CellStore
 from ssl_ser.classify.splits import Fold
 from ssl_ser.classify.sweep.score import CellInfo, Outcome, Rows, score_cell
+from ssl_ser.results import GROUP_COLUMNS, SUPERSEDED_DIR
 
 log = logging.getLogger(__name__)
 
