@@ -142,6 +142,7 @@ def classify(**options) -> None:
     from ssl_ser import manifest
     from ssl_ser.classify.features import CacheFeatures
     from ssl_ser.classify.sweep import SweepConfig, run_sweep
+    from ssl_ser.predict.export import check_sweep_export, export_sweep_probe
 
     table = manifest.validate(
         pd.concat([manifest.read(p) for p in parse_paths(options["manifests"])], ignore_index=True)
@@ -156,11 +157,8 @@ def classify(**options) -> None:
     }
     names = {f.name for f in dataclasses.fields(SweepConfig)}
     config = SweepConfig(**{k: v for k, v in options.items() if k in names} | parsed)
-    if options["save_probe"]:
-        _check_probe_export(config, sources)  # before the sweep, not after it
-        from ssl_ser.predict.integrity import check_replaceable
-
-        check_replaceable(options["save_probe"], options["output"])
+    if options["save_probe"]:  # refused before the sweep, not after it
+        check_sweep_export(config, sources, options["save_probe"], options["output"])
     result = run_sweep(
         sources,
         table,
@@ -176,67 +174,5 @@ def classify(**options) -> None:
     )
     click.echo(result.line)
     if options["save_probe"]:
-        click.echo(_save_probe(sources, table, config, options).line)
-
-
-def _check_probe_export(config, sources) -> None:
-    """Refuse a --save-probe that cannot be made, before any cell runs.
-
-    Raises:
-        ConfigError: a target other than emotion, a classifier a bundle cannot hold,
-            several conditions without --train-condition, or a cross-corpus split
-            without named training corpora.
-    """
-    from ssl_ser.classify import registry
-    from ssl_ser.errors import ConfigError
-    from ssl_ser.predict.probe import check_savable
-
-    if config.target != "emotion":
-        raise ConfigError(
-            f"--save-probe exports an emotion probe; --target {config.target} probes predict "
-            "something else"
-        )
-    check_savable(registry.parse_classifiers(config.classifiers)[0])
-    conditions = {str(s.key.get("condition", "clean")) for s in sources}
-    if len(conditions) > 1 and config.train_condition is None:
-        raise ConfigError(
-            f"--save-probe: the caches hold conditions {sorted(conditions)}; pass "
-            "--train-condition to say which the probe is fitted on"
-        )
-    crossed = config.split in ("cross-corpus", "few-shot")
-    split = config.split_options
-    if crossed and not (split.train_corpora or split.test_corpora):
-        raise ConfigError(
-            f"--save-probe with --split {config.split}: each held-out corpus has its own training "
-            "set; name the training corpora with --train (or the test ones with --test)"
-        )
-
-
-def _save_probe(sources, table, config, options: dict):
-    """Export the sweep's first classifier and pooling, fitted on its training rows."""
-    from ssl_ser.classify import registry
-    from ssl_ser.predict.export import SELECTED, export_probe
-
-    classifier = registry.parse_classifiers(config.classifiers)[0]
-    each = config.combine == "each"
-    split = config.split_options
-    train = split.train_corpora
-    if config.split in ("cross-corpus", "few-shot") and not train:
-        present = sorted(table["corpus"].unique())
-        train = tuple(c for c in present if c not in split.test_corpora)
-    return export_probe(
-        sources,
-        table,
-        options["save_probe"],
-        classifier=classifier,
-        labels=config.labels,
-        pooling=config.poolings[0],
-        layers=SELECTED if each else config.layers,
-        choose_from=config.layers if each else "all",
-        combine=config.combine,
-        condition=config.train_condition,
-        params=config.params.get(classifier),
-        seed=config.seed,
-        model=options["model"],
-        train_corpora=train if config.split in ("cross-corpus", "few-shot") else (),
-    )
+        saved = export_sweep_probe(sources, table, config, options["save_probe"], options["model"])
+        click.echo(saved.line)
