@@ -245,7 +245,7 @@ def finetune(**options) -> None:
     A killed run resumes from its last epoch; finished folds are skipped.
     """
     from ssl_ser.finetune.run import FinetuneSettings, run_finetune
-    from ssl_ser.pipelines.probe import corpus_manifests
+    from ssl_ser.pipelines.quick import corpus_manifests
 
     refuse_repeats("--condition", options["conditions"])
     table = corpus_manifests(parse_paths(options["manifests"] or ""), options["corpora"])

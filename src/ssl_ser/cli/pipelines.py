@@ -171,7 +171,7 @@ def probe(**options) -> None:
     SSL model is also fine-tuned on every fold (as `ser finetune` with its
     defaults) before the report is written.
     """
-    from ssl_ser.pipelines.probe import probe as run_probe
+    from ssl_ser.pipelines.quick import probe as run_probe
 
     refuse_repeats("--condition", options["conditions"])
     summary = run_probe(

@@ -37,7 +37,7 @@ import pandas as pd
 from ssl_ser import audio as audio_module
 from ssl_ser import manifest as manifest_module
 from ssl_ser.atomic import check_writable, write_file
-from ssl_ser.classify.probe import layer_standardiser
+from ssl_ser.classify.batched import layer_standardiser
 from ssl_ser.classify.results import CellStore, summary_line, write_tables
 from ssl_ser.classify.splits import (
     SPEAKER_INDEPENDENT,

@@ -32,7 +32,7 @@ from ssl_ser.classify.metrics import confusion_matrix, scores_from_confusion
 from ssl_ser.classify.splits import inner_split
 from ssl_ser.classify.sweep import SweepConfig, sweep_poolings
 from ssl_ser.errors import ConfigError
-from ssl_ser.predict import integrity, probe
+from ssl_ser.predict import bundle, integrity
 
 SELECTED = "selected"
 # Splits whose training side is its own set of corpora (a probe is fitted on those).
@@ -90,7 +90,7 @@ def export_probe(
         ConfigError: a classifier a bundle cannot hold, several extractors or
             conditions without a choice, a pooling or layer the caches lack.
     """
-    probe.check_savable(classifier)
+    bundle.check_savable(classifier)
     dataset = _one_dataset(build_datasets(sources, manifest, labels, model=model))
     table = _training_rows(_condition_rows(dataset, condition), train_corpora)
     (chosen_pooling,) = _one_pooling(dataset, pooling)
@@ -117,14 +117,14 @@ def export_probe(
     registry.fit_pipeline(pipeline, classifier, x, codes, groups)
     description = _description(dataset, table, spec, classifier, merged, choice, x, seed)
     description["audio"] = _audio_reading(description, table, manifest)
-    folder = probe.save(output, pipeline, description)
+    folder = bundle.save(output, pipeline, description)
     return Exported(folder, spec.layers, classifier, chosen_pooling, choice)
 
 
 def check_sweep_export(
     config: SweepConfig,
     sources: Sequence[FeatureSource],
-    bundle: str | Path,
+    output: str | Path,
     results: str | Path,
 ) -> None:
     """Refuse a sweep's probe export (``--save-probe``) that cannot be made, before any cell runs.
@@ -132,7 +132,7 @@ def check_sweep_export(
     Raises:
         ConfigError: a target other than emotion, a classifier a bundle cannot hold,
             several conditions without --train-condition, a cross-corpus split
-            without named training corpora, or a `bundle` folder that cannot be
+            without named training corpora, or an `output` folder that cannot be
             written (the `results` folder itself, a folder of other files).
     """
     if config.target != "emotion":
@@ -140,7 +140,7 @@ def check_sweep_export(
             f"--save-probe exports an emotion probe; --target {config.target} probes predict "
             "something else"
         )
-    probe.check_savable(registry.parse_classifiers(config.classifiers)[0])
+    bundle.check_savable(registry.parse_classifiers(config.classifiers)[0])
     conditions = {str(s.key.get("condition", "clean")) for s in sources}
     if len(conditions) > 1 and config.train_condition is None:
         raise ConfigError(
@@ -154,17 +154,17 @@ def check_sweep_export(
             f"--save-probe with --split {config.split}: each held-out corpus has its own training "
             "set; name the training corpora with --train (or the test ones with --test)"
         )
-    integrity.check_replaceable(bundle, results)
+    integrity.check_replaceable(output, results)
 
 
 def export_sweep_probe(
     sources: Sequence[FeatureSource],
     manifest: pd.DataFrame,
     config: SweepConfig,
-    bundle: str | Path,
+    output: str | Path,
     model: str | None = None,
 ) -> Exported:
-    """Export a sweep's first classifier and pooling, fitted on its training rows, to `bundle`."""
+    """Export a sweep's first classifier and pooling, fitted on its training rows, to `output`."""
     classifier = registry.parse_classifiers(config.classifiers)[0]
     each = config.combine == "each"
     crossed = config.split in CROSSED_SPLITS
@@ -175,7 +175,7 @@ def export_sweep_probe(
     return export_probe(
         sources,
         manifest,
-        bundle,
+        output,
         classifier=classifier,
         labels=config.labels,
         pooling=config.poolings[0],
@@ -321,7 +321,7 @@ def settings_from_results(results: str | Path, sources: Sequence[FeatureSource])
     plain = ~_flag(rows, "speaker_norm") & ~_flag(rows, "search")
     # a bundle predicts emotion: control-labelling and speaker-target rows score other tasks
     emotion = rows["target"].fillna("emotion") == "emotion" if "target" in rows else True
-    rows = rows[rows["classifier"].isin(probe.SAVABLE) & plain & emotion]
+    rows = rows[rows["classifier"].isin(bundle.SAVABLE) & plain & emotion]
     if rows.empty:
         raise ConfigError(f"{results} has no emotion results of a classifier a bundle can hold")
     keys = {json.dumps(dict(s.key), sort_keys=True, default=str) for s in sources}
