@@ -296,7 +296,7 @@ def plan_dataset(
                 )
                 tasks += new
                 total += count
-    supersede_other_cells(dataset, described, store)
+    supersede_other_cells(store, described, dataset.extractor)
     return DatasetPlan(layers, rows, tasks, total)
 
 
