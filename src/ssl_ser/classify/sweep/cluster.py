@@ -35,7 +35,7 @@ import contextlib
 import functools
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from ssl_ser.classify.features import FeatureBlocks
@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 TASK_RETRIES = 2  # a task that raises is tried this many more times (a lost worker: see above)
 # one task at a time per worker process: BLAS and torch thread limits are process-wide
 _ONE_TASK = threading.Lock()
+# What fits and scores one task: (task, blocks, rows, config, threads) -> its scored cells.
+Scorer = Callable[[Task, FeatureBlocks, Rows, SweepConfig, int], list[ScoredCell]]
 
 
 @contextlib.contextmanager
@@ -79,13 +81,11 @@ def _quiet_dask() -> Iterator[None]:
 
 
 def remote_score_task(
-    task: Task, blocks: FeatureBlocks, rows: Rows, config: SweepConfig, threads: int
+    task: Task, blocks: FeatureBlocks, rows: Rows, *, score: Scorer, config: SweepConfig
 ) -> list[ScoredCell]:
     """On a worker: fit and score one task (one at a time per process); nothing is written."""
-    from ssl_ser.classify.sweep.run import score_task
-
     with _ONE_TASK:
-        return score_task(task, blocks, rows, config, threads)
+        return score(task, blocks, rows, config, config.cell_threads)
 
 
 @contextlib.contextmanager
@@ -95,18 +95,22 @@ def dask_outcomes(
     rows: Rows,
     config: SweepConfig,
     store: CellStore,
+    score: Scorer,
 ) -> Iterator[Iterator[tuple[int, int]]]:
     """Submit every task to the cluster; ``(task index, cells stored)`` as each comes back.
+
+    `score` fits and scores one task on a worker, as the local backend does
+    (:func:`~ssl_ser.classify.sweep.run.score_task`).
 
     Unfinished tasks are cancelled when the caller stops early (an error, Ctrl-C).
     """
     from ssl_ser.scheduler import as_finished
 
-    score = functools.partial(remote_score_task, config=config, threads=config.cell_threads)
+    remote = functools.partial(remote_score_task, score=score, config=config)
     with dask_client(config.scheduler, config.jobs) as client:
         _note_threads(client)
         with as_finished(
-            client, score, tasks, [blocks, rows], name="task", broadcast=True, retries=TASK_RETRIES
+            client, remote, tasks, [blocks, rows], name="task", broadcast=True, retries=TASK_RETRIES
         ) as finished:
             yield _stored(finished, store)
 
