@@ -244,11 +244,13 @@ def finetune(**options) -> None:
     `finetune`), so `ser report OUTPUT` shows fine-tuning beside the probes.
     A killed run resumes from its last epoch; finished folds are skipped.
     """
+    from ssl_ser.corpora import corpus_manifests
     from ssl_ser.finetune.run import FinetuneSettings, run_finetune
-    from ssl_ser.pipelines.quick import corpus_manifests
+    from ssl_ser.pipelines.quick import parse_corpus
 
     refuse_repeats("--condition", options["conditions"])
-    table = corpus_manifests(parse_paths(options["manifests"] or ""), options["corpora"])
+    sources = [parse_corpus(text) for text in options["corpora"]]
+    table = corpus_manifests(parse_paths(options["manifests"] or ""), sources)
     fields = _config_fields(options)
     if options["from_probe"]:  # each fold's head starts as its probe
         fields["init"] = "probe"
