@@ -15,7 +15,6 @@ import pytest
 import ssl_ser
 
 SOURCE = Path(ssl_ser.__file__).parent
-# report.build <-> report.stats_section is not opened yet.
 PACKAGES: tuple[str, ...] = (
     "cache",
     "classify",
@@ -26,6 +25,7 @@ PACKAGES: tuple[str, ...] = (
     "finetune",
     "pipelines",
     "predict",
+    "report",
 )
 
 

@@ -27,8 +27,9 @@ import pandas as pd
 from ssl_ser.atomic import make_folder, write_file
 from ssl_ser.report.document import FigureItem, Item
 from ssl_ser.report.groups import Group
-from ssl_ser.report.load import FINETUNE, FINETUNE_LAST, is_finetune
+from ssl_ser.report.load import is_finetune
 from ssl_ser.report.tables import (
+    FINETUNE_INPUTS,
     cell_predictions,
     collapsed_text,
     config_label,
@@ -36,7 +37,7 @@ from ssl_ser.report.tables import (
     is_cross_corpus,
     setting_label,
 )
-from ssl_ser.results import LAST_STATE_LAYER, WEIGHTED_LAYER
+from ssl_ser.results import FINETUNE_CLASSIFIER, LAST_STATE_LAYER, WEIGHTED_LAYER
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -428,11 +429,9 @@ def _finetune_lines(ax: Axes, tuned: pd.DataFrame) -> None:
     """
     several = tuned["finetune_setup"].nunique() > 1
     for (layer, setup), rows in tuned.groupby(["layer", "finetune_setup"], sort=True):
-        color = FINETUNE_COLORS.get(str(layer), FINETUNE_COLORS[FINETUNE_LAST])
+        color = FINETUNE_COLORS.get(str(layer), FINETUNE_COLORS[LAST_STATE_LAYER])
         index = sorted(tuned.loc[tuned["layer"] == layer, "finetune_setup"].unique()).index(setup)
-        what = {FINETUNE_LAST: "last hidden state", "weighted": "learned layer weights"}.get(
-            str(layer), f"layer {layer}"
-        )
+        what = FINETUNE_INPUTS.get(str(layer), f"layer {layer}")
         label = f"fine-tuned · {what}" + (f" · {setup}" if several and setup else "")
         style = FINETUNE_STYLES[index % len(FINETUNE_STYLES)]
         for _, cell in rows.iterrows():
@@ -637,7 +636,7 @@ def _matrix_text(best: pd.DataFrame) -> list[tuple[str, bool]]:
     out = []
     for _, cell in best.iterrows():
         where = str(cell["classifier"])
-        if str(cell["classifier"]) == FINETUNE:
+        if str(cell["classifier"]) == FINETUNE_CLASSIFIER:
             where = f"fine-tuned\n{LAYER_SHORT.get(str(cell['layer']), cell['layer'])}"
         elif not cell["classic"]:
             where = f"layer {cell['layer']}\n{where}"
