@@ -137,6 +137,13 @@ class Settings(BaseModel):
         return value
 
     @classmethod
+    def place(cls, info: ValidationInfo) -> str:
+        """Where the value a validator sees sits: its key and file, or its flag."""
+        name = str(info.field_name)
+        where = (info.context or {}).get("where")
+        return str(where.child(name)) if where is not None else flag_of(cls, name)
+
+    @classmethod
     def from_file(cls: type[T], data: object, where: Where) -> T:
         """The settings of an experiment-file table; errors name the key and the file.
 
@@ -176,6 +183,17 @@ class Settings(BaseModel):
         return values | extra
 
 
+def registry_choices(module: str, name: str) -> Callable[[], tuple[str, ...]]:
+    """The choice list `name` of `module`, looked up when first needed (imports stay light)."""
+
+    def choices() -> tuple[str, ...]:
+        import importlib
+
+        return tuple(getattr(importlib.import_module(module), name))
+
+    return choices
+
+
 def accepted_names(target: Callable[..., Any]) -> set[str]:
     """The keyword names a dataclass or function accepts."""
     if dataclasses.is_dataclass(target):
@@ -203,14 +221,6 @@ def flag_of(model: type[BaseModel], name: str) -> str:
 
 def _flag_of(model: type[BaseModel], loc: tuple[int | str, ...]) -> str:
     return flag_of(model, str(loc[0])) if loc else model.__name__
-
-
-def place_of(model: type[BaseModel], info: ValidationInfo) -> str:
-    """Where the field a validator checks came from: its flag, or its key and file."""
-    where = (info.context or {}).get("where")
-    if where is None:
-        return flag_of(model, str(info.field_name))
-    return str(where.child(str(info.field_name)))
 
 
 def _at(where: Where, loc: tuple[int | str, ...]) -> Where:

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import click
 from pydantic import ValidationInfo, field_validator
 
-from ssl_ser.settings import Opt, Settings, place_of
+from ssl_ser.settings import Opt, Settings
 
 FILE_OUTPUT = click.Path(dir_okay=False, path_type=Path)
 
@@ -22,7 +22,7 @@ def checked_seed(model: type[Settings], seed: Any, info: ValidationInfo) -> int:
     """`seed` if it is a valid seed, else the error naming its flag or key."""
     from ssl_ser.classify.splits import check_seed
 
-    return check_seed(seed, place_of(model, info))
+    return check_seed(seed, model.place(info))
 
 
 class ReportSettings(Settings):
