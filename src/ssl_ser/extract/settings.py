@@ -8,6 +8,7 @@ imports neither torch nor transformers.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator
@@ -42,6 +43,9 @@ def _shard(value: Any) -> Any:
 class ExtractSettings(Settings):
     """How features are extracted (every model of an experiment shares them)."""
 
+    root: Annotated[
+        Path | None, Opt("Corpus folder (with a corpus name).", metavar="PATH", file=False)
+    ] = None
     revision: Annotated[
         str | None,
         Opt("Hub branch, tag or commit (default branch if not given).", enters=CACHE_KEY),
@@ -163,6 +167,21 @@ class ExtractSettings(Settings):
             file=False,
         ),
     ] = None
+
+    def extractor_config(self, model: str) -> Any:
+        """The :class:`~ssl_ser.extract.config.ExtractorConfig` of `model` under these settings.
+
+        Classic baselines take only what applies to them (float32, no revision, and
+        eGeMAPS its single pooling).
+        """
+        from ssl_ser.extract.config import CLASSIC_MODELS, ExtractorConfig
+
+        fields = self.fields_of(ExtractorConfig)
+        if model in CLASSIC_MODELS:
+            fields = {k: v for k, v in fields.items() if k in ("max_seconds", "long_audio")}
+            if model != "egemaps":
+                fields["poolings"] = self.poolings
+        return ExtractorConfig.for_model(model, **fields)
 
     def runner_options(self) -> dict[str, object]:
         """The keyword options the extraction runner takes (speed, checks, storage)."""

@@ -415,26 +415,7 @@ class Experiment(SweepGrid):
 
     def extractor_configs(self) -> dict[str, Any]:
         """Each model's :class:`~ssl_ser.extract.ExtractorConfig` (validates every field)."""
-        from ssl_ser.extract import CLASSIC_MODELS, ExtractorConfig
-
-        settings = self.extract
-        configs = {}
-        for model in self.models:
-            fields: dict[str, Any] = {
-                "max_seconds": settings.max_seconds,
-                "long_audio": settings.long_audio,
-            }
-            if model not in CLASSIC_MODELS:
-                fields.update(
-                    dtype=settings.dtype,
-                    poolings=settings.poolings,
-                    revision=settings.revision,
-                    whisper_trim=settings.whisper_trim,
-                )
-            elif model != "egemaps":
-                fields["poolings"] = settings.poolings
-            configs[model] = ExtractorConfig.for_model(model, **fields)
-        return configs
+        return {model: self.extract.extractor_config(model) for model in self.models}
 
     @property
     def ssl_models(self) -> tuple[str, ...]:
