@@ -64,6 +64,8 @@ class Opt:
         file: whether experiment files take it (False: command line only).
         aliases: more command-line spellings of the option (``-o`` beside ``--output``).
         click_type: the command line's own, stricter type (``click.Path(exists=True)``).
+        minimum: the smallest valid number (None: no bound).
+        above: numbers must be greater than this (None: no bound).
     """
 
     help: str
@@ -77,6 +79,20 @@ class Opt:
     file: bool = True
     aliases: tuple[str, ...] = ()
     click_type: Any = None
+    minimum: float | None = None
+    above: float | None = None
+
+    def check_bounds(self, value: object) -> None:
+        """Refuse a number below :attr:`minimum` or not above :attr:`above` (None passes)."""
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return
+        if self.minimum is not None and value < self.minimum:
+            raise PydanticCustomError(
+                "bound", "below minimum", {"value": value, "text": f"at least {self.minimum:g}"}
+            )
+        if self.above is not None and not value > self.above:
+            text = "positive" if self.above == 0 else f"above {self.above:g}"
+            raise PydanticCustomError("bound", "not above", {"value": value, "text": text})
 
     def choice_list(self) -> list[str] | None:
         """The valid values (resolved from the registry now), or None for free values."""
@@ -126,7 +142,11 @@ class Settings(BaseModel):
     def _in_choices(cls, value: Any, info: ValidationInfo) -> Any:
         """Refuse a value (or any element of a tuple) outside its field's choices."""
         opt = option_of(cls, str(info.field_name))
-        valid = opt.choice_list() if opt else None
+        if opt is None:
+            return value
+        for item in value if isinstance(value, tuple) else (value,):
+            opt.check_bounds(item)
+        valid = opt.choice_list()
         if valid is None:
             return value
         for item in value if isinstance(value, tuple) else (value,):
@@ -181,6 +201,11 @@ class Settings(BaseModel):
         names = accepted_names(target)
         values = {name: getattr(self, name) for name in type(self).model_fields if name in names}
         return values | extra
+
+
+def invalid(value: object, text: str) -> PydanticCustomError:
+    """A validator's refusal of `value`; the message names the place: "... must be `text`"."""
+    return PydanticCustomError("invalid", "invalid value", {"value": value, "text": text})
 
 
 def registry_choices(module: str, name: str) -> Callable[[], tuple[str, ...]]:
@@ -243,7 +268,7 @@ def bare(hint: Any) -> Any:
 
 def _loosen_value(hint: Any, value: Any) -> Any:
     """`value` in the form a strict field of type `hint` accepts (see the module docstring)."""
-    if typing.get_origin(hint) is tuple:
+    if typing.get_origin(hint) is tuple and typing.get_args(hint)[-1] is Ellipsis:
         element = bare(typing.get_args(hint)[0])
         if isinstance(value, str) and element is str:
             return tuple(part.strip() for part in value.split(",") if part.strip())
@@ -320,6 +345,10 @@ def located_error(
         return ConfigError(f"missing required key {loc[-1]!r} in {name(loc[:-1])}")
     if kind == "choice":
         return UnknownChoiceError("value", ctx["value"], ctx["choices"], where=name(loc))
+    if kind == "invalid":
+        return ConfigError(f"{name(loc)} must be {ctx['text']}; got {ctx['value']!r}")
+    if kind == "bound":
+        return ConfigError(f"{name(loc)} must be {ctx['text']}; got {ctx['value']!r}")
     return wrong_type(first["input"], _expected(_hint_at(model, loc)), name(loc))
 
 

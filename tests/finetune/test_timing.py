@@ -171,7 +171,7 @@ def test_the_cli_refuses_bad_durations_and_classic_baselines(tmp_path):
     )
     assert result.exit_code == 1 and "classic baseline" in result.stderr
     result = runner.invoke(cli, ["bench-inference", "--model", "mfcc", "--threads", "0"])
-    assert result.exit_code == 1 and "--threads 0 must be at least 1" in result.stderr
+    assert result.exit_code == 1 and "--threads must be at least 1; got 0" in result.stderr
 
 
 def test_a_whisper_encoder_is_timed_on_its_log_mel_window(tmp_path):

@@ -5,13 +5,14 @@ from __future__ import annotations
 import click
 
 from ssl_ser.atomic import write_file
-from ssl_ser.predict.settings import BenchSettings, InferenceSettings
+from ssl_ser.extract.settings import ExtractSettings
+from ssl_ser.predict.settings import BENCH_EXTRACTION, BenchSettings
 from ssl_ser.settings import Feedback, options
 
 
 @click.command("bench-inference")
 @options(BenchSettings)
-@options(InferenceSettings, only=["device", "whisper_trim"])
+@options(ExtractSettings, only=BENCH_EXTRACTION)
 @options(Feedback)
 def bench_inference(**values) -> None:
     """Time resampling, preprocessing, transfer, forward pass and classifier per audio duration.
@@ -29,7 +30,8 @@ def bench_inference(**values) -> None:
     from ssl_ser.extract.backbones import library_progress_bars
     from ssl_ser.predict import timing
 
-    bench, inference = BenchSettings.from_cli(values), InferenceSettings.from_cli(values)
+    bench = BenchSettings.from_cli(values)
+    inference = ExtractSettings.from_cli({k: values[k] for k in BENCH_EXTRACTION})
     if bench.threads is not None:
         torch.set_num_threads(bench.threads)
     runs = (bench.input_rate, bench.repeats, bench.warmup)

@@ -10,7 +10,8 @@ from typing import Any
 import click
 
 from ssl_ser.errors import ConfigError
-from ssl_ser.predict.settings import InferenceSettings, PredictSettings
+from ssl_ser.extract.settings import ExtractSettings
+from ssl_ser.predict.settings import PREDICT_EXTRACTION, PredictSettings
 from ssl_ser.settings import Feedback, options
 
 # Exit status when some files could not be labelled (their rows hold the error).
@@ -21,7 +22,7 @@ FAILED_FILES_EXIT = 1
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False))
 @click.argument("inputs", nargs=-1, required=True)
 @options(PredictSettings, exclude=["workers"])
-@options(InferenceSettings, only=["batch_seconds", "device"])
+@options(ExtractSettings, only=PREDICT_EXTRACTION)
 @options(PredictSettings, only=["workers"])
 @options(Feedback)
 def predict(bundle: str, inputs: tuple[str, ...], **values) -> None:
@@ -39,7 +40,8 @@ def predict(bundle: str, inputs: tuple[str, ...], **values) -> None:
     from ssl_ser.extract.backbones import library_progress_bars
     from ssl_ser.predict.predictor import WHOLE_FILE
 
-    settings, inference = PredictSettings.from_cli(values), InferenceSettings.from_cli(values)
+    settings = PredictSettings.from_cli(values)
+    inference = ExtractSettings.from_cli({k: values[k] for k in PREDICT_EXTRACTION})
     progress = Feedback.from_cli(values).progress
     output = writable_output(settings.output) if settings.output else None
     with library_progress_bars(progress):

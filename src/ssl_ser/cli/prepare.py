@@ -22,6 +22,7 @@ from ssl_ser.atomic import write_file
 from ssl_ser.audio import DEFAULT_SAMPLE_RATE
 from ssl_ser.corpora.settings import PrepareSettings, ReaderSettings
 from ssl_ser.errors import ConfigError
+from ssl_ser.extract.settings import ExtractSettings
 from ssl_ser.settings import Feedback, flag_of, options
 
 SHOWN_REASONS = 5
@@ -73,14 +74,15 @@ def reader_options(corpus: str, given: ReaderSettings) -> dict[str, object]:
 @click.command()
 @click.argument("corpus", type=click.Choice(registry.names()))
 @click.argument("root", type=click.Path(path_type=Path))
-@options(PrepareSettings, exclude=["telephone_source"])
+@options(PrepareSettings)
 @options(ReaderSettings)
-@options(PrepareSettings, only=["telephone_source"])
+@options(ExtractSettings, only=["telephone_source"])
 @options(Feedback)
 def prepare(corpus: str, root: Path, **values) -> None:
     """Read corpus CORPUS at ROOT into a manifest (one row per utterance)."""
     try:  # a bad value is a usage error here (exit code 2), as click's own
         settings, reader = PrepareSettings.from_cli(values), ReaderSettings.from_cli(values)
+        source = ExtractSettings.from_cli({"telephone_source": values["telephone_source"]})
     except ConfigError as error:
         raise click.UsageError(str(error)) from error
     options = reader_options(corpus, reader)
@@ -96,7 +98,7 @@ def prepare(corpus: str, root: Path, **values) -> None:
         skipped_note = f"{len(result.skipped)} skipped -> {report}"
     if settings.write is not None:
         condition = settings.condition or "clean"
-        _render(result.manifest, condition, settings.write, settings.telephone_source, progress)
+        _render(result.manifest, condition, settings.write, source.telephone_source, progress)
     click.echo(f"{_summary(result.manifest)} to {output}; {skipped_note}")
 
 

@@ -88,13 +88,6 @@ class PrepareSettings(Settings):
             click_type=click.Path(file_okay=False, path_type=Path),
         ),
     ] = None
-    telephone_source: Annotated[
-        str,
-        Opt(
-            "derived: apply the telephone chain; folder: use the corpus's wav_telephone copies.",
-            choices=registry_choices("ssl_ser.audio", "TELEPHONE_SOURCES"),
-        ),
-    ] = "derived"
 
     @field_validator("output")
     @classmethod

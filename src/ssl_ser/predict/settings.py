@@ -14,32 +14,14 @@ from typing import Annotated, Any
 import click
 from pydantic import ValidationInfo, field_validator
 
-from ssl_ser.errors import ConfigError
 from ssl_ser.settings import Opt, Settings, registry_choices
 
 FILE_OUTPUT = click.Path(dir_okay=False, path_type=Path)
 CONDITIONS = registry_choices("ssl_ser.audio", "CONDITIONS")
 TELEPHONE_SOURCES = registry_choices("ssl_ser.audio", "TELEPHONE_SOURCES")
-
-
-class InferenceSettings(Settings):
-    """Extraction's device, batch and Whisper trim fields (same spelling and help).
-
-    To be replaced by :class:`~ssl_ser.extract.settings.ExtractSettings` once that
-    model is on main: the field names are the same.
-    """
-
-    device: Annotated[str, Opt("auto, cpu, cuda or cuda:N.")] = "auto"
-    batch_seconds: Annotated[
-        float, Opt("Padded seconds of audio per forward pass; lower it if memory runs out.")
-    ] = 60.0
-    whisper_trim: Annotated[
-        bool,
-        Opt(
-            "Whisper: feed only the real audio, not the padded 30 s window. Faster, but it "
-            "changes what the model sees, so features differ from untrimmed ones."
-        ),
-    ] = False
+# What ser predict and ser bench-inference share with extraction: ExtractSettings' fields.
+PREDICT_EXTRACTION: tuple[str, ...] = ("batch_seconds", "device")
+BENCH_EXTRACTION: tuple[str, ...] = ("device", "whisper_trim")
 
 
 class PredictSettings(Settings):
@@ -76,7 +58,7 @@ class PredictSettings(Settings):
         ),
     ] = None
     hop: Annotated[float | None, Opt("Seconds between windows [default: --window].")] = None
-    workers: Annotated[int, Opt("Audio loading processes.")] = 0
+    workers: Annotated[int, Opt("Audio loading processes.", minimum=0)] = 0
 
     @field_validator("window", "hop")
     @classmethod
@@ -157,15 +139,9 @@ class BenchSettings(Settings):
         int, Opt("Sample rate of the synthetic input audio (resampled to the model's rate).")
     ] = 8000
     threads: Annotated[
-        int | None, Opt("CPU threads of torch (default: torch's own, one per core).")
+        int | None,
+        Opt("CPU threads of torch (default: torch's own, one per core).", minimum=1),
     ] = None
     output: Annotated[Path, Opt("CSV to write.", click_type=FILE_OUTPUT)] = Path(
         "bench_inference.csv"
     )
-
-    @field_validator("threads")
-    @classmethod
-    def _threads(cls, threads: int | None, info: ValidationInfo) -> int | None:
-        if threads is not None and threads < 1:
-            raise ConfigError(f"{cls.place(info)} {threads!r} must be at least 1")
-        return threads

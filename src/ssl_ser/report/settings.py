@@ -44,7 +44,7 @@ class ReportSettings(Settings):
         Opt(
             "Bootstrap resamples: for the 95% intervals of the report's best cells (0: none); "
             "in ser compare, per comparison, with as many permutations (at least 1).",
-            click_type=click.IntRange(min=0),
+            minimum=0,
         ),
     ] = 1000
     seed: Annotated[int, Opt("Seed of the bootstrap resampling.")] = 0
