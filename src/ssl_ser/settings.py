@@ -64,6 +64,8 @@ class Opt:
         file: whether experiment files take it (False: command line only).
         minimum: the smallest valid number (None: no bound).
         above: numbers must be greater than this (None: no bound).
+        flag_value: the value an option given without its value takes (``--finetune``
+            alone); None: the option needs its value.
     """
 
     help: str
@@ -77,6 +79,7 @@ class Opt:
     file: bool = True
     minimum: float | None = None
     above: float | None = None
+    flag_value: Any = None
 
     def check_bounds(self, value: object) -> None:
         """Refuse a number below :attr:`minimum` or not above :attr:`above` (None passes)."""
@@ -463,7 +466,10 @@ def cli_type(model: type[Settings], name: str, default: Any) -> dict[str, Any]:
         text = None if default is None else ",".join(str(v) for v in default)
         return {"type": str, "default": text, "show_default": shown}
     kind = click.Choice(choices) if choices else _scalar_type(hint)
-    return {"type": kind, "default": default, "show_default": shown}
+    typed = {"type": kind, "default": default, "show_default": shown}
+    if opt.flag_value is not None:
+        typed.update(is_flag=False, flag_value=opt.flag_value)
+    return typed
 
 
 def _scalar_type(hint: Any) -> Any:
