@@ -125,16 +125,30 @@ class Settings(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _loosen(cls, data: Any) -> Any:
-        """Lists as tuples, comma strings as string tuples, exponent strings as numbers."""
+    def _loosen(cls, data: Any, info: ValidationInfo) -> Any:
+        """Lists as tuples, comma strings as string tuples, exponent strings as numbers.
+
+        A file may not set command-line-only fields (``shard``...): refused as unknown keys.
+        """
         if not isinstance(data, Mapping):
             return data
+        where = (info.context or {}).get("where")
+        if where is not None:
+            cls._refuse_cli_only(data, where)
         loosened = dict(data)
         for name, value in data.items():
             info = cls.model_fields.get(str(name))
             if info is not None:
                 loosened[name] = _loosen_value(bare(info.annotation), value)
         return loosened
+
+    @classmethod
+    def _refuse_cli_only(cls, data: Mapping[str, Any], where: Where) -> None:
+        file_keys = [n for n in cls.model_fields if (o := option_of(cls, n)) is None or o.file]
+        for key in data:
+            if key in cls.model_fields and key not in file_keys:
+                place = where.child(cls.section) if cls.section else where
+                raise UnknownChoiceError("key", key, file_keys, where=str(place))
 
     @field_validator("*", mode="after")
     @classmethod
@@ -190,6 +204,17 @@ class Settings(BaseModel):
             return cls.model_validate(data, context={"cli": True})
         except pydantic.ValidationError as error:
             raise located_error(cls, error, lambda loc: _flag_of(cls, loc)) from None
+
+    def file_data(self) -> dict[str, Any]:
+        """The values an experiment file may hold (command-line-only fields left out)."""
+        data = {}
+        for name in type(self).model_fields:
+            opt = option_of(type(self), name)
+            if opt is not None and not opt.file:
+                continue
+            value = getattr(self, name)
+            data[name] = value.file_data() if isinstance(value, Settings) else value
+        return data
 
     def fields_of(self, target: Callable[..., Any], **extra: Any) -> dict[str, Any]:
         """This model's values for the keyword parameters `target` takes, plus `extra`.

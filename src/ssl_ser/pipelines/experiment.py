@@ -457,7 +457,9 @@ class Experiment(SweepGrid):
 
     def to_dict(self) -> dict[str, Any]:
         """Every field as plain JSON data (what ``ser run`` records beside its results)."""
-        data = self.model_dump()
+        data = self.file_data()
+        if dataclasses.is_dataclass(self.finetune):  # a section not yet a settings model
+            data["finetune"] = dataclasses.asdict(self.finetune)
         data["corpora"] = {
             c.name: {"root": c.root, "reader": c.reader, "on_error": c.on_error, **c.options}
             for c in self.corpora
