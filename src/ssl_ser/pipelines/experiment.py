@@ -49,7 +49,7 @@ from ssl_ser.finetune.config import (
 )
 from ssl_ser.manifest import MANIFEST_SUFFIXES
 from ssl_ser.pipelines._schema import build, schema
-from ssl_ser.settings import CACHE_KEY, CELL_ID, Opt, Where, check_choices, wrong_type
+from ssl_ser.settings import CACHE_KEY, CELL_ID, Opt, Settings, Where, check_choices, wrong_type
 
 SUFFIXES: dict[str, str] = {".yaml": "yaml", ".yml": "yaml", ".toml": "toml"}
 # An experiment file is a few hundred lines; a larger one is a mistake (or an attack).
@@ -373,6 +373,16 @@ class Experiment(SweepGrid):
     def _corpora(cls, value: object, info: ValidationInfo) -> tuple[CorpusSpec, ...]:
         return _parse_corpora(value, _place(info, "--corpus"))
 
+    @field_validator("seeds", mode="after")
+    @classmethod
+    def _seeds(cls, value: tuple[int, ...], info: ValidationInfo) -> tuple[int, ...]:
+        from ssl_ser.classify.splits import check_seed
+
+        where = (info.context or {}).get("where")
+        for index, seed in enumerate(value):
+            check_seed(seed, "--seed" if where is None else str(where.child("seeds").child(index)))
+        return value
+
     @field_validator("condition_pairs", mode="before")
     @classmethod
     def _pairs(cls, value: object, info: ValidationInfo) -> Any:
@@ -447,12 +457,22 @@ class Experiment(SweepGrid):
 
     def to_dict(self) -> dict[str, Any]:
         """Every field as plain JSON data (what ``ser run`` records beside its results)."""
-        data = self.model_dump()
+        data = self.file_data()
+        if dataclasses.is_dataclass(self.finetune):  # a section not yet a settings model
+            data["finetune"] = dataclasses.asdict(self.finetune)
         data["corpora"] = {
             c.name: {"root": c.root, "reader": c.reader, "on_error": c.on_error, **c.options}
             for c in self.corpora
         }
         return json.loads(json.dumps(data, default=list))
+
+
+class RunSettings(Settings):
+    """How ``ser run`` and ``ser probe`` run an experiment (never part of the file)."""
+
+    dry_run: Annotated[
+        bool, Opt("Print the plan (caches, sweeps, cells); run nothing.", file=False)
+    ] = False
 
 
 def experiment_from_dict(data: object, source: str = "experiment") -> Experiment:
@@ -484,10 +504,6 @@ def check_experiment(experiment: Experiment, where: Where) -> None:
             raise ConfigError(f"{where.child(key)} must list at least one value")
         if len(set(values)) != len(values):
             raise ConfigError(f"{where.child(key)} lists a value twice: {list(values)}")
-    from ssl_ser.classify.splits import check_seed
-
-    for index, seed in enumerate(experiment.seeds):
-        check_seed(seed, str(where.child("seeds").child(index)))
     _check_split(experiment, where.child("split"))
     for pair in experiment.pairs:
         check_choices(pair, experiment.conditions, where.child("condition_pairs"))

@@ -18,13 +18,6 @@ from ssl_ser.settings import Opt, Settings
 FILE_OUTPUT = click.Path(dir_okay=False, path_type=Path)
 
 
-def checked_seed(model: type[Settings], seed: Any, info: ValidationInfo) -> int:
-    """`seed` if it is a valid seed, else the error naming its flag or key."""
-    from ssl_ser.classify.splits import check_seed
-
-    return check_seed(seed, model.place(info))
-
-
 class ReportSettings(Settings):
     """How ``ser report`` draws its report (``ser compare`` shares the bootstrap and seed)."""
 
@@ -52,7 +45,9 @@ class ReportSettings(Settings):
     @field_validator("seed")
     @classmethod
     def _seed(cls, seed: Any, info: ValidationInfo) -> int:
-        return checked_seed(cls, seed, info)
+        from ssl_ser.classify.splits import check_seed
+
+        return check_seed(seed, cls.place(info))
 
 
 class CompareSettings(Settings):
