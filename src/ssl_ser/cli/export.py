@@ -36,7 +36,6 @@ def export(**values) -> None:
     chosen = {"classifier": "logreg", "labels": "basic4", "pooling": "auto", "seed": 0}
     if settings.results:
         chosen.update(settings_from_results(settings.results, sources))
-    result = export_probe(
-        sources, table, **settings.fields_of(export_probe, **settings.chosen(chosen))
-    )
+    chosen.update({k: getattr(settings, k) for k in chosen if getattr(settings, k) is not None})
+    result = export_probe(sources, table, **settings.fields_of(export_probe, **chosen))
     click.echo(result.line)

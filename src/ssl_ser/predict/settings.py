@@ -115,11 +115,6 @@ class ExportSettings(Settings):
 
         return None if seed is None else check_seed(seed, cls.place(info))
 
-    def chosen(self, defaults: dict[str, Any]) -> dict[str, Any]:
-        """`defaults` (label set, seed, classifier, pooling), overridden by the values given."""
-        given = {key: getattr(self, key) for key in defaults}
-        return defaults | {key: value for key, value in given.items() if value is not None}
-
 
 class BenchSettings(Settings):
     """What ``ser bench-inference`` times, how often, and where the table goes."""
