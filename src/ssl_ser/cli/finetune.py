@@ -246,7 +246,7 @@ def finetune(**options) -> None:
     """
     from ssl_ser.corpora import corpus_manifests
     from ssl_ser.finetune.run import FinetuneSettings, run_finetune
-    from ssl_ser.pipelines.quick import parse_corpus
+    from ssl_ser.pipelines.experiment import parse_corpus
 
     refuse_repeats("--condition", options["conditions"])
     sources = [parse_corpus(text) for text in options["corpora"]]
