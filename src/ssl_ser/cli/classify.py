@@ -143,17 +143,17 @@ def classify(**options) -> None:
     from ssl_ser.classify.features import CacheFeatures
     from ssl_ser.classify.sweep import SweepConfig, run_sweep
 
-    table = manifest.validate(
-        pd.concat([manifest.read(p) for p in parse_paths(options["manifests"])], ignore_index=True)
-    )
-    sources = [CacheFeatures(path) for path in parse_paths(options["caches"])]
-    parsed = {
+    parsed = {  # refused before any file is read
         "labels": parse_labels(options["labels"]),
         "layers": parse_names(options["layers"]),
         "poolings": parse_names(options["poolings"]),
         "classifiers": parse_names(options["classifiers"]),
         "split_options": split_settings(options),
     }
+    table = manifest.validate(
+        pd.concat([manifest.read(p) for p in parse_paths(options["manifests"])], ignore_index=True)
+    )
+    sources = [CacheFeatures(path) for path in parse_paths(options["caches"])]
     names = {f.name for f in dataclasses.fields(SweepConfig)}
     config = SweepConfig(**{k: v for k, v in options.items() if k in names} | parsed)
     if options["save_probe"]:

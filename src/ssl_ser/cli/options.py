@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from ssl_ser.audio import CONDITIONS
-from ssl_ser.classify.splits import SPLITS, SplitOptions, check_seed
+from ssl_ser.classify.splits import SPLITS, SplitOptions, check_seed, refuse_unused
 from ssl_ser.errors import ConfigError
 
 # The split registry owns the choices; the option lists exactly its names.
@@ -85,9 +85,10 @@ def split_settings(options: Mapping[str, Any]) -> SplitOptions:
     """The split options of a command that takes :func:`split_options`, parsed and typed.
 
     Raises:
-        ConfigError: bad ``--ratios`` (see :func:`parse_ratios`).
+        ConfigError: bad ``--ratios`` (see :func:`parse_ratios`), or an option the
+            ``--split`` method does not read (see :func:`~ssl_ser.classify.splits.refuse_unused`).
     """
-    return SplitOptions(
+    split = SplitOptions(
         folds=options["folds"],
         seed=options["seed"],
         ratios=parse_ratios(options["ratios"]),
@@ -95,6 +96,11 @@ def split_settings(options: Mapping[str, Any]) -> SplitOptions:
         test_corpora=parse_names(options["test_corpora"]),
         shots=options["shots"],
     )
+    given = {"folds": split.folds, "ratios": split.ratios, "shots": split.shots}
+    refuse_unused(
+        options["split"], given | {"train": split.train_corpora, "test": split.test_corpora}
+    )
+    return split
 
 
 SPLIT_OPTIONS: tuple[Callable[[Any], Any], ...] = (

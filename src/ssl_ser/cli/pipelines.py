@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from ssl_ser.classify.splits import SPLITS
+from ssl_ser.classify.splits import SPLITS, refuse_unused
 from ssl_ser.cli.options import (
     check_seeds,
     conditions_option,
@@ -174,6 +174,14 @@ def probe(**options) -> None:
     from ssl_ser.pipelines.probe import probe as run_probe
 
     refuse_repeats("--condition", options["conditions"])
+    split = {
+        "method": options["split"],
+        "folds": options["folds"],
+        "train": _names(options["train_corpora"]),
+        "test": _names(options["test_corpora"]),
+        "shots": _counts(options["shots"]),
+    }
+    refuse_unused(split["method"], {k: v for k, v in split.items() if k != "method"})
     summary = run_probe(
         options["models"],
         options["corpora"],
@@ -188,13 +196,7 @@ def probe(**options) -> None:
         cache_dir=options["cache_dir"],
         output=options["output"],
         report=options["report"],
-        split={
-            "method": options["split"],
-            "folds": options["folds"],
-            "train": _names(options["train_corpora"]),
-            "test": _names(options["test_corpora"]),
-            "shots": _counts(options["shots"]),
-        },
+        split=split,
         extract={
             "device": options["device"],
             "dtype": options["dtype"],

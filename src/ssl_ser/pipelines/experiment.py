@@ -634,6 +634,11 @@ def _check_split(experiment: Experiment, where: Where) -> None:
         raise ConfigError(f"{where.child('ratios')} must be three non-negative numbers")
     if not split.shots or min(split.shots) < 0:
         raise ConfigError(f"{where.child('shots')} must list numbers >= 0; got {split.shots}")
+    from ssl_ser.classify.splits import refuse_unused
+
+    given = {key: getattr(split, key) for key in ("folds", "ratios", "train", "test", "shots")}
+    keys = {key: f"split.{key}" for key in (*given, "method")}
+    refuse_unused(split.method, given, keys, where=where.source)
     if split.method in CROSS_CORPUS_SPLITS and len(experiment.corpora) < 2:
         raise ConfigError(
             f"{where.child('method')}: split {split.method!r} needs at least 2 corpora"

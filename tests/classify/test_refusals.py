@@ -1,0 +1,102 @@
+"""Options that a split (or a backend) does not read are refused, naming the option and why."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from ssl_ser.classify.splits import SPLIT_USES, SPLITS, refuse_unused
+from ssl_ser.cli.main import cli
+from ssl_ser.errors import ConfigError
+from ssl_ser.pipelines.experiment import load_experiment
+
+
+def test_every_split_says_which_options_it_reads():
+    assert set(SPLIT_USES) == set(SPLITS)
+
+
+@pytest.mark.parametrize(
+    ("method", "given", "message"),
+    [
+        (
+            "loso",
+            {"shots": 5},
+            "--shots 5 does not apply to --split loso: loso leaves one speaker out at a time "
+            "(it reads none of the split options)",
+        ),
+        (
+            "speaker-kfold",
+            {"train": ("emodb",)},
+            "--train emodb does not apply to --split speaker-kfold: speaker-kfold deals whole "
+            "speakers into k folds (it reads --folds)",
+        ),
+        (
+            "loso",
+            {"ratios": (0.7, 0.2, 0.1)},
+            "--ratios 0.7,0.2,0.1 does not apply to --split loso",
+        ),
+        ("random", {"folds": 3}, "--folds 3 does not apply to --split random: random shuffles"),
+        ("cross-corpus", {"shots": (0, 10)}, "--shots 0,10 does not apply to --split cross-corpus"),
+    ],
+)
+def test_an_option_the_split_does_not_read_is_refused(method, given, message):
+    with pytest.raises(ConfigError) as error:
+        refuse_unused(method, given)
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("method", "given"),
+    [
+        ("loso", {"folds": 5, "shots": 10, "train": (), "test": None, "ratios": (0.8, 0.1, 0.1)}),
+        ("few-shot", {"folds": 3, "shots": (0, 10), "train": ("a",), "test": ("b",)}),
+        ("loso", {"shots": (10,)}),  # an experiment file's default shots
+        ("speaker", {"ratios": (0.6, 0.2, 0.2)}),
+    ],
+)
+def test_defaults_and_options_the_split_reads_pass(method, given):
+    refuse_unused(method, given)
+
+
+def _invoke(*args: str):
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_ser_classify_refuses_before_reading_any_file(tmp_path):
+    result = _invoke(
+        "classify", "--cache", "missing.h5", "--manifest", "missing.csv",
+        "--output", str(tmp_path / "out"), "--split", "loso", "--shots", "5",
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "--shots 5 does not apply to --split loso" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_ser_finetune_refuses_before_reading_any_file(tmp_path):
+    result = _invoke(
+        "finetune", "--model", "none", "--manifest", "missing.csv",
+        "--output", str(tmp_path / "out"), "--train", "emodb",
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "--train emodb does not apply to --split speaker-kfold" in result.output
+
+
+def test_ser_probe_refuses_with_the_flags(tmp_path):
+    result = _invoke(
+        "probe", "--model", "mfcc", "--corpus", "emodb=/nowhere", "--split", "loso",
+        "--folds", "3", "--output", str(tmp_path), "--dry-run",
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "--folds 3 does not apply to --split loso" in result.output
+
+
+def test_an_experiment_file_refuses_with_its_keys(tmp_path):
+    path = tmp_path / "x.yaml"
+    data = {"name": "t", "models": ["mfcc"], "corpora": {"emodb": "/data/emodb"}}
+    path.write_text(yaml.safe_dump({**data, "split": {"method": "loso", "shots": [5]}}))
+    with pytest.raises(ConfigError) as error:
+        load_experiment(path)
+    assert str(error.value).startswith(
+        f"{path}: split.shots 5 does not apply to split.method loso: loso leaves one speaker"
+    )
