@@ -66,9 +66,11 @@ def test_classify_end_to_end_over_caches(files, tmp_path):
     }
     again = run(args)
     assert "0 cell(s) run, 24 already done" in again.output
+    folds = args.index("--folds")  # cross-corpus reads no --folds (refused)
     cross = run(
         [
-            *args[:-3],
+            *args[:folds],
+            *args[folds + 2 : -3],
             "--split",
             "cross-corpus",
             "--train",

@@ -344,13 +344,16 @@ def test_lenient_spellings_read_as_their_values(tmp_path):
     """Exponent strings are numbers, comma strings are lists, one number is a list of one."""
     patch = {
         "classifiers": "logreg, mlp",
-        "split": {"shots": 5, "ratios": ["8e-1", 0.1, "1e-1"]},
+        "split": {"method": "speaker", "ratios": ["8e-1", 0.1, "1e-1"]},
         "extract": {"batch_seconds": "6e1"},
     }
     experiment = load_experiment(write_yaml(tmp_path, {**MINIMAL, **patch}))
     assert experiment.classifiers == ("logreg", "mlp")
-    assert experiment.split.shots == (5,) and experiment.split.ratios == (0.8, 0.1, 0.1)
+    assert experiment.split.ratios == (0.8, 0.1, 0.1)
     assert experiment.extract.batch_seconds == 60.0
+    few_shot = {"split": {"method": "few-shot", "shots": 5}, "corpora": {"emodb": "/a", "emovo": "/b"}}
+    experiment = load_experiment(write_yaml(tmp_path, {**MINIMAL, **few_shot}))
+    assert experiment.split.shots == (5,)
 
 
 def test_schema_classes_check_values_built_in_code():
