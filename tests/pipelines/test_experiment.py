@@ -351,7 +351,8 @@ def test_lenient_spellings_read_as_their_values(tmp_path):
     assert experiment.classifiers == ("logreg", "mlp")
     assert experiment.split.ratios == (0.8, 0.1, 0.1)
     assert experiment.extract.batch_seconds == 60.0
-    few_shot = {"split": {"method": "few-shot", "shots": 5}, "corpora": {"emodb": "/a", "emovo": "/b"}}
+    corpora = {"emodb": "/a", "emovo": "/b"}
+    few_shot = {"split": {"method": "few-shot", "shots": 5}, "corpora": corpora}
     experiment = load_experiment(write_yaml(tmp_path, {**MINIMAL, **few_shot}))
     assert experiment.split.shots == (5,)
 
