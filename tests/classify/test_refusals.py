@@ -100,3 +100,65 @@ def test_an_experiment_file_refuses_with_its_keys(tmp_path):
     assert str(error.value).startswith(
         f"{path}: split.shots 5 does not apply to split.method loso: loso leaves one speaker"
     )
+
+
+# --- one Dask spelling: --dask ADDRESS|local; --backend dask [--scheduler] deprecated -------
+
+
+@pytest.mark.parametrize(
+    ("dask", "placement"),
+    [
+        (None, ("local", None)),
+        ("local", ("dask", None)),
+        ("tcp://h:8786", ("dask", "tcp://h:8786")),
+    ],
+)
+def test_dask_gives_the_backend_and_scheduler(dask, placement):
+    from ssl_ser.classify.sweep.plan import dask_placement
+
+    assert dask_placement(dask) == placement
+
+
+def test_the_deprecated_spelling_works_and_names_the_new_one(caplog):
+    from ssl_ser.classify.sweep.plan import dask_placement
+
+    assert dask_placement(None, "dask", "tcp://h:8786") == ("dask", "tcp://h:8786")
+    assert "--backend dask --scheduler tcp://h:8786 is deprecated" in caplog.text
+    assert "use --dask tcp://h:8786" in caplog.text
+    caplog.clear()
+    assert dask_placement(None, "dask") == ("dask", None)
+    assert "--backend dask is deprecated and goes in the next release; use --dask local" in (
+        caplog.text
+    )
+
+
+def test_both_spellings_or_a_malformed_address_are_refused(tmp_path):
+    base = ["classify", "--cache", "missing.h5", "--manifest", "missing.csv", "--output"]
+    base.append(str(tmp_path / "out"))
+    both = _invoke(*base, "--dask", "local", "--backend", "dask")
+    assert both.exit_code == 1
+    assert "--dask local and the deprecated --backend dask say the same thing twice" in both.output
+    bad = _invoke(*base, "--dask", "host-without-port")
+    assert bad.exit_code == 1
+    assert "--dask 'host-without-port' is not a Dask scheduler address" in bad.output
+
+
+def test_help_shows_dask_and_hides_the_deprecated_spelling():
+    result = _invoke("classify", "--help")
+    assert "--dask ADDRESS|local" in result.output
+    assert "--backend" not in result.output and "--scheduler" not in result.output
+
+
+def test_experiment_files_take_classify_dask_and_warn_on_the_old_keys(tmp_path, caplog):
+    data = {"name": "t", "models": ["mfcc"], "corpora": {"emodb": "/data/emodb"}}
+    path = tmp_path / "x.yaml"
+    path.write_text(yaml.safe_dump({**data, "classify": {"dask": "local"}}))
+    assert load_experiment(path).classify.dask == "local"
+    assert "deprecated" not in caplog.text
+    path.write_text(yaml.safe_dump({**data, "classify": {"backend": "dask"}}))
+    load_experiment(path)
+    assert f"{path}: classify.backend: dask is deprecated" in caplog.text
+    assert "use classify.dask: local" in caplog.text
+    path.write_text(yaml.safe_dump({**data, "classify": {"dask": "local", "backend": "dask"}}))
+    with pytest.raises(ConfigError, match="classify.dask: local and the deprecated classify"):
+        load_experiment(path)

@@ -6,7 +6,7 @@ import click
 
 from ssl_ser.classify.features import COMBINES
 from ssl_ser.classify.measures import REQUESTED_TARGETS
-from ssl_ser.classify.sweep.plan import BACKENDS
+from ssl_ser.classify.sweep.plan import BACKENDS, dask_placement
 from ssl_ser.cli.options import (
     parse_labels,
     parse_names,
@@ -87,22 +87,28 @@ from ssl_ser.cli.options import (
     type=int,
     default=1,
     show_default=True,
-    help="Parallel cells (processes); with --backend dask and no --scheduler, the local "
-    "cluster's worker processes.",
+    help="Parallel cells (processes); with --dask local, the local cluster's worker processes.",
+)
+@click.option(
+    "--dask",
+    default=None,
+    metavar="ADDRESS|local",
+    help="Run the cells on the workers of a Dask cluster: its scheduler address "
+    "(tcp://host:8786), or 'local' for a cluster on the loopback interface. Results are the "
+    "same as without.",
 )
 @click.option(
     "--backend",
     type=click.Choice(BACKENDS),
     default="local",
-    show_default=True,
-    help="Where cells run: this machine's processes (local), or the workers of a Dask "
-    "cluster (dask). Results are the same either way.",
+    hidden=True,
+    help="Deprecated: --backend dask is --dask local (or --dask ADDRESS with --scheduler).",
 )
 @click.option(
     "--scheduler",
     default=None,
-    help="Dask scheduler address (tcp://host:8786) for --backend dask [default: a local "
-    "cluster on the loopback interface].",
+    hidden=True,
+    help="Deprecated: --backend dask --scheduler ADDRESS is --dask ADDRESS.",
 )
 @click.option(
     "--threads",
@@ -150,6 +156,8 @@ def classify(**options) -> None:
         "classifiers": parse_names(options["classifiers"]),
         "split_options": split_settings(options),
     }
+    backend, scheduler = dask_placement(options["dask"], options["backend"], options["scheduler"])
+    parsed |= {"backend": backend, "scheduler": scheduler}
     table = manifest.validate(
         pd.concat([manifest.read(p) for p in parse_paths(options["manifests"])], ignore_index=True)
     )

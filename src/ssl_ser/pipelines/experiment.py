@@ -185,8 +185,9 @@ class ExtractSettings:
 class ClassifySettings:
     """Less common classify options (see ``ser classify``).
 
-    ``backend: dask`` runs the cells on a Dask cluster: the one at ``scheduler``
-    (``tcp://host:8786``), else a local cluster of ``jobs`` worker processes.
+    ``dask`` runs the cells on a Dask cluster: the one at a scheduler address
+    (``tcp://host:8786``), or ``local``: a local cluster of ``jobs`` worker processes.
+    ``backend: dask`` (with ``scheduler``) is its deprecated spelling.
     ``target``, ``control`` and ``mdl`` are ``ser classify --target/--control/--mdl``.
     """
 
@@ -199,6 +200,7 @@ class ClassifySettings:
     params: dict[str, Any] = field(default_factory=dict)
     bootstrap: int = 1000
     jobs: int = 1
+    dask: str | None = None
     backend: str = field(default="local", metadata={"choices": _backend_names})
     scheduler: str | None = None
     target: str = field(
@@ -659,6 +661,11 @@ def _check_numbers(experiment: Experiment, where: Where) -> None:
             f"({experiment.classify.scheduler!r}) needs classify.backend: dask, not "
             f"{experiment.classify.backend!r}"
         )
+    from ssl_ser.classify.sweep.plan import dask_placement
+
+    keys = {key: f"classify.{key}" for key in ("dask", "backend", "scheduler")}
+    settings = experiment.classify
+    dask_placement(settings.dask, settings.backend, settings.scheduler, keys, where.source)
     if experiment.classify.bootstrap < 0:
         raise ConfigError(f"{where.child('classify').child('bootstrap')} must be 0 or more")
     _check_target(experiment, where.child("classify"))

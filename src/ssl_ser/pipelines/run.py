@@ -245,9 +245,13 @@ def sweep_config(experiment: Experiment, unit: SweepUnit) -> Any:
     """The classify settings of one sweep."""
     from ssl_ser.classify.splits import SplitOptions
     from ssl_ser.classify.sweep import SweepConfig
+    from ssl_ser.classify.sweep.plan import dask_placement
 
     split, settings = experiment.split, experiment.classify
     shots = unit.variant.shots
+    placement = (settings.backend, settings.scheduler)  # deprecated spelling, warned at load
+    if settings.dask is not None:
+        placement = dask_placement(settings.dask)
     return SweepConfig(
         labels=experiment.labels,
         layers=tuple(experiment.layers),
@@ -271,8 +275,8 @@ def sweep_config(experiment: Experiment, unit: SweepUnit) -> Any:
         params=settings.params,
         bootstrap=settings.bootstrap,
         jobs=settings.jobs,
-        backend=settings.backend,
-        scheduler=settings.scheduler,
+        backend=placement[0],
+        scheduler=placement[1],
         target=settings.target,
         control=settings.control,
         mdl=settings.mdl,
