@@ -104,3 +104,12 @@ def test_every_click_choice_lists_exactly_its_registry():
                 )
                 seen.add(param.name)
     assert seen == set(registries)
+
+
+def test_the_light_name_tuples_equal_their_registries():
+    from ssl_ser.classify.names import CLASSIFIER_NAMES, SPLIT_NAMES
+    from ssl_ser.classify.registry import CLASSIFIERS
+    from ssl_ser.classify.splits import SPLITS
+
+    assert tuple(CLASSIFIERS) == CLASSIFIER_NAMES
+    assert tuple(SPLITS) == SPLIT_NAMES

@@ -6,6 +6,7 @@ import click
 
 from ssl_ser.classify.features import COMBINES
 from ssl_ser.classify.measures import REQUESTED_TARGETS
+from ssl_ser.classify.names import CLASSIFIER_NAMES
 from ssl_ser.classify.sweep.plan import BACKENDS, dask_placement
 from ssl_ser.cli.options import (
     parse_labels,
@@ -49,8 +50,7 @@ from ssl_ser.cli.options import (
     "--classifiers",
     default="logreg",
     show_default=True,
-    help="Comma list of: logreg, svm-linear, svm-rbf, rf, xgb, xgb-fast, knn, linear, mlp, "
-    "mlp-weighted.",
+    help=f"Comma list of: {', '.join(CLASSIFIER_NAMES)}.",
 )
 @click.option("--model", default=None, help="Refuse caches of any other model.")
 @click.option("--condition", default=None, help="Refuse caches of any other condition.")

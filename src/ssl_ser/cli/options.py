@@ -9,11 +9,12 @@ from typing import Any
 import click
 
 from ssl_ser.audio import CONDITIONS
-from ssl_ser.classify.splits import SPLITS, SplitOptions, check_seed, refuse_unused
+from ssl_ser.classify.names import SPLIT_NAMES
+from ssl_ser.classify.splits import SplitOptions, check_seed, refuse_unused
 from ssl_ser.errors import ConfigError
 
 # The split registry owns the choices; the option lists exactly its names.
-SPLIT_CHOICES: tuple[str, ...] = tuple(SPLITS)
+SPLIT_CHOICES: tuple[str, ...] = SPLIT_NAMES
 
 progress_option = click.option("--progress/--no-progress", default=True, show_default=True)
 """``--progress/--no-progress``: show tqdm progress bars (on by default)."""
