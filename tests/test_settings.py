@@ -78,3 +78,19 @@ def test_file_tables_are_strict_and_errors_name_the_key_and_file():
     assert "folds" in str(error.value)
     with pytest.raises(UnknownChoiceError, match="'y'|'z'"):
         Toy.from_file({"kind": "z"}, where)
+
+
+def test_a_hidden_field_is_taken_but_not_listed_in_help():
+    class Old(Settings):
+        backend: Annotated[str, Opt("Deprecated: use --dask.", hidden=True)] = "local"
+
+    seen = {}
+
+    @click.command()
+    @options(Old)
+    def command(**values):
+        seen["settings"] = Old.from_cli(values)
+
+    assert "--backend" not in CliRunner().invoke(command, ["--help"]).output
+    assert CliRunner().invoke(command, ["--backend", "dask"]).exit_code == 0
+    assert seen["settings"].backend == "dask"

@@ -62,6 +62,9 @@ class Opt:
         metavar: how the value reads in ``--help``.
         cli: whether commands take it (False: experiment files only).
         file: whether experiment files take it (False: command line only).
+        minimum: the smallest valid number (None: no bound).
+        above: numbers must be greater than this (None: no bound).
+        hidden: a deprecated spelling: still taken, but left out of ``--help``.
     """
 
     help: str
@@ -73,6 +76,21 @@ class Opt:
     metavar: str | None = None
     cli: bool = True
     file: bool = True
+    minimum: float | None = None
+    above: float | None = None
+    hidden: bool = False
+
+    def check_bounds(self, value: object) -> None:
+        """Refuse a number below :attr:`minimum` or not above :attr:`above` (None passes)."""
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return
+        if self.minimum is not None and value < self.minimum:
+            raise PydanticCustomError(
+                "bound", "below minimum", {"value": value, "text": f"at least {self.minimum:g}"}
+            )
+        if self.above is not None and not value > self.above:
+            text = "positive" if self.above == 0 else f"above {self.above:g}"
+            raise PydanticCustomError("bound", "not above", {"value": value, "text": text})
 
     def choice_list(self) -> list[str] | None:
         """The valid values (resolved from the registry now), or None for free values."""
@@ -122,7 +140,11 @@ class Settings(BaseModel):
     def _in_choices(cls, value: Any, info: ValidationInfo) -> Any:
         """Refuse a value (or any element of a tuple) outside its field's choices."""
         opt = option_of(cls, str(info.field_name))
-        valid = opt.choice_list() if opt else None
+        if opt is None:
+            return value
+        for item in value if isinstance(value, tuple) else (value,):
+            opt.check_bounds(item)
+        valid = opt.choice_list()
         if valid is None:
             return value
         for item in value if isinstance(value, tuple) else (value,):
@@ -131,6 +153,13 @@ class Settings(BaseModel):
                     "choice", "unknown value {value!r}", {"value": item, "choices": valid}
                 )
         return value
+
+    @classmethod
+    def place(cls, info: ValidationInfo) -> str:
+        """Where the value a validator sees sits: its key and file, or its flag."""
+        name = str(info.field_name)
+        where = (info.context or {}).get("where")
+        return str(where.child(name)) if where is not None else flag_of(cls, name)
 
     @classmethod
     def from_file(cls: type[T], data: object, where: Where) -> T:
@@ -170,6 +199,22 @@ class Settings(BaseModel):
         names = accepted_names(target)
         values = {name: getattr(self, name) for name in type(self).model_fields if name in names}
         return values | extra
+
+
+def invalid(value: object, text: str) -> PydanticCustomError:
+    """A validator's refusal of `value`; the message names the place: "... must be `text`"."""
+    return PydanticCustomError("invalid", "invalid value", {"value": value, "text": text})
+
+
+def registry_choices(module: str, name: str) -> Callable[[], tuple[str, ...]]:
+    """The choice list `name` of `module`, looked up when first needed (imports stay light)."""
+
+    def choices() -> tuple[str, ...]:
+        import importlib
+
+        return tuple(getattr(importlib.import_module(module), name))
+
+    return choices
 
 
 def accepted_names(target: Callable[..., Any]) -> set[str]:
@@ -221,7 +266,7 @@ def bare(hint: Any) -> Any:
 
 def _loosen_value(hint: Any, value: Any) -> Any:
     """`value` in the form a strict field of type `hint` accepts (see the module docstring)."""
-    if typing.get_origin(hint) is tuple:
+    if typing.get_origin(hint) is tuple and typing.get_args(hint)[-1] is Ellipsis:
         element = bare(typing.get_args(hint)[0])
         if isinstance(value, str) and element is str:
             return tuple(part.strip() for part in value.split(",") if part.strip())
@@ -298,6 +343,10 @@ def located_error(
         return ConfigError(f"missing required key {loc[-1]!r} in {name(loc[:-1])}")
     if kind == "choice":
         return UnknownChoiceError("value", ctx["value"], ctx["choices"], where=name(loc))
+    if kind == "invalid":
+        return ConfigError(f"{name(loc)} must be {ctx['text']}; got {ctx['value']!r}")
+    if kind == "bound":
+        return ConfigError(f"{name(loc)} must be {ctx['text']}; got {ctx['value']!r}")
     return wrong_type(first["input"], _expected(_hint_at(model, loc)), name(loc))
 
 
@@ -387,6 +436,7 @@ def click_option(model: type[Settings], name: str) -> Callable[[Callable[..., An
         "help": opt.help,
         "required": info.is_required(),
         "metavar": opt.metavar,
+        "hidden": opt.hidden,
         "setting": (model, name),
         "cls": SettingOption,
     }

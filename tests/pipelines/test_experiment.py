@@ -6,6 +6,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import pydantic
 import pytest
 import yaml
 
@@ -39,7 +40,7 @@ def test_minimal_file_takes_the_documented_defaults(tmp_path):
     assert experiment.mode == "each"
     assert experiment.output_dir == Path("ser-out/t")
     assert experiment.extract.poolings == ("mean", "std")
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(pydantic.ValidationError, match="frozen"):
         experiment.name = "other"  # type: ignore[misc]
 
 
@@ -141,7 +142,7 @@ def test_values_outside_their_choices_are_refused(tmp_path, patch, expected):
             {"split": {"method": "few-shot"}},
             "'split.method' .*: split 'few-shot' needs at least 2 corpora",
         ),
-        ({"split": {"shots": [10, -1]}}, "'split.shots' .* numbers >= 0"),
+        ({"split": {"shots": [10, -1]}}, "'split.shots' .* must be at least 0"),
         ({"extract": {"max_seconds": -1}}, "'extract' .*max_seconds"),
         ({"corpora": {"berlin": {"root": "/x", "reader": "emodb"}}}, "use that name as the key"),
     ],
@@ -301,7 +302,7 @@ def test_an_explicit_label_list_is_stored_in_its_one_spelling(tmp_path, labels):
         ({**MINIMAL, "split": {"folds": 2.0}}, ConfigError, r"'split.folds' .* integer; got a nu"),
         ({**MINIMAL, "extract": {"workers": "2"}}, ConfigError, r"'extract.workers' .* integer"),
         ({**MINIMAL, "extract": {"batch_seconds": True}}, ConfigError, r"number; got a boolean"),
-        ({**MINIMAL, "split": {"ratios": "0.8"}}, ConfigError, r"'split.ratios' .* list of num"),
+        ({**MINIMAL, "split": {"ratios": "0.8"}}, ConfigError, r"'split.ratios' .* three non-neg"),
         ({**MINIMAL, "split": {"shots": ["5"]}}, ConfigError, r"'split.shots.0' .* an integer"),
         ({**MINIMAL, "classify": {"params": [1]}}, ConfigError, r"'classify.params' .* table of"),
         ({**MINIMAL, "description": 3}, ConfigError, r"'description' .* a string; got an integer"),
@@ -359,14 +360,15 @@ def test_lenient_spellings_read_as_their_values(tmp_path):
 
 def test_schema_classes_check_values_built_in_code():
     """The sections are pydantic dataclasses: code that builds one with a bad value is refused."""
-    from ssl_ser.pipelines.experiment import ExtractSettings, SplitSpec
+    from ssl_ser.classify.settings import SplitSettings
+    from ssl_ser.extract.settings import ExtractSettings
 
     with pytest.raises(ValueError, match="folds"):
-        SplitSpec(folds="five")  # type: ignore[arg-type]
+        SplitSettings(folds="five")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="int8"):
         ExtractSettings(dtype="int8")
     experiment = experiment_from_dict(MINIMAL)
-    renamed = dataclasses.replace(experiment, name="u")
+    renamed = experiment.model_copy(update={"name": "u"})
     assert renamed.name == "u" and renamed.corpora == experiment.corpora
 
 
@@ -374,28 +376,32 @@ def test_every_schema_choice_lists_exactly_its_registry():
     """Experiment-file choices are read from the modules that own them, never restated."""
     from ssl_ser import audio
     from ssl_ser.cache import STORAGE_DTYPE_CHOICES
-    from ssl_ser.classify import measures
+    from ssl_ser.classify import features, measures
     from ssl_ser.classify.features import COMBINES
     from ssl_ser.classify.registry import CLASSIFIERS
+    from ssl_ser.classify.settings import SplitSettings, SweepSettings
     from ssl_ser.classify.splits import SPLITS
     from ssl_ser.classify.sweep.plan import BACKENDS
     from ssl_ser.extract import config as extract_config
+    from ssl_ser.extract.settings import ExtractSettings
     from ssl_ser.finetune import config as finetune
     from ssl_ser.pipelines import experiment
+    from ssl_ser.settings import option_of
 
     registries = {
-        ("SplitSpec", "method"): tuple(SPLITS),
+        ("SplitSettings", "method"): tuple(SPLITS),
         ("ExtractSettings", "dtype"): extract_config.DTYPES,
         ("ExtractSettings", "poolings"): extract_config.POOLINGS,
         ("ExtractSettings", "long_audio"): extract_config.LONG_AUDIO_POLICIES,
         ("ExtractSettings", "telephone_source"): audio.TELEPHONE_SOURCES,
         ("ExtractSettings", "storage_dtype"): STORAGE_DTYPE_CHOICES,
-        ("ClassifySettings", "combine"): COMBINES,
-        ("ClassifySettings", "backend"): BACKENDS,
-        ("ClassifySettings", "target"): measures.REQUESTED_TARGETS,
+        ("SweepSettings", "combine"): COMBINES,
+        ("SweepSettings", "backend"): BACKENDS,
+        ("SweepSettings", "target"): measures.REQUESTED_TARGETS,
         ("Experiment", "conditions"): audio.CONDITIONS,
         ("Experiment", "classifiers"): tuple(CLASSIFIERS),
         ("Experiment", "corpora_mode"): experiment.CORPORA_MODES,
+        ("Experiment", "pooling"): features.POOLING_OPTIONS,
         ("FinetuneSpec", "head"): finetune.HEADS,
         ("FinetuneSpec", "freeze"): finetune.FREEZES,
         ("FinetuneSpec", "adapter"): finetune.ADAPTERS,
@@ -404,9 +410,17 @@ def test_every_schema_choice_lists_exactly_its_registry():
         ("FinetuneSpec", "dtype"): finetune.FINETUNE_DTYPES,
         ("FinetuneSpec", "long_audio"): extract_config.LONG_AUDIO_POLICIES,
     }
-    classes = ("SplitSpec", "ExtractSettings", "ClassifySettings", "Experiment", "FinetuneSpec")
     seen = set()
-    for class_name in classes:
+    for model in (SplitSettings, ExtractSettings, SweepSettings, experiment.Experiment):
+        for name in model.model_fields:
+            opt = option_of(model, name)
+            if opt is None or opt.choices is None:
+                continue
+            key = (model.__name__, name)
+            assert key in registries, (key, "add it to this table")
+            assert tuple(opt.choice_list()) == tuple(registries[key]), key
+            seen.add(key)
+    for class_name in ("FinetuneSpec",):
         for spec_field in dataclasses.fields(getattr(experiment, class_name)):
             choices = spec_field.metadata.get("choices")
             if choices is None:
