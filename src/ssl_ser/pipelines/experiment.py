@@ -49,7 +49,7 @@ from ssl_ser.finetune.config import (
 )
 from ssl_ser.manifest import MANIFEST_SUFFIXES
 from ssl_ser.pipelines._schema import build, schema
-from ssl_ser.settings import CACHE_KEY, CELL_ID, Opt, Where, check_choices, wrong_type
+from ssl_ser.settings import CACHE_KEY, Opt, Where, check_choices, wrong_type
 
 SUFFIXES: dict[str, str] = {".yaml": "yaml", ".yml": "yaml", ".toml": "toml"}
 # An experiment file is a few hundred lines; a larger one is a mistake (or an attack).
@@ -342,15 +342,6 @@ class Experiment(SweepGrid):
             choices=CORPORA_MODES,
         ),
     ] = None
-    seeds: Annotated[
-        tuple[int, ...],
-        Opt(
-            "One run per seed (splits, initialisation). Repeatable.",
-            flag="--seed",
-            multiple=True,
-            enters=CELL_ID,
-        ),
-    ] = (0,)
     cache_dir: Annotated[
         str, Opt("Feature cache root (shared between runs).", metavar="DIRECTORY")
     ] = DEFAULT_CACHE_DIR
@@ -484,10 +475,6 @@ def check_experiment(experiment: Experiment, where: Where) -> None:
             raise ConfigError(f"{where.child(key)} must list at least one value")
         if len(set(values)) != len(values):
             raise ConfigError(f"{where.child(key)} lists a value twice: {list(values)}")
-    from ssl_ser.classify.splits import check_seed
-
-    for index, seed in enumerate(experiment.seeds):
-        check_seed(seed, str(where.child("seeds").child(index)))
     _check_split(experiment, where.child("split"))
     for pair in experiment.pairs:
         check_choices(pair, experiment.conditions, where.child("condition_pairs"))
@@ -546,9 +533,8 @@ def _check_split(experiment: Experiment, where: Where) -> None:
         raise ConfigError(f"{where.child('shots')} must list numbers >= 0; got {split.shots}")
     from ssl_ser.classify.splits import refuse_unused
 
-    given = {key: getattr(split, key) for key in ("folds", "ratios", "train", "test", "shots")}
-    keys = {key: f"split.{key}" for key in (*given, "method")}
-    refuse_unused(split.method, given, keys, where=where.source)
+    keys = {key: f"split.{key}" for key in SplitSettings.model_fields}
+    refuse_unused(split.method, split.model_dump(exclude={"method"}), keys, where=where.source)
     if split.method in CROSS_CORPUS_SPLITS and len(experiment.corpora) < 2:
         raise ConfigError(
             f"{where.child('method')}: split {split.method!r} needs at least 2 corpora"
