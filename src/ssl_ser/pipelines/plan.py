@@ -447,11 +447,11 @@ def cells_per_fold(
 ) -> int | None:
     """Cells one fold of one condition pair runs over every classifier, or None if unknown."""
     from ssl_ser.classify import registry
-    from ssl_ser.classify.features import feature_specs, parse_layers
+    from ssl_ser.classify.features import feature_specs, select_layers
 
     if layers is None:
         return None
-    chosen = parse_layers(experiment.layers, layers)
+    chosen = select_layers(experiment.layers, layers)
     specs = feature_specs(chosen, experiment.classify.combine, list(poolings))
     n_poolings = len(poolings)
     return sum(

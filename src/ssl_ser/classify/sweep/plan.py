@@ -20,8 +20,8 @@ from ssl_ser.classify.features import (
     FeatureSpec,
     check_honoured,
     feature_specs,
-    parse_layers,
     resolve_poolings,
+    select_layers,
     stored_poolings,
 )
 from ssl_ser.classify.measures import (
@@ -306,7 +306,7 @@ def plan_dataset(
     poolings: list[str],
 ) -> DatasetPlan:
     """The tasks of one dataset's cells not stored yet; superseded stored cells are moved aside."""
-    layers = parse_layers(config.layers, dataset.layers)
+    layers = select_layers(config.layers, dataset.layers)
     specs = feature_specs(layers, config.combine, poolings)
     rows = Rows(
         codes=dataset.table["label"].map({c: i for i, c in enumerate(dataset.classes)}).to_numpy(),
