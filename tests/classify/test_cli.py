@@ -214,3 +214,27 @@ def test_a_refused_run_leaves_no_output_folder_behind(files, tmp_path):
     (kept / "notes.txt").write_text("mine")
     assert run([*args, "--output", kept]).exit_code == 1
     assert sorted(p.name for p in kept.iterdir()) == ["notes.txt"]
+
+
+def test_several_seeds_and_shots_run_one_sweep_each_into_the_output(files, tmp_path):
+    alpha_cache, alpha_csv = files["alpha"]
+    args = ["--cache", alpha_cache, "--manifest", alpha_csv, "--layers", "1", "--folds", "2"]
+    args += ["--bootstrap", "0", "--threads", "1", "--no-progress", "--output", tmp_path]
+    result = run([*args, "--seed", "0", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    assert "4 cell(s) run, 0 already done" in result.output  # 2 seeds x 2 folds
+    assert set(pd.read_parquet(tmp_path / "results.parquet")["seed"]) == {0, 3}
+    refused = run([*args, "--seed", "0", "--seed", "3", "--save-probe", tmp_path / "probe"])
+    assert refused.exit_code == 1
+    assert "--save-probe saves one probe; give one --seed (and one --shots)" in refused.output
+
+
+def test_few_shot_shots_run_one_sweep_each(files, tmp_path):
+    (alpha_cache, alpha_csv), (beta_cache, beta_csv) = files["alpha"], files["beta"]
+    args = ["--cache", f"{alpha_cache},{beta_cache}", "--manifest", f"{alpha_csv},{beta_csv}"]
+    args += ["--layers", "1", "--split", "few-shot", "--test", "beta", "--folds", "2"]
+    args += ["--shots", "0,4", "--bootstrap", "0", "--no-progress", "--output", tmp_path]
+    result = run(args)
+    assert result.exit_code == 0, result.output
+    results = pd.read_parquet(tmp_path / "results.parquet")
+    assert set(results["shots"]) == {0, 4}

@@ -76,12 +76,6 @@ def parse_ratios(value: str) -> tuple[float, float, float]:
     return parts  # type: ignore[return-value]
 
 
-def parse_labels(value: str) -> str | tuple[str, ...]:
-    """``basic4`` -> the set's name; ``angry, happy,sad`` -> its emotions as a tuple."""
-    names = parse_names(value)
-    return names if len(names) > 1 or "," in value else value.strip()
-
-
 def split_settings(options: Mapping[str, Any]) -> SplitOptions:
     """The split options of a command that takes :func:`split_options`, parsed and typed.
 
