@@ -162,3 +162,15 @@ def test_experiment_files_take_classify_dask_and_warn_on_the_old_keys(tmp_path, 
     path.write_text(yaml.safe_dump({**data, "classify": {"dask": "local", "backend": "dask"}}))
     with pytest.raises(ConfigError, match="classify.dask: local and the deprecated classify"):
         load_experiment(path)
+
+
+def test_jobs_do_not_apply_to_a_cluster_given_by_address():
+    from ssl_ser.classify.sweep import SweepConfig
+
+    with pytest.raises(ConfigError) as error:
+        SweepConfig(backend="dask", scheduler="tcp://h:8786", jobs=4)
+    assert str(error.value) == (
+        "--jobs 4 does not apply to the Dask cluster at tcp://h:8786: its own workers run the "
+        "cells (--jobs sizes the cluster of --dask local)"
+    )
+    assert SweepConfig(backend="dask", jobs=4).jobs == 4  # a local cluster of 4 workers

@@ -176,6 +176,11 @@ class SweepConfig:
                 f"a scheduler address ({self.scheduler!r}) needs backend {DASK_BACKEND!r}, "
                 f"not {self.backend!r}"
             )
+        if self.scheduler is not None and self.jobs != 1:
+            raise ConfigError(
+                f"--jobs {self.jobs} does not apply to the Dask cluster at {self.scheduler}: its "
+                "own workers run the cells (--jobs sizes the cluster of --dask local)"
+            )
         if self.scheduler is not None:  # a malformed address: refused before any work
             from ssl_ser.scheduler import check_address
 
