@@ -65,6 +65,8 @@ class Opt:
         minimum: the smallest valid number (None: no bound).
         above: numbers must be greater than this (None: no bound).
         hidden: a deprecated spelling: still taken, but left out of ``--help``.
+        flag_value: the value an option given without its value takes (``--finetune``
+            alone); None: the option needs its value.
     """
 
     help: str
@@ -79,6 +81,7 @@ class Opt:
     minimum: float | None = None
     above: float | None = None
     hidden: bool = False
+    flag_value: Any = None
 
     def check_bounds(self, value: object) -> None:
         """Refuse a number below :attr:`minimum` or not above :attr:`above` (None passes)."""
@@ -124,16 +127,30 @@ class Settings(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _loosen(cls, data: Any) -> Any:
-        """Lists as tuples, comma strings as string tuples, exponent strings as numbers."""
+    def _loosen(cls, data: Any, info: ValidationInfo) -> Any:
+        """Lists as tuples, comma strings as string tuples, exponent strings as numbers.
+
+        A file may not set command-line-only fields (``shard``...): refused as unknown keys.
+        """
         if not isinstance(data, Mapping):
             return data
+        where = (info.context or {}).get("where")
+        if where is not None:
+            cls._refuse_cli_only(data, where)
         loosened = dict(data)
         for name, value in data.items():
             info = cls.model_fields.get(str(name))
             if info is not None:
                 loosened[name] = _loosen_value(bare(info.annotation), value)
         return loosened
+
+    @classmethod
+    def _refuse_cli_only(cls, data: Mapping[str, Any], where: Where) -> None:
+        file_keys = [n for n in cls.model_fields if (o := option_of(cls, n)) is None or o.file]
+        for key in data:
+            if key in cls.model_fields and key not in file_keys:
+                place = where.child(cls.section) if cls.section else where
+                raise UnknownChoiceError("key", key, file_keys, where=str(place))
 
     @field_validator("*", mode="after")
     @classmethod
@@ -189,6 +206,17 @@ class Settings(BaseModel):
             return cls.model_validate(data, context={"cli": True})
         except pydantic.ValidationError as error:
             raise located_error(cls, error, lambda loc: _flag_of(cls, loc)) from None
+
+    def file_data(self) -> dict[str, Any]:
+        """The values an experiment file may hold (command-line-only fields left out)."""
+        data = {}
+        for name in type(self).model_fields:
+            opt = option_of(type(self), name)
+            if opt is not None and not opt.file:
+                continue
+            value = getattr(self, name)
+            data[name] = value.file_data() if isinstance(value, Settings) else value
+        return data
 
     def fields_of(self, target: Callable[..., Any], **extra: Any) -> dict[str, Any]:
         """This model's values for the keyword parameters `target` takes, plus `extra`.
@@ -466,7 +494,10 @@ def cli_type(model: type[Settings], name: str, default: Any) -> dict[str, Any]:
         text = None if default is None else ",".join(str(v) for v in default)
         return {"type": str, "default": text, "show_default": shown}
     kind = click.Choice(choices) if choices else _scalar_type(hint)
-    return {"type": kind, "default": default, "show_default": shown}
+    typed = {"type": kind, "default": default, "show_default": shown}
+    if opt.flag_value is not None:
+        typed.update(is_flag=False, flag_value=opt.flag_value)
+    return typed
 
 
 def _scalar_type(hint: Any) -> Any:

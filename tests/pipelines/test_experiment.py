@@ -114,7 +114,10 @@ def test_missing_corpus_root_is_named(tmp_path):
         ({"labels": 4}, "'labels' in .* must be basic4, all, sentiment, or a list"),
         ({"corpora": {"mycorpus": "/x"}}, "corpus reader 'mycorpus'.*reader: folder or csv"),
         ({"pooling": "max"}, "unknown value 'max' in 'pooling'.*mean, std, mean\\+std"),
-        ({"split": {"test": ["cremad"]}}, "unknown value 'cremad' in 'split.test'.*emodb"),
+        (
+            {"split": {"method": "cross-corpus", "test": ["cremad"]}},
+            "unknown value 'cremad' in 'split.test'.*emodb",
+        ),
         ({"condition_pairs": [["clean", "telephone"]]}, "'telephone'.*'condition_pairs'"),
         ({"extract": {"dtype": "int8"}}, "unknown value 'int8' in 'extract.dtype'"),
     ],
@@ -257,27 +260,40 @@ def test_the_shipped_examples_cover_the_named_experiments():
     assert few_shot.split.shots[0] == 0 and len(few_shot.split.shots) > 2
 
 
+def probe_values(*args: str) -> dict:
+    """The parsed option values of a ``ser probe`` command line."""
+    from ssl_ser.cli.pipelines import probe
+
+    return probe.make_context("probe", list(args)).params
+
+
 def test_probe_options_become_the_same_experiment_a_file_describes():
     experiment = probe_experiment(
-        ["facebook/wav2vec2-base", "mfcc"],
-        ["emodb=/data/emodb", "mine=/data/mine.csv"],
-        conditions=["clean", "telephone"],
-        classifiers=["logreg", "mlp"],
-        split={"method": "speaker-kfold", "folds": 5, "train": None},
-        extract={"device": "cuda", "dtype": "float16", "workers": None},
-        cache_dir="c",
-        output="o",
-        labels=None,
+        probe_values(
+            *("--model", "facebook/wav2vec2-base", "--model", "mfcc"),
+            *("--corpus", "emodb=/data/emodb", "--corpus", "mine=/data/mine.csv"),
+            *("--condition", "clean", "--condition", "telephone", "--classifiers", "logreg,mlp"),
+            *("--split", "speaker-kfold", "--folds", "5", "--device", "cuda"),
+            *("--dtype", "float16", "--cache-dir", "c", "--output", "o"),
+        )
     )
     assert isinstance(experiment, Experiment)
     assert experiment.corpus_names == ("emodb", "mine")
+    assert experiment.classifiers == ("logreg", "mlp") and experiment.split.folds == 5
     assert experiment.extract.device == "cuda" and experiment.extract.workers is None
     assert experiment.labels == "basic4" and experiment.output_dir == Path("o")
+    assert experiment.conditions == ("clean", "telephone") and experiment.finetune is None
     assert parse_corpus("emodb=/data/x=y") == ("emodb", "/data/x=y")
     with pytest.raises(ConfigError, match="NAME=ROOT"):
         parse_corpus("/data/emodb")
     with pytest.raises(ConfigError, match="given twice"):
-        probe_experiment(["mfcc"], ["emodb=/a", "emodb=/b"])
+        probe_experiment(
+            probe_values("--model", "mfcc", "--corpus", "emodb=/a", "--corpus", "emodb=/b")
+        )
+    with pytest.raises(ConfigError, match="--folds must be at least 2; got 1"):
+        probe_experiment(probe_values("--model", "mfcc", "--corpus", "emodb=/a", "--folds", "1"))
+    tuned = probe_experiment(probe_values("--model", "m/w2v", "--corpus", "emodb=/a", "--finetune"))
+    assert tuned.finetune is not None and tuned.finetune.epochs == 20
 
 
 @pytest.mark.parametrize(
@@ -291,7 +307,11 @@ def test_an_explicit_label_list_is_stored_in_its_one_spelling(tmp_path, labels):
     experiment = load_experiment(write_yaml(tmp_path, {**MINIMAL, "labels": labels}))
     assert experiment.labels == "angry,happy,sad,neutral,fear,disgust"
     assert experiment.to_dict()["labels"] == experiment.labels
-    same = probe_experiment(["mfcc"], ["emodb=/data/emodb"], labels="neutral,sad,happy,angry")
+    same = probe_experiment(
+        probe_values(
+            "--model", "mfcc", "--corpus", "emodb=/d", "--labels", "neutral,sad,happy,angry"
+        )
+    )
     assert same.labels == "basic4"
 
 
@@ -431,3 +451,32 @@ def test_every_schema_choice_lists_exactly_its_registry():
             assert tuple(listed) == tuple(registries[key]), key
             seen.add(key)
     assert seen == set(registries)
+
+
+def test_every_extraction_option_of_ser_extract_is_an_experiment_key():
+    """verify_cache, dask, shards and keep_shards were missing from files (issue 20)."""
+    from ssl_ser.extract.settings import ExtractSettings
+    from ssl_ser.settings import option_of
+
+    data = {**MINIMAL, "extract": {"verify_cache": False, "dask": "local", "shards": 2}}
+    experiment = experiment_from_dict(data)
+    assert experiment.extract.verify_cache is False
+    assert (experiment.extract.dask, experiment.extract.shards) == ("local", 2)
+    file_only_cli = {
+        n for n in ExtractSettings.model_fields if not option_of(ExtractSettings, n).file
+    }
+    assert file_only_cli == {"root", "shard"}  # a single input and one shard of many: CLI only
+    with pytest.raises(UnknownChoiceError, match="shard"):
+        experiment_from_dict({**MINIMAL, "extract": {"shard": "1/2"}})
+
+
+def test_an_experiment_with_extract_dask_extracts_on_the_cluster(tmp_path, monkeypatch):
+    from ssl_ser.extract import cluster
+    from ssl_ser.extract.settings import ExtractSettings
+
+    calls = []
+    monkeypatch.setattr(cluster, "extract_on_dask", lambda *a, **k: calls.append(k) or [])
+    settings = ExtractSettings(dask="local", shards=3, workers=0, verify_cache=False)
+    assert settings.run("rows", "config", tmp_path, ["clean"], progress=False) == []
+    assert calls[0]["address"] == "local" and calls[0]["shards_count"] == 3
+    assert calls[0]["verify_cache"] is False and "shard" not in calls[0]

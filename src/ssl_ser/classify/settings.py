@@ -13,10 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import ValidationInfo, field_validator
+from pydantic import ValidationInfo, field_validator, model_validator
 
 from ssl_ser.classify.names import CLASSIFIER_NAMES, SPLIT_NAMES
-from ssl_ser.settings import CELL_ID, Opt, Settings, invalid, registry_choices, wrong_type
+from ssl_ser.settings import CELL_ID, Opt, Settings, flag_of, invalid, registry_choices, wrong_type
 
 LAYERS_HELP = "all, a range 0-6, or a list 3,6,9."
 POOLING_HELP = (
@@ -162,6 +162,21 @@ class SplitSettings(Settings):
         if len(value) != 3 or min(value) < 0 or sum(value) <= 0:
             raise invalid(value, "three non-negative numbers, e.g. 0.8,0.1,0.1")
         return value
+
+    @model_validator(mode="after")
+    def _used(self, info: ValidationInfo) -> SplitSettings:
+        """Refuse an option the split method does not read (named by its flag or key)."""
+        from ssl_ser.classify.splits import refuse_unused
+
+        where = (info.context or {}).get("where")
+        given = self.model_dump(exclude={"method"})
+        if where is None:
+            names = {name: flag_of(SplitSettings, name) for name in SplitSettings.model_fields}
+            refuse_unused(self.method, given, names)
+        else:
+            names = {name: f"{self.section}.{name}" for name in SplitSettings.model_fields}
+            refuse_unused(self.method, given, names, where=where.source)
+        return self
 
 
 class SweepSettings(Settings):

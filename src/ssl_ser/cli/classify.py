@@ -67,17 +67,15 @@ def sweep_configs(values: dict[str, Any]) -> list[Any]:
     """One SweepConfig per --seed and, with --split few-shot, per --shots value.
 
     Raises:
-        ConfigError: an option the split does not read, both Dask spellings, or
-            --save-probe with several runs.
+        ConfigError: an option the split does not read (see SplitSettings), both
+            Dask spellings, or --save-probe with several runs.
     """
     from ssl_ser.classify.settings import sweep_config
-    from ssl_ser.classify.splits import refuse_unused
     from ssl_ser.classify.sweep import SweepConfig
     from ssl_ser.classify.sweep.plan import dask_placement
 
     grid, split = SweepGrid.from_cli(values), SplitSettings.from_cli(values)
     sweep, run = SweepSettings.from_cli(values), ClassifyRun.from_cli(values)
-    refuse_unused(split.method, split.model_dump(exclude={"method"}))
     dask_placement(sweep.dask, sweep.backend, sweep.scheduler)  # warns of the old spelling
     shots = split.shots if split.method == "few-shot" else (None,)
     runs = [(seed, count) for seed in grid.seeds for count in shots]

@@ -49,7 +49,7 @@ from ssl_ser.finetune.config import (
 )
 from ssl_ser.manifest import MANIFEST_SUFFIXES
 from ssl_ser.pipelines._schema import build, schema
-from ssl_ser.settings import CACHE_KEY, Opt, Where, check_choices, wrong_type
+from ssl_ser.settings import CACHE_KEY, Opt, Settings, Where, check_choices, wrong_type
 
 SUFFIXES: dict[str, str] = {".yaml": "yaml", ".yml": "yaml", ".toml": "toml"}
 # An experiment file is a few hundred lines; a larger one is a mistake (or an attack).
@@ -438,12 +438,22 @@ class Experiment(SweepGrid):
 
     def to_dict(self) -> dict[str, Any]:
         """Every field as plain JSON data (what ``ser run`` records beside its results)."""
-        data = self.model_dump()
+        data = self.file_data()
+        if dataclasses.is_dataclass(self.finetune):  # a section not yet a settings model
+            data["finetune"] = dataclasses.asdict(self.finetune)
         data["corpora"] = {
             c.name: {"root": c.root, "reader": c.reader, "on_error": c.on_error, **c.options}
             for c in self.corpora
         }
         return json.loads(json.dumps(data, default=list))
+
+
+class RunSettings(Settings):
+    """How ``ser run`` and ``ser probe`` run an experiment (never part of the file)."""
+
+    dry_run: Annotated[
+        bool, Opt("Print the plan (caches, sweeps, cells); run nothing.", file=False)
+    ] = False
 
 
 def experiment_from_dict(data: object, source: str = "experiment") -> Experiment:
@@ -531,10 +541,6 @@ def _check_split(experiment: Experiment, where: Where) -> None:
         raise ConfigError(f"{where.child('ratios')} must be three non-negative numbers")
     if not split.shots or min(split.shots) < 0:
         raise ConfigError(f"{where.child('shots')} must list numbers >= 0; got {split.shots}")
-    from ssl_ser.classify.splits import refuse_unused
-
-    keys = {key: f"split.{key}" for key in SplitSettings.model_fields}
-    refuse_unused(split.method, split.model_dump(exclude={"method"}), keys, where=where.source)
     if split.method in CROSS_CORPUS_SPLITS and len(experiment.corpora) < 2:
         raise ConfigError(
             f"{where.child('method')}: split {split.method!r} needs at least 2 corpora"
