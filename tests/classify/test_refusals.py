@@ -6,14 +6,14 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from ssl_ser.classify.splits import SPLIT_USES, SPLITS, refuse_unused
+from ssl_ser.classify.splits import SPLIT_READS, SPLITS, refuse_unused
 from ssl_ser.cli.main import cli
 from ssl_ser.errors import ConfigError
 from ssl_ser.pipelines.experiment import load_experiment
 
 
 def test_every_split_says_which_options_it_reads():
-    assert set(SPLIT_USES) == set(SPLITS)
+    assert set(SPLIT_READS) == set(SPLITS)
 
 
 @pytest.mark.parametrize(

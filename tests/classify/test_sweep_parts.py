@@ -77,10 +77,12 @@ def test_cli_options_become_typed_split_options() -> None:
     from ssl_ser.classify.settings import SplitSettings, SweepGrid, split_options
     from ssl_ser.classify.splits import SplitOptions
 
-    values = {"folds": 4, "ratios": "0.6,0.2,0.2", "train": "a, b", "test": "", "shots": "3"}
+    values = {"method": "few-shot", "folds": 4, "train": "a, b", "test": "", "shots": "3"}
     split = SplitSettings.from_cli(values)
     assert split_options(split, seed=2, shots=3) == SplitOptions(
-        4, 2, (0.6, 0.2, 0.2), ("a", "b"), (), 3
+        4, 2, (0.8, 0.1, 0.1), ("a", "b"), (), 3
     )
+    split = SplitSettings.from_cli({"method": "speaker", "ratios": "0.6,0.2,0.2"})
+    assert split_options(split, seed=0).ratios == (0.6, 0.2, 0.2)
     assert SweepGrid.from_cli({"labels": "basic4"}).labels == "basic4"
     assert SweepGrid.from_cli({"labels": "angry, happy,sad"}).labels == "angry,happy,sad"

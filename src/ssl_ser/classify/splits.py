@@ -516,25 +516,18 @@ SPEAKER_INDEPENDENT: tuple[str, ...] = (
     "few-shot",
 )
 
-# The options each split method reads (the seed seeds every method's fits, so it is not here).
-SPLIT_USES: dict[str, tuple[str, ...]] = {
-    "preset": (),
-    "random": ("ratios",),
-    "speaker": ("ratios",),
-    "speaker-kfold": ("folds",),
-    "loso": (),
-    "cross-corpus": ("train", "test"),
-    "few-shot": ("folds", "train", "test", "shots"),
-}
-# What each method does, for the message refusing an option it does not read.
-SPLIT_DOES: dict[str, str] = {
-    "preset": "trains and tests on the manifest's own split column",
-    "random": "shuffles utterances into train/val/test by the ratios",
-    "speaker": "deals whole speakers into train/val/test by the ratios",
-    "speaker-kfold": "deals whole speakers into k folds",
-    "loso": "leaves one speaker out at a time",
-    "cross-corpus": "trains on some corpora and tests on others",
-    "few-shot": "adds a few target utterances to cross-corpus training",
+# What each split method does and the options it reads (the seed seeds every method's fits).
+SPLIT_READS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "preset": ("trains and tests on the manifest's own split column", ()),
+    "random": ("shuffles utterances into train/val/test by the ratios", ("ratios",)),
+    "speaker": ("deals whole speakers into train/val/test by the ratios", ("ratios",)),
+    "speaker-kfold": ("deals whole speakers into k folds", ("folds",)),
+    "loso": ("leaves one speaker out at a time", ()),
+    "cross-corpus": ("trains on some corpora and tests on others", ("train", "test")),
+    "few-shot": (
+        "adds a few target utterances to cross-corpus training",
+        ("folds", "train", "test", "shots"),
+    ),
 }
 SPLIT_DEFAULTS: dict[str, object] = {
     "folds": SplitOptions.folds,
@@ -543,18 +536,10 @@ SPLIT_DEFAULTS: dict[str, object] = {
     "test": (),
     "shots": SplitOptions.shots,
 }
-SPLIT_FLAGS: dict[str, str] = {
-    "method": "--split",
-    "folds": "--folds",
-    "ratios": "--ratios",
-    "train": "--train",
-    "test": "--test",
-    "shots": "--shots",
-}
 
 
 def refuse_unused(
-    method: str, given: dict[str, object], names: dict[str, str] = SPLIT_FLAGS, where: str = ""
+    method: str, given: dict[str, object], names: dict[str, str] | None = None, where: str = ""
 ) -> None:
     """Refuse a split option set to a non-default value that split `method` does not read.
 
@@ -563,21 +548,23 @@ def refuse_unused(
         given: option name (``folds``, ``ratios``, ``train``, ``test``, ``shots``) to
             value; None, an empty list and the default (alone or as a one-item list)
             count as not set.
-        names: how each option (and ``method``) reads in the message: flags, or keys.
+        names: how each option (and ``method``) reads in the message (default: the
+            flags ``--folds``... and ``--split``).
         where: what the names are in (an experiment file), prefixed to the message.
 
     Raises:
         ConfigError: naming the option, its value, the split and the options it reads.
     """
-    used = SPLIT_USES.get(method, tuple(SPLIT_DEFAULTS))
+    names = names or {"method": "--split", **{k: f"--{k}" for k in SPLIT_DEFAULTS}}
+    does, reads = SPLIT_READS[method]
     for option, value in given.items():
-        if option in used or _unset(value, SPLIT_DEFAULTS[option]):
+        if option in reads or _unset(value, SPLIT_DEFAULTS[option]):
             continue
-        reads = ", ".join(names[o] for o in used) if used else "none of the split options"
+        read = ", ".join(names[o] for o in reads) if reads else "none of the split options"
         prefix = f"{where}: " if where else ""
         raise ConfigError(
             f"{prefix}{names[option]} {_shown(value)} does not apply to {names['method']} "
-            f"{method}: {method} {SPLIT_DOES[method]} (it reads {reads})"
+            f"{method}: {method} {does} (it reads {read})"
         )
 
 
