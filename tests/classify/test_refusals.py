@@ -174,3 +174,14 @@ def test_jobs_do_not_apply_to_a_cluster_given_by_address():
         "cells (--jobs sizes the cluster of --dask local)"
     )
     assert SweepConfig(backend="dask", jobs=4).jobs == 4  # a local cluster of 4 workers
+
+
+def test_ser_probe_takes_the_same_dask_spelling(tmp_path):
+    result = _invoke(
+        "probe", "--model", "mfcc", "--corpus", "emodb=/nowhere", "--dask", "local",
+        "--backend", "dask", "--output", str(tmp_path), "--dry-run",
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "--dask local and the deprecated --backend dask say the same thing twice" in (
+        result.output
+    )

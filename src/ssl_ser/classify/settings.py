@@ -267,6 +267,21 @@ class SweepSettings(Settings):
         ),
     ] = False
 
+    @model_validator(mode="after")
+    def _one_dask_spelling(self, info: ValidationInfo) -> SweepSettings:
+        """Refuse both Dask spellings or a malformed address; warn of the deprecated one."""
+        from ssl_ser.classify.sweep.plan import dask_placement
+
+        where = (info.context or {}).get("where")
+        fields = ("dask", "backend", "scheduler")
+        if where is None:
+            names = {name: flag_of(SweepSettings, name) for name in fields}
+            dask_placement(self.dask, self.backend, self.scheduler, names)
+        else:
+            names = {name: f"{self.section}.{name}" for name in fields}
+            dask_placement(self.dask, self.backend, self.scheduler, names, where.source)
+        return self
+
 
 class ClassifyRun(Settings):
     """What one ``ser classify`` run reads and writes (an experiment file sets these itself)."""

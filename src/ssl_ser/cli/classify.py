@@ -68,15 +68,13 @@ def sweep_configs(values: dict[str, Any]) -> list[Any]:
 
     Raises:
         ConfigError: an option the split does not read (see SplitSettings), both
-            Dask spellings, or --save-probe with several runs.
+            Dask spellings (see SweepSettings), or --save-probe with several runs.
     """
     from ssl_ser.classify.settings import sweep_config
     from ssl_ser.classify.sweep import SweepConfig
-    from ssl_ser.classify.sweep.plan import dask_placement
 
     grid, split = SweepGrid.from_cli(values), SplitSettings.from_cli(values)
     sweep, run = SweepSettings.from_cli(values), ClassifyRun.from_cli(values)
-    dask_placement(sweep.dask, sweep.backend, sweep.scheduler)  # warns of the old spelling
     shots = split.shots if split.method == "few-shot" else (None,)
     runs = [(seed, count) for seed in grid.seeds for count in shots]
     if run.save_probe and len(runs) > 1:

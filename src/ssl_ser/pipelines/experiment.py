@@ -561,11 +561,6 @@ def _check_numbers(experiment: Experiment, where: Where) -> None:
             f"({experiment.classify.scheduler!r}) needs classify.backend: dask, not "
             f"{experiment.classify.backend!r}"
         )
-    from ssl_ser.classify.sweep.plan import dask_placement
-
-    keys = {key: f"classify.{key}" for key in ("dask", "backend", "scheduler")}
-    settings = experiment.classify
-    dask_placement(settings.dask, settings.backend, settings.scheduler, keys, where.source)
     if experiment.classify.bootstrap < 0:
         raise ConfigError(f"{where.child('classify').child('bootstrap')} must be 0 or more")
     _check_target(experiment, where.child("classify"))
