@@ -139,9 +139,11 @@ SPLIT_OPTIONS: tuple[Callable[[Any], Any], ...] = (
 
 
 def split_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Add the label-set and split options of ``ser classify`` (shared with ``ser finetune``).
+    """Add ``ser finetune``'s label-set and split options, until it takes them from settings.
 
-    One definition, so the two commands make the same folds from the same words.
+    ``ser classify`` generates the same options from
+    :class:`~ssl_ser.classify.settings.SplitSettings` and its neighbours; this list
+    goes once ``ser finetune`` does too.
     """
     for option in reversed(SPLIT_OPTIONS):
         command = option(command)
