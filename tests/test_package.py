@@ -107,9 +107,26 @@ def test_every_click_choice_lists_exactly_its_registry():
 
 
 def test_the_light_name_tuples_equal_their_registries():
-    from ssl_ser.classify.names import CLASSIFIER_NAMES, SPLIT_NAMES
+    from ssl_ser.classify import features, measures, names
     from ssl_ser.classify.registry import CLASSIFIERS
     from ssl_ser.classify.splits import SPLITS
+    from ssl_ser.classify.sweep.plan import BACKENDS
 
-    assert tuple(CLASSIFIERS) == CLASSIFIER_NAMES
-    assert tuple(SPLITS) == SPLIT_NAMES
+    assert tuple(CLASSIFIERS) == names.CLASSIFIER_NAMES
+    assert tuple(SPLITS) == names.SPLIT_NAMES
+    assert names.BACKEND_NAMES == BACKENDS
+    assert names.TARGET_NAMES == measures.REQUESTED_TARGETS
+    assert names.COMBINE_NAMES == features.COMBINES
+    assert names.POOLING_NAMES == features.POOLING_OPTIONS
+
+
+def test_the_classify_command_and_settings_import_no_numerical_library():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, ssl_ser.cli.classify, ssl_ser.classify.settings; "
+        "print(sorted(m for m in ('numpy', 'pandas', 'sklearn', 'torch') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

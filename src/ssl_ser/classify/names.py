@@ -29,3 +29,10 @@ SPLIT_NAMES: tuple[str, ...] = (
     "cross-corpus",
     "few-shot",
 )
+# ssl_ser.classify.sweep.plan.BACKENDS (deprecated: --dask replaces --backend)
+BACKEND_NAMES: tuple[str, ...] = ("local", "dask")
+# ssl_ser.classify.measures.REQUESTED_TARGETS
+TARGET_NAMES: tuple[str, ...] = ("emotion", "speaker")
+# ssl_ser.classify.features.COMBINES and POOLING_OPTIONS
+COMBINE_NAMES: tuple[str, ...] = ("each", "concat", "mean")
+POOLING_NAMES: tuple[str, ...] = ("auto", "mean", "std", "mean+std")

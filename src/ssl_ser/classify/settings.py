@@ -15,8 +15,15 @@ from typing import Annotated, Any
 
 from pydantic import ValidationInfo, field_validator, model_validator
 
-from ssl_ser.classify.names import CLASSIFIER_NAMES, SPLIT_NAMES
-from ssl_ser.settings import CELL_ID, Opt, Settings, flag_of, invalid, registry_choices, wrong_type
+from ssl_ser.classify.names import (
+    BACKEND_NAMES,
+    CLASSIFIER_NAMES,
+    COMBINE_NAMES,
+    POOLING_NAMES,
+    SPLIT_NAMES,
+    TARGET_NAMES,
+)
+from ssl_ser.settings import CELL_ID, Opt, Settings, flag_of, invalid, wrong_type
 
 LAYERS_HELP = "all, a range 0-6, or a list 3,6,9."
 POOLING_HELP = (
@@ -79,7 +86,7 @@ class SweepGrid(Settings):
         tuple[str, ...],
         Opt(
             POOLING_HELP,
-            choices=registry_choices("ssl_ser.classify.features", "POOLING_OPTIONS"),
+            choices=POOLING_NAMES,
             enters=CELL_ID,
         ),
     ] = ("auto",)
@@ -188,7 +195,7 @@ class SweepSettings(Settings):
         str,
         Opt(
             "Sweep layers one by one, or concatenate/average the selected layers.",
-            choices=registry_choices("ssl_ser.classify.features", "COMBINES"),
+            choices=COMBINE_NAMES,
             enters=CELL_ID,
         ),
     ] = "each"
@@ -224,7 +231,7 @@ class SweepSettings(Settings):
         str,
         Opt(
             "Deprecated: --backend dask is --dask local (or --dask ADDRESS with --scheduler).",
-            choices=registry_choices("ssl_ser.classify.sweep.plan", "BACKENDS"),
+            choices=BACKEND_NAMES,
             hidden=True,
         ),
     ] = "local"
@@ -246,7 +253,7 @@ class SweepSettings(Settings):
         Opt(
             "What the probes predict. speaker: speaker identity per layer, on folds of "
             "utterances (speaker-dependent by construction; --split speaker-kfold or random).",
-            choices=registry_choices("ssl_ser.classify.measures", "REQUESTED_TARGETS"),
+            choices=TARGET_NAMES,
             enters=CELL_ID,
         ),
     ] = "emotion"
