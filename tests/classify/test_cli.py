@@ -238,3 +238,19 @@ def test_few_shot_shots_run_one_sweep_each(files, tmp_path):
     assert result.exit_code == 0, result.output
     results = pd.read_parquet(tmp_path / "results.parquet")
     assert set(results["shots"]) == {0, 4}
+
+
+@pytest.mark.slow
+def test_dask_local_runs_the_cells_on_a_local_cluster_with_the_same_numbers(files, tmp_path):
+    alpha_cache, alpha_csv = files["alpha"]
+    args = ["--cache", alpha_cache, "--manifest", alpha_csv, "--layers", "1-2", "--folds", "2"]
+    args += ["--bootstrap", "0", "--no-progress"]
+    local = run([*args, "--output", tmp_path / "local"])
+    remote = run([*args, "--dask", "local", "--jobs", "2", "--output", tmp_path / "dask"])
+    assert local.exit_code == 0 and remote.exit_code == 0, remote.output
+    columns = ["cell_id", "test_corpus", "ua", "wa", "confusion"]
+    tables = [
+        pd.read_parquet(tmp_path / name / "results.parquet")[columns].sort_values(columns[:2])
+        for name in ("local", "dask")
+    ]
+    pd.testing.assert_frame_equal(*(t.reset_index(drop=True) for t in tables))
