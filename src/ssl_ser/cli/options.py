@@ -19,11 +19,6 @@ SPLIT_CHOICES: tuple[str, ...] = SPLIT_NAMES
 progress_option = click.option("--progress/--no-progress", default=True, show_default=True)
 """``--progress/--no-progress``: show tqdm progress bars (on by default)."""
 
-dry_run_option = click.option(
-    "--dry-run", is_flag=True, help="Print the plan (caches, sweeps, cells); run nothing."
-)
-"""``--dry-run``: print what a pipeline would do and run nothing."""
-
 
 def check_seeds(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     """Click callback of every ``--seed``: each seed from 0 to 2**32 - 1, else a one-line error.
