@@ -118,15 +118,3 @@ def test_the_light_name_tuples_equal_their_registries():
     assert names.TARGET_NAMES == measures.REQUESTED_TARGETS
     assert names.COMBINE_NAMES == features.COMBINES
     assert names.POOLING_NAMES == features.POOLING_OPTIONS
-
-
-def test_the_classify_command_and_settings_import_no_numerical_library():
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, ssl_ser.cli.classify, ssl_ser.classify.settings; "
-        "print(sorted(m for m in ('numpy', 'pandas', 'sklearn', 'torch') if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"

@@ -114,14 +114,19 @@ def test_bad_input_is_one_line_error(files, tmp_path, extra, message):
     assert "Traceback" not in result.output
 
 
-def test_imports_stay_light():
+@pytest.mark.parametrize(
+    ("modules", "heavy"),
+    [
+        ("ssl_ser.cli.classify, ssl_ser.classify.sweep", ("torch", "xgboost", "h5py")),
+        # the command and its settings alone: choices from classify.names, not the registries
+        ("ssl_ser.cli.classify, ssl_ser.classify.settings", ("numpy", "pandas", "sklearn")),
+    ],
+)
+def test_imports_stay_light(modules, heavy):
     import subprocess
     import sys
 
-    code = (
-        "import sys, ssl_ser.cli.classify, ssl_ser.classify.sweep; "
-        "print(sorted(m for m in ('torch', 'xgboost', 'h5py') if m in sys.modules))"
-    )
+    code = f"import sys, {modules}; print(sorted(m for m in {heavy} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
