@@ -24,9 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RUNNABLE = ("bash", "console", "python")
 # Spellings that would slip past the runner: write them as bash or python.
 REFUSED = ("sh", "shell", "zsh", "py", "python3", "pycon")
-FENCE = re.compile(
-    r"^(?P<indent>[ \t]*)```(?P<lang>[\w-]*)[^\n]*\n(?P<code>.*?)^[ \t]*```[ \t]*$", re.M | re.S
-)
+FENCE = re.compile(r"^[ \t]*```(?P<lang>[\w-]*)[^\n]*\n(?P<code>.*?)^[ \t]*```[ \t]*$", re.M | re.S)
 NO_RUN = re.compile(r"<!-- no-run: (?P<reason>.*?\S)\s*-->")
 
 
@@ -127,6 +125,9 @@ def test_blocks_parse_markers_and_indented_fences(tmp_path):
     first, second = blocks(page, root=tmp_path)
     assert (first.lang, first.no_run, first.code) == ("bash", "needs real weights", "ser demo\n")
     assert (second.lang, second.no_run, second.line) == ("python", None, 8)
+    assert console_commands("$ ser corpora\nemodb ...\n$ ser cache ls cache\n") == (
+        "ser corpora\nser cache ls cache"
+    )
 
 
 @pytest.mark.slow
