@@ -6,8 +6,8 @@ one function over a list of tasks and hands back each result as it finishes.
 ``ser extract --dask`` (:mod:`ssl_ser.extract.cluster`) and ``ser classify
 --backend dask`` (:mod:`ssl_ser.classify.sweep.cluster`) both run through them.
 
-``ser classify --backend dask --scheduler ADDRESS``, ``ser extract --dask ADDRESS``
-and the experiment key ``classify.scheduler`` name a scheduler started by hand
+``ser classify --dask ADDRESS``, ``ser extract --dask ADDRESS``
+and the experiment key ``classify.dask`` name a scheduler started by hand
 (``dask scheduler``). Given a typo or a scheduler that is down, distributed's
 ``Client`` retries for its whole timeout and ends in a traceback. :func:`connect`
 first checks the address form, then opens one TCP connection with a bounded

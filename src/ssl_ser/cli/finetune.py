@@ -249,6 +249,7 @@ def finetune(**options) -> None:
     from ssl_ser.pipelines.experiment import parse_corpus
 
     refuse_repeats("--condition", options["conditions"])
+    split = split_settings(options)  # refused before any file is read
     sources = [parse_corpus(text) for text in options["corpora"]]
     table = corpus_manifests(parse_paths(options["manifests"] or ""), sources)
     fields = _config_fields(options)
@@ -258,7 +259,7 @@ def finetune(**options) -> None:
     settings = FinetuneSettings(
         labels=options["labels"],
         split=options["split"],
-        split_options=split_settings(options),
+        split_options=split,
         conditions=tuple(options["conditions"]),
         train_condition=options["train_condition"],
         test_condition=options["test_condition"],
