@@ -353,6 +353,7 @@ def _same_audio(rows: pd.DataFrame, prints: np.ndarray, condition: str, source: 
 def _client(address: str, device: str, processes: bool) -> Iterator[Any]:
     """A Client on `address`, or on a LocalCluster started (and stopped) here."""
     import dask
+    import distributed  # noqa: F401 (its config defaults must exist before the set below)
 
     from ssl_ser.scheduler import cluster_client
 
