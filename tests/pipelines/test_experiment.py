@@ -376,7 +376,6 @@ def test_every_schema_choice_lists_exactly_its_registry():
     from ssl_ser.classify.splits import SPLITS
     from ssl_ser.classify.sweep.plan import BACKENDS
     from ssl_ser.extract import config as extract_config
-    from ssl_ser.finetune import config as finetune
     from ssl_ser.pipelines import experiment
 
     registries = {
@@ -392,15 +391,8 @@ def test_every_schema_choice_lists_exactly_its_registry():
         ("Experiment", "conditions"): audio.CONDITIONS,
         ("Experiment", "classifiers"): tuple(CLASSIFIERS),
         ("Experiment", "corpora_mode"): experiment.CORPORA_MODES,
-        ("FinetuneSpec", "head"): finetune.HEADS,
-        ("FinetuneSpec", "freeze"): finetune.FREEZES,
-        ("FinetuneSpec", "adapter"): finetune.ADAPTERS,
-        ("FinetuneSpec", "init"): finetune.INITS,
-        ("FinetuneSpec", "probe_dtype"): finetune.PROBE_DTYPES,
-        ("FinetuneSpec", "dtype"): finetune.FINETUNE_DTYPES,
-        ("FinetuneSpec", "long_audio"): extract_config.LONG_AUDIO_POLICIES,
     }
-    classes = ("SplitSpec", "ExtractSettings", "ClassifySettings", "Experiment", "FinetuneSpec")
+    classes = ("SplitSpec", "ExtractSettings", "ClassifySettings", "Experiment")
     seen = set()
     for class_name in classes:
         for spec_field in dataclasses.fields(getattr(experiment, class_name)):

@@ -1,0 +1,129 @@
+"""FinetuneSettings: one declaration gives `ser finetune` options and the `finetune` section."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from click.testing import CliRunner
+
+from ssl_ser.cli.finetune import finetune
+from ssl_ser.cli.main import cli
+from ssl_ser.extract import config as extract_config
+from ssl_ser.finetune import config as finetune_config
+from ssl_ser.finetune.config import FinetuneConfig
+from ssl_ser.finetune.settings import FinetuneSettings
+from ssl_ser.pipelines.experiment import experiment_from_dict
+from ssl_ser.settings import CELL_ID, cli_fields, file_fields, generated_options, option_of
+
+SSL = "facebook/wav2vec2-base"
+BASE = {"name": "t", "models": [SSL, "mfcc"], "corpora": {"emodb": "/data/emodb"}}
+# FinetuneConfig fields no setting gives: the experiment's models share one sample rate.
+FIXED = ("sample_rate",)
+
+
+def _unknown_key_listing(key: str) -> list[str]:
+    """The keys an unknown key in the finetune section is told to pick from."""
+    with pytest.raises(Exception) as error:
+        experiment_from_dict({**BASE, "finetune": {key: 1}})
+    listed = str(error.value).split("expected one of ")[1]
+    return [part.strip() for part in listed.split(",")]
+
+
+def test_the_experiment_section_lists_exactly_the_settings_file_fields():
+    file_keys = list(file_fields(FinetuneSettings))
+    assert _unknown_key_listing("nonsense") == file_keys
+    defaults = experiment_from_dict({**BASE, "finetune": True}).finetune
+    assert defaults == FinetuneSettings()
+    assert defaults.to_file() == {
+        name: FinetuneSettings.model_fields[name].default for name in file_keys
+    }
+    for cli_only in set(FinetuneSettings.model_fields) - set(file_keys):
+        with pytest.raises(Exception, match=f"unknown key '{cli_only}' in 'finetune'"):
+            experiment_from_dict({**BASE, "finetune": {cli_only: None}})
+
+
+def test_ser_finetune_lists_exactly_the_settings_command_line_fields():
+    generated = {o.name: o for o in generated_options(finetune) if o.setting[0] is FinetuneSettings}
+    assert list(generated) == list(cli_fields(FinetuneSettings))
+    for name, option in generated.items():
+        field = FinetuneSettings.model_fields[name]
+        opt = option_of(FinetuneSettings, name)
+        assert option.help == opt.help, name
+        if field.annotation is bool:
+            assert option.default is field.default, name
+        elif not option.required:
+            assert option.default == field.default, name
+        choices = opt.choice_list()
+        assert (list(option.type.choices) if choices else None) == choices, name
+    assert generated["learning_rate"].opts == ["--lr"]
+    assert generated["head_learning_rate"].opts == ["--head-lr"]
+    assert generated["weighted_layers"].secondary_opts == ["--last-layer"]
+    assert generated["model"].required
+    missing = CliRunner().invoke(cli, ["finetune", "--output", "o"])
+    assert missing.exit_code == 2 and "Missing option '--model'" in missing.output
+
+
+def test_training_settings_are_finetune_configs_fields_with_its_defaults_and_choices():
+    config_fields = {f.name: f for f in dataclasses.fields(FinetuneConfig) if f.name not in FIXED}
+    for name, config_field in config_fields.items():
+        assert name in FinetuneSettings.model_fields, name
+        if config_field.default is not dataclasses.MISSING:
+            assert FinetuneSettings.model_fields[name].default == config_field.default, name
+        # every training setting is recorded in the params of the fold's cell id
+        assert option_of(FinetuneSettings, name).enters == CELL_ID, name
+    entering = {n for n in FinetuneSettings.model_fields if option_of(FinetuneSettings, n).enters}
+    assert entering == set(config_fields)
+    registries = {
+        "head": finetune_config.HEADS,
+        "freeze": finetune_config.FREEZES,
+        "adapter": finetune_config.ADAPTERS,
+        "init": finetune_config.INITS,
+        "probe_dtype": finetune_config.PROBE_DTYPES,
+        "dtype": finetune_config.FINETUNE_DTYPES,
+        "long_audio": extract_config.LONG_AUDIO_POLICIES,
+    }
+    listed = {
+        name: tuple(option_of(FinetuneSettings, name).choice_list())
+        for name in FinetuneSettings.model_fields
+        if option_of(FinetuneSettings, name).choices is not None
+    }
+    assert listed == registries
+    assert FinetuneSettings().config(model="m") == FinetuneConfig(model="m")
+
+
+def _command(*arguments: str):
+    return CliRunner().invoke(cli, ["finetune", "--model", "m", "--output", "o", *arguments])
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--head-lr", "-1"], "--head-lr -1.0 must be positive"),
+        (["--lr", "0"], "--lr 0.0 must be positive"),
+        (["--mask-time-prob", "1"], "--mask-time-prob 1.0 must be in [0, 1)"),
+        (["--epochs", "0"], "--epochs 0 must be positive"),
+        (["--top-layers", "2"], "--top-layers=2 applies to --freeze 'top' only"),
+        (["--freeze", "top"], "--freeze 'top' trains the top K transformer layers: give "),
+        (["--adapter", "lora", "--freeze", "none"], "leave --freeze at feature-encoder"),
+        (["--head-layer", "-1"], "--head-layer -1 must be >= 0"),
+    ],
+)
+def test_command_line_errors_name_the_flag(arguments, message):
+    result = _command(*arguments)
+    assert result.exit_code == 1
+    assert message in result.output
+
+
+def test_a_head_from_probes_is_a_probe_initialised_head(corpus_manifest, tmp_path):
+    result = _command("--from-probe", str(tmp_path), "--head", "mlp")
+    assert result.exit_code == 1
+    assert "init 'probe' copies a linear probe into the head; --head 'mlp'" in result.output
+    settings = FinetuneSettings.from_cli({"model": "m", "from_probe": tmp_path}, head_layer=2)
+    assert settings.config() == FinetuneConfig(model="m", init="probe", head_layer=2)
+    manifest = tmp_path / "manifest.csv"
+    corpus_manifest.to_csv(manifest, index=False)
+    missing = ["--from-probe", str(tmp_path / "none"), "--manifest", str(manifest)]
+    result = _command(*missing)  # refused before any audio is read or model loaded
+    assert result.exit_code == 1
+    assert f"--from-probe {tmp_path / 'none'}: holds no results.parquet" in result.output
