@@ -64,6 +64,10 @@ class Opt:
         required: the command line must give it (files and code may leave it out).
         cli: whether commands take it (False: experiment files only).
         file: whether experiment files take it (False: command line only).
+        minimum: the smallest valid number (None: no bound).
+        above: numbers must be greater than this (None: no bound).
+        flag_value: the value an option given without its value takes (``--finetune``
+            alone); None: the option needs its value.
     """
 
     help: str
@@ -76,6 +80,21 @@ class Opt:
     required: bool = False
     cli: bool = True
     file: bool = True
+    minimum: float | None = None
+    above: float | None = None
+    flag_value: Any = None
+
+    def check_bounds(self, value: object) -> None:
+        """Refuse a number below :attr:`minimum` or not above :attr:`above` (None passes)."""
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return
+        if self.minimum is not None and value < self.minimum:
+            raise PydanticCustomError(
+                "bound", "below minimum", {"value": value, "text": f"at least {self.minimum:g}"}
+            )
+        if self.above is not None and not value > self.above:
+            text = "positive" if self.above == 0 else f"above {self.above:g}"
+            raise PydanticCustomError("bound", "not above", {"value": value, "text": text})
 
     def choice_list(self) -> list[str] | None:
         """The valid values (resolved from the registry now), or None for free values."""
@@ -125,7 +144,11 @@ class Settings(BaseModel):
     def _in_choices(cls, value: Any, info: ValidationInfo) -> Any:
         """Refuse a value (or any element of a tuple) outside its field's choices."""
         opt = option_of(cls, str(info.field_name))
-        valid = opt.choice_list() if opt else None
+        if opt is None:
+            return value
+        for item in value if isinstance(value, tuple) else (value,):
+            opt.check_bounds(item)
+        valid = opt.choice_list()
         if valid is None:
             return value
         for item in value if isinstance(value, tuple) else (value,):
@@ -143,6 +166,13 @@ class Settings(BaseModel):
         if opt is not None and not opt.file and "where" in (info.context or {}):
             raise PydanticCustomError("extra_forbidden", "not a key of experiment files")
         return value
+
+    @classmethod
+    def place(cls, info: ValidationInfo) -> str:
+        """Where the value a validator sees sits: its key and file, or its flag."""
+        name = str(info.field_name)
+        where = (info.context or {}).get("where")
+        return str(where.child(name)) if where is not None else flag_of(cls, name)
 
     @classmethod
     def from_file(cls: type[T], data: object, where: Where) -> T:
@@ -175,7 +205,7 @@ class Settings(BaseModel):
 
     def to_file(self) -> dict[str, Any]:
         """The experiment-file table of these settings (JSON-ready: lists, strings)."""
-        return self.model_dump(mode="json", include=set(file_fields(type(self))))
+        return self.model_dump(mode="json", exclude=_command_line_only(type(self)))
 
     def fields_of(self, target: Callable[..., Any], **extra: Any) -> dict[str, Any]:
         """This model's values for the keyword parameters `target` takes, plus `extra`.
@@ -186,6 +216,22 @@ class Settings(BaseModel):
         names = accepted_names(target)
         values = {name: getattr(self, name) for name in type(self).model_fields if name in names}
         return values | extra
+
+
+def invalid(value: object, text: str) -> PydanticCustomError:
+    """A validator's refusal of `value`; the message names the place: "... must be `text`"."""
+    return PydanticCustomError("invalid", "invalid value", {"value": value, "text": text})
+
+
+def registry_choices(module: str, name: str) -> Callable[[], tuple[str, ...]]:
+    """The choice list `name` of `module`, looked up when first needed (imports stay light)."""
+
+    def choices() -> tuple[str, ...]:
+        import importlib
+
+        return tuple(getattr(importlib.import_module(module), name))
+
+    return choices
 
 
 def accepted_names(target: Callable[..., Any]) -> set[str]:
@@ -237,7 +283,7 @@ def bare(hint: Any) -> Any:
 
 def _loosen_value(hint: Any, value: Any) -> Any:
     """`value` in the form a strict field of type `hint` accepts (see the module docstring)."""
-    if typing.get_origin(hint) is tuple:
+    if typing.get_origin(hint) is tuple and typing.get_args(hint)[-1] is Ellipsis:
         element = bare(typing.get_args(hint)[0])
         if isinstance(value, str) and element is str:
             return tuple(part.strip() for part in value.split(",") if part.strip())
@@ -314,6 +360,10 @@ def located_error(
         return ConfigError(f"missing required key {loc[-1]!r} in {name(loc[:-1])}")
     if kind == "choice":
         return UnknownChoiceError("value", ctx["value"], ctx["choices"], where=name(loc))
+    if kind == "invalid":
+        return ConfigError(f"{name(loc)} must be {ctx['text']}; got {ctx['value']!r}")
+    if kind == "bound":
+        return ConfigError(f"{name(loc)} must be {ctx['text']}; got {ctx['value']!r}")
     return wrong_type(first["input"], _expected(_hint_at(model, loc)), name(loc))
 
 
@@ -372,6 +422,19 @@ def cli_fields(model: type[Settings]) -> Iterator[str]:
         opt = option_of(model, name)
         if opt is None or opt.cli:
             yield name
+
+
+def _command_line_only(model: type[Settings]) -> dict[str, Any]:
+    """The fields files do not take, also inside sections (as pydantic's ``exclude``)."""
+    excluded: dict[str, Any] = {}
+    in_files = set(file_fields(model))
+    for name, info in model.model_fields.items():
+        hint = bare(info.annotation)
+        if name not in in_files:
+            excluded[name] = True
+        elif isinstance(hint, type) and issubclass(hint, Settings):
+            excluded[name] = _command_line_only(hint) or None
+    return {name: value for name, value in excluded.items() if value is not None}
 
 
 def file_fields(model: type[Settings]) -> Iterator[str]:
@@ -446,7 +509,10 @@ def cli_type(model: type[Settings], name: str, default: Any) -> dict[str, Any]:
         text = None if default is None else ",".join(str(v) for v in default)
         return {"type": str, "default": text, "show_default": shown}
     kind = click.Choice(choices) if choices else _scalar_type(hint)
-    return {"type": kind, "default": default, "show_default": shown}
+    typed = {"type": kind, "default": default, "show_default": shown}
+    if opt.flag_value is not None:
+        typed.update(is_flag=False, flag_value=opt.flag_value)
+    return typed
 
 
 def _scalar_type(hint: Any) -> Any:

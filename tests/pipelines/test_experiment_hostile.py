@@ -151,7 +151,7 @@ def test_the_largest_seed_is_taken(tmp_path: Path) -> None:
         ["report", "r"],
         ["compare", "r"],
         ["export", "r", "--output", "o"],
-        ["probe", "m.csv", "--model", "mfcc"],
+        ["probe", "--corpus", "emodb=/x", "--model", "mfcc"],
     ],
 )
 def test_a_seed_beyond_2_32_is_one_line_on_every_command(args: list[str]) -> None:

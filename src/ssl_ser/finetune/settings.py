@@ -18,21 +18,19 @@ from pydantic import ValidationInfo, model_validator
 
 from ssl_ser.errors import ConfigError
 from ssl_ser.extract.config import DTYPES, LONG_AUDIO_POLICIES
-from ssl_ser.settings import CELL_ID, Opt, Settings, Where, flag_of, option_of, wrong_type
+from ssl_ser.settings import (
+    CELL_ID,
+    Opt,
+    Settings,
+    Where,
+    flag_of,
+    option_of,
+    registry_choices,
+    wrong_type,
+)
 
 if TYPE_CHECKING:
     from ssl_ser.finetune.config import FinetuneConfig
-
-
-def _config_choices(name: str) -> Any:
-    """The choice list `name` of :mod:`ssl_ser.finetune.config`, read when first needed."""
-
-    def choices() -> tuple[str, ...]:
-        from ssl_ser.finetune import config
-
-        return getattr(config, name)
-
-    return choices
 
 
 class FinetuneSettings(Settings):
@@ -116,7 +114,7 @@ class FinetuneSettings(Settings):
         str,
         Opt(
             "linear, or mlp (one hidden layer, ReLU, dropout).",
-            choices=_config_choices("HEADS"),
+            choices=registry_choices("ssl_ser.finetune.config", "HEADS"),
             enters=CELL_ID,
         ),
     ] = "linear"
@@ -161,7 +159,7 @@ class FinetuneSettings(Settings):
         Opt(
             "random head, or probe: each fold's head starts as that fold's logistic-regression "
             "probe of head_layer (epoch 0 then equals the probe).",
-            choices=_config_choices("INITS"),
+            choices=registry_choices("ssl_ser.finetune.config", "INITS"),
             enters=CELL_ID,
             cli=False,
         ),
@@ -171,7 +169,7 @@ class FinetuneSettings(Settings):
         Opt(
             "Precision the head's input is rounded to before standardising: the probes' cache "
             "storage dtype (float16), so a head started from a probe predicts what it did.",
-            choices=_config_choices("PROBE_DTYPES"),
+            choices=registry_choices("ssl_ser.finetune.config", "PROBE_DTYPES"),
             enters=CELL_ID,
             cli=False,
         ),
@@ -181,7 +179,7 @@ class FinetuneSettings(Settings):
         Opt(
             "feature-encoder: the conv front end; base: the whole backbone (head only); "
             "none; top: all but the top --top-layers transformer layers.",
-            choices=_config_choices("FREEZES"),
+            choices=registry_choices("ssl_ser.finetune.config", "FREEZES"),
             enters=CELL_ID,
         ),
     ] = "feature-encoder"
@@ -192,7 +190,7 @@ class FinetuneSettings(Settings):
         str,
         Opt(
             "lora: low-rank adapters on the attention projections, backbone frozen.",
-            choices=_config_choices("ADAPTERS"),
+            choices=registry_choices("ssl_ser.finetune.config", "ADAPTERS"),
             enters=CELL_ID,
         ),
     ] = "none"
