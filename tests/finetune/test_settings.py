@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from ssl_ser import audio
 from ssl_ser.cli.finetune import finetune
 from ssl_ser.cli.main import cli
 from ssl_ser.extract import config as extract_config
@@ -47,19 +49,17 @@ def test_ser_finetune_lists_exactly_the_settings_command_line_fields():
     generated = {o.name: o for o in generated_options(finetune) if o.setting[0] is FinetuneSettings}
     assert list(generated) == list(cli_fields(FinetuneSettings))
     for name, option in generated.items():
-        field = FinetuneSettings.model_fields[name]
         opt = option_of(FinetuneSettings, name)
         assert option.help == opt.help, name
-        if field.annotation is bool:
-            assert option.default is field.default, name
-        elif not option.required:
-            assert option.default == field.default, name
         choices = opt.choice_list()
         assert (list(option.type.choices) if choices else None) == choices, name
     assert generated["learning_rate"].opts == ["--lr"]
     assert generated["head_learning_rate"].opts == ["--head-lr"]
     assert generated["weighted_layers"].secondary_opts == ["--last-layer"]
-    assert generated["model"].required
+    assert generated["model"].required and generated["output"].required
+    # the options' defaults are the settings' defaults
+    given = finetune.make_context("finetune", ["--model", "m", "--output", "o"]).params
+    assert FinetuneSettings.from_cli(given) == FinetuneSettings(model="m", output=Path("o"))
     missing = CliRunner().invoke(cli, ["finetune", "--output", "o"])
     assert missing.exit_code == 2 and "Missing option '--model'" in missing.output
 
@@ -73,7 +73,7 @@ def test_training_settings_are_finetune_configs_fields_with_its_defaults_and_cho
         # every training setting is recorded in the params of the fold's cell id
         assert option_of(FinetuneSettings, name).enters == CELL_ID, name
     entering = {n for n in FinetuneSettings.model_fields if option_of(FinetuneSettings, n).enters}
-    assert entering == set(config_fields)
+    assert entering == {*config_fields, "conditions"}  # (each fold's train/test condition)
     registries = {
         "head": finetune_config.HEADS,
         "freeze": finetune_config.FREEZES,
@@ -82,6 +82,7 @@ def test_training_settings_are_finetune_configs_fields_with_its_defaults_and_cho
         "probe_dtype": finetune_config.PROBE_DTYPES,
         "dtype": finetune_config.FINETUNE_DTYPES,
         "long_audio": extract_config.LONG_AUDIO_POLICIES,
+        "conditions": audio.CONDITIONS,
     }
     listed = {
         name: tuple(option_of(FinetuneSettings, name).choice_list())

@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import click
 
-from ssl_ser.audio import TELEPHONE_SOURCES
-from ssl_ser.cli.options import (
-    conditions_option,
-    parse_paths,
-    refuse_repeats,
-    split_options,
-    split_settings,
-)
+from ssl_ser.cli.options import refuse_repeats, split_options, split_settings
+from ssl_ser.extract.settings import ExtractSettings
 from ssl_ser.finetune.settings import FinetuneSettings
 from ssl_ser.settings import Feedback, options
 
-# Options of FinetuneSettings that come last, after where the audio and the results are.
-OUTPUT_OPTIONS: tuple[str, ...] = ("force", "save_models", "audio_in_memory")
-FIRST_OPTIONS: tuple[str, ...] = ("model", "revision")
+# Where FinetuneSettings' options sit among the others (the rest: the training settings).
+INPUTS: tuple[str, ...] = ("model", "revision", "manifests", "corpora")
+AUDIO: tuple[str, ...] = ("conditions",)
+OUTPUTS: tuple[str, ...] = ("output", "force", "save_models", "audio_in_memory")
+LOADING: tuple[str, ...] = ("telephone_source", "device", "workers")  # as extraction loads it
 
 EXAMPLE = (
     "\b\nExamples:\n"
@@ -29,34 +25,12 @@ EXAMPLE = (
 
 
 @click.command(epilog=EXAMPLE)
-@options(FinetuneSettings, only=FIRST_OPTIONS)
-@click.option(
-    "--manifest", "manifests", default=None, help="Manifest(s) (CSV/parquet), comma-separated."
-)
-@click.option(
-    "--corpus",
-    "corpora",
-    multiple=True,
-    help="NAME=ROOT (a corpus folder read by reader NAME, e.g. emodb=/data/emodb) or "
-    "NAME=MANIFEST. Repeatable; instead of or beside --manifest.",
-)
+@options(FinetuneSettings, only=INPUTS)
 @split_options
-@conditions_option(
-    "Audio condition(s) to load; each is trained and tested on itself unless "
-    "--train-condition/--test-condition pick one pair."
-)
-@click.option(
-    "--telephone-source",
-    type=click.Choice(tuple(TELEPHONE_SOURCES)),
-    default="derived",
-    show_default=True,
-    help="telephone: the chain applied to clean audio, or the corpus's ready copies.",
-)
-@options(FinetuneSettings, exclude=(*FIRST_OPTIONS, *OUTPUT_OPTIONS))
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
-@click.option("--workers", type=int, default=None, help="Audio loading processes.")
-@click.option("--output", required=True, type=click.Path(file_okay=False), help="Results folder.")
-@options(FinetuneSettings, only=OUTPUT_OPTIONS)
+@options(FinetuneSettings, only=AUDIO)
+@options(ExtractSettings, only=LOADING)
+@options(FinetuneSettings, exclude=(*INPUTS, *AUDIO, *OUTPUTS))
+@options(FinetuneSettings, only=OUTPUTS)
 @options(Feedback)
 def finetune(**options) -> None:
     """Fine-tune a model end to end on every fold and score the test speakers once.
@@ -70,25 +44,24 @@ def finetune(**options) -> None:
     from ssl_ser.pipelines.probe import corpus_manifests
 
     settings = FinetuneSettings.from_cli(options)
-    refuse_repeats("--condition", options["conditions"])
-    table = corpus_manifests(parse_paths(options["manifests"] or ""), options["corpora"])
+    refuse_repeats("--condition", settings.conditions)
+    table = corpus_manifests(settings.manifests, settings.corpora)
+    loading = ExtractSettings.from_cli({name: options[name] for name in LOADING})
     run = RunOptions(
+        **loading.fields_of(RunOptions),
         **settings.fields_of(
             RunOptions,
             labels=options["labels"],
             split=options["split"],
             split_options=split_settings(options),
-            conditions=tuple(options["conditions"]),
             train_condition=options["train_condition"],
             test_condition=options["test_condition"],
-            telephone_source=options["telephone_source"],
             bootstrap=options["bootstrap"],
-            device=options["device"],
-            workers=options["workers"],
-        )
+        ),
     )
-    output = options["output"]
-    result = run_finetune(table, settings.config(), run, output, progress=options["progress"])
+    output = settings.output
+    progress = Feedback.from_cli(options).progress
+    result = run_finetune(table, settings.config(), run, output, progress=progress)
     if not result.main:  # under torchrun, rank 0 speaks for all processes
         return
     click.echo(

@@ -48,6 +48,32 @@ class FinetuneSettings(Settings):
     revision: Annotated[
         str | None, Opt("Hub branch, tag or commit.", enters=CELL_ID, file=False)
     ] = None
+    manifests: Annotated[
+        tuple[str, ...],
+        Opt("Manifest(s) (CSV/parquet), comma-separated.", flag="--manifest", file=False),
+    ] = ()
+    corpora: Annotated[
+        tuple[str, ...],
+        Opt(
+            "NAME=ROOT (a corpus folder read by reader NAME, e.g. emodb=/data/emodb) or "
+            "NAME=MANIFEST. Repeatable; instead of or beside --manifest.",
+            flag="--corpus",
+            multiple=True,
+            file=False,
+        ),
+    ] = ()
+    conditions: Annotated[
+        tuple[str, ...],
+        Opt(
+            "Audio condition(s) to load; each is trained and tested on itself unless "
+            "--train-condition/--test-condition pick one pair.",
+            choices=registry_choices("ssl_ser.audio", "CONDITIONS"),
+            flag="--condition",
+            multiple=True,
+            enters=CELL_ID,
+            file=False,
+        ),
+    ] = ("clean",)
     models: Annotated[
         tuple[str, ...] | None,
         Opt(
@@ -236,6 +262,9 @@ class FinetuneSettings(Settings):
     whisper_trim: Annotated[bool, Opt("Whisper: only the real audio's frames.", enters=CELL_ID)] = (
         False
     )
+    output: Annotated[
+        Path | None, Opt("Results folder.", metavar="DIRECTORY", required=True, file=False)
+    ] = None
     force: Annotated[bool, Opt("Train folds again that OUTPUT already holds.", file=False)] = False
     save_models: Annotated[
         bool, Opt("Save each fold's chosen model under OUTPUT/models/.", negatable=True)

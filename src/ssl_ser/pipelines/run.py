@@ -342,6 +342,7 @@ def finetune_settings(plan: Plan, unit: FinetuneUnit) -> Any:
     train_condition, test_condition = unit.pair
     tuning = experiment.finetune or FinetuneSettings()
     return RunOptions(
+        **experiment.extract.fields_of(RunOptions),  # telephone source, device, workers
         **tuning.fields_of(
             RunOptions,
             labels=config.labels,
@@ -350,11 +351,8 @@ def finetune_settings(plan: Plan, unit: FinetuneUnit) -> Any:
             conditions=tuple(sorted({train_condition, test_condition})),
             train_condition=train_condition,
             test_condition=test_condition,
-            telephone_source=experiment.extract.telephone_source,
             bootstrap=config.bootstrap,
-            device=experiment.extract.device,
-            workers=experiment.extract.workers,
-        )
+        ),
     )
 
 
