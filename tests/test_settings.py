@@ -109,5 +109,5 @@ def test_command_line_only_fields_are_unknown_keys_in_files():
         Spelled.from_file({"model": "m"}, where)
     assert str(e.value).endswith("expected one of mixed, models")
     settings = Spelled.from_file({"models": ["b", "c"]}, where)
-    assert settings.to_file() == {"mixed": True, "models": ["b", "c"]}
-    assert Spelled.from_file(settings.to_file(), where) == settings
+    assert settings.file_data() == {"mixed": True, "models": ("b", "c")}
+    assert Spelled.from_file(settings.file_data(), where) == settings

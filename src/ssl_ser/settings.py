@@ -128,16 +128,30 @@ class Settings(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _loosen(cls, data: Any) -> Any:
-        """Lists as tuples, comma strings as string tuples, exponent strings as numbers."""
+    def _loosen(cls, data: Any, info: ValidationInfo) -> Any:
+        """Lists as tuples, comma strings as string tuples, exponent strings as numbers.
+
+        A file may not set command-line-only fields (``shard``...): refused as unknown keys.
+        """
         if not isinstance(data, Mapping):
             return data
+        where = (info.context or {}).get("where")
+        if where is not None:
+            cls._refuse_cli_only(data, where)
         loosened = dict(data)
         for name, value in data.items():
             info = cls.model_fields.get(str(name))
             if info is not None:
                 loosened[name] = _loosen_value(bare(info.annotation), value)
         return loosened
+
+    @classmethod
+    def _refuse_cli_only(cls, data: Mapping[str, Any], where: Where) -> None:
+        file_keys = [n for n in cls.model_fields if (o := option_of(cls, n)) is None or o.file]
+        for key in data:
+            if key in cls.model_fields and key not in file_keys:
+                place = where.child(cls.section) if cls.section else where
+                raise UnknownChoiceError("key", key, file_keys, where=str(place))
 
     @field_validator("*", mode="after")
     @classmethod
@@ -156,15 +170,6 @@ class Settings(BaseModel):
                 raise PydanticCustomError(
                     "choice", "unknown value {value!r}", {"value": item, "choices": valid}
                 )
-        return value
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _file_key(cls, value: Any, info: ValidationInfo) -> Any:
-        """In an experiment file, a command-line-only field is an unknown key."""
-        opt = option_of(cls, str(info.field_name))
-        if opt is not None and not opt.file and "where" in (info.context or {}):
-            raise PydanticCustomError("extra_forbidden", "not a key of experiment files")
         return value
 
     @classmethod
@@ -203,9 +208,16 @@ class Settings(BaseModel):
         except pydantic.ValidationError as error:
             raise located_error(cls, error, lambda loc: _flag_of(cls, loc)) from None
 
-    def to_file(self) -> dict[str, Any]:
-        """The experiment-file table of these settings (JSON-ready: lists, strings)."""
-        return self.model_dump(mode="json", exclude=_command_line_only(type(self)))
+    def file_data(self) -> dict[str, Any]:
+        """The values an experiment file may hold (command-line-only fields left out)."""
+        data = {}
+        for name in type(self).model_fields:
+            opt = option_of(type(self), name)
+            if opt is not None and not opt.file:
+                continue
+            value = getattr(self, name)
+            data[name] = value.file_data() if isinstance(value, Settings) else value
+        return data
 
     def fields_of(self, target: Callable[..., Any], **extra: Any) -> dict[str, Any]:
         """This model's values for the keyword parameters `target` takes, plus `extra`.
@@ -422,19 +434,6 @@ def cli_fields(model: type[Settings]) -> Iterator[str]:
         opt = option_of(model, name)
         if opt is None or opt.cli:
             yield name
-
-
-def _command_line_only(model: type[Settings]) -> dict[str, Any]:
-    """The fields files do not take, also inside sections (as pydantic's ``exclude``)."""
-    excluded: dict[str, Any] = {}
-    in_files = set(file_fields(model))
-    for name, info in model.model_fields.items():
-        hint = bare(info.annotation)
-        if name not in in_files:
-            excluded[name] = True
-        elif isinstance(hint, type) and issubclass(hint, Settings):
-            excluded[name] = _command_line_only(hint) or None
-    return {name: value for name, value in excluded.items() if value is not None}
 
 
 def file_fields(model: type[Settings]) -> Iterator[str]:

@@ -37,7 +37,7 @@ def test_the_experiment_section_lists_exactly_the_settings_file_fields():
     assert _unknown_key_listing("nonsense") == file_keys
     defaults = experiment_from_dict({**BASE, "finetune": True}).finetune
     assert defaults == FinetuneSettings()
-    assert defaults.to_file() == {
+    assert defaults.file_data() == {
         name: FinetuneSettings.model_fields[name].default for name in file_keys
     }
     for cli_only in set(FinetuneSettings.model_fields) - set(file_keys):

@@ -422,6 +422,7 @@ def test_every_schema_choice_lists_exactly_its_registry():
         ("FinetuneSettings", "probe_dtype"): finetune.PROBE_DTYPES,
         ("FinetuneSettings", "dtype"): finetune.FINETUNE_DTYPES,
         ("FinetuneSettings", "long_audio"): extract_config.LONG_AUDIO_POLICIES,
+        ("FinetuneSettings", "conditions"): audio.CONDITIONS,
     }
     seen = set()
     models = (SplitSettings, ExtractSettings, SweepSettings, FinetuneSettings)
@@ -435,3 +436,32 @@ def test_every_schema_choice_lists_exactly_its_registry():
             assert tuple(opt.choice_list()) == tuple(registries[key]), key
             seen.add(key)
     assert seen == set(registries)
+
+
+def test_every_extraction_option_of_ser_extract_is_an_experiment_key():
+    """verify_cache, dask, shards and keep_shards were missing from files (issue 20)."""
+    from ssl_ser.extract.settings import ExtractSettings
+    from ssl_ser.settings import option_of
+
+    data = {**MINIMAL, "extract": {"verify_cache": False, "dask": "local", "shards": 2}}
+    experiment = experiment_from_dict(data)
+    assert experiment.extract.verify_cache is False
+    assert (experiment.extract.dask, experiment.extract.shards) == ("local", 2)
+    file_only_cli = {
+        n for n in ExtractSettings.model_fields if not option_of(ExtractSettings, n).file
+    }
+    assert file_only_cli == {"root", "shard"}  # a single input and one shard of many: CLI only
+    with pytest.raises(UnknownChoiceError, match="shard"):
+        experiment_from_dict({**MINIMAL, "extract": {"shard": "1/2"}})
+
+
+def test_an_experiment_with_extract_dask_extracts_on_the_cluster(tmp_path, monkeypatch):
+    from ssl_ser.extract import cluster
+    from ssl_ser.extract.settings import ExtractSettings
+
+    calls = []
+    monkeypatch.setattr(cluster, "extract_on_dask", lambda *a, **k: calls.append(k) or [])
+    settings = ExtractSettings(dask="local", shards=3, workers=0, verify_cache=False)
+    assert settings.run("rows", "config", tmp_path, ["clean"], progress=False) == []
+    assert calls[0]["address"] == "local" and calls[0]["shards_count"] == 3
+    assert calls[0]["verify_cache"] is False and "shard" not in calls[0]

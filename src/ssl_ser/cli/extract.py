@@ -66,8 +66,6 @@ def read_source(source: str, root: Path | None) -> pd.DataFrame:
 @options(Feedback)
 def extract(source: str, **values: Any) -> None:
     """Extract pooled features of every layer of MODEL for a manifest or corpus into the cache."""
-    from ssl_ser.extract.runner import extract as run_extraction
-
     settings = ExtractSettings.from_cli(values)
     models, conditions = values["models"], values["conditions"]
     refuse_repeats("--model", models)
@@ -78,29 +76,7 @@ def extract(source: str, **values: Any) -> None:
     progress = values["progress"]
     for model in models:
         config = settings.extractor_config(model)
-        if settings.dask is not None:
-            from ssl_ser.extract.cluster import extract_on_dask
-
-            summaries = extract_on_dask(
-                table,
-                config,
-                cache_dir,
-                list(conditions),
-                address=settings.dask,
-                shards_count=settings.shards,
-                keep_shards=settings.keep_shards,
-                progress=progress,
-                **{k: v for k, v in settings.runner_options().items() if k != "shard"},
-            )
-        else:
-            summaries = run_extraction(
-                table,
-                config,
-                cache_dir,
-                list(conditions),
-                progress=progress,
-                **settings.runner_options(),
-            )
+        summaries = settings.run(table, config, cache_dir, list(conditions), progress=progress)
         _print(summaries)
     if settings.shard is not None:
         number, count = settings.shard

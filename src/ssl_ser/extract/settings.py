@@ -43,6 +43,8 @@ def _shard(value: Any) -> Any:
 class ExtractSettings(Settings):
     """How features are extracted (every model of an experiment shares them)."""
 
+    section = "extract"
+
     root: Annotated[
         Path | None, Opt("Corpus folder (with a corpus name).", metavar="PATH", file=False)
     ] = None
@@ -183,8 +185,30 @@ class ExtractSettings(Settings):
                 fields["poolings"] = self.poolings
         return ExtractorConfig.for_model(model, **fields)
 
-    def runner_options(self) -> dict[str, object]:
-        """The keyword options the extraction runner takes (speed, checks, storage)."""
+    def run(
+        self, table: Any, config: Any, cache_dir: Any, conditions: list[str], *, progress: bool
+    ) -> list[Any]:
+        """Extract `table`'s rows under `config` with these settings: here, or on Dask.
+
+        Returns:
+            One :class:`~ssl_ser.extract.summary.ExtractSummary` per corpus and condition.
+        """
         from ssl_ser.extract.runner import extract
 
-        return self.fields_of(extract)
+        options = self.fields_of(extract)
+        if self.dask is None:
+            return extract(table, config, cache_dir, conditions, progress=progress, **options)
+        from ssl_ser.extract.cluster import extract_on_dask
+
+        del options["shard"]  # refused with --dask; the cluster runs every shard
+        return extract_on_dask(
+            table,
+            config,
+            cache_dir,
+            conditions,
+            address=self.dask,
+            shards_count=self.shards,
+            keep_shards=self.keep_shards,
+            progress=progress,
+            **options,
+        )

@@ -377,7 +377,7 @@ class Experiment(SweepGrid):
 
     def to_dict(self) -> dict[str, Any]:
         """Every field as plain JSON data (what ``ser run`` records beside its results)."""
-        data = self.to_file()
+        data = self.file_data()
         data["corpora"] = {
             c.name: {"root": c.root, "reader": c.reader, "on_error": c.on_error, **c.options}
             for c in self.corpora
