@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from ssl_ser import audio
 from ssl_ser.cli.finetune import finetune
 from ssl_ser.cli.main import cli
+from ssl_ser.errors import UnknownChoiceError
 from ssl_ser.extract import config as extract_config
 from ssl_ser.finetune import config as finetune_config
 from ssl_ser.finetune.config import FinetuneConfig
@@ -26,7 +27,7 @@ FIXED = ("sample_rate",)
 
 def _unknown_key_listing(key: str) -> list[str]:
     """The keys an unknown key in the finetune section is told to pick from."""
-    with pytest.raises(Exception) as error:
+    with pytest.raises(UnknownChoiceError) as error:
         experiment_from_dict({**BASE, "finetune": {key: 1}})
     listed = str(error.value).split("expected one of ")[1]
     return [part.strip() for part in listed.split(",")]
@@ -41,7 +42,7 @@ def test_the_experiment_section_lists_exactly_the_settings_file_fields():
         name: FinetuneSettings.model_fields[name].default for name in file_keys
     }
     for cli_only in set(FinetuneSettings.model_fields) - set(file_keys):
-        with pytest.raises(Exception, match=f"unknown key '{cli_only}' in 'finetune'"):
+        with pytest.raises(UnknownChoiceError, match=f"unknown key '{cli_only}' in 'finetune'"):
             experiment_from_dict({**BASE, "finetune": {cli_only: None}})
 
 
