@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import click
 import pytest
 from click.testing import CliRunner
+from pydantic import field_validator
 
 from ssl_ser.errors import ConfigError, UnknownChoiceError
 from ssl_ser.settings import CELL_ID, Opt, Settings, Where, generated_options, options
@@ -111,3 +113,43 @@ def test_command_line_only_fields_are_unknown_keys_in_files():
     settings = Spelled.from_file({"models": ["b", "c"]}, where)
     assert settings.file_data() == {"mixed": True, "models": ("b", "c")}
     assert Spelled.from_file(settings.file_data(), where) == settings
+
+
+class Paths(Settings):
+    out: Annotated[
+        Path,
+        Opt("Output.", flag="--output", aliases=("-o",), click_type=click.Path(dir_okay=False)),
+    ] = Path("x.csv")
+    pairs: Annotated[dict[str, str], Opt("Pairs.", flag="--pair", multiple=True)] = {}
+
+    @field_validator("pairs", mode="before")
+    @classmethod
+    def _pairs(cls, value, info):
+        if not isinstance(value, tuple):
+            return value
+        if any("=" not in item for item in value):
+            raise ConfigError(f"{cls.place(info)} {value!r} is not KEY=VALUE")
+        return dict(item.split("=", 1) for item in value)
+
+
+def test_aliases_a_click_type_and_repeated_words_built_into_a_table(tmp_path):
+    seen = {}
+
+    @click.command()
+    @options(Paths)
+    def command(**values):
+        seen["settings"] = Paths.from_cli(values)
+
+    (option,) = [o for o in generated_options(command) if o.name == "out"]
+    assert option.opts == ["--output", "-o"] and not option.type.dir_okay
+    result = CliRunner().invoke(command, ["-o", "y.csv", "--pair", "a=1", "--pair", "b=2"])
+    assert result.exit_code == 0, result.output
+    assert seen["settings"].out == Path("y.csv")
+    assert seen["settings"].pairs == {"a": "1", "b": "2"}
+    result = CliRunner().invoke(command, ["-o", str(tmp_path)])
+    assert result.exit_code == 2 and "is a directory" in result.output
+    result = CliRunner().invoke(command, ["--pair", "a"])
+    assert str(result.exception) == "--pair ('a',) is not KEY=VALUE"
+    with pytest.raises(ConfigError, match=r"^'s.pairs' in x.yaml must be a table of keys"):
+        Paths.from_file({"pairs": ["a"]}, Where("x.yaml", ("s",)))
+    assert Paths.from_file({"pairs": {"a": "1"}}, Where("x.yaml")).pairs == {"a": "1"}

@@ -64,6 +64,8 @@ class Opt:
         required: the command line must give it (files and code may leave it out).
         cli: whether commands take it (False: experiment files only).
         file: whether experiment files take it (False: command line only).
+        aliases: more command-line spellings of the option (``-o`` beside ``--output``).
+        click_type: the command line's own, stricter type (``click.Path(exists=True)``).
         minimum: the smallest valid number (None: no bound).
         above: numbers must be greater than this (None: no bound).
         flag_value: the value an option given without its value takes (``--finetune``
@@ -80,6 +82,8 @@ class Opt:
     required: bool = False
     cli: bool = True
     file: bool = True
+    aliases: tuple[str, ...] = ()
+    click_type: Any = None
     minimum: float | None = None
     above: float | None = None
     flag_value: Any = None
@@ -486,11 +490,11 @@ def click_option(model: type[Settings], name: str) -> Callable[[Callable[..., An
         if not negatable:
             kwargs["is_flag"] = True
         kwargs.update(default=bool(default), show_default=negatable)
-        return click.option(flag, name, **kwargs)
+        return click.option(flag, *opt.aliases, name, **kwargs)
     kwargs.update(cli_type(model, name, default))
     if kwargs["required"]:
         del kwargs["default"]  # with a default, click takes a missing option as given
-    return click.option(flag, name, **kwargs)
+    return click.option(flag, *opt.aliases, name, **kwargs)
 
 
 def cli_type(model: type[Settings], name: str, default: Any) -> dict[str, Any]:
@@ -499,15 +503,17 @@ def cli_type(model: type[Settings], name: str, default: Any) -> dict[str, Any]:
     opt = option_of(model, name) or Opt(help="")
     hint = bare(info.annotation)
     choices = opt.choice_list()
-    shown = default is not None and default != ()
-    if typing.get_origin(hint) is tuple:
-        element = bare(typing.get_args(hint)[0])
-        if opt.multiple:
-            kind = click.Choice(choices) if choices else _scalar_type(element)
-            return {"type": kind, "multiple": True, "default": default, "show_default": shown}
+    shown = default not in (None, (), {}, "")
+    tuple_hint = typing.get_origin(hint) is tuple
+    if opt.multiple:  # a tuple, or a value its validator builds from repeated strings
+        element = bare(typing.get_args(hint)[0]) if tuple_hint else str
+        kind = opt.click_type or (click.Choice(choices) if choices else _scalar_type(element))
+        repeated = default if isinstance(default, tuple) else ()
+        return {"type": kind, "multiple": True, "default": repeated, "show_default": shown}
+    if tuple_hint:
         text = None if default is None else ",".join(str(v) for v in default)
         return {"type": str, "default": text, "show_default": shown}
-    kind = click.Choice(choices) if choices else _scalar_type(hint)
+    kind = opt.click_type or (click.Choice(choices) if choices else _scalar_type(hint))
     typed = {"type": kind, "default": default, "show_default": shown}
     if opt.flag_value is not None:
         typed.update(is_flag=False, flag_value=opt.flag_value)

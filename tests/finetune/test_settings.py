@@ -118,6 +118,8 @@ def test_command_line_errors_name_the_flag(arguments, message):
 
 
 def test_a_head_from_probes_is_a_probe_initialised_head(corpus_manifest, tmp_path):
+    missing = _command("--from-probe", str(tmp_path / "none"))
+    assert missing.exit_code == 2 and "does not exist" in missing.output
     result = _command("--from-probe", str(tmp_path), "--head", "mlp")
     assert result.exit_code == 1
     assert "init 'probe' copies a linear probe into the head; --head 'mlp'" in result.output
@@ -125,7 +127,7 @@ def test_a_head_from_probes_is_a_probe_initialised_head(corpus_manifest, tmp_pat
     assert settings.config() == FinetuneConfig(model="m", init="probe", head_layer=2)
     manifest = tmp_path / "manifest.csv"
     corpus_manifest.to_csv(manifest, index=False)
-    missing = ["--from-probe", str(tmp_path / "none"), "--manifest", str(manifest)]
-    result = _command(*missing)  # refused before any audio is read or model loaded
+    empty = ["--from-probe", str(tmp_path), "--manifest", str(manifest)]
+    result = _command(*empty)  # refused before any audio is read or model loaded
     assert result.exit_code == 1
-    assert f"--from-probe {tmp_path / 'none'}: holds no results.parquet" in result.output
+    assert f"--from-probe {tmp_path}: holds no results.parquet" in result.output

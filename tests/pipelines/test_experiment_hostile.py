@@ -150,7 +150,7 @@ def test_the_largest_seed_is_taken(tmp_path: Path) -> None:
         ["finetune", "--manifest", "m.csv", "--model", "m", "--output", "o"],
         ["report", "r"],
         ["compare", "r"],
-        ["export", "r", "--output", "o"],
+        ["export", "--cache", "x", "--manifest", "m.csv", "--output", "o"],
         ["probe", "--corpus", "emodb=/x", "--model", "mfcc"],
     ],
 )

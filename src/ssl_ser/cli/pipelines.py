@@ -6,15 +6,14 @@ print what happened. Torch and transformers load only when a model runs.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
 
 from ssl_ser.classify.settings import SplitSettings, SweepSettings
-from ssl_ser.cli.options import progress_option, refuse_repeats
+from ssl_ser.cli.options import refuse_repeats
 from ssl_ser.extract.settings import ExtractSettings
-from ssl_ser.pipelines.demo import SIZES
+from ssl_ser.pipelines.demo import DemoSettings
 from ssl_ser.pipelines.experiment import Experiment, RunSettings
 from ssl_ser.pipelines.probe import NOT_PROBE_EXTRACT, ProbeSettings
 from ssl_ser.settings import Feedback, options
@@ -75,22 +74,9 @@ def run(experiment_file: str, dry_run: bool, progress: bool) -> None:
 
 
 @click.command()
-@click.option(
-    "--output",
-    default="ser-demo",
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Folder for the corpus, model, caches, results and report.",
-)
-@click.option(
-    "--size",
-    type=click.Choice(tuple(SIZES)),
-    default="full",
-    show_default=True,
-    help="full: 288 utterances of 6 voices; small: 48 utterances of 4 voices.",
-)
-@progress_option
-def demo(output: Path, size: str, progress: bool) -> None:
+@options(DemoSettings)
+@options(Feedback)
+def demo(**values) -> None:
     """Offline demo: synthetic emotional speech, an untrained model, the full pipeline.
 
     Synthesises a corpus, builds a small random-weight wav2vec2 model, extracts
@@ -99,7 +85,8 @@ def demo(output: Path, size: str, progress: bool) -> None:
     """
     from ssl_ser.pipelines.demo import run_demo
 
-    summary = run_demo(output, size, progress=progress)
+    settings = DemoSettings.from_cli(values)
+    summary = run_demo(settings.output, settings.size, progress=Feedback.from_cli(values).progress)
     _echo(summary.lines())
     for path in summary.reports:
         click.echo(f"open {path.resolve()} in a browser to read the report")

@@ -14,6 +14,7 @@ import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
+import click
 from pydantic import ValidationInfo, model_validator
 
 from ssl_ser.errors import ConfigError
@@ -170,6 +171,7 @@ class FinetuneSettings(Settings):
         Opt(
             "Results folder of ser classify/probe (logreg, same folds): its best layer on "
             "validation speakers is read and each fold's head starts as that fold's probe.",
+            click_type=click.Path(exists=True, file_okay=False, path_type=Path),
             file=False,
         ),
     ] = None
@@ -263,7 +265,13 @@ class FinetuneSettings(Settings):
         False
     )
     output: Annotated[
-        Path | None, Opt("Results folder.", metavar="DIRECTORY", required=True, file=False)
+        Path | None,
+        Opt(
+            "Results folder.",
+            click_type=click.Path(file_okay=False, path_type=Path),
+            required=True,
+            file=False,
+        ),
     ] = None
     force: Annotated[bool, Opt("Train folds again that OUTPUT already holds.", file=False)] = False
     save_models: Annotated[
