@@ -68,6 +68,7 @@ class Opt:
         click_type: the command line's own, stricter type (``click.Path(exists=True)``).
         minimum: the smallest valid number (None: no bound).
         above: numbers must be greater than this (None: no bound).
+        hidden: a deprecated spelling: still taken, but left out of ``--help``.
         flag_value: the value an option given without its value takes (``--finetune``
             alone); None: the option needs its value.
     """
@@ -86,6 +87,7 @@ class Opt:
     click_type: Any = None
     minimum: float | None = None
     above: float | None = None
+    hidden: bool = False
     flag_value: Any = None
 
     def check_bounds(self, value: object) -> None:
@@ -480,6 +482,7 @@ def click_option(model: type[Settings], name: str) -> Callable[[Callable[..., An
         "help": opt.help,
         "required": info.is_required() or opt.required,
         "metavar": opt.metavar,
+        "hidden": opt.hidden,
         "setting": (model, name),
         "cls": SettingOption,
     }

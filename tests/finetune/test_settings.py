@@ -47,6 +47,7 @@ def test_the_experiment_section_lists_exactly_the_settings_file_fields():
 
 
 def test_ser_finetune_lists_exactly_the_settings_command_line_fields():
+    assert len(generated_options(finetune)) == len(finetune.params), "every option generated"
     generated = {o.name: o for o in generated_options(finetune) if o.setting[0] is FinetuneSettings}
     assert list(generated) == list(cli_fields(FinetuneSettings))
     for name, option in generated.items():
@@ -131,3 +132,24 @@ def test_a_head_from_probes_is_a_probe_initialised_head(corpus_manifest, tmp_pat
     result = _command(*empty)  # refused before any audio is read or model loaded
     assert result.exit_code == 1
     assert f"--from-probe {tmp_path}: holds no results.parquet" in result.output
+
+
+def test_split_options_are_ser_classifys_with_one_run_per_seed_and_shots():
+    from ssl_ser.cli.finetune import run_options
+
+    words = ["--model", "m", "--output", "o", "--split", "few-shot", "--test", "emovo"]
+    words += ["--seed", "1", "--seed", "2", "--shots", "5,20"]
+    given = finetune.make_context("finetune", words)
+    runs = run_options(given.params, FinetuneSettings.from_cli(given.params))
+    assert [(r.split_options.seed, r.split_options.shots) for r in runs] == [
+        (1, 5),
+        (1, 20),
+        (2, 5),
+        (2, 20),
+    ]
+    assert {(r.split, r.split_options.test_corpora, r.labels) for r in runs} == {
+        ("few-shot", ("emovo",), "basic4")
+    }
+    # an option the split does not read is refused, naming it, before any file is read
+    result = _command("--split", "loso", "--folds", "3")
+    assert result.exit_code == 1 and "--folds" in result.output

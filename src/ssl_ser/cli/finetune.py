@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
-from ssl_ser.cli.options import refuse_repeats, split_options, split_settings
+from ssl_ser.classify.settings import ClassifyRun, SplitSettings, SweepGrid, SweepSettings
+from ssl_ser.cli.options import refuse_repeats
 from ssl_ser.extract.settings import ExtractSettings
 from ssl_ser.finetune.settings import FinetuneSettings
 from ssl_ser.settings import Feedback, options
@@ -13,6 +16,10 @@ from ssl_ser.settings import Feedback, options
 INPUTS: tuple[str, ...] = ("model", "revision", "manifests", "corpora")
 AUDIO: tuple[str, ...] = ("conditions",)
 OUTPUTS: tuple[str, ...] = ("output", "force", "save_models", "audio_in_memory")
+# ser classify's own, so that both make the same folds from the same words
+GRID: tuple[str, ...] = ("labels", "seeds")
+PAIR: tuple[str, ...] = ("train_condition", "test_condition")
+SCORING: tuple[str, ...] = ("bootstrap",)
 LOADING: tuple[str, ...] = ("telephone_source", "device", "workers")  # as extraction loads it
 
 EXAMPLE = (
@@ -26,7 +33,10 @@ EXAMPLE = (
 
 @click.command(epilog=EXAMPLE)
 @options(FinetuneSettings, only=INPUTS)
-@split_options
+@options(SweepGrid, only=GRID)
+@options(SplitSettings)
+@options(ClassifyRun, only=PAIR)
+@options(SweepSettings, only=SCORING)
 @options(FinetuneSettings, only=AUDIO)
 @options(ExtractSettings, only=LOADING)
 @options(FinetuneSettings, exclude=(*INPUTS, *AUDIO, *OUTPUTS))
@@ -38,35 +48,49 @@ def finetune(**options) -> None:
     The folds are those `ser classify` makes from the same manifest, split
     options and seed, and the results land in the same tables (classifier
     `finetune`), so `ser report OUTPUT` shows fine-tuning beside the probes.
-    A killed run resumes from its last epoch; finished folds are skipped.
+    Several --seed values, and with --split few-shot several --shots, run one
+    fine-tune each into OUTPUT. A killed run resumes from its last epoch;
+    finished folds are skipped.
     """
-    from ssl_ser.finetune.run import RunOptions, run_finetune
+    from ssl_ser.finetune.run import run_finetune
     from ssl_ser.pipelines.probe import corpus_manifests
 
     settings = FinetuneSettings.from_cli(options)
-    refuse_repeats("--condition", settings.conditions)
+    runs = run_options(options, settings)  # refused before any file is read
     table = corpus_manifests(settings.manifests, settings.corpora)
-    loading = ExtractSettings.from_cli({name: options[name] for name in LOADING})
-    run = RunOptions(
-        **loading.fields_of(RunOptions),
-        **settings.fields_of(
-            RunOptions,
-            labels=options["labels"],
-            split=options["split"],
-            split_options=split_settings(options),
-            train_condition=options["train_condition"],
-            test_condition=options["test_condition"],
-            bootstrap=options["bootstrap"],
-        ),
-    )
-    output = settings.output
     progress = Feedback.from_cli(options).progress
-    result = run_finetune(table, settings.config(), run, output, progress=progress)
-    if not result.main:  # under torchrun, rank 0 speaks for all processes
-        return
-    click.echo(
-        f"{result.folds_run} fold(s) fine-tuned, {result.folds_skipped} already done, "
-        f"{result.skipped_audio} utterance(s) skipped, {result.seconds:.1f} s; results in "
-        f"{output}"
-    )
-    click.echo(result.line)
+    for run in runs:
+        result = run_finetune(table, settings.config(), run, settings.output, progress=progress)
+        if result.main:  # under torchrun, rank 0 speaks for all processes
+            click.echo(
+                f"{result.folds_run} fold(s) fine-tuned, {result.folds_skipped} already done, "
+                f"{result.skipped_audio} utterance(s) skipped, {result.seconds:.1f} s; results "
+                f"in {settings.output}"
+            )
+            click.echo(result.line)
+
+
+def run_options(options: dict[str, Any], settings: FinetuneSettings) -> list[Any]:
+    """One :class:`~ssl_ser.finetune.run.RunOptions` per --seed and (few-shot) --shots value.
+
+    Raises:
+        ConfigError, UnknownChoiceError: a bad option (an option the split does not
+            read, a repeated condition...), named by its flag.
+    """
+    from ssl_ser.classify.settings import split_options
+    from ssl_ser.finetune.run import RunOptions
+
+    refuse_repeats("--condition", settings.conditions)
+    grid, split = SweepGrid.from_cli(options), SplitSettings.from_cli(options)
+    loading = ExtractSettings.from_cli({name: options[name] for name in LOADING})
+    fixed = loading.fields_of(RunOptions) | {name: options[name] for name in PAIR}
+    fixed |= SweepSettings.from_cli({name: options[name] for name in SCORING}).fields_of(RunOptions)
+    fixed |= {"labels": grid.labels, "split": split.method}
+    shots = split.shots if split.method == "few-shot" else (None,)
+    return [
+        RunOptions(
+            **settings.fields_of(RunOptions, split_options=split_options(split, s, n), **fixed)
+        )
+        for s in grid.seeds
+        for n in shots
+    ]
