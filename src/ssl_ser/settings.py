@@ -71,6 +71,7 @@ class Opt:
         hidden: a deprecated spelling: still taken, but left out of ``--help``.
         flag_value: the value an option given without its value takes (``--finetune``
             alone); None: the option needs its value.
+        count: an integer counted from repeats of a valueless flag (``-vv``).
     """
 
     help: str
@@ -85,6 +86,7 @@ class Opt:
     file: bool = True
     aliases: tuple[str, ...] = ()
     click_type: Any = None
+    count: bool = False
     minimum: float | None = None
     above: float | None = None
     hidden: bool = False
@@ -516,6 +518,8 @@ def cli_type(model: type[Settings], name: str, default: Any) -> dict[str, Any]:
     if tuple_hint:
         text = None if default is None else ",".join(str(v) for v in default)
         return {"type": str, "default": text, "show_default": shown}
+    if opt.count:
+        return {"count": True, "default": default}
     kind = opt.click_type or (click.Choice(choices) if choices else _scalar_type(hint))
     typed = {"type": kind, "default": default, "show_default": shown}
     if opt.flag_value is not None:
@@ -537,6 +541,15 @@ class Feedback(Settings):
     progress: Annotated[
         bool, Opt("Show progress bars with a rate (on stderr).", negatable=True, file=False)
     ] = True
+
+
+class Logging(Settings):
+    """How much the toolkit logs (the ``ser`` group's own option)."""
+
+    verbose: Annotated[
+        int,
+        Opt("More log output (-v info, -vv debug).", aliases=("-v",), count=True, file=False),
+    ] = 0
 
 
 def generated_options(command: click.Command) -> list[SettingOption]:
