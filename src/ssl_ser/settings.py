@@ -155,7 +155,7 @@ class Settings(BaseModel):
 
     @classmethod
     def _refuse_cli_only(cls, data: Mapping[str, Any], where: Where) -> None:
-        file_keys = [n for n in cls.model_fields if (o := option_of(cls, n)) is None or o.file]
+        file_keys = list(file_fields(cls))
         for key in data:
             if key in cls.model_fields and key not in file_keys:
                 place = where.child(cls.section) if cls.section else where
