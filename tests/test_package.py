@@ -68,10 +68,11 @@ def test_every_click_choice_lists_exactly_its_registry():
     from ssl_ser.extract.config import DTYPES, LONG_AUDIO_POLICIES
     from ssl_ser.finetune import config as finetune
     from ssl_ser.pipelines.demo import SIZES
-    from ssl_ser.pipelines.experiment import CORPORA_MODES, PAIR_KEYWORDS
+    from ssl_ser.pipelines.experiment import CORPORA_MODES
 
     registries = {
         "split": tuple(SPLITS),
+        "method": tuple(SPLITS),  # the split section's method, spelled --split
         "combine": COMBINES,
         "conditions": audio.CONDITIONS,
         "condition": audio.CONDITIONS,
@@ -81,7 +82,6 @@ def test_every_click_choice_lists_exactly_its_registry():
         "storage_dtype": STORAGE_DTYPE_CHOICES,
         "corpus": tuple(corpora.names()),
         "on_error": ON_ERROR_CHOICES,
-        "condition_pairs": PAIR_KEYWORDS,
         "corpora_mode": CORPORA_MODES,
         "size": tuple(SIZES),
         "head": finetune.HEADS,

@@ -250,14 +250,14 @@ def test_an_unreadable_folder_is_reported_not_a_traceback(tree, tmp_path, monkey
 
 def test_reader_options_come_from_the_readers_and_each_has_a_flag(tmp_path):
     """`ser prepare` and experiment files accept what the reader's scan takes, nothing else."""
-    from ssl_ser.cli.prepare import READER_FLAGS
+    from ssl_ser.corpora.settings import ReaderSettings
     from ssl_ser.pipelines.experiment import reader_options as experiment_options
 
     assert corpora.reader_options("folder") == ("name", "mapping", "speaker_pattern", "language")
     assert corpora.reader_options("csv") == ("name", "mapping")
     assert corpora.reader_options("emodb") == ()
     for name in corpora.names():
-        assert set(corpora.reader_options(name)) <= set(READER_FLAGS), name
+        assert set(corpora.reader_options(name)) <= set(ReaderSettings.model_fields), name
         assert experiment_options(name) == [o for o in corpora.reader_options(name) if o != "name"]
     result = run(
         "prepare", "csv", tmp_path / "x.csv", "--output", tmp_path / "m.csv", "--language", "deu"

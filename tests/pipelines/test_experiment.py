@@ -6,6 +6,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import pydantic
 import pytest
 import yaml
 
@@ -39,7 +40,7 @@ def test_minimal_file_takes_the_documented_defaults(tmp_path):
     assert experiment.mode == "each"
     assert experiment.output_dir == Path("ser-out/t")
     assert experiment.extract.poolings == ("mean", "std")
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(pydantic.ValidationError, match="frozen"):
         experiment.name = "other"  # type: ignore[misc]
 
 
@@ -141,7 +142,7 @@ def test_values_outside_their_choices_are_refused(tmp_path, patch, expected):
             {"split": {"method": "few-shot"}},
             "'split.method' .*: split 'few-shot' needs at least 2 corpora",
         ),
-        ({"split": {"shots": [10, -1]}}, "'split.shots' .* numbers >= 0"),
+        ({"split": {"shots": [10, -1]}}, "'split.shots' .* must be at least 0"),
         ({"extract": {"max_seconds": -1}}, "'extract' .*max_seconds"),
         ({"corpora": {"berlin": {"root": "/x", "reader": "emodb"}}}, "use that name as the key"),
     ],
@@ -256,27 +257,40 @@ def test_the_shipped_examples_cover_the_named_experiments():
     assert few_shot.split.shots[0] == 0 and len(few_shot.split.shots) > 2
 
 
+def probe_values(*args: str) -> dict:
+    """The parsed option values of a ``ser probe`` command line."""
+    from ssl_ser.cli.pipelines import probe
+
+    return probe.make_context("probe", list(args)).params
+
+
 def test_probe_options_become_the_same_experiment_a_file_describes():
     experiment = probe_experiment(
-        ["facebook/wav2vec2-base", "mfcc"],
-        ["emodb=/data/emodb", "mine=/data/mine.csv"],
-        conditions=["clean", "telephone"],
-        classifiers=["logreg", "mlp"],
-        split={"method": "speaker-kfold", "folds": 5, "train": None},
-        extract={"device": "cuda", "dtype": "float16", "workers": None},
-        cache_dir="c",
-        output="o",
-        labels=None,
+        probe_values(
+            *("--model", "facebook/wav2vec2-base", "--model", "mfcc"),
+            *("--corpus", "emodb=/data/emodb", "--corpus", "mine=/data/mine.csv"),
+            *("--condition", "clean", "--condition", "telephone", "--classifiers", "logreg,mlp"),
+            *("--split", "speaker-kfold", "--folds", "5", "--device", "cuda"),
+            *("--dtype", "float16", "--cache-dir", "c", "--output", "o"),
+        )
     )
     assert isinstance(experiment, Experiment)
     assert experiment.corpus_names == ("emodb", "mine")
+    assert experiment.classifiers == ("logreg", "mlp") and experiment.split.folds == 5
     assert experiment.extract.device == "cuda" and experiment.extract.workers is None
     assert experiment.labels == "basic4" and experiment.output_dir == Path("o")
+    assert experiment.conditions == ("clean", "telephone") and experiment.finetune is None
     assert parse_corpus("emodb=/data/x=y") == ("emodb", "/data/x=y")
     with pytest.raises(ConfigError, match="NAME=ROOT"):
         parse_corpus("/data/emodb")
     with pytest.raises(ConfigError, match="given twice"):
-        probe_experiment(["mfcc"], ["emodb=/a", "emodb=/b"])
+        probe_experiment(
+            probe_values("--model", "mfcc", "--corpus", "emodb=/a", "--corpus", "emodb=/b")
+        )
+    with pytest.raises(ConfigError, match="--folds must be at least 2; got 1"):
+        probe_experiment(probe_values("--model", "mfcc", "--corpus", "emodb=/a", "--folds", "1"))
+    tuned = probe_experiment(probe_values("--model", "m/w2v", "--corpus", "emodb=/a", "--finetune"))
+    assert tuned.finetune is not None and tuned.finetune.epochs == 20
 
 
 @pytest.mark.parametrize(
@@ -290,7 +304,11 @@ def test_an_explicit_label_list_is_stored_in_its_one_spelling(tmp_path, labels):
     experiment = load_experiment(write_yaml(tmp_path, {**MINIMAL, "labels": labels}))
     assert experiment.labels == "angry,happy,sad,neutral,fear,disgust"
     assert experiment.to_dict()["labels"] == experiment.labels
-    same = probe_experiment(["mfcc"], ["emodb=/data/emodb"], labels="neutral,sad,happy,angry")
+    same = probe_experiment(
+        probe_values(
+            "--model", "mfcc", "--corpus", "emodb=/d", "--labels", "neutral,sad,happy,angry"
+        )
+    )
     assert same.labels == "basic4"
 
 
@@ -301,7 +319,7 @@ def test_an_explicit_label_list_is_stored_in_its_one_spelling(tmp_path, labels):
         ({**MINIMAL, "split": {"folds": 2.0}}, ConfigError, r"'split.folds' .* integer; got a nu"),
         ({**MINIMAL, "extract": {"workers": "2"}}, ConfigError, r"'extract.workers' .* integer"),
         ({**MINIMAL, "extract": {"batch_seconds": True}}, ConfigError, r"number; got a boolean"),
-        ({**MINIMAL, "split": {"ratios": "0.8"}}, ConfigError, r"'split.ratios' .* list of num"),
+        ({**MINIMAL, "split": {"ratios": "0.8"}}, ConfigError, r"'split.ratios' .* three non-neg"),
         ({**MINIMAL, "split": {"shots": ["5"]}}, ConfigError, r"'split.shots.0' .* an integer"),
         ({**MINIMAL, "classify": {"params": [1]}}, ConfigError, r"'classify.params' .* table of"),
         ({**MINIMAL, "description": 3}, ConfigError, r"'description' .* a string; got an integer"),
@@ -355,14 +373,15 @@ def test_lenient_spellings_read_as_their_values(tmp_path):
 
 def test_schema_classes_check_values_built_in_code():
     """The sections are pydantic dataclasses: code that builds one with a bad value is refused."""
-    from ssl_ser.pipelines.experiment import ExtractSettings, SplitSpec
+    from ssl_ser.classify.settings import SplitSettings
+    from ssl_ser.extract.settings import ExtractSettings
 
     with pytest.raises(ValueError, match="folds"):
-        SplitSpec(folds="five")  # type: ignore[arg-type]
+        SplitSettings(folds="five")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="int8"):
         ExtractSettings(dtype="int8")
     experiment = experiment_from_dict(MINIMAL)
-    renamed = dataclasses.replace(experiment, name="u")
+    renamed = experiment.model_copy(update={"name": "u"})
     assert renamed.name == "u" and renamed.corpora == experiment.corpora
 
 
@@ -370,28 +389,32 @@ def test_every_schema_choice_lists_exactly_its_registry():
     """Experiment-file choices are read from the modules that own them, never restated."""
     from ssl_ser import audio
     from ssl_ser.cache import STORAGE_DTYPE_CHOICES
-    from ssl_ser.classify import measures
+    from ssl_ser.classify import features, measures
     from ssl_ser.classify.features import COMBINES
     from ssl_ser.classify.registry import CLASSIFIERS
+    from ssl_ser.classify.settings import SplitSettings, SweepSettings
     from ssl_ser.classify.splits import SPLITS
     from ssl_ser.classify.sweep.plan import BACKENDS
     from ssl_ser.extract import config as extract_config
+    from ssl_ser.extract.settings import ExtractSettings
     from ssl_ser.finetune import config as finetune
     from ssl_ser.pipelines import experiment
+    from ssl_ser.settings import option_of
 
     registries = {
-        ("SplitSpec", "method"): tuple(SPLITS),
+        ("SplitSettings", "method"): tuple(SPLITS),
         ("ExtractSettings", "dtype"): extract_config.DTYPES,
         ("ExtractSettings", "poolings"): extract_config.POOLINGS,
         ("ExtractSettings", "long_audio"): extract_config.LONG_AUDIO_POLICIES,
         ("ExtractSettings", "telephone_source"): audio.TELEPHONE_SOURCES,
         ("ExtractSettings", "storage_dtype"): STORAGE_DTYPE_CHOICES,
-        ("ClassifySettings", "combine"): COMBINES,
-        ("ClassifySettings", "backend"): BACKENDS,
-        ("ClassifySettings", "target"): measures.REQUESTED_TARGETS,
+        ("SweepSettings", "combine"): COMBINES,
+        ("SweepSettings", "backend"): BACKENDS,
+        ("SweepSettings", "target"): measures.REQUESTED_TARGETS,
         ("Experiment", "conditions"): audio.CONDITIONS,
         ("Experiment", "classifiers"): tuple(CLASSIFIERS),
         ("Experiment", "corpora_mode"): experiment.CORPORA_MODES,
+        ("Experiment", "pooling"): features.POOLING_OPTIONS,
         ("FinetuneSpec", "head"): finetune.HEADS,
         ("FinetuneSpec", "freeze"): finetune.FREEZES,
         ("FinetuneSpec", "adapter"): finetune.ADAPTERS,
@@ -400,9 +423,17 @@ def test_every_schema_choice_lists_exactly_its_registry():
         ("FinetuneSpec", "dtype"): finetune.FINETUNE_DTYPES,
         ("FinetuneSpec", "long_audio"): extract_config.LONG_AUDIO_POLICIES,
     }
-    classes = ("SplitSpec", "ExtractSettings", "ClassifySettings", "Experiment", "FinetuneSpec")
     seen = set()
-    for class_name in classes:
+    for model in (SplitSettings, ExtractSettings, SweepSettings, experiment.Experiment):
+        for name in model.model_fields:
+            opt = option_of(model, name)
+            if opt is None or opt.choices is None:
+                continue
+            key = (model.__name__, name)
+            assert key in registries, (key, "add it to this table")
+            assert tuple(opt.choice_list()) == tuple(registries[key]), key
+            seen.add(key)
+    for class_name in ("FinetuneSpec",):
         for spec_field in dataclasses.fields(getattr(experiment, class_name)):
             choices = spec_field.metadata.get("choices")
             if choices is None:
@@ -413,3 +444,32 @@ def test_every_schema_choice_lists_exactly_its_registry():
             assert tuple(listed) == tuple(registries[key]), key
             seen.add(key)
     assert seen == set(registries)
+
+
+def test_every_extraction_option_of_ser_extract_is_an_experiment_key():
+    """verify_cache, dask, shards and keep_shards were missing from files (issue 20)."""
+    from ssl_ser.extract.settings import ExtractSettings
+    from ssl_ser.settings import option_of
+
+    data = {**MINIMAL, "extract": {"verify_cache": False, "dask": "local", "shards": 2}}
+    experiment = experiment_from_dict(data)
+    assert experiment.extract.verify_cache is False
+    assert (experiment.extract.dask, experiment.extract.shards) == ("local", 2)
+    file_only_cli = {
+        n for n in ExtractSettings.model_fields if not option_of(ExtractSettings, n).file
+    }
+    assert file_only_cli == {"root", "shard"}  # a single input and one shard of many: CLI only
+    with pytest.raises(UnknownChoiceError, match="shard"):
+        experiment_from_dict({**MINIMAL, "extract": {"shard": "1/2"}})
+
+
+def test_an_experiment_with_extract_dask_extracts_on_the_cluster(tmp_path, monkeypatch):
+    from ssl_ser.extract import cluster
+    from ssl_ser.extract.settings import ExtractSettings
+
+    calls = []
+    monkeypatch.setattr(cluster, "extract_on_dask", lambda *a, **k: calls.append(k) or [])
+    settings = ExtractSettings(dask="local", shards=3, workers=0, verify_cache=False)
+    assert settings.run("rows", "config", tmp_path, ["clean"], progress=False) == []
+    assert calls[0]["address"] == "local" and calls[0]["shards_count"] == 3
+    assert calls[0]["verify_cache"] is False and "shard" not in calls[0]

@@ -150,8 +150,8 @@ def test_the_largest_seed_is_taken(tmp_path: Path) -> None:
         ["finetune", "--manifest", "m.csv", "--model", "m", "--output", "o"],
         ["report", "r"],
         ["compare", "r"],
-        ["export", "r", "--output", "o"],
-        ["probe", "m.csv", "--model", "mfcc"],
+        ["export", "--cache", "x", "--manifest", "m.csv", "--output", "o"],
+        ["probe", "--corpus", "emodb=/x", "--model", "mfcc"],
     ],
 )
 def test_a_seed_beyond_2_32_is_one_line_on_every_command(args: list[str]) -> None:

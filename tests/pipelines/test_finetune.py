@@ -348,7 +348,8 @@ def test_probe_finetune_alone_takes_the_default_epochs(listing, tiny_model, tmp_
     assert "finetune: 1 run(s), 2 fold(s) planned" in result.output
     assert f"2 fold(s), at most {epochs} epoch(s), head linear" in result.output
     refused = CliRunner().invoke(cli, probe_args(listing, tiny_model, tmp_path, "--finetune", "0"))
-    assert refused.exit_code == 2 and "--finetune" in refused.output
+    assert refused.exit_code == 1
+    assert refused.output == "error: --finetune must be at least 1; got 0\n"
     plain = CliRunner().invoke(cli, probe_args(listing, tiny_model, tmp_path, "--dry-run"))
     assert plain.exit_code == 0 and "finetune:" not in plain.output
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -311,7 +312,13 @@ def test_experiment_files_set_rehash_control_mdl_and_the_speaker_target(
     path, _, _ = first_run
     calls = []
     real = runner.extract
-    monkeypatch.setattr(runner, "extract", lambda *a, **k: calls.append(k) or real(*a, **k))
+
+    @functools.wraps(real)
+    def recording(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "extract", recording)
     data = yaml.safe_load(path.read_text())
     data.update(
         output=str(tmp_path / "measures"),

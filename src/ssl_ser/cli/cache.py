@@ -22,9 +22,10 @@ from typing import Any
 import click
 
 from ssl_ser import cache as feature_cache
+from ssl_ser.cache.settings import CacheSettings
 from ssl_ser.cache.writer import open_existing, rows_to_prune
-from ssl_ser.cli.options import progress_option
 from ssl_ser.errors import CacheError
+from ssl_ser.settings import Feedback, options
 
 # Key fields shown by `ls`, first present wins (the cache itself treats the key as opaque).
 MODEL_FIELDS: tuple[str, ...] = ("model", "model_id", "model_name")
@@ -83,7 +84,7 @@ def ls(directory: Path) -> None:
 
 @cache.command("info")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
+@options(CacheSettings, only=["as_json"])
 def info(file: Path, as_json: bool) -> None:
     """Describe cache FILE: key, layers, shape, completeness, failures, size and versions.
 
@@ -121,12 +122,7 @@ def info(file: Path, as_json: bool) -> None:
 
 @cache.command("verify")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "--repair",
-    is_flag=True,
-    help="Mark corrupt rows (bad chunk checksum, NaN/inf) not complete, so the next "
-    "`ser extract` redoes them; a file without checksums is rebuilt with them.",
-)
+@options(CacheSettings, only=["repair"])
 def verify(file: Path, repair: bool) -> None:
     """Check cache FILE: structure, ids, slots, key, and every chunk of complete rows.
 
@@ -173,16 +169,7 @@ def _repair(file: Path, problems: list[str], progress: bool) -> list[str]:
 
 @cache.command("prune")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "--manifest",
-    "manifests",
-    required=True,
-    multiple=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Manifest CSV whose utterances the cache keeps; repeat for several.",
-)
-@click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
-@click.option("--yes", is_flag=True, help="Remove even when that is more than half of the rows.")
+@options(CacheSettings, only=["manifests", "dry_run", "yes"])
 def prune(file: Path, manifests: tuple[Path, ...], dry_run: bool, yes: bool) -> None:
     """Drop the rows of cache FILE that no --manifest lists (files removed from a corpus).
 
@@ -215,10 +202,8 @@ def prune(file: Path, manifests: tuple[Path, ...], dry_run: bool, yes: bool) -> 
 
 @cache.command("merge")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option(
-    "--keep-shards", is_flag=True, help="Keep the shard files after merging (default: remove)."
-)
-@progress_option
+@options(CacheSettings, only=["keep_shards"])
+@options(Feedback)
 def merge(directory: Path, keep_shards: bool, progress: bool) -> None:
     """Merge the shard files of `ser extract --shard K/N` under DIRECTORY into the caches.
 

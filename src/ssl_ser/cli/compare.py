@@ -17,8 +17,9 @@ from pathlib import Path
 import click
 
 from ssl_ser.atomic import write_file
-from ssl_ser.cli.options import check_seeds
 from ssl_ser.errors import ConfigError
+from ssl_ser.report.settings import CompareSettings, ReportSettings
+from ssl_ser.settings import options
 
 
 @click.command()
@@ -29,53 +30,9 @@ from ssl_ser.errors import ConfigError
     required=True,
     type=click.Path(path_type=Path),
 )
-@click.option("--a", "side_a", metavar="SELECTOR", help="First cell(s): KEY=VALUE[,KEY=VALUE].")
-@click.option("--b", "side_b", metavar="SELECTOR", help="Second cell(s), paired with --a.")
-@click.option(
-    "--where",
-    metavar="SELECTOR",
-    default="",
-    help="Only cells matching this (e.g. classifier=logreg,test_condition=clean).",
-)
-@click.option(
-    "--bootstrap",
-    "n_boot",
-    type=click.IntRange(min=1),
-    default=1000,
-    show_default=True,
-    help="Bootstrap resamples (and permutations) per comparison.",
-)
-@click.option(
-    "--seed",
-    type=int,
-    default=0,
-    show_default=True,
-    callback=check_seeds,
-    help="Seed of the resampling.",
-)
-@click.option(
-    "--alpha",
-    type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    default=0.05,
-    show_default=True,
-    help="Level at which a difference counts as distinguishable.",
-)
-@click.option(
-    "--output",
-    "-o",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write the table as CSV here.",
-)
-def compare(
-    results_dirs: tuple[Path, ...],
-    side_a: str | None,
-    side_b: str | None,
-    where: str,
-    n_boot: int,
-    seed: int,
-    alpha: float,
-    output: Path | None,
-) -> None:
+@options(CompareSettings)
+@options(ReportSettings, only=["bootstrap", "seed"])
+def compare(results_dirs: tuple[Path, ...], **values) -> None:
     """Paired comparisons between cells of RESULTS_DIR folders (layers, models, settings).
 
     With --a and --b: each cell matching --a against the cell matching --b that
@@ -89,12 +46,21 @@ def compare(
     """
     from ssl_ser.report.compare import run_compare
 
-    if (side_a is None) != (side_b is None):
+    chosen, shared = CompareSettings.from_cli(values), ReportSettings.from_cli(values)
+    if (chosen.side_a is None) != (chosen.side_b is None):
         raise ConfigError("give both --a and --b (or neither, to compare layers with the best)")
+    if shared.bootstrap < 1:
+        raise ConfigError(f"--bootstrap {shared.bootstrap}: a comparison needs at least 1")
     table = run_compare(
-        list(results_dirs), side_a, side_b, where, n_boot=n_boot, seed=seed, alpha=alpha
+        list(results_dirs),
+        chosen.side_a,
+        chosen.side_b,
+        chosen.where,
+        n_boot=shared.bootstrap,
+        seed=shared.seed,
+        alpha=chosen.alpha,
     )
     click.echo(table.text)
-    if output is not None:
-        write_file(output, lambda p: table.frame.to_csv(p, index=False))
-        click.echo(f"wrote {output}")
+    if chosen.table is not None:
+        write_file(chosen.table, lambda p: table.frame.to_csv(p, index=False))
+        click.echo(f"wrote {chosen.table}")

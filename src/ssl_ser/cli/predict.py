@@ -9,66 +9,23 @@ from typing import Any
 
 import click
 
-from ssl_ser.audio import CONDITIONS, TELEPHONE_SOURCES
-from ssl_ser.cli.options import progress_option
 from ssl_ser.errors import ConfigError
+from ssl_ser.extract.settings import ExtractSettings
+from ssl_ser.predict.settings import PREDICT_EXTRACTION, PredictSettings
+from ssl_ser.settings import Feedback, options
 
-CONDITION_CHOICES: tuple[str, ...] = tuple(CONDITIONS)
-TELEPHONE_SOURCE_CHOICES: tuple[str, ...] = tuple(TELEPHONE_SOURCES)
 # Exit status when some files could not be labelled (their rows hold the error).
 FAILED_FILES_EXIT = 1
-
-
-def _seconds(value: float | None, option: str) -> float | None:
-    """A window or hop: positive, finite seconds, checked before the model loads."""
-    from ssl_ser.predict.predictor import check_seconds
-
-    return None if value is None else check_seconds(value, option)
 
 
 @click.command()
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False))
 @click.argument("inputs", nargs=-1, required=True)
-@click.option(
-    "--output",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="CSV to write (default: print the table); missing folders on its path are created.",
-)
-@click.option(
-    "--condition",
-    type=click.Choice(CONDITION_CHOICES),
-    default=None,
-    help="telephone: pass the audio through the telephone chain first, as in extraction "
-    "[default: the condition of the model's training audio; another one is read with a "
-    "warning].",
-)
-@click.option(
-    "--telephone-source",
-    type=click.Choice(TELEPHONE_SOURCE_CHOICES),
-    default=None,
-    help="[default: that of the model's training audio, else derived]",
-)
-@click.option(
-    "--window",
-    type=float,
-    default=None,
-    callback=lambda ctx, param, value: _seconds(value, "--window"),
-    help="Label long recordings in windows of this many seconds: a row per window, then "
-    "the file's row with the mean of its windows' probabilities.",
-)
-@click.option(
-    "--hop",
-    type=float,
-    default=None,
-    callback=lambda ctx, param, value: _seconds(value, "--hop"),
-    help="Seconds between windows [default: --window].",
-)
-@click.option("--batch-seconds", type=float, default=60.0, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
-@click.option("--workers", type=int, default=0, show_default=True, help="Audio loading processes.")
-@progress_option
-def predict(bundle: str, inputs: tuple[str, ...], **options) -> None:
+@options(PredictSettings, exclude=["workers"])
+@options(ExtractSettings, only=PREDICT_EXTRACTION)
+@options(PredictSettings, only=["workers"])
+@options(Feedback)
+def predict(bundle: str, inputs: tuple[str, ...], **values) -> None:
     """Predict the emotion of every audio file in INPUTS with the model saved in BUNDLE.
 
     BUNDLE is a probe bundle (`ser classify --save-probe`, `ser export`) or a model
@@ -83,18 +40,16 @@ def predict(bundle: str, inputs: tuple[str, ...], **options) -> None:
     from ssl_ser.extract.backbones import library_progress_bars
     from ssl_ser.predict.predictor import WHOLE_FILE
 
-    output = writable_output(options["output"]) if options["output"] else None
-    with library_progress_bars(options["progress"]):
-        predictor = predict_module.load(bundle, options["device"])
+    settings = PredictSettings.from_cli(values)
+    inference = ExtractSettings.from_cli({k: values[k] for k in PREDICT_EXTRACTION})
+    progress = Feedback.from_cli(values).progress
+    output = writable_output(settings.output) if settings.output else None
+    with library_progress_bars(progress):
+        predictor = predict_module.load(bundle, inference.device)
     table = predictor.predict(
         list(inputs),
-        condition=options["condition"],
-        telephone_source=options["telephone_source"],
-        window=options["window"],
-        hop=options["hop"],
-        batch_seconds=options["batch_seconds"],
-        workers=options["workers"],
-        progress=options["progress"],
+        **settings.fields_of(predictor.predict, batch_seconds=inference.batch_seconds),
+        progress=progress,
     )
     files = table[table["window"] == WHOLE_FILE]
     failed = int(files["error"].notna().sum())
@@ -111,7 +66,7 @@ def predict(bundle: str, inputs: tuple[str, ...], **options) -> None:
         sys.exit(FAILED_FILES_EXIT)
 
 
-def writable_output(output: str) -> Path:
+def writable_output(output: str | Path) -> Path:
     """The CSV path, its folder created first (before any audio is labelled).
 
     A missing folder is created, as ``--output`` of the other commands creates

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import click
 
-from ssl_ser.cli.options import check_seeds, progress_option
+from ssl_ser.report.settings import ReportSettings
+from ssl_ser.settings import Feedback, options
 
 
 @click.command()
@@ -25,40 +26,9 @@ from ssl_ser.cli.options import check_seeds, progress_option
     required=True,
     type=click.Path(path_type=Path),
 )
-@click.option(
-    "--output",
-    "-o",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("report.html"),
-    show_default=True,
-    help="HTML file to write; report.md and figures/ go beside it.",
-)
-@click.option("--title", help="Report title (default: names the extractors and corpora).")
-@click.option(
-    "--bootstrap",
-    "n_boot",
-    type=click.IntRange(min=0),
-    default=1000,
-    show_default=True,
-    help="Bootstrap resamples for the 95% intervals of the best cells (0: none).",
-)
-@click.option(
-    "--seed",
-    type=int,
-    default=0,
-    show_default=True,
-    callback=check_seeds,
-    help="Seed of the bootstrap.",
-)
-@progress_option
-def report(
-    results_dirs: tuple[Path, ...],
-    output: Path,
-    title: str | None,
-    n_boot: int,
-    seed: int,
-    progress: bool,
-) -> None:
+@options(ReportSettings)
+@options(Feedback)
+def report(results_dirs: tuple[Path, ...], **values) -> None:
     """Write a layer-wise probing report from one or more RESULTS_DIR folders.
 
     A RESULTS_DIR is a ser classify output folder, or a ser probe/ser run
@@ -66,7 +36,13 @@ def report(
     """
     from ssl_ser.report import write_report
 
+    settings = ReportSettings.from_cli(values)
     summary = write_report(
-        list(results_dirs), output, title=title, n_boot=n_boot, seed=seed, progress=progress
+        list(results_dirs),
+        settings.output,
+        title=settings.title,
+        n_boot=settings.bootstrap,
+        seed=settings.seed,
+        progress=Feedback.from_cli(values).progress,
     )
     click.echo(summary.line())

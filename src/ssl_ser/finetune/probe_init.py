@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from ssl_ser.classify import registry
+from ssl_ser.classify.measures import EMOTION_TARGET, TARGET_COLUMN
 from ssl_ser.classify.metrics import confusion_matrix, scores_from_confusion
 from ssl_ser.classify.results import PREDICTIONS_PARQUET, RESULTS_PARQUET
 from ssl_ser.errors import ConfigError
@@ -79,12 +80,17 @@ def results_folder(path: str | Path) -> Path:
 
 
 def probe_rows(folder: Path, extractor: str, pairs: Sequence[tuple[str, str]]) -> pd.DataFrame:
-    """The logreg rows of `extractor` (mean pooling) for the pairs: one per layer and fold.
+    """The emotion logreg rows of `extractor` (mean pooling) for the pairs: one per layer and fold.
+
+    Control (``--control``) and speaker (``--target speaker``) rows beside them are
+    not the emotion probes; folders from before those existed hold emotion rows only.
 
     Raises:
         ConfigError: no such rows, or rows the refit cannot reproduce (search, speaker norm).
     """
     rows = pd.read_parquet(folder / RESULTS_PARQUET)
+    if TARGET_COLUMN in rows:
+        rows = rows[rows[TARGET_COLUMN].fillna(EMOTION_TARGET) == EMOTION_TARGET]
     mine = rows[
         (rows["classifier"] == PROBE_CLASSIFIER)
         & (rows["extractor"].astype(str) == extractor)

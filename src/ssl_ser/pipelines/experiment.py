@@ -24,17 +24,20 @@ shipped examples and :mod:`ssl_ser.pipelines.run` for what running one does.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import itertools
 import json
 import re
 import typing
-from dataclasses import field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import ValidationInfo, field_validator
+
+from ssl_ser.classify.settings import SplitSettings, SweepGrid, SweepSettings
 from ssl_ser.errors import ConfigError, SerError, UnknownChoiceError
-from ssl_ser.extract.config import LONG_AUDIO_POLICIES, RETRY_FAILED
+from ssl_ser.extract.config import LONG_AUDIO_POLICIES
+from ssl_ser.extract.settings import ExtractSettings
 from ssl_ser.finetune.config import (
     ADAPTERS,
     FINETUNE_DTYPES,
@@ -45,7 +48,8 @@ from ssl_ser.finetune.config import (
     FinetuneConfig,
 )
 from ssl_ser.manifest import MANIFEST_SUFFIXES
-from ssl_ser.pipelines._schema import Where, build, check_choices, schema, wrong_type
+from ssl_ser.pipelines._schema import build, schema
+from ssl_ser.settings import CACHE_KEY, CELL_ID, Opt, Settings, Where, check_choices, wrong_type
 
 SUFFIXES: dict[str, str] = {".yaml": "yaml", ".yml": "yaml", ".toml": "toml"}
 # An experiment file is a few hundred lines; a larger one is a mistake (or an attack).
@@ -62,44 +66,13 @@ DEFAULT_OUTPUT_ROOT = "ser-out"
 DEFAULT_CACHE_DIR = f"{DEFAULT_OUTPUT_ROOT}/cache"
 
 
-def _classifier_names() -> list[str]:
-    from ssl_ser.classify.registry import CLASSIFIERS
-
-    return list(CLASSIFIERS)
-
-
-def _backend_names() -> tuple[str, ...]:
-    from ssl_ser.classify.sweep.plan import BACKENDS
-
-    return BACKENDS
-
-
-def _split_names() -> list[str]:
-    from ssl_ser.classify.splits import SPLITS
-
-    return list(SPLITS)
-
-
 def _conditions() -> list[str]:
     from ssl_ser.audio import CONDITIONS
 
     return list(CONDITIONS)
 
 
-def _registry(module: str, name: str) -> Any:
-    """The choice list `name` of `module`, looked up when first needed (imports stay light)."""
-
-    def choices() -> tuple[str, ...]:
-        return getattr(importlib.import_module(module), name)
-
-    return choices
-
-
-def _extract_choices(name: str) -> Any:
-    return _registry("ssl_ser.extract.config", name)
-
-
-@schema
+@dataclass(frozen=True)
 class CorpusSpec:
     """One corpus of the grid: where it lives and which reader turns it into a manifest.
 
@@ -125,88 +98,6 @@ class CorpusSpec:
     def is_manifest(self) -> bool:
         """Whether `root` is a manifest file rather than something the reader scans."""
         return self.reader is None
-
-
-@schema
-class SplitSpec:
-    """How classify splits the data (see ``ser classify --split``).
-
-    Attributes:
-        method: ``preset``, ``random``, ``speaker``, ``speaker-kfold``, ``loso``,
-            ``cross-corpus`` or ``few-shot``.
-        folds: speaker folds (speaker-kfold, few-shot).
-        ratios: train, validation, test shares (random, speaker).
-        train: training corpora (cross-corpus, few-shot); empty = all but the test ones.
-        test: test corpora (cross-corpus, few-shot); empty = leave each corpus out.
-        shots: target-corpus training utterances (few-shot); one run per value.
-    """
-
-    method: str = field(default="speaker-kfold", metadata={"choices": _split_names})
-    folds: int = 5
-    ratios: tuple[float, ...] = (0.8, 0.1, 0.1)
-    train: tuple[str, ...] = ()
-    test: tuple[str, ...] = ()
-    shots: tuple[int, ...] = (10,)
-
-
-@schema
-class ExtractSettings:
-    """Extraction options shared by every model of the grid (see ``ser extract``).
-
-    ``poolings``, ``dtype``, ``max_seconds``, ``long_audio``, ``whisper_trim`` and
-    ``revision`` change the features (and so the cache); the rest change speed only.
-    Classic baselines always run in float32, and eGeMAPS stores one pooling.
-    """
-
-    device: str = "auto"
-    dtype: str = field(default="float32", metadata={"choices": _extract_choices("DTYPES")})
-    poolings: tuple[str, ...] = field(
-        default=("mean", "std"), metadata={"choices": _extract_choices("POOLINGS")}
-    )
-    batch_seconds: float = 60.0
-    workers: int | None = None
-    max_seconds: float | None = None
-    long_audio: str = field(
-        default="window", metadata={"choices": _extract_choices("LONG_AUDIO_POLICIES")}
-    )
-    whisper_trim: bool = False
-    revision: str | None = None
-    telephone_source: str = field(
-        default="derived", metadata={"choices": _registry("ssl_ser.audio", "TELEPHONE_SOURCES")}
-    )
-    storage_dtype: str = field(
-        default="auto", metadata={"choices": _registry("ssl_ser.cache", "STORAGE_DTYPE_CHOICES")}
-    )
-    retry_failed: bool = RETRY_FAILED
-    rehash: bool = False
-
-
-@schema
-class ClassifySettings:
-    """Less common classify options (see ``ser classify``).
-
-    ``backend: dask`` runs the cells on a Dask cluster: the one at ``scheduler``
-    (``tcp://host:8786``), else a local cluster of ``jobs`` worker processes.
-    ``target``, ``control`` and ``mdl`` are ``ser classify --target/--control/--mdl``.
-    """
-
-    combine: str = field(
-        default="each", metadata={"choices": _registry("ssl_ser.classify.features", "COMBINES")}
-    )
-    search: bool = False
-    speaker_norm: bool = False
-    batched: bool = True
-    params: dict[str, Any] = field(default_factory=dict)
-    bootstrap: int = 1000
-    jobs: int = 1
-    backend: str = field(default="local", metadata={"choices": _backend_names})
-    scheduler: str | None = None
-    target: str = field(
-        default="emotion",
-        metadata={"choices": _registry("ssl_ser.classify.measures", "REQUESTED_TARGETS")},
-    )
-    control: bool = False
-    mdl: bool = False
 
 
 # FinetuneConfig fields the experiment sets itself: the model comes from `finetune.models`,
@@ -351,112 +242,160 @@ def _convert_pairs(value: object, where: Where) -> str | tuple[tuple[str, str], 
     return tuple(dict.fromkeys(pairs))
 
 
-def _convert_labels(value: object, where: Where) -> str:
-    """A label set name, or canonical emotions as a list or a comma string; its one spelling."""
-    from ssl_ser.labels import label_set_name
-
-    if isinstance(value, str) and value.strip():
-        return label_set_name(value, where=str(where))
-    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-        return label_set_name(value, where=str(where))
-    raise wrong_type(
-        value, "basic4, all, sentiment, or a list of canonical emotions (angry, happy...)", where
-    )
+def _parse_corpora(value: object, where: Where) -> tuple[CorpusSpec, ...]:
+    """A file's table of corpora, or the command line's ``NAME=ROOT`` strings, as specs."""
+    if isinstance(value, tuple) and all(isinstance(c, CorpusSpec) for c in value):
+        return value  # built in code
+    from_cli = not where.keys
+    if from_cli and isinstance(value, list | tuple) and all(isinstance(c, str) for c in value):
+        value = _corpus_table(value)
+    return _convert_corpora(value, where)
 
 
-def _convert_layers(value: object, where: Where) -> tuple[str, ...]:
-    """``all``, ``0-6``, ``3,6,9``, a single layer number or a list of them: the items."""
-    if isinstance(value, str) and value.strip():
-        items = value.split(",")
-    elif isinstance(value, int) and not isinstance(value, bool):
-        items = [str(value)]
-    elif isinstance(value, list) and value and all(isinstance(v, int | str) for v in value):
-        items = [str(v) for v in value]
-    else:
-        items = []
-    layers = tuple(item.strip() for item in items if item.strip())
-    if not layers:
-        raise wrong_type(value, "all, a range like 0-6, or a list of layer numbers", where)
-    return layers
+def _corpus_table(texts: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """``--corpus NAME=ROOT`` strings as the table an experiment file gives."""
+    entries: dict[str, str] = {}
+    for text in texts:
+        name, root = parse_corpus(text)
+        if name in entries:
+            raise ConfigError(f"--corpus {name} is given twice")
+        entries[name] = root
+    return entries
 
 
-def _convert_pooling(value: object, where: Where) -> tuple[str, ...]:
-    """``auto``, ``mean``, ``std``, ``mean+std`` or a list of them (swept)."""
-    from ssl_ser.classify.features import POOLING_OPTIONS
+def parse_corpus(text: str) -> tuple[str, str]:
+    """``emodb=/data/emodb`` -> ("emodb", "/data/emodb").
 
-    items = value if isinstance(value, list) else [value]
-    if not items or not all(isinstance(v, str) for v in items):
-        raise wrong_type(value, "auto, mean, std, mean+std or a list of them", where)
-    names = tuple(p.strip() for item in items for p in item.split(",") if p.strip())
-    if not names:
-        raise wrong_type(value, "auto, mean, std, mean+std or a list of them", where)
-    check_choices(names, POOLING_OPTIONS, where)
-    return names
+    Raises:
+        ConfigError: no ``=`` or an empty side.
+    """
+    name, sep, root = text.partition("=")
+    if not sep or not name.strip() or not root.strip():
+        raise ConfigError(
+            f"--corpus {text!r} must be NAME=ROOT (a corpus folder) or NAME=MANIFEST "
+            "(a manifest CSV/parquet), e.g. emodb=/data/emodb"
+        )
+    return name.strip(), root.strip()
 
 
-@schema
-class Experiment:
+def _place(info: ValidationInfo, flag: str) -> Where:
+    """Where a top-level value sits: its key in the file, or its flag."""
+    where = (info.context or {}).get("where")
+    return where.child(info.field_name) if where is not None else Where(flag)
+
+
+class Experiment(SweepGrid):
     """A validated experiment: what to extract, classify and report.
 
-    Attributes:
-        name: a folder-safe name; the default output folder is ``ser-out/<name>``.
-        models: hub ids, local model folders or classic baselines (egemaps, mfcc, logmel).
-        corpora: the corpora, in file order.
-        description: free text, shown by ``ser run --dry-run``.
-        conditions: audio conditions to extract (clean, telephone).
-        condition_pairs: (train, test) condition pairs to evaluate: ``matched``
-            (each condition with itself), ``all`` (every combination) or a list.
-        classifiers: classifier names (see ``ser classify --help``).
-        split: how the data is split.
-        corpora_mode: ``each`` (one sweep per corpus: mono-corpus) or ``pooled``
-            (one sweep over all corpora, results per corpus); default: pooled for
-            cross-corpus and few-shot splits, each otherwise.
-        seeds: one run per seed (splits, initialisation).
-        labels: label set: basic4, all, sentiment, or a list of canonical emotions
-            (``[angry, happy, sad, neutral, fear, disgust]`` or the same as one comma
-            string), each its own class; stored as the set's one spelling (see
-            :mod:`ssl_ser.labels`), e.g. ``angry,happy,sad,neutral,fear,disgust``.
-        layers: layers to probe: ``all``, ranges and layer numbers (``[0-6]``,
-            ``[3, 6, 9]``; a comma string ``3,6,9`` is read as its items).
-        pooling: ``auto`` (the default: each model's own, mean+std for MFCC and
-            log-mel, the functionals for eGeMAPS, mean for SSL models), mean, std,
-            mean+std (a list sweeps them; a comma string is read as its items). A
-            pooling a model does not store is replaced by its only stored one
-            (eGeMAPS), with a warning.
-        cache_dir: feature cache root, shared between experiments.
-        output: results folder (default ``ser-out/<name>``).
-        extract: extraction options.
-        classify: further classify options.
-        report: write the HTML/Markdown report.
-        finetune: also fine-tune SSL models end to end on every probe fold, into
-            the same results folders (:data:`FinetuneSpec`); None: probes only.
+    The sweep grid (``labels``, ``layers``, ``pooling``, ``classifiers``) comes
+    from :class:`~ssl_ser.classify.settings.SweepGrid`; ``extract``, ``split``,
+    ``classify`` and ``finetune`` are the stages' own settings models. The
+    relative paths are read from the current directory when the experiment runs.
     """
 
-    name: str
-    models: tuple[str, ...]
-    corpora: tuple[CorpusSpec, ...] = field(metadata={"convert": _convert_corpora})
-    description: str = ""
-    conditions: tuple[str, ...] = field(default=("clean",), metadata={"choices": _conditions})
-    condition_pairs: str | tuple[tuple[str, str], ...] = field(
-        default="matched", metadata={"convert": _convert_pairs}
+    name: Annotated[
+        str, Opt("A folder-safe name; the default output folder is ser-out/<name>.", cli=False)
+    ]
+    models: Annotated[
+        tuple[str, ...],
+        Opt(
+            "Hub id (facebook/wav2vec2-base), local model folder, or egemaps/mfcc/logmel. "
+            "Repeatable.",
+            flag="--model",
+            multiple=True,
+            enters=CACHE_KEY,
+        ),
+    ]
+    corpora: Annotated[
+        tuple[CorpusSpec, ...],
+        Opt(
+            "NAME=ROOT (a corpus folder, e.g. emodb=/data/emodb) or NAME=MANIFEST "
+            "(a manifest CSV/parquet from `ser prepare`). Repeatable.",
+            flag="--corpus",
+            multiple=True,
+        ),
+    ]
+    description: Annotated[str, Opt("Free text, shown by ser run --dry-run.", cli=False)] = ""
+    conditions: Annotated[
+        tuple[str, ...],
+        Opt(
+            "Audio condition to extract. Repeatable (each value once).",
+            choices=_conditions,
+            flag="--condition",
+            multiple=True,
+            enters=CACHE_KEY,
+        ),
+    ] = ("clean",)
+    condition_pairs: Annotated[
+        str | tuple[tuple[str, str], ...],
+        Opt(
+            "Evaluate each condition on itself (matched), or every train x test combination "
+            "(all); a file may also list [train, test] pairs.",
+            metavar="[matched|all]",
+        ),
+    ] = "matched"
+    split: Annotated[SplitSettings, Opt("How the data is split.", cli=False)] = SplitSettings()
+    corpora_mode: Annotated[
+        str | None,
+        Opt(
+            "One sweep per corpus, or one over all corpora (default: by split).",
+            choices=CORPORA_MODES,
+        ),
+    ] = None
+    seeds: Annotated[
+        tuple[int, ...],
+        Opt(
+            "One run per seed (splits, initialisation). Repeatable.",
+            flag="--seed",
+            multiple=True,
+            enters=CELL_ID,
+        ),
+    ] = (0,)
+    cache_dir: Annotated[
+        str, Opt("Feature cache root (shared between runs).", metavar="DIRECTORY")
+    ] = DEFAULT_CACHE_DIR
+    output: Annotated[
+        str | None,
+        Opt("Results and report folder [default: ser-out/<name>].", metavar="DIRECTORY"),
+    ] = None
+    extract: Annotated[ExtractSettings, Opt("Extraction options.", cli=False)] = ExtractSettings()
+    classify: Annotated[SweepSettings, Opt("Further classify options.", cli=False)] = (
+        SweepSettings()
     )
-    classifiers: tuple[str, ...] = field(
-        default=("logreg",), metadata={"choices": _classifier_names}
-    )
-    split: SplitSpec = field(default_factory=SplitSpec)
-    corpora_mode: str | None = field(default=None, metadata={"choices": CORPORA_MODES})
-    seeds: tuple[int, ...] = (0,)
-    labels: str = field(default="basic4", metadata={"convert": _convert_labels})
-    layers: tuple[str, ...] = field(default=("all",), metadata={"convert": _convert_layers})
-    pooling: tuple[str, ...] = field(default=("auto",), metadata={"convert": _convert_pooling})
-    cache_dir: str = DEFAULT_CACHE_DIR
-    output: str | None = None
-    extract: ExtractSettings = field(default_factory=ExtractSettings)
-    classify: ClassifySettings = field(default_factory=ClassifySettings)
-    report: bool = True
-    finetune: FinetuneSpec | None = field(  # type: ignore[valid-type]
-        default=None, metadata={"convert": _convert_finetune}
-    )
+    report: Annotated[bool, Opt("Write the HTML/Markdown report.", negatable=True)] = True
+    finetune: Annotated[
+        FinetuneSpec | None,  # type: ignore[valid-type]
+        Opt("Also fine-tune the SSL models end to end on every probe fold.", cli=False),
+    ] = None
+
+    @field_validator("corpora", mode="before")
+    @classmethod
+    def _corpora(cls, value: object, info: ValidationInfo) -> tuple[CorpusSpec, ...]:
+        return _parse_corpora(value, _place(info, "--corpus"))
+
+    @field_validator("seeds", mode="after")
+    @classmethod
+    def _seeds(cls, value: tuple[int, ...], info: ValidationInfo) -> tuple[int, ...]:
+        from ssl_ser.classify.splits import check_seed
+
+        where = (info.context or {}).get("where")
+        for index, seed in enumerate(value):
+            check_seed(seed, "--seed" if where is None else str(where.child("seeds").child(index)))
+        return value
+
+    @field_validator("condition_pairs", mode="before")
+    @classmethod
+    def _pairs(cls, value: object, info: ValidationInfo) -> Any:
+        if isinstance(value, tuple):
+            return value  # built in code
+        return _convert_pairs(value, _place(info, "--condition-pairs"))
+
+    @field_validator("finetune", mode="before")
+    @classmethod
+    def _finetune(cls, value: object, info: ValidationInfo) -> Any:
+        if value is None or isinstance(value, FinetuneSpec):
+            return value
+        return _convert_finetune(value, _place(info, "--finetune"))
 
     @property
     def pairs(self) -> tuple[tuple[str, str], ...]:
@@ -486,26 +425,7 @@ class Experiment:
 
     def extractor_configs(self) -> dict[str, Any]:
         """Each model's :class:`~ssl_ser.extract.ExtractorConfig` (validates every field)."""
-        from ssl_ser.extract import CLASSIC_MODELS, ExtractorConfig
-
-        settings = self.extract
-        configs = {}
-        for model in self.models:
-            fields: dict[str, Any] = {
-                "max_seconds": settings.max_seconds,
-                "long_audio": settings.long_audio,
-            }
-            if model not in CLASSIC_MODELS:
-                fields.update(
-                    dtype=settings.dtype,
-                    poolings=settings.poolings,
-                    revision=settings.revision,
-                    whisper_trim=settings.whisper_trim,
-                )
-            elif model != "egemaps":
-                fields["poolings"] = settings.poolings
-            configs[model] = ExtractorConfig.for_model(model, **fields)
-        return configs
+        return {model: self.extract.extractor_config(model) for model in self.models}
 
     @property
     def ssl_models(self) -> tuple[str, ...]:
@@ -537,12 +457,22 @@ class Experiment:
 
     def to_dict(self) -> dict[str, Any]:
         """Every field as plain JSON data (what ``ser run`` records beside its results)."""
-        data = dataclasses.asdict(self)
+        data = self.file_data()
+        if dataclasses.is_dataclass(self.finetune):  # a section not yet a settings model
+            data["finetune"] = dataclasses.asdict(self.finetune)
         data["corpora"] = {
             c.name: {"root": c.root, "reader": c.reader, "on_error": c.on_error, **c.options}
             for c in self.corpora
         }
         return json.loads(json.dumps(data, default=list))
+
+
+class RunSettings(Settings):
+    """How ``ser run`` and ``ser probe`` run an experiment (never part of the file)."""
+
+    dry_run: Annotated[
+        bool, Opt("Print the plan (caches, sweeps, cells); run nothing.", file=False)
+    ] = False
 
 
 def experiment_from_dict(data: object, source: str = "experiment") -> Experiment:
@@ -552,7 +482,7 @@ def experiment_from_dict(data: object, source: str = "experiment") -> Experiment
         ConfigError, UnknownChoiceError: naming the bad key and `source`.
     """
     where = Where(source)
-    experiment = build(Experiment, data, where)
+    experiment = Experiment.from_file(data, where)
     check_experiment(experiment, where)
     return experiment
 
@@ -574,10 +504,6 @@ def check_experiment(experiment: Experiment, where: Where) -> None:
             raise ConfigError(f"{where.child(key)} must list at least one value")
         if len(set(values)) != len(values):
             raise ConfigError(f"{where.child(key)} lists a value twice: {list(values)}")
-    from ssl_ser.classify.splits import check_seed
-
-    for index, seed in enumerate(experiment.seeds):
-        check_seed(seed, str(where.child("seeds").child(index)))
     _check_split(experiment, where.child("split"))
     for pair in experiment.pairs:
         check_choices(pair, experiment.conditions, where.child("condition_pairs"))

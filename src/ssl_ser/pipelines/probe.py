@@ -11,93 +11,72 @@ and runs it with :func:`~ssl_ser.pipelines.run.run_experiment`. For example::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pandas as pd
 
+from ssl_ser.classify.settings import SplitSettings, SweepSettings
 from ssl_ser.errors import ConfigError
-from ssl_ser.pipelines.experiment import Experiment, experiment_from_dict
+from ssl_ser.extract.settings import ExtractSettings
+from ssl_ser.finetune.config import FinetuneConfig
+from ssl_ser.pipelines.experiment import Experiment, RunSettings, check_experiment, parse_corpus
 from ssl_ser.pipelines.run import RunSummary, run_experiment
+from ssl_ser.settings import Feedback, Opt, Settings, Where
 
+FINETUNE_EPOCHS = FinetuneConfig(model="-").epochs  # --finetune alone: ser finetune's default
 SOURCE = "the ser probe options"
 PROBE_NAME = "probe"
+# Extraction options that run the work elsewhere or name a single input: not ser probe's.
+NOT_PROBE_EXTRACT: tuple[str, ...] = ("dask", "shards", "keep_shards")
 
 
-def parse_corpus(text: str) -> tuple[str, str]:
-    """``emodb=/data/emodb`` -> ("emodb", "/data/emodb").
+class ProbeSettings(Settings):
+    """What ``ser probe`` takes beyond the experiment's own fields."""
 
-    Raises:
-        ConfigError: no ``=`` or an empty side.
-    """
-    name, sep, root = text.partition("=")
-    if not sep or not name.strip() or not root.strip():
-        raise ConfigError(
-            f"--corpus {text!r} must be NAME=ROOT (a corpus folder) or NAME=MANIFEST "
-            "(a manifest CSV/parquet), e.g. emodb=/data/emodb"
-        )
-    return name.strip(), root.strip()
+    finetune_epochs: Annotated[
+        int | None,
+        Opt(
+            "Also fine-tune each SSL model (not the classic baselines) end to end on the same "
+            "folds, with ser finetune's default settings and at most EPOCHS epochs "
+            f"(alone: {FINETUNE_EPOCHS}); classifier finetune rows in the same results and "
+            "report.",
+            flag="--finetune",
+            flag_value=FINETUNE_EPOCHS,
+            metavar="[EPOCHS]",
+            minimum=1,
+            file=False,
+        ),
+    ] = None
 
 
-def probe_experiment(
-    models: Sequence[str],
-    corpora: Sequence[str],
-    *,
-    conditions: Sequence[str] = ("clean",),
-    condition_pairs: str = "matched",
-    extract: dict[str, Any] | None = None,
-    classify: dict[str, Any] | None = None,
-    split: dict[str, Any] | None = None,
-    **fields: Any,
-) -> Experiment:
-    """The experiment one ``ser probe`` command line describes.
-
-    Args:
-        models: hub ids, local model folders or classic baselines.
-        corpora: ``NAME=ROOT`` or ``NAME=MANIFEST`` strings.
-        conditions: audio conditions to extract.
-        condition_pairs: ``matched`` or ``all``.
-        extract: extraction settings (device, dtype, batch_seconds...).
-        classify: further classify settings (jobs, bootstrap...).
-        split: split settings (method, folds, train, test, shots).
-        **fields: further experiment fields (classifiers, labels, layers, pooling,
-            seeds, cache_dir, output, corpora_mode, report).
+def probe_experiment(values: Mapping[str, Any]) -> Experiment:
+    """The experiment one ``ser probe`` command line describes (its parsed option values).
 
     Raises:
-        ConfigError, UnknownChoiceError: a bad option, named.
+        ConfigError, UnknownChoiceError: a bad option, named by its flag.
     """
-    entries: dict[str, str] = {}
-    for text in corpora:
-        name, root = parse_corpus(text)
-        if name in entries:
-            raise ConfigError(f"--corpus {name} is given twice")
-        entries[name] = root
-    data: dict[str, Any] = {
-        "name": PROBE_NAME,
-        "models": list(models),
-        "corpora": entries,
-        "conditions": list(conditions),
-        "condition_pairs": condition_pairs,
-        **{k: v for k, v in fields.items() if v is not None},
-    }
-    for key, value in (("extract", extract), ("classify", classify), ("split", split)):
-        if value:
-            data[key] = {k: v for k, v in value.items() if v is not None}
-    return experiment_from_dict(data, SOURCE)
+    extract = {k: v for k, v in values.items() if k not in NOT_PROBE_EXTRACT}
+    epochs = ProbeSettings.from_cli(values).finetune_epochs
+    experiment = Experiment.from_cli(
+        values,
+        name=PROBE_NAME,
+        split=SplitSettings.from_cli(values),
+        extract=ExtractSettings.from_cli(extract),
+        classify=SweepSettings.from_cli(values),
+        finetune=None if epochs is None else {"epochs": epochs},
+    )
+    check_experiment(experiment, Where(SOURCE))
+    return experiment
 
 
-def probe(
-    models: Sequence[str],
-    corpora: Sequence[str],
-    *,
-    dry_run: bool = False,
-    progress: bool = False,
-    **options: Any,
-) -> RunSummary:
+def probe(values: Mapping[str, Any]) -> RunSummary:
     """Build and run the experiment of a ``ser probe`` command line (see probe_experiment)."""
-    experiment = probe_experiment(models, corpora, **options)
-    return run_experiment(experiment, source=SOURCE, dry_run=dry_run, progress=progress)
+    experiment = probe_experiment(values)
+    run = RunSettings.from_cli(values)
+    progress = Feedback.from_cli(values).progress
+    return run_experiment(experiment, source=SOURCE, dry_run=run.dry_run, progress=progress)
 
 
 def corpus_manifests(manifests: Sequence[str | Path], corpora: Sequence[str]) -> pd.DataFrame:

@@ -205,8 +205,6 @@ def extract_missing(plan: Plan, *, progress: bool = False) -> list[Any]:
     Returns:
         The extractor's summaries (one per corpus and condition extracted).
     """
-    from ssl_ser.extract import runner
-
     experiment = plan.experiment
     settings = experiment.extract
     summaries = []
@@ -222,19 +220,8 @@ def extract_missing(plan: Plan, *, progress: bool = False) -> list[Any]:
         conditions = [c for c in experiment.conditions if any(s.condition == c for s in mine)]
         rows = pd.concat([plan.manifests[c] for c in corpora], ignore_index=True)
         log.info("extracting %s for %s/%s", model, "+".join(corpora), "+".join(conditions))
-        extracted = runner.extract(
-            rows,
-            plan.configs[model],
-            experiment.cache_dir,
-            conditions,
-            device=settings.device,
-            batch_seconds=settings.batch_seconds,
-            workers=settings.workers,
-            telephone_source=settings.telephone_source,
-            storage_dtype=settings.storage_dtype,
-            retry_failed=settings.retry_failed,
-            rehash=settings.rehash,
-            progress=progress,
+        extracted = settings.run(
+            rows, plan.configs[model], experiment.cache_dir, conditions, progress=progress
         )
         wanted = {(s.corpus, s.condition) for s in mine}
         summaries += [done for done in extracted if (done.corpus, done.condition) in wanted]

@@ -7,9 +7,12 @@ the predicted emotion and a probability per class.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ssl_ser.errors import ConfigError
-from ssl_ser.predict.predictor import Predictor
+
+if TYPE_CHECKING:  # torch loads with the predictor, inside load(), not with the package
+    from ssl_ser.predict.predictor import Predictor
 
 
 def load(bundle: str | Path, device: str = "auto") -> Predictor:

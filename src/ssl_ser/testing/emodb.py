@@ -7,6 +7,8 @@ from pathlib import Path
 from ssl_ser.testing import check_layout, write_clip
 
 SPEAKERS = ("03", "08", "10", "16")
+# The ten speakers of the published corpus (enough for its usual 5 speaker folds).
+ALL_SPEAKERS = ("03", "08", "09", "10", "11", "12", "13", "14", "15", "16")
 TEXTS = ("a01", "b10")
 EMOTION_CODES = ("W", "L", "E", "A", "F", "T", "N")
 
@@ -24,4 +26,41 @@ def make_tree(root: str | Path, layout: str = "published", seconds: float = 0.1)
     folder = Path("wav") if layout == "published" else Path("wav", "wav")
     for i, name in enumerate(file_names()):
         paths.append(write_clip(root, folder / name, seconds, seed=i, telephone=layout == "flat"))
+    return paths
+
+
+# EmoDB's codes of the emotions the synthesiser speaks (ssl_ser.synth.EMOTION_PROFILES).
+SPOKEN_CODES = {"W": "angry", "A": "fear", "F": "happy", "T": "sad", "N": "neutral"}
+
+
+def make_speech_tree(
+    root: str | Path, speakers: tuple[str, ...] = ALL_SPEAKERS, syllables: int = 4
+) -> list[Path]:
+    """EmoDB's layout and file names over synthetic emotional speech (:mod:`ssl_ser.synth`).
+
+    Each speaker is a voice of their EmoDB gender with a pitch of their own, so that
+    end-to-end runs (the docs' examples) see emotions a probe can learn.
+    """
+    import soundfile as sf
+
+    from ssl_ser import synth
+    from ssl_ser.corpora.emodb import MALE_SPEAKERS
+
+    paths = []
+    for k, speaker in enumerate(speakers):
+        male = speaker in MALE_SPEAKERS
+        voice = synth.Voice(
+            speaker,
+            "M" if male else "F",
+            (100 if male else 195) + 6 * k,
+            1.0 if male else 1.17,
+            0.03,
+        )
+        for sentence, text in enumerate(TEXTS):
+            for code, emotion in SPOKEN_CODES.items():
+                path = Path(root, "wav", f"{speaker}{text}{code}a.wav")
+                path.parent.mkdir(parents=True, exist_ok=True)
+                wave = synth.utterance(voice, emotion, sentence, syllables=syllables)
+                sf.write(str(path), wave, synth.SAMPLE_RATE, subtype="PCM_16")
+                paths.append(path)
     return paths
