@@ -104,3 +104,17 @@ def test_every_click_choice_lists_exactly_its_registry():
                 )
                 seen.add(param.name)
     assert seen == set(registries)
+
+
+def test_the_light_name_tuples_equal_their_registries():
+    from ssl_ser.classify import features, measures, names
+    from ssl_ser.classify.registry import CLASSIFIERS
+    from ssl_ser.classify.splits import SPLITS
+    from ssl_ser.classify.sweep.plan import BACKENDS
+
+    assert tuple(CLASSIFIERS) == names.CLASSIFIER_NAMES
+    assert tuple(SPLITS) == names.SPLIT_NAMES
+    assert names.BACKEND_NAMES == BACKENDS
+    assert names.TARGET_NAMES == measures.REQUESTED_TARGETS
+    assert names.COMBINE_NAMES == features.COMBINES
+    assert names.POOLING_NAMES == features.POOLING_OPTIONS

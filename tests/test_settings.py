@@ -120,3 +120,19 @@ def test_aliases_a_click_type_and_repeated_words_built_into_a_table(tmp_path):
     with pytest.raises(ConfigError, match=r"^'s.pairs' in x.yaml must be a table of keys"):
         Paths.from_file({"pairs": ["a"]}, Where("x.yaml", ("s",)))
     assert Paths.from_file({"pairs": {"a": "1"}}, Where("x.yaml")).pairs == {"a": "1"}
+
+
+def test_a_hidden_field_is_taken_but_not_listed_in_help():
+    class Old(Settings):
+        backend: Annotated[str, Opt("Deprecated: use --dask.", hidden=True)] = "local"
+
+    seen = {}
+
+    @click.command()
+    @options(Old)
+    def command(**values):
+        seen["settings"] = Old.from_cli(values)
+
+    assert "--backend" not in CliRunner().invoke(command, ["--help"]).output
+    assert CliRunner().invoke(command, ["--backend", "dask"]).exit_code == 0
+    assert seen["settings"].backend == "dask"

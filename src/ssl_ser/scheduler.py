@@ -1,7 +1,7 @@
 """Connecting to a running Dask scheduler: checked address, bounded wait, one-line errors.
 
-``ser classify --backend dask --scheduler ADDRESS``, ``ser extract --dask ADDRESS``
-and the experiment key ``classify.scheduler`` name a scheduler started by hand
+``ser classify --dask ADDRESS``, ``ser extract --dask ADDRESS``
+and the experiment key ``classify.dask`` name a scheduler started by hand
 (``dask scheduler``). Given a typo or a scheduler that is down, distributed's
 ``Client`` retries for its whole timeout and ends in a traceback. :func:`connect`
 first checks the address form, then opens one TCP connection with a bounded

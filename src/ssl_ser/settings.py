@@ -66,8 +66,10 @@ class Opt:
         click_type: the command line's own, stricter type (``click.Path(exists=True)``).
         minimum: the smallest valid number (None: no bound).
         above: numbers must be greater than this (None: no bound).
+        hidden: a deprecated spelling: still taken, but left out of ``--help``.
         flag_value: the value an option given without its value takes (``--finetune``
             alone); None: the option needs its value.
+        count: an integer counted from repeats of a valueless flag (``-vv``).
     """
 
     help: str
@@ -81,8 +83,10 @@ class Opt:
     file: bool = True
     aliases: tuple[str, ...] = ()
     click_type: Any = None
+    count: bool = False
     minimum: float | None = None
     above: float | None = None
+    hidden: bool = False
     flag_value: Any = None
 
     def check_bounds(self, value: object) -> None:
@@ -466,6 +470,7 @@ def click_option(model: type[Settings], name: str) -> Callable[[Callable[..., An
         "help": opt.help,
         "required": info.is_required(),
         "metavar": opt.metavar,
+        "hidden": opt.hidden,
         "setting": (model, name),
         "cls": SettingOption,
     }
@@ -496,6 +501,8 @@ def cli_type(model: type[Settings], name: str, default: Any) -> dict[str, Any]:
     if tuple_hint:
         text = None if default is None else ",".join(str(v) for v in default)
         return {"type": str, "default": text, "show_default": shown}
+    if opt.count:
+        return {"count": True, "default": default}
     kind = opt.click_type or (click.Choice(choices) if choices else _scalar_type(hint))
     typed = {"type": kind, "default": default, "show_default": shown}
     if opt.flag_value is not None:
@@ -517,6 +524,15 @@ class Feedback(Settings):
     progress: Annotated[
         bool, Opt("Show progress bars with a rate (on stderr).", negatable=True, file=False)
     ] = True
+
+
+class Logging(Settings):
+    """How much the toolkit logs (the ``ser`` group's own option)."""
+
+    verbose: Annotated[
+        int,
+        Opt("More log output (-v info, -vv debug).", aliases=("-v",), count=True, file=False),
+    ] = 0
 
 
 def generated_options(command: click.Command) -> list[SettingOption]:

@@ -66,9 +66,11 @@ def test_classify_end_to_end_over_caches(files, tmp_path):
     }
     again = run(args)
     assert "0 cell(s) run, 24 already done" in again.output
+    folds = args.index("--folds")  # cross-corpus reads no --folds (refused)
     cross = run(
         [
-            *args[:-3],
+            *args[:folds],
+            *args[folds + 2 : -3],
             "--split",
             "cross-corpus",
             "--train",
@@ -97,7 +99,7 @@ def test_classify_end_to_end_over_caches(files, tmp_path):
         (["--condition", "telephone"], "holds condition 'clean', but condition 'telephone'"),
         (["--labels", "basic9"], "unknown label set 'basic9'"),
         (["--folds", "20"], "20 folds need at least 20 speakers"),
-        (["--ratios", "0.8,0.2"], "--ratios '0.8,0.2' must be three non-negative numbers"),
+        (["--ratios", "0.8,0.2"], "--ratios must be three non-negative numbers"),
         (
             ["--scheduler", "tcp://h:8786"],
             "scheduler address ('tcp://h:8786') needs backend 'dask'",
@@ -112,14 +114,19 @@ def test_bad_input_is_one_line_error(files, tmp_path, extra, message):
     assert "Traceback" not in result.output
 
 
-def test_imports_stay_light():
+@pytest.mark.parametrize(
+    ("modules", "heavy"),
+    [
+        ("ssl_ser.cli.classify, ssl_ser.classify.sweep", ("torch", "xgboost", "h5py")),
+        # the command and its settings alone: choices from classify.names, not the registries
+        ("ssl_ser.cli.classify, ssl_ser.classify.settings", ("numpy", "pandas", "sklearn")),
+    ],
+)
+def test_imports_stay_light(modules, heavy):
     import subprocess
     import sys
 
-    code = (
-        "import sys, ssl_ser.cli.classify, ssl_ser.classify.sweep; "
-        "print(sorted(m for m in ('torch', 'xgboost', 'h5py') if m in sys.modules))"
-    )
+    code = f"import sys, {modules}; print(sorted(m for m in {heavy} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -212,3 +219,43 @@ def test_a_refused_run_leaves_no_output_folder_behind(files, tmp_path):
     (kept / "notes.txt").write_text("mine")
     assert run([*args, "--output", kept]).exit_code == 1
     assert sorted(p.name for p in kept.iterdir()) == ["notes.txt"]
+
+
+def test_several_seeds_and_shots_run_one_sweep_each_into_the_output(files, tmp_path):
+    alpha_cache, alpha_csv = files["alpha"]
+    args = ["--cache", alpha_cache, "--manifest", alpha_csv, "--layers", "1", "--folds", "2"]
+    args += ["--bootstrap", "0", "--threads", "1", "--no-progress", "--output", tmp_path]
+    result = run([*args, "--seed", "0", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    assert "4 cell(s) run, 0 already done" in result.output  # 2 seeds x 2 folds
+    assert set(pd.read_parquet(tmp_path / "results.parquet")["seed"]) == {0, 3}
+    refused = run([*args, "--seed", "0", "--seed", "3", "--save-probe", tmp_path / "probe"])
+    assert refused.exit_code == 1
+    assert "--save-probe saves one probe; give one --seed (and one --shots)" in refused.output
+
+
+def test_few_shot_shots_run_one_sweep_each(files, tmp_path):
+    (alpha_cache, alpha_csv), (beta_cache, beta_csv) = files["alpha"], files["beta"]
+    args = ["--cache", f"{alpha_cache},{beta_cache}", "--manifest", f"{alpha_csv},{beta_csv}"]
+    args += ["--layers", "1", "--split", "few-shot", "--test", "beta", "--folds", "2"]
+    args += ["--shots", "0,4", "--bootstrap", "0", "--no-progress", "--output", tmp_path]
+    result = run(args)
+    assert result.exit_code == 0, result.output
+    results = pd.read_parquet(tmp_path / "results.parquet")
+    assert set(results["shots"]) == {0, 4}
+
+
+@pytest.mark.slow
+def test_dask_local_runs_the_cells_on_a_local_cluster_with_the_same_numbers(files, tmp_path):
+    alpha_cache, alpha_csv = files["alpha"]
+    args = ["--cache", alpha_cache, "--manifest", alpha_csv, "--layers", "1-2", "--folds", "2"]
+    args += ["--bootstrap", "0", "--no-progress"]
+    local = run([*args, "--output", tmp_path / "local"])
+    remote = run([*args, "--dask", "local", "--jobs", "2", "--output", tmp_path / "dask"])
+    assert local.exit_code == 0 and remote.exit_code == 0, remote.output
+    columns = ["cell_id", "test_corpus", "ua", "wa", "confusion"]
+    tables = [
+        pd.read_parquet(tmp_path / name / "results.parquet")[columns].sort_values(columns[:2])
+        for name in ("local", "dask")
+    ]
+    pd.testing.assert_frame_equal(*(t.reset_index(drop=True) for t in tables))

@@ -62,32 +62,30 @@ def test_sweep_config_refuses_a_comma_string_for_a_tuple_field(field) -> None:
 
 
 def test_selections_take_tuples_and_read_a_comma_word_as_its_items() -> None:
-    from ssl_ser.classify.features import parse_layers, resolve_poolings
+    from ssl_ser.classify.features import resolve_poolings, select_layers
     from ssl_ser.classify.registry import parse_classifiers
 
     available = [str(i) for i in range(6)]
-    assert parse_layers(("0-2", "5"), available) == parse_layers("0-2,5", available)
-    assert parse_layers(("0-2", "5"), available) == ["0", "1", "2", "5"]
-    assert parse_layers(("all",), available) == available
+    assert select_layers(("0-2", "5"), available) == select_layers("0-2,5", available)
+    assert select_layers(("0-2", "5"), available) == ["0", "1", "2", "5"]
+    assert select_layers(("all",), available) == available
     assert parse_classifiers(("logreg", "mlp", "logreg")) == ["logreg", "mlp"]
     assert resolve_poolings(("mean", "std"), "m", ["mean", "std"]).poolings == ("mean", "std")
 
 
 def test_cli_options_become_typed_split_options() -> None:
+    from ssl_ser.classify.settings import SplitSettings, SweepGrid, split_options
     from ssl_ser.classify.splits import SplitOptions
-    from ssl_ser.cli.options import parse_labels, split_settings
 
-    options = {
-        "folds": 4,
-        "seed": 2,
-        "ratios": "0.6,0.2,0.2",
-        "train_corpora": "a, b",
-        "test_corpora": None,
-        "shots": 3,
-    }
-    assert split_settings(options) == SplitOptions(4, 2, (0.6, 0.2, 0.2), ("a", "b"), (), 3)
-    assert parse_labels("basic4") == "basic4"
-    assert parse_labels("angry, happy,sad") == ("angry", "happy", "sad")
+    values = {"method": "few-shot", "folds": 4, "train": "a, b", "test": "", "shots": "3"}
+    split = SplitSettings.from_cli(values)
+    assert split_options(split, seed=2, shots=3) == SplitOptions(
+        4, 2, (0.8, 0.1, 0.1), ("a", "b"), (), 3
+    )
+    split = SplitSettings.from_cli({"method": "speaker", "ratios": "0.6,0.2,0.2"})
+    assert split_options(split, seed=0).ratios == (0.6, 0.2, 0.2)
+    assert SweepGrid.from_cli({"labels": "basic4"}).labels == "basic4"
+    assert SweepGrid.from_cli({"labels": "angry, happy,sad"}).labels == "angry,happy,sad"
 
 
 def test_cells_of_the_former_mlp_defaults_are_not_taken_for_the_current_ones(

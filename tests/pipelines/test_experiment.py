@@ -114,7 +114,10 @@ def test_missing_corpus_root_is_named(tmp_path):
         ({"labels": 4}, "'labels' in .* must be basic4, all, sentiment, or a list"),
         ({"corpora": {"mycorpus": "/x"}}, "corpus reader 'mycorpus'.*reader: folder or csv"),
         ({"pooling": "max"}, "unknown value 'max' in 'pooling'.*mean, std, mean\\+std"),
-        ({"split": {"test": ["cremad"]}}, "unknown value 'cremad' in 'split.test'.*emodb"),
+        (
+            {"split": {"method": "cross-corpus", "test": ["cremad"]}},
+            "unknown value 'cremad' in 'split.test'.*emodb",
+        ),
         ({"condition_pairs": [["clean", "telephone"]]}, "'telephone'.*'condition_pairs'"),
         ({"extract": {"dtype": "int8"}}, "unknown value 'int8' in 'extract.dtype'"),
     ],
@@ -362,13 +365,17 @@ def test_lenient_spellings_read_as_their_values(tmp_path):
     """Exponent strings are numbers, comma strings are lists, one number is a list of one."""
     patch = {
         "classifiers": "logreg, mlp",
-        "split": {"shots": 5, "ratios": ["8e-1", 0.1, "1e-1"]},
+        "split": {"method": "speaker", "ratios": ["8e-1", 0.1, "1e-1"]},
         "extract": {"batch_seconds": "6e1"},
     }
     experiment = load_experiment(write_yaml(tmp_path, {**MINIMAL, **patch}))
     assert experiment.classifiers == ("logreg", "mlp")
-    assert experiment.split.shots == (5,) and experiment.split.ratios == (0.8, 0.1, 0.1)
+    assert experiment.split.ratios == (0.8, 0.1, 0.1)
     assert experiment.extract.batch_seconds == 60.0
+    corpora = {"emodb": "/a", "emovo": "/b"}
+    few_shot = {"split": {"method": "few-shot", "shots": 5}, "corpora": corpora}
+    experiment = load_experiment(write_yaml(tmp_path, {**MINIMAL, **few_shot}))
+    assert experiment.split.shots == (5,)
 
 
 def test_schema_classes_check_values_built_in_code():

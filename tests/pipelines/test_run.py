@@ -291,15 +291,25 @@ def test_a_changed_model_folder_is_never_served_its_old_features(synth_root, tmp
         run_experiment(experiment, source="test")
 
 
-def test_the_classify_backend_reaches_every_sweep(first_run, synth_root, tmp_path):
+@pytest.mark.parametrize(
+    ("classify", "placement"),
+    [
+        ({"dask": "tcp://127.0.0.1:8786"}, ("dask", "tcp://127.0.0.1:8786")),
+        ({"dask": "local"}, ("dask", None)),
+        (
+            {"backend": "dask", "scheduler": "tcp://127.0.0.1:8786"},
+            ("dask", "tcp://127.0.0.1:8786"),
+        ),
+    ],
+)
+def test_the_classify_backend_reaches_every_sweep(first_run, classify, placement):
     from ssl_ser.pipelines.run import sweep_config
 
     path, before, _ = first_run
-    classify = {"bootstrap": 0, "backend": "dask", "scheduler": "tcp://127.0.0.1:8786"}
-    data = {**yaml.safe_load(path.read_text()), "classify": classify}
+    data = {**yaml.safe_load(path.read_text()), "classify": {"bootstrap": 0, **classify}}
     plan = run_experiment(experiment_from_dict(data), dry_run=True).plan
     configs = [sweep_config(plan.experiment, unit) for unit in plan.units]
-    assert {(c.backend, c.scheduler) for c in configs} == {("dask", "tcp://127.0.0.1:8786")}
+    assert {(c.backend, c.scheduler) for c in configs} == {placement}
     default = [sweep_config(before.plan.experiment, unit) for unit in before.plan.units]
     assert {(c.backend, c.scheduler) for c in default} == {("local", None)}
 

@@ -36,6 +36,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ssl_ser.classify.settings import parse_layers as layer_items
+from ssl_ser.classify.settings import parse_poolings as pooling_items
 from ssl_ser.errors import CacheError, ConfigError, UnknownChoiceError
 
 log = logging.getLogger(__name__)
@@ -176,23 +178,18 @@ def content_digest(source: FeatureSource) -> str:
     return digest.hexdigest()
 
 
-def _items(spec: str | Sequence[str]) -> list[str]:
-    """A selection's items: a sequence as it is, a comma string (a CLI word) split at commas."""
-    parts = spec.split(",") if isinstance(spec, str) else [str(part) for part in spec]
-    return [part.strip() for part in parts if part.strip()]
-
-
-def parse_layers(spec: str | Sequence[str], available: Sequence[str]) -> list[str]:
+def select_layers(spec: str | Sequence[str], available: Sequence[str]) -> list[str]:
     """Layer names selected by ``("all",)``, ``("0-6",)``, ``("3", "6", "9")`` or a mix.
 
-    Each item is ``all``, a layer name or a range ``first-last``; a comma string
-    (``"0-3,12"``) is read as its items.
+    Each item is ``all``, a layer name or a range ``first-last``; text is read by
+    the one layer grammar (:func:`ssl_ser.classify.settings.parse_layers`).
 
     Raises:
         UnknownChoiceError: a layer or range end that the features do not have.
+        ConfigError: a selection of no layer.
     """
     available = [str(a) for a in available]
-    items = _items(spec)
+    items = list(layer_items(spec if isinstance(spec, str) else list(spec), "the layers"))
     if items == ["all"]:
         return list(available)
     chosen: list[str] = []
@@ -211,26 +208,6 @@ def parse_layers(spec: str | Sequence[str], available: Sequence[str]) -> list[st
             raise UnknownChoiceError("layer", item, ["all", *available])
     if not chosen:
         raise ConfigError(f"layer selection {','.join(items)!r} selects no layer")
-    return list(dict.fromkeys(chosen))
-
-
-def parse_poolings(spec: str, available: Sequence[str]) -> list[str]:
-    """Pooling choices from ``mean``, ``std``, ``mean+std`` or a comma list of them.
-
-    Raises:
-        UnknownChoiceError: a choice that is not valid or that the features lack.
-    """
-    chosen = [p.strip() for p in spec.split(",") if p.strip()]
-    for choice in chosen:
-        if choice not in POOLING_CHOICES:
-            raise UnknownChoiceError("pooling", choice, POOLING_CHOICES)
-        for part in choice.split("+"):
-            if part not in available:
-                raise UnknownChoiceError(
-                    "pooling", part, available, where="the features (as stored)"
-                )
-    if not chosen:
-        raise ConfigError("no pooling chosen; expected mean, std or mean+std")
     return list(dict.fromkeys(chosen))
 
 
@@ -306,9 +283,7 @@ def resolve_poolings(spec: str | Sequence[str], model: str, stored: Sequence[str
         UnknownChoiceError: a choice that is not one of :data:`POOLING_OPTIONS`.
         ConfigError: no choice given.
     """
-    requested = tuple(dict.fromkeys(_items(spec)))
-    if not requested:
-        raise ConfigError(f"no pooling chosen; expected one of {', '.join(POOLING_OPTIONS)}")
+    requested = tuple(dict.fromkeys(pooling_items(spec, "the poolings")))
     for choice in requested:
         if choice not in POOLING_OPTIONS:
             raise UnknownChoiceError("pooling", choice, POOLING_OPTIONS)

@@ -219,15 +219,13 @@ def get(name: str) -> ClassifierSpec:
     return CLASSIFIERS[name]
 
 
-def parse_classifiers(spec: str | Sequence[str]) -> list[str]:
+def parse_classifiers(names: Sequence[str]) -> list[str]:
     """Classifier names, each checked against the registry; repeats dropped.
 
-    A comma string (a CLI word) is read as its items.
+    Text is split where it is read (the settings' ``classifiers`` field).
     """
-    parts = spec.split(",") if isinstance(spec, str) else list(spec)
-    names = [name.strip() for name in parts if name.strip()]
     if not names:
-        raise UnknownChoiceError("classifier", ",".join(parts), CLASSIFIERS)
+        raise UnknownChoiceError("classifier", "", CLASSIFIERS)
     for name in names:
         get(name)
     return list(dict.fromkeys(names))

@@ -10,11 +10,20 @@ module imports no numerical library.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import ValidationInfo, field_validator
+from pydantic import ValidationInfo, field_validator, model_validator
 
-from ssl_ser.settings import CELL_ID, Opt, Settings, invalid, registry_choices, wrong_type
+from ssl_ser.classify.names import (
+    BACKEND_NAMES,
+    CLASSIFIER_NAMES,
+    COMBINE_NAMES,
+    POOLING_NAMES,
+    SPLIT_NAMES,
+    TARGET_NAMES,
+)
+from ssl_ser.settings import CELL_ID, Opt, Settings, flag_of, invalid, wrong_type
 
 LAYERS_HELP = "all, a range 0-6, or a list 3,6,9."
 POOLING_HELP = (
@@ -77,18 +86,37 @@ class SweepGrid(Settings):
         tuple[str, ...],
         Opt(
             POOLING_HELP,
-            choices=registry_choices("ssl_ser.classify.features", "POOLING_OPTIONS"),
+            choices=POOLING_NAMES,
             enters=CELL_ID,
         ),
     ] = ("auto",)
     classifiers: Annotated[
         tuple[str, ...],
         Opt(
-            "Comma list of classifiers.",
-            choices=registry_choices("ssl_ser.classify.registry", "CLASSIFIERS"),
+            f"Comma list of: {', '.join(CLASSIFIER_NAMES)}.",
+            choices=CLASSIFIER_NAMES,
             enters=CELL_ID,
         ),
     ] = ("logreg",)
+    seeds: Annotated[
+        tuple[int, ...],
+        Opt(
+            "One run per seed (splits, initialisation). Repeatable.",
+            flag="--seed",
+            multiple=True,
+            enters=CELL_ID,
+        ),
+    ] = (0,)
+
+    @field_validator("seeds", mode="after")
+    @classmethod
+    def _seeds(cls, value: tuple[int, ...], info: ValidationInfo) -> tuple[int, ...]:
+        from ssl_ser.classify.splits import check_seed
+
+        where = (info.context or {}).get("where")
+        for index, seed in enumerate(value):
+            check_seed(seed, str(where.child("seeds").child(index)) if where else "--seed")
+        return value
 
     @field_validator("labels", mode="before")
     @classmethod
@@ -115,7 +143,7 @@ class SplitSettings(Settings):
         str,
         Opt(
             "How to split: by speaker folds, leaving one speaker out, across corpora...",
-            choices=registry_choices("ssl_ser.classify.splits", "SPLITS"),
+            choices=SPLIT_NAMES,
             enters=CELL_ID,
             flag="--split",
         ),
@@ -142,6 +170,21 @@ class SplitSettings(Settings):
             raise invalid(value, "three non-negative numbers, e.g. 0.8,0.1,0.1")
         return value
 
+    @model_validator(mode="after")
+    def _used(self, info: ValidationInfo) -> SplitSettings:
+        """Refuse an option the split method does not read (named by its flag or key)."""
+        from ssl_ser.classify.splits import refuse_unused
+
+        where = (info.context or {}).get("where")
+        given = self.model_dump(exclude={"method"})
+        if where is None:
+            names = {name: flag_of(SplitSettings, name) for name in SplitSettings.model_fields}
+            refuse_unused(self.method, given, names)
+        else:
+            names = {name: f"{self.section}.{name}" for name in SplitSettings.model_fields}
+            refuse_unused(self.method, given, names, where=where.source)
+        return self
+
 
 class SweepSettings(Settings):
     """How a sweep's cells are fitted and where they run (the ``classify`` section)."""
@@ -152,7 +195,7 @@ class SweepSettings(Settings):
         str,
         Opt(
             "Sweep layers one by one, or concatenate/average the selected layers.",
-            choices=registry_choices("ssl_ser.classify.features", "COMBINES"),
+            choices=COMBINE_NAMES,
             enters=CELL_ID,
         ),
     ] = "each"
@@ -171,25 +214,30 @@ class SweepSettings(Settings):
     jobs: Annotated[
         int,
         Opt(
-            "Parallel cells (processes); with --backend dask and no --scheduler, the local "
-            "cluster's worker processes.",
+            "Parallel cells (processes); with --dask local, the local cluster's worker processes.",
             minimum=1,
         ),
     ] = 1
+    dask: Annotated[
+        str | None,
+        Opt(
+            "Run the cells on the workers of a Dask cluster: its scheduler address "
+            "(tcp://host:8786), or 'local' for a cluster on the loopback interface. Results are "
+            "the same as without.",
+            metavar="ADDRESS|local",
+        ),
+    ] = None
     backend: Annotated[
         str,
         Opt(
-            "Where cells run: this machine's processes (local), or the workers of a Dask "
-            "cluster (dask). Results are the same either way.",
-            choices=registry_choices("ssl_ser.classify.sweep.plan", "BACKENDS"),
+            "Deprecated: --backend dask is --dask local (or --dask ADDRESS with --scheduler).",
+            choices=BACKEND_NAMES,
+            hidden=True,
         ),
     ] = "local"
     scheduler: Annotated[
         str | None,
-        Opt(
-            "Dask scheduler address (tcp://host:8786) for --backend dask [default: a local "
-            "cluster on the loopback interface]."
-        ),
+        Opt("Deprecated: --backend dask --scheduler ADDRESS is --dask ADDRESS.", hidden=True),
     ] = None
     threads: Annotated[
         int | None,
@@ -205,7 +253,7 @@ class SweepSettings(Settings):
         Opt(
             "What the probes predict. speaker: speaker identity per layer, on folds of "
             "utterances (speaker-dependent by construction; --split speaker-kfold or random).",
-            choices=registry_choices("ssl_ser.classify.measures", "REQUESTED_TARGETS"),
+            choices=TARGET_NAMES,
             enters=CELL_ID,
         ),
     ] = "emotion"
@@ -225,3 +273,115 @@ class SweepSettings(Settings):
             enters=CELL_ID,
         ),
     ] = False
+
+    @model_validator(mode="after")
+    def _one_dask_spelling(self, info: ValidationInfo) -> SweepSettings:
+        """Refuse both Dask spellings or a malformed address; warn of the deprecated one."""
+        from ssl_ser.classify.sweep.plan import dask_placement
+
+        where = (info.context or {}).get("where")
+        fields = ("dask", "backend", "scheduler")
+        if where is None:
+            names = {name: flag_of(SweepSettings, name) for name in fields}
+            dask_placement(self.dask, self.backend, self.scheduler, names)
+        else:
+            names = {name: f"{self.section}.{name}" for name in fields}
+            dask_placement(self.dask, self.backend, self.scheduler, names, where.source)
+        return self
+
+
+class ClassifyRun(Settings):
+    """What one ``ser classify`` run reads and writes (an experiment file sets these itself)."""
+
+    caches: Annotated[
+        tuple[str, ...], Opt("Feature cache(s), comma-separated.", flag="--cache", file=False)
+    ]
+    manifests: Annotated[
+        tuple[str, ...],
+        Opt("Manifest(s) of the cached corpora (CSV/parquet).", flag="--manifest", file=False),
+    ]
+    model: Annotated[str | None, Opt("Refuse caches of any other model.", file=False)] = None
+    condition: Annotated[str | None, Opt("Refuse caches of any other condition.", file=False)] = (
+        None
+    )
+    train_condition: Annotated[
+        str | None,
+        Opt("Train on this condition (its features; its audio for finetune).", enters=CELL_ID),
+    ] = None
+    test_condition: Annotated[str | None, Opt("Test on this condition.", enters=CELL_ID)] = None
+    output: Annotated[Path, Opt("Results folder.", file=False)]
+    force: Annotated[bool, Opt("Redo cells already in the output folder.", file=False)] = False
+    allow_incomplete: Annotated[
+        bool,
+        Opt(
+            "Classify the complete rows of a cache that lacks some of the manifest's utterances "
+            "(refused by default).",
+            file=False,
+        ),
+    ] = False
+    save_probe: Annotated[
+        Path | None,
+        Opt(
+            "Also save a probe for `ser predict` here: the first classifier and pooling on the "
+            "layer chosen on held-out training speakers among --layers (or the --combine of "
+            "them), refit on all training rows (a cross-corpus split's --train corpora).",
+            file=False,
+        ),
+    ] = None
+
+
+def sweep_config(
+    grid: SweepGrid,
+    split: SplitSettings,
+    sweep: SweepSettings,
+    *,
+    seed: int,
+    shots: int | None = None,
+    folds: int | None = None,
+    **fields: Any,
+) -> Any:
+    """The :class:`~ssl_ser.classify.sweep.SweepConfig` of one sweep, from the settings.
+
+    Args:
+        grid: labels, layers, poolings and classifiers.
+        split: the split method and its options.
+        sweep: how cells are fitted and where they run (``dask``, or the deprecated
+            ``backend``/``scheduler``, which are warned about where they are read).
+        seed: the run's seed (of several).
+        shots: the run's target shots (of several); None: the default.
+        folds: the folds to use, where a planner clamped them; None: ``split.folds``.
+        **fields: further SweepConfig fields (conditions, force, poolings...).
+    """
+    from ssl_ser.classify.sweep.plan import SweepConfig, dask_placement
+
+    backend, scheduler = (sweep.backend, sweep.scheduler)
+    if sweep.dask is not None:
+        backend, scheduler = dask_placement(sweep.dask)
+    values = {k: v for k, v in grid.fields_of(SweepConfig).items() if k in SweepGrid.model_fields}
+    values |= sweep.fields_of(SweepConfig, backend=backend, scheduler=scheduler)
+    values |= {"poolings": grid.pooling, "split": split.method} | fields
+    return SweepConfig(**values, split_options=split_options(split, seed, shots, folds))
+
+
+def split_options(
+    split: SplitSettings, seed: int, shots: int | None = None, folds: int | None = None
+) -> Any:
+    """The :class:`~ssl_ser.classify.splits.SplitOptions` of one run (its seed and shots).
+
+    Args:
+        split: the split settings.
+        seed: the run's seed (of several).
+        shots: the run's target shots (of several); None: the default.
+        folds: the folds to use, where a planner clamped them; None: ``split.folds``.
+    """
+    from ssl_ser.classify.splits import SplitOptions
+
+    options = split.fields_of(
+        SplitOptions,
+        seed=seed,
+        folds=split.folds if folds is None else folds,
+        shots=SplitOptions.shots if shots is None else shots,
+        train_corpora=split.train,
+        test_corpora=split.test,
+    )
+    return SplitOptions(**options)

@@ -516,6 +516,71 @@ SPEAKER_INDEPENDENT: tuple[str, ...] = (
     "few-shot",
 )
 
+# What each split method does and the options it reads (the seed seeds every method's fits).
+SPLIT_READS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "preset": ("trains and tests on the manifest's own split column", ()),
+    "random": ("shuffles utterances into train/val/test by the ratios", ("ratios",)),
+    "speaker": ("deals whole speakers into train/val/test by the ratios", ("ratios",)),
+    "speaker-kfold": ("deals whole speakers into k folds", ("folds",)),
+    "loso": ("leaves one speaker out at a time", ()),
+    "cross-corpus": ("trains on some corpora and tests on others", ("train", "test")),
+    "few-shot": (
+        "adds a few target utterances to cross-corpus training",
+        ("folds", "train", "test", "shots"),
+    ),
+}
+SPLIT_DEFAULTS: dict[str, object] = {
+    "folds": SplitOptions.folds,
+    "ratios": SplitOptions.ratios,
+    "train": (),
+    "test": (),
+    "shots": SplitOptions.shots,
+}
+
+
+def refuse_unused(
+    method: str, given: dict[str, object], names: dict[str, str] | None = None, where: str = ""
+) -> None:
+    """Refuse a split option set to a non-default value that split `method` does not read.
+
+    Args:
+        method: the split method (see :data:`SPLITS`).
+        given: option name (``folds``, ``ratios``, ``train``, ``test``, ``shots``) to
+            value; None, an empty list and the default (alone or as a one-item list)
+            count as not set.
+        names: how each option (and ``method``) reads in the message (default: the
+            flags ``--folds``... and ``--split``).
+        where: what the names are in (an experiment file), prefixed to the message.
+
+    Raises:
+        ConfigError: naming the option, its value, the split and the options it reads.
+    """
+    names = names or {"method": "--split", **{k: f"--{k}" for k in SPLIT_DEFAULTS}}
+    does, reads = SPLIT_READS[method]
+    for option, value in given.items():
+        if option in reads or _unset(value, SPLIT_DEFAULTS[option]):
+            continue
+        read = ", ".join(names[o] for o in reads) if reads else "none of the split options"
+        prefix = f"{where}: " if where else ""
+        raise ConfigError(
+            f"{prefix}{names[option]} {_shown(value)} does not apply to {names['method']} "
+            f"{method}: {method} {does} (it reads {read})"
+        )
+
+
+def _unset(value: object, default: object) -> bool:
+    """Whether `value` leaves an option at its default (None, empty, the default, or [default])."""
+    if value is None or value == () or value == [] or value == default:
+        return True
+    return isinstance(value, tuple | list) and len(value) == 1 and value[0] == default
+
+
+def _shown(value: object) -> str:
+    """A value as the user typed it: ``5``, ``0,10``, ``emodb,emovo``."""
+    if isinstance(value, tuple | list):
+        return ",".join(map(str, value))
+    return str(value)
+
 
 class TableSplitter(BaseCrossValidator):
     """A split method of :data:`SPLITS` as a scikit-learn cross-validator over `table`.

@@ -2,181 +2,85 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
-from ssl_ser.classify.features import COMBINES
-from ssl_ser.classify.measures import REQUESTED_TARGETS
-from ssl_ser.classify.sweep.plan import BACKENDS
-from ssl_ser.cli.options import (
-    parse_labels,
-    parse_names,
-    parse_paths,
-    split_options,
-    split_settings,
-)
-
-# The registries own the choices; the options list exactly theirs.
+from ssl_ser.classify.settings import ClassifyRun, SplitSettings, SweepGrid, SweepSettings
+from ssl_ser.errors import ConfigError
+from ssl_ser.settings import Feedback, options
 
 
 @click.command()
-@click.option("--cache", "caches", required=True, help="Feature cache(s), comma-separated.")
-@click.option(
-    "--manifest",
-    "manifests",
-    required=True,
-    help="Manifest(s) of the cached corpora (CSV/parquet).",
-)
-@split_options
-@click.option(
-    "--layers", default="all", show_default=True, help="all, a range 0-6, or a list 3,6,9."
-)
-@click.option(
-    "--combine",
-    type=click.Choice(COMBINES),
-    default="each",
-    show_default=True,
-    help="Sweep layers one by one, or concatenate/average the selected layers.",
-)
-@click.option(
-    "--pooling",
-    "poolings",
-    default="auto",
-    show_default=True,
-    help="auto (per extractor: mean+std for mfcc/logmel, the functionals for egemaps, "
-    "mean for SSL models), mean, std, mean+std; a comma list sweeps several.",
-)
-@click.option(
-    "--classifiers",
-    default="logreg",
-    show_default=True,
-    help="Comma list of: logreg, svm-linear, svm-rbf, rf, xgb, xgb-fast, knn, linear, mlp, "
-    "mlp-weighted.",
-)
-@click.option("--model", default=None, help="Refuse caches of any other model.")
-@click.option("--condition", default=None, help="Refuse caches of any other condition.")
-@click.option(
-    "--target",
-    type=click.Choice(REQUESTED_TARGETS),
-    default="emotion",
-    show_default=True,
-    help="What the probes predict. speaker: speaker identity per layer, on folds of "
-    "utterances (speaker-dependent by construction; --split speaker-kfold or random).",
-)
-@click.option(
-    "--control",
-    is_flag=True,
-    help="Also run the sweep on a control labelling (emotion labels permuted within each "
-    "speaker, seeded by --seed): selectivity = UA - control UA. Doubles the sweep.",
-)
-@click.option(
-    "--mdl",
-    is_flag=True,
-    help="Also compute each cell's online codelength (MDL, Voita & Titov 2020) of its "
-    "training labels given the layer, and the compression against the uniform code.",
-)
-@click.option("--search/--no-search", default=False, help="Grid search on training speakers.")
-@click.option("--speaker-norm/--no-speaker-norm", default=False, help="Per-speaker z-norm.")
-@click.option(
-    "--batched/--no-batched",
-    default=True,
-    show_default=True,
-    help="All-layer probes (linear, mlp).",
-)
-@click.option(
-    "--jobs",
-    type=int,
-    default=1,
-    show_default=True,
-    help="Parallel cells (processes); with --backend dask and no --scheduler, the local "
-    "cluster's worker processes.",
-)
-@click.option(
-    "--backend",
-    type=click.Choice(BACKENDS),
-    default="local",
-    show_default=True,
-    help="Where cells run: this machine's processes (local), or the workers of a Dask "
-    "cluster (dask). Results are the same either way.",
-)
-@click.option(
-    "--scheduler",
-    default=None,
-    help="Dask scheduler address (tcp://host:8786) for --backend dask [default: a local "
-    "cluster on the loopback interface].",
-)
-@click.option(
-    "--threads",
-    type=int,
-    default=None,
-    help="BLAS/torch threads per cell [default: 1]. Part of each cell id: thread counts "
-    "change the last digits of a fit.",
-)
-@click.option("--output", required=True, type=click.Path(file_okay=False), help="Results folder.")
-@click.option("--force", is_flag=True, help="Redo cells already in the output folder.")
-@click.option(
-    "--allow-incomplete",
-    is_flag=True,
-    help="Classify the complete rows of a cache that lacks some of the manifest's utterances "
-    "(refused by default).",
-)
-@click.option(
-    "--save-probe",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Also save a probe for `ser predict` here: the first classifier and pooling on the "
-    "layer chosen on held-out training speakers among --layers (or the --combine of them), "
-    "refit on all training rows (a cross-corpus split's --train corpora).",
-)
-@click.option("--progress/--no-progress", default=True, show_default=True)
-def classify(**options) -> None:
+@options(ClassifyRun, only=("caches", "manifests"))
+@options(SweepGrid)
+@options(SplitSettings)
+@options(ClassifyRun, only=("train_condition", "test_condition", "model", "condition"))
+@options(SweepSettings)
+@options(ClassifyRun, only=("output", "force", "allow_incomplete", "save_probe"))
+@options(Feedback)
+def classify(**values: Any) -> None:
     """Sweep classifiers over layers with speaker-independent cross-validation.
 
     Reads the caches once per layer, runs every (split fold, layer, pooling,
     classifier) cell not already in OUTPUT, and writes results.parquet/.csv,
-    predictions.parquet and summary.csv there.
+    predictions.parquet and summary.csv there. Several --seed values, and with
+    --split few-shot several --shots, run one sweep each into OUTPUT (results
+    keep them apart by their seed and shots columns).
     """
-    import dataclasses
-
     import pandas as pd
 
     from ssl_ser import manifest
     from ssl_ser.classify.features import CacheFeatures
-    from ssl_ser.classify.sweep import SweepConfig, run_sweep
+    from ssl_ser.classify.sweep import run_sweep
 
+    run = ClassifyRun.from_cli(values)
+    configs = sweep_configs(values)  # refused before any file is read
     table = manifest.validate(
-        pd.concat([manifest.read(p) for p in parse_paths(options["manifests"])], ignore_index=True)
+        pd.concat([manifest.read(p) for p in run.manifests], ignore_index=True)
     )
-    sources = [CacheFeatures(path) for path in parse_paths(options["caches"])]
-    parsed = {
-        "labels": parse_labels(options["labels"]),
-        "layers": parse_names(options["layers"]),
-        "poolings": parse_names(options["poolings"]),
-        "classifiers": parse_names(options["classifiers"]),
-        "split_options": split_settings(options),
-    }
-    names = {f.name for f in dataclasses.fields(SweepConfig)}
-    config = SweepConfig(**{k: v for k, v in options.items() if k in names} | parsed)
-    if options["save_probe"]:
-        _check_probe_export(config, sources)  # before the sweep, not after it
+    sources = [CacheFeatures(path) for path in run.caches]
+    if run.save_probe:
+        _check_probe_export(configs[0], sources)  # before the sweep, not after it
         from ssl_ser.predict.integrity import check_replaceable
 
-        check_replaceable(options["save_probe"], options["output"])
+        check_replaceable(run.save_probe, run.output)
     result = run_sweep(
         sources,
         table,
-        config,
-        options["output"],
-        model=options["model"],
-        condition=options["condition"],
-        progress=options["progress"],
+        configs,
+        run.output,
+        model=run.model,
+        condition=run.condition,
+        progress=values["progress"],
     )
     click.echo(
         f"{result.cells_run} cell(s) run, {result.cells_skipped} already done, "
-        f"{result.seconds:.1f} s; results in {options['output']}"
+        f"{result.seconds:.1f} s; results in {run.output}"
     )
     click.echo(result.line)
-    if options["save_probe"]:
-        click.echo(_save_probe(sources, table, config, options).line)
+    if run.save_probe:
+        click.echo(_save_probe(sources, table, configs[0], values).line)
+
+
+def sweep_configs(values: dict[str, Any]) -> list[Any]:
+    """One SweepConfig per --seed and, with --split few-shot, per --shots value.
+
+    Raises:
+        ConfigError: an option the split does not read (see SplitSettings), both
+            Dask spellings (see SweepSettings), or --save-probe with several runs.
+    """
+    from ssl_ser.classify.settings import sweep_config
+    from ssl_ser.classify.sweep import SweepConfig
+
+    grid, split = SweepGrid.from_cli(values), SplitSettings.from_cli(values)
+    sweep, run = SweepSettings.from_cli(values), ClassifyRun.from_cli(values)
+    shots = split.shots if split.method == "few-shot" else (None,)
+    runs = [(seed, count) for seed in grid.seeds for count in shots]
+    if run.save_probe and len(runs) > 1:
+        raise ConfigError("--save-probe saves one probe; give one --seed (and one --shots)")
+    fields = run.fields_of(SweepConfig)
+    return [sweep_config(grid, split, sweep, seed=s, shots=n, **fields) for s, n in runs]
 
 
 def _check_probe_export(config, sources) -> None:

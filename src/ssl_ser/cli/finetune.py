@@ -248,6 +248,7 @@ def finetune(**options) -> None:
     from ssl_ser.pipelines.probe import corpus_manifests
 
     refuse_repeats("--condition", options["conditions"])
+    split = split_settings(options)  # refused before any file is read
     table = corpus_manifests(parse_paths(options["manifests"] or ""), options["corpora"])
     fields = _config_fields(options)
     if options["from_probe"]:  # each fold's head starts as its probe
@@ -256,7 +257,7 @@ def finetune(**options) -> None:
     settings = FinetuneSettings(
         labels=options["labels"],
         split=options["split"],
-        split_options=split_settings(options),
+        split_options=split,
         conditions=tuple(options["conditions"]),
         train_condition=options["train_condition"],
         test_condition=options["test_condition"],

@@ -9,19 +9,15 @@ from typing import Any
 import click
 
 from ssl_ser.audio import CONDITIONS
-from ssl_ser.classify.splits import SPLITS, SplitOptions, check_seed
+from ssl_ser.classify.names import SPLIT_NAMES
+from ssl_ser.classify.splits import SplitOptions, check_seed, refuse_unused
 from ssl_ser.errors import ConfigError
 
 # The split registry owns the choices; the option lists exactly its names.
-SPLIT_CHOICES: tuple[str, ...] = tuple(SPLITS)
+SPLIT_CHOICES: tuple[str, ...] = SPLIT_NAMES
 
 progress_option = click.option("--progress/--no-progress", default=True, show_default=True)
 """``--progress/--no-progress``: show tqdm progress bars (on by default)."""
-
-dry_run_option = click.option(
-    "--dry-run", is_flag=True, help="Print the plan (caches, sweeps, cells); run nothing."
-)
-"""``--dry-run``: print what a pipeline would do and run nothing."""
 
 
 def check_seeds(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
@@ -75,19 +71,14 @@ def parse_ratios(value: str) -> tuple[float, float, float]:
     return parts  # type: ignore[return-value]
 
 
-def parse_labels(value: str) -> str | tuple[str, ...]:
-    """``basic4`` -> the set's name; ``angry, happy,sad`` -> its emotions as a tuple."""
-    names = parse_names(value)
-    return names if len(names) > 1 or "," in value else value.strip()
-
-
 def split_settings(options: Mapping[str, Any]) -> SplitOptions:
     """The split options of a command that takes :func:`split_options`, parsed and typed.
 
     Raises:
-        ConfigError: bad ``--ratios`` (see :func:`parse_ratios`).
+        ConfigError: bad ``--ratios`` (see :func:`parse_ratios`), or an option the
+            ``--split`` method does not read (see :func:`~ssl_ser.classify.splits.refuse_unused`).
     """
-    return SplitOptions(
+    split = SplitOptions(
         folds=options["folds"],
         seed=options["seed"],
         ratios=parse_ratios(options["ratios"]),
@@ -95,6 +86,11 @@ def split_settings(options: Mapping[str, Any]) -> SplitOptions:
         test_corpora=parse_names(options["test_corpora"]),
         shots=options["shots"],
     )
+    given = {"folds": split.folds, "ratios": split.ratios, "shots": split.shots}
+    refuse_unused(
+        options["split"], given | {"train": split.train_corpora, "test": split.test_corpora}
+    )
+    return split
 
 
 SPLIT_OPTIONS: tuple[Callable[[Any], Any], ...] = (
@@ -138,9 +134,11 @@ SPLIT_OPTIONS: tuple[Callable[[Any], Any], ...] = (
 
 
 def split_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Add the label-set and split options of ``ser classify`` (shared with ``ser finetune``).
+    """Add ``ser finetune``'s label-set and split options, until it takes them from settings.
 
-    One definition, so the two commands make the same folds from the same words.
+    ``ser classify`` generates the same options from
+    :class:`~ssl_ser.classify.settings.SplitSettings` and its neighbours; this list
+    goes once ``ser finetune`` does too.
     """
     for option in reversed(SPLIT_OPTIONS):
         command = option(command)

@@ -49,7 +49,7 @@ from ssl_ser.finetune.config import (
 )
 from ssl_ser.manifest import MANIFEST_SUFFIXES
 from ssl_ser.pipelines._schema import build, schema
-from ssl_ser.settings import CACHE_KEY, CELL_ID, Opt, Settings, Where, check_choices, wrong_type
+from ssl_ser.settings import CACHE_KEY, Opt, Settings, Where, check_choices, wrong_type
 
 SUFFIXES: dict[str, str] = {".yaml": "yaml", ".yml": "yaml", ".toml": "toml"}
 # An experiment file is a few hundred lines; a larger one is a mistake (or an attack).
@@ -342,15 +342,6 @@ class Experiment(SweepGrid):
             choices=CORPORA_MODES,
         ),
     ] = None
-    seeds: Annotated[
-        tuple[int, ...],
-        Opt(
-            "One run per seed (splits, initialisation). Repeatable.",
-            flag="--seed",
-            multiple=True,
-            enters=CELL_ID,
-        ),
-    ] = (0,)
     cache_dir: Annotated[
         str, Opt("Feature cache root (shared between runs).", metavar="DIRECTORY")
     ] = DEFAULT_CACHE_DIR
@@ -372,16 +363,6 @@ class Experiment(SweepGrid):
     @classmethod
     def _corpora(cls, value: object, info: ValidationInfo) -> tuple[CorpusSpec, ...]:
         return _parse_corpora(value, _place(info, "--corpus"))
-
-    @field_validator("seeds", mode="after")
-    @classmethod
-    def _seeds(cls, value: tuple[int, ...], info: ValidationInfo) -> tuple[int, ...]:
-        from ssl_ser.classify.splits import check_seed
-
-        where = (info.context or {}).get("where")
-        for index, seed in enumerate(value):
-            check_seed(seed, "--seed" if where is None else str(where.child("seeds").child(index)))
-        return value
 
     @field_validator("condition_pairs", mode="before")
     @classmethod

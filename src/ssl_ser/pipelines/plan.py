@@ -403,7 +403,8 @@ def unit_folds(
     Raises:
         ConfigError: the split cannot be made (names the corpora).
     """
-    from ssl_ser.classify.splits import SplitOptions, make_folds
+    from ssl_ser.classify.settings import split_options
+    from ssl_ser.classify.splits import make_folds
 
     split = experiment.split
     folds = split.folds
@@ -417,14 +418,7 @@ def unit_folds(
             groups,
         )
         folds = groups
-    options = SplitOptions(
-        folds=folds,
-        seed=variant.seed,
-        ratios=tuple(split.ratios),
-        train_corpora=split.train,
-        test_corpora=split.test,
-        shots=variant.shots if variant.shots is not None else SplitOptions.shots,
-    )
+    options = split_options(split, variant.seed, variant.shots, folds)
     try:
         made = make_folds(table, split.method, options)
     except SerError as error:
@@ -453,11 +447,11 @@ def cells_per_fold(
 ) -> int | None:
     """Cells one fold of one condition pair runs over every classifier, or None if unknown."""
     from ssl_ser.classify import registry
-    from ssl_ser.classify.features import feature_specs, parse_layers
+    from ssl_ser.classify.features import feature_specs, select_layers
 
     if layers is None:
         return None
-    chosen = parse_layers(experiment.layers, layers)
+    chosen = select_layers(experiment.layers, layers)
     specs = feature_specs(chosen, experiment.classify.combine, list(poolings))
     n_poolings = len(poolings)
     return sum(

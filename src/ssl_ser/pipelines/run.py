@@ -229,40 +229,19 @@ def extract_missing(plan: Plan, *, progress: bool = False) -> list[Any]:
 
 
 def sweep_config(experiment: Experiment, unit: SweepUnit) -> Any:
-    """The classify settings of one sweep."""
-    from ssl_ser.classify.splits import SplitOptions
-    from ssl_ser.classify.sweep import SweepConfig
+    """The classify settings of one sweep (its variant's seed and shots, its unit's folds)."""
+    from ssl_ser.classify.settings import sweep_config as config_of
 
-    split, settings = experiment.split, experiment.classify
-    shots = unit.variant.shots
-    return SweepConfig(
-        labels=experiment.labels,
-        layers=tuple(experiment.layers),
-        combine=settings.combine,
+    return config_of(
+        experiment,
+        experiment.split,
+        experiment.classify,
+        seed=unit.variant.seed,
+        shots=unit.variant.shots,
+        folds=unit.folds,
         poolings=tuple(unit.poolings),
-        classifiers=tuple(experiment.classifiers),
-        split=split.method,
-        split_options=SplitOptions(
-            folds=unit.folds,
-            seed=unit.variant.seed,
-            ratios=tuple(split.ratios),
-            train_corpora=split.train,
-            test_corpora=split.test,
-            shots=SplitOptions.shots if shots is None else shots,
-        ),
         train_condition=unit.pair[0],
         test_condition=unit.pair[1],
-        search=settings.search,
-        speaker_norm=settings.speaker_norm,
-        batched=settings.batched,
-        params=settings.params,
-        bootstrap=settings.bootstrap,
-        jobs=settings.jobs,
-        backend=settings.backend,
-        scheduler=settings.scheduler,
-        target=settings.target,
-        control=settings.control,
-        mdl=settings.mdl,
     )
 
 

@@ -25,7 +25,7 @@ from ssl_ser.classify.features import (
     FeatureSource,
     FeatureSpec,
     load_blocks,
-    parse_layers,
+    select_layers,
 )
 from ssl_ser.classify.metrics import confusion_matrix, scores_from_confusion
 from ssl_ser.classify.splits import inner_split
@@ -92,7 +92,7 @@ def export_probe(
     table = _training_rows(_condition_rows(dataset, condition), train_corpora)
     (chosen_pooling,) = _one_pooling(dataset, pooling)
     available = dataset.layers
-    candidates = parse_layers(choose_from if layers == SELECTED else layers, available)
+    candidates = select_layers(choose_from if layers == SELECTED else layers, available)
     blocks = load_blocks(
         dataset.sources,
         table["source"].to_numpy(),

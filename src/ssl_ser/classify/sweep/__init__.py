@@ -154,7 +154,7 @@ def run_sweep_cells(
 def run_sweep(
     sources: Sequence[FeatureSource],
     manifest: pd.DataFrame,
-    config: SweepConfig,
+    config: SweepConfig | Sequence[SweepConfig],
     output: str | Path,
     *,
     model: str | None = None,
@@ -163,18 +163,23 @@ def run_sweep(
 ) -> SweepResult:
     """Run the sweep's pending cells (:func:`run_sweep_cells`), then rebuild `output`'s tables.
 
-    The tables (results, predictions, summary) cover every cell stored in
-    `output`, this sweep's and earlier ones'.
+    Several configs (one per seed or shot count) run one after another into
+    `output`, and the tables are built once, with the first one's bootstrap. The
+    tables (results, predictions, summary) cover every cell stored in `output`,
+    these sweeps' and earlier ones'.
     """
     start = time.perf_counter()
-    counts = run_sweep_cells(
-        sources, manifest, config, output, model=model, condition=condition, progress=progress
-    )
-    paths = write_tables(CellStore(output), n_boot=config.bootstrap, seed=config.seed)
+    configs = [config] if isinstance(config, SweepConfig) else list(config)
+    counts = [
+        run_sweep_cells(sources, manifest, c, output, model=model, condition=condition,
+                        progress=progress)
+        for c in configs
+    ]  # fmt: skip
+    paths = write_tables(CellStore(output), n_boot=configs[0].bootstrap, seed=configs[0].seed)
     results = pd.read_parquet(paths["results"])
     summary = pd.read_csv(paths["summary"])
-    seconds = time.perf_counter() - start
-    return SweepResult(results, summary, paths, counts.cells_run, counts.cells_skipped, seconds)
+    ran, skipped = sum(c.cells_run for c in counts), sum(c.cells_skipped for c in counts)
+    return SweepResult(results, summary, paths, ran, skipped, time.perf_counter() - start)
 
 
 def _sweep_dataset(

@@ -1,4 +1,4 @@
-"""Running a sweep's tasks on a Dask cluster (``ser classify --backend dask``).
+"""Running a sweep's tasks on a Dask cluster (``ser classify --dask ADDRESS|local``).
 
 Where the cells run:
 

@@ -20,8 +20,8 @@ from ssl_ser.classify.features import (
     FeatureSpec,
     check_honoured,
     feature_specs,
-    parse_layers,
     resolve_poolings,
+    select_layers,
     stored_poolings,
 )
 from ssl_ser.classify.measures import (
@@ -51,6 +51,55 @@ log = logging.getLogger(__name__)
 LOCAL_BACKEND = "local"  # this process, or joblib worker processes (--jobs)
 DASK_BACKEND = "dask"  # the workers of a Dask cluster (a LocalCluster without an address)
 BACKENDS: tuple[str, ...] = (LOCAL_BACKEND, DASK_BACKEND)
+LOCAL_CLUSTER = "local"  # --dask local: a LocalCluster of --jobs worker processes here
+DASK_FLAGS = {"dask": "--dask", "backend": "--backend", "scheduler": "--scheduler"}
+
+
+def dask_placement(
+    dask: str | None,
+    backend: str = LOCAL_BACKEND,
+    scheduler: str | None = None,
+    names: Mapping[str, str] = DASK_FLAGS,
+    where: str = "",
+) -> tuple[str, str | None]:
+    """SweepConfig's (backend, scheduler) of ``--dask ADDRESS|local`` (None: this machine).
+
+    ``--backend dask [--scheduler ADDRESS]`` (experiment keys ``classify.backend``
+    and ``classify.scheduler``) is the deprecated spelling of the same choice: it
+    still works, with a warning naming the new one, until the next release.
+
+    Args:
+        dask: a scheduler address, ``local``, or None.
+        backend: the deprecated spelling's backend (``local`` or ``dask``).
+        scheduler: the deprecated spelling's scheduler address.
+        names: how the three options read in messages: flags, or experiment keys
+            (then ``option: value``, as in the file).
+        where: what the names are in (an experiment file), prefixed to messages.
+
+    Raises:
+        ConfigError: both spellings given, or a malformed address.
+    """
+    if backend == LOCAL_BACKEND and scheduler is None:
+        if dask is None or dask == LOCAL_CLUSTER:
+            return (LOCAL_BACKEND if dask is None else DASK_BACKEND), None
+        from ssl_ser.scheduler import check_address
+
+        check_address(dask, names["dask"])  # a malformed address: refused before any work
+        return DASK_BACKEND, dask
+    sep = " " if names["dask"].startswith("-") else ": "
+    prefix = f"{where}: " if where else ""
+    old = f"{names['backend']}{sep}{backend}"
+    old += f" {names['scheduler']}{sep}{scheduler}" if scheduler else ""
+    new = f"{names['dask']}{sep}{scheduler or LOCAL_CLUSTER}"
+    if dask is not None:
+        raise ConfigError(
+            f"{prefix}{names['dask']}{sep}{dask} and the deprecated {old} say the same thing "
+            f"twice; give {names['dask']} alone"
+        )
+    if backend == DASK_BACKEND:
+        log.warning("%s%s is deprecated and goes in the next release; use %s", prefix, old, new)
+    return backend, scheduler
+
 
 # fields that hold several choices: tuples, never comma strings
 TUPLE_FIELDS: tuple[str, ...] = ("layers", "poolings", "classifiers")
@@ -126,6 +175,11 @@ class SweepConfig:
             raise ConfigError(
                 f"a scheduler address ({self.scheduler!r}) needs backend {DASK_BACKEND!r}, "
                 f"not {self.backend!r}"
+            )
+        if self.scheduler is not None and self.jobs != 1:
+            raise ConfigError(
+                f"--jobs {self.jobs} does not apply to the Dask cluster at {self.scheduler}: its "
+                "own workers run the cells (--jobs sizes the cluster of --dask local)"
             )
         if self.scheduler is not None:  # a malformed address: refused before any work
             from ssl_ser.scheduler import check_address
@@ -257,7 +311,7 @@ def plan_dataset(
     poolings: list[str],
 ) -> DatasetPlan:
     """The tasks of one dataset's cells not stored yet; superseded stored cells are moved aside."""
-    layers = parse_layers(config.layers, dataset.layers)
+    layers = select_layers(config.layers, dataset.layers)
     specs = feature_specs(layers, config.combine, poolings)
     rows = Rows(
         codes=dataset.table["label"].map({c: i for i, c in enumerate(dataset.classes)}).to_numpy(),
