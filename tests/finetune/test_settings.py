@@ -153,3 +153,13 @@ def test_split_options_are_ser_classifys_with_one_run_per_seed_and_shots():
     # an option the split does not read is refused, naming it, before any file is read
     result = _command("--split", "loso", "--folds", "3")
     assert result.exit_code == 1 and "--folds" in result.output
+
+
+def test_the_settings_import_no_numerical_library():
+    import subprocess
+    import sys
+
+    heavy = ("numpy", "pandas", "torch", "transformers")
+    code = f"import sys, ssl_ser.finetune.settings; print([m for m in {heavy} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -33,6 +33,15 @@ from ssl_ser.settings import (
 if TYPE_CHECKING:
     from ssl_ser.finetune.config import FinetuneConfig
 
+HEADS: tuple[str, ...] = ("linear", "mlp")
+FREEZES: tuple[str, ...] = ("feature-encoder", "base", "none", "top")
+ADAPTERS: tuple[str, ...] = ("none", "lora")
+INITS: tuple[str, ...] = ("random", "probe")
+# Storage precisions of the feature caches (ssl_ser.cache.STORAGE_DTYPES).
+PROBE_DTYPES: tuple[str, ...] = ("float32", "float16")
+# Autocast precisions on CUDA: those of extraction (on CPU only float32 is accepted).
+FINETUNE_DTYPES: tuple[str, ...] = DTYPES
+
 
 class FinetuneSettings(Settings):
     """What ``ser finetune`` trains and keeps; an experiment's ``finetune`` section."""
@@ -141,7 +150,7 @@ class FinetuneSettings(Settings):
         str,
         Opt(
             "linear, or mlp (one hidden layer, ReLU, dropout).",
-            choices=registry_choices("ssl_ser.finetune.config", "HEADS"),
+            choices=HEADS,
             enters=CELL_ID,
         ),
     ] = "linear"
@@ -187,7 +196,7 @@ class FinetuneSettings(Settings):
         Opt(
             "random head, or probe: each fold's head starts as that fold's logistic-regression "
             "probe of head_layer (epoch 0 then equals the probe).",
-            choices=registry_choices("ssl_ser.finetune.config", "INITS"),
+            choices=INITS,
             enters=CELL_ID,
             cli=False,
         ),
@@ -197,7 +206,7 @@ class FinetuneSettings(Settings):
         Opt(
             "Precision the head's input is rounded to before standardising: the probes' cache "
             "storage dtype (float16), so a head started from a probe predicts what it did.",
-            choices=registry_choices("ssl_ser.finetune.config", "PROBE_DTYPES"),
+            choices=PROBE_DTYPES,
             enters=CELL_ID,
             cli=False,
         ),
@@ -207,7 +216,7 @@ class FinetuneSettings(Settings):
         Opt(
             "feature-encoder: the conv front end; base: the whole backbone (head only); "
             "none; top: all but the top --top-layers transformer layers.",
-            choices=registry_choices("ssl_ser.finetune.config", "FREEZES"),
+            choices=FREEZES,
             enters=CELL_ID,
         ),
     ] = "feature-encoder"
@@ -218,7 +227,7 @@ class FinetuneSettings(Settings):
         str,
         Opt(
             "lora: low-rank adapters on the attention projections, backbone frozen.",
-            choices=registry_choices("ssl_ser.finetune.config", "ADAPTERS"),
+            choices=ADAPTERS,
             enters=CELL_ID,
         ),
     ] = "none"
@@ -248,7 +257,11 @@ class FinetuneSettings(Settings):
     ] = 0.1
     dtype: Annotated[
         str,
-        Opt("Autocast precision on CUDA (CPU trains in float32).", choices=DTYPES, enters=CELL_ID),
+        Opt(
+            "Autocast precision on CUDA (CPU trains in float32).",
+            choices=FINETUNE_DTYPES,
+            enters=CELL_ID,
+        ),
     ] = "float32"
     max_seconds: Annotated[
         float | None, Opt("Longest stretch of audio the model sees at once.", enters=CELL_ID)
