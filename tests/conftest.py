@@ -1,7 +1,7 @@
 """Shared test setup: keep transformers and the hub offline (an online lookup hangs ~30 s).
 
-Also the session fixtures of the fine-tune and predict tests: a small synthetic
-emotional corpus and a tiny model, built on first use.
+Also one torch thread in every test, and the session fixtures of the fine-tune and
+predict tests: a small synthetic emotional corpus and a tiny model, built on first use.
 """
 
 import os
@@ -12,6 +12,17 @@ import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One torch thread per test: tiny models run fastest so, and runs compare bit for bit.
+
+    The test processes (one per core) then do not oversubscribe the cores.
+    """
+    import torch
+
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -56,10 +56,12 @@ class Opt:
         choices: the valid values, or a function returning them from the registry
             that owns them (checked for every element of a tuple).
         enters: :data:`CACHE_KEY`, :data:`CELL_ID`, or None (speed or output only).
-        flag: the command-line spelling; default ``--`` and the name with dashes.
+        flag: the command-line spelling; default ``--`` and the name with dashes. A
+            boolean's may name its false spelling too (``--weighted-layers/--last-layer``).
         negatable: a boolean spelled ``--x/--no-x`` (always so when it defaults to true).
         multiple: a tuple given by repeating the option, not as one comma list.
         metavar: how the value reads in ``--help``.
+        required: the command line must give it (files and code may leave it out).
         cli: whether commands take it (False: experiment files only).
         file: whether experiment files take it (False: command line only).
         aliases: more command-line spellings of the option (``-o`` beside ``--output``).
@@ -69,6 +71,7 @@ class Opt:
         hidden: a deprecated spelling: still taken, but left out of ``--help``.
         flag_value: the value an option given without its value takes (``--finetune``
             alone); None: the option needs its value.
+        count: an integer counted from repeats of a valueless flag (``-vv``).
     """
 
     help: str
@@ -78,10 +81,12 @@ class Opt:
     negatable: bool = False
     multiple: bool = False
     metavar: str | None = None
+    required: bool = False
     cli: bool = True
     file: bool = True
     aliases: tuple[str, ...] = ()
     click_type: Any = None
+    count: bool = False
     minimum: float | None = None
     above: float | None = None
     hidden: bool = False
@@ -150,7 +155,7 @@ class Settings(BaseModel):
 
     @classmethod
     def _refuse_cli_only(cls, data: Mapping[str, Any], where: Where) -> None:
-        file_keys = [n for n in cls.model_fields if (o := option_of(cls, n)) is None or o.file]
+        file_keys = list(file_fields(cls))
         for key in data:
             if key in cls.model_fields and key not in file_keys:
                 place = where.child(cls.section) if cls.section else where
@@ -270,7 +275,7 @@ def flag_of(model: type[BaseModel], name: str) -> str:
     """The command-line spelling of field `name`."""
     opt = option_of(model, name)
     if opt is not None and opt.flag:
-        return opt.flag
+        return opt.flag.split("/")[0]
     return "--" + name.replace("_", "-")
 
 
@@ -383,6 +388,9 @@ def located_error(
 
 
 def _keys(hint: Any) -> list[str]:
+    """The keys an experiment file may give a table of type `hint`."""
+    if isinstance(hint, type) and issubclass(hint, Settings):
+        return list(file_fields(hint))
     if isinstance(hint, type) and issubclass(hint, BaseModel):
         return list(hint.model_fields)
     return []
@@ -436,6 +444,14 @@ def cli_fields(model: type[Settings]) -> Iterator[str]:
             yield name
 
 
+def file_fields(model: type[Settings]) -> Iterator[str]:
+    """The fields of `model` that experiment files take, in declaration order."""
+    for name in model.model_fields:
+        opt = option_of(model, name)
+        if opt is None or opt.file:
+            yield name
+
+
 def options(
     model: type[Settings], *, only: Iterable[str] | None = None, exclude: Iterable[str] = ()
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -462,24 +478,27 @@ def click_option(model: type[Settings], name: str) -> Callable[[Callable[..., An
     info = model.model_fields[name]
     opt = option_of(model, name) or Opt(help="")
     hint = bare(info.annotation)
-    flag = flag_of(model, name)
+    flag = opt.flag or flag_of(model, name)
     default = None if info.is_required() else info.get_default(call_default_factory=True)
     kwargs: dict[str, Any] = {
         "help": opt.help,
-        "required": info.is_required(),
+        "required": info.is_required() or opt.required,
         "metavar": opt.metavar,
         "hidden": opt.hidden,
         "setting": (model, name),
         "cls": SettingOption,
     }
     if hint is bool:
-        if opt.negatable or default is True:
+        negatable = opt.negatable or default is True or "/" in flag
+        if negatable and "/" not in flag:
             flag = f"{flag}/--no-{flag[2:]}"
-        else:
+        if not negatable:
             kwargs["is_flag"] = True
-        kwargs.update(default=bool(default), show_default=opt.negatable or default is True)
+        kwargs.update(default=bool(default), show_default=negatable)
         return click.option(flag, *opt.aliases, name, **kwargs)
     kwargs.update(cli_type(model, name, default))
+    if kwargs["required"]:
+        del kwargs["default"]  # with a default, click takes a missing option as given
     return click.option(flag, *opt.aliases, name, **kwargs)
 
 
@@ -499,6 +518,8 @@ def cli_type(model: type[Settings], name: str, default: Any) -> dict[str, Any]:
     if tuple_hint:
         text = None if default is None else ",".join(str(v) for v in default)
         return {"type": str, "default": text, "show_default": shown}
+    if opt.count:
+        return {"count": True, "default": default}
     kind = opt.click_type or (click.Choice(choices) if choices else _scalar_type(hint))
     typed = {"type": kind, "default": default, "show_default": shown}
     if opt.flag_value is not None:
@@ -520,6 +541,15 @@ class Feedback(Settings):
     progress: Annotated[
         bool, Opt("Show progress bars with a rate (on stderr).", negatable=True, file=False)
     ] = True
+
+
+class Logging(Settings):
+    """How much the toolkit logs (the ``ser`` group's own option)."""
+
+    verbose: Annotated[
+        int,
+        Opt("More log output (-v info, -vv debug).", aliases=("-v",), count=True, file=False),
+    ] = 0
 
 
 def generated_options(command: click.Command) -> list[SettingOption]:

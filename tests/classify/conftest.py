@@ -1,6 +1,5 @@
 import pandas as pd
 import pytest
-import torch
 
 from ssl_ser import cache
 from ssl_ser.classify.features import InMemoryFeatures
@@ -9,15 +8,6 @@ from ssl_ser.testing.synthetic import synthetic_features, synthetic_manifest
 BASIC4 = ("angry", "happy", "sad", "neutral")
 SMALL_MLP = {"hidden_layer_sizes": (16,), "max_epochs": 40, "patience": 5}
 SMALL_LINEAR = {"max_epochs": 40, "patience": 5}
-
-
-@pytest.fixture(autouse=True, scope="session")
-def one_torch_thread():
-    """Tiny models run fastest on one thread, and the test machine is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def corpus(name: str, n_utts=240, n_speakers=8, emotions=BASIC4, seed=0, condition="clean"):

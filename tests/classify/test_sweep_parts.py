@@ -88,6 +88,37 @@ def test_cli_options_become_typed_split_options() -> None:
     assert SweepGrid.from_cli({"labels": "angry, happy,sad"}).labels == "angry,happy,sad"
 
 
+def test_cells_of_the_former_mlp_defaults_are_not_taken_for_the_current_ones(
+    alpha, tmp_path, monkeypatch
+) -> None:
+    """Issue 20: the mlp's defaults (lr 3e-3, batches of 256) are in its cells' ids."""
+    import dataclasses
+    import json
+
+    from ssl_ser.classify import registry
+    from ssl_ser.classify.results import CellStore
+    from ssl_ser.classify.splits import SplitOptions
+    from ssl_ser.classify.sweep import SweepConfig, run_sweep_cells
+
+    table, features = alpha
+    config = SweepConfig(
+        classifiers=("mlp",), layers=("1",), split_options=SplitOptions(folds=2), threads=1
+    )
+    current = registry.get("mlp")
+    former = dataclasses.replace(current, defaults=registry.MLP_DEFAULTS)
+    monkeypatch.setitem(registry.CLASSIFIERS, "mlp", former)
+    assert run_sweep_cells([features], table, config, tmp_path).cells_run == 2
+    monkeypatch.setitem(registry.CLASSIFIERS, "mlp", current)
+    counts = run_sweep_cells([features], table, config, tmp_path)
+    assert (counts.cells_run, counts.cells_skipped) == (2, 0)
+    store = CellStore(tmp_path)
+    current_cells = [json.loads(path.read_text())[0] for path in store.cells.glob("*.json")]
+    assert len(current_cells) == 2
+    assert all('"batch_size": 256' in cell["params"] for cell in current_cells)
+    # the former cells were moved aside, so that no fold counts twice
+    assert len(list((store.cells / "superseded").glob("*.json"))) == 2
+
+
 def test_supersede_other_cells_moves_other_runs_of_the_same_setting_and_stale_features(
     tmp_path, caplog
 ) -> None:

@@ -18,6 +18,7 @@ import click
 from ssl_ser import __version__
 from ssl_ser.errors import SerError
 from ssl_ser.progress import show_on_stderr
+from ssl_ser.settings import Logging, options
 
 # command name -> "module:function" under ssl_ser.cli
 COMMANDS: dict[str, str] = {
@@ -90,7 +91,7 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup)
 @click.version_option(__version__, prog_name="ser")
-@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+@options(Logging)
 def cli(verbose: int) -> None:
     """ssl-ser: speech emotion recognition with self-supervised speech models."""
     # Idle OpenMP threads (xgboost, torch, scikit-learn) sleep instead of spinning: spinning

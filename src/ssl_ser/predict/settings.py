@@ -102,7 +102,12 @@ class ExportSettings(Settings):
         ),
     ] = "selected"
     combine: Annotated[
-        str, Opt("", choices=registry_choices("ssl_ser.classify.features", "COMBINES"))
+        str,
+        Opt(
+            "each: the one layer of --layer; concat/mean: concatenate or average the layers "
+            "of the --layer range.",
+            choices=registry_choices("ssl_ser.classify.names", "COMBINE_NAMES"),
+        ),
     ] = "each"
     condition: Annotated[str | None, Opt("Condition of the rows to fit on.")] = None
     model: Annotated[str | None, Opt("Use only caches of this model.")] = None
