@@ -16,7 +16,8 @@ Values are strict (no ``"5"`` for an integer, no ``1`` for a boolean). A tuple
 field also takes a list, one comma-separated string (strings) or one number
 (numbers); a number field takes a string in exponent form (``1e-5``), which YAML
 1.1 parsers leave a string. Fields with their own grammar (layers, label sets,
-``NAME=ROOT``) declare a parsing type once (see :mod:`ssl_ser.values`).
+``NAME=ROOT``) are parsed once, by their field's validator (see
+:mod:`ssl_ser.classify.settings`).
 """
 
 from __future__ import annotations
@@ -532,7 +533,7 @@ def _scalar_type(hint: Any) -> Any:
         return click.Path(path_type=Path)
     if hint in (int, float, str):
         return hint
-    return str  # a parsing type (see ssl_ser.values) reads its own text
+    return str  # a field with its own grammar: its validator reads the text
 
 
 class Feedback(Settings):

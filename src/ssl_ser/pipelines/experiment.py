@@ -1,9 +1,10 @@
 """Experiment files: a grid of models x corpora x conditions x classifiers x split, with seeds.
 
-An experiment file (YAML or TOML) is validated into the frozen (pydantic)
-dataclasses below (see :mod:`ssl_ser.pipelines._schema`); an unknown key is an
-error naming it and the valid keys, a wrong type names the key, the expected and
-the found type. A minimal file::
+An experiment file (YAML or TOML) is validated into :class:`Experiment`, a
+settings model (see :mod:`ssl_ser.settings`) whose sections are the stages' own
+settings models, the ones their commands' options are generated from; an unknown
+key is an error naming it and the valid keys, a wrong type names the key, the
+expected and the found type. A minimal file::
 
     name: emodb-baseline
     models: [facebook/wav2vec2-base, egemaps]
