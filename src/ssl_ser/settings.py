@@ -34,7 +34,14 @@ from typing import Annotated, Any, ClassVar, TypeVar
 
 import click
 import pydantic
-from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from ssl_ser.errors import ConfigError, SerError, UnknownChoiceError
@@ -242,6 +249,17 @@ class Settings(BaseModel):
 def invalid(value: object, text: str) -> PydanticCustomError:
     """A validator's refusal of `value`; the message names the place: "... must be `text`"."""
     return PydanticCustomError("invalid", "invalid value", {"value": value, "text": text})
+
+
+def existing_paths(paths: tuple[str, ...]) -> tuple[str, ...]:
+    """Refuse a path that does not exist, before a command reads it (an :class:`AfterValidator`)."""
+    for path in paths:
+        if not Path(path).exists():
+            raise invalid(path, "an existing file")
+    return paths
+
+
+ExistingPaths = AfterValidator(existing_paths)
 
 
 def registry_choices(module: str, name: str) -> Callable[[], tuple[str, ...]]:

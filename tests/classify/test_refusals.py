@@ -63,9 +63,18 @@ def _invoke(*args: str):
     return CliRunner().invoke(cli, list(args))
 
 
+def _empty_inputs(tmp_path) -> tuple[str, str]:
+    """A cache and a manifest that exist but are empty: reading either would fail."""
+    cache, table = tmp_path / "empty.h5", tmp_path / "empty.csv"
+    cache.touch()
+    table.touch()
+    return str(cache), str(table)
+
+
 def test_ser_classify_refuses_before_reading_any_file(tmp_path):
+    cache, table = _empty_inputs(tmp_path)
     result = _invoke(
-        "classify", "--cache", "missing.h5", "--manifest", "missing.csv",
+        "classify", "--cache", cache, "--manifest", table,
         "--output", str(tmp_path / "out"), "--split", "loso", "--shots", "5",
     )  # fmt: skip
     assert result.exit_code == 1
@@ -73,9 +82,28 @@ def test_ser_classify_refuses_before_reading_any_file(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["classify", "--cache", "CACHE", "--manifest", "no.csv"], "--manifest"),
+        (["classify", "--cache", "CACHE,no.h5", "--manifest", "TABLE"], "--cache"),
+        (["export", "--cache", "no.h5", "--manifest", "TABLE"], "--cache"),
+        (["finetune", "--model", "none", "--manifest", "TABLE,no.csv"], "--manifest"),
+    ],
+)
+def test_a_missing_cache_or_manifest_is_one_line_naming_the_flag(tmp_path, args, message):
+    cache, table = _empty_inputs(tmp_path)
+    args = [arg.replace("CACHE", cache).replace("TABLE", table) for arg in args]
+    result = _invoke(*args, "--output", str(tmp_path / "out"))
+    missing = "no.h5" if message == "--cache" else "no.csv"
+    assert result.exit_code == 1
+    assert result.output == f"error: {message} must be an existing file; got {missing!r}\n"
+    assert not (tmp_path / "out").exists()
+
+
 def test_ser_finetune_refuses_before_reading_any_file(tmp_path):
     result = _invoke(
-        "finetune", "--model", "none", "--manifest", "missing.csv",
+        "finetune", "--model", "none", "--manifest", _empty_inputs(tmp_path)[1],
         "--output", str(tmp_path / "out"), "--train", "emodb",
     )  # fmt: skip
     assert result.exit_code == 1
@@ -141,8 +169,8 @@ def test_the_deprecated_spelling_works_and_names_the_new_one(caplog):
 
 
 def test_both_spellings_or_a_malformed_address_are_refused(tmp_path):
-    base = ["classify", "--cache", "missing.h5", "--manifest", "missing.csv", "--output"]
-    base.append(str(tmp_path / "out"))
+    cache, table = _empty_inputs(tmp_path)
+    base = ["classify", "--cache", cache, "--manifest", table, "--output", str(tmp_path / "out")]
     both = _invoke(*base, "--dask", "local", "--backend", "dask")
     assert both.exit_code == 1
     assert "--dask local and the deprecated --backend dask say the same thing twice" in both.output

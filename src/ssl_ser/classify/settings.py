@@ -23,7 +23,15 @@ from ssl_ser.classify.names import (
     SPLIT_NAMES,
     TARGET_NAMES,
 )
-from ssl_ser.settings import CELL_ID, Opt, Settings, flag_of, invalid, wrong_type
+from ssl_ser.settings import (
+    CELL_ID,
+    ExistingPaths,
+    Opt,
+    Settings,
+    flag_of,
+    invalid,
+    wrong_type,
+)
 
 LAYERS_HELP = "all, a range 0-6, or a list 3,6,9."
 POOLING_HELP = (
@@ -294,11 +302,14 @@ class ClassifyRun(Settings):
     """What one ``ser classify`` run reads and writes (an experiment file sets these itself)."""
 
     caches: Annotated[
-        tuple[str, ...], Opt("Feature cache(s), comma-separated.", flag="--cache", file=False)
+        tuple[str, ...],
+        Opt("Feature cache(s), comma-separated.", flag="--cache", file=False),
+        ExistingPaths,
     ]
     manifests: Annotated[
         tuple[str, ...],
         Opt("Manifest(s) of the cached corpora (CSV/parquet).", flag="--manifest", file=False),
+        ExistingPaths,
     ]
     model: Annotated[str | None, Opt("Refuse caches of any other model.", file=False)] = None
     condition: Annotated[str | None, Opt("Refuse caches of any other condition.", file=False)] = (

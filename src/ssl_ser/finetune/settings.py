@@ -21,6 +21,7 @@ from ssl_ser.errors import ConfigError
 from ssl_ser.extract.config import DTYPES, LONG_AUDIO_POLICIES
 from ssl_ser.settings import (
     CELL_ID,
+    ExistingPaths,
     Opt,
     Settings,
     Where,
@@ -61,6 +62,7 @@ class FinetuneSettings(Settings):
     manifests: Annotated[
         tuple[str, ...],
         Opt("Manifest(s) (CSV/parquet), comma-separated.", flag="--manifest", file=False),
+        ExistingPaths,
     ] = ()
     corpora: Annotated[
         tuple[str, ...],
