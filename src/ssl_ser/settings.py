@@ -163,11 +163,15 @@ class Settings(BaseModel):
 
     @classmethod
     def _refuse_cli_only(cls, data: Mapping[str, Any], where: Where) -> None:
+        """Refuse a key only the command line takes, naming its flag and the file's keys."""
         file_keys = list(file_fields(cls))
         for key in data:
             if key in cls.model_fields and key not in file_keys:
                 place = where.child(cls.section) if cls.section else where
-                raise UnknownChoiceError("key", key, file_keys, where=str(place))
+                raise ConfigError(
+                    f"key {key!r} in {place} is for the command line only "
+                    f"({flag_of(cls, str(key))}); a file takes {', '.join(file_keys)}"
+                )
 
     @field_validator("*", mode="after")
     @classmethod
