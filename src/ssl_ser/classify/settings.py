@@ -175,7 +175,7 @@ class SplitSettings(Settings):
     @classmethod
     def _ratios(cls, value: tuple[float, ...]) -> tuple[float, ...]:
         if len(value) != 3 or min(value) < 0 or sum(value) <= 0:
-            raise invalid(value, "three non-negative numbers, e.g. 0.8,0.1,0.1")
+            raise invalid(list(value), "three non-negative numbers, e.g. 0.8,0.1,0.1")
         return value
 
     @model_validator(mode="after")
@@ -250,8 +250,8 @@ class SweepSettings(Settings):
     threads: Annotated[
         int | None,
         Opt(
-            "BLAS/torch threads per cell [default: 1]. Part of each cell id: thread counts "
-            "change the last digits of a fit.",
+            "BLAS/torch threads per cell. Part of each cell id: thread counts change the last "
+            "digits of a fit.  [default: 1]",
             enters=CELL_ID,
             minimum=1,
         ),

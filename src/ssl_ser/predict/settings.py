@@ -46,7 +46,8 @@ class PredictSettings(Settings):
     telephone_source: Annotated[
         str | None,
         Opt(
-            "[default: that of the model's training audio, else derived]",
+            "telephone: apply the simulated chain, or read the corpus's wav_telephone copies "
+            "[default: that of the model's training audio, else derived].",
             choices=TELEPHONE_SOURCES,
         ),
     ] = None
