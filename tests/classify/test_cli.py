@@ -105,7 +105,7 @@ def test_classify_end_to_end_over_caches(files, tmp_path):
         ),
         (
             ["--scheduler", "tcp://h:8786"],
-            "scheduler address ('tcp://h:8786') needs backend 'dask'",
+            "--scheduler ('tcp://h:8786') needs --backend dask, not 'local'",
         ),
     ],
 )

@@ -118,6 +118,14 @@ def test_ser_finetune_refuses_before_reading_any_file(tmp_path):
             ("--dask", "local", "--backend", "dask"),
             "--dask local and the deprecated --backend dask say the same thing twice",
         ),
+        (  # the deprecated spelling's address is checked as --dask's, before any work
+            ("--backend", "dask", "--scheduler", "local"),
+            "error: --scheduler 'local' is not a Dask scheduler address",
+        ),
+        (
+            ("--scheduler", "tcp://h:8786"),
+            "error: --scheduler ('tcp://h:8786') needs --backend dask, not 'local'",
+        ),
     ],
 )
 def test_ser_probe_refuses_with_the_flags(tmp_path, extra, message):

@@ -350,7 +350,8 @@ def test_an_explicit_label_list_is_stored_in_its_one_spelling(tmp_path, labels):
         (
             {**MINIMAL, "classify": {"scheduler": "tcp://h:8786"}},
             ConfigError,
-            r"'classify.scheduler' in .*exp.yaml \('tcp://h:8786'\) needs classify.backend: dask",
+            r"exp.yaml: classify.scheduler \('tcp://h:8786'\) needs classify.backend: dask, "
+            r"not 'local'$",
         ),
         ({**MINIMAL, "classify": {"scheduler": 8786}}, ConfigError, r"'classify.scheduler' .* str"),
     ],

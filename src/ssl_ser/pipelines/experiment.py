@@ -470,12 +470,6 @@ def _check_numbers(experiment: Experiment, where: Where) -> None:
         raise ConfigError(f"{where.child('extract').child('workers')} must be 0 or more")
     if experiment.classify.jobs < 1:
         raise ConfigError(f"{where.child('classify').child('jobs')} must be 1 or more")
-    if experiment.classify.scheduler is not None and experiment.classify.backend != "dask":
-        raise ConfigError(
-            f"{where.child('classify').child('scheduler')} "
-            f"({experiment.classify.scheduler!r}) needs classify.backend: dask, not "
-            f"{experiment.classify.backend!r}"
-        )
     if experiment.classify.bootstrap < 0:
         raise ConfigError(f"{where.child('classify').child('bootstrap')} must be 0 or more")
     _check_target(experiment, where.child("classify"))
