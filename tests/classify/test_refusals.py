@@ -101,6 +101,20 @@ def test_a_missing_cache_or_manifest_is_one_line_naming_the_flag(tmp_path, args,
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("command", ["classify", "finetune", "probe"])
+def test_a_seed_given_twice_is_refused_naming_it(tmp_path, command):
+    cache, table = _empty_inputs(tmp_path)
+    inputs = {
+        "classify": ["--cache", cache, "--manifest", table],
+        "finetune": ["--model", "m", "--manifest", table],
+        "probe": ["--model", "mfcc", "--corpus", "emodb=/nowhere", "--dry-run"],
+    }[command]
+    seeds = ["--seed", "1", "--seed", "2", "--seed", "1"]
+    result = _invoke(command, *inputs, *seeds, "--output", str(tmp_path / "out"))
+    assert result.exit_code == 1
+    assert result.output == "error: --seed 1 is given twice; give each value once\n"
+
+
 def test_ser_finetune_refuses_before_reading_any_file(tmp_path):
     result = _invoke(
         "finetune", "--model", "none", "--manifest", _empty_inputs(tmp_path)[1],

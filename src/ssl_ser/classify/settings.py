@@ -23,6 +23,7 @@ from ssl_ser.classify.names import (
     SPLIT_NAMES,
     TARGET_NAMES,
 )
+from ssl_ser.errors import ConfigError
 from ssl_ser.settings import (
     CELL_ID,
     ExistingPaths,
@@ -124,6 +125,8 @@ class SweepGrid(Settings):
         where = (info.context or {}).get("where")
         for index, seed in enumerate(value):
             check_seed(seed, str(where.child("seeds").child(index)) if where else "--seed")
+            if where is None and seed in value[:index]:  # files: check_experiment says so
+                raise ConfigError(f"--seed {seed} is given twice; give each value once")
         return value
 
     @field_validator("labels", mode="before")
