@@ -115,6 +115,18 @@ def test_a_seed_given_twice_is_refused_naming_it(tmp_path, command):
     assert result.output == "error: --seed 1 is given twice; give each value once\n"
 
 
+def test_a_shot_count_given_twice_is_refused_naming_the_flag_or_the_key():
+    from ssl_ser.classify.settings import SplitSettings
+    from ssl_ser.settings import Where
+
+    with pytest.raises(ConfigError, match=r"^--shots lists 10 twice; give each value once$"):
+        SplitSettings.from_cli({"method": "few-shot", "shots": (10, 5, 10)})
+    with pytest.raises(ConfigError, match=r"^'split.shots' in x.yaml lists 10 twice; give each"):
+        SplitSettings.from_file(
+            {"method": "few-shot", "shots": [10, 10]}, Where("x.yaml", ("split",))
+        )
+
+
 def test_ser_finetune_refuses_before_reading_any_file(tmp_path):
     result = _invoke(
         "finetune", "--model", "none", "--manifest", _empty_inputs(tmp_path)[1],

@@ -181,6 +181,15 @@ class SplitSettings(Settings):
             raise invalid(list(value), "three non-negative numbers, e.g. 0.8,0.1,0.1")
         return value
 
+    @field_validator("shots", mode="after")
+    @classmethod
+    def _shots_once(cls, value: tuple[int, ...], info: ValidationInfo) -> tuple[int, ...]:
+        """Refuse a shot count given twice (it would run the same sweep twice)."""
+        for index, count in enumerate(value):
+            if count in value[:index]:
+                raise ConfigError(f"{cls.place(info)} lists {count} twice; give each value once")
+        return value
+
     @model_validator(mode="after")
     def _used(self, info: ValidationInfo) -> SplitSettings:
         """Refuse an option the split method does not read (named by its flag or key)."""
