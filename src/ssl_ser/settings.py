@@ -156,9 +156,9 @@ class Settings(BaseModel):
             cls._refuse_cli_only(data, where)
         loosened = dict(data)
         for name, value in data.items():
-            info = cls.model_fields.get(str(name))
-            if info is not None:
-                loosened[name] = _loosen_value(bare(info.annotation), value)
+            field = cls.model_fields.get(str(name))
+            if field is not None:
+                loosened[name] = _loosen_value(bare(field.annotation), value)
         return loosened
 
     @classmethod

@@ -24,7 +24,9 @@ from ssl_ser.settings import Feedback, Opt, Settings, Where
 FINETUNE_EPOCHS = FinetuneSettings().epochs  # --finetune alone: ser finetune's default
 SOURCE = "the ser probe options"
 PROBE_NAME = "probe"
-# Extraction options that run the work elsewhere or name a single input: not ser probe's.
+# Extraction options that run the work on a cluster: not ser probe's (its --dask is the
+# sweep's; an experiment file's extract section takes them). ser probe's options leave out
+# root and shard too (a single input, one shard of many).
 NOT_PROBE_EXTRACT: tuple[str, ...] = ("dask", "shards", "keep_shards")
 
 
