@@ -148,6 +148,7 @@ def test_ser_finetune_refuses_before_reading_any_file(tmp_path):
             ("--backend", "dask", "--scheduler", "local"),
             "error: --scheduler 'local' is not a Dask scheduler address",
         ),
+        (("--split", "few-shot"), "error: --split: split 'few-shot' needs at least 2 corpora"),
         (
             ("--scheduler", "tcp://h:8786"),
             "error: --scheduler ('tcp://h:8786') needs --backend dask, not 'local'",
@@ -159,6 +160,15 @@ def test_ser_probe_refuses_with_the_flags(tmp_path, extra, message):
     result = _invoke(*base, *extra, "--output", str(tmp_path))
     assert result.exit_code == 1
     assert message in result.output
+
+
+def test_ser_probe_refuses_a_missing_corpus_naming_the_flag(tmp_path):
+    args = ("probe", "--model", "mfcc", "--corpus", "emodb=/nowhere/e.csv", "--dry-run")
+    result = _invoke(*args, "--output", str(tmp_path))
+    assert result.exit_code == 1
+    assert (
+        result.output == "error: --corpus emodb=/nowhere/e.csv: no such corpus folder or manifest\n"
+    )
 
 
 def test_an_experiment_file_refuses_with_its_keys(tmp_path):
