@@ -157,11 +157,6 @@ class FinetuneConfig:
         check_training(self)
 
     @property
-    def reads_layer(self) -> bool:
-        """Whether the head reads one chosen hidden state (the backbone is cut above it)."""
-        return self.head_layer is not None
-
-    @property
     def mixes_layers(self) -> bool:
         """Whether the head reads a learned mix of every hidden state."""
         return self.head_layer is None and self.weighted_layers
