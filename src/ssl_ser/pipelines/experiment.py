@@ -399,11 +399,7 @@ def check_experiment(experiment: Experiment, where: Where) -> None:
             "and '-' only (it names the output folder)"
         )
     for key in ("models", "conditions", "classifiers", "seeds"):
-        values = getattr(experiment, key)
-        if not values:
-            raise ConfigError(f"{where.child(key)} must list at least one value")
-        if len(set(values)) != len(values):
-            raise ConfigError(f"{where.child(key)} lists a value twice: {list(values)}")
+        _check_listed(getattr(experiment, key), where.child(key))
     _check_split(experiment, where.child("split"))
     for pair in experiment.pairs:
         check_choices(pair, experiment.conditions, where.child("condition_pairs"))
@@ -412,7 +408,8 @@ def check_experiment(experiment: Experiment, where: Where) -> None:
             f"{where.child('corpora_mode')} is 'each', but split {experiment.split.method!r} "
             "trains and tests on different corpora; use corpora_mode: pooled"
         )
-    _check_numbers(experiment, where)
+    _check_dask(experiment, where.child("classify"))
+    _check_target(experiment, where.child("classify"))
     try:
         experiment.extractor_configs()
     except SerError as error:
@@ -431,20 +428,20 @@ def _check_finetune(experiment: Experiment, where: Where) -> None:
         )
     models = experiment.finetune.models
     if models is not None:
-        if not models:
-            raise ConfigError(
-                f"{where.child('models')} must list at least one model (or leave out the "
-                "finetune section)"
-            )
-        if len(set(models)) != len(models):
-            raise ConfigError(f"{where.child('models')} lists a value twice: {list(models)}")
+        _check_listed(models, where.child("models"), "model (or leave out the finetune section)")
         check_choices(models, experiment.ssl_models, where.child("models"))
+
+
+def _check_listed(values: tuple[Any, ...], where: Where, one: str = "value") -> None:
+    """A list of at least one value, each value once."""
+    if not values:
+        raise ConfigError(f"{where} must list at least one {one}")
+    if len(set(values)) != len(values):
+        raise ConfigError(f"{where} lists a value twice: {list(values)}")
 
 
 def _check_split(experiment: Experiment, where: Where) -> None:
     split = experiment.split
-    if split.folds < 2:
-        raise ConfigError(f"{where.child('folds')} must be at least 2; got {split.folds}")
     for key in ("train", "test"):
         check_choices(getattr(split, key), experiment.corpus_names, where.child(key))
     if set(split.train) & set(split.test):
@@ -452,9 +449,7 @@ def _check_split(experiment: Experiment, where: Where) -> None:
             f"{where}: corpora {sorted(set(split.train) & set(split.test))} "
             "are both in train and test"
         )
-    if len(split.ratios) != 3 or min(split.ratios) < 0 or sum(split.ratios) <= 0:
-        raise ConfigError(f"{where.child('ratios')} must be three non-negative numbers")
-    if not split.shots or min(split.shots) < 0:
+    if not split.shots:
         raise ConfigError(f"{where.child('shots')} must list numbers >= 0; got {split.shots}")
     if split.method in CROSS_CORPUS_SPLITS and len(experiment.corpora) < 2:
         raise ConfigError(
@@ -462,23 +457,14 @@ def _check_split(experiment: Experiment, where: Where) -> None:
         )
 
 
-def _check_numbers(experiment: Experiment, where: Where) -> None:
-    settings = experiment.extract
-    if settings.batch_seconds <= 0:
-        raise ConfigError(f"{where.child('extract').child('batch_seconds')} must be positive")
-    if settings.workers is not None and settings.workers < 0:
-        raise ConfigError(f"{where.child('extract').child('workers')} must be 0 or more")
-    if experiment.classify.jobs < 1:
-        raise ConfigError(f"{where.child('classify').child('jobs')} must be 1 or more")
-    if experiment.classify.scheduler is not None and experiment.classify.backend != "dask":
+def _check_dask(experiment: Experiment, where: Where) -> None:
+    """A scheduler address only with the (deprecated) ``backend: dask``."""
+    settings = experiment.classify
+    if settings.scheduler is not None and settings.backend != "dask":
         raise ConfigError(
-            f"{where.child('classify').child('scheduler')} "
-            f"({experiment.classify.scheduler!r}) needs classify.backend: dask, not "
-            f"{experiment.classify.backend!r}"
+            f"{where.child('scheduler')} ({settings.scheduler!r}) needs classify.backend: "
+            f"dask, not {settings.backend!r}"
         )
-    if experiment.classify.bootstrap < 0:
-        raise ConfigError(f"{where.child('classify').child('bootstrap')} must be 0 or more")
-    _check_target(experiment, where.child("classify"))
 
 
 def _check_target(experiment: Experiment, where: Where) -> None:
