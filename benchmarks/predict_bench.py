@@ -48,7 +48,7 @@ from ssl_ser.classify.splits import SplitOptions
 from ssl_ser.extract import runner
 from ssl_ser.extract.backbones import write_random_weights_marker
 from ssl_ser.finetune.config import FinetuneConfig
-from ssl_ser.finetune.run import FinetuneSettings, run_finetune
+from ssl_ser.finetune.run import RunOptions, run_finetune
 from ssl_ser.pipelines.demo import build_model
 from ssl_ser.predict import load, timing
 
@@ -103,7 +103,7 @@ def make_bundle(
         freeze="base",
         batch_seconds=args.batch_seconds,
     )
-    settings = FinetuneSettings(
+    settings = RunOptions(
         split="speaker",
         split_options=SplitOptions(),
         device="cpu",

@@ -71,7 +71,6 @@ def test_every_click_choice_lists_exactly_its_registry():
     from ssl_ser.pipelines.experiment import CORPORA_MODES
 
     registries = {
-        "split": tuple(SPLITS),
         "method": tuple(SPLITS),  # the split section's method, spelled --split
         "combine": COMBINES,
         "conditions": audio.CONDITIONS,

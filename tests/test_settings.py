@@ -82,6 +82,39 @@ def test_file_tables_are_strict_and_errors_name_the_key_and_file():
         Toy.from_file({"kind": "z"}, where)
 
 
+class Spelled(Settings):
+    model: Annotated[str | None, Opt("Model.", required=True, file=False)] = None
+    mixed: Annotated[bool, Opt("Mix.", flag="--mixed/--last")] = True
+    models: Annotated[tuple[str, ...], Opt("Models.", cli=False)] = ("a",)
+
+
+def test_a_field_may_be_required_on_the_command_line_and_spell_its_false_value():
+    seen = {}
+
+    @click.command()
+    @options(Spelled)
+    def command(**values):
+        seen["settings"] = Spelled.from_cli(values)
+
+    by_name = {o.name: o for o in generated_options(command)}
+    assert set(by_name) == {"model", "mixed"} and by_name["model"].required
+    assert (by_name["mixed"].opts, by_name["mixed"].secondary_opts) == (["--mixed"], ["--last"])
+    assert CliRunner().invoke(command, ["--last"]).exit_code == 2  # --model missing
+    assert CliRunner().invoke(command, ["--model", "m", "--last"]).exit_code == 0
+    assert (seen["settings"].model, seen["settings"].mixed) == ("m", False)
+    assert Spelled().model is None  # code and files may leave it out
+
+
+def test_command_line_only_fields_are_unknown_keys_in_files():
+    where = Where("x.yaml", ("section",))
+    with pytest.raises(UnknownChoiceError, match="unknown key 'model' in 'section' in x.yaml") as e:
+        Spelled.from_file({"model": "m"}, where)
+    assert str(e.value).endswith("expected one of mixed, models")
+    settings = Spelled.from_file({"models": ["b", "c"]}, where)
+    assert settings.file_data() == {"mixed": True, "models": ("b", "c")}
+    assert Spelled.from_file(settings.file_data(), where) == settings
+
+
 class Paths(Settings):
     out: Annotated[
         Path,

@@ -16,7 +16,8 @@ Values are strict (no ``"5"`` for an integer, no ``1`` for a boolean). A tuple
 field also takes a list, one comma-separated string (strings) or one number
 (numbers); a number field takes a string in exponent form (``1e-5``), which YAML
 1.1 parsers leave a string. Fields with their own grammar (layers, label sets,
-``NAME=ROOT``) declare a parsing type once (see :mod:`ssl_ser.values`).
+``NAME=ROOT``) are parsed once, by their field's validator (see
+:mod:`ssl_ser.classify.settings`).
 """
 
 from __future__ import annotations
@@ -56,10 +57,12 @@ class Opt:
         choices: the valid values, or a function returning them from the registry
             that owns them (checked for every element of a tuple).
         enters: :data:`CACHE_KEY`, :data:`CELL_ID`, or None (speed or output only).
-        flag: the command-line spelling; default ``--`` and the name with dashes.
+        flag: the command-line spelling; default ``--`` and the name with dashes. A
+            boolean's may name its false spelling too (``--weighted-layers/--last-layer``).
         negatable: a boolean spelled ``--x/--no-x`` (always so when it defaults to true).
         multiple: a tuple given by repeating the option, not as one comma list.
         metavar: how the value reads in ``--help``.
+        required: the command line must give it (files and code may leave it out).
         cli: whether commands take it (False: experiment files only).
         file: whether experiment files take it (False: command line only).
         aliases: more command-line spellings of the option (``-o`` beside ``--output``).
@@ -79,6 +82,7 @@ class Opt:
     negatable: bool = False
     multiple: bool = False
     metavar: str | None = None
+    required: bool = False
     cli: bool = True
     file: bool = True
     aliases: tuple[str, ...] = ()
@@ -152,7 +156,7 @@ class Settings(BaseModel):
 
     @classmethod
     def _refuse_cli_only(cls, data: Mapping[str, Any], where: Where) -> None:
-        file_keys = [n for n in cls.model_fields if (o := option_of(cls, n)) is None or o.file]
+        file_keys = list(file_fields(cls))
         for key in data:
             if key in cls.model_fields and key not in file_keys:
                 place = where.child(cls.section) if cls.section else where
@@ -272,7 +276,7 @@ def flag_of(model: type[BaseModel], name: str) -> str:
     """The command-line spelling of field `name`."""
     opt = option_of(model, name)
     if opt is not None and opt.flag:
-        return opt.flag
+        return opt.flag.split("/")[0]
     return "--" + name.replace("_", "-")
 
 
@@ -385,6 +389,9 @@ def located_error(
 
 
 def _keys(hint: Any) -> list[str]:
+    """The keys an experiment file may give a table of type `hint`."""
+    if isinstance(hint, type) and issubclass(hint, Settings):
+        return list(file_fields(hint))
     if isinstance(hint, type) and issubclass(hint, BaseModel):
         return list(hint.model_fields)
     return []
@@ -438,6 +445,14 @@ def cli_fields(model: type[Settings]) -> Iterator[str]:
             yield name
 
 
+def file_fields(model: type[Settings]) -> Iterator[str]:
+    """The fields of `model` that experiment files take, in declaration order."""
+    for name in model.model_fields:
+        opt = option_of(model, name)
+        if opt is None or opt.file:
+            yield name
+
+
 def options(
     model: type[Settings], *, only: Iterable[str] | None = None, exclude: Iterable[str] = ()
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -464,24 +479,27 @@ def click_option(model: type[Settings], name: str) -> Callable[[Callable[..., An
     info = model.model_fields[name]
     opt = option_of(model, name) or Opt(help="")
     hint = bare(info.annotation)
-    flag = flag_of(model, name)
+    flag = opt.flag or flag_of(model, name)
     default = None if info.is_required() else info.get_default(call_default_factory=True)
     kwargs: dict[str, Any] = {
         "help": opt.help,
-        "required": info.is_required(),
+        "required": info.is_required() or opt.required,
         "metavar": opt.metavar,
         "hidden": opt.hidden,
         "setting": (model, name),
         "cls": SettingOption,
     }
     if hint is bool:
-        if opt.negatable or default is True:
+        negatable = opt.negatable or default is True or "/" in flag
+        if negatable and "/" not in flag:
             flag = f"{flag}/--no-{flag[2:]}"
-        else:
+        if not negatable:
             kwargs["is_flag"] = True
-        kwargs.update(default=bool(default), show_default=opt.negatable or default is True)
+        kwargs.update(default=bool(default), show_default=negatable)
         return click.option(flag, *opt.aliases, name, **kwargs)
     kwargs.update(cli_type(model, name, default))
+    if kwargs["required"]:
+        del kwargs["default"]  # with a default, click takes a missing option as given
     return click.option(flag, *opt.aliases, name, **kwargs)
 
 
@@ -515,7 +533,7 @@ def _scalar_type(hint: Any) -> Any:
         return click.Path(path_type=Path)
     if hint in (int, float, str):
         return hint
-    return str  # a parsing type (see ssl_ser.values) reads its own text
+    return str  # a field with its own grammar: its validator reads the text
 
 
 class Feedback(Settings):

@@ -13,7 +13,7 @@ import torch
 from ssl_ser import manifest
 from ssl_ser.classify.splits import SplitOptions
 from ssl_ser.finetune.config import FinetuneConfig
-from ssl_ser.finetune.run import FinetuneSettings, run_finetune
+from ssl_ser.finetune.run import RunOptions, run_finetune
 
 
 def main(path: str) -> None:
@@ -27,7 +27,7 @@ def main(path: str) -> None:
     run_finetune(
         manifest.read(spec["manifest"]),
         FinetuneConfig(**spec["config"]),
-        FinetuneSettings(**settings),
+        RunOptions(**settings),
         spec["output"],
     )
 

@@ -11,7 +11,7 @@ from ssl_ser.classify.sweep import SweepConfig, run_sweep
 from ssl_ser.extract.config import ExtractorConfig
 from ssl_ser.extract.runner import extract
 from ssl_ser.finetune.config import FinetuneConfig
-from ssl_ser.finetune.run import FinetuneSettings, run_finetune
+from ssl_ser.finetune.run import RunOptions, run_finetune
 
 SPLITS = [
     ("speaker-kfold", SplitOptions(folds=2, seed=3)),
@@ -65,7 +65,7 @@ def test_every_fold_holds_the_speakers_of_ser_classify(
     config = FinetuneConfig(
         model=str(tiny_model), epochs=1, learning_rate=1e-3, batch_seconds=8.0, patience=None
     )
-    settings = FinetuneSettings(
+    settings = RunOptions(
         split=split,
         split_options=options,
         device="cpu",

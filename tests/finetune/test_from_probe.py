@@ -23,7 +23,7 @@ from ssl_ser.classify.splits import SplitOptions
 from ssl_ser.cli.main import cli
 from ssl_ser.errors import ConfigError
 from ssl_ser.finetune.config import FinetuneConfig
-from ssl_ser.finetune.run import FinetuneSettings, run_finetune
+from ssl_ser.finetune.run import RunOptions, run_finetune
 
 pytestmark = pytest.mark.slow
 FOLDS = 3
@@ -78,8 +78,8 @@ def probe_run(work: Path, storage_dtype: str | None = None) -> tuple[pd.DataFram
     return manifest.read(listing), model, done.plan.variants[0].results_dir
 
 
-def settings(**fields) -> FinetuneSettings:
-    return FinetuneSettings(
+def settings(**fields) -> RunOptions:
+    return RunOptions(
         split_options=SplitOptions(folds=fields.pop("folds", FOLDS)),
         device="cpu",
         workers=0,

@@ -13,10 +13,10 @@ from ssl_ser.classify.splits import SplitOptions
 from ssl_ser.cli.main import cli
 from ssl_ser.errors import ConfigError
 from ssl_ser.finetune.config import FinetuneConfig
-from ssl_ser.finetune.run import FinetuneSettings, run_finetune
+from ssl_ser.finetune.run import RunOptions, run_finetune
 from ssl_ser.testing import write_garbage, write_wav
 
-SETTINGS = FinetuneSettings(
+SETTINGS = RunOptions(
     split="speaker", split_options=SplitOptions(), device="cpu", workers=0, bootstrap=20
 )
 

@@ -131,7 +131,7 @@ def test_the_head_standardises_its_input_with_the_statistics_it_is_given(model_d
 @pytest.mark.parametrize(
     ("fields", "words"),
     [
-        ({"init": "probe", "head_layer": 2, "head": "mlp"}, ["head 'mlp'", "--head linear"]),
+        ({"init": "probe", "head_layer": 2, "head": "mlp"}, ["head 'mlp'", "use head 'linear'"]),
         ({"head_layer": -1}, ["head_layer -1", ">= 0"]),
         ({"epochs": 0}, ["epochs 0", "probe"]),
         ({"head_learning_rate": 0}, ["head_learning_rate 0", "positive"]),

@@ -116,7 +116,7 @@ def test_fit_seconds_after_a_resume_count_the_whole_fold(
     from ssl_ser.classify.splits import SplitOptions
     from ssl_ser.finetune import checkpoint, train
     from ssl_ser.finetune.config import FinetuneConfig
-    from ssl_ser.finetune.run import FinetuneSettings, run_finetune
+    from ssl_ser.finetune.run import RunOptions, run_finetune
 
     epoch, save = train._epoch, checkpoint.save
 
@@ -129,7 +129,7 @@ def test_fit_seconds_after_a_resume_count_the_whole_fold(
         raise KilledError
 
     config = FinetuneConfig(model=str(tiny_model), **{**CONFIG, "epochs": 2})
-    settings = FinetuneSettings(
+    settings = RunOptions(
         split="speaker", split_options=SplitOptions(), device="cpu", workers=0, bootstrap=10
     )
     monkeypatch.setattr(train, "_epoch", slow_epoch)

@@ -20,17 +20,17 @@ from ssl_ser.extract.backbones import load_backbone
 from ssl_ser.extract.config import ExtractorConfig
 from ssl_ser.finetune.config import FinetuneConfig
 from ssl_ser.finetune.model import plain_norms
-from ssl_ser.finetune.run import FinetuneSettings, run_finetune
+from ssl_ser.finetune.run import RunOptions, run_finetune
 from ssl_ser.testing import write_garbage
 from ssl_ser.testing.models import WAVEFORM_FAMILIES, save_waveform_model, save_whisper_model
 
 FAST = {"epochs": 2, "learning_rate": 1e-3, "batch_seconds": 8.0, "patience": None}
 
 
-def settings(**fields) -> FinetuneSettings:
+def settings(**fields) -> RunOptions:
     """CPU, in-process audio loading, few bootstrap resamples."""
     options = fields.pop("split_options", SplitOptions(folds=2))
-    return FinetuneSettings(split_options=options, device="cpu", workers=0, bootstrap=50, **fields)
+    return RunOptions(split_options=options, device="cpu", workers=0, bootstrap=50, **fields)
 
 
 def test_rows_follow_the_results_schema_and_models_are_saved(corpus_manifest, tiny_model, tmp_path):
@@ -227,7 +227,8 @@ def test_cli_trains_reports_progress_and_summarises(corpus_manifest, tiny_model,
     again = CliRunner().invoke(cli, arguments)
     assert "0 fold(s) fine-tuned, 2 already done" in again.stdout
     bad = CliRunner().invoke(cli, [*arguments[:-2], "--freeze", "top", "--output", "x"])
-    assert bad.exit_code != 0 and "top_layers" in bad.output
+    assert bad.exit_code != 0 and "--freeze 'top'" in bad.output
+    assert "give --top-layers >= 1, got None" in bad.output
 
 
 def test_class_weights_are_sklearns_balanced_weights_at_mean_one():

@@ -12,7 +12,7 @@ import pytest
 from ssl_ser.classify.splits import SplitOptions
 from ssl_ser.extract.preprocess import Segment
 from ssl_ser.finetune.config import FinetuneConfig
-from ssl_ser.finetune.run import FinetuneSettings, run_finetune
+from ssl_ser.finetune.run import RunOptions, run_finetune
 from ssl_ser.finetune.segment_store import STORE_DIR, SegmentStore
 from ssl_ser.finetune.validation import METHOD
 
@@ -78,7 +78,7 @@ def test_rows_are_equal_with_audio_on_disk_and_in_memory(
     monkeypatch.setattr(SegmentStore, "_read", counted)
     for in_memory in (False, True):
         before = len(reads)
-        settings = FinetuneSettings(
+        settings = RunOptions(
             split_options=SplitOptions(folds=2),
             conditions=("clean", "telephone"),
             device="cpu",
@@ -109,7 +109,7 @@ def test_rows_are_equal_with_audio_on_disk_and_in_memory(
 
 def test_a_failed_run_removes_its_stored_audio(corpus_manifest, tiny_model, tmp_path):
     config = FinetuneConfig(model=str(tiny_model), **FAST)
-    settings = FinetuneSettings(
+    settings = RunOptions(
         split="speaker-kfold", split_options=SplitOptions(folds=99), device="cpu", workers=0
     )
     with pytest.raises(Exception, match="99"):

@@ -15,11 +15,11 @@ from ssl_ser.classify.splits import SplitOptions
 from ssl_ser.cli.main import cli
 from ssl_ser.errors import ConfigError
 from ssl_ser.finetune.config import FinetuneConfig
-from ssl_ser.finetune.run import FinetuneSettings, run_finetune
+from ssl_ser.finetune.run import RunOptions, run_finetune
 from ssl_ser.predict import timing
 
 DURATIONS = (0.5, 1.0)
-SETTINGS = FinetuneSettings(
+SETTINGS = RunOptions(
     split="speaker", split_options=SplitOptions(), device="cpu", workers=0, bootstrap=10
 )
 

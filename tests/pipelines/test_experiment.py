@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -405,6 +404,7 @@ def test_every_schema_choice_lists_exactly_its_registry():
     from ssl_ser.extract import config as extract_config
     from ssl_ser.extract.settings import ExtractSettings
     from ssl_ser.finetune import config as finetune
+    from ssl_ser.finetune.settings import FinetuneSettings
     from ssl_ser.pipelines import experiment
     from ssl_ser.settings import option_of
 
@@ -422,16 +422,18 @@ def test_every_schema_choice_lists_exactly_its_registry():
         ("Experiment", "classifiers"): tuple(CLASSIFIERS),
         ("Experiment", "corpora_mode"): experiment.CORPORA_MODES,
         ("Experiment", "pooling"): features.POOLING_OPTIONS,
-        ("FinetuneSpec", "head"): finetune.HEADS,
-        ("FinetuneSpec", "freeze"): finetune.FREEZES,
-        ("FinetuneSpec", "adapter"): finetune.ADAPTERS,
-        ("FinetuneSpec", "init"): finetune.INITS,
-        ("FinetuneSpec", "probe_dtype"): finetune.PROBE_DTYPES,
-        ("FinetuneSpec", "dtype"): finetune.FINETUNE_DTYPES,
-        ("FinetuneSpec", "long_audio"): extract_config.LONG_AUDIO_POLICIES,
+        ("FinetuneSettings", "head"): finetune.HEADS,
+        ("FinetuneSettings", "freeze"): finetune.FREEZES,
+        ("FinetuneSettings", "adapter"): finetune.ADAPTERS,
+        ("FinetuneSettings", "init"): finetune.INITS,
+        ("FinetuneSettings", "probe_dtype"): finetune.PROBE_DTYPES,
+        ("FinetuneSettings", "dtype"): finetune.FINETUNE_DTYPES,
+        ("FinetuneSettings", "long_audio"): extract_config.LONG_AUDIO_POLICIES,
+        ("FinetuneSettings", "conditions"): audio.CONDITIONS,
     }
     seen = set()
-    for model in (SplitSettings, ExtractSettings, SweepSettings, experiment.Experiment):
+    models = (SplitSettings, ExtractSettings, SweepSettings, FinetuneSettings)
+    for model in (*models, experiment.Experiment):
         for name in model.model_fields:
             opt = option_of(model, name)
             if opt is None or opt.choices is None:
@@ -439,16 +441,6 @@ def test_every_schema_choice_lists_exactly_its_registry():
             key = (model.__name__, name)
             assert key in registries, (key, "add it to this table")
             assert tuple(opt.choice_list()) == tuple(registries[key]), key
-            seen.add(key)
-    for class_name in ("FinetuneSpec",):
-        for spec_field in dataclasses.fields(getattr(experiment, class_name)):
-            choices = spec_field.metadata.get("choices")
-            if choices is None:
-                continue
-            key = (class_name, spec_field.name)
-            assert key in registries, (key, "add it to this table")
-            listed = choices() if callable(choices) else choices
-            assert tuple(listed) == tuple(registries[key]), key
             seen.add(key)
     assert seen == set(registries)
 

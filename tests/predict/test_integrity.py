@@ -22,7 +22,7 @@ from ssl_ser.errors import ConfigError
 from ssl_ser.extract.config import ExtractorConfig
 from ssl_ser.extract.runner import extract
 from ssl_ser.finetune.config import FinetuneConfig
-from ssl_ser.finetune.run import FinetuneSettings, run_finetune
+from ssl_ser.finetune.run import RunOptions, run_finetune
 from ssl_ser.predict import integrity
 from ssl_ser.predict.export import export_probe
 from ssl_ser.testing import write_wav
@@ -47,7 +47,7 @@ def finetuned_folder(manifest, model, output: Path, **fields) -> Path:
     config = FinetuneConfig(
         model=str(model), epochs=1, learning_rate=1e-3, batch_seconds=8.0, patience=None, **fields
     )
-    settings = FinetuneSettings(
+    settings = RunOptions(
         split="speaker", split_options=SplitOptions(), device="cpu", workers=0, bootstrap=20
     )
     run_finetune(manifest, config, settings, output)

@@ -19,30 +19,38 @@ This module imports neither torch nor transformers.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ssl_ser.classify.results import FINETUNE_CLASSIFIER  # noqa: F401 (re-exported)
 from ssl_ser.errors import ConfigError, UnknownChoiceError
-from ssl_ser.extract.config import (
-    DEFAULT_SAMPLE_RATE,
-    DTYPES,
-    LONG_AUDIO_POLICIES,
-    ExtractorConfig,
+from ssl_ser.extract.config import DEFAULT_SAMPLE_RATE, LONG_AUDIO_POLICIES, ExtractorConfig
+from ssl_ser.finetune.settings import (  # the choices, named where the options are declared
+    ADAPTERS,
+    FINETUNE_DTYPES,
+    FREEZES,
+    HEADS,
+    INITS,
+    PROBE_DTYPES,
 )
 
-HEADS: tuple[str, ...] = ("linear", "mlp")
-FREEZES: tuple[str, ...] = ("feature-encoder", "base", "none", "top")
-ADAPTERS: tuple[str, ...] = ("none", "lora")
-INITS: tuple[str, ...] = ("random", "probe")
-# Storage precisions of the feature caches (ssl_ser.cache.STORAGE_DTYPES).
-PROBE_DTYPES: tuple[str, ...] = ("float32", "float16")
-# Autocast precisions on CUDA: those of extraction (on CPU only float32 is accepted).
-FINETUNE_DTYPES: tuple[str, ...] = DTYPES
 # Attention projections LoRA adapts in every supported family (wav2vec2-like and Whisper).
 LORA_TARGETS: tuple[str, ...] = ("q_proj", "v_proj")
 # Layer names of the results rows: the head reads the last hidden state, or a learned mix.
 LAST_STATE_LAYER = "all"
+# Settings that must be above 0, and those in [0, 1).
+POSITIVE: tuple[str, ...] = (
+    "learning_rate",
+    "head_learning_rate",
+    "mask_time_length",
+    "accumulation",
+    "batch_seconds",
+    "hidden",
+    "lora_rank",
+    "lora_alpha",
+)
+FRACTIONS: tuple[str, ...] = ("dropout", "warmup", "mask_time_prob")
 
 
 @dataclass(frozen=True)
@@ -147,69 +155,7 @@ class FinetuneConfig:
         ):
             if value not in choices:
                 raise UnknownChoiceError(name, value, choices)
-        self._check_freezing()
-        self._check_numbers()
-        self._check_layer()
-
-    def _check_freezing(self) -> None:
-        if self.freeze == "top" and (self.top_layers is None or self.top_layers < 1):
-            raise ConfigError(
-                f"freeze 'top' trains the top K transformer layers: give top_layers >= 1 "
-                f"(--top-layers K), got {self.top_layers!r}"
-            )
-        if self.freeze != "top" and self.top_layers is not None:
-            raise ConfigError(
-                f"top_layers={self.top_layers} applies to freeze 'top' only, not {self.freeze!r}"
-            )
-        if self.adapter == "lora" and self.freeze not in ("feature-encoder", "base"):
-            raise ConfigError(
-                f"adapter 'lora' trains adapters on a frozen backbone; freeze {self.freeze!r} "
-                "would also train its weights: leave --freeze at feature-encoder"
-            )
-
-    def _check_numbers(self) -> None:
-        if self.epochs < 0 or (self.epochs == 0 and self.init != "probe"):
-            raise ConfigError(
-                f"epochs {self.epochs!r} must be positive (0 only with a head started from a "
-                "probe: the probe itself, scored through the fine-tune model)"
-            )
-        positive = {
-            "learning_rate": self.learning_rate,
-            "head_learning_rate": self.head_learning_rate,
-            "mask_time_length": self.mask_time_length,
-            "accumulation": self.accumulation,
-            "batch_seconds": self.batch_seconds,
-            "hidden": self.hidden,
-            "lora_rank": self.lora_rank,
-            "lora_alpha": self.lora_alpha,
-        }
-        for name, value in positive.items():
-            if not value > 0:
-                raise ConfigError(f"{name} {value!r} must be positive")
-        for name, value in (
-            ("dropout", self.dropout),
-            ("warmup", self.warmup),
-            ("mask_time_prob", self.mask_time_prob),
-        ):
-            if not 0 <= value < 1:
-                raise ConfigError(f"{name} {value!r} must be in [0, 1)")
-        if not 0 < self.val_fraction < 1:
-            raise ConfigError(f"val_fraction {self.val_fraction!r} must be in (0, 1)")
-        if self.patience is not None and self.patience < 1:
-            raise ConfigError(f"patience {self.patience!r} must be >= 1 (or None: no early stop)")
-        if self.clip is not None and not self.clip > 0:
-            raise ConfigError(f"clip {self.clip!r} must be positive (or None: no clipping)")
-        if self.weight_decay < 0:
-            raise ConfigError(f"weight_decay {self.weight_decay!r} must be >= 0")
-
-    def _check_layer(self) -> None:
-        if self.head_layer is not None and self.head_layer < 0:
-            raise ConfigError(f"head_layer {self.head_layer!r} must be >= 0 (0: input embedding)")
-        if self.init == "probe" and self.head != "linear":
-            raise ConfigError(
-                f"init 'probe' copies a linear probe into the head; head {self.head!r} "
-                "cannot take it: use --head linear"
-            )
+        check_training(self)
 
     @property
     def reads_layer(self) -> bool:
@@ -268,3 +214,75 @@ class FinetuneConfig:
     def to_dict(self) -> dict[str, Any]:
         """Every field, JSON-ready (run configuration saved beside each model)."""
         return dataclasses.asdict(self)
+
+
+def check_training(settings: Any, name: Callable[[str], str] = str) -> None:
+    """Refuse training settings out of range or that do not fit together.
+
+    Args:
+        settings: a :class:`FinetuneConfig`, or settings with its field names.
+        name: how a setting reads in the message: its field name (the default),
+            its flag on the command line (``--head-lr``).
+
+    Raises:
+        ConfigError: naming the setting and the bad value.
+    """
+    _check_freezing(settings, name)
+    _check_numbers(settings, name)
+    _check_layer(settings, name)
+
+
+def _check_freezing(c: Any, name: Callable[[str], str]) -> None:
+    if c.freeze == "top" and (c.top_layers is None or c.top_layers < 1):
+        raise ConfigError(
+            f"{name('freeze')} 'top' trains the top K transformer layers: give "
+            f"{name('top_layers')} >= 1, got {c.top_layers!r}"
+        )
+    if c.freeze != "top" and c.top_layers is not None:
+        raise ConfigError(
+            f"{name('top_layers')}={c.top_layers} applies to {name('freeze')} 'top' only, "
+            f"not {c.freeze!r}"
+        )
+    if c.adapter == "lora" and c.freeze not in ("feature-encoder", "base"):
+        raise ConfigError(
+            f"{name('adapter')} 'lora' trains adapters on a frozen backbone; {name('freeze')} "
+            f"{c.freeze!r} would also train its weights: leave {name('freeze')} at "
+            "feature-encoder"
+        )
+
+
+def _check_numbers(c: Any, name: Callable[[str], str]) -> None:
+    if c.epochs < 0 or (c.epochs == 0 and c.init != "probe"):
+        raise ConfigError(
+            f"{name('epochs')} {c.epochs!r} must be positive (0 only with a head started from "
+            "a probe: the probe itself, scored through the fine-tune model)"
+        )
+    for key in POSITIVE:
+        if not getattr(c, key) > 0:
+            raise ConfigError(f"{name(key)} {getattr(c, key)!r} must be positive")
+    for key in FRACTIONS:
+        if not 0 <= getattr(c, key) < 1:
+            raise ConfigError(f"{name(key)} {getattr(c, key)!r} must be in [0, 1)")
+    if not 0 < c.val_fraction < 1:
+        raise ConfigError(f"{name('val_fraction')} {c.val_fraction!r} must be in (0, 1)")
+    # 0 turns early stopping and clipping off (FinetuneConfig stores None)
+    if c.patience not in (None, 0) and c.patience < 1:
+        raise ConfigError(
+            f"{name('patience')} {c.patience!r} must be >= 1 (or None: no early stop)"
+        )
+    if c.clip not in (None, 0) and not c.clip > 0:
+        raise ConfigError(f"{name('clip')} {c.clip!r} must be positive (or None: no clipping)")
+    if c.weight_decay < 0:
+        raise ConfigError(f"{name('weight_decay')} {c.weight_decay!r} must be >= 0")
+
+
+def _check_layer(c: Any, name: Callable[[str], str]) -> None:
+    if c.head_layer is not None and c.head_layer < 0:
+        raise ConfigError(
+            f"{name('head_layer')} {c.head_layer!r} must be >= 0 (0: input embedding)"
+        )
+    if c.init == "probe" and c.head != "linear":
+        raise ConfigError(
+            f"{name('init')} 'probe' copies a linear probe into the head; {name('head')} "
+            f"{c.head!r} cannot take it: use {name('head')} 'linear'"
+        )

@@ -70,7 +70,7 @@ RUN_FILE = "finetune.json"
 
 
 @dataclass(frozen=True)
-class FinetuneSettings:
+class RunOptions:
     """Which rows and folds a fine-tune run uses, with ``ser classify``'s meaning for each.
 
     Attributes:
@@ -106,7 +106,7 @@ class FinetuneSettings:
     workers: int | None = None
     force: bool = False
     save_models: bool = True
-    from_probe: str | None = None
+    from_probe: str | Path | None = None
     audio_in_memory: bool = False
 
     @property
@@ -138,7 +138,7 @@ class _Run:
     """Everything the folds of one run share."""
 
     config: FinetuneConfig
-    settings: FinetuneSettings
+    settings: RunOptions
     store: CellStore
     audio: data.Audio
     table: data.RunTable
@@ -157,7 +157,7 @@ class _Run:
 def run_finetune(
     manifest: pd.DataFrame,
     config: FinetuneConfig,
-    settings: FinetuneSettings,
+    settings: RunOptions,
     output: str | Path,
     *,
     progress: bool = False,
@@ -222,7 +222,9 @@ def _closing(run: _Run) -> Iterator[_Run]:
         run.audio.close()
 
 
-def _check_settings(settings: FinetuneSettings) -> None:
+def _check_settings(settings: RunOptions) -> None:
+    if settings.from_probe is not None:  # before the audio is read
+        probe_init.results_folder(settings.from_probe)
     for condition in settings.conditions:
         audio_module.check_condition(condition)
     audio_module.check_telephone_source(settings.telephone_source)
@@ -231,7 +233,7 @@ def _check_settings(settings: FinetuneSettings) -> None:
             raise UnknownChoiceError("condition", value, settings.conditions, where="--condition")
 
 
-def _scenarios(settings: FinetuneSettings) -> list[tuple[str, str]]:
+def _scenarios(settings: RunOptions) -> list[tuple[str, str]]:
     """(train, test) condition pairs: the requested one, else each condition on itself."""
     if settings.train_condition is None and settings.test_condition is None:
         return [(c, c) for c in settings.conditions]
@@ -242,7 +244,7 @@ def _scenarios(settings: FinetuneSettings) -> list[tuple[str, str]]:
 def _prepare(
     manifest: pd.DataFrame,
     config: FinetuneConfig,
-    settings: FinetuneSettings,
+    settings: RunOptions,
     output: Path,
     here: World,
     progress: bool,

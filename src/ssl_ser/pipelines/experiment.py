@@ -1,9 +1,10 @@
 """Experiment files: a grid of models x corpora x conditions x classifiers x split, with seeds.
 
-An experiment file (YAML or TOML) is validated into the frozen (pydantic)
-dataclasses below (see :mod:`ssl_ser.pipelines._schema`); an unknown key is an
-error naming it and the valid keys, a wrong type names the key, the expected and
-the found type. A minimal file::
+An experiment file (YAML or TOML) is validated into :class:`Experiment`, a
+settings model (see :mod:`ssl_ser.settings`) whose sections are the stages' own
+settings models, the ones their commands' options are generated from; an unknown
+key is an error naming it and the valid keys, a wrong type names the key, the
+expected and the found type. A minimal file::
 
     name: emodb-baseline
     models: [facebook/wav2vec2-base, egemaps]
@@ -23,11 +24,9 @@ shipped examples and :mod:`ssl_ser.pipelines.run` for what running one does.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import json
 import re
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -36,19 +35,10 @@ from pydantic import ValidationInfo, field_validator
 
 from ssl_ser.classify.settings import SplitSettings, SweepGrid, SweepSettings
 from ssl_ser.errors import ConfigError, SerError, UnknownChoiceError
-from ssl_ser.extract.config import LONG_AUDIO_POLICIES
 from ssl_ser.extract.settings import ExtractSettings
-from ssl_ser.finetune.config import (
-    ADAPTERS,
-    FINETUNE_DTYPES,
-    FREEZES,
-    HEADS,
-    INITS,
-    PROBE_DTYPES,
-    FinetuneConfig,
-)
+from ssl_ser.finetune.config import FinetuneConfig
+from ssl_ser.finetune.settings import FinetuneSettings, finetune_section
 from ssl_ser.manifest import MANIFEST_SUFFIXES
-from ssl_ser.pipelines._schema import build, schema
 from ssl_ser.settings import CACHE_KEY, Opt, Settings, Where, check_choices, wrong_type
 
 SUFFIXES: dict[str, str] = {".yaml": "yaml", ".yml": "yaml", ".toml": "toml"}
@@ -98,68 +88,6 @@ class CorpusSpec:
     def is_manifest(self) -> bool:
         """Whether `root` is a manifest file rather than something the reader scans."""
         return self.reader is None
-
-
-# FinetuneConfig fields the experiment sets itself: the model comes from `finetune.models`,
-# the revision from `extract.revision` (the probed weights), the sample rate is the models'.
-FINETUNE_FIXED: tuple[str, ...] = ("model", "revision", "sample_rate")
-FINETUNE_CHOICES: dict[str, tuple[str, ...]] = {
-    "head": HEADS,
-    "freeze": FREEZES,
-    "adapter": ADAPTERS,
-    "init": INITS,
-    "probe_dtype": PROBE_DTYPES,
-    "dtype": FINETUNE_DTYPES,
-    "long_audio": LONG_AUDIO_POLICIES,
-}
-SAVE_MODELS = True  # as ``ser finetune --save-models`` (FinetuneSettings.save_models)
-
-
-def _finetune_spec_namespace() -> dict[str, Any]:
-    """The class body of the ``finetune`` section: FinetuneConfig's own fields, with its defaults.
-
-    Derived from :class:`~ssl_ser.finetune.config.FinetuneConfig`, so a setting
-    added there is a key here with the same type and default.
-    """
-    hints = typing.get_type_hints(FinetuneConfig)
-    annotations: dict[str, Any] = {"models": tuple[str, ...] | None, "save_models": bool}
-    namespace: dict[str, Any] = {"models": None, "save_models": SAVE_MODELS}
-    for config_field in dataclasses.fields(FinetuneConfig):
-        if config_field.name in FINETUNE_FIXED:
-            continue
-        metadata = {}
-        if config_field.name in FINETUNE_CHOICES:
-            metadata["choices"] = FINETUNE_CHOICES[config_field.name]
-        annotations[config_field.name] = hints[config_field.name]
-        namespace[config_field.name] = field(
-            default=config_field.default,
-            default_factory=config_field.default_factory,
-            metadata=metadata,
-        )
-    return {"__annotations__": annotations, "__module__": __name__, **namespace}
-
-
-FinetuneSpec = schema(type("FinetuneSpec", (), _finetune_spec_namespace()))
-FinetuneSpec.__doc__ = """The ``finetune`` section: fine-tune SSL models on the probes' folds.
-
-Keys: ``models`` (default: every model of the experiment that is not a classic
-baseline; each must be one of the experiment's models), ``save_models`` (save
-each fold's chosen model under ``models/`` of the results folder), and every
-training setting of :class:`~ssl_ser.finetune.config.FinetuneConfig` under its
-own name and with its default (``epochs``, ``learning_rate``, ``head``,
-``freeze``, ``batch_seconds``...). The model revision is ``extract.revision``.
-"""
-
-
-def _convert_finetune(value: object, where: Where) -> Any:
-    """A ``finetune`` table (``true``: every default; ``false`` or null: no fine-tuning)."""
-    if value is None or value is False:
-        return None
-    if value is True:
-        return FinetuneSpec()
-    if not isinstance(value, dict):
-        raise wrong_type(value, "a table of fine-tune settings (or true for the defaults)", where)
-    return build(FinetuneSpec, value, where)
 
 
 def _convert_corpora(value: object, where: Where) -> tuple[CorpusSpec, ...]:
@@ -355,7 +283,7 @@ class Experiment(SweepGrid):
     )
     report: Annotated[bool, Opt("Write the HTML/Markdown report.", negatable=True)] = True
     finetune: Annotated[
-        FinetuneSpec | None,  # type: ignore[valid-type]
+        FinetuneSettings | None,
         Opt("Also fine-tune the SSL models end to end on every probe fold.", cli=False),
     ] = None
 
@@ -374,9 +302,9 @@ class Experiment(SweepGrid):
     @field_validator("finetune", mode="before")
     @classmethod
     def _finetune(cls, value: object, info: ValidationInfo) -> Any:
-        if value is None or isinstance(value, FinetuneSpec):
+        if value is None or isinstance(value, FinetuneSettings):
             return value
-        return _convert_finetune(value, _place(info, "--finetune"))
+        return finetune_section(value, _place(info, "--finetune"))
 
     @property
     def pairs(self) -> tuple[tuple[str, str], ...]:
@@ -426,21 +354,12 @@ class Experiment(SweepGrid):
         """Each fine-tuned model's :class:`FinetuneConfig` (validates the settings together)."""
         if self.finetune is None:
             return {}
-        settings = {
-            k: v
-            for k, v in dataclasses.asdict(self.finetune).items()
-            if k not in ("models", "save_models")
-        }
-        return {
-            model: FinetuneConfig(model=model, revision=self.extract.revision, **settings)
-            for model in self.finetune_models
-        }
+        revision = self.extract.revision
+        return {m: self.finetune.config(model=m, revision=revision) for m in self.finetune_models}
 
     def to_dict(self) -> dict[str, Any]:
         """Every field as plain JSON data (what ``ser run`` records beside its results)."""
         data = self.file_data()
-        if dataclasses.is_dataclass(self.finetune):  # a section not yet a settings model
-            data["finetune"] = dataclasses.asdict(self.finetune)
         data["corpora"] = {
             c.name: {"root": c.root, "reader": c.reader, "on_error": c.on_error, **c.options}
             for c in self.corpora
@@ -520,10 +439,6 @@ def _check_finetune(experiment: Experiment, where: Where) -> None:
         if len(set(models)) != len(models):
             raise ConfigError(f"{where.child('models')} lists a value twice: {list(models)}")
         check_choices(models, experiment.ssl_models, where.child("models"))
-    try:
-        experiment.finetune_configs()
-    except SerError as error:
-        raise ConfigError(f"{where}: {error}") from error
 
 
 def _check_split(experiment: Experiment, where: Where) -> None:

@@ -20,12 +20,12 @@ import pandas as pd
 from ssl_ser.classify.settings import SplitSettings, SweepSettings
 from ssl_ser.errors import ConfigError
 from ssl_ser.extract.settings import ExtractSettings
-from ssl_ser.finetune.config import FinetuneConfig
+from ssl_ser.finetune.settings import FinetuneSettings
 from ssl_ser.pipelines.experiment import Experiment, RunSettings, check_experiment, parse_corpus
 from ssl_ser.pipelines.run import RunSummary, run_experiment
 from ssl_ser.settings import Feedback, Opt, Settings, Where
 
-FINETUNE_EPOCHS = FinetuneConfig(model="-").epochs  # --finetune alone: ser finetune's default
+FINETUNE_EPOCHS = FinetuneSettings().epochs  # --finetune alone: ser finetune's default
 SOURCE = "the ser probe options"
 PROBE_NAME = "probe"
 # Extraction options that run the work elsewhere or name a single input: not ser probe's.

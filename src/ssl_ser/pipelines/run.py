@@ -36,7 +36,7 @@ import pandas as pd
 from ssl_ser.atomic import write_file
 from ssl_ser.errors import ConfigError
 from ssl_ser.finetune.config import FINETUNE_CLASSIFIER
-from ssl_ser.pipelines.experiment import SAVE_MODELS, Experiment
+from ssl_ser.pipelines.experiment import Experiment
 from ssl_ser.pipelines.plan import (
     FinetuneUnit,
     Plan,
@@ -293,31 +293,32 @@ def run_variant(
 
 
 def finetune_settings(plan: Plan, unit: FinetuneUnit) -> Any:
-    """The :class:`~ssl_ser.finetune.run.FinetuneSettings` of a fine-tune run.
+    """The :class:`~ssl_ser.finetune.run.RunOptions` of a fine-tune run.
 
     Labels, split method and split options (folds, seed, ratios, corpora, shots)
     are those of the probe sweep it sits beside (:func:`sweep_config`), and the
     audio is loaded as that sweep's caches were extracted (its conditions,
     telephone source, device and workers), so both make the same folds.
     """
-    from ssl_ser.finetune.run import FinetuneSettings
+    from ssl_ser.finetune.run import RunOptions
+    from ssl_ser.finetune.settings import FinetuneSettings
 
     experiment = plan.experiment
     config = sweep_config(experiment, unit.probe)
     train_condition, test_condition = unit.pair
-    save_models = experiment.finetune.save_models if experiment.finetune else SAVE_MODELS
-    return FinetuneSettings(
-        labels=config.labels,
-        split=config.split,
-        split_options=config.split_options,
-        conditions=tuple(sorted({train_condition, test_condition})),
-        train_condition=train_condition,
-        test_condition=test_condition,
-        telephone_source=experiment.extract.telephone_source,
-        bootstrap=config.bootstrap,
-        device=experiment.extract.device,
-        workers=experiment.extract.workers,
-        save_models=save_models,
+    tuning = experiment.finetune or FinetuneSettings()
+    return RunOptions(
+        **experiment.extract.fields_of(RunOptions),  # telephone source, device, workers
+        **tuning.fields_of(
+            RunOptions,
+            labels=config.labels,
+            split=config.split,
+            split_options=config.split_options,
+            conditions=tuple(sorted({train_condition, test_condition})),
+            train_condition=train_condition,
+            test_condition=test_condition,
+            bootstrap=config.bootstrap,
+        ),
     )
 
 

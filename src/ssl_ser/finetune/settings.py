@@ -1,0 +1,351 @@
+"""Fine-tune settings: the options of ``ser finetune`` and the experiment's ``finetune`` section.
+
+Every training setting of :class:`~ssl_ser.finetune.config.FinetuneConfig`
+(the defaults are its own, a test holds them equal) enters each fold's cell id;
+the rest say which models an experiment trains and what a run keeps or redoes.
+Settings that do not fit together are refused naming the flag on the command
+line (``--head-lr -1.0 must be positive``) and the key in an experiment file.
+This module imports neither torch nor pandas.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import click
+from pydantic import ValidationInfo, model_validator
+
+from ssl_ser.errors import ConfigError
+from ssl_ser.extract.config import DTYPES, LONG_AUDIO_POLICIES
+from ssl_ser.settings import (
+    CELL_ID,
+    Opt,
+    Settings,
+    Where,
+    flag_of,
+    option_of,
+    registry_choices,
+    wrong_type,
+)
+
+if TYPE_CHECKING:
+    from ssl_ser.finetune.config import FinetuneConfig
+
+HEADS: tuple[str, ...] = ("linear", "mlp")
+FREEZES: tuple[str, ...] = ("feature-encoder", "base", "none", "top")
+ADAPTERS: tuple[str, ...] = ("none", "lora")
+INITS: tuple[str, ...] = ("random", "probe")
+# Storage precisions of the feature caches (ssl_ser.cache.STORAGE_DTYPES).
+PROBE_DTYPES: tuple[str, ...] = ("float32", "float16")
+# Autocast precisions on CUDA: those of extraction (on CPU only float32 is accepted).
+FINETUNE_DTYPES: tuple[str, ...] = DTYPES
+
+
+class FinetuneSettings(Settings):
+    """What ``ser finetune`` trains and keeps; an experiment's ``finetune`` section."""
+
+    model: Annotated[
+        str | None,
+        Opt(
+            "Hub id or local model folder (Whisper: encoder).",
+            enters=CELL_ID,
+            required=True,
+            file=False,
+        ),
+    ] = None
+    revision: Annotated[
+        str | None, Opt("Hub branch, tag or commit.", enters=CELL_ID, file=False)
+    ] = None
+    manifests: Annotated[
+        tuple[str, ...],
+        Opt("Manifest(s) (CSV/parquet), comma-separated.", flag="--manifest", file=False),
+    ] = ()
+    corpora: Annotated[
+        tuple[str, ...],
+        Opt(
+            "NAME=ROOT (a corpus folder read by reader NAME, e.g. emodb=/data/emodb) or "
+            "NAME=MANIFEST. Repeatable; instead of or beside --manifest.",
+            flag="--corpus",
+            multiple=True,
+            file=False,
+        ),
+    ] = ()
+    conditions: Annotated[
+        tuple[str, ...],
+        Opt(
+            "Audio condition(s) to load; each is trained and tested on itself unless "
+            "--train-condition/--test-condition pick one pair.",
+            choices=registry_choices("ssl_ser.audio", "CONDITIONS"),
+            flag="--condition",
+            multiple=True,
+            enters=CELL_ID,
+            file=False,
+        ),
+    ] = ("clean",)
+    models: Annotated[
+        tuple[str, ...] | None,
+        Opt(
+            "The experiment's models to fine-tune (default: every model that is not a "
+            "classic baseline); their revision is extract.revision.",
+            cli=False,
+        ),
+    ] = None
+    epochs: Annotated[
+        int, Opt("Most epochs (0 with a probe's head: the probe).", enters=CELL_ID)
+    ] = 20
+    patience: Annotated[
+        int | None,
+        Opt(
+            "Stop after this many epochs without a better validation UA (0: never).",
+            enters=CELL_ID,
+        ),
+    ] = 5
+    learning_rate: Annotated[
+        float,
+        Opt(
+            "Peak AdamW learning rate of the backbone (HF wav2vec2 audio-classification recipe).",
+            flag="--lr",
+            enters=CELL_ID,
+        ),
+    ] = 5e-5
+    head_learning_rate: Annotated[
+        float,
+        Opt(
+            "Peak AdamW learning rate of the head and layer weights (as the torch probes).",
+            flag="--head-lr",
+            enters=CELL_ID,
+        ),
+    ] = 1e-3
+    spec_augment: Annotated[
+        bool,
+        Opt(
+            "SpecAugment time masking in training, seeded per batch (resume stays exact).",
+            enters=CELL_ID,
+        ),
+    ] = True
+    mask_time_prob: Annotated[
+        float,
+        Opt(
+            "About the share of frames masked: prob x frames / length spans are drawn "
+            "(transformers' Wav2Vec2Config default).",
+            enters=CELL_ID,
+        ),
+    ] = 0.05
+    mask_time_length: Annotated[
+        int, Opt("Frames per masked span (Whisper: log-mel frames).", enters=CELL_ID)
+    ] = 10
+    warmup: Annotated[
+        float,
+        Opt("Fraction of steps of linear warm-up (then linear decay).", enters=CELL_ID),
+    ] = 0.1
+    weight_decay: Annotated[float, Opt("AdamW weight decay.", enters=CELL_ID)] = 0.01
+    accumulation: Annotated[int, Opt("Micro-batches per optimizer step.", enters=CELL_ID)] = 1
+    clip: Annotated[float | None, Opt("Gradient norm clip (0: none).", enters=CELL_ID)] = 1.0
+    batch_seconds: Annotated[
+        float, Opt("Padded audio seconds per micro-batch.", enters=CELL_ID)
+    ] = 32.0
+    head: Annotated[
+        str,
+        Opt(
+            "linear, or mlp (one hidden layer, ReLU, dropout).",
+            choices=HEADS,
+            enters=CELL_ID,
+        ),
+    ] = "linear"
+    hidden: Annotated[int, Opt("mlp head width.", enters=CELL_ID)] = 256
+    dropout: Annotated[
+        float, Opt("Dropout before the mlp head's output layer.", enters=CELL_ID)
+    ] = 0.1
+    weighted_layers: Annotated[
+        bool,
+        Opt(
+            "Head reads a learned softmax-weighted sum of all hidden states (SUPERB), or the "
+            "last one (without --head-layer or --from-probe).",
+            flag="--weighted-layers/--last-layer",
+            enters=CELL_ID,
+        ),
+    ] = True
+    head_layer: Annotated[
+        int | None,
+        Opt(
+            "Hidden state the head reads (0: input embedding); layers above it are cut off. "
+            "Default: the --from-probe layer, else as --weighted-layers/--last-layer say.",
+            enters=CELL_ID,
+        ),
+    ] = None
+    from_probe: Annotated[
+        Path | None,
+        Opt(
+            "Results folder of ser classify/probe (logreg, same folds): its best layer on "
+            "validation speakers is read and each fold's head starts as that fold's probe.",
+            click_type=click.Path(exists=True, file_okay=False, path_type=Path),
+            file=False,
+        ),
+    ] = None
+    standardise: Annotated[
+        bool,
+        Opt(
+            "Standardise the head's input with the fitting rows' mean and scale (as the probes).",
+            enters=CELL_ID,
+        ),
+    ] = True
+    init: Annotated[
+        str,
+        Opt(
+            "random head, or probe: each fold's head starts as that fold's logistic-regression "
+            "probe of head_layer (epoch 0 then equals the probe).",
+            choices=INITS,
+            enters=CELL_ID,
+            cli=False,
+        ),
+    ] = "random"
+    probe_dtype: Annotated[
+        str,
+        Opt(
+            "Precision the head's input is rounded to before standardising: the probes' cache "
+            "storage dtype (float16), so a head started from a probe predicts what it did.",
+            choices=PROBE_DTYPES,
+            enters=CELL_ID,
+            cli=False,
+        ),
+    ] = "float32"
+    freeze: Annotated[
+        str,
+        Opt(
+            "feature-encoder: the conv front end; base: the whole backbone (head only); "
+            "none; top: all but the top --top-layers transformer layers.",
+            choices=FREEZES,
+            enters=CELL_ID,
+        ),
+    ] = "feature-encoder"
+    top_layers: Annotated[int | None, Opt("Layers trained with --freeze top.", enters=CELL_ID)] = (
+        None
+    )
+    adapter: Annotated[
+        str,
+        Opt(
+            "lora: low-rank adapters on the attention projections, backbone frozen.",
+            choices=ADAPTERS,
+            enters=CELL_ID,
+        ),
+    ] = "none"
+    lora_rank: Annotated[int, Opt("Rank of the LoRA matrices.", enters=CELL_ID)] = 8
+    lora_alpha: Annotated[float, Opt("Scale numerator of the LoRA matrices.", enters=CELL_ID)] = (
+        16.0
+    )
+    gradient_checkpointing: Annotated[
+        bool,
+        Opt(
+            "Recompute activations in backward: less memory, slower steps.",
+            negatable=True,
+            enters=CELL_ID,
+        ),
+    ] = False
+    class_weights: Annotated[
+        bool,
+        Opt(
+            "Weight the loss by inverse class frequency (imbalanced corpora).",
+            negatable=True,
+            enters=CELL_ID,
+        ),
+    ] = False
+    val_fraction: Annotated[
+        float,
+        Opt("Share of training rows (whole speakers) that choose the epoch.", enters=CELL_ID),
+    ] = 0.1
+    dtype: Annotated[
+        str,
+        Opt(
+            "Autocast precision on CUDA (CPU trains in float32).",
+            choices=FINETUNE_DTYPES,
+            enters=CELL_ID,
+        ),
+    ] = "float32"
+    max_seconds: Annotated[
+        float | None, Opt("Longest stretch of audio the model sees at once.", enters=CELL_ID)
+    ] = 20.0
+    long_audio: Annotated[
+        str,
+        Opt(
+            "Beyond --max-seconds: 'window' pools over equal windows, 'crop' keeps the start.",
+            choices=LONG_AUDIO_POLICIES,
+            enters=CELL_ID,
+        ),
+    ] = "window"
+    whisper_trim: Annotated[bool, Opt("Whisper: only the real audio's frames.", enters=CELL_ID)] = (
+        False
+    )
+    output: Annotated[
+        Path | None,
+        Opt(
+            "Results folder.",
+            click_type=click.Path(file_okay=False, path_type=Path),
+            required=True,
+            file=False,
+        ),
+    ] = None
+    force: Annotated[bool, Opt("Train folds again that OUTPUT already holds.", file=False)] = False
+    save_models: Annotated[
+        bool, Opt("Save each fold's chosen model under OUTPUT/models/.", negatable=True)
+    ] = True
+    audio_in_memory: Annotated[
+        bool,
+        Opt(
+            "Hold all prepared audio in memory (about 230 MB per hour) instead of a file in "
+            "OUTPUT read per batch; the results are the same.",
+            file=False,
+        ),
+    ] = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _probe_head(cls, data: Any) -> Any:
+        """A head started from probes' results (``--from-probe``) is a probe-initialised head."""
+        if isinstance(data, dict) and data.get("from_probe") is not None:
+            return {**data, "init": "probe"}
+        return data
+
+    @model_validator(mode="after")
+    def _fit_together(self, info: ValidationInfo) -> FinetuneSettings:
+        """Refuse settings out of range or at odds, naming the flag or the file's section."""
+        from ssl_ser.finetune.config import check_training
+
+        context = info.context or {}
+        where = context.get("where")
+        name = functools.partial(_flag_or_key, type(self)) if context.get("cli") else str
+        try:
+            check_training(self, name)
+        except ConfigError as error:
+            if where is None:
+                raise
+            raise ConfigError(f"{where}: {error}") from None
+        return self
+
+    def config(self, **extra: Any) -> FinetuneConfig:
+        """The :class:`~ssl_ser.finetune.config.FinetuneConfig` of these settings (and `extra`)."""
+        from ssl_ser.finetune.config import FinetuneConfig
+
+        return FinetuneConfig(**self.fields_of(FinetuneConfig, **extra))
+
+
+def _flag_or_key(model: type[Settings], name: str) -> str:
+    """A setting's flag, or its key when the command line does not take it (``init``)."""
+    opt = option_of(model, name)
+    return flag_of(model, name) if opt is None or opt.cli else name
+
+
+def finetune_section(value: object, where: Where) -> FinetuneSettings | None:
+    """An experiment's ``finetune`` value: a table, true (every default), false or null (none).
+
+    Raises:
+        ConfigError, UnknownChoiceError: naming the key and the file.
+    """
+    if value is None or value is False:
+        return None
+    if value is True:
+        return FinetuneSettings()
+    if not isinstance(value, dict):
+        raise wrong_type(value, "a table of fine-tune settings (or true for the defaults)", where)
+    return FinetuneSettings.from_file(value, where)
