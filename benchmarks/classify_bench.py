@@ -141,7 +141,7 @@ def sequential(head: str, x: np.ndarray, y, groups, train, test, threads: int):
 
 
 def batched(head: str, x: np.ndarray, y, groups, train, test):
-    from ssl_ser.classify.probe import BatchedProbe
+    from ssl_ser.classify.batched import BatchedProbe
 
     params = dict(registry.get(head).defaults)
     start = time.perf_counter()
@@ -184,7 +184,7 @@ def matmul_rates(layers: int, dim: int, hidden: int) -> tuple[float, float]:
 
 def warm_up(x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> None:
     """One tiny fit of each head, so that torch's lazy imports are not timed."""
-    from ssl_ser.classify.probe import BatchedProbe
+    from ssl_ser.classify.batched import BatchedProbe
 
     for head in ("linear", "mlp"):
         BatchedProbe(head, max_epochs=2).fit(x[:2, :300], y[:300], groups[:300])

@@ -49,7 +49,7 @@ from ssl_ser import cache
 from ssl_ser.classify.features import CacheFeatures, load_blocks
 from ssl_ser.classify.splits import SplitOptions
 from ssl_ser.classify.sweep import SweepConfig, run_sweep
-from ssl_ser.classify.sweep.cluster import LOOPBACK
+from ssl_ser.scheduler import LOOPBACK
 from ssl_ser.testing.synthetic import synthetic_features, synthetic_manifest
 
 EMOTIONS = ("angry", "happy", "sad", "neutral", "fear", "disgust")

@@ -24,6 +24,24 @@ for _ in Parallel(n_jobs=2, return_as="generator_unordered")(calls):
     pass
 """
 
+# The same with two DataLoader workers set up as extraction sets them up (init_worker).
+LOADER_PARENT = """
+import os, time
+from torch.utils.data import DataLoader
+from ssl_ser.extract.runner import init_worker
+
+class Slow:
+    def __len__(self):
+        return 2
+    def __getitem__(self, index):
+        print("worker", os.getpid(), flush=True)
+        time.sleep(120)
+        return index
+
+for _ in DataLoader(Slow(), num_workers=2, worker_init_fn=init_worker, collate_fn=list):
+    pass
+"""
+
 
 def alive(pid: int) -> bool:
     """Whether `pid` runs (a zombie counts as gone)."""
@@ -36,8 +54,9 @@ def alive(pid: int) -> bool:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_sweep_workers_exit_when_their_parent_is_killed():
-    parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True)
+@pytest.mark.parametrize("script", [PARENT, LOADER_PARENT], ids=["sweep", "extract-loader"])
+def test_sweep_and_loader_workers_exit_when_their_parent_is_killed(script):
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     workers = []
     try:
         while len(workers) < 2:

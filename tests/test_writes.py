@@ -62,9 +62,9 @@ ALLOWED: dict[str, str] = {
     "that finetune/run.py:_save_model seals and renames into place (predict/integrity.py)",
     "finetune/run.py:_save_model": "writes into integrity.fresh_folder: a new temporary folder, "
     "sealed and renamed into place whole",
-    "predict/probe.py:save": "bundle files, written into integrity.fresh_folder (see above)",
-    "predict/probe.py:_save_estimator": "bundle files, written into integrity.fresh_folder",
-    "predict/probe.py:_save_torch_head": "bundle file, written into integrity.fresh_folder",
+    "predict/bundle.py:save": "bundle files, written into integrity.fresh_folder (see above)",
+    "predict/bundle.py:_save_estimator": "bundle files, written into integrity.fresh_folder",
+    "predict/bundle.py:_save_torch_head": "bundle file, written into integrity.fresh_folder",
     "predict/integrity.py:seal": "integrity.json of the sealed folder: its own temporary file "
     "and rename, inside the fresh folder",
     "cli/predict.py:write_csv": "ser predict --output: its own temporary file and rename (the "

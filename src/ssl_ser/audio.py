@@ -69,6 +69,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# The file types the corpus readers and ``ser predict`` look for in a folder.
+AUDIO_SUFFIXES: frozenset[str] = frozenset({".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff"})
 CONDITIONS: tuple[str, ...] = ("clean", "telephone")
 TELEPHONE_SOURCES: tuple[str, ...] = ("derived", "folder")
 DEFAULT_SAMPLE_RATE = 16000

@@ -1,4 +1,10 @@
-"""Connecting to a running Dask scheduler: checked address, bounded wait, one-line errors.
+"""Dask for extraction and sweeps: connecting, loopback clusters, and running tasks.
+
+:func:`cluster_client` gives a client of a scheduler started elsewhere or of a
+cluster on this machine (:func:`loopback_cluster`); :func:`as_finished` submits
+one function over a list of tasks and hands back each result as it finishes.
+``ser extract --dask`` (:mod:`ssl_ser.extract.cluster`) and ``ser classify
+--backend dask`` (:mod:`ssl_ser.classify.sweep.cluster`) both run through them.
 
 ``ser classify --dask ADDRESS``, ``ser extract --dask ADDRESS``
 and the experiment key ``classify.dask`` name a scheduler started by hand
@@ -14,19 +20,23 @@ seconds, because the client itself can wait for ever on a peer that never answer
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ssl_ser.errors import ConfigError
 
 if TYPE_CHECKING:
-    from distributed import Client
+    from distributed import Client, Future, LocalCluster
 
 CONNECT_SECONDS = 10.0
 CLIENT_GRACE = 5.0
 TCP_SCHEMES = ("tcp", "tls")
+LOOPBACK = "127.0.0.1"
 
 
 def check_address(address: str, option: str) -> tuple[str, str, int | None]:
@@ -121,3 +131,87 @@ def _client_within(address: str, seconds: float, set_as_default: bool) -> Client
     if "error" in made:
         raise made["error"]
     return made["client"]
+
+
+@contextlib.contextmanager
+def cluster_client(
+    address: str | None,
+    option: str,
+    local: Callable[[], Any],
+    *,
+    set_as_default: bool = False,
+) -> Iterator[Client]:
+    """A client of the scheduler at `address` (left running), else of the cluster `local()` starts.
+
+    A cluster started here is closed on exit.
+
+    Raises:
+        ConfigError: see :func:`connect` (`option` names the address in messages).
+    """
+    if address:
+        with connect(address, option, set_as_default=set_as_default) as client:
+            yield client
+        return
+    from distributed import Client
+
+    with local() as cluster, Client(cluster, set_as_default=set_as_default) as client:
+        yield client
+
+
+def loopback_cluster(workers: int = 1, *, processes: bool = True, **options: Any) -> LocalCluster:
+    """A LocalCluster of `workers` one-thread workers, on the loopback interface, no dashboard.
+
+    Workers in threads (`processes` False) talk in-process and take no host.
+    """
+    from distributed import LocalCluster
+
+    if processes:
+        options["host"] = LOOPBACK
+    return LocalCluster(
+        n_workers=max(1, workers),
+        threads_per_worker=1,
+        processes=processes,
+        dashboard_address=None,
+        **options,
+    )
+
+
+@contextlib.contextmanager
+def as_finished(
+    client: Client,
+    function: Callable[..., Any],
+    tasks: Sequence[Any],
+    shared: Sequence[Any],
+    *,
+    name: str,
+    broadcast: bool = False,
+    **submit: Any,
+) -> Iterator[Iterator[tuple[int, Future]]]:
+    """Run ``function(task, *shared)`` for each task; ``(index, future)`` as each one ends.
+
+    `shared` is sent once (to every worker with `broadcast`), never once per task;
+    tasks listed first start first; `submit` goes to every ``client.submit``
+    (``resources``, ``retries``). A future's ``result()`` raises the task's error.
+    Unfinished tasks are cancelled when the caller stops early (an error, Ctrl-C).
+    """
+    from distributed import as_completed
+
+    scattered = client.scatter(list(shared), broadcast=broadcast, hash=False) if shared else []
+    run = uuid.uuid4().hex[:8]
+    futures = {
+        client.submit(
+            function,
+            task,
+            *scattered,
+            key=f"ssl-ser-{name}-{run}-{index}",
+            priority=len(tasks) - index,
+            pure=False,
+            **submit,
+        ): index
+        for index, task in enumerate(tasks)
+    }
+    try:
+        finished = as_completed(list(futures), loop=client.loop)
+        yield ((futures.pop(future), future) for future in finished)
+    finally:
+        client.cancel(list(futures), force=True)

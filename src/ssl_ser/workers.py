@@ -1,9 +1,10 @@
 """Worker processes that never outlive the run that started them.
 
-A sweep's joblib (loky) workers otherwise keep running their task, holding
-hundreds of MB, for minutes after their parent was killed with SIGKILL: nothing
-tells them. :func:`exit_with_parent` starts, once per worker process, a daemon
-thread that watches the parent's pid and ends the worker as soon as it is gone.
+A sweep's joblib (loky) workers and extraction's DataLoader workers otherwise
+keep running their task, holding hundreds of MB (or block on a full pipe), after
+their parent was killed with SIGKILL: nothing tells them. :func:`exit_with_parent`
+starts, once per worker process, a daemon thread that watches the parent's pid
+and ends the worker as soon as it is gone.
 Polling ``os.getppid()`` works for any process start method and any thread of
 the parent, unlike ``PR_SET_PDEATHSIG``, which fires when the *thread* that
 started the worker ends.

@@ -14,8 +14,9 @@ from click.testing import CliRunner
 
 from ssl_ser import manifest
 from ssl_ser.cache.writer import CacheWriter
-from ssl_ser.classify.results import CELLS_DIR, DAMAGED_DIR, CellStore
+from ssl_ser.classify.results import CellStore
 from ssl_ser.cli.main import cli
+from ssl_ser.results import CELLS_DIR, DAMAGED_DIR
 from ssl_ser.testing.synthetic import synthetic_features, synthetic_manifest
 
 

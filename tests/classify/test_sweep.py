@@ -317,7 +317,8 @@ def test_sweep_reads_each_layer_once_whatever_the_number_of_cells(alpha, tmp_pat
 
 
 def test_selected_layer_breaks_validation_ties_by_depth_not_storage_order(alpha, tmp_path):
-    from ssl_ser.classify.results import SELECTED_LAYER, select_layers
+    from ssl_ser.classify.results import select_layers
+    from ssl_ser.results import SELECTED_LAYER
 
     table, features = alpha
     results = sweep([features], table, tmp_path, classifiers=("logreg",)).results

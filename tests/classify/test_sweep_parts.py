@@ -117,3 +117,28 @@ def test_cells_of_the_former_mlp_defaults_are_not_taken_for_the_current_ones(
     assert all('"batch_size": 256' in cell["params"] for cell in current_cells)
     # the former cells were moved aside, so that no fold counts twice
     assert len(list((store.cells / "superseded").glob("*.json"))) == 2
+
+
+def test_supersede_other_cells_moves_other_runs_of_the_same_setting_and_stale_features(
+    tmp_path, caplog
+) -> None:
+    import pandas as pd
+
+    from ssl_ser.classify.results import CellStore
+    from ssl_ser.classify.sweep import supersede_other_cells
+
+    store = CellStore(tmp_path)
+    tuned = {"classifier": "finetune", "layer": "all", "extractor": "m", "seed": 0}
+    probe = {"classifier": "logreg", "layer": "3", "extractor": "m", "seed": 0}
+    cached = {**probe, "layer": "4", "cache_keys": "k", "features_digest": "old"}
+    stored = {"old-run": tuned, "probe": probe, "other-seed": {**tuned, "seed": 1}, "c": cached}
+    for cell, row in stored.items():
+        store.save(cell, [{**row, "cell_id": cell}], pd.DataFrame({"cell_id": [cell]}))
+    # a fine-tune run describes no caches: only its own setting's other ids move
+    supersede_other_cells(store, {"new-run": tuned}, "fine-tune of m")
+    assert sorted(p.stem for p in store.cells.glob("*.json")) == ["c", "other-seed", "probe"]
+    assert "fine-tune of m: 1 cell(s)" in caplog.text and "no fold counts twice" in caplog.text
+    # a sweep that reads cache k today moves the cells of k's older features
+    supersede_other_cells(store, {"c": {**cached, "features_digest": "new"}}, "m")
+    assert sorted(p.stem for p in store.cells.glob("*.json")) == ["other-seed", "probe"]
+    assert "m: 1 cell(s) in" in caplog.text and "other features" in caplog.text

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ssl_ser.classify.results import RESULTS_PARQUET
 from ssl_ser.finetune.probe_init import probe_rows
+from ssl_ser.results import RESULTS_PARQUET
 
 
 def test_control_and_speaker_rows_are_not_the_emotion_probes(tmp_path):

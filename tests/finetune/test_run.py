@@ -12,7 +12,6 @@ from click.testing import CliRunner
 from safetensors.torch import load_file
 from sklearn.metrics import balanced_accuracy_score
 
-from ssl_ser.classify.results import GROUP_COLUMNS
 from ssl_ser.classify.splits import SplitOptions
 from ssl_ser.cli.main import cli
 from ssl_ser.errors import ConfigError
@@ -21,6 +20,7 @@ from ssl_ser.extract.config import ExtractorConfig
 from ssl_ser.finetune.config import FinetuneConfig
 from ssl_ser.finetune.model import plain_norms
 from ssl_ser.finetune.run import RunOptions, run_finetune
+from ssl_ser.results import GROUP_COLUMNS
 from ssl_ser.testing import write_garbage
 from ssl_ser.testing.models import WAVEFORM_FAMILIES, save_waveform_model, save_whisper_model
 

@@ -15,8 +15,9 @@ from ssl_ser.pipelines.experiment import (
     Experiment,
     experiment_from_dict,
     load_experiment,
+    parse_corpus,
 )
-from ssl_ser.pipelines.probe import parse_corpus, probe_experiment
+from ssl_ser.pipelines.quick import probe_experiment
 
 EXAMPLES = sorted((Path(__file__).parents[2] / "experiments").glob("*.*"))
 MINIMAL = {"name": "t", "models": ["mfcc"], "corpora": {"emodb": "/data/emodb"}}

@@ -18,10 +18,11 @@ from click.testing import CliRunner
 from ssl_ser import manifest
 from ssl_ser.cli.main import cli
 from ssl_ser.errors import ConfigError, UnknownChoiceError
-from ssl_ser.finetune.config import FINETUNE_CLASSIFIER, FinetuneConfig
+from ssl_ser.finetune.config import FinetuneConfig
 from ssl_ser.finetune.settings import FinetuneSettings
 from ssl_ser.pipelines.experiment import experiment_from_dict, load_experiment
 from ssl_ser.pipelines.run import finetune_settings, run_experiment, sweep_config
+from ssl_ser.results import FINETUNE_CLASSIFIER
 
 from .conftest import SENTENCES, VOICES, synth_entry
 

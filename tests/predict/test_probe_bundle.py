@@ -20,10 +20,10 @@ from ssl_ser.cli.main import cli
 from ssl_ser.errors import ConfigError
 from ssl_ser.extract.config import ExtractorConfig
 from ssl_ser.extract.runner import extract
-from ssl_ser.predict import integrity, probe
+from ssl_ser.predict import bundle, integrity
 from ssl_ser.predict.export import export_probe
 
-CLASSIFIERS = list(probe.SAVABLE)
+CLASSIFIERS = list(bundle.SAVABLE)
 
 
 class Untrusted(TransformerMixin, BaseEstimator):
@@ -66,8 +66,8 @@ def test_a_saved_probe_predicts_exactly_what_the_fitted_one_did(
     params = {"n_estimators": 20} if classifier == "rf" else None  # 300 trees save slowly
     pipeline = registry.build_pipeline(classifier, params, seed=0, threads=1).fit(x, y)
     description = {"classifier": classifier, "classes": ["angry", "happy", "sad", "neutral"]}
-    probe.save(tmp_path, pipeline, {**description, "n_features": x.shape[1]})
-    loaded = probe.load_estimator(tmp_path, json.loads((tmp_path / "bundle.json").read_text()))
+    bundle.save(tmp_path, pipeline, {**description, "n_features": x.shape[1]})
+    loaded = bundle.load_estimator(tmp_path, json.loads((tmp_path / "bundle.json").read_text()))
     np.testing.assert_array_equal(loaded.predict_proba(x), pipeline.predict_proba(x))
 
 
@@ -85,7 +85,7 @@ def test_live_audio_gives_the_cached_features_predictions(cache, corpus_manifest
 
 def test_a_bundle_holding_an_unexpected_type_is_refused(cache, corpus_manifest, tmp_path):
     exported = export_probe([cache], corpus_manifest, tmp_path, classifier="logreg", layers="1")
-    fitted = sio.load(tmp_path / "probe.skops", trusted=list(probe.TRUSTED_TYPES))
+    fitted = sio.load(tmp_path / "probe.skops", trusted=list(bundle.TRUSTED_TYPES))
     sio.dump(Pipeline([("evil", Untrusted()), *fitted.steps]), tmp_path / "probe.skops")
     reseal(tmp_path)  # a hostile bundle with a record that matches its files
     with pytest.raises(ConfigError, match=r"Untrusted.*refused"):

@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import precision_recall_fscore_support
 
-from ssl_ser.classify.results import CellStore, cell_id, write_tables
+from ssl_ser.classify.results import CellStore, write_tables
+from ssl_ser.results import cell_id
 
 CLASSES = ["angry", "happy", "neutral", "sad"]
 PER_CLASS = 6

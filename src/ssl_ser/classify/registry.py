@@ -36,7 +36,7 @@ class ClassifierSpec:
         defaults: default parameters (recorded in the results).
         grid: values tried by ``--search`` (on an inner split of training speakers).
         uses_groups: ``fit`` takes ``groups=`` (speakers) for an inner validation split.
-        batched: the :class:`~ssl_ser.classify.probe.BatchedProbe` head that trains
+        batched: the :class:`~ssl_ser.classify.batched.BatchedProbe` head that trains
             this same model for all layers at once, if any.
         per_layer: False for heads that take all layers at once (``mlp-weighted``).
     """
@@ -115,7 +115,7 @@ def _linear(params: Mapping[str, Any], seed: int, threads: int) -> list:
 def _weighted(params: Mapping[str, Any], seed: int, threads: int) -> list:
     raise ConfigError(
         "mlp-weighted takes all layers at once and has no per-layer pipeline; "
-        "use ssl_ser.classify.probe.WeightedLayerProbe"
+        "use ssl_ser.classify.batched.WeightedLayerProbe"
     )
 
 

@@ -22,7 +22,6 @@ tables never mix them with cells of today's features.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -37,43 +36,20 @@ import pandas as pd
 from ssl_ser.atomic import make_folder, write_file, write_text
 from ssl_ser.classify.measures import EMOTION_TARGET, TARGET_COLUMN
 from ssl_ser.classify.metrics import bootstrap_ua, encode, score
+from ssl_ser.results import (
+    CELLS_DIR,
+    DAMAGED_DIR,
+    FINETUNE_CLASSIFIER,
+    GROUP_COLUMNS,
+    PREDICTIONS_PARQUET,
+    RESULTS_CSV,
+    RESULTS_PARQUET,
+    SELECTED_LAYER,
+    SUMMARY_CSV,
+    SUPERSEDED_DIR,
+)
 
 log = logging.getLogger(__name__)
-
-CELLS_DIR = "cells"
-SUPERSEDED_DIR = "superseded"
-DAMAGED_DIR = "damaged"
-RESULTS_PARQUET = "results.parquet"
-RESULTS_CSV = "results.csv"
-PREDICTIONS_PARQUET = "predictions.parquet"
-SUMMARY_CSV = "summary.csv"
-GROUP_COLUMNS: tuple[str, ...] = (
-    "extractor",
-    "train_corpus",
-    "train_condition",
-    "test_corpus",
-    "test_condition",
-    "layer",
-    "pooling",
-    "classifier",
-    "split",
-    "labels",
-    "speaker_norm",
-    "search",
-    "seed",
-    "shots",
-    "setting",
-)
-SELECTED_LAYER = "selected"
-WEIGHTED_LAYER = "weighted"
-# The classifier name of fine-tuned models' cells (ssl_ser.finetune).
-FINETUNE_CLASSIFIER = "finetune"
-
-
-def cell_id(description: Mapping[str, Any]) -> str:
-    """A stable 16-hex id of everything that determines a cell's result."""
-    canonical = json.dumps(description, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def count_finished(output: str | Path) -> int:

@@ -191,7 +191,7 @@ def fit_batched(
     candidate best on its inner validation speakers, and layers that chose the
     same candidate are refit together.
     """
-    from ssl_ser.classify.probe import BatchedProbe
+    from ssl_ser.classify.batched import BatchedProbe
 
     grid = grid if grid is not None else registry.get("mlp" if head == "mlp" else "linear").grid
     plan: dict[int, list[int]] = {0: list(range(x.shape[0]))}
@@ -235,7 +235,7 @@ def fit_weighted(
 
     Returns the probe and the chosen values.
     """
-    from ssl_ser.classify.probe import WeightedLayerProbe
+    from ssl_ser.classify.batched import WeightedLayerProbe
 
     grid = registry.get("mlp-weighted").grid
     chosen: dict[str, Any] = {}

@@ -33,6 +33,7 @@ def classify(**values: Any) -> None:
     from ssl_ser import manifest
     from ssl_ser.classify.features import CacheFeatures
     from ssl_ser.classify.sweep import run_sweep
+    from ssl_ser.predict.export import check_sweep_export, export_sweep_probe
 
     run = ClassifyRun.from_cli(values)
     configs = sweep_configs(values)  # refused before any file is read
@@ -40,11 +41,8 @@ def classify(**values: Any) -> None:
         pd.concat([manifest.read(p) for p in run.manifests], ignore_index=True)
     )
     sources = [CacheFeatures(path) for path in run.caches]
-    if run.save_probe:
-        _check_probe_export(configs[0], sources)  # before the sweep, not after it
-        from ssl_ser.predict.integrity import check_replaceable
-
-        check_replaceable(run.save_probe, run.output)
+    if run.save_probe:  # refused before the sweep, not after it
+        check_sweep_export(configs[0], sources, run.save_probe, run.output)
     result = run_sweep(
         sources,
         table,
@@ -60,7 +58,8 @@ def classify(**values: Any) -> None:
     )
     click.echo(result.line)
     if run.save_probe:
-        click.echo(_save_probe(sources, table, configs[0], values).line)
+        saved = export_sweep_probe(sources, table, configs[0], run.save_probe, run.model)
+        click.echo(saved.line)
 
 
 def sweep_configs(values: dict[str, Any]) -> list[Any]:
@@ -81,66 +80,3 @@ def sweep_configs(values: dict[str, Any]) -> list[Any]:
         raise ConfigError("--save-probe saves one probe; give one --seed (and one --shots)")
     fields = run.fields_of(SweepConfig)
     return [sweep_config(grid, split, sweep, seed=s, shots=n, **fields) for s, n in runs]
-
-
-def _check_probe_export(config, sources) -> None:
-    """Refuse a --save-probe that cannot be made, before any cell runs.
-
-    Raises:
-        ConfigError: a target other than emotion, a classifier a bundle cannot hold,
-            several conditions without --train-condition, or a cross-corpus split
-            without named training corpora.
-    """
-    from ssl_ser.classify import registry
-    from ssl_ser.errors import ConfigError
-    from ssl_ser.predict.probe import check_savable
-
-    if config.target != "emotion":
-        raise ConfigError(
-            f"--save-probe exports an emotion probe; --target {config.target} probes predict "
-            "something else"
-        )
-    check_savable(registry.parse_classifiers(config.classifiers)[0])
-    conditions = {str(s.key.get("condition", "clean")) for s in sources}
-    if len(conditions) > 1 and config.train_condition is None:
-        raise ConfigError(
-            f"--save-probe: the caches hold conditions {sorted(conditions)}; pass "
-            "--train-condition to say which the probe is fitted on"
-        )
-    crossed = config.split in ("cross-corpus", "few-shot")
-    split = config.split_options
-    if crossed and not (split.train_corpora or split.test_corpora):
-        raise ConfigError(
-            f"--save-probe with --split {config.split}: each held-out corpus has its own training "
-            "set; name the training corpora with --train (or the test ones with --test)"
-        )
-
-
-def _save_probe(sources, table, config, options: dict):
-    """Export the sweep's first classifier and pooling, fitted on its training rows."""
-    from ssl_ser.classify import registry
-    from ssl_ser.predict.export import SELECTED, export_probe
-
-    classifier = registry.parse_classifiers(config.classifiers)[0]
-    each = config.combine == "each"
-    split = config.split_options
-    train = split.train_corpora
-    if config.split in ("cross-corpus", "few-shot") and not train:
-        present = sorted(table["corpus"].unique())
-        train = tuple(c for c in present if c not in split.test_corpora)
-    return export_probe(
-        sources,
-        table,
-        options["save_probe"],
-        classifier=classifier,
-        labels=config.labels,
-        pooling=config.poolings[0],
-        layers=SELECTED if each else config.layers,
-        choose_from=config.layers if each else "all",
-        combine=config.combine,
-        condition=config.train_condition,
-        params=config.params.get(classifier),
-        seed=config.seed,
-        model=options["model"],
-        train_corpora=train if config.split in ("cross-corpus", "few-shot") else (),
-    )

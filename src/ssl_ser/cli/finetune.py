@@ -52,12 +52,13 @@ def finetune(**options) -> None:
     fine-tune each into OUTPUT. A killed run resumes from its last epoch;
     finished folds are skipped.
     """
+    from ssl_ser.corpora import corpus_manifests
     from ssl_ser.finetune.run import run_finetune
-    from ssl_ser.pipelines.probe import corpus_manifests
+    from ssl_ser.pipelines.experiment import parse_corpus
 
     settings = FinetuneSettings.from_cli(options)
     runs = run_options(options, settings)  # refused before any file is read
-    table = corpus_manifests(settings.manifests, settings.corpora)
+    table = corpus_manifests(settings.manifests, [parse_corpus(c) for c in settings.corpora])
     progress = Feedback.from_cli(options).progress
     for run in runs:
         result = run_finetune(table, settings.config(), run, settings.output, progress=progress)

@@ -15,7 +15,7 @@ from ssl_ser.cli.options import refuse_repeats
 from ssl_ser.extract.settings import ExtractSettings
 from ssl_ser.pipelines.demo import DemoSettings
 from ssl_ser.pipelines.experiment import Experiment, RunSettings
-from ssl_ser.pipelines.probe import NOT_PROBE_EXTRACT, ProbeSettings
+from ssl_ser.pipelines.quick import NOT_PROBE_EXTRACT, ProbeSettings
 from ssl_ser.settings import Feedback, options
 
 
@@ -49,7 +49,7 @@ def probe(**values: Any) -> None:
     SSL model is also fine-tuned on every fold (as `ser finetune` with its
     defaults) before the report is written.
     """
-    from ssl_ser.pipelines.probe import probe as run_probe
+    from ssl_ser.pipelines.quick import probe as run_probe
 
     refuse_repeats("--condition", values["conditions"])
     _echo(run_probe(values).lines())

@@ -2,7 +2,9 @@
 
 Each module exposes ``INFO`` (a :class:`CorpusInfo`) and
 ``scan(root, *, on_error="raise", progress=False, **options) -> ScanResult``.
-:func:`load` and :func:`scan` here pick the module by name from the registry.
+:func:`load` and :func:`scan` here pick the module by name from the registry;
+:func:`read_source` reads any data source (a corpus folder or a manifest file)
+and :func:`corpus_manifests` joins several into one manifest.
 """
 
 from __future__ import annotations
@@ -10,13 +12,16 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pandas as pd
 
+from ssl_ser import manifest
 from ssl_ser.corpora._base import CorpusInfo, ScanResult
-from ssl_ser.errors import UnknownChoiceError
+from ssl_ser.errors import ConfigError, CorpusError, UnknownChoiceError
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +47,11 @@ __all__ = [
     "CORPUS_MODULES",
     "CorpusInfo",
     "ScanResult",
+    "corpus_manifests",
     "info",
     "load",
     "names",
+    "read_source",
     "reader_options",
     "scan",
 ]
@@ -94,7 +101,65 @@ def load(name: str, root: str | Path, /, *, on_error: str = "raise", **options) 
     With ``on_error="skip"`` bad files are left out and a warning counts them;
     use :func:`scan` to get the list with reasons.
     """
-    result = scan(name, root, on_error=on_error, **options)
+    return read_source(root, name, on_error=on_error, **options).manifest
+
+
+def read_source(
+    root: str | Path,
+    reader: str | None = None,
+    /,
+    *,
+    name: str | None = None,
+    on_error: str = "raise",
+    progress: bool = False,
+    **options: Any,
+) -> ScanResult:
+    """Manifest and skipped files of one source: `root` scanned by `reader`, or a manifest file.
+
+    With `reader` None, `root` is a manifest file, and `name` keeps its rows of that
+    corpus only; with a generic reader (``folder``, ``csv``), `name` names the corpus.
+    Skipped files are counted in a warning.
+
+    Raises:
+        CorpusError: a manifest file without rows of corpus `name`.
+        UnknownChoiceError: `reader` is not a corpus reader.
+    """
+    if reader is None:
+        table = manifest.read(root)
+        rows = table if name is None else table[table["corpus"] == name].reset_index(drop=True)
+        if rows.empty and name is not None:
+            present = sorted(table["corpus"].unique())
+            raise CorpusError(f"manifest {root} has no rows of corpus {name!r}; it holds {present}")
+        return ScanResult(rows)
+    if reader in GENERIC and name is not None:
+        options["name"] = name
+    result = scan(reader, root, on_error=on_error, progress=progress, **options)
     if len(result.skipped):
-        log.warning("%s: skipped %d file(s) at %s", name, len(result.skipped), root)
-    return result.manifest
+        log.warning("%s: skipped %d file(s) at %s", name or reader, len(result.skipped), root)
+    return result
+
+
+def corpus_manifests(
+    manifests: Sequence[str | Path], corpora: Sequence[tuple[str, str]]
+) -> pd.DataFrame:
+    """One validated manifest from manifest files and (NAME, ROOT) or (NAME, MANIFEST) pairs.
+
+    A ROOT is read by the corpus reader NAME (``emodb``, ``/data/emodb``); a path
+    ending in a manifest suffix is read as a manifest, whole. Files the reader
+    cannot use are skipped with a warning that counts them (``ser prepare`` lists them).
+
+    Raises:
+        ConfigError: neither given, or a NAME given twice.
+        UnknownChoiceError: a NAME that is not a corpus reader.
+    """
+    parts = [manifest.read(path) for path in manifests]
+    seen: set[str] = set()
+    for name, root in corpora:
+        if name in seen:
+            raise ConfigError(f"--corpus {name} is given twice")
+        seen.add(name)
+        is_manifest = Path(root).suffix.lower() in manifest.MANIFEST_SUFFIXES
+        parts.append(read_source(root, None if is_manifest else name, on_error="skip").manifest)
+    if not parts:
+        raise ConfigError("give the data with --manifest FILE or --corpus NAME=ROOT")
+    return manifest.validate(pd.concat(parts, ignore_index=True))

@@ -24,13 +24,13 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 from ssl_ser import manifest
+from ssl_ser.audio import AUDIO_SUFFIXES
 from ssl_ser.errors import CorpusError, CorpusFileError, UnknownChoiceError
 from ssl_ser.fingerprint import not_regular_reason
 from ssl_ser.paths import existing_form, unreadable_reason
 
 log = logging.getLogger(__name__)
 
-AUDIO_SUFFIXES: frozenset[str] = frozenset({".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff"})
 TELEPHONE_FOLDER = "wav_telephone"
 SPLIT_FILE_NAMES: dict[str, str] = {
     "train": "train",

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ssl_ser.errors import ConfigError, UnknownChoiceError
-from ssl_ser.extract.config import LONG_AUDIO_POLICIES
+from ssl_ser.errors import UnknownChoiceError
+from ssl_ser.extract.config import LONG_AUDIO_POLICIES, check_batch_seconds
 
 # Shortest utterance a batch takes, as a fraction of its longest: padding wastes <= 20 %.
 MIN_FILL = 0.8
@@ -42,8 +42,7 @@ def plan_batches(
     Returns:
         Lists of indices into `costs`, every index exactly once.
     """
-    if not batch_seconds > 0:
-        raise ConfigError(f"batch seconds {batch_seconds!r} must be positive")
+    check_batch_seconds(batch_seconds)
     order = sorted(range(len(costs)), key=lambda i: (-float(costs[i]), i))
     batches: list[list[int]] = []
     current: list[int] = []

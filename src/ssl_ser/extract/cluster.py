@@ -50,7 +50,6 @@ import contextlib
 import logging
 import multiprocessing
 import time
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -87,7 +86,7 @@ class ShardTask:
     options: dict[str, Any]
 
 
-def run_shard(table: pd.DataFrame, task: ShardTask) -> list[ExtractSummary]:
+def run_shard(task: ShardTask, table: pd.DataFrame) -> list[ExtractSummary]:
     """Run one shard on a worker (what ``ser extract --shard K/N`` runs); its summaries.
 
     In a daemonic worker process (Dask's default), audio is loaded in this process
@@ -354,36 +353,33 @@ def _same_audio(rows: pd.DataFrame, prints: np.ndarray, condition: str, source: 
 def _client(address: str, device: str, processes: bool) -> Iterator[Any]:
     """A Client on `address`, or on a LocalCluster started (and stopped) here."""
     import dask
-    from distributed import Client
+    import distributed  # noqa: F401 (its config defaults must exist before the set below)
 
-    if address != LOCAL:
-        from ssl_ser.scheduler import connect
+    from ssl_ser.scheduler import cluster_client
 
-        with connect(address, "--dask", set_as_default=True) as client:
-            yield client
-        return
-    with dask.config.set({"distributed.worker.daemon": False}):
-        cluster = _local_cluster(device, processes)
-        with cluster, Client(cluster) as client:
-            yield client
+    remote = None if address == LOCAL else address
+    with (
+        dask.config.set({"distributed.worker.daemon": False}),
+        cluster_client(
+            remote, "--dask", lambda: _local_cluster(device, processes), set_as_default=True
+        ) as client,
+    ):
+        yield client
 
 
 def _local_cluster(device: str, processes: bool) -> Any:
     """One worker per visible GPU (each its own CUDA_VISIBLE_DEVICES) for CUDA, else one."""
-    from distributed import LocalCluster
+    from ssl_ser.scheduler import LOOPBACK, loopback_cluster
 
-    common: dict[str, Any] = {"dashboard_address": None, "threads_per_worker": 1}
-    if processes:  # loopback only; threads talk in-process (inproc://), no host to give
-        common["host"] = "127.0.0.1"
     if not device.startswith("cuda"):
-        return LocalCluster(n_workers=1, processes=processes, **common)
+        return loopback_cluster(1, processes=processes)
     import torch
 
     count = torch.cuda.device_count()
     if count == 0:
         raise ConfigError(f"--device {device} with --dask local, but no CUDA GPU is visible")
     if not processes:
-        return LocalCluster(n_workers=1, processes=False, resources={GPU_RESOURCE: 1}, **common)
+        return loopback_cluster(1, processes=False, resources={GPU_RESOURCE: 1})
     from distributed import Nanny, Scheduler, SpecCluster
 
     workers = {
@@ -391,14 +387,14 @@ def _local_cluster(device: str, processes: bool) -> Any:
             "cls": Nanny,
             "options": {
                 "nthreads": 1,
-                "host": "127.0.0.1",
+                "host": LOOPBACK,
                 "resources": {GPU_RESOURCE: 1},
                 "env": {"CUDA_VISIBLE_DEVICES": str(index)},
             },
         }
         for index in range(count)
     }
-    scheduler = {"cls": Scheduler, "options": {"host": "127.0.0.1", "dashboard_address": None}}
+    scheduler = {"cls": Scheduler, "options": {"host": LOOPBACK, "dashboard_address": None}}
     return SpecCluster(workers=workers, scheduler=scheduler)
 
 
@@ -467,28 +463,21 @@ def _run_tasks(
     client: Any, table: pd.DataFrame, tasks: list[ShardTask], gpu: bool, progress: bool
 ) -> list[ExtractSummary]:
     """Submit every shard, wait for all, and raise for the ones that failed (named)."""
-    from distributed import as_completed
+    from ssl_ser.scheduler import as_finished
 
-    shared = client.scatter(table, broadcast=False, hash=False)
-    run = uuid.uuid4().hex[:8]
-    futures = {
-        client.submit(
-            run_shard,
-            shared,
-            task,
-            key=f"ssl-ser-extract-shard-{task.shard}-of-{task.shards}-{run}",
-            resources=task_resources(gpu),
-            pure=False,
-        ): task
-        for task in tasks
-    }
     summaries: list[ExtractSummary] = []
     failures: list[str] = []
     lines = StepLines("extract on dask", len(tasks), "shards")
     bar = tqdm(total=len(tasks), desc="extract shards", unit="shard", disable=not progress)
-    with bar:
-        for future in as_completed(futures):
-            task = futures[future]
+    resources = task_resources(gpu)
+    with (
+        bar,
+        as_finished(
+            client, run_shard, tasks, [table], name="extract-shard", resources=resources
+        ) as finished,
+    ):
+        for index, future in finished:
+            task = tasks[index]
             try:
                 summaries.extend(future.result())
             except SerError as error:

@@ -243,7 +243,6 @@ def check_run_options(
         The number of DataLoader workers (`workers`, or :func:`default_workers`).
     """
     from ssl_ser import audio, cache
-    from ssl_ser.extract.batching import plan_batches
 
     for name in conditions:
         audio.check_condition(name)
@@ -253,9 +252,19 @@ def check_run_options(
     workers = default_workers() if workers is None else workers
     if isinstance(workers, bool) or int(workers) != workers or workers < 0:
         raise ConfigError(f"workers {workers!r} must be an integer >= 0")
-    plan_batches([], batch_seconds)  # validates batch_seconds
+    check_batch_seconds(batch_seconds)
     if not isinstance(device, str) or DEVICE_FORM.fullmatch(device) is None:
         raise UnknownChoiceError("device", device, ("auto", "cpu", "cuda", "cuda:N"))
     if device == "cpu" and config.dtype == "float16":
         raise ConfigError("dtype 'float16' is not supported on CPU; use bfloat16 or float32")
     return int(workers)
+
+
+def check_batch_seconds(batch_seconds: float) -> None:
+    """Refuse a padded-seconds budget per forward pass that is not positive.
+
+    Raises:
+        ConfigError: `batch_seconds` is zero, negative or not a number.
+    """
+    if not batch_seconds > 0:
+        raise ConfigError(f"batch seconds {batch_seconds!r} must be positive")

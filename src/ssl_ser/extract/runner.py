@@ -27,12 +27,9 @@ their source.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import logging
 import os
-import signal
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -64,6 +61,7 @@ from ssl_ser.extract.sharding import BALANCE_RULE, assign_shards
 from ssl_ser.extract.summary import ExtractSummary
 from ssl_ser.fingerprint import Fingerprint
 from ssl_ser.progress import StepLines, announce
+from ssl_ser.workers import exit_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +76,6 @@ QUIET_LINE_SECONDS = 10.0
 # Decoded length against the manifest's duration: 20 ms plus 1 % (resampling rounds).
 DURATION_TOLERANCE_S = 0.02
 DURATION_TOLERANCE = 0.01
-# prctl option: signal this process when its parent dies (linux/prctl.h).
-PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -187,16 +183,15 @@ def keep_list(items: list[Prepared]) -> list[Prepared]:
 
 
 def init_worker(worker_id: int) -> None:
-    """Set up a DataLoader worker: one thread, and killed by the kernel when its parent dies.
+    """Set up a DataLoader worker: one thread, and it exits when its parent dies.
 
-    A worker orphaned by a killed run can block forever on a full result pipe.
-    (Linux only. Inherited copies of the cache lock are closed by the at-fork
-    hook of :mod:`ssl_ser.cache.lock`, so a worker never keeps the lock.)
+    A worker orphaned by a killed run can block forever on a full result pipe;
+    it stops as a sweep's workers do (:func:`ssl_ser.workers.exit_with_parent`).
+    (Inherited copies of the cache lock are closed by the at-fork hook of
+    :mod:`ssl_ser.cache.lock`, so a worker never keeps the lock.)
     """
     torch.set_num_threads(1)
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    exit_with_parent(os.getppid())
 
 
 def extract(

@@ -23,7 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ssl_ser.classify.results import FINETUNE_CLASSIFIER  # noqa: F401 (re-exported)
 from ssl_ser.errors import ConfigError, UnknownChoiceError
 from ssl_ser.extract.config import DEFAULT_SAMPLE_RATE, LONG_AUDIO_POLICIES, ExtractorConfig
 from ssl_ser.finetune.settings import (  # the choices, named where the options are declared
@@ -34,11 +33,10 @@ from ssl_ser.finetune.settings import (  # the choices, named where the options 
     INITS,
     PROBE_DTYPES,
 )
+from ssl_ser.results import LAST_STATE_LAYER, WEIGHTED_LAYER
 
 # Attention projections LoRA adapts in every supported family (wav2vec2-like and Whisper).
 LORA_TARGETS: tuple[str, ...] = ("q_proj", "v_proj")
-# Layer names of the results rows: the head reads the last hidden state, or a learned mix.
-LAST_STATE_LAYER = "all"
 # Settings that must be above 0, and those in [0, 1).
 POSITIVE: tuple[str, ...] = (
     "learning_rate",
@@ -170,8 +168,6 @@ class FinetuneConfig:
     @property
     def layer(self) -> str:
         """The results rows' layer: the state read (``3``), ``weighted`` for a mix, else ``all``."""
-        from ssl_ser.classify.results import WEIGHTED_LAYER
-
         if self.head_layer is not None:
             return str(self.head_layer)
         return WEIGHTED_LAYER if self.weighted_layers else LAST_STATE_LAYER

@@ -35,8 +35,8 @@ import pandas as pd
 from ssl_ser.classify import registry
 from ssl_ser.classify.measures import EMOTION_TARGET, TARGET_COLUMN
 from ssl_ser.classify.metrics import confusion_matrix, scores_from_confusion
-from ssl_ser.classify.results import PREDICTIONS_PARQUET, RESULTS_PARQUET
 from ssl_ser.errors import ConfigError
+from ssl_ser.results import PREDICTIONS_PARQUET, RESULTS_PARQUET
 
 PROBE_CLASSIFIER = "logreg"
 # How caches store features (ssl_ser.cache.STORAGE_DTYPES): the probes were fitted on these.

@@ -37,8 +37,8 @@ import pandas as pd
 from ssl_ser import audio as audio_module
 from ssl_ser import manifest as manifest_module
 from ssl_ser.atomic import check_writable, write_file
-from ssl_ser.classify.probe import layer_standardiser
-from ssl_ser.classify.results import CellStore, cell_id, summary_line, write_tables
+from ssl_ser.classify.batched import layer_standardiser
+from ssl_ser.classify.results import CellStore, summary_line, write_tables
 from ssl_ser.classify.splits import (
     SPEAKER_INDEPENDENT,
     Fold,
@@ -47,17 +47,18 @@ from ssl_ser.classify.splits import (
     drop_unseen_classes,
     fold_digest,
 )
-from ssl_ser.classify.sweep import CellInfo, Outcome, Rows, setting_key, store_cell
+from ssl_ser.classify.sweep import CellInfo, Outcome, Rows, store_cell, supersede_other_cells
 from ssl_ser.errors import ConfigError, UnknownChoiceError
 from ssl_ser.extract.backbones import library_progress_bars
 from ssl_ser.extract.config import default_workers
 from ssl_ser.finetune import data, probe_init, train
 from ssl_ser.finetune import model as model_module
-from ssl_ser.finetune.config import FINETUNE_CLASSIFIER, FinetuneConfig
+from ssl_ser.finetune.config import FinetuneConfig
 from ssl_ser.finetune.distributed import World, barrier, from_main, gather, world
 from ssl_ser.finetune.segment_store import SegmentStore
 from ssl_ser.finetune.validation import METHOD, closest_speaker_split
 from ssl_ser.progress import announce
+from ssl_ser.results import FINETUNE_CLASSIFIER, cell_id
 from ssl_ser.versions import library_versions
 
 log = logging.getLogger(__name__)
@@ -198,7 +199,7 @@ def run_finetune(
         paths: dict[str, Path] = {}
         summary = pd.DataFrame()
         if here.main:
-            _supersede_other_runs(run.store, described)
+            supersede_other_cells(run.store, described, f"fine-tune of {config.model}")
         if here.main and tables:
             paths = write_tables(run.store, n_boot=settings.bootstrap, seed=settings.seed)
             summary = pd.read_csv(paths["summary"])
@@ -719,30 +720,3 @@ def _save_model(run: _Run, model: Any, folder: Path, meta: Mapping[str, Any], ce
         (saving / RUN_FILE).write_text(json.dumps(described, indent=1, default=str))
         meaning = model_module.output_meaning(labels["classes"], labels["label_set"], run.config)
         integrity.seal(saving, "finetuned", meaning, reading)
-
-
-def _supersede_other_runs(store: CellStore, described: Mapping[str, Mapping[str, Any]]) -> None:
-    """Move aside stored fine-tune cells measuring this run's settings under other ids.
-
-    Other audio, another revision of the model or other training settings make
-    other ids; kept beside this run's, a fold would count twice.
-    """
-    settings = {setting_key(d) for d in described.values()}
-    mine = set(described)
-
-    def other(row: Mapping[str, Any]) -> bool:
-        return (
-            row.get("classifier") == FINETUNE_CLASSIFIER
-            and row.get("cell_id") not in mine
-            and setting_key(row) in settings
-        )
-
-    moved = store.supersede(other)
-    if moved:
-        log.warning(
-            "%d fine-tune fold(s) in %s measured the same settings from other audio, model "
-            "weights or options; moved them to %s so that no fold counts twice",
-            moved,
-            store.output,
-            store.cells / "superseded",
-        )

@@ -278,24 +278,11 @@ def load_manifest(spec: CorpusSpec, progress: bool = False) -> tuple[pd.DataFram
     Raises:
         CorpusError: a manifest file without rows of this corpus.
     """
-    from ssl_ser import corpora, manifest
+    from ssl_ser import corpora
 
     root = Path(spec.root).expanduser()
-    if spec.is_manifest:
-        table = manifest.read(root)
-        rows = table[table["corpus"] == spec.name].reset_index(drop=True)
-        if rows.empty:
-            present = sorted(table["corpus"].unique())
-            raise CorpusError(
-                f"manifest {root} has no rows of corpus {spec.name!r}; it holds {present}"
-            )
-        return rows, corpora.ScanResult(rows).skipped
-    options = dict(spec.options)
-    if spec.reader in corpora.GENERIC:
-        options["name"] = spec.name
-    result = corpora.scan(spec.reader, root, on_error=spec.on_error, progress=progress, **options)
-    if len(result.skipped):
-        log.warning("%s: %d file(s) skipped at %s", spec.name, len(result.skipped), root)
+    options = {"on_error": spec.on_error, "progress": progress, **spec.options}
+    result = corpora.read_source(root, spec.reader, name=spec.name, **options)
     return result.manifest, result.skipped
 
 

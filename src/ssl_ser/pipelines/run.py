@@ -35,7 +35,6 @@ import pandas as pd
 
 from ssl_ser.atomic import write_file
 from ssl_ser.errors import ConfigError
-from ssl_ser.finetune.config import FINETUNE_CLASSIFIER
 from ssl_ser.pipelines.experiment import Experiment
 from ssl_ser.pipelines.plan import (
     FinetuneUnit,
@@ -46,6 +45,7 @@ from ssl_ser.pipelines.plan import (
     make_plan,
     write_manifests,
 )
+from ssl_ser.results import FINETUNE_CLASSIFIER
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +257,8 @@ def run_variant(
     Rebuilding the tables (with their bootstrap) after every sweep would redo the
     work of all earlier sweeps each time.
     """
-    from ssl_ser.classify.results import SUMMARY_CSV, CellStore, write_tables
+    from ssl_ser.classify.results import CellStore, write_tables
+    from ssl_ser.results import SUMMARY_CSV
 
     if not units:
         return [], []
@@ -455,7 +456,7 @@ def write_variant_report(
 
 def write_summary(plan: Plan) -> Path | None:
     """``summary.csv`` over every variant (seed and shots as columns), for seeds and few-shot."""
-    from ssl_ser.classify.results import SUMMARY_CSV
+    from ssl_ser.results import SUMMARY_CSV
 
     parts = []
     for variant in plan.variants:

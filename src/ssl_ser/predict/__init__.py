@@ -26,8 +26,8 @@ def load(bundle: str | Path, device: str = "auto") -> Predictor:
             files or record disagree (one line naming the file).
     """
     from ssl_ser.predict import integrity
+    from ssl_ser.predict.bundle import ProbePredictor
     from ssl_ser.predict.finetuned import FinetunedPredictor
-    from ssl_ser.predict.probe import ProbePredictor
 
     folder = Path(bundle)
     if not folder.is_dir():

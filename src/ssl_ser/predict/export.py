@@ -4,7 +4,8 @@ The layer is chosen on training speakers only, by default: whole speakers are
 held out of the rows (:func:`~ssl_ser.classify.splits.inner_split`), each
 candidate layer is fitted on the rest and scored (UA) on them, and the best
 (the lowest on a tie) is refitted on every row. ``ser classify --save-probe``
-and ``ser export`` both call :func:`export_probe`.
+(:func:`check_sweep_export`, :func:`export_sweep_probe`) and ``ser export`` both
+call :func:`export_probe`.
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ from ssl_ser.classify.features import (
 )
 from ssl_ser.classify.metrics import confusion_matrix, scores_from_confusion
 from ssl_ser.classify.splits import inner_split
-from ssl_ser.classify.sweep import sweep_poolings
+from ssl_ser.classify.sweep import SweepConfig, sweep_poolings
 from ssl_ser.errors import ConfigError
-from ssl_ser.predict import integrity, probe
+from ssl_ser.predict import bundle, integrity
 
 SELECTED = "selected"
+# Splits whose training side is its own set of corpora (a probe is fitted on those).
+CROSSED_SPLITS: tuple[str, ...] = ("cross-corpus", "few-shot")
 # Share of the rows (whole speakers) that score each candidate layer.
 CHOICE_FRACTION = 0.2
 
@@ -87,7 +90,7 @@ def export_probe(
         ConfigError: a classifier a bundle cannot hold, several extractors or
             conditions without a choice, a pooling or layer the caches lack.
     """
-    probe.check_savable(classifier)
+    bundle.check_savable(classifier)
     dataset = _one_dataset(build_datasets(sources, manifest, labels, model=model))
     table = _training_rows(_condition_rows(dataset, condition), train_corpora)
     (chosen_pooling,) = _one_pooling(dataset, pooling)
@@ -114,8 +117,77 @@ def export_probe(
     registry.fit_pipeline(pipeline, classifier, x, codes, groups)
     description = _description(dataset, table, spec, classifier, merged, choice, x, seed)
     description["audio"] = _audio_reading(description, table, manifest)
-    folder = probe.save(output, pipeline, description)
+    folder = bundle.save(output, pipeline, description)
     return Exported(folder, spec.layers, classifier, chosen_pooling, choice)
+
+
+def check_sweep_export(
+    config: SweepConfig,
+    sources: Sequence[FeatureSource],
+    output: str | Path,
+    results: str | Path,
+) -> None:
+    """Refuse a sweep's probe export (``--save-probe``) that cannot be made, before any cell runs.
+
+    Raises:
+        ConfigError: a target other than emotion, a classifier a bundle cannot hold,
+            several conditions without --train-condition, a cross-corpus split
+            without named training corpora, or an `output` folder that cannot be
+            written (the `results` folder itself, a folder of other files).
+    """
+    if config.target != "emotion":
+        raise ConfigError(
+            f"--save-probe exports an emotion probe; --target {config.target} probes predict "
+            "something else"
+        )
+    bundle.check_savable(registry.parse_classifiers(config.classifiers)[0])
+    conditions = {str(s.key.get("condition", "clean")) for s in sources}
+    if len(conditions) > 1 and config.train_condition is None:
+        raise ConfigError(
+            f"--save-probe: the caches hold conditions {sorted(conditions)}; pass "
+            "--train-condition to say which the probe is fitted on"
+        )
+    crossed = config.split in CROSSED_SPLITS
+    split = config.split_options
+    if crossed and not (split.train_corpora or split.test_corpora):
+        raise ConfigError(
+            f"--save-probe with --split {config.split}: each held-out corpus has its own training "
+            "set; name the training corpora with --train (or the test ones with --test)"
+        )
+    integrity.check_replaceable(output, results)
+
+
+def export_sweep_probe(
+    sources: Sequence[FeatureSource],
+    manifest: pd.DataFrame,
+    config: SweepConfig,
+    output: str | Path,
+    model: str | None = None,
+) -> Exported:
+    """Export a sweep's first classifier and pooling, fitted on its training rows, to `output`."""
+    classifier = registry.parse_classifiers(config.classifiers)[0]
+    each = config.combine == "each"
+    crossed = config.split in CROSSED_SPLITS
+    train = config.split_options.train_corpora
+    if crossed and not train:
+        present = sorted(manifest["corpus"].unique())
+        train = tuple(c for c in present if c not in config.split_options.test_corpora)
+    return export_probe(
+        sources,
+        manifest,
+        output,
+        classifier=classifier,
+        labels=config.labels,
+        pooling=config.poolings[0],
+        layers=SELECTED if each else config.layers,
+        choose_from=config.layers if each else "all",
+        combine=config.combine,
+        condition=config.train_condition,
+        params=config.params.get(classifier),
+        seed=config.seed,
+        model=model,
+        train_corpora=train if crossed else (),
+    )
 
 
 def _one_dataset(datasets: Sequence[Dataset]) -> Dataset:
@@ -249,7 +321,7 @@ def settings_from_results(results: str | Path, sources: Sequence[FeatureSource])
     plain = ~_flag(rows, "speaker_norm") & ~_flag(rows, "search")
     # a bundle predicts emotion: control-labelling and speaker-target rows score other tasks
     emotion = rows["target"].fillna("emotion") == "emotion" if "target" in rows else True
-    rows = rows[rows["classifier"].isin(probe.SAVABLE) & plain & emotion]
+    rows = rows[rows["classifier"].isin(bundle.SAVABLE) & plain & emotion]
     if rows.empty:
         raise ConfigError(f"{results} has no emotion results of a classifier a bundle can hold")
     keys = {json.dumps(dict(s.key), sort_keys=True, default=str) for s in sources}

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from ssl_ser import manifest
-from ssl_ser.corpora._base import AUDIO_SUFFIXES
+from ssl_ser.audio import AUDIO_SUFFIXES
 
 COLUMNS: tuple[str, ...] = ("position", "utt_id", "path", "channel", "telephone_path", "error")
 

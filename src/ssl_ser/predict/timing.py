@@ -123,8 +123,8 @@ def load_pipeline(
             a bundle made without it.
     """
     from ssl_ser.predict import integrity
+    from ssl_ser.predict.bundle import ProbePredictor, is_probe
     from ssl_ser.predict.finetuned import FinetunedPredictor, is_finetuned
-    from ssl_ser.predict.probe import ProbePredictor, is_probe
 
     folder = Path(target).expanduser()
     saved = (folder / integrity.INTEGRITY_FILE).is_file() or is_probe(folder)

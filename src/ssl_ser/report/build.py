@@ -35,7 +35,7 @@ from ssl_ser.report.document import (
     Section,
     TableItem,
 )
-from ssl_ser.report.groups import Group, find_groups
+from ssl_ser.report.groups import Group, GroupNumbers, find_groups
 from ssl_ser.report.load import (
     CELL,
     SPEAKER_DEPENDENT,
@@ -147,16 +147,6 @@ def figures_folder(output_html: Path) -> Path:
     stem = output_html.stem
     name = FIGURES_FOLDER if stem == DEFAULT_STEM else f"{FIGURES_FOLDER}-{stem}"
     return output_html.parent / name
-
-
-@dataclass
-class GroupNumbers:
-    """The numbers of one comparable group: its cells, best cells (with intervals), top cell."""
-
-    group: Group
-    cells: pd.DataFrame
-    best: pd.DataFrame
-    top: pd.Series
 
 
 def build_document(

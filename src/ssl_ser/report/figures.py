@@ -25,11 +25,11 @@ import numpy as np
 import pandas as pd
 
 from ssl_ser.atomic import make_folder, write_file
-from ssl_ser.classify.results import WEIGHTED_LAYER
 from ssl_ser.report.document import FigureItem, Item
 from ssl_ser.report.groups import Group
-from ssl_ser.report.load import FINETUNE, FINETUNE_LAST, is_finetune
+from ssl_ser.report.load import is_finetune
 from ssl_ser.report.tables import (
+    FINETUNE_INPUTS,
     cell_predictions,
     collapsed_text,
     config_label,
@@ -37,6 +37,7 @@ from ssl_ser.report.tables import (
     is_cross_corpus,
     setting_label,
 )
+from ssl_ser.results import FINETUNE_CLASSIFIER, LAST_STATE_LAYER, WEIGHTED_LAYER
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -49,7 +50,7 @@ REFERENCE_CONDITION = "clean"
 CORPUS_PANEL: list[str] = ["extractor", "train_corpus", "test_corpus", "split", "pooling"]
 COLLAPSED_COLOR = "#d4001a"
 # The diagonal of a cross-corpus matrix: in-corpus numbers belong to another split's group.
-LAYER_SHORT: dict[str, str] = {"all": "last state", "weighted": "layer weights"}
+LAYER_SHORT: dict[str, str] = {LAST_STATE_LAYER: "last state", WEIGHTED_LAYER: "layer weights"}
 IN_CORPUS_ELSEWHERE = "in-corpus:\nsee its\nown split"
 COLLAPSED_LABEL = "collapsed: one class predicted on a test fold"
 # A figure grows until every title, label and legend fits inside it (inches of slack).
@@ -81,7 +82,7 @@ BASELINE_STYLES: tuple[tuple[str, Any], ...] = (
     ("#303030", (0, (4, 1.5, 1, 1.5))),
     ("#5a5a5a", (0, (10, 2, 2, 2, 2, 2))),
 )
-FINETUNE_COLORS: dict[str, str] = {"all": "#111111", "weighted": "#c98a00"}
+FINETUNE_COLORS: dict[str, str] = {LAST_STATE_LAYER: "#111111", WEIGHTED_LAYER: "#c98a00"}
 # Dash patterns short enough that a legend handle (LEGEND_HANDLE_LENGTH) shows a whole cycle
 # at the fine-tune lines' width (dashes scale with it): else two settings both read as solid.
 FINETUNE_STYLES: tuple[Any, ...] = ("-", (0, (4, 1.5, 1, 1.5)), (0, (1.5, 1.2)))
@@ -434,11 +435,9 @@ def _finetune_lines(ax: Axes, tuned: pd.DataFrame) -> None:
     """
     several = tuned["finetune_setup"].nunique() > 1
     for (layer, setup), rows in tuned.groupby(["layer", "finetune_setup"], sort=True):
-        color = FINETUNE_COLORS.get(str(layer), FINETUNE_COLORS[FINETUNE_LAST])
+        color = FINETUNE_COLORS.get(str(layer), FINETUNE_COLORS[LAST_STATE_LAYER])
         index = sorted(tuned.loc[tuned["layer"] == layer, "finetune_setup"].unique()).index(setup)
-        what = {FINETUNE_LAST: "last hidden state", "weighted": "learned layer weights"}.get(
-            str(layer), f"layer {layer}"
-        )
+        what = FINETUNE_INPUTS.get(str(layer), f"layer {layer}")
         label = f"fine-tuned · {what}" + (f" · {setup}" if several and setup else "")
         style = FINETUNE_STYLES[index % len(FINETUNE_STYLES)]
         for _, cell in rows.iterrows():
@@ -643,7 +642,7 @@ def _matrix_text(best: pd.DataFrame) -> list[tuple[str, bool]]:
     out = []
     for _, cell in best.iterrows():
         where = str(cell["classifier"])
-        if str(cell["classifier"]) == FINETUNE:
+        if str(cell["classifier"]) == FINETUNE_CLASSIFIER:
             where = f"fine-tuned\n{LAYER_SHORT.get(str(cell['layer']), cell['layer'])}"
         elif not cell["classic"]:
             where = f"layer {cell['layer']}\n{where}"

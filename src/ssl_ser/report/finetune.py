@@ -59,7 +59,6 @@ from ssl_ser.report import paired as paired_module
 from ssl_ser.report.groups import Group, shots_number
 from ssl_ser.report.load import (
     CELL,
-    FINETUNE_WEIGHTED,
     describe_cell,
     is_finetune,
     params_dict,
@@ -74,6 +73,7 @@ from ssl_ser.report.tables import (
     pooled_scores,
     setting_label,
 )
+from ssl_ser.results import WEIGHTED_LAYER
 
 # Probes are compared with a fine-tuned cell when these agree (search may differ).
 COMPARED: tuple[str, ...] = ("labels", "split", "seed", "shots", "speaker_norm")
@@ -714,7 +714,7 @@ def layer_weights(rows: pd.DataFrame) -> pd.DataFrame:
     """
     if "layer_weights" not in rows.columns:
         return pd.DataFrame()
-    weighted = rows[(rows["layer"] == FINETUNE_WEIGHTED) & rows["layer_weights"].notna()]
+    weighted = rows[(rows["layer"] == WEIGHTED_LAYER) & rows["layer_weights"].notna()]
     parts = []
     for _, row in weighted.iterrows():
         weights = _weights(row)

@@ -145,3 +145,13 @@ def _shots(value: str) -> str:
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "all"
+
+
+@dataclass
+class GroupNumbers:
+    """The numbers of one comparable group: its cells, best cells (with intervals), top cell."""
+
+    group: Group
+    cells: pd.DataFrame
+    best: pd.DataFrame
+    top: pd.Series

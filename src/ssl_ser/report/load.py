@@ -62,9 +62,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ssl_ser.classify.results import CELLS_DIR, FINETUNE_CLASSIFIER, WEIGHTED_LAYER
 from ssl_ser.errors import ConfigError
-from ssl_ser.finetune.config import LAST_STATE_LAYER
 from ssl_ser.report.stored import (
     cell_files,
     in_progress,
@@ -72,6 +70,7 @@ from ssl_ser.report.stored import (
     missing_from_table,
     read_cells,
 )
+from ssl_ser.results import CELLS_DIR, FINETUNE_CLASSIFIER
 
 log = logging.getLogger(__name__)
 
@@ -127,11 +126,6 @@ SAME_NUMBER_RTOL = 1e-9
 COMPARED_NUMBERS: tuple[str, ...] = (*METRICS, "n_test")
 
 CLASSIC_EXTRACTORS: tuple[str, ...] = ("egemaps", "mfcc", "logmel")
-# ``ser finetune`` rows: classifier "finetune", layer "all" (the fine-tuned model's last
-# hidden state) or "weighted" (a learned softmax-weighted sum of all hidden states).
-FINETUNE = FINETUNE_CLASSIFIER
-FINETUNE_LAST = LAST_STATE_LAYER
-FINETUNE_WEIGHTED = WEIGHTED_LAYER
 # ser finetune's column naming a run's settings that differ from the defaults
 # ("default", or "freeze=base, learning_rate=0.001").
 SETTING_COLUMN = "setting"
@@ -518,7 +512,7 @@ def normalise(table: pd.DataFrame, where: str = "results table") -> pd.DataFrame
 
 def is_finetune(frame: pd.DataFrame) -> pd.Series:
     """Whether each row (or cell) is an end-to-end fine-tuned model (``ser finetune``)."""
-    return frame["classifier"].astype(str).eq(FINETUNE)
+    return frame["classifier"].astype(str).eq(FINETUNE_CLASSIFIER)
 
 
 def finetune_setups(table: pd.DataFrame) -> pd.Series:

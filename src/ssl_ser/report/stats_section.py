@@ -35,12 +35,11 @@ from ssl_ser.report.figures import (
     save_figure,
     settings,
 )
-from ssl_ser.report.groups import Group
+from ssl_ser.report.groups import Group, GroupNumbers
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-    from ssl_ser.report.build import GroupNumbers
     from ssl_ser.report.load import Results
 
 FIGURE_PATTERN = "layer-tests-*"

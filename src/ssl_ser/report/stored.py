@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ssl_ser.classify.results import CELLS_DIR
+from ssl_ser.results import CELLS_DIR
 
 CHECKPOINTS_DIR = "checkpoints"  # ser finetune's folds in progress (ssl_ser.finetune.run)
 

@@ -16,14 +16,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ssl_ser.report.load import (
-    CELL,
-    FINETUNE,
-    FINETUNE_LAST,
-    FINETUNE_WEIGHTED,
-    METRICS,
-    SETTING,
-)
+from ssl_ser.report.load import CELL, METRICS, SETTING
+from ssl_ser.results import FINETUNE_CLASSIFIER, LAST_STATE_LAYER, WEIGHTED_LAYER
 
 DEFAULT_BOOTSTRAP = 1000
 INTERVAL_LEVEL = 0.95
@@ -257,7 +251,7 @@ def config_label(cell: pd.Series) -> str:
     Speaker z-normalisation and a hyperparameter search are named when used. A
     fine-tuned model reads ``fine-tuned · learned layer weights · mean · <setup>``.
     """
-    if str(cell["classifier"]) == FINETUNE:
+    if str(cell["classifier"]) == FINETUNE_CLASSIFIER:
         return finetune_label(cell)
     parts = [] if cell.get("classic", False) else [f"layer {cell['layer']}"]
     parts += [str(cell["pooling"]), str(cell["classifier"])]
@@ -269,8 +263,8 @@ def config_label(cell: pd.Series) -> str:
 
 
 FINETUNE_INPUTS: dict[str, str] = {
-    FINETUNE_LAST: "last hidden state",
-    FINETUNE_WEIGHTED: "learned layer weights",
+    LAST_STATE_LAYER: "last hidden state",
+    WEIGHTED_LAYER: "learned layer weights",
 }
 
 
@@ -412,7 +406,7 @@ def format_classifier_table(per_classifier: pd.DataFrame, names: Mapping[str, st
             if cell["classic"]
             else f"layer {cell['layer']} · {cell['pooling']}"
         )
-        if str(cell["classifier"]) == FINETUNE:
+        if str(cell["classifier"]) == FINETUNE_CLASSIFIER:
             where = finetune_lines(cell)
         ua = mean_std(cell["ua_mean"], cell["ua_std"], int(cell["folds"]))
         collapsed = f"\n⚠ collapsed in {int(cell['collapsed_folds'])}/{int(cell['checked_folds'])}"

@@ -49,7 +49,7 @@ from ssl_ser.classify.sweep.plan import (
 )
 from ssl_ser.classify.sweep.run import run_task, run_tasks
 from ssl_ser.classify.sweep.score import CellInfo, Outcome, Rows, score_cell
-from ssl_ser.classify.sweep.store import setting_key, store_cell
+from ssl_ser.classify.sweep.store import setting_key, store_cell, supersede_other_cells
 
 __all__ = [
     "CellInfo",
@@ -67,6 +67,7 @@ __all__ = [
     "score_cell",
     "setting_key",
     "store_cell",
+    "supersede_other_cells",
     "sweep_poolings",
 ]
 

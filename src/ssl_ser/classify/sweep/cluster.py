@@ -32,11 +32,11 @@ stored, and a re-run skips them as locally.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
-import uuid
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from ssl_ser.classify.features import FeatureBlocks
 from ssl_ser.classify.results import CellStore
@@ -44,14 +44,15 @@ from ssl_ser.classify.sweep.plan import SweepConfig, Task
 from ssl_ser.classify.sweep.score import Rows, ScoredCell
 
 if TYPE_CHECKING:
-    from distributed import Client
+    from distributed import Client, Future
 
 log = logging.getLogger(__name__)
 
 TASK_RETRIES = 2  # a task that raises is tried this many more times (a lost worker: see above)
-LOOPBACK = "127.0.0.1"
 # one task at a time per worker process: BLAS and torch thread limits are process-wide
 _ONE_TASK = threading.Lock()
+# What fits and scores one task: (task, blocks, rows, config, threads) -> its scored cells.
+Scorer = Callable[[Task, FeatureBlocks, Rows, SweepConfig, int], list[ScoredCell]]
 
 
 @contextlib.contextmanager
@@ -60,7 +61,10 @@ def dask_client(scheduler: str | None, workers: int) -> Iterator[Client]:
 
     A cluster started here is closed on exit; one given by address is left running.
     """
-    with _quiet_dask(), _connected(scheduler, workers) as client:
+    from ssl_ser.scheduler import cluster_client, loopback_cluster
+
+    local = functools.partial(loopback_cluster, workers)
+    with _quiet_dask(), cluster_client(scheduler, "--scheduler", local) as client:
         yield client
 
 
@@ -76,38 +80,12 @@ def _quiet_dask() -> Iterator[None]:
         logger.setLevel(before)
 
 
-@contextlib.contextmanager
-def _connected(scheduler: str | None, workers: int) -> Iterator[Client]:
-    """The client (and the local cluster when there is no address) of :func:`dask_client`."""
-    from distributed import Client, LocalCluster
-
-    if scheduler:
-        from ssl_ser.scheduler import connect
-
-        with connect(scheduler, "--scheduler") as client:
-            yield client
-        return
-    with (
-        LocalCluster(
-            n_workers=max(1, workers),
-            threads_per_worker=1,
-            processes=True,
-            host=LOOPBACK,
-            dashboard_address=None,
-        ) as cluster,
-        Client(cluster, set_as_default=False) as client,
-    ):
-        yield client
-
-
 def remote_score_task(
-    task: Task, blocks: FeatureBlocks, rows: Rows, config: SweepConfig, threads: int
+    task: Task, blocks: FeatureBlocks, rows: Rows, *, score: Scorer, config: SweepConfig
 ) -> list[ScoredCell]:
     """On a worker: fit and score one task (one at a time per process); nothing is written."""
-    from ssl_ser.classify.sweep.run import score_task
-
     with _ONE_TASK:
-        return score_task(task, blocks, rows, config, threads)
+        return score(task, blocks, rows, config, config.cell_threads)
 
 
 @contextlib.contextmanager
@@ -117,44 +95,29 @@ def dask_outcomes(
     rows: Rows,
     config: SweepConfig,
     store: CellStore,
+    score: Scorer,
 ) -> Iterator[Iterator[tuple[int, int]]]:
     """Submit every task to the cluster; ``(task index, cells stored)`` as each comes back.
 
+    `score` fits and scores one task on a worker, as the local backend does
+    (:func:`~ssl_ser.classify.sweep.run.score_task`).
+
     Unfinished tasks are cancelled when the caller stops early (an error, Ctrl-C).
     """
+    from ssl_ser.scheduler import as_finished
+
+    remote = functools.partial(remote_score_task, score=score, config=config)
     with dask_client(config.scheduler, config.jobs) as client:
         _note_threads(client)
-        shared_blocks, shared_rows = client.scatter([blocks, rows], broadcast=True, hash=False)
-        run = uuid.uuid4().hex[:8]
-        futures = {
-            client.submit(
-                remote_score_task,
-                task,
-                shared_blocks,
-                shared_rows,
-                config,
-                config.cell_threads,
-                key=f"ssl-ser-task-{run}-{index}",
-                priority=len(tasks) - index,  # largest tasks (listed first) first
-                retries=TASK_RETRIES,
-                pure=False,
-            ): index
-            for index, task in enumerate(tasks)
-        }
-        try:
-            yield _stored_as_completed(client, futures, store)
-        finally:
-            client.cancel(list(futures), force=True)
+        with as_finished(
+            client, remote, tasks, [blocks, rows], name="task", broadcast=True, retries=TASK_RETRIES
+        ) as finished:
+            yield _stored(finished, store)
 
 
-def _stored_as_completed(
-    client: Client, futures: dict[Any, int], store: CellStore
-) -> Iterator[tuple[int, int]]:
+def _stored(finished: Iterator[tuple[int, Future]], store: CellStore) -> Iterator[tuple[int, int]]:
     """Store each task's cells on the driver as it completes; ``(task index, cells)``."""
-    from distributed import as_completed
-
-    for future in as_completed(list(futures), loop=client.loop):
-        index = futures.pop(future)
+    for index, future in finished:
         scored: list[ScoredCell] = future.result()  # raises the task's error after retries
         for cell in scored:
             store.save(cell.cell, cell.rows, cell.predictions)

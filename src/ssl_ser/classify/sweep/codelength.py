@@ -93,7 +93,7 @@ def _single_fit(task, blocks, groups, order, codes, n_classes, seed, threads):
 
 def _batched_fit(task, blocks, groups, order, codes, n_classes, seed):
     """fit_proba of a batched probe: all the task's layers at once, (layers, rows, K)."""
-    from ssl_ser.classify.probe import BatchedProbe
+    from ssl_ser.classify.batched import BatchedProbe
 
     layers = [spec.layers[0] for spec in task.specs]
     stacked = blocks.stack(task.specs[0].pooling, layers)

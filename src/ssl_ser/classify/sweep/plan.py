@@ -32,7 +32,7 @@ from ssl_ser.classify.measures import (
     TARGET_COLUMN,
     check_target,
 )
-from ssl_ser.classify.results import WEIGHTED_LAYER, CellStore, cell_id
+from ssl_ser.classify.results import CellStore
 from ssl_ser.classify.splits import (
     SPEAKER_INDEPENDENT,
     Fold,
@@ -44,6 +44,7 @@ from ssl_ser.classify.splits import (
 from ssl_ser.classify.sweep.score import Rows
 from ssl_ser.classify.sweep.store import supersede_other_cells
 from ssl_ser.errors import ConfigError, UnknownChoiceError
+from ssl_ser.results import WEIGHTED_LAYER, cell_id
 
 log = logging.getLogger(__name__)
 
@@ -349,7 +350,7 @@ def plan_dataset(
                 )
                 tasks += new
                 total += count
-    supersede_other_cells(dataset, described, store)
+    supersede_other_cells(store, described, dataset.extractor)
     return DatasetPlan(layers, rows, tasks, total)
 
 

@@ -23,6 +23,7 @@ import numpy as np
 from ssl_ser.classify import registry
 from ssl_ser.classify.features import FeatureBlocks, FeatureSpec
 from ssl_ser.classify.results import CellStore
+from ssl_ser.classify.sweep.cluster import dask_outcomes
 from ssl_ser.classify.sweep.plan import (
     DASK_BACKEND,
     BatchedTask,
@@ -71,9 +72,7 @@ def _outcomes(
 ) -> Iterator[Iterator[tuple[int, int]]]:
     """``(task index, cells stored)`` as tasks finish, on the config's backend."""
     if config.backend == DASK_BACKEND:
-        from ssl_ser.classify.sweep.cluster import dask_outcomes
-
-        with dask_outcomes(tasks, blocks, rows, config, store) as outcomes:
+        with dask_outcomes(tasks, blocks, rows, config, store, score_task) as outcomes:
             yield outcomes
         return
     with _local_outcomes(tasks, blocks, rows, config, store) as outcomes:

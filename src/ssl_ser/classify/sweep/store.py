@@ -11,11 +11,11 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from ssl_ser.classify.dataset import Dataset
 from ssl_ser.classify.measures import EMOTION_TARGET, TARGET_COLUMN
-from ssl_ser.classify.results import GROUP_COLUMNS, SUPERSEDED_DIR, CellStore
+from ssl_ser.classify.results import CellStore
 from ssl_ser.classify.splits import Fold
 from ssl_ser.classify.sweep.score import CellInfo, Outcome, Rows, score_cell
+from ssl_ser.results import GROUP_COLUMNS, SUPERSEDED_DIR
 
 log = logging.getLogger(__name__)
 
@@ -53,21 +53,25 @@ def setting_key(row: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def supersede_other_cells(
-    dataset: Dataset, described: Mapping[str, Mapping[str, Any]], store: CellStore
+    store: CellStore, described: Mapping[str, Mapping[str, Any]], name: str
 ) -> None:
-    """Move aside stored cells that would sit beside this sweep's in the tables.
+    """Move aside stored cells that would sit beside this run's in the tables.
 
-    Two kinds, found in one pass over the stored cells:
+    Classify sweeps and fine-tune runs both call it with the descriptions of
+    their cells (`name` says whose, in the warnings). Two kinds, found in one
+    pass over the stored cells:
 
-    - stale features: cells of this dataset's cache keys computed from other
-      features (the caches were rebuilt or re-extracted from other audio since, or
-      the cell predates features digests);
-    - other runs: cells that measure what this sweep measures under other ids
-      (another thread count, fold count, cache list or data); kept, a fold would
-      count twice and the spread would narrow.
+    - stale features: cells of this run's cache keys computed from other features
+      (the caches were rebuilt or re-extracted from other audio since, or the cell
+      predates features digests); only runs that read caches describe them;
+    - other runs: cells that measure what this run measures under other ids
+      (another thread count, fold count, cache list, audio, model weights or
+      options); kept, a fold would count twice and the spread would narrow.
     """
     # the features each cache list this sweep reads has now (cells key the caches they read)
-    current = {d["cache_keys"]: d["features_digest"] for d in described.values()}
+    current = {
+        d["cache_keys"]: d["features_digest"] for d in described.values() if "cache_keys" in d
+    }
     mine = set(described)
     settings = {setting_key(description) for description in described.values()}
     moved: Counter[str] = Counter()
@@ -89,7 +93,7 @@ def supersede_other_cells(
             "%s: %d cell(s) in %s were computed from other features of the same cache key(s) "
             "(a cache rebuilt or re-extracted since, or results of an older ssl-ser); %s and "
             "computing them again",
-            dataset.extractor,
+            name,
             moved["stale"],
             store.output,
             where,
@@ -97,8 +101,8 @@ def supersede_other_cells(
     if moved["other"]:
         log.warning(
             "%s: %d cell(s) in %s measured the same settings with other options or data "
-            "(threads, folds, caches); %s so that no fold counts twice",
-            dataset.extractor,
+            "(threads, folds, caches, audio, model weights); %s so that no fold counts twice",
+            name,
             moved["other"],
             store.output,
             where,

@@ -4,8 +4,8 @@ from sklearn.metrics import balanced_accuracy_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from ssl_ser.classify.batched import BatchedProbe, WeightedLayerProbe
 from ssl_ser.classify.mlp import MLPClassifier
-from ssl_ser.classify.probe import BatchedProbe, WeightedLayerProbe
 from ssl_ser.errors import UnknownChoiceError
 from ssl_ser.testing.synthetic import synthetic_features, synthetic_manifest
 

@@ -11,17 +11,13 @@ and runs it with :func:`~ssl_ser.pipelines.run.run_experiment`. For example::
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Annotated, Any
 
-import pandas as pd
-
 from ssl_ser.classify.settings import SplitSettings, SweepSettings
-from ssl_ser.errors import ConfigError
 from ssl_ser.extract.settings import ExtractSettings
 from ssl_ser.finetune.settings import FinetuneSettings
-from ssl_ser.pipelines.experiment import Experiment, RunSettings, check_experiment, parse_corpus
+from ssl_ser.pipelines.experiment import Experiment, RunSettings, check_experiment
 from ssl_ser.pipelines.run import RunSummary, run_experiment
 from ssl_ser.settings import Feedback, Opt, Settings, Where
 
@@ -77,33 +73,3 @@ def probe(values: Mapping[str, Any]) -> RunSummary:
     run = RunSettings.from_cli(values)
     progress = Feedback.from_cli(values).progress
     return run_experiment(experiment, source=SOURCE, dry_run=run.dry_run, progress=progress)
-
-
-def corpus_manifests(manifests: Sequence[str | Path], corpora: Sequence[str]) -> pd.DataFrame:
-    """One validated manifest from manifest files and ``NAME=ROOT``/``NAME=MANIFEST`` entries.
-
-    A ROOT is read by the corpus reader NAME (``emodb=/data/emodb``); a path ending
-    in a manifest suffix is read as a manifest. Files the reader cannot use are
-    skipped with a warning that counts them (``ser prepare`` lists them).
-
-    Raises:
-        ConfigError: neither given, or a NAME given twice.
-        UnknownChoiceError: a NAME that is not a corpus reader.
-    """
-    from ssl_ser import corpora as readers
-    from ssl_ser import manifest
-
-    parts = [manifest.read(path) for path in manifests]
-    seen: set[str] = set()
-    for text in corpora:
-        name, root = parse_corpus(text)
-        if name in seen:
-            raise ConfigError(f"--corpus {name} is given twice")
-        seen.add(name)
-        if Path(root).suffix.lower() in manifest.MANIFEST_SUFFIXES:
-            parts.append(manifest.read(root))
-        else:
-            parts.append(readers.load(name, root, on_error="skip"))
-    if not parts:
-        raise ConfigError("give the data with --manifest FILE or --corpus NAME=ROOT")
-    return manifest.validate(pd.concat(parts, ignore_index=True))
