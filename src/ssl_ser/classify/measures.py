@@ -58,7 +58,6 @@ MDL_FRACTIONS: tuple[float, ...] = (
 # Probabilities are mixed with this share of the uniform distribution, so a class a
 # small prefix never saw (or a confident mistake) costs at most log2(K / floor) bits.
 MDL_FLOOR = 1e-3
-MDL_COLUMNS: tuple[str, ...] = ("mdl_bits", "uniform_bits", "compression", "mdl_rows")
 
 # fit_proba(prefix positions, block positions) -> probabilities (..., block rows, K)
 ProbaFit = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -205,7 +204,7 @@ def full_proba(probabilities: np.ndarray, present: np.ndarray, n_classes: int) -
 
 
 def mdl_columns(bits: float, uniform: float, rows: int) -> dict[str, float | int]:
-    """The results columns of one cell's codelength (see :data:`MDL_COLUMNS`)."""
+    """The results columns of one cell's codelength: its bits, the uniform code's, their ratio."""
     return {
         "mdl_bits": float(bits),
         "uniform_bits": float(uniform),

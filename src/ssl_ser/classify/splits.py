@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
@@ -481,6 +481,18 @@ def _map_fold(fold: Fold, train_map: np.ndarray, test_map: np.ndarray) -> Fold:
     return replace(
         fold, train=train_map[fold.train], test=test_map[fold.test], val=train_map[fold.val]
     )
+
+
+def fold_corpora(fold: Fold, corpora: Iterable[str]) -> tuple[str, str]:
+    """A fold's train and test corpus labels: the split's own for cross-corpus, else the pool.
+
+    Labelling a pooled fold by the corpora its test speakers happen to come from
+    would give folds of one cell different labels; per-corpus rows come separately.
+    """
+    if fold.test_corpora:
+        return "+".join(sorted(fold.train_corpora)), "+".join(sorted(fold.test_corpora))
+    pool = "+".join(sorted(set(corpora)))
+    return pool, pool
 
 
 def drop_unseen_classes(fold: Fold, labels: np.ndarray) -> tuple[Fold, int]:

@@ -17,19 +17,14 @@ from pathlib import Path
 import click
 
 from ssl_ser.atomic import write_file
+from ssl_ser.cli.options import results_dirs
 from ssl_ser.errors import ConfigError
 from ssl_ser.report.settings import CompareSettings, ReportSettings
 from ssl_ser.settings import options
 
 
 @click.command()
-@click.argument(
-    "results_dirs",
-    metavar="RESULTS_DIR...",
-    nargs=-1,
-    required=True,
-    type=click.Path(path_type=Path),
-)
+@results_dirs
 @options(CompareSettings)
 @options(ReportSettings, only=["bootstrap", "seed"])
 def compare(results_dirs: tuple[Path, ...], **values) -> None:

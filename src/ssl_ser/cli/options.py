@@ -1,10 +1,22 @@
-"""Checks of click option values that several ``ser`` commands share."""
+"""Click arguments and checks of option values that several ``ser`` commands share."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
+
+import click
 
 from ssl_ser.errors import ConfigError
+
+# The results folders that ``ser report`` and ``ser compare`` read.
+results_dirs = click.argument(
+    "results_dirs",
+    metavar="RESULTS_DIR...",
+    nargs=-1,
+    required=True,
+    type=click.Path(path_type=Path),
+)
 
 
 def refuse_repeats(option: str, values: Iterable[str]) -> None:

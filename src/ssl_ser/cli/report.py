@@ -14,18 +14,13 @@ from pathlib import Path
 
 import click
 
+from ssl_ser.cli.options import results_dirs
 from ssl_ser.report.settings import ReportSettings
 from ssl_ser.settings import Feedback, options
 
 
 @click.command()
-@click.argument(
-    "results_dirs",
-    metavar="RESULTS_DIR...",
-    nargs=-1,
-    required=True,
-    type=click.Path(path_type=Path),
-)
+@results_dirs
 @options(ReportSettings)
 @options(Feedback)
 def report(results_dirs: tuple[Path, ...], **values) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -288,11 +289,20 @@ def canonical_gender(value: str, where: str = "") -> str:
     return GENDER_WORDS[key]
 
 
-def pattern_error(found: FoundFile, info: CorpusInfo) -> CorpusFileError:
-    """The error for a name that does not follow the corpus naming scheme."""
-    return CorpusFileError(
-        found.path, f"name does not match the {info.title} naming scheme: {info.layout}"
-    )
+def match_name(
+    pattern: re.Pattern[str], found: FoundFile, info: CorpusInfo, stem: str | None = None
+) -> re.Match[str]:
+    """`found`'s name (or `stem`, the name it stands for) matched by the corpus's pattern.
+
+    Raises:
+        CorpusFileError: the name does not follow the corpus naming scheme.
+    """
+    match = pattern.match(found.stem if stem is None else stem)
+    if match is None:
+        raise CorpusFileError(
+            found.path, f"name does not match the {info.title} naming scheme: {info.layout}"
+        )
+    return match
 
 
 Parser = Callable[[FoundFile], Utterance]

@@ -27,7 +27,7 @@ from ssl_ser.corpora._base import (
     Utterance,
     check_on_error,
     lookup_emotion,
-    pattern_error,
+    match_name,
     resolve_root,
     scan_folder,
 )
@@ -141,9 +141,7 @@ def find_demographics(root: Path) -> dict[str, Actor] | None:
 
 def parse(found: FoundFile, demographics: Mapping[str, Actor] | None = None) -> Utterance:
     """Fields of one CREMA-D file from its name and, when given, the actors' demographics."""
-    match = NAME.match(found.stem)
-    if match is None:
-        raise pattern_error(found, INFO)
+    match = match_name(NAME, found, INFO)
     actor = match["actor"]
     if not FIRST_ACTOR <= int(actor) <= LAST_ACTOR:
         raise CorpusFileError(

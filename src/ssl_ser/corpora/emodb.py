@@ -16,7 +16,7 @@ from ssl_ser.corpora._base import (
     ScanResult,
     Utterance,
     lookup_emotion,
-    pattern_error,
+    match_name,
     scan_folder,
 )
 
@@ -60,9 +60,7 @@ TEXTS = {
 
 def parse(found: FoundFile) -> Utterance:
     """Fields of one EmoDB file from its name."""
-    match = NAME.match(found.stem)
-    if match is None:
-        raise pattern_error(found, INFO)
+    match = match_name(NAME, found, INFO)
     speaker = match["speaker"]
     if speaker in MALE_SPEAKERS:
         gender = "M"

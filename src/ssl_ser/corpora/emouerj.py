@@ -18,7 +18,7 @@ from ssl_ser.corpora._base import (
     ScanResult,
     Utterance,
     lookup_emotion,
-    pattern_error,
+    match_name,
     scan_folder,
 )
 
@@ -40,9 +40,7 @@ GENDERS = {"w": "F", "m": "M"}
 
 def parse(found: FoundFile) -> Utterance:
     """Fields of one emoUERJ file from its name."""
-    match = NAME.match(found.stem)
-    if match is None:
-        raise pattern_error(found, INFO)
+    match = match_name(NAME, found, INFO)
     return Utterance(
         stem=found.stem,
         emotion=lookup_emotion(match["emotion"], INFO, found.path),

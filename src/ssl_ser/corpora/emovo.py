@@ -19,7 +19,7 @@ from ssl_ser.corpora._base import (
     ScanResult,
     Utterance,
     lookup_emotion,
-    pattern_error,
+    match_name,
     scan_folder,
 )
 
@@ -67,9 +67,7 @@ TEXTS = {
 
 def parse(found: FoundFile) -> Utterance:
     """Fields of one EMOVO file from its name."""
-    match = NAME.match(found.stem)
-    if match is None:
-        raise pattern_error(found, INFO)
+    match = match_name(NAME, found, INFO)
     return Utterance(
         stem=found.stem,
         emotion=lookup_emotion(match["emotion"], INFO, found.path),

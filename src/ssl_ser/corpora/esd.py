@@ -25,7 +25,7 @@ from ssl_ser.corpora._base import (
     Utterance,
     check_on_error,
     lookup_emotion,
-    pattern_error,
+    match_name,
     resolve_root,
     scan_folder,
 )
@@ -133,9 +133,7 @@ def folder_fields(found: FoundFile) -> tuple[str, str, str]:
 
 def parse(found: FoundFile, transcripts: Mapping[str, str] | None = None) -> Utterance:
     """Fields of one ESD file from its name, its folders and the speakers' transcripts."""
-    match = NAME.match(found.stem)
-    if match is None:
-        raise pattern_error(found, INFO)
+    match = match_name(NAME, found, INFO)
     speaker, index = match["speaker"], int(match["index"])
     if int(speaker) not in SPEAKERS:
         raise CorpusFileError(found.path, f"speaker {speaker} outside the ESD range 0001-0020")

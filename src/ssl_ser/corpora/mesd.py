@@ -17,7 +17,7 @@ from ssl_ser.corpora._base import (
     ScanResult,
     Utterance,
     lookup_emotion,
-    pattern_error,
+    match_name,
     scan_folder,
 )
 from ssl_ser.errors import CorpusFileError
@@ -51,9 +51,7 @@ VOICES: dict[str, str] = {"F": "F", "M": "M", "C": "child"}
 
 def parse(found: FoundFile) -> Utterance:
     """Fields of one MESD file from its name."""
-    match = NAME.match(found.stem)
-    if match is None:
-        raise pattern_error(found, INFO)
+    match = match_name(NAME, found, INFO)
     emotion = lookup_emotion(match["emotion"], INFO, found.path)
     voice = match["voice"]
     if voice not in VOICES:

@@ -41,8 +41,8 @@ from ssl_ser.corpora._base import (
     Utterance,
     canonical_gender,
     lookup_emotion,
+    match_name,
     nfc,
-    pattern_error,
     resolve_root,
     scan_folder,
 )
@@ -91,9 +91,7 @@ def parse(found: FoundFile, genders: Mapping[str, str] | None = None) -> Utteran
 
     `genders` maps speaker -> F/M.
     """
-    match = NAME.match(PUBLISHED_ANOMALIES.get(found.stem, found.stem))
-    if match is None:
-        raise pattern_error(found, INFO)
+    match = match_name(NAME, found, INFO, PUBLISHED_ANOMALIES.get(found.stem))
     speaker = match["speaker"]
     return Utterance(
         stem=found.stem,

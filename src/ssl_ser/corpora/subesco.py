@@ -26,7 +26,7 @@ from ssl_ser.corpora._base import (
     ScanResult,
     Utterance,
     lookup_emotion,
-    pattern_error,
+    match_name,
     scan_folder,
 )
 
@@ -64,9 +64,7 @@ PUBLISHED_ANOMALIES: dict[str, str] = {
 
 def parse(found: FoundFile) -> Utterance:
     """Fields of one SUBESCO file from its name (or the name a known anomaly stands for)."""
-    match = NAME.match(PUBLISHED_ANOMALIES.get(found.stem, found.stem))
-    if match is None:
-        raise pattern_error(found, INFO)
+    match = match_name(NAME, found, INFO, PUBLISHED_ANOMALIES.get(found.stem))
     return Utterance(
         stem=found.stem,
         emotion=lookup_emotion(match["emotion"], INFO, found.path),

@@ -173,11 +173,6 @@ def egemaps(wave: np.ndarray, sample_rate: int) -> np.ndarray:
     return np.asarray(values, dtype=np.float64).reshape(-1)
 
 
-def egemaps_names() -> list[str]:
-    """Names of the 88 eGeMAPS v02 functionals, in stored order."""
-    return list(_smile().feature_names)
-
-
 def frame_features(
     kind: str, wave: np.ndarray, sample_rate: int, n_mels: int, n_mfcc: int
 ) -> np.ndarray:

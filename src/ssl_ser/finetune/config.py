@@ -24,16 +24,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from ssl_ser.errors import ConfigError, UnknownChoiceError
-from ssl_ser.extract.config import DEFAULT_SAMPLE_RATE, LONG_AUDIO_POLICIES, ExtractorConfig
-from ssl_ser.finetune.settings import (  # the choices, named where the options are declared
-    ADAPTERS,
-    FINETUNE_DTYPES,
-    FREEZES,
-    HEADS,
-    INITS,
-    PROBE_DTYPES,
-)
+from ssl_ser.extract.config import DEFAULT_SAMPLE_RATE, DTYPES, LONG_AUDIO_POLICIES, ExtractorConfig
 from ssl_ser.results import LAST_STATE_LAYER, WEIGHTED_LAYER
+
+HEADS: tuple[str, ...] = ("linear", "mlp")
+FREEZES: tuple[str, ...] = ("feature-encoder", "base", "none", "top")
+ADAPTERS: tuple[str, ...] = ("none", "lora")
+INITS: tuple[str, ...] = ("random", "probe")
+# Storage precisions of the feature caches (ssl_ser.cache.STORAGE_DTYPES).
+PROBE_DTYPES: tuple[str, ...] = ("float32", "float16")
+# Autocast precisions on CUDA: those of extraction (on CPU only float32 is accepted).
+FINETUNE_DTYPES: tuple[str, ...] = DTYPES
 
 # Attention projections LoRA adapts in every supported family (wav2vec2-like and Whisper).
 LORA_TARGETS: tuple[str, ...] = ("q_proj", "v_proj")
@@ -154,11 +155,6 @@ class FinetuneConfig:
             if value not in choices:
                 raise UnknownChoiceError(name, value, choices)
         check_training(self)
-
-    @property
-    def reads_layer(self) -> bool:
-        """Whether the head reads one chosen hidden state (the backbone is cut above it)."""
-        return self.head_layer is not None
 
     @property
     def mixes_layers(self) -> bool:

@@ -45,6 +45,7 @@ from ssl_ser.classify.splits import (
     SplitOptions,
     condition_folds,
     drop_unseen_classes,
+    fold_corpora,
     fold_digest,
 )
 from ssl_ser.classify.sweep import CellInfo, Outcome, Rows, store_cell, supersede_other_cells
@@ -327,14 +328,8 @@ def _run_scenario(
     described: dict[str, Mapping[str, Any]],
 ) -> tuple[int, int]:
     """Train every pending fold of one condition pair; returns (run, skipped) fold counts."""
-    settings = run.settings
-    frame = run.table.table
-    folds = condition_folds(
-        frame, train_condition, test_condition, settings.split, settings.split_options
-    )
     ran = skipped = 0
-    for fold in folds:
-        fold, n_dropped = drop_unseen_classes(fold, frame["label"].to_numpy())
+    for fold, n_dropped in _pair_folds(run, train_condition, test_condition):
         meta = _fold_meta(run, fold, train_condition, test_condition)
         description = {
             **meta,
@@ -350,7 +345,7 @@ def _run_scenario(
             # or one forced to train again: never resume its old checkpoints
             shutil.rmtree(run.store.output / CHECKPOINTS_DIR / cell, ignore_errors=True)
         barrier(run.here)
-        if done and not settings.force:
+        if done and not run.settings.force:
             _warn_without_model(run, cell, fold)
             skipped += 1
             continue
@@ -377,18 +372,15 @@ def _fold_meta(run: _Run, fold: Fold, train_condition: str, test_condition: str)
     """The columns shared by a fold's rows, named as ``ser classify`` names them."""
     frame = run.table.table
     settings = run.settings
-    if fold.test_corpora:
-        train_corpora, test_corpora = sorted(fold.train_corpora), sorted(fold.test_corpora)
-    else:
-        train_corpora = test_corpora = sorted(frame["corpus"].unique())
+    train_corpus, test_corpus = fold_corpora(fold, frame["corpus"])
     used = [*fold.train, *fold.test]
     keys = [(frame["utt_id"].iat[i], frame["condition"].iat[i]) for i in sorted(set(used))]
     return {
         "extractor": str(run.identity["model"]),
         "model_revision": str(run.identity["revision"]),
-        "train_corpus": "+".join(train_corpora),
+        "train_corpus": train_corpus,
         "train_condition": train_condition,
-        "test_corpus": "+".join(test_corpora),
+        "test_corpus": test_corpus,
         "test_condition": test_condition,
         "split": settings.split,
         "fold": fold.name,
@@ -614,7 +606,7 @@ def _from_probe(run: _Run, path: Path) -> None:
     folds = [
         (pair, fold, fit, val)
         for pair in pairs
-        for fold in _pair_folds(run, *pair)
+        for fold, _ in _pair_folds(run, *pair)
         for fit, val in [_validation(run, fold)]
     ]
     digests = {
@@ -680,14 +672,15 @@ def _probe_layer(
     return layer
 
 
-def _pair_folds(run: _Run, train_condition: str, test_condition: str) -> list[Fold]:
-    """The folds of one condition pair, classes unseen in training dropped (as they are trained)."""
+def _pair_folds(run: _Run, train_condition: str, test_condition: str) -> Iterator[tuple[Fold, int]]:
+    """The folds of one condition pair, classes unseen in training dropped, and their counts."""
     frame = run.table.table
     settings = run.settings
     folds = condition_folds(
         frame, train_condition, test_condition, settings.split, settings.split_options
     )
-    return [drop_unseen_classes(fold, frame["label"].to_numpy())[0] for fold in folds]
+    for fold in folds:
+        yield drop_unseen_classes(fold, frame["label"].to_numpy())
 
 
 def _save_model(run: _Run, model: Any, folder: Path, meta: Mapping[str, Any], cell: str) -> None:

@@ -12,13 +12,23 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import click
 from pydantic import ValidationInfo, model_validator
 
 from ssl_ser.errors import ConfigError
-from ssl_ser.extract.config import DTYPES, LONG_AUDIO_POLICIES
+from ssl_ser.extract.config import LONG_AUDIO_POLICIES
+from ssl_ser.finetune.config import (
+    ADAPTERS,
+    FINETUNE_DTYPES,
+    FREEZES,
+    HEADS,
+    INITS,
+    PROBE_DTYPES,
+    FinetuneConfig,
+    check_training,
+)
 from ssl_ser.settings import (
     CELL_ID,
     ExistingPaths,
@@ -30,18 +40,6 @@ from ssl_ser.settings import (
     registry_choices,
     wrong_type,
 )
-
-if TYPE_CHECKING:
-    from ssl_ser.finetune.config import FinetuneConfig
-
-HEADS: tuple[str, ...] = ("linear", "mlp")
-FREEZES: tuple[str, ...] = ("feature-encoder", "base", "none", "top")
-ADAPTERS: tuple[str, ...] = ("none", "lora")
-INITS: tuple[str, ...] = ("random", "probe")
-# Storage precisions of the feature caches (ssl_ser.cache.STORAGE_DTYPES).
-PROBE_DTYPES: tuple[str, ...] = ("float32", "float16")
-# Autocast precisions on CUDA: those of extraction (on CPU only float32 is accepted).
-FINETUNE_DTYPES: tuple[str, ...] = DTYPES
 
 
 class FinetuneSettings(Settings):
@@ -312,8 +310,6 @@ class FinetuneSettings(Settings):
     @model_validator(mode="after")
     def _fit_together(self, info: ValidationInfo) -> FinetuneSettings:
         """Refuse settings out of range or at odds, naming the flag or the file's section."""
-        from ssl_ser.finetune.config import check_training
-
         context = info.context or {}
         where = context.get("where")
         name = functools.partial(_flag_or_key, type(self)) if context.get("cli") else str
@@ -327,8 +323,6 @@ class FinetuneSettings(Settings):
 
     def config(self, **extra: Any) -> FinetuneConfig:
         """The :class:`~ssl_ser.finetune.config.FinetuneConfig` of these settings (and `extra`)."""
-        from ssl_ser.finetune.config import FinetuneConfig
-
         return FinetuneConfig(**self.fields_of(FinetuneConfig, **extra))
 
 

@@ -399,11 +399,7 @@ def check_experiment(experiment: Experiment, where: Where) -> None:
             "and '-' only (it names the output folder)"
         )
     for key in ("models", "conditions", "classifiers", "seeds"):
-        values = getattr(experiment, key)
-        if not values:
-            raise ConfigError(f"{where.child(key)} must list at least one value")
-        if len(set(values)) != len(values):
-            raise ConfigError(f"{where.child(key)} lists a value twice: {list(values)}")
+        _check_listed(getattr(experiment, key), where.child(key))
     _check_split(experiment, where.child("split"))
     for pair in experiment.pairs:
         check_choices(pair, experiment.conditions, where.child("condition_pairs"))
@@ -431,14 +427,16 @@ def _check_finetune(experiment: Experiment, where: Where) -> None:
         )
     models = experiment.finetune.models
     if models is not None:
-        if not models:
-            raise ConfigError(
-                f"{where.child('models')} must list at least one model (or leave out the "
-                "finetune section)"
-            )
-        if len(set(models)) != len(models):
-            raise ConfigError(f"{where.child('models')} lists a value twice: {list(models)}")
+        _check_listed(models, where.child("models"), "model (or leave out the finetune section)")
         check_choices(models, experiment.ssl_models, where.child("models"))
+
+
+def _check_listed(values: tuple[Any, ...], where: Where, one: str = "value") -> None:
+    """A list of at least one value, each value once."""
+    if not values:
+        raise ConfigError(f"{where} must list at least one {one}")
+    if len(set(values)) != len(values):
+        raise ConfigError(f"{where} lists a value twice: {list(values)}")
 
 
 def _check_split(experiment: Experiment, where: Where) -> None:

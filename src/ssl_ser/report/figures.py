@@ -128,11 +128,17 @@ def _new_figure(width: float, height: float) -> Figure:
 
 def save_figure(fig: Figure, out_dir: Path, name: str, title: str, caption: str) -> FigureItem:
     """Write `fig` as ``<name>.png`` and ``<name>.svg`` (no dates or URLs in the metadata)."""
+    import matplotlib
+
     root = out_dir.parent  # the report's folder: out_dir below it must not be a link
     make_folder(out_dir, root=root)
     png, svg = out_dir / f"{name}.png", out_dir / f"{name}.svg"
     fit_contents(fig)  # runs the constrained layout, then keeps it for both files
-    fig.set_layout_engine("none")
+    # No engine at all: "none" leaves a placeholder engine that makes savefig lay out
+    # (draw) the figure once more before each file, which is a third of the drawing.
+    no_layout = {"figure.autolayout": False, "figure.constrained_layout.use": False}
+    with matplotlib.rc_context(no_layout):
+        fig.set_layout_engine(None)
     png_metadata = {"Software": None}
     svg_metadata = {"Date": None, "Creator": None}
     write_file(

@@ -76,6 +76,16 @@ def _wrapped(setup: str) -> str:
     return "\n".join(lines)
 
 
+def _panels(
+    rows: pd.DataFrame, names: Mapping[str, str]
+) -> list[tuple[tuple[str, ...], pd.DataFrame]]:
+    """Rows (curves or weights) with their setting, one panel per fine-tuned cell, in order."""
+    if rows.empty:
+        return []
+    rows["setting"] = settings(rows)
+    return ordered_panels(rows.groupby(PANEL, sort=True), names)
+
+
 def _suptitle(title: str, panels: Sequence[tuple[tuple[str, ...], Any]], group: Group) -> str:
     """The figure title, the group, and the fine-tune setup when all panels share one."""
     setups = {key[-1] for key, _ in panels}
@@ -90,11 +100,9 @@ def training_curve_figures(
     table: pd.DataFrame, names: Mapping[str, str], out_dir: Path, group: Group
 ) -> list[Item]:
     """Train loss and validation UA against epoch, per fold, the chosen epoch starred."""
-    curves = training_curves(trained_rows(table, group))
-    if curves.empty:
+    panels = _panels(training_curves(trained_rows(table, group)), names)
+    if not panels:
         return []
-    curves["setting"] = settings(curves)
-    panels = ordered_panels(curves.groupby(PANEL, sort=True), names)
     with _style():
         return [_curve_figure(panels, names, out_dir, group)]
 
@@ -176,11 +184,9 @@ def layer_weight_figures(
     table: pd.DataFrame, names: Mapping[str, str], out_dir: Path, group: Group
 ) -> list[Item]:
     """The learned softmax weight of every hidden state: mean over folds, each fold a point."""
-    weights = layer_weights(trained_rows(table, group))
-    if weights.empty:
+    panels = _panels(layer_weights(trained_rows(table, group)), names)
+    if not panels:
         return []
-    weights["setting"] = settings(weights)
-    panels = ordered_panels(weights.groupby(PANEL, sort=True), names)
     for _, panel in panels:
         _check_lengths(panel)
     with _style():

@@ -39,6 +39,7 @@ from ssl_ser.classify.splits import (
     SplitOptions,
     condition_folds,
     drop_unseen_classes,
+    fold_corpora,
     fold_digest,
 )
 from ssl_ser.classify.sweep.score import Rows
@@ -385,18 +386,6 @@ def _scenarios(dataset: Dataset, config: SweepConfig) -> list[tuple[str, str]]:
     return [(train, test)]
 
 
-def _fold_corpora(dataset: Dataset, fold: Fold) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Corpus labels of a fold: the split's own for cross-corpus, else the whole pool.
-
-    Labelling a pooled fold by the corpora its test speakers happen to come from
-    would give folds of one cell different labels; per-corpus rows come separately.
-    """
-    if fold.test_corpora:
-        return tuple(sorted(fold.train_corpora)), tuple(sorted(fold.test_corpora))
-    pool = tuple(sorted(dataset.table["corpus"].unique()))
-    return pool, pool
-
-
 def _fold_meta(
     dataset: Dataset,
     fold: Fold,
@@ -406,12 +395,12 @@ def _fold_meta(
     identity: Mapping[str, str],
 ) -> dict[str, Any]:
     """Columns shared by every cell of a fold (and, with layer/classifier, its id)."""
-    train_corpora, test_corpora = _fold_corpora(dataset, fold)
+    train_corpus, test_corpus = fold_corpora(fold, dataset.table["corpus"])
     return {
         "extractor": dataset.extractor,
-        "train_corpus": "+".join(train_corpora),
+        "train_corpus": train_corpus,
         "train_condition": train_condition,
-        "test_corpus": "+".join(test_corpora),
+        "test_corpus": test_corpus,
         "test_condition": test_condition,
         "split": config.split,
         "fold": fold.name,
