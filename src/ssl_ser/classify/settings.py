@@ -34,10 +34,11 @@ from ssl_ser.settings import (
     wrong_type,
 )
 
-LAYERS_HELP = "all, a range 0-6, or a list 3,6,9."
+LAYERS_HELP = "Layers the probes read: all, a range 0-6, or a list 3,6,9."
 POOLING_HELP = (
-    "auto (per extractor: mean+std for mfcc/logmel, the functionals for egemaps, mean for "
-    "SSL models), mean, std, mean+std; a comma list sweeps several."
+    "Stored pooling the probes read: auto (per extractor: mean+std for mfcc/logmel, the "
+    "functionals for egemaps, mean for SSL models), mean, std, mean+std; a comma list "
+    "sweeps several."
 )
 LABELS_HELP = (
     "Label set: basic4, all, sentiment, or a comma list of canonical emotions "
