@@ -105,11 +105,14 @@ def test_a_field_may_be_required_on_the_command_line_and_spell_its_false_value()
     assert Spelled().model is None  # code and files may leave it out
 
 
-def test_command_line_only_fields_are_unknown_keys_in_files():
+def test_command_line_only_fields_are_refused_in_files_naming_the_flag():
     where = Where("x.yaml", ("section",))
-    with pytest.raises(UnknownChoiceError, match="unknown key 'model' in 'section' in x.yaml") as e:
+    with pytest.raises(ConfigError) as e:
         Spelled.from_file({"model": "m"}, where)
-    assert str(e.value).endswith("expected one of mixed, models")
+    assert str(e.value) == (
+        "key 'model' in 'section' in x.yaml is for the command line only (--model); "
+        "a file takes mixed, models"
+    )
     settings = Spelled.from_file({"models": ["b", "c"]}, where)
     assert settings.file_data() == {"mixed": True, "models": ("b", "c")}
     assert Spelled.from_file(settings.file_data(), where) == settings
@@ -169,3 +172,15 @@ def test_a_hidden_field_is_taken_but_not_listed_in_help():
     assert "--backend" not in CliRunner().invoke(command, ["--help"]).output
     assert CliRunner().invoke(command, ["--backend", "dask"]).exit_code == 0
     assert seen["settings"].backend == "dask"
+
+
+def test_a_command_line_only_key_in_a_file_names_its_flag_and_the_file(tmp_path) -> None:
+    from ssl_ser.pipelines.experiment import experiment_from_dict
+
+    base = {"name": "t", "models": ["mfcc"], "corpora": {"emodb": str(tmp_path)}}
+    with pytest.raises(ConfigError) as error:
+        experiment_from_dict({**base, "extract": {"shard": "1/2"}}, source="e.yaml")
+    assert str(error.value).startswith(
+        "key 'shard' in 'extract' in e.yaml is for the command line only (--shard); "
+        "a file takes revision, telephone_source, device,"
+    )

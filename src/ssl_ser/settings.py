@@ -34,7 +34,14 @@ from typing import Annotated, Any, ClassVar, TypeVar
 
 import click
 import pydantic
-from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from ssl_ser.errors import ConfigError, SerError, UnknownChoiceError
@@ -149,18 +156,22 @@ class Settings(BaseModel):
             cls._refuse_cli_only(data, where)
         loosened = dict(data)
         for name, value in data.items():
-            info = cls.model_fields.get(str(name))
-            if info is not None:
-                loosened[name] = _loosen_value(bare(info.annotation), value)
+            field = cls.model_fields.get(str(name))
+            if field is not None:
+                loosened[name] = _loosen_value(bare(field.annotation), value)
         return loosened
 
     @classmethod
     def _refuse_cli_only(cls, data: Mapping[str, Any], where: Where) -> None:
+        """Refuse a key only the command line takes, naming its flag and the file's keys."""
         file_keys = list(file_fields(cls))
         for key in data:
             if key in cls.model_fields and key not in file_keys:
                 place = where.child(cls.section) if cls.section else where
-                raise UnknownChoiceError("key", key, file_keys, where=str(place))
+                raise ConfigError(
+                    f"key {key!r} in {place} is for the command line only "
+                    f"({flag_of(cls, str(key))}); a file takes {', '.join(file_keys)}"
+                )
 
     @field_validator("*", mode="after")
     @classmethod
@@ -242,6 +253,17 @@ class Settings(BaseModel):
 def invalid(value: object, text: str) -> PydanticCustomError:
     """A validator's refusal of `value`; the message names the place: "... must be `text`"."""
     return PydanticCustomError("invalid", "invalid value", {"value": value, "text": text})
+
+
+def existing_paths(paths: tuple[str, ...]) -> tuple[str, ...]:
+    """Refuse a path that does not exist, before a command reads it (an :class:`AfterValidator`)."""
+    for path in paths:
+        if not Path(path).exists():
+            raise invalid(path, "an existing file")
+    return paths
+
+
+ExistingPaths = AfterValidator(existing_paths)
 
 
 def registry_choices(module: str, name: str) -> Callable[[], tuple[str, ...]]:

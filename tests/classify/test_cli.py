@@ -99,10 +99,13 @@ def test_classify_end_to_end_over_caches(files, tmp_path):
         (["--condition", "telephone"], "holds condition 'clean', but condition 'telephone'"),
         (["--labels", "basic9"], "unknown label set 'basic9'"),
         (["--folds", "20"], "20 folds need at least 20 speakers"),
-        (["--ratios", "0.8,0.2"], "--ratios must be three non-negative numbers"),
+        (
+            ["--ratios", "0.8,0.2"],
+            "--ratios must be three non-negative numbers, e.g. 0.8,0.1,0.1; got [0.8, 0.2]",
+        ),
         (
             ["--scheduler", "tcp://h:8786"],
-            "scheduler address ('tcp://h:8786') needs backend 'dask'",
+            "--scheduler ('tcp://h:8786') needs --backend dask, not 'local'",
         ),
     ],
 )

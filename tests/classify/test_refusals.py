@@ -63,9 +63,18 @@ def _invoke(*args: str):
     return CliRunner().invoke(cli, list(args))
 
 
+def _empty_inputs(tmp_path) -> tuple[str, str]:
+    """A cache and a manifest that exist but are empty: reading either would fail."""
+    cache, table = tmp_path / "empty.h5", tmp_path / "empty.csv"
+    cache.touch()
+    table.touch()
+    return str(cache), str(table)
+
+
 def test_ser_classify_refuses_before_reading_any_file(tmp_path):
+    cache, table = _empty_inputs(tmp_path)
     result = _invoke(
-        "classify", "--cache", "missing.h5", "--manifest", "missing.csv",
+        "classify", "--cache", cache, "--manifest", table,
         "--output", str(tmp_path / "out"), "--split", "loso", "--shots", "5",
     )  # fmt: skip
     assert result.exit_code == 1
@@ -73,9 +82,54 @@ def test_ser_classify_refuses_before_reading_any_file(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["classify", "--cache", "CACHE", "--manifest", "no.csv"], "--manifest"),
+        (["classify", "--cache", "CACHE,no.h5", "--manifest", "TABLE"], "--cache"),
+        (["export", "--cache", "no.h5", "--manifest", "TABLE"], "--cache"),
+        (["finetune", "--model", "none", "--manifest", "TABLE,no.csv"], "--manifest"),
+    ],
+)
+def test_a_missing_cache_or_manifest_is_one_line_naming_the_flag(tmp_path, args, message):
+    cache, table = _empty_inputs(tmp_path)
+    args = [arg.replace("CACHE", cache).replace("TABLE", table) for arg in args]
+    result = _invoke(*args, "--output", str(tmp_path / "out"))
+    missing = "no.h5" if message == "--cache" else "no.csv"
+    assert result.exit_code == 1
+    assert result.output == f"error: {message} must be an existing file; got {missing!r}\n"
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command", ["classify", "finetune", "probe"])
+def test_a_seed_given_twice_is_refused_naming_it(tmp_path, command):
+    cache, table = _empty_inputs(tmp_path)
+    inputs = {
+        "classify": ["--cache", cache, "--manifest", table],
+        "finetune": ["--model", "m", "--manifest", table],
+        "probe": ["--model", "mfcc", "--corpus", "emodb=/nowhere", "--dry-run"],
+    }[command]
+    seeds = ["--seed", "1", "--seed", "2", "--seed", "1"]
+    result = _invoke(command, *inputs, *seeds, "--output", str(tmp_path / "out"))
+    assert result.exit_code == 1
+    assert result.output == "error: --seed 1 is given twice; give each value once\n"
+
+
+def test_a_shot_count_given_twice_is_refused_naming_the_flag_or_the_key():
+    from ssl_ser.classify.settings import SplitSettings
+    from ssl_ser.settings import Where
+
+    with pytest.raises(ConfigError, match=r"^--shots lists 10 twice; give each value once$"):
+        SplitSettings.from_cli({"method": "few-shot", "shots": (10, 5, 10)})
+    with pytest.raises(ConfigError, match=r"^'split.shots' in x.yaml lists 10 twice; give each"):
+        SplitSettings.from_file(
+            {"method": "few-shot", "shots": [10, 10]}, Where("x.yaml", ("split",))
+        )
+
+
 def test_ser_finetune_refuses_before_reading_any_file(tmp_path):
     result = _invoke(
-        "finetune", "--model", "none", "--manifest", "missing.csv",
+        "finetune", "--model", "none", "--manifest", _empty_inputs(tmp_path)[1],
         "--output", str(tmp_path / "out"), "--train", "emodb",
     )  # fmt: skip
     assert result.exit_code == 1
@@ -90,6 +144,15 @@ def test_ser_finetune_refuses_before_reading_any_file(tmp_path):
             ("--dask", "local", "--backend", "dask"),
             "--dask local and the deprecated --backend dask say the same thing twice",
         ),
+        (  # the deprecated spelling's address is checked as --dask's, before any work
+            ("--backend", "dask", "--scheduler", "local"),
+            "error: --scheduler 'local' is not a Dask scheduler address",
+        ),
+        (("--split", "few-shot"), "error: --split: split 'few-shot' needs at least 2 corpora"),
+        (
+            ("--scheduler", "tcp://h:8786"),
+            "error: --scheduler ('tcp://h:8786') needs --backend dask, not 'local'",
+        ),
     ],
 )
 def test_ser_probe_refuses_with_the_flags(tmp_path, extra, message):
@@ -97,6 +160,15 @@ def test_ser_probe_refuses_with_the_flags(tmp_path, extra, message):
     result = _invoke(*base, *extra, "--output", str(tmp_path))
     assert result.exit_code == 1
     assert message in result.output
+
+
+def test_ser_probe_refuses_a_missing_corpus_naming_the_flag(tmp_path):
+    args = ("probe", "--model", "mfcc", "--corpus", "emodb=/nowhere/e.csv", "--dry-run")
+    result = _invoke(*args, "--output", str(tmp_path))
+    assert result.exit_code == 1
+    assert (
+        result.output == "error: --corpus emodb=/nowhere/e.csv: no such corpus folder or manifest\n"
+    )
 
 
 def test_an_experiment_file_refuses_with_its_keys(tmp_path):
@@ -141,8 +213,8 @@ def test_the_deprecated_spelling_works_and_names_the_new_one(caplog):
 
 
 def test_both_spellings_or_a_malformed_address_are_refused(tmp_path):
-    base = ["classify", "--cache", "missing.h5", "--manifest", "missing.csv", "--output"]
-    base.append(str(tmp_path / "out"))
+    cache, table = _empty_inputs(tmp_path)
+    base = ["classify", "--cache", cache, "--manifest", table, "--output", str(tmp_path / "out")]
     both = _invoke(*base, "--dask", "local", "--backend", "dask")
     assert both.exit_code == 1
     assert "--dask local and the deprecated --backend dask say the same thing twice" in both.output

@@ -92,3 +92,28 @@ def test_bad_values_are_one_line_naming_the_flag(tmp_path, args, message) -> Non
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 1, result.output
     assert result.output.startswith(f"error: {message}")
+
+
+def _every_command() -> list[tuple[str, click.Command]]:
+    """Every command of ``ser`` (each subcommand of a group by its full name)."""
+    found = []
+    for name in cli.list_commands(click.Context(cli)):
+        command = cli.get_command(click.Context(cli), name)
+        subs = command.commands.items() if isinstance(command, click.Group) else [("", command)]
+        found += [(f"{name} {sub}".strip(), each) for sub, each in subs]
+    return found
+
+
+def test_every_visible_option_says_what_it_does() -> None:
+    """Help text beyond the default (ser predict --telephone-source had none)."""
+    for name, command in _every_command():
+        for param in command.params:
+            if isinstance(param, click.Option) and not param.hidden:
+                text = (param.help or "").strip()
+                assert text and not text.startswith("["), f"ser {name} {param.opts[0]}"
+
+
+def test_ser_probe_lists_what_it_sweeps_first() -> None:
+    command = cli.get_command(click.Context(cli), "probe")
+    flags = [p.opts[0] for p in command.params if isinstance(p, click.Option)]
+    assert flags[:4] == ["--model", "--corpus", "--condition", "--classifiers"]

@@ -54,6 +54,11 @@ def test_corpus_manifests_joins_files_and_folders(tmp_path, two_corpora):
         corpus_manifests([], [])
     with pytest.raises(UnknownChoiceError, match="nocorpus"):
         corpus_manifests([], [("nocorpus", str(folder))])
+    for missing in ("nope.csv", "nope"):  # was a FileNotFoundError traceback for a manifest
+        path = tmp_path / missing
+        with pytest.raises(ConfigError) as error:
+            corpus_manifests([], [("emodb", str(path))])
+        assert str(error.value) == f"--corpus emodb={path}: no such corpus folder or manifest"
 
 
 def test_ser_finetune_reads_its_corpora_through_corpus_manifests(tmp_path):

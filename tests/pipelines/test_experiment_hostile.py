@@ -154,7 +154,12 @@ def test_the_largest_seed_is_taken(tmp_path: Path) -> None:
         ["probe", "--corpus", "emodb=/x", "--model", "mfcc"],
     ],
 )
-def test_a_seed_beyond_2_32_is_one_line_on_every_command(args: list[str]) -> None:
+def test_a_seed_beyond_2_32_is_one_line_on_every_command(
+    args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the cache and manifest exist: only the seed is wrong
+    for name in ("x", "m.csv"):
+        (tmp_path / name).touch()
     result = CliRunner().invoke(cli, [*args, "--seed", str(2**32)])
     assert result.exit_code == 1, result.output
     assert result.output == (

@@ -23,12 +23,22 @@ from ssl_ser.classify.names import (
     SPLIT_NAMES,
     TARGET_NAMES,
 )
-from ssl_ser.settings import CELL_ID, Opt, Settings, flag_of, invalid, wrong_type
+from ssl_ser.errors import ConfigError
+from ssl_ser.settings import (
+    CELL_ID,
+    ExistingPaths,
+    Opt,
+    Settings,
+    flag_of,
+    invalid,
+    wrong_type,
+)
 
-LAYERS_HELP = "all, a range 0-6, or a list 3,6,9."
+LAYERS_HELP = "Layers the probes read: all, a range 0-6, or a list 3,6,9."
 POOLING_HELP = (
-    "auto (per extractor: mean+std for mfcc/logmel, the functionals for egemaps, mean for "
-    "SSL models), mean, std, mean+std; a comma list sweeps several."
+    "Stored pooling the probes read: auto (per extractor: mean+std for mfcc/logmel, the "
+    "functionals for egemaps, mean for SSL models), mean, std, mean+std; a comma list "
+    "sweeps several."
 )
 LABELS_HELP = (
     "Label set: basic4, all, sentiment, or a comma list of canonical emotions "
@@ -116,6 +126,8 @@ class SweepGrid(Settings):
         where = (info.context or {}).get("where")
         for index, seed in enumerate(value):
             check_seed(seed, str(where.child("seeds").child(index)) if where else "--seed")
+            if where is None and seed in value[:index]:  # files: check_experiment says so
+                raise ConfigError(f"--seed {seed} is given twice; give each value once")
         return value
 
     @field_validator("labels", mode="before")
@@ -167,7 +179,16 @@ class SplitSettings(Settings):
     @classmethod
     def _ratios(cls, value: tuple[float, ...]) -> tuple[float, ...]:
         if len(value) != 3 or min(value) < 0 or sum(value) <= 0:
-            raise invalid(value, "three non-negative numbers, e.g. 0.8,0.1,0.1")
+            raise invalid(list(value), "three non-negative numbers, e.g. 0.8,0.1,0.1")
+        return value
+
+    @field_validator("shots", mode="after")
+    @classmethod
+    def _shots_once(cls, value: tuple[int, ...], info: ValidationInfo) -> tuple[int, ...]:
+        """Refuse a shot count given twice (it would run the same sweep twice)."""
+        for index, count in enumerate(value):
+            if count in value[:index]:
+                raise ConfigError(f"{cls.place(info)} lists {count} twice; give each value once")
         return value
 
     @model_validator(mode="after")
@@ -242,8 +263,8 @@ class SweepSettings(Settings):
     threads: Annotated[
         int | None,
         Opt(
-            "BLAS/torch threads per cell [default: 1]. Part of each cell id: thread counts "
-            "change the last digits of a fit.",
+            "BLAS/torch threads per cell. Part of each cell id: thread counts change the last "
+            "digits of a fit.  [default: 1]",
             enters=CELL_ID,
             minimum=1,
         ),
@@ -294,11 +315,14 @@ class ClassifyRun(Settings):
     """What one ``ser classify`` run reads and writes (an experiment file sets these itself)."""
 
     caches: Annotated[
-        tuple[str, ...], Opt("Feature cache(s), comma-separated.", flag="--cache", file=False)
+        tuple[str, ...],
+        Opt("Feature cache(s), comma-separated.", flag="--cache", file=False),
+        ExistingPaths,
     ]
     manifests: Annotated[
         tuple[str, ...],
         Opt("Manifest(s) of the cached corpora (CSV/parquet).", flag="--manifest", file=False),
+        ExistingPaths,
     ]
     model: Annotated[str | None, Opt("Refuse caches of any other model.", file=False)] = None
     condition: Annotated[str | None, Opt("Refuse caches of any other condition.", file=False)] = (

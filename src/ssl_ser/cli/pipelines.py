@@ -33,8 +33,13 @@ PROBE_EXAMPLE = (
 )
 
 
+# What a probe sweeps comes first in --help, then how (the rest of the experiment's fields).
+PROBE_FIRST = ("models", "corpora", "conditions", "classifiers", "labels", "layers", "pooling")
+
+
 @click.command(epilog=PROBE_EXAMPLE)
-@options(Experiment)
+@options(Experiment, only=PROBE_FIRST)
+@options(Experiment, exclude=PROBE_FIRST)
 @options(SplitSettings)
 @options(ExtractSettings, exclude=(*NOT_PROBE_EXTRACT, "root", "shard"))
 @options(SweepSettings)

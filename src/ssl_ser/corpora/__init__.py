@@ -149,7 +149,7 @@ def corpus_manifests(
     cannot use are skipped with a warning that counts them (``ser prepare`` lists them).
 
     Raises:
-        ConfigError: neither given, or a NAME given twice.
+        ConfigError: neither given, a NAME given twice, or a ROOT that does not exist.
         UnknownChoiceError: a NAME that is not a corpus reader.
     """
     parts = [manifest.read(path) for path in manifests]
@@ -158,6 +158,8 @@ def corpus_manifests(
         if name in seen:
             raise ConfigError(f"--corpus {name} is given twice")
         seen.add(name)
+        if not Path(root).exists():
+            raise ConfigError(f"--corpus {name}={root}: no such corpus folder or manifest")
         is_manifest = Path(root).suffix.lower() in manifest.MANIFEST_SUFFIXES
         parts.append(read_source(root, None if is_manifest else name, on_error="skip").manifest)
     if not parts:

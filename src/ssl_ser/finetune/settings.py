@@ -31,6 +31,7 @@ from ssl_ser.finetune.config import (
 )
 from ssl_ser.settings import (
     CELL_ID,
+    ExistingPaths,
     Opt,
     Settings,
     Where,
@@ -59,6 +60,7 @@ class FinetuneSettings(Settings):
     manifests: Annotated[
         tuple[str, ...],
         Opt("Manifest(s) (CSV/parquet), comma-separated.", flag="--manifest", file=False),
+        ExistingPaths,
     ] = ()
     corpora: Annotated[
         tuple[str, ...],

@@ -408,7 +408,6 @@ def check_experiment(experiment: Experiment, where: Where) -> None:
             f"{where.child('corpora_mode')} is 'each', but split {experiment.split.method!r} "
             "trains and tests on different corpora; use corpora_mode: pooled"
         )
-    _check_dask(experiment, where.child("classify"))
     _check_target(experiment, where.child("classify"))
     try:
         experiment.extractor_configs()
@@ -441,7 +440,7 @@ def _check_listed(values: tuple[Any, ...], where: Where, one: str = "value") -> 
 
 
 def _check_split(experiment: Experiment, where: Where) -> None:
-    split = experiment.split
+    split = experiment.split  # folds, ratios and shots are bounded by SplitSettings itself
     for key in ("train", "test"):
         check_choices(getattr(split, key), experiment.corpus_names, where.child(key))
     if set(split.train) & set(split.test):
@@ -454,16 +453,6 @@ def _check_split(experiment: Experiment, where: Where) -> None:
     if split.method in CROSS_CORPUS_SPLITS and len(experiment.corpora) < 2:
         raise ConfigError(
             f"{where.child('method')}: split {split.method!r} needs at least 2 corpora"
-        )
-
-
-def _check_dask(experiment: Experiment, where: Where) -> None:
-    """A scheduler address only with the (deprecated) ``backend: dask``."""
-    settings = experiment.classify
-    if settings.scheduler is not None and settings.backend != "dask":
-        raise ConfigError(
-            f"{where.child('scheduler')} ({settings.scheduler!r}) needs classify.backend: "
-            f"dask, not {settings.backend!r}"
         )
 
 

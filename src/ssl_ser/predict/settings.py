@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import click
 from pydantic import ValidationInfo, field_validator
 
-from ssl_ser.settings import Opt, Settings, registry_choices
+from ssl_ser.settings import ExistingPaths, Opt, Settings, registry_choices
 
 FILE_OUTPUT = click.Path(dir_okay=False, path_type=Path)
 CONDITIONS = registry_choices("ssl_ser.audio", "CONDITIONS")
@@ -46,7 +46,8 @@ class PredictSettings(Settings):
     telephone_source: Annotated[
         str | None,
         Opt(
-            "[default: that of the model's training audio, else derived]",
+            "telephone: apply the simulated chain, or read the corpus's wav_telephone copies "
+            "[default: that of the model's training audio, else derived].",
             choices=TELEPHONE_SOURCES,
         ),
     ] = None
@@ -72,9 +73,13 @@ class PredictSettings(Settings):
 class ExportSettings(Settings):
     """What ``ser export`` fits a probe on, and how (unset: logreg, basic4... or RESULTS')."""
 
-    caches: Annotated[tuple[str, ...], Opt("Feature cache(s), comma-separated.", flag="--cache")]
+    caches: Annotated[
+        tuple[str, ...], Opt("Feature cache(s), comma-separated.", flag="--cache"), ExistingPaths
+    ]
     manifests: Annotated[
-        tuple[str, ...], Opt("Manifest(s) of the cached corpora.", flag="--manifest")
+        tuple[str, ...],
+        Opt("Manifest(s) of the cached corpora (CSV/parquet).", flag="--manifest"),
+        ExistingPaths,
     ]
     output: Annotated[
         Path,

@@ -98,6 +98,15 @@ def dask_placement(
             f"{prefix}{names['dask']}{sep}{dask} and the deprecated {old} say the same thing "
             f"twice; give {names['dask']} alone"
         )
+    if scheduler is not None:  # refused here, naming the option, before any work
+        if backend != DASK_BACKEND:
+            raise ConfigError(
+                f"{prefix}{names['scheduler']} ({scheduler!r}) needs "
+                f"{names['backend']}{sep}{DASK_BACKEND}, not {backend!r}"
+            )
+        from ssl_ser.scheduler import check_address
+
+        check_address(scheduler, names["scheduler"])
     if backend == DASK_BACKEND:
         log.warning("%s%s is deprecated and goes in the next release; use %s", prefix, old, new)
     return backend, scheduler
