@@ -2,8 +2,12 @@
 
 A stage's settings model (extraction, sweep, fine-tune, predict, report) holds,
 per field, its type, default, help text, choices (from the registry that owns
-them) and what the value enters: the cache key, the cell id, or neither. From
-that one declaration come
+them) and what the value enters: the cache key, the cell id, or neither::
+
+    folds: int = setting(5, "Folds (speaker-kfold, few-shot).", enters=CELL_ID, minimum=2)
+
+(a field with its own validator keeps the long form ``Annotated[int, Opt(...)]``).
+From that one declaration come
 
 - the command line: :func:`options` generates a command's click options;
   :meth:`Settings.from_cli` turns the parsed values into the model, and its
@@ -30,7 +34,7 @@ import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import click
 import pydantic
@@ -117,6 +121,17 @@ class Opt:
         if self.choices is None:
             return None
         return list(self.choices() if callable(self.choices) else self.choices)
+
+
+def setting(default: Any, help: str, **declared: Any) -> Any:
+    """A settings field: its default, and the :class:`Opt` that says what it is to users.
+
+    ``folds: int = setting(5, "Speaker folds.", minimum=2)`` reads as a dataclass
+    field; pydantic keeps the :class:`Opt` in the field's metadata.
+    """
+    info = pydantic.Field(default)
+    info.metadata.append(Opt(help, **declared))
+    return info
 
 
 @dataclass(frozen=True)
@@ -561,18 +576,17 @@ def _scalar_type(hint: Any) -> Any:
 class Feedback(Settings):
     """What a command shows while it works (every long-running command takes these)."""
 
-    progress: Annotated[
-        bool, Opt("Show progress bars with a rate (on stderr).", negatable=True, file=False)
-    ] = True
+    progress: bool = setting(
+        True, "Show progress bars with a rate (on stderr).", negatable=True, file=False
+    )
 
 
 class Logging(Settings):
     """How much the toolkit logs (the ``ser`` group's own option)."""
 
-    verbose: Annotated[
-        int,
-        Opt("More log output (-v info, -vv debug).", aliases=("-v",), count=True, file=False),
-    ] = 0
+    verbose: int = setting(
+        0, "More log output (-v info, -vv debug).", aliases=("-v",), count=True, file=False
+    )
 
 
 def generated_options(command: click.Command) -> list[SettingOption]:

@@ -10,20 +10,18 @@ from typing import Annotated
 
 import click
 
-from ssl_ser.settings import Opt, Settings
+from ssl_ser.settings import Opt, Settings, setting
 
 
 class CacheSettings(Settings):
     """How ``ser cache info|verify|prune|merge`` describe, repair, trim and merge caches."""
 
-    as_json: Annotated[bool, Opt("Print the description as JSON.", flag="--json")] = False
-    repair: Annotated[
-        bool,
-        Opt(
-            "Mark corrupt rows (bad chunk checksum, NaN/inf) not complete, so the next "
-            "`ser extract` redoes them; a file without checksums is rebuilt with them."
-        ),
-    ] = False
+    as_json: bool = setting(False, "Print the description as JSON.", flag="--json")
+    repair: bool = setting(
+        False,
+        "Mark corrupt rows (bad chunk checksum, NaN/inf) not complete, so the next "
+        "`ser extract` redoes them; a file without checksums is rebuilt with them.",
+    )
     manifests: Annotated[
         tuple[Path, ...],
         Opt(
@@ -33,8 +31,6 @@ class CacheSettings(Settings):
             click_type=click.Path(exists=True, dir_okay=False, path_type=Path),
         ),
     ]
-    dry_run: Annotated[bool, Opt("Only list what would be removed.")] = False
-    yes: Annotated[bool, Opt("Remove even when that is more than half of the rows.")] = False
-    keep_shards: Annotated[bool, Opt("Keep the shard files after merging (default: remove).")] = (
-        False
-    )
+    dry_run: bool = setting(False, "Only list what would be removed.")
+    yes: bool = setting(False, "Remove even when that is more than half of the rows.")
+    keep_shards: bool = setting(False, "Keep the shard files after merging (default: remove).")

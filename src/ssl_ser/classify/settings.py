@@ -31,6 +31,7 @@ from ssl_ser.settings import (
     Settings,
     flag_of,
     invalid,
+    setting,
     wrong_type,
 )
 
@@ -90,33 +91,24 @@ def parse_poolings(value: object, where: str) -> tuple[str, ...]:
 class SweepGrid(Settings):
     """What a sweep covers: the label set, layers, poolings and classifiers."""
 
-    labels: Annotated[str, Opt(LABELS_HELP, enters=CELL_ID)] = "basic4"
-    layers: Annotated[tuple[str, ...], Opt(LAYERS_HELP, enters=CELL_ID)] = ("all",)
-    pooling: Annotated[
-        tuple[str, ...],
-        Opt(
-            POOLING_HELP,
-            choices=POOLING_NAMES,
-            enters=CELL_ID,
-        ),
-    ] = ("auto",)
-    classifiers: Annotated[
-        tuple[str, ...],
-        Opt(
-            f"Comma list of: {', '.join(CLASSIFIER_NAMES)}.",
-            choices=CLASSIFIER_NAMES,
-            enters=CELL_ID,
-        ),
-    ] = ("logreg",)
-    seeds: Annotated[
-        tuple[int, ...],
-        Opt(
-            "One run per seed (splits, initialisation). Repeatable.",
-            flag="--seed",
-            multiple=True,
-            enters=CELL_ID,
-        ),
-    ] = (0,)
+    labels: str = setting("basic4", LABELS_HELP, enters=CELL_ID)
+    layers: tuple[str, ...] = setting(("all",), LAYERS_HELP, enters=CELL_ID)
+    pooling: tuple[str, ...] = setting(
+        ("auto",), POOLING_HELP, choices=POOLING_NAMES, enters=CELL_ID
+    )
+    classifiers: tuple[str, ...] = setting(
+        ("logreg",),
+        f"Comma list of: {', '.join(CLASSIFIER_NAMES)}.",
+        choices=CLASSIFIER_NAMES,
+        enters=CELL_ID,
+    )
+    seeds: tuple[int, ...] = setting(
+        (0,),
+        "One run per seed (splits, initialisation). Repeatable.",
+        flag="--seed",
+        multiple=True,
+        enters=CELL_ID,
+    )
 
     @field_validator("seeds", mode="after")
     @classmethod
@@ -151,29 +143,24 @@ class SplitSettings(Settings):
 
     section = "split"
 
-    method: Annotated[
-        str,
-        Opt(
-            "How to split: by speaker folds, leaving one speaker out, across corpora...",
-            choices=SPLIT_NAMES,
-            enters=CELL_ID,
-            flag="--split",
-        ),
-    ] = "speaker-kfold"
-    folds: Annotated[int, Opt("Folds (speaker-kfold, few-shot).", enters=CELL_ID, minimum=2)] = 5
-    ratios: Annotated[
-        tuple[float, ...], Opt("train,val,test (random, speaker).", enters=CELL_ID)
-    ] = (0.8, 0.1, 0.1)
-    train: Annotated[
-        tuple[str, ...], Opt("Training corpora (cross-corpus, few-shot).", enters=CELL_ID)
-    ] = ()
-    test: Annotated[
-        tuple[str, ...], Opt("Test corpora (cross-corpus, few-shot).", enters=CELL_ID)
-    ] = ()
-    shots: Annotated[
-        tuple[int, ...],
-        Opt("Target utterances (few-shot); a comma list runs each.", enters=CELL_ID, minimum=0),
-    ] = (10,)
+    method: str = setting(
+        "speaker-kfold",
+        "How to split: by speaker folds, leaving one speaker out, across corpora...",
+        choices=SPLIT_NAMES,
+        enters=CELL_ID,
+        flag="--split",
+    )
+    folds: int = setting(5, "Folds (speaker-kfold, few-shot).", enters=CELL_ID, minimum=2)
+    ratios: tuple[float, ...] = setting(
+        (0.8, 0.1, 0.1), "train,val,test (random, speaker).", enters=CELL_ID
+    )
+    train: tuple[str, ...] = setting(
+        (), "Training corpora (cross-corpus, few-shot).", enters=CELL_ID
+    )
+    test: tuple[str, ...] = setting((), "Test corpora (cross-corpus, few-shot).", enters=CELL_ID)
+    shots: tuple[int, ...] = setting(
+        (10,), "Target utterances (few-shot); a comma list runs each.", enters=CELL_ID, minimum=0
+    )
 
     @field_validator("ratios", mode="after")
     @classmethod
@@ -212,88 +199,68 @@ class SweepSettings(Settings):
 
     section = "classify"
 
-    combine: Annotated[
-        str,
-        Opt(
-            "Sweep layers one by one, or concatenate/average the selected layers.",
-            choices=COMBINE_NAMES,
-            enters=CELL_ID,
-        ),
-    ] = "each"
-    search: Annotated[
-        bool, Opt("Grid search on training speakers.", enters=CELL_ID, negatable=True)
-    ] = False
-    speaker_norm: Annotated[bool, Opt("Per-speaker z-norm.", enters=CELL_ID, negatable=True)] = (
-        False
+    combine: str = setting(
+        "each",
+        "Sweep layers one by one, or concatenate/average the selected layers.",
+        choices=COMBINE_NAMES,
+        enters=CELL_ID,
     )
-    batched: Annotated[bool, Opt("All-layer probes (linear, mlp).", enters=CELL_ID)] = True
-    params: Annotated[
-        dict[str, Any],
-        Opt("Classifier parameters, per classifier name.", enters=CELL_ID, cli=False),
-    ] = {}
-    bootstrap: Annotated[int, Opt("Bootstrap resamples.", minimum=0)] = 1000
-    jobs: Annotated[
-        int,
-        Opt(
-            "Parallel cells (processes); with --dask local, the local cluster's worker processes.",
-            minimum=1,
-        ),
-    ] = 1
-    dask: Annotated[
-        str | None,
-        Opt(
-            "Run the cells on the workers of a Dask cluster: its scheduler address "
-            "(tcp://host:8786), or 'local' for a cluster on the loopback interface. Results are "
-            "the same as without.",
-            metavar="ADDRESS|local",
-        ),
-    ] = None
-    backend: Annotated[
-        str,
-        Opt(
-            "Deprecated: --backend dask is --dask local (or --dask ADDRESS with --scheduler).",
-            choices=BACKEND_NAMES,
-            hidden=True,
-        ),
-    ] = "local"
-    scheduler: Annotated[
-        str | None,
-        Opt("Deprecated: --backend dask --scheduler ADDRESS is --dask ADDRESS.", hidden=True),
-    ] = None
-    threads: Annotated[
-        int | None,
-        Opt(
-            "BLAS/torch threads per cell. Part of each cell id: thread counts change the last "
-            "digits of a fit.  [default: 1]",
-            enters=CELL_ID,
-            minimum=1,
-        ),
-    ] = None
-    target: Annotated[
-        str,
-        Opt(
-            "What the probes predict. speaker: speaker identity per layer, on folds of "
-            "utterances (speaker-dependent by construction; --split speaker-kfold or random).",
-            choices=TARGET_NAMES,
-            enters=CELL_ID,
-        ),
-    ] = "emotion"
-    control: Annotated[
-        bool,
-        Opt(
-            "Also run the sweep on a control labelling (emotion labels permuted within each "
-            "speaker, seeded by --seed): selectivity = UA - control UA. Doubles the sweep.",
-            enters=CELL_ID,
-        ),
-    ] = False
-    mdl: Annotated[
-        bool,
-        Opt(
-            "Also compute each cell's online codelength (MDL, Voita & Titov 2020) of its "
-            "training labels given the layer, and the compression against the uniform code.",
-            enters=CELL_ID,
-        ),
-    ] = False
+    search: bool = setting(
+        False, "Grid search on training speakers.", enters=CELL_ID, negatable=True
+    )
+    speaker_norm: bool = setting(False, "Per-speaker z-norm.", enters=CELL_ID, negatable=True)
+    batched: bool = setting(True, "All-layer probes (linear, mlp).", enters=CELL_ID)
+    params: dict[str, Any] = setting(
+        {}, "Classifier parameters, per classifier name.", enters=CELL_ID, cli=False
+    )
+    bootstrap: int = setting(1000, "Bootstrap resamples.", minimum=0)
+    jobs: int = setting(
+        1,
+        "Parallel cells (processes); with --dask local, the local cluster's worker processes.",
+        minimum=1,
+    )
+    dask: str | None = setting(
+        None,
+        "Run the cells on the workers of a Dask cluster: its scheduler address "
+        "(tcp://host:8786), or 'local' for a cluster on the loopback interface. Results are "
+        "the same as without.",
+        metavar="ADDRESS|local",
+    )
+    backend: str = setting(
+        "local",
+        "Deprecated: --backend dask is --dask local (or --dask ADDRESS with --scheduler).",
+        choices=BACKEND_NAMES,
+        hidden=True,
+    )
+    scheduler: str | None = setting(
+        None, "Deprecated: --backend dask --scheduler ADDRESS is --dask ADDRESS.", hidden=True
+    )
+    threads: int | None = setting(
+        None,
+        "BLAS/torch threads per cell. Part of each cell id: thread counts change the last "
+        "digits of a fit.  [default: 1]",
+        enters=CELL_ID,
+        minimum=1,
+    )
+    target: str = setting(
+        "emotion",
+        "What the probes predict. speaker: speaker identity per layer, on folds of "
+        "utterances (speaker-dependent by construction; --split speaker-kfold or random).",
+        choices=TARGET_NAMES,
+        enters=CELL_ID,
+    )
+    control: bool = setting(
+        False,
+        "Also run the sweep on a control labelling (emotion labels permuted within each "
+        "speaker, seeded by --seed): selectivity = UA - control UA. Doubles the sweep.",
+        enters=CELL_ID,
+    )
+    mdl: bool = setting(
+        False,
+        "Also compute each cell's online codelength (MDL, Voita & Titov 2020) of its "
+        "training labels given the layer, and the compression against the uniform code.",
+        enters=CELL_ID,
+    )
 
     @model_validator(mode="after")
     def _one_dask_spelling(self, info: ValidationInfo) -> SweepSettings:
@@ -324,34 +291,27 @@ class ClassifyRun(Settings):
         Opt("Manifest(s) of the cached corpora (CSV/parquet).", flag="--manifest", file=False),
         ExistingPaths,
     ]
-    model: Annotated[str | None, Opt("Refuse caches of any other model.", file=False)] = None
-    condition: Annotated[str | None, Opt("Refuse caches of any other condition.", file=False)] = (
-        None
+    model: str | None = setting(None, "Refuse caches of any other model.", file=False)
+    condition: str | None = setting(None, "Refuse caches of any other condition.", file=False)
+    train_condition: str | None = setting(
+        None, "Train on this condition (its features; its audio for finetune).", enters=CELL_ID
     )
-    train_condition: Annotated[
-        str | None,
-        Opt("Train on this condition (its features; its audio for finetune).", enters=CELL_ID),
-    ] = None
-    test_condition: Annotated[str | None, Opt("Test on this condition.", enters=CELL_ID)] = None
+    test_condition: str | None = setting(None, "Test on this condition.", enters=CELL_ID)
     output: Annotated[Path, Opt("Results folder.", file=False)]
-    force: Annotated[bool, Opt("Redo cells already in the output folder.", file=False)] = False
-    allow_incomplete: Annotated[
-        bool,
-        Opt(
-            "Classify the complete rows of a cache that lacks some of the manifest's utterances "
-            "(refused by default).",
-            file=False,
-        ),
-    ] = False
-    save_probe: Annotated[
-        Path | None,
-        Opt(
-            "Also save a probe for `ser predict` here: the first classifier and pooling on the "
-            "layer chosen on held-out training speakers among --layers (or the --combine of "
-            "them), refit on all training rows (a cross-corpus split's --train corpora).",
-            file=False,
-        ),
-    ] = None
+    force: bool = setting(False, "Redo cells already in the output folder.", file=False)
+    allow_incomplete: bool = setting(
+        False,
+        "Classify the complete rows of a cache that lacks some of the manifest's utterances "
+        "(refused by default).",
+        file=False,
+    )
+    save_probe: Path | None = setting(
+        None,
+        "Also save a probe for `ser predict` here: the first classifier and pooling on the "
+        "layer chosen on held-out training speakers among --layers (or the --combine of "
+        "them), refit on all training rows (a cross-corpus split's --train corpora).",
+        file=False,
+    )
 
 
 def sweep_config(

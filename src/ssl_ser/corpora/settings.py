@@ -15,27 +15,24 @@ import click
 from pydantic import ValidationInfo, field_validator, model_validator
 
 from ssl_ser.errors import ConfigError
-from ssl_ser.settings import Opt, Settings, registry_choices
+from ssl_ser.settings import Opt, Settings, registry_choices, setting
 
 
 class ReaderSettings(Settings):
     """Options of the generic readers (folder, csv); each reader takes those its scan accepts."""
 
-    name: Annotated[str | None, Opt("Corpus name for ids (folder and csv readers).")] = None
-    mapping: Annotated[
-        dict[str, str],
-        Opt(
-            "Map a raw emotion name to a canonical one; repeatable (folder and csv readers).",
-            flag="--map",
-            multiple=True,
-            metavar="RAW=EMOTION",
-        ),
-    ] = {}
-    speaker_pattern: Annotated[
-        str | None,
-        Opt("Regex with a named group 'speaker' applied to file names (folder reader)."),
-    ] = None
-    language: Annotated[str | None, Opt("ISO 639-3 language code (folder reader).")] = None
+    name: str | None = setting(None, "Corpus name for ids (folder and csv readers).")
+    mapping: dict[str, str] = setting(
+        {},
+        "Map a raw emotion name to a canonical one; repeatable (folder and csv readers).",
+        flag="--map",
+        multiple=True,
+        metavar="RAW=EMOTION",
+    )
+    speaker_pattern: str | None = setting(
+        None, "Regex with a named group 'speaker' applied to file names (folder reader)."
+    )
+    language: str | None = setting(None, "ISO 639-3 language code (folder reader).")
 
     @field_validator("mapping", mode="before")
     @classmethod
@@ -67,27 +64,21 @@ class PrepareSettings(Settings):
             click_type=click.Path(dir_okay=False, path_type=Path),
         ),
     ]
-    on_error: Annotated[
-        str,
-        Opt(
-            "raise: stop at the first bad file; skip: list bad files in <output stem>.skipped.csv.",
-            choices=registry_choices("ssl_ser.corpora._base", "ON_ERROR_CHOICES"),
-        ),
-    ] = "raise"
-    condition: Annotated[
-        str | None,
-        Opt(
-            "Condition to render with --write [default: clean].",
-            choices=registry_choices("ssl_ser.audio", "CONDITIONS"),
-        ),
-    ] = None
-    write: Annotated[
-        Path | None,
-        Opt(
-            "Render every utterance under --condition to this folder as 16 kHz WAV.",
-            click_type=click.Path(file_okay=False, path_type=Path),
-        ),
-    ] = None
+    on_error: str = setting(
+        "raise",
+        "raise: stop at the first bad file; skip: list bad files in <output stem>.skipped.csv.",
+        choices=registry_choices("ssl_ser.corpora._base", "ON_ERROR_CHOICES"),
+    )
+    condition: str | None = setting(
+        None,
+        "Condition to render with --write [default: clean].",
+        choices=registry_choices("ssl_ser.audio", "CONDITIONS"),
+    )
+    write: Path | None = setting(
+        None,
+        "Render every utterance under --condition to this folder as 16 kHz WAV.",
+        click_type=click.Path(file_okay=False, path_type=Path),
+    )
 
     @field_validator("output")
     @classmethod

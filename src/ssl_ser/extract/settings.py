@@ -21,7 +21,7 @@ from ssl_ser.extract.config import (
     RETRY_FAILED,
     default_workers,
 )
-from ssl_ser.settings import CACHE_KEY, Opt, Settings, registry_choices
+from ssl_ser.settings import CACHE_KEY, Opt, Settings, registry_choices, setting
 
 DASK_HELP = (
     "Run the shards as tasks on a Dask cluster (scheduler address, or 'local' for a "
@@ -45,119 +45,93 @@ class ExtractSettings(Settings):
 
     section = "extract"
 
-    root: Annotated[
-        Path | None, Opt("Corpus folder (with a corpus name).", metavar="PATH", file=False)
-    ] = None
-    revision: Annotated[
-        str | None,
-        Opt("Hub branch, tag or commit (default branch if not given).", enters=CACHE_KEY),
-    ] = None
-    telephone_source: Annotated[
-        str,
-        Opt(
-            "telephone: apply the simulated chain, or read the corpus's wav_telephone copies.",
-            choices=registry_choices("ssl_ser.audio", "TELEPHONE_SOURCES"),
-            enters=CACHE_KEY,
-        ),
-    ] = "derived"
-    device: Annotated[str, Opt("auto, cpu, cuda or cuda:N.")] = "auto"
-    dtype: Annotated[
-        str,
-        Opt(
-            "Compute precision (autocast). float16 needs a GPU; bfloat16 runs on CPU too.",
-            choices=DTYPES,
-            enters=CACHE_KEY,
-        ),
-    ] = "float32"
-    poolings: Annotated[
-        tuple[str, ...],
-        Opt(
-            "Statistics over the valid frames stored per layer (SSL models, mfcc, logmel; "
-            "egemaps stores its functionals).",
-            choices=POOLINGS,
-            enters=CACHE_KEY,
-        ),
-    ] = POOLINGS
-    batch_seconds: Annotated[
-        float,
-        Opt("Padded seconds of audio per forward pass; lower it if memory runs out.", above=0),
-    ] = DEFAULT_BATCH_SECONDS
-    workers: Annotated[
-        int | None,
-        Opt(
-            f"Audio loading processes (0: none); default min(4, CPUs-1) = {default_workers()}.",
-            minimum=0,
-        ),
-    ] = None
-    max_seconds: Annotated[
-        float | None,
-        Opt(
-            "Longest audio the model sees at once (default: no limit; Whisper: 30).",
-            enters=CACHE_KEY,
-        ),
-    ] = None
-    long_audio: Annotated[
-        str,
-        Opt(
-            "Beyond --max-seconds: 'window' pools over equal windows, 'crop' keeps the start.",
-            choices=LONG_AUDIO_POLICIES,
-            enters=CACHE_KEY,
-        ),
-    ] = "window"
-    whisper_trim: Annotated[
-        bool,
-        Opt(
-            "Whisper: feed only the real audio, not the padded 30 s window. Faster, but it "
-            "changes what the model sees, so features differ from untrimmed ones.",
-            enters=CACHE_KEY,
-        ),
-    ] = False
-    storage_dtype: Annotated[
-        str,
-        Opt(
-            "Cache dtype. auto: an existing cache's own, else float32 for egemaps/mfcc/logmel "
-            "and float16 for models. A dtype other than an existing cache's converts it "
-            "(rows kept).",
-            choices=registry_choices("ssl_ser.cache.layout", "STORAGE_DTYPE_CHOICES"),
-            enters=CACHE_KEY,
-        ),
-    ] = "auto"
-    verify_cache: Annotated[
-        bool,
-        Opt(
-            "Read every stored chunk first and extract again the rows that fail their "
-            "checksum or hold NaN/inf (costs one read of the cache).",
-            negatable=True,
-        ),
-    ] = True
-    rehash: Annotated[
-        bool,
-        Opt(
-            "Hash the audio of every cached row, not only of rows whose path, size or time "
-            "changed: the certain check (also catches a file replaced by other audio of equal "
-            "size and modification time, e.g. by cp -p)."
-        ),
-    ] = False
-    retry_failed: Annotated[
-        bool,
-        Opt(
-            "Try utterances an earlier run recorded as failed again (a failed utterance whose "
-            "audio changed since is tried again anyway)."
-        ),
-    ] = RETRY_FAILED
-    dask: Annotated[str | None, Opt(DASK_HELP, metavar="ADDRESS|local")] = None
-    shards: Annotated[
-        int | None,
-        Opt(
-            "With --dask: the number of shards N (default: one per GPU with --device cuda, "
-            "else one per worker thread).",
-            metavar="N",
-            minimum=1,
-        ),
-    ] = None
-    keep_shards: Annotated[
-        bool, Opt("With --dask: keep the shard files after they are merged.")
-    ] = False
+    root: Path | None = setting(
+        None, "Corpus folder (with a corpus name).", metavar="PATH", file=False
+    )
+    revision: str | None = setting(
+        None, "Hub branch, tag or commit (default branch if not given).", enters=CACHE_KEY
+    )
+    telephone_source: str = setting(
+        "derived",
+        "telephone: apply the simulated chain, or read the corpus's wav_telephone copies.",
+        choices=registry_choices("ssl_ser.audio", "TELEPHONE_SOURCES"),
+        enters=CACHE_KEY,
+    )
+    device: str = setting("auto", "auto, cpu, cuda or cuda:N.")
+    dtype: str = setting(
+        "float32",
+        "Compute precision (autocast). float16 needs a GPU; bfloat16 runs on CPU too.",
+        choices=DTYPES,
+        enters=CACHE_KEY,
+    )
+    poolings: tuple[str, ...] = setting(
+        POOLINGS,
+        "Statistics over the valid frames stored per layer (SSL models, mfcc, logmel; "
+        "egemaps stores its functionals).",
+        choices=POOLINGS,
+        enters=CACHE_KEY,
+    )
+    batch_seconds: float = setting(
+        DEFAULT_BATCH_SECONDS,
+        "Padded seconds of audio per forward pass; lower it if memory runs out.",
+        above=0,
+    )
+    workers: int | None = setting(
+        None,
+        f"Audio loading processes (0: none); default min(4, CPUs-1) = {default_workers()}.",
+        minimum=0,
+    )
+    max_seconds: float | None = setting(
+        None,
+        "Longest audio the model sees at once (default: no limit; Whisper: 30).",
+        enters=CACHE_KEY,
+    )
+    long_audio: str = setting(
+        "window",
+        "Beyond --max-seconds: 'window' pools over equal windows, 'crop' keeps the start.",
+        choices=LONG_AUDIO_POLICIES,
+        enters=CACHE_KEY,
+    )
+    whisper_trim: bool = setting(
+        False,
+        "Whisper: feed only the real audio, not the padded 30 s window. Faster, but it "
+        "changes what the model sees, so features differ from untrimmed ones.",
+        enters=CACHE_KEY,
+    )
+    storage_dtype: str = setting(
+        "auto",
+        "Cache dtype. auto: an existing cache's own, else float32 for egemaps/mfcc/logmel "
+        "and float16 for models. A dtype other than an existing cache's converts it "
+        "(rows kept).",
+        choices=registry_choices("ssl_ser.cache.layout", "STORAGE_DTYPE_CHOICES"),
+        enters=CACHE_KEY,
+    )
+    verify_cache: bool = setting(
+        True,
+        "Read every stored chunk first and extract again the rows that fail their "
+        "checksum or hold NaN/inf (costs one read of the cache).",
+        negatable=True,
+    )
+    rehash: bool = setting(
+        False,
+        "Hash the audio of every cached row, not only of rows whose path, size or time "
+        "changed: the certain check (also catches a file replaced by other audio of equal "
+        "size and modification time, e.g. by cp -p).",
+    )
+    retry_failed: bool = setting(
+        RETRY_FAILED,
+        "Try utterances an earlier run recorded as failed again (a failed utterance whose "
+        "audio changed since is tried again anyway).",
+    )
+    dask: str | None = setting(None, DASK_HELP, metavar="ADDRESS|local")
+    shards: int | None = setting(
+        None,
+        "With --dask: the number of shards N (default: one per GPU with --device cuda, "
+        "else one per worker thread).",
+        metavar="N",
+        minimum=1,
+    )
+    keep_shards: bool = setting(False, "With --dask: keep the shard files after they are merged.")
     shard: Annotated[
         tuple[int, int] | None,
         BeforeValidator(_shard),

@@ -38,6 +38,7 @@ from ssl_ser.settings import (
     flag_of,
     option_of,
     registry_choices,
+    setting,
     wrong_type,
 )
 
@@ -45,259 +46,190 @@ from ssl_ser.settings import (
 class FinetuneSettings(Settings):
     """What ``ser finetune`` trains and keeps; an experiment's ``finetune`` section."""
 
-    model: Annotated[
-        str | None,
-        Opt(
-            "Hub id or local model folder (Whisper: encoder).",
-            enters=CELL_ID,
-            required=True,
-            file=False,
-        ),
-    ] = None
-    revision: Annotated[
-        str | None, Opt("Hub branch, tag or commit.", enters=CELL_ID, file=False)
-    ] = None
+    model: str | None = setting(
+        None,
+        "Hub id or local model folder (Whisper: encoder).",
+        enters=CELL_ID,
+        required=True,
+        file=False,
+    )
+    revision: str | None = setting(None, "Hub branch, tag or commit.", enters=CELL_ID, file=False)
     manifests: Annotated[
         tuple[str, ...],
         Opt("Manifest(s) (CSV/parquet), comma-separated.", flag="--manifest", file=False),
         ExistingPaths,
     ] = ()
-    corpora: Annotated[
-        tuple[str, ...],
-        Opt(
-            "NAME=ROOT (a corpus folder read by reader NAME, e.g. emodb=/data/emodb) or "
-            "NAME=MANIFEST. Repeatable; instead of or beside --manifest.",
-            flag="--corpus",
-            multiple=True,
-            file=False,
-        ),
-    ] = ()
-    conditions: Annotated[
-        tuple[str, ...],
-        Opt(
-            "Audio condition(s) to load; each is trained and tested on itself unless "
-            "--train-condition/--test-condition pick one pair.",
-            choices=registry_choices("ssl_ser.audio", "CONDITIONS"),
-            flag="--condition",
-            multiple=True,
-            enters=CELL_ID,
-            file=False,
-        ),
-    ] = ("clean",)
-    models: Annotated[
-        tuple[str, ...] | None,
-        Opt(
-            "The experiment's models to fine-tune (default: every model that is not a "
-            "classic baseline); their revision is extract.revision.",
-            cli=False,
-        ),
-    ] = None
-    epochs: Annotated[
-        int, Opt("Most epochs (0 with a probe's head: the probe).", enters=CELL_ID)
-    ] = 20
-    patience: Annotated[
-        int | None,
-        Opt(
-            "Stop after this many epochs without a better validation UA (0: never).",
-            enters=CELL_ID,
-        ),
-    ] = 5
-    learning_rate: Annotated[
-        float,
-        Opt(
-            "Peak AdamW learning rate of the backbone (HF wav2vec2 audio-classification recipe).",
-            flag="--lr",
-            enters=CELL_ID,
-        ),
-    ] = 5e-5
-    head_learning_rate: Annotated[
-        float,
-        Opt(
-            "Peak AdamW learning rate of the head and layer weights (as the torch probes).",
-            flag="--head-lr",
-            enters=CELL_ID,
-        ),
-    ] = 1e-3
-    spec_augment: Annotated[
-        bool,
-        Opt(
-            "SpecAugment time masking in training, seeded per batch (resume stays exact).",
-            enters=CELL_ID,
-        ),
-    ] = True
-    mask_time_prob: Annotated[
-        float,
-        Opt(
-            "About the share of frames masked: prob x frames / length spans are drawn "
-            "(transformers' Wav2Vec2Config default).",
-            enters=CELL_ID,
-        ),
-    ] = 0.05
-    mask_time_length: Annotated[
-        int, Opt("Frames per masked span (Whisper: log-mel frames).", enters=CELL_ID)
-    ] = 10
-    warmup: Annotated[
-        float,
-        Opt("Fraction of steps of linear warm-up (then linear decay).", enters=CELL_ID),
-    ] = 0.1
-    weight_decay: Annotated[float, Opt("AdamW weight decay.", enters=CELL_ID)] = 0.01
-    accumulation: Annotated[int, Opt("Micro-batches per optimizer step.", enters=CELL_ID)] = 1
-    clip: Annotated[float | None, Opt("Gradient norm clip (0: none).", enters=CELL_ID)] = 1.0
-    batch_seconds: Annotated[
-        float, Opt("Padded audio seconds per micro-batch.", enters=CELL_ID)
-    ] = 32.0
-    head: Annotated[
-        str,
-        Opt(
-            "linear, or mlp (one hidden layer, ReLU, dropout).",
-            choices=HEADS,
-            enters=CELL_ID,
-        ),
-    ] = "linear"
-    hidden: Annotated[int, Opt("mlp head width.", enters=CELL_ID)] = 256
-    dropout: Annotated[
-        float, Opt("Dropout before the mlp head's output layer.", enters=CELL_ID)
-    ] = 0.1
-    weighted_layers: Annotated[
-        bool,
-        Opt(
-            "Head reads a learned softmax-weighted sum of all hidden states (SUPERB), or the "
-            "last one (without --head-layer or --from-probe).",
-            flag="--weighted-layers/--last-layer",
-            enters=CELL_ID,
-        ),
-    ] = True
-    head_layer: Annotated[
-        int | None,
-        Opt(
-            "Hidden state the head reads (0: input embedding); layers above it are cut off. "
-            "Default: the --from-probe layer, else as --weighted-layers/--last-layer say.",
-            enters=CELL_ID,
-        ),
-    ] = None
-    from_probe: Annotated[
-        Path | None,
-        Opt(
-            "Results folder of ser classify/probe (logreg, same folds): its best layer on "
-            "validation speakers is read and each fold's head starts as that fold's probe.",
-            click_type=click.Path(exists=True, file_okay=False, path_type=Path),
-            file=False,
-        ),
-    ] = None
-    standardise: Annotated[
-        bool,
-        Opt(
-            "Standardise the head's input with the fitting rows' mean and scale (as the probes).",
-            enters=CELL_ID,
-        ),
-    ] = True
-    init: Annotated[
-        str,
-        Opt(
-            "random head, or probe: each fold's head starts as that fold's logistic-regression "
-            "probe of head_layer (epoch 0 then equals the probe).",
-            choices=INITS,
-            enters=CELL_ID,
-            cli=False,
-        ),
-    ] = "random"
-    probe_dtype: Annotated[
-        str,
-        Opt(
-            "Precision the head's input is rounded to before standardising: the probes' cache "
-            "storage dtype (float16), so a head started from a probe predicts what it did.",
-            choices=PROBE_DTYPES,
-            enters=CELL_ID,
-            cli=False,
-        ),
-    ] = "float32"
-    freeze: Annotated[
-        str,
-        Opt(
-            "feature-encoder: the conv front end; base: the whole backbone (head only); "
-            "none; top: all but the top --top-layers transformer layers.",
-            choices=FREEZES,
-            enters=CELL_ID,
-        ),
-    ] = "feature-encoder"
-    top_layers: Annotated[int | None, Opt("Layers trained with --freeze top.", enters=CELL_ID)] = (
-        None
+    corpora: tuple[str, ...] = setting(
+        (),
+        "NAME=ROOT (a corpus folder read by reader NAME, e.g. emodb=/data/emodb) or "
+        "NAME=MANIFEST. Repeatable; instead of or beside --manifest.",
+        flag="--corpus",
+        multiple=True,
+        file=False,
     )
-    adapter: Annotated[
-        str,
-        Opt(
-            "lora: low-rank adapters on the attention projections, backbone frozen.",
-            choices=ADAPTERS,
-            enters=CELL_ID,
-        ),
-    ] = "none"
-    lora_rank: Annotated[int, Opt("Rank of the LoRA matrices.", enters=CELL_ID)] = 8
-    lora_alpha: Annotated[float, Opt("Scale numerator of the LoRA matrices.", enters=CELL_ID)] = (
-        16.0
+    conditions: tuple[str, ...] = setting(
+        ("clean",),
+        "Audio condition(s) to load; each is trained and tested on itself unless "
+        "--train-condition/--test-condition pick one pair.",
+        choices=registry_choices("ssl_ser.audio", "CONDITIONS"),
+        flag="--condition",
+        multiple=True,
+        enters=CELL_ID,
+        file=False,
     )
-    gradient_checkpointing: Annotated[
-        bool,
-        Opt(
-            "Recompute activations in backward: less memory, slower steps.",
-            negatable=True,
-            enters=CELL_ID,
-        ),
-    ] = False
-    class_weights: Annotated[
-        bool,
-        Opt(
-            "Weight the loss by inverse class frequency (imbalanced corpora).",
-            negatable=True,
-            enters=CELL_ID,
-        ),
-    ] = False
-    val_fraction: Annotated[
-        float,
-        Opt("Share of training rows (whole speakers) that choose the epoch.", enters=CELL_ID),
-    ] = 0.1
-    dtype: Annotated[
-        str,
-        Opt(
-            "Autocast precision on CUDA (CPU trains in float32).",
-            choices=FINETUNE_DTYPES,
-            enters=CELL_ID,
-        ),
-    ] = "float32"
-    max_seconds: Annotated[
-        float | None, Opt("Longest stretch of audio the model sees at once.", enters=CELL_ID)
-    ] = 20.0
-    long_audio: Annotated[
-        str,
-        Opt(
-            "Beyond --max-seconds: 'window' pools over equal windows, 'crop' keeps the start.",
-            choices=LONG_AUDIO_POLICIES,
-            enters=CELL_ID,
-        ),
-    ] = "window"
-    whisper_trim: Annotated[bool, Opt("Whisper: only the real audio's frames.", enters=CELL_ID)] = (
-        False
+    models: tuple[str, ...] | None = setting(
+        None,
+        "The experiment's models to fine-tune (default: every model that is not a "
+        "classic baseline); their revision is extract.revision.",
+        cli=False,
     )
-    output: Annotated[
-        Path | None,
-        Opt(
-            "Results folder.",
-            click_type=click.Path(file_okay=False, path_type=Path),
-            required=True,
-            file=False,
-        ),
-    ] = None
-    force: Annotated[bool, Opt("Train folds again that OUTPUT already holds.", file=False)] = False
-    save_models: Annotated[
-        bool, Opt("Save each fold's chosen model under OUTPUT/models/.", negatable=True)
-    ] = True
-    audio_in_memory: Annotated[
-        bool,
-        Opt(
-            "Hold all prepared audio in memory (about 230 MB per hour) instead of a file in "
-            "OUTPUT read per batch; the results are the same.",
-            file=False,
-        ),
-    ] = False
+    epochs: int = setting(20, "Most epochs (0 with a probe's head: the probe).", enters=CELL_ID)
+    patience: int | None = setting(
+        5, "Stop after this many epochs without a better validation UA (0: never).", enters=CELL_ID
+    )
+    learning_rate: float = setting(
+        5e-5,
+        "Peak AdamW learning rate of the backbone (HF wav2vec2 audio-classification recipe).",
+        flag="--lr",
+        enters=CELL_ID,
+    )
+    head_learning_rate: float = setting(
+        1e-3,
+        "Peak AdamW learning rate of the head and layer weights (as the torch probes).",
+        flag="--head-lr",
+        enters=CELL_ID,
+    )
+    spec_augment: bool = setting(
+        True,
+        "SpecAugment time masking in training, seeded per batch (resume stays exact).",
+        enters=CELL_ID,
+    )
+    mask_time_prob: float = setting(
+        0.05,
+        "About the share of frames masked: prob x frames / length spans are drawn "
+        "(transformers' Wav2Vec2Config default).",
+        enters=CELL_ID,
+    )
+    mask_time_length: int = setting(
+        10, "Frames per masked span (Whisper: log-mel frames).", enters=CELL_ID
+    )
+    warmup: float = setting(
+        0.1, "Fraction of steps of linear warm-up (then linear decay).", enters=CELL_ID
+    )
+    weight_decay: float = setting(0.01, "AdamW weight decay.", enters=CELL_ID)
+    accumulation: int = setting(1, "Micro-batches per optimizer step.", enters=CELL_ID)
+    clip: float | None = setting(1.0, "Gradient norm clip (0: none).", enters=CELL_ID)
+    batch_seconds: float = setting(32.0, "Padded audio seconds per micro-batch.", enters=CELL_ID)
+    head: str = setting(
+        "linear", "linear, or mlp (one hidden layer, ReLU, dropout).", choices=HEADS, enters=CELL_ID
+    )
+    hidden: int = setting(256, "mlp head width.", enters=CELL_ID)
+    dropout: float = setting(0.1, "Dropout before the mlp head's output layer.", enters=CELL_ID)
+    weighted_layers: bool = setting(
+        True,
+        "Head reads a learned softmax-weighted sum of all hidden states (SUPERB), or the "
+        "last one (without --head-layer or --from-probe).",
+        flag="--weighted-layers/--last-layer",
+        enters=CELL_ID,
+    )
+    head_layer: int | None = setting(
+        None,
+        "Hidden state the head reads (0: input embedding); layers above it are cut off. "
+        "Default: the --from-probe layer, else as --weighted-layers/--last-layer say.",
+        enters=CELL_ID,
+    )
+    from_probe: Path | None = setting(
+        None,
+        "Results folder of ser classify/probe (logreg, same folds): its best layer on "
+        "validation speakers is read and each fold's head starts as that fold's probe.",
+        click_type=click.Path(exists=True, file_okay=False, path_type=Path),
+        file=False,
+    )
+    standardise: bool = setting(
+        True,
+        "Standardise the head's input with the fitting rows' mean and scale (as the probes).",
+        enters=CELL_ID,
+    )
+    init: str = setting(
+        "random",
+        "random head, or probe: each fold's head starts as that fold's logistic-regression "
+        "probe of head_layer (epoch 0 then equals the probe).",
+        choices=INITS,
+        enters=CELL_ID,
+        cli=False,
+    )
+    probe_dtype: str = setting(
+        "float32",
+        "Precision the head's input is rounded to before standardising: the probes' cache "
+        "storage dtype (float16), so a head started from a probe predicts what it did.",
+        choices=PROBE_DTYPES,
+        enters=CELL_ID,
+        cli=False,
+    )
+    freeze: str = setting(
+        "feature-encoder",
+        "feature-encoder: the conv front end; base: the whole backbone (head only); "
+        "none; top: all but the top --top-layers transformer layers.",
+        choices=FREEZES,
+        enters=CELL_ID,
+    )
+    top_layers: int | None = setting(None, "Layers trained with --freeze top.", enters=CELL_ID)
+    adapter: str = setting(
+        "none",
+        "lora: low-rank adapters on the attention projections, backbone frozen.",
+        choices=ADAPTERS,
+        enters=CELL_ID,
+    )
+    lora_rank: int = setting(8, "Rank of the LoRA matrices.", enters=CELL_ID)
+    lora_alpha: float = setting(16.0, "Scale numerator of the LoRA matrices.", enters=CELL_ID)
+    gradient_checkpointing: bool = setting(
+        False,
+        "Recompute activations in backward: less memory, slower steps.",
+        negatable=True,
+        enters=CELL_ID,
+    )
+    class_weights: bool = setting(
+        False,
+        "Weight the loss by inverse class frequency (imbalanced corpora).",
+        negatable=True,
+        enters=CELL_ID,
+    )
+    val_fraction: float = setting(
+        0.1, "Share of training rows (whole speakers) that choose the epoch.", enters=CELL_ID
+    )
+    dtype: str = setting(
+        "float32",
+        "Autocast precision on CUDA (CPU trains in float32).",
+        choices=FINETUNE_DTYPES,
+        enters=CELL_ID,
+    )
+    max_seconds: float | None = setting(
+        20.0, "Longest stretch of audio the model sees at once.", enters=CELL_ID
+    )
+    long_audio: str = setting(
+        "window",
+        "Beyond --max-seconds: 'window' pools over equal windows, 'crop' keeps the start.",
+        choices=LONG_AUDIO_POLICIES,
+        enters=CELL_ID,
+    )
+    whisper_trim: bool = setting(False, "Whisper: only the real audio's frames.", enters=CELL_ID)
+    output: Path | None = setting(
+        None,
+        "Results folder.",
+        click_type=click.Path(file_okay=False, path_type=Path),
+        required=True,
+        file=False,
+    )
+    force: bool = setting(False, "Train folds again that OUTPUT already holds.", file=False)
+    save_models: bool = setting(
+        True, "Save each fold's chosen model under OUTPUT/models/.", negatable=True
+    )
+    audio_in_memory: bool = setting(
+        False,
+        "Hold all prepared audio in memory (about 230 MB per hour) instead of a file in "
+        "OUTPUT read per batch; the results are the same.",
+        file=False,
+    )
 
     @model_validator(mode="before")
     @classmethod

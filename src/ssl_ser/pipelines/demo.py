@@ -31,7 +31,6 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
 
 import click
 
@@ -40,7 +39,7 @@ from ssl_ser.errors import UnknownChoiceError
 from ssl_ser.pipelines.experiment import Experiment, experiment_from_dict
 from ssl_ser.pipelines.plan import RESULTS_FOLDER
 from ssl_ser.pipelines.run import RunSummary, run_experiment
-from ssl_ser.settings import Opt, Settings
+from ssl_ser.settings import Settings, setting
 
 log = logging.getLogger(__name__)
 
@@ -89,20 +88,16 @@ SIZES: dict[str, DemoSize] = {
 class DemoSettings(Settings):
     """Where ``ser demo`` writes and how big its corpus is."""
 
-    output: Annotated[
-        Path,
-        Opt(
-            "Folder for the corpus, model, caches, results and report.",
-            click_type=click.Path(file_okay=False, path_type=Path),
-        ),
-    ] = Path(DEFAULT_OUTPUT)
-    size: Annotated[
-        str,
-        Opt(
-            "full: 288 utterances of 6 voices; small: 48 utterances of 4 voices.",
-            choices=tuple(SIZES),
-        ),
-    ] = "full"
+    output: Path = setting(
+        Path(DEFAULT_OUTPUT),
+        "Folder for the corpus, model, caches, results and report.",
+        click_type=click.Path(file_okay=False, path_type=Path),
+    )
+    size: str = setting(
+        "full",
+        "full: 288 utterances of 6 voices; small: 48 utterances of 4 voices.",
+        choices=tuple(SIZES),
+    )
 
 
 def build_model(folder: str | Path, seed: int = 0) -> Path:

@@ -39,7 +39,7 @@ from ssl_ser.extract.settings import ExtractSettings
 from ssl_ser.finetune.config import FinetuneConfig
 from ssl_ser.finetune.settings import FinetuneSettings, finetune_section
 from ssl_ser.manifest import MANIFEST_SUFFIXES
-from ssl_ser.settings import CACHE_KEY, Opt, Settings, Where, check_choices, wrong_type
+from ssl_ser.settings import CACHE_KEY, Opt, Settings, Where, check_choices, setting, wrong_type
 
 SUFFIXES: dict[str, str] = {".yaml": "yaml", ".yml": "yaml", ".toml": "toml"}
 # An experiment file is a few hundred lines; a larger one is a mistake (or an attack).
@@ -243,49 +243,39 @@ class Experiment(SweepGrid):
             multiple=True,
         ),
     ]
-    description: Annotated[str, Opt("Free text, shown by ser run --dry-run.", cli=False)] = ""
-    conditions: Annotated[
-        tuple[str, ...],
-        Opt(
-            "Audio condition to extract. Repeatable (each value once).",
-            choices=_conditions,
-            flag="--condition",
-            multiple=True,
-            enters=CACHE_KEY,
-        ),
-    ] = ("clean",)
-    condition_pairs: Annotated[
-        str | tuple[tuple[str, str], ...],
-        Opt(
-            "Evaluate each condition on itself (matched), or every train x test combination "
-            "(all); a file may also list [train, test] pairs.",
-            metavar="[matched|all]",
-        ),
-    ] = "matched"
-    split: Annotated[SplitSettings, Opt("How the data is split.", cli=False)] = SplitSettings()
-    corpora_mode: Annotated[
-        str | None,
-        Opt(
-            "One sweep per corpus, or one over all corpora (default: by split).",
-            choices=CORPORA_MODES,
-        ),
-    ] = None
-    cache_dir: Annotated[
-        str, Opt("Feature cache root (shared between runs).", metavar="DIRECTORY")
-    ] = DEFAULT_CACHE_DIR
-    output: Annotated[
-        str | None,
-        Opt("Results and report folder [default: ser-out/<name>].", metavar="DIRECTORY"),
-    ] = None
-    extract: Annotated[ExtractSettings, Opt("Extraction options.", cli=False)] = ExtractSettings()
-    classify: Annotated[SweepSettings, Opt("Further classify options.", cli=False)] = (
-        SweepSettings()
+    description: str = setting("", "Free text, shown by ser run --dry-run.", cli=False)
+    conditions: tuple[str, ...] = setting(
+        ("clean",),
+        "Audio condition to extract. Repeatable (each value once).",
+        choices=_conditions,
+        flag="--condition",
+        multiple=True,
+        enters=CACHE_KEY,
     )
-    report: Annotated[bool, Opt("Write the HTML/Markdown report.", negatable=True)] = True
-    finetune: Annotated[
-        FinetuneSettings | None,
-        Opt("Also fine-tune the SSL models end to end on every probe fold.", cli=False),
-    ] = None
+    condition_pairs: str | tuple[tuple[str, str], ...] = setting(
+        "matched",
+        "Evaluate each condition on itself (matched), or every train x test combination "
+        "(all); a file may also list [train, test] pairs.",
+        metavar="[matched|all]",
+    )
+    split: SplitSettings = setting(SplitSettings(), "How the data is split.", cli=False)
+    corpora_mode: str | None = setting(
+        None,
+        "One sweep per corpus, or one over all corpora (default: by split).",
+        choices=CORPORA_MODES,
+    )
+    cache_dir: str = setting(
+        DEFAULT_CACHE_DIR, "Feature cache root (shared between runs).", metavar="DIRECTORY"
+    )
+    output: str | None = setting(
+        None, "Results and report folder [default: ser-out/<name>].", metavar="DIRECTORY"
+    )
+    extract: ExtractSettings = setting(ExtractSettings(), "Extraction options.", cli=False)
+    classify: SweepSettings = setting(SweepSettings(), "Further classify options.", cli=False)
+    report: bool = setting(True, "Write the HTML/Markdown report.", negatable=True)
+    finetune: FinetuneSettings | None = setting(
+        None, "Also fine-tune the SSL models end to end on every probe fold.", cli=False
+    )
 
     @field_validator("corpora", mode="before")
     @classmethod
@@ -370,9 +360,9 @@ class Experiment(SweepGrid):
 class RunSettings(Settings):
     """How ``ser run`` and ``ser probe`` run an experiment (never part of the file)."""
 
-    dry_run: Annotated[
-        bool, Opt("Print the plan (caches, sweeps, cells); run nothing.", file=False)
-    ] = False
+    dry_run: bool = setting(
+        False, "Print the plan (caches, sweeps, cells); run nothing.", file=False
+    )
 
 
 def experiment_from_dict(data: object, source: str = "experiment") -> Experiment:

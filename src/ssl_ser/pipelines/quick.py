@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 from ssl_ser.classify.settings import SplitSettings, SweepSettings
 from ssl_ser.errors import ConfigError
@@ -22,7 +22,7 @@ from ssl_ser.extract.settings import ExtractSettings
 from ssl_ser.finetune.settings import FinetuneSettings
 from ssl_ser.pipelines.experiment import Experiment, RunSettings, check_experiment
 from ssl_ser.pipelines.run import RunSummary, run_experiment
-from ssl_ser.settings import Feedback, Opt, Settings, Where, bare, flag_of
+from ssl_ser.settings import Feedback, Settings, Where, bare, flag_of, setting
 
 FINETUNE_EPOCHS = FinetuneSettings().epochs  # --finetune alone: ser finetune's default
 SOURCE = "the ser probe options"
@@ -36,20 +36,18 @@ NOT_PROBE_EXTRACT: tuple[str, ...] = ("dask", "shards", "keep_shards")
 class ProbeSettings(Settings):
     """What ``ser probe`` takes beyond the experiment's own fields."""
 
-    finetune_epochs: Annotated[
-        int | None,
-        Opt(
-            "Also fine-tune each SSL model (not the classic baselines) end to end on the same "
-            "folds, with ser finetune's default settings and at most EPOCHS epochs "
-            f"(alone: {FINETUNE_EPOCHS}); classifier finetune rows in the same results and "
-            "report.",
-            flag="--finetune",
-            flag_value=FINETUNE_EPOCHS,
-            metavar="[EPOCHS]",
-            minimum=1,
-            file=False,
-        ),
-    ] = None
+    finetune_epochs: int | None = setting(
+        None,
+        "Also fine-tune each SSL model (not the classic baselines) end to end on the same "
+        "folds, with ser finetune's default settings and at most EPOCHS epochs "
+        f"(alone: {FINETUNE_EPOCHS}); classifier finetune rows in the same results and "
+        "report.",
+        flag="--finetune",
+        flag_value=FINETUNE_EPOCHS,
+        metavar="[EPOCHS]",
+        minimum=1,
+        file=False,
+    )
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import click
 from pydantic import ValidationInfo, field_validator
 
-from ssl_ser.settings import ExistingPaths, Opt, Settings, registry_choices
+from ssl_ser.settings import ExistingPaths, Opt, Settings, registry_choices, setting
 
 FILE_OUTPUT = click.Path(dir_okay=False, path_type=Path)
 CONDITIONS = registry_choices("ssl_ser.audio", "CONDITIONS")
@@ -27,39 +27,31 @@ BENCH_EXTRACTION: tuple[str, ...] = ("device", "whisper_trim")
 class PredictSettings(Settings):
     """How ``ser predict`` reads new audio and where the table goes."""
 
-    output: Annotated[
-        Path | None,
-        Opt(
-            "CSV to write (default: print the table); missing folders on its path are created.",
-            click_type=FILE_OUTPUT,
-        ),
-    ] = None
-    condition: Annotated[
-        str | None,
-        Opt(
-            "telephone: pass the audio through the telephone chain first, as in extraction "
-            "[default: the condition of the model's training audio; another one is read with "
-            "a warning].",
-            choices=CONDITIONS,
-        ),
-    ] = None
-    telephone_source: Annotated[
-        str | None,
-        Opt(
-            "telephone: apply the simulated chain, or read the corpus's wav_telephone copies "
-            "[default: that of the model's training audio, else derived].",
-            choices=TELEPHONE_SOURCES,
-        ),
-    ] = None
-    window: Annotated[
-        float | None,
-        Opt(
-            "Label long recordings in windows of this many seconds: a row per window, then "
-            "the file's row with the mean of its windows' probabilities."
-        ),
-    ] = None
-    hop: Annotated[float | None, Opt("Seconds between windows [default: --window].")] = None
-    workers: Annotated[int, Opt("Audio loading processes.", minimum=0)] = 0
+    output: Path | None = setting(
+        None,
+        "CSV to write (default: print the table); missing folders on its path are created.",
+        click_type=FILE_OUTPUT,
+    )
+    condition: str | None = setting(
+        None,
+        "telephone: pass the audio through the telephone chain first, as in extraction "
+        "[default: the condition of the model's training audio; another one is read with "
+        "a warning].",
+        choices=CONDITIONS,
+    )
+    telephone_source: str | None = setting(
+        None,
+        "telephone: apply the simulated chain, or read the corpus's wav_telephone copies "
+        "[default: that of the model's training audio, else derived].",
+        choices=TELEPHONE_SOURCES,
+    )
+    window: float | None = setting(
+        None,
+        "Label long recordings in windows of this many seconds: a row per window, then "
+        "the file's row with the mean of its windows' probabilities.",
+    )
+    hop: float | None = setting(None, "Seconds between windows [default: --window].")
+    workers: int = setting(0, "Audio loading processes.", minimum=0)
 
     @field_validator("window", "hop")
     @classmethod
@@ -85,38 +77,31 @@ class ExportSettings(Settings):
         Path,
         Opt("Bundle folder.", click_type=click.Path(file_okay=False, path_type=Path)),
     ]
-    results: Annotated[
-        Path | None,
-        Opt(
-            "A `ser classify` results folder to take the label set, seed and best savable "
-            "classifier and pooling from (its caches must be the ones given).",
-            click_type=click.Path(exists=True, file_okay=False, path_type=Path),
-        ),
-    ] = None
-    classifier: Annotated[
-        str | None,
-        Opt("logreg, rf, knn, xgb, xgb-fast, linear or mlp [default: logreg, or RESULTS' best]."),
-    ] = None
-    labels: Annotated[str | None, Opt("Label set [default: basic4, or RESULTS'].")] = None
-    pooling: Annotated[str | None, Opt("Pooling [default: auto, or RESULTS'].")] = None
-    layers: Annotated[
-        str,
-        Opt(
-            "selected (chosen on held-out training speakers), a layer, or a range with --combine.",
-            flag="--layer",
-        ),
-    ] = "selected"
-    combine: Annotated[
-        str,
-        Opt(
-            "each: the one layer of --layer; concat/mean: concatenate or average the layers "
-            "of the --layer range.",
-            choices=registry_choices("ssl_ser.classify.names", "COMBINE_NAMES"),
-        ),
-    ] = "each"
-    condition: Annotated[str | None, Opt("Condition of the rows to fit on.")] = None
-    model: Annotated[str | None, Opt("Use only caches of this model.")] = None
-    seed: Annotated[int | None, Opt("Seed [default: 0, or RESULTS'].")] = None
+    results: Path | None = setting(
+        None,
+        "A `ser classify` results folder to take the label set, seed and best savable "
+        "classifier and pooling from (its caches must be the ones given).",
+        click_type=click.Path(exists=True, file_okay=False, path_type=Path),
+    )
+    classifier: str | None = setting(
+        None, "logreg, rf, knn, xgb, xgb-fast, linear or mlp [default: logreg, or RESULTS' best]."
+    )
+    labels: str | None = setting(None, "Label set [default: basic4, or RESULTS'].")
+    pooling: str | None = setting(None, "Pooling [default: auto, or RESULTS'].")
+    layers: str = setting(
+        "selected",
+        "selected (chosen on held-out training speakers), a layer, or a range with --combine.",
+        flag="--layer",
+    )
+    combine: str = setting(
+        "each",
+        "each: the one layer of --layer; concat/mean: concatenate or average the layers "
+        "of the --layer range.",
+        choices=registry_choices("ssl_ser.classify.names", "COMBINE_NAMES"),
+    )
+    condition: str | None = setting(None, "Condition of the rows to fit on.")
+    model: str | None = setting(None, "Use only caches of this model.")
+    seed: int | None = setting(None, "Seed [default: 0, or RESULTS'].")
 
     @field_validator("seed")
     @classmethod
@@ -137,16 +122,13 @@ class BenchSettings(Settings):
             flag="--model",
         ),
     ]
-    durations: Annotated[tuple[float, ...], Opt("Audio seconds.")] = (1.0, 5.0, 10.0, 20.0)
-    repeats: Annotated[int, Opt("Timed runs per duration.")] = 10
-    warmup: Annotated[int, Opt("Untimed runs first.")] = 2
-    input_rate: Annotated[
-        int, Opt("Sample rate of the synthetic input audio (resampled to the model's rate).")
-    ] = 8000
-    threads: Annotated[
-        int | None,
-        Opt("CPU threads of torch (default: torch's own, one per core).", minimum=1),
-    ] = None
-    output: Annotated[Path, Opt("CSV to write.", click_type=FILE_OUTPUT)] = Path(
-        "bench_inference.csv"
+    durations: tuple[float, ...] = setting((1.0, 5.0, 10.0, 20.0), "Audio seconds.")
+    repeats: int = setting(10, "Timed runs per duration.")
+    warmup: int = setting(2, "Untimed runs first.")
+    input_rate: int = setting(
+        8000, "Sample rate of the synthetic input audio (resampled to the model's rate)."
     )
+    threads: int | None = setting(
+        None, "CPU threads of torch (default: torch's own, one per core).", minimum=1
+    )
+    output: Path = setting(Path("bench_inference.csv"), "CSV to write.", click_type=FILE_OUTPUT)
