@@ -20,7 +20,7 @@ from ssl_ser.cache import layout
 from ssl_ser.cache.writer import CacheWriter
 from ssl_ser.cli.main import cli
 from ssl_ser.errors import CacheError
-from ssl_ser.testing.synthetic import synthetic_features, synthetic_manifest
+from ssl_ser.testing.synthetic import synthetic_features, synthetic_manifest, write_cache
 
 from .helpers import DIM, KEY, LAYERS, batch, stored, utt_ids
 from .test_integrity import classify_args, fill, flip_byte, refuse_lock_files, sparse_dcpl
@@ -76,9 +76,7 @@ def test_classify_refuses_a_cache_with_a_damaged_slot_table(tmp_path):
     table = synthetic_manifest(48, 4, corpus="alpha", seed=0)
     features = synthetic_features(table, 2, 6, seed=0, key={"model": "m", "condition": "clean"})
     path = tmp_path / "alpha.h5"
-    with CacheWriter(path, features.key, features.layers, features.dim, features.poolings) as w:
-        w.add_ids(features.ids)
-        w.write(features.ids, features.arrays)
+    write_cache(path, features, storage_dtype="float16")  # CacheWriter's default
     csv = manifest.write(table, tmp_path / "alpha.csv")
     flip_byte(path, index_chunk_offset(path, "slot") + 4 * 5)  # row 5 -> slot 21
     result = CliRunner().invoke(cli, classify_args(path, csv, tmp_path / "out", "mean"))
@@ -142,9 +140,7 @@ def test_a_damaged_object_header_is_one_line_naming_the_file(tmp_path, name):
     table = synthetic_manifest(48, 4, corpus="alpha", seed=0)
     features = synthetic_features(table, 2, 6, seed=0, key={"model": "m", "condition": "clean"})
     path = tmp_path / "alpha.h5"
-    with CacheWriter(path, features.key, features.layers, features.dim, features.poolings) as w:
-        w.add_ids(features.ids)
-        w.write(features.ids, features.arrays)
+    write_cache(path, features, storage_dtype="float16")  # CacheWriter's default
     csv = manifest.write(table, tmp_path / "alpha.csv")
     address = object_header(path, name)
     with open(path, "r+b") as handle:  # the header's version and flags: garbage

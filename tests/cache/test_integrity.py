@@ -29,7 +29,7 @@ from ssl_ser.errors import CacheError
 from ssl_ser.extract.config import ExtractorConfig
 from ssl_ser.extract.runner import extract
 from ssl_ser.testing import write_wav, written_duration
-from ssl_ser.testing.synthetic import synthetic_features, synthetic_manifest
+from ssl_ser.testing.synthetic import synthetic_features, synthetic_manifest, write_cache
 
 from .helpers import DIM, KEY, LAYERS, POOLINGS, batch, stored, utt_ids
 
@@ -286,9 +286,7 @@ def test_classify_refuses_nan_features_naming_the_cache_rows_and_fix(tmp_path):
     key = {"model": "tiny-model", "condition": "clean", "config_digest": "abc123"}
     features: InMemoryFeatures = synthetic_features(table, 2, 6, seed=0, key=key)
     path = tmp_path / "alpha.h5"
-    with CacheWriter(path, features.key, features.layers, features.dim, features.poolings) as w:
-        w.add_ids(features.ids)
-        w.write(features.ids, features.arrays)
+    write_cache(path, features, storage_dtype="float16")  # CacheWriter's default
     csv = manifest.write(table, tmp_path / "alpha.csv")
     row = 5
     write_nan(path, row, "std", layer=1)

@@ -1,7 +1,6 @@
 import pandas as pd
 import pytest
 
-from ssl_ser import cache
 from ssl_ser.classify.features import InMemoryFeatures
 from ssl_ser.testing.synthetic import synthetic_features, synthetic_manifest
 
@@ -16,22 +15,6 @@ def corpus(name: str, n_utts=240, n_speakers=8, emotions=BASIC4, seed=0, conditi
     key = {"model": "tiny-model", "condition": condition, "config_digest": "abc123"}
     features = synthetic_features(table, 4, 12, seed=seed, key=key)
     return table, features
-
-
-def write_cache(path, features: InMemoryFeatures):
-    """An HDF5 cache (float32) holding `features` under their key, every row complete."""
-    with cache.CacheWriter(
-        path,
-        key=features.key,
-        layers=features.layers,
-        dim=features.dim,
-        poolings=features.poolings,
-        storage_dtype="float32",
-    ) as writer:
-        writer.add_ids(features.ids)
-        writer.write(features.ids, {p: a for p, a in features.arrays.items()})
-        writer.flush()
-    return path
 
 
 def relabel(features: InMemoryFeatures, **key) -> InMemoryFeatures:

@@ -4,8 +4,9 @@ from click.testing import CliRunner
 
 from ssl_ser import cache, manifest
 from ssl_ser.cli.main import cli
+from ssl_ser.testing.synthetic import write_cache
 
-from .conftest import corpus, write_cache
+from .conftest import corpus
 
 
 @pytest.fixture(scope="module")

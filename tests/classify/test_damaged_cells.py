@@ -13,11 +13,10 @@ import pytest
 from click.testing import CliRunner
 
 from ssl_ser import manifest
-from ssl_ser.cache.writer import CacheWriter
 from ssl_ser.classify.results import CellStore
 from ssl_ser.cli.main import cli
 from ssl_ser.results import CELLS_DIR, DAMAGED_DIR
-from ssl_ser.testing.synthetic import synthetic_features, synthetic_manifest
+from ssl_ser.testing.synthetic import synthetic_features, synthetic_manifest, write_cache
 
 
 def classify_args(cache_path, csv, output) -> list[str]:
@@ -34,9 +33,7 @@ def cache_and_manifest(tmp_path):
     table = synthetic_manifest(48, 4, corpus="alpha", seed=0)
     features = synthetic_features(table, 2, 6, seed=0, key={"model": "m", "condition": "clean"})
     path = tmp_path / "alpha.h5"
-    with CacheWriter(path, features.key, features.layers, features.dim, features.poolings) as w:
-        w.add_ids(features.ids)
-        w.write(features.ids, features.arrays)
+    write_cache(path, features, storage_dtype="float16")  # CacheWriter's default
     return path, manifest.write(table, tmp_path / "alpha.csv")
 
 

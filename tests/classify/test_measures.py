@@ -245,8 +245,7 @@ def classify_cli(tmp_path, *extra):
 
     from ssl_ser import manifest
     from ssl_ser.cli.main import cli
-
-    from .conftest import write_cache
+    from ssl_ser.testing.synthetic import write_cache
 
     table, features = corpus("alpha", n_utts=96)
     cache_path = write_cache(tmp_path / "alpha.h5", features)

@@ -21,9 +21,9 @@ from ssl_ser.classify import search
 from ssl_ser.classify.splits import SplitOptions
 from ssl_ser.classify.sweep import SweepConfig, run_sweep
 from ssl_ser.cli.main import cli
-from ssl_ser.testing.synthetic import synthetic_features, synthetic_manifest
+from ssl_ser.testing.synthetic import synthetic_features, synthetic_manifest, write_cache
 
-from .conftest import BASIC4, write_cache
+from .conftest import BASIC4
 
 MFCC_DIM = 12
 FOLDS = 4

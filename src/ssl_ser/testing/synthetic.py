@@ -10,12 +10,34 @@ harder than speaker-dependent evaluation, as with real SSL features.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ssl_ser import manifest
 from ssl_ser.classify.features import InMemoryFeatures
+
+
+def write_cache(
+    path: str | Path, features: InMemoryFeatures, storage_dtype: str = "float32"
+) -> Path:
+    """An HDF5 cache holding `features` under their key, every row complete."""
+    from ssl_ser.cache import CacheWriter
+
+    with CacheWriter(
+        path,
+        key=features.key,
+        layers=features.layers,
+        dim=features.dim,
+        poolings=features.poolings,
+        storage_dtype=storage_dtype,
+    ) as writer:
+        writer.add_ids(features.ids)
+        writer.write(features.ids, dict(features.arrays))
+        writer.flush()
+    return Path(path)
+
 
 CREMAD_EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "neutral", "sad")
 
