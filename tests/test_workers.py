@@ -1,4 +1,5 @@
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from joblib import Parallel, delayed
 from ssl_ser.classify.sweep.run import _in_worker
 
 def slow(seconds):
-    print("worker", os.getpid(), flush=True)
+    os.write(1, f"worker {os.getpid()}\\n".encode())  # one write: lines never interleave
     time.sleep(seconds)
     return 1
 
@@ -34,7 +35,7 @@ class Slow:
     def __len__(self):
         return 2
     def __getitem__(self, index):
-        print("worker", os.getpid(), flush=True)
+        os.write(1, f"worker {os.getpid()}\\n".encode())  # one write: lines never interleave
         time.sleep(120)
         return index
 
@@ -57,12 +58,16 @@ def alive(pid: int) -> bool:
 @pytest.mark.parametrize("script", [PARENT, LOADER_PARENT], ids=["sweep", "extract-loader"])
 def test_sweep_and_loader_workers_exit_when_their_parent_is_killed(script):
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    workers = []
+    workers, other = [], []
     try:
         while len(workers) < 2:
             line = parent.stdout.readline()
-            assert line, "the parent ended before its workers started"
-            workers.append(int(line.split()[1]))
+            assert line, f"the parent ended before its workers started; it printed {other}"
+            match = re.fullmatch(r"worker (\d+)\n", line)
+            if match:
+                workers.append(int(match[1]))
+            else:
+                other.append(line)  # e.g. a library's own output: not a worker's pid
         assert all(alive(pid) for pid in workers)
         parent.send_signal(signal.SIGKILL)
         parent.wait()
