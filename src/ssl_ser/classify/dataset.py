@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from ssl_ser import audio, fingerprint
-from ssl_ser.classify.features import FeatureSource, content_digest
+from ssl_ser.classify.features import FeatureSource
 from ssl_ser.classify.splits import speaker_groups
 from ssl_ser.errors import (
     CacheError,
@@ -160,7 +160,7 @@ class Dataset:
     def features_digest(self, sources: Sequence[int] | None = None) -> str:
         """SHA-256 over the keys and contents of the sources (all, or those at `sources`).
 
-        Each source's content digest (:func:`ssl_ser.classify.features.content_digest`)
+        Each source's content digest (``content_digest()``)
         is, for a cache, over the audio fingerprints of its rows, so a cache
         rebuilt from the same audio gives the same digest and one rebuilt from
         other audio under the same key gives another. Computed once per source.
@@ -170,7 +170,7 @@ class Dataset:
         digest.update(json.dumps(self.keys(chosen), sort_keys=True, default=str).encode())
         for i in chosen:
             if i not in self._content:
-                self._content[i] = content_digest(self.sources[i])
+                self._content[i] = self.sources[i].content_digest()
             digest.update(self._content[i].encode() + b"\n")
         return digest.hexdigest()
 

@@ -17,7 +17,7 @@ for SSL models (the usual layer-wise probing setup, SUPERB's, at half the
 width). An explicit choice that an extractor does not store is replaced by its
 only stored pooling, with a warning; the results always record the pooling used.
 
-Every source tells what its features are through :func:`content_digest`, which
+Every source tells what its features are through its ``content_digest()``, which
 keys results cells (a sweep reuses a cell only for the same features): a cache
 digests the audio fingerprints its rows were extracted from (so a cache rebuilt
 from the same audio reuses cells, one from other audio never does), in-memory
@@ -65,6 +65,10 @@ class FeatureSource(Protocol):
 
     def read(self, layer: str, pooling: str = "mean") -> np.ndarray:
         """Features of every id for one layer and pooling, shape (len(ids), dim)."""
+        ...
+
+    def content_digest(self) -> str:
+        """What the features are, as a hex digest (it keys results cells)."""
         ...
 
 
@@ -156,26 +160,6 @@ class CacheFeatures:
 
     def __repr__(self) -> str:
         return f"CacheFeatures({str(self.path)!r})"
-
-
-def content_digest(source: FeatureSource) -> str:
-    """What a source's features are, as a hex digest (its ids and their content).
-
-    Sources with their own ``content_digest`` (caches: the audio fingerprints of
-    their rows; in-memory arrays: their values) use it; any other source is
-    digested by reading every layer and pooling.
-    """
-    own = getattr(source, "content_digest", None)
-    if callable(own):
-        return str(own())
-    digest = hashlib.sha256()
-    for utt_id in source.ids:
-        digest.update(str(utt_id).encode() + b"\n")
-    for pooling in source.poolings:
-        for layer in source.layers:
-            values = np.asarray(source.read(layer, pooling), dtype=np.float32)
-            digest.update(np.ascontiguousarray(values).tobytes())
-    return digest.hexdigest()
 
 
 def select_layers(spec: str | Sequence[str], available: Sequence[str]) -> list[str]:

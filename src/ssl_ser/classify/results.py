@@ -206,6 +206,19 @@ def write_tables(store: CellStore, *, n_boot: int = 1000, seed: int = 0) -> dict
     return paths
 
 
+# a summary row's numbers over its folds' cells
+FOLD_STATS: dict[str, tuple[str, str]] = {
+    "n_folds": ("fold", "nunique"),
+    "ua_mean": ("ua", "mean"),
+    "ua_std": ("ua", "std"),
+    "wa_mean": ("wa", "mean"),
+    "wa_std": ("wa", "std"),
+    "macro_f1_mean": ("macro_f1", "mean"),
+    "macro_f1_std": ("macro_f1", "std"),
+    "n_test": ("n_test", "sum"),
+}
+
+
 def summarise(
     results: pd.DataFrame, predictions: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0
 ) -> pd.DataFrame:
@@ -224,19 +237,7 @@ def summarise(
         for stat in ("mean", "std")
     }
     summary = (
-        results.groupby(keys, dropna=False, sort=True)
-        .agg(
-            n_folds=("fold", "nunique"),
-            ua_mean=("ua", "mean"),
-            ua_std=("ua", "std"),
-            wa_mean=("wa", "mean"),
-            wa_std=("wa", "std"),
-            macro_f1_mean=("macro_f1", "mean"),
-            macro_f1_std=("macro_f1", "std"),
-            n_test=("n_test", "sum"),
-            **measured,
-        )
-        .reset_index()
+        results.groupby(keys, dropna=False, sort=True).agg(**FOLD_STATS, **measured).reset_index()
     )
     pooled = [
         _pooled(rows, predictions, n_boot, seed)
@@ -283,26 +284,15 @@ def select_layers(results: pd.DataFrame) -> pd.DataFrame:
     depth = pd.to_numeric(per_layer["layer"], errors="coerce")
     per_layer = per_layer.iloc[np.argsort(depth.to_numpy(), kind="stable")]
     keys = [c for c in (*GROUP_COLUMNS, TARGET_COLUMN) if c != "layer" and c in results.columns]
-    rows = []
-    for group, part in per_layer.groupby(keys, dropna=False, sort=True):
-        best = part.loc[part.groupby("fold")["val_ua"].idxmax()]
-        row = dict(zip(keys, group, strict=True))
-        row.update(
-            layer=SELECTED_LAYER,
-            n_folds=len(best),
-            ua_mean=best["ua"].mean(),
-            ua_std=best["ua"].std(),
-            wa_mean=best["wa"].mean(),
-            wa_std=best["wa"].std(),
-            macro_f1_mean=best["macro_f1"].mean(),
-            macro_f1_std=best["macro_f1"].std(),
-            n_test=best["n_test"].sum(),
-            chosen_layers=json.dumps(
-                dict(zip(best["fold"].astype(str), best["layer"].astype(str), strict=True))
-            ),
-        )
-        rows.append(row)
-    return pd.DataFrame(rows)
+    by_fold = per_layer.groupby([*keys, "fold"], dropna=False, sort=True)["val_ua"].idxmax()
+    groups = per_layer.loc[by_fold].groupby(keys, dropna=False, sort=True)
+    selected = groups.agg(**FOLD_STATS).reset_index()
+    selected.insert(len(keys), "layer", SELECTED_LAYER)
+    selected["chosen_layers"] = [
+        json.dumps(dict(zip(best["fold"].astype(str), best["layer"].astype(str), strict=True)))
+        for _, best in groups
+    ]
+    return selected
 
 
 def _where(row: pd.Series) -> str:

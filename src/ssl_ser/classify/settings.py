@@ -10,6 +10,7 @@ module imports no numerical library.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -86,6 +87,16 @@ def parse_poolings(value: object, where: str) -> tuple[str, ...]:
     if not names:
         raise wrong_type(value, "auto, mean, std, mean+std or a list of them", where)
     return names
+
+
+def _option_names(
+    settings: Settings, fields: Iterable[str], info: ValidationInfo
+) -> tuple[dict[str, str], str]:
+    """How `fields` read in messages, and where: their flags, or an experiment file's keys."""
+    where = (info.context or {}).get("where")
+    if where is None:
+        return {name: flag_of(type(settings), name) for name in fields}, ""
+    return {name: f"{settings.section}.{name}" for name in fields}, where.source
 
 
 class SweepGrid(Settings):
@@ -183,14 +194,8 @@ class SplitSettings(Settings):
         """Refuse an option the split method does not read (named by its flag or key)."""
         from ssl_ser.classify.splits import refuse_unused
 
-        where = (info.context or {}).get("where")
-        given = self.model_dump(exclude={"method"})
-        if where is None:
-            names = {name: flag_of(SplitSettings, name) for name in SplitSettings.model_fields}
-            refuse_unused(self.method, given, names)
-        else:
-            names = {name: f"{self.section}.{name}" for name in SplitSettings.model_fields}
-            refuse_unused(self.method, given, names, where=where.source)
+        names, where = _option_names(self, SplitSettings.model_fields, info)
+        refuse_unused(self.method, self.model_dump(exclude={"method"}), names, where)
         return self
 
 
@@ -267,14 +272,8 @@ class SweepSettings(Settings):
         """Refuse both Dask spellings or a malformed address; warn of the deprecated one."""
         from ssl_ser.classify.sweep.plan import dask_placement
 
-        where = (info.context or {}).get("where")
-        fields = ("dask", "backend", "scheduler")
-        if where is None:
-            names = {name: flag_of(SweepSettings, name) for name in fields}
-            dask_placement(self.dask, self.backend, self.scheduler, names)
-        else:
-            names = {name: f"{self.section}.{name}" for name in fields}
-            dask_placement(self.dask, self.backend, self.scheduler, names, where.source)
+        names, where = _option_names(self, ("dask", "backend", "scheduler"), info)
+        dask_placement(self.dask, self.backend, self.scheduler, names, where)
         return self
 
 
@@ -326,15 +325,10 @@ def sweep_config(
 ) -> Any:
     """The :class:`~ssl_ser.classify.sweep.SweepConfig` of one sweep, from the settings.
 
-    Args:
-        grid: labels, layers, poolings and classifiers.
-        split: the split method and its options.
-        sweep: how cells are fitted and where they run (``dask``, or the deprecated
-            ``backend``/``scheduler``, which are warned about where they are read).
-        seed: the run's seed (of several).
-        shots: the run's target shots (of several); None: the default.
-        folds: the folds to use, where a planner clamped them; None: ``split.folds``.
-        **fields: further SweepConfig fields (conditions, force, poolings...).
+    `seed` and `shots` are the run's (of several; None: the default shots), `folds`
+    those a planner clamped (None: ``split.folds``); `fields` are further SweepConfig
+    fields (conditions, force...). The deprecated ``backend``/``scheduler`` spelling
+    is warned about where the settings are read.
     """
     from ssl_ser.classify.sweep.plan import SweepConfig, dask_placement
 
@@ -350,14 +344,7 @@ def sweep_config(
 def split_options(
     split: SplitSettings, seed: int, shots: int | None = None, folds: int | None = None
 ) -> Any:
-    """The :class:`~ssl_ser.classify.splits.SplitOptions` of one run (its seed and shots).
-
-    Args:
-        split: the split settings.
-        seed: the run's seed (of several).
-        shots: the run's target shots (of several); None: the default.
-        folds: the folds to use, where a planner clamped them; None: ``split.folds``.
-    """
+    """The :class:`~ssl_ser.classify.splits.SplitOptions` of one run (as :func:`sweep_config`)."""
     from ssl_ser.classify.splits import SplitOptions
 
     options = split.fields_of(

@@ -39,17 +39,10 @@ from ssl_ser.classify.features import (
 )
 from ssl_ser.classify.measures import retarget
 from ssl_ser.classify.results import CellStore, removed_if_refused, summary_line, write_tables
-from ssl_ser.classify.sweep.plan import (
-    SweepConfig,
-    Task,
-    describe_folds,
-    describe_task,
-    plan_dataset,
-    sweep_poolings,
-)
-from ssl_ser.classify.sweep.run import run_task, run_tasks
-from ssl_ser.classify.sweep.score import CellInfo, Outcome, Rows, score_cell
-from ssl_ser.classify.sweep.store import setting_key, store_cell, supersede_other_cells
+from ssl_ser.classify.sweep.plan import SweepConfig, plan_dataset, sweep_poolings
+from ssl_ser.classify.sweep.run import run_tasks
+from ssl_ser.classify.sweep.score import CellInfo, Outcome, Rows
+from ssl_ser.classify.sweep.store import store_cell, supersede_other_cells
 
 __all__ = [
     "CellInfo",
@@ -58,14 +51,8 @@ __all__ = [
     "SweepConfig",
     "SweepCounts",
     "SweepResult",
-    "Task",
-    "describe_folds",
-    "describe_task",
     "run_sweep",
     "run_sweep_cells",
-    "run_task",
-    "score_cell",
-    "setting_key",
     "store_cell",
     "supersede_other_cells",
     "sweep_poolings",

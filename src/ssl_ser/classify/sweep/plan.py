@@ -46,6 +46,7 @@ from ssl_ser.classify.sweep.score import Rows
 from ssl_ser.classify.sweep.store import supersede_other_cells
 from ssl_ser.errors import ConfigError, UnknownChoiceError
 from ssl_ser.results import WEIGHTED_LAYER, cell_id
+from ssl_ser.scheduler import check_address
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +85,6 @@ def dask_placement(
     if backend == LOCAL_BACKEND and scheduler is None:
         if dask is None or dask == LOCAL_CLUSTER:
             return (LOCAL_BACKEND if dask is None else DASK_BACKEND), None
-        from ssl_ser.scheduler import check_address
-
         check_address(dask, names["dask"])  # a malformed address: refused before any work
         return DASK_BACKEND, dask
     sep = " " if names["dask"].startswith("-") else ": "
@@ -104,8 +103,6 @@ def dask_placement(
                 f"{prefix}{names['scheduler']} ({scheduler!r}) needs "
                 f"{names['backend']}{sep}{DASK_BACKEND}, not {backend!r}"
             )
-        from ssl_ser.scheduler import check_address
-
         check_address(scheduler, names["scheduler"])
     if backend == DASK_BACKEND:
         log.warning("%s%s is deprecated and goes in the next release; use %s", prefix, old, new)
@@ -120,22 +117,13 @@ TUPLE_FIELDS: tuple[str, ...] = ("layers", "poolings", "classifiers")
 class SweepConfig:
     """What to sweep; every field that changes results is part of each cell's id.
 
-    ``labels`` is a label set name (basic4, all, sentiment) or a tuple of
-    canonical emotions (``("angry", "happy", "sad")``); results record the set's
-    one spelling (see :mod:`ssl_ser.labels`). ``layers`` holds ``all``, layer
-    names or ranges (``("0-6",)``, ``("3", "6", "9")``). ``poolings`` (``auto``
-    by default) resolves per extractor (see
-    :func:`~ssl_ser.classify.features.resolve_poolings`); cell ids and results
-    hold the pooling each extractor actually used, never the word ``auto``.
-    ``split_options`` are the split methods' settings (folds, seed, ratios,
-    corpora, shots); its seed also seeds the fits and the bootstrap.
-    ``backend`` and ``scheduler`` say where cells run (see
-    :mod:`~ssl_ser.classify.sweep.cluster`); they are not part of a cell's id, as
-    a cell's numbers do not depend on where it runs. ``target`` is what the
-    probes predict (emotion, its control labelling, or the speaker), ``control``
-    adds a control-target sweep to an emotion one, and ``mdl`` adds each cell's
-    online codelength (see :mod:`ssl_ser.classify.measures`); the default
-    emotion target and ``mdl=False`` leave cell ids as they were before these existed.
+    The grammars of ``labels``, ``layers`` and ``poolings`` are those of
+    :mod:`ssl_ser.classify.settings`; cell ids and results hold the label set's one
+    spelling and the pooling each extractor actually used, never ``auto``. The seed
+    of ``split_options`` also seeds the fits and the bootstrap. ``backend`` and
+    ``scheduler`` (see :mod:`~ssl_ser.classify.sweep.cluster`) are not part of a
+    cell's id: a cell's numbers do not depend on where it runs. The default emotion
+    ``target`` and ``mdl=False`` leave cell ids as they were before these existed.
 
     Raises:
         ConfigError: a string given for a tuple field (``classifiers="logreg,mlp"``
@@ -182,20 +170,18 @@ class SweepConfig:
                 )
         if self.backend not in BACKENDS:
             raise UnknownChoiceError("backend", self.backend, BACKENDS)
-        if self.scheduler is not None and self.backend != DASK_BACKEND:
-            raise ConfigError(
-                f"a scheduler address ({self.scheduler!r}) needs backend {DASK_BACKEND!r}, "
-                f"not {self.backend!r}"
-            )
-        if self.scheduler is not None and self.jobs != 1:
-            raise ConfigError(
-                f"--jobs {self.jobs} does not apply to the Dask cluster at {self.scheduler}: its "
-                "own workers run the cells (--jobs sizes the cluster of --dask local)"
-            )
-        if self.scheduler is not None:  # a malformed address: refused before any work
-            from ssl_ser.scheduler import check_address
-
-            check_address(self.scheduler, "--scheduler")
+        if self.scheduler is not None:
+            if self.backend != DASK_BACKEND:
+                raise ConfigError(
+                    f"a scheduler address ({self.scheduler!r}) needs backend {DASK_BACKEND!r}, "
+                    f"not {self.backend!r}"
+                )
+            if self.jobs != 1:
+                raise ConfigError(
+                    f"--jobs {self.jobs} does not apply to the Dask cluster at {self.scheduler}: "
+                    "its own workers run the cells (--jobs sizes the cluster of --dask local)"
+                )
+            check_address(self.scheduler, "--scheduler")  # refused before any work
         if not isinstance(self.split_options, SplitOptions):
             raise ConfigError(
                 f"SweepConfig.split_options must be a SplitOptions, got {self.split_options!r}"
@@ -240,7 +226,8 @@ class Task:
     @property
     def uses_torch(self) -> bool:
         """Whether the fit runs torch code (so torch's thread count must be set)."""
-        return registry.get(self.classifier).batched is not None
+        spec = registry.get(self.classifier)
+        return spec.batched is not None or not spec.per_layer
 
     def layer_label(self, spec: FeatureSpec) -> str:
         """The ``layer`` a cell of `spec` is stored under."""
@@ -256,20 +243,10 @@ class SingleTask(Task):
 class BatchedTask(Task):
     """Cells of several single layers trained together by a batched torch probe (linear, mlp)."""
 
-    @property
-    def uses_torch(self) -> bool:
-        """Batched probes are torch heads."""
-        return True
-
 
 @dataclass
 class WeightedTask(Task):
     """The one cell of a softmax-weighted sum of all layers (``mlp-weighted``)."""
-
-    @property
-    def uses_torch(self) -> bool:
-        """The weighted probe is a torch head."""
-        return True
 
     def layer_label(self, spec: FeatureSpec) -> str:
         """Stored under :data:`~ssl_ser.classify.results.WEIGHTED_LAYER`, not its layer list."""

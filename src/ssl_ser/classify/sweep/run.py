@@ -70,24 +70,15 @@ def _outcomes(
     config: SweepConfig,
     store: CellStore,
 ) -> Iterator[Iterator[tuple[int, int]]]:
-    """``(task index, cells stored)`` as tasks finish, on the config's backend."""
+    """``(task index, cells stored)`` as tasks finish, on the config's backend.
+
+    Locally: this process (one job), or joblib workers sharing the features
+    through memory maps.
+    """
     if config.backend == DASK_BACKEND:
         with dask_outcomes(tasks, blocks, rows, config, store, score_task) as outcomes:
             yield outcomes
         return
-    with _local_outcomes(tasks, blocks, rows, config, store) as outcomes:
-        yield outcomes
-
-
-@contextlib.contextmanager
-def _local_outcomes(
-    tasks: list[Task],
-    blocks: FeatureBlocks,
-    rows: Rows,
-    config: SweepConfig,
-    store: CellStore,
-) -> Iterator[Iterator[tuple[int, int]]]:
-    """This process (one job) or joblib workers sharing the features through memory maps."""
     from joblib import Parallel, delayed
 
     jobs = max(1, min(config.jobs, len(tasks)))
@@ -242,18 +233,15 @@ def _run_single(
         threads=threads,
     )
     x_test = np.asarray(x[fold.test])
-    classes = model.classes_
-    probabilities = model.predict_proba(x_test) if hasattr(model, "predict_proba") else None
-    predicted = (
-        classes[np.argmax(probabilities, axis=1)]
-        if probabilities is not None
-        else model.predict(x_test)
-    )
-    yield (
-        task.cells[0],
-        spec,
-        Outcome(predicted, probabilities, classes, chosen, val_ua, time.perf_counter() - start),
-    )
+    if hasattr(model, "predict_proba"):
+        probabilities = model.predict_proba(x_test)
+        seconds = time.perf_counter() - start
+        outcome = _outcome(model.classes_, probabilities, chosen, val_ua, seconds)
+    else:
+        predicted = model.predict(x_test)
+        seconds = time.perf_counter() - start
+        outcome = Outcome(predicted, None, model.classes_, chosen, val_ua, seconds)
+    yield task.cells[0], spec, outcome
 
 
 @fit_task.register
@@ -281,19 +269,9 @@ def _run_batched(
     for probe, positions, chosen in probes:
         probabilities = probe.predict_proba(np.take(test_x, positions, axis=0))
         for i, position in enumerate(positions):
-            p = probabilities[i]
-            yield (
-                task.cells[position],
-                task.specs[position],
-                Outcome(
-                    probe.classes_[np.argmax(p, axis=1)],
-                    p,
-                    probe.classes_,
-                    chosen[i],
-                    float(probe.validation_ua_[i]),
-                    seconds,
-                ),
-            )
+            val_ua = float(probe.validation_ua_[i])
+            outcome = _outcome(probe.classes_, probabilities[i], chosen[i], val_ua, seconds)
+            yield task.cells[position], task.specs[position], outcome
 
 
 @fit_task.register
@@ -322,18 +300,20 @@ def _run_weighted(
         ),
     }
     probabilities = probe.predict_proba(np.take(stacked, fold.test, axis=1))
+    seconds = time.perf_counter() - start
     yield (
         task.cells[0],
         spec,
-        Outcome(
-            probe.classes_[np.argmax(probabilities, axis=1)],
-            probabilities,
-            probe.classes_,
-            chosen,
-            float(probe.validation_ua_),
-            time.perf_counter() - start,
-        ),
+        _outcome(probe.classes_, probabilities, chosen, float(probe.validation_ua_), seconds),
     )
+
+
+def _outcome(
+    classes: np.ndarray, probabilities: np.ndarray, chosen: dict, val_ua: float, seconds: float
+) -> Outcome:
+    """A cell's test outcome from its class probabilities: the most probable class predicted."""
+    predicted = classes[np.argmax(probabilities, axis=1)]
+    return Outcome(predicted, probabilities, classes, chosen, val_ua, seconds)
 
 
 def cell_info(task: Task, spec: FeatureSpec) -> CellInfo:
