@@ -98,18 +98,14 @@ def check_keys(
                 )
 
 
-def extractor_of(source: FeatureSource) -> tuple[str, str]:
-    """(model name, extractor digest) identifying what computed a source's features."""
-    return key_value(source.key, MODEL_FIELDS, "unknown"), key_value(source.key, DIGEST_FIELDS)
-
-
 def group_by_extractor(
     sources: Sequence[FeatureSource],
 ) -> dict[tuple[str, str], list[FeatureSource]]:
-    """Sources grouped by extractor, in first-seen order."""
+    """Sources grouped by (model name, extractor digest), in first-seen order."""
     groups: dict[tuple[str, str], list[FeatureSource]] = {}
     for source in sources:
-        groups.setdefault(extractor_of(source), []).append(source)
+        model = key_value(source.key, MODEL_FIELDS, "unknown")
+        groups.setdefault((model, key_value(source.key, DIGEST_FIELDS)), []).append(source)
     return groups
 
 

@@ -109,24 +109,27 @@ class CellStore:
             if table.exists():
                 pq.read_metadata(table)
         except (OSError, ValueError, UnicodeDecodeError, ArrowException) as error:
-            self._set_aside(path, f"{type(error).__name__}: {str(error).splitlines()[0]}")
+            why = f"{type(error).__name__}: {str(error).splitlines()[0]}"
+            target = self._move(path, DAMAGED_DIR)
+            log.warning(
+                "cell %s in %s cannot be read (%s; cut short?): not finished, so it is computed "
+                "again; its files were moved to %s",
+                path.stem,
+                self.cells,
+                why,
+                target,
+            )
             return None
         return rows
 
-    def _set_aside(self, path: Path, why: str) -> None:
-        target = self.cells / DAMAGED_DIR
+    def _move(self, path: Path, folder: str) -> Path:
+        """Move a cell's files (JSON and parquet) into ``cells/<folder>/``; returns that folder."""
+        target = self.cells / folder
         make_folder(target, root=self.output)
-        for damaged in (path, path.with_suffix(".parquet")):
-            with contextlib.suppress(FileNotFoundError):  # another process moved it first
-                os.replace(damaged, target / damaged.name)
-        log.warning(
-            "cell %s in %s cannot be read (%s; cut short?): not finished, so it is computed "
-            "again; its files were moved to %s",
-            path.stem,
-            self.cells,
-            why,
-            target,
-        )
+        for moved in (path, path.with_suffix(".parquet")):
+            with contextlib.suppress(FileNotFoundError):  # absent, or another process moved it
+                os.replace(moved, target / moved.name)
+        return target
 
     def save(self, cell: str, rows: Sequence[Mapping[str, Any]], predictions: pd.DataFrame) -> None:
         """Store a cell: predictions first, then the rows that mark it finished."""
@@ -145,17 +148,11 @@ class CellStore:
         the tables. Returns how many cells were moved.
         """
         moved = 0
-        target = self.cells / SUPERSEDED_DIR
         for path in sorted(self.cells.glob("*.json")):
             rows = self._rows(path)
-            if not rows or not stale(rows[0]):
-                continue
-            make_folder(target, root=self.output)
-            table = path.with_suffix(".parquet")
-            if table.exists():
-                os.replace(table, target / table.name)
-            os.replace(path, target / path.name)
-            moved += 1
+            if rows and stale(rows[0]):
+                self._move(path, SUPERSEDED_DIR)
+                moved += 1
         return moved
 
     def load(self) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -179,11 +176,7 @@ class CellStore:
 
 
 def _json_default(value: Any) -> Any:
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, np.ndarray):
+    if isinstance(value, np.generic | np.ndarray):  # numpy numbers and arrays as Python's
         return value.tolist()
     return str(value)
 

@@ -16,7 +16,7 @@ label, preset split) is the ``table`` given to the constructor, one row per row 
 X in the same order; ``groups`` fills or must equal its ``group`` column and ``y``
 is not used (the table's ``label`` is, so integer-coded y cannot reorder draws).
 ``.folds(X, y, groups)`` gives the full :class:`Fold` objects (names, validation
-parts). ``loso`` is scikit-learn's ``LeaveOneGroupOut`` itself; the others keep
+parts). ``loso`` folds are scikit-learn's ``LeaveOneGroupOut``'s; the others keep
 their own logic because no scikit-learn class makes the same folds
 (``GroupShuffleSplit`` and ``StratifiedGroupKFold`` draw groups differently and
 ignore gender balance, ``PredefinedSplit`` would train on the preset validation
@@ -589,7 +589,7 @@ class TableSplitter(BaseCrossValidator):
     """Split `method` of :data:`SPLITS` as a scikit-learn cross-validator over `table`.
 
     Args:
-        method: the split method (any but ``loso``: see :class:`LeaveOneSpeakerOut`).
+        method: the split method.
         table: one row per row of X (same order) with the columns the method needs
             (``corpus``, ``utt_id``, ``gender``, ``label``, ``split``; ``group``
             unless ``groups=`` is given to :meth:`split`).
@@ -644,41 +644,6 @@ class TableSplitter(BaseCrossValidator):
         return f"TableSplitter({self.method!r}, <{len(self.table)} rows>, {self.options!r})"
 
 
-class LeaveOneSpeakerOut(LeaveOneGroupOut):
-    """Leave-one-speaker-out: scikit-learn's ``LeaveOneGroupOut`` over ``groups``.
-
-    The table is accepted for a uniform constructor but not needed: the folds
-    depend only on the groups (speakers, tested in sorted order), as in ``loso``.
-    """
-
-    def __init__(self, table: pd.DataFrame | None = None, options: SplitOptions | None = None):
-        self.table = table
-        self.options = options
-
-    def folds(self, X=None, y=None, groups=None) -> list[Fold]:  # noqa: N803 (sklearn naming)
-        """The named folds (one per speaker) of :meth:`split`."""
-        groups = self._groups(groups)
-        if groups is None:
-            raise ValueError("leave-one-speaker-out needs groups= (speaker ids)")
-        return _loso(pd.DataFrame({"group": np.asarray(groups)}), SplitOptions())
-
-    def split(self, X, y=None, groups=None):  # noqa: N803 (sklearn naming)
-        """``LeaveOneGroupOut.split``, with the table's groups when none are given."""
-        return super().split(X, y, self._groups(groups))
-
-    def get_n_splits(self, X=None, y=None, groups=None) -> int:  # noqa: N803
-        """Number of speakers."""
-        return super().get_n_splits(X, y, self._groups(groups))
-
-    def _groups(self, groups):
-        if groups is None and self.table is not None:
-            return self.table["group"].to_numpy()
-        return groups
-
-    def __repr__(self) -> str:
-        return "LeaveOneSpeakerOut()"
-
-
 class InnerSpeakerSplit(BaseCrossValidator):
     """:func:`inner_split` as a one-split cross-validator: (fit, validation) rows.
 
@@ -703,7 +668,7 @@ class InnerSpeakerSplit(BaseCrossValidator):
 
 def splitter(
     method: str, table: pd.DataFrame, options: SplitOptions | None = None
-) -> TableSplitter | LeaveOneSpeakerOut:
+) -> TableSplitter:
     """The scikit-learn cross-validator of split `method` over `table`.
 
     Raises:
@@ -711,6 +676,4 @@ def splitter(
     """
     if method not in SPLITS:
         raise UnknownChoiceError("split", method, SPLITS)
-    if method == "loso":
-        return LeaveOneSpeakerOut(table, options)
     return TableSplitter(method, table, options)
