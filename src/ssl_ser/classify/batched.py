@@ -56,13 +56,6 @@ def layer_standardiser(
     return mean, scale
 
 
-def standardised(x: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> torch.Tensor:
-    """(x - mean) / scale as a float32 tensor (a new array; `x` is not modified)."""
-    out = np.subtract(x, mean, dtype=np.float32)
-    out /= scale
-    return torch.from_numpy(out)
-
-
 class _StackedProbeBase:
     """Shared fitting logic: label coding, scaler, validation speakers, settings."""
 
@@ -115,7 +108,9 @@ class _StackedProbeBase:
         return heads_validation_ua(self.model_, x_val, y_val.numpy(), self.classes_)
 
     def _logits(self, x: np.ndarray) -> torch.Tensor:
-        return predict_logits(self.model_, standardised(x, self.mean_, self.scale_))
+        standardised = np.subtract(x, self.mean_, dtype=np.float32)  # a copy: `x` is kept
+        standardised /= self.scale_
+        return predict_logits(self.model_, torch.from_numpy(standardised))
 
 
 class BatchedProbe(_StackedProbeBase):

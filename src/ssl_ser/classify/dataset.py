@@ -363,14 +363,10 @@ def _check_source_audio(
         if not bytes(record["blake2b"]):
             unknown += 1
             continue
-        path = None
-        with contextlib.suppress(SerError, KeyError):
-            path = audio.utterance_path(by_id[utt_id], condition, telephone_source)
         try:
-            info = os.stat(path) if path else None
-        except OSError:
-            info = None
-        if info is None:
+            path = audio.utterance_path(by_id[utt_id], condition, telephone_source)
+            info = os.stat(path)
+        except (SerError, KeyError, OSError):  # no row, no such file: cannot be checked
             unverified += 1
             continue
         recorded = (int(record["size"]), int(record["mtime_ns"]))

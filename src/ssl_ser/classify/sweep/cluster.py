@@ -19,7 +19,7 @@ each one as it comes back (:func:`distributed.as_completed`), so only the driver
 needs the cache files and the results folder: no shared filesystem is needed.
 
 Same numbers, anywhere: a task fits and scores exactly as the local backend does
-(:func:`~ssl_ser.classify.sweep.run.score_task`), under the same BLAS/torch thread
+(:func:`~ssl_ser.classify.sweep.run.scored_cells`), under the same BLAS/torch thread
 limit (``threads``, 1 by default). Thread limits are process-wide, so a worker
 process runs one task at a time even when it has several threads.
 
@@ -35,7 +35,7 @@ import contextlib
 import functools
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from ssl_ser.classify.features import FeatureBlocks
@@ -52,7 +52,7 @@ TASK_RETRIES = 2  # a task that raises is tried this many more times (a lost wor
 # one task at a time per worker process: BLAS and torch thread limits are process-wide
 _ONE_TASK = threading.Lock()
 # What fits and scores one task: (task, blocks, rows, config, threads) -> its scored cells.
-Scorer = Callable[[Task, FeatureBlocks, Rows, SweepConfig, int], list[ScoredCell]]
+Scorer = Callable[[Task, FeatureBlocks, Rows, SweepConfig, int], Iterable[ScoredCell]]
 
 
 @contextlib.contextmanager
@@ -85,7 +85,7 @@ def remote_score_task(
 ) -> list[ScoredCell]:
     """On a worker: fit and score one task (one at a time per process); nothing is written."""
     with _ONE_TASK:
-        return score(task, blocks, rows, config, config.cell_threads)
+        return list(score(task, blocks, rows, config, config.cell_threads))
 
 
 @contextlib.contextmanager
@@ -100,7 +100,7 @@ def dask_outcomes(
     """Submit every task to the cluster; ``(task index, cells stored)`` as each comes back.
 
     `score` fits and scores one task on a worker, as the local backend does
-    (:func:`~ssl_ser.classify.sweep.run.score_task`).
+    (:func:`~ssl_ser.classify.sweep.run.scored_cells`).
 
     Unfinished tasks are cancelled when the caller stops early (an error, Ctrl-C).
     """

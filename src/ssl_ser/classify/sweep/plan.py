@@ -450,13 +450,12 @@ def _tasks_for(
 
     tasks: list[Task] = []
     if not spec.per_layer:
-        count = len(poolings)
         for pooling in poolings:
             weighted = FeatureSpec(tuple(layers), "each", pooling)
             cell, todo = pending(WEIGHTED_LAYER, pooling)
             if todo:
                 tasks.append(WeightedTask(name, [weighted], [cell], fold, n_dropped, meta, params))
-        return tasks, count
+        return tasks, len(poolings)
     by_pooling: dict[str, Task] = {}
     for feature in specs:
         cell, todo = pending(feature.label, feature.pooling)
@@ -479,8 +478,7 @@ def describe_task(task: Task) -> str:
     where = f"layer {labels[0]}" if len(labels) == 1 else f"layers {labels[0]}..{labels[-1]}"
     if len(labels) > 1:
         where += f" ({len(labels)})"
-    pooling = task.specs[0].pooling if task.specs else "?"
-    return f"{task.classifier} {pooling}, {where}, fold {task.fold.name}"
+    return f"{task.classifier} {task.specs[0].pooling}, {where}, fold {task.fold.name}"
 
 
 def describe_folds(folds: Sequence[Fold]) -> str:

@@ -2,7 +2,7 @@
 
 Locally, each task's cells are scored and stored as soon as they are fitted; on
 Dask (:mod:`~ssl_ser.classify.sweep.cluster`) a worker fits and scores a task
-(:func:`score_task`) and the driver stores its cells as it comes back. Either
+(:func:`scored_cells`) and the driver stores its cells as it comes back. Either
 way an interrupted sweep keeps every finished cell.
 """
 
@@ -76,7 +76,7 @@ def _outcomes(
     through memory maps.
     """
     if config.backend == DASK_BACKEND:
-        with dask_outcomes(tasks, blocks, rows, config, store, score_task) as outcomes:
+        with dask_outcomes(tasks, blocks, rows, config, store, scored_cells) as outcomes:
             yield outcomes
         return
     from joblib import Parallel, delayed
@@ -140,21 +140,13 @@ def run_task(
     return len(task.cells)
 
 
-def score_task(
-    task: Task, blocks: FeatureBlocks, rows: Rows, config: SweepConfig, threads: int
-) -> list[ScoredCell]:
-    """Fit and score the cells of one task without storing them (a remote worker's share).
-
-    The same fits and scores as :func:`run_task`, under the same thread limits, so
-    a cell's numbers do not depend on where it ran; the caller stores the cells.
-    """
-    return list(scored_cells(task, blocks, rows, config, threads))
-
-
 def scored_cells(
     task: Task, blocks: FeatureBlocks, rows: Rows, config: SweepConfig, threads: int
 ) -> Iterator[ScoredCell]:
-    """The scored cells of one task, one by one, fitted under its BLAS/torch thread limits."""
+    """The scored cells of one task, one by one, fitted under its BLAS/torch thread limits.
+
+    Locally and on a Dask worker alike, so a cell's numbers do not depend on where it ran.
+    """
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(threads), _torch_threads(task, threads):
