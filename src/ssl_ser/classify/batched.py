@@ -32,7 +32,7 @@ from ssl_ser.classify.mlp import (
     train_settings,
     validation_rows,
 )
-from ssl_ser.errors import ConfigError
+from ssl_ser.errors import ConfigError, UnknownChoiceError
 
 HEADS: tuple[str, ...] = ("linear", "mlp")
 
@@ -123,8 +123,6 @@ class BatchedProbe(_StackedProbeBase):
 
     def __init__(self, head: str = "mlp", **settings):
         if head not in HEADS:
-            from ssl_ser.errors import UnknownChoiceError
-
             raise UnknownChoiceError("probe head", head, HEADS)
         if head == "linear" and settings.get("hidden_layer_sizes"):
             raise ConfigError("a linear probe has no hidden layers; use head='mlp'")

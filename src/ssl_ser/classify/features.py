@@ -237,11 +237,6 @@ class PoolingChoice:
     honoured: tuple[str, ...]
     notes: tuple[str, ...]
 
-    @property
-    def spec(self) -> str:
-        """The resolved choices as a comma list (what a sweep config takes)."""
-        return ",".join(self.poolings)
-
 
 def _stored_text(model: str, stored: Sequence[str]) -> str:
     """``'mean' (its 88 eGeMAPS functionals)`` or ``'mean', 'std'``: what a cache holds."""

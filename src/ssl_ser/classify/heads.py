@@ -187,10 +187,9 @@ class TrainSettings:
 
 @dataclass
 class TrainLog:
-    """What training did, per head: best epoch, best validation loss, the loss curves."""
+    """What training did, per head: best epoch and the loss curves."""
 
     best_epoch: np.ndarray
-    best_val_loss: np.ndarray
     train_loss: list[float]
     val_loss: list[np.ndarray]
     n_epochs: int
@@ -245,7 +244,6 @@ def train_heads(
         tracker.restore()
     return TrainLog(
         best_epoch=tracker.best_epoch if x_val is not None else np.full(len(dropout_seeds), epoch),
-        best_val_loss=tracker.best_loss,
         train_loss=train_curve,
         val_loss=tracker.curve,
         n_epochs=epoch,

@@ -159,9 +159,3 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         """Most probable class of each row."""
         logits = self._logits(X)
         return self.classes_[np.argmax(logits, axis=1)]
-
-    def __sklearn_tags__(self):
-        """Declare float inputs only, multiclass support, no strict determinism issues."""
-        tags = super().__sklearn_tags__()
-        tags.non_deterministic = False
-        return tags

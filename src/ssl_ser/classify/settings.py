@@ -64,29 +64,23 @@ def parse_labels(value: object, where: str) -> str:
 
 def parse_layers(value: object, where: str) -> tuple[str, ...]:
     """``all``, ``0-6``, ``3,6,9``, one layer number or a list of them: the items."""
-    if isinstance(value, str) and value.strip():
-        items: list[Any] = value.split(",")
-    elif isinstance(value, int) and not isinstance(value, bool):
-        items = [str(value)]
-    elif isinstance(value, list | tuple) and value and all(isinstance(v, int | str) for v in value):
-        items = [str(v) for v in value]
-    else:
-        items = []
-    layers = tuple(item.strip() for item in items if item.strip())
-    if not layers:
-        raise wrong_type(value, "all, a range like 0-6, or a list of layer numbers", where)
-    return layers
+    expected = "all, a range like 0-6, or a list of layer numbers"
+    return _comma_items(value, int | str, expected, where)
 
 
 def parse_poolings(value: object, where: str) -> tuple[str, ...]:
     """``auto``, ``mean``, ``std``, ``mean+std``, a comma string or a list of them."""
-    items = list(value) if isinstance(value, list | tuple) else [value]
-    names = ()
-    if items and all(isinstance(v, str) for v in items):
-        names = tuple(p.strip() for item in items for p in item.split(",") if p.strip())
-    if not names:
-        raise wrong_type(value, "auto, mean, std, mean+std or a list of them", where)
-    return names
+    return _comma_items(value, str, "auto, mean, std, mean+std or a list of them", where)
+
+
+def _comma_items(value: object, kinds: Any, expected: str, where: str) -> tuple[str, ...]:
+    """The stripped items of a comma string, a value of `kinds`, or a list of them."""
+    values = list(value) if isinstance(value, list | tuple) else [value]
+    if all(isinstance(v, kinds) and not isinstance(v, bool) for v in values):
+        items = tuple(part.strip() for v in values for part in str(v).split(",") if part.strip())
+        if items:
+            return items
+    raise wrong_type(value, expected, where)
 
 
 def _option_names(
@@ -133,20 +127,11 @@ class SweepGrid(Settings):
                 raise ConfigError(f"--seed {seed} is given twice; give each value once")
         return value
 
-    @field_validator("labels", mode="before")
+    @field_validator("labels", "layers", "pooling", mode="before")
     @classmethod
-    def _labels(cls, value: object, info: ValidationInfo) -> str:
-        return parse_labels(value, cls.place(info))
-
-    @field_validator("layers", mode="before")
-    @classmethod
-    def _layers(cls, value: object, info: ValidationInfo) -> tuple[str, ...]:
-        return parse_layers(value, cls.place(info))
-
-    @field_validator("pooling", mode="before")
-    @classmethod
-    def _pooling(cls, value: object, info: ValidationInfo) -> tuple[str, ...]:
-        return parse_poolings(value, cls.place(info))
+    def _grammars(cls, value: object, info: ValidationInfo) -> object:
+        parse = {"labels": parse_labels, "layers": parse_layers, "pooling": parse_poolings}
+        return parse[info.field_name](value, cls.place(info))
 
 
 class SplitSettings(Settings):

@@ -39,6 +39,7 @@ from ssl_ser.classify.features import (
 )
 from ssl_ser.classify.measures import retarget
 from ssl_ser.classify.results import CellStore, removed_if_refused, summary_line, write_tables
+from ssl_ser.classify.sweep.codelength import check_mdl
 from ssl_ser.classify.sweep.plan import SweepConfig, plan_dataset, sweep_poolings
 from ssl_ser.classify.sweep.run import run_tasks
 from ssl_ser.classify.sweep.score import CellInfo, Outcome, Rows
@@ -115,8 +116,6 @@ def run_sweep_cells(
     start = time.perf_counter()
     names = registry.parse_classifiers(config.classifiers)
     if config.mdl:
-        from ssl_ser.classify.sweep.codelength import check_mdl
-
         check_mdl(names)
     datasets = build_datasets(
         sources,

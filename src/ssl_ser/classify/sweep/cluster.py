@@ -42,6 +42,7 @@ from ssl_ser.classify.features import FeatureBlocks
 from ssl_ser.classify.results import CellStore
 from ssl_ser.classify.sweep.plan import SweepConfig, Task
 from ssl_ser.classify.sweep.score import Rows, ScoredCell
+from ssl_ser.scheduler import as_finished, cluster_client, loopback_cluster
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -61,8 +62,6 @@ def dask_client(scheduler: str | None, workers: int) -> Iterator[Client]:
 
     A cluster started here is closed on exit; one given by address is left running.
     """
-    from ssl_ser.scheduler import cluster_client, loopback_cluster
-
     local = functools.partial(loopback_cluster, workers)
     with _quiet_dask(), cluster_client(scheduler, "--scheduler", local) as client:
         yield client
@@ -104,8 +103,6 @@ def dask_outcomes(
 
     Unfinished tasks are cancelled when the caller stops early (an error, Ctrl-C).
     """
-    from ssl_ser.scheduler import as_finished
-
     remote = functools.partial(remote_score_task, score=score, config=config)
     with dask_client(config.scheduler, config.jobs) as client:
         _note_threads(client)

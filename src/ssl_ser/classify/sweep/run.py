@@ -20,10 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from ssl_ser.classify import registry
+from ssl_ser.classify import registry, search
 from ssl_ser.classify.features import FeatureBlocks, FeatureSpec
 from ssl_ser.classify.results import CellStore
 from ssl_ser.classify.sweep.cluster import dask_outcomes
+from ssl_ser.classify.sweep.codelength import task_codelengths
 from ssl_ser.classify.sweep.plan import (
     DASK_BACKEND,
     BatchedTask,
@@ -150,7 +151,7 @@ def scored_cells(
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(threads), _torch_threads(task, threads):
-        measured = _codelengths(task, blocks, rows, config, threads)
+        measured = task_codelengths(task, blocks, rows, config.seed, threads) if config.mdl else {}
         for cell, spec, outcome in fit_task(task, blocks, rows, config, threads):
             info = cell_info(task, spec)
             info.extra = {**info.extra, **measured.get(cell, {})}
@@ -164,17 +165,6 @@ def scored_cells(
                 seed=config.seed,
             )
             yield ScoredCell(cell, result_rows, predictions)
-
-
-def _codelengths(
-    task: Task, blocks: FeatureBlocks, rows: Rows, config: SweepConfig, threads: int
-) -> dict[str, dict[str, Any]]:
-    """Each cell's online-codelength columns with ``mdl`` (cell id -> columns), else none."""
-    if not config.mdl:
-        return {}
-    from ssl_ser.classify.sweep.codelength import task_codelengths
-
-    return task_codelengths(task, blocks, rows, config.seed, threads)
 
 
 @contextlib.contextmanager
@@ -208,13 +198,11 @@ def fit_task(
 def _run_single(
     task: SingleTask, blocks: FeatureBlocks, rows: Rows, config: SweepConfig, threads: int
 ):
-    from ssl_ser.classify.search import fit_single
-
     spec = task.specs[0]
     start = time.perf_counter()
     x = blocks.matrix(spec)
     fold = task.fold
-    model, chosen, val_ua = fit_single(
+    model, chosen, val_ua = search.fit_single(
         task.classifier,
         task.params,
         np.asarray(x[fold.train]),
@@ -240,13 +228,11 @@ def _run_single(
 def _run_batched(
     task: BatchedTask, blocks: FeatureBlocks, rows: Rows, config: SweepConfig, threads: int
 ):
-    from ssl_ser.classify.search import fit_batched
-
     start = time.perf_counter()
     fold = task.fold
     layers = [spec.layers[0] for spec in task.specs]
     stacked = blocks.stack(task.specs[0].pooling, layers)
-    probes = fit_batched(
+    probes = search.fit_batched(
         registry.get(task.classifier).batched,
         task.params,
         stacked,
@@ -270,13 +256,11 @@ def _run_batched(
 def _run_weighted(
     task: WeightedTask, blocks: FeatureBlocks, rows: Rows, config: SweepConfig, threads: int
 ):
-    from ssl_ser.classify.search import fit_weighted
-
     start = time.perf_counter()
     fold = task.fold
     spec = task.specs[0]
     stacked = blocks.stack(spec.pooling, list(spec.layers))
-    probe, chosen = fit_weighted(
+    probe, chosen = search.fit_weighted(
         task.params,
         stacked,
         fold.train,
