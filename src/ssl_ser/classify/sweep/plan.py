@@ -30,7 +30,7 @@ from ssl_ser.classify.measures import (
     MDL_FRACTIONS,
     SPEAKER_TARGET,
     TARGET_COLUMN,
-    check_target,
+    TARGETS,
 )
 from ssl_ser.classify.results import CellStore
 from ssl_ser.classify.splits import (
@@ -155,7 +155,8 @@ class SweepConfig:
     mdl: bool = False
 
     def __post_init__(self) -> None:
-        check_target(self.target)
+        if self.target not in TARGETS:
+            raise UnknownChoiceError("target", self.target, TARGETS)
         if self.control and self.target != EMOTION_TARGET:
             raise ConfigError(
                 f"--control permutes emotion labels within speakers; it has no meaning for "
