@@ -200,17 +200,11 @@ def build_datasets(
 ) -> list[Dataset]:
     """Join every source with the manifest and a label set, one dataset per extractor.
 
-    Args:
-        sources: feature sources (caches or in-memory).
-        manifest: manifest rows; only utterances it lists are used.
-        label_set: a label set name (basic4, all, sentiment) or a list of canonical
-            emotions, as a comma-separated string or a sequence.
-        model: refuse sources computed by another model.
-        condition: refuse sources of another condition.
-        allow_incomplete: classify the complete rows of a cache that lacks some of
-            the manifest's utterances (never extracted, or still being extracted);
-            by default that is refused. Rows whose extraction failed (with a
-            recorded reason) are left out either way, with a warning.
+    Only utterances the manifest lists are used; `model` and `condition` refuse
+    sources of another one. `allow_incomplete` classifies the complete rows of a
+    cache that lacks some of the manifest's utterances (never extracted, or still
+    being extracted), refused by default. Rows whose extraction failed (with a
+    recorded reason) are left out either way, with a warning.
 
     Raises:
         CacheKeyMismatchError: a source's key disagrees with `model` or `condition`.

@@ -546,14 +546,11 @@ def refuse_unused(
 ) -> None:
     """Refuse a split option set to a non-default value that split `method` does not read.
 
-    Args:
-        method: the split method (see :data:`SPLITS`).
-        given: option name (``folds``, ``ratios``, ``train``, ``test``, ``shots``) to
-            value; None, an empty list and the default (alone or as a one-item list)
-            count as not set.
-        names: how each option (and ``method``) reads in the message (default: the
-            flags ``--folds``... and ``--split``).
-        where: what the names are in (an experiment file), prefixed to the message.
+    `given` maps option names (``folds``, ``ratios``, ``train``, ``test``,
+    ``shots``) to values; None, an empty list and the default (alone or as a
+    one-item list) count as not set. `names` say how each option (and ``method``)
+    reads in the message (default: the flags ``--folds``... and ``--split``);
+    `where` is what they are in (an experiment file), prefixed to the message.
 
     Raises:
         ConfigError: naming the option, its value, the split and the options it reads.

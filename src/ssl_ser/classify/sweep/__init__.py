@@ -103,15 +103,10 @@ def run_sweep_cells(
     A caller that runs several sweeps into one folder calls this for each and
     :func:`~ssl_ser.classify.results.write_tables` once at the end.
 
-    Args:
-        sources: feature sources (caches or in-memory), possibly of several corpora,
-            conditions or extractors.
-        manifest: manifest rows of the sources' utterances (labels, speakers...).
-        config: what to sweep.
-        output: results directory; finished cells there are reused unless ``force``.
-        model: refuse sources computed by another model.
-        condition: refuse sources of another condition.
-        progress: show progress bars.
+    `sources` (caches or in-memory) may be of several corpora, conditions or
+    extractors; `manifest` holds their utterances' labels and speakers. Finished
+    cells in `output` are reused unless ``force``; `model` and `condition` refuse
+    sources of another one.
     """
     start = time.perf_counter()
     names = registry.parse_classifiers(config.classifiers)

@@ -71,13 +71,9 @@ def dask_placement(
     and ``classify.scheduler``) is the deprecated spelling of the same choice: it
     still works, with a warning naming the new one, until the next release.
 
-    Args:
-        dask: a scheduler address, ``local``, or None.
-        backend: the deprecated spelling's backend (``local`` or ``dask``).
-        scheduler: the deprecated spelling's scheduler address.
-        names: how the three options read in messages: flags, or experiment keys
-            (then ``option: value``, as in the file).
-        where: what the names are in (an experiment file), prefixed to messages.
+    `names` say how the three options read in messages: flags, or experiment keys
+    (then ``option: value``, as in the file); `where` is what they are in (an
+    experiment file), prefixed to messages.
 
     Raises:
         ConfigError: both spellings given, or a malformed address.
