@@ -251,12 +251,8 @@ def resolve_poolings(spec: str | Sequence[str], model: str, stored: Sequence[str
     stored is kept. One that is not stored is replaced by the stored pooling
     when the extractor stores only one (eGeMAPS), else dropped; either way a
     note names the model and the pooling. Repeats after resolving are dropped.
-
-    Args:
-        spec: choices among ``auto``, ``mean``, ``std`` and ``mean+std`` (a comma
-            string is read as its items).
-        model: the extractor's model name (``mfcc``, ``egemaps``, a hub id...).
-        stored: the poolings its features store.
+    `spec` is read as :func:`ssl_ser.classify.settings.parse_poolings` reads it;
+    `model` is the extractor's model name (``mfcc``, ``egemaps``, a hub id...).
 
     Raises:
         UnknownChoiceError: a choice that is not one of :data:`POOLING_OPTIONS`.
@@ -401,13 +397,9 @@ def load_blocks(
 ) -> FeatureBlocks:
     """Read each (source, layer, pooling) once into arrays over the sweep's rows.
 
-    Args:
-        sources: the feature sources; all share layer names and dim.
-        source_of_row: index into `sources` of each row of the sweep.
-        position_of_row: position of each row within its source's ``ids``.
-        layers: layer names to load.
-        poolings: pooling choices (``mean+std`` loads both stored poolings).
-        progress: show a progress bar over layers.
+    The sources share layer names and dim; row i of the sweep is row
+    ``position_of_row[i]`` of ``sources[source_of_row[i]]``. A ``mean+std``
+    pooling choice loads both stored poolings.
     """
     from tqdm.auto import tqdm
 
