@@ -220,7 +220,8 @@ def _random(table: pd.DataFrame, options: SplitOptions) -> list[Fold]:
 
 def _cut(items: Sequence, ratios: Sequence[float]) -> dict[str, list]:
     """`items` cut in order into train, val and test by the ratios; test gets at least one."""
-    n, total = len(items), sum(ratios)
+    n = len(items)
+    total = sum(ratios)
     n_train = int(round(n * ratios[0] / total))
     n_val = int(round(n * ratios[1] / total))
     if n >= 2 and ratios[2] > 0:

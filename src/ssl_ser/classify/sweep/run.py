@@ -269,19 +269,12 @@ def _run_weighted(
         search=config.search,
         seed=config.seed,
     )
-    chosen = {
-        **chosen,
-        "layer_weights": dict(
-            zip(spec.layers, probe.layer_weights_.round(4).tolist(), strict=True)
-        ),
-    }
+    weights = probe.layer_weights_.round(4).tolist()
+    chosen = {**chosen, "layer_weights": dict(zip(spec.layers, weights, strict=True))}
     probabilities = probe.predict_proba(np.take(stacked, fold.test, axis=1))
     seconds = time.perf_counter() - start
-    yield (
-        task.cells[0],
-        spec,
-        _outcome(probe.classes_, probabilities, chosen, float(probe.validation_ua_), seconds),
-    )
+    val_ua = float(probe.validation_ua_)
+    yield task.cells[0], spec, _outcome(probe.classes_, probabilities, chosen, val_ua, seconds)
 
 
 def _outcome(
