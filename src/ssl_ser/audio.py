@@ -60,6 +60,7 @@ import soxr
 from tqdm.auto import tqdm
 
 from ssl_ser.atomic import write_file
+from ssl_ser.choices import CONDITIONS, TELEPHONE_SOURCES
 from ssl_ser.errors import AudioError, ConfigError, ManifestError, UnknownChoiceError
 from ssl_ser.manifest import DOWNMIX
 from ssl_ser.paths import existing_form, unreadable_reason
@@ -71,8 +72,6 @@ log = logging.getLogger(__name__)
 
 # The file types the corpus readers and ``ser predict`` look for in a folder.
 AUDIO_SUFFIXES: frozenset[str] = frozenset({".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff"})
-CONDITIONS: tuple[str, ...] = ("clean", "telephone")
-TELEPHONE_SOURCES: tuple[str, ...] = ("derived", "folder")
 DEFAULT_SAMPLE_RATE = 16000
 RESAMPLE_QUALITY = "HQ"
 CLEAN_VERSION = 1

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from ssl_ser import manifest
 from ssl_ser.audio import AUDIO_SUFFIXES
+from ssl_ser.choices import ON_ERROR_CHOICES
 from ssl_ser.errors import CorpusError, CorpusFileError, UnknownChoiceError
 from ssl_ser.fingerprint import not_regular_reason
 from ssl_ser.paths import existing_form, unreadable_reason
@@ -41,7 +42,6 @@ SPLIT_FILE_NAMES: dict[str, str] = {
     "dev": "val",
     "test": "test",
 }
-ON_ERROR_CHOICES: tuple[str, ...] = ("raise", "skip")
 SKIPPED_COLUMNS: tuple[str, ...] = ("path", "reason")
 
 

@@ -438,7 +438,7 @@ def cells_per_fold(
 
     if layers is None:
         return None
-    chosen = select_layers(experiment.layers, layers)
+    chosen = select_layers(experiment.layers, layers, "layers")
     specs = feature_specs(chosen, experiment.classify.combine, list(poolings))
     n_poolings = len(poolings)
     return sum(
