@@ -11,6 +11,7 @@ the manifest or in the skipped table with a reason.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -19,6 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import soundfile as sf
@@ -247,15 +249,24 @@ def read_header(path: Path) -> tuple[float, int]:
     return info.frames / info.samplerate, int(info.samplerate)
 
 
+def lookup_code(code: str, table: Mapping[str, str], what: str, path: Path) -> str:
+    """The value of a code of a fixed table (emotion, sentence...); the error lists the codes."""
+    if code not in table:
+        raise CorpusFileError(path, f"unknown {what} {code!r}; expected one of {', '.join(table)}")
+    return table[code]
+
+
 def lookup_emotion(code: str, info: CorpusInfo, path: Path) -> str:
     """Canonical emotion of a corpus code; the error names the code and valid codes."""
-    try:
-        return info.emotions[code]
-    except KeyError:
-        valid = ", ".join(info.emotions)
-        raise CorpusFileError(
-            path, f"unknown emotion code {code!r}; expected one of {valid}"
-        ) from None
+    return lookup_code(code, info.emotions, "emotion code", path)
+
+
+def named_utterance(
+    found: FoundFile, match: re.Match[str], info: CorpusInfo, **fields: Any
+) -> Utterance:
+    """The :class:`Utterance` of `found`, its emotion the code in the name's ``emotion`` group."""
+    code = match["emotion"]
+    return Utterance(found.stem, lookup_emotion(code, info, found.path), code, **fields)
 
 
 # Spellings of gender in metadata files (English, French, German initials) -> manifest value.
@@ -306,6 +317,33 @@ def match_name(
 
 
 Parser = Callable[[FoundFile], Utterance]
+
+
+def folder_reader(
+    info: CorpusInfo,
+    parse: Callable[..., Utterance],
+    metadata: Callable[[Path], Any] | None = None,
+) -> Callable[..., ScanResult]:
+    """A corpus module's ``scan``: `parse` every file, given what `metadata` reads under the root.
+
+    `metadata` (a demographics table, transcripts) is read once, before the files;
+    `parse` then takes it as its second argument.
+    """
+
+    def scan(root: str | Path, *, on_error: str = "raise", progress: bool = False) -> ScanResult:
+        parser = parse
+        if metadata is not None:
+            check_on_error(on_error)  # refused before the metadata is read
+            known = metadata(resolve_root(root))
+            parser = functools.partial(_parse_with, parse, known)
+        return scan_folder(root, info, parser, on_error=on_error, progress=progress)
+
+    scan.__doc__ = f"Read a {info.title} folder into a manifest plus a table of skipped files."
+    return scan
+
+
+def _parse_with(parse: Callable[..., Utterance], known: Any, found: FoundFile) -> Utterance:
+    return parse(found, known)
 
 
 def scan_folder(

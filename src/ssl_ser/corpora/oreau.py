@@ -40,8 +40,8 @@ from ssl_ser.corpora._base import (
     ScanResult,
     Utterance,
     canonical_gender,
-    lookup_emotion,
     match_name,
+    named_utterance,
     nfc,
     resolve_root,
     scan_folder,
@@ -93,12 +93,8 @@ def parse(found: FoundFile, genders: Mapping[str, str] | None = None) -> Utteran
     """
     match = match_name(NAME, found, INFO, PUBLISHED_ANOMALIES.get(found.stem))
     speaker = match["speaker"]
-    return Utterance(
-        stem=found.stem,
-        emotion=lookup_emotion(match["emotion"], INFO, found.path),
-        emotion_raw=match["emotion"],
-        speaker=speaker,
-        gender=(genders or {}).get(speaker, ""),
+    return named_utterance(
+        found, match, INFO, speaker=speaker, gender=(genders or {}).get(speaker, "")
     )
 
 
