@@ -8,6 +8,7 @@ real file names, so that readers are tested on the names they meet in the field.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -102,3 +103,14 @@ def write_clip(
 def written_duration(seconds: float, sample_rate: int) -> float:
     """The duration of a clip of `seconds` written at `sample_rate` (whole samples)."""
     return round(seconds * sample_rate) / sample_rate
+
+
+def write_rows(
+    root: str | Path, rows: list[dict[str, Any]], seconds: float, layout: str
+) -> list[Path]:
+    """Write the clip of every expected row (and, in the flat layout, its 8 kHz copy)."""
+    flat = layout == "flat"
+    return [
+        write_clip(Path(root), row["relpath"], seconds, row["sample_rate"], seed=i, telephone=flat)
+        for i, row in enumerate(rows)
+    ]
