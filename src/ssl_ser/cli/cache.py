@@ -43,10 +43,7 @@ def human_size(n_bytes: float) -> str:
 
 
 def _first_field(key: dict[str, Any], names: tuple[str, ...]) -> str:
-    for name in names:
-        if name in key:
-            return str(key[name])
-    return "-"
+    return next((str(key[name]) for name in names if name in key), "-")
 
 
 @click.group()
@@ -103,14 +100,10 @@ def info(file: Path, as_json: bool) -> None:
     click.echo(f"poolings: {', '.join(summary['poolings'])}")
     click.echo(f"shape: {' x '.join(str(n) for n in summary['shape'])} {summary['storage_dtype']}")
     click.echo(f"manifest digest: {summary['manifest_digest'] or '(not set)'}")
-    click.echo(
-        "checksums: "
-        + (
-            "per chunk (Fletcher-32)"
-            if summary["checksums"]
-            else "absent (built by an older ssl-ser)"
-        )
-    )
+    checksums = "absent (built by an older ssl-ser)"
+    if summary["checksums"]:
+        checksums = "per chunk (Fletcher-32)"
+    click.echo(f"checksums: {checksums}")
     feature_version = summary["feature_version"]
     click.echo(f"feature version: {'(none)' if feature_version is None else feature_version}")
     click.echo(f"toolkit version: ssl-ser {summary['toolkit_version']} (wrote the file)")

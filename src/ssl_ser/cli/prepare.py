@@ -33,11 +33,7 @@ def corpora() -> None:
     """List the supported corpora: language, emotions, file count and expected layout."""
     rows = [("name", "language", "files", "emotions", "layout")]
     for name in registry.names():
-        try:
-            corpus = registry.info(name)
-        except ImportError as error:
-            rows.append((name, "?", "?", "?", f"(reader unavailable: {error})"))
-            continue
+        corpus = registry.info(name)
         emotions = sorted(set(corpus.emotions.values())) or ["any (mapped to canonical names)"]
         files = str(corpus.expected_files) if corpus.expected_files else "-"
         rows.append((name, corpus.language or "-", files, " ".join(emotions), corpus.layout))
