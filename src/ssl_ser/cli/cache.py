@@ -1,15 +1,8 @@
 """`ser cache ls|info|verify|prune|merge`: list, describe, check, repair, trim and merge caches.
 
-Each command ends with a one-line summary; `verify` exits with status 1 when it
-finds a problem, after listing them, unless `--repair` fixed every one.
-`verify --repair` sends corrupt rows (bad chunk checksum, NaN/inf, a damaged row
-index) back to extraction by rebuilding the file with them not complete; `ser
-extract` then redoes them. `prune` drops the rows no manifest lists (refusing a
-manifest that shares no id with the cache, and more than half of the rows without
-`--yes`). `merge` combines the shard
-files of `ser extract --shard K/N` into the normal cache files (see
-:mod:`ssl_ser.cache.shards`); it exits with status 1 when a cache cannot be merged,
-after merging the others.
+Each command ends with a one-line summary. `verify` (unless `--repair` fixed every
+problem) and `merge` (when a cache cannot be merged, after merging the others) exit
+with status 1.
 """
 
 from __future__ import annotations

@@ -166,8 +166,6 @@ def _convert_pairs(value: object, where: Where) -> str | tuple[tuple[str, str], 
 
 def _parse_corpora(value: object, where: Where) -> tuple[CorpusSpec, ...]:
     """A file's table of corpora, or the command line's ``NAME=ROOT`` strings, as specs."""
-    if isinstance(value, tuple) and all(isinstance(c, CorpusSpec) for c in value):
-        return value  # built in code
     from_cli = not where.keys
     if from_cli and isinstance(value, list | tuple) and all(isinstance(c, str) for c in value):
         value = _corpus_table(value)
@@ -279,8 +277,6 @@ class Experiment(SweepGrid):
     @field_validator("condition_pairs", mode="before")
     @classmethod
     def _pairs(cls, value: object, info: ValidationInfo) -> Any:
-        if isinstance(value, tuple):
-            return value  # built in code
         return _convert_pairs(value, _place(info, "--condition-pairs"))
 
     @field_validator("finetune", mode="before")
