@@ -417,18 +417,20 @@ def _utterance_source(
     return row["path"], condition
 
 
+def _row_value(row: Mapping[str, Any], key: str, default: Any) -> Any:
+    """A row's `key`, or `default` where it is missing, None, empty or NaN."""
+    value = row.get(key, default)
+    if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
+        return default
+    return value
+
+
 def _row_text(row: Mapping[str, Any], key: str) -> str:
-    value = row.get(key, "")
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return str(value)
+    return str(_row_value(row, key, ""))
 
 
 def _row_channel(row: Mapping[str, Any]) -> int:
-    value = row.get("channel", DOWNMIX)
-    if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
-        return DOWNMIX
-    return int(value)
+    return int(_row_value(row, "channel", DOWNMIX))
 
 
 def render_condition(
@@ -443,14 +445,6 @@ def render_condition(
 
     Files go to ``out_dir/<utt_id>.wav`` (``emodb/03a01Fa`` becomes the subfolder
     ``emodb``); samples beyond [-1, 1] are clipped.
-
-    Args:
-        manifest_df: manifest DataFrame (see :mod:`ssl_ser.manifest`).
-        condition: ``clean`` or ``telephone``.
-        out_dir: output folder, created if needed.
-        sample_rate: rate of the written files in Hz.
-        telephone_source: ``derived`` or ``folder`` (see :func:`load_utterance`).
-        progress: show a progress bar with an utterances/s rate.
 
     Returns:
         The written paths, in manifest order.
@@ -499,10 +493,9 @@ def check_complete(path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
         return  # reading it says why
-    declared = _wav_declared(path)
-    if declared is None:
+    frames = _wav_declared(path)
+    if frames is None:
         return
-    frames = declared
     try:
         info = sf.info(str(path))
     except Exception:  # unreadable: the decoder's own error says why

@@ -195,13 +195,10 @@ class Settings(BaseModel):
         opt = option_of(cls, str(info.field_name))
         if opt is None:
             return value
+        valid = opt.choice_list()
         for item in value if isinstance(value, tuple) else (value,):
             opt.check_bounds(item)
-        valid = opt.choice_list()
-        if valid is None:
-            return value
-        for item in value if isinstance(value, tuple) else (value,):
-            if item is not None and item not in valid:
+            if valid is not None and item is not None and item not in valid:
                 raise PydanticCustomError(
                     "choice", "unknown value {value!r}", {"value": item, "choices": valid}
                 )
@@ -418,9 +415,7 @@ def located_error(
         return ConfigError(f"missing required key {loc[-1]!r} in {name(loc[:-1])}")
     if kind == "choice":
         return UnknownChoiceError("value", ctx["value"], ctx["choices"], where=name(loc))
-    if kind == "invalid":
-        return ConfigError(f"{name(loc)} must be {ctx['text']}; got {ctx['value']!r}")
-    if kind == "bound":
+    if kind in ("invalid", "bound"):
         return ConfigError(f"{name(loc)} must be {ctx['text']}; got {ctx['value']!r}")
     return wrong_type(first["input"], _expected(_hint_at(model, loc)), name(loc))
 
