@@ -142,8 +142,8 @@ class Where:
     keys: tuple[str, ...] = ()
 
     def child(self, key: object) -> Where:
-        """The position of `key` inside this value."""
-        return Where(self.source, (*self.keys, str(key)))
+        """The position of `key` inside this value (a subclass stays itself)."""
+        return dataclasses.replace(self, keys=(*self.keys, str(key)))
 
     def __str__(self) -> str:
         if not self.keys:

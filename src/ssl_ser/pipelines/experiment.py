@@ -84,13 +84,6 @@ class CorpusSpec:
         return self.reader is None
 
 
-def _convert_corpora(value: object, where: Where) -> tuple[CorpusSpec, ...]:
-    """``{name: root}`` or ``{name: {root: ..., reader: ..., <reader options>}}``."""
-    if not isinstance(value, dict) or not value:
-        raise wrong_type(value, "a non-empty table of corpus name -> root", where)
-    return tuple(_corpus(str(name), entry, where.child(name)) for name, entry in value.items())
-
-
 def _corpus(name: str, entry: object, where: Where) -> CorpusSpec:
     if isinstance(entry, str):
         entry = {"root": entry}
@@ -162,14 +155,6 @@ def _convert_pairs(value: object, where: Where) -> str | tuple[tuple[str, str], 
         check_choices(tuple(pair), CONDITIONS, where.child(i))
         pairs.append((pair[0], pair[1]))
     return tuple(dict.fromkeys(pairs))
-
-
-def _parse_corpora(value: object, where: Where) -> tuple[CorpusSpec, ...]:
-    """A file's table of corpora, or the command line's ``NAME=ROOT`` strings, as specs."""
-    from_cli = not where.keys
-    if from_cli and isinstance(value, list | tuple) and all(isinstance(c, str) for c in value):
-        value = _corpus_table(value)
-    return _convert_corpora(value, where)
 
 
 def _corpus_table(texts: list[str] | tuple[str, ...]) -> dict[str, str]:
@@ -272,7 +257,14 @@ class Experiment(SweepGrid):
     @field_validator("corpora", mode="before")
     @classmethod
     def _corpora(cls, value: object, info: ValidationInfo) -> tuple[CorpusSpec, ...]:
-        return _parse_corpora(value, _place(info, "--corpus"))
+        """Specs of a file's ``{name: root | {root: ..., reader: ...}}`` or the NAME=ROOTs."""
+        where = _place(info, "--corpus")
+        from_cli = not where.keys
+        if from_cli and isinstance(value, list | tuple) and all(isinstance(c, str) for c in value):
+            value = _corpus_table(value)
+        if not isinstance(value, dict) or not value:
+            raise wrong_type(value, "a non-empty table of corpus name -> root", where)
+        return tuple(_corpus(str(name), entry, where.child(name)) for name, entry in value.items())
 
     @field_validator("condition_pairs", mode="before")
     @classmethod
