@@ -7,8 +7,8 @@ real file names, so that readers are tested on the names they meet in the field.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -105,12 +105,16 @@ def written_duration(seconds: float, sample_rate: int) -> float:
     return round(seconds * sample_rate) / sample_rate
 
 
-def write_rows(
-    root: str | Path, rows: list[dict[str, Any]], seconds: float, layout: str
+def write_tree(
+    root: str | Path,
+    clips: Iterable[tuple[str | Path, int]],
+    seconds: float,
+    layout: str,
+    channels: int = 1,
 ) -> list[Path]:
-    """Write the clip of every expected row (and, in the flat layout, its 8 kHz copy)."""
+    """Write each (path under `root`, sample rate) clip, seeded in order; flat: 8 kHz copies too."""
     flat = layout == "flat"
     return [
-        write_clip(Path(root), row["relpath"], seconds, row["sample_rate"], seed=i, telephone=flat)
-        for i, row in enumerate(rows)
+        write_clip(Path(root), relpath, seconds, rate, seed=i, channels=channels, telephone=flat)
+        for i, (relpath, rate) in enumerate(clips)
     ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from ssl_ser.testing import check_layout, write_rows, written_duration
+from ssl_ser.testing import check_layout, write_tree, written_duration
 
 SAMPLE_RATE = 16000
 # actor -> (Sex, Age) as VideoDemographics.csv writes them; 1091 is the last actor id
@@ -86,7 +86,8 @@ def make_tree(
     ``flat`` writes ``wav/wav/`` plus 8 kHz ``wav_telephone/wav_telephone/`` copies and
     puts the demographics one folder down, in ``meta/``.
     """
-    paths = write_rows(root, expected_rows(layout, seconds), seconds, layout)
+    rows = expected_rows(layout, seconds)
+    paths = write_tree(root, [(r["relpath"], SAMPLE_RATE) for r in rows], seconds, layout)
     if demographics:
         folder = Path(root) if layout == "published" else Path(root, "meta")
         write_demographics(folder / "VideoDemographics.csv")

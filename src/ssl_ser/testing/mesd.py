@@ -9,7 +9,7 @@ from __future__ import annotations
 import unicodedata
 from pathlib import Path
 
-from ssl_ser.testing import check_layout, write_rows, written_duration
+from ssl_ser.testing import check_layout, write_tree, written_duration
 
 SAMPLE_RATE = 48000
 EMOTIONS: dict[str, str] = {
@@ -65,6 +65,5 @@ def make_tree(
     8 kHz ``wav_telephone/wav_telephone/`` copies.
     """
     rows = expected_rows(layout, seconds)
-    for row in rows:
-        row["relpath"] = unicodedata.normalize(unicode_form, row["relpath"])
-    return write_rows(root, rows, seconds, layout)
+    clips = [(unicodedata.normalize(unicode_form, r["relpath"]), SAMPLE_RATE) for r in rows]
+    return write_tree(root, clips, seconds, layout)
