@@ -529,17 +529,14 @@ def click_option(model: type[Settings], name: str) -> Callable[[Callable[..., An
             kwargs["is_flag"] = True
         kwargs.update(default=bool(default), show_default=negatable)
         return click.option(flag, *opt.aliases, name, **kwargs)
-    kwargs.update(cli_type(model, name, default))
+    kwargs.update(cli_type(opt, hint, default))
     if kwargs["required"]:
         del kwargs["default"]  # with a default, click takes a missing option as given
     return click.option(flag, *opt.aliases, name, **kwargs)
 
 
-def cli_type(model: type[Settings], name: str, default: Any) -> dict[str, Any]:
-    """The click type, default and repetition of a non-boolean field."""
-    info = model.model_fields[name]
-    opt = option_of(model, name) or Opt(help="")
-    hint = bare(info.annotation)
+def cli_type(opt: Opt, hint: Any, default: Any) -> dict[str, Any]:
+    """The click type, default and repetition of a non-boolean field (`hint`: its bare type)."""
     choices = opt.choice_list()
     shown = default not in (None, (), {}, "")
     tuple_hint = typing.get_origin(hint) is tuple
