@@ -2,7 +2,8 @@
 
 A corpus module describes its corpus with a :class:`CorpusInfo` and turns one
 found file into an :class:`Utterance` (raising :class:`CorpusFileError` when the
-name is not what the corpus publishes). :func:`scan_folder` does the rest: it
+name is not what the corpus publishes); :func:`folder_reader` makes its ``scan``.
+:func:`scan_folder` does the rest: it
 walks the folder, reads durations from the file headers (no decoding), pairs
 ready telephone copies with their clean originals, applies preset split CSVs of
 flattened layouts, and accounts for every audio file: each one ends up either in
@@ -256,17 +257,13 @@ def lookup_code(code: str, table: Mapping[str, str], what: str, path: Path) -> s
     return table[code]
 
 
-def lookup_emotion(code: str, info: CorpusInfo, path: Path) -> str:
-    """Canonical emotion of a corpus code; the error names the code and valid codes."""
-    return lookup_code(code, info.emotions, "emotion code", path)
-
-
 def named_utterance(
     found: FoundFile, match: re.Match[str], info: CorpusInfo, **fields: Any
 ) -> Utterance:
     """The :class:`Utterance` of `found`, its emotion the code in the name's ``emotion`` group."""
     code = match["emotion"]
-    return Utterance(found.stem, lookup_emotion(code, info, found.path), code, **fields)
+    emotion = lookup_code(code, info.emotions, "emotion code", found.path)
+    return Utterance(found.stem, emotion, code, **fields)
 
 
 # Spellings of gender in metadata files (English, French, German initials) -> manifest value.

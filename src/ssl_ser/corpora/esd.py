@@ -22,7 +22,7 @@ from ssl_ser.corpora._base import (
     FoundFile,
     Utterance,
     folder_reader,
-    lookup_emotion,
+    lookup_code,
     match_name,
 )
 from ssl_ser.errors import CorpusError, CorpusFileError
@@ -143,7 +143,7 @@ def parse(found: FoundFile, transcripts: Mapping[str, str] | None = None) -> Utt
             found.path, f"speaker {speaker} in the name but folder {speaker_folder!r} above it"
         )
     by_index = emotion_of_index(index)
-    emotion = lookup_emotion(emotion_folder or by_index, INFO, found.path)
+    emotion = lookup_code(emotion_folder or by_index, INFO.emotions, "emotion code", found.path)
     if emotion_folder and emotion_folder != by_index:
         raise CorpusFileError(
             found.path,
