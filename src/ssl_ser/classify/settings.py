@@ -252,14 +252,22 @@ class SweepSettings(Settings):
         enters=CELL_ID,
     )
 
-    @model_validator(mode="after")
-    def _one_dask_spelling(self, info: ValidationInfo) -> SweepSettings:
-        """Refuse both Dask spellings or a malformed address; warn of the deprecated one."""
+    @model_validator(mode="wrap")
+    @classmethod
+    def _one_dask_spelling(cls, data: Any, handler: Any, info: ValidationInfo) -> SweepSettings:
+        """Refuse both Dask spellings or a malformed address; warn of the deprecated one.
+
+        Settings given already validated (``ser probe``'s, inside its experiment) are
+        not checked again: pydantic reruns "after" validators on them, warning twice.
+        """
         from ssl_ser.classify.sweep.plan import dask_placement
 
-        names, where = _option_names(self, ("dask", "backend", "scheduler"), info)
-        dask_placement(self.dask, self.backend, self.scheduler, names, where)
-        return self
+        settings = handler(data)
+        if isinstance(data, SweepSettings):
+            return settings
+        names, where = _option_names(settings, ("dask", "backend", "scheduler"), info)
+        dask_placement(settings.dask, settings.backend, settings.scheduler, names, where)
+        return settings
 
 
 class ClassifyRun(Settings):
