@@ -234,7 +234,7 @@ def train_heads(
         if x_val is None:
             continue
         tracker.update(epoch, validation_loss(model, x_val, y_val))
-        if tracker.all_stopped():
+        if tracker.stopped.all():
             break
         keep = tracker.running_positions()
         if len(keep) < len(streams) and isinstance(model, StackedMLP):
@@ -375,9 +375,6 @@ class _BestTracker:
             saved[heads] = param.detach()[positions]
         for saved, param in zip(self.saved_shared, self.model.shared_parameters(), strict=True):
             saved.copy_(param.detach())
-
-    def all_stopped(self) -> bool:
-        return bool(self.stopped.all())
 
     def running_positions(self) -> torch.Tensor:
         """Stack positions of the heads still running; updates the running ids."""
