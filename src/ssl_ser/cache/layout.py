@@ -80,6 +80,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any
 
@@ -248,47 +249,34 @@ def contiguous_runs(sorted_values: np.ndarray, max_gap: int = 1) -> list[tuple[i
     return list(zip(edges[:-1], edges[1:], strict=True))
 
 
+@dataclass
 class Header:
-    """The attributes that describe a cache file (everything but the rows)."""
+    """The attributes that describe a cache file (everything but the rows), checked when made."""
 
-    def __init__(
-        self,
-        key: Mapping[str, Any],
-        layers: Sequence[str],
-        dim: int,
-        poolings: Sequence[str],
-        storage_dtype: str,
-        chunk_rows: int = DEFAULT_CHUNK_ROWS,
-        manifest_digest: str = "",
-        toolkit_version: str | None = None,
-    ):
-        self.key = normalize_key(key)
-        self.layers = _check_names("layer", layers)
-        self.poolings = _check_names("pooling", poolings)
+    key: dict[str, KeyValue]
+    layers: list[str]
+    dim: int
+    poolings: list[str]
+    storage_dtype: str
+    chunk_rows: int = DEFAULT_CHUNK_ROWS
+    manifest_digest: str = ""
+    # the ssl-ser that built the file: this one for a new file
+    toolkit_version: str = dataclass_field(default_factory=lambda: ssl_ser.__version__)
+
+    def __post_init__(self) -> None:
+        self.key = normalize_key(self.key)
+        self.layers = _check_names("layer", self.layers)
+        self.poolings = _check_names("pooling", self.poolings)
+        dim, chunk_rows = self.dim, self.chunk_rows
         if isinstance(dim, bool) or int(dim) != dim or dim <= 0:
             raise ConfigError(f"feature dim {dim!r} must be a positive integer")
         self.dim = int(dim)
-        if storage_dtype not in STORAGE_DTYPES:
-            raise UnknownChoiceError("storage dtype", storage_dtype, STORAGE_DTYPES)
-        self.storage_dtype = storage_dtype
+        if self.storage_dtype not in STORAGE_DTYPES:
+            raise UnknownChoiceError("storage dtype", self.storage_dtype, STORAGE_DTYPES)
         if isinstance(chunk_rows, bool) or int(chunk_rows) != chunk_rows or chunk_rows <= 0:
             raise ConfigError(f"chunk_rows {chunk_rows!r} must be a positive integer")
         self.chunk_rows = int(chunk_rows)
-        self.manifest_digest = check_digest(manifest_digest)
-        self.toolkit_version = ssl_ser.__version__ if toolkit_version is None else toolkit_version
-
-    def with_storage_dtype(self, storage_dtype: str) -> Header:
-        """A copy of this header with another storage dtype (for a converted file)."""
-        return Header(
-            self.key,
-            self.layers,
-            self.dim,
-            self.poolings,
-            storage_dtype,
-            self.chunk_rows,
-            self.manifest_digest,
-            self.toolkit_version,
-        )
+        self.manifest_digest = check_digest(self.manifest_digest)
 
     def differences(self, requested: Header) -> list[str]:
         """Key fields, then layout fields (layers, dim...), that differ from `requested`."""
@@ -523,7 +511,7 @@ def check_space(target: Path, needed: int) -> None:
     """
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        reserved = _reserve(fd, needed)
+        reserved = reserve(fd, needed)
     finally:
         os.close(fd)
     os.truncate(target, 0)
@@ -531,7 +519,7 @@ def check_space(target: Path, needed: int) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target))
 
 
-def _reserve(fd: int, size: int) -> bool:
+def reserve(fd: int, size: int) -> bool:
     """``posix_fallocate`` the first `size` bytes; False where the system cannot reserve."""
     if not hasattr(os, "posix_fallocate"):
         return False

@@ -41,20 +41,24 @@ unless ``keep``. Otherwise the missing shards are refused as usual.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import re
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
 from tqdm.auto import tqdm
 
+import ssl_ser
 from ssl_ser.cache import layout
 from ssl_ser.cache.layout import FAILED, FEATURES, FINGERPRINT, IDS, MISSING, REASON, SLOT
 from ssl_ser.cache.lock import WriterLock
@@ -335,17 +339,10 @@ def merge(target: str | Path, keep: bool = False, progress: bool = False) -> Mer
         summary = _leftovers(target, missing, keep)
         summary.seconds = time.perf_counter() - started
         return summary
-    locks = [WriterLock(target), *(WriterLock(path) for path in paths)]
-    shards: list[_Shard] = []
-    try:
-        for lock in locks:
-            lock.acquire()
-        shards = [_open_shard(path) for path in paths]
+    with _locked(target, paths) as shards:
+        shards.extend(_open_shard(path) for path in paths)
         ids, sources = _plan_merge(target, shards)
-        summary = MergeSummary(target, len(shards), rows=len(ids))
-        states = np.concatenate([s.states for s in shards]) if shards else np.array([])
-        summary.complete = int((states >= 0).sum())
-        summary.failed = int((states == FAILED).sum())
+        summary = _summary(target, len(shards), np.concatenate([s.states for s in shards]))
         header = _merged_header(shards)
         if target.exists() and _holds(target, header, ids, shards):
             summary.already_merged = True
@@ -353,16 +350,9 @@ def merge(target: str | Path, keep: bool = False, progress: bool = False) -> Mer
         else:
             _refuse_other_target(target, header, ids)
             _write_merged(target, header, ids, shards, sources, progress)
-        for shard in shards:
-            shard.file.close()
+        _close(shards)
         if not keep:
             summary.removed = _remove(paths)
-    finally:
-        for shard in shards:
-            if shard.file.id.valid:
-                shard.file.close()
-        for lock in locks:
-            lock.release()
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -393,13 +383,6 @@ def refuse_mixed_counts(target: str | Path, found: dict[int, dict[int, Path]]) -
             f"{target}: shard files of different shard counts lie beside it: {counts}. "
             "Remove the shards of the run you abandoned, then merge again."
         )
-
-
-def refuse_mixed_counts_at(target: str | Path) -> dict[int, dict[int, Path]]:
-    """:func:`shard_counts` of `target`, refusing several shard counts beside it."""
-    found = shard_counts(target)
-    refuse_mixed_counts(target, found)
-    return found
 
 
 def target_row_differences(target: str | Path, ids: Sequence[str], manifest_digest: str) -> str:
@@ -587,16 +570,32 @@ def _plan_merge(target: Path, shards: Sequence[_Shard]) -> tuple[list[str], list
 
 def _merged_header(shards: Sequence[_Shard]) -> layout.Header:
     """The header of the merged file: the shards' key and layout, the whole corpus's digest."""
-    first = shards[0]
-    return layout.Header(
-        first.header.key,
-        first.header.layers,
-        first.header.dim,
-        first.header.poolings,
-        first.header.storage_dtype,
-        first.header.chunk_rows,
-        manifest_digest=first.record.manifest_digest,
-    )
+    digest = shards[0].record.manifest_digest
+    return replace(shards[0].header, manifest_digest=digest, toolkit_version=ssl_ser.__version__)
+
+
+@contextlib.contextmanager
+def _locked(target: Path, paths: Sequence[Path]) -> Iterator[list[_Shard]]:
+    """Hold the writer locks of `target` and of the shard files `paths` while inside.
+
+    Yields the list to put the shards opened under the locks in; they are closed
+    on the way out.
+    """
+    opened: list[_Shard] = []
+    with contextlib.ExitStack() as stack:
+        for path in (target, *paths):
+            stack.enter_context(WriterLock(path))
+        try:
+            yield opened
+        finally:
+            _close(opened)
+
+
+def _close(opened: Sequence[_Shard]) -> None:
+    """Close the shard files that are still open."""
+    for shard in opened:
+        if shard.file.id.valid:
+            shard.file.close()
 
 
 def _leftovers(target: Path, missing: MissingShardsError, keep: bool) -> MergeSummary:
@@ -614,13 +613,9 @@ def _leftovers(target: Path, missing: MissingShardsError, keep: bool) -> MergeSu
     files = [p for p in missing.files.values() if p.is_file()]
     records = [record_path(p) for p in missing.files.values() if not p.is_file()]
     records = [p for p in records if p.is_file()]
-    locks = [WriterLock(target), *(WriterLock(path) for path in files)]
-    opened: list[_Shard] = []
-    try:
-        for lock in locks:
-            lock.acquire()
+    with _locked(target, files) as opened:
         try:
-            opened = [_open_shard(path) for path in files]
+            opened.extend(_open_shard(path) for path in files)
             orphans = [ShardRecord.read(path) for path in records]
             summary = _check_leftovers(target, missing.shards, opened, orphans)
         except CacheError as error:
@@ -629,19 +624,12 @@ def _leftovers(target: Path, missing: MissingShardsError, keep: bool) -> MergeSu
                 missing.shards,
                 missing.files,
             ) from error
-        for shard in opened:
-            shard.file.close()
+        _close(opened)
         summary.leftovers = [*files, *records]
         if not keep:
             summary.removed = _remove(files)
             for path in records:
                 path.unlink(missing_ok=True)
-    finally:
-        for shard in opened:
-            if shard.file.id.valid:
-                shard.file.close()
-        for lock in locks:
-            lock.release()
     logger.info("%s already merged; %d leftover shard file(s)", target, len(summary.leftovers))
     return summary
 
@@ -650,12 +638,8 @@ def _check_leftovers(
     target: Path, count: int, opened: Sequence[_Shard], orphans: Sequence[ShardRecord]
 ) -> MergeSummary:
     """A summary of `target` if it holds the rows of every remaining shard; else CacheError."""
-    with layout.open_h5(target, "r") as file:
-        header = layout.Header.read(file, target)
-        ids = list(file[IDS].asstr()[:])
-        states = file[SLOT][: len(ids)].astype(np.int64)
-        prints = _prints(file, len(ids))
-        reasons = file[REASON][: len(ids)]
+    stored = _Target.read(target)
+    header, ids = stored.header, stored.ids
     for record, name in [
         *((s.record, s.name) for s in opened),
         *((r, f"shard {r.shard}/{r.shards} (record only)") for r in orphans),
@@ -675,18 +659,15 @@ def _check_leftovers(
                 f"{name}: {len(wrong)} of its utterances are not at their manifest rows in "
                 f"the cache (e.g. {', '.join(wrong[:SHOWN])})"
             )
-    row_of = {utt_id: row for row, utt_id in enumerate(ids)}
     for shard in opened:
         differences = header.differences(shard.header)
         if differences:
             raise CacheKeyMismatchError(
                 f"{shard.name} was built with another key: " + "; ".join(differences)
             )
-        if not _holds_shard(states, prints, reasons, row_of, shard):
+        if not stored.holds(shard):
             raise CacheError(f"the cache's row states or fingerprints differ from {shard.name}")
-    summary = MergeSummary(target, count, rows=len(ids), already_merged=True)
-    summary.complete = int((states >= 0).sum())
-    summary.failed = int((states == FAILED).sum())
+    summary = _summary(target, count, stored.states, already_merged=True)
     present = {s.number for s in opened}
     summary.gone = [k for k in range(1, count + 1) if k not in present]
     return summary
@@ -694,44 +675,61 @@ def _check_leftovers(
 
 def _holds(target: Path, header: layout.Header, ids: list[str], shards: Sequence[_Shard]) -> bool:
     """Whether the existing `target` holds exactly the shards' rows (a merge done before)."""
-    with layout.open_h5(target, "r") as file:
-        stored = layout.Header.read(file, target)
-        if stored.differences(header) or stored.manifest_digest != header.manifest_digest:
-            return False
-        if list(file[IDS].asstr()[:]) != ids:
-            return False
-        states = file[SLOT][: len(ids)].astype(np.int64)
-        prints = _prints(file, len(ids))
-        reasons = file[REASON][: len(ids)]
-    row_of = {utt_id: row for row, utt_id in enumerate(ids)}
-    return all(_holds_shard(states, prints, reasons, row_of, shard) for shard in shards)
+    stored = _Target.read(target)
+    if stored.header.differences(header) or stored.header.manifest_digest != header.manifest_digest:
+        return False
+    return stored.ids == ids and all(stored.holds(shard) for shard in shards)
 
 
-def _holds_shard(
-    states: np.ndarray,
-    prints: np.ndarray | None,
-    reasons: np.ndarray,
-    row_of: dict[str, int],
-    shard: _Shard,
-) -> bool:
-    """Whether a target's row states, fingerprints and reasons are those of `shard`'s rows."""
-    rows = np.array([row_of[u] for u in shard.record.ids], dtype=np.int64)
-    mine = states[rows]
-    if not np.array_equal(mine >= 0, shard.states >= 0):
-        return False
-    if not np.array_equal(mine == FAILED, shard.states == FAILED):
-        return False
-    stored = _prints(shard.file, len(shard.file[IDS]))
-    if len(rows) and stored is not None:
-        theirs = stored[shard.rows]
-        if prints is None or not np.array_equal(prints[rows], theirs):
+@dataclass
+class _Target:
+    """The header and row index of an existing cache file, to compare with shards."""
+
+    header: layout.Header
+    ids: list[str]
+    states: np.ndarray
+    prints: np.ndarray | None
+    reasons: np.ndarray
+
+    @classmethod
+    def read(cls, path: Path) -> _Target:
+        """Read them from the cache file at `path`."""
+        with layout.open_h5(path, "r") as file:
+            header = layout.Header.read(file, path)
+            ids = list(file[IDS].asstr()[:])
+            states = file[SLOT][: len(ids)].astype(np.int64)
+            return cls(header, ids, states, _prints(file, len(ids)), file[REASON][: len(ids)])
+
+    @cached_property
+    def row_of(self) -> dict[str, int]:
+        """The row of each utterance id."""
+        return {utt_id: row for row, utt_id in enumerate(self.ids)}
+
+    def holds(self, shard: _Shard) -> bool:
+        """Whether the row states, fingerprints and reasons are those of `shard`'s rows."""
+        rows = np.array([self.row_of[u] for u in shard.record.ids], dtype=np.int64)
+        mine = self.states[rows]
+        if not np.array_equal(mine >= 0, shard.states >= 0):
             return False
-    failed = shard.states == FAILED
-    if failed.any():
-        theirs = shard.file[REASON][: len(shard.file[IDS])][shard.rows[failed]]
-        if not np.array_equal(reasons[rows[failed]], theirs):
+        if not np.array_equal(mine == FAILED, shard.states == FAILED):
             return False
-    return True
+        stored = _prints(shard.file, len(shard.file[IDS]))
+        if len(rows) and stored is not None:
+            theirs = stored[shard.rows]
+            if self.prints is None or not np.array_equal(self.prints[rows], theirs):
+                return False
+        failed = shard.states == FAILED
+        if failed.any():
+            theirs = shard.file[REASON][: len(shard.file[IDS])][shard.rows[failed]]
+            if not np.array_equal(self.reasons[rows[failed]], theirs):
+                return False
+        return True
+
+
+def _summary(target: Path, shards: int, states: np.ndarray, **fields: Any) -> MergeSummary:
+    """The summary of a merged `target` whose rows have `states` (counted complete, failed)."""
+    complete, failed = int((states >= 0).sum()), int((states == FAILED).sum())
+    return MergeSummary(target, shards, len(states), complete, failed, **fields)
 
 
 def _refuse_other_target(target: Path, header: layout.Header, ids: Sequence[str]) -> None:

@@ -29,6 +29,7 @@ for rows kept (a touched file, or a row of a cache built before fingerprints).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import gc
 import logging
@@ -177,8 +178,7 @@ class CacheWriter(HeaderFields):
             "; ".join(self._index_problems),
             len(self._index_redo),
         )
-        self._replace_with(self.header, self._ids, source=file)
-        self._load(self.header)
+        self._rebuild(self._ids)
 
     def _add_fingerprints(self, header: Header) -> None:
         """Give a file built before fingerprints recorded the audio's path the current dataset.
@@ -201,15 +201,11 @@ class CacheWriter(HeaderFields):
                 return
             ids = layout.read_index(source, self.path, tolerant=True).ids
             logger.info("adding audio fingerprints to %s (%d row(s) kept)", self.path, len(ids))
-            try:
-                self._replace_with(header, ids, source=source)
-            except BaseException:
-                self._sidecar().unlink(missing_ok=True)
-                raise
+            self._replace_with(header, ids, source=source)
 
     def _convert(self, header: Header, requested: Header) -> Header:
         """Rebuild the file in the requested storage dtype, or say how (see `convert_dtype`)."""
-        same_dtype = requested.with_storage_dtype(header.storage_dtype)
+        same_dtype = dataclasses.replace(requested, storage_dtype=header.storage_dtype)
         layout.check_key(self.path, header.differences(same_dtype))
         old, new = header.storage_dtype, requested.storage_dtype
         if self.read_only:
@@ -221,17 +217,13 @@ class CacheWriter(HeaderFields):
                 f"it, keeping its rows (ser extract: --storage-dtype {new}; in Python: "
                 "convert_dtype=True)"
             )
-        converted = header.with_storage_dtype(new)
+        converted = dataclasses.replace(header, storage_dtype=new)
         with layout.open_h5(self.path, "r") as source:
             ids = layout.read_index(source, self.path, tolerant=True).ids
             logger.warning(
                 "converting cache %s from %s to %s (%d row(s) kept)", self.path, old, new, len(ids)
             )
-            try:
-                self._replace_with(converted, ids, source=source)
-            except BaseException:
-                self._sidecar().unlink(missing_ok=True)
-                raise
+            self._replace_with(converted, ids, source=source)
         return layout.read_header(self.path)
 
     def _load(self, header: Header) -> None:
@@ -272,14 +264,10 @@ class CacheWriter(HeaderFields):
         (``posix_fallocate``, which never changes stored bytes), so a full disk is
         met here, with nothing written, not in the middle of a commit.
         """
-        if not hasattr(os, "posix_fallocate"):
-            return
         fd = self._require_file().id.get_vfd_handle()
         try:
-            os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+            layout.reserve(fd, os.fstat(fd).st_size)  # False where the system cannot reserve
         except OSError as error:
-            if error.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENODEV, errno.ENOSYS):
-                return  # the file system cannot reserve; writes are still checked
             raise layout.storage_error(self.path, error, "reserve disk space for") from error
 
     def _sidecar(self) -> Path:
@@ -294,20 +282,35 @@ class CacheWriter(HeaderFields):
     ) -> None:
         """Build a complete new file beside the cache, then rename it over the cache.
 
-        A build that fails (a full disk) removes its half-built file and leaves the
-        cache as it was.
+        A build or rename that fails (a full disk) removes the new file and leaves
+        the cache as it was.
         """
         sidecar = self._sidecar()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise layout.storage_error(self.path, error, "create the folder of") from error
-        layout.build(
-            sidecar, header, ids, source=source, progress=self.progress, rows=rows, cache=self.path
-        )
-        self._close_file()
-        os.replace(sidecar, self.path)
+        try:
+            layout.build(
+                sidecar,
+                header,
+                ids,
+                source=source,
+                progress=self.progress,
+                rows=rows,
+                cache=self.path,
+            )
+            self._close_file()
+            os.replace(sidecar, self.path)
+        except BaseException:
+            sidecar.unlink(missing_ok=True)
+            raise
         layout.fsync_dir(self.path.parent)
+
+    def _rebuild(self, ids: list[str], rows: np.ndarray | None = None) -> None:
+        """:meth:`_replace_with` the live file (same header, `ids`, copying `rows`), reopened."""
+        self._replace_with(self.header, ids, source=self._require_file(), rows=rows)
+        self._load(self.header)
 
     def _read_only_error(self, action: str) -> CacheError:
         return CacheError(
@@ -347,8 +350,7 @@ class CacheWriter(HeaderFields):
             raise self._read_only_error(f"add {len(new)} utterance(s) to")
         self.flush()
         logger.info("adding %d row(s) to %s (%d stored)", len(new), self.path, len(self._ids))
-        self._replace_with(self.header, self._ids + new, source=self._require_file())
-        self._load(self.header)
+        self._rebuild(self._ids + new)
         return len(new)
 
     def set_manifest_digest(self, digest: str) -> None:
@@ -428,8 +430,7 @@ class CacheWriter(HeaderFields):
         changed = sorted(set(rows))
         kept = np.arange(len(self._ids), dtype=np.int64)
         kept[changed] = -1
-        self._replace_with(self.header, self._ids, source=self._require_file(), rows=kept)
-        self._load(self.header)
+        self._rebuild(self._ids, kept)
         logger.info("%d row(s) of %s marked for extraction again", len(changed), self.path)
         return len(changed)
 
@@ -477,30 +478,24 @@ class CacheWriter(HeaderFields):
     def _repair_features(self, progress: bool, add_checksums: bool) -> list[str]:
         """:meth:`repair` for the rows whose features are corrupt (the index is mended on open)."""
         file = self._require_file()
-        bad = inspection.corrupt_rows(file, self.header, self._slots, progress)
-        if not bad and inspection.damaged_free_chunks(file, self.header, self._slots):
-            if self.read_only:
-                raise self._read_only_error("rebuild (a chunk holding no row is damaged)")
-            logger.warning("%s: a chunk holding no row is damaged; rebuilding the file", self.path)
-            self._replace_with(self.header, self._ids, source=file)
-            self._load(self.header)
+        bad = sorted(inspection.corrupt_rows(file, self.header, self._slots, progress))
+        if bad:
+            action = f"re-extract {len(bad)} corrupt row(s) of"
+            note = f"{len(bad)} corrupt row(s) will be extracted again"
+        elif inspection.damaged_free_chunks(file, self.header, self._slots):
+            action = "rebuild (a chunk holding no row is damaged)"
+            note = "a chunk holding no row is damaged; rebuilding the file"
+        elif add_checksums and not inspection.has_checksums(file):
+            action, note = "add checksums to", "rebuilding it with per-chunk checksums"
+        else:
             return []
-        if not bad:
-            if add_checksums and not inspection.has_checksums(file):
-                if self.read_only:
-                    raise self._read_only_error("add checksums to")
-                logger.warning("%s: rebuilding it with per-chunk checksums", self.path)
-                self._replace_with(self.header, self._ids, source=file)
-                self._load(self.header)
-            return []
-        ids = [self._ids[row] for row in sorted(bad)]
         if self.read_only:
-            raise self._read_only_error(f"re-extract {len(ids)} corrupt row(s) of")
-        logger.warning("%s: %d corrupt row(s) will be extracted again", self.path, len(ids))
+            raise self._read_only_error(action)
+        logger.warning("%s: %s", self.path, note)
+        ids = [self._ids[row] for row in bad]
         rows = np.arange(len(self._ids), dtype=np.int64)
-        rows[sorted(bad)] = -1
-        self._replace_with(self.header, self._ids, source=file, rows=rows)
-        self._load(self.header)
+        rows[bad] = -1
+        self._rebuild(self._ids, rows)
         return ids
 
     def prune(self, keep: Iterable[str]) -> list[str]:
@@ -517,10 +512,7 @@ class CacheWriter(HeaderFields):
         if self.read_only:
             raise self._read_only_error(f"drop {len(dropped)} row(s) from")
         self.flush()
-        ids = [self._ids[row] for row in kept]
-        rows = np.array(kept, dtype=np.int64)
-        self._replace_with(self.header, ids, source=self._require_file(), rows=rows)
-        self._load(self.header)
+        self._rebuild([self._ids[row] for row in kept], np.array(kept, dtype=np.int64))
         return dropped
 
     # ------------------------------------------------------------------ writing

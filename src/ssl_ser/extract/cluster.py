@@ -126,24 +126,17 @@ def extract_on_dask(
 ) -> list[ExtractSummary]:
     """Extract on a Dask cluster as N shards, then merge: the files of a single process.
 
-    Args:
-        manifest_df: the manifest (validated here, sent once to each worker).
-        config: what to compute.
-        cache_dir: root of the caches; must be shared with every worker.
-        condition: one condition or several.
-        address: a scheduler address (``tcp://host:8786``) or ``local``.
-        shards_count: N; default the N of shard files already there (a re-run
-            resumes them), else one shard per GPU the cluster declares with
-            ``--device cuda``, else one per worker thread.
-        device: as for :func:`ssl_ser.extract.extract`; ``cuda`` or ``cuda:N`` (and
-            ``auto`` where workers declare GPUs) ask each task for ``GPU=1`` and run
-            it on ``cuda``, the worker's own GPU; ``auto`` with ``local`` is ``cuda``
-            when this machine has a GPU.
-        progress: show a progress bar over shards and merges.
-        keep_shards: keep the shard files after the merge.
-        local_processes: ``local`` only: workers in processes (False: threads of
-            this process, quick to start, for tests and small runs).
-        options: the other keyword options of :func:`ssl_ser.extract.extract`.
+    `manifest_df` is sent once to each worker, and `cache_dir` must be shared with
+    them; `address` is a scheduler address (``tcp://host:8786``) or ``local``.
+    `shards_count` (N) defaults to the N of the shard files already there (a
+    re-run resumes them), else one shard per GPU the cluster declares with
+    ``--device cuda``, else one per worker thread. A `device` ``cuda`` or
+    ``cuda:N`` (and ``auto`` where workers declare GPUs) asks each task for
+    ``GPU=1`` and runs it on ``cuda``, the worker's own GPU; ``auto`` with
+    ``local`` is ``cuda`` when this machine has a GPU. `local_processes` (``local``
+    only): workers in processes (False: threads of this process, quick to start,
+    for tests and small runs). The other options are those of
+    :func:`ssl_ser.extract.extract`.
 
     Returns:
         One summary per condition and corpus, for the merged cache files.
@@ -177,11 +170,16 @@ def extract_on_dask(
         device = _local_auto_device()
     started = time.perf_counter()
     with _client(address, device, local_processes) as client:
-        gpu = use_gpus(device, _declared_gpus(client))
-        count = shards_count or existing or _default_shards(client, gpu)
+        declared = _declared_gpus(client)
+        gpu = use_gpus(device, declared)
+        count = shards_count or existing or _default_shards(client, gpu, declared)
         shards.check_shard(1, count)
-        if gpu:
-            _require_gpu_workers(client, address)
+        if gpu and not declared:
+            raise ConfigError(
+                f"--device cuda asks each shard for a GPU, but no worker of {address} declares "
+                f"one; start workers with `--resources {GPU_RESOURCE}=1` (one per GPU, each with "
+                "its own CUDA_VISIBLE_DEVICES), or use --device cpu"
+            )
         sent = task_device(device, gpu)
         if sent != device:
             log.warning(
@@ -230,7 +228,8 @@ def check_targets(
     for name in conditions:
         for corpus, rows in table.groupby("corpus", sort=True):
             target = cache.cache_path(cache_dir, config.slug(), str(corpus), name)
-            counts = shards.refuse_mixed_counts_at(target)
+            counts = shards.shard_counts(target)
+            shards.refuse_mixed_counts(target, counts)
             for count, files in counts.items():
                 found.setdefault(count, []).extend(files.values())
             if not counts and target.exists():
@@ -312,7 +311,7 @@ def _finished(
 ) -> bool:
     """Whether cache `target` holds this run's result for every row (:func:`finished_caches`)."""
     from ssl_ser.cache import layout
-    from ssl_ser.extract.runner import key_of
+    from ssl_ser.extract.runner import cache_key
 
     if not target.exists():
         return False
@@ -320,7 +319,7 @@ def _finished(
     if shards.target_row_differences(target, ids, manifest.rows_digest(rows)):
         return False
     source = options.get("telephone_source", "derived")
-    key = key_of(identity, config, condition, source)
+    key = cache_key(identity, config, condition, source)
     with layout.open_h5(target, "r") as file:
         header = layout.Header.read(file, target)
         if layout.key_differences(header.key, layout.normalize_key(key)):
@@ -435,23 +434,12 @@ def _local_auto_device() -> str:
     return "cuda" if torch.cuda.is_available() else "auto"
 
 
-def _default_shards(client: Any, gpu: bool) -> int:
+def _default_shards(client: Any, gpu: bool, declared: int) -> int:
     """One shard per declared GPU (CUDA runs), else one per worker thread."""
     if gpu:
-        return max(_declared_gpus(client), 1)
+        return max(declared, 1)
     workers = client.scheduler_info(n_workers=-1)["workers"].values()
     return max(sum(int(w.get("nthreads", 1)) for w in workers), 1)
-
-
-def _require_gpu_workers(client: Any, address: str) -> None:
-    """Refuse a CUDA run on a cluster where no worker declares the GPU resource."""
-    workers = client.scheduler_info(n_workers=-1)["workers"].values()
-    if not any(w.get("resources", {}).get(GPU_RESOURCE, 0) for w in workers):
-        raise ConfigError(
-            f"--device cuda asks each shard for a GPU, but no worker of {address} declares "
-            f"one; start workers with `--resources {GPU_RESOURCE}=1` (one per GPU, each with "
-            "its own CUDA_VISIBLE_DEVICES), or use --device cpu"
-        )
 
 
 def _describe(client: Any) -> str:

@@ -65,24 +65,16 @@ class ExtractorConfig:
     Attributes:
         model: a Hugging Face hub id (``facebook/wav2vec2-base``), a local model
             folder, or one of :data:`CLASSIC_MODELS`.
-        revision: hub branch, tag or commit; ``None`` takes the default branch.
-            The commit actually loaded goes into the cache key either way.
-        dtype: compute precision; ``float16``/``bfloat16`` run under autocast.
-        poolings: statistics over the valid frames, stored separately.
         sample_rate: rate (Hz) the audio is resampled to before the model (and
             before ``mfcc``/``logmel``); ``egemaps`` runs at each recording's
             own rate instead (see :mod:`ssl_ser.extract.classic`).
-        max_seconds: longest stretch of audio the model sees at once; ``None`` is
-            no limit (Whisper's encoder always sees at most 30 s).
-        long_audio: for audio longer than `max_seconds`: ``window`` cuts it into
-            equal windows of at most `max_seconds`, runs each and pools over the
-            frames of all windows; ``crop`` keeps only the first `max_seconds`.
-        whisper_trim: feed Whisper's encoder only the log-mel frames of the real
-            audio instead of the fixed 30 s window. Much faster on short clips,
-            but it changes what the model sees (it was trained on 30 s windows),
-            so the features differ from the untrimmed ones.
         n_mels: mel bands of the ``mfcc`` and ``logmel`` baselines.
         n_mfcc: cepstral coefficients of the ``mfcc`` baseline (c0 included).
+
+    The other fields are the :class:`~ssl_ser.extract.settings.ExtractSettings`
+    fields of the same name (see their help). The commit a `revision` resolves to
+    goes into the cache key either way; `whisper_trim` changes the features because
+    Whisper was trained on 30 s windows.
     """
 
     model: str

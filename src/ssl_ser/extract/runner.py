@@ -27,6 +27,7 @@ their source.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -213,37 +214,12 @@ def extract(
 ) -> list[ExtractSummary]:
     """Extract pooled features of every hidden layer into one cache file per corpus.
 
-    Args:
-        manifest_df: manifest (see :mod:`ssl_ser.manifest`); rows of several corpora
-            go to several files.
-        config: what to compute (model, dtype, poolings, long-audio policy).
-        cache_dir: root of the caches: ``DIR/<config slug>/<corpus>/<condition>.h5``.
-        condition: ``clean`` or ``telephone``, or several of them: the model loads
-            once and each condition gets its own cache file per corpus.
-        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (not part of the cache key).
-        batch_seconds: padded seconds of audio per forward pass; lower it when
-            memory runs out (not part of the cache key).
-        workers: DataLoader worker processes for loading audio (0: in this
-            process); default :func:`default_workers`.
-        telephone_source: ``derived`` or ``folder`` (see :func:`ssl_ser.audio.load_utterance`).
-        storage_dtype: ``float16`` or ``float32`` in the cache file, or ``auto``:
-            an existing file's own dtype, else float32 for classic baselines and
-            float16 for models. An explicit dtype other than an existing file's
-            converts that file (its rows are kept; see :class:`ssl_ser.cache.CacheWriter`).
-        retry_failed: try utterances recorded as failed by an earlier run again
-            (default :data:`~ssl_ser.extract.config.RETRY_FAILED`: no; a failed row
-            whose audio changed since is tried again either way).
-        verify_cache: before extracting, read every stored chunk of each cache and
-            mark the rows that fail their checksum or hold NaN/inf not complete, so
-            they are extracted again (see :meth:`ssl_ser.cache.CacheWriter.repair`).
-        progress: show a progress bar (audio seconds, with a rate).
-        shard: ``(K, N)``: extract only shard K of N (K from 1) of the manifest,
-            balanced by duration (see :mod:`ssl_ser.extract.sharding`), into shard
-            files beside the cache files (``<condition>.shard-K-of-N.h5``, see
-            :mod:`ssl_ser.cache.shards`); ``ser cache merge`` combines them.
-        rehash: hash the audio of every committed row, not only of rows whose
-            path, size or modification time changed: the certain check, which also
-            catches a file replaced by other audio of equal size and time.
+    Each corpus of `manifest_df` gets its own file per condition,
+    ``cache_dir/<config slug>/<corpus>/<condition>.h5``; with several conditions
+    the model loads once. The keyword options are the fields of
+    :class:`~ssl_ser.extract.settings.ExtractSettings` of the same name (see
+    their help); `shard` is ``(K, N)`` (see :mod:`ssl_ser.cache.shards`), and
+    `progress` draws a bar of audio seconds.
 
     Returns:
         One summary per condition and corpus, in that order (corpora by name);
@@ -295,7 +271,7 @@ def extract(
             if shard is not None and assignment is not None:
                 _warn_merged(path, shard)
                 rows, path, record = _shard_rows(rows, path, assignment, shard)
-                on_locked = _record_writer(record, shards.record_path(path))
+                on_locked = functools.partial(record.write, shards.record_path(path))
             summaries.append(
                 job.run_corpus(str(corpus), rows, path, storage_dtype, retry_failed, on_locked)
             )
@@ -310,7 +286,8 @@ def _shard_rows(
     The record (see :class:`ssl_ser.cache.shards.ShardRecord`) holds each row's
     place in the corpus's manifest order and the whole corpus's digest, which the
     merge needs to rebuild the file a single process writes. It is written only
-    once the shard file's writer lock is held (see :func:`_record_writer`).
+    once the shard file's writer lock is held: a second launch of a running shard
+    must not replace its record before it finds the shard locked.
     """
     number, count = shard
     mine = (assignment.loc[rows.index] == number).to_numpy()
@@ -347,15 +324,6 @@ def _warn_merged(path: Path, shard: tuple[int, int]) -> None:
         )
 
 
-def _record_writer(record: shards.ShardRecord, path: Path) -> Callable[[], None]:
-    """Write `record` to `path` when called: after the shard's lock is taken.
-
-    A second launch of a running shard must not replace its record before it
-    finds the shard locked.
-    """
-    return lambda: record.write(path)
-
-
 def prepared_batches(dataset: Dataset, workers: int, batch_size: int = 16) -> DataLoader:
     """Batches (lists) of a dataset's prepared items, loaded `workers` processes ahead.
 
@@ -382,22 +350,16 @@ def utterance_stats(stats: FrameStats, segments_per_utterance: Sequence[int]) ->
 
 
 def cache_key(
-    backbone: Backbone, config: ExtractorConfig, condition: str, telephone_source: str
+    identity: Mapping[str, Any], config: ExtractorConfig, condition: str, telephone_source: str
 ) -> dict[str, Any]:
     """The flat key that identifies the features of one cache file.
 
-    It holds what the numbers depend on: the model and its revision, the config,
-    the rate (``native`` for eGeMAPS), the condition's chain, the poolings and the
-    family's feature version (see :mod:`ssl_ser.extract.config`), not the
-    toolkit's version, which the file records beside the key.
+    It holds what the numbers depend on: the model and its revision (a backbone's
+    ``identity``, see :func:`backbones.identity_of`), the config, the rate
+    (``native`` for eGeMAPS), the condition's chain, the poolings and the family's
+    feature version (see :mod:`ssl_ser.extract.config`), not the toolkit's version,
+    which the file records beside the key.
     """
-    return key_of(backbone.identity, config, condition, telephone_source)
-
-
-def key_of(
-    identity: Mapping[str, Any], config: ExtractorConfig, condition: str, telephone_source: str
-) -> dict[str, Any]:
-    """:func:`cache_key` from a backbone's identity (see :func:`backbones.identity_of`)."""
     condition_params = dict(audio.condition_params(condition))
     if condition == "telephone":
         condition_params["telephone_source"] = telephone_source
@@ -460,7 +422,7 @@ class _Job:
         record there), before anything is read or written.
         """
         backbone = self.backbone
-        key = cache_key(backbone, self.config, self.condition, self.telephone_source)
+        key = cache_key(backbone.identity, self.config, self.condition, self.telephone_source)
         layers = [str(i) for i in range(backbone.states)]
         model = Path(str(backbone.identity["model"])).name
         summary = ExtractSummary(corpus, self.condition, path, model, layers=backbone.states)
