@@ -1,42 +1,23 @@
 """Shard files of a cache, and merging them into the normal cache file.
 
-``ser extract --shard K/N`` writes one 1/N of a corpus's utterances into a shard
-file beside the normal cache file, ``DIR/<slug>/<corpus>/<condition>.shard-K-of-N.h5``
+``ser extract --shard K/N`` writes 1/N of a corpus's utterances into a shard file
+beside the normal cache file, ``DIR/<slug>/<corpus>/<condition>.shard-K-of-N.h5``
 (K counts from 1). A shard file is an ordinary cache file (same key, writer, lock
 and resume), so N shards run at once without touching each other's files, and a
-killed shard resumes like any cache. Beside each shard file a small JSON record
-(``<condition>.shard-K-of-N.json``, written atomically once the shard holds its lock)
-says which utterances the shard owns and where they sit in the corpus's manifest
-order, how many rows the corpus has, the digest of its manifest rows and the
-digest of their order (shards of one manifest file listed in two orders would
-place rows differently, so they are refused).
+killed shard resumes like any cache. Beside it, a JSON record (:class:`ShardRecord`,
+written atomically once the shard holds its lock) says which utterances the shard
+owns and where they sit in the corpus's manifest order.
 
-:func:`merge` combines the N shards of one cache file into that file, under the
-writer locks of the target and of every shard (a shard still being written is
-refused). It refuses, naming the files and utterances:
-
-- shard files of several shard counts (``-of-2`` beside ``-of-3``);
-- a missing shard (no file for some K), or a shard that has not finished (rows
-  neither complete nor failed);
-- shards built with different keys or layouts (another model, dtype, condition...);
-- shards made from different manifests (row count or manifest digest differ), or
-  from manifests listing the same rows in another order (order digest differs);
-- an utterance claimed by two shards, or a manifest position no shard holds;
-- an existing target that holds other rows than the shards.
-
-The merged file holds the corpus's utterances in manifest order (the order a
-single-process ``ser extract`` registers them), each row's state (complete or
-failed, with its reason), its audio fingerprint and its features, and the digest
-of the whole corpus's manifest rows: the same file a single process writes.
-Slots (where a row's features sit) follow the shards, one after the other; no
-reader depends on slot order. A merge is idempotent: a target that already holds
-exactly the shards' rows is recognised as merged. After a merge the shard files
-are removed (``keep=True`` keeps them). When some shards are gone but the target
-exists (a merge killed while removing the shard files, a shard deleted by hand
-after ``keep=True``), the remaining shards are checked against the target (key,
-manifest digest, ids at their positions, row states, reasons, fingerprints); if it
-holds them all, they are leftovers of a merge done before: reported, and removed
-unless ``keep``. Otherwise the missing shards are refused as usual.
+:func:`merge` combines the N shards into the file a single-process ``ser extract``
+writes (rows in manifest order, with their states, reasons, fingerprints,
+features and the whole corpus's manifest digest), under the writer locks of the
+target and of every shard. It refuses, naming files and utterances, whatever
+would not give that file: mixed shard counts, keys or manifests, a missing or
+unfinished shard, an utterance in two shards or a manifest row in none, an
+existing target holding other rows. Slots follow the shards, one after the other;
+no reader depends on slot order. A merge is idempotent and removes the shard
+files unless ``keep``; shards left by a merge done before are recognised as such
+(:func:`_leftovers`).
 """
 
 from __future__ import annotations
@@ -206,11 +187,9 @@ class ShardRecord:
 
 
 class MissingShardsError(CacheError):
-    """Some shard of a cache file is missing (no file); `files` holds those that are there.
+    """Some shard of a cache file is missing (no file); `files`: the path of each K found.
 
-    Attributes:
-        shards: N.
-        files: shard file path of each K found (a file, or only its record).
+    A K found may have only its record, no file.
     """
 
     def __init__(self, message: str, shards: int, files: dict[int, Path]):
@@ -221,18 +200,7 @@ class MissingShardsError(CacheError):
 
 @dataclass
 class MergeSummary:
-    """What :func:`merge` did for one cache file.
-
-    Attributes:
-        path: the merged cache file.
-        shards: N, how many shard files it came from.
-        rows: utterances of the corpus (rows of the merged file).
-        complete: rows with features.
-        failed: rows whose audio could not be processed (reasons kept).
-        already_merged: the target already held exactly the shards' rows.
-        removed: shard files (and records) removed after the merge.
-        seconds: wall time of the merge.
-    """
+    """What :func:`merge` did for one cache file (merged from `shards` shard files)."""
 
     path: Path
     shards: int
@@ -318,11 +286,6 @@ def merge_all(
 
 def merge(target: str | Path, keep: bool = False, progress: bool = False) -> MergeSummary:
     """Combine the shard files of cache file `target` into it (see the module docstring).
-
-    Args:
-        target: the normal cache file (``DIR/<slug>/<corpus>/<condition>.h5``).
-        keep: keep the shard files and records after a merge (default: remove them).
-        progress: show a progress bar while features are copied.
 
     Raises:
         CacheError: the shards cannot be merged (the message names files and ids);
@@ -819,10 +782,11 @@ def _copy_shards(
             complete = shard.states >= 0
             old = shard.states[complete]
             order = np.argsort(old, kind="stable")
-            new = np.empty(len(old), dtype=np.int64)
-            new[order] = offset + np.arange(len(old))
-            states[rows[complete]] = new
-            _copy_features(shard, file, np.sort(old), offset, bar)
+            slots = offset + np.arange(len(old))
+            states[rows[complete][order]] = slots
+            for pooling in shard.header.poolings:
+                source, copy = shard.file[FEATURES][pooling], file[FEATURES][pooling]
+                layout.copy_features(source, copy, old[order], slots, str(shard.path), bar)
             offset += len(old)
     file[SLOT][: len(sources)] = states.astype(np.int32)
     file[FINGERPRINT][: len(sources)] = prints
@@ -834,25 +798,6 @@ def _block_count(shard: _Shard) -> int:
         return 0
     chunk_rows = shard.file[FEATURES][shard.header.poolings[0]].chunks[1]
     return len(np.unique(used // chunk_rows))
-
-
-def _copy_features(
-    shard: _Shard, file: h5py.File, used: np.ndarray, offset: int, bar: tqdm
-) -> None:
-    """Copy the features at the shard's sorted slots `used` to slots offset, offset+1, ..."""
-    if not len(used):
-        return
-    for pooling in shard.header.poolings:
-        old, new = shard.file[FEATURES][pooling], file[FEATURES][pooling]
-        chunk_rows = old.chunks[1]
-        for block in np.unique(used // chunk_rows):
-            start = int(block) * chunk_rows
-            stop = min(start + chunk_rows, old.shape[1])
-            within = np.flatnonzero((used >= start) & (used < stop))
-            data = layout._read_block(old, start, stop, str(shard.path))[:, used[within] - start]
-            low = offset + int(within[0])
-            new[:, low : low + len(within)] = data
-            bar.update()
 
 
 def _prints(file: h5py.File, n_rows: int) -> np.ndarray | None:

@@ -11,19 +11,9 @@ rows of that commit stay not complete and the next run redoes them. The disk spa
 itself is taken when a file is built (see :mod:`.layout`), so on ordinary file
 systems a full disk stops a rebuild, never a commit.
 
-:meth:`CacheWriter.repair` finds complete rows whose features fail their chunk
-checksum or hold NaN/inf and rebuilds the file with them not complete, so they are
-extracted again; :meth:`CacheWriter.prune` drops rows no manifest needs.
-
 A complete cache in a folder the process cannot write (no lock file can be made)
 opens read-only: asking for nothing new works, anything that would write is a
 CacheError saying so.
-
-Each row also records the fingerprint of the audio it came from (committed with
-its features, see :mod:`ssl_ser.fingerprint`): :meth:`CacheWriter.fingerprints`
-reads them, :meth:`CacheWriter.invalidate` turns rows whose audio changed back
-into missing rows, and :meth:`CacheWriter.record_fingerprints` stores new ones
-for rows kept (a touched file, or a row of a cache built before fingerprints).
 """
 
 from __future__ import annotations
@@ -127,22 +117,18 @@ class CacheWriter(HeaderFields):
             logger.info("%s: folder not writable, opening the cache read-only", self.path)
             self.read_only = True
         try:
-            self._open_or_refuse(requested)
-        except BaseException:
+            self._open(requested)
+        except BaseException as error:
             self._close_file()
             self._lock.release()
+            if isinstance(error, KeyError):  # h5py: "Unable to synchronously open object (...)"
+                raise layout.damaged_error(self.path, error) from error
             raise
 
     # ----------------------------------------------------------------- opening
 
-    def _open_or_refuse(self, requested: Header) -> None:
-        """:meth:`_open`; an HDF5 object h5py cannot open (a damaged header) is one CacheError."""
-        try:
-            self._open(requested)
-        except KeyError as error:  # h5py's "Unable to synchronously open object (...)"
-            raise layout.damaged_error(self.path, error) from error
-
     def _open(self, requested: Header) -> None:
+        """Open (or create, convert, mend) the file; an HDF5 object h5py cannot open is KeyError."""
         sidecar = self._sidecar()
         if sidecar.exists() and not self.read_only:
             logger.info("removing %s left by an interrupted writer", sidecar)

@@ -1,47 +1,16 @@
 """Extraction on a Dask cluster: the shards of ``--shard K/N`` as tasks, then one merge.
 
-``ser extract ... --dask ADDRESS`` connects a ``dask.distributed.Client`` to a
-running scheduler (``tcp://host:8786``; workers started by ``dask worker``,
-dask-jobqueue on SLURM, or Kubernetes); ``--dask local`` starts a
-``LocalCluster`` on this machine. Each shard K of N is one task that runs exactly
-what ``ser extract --shard K/N`` runs, writing its shard file; when every shard
-is done, the client merges them (:func:`ssl_ser.cache.shards.merge`), so the files
-are the same as the manual path gives.
-
-What a task needs on a remote worker: the manifest (sent once to each worker,
-as a DataFrame), the extractor configuration (as its plain dict), and paths that
-the worker can read and write: the audio files, a local model folder, and the
-cache folder must lie on a file system the workers and this client share. The
-worker's Python environment must have ssl-ser installed.
-
-GPUs. With ``--device cuda`` (or ``cuda:N``) every task asks for the Dask
-resource ``GPU=1``, so a worker runs one extraction per GPU it declares, and runs
-it on ``cuda``: the GPU that worker sees (the index of ``cuda:N`` is ignored, since
-each worker sees only its own GPU, as ``cuda:0``). With ``--device auto`` on a
-cluster whose workers declare ``GPU``, tasks do the same. Start one worker per GPU,
-each seeing its own device::
-
-    CUDA_VISIBLE_DEVICES=0 dask worker tcp://host:8786 --nthreads 1 --resources GPU=1
-    CUDA_VISIBLE_DEVICES=1 dask worker tcp://host:8786 --nthreads 1 --resources GPU=1
-
-A cluster with no worker declaring ``GPU`` is refused at once instead of waiting
-forever. ``--dask local`` with CUDA starts one such worker per visible GPU
-(``CUDA_VISIBLE_DEVICES`` set per worker); on CPU it starts one worker (shards then
-run one after another: CPU extraction already uses every core).
-
-A re-run resumes: N defaults to the count of the shard files already beside the
-cache files (not to today's cluster size), and before anything is submitted
-:func:`check_targets` refuses a conflicting ``--shards``, shard files of several
-counts and an existing cache file whose rows are not the manifest's.
-
-A worker lost mid-task makes the scheduler run that shard again elsewhere; the
-shard resumes from its committed batches (the writer lock dies with the lost
-process). A shard that fails (bad options, out of memory) does not stop the
-others; the run ends with its error, and re-running resumes every shard.
-
-Dask workers run tasks in daemonic processes by default, which may not start
-DataLoader workers: there, audio is loaded in the task's own process (set
-``DASK_DISTRIBUTED__WORKER__DAEMON=False`` on the workers to keep loader processes).
+``ser extract ... --dask ADDRESS`` connects to a running scheduler, ``--dask local``
+starts a ``LocalCluster`` here. Each shard K of N is one task that runs exactly
+what ``ser extract --shard K/N`` runs; when every shard is done, the client merges
+them (:func:`ssl_ser.cache.shards.merge`), so the files are those the manual path
+gives. Tasks get the manifest and the extractor configuration as plain values:
+audio, a local model folder and the cache folder must be on a file system the
+workers and the client share. With CUDA every task asks for the Dask resource
+``GPU=1`` and runs on ``cuda``, the one GPU its worker sees. A re-run resumes the
+shard files already there, with their N; :func:`check_targets` refuses, before
+anything is submitted, what the merge would refuse. Setting up workers (one per
+GPU, daemonic processes): ``docs/scale-out.md``.
 """
 
 from __future__ import annotations
@@ -126,17 +95,12 @@ def extract_on_dask(
 ) -> list[ExtractSummary]:
     """Extract on a Dask cluster as N shards, then merge: the files of a single process.
 
-    `manifest_df` is sent once to each worker, and `cache_dir` must be shared with
-    them; `address` is a scheduler address (``tcp://host:8786``) or ``local``.
-    `shards_count` (N) defaults to the N of the shard files already there (a
-    re-run resumes them), else one shard per GPU the cluster declares with
-    ``--device cuda``, else one per worker thread. A `device` ``cuda`` or
-    ``cuda:N`` (and ``auto`` where workers declare GPUs) asks each task for
-    ``GPU=1`` and runs it on ``cuda``, the worker's own GPU; ``auto`` with
-    ``local`` is ``cuda`` when this machine has a GPU. `local_processes` (``local``
-    only): workers in processes (False: threads of this process, quick to start,
-    for tests and small runs). The other options are those of
-    :func:`ssl_ser.extract.extract`.
+    `address`, `shards_count` and `keep_shards` are ``--dask``, ``--shards`` and
+    ``--keep-shards`` (see their help); N defaults first to that of the shard files
+    already there (a re-run resumes them). ``--device auto`` with ``local`` is
+    ``cuda`` when this machine has a GPU. `local_processes` (``local`` only): False
+    runs workers in threads of this process, quick to start, for tests and small
+    runs. The other options are those of :func:`ssl_ser.extract.extract`.
 
     Returns:
         One summary per condition and corpus, for the merged cache files.

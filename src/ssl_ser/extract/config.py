@@ -6,17 +6,13 @@ only when they compute the same features. Device, batch size and worker count
 are deliberately not fields: they change speed, not results (batched output
 equals unbatched output to within 1e-4 relative).
 
-Feature versions. Each family of extractors (:data:`FEATURE_FAMILIES`: the
-transformer models ``ssl``, the mel front end of ``mfcc`` and ``logmel``, and
-``egemaps``) has a version in :data:`FEATURE_VERSIONS`, bumped only when the
-code changes the numbers that family stores (extraction, pooling). The version
-goes into the digest (so a new version gets a new cache folder and never
-overwrites the old one) and into the cache key, which no longer holds the
-toolkit's own version: upgrading the toolkit keeps every cache whose family did
-not change. The SSL family is at version 1, the value the digest always held, so
-SSL caches of earlier releases keep their folders and are reused.
-
-This module imports neither torch nor transformers.
+Each family of extractors (:data:`FEATURE_FAMILIES`) has a version in
+:data:`FEATURE_VERSIONS`, bumped only when the code changes the numbers that
+family stores. It goes into the digest and the cache key instead of the toolkit's
+own version, so upgrading the toolkit keeps every cache whose family did not
+change. The SSL family is at version 1, the value the digest always held, so SSL
+caches of earlier releases keep their folders. This module imports neither torch
+nor transformers.
 """
 
 from __future__ import annotations

@@ -9,19 +9,10 @@ the cache before the next one starts, so a killed run loses at most one batch;
 re-running finishes the rest. A file that cannot be read is recorded as failed
 (id and reason) in the cache and in the summary, and the corpus goes on.
 
-The cache knows which audio each row came from: the workers fingerprint each
-file they read (size, modification time, BLAKE2b of the content; see
-:mod:`ssl_ser.fingerprint`; for ready telephone copies, the copy read), and the
-fingerprint is committed with the row. Before extracting, each committed row's
-file is stat'ed; a file whose path (the fingerprint binds it), size or time
-differs is hashed (every file with ``rehash``), and a row whose
-audio changed is extracted again ("N utterance(s) changed since they were
-extracted; re-extracting"). A file only touched keeps its row and gets its new
-time recorded; a file gone or unreadable keeps its row, unchecked, with a
-warning (its features are not known to be wrong, and re-extracting could only
-fail). Rows of caches built before fingerprints existed are fingerprinted from
-their current files once, with a warning that the current audio is taken as
-their source.
+The workers fingerprint each file they read (:mod:`ssl_ser.fingerprint`), and the
+fingerprint is committed with the row; before extracting, rows whose audio
+changed are extracted again (:meth:`_Job._check_audio`; the rules users see:
+``docs/extract.md``).
 """
 
 from __future__ import annotations
@@ -484,7 +475,8 @@ class _Job:
         with the same content gets its new time recorded. Complete rows without a
         fingerprint (a cache of an older ssl-ser) are fingerprinted from their
         current files, trusted as their source, with a warning. A file that is
-        gone or unreadable cannot be checked: its row is kept, with a warning.
+        gone or unreadable cannot be checked: its row is kept, with a warning
+        (its features are not known to be wrong, and re-extracting could only fail).
         """
         ids = rows["utt_id"].tolist()
         recorded = writer.fingerprints(ids, failed=True)
