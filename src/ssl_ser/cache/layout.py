@@ -582,11 +582,9 @@ def storage_error(
             f"cannot {action} {path}: no space left on device ({wanted}{_free_space(path)}). "
             "Free some space or use another --cache-dir, then re-run: committed rows are kept."
         )
-    lines = text.strip().splitlines()
-    first_line = lines[0] if lines else type(error).__name__
     return CacheError(
-        f"cannot {action} {path}: {first_line}. Check the disk and the folder's permissions, "
-        "then re-run: committed rows are kept."
+        f"cannot {action} {path}: {first_line(error)}. Check the disk and the folder's "
+        "permissions, then re-run: committed rows are kept."
     )
 
 
@@ -783,14 +781,18 @@ def ids_digest(ids: Sequence[str]) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def damaged_error(path: Path, error: BaseException) -> CacheError:
-    """The one-line CacheError for an HDF5 structure h5py cannot read (an object header...)."""
+def first_line(error: BaseException) -> str:
+    """The first line of an error's text (h5py's run over several), or its type if it has none."""
     text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
     lines = str(text).strip().splitlines()
-    shown = lines[0] if lines else type(error).__name__
+    return lines[0] if lines else type(error).__name__
+
+
+def damaged_error(path: Path, error: BaseException) -> CacheError:
+    """The one-line CacheError for an HDF5 structure h5py cannot read (an object header...)."""
     return CacheError(
-        f"cannot read cache {path}: its HDF5 structure is damaged ({shown}). Delete it and "
-        "re-run `ser extract` to rebuild it."
+        f"cannot read cache {path}: its HDF5 structure is damaged ({first_line(error)}). "
+        "Delete it and re-run `ser extract` to rebuild it."
     )
 
 

@@ -64,9 +64,8 @@ class WriterLock:
                 self._fd = fd
             else:
                 os.close(fd)
-        with contextlib.suppress(
-            OSError
-        ):  # the pid is only for messages; a full disk may refuse it
+        # the pid is only for messages; a full disk may refuse it
+        with contextlib.suppress(OSError):
             os.ftruncate(self._fd, 0)
             os.write(self._fd, f"{os.getpid()}\n".encode())
         _HELD.add(self)

@@ -12,11 +12,8 @@ that fails its checksum, or rows holding NaN/inf, are a CacheError naming the
 cache, the rows and the fix (``ser cache verify --repair``, then ``ser extract``),
 not numbers.
 
-Reads return float32 whatever the storage dtype. Rows are read and cast in pieces
-of about 4 MiB (:data:`PIECE_BYTES`) that stay in the CPU cache, each piece cast
-into a contiguous buffer before its rows move to their places: casting a whole
-float16 layer while scattering it into file order cost more than reading it.
-Rows are checked for NaN/inf in the same pass, piece by piece.
+Reads return float32 whatever the storage dtype, cast and checked for NaN/inf
+piece by piece (:data:`PIECE_BYTES`).
 """
 
 from __future__ import annotations
@@ -46,7 +43,8 @@ ROW_COLUMN = "cache_row"
 MERGE_GAP = 16
 # Spans are read and converted to float32 in pieces of at most this many stored bytes:
 # a piece cast contiguously while in the CPU cache, then moved as float32 rows, took
-# 5 ms per 2 M values against 8 ms cast while scattered (benchmarks/cache_bench.py).
+# 5 ms per 2 M values against 8 ms cast while scattered into file order, which cost
+# more than the read (benchmarks/cache_bench.py).
 PIECE_BYTES = 4 << 20
 # Below this many separate spans, prefetch hints are not worth their system calls.
 PREFETCH_MIN_RUNS = 8
@@ -215,7 +213,7 @@ class CacheReader(HeaderFields):
             out, finite = self._gather_spans_again(dataset, pooling, slots, layer)
         except (OSError, RuntimeError) as error:
             raise CacheError(
-                f"{self.path}: {pooling} features cannot be read ({str(error).splitlines()[0]}); "
+                f"{self.path}: {pooling} features cannot be read ({layout.first_line(error)}); "
                 f"a chunk is damaged. Run `ser cache verify --repair {self.path}` to send its "
                 "rows back to extraction, then `ser extract` to redo them."
             ) from error

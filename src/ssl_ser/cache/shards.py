@@ -248,24 +248,17 @@ class _Shard:
         return f"shard {self.number}/{self.record.shards} ({self.path})"
 
 
-def find_shards(directory: str | Path) -> dict[Path, list[Path]]:
-    """Shard files under `directory`, grouped by the cache file they merge into (sorted)."""
+def sharded_caches(directory: str | Path) -> list[Path]:
+    """The cache files under `directory` that shard files (or only records) lie beside, sorted."""
     root = Path(directory)
     if not root.is_dir():
         raise CacheError(f"cache folder {root} does not exist")
-    groups: dict[Path, list[Path]] = {}
     candidates = {
         *root.rglob(f"*.shard-*{layout.SUFFIX}"),
         *root.rglob(f"*.shard-*{RECORD_SUFFIX}"),
     }
-    for path in sorted(candidates):
-        shard_file = path.with_suffix(layout.SUFFIX)
-        parsed = parse_shard_name(shard_file)
-        if parsed is not None:
-            groups.setdefault(parsed[0], [])
-            if shard_file not in groups[parsed[0]]:
-                groups[parsed[0]].append(shard_file)
-    return dict(sorted(groups.items()))
+    parsed = (parse_shard_name(path.with_suffix(layout.SUFFIX)) for path in candidates)
+    return sorted({found[0] for found in parsed if found is not None})
 
 
 def merge_all(
@@ -276,7 +269,7 @@ def merge_all(
     A cache whose shards cannot be merged does not stop the others.
     """
     summaries, errors = [], []
-    for target in find_shards(directory):
+    for target in sharded_caches(directory):
         try:
             summaries.append(merge(target, keep=keep, progress=progress))
         except CacheError as error:
@@ -346,36 +339,6 @@ def refuse_mixed_counts(target: str | Path, found: dict[int, dict[int, Path]]) -
             f"{target}: shard files of different shard counts lie beside it: {counts}. "
             "Remove the shards of the run you abandoned, then merge again."
         )
-
-
-def target_row_differences(target: str | Path, ids: Sequence[str], manifest_digest: str) -> str:
-    """How the rows of existing cache file `target` differ from `ids` (in order); "" if not.
-
-    Compares the ids, their order and the manifest digest (emotions, durations), not
-    the features; used to refuse, before any extraction, a target no merge could match.
-    """
-    target = Path(target)
-    with layout.open_h5(target, "r") as file:
-        stored = list(file[IDS].asstr()[:])
-        digest = layout.read_digest(file)
-    if stored != list(ids):
-        wanted, held = set(ids), set(stored)
-        missing = [u for u in ids if u not in held]
-        extra = [u for u in stored if u not in wanted]
-        if not missing and not extra:
-            return f"it holds the same {len(stored)} utterances in another order"
-        parts = [f"it holds {len(stored)} rows, the manifest {len(ids)}"]
-        if missing:
-            parts.append(f"{len(missing)} not in it (e.g. {', '.join(missing[:SHOWN])})")
-        if extra:
-            parts.append(f"{len(extra)} not in the manifest (e.g. {', '.join(extra[:SHOWN])})")
-        return "; ".join(parts)
-    if digest != manifest_digest:
-        return (
-            f"same utterances, but another manifest digest ({digest[:12] or 'none'} against "
-            f"{manifest_digest[:12]}): emotions or durations changed"
-        )
-    return ""
 
 
 def _shard_files(target: Path) -> list[Path]:
@@ -601,7 +564,7 @@ def _check_leftovers(
     target: Path, count: int, opened: Sequence[_Shard], orphans: Sequence[ShardRecord]
 ) -> MergeSummary:
     """A summary of `target` if it holds the rows of every remaining shard; else CacheError."""
-    stored = _Target.read(target)
+    stored = CacheRows.read(target)
     header, ids = stored.header, stored.ids
     for record, name in [
         *((s.record, s.name) for s in opened),
@@ -638,15 +601,15 @@ def _check_leftovers(
 
 def _holds(target: Path, header: layout.Header, ids: list[str], shards: Sequence[_Shard]) -> bool:
     """Whether the existing `target` holds exactly the shards' rows (a merge done before)."""
-    stored = _Target.read(target)
+    stored = CacheRows.read(target)
     if stored.header.differences(header) or stored.header.manifest_digest != header.manifest_digest:
         return False
     return stored.ids == ids and all(stored.holds(shard) for shard in shards)
 
 
 @dataclass
-class _Target:
-    """The header and row index of an existing cache file, to compare with shards."""
+class CacheRows:
+    """The header and row index of an existing cache file, to compare with shards or a manifest."""
 
     header: layout.Header
     ids: list[str]
@@ -655,13 +618,41 @@ class _Target:
     reasons: np.ndarray
 
     @classmethod
-    def read(cls, path: Path) -> _Target:
+    def read(cls, path: str | Path) -> CacheRows:
         """Read them from the cache file at `path`."""
+        path = Path(path)
         with layout.open_h5(path, "r") as file:
             header = layout.Header.read(file, path)
             ids = list(file[IDS].asstr()[:])
             states = file[SLOT][: len(ids)].astype(np.int64)
             return cls(header, ids, states, _prints(file, len(ids)), file[REASON][: len(ids)])
+
+    def differences(self, ids: Sequence[str], manifest_digest: str) -> str:
+        """How these rows differ from `ids` (in order) and their manifest digest; "" if not.
+
+        Compares the ids, their order and the manifest digest (emotions, durations), not
+        the features; used to refuse, before any extraction, a target no merge could match.
+        """
+        stored = self.ids
+        if stored != list(ids):
+            wanted, held = set(ids), set(stored)
+            missing = [u for u in ids if u not in held]
+            extra = [u for u in stored if u not in wanted]
+            if not missing and not extra:
+                return f"it holds the same {len(stored)} utterances in another order"
+            parts = [f"it holds {len(stored)} rows, the manifest {len(ids)}"]
+            if missing:
+                parts.append(f"{len(missing)} not in it (e.g. {', '.join(missing[:SHOWN])})")
+            if extra:
+                parts.append(f"{len(extra)} not in the manifest (e.g. {', '.join(extra[:SHOWN])})")
+            return "; ".join(parts)
+        digest = self.header.manifest_digest
+        if digest != manifest_digest:
+            return (
+                f"same utterances, but another manifest digest ({digest[:12] or 'none'} against "
+                f"{manifest_digest[:12]}): emotions or durations changed"
+            )
+        return ""
 
     @cached_property
     def row_of(self) -> dict[str, int]:
@@ -702,7 +693,7 @@ def _refuse_other_target(target: Path, header: layout.Header, ids: Sequence[str]
     try:
         stored = layout.read_header(target)
         detail = "; ".join(stored.differences(header)) or (
-            target_row_differences(target, ids, header.manifest_digest)
+            CacheRows.read(target).differences(ids, header.manifest_digest)
             or "the same ids, but other row states, reasons or fingerprints than the shards'"
         )
     except CacheError as error:

@@ -444,17 +444,11 @@ class CacheWriter(HeaderFields):
         return out
 
     def repair(self, progress: bool = False, add_checksums: bool = False) -> list[str]:
-        """Un-mark complete rows whose features are corrupt, so they are extracted again.
+        """Un-mark corrupt rows (:func:`.inspection.corrupt_rows`); their ids, in file order.
 
-        Reads every chunk holding complete rows: a chunk that fails its checksum
-        makes every complete row in it corrupt, and a row holding NaN/inf is
-        corrupt. If any is found, the file is rebuilt beside the old one (crash-safe)
-        with those rows not complete, their old chunks left behind. With
-        `add_checksums`, a file built without checksums is rebuilt (with them) even
-        when nothing is corrupt.
-
-        Returns:
-            The ids of the rows un-marked, in file order (empty: nothing was wrong).
+        The file is rebuilt beside the old one (crash-safe) with those rows not
+        complete, their old chunks left behind. With `add_checksums`, a file built
+        without checksums is rebuilt (with them) even when nothing is corrupt.
         """
         self.flush()
         mended, self._index_redo = self._index_redo, []

@@ -28,19 +28,10 @@ def plan_batches(
 ) -> list[list[int]]:
     """Group item indices into batches whose padded cost stays within `batch_seconds`.
 
-    Items are sorted by cost, longest first; each batch takes the next items while
-    ``len(batch) * cost_of_its_first_item <= batch_seconds`` and the next item is
-    at least `min_fill` of that first item (so padding wastes at most
-    ``1 - min_fill`` of any row). An item that alone exceeds the budget forms a
-    batch of its own.
-
-    Args:
-        costs: seconds of model input per item (after cropping or windowing).
-        batch_seconds: budget of padded seconds per batch.
-        min_fill: shortest item a batch accepts, as a fraction of its longest.
-
-    Returns:
-        Lists of indices into `costs`, every index exactly once.
+    `costs` are seconds of model input per item; every index lands in exactly one
+    batch, longest items first. A batch takes the next items while
+    ``len(batch) * cost_of_its_first_item <= batch_seconds`` and the next item is at
+    least `min_fill` of that first item; an item alone beyond the budget is a batch.
     """
     check_batch_seconds(batch_seconds)
     order = sorted(range(len(costs)), key=lambda i: (-float(costs[i]), i))

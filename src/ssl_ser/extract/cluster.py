@@ -198,7 +198,8 @@ def check_targets(
                 found.setdefault(count, []).extend(files.values())
             if not counts and target.exists():
                 ids = rows["utt_id"].astype(str).tolist()
-                detail = shards.target_row_differences(target, ids, manifest.rows_digest(rows))
+                stored = shards.CacheRows.read(target)
+                detail = stored.differences(ids, manifest.rows_digest(rows))
                 if detail:
                     raise ConfigError(
                         f"{target} already exists and its rows are not this manifest's "
@@ -279,21 +280,19 @@ def _finished(
 
     if not target.exists():
         return False
+    stored = shards.CacheRows.read(target)
     ids = rows["utt_id"].astype(str).tolist()
-    if shards.target_row_differences(target, ids, manifest.rows_digest(rows)):
+    if stored.differences(ids, manifest.rows_digest(rows)):
         return False
     source = options.get("telephone_source", "derived")
-    key = cache_key(identity, config, condition, source)
-    with layout.open_h5(target, "r") as file:
-        header = layout.Header.read(file, target)
-        if layout.key_differences(header.key, layout.normalize_key(key)):
-            return False
-        states = file[layout.SLOT][: len(ids)].astype(np.int64)
-        prints = file[layout.FINGERPRINT][: len(ids)] if layout.FINGERPRINT in file else None
+    key = layout.normalize_key(cache_key(identity, config, condition, source))
+    states = stored.states
     retry = options.get("retry_failed", RETRY_FAILED)
-    if (states == layout.MISSING).any() or (retry and (states == layout.FAILED).any()):
+    if layout.key_differences(stored.header.key, key) or (states == layout.MISSING).any():
         return False
-    return prints is not None and _same_audio(rows, prints, condition, source)
+    if retry and (states == layout.FAILED).any():
+        return False
+    return stored.prints is not None and _same_audio(rows, stored.prints, condition, source)
 
 
 def _same_audio(rows: pd.DataFrame, prints: np.ndarray, condition: str, source: str) -> bool:
@@ -486,16 +485,14 @@ def _merge(
 
 def _combined(parts: list[ExtractSummary], path: Path, merge_seconds: float) -> ExtractSummary:
     """One summary of a merged file from its shards' summaries (wall time: the longest shard)."""
-    first = parts[0]
-    total = replace(first, path=path, failed=[], extracted=0, already_done=0, changed=0)
-    total.fingerprinted = 0
-    total.audio_seconds = 0.0
-    for part in parts:
-        total.extracted += part.extracted
-        total.already_done += part.already_done
-        total.changed += part.changed
-        total.fingerprinted += part.fingerprinted
-        total.failed.extend(part.failed)
-        total.audio_seconds += part.audio_seconds
-    total.seconds = max(part.seconds for part in parts) + merge_seconds
-    return total
+    return replace(
+        parts[0],
+        path=path,
+        extracted=sum(part.extracted for part in parts),
+        already_done=sum(part.already_done for part in parts),
+        changed=sum(part.changed for part in parts),
+        fingerprinted=sum(part.fingerprinted for part in parts),
+        failed=[failure for part in parts for failure in part.failed],
+        audio_seconds=sum(part.audio_seconds for part in parts),
+        seconds=max(part.seconds for part in parts) + merge_seconds,
+    )

@@ -110,11 +110,10 @@ class UtteranceDataset(Dataset):
         row = self.rows[index]
         source = None
         try:
+            path = audio.utterance_path(row, self.condition, self.telephone_source)
             # a FIFO would block both the hash and the decoder: refuse it first
-            fingerprint.check_regular(
-                audio.utterance_path(row, self.condition, self.telephone_source)
-            )
-            source = self._fingerprint(row) if self.verify else None
+            fingerprint.check_regular(path)
+            source = _fingerprint(path) if self.verify else None
             wave, rate = self._load(row)
             if self.verify:
                 self._check_unchanged(row, source)
@@ -129,14 +128,6 @@ class UtteranceDataset(Dataset):
             reason = f"audio too short ({seconds:.4f} s); the model needs {needed:.4f} s"
             return Prepared(row["utt_id"], [], seconds, reason, source)
         return Prepared(row["utt_id"], segments, seconds, fingerprint=source)
-
-    def _fingerprint(self, row: dict[str, Any]) -> Fingerprint | None:
-        """The fingerprint of the file this row reads (None if unreadable: loading says why)."""
-        path = audio.utterance_path(row, self.condition, self.telephone_source)
-        try:
-            return fingerprint.of_file(path)
-        except OSError:
-            return None
 
     def _check_length(self, row: dict[str, Any], seconds: float) -> None:
         """Refuse audio whose decoded length is not the manifest's duration.
@@ -695,17 +686,18 @@ def _needs_hash(stored: Fingerprint | None, path: str) -> bool:
 
 def _hash_files(paths: Mapping[str, str], threads: int) -> dict[str, Fingerprint | None]:
     """Fingerprint files in a few threads (hashing releases the GIL); None: unreadable."""
-
-    def one(path: str) -> Fingerprint | None:
-        try:
-            return fingerprint.of_file(path)
-        except OSError:
-            return None
-
     if not paths:
         return {}
     with ThreadPoolExecutor(max_workers=min(threads, os.cpu_count() or 1)) as pool:
-        return dict(zip(paths, pool.map(one, paths.values()), strict=True))
+        return dict(zip(paths, pool.map(_fingerprint, paths.values()), strict=True))
+
+
+def _fingerprint(path: str | Path) -> Fingerprint | None:
+    """The fingerprint of the file at `path`, or None if it cannot be read (loading says why)."""
+    try:
+        return fingerprint.of_file(path)
+    except OSError:
+        return None
 
 
 def progress_total(steps: Sequence[float]) -> float:
