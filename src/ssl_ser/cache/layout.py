@@ -399,11 +399,8 @@ def early_dcpl(
 ) -> h5py.h5p.PropDCID:
     """Dataset creation properties with all chunks allocated and written when the dataset is made.
 
-    With storage allocated up front, later writes change raw bytes only, never
-    the chunk index. The chunks are written with the fill value (zeros if None) at
-    creation, so the disk blocks are really taken then: a sparse file would only
-    meet a full disk later, in the middle of a commit. With `checksum`, each chunk
-    carries a Fletcher-32 checksum (a fixed 4 bytes, so chunks never move).
+    The chunks hold the fill value (zeros if None) from the start: see the module
+    docstring's crash-safety rule. With `checksum`, each carries a Fletcher-32 checksum.
     """
     dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
     dcpl.set_chunk(chunks)

@@ -479,11 +479,7 @@ class CacheWriter(HeaderFields):
         return ids
 
     def prune(self, keep: Iterable[str]) -> list[str]:
-        """Drop every row whose id is not in `keep`; returns the dropped ids in file order.
-
-        The file is rebuilt beside the old one with the kept rows (their states,
-        reasons and features) and renamed over it; nothing changes if nothing is dropped.
-        """
+        """Drop every row whose id is not in `keep` (a rebuild); the dropped ids, in file order."""
         wanted = set(keep)
         kept = [row for row, utt_id in enumerate(self._ids) if utt_id in wanted]
         dropped = [utt_id for utt_id in self._ids if utt_id not in wanted]

@@ -90,11 +90,8 @@ def masked_front_end(
 ) -> Iterator[None]:
     """Give each masked norm the valid frame count after its convolution, while inside.
 
-    Args:
-        norms: the pairs :func:`install_masked_group_norms` returned.
-        samples: valid input samples per row; ``None`` when nothing is padded.
-        kernels: kernel size of each convolution.
-        strides: stride of each convolution.
+    `norms` are the pairs :func:`install_masked_group_norms` returned; `samples` the
+    valid input samples per row (``None`` when nothing is padded).
     """
     with contextlib.ExitStack() as stack:
         if samples is not None:
