@@ -43,7 +43,7 @@ from ssl_ser.cache.layout import (
 )
 from ssl_ser.cache.lock import WriterLock
 from ssl_ser.cache.reader import ROW_COLUMN, CacheReader
-from ssl_ser.cache.reader import open_cache as open
+from ssl_ser.cache.reader import CacheReader as open  # noqa: N813 (the public spelling)
 from ssl_ser.cache.writer import DEFAULT_FLUSH_ROWS, CacheWriter
 
 __all__ = [

@@ -55,7 +55,12 @@ TORN_READ_WAIT_S = 0.05
 
 
 class CacheReader(HeaderFields):
-    """Read-only access to one cache file (see :func:`open_cache`)."""
+    """Read-only access to one cache file (``cache.open``); with `key`, refused for another key.
+
+    Raises:
+        CacheError: no file, a damaged file, or not an ssl-ser cache.
+        CacheKeyMismatchError: `key` differs; the message names each field.
+    """
 
     def __init__(self, path: str | Path, key: Mapping[str, Any] | None = None):
         self.path = Path(path)
@@ -383,13 +388,3 @@ def _pieces(
             pieces.append((i, j))
             i = j
     return pieces
-
-
-def open_cache(path: str | Path, key: Mapping[str, Any] | None = None) -> CacheReader:
-    """Open a cache for reading; with `key`, refuse it unless its key is the same.
-
-    Raises:
-        CacheError: no file, a damaged file, or not an ssl-ser cache.
-        CacheKeyMismatchError: `key` differs; the message names each field.
-    """
-    return CacheReader(path, key)

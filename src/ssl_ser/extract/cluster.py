@@ -361,12 +361,7 @@ def _local_cluster(device: str, processes: bool) -> Any:
 
 
 def use_gpus(device: str, declared: int) -> bool:
-    """Whether shard tasks ask for a GPU worker: a CUDA device, or ``auto`` where GPUs are declared.
-
-    Args:
-        device: the ``--device`` given.
-        declared: how many ``GPU`` resources the cluster's workers declare.
-    """
+    """Whether shard tasks ask for a GPU worker: a CUDA `device`, or ``auto`` with GPUs declared."""
     return device.startswith("cuda") or (device == "auto" and declared > 0)
 
 
