@@ -253,15 +253,10 @@ class Header:
         self.key = normalize_key(self.key)
         self.layers = _check_names("layer", self.layers)
         self.poolings = _check_names("pooling", self.poolings)
-        dim, chunk_rows = self.dim, self.chunk_rows
-        if isinstance(dim, bool) or int(dim) != dim or dim <= 0:
-            raise ConfigError(f"feature dim {dim!r} must be a positive integer")
-        self.dim = int(dim)
+        self.dim = positive_int("feature dim", self.dim)
         if self.storage_dtype not in STORAGE_DTYPES:
             raise UnknownChoiceError("storage dtype", self.storage_dtype, STORAGE_DTYPES)
-        if isinstance(chunk_rows, bool) or int(chunk_rows) != chunk_rows or chunk_rows <= 0:
-            raise ConfigError(f"chunk_rows {chunk_rows!r} must be a positive integer")
-        self.chunk_rows = int(chunk_rows)
+        self.chunk_rows = positive_int("chunk_rows", self.chunk_rows)
         self.manifest_digest = check_digest(self.manifest_digest)
 
     def differences(self, requested: Header) -> list[str]:
@@ -383,6 +378,13 @@ def fingerprint_of(record: np.void) -> Fingerprint | None:
         return None
     path = bytes(record["path"]).rstrip(b"\0").decode("ascii", errors="replace")
     return Fingerprint(int(record["size"]), int(record["mtime_ns"]), digest, path)
+
+
+def positive_int(what: str, value: Any) -> int:
+    """`value` as an int, refused (naming `what`) unless it is a whole number above 0."""
+    if isinstance(value, bool) or int(value) != value or value <= 0:
+        raise ConfigError(f"{what} {value!r} must be a positive integer")
+    return int(value)
 
 
 def _check_names(what: str, names: Iterable[Any]) -> list[str]:

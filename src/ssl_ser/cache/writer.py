@@ -92,9 +92,7 @@ class CacheWriter(HeaderFields):
         self.path = Path(path)
         self.convert_dtype = convert_dtype
         requested = Header(key, layers, dim, poolings, storage_dtype, chunk_rows)
-        if isinstance(flush_rows, bool) or int(flush_rows) != flush_rows or flush_rows <= 0:
-            raise ConfigError(f"flush_rows {flush_rows!r} must be a positive integer")
-        self.flush_rows = int(flush_rows)
+        self.flush_rows = layout.positive_int("flush_rows", flush_rows)
         self.fsync = fsync
         self.progress = progress
         self._file: h5py.File | None = None
