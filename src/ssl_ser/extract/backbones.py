@@ -122,8 +122,6 @@ def compute_dtype(dtype: str, device: torch.device) -> torch.dtype:
     Raises:
         ConfigError: float16 on CPU, or bfloat16 on a GPU without it.
     """
-    if dtype not in TORCH_DTYPES:
-        raise UnknownChoiceError("dtype", dtype, TORCH_DTYPES)
     if dtype == "float16" and device.type == "cpu":
         raise ConfigError("dtype 'float16' is not supported on CPU; use bfloat16 or float32")
     if dtype == "bfloat16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():

@@ -16,8 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ssl_ser.errors import UnknownChoiceError
-from ssl_ser.extract.config import LONG_AUDIO_POLICIES, check_batch_seconds
+from ssl_ser.extract.config import check_batch_seconds
 
 # Shortest utterance a batch takes, as a fraction of its longest: padding wastes <= 20 %.
 MIN_FILL = 0.8
@@ -79,8 +78,6 @@ def split_long(
     fewest equal windows of at most `max_seconds` (equal, so no window is a
     sliver too short for the model and batches pad little).
     """
-    if long_audio not in LONG_AUDIO_POLICIES:
-        raise UnknownChoiceError("long-audio policy", long_audio, LONG_AUDIO_POLICIES)
     limit = _limit_samples(sample_rate, max_seconds)
     if limit is None or wave.shape[0] <= limit:
         return [wave]
