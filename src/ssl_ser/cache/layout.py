@@ -396,15 +396,18 @@ def _check_names(what: str, names: Iterable[Any]) -> list[str]:
     return out
 
 
-def early_dcpl(chunks: tuple[int, ...], fill: Any = None) -> h5py.h5p.PropDCID:
+def early_dcpl(
+    chunks: tuple[int, ...], fill: Any = None, checksum: bool = False
+) -> h5py.h5p.PropDCID:
     """Dataset creation properties with all chunks allocated and written when the dataset is made.
 
     The chunks hold the fill value (zeros if None) from the start: see the module
-    docstring's crash-safety rule. Each chunk carries a Fletcher-32 checksum.
+    docstring's crash-safety rule. With `checksum`, each carries a Fletcher-32 checksum.
     """
     dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
     dcpl.set_chunk(chunks)
-    dcpl.set_fletcher32()
+    if checksum:
+        dcpl.set_fletcher32()
     dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
     dcpl.set_fill_time(h5py.h5d.FILL_TIME_ALLOC)
     if fill is not None:
@@ -531,11 +534,11 @@ def _build(
         file.attrs[IDS_DIGEST] = ids_digest(ids)
         row_chunk = (min(capacity, INDEX_CHUNK_ROWS),)
         missing = np.int32(MISSING)
-        file.create_dataset(SLOT, (capacity,), "i4", dcpl=early_dcpl(row_chunk, missing))
-        reason_dcpl = early_dcpl(row_chunk)
+        file.create_dataset(SLOT, (capacity,), "i4", dcpl=early_dcpl(row_chunk, missing, True))
+        reason_dcpl = early_dcpl(row_chunk, checksum=True)
         file.create_dataset(REASON, (capacity,), f"S{REASON_BYTES}", dcpl=reason_dcpl)
         no_fingerprint = np.zeros((), dtype=FINGERPRINT_DTYPE)
-        print_dcpl = early_dcpl(row_chunk, no_fingerprint)
+        print_dcpl = early_dcpl(row_chunk, no_fingerprint, checksum=True)
         file.create_dataset(FINGERPRINT, (capacity,), FINGERPRINT_DTYPE, dcpl=print_dcpl)
         features = file.create_group(FEATURES)
         chunks = (1, min(capacity, header.chunk_rows), header.dim)
@@ -545,7 +548,7 @@ def _build(
                 pooling,
                 (len(header.layers), capacity, header.dim),
                 header.storage_dtype,
-                dcpl=early_dcpl(chunks, nan),
+                dcpl=early_dcpl(chunks, nan, checksum=True),
             )
         if source is not None and rows is not None:
             _copy_rows(source, file, np.asarray(rows, dtype=np.int64), progress)
