@@ -212,16 +212,26 @@ class CacheReader(HeaderFields):
 
         Slots are visited sorted and close ones are read as one span, so a full
         layer is one sequential read and a scattered subset touches only its rows.
+        A chunk that fails its checksum is read again after a short wait: a writer
+        appending beside this reader rewrites the chunk holding its newest rows, and a
+        read landing mid-rewrite sees new data with the old checksum. The rows this
+        reader may read never change, so a chunk that fails every time is damaged.
         """
         dataset = self._dataset(pooling)
-        try:
-            out, finite = self._gather_spans_again(dataset, pooling, slots, layer)
-        except (OSError, RuntimeError) as error:
-            raise CacheError(
-                f"{self.path}: {pooling} features cannot be read ({layout.first_line(error)}); "
-                f"a chunk is damaged. Run `ser cache verify --repair {self.path}` to send its "
-                "rows back to extraction, then `ser extract` to redo them."
-            ) from error
+        for attempt in range(1, TORN_READ_ATTEMPTS + 1):
+            try:
+                out, finite = self._gather_spans(dataset, pooling, slots, layer)
+                break
+            except (OSError, RuntimeError) as error:
+                if attempt == TORN_READ_ATTEMPTS:
+                    raise CacheError(
+                        f"{self.path}: {pooling} features cannot be read "
+                        f"({layout.first_line(error)}); a chunk is damaged. Run `ser cache "
+                        f"verify --repair {self.path}` to send its rows back to extraction, "
+                        "then `ser extract` to redo them."
+                    ) from error
+                logger.debug("%s: read failed (%s); reading again", self.path, error)
+                time.sleep(TORN_READ_WAIT_S * attempt)
         self._check_finite(finite, slots, pooling)
         return out
 
@@ -239,24 +249,6 @@ class CacheReader(HeaderFields):
             f"{bad[:5]}; the cache is damaged. Run `ser cache verify --repair {self.path}` "
             "to send them back to extraction, then `ser extract` to redo them."
         )
-
-    def _gather_spans_again(
-        self, dataset: Any, pooling: str, slots: np.ndarray, layer: int | None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`_gather_spans`, read again after a short wait when a chunk fails its check.
-
-        A writer appending beside this reader rewrites the chunk that holds its newest
-        rows; a read that lands mid-rewrite sees new data with the old checksum. The
-        rows this reader may read never change, so a second read is the truth: a chunk
-        that fails every time is damaged.
-        """
-        for attempt in range(1, TORN_READ_ATTEMPTS):
-            try:
-                return self._gather_spans(dataset, pooling, slots, layer)
-            except (OSError, RuntimeError) as error:
-                logger.debug("%s: read failed (%s); reading again", self.path, error)
-                time.sleep(TORN_READ_WAIT_S * attempt)
-        return self._gather_spans(dataset, pooling, slots, layer)
 
     def _gather_spans(
         self, dataset: Any, pooling: str, slots: np.ndarray, layer: int | None
