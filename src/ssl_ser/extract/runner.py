@@ -57,10 +57,6 @@ from ssl_ser.workers import exit_with_parent
 
 log = logging.getLogger(__name__)
 
-# Storage dtype of the cache: "auto" keeps an existing file's dtype; a new file gets
-# float32 for classic baselines (small, and eGeMAPS values reach beyond float16's
-# +-65504) and float16 for transformer states (half the disk, ample precision).
-STORAGE_DTYPE = "auto"
 PREFETCH_BATCHES = 4
 SHOWN_IDS = 5
 # With progress bars off, at most one extraction line per this many seconds.
@@ -187,7 +183,7 @@ def extract(
     batch_seconds: float = DEFAULT_BATCH_SECONDS,
     workers: int | None = None,
     telephone_source: str = "derived",
-    storage_dtype: str = STORAGE_DTYPE,
+    storage_dtype: str = "auto",
     retry_failed: bool = RETRY_FAILED,
     verify_cache: bool = True,
     progress: bool = False,
@@ -364,8 +360,9 @@ def storage_dtype_for(requested: str, config: ExtractorConfig, path: Path) -> tu
     """The storage dtype of a run, and whether an existing file must be converted to it.
 
     ``auto`` keeps an existing file's dtype (a file that cannot be read is left to
-    the writer's checks) and picks float32 for classic baselines, float16 for
-    models; an explicit dtype converts a file stored in the other.
+    the writer's checks) and picks float32 for classic baselines (eGeMAPS values
+    reach beyond float16's +-65504), float16 for models (half the disk, ample
+    precision); an explicit dtype converts a file stored in the other.
     """
     if requested != "auto":
         return requested, True
