@@ -192,8 +192,7 @@ class CacheWriter(HeaderFields):
         same_dtype = dataclasses.replace(requested, storage_dtype=header.storage_dtype)
         layout.check_key(self.path, header.differences(same_dtype))
         old, new = header.storage_dtype, requested.storage_dtype
-        if self.read_only:
-            raise self._read_only_error(f"convert it from {old} to {new}")
+        self._refuse_read_only(f"convert it from {old} to {new}")
         if not self.convert_dtype:
             raise CacheKeyMismatchError(
                 f"cache {self.path} stores {old}; this run asked for {new}. Ask for {old} to "
@@ -296,8 +295,11 @@ class CacheWriter(HeaderFields):
         self._replace_with(self.header, ids, source=self._require_file(), rows=rows)
         self._load(self.header)
 
-    def _read_only_error(self, action: str) -> CacheError:
-        return CacheError(
+    def _refuse_read_only(self, action: str) -> None:
+        """Refuse `action` (a phrase before "cache PATH") when the folder is not writable."""
+        if not self.read_only:
+            return
+        raise CacheError(
             f"cannot {action} cache {self.path}: its folder is not writable (no lock file "
             f"{self._lock.path} can be made). Make the folder writable or use another --cache-dir."
         )
@@ -330,8 +332,7 @@ class CacheWriter(HeaderFields):
                 new.append(utt_id)
         if not new:
             return 0
-        if self.read_only:
-            raise self._read_only_error(f"add {len(new)} utterance(s) to")
+        self._refuse_read_only(f"add {len(new)} utterance(s) to")
         self.flush()
         logger.info("adding %d row(s) to %s (%d stored)", len(new), self.path, len(self._ids))
         self._rebuild(self._ids + new)
@@ -377,8 +378,7 @@ class CacheWriter(HeaderFields):
         if not fingerprints:
             return
         self._require_file()
-        if self.read_only:
-            raise self._read_only_error(f"record {len(fingerprints)} audio fingerprint(s) in")
+        self._refuse_read_only(f"record {len(fingerprints)} audio fingerprint(s) in")
         rows, records = [], []
         for utt_id, fingerprint in fingerprints.items():
             row = self._row.get(utt_id)
@@ -409,8 +409,7 @@ class CacheWriter(HeaderFields):
         ]
         if not rows:
             return 0
-        if self.read_only:
-            raise self._read_only_error(f"re-extract {len(set(rows))} changed utterance(s) of")
+        self._refuse_read_only(f"re-extract {len(set(rows))} changed utterance(s) of")
         changed = sorted(set(rows))
         kept = np.arange(len(self._ids), dtype=np.int64)
         kept[changed] = -1
@@ -437,8 +436,8 @@ class CacheWriter(HeaderFields):
             state = self._slots[row]
             if state == MISSING or (retry and state == FAILED):
                 out.append(utt_id)
-        if out and self.read_only:
-            raise self._read_only_error(f"extract {len(out)} missing utterance(s) into")
+        if out:
+            self._refuse_read_only(f"extract {len(out)} missing utterance(s) into")
         return out
 
     def repair(self, progress: bool = False, add_checksums: bool = False) -> list[str]:
@@ -467,8 +466,7 @@ class CacheWriter(HeaderFields):
             action, note = "add checksums to", "rebuilding it with per-chunk checksums"
         else:
             return []
-        if self.read_only:
-            raise self._read_only_error(action)
+        self._refuse_read_only(action)
         logger.warning("%s: %s", self.path, note)
         ids = [self._ids[row] for row in bad]
         rows = np.arange(len(self._ids), dtype=np.int64)
@@ -483,8 +481,7 @@ class CacheWriter(HeaderFields):
         dropped = [utt_id for utt_id in self._ids if utt_id not in wanted]
         if not dropped:
             return []
-        if self.read_only:
-            raise self._read_only_error(f"drop {len(dropped)} row(s) from")
+        self._refuse_read_only(f"drop {len(dropped)} row(s) from")
         self.flush()
         self._rebuild([self._ids[row] for row in kept], np.array(kept, dtype=np.int64))
         return dropped
@@ -513,8 +510,7 @@ class CacheWriter(HeaderFields):
             return
         self._require_file()
         rows = [self._writable_row(utt_id) for utt_id in ids]
-        if self.read_only:
-            raise self._read_only_error("write features to")
+        self._refuse_read_only("write features to")
         if len(set(rows)) != len(rows):
             raise CacheError(f"write() got repeated utterance ids for {self.path}")
         prepared = self._prepare(ids, arrays)
@@ -539,8 +535,7 @@ class CacheWriter(HeaderFields):
         """
         self._require_file()
         row = self._writable_row(utt_id)
-        if self.read_only:
-            raise self._read_only_error("record a failure in")
+        self._refuse_read_only("record a failure in")
         self._failures[row] = layout.encode_reason(reason)
         if fingerprint is not None:
             self._buffer_fingerprints[row] = layout.fingerprint_records([fingerprint])[0]
