@@ -249,10 +249,6 @@ def check_run_options(
 
 
 def check_batch_seconds(batch_seconds: float) -> None:
-    """Refuse a padded-seconds budget per forward pass that is not positive.
-
-    Raises:
-        ConfigError: `batch_seconds` is zero, negative or not a number.
-    """
+    """Refuse (ConfigError) a padded-seconds budget per forward pass that is not positive."""
     if not batch_seconds > 0:
         raise ConfigError(f"batch seconds {batch_seconds!r} must be positive")
