@@ -100,19 +100,13 @@ def _corpus(name: str, entry: object, where: Where) -> CorpusSpec:
     for key, value in options.items():
         if key not in valid:
             raise UnknownChoiceError("key", key, valid, where=str(where))
-        _check_option(value, where.child(key))
+        # reader options are strings (patterns, language codes) or tables of strings (mappings)
+        strings = isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+        if not isinstance(value, str) and not strings:
+            raise wrong_type(value, "a string or a table of strings", where.child(key))
     on_error = entry.get("on_error", "skip")
     check_choices(on_error, ON_ERROR_CHOICES, where.child("on_error"))
     return CorpusSpec(name, root, reader, options, on_error)
-
-
-def _check_option(value: object, where: Where) -> None:
-    """Reader options are strings (patterns, language codes) or tables of strings (mappings)."""
-    if isinstance(value, str):
-        return
-    if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
-        return
-    raise wrong_type(value, "a string or a table of strings", where)
 
 
 def _reader(name: str, entry: dict, root: str, where: Where) -> str | None:
@@ -138,23 +132,6 @@ def reader_options(reader: str) -> list[str]:
     from ssl_ser import corpora
 
     return [name for name in corpora.reader_options(reader) if name not in RESERVED_OPTIONS]
-
-
-def _convert_pairs(value: object, where: Where) -> str | tuple[tuple[str, str], ...]:
-    """``matched``, ``all`` or a list of [train condition, test condition] pairs."""
-    if isinstance(value, str):
-        check_choices(value, PAIR_KEYWORDS, where)
-        return value
-    if not isinstance(value, list) or not value:
-        raise wrong_type(value, "matched, all or a list of [train, test] condition pairs", where)
-    pairs = []
-    for i, pair in enumerate(value):
-        ok = isinstance(pair, list) and len(pair) == 2 and all(isinstance(c, str) for c in pair)
-        if not ok:
-            raise wrong_type(pair, "a pair [train condition, test condition]", where.child(i))
-        check_choices(tuple(pair), CONDITIONS, where.child(i))
-        pairs.append((pair[0], pair[1]))
-    return tuple(dict.fromkeys(pairs))
 
 
 def _corpus_table(texts: list[str] | tuple[str, ...]) -> dict[str, str]:
@@ -269,7 +246,23 @@ class Experiment(SweepGrid):
     @field_validator("condition_pairs", mode="before")
     @classmethod
     def _pairs(cls, value: object, info: ValidationInfo) -> Any:
-        return _convert_pairs(value, _place(info, "--condition-pairs"))
+        """``matched``, ``all`` or a list of [train condition, test condition] pairs."""
+        where = _place(info, "--condition-pairs")
+        if isinstance(value, str):
+            check_choices(value, PAIR_KEYWORDS, where)
+            return value
+        if not isinstance(value, list) or not value:
+            raise wrong_type(
+                value, "matched, all or a list of [train, test] condition pairs", where
+            )
+        pairs = []
+        for i, pair in enumerate(value):
+            ok = isinstance(pair, list) and len(pair) == 2 and all(isinstance(c, str) for c in pair)
+            if not ok:
+                raise wrong_type(pair, "a pair [train condition, test condition]", where.child(i))
+            check_choices(tuple(pair), CONDITIONS, where.child(i))
+            pairs.append((pair[0], pair[1]))
+        return tuple(dict.fromkeys(pairs))
 
     @field_validator("finetune", mode="before")
     @classmethod

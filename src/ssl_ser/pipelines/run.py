@@ -111,20 +111,13 @@ class RunSummary:
         """Classify cells found finished and skipped."""
         return sum(s.cells_skipped for s in self.sweeps)
 
-    @property
-    def caches_reused(self) -> int:
-        """Cache files that were complete before this run (not opened for writing)."""
-        return len(self.plan.caches) - len(self.plan.to_extract())
-
     def lines(self) -> list[str]:
         """The run's outcome as text."""
         if self.dry_run:
             return self.plan.lines()
         out = [summary.line() for summary in self.extracted]
-        out.append(
-            f"extraction: {len(self.extracted)} cache(s) updated, "
-            f"{self.caches_reused} already complete"
-        )
+        reused = len(self.plan.caches) - len(self.plan.to_extract())  # not opened for writing
+        out.append(f"extraction: {len(self.extracted)} cache(s) updated, {reused} already complete")
         out += [sweep.text() for sweep in self.sweeps]
         out.append(f"classify: {self.cells_run} cell(s) run, {self.cells_skipped} already done")
         if self.finetunes:
@@ -148,11 +141,8 @@ def run_experiment(
 ) -> RunSummary:
     """Run (or, with `dry_run`, only plan) an experiment; finished work is skipped.
 
-    Args:
-        experiment: the validated experiment.
-        source: where the experiment came from (named in errors about corpus roots).
-        dry_run: plan only: read the corpora and caches, write nothing.
-        progress: show progress bars.
+    `source` names where the experiment came from in errors about corpus roots; a
+    dry run reads the corpora and caches and writes nothing.
 
     Raises:
         CorpusError: a corpus root does not exist (every missing one is named).
