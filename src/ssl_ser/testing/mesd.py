@@ -9,7 +9,7 @@ from __future__ import annotations
 import unicodedata
 from pathlib import Path
 
-from ssl_ser.testing import check_layout, write_tree, written_duration
+from ssl_ser.testing import check_layout, expected_row, write_tree
 
 SAMPLE_RATE = 48000
 EMOTIONS: dict[str, str] = {
@@ -38,21 +38,10 @@ def expected_rows(layout: str = "published", seconds: float = 0.05) -> list[dict
             for corpus, words in WORDS.items():
                 for word, text in words:
                     stem = f"{code}_{voice}_{corpus}_{word}"
-                    rows.append(
-                        {
-                            "relpath": f"{folder}/{stem}.wav",
-                            "utt_id": f"mesd/{stem}",
-                            "speaker": "",
-                            "gender": gender,
-                            "language": "spa",
-                            "emotion": emotion,
-                            "emotion_raw": code,
-                            "text": text,
-                            "split": "",
-                            "sample_rate": SAMPLE_RATE,
-                            "duration": written_duration(seconds, SAMPLE_RATE),
-                        }
-                    )
+                    fields = {"gender": gender, "language": "spa", "text": text}
+                    relpath = f"{folder}/{stem}.wav"
+                    row = expected_row("mesd", relpath, "", SAMPLE_RATE, seconds, **fields)
+                    rows.append(row | {"emotion": emotion, "emotion_raw": code})
     return rows
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ssl_ser.testing import check_layout, write_tree, written_duration
+from ssl_ser.testing import check_layout, expected_row, write_tree
 
 # speaker id -> (name in the file names, sample rate of that speaker's recordings)
 SPEAKERS: dict[str, tuple[str, int]] = {
@@ -56,21 +56,10 @@ def expected_rows(layout: str = "published", seconds: float = 0.05) -> list[dict
     for speaker, sentence, code, take, suffix in _clips():
         name, sample_rate = SPEAKERS[speaker]
         stem = f"{speaker}_{name}_S_{sentence}_{code}_{take}{suffix}"
-        rows.append(
-            {
-                "relpath": f"{folder}/{stem}.wav",
-                "utt_id": f"subesco/{stem}",
-                "speaker": f"subesco/{speaker}",
-                "gender": speaker[0],
-                "language": "ben",
-                "emotion": EMOTIONS[code],
-                "emotion_raw": code,
-                "text": "",
-                "split": "",
-                "sample_rate": sample_rate,
-                "duration": written_duration(seconds, sample_rate),
-            }
-        )
+        fields = {"gender": speaker[0], "language": "ben", "emotion": EMOTIONS[code]}
+        relpath = f"{folder}/{stem}.wav"
+        row = expected_row("subesco", relpath, speaker, sample_rate, seconds, **fields)
+        rows.append(row | {"emotion_raw": code})
     return rows
 
 
