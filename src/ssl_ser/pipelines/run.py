@@ -192,8 +192,7 @@ def refuse_several_processes() -> None:
 def extract_missing(plan: Plan, *, progress: bool = False) -> list[Any]:
     """Extract the corpora whose caches are incomplete (all with rehash), one call per model.
 
-    Returns:
-        The extractor's summaries (one per corpus and condition extracted).
+    Returns the extractor's summaries (one per corpus and condition extracted).
     """
     experiment = plan.experiment
     settings = experiment.extract
@@ -316,8 +315,7 @@ def finetune_settings(plan: Plan, unit: FinetuneUnit) -> Any:
 def run_finetune_unit(plan: Plan, unit: FinetuneUnit, *, progress: bool = False) -> Any:
     """Fine-tune one model on one sweep's folds into its results folder (tables left to the caller).
 
-    Returns:
-        The :class:`~ssl_ser.finetune.run.FinetuneResult`.
+    Returns the :class:`~ssl_ser.finetune.run.FinetuneResult`.
     """
     from ssl_ser.finetune.probe_init import ProbeMismatchError
     from ssl_ser.finetune.run import run_finetune
