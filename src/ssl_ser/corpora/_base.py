@@ -101,12 +101,9 @@ class ScanResult:
     """A manifest and the files that could not become rows, with reasons."""
 
     manifest: pd.DataFrame
-    skipped: pd.DataFrame = field(default_factory=lambda: empty_skipped())
-
-
-def empty_skipped() -> pd.DataFrame:
-    """An empty skipped-files table."""
-    return pd.DataFrame({c: pd.Series([], dtype=str) for c in SKIPPED_COLUMNS})
+    skipped: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame({c: pd.Series([], dtype=str) for c in SKIPPED_COLUMNS})
+    )
 
 
 def nfc(text: str) -> str:

@@ -134,17 +134,6 @@ def reader_options(reader: str) -> list[str]:
     return [name for name in corpora.reader_options(reader) if name not in RESERVED_OPTIONS]
 
 
-def _corpus_table(texts: list[str] | tuple[str, ...]) -> dict[str, str]:
-    """``--corpus NAME=ROOT`` strings as the table an experiment file gives."""
-    entries: dict[str, str] = {}
-    for text in texts:
-        name, root = parse_corpus(text)
-        if name in entries:
-            raise ConfigError(f"--corpus {name} is given twice")
-        entries[name] = root
-    return entries
-
-
 def parse_corpus(text: str) -> tuple[str, str]:
     """``emodb=/data/emodb`` -> ("emodb", "/data/emodb").
 
@@ -238,7 +227,12 @@ class Experiment(SweepGrid):
         where = _place(info, "--corpus")
         from_cli = not where.keys
         if from_cli and isinstance(value, list | tuple) and all(isinstance(c, str) for c in value):
-            value = _corpus_table(value)
+            table: dict[str, str] = {}  # the NAME=ROOTs as the table a file gives
+            for name, root in map(parse_corpus, value):
+                if name in table:
+                    raise ConfigError(f"--corpus {name} is given twice")
+                table[name] = root
+            value = table
         if not isinstance(value, dict) or not value:
             raise wrong_type(value, "a non-empty table of corpus name -> root", where)
         return tuple(_corpus(str(name), entry, where.child(name)) for name, entry in value.items())
