@@ -55,10 +55,7 @@ def write_wav(
 
 def write_empty_wav(path: str | Path, sample_rate: int = 16000) -> Path:
     """Write a valid WAV header with zero samples."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), np.zeros(0, dtype=np.float32), sample_rate, subtype="PCM_16")
-    return path
+    return write_wav(path, 0.0, sample_rate)
 
 
 def write_garbage(path: str | Path, size: int = 64) -> Path:

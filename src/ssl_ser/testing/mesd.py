@@ -48,11 +48,7 @@ def expected_rows(layout: str = "published", seconds: float = 0.05) -> list[dict
 def make_tree(
     root: str | Path, layout: str = "published", seconds: float = 0.05, unicode_form: str = "NFC"
 ) -> list[Path]:
-    """Write the tree under `root` (names in `unicode_form`) and return the clean audio paths.
-
-    ``published`` writes one ``MESD/`` folder of files; ``flat`` writes ``wav/wav/`` plus
-    8 kHz ``wav_telephone/wav_telephone/`` copies.
-    """
+    """Write the tree under `root` (names in `unicode_form`); the clean audio paths."""
     rows = expected_rows(layout, seconds)
     clips = [(unicodedata.normalize(unicode_form, r["relpath"]), SAMPLE_RATE) for r in rows]
     return write_tree(root, clips, seconds, layout)

@@ -51,11 +51,7 @@ def relative_folder(name: str, layout: str = "published") -> Path:
 def make_tree(
     root: str | Path, layout: str = "published", seconds: float = 0.05, actors: bool = True
 ) -> list[Path]:
-    """Write the tree under `root`; `flat` uses wav/wav/ plus wav_telephone/wav_telephone/.
-
-    With `actors`, also write ``actors.csv`` (``Documents/`` in the published layout,
-    the root in the flat one).
-    """
+    """Write the tree; `actors` adds ``actors.csv`` (in ``Documents/``, or the root if flat)."""
     check_layout(layout)
     root = Path(root)
     clips = [(Path(relative_folder(name, layout), name), SAMPLE_RATE) for name in file_names()]

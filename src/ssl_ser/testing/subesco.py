@@ -64,10 +64,6 @@ def expected_rows(layout: str = "published", seconds: float = 0.05) -> list[dict
 
 
 def make_tree(root: str | Path, layout: str = "published", seconds: float = 0.05) -> list[Path]:
-    """Write the tree under `root` and return the clean audio paths.
-
-    ``published`` writes one ``SUBESCO/`` folder of files; ``flat`` writes ``wav/wav/``
-    plus 8 kHz ``wav_telephone/wav_telephone/`` copies.
-    """
+    """Write the tree under `root` and return the clean audio paths."""
     clips = [(row["relpath"], row["sample_rate"]) for row in expected_rows(layout, seconds)]
     return write_tree(root, clips, seconds, layout)
