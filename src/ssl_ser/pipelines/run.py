@@ -323,39 +323,27 @@ def run_finetune_unit(plan: Plan, unit: FinetuneUnit, *, progress: bool = False)
     rows = pd.concat([plan.manifests[c] for c in unit.probe.corpora], ignore_index=True)
     log.info("finetune %s", unit.describe())
     settings = finetune_settings(plan, unit)
-    if probe_at_hand(plan, unit):
+    config = unit.config
+    folder = unit.variant.results_dir
+    # the sweep beside it (same folds) fits logreg probes on mean-pooled single layers; the
+    # fine-tune starts from them when it reads a layer they can choose, with a linear head
+    probes_at_hand = (
+        "logreg" in plan.experiment.classifiers
+        and "mean" in unit.probe.poolings
+        and (config.head, config.init, config.head_layer) == ("linear", "random", None)
+    )
+    if probes_at_hand:
         from ssl_ser.classify.results import CellStore, write_tables
 
         # the probes' rows as --from-probe reads them: the tables the run writes after
         # its sweeps (same resamples and seed), written early
-        store = CellStore(unit.variant.results_dir)
-        write_tables(store, n_boot=settings.bootstrap, seed=settings.seed)
-        start = dataclasses.replace(settings, from_probe=str(unit.variant.results_dir))
+        write_tables(CellStore(folder), n_boot=settings.bootstrap, seed=settings.seed)
+        start = dataclasses.replace(settings, from_probe=str(folder))
         try:
-            return run_finetune(
-                rows, unit.config, start, unit.variant.results_dir, progress=progress, tables=False
-            )
+            return run_finetune(rows, config, start, folder, progress=progress, tables=False)
         except ProbeMismatchError as error:
             log.warning("finetune %s: not started from its probes: %s", unit.describe(), error)
-    return run_finetune(
-        rows, unit.config, settings, unit.variant.results_dir, progress=progress, tables=False
-    )
-
-
-def probe_at_hand(plan: Plan, unit: FinetuneUnit) -> bool:
-    """Whether the sweep beside a fine-tune run fits logreg probes it can start from.
-
-    The sweep (same folds) has ``logreg`` on mean-pooled single layers, and the
-    fine-tune reads a layer those probes can choose, with a linear head.
-    """
-    config = unit.config
-    return (
-        "logreg" in plan.experiment.classifiers
-        and "mean" in unit.probe.poolings
-        and config.head == "linear"
-        and config.init == "random"
-        and config.head_layer is None
-    )
+    return run_finetune(rows, config, settings, folder, progress=progress, tables=False)
 
 
 def run_unit(plan: Plan, unit: SweepUnit, *, progress: bool = False) -> tuple[int, int]:
