@@ -396,7 +396,14 @@ def finish_scan(
         CorpusError: no row is left (`what` names what was read).
     """
     if errors and on_error == "raise":
-        raise first_error(errors)
+        first = errors[0]
+        if len(errors) > 1:  # the first error, counting how many more files have problems
+            more = (
+                f"; {len(errors) - 1} more file(s) have problems "
+                "(use --on-error skip to write them all to a report)"
+            )
+            first = CorpusFileError(first.path, first.reason + more)
+        raise first
     skipped = pd.DataFrame(
         [(e.path, e.reason) for e in errors], columns=list(SKIPPED_COLUMNS)
     ).astype(str)
@@ -522,15 +529,3 @@ def _listed_stems(split_file: Path, known: Mapping[str, int]) -> list[str]:
         if stems and sum(s in known for s in stems) >= 0.5 * len(stems):
             return [s for s in stems if s in known]
     raise CorpusError(f"split file {split_file} has no column naming the corpus's audio files")
-
-
-def first_error(errors: list[CorpusFileError]) -> CorpusFileError:
-    """The first error, its message counting how many more files have problems."""
-    first = errors[0]
-    if len(errors) == 1:
-        return first
-    more = (
-        f"; {len(errors) - 1} more file(s) have problems "
-        "(use --on-error skip to write them all to a report)"
-    )
-    return CorpusFileError(first.path, first.reason + more)

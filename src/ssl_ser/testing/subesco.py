@@ -36,8 +36,11 @@ TAKES = (1, 5)
 ANOMALIES: tuple[tuple[str, int, str, int, str], ...] = (("F_02", 2, "SURPRISE", 3, "]"),)
 
 
-def _clips() -> list[tuple[str, int, str, int, str]]:
-    """(speaker, sentence, emotion code, take, suffix) of every file of the tree."""
+def expected_rows(layout: str = "published", seconds: float = 0.05) -> list[dict]:
+    """One dict per file of the tree: its path under the root and its manifest values."""
+    check_layout(layout)
+    folder = "SUBESCO" if layout == "published" else "wav/wav"
+    rows = []
     regular = [
         (speaker, sentence, code, take, "")
         for speaker in SPEAKERS
@@ -45,15 +48,7 @@ def _clips() -> list[tuple[str, int, str, int, str]]:
         for code in EMOTIONS
         for take in TAKES
     ]
-    return regular + list(ANOMALIES)
-
-
-def expected_rows(layout: str = "published", seconds: float = 0.05) -> list[dict]:
-    """One dict per file of the tree: its path under the root and its manifest values."""
-    check_layout(layout)
-    folder = "SUBESCO" if layout == "published" else "wav/wav"
-    rows = []
-    for speaker, sentence, code, take, suffix in _clips():
+    for speaker, sentence, code, take, suffix in [*regular, *ANOMALIES]:
         name, sample_rate = SPEAKERS[speaker]
         stem = f"{speaker}_{name}_S_{sentence}_{code}_{take}{suffix}"
         fields = {"gender": speaker[0], "language": "ben", "emotion": EMOTIONS[code]}
