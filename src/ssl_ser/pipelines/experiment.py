@@ -78,11 +78,6 @@ class CorpusSpec:
     options: dict[str, Any] = field(default_factory=dict)
     on_error: str = "skip"
 
-    @property
-    def is_manifest(self) -> bool:
-        """Whether `root` is a manifest file rather than something the reader scans."""
-        return self.reader is None
-
 
 def _corpus(name: str, entry: object, where: Where) -> CorpusSpec:
     if isinstance(entry, str):
