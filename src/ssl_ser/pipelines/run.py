@@ -45,11 +45,9 @@ from ssl_ser.pipelines.plan import (
     make_plan,
     write_manifests,
 )
-from ssl_ser.results import FINETUNE_CLASSIFIER
+from ssl_ser.results import FINETUNE_CLASSIFIER, SUMMARY_CSV
 
 log = logging.getLogger(__name__)
-
-SUMMARY_FILE = "summary.csv"
 
 
 @dataclass
@@ -247,7 +245,6 @@ def run_variant(
     work of all earlier sweeps each time.
     """
     from ssl_ser.classify.results import CellStore, write_tables
-    from ssl_ser.results import SUMMARY_CSV
 
     if not units:
         return [], []
@@ -432,8 +429,6 @@ def write_variant_report(
 
 def write_summary(plan: Plan) -> Path | None:
     """``summary.csv`` over every variant (seed and shots as columns), for seeds and few-shot."""
-    from ssl_ser.results import SUMMARY_CSV
-
     parts = []
     for variant in plan.variants:
         path = variant.results_dir / SUMMARY_CSV
@@ -446,7 +441,7 @@ def write_summary(plan: Plan) -> Path | None:
             parts.append(table)
     if not parts:
         return None
-    out = plan.experiment.output_dir / SUMMARY_FILE
+    out = plan.experiment.output_dir / SUMMARY_CSV  # the variants' summaries in one
     table = pd.concat(parts, ignore_index=True)
     write_file(out, lambda p: table.to_csv(p, index=False))
     return out
