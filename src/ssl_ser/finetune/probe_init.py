@@ -34,7 +34,7 @@ import pandas as pd
 
 from ssl_ser.classify import registry
 from ssl_ser.classify.measures import EMOTION_TARGET, TARGET_COLUMN
-from ssl_ser.classify.metrics import confusion_matrix, scores_from_confusion
+from ssl_ser.classify.search import ua_of
 from ssl_ser.errors import ConfigError
 from ssl_ser.results import PREDICTIONS_PARQUET, RESULTS_PARQUET
 
@@ -166,9 +166,7 @@ def probabilities(model: Any, x: np.ndarray, n_classes: int) -> np.ndarray:
 
 def validation_ua(model: Any, x: np.ndarray, codes: np.ndarray, n_classes: int) -> float:
     """UA of a fitted probe on validation rows."""
-    predicted = probabilities(model, x, n_classes).argmax(1)
-    confusion = confusion_matrix(codes, predicted, n_classes)
-    return float(scores_from_confusion(confusion, [str(i) for i in range(n_classes)]).ua)
+    return ua_of(codes, probabilities(model, x, n_classes).argmax(1))
 
 
 def choose_layer(scores: Mapping[int, Sequence[float]]) -> int:

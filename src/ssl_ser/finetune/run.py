@@ -75,25 +75,9 @@ RUN_FILE = "finetune.json"
 class RunOptions:
     """Which rows and folds a fine-tune run uses, with ``ser classify``'s meaning for each.
 
-    Attributes:
-        labels: label set name or comma list of canonical emotions.
-        split: one of the split methods of :mod:`ssl_ser.classify.splits`.
-        split_options: folds, seed, ratios, train/test corpora, shots.
-        conditions: the audio conditions to load (``clean``, ``telephone``).
-        train_condition, test_condition: one pair of them; by default each
-            condition is trained and tested on itself.
-        telephone_source: ``derived`` or ``folder`` (ready telephone copies).
-        bootstrap: resamples of each fold's UA interval.
-        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` (under torchrun: each
-            process's own GPU).
-        workers: audio loading processes (None: the extraction default).
-        force: train folds again that the output folder already holds.
-        save_models: save each fold's chosen model under ``models/``.
-        from_probe: a ``ser classify``/``ser probe`` results folder whose logreg
-            probes (same folds) choose the layer the head reads and start each
-            fold's head (:mod:`ssl_ser.finetune.probe_init`); None: not used.
-        audio_in_memory: hold all prepared audio in memory instead of a file of the
-            output folder read per batch (the same arrays either way).
+    Each field is the ``ser finetune`` option of its name (``split_options``: the
+    split's folds, seed, ratios, corpora and shots); ``from_probe`` is a results
+    folder whose probes start the heads (:mod:`ssl_ser.finetune.probe_init`).
     """
 
     labels: str = "basic4"
@@ -145,6 +129,7 @@ class _Run:
     audio: data.Audio
     table: data.RunTable
     rows: Rows
+    keys: list[tuple[str, str]]  # (utt_id, condition) of each row of the table
     identity: dict[str, Any]
     here: World
     progress: bool
@@ -154,6 +139,10 @@ class _Run:
     probe_folder: Path | None = None
     # folds whose validation share was printed (--from-probe draws each fold's split twice)
     announced: set[tuple[str, bytes]] = field(default_factory=set)
+
+    def close(self) -> None:
+        """Remove the run's stored audio (when it ends, or fails)."""
+        self.audio.close()
 
 
 def run_finetune(
@@ -182,7 +171,7 @@ def run_finetune(
     output = check_writable(output)  # a read-only or full disk: one line before any training
     with (
         world(settings.device) as here,
-        _closing(_prepare(manifest, config, settings, output, here, progress)) as run,
+        contextlib.closing(_prepare(manifest, config, settings, output, here, progress)) as run,
     ):
         if settings.from_probe is not None:
             _from_probe(run, Path(settings.from_probe))
@@ -213,15 +202,6 @@ def run_finetune(
     return FinetuneResult(
         ran, skipped, len(run.audio.failed), paths, summary, seconds, main=here.main
     )
-
-
-@contextlib.contextmanager
-def _closing(run: _Run) -> Iterator[_Run]:
-    """The run, its stored audio removed when it ends (or fails)."""
-    try:
-        yield run
-    finally:
-        run.audio.close()
 
 
 def _check_settings(settings: RunOptions) -> None:
@@ -291,9 +271,10 @@ def _prepare(
         speakers=frame["speaker"].astype(str).to_numpy(),
         genders=frame["gender"].astype(str).to_numpy(),
     )
+    keys = list(zip(frame["utt_id"], frame["condition"], strict=True))
     identity = dict(backbone.identity)
     del backbone
-    return _Run(config, settings, store, audio, table, rows, identity, here, progress)
+    return _Run(config, settings, store, audio, table, rows, keys, identity, here, progress)
 
 
 class _ReadOnlyStore(CellStore):
@@ -373,8 +354,7 @@ def _fold_meta(run: _Run, fold: Fold, train_condition: str, test_condition: str)
     frame = run.table.table
     settings = run.settings
     train_corpus, test_corpus = fold_corpora(fold, frame["corpus"])
-    used = [*fold.train, *fold.test]
-    keys = [(frame["utt_id"].iat[i], frame["condition"].iat[i]) for i in sorted(set(used))]
+    keys = [run.keys[i] for i in sorted({*fold.train, *fold.test})]
     return {
         "extractor": str(run.identity["model"]),
         "model_revision": str(run.identity["revision"]),
@@ -402,13 +382,9 @@ def _fold_meta(run: _Run, fold: Fold, train_condition: str, test_condition: str)
         ),
         "feature_version": run.config.extractor_config().feature_version,
         "setting": run.config.setting(run.here.size),
-        "validation": validation_method(fold),
+        # how the validation rows are drawn (see validation.METHOD)
+        "validation": "the split's validation part" if len(fold.val) else METHOD,
     }
-
-
-def validation_method(fold: Fold) -> str:
-    """How the fold's validation rows are drawn (part of its cell id, see validation.METHOD)."""
-    return "the split's validation part" if len(fold.val) else METHOD
 
 
 def _validation(run: _Run, fold: Fold) -> tuple[np.ndarray, np.ndarray]:
@@ -438,8 +414,7 @@ def _validation(run: _Run, fold: Fold) -> tuple[np.ndarray, np.ndarray]:
 def _run_fold(run: _Run, cell: str, fold: Fold, n_dropped: int, meta: dict) -> None:
     """Train one fold from scratch (or its checkpoint), score its test rows once, store it."""
     started = time.perf_counter()
-    frame = run.table.table
-    keys = list(zip(frame["utt_id"], frame["condition"], strict=True))
+    keys = run.keys
     fit, val = _validation(run, fold)
     rows = train.FoldRows(
         [keys[i] for i in fit],
@@ -510,18 +485,13 @@ def _run_fold(run: _Run, cell: str, fold: Fold, n_dropped: int, meta: dict) -> N
         folder.parent.rmdir()
 
 
-def _all_keys(run: _Run) -> list[tuple[str, str]]:
-    frame = run.table.table
-    return list(zip(frame["utt_id"], frame["condition"], strict=True))
-
-
 def _start_head(run: _Run, trainer: train.Trainer, fold: Fold, fit: np.ndarray, meta: dict) -> None:
     """Standardise the head's input on the fitting rows, or start the head as the fold's probe."""
     config = run.config
     if run.features is None:  # the backbone is loaded afresh per fold: the same for every fold
-        run.features = train.pooled_features(trainer, _all_keys(run))
+        run.features = train.pooled_features(trainer, run.keys)
     if config.freeze == "base" and config.adapter == "none":
-        trainer.use_frozen_features(run.features, _all_keys(run))
+        trainer.use_frozen_features(run.features, run.keys)
     model = trainer.model
     if config.init == "probe":
         _probe_head(run, trainer, fold, fit, meta)
@@ -622,7 +592,7 @@ def _from_probe(run: _Run, path: Path) -> None:
             full, len(run.table.classes), run.here.device(run.settings.device), run.settings.seed
         )
     trainer = train.Trainer(model, full, run.audio, run.settings.seed, run.here)
-    states = train.pooled_features(trainer, _all_keys(run))
+    states = train.pooled_features(trainer, run.keys)
     del trainer, model
     layer = run.config.head_layer
     if layer is None:
@@ -704,8 +674,9 @@ def _save_model(run: _Run, model: Any, folder: Path, meta: Mapping[str, Any], ce
     }
     frame = run.table.table
     trained = frame[frame["corpus"].isin(str(meta["train_corpus"]).split("+"))]
-    reading = model_module.audio_reading(
-        model, trained, meta["train_condition"], run.settings.telephone_source
+    rate = integrity.model_rate(model.backbone.preprocessor)
+    reading = integrity.audio_reading(
+        trained, meta["train_condition"], run.settings.telephone_source, rate
     )
     with integrity.fresh_folder(folder) as saving:
         model_module.save_model(model, run.config, saving)

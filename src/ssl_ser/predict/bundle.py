@@ -222,10 +222,6 @@ class ProbePredictor(Predictor):
         self.layers = [str(i) for i in range(self.backbone.states)]
         self.check_reading(folder)
 
-    def input_seconds(self, seconds: float) -> float:
-        """As the backbone counts it."""
-        return self.backbone.input_seconds(seconds)
-
     def features(self, utterances: Sequence[Sequence[Segment]]) -> np.ndarray:
         """The classifier's input rows, as a cache would have stored them."""
         segments = [segment for utterance in utterances for segment in utterance]

@@ -28,7 +28,7 @@ from ssl_ser.classify.features import (
     load_blocks,
     select_layers,
 )
-from ssl_ser.classify.metrics import confusion_matrix, scores_from_confusion
+from ssl_ser.classify.search import ua_of
 from ssl_ser.classify.splits import inner_split
 from ssl_ser.classify.sweep import SweepConfig, sweep_poolings
 from ssl_ser.errors import ConfigError
@@ -236,15 +236,12 @@ def choose_layer(
 ) -> tuple[FeatureSpec, dict[str, Any]]:
     """The layer with the best UA on held-out training speakers (lowest on a tie)."""
     fit, val = inner_split(groups, codes, CHOICE_FRACTION, seed)
-    n_classes = int(codes.max()) + 1
     scores: dict[str, float] = {}
     for layer in blocks.layers:
         x = blocks.matrix(FeatureSpec((layer,), "each", pooling))
         pipeline = registry.build_pipeline(classifier, params, seed=seed, threads=1)
         registry.fit_pipeline(pipeline, classifier, x[fit], codes[fit], groups[fit])
-        predicted = pipeline.predict(x[val])
-        confusion = confusion_matrix(codes[val], predicted, n_classes)
-        scores[layer] = scores_from_confusion(confusion, [str(i) for i in range(n_classes)]).ua
+        scores[layer] = ua_of(codes[val], pipeline.predict(x[val]))
     best = max(blocks.layers, key=lambda layer: (scores[layer], -blocks.layers.index(layer)))
     choice = {
         "method": "chosen on held-out training speakers",

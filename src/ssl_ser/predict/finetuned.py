@@ -54,20 +54,13 @@ class FinetunedPredictor(Predictor):
         meaning = finetune_model.output_meaning(self.classes, labels.get("label_set", ""), config)
         integrity.check_outputs(seal, meaning, folder / RUN_FILE)
         trained = described.get("backbone", {})
-        if config.adapter == "none":
-            config = dataclasses.replace(
-                config,
-                model=str(folder / "backbone"),
-                revision=None,
-                freeze="base",
-                top_layers=None,
-            )
-        else:  # the base model the adapter was trained on: its absolute path, its commit
-            config = dataclasses.replace(
-                config, model=str(trained.get("model", config.model)), revision=_commit(trained)
-            )
+        saved = {"model": str(folder / "backbone"), "revision": None, "freeze": "base"}
+        if config.adapter != "none":  # the base model the adapter was trained on: path, commit
+            saved = {"model": str(trained.get("model", config.model)), "revision": _commit(trained)}
         # prediction never masks; a saved backbone no longer draws masks of its own
-        config = dataclasses.replace(config, gradient_checkpointing=False, spec_augment=False)
+        config = dataclasses.replace(
+            config, **saved, top_layers=None, gradient_checkpointing=False, spec_augment=False
+        )
         with integrity.loading(folder / "backbone" if config.adapter == "none" else folder):
             self.model, backbone = finetune_model.build_model(config, len(self.classes), device, 0)
         if config.adapter == "lora":
@@ -80,10 +73,6 @@ class FinetunedPredictor(Predictor):
         self.preprocessor = backbone.preprocessor
         self.backbone = backbone
         self.check_reading(folder)
-
-    def input_seconds(self, seconds: float) -> float:
-        """As the backbone counts it (Whisper untrimmed: a whole window)."""
-        return self.backbone.input_seconds(seconds)
 
     @torch.no_grad()
     def probabilities(self, utterances: Sequence[Sequence[Segment]]) -> np.ndarray:

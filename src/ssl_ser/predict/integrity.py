@@ -304,18 +304,21 @@ def audio_reading(
     reads them.
     """
     channels = rows.get("channel")
-    by_corpus: dict[str, list[int]] = {}
+    by_corpus: dict[str, set[int]] = {}
     for i, corpus in enumerate(rows["corpus"]):
         value = DOWNMIX if channels is None else _channel(channels.iloc[i])
-        by_corpus.setdefault(str(corpus), [])
-        if value not in by_corpus[str(corpus)]:
-            by_corpus[str(corpus)].append(value)
+        by_corpus.setdefault(str(corpus), set()).add(value)
     return {
         "channels": {corpus: sorted(values) for corpus, values in sorted(by_corpus.items())},
         "sample_rate": sample_rate,
         "condition": condition,
         "telephone_source": telephone_source if condition == "telephone" else None,
     }
+
+
+def model_rate(preprocessor: Any) -> int | str:
+    """The rate a model's preprocessor reads audio at, as a seal records it (Hz, or ``native``)."""
+    return "native" if preprocessor.native_rate else int(preprocessor.sample_rate)
 
 
 def _channel(value: Any) -> int:

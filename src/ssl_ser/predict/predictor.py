@@ -134,6 +134,7 @@ class Predictor(ABC):
     """
 
     classes: tuple[str, ...]
+    backbone: Any  # the extraction backbone: batches are planned in its input seconds
     preprocessor: Preprocessor
     reading: dict[str, Any]
 
@@ -144,8 +145,7 @@ class Predictor(ABC):
             ConfigError: naming both rates.
         """
         recorded = self.reading.get("sample_rate")
-        native = self.preprocessor.native_rate
-        mine = "native" if native else int(self.preprocessor.sample_rate)
+        mine = integrity.model_rate(self.preprocessor)
         if recorded is not None and recorded != mine:
             raise ConfigError(
                 f"{folder}: its training audio was read at {recorded} Hz, but its model now "
@@ -155,10 +155,6 @@ class Predictor(ABC):
     @abstractmethod
     def probabilities(self, utterances: Sequence[Sequence[Segment]]) -> np.ndarray:
         """Class probabilities (utterances, classes) of one batch."""
-
-    @abstractmethod
-    def input_seconds(self, seconds: float) -> float:
-        """Model input seconds a segment of `seconds` costs (for batch plans)."""
 
     def predict(
         self,
@@ -259,7 +255,8 @@ class Predictor(ABC):
 
     def _classify(self, good: list[Prepared], batch_seconds: float) -> np.ndarray:
         """Probabilities of every usable piece, in length-grouped batches."""
-        costs = [sum(self.input_seconds(s.seconds) for s in item.segments) for item in good]
+        cost = self.backbone.input_seconds
+        costs = [sum(cost(s.seconds) for s in item.segments) for item in good]
         out = np.zeros((len(good), len(self.classes)))
         for batch in plan_batches(costs, batch_seconds):
             out[batch] = self.probabilities([good[i].segments for i in batch])

@@ -29,6 +29,7 @@ launched them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -130,23 +131,23 @@ def load_pipeline(
     saved = (folder / integrity.INTEGRITY_FILE).is_file() or is_probe(folder)
     seal = integrity.verify(folder) if folder.is_dir() and saved else None
     if seal is not None and seal.kind == "probe":
-        probe = ProbePredictor(folder, device, seal)
-        if not isinstance(probe.backbone, TransformerBackbone):
+        bundle: Any = ProbePredictor(folder, device, seal)
+        if not isinstance(bundle.backbone, TransformerBackbone):
             raise ConfigError(f"{target!r} probes a classic baseline: no forward pass to time")
-        _check_bundle_trim(target, probe.backbone, whisper_trim)
-        return InferencePipeline(
-            str(target), "bundle", probe.backbone, _probe_classifier(probe), PROBE_CLASSIFIER
-        )
-    if seal is not None or (folder.is_dir() and is_finetuned(folder)):
-        predictor = FinetunedPredictor(folder, device, seal)
-        _check_bundle_trim(target, predictor.backbone, whisper_trim)
-        return InferencePipeline(
-            str(target),
-            "bundle",
-            predictor.backbone,
-            _head_classifier(predictor.model),
-            BUNDLE_CLASSIFIER,
-        )
+        classify = functools.partial(_probe_classifier, bundle)
+        note = PROBE_CLASSIFIER
+    elif seal is not None or (folder.is_dir() and is_finetuned(folder)):
+        bundle = FinetunedPredictor(folder, device, seal)
+        classify = functools.partial(_head_classifier, bundle.model)
+        note = BUNDLE_CLASSIFIER
+    else:
+        return _bare_pipeline(target, device, whisper_trim)
+    _check_bundle_trim(target, bundle.backbone, whisper_trim)
+    return InferencePipeline(str(target), "bundle", bundle.backbone, classify, note)
+
+
+def _bare_pipeline(target: str | Path, device: str, whisper_trim: bool) -> InferencePipeline:
+    """A bare model id or folder: its forward pass and extraction's pooling, no head."""
     config = ExtractorConfig.for_model(str(target), whisper_trim=whisper_trim)
     config = config.with_absolute_model_path()
     if config.is_classic:
@@ -157,9 +158,8 @@ def load_pipeline(
     backbone = load_backbone(config, device)
     if not isinstance(backbone, TransformerBackbone):
         raise ConfigError(f"{target!r} has no forward pass to time")
-    return InferencePipeline(
-        str(target), "model", backbone, _pooling_only(backbone), MODEL_CLASSIFIER
-    )
+    classify = functools.partial(_pooling_only, backbone)
+    return InferencePipeline(str(target), "model", backbone, classify, MODEL_CLASSIFIER)
 
 
 def _check_bundle_trim(target: str | Path, backbone: TransformerBackbone, trim: bool) -> None:
@@ -172,35 +172,23 @@ def _check_bundle_trim(target: str | Path, backbone: TransformerBackbone, trim: 
         )
 
 
-def _head_classifier(model: Any) -> Callable[[list[torch.Tensor], np.ndarray], np.ndarray]:
+def _head_classifier(model: Any, states: list[torch.Tensor], frames: np.ndarray) -> np.ndarray:
     """Pooling, head and softmax of a fine-tuned :class:`~ssl_ser.finetune.model.EmotionModel`."""
-
-    def classify(states: list[torch.Tensor], frames: np.ndarray) -> np.ndarray:
-        pooled = model.pool_states(states, frames, [len(frames)])
-        return torch.softmax(model.logits(pooled), 1).cpu().numpy()
-
-    return classify
+    pooled = model.pool_states(states, frames, [len(frames)])
+    return torch.softmax(model.logits(pooled), 1).cpu().numpy()
 
 
-def _probe_classifier(probe: Any) -> Callable[[list[torch.Tensor], np.ndarray], np.ndarray]:
+def _probe_classifier(probe: Any, states: list[torch.Tensor], frames: np.ndarray) -> np.ndarray:
     """Pooling, the bundle's layer choice and its fitted classifier (a probe bundle)."""
-
-    def classify(states: list[torch.Tensor], frames: np.ndarray) -> np.ndarray:
-        stats = probe.backbone.pooled(states, frames)
-        return probe.classify(probe.features_of(stats, [len(frames)]))
-
-    return classify
+    stats = probe.backbone.pooled(states, frames)
+    return probe.classify(probe.features_of(stats, [len(frames)]))
 
 
 def _pooling_only(
-    backbone: TransformerBackbone,
-) -> Callable[[list[torch.Tensor], np.ndarray], np.ndarray]:
+    backbone: TransformerBackbone, states: list[torch.Tensor], frames: np.ndarray
+) -> np.ndarray:
     """Extraction's masked statistics of every hidden state, moved to the CPU."""
-
-    def classify(states: list[torch.Tensor], frames: np.ndarray) -> np.ndarray:
-        return backbone.pooled(states, frames).mean
-
-    return classify
+    return backbone.pooled(states, frames).mean
 
 
 def synthetic_audio(seconds: float, sample_rate: int) -> np.ndarray:
