@@ -173,9 +173,6 @@ def check_training(settings: Any, name: Callable[[str], str] = str) -> None:
         settings: a :class:`FinetuneConfig`, or settings with its field names.
         name: how a setting reads in the message: its field name (the default),
             its flag on the command line (``--head-lr``).
-
-    Raises:
-        ConfigError: naming the setting and the bad value.
     """
     _check_freezing(settings, name)
     _check_numbers(settings, name)

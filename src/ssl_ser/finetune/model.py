@@ -205,11 +205,7 @@ class EmotionModel(nn.Module):
         }
 
     def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
-        """Put stored trainable parameters back (names and shapes must match exactly).
-
-        Raises:
-            ConfigError: the stored names differ from this model's trainable ones.
-        """
+        """Put stored trainable parameters back (names and shapes must match exactly)."""
         mine = {n: p for n, p in self.named_parameters() if p.requires_grad}
         if set(mine) != set(state):
             extra = sorted(set(state) ^ set(mine))[:3]

@@ -116,14 +116,9 @@ def probe_rows(folder: Path, extractor: str, pairs: Sequence[tuple[str, str]]) -
 
 
 def check_same_folds(rows: pd.DataFrame, digests: Mapping[tuple[str, str, str], str]) -> None:
-    """Refuse probes made on other folds than the fine-tune's.
+    """Refuse probe `rows` of other folds than the fine-tune's (a fold missing, other utterances).
 
-    Args:
-        rows: the probe rows.
-        digests: the fine-tune's fold digest per (train condition, test condition, fold).
-
-    Raises:
-        ConfigError: a fold the probes lack, or whose utterances differ.
+    `digests` holds the fine-tune's fold digest per (train condition, test condition, fold).
     """
     for (train, test, fold), digest in digests.items():
         theirs = rows[

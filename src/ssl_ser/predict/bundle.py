@@ -65,11 +65,7 @@ TRUSTED_TYPES: tuple[str, ...] = (
 
 
 def check_savable(classifier: str) -> None:
-    """Refuse classifiers a bundle cannot hold (yet), before any fitting.
-
-    Raises:
-        ConfigError: naming the classifier and those that can be saved.
-    """
+    """Refuse classifiers a bundle cannot hold (yet), before any fitting."""
     if classifier not in SAVABLE:
         raise ConfigError(
             f"classifier {classifier!r} cannot be saved as a probe bundle (the SVMs give no "
@@ -123,11 +119,7 @@ def is_probe(folder: Path) -> bool:
 
 
 def load_estimator(folder: Path, description: Mapping[str, Any]) -> Any:
-    """The fitted pipeline of a bundle, refusing untrusted types; warns on other versions.
-
-    Raises:
-        ConfigError: the skops file holds a type outside the trusted ones.
-    """
+    """The fitted pipeline of a bundle, refusing untrusted types; warns on other versions."""
     import skops.io as sio
 
     path = folder / ESTIMATOR_FILE
@@ -258,12 +250,7 @@ class ProbePredictor(Predictor):
 
 
 def _description_of(folder: Path, seal: integrity.Seal) -> dict[str, Any]:
-    """bundle.json of a verified bundle, checked against the seal's output meaning.
-
-    Raises:
-        ConfigError: a sealed folder of another kind, or a description that
-            disagrees with the seal (naming the field).
-    """
+    """bundle.json of a verified bundle, checked against the seal's output meaning."""
     path = folder / BUNDLE_FILE
     if seal.kind != BUNDLE_KIND or not path.is_file():
         raise ConfigError(f"{folder} is a saved {seal.kind} model, not a probe bundle")
@@ -273,11 +260,7 @@ def _description_of(folder: Path, seal: integrity.Seal) -> dict[str, Any]:
 
 
 def _check_estimator(estimator: Any, description: Mapping[str, Any], folder: Path) -> None:
-    """Refuse a classifier whose outputs or inputs are not those bundle.json describes.
-
-    Raises:
-        ConfigError: naming the classes or feature count that differ.
-    """
+    """Refuse a classifier whose outputs or inputs are not those bundle.json describes."""
     classes = np.asarray(estimator.classes_)
     n_classes = len(description["classes"])
     if classes.size and (classes.min() < 0 or classes.max() >= n_classes):
@@ -295,11 +278,7 @@ def _check_estimator(estimator: Any, description: Mapping[str, Any], folder: Pat
 
 
 def _check_revision(identity: Mapping[str, Any], key: Mapping[str, Any], folder: Path) -> None:
-    """Refuse a model whose weights are not those the probe's features came from.
-
-    Raises:
-        ConfigError: naming both revisions.
-    """
+    """Refuse a model whose weights are not those the probe's features came from."""
     if str(identity.get("revision")) != str(key.get("revision")):
         raise ConfigError(
             f"{folder}: the probe was fitted on features of {key.get('model')} at revision "

@@ -82,12 +82,7 @@ class FinetunedPredictor(Predictor):
 
 
 def _descriptions(folder: Path, seal: integrity.Seal) -> tuple[dict, dict]:
-    """(finetune.json, labels.json) of a verified folder, checked against the seal.
-
-    Raises:
-        ConfigError: a sealed folder of another kind, or labels that disagree
-            with the seal (naming the field).
-    """
+    """(finetune.json, labels.json) of a verified folder, checked against the seal."""
     if seal.kind != KIND:
         raise ConfigError(f"{folder} is a saved {seal.kind} model, not a fine-tuned model folder")
     described = json.loads((folder / RUN_FILE).read_text())
@@ -104,11 +99,7 @@ def _commit(trained: dict) -> str | None:
 
 
 def _check_base(identity: dict, trained: dict, folder: Path) -> None:
-    """Refuse an adapter on base weights other than those it was trained on.
-
-    Raises:
-        ConfigError: naming the recorded and the loaded revision.
-    """
+    """Refuse an adapter on base weights other than those it was trained on."""
     if str(identity.get("revision")) != str(trained.get("revision")):
         raise ConfigError(
             f"{folder}: its adapter was trained on {trained.get('model')} at revision "
@@ -118,11 +109,7 @@ def _check_base(identity: dict, trained: dict, folder: Path) -> None:
 
 
 def _load_head(model: finetune_model.EmotionModel, path: Path) -> None:
-    """Put the saved head (and layer weights) in; a head of other shapes is refused in words.
-
-    Raises:
-        ConfigError: naming the file and what does not fit.
-    """
+    """Put the saved head (and layer weights) in; a head of other shapes is refused in words."""
     state = load_file(str(path))
     head = {k.removeprefix("head."): v for k, v in state.items() if k.startswith("head.")}
     mine = model.head.state_dict()

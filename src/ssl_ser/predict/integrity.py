@@ -135,11 +135,7 @@ def verify(folder: str | Path) -> Seal:
 
 
 def read_record(folder: str | Path) -> Seal:
-    """The record of `folder` as written (its own digest checked, the files not).
-
-    Raises:
-        ConfigError: as :func:`verify`, for the record itself.
-    """
+    """The record of `folder` as written (its own digest checked, the files not)."""
     folder = Path(folder)
     path = folder / INTEGRITY_FILE
     if not path.is_file():
@@ -206,9 +202,6 @@ def loading(path: Path) -> Iterator[None]:
 
     Reached only by a folder whose record was rewritten over damaged files (or a
     library that cannot read its own file): still an error, never a traceback.
-
-    Raises:
-        ConfigError: naming `path` and the library's complaint.
     """
     try:
         yield
@@ -227,9 +220,6 @@ def check_outputs(
     """Refuse a description (`path`'s content) whose output meaning differs from the record's.
 
     Fields in `required` must be in the description; others are compared where present.
-
-    Raises:
-        ConfigError: naming the field, the file's value and the recorded one.
     """
     for field in required:
         if field in record.outputs and field not in described:

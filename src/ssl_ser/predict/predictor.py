@@ -77,19 +77,35 @@ class WindowedDataset(UtteranceDataset):
         try:
             wave, rate = self._load(row)
         except (SerError, OSError, ValueError, RuntimeError) as error:
-            failed = Prepared(row["utt_id"], [], 0.0, f"{type(error).__name__}: {error}")
-            return [Piece(row["position"], WHOLE_FILE, 0.0, 0.0, failed)]
+            return [_failed(row["position"], row["utt_id"], error)]
         rate = rate or self.preprocessor.sample_rate
-        return [
-            Piece(
-                row["position"],
-                str(i),
-                start / rate,
-                stop / rate,
-                prepare(self.preprocessor, row["utt_id"], wave[start:stop], rate),
-            )
-            for i, (start, stop) in enumerate(windows(len(wave), rate, self.window, self.hop))
-        ]
+        position, utt_id = row["position"], row["utt_id"]
+        return _cut(self.preprocessor, position, utt_id, wave, rate, self.window, self.hop)
+
+
+def _failed(position: int, utt_id: str, error: Exception) -> Piece:
+    """The one piece of an input that could not be read: its error, no audio."""
+    failed = Prepared(utt_id, [], 0.0, f"{type(error).__name__}: {error}")
+    return Piece(position, WHOLE_FILE, 0.0, 0.0, failed)
+
+
+def _cut(
+    preprocessor: Preprocessor,
+    position: int,
+    utt_id: str,
+    wave: np.ndarray,
+    rate: int,
+    window: float | None,
+    hop: float | None,
+) -> list[Piece]:
+    """An input's pieces, prepared for the model: the whole waveform, or each of its windows."""
+    spans = [(0, len(wave))] if window is None else windows(len(wave), rate, window, hop)
+    names = [WHOLE_FILE] if window is None else [str(i) for i in range(len(spans))]
+    pieces = []
+    for name, (start, stop) in zip(names, spans, strict=True):
+        prepared = prepare(preprocessor, utt_id, wave[start:stop], rate)
+        pieces.append(Piece(position, name, start / rate, stop / rate, prepared))
+    return pieces
 
 
 def windows(samples: int, rate: int, window: float, hop: float) -> list[tuple[int, int]]:
@@ -139,11 +155,7 @@ class Predictor(ABC):
     reading: dict[str, Any]
 
     def check_reading(self, folder: Path) -> None:
-        """Refuse a model that now reads audio at another rate than its training audio was read.
-
-        Raises:
-            ConfigError: naming both rates.
-        """
+        """Refuse a model that now reads audio at another rate than its training audio was read."""
         recorded = self.reading.get("sample_rate")
         mine = integrity.model_rate(self.preprocessor)
         if recorded is not None and recorded != mine:
@@ -285,11 +297,7 @@ def _check_window(window: float | None, hop: float | None) -> float | None:
 
 
 def check_seconds(value: float, option: str) -> float:
-    """`value` if it is a positive, finite number of seconds.
-
-    Raises:
-        ConfigError: naming the option and the value (0, negative, inf or nan).
-    """
+    """`value` if it is a positive, finite number of seconds."""
     if not (math.isfinite(value) and value > 0):
         raise ConfigError(f"{option} {value!r} must be a positive, finite number of seconds")
     return value
@@ -313,14 +321,9 @@ def _waveform_pieces(
                 preprocessor, np.asarray(wave, np.float32), int(rate), condition
             )
         except (SerError, ValueError) as error:
-            failed = Prepared(utt_id, [], 0.0, f"{type(error).__name__}: {error}")
-            pieces.append(Piece(i, WHOLE_FILE, 0.0, 0.0, failed))
+            pieces.append(_failed(i, utt_id, error))
             continue
-        spans = [(0, len(wave))] if window is None else windows(len(wave), rate, window, hop)
-        for w, (start, stop) in enumerate(spans):
-            name = WHOLE_FILE if window is None else str(w)
-            prepared = prepare(preprocessor, utt_id, wave[start:stop], rate)
-            pieces.append(Piece(i, name, start / rate, stop / rate, prepared))
+        pieces += _cut(preprocessor, i, utt_id, wave, rate, window, hop)
     return pd.DataFrame(rows), pieces
 
 

@@ -294,12 +294,7 @@ def time_duration(
 
 
 def check_settings(durations: Sequence[float], input_rate: int, repeats: int, warmup: int) -> None:
-    """Refuse settings that cannot be timed, naming the bad value.
-
-    Raises:
-        ConfigError: no or non-positive durations, a non-positive rate, fewer
-            than one repetition, or a negative warm-up.
-    """
+    """Refuse settings that cannot be timed, naming the bad value."""
     if not durations or any(not d > 0 for d in durations):
         raise ConfigError(f"durations {list(durations)!r} must be positive seconds")
     if int(input_rate) != input_rate or input_rate <= 0:
@@ -321,9 +316,6 @@ def bench(
 
     ``rtf`` is the row's median over the audio seconds; that of ``total`` is
     the real-time factor.
-
-    Raises:
-        ConfigError: see :func:`check_settings`.
     """
     check_settings(durations, input_rate, repeats, warmup)
     rows = []
