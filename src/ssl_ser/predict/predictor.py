@@ -77,35 +77,19 @@ class WindowedDataset(UtteranceDataset):
         try:
             wave, rate = self._load(row)
         except (SerError, OSError, ValueError, RuntimeError) as error:
-            return [_failed(row["position"], row["utt_id"], error)]
+            failed = Prepared(row["utt_id"], [], 0.0, f"{type(error).__name__}: {error}")
+            return [Piece(row["position"], WHOLE_FILE, 0.0, 0.0, failed)]
         rate = rate or self.preprocessor.sample_rate
-        position, utt_id = row["position"], row["utt_id"]
-        return _cut(self.preprocessor, position, utt_id, wave, rate, self.window, self.hop)
-
-
-def _failed(position: int, utt_id: str, error: Exception) -> Piece:
-    """The one piece of an input that could not be read: its error, no audio."""
-    failed = Prepared(utt_id, [], 0.0, f"{type(error).__name__}: {error}")
-    return Piece(position, WHOLE_FILE, 0.0, 0.0, failed)
-
-
-def _cut(
-    preprocessor: Preprocessor,
-    position: int,
-    utt_id: str,
-    wave: np.ndarray,
-    rate: int,
-    window: float | None,
-    hop: float | None,
-) -> list[Piece]:
-    """An input's pieces, prepared for the model: the whole waveform, or each of its windows."""
-    spans = [(0, len(wave))] if window is None else windows(len(wave), rate, window, hop)
-    names = [WHOLE_FILE] if window is None else [str(i) for i in range(len(spans))]
-    pieces = []
-    for name, (start, stop) in zip(names, spans, strict=True):
-        prepared = prepare(preprocessor, utt_id, wave[start:stop], rate)
-        pieces.append(Piece(position, name, start / rate, stop / rate, prepared))
-    return pieces
+        return [
+            Piece(
+                row["position"],
+                str(i),
+                start / rate,
+                stop / rate,
+                prepare(self.preprocessor, row["utt_id"], wave[start:stop], rate),
+            )
+            for i, (start, stop) in enumerate(windows(len(wave), rate, self.window, self.hop))
+        ]
 
 
 def windows(samples: int, rate: int, window: float, hop: float) -> list[tuple[int, int]]:
@@ -321,9 +305,14 @@ def _waveform_pieces(
                 preprocessor, np.asarray(wave, np.float32), int(rate), condition
             )
         except (SerError, ValueError) as error:
-            pieces.append(_failed(i, utt_id, error))
+            failed = Prepared(utt_id, [], 0.0, f"{type(error).__name__}: {error}")
+            pieces.append(Piece(i, WHOLE_FILE, 0.0, 0.0, failed))
             continue
-        pieces += _cut(preprocessor, i, utt_id, wave, rate, window, hop)
+        spans = [(0, len(wave))] if window is None else windows(len(wave), rate, window, hop)
+        for w, (start, stop) in enumerate(spans):
+            name = WHOLE_FILE if window is None else str(w)
+            prepared = prepare(preprocessor, utt_id, wave[start:stop], rate)
+            pieces.append(Piece(i, name, start / rate, stop / rate, prepared))
     return pd.DataFrame(rows), pieces
 
 
