@@ -113,7 +113,6 @@ class RunTable:
     classes: tuple[str, ...]
     label_set: str
     grouping: dict[str, str]
-    dropped: dict[str, int]
 
 
 def run_table(
@@ -134,11 +133,11 @@ def run_table(
         part["condition"] = condition
         parts.append(part)
     table = pd.concat(parts, ignore_index=True)
-    table, dropped = apply_labels(table, label_set_obj)
+    table, _ = apply_labels(table, label_set_obj)
     groups, grouping = speaker_groups(table)
     table["group"] = groups.to_numpy()
     classes = tuple(c for c in label_set_obj.classes if c in set(table["label"]))
-    return RunTable(table, classes, label_set_obj.name, grouping, dropped)
+    return RunTable(table, classes, label_set_obj.name, grouping)
 
 
 def batches(

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from ssl_ser.classify import registry
-from ssl_ser.classify.measures import EMOTION_TARGET, TARGET_COLUMN
+from ssl_ser.classify.measures import EMOTION_TARGET, TARGET_COLUMN, full_proba
 from ssl_ser.classify.search import ua_of
 from ssl_ser.errors import ConfigError
 from ssl_ser.results import PREDICTIONS_PARQUET, RESULTS_PARQUET
@@ -154,9 +154,7 @@ def fit_probe(x: np.ndarray, codes: np.ndarray, params: Mapping[str, Any], seed:
 
 def probabilities(model: Any, x: np.ndarray, n_classes: int) -> np.ndarray:
     """Class probabilities (rows, n_classes) of a fitted probe (classes absent in fitting: 0)."""
-    out = np.zeros((len(x), n_classes))
-    out[:, model.classes_] = model.predict_proba(x)
-    return out
+    return full_proba(model.predict_proba(x), model.classes_, n_classes)
 
 
 def validation_ua(model: Any, x: np.ndarray, codes: np.ndarray, n_classes: int) -> float:

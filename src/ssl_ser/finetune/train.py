@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 from torch.nn import functional
 from tqdm.auto import tqdm
 
@@ -210,7 +211,7 @@ def train_fold(trainer: Trainer, rows: FoldRows, folder: Path) -> TrainState:
             val_ua, val_loss = _validate(trainer, rows, weights)
             _record(trainer, state, loss, val_ua, val_loss, scheduler, folder)
             bar.set_postfix(loss=f"{loss:.3f}", val_ua=f"{val_ua:.3f}", best=state.best_epoch)
-    trainer.model.load_trainable_state(checkpoint.load_weights(folder / state.best_file))
+    trainer.model.load_trainable_state(load_file(str(folder / state.best_file)))
     if state.best_epoch == 0 and trainer.epoch_zero is not None:
         trainer.epoch_zero()
     return state

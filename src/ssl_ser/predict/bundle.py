@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ssl_ser.classify.measures import full_proba
 from ssl_ser.errors import ConfigError
 from ssl_ser.extract.preprocess import Segment
 from ssl_ser.predict import integrity
@@ -244,9 +245,7 @@ class ProbePredictor(Predictor):
     def classify(self, x: np.ndarray) -> np.ndarray:
         """Probabilities of feature rows `x`, columns in the bundle's class order."""
         raw = self.estimator.predict_proba(x)
-        out = np.zeros((len(x), len(self.classes)))
-        out[:, np.asarray(self.estimator.classes_, dtype=int)] = raw
-        return out
+        return full_proba(raw, self.estimator.classes_, len(self.classes))
 
 
 def _description_of(folder: Path, seal: integrity.Seal) -> dict[str, Any]:

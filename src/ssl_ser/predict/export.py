@@ -315,7 +315,9 @@ def settings_from_results(results: str | Path, sources: Sequence[FeatureSource])
         raise ConfigError(f"{results} holds no results.parquet; run `ser classify` there first")
     rows = pd.read_parquet(path)
     # a bundle refits with default settings on unnormalised features: compare like with like
-    plain = ~_flag(rows, "speaker_norm") & ~_flag(rows, "search")
+    # (older cells lack the columns: False)
+    flags = rows.reindex(columns=["speaker_norm", "search"], fill_value=False)
+    plain = ~flags.fillna(False).astype(bool).any(axis=1)
     # a bundle predicts emotion: control-labelling and speaker-target rows score other tasks
     emotion = rows["target"].fillna("emotion") == "emotion" if "target" in rows else True
     rows = rows[rows["classifier"].isin(bundle.SAVABLE) & plain & emotion]
@@ -331,10 +333,3 @@ def settings_from_results(results: str | Path, sources: Sequence[FeatureSource])
     by_layer = rows.groupby(["classifier", "pooling", "labels", "seed", "layer"])["ua"].mean()
     classifier, pooling, labels, seed, _ = by_layer.idxmax()
     return {"classifier": classifier, "pooling": pooling, "labels": labels, "seed": int(seed)}
-
-
-def _flag(rows: pd.DataFrame, column: str) -> pd.Series:
-    """A boolean column of results rows (False where absent: older cells)."""
-    if column not in rows:
-        return pd.Series(False, index=rows.index)
-    return rows[column].fillna(False).astype(bool)
