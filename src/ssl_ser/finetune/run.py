@@ -181,11 +181,9 @@ def run_finetune(
                 "init 'probe' starts the head from one layer's probe: give head_layer "
                 "(--head-layer N) or the probes' results (--from-probe RESULTS_DIR)"
             )
-        ran, skipped = 0, 0
         described: dict[str, Mapping[str, Any]] = {}
-        for train_condition, test_condition in _scenarios(settings):
-            r, s = _run_scenario(run, train_condition, test_condition, described)
-            ran, skipped = ran + r, skipped + s
+        counts = [_run_scenario(run, *pair, described) for pair in _scenarios(settings)]
+        ran, skipped = map(sum, zip(*counts, strict=True))
         paths: dict[str, Path] = {}
         summary = pd.DataFrame()
         if here.main:
@@ -262,15 +260,7 @@ def _prepare(
         _report_skipped(audio, output)
     table = data.run_table(manifest, settings.labels, settings.conditions, audio)
     frame = table.table
-    rows = Rows(
-        codes=frame["label"].map({c: i for i, c in enumerate(table.classes)}).to_numpy(),
-        groups=(frame["group"] + "|" + frame["condition"]).to_numpy(),
-        utt_ids=frame["utt_id"].to_numpy(),
-        corpora=frame["corpus"].to_numpy(),
-        classes=table.classes,
-        speakers=frame["speaker"].astype(str).to_numpy(),
-        genders=frame["gender"].astype(str).to_numpy(),
-    )
+    rows = Rows.of(frame, table.classes)
     keys = list(zip(frame["utt_id"], frame["condition"], strict=True))
     identity = dict(backbone.identity)
     del backbone

@@ -18,6 +18,7 @@ A folder is saved whole into a temporary sibling and renamed into place
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -54,14 +55,7 @@ class Seal:
 
     def content(self) -> dict[str, Any]:
         """The JSON content, without its own digest."""
-        return {
-            "format": FORMAT,
-            "version": VERSION,
-            "kind": self.kind,
-            "files": self.files,
-            "outputs": self.outputs,
-            "audio": self.audio,
-        }
+        return {"format": FORMAT, "version": VERSION, **dataclasses.asdict(self)}
 
 
 def file_sha256(path: Path) -> str:

@@ -45,7 +45,6 @@ from ssl_ser.errors import ConfigError
 from ssl_ser.extract.backbones import TransformerBackbone, load_backbone
 from ssl_ser.extract.batching import pad_stack
 from ssl_ser.extract.config import ExtractorConfig
-from ssl_ser.extract.preprocess import Segment
 from ssl_ser.testing import tone
 
 PARTS: tuple[str, ...] = ("resample", "preprocess", "transfer", "forward", "classifier")
@@ -123,25 +122,23 @@ def load_pipeline(
             that cannot load, `whisper_trim` for a model that is not Whisper or
             a bundle made without it.
     """
-    from ssl_ser.predict import integrity
+    from ssl_ser.predict import integrity, load
     from ssl_ser.predict.bundle import ProbePredictor, is_probe
-    from ssl_ser.predict.finetuned import FinetunedPredictor, is_finetuned
+    from ssl_ser.predict.finetuned import is_finetuned
 
     folder = Path(target).expanduser()
     saved = (folder / integrity.INTEGRITY_FILE).is_file() or is_probe(folder)
-    seal = integrity.verify(folder) if folder.is_dir() and saved else None
-    if seal is not None and seal.kind == "probe":
-        bundle: Any = ProbePredictor(folder, device, seal)
+    if not (folder.is_dir() and (saved or is_finetuned(folder))):
+        return _bare_pipeline(target, device, whisper_trim)
+    bundle: Any = load(folder, device)  # its files checked against its seal first
+    if isinstance(bundle, ProbePredictor):
         if not isinstance(bundle.backbone, TransformerBackbone):
             raise ConfigError(f"{target!r} probes a classic baseline: no forward pass to time")
         classify = functools.partial(_probe_classifier, bundle)
         note = PROBE_CLASSIFIER
-    elif seal is not None or (folder.is_dir() and is_finetuned(folder)):
-        bundle = FinetunedPredictor(folder, device, seal)
+    else:
         classify = functools.partial(_head_classifier, bundle.model)
         note = BUNDLE_CLASSIFIER
-    else:
-        return _bare_pipeline(target, device, whisper_trim)
     _check_bundle_trim(target, bundle.backbone, whisper_trim)
     return InferencePipeline(str(target), "bundle", bundle.backbone, classify, note)
 
@@ -236,12 +233,6 @@ def transferred(backbone: TransformerBackbone, tensor: torch.Tensor) -> Iterator
         del backbone.to_device
 
 
-def stacked(backbone: TransformerBackbone, segments: Sequence[Segment]) -> np.ndarray:
-    """The padded batch the forward pass stacks from `segments` (same padding value)."""
-    values, _ = pad_stack([s.values for s in segments], getattr(backbone, "pad_value", 0.0))
-    return values
-
-
 @dataclass
 class TimedRun:
     """One waveform through every part.
@@ -266,7 +257,8 @@ def time_once(pipeline: InferencePipeline, wave: np.ndarray, input_rate: int) ->
         lambda: audio.resample(wave, input_rate, pipeline.sample_rate), device
     )
     segments, seconds["preprocess"] = timed(lambda: backbone.preprocessor(resampled), device)
-    batch = stacked(backbone, segments)
+    # the padded batch the forward pass stacks (same padding value)
+    batch, _ = pad_stack([s.values for s in segments], getattr(backbone, "pad_value", 0.0))
     tensor, seconds["transfer"] = timed(lambda: backbone.to_device(batch), device)
     with backbone.precision(), transferred(backbone, tensor):
         (states, frames), seconds["forward"] = timed(
