@@ -88,10 +88,8 @@ def load_audio(
     for condition in conditions:
         dataset = UtteranceDataset(rows, preprocessor, condition, telephone_source)
         loader = prepared_batches(dataset, workers)
-        bar = tqdm(
-            total=len(rows), desc=f"load {condition} audio", unit="utt", disable=not progress
-        )
-        with bar:
+        desc = f"load {condition} audio"
+        with tqdm(total=len(rows), desc=desc, unit="utt", disable=not progress) as bar:
             for batch in loader:
                 for item in batch:
                     key = (item.utt_id, condition)
