@@ -17,8 +17,6 @@ from pydantic import ValidationInfo, field_validator
 from ssl_ser.settings import ExistingPaths, Opt, Settings, registry_choices, setting
 
 FILE_OUTPUT = click.Path(dir_okay=False, path_type=Path)
-CONDITIONS = registry_choices("ssl_ser.audio", "CONDITIONS")
-TELEPHONE_SOURCES = registry_choices("ssl_ser.audio", "TELEPHONE_SOURCES")
 # What ser predict and ser bench-inference share with extraction: ExtractSettings' fields.
 PREDICT_EXTRACTION: tuple[str, ...] = ("batch_seconds", "device")
 BENCH_EXTRACTION: tuple[str, ...] = ("device", "whisper_trim")
@@ -37,13 +35,13 @@ class PredictSettings(Settings):
         "telephone: pass the audio through the telephone chain first, as in extraction "
         "[default: the condition of the model's training audio; another one is read with "
         "a warning].",
-        choices=CONDITIONS,
+        choices=registry_choices("ssl_ser.audio", "CONDITIONS"),
     )
     telephone_source: str | None = setting(
         None,
         "telephone: apply the simulated chain, or read the corpus's wav_telephone copies "
         "[default: that of the model's training audio, else derived].",
-        choices=TELEPHONE_SOURCES,
+        choices=registry_choices("ssl_ser.audio", "TELEPHONE_SOURCES"),
     )
     window: float | None = setting(
         None,
