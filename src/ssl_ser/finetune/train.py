@@ -40,14 +40,7 @@ from ssl_ser.finetune import checkpoint
 from ssl_ser.finetune.checkpoint import TrainState
 from ssl_ser.finetune.config import FinetuneConfig
 from ssl_ser.finetune.data import Audio, batches, shuffled
-from ssl_ser.finetune.distributed import (
-    World,
-    barrier,
-    from_main,
-    gather,
-    sum_gradients,
-    total,
-)
+from ssl_ser.finetune.distributed import World, barrier, from_main, gather, sum_gradients
 from ssl_ser.finetune.model import EmotionModel
 from ssl_ser.progress import announce
 
@@ -275,7 +268,7 @@ def _epoch(
         _step(trainer, scheduler)
         state.step += 1
         bar.update(1)
-    return total(loss_sum, here) / float(weights[rows.fit_codes].sum())
+    return float(sum(gather(loss_sum, here))) / float(weights[rows.fit_codes].sum())
 
 
 def _backward(
