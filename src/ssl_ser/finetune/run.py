@@ -125,7 +125,8 @@ class _Run:
 
     config: FinetuneConfig
     settings: RunOptions
-    store: CellStore
+    output: Path
+    store: CellStore | None  # rank 0's: the other processes of torchrun write no results
     audio: data.Audio
     table: data.RunTable
     rows: Rows
@@ -255,7 +256,7 @@ def _prepare(
         raise
     # a file one process could not read is left out by all, so that all make the same folds
     audio.failed = sorted(set().union(*map(set, gather(audio.failed, here))))
-    store = CellStore(output) if here.main else _ReadOnlyStore(output)
+    cells = CellStore(output) if here.main else None
     if here.main:
         _report_skipped(audio, output)
     table = data.run_table(manifest, settings.labels, settings.conditions, audio)
@@ -264,15 +265,7 @@ def _prepare(
     keys = list(zip(frame["utt_id"], frame["condition"], strict=True))
     identity = dict(backbone.identity)
     del backbone
-    return _Run(config, settings, store, audio, table, rows, keys, identity, here, progress)
-
-
-class _ReadOnlyStore(CellStore):
-    """The cell store as seen by processes other than rank 0: read, never written."""
-
-    def __init__(self, output: Path):
-        self.output = Path(output)
-        self.cells = self.output / "cells"
+    return _Run(config, settings, output, cells, audio, table, rows, keys, identity, here, progress)
 
 
 def _report_skipped(audio: data.Audio, output: Path) -> None:
@@ -311,10 +304,11 @@ def _run_scenario(
         }
         cell = cell_id(description)
         described[cell] = description
-        done = from_main(run.store.done(cell), run.here)  # one decision for all processes
+        # one decision for all processes (rank 0 holds the stored cells)
+        done = from_main(run.here.main and run.store.done(cell), run.here)
         if done and run.here.main:  # a run killed between storing a fold and cleaning up,
             # or one forced to train again: never resume its old checkpoints
-            shutil.rmtree(run.store.output / CHECKPOINTS_DIR / cell, ignore_errors=True)
+            shutil.rmtree(run.output / CHECKPOINTS_DIR / cell, ignore_errors=True)
         barrier(run.here)
         if done and not run.settings.force:
             _warn_without_model(run, cell, fold)
@@ -324,13 +318,13 @@ def _run_scenario(
         barrier(run.here)
         ran += 1
     if skipped and run.here.main:
-        announce(f"finetune: {skipped} fold(s) already done in {run.store.output}")
+        announce(f"finetune: {skipped} fold(s) already done in {run.output}")
     return ran, skipped
 
 
 def _warn_without_model(run: _Run, cell: str, fold: Fold) -> None:
     """Say when a finished fold has no saved model although models are asked for."""
-    folder = run.store.output / MODELS_DIR / cell
+    folder = run.output / MODELS_DIR / cell
     if run.here.main and run.settings.save_models and not folder.is_dir():
         log.warning(
             "fold %s is done but its model was not saved (an earlier run with "
@@ -425,7 +419,7 @@ def _run_fold(run: _Run, cell: str, fold: Fold, n_dropped: int, meta: dict) -> N
     trainer.progress = run.progress
     trainer.started = started  # fit_seconds: the whole fold, earlier runs of a resume included
     _start_head(run, trainer, fold, fit, meta)
-    folder = run.store.output / CHECKPOINTS_DIR / cell
+    folder = run.output / CHECKPOINTS_DIR / cell
     state = train.train_fold(trainer, rows, folder)
     probabilities = train.predict(trainer, [keys[i] for i in fold.test])
     if not run.here.main:
@@ -439,7 +433,7 @@ def _run_fold(run: _Run, cell: str, fold: Fold, n_dropped: int, meta: dict) -> N
         state.best_val_ua,
         trainer.elapsed(),
     )
-    model_dir = run.store.output / MODELS_DIR / cell
+    model_dir = run.output / MODELS_DIR / cell
     extra = {
         "best_epoch": state.best_epoch,
         "epochs_run": state.epoch,
