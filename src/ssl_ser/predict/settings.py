@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import click
 from pydantic import ValidationInfo, field_validator
 
+from ssl_ser.choices import CONDITIONS, TELEPHONE_SOURCES
 from ssl_ser.settings import ExistingPaths, Opt, Settings, registry_choices, setting
 
 FILE_OUTPUT = click.Path(dir_okay=False, path_type=Path)
