@@ -36,13 +36,13 @@ class PredictSettings(Settings):
         "telephone: pass the audio through the telephone chain first, as in extraction "
         "[default: the condition of the model's training audio; another one is read with "
         "a warning].",
-        choices=registry_choices("ssl_ser.audio", "CONDITIONS"),
+        choices=CONDITIONS,
     )
     telephone_source: str | None = setting(
         None,
         "telephone: apply the simulated chain, or read the corpus's wav_telephone copies "
         "[default: that of the model's training audio, else derived].",
-        choices=registry_choices("ssl_ser.audio", "TELEPHONE_SOURCES"),
+        choices=TELEPHONE_SOURCES,
     )
     window: float | None = setting(
         None,
