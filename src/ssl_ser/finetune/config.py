@@ -115,11 +115,6 @@ class FinetuneConfig:
         check_training(self)
 
     @property
-    def mixes_layers(self) -> bool:
-        """Whether the head reads a learned mix of every hidden state."""
-        return self.head_layer is None and self.weighted_layers
-
-    @property
     def layer(self) -> str:
         """The results rows' layer: the state read (``3``), ``weighted`` for a mix, else ``all``."""
         if self.head_layer is not None:

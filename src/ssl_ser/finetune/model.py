@@ -88,7 +88,8 @@ class EmotionModel(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.encoder = backbone.model
-        self.weighted = config.mixes_layers
+        # a learned mix of every hidden state, unless the head reads one (head_layer)
+        self.weighted = config.head_layer is None and config.weighted_layers
         self.head_layer = config.head_layer
         self.n_classes = n_classes
         self.layer_logits = nn.Parameter(torch.zeros(backbone.states)) if self.weighted else None

@@ -34,7 +34,6 @@ import pandas as pd
 
 from ssl_ser.classify import registry
 from ssl_ser.classify.measures import EMOTION_TARGET, TARGET_COLUMN, full_proba
-from ssl_ser.classify.search import ua_of
 from ssl_ser.errors import ConfigError
 from ssl_ser.results import PREDICTIONS_PARQUET, RESULTS_PARQUET
 
@@ -155,11 +154,6 @@ def fit_probe(x: np.ndarray, codes: np.ndarray, params: Mapping[str, Any], seed:
 def probabilities(model: Any, x: np.ndarray, n_classes: int) -> np.ndarray:
     """Class probabilities (rows, n_classes) of a fitted probe (classes absent in fitting: 0)."""
     return full_proba(model.predict_proba(x), model.classes_, n_classes)
-
-
-def validation_ua(model: Any, x: np.ndarray, codes: np.ndarray, n_classes: int) -> float:
-    """UA of a fitted probe on validation rows."""
-    return ua_of(codes, probabilities(model, x, n_classes).argmax(1))
 
 
 def choose_layer(scores: Mapping[int, Sequence[float]]) -> int:

@@ -39,6 +39,7 @@ from ssl_ser import manifest as manifest_module
 from ssl_ser.atomic import check_writable, write_file
 from ssl_ser.classify.batched import layer_standardiser
 from ssl_ser.classify.results import CellStore, summary_line, write_tables
+from ssl_ser.classify.search import ua_of
 from ssl_ser.classify.splits import (
     SPEAKER_INDEPENDENT,
     Fold,
@@ -613,9 +614,8 @@ def _probe_layer(
     for _, _, fit, val in folds:
         for layer in layers:
             fitted = probe_init.fit_probe(states[layer][fit], codes[fit], params, run.settings.seed)
-            scores[layer].append(
-                probe_init.validation_ua(fitted, states[layer][val], codes[val], n_classes)
-            )
+            scored = probe_init.probabilities(fitted, states[layer][val], n_classes)
+            scores[layer].append(ua_of(codes[val], scored.argmax(1)))
     layer = probe_init.choose_layer(scores)
     if run.here.main:
         shown = ", ".join(f"{k}: {np.mean(v):.3f}" for k, v in scores.items())
