@@ -612,7 +612,7 @@ def facts(
     """
     table = results.table
     splits = [
-        f"{split} ({rows['split_type'].iloc[0]}, {_fold_text(rows)})"
+        f"{split} ({rows['split_type'].iloc[0]}, {tables.fold_text(rows['folds'])})"
         for split, rows in cells.groupby("split", sort=True)
     ]
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -676,11 +676,6 @@ def corpus_names(cells: pd.DataFrame) -> list[str]:
     """Every corpus named in a train or test column (pooled ``a+b`` split into its parts)."""
     joined = set(cells["train_corpus"]) | set(cells["test_corpus"])
     return sorted({part for name in joined for part in str(name).split("+")})
-
-
-def _fold_text(rows: pd.DataFrame) -> str:
-    folds = sorted(set(rows["folds"].astype(int)))
-    return "/".join(map(str, folds)) + (" fold" if folds == [1] else " folds")
 
 
 def _distinct(table: pd.DataFrame, column: str, separator: str = ", ") -> str:
@@ -779,12 +774,11 @@ def highlight(cell: pd.Series, names: dict[str, str], group: Group | None = None
     spread = tables.mean_std(cell["ua_mean"], cell["ua_std"], folds)
     pooled = tables.percent(cell.get("ua_pooled", float("nan")))
     ci = tables.interval(cell.get("ua_low", float("nan")), cell.get("ua_high", float("nan")))
-    fold_text = f"{folds} fold{'s' if folds != 1 else ''}"
     pooled_text = f"; pooled {pooled}%, 95% CI {ci}" if ci != "n/a" else ""
     collapsed = tables.collapsed_text(cell)
     prefix = f"{group.label}: " if group is not None else ""
     return (
-        f"{prefix}best UA {spread}% (mean ± std over {fold_text}{pooled_text}; "
+        f"{prefix}best UA {spread}% (mean ± std over {tables.fold_text(folds)}{pooled_text}; "
         f"{cell['split_type']}, {cell['split']} split): {names[cell['extractor']]} "
         f"{tables.config_label(cell)} on {tables.setting_label(cell)}"
         + (f" ({collapsed})" if collapsed else "")

@@ -34,6 +34,7 @@ from ssl_ser.report.tables import (
     collapsed_text,
     config_label,
     describe_setting,
+    fold_text,
     is_cross_corpus,
     setting_label,
 )
@@ -200,9 +201,7 @@ def layered_cells(cells: pd.DataFrame) -> pd.DataFrame:
 
 def split_title(rows: pd.DataFrame) -> str:
     """``speaker-kfold: speaker-independent, 5 folds`` for the rows of one split."""
-    folds = sorted(set(rows["folds"].astype(int)))
-    fold_text = "/".join(map(str, folds)) + (" fold" if folds == [1] else " folds")
-    return f"{rows['split'].iloc[0]}: {rows['split_type'].iloc[0]}, {fold_text}"
+    return f"{rows['split'].iloc[0]}: {rows['split_type'].iloc[0]}, {fold_text(rows['folds'])}"
 
 
 def _split_kind(rows: pd.DataFrame) -> str:
@@ -468,12 +467,10 @@ def _y_limits(
 
 def _layer_legend(fig: Figure, axes: Sequence[Axes], *, collapsed: bool = False) -> None:
     """The panels' legend plus the best-layer star, the std band and (if any) collapse marks."""
-    from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    star = Line2D([], [], ls="none", marker="*", ms=12, color="white", mec="black")
     band = Patch(color="0.5", alpha=0.25, lw=0)
-    extra: dict[str, Any] = {"best layer": star, "± std over folds": band}
+    extra: dict[str, Any] = {"best layer": _star_handle(), "± std over folds": band}
     if collapsed:
         extra[COLLAPSED_LABEL] = _collapsed_handle()
     _figure_legend(fig, axes, extra)
@@ -483,6 +480,12 @@ def _collapsed_handle() -> Any:
     from matplotlib.lines import Line2D
 
     return Line2D([], [], ls="none", marker="X", ms=8, color=COLLAPSED_COLOR, mec="white")
+
+
+def _star_handle() -> Any:
+    from matplotlib.lines import Line2D
+
+    return Line2D([], [], ls="none", marker="*", ms=12, color="white", mec="black")
 
 
 def _figure_legend(
@@ -908,15 +911,15 @@ def _confusion_figure(
         ax.set_title(title)
         _annotate_confusion(ax, data, vmax, fmt)
     where = f"{names[best['extractor']]} · {config_label(best)}"
-    n = int(values.sum())
+    n, folds = int(values.sum()), fold_text(best["folds"])
     fig.suptitle(
         f"Confusion matrix: {where}\n{setting_label(best)} · {best['split']} "
-        f"({best['split_type']}), {_folds(best)} pooled\n{group.short}",
+        f"({best['split_type']}), {folds} pooled\n{group.short}",
         fontweight="bold",
     )
     caption = (
         f"{group.label}. {where}, {setting_label(best)}, {best['split']} split "
-        f"({best['split_type']}): test predictions of all {_folds(best)} pooled, n = {n} "
+        f"({best['split_type']}): test predictions of all {folds} pooled, n = {n} "
         "utterances."
     )
     return save_figure(
@@ -932,8 +935,3 @@ def _annotate_confusion(ax: Axes, data: np.ndarray, vmax: float, fmt: str) -> No
     for (row, col), value in np.ndenumerate(data):
         color = "white" if value > 0.55 * vmax else "black"
         ax.text(col, row, fmt.format(value), ha="center", va="center", fontsize=8.5, color=color)
-
-
-def _folds(cell: pd.Series) -> str:
-    folds = int(cell["folds"])
-    return f"{folds} fold{'s' if folds != 1 else ''}"

@@ -66,6 +66,7 @@ from ssl_ser.report.load import (
 from ssl_ser.report.tables import (
     FINETUNE_INPUTS,
     bootstrap_intervals,
+    cell_rows,
     collapsed_text,
     interval,
     mean_std,
@@ -128,7 +129,7 @@ class Choice:
 
 
 def finetune_cells(cells: pd.DataFrame) -> pd.DataFrame:
-    """The fine-tuned cells of a cell summary, whole test sets only (not pooled-fold slices)."""
+    """The fine-tuned cells (or rows) of `cells`, whole test sets only (not pooled-fold slices)."""
     tuned = cells[is_finetune(cells)]
     return tuned[~tuned["slice"].astype(bool)] if "slice" in tuned.columns else tuned
 
@@ -142,14 +143,6 @@ def comparable_probes(table: pd.DataFrame, cell: pd.Series) -> pd.DataFrame:
         else:
             keep &= table[column].astype(str) == str(cell[column])
     return table[keep].assign(layer_index=lambda f: f["layer"].astype(int))
-
-
-def cell_rows(table: pd.DataFrame, cell: pd.Series) -> pd.DataFrame:
-    """The result rows (one per fold) of one cell of the summary."""
-    keep = pd.Series(True, index=table.index)
-    for column in CELL:
-        keep &= table[column].astype(str) == str(cell[column])
-    return table[keep]
 
 
 def selected_layers(probes: pd.DataFrame) -> Choice:
@@ -655,10 +648,7 @@ CURVE_FIELDS: tuple[str, ...] = ("epoch", "train_loss", "val_ua", "val_loss", "l
 
 def trained_rows(table: pd.DataFrame, group: Group) -> pd.DataFrame:
     """One fine-tuned result row per cell and fold of `group` (slices of pooled folds dropped)."""
-    rows = table[is_finetune(table) & group.mask(table)]
-    if "slice" in rows.columns:
-        rows = rows[~rows["slice"].astype(bool)]
-    return rows
+    return finetune_cells(table[group.mask(table)])
 
 
 def training_curves(rows: pd.DataFrame) -> pd.DataFrame:

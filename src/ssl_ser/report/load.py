@@ -1,19 +1,10 @@
 """Read results tables (and stored predictions) and bring them to one tidy shape.
 
-The report reads only what ``ser classify`` writes into its output folder: the
-results table (one row per extractor, train/test corpus and condition, layer,
-pooling, classifier, split and fold) and the per-utterance test predictions.
-A folder given to ``ser report`` may be such a folder, or the ``--output``
-folder of ``ser probe``/``ser run``, whose results live in ``results/`` (or,
-for several seeds or shot counts, in ``<variant>/results/``): every results
-folder found there is read. A run that stopped before writing its tables is
-read from its stored cells and marked incomplete (:mod:`ssl_ser.report.stored`).
-
-Cells given twice (the same ``cell_id``, e.g. ``ser report run/results
-probe/results`` over copies of one sweep) are counted once and the report says
-so; the same id with different numbers is refused, naming the folders, and so
-is one cell and fold measured twice under different ids (other data, options
-or few-shot counts), which would otherwise be averaged together.
+The report reads what ``ser classify`` (and ``ser finetune``) write: the
+results table (one row per cell and fold) and the per-utterance test
+predictions, from the folders and duplicates rules of docs/report.md; a run
+that stopped before writing its tables is read from its stored cells
+(:mod:`ssl_ser.report.stored`).
 
 Columns the report needs but a table lacks are derived here, in one place:
 
@@ -27,15 +18,8 @@ Columns the report needs but a table lacks are derived here, in one place:
   ``target`` (what the probe predicts, issue 21) to ``emotion``;
 - ``classic``: whether the extractor is a one-layer classic baseline (eGeMAPS,
   MFCC, log-mel) rather than a layered SSL model;
-- ``untrained``: whether the extractor's model has random weights. This is
-  decided from what the model is, never from its name: the toolkit writes a
-  marker file (:data:`ssl_ser.extract.backbones.RANDOM_WEIGHTS_MARKER`) beside
-  the weights it initialises at random (``ser demo``'s model, the test
-  suite's tiny models), extraction then records the folder's revision as
-  ``untrained:local:<fingerprint>`` in the cache key, and the results carry
-  the cache keys. A table may also say so itself in an ``untrained`` column or
-  key field. A folder called ``random-forest-tuned`` is therefore not flagged,
-  and a random model in a folder called ``mymodel`` is;
+- ``untrained``: whether the extractor's model has random weights, decided
+  from what the model is, never from its name (:func:`untrained_flags`);
 - ``finetune_setup``: for ``ser finetune`` rows (classifier ``finetune``), the
   head, freezing, adapter, epochs and learning rate from their ``params``, then
   any other entry of their ``setting`` column (what differs from the defaults),

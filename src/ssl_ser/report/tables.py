@@ -111,22 +111,22 @@ def cell_predictions(
     """
     if predictions is None or predictions.empty:
         return pd.DataFrame(columns=["true", "pred"])
-    rows = table[_matches(table, cell, CELL)]
+    rows = cell_rows(table, cell)
     if "cell_id" in predictions.columns and "cell_id" in table.columns:
         chosen = predictions[predictions["cell_id"].isin(set(rows["cell_id"].astype(str)))]
         test_corpus = str(cell["test_corpus"])
         if "corpus" in chosen.columns and "+" not in test_corpus:
             chosen = chosen[chosen["corpus"] == test_corpus]
         return chosen
-    shared = [c for c in CELL if c in predictions.columns]
-    return predictions[_matches(predictions, cell, shared)]
+    return cell_rows(predictions, cell, [c for c in CELL if c in predictions.columns])
 
 
-def _matches(frame: pd.DataFrame, cell: pd.Series, columns: Sequence[str]) -> np.ndarray:
+def cell_rows(frame: pd.DataFrame, cell: pd.Series, columns: Sequence[str] = CELL) -> pd.DataFrame:
+    """The rows of `frame` (one per fold) whose `columns` hold the cell's values."""
     mask = np.ones(len(frame), dtype=bool)
     for column in columns:
         mask &= frame[column].astype(str).to_numpy() == str(cell[column])
-    return mask
+    return frame[mask]
 
 
 def bootstrap_intervals(
@@ -340,10 +340,15 @@ def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
     return ranked.sort_values([*keys, "classic", "_rank"], kind="stable")
 
 
+def fold_text(folds: int | pd.Series) -> str:
+    """``5 folds``, ``1 fold``; ``3/5 folds`` for cells of different fold counts."""
+    counts = sorted({int(n) for n in np.atleast_1d(folds)})
+    return "/".join(map(str, counts)) + (" fold" if counts == [1] else " folds")
+
+
 def split_text(cell: pd.Series) -> str:
     """Split type, then (second line) the split's name and fold count."""
-    folds = int(cell["folds"])
-    return f"{cell['split_type']}\n{cell['split']} · {folds} fold{'s' if folds != 1 else ''}"
+    return f"{cell['split_type']}\n{cell['split']} · {fold_text(cell['folds'])}"
 
 
 FOLD_AND_POOLED = "mean ± std over folds; pooled predictions with their 95% bootstrap CI"
