@@ -15,7 +15,6 @@ no interactive backend is ever touched; matplotlib is imported inside functions.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,7 +25,7 @@ import pandas as pd
 
 from ssl_ser.atomic import make_folder, write_file
 from ssl_ser.report.document import FigureItem, Item
-from ssl_ser.report.groups import Group
+from ssl_ser.report.groups import Group, slug
 from ssl_ser.report.load import is_finetune
 from ssl_ser.report.tables import (
     FINETUNE_INPUTS,
@@ -174,11 +173,6 @@ def fit_contents(fig: Figure) -> None:
         width, height = fig.get_size_inches()
         fig.set_size_inches(width + x + FIT_TOLERANCE, height + y + FIT_TOLERANCE)
         fig.draw_without_rendering()
-
-
-def slug(text: str) -> str:
-    """A file-name-safe version of `text`: ``speaker-kfold`` -> ``speaker-kfold``."""
-    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "all"
 
 
 def settings(frame: pd.DataFrame) -> pd.Series:
@@ -563,7 +557,7 @@ def _heatmap(ax: Axes, grid: pd.DataFrame, vmin: float, vmax: float) -> Any:
     ax.set_yticks(range(len(grid.index)), list(grid.index))
     ax.grid(False)
     if values.shape[1] <= ANNOTATE_MAX_LAYERS:
-        _annotate(ax, values, vmin, vmax, fmt="{:.0f}", size=7)
+        _annotate(ax, values, vmin, vmax)
     for row, line in enumerate(values):
         if np.isfinite(line).any():
             col = int(np.nanargmax(line))
@@ -572,17 +566,14 @@ def _heatmap(ax: Axes, grid: pd.DataFrame, vmin: float, vmax: float) -> Any:
     return image
 
 
-def _annotate(
-    ax: Axes, values: np.ndarray, vmin: float, vmax: float, fmt: str, size: float = 8
-) -> None:
+def _annotate(ax: Axes, values: np.ndarray, vmin: float, vmax: float) -> None:
     middle = (vmin + vmax) / 2
     for (row, col), value in np.ndenumerate(values):
         if np.isfinite(value):
             color = "white" if value < middle else "black"
-            text = fmt.format(value)
-            ax.text(col, row, text, ha="center", va="center", fontsize=size, color=color)
+            ax.text(col, row, f"{value:.0f}", ha="center", va="center", fontsize=7, color=color)
         else:
-            ax.text(col, row, "not run", ha="center", va="center", fontsize=size, color="0.45")
+            ax.text(col, row, "not run", ha="center", va="center", fontsize=7, color="0.45")
 
 
 # --- matrices: cross-corpus and conditions -----------------------------------------
@@ -898,9 +889,9 @@ def _confusion_figure(
     values = counts.to_numpy(dtype=float)
     support = values.sum(axis=1, keepdims=True)
     share = 100 * np.divide(values, support, out=np.zeros_like(values), where=support > 0)
-    for ax, data, title, fmt, vmax in (
-        (left, values, "counts", "{:.0f}", values.max()),
-        (right, share, "row-normalised (% of each true class)", "{:.0f}", 100.0),
+    for ax, data, title, vmax in (
+        (left, values, "counts", values.max()),
+        (right, share, "row-normalised (% of each true class)", 100.0),
     ):
         ax.imshow(data, cmap="Blues", vmin=0, vmax=vmax, interpolation="nearest")
         ax.set_xticks(range(k), list(counts.columns), rotation=35, ha="right")
@@ -909,7 +900,7 @@ def _confusion_figure(
         ax.set_xlabel("predicted emotion")
         ax.set_ylabel("true emotion")
         ax.set_title(title)
-        _annotate_confusion(ax, data, vmax, fmt)
+        _annotate_confusion(ax, data, vmax)
     where = f"{names[best['extractor']]} · {config_label(best)}"
     n, folds = int(values.sum()), fold_text(best["folds"])
     fig.suptitle(
@@ -931,7 +922,7 @@ def _confusion_figure(
     )
 
 
-def _annotate_confusion(ax: Axes, data: np.ndarray, vmax: float, fmt: str) -> None:
+def _annotate_confusion(ax: Axes, data: np.ndarray, vmax: float) -> None:
     for (row, col), value in np.ndenumerate(data):
         color = "white" if value > 0.55 * vmax else "black"
-        ax.text(col, row, fmt.format(value), ha="center", va="center", fontsize=8.5, color=color)
+        ax.text(col, row, f"{value:.0f}", ha="center", va="center", fontsize=8.5, color=color)
