@@ -126,10 +126,17 @@ def _new_figure(width: float, height: float) -> Figure:
     return fig
 
 
-def save_figure(fig: Figure, out_dir: Path, name: str, title: str, caption: str) -> FigureItem:
-    """Write `fig` as ``<name>.png`` and ``<name>.svg`` (no dates or URLs in the metadata)."""
+def save_figure(
+    fig: Figure, out_dir: Path, name: str, title: str, caption: str, group: Group | None = None
+) -> FigureItem:
+    """Write `fig` as ``<name>.png`` and ``<name>.svg`` (no dates or URLs in the metadata).
+
+    With `group`, the name ends in the group's tag and the title names the group.
+    """
     import matplotlib
 
+    if group is not None:
+        name, title = f"{name}-{group.tag}", f"{title} ({group.short})"
     root = out_dir.parent  # the report's folder: out_dir below it must not be a link
     make_folder(out_dir, root=root)
     png, svg = out_dir / f"{name}.png", out_dir / f"{name}.svg"
@@ -543,9 +550,7 @@ def _heatmap_figure(
         f"{group.label}; split {split_title(rows)}. Each cell: mean UA over folds of the best "
         "classifier at that layer; the box marks each row's best layer."
     )
-    return save_figure(
-        fig, out_dir, f"heatmap-{group.tag}", f"Layer × corpus ({group.short})", caption
-    )
+    return save_figure(fig, out_dir, "heatmap", "Layer × corpus", caption, group)
 
 
 def _heatmap(ax: Axes, grid: pd.DataFrame, vmin: float, vmax: float) -> Any:
@@ -707,13 +712,7 @@ def _cross_figure(
         "value is the best mean UA over layers and classifiers (named below it); in-corpus "
         "numbers come from another split, so they are not drawn here but in their own group."
     )
-    return save_figure(
-        fig,
-        out_dir,
-        f"cross-corpus-{group.tag}",
-        f"Train corpus × test corpus ({group.short})",
-        caption,
-    )
+    return save_figure(fig, out_dir, "cross-corpus", "Train corpus × test corpus", caption, group)
 
 
 def condition_matrices(
@@ -767,11 +766,7 @@ def _condition_figure(
         "fold)."
     )
     return save_figure(
-        fig,
-        out_dir,
-        f"conditions-{group.tag}",
-        f"Train condition × test condition ({group.short})",
-        caption,
+        fig, out_dir, "conditions", "Train condition × test condition", caption, group
     )
 
 
@@ -845,9 +840,7 @@ def _drop_figure(
         "and pooling that are best on clean audio. Below zero: the condition costs accuracy at "
         "that layer; red crosses: the classifier collapsed (one class predicted on a test fold)."
     )
-    return save_figure(
-        fig, out_dir, f"condition-drop-{group.tag}", f"Drop per layer ({group.short})", caption
-    )
+    return save_figure(fig, out_dir, "condition-drop", "Drop per layer", caption, group)
 
 
 # --- confusion matrix --------------------------------------------------------------
@@ -914,11 +907,7 @@ def _confusion_figure(
         "utterances."
     )
     return save_figure(
-        fig,
-        out_dir,
-        f"confusion-{group.tag}",
-        f"Confusion matrix of the best cell ({group.short})",
-        caption,
+        fig, out_dir, "confusion", "Confusion matrix of the best cell", caption, group
     )
 
 

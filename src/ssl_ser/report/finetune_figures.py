@@ -141,13 +141,7 @@ def _curve_figure(
         "validation split of the training speakers (lower panel; dotted: chance) after each "
         "epoch; the star marks the epoch whose model was kept and scored once on the test fold."
     )
-    return save_figure(
-        fig,
-        out_dir,
-        f"training-curves-{group.tag}",
-        f"Fine-tuning curves ({group.short})",
-        caption,
-    )
+    return save_figure(fig, out_dir, "training-curves", "Fine-tuning curves", caption, group)
 
 
 def _curve_panel(top: Axes, bottom: Axes, curve: pd.DataFrame, colors: Mapping[str, str]) -> None:
@@ -222,13 +216,7 @@ def _weight_figure(
         "weighted sum (weights of a fold sum to 1). Bars: mean over folds; points: each "
         "fold; dashed: equal weights (1 / number of hidden states)."
     )
-    return save_figure(
-        fig,
-        out_dir,
-        f"layer-weights-{group.tag}",
-        f"Learned layer weights ({group.short})",
-        caption,
-    )
+    return save_figure(fig, out_dir, "layer-weights", "Learned layer weights", caption, group)
 
 
 def _weight_panel(ax: Axes, panel: pd.DataFrame, colors: Mapping[str, str]) -> None:

@@ -164,13 +164,7 @@ def _figure(
         f"within {within}) in which the layer has the highest UA (ties split). Grey dotted: "
         "chance."
     )
-    return save_figure(
-        fig,
-        figure_dir,
-        f"layer-tests-{group.tag}",
-        f"Layers against the best ({group.short})",
-        caption,
-    )
+    return save_figure(fig, figure_dir, "layer-tests", "Layers against the best", caption, group)
 
 
 def _panel(top: Axes, bottom: Axes, found: pd.DataFrame, n_classes: int) -> None:
