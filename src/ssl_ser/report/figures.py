@@ -219,19 +219,12 @@ def _panel_figure(
 ) -> tuple[Figure, list[Axes]]:
     """A figure of `n` panels in rows of at most `columns`, each `panel` inches plus `margin`."""
     ncols = min(columns, n)
-    width = panel[0] * ncols + margin[0]
-    height = panel[1] * math.ceil(n / ncols) + margin[1]
-    fig = _new_figure(width, height)
-    return fig, _grid(fig, n, columns, **kwargs)
-
-
-def _grid(fig: Figure, n: int, columns: int, **kwargs: Any) -> list[Axes]:
-    ncols = min(columns, n)
     nrows = math.ceil(n / ncols)
+    fig = _new_figure(panel[0] * ncols + margin[0], panel[1] * nrows + margin[1])
     axes = fig.subplots(nrows, ncols, squeeze=False, **kwargs).ravel()
     for ax in axes[n:]:
         ax.set_visible(False)
-    return list(axes[:n])
+    return fig, list(axes[:n])
 
 
 def ordered_panels(
