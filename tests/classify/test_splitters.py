@@ -13,11 +13,9 @@ from sklearn.preprocessing import StandardScaler
 from ssl_ser.classify.search import fit_single
 from ssl_ser.classify.splits import (
     SPLITS,
-    SPLITTERS,
     InnerSpeakerSplit,
-    LeaveOneSpeakerOut,
-    SpeakerKFold,
     SplitOptions,
+    TableSplitter,
     inner_split,
     make_folds,
     splitter,
@@ -52,7 +50,7 @@ def test_every_splitter_in_cross_validate_gives_the_make_folds_folds(method):
     y = table["label"].to_numpy()
     groups = table["group"].to_numpy()
     cv = splitter(method, table.drop(columns="group"), OPTIONS)
-    assert isinstance(cv, SPLITTERS[method])
+    assert isinstance(cv, TableSplitter)
     assert cv.get_n_splits(x, y, groups) == len(expected)
     result = cross_validate(
         DummyClassifier(), x, y, groups=groups, cv=cv, return_indices=True, scoring="accuracy"
@@ -77,7 +75,7 @@ def test_loso_folds_are_each_speaker_in_sorted_order():
         is_test = table["group"].to_numpy() == name
         assert fold.test.tolist() == np.flatnonzero(is_test).tolist()
         assert fold.train.tolist() == np.flatnonzero(~is_test).tolist()
-    assert LeaveOneSpeakerOut().get_n_splits(groups=table["group"]) == len(names)
+    assert splitter("loso", table).get_n_splits(groups=table["group"]) == len(names)
 
 
 def test_splitter_refuses_groups_that_are_not_the_tables():
@@ -85,16 +83,20 @@ def test_splitter_refuses_groups_that_are_not_the_tables():
     groups = table["group"].to_numpy().copy()
     groups[5] = "someone-else"
     with pytest.raises(ValueError, match=r"groups\[5\]='someone-else' differs"):
-        list(SpeakerKFold(table, OPTIONS).split(np.zeros((len(table), 1)), groups=groups))
+        list(
+            splitter("speaker-kfold", table, OPTIONS).split(
+                np.zeros((len(table), 1)), groups=groups
+            )
+        )
     with pytest.raises(ValueError, match="X has 3 rows but the split table has 480"):
-        list(SpeakerKFold(table, OPTIONS).split(np.zeros((3, 1))))
+        list(splitter("speaker-kfold", table, OPTIONS).split(np.zeros((3, 1))))
 
 
 def test_splitter_as_grid_search_cv():
     table = shuffled_table()
     x = np.random.default_rng(0).normal(size=(len(table), 3))
     search = GridSearchCV(
-        LogisticRegression(), {"C": [0.1, 1.0]}, cv=SpeakerKFold(table, OPTIONS)
+        LogisticRegression(), {"C": [0.1, 1.0]}, cv=splitter("speaker-kfold", table, OPTIONS)
     ).fit(x, table["label"], groups=table["group"])
     assert search.n_splits_ == 3
 

@@ -32,7 +32,7 @@ from ssl_ser.classify.mlp import (
     train_settings,
     validation_rows,
 )
-from ssl_ser.errors import ConfigError
+from ssl_ser.errors import ConfigError, UnknownChoiceError
 
 HEADS: tuple[str, ...] = ("linear", "mlp")
 
@@ -54,13 +54,6 @@ def layer_standardiser(
         scale[layer, 0] = np.sqrt(np.einsum("nd,nd->d", centred, centred) / len(values))
     scale[scale < 10 * np.finfo(np.float32).eps] = 1.0
     return mean, scale
-
-
-def standardised(x: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> torch.Tensor:
-    """(x - mean) / scale as a float32 tensor (a new array; `x` is not modified)."""
-    out = np.subtract(x, mean, dtype=np.float32)
-    out /= scale
-    return torch.from_numpy(out)
 
 
 class _StackedProbeBase:
@@ -115,7 +108,9 @@ class _StackedProbeBase:
         return heads_validation_ua(self.model_, x_val, y_val.numpy(), self.classes_)
 
     def _logits(self, x: np.ndarray) -> torch.Tensor:
-        return predict_logits(self.model_, standardised(x, self.mean_, self.scale_))
+        standardised = np.subtract(x, self.mean_, dtype=np.float32)  # a copy: `x` is kept
+        standardised /= self.scale_
+        return predict_logits(self.model_, torch.from_numpy(standardised))
 
 
 class BatchedProbe(_StackedProbeBase):
@@ -128,8 +123,6 @@ class BatchedProbe(_StackedProbeBase):
 
     def __init__(self, head: str = "mlp", **settings):
         if head not in HEADS:
-            from ssl_ser.errors import UnknownChoiceError
-
             raise UnknownChoiceError("probe head", head, HEADS)
         if head == "linear" and settings.get("hidden_layer_sizes"):
             raise ConfigError("a linear probe has no hidden layers; use head='mlp'")

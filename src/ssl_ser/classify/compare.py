@@ -97,13 +97,9 @@ def bootstrap_ua_matrix(
 ) -> np.ndarray:
     """(n_boot, cells) UA of every cell on the same within-stratum resamples.
 
-    Args:
-        true: (n,) reference class indices.
-        preds: (cells, n) predicted class indices of each cell on the same utterances.
-        strata: (n,) stratum (speaker) codes from :func:`strata_codes`.
-        n_classes: number of classes.
-        n_boot: resamples.
-        seed: seed of the resampling.
+    `true` holds the (n,) reference class indices, `preds` the (cells, n) predicted
+    ones of each cell on the same utterances, `strata` the (n,) stratum (speaker)
+    codes from :func:`strata_codes`.
     """
     preds = np.atleast_2d(preds)
     n, cells = len(true), len(preds)

@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from ssl_ser import audio, fingerprint
-from ssl_ser.classify.features import FeatureSource, content_digest
+from ssl_ser.classify.features import FeatureSource
 from ssl_ser.classify.splits import speaker_groups
 from ssl_ser.errors import (
     CacheError,
@@ -98,18 +98,14 @@ def check_keys(
                 )
 
 
-def extractor_of(source: FeatureSource) -> tuple[str, str]:
-    """(model name, extractor digest) identifying what computed a source's features."""
-    return key_value(source.key, MODEL_FIELDS, "unknown"), key_value(source.key, DIGEST_FIELDS)
-
-
 def group_by_extractor(
     sources: Sequence[FeatureSource],
 ) -> dict[tuple[str, str], list[FeatureSource]]:
-    """Sources grouped by extractor, in first-seen order."""
+    """Sources grouped by (model name, extractor digest), in first-seen order."""
     groups: dict[tuple[str, str], list[FeatureSource]] = {}
     for source in sources:
-        groups.setdefault(extractor_of(source), []).append(source)
+        model = key_value(source.key, MODEL_FIELDS, "unknown")
+        groups.setdefault((model, key_value(source.key, DIGEST_FIELDS)), []).append(source)
     return groups
 
 
@@ -160,7 +156,7 @@ class Dataset:
     def features_digest(self, sources: Sequence[int] | None = None) -> str:
         """SHA-256 over the keys and contents of the sources (all, or those at `sources`).
 
-        Each source's content digest (:func:`ssl_ser.classify.features.content_digest`)
+        Each source's content digest (``content_digest()``)
         is, for a cache, over the audio fingerprints of its rows, so a cache
         rebuilt from the same audio gives the same digest and one rebuilt from
         other audio under the same key gives another. Computed once per source.
@@ -170,7 +166,7 @@ class Dataset:
         digest.update(json.dumps(self.keys(chosen), sort_keys=True, default=str).encode())
         for i in chosen:
             if i not in self._content:
-                self._content[i] = content_digest(self.sources[i])
+                self._content[i] = self.sources[i].content_digest()
             digest.update(self._content[i].encode() + b"\n")
         return digest.hexdigest()
 
@@ -204,17 +200,11 @@ def build_datasets(
 ) -> list[Dataset]:
     """Join every source with the manifest and a label set, one dataset per extractor.
 
-    Args:
-        sources: feature sources (caches or in-memory).
-        manifest: manifest rows; only utterances it lists are used.
-        label_set: a label set name (basic4, all, sentiment) or a list of canonical
-            emotions, as a comma-separated string or a sequence.
-        model: refuse sources computed by another model.
-        condition: refuse sources of another condition.
-        allow_incomplete: classify the complete rows of a cache that lacks some of
-            the manifest's utterances (never extracted, or still being extracted);
-            by default that is refused. Rows whose extraction failed (with a
-            recorded reason) are left out either way, with a warning.
+    Only utterances the manifest lists are used; `model` and `condition` refuse
+    sources of another one. `allow_incomplete` classifies the complete rows of a
+    cache that lacks some of the manifest's utterances (never extracted, or still
+    being extracted), refused by default. Rows whose extraction failed (with a
+    recorded reason) are left out either way, with a warning.
 
     Raises:
         CacheKeyMismatchError: a source's key disagrees with `model` or `condition`.
@@ -367,14 +357,10 @@ def _check_source_audio(
         if not bytes(record["blake2b"]):
             unknown += 1
             continue
-        path = None
-        with contextlib.suppress(SerError, KeyError):
-            path = audio.utterance_path(by_id[utt_id], condition, telephone_source)
         try:
-            info = os.stat(path) if path else None
-        except OSError:
-            info = None
-        if info is None:
+            path = audio.utterance_path(by_id[utt_id], condition, telephone_source)
+            info = os.stat(path)
+        except (SerError, KeyError, OSError):  # no row, no such file: cannot be checked
             unverified += 1
             continue
         recorded = (int(record["size"]), int(record["mtime_ns"]))

@@ -17,7 +17,7 @@ for SSL models (the usual layer-wise probing setup, SUPERB's, at half the
 width). An explicit choice that an extractor does not store is replaced by its
 only stored pooling, with a warning; the results always record the pooling used.
 
-Every source tells what its features are through :func:`content_digest`, which
+Every source tells what its features are through its ``content_digest()``, which
 keys results cells (a sweep reuses a cell only for the same features): a cache
 digests the audio fingerprints its rows were extracted from (so a cache rebuilt
 from the same audio reuses cells, one from other audio never does), in-memory
@@ -65,6 +65,10 @@ class FeatureSource(Protocol):
 
     def read(self, layer: str, pooling: str = "mean") -> np.ndarray:
         """Features of every id for one layer and pooling, shape (len(ids), dim)."""
+        ...
+
+    def content_digest(self) -> str:
+        """What the features are, as a hex digest (it keys results cells)."""
         ...
 
 
@@ -158,37 +162,21 @@ class CacheFeatures:
         return f"CacheFeatures({str(self.path)!r})"
 
 
-def content_digest(source: FeatureSource) -> str:
-    """What a source's features are, as a hex digest (its ids and their content).
-
-    Sources with their own ``content_digest`` (caches: the audio fingerprints of
-    their rows; in-memory arrays: their values) use it; any other source is
-    digested by reading every layer and pooling.
-    """
-    own = getattr(source, "content_digest", None)
-    if callable(own):
-        return str(own())
-    digest = hashlib.sha256()
-    for utt_id in source.ids:
-        digest.update(str(utt_id).encode() + b"\n")
-    for pooling in source.poolings:
-        for layer in source.layers:
-            values = np.asarray(source.read(layer, pooling), dtype=np.float32)
-            digest.update(np.ascontiguousarray(values).tobytes())
-    return digest.hexdigest()
-
-
-def select_layers(spec: str | Sequence[str], available: Sequence[str]) -> list[str]:
+def select_layers(
+    spec: str | Sequence[str], available: Sequence[str], option: str = "--layers"
+) -> list[str]:
     """Layer names selected by ``("all",)``, ``("0-6",)``, ``("3", "6", "9")`` or a mix.
 
     Each item is ``all``, a layer name or a range ``first-last``; text is read by
-    the one layer grammar (:func:`ssl_ser.classify.settings.parse_layers`).
+    the one layer grammar (:func:`ssl_ser.classify.settings.parse_layers`). Errors
+    name `option` (the flag or key the selection came from) and the layer count.
 
     Raises:
         UnknownChoiceError: a layer or range end that the features do not have.
         ConfigError: a selection of no layer.
     """
     available = [str(a) for a in available]
+    held = f"{option} (the cache holds {len(available)} layers)"
     items = list(layer_items(spec if isinstance(spec, str) else list(spec), "the layers"))
     if items == ["all"]:
         return list(available)
@@ -199,13 +187,13 @@ def select_layers(spec: str | Sequence[str], available: Sequence[str]) -> list[s
             first, last = match["first"], match["last"]
             for end in (first, last):
                 if end not in available:
-                    raise UnknownChoiceError("layer", end, available, where=f"range {item!r}")
+                    raise UnknownChoiceError("layer", end, available, f"range {item!r} of {held}")
             lo, hi = available.index(first), available.index(last)
             chosen += available[min(lo, hi) : max(lo, hi) + 1]
         elif item in available:
             chosen.append(item)
         else:
-            raise UnknownChoiceError("layer", item, ["all", *available])
+            raise UnknownChoiceError("layer", item, ["all", *available], held)
     if not chosen:
         raise ConfigError(f"layer selection {','.join(items)!r} selects no layer")
     return list(dict.fromkeys(chosen))
@@ -253,11 +241,6 @@ class PoolingChoice:
     honoured: tuple[str, ...]
     notes: tuple[str, ...]
 
-    @property
-    def spec(self) -> str:
-        """The resolved choices as a comma list (what a sweep config takes)."""
-        return ",".join(self.poolings)
-
 
 def _stored_text(model: str, stored: Sequence[str]) -> str:
     """``'mean' (its 88 eGeMAPS functionals)`` or ``'mean', 'std'``: what a cache holds."""
@@ -272,12 +255,8 @@ def resolve_poolings(spec: str | Sequence[str], model: str, stored: Sequence[str
     stored is kept. One that is not stored is replaced by the stored pooling
     when the extractor stores only one (eGeMAPS), else dropped; either way a
     note names the model and the pooling. Repeats after resolving are dropped.
-
-    Args:
-        spec: choices among ``auto``, ``mean``, ``std`` and ``mean+std`` (a comma
-            string is read as its items).
-        model: the extractor's model name (``mfcc``, ``egemaps``, a hub id...).
-        stored: the poolings its features store.
+    `spec` is read as :func:`ssl_ser.classify.settings.parse_poolings` reads it;
+    `model` is the extractor's model name (``mfcc``, ``egemaps``, a hub id...).
 
     Raises:
         UnknownChoiceError: a choice that is not one of :data:`POOLING_OPTIONS`.
@@ -422,13 +401,9 @@ def load_blocks(
 ) -> FeatureBlocks:
     """Read each (source, layer, pooling) once into arrays over the sweep's rows.
 
-    Args:
-        sources: the feature sources; all share layer names and dim.
-        source_of_row: index into `sources` of each row of the sweep.
-        position_of_row: position of each row within its source's ``ids``.
-        layers: layer names to load.
-        poolings: pooling choices (``mean+std`` loads both stored poolings).
-        progress: show a progress bar over layers.
+    The sources share layer names and dim; row i of the sweep is row
+    ``position_of_row[i]`` of ``sources[source_of_row[i]]``. A ``mean+std``
+    pooling choice loads both stored poolings.
     """
     from tqdm.auto import tqdm
 

@@ -77,10 +77,11 @@ class StackedMLP(nn.Module):
         """Parameters common to all heads (none)."""
         return []
 
-    def forward(
-        self, x: torch.Tensor, generators: Sequence[torch.Generator | MaskStream] | None = None
-    ) -> torch.Tensor:
-        """Logits (active heads, batch, n_out) of inputs (all heads, batch, n_in)."""
+    def forward(self, x: torch.Tensor, streams: Sequence[MaskStream] = ()) -> torch.Tensor:
+        """Logits (active heads, batch, n_out) of inputs (all heads, batch, n_in).
+
+        In training, head s draws its dropout masks from ``streams[s]``.
+        """
         if x.shape[0] != len(self.active):
             x = x.index_select(0, self.active)
         last = len(self.weights) - 1
@@ -89,7 +90,7 @@ class StackedMLP(nn.Module):
             if i < last:
                 x = torch.relu(x)
                 if self.training and self.dropout > 0:
-                    x = x * dropout_masks(x.shape, self.dropout, generators, x.dtype)
+                    x = x * torch.stack([s.take(x.shape[1:]) for s in streams]).to(x.dtype)
         return x
 
     @torch.no_grad()
@@ -99,24 +100,6 @@ class StackedMLP(nn.Module):
             for i, param in enumerate(plist):
                 plist[i] = nn.Parameter(param.detach()[keep].clone())
         self.active = self.active[keep]
-
-
-def dropout_masks(
-    shape: torch.Size,
-    rate: float,
-    generators: Sequence[torch.Generator | MaskStream] | None,
-    dtype: torch.dtype = torch.float32,
-) -> torch.Tensor:
-    """Inverted-dropout masks (S, batch, width), head s drawn from generator s."""
-    keep = 1.0 - rate
-    if generators is None:
-        return (torch.rand(shape) < keep).to(dtype) / keep
-    if all(isinstance(g, MaskStream) for g in generators):
-        masks = [stream.take(shape[1:]) for stream in generators]
-        stacked = masks[0].unsqueeze(0) if len(masks) == 1 else torch.stack(masks)
-        return stacked.to(dtype)
-    masks = [torch.rand(shape[1:], generator=g) < keep for g in generators]
-    return torch.stack(masks).to(dtype) / keep
 
 
 class MaskStream:
@@ -184,12 +167,10 @@ class WeightedLayerMLP(nn.Module):
         """Softmax weights over layers, summing to one."""
         return torch.softmax(self.layer_logits, dim=0)
 
-    def forward(
-        self, x: torch.Tensor, generators: Sequence[torch.Generator | MaskStream] | None = None
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, streams: Sequence[MaskStream] = ()) -> torch.Tensor:
         """Logits (1, batch, n_out) of per-layer inputs (layers, batch, n_in)."""
         mixed = torch.einsum("l,lbd->bd", self.layer_weights().to(x.dtype), x)
-        return self.head(mixed.unsqueeze(0), generators)
+        return self.head(mixed.unsqueeze(0), streams)
 
 
 @dataclass
@@ -206,10 +187,9 @@ class TrainSettings:
 
 @dataclass
 class TrainLog:
-    """What training did, per head: best epoch, best validation loss, the loss curves."""
+    """What training did, per head: best epoch and the loss curves."""
 
     best_epoch: np.ndarray
-    best_val_loss: np.ndarray
     train_loss: list[float]
     val_loss: list[np.ndarray]
     n_epochs: int
@@ -240,7 +220,7 @@ def train_heads(
     """
     order = torch.Generator().manual_seed(int(settings.seed))
     rate = model.head.dropout if isinstance(model, WeightedLayerMLP) else model.dropout
-    generators = [
+    streams = [
         MaskStream(torch.Generator().manual_seed(int(s) + DROPOUT_SEED_OFFSET), rate)
         for s in dropout_seeds
     ]
@@ -249,22 +229,21 @@ def train_heads(
     train_curve: list[float] = []
     epoch = head_epochs = 0
     for epoch in range(1, settings.max_epochs + 1):
-        head_epochs += len(generators)
-        train_curve.append(_epoch(model, optimiser, x_fit, y_fit, settings, order, generators))
+        head_epochs += len(streams)
+        train_curve.append(_epoch(model, optimiser, x_fit, y_fit, settings, order, streams))
         if x_val is None:
             continue
         tracker.update(epoch, validation_loss(model, x_val, y_val))
-        if tracker.all_stopped():
+        if tracker.stopped.all():
             break
         keep = tracker.running_positions()
-        if len(keep) < len(generators) and isinstance(model, StackedMLP):
+        if len(keep) < len(streams) and isinstance(model, StackedMLP):
             optimiser = _keep_heads(model, optimiser, keep, settings)
-            generators = [generators[i] for i in keep.tolist()]
+            streams = [streams[i] for i in keep.tolist()]
     if x_val is not None:
         tracker.restore()
     return TrainLog(
         best_epoch=tracker.best_epoch if x_val is not None else np.full(len(dropout_seeds), epoch),
-        best_val_loss=tracker.best_loss,
         train_loss=train_curve,
         val_loss=tracker.curve,
         n_epochs=epoch,
@@ -309,7 +288,7 @@ def _epoch(
     y: torch.Tensor,
     settings: TrainSettings,
     order: torch.Generator,
-    generators: Sequence[torch.Generator | MaskStream],
+    streams: Sequence[MaskStream],
 ) -> float:
     """One pass over shuffled minibatches; returns the mean per-head training loss."""
     model.train()
@@ -318,7 +297,7 @@ def _epoch(
     total = 0.0
     for start in range(0, n, settings.batch_size):
         index = permutation[start : start + settings.batch_size]
-        logits = model(torch.index_select(x, 1, index), generators)
+        logits = model(torch.index_select(x, 1, index), streams)
         n_heads, batch, n_classes = logits.shape
         # Sum over heads of each head's mean loss: the gradient of head s is its own.
         if n_heads == 1:
@@ -396,9 +375,6 @@ class _BestTracker:
             saved[heads] = param.detach()[positions]
         for saved, param in zip(self.saved_shared, self.model.shared_parameters(), strict=True):
             saved.copy_(param.detach())
-
-    def all_stopped(self) -> bool:
-        return bool(self.stopped.all())
 
     def running_positions(self) -> torch.Tensor:
         """Stack positions of the heads still running; updates the running ids."""

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ssl_ser.errors import ConfigError, UnknownChoiceError
+from ssl_ser.errors import ConfigError
 
 EMOTION_TARGET = "emotion"
 CONTROL_TARGET = "control"
@@ -63,17 +63,6 @@ MDL_FLOOR = 1e-3
 ProbaFit = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
-def check_target(target: str) -> str:
-    """`target` if it is one of :data:`TARGETS`.
-
-    Raises:
-        UnknownChoiceError: naming the target and the valid ones.
-    """
-    if target not in TARGETS:
-        raise UnknownChoiceError("target", target, TARGETS)
-    return target
-
-
 def control_labels(table: pd.DataFrame, seed: int) -> np.ndarray:
     """Each speaker's labels permuted among that speaker's utterances (seeded).
 
@@ -106,7 +95,6 @@ def retarget(dataset: Any, target: str, seed: int, split: str) -> Any:
         ConfigError: a speaker target on a split other than those of
             :data:`SPEAKER_TARGET_SPLITS`, or on a corpus without speaker ids.
     """
-    check_target(target)
     if target == EMOTION_TARGET:
         return dataset
     table = dataset.table.copy()

@@ -9,6 +9,7 @@ exactly this model for every layer at once.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -59,14 +60,8 @@ def heads_validation_ua(
 
 def train_settings(estimator: MLPClassifier, seed: int) -> TrainSettings:
     """The optimiser settings of an MLP estimator (or a probe with the same parameters)."""
-    return TrainSettings(
-        lr=estimator.lr,
-        weight_decay=estimator.weight_decay,
-        batch_size=estimator.batch_size,
-        max_epochs=estimator.max_epochs,
-        patience=estimator.patience,
-        seed=seed,
-    )
+    names = [field.name for field in dataclasses.fields(TrainSettings) if field.name != "seed"]
+    return TrainSettings(**{name: getattr(estimator, name) for name in names}, seed=seed)
 
 
 class MLPClassifier(ClassifierMixin, BaseEstimator):
@@ -164,9 +159,3 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         """Most probable class of each row."""
         logits = self._logits(X)
         return self.classes_[np.argmax(logits, axis=1)]
-
-    def __sklearn_tags__(self):
-        """Declare float inputs only, multiclass support, no strict determinism issues."""
-        tags = super().__sklearn_tags__()
-        tags.non_deterministic = False
-        return tags

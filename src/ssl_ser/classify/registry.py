@@ -220,10 +220,7 @@ def get(name: str) -> ClassifierSpec:
 
 
 def parse_classifiers(names: Sequence[str]) -> list[str]:
-    """Classifier names, each checked against the registry; repeats dropped.
-
-    Text is split where it is read (the settings' ``classifiers`` field).
-    """
+    """Classifier names, each checked against the registry; repeats dropped."""
     if not names:
         raise UnknownChoiceError("classifier", "", CLASSIFIERS)
     for name in names:

@@ -109,24 +109,27 @@ class CellStore:
             if table.exists():
                 pq.read_metadata(table)
         except (OSError, ValueError, UnicodeDecodeError, ArrowException) as error:
-            self._set_aside(path, f"{type(error).__name__}: {str(error).splitlines()[0]}")
+            why = f"{type(error).__name__}: {str(error).splitlines()[0]}"
+            target = self._move(path, DAMAGED_DIR)
+            log.warning(
+                "cell %s in %s cannot be read (%s; cut short?): not finished, so it is computed "
+                "again; its files were moved to %s",
+                path.stem,
+                self.cells,
+                why,
+                target,
+            )
             return None
         return rows
 
-    def _set_aside(self, path: Path, why: str) -> None:
-        target = self.cells / DAMAGED_DIR
+    def _move(self, path: Path, folder: str) -> Path:
+        """Move a cell's files (JSON and parquet) into ``cells/<folder>/``; returns that folder."""
+        target = self.cells / folder
         make_folder(target, root=self.output)
-        for damaged in (path, path.with_suffix(".parquet")):
-            with contextlib.suppress(FileNotFoundError):  # another process moved it first
-                os.replace(damaged, target / damaged.name)
-        log.warning(
-            "cell %s in %s cannot be read (%s; cut short?): not finished, so it is computed "
-            "again; its files were moved to %s",
-            path.stem,
-            self.cells,
-            why,
-            target,
-        )
+        for moved in (path, path.with_suffix(".parquet")):
+            with contextlib.suppress(FileNotFoundError):  # absent, or another process moved it
+                os.replace(moved, target / moved.name)
+        return target
 
     def save(self, cell: str, rows: Sequence[Mapping[str, Any]], predictions: pd.DataFrame) -> None:
         """Store a cell: predictions first, then the rows that mark it finished."""
@@ -145,17 +148,11 @@ class CellStore:
         the tables. Returns how many cells were moved.
         """
         moved = 0
-        target = self.cells / SUPERSEDED_DIR
         for path in sorted(self.cells.glob("*.json")):
             rows = self._rows(path)
-            if not rows or not stale(rows[0]):
-                continue
-            make_folder(target, root=self.output)
-            table = path.with_suffix(".parquet")
-            if table.exists():
-                os.replace(table, target / table.name)
-            os.replace(path, target / path.name)
-            moved += 1
+            if rows and stale(rows[0]):
+                self._move(path, SUPERSEDED_DIR)
+                moved += 1
         return moved
 
     def load(self) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -179,11 +176,7 @@ class CellStore:
 
 
 def _json_default(value: Any) -> Any:
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, np.ndarray):
+    if isinstance(value, np.generic | np.ndarray):  # numpy numbers and arrays as Python's
         return value.tolist()
     return str(value)
 
@@ -206,6 +199,19 @@ def write_tables(store: CellStore, *, n_boot: int = 1000, seed: int = 0) -> dict
     return paths
 
 
+# a summary row's numbers over its folds' cells
+FOLD_STATS: dict[str, tuple[str, str]] = {
+    "n_folds": ("fold", "nunique"),
+    "ua_mean": ("ua", "mean"),
+    "ua_std": ("ua", "std"),
+    "wa_mean": ("wa", "mean"),
+    "wa_std": ("wa", "std"),
+    "macro_f1_mean": ("macro_f1", "mean"),
+    "macro_f1_std": ("macro_f1", "std"),
+    "n_test": ("n_test", "sum"),
+}
+
+
 def summarise(
     results: pd.DataFrame, predictions: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0
 ) -> pd.DataFrame:
@@ -224,19 +230,7 @@ def summarise(
         for stat in ("mean", "std")
     }
     summary = (
-        results.groupby(keys, dropna=False, sort=True)
-        .agg(
-            n_folds=("fold", "nunique"),
-            ua_mean=("ua", "mean"),
-            ua_std=("ua", "std"),
-            wa_mean=("wa", "mean"),
-            wa_std=("wa", "std"),
-            macro_f1_mean=("macro_f1", "mean"),
-            macro_f1_std=("macro_f1", "std"),
-            n_test=("n_test", "sum"),
-            **measured,
-        )
-        .reset_index()
+        results.groupby(keys, dropna=False, sort=True).agg(**FOLD_STATS, **measured).reset_index()
     )
     pooled = [
         _pooled(rows, predictions, n_boot, seed)
@@ -283,26 +277,15 @@ def select_layers(results: pd.DataFrame) -> pd.DataFrame:
     depth = pd.to_numeric(per_layer["layer"], errors="coerce")
     per_layer = per_layer.iloc[np.argsort(depth.to_numpy(), kind="stable")]
     keys = [c for c in (*GROUP_COLUMNS, TARGET_COLUMN) if c != "layer" and c in results.columns]
-    rows = []
-    for group, part in per_layer.groupby(keys, dropna=False, sort=True):
-        best = part.loc[part.groupby("fold")["val_ua"].idxmax()]
-        row = dict(zip(keys, group, strict=True))
-        row.update(
-            layer=SELECTED_LAYER,
-            n_folds=len(best),
-            ua_mean=best["ua"].mean(),
-            ua_std=best["ua"].std(),
-            wa_mean=best["wa"].mean(),
-            wa_std=best["wa"].std(),
-            macro_f1_mean=best["macro_f1"].mean(),
-            macro_f1_std=best["macro_f1"].std(),
-            n_test=best["n_test"].sum(),
-            chosen_layers=json.dumps(
-                dict(zip(best["fold"].astype(str), best["layer"].astype(str), strict=True))
-            ),
-        )
-        rows.append(row)
-    return pd.DataFrame(rows)
+    by_fold = per_layer.groupby([*keys, "fold"], dropna=False, sort=True)["val_ua"].idxmax()
+    groups = per_layer.loc[by_fold].groupby(keys, dropna=False, sort=True)
+    selected = groups.agg(**FOLD_STATS).reset_index()
+    selected.insert(len(keys), "layer", SELECTED_LAYER)
+    selected["chosen_layers"] = [
+        json.dumps(dict(zip(best["fold"].astype(str), best["layer"].astype(str), strict=True)))
+        for _, best in groups
+    ]
+    return selected
 
 
 def _where(row: pd.Series) -> str:

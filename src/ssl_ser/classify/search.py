@@ -179,7 +179,6 @@ def fit_batched(
     *,
     search: bool,
     seed: int,
-    grid: Mapping[str, list] | None = None,
 ) -> list[tuple[Any, list[int], list[dict[str, Any]]]]:
     """Fit a batched probe over layers of x (layers, all rows, dim) on training `rows`.
 
@@ -193,7 +192,7 @@ def fit_batched(
     """
     from ssl_ser.classify.batched import BatchedProbe
 
-    grid = grid if grid is not None else registry.get("mlp" if head == "mlp" else "linear").grid
+    grid = registry.get(head).grid
     plan: dict[int, list[int]] = {0: list(range(x.shape[0]))}
     options = [{}]
     inner: dict[int, np.ndarray] = {}

@@ -10,6 +10,7 @@ module imports no numerical library.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -63,29 +64,33 @@ def parse_labels(value: object, where: str) -> str:
 
 def parse_layers(value: object, where: str) -> tuple[str, ...]:
     """``all``, ``0-6``, ``3,6,9``, one layer number or a list of them: the items."""
-    if isinstance(value, str) and value.strip():
-        items: list[Any] = value.split(",")
-    elif isinstance(value, int) and not isinstance(value, bool):
-        items = [str(value)]
-    elif isinstance(value, list | tuple) and value and all(isinstance(v, int | str) for v in value):
-        items = [str(v) for v in value]
-    else:
-        items = []
-    layers = tuple(item.strip() for item in items if item.strip())
-    if not layers:
-        raise wrong_type(value, "all, a range like 0-6, or a list of layer numbers", where)
-    return layers
+    expected = "all, a range like 0-6, or a list of layer numbers"
+    return _comma_items(value, int | str, expected, where)
 
 
 def parse_poolings(value: object, where: str) -> tuple[str, ...]:
     """``auto``, ``mean``, ``std``, ``mean+std``, a comma string or a list of them."""
-    items = list(value) if isinstance(value, list | tuple) else [value]
-    names = ()
-    if items and all(isinstance(v, str) for v in items):
-        names = tuple(p.strip() for item in items for p in item.split(",") if p.strip())
-    if not names:
-        raise wrong_type(value, "auto, mean, std, mean+std or a list of them", where)
-    return names
+    return _comma_items(value, str, "auto, mean, std, mean+std or a list of them", where)
+
+
+def _comma_items(value: object, kinds: Any, expected: str, where: str) -> tuple[str, ...]:
+    """The stripped items of a comma string, a value of `kinds`, or a list of them."""
+    values = list(value) if isinstance(value, list | tuple) else [value]
+    if all(isinstance(v, kinds) and not isinstance(v, bool) for v in values):
+        items = tuple(part.strip() for v in values for part in str(v).split(",") if part.strip())
+        if items:
+            return items
+    raise wrong_type(value, expected, where)
+
+
+def _option_names(
+    settings: Settings, fields: Iterable[str], info: ValidationInfo
+) -> tuple[dict[str, str], str]:
+    """How `fields` read in messages, and where: their flags, or an experiment file's keys."""
+    where = (info.context or {}).get("where")
+    if where is None:
+        return {name: flag_of(type(settings), name) for name in fields}, ""
+    return {name: f"{settings.section}.{name}" for name in fields}, where.source
 
 
 class SweepGrid(Settings):
@@ -122,20 +127,11 @@ class SweepGrid(Settings):
                 raise ConfigError(f"--seed {seed} is given twice; give each value once")
         return value
 
-    @field_validator("labels", mode="before")
+    @field_validator("labels", "layers", "pooling", mode="before")
     @classmethod
-    def _labels(cls, value: object, info: ValidationInfo) -> str:
-        return parse_labels(value, cls.place(info))
-
-    @field_validator("layers", mode="before")
-    @classmethod
-    def _layers(cls, value: object, info: ValidationInfo) -> tuple[str, ...]:
-        return parse_layers(value, cls.place(info))
-
-    @field_validator("pooling", mode="before")
-    @classmethod
-    def _pooling(cls, value: object, info: ValidationInfo) -> tuple[str, ...]:
-        return parse_poolings(value, cls.place(info))
+    def _grammars(cls, value: object, info: ValidationInfo) -> object:
+        parse = {"labels": parse_labels, "layers": parse_layers, "pooling": parse_poolings}
+        return parse[info.field_name](value, cls.place(info))
 
 
 class SplitSettings(Settings):
@@ -183,14 +179,8 @@ class SplitSettings(Settings):
         """Refuse an option the split method does not read (named by its flag or key)."""
         from ssl_ser.classify.splits import refuse_unused
 
-        where = (info.context or {}).get("where")
-        given = self.model_dump(exclude={"method"})
-        if where is None:
-            names = {name: flag_of(SplitSettings, name) for name in SplitSettings.model_fields}
-            refuse_unused(self.method, given, names)
-        else:
-            names = {name: f"{self.section}.{name}" for name in SplitSettings.model_fields}
-            refuse_unused(self.method, given, names, where=where.source)
+        names, where = _option_names(self, SplitSettings.model_fields, info)
+        refuse_unused(self.method, self.model_dump(exclude={"method"}), names, where)
         return self
 
 
@@ -262,20 +252,22 @@ class SweepSettings(Settings):
         enters=CELL_ID,
     )
 
-    @model_validator(mode="after")
-    def _one_dask_spelling(self, info: ValidationInfo) -> SweepSettings:
-        """Refuse both Dask spellings or a malformed address; warn of the deprecated one."""
+    @model_validator(mode="wrap")
+    @classmethod
+    def _one_dask_spelling(cls, data: Any, handler: Any, info: ValidationInfo) -> SweepSettings:
+        """Refuse both Dask spellings or a malformed address; warn of the deprecated one.
+
+        Settings given already validated (``ser probe``'s, inside its experiment) are
+        not checked again: pydantic reruns "after" validators on them, warning twice.
+        """
         from ssl_ser.classify.sweep.plan import dask_placement
 
-        where = (info.context or {}).get("where")
-        fields = ("dask", "backend", "scheduler")
-        if where is None:
-            names = {name: flag_of(SweepSettings, name) for name in fields}
-            dask_placement(self.dask, self.backend, self.scheduler, names)
-        else:
-            names = {name: f"{self.section}.{name}" for name in fields}
-            dask_placement(self.dask, self.backend, self.scheduler, names, where.source)
-        return self
+        settings = handler(data)
+        if isinstance(data, SweepSettings):
+            return settings
+        names, where = _option_names(settings, ("dask", "backend", "scheduler"), info)
+        dask_placement(settings.dask, settings.backend, settings.scheduler, names, where)
+        return settings
 
 
 class ClassifyRun(Settings):
@@ -326,15 +318,10 @@ def sweep_config(
 ) -> Any:
     """The :class:`~ssl_ser.classify.sweep.SweepConfig` of one sweep, from the settings.
 
-    Args:
-        grid: labels, layers, poolings and classifiers.
-        split: the split method and its options.
-        sweep: how cells are fitted and where they run (``dask``, or the deprecated
-            ``backend``/``scheduler``, which are warned about where they are read).
-        seed: the run's seed (of several).
-        shots: the run's target shots (of several); None: the default.
-        folds: the folds to use, where a planner clamped them; None: ``split.folds``.
-        **fields: further SweepConfig fields (conditions, force, poolings...).
+    `seed` and `shots` are the run's (of several; None: the default shots), `folds`
+    those a planner clamped (None: ``split.folds``); `fields` are further SweepConfig
+    fields (conditions, force...). The deprecated ``backend``/``scheduler`` spelling
+    is warned about where the settings are read.
     """
     from ssl_ser.classify.sweep.plan import SweepConfig, dask_placement
 
@@ -350,14 +337,7 @@ def sweep_config(
 def split_options(
     split: SplitSettings, seed: int, shots: int | None = None, folds: int | None = None
 ) -> Any:
-    """The :class:`~ssl_ser.classify.splits.SplitOptions` of one run (its seed and shots).
-
-    Args:
-        split: the split settings.
-        seed: the run's seed (of several).
-        shots: the run's target shots (of several); None: the default.
-        folds: the folds to use, where a planner clamped them; None: ``split.folds``.
-    """
+    """The :class:`~ssl_ser.classify.splits.SplitOptions` of one run (as :func:`sweep_config`)."""
     from ssl_ser.classify.splits import SplitOptions
 
     options = split.fields_of(

@@ -7,16 +7,16 @@ Every split works on a table with the columns ``utt_id``, ``corpus``, ``group``
 one group in both training and test; ``random`` is the only speaker-dependent one
 and says so in its folds.
 
-Every method is also a scikit-learn cross-validator (:data:`SPLITTERS`,
-:func:`splitter`): ``split(X, y, groups)`` yields the (train, test) row positions
-of :func:`make_folds` and ``get_n_splits`` counts them, so the splits can be passed
+Every method is also a scikit-learn cross-validator (:func:`splitter`):
+``split(X, y, groups)`` yields the (train, test) row positions of
+:func:`make_folds` and ``get_n_splits`` counts them, so the splits can be passed
 as ``cv=`` to ``cross_validate`` or ``GridSearchCV`` with ``groups=`` the speaker
 groups. The metadata a split needs beyond X, y and groups (corpus, utt_id, gender,
 label, preset split) is the ``table`` given to the constructor, one row per row of
 X in the same order; ``groups`` fills or must equal its ``group`` column and ``y``
 is not used (the table's ``label`` is, so integer-coded y cannot reorder draws).
 ``.folds(X, y, groups)`` gives the full :class:`Fold` objects (names, validation
-parts). ``loso`` is scikit-learn's ``LeaveOneGroupOut`` itself; the others keep
+parts). ``loso`` folds are scikit-learn's ``LeaveOneGroupOut``'s; the others keep
 their own logic because no scikit-learn class makes the same folds
 (``GroupShuffleSplit`` and ``StratifiedGroupKFold`` draw groups differently and
 ignore gender balance, ``PredefinedSplit`` would train on the preset validation
@@ -30,7 +30,6 @@ import hashlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -203,11 +202,10 @@ def _random(table: pd.DataFrame, options: SplitOptions) -> list[Fold]:
     rng = np.random.default_rng(options.seed)
     train, val, test = [], [], []
     for _, rows in table.groupby("label", sort=True):
-        positions = rng.permutation(rows.index.to_numpy())
-        n_train, n_val = _ratio_counts(len(positions), options.ratios)
-        train.append(positions[:n_train])
-        val.append(positions[n_train : n_train + n_val])
-        test.append(positions[n_train + n_val :])
+        cut = _cut(rng.permutation(rows.index.to_numpy()), options.ratios)
+        train.append(cut["train"])
+        val.append(cut["val"])
+        test.append(cut["test"])
     log.warning("random split shuffles utterances: results are speaker-DEPENDENT")
     return [
         Fold(
@@ -220,15 +218,20 @@ def _random(table: pd.DataFrame, options: SplitOptions) -> list[Fold]:
     ]
 
 
-def _ratio_counts(n: int, ratios: Sequence[float]) -> tuple[int, int]:
-    """Train and validation counts of `n` items; test gets the rest (at least one)."""
+def _cut(items: Sequence, ratios: Sequence[float]) -> dict[str, list]:
+    """`items` cut in order into train, val and test by the ratios; test gets at least one."""
+    n = len(items)
     total = sum(ratios)
     n_train = int(round(n * ratios[0] / total))
     n_val = int(round(n * ratios[1] / total))
     if n >= 2 and ratios[2] > 0:
         n_train = min(n_train, n - 1)
         n_val = min(n_val, n - 1 - n_train)
-    return n_train, n_val
+    return {
+        "train": items[:n_train],
+        "val": items[n_train : n_train + n_val],
+        "test": items[n_train + n_val :],
+    }
 
 
 def group_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -255,12 +258,12 @@ def _speaker(table: pd.DataFrame, options: SplitOptions) -> list[Fold]:
         raise ConfigError(f"speaker split needs at least 2 speakers; found {len(groups)}")
     parts: dict[str, list[str]] = {"train": [], "val": [], "test": []}
     for names in _shuffled_by_gender(groups, options.seed).values():
-        n_train, n_val = _ratio_counts(len(names), options.ratios)
-        parts["train"] += names[:n_train]
-        parts["val"] += names[n_train : n_train + n_val]
-        parts["test"] += names[n_train + n_val :]
+        for part, chosen in _cut(names, options.ratios).items():
+            parts[part] += chosen
     if not parts["test"] or not parts["train"]:
-        parts = _rebalance_small(groups, options)
+        # tiny corpora, where per-gender cuts leave a gap: the ratios over all speakers at once
+        rng = np.random.default_rng(options.seed)
+        parts = _cut(list(rng.permutation(groups["group"].to_numpy())), options.ratios)
     member = table["group"]
     return [
         Fold(
@@ -270,17 +273,6 @@ def _speaker(table: pd.DataFrame, options: SplitOptions) -> list[Fold]:
             np.flatnonzero(member.isin(parts["val"])),
         )
     ]
-
-
-def _rebalance_small(groups: pd.DataFrame, options: SplitOptions) -> dict[str, list[str]]:
-    """Ratios over all speakers at once, for tiny corpora where per-gender cuts leave a gap."""
-    names = list(np.random.default_rng(options.seed).permutation(groups["group"].to_numpy()))
-    n_train, n_val = _ratio_counts(len(names), options.ratios)
-    return {
-        "train": names[:n_train],
-        "val": names[n_train : n_train + n_val],
-        "test": names[n_train + n_val :],
-    }
 
 
 def assign_group_folds(table: pd.DataFrame, k: int, seed: int) -> dict[str, int]:
@@ -555,14 +547,11 @@ def refuse_unused(
 ) -> None:
     """Refuse a split option set to a non-default value that split `method` does not read.
 
-    Args:
-        method: the split method (see :data:`SPLITS`).
-        given: option name (``folds``, ``ratios``, ``train``, ``test``, ``shots``) to
-            value; None, an empty list and the default (alone or as a one-item list)
-            count as not set.
-        names: how each option (and ``method``) reads in the message (default: the
-            flags ``--folds``... and ``--split``).
-        where: what the names are in (an experiment file), prefixed to the message.
+    `given` maps option names (``folds``, ``ratios``, ``train``, ``test``,
+    ``shots``) to values; None, an empty list and the default (alone or as a
+    one-item list) count as not set. `names` say how each option (and ``method``)
+    reads in the message (default: the flags ``--folds``... and ``--split``);
+    `where` is what they are in (an experiment file), prefixed to the message.
 
     Raises:
         ConfigError: naming the option, its value, the split and the options it reads.
@@ -595,18 +584,18 @@ def _shown(value: object) -> str:
 
 
 class TableSplitter(BaseCrossValidator):
-    """A split method of :data:`SPLITS` as a scikit-learn cross-validator over `table`.
+    """Split `method` of :data:`SPLITS` as a scikit-learn cross-validator over `table`.
 
     Args:
+        method: the split method.
         table: one row per row of X (same order) with the columns the method needs
             (``corpus``, ``utt_id``, ``gender``, ``label``, ``split``; ``group``
             unless ``groups=`` is given to :meth:`split`).
         options: the split settings (folds, seed, ratios, corpora, shots).
     """
 
-    method: ClassVar[str] = ""
-
-    def __init__(self, table: pd.DataFrame, options: SplitOptions | None = None):
+    def __init__(self, method: str, table: pd.DataFrame, options: SplitOptions | None = None):
+        self.method = method
         self.table = table
         self.options = options
 
@@ -650,78 +639,7 @@ class TableSplitter(BaseCrossValidator):
         return len(self.folds(X, y, groups))
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(<{len(self.table)} rows>, {self.options!r})"
-
-
-class PresetSplit(TableSplitter):
-    """The manifest's preset train/test split (its val rows are left out of training)."""
-
-    method = "preset"
-
-
-class RandomSplit(TableSplitter):
-    """Utterances shuffled per label by the ratios: speaker-DEPENDENT."""
-
-    method = "random"
-
-
-class SpeakerSplit(TableSplitter):
-    """One gender-balanced train/val/test split of whole speakers by the ratios."""
-
-    method = "speaker"
-
-
-class SpeakerKFold(TableSplitter):
-    """k folds of whole speakers, genders dealt evenly (:func:`assign_group_folds`)."""
-
-    method = "speaker-kfold"
-
-
-class CrossCorpusSplit(TableSplitter):
-    """Train on some corpora, test on others (or leave one corpus out)."""
-
-    method = "cross-corpus"
-
-
-class FewShotSplit(TableSplitter):
-    """Cross-corpus plus a few balanced target shots from other target speakers."""
-
-    method = "few-shot"
-
-
-class LeaveOneSpeakerOut(LeaveOneGroupOut):
-    """Leave-one-speaker-out: scikit-learn's ``LeaveOneGroupOut`` over ``groups``.
-
-    The table is accepted for a uniform constructor but not needed: the folds
-    depend only on the groups (speakers, tested in sorted order), as in ``loso``.
-    """
-
-    def __init__(self, table: pd.DataFrame | None = None, options: SplitOptions | None = None):
-        self.table = table
-        self.options = options
-
-    def folds(self, X=None, y=None, groups=None) -> list[Fold]:  # noqa: N803 (sklearn naming)
-        """The named folds (one per speaker) of :meth:`split`."""
-        groups = self._groups(groups)
-        if groups is None:
-            raise ValueError("leave-one-speaker-out needs groups= (speaker ids)")
-        return _loso(pd.DataFrame({"group": np.asarray(groups)}), SplitOptions())
-
-    def split(self, X, y=None, groups=None):  # noqa: N803 (sklearn naming)
-        """``LeaveOneGroupOut.split``, with the table's groups when none are given."""
-        return super().split(X, y, self._groups(groups))
-
-    def get_n_splits(self, X=None, y=None, groups=None) -> int:  # noqa: N803
-        """Number of speakers."""
-        return super().get_n_splits(X, y, self._groups(groups))
-
-    def _groups(self, groups):
-        if groups is None and self.table is not None:
-            return self.table["group"].to_numpy()
-        return groups
-
-    def __repr__(self) -> str:
-        return "LeaveOneSpeakerOut()"
+        return f"TableSplitter({self.method!r}, <{len(self.table)} rows>, {self.options!r})"
 
 
 class InnerSpeakerSplit(BaseCrossValidator):
@@ -746,25 +664,14 @@ class InnerSpeakerSplit(BaseCrossValidator):
         return 1
 
 
-SPLITTERS: dict[str, type[TableSplitter] | type[LeaveOneSpeakerOut]] = {
-    "preset": PresetSplit,
-    "random": RandomSplit,
-    "speaker": SpeakerSplit,
-    "speaker-kfold": SpeakerKFold,
-    "loso": LeaveOneSpeakerOut,
-    "cross-corpus": CrossCorpusSplit,
-    "few-shot": FewShotSplit,
-}
-
-
 def splitter(
     method: str, table: pd.DataFrame, options: SplitOptions | None = None
-) -> TableSplitter | LeaveOneSpeakerOut:
+) -> TableSplitter:
     """The scikit-learn cross-validator of split `method` over `table`.
 
     Raises:
         UnknownChoiceError: `method` is not a known split.
     """
-    if method not in SPLITTERS:
-        raise UnknownChoiceError("split", method, SPLITTERS)
-    return SPLITTERS[method](table, options)
+    if method not in SPLITS:
+        raise UnknownChoiceError("split", method, SPLITS)
+    return TableSplitter(method, table, options)

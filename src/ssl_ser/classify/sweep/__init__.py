@@ -39,17 +39,11 @@ from ssl_ser.classify.features import (
 )
 from ssl_ser.classify.measures import retarget
 from ssl_ser.classify.results import CellStore, removed_if_refused, summary_line, write_tables
-from ssl_ser.classify.sweep.plan import (
-    SweepConfig,
-    Task,
-    describe_folds,
-    describe_task,
-    plan_dataset,
-    sweep_poolings,
-)
-from ssl_ser.classify.sweep.run import run_task, run_tasks
-from ssl_ser.classify.sweep.score import CellInfo, Outcome, Rows, score_cell
-from ssl_ser.classify.sweep.store import setting_key, store_cell, supersede_other_cells
+from ssl_ser.classify.sweep.codelength import check_mdl
+from ssl_ser.classify.sweep.plan import SweepConfig, plan_dataset, sweep_poolings
+from ssl_ser.classify.sweep.run import run_tasks
+from ssl_ser.classify.sweep.score import CellInfo, Outcome, Rows
+from ssl_ser.classify.sweep.store import store_cell, supersede_other_cells
 
 __all__ = [
     "CellInfo",
@@ -58,14 +52,8 @@ __all__ = [
     "SweepConfig",
     "SweepCounts",
     "SweepResult",
-    "Task",
-    "describe_folds",
-    "describe_task",
     "run_sweep",
     "run_sweep_cells",
-    "run_task",
-    "score_cell",
-    "setting_key",
     "store_cell",
     "supersede_other_cells",
     "sweep_poolings",
@@ -115,21 +103,14 @@ def run_sweep_cells(
     A caller that runs several sweeps into one folder calls this for each and
     :func:`~ssl_ser.classify.results.write_tables` once at the end.
 
-    Args:
-        sources: feature sources (caches or in-memory), possibly of several corpora,
-            conditions or extractors.
-        manifest: manifest rows of the sources' utterances (labels, speakers...).
-        config: what to sweep.
-        output: results directory; finished cells there are reused unless ``force``.
-        model: refuse sources computed by another model.
-        condition: refuse sources of another condition.
-        progress: show progress bars.
+    `sources` (caches or in-memory) may be of several corpora, conditions or
+    extractors; `manifest` holds their utterances' labels and speakers. Finished
+    cells in `output` are reused unless ``force``; `model` and `condition` refuse
+    sources of another one.
     """
     start = time.perf_counter()
     names = registry.parse_classifiers(config.classifiers)
     if config.mdl:
-        from ssl_ser.classify.sweep.codelength import check_mdl
-
         check_mdl(names)
     datasets = build_datasets(
         sources,

@@ -19,7 +19,7 @@ each one as it comes back (:func:`distributed.as_completed`), so only the driver
 needs the cache files and the results folder: no shared filesystem is needed.
 
 Same numbers, anywhere: a task fits and scores exactly as the local backend does
-(:func:`~ssl_ser.classify.sweep.run.score_task`), under the same BLAS/torch thread
+(:func:`~ssl_ser.classify.sweep.run.scored_cells`), under the same BLAS/torch thread
 limit (``threads``, 1 by default). Thread limits are process-wide, so a worker
 process runs one task at a time even when it has several threads.
 
@@ -35,13 +35,14 @@ import contextlib
 import functools
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from ssl_ser.classify.features import FeatureBlocks
 from ssl_ser.classify.results import CellStore
 from ssl_ser.classify.sweep.plan import SweepConfig, Task
 from ssl_ser.classify.sweep.score import Rows, ScoredCell
+from ssl_ser.scheduler import as_finished, cluster_client, loopback_cluster
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -52,7 +53,7 @@ TASK_RETRIES = 2  # a task that raises is tried this many more times (a lost wor
 # one task at a time per worker process: BLAS and torch thread limits are process-wide
 _ONE_TASK = threading.Lock()
 # What fits and scores one task: (task, blocks, rows, config, threads) -> its scored cells.
-Scorer = Callable[[Task, FeatureBlocks, Rows, SweepConfig, int], list[ScoredCell]]
+Scorer = Callable[[Task, FeatureBlocks, Rows, SweepConfig, int], Iterable[ScoredCell]]
 
 
 @contextlib.contextmanager
@@ -61,8 +62,6 @@ def dask_client(scheduler: str | None, workers: int) -> Iterator[Client]:
 
     A cluster started here is closed on exit; one given by address is left running.
     """
-    from ssl_ser.scheduler import cluster_client, loopback_cluster
-
     local = functools.partial(loopback_cluster, workers)
     with _quiet_dask(), cluster_client(scheduler, "--scheduler", local) as client:
         yield client
@@ -85,7 +84,7 @@ def remote_score_task(
 ) -> list[ScoredCell]:
     """On a worker: fit and score one task (one at a time per process); nothing is written."""
     with _ONE_TASK:
-        return score(task, blocks, rows, config, config.cell_threads)
+        return list(score(task, blocks, rows, config, config.cell_threads))
 
 
 @contextlib.contextmanager
@@ -100,12 +99,10 @@ def dask_outcomes(
     """Submit every task to the cluster; ``(task index, cells stored)`` as each comes back.
 
     `score` fits and scores one task on a worker, as the local backend does
-    (:func:`~ssl_ser.classify.sweep.run.score_task`).
+    (:func:`~ssl_ser.classify.sweep.run.scored_cells`).
 
     Unfinished tasks are cancelled when the caller stops early (an error, Ctrl-C).
     """
-    from ssl_ser.scheduler import as_finished
-
     remote = functools.partial(remote_score_task, score=score, config=config)
     with dask_client(config.scheduler, config.jobs) as client:
         _note_threads(client)

@@ -4,10 +4,9 @@ Which data: the training rows of each fold (never its test rows), in an order
 shuffled by the sweep's seed (the first row of each class first, see
 :func:`~ssl_ser.classify.measures.mdl_order`); a cell's codelength is
 therefore one number per fold, averaged over folds like its UA. Each block is
-coded by a probe of the cell's classifier and parameters fit on the rows
-before it, without
-``--search`` (a grid search per block would multiply the cost by the grid's
-size); batched probes code all their layers at once. The recipe and its
+coded by a probe of the cell's classifier and parameters fit on the rows before
+it, without ``--search`` (a grid search per block would multiply the cost by the
+grid's size); batched probes code all their layers at once. The recipe and its
 constants are :mod:`ssl_ser.classify.measures`'.
 """
 

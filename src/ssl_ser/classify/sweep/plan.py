@@ -30,7 +30,7 @@ from ssl_ser.classify.measures import (
     MDL_FRACTIONS,
     SPEAKER_TARGET,
     TARGET_COLUMN,
-    check_target,
+    TARGETS,
 )
 from ssl_ser.classify.results import CellStore
 from ssl_ser.classify.splits import (
@@ -46,6 +46,7 @@ from ssl_ser.classify.sweep.score import Rows
 from ssl_ser.classify.sweep.store import supersede_other_cells
 from ssl_ser.errors import ConfigError, UnknownChoiceError
 from ssl_ser.results import WEIGHTED_LAYER, cell_id
+from ssl_ser.scheduler import check_address
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +71,9 @@ def dask_placement(
     and ``classify.scheduler``) is the deprecated spelling of the same choice: it
     still works, with a warning naming the new one, until the next release.
 
-    Args:
-        dask: a scheduler address, ``local``, or None.
-        backend: the deprecated spelling's backend (``local`` or ``dask``).
-        scheduler: the deprecated spelling's scheduler address.
-        names: how the three options read in messages: flags, or experiment keys
-            (then ``option: value``, as in the file).
-        where: what the names are in (an experiment file), prefixed to messages.
+    `names` say how the three options read in messages: flags, or experiment keys
+    (then ``option: value``, as in the file); `where` is what they are in (an
+    experiment file), prefixed to messages.
 
     Raises:
         ConfigError: both spellings given, or a malformed address.
@@ -84,8 +81,6 @@ def dask_placement(
     if backend == LOCAL_BACKEND and scheduler is None:
         if dask is None or dask == LOCAL_CLUSTER:
             return (LOCAL_BACKEND if dask is None else DASK_BACKEND), None
-        from ssl_ser.scheduler import check_address
-
         check_address(dask, names["dask"])  # a malformed address: refused before any work
         return DASK_BACKEND, dask
     sep = " " if names["dask"].startswith("-") else ": "
@@ -104,8 +99,6 @@ def dask_placement(
                 f"{prefix}{names['scheduler']} ({scheduler!r}) needs "
                 f"{names['backend']}{sep}{DASK_BACKEND}, not {backend!r}"
             )
-        from ssl_ser.scheduler import check_address
-
         check_address(scheduler, names["scheduler"])
     if backend == DASK_BACKEND:
         log.warning("%s%s is deprecated and goes in the next release; use %s", prefix, old, new)
@@ -120,22 +113,13 @@ TUPLE_FIELDS: tuple[str, ...] = ("layers", "poolings", "classifiers")
 class SweepConfig:
     """What to sweep; every field that changes results is part of each cell's id.
 
-    ``labels`` is a label set name (basic4, all, sentiment) or a tuple of
-    canonical emotions (``("angry", "happy", "sad")``); results record the set's
-    one spelling (see :mod:`ssl_ser.labels`). ``layers`` holds ``all``, layer
-    names or ranges (``("0-6",)``, ``("3", "6", "9")``). ``poolings`` (``auto``
-    by default) resolves per extractor (see
-    :func:`~ssl_ser.classify.features.resolve_poolings`); cell ids and results
-    hold the pooling each extractor actually used, never the word ``auto``.
-    ``split_options`` are the split methods' settings (folds, seed, ratios,
-    corpora, shots); its seed also seeds the fits and the bootstrap.
-    ``backend`` and ``scheduler`` say where cells run (see
-    :mod:`~ssl_ser.classify.sweep.cluster`); they are not part of a cell's id, as
-    a cell's numbers do not depend on where it runs. ``target`` is what the
-    probes predict (emotion, its control labelling, or the speaker), ``control``
-    adds a control-target sweep to an emotion one, and ``mdl`` adds each cell's
-    online codelength (see :mod:`ssl_ser.classify.measures`); the default
-    emotion target and ``mdl=False`` leave cell ids as they were before these existed.
+    The grammars of ``labels``, ``layers`` and ``poolings`` are those of
+    :mod:`ssl_ser.classify.settings`; cell ids and results hold the label set's one
+    spelling and the pooling each extractor actually used, never ``auto``. The seed
+    of ``split_options`` also seeds the fits and the bootstrap. ``backend`` and
+    ``scheduler`` (see :mod:`~ssl_ser.classify.sweep.cluster`) are not part of a
+    cell's id: a cell's numbers do not depend on where it runs. The default emotion
+    ``target`` and ``mdl=False`` leave cell ids as they were before these existed.
 
     Raises:
         ConfigError: a string given for a tuple field (``classifiers="logreg,mlp"``
@@ -167,7 +151,8 @@ class SweepConfig:
     mdl: bool = False
 
     def __post_init__(self) -> None:
-        check_target(self.target)
+        if self.target not in TARGETS:
+            raise UnknownChoiceError("target", self.target, TARGETS)
         if self.control and self.target != EMOTION_TARGET:
             raise ConfigError(
                 f"--control permutes emotion labels within speakers; it has no meaning for "
@@ -182,20 +167,18 @@ class SweepConfig:
                 )
         if self.backend not in BACKENDS:
             raise UnknownChoiceError("backend", self.backend, BACKENDS)
-        if self.scheduler is not None and self.backend != DASK_BACKEND:
-            raise ConfigError(
-                f"a scheduler address ({self.scheduler!r}) needs backend {DASK_BACKEND!r}, "
-                f"not {self.backend!r}"
-            )
-        if self.scheduler is not None and self.jobs != 1:
-            raise ConfigError(
-                f"--jobs {self.jobs} does not apply to the Dask cluster at {self.scheduler}: its "
-                "own workers run the cells (--jobs sizes the cluster of --dask local)"
-            )
-        if self.scheduler is not None:  # a malformed address: refused before any work
-            from ssl_ser.scheduler import check_address
-
-            check_address(self.scheduler, "--scheduler")
+        if self.scheduler is not None:
+            if self.backend != DASK_BACKEND:
+                raise ConfigError(
+                    f"a scheduler address ({self.scheduler!r}) needs backend {DASK_BACKEND!r}, "
+                    f"not {self.backend!r}"
+                )
+            if self.jobs != 1:
+                raise ConfigError(
+                    f"--jobs {self.jobs} does not apply to the Dask cluster at {self.scheduler}: "
+                    "its own workers run the cells (--jobs sizes the cluster of --dask local)"
+                )
+            check_address(self.scheduler, "--scheduler")  # refused before any work
         if not isinstance(self.split_options, SplitOptions):
             raise ConfigError(
                 f"SweepConfig.split_options must be a SplitOptions, got {self.split_options!r}"
@@ -240,7 +223,8 @@ class Task:
     @property
     def uses_torch(self) -> bool:
         """Whether the fit runs torch code (so torch's thread count must be set)."""
-        return registry.get(self.classifier).batched is not None
+        spec = registry.get(self.classifier)
+        return spec.batched is not None or not spec.per_layer
 
     def layer_label(self, spec: FeatureSpec) -> str:
         """The ``layer`` a cell of `spec` is stored under."""
@@ -256,20 +240,10 @@ class SingleTask(Task):
 class BatchedTask(Task):
     """Cells of several single layers trained together by a batched torch probe (linear, mlp)."""
 
-    @property
-    def uses_torch(self) -> bool:
-        """Batched probes are torch heads."""
-        return True
-
 
 @dataclass
 class WeightedTask(Task):
     """The one cell of a softmax-weighted sum of all layers (``mlp-weighted``)."""
-
-    @property
-    def uses_torch(self) -> bool:
-        """The weighted probe is a torch head."""
-        return True
 
     def layer_label(self, spec: FeatureSpec) -> str:
         """Stored under :data:`~ssl_ser.classify.results.WEIGHTED_LAYER`, not its layer list."""
@@ -473,13 +447,12 @@ def _tasks_for(
 
     tasks: list[Task] = []
     if not spec.per_layer:
-        count = len(poolings)
         for pooling in poolings:
             weighted = FeatureSpec(tuple(layers), "each", pooling)
             cell, todo = pending(WEIGHTED_LAYER, pooling)
             if todo:
                 tasks.append(WeightedTask(name, [weighted], [cell], fold, n_dropped, meta, params))
-        return tasks, count
+        return tasks, len(poolings)
     by_pooling: dict[str, Task] = {}
     for feature in specs:
         cell, todo = pending(feature.label, feature.pooling)
@@ -502,8 +475,7 @@ def describe_task(task: Task) -> str:
     where = f"layer {labels[0]}" if len(labels) == 1 else f"layers {labels[0]}..{labels[-1]}"
     if len(labels) > 1:
         where += f" ({len(labels)})"
-    pooling = task.specs[0].pooling if task.specs else "?"
-    return f"{task.classifier} {pooling}, {where}, fold {task.fold.name}"
+    return f"{task.classifier} {task.specs[0].pooling}, {where}, fold {task.fold.name}"
 
 
 def describe_folds(folds: Sequence[Fold]) -> str:

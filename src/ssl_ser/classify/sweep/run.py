@@ -2,7 +2,7 @@
 
 Locally, each task's cells are scored and stored as soon as they are fitted; on
 Dask (:mod:`~ssl_ser.classify.sweep.cluster`) a worker fits and scores a task
-(:func:`score_task`) and the driver stores its cells as it comes back. Either
+(:func:`scored_cells`) and the driver stores its cells as it comes back. Either
 way an interrupted sweep keeps every finished cell.
 """
 
@@ -20,10 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from ssl_ser.classify import registry
+from ssl_ser.classify import registry, search
 from ssl_ser.classify.features import FeatureBlocks, FeatureSpec
 from ssl_ser.classify.results import CellStore
 from ssl_ser.classify.sweep.cluster import dask_outcomes
+from ssl_ser.classify.sweep.codelength import task_codelengths
 from ssl_ser.classify.sweep.plan import (
     DASK_BACKEND,
     BatchedTask,
@@ -70,24 +71,15 @@ def _outcomes(
     config: SweepConfig,
     store: CellStore,
 ) -> Iterator[Iterator[tuple[int, int]]]:
-    """``(task index, cells stored)`` as tasks finish, on the config's backend."""
+    """``(task index, cells stored)`` as tasks finish, on the config's backend.
+
+    Locally: this process (one job), or joblib workers sharing the features
+    through memory maps.
+    """
     if config.backend == DASK_BACKEND:
-        with dask_outcomes(tasks, blocks, rows, config, store, score_task) as outcomes:
+        with dask_outcomes(tasks, blocks, rows, config, store, scored_cells) as outcomes:
             yield outcomes
         return
-    with _local_outcomes(tasks, blocks, rows, config, store) as outcomes:
-        yield outcomes
-
-
-@contextlib.contextmanager
-def _local_outcomes(
-    tasks: list[Task],
-    blocks: FeatureBlocks,
-    rows: Rows,
-    config: SweepConfig,
-    store: CellStore,
-) -> Iterator[Iterator[tuple[int, int]]]:
-    """This process (one job) or joblib workers sharing the features through memory maps."""
     from joblib import Parallel, delayed
 
     jobs = max(1, min(config.jobs, len(tasks)))
@@ -149,25 +141,17 @@ def run_task(
     return len(task.cells)
 
 
-def score_task(
-    task: Task, blocks: FeatureBlocks, rows: Rows, config: SweepConfig, threads: int
-) -> list[ScoredCell]:
-    """Fit and score the cells of one task without storing them (a remote worker's share).
-
-    The same fits and scores as :func:`run_task`, under the same thread limits, so
-    a cell's numbers do not depend on where it ran; the caller stores the cells.
-    """
-    return list(scored_cells(task, blocks, rows, config, threads))
-
-
 def scored_cells(
     task: Task, blocks: FeatureBlocks, rows: Rows, config: SweepConfig, threads: int
 ) -> Iterator[ScoredCell]:
-    """The scored cells of one task, one by one, fitted under its BLAS/torch thread limits."""
+    """The scored cells of one task, one by one, fitted under its BLAS/torch thread limits.
+
+    Locally and on a Dask worker alike, so a cell's numbers do not depend on where it ran.
+    """
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(threads), _torch_threads(task, threads):
-        measured = _codelengths(task, blocks, rows, config, threads)
+        measured = task_codelengths(task, blocks, rows, config.seed, threads) if config.mdl else {}
         for cell, spec, outcome in fit_task(task, blocks, rows, config, threads):
             info = cell_info(task, spec)
             info.extra = {**info.extra, **measured.get(cell, {})}
@@ -181,17 +165,6 @@ def scored_cells(
                 seed=config.seed,
             )
             yield ScoredCell(cell, result_rows, predictions)
-
-
-def _codelengths(
-    task: Task, blocks: FeatureBlocks, rows: Rows, config: SweepConfig, threads: int
-) -> dict[str, dict[str, Any]]:
-    """Each cell's online-codelength columns with ``mdl`` (cell id -> columns), else none."""
-    if not config.mdl:
-        return {}
-    from ssl_ser.classify.sweep.codelength import task_codelengths
-
-    return task_codelengths(task, blocks, rows, config.seed, threads)
 
 
 @contextlib.contextmanager
@@ -225,13 +198,11 @@ def fit_task(
 def _run_single(
     task: SingleTask, blocks: FeatureBlocks, rows: Rows, config: SweepConfig, threads: int
 ):
-    from ssl_ser.classify.search import fit_single
-
     spec = task.specs[0]
     start = time.perf_counter()
     x = blocks.matrix(spec)
     fold = task.fold
-    model, chosen, val_ua = fit_single(
+    model, chosen, val_ua = search.fit_single(
         task.classifier,
         task.params,
         np.asarray(x[fold.train]),
@@ -242,31 +213,26 @@ def _run_single(
         threads=threads,
     )
     x_test = np.asarray(x[fold.test])
-    classes = model.classes_
-    probabilities = model.predict_proba(x_test) if hasattr(model, "predict_proba") else None
-    predicted = (
-        classes[np.argmax(probabilities, axis=1)]
-        if probabilities is not None
-        else model.predict(x_test)
-    )
-    yield (
-        task.cells[0],
-        spec,
-        Outcome(predicted, probabilities, classes, chosen, val_ua, time.perf_counter() - start),
-    )
+    if hasattr(model, "predict_proba"):
+        probabilities = model.predict_proba(x_test)
+        seconds = time.perf_counter() - start
+        outcome = _outcome(model.classes_, probabilities, chosen, val_ua, seconds)
+    else:
+        predicted = model.predict(x_test)
+        seconds = time.perf_counter() - start
+        outcome = Outcome(predicted, None, model.classes_, chosen, val_ua, seconds)
+    yield task.cells[0], spec, outcome
 
 
 @fit_task.register
 def _run_batched(
     task: BatchedTask, blocks: FeatureBlocks, rows: Rows, config: SweepConfig, threads: int
 ):
-    from ssl_ser.classify.search import fit_batched
-
     start = time.perf_counter()
     fold = task.fold
     layers = [spec.layers[0] for spec in task.specs]
     stacked = blocks.stack(task.specs[0].pooling, layers)
-    probes = fit_batched(
+    probes = search.fit_batched(
         registry.get(task.classifier).batched,
         task.params,
         stacked,
@@ -281,32 +247,20 @@ def _run_batched(
     for probe, positions, chosen in probes:
         probabilities = probe.predict_proba(np.take(test_x, positions, axis=0))
         for i, position in enumerate(positions):
-            p = probabilities[i]
-            yield (
-                task.cells[position],
-                task.specs[position],
-                Outcome(
-                    probe.classes_[np.argmax(p, axis=1)],
-                    p,
-                    probe.classes_,
-                    chosen[i],
-                    float(probe.validation_ua_[i]),
-                    seconds,
-                ),
-            )
+            val_ua = float(probe.validation_ua_[i])
+            outcome = _outcome(probe.classes_, probabilities[i], chosen[i], val_ua, seconds)
+            yield task.cells[position], task.specs[position], outcome
 
 
 @fit_task.register
 def _run_weighted(
     task: WeightedTask, blocks: FeatureBlocks, rows: Rows, config: SweepConfig, threads: int
 ):
-    from ssl_ser.classify.search import fit_weighted
-
     start = time.perf_counter()
     fold = task.fold
     spec = task.specs[0]
     stacked = blocks.stack(spec.pooling, list(spec.layers))
-    probe, chosen = fit_weighted(
+    probe, chosen = search.fit_weighted(
         task.params,
         stacked,
         fold.train,
@@ -315,25 +269,20 @@ def _run_weighted(
         search=config.search,
         seed=config.seed,
     )
-    chosen = {
-        **chosen,
-        "layer_weights": dict(
-            zip(spec.layers, probe.layer_weights_.round(4).tolist(), strict=True)
-        ),
-    }
+    weights = probe.layer_weights_.round(4).tolist()
+    chosen = {**chosen, "layer_weights": dict(zip(spec.layers, weights, strict=True))}
     probabilities = probe.predict_proba(np.take(stacked, fold.test, axis=1))
-    yield (
-        task.cells[0],
-        spec,
-        Outcome(
-            probe.classes_[np.argmax(probabilities, axis=1)],
-            probabilities,
-            probe.classes_,
-            chosen,
-            float(probe.validation_ua_),
-            time.perf_counter() - start,
-        ),
-    )
+    seconds = time.perf_counter() - start
+    val_ua = float(probe.validation_ua_)
+    yield task.cells[0], spec, _outcome(probe.classes_, probabilities, chosen, val_ua, seconds)
+
+
+def _outcome(
+    classes: np.ndarray, probabilities: np.ndarray, chosen: dict, val_ua: float, seconds: float
+) -> Outcome:
+    """A cell's test outcome from its class probabilities: the most probable class predicted."""
+    predicted = classes[np.argmax(probabilities, axis=1)]
+    return Outcome(predicted, probabilities, classes, chosen, val_ua, seconds)
 
 
 def cell_info(task: Task, spec: FeatureSpec) -> CellInfo:

@@ -31,11 +31,7 @@ def store_cell(
     bootstrap: int,
     seed: int,
 ) -> None:
-    """Score a cell (pooled and per test corpus) and store its rows and predictions.
-
-    Probe cells and fine-tune cells are stored here alike, so both land in the
-    same results schema.
-    """
+    """Score a cell (pooled and per test corpus) and store its rows and predictions."""
     result_rows, predictions = score_cell(
         cell, info, fold, outcome, rows, bootstrap=bootstrap, seed=seed
     )
