@@ -138,9 +138,9 @@ def test_key_names_what_changes_results_and_not_what_does_not(model_dirs):
 
     config = ExtractorConfig(model=str(model_dirs["hubert"]))
     backbone = load_backbone(config, "cpu")
-    clean = cache_key(backbone, config, "clean", "derived")
-    assert cache_key(backbone, config, "clean", "folder") == clean
-    assert cache_key(backbone, config, "telephone", "derived") != clean
+    clean = cache_key(backbone.identity, config, "clean", "derived")
+    assert cache_key(backbone.identity, config, "clean", "folder") == clean
+    assert cache_key(backbone.identity, config, "telephone", "derived") != clean
     for field in ("model", "revision", "config_digest", "sample_rate", "condition_params", "dtype"):
         assert field in clean
     assert not {"device", "batch_seconds", "workers"} & set(clean)

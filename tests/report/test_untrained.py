@@ -48,7 +48,9 @@ def test_the_cache_key_records_random_weights_whatever_the_folder_is_called(tmp_
     keys = {}
     for folder in (mine, tuned):
         config = ExtractorConfig(model=str(folder))
-        keys[folder.name] = cache_key(load_backbone(config, "cpu"), config, "clean", "derived")
+        keys[folder.name] = cache_key(
+            load_backbone(config, "cpu").identity, config, "clean", "derived"
+        )
     assert keys["mymodel"]["revision"].startswith("untrained:local:")
     assert keys["random-forest-tuned"]["revision"].startswith("local:")
 

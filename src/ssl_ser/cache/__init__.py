@@ -24,18 +24,11 @@ Reading::
 
 A writer killed at any moment leaves a file that opens, with every row either
 complete or redone by the next run; a second writer is refused while one runs.
-A full disk stops a writer with a CacheError before any row is marked complete.
-Chunks carry checksums: ``verify(path)`` lists rows in chunks that fail them or
-holding NaN/inf, readers refuse such rows, and ``writer.repair()`` sends them back
-to extraction; ``writer.prune(keep_ids)`` drops rows no manifest needs. The row
-index (slots, failure reasons, fingerprints) carries checksums too and the ids a
-digest: every reader checks the index when it opens the file, so a damaged index is
-a CacheError, never another row's features (see :func:`layout.read_index`).
-
-Sharded extraction (``ser extract --shard K/N``) writes shard files beside the
-cache file (``clean.shard-K-of-N.h5``, each an ordinary cache with a JSON record of
-its rows); ``shards.merge(cache_path)`` combines them into the cache file a single
-process writes (see :mod:`ssl_ser.cache.shards`).
+Chunks and the row index carry checksums, and readers refuse what fails them
+(``verify(path)`` lists it, ``writer.repair()`` sends it back to extraction; see
+``docs/extract.md``). Sharded extraction (``ser extract --shard K/N``) writes shard
+files beside the cache file, which :func:`shards.merge` combines into the file a
+single process writes.
 """
 
 from ssl_ser.cache.inspection import disk_size, info, notes, verify
@@ -50,7 +43,7 @@ from ssl_ser.cache.layout import (
 )
 from ssl_ser.cache.lock import WriterLock
 from ssl_ser.cache.reader import ROW_COLUMN, CacheReader
-from ssl_ser.cache.reader import open_cache as open
+from ssl_ser.cache.reader import CacheReader as open  # noqa: N813 (the public spelling)
 from ssl_ser.cache.writer import DEFAULT_FLUSH_ROWS, CacheWriter
 
 __all__ = [

@@ -1,10 +1,7 @@
 """What the ``ser cache`` commands show: a cache's summary and a full consistency check.
 
-The check reads every chunk that holds complete rows: a chunk that fails its
-Fletcher-32 checksum makes each complete row in it corrupt, and so does NaN/inf in
-a row. :func:`corrupt_rows` is that scan; the writer's ``repair`` uses it to send the
-rows back to extraction. Files built before checksums are read the same way; only
-NaN/inf can be found in them, and :func:`notes` says that their checksums are absent.
+Files built before checksums are checked the same way; only NaN/inf can be found in
+them, and :func:`notes` says that their checksums are absent.
 """
 
 from __future__ import annotations
@@ -165,7 +162,7 @@ def _reason_problems(file: h5py.File, slots: np.ndarray) -> list[str]:
     try:
         reasons = file[REASON][failed]
     except (OSError, RuntimeError) as error:
-        return [f"the failure reasons cannot be read ({str(error).splitlines()[0]})"]
+        return [f"the failure reasons cannot be read ({layout.first_line(error)})"]
     blank = int(sum(1 for reason in reasons if not bytes(reason).strip(b"\0 ")))
     return [f"{blank} failed row(s) have no reason"] if blank else []
 

@@ -10,9 +10,7 @@ One HDF5 file per (extractor config, corpus, condition). Its parts:
 - ``/audio_fingerprint`` (rows,) compound ``size`` int64, ``mtime_ns`` int64,
   ``blake2b`` 32 hex bytes: the audio file a row's features (or its failure) came
   from (see :mod:`ssl_ser.fingerprint`); all zero / empty where none was recorded.
-  Caches built before it existed lack the dataset; a writer adds it when it opens
-  such a file (by building the file anew, as for new rows) and the extraction
-  runner then fingerprints the rows' current audio.
+  A writer adds it to a cache built before it existed.
 - ``/features/<pooling>`` (layers, slots, dim) float16 or float32, chunked one layer
   by ``chunk_rows`` slots. Chunks are allocated layer by layer, so one layer of
   every utterance is one sequential stretch of the file. Slots are handed out in
@@ -31,16 +29,9 @@ One HDF5 file per (extractor config, corpus, condition). Its parts:
 
 The row index. ``/slot``, ``/failure_reason`` and ``/audio_fingerprint`` carry
 Fletcher-32 checksums per chunk like the features, and ``/ids`` its digest, so a
-flipped bit in the index is an error, never another row's features. Every opener
-(:func:`read_index`: reader, writer, ``verify``) checks what ``verify`` checks of
-the index before serving a row: checksums, the ids digest, unique non-empty ids,
-slots in range and not shared. Files built before these existed have no index
-checksums and no ids digest: they still open, with the structural checks only, and
-any rebuild (``ser cache verify --repair``, new rows, prune) adds both. A writer
-opening a file whose slot, reason or fingerprint chunk fails its checksum rebuilds
-it with that chunk's rows not complete (they are extracted again); a file whose ids
-fail their digest cannot be mended and is refused. HDF5 structures that cannot be
-read at all (a damaged object header) are a one-line CacheError naming the file.
+flipped bit in the index is an error, never another row's features: every opener
+checks the index first (:func:`read_index`). Files built before these existed
+still open, with the structural checks only; any rebuild adds both.
 
 Keys. The cache treats a key as an opaque flat dict that must match to reuse a
 file, with one rule for keys written by ssl-ser 0.1.0: they held the field
@@ -49,11 +40,6 @@ the extractor computes, see :mod:`ssl_ser.extract.config`), and every extractor
 of that release was at feature version 1. So comparisons read a key with
 ``toolkit_version`` and no ``feature_version`` as feature version 1 and ignore the
 toolkit version; the stored key itself is never rewritten.
-
-Storage dtype. A file holds float16 or float32; a writer asked for the other one
-refuses, unless asked to convert (``convert_dtype``), which builds the file anew
-in the requested dtype with its stored rows cast (refusing values beyond the
-float16 range when narrowing).
 
 Crash safety rests on one rule: while a writer is live, it changes only raw bytes
 of datasets whose storage was allocated when the file was built (early allocation)
@@ -80,6 +66,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any
 
@@ -248,47 +235,29 @@ def contiguous_runs(sorted_values: np.ndarray, max_gap: int = 1) -> list[tuple[i
     return list(zip(edges[:-1], edges[1:], strict=True))
 
 
+@dataclass
 class Header:
-    """The attributes that describe a cache file (everything but the rows)."""
+    """The attributes that describe a cache file (everything but the rows), checked when made."""
 
-    def __init__(
-        self,
-        key: Mapping[str, Any],
-        layers: Sequence[str],
-        dim: int,
-        poolings: Sequence[str],
-        storage_dtype: str,
-        chunk_rows: int = DEFAULT_CHUNK_ROWS,
-        manifest_digest: str = "",
-        toolkit_version: str | None = None,
-    ):
-        self.key = normalize_key(key)
-        self.layers = _check_names("layer", layers)
-        self.poolings = _check_names("pooling", poolings)
-        if isinstance(dim, bool) or int(dim) != dim or dim <= 0:
-            raise ConfigError(f"feature dim {dim!r} must be a positive integer")
-        self.dim = int(dim)
-        if storage_dtype not in STORAGE_DTYPES:
-            raise UnknownChoiceError("storage dtype", storage_dtype, STORAGE_DTYPES)
-        self.storage_dtype = storage_dtype
-        if isinstance(chunk_rows, bool) or int(chunk_rows) != chunk_rows or chunk_rows <= 0:
-            raise ConfigError(f"chunk_rows {chunk_rows!r} must be a positive integer")
-        self.chunk_rows = int(chunk_rows)
-        self.manifest_digest = check_digest(manifest_digest)
-        self.toolkit_version = ssl_ser.__version__ if toolkit_version is None else toolkit_version
+    key: dict[str, KeyValue]
+    layers: list[str]
+    dim: int
+    poolings: list[str]
+    storage_dtype: str
+    chunk_rows: int = DEFAULT_CHUNK_ROWS
+    manifest_digest: str = ""
+    # the ssl-ser that built the file: this one for a new file
+    toolkit_version: str = dataclass_field(default_factory=lambda: ssl_ser.__version__)
 
-    def with_storage_dtype(self, storage_dtype: str) -> Header:
-        """A copy of this header with another storage dtype (for a converted file)."""
-        return Header(
-            self.key,
-            self.layers,
-            self.dim,
-            self.poolings,
-            storage_dtype,
-            self.chunk_rows,
-            self.manifest_digest,
-            self.toolkit_version,
-        )
+    def __post_init__(self) -> None:
+        self.key = normalize_key(self.key)
+        self.layers = _check_names("layer", self.layers)
+        self.poolings = _check_names("pooling", self.poolings)
+        self.dim = positive_int("feature dim", self.dim)
+        if self.storage_dtype not in STORAGE_DTYPES:
+            raise UnknownChoiceError("storage dtype", self.storage_dtype, STORAGE_DTYPES)
+        self.chunk_rows = positive_int("chunk_rows", self.chunk_rows)
+        self.manifest_digest = check_digest(self.manifest_digest)
 
     def differences(self, requested: Header) -> list[str]:
         """Key fields, then layout fields (layers, dim...), that differ from `requested`."""
@@ -411,6 +380,13 @@ def fingerprint_of(record: np.void) -> Fingerprint | None:
     return Fingerprint(int(record["size"]), int(record["mtime_ns"]), digest, path)
 
 
+def positive_int(what: str, value: Any) -> int:
+    """`value` as an int, refused (naming `what`) unless it is a whole number above 0."""
+    if isinstance(value, bool) or int(value) != value or value <= 0:
+        raise ConfigError(f"{what} {value!r} must be a positive integer")
+    return int(value)
+
+
 def _check_names(what: str, names: Iterable[Any]) -> list[str]:
     if isinstance(names, str):
         raise ConfigError(f"{what}s must be a list of names, got the string {names!r}")
@@ -425,11 +401,8 @@ def early_dcpl(
 ) -> h5py.h5p.PropDCID:
     """Dataset creation properties with all chunks allocated and written when the dataset is made.
 
-    With storage allocated up front, later writes change raw bytes only, never
-    the chunk index. The chunks are written with the fill value (zeros if None) at
-    creation, so the disk blocks are really taken then: a sparse file would only
-    meet a full disk later, in the middle of a commit. With `checksum`, each chunk
-    carries a Fletcher-32 checksum (a fixed 4 bytes, so chunks never move).
+    The chunks hold the fill value (zeros if None) from the start: see the module
+    docstring's crash-safety rule. With `checksum`, each carries a Fletcher-32 checksum.
     """
     dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
     dcpl.set_chunk(chunks)
@@ -523,7 +496,7 @@ def check_space(target: Path, needed: int) -> None:
     """
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        reserved = _reserve(fd, needed)
+        reserved = reserve(fd, needed)
     finally:
         os.close(fd)
     os.truncate(target, 0)
@@ -531,7 +504,7 @@ def check_space(target: Path, needed: int) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target))
 
 
-def _reserve(fd: int, size: int) -> bool:
+def reserve(fd: int, size: int) -> bool:
     """``posix_fallocate`` the first `size` bytes; False where the system cannot reserve."""
     if not hasattr(os, "posix_fallocate"):
         return False
@@ -608,11 +581,9 @@ def storage_error(
             f"cannot {action} {path}: no space left on device ({wanted}{_free_space(path)}). "
             "Free some space or use another --cache-dir, then re-run: committed rows are kept."
         )
-    lines = text.strip().splitlines()
-    first_line = lines[0] if lines else type(error).__name__
     return CacheError(
-        f"cannot {action} {path}: {first_line}. Check the disk and the folder's permissions, "
-        "then re-run: committed rows are kept."
+        f"cannot {action} {path}: {first_line(error)}. Check the disk and the folder's "
+        "permissions, then re-run: committed rows are kept."
     )
 
 
@@ -647,9 +618,7 @@ def _free_space(path: Path) -> str:
 def _copy_rows(source: h5py.File, target: h5py.File, rows: np.ndarray, progress: bool) -> None:
     """Copy the states, failure reasons and features of source `rows` into the new file.
 
-    Features move chunk block by chunk block, one layer at a time. Rows are cast to
-    the target's dtype; complete rows the cast would turn into inf (float32 beyond
-    the float16 range) are refused with CacheError.
+    Features move chunk block by chunk block (:func:`copy_features`).
     """
     index = read_index(source, Path(source.filename), tolerant=True)  # untrusted rows: missing
     old_slots = index.slots
@@ -671,30 +640,39 @@ def _copy_rows(source: h5py.File, target: h5py.File, rows: np.ndarray, progress:
     target[SLOT][: len(rows)] = states.astype(np.int32)
     if index.fingerprints is not None and copied.any():
         target[FINGERPRINT][np.flatnonzero(copied)] = index.fingerprints[rows[copied]]
-    new_of_old = dict(zip(old_used.tolist(), states[complete].tolist(), strict=True))
-    used = np.sort(old_used)
+    order = np.argsort(old_used, kind="stable")
+    used, new_slots = old_used[order], states[complete][order]
     names = list(source[FEATURES])
-    chunk_rows = source[FEATURES][names[0]].chunks[1]
-    blocks = np.unique(used // chunk_rows)
-    bar = tqdm(
-        total=len(blocks) * len(names), desc="copy cache", unit="block", disable=not progress
-    )
+    blocks = len(np.unique(used // source[FEATURES][names[0]].chunks[1]))
+    bar = tqdm(total=blocks * len(names), desc="copy cache", unit="block", disable=not progress)
     with bar:
         for name in names:
             old, new = source[FEATURES][name], target[FEATURES][name]
-            narrowing = np.dtype(new.dtype).itemsize < np.dtype(old.dtype).itemsize
-            for block in blocks:
-                start = int(block) * chunk_rows
-                stop = min(start + chunk_rows, old.shape[1])
-                wanted = used[(used >= start) & (used < stop)]
-                data = _read_block(old, start, stop, source.filename)[:, wanted - start]
-                if narrowing:
-                    _check_cast(data, np.arange(len(wanted)), new.dtype, source.filename)
-                targets = np.array([new_of_old[int(slot)] for slot in wanted], dtype=np.int64)
-                for first, last in contiguous_runs(targets):
-                    low, high = int(targets[first]), int(targets[last - 1]) + 1
-                    new[:, low:high] = data[:, first:last]
-                bar.update()
+            copy_features(old, new, used, new_slots, source.filename, bar)
+
+
+def copy_features(
+    old: h5py.Dataset, new: h5py.Dataset, used: np.ndarray, slots: np.ndarray, name: str, bar: tqdm
+) -> None:
+    """Copy the rows at sorted slots `used` of `old` to `slots` of `new`, chunk block by block.
+
+    Rows are cast to `new`'s dtype; values the cast would turn into inf (float32
+    beyond the float16 range) are refused with CacheError naming `name`.
+    """
+    chunk_rows = old.chunks[1]
+    narrowing = np.dtype(new.dtype).itemsize < np.dtype(old.dtype).itemsize
+    for block in np.unique(used // chunk_rows):
+        start = int(block) * chunk_rows
+        stop = min(start + chunk_rows, old.shape[1])
+        within = np.flatnonzero((used >= start) & (used < stop))
+        data = _read_block(old, start, stop, name)[:, used[within] - start]
+        if narrowing:
+            _check_cast(data, new.dtype, name)
+        targets = slots[within]
+        for first, last in contiguous_runs(targets):
+            low, high = int(targets[first]), int(targets[last - 1]) + 1
+            new[:, low:high] = data[:, first:last]
+        bar.update()
 
 
 def _read_block(dataset: h5py.Dataset, start: int, stop: int, name: str) -> np.ndarray:
@@ -712,14 +690,13 @@ def _read_block(dataset: h5py.Dataset, start: int, stop: int, name: str) -> np.n
     return out
 
 
-def _check_cast(data: np.ndarray, columns: np.ndarray, dtype: np.dtype, name: str) -> None:
-    """Refuse to cast complete rows (`columns` of a (layers, rows, dim) block) that overflow."""
+def _check_cast(data: np.ndarray, dtype: np.dtype, name: str) -> None:
+    """Refuse to cast complete rows (a (layers, rows, dim) block) whose values overflow."""
     limit = float(np.finfo(dtype).max)
-    values = data[:, columns]
-    if values.size and float(np.abs(values).max()) > limit:
+    if data.size and float(np.abs(data).max()) > limit:
         raise CacheError(
             f"cannot store the rows of {name} as {dtype}: some values exceed its range "
-            f"(|x| up to {float(np.abs(values).max()):g} > {limit:g}); keep float32"
+            f"(|x| up to {float(np.abs(data).max()):g} > {limit:g}); keep float32"
         )
 
 
@@ -803,14 +780,18 @@ def ids_digest(ids: Sequence[str]) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def damaged_error(path: Path, error: BaseException) -> CacheError:
-    """The one-line CacheError for an HDF5 structure h5py cannot read (an object header...)."""
+def first_line(error: BaseException) -> str:
+    """The first line of an error's text (h5py's run over several), or its type if it has none."""
     text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
     lines = str(text).strip().splitlines()
-    shown = lines[0] if lines else type(error).__name__
+    return lines[0] if lines else type(error).__name__
+
+
+def damaged_error(path: Path, error: BaseException) -> CacheError:
+    """The one-line CacheError for an HDF5 structure h5py cannot read (an object header...)."""
     return CacheError(
-        f"cannot read cache {path}: its HDF5 structure is damaged ({shown}). Delete it and "
-        "re-run `ser extract` to rebuild it."
+        f"cannot read cache {path}: its HDF5 structure is damaged ({first_line(error)}). "
+        "Delete it and re-run `ser extract` to rebuild it."
     )
 
 

@@ -24,17 +24,12 @@ logger = logging.getLogger(__name__)
 _HELD: weakref.WeakSet[WriterLock] = weakref.WeakSet()
 
 
-def lock_path(cache_file: Path) -> Path:
-    """The lock file of a cache file: ``<name>.h5.lock`` in the same folder."""
-    return cache_file.with_name(cache_file.name + ".lock")
-
-
 class WriterLock:
     """An exclusive, non-blocking lock on a cache file, released on close or process death."""
 
     def __init__(self, cache_file: str | Path):
         self.cache_file = Path(cache_file)
-        self.path = lock_path(self.cache_file)
+        self.path = self.cache_file.with_name(self.cache_file.name + ".lock")  # clean.h5.lock
         self._fd: int | None = None
 
     def acquire(self) -> WriterLock:
@@ -64,9 +59,8 @@ class WriterLock:
                 self._fd = fd
             else:
                 os.close(fd)
-        with contextlib.suppress(
-            OSError
-        ):  # the pid is only for messages; a full disk may refuse it
+        # the pid is only for messages; a full disk may refuse it
+        with contextlib.suppress(OSError):
             os.ftruncate(self._fd, 0)
             os.write(self._fd, f"{os.getpid()}\n".encode())
         _HELD.add(self)

@@ -12,11 +12,8 @@ that fails its checksum, or rows holding NaN/inf, are a CacheError naming the
 cache, the rows and the fix (``ser cache verify --repair``, then ``ser extract``),
 not numbers.
 
-Reads return float32 whatever the storage dtype. Rows are read and cast in pieces
-of about 4 MiB (:data:`PIECE_BYTES`) that stay in the CPU cache, each piece cast
-into a contiguous buffer before its rows move to their places: casting a whole
-float16 layer while scattering it into file order cost more than reading it.
-Rows are checked for NaN/inf in the same pass, piece by piece.
+Reads return float32 whatever the storage dtype, cast and checked for NaN/inf
+piece by piece (:data:`PIECE_BYTES`).
 """
 
 from __future__ import annotations
@@ -46,7 +43,8 @@ ROW_COLUMN = "cache_row"
 MERGE_GAP = 16
 # Spans are read and converted to float32 in pieces of at most this many stored bytes:
 # a piece cast contiguously while in the CPU cache, then moved as float32 rows, took
-# 5 ms per 2 M values against 8 ms cast while scattered (benchmarks/cache_bench.py).
+# 5 ms per 2 M values against 8 ms cast while scattered into file order, which cost
+# more than the read (benchmarks/cache_bench.py).
 PIECE_BYTES = 4 << 20
 # Below this many separate spans, prefetch hints are not worth their system calls.
 PREFETCH_MIN_RUNS = 8
@@ -57,7 +55,12 @@ TORN_READ_WAIT_S = 0.05
 
 
 class CacheReader(HeaderFields):
-    """Read-only access to one cache file (see :func:`open_cache`)."""
+    """Read-only access to one cache file (``cache.open``); with `key`, refused for another key.
+
+    Raises:
+        CacheError: no file, a damaged file, or not an ssl-ser cache.
+        CacheKeyMismatchError: `key` differs; the message names each field.
+    """
 
     def __init__(self, path: str | Path, key: Mapping[str, Any] | None = None):
         self.path = Path(path)
@@ -209,16 +212,26 @@ class CacheReader(HeaderFields):
 
         Slots are visited sorted and close ones are read as one span, so a full
         layer is one sequential read and a scattered subset touches only its rows.
+        A chunk that fails its checksum is read again after a short wait: a writer
+        appending beside this reader rewrites the chunk holding its newest rows, and a
+        read landing mid-rewrite sees new data with the old checksum. The rows this
+        reader may read never change, so a chunk that fails every time is damaged.
         """
         dataset = self._dataset(pooling)
-        try:
-            out, finite = self._gather_spans_again(dataset, pooling, slots, layer)
-        except (OSError, RuntimeError) as error:
-            raise CacheError(
-                f"{self.path}: {pooling} features cannot be read ({str(error).splitlines()[0]}); "
-                f"a chunk is damaged. Run `ser cache verify --repair {self.path}` to send its "
-                "rows back to extraction, then `ser extract` to redo them."
-            ) from error
+        for attempt in range(1, TORN_READ_ATTEMPTS + 1):
+            try:
+                out, finite = self._gather_spans(dataset, pooling, slots, layer)
+                break
+            except (OSError, RuntimeError) as error:
+                if attempt == TORN_READ_ATTEMPTS:
+                    raise CacheError(
+                        f"{self.path}: {pooling} features cannot be read "
+                        f"({layout.first_line(error)}); a chunk is damaged. Run `ser cache "
+                        f"verify --repair {self.path}` to send its rows back to extraction, "
+                        "then `ser extract` to redo them."
+                    ) from error
+                logger.debug("%s: read failed (%s); reading again", self.path, error)
+                time.sleep(TORN_READ_WAIT_S * attempt)
         self._check_finite(finite, slots, pooling)
         return out
 
@@ -236,24 +249,6 @@ class CacheReader(HeaderFields):
             f"{bad[:5]}; the cache is damaged. Run `ser cache verify --repair {self.path}` "
             "to send them back to extraction, then `ser extract` to redo them."
         )
-
-    def _gather_spans_again(
-        self, dataset: Any, pooling: str, slots: np.ndarray, layer: int | None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`_gather_spans`, read again after a short wait when a chunk fails its check.
-
-        A writer appending beside this reader rewrites the chunk that holds its newest
-        rows; a read that lands mid-rewrite sees new data with the old checksum. The
-        rows this reader may read never change, so a second read is the truth: a chunk
-        that fails every time is damaged.
-        """
-        for attempt in range(1, TORN_READ_ATTEMPTS):
-            try:
-                return self._gather_spans(dataset, pooling, slots, layer)
-            except (OSError, RuntimeError) as error:
-                logger.debug("%s: read failed (%s); reading again", self.path, error)
-                time.sleep(TORN_READ_WAIT_S * attempt)
-        return self._gather_spans(dataset, pooling, slots, layer)
 
     def _gather_spans(
         self, dataset: Any, pooling: str, slots: np.ndarray, layer: int | None
@@ -385,13 +380,3 @@ def _pieces(
             pieces.append((i, j))
             i = j
     return pieces
-
-
-def open_cache(path: str | Path, key: Mapping[str, Any] | None = None) -> CacheReader:
-    """Open a cache for reading; with `key`, refuse it unless its key is the same.
-
-    Raises:
-        CacheError: no file, a damaged file, or not an ssl-ser cache.
-        CacheKeyMismatchError: `key` differs; the message names each field.
-    """
-    return CacheReader(path, key)

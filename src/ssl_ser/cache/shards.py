@@ -1,60 +1,45 @@
 """Shard files of a cache, and merging them into the normal cache file.
 
-``ser extract --shard K/N`` writes one 1/N of a corpus's utterances into a shard
-file beside the normal cache file, ``DIR/<slug>/<corpus>/<condition>.shard-K-of-N.h5``
+``ser extract --shard K/N`` writes 1/N of a corpus's utterances into a shard file
+beside the normal cache file, ``DIR/<slug>/<corpus>/<condition>.shard-K-of-N.h5``
 (K counts from 1). A shard file is an ordinary cache file (same key, writer, lock
 and resume), so N shards run at once without touching each other's files, and a
-killed shard resumes like any cache. Beside each shard file a small JSON record
-(``<condition>.shard-K-of-N.json``, written atomically once the shard holds its lock)
-says which utterances the shard owns and where they sit in the corpus's manifest
-order, how many rows the corpus has, the digest of its manifest rows and the
-digest of their order (shards of one manifest file listed in two orders would
-place rows differently, so they are refused).
+killed shard resumes like any cache. Beside it, a JSON record (:class:`ShardRecord`,
+written atomically once the shard holds its lock) says which utterances the shard
+owns and where they sit in the corpus's manifest order.
 
-:func:`merge` combines the N shards of one cache file into that file, under the
-writer locks of the target and of every shard (a shard still being written is
-refused). It refuses, naming the files and utterances:
-
-- shard files of several shard counts (``-of-2`` beside ``-of-3``);
-- a missing shard (no file for some K), or a shard that has not finished (rows
-  neither complete nor failed);
-- shards built with different keys or layouts (another model, dtype, condition...);
-- shards made from different manifests (row count or manifest digest differ), or
-  from manifests listing the same rows in another order (order digest differs);
-- an utterance claimed by two shards, or a manifest position no shard holds;
-- an existing target that holds other rows than the shards.
-
-The merged file holds the corpus's utterances in manifest order (the order a
-single-process ``ser extract`` registers them), each row's state (complete or
-failed, with its reason), its audio fingerprint and its features, and the digest
-of the whole corpus's manifest rows: the same file a single process writes.
-Slots (where a row's features sit) follow the shards, one after the other; no
-reader depends on slot order. A merge is idempotent: a target that already holds
-exactly the shards' rows is recognised as merged. After a merge the shard files
-are removed (``keep=True`` keeps them). When some shards are gone but the target
-exists (a merge killed while removing the shard files, a shard deleted by hand
-after ``keep=True``), the remaining shards are checked against the target (key,
-manifest digest, ids at their positions, row states, reasons, fingerprints); if it
-holds them all, they are leftovers of a merge done before: reported, and removed
-unless ``keep``. Otherwise the missing shards are refused as usual.
+:func:`merge` combines the N shards into the file a single-process ``ser extract``
+writes (rows in manifest order, with their states, reasons, fingerprints,
+features and the whole corpus's manifest digest), under the writer locks of the
+target and of every shard. It refuses, naming files and utterances, whatever
+would not give that file: mixed shard counts, keys or manifests, a missing or
+unfinished shard, an utterance in two shards or a manifest row in none, an
+existing target holding other rows. Slots follow the shards, one after the other;
+no reader depends on slot order. A merge is idempotent and removes the shard
+files unless ``keep``; shards left by a merge done before are recognised as such
+(:func:`_leftovers`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import re
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
 from tqdm.auto import tqdm
 
+import ssl_ser
 from ssl_ser.cache import layout
 from ssl_ser.cache.layout import FAILED, FEATURES, FINGERPRINT, IDS, MISSING, REASON, SLOT
 from ssl_ser.cache.lock import WriterLock
@@ -202,11 +187,9 @@ class ShardRecord:
 
 
 class MissingShardsError(CacheError):
-    """Some shard of a cache file is missing (no file); `files` holds those that are there.
+    """Some shard of a cache file is missing (no file); `files`: the path of each K found.
 
-    Attributes:
-        shards: N.
-        files: shard file path of each K found (a file, or only its record).
+    A K found may have only its record, no file.
     """
 
     def __init__(self, message: str, shards: int, files: dict[int, Path]):
@@ -217,18 +200,7 @@ class MissingShardsError(CacheError):
 
 @dataclass
 class MergeSummary:
-    """What :func:`merge` did for one cache file.
-
-    Attributes:
-        path: the merged cache file.
-        shards: N, how many shard files it came from.
-        rows: utterances of the corpus (rows of the merged file).
-        complete: rows with features.
-        failed: rows whose audio could not be processed (reasons kept).
-        already_merged: the target already held exactly the shards' rows.
-        removed: shard files (and records) removed after the merge.
-        seconds: wall time of the merge.
-    """
+    """What :func:`merge` did for one cache file (merged from `shards` shard files)."""
 
     path: Path
     shards: int
@@ -276,24 +248,17 @@ class _Shard:
         return f"shard {self.number}/{self.record.shards} ({self.path})"
 
 
-def find_shards(directory: str | Path) -> dict[Path, list[Path]]:
-    """Shard files under `directory`, grouped by the cache file they merge into (sorted)."""
+def sharded_caches(directory: str | Path) -> list[Path]:
+    """The cache files under `directory` that shard files (or only records) lie beside, sorted."""
     root = Path(directory)
     if not root.is_dir():
         raise CacheError(f"cache folder {root} does not exist")
-    groups: dict[Path, list[Path]] = {}
     candidates = {
         *root.rglob(f"*.shard-*{layout.SUFFIX}"),
         *root.rglob(f"*.shard-*{RECORD_SUFFIX}"),
     }
-    for path in sorted(candidates):
-        shard_file = path.with_suffix(layout.SUFFIX)
-        parsed = parse_shard_name(shard_file)
-        if parsed is not None:
-            groups.setdefault(parsed[0], [])
-            if shard_file not in groups[parsed[0]]:
-                groups[parsed[0]].append(shard_file)
-    return dict(sorted(groups.items()))
+    parsed = (parse_shard_name(path.with_suffix(layout.SUFFIX)) for path in candidates)
+    return sorted({found[0] for found in parsed if found is not None})
 
 
 def merge_all(
@@ -304,7 +269,7 @@ def merge_all(
     A cache whose shards cannot be merged does not stop the others.
     """
     summaries, errors = [], []
-    for target in find_shards(directory):
+    for target in sharded_caches(directory):
         try:
             summaries.append(merge(target, keep=keep, progress=progress))
         except CacheError as error:
@@ -314,11 +279,6 @@ def merge_all(
 
 def merge(target: str | Path, keep: bool = False, progress: bool = False) -> MergeSummary:
     """Combine the shard files of cache file `target` into it (see the module docstring).
-
-    Args:
-        target: the normal cache file (``DIR/<slug>/<corpus>/<condition>.h5``).
-        keep: keep the shard files and records after a merge (default: remove them).
-        progress: show a progress bar while features are copied.
 
     Raises:
         CacheError: the shards cannot be merged (the message names files and ids);
@@ -335,17 +295,10 @@ def merge(target: str | Path, keep: bool = False, progress: bool = False) -> Mer
         summary = _leftovers(target, missing, keep)
         summary.seconds = time.perf_counter() - started
         return summary
-    locks = [WriterLock(target), *(WriterLock(path) for path in paths)]
-    shards: list[_Shard] = []
-    try:
-        for lock in locks:
-            lock.acquire()
-        shards = [_open_shard(path) for path in paths]
+    with _locked(target, paths) as shards:
+        shards.extend(_open_shard(path) for path in paths)
         ids, sources = _plan_merge(target, shards)
-        summary = MergeSummary(target, len(shards), rows=len(ids))
-        states = np.concatenate([s.states for s in shards]) if shards else np.array([])
-        summary.complete = int((states >= 0).sum())
-        summary.failed = int((states == FAILED).sum())
+        summary = _summary(target, len(shards), np.concatenate([s.states for s in shards]))
         header = _merged_header(shards)
         if target.exists() and _holds(target, header, ids, shards):
             summary.already_merged = True
@@ -353,16 +306,9 @@ def merge(target: str | Path, keep: bool = False, progress: bool = False) -> Mer
         else:
             _refuse_other_target(target, header, ids)
             _write_merged(target, header, ids, shards, sources, progress)
-        for shard in shards:
-            shard.file.close()
+        _close(shards)
         if not keep:
             summary.removed = _remove(paths)
-    finally:
-        for shard in shards:
-            if shard.file.id.valid:
-                shard.file.close()
-        for lock in locks:
-            lock.release()
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -393,43 +339,6 @@ def refuse_mixed_counts(target: str | Path, found: dict[int, dict[int, Path]]) -
             f"{target}: shard files of different shard counts lie beside it: {counts}. "
             "Remove the shards of the run you abandoned, then merge again."
         )
-
-
-def refuse_mixed_counts_at(target: str | Path) -> dict[int, dict[int, Path]]:
-    """:func:`shard_counts` of `target`, refusing several shard counts beside it."""
-    found = shard_counts(target)
-    refuse_mixed_counts(target, found)
-    return found
-
-
-def target_row_differences(target: str | Path, ids: Sequence[str], manifest_digest: str) -> str:
-    """How the rows of existing cache file `target` differ from `ids` (in order); "" if not.
-
-    Compares the ids, their order and the manifest digest (emotions, durations), not
-    the features; used to refuse, before any extraction, a target no merge could match.
-    """
-    target = Path(target)
-    with layout.open_h5(target, "r") as file:
-        stored = list(file[IDS].asstr()[:])
-        digest = layout.read_digest(file)
-    if stored != list(ids):
-        wanted, held = set(ids), set(stored)
-        missing = [u for u in ids if u not in held]
-        extra = [u for u in stored if u not in wanted]
-        if not missing and not extra:
-            return f"it holds the same {len(stored)} utterances in another order"
-        parts = [f"it holds {len(stored)} rows, the manifest {len(ids)}"]
-        if missing:
-            parts.append(f"{len(missing)} not in it (e.g. {', '.join(missing[:SHOWN])})")
-        if extra:
-            parts.append(f"{len(extra)} not in the manifest (e.g. {', '.join(extra[:SHOWN])})")
-        return "; ".join(parts)
-    if digest != manifest_digest:
-        return (
-            f"same utterances, but another manifest digest ({digest[:12] or 'none'} against "
-            f"{manifest_digest[:12]}): emotions or durations changed"
-        )
-    return ""
 
 
 def _shard_files(target: Path) -> list[Path]:
@@ -587,16 +496,32 @@ def _plan_merge(target: Path, shards: Sequence[_Shard]) -> tuple[list[str], list
 
 def _merged_header(shards: Sequence[_Shard]) -> layout.Header:
     """The header of the merged file: the shards' key and layout, the whole corpus's digest."""
-    first = shards[0]
-    return layout.Header(
-        first.header.key,
-        first.header.layers,
-        first.header.dim,
-        first.header.poolings,
-        first.header.storage_dtype,
-        first.header.chunk_rows,
-        manifest_digest=first.record.manifest_digest,
-    )
+    digest = shards[0].record.manifest_digest
+    return replace(shards[0].header, manifest_digest=digest, toolkit_version=ssl_ser.__version__)
+
+
+@contextlib.contextmanager
+def _locked(target: Path, paths: Sequence[Path]) -> Iterator[list[_Shard]]:
+    """Hold the writer locks of `target` and of the shard files `paths` while inside.
+
+    Yields the list to put the shards opened under the locks in; they are closed
+    on the way out.
+    """
+    opened: list[_Shard] = []
+    with contextlib.ExitStack() as stack:
+        for path in (target, *paths):
+            stack.enter_context(WriterLock(path))
+        try:
+            yield opened
+        finally:
+            _close(opened)
+
+
+def _close(opened: Sequence[_Shard]) -> None:
+    """Close the shard files that are still open."""
+    for shard in opened:
+        if shard.file.id.valid:
+            shard.file.close()
 
 
 def _leftovers(target: Path, missing: MissingShardsError, keep: bool) -> MergeSummary:
@@ -614,13 +539,9 @@ def _leftovers(target: Path, missing: MissingShardsError, keep: bool) -> MergeSu
     files = [p for p in missing.files.values() if p.is_file()]
     records = [record_path(p) for p in missing.files.values() if not p.is_file()]
     records = [p for p in records if p.is_file()]
-    locks = [WriterLock(target), *(WriterLock(path) for path in files)]
-    opened: list[_Shard] = []
-    try:
-        for lock in locks:
-            lock.acquire()
+    with _locked(target, files) as opened:
         try:
-            opened = [_open_shard(path) for path in files]
+            opened.extend(_open_shard(path) for path in files)
             orphans = [ShardRecord.read(path) for path in records]
             summary = _check_leftovers(target, missing.shards, opened, orphans)
         except CacheError as error:
@@ -629,19 +550,12 @@ def _leftovers(target: Path, missing: MissingShardsError, keep: bool) -> MergeSu
                 missing.shards,
                 missing.files,
             ) from error
-        for shard in opened:
-            shard.file.close()
+        _close(opened)
         summary.leftovers = [*files, *records]
         if not keep:
             summary.removed = _remove(files)
             for path in records:
                 path.unlink(missing_ok=True)
-    finally:
-        for shard in opened:
-            if shard.file.id.valid:
-                shard.file.close()
-        for lock in locks:
-            lock.release()
     logger.info("%s already merged; %d leftover shard file(s)", target, len(summary.leftovers))
     return summary
 
@@ -650,12 +564,8 @@ def _check_leftovers(
     target: Path, count: int, opened: Sequence[_Shard], orphans: Sequence[ShardRecord]
 ) -> MergeSummary:
     """A summary of `target` if it holds the rows of every remaining shard; else CacheError."""
-    with layout.open_h5(target, "r") as file:
-        header = layout.Header.read(file, target)
-        ids = list(file[IDS].asstr()[:])
-        states = file[SLOT][: len(ids)].astype(np.int64)
-        prints = _prints(file, len(ids))
-        reasons = file[REASON][: len(ids)]
+    stored = CacheRows.read(target)
+    header, ids = stored.header, stored.ids
     for record, name in [
         *((s.record, s.name) for s in opened),
         *((r, f"shard {r.shard}/{r.shards} (record only)") for r in orphans),
@@ -675,18 +585,15 @@ def _check_leftovers(
                 f"{name}: {len(wrong)} of its utterances are not at their manifest rows in "
                 f"the cache (e.g. {', '.join(wrong[:SHOWN])})"
             )
-    row_of = {utt_id: row for row, utt_id in enumerate(ids)}
     for shard in opened:
         differences = header.differences(shard.header)
         if differences:
             raise CacheKeyMismatchError(
                 f"{shard.name} was built with another key: " + "; ".join(differences)
             )
-        if not _holds_shard(states, prints, reasons, row_of, shard):
+        if not stored.holds(shard):
             raise CacheError(f"the cache's row states or fingerprints differ from {shard.name}")
-    summary = MergeSummary(target, count, rows=len(ids), already_merged=True)
-    summary.complete = int((states >= 0).sum())
-    summary.failed = int((states == FAILED).sum())
+    summary = _summary(target, count, stored.states, already_merged=True)
     present = {s.number for s in opened}
     summary.gone = [k for k in range(1, count + 1) if k not in present]
     return summary
@@ -694,44 +601,89 @@ def _check_leftovers(
 
 def _holds(target: Path, header: layout.Header, ids: list[str], shards: Sequence[_Shard]) -> bool:
     """Whether the existing `target` holds exactly the shards' rows (a merge done before)."""
-    with layout.open_h5(target, "r") as file:
-        stored = layout.Header.read(file, target)
-        if stored.differences(header) or stored.manifest_digest != header.manifest_digest:
-            return False
-        if list(file[IDS].asstr()[:]) != ids:
-            return False
-        states = file[SLOT][: len(ids)].astype(np.int64)
-        prints = _prints(file, len(ids))
-        reasons = file[REASON][: len(ids)]
-    row_of = {utt_id: row for row, utt_id in enumerate(ids)}
-    return all(_holds_shard(states, prints, reasons, row_of, shard) for shard in shards)
+    stored = CacheRows.read(target)
+    if stored.header.differences(header) or stored.header.manifest_digest != header.manifest_digest:
+        return False
+    return stored.ids == ids and all(stored.holds(shard) for shard in shards)
 
 
-def _holds_shard(
-    states: np.ndarray,
-    prints: np.ndarray | None,
-    reasons: np.ndarray,
-    row_of: dict[str, int],
-    shard: _Shard,
-) -> bool:
-    """Whether a target's row states, fingerprints and reasons are those of `shard`'s rows."""
-    rows = np.array([row_of[u] for u in shard.record.ids], dtype=np.int64)
-    mine = states[rows]
-    if not np.array_equal(mine >= 0, shard.states >= 0):
-        return False
-    if not np.array_equal(mine == FAILED, shard.states == FAILED):
-        return False
-    stored = _prints(shard.file, len(shard.file[IDS]))
-    if len(rows) and stored is not None:
-        theirs = stored[shard.rows]
-        if prints is None or not np.array_equal(prints[rows], theirs):
+@dataclass
+class CacheRows:
+    """The header and row index of an existing cache file, to compare with shards or a manifest."""
+
+    header: layout.Header
+    ids: list[str]
+    states: np.ndarray
+    prints: np.ndarray | None
+    reasons: np.ndarray
+
+    @classmethod
+    def read(cls, path: str | Path) -> CacheRows:
+        """Read them from the cache file at `path`."""
+        path = Path(path)
+        with layout.open_h5(path, "r") as file:
+            header = layout.Header.read(file, path)
+            ids = list(file[IDS].asstr()[:])
+            states = file[SLOT][: len(ids)].astype(np.int64)
+            return cls(header, ids, states, _prints(file, len(ids)), file[REASON][: len(ids)])
+
+    def differences(self, ids: Sequence[str], manifest_digest: str) -> str:
+        """How these rows differ from `ids` (in order) and their manifest digest; "" if not.
+
+        Compares the ids, their order and the manifest digest (emotions, durations), not
+        the features; used to refuse, before any extraction, a target no merge could match.
+        """
+        stored = self.ids
+        if stored != list(ids):
+            wanted, held = set(ids), set(stored)
+            missing = [u for u in ids if u not in held]
+            extra = [u for u in stored if u not in wanted]
+            if not missing and not extra:
+                return f"it holds the same {len(stored)} utterances in another order"
+            parts = [f"it holds {len(stored)} rows, the manifest {len(ids)}"]
+            if missing:
+                parts.append(f"{len(missing)} not in it (e.g. {', '.join(missing[:SHOWN])})")
+            if extra:
+                parts.append(f"{len(extra)} not in the manifest (e.g. {', '.join(extra[:SHOWN])})")
+            return "; ".join(parts)
+        digest = self.header.manifest_digest
+        if digest != manifest_digest:
+            return (
+                f"same utterances, but another manifest digest ({digest[:12] or 'none'} against "
+                f"{manifest_digest[:12]}): emotions or durations changed"
+            )
+        return ""
+
+    @cached_property
+    def row_of(self) -> dict[str, int]:
+        """The row of each utterance id."""
+        return {utt_id: row for row, utt_id in enumerate(self.ids)}
+
+    def holds(self, shard: _Shard) -> bool:
+        """Whether the row states, fingerprints and reasons are those of `shard`'s rows."""
+        rows = np.array([self.row_of[u] for u in shard.record.ids], dtype=np.int64)
+        mine = self.states[rows]
+        if not np.array_equal(mine >= 0, shard.states >= 0):
             return False
-    failed = shard.states == FAILED
-    if failed.any():
-        theirs = shard.file[REASON][: len(shard.file[IDS])][shard.rows[failed]]
-        if not np.array_equal(reasons[rows[failed]], theirs):
+        if not np.array_equal(mine == FAILED, shard.states == FAILED):
             return False
-    return True
+        stored = _prints(shard.file, len(shard.file[IDS]))
+        if len(rows) and stored is not None:
+            theirs = stored[shard.rows]
+            if self.prints is None or not np.array_equal(self.prints[rows], theirs):
+                return False
+        failed = shard.states == FAILED
+        if failed.any():
+            theirs = shard.file[REASON][: len(shard.file[IDS])][shard.rows[failed]]
+            if not np.array_equal(self.reasons[rows[failed]], theirs):
+                return False
+        return True
+
+
+def _summary(target: Path, shards: int, states: np.ndarray, **fields: Any) -> MergeSummary:
+    """The summary of a merged `target` whose rows have `states` (counted complete, failed)."""
+    complete, failed = int((states >= 0).sum()), int((states == FAILED).sum())
+    return MergeSummary(target, shards, len(states), complete, failed, **fields)
 
 
 def _refuse_other_target(target: Path, header: layout.Header, ids: Sequence[str]) -> None:
@@ -741,7 +693,7 @@ def _refuse_other_target(target: Path, header: layout.Header, ids: Sequence[str]
     try:
         stored = layout.read_header(target)
         detail = "; ".join(stored.differences(header)) or (
-            target_row_differences(target, ids, header.manifest_digest)
+            CacheRows.read(target).differences(ids, header.manifest_digest)
             or "the same ids, but other row states, reasons or fingerprints than the shards'"
         )
     except CacheError as error:
@@ -821,10 +773,11 @@ def _copy_shards(
             complete = shard.states >= 0
             old = shard.states[complete]
             order = np.argsort(old, kind="stable")
-            new = np.empty(len(old), dtype=np.int64)
-            new[order] = offset + np.arange(len(old))
-            states[rows[complete]] = new
-            _copy_features(shard, file, np.sort(old), offset, bar)
+            slots = offset + np.arange(len(old))
+            states[rows[complete][order]] = slots
+            for pooling in shard.header.poolings:
+                source, copy = shard.file[FEATURES][pooling], file[FEATURES][pooling]
+                layout.copy_features(source, copy, old[order], slots, str(shard.path), bar)
             offset += len(old)
     file[SLOT][: len(sources)] = states.astype(np.int32)
     file[FINGERPRINT][: len(sources)] = prints
@@ -836,25 +789,6 @@ def _block_count(shard: _Shard) -> int:
         return 0
     chunk_rows = shard.file[FEATURES][shard.header.poolings[0]].chunks[1]
     return len(np.unique(used // chunk_rows))
-
-
-def _copy_features(
-    shard: _Shard, file: h5py.File, used: np.ndarray, offset: int, bar: tqdm
-) -> None:
-    """Copy the features at the shard's sorted slots `used` to slots offset, offset+1, ..."""
-    if not len(used):
-        return
-    for pooling in shard.header.poolings:
-        old, new = shard.file[FEATURES][pooling], file[FEATURES][pooling]
-        chunk_rows = old.chunks[1]
-        for block in np.unique(used // chunk_rows):
-            start = int(block) * chunk_rows
-            stop = min(start + chunk_rows, old.shape[1])
-            within = np.flatnonzero((used >= start) & (used < stop))
-            data = layout._read_block(old, start, stop, str(shard.path))[:, used[within] - start]
-            low = offset + int(within[0])
-            new[:, low : low + len(within)] = data
-            bar.update()
 
 
 def _prints(file: h5py.File, n_rows: int) -> np.ndarray | None:

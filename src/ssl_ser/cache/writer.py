@@ -11,24 +11,15 @@ rows of that commit stay not complete and the next run redoes them. The disk spa
 itself is taken when a file is built (see :mod:`.layout`), so on ordinary file
 systems a full disk stops a rebuild, never a commit.
 
-:meth:`CacheWriter.repair` finds complete rows whose features fail their chunk
-checksum or hold NaN/inf and rebuilds the file with them not complete, so they are
-extracted again; :meth:`CacheWriter.prune` drops rows no manifest needs.
-
 A complete cache in a folder the process cannot write (no lock file can be made)
 opens read-only: asking for nothing new works, anything that would write is a
 CacheError saying so.
-
-Each row also records the fingerprint of the audio it came from (committed with
-its features, see :mod:`ssl_ser.fingerprint`): :meth:`CacheWriter.fingerprints`
-reads them, :meth:`CacheWriter.invalidate` turns rows whose audio changed back
-into missing rows, and :meth:`CacheWriter.record_fingerprints` stores new ones
-for rows kept (a touched file, or a row of a cache built before fingerprints).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import gc
 import logging
@@ -101,9 +92,7 @@ class CacheWriter(HeaderFields):
         self.path = Path(path)
         self.convert_dtype = convert_dtype
         requested = Header(key, layers, dim, poolings, storage_dtype, chunk_rows)
-        if isinstance(flush_rows, bool) or int(flush_rows) != flush_rows or flush_rows <= 0:
-            raise ConfigError(f"flush_rows {flush_rows!r} must be a positive integer")
-        self.flush_rows = int(flush_rows)
+        self.flush_rows = layout.positive_int("flush_rows", flush_rows)
         self.fsync = fsync
         self.progress = progress
         self._file: h5py.File | None = None
@@ -126,22 +115,18 @@ class CacheWriter(HeaderFields):
             logger.info("%s: folder not writable, opening the cache read-only", self.path)
             self.read_only = True
         try:
-            self._open_or_refuse(requested)
-        except BaseException:
+            self._open(requested)
+        except BaseException as error:
             self._close_file()
             self._lock.release()
+            if isinstance(error, KeyError):  # h5py: "Unable to synchronously open object (...)"
+                raise layout.damaged_error(self.path, error) from error
             raise
 
     # ----------------------------------------------------------------- opening
 
-    def _open_or_refuse(self, requested: Header) -> None:
-        """:meth:`_open`; an HDF5 object h5py cannot open (a damaged header) is one CacheError."""
-        try:
-            self._open(requested)
-        except KeyError as error:  # h5py's "Unable to synchronously open object (...)"
-            raise layout.damaged_error(self.path, error) from error
-
     def _open(self, requested: Header) -> None:
+        """Open (or create, convert, mend) the file; an HDF5 object h5py cannot open is KeyError."""
         sidecar = self._sidecar()
         if sidecar.exists() and not self.read_only:
             logger.info("removing %s left by an interrupted writer", sidecar)
@@ -177,8 +162,7 @@ class CacheWriter(HeaderFields):
             "; ".join(self._index_problems),
             len(self._index_redo),
         )
-        self._replace_with(self.header, self._ids, source=file)
-        self._load(self.header)
+        self._rebuild(self._ids)
 
     def _add_fingerprints(self, header: Header) -> None:
         """Give a file built before fingerprints recorded the audio's path the current dataset.
@@ -201,19 +185,14 @@ class CacheWriter(HeaderFields):
                 return
             ids = layout.read_index(source, self.path, tolerant=True).ids
             logger.info("adding audio fingerprints to %s (%d row(s) kept)", self.path, len(ids))
-            try:
-                self._replace_with(header, ids, source=source)
-            except BaseException:
-                self._sidecar().unlink(missing_ok=True)
-                raise
+            self._replace_with(header, ids, source=source)
 
     def _convert(self, header: Header, requested: Header) -> Header:
         """Rebuild the file in the requested storage dtype, or say how (see `convert_dtype`)."""
-        same_dtype = requested.with_storage_dtype(header.storage_dtype)
+        same_dtype = dataclasses.replace(requested, storage_dtype=header.storage_dtype)
         layout.check_key(self.path, header.differences(same_dtype))
         old, new = header.storage_dtype, requested.storage_dtype
-        if self.read_only:
-            raise self._read_only_error(f"convert it from {old} to {new}")
+        self._refuse_read_only(f"convert it from {old} to {new}")
         if not self.convert_dtype:
             raise CacheKeyMismatchError(
                 f"cache {self.path} stores {old}; this run asked for {new}. Ask for {old} to "
@@ -221,17 +200,13 @@ class CacheWriter(HeaderFields):
                 f"it, keeping its rows (ser extract: --storage-dtype {new}; in Python: "
                 "convert_dtype=True)"
             )
-        converted = header.with_storage_dtype(new)
+        converted = dataclasses.replace(header, storage_dtype=new)
         with layout.open_h5(self.path, "r") as source:
             ids = layout.read_index(source, self.path, tolerant=True).ids
             logger.warning(
                 "converting cache %s from %s to %s (%d row(s) kept)", self.path, old, new, len(ids)
             )
-            try:
-                self._replace_with(converted, ids, source=source)
-            except BaseException:
-                self._sidecar().unlink(missing_ok=True)
-                raise
+            self._replace_with(converted, ids, source=source)
         return layout.read_header(self.path)
 
     def _load(self, header: Header) -> None:
@@ -272,14 +247,10 @@ class CacheWriter(HeaderFields):
         (``posix_fallocate``, which never changes stored bytes), so a full disk is
         met here, with nothing written, not in the middle of a commit.
         """
-        if not hasattr(os, "posix_fallocate"):
-            return
         fd = self._require_file().id.get_vfd_handle()
         try:
-            os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+            layout.reserve(fd, os.fstat(fd).st_size)  # False where the system cannot reserve
         except OSError as error:
-            if error.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENODEV, errno.ENOSYS):
-                return  # the file system cannot reserve; writes are still checked
             raise layout.storage_error(self.path, error, "reserve disk space for") from error
 
     def _sidecar(self) -> Path:
@@ -294,23 +265,41 @@ class CacheWriter(HeaderFields):
     ) -> None:
         """Build a complete new file beside the cache, then rename it over the cache.
 
-        A build that fails (a full disk) removes its half-built file and leaves the
-        cache as it was.
+        A build or rename that fails (a full disk) removes the new file and leaves
+        the cache as it was.
         """
         sidecar = self._sidecar()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise layout.storage_error(self.path, error, "create the folder of") from error
-        layout.build(
-            sidecar, header, ids, source=source, progress=self.progress, rows=rows, cache=self.path
-        )
-        self._close_file()
-        os.replace(sidecar, self.path)
+        try:
+            layout.build(
+                sidecar,
+                header,
+                ids,
+                source=source,
+                progress=self.progress,
+                rows=rows,
+                cache=self.path,
+            )
+            self._close_file()
+            os.replace(sidecar, self.path)
+        except BaseException:
+            sidecar.unlink(missing_ok=True)
+            raise
         layout.fsync_dir(self.path.parent)
 
-    def _read_only_error(self, action: str) -> CacheError:
-        return CacheError(
+    def _rebuild(self, ids: list[str], rows: np.ndarray | None = None) -> None:
+        """:meth:`_replace_with` the live file (same header, `ids`, copying `rows`), reopened."""
+        self._replace_with(self.header, ids, source=self._require_file(), rows=rows)
+        self._load(self.header)
+
+    def _refuse_read_only(self, action: str) -> None:
+        """Refuse `action` (a phrase before "cache PATH") when the folder is not writable."""
+        if not self.read_only:
+            return
+        raise CacheError(
             f"cannot {action} cache {self.path}: its folder is not writable (no lock file "
             f"{self._lock.path} can be made). Make the folder writable or use another --cache-dir."
         )
@@ -343,12 +332,10 @@ class CacheWriter(HeaderFields):
                 new.append(utt_id)
         if not new:
             return 0
-        if self.read_only:
-            raise self._read_only_error(f"add {len(new)} utterance(s) to")
+        self._refuse_read_only(f"add {len(new)} utterance(s) to")
         self.flush()
         logger.info("adding %d row(s) to %s (%d stored)", len(new), self.path, len(self._ids))
-        self._replace_with(self.header, self._ids + new, source=self._require_file())
-        self._load(self.header)
+        self._rebuild(self._ids + new)
         return len(new)
 
     def set_manifest_digest(self, digest: str) -> None:
@@ -391,8 +378,7 @@ class CacheWriter(HeaderFields):
         if not fingerprints:
             return
         self._require_file()
-        if self.read_only:
-            raise self._read_only_error(f"record {len(fingerprints)} audio fingerprint(s) in")
+        self._refuse_read_only(f"record {len(fingerprints)} audio fingerprint(s) in")
         rows, records = [], []
         for utt_id, fingerprint in fingerprints.items():
             row = self._row.get(utt_id)
@@ -423,13 +409,11 @@ class CacheWriter(HeaderFields):
         ]
         if not rows:
             return 0
-        if self.read_only:
-            raise self._read_only_error(f"re-extract {len(set(rows))} changed utterance(s) of")
+        self._refuse_read_only(f"re-extract {len(set(rows))} changed utterance(s) of")
         changed = sorted(set(rows))
         kept = np.arange(len(self._ids), dtype=np.int64)
         kept[changed] = -1
-        self._replace_with(self.header, self._ids, source=self._require_file(), rows=kept)
-        self._load(self.header)
+        self._rebuild(self._ids, kept)
         logger.info("%d row(s) of %s marked for extraction again", len(changed), self.path)
         return len(changed)
 
@@ -452,22 +436,16 @@ class CacheWriter(HeaderFields):
             state = self._slots[row]
             if state == MISSING or (retry and state == FAILED):
                 out.append(utt_id)
-        if out and self.read_only:
-            raise self._read_only_error(f"extract {len(out)} missing utterance(s) into")
+        if out:
+            self._refuse_read_only(f"extract {len(out)} missing utterance(s) into")
         return out
 
     def repair(self, progress: bool = False, add_checksums: bool = False) -> list[str]:
-        """Un-mark complete rows whose features are corrupt, so they are extracted again.
+        """Un-mark corrupt rows (:func:`.inspection.corrupt_rows`); their ids, in file order.
 
-        Reads every chunk holding complete rows: a chunk that fails its checksum
-        makes every complete row in it corrupt, and a row holding NaN/inf is
-        corrupt. If any is found, the file is rebuilt beside the old one (crash-safe)
-        with those rows not complete, their old chunks left behind. With
-        `add_checksums`, a file built without checksums is rebuilt (with them) even
-        when nothing is corrupt.
-
-        Returns:
-            The ids of the rows un-marked, in file order (empty: nothing was wrong).
+        The file is rebuilt beside the old one (crash-safe) with those rows not
+        complete, their old chunks left behind. With `add_checksums`, a file built
+        without checksums is rebuilt (with them) even when nothing is corrupt.
         """
         self.flush()
         mended, self._index_redo = self._index_redo, []
@@ -477,50 +455,35 @@ class CacheWriter(HeaderFields):
     def _repair_features(self, progress: bool, add_checksums: bool) -> list[str]:
         """:meth:`repair` for the rows whose features are corrupt (the index is mended on open)."""
         file = self._require_file()
-        bad = inspection.corrupt_rows(file, self.header, self._slots, progress)
-        if not bad and inspection.damaged_free_chunks(file, self.header, self._slots):
-            if self.read_only:
-                raise self._read_only_error("rebuild (a chunk holding no row is damaged)")
-            logger.warning("%s: a chunk holding no row is damaged; rebuilding the file", self.path)
-            self._replace_with(self.header, self._ids, source=file)
-            self._load(self.header)
+        bad = sorted(inspection.corrupt_rows(file, self.header, self._slots, progress))
+        if bad:
+            action = f"re-extract {len(bad)} corrupt row(s) of"
+            note = f"{len(bad)} corrupt row(s) will be extracted again"
+        elif inspection.damaged_free_chunks(file, self.header, self._slots):
+            action = "rebuild (a chunk holding no row is damaged)"
+            note = "a chunk holding no row is damaged; rebuilding the file"
+        elif add_checksums and not inspection.has_checksums(file):
+            action, note = "add checksums to", "rebuilding it with per-chunk checksums"
+        else:
             return []
-        if not bad:
-            if add_checksums and not inspection.has_checksums(file):
-                if self.read_only:
-                    raise self._read_only_error("add checksums to")
-                logger.warning("%s: rebuilding it with per-chunk checksums", self.path)
-                self._replace_with(self.header, self._ids, source=file)
-                self._load(self.header)
-            return []
-        ids = [self._ids[row] for row in sorted(bad)]
-        if self.read_only:
-            raise self._read_only_error(f"re-extract {len(ids)} corrupt row(s) of")
-        logger.warning("%s: %d corrupt row(s) will be extracted again", self.path, len(ids))
+        self._refuse_read_only(action)
+        logger.warning("%s: %s", self.path, note)
+        ids = [self._ids[row] for row in bad]
         rows = np.arange(len(self._ids), dtype=np.int64)
-        rows[sorted(bad)] = -1
-        self._replace_with(self.header, self._ids, source=file, rows=rows)
-        self._load(self.header)
+        rows[bad] = -1
+        self._rebuild(self._ids, rows)
         return ids
 
     def prune(self, keep: Iterable[str]) -> list[str]:
-        """Drop every row whose id is not in `keep`; returns the dropped ids in file order.
-
-        The file is rebuilt beside the old one with the kept rows (their states,
-        reasons and features) and renamed over it; nothing changes if nothing is dropped.
-        """
+        """Drop every row whose id is not in `keep` (a rebuild); the dropped ids, in file order."""
         wanted = set(keep)
         kept = [row for row, utt_id in enumerate(self._ids) if utt_id in wanted]
         dropped = [utt_id for utt_id in self._ids if utt_id not in wanted]
         if not dropped:
             return []
-        if self.read_only:
-            raise self._read_only_error(f"drop {len(dropped)} row(s) from")
+        self._refuse_read_only(f"drop {len(dropped)} row(s) from")
         self.flush()
-        ids = [self._ids[row] for row in kept]
-        rows = np.array(kept, dtype=np.int64)
-        self._replace_with(self.header, ids, source=self._require_file(), rows=rows)
-        self._load(self.header)
+        self._rebuild([self._ids[row] for row in kept], np.array(kept, dtype=np.int64))
         return dropped
 
     # ------------------------------------------------------------------ writing
@@ -547,8 +510,7 @@ class CacheWriter(HeaderFields):
             return
         self._require_file()
         rows = [self._writable_row(utt_id) for utt_id in ids]
-        if self.read_only:
-            raise self._read_only_error("write features to")
+        self._refuse_read_only("write features to")
         if len(set(rows)) != len(rows):
             raise CacheError(f"write() got repeated utterance ids for {self.path}")
         prepared = self._prepare(ids, arrays)
@@ -573,8 +535,7 @@ class CacheWriter(HeaderFields):
         """
         self._require_file()
         row = self._writable_row(utt_id)
-        if self.read_only:
-            raise self._read_only_error("record a failure in")
+        self._refuse_read_only("record a failure in")
         self._failures[row] = layout.encode_reason(reason)
         if fingerprint is not None:
             self._buffer_fingerprints[row] = layout.fingerprint_records([fingerprint])[0]

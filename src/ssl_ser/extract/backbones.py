@@ -35,6 +35,7 @@ from ssl_ser.extract.masking import (
     install_masked_group_norms,
     masked_front_end,
     stacked_position_convs,
+    valid_lengths,
     whisper_states,
 )
 from ssl_ser.extract.pooling import FrameStats, frame_mask, masked_stats
@@ -121,8 +122,6 @@ def compute_dtype(dtype: str, device: torch.device) -> torch.dtype:
     Raises:
         ConfigError: float16 on CPU, or bfloat16 on a GPU without it.
     """
-    if dtype not in TORCH_DTYPES:
-        raise UnknownChoiceError("dtype", dtype, TORCH_DTYPES)
     if dtype == "float16" and device.type == "cpu":
         raise ConfigError("dtype 'float16' is not supported on CPU; use bfloat16 or float32")
     if dtype == "bfloat16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
@@ -300,7 +299,7 @@ class WaveformBackbone(TransformerBackbone):
             attention_mask = frame_mask(valid_samples, values.shape[1]).long()
         with (
             masked_front_end(self.masked_norms, valid_samples, self.kernels, self.strides),
-            self.position_zeroer.valid_frames(valid_frames),
+            valid_lengths(self.position_zeroer, valid_frames),
         ):
             output = self.model(inputs, attention_mask=attention_mask, output_hidden_states=True)
         return list(output.hidden_states), frames
@@ -426,19 +425,7 @@ def identity_of(config: ExtractorConfig) -> dict[str, Any]:
     """
     if config.is_classic:
         return dict(ClassicBackbone(config).identity)
-    from transformers import AutoConfig
-
-    try:
-        model_config = AutoConfig.from_pretrained(
-            config.model, revision=config.revision, trust_remote_code=False
-        )
-    except (OSError, ValueError) as error:
-        raise ConfigError(f"cannot load model {config.model!r}: {error}") from error
-    return {
-        "model": config.model,
-        "model_type": model_config.model_type,
-        "revision": model_revision(config.model, model_config, config.revision),
-    }
+    return _identity(config, _model_config(config))
 
 
 def load_backbone(config: ExtractorConfig, device: str = "auto") -> Backbone:
@@ -463,11 +450,7 @@ def load_backbone(config: ExtractorConfig, device: str = "auto") -> Backbone:
         if config.whisper_trim:
             raise ConfigError(f"--whisper-trim applies to Whisper models only, not {model_type}")
         backbone = WaveformBackbone(model, feature_extractor, config, torch_device, dtype)
-    backbone.identity = {
-        "model": config.model,
-        "model_type": model_type,
-        "revision": model_revision(config.model, model_config, config.revision),
-    }
+    backbone.identity = _identity(config, model_config)
     log.info(
         "loaded %s (%s, %d hidden states x %d) on %s",
         config.model,
@@ -481,13 +464,10 @@ def load_backbone(config: ExtractorConfig, device: str = "auto") -> Backbone:
 
 def _load_transformer(config: ExtractorConfig) -> tuple[Any, Any, Any]:
     """(model config, feature extractor, model), layer drop off, float32 weights."""
-    from transformers import AutoConfig, AutoFeatureExtractor
+    from transformers import AutoFeatureExtractor
 
     options = {"revision": config.revision, "trust_remote_code": False}
-    try:
-        model_config = AutoConfig.from_pretrained(config.model, **options)
-    except (OSError, ValueError) as error:
-        raise ConfigError(f"cannot load model {config.model!r}: {error}") from error
+    model_config = _model_config(config)
     if model_config.model_type not in SUPPORTED_MODEL_TYPES:
         raise UnknownChoiceError("model type", model_config.model_type, SUPPORTED_MODEL_TYPES)
     _disable_layer_drop(model_config)
@@ -508,6 +488,27 @@ def _load_transformer(config: ExtractorConfig) -> tuple[Any, Any, Any]:
     if hasattr(model, "encoder") and hasattr(model.encoder, "layerdrop"):
         model.encoder.layerdrop = 0.0
     return model_config, feature_extractor, model
+
+
+def _model_config(config: ExtractorConfig) -> Any:
+    """The model's configuration (not its weights), read by ``transformers``."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(
+            config.model, revision=config.revision, trust_remote_code=False
+        )
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"cannot load model {config.model!r}: {error}") from error
+
+
+def _identity(config: ExtractorConfig, model_config: Any) -> dict[str, Any]:
+    """What identifies the model in the cache key: its id, type and revision."""
+    return {
+        "model": config.model,
+        "model_type": model_config.model_type,
+        "revision": model_revision(config.model, model_config, config.revision),
+    }
 
 
 def _model_class(model_config: Any) -> Any:

@@ -16,8 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ssl_ser.errors import UnknownChoiceError
-from ssl_ser.extract.config import LONG_AUDIO_POLICIES, check_batch_seconds
+from ssl_ser.extract.config import check_batch_seconds
 
 # Shortest utterance a batch takes, as a fraction of its longest: padding wastes <= 20 %.
 MIN_FILL = 0.8
@@ -28,19 +27,10 @@ def plan_batches(
 ) -> list[list[int]]:
     """Group item indices into batches whose padded cost stays within `batch_seconds`.
 
-    Items are sorted by cost, longest first; each batch takes the next items while
-    ``len(batch) * cost_of_its_first_item <= batch_seconds`` and the next item is
-    at least `min_fill` of that first item (so padding wastes at most
-    ``1 - min_fill`` of any row). An item that alone exceeds the budget forms a
-    batch of its own.
-
-    Args:
-        costs: seconds of model input per item (after cropping or windowing).
-        batch_seconds: budget of padded seconds per batch.
-        min_fill: shortest item a batch accepts, as a fraction of its longest.
-
-    Returns:
-        Lists of indices into `costs`, every index exactly once.
+    `costs` are seconds of model input per item; every index lands in exactly one
+    batch, longest items first. A batch takes the next items while
+    ``len(batch) * cost_of_its_first_item <= batch_seconds`` and the next item is at
+    least `min_fill` of that first item; an item alone beyond the budget is a batch.
     """
     check_batch_seconds(batch_seconds)
     order = sorted(range(len(costs)), key=lambda i: (-float(costs[i]), i))
@@ -88,8 +78,6 @@ def split_long(
     fewest equal windows of at most `max_seconds` (equal, so no window is a
     sliver too short for the model and batches pad little).
     """
-    if long_audio not in LONG_AUDIO_POLICIES:
-        raise UnknownChoiceError("long-audio policy", long_audio, LONG_AUDIO_POLICIES)
     limit = _limit_samples(sample_rate, max_seconds)
     if limit is None or wave.shape[0] <= limit:
         return [wave]

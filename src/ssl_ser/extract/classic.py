@@ -90,10 +90,10 @@ def mel_to_hz(mel: np.ndarray | float) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=8)
-def mel_filters(sample_rate: int, n_fft: int, n_mels: int, fmax: float = MEL_FMAX_HZ) -> np.ndarray:
-    """Triangular mel filterbank 0..min(fmax, Nyquist), shape (n_fft // 2 + 1, n_mels), peak 1."""
+def mel_filters(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
+    """Triangular mel filterbank 0..min(8 kHz, Nyquist), shape (n_fft // 2 + 1, n_mels), peak 1."""
     bins = np.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)
-    top = min(float(fmax), sample_rate / 2)
+    top = min(MEL_FMAX_HZ, sample_rate / 2)
     edges = mel_to_hz(np.linspace(hz_to_mel(0.0), hz_to_mel(top), n_mels + 2))
     lower, centre, upper = edges[:-2], edges[1:-1], edges[2:]
     rising = (bins[:, None] - lower[None, :]) / (centre - lower)[None, :]
@@ -101,9 +101,7 @@ def mel_filters(sample_rate: int, n_fft: int, n_mels: int, fmax: float = MEL_FMA
     return np.maximum(0.0, np.minimum(rising, falling))
 
 
-def mel_power(
-    wave: np.ndarray, sample_rate: int, n_mels: int, fmax: float = MEL_FMAX_HZ
-) -> np.ndarray:
+def mel_power(wave: np.ndarray, sample_rate: int, n_mels: int) -> np.ndarray:
     """Mel band energies (power spectrum through the filterbank), shape (frames, n_mels)."""
     window = int(round(WINDOW_SECONDS * sample_rate))
     hop = int(round(HOP_SECONDS * sample_rate))
@@ -111,7 +109,7 @@ def mel_power(
     hann = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(window) / window)
     frames = frame_signal(wave, window, hop) * hann
     power = np.abs(np.fft.rfft(frames, n=n_fft, axis=-1)) ** 2
-    return power @ mel_filters(sample_rate, n_fft, n_mels, fmax)
+    return power @ mel_filters(sample_rate, n_fft, n_mels)
 
 
 def floored_log(energies: np.ndarray, top_db: float | None = TOP_DB) -> np.ndarray:
@@ -128,28 +126,19 @@ def floored_log(energies: np.ndarray, top_db: float | None = TOP_DB) -> np.ndarr
 
 
 def log_mel(
-    wave: np.ndarray,
-    sample_rate: int,
-    n_mels: int,
-    top_db: float | None = TOP_DB,
-    fmax: float = MEL_FMAX_HZ,
+    wave: np.ndarray, sample_rate: int, n_mels: int, top_db: float | None = TOP_DB
 ) -> np.ndarray:
     """Log-mel energies, shape (frames, n_mels), float64 (see the module docstring)."""
-    return floored_log(mel_power(wave, sample_rate, n_mels, fmax), top_db)
+    return floored_log(mel_power(wave, sample_rate, n_mels), top_db)
 
 
 def mfcc(
-    wave: np.ndarray,
-    sample_rate: int,
-    n_mels: int,
-    n_mfcc: int,
-    top_db: float | None = TOP_DB,
-    fmax: float = MEL_FMAX_HZ,
+    wave: np.ndarray, sample_rate: int, n_mels: int, n_mfcc: int, top_db: float | None = TOP_DB
 ) -> np.ndarray:
     """MFCCs, shape (frames, n_mfcc), float64: the DCT-II of :func:`log_mel`."""
     from scipy.fft import dct
 
-    logs = log_mel(wave, sample_rate, n_mels, top_db, fmax)
+    logs = log_mel(wave, sample_rate, n_mels, top_db)
     return dct(logs, type=2, norm="ortho", axis=-1)[:, :n_mfcc]
 
 

@@ -1,47 +1,16 @@
 """Extraction on a Dask cluster: the shards of ``--shard K/N`` as tasks, then one merge.
 
-``ser extract ... --dask ADDRESS`` connects a ``dask.distributed.Client`` to a
-running scheduler (``tcp://host:8786``; workers started by ``dask worker``,
-dask-jobqueue on SLURM, or Kubernetes); ``--dask local`` starts a
-``LocalCluster`` on this machine. Each shard K of N is one task that runs exactly
-what ``ser extract --shard K/N`` runs, writing its shard file; when every shard
-is done, the client merges them (:func:`ssl_ser.cache.shards.merge`), so the files
-are the same as the manual path gives.
-
-What a task needs on a remote worker: the manifest (sent once to each worker,
-as a DataFrame), the extractor configuration (as its plain dict), and paths that
-the worker can read and write: the audio files, a local model folder, and the
-cache folder must lie on a file system the workers and this client share. The
-worker's Python environment must have ssl-ser installed.
-
-GPUs. With ``--device cuda`` (or ``cuda:N``) every task asks for the Dask
-resource ``GPU=1``, so a worker runs one extraction per GPU it declares, and runs
-it on ``cuda``: the GPU that worker sees (the index of ``cuda:N`` is ignored, since
-each worker sees only its own GPU, as ``cuda:0``). With ``--device auto`` on a
-cluster whose workers declare ``GPU``, tasks do the same. Start one worker per GPU,
-each seeing its own device::
-
-    CUDA_VISIBLE_DEVICES=0 dask worker tcp://host:8786 --nthreads 1 --resources GPU=1
-    CUDA_VISIBLE_DEVICES=1 dask worker tcp://host:8786 --nthreads 1 --resources GPU=1
-
-A cluster with no worker declaring ``GPU`` is refused at once instead of waiting
-forever. ``--dask local`` with CUDA starts one such worker per visible GPU
-(``CUDA_VISIBLE_DEVICES`` set per worker); on CPU it starts one worker (shards then
-run one after another: CPU extraction already uses every core).
-
-A re-run resumes: N defaults to the count of the shard files already beside the
-cache files (not to today's cluster size), and before anything is submitted
-:func:`check_targets` refuses a conflicting ``--shards``, shard files of several
-counts and an existing cache file whose rows are not the manifest's.
-
-A worker lost mid-task makes the scheduler run that shard again elsewhere; the
-shard resumes from its committed batches (the writer lock dies with the lost
-process). A shard that fails (bad options, out of memory) does not stop the
-others; the run ends with its error, and re-running resumes every shard.
-
-Dask workers run tasks in daemonic processes by default, which may not start
-DataLoader workers: there, audio is loaded in the task's own process (set
-``DASK_DISTRIBUTED__WORKER__DAEMON=False`` on the workers to keep loader processes).
+``ser extract ... --dask ADDRESS`` connects to a running scheduler, ``--dask local``
+starts a ``LocalCluster`` here. Each shard K of N is one task that runs exactly
+what ``ser extract --shard K/N`` runs; when every shard is done, the client merges
+them (:func:`ssl_ser.cache.shards.merge`), so the files are those the manual path
+gives. Tasks get the manifest and the extractor configuration as plain values:
+audio, a local model folder and the cache folder must be on a file system the
+workers and the client share. With CUDA every task asks for the Dask resource
+``GPU=1`` and runs on ``cuda``, the one GPU its worker sees. A re-run resumes the
+shard files already there, with their N; :func:`check_targets` refuses, before
+anything is submitted, what the merge would refuse. Setting up workers (one per
+GPU, daemonic processes): ``docs/scale-out.md``.
 """
 
 from __future__ import annotations
@@ -126,24 +95,12 @@ def extract_on_dask(
 ) -> list[ExtractSummary]:
     """Extract on a Dask cluster as N shards, then merge: the files of a single process.
 
-    Args:
-        manifest_df: the manifest (validated here, sent once to each worker).
-        config: what to compute.
-        cache_dir: root of the caches; must be shared with every worker.
-        condition: one condition or several.
-        address: a scheduler address (``tcp://host:8786``) or ``local``.
-        shards_count: N; default the N of shard files already there (a re-run
-            resumes them), else one shard per GPU the cluster declares with
-            ``--device cuda``, else one per worker thread.
-        device: as for :func:`ssl_ser.extract.extract`; ``cuda`` or ``cuda:N`` (and
-            ``auto`` where workers declare GPUs) ask each task for ``GPU=1`` and run
-            it on ``cuda``, the worker's own GPU; ``auto`` with ``local`` is ``cuda``
-            when this machine has a GPU.
-        progress: show a progress bar over shards and merges.
-        keep_shards: keep the shard files after the merge.
-        local_processes: ``local`` only: workers in processes (False: threads of
-            this process, quick to start, for tests and small runs).
-        options: the other keyword options of :func:`ssl_ser.extract.extract`.
+    `address`, `shards_count` and `keep_shards` are ``--dask``, ``--shards`` and
+    ``--keep-shards`` (see their help); N defaults first to that of the shard files
+    already there (a re-run resumes them). ``--device auto`` with ``local`` is
+    ``cuda`` when this machine has a GPU. `local_processes` (``local`` only): False
+    runs workers in threads of this process, quick to start, for tests and small
+    runs. The other options are those of :func:`ssl_ser.extract.extract`.
 
     Returns:
         One summary per condition and corpus, for the merged cache files.
@@ -177,11 +134,16 @@ def extract_on_dask(
         device = _local_auto_device()
     started = time.perf_counter()
     with _client(address, device, local_processes) as client:
-        gpu = use_gpus(device, _declared_gpus(client))
-        count = shards_count or existing or _default_shards(client, gpu)
+        declared = _declared_gpus(client)
+        gpu = use_gpus(device, declared)
+        count = shards_count or existing or _default_shards(client, gpu, declared)
         shards.check_shard(1, count)
-        if gpu:
-            _require_gpu_workers(client, address)
+        if gpu and not declared:
+            raise ConfigError(
+                f"--device cuda asks each shard for a GPU, but no worker of {address} declares "
+                f"one; start workers with `--resources {GPU_RESOURCE}=1` (one per GPU, each with "
+                "its own CUDA_VISIBLE_DEVICES), or use --device cpu"
+            )
         sent = task_device(device, gpu)
         if sent != device:
             log.warning(
@@ -230,12 +192,14 @@ def check_targets(
     for name in conditions:
         for corpus, rows in table.groupby("corpus", sort=True):
             target = cache.cache_path(cache_dir, config.slug(), str(corpus), name)
-            counts = shards.refuse_mixed_counts_at(target)
+            counts = shards.shard_counts(target)
+            shards.refuse_mixed_counts(target, counts)
             for count, files in counts.items():
                 found.setdefault(count, []).extend(files.values())
             if not counts and target.exists():
                 ids = rows["utt_id"].astype(str).tolist()
-                detail = shards.target_row_differences(target, ids, manifest.rows_digest(rows))
+                stored = shards.CacheRows.read(target)
+                detail = stored.differences(ids, manifest.rows_digest(rows))
                 if detail:
                     raise ConfigError(
                         f"{target} already exists and its rows are not this manifest's "
@@ -312,25 +276,23 @@ def _finished(
 ) -> bool:
     """Whether cache `target` holds this run's result for every row (:func:`finished_caches`)."""
     from ssl_ser.cache import layout
-    from ssl_ser.extract.runner import key_of
+    from ssl_ser.extract.runner import cache_key
 
     if not target.exists():
         return False
+    stored = shards.CacheRows.read(target)
     ids = rows["utt_id"].astype(str).tolist()
-    if shards.target_row_differences(target, ids, manifest.rows_digest(rows)):
+    if stored.differences(ids, manifest.rows_digest(rows)):
         return False
     source = options.get("telephone_source", "derived")
-    key = key_of(identity, config, condition, source)
-    with layout.open_h5(target, "r") as file:
-        header = layout.Header.read(file, target)
-        if layout.key_differences(header.key, layout.normalize_key(key)):
-            return False
-        states = file[layout.SLOT][: len(ids)].astype(np.int64)
-        prints = file[layout.FINGERPRINT][: len(ids)] if layout.FINGERPRINT in file else None
+    key = layout.normalize_key(cache_key(identity, config, condition, source))
+    states = stored.states
     retry = options.get("retry_failed", RETRY_FAILED)
-    if (states == layout.MISSING).any() or (retry and (states == layout.FAILED).any()):
+    if layout.key_differences(stored.header.key, key) or (states == layout.MISSING).any():
         return False
-    return prints is not None and _same_audio(rows, prints, condition, source)
+    if retry and (states == layout.FAILED).any():
+        return False
+    return stored.prints is not None and _same_audio(rows, stored.prints, condition, source)
 
 
 def _same_audio(rows: pd.DataFrame, prints: np.ndarray, condition: str, source: str) -> bool:
@@ -399,12 +361,7 @@ def _local_cluster(device: str, processes: bool) -> Any:
 
 
 def use_gpus(device: str, declared: int) -> bool:
-    """Whether shard tasks ask for a GPU worker: a CUDA device, or ``auto`` where GPUs are declared.
-
-    Args:
-        device: the ``--device`` given.
-        declared: how many ``GPU`` resources the cluster's workers declare.
-    """
+    """Whether shard tasks ask for a GPU worker: a CUDA `device`, or ``auto`` with GPUs declared."""
     return device.startswith("cuda") or (device == "auto" and declared > 0)
 
 
@@ -435,23 +392,12 @@ def _local_auto_device() -> str:
     return "cuda" if torch.cuda.is_available() else "auto"
 
 
-def _default_shards(client: Any, gpu: bool) -> int:
+def _default_shards(client: Any, gpu: bool, declared: int) -> int:
     """One shard per declared GPU (CUDA runs), else one per worker thread."""
     if gpu:
-        return max(_declared_gpus(client), 1)
+        return max(declared, 1)
     workers = client.scheduler_info(n_workers=-1)["workers"].values()
     return max(sum(int(w.get("nthreads", 1)) for w in workers), 1)
-
-
-def _require_gpu_workers(client: Any, address: str) -> None:
-    """Refuse a CUDA run on a cluster where no worker declares the GPU resource."""
-    workers = client.scheduler_info(n_workers=-1)["workers"].values()
-    if not any(w.get("resources", {}).get(GPU_RESOURCE, 0) for w in workers):
-        raise ConfigError(
-            f"--device cuda asks each shard for a GPU, but no worker of {address} declares "
-            f"one; start workers with `--resources {GPU_RESOURCE}=1` (one per GPU, each with "
-            "its own CUDA_VISIBLE_DEVICES), or use --device cpu"
-        )
 
 
 def _describe(client: Any) -> str:
@@ -534,16 +480,14 @@ def _merge(
 
 def _combined(parts: list[ExtractSummary], path: Path, merge_seconds: float) -> ExtractSummary:
     """One summary of a merged file from its shards' summaries (wall time: the longest shard)."""
-    first = parts[0]
-    total = replace(first, path=path, failed=[], extracted=0, already_done=0, changed=0)
-    total.fingerprinted = 0
-    total.audio_seconds = 0.0
-    for part in parts:
-        total.extracted += part.extracted
-        total.already_done += part.already_done
-        total.changed += part.changed
-        total.fingerprinted += part.fingerprinted
-        total.failed.extend(part.failed)
-        total.audio_seconds += part.audio_seconds
-    total.seconds = max(part.seconds for part in parts) + merge_seconds
-    return total
+    return replace(
+        parts[0],
+        path=path,
+        extracted=sum(part.extracted for part in parts),
+        already_done=sum(part.already_done for part in parts),
+        changed=sum(part.changed for part in parts),
+        fingerprinted=sum(part.fingerprinted for part in parts),
+        failed=[failure for part in parts for failure in part.failed],
+        audio_seconds=sum(part.audio_seconds for part in parts),
+        seconds=max(part.seconds for part in parts) + merge_seconds,
+    )

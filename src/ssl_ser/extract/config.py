@@ -6,17 +6,13 @@ only when they compute the same features. Device, batch size and worker count
 are deliberately not fields: they change speed, not results (batched output
 equals unbatched output to within 1e-4 relative).
 
-Feature versions. Each family of extractors (:data:`FEATURE_FAMILIES`: the
-transformer models ``ssl``, the mel front end of ``mfcc`` and ``logmel``, and
-``egemaps``) has a version in :data:`FEATURE_VERSIONS`, bumped only when the
-code changes the numbers that family stores (extraction, pooling). The version
-goes into the digest (so a new version gets a new cache folder and never
-overwrites the old one) and into the cache key, which no longer holds the
-toolkit's own version: upgrading the toolkit keeps every cache whose family did
-not change. The SSL family is at version 1, the value the digest always held, so
-SSL caches of earlier releases keep their folders and are reused.
-
-This module imports neither torch nor transformers.
+Each family of extractors (:data:`FEATURE_FAMILIES`) has a version in
+:data:`FEATURE_VERSIONS`, bumped only when the code changes the numbers that
+family stores. It goes into the digest and the cache key instead of the toolkit's
+own version, so upgrading the toolkit keeps every cache whose family did not
+change. The SSL family is at version 1, the value the digest always held, so SSL
+caches of earlier releases keep their folders. This module imports neither torch
+nor transformers.
 """
 
 from __future__ import annotations
@@ -65,24 +61,16 @@ class ExtractorConfig:
     Attributes:
         model: a Hugging Face hub id (``facebook/wav2vec2-base``), a local model
             folder, or one of :data:`CLASSIC_MODELS`.
-        revision: hub branch, tag or commit; ``None`` takes the default branch.
-            The commit actually loaded goes into the cache key either way.
-        dtype: compute precision; ``float16``/``bfloat16`` run under autocast.
-        poolings: statistics over the valid frames, stored separately.
         sample_rate: rate (Hz) the audio is resampled to before the model (and
             before ``mfcc``/``logmel``); ``egemaps`` runs at each recording's
             own rate instead (see :mod:`ssl_ser.extract.classic`).
-        max_seconds: longest stretch of audio the model sees at once; ``None`` is
-            no limit (Whisper's encoder always sees at most 30 s).
-        long_audio: for audio longer than `max_seconds`: ``window`` cuts it into
-            equal windows of at most `max_seconds`, runs each and pools over the
-            frames of all windows; ``crop`` keeps only the first `max_seconds`.
-        whisper_trim: feed Whisper's encoder only the log-mel frames of the real
-            audio instead of the fixed 30 s window. Much faster on short clips,
-            but it changes what the model sees (it was trained on 30 s windows),
-            so the features differ from the untrimmed ones.
         n_mels: mel bands of the ``mfcc`` and ``logmel`` baselines.
         n_mfcc: cepstral coefficients of the ``mfcc`` baseline (c0 included).
+
+    The other fields are the :class:`~ssl_ser.extract.settings.ExtractSettings`
+    fields of the same name (see their help). The commit a `revision` resolves to
+    goes into the cache key either way; `whisper_trim` changes the features because
+    Whisper was trained on 30 s windows.
     """
 
     model: str
@@ -261,10 +249,6 @@ def check_run_options(
 
 
 def check_batch_seconds(batch_seconds: float) -> None:
-    """Refuse a padded-seconds budget per forward pass that is not positive.
-
-    Raises:
-        ConfigError: `batch_seconds` is zero, negative or not a number.
-    """
+    """Refuse (ConfigError) a padded-seconds budget per forward pass that is not positive."""
     if not batch_seconds > 0:
         raise ConfigError(f"batch seconds {batch_seconds!r} must be positive")

@@ -39,7 +39,7 @@ class MaskedGroupNorm(nn.Module):
     """A ``GroupNorm`` over (batch, channels, time) whose statistics skip padded frames.
 
     Without lengths set it is the wrapped ``GroupNorm`` itself; inside
-    :meth:`valid_lengths` it normalises each row with statistics of its first
+    :func:`valid_lengths` it normalises each row with statistics of its first
     ``lengths[b]`` frames only (biased variance and ``eps`` inside the root, as
     ``GroupNorm``), running the fused ``group_norm`` on each row's valid part.
     """
@@ -48,15 +48,6 @@ class MaskedGroupNorm(nn.Module):
         super().__init__()
         self.norm = norm
         self.lengths: torch.Tensor | None = None
-
-    @contextlib.contextmanager
-    def valid_lengths(self, lengths: torch.Tensor | None) -> Iterator[None]:
-        """Normalise over the first `lengths[b]` frames of each row while inside."""
-        self.lengths = lengths
-        try:
-            yield
-        finally:
-            self.lengths = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalise `x` (batch, channels, time); padded frames come out as zeros."""
@@ -99,11 +90,8 @@ def masked_front_end(
 ) -> Iterator[None]:
     """Give each masked norm the valid frame count after its convolution, while inside.
 
-    Args:
-        norms: the pairs :func:`install_masked_group_norms` returned.
-        samples: valid input samples per row; ``None`` when nothing is padded.
-        kernels: kernel size of each convolution.
-        strides: stride of each convolution.
+    `norms` are the pairs :func:`install_masked_group_norms` returned; `samples` the
+    valid input samples per row (``None`` when nothing is padded).
     """
     with contextlib.ExitStack() as stack:
         if samples is not None:
@@ -111,7 +99,7 @@ def masked_front_end(
                 lengths = samples
                 for kernel, stride in zip(kernels[: index + 1], strides[: index + 1], strict=True):
                     lengths = torch.div(lengths - kernel, stride, rounding_mode="floor") + 1
-                stack.enter_context(norm.valid_lengths(lengths))
+                stack.enter_context(valid_lengths(norm, lengths))
         yield
 
 
@@ -135,14 +123,17 @@ class PaddingZeroer:
             return None
         return output * frame_mask(self.lengths, output.shape[-1])[:, None, :].to(output.dtype)
 
-    @contextlib.contextmanager
-    def valid_frames(self, lengths: torch.Tensor | None) -> Iterator[None]:
-        """Zero frames from `lengths[b]` on in row b while inside (no-op for ``None``)."""
-        self.lengths = lengths
-        try:
-            yield
-        finally:
-            self.lengths = None
+
+@contextlib.contextmanager
+def valid_lengths(
+    holder: MaskedGroupNorm | PaddingZeroer, lengths: torch.Tensor | None
+) -> Iterator[None]:
+    """Let `holder` see only the first `lengths[b]` frames of row b while inside (None: all)."""
+    holder.lengths = lengths
+    try:
+        yield
+    finally:
+        holder.lengths = None
 
 
 def stacked_position_convs(encoder: nn.Module) -> list[nn.Module]:

@@ -195,19 +195,18 @@ class ClassicPreprocessor(Preprocessor):
                 f"{self.kind} is computed at {self.sample_rate} Hz; got audio at {rate} Hz"
             )
         pieces = split_long(wave, rate, self.max_seconds, self.long_audio)
-        return [self._segment_at(piece, rate) for piece in pieces]
+        return [self.segment(piece, rate) for piece in pieces]
 
-    def segment(self, wave: np.ndarray) -> Segment:
-        """Frame features of audio at `sample_rate` (eGeMAPS: one 'frame' of 88 functionals)."""
-        return self._segment_at(wave, self.sample_rate)
+    def segment(self, wave: np.ndarray, rate: int | None = None) -> Segment:
+        """Frame features of `wave` at `rate` (default `sample_rate`; eGeMAPS: one 'frame').
 
-    def _segment_at(self, wave: np.ndarray, rate: int) -> Segment:
-        """Features of `wave`; zero frames (reported as too short) below :meth:`min_seconds`.
+        Zero frames (reported as too short) below :meth:`min_seconds`.
 
         Raises:
             ValueError: the features hold NaN or inf (never stored; the utterance is
                 recorded as failed with this reason).
         """
+        rate = self.sample_rate if rate is None else rate
         seconds = wave.shape[0] / rate
         if wave.shape[0] < math.ceil(self.min_seconds() * rate - 1e-6):
             return Segment(np.zeros((0, 0), dtype=np.float32), 0, seconds)

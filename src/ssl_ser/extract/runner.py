@@ -9,24 +9,16 @@ the cache before the next one starts, so a killed run loses at most one batch;
 re-running finishes the rest. A file that cannot be read is recorded as failed
 (id and reason) in the cache and in the summary, and the corpus goes on.
 
-The cache knows which audio each row came from: the workers fingerprint each
-file they read (size, modification time, BLAKE2b of the content; see
-:mod:`ssl_ser.fingerprint`; for ready telephone copies, the copy read), and the
-fingerprint is committed with the row. Before extracting, each committed row's
-file is stat'ed; a file whose path (the fingerprint binds it), size or time
-differs is hashed (every file with ``rehash``), and a row whose
-audio changed is extracted again ("N utterance(s) changed since they were
-extracted; re-extracting"). A file only touched keeps its row and gets its new
-time recorded; a file gone or unreadable keeps its row, unchecked, with a
-warning (its features are not known to be wrong, and re-extracting could only
-fail). Rows of caches built before fingerprints existed are fingerprinted from
-their current files once, with a warning that the current audio is taken as
-their source.
+The workers fingerprint each file they read (:mod:`ssl_ser.fingerprint`), and the
+fingerprint is committed with the row; before extracting, rows whose audio
+changed are extracted again (:meth:`_Job._check_audio`; the rules users see:
+``docs/extract.md``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -65,10 +57,6 @@ from ssl_ser.workers import exit_with_parent
 
 log = logging.getLogger(__name__)
 
-# Storage dtype of the cache: "auto" keeps an existing file's dtype; a new file gets
-# float32 for classic baselines (small, and eGeMAPS values reach beyond float16's
-# +-65504) and float16 for transformer states (half the disk, ample precision).
-STORAGE_DTYPE = "auto"
 PREFETCH_BATCHES = 4
 SHOWN_IDS = 5
 # With progress bars off, at most one extraction line per this many seconds.
@@ -118,11 +106,10 @@ class UtteranceDataset(Dataset):
         row = self.rows[index]
         source = None
         try:
+            path = audio.utterance_path(row, self.condition, self.telephone_source)
             # a FIFO would block both the hash and the decoder: refuse it first
-            fingerprint.check_regular(
-                audio.utterance_path(row, self.condition, self.telephone_source)
-            )
-            source = self._fingerprint(row) if self.verify else None
+            fingerprint.check_regular(path)
+            source = _fingerprint(path) if self.verify else None
             wave, rate = self._load(row)
             if self.verify:
                 self._check_unchanged(row, source)
@@ -137,14 +124,6 @@ class UtteranceDataset(Dataset):
             reason = f"audio too short ({seconds:.4f} s); the model needs {needed:.4f} s"
             return Prepared(row["utt_id"], [], seconds, reason, source)
         return Prepared(row["utt_id"], segments, seconds, fingerprint=source)
-
-    def _fingerprint(self, row: dict[str, Any]) -> Fingerprint | None:
-        """The fingerprint of the file this row reads (None if unreadable: loading says why)."""
-        path = audio.utterance_path(row, self.condition, self.telephone_source)
-        try:
-            return fingerprint.of_file(path)
-        except OSError:
-            return None
 
     def _check_length(self, row: dict[str, Any], seconds: float) -> None:
         """Refuse audio whose decoded length is not the manifest's duration.
@@ -204,7 +183,7 @@ def extract(
     batch_seconds: float = DEFAULT_BATCH_SECONDS,
     workers: int | None = None,
     telephone_source: str = "derived",
-    storage_dtype: str = STORAGE_DTYPE,
+    storage_dtype: str = "auto",
     retry_failed: bool = RETRY_FAILED,
     verify_cache: bool = True,
     progress: bool = False,
@@ -213,37 +192,12 @@ def extract(
 ) -> list[ExtractSummary]:
     """Extract pooled features of every hidden layer into one cache file per corpus.
 
-    Args:
-        manifest_df: manifest (see :mod:`ssl_ser.manifest`); rows of several corpora
-            go to several files.
-        config: what to compute (model, dtype, poolings, long-audio policy).
-        cache_dir: root of the caches: ``DIR/<config slug>/<corpus>/<condition>.h5``.
-        condition: ``clean`` or ``telephone``, or several of them: the model loads
-            once and each condition gets its own cache file per corpus.
-        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (not part of the cache key).
-        batch_seconds: padded seconds of audio per forward pass; lower it when
-            memory runs out (not part of the cache key).
-        workers: DataLoader worker processes for loading audio (0: in this
-            process); default :func:`default_workers`.
-        telephone_source: ``derived`` or ``folder`` (see :func:`ssl_ser.audio.load_utterance`).
-        storage_dtype: ``float16`` or ``float32`` in the cache file, or ``auto``:
-            an existing file's own dtype, else float32 for classic baselines and
-            float16 for models. An explicit dtype other than an existing file's
-            converts that file (its rows are kept; see :class:`ssl_ser.cache.CacheWriter`).
-        retry_failed: try utterances recorded as failed by an earlier run again
-            (default :data:`~ssl_ser.extract.config.RETRY_FAILED`: no; a failed row
-            whose audio changed since is tried again either way).
-        verify_cache: before extracting, read every stored chunk of each cache and
-            mark the rows that fail their checksum or hold NaN/inf not complete, so
-            they are extracted again (see :meth:`ssl_ser.cache.CacheWriter.repair`).
-        progress: show a progress bar (audio seconds, with a rate).
-        shard: ``(K, N)``: extract only shard K of N (K from 1) of the manifest,
-            balanced by duration (see :mod:`ssl_ser.extract.sharding`), into shard
-            files beside the cache files (``<condition>.shard-K-of-N.h5``, see
-            :mod:`ssl_ser.cache.shards`); ``ser cache merge`` combines them.
-        rehash: hash the audio of every committed row, not only of rows whose
-            path, size or modification time changed: the certain check, which also
-            catches a file replaced by other audio of equal size and time.
+    Each corpus of `manifest_df` gets its own file per condition,
+    ``cache_dir/<config slug>/<corpus>/<condition>.h5``; with several conditions
+    the model loads once. The keyword options are the fields of
+    :class:`~ssl_ser.extract.settings.ExtractSettings` of the same name (see
+    their help); `shard` is ``(K, N)`` (see :mod:`ssl_ser.cache.shards`), and
+    `progress` draws a bar of audio seconds.
 
     Returns:
         One summary per condition and corpus, in that order (corpora by name);
@@ -295,7 +249,7 @@ def extract(
             if shard is not None and assignment is not None:
                 _warn_merged(path, shard)
                 rows, path, record = _shard_rows(rows, path, assignment, shard)
-                on_locked = _record_writer(record, shards.record_path(path))
+                on_locked = functools.partial(record.write, shards.record_path(path))
             summaries.append(
                 job.run_corpus(str(corpus), rows, path, storage_dtype, retry_failed, on_locked)
             )
@@ -310,7 +264,8 @@ def _shard_rows(
     The record (see :class:`ssl_ser.cache.shards.ShardRecord`) holds each row's
     place in the corpus's manifest order and the whole corpus's digest, which the
     merge needs to rebuild the file a single process writes. It is written only
-    once the shard file's writer lock is held (see :func:`_record_writer`).
+    once the shard file's writer lock is held: a second launch of a running shard
+    must not replace its record before it finds the shard locked.
     """
     number, count = shard
     mine = (assignment.loc[rows.index] == number).to_numpy()
@@ -347,15 +302,6 @@ def _warn_merged(path: Path, shard: tuple[int, int]) -> None:
         )
 
 
-def _record_writer(record: shards.ShardRecord, path: Path) -> Callable[[], None]:
-    """Write `record` to `path` when called: after the shard's lock is taken.
-
-    A second launch of a running shard must not replace its record before it
-    finds the shard locked.
-    """
-    return lambda: record.write(path)
-
-
 def prepared_batches(dataset: Dataset, workers: int, batch_size: int = 16) -> DataLoader:
     """Batches (lists) of a dataset's prepared items, loaded `workers` processes ahead.
 
@@ -382,22 +328,16 @@ def utterance_stats(stats: FrameStats, segments_per_utterance: Sequence[int]) ->
 
 
 def cache_key(
-    backbone: Backbone, config: ExtractorConfig, condition: str, telephone_source: str
+    identity: Mapping[str, Any], config: ExtractorConfig, condition: str, telephone_source: str
 ) -> dict[str, Any]:
     """The flat key that identifies the features of one cache file.
 
-    It holds what the numbers depend on: the model and its revision, the config,
-    the rate (``native`` for eGeMAPS), the condition's chain, the poolings and the
-    family's feature version (see :mod:`ssl_ser.extract.config`), not the
-    toolkit's version, which the file records beside the key.
+    It holds what the numbers depend on: the model and its revision (a backbone's
+    ``identity``, see :func:`backbones.identity_of`), the config, the rate
+    (``native`` for eGeMAPS), the condition's chain, the poolings and the family's
+    feature version (see :mod:`ssl_ser.extract.config`), not the toolkit's version,
+    which the file records beside the key.
     """
-    return key_of(backbone.identity, config, condition, telephone_source)
-
-
-def key_of(
-    identity: Mapping[str, Any], config: ExtractorConfig, condition: str, telephone_source: str
-) -> dict[str, Any]:
-    """:func:`cache_key` from a backbone's identity (see :func:`backbones.identity_of`)."""
     condition_params = dict(audio.condition_params(condition))
     if condition == "telephone":
         condition_params["telephone_source"] = telephone_source
@@ -420,8 +360,9 @@ def storage_dtype_for(requested: str, config: ExtractorConfig, path: Path) -> tu
     """The storage dtype of a run, and whether an existing file must be converted to it.
 
     ``auto`` keeps an existing file's dtype (a file that cannot be read is left to
-    the writer's checks) and picks float32 for classic baselines, float16 for
-    models; an explicit dtype converts a file stored in the other.
+    the writer's checks) and picks float32 for classic baselines (eGeMAPS values
+    reach beyond float16's +-65504), float16 for models (half the disk, ample
+    precision); an explicit dtype converts a file stored in the other.
     """
     if requested != "auto":
         return requested, True
@@ -460,7 +401,7 @@ class _Job:
         record there), before anything is read or written.
         """
         backbone = self.backbone
-        key = cache_key(backbone, self.config, self.condition, self.telephone_source)
+        key = cache_key(backbone.identity, self.config, self.condition, self.telephone_source)
         layers = [str(i) for i in range(backbone.states)]
         model = Path(str(backbone.identity["model"])).name
         summary = ExtractSummary(corpus, self.condition, path, model, layers=backbone.states)
@@ -522,7 +463,8 @@ class _Job:
         with the same content gets its new time recorded. Complete rows without a
         fingerprint (a cache of an older ssl-ser) are fingerprinted from their
         current files, trusted as their source, with a warning. A file that is
-        gone or unreadable cannot be checked: its row is kept, with a warning.
+        gone or unreadable cannot be checked: its row is kept, with a warning
+        (its features are not known to be wrong, and re-extracting could only fail).
         """
         ids = rows["utt_id"].tolist()
         recorded = writer.fingerprints(ids, failed=True)
@@ -741,17 +683,18 @@ def _needs_hash(stored: Fingerprint | None, path: str) -> bool:
 
 def _hash_files(paths: Mapping[str, str], threads: int) -> dict[str, Fingerprint | None]:
     """Fingerprint files in a few threads (hashing releases the GIL); None: unreadable."""
-
-    def one(path: str) -> Fingerprint | None:
-        try:
-            return fingerprint.of_file(path)
-        except OSError:
-            return None
-
     if not paths:
         return {}
     with ThreadPoolExecutor(max_workers=min(threads, os.cpu_count() or 1)) as pool:
-        return dict(zip(paths, pool.map(one, paths.values()), strict=True))
+        return dict(zip(paths, pool.map(_fingerprint, paths.values()), strict=True))
+
+
+def _fingerprint(path: str | Path) -> Fingerprint | None:
+    """The fingerprint of the file at `path`, or None if it cannot be read (loading says why)."""
+    try:
+        return fingerprint.of_file(path)
+    except OSError:
+        return None
 
 
 def progress_total(steps: Sequence[float]) -> float:

@@ -1,28 +1,16 @@
 """Which utterances each of N extraction shards takes: 1/N of the audio duration each.
 
-``ser extract --shard K/N`` runs one of N independent pieces of an extraction
-(one GPU, node or scheduler array task each), and ``ser cache merge`` combines
-their shard files (see :mod:`ssl_ser.cache.shards`). The assignment depends on
-nothing but the manifest rows and N, so every shard computes the same one
-without talking to the others:
-
-1. rows are put in canonical order (by corpus, then utterance id), so the order
-   of the manifest file does not matter;
-2. longest first (ties in that canonical order), each utterance goes to the
-   shard with the least audio so far (ties: the lowest K), the classic
-   longest-processing-time rule. Shards then differ by at most about one
-   utterance's duration, where an assignment by file count can differ by a
-   large share when lengths vary (CREMA-D's 1-5 s, MESD's 0.4-2 s...).
-
-Durations are the manifest's ``duration`` column (read from the file headers by
-``ser prepare``), so no audio is decoded to balance. A model's cost is roughly
-proportional to duration (Whisper without ``--whisper-trim`` pads every
-utterance to 30 s, so there the shards hold equal audio but unequal counts;
-both are close to balanced on a real corpus). The assignment is over the whole
-manifest, so a shard may hold no row of a small corpus; it still writes its
-(empty) shard file, so the merge can tell "empty" from "missing".
-
-Shards count from 1, as ``#SBATCH --array=1-N`` numbers array tasks.
+The assignment depends on nothing but the manifest rows and N, so every shard
+computes the same one without talking to the others: rows in canonical order (by
+corpus, then utterance id, so the manifest file's order does not matter), then
+longest first, each to the shard with the least audio so far (ties: the lowest
+K), the longest-processing-time rule. Shards then differ by at most about one
+utterance's duration, where an assignment by file count can differ by a large
+share when lengths vary (CREMA-D's 1-5 s, MESD's 0.4-2 s...). Durations are the
+manifest's ``duration`` column, so no audio is decoded to balance. A shard may
+hold no row of a small corpus; it still writes its (empty) shard file, so the
+merge can tell "empty" from "missing". Shards count from 1, as ``#SBATCH
+--array=1-N`` numbers array tasks.
 """
 
 from __future__ import annotations

@@ -8,12 +8,9 @@ from pathlib import Path
 
 @dataclass
 class ExtractSummary:
-    """The outcome of extracting one corpus under one condition.
+    """The outcome of extracting one corpus under one condition into cache file `path`.
 
     Attributes:
-        corpus: corpus name (one cache file per corpus).
-        condition: audio condition.
-        path: the cache file.
         model: the model's short name (a folder's last part), shown first in the line.
         extracted: utterances whose features this run computed and stored.
         already_done: utterances found complete in the cache and left alone.
@@ -41,23 +38,14 @@ class ExtractSummary:
     layers: int = 0
     seconds: float = 0.0
 
-    @property
-    def audio_hours(self) -> float:
-        """Audio processed, in hours."""
-        return self.audio_seconds / 3600.0
-
-    @property
-    def rate(self) -> float:
-        """Audio seconds processed per wall-clock second (0 when nothing ran)."""
-        return self.audio_seconds / self.seconds if self.seconds > 0 else 0.0
-
     def line(self) -> str:
-        """The one-line summary the CLI prints."""
+        """The one-line summary the CLI prints (rate: audio seconds per wall-clock second)."""
         model = f"{self.model} " if self.model else ""
+        rate = self.audio_seconds / self.seconds if self.seconds > 0 else 0.0
         text = (
             f"{model}{self.corpus}/{self.condition}: {self.extracted} utterances "
-            f"({self.audio_hours:.3f} h audio), {self.layers} layers, {self.seconds:.1f} s, "
-            f"{self.rate:.1f} audio s/s"
+            f"({self.audio_seconds / 3600:.3f} h audio), {self.layers} layers, "
+            f"{self.seconds:.1f} s, {rate:.1f} audio s/s"
         )
         if self.already_done:
             text += f"; {self.already_done} already cached"
