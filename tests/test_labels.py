@@ -8,7 +8,6 @@ from ssl_ser.errors import ConfigError, UnknownChoiceError
 from ssl_ser.labels import (
     EMOTIONS,
     LABEL_SETS,
-    apply_label_set,
     canonical_emotion,
     get_label_set,
     label_set_name,
@@ -21,14 +20,14 @@ def test_canonical_vocabulary_is_the_documented_one() -> None:
 
 
 def test_basic4_keeps_four_emotions_and_excludes_the_rest() -> None:
-    labels = apply_label_set(EMOTIONS, "basic4")
+    labels = [get_label_set("basic4").label(e) for e in EMOTIONS]
     kept = {e: label for e, label in zip(EMOTIONS, labels, strict=True) if label is not None}
     assert kept == {"angry": "angry", "happy": "happy", "sad": "sad", "neutral": "neutral"}
     assert get_label_set("basic4").classes == ("angry", "happy", "sad", "neutral")
 
 
 def test_all_keeps_every_emotion_as_itself() -> None:
-    assert apply_label_set(EMOTIONS, "all") == list(EMOTIONS)
+    assert [get_label_set("all").label(e) for e in EMOTIONS] == list(EMOTIONS)
     assert get_label_set("all").classes == EMOTIONS
 
 
@@ -44,7 +43,7 @@ def test_sentiment_mapping() -> None:
         "boredom": None,
         "calm": None,
     }
-    assert dict(zip(EMOTIONS, apply_label_set(EMOTIONS, "sentiment"), strict=True)) == expected
+    assert {e: get_label_set("sentiment").label(e) for e in EMOTIONS} == expected
     assert set(get_label_set("sentiment").classes) == {"positive", "negative", "neutral"}
 
 
@@ -53,8 +52,6 @@ def test_unknown_label_set_names_the_value_and_the_choices() -> None:
         get_label_set("basic5")
     assert caught.value.choices == list(LABEL_SETS)
     assert "basic4, all, sentiment" in str(caught.value)
-    with pytest.raises(UnknownChoiceError):
-        apply_label_set(["angry"], "basic5")
 
 
 @pytest.mark.parametrize(
@@ -97,7 +94,7 @@ def test_an_explicit_list_keeps_its_emotions_each_its_own_class(spec) -> None:
     # one spelling whatever the order or form: the canonical vocabulary's order
     assert label_set.name == "angry,happy,sad,neutral,fear,disgust"
     assert label_set.classes == SHARED6
-    labels = dict(zip(EMOTIONS, apply_label_set(EMOTIONS, spec), strict=True))
+    labels = {e: label_set.label(e) for e in EMOTIONS}
     assert labels == {e: (e if e in SHARED6 else None) for e in EMOTIONS}
     assert label_set_name(spec) == label_set.name
 

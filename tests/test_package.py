@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import click
+import pytest
 from click.testing import CliRunner
 
 import ssl_ser
@@ -13,6 +14,18 @@ def test_import_does_not_load_torch():
     code = "import ssl_ser, ssl_ser.cli.main, sys; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("command", ["finetune", "classify", "predict"])
+def test_help_does_not_import_pandas(command):
+    # the commands' choices (conditions, telephone sources) come from ssl_ser.choices
+    code = (
+        "import sys; from ssl_ser.cli.main import cli; "
+        f"cli.main(['{command}', '--help'], standalone_mode=False); "
+        "print(sorted(m for m in ('pandas', 'torch') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "Usage:" in out.stdout and out.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_version_option():

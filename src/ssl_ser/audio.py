@@ -60,6 +60,7 @@ import soxr
 from tqdm.auto import tqdm
 
 from ssl_ser.atomic import write_file
+from ssl_ser.choices import CONDITIONS, TELEPHONE_SOURCES
 from ssl_ser.errors import AudioError, ConfigError, ManifestError, UnknownChoiceError
 from ssl_ser.manifest import DOWNMIX
 from ssl_ser.paths import existing_form, unreadable_reason
@@ -71,8 +72,6 @@ log = logging.getLogger(__name__)
 
 # The file types the corpus readers and ``ser predict`` look for in a folder.
 AUDIO_SUFFIXES: frozenset[str] = frozenset({".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff"})
-CONDITIONS: tuple[str, ...] = ("clean", "telephone")
-TELEPHONE_SOURCES: tuple[str, ...] = ("derived", "folder")
 DEFAULT_SAMPLE_RATE = 16000
 RESAMPLE_QUALITY = "HQ"
 CLEAN_VERSION = 1
@@ -418,18 +417,20 @@ def _utterance_source(
     return row["path"], condition
 
 
+def _row_value(row: Mapping[str, Any], key: str, default: Any) -> Any:
+    """A row's `key`, or `default` where it is missing, None, empty or NaN."""
+    value = row.get(key, default)
+    if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
+        return default
+    return value
+
+
 def _row_text(row: Mapping[str, Any], key: str) -> str:
-    value = row.get(key, "")
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return str(value)
+    return str(_row_value(row, key, ""))
 
 
 def _row_channel(row: Mapping[str, Any]) -> int:
-    value = row.get("channel", DOWNMIX)
-    if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
-        return DOWNMIX
-    return int(value)
+    return int(_row_value(row, "channel", DOWNMIX))
 
 
 def render_condition(
@@ -444,14 +445,6 @@ def render_condition(
 
     Files go to ``out_dir/<utt_id>.wav`` (``emodb/03a01Fa`` becomes the subfolder
     ``emodb``); samples beyond [-1, 1] are clipped.
-
-    Args:
-        manifest_df: manifest DataFrame (see :mod:`ssl_ser.manifest`).
-        condition: ``clean`` or ``telephone``.
-        out_dir: output folder, created if needed.
-        sample_rate: rate of the written files in Hz.
-        telephone_source: ``derived`` or ``folder`` (see :func:`load_utterance`).
-        progress: show a progress bar with an utterances/s rate.
 
     Returns:
         The written paths, in manifest order.
@@ -500,10 +493,9 @@ def check_complete(path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
         return  # reading it says why
-    declared = _wav_declared(path)
-    if declared is None:
+    frames = _wav_declared(path)
+    if frames is None:
         return
-    frames = declared
     try:
         info = sf.info(str(path))
     except Exception:  # unreadable: the decoder's own error says why

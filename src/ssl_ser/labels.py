@@ -12,7 +12,7 @@ spellings of one set give one value, and the report groups their cells together.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ssl_ser.errors import ConfigError, UnknownChoiceError
@@ -168,12 +168,6 @@ def _unknown_set(name: str, where: str) -> UnknownChoiceError:
         f"({', '.join(EMOTIONS)}), e.g. {LIST_EXAMPLE}",
     )
     return error
-
-
-def apply_label_set(emotions: Iterable[str], name: str | Sequence[str]) -> list[str | None]:
-    """Map canonical emotions to the class labels of a label set (None = excluded)."""
-    label_set = get_label_set(name)
-    return [label_set.label(e) for e in emotions]
 
 
 def canonical_emotion(name: str, mapping: Mapping[str, str] | None = None, where: str = "") -> str:

@@ -142,8 +142,8 @@ class Where:
     keys: tuple[str, ...] = ()
 
     def child(self, key: object) -> Where:
-        """The position of `key` inside this value."""
-        return Where(self.source, (*self.keys, str(key)))
+        """The position of `key` inside this value (a subclass stays itself)."""
+        return dataclasses.replace(self, keys=(*self.keys, str(key)))
 
     def __str__(self) -> str:
         if not self.keys:
@@ -195,13 +195,10 @@ class Settings(BaseModel):
         opt = option_of(cls, str(info.field_name))
         if opt is None:
             return value
+        valid = opt.choice_list()
         for item in value if isinstance(value, tuple) else (value,):
             opt.check_bounds(item)
-        valid = opt.choice_list()
-        if valid is None:
-            return value
-        for item in value if isinstance(value, tuple) else (value,):
-            if item is not None and item not in valid:
+            if valid is not None and item is not None and item not in valid:
                 raise PydanticCustomError(
                     "choice", "unknown value {value!r}", {"value": item, "choices": valid}
                 )
@@ -418,9 +415,7 @@ def located_error(
         return ConfigError(f"missing required key {loc[-1]!r} in {name(loc[:-1])}")
     if kind == "choice":
         return UnknownChoiceError("value", ctx["value"], ctx["choices"], where=name(loc))
-    if kind == "invalid":
-        return ConfigError(f"{name(loc)} must be {ctx['text']}; got {ctx['value']!r}")
-    if kind == "bound":
+    if kind in ("invalid", "bound"):
         return ConfigError(f"{name(loc)} must be {ctx['text']}; got {ctx['value']!r}")
     return wrong_type(first["input"], _expected(_hint_at(model, loc)), name(loc))
 
@@ -534,17 +529,14 @@ def click_option(model: type[Settings], name: str) -> Callable[[Callable[..., An
             kwargs["is_flag"] = True
         kwargs.update(default=bool(default), show_default=negatable)
         return click.option(flag, *opt.aliases, name, **kwargs)
-    kwargs.update(cli_type(model, name, default))
+    kwargs.update(cli_type(opt, hint, default))
     if kwargs["required"]:
         del kwargs["default"]  # with a default, click takes a missing option as given
     return click.option(flag, *opt.aliases, name, **kwargs)
 
 
-def cli_type(model: type[Settings], name: str, default: Any) -> dict[str, Any]:
-    """The click type, default and repetition of a non-boolean field."""
-    info = model.model_fields[name]
-    opt = option_of(model, name) or Opt(help="")
-    hint = bare(info.annotation)
+def cli_type(opt: Opt, hint: Any, default: Any) -> dict[str, Any]:
+    """The click type, default and repetition of a non-boolean field (`hint`: its bare type)."""
     choices = opt.choice_list()
     shown = default not in (None, (), {}, "")
     tuple_hint = typing.get_origin(hint) is tuple

@@ -99,6 +99,11 @@ def test_classify_end_to_end_over_caches(files, tmp_path):
         ),
         (["--condition", "telephone"], "holds condition 'clean', but condition 'telephone'"),
         (["--labels", "basic9"], "unknown label set 'basic9'"),
+        (
+            ["--layers", "0-40"],
+            "unknown layer '40' in range '0-40' of --layers (the cache holds 4 layers); "
+            "expected one of 0, 1, 2, 3",
+        ),
         (["--folds", "20"], "20 folds need at least 20 speakers"),
         (
             ["--ratios", "0.8,0.2"],

@@ -296,6 +296,15 @@ def test_probe_options_become_the_same_experiment_a_file_describes():
     assert tuned.finetune is not None and tuned.finetune.epochs == 20
 
 
+def test_probe_warns_once_of_the_deprecated_dask_spelling(caplog):
+    values = probe_values("--model", "mfcc", "--corpus", "emodb=/a", "--backend", "dask")
+    with caplog.at_level("WARNING", logger="ssl_ser.classify.sweep.plan"):
+        experiment = probe_experiment(values)
+    assert experiment.classify.backend == "dask"
+    warned = [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()]
+    assert warned == ["--backend dask is deprecated and goes in the next release; use --dask local"]
+
+
 @pytest.mark.parametrize(
     "labels",
     [

@@ -178,17 +178,21 @@ def content_digest(source: FeatureSource) -> str:
     return digest.hexdigest()
 
 
-def select_layers(spec: str | Sequence[str], available: Sequence[str]) -> list[str]:
+def select_layers(
+    spec: str | Sequence[str], available: Sequence[str], option: str = "--layers"
+) -> list[str]:
     """Layer names selected by ``("all",)``, ``("0-6",)``, ``("3", "6", "9")`` or a mix.
 
     Each item is ``all``, a layer name or a range ``first-last``; text is read by
-    the one layer grammar (:func:`ssl_ser.classify.settings.parse_layers`).
+    the one layer grammar (:func:`ssl_ser.classify.settings.parse_layers`). Errors
+    name `option` (the flag or key the selection came from) and the layer count.
 
     Raises:
         UnknownChoiceError: a layer or range end that the features do not have.
         ConfigError: a selection of no layer.
     """
     available = [str(a) for a in available]
+    held = f"{option} (the cache holds {len(available)} layers)"
     items = list(layer_items(spec if isinstance(spec, str) else list(spec), "the layers"))
     if items == ["all"]:
         return list(available)
@@ -199,13 +203,13 @@ def select_layers(spec: str | Sequence[str], available: Sequence[str]) -> list[s
             first, last = match["first"], match["last"]
             for end in (first, last):
                 if end not in available:
-                    raise UnknownChoiceError("layer", end, available, where=f"range {item!r}")
+                    raise UnknownChoiceError("layer", end, available, f"range {item!r} of {held}")
             lo, hi = available.index(first), available.index(last)
             chosen += available[min(lo, hi) : max(lo, hi) + 1]
         elif item in available:
             chosen.append(item)
         else:
-            raise UnknownChoiceError("layer", item, ["all", *available])
+            raise UnknownChoiceError("layer", item, ["all", *available], held)
     if not chosen:
         raise ConfigError(f"layer selection {','.join(items)!r} selects no layer")
     return list(dict.fromkeys(chosen))

@@ -262,20 +262,28 @@ class SweepSettings(Settings):
         enters=CELL_ID,
     )
 
-    @model_validator(mode="after")
-    def _one_dask_spelling(self, info: ValidationInfo) -> SweepSettings:
-        """Refuse both Dask spellings or a malformed address; warn of the deprecated one."""
+    @model_validator(mode="wrap")
+    @classmethod
+    def _one_dask_spelling(cls, data: Any, handler: Any, info: ValidationInfo) -> SweepSettings:
+        """Refuse both Dask spellings or a malformed address; warn of the deprecated one.
+
+        Settings given already validated (``ser probe``'s, inside its experiment) are
+        not checked again: pydantic reruns "after" validators on them, warning twice.
+        """
         from ssl_ser.classify.sweep.plan import dask_placement
 
+        settings = handler(data)
+        if isinstance(data, SweepSettings):
+            return settings
         where = (info.context or {}).get("where")
         fields = ("dask", "backend", "scheduler")
         if where is None:
             names = {name: flag_of(SweepSettings, name) for name in fields}
-            dask_placement(self.dask, self.backend, self.scheduler, names)
+            dask_placement(settings.dask, settings.backend, settings.scheduler, names)
         else:
-            names = {name: f"{self.section}.{name}" for name in fields}
-            dask_placement(self.dask, self.backend, self.scheduler, names, where.source)
-        return self
+            names = {name: f"{settings.section}.{name}" for name in fields}
+            dask_placement(settings.dask, settings.backend, settings.scheduler, names, where.source)
+        return settings
 
 
 class ClassifyRun(Settings):

@@ -1,15 +1,8 @@
 """`ser cache ls|info|verify|prune|merge`: list, describe, check, repair, trim and merge caches.
 
-Each command ends with a one-line summary; `verify` exits with status 1 when it
-finds a problem, after listing them, unless `--repair` fixed every one.
-`verify --repair` sends corrupt rows (bad chunk checksum, NaN/inf, a damaged row
-index) back to extraction by rebuilding the file with them not complete; `ser
-extract` then redoes them. `prune` drops the rows no manifest lists (refusing a
-manifest that shares no id with the cache, and more than half of the rows without
-`--yes`). `merge` combines the shard
-files of `ser extract --shard K/N` into the normal cache files (see
-:mod:`ssl_ser.cache.shards`); it exits with status 1 when a cache cannot be merged,
-after merging the others.
+Each command ends with a one-line summary. `verify` (unless `--repair` fixed every
+problem) and `merge` (when a cache cannot be merged, after merging the others) exit
+with status 1.
 """
 
 from __future__ import annotations
@@ -43,10 +36,7 @@ def human_size(n_bytes: float) -> str:
 
 
 def _first_field(key: dict[str, Any], names: tuple[str, ...]) -> str:
-    for name in names:
-        if name in key:
-            return str(key[name])
-    return "-"
+    return next((str(key[name]) for name in names if name in key), "-")
 
 
 @click.group()
@@ -103,14 +93,10 @@ def info(file: Path, as_json: bool) -> None:
     click.echo(f"poolings: {', '.join(summary['poolings'])}")
     click.echo(f"shape: {' x '.join(str(n) for n in summary['shape'])} {summary['storage_dtype']}")
     click.echo(f"manifest digest: {summary['manifest_digest'] or '(not set)'}")
-    click.echo(
-        "checksums: "
-        + (
-            "per chunk (Fletcher-32)"
-            if summary["checksums"]
-            else "absent (built by an older ssl-ser)"
-        )
-    )
+    checksums = "absent (built by an older ssl-ser)"
+    if summary["checksums"]:
+        checksums = "per chunk (Fletcher-32)"
+    click.echo(f"checksums: {checksums}")
     feature_version = summary["feature_version"]
     click.echo(f"feature version: {'(none)' if feature_version is None else feature_version}")
     click.echo(f"toolkit version: ssl-ser {summary['toolkit_version']} (wrote the file)")

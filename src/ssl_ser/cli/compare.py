@@ -1,13 +1,8 @@
 """`ser compare`: paired statistics between cells of stored results, from their predictions.
 
-`ser compare RESULTS_DIR --a layer=3 --b layer=9` compares every cell at layer 3
-with the cell at layer 9 that agrees with it on everything else (model, setting,
-pooling, classifier): the paired difference in UA with its 95% interval
-(utterances resampled within speakers), the paired permutation p-value and the
-fold-level sign-flip p-value. Without ``--a``/``--b`` every layer of every line
-(``--where`` narrows them) is compared with the line's best layer, Holm-corrected,
-with the share of resamples in which each layer is best. Only the stored
-predictions are read.
+Each pair gets the paired difference in UA with its 95% interval (utterances
+resampled within speakers), the paired permutation p-value and the fold-level
+sign-flip p-value (:mod:`ssl_ser.report.compare`).
 """
 
 from __future__ import annotations

@@ -1,19 +1,9 @@
 """`ser extract`: every hidden layer of a model (or a classic baseline), pooled, into the cache.
 
-`ser extract MANIFEST_OR_CORPUS [--root ROOT] --model MODEL --condition clean|telephone
---cache-dir DIR` takes a manifest file (CSV or parquet), or a corpus name plus
-``--root``, runs the model once over every utterance not yet in the cache, and
-prints each cache file and a one-line summary. ``--condition`` may be repeated
-(``--condition clean --condition telephone``): the model loads once and each
-condition gets its own cache file; a condition given twice is refused. Re-running
-resumes: only missing utterances are computed. Torch and transformers load only
-when the command runs.
-
-Past one GPU: ``--shard K/N`` extracts shard K of N (K from 1, as
-``#SBATCH --array=1-N`` numbers tasks), 1/N of the manifest's audio duration,
-into shard files beside the cache files; run the N shards anywhere at once, then
-``ser cache merge DIR``. ``--dask ADDRESS|local`` runs the N shards as tasks on a
-Dask cluster and merges at the end (see :mod:`ssl_ser.extract.cluster`).
+The model loads once for all ``--condition`` values, each condition getting its own
+cache file; re-running computes only the missing utterances. Past one GPU:
+``--shard K/N`` (then ``ser cache merge DIR``) or ``--dask ADDRESS|local`` (see
+:mod:`ssl_ser.extract.cluster` and ``docs/scale-out.md``).
 """
 
 from __future__ import annotations

@@ -18,12 +18,6 @@ from ssl_ser.pipelines.experiment import Experiment, RunSettings
 from ssl_ser.pipelines.quick import NOT_PROBE_EXTRACT, ProbeSettings
 from ssl_ser.settings import Feedback, options
 
-
-def _echo(lines: list[str]) -> None:
-    for line in lines:
-        click.echo(line)
-
-
 PROBE_EXAMPLE = (
     "\b\nExample (a real model on a real corpus):\n"
     "  ser probe --model facebook/wav2vec2-base --model egemaps \\\n"
@@ -57,7 +51,7 @@ def probe(**values: Any) -> None:
     from ssl_ser.pipelines.quick import probe as run_probe
 
     refuse_repeats("--condition", values["conditions"])
-    _echo(run_probe(values).lines())
+    click.echo("\n".join(run_probe(values).lines()))
 
 
 @click.command()
@@ -75,7 +69,7 @@ def run(experiment_file: str, dry_run: bool, progress: bool) -> None:
 
     experiment = load_experiment(experiment_file)
     summary = run_experiment(experiment, source=experiment_file, dry_run=dry_run, progress=progress)
-    _echo(summary.lines())
+    click.echo("\n".join(summary.lines()))
 
 
 @click.command()
@@ -92,6 +86,6 @@ def demo(**values) -> None:
 
     settings = DemoSettings.from_cli(values)
     summary = run_demo(settings.output, settings.size, progress=Feedback.from_cli(values).progress)
-    _echo(summary.lines())
+    click.echo("\n".join(summary.lines()))
     for path in summary.reports:
         click.echo(f"open {path.resolve()} in a browser to read the report")

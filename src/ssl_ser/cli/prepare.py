@@ -1,11 +1,7 @@
 """`ser corpora` lists the supported corpora; `ser prepare` turns a corpus folder into a manifest.
 
-`ser prepare CORPUS ROOT --output manifest.csv` scans ROOT with the corpus's reader
-and writes the manifest (CSV or parquet, by suffix). With ``--on-error skip`` bad
-files do not stop the run: they go to ``<output stem>.skipped.csv`` (path, reason)
-beside the manifest, so every audio file under ROOT ends up in exactly one of the
-two. ``--write DIR`` also renders every utterance under ``--condition`` to DIR as
-16 kHz WAV, for listening.
+With ``--on-error skip`` every audio file under ROOT ends up in exactly one of the
+manifest and ``<output stem>.skipped.csv`` (path, reason).
 """
 
 from __future__ import annotations
@@ -33,11 +29,7 @@ def corpora() -> None:
     """List the supported corpora: language, emotions, file count and expected layout."""
     rows = [("name", "language", "files", "emotions", "layout")]
     for name in registry.names():
-        try:
-            corpus = registry.info(name)
-        except ImportError as error:
-            rows.append((name, "?", "?", "?", f"(reader unavailable: {error})"))
-            continue
+        corpus = registry.info(name)
         emotions = sorted(set(corpus.emotions.values())) or ["any (mapped to canonical names)"]
         files = str(corpus.expected_files) if corpus.expected_files else "-"
         rows.append((name, corpus.language or "-", files, " ".join(emotions), corpus.layout))

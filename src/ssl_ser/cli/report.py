@@ -1,11 +1,8 @@
 """`ser report`: an HTML and Markdown report with figures from ``ser classify`` results.
 
-`ser report RESULTS_DIR [RESULTS_DIR...] --output report.html` reads each
-folder's results table (and stored predictions; a ``ser probe``/``ser run``
-output folder stands for the results folders inside it; cells given twice are
-counted once), writes ``report.html``
-(self-contained: figures embedded, opens offline), ``report.md`` and the PNG
-and SVG figures in ``figures/`` beside it, then prints a one-line summary.
+``report.html`` is self-contained (figures embedded, opens offline); ``report.md``
+and the PNG and SVG figures in ``figures/`` go beside it. Cells given twice are
+counted once.
 """
 
 from __future__ import annotations

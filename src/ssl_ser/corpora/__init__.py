@@ -25,26 +25,27 @@ from ssl_ser.errors import ConfigError, CorpusError, UnknownChoiceError
 
 log = logging.getLogger(__name__)
 
-# Registry: corpus name -> module under ssl_ser.corpora (imported on first use).
-CORPUS_MODULES: dict[str, str] = {
-    "cremad": "cremad",
-    "esd": "esd",
-    "subesco": "subesco",
-    "emodb": "emodb",
-    "mesd": "mesd",
-    "emovo": "emovo",
-    "oreau": "oreau",
-    "emouerj": "emouerj",
-    "folder": "folder",
-    "csv": "csv",
-}
+# Registry: the corpus names, each the module under ssl_ser.corpora that reads it
+# (imported on first use).
+CORPORA: tuple[str, ...] = (
+    "cremad",
+    "esd",
+    "subesco",
+    "emodb",
+    "mesd",
+    "emovo",
+    "oreau",
+    "emouerj",
+    "folder",
+    "csv",
+)
 GENERIC: tuple[str, ...] = ("folder", "csv")
 
 # Scan keywords every reader takes; the rest of a reader's keywords are its own options.
 COMMON_SCAN_KEYWORDS: tuple[str, ...] = ("on_error", "progress")
 
 __all__ = [
-    "CORPUS_MODULES",
+    "CORPORA",
     "CorpusInfo",
     "ScanResult",
     "corpus_manifests",
@@ -59,14 +60,14 @@ __all__ = [
 
 def names() -> list[str]:
     """Names of the supported corpora, the generic readers last."""
-    return list(CORPUS_MODULES)
+    return list(CORPORA)
 
 
 def module(name: str) -> ModuleType:
     """The reader module of corpus `name`."""
-    if name not in CORPUS_MODULES:
-        raise UnknownChoiceError("corpus", name, CORPUS_MODULES)
-    return importlib.import_module(f"ssl_ser.corpora.{CORPUS_MODULES[name]}")
+    if name not in CORPORA:
+        raise UnknownChoiceError("corpus", name, CORPORA)
+    return importlib.import_module(f"ssl_ser.corpora.{name}")
 
 
 def info(name: str) -> CorpusInfo:

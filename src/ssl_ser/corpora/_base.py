@@ -2,7 +2,8 @@
 
 A corpus module describes its corpus with a :class:`CorpusInfo` and turns one
 found file into an :class:`Utterance` (raising :class:`CorpusFileError` when the
-name is not what the corpus publishes). :func:`scan_folder` does the rest: it
+name is not what the corpus publishes); :func:`folder_reader` makes its ``scan``.
+:func:`scan_folder` does the rest: it
 walks the folder, reads durations from the file headers (no decoding), pairs
 ready telephone copies with their clean originals, applies preset split CSVs of
 flattened layouts, and accounts for every audio file: each one ends up either in
@@ -11,6 +12,7 @@ the manifest or in the skipped table with a reason.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -19,6 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import soundfile as sf
@@ -26,6 +29,7 @@ from tqdm.auto import tqdm
 
 from ssl_ser import manifest
 from ssl_ser.audio import AUDIO_SUFFIXES
+from ssl_ser.choices import ON_ERROR_CHOICES
 from ssl_ser.errors import CorpusError, CorpusFileError, UnknownChoiceError
 from ssl_ser.fingerprint import not_regular_reason
 from ssl_ser.paths import existing_form, unreadable_reason
@@ -41,7 +45,6 @@ SPLIT_FILE_NAMES: dict[str, str] = {
     "dev": "val",
     "test": "test",
 }
-ON_ERROR_CHOICES: tuple[str, ...] = ("raise", "skip")
 SKIPPED_COLUMNS: tuple[str, ...] = ("path", "reason")
 
 
@@ -247,15 +250,20 @@ def read_header(path: Path) -> tuple[float, int]:
     return info.frames / info.samplerate, int(info.samplerate)
 
 
-def lookup_emotion(code: str, info: CorpusInfo, path: Path) -> str:
-    """Canonical emotion of a corpus code; the error names the code and valid codes."""
-    try:
-        return info.emotions[code]
-    except KeyError:
-        valid = ", ".join(info.emotions)
-        raise CorpusFileError(
-            path, f"unknown emotion code {code!r}; expected one of {valid}"
-        ) from None
+def lookup_code(code: str, table: Mapping[str, str], what: str, path: Path) -> str:
+    """The value of a code of a fixed table (emotion, sentence...); the error lists the codes."""
+    if code not in table:
+        raise CorpusFileError(path, f"unknown {what} {code!r}; expected one of {', '.join(table)}")
+    return table[code]
+
+
+def named_utterance(
+    found: FoundFile, match: re.Match[str], info: CorpusInfo, **fields: Any
+) -> Utterance:
+    """The :class:`Utterance` of `found`, its emotion the code in the name's ``emotion`` group."""
+    code = match["emotion"]
+    emotion = lookup_code(code, info.emotions, "emotion code", found.path)
+    return Utterance(found.stem, emotion, code, **fields)
 
 
 # Spellings of gender in metadata files (English, French, German initials) -> manifest value.
@@ -306,6 +314,33 @@ def match_name(
 
 
 Parser = Callable[[FoundFile], Utterance]
+
+
+def folder_reader(
+    info: CorpusInfo,
+    parse: Callable[..., Utterance],
+    metadata: Callable[[Path], Any] | None = None,
+) -> Callable[..., ScanResult]:
+    """A corpus module's ``scan``: `parse` every file, given what `metadata` reads under the root.
+
+    `metadata` (a demographics table, transcripts) is read once, before the files;
+    `parse` then takes it as its second argument.
+    """
+
+    def scan(root: str | Path, *, on_error: str = "raise", progress: bool = False) -> ScanResult:
+        parser = parse
+        if metadata is not None:
+            check_on_error(on_error)  # refused before the metadata is read
+            known = metadata(resolve_root(root))
+            parser = functools.partial(_parse_with, parse, known)
+        return scan_folder(root, info, parser, on_error=on_error, progress=progress)
+
+    scan.__doc__ = f"Read a {info.title} folder into a manifest plus a table of skipped files."
+    return scan
+
+
+def _parse_with(parse: Callable[..., Utterance], known: Any, found: FoundFile) -> Utterance:
+    return parse(found, known)
 
 
 def scan_folder(

@@ -10,7 +10,6 @@ found anywhere under the root. 7,442 files; the release holds one empty file,
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import re
@@ -23,13 +22,11 @@ import pandas as pd
 from ssl_ser.corpora._base import (
     CorpusInfo,
     FoundFile,
-    ScanResult,
     Utterance,
-    check_on_error,
-    lookup_emotion,
+    folder_reader,
+    lookup_code,
     match_name,
-    resolve_root,
-    scan_folder,
+    named_utterance,
 )
 from ssl_ser.errors import CorpusError, CorpusFileError
 
@@ -147,37 +144,14 @@ def parse(found: FoundFile, demographics: Mapping[str, Actor] | None = None) -> 
         raise CorpusFileError(
             found.path, f"actor {actor} outside the CREMA-D range {FIRST_ACTOR}-{LAST_ACTOR}"
         )
-    text = _known_code(match["sentence"], SENTENCES, "sentence code", found)
-    _known_code(match["level"], dict.fromkeys(LEVELS, ""), "intensity level", found)
-    emotion = lookup_emotion(match["emotion"], INFO, found.path)
-    gender, age = "", None
+    text = lookup_code(match["sentence"], SENTENCES, "sentence code", found.path)
+    lookup_code(match["level"], dict.fromkeys(LEVELS, ""), "intensity level", found.path)
+    utterance = named_utterance(found, match, INFO, speaker=actor, text=text)
     if demographics is not None:
         if actor not in demographics:
             raise CorpusFileError(found.path, f"actor {actor} not in {DEMOGRAPHICS_FILE}")
-        gender, age = demographics[actor].gender, demographics[actor].age
-    return Utterance(
-        stem=found.stem,
-        emotion=emotion,
-        emotion_raw=match["emotion"],
-        speaker=actor,
-        gender=gender,
-        text=text,
-        age=age,
-    )
+        utterance.gender, utterance.age = demographics[actor].gender, demographics[actor].age
+    return utterance
 
 
-def _known_code(code: str, known: Mapping[str, str], what: str, found: FoundFile) -> str:
-    """The value of a code from a fixed table; the error lists the valid codes."""
-    if code not in known:
-        raise CorpusFileError(
-            found.path, f"unknown {what} {code!r}; expected one of {', '.join(known)}"
-        )
-    return known[code]
-
-
-def scan(root: str | Path, *, on_error: str = "raise", progress: bool = False) -> ScanResult:
-    """Read a CREMA-D folder into a manifest plus a table of skipped files."""
-    check_on_error(on_error)
-    demographics = find_demographics(resolve_root(root))
-    reader = functools.partial(parse, demographics=demographics)
-    return scan_folder(root, INFO, reader, on_error=on_error, progress=progress)
+scan = folder_reader(INFO, parse, find_demographics)

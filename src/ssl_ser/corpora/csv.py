@@ -14,7 +14,7 @@ manifest or in the skipped table.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -124,19 +124,12 @@ class _Row:
             raise CorpusFileError(candidate, f"listed in {where}")
         return found
 
-    def emotion(self, mapping: Mapping[str, str]) -> str:
-        """Canonical emotion of the ``emotion`` column."""
+    def canonical(self, column: str, canonical: Callable[[str], str]) -> str:
+        """A column's value in its canonical spelling (emotion, or F/M/child/empty gender)."""
         try:
-            return canonical_emotion(self.record["emotion"], mapping)
+            return canonical(self.record.get(column, ""))
         except UnknownChoiceError as error:
-            raise self.error("emotion", f"one of {', '.join(map(str, error.choices))}") from None
-
-    def gender(self) -> str:
-        """F, M, child or empty from the ``gender`` column's spelling."""
-        try:
-            return canonical_gender(self.record.get("gender", ""))
-        except UnknownChoiceError as error:
-            raise self.error("gender", f"one of {', '.join(map(str, error.choices))}") from None
+            raise self.error(column, f"one of {', '.join(map(str, error.choices))}") from None
 
     def split(self) -> str:
         """train, val, test or empty from the ``split`` column (dev/valid mean val)."""
@@ -171,7 +164,7 @@ class _Row:
         self.audio = self.listed_path("path")
         if manifest.corpus_name_problem(self.corpus) is not None:
             raise self.error("corpus", "a corpus name without '/', '\\' or ','")
-        emotion = self.emotion(mapping)
+        emotion = self.canonical("emotion", lambda value: canonical_emotion(value, mapping))
         duration, sample_rate = read_header(self.audio)
         stem = nfc(Path(self.record["path"].replace("\\", "/")).stem)
         return {
@@ -179,7 +172,7 @@ class _Row:
             "corpus": self.corpus,
             "path": str(self.audio),
             "speaker": _prefixed(self.record.get("speaker", ""), self.corpus),
-            "gender": self.gender(),
+            "gender": self.canonical("gender", canonical_gender),
             "language": self.record.get("language", ""),
             "emotion": emotion,
             "emotion_raw": self.record.get("emotion_raw") or self.record["emotion"],

@@ -8,16 +8,14 @@ Speakers 03 10 11 12 15 are male, 08 09 13 14 16 female.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from ssl_ser.corpora._base import (
     CorpusInfo,
     FoundFile,
-    ScanResult,
     Utterance,
-    lookup_emotion,
+    folder_reader,
     match_name,
-    scan_folder,
+    named_utterance,
 )
 
 INFO = CorpusInfo(
@@ -68,16 +66,8 @@ def parse(found: FoundFile) -> Utterance:
         gender = "F"
     else:
         gender = ""
-    return Utterance(
-        stem=found.stem,
-        emotion=lookup_emotion(match["emotion"], INFO, found.path),
-        emotion_raw=match["emotion"],
-        speaker=speaker,
-        gender=gender,
-        text=TEXTS.get(match["text"], ""),
-    )
+    text = TEXTS.get(match["text"], "")
+    return named_utterance(found, match, INFO, speaker=speaker, gender=gender, text=text)
 
 
-def scan(root: str | Path, *, on_error: str = "raise", progress: bool = False) -> ScanResult:
-    """Read an EmoDB folder into a manifest plus a table of skipped files."""
-    return scan_folder(root, INFO, parse, on_error=on_error, progress=progress)
+scan = folder_reader(INFO, parse)

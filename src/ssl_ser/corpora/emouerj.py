@@ -10,16 +10,14 @@ no text. Speaker ids keep the gender letter: ``w01`` and ``m01`` are two people.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from ssl_ser.corpora._base import (
     CorpusInfo,
     FoundFile,
-    ScanResult,
     Utterance,
-    lookup_emotion,
+    folder_reader,
     match_name,
-    scan_folder,
+    named_utterance,
 )
 
 INFO = CorpusInfo(
@@ -41,15 +39,9 @@ GENDERS = {"w": "F", "m": "M"}
 def parse(found: FoundFile) -> Utterance:
     """Fields of one emoUERJ file from its name."""
     match = match_name(NAME, found, INFO)
-    return Utterance(
-        stem=found.stem,
-        emotion=lookup_emotion(match["emotion"], INFO, found.path),
-        emotion_raw=match["emotion"],
-        speaker=match["speaker"],
-        gender=GENDERS[match["sex"]],
+    return named_utterance(
+        found, match, INFO, speaker=match["speaker"], gender=GENDERS[match["sex"]]
     )
 
 
-def scan(root: str | Path, *, on_error: str = "raise", progress: bool = False) -> ScanResult:
-    """Read an emoUERJ folder into a manifest plus a table of skipped files."""
-    return scan_folder(root, INFO, parse, on_error=on_error, progress=progress)
+scan = folder_reader(INFO, parse)

@@ -11,16 +11,14 @@ channel 0 and never averages the two (``INFO.channel`` puts 0 in the manifest's
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from ssl_ser.corpora._base import (
     CorpusInfo,
     FoundFile,
-    ScanResult,
     Utterance,
-    lookup_emotion,
+    folder_reader,
     match_name,
-    scan_folder,
+    named_utterance,
 )
 
 INFO = CorpusInfo(
@@ -68,16 +66,14 @@ TEXTS = {
 def parse(found: FoundFile) -> Utterance:
     """Fields of one EMOVO file from its name."""
     match = match_name(NAME, found, INFO)
-    return Utterance(
-        stem=found.stem,
-        emotion=lookup_emotion(match["emotion"], INFO, found.path),
-        emotion_raw=match["emotion"],
+    return named_utterance(
+        found,
+        match,
+        INFO,
         speaker=match["speaker"],
         gender=GENDERS[match["sex"]],
         text=TEXTS.get(match["sentence"], ""),
     )
 
 
-def scan(root: str | Path, *, on_error: str = "raise", progress: bool = False) -> ScanResult:
-    """Read an EMOVO folder into a manifest (channel 0) plus a table of skipped files."""
-    return scan_folder(root, INFO, parse, on_error=on_error, progress=progress)
+scan = folder_reader(INFO, parse)  # channel 0 (INFO.channel)

@@ -12,7 +12,6 @@ emotion; Mandarin ones may be GB18030) gives the text.
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 from collections.abc import Mapping
@@ -21,13 +20,10 @@ from pathlib import Path
 from ssl_ser.corpora._base import (
     CorpusInfo,
     FoundFile,
-    ScanResult,
     Utterance,
-    check_on_error,
-    lookup_emotion,
+    folder_reader,
+    lookup_code,
     match_name,
-    resolve_root,
-    scan_folder,
 )
 from ssl_ser.errors import CorpusError, CorpusFileError
 
@@ -147,7 +143,7 @@ def parse(found: FoundFile, transcripts: Mapping[str, str] | None = None) -> Utt
             found.path, f"speaker {speaker} in the name but folder {speaker_folder!r} above it"
         )
     by_index = emotion_of_index(index)
-    emotion = lookup_emotion(emotion_folder or by_index, INFO, found.path)
+    emotion = lookup_code(emotion_folder or by_index, INFO.emotions, "emotion code", found.path)
     if emotion_folder and emotion_folder != by_index:
         raise CorpusFileError(
             found.path,
@@ -166,9 +162,4 @@ def parse(found: FoundFile, transcripts: Mapping[str, str] | None = None) -> Utt
     )
 
 
-def scan(root: str | Path, *, on_error: str = "raise", progress: bool = False) -> ScanResult:
-    """Read an ESD folder into a manifest plus a table of skipped files."""
-    check_on_error(on_error)
-    transcripts = read_transcripts(resolve_root(root))
-    reader = functools.partial(parse, transcripts=transcripts)
-    return scan_folder(root, INFO, reader, on_error=on_error, progress=progress)
+scan = folder_reader(INFO, parse, read_transcripts)

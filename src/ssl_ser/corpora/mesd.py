@@ -9,18 +9,16 @@ adult, C child), word corpus (A or B), word; the word may hold underscores
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from ssl_ser.corpora._base import (
     CorpusInfo,
     FoundFile,
-    ScanResult,
     Utterance,
-    lookup_emotion,
+    folder_reader,
+    lookup_code,
     match_name,
-    scan_folder,
+    named_utterance,
 )
-from ssl_ser.errors import CorpusFileError
 
 INFO = CorpusInfo(
     name="mesd",
@@ -52,21 +50,9 @@ VOICES: dict[str, str] = {"F": "F", "M": "M", "C": "child"}
 def parse(found: FoundFile) -> Utterance:
     """Fields of one MESD file from its name."""
     match = match_name(NAME, found, INFO)
-    emotion = lookup_emotion(match["emotion"], INFO, found.path)
-    voice = match["voice"]
-    if voice not in VOICES:
-        raise CorpusFileError(
-            found.path, f"unknown voice code {voice!r}; expected one of {', '.join(VOICES)}"
-        )
-    return Utterance(
-        stem=found.stem,
-        emotion=emotion,
-        emotion_raw=match["emotion"],
-        gender=VOICES[voice],
-        text=match["word"].replace("_", " "),
-    )
+    utterance = named_utterance(found, match, INFO, text=match["word"].replace("_", " "))
+    utterance.gender = lookup_code(match["voice"], VOICES, "voice code", found.path)
+    return utterance
 
 
-def scan(root: str | Path, *, on_error: str = "raise", progress: bool = False) -> ScanResult:
-    """Read a MESD folder into a manifest plus a table of skipped files."""
-    return scan_folder(root, INFO, parse, on_error=on_error, progress=progress)
+scan = folder_reader(INFO, parse)

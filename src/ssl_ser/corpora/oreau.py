@@ -40,8 +40,8 @@ from ssl_ser.corpora._base import (
     ScanResult,
     Utterance,
     canonical_gender,
-    lookup_emotion,
     match_name,
+    named_utterance,
     nfc,
     resolve_root,
     scan_folder,
@@ -84,6 +84,10 @@ ACTORS_FILE = "actors.csv"
 SPEAKER_COLUMN_PREFIXES = ("speaker", "actor", "acteur", "actrice", "locut", "spk")
 SPEAKER_COLUMN_NAMES = ("id", "num", "numero", "numéro")
 GENDER_COLUMN_PREFIXES = ("gender", "sex", "genre")
+EXPECTED_COLUMNS = (
+    "expected a speaker column (speaker, actor, acteur, locuteur, id) and a gender "
+    "column (gender, sex, sexe, genre)"
+)
 
 
 def parse(found: FoundFile, genders: Mapping[str, str] | None = None) -> Utterance:
@@ -93,12 +97,8 @@ def parse(found: FoundFile, genders: Mapping[str, str] | None = None) -> Utteran
     """
     match = match_name(NAME, found, INFO, PUBLISHED_ANOMALIES.get(found.stem))
     speaker = match["speaker"]
-    return Utterance(
-        stem=found.stem,
-        emotion=lookup_emotion(match["emotion"], INFO, found.path),
-        emotion_raw=match["emotion"],
-        speaker=speaker,
-        gender=(genders or {}).get(speaker, ""),
+    return named_utterance(
+        found, match, INFO, speaker=speaker, gender=(genders or {}).get(speaker, "")
     )
 
 
@@ -156,7 +156,7 @@ def _read_csv_any_delimiter(path: Path) -> pd.DataFrame:
     try:
         return pd.read_csv(io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
-        raise CorpusError(f"cannot read {path} as CSV: {error}; {_expected()}") from None
+        raise CorpusError(f"cannot read {path} as CSV: {error}; {EXPECTED_COLUMNS}") from None
 
 
 def _find_column(
@@ -167,21 +167,14 @@ def _find_column(
         if key.startswith(prefixes) or key in names:
             return column
     found = ", ".join(repr(str(c)) for c in table.columns)
-    raise CorpusError(f"{path} has columns {found}; {_expected()}")
-
-
-def _expected() -> str:
-    return (
-        "expected a speaker column (speaker, actor, acteur, locuteur, id) and a gender "
-        "column (gender, sex, sexe, genre)"
-    )
+    raise CorpusError(f"{path} has columns {found}; {EXPECTED_COLUMNS}")
 
 
 def _speaker_number(value: str, path: Path) -> str:
     """The two-digit speaker of an actors.csv entry (``1``, ``01``, ``actor 1`` -> 01)."""
     digits = re.findall(r"\d+", value)
     if not digits:
-        raise CorpusError(f"{path}: speaker {value!r} holds no speaker number; {_expected()}")
+        raise CorpusError(f"{path}: speaker {value!r} holds no speaker number; {EXPECTED_COLUMNS}")
     return f"{int(digits[-1]):02d}"
 
 

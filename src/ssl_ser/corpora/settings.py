@@ -14,8 +14,9 @@ from typing import Annotated, Any
 import click
 from pydantic import ValidationInfo, field_validator, model_validator
 
+from ssl_ser.choices import CONDITIONS, ON_ERROR_CHOICES
 from ssl_ser.errors import ConfigError
-from ssl_ser.settings import Opt, Settings, registry_choices, setting
+from ssl_ser.settings import Opt, Settings, setting
 
 
 class ReaderSettings(Settings):
@@ -67,12 +68,12 @@ class PrepareSettings(Settings):
     on_error: str = setting(
         "raise",
         "raise: stop at the first bad file; skip: list bad files in <output stem>.skipped.csv.",
-        choices=registry_choices("ssl_ser.corpora._base", "ON_ERROR_CHOICES"),
+        choices=ON_ERROR_CHOICES,
     )
     condition: str | None = setting(
         None,
         "Condition to render with --write [default: clean].",
-        choices=registry_choices("ssl_ser.audio", "CONDITIONS"),
+        choices=CONDITIONS,
     )
     write: Path | None = setting(
         None,

@@ -18,16 +18,14 @@ one that differs from them by a character, is still an error naming the file.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from ssl_ser.corpora._base import (
     CorpusInfo,
     FoundFile,
-    ScanResult,
     Utterance,
-    lookup_emotion,
+    folder_reader,
     match_name,
-    scan_folder,
+    named_utterance,
 )
 
 INFO = CorpusInfo(
@@ -65,15 +63,7 @@ PUBLISHED_ANOMALIES: dict[str, str] = {
 def parse(found: FoundFile) -> Utterance:
     """Fields of one SUBESCO file from its name (or the name a known anomaly stands for)."""
     match = match_name(NAME, found, INFO, PUBLISHED_ANOMALIES.get(found.stem))
-    return Utterance(
-        stem=found.stem,
-        emotion=lookup_emotion(match["emotion"], INFO, found.path),
-        emotion_raw=match["emotion"],
-        speaker=match["speaker"],
-        gender=match["gender"],
-    )
+    return named_utterance(found, match, INFO, speaker=match["speaker"], gender=match["gender"])
 
 
-def scan(root: str | Path, *, on_error: str = "raise", progress: bool = False) -> ScanResult:
-    """Read a SUBESCO folder into a manifest plus a table of skipped files."""
-    return scan_folder(root, INFO, parse, on_error=on_error, progress=progress)
+scan = folder_reader(INFO, parse)

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator
 
+from ssl_ser.choices import TELEPHONE_SOURCES
 from ssl_ser.extract.config import (
     DEFAULT_BATCH_SECONDS,
     DTYPES,
@@ -54,7 +55,7 @@ class ExtractSettings(Settings):
     telephone_source: str = setting(
         "derived",
         "telephone: apply the simulated chain, or read the corpus's wav_telephone copies.",
-        choices=registry_choices("ssl_ser.audio", "TELEPHONE_SOURCES"),
+        choices=TELEPHONE_SOURCES,
         enters=CACHE_KEY,
     )
     device: str = setting("auto", "auto, cpu, cuda or cuda:N.")

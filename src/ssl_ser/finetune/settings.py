@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import click
 from pydantic import ValidationInfo, model_validator
 
+from ssl_ser.choices import CONDITIONS
 from ssl_ser.errors import ConfigError
 from ssl_ser.extract.config import LONG_AUDIO_POLICIES
 from ssl_ser.finetune.config import (
@@ -37,7 +38,6 @@ from ssl_ser.settings import (
     Where,
     flag_of,
     option_of,
-    registry_choices,
     setting,
     wrong_type,
 )
@@ -71,7 +71,7 @@ class FinetuneSettings(Settings):
         ("clean",),
         "Audio condition(s) to load; each is trained and tested on itself unless "
         "--train-condition/--test-condition pick one pair.",
-        choices=registry_choices("ssl_ser.audio", "CONDITIONS"),
+        choices=CONDITIONS,
         flag="--condition",
         multiple=True,
         enters=CELL_ID,

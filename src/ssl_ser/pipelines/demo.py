@@ -1,18 +1,12 @@
 """``ser demo``: the whole toolkit on a fresh machine with no network, in minutes.
 
-It synthesises a small emotional-speech corpus (:mod:`ssl_ser.synth`: several
-voices; emotions differing in pitch level and range, tempo, loudness and voice
-quality), builds a small wav2vec2-style model with random weights and saves it
-with ``save_pretrained`` (it is loaded back by folder, the same code path a hub
-id takes) plus the toolkit's random-weights marker
-(:data:`ssl_ser.extract.backbones.RANDOM_WEIGHTS_MARKER`), from which the
-report marks it as untrained in its header and banner; the folder's name plays
-no part), extracts MFCC and SSL features of clean and telephone
-audio (each classified with its default pooling: MFCC mean+std, the SSL
-model's layers mean; the report names the pooling beside every number),
-runs a speaker-independent sweep (speaker k-fold over the voices, every
-train x test condition pair) and writes the report. Everything lands in one
-folder (``ser-demo/`` by default)::
+It synthesises a small emotional-speech corpus (:mod:`ssl_ser.synth`), builds a
+small wav2vec2-style model with random weights (loaded back by folder, the same
+code path a hub id takes; its random-weights marker makes the report mark it
+untrained), extracts MFCC and SSL features of clean and telephone audio (each
+with its default pooling), runs a speaker-independent sweep (speaker k-fold over
+the voices) and writes the report. Everything lands in one folder (``ser-demo/``
+by default)::
 
     ser-demo/
       synth-full/     the synthetic corpus (ROOT/<emotion>/<voice>_<emotion>_sNN.wav)

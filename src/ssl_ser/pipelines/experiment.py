@@ -33,6 +33,7 @@ from typing import Annotated, Any
 
 from pydantic import ValidationInfo, field_validator
 
+from ssl_ser.choices import CONDITIONS, ON_ERROR_CHOICES
 from ssl_ser.classify.settings import SplitSettings, SweepGrid, SweepSettings
 from ssl_ser.errors import ConfigError, SerError, UnknownChoiceError
 from ssl_ser.extract.settings import ExtractSettings
@@ -47,19 +48,12 @@ MAX_FILE_BYTES = 1_000_000
 CORPORA_MODES: tuple[str, ...] = ("each", "pooled")
 PAIR_KEYWORDS: tuple[str, ...] = ("matched", "all")
 CROSS_CORPUS_SPLITS: tuple[str, ...] = ("cross-corpus", "few-shot")
-ON_ERROR: tuple[str, ...] = ("raise", "skip")
 # Reader options the pipeline sets itself (the corpus key is the name), never the file.
 RESERVED_OPTIONS: tuple[str, ...] = ("name",)
 CORPUS_KEYS: tuple[str, ...] = ("root", "reader", "on_error")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # one folder name: "emodb-baseline"
 DEFAULT_OUTPUT_ROOT = "ser-out"
 DEFAULT_CACHE_DIR = f"{DEFAULT_OUTPUT_ROOT}/cache"
-
-
-def _conditions() -> list[str]:
-    from ssl_ser.audio import CONDITIONS
-
-    return list(CONDITIONS)
 
 
 @dataclass(frozen=True)
@@ -90,13 +84,6 @@ class CorpusSpec:
         return self.reader is None
 
 
-def _convert_corpora(value: object, where: Where) -> tuple[CorpusSpec, ...]:
-    """``{name: root}`` or ``{name: {root: ..., reader: ..., <reader options>}}``."""
-    if not isinstance(value, dict) or not value:
-        raise wrong_type(value, "a non-empty table of corpus name -> root", where)
-    return tuple(_corpus(str(name), entry, where.child(name)) for name, entry in value.items())
-
-
 def _corpus(name: str, entry: object, where: Where) -> CorpusSpec:
     if isinstance(entry, str):
         entry = {"root": entry}
@@ -115,7 +102,7 @@ def _corpus(name: str, entry: object, where: Where) -> CorpusSpec:
             raise UnknownChoiceError("key", key, valid, where=str(where))
         _check_option(value, where.child(key))
     on_error = entry.get("on_error", "skip")
-    check_choices(on_error, ON_ERROR, where.child("on_error"))
+    check_choices(on_error, ON_ERROR_CHOICES, where.child("on_error"))
     return CorpusSpec(name, root, reader, options, on_error)
 
 
@@ -165,19 +152,9 @@ def _convert_pairs(value: object, where: Where) -> str | tuple[tuple[str, str], 
         ok = isinstance(pair, list) and len(pair) == 2 and all(isinstance(c, str) for c in pair)
         if not ok:
             raise wrong_type(pair, "a pair [train condition, test condition]", where.child(i))
-        check_choices(tuple(pair), _conditions(), where.child(i))
+        check_choices(tuple(pair), CONDITIONS, where.child(i))
         pairs.append((pair[0], pair[1]))
     return tuple(dict.fromkeys(pairs))
-
-
-def _parse_corpora(value: object, where: Where) -> tuple[CorpusSpec, ...]:
-    """A file's table of corpora, or the command line's ``NAME=ROOT`` strings, as specs."""
-    if isinstance(value, tuple) and all(isinstance(c, CorpusSpec) for c in value):
-        return value  # built in code
-    from_cli = not where.keys
-    if from_cli and isinstance(value, list | tuple) and all(isinstance(c, str) for c in value):
-        value = _corpus_table(value)
-    return _convert_corpora(value, where)
 
 
 def _corpus_table(texts: list[str] | tuple[str, ...]) -> dict[str, str]:
@@ -247,7 +224,7 @@ class Experiment(SweepGrid):
     conditions: tuple[str, ...] = setting(
         ("clean",),
         "Audio condition to extract. Repeatable (each value once).",
-        choices=_conditions,
+        choices=CONDITIONS,
         flag="--condition",
         multiple=True,
         enters=CACHE_KEY,
@@ -280,13 +257,18 @@ class Experiment(SweepGrid):
     @field_validator("corpora", mode="before")
     @classmethod
     def _corpora(cls, value: object, info: ValidationInfo) -> tuple[CorpusSpec, ...]:
-        return _parse_corpora(value, _place(info, "--corpus"))
+        """Specs of a file's ``{name: root | {root: ..., reader: ...}}`` or the NAME=ROOTs."""
+        where = _place(info, "--corpus")
+        from_cli = not where.keys
+        if from_cli and isinstance(value, list | tuple) and all(isinstance(c, str) for c in value):
+            value = _corpus_table(value)
+        if not isinstance(value, dict) or not value:
+            raise wrong_type(value, "a non-empty table of corpus name -> root", where)
+        return tuple(_corpus(str(name), entry, where.child(name)) for name, entry in value.items())
 
     @field_validator("condition_pairs", mode="before")
     @classmethod
     def _pairs(cls, value: object, info: ValidationInfo) -> Any:
-        if isinstance(value, tuple):
-            return value  # built in code
         return _convert_pairs(value, _place(info, "--condition-pairs"))
 
     @field_validator("finetune", mode="before")

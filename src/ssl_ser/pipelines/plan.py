@@ -144,12 +144,13 @@ class SweepUnit:
     poolings: tuple[str, ...]  # resolved for this model: never "auto"
     cells: int | None
 
-    def describe(self) -> str:
+    def describe(self, pooling: bool = True) -> str:
         """``wav2vec2-base on emodb, clean -> telephone, pooling mean (seed-1)``."""
         label = f" ({self.variant.label})" if self.variant.label else ""
+        poolings = f", pooling {','.join(self.poolings)}" if pooling else ""
         return (
             f"{model_label(self.model)} on {'+'.join(self.corpora)}, "
-            f"{self.pair[0]} -> {self.pair[1]}, pooling {','.join(self.poolings)}{label}"
+            f"{self.pair[0]} -> {self.pair[1]}{poolings}{label}"
         )
 
 
@@ -182,12 +183,7 @@ class FinetuneUnit:
 
     def describe(self) -> str:
         """``wav2vec2-base on emodb, clean -> telephone (seed-1)``."""
-        unit = self.probe
-        label = f" ({unit.variant.label})" if unit.variant.label else ""
-        return (
-            f"{model_label(unit.model)} on {'+'.join(unit.corpora)}, "
-            f"{unit.pair[0]} -> {unit.pair[1]}{label}"
-        )
+        return self.probe.describe(pooling=False)
 
 
 @dataclass
@@ -438,7 +434,7 @@ def cells_per_fold(
 
     if layers is None:
         return None
-    chosen = select_layers(experiment.layers, layers)
+    chosen = select_layers(experiment.layers, layers, "layers")
     specs = feature_specs(chosen, experiment.classify.combine, list(poolings))
     n_poolings = len(poolings)
     return sum(

@@ -54,10 +54,6 @@ class ProbeSettings(Settings):
 class FlagWhere(Where):
     """A place in ser probe's options: reads as its flag (``--split``), not as a file key."""
 
-    def child(self, key: object) -> FlagWhere:
-        """The place of `key` inside this one."""
-        return FlagWhere(self.source, (*self.keys, str(key)))
-
     def __str__(self) -> str:
         model: Any = Experiment
         for index, key in enumerate(self.keys):

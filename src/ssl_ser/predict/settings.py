@@ -14,11 +14,10 @@ from typing import Annotated, Any
 import click
 from pydantic import ValidationInfo, field_validator
 
+from ssl_ser.choices import CONDITIONS, TELEPHONE_SOURCES
 from ssl_ser.settings import ExistingPaths, Opt, Settings, registry_choices, setting
 
 FILE_OUTPUT = click.Path(dir_okay=False, path_type=Path)
-CONDITIONS = registry_choices("ssl_ser.audio", "CONDITIONS")
-TELEPHONE_SOURCES = registry_choices("ssl_ser.audio", "TELEPHONE_SOURCES")
 # What ser predict and ser bench-inference share with extraction: ExtractSettings' fields.
 PREDICT_EXTRACTION: tuple[str, ...] = ("batch_seconds", "device")
 BENCH_EXTRACTION: tuple[str, ...] = ("device", "whisper_trim")

@@ -7,6 +7,7 @@ real file names, so that readers are tested on the names they meet in the field.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -102,3 +103,18 @@ def write_clip(
 def written_duration(seconds: float, sample_rate: int) -> float:
     """The duration of a clip of `seconds` written at `sample_rate` (whole samples)."""
     return round(seconds * sample_rate) / sample_rate
+
+
+def write_tree(
+    root: str | Path,
+    clips: Iterable[tuple[str | Path, int]],
+    seconds: float,
+    layout: str,
+    channels: int = 1,
+) -> list[Path]:
+    """Write each (path under `root`, sample rate) clip, seeded in order; flat: 8 kHz copies too."""
+    flat = layout == "flat"
+    return [
+        write_clip(Path(root), relpath, seconds, rate, seed=i, channels=channels, telephone=flat)
+        for i, (relpath, rate) in enumerate(clips)
+    ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from ssl_ser.testing import check_layout, write_clip, written_duration
+from ssl_ser.testing import check_layout, write_tree, written_duration
 
 SAMPLE_RATE = 16000
 # actor -> (Sex, Age) as VideoDemographics.csv writes them; 1091 is the last actor id
@@ -86,13 +86,9 @@ def make_tree(
     ``flat`` writes ``wav/wav/`` plus 8 kHz ``wav_telephone/wav_telephone/`` copies and
     puts the demographics one folder down, in ``meta/``.
     """
-    root = Path(root)
-    flat = layout == "flat"
-    paths = []
-    for i, row in enumerate(expected_rows(layout, seconds)):
-        path = write_clip(root, row["relpath"], seconds, SAMPLE_RATE, seed=i, telephone=flat)
-        paths.append(path)
+    rows = expected_rows(layout, seconds)
+    paths = write_tree(root, [(r["relpath"], SAMPLE_RATE) for r in rows], seconds, layout)
     if demographics:
-        folder = root if layout == "published" else root / "meta"
+        folder = Path(root) if layout == "published" else Path(root, "meta")
         write_demographics(folder / "VideoDemographics.csv")
     return paths

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ssl_ser.testing import check_layout, write_clip
+from ssl_ser.testing import check_layout, write_tree
 
 SPEAKERS = ("03", "08", "10", "16")
 # The ten speakers of the published corpus (enough for its usual 5 speaker folds).
@@ -21,12 +21,8 @@ def file_names() -> list[str]:
 def make_tree(root: str | Path, layout: str = "published", seconds: float = 0.1) -> list[Path]:
     """Write the tree under `root`; `flat` uses wav/wav/ plus wav_telephone/wav_telephone/."""
     check_layout(layout)
-    root = Path(root)
-    paths = []
     folder = Path("wav") if layout == "published" else Path("wav", "wav")
-    for i, name in enumerate(file_names()):
-        paths.append(write_clip(root, folder / name, seconds, seed=i, telephone=layout == "flat"))
-    return paths
+    return write_tree(root, [(folder / name, 16000) for name in file_names()], seconds, layout)
 
 
 # EmoDB's codes of the emotions the synthesiser speaks (ssl_ser.synth.EMOTION_PROFILES).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ssl_ser.testing import check_layout, write_clip
+from ssl_ser.testing import check_layout, write_tree
 
 # w01 and m01 are different people: the gender letter is part of the speaker id.
 SPEAKERS = ("w01", "w02", "w04", "m01", "m02", "m03")
@@ -25,10 +25,6 @@ def make_tree(root: str | Path, layout: str = "published", seconds: float = 0.05
     plus 8 kHz copies in ``wav_telephone/wav_telephone/``.
     """
     check_layout(layout)
-    root = Path(root)
     folder = Path("emoUERJ") if layout == "published" else Path("wav", "wav")
-    flat = layout == "flat"
-    paths = []
-    for i, name in enumerate(file_names()):
-        paths.append(write_clip(root, folder / name, seconds, SAMPLE_RATE, seed=i, telephone=flat))
-    return paths
+    clips = [(folder / name, SAMPLE_RATE) for name in file_names()]
+    return write_tree(root, clips, seconds, layout)

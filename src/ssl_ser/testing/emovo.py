@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ssl_ser.testing import check_layout, write_clip
+from ssl_ser.testing import check_layout, write_tree
 
 SPEAKERS = ("f1", "f2", "f3", "m1", "m2", "m3")
 SENTENCES = ("b1", "l3", "n5", "d2")
@@ -25,14 +25,9 @@ def make_tree(root: str | Path, layout: str = "published", seconds: float = 0.05
     uses ``wav/wav/`` plus 8 kHz copies in ``wav_telephone/wav_telephone/``.
     """
     check_layout(layout)
-    root = Path(root)
     flat = layout == "flat"
-    paths = []
-    for i, name in enumerate(file_names()):
-        speaker = name.split("-")[1]
-        folder = Path("wav", "wav") if flat else Path(speaker)
-        path = write_clip(
-            root, folder / name, seconds, SAMPLE_RATE, seed=i, channels=CHANNELS, telephone=flat
-        )
-        paths.append(path)
-    return paths
+    clips = [
+        (Path("wav", "wav", name) if flat else Path(name.split("-")[1], name), SAMPLE_RATE)
+        for name in file_names()
+    ]
+    return write_tree(root, clips, seconds, layout, CHANNELS)

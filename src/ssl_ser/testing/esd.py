@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ssl_ser.testing import check_layout, write_clip, written_duration
+from ssl_ser.testing import check_layout, write_tree, written_duration
 
 SAMPLE_RATE = 16000
 ALL_SPEAKERS: tuple[str, ...] = tuple(f"{n:04d}" for n in range(1, 21))
@@ -116,11 +116,7 @@ def make_tree(
     """Write the tree under `root` and return the clean audio paths."""
     root = Path(root)
     rows = expected_rows(layout, seconds, speakers, offsets, transcripts)
-    flat = layout == "flat"
-    paths = []
-    for i, row in enumerate(rows):
-        path = write_clip(root, row["relpath"], seconds, SAMPLE_RATE, seed=i, telephone=flat)
-        paths.append(path)
+    paths = write_tree(root, [(r["relpath"], SAMPLE_RATE) for r in rows], seconds, layout)
     if layout == "published":
         indices = [block * BLOCK + o for block in range(len(EMOTIONS)) for o in offsets]
         for speaker in speakers:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import unicodedata
 from pathlib import Path
 
-from ssl_ser.testing import check_layout, write_clip, written_duration
+from ssl_ser.testing import check_layout, write_tree, written_duration
 
 SAMPLE_RATE = 48000
 EMOTIONS: dict[str, str] = {
@@ -64,11 +64,6 @@ def make_tree(
     ``published`` writes one ``MESD/`` folder of files; ``flat`` writes ``wav/wav/`` plus
     8 kHz ``wav_telephone/wav_telephone/`` copies.
     """
-    root = Path(root)
-    flat = layout == "flat"
-    paths = []
-    for i, row in enumerate(expected_rows(layout, seconds)):
-        relpath = unicodedata.normalize(unicode_form, row["relpath"])
-        path = write_clip(root, relpath, seconds, SAMPLE_RATE, seed=i, telephone=flat)
-        paths.append(path)
-    return paths
+    rows = expected_rows(layout, seconds)
+    clips = [(unicodedata.normalize(unicode_form, r["relpath"]), SAMPLE_RATE) for r in rows]
+    return write_tree(root, clips, seconds, layout)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import unicodedata
 from pathlib import Path
 
-from ssl_ser.testing import check_layout, write_clip
+from ssl_ser.testing import check_layout, write_tree
 
 # speaker -> gender as the manifest writes it
 SPEAKERS: dict[str, str] = {"01": "F", "02": "F", "07": "M", "10": "M", "11": "M"}
@@ -58,11 +58,8 @@ def make_tree(
     """
     check_layout(layout)
     root = Path(root)
-    paths = []
-    flat = layout == "flat"
-    for i, name in enumerate(file_names()):
-        relpath = Path(relative_folder(name, layout), name)
-        paths.append(write_clip(root, relpath, seconds, SAMPLE_RATE, seed=i, telephone=flat))
+    clips = [(Path(relative_folder(name, layout), name), SAMPLE_RATE) for name in file_names()]
+    paths = write_tree(root, clips, seconds, layout)
     if actors:
         folder = root / "Documents" if layout == "published" else root
         folder.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ssl_ser.testing import check_layout, write_clip, written_duration
+from ssl_ser.testing import check_layout, write_tree, written_duration
 
 # speaker id -> (name in the file names, sample rate of that speaker's recordings)
 SPEAKERS: dict[str, tuple[str, int]] = {
@@ -80,10 +80,5 @@ def make_tree(root: str | Path, layout: str = "published", seconds: float = 0.05
     ``published`` writes one ``SUBESCO/`` folder of files; ``flat`` writes ``wav/wav/``
     plus 8 kHz ``wav_telephone/wav_telephone/`` copies.
     """
-    root = Path(root)
-    flat = layout == "flat"
-    paths = []
-    for i, row in enumerate(expected_rows(layout, seconds)):
-        rate = row["sample_rate"]
-        paths.append(write_clip(root, row["relpath"], seconds, rate, seed=i, telephone=flat))
-    return paths
+    clips = [(row["relpath"], row["sample_rate"]) for row in expected_rows(layout, seconds)]
+    return write_tree(root, clips, seconds, layout)
