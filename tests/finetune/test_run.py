@@ -121,7 +121,7 @@ def test_a_class_missing_from_training_drops_its_test_rows(corpus_manifest, tiny
 
 
 def test_test_fold_labels_never_reach_the_epoch_choice(corpus_manifest, tiny_model, tmp_path):
-    config = FinetuneConfig(model=str(tiny_model), **{**FAST, "epochs": 4, "dropout": 0.0})
+    config = FinetuneConfig(model=str(tiny_model), **{**FAST, "epochs": 3, "dropout": 0.0})
     run_finetune(corpus_manifest, config, settings(save_models=False), tmp_path / "a")
     predictions = pd.read_parquet(tmp_path / "a" / "predictions.parquet")
     tested = set(predictions.loc[predictions["fold"] == "0", "utt_id"])

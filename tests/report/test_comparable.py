@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -20,23 +22,66 @@ from sklearn.metrics import balanced_accuracy_score, f1_score
 from ssl_ser.cli.main import cli
 from ssl_ser.errors import ConfigError
 from ssl_ser.report import build_document, figures, write_report
-from ssl_ser.report.build import results_text, speaker_groupings
+from ssl_ser.report.build import ReportSummary, results_text, speaker_groupings
 from ssl_ser.report.load import GROUP, PIPELINE_RESULTS, load_results
 from ssl_ser.report.tables import cell_predictions
 
 from .conftest import COLLAPSED_TO, Spec, write
 
+if TYPE_CHECKING:
+    from matplotlib.transforms import Bbox
+
 CELL = ["extractor", "train_corpus", "train_condition", "test_corpus", "test_condition", "split"]
 CONFIG = ["layer", "pooling", "classifier"]
 # one SSL model and one baseline, one corpus's condition pairs and another corpus, 2 folds
 SMALL = {"cross": False, "extractors": ("facebook/wav2vec2-base", "mfcc"), "folds": 2}
+# the baseline alone: a report of one figure per group (the confusion matrix)
+BASELINE = {**SMALL, "extractors": ("mfcc",)}
 
 
-def _two_groups(tmp_path: Path) -> tuple[Path, Path, pd.DataFrame, pd.DataFrame]:
-    """A 4-class run without speaker norm and a 7-class run with it, in two folders."""
-    four, _ = write(tmp_path / "run" / "results", Spec(**SMALL))
-    seven, _ = write(tmp_path / "probe" / "results", Spec(**SMALL, labels="all", speaker_norm=True))
-    return tmp_path / "run" / "results", tmp_path / "probe" / "results", four, seven
+@dataclass(frozen=True)
+class TwoGroups:
+    """One report over a 4-class run without speaker norm and a 7-class run with it."""
+
+    root: Path
+    summary: ReportSummary
+    four: pd.DataFrame
+    seven: pd.DataFrame
+    # the frames every matrix and curve panel drew
+    drawn: list[pd.DataFrame]
+    # (figure name, drawn box in inches, figure width, figure height) of every saved figure
+    fitted: list[tuple[str, Bbox, float, float]]
+
+
+@pytest.fixture(scope="module")
+def two_groups(tmp_path_factory: pytest.TempPathFactory) -> TwoGroups:
+    """The report is drawn once; spies record what its panels drew and how its figures fit."""
+    root = tmp_path_factory.mktemp("two-groups")
+    four, _ = write(root / "run" / "results", Spec(**SMALL))
+    seven, _ = write(root / "probe" / "results", Spec(**SMALL, labels="all", speaker_norm=True))
+    drawn: list[pd.DataFrame] = []
+    fitted: list[tuple[str, Bbox, float, float]] = []
+    original_save = figures.save_figure
+
+    def save(fig, out_dir, name, title, caption, group=None):
+        item = original_save(fig, out_dir, name, title, caption, group)
+        width, height = fig.get_size_inches()
+        fitted.append((item.name, fig.get_tightbbox(fig.canvas.get_renderer()), width, height))
+        return item
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("_matrix_panel", "_layer_panel"):
+            original = getattr(figures, name)
+
+            def spy(ax, frame, *args, _original=original, **kwargs):
+                drawn.append(frame)
+                return _original(ax, frame, *args, **kwargs)
+
+            patch.setattr(figures, name, spy)
+        patch.setattr(figures, "save_figure", save)
+        # the folders above results/, as a pipeline's output is given
+        summary = write_report([root / "run", root / "probe"], root / "report.html", n_boot=50)
+    return TwoGroups(root, summary, four, seven, drawn, fitted)
 
 
 def _best_ua(table: pd.DataFrame) -> float:
@@ -44,33 +89,22 @@ def _best_ua(table: pd.DataFrame) -> float:
     return float(table.groupby(CELL + CONFIG)["ua"].mean().max())
 
 
-def test_label_sets_and_speaker_norm_are_never_compared(tmp_path: Path, monkeypatch) -> None:
-    drawn: list[pd.DataFrame] = []
-    for name in ("_matrix_panel", "_layer_panel"):
-        original = getattr(figures, name)
-
-        def spy(ax, frame, *args, _original=original, **kwargs):
-            drawn.append(frame)
-            return _original(ax, frame, *args, **kwargs)
-
-        monkeypatch.setattr(figures, name, spy)
-    run, probe, four, seven = _two_groups(tmp_path)
-    summary = write_report([run, probe], tmp_path / "report.html", n_boot=50)
-
+def test_label_sets_and_speaker_norm_are_never_compared(two_groups: TwoGroups) -> None:
+    root, drawn = two_groups.root, two_groups.drawn
     # every matrix panel and curve panel holds cells of one group only
     assert len(drawn) > 4
     for frame in drawn:
         assert all(frame[column].nunique() == 1 for column in GROUP if column in frame)
-    html = (tmp_path / "report.html").read_text()
+    html = (root / "report.html").read_text()
     # one headline per group, each naming its group and holding that group's best UA
     headlines = re.findall(r'<p class="highlight">(.*?)</p>', html)
     assert len(headlines) == 2
     (h4,) = [h for h in headlines if "4 classes (basic4" in h]
     (h7,) = [h for h in headlines if "7 classes (all" in h]
     assert "no speaker norm" in h4 and "speaker z-norm" in h7
-    assert f"best UA {100 * _best_ua(four):.1f}" in h4
-    assert f"best UA {100 * _best_ua(seven):.1f}" in h7
-    assert "(+1 other group(s) in the report)" in summary.best
+    assert f"best UA {100 * _best_ua(two_groups.four):.1f}" in h4
+    assert f"best UA {100 * _best_ua(two_groups.seven):.1f}" in h7
+    assert "(+1 other group(s) in the report)" in two_groups.summary.best
     # one best table per group, whose rows hold only that group's numbers
     tables = dict(re.findall(r'<table data-table="(best-cells-[^"]+)">(.*?)</table>', html, re.S))
     assert set(tables) == {
@@ -82,7 +116,7 @@ def test_label_sets_and_speaker_norm_are_never_compared(tmp_path: Path, monkeypa
     rows4 = re.findall(r"<tr>(.*?)</tr>", tables["best-cells-speaker-kfold-basic4-no-norm"], re.S)
     assert rows4[1:] and not any("speaker z-norm" in row for row in rows4)
     # separate condition matrices per group, each heading naming its group
-    assert {p.stem for p in (tmp_path / "figures").glob("conditions-*.png")} == {
+    assert {p.stem for p in (root / "figures").glob("conditions-*.png")} == {
         "conditions-speaker-kfold-basic4-no-norm",
         "conditions-speaker-kfold-all-norm",
     }
@@ -90,7 +124,7 @@ def test_label_sets_and_speaker_norm_are_never_compared(tmp_path: Path, monkeypa
 
 
 def test_the_same_cells_given_twice_are_counted_once(tmp_path: Path) -> None:
-    write(tmp_path / "run" / "results", Spec(**SMALL, conditions=False))
+    write(tmp_path / "run" / "results", Spec(**BASELINE, conditions=False))
     shutil.copytree(tmp_path / "run" / "results", tmp_path / "probe" / "results")
     once = load_results([tmp_path / "run" / "results"])
     twice = load_results([tmp_path / "run" / "results", tmp_path / "probe" / "results"])
@@ -140,7 +174,7 @@ def test_one_cell_run_twice_under_other_ids_is_refused(tmp_path: Path) -> None:
 
 def test_collapsed_classifiers_are_flagged_and_speaker_norm_suggested(tmp_path: Path) -> None:
     _, predictions = write(
-        tmp_path / "results", Spec(**SMALL, collapse=("clean", "telephone"), search=False)
+        tmp_path / "results", Spec(**BASELINE, collapse=("clean", "telephone"), search=False)
     )
     loaded = load_results([tmp_path / "results"])
     # independent count: distinct predicted classes per stored fold
@@ -222,7 +256,7 @@ def test_a_pipeline_output_folder_is_accepted(tmp_path: Path) -> None:
 
     assert PIPELINE_RESULTS == RESULTS_FOLDER
     out = tmp_path / "probe-out"
-    write(out / PIPELINE_RESULTS, Spec(**SMALL, conditions=False))
+    write(out / PIPELINE_RESULTS, Spec(**BASELINE, conditions=False))
     (out / "manifests").mkdir()
     result = CliRunner().invoke(
         cli, ["report", str(out), "-o", str(tmp_path / "r.html"), "--bootstrap", "0"]
@@ -231,7 +265,9 @@ def test_a_pipeline_output_folder_is_accepted(tmp_path: Path) -> None:
     # several seeds (ser run's OUT/seed-N/results): all read, never averaged together
     runs = tmp_path / "run-out"
     for seed in (0, 1):
-        write(runs / f"seed-{seed}" / PIPELINE_RESULTS, Spec(**SMALL, conditions=False, seed=seed))
+        write(
+            runs / f"seed-{seed}" / PIPELINE_RESULTS, Spec(**BASELINE, conditions=False, seed=seed)
+        )
     loaded = load_results([runs])
     assert [p.parent.parent.name for p in loaded.sources] == ["seed-0", "seed-1"]
     document = build_document(loaded, tmp_path / "figures", n_boot=0)
@@ -242,46 +278,31 @@ def test_a_pipeline_output_folder_is_accepted(tmp_path: Path) -> None:
     ]
 
 
-def test_figures_fit_their_titles_and_legends(tmp_path: Path, monkeypatch) -> None:
-    checked = []
-    original = figures.save_figure
-
-    def spy(fig, out_dir, name, title, caption):
-        item = original(fig, out_dir, name, title, caption)
-        renderer = fig.canvas.get_renderer()
-        box = fig.get_tightbbox(renderer)
-        width, height = fig.get_size_inches()
+def test_figures_fit_their_titles_and_legends(two_groups: TwoGroups) -> None:
+    for name, box, width, height in two_groups.fitted:
         assert box.x0 >= -0.05 and box.x1 <= width + 0.05, (name, box, width)
         assert box.y0 >= -0.05 and box.y1 <= height + 0.05, (name, box, height)
-        checked.append(name)
-        return item
-
-    monkeypatch.setattr(figures, "save_figure", spy)
     # one layered model and one corpus: the drop figure has a single narrow panel
-    write(tmp_path / "results", Spec(**SMALL))
-    write_report(tmp_path / "results", tmp_path / "report.html", n_boot=0)
-    assert "condition-drop-speaker-kfold" in checked
+    checked = [name for name, *_ in two_groups.fitted]
+    assert any(name.startswith("condition-drop-speaker-kfold") for name in checked), checked
 
 
-def test_header_lists_results_one_per_line_and_each_grouping_once(tmp_path: Path) -> None:
-    small = {**SMALL, "conditions": False}
+def test_header_lists_results_one_per_line_and_each_grouping_once(two_groups: TwoGroups) -> None:
+    root = two_groups.root
     table = pd.DataFrame(
         {"grouping": ["emodb:speaker", "emodb:speaker,emovo:speaker", "emovo:speaker"]}
     )
     assert speaker_groupings(table) == "emodb:speaker, emovo:speaker"
-    paths = [tmp_path / "run" / "results" / "results.parquet", tmp_path / "p" / "results.csv"]
+    paths = [root / "run" / "results" / "results.parquet", root / "p" / "results.csv"]
     assert results_text(paths).split("\n") == [
-        f"in {tmp_path}:",
+        f"in {root}:",
         "run/results/results.parquet",
         "p/results.csv",
     ]
-    write(tmp_path / "run" / "results", Spec(**small))
-    write(tmp_path / "probe" / "results", Spec(**small, labels="all"))
-    write_report([tmp_path / "run", tmp_path / "probe"], tmp_path / "report.html", n_boot=0)
-    html = (tmp_path / "report.html").read_text()
+    html = (root / "report.html").read_text()
     results = re.search(r"<dt>Results</dt><dd>(.*?)</dd>", html).group(1)
     assert results.split("<br>") == [
-        f"in {tmp_path}:",
+        f"in {root}:",
         "run/results/results.parquet",
         "probe/results/results.parquet",
     ]

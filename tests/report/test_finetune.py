@@ -244,7 +244,7 @@ def test_without_finetune_rows_the_report_has_no_finetune_section(tmp_path: Path
 
 
 def test_a_folder_of_finetunes_alone_is_reported(tmp_path: Path) -> None:
-    folder = write_folder(tmp_path / "results", FinetuneSpec(probes=False))
+    folder = write_folder(tmp_path / "results", FinetuneSpec(probes=False, settings=SETTINGS[:1]))
     out = tmp_path / "out" / "report.html"
     write_report(folder, out, n_boot=N_BOOT)
     html = out.read_text()
@@ -500,7 +500,8 @@ def test_finetunes_differing_only_in_a_recorded_setting_are_two_cells(tmp_path: 
 
 
 def test_a_collapsed_finetune_is_marked_in_both_tables(tmp_path: Path) -> None:
-    folder = write_folder(tmp_path / "results", FinetuneSpec(collapsed=("1",), weighted=False))
+    spec = FinetuneSpec(collapsed=("1",), weighted=False, normed_probe=False, settings=SETTINGS[:1])
+    folder = write_folder(tmp_path / "results", spec)
     summary, pairs = _comparison(folder)
     assert pairs.loc[pairs["fold"] == "1", "collapsed"].all()
     assert not pairs.loc[pairs["fold"] != "1", "collapsed"].any()

@@ -247,7 +247,9 @@ def test_a_rerun_removes_figures_it_no_longer_draws(tmp_path: Path) -> None:
 
 
 def test_untrained_models_and_speaker_dependent_splits_are_flagged(tmp_path: Path) -> None:
-    write(tmp_path / "results", Spec(conditions=False, cross=False, split="random", folds=2))
+    untrained = ("/tmp/demo/random-wav2vec2-tiny", "mfcc")
+    spec = Spec(conditions=False, cross=False, split="random", folds=2, extractors=untrained)
+    write(tmp_path / "results", spec)
     write_report(tmp_path / "results", tmp_path / "report.html", n_boot=0)
     html = (tmp_path / "report.html").read_text()
     assert '<span class="badge untrained">untrained · random weights</span>' in html
@@ -340,7 +342,8 @@ def test_report_of_a_real_classify_sweep(tmp_path: Path) -> None:
 
 def test_markdown_shows_hostile_names_as_text(tmp_path: Path) -> None:
     hostile = "<img src=x onerror=alert(1)>[x](javascript:alert(2))|*"
-    table, predictions = build(Spec(conditions=False, cross=False))
+    spec = Spec(conditions=False, cross=False, extractors=("facebook/wav2vec2-base", "mfcc"))
+    table, predictions = build(spec)
     for frame in (table, predictions):
         for column in ("corpus", "train_corpus", "test_corpus"):
             if column in frame.columns:

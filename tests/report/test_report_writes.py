@@ -28,8 +28,9 @@ def _linked_figures(markdown: Path) -> list[str]:
 
 
 def test_two_reports_in_one_folder_keep_their_own_figures(tmp_path: Path) -> None:
-    first = _results(tmp_path / "r1", "facebook/wav2vec2-base")
-    second = _results(tmp_path / "r2", "/tmp/demo/random-wav2vec2-tiny")
+    # two baselines: each report draws one figure under the same name (the confusion matrix)
+    first = _results(tmp_path / "r1", "mfcc")
+    second = _results(tmp_path / "r2", "egemaps")
     out = tmp_path / "out"
     write_report(first, out / "a.html", n_boot=0)
     a_links = _linked_figures(out / "a.md")
