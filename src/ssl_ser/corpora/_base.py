@@ -196,7 +196,10 @@ class _AudioWalk:
                 if is_audio_name:
                     self.found.append((*prefix, entry.name))
             elif is_audio_name:
-                self.problems.append((entry.path, _not_a_file(entry.path)))
+                special = (
+                    not_regular_reason(entry.path) or "not a regular audio file (a special file)"
+                )
+                self.problems.append((entry.path, special))
         except OSError as error:  # e.g. a link that stat cannot resolve (ELOOP)
             self.problems.append((entry.path, f"cannot be read ({error.strerror or error})"))
 
@@ -218,11 +221,6 @@ class _AudioWalk:
             )
             return
         self.folder(entry.path, (*prefix, entry.name))
-
-
-def _not_a_file(path: str) -> str:
-    """Why an entry named like audio is not a regular file, in words."""
-    return not_regular_reason(path) or "not a regular audio file (a special file)"
 
 
 def read_header(path: Path) -> tuple[float, int]:
