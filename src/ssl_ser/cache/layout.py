@@ -711,16 +711,8 @@ def fsync_path(path: Path) -> None:
 
 def fsync_dir(path: Path) -> None:
     """Flush a folder entry (after a rename) to disk; a no-op where folders cannot be opened."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    with contextlib.suppress(OSError):
+        fsync_path(path)
 
 
 def open_h5(path: Path, mode: str = "r", **cache_options: Any) -> h5py.File:
