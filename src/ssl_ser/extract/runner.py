@@ -156,11 +156,6 @@ class UtteranceDataset(Dataset):
         return audio.load_utterance(row, self.condition, rate, self.telephone_source), None
 
 
-def keep_list(items: list[Prepared]) -> list[Prepared]:
-    """DataLoader collate function: the batch stays a list of utterances."""
-    return items
-
-
 def init_worker(worker_id: int) -> None:
     """Set up a DataLoader worker: one thread, and it exits when its parent dies.
 
@@ -311,7 +306,7 @@ def prepared_batches(dataset: Dataset, workers: int, batch_size: int = 16) -> Da
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        collate_fn=keep_list,
+        collate_fn=list,  # a batch stays a list of Prepared utterances
         num_workers=workers,
         worker_init_fn=init_worker,
     )
@@ -547,7 +542,7 @@ class _Job:
         loader = DataLoader(
             dataset,
             batch_sampler=batches,
-            collate_fn=keep_list,
+            collate_fn=list,
             num_workers=self.workers,
             prefetch_factor=PREFETCH_BATCHES if self.workers else None,
             worker_init_fn=init_worker,
