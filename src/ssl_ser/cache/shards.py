@@ -532,9 +532,6 @@ def _leftovers(target: Path, missing: MissingShardsError, keep: bool) -> MergeSu
     holds every remaining shard's rows (same key and layout, manifest digest, ids at
     the recorded positions, row states, reasons and fingerprints), they are
     leftovers: removed (unless `keep`), and the target is reported as merged.
-
-    Raises:
-        MissingShardsError: the target does not hold them (the message says why).
     """
     files = [p for p in missing.files.values() if p.is_file()]
     records = [record_path(p) for p in missing.files.values() if not p.is_file()]

@@ -167,11 +167,8 @@ class CacheWriter(HeaderFields):
     def _add_fingerprints(self, header: Header) -> None:
         """Give a file built before fingerprints recorded the audio's path the current dataset.
 
-        The first releases wrote no fingerprints, later ones fingerprints
-        without the path (their rows' files are hashed once by the next ``ser
-        extract``). Changing a dataset changes the structure, so the file is built
-        anew beside the old one with every row copied (and checksums on its index),
-        and renamed over it.
+        The first releases wrote no fingerprints, later ones none with the path (their
+        rows' files are hashed once by the next ``ser extract``); a rebuild copies every row.
         """
         with layout.open_h5(self.path, "r") as source:
             if layout.has_path_fingerprints(source):

@@ -452,11 +452,7 @@ def _merge(
     keep: bool,
     progress: bool,
 ) -> list[ExtractSummary]:
-    """Merge the shards of every (condition, corpus) and sum their summaries per merged file.
-
-    A cache that cannot be merged does not stop the others; all refusals are raised
-    together at the end.
-    """
+    """Merge the shards of every (condition, corpus), summing their summaries per merged file."""
     out = []
     refused: list[str] = []
     for name in conditions:

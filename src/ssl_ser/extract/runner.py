@@ -256,11 +256,8 @@ def _shard_rows(
 ) -> tuple[pd.DataFrame, Path, shards.ShardRecord]:
     """One corpus's rows of shard K of N, its shard file and the shard's record.
 
-    The record (see :class:`ssl_ser.cache.shards.ShardRecord`) holds each row's
-    place in the corpus's manifest order and the whole corpus's digest, which the
-    merge needs to rebuild the file a single process writes. It is written only
-    once the shard file's writer lock is held: a second launch of a running shard
-    must not replace its record before it finds the shard locked.
+    The record is written only once the shard file's writer lock is held: a second
+    launch of a running shard must not replace its record before it finds the shard locked.
     """
     number, count = shard
     mine = (assignment.loc[rows.index] == number).to_numpy()

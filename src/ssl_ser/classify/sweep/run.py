@@ -71,11 +71,7 @@ def _outcomes(
     config: SweepConfig,
     store: CellStore,
 ) -> Iterator[Iterator[tuple[int, int]]]:
-    """``(task index, cells stored)`` as tasks finish, on the config's backend.
-
-    Locally: this process (one job), or joblib workers sharing the features
-    through memory maps.
-    """
+    """``(task index, cells stored)`` as tasks finish, on the config's backend."""
     if config.backend == DASK_BACKEND:
         with dask_outcomes(tasks, blocks, rows, config, store, scored_cells) as outcomes:
             yield outcomes
