@@ -616,10 +616,7 @@ def _free_space(path: Path) -> str:
 
 
 def _copy_rows(source: h5py.File, target: h5py.File, rows: np.ndarray, progress: bool) -> None:
-    """Copy the states, failure reasons and features of source `rows` into the new file.
-
-    Features move chunk block by chunk block (:func:`copy_features`).
-    """
+    """Copy the states, failure reasons, fingerprints and features of source `rows`."""
     index = read_index(source, Path(source.filename), tolerant=True)  # untrusted rows: missing
     old_slots = index.slots
     states = np.full(len(rows), MISSING, dtype=np.int64)

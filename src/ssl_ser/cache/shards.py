@@ -421,11 +421,7 @@ def _open_shard(path: Path) -> _Shard:
 
 
 def _plan_merge(target: Path, shards: Sequence[_Shard]) -> tuple[list[str], list[tuple[int, int]]]:
-    """The merged ids in manifest order, and for each its (shard index, index in shard record).
-
-    Refuses mixed keys and layouts, shards of different manifests or assignment
-    rules, an utterance in two shards and positions no shard holds.
-    """
+    """The merged ids in manifest order, and for each its (shard index, index in shard record)."""
     first = shards[0]
     for shard in shards[1:]:
         differences = first.header.differences(shard.header)

@@ -237,12 +237,10 @@ class CacheWriter(HeaderFields):
             self._fingerprints = np.zeros(len(self._ids), dtype=layout.FINGERPRINT_DTYPE)
 
     def _reserve(self) -> None:
-        """Make sure every block of the file is allocated on disk before anything is written.
+        """Allocate every block of the file before anything is written (see :mod:`.layout`).
 
-        Files built by this release are written in full when built, so this costs
-        nothing; a file an older release built sparse gets its holes allocated
-        (``posix_fallocate``, which never changes stored bytes), so a full disk is
-        met here, with nothing written, not in the middle of a commit.
+        ``posix_fallocate`` never changes stored bytes: a file an older release built
+        sparse gets its holes, so a full disk is met here, not in the middle of a commit.
         """
         fd = self._require_file().id.get_vfd_handle()
         try:
@@ -260,11 +258,7 @@ class CacheWriter(HeaderFields):
         source: h5py.File | None,
         rows: np.ndarray | None = None,
     ) -> None:
-        """Build a complete new file beside the cache, then rename it over the cache.
-
-        A build or rename that fails (a full disk) removes the new file and leaves
-        the cache as it was.
-        """
+        """Build a complete new file beside the cache, then rename it over the cache."""
         sidecar = self._sidecar()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
