@@ -21,6 +21,7 @@ import contextlib
 import functools
 import json
 import logging
+import operator
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -643,11 +644,8 @@ def compare_audio(
     None in `current`: the file could not be read.
     """
     check = AudioCheck([], {}, [], [])
-    for utt_id in sorted(recorded):
-        stored = recorded[utt_id]
-        if utt_id not in current:
-            continue
-        now = current[utt_id]
+    for utt_id in sorted(recorded.keys() & current.keys()):
+        stored, now = recorded[utt_id], current[utt_id]
         if now is None:
             check.unreadable.append(utt_id)
         elif stored is None:
@@ -695,10 +693,7 @@ def progress_total(steps: Sequence[float]) -> float:
     Summed another way (``np.sum``), the float total can come out below what the
     bar reaches, and tqdm warns "clamping frac to range [0, 1]".
     """
-    total = 0.0
-    for step in steps:
-        total += step
-    return total
+    return functools.reduce(operator.add, steps, 0.0)
 
 
 def is_out_of_memory(error: RuntimeError) -> bool:
