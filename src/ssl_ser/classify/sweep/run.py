@@ -149,8 +149,15 @@ def scored_cells(
     with threadpool_limits(threads), _torch_threads(task, threads):
         measured = task_codelengths(task, blocks, rows, config.seed, threads) if config.mdl else {}
         for cell, spec, outcome in fit_task(task, blocks, rows, config, threads):
-            info = cell_info(task, spec)
-            info.extra = {**info.extra, **measured.get(cell, {})}
+            info = CellInfo(
+                meta=task.meta,
+                layer=task.layer_label(spec),
+                pooling=spec.pooling,
+                classifier=task.classifier,
+                params=task.params,
+                n_dropped=task.n_dropped,
+                extra=measured.get(cell, {}),
+            )
             result_rows, predictions = score_cell(
                 cell,
                 info,
@@ -279,15 +286,3 @@ def _outcome(
     """A cell's test outcome from its class probabilities: the most probable class predicted."""
     predicted = classes[np.argmax(probabilities, axis=1)]
     return Outcome(predicted, probabilities, classes, chosen, val_ua, seconds)
-
-
-def cell_info(task: Task, spec: FeatureSpec) -> CellInfo:
-    """What names a probe cell of `task` over `spec` in the results."""
-    return CellInfo(
-        meta=task.meta,
-        layer=task.layer_label(spec),
-        pooling=spec.pooling,
-        classifier=task.classifier,
-        params=task.params,
-        n_dropped=task.n_dropped,
-    )
