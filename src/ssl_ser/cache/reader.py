@@ -217,7 +217,9 @@ class CacheReader(HeaderFields):
         read landing mid-rewrite sees new data with the old checksum. The rows this
         reader may read never change, so a chunk that fails every time is damaged.
         """
-        dataset = self._dataset(pooling)
+        if pooling not in self.header.poolings:
+            raise UnknownChoiceError("pooling", pooling, self.header.poolings, where=str(self.path))
+        dataset = self._datasets[pooling]
         for attempt in range(1, TORN_READ_ATTEMPTS + 1):
             try:
                 out, finite = self._gather_spans(dataset, pooling, slots, layer)
@@ -327,11 +329,6 @@ class CacheReader(HeaderFields):
                 dataset.id.chunk_iter(remember)
             self._offsets[pooling] = table
         return self._offsets[pooling]
-
-    def _dataset(self, pooling: str) -> Any:
-        if pooling not in self.header.poolings:
-            raise UnknownChoiceError("pooling", pooling, self.header.poolings, where=str(self.path))
-        return self._datasets[pooling]
 
     # ------------------------------------------------------------------ closing
 

@@ -130,8 +130,10 @@ def extract_on_dask(
             "every utterance of the manifest; no shard started"
         )
         return finished
-    if address == LOCAL and device == "auto":
-        device = _local_auto_device()
+    if address == LOCAL and device == "auto":  # cuda (a worker per GPU) if one is visible
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "auto"
     started = time.perf_counter()
     with _client(address, device, local_processes) as client:
         declared = _declared_gpus(client)
@@ -383,13 +385,6 @@ def _declared_gpus(client: Any) -> int:
     """How many ``GPU`` resources the cluster's workers declare, all together."""
     workers = client.scheduler_info(n_workers=-1)["workers"].values()
     return sum(int(w.get("resources", {}).get(GPU_RESOURCE, 0)) for w in workers)
-
-
-def _local_auto_device() -> str:
-    """``--device auto`` with ``--dask local``: ``cuda`` (a worker per GPU) if one is visible."""
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "auto"
 
 
 def _default_shards(client: Any, gpu: bool, declared: int) -> int:
