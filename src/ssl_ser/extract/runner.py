@@ -314,7 +314,7 @@ def utterance_stats(stats: FrameStats, segments_per_utterance: Sequence[int]) ->
     """Segment statistics merged into one row per utterance (windows pooled over all frames)."""
     per_utterance, start = [], 0
     for count in segments_per_utterance:
-        parts = stats.rows(start, start + count)
+        parts = stats.take(slice(start, start + count))
         per_utterance.append(parts if count == 1 else combine(parts))
         start += count
     return FrameStats.concat(per_utterance)
