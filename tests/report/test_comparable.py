@@ -246,14 +246,14 @@ def test_figures_fit_their_titles_and_legends(tmp_path: Path, monkeypatch) -> No
     checked = []
     original = figures.save_figure
 
-    def spy(fig, out_dir, name, title, caption):
-        item = original(fig, out_dir, name, title, caption)
+    def spy(fig, out_dir, name, title, caption, group=None):
+        item = original(fig, out_dir, name, title, caption, group)
         renderer = fig.canvas.get_renderer()
         box = fig.get_tightbbox(renderer)
         width, height = fig.get_size_inches()
-        assert box.x0 >= -0.05 and box.x1 <= width + 0.05, (name, box, width)
-        assert box.y0 >= -0.05 and box.y1 <= height + 0.05, (name, box, height)
-        checked.append(name)
+        assert box.x0 >= -0.05 and box.x1 <= width + 0.05, (item.name, box, width)
+        assert box.y0 >= -0.05 and box.y1 <= height + 0.05, (item.name, box, height)
+        checked.append(item.name)
         return item
 
     monkeypatch.setattr(figures, "save_figure", spy)

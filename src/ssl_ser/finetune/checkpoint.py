@@ -67,11 +67,6 @@ def save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
         raise OutputError(f"cannot write {path}: {_first_line(error)}") from error
 
 
-def load_weights(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors of a safetensors file (on the CPU)."""
-    return load_file(str(path))
-
-
 def save(
     folder: Path, state: TrainState, weights: dict[str, torch.Tensor], trainer: dict[str, Any]
 ) -> None:
@@ -153,4 +148,4 @@ def load(folder: Path, epoch: int) -> tuple[TrainState, dict[str, torch.Tensor],
     path = folder / f"epoch-{epoch:03d}"
     state = TrainState(**json.loads((path / STATE_FILE).read_text()))
     trainer = torch.load(path / TRAINER_FILE, map_location="cpu", weights_only=True)
-    return state, load_weights(path / WEIGHTS_FILE), trainer
+    return state, load_file(str(path / WEIGHTS_FILE)), trainer

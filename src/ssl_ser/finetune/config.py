@@ -54,52 +54,10 @@ FRACTIONS: tuple[str, ...] = ("dropout", "warmup", "mask_time_prob")
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """Model and training settings of ``ser finetune`` (see the module docstring).
+    """Model and training settings of ``ser finetune``, validated (see the module docstring).
 
-    Attributes:
-        model: hub id or local folder of a supported backbone (Whisper: its encoder).
-        revision: hub branch, tag or commit.
-        head: ``linear``, or ``mlp`` (one hidden layer, ReLU, dropout).
-        hidden: width of the ``mlp`` head's hidden layer.
-        dropout: dropout before the ``mlp`` head's output layer.
-        weighted_layers: the head reads a learned softmax-weighted sum of every
-            hidden state (input embedding included) instead of the last one.
-        head_layer: the one hidden state the head reads (0: input embedding); the
-            layers above it are dropped from the backbone (neither run nor
-            trained). ``None``: ``weighted_layers`` decides.
-        standardise: the head standardises its input with the fitting rows' mean
-            and scale, as the probes' ``StandardScaler`` does.
-        init: ``random`` head, or ``probe``: each fold's head starts as that fold's
-            logistic-regression probe of ``head_layer`` (epoch 0 then equals the
-            probe); without ``head_layer`` the probes choose it (``from_probe``).
-        probe_dtype: precision the head's input is rounded to before standardising:
-            the probes' cache storage dtype (``float16``), so that a head started
-            from a probe predicts exactly what the probe predicted; ``float32``: none.
-        freeze: ``feature-encoder`` (the convolutional front end), ``base`` (the
-            whole backbone: head only), ``none``, or ``top`` (only the top
-            `top_layers` transformer layers train).
-        top_layers: transformer layers trained with ``freeze="top"``.
-        adapter: ``lora`` trains low-rank adapters on the attention projections
-            (and the head) with the backbone's own weights frozen.
-        lora_rank: rank of the LoRA matrices; lora_alpha: their scale numerator.
-        epochs: most epochs; patience: stop after this many epochs without a better
-            validation UA (``None`` or 0: never stop early).
-        learning_rate, warmup, weight_decay: AdamW with linear warm-up over the
-            `warmup` fraction of steps, then linear decay to zero (backbone rate).
-        head_learning_rate: peak rate of the head (and layer weights, scaler-free).
-        spec_augment: SpecAugment-style time masking in training, drawn per
-            micro-batch from (seed, epoch, micro-batch); mask_time_prob and
-            mask_time_length as in transformers' wav2vec2 config (Whisper: spans of
-            log-mel frames set to zero, as transformers' WhisperModel masks them).
-        accumulation: micro-batches per optimizer step (per process).
-        clip: gradient norm clip (``None`` or 0: off).
-        gradient_checkpointing: recompute activations in backward (less memory, slower).
-        class_weights: weight the loss by inverse class frequency of the fitting rows.
-        batch_seconds: padded seconds of audio per micro-batch.
-        val_fraction: share of training rows (whole speakers) held out for choosing
-            the epoch, when the split has no validation part of its own.
-        dtype: autocast precision on CUDA; CPU trains in float32.
-        max_seconds, long_audio, whisper_trim, sample_rate: as in extraction.
+    The fields are :class:`~ssl_ser.finetune.settings.FinetuneSettings`' training
+    settings (its help says what each does), plus the sample rate of the experiment's models.
     """
 
     model: str
@@ -157,11 +115,6 @@ class FinetuneConfig:
         check_training(self)
 
     @property
-    def mixes_layers(self) -> bool:
-        """Whether the head reads a learned mix of every hidden state."""
-        return self.head_layer is None and self.weighted_layers
-
-    @property
     def layer(self) -> str:
         """The results rows' layer: the state read (``3``), ``weighted`` for a mix, else ``all``."""
         if self.head_layer is not None:
@@ -215,9 +168,6 @@ def check_training(settings: Any, name: Callable[[str], str] = str) -> None:
         settings: a :class:`FinetuneConfig`, or settings with its field names.
         name: how a setting reads in the message: its field name (the default),
             its flag on the command line (``--head-lr``).
-
-    Raises:
-        ConfigError: naming the setting and the bad value.
     """
     _check_freezing(settings, name)
     _check_numbers(settings, name)

@@ -88,10 +88,8 @@ def load_audio(
     for condition in conditions:
         dataset = UtteranceDataset(rows, preprocessor, condition, telephone_source)
         loader = prepared_batches(dataset, workers)
-        bar = tqdm(
-            total=len(rows), desc=f"load {condition} audio", unit="utt", disable=not progress
-        )
-        with bar:
+        desc = f"load {condition} audio"
+        with tqdm(total=len(rows), desc=desc, unit="utt", disable=not progress) as bar:
             for batch in loader:
                 for item in batch:
                     key = (item.utt_id, condition)
@@ -113,7 +111,6 @@ class RunTable:
     classes: tuple[str, ...]
     label_set: str
     grouping: dict[str, str]
-    dropped: dict[str, int]
 
 
 def run_table(
@@ -134,11 +131,11 @@ def run_table(
         part["condition"] = condition
         parts.append(part)
     table = pd.concat(parts, ignore_index=True)
-    table, dropped = apply_labels(table, label_set_obj)
+    table, _ = apply_labels(table, label_set_obj)
     groups, grouping = speaker_groups(table)
     table["group"] = groups.to_numpy()
     classes = tuple(c for c in label_set_obj.classes if c in set(table["label"]))
-    return RunTable(table, classes, label_set_obj.name, grouping, dropped)
+    return RunTable(table, classes, label_set_obj.name, grouping)
 
 
 def batches(

@@ -110,11 +110,6 @@ def from_main(value: Any, here: World) -> Any:
     return box[0]
 
 
-def total(value: float, here: World) -> float:
-    """The sum of a number over all processes."""
-    return float(sum(gather(value, here)))
-
-
 def barrier(here: World) -> None:
     """Wait for every process (no-op alone)."""
     if here.size > 1:

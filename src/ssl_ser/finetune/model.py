@@ -88,7 +88,8 @@ class EmotionModel(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.encoder = backbone.model
-        self.weighted = config.mixes_layers
+        # a learned mix of every hidden state, unless the head reads one (head_layer)
+        self.weighted = config.head_layer is None and config.weighted_layers
         self.head_layer = config.head_layer
         self.n_classes = n_classes
         self.layer_logits = nn.Parameter(torch.zeros(backbone.states)) if self.weighted else None
@@ -205,11 +206,7 @@ class EmotionModel(nn.Module):
         }
 
     def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
-        """Put stored trainable parameters back (names and shapes must match exactly).
-
-        Raises:
-            ConfigError: the stored names differ from this model's trainable ones.
-        """
+        """Put stored trainable parameters back (names and shapes must match exactly)."""
         mine = {n: p for n, p in self.named_parameters() if p.requires_grad}
         if set(mine) != set(state):
             extra = sorted(set(state) ^ set(mine))[:3]
@@ -354,7 +351,7 @@ def allow_time_masks(encoder: nn.Module, config: FinetuneConfig) -> None:
     encoder.config.mask_feature_prob = 0.0
 
 
-def enable_checkpointing(encoder: nn.Module, backbone: TransformerBackbone | None = None) -> None:
+def enable_checkpointing(encoder: nn.Module, backbone: TransformerBackbone) -> None:
     """Recompute the transformer layers' activations in backward (non-reentrant checkpoints).
 
     Non-reentrant, so that layers above a frozen front end still get gradients.
@@ -366,9 +363,7 @@ def enable_checkpointing(encoder: nn.Module, backbone: TransformerBackbone | Non
     group-norm front end recomputed a plain ``GroupNorm`` over the padding
     (torch refused it: a different number of saved tensors).
     """
-    options: dict[str, Any] = {"use_reentrant": False}
-    if backbone is not None:
-        options["context_fn"] = _masking_restorer(backbone)
+    options = {"use_reentrant": False, "context_fn": _masking_restorer(backbone)}
     enable = getattr(encoder, "activation_checkpointing_enable", None)
     if enable is not None:  # transformers >= 5.x
         enable(activation_checkpointing_kwargs=options)
@@ -462,21 +457,15 @@ def _unused(name: str) -> bool:
 
 def add_lora(encoder: nn.Module, config: FinetuneConfig) -> None:
     """Inject LoRA adapters (peft) into the attention projections; only they train there."""
-    from peft import LoraConfig, inject_adapter_in_model
+    from peft import inject_adapter_in_model
 
-    lora = LoraConfig(
-        r=config.lora_rank,
-        lora_alpha=config.lora_alpha,
-        target_modules=list(LORA_TARGETS),
-        lora_dropout=0.0,
-    )
-    inject_adapter_in_model(lora, encoder)
+    inject_adapter_in_model(lora_config(config), encoder)
     for name, parameter in encoder.named_parameters():
         parameter.requires_grad_("lora_" in name)
 
 
 def lora_config(config: FinetuneConfig) -> Any:
-    """The peft ``LoraConfig`` a run's adapters were made with (for saving beside them)."""
+    """The peft ``LoraConfig`` of a run's adapters (injected, and saved beside them)."""
     from peft import LoraConfig
 
     return LoraConfig(
@@ -556,17 +545,6 @@ def output_meaning(
         "pooling": "mean",
         "adapter": config.adapter,
     }
-
-
-def audio_reading(
-    model: EmotionModel, rows: Any, condition: str, telephone_source: str
-) -> dict[str, Any]:
-    """How the training rows' audio was read (channels per corpus, rate, condition)."""
-    from ssl_ser.predict.integrity import audio_reading as reading
-
-    preprocessor = model.backbone.preprocessor
-    rate = "native" if preprocessor.native_rate else int(preprocessor.sample_rate)
-    return reading(rows, condition, telephone_source, rate)
 
 
 def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

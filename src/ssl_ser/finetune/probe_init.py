@@ -33,8 +33,7 @@ import numpy as np
 import pandas as pd
 
 from ssl_ser.classify import registry
-from ssl_ser.classify.measures import EMOTION_TARGET, TARGET_COLUMN
-from ssl_ser.classify.metrics import confusion_matrix, scores_from_confusion
+from ssl_ser.classify.measures import EMOTION_TARGET, TARGET_COLUMN, full_proba
 from ssl_ser.errors import ConfigError
 from ssl_ser.results import PREDICTIONS_PARQUET, RESULTS_PARQUET
 
@@ -116,14 +115,9 @@ def probe_rows(folder: Path, extractor: str, pairs: Sequence[tuple[str, str]]) -
 
 
 def check_same_folds(rows: pd.DataFrame, digests: Mapping[tuple[str, str, str], str]) -> None:
-    """Refuse probes made on other folds than the fine-tune's.
+    """Refuse probe `rows` of other folds than the fine-tune's (a fold missing, other utterances).
 
-    Args:
-        rows: the probe rows.
-        digests: the fine-tune's fold digest per (train condition, test condition, fold).
-
-    Raises:
-        ConfigError: a fold the probes lack, or whose utterances differ.
+    `digests` holds the fine-tune's fold digest per (train condition, test condition, fold).
     """
     for (train, test, fold), digest in digests.items():
         theirs = rows[
@@ -159,16 +153,7 @@ def fit_probe(x: np.ndarray, codes: np.ndarray, params: Mapping[str, Any], seed:
 
 def probabilities(model: Any, x: np.ndarray, n_classes: int) -> np.ndarray:
     """Class probabilities (rows, n_classes) of a fitted probe (classes absent in fitting: 0)."""
-    out = np.zeros((len(x), n_classes))
-    out[:, model.classes_] = model.predict_proba(x)
-    return out
-
-
-def validation_ua(model: Any, x: np.ndarray, codes: np.ndarray, n_classes: int) -> float:
-    """UA of a fitted probe on validation rows."""
-    predicted = probabilities(model, x, n_classes).argmax(1)
-    confusion = confusion_matrix(codes, predicted, n_classes)
-    return float(scores_from_confusion(confusion, [str(i) for i in range(n_classes)]).ua)
+    return full_proba(model.predict_proba(x), model.classes_, n_classes)
 
 
 def choose_layer(scores: Mapping[int, Sequence[float]]) -> int:

@@ -39,6 +39,7 @@ from ssl_ser import manifest as manifest_module
 from ssl_ser.atomic import check_writable, write_file
 from ssl_ser.classify.batched import layer_standardiser
 from ssl_ser.classify.results import CellStore, summary_line, write_tables
+from ssl_ser.classify.search import ua_of
 from ssl_ser.classify.splits import (
     SPEAKER_INDEPENDENT,
     Fold,
@@ -75,25 +76,9 @@ RUN_FILE = "finetune.json"
 class RunOptions:
     """Which rows and folds a fine-tune run uses, with ``ser classify``'s meaning for each.
 
-    Attributes:
-        labels: label set name or comma list of canonical emotions.
-        split: one of the split methods of :mod:`ssl_ser.classify.splits`.
-        split_options: folds, seed, ratios, train/test corpora, shots.
-        conditions: the audio conditions to load (``clean``, ``telephone``).
-        train_condition, test_condition: one pair of them; by default each
-            condition is trained and tested on itself.
-        telephone_source: ``derived`` or ``folder`` (ready telephone copies).
-        bootstrap: resamples of each fold's UA interval.
-        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` (under torchrun: each
-            process's own GPU).
-        workers: audio loading processes (None: the extraction default).
-        force: train folds again that the output folder already holds.
-        save_models: save each fold's chosen model under ``models/``.
-        from_probe: a ``ser classify``/``ser probe`` results folder whose logreg
-            probes (same folds) choose the layer the head reads and start each
-            fold's head (:mod:`ssl_ser.finetune.probe_init`); None: not used.
-        audio_in_memory: hold all prepared audio in memory instead of a file of the
-            output folder read per batch (the same arrays either way).
+    Each field is the ``ser finetune`` option of its name (``split_options``: the
+    split's folds, seed, ratios, corpora and shots); ``from_probe`` is a results
+    folder whose probes start the heads (:mod:`ssl_ser.finetune.probe_init`).
     """
 
     labels: str = "basic4"
@@ -141,10 +126,12 @@ class _Run:
 
     config: FinetuneConfig
     settings: RunOptions
-    store: CellStore
+    output: Path
+    store: CellStore | None  # rank 0's: the other processes of torchrun write no results
     audio: data.Audio
     table: data.RunTable
     rows: Rows
+    keys: list[tuple[str, str]]  # (utt_id, condition) of each row of the table
     identity: dict[str, Any]
     here: World
     progress: bool
@@ -154,6 +141,10 @@ class _Run:
     probe_folder: Path | None = None
     # folds whose validation share was printed (--from-probe draws each fold's split twice)
     announced: set[tuple[str, bytes]] = field(default_factory=set)
+
+    def close(self) -> None:
+        """Remove the run's stored audio (when it ends, or fails)."""
+        self.audio.close()
 
 
 def run_finetune(
@@ -182,7 +173,7 @@ def run_finetune(
     output = check_writable(output)  # a read-only or full disk: one line before any training
     with (
         world(settings.device) as here,
-        _closing(_prepare(manifest, config, settings, output, here, progress)) as run,
+        contextlib.closing(_prepare(manifest, config, settings, output, here, progress)) as run,
     ):
         if settings.from_probe is not None:
             _from_probe(run, Path(settings.from_probe))
@@ -192,11 +183,9 @@ def run_finetune(
                 "init 'probe' starts the head from one layer's probe: give head_layer "
                 "(--head-layer N) or the probes' results (--from-probe RESULTS_DIR)"
             )
-        ran, skipped = 0, 0
         described: dict[str, Mapping[str, Any]] = {}
-        for train_condition, test_condition in _scenarios(settings):
-            r, s = _run_scenario(run, train_condition, test_condition, described)
-            ran, skipped = ran + r, skipped + s
+        counts = [_run_scenario(run, *pair, described) for pair in _scenarios(settings)]
+        ran, skipped = map(sum, zip(*counts, strict=True))
         paths: dict[str, Path] = {}
         summary = pd.DataFrame()
         if here.main:
@@ -213,15 +202,6 @@ def run_finetune(
     return FinetuneResult(
         ran, skipped, len(run.audio.failed), paths, summary, seconds, main=here.main
     )
-
-
-@contextlib.contextmanager
-def _closing(run: _Run) -> Iterator[_Run]:
-    """The run, its stored audio removed when it ends (or fails)."""
-    try:
-        yield run
-    finally:
-        run.audio.close()
 
 
 def _check_settings(settings: RunOptions) -> None:
@@ -277,31 +257,16 @@ def _prepare(
         raise
     # a file one process could not read is left out by all, so that all make the same folds
     audio.failed = sorted(set().union(*map(set, gather(audio.failed, here))))
-    store = CellStore(output) if here.main else _ReadOnlyStore(output)
+    cells = CellStore(output) if here.main else None
     if here.main:
         _report_skipped(audio, output)
     table = data.run_table(manifest, settings.labels, settings.conditions, audio)
     frame = table.table
-    rows = Rows(
-        codes=frame["label"].map({c: i for i, c in enumerate(table.classes)}).to_numpy(),
-        groups=(frame["group"] + "|" + frame["condition"]).to_numpy(),
-        utt_ids=frame["utt_id"].to_numpy(),
-        corpora=frame["corpus"].to_numpy(),
-        classes=table.classes,
-        speakers=frame["speaker"].astype(str).to_numpy(),
-        genders=frame["gender"].astype(str).to_numpy(),
-    )
+    rows = Rows.of(frame, table.classes)
+    keys = list(zip(frame["utt_id"], frame["condition"], strict=True))
     identity = dict(backbone.identity)
     del backbone
-    return _Run(config, settings, store, audio, table, rows, identity, here, progress)
-
-
-class _ReadOnlyStore(CellStore):
-    """The cell store as seen by processes other than rank 0: read, never written."""
-
-    def __init__(self, output: Path):
-        self.output = Path(output)
-        self.cells = self.output / "cells"
+    return _Run(config, settings, output, cells, audio, table, rows, keys, identity, here, progress)
 
 
 def _report_skipped(audio: data.Audio, output: Path) -> None:
@@ -340,10 +305,11 @@ def _run_scenario(
         }
         cell = cell_id(description)
         described[cell] = description
-        done = from_main(run.store.done(cell), run.here)  # one decision for all processes
+        # one decision for all processes (rank 0 holds the stored cells)
+        done = from_main(run.here.main and run.store.done(cell), run.here)
         if done and run.here.main:  # a run killed between storing a fold and cleaning up,
             # or one forced to train again: never resume its old checkpoints
-            shutil.rmtree(run.store.output / CHECKPOINTS_DIR / cell, ignore_errors=True)
+            shutil.rmtree(run.output / CHECKPOINTS_DIR / cell, ignore_errors=True)
         barrier(run.here)
         if done and not run.settings.force:
             _warn_without_model(run, cell, fold)
@@ -353,13 +319,13 @@ def _run_scenario(
         barrier(run.here)
         ran += 1
     if skipped and run.here.main:
-        announce(f"finetune: {skipped} fold(s) already done in {run.store.output}")
+        announce(f"finetune: {skipped} fold(s) already done in {run.output}")
     return ran, skipped
 
 
 def _warn_without_model(run: _Run, cell: str, fold: Fold) -> None:
     """Say when a finished fold has no saved model although models are asked for."""
-    folder = run.store.output / MODELS_DIR / cell
+    folder = run.output / MODELS_DIR / cell
     if run.here.main and run.settings.save_models and not folder.is_dir():
         log.warning(
             "fold %s is done but its model was not saved (an earlier run with "
@@ -373,8 +339,7 @@ def _fold_meta(run: _Run, fold: Fold, train_condition: str, test_condition: str)
     frame = run.table.table
     settings = run.settings
     train_corpus, test_corpus = fold_corpora(fold, frame["corpus"])
-    used = [*fold.train, *fold.test]
-    keys = [(frame["utt_id"].iat[i], frame["condition"].iat[i]) for i in sorted(set(used))]
+    keys = [run.keys[i] for i in sorted({*fold.train, *fold.test})]
     return {
         "extractor": str(run.identity["model"]),
         "model_revision": str(run.identity["revision"]),
@@ -402,13 +367,9 @@ def _fold_meta(run: _Run, fold: Fold, train_condition: str, test_condition: str)
         ),
         "feature_version": run.config.extractor_config().feature_version,
         "setting": run.config.setting(run.here.size),
-        "validation": validation_method(fold),
+        # how the validation rows are drawn (see validation.METHOD)
+        "validation": "the split's validation part" if len(fold.val) else METHOD,
     }
-
-
-def validation_method(fold: Fold) -> str:
-    """How the fold's validation rows are drawn (part of its cell id, see validation.METHOD)."""
-    return "the split's validation part" if len(fold.val) else METHOD
 
 
 def _validation(run: _Run, fold: Fold) -> tuple[np.ndarray, np.ndarray]:
@@ -438,8 +399,7 @@ def _validation(run: _Run, fold: Fold) -> tuple[np.ndarray, np.ndarray]:
 def _run_fold(run: _Run, cell: str, fold: Fold, n_dropped: int, meta: dict) -> None:
     """Train one fold from scratch (or its checkpoint), score its test rows once, store it."""
     started = time.perf_counter()
-    frame = run.table.table
-    keys = list(zip(frame["utt_id"], frame["condition"], strict=True))
+    keys = run.keys
     fit, val = _validation(run, fold)
     rows = train.FoldRows(
         [keys[i] for i in fit],
@@ -460,7 +420,7 @@ def _run_fold(run: _Run, cell: str, fold: Fold, n_dropped: int, meta: dict) -> N
     trainer.progress = run.progress
     trainer.started = started  # fit_seconds: the whole fold, earlier runs of a resume included
     _start_head(run, trainer, fold, fit, meta)
-    folder = run.store.output / CHECKPOINTS_DIR / cell
+    folder = run.output / CHECKPOINTS_DIR / cell
     state = train.train_fold(trainer, rows, folder)
     probabilities = train.predict(trainer, [keys[i] for i in fold.test])
     if not run.here.main:
@@ -474,7 +434,7 @@ def _run_fold(run: _Run, cell: str, fold: Fold, n_dropped: int, meta: dict) -> N
         state.best_val_ua,
         trainer.elapsed(),
     )
-    model_dir = run.store.output / MODELS_DIR / cell
+    model_dir = run.output / MODELS_DIR / cell
     extra = {
         "best_epoch": state.best_epoch,
         "epochs_run": state.epoch,
@@ -505,18 +465,13 @@ def _run_fold(run: _Run, cell: str, fold: Fold, n_dropped: int, meta: dict) -> N
         folder.parent.rmdir()
 
 
-def _all_keys(run: _Run) -> list[tuple[str, str]]:
-    frame = run.table.table
-    return list(zip(frame["utt_id"], frame["condition"], strict=True))
-
-
 def _start_head(run: _Run, trainer: train.Trainer, fold: Fold, fit: np.ndarray, meta: dict) -> None:
     """Standardise the head's input on the fitting rows, or start the head as the fold's probe."""
     config = run.config
     if run.features is None:  # the backbone is loaded afresh per fold: the same for every fold
-        run.features = train.pooled_features(trainer, _all_keys(run))
+        run.features = train.pooled_features(trainer, run.keys)
     if config.freeze == "base" and config.adapter == "none":
-        trainer.use_frozen_features(run.features, _all_keys(run))
+        trainer.use_frozen_features(run.features, run.keys)
     model = trainer.model
     if config.init == "probe":
         _probe_head(run, trainer, fold, fit, meta)
@@ -617,7 +572,7 @@ def _from_probe(run: _Run, path: Path) -> None:
             full, len(run.table.classes), run.here.device(run.settings.device), run.settings.seed
         )
     trainer = train.Trainer(model, full, run.audio, run.settings.seed, run.here)
-    states = train.pooled_features(trainer, _all_keys(run))
+    states = train.pooled_features(trainer, run.keys)
     del trainer, model
     layer = run.config.head_layer
     if layer is None:
@@ -654,9 +609,8 @@ def _probe_layer(
     for _, _, fit, val in folds:
         for layer in layers:
             fitted = probe_init.fit_probe(states[layer][fit], codes[fit], params, run.settings.seed)
-            scores[layer].append(
-                probe_init.validation_ua(fitted, states[layer][val], codes[val], n_classes)
-            )
+            scored = probe_init.probabilities(fitted, states[layer][val], n_classes)
+            scores[layer].append(ua_of(codes[val], scored.argmax(1)))
     layer = probe_init.choose_layer(scores)
     if run.here.main:
         shown = ", ".join(f"{k}: {np.mean(v):.3f}" for k, v in scores.items())
@@ -699,8 +653,9 @@ def _save_model(run: _Run, model: Any, folder: Path, meta: Mapping[str, Any], ce
     }
     frame = run.table.table
     trained = frame[frame["corpus"].isin(str(meta["train_corpus"]).split("+"))]
-    reading = model_module.audio_reading(
-        model, trained, meta["train_condition"], run.settings.telephone_source
+    rate = integrity.model_rate(model.backbone.preprocessor)
+    reading = integrity.audio_reading(
+        trained, meta["train_condition"], run.settings.telephone_source, rate
     )
     with integrity.fresh_folder(folder) as saving:
         model_module.save_model(model, run.config, saving)

@@ -265,11 +265,7 @@ def _flag_or_key(model: type[Settings], name: str) -> str:
 
 
 def finetune_section(value: object, where: Where) -> FinetuneSettings | None:
-    """An experiment's ``finetune`` value: a table, true (every default), false or null (none).
-
-    Raises:
-        ConfigError, UnknownChoiceError: naming the key and the file.
-    """
+    """An experiment's ``finetune`` value: a table, true (every default), false or null (none)."""
     if value is None or value is False:
         return None
     if value is True:

@@ -29,24 +29,18 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 from torch.nn import functional
 from tqdm.auto import tqdm
 
-from ssl_ser.classify.metrics import confusion_matrix, scores_from_confusion
+from ssl_ser.classify.search import ua_of
 from ssl_ser.errors import ConfigError
 from ssl_ser.extract.runner import is_out_of_memory
 from ssl_ser.finetune import checkpoint
 from ssl_ser.finetune.checkpoint import TrainState
 from ssl_ser.finetune.config import FinetuneConfig
 from ssl_ser.finetune.data import Audio, batches, shuffled
-from ssl_ser.finetune.distributed import (
-    World,
-    barrier,
-    from_main,
-    gather,
-    sum_gradients,
-    total,
-)
+from ssl_ser.finetune.distributed import World, barrier, from_main, gather, sum_gradients
 from ssl_ser.finetune.model import EmotionModel
 from ssl_ser.progress import announce
 
@@ -135,20 +129,23 @@ class Trainer:
             rows = [self.feature_rows[key] for key in keys]
             pooled = torch.from_numpy(np.ascontiguousarray(self.features[:, rows]))
             return self.model.logits(pooled.to(self.device))
+        with self.out_of_memory(keys), self.autocast():
+            return self.model([self.audio.segments[key] for key in keys])
+
+    @contextlib.contextmanager
+    def out_of_memory(self, keys: Sequence[tuple[str, str]]) -> Iterator[None]:
+        """Running out of memory on `keys` becomes a message saying what to lower.
+
+        Cached GPU memory is returned first (nothing on the CPU).
+        """
         try:
-            with self.autocast():
-                return self.model([self.audio.segments[key] for key in keys])
+            yield
         except RuntimeError as error:
             if not is_out_of_memory(error):
                 raise
-            self.free_memory()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
             raise ConfigError(self.memory_message(keys)) from error
-
-    @staticmethod
-    def free_memory() -> None:
-        """Return cached GPU memory after running out (nothing on the CPU)."""
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
 
     def memory_message(self, keys: Sequence[tuple[str, str]]) -> str:
         """What ran out and what to lower: batch seconds, accumulation, checkpointing."""
@@ -194,14 +191,20 @@ def train_fold(trainer: Trainer, rows: FoldRows, folder: Path) -> TrainState:
     if state.epoch == 0 and config.init == "probe":  # the starting probe competes as epoch 0
         val_ua, val_loss = _validate(trainer, rows, weights)
         _record(trainer, state, None, val_ua, val_loss, scheduler, folder)
-    with _bar(trainer, config.epochs * steps_per_epoch, state.epoch * steps_per_epoch) as bar:
+    with tqdm(
+        total=config.epochs * steps_per_epoch,
+        initial=state.epoch * steps_per_epoch,
+        desc=trainer.describe,
+        unit="step",
+        disable=not (trainer.progress and trainer.here.main),
+    ) as bar:
         while state.epoch < config.epochs and not state.stopped:
             state.epoch += 1
             loss = _epoch(trainer, scheduler, plan, rows, weights, state, bar)
             val_ua, val_loss = _validate(trainer, rows, weights)
             _record(trainer, state, loss, val_ua, val_loss, scheduler, folder)
             bar.set_postfix(loss=f"{loss:.3f}", val_ua=f"{val_ua:.3f}", best=state.best_epoch)
-    trainer.model.load_trainable_state(checkpoint.load_weights(folder / state.best_file))
+    trainer.model.load_trainable_state(load_file(str(folder / state.best_file)))
     if state.best_epoch == 0 and trainer.epoch_zero is not None:
         trainer.epoch_zero()
     return state
@@ -229,15 +232,6 @@ def _resume(trainer: Trainer, scheduler: Any, folder: Path) -> TrainState:
     if trainer.here.main:
         announce(f"{trainer.describe}: resuming after epoch {state.epoch} from {folder}")
     return state
-
-
-@contextlib.contextmanager
-def _bar(trainer: Trainer, steps: int, done: int) -> Iterator[tqdm]:
-    show = trainer.progress and trainer.here.main
-    with tqdm(
-        total=steps, initial=done, desc=trainer.describe, unit="step", disable=not show
-    ) as bar:
-        yield bar
 
 
 def micro_seed(seed: int, epoch: int, index: int, stream: int = 0) -> int:
@@ -274,7 +268,7 @@ def _epoch(
         _step(trainer, scheduler)
         state.step += 1
         bar.update(1)
-    return total(loss_sum, here) / float(weights[rows.fit_codes].sum())
+    return float(sum(gather(loss_sum, here))) / float(weights[rows.fit_codes].sum())
 
 
 def _backward(
@@ -296,13 +290,8 @@ def _backward(
     finally:
         trainer.model.mask_seed = None
     loss = functional.cross_entropy(logits, targets, weight=weight, reduction="sum")
-    try:
+    with trainer.out_of_memory(keys):  # backward is where activation memory peaks
         trainer.scaler.scale(loss / norm).backward()
-    except RuntimeError as error:  # backward is where activation memory peaks
-        if not is_out_of_memory(error):
-            raise
-        trainer.free_memory()
-        raise ConfigError(trainer.memory_message(keys)) from error
     return float(loss.detach())
 
 
@@ -363,8 +352,7 @@ def _validate(trainer: Trainer, rows: FoldRows, weights: np.ndarray) -> tuple[fl
     """Validation UA and (class-weighted) loss of the current weights."""
     probabilities = predict(trainer, rows.val_keys)
     predicted = probabilities.argmax(1)
-    confusion = confusion_matrix(rows.val_codes, predicted, rows.n_classes)
-    ua = scores_from_confusion(confusion, [str(i) for i in range(rows.n_classes)]).ua
+    ua = ua_of(rows.val_codes, predicted)
     picked = np.clip(probabilities[np.arange(len(predicted)), rows.val_codes], 1e-12, None)
     w = weights[rows.val_codes]
     return float(ua), float(-(w * np.log(picked)).sum() / w.sum())

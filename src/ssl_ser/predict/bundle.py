@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ssl_ser.classify.measures import full_proba
 from ssl_ser.errors import ConfigError
 from ssl_ser.extract.preprocess import Segment
 from ssl_ser.predict import integrity
@@ -65,11 +66,7 @@ TRUSTED_TYPES: tuple[str, ...] = (
 
 
 def check_savable(classifier: str) -> None:
-    """Refuse classifiers a bundle cannot hold (yet), before any fitting.
-
-    Raises:
-        ConfigError: naming the classifier and those that can be saved.
-    """
+    """Refuse classifiers a bundle cannot hold (yet), before any fitting."""
     if classifier not in SAVABLE:
         raise ConfigError(
             f"classifier {classifier!r} cannot be saved as a probe bundle (the SVMs give no "
@@ -123,11 +120,7 @@ def is_probe(folder: Path) -> bool:
 
 
 def load_estimator(folder: Path, description: Mapping[str, Any]) -> Any:
-    """The fitted pipeline of a bundle, refusing untrusted types; warns on other versions.
-
-    Raises:
-        ConfigError: the skops file holds a type outside the trusted ones.
-    """
+    """The fitted pipeline of a bundle, refusing untrusted types; warns on other versions."""
     import skops.io as sio
 
     path = folder / ESTIMATOR_FILE
@@ -222,10 +215,6 @@ class ProbePredictor(Predictor):
         self.layers = [str(i) for i in range(self.backbone.states)]
         self.check_reading(folder)
 
-    def input_seconds(self, seconds: float) -> float:
-        """As the backbone counts it."""
-        return self.backbone.input_seconds(seconds)
-
     def features(self, utterances: Sequence[Sequence[Segment]]) -> np.ndarray:
         """The classifier's input rows, as a cache would have stored them."""
         segments = [segment for utterance in utterances for segment in utterance]
@@ -256,18 +245,11 @@ class ProbePredictor(Predictor):
     def classify(self, x: np.ndarray) -> np.ndarray:
         """Probabilities of feature rows `x`, columns in the bundle's class order."""
         raw = self.estimator.predict_proba(x)
-        out = np.zeros((len(x), len(self.classes)))
-        out[:, np.asarray(self.estimator.classes_, dtype=int)] = raw
-        return out
+        return full_proba(raw, self.estimator.classes_, len(self.classes))
 
 
 def _description_of(folder: Path, seal: integrity.Seal) -> dict[str, Any]:
-    """bundle.json of a verified bundle, checked against the seal's output meaning.
-
-    Raises:
-        ConfigError: a sealed folder of another kind, or a description that
-            disagrees with the seal (naming the field).
-    """
+    """bundle.json of a verified bundle, checked against the seal's output meaning."""
     path = folder / BUNDLE_FILE
     if seal.kind != BUNDLE_KIND or not path.is_file():
         raise ConfigError(f"{folder} is a saved {seal.kind} model, not a probe bundle")
@@ -277,11 +259,7 @@ def _description_of(folder: Path, seal: integrity.Seal) -> dict[str, Any]:
 
 
 def _check_estimator(estimator: Any, description: Mapping[str, Any], folder: Path) -> None:
-    """Refuse a classifier whose outputs or inputs are not those bundle.json describes.
-
-    Raises:
-        ConfigError: naming the classes or feature count that differ.
-    """
+    """Refuse a classifier whose outputs or inputs are not those bundle.json describes."""
     classes = np.asarray(estimator.classes_)
     n_classes = len(description["classes"])
     if classes.size and (classes.min() < 0 or classes.max() >= n_classes):
@@ -299,11 +277,7 @@ def _check_estimator(estimator: Any, description: Mapping[str, Any], folder: Pat
 
 
 def _check_revision(identity: Mapping[str, Any], key: Mapping[str, Any], folder: Path) -> None:
-    """Refuse a model whose weights are not those the probe's features came from.
-
-    Raises:
-        ConfigError: naming both revisions.
-    """
+    """Refuse a model whose weights are not those the probe's features came from."""
     if str(identity.get("revision")) != str(key.get("revision")):
         raise ConfigError(
             f"{folder}: the probe was fitted on features of {key.get('model')} at revision "

@@ -28,7 +28,7 @@ from ssl_ser.classify.features import (
     load_blocks,
     select_layers,
 )
-from ssl_ser.classify.metrics import confusion_matrix, scores_from_confusion
+from ssl_ser.classify.search import ua_of
 from ssl_ser.classify.splits import inner_split
 from ssl_ser.classify.sweep import SweepConfig, sweep_poolings
 from ssl_ser.errors import ConfigError
@@ -236,15 +236,12 @@ def choose_layer(
 ) -> tuple[FeatureSpec, dict[str, Any]]:
     """The layer with the best UA on held-out training speakers (lowest on a tie)."""
     fit, val = inner_split(groups, codes, CHOICE_FRACTION, seed)
-    n_classes = int(codes.max()) + 1
     scores: dict[str, float] = {}
     for layer in blocks.layers:
         x = blocks.matrix(FeatureSpec((layer,), "each", pooling))
         pipeline = registry.build_pipeline(classifier, params, seed=seed, threads=1)
         registry.fit_pipeline(pipeline, classifier, x[fit], codes[fit], groups[fit])
-        predicted = pipeline.predict(x[val])
-        confusion = confusion_matrix(codes[val], predicted, n_classes)
-        scores[layer] = scores_from_confusion(confusion, [str(i) for i in range(n_classes)]).ua
+        scores[layer] = ua_of(codes[val], pipeline.predict(x[val]))
     best = max(blocks.layers, key=lambda layer: (scores[layer], -blocks.layers.index(layer)))
     choice = {
         "method": "chosen on held-out training speakers",
@@ -318,7 +315,9 @@ def settings_from_results(results: str | Path, sources: Sequence[FeatureSource])
         raise ConfigError(f"{results} holds no results.parquet; run `ser classify` there first")
     rows = pd.read_parquet(path)
     # a bundle refits with default settings on unnormalised features: compare like with like
-    plain = ~_flag(rows, "speaker_norm") & ~_flag(rows, "search")
+    # (older cells lack the columns: False)
+    flags = rows.reindex(columns=["speaker_norm", "search"], fill_value=False)
+    plain = ~flags.fillna(False).astype(bool).any(axis=1)
     # a bundle predicts emotion: control-labelling and speaker-target rows score other tasks
     emotion = rows["target"].fillna("emotion") == "emotion" if "target" in rows else True
     rows = rows[rows["classifier"].isin(bundle.SAVABLE) & plain & emotion]
@@ -334,10 +333,3 @@ def settings_from_results(results: str | Path, sources: Sequence[FeatureSource])
     by_layer = rows.groupby(["classifier", "pooling", "labels", "seed", "layer"])["ua"].mean()
     classifier, pooling, labels, seed, _ = by_layer.idxmax()
     return {"classifier": classifier, "pooling": pooling, "labels": labels, "seed": int(seed)}
-
-
-def _flag(rows: pd.DataFrame, column: str) -> pd.Series:
-    """A boolean column of results rows (False where absent: older cells)."""
-    if column not in rows:
-        return pd.Series(False, index=rows.index)
-    return rows[column].fillna(False).astype(bool)

@@ -54,20 +54,13 @@ class FinetunedPredictor(Predictor):
         meaning = finetune_model.output_meaning(self.classes, labels.get("label_set", ""), config)
         integrity.check_outputs(seal, meaning, folder / RUN_FILE)
         trained = described.get("backbone", {})
-        if config.adapter == "none":
-            config = dataclasses.replace(
-                config,
-                model=str(folder / "backbone"),
-                revision=None,
-                freeze="base",
-                top_layers=None,
-            )
-        else:  # the base model the adapter was trained on: its absolute path, its commit
-            config = dataclasses.replace(
-                config, model=str(trained.get("model", config.model)), revision=_commit(trained)
-            )
+        saved = {"model": str(folder / "backbone"), "revision": None, "freeze": "base"}
+        if config.adapter != "none":  # the base model the adapter was trained on: path, commit
+            saved = {"model": str(trained.get("model", config.model)), "revision": _commit(trained)}
         # prediction never masks; a saved backbone no longer draws masks of its own
-        config = dataclasses.replace(config, gradient_checkpointing=False, spec_augment=False)
+        config = dataclasses.replace(
+            config, **saved, top_layers=None, gradient_checkpointing=False, spec_augment=False
+        )
         with integrity.loading(folder / "backbone" if config.adapter == "none" else folder):
             self.model, backbone = finetune_model.build_model(config, len(self.classes), device, 0)
         if config.adapter == "lora":
@@ -81,10 +74,6 @@ class FinetunedPredictor(Predictor):
         self.backbone = backbone
         self.check_reading(folder)
 
-    def input_seconds(self, seconds: float) -> float:
-        """As the backbone counts it (Whisper untrimmed: a whole window)."""
-        return self.backbone.input_seconds(seconds)
-
     @torch.no_grad()
     def probabilities(self, utterances: Sequence[Sequence[Segment]]) -> np.ndarray:
         """Softmax of the head's logits."""
@@ -93,12 +82,7 @@ class FinetunedPredictor(Predictor):
 
 
 def _descriptions(folder: Path, seal: integrity.Seal) -> tuple[dict, dict]:
-    """(finetune.json, labels.json) of a verified folder, checked against the seal.
-
-    Raises:
-        ConfigError: a sealed folder of another kind, or labels that disagree
-            with the seal (naming the field).
-    """
+    """(finetune.json, labels.json) of a verified folder, checked against the seal."""
     if seal.kind != KIND:
         raise ConfigError(f"{folder} is a saved {seal.kind} model, not a fine-tuned model folder")
     described = json.loads((folder / RUN_FILE).read_text())
@@ -115,11 +99,7 @@ def _commit(trained: dict) -> str | None:
 
 
 def _check_base(identity: dict, trained: dict, folder: Path) -> None:
-    """Refuse an adapter on base weights other than those it was trained on.
-
-    Raises:
-        ConfigError: naming the recorded and the loaded revision.
-    """
+    """Refuse an adapter on base weights other than those it was trained on."""
     if str(identity.get("revision")) != str(trained.get("revision")):
         raise ConfigError(
             f"{folder}: its adapter was trained on {trained.get('model')} at revision "
@@ -129,11 +109,7 @@ def _check_base(identity: dict, trained: dict, folder: Path) -> None:
 
 
 def _load_head(model: finetune_model.EmotionModel, path: Path) -> None:
-    """Put the saved head (and layer weights) in; a head of other shapes is refused in words.
-
-    Raises:
-        ConfigError: naming the file and what does not fit.
-    """
+    """Put the saved head (and layer weights) in; a head of other shapes is refused in words."""
     state = load_file(str(path))
     head = {k.removeprefix("head."): v for k, v in state.items() if k.startswith("head.")}
     mine = model.head.state_dict()

@@ -56,15 +56,13 @@ def _file_row(path: Path, error: str | None = None) -> dict:
 def _manifest_rows(path: Path) -> list[dict]:
     table = manifest.read(path)
     given = "channel" in table
-    rows = []
-    for row in table.to_dict("records"):
-        rows.append(
-            {
-                "utt_id": row["utt_id"],
-                "path": row["path"],
-                "channel": int(row["channel"]) if given else None,
-                "telephone_path": row.get("telephone_path", "") or "",
-                "error": None,
-            }
-        )
-    return rows
+    return [
+        {
+            "utt_id": row["utt_id"],
+            "path": row["path"],
+            "channel": int(row["channel"]) if given else None,
+            "telephone_path": row.get("telephone_path", "") or "",
+            "error": None,
+        }
+        for row in table.to_dict("records")
+    ]

@@ -18,6 +18,7 @@ A folder is saved whole into a temporary sibling and renamed into place
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -54,14 +55,7 @@ class Seal:
 
     def content(self) -> dict[str, Any]:
         """The JSON content, without its own digest."""
-        return {
-            "format": FORMAT,
-            "version": VERSION,
-            "kind": self.kind,
-            "files": self.files,
-            "outputs": self.outputs,
-            "audio": self.audio,
-        }
+        return {"format": FORMAT, "version": VERSION, **dataclasses.asdict(self)}
 
 
 def file_sha256(path: Path) -> str:
@@ -135,11 +129,7 @@ def verify(folder: str | Path) -> Seal:
 
 
 def read_record(folder: str | Path) -> Seal:
-    """The record of `folder` as written (its own digest checked, the files not).
-
-    Raises:
-        ConfigError: as :func:`verify`, for the record itself.
-    """
+    """The record of `folder` as written (its own digest checked, the files not)."""
     folder = Path(folder)
     path = folder / INTEGRITY_FILE
     if not path.is_file():
@@ -206,9 +196,6 @@ def loading(path: Path) -> Iterator[None]:
 
     Reached only by a folder whose record was rewritten over damaged files (or a
     library that cannot read its own file): still an error, never a traceback.
-
-    Raises:
-        ConfigError: naming `path` and the library's complaint.
     """
     try:
         yield
@@ -227,9 +214,6 @@ def check_outputs(
     """Refuse a description (`path`'s content) whose output meaning differs from the record's.
 
     Fields in `required` must be in the description; others are compared where present.
-
-    Raises:
-        ConfigError: naming the field, the file's value and the recorded one.
     """
     for field in required:
         if field in record.outputs and field not in described:
@@ -304,18 +288,21 @@ def audio_reading(
     reads them.
     """
     channels = rows.get("channel")
-    by_corpus: dict[str, list[int]] = {}
+    by_corpus: dict[str, set[int]] = {}
     for i, corpus in enumerate(rows["corpus"]):
         value = DOWNMIX if channels is None else _channel(channels.iloc[i])
-        by_corpus.setdefault(str(corpus), [])
-        if value not in by_corpus[str(corpus)]:
-            by_corpus[str(corpus)].append(value)
+        by_corpus.setdefault(str(corpus), set()).add(value)
     return {
         "channels": {corpus: sorted(values) for corpus, values in sorted(by_corpus.items())},
         "sample_rate": sample_rate,
         "condition": condition,
         "telephone_source": telephone_source if condition == "telephone" else None,
     }
+
+
+def model_rate(preprocessor: Any) -> int | str:
+    """The rate a model's preprocessor reads audio at, as a seal records it (Hz, or ``native``)."""
+    return "native" if preprocessor.native_rate else int(preprocessor.sample_rate)
 
 
 def _channel(value: Any) -> int:

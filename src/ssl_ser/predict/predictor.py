@@ -134,18 +134,14 @@ class Predictor(ABC):
     """
 
     classes: tuple[str, ...]
+    backbone: Any  # the extraction backbone: batches are planned in its input seconds
     preprocessor: Preprocessor
     reading: dict[str, Any]
 
     def check_reading(self, folder: Path) -> None:
-        """Refuse a model that now reads audio at another rate than its training audio was read.
-
-        Raises:
-            ConfigError: naming both rates.
-        """
+        """Refuse a model that now reads audio at another rate than its training audio was read."""
         recorded = self.reading.get("sample_rate")
-        native = self.preprocessor.native_rate
-        mine = "native" if native else int(self.preprocessor.sample_rate)
+        mine = integrity.model_rate(self.preprocessor)
         if recorded is not None and recorded != mine:
             raise ConfigError(
                 f"{folder}: its training audio was read at {recorded} Hz, but its model now "
@@ -155,10 +151,6 @@ class Predictor(ABC):
     @abstractmethod
     def probabilities(self, utterances: Sequence[Sequence[Segment]]) -> np.ndarray:
         """Class probabilities (utterances, classes) of one batch."""
-
-    @abstractmethod
-    def input_seconds(self, seconds: float) -> float:
-        """Model input seconds a segment of `seconds` costs (for batch plans)."""
 
     def predict(
         self,
@@ -259,7 +251,8 @@ class Predictor(ABC):
 
     def _classify(self, good: list[Prepared], batch_seconds: float) -> np.ndarray:
         """Probabilities of every usable piece, in length-grouped batches."""
-        costs = [sum(self.input_seconds(s.seconds) for s in item.segments) for item in good]
+        cost = self.backbone.input_seconds
+        costs = [sum(cost(s.seconds) for s in item.segments) for item in good]
         out = np.zeros((len(good), len(self.classes)))
         for batch in plan_batches(costs, batch_seconds):
             out[batch] = self.probabilities([good[i].segments for i in batch])
@@ -288,11 +281,7 @@ def _check_window(window: float | None, hop: float | None) -> float | None:
 
 
 def check_seconds(value: float, option: str) -> float:
-    """`value` if it is a positive, finite number of seconds.
-
-    Raises:
-        ConfigError: naming the option and the value (0, negative, inf or nan).
-    """
+    """`value` if it is a positive, finite number of seconds."""
     if not (math.isfinite(value) and value > 0):
         raise ConfigError(f"{option} {value!r} must be a positive, finite number of seconds")
     return value

@@ -29,6 +29,7 @@ launched them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -44,7 +45,6 @@ from ssl_ser.errors import ConfigError
 from ssl_ser.extract.backbones import TransformerBackbone, load_backbone
 from ssl_ser.extract.batching import pad_stack
 from ssl_ser.extract.config import ExtractorConfig
-from ssl_ser.extract.preprocess import Segment
 from ssl_ser.testing import tone
 
 PARTS: tuple[str, ...] = ("resample", "preprocess", "transfer", "forward", "classifier")
@@ -122,31 +122,29 @@ def load_pipeline(
             that cannot load, `whisper_trim` for a model that is not Whisper or
             a bundle made without it.
     """
-    from ssl_ser.predict import integrity
+    from ssl_ser.predict import integrity, load
     from ssl_ser.predict.bundle import ProbePredictor, is_probe
-    from ssl_ser.predict.finetuned import FinetunedPredictor, is_finetuned
+    from ssl_ser.predict.finetuned import is_finetuned
 
     folder = Path(target).expanduser()
     saved = (folder / integrity.INTEGRITY_FILE).is_file() or is_probe(folder)
-    seal = integrity.verify(folder) if folder.is_dir() and saved else None
-    if seal is not None and seal.kind == "probe":
-        probe = ProbePredictor(folder, device, seal)
-        if not isinstance(probe.backbone, TransformerBackbone):
+    if not (folder.is_dir() and (saved or is_finetuned(folder))):
+        return _bare_pipeline(target, device, whisper_trim)
+    bundle: Any = load(folder, device)  # its files checked against its seal first
+    if isinstance(bundle, ProbePredictor):
+        if not isinstance(bundle.backbone, TransformerBackbone):
             raise ConfigError(f"{target!r} probes a classic baseline: no forward pass to time")
-        _check_bundle_trim(target, probe.backbone, whisper_trim)
-        return InferencePipeline(
-            str(target), "bundle", probe.backbone, _probe_classifier(probe), PROBE_CLASSIFIER
-        )
-    if seal is not None or (folder.is_dir() and is_finetuned(folder)):
-        predictor = FinetunedPredictor(folder, device, seal)
-        _check_bundle_trim(target, predictor.backbone, whisper_trim)
-        return InferencePipeline(
-            str(target),
-            "bundle",
-            predictor.backbone,
-            _head_classifier(predictor.model),
-            BUNDLE_CLASSIFIER,
-        )
+        classify = functools.partial(_probe_classifier, bundle)
+        note = PROBE_CLASSIFIER
+    else:
+        classify = functools.partial(_head_classifier, bundle.model)
+        note = BUNDLE_CLASSIFIER
+    _check_bundle_trim(target, bundle.backbone, whisper_trim)
+    return InferencePipeline(str(target), "bundle", bundle.backbone, classify, note)
+
+
+def _bare_pipeline(target: str | Path, device: str, whisper_trim: bool) -> InferencePipeline:
+    """A bare model id or folder: its forward pass and extraction's pooling, no head."""
     config = ExtractorConfig.for_model(str(target), whisper_trim=whisper_trim)
     config = config.with_absolute_model_path()
     if config.is_classic:
@@ -157,9 +155,8 @@ def load_pipeline(
     backbone = load_backbone(config, device)
     if not isinstance(backbone, TransformerBackbone):
         raise ConfigError(f"{target!r} has no forward pass to time")
-    return InferencePipeline(
-        str(target), "model", backbone, _pooling_only(backbone), MODEL_CLASSIFIER
-    )
+    classify = functools.partial(_pooling_only, backbone)
+    return InferencePipeline(str(target), "model", backbone, classify, MODEL_CLASSIFIER)
 
 
 def _check_bundle_trim(target: str | Path, backbone: TransformerBackbone, trim: bool) -> None:
@@ -172,35 +169,23 @@ def _check_bundle_trim(target: str | Path, backbone: TransformerBackbone, trim: 
         )
 
 
-def _head_classifier(model: Any) -> Callable[[list[torch.Tensor], np.ndarray], np.ndarray]:
+def _head_classifier(model: Any, states: list[torch.Tensor], frames: np.ndarray) -> np.ndarray:
     """Pooling, head and softmax of a fine-tuned :class:`~ssl_ser.finetune.model.EmotionModel`."""
-
-    def classify(states: list[torch.Tensor], frames: np.ndarray) -> np.ndarray:
-        pooled = model.pool_states(states, frames, [len(frames)])
-        return torch.softmax(model.logits(pooled), 1).cpu().numpy()
-
-    return classify
+    pooled = model.pool_states(states, frames, [len(frames)])
+    return torch.softmax(model.logits(pooled), 1).cpu().numpy()
 
 
-def _probe_classifier(probe: Any) -> Callable[[list[torch.Tensor], np.ndarray], np.ndarray]:
+def _probe_classifier(probe: Any, states: list[torch.Tensor], frames: np.ndarray) -> np.ndarray:
     """Pooling, the bundle's layer choice and its fitted classifier (a probe bundle)."""
-
-    def classify(states: list[torch.Tensor], frames: np.ndarray) -> np.ndarray:
-        stats = probe.backbone.pooled(states, frames)
-        return probe.classify(probe.features_of(stats, [len(frames)]))
-
-    return classify
+    stats = probe.backbone.pooled(states, frames)
+    return probe.classify(probe.features_of(stats, [len(frames)]))
 
 
 def _pooling_only(
-    backbone: TransformerBackbone,
-) -> Callable[[list[torch.Tensor], np.ndarray], np.ndarray]:
+    backbone: TransformerBackbone, states: list[torch.Tensor], frames: np.ndarray
+) -> np.ndarray:
     """Extraction's masked statistics of every hidden state, moved to the CPU."""
-
-    def classify(states: list[torch.Tensor], frames: np.ndarray) -> np.ndarray:
-        return backbone.pooled(states, frames).mean
-
-    return classify
+    return backbone.pooled(states, frames).mean
 
 
 def synthetic_audio(seconds: float, sample_rate: int) -> np.ndarray:
@@ -248,12 +233,6 @@ def transferred(backbone: TransformerBackbone, tensor: torch.Tensor) -> Iterator
         del backbone.to_device
 
 
-def stacked(backbone: TransformerBackbone, segments: Sequence[Segment]) -> np.ndarray:
-    """The padded batch the forward pass stacks from `segments` (same padding value)."""
-    values, _ = pad_stack([s.values for s in segments], getattr(backbone, "pad_value", 0.0))
-    return values
-
-
 @dataclass
 class TimedRun:
     """One waveform through every part.
@@ -278,7 +257,8 @@ def time_once(pipeline: InferencePipeline, wave: np.ndarray, input_rate: int) ->
         lambda: audio.resample(wave, input_rate, pipeline.sample_rate), device
     )
     segments, seconds["preprocess"] = timed(lambda: backbone.preprocessor(resampled), device)
-    batch = stacked(backbone, segments)
+    # the padded batch the forward pass stacks (same padding value)
+    batch, _ = pad_stack([s.values for s in segments], getattr(backbone, "pad_value", 0.0))
     tensor, seconds["transfer"] = timed(lambda: backbone.to_device(batch), device)
     with backbone.precision(), transferred(backbone, tensor):
         (states, frames), seconds["forward"] = timed(
@@ -306,12 +286,7 @@ def time_duration(
 
 
 def check_settings(durations: Sequence[float], input_rate: int, repeats: int, warmup: int) -> None:
-    """Refuse settings that cannot be timed, naming the bad value.
-
-    Raises:
-        ConfigError: no or non-positive durations, a non-positive rate, fewer
-            than one repetition, or a negative warm-up.
-    """
+    """Refuse settings that cannot be timed, naming the bad value."""
     if not durations or any(not d > 0 for d in durations):
         raise ConfigError(f"durations {list(durations)!r} must be positive seconds")
     if int(input_rate) != input_rate or input_rate <= 0:
@@ -333,9 +308,6 @@ def bench(
 
     ``rtf`` is the row's median over the audio seconds; that of ``total`` is
     the real-time factor.
-
-    Raises:
-        ConfigError: see :func:`check_settings`.
     """
     check_settings(durations, input_rate, repeats, warmup)
     rows = []

@@ -29,13 +29,12 @@ from ssl_ser.report.document import (
     Document,
     ExtractorInfo,
     FigureItem,
-    HeadingItem,
     Item,
     NoteItem,
     Section,
     TableItem,
 )
-from ssl_ser.report.groups import Group, GroupNumbers, find_groups
+from ssl_ser.report.groups import Group, GroupNumbers, find_groups, with_group_headings
 from ssl_ser.report.load import (
     CELL,
     SPEAKER_DEPENDENT,
@@ -100,14 +99,9 @@ def write_report(
 ) -> ReportSummary:
     """Write ``output_html``, the Markdown twin and the figures from one or more results folders.
 
-    Args:
-        results_dir: ``ser classify`` output folder(s) holding ``results.parquet``
-            (or ``.csv``) and, optionally, ``predictions.parquet``.
-        output_html: the HTML file to write; ``.md`` and ``figures/`` go beside it.
-        title: the report's title (default: names the extractors and corpora).
-        n_boot: bootstrap resamples for the 95% intervals of the best cells.
-        seed: seed of the bootstrap resampling.
-        progress: show a progress bar while drawing.
+    `results_dir`: ``ser classify`` output folder(s) holding ``results.parquet`` (or
+    ``.csv``) and, optionally, ``predictions.parquet``; the other arguments are
+    :class:`~ssl_ser.report.settings.ReportSettings`' fields.
 
     Raises:
         ConfigError: a folder holds no usable results table.
@@ -370,18 +364,6 @@ def draw_figures(
     return _bare_single_names(drawn, numbers)
 
 
-def with_group_headings(
-    numbers: Sequence[GroupNumbers], slots: Sequence[Sequence[Item]]
-) -> list[Item]:
-    """Each group's items after a heading naming the group (no heading for a lone group)."""
-    out: list[Item] = []
-    for n, items in zip(numbers, slots, strict=True):
-        if items and len(numbers) > 1:
-            out.append(HeadingItem(n.group.label))
-        out.extend(items)
-    return out
-
-
 def _bare_single_names(
     drawn: dict[str, list[Item]], numbers: Sequence[GroupNumbers]
 ) -> dict[str, list[Item]]:
@@ -465,8 +447,7 @@ def method_text(n_boot: int) -> str:
 
 
 def _best_tables(numbers: Sequence[GroupNumbers], names: dict[str, str]) -> list[Item]:
-    tables_here = [[_best_table(n, names, _suffix(n, numbers))] for n in numbers]
-    return with_group_headings(numbers, tables_here)
+    return with_group_headings(numbers, [[_best_table(n, names, numbers)] for n in numbers])
 
 
 def _suffix(n: GroupNumbers, numbers: Sequence[GroupNumbers]) -> str:
@@ -474,9 +455,11 @@ def _suffix(n: GroupNumbers, numbers: Sequence[GroupNumbers]) -> str:
     return f"-{n.group.tag}" if len(numbers) > 1 else ""
 
 
-def _best_table(n: GroupNumbers, names: dict[str, str], suffix: str) -> TableItem:
+def _best_table(
+    n: GroupNumbers, names: dict[str, str], numbers: Sequence[GroupNumbers]
+) -> TableItem:
     return TableItem(
-        f"best-cells{suffix}",
+        f"best-cells{_suffix(n, numbers)}",
         f"Best cell per extractor and setting · {n.group.short}",
         f"{n.group.label}. Each metric: mean ± std over folds; below it the metric of all "
         "folds' test predictions pooled, and the 95% bootstrap interval of that pooled number; "
@@ -498,7 +481,7 @@ def _detail_items(
                 f"Best layer per classifier · {n.group.short}",
                 f"{n.group.label}. For every classifier: mean UA ± std over folds at its best "
                 "layer and pooling.",
-                tables.format_classifier_table(tables.best_per_classifier(n.cells), names),
+                tables.format_classifier_table(n.cells, names),
             )
         ]
         chosen = tables.hyperparameters(results.table, n.best)
@@ -612,7 +595,7 @@ def facts(
     """
     table = results.table
     splits = [
-        f"{split} ({rows['split_type'].iloc[0]}, {_fold_text(rows)})"
+        f"{split} ({rows['split_type'].iloc[0]}, {tables.fold_text(rows['folds'])})"
         for split, rows in cells.groupby("split", sort=True)
     ]
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -676,11 +659,6 @@ def corpus_names(cells: pd.DataFrame) -> list[str]:
     """Every corpus named in a train or test column (pooled ``a+b`` split into its parts)."""
     joined = set(cells["train_corpus"]) | set(cells["test_corpus"])
     return sorted({part for name in joined for part in str(name).split("+")})
-
-
-def _fold_text(rows: pd.DataFrame) -> str:
-    folds = sorted(set(rows["folds"].astype(int)))
-    return "/".join(map(str, folds)) + (" fold" if folds == [1] else " folds")
 
 
 def _distinct(table: pd.DataFrame, column: str, separator: str = ", ") -> str:
@@ -770,21 +748,16 @@ def _where(cell: pd.Series, names: dict[str, str]) -> str:
 
 
 def highlight(cell: pd.Series, names: dict[str, str], group: Group | None = None) -> str:
-    """One sentence on a group's best cell: fold spread, pooled score with its interval.
-
-    The headline names its group, so no headline compares numbers across label
-    sets, splits or settings.
-    """
+    """One sentence on a group's best cell, naming its group: fold spread, pooled score, CI."""
     folds = int(cell["folds"])
     spread = tables.mean_std(cell["ua_mean"], cell["ua_std"], folds)
     pooled = tables.percent(cell.get("ua_pooled", float("nan")))
     ci = tables.interval(cell.get("ua_low", float("nan")), cell.get("ua_high", float("nan")))
-    fold_text = f"{folds} fold{'s' if folds != 1 else ''}"
     pooled_text = f"; pooled {pooled}%, 95% CI {ci}" if ci != "n/a" else ""
     collapsed = tables.collapsed_text(cell)
     prefix = f"{group.label}: " if group is not None else ""
     return (
-        f"{prefix}best UA {spread}% (mean ± std over {fold_text}{pooled_text}; "
+        f"{prefix}best UA {spread}% (mean ± std over {tables.fold_text(folds)}{pooled_text}; "
         f"{cell['split_type']}, {cell['split']} split): {names[cell['extractor']]} "
         f"{tables.config_label(cell)} on {tables.setting_label(cell)}"
         + (f" ({collapsed})" if collapsed else "")

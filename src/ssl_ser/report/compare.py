@@ -350,9 +350,7 @@ def breakdown(
         return pd.DataFrame(columns=["by", "group", "n", "ua", "low", "high"])
     frame, rows = aligned.frame, []
     for by in BREAKDOWNS:
-        if by not in frame.columns or frame[by].astype(str).eq("").any():
-            continue
-        if frame[by].nunique() < 2:
+        if by not in frame.columns or frame[by].astype(str).eq("").any() or frame[by].nunique() < 2:
             continue
         for group, n, ua, low, high in compare.group_intervals(
             aligned.true, aligned.preds[0], frame[by].astype(str).to_numpy(), aligned.strata,

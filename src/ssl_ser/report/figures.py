@@ -15,7 +15,6 @@ no interactive backend is ever touched; matplotlib is imported inside functions.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,7 +25,7 @@ import pandas as pd
 
 from ssl_ser.atomic import make_folder, write_file
 from ssl_ser.report.document import FigureItem, Item
-from ssl_ser.report.groups import Group
+from ssl_ser.report.groups import Group, slug
 from ssl_ser.report.load import is_finetune
 from ssl_ser.report.tables import (
     FINETUNE_INPUTS,
@@ -34,6 +33,7 @@ from ssl_ser.report.tables import (
     collapsed_text,
     config_label,
     describe_setting,
+    fold_text,
     is_cross_corpus,
     setting_label,
 )
@@ -126,10 +126,17 @@ def _new_figure(width: float, height: float) -> Figure:
     return fig
 
 
-def save_figure(fig: Figure, out_dir: Path, name: str, title: str, caption: str) -> FigureItem:
-    """Write `fig` as ``<name>.png`` and ``<name>.svg`` (no dates or URLs in the metadata)."""
+def save_figure(
+    fig: Figure, out_dir: Path, name: str, title: str, caption: str, group: Group | None = None
+) -> FigureItem:
+    """Write `fig` as ``<name>.png`` and ``<name>.svg`` (no dates or URLs in the metadata).
+
+    With `group`, the name ends in the group's tag and the title names the group.
+    """
     import matplotlib
 
+    if group is not None:
+        name, title = f"{name}-{group.tag}", f"{title} ({group.short})"
     root = out_dir.parent  # the report's folder: out_dir below it must not be a link
     make_folder(out_dir, root=root)
     png, svg = out_dir / f"{name}.png", out_dir / f"{name}.svg"
@@ -175,11 +182,6 @@ def fit_contents(fig: Figure) -> None:
         fig.draw_without_rendering()
 
 
-def slug(text: str) -> str:
-    """A file-name-safe version of `text`: ``speaker-kfold`` -> ``speaker-kfold``."""
-    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "all"
-
-
 def settings(frame: pd.DataFrame) -> pd.Series:
     """The :func:`~ssl_ser.report.tables.describe_setting` text of every row."""
     columns = ["train_corpus", "train_condition", "test_corpus", "test_condition"]
@@ -200,9 +202,7 @@ def layered_cells(cells: pd.DataFrame) -> pd.DataFrame:
 
 def split_title(rows: pd.DataFrame) -> str:
     """``speaker-kfold: speaker-independent, 5 folds`` for the rows of one split."""
-    folds = sorted(set(rows["folds"].astype(int)))
-    fold_text = "/".join(map(str, folds)) + (" fold" if folds == [1] else " folds")
-    return f"{rows['split'].iloc[0]}: {rows['split_type'].iloc[0]}, {fold_text}"
+    return f"{rows['split'].iloc[0]}: {rows['split_type'].iloc[0]}, {fold_text(rows['folds'])}"
 
 
 def _split_kind(rows: pd.DataFrame) -> str:
@@ -219,19 +219,12 @@ def _panel_figure(
 ) -> tuple[Figure, list[Axes]]:
     """A figure of `n` panels in rows of at most `columns`, each `panel` inches plus `margin`."""
     ncols = min(columns, n)
-    width = panel[0] * ncols + margin[0]
-    height = panel[1] * math.ceil(n / ncols) + margin[1]
-    fig = _new_figure(width, height)
-    return fig, _grid(fig, n, columns, **kwargs)
-
-
-def _grid(fig: Figure, n: int, columns: int, **kwargs: Any) -> list[Axes]:
-    ncols = min(columns, n)
     nrows = math.ceil(n / ncols)
+    fig = _new_figure(panel[0] * ncols + margin[0], panel[1] * nrows + margin[1])
     axes = fig.subplots(nrows, ncols, squeeze=False, **kwargs).ravel()
     for ax in axes[n:]:
         ax.set_visible(False)
-    return list(axes[:n])
+    return fig, list(axes[:n])
 
 
 def ordered_panels(
@@ -468,12 +461,10 @@ def _y_limits(
 
 def _layer_legend(fig: Figure, axes: Sequence[Axes], *, collapsed: bool = False) -> None:
     """The panels' legend plus the best-layer star, the std band and (if any) collapse marks."""
-    from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    star = Line2D([], [], ls="none", marker="*", ms=12, color="white", mec="black")
     band = Patch(color="0.5", alpha=0.25, lw=0)
-    extra: dict[str, Any] = {"best layer": star, "± std over folds": band}
+    extra: dict[str, Any] = {"best layer": _star_handle(), "± std over folds": band}
     if collapsed:
         extra[COLLAPSED_LABEL] = _collapsed_handle()
     _figure_legend(fig, axes, extra)
@@ -483,6 +474,12 @@ def _collapsed_handle() -> Any:
     from matplotlib.lines import Line2D
 
     return Line2D([], [], ls="none", marker="X", ms=8, color=COLLAPSED_COLOR, mec="white")
+
+
+def _star_handle() -> Any:
+    from matplotlib.lines import Line2D
+
+    return Line2D([], [], ls="none", marker="*", ms=12, color="white", mec="black")
 
 
 def _figure_legend(
@@ -546,9 +543,7 @@ def _heatmap_figure(
         f"{group.label}; split {split_title(rows)}. Each cell: mean UA over folds of the best "
         "classifier at that layer; the box marks each row's best layer."
     )
-    return save_figure(
-        fig, out_dir, f"heatmap-{group.tag}", f"Layer × corpus ({group.short})", caption
-    )
+    return save_figure(fig, out_dir, "heatmap", "Layer × corpus", caption, group)
 
 
 def _heatmap(ax: Axes, grid: pd.DataFrame, vmin: float, vmax: float) -> Any:
@@ -560,7 +555,7 @@ def _heatmap(ax: Axes, grid: pd.DataFrame, vmin: float, vmax: float) -> Any:
     ax.set_yticks(range(len(grid.index)), list(grid.index))
     ax.grid(False)
     if values.shape[1] <= ANNOTATE_MAX_LAYERS:
-        _annotate(ax, values, vmin, vmax, fmt="{:.0f}", size=7)
+        _annotate(ax, values, vmin, vmax)
     for row, line in enumerate(values):
         if np.isfinite(line).any():
             col = int(np.nanargmax(line))
@@ -569,17 +564,14 @@ def _heatmap(ax: Axes, grid: pd.DataFrame, vmin: float, vmax: float) -> Any:
     return image
 
 
-def _annotate(
-    ax: Axes, values: np.ndarray, vmin: float, vmax: float, fmt: str, size: float = 8
-) -> None:
+def _annotate(ax: Axes, values: np.ndarray, vmin: float, vmax: float) -> None:
     middle = (vmin + vmax) / 2
     for (row, col), value in np.ndenumerate(values):
         if np.isfinite(value):
             color = "white" if value < middle else "black"
-            text = fmt.format(value)
-            ax.text(col, row, text, ha="center", va="center", fontsize=size, color=color)
+            ax.text(col, row, f"{value:.0f}", ha="center", va="center", fontsize=7, color=color)
         else:
-            ax.text(col, row, "not run", ha="center", va="center", fontsize=size, color="0.45")
+            ax.text(col, row, "not run", ha="center", va="center", fontsize=7, color="0.45")
 
 
 # --- matrices: cross-corpus and conditions -----------------------------------------
@@ -713,13 +705,7 @@ def _cross_figure(
         "value is the best mean UA over layers and classifiers (named below it); in-corpus "
         "numbers come from another split, so they are not drawn here but in their own group."
     )
-    return save_figure(
-        fig,
-        out_dir,
-        f"cross-corpus-{group.tag}",
-        f"Train corpus × test corpus ({group.short})",
-        caption,
-    )
+    return save_figure(fig, out_dir, "cross-corpus", "Train corpus × test corpus", caption, group)
 
 
 def condition_matrices(
@@ -773,11 +759,7 @@ def _condition_figure(
         "fold)."
     )
     return save_figure(
-        fig,
-        out_dir,
-        f"conditions-{group.tag}",
-        f"Train condition × test condition ({group.short})",
-        caption,
+        fig, out_dir, "conditions", "Train condition × test condition", caption, group
     )
 
 
@@ -851,9 +833,7 @@ def _drop_figure(
         "and pooling that are best on clean audio. Below zero: the condition costs accuracy at "
         "that layer; red crosses: the classifier collapsed (one class predicted on a test fold)."
     )
-    return save_figure(
-        fig, out_dir, f"condition-drop-{group.tag}", f"Drop per layer ({group.short})", caption
-    )
+    return save_figure(fig, out_dir, "condition-drop", "Drop per layer", caption, group)
 
 
 # --- confusion matrix --------------------------------------------------------------
@@ -895,9 +875,9 @@ def _confusion_figure(
     values = counts.to_numpy(dtype=float)
     support = values.sum(axis=1, keepdims=True)
     share = 100 * np.divide(values, support, out=np.zeros_like(values), where=support > 0)
-    for ax, data, title, fmt, vmax in (
-        (left, values, "counts", "{:.0f}", values.max()),
-        (right, share, "row-normalised (% of each true class)", "{:.0f}", 100.0),
+    for ax, data, title, vmax in (
+        (left, values, "counts", values.max()),
+        (right, share, "row-normalised (% of each true class)", 100.0),
     ):
         ax.imshow(data, cmap="Blues", vmin=0, vmax=vmax, interpolation="nearest")
         ax.set_xticks(range(k), list(counts.columns), rotation=35, ha="right")
@@ -906,34 +886,25 @@ def _confusion_figure(
         ax.set_xlabel("predicted emotion")
         ax.set_ylabel("true emotion")
         ax.set_title(title)
-        _annotate_confusion(ax, data, vmax, fmt)
+        _annotate_confusion(ax, data, vmax)
     where = f"{names[best['extractor']]} · {config_label(best)}"
-    n = int(values.sum())
+    n, folds = int(values.sum()), fold_text(best["folds"])
     fig.suptitle(
         f"Confusion matrix: {where}\n{setting_label(best)} · {best['split']} "
-        f"({best['split_type']}), {_folds(best)} pooled\n{group.short}",
+        f"({best['split_type']}), {folds} pooled\n{group.short}",
         fontweight="bold",
     )
     caption = (
         f"{group.label}. {where}, {setting_label(best)}, {best['split']} split "
-        f"({best['split_type']}): test predictions of all {_folds(best)} pooled, n = {n} "
+        f"({best['split_type']}): test predictions of all {folds} pooled, n = {n} "
         "utterances."
     )
     return save_figure(
-        fig,
-        out_dir,
-        f"confusion-{group.tag}",
-        f"Confusion matrix of the best cell ({group.short})",
-        caption,
+        fig, out_dir, "confusion", "Confusion matrix of the best cell", caption, group
     )
 
 
-def _annotate_confusion(ax: Axes, data: np.ndarray, vmax: float, fmt: str) -> None:
+def _annotate_confusion(ax: Axes, data: np.ndarray, vmax: float) -> None:
     for (row, col), value in np.ndenumerate(data):
         color = "white" if value > 0.55 * vmax else "black"
-        ax.text(col, row, fmt.format(value), ha="center", va="center", fontsize=8.5, color=color)
-
-
-def _folds(cell: pd.Series) -> str:
-    folds = int(cell["folds"])
-    return f"{folds} fold{'s' if folds != 1 else ''}"
+        ax.text(col, row, f"{value:.0f}", ha="center", va="center", fontsize=8.5, color=color)

@@ -1,48 +1,23 @@
 """Fine-tuned models beside the probes: comparison numbers, fold pairs, curves, layer weights.
 
 ``ser finetune`` writes its rows into the same results tables as ``ser
-classify`` (classifier ``finetune``; layer ``all``: the head reads the
-fine-tuned model's last hidden state, or ``weighted``: a learned softmax-weighted
-sum of all hidden states). This module puts each fine-tuned cell beside three
-probes of the same extractor, corpora and conditions:
+classify`` (classifier ``finetune``; layer ``all``: the head reads the last
+hidden state, or ``weighted``: a learned softmax-weighted sum of all hidden
+states). Each fine-tuned cell is put beside three probes of the same extractor,
+corpora and conditions (:func:`compare_cell`): the probe whose layer was chosen
+per fold without the fold's test speakers (:func:`starting_probe`,
+:func:`selected_layers`, else :func:`other_folds_layers`), the best probe by
+mean test UA (optimistic) and the chosen probe's last layer. A split without a
+way to choose gets no chosen layer and no difference, never a comparison with a
+layer nobody chose.
 
-- the probe whose layer was **chosen on training speakers**: for a fine-tune
-  started with ``--from-probe``, the probe it started from (logreg on mean
-  pooling at the layer it read, chosen on its validation speakers); else per fold the layer
-  with the best inner-validation UA (``val_ua``), for the probe classifier,
-  pooling and search setting whose chosen layers score best on validation on
-  average. This is the ``selected`` row of ``summary.csv`` for that classifier;
-  nothing in it looks at the test folds, like the fine-tune's best epoch;
-- the probe cell with the best mean **test** UA over folds: optimistic, since
-  it is picked on the very folds it is scored on;
-- the **last layer** of the chosen probe classifier (of the best-by-test one
-  when nothing could be chosen on training speakers).
-
-Where the probes store no validation UA (a plain ``ser classify`` logistic
-regression stores none), the layer is chosen per fold on the *other* folds'
-mean test UA, for splits whose test folds partition the speakers
-(:data:`PARTITION_SPLITS`): those folds' test speakers are this fold's training
-speakers, so this fold's test speakers are not looked at (their data did help
-train the other folds' probes, which the caption says). The table says which
-way each layer was chosen; a split without other folds gets no chosen layer
-and no difference, never a comparison with a layer nobody chose.
-
-Which probes are comparable: the same label set, split, seed, few-shot count
-and speaker normalisation as the fine-tuned cell. Speaker z-normalisation uses
-the test speakers' own statistics, which the fine-tune never sees, so probes
-with it are left out. A probe hyperparameter search is allowed to differ: it
-chooses on an inner split of the training speakers only, as the fine-tune
-chooses its epoch, so a searched probe is a fair opponent (and often the only
-one a sweep holds).
-
-Fold by fold, each fine-tuned fold is paired with the chosen-layer probe of
-that fold; the difference of a fold has a paired bootstrap interval over its
-test utterances, the mean difference a t-interval over folds
-(:mod:`ssl_ser.report.paired`). Folds are paired by
-name; where both rows carry a ``fold_digest`` (a digest of
-the fold's train/test membership) the digests must agree, else the fold is
-shown but not paired. Every number is a fraction in [0, 1]; formatting lives in
-:func:`format_comparison` and :func:`format_folds`.
+Comparable probes share :data:`COMPARED`; probes with speaker z-normalisation
+are left out (it uses the test speakers' own statistics, which the fine-tune
+never sees), while a searched probe is kept (it chooses on training speakers
+only, as the fine-tune chooses its epoch). Folds are paired by name and, where
+both rows store one, by ``fold_digest`` (:func:`pair_folds`); the intervals are
+:mod:`ssl_ser.report.paired`'s. Every number is a fraction in [0, 1];
+formatting lives in :func:`format_comparison` and :func:`format_folds`.
 """
 
 from __future__ import annotations
@@ -66,7 +41,9 @@ from ssl_ser.report.load import (
 from ssl_ser.report.tables import (
     FINETUNE_INPUTS,
     bootstrap_intervals,
+    cell_rows,
     collapsed_text,
+    fold_predictions,
     interval,
     mean_std,
     percent,
@@ -128,7 +105,7 @@ class Choice:
 
 
 def finetune_cells(cells: pd.DataFrame) -> pd.DataFrame:
-    """The fine-tuned cells of a cell summary, whole test sets only (not pooled-fold slices)."""
+    """The fine-tuned cells (or rows) of `cells`, whole test sets only (not pooled-fold slices)."""
     tuned = cells[is_finetune(cells)]
     return tuned[~tuned["slice"].astype(bool)] if "slice" in tuned.columns else tuned
 
@@ -142,14 +119,6 @@ def comparable_probes(table: pd.DataFrame, cell: pd.Series) -> pd.DataFrame:
         else:
             keep &= table[column].astype(str) == str(cell[column])
     return table[keep].assign(layer_index=lambda f: f["layer"].astype(int))
-
-
-def cell_rows(table: pd.DataFrame, cell: pd.Series) -> pd.DataFrame:
-    """The result rows (one per fold) of one cell of the summary."""
-    keep = pd.Series(True, index=table.index)
-    for column in CELL:
-        keep &= table[column].astype(str) == str(cell[column])
-    return table[keep]
 
 
 def selected_layers(probes: pd.DataFrame) -> Choice:
@@ -206,7 +175,8 @@ def other_folds_layers(probes: pd.DataFrame) -> Choice:
     ties go to the first variant and the lowest layer. Empty for other splits
     or a single fold.
     """
-    folds = sorted(probes["fold"].astype(str).unique(), key=_fold_key)
+    names = pd.Series(sorted(probes["fold"].astype(str).unique()), dtype=object)
+    folds = names.sort_values(key=_fold_order, kind="stable").tolist()
     if probes.empty or len(folds) < 2 or not set(probes["split"]) <= set(PARTITION_SPLITS):
         return Choice(probes.iloc[0:0], "")
     keys = [*VARIANT, "layer_index"]
@@ -226,12 +196,6 @@ def other_folds_layers(probes: pd.DataFrame) -> Choice:
         return Choice(probes.iloc[0:0], "")
     rows = pd.DataFrame(chosen)
     return Choice(rows, _chosen_text(rows), HOW_OTHER_FOLDS)
-
-
-def _fold_key(fold: str) -> tuple[bool, float, str]:
-    """Numeric fold names in numeric order, others after them."""
-    number = pd.to_numeric(pd.Series([fold]), errors="coerce").iloc[0]
-    return (pd.isna(number), 0.0 if pd.isna(number) else float(number), fold)
 
 
 def _chosen_text(rows: pd.DataFrame) -> str:
@@ -271,26 +235,6 @@ def _variant_text(row: pd.Series) -> str:
     """``logreg · mean`` (``· searched`` when the probe's hyperparameters were searched)."""
     searched = " · searched" if str(row["search"]) == "True" else ""
     return f"{row['classifier']} · {row['pooling']}{searched}"
-
-
-def fold_predictions(rows: pd.DataFrame, predictions: pd.DataFrame | None) -> pd.DataFrame:
-    """The stored test predictions of exactly these result rows (their cell ids and folds).
-
-    A row of one corpus of a pooled test fold keeps only that corpus's utterances.
-    """
-    if predictions is None or predictions.empty or rows.empty:
-        return pd.DataFrame(columns=["true", "pred"])
-    if "cell_id" not in rows.columns or "cell_id" not in predictions.columns:
-        return pd.DataFrame(columns=["true", "pred"])
-    wanted = set(zip(rows["cell_id"].astype(str), rows["fold"].astype(str), strict=True))
-    chosen = predictions[predictions["cell_id"].isin({cell for cell, _ in wanted})]
-    if "fold" in chosen.columns:  # a cell id names one fold in ser classify; make sure
-        pairs = zip(chosen["cell_id"], chosen["fold"], strict=True)
-        chosen = chosen[[pair in wanted for pair in pairs]]
-    test_corpus = str(rows["test_corpus"].iloc[0])
-    if "corpus" in chosen.columns and "+" not in test_corpus:
-        chosen = chosen[chosen["corpus"] == test_corpus]
-    return chosen
 
 
 def summarise(
@@ -341,7 +285,7 @@ def pair_folds(tuned: pd.DataFrame, probe: pd.DataFrame) -> pd.DataFrame:
             {
                 "fold": str(row["fold"]),
                 "finetune": float(row["ua"]),
-                "collapsed": _one_class(row),
+                "collapsed": bool(row.get("predicted_classes") == 1),  # one class predicted
                 "probe": np.nan if other is None else float(other["ua"]),
                 "probe_layer": "" if other is None else str(other["layer"]),
                 "paired": paired,
@@ -352,11 +296,6 @@ def pair_folds(tuned: pd.DataFrame, probe: pd.DataFrame) -> pd.DataFrame:
         out,
         columns=["fold", "finetune", "collapsed", "probe", "probe_layer", "paired", "speakers"],
     )
-
-
-def _one_class(row: pd.Series) -> bool:
-    """Whether the stored predictions of this fold hold a single class (a collapsed model)."""
-    return bool(row.get("predicted_classes") == 1)
 
 
 def _fold_order(folds: pd.Series) -> pd.Series:
@@ -477,13 +416,8 @@ def comparison(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every fine-tuned cell of one group beside its probes: (summary rows, fold pairs).
 
-    Args:
-        cells: the group's cells (:func:`ssl_ser.report.tables.cell_summary`).
-        table: all result rows of the report (probes may sit in another group: search).
-        predictions: the stored test predictions, or None.
-        group: the group (its classes score the pooled predictions).
-        n_boot: bootstrap resamples of the pooled intervals.
-        seed: bootstrap seed.
+    `table` holds all result rows of the report (probes may sit in another group:
+    search); the group's classes score the pooled predictions.
     """
     rows, folds = [], []
     for _, cell in finetune_cells(cells).iterrows():
@@ -581,11 +515,7 @@ FOLD_DIFFERENCE_COLUMN = (
 
 
 def format_comparison(frame: pd.DataFrame, names: Mapping[str, str]) -> pd.DataFrame:
-    """The comparison as text: one row per fine-tuned cell, its three probes, the fold delta.
-
-    The fine-tune setup is shown per row only when the rows differ in it (else the
-    caption names it, see :func:`shared_setup`).
-    """
+    """The comparison as text: one row per fine-tuned cell, its three probes, the fold delta."""
     several = not shared_setup(frame)
     rows = []
     for _, row in frame.iterrows():
@@ -655,10 +585,7 @@ CURVE_FIELDS: tuple[str, ...] = ("epoch", "train_loss", "val_ua", "val_loss", "l
 
 def trained_rows(table: pd.DataFrame, group: Group) -> pd.DataFrame:
     """One fine-tuned result row per cell and fold of `group` (slices of pooled folds dropped)."""
-    rows = table[is_finetune(table) & group.mask(table)]
-    if "slice" in rows.columns:
-        rows = rows[~rows["slice"].astype(bool)]
-    return rows
+    return finetune_cells(table[group.mask(table)])
 
 
 def training_curves(rows: pd.DataFrame) -> pd.DataFrame:

@@ -25,6 +25,8 @@ from ssl_ser.report.figures import (
     PALETTE,
     _figure_legend,
     _new_figure,
+    _panel_figure,
+    _star_handle,
     _style,
     ordered_panels,
     save_figure,
@@ -139,13 +141,7 @@ def _curve_figure(
         "validation split of the training speakers (lower panel; dotted: chance) after each "
         "epoch; the star marks the epoch whose model was kept and scored once on the test fold."
     )
-    return save_figure(
-        fig,
-        out_dir,
-        f"training-curves-{group.tag}",
-        f"Fine-tuning curves ({group.short})",
-        caption,
-    )
+    return save_figure(fig, out_dir, "training-curves", "Fine-tuning curves", caption, group)
 
 
 def _curve_panel(top: Axes, bottom: Axes, curve: pd.DataFrame, colors: Mapping[str, str]) -> None:
@@ -169,12 +165,6 @@ def _curve_panel(top: Axes, bottom: Axes, curve: pd.DataFrame, colors: Mapping[s
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=10))
     top.sharex(bottom)
     top.tick_params(labelbottom=False)
-
-
-def _star_handle() -> Any:
-    from matplotlib.lines import Line2D
-
-    return Line2D([], [], ls="none", marker="*", ms=12, color="white", mec="black")
 
 
 # --- learned layer weights ------------------------------------------------------------
@@ -211,33 +201,22 @@ def _weight_figure(
     out_dir: Path,
     group: Group,
 ) -> FigureItem:
-    ncols = min(MAX_COLUMNS, len(panels))
-    nrows = math.ceil(len(panels) / ncols)
     states = max(int(panel["index"].max()) + 1 for _, panel in panels)
     width = max(4.7, 0.22 * states + 1.6)
-    fig = _new_figure(width * ncols + 0.3, 3.9 * nrows + 1.1)
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    fig, axes = _panel_figure(len(panels), MAX_COLUMNS, (width, 3.9), (0.3, 1.1))
     colors = fold_colors([str(f) for _, panel in panels for f in panel["fold"]])
     shared = len({key[-1] for key, _ in panels}) == 1
-    for ax, (key, panel) in zip(axes, panels, strict=False):
+    for ax, (key, panel) in zip(axes, panels, strict=True):
         _weight_panel(ax, panel, colors)
         ax.set_title(_panel_title(names, key, shared))
-    for ax in axes[len(panels) :]:
-        ax.set_visible(False)
-    _figure_legend(fig, list(axes[: len(panels)]))
+    _figure_legend(fig, axes)
     fig.suptitle(_suptitle("Fine-tuning: learned layer weights", panels, group), fontweight="bold")
     caption = (
         f"{group.label}. Softmax weight the fine-tuned model gives each hidden state in its "
         "weighted sum (weights of a fold sum to 1). Bars: mean over folds; points: each "
         "fold; dashed: equal weights (1 / number of hidden states)."
     )
-    return save_figure(
-        fig,
-        out_dir,
-        f"layer-weights-{group.tag}",
-        f"Learned layer weights ({group.short})",
-        caption,
-    )
+    return save_figure(fig, out_dir, "layer-weights", "Learned layer weights", caption, group)
 
 
 def _weight_panel(ax: Axes, panel: pd.DataFrame, colors: Mapping[str, str]) -> None:

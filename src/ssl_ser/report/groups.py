@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from ssl_ser.report.document import HeadingItem, Item
 from ssl_ser.report.load import GROUP, SPEAKER_INDEPENDENT
 
 
@@ -49,10 +50,7 @@ class Group:
 
     def mask(self, frame: pd.DataFrame) -> pd.Series:
         """Rows of `frame` (cells or result rows) that belong to this group."""
-        keep = pd.Series(True, index=frame.index)
-        for column, value in self.values:
-            keep &= frame[column].astype(str) == value
-        return keep
+        return _mask(frame, self.values)
 
     @property
     def n_classes(self) -> int:
@@ -125,7 +123,7 @@ def _group(values: dict[str, str], classes: tuple[str, ...], varying: Sequence[s
         parts.append(f"seed-{values['seed']}")
     if "shots" in varying and shots:
         parts.append(f"shots-{shots_number(values['shots'])}")
-    tag = _slug("-".join(parts))
+    tag = slug("-".join(parts))
     return Group(tuple(values.items()), classes, label, short, tag)
 
 
@@ -143,7 +141,8 @@ def _shots(value: str) -> str:
     return f" ({number} shots)" if number else ""
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
+    """A file-name-safe version of `text`: ``speaker-kfold`` -> ``speaker-kfold``."""
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "all"
 
 
@@ -155,3 +154,15 @@ class GroupNumbers:
     cells: pd.DataFrame
     best: pd.DataFrame
     top: pd.Series
+
+
+def with_group_headings(
+    numbers: Sequence[GroupNumbers], slots: Sequence[Sequence[Item]]
+) -> list[Item]:
+    """Each group's items after a heading naming the group (no heading for a lone group)."""
+    out: list[Item] = []
+    for n, items in zip(numbers, slots, strict=True):
+        if items and len(numbers) > 1:
+            out.append(HeadingItem(n.group.label))
+        out.extend(items)
+    return out

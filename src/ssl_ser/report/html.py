@@ -9,6 +9,7 @@ outside itself and opens offline.
 from __future__ import annotations
 
 import base64
+from collections import Counter
 from html import escape
 
 import pandas as pd
@@ -106,7 +107,7 @@ footer { color: var(--muted); font-size: 12.5px; padding-bottom: 30px; }
 
 def render(document: Document) -> str:
     """The whole page as a string."""
-    counter = _Counter()
+    counter: Counter[str] = Counter()  # figures and tables numbered in order of appearance
     body = "\n".join(_section(section, counter) for section in document.sections)
     return (
         "<!DOCTYPE html>\n"
@@ -117,14 +118,6 @@ def render(document: Document) -> str:
         f"<footer>Written by ssl-ser {escape(__version__)} from the results table alone; "
         "this file embeds its figures and opens offline.</footer>\n</body>\n</html>\n"
     )
-
-
-class _Counter:
-    """Numbers figures and tables in order of appearance."""
-
-    def __init__(self) -> None:
-        self.figures = 0
-        self.tables = 0
 
 
 def _header(document: Document) -> str:
@@ -167,7 +160,7 @@ def _extractors(document: Document) -> str:
     return f"<dt>Extractors</dt><dd>{'<br>'.join(parts)}</dd>"
 
 
-def _section(section: Section, counter: _Counter) -> str:
+def _section(section: Section, counter: Counter[str]) -> str:
     intro = f'<p class="intro">{escape(section.intro)}</p>' if section.intro else ""
     items = "\n".join(_item(item, counter) for item in section.items)
     return (
@@ -176,13 +169,13 @@ def _section(section: Section, counter: _Counter) -> str:
     )
 
 
-def _item(item: Item, counter: _Counter) -> str:
+def _item(item: Item, counter: Counter[str]) -> str:
     if isinstance(item, FigureItem):
-        counter.figures += 1
-        return _figure(item, counter.figures)
+        counter["figures"] += 1
+        return _figure(item, counter["figures"])
     if isinstance(item, TableItem):
-        counter.tables += 1
-        return _table(item, counter.tables)
+        counter["tables"] += 1
+        return _table(item, counter["tables"])
     if isinstance(item, HeadingItem):
         return f'<h3 class="group">{escape(item.text)}</h3>'
     return _note(item)

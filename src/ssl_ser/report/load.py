@@ -1,19 +1,10 @@
 """Read results tables (and stored predictions) and bring them to one tidy shape.
 
-The report reads only what ``ser classify`` writes into its output folder: the
-results table (one row per extractor, train/test corpus and condition, layer,
-pooling, classifier, split and fold) and the per-utterance test predictions.
-A folder given to ``ser report`` may be such a folder, or the ``--output``
-folder of ``ser probe``/``ser run``, whose results live in ``results/`` (or,
-for several seeds or shot counts, in ``<variant>/results/``): every results
-folder found there is read. A run that stopped before writing its tables is
-read from its stored cells and marked incomplete (:mod:`ssl_ser.report.stored`).
-
-Cells given twice (the same ``cell_id``, e.g. ``ser report run/results
-probe/results`` over copies of one sweep) are counted once and the report says
-so; the same id with different numbers is refused, naming the folders, and so
-is one cell and fold measured twice under different ids (other data, options
-or few-shot counts), which would otherwise be averaged together.
+The report reads what ``ser classify`` (and ``ser finetune``) write: the
+results table (one row per cell and fold) and the per-utterance test
+predictions, from the folders and duplicates rules of docs/report.md; a run
+that stopped before writing its tables is read from its stored cells
+(:mod:`ssl_ser.report.stored`).
 
 Columns the report needs but a table lacks are derived here, in one place:
 
@@ -27,25 +18,15 @@ Columns the report needs but a table lacks are derived here, in one place:
   ``target`` (what the probe predicts, issue 21) to ``emotion``;
 - ``classic``: whether the extractor is a one-layer classic baseline (eGeMAPS,
   MFCC, log-mel) rather than a layered SSL model;
-- ``untrained``: whether the extractor's model has random weights. This is
-  decided from what the model is, never from its name: the toolkit writes a
-  marker file (:data:`ssl_ser.extract.backbones.RANDOM_WEIGHTS_MARKER`) beside
-  the weights it initialises at random (``ser demo``'s model, the test
-  suite's tiny models), extraction then records the folder's revision as
-  ``untrained:local:<fingerprint>`` in the cache key, and the results carry
-  the cache keys. A table may also say so itself in an ``untrained`` column or
-  key field. A folder called ``random-forest-tuned`` is therefore not flagged,
-  and a random model in a folder called ``mymodel`` is;
-- ``finetune_setup``: for ``ser finetune`` rows (classifier ``finetune``), the
-  head, freezing, adapter, epochs and learning rate from their ``params``, then
-  any other entry of their ``setting`` column (what differs from the defaults),
-  as text; part of a cell's identity, so fine-tunes that differ in setup are
-  separate cells (empty for probes);
+- ``untrained``: whether the extractor's model has random weights, decided
+  from what the model is, never from its name (:func:`untrained_flags`);
+- ``finetune_setup``: a ``ser finetune`` row's setup as text (:func:`setup_text`);
+  part of a cell's identity, so two fine-tunes of one model and corpus that
+  differ in any setting are two cells, never averaged as folds of one (empty
+  for probes);
 - ``source``: the folder a row was read from;
-- ``predicted_classes``: how many distinct classes the classifier predicted
-  on the row's test fold (from the stored predictions, else from the
-  ``confusion`` column; NaN when neither is stored). One class means the
-  classifier collapsed: its UA sits at chance whatever the features hold.
+- ``predicted_classes`` (:func:`predicted_classes`): one class means the
+  classifier collapsed, its UA sits at chance whatever the features hold.
 
 Predictions are matched to result rows through their ``cell_id`` (a pooled
 multi-corpus test fold is narrowed to one corpus through the ``corpus`` column).
@@ -70,13 +51,18 @@ from ssl_ser.report.stored import (
     missing_from_table,
     read_cells,
 )
-from ssl_ser.results import CELLS_DIR, FINETUNE_CLASSIFIER
+from ssl_ser.results import (
+    CELLS_DIR,
+    FINETUNE_CLASSIFIER,
+    PREDICTIONS_PARQUET,
+    RESULTS_CSV,
+    RESULTS_PARQUET,
+)
 
 log = logging.getLogger(__name__)
 
-RESULTS_STEMS: tuple[str, ...] = ("results",)
-PREDICTIONS_STEMS: tuple[str, ...] = ("predictions",)
-TABLE_SUFFIXES: tuple[str, ...] = (".parquet", ".csv")
+RESULTS_TABLES: tuple[str, ...] = (RESULTS_PARQUET, RESULTS_CSV)
+PREDICTIONS_TABLES: tuple[str, ...] = (PREDICTIONS_PARQUET, "predictions.csv")
 # Where ser probe/ser run put a variant's results (ssl_ser.pipelines.plan.RESULTS_FOLDER):
 # OUT/results, or OUT/<variant>/results for several seeds or few-shot counts.
 PIPELINE_RESULTS = "results"
@@ -198,14 +184,9 @@ class Results:
         return [c.removeprefix("recall_") for c in self.table.columns if c.startswith("recall_")]
 
 
-def find_table(folder: Path, stems: Sequence[str]) -> Path | None:
-    """The first ``<stem>.parquet`` or ``<stem>.csv`` in `folder`, or None."""
-    for stem in stems:
-        for suffix in TABLE_SUFFIXES:
-            path = folder / f"{stem}{suffix}"
-            if path.is_file():
-                return path
-    return None
+def find_table(folder: Path, names: Sequence[str]) -> Path | None:
+    """The first of the files `names` (parquet before CSV) found in `folder`, or None."""
+    return next((folder / name for name in names if (folder / name).is_file()), None)
 
 
 def read_table(path: Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
@@ -296,7 +277,7 @@ def read_source(path: Path) -> tuple[pd.DataFrame, pd.DataFrame | None, str]:
         rows, predicted = read_cells(folder)
         why = f"{len(missing)} stored fold(s) are newer than its results table"
         return rows, _predictions(predicted, path), incomplete_text(folder, rows, why)
-    found = find_table(folder, PREDICTIONS_STEMS)
+    found = find_table(folder, PREDICTIONS_TABLES)
     predicted = None if found is None else read_table(found, PREDICTION_COLUMNS)
     running = in_progress(folder)
     note = incomplete_text(folder, table, "folds still training") if running else ""
@@ -325,7 +306,7 @@ def results_paths(folder: Path) -> list[Path]:
     found = [path for c in candidates if c.is_dir() and (path := _results_of(c))]
     if found:
         return found
-    expected = ", ".join(f"{s}{x}" for s in RESULTS_STEMS for x in TABLE_SUFFIXES)
+    expected = ", ".join(RESULTS_TABLES)
     raise ConfigError(
         f"{folder} holds no results table and no finished cells; expected one of {expected} "
         "(or cells/ of a stopped run) in it, in "
@@ -336,7 +317,7 @@ def results_paths(folder: Path) -> list[Path]:
 
 def _results_of(folder: Path) -> Path | None:
     """`folder`'s results table, else its ``cells/`` folder when a stopped run left only cells."""
-    table = find_table(folder, RESULTS_STEMS)
+    table = find_table(folder, RESULTS_TABLES)
     if table is None and cell_files(folder):
         return folder / CELLS_DIR
     return table
@@ -454,9 +435,7 @@ def predicted_classes(table: pd.DataFrame, predictions: pd.DataFrame | None) -> 
     out = pd.Series(np.nan, index=table.index, dtype=float)
     if "confusion" in table.columns:
         out = table["confusion"].map(_confusion_predicted).astype(float)
-    if predictions is None or predictions.empty or "cell_id" not in table.columns:
-        return out
-    if "cell_id" not in predictions.columns:
+    if predictions is None or "cell_id" not in predictions or "cell_id" not in table:
         return out
     whole = predictions.groupby("cell_id")["pred"].nunique()
     found = table["cell_id"].map(whole).astype(float)
@@ -516,13 +495,7 @@ def is_finetune(frame: pd.DataFrame) -> pd.Series:
 
 
 def finetune_setups(table: pd.DataFrame) -> pd.Series:
-    """A fine-tune row's setup from its params and ``setting`` (head, freezing...); '' for probes.
-
-    Part of a cell's identity, so two fine-tunes of one model and corpus that
-    differ in head, freezing, adapter, epochs, learning rate or any other
-    setting ``ser finetune`` records in its ``setting`` column are two cells,
-    reported side by side, never averaged as folds of one cell.
-    """
+    """Each fine-tune row's :func:`setup_text`; '' for probes."""
     out = pd.Series("", index=table.index, dtype=object)
     tuned = is_finetune(table)
     absent = pd.Series(None, index=table.index, dtype=object)

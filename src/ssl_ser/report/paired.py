@@ -1,15 +1,10 @@
 """Intervals of a paired difference in UA: per fold over utterances, and over folds.
 
 A fine-tuned model and a probe scored on the same test utterances are paired:
-
-- **per fold**, the paired bootstrap of :func:`ssl_ser.classify.compare.paired_bootstrap`
-  over the fold's test utterances (``ser compare``'s and the report's statistics
-  sections' own): each resample draws utterances with replacement within each
-  speaker (when the predictions store speakers; else over all utterances) and
-  scores *both* models on the same draw; the percentile interval is that of
-  UA(fine-tuned) − UA(probe);
-- **over folds**, a Student t-interval of the mean per-fold difference (n − 1
-  degrees of freedom): the folds' speakers are the unit that varies.
+per fold by :func:`ssl_ser.classify.compare.paired_bootstrap` (both models
+scored on the same within-speaker resamples, as ``ser compare``), and over folds
+by a Student t-interval of the mean per-fold difference, since the folds'
+speakers are the unit that varies.
 """
 
 from __future__ import annotations

@@ -1,16 +1,8 @@
 """The report's statistics from stored predictions: layers against the best, who is served worst.
 
-Two sections, each present only when its data exist (predictions with utterance
-ids for the first; speaker, gender or several corpora for the second), so older
-results folders render as before:
-
-- **Layers against the best layer**: per extractor and setting, the line (pooling,
-  classifier) of the best cell; its pooled UA per layer with the layers not
-  distinguishable from the best marked (paired permutation test, Holm over the
-  line's layers), and under it the share of bootstrap resamples in which each
-  layer is best (:mod:`ssl_ser.report.compare`).
-- **Who the best cell serves worst**: UA of each group's best cell per speaker,
-  gender and corpus with 95% intervals; the headline names the worst-served group.
+Two sections, "Layers against the best layer" and "Who the best cell serves worst"
+(their intros, :data:`LAYERS_INTRO` and :data:`GROUPS_INTRO`, say what they show),
+each present only when its data exist, so older results folders render as before.
 """
 
 from __future__ import annotations
@@ -25,7 +17,7 @@ import pandas as pd
 
 from ssl_ser.errors import ConfigError
 from ssl_ser.report import compare, tables
-from ssl_ser.report.document import FigureItem, HeadingItem, Item, Section, TableItem
+from ssl_ser.report.document import FigureItem, Item, Section, TableItem
 from ssl_ser.report.figures import (
     LAYER_AXIS,
     UA_AXIS,
@@ -35,7 +27,7 @@ from ssl_ser.report.figures import (
     save_figure,
     settings,
 )
-from ssl_ser.report.groups import Group, GroupNumbers
+from ssl_ser.report.groups import Group, GroupNumbers, with_group_headings
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -91,19 +83,15 @@ def stats_items(
     if results.predictions is None or results.predictions.empty or n_boot <= 0:
         out.worst = ["" for _ in numbers]
         return out
-    heading = len(numbers) > 1
+    layers, groups = [], []
     for n in numbers:
-        layer_items = _layer_items(results, n, names, figure_dir, n_boot, seed)
+        layers.append(_layer_items(results, n, names, figure_dir, n_boot, seed))
         table = compare.breakdown(results, n.top, n.group.classes, n_boot=n_boot, seed=seed)
-        group_items = [_breakdown_table(table, n.top, names, n.group)] if len(table) else []
-        out.layers += _headed(heading, n.group, layer_items)
-        out.groups += _headed(heading, n.group, group_items)
+        groups.append([_breakdown_table(table, n.top, names, n.group)] if len(table) else [])
         out.worst.append(compare.worst_served(table))
+    out.layers = with_group_headings(numbers, layers)
+    out.groups = with_group_headings(numbers, groups)
     return out
-
-
-def _headed(heading: bool, group: Group, items: list[Item]) -> list[Item]:
-    return [HeadingItem(group.label), *items] if heading and items else items
 
 
 def _layer_items(
@@ -133,17 +121,13 @@ def _layer_items(
 
 def best_lines(cells: pd.DataFrame) -> list[pd.DataFrame]:
     """Per extractor and setting, the layers of the line holding its best numbered-layer cell."""
-    out = []
-    lines = compare.layer_lines(cells)
     keys = ["extractor", "train_corpus", "train_condition", "test_corpus", "test_condition"]
     chosen: dict[tuple[str, ...], pd.DataFrame] = {}
-    for line in lines:
+    for line in compare.layer_lines(cells):
         key = tuple(str(line.iloc[0][c]) for c in keys)
         if key not in chosen or line["ua_mean"].max() > chosen[key]["ua_mean"].max():
             chosen[key] = line
-    for key in sorted(chosen):
-        out.append(chosen[key])
-    return out
+    return [chosen[key] for key in sorted(chosen)]
 
 
 def _figure(
@@ -180,13 +164,7 @@ def _figure(
         f"within {within}) in which the layer has the highest UA (ties split). Grey dotted: "
         "chance."
     )
-    return save_figure(
-        fig,
-        figure_dir,
-        f"layer-tests-{group.tag}",
-        f"Layers against the best ({group.short})",
-        caption,
-    )
+    return save_figure(fig, figure_dir, "layer-tests", "Layers against the best", caption, group)
 
 
 def _panel(top: Axes, bottom: Axes, found: pd.DataFrame, n_classes: int) -> None:

@@ -82,11 +82,6 @@ def best_cells(cells: pd.DataFrame, by: Sequence[str] = SETTING) -> pd.DataFrame
     return ordered.loc[index.to_numpy()].reset_index(drop=True)
 
 
-def best_per_classifier(cells: pd.DataFrame) -> pd.DataFrame:
-    """The best layer and pooling of every classifier in every setting."""
-    return best_cells(cells, by=(*SETTING, "classifier"))
-
-
 def overall_best(cells: pd.DataFrame) -> pd.Series:
     """The single best cell of `cells` (call it on one comparable group only).
 
@@ -111,22 +106,35 @@ def cell_predictions(
     """
     if predictions is None or predictions.empty:
         return pd.DataFrame(columns=["true", "pred"])
-    rows = table[_matches(table, cell, CELL)]
     if "cell_id" in predictions.columns and "cell_id" in table.columns:
-        chosen = predictions[predictions["cell_id"].isin(set(rows["cell_id"].astype(str)))]
-        test_corpus = str(cell["test_corpus"])
-        if "corpus" in chosen.columns and "+" not in test_corpus:
-            chosen = chosen[chosen["corpus"] == test_corpus]
-        return chosen
-    shared = [c for c in CELL if c in predictions.columns]
-    return predictions[_matches(predictions, cell, shared)]
+        return fold_predictions(cell_rows(table, cell), predictions)
+    return cell_rows(predictions, cell, [c for c in CELL if c in predictions.columns])
 
 
-def _matches(frame: pd.DataFrame, cell: pd.Series, columns: Sequence[str]) -> np.ndarray:
+def fold_predictions(rows: pd.DataFrame, predictions: pd.DataFrame | None) -> pd.DataFrame:
+    """The stored test predictions of exactly these result rows (their cell ids and folds).
+
+    A row of one corpus of a pooled test fold keeps only that corpus's utterances.
+    """
+    if predictions is None or rows.empty or "cell_id" not in rows or "cell_id" not in predictions:
+        return pd.DataFrame(columns=["true", "pred"])
+    wanted = set(zip(rows["cell_id"].astype(str), rows["fold"].astype(str), strict=True))
+    chosen = predictions[predictions["cell_id"].isin({cell for cell, _ in wanted})]
+    if "fold" in chosen.columns:  # a cell id names one fold in ser classify; make sure
+        pairs = zip(chosen["cell_id"], chosen["fold"], strict=True)
+        chosen = chosen[[pair in wanted for pair in pairs]]
+    test_corpus = str(rows["test_corpus"].iloc[0])
+    if "corpus" in chosen.columns and "+" not in test_corpus:
+        chosen = chosen[chosen["corpus"] == test_corpus]
+    return chosen
+
+
+def cell_rows(frame: pd.DataFrame, cell: pd.Series, columns: Sequence[str] = CELL) -> pd.DataFrame:
+    """The rows of `frame` (one per fold) whose `columns` hold the cell's values."""
     mask = np.ones(len(frame), dtype=bool)
     for column in columns:
         mask &= frame[column].astype(str).to_numpy() == str(cell[column])
-    return mask
+    return frame[mask]
 
 
 def bootstrap_intervals(
@@ -340,26 +348,22 @@ def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
     return ranked.sort_values([*keys, "classic", "_rank"], kind="stable")
 
 
+def fold_text(folds: int | pd.Series) -> str:
+    """``5 folds``, ``1 fold``; ``3/5 folds`` for cells of different fold counts."""
+    counts = sorted({int(n) for n in np.atleast_1d(folds)})
+    return "/".join(map(str, counts)) + (" fold" if counts == [1] else " folds")
+
+
 def split_text(cell: pd.Series) -> str:
     """Split type, then (second line) the split's name and fold count."""
-    folds = int(cell["folds"])
-    return f"{cell['split_type']}\n{cell['split']} · {folds} fold{'s' if folds != 1 else ''}"
+    return f"{cell['split_type']}\n{cell['split']} · {fold_text(cell['folds'])}"
 
 
 FOLD_AND_POOLED = "mean ± std over folds; pooled predictions with their 95% bootstrap CI"
 
 
-def metric_column(title: str) -> str:
-    """A metric's column header: its name, then (second line) which number is which."""
-    return f"{title} %\n{FOLD_AND_POOLED}"
-
-
 def metric_text(cell: pd.Series, metric: str) -> str:
-    """``62.3 ± 2.1`` over folds, then ``pooled 61.8`` and ``95% CI 57.0–66.4`` below it.
-
-    The interval is a bootstrap over the pooled test predictions, so the number
-    beside it is the metric of those pooled predictions, not the mean over folds.
-    """
+    """``62.3 ± 2.1`` over folds, then ``pooled 61.8`` and its ``95% CI 57.0–66.4`` below it."""
     spread = mean_std(cell[f"{metric}_mean"], cell[f"{metric}_std"], int(cell["folds"]))
     pooled = percent(cell.get(f"{metric}_pooled", float("nan")))
     ci = interval(cell.get(f"{metric}_low", float("nan")), cell.get(f"{metric}_high", float("nan")))
@@ -382,16 +386,16 @@ def format_best_table(best: pd.DataFrame, names: Mapping[str, str]) -> pd.DataFr
             "Split type": split_text(cell),
         }
         for metric, title in METRIC_TITLES.items():
-            row[metric_column(title)] = metric_text(cell, metric)
+            row[f"{title} %\n{FOLD_AND_POOLED}"] = metric_text(cell, metric)
         row["Test utterances"] = "n/a" if pd.isna(cell["n_test"]) else f"{int(cell['n_test'])}"
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def format_classifier_table(per_classifier: pd.DataFrame, names: Mapping[str, str]) -> pd.DataFrame:
+def format_classifier_table(cells: pd.DataFrame, names: Mapping[str, str]) -> pd.DataFrame:
     """One row per extractor and setting, one column per classifier: best layer and UA."""
     rows: dict[tuple[str, ...], dict[str, str]] = {}
-    for _, cell in _ordered(per_classifier).iterrows():
+    for _, cell in _ordered(best_cells(cells, by=(*SETTING, "classifier"))).iterrows():
         key = (cell["extractor"], *(str(cell[c]) for c in SETTING[1:]))
         row = rows.setdefault(
             key,

@@ -298,15 +298,7 @@ def plan_dataset(
     """The tasks of one dataset's cells not stored yet; superseded stored cells are moved aside."""
     layers = select_layers(config.layers, dataset.layers)
     specs = feature_specs(layers, config.combine, poolings)
-    rows = Rows(
-        codes=dataset.table["label"].map({c: i for i, c in enumerate(dataset.classes)}).to_numpy(),
-        groups=(dataset.table["group"] + "|" + dataset.table["condition"]).to_numpy(),
-        utt_ids=dataset.table["utt_id"].to_numpy(),
-        corpora=dataset.table["corpus"].to_numpy(),
-        classes=dataset.classes,
-        speakers=dataset.table["speaker"].astype(str).to_numpy(),
-        genders=dataset.table["gender"].astype(str).to_numpy(),
-    )
+    rows = Rows.of(dataset.table, dataset.classes)
     tasks = []
     total = 0
     described: dict[str, Mapping[str, Any]] = {}

@@ -33,6 +33,19 @@ class Rows:
     speakers: np.ndarray | None = None
     genders: np.ndarray | None = None
 
+    @classmethod
+    def of(cls, table: pd.DataFrame, classes: tuple[str, ...]) -> Rows:
+        """The arrays of a labelled, speaker-grouped table (a sweep's or a fine-tune's)."""
+        return cls(
+            codes=table["label"].map({c: i for i, c in enumerate(classes)}).to_numpy(),
+            groups=(table["group"] + "|" + table["condition"]).to_numpy(),
+            utt_ids=table["utt_id"].to_numpy(),
+            corpora=table["corpus"].to_numpy(),
+            classes=classes,
+            speakers=table["speaker"].astype(str).to_numpy(),
+            genders=table["gender"].astype(str).to_numpy(),
+        )
+
 
 @dataclass
 class Outcome:
