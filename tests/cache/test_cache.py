@@ -481,13 +481,13 @@ def test_reads_convert_piece_by_piece_and_equal_the_stored_values(tmp_path, monk
     piece_rows = 7
     monkeypatch.setattr(reader_module, "PIECE_BYTES", piece_rows * DIM * 2)
     sizes = []
-    convert = reader_module._convert_into
+    finite_rows = reader_module._finite_rows
 
-    def spy(target, values):
-        sizes.append(len(values))
-        convert(target, values)
+    def spy(converted):  # called once per converted piece
+        sizes.append(len(converted))
+        return finite_rows(converted)
 
-    monkeypatch.setattr(reader_module, "_convert_into", spy)
+    monkeypatch.setattr(reader_module, "_finite_rows", spy)
     subset = [ids[40], ids[3], ids[77], ids[3], ids[41]]
     with cache.open(path) as reader:
         for pooling in POOLINGS:

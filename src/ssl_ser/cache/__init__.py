@@ -41,20 +41,17 @@ from ssl_ser.cache.layout import (
     list_caches,
     read_header,
 )
-from ssl_ser.cache.lock import WriterLock
 from ssl_ser.cache.reader import ROW_COLUMN, CacheReader
 from ssl_ser.cache.reader import CacheReader as open  # noqa: N813 (the public spelling)
-from ssl_ser.cache.writer import DEFAULT_FLUSH_ROWS, CacheWriter
+from ssl_ser.cache.writer import CacheWriter
 
 __all__ = [
     "DEFAULT_CHUNK_ROWS",
-    "DEFAULT_FLUSH_ROWS",
     "ROW_COLUMN",
     "STORAGE_DTYPE_CHOICES",
     "STORAGE_DTYPES",
     "CacheReader",
     "CacheWriter",
-    "WriterLock",
     "cache_path",
     "disk_size",
     "info",

@@ -616,10 +616,7 @@ def _free_space(path: Path) -> str:
 
 
 def _copy_rows(source: h5py.File, target: h5py.File, rows: np.ndarray, progress: bool) -> None:
-    """Copy the states, failure reasons and features of source `rows` into the new file.
-
-    Features move chunk block by chunk block (:func:`copy_features`).
-    """
+    """Copy the states, failure reasons, fingerprints and features of source `rows`."""
     index = read_index(source, Path(source.filename), tolerant=True)  # untrusted rows: missing
     old_slots = index.slots
     states = np.full(len(rows), MISSING, dtype=np.int64)
@@ -711,16 +708,8 @@ def fsync_path(path: Path) -> None:
 
 def fsync_dir(path: Path) -> None:
     """Flush a folder entry (after a rename) to disk; a no-op where folders cannot be opened."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    with contextlib.suppress(OSError):
+        fsync_path(path)
 
 
 def open_h5(path: Path, mode: str = "r", **cache_options: Any) -> h5py.File:

@@ -217,7 +217,9 @@ class CacheReader(HeaderFields):
         read landing mid-rewrite sees new data with the old checksum. The rows this
         reader may read never change, so a chunk that fails every time is damaged.
         """
-        dataset = self._dataset(pooling)
+        if pooling not in self.header.poolings:
+            raise UnknownChoiceError("pooling", pooling, self.header.poolings, where=str(self.path))
+        dataset = self._datasets[pooling]
         for attempt in range(1, TORN_READ_ATTEMPTS + 1):
             try:
                 out, finite = self._gather_spans(dataset, pooling, slots, layer)
@@ -278,11 +280,11 @@ class CacheReader(HeaderFields):
                 span = span[ordered[start:stop] - first]
             if in_order:
                 converted = out[start:stop]
-                _convert_into(converted, span)
+                np.copyto(converted, span, casting="safe")  # exact: float16/32 -> float32
                 finite[start:stop] = _finite_rows(converted)
             else:  # convert contiguously, then move whole float32 rows into place
                 converted = np.empty(span.shape, dtype=np.float32)
-                _convert_into(converted, span)
+                np.copyto(converted, span, casting="safe")  # exact: float16/32 -> float32
                 out[order[start:stop]] = converted
                 finite[order[start:stop]] = _finite_rows(converted)
         return out, finite
@@ -328,11 +330,6 @@ class CacheReader(HeaderFields):
             self._offsets[pooling] = table
         return self._offsets[pooling]
 
-    def _dataset(self, pooling: str) -> Any:
-        if pooling not in self.header.poolings:
-            raise UnknownChoiceError("pooling", pooling, self.header.poolings, where=str(self.path))
-        return self._datasets[pooling]
-
     # ------------------------------------------------------------------ closing
 
     def close(self) -> None:
@@ -353,15 +350,6 @@ class CacheReader(HeaderFields):
 def _finite_rows(values: np.ndarray) -> np.ndarray:
     """Per row of `values`, whether every value in it is finite (not NaN/inf)."""
     return np.isfinite(values.reshape(len(values), -1)).all(axis=1)
-
-
-def _convert_into(target: np.ndarray, values: np.ndarray) -> None:
-    """Cast `values` (float16 or float32) into the contiguous float32 `target`, exactly.
-
-    One piece at a time and into contiguous memory: numpy's cast runs over cached
-    bytes, and rows then move into file order as whole float32 rows.
-    """
-    np.copyto(target, values, casting="safe")
 
 
 def _pieces(

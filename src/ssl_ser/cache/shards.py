@@ -421,11 +421,7 @@ def _open_shard(path: Path) -> _Shard:
 
 
 def _plan_merge(target: Path, shards: Sequence[_Shard]) -> tuple[list[str], list[tuple[int, int]]]:
-    """The merged ids in manifest order, and for each its (shard index, index in shard record).
-
-    Refuses mixed keys and layouts, shards of different manifests or assignment
-    rules, an utterance in two shards and positions no shard holds.
-    """
+    """The merged ids in manifest order, and for each its (shard index, index in shard record)."""
     first = shards[0]
     for shard in shards[1:]:
         differences = first.header.differences(shard.header)
@@ -532,9 +528,6 @@ def _leftovers(target: Path, missing: MissingShardsError, keep: bool) -> MergeSu
     holds every remaining shard's rows (same key and layout, manifest digest, ids at
     the recorded positions, row states, reasons and fingerprints), they are
     leftovers: removed (unless `keep`), and the target is reported as merged.
-
-    Raises:
-        MissingShardsError: the target does not hold them (the message says why).
     """
     files = [p for p in missing.files.values() if p.is_file()]
     records = [record_path(p) for p in missing.files.values() if not p.is_file()]

@@ -167,11 +167,8 @@ class CacheWriter(HeaderFields):
     def _add_fingerprints(self, header: Header) -> None:
         """Give a file built before fingerprints recorded the audio's path the current dataset.
 
-        The first releases wrote no fingerprints, later ones fingerprints
-        without the path (their rows' files are hashed once by the next ``ser
-        extract``). Changing a dataset changes the structure, so the file is built
-        anew beside the old one with every row copied (and checksums on its index),
-        and renamed over it.
+        The first releases wrote no fingerprints, later ones none with the path (their
+        rows' files are hashed once by the next ``ser extract``); a rebuild copies every row.
         """
         with layout.open_h5(self.path, "r") as source:
             if layout.has_path_fingerprints(source):
@@ -240,12 +237,10 @@ class CacheWriter(HeaderFields):
             self._fingerprints = np.zeros(len(self._ids), dtype=layout.FINGERPRINT_DTYPE)
 
     def _reserve(self) -> None:
-        """Make sure every block of the file is allocated on disk before anything is written.
+        """Allocate every block of the file before anything is written (see :mod:`.layout`).
 
-        Files built by this release are written in full when built, so this costs
-        nothing; a file an older release built sparse gets its holes allocated
-        (``posix_fallocate``, which never changes stored bytes), so a full disk is
-        met here, with nothing written, not in the middle of a commit.
+        ``posix_fallocate`` never changes stored bytes: a file an older release built
+        sparse gets its holes, so a full disk is met here, not in the middle of a commit.
         """
         fd = self._require_file().id.get_vfd_handle()
         try:
@@ -263,11 +258,7 @@ class CacheWriter(HeaderFields):
         source: h5py.File | None,
         rows: np.ndarray | None = None,
     ) -> None:
-        """Build a complete new file beside the cache, then rename it over the cache.
-
-        A build or rename that fails (a full disk) removes the new file and leaves
-        the cache as it was.
-        """
+        """Build a complete new file beside the cache, then rename it over the cache."""
         sidecar = self._sidecar()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -261,10 +261,6 @@ def _join(
 
     Cached ids the manifest does not list are left out (the manifest may be a
     subset of a cache); returns the table and, per source, how many were.
-
-    Raises:
-        ManifestError: a source none of whose ids the manifest lists.
-        CacheError: an utterance in two sources of one condition.
     """
     indexed = manifest.set_index("utt_id")
     parts = []
@@ -415,10 +411,6 @@ def _report_without_features(
     They cannot be classified and are left out; the warning says how many failed
     extraction (with a reason, when the source records failures) and how many
     were never extracted, naming a few. Returns the count per source.
-
-    Raises:
-        CacheError: rows were never extracted (an incomplete cache, or one still
-            being written) and `allow_incomplete` is False.
     """
     counts: dict[str, int] = {}
     for s, source in enumerate(sources):

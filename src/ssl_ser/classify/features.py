@@ -426,13 +426,9 @@ def load_blocks(
                         f"expected ({len(source.ids)}, {dim})"
                     )
                 blocks[pooling][li, rows_of[s]] = values[position_of_row[rows_of[s]]]
-    log.info(
-        "loaded %d layer(s) x %s: %.1f MB",
-        len(layers),
-        stored,
-        sum(b.nbytes for b in blocks.values()) / 1e6,
-    )
-    return FeatureBlocks(layers, blocks)
+    loaded = FeatureBlocks(layers, blocks)
+    log.info("loaded %d layer(s) x %s: %.1f MB", len(layers), stored, loaded.nbytes / 1e6)
+    return loaded
 
 
 def speaker_znorm(x: np.ndarray, groups: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ Heavy libraries (torch, xgboost) are imported only when a pipeline is built.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,34 +52,18 @@ class ClassifierSpec:
     per_layer: bool = True
 
 
-def _logreg(params: Mapping[str, Any], seed: int, threads: int) -> list:
-    from sklearn.linear_model import LogisticRegression
+def _estimator(path: str, *, seeded: bool = True, threaded: bool = False, **fixed: Any) -> Builder:
+    """A builder of the one estimator at dotted `path`, imported only when a pipeline is built."""
+    module, name = path.rsplit(".", 1)
 
-    return [("clf", LogisticRegression(max_iter=2000, random_state=seed, **params))]
+    def build(params: Mapping[str, Any], seed: int, threads: int) -> list:
+        run = {"random_state": seed} if seeded else {}
+        if threaded:
+            run["n_jobs"] = threads
+        estimator = getattr(importlib.import_module(module), name)
+        return [("clf", estimator(**fixed, **run, **params))]
 
-
-def _svm_linear(params: Mapping[str, Any], seed: int, threads: int) -> list:
-    from sklearn.svm import LinearSVC
-
-    return [("clf", LinearSVC(max_iter=5000, random_state=seed, **params))]
-
-
-def _svm_rbf(params: Mapping[str, Any], seed: int, threads: int) -> list:
-    from sklearn.svm import SVC
-
-    return [("clf", SVC(kernel="rbf", random_state=seed, **params))]
-
-
-def _rf(params: Mapping[str, Any], seed: int, threads: int) -> list:
-    from sklearn.ensemble import RandomForestClassifier
-
-    return [("clf", RandomForestClassifier(random_state=seed, n_jobs=threads, **params))]
-
-
-def _knn(params: Mapping[str, Any], seed: int, threads: int) -> list:
-    from sklearn.neighbors import KNeighborsClassifier
-
-    return [("clf", KNeighborsClassifier(n_jobs=threads, **params))]
+    return build
 
 
 def _xgb(params: Mapping[str, Any], seed: int, threads: int) -> list:
@@ -93,12 +78,6 @@ def _xgb_fast(params: Mapping[str, Any], seed: int, threads: int) -> list:
         ("project", LowRankProjection(n_components=components, random_state=seed)),
         ("clf", HistXGB(random_state=seed, n_jobs=threads, **params)),
     ]
-
-
-def _mlp(params: Mapping[str, Any], seed: int, threads: int) -> list:
-    from ssl_ser.classify.mlp import MLPClassifier
-
-    return [("clf", MLPClassifier(random_state=seed, **params))]
 
 
 def _linear(params: Mapping[str, Any], seed: int, threads: int) -> list:
@@ -131,24 +110,28 @@ CLASSIFIERS: dict[str, ClassifierSpec] = {
         ClassifierSpec(
             "logreg",
             "multinomial logistic regression (L2, lbfgs)",
-            _logreg,
+            _estimator("sklearn.linear_model.LogisticRegression", max_iter=2000),
             {"C": 1.0},
             {"C": [0.01, 0.1, 1.0, 10.0]},
         ),
         ClassifierSpec(
-            "svm-linear", "linear SVM (liblinear)", _svm_linear, {"C": 0.1}, {"C": [0.01, 0.1, 1.0]}
+            "svm-linear",
+            "linear SVM (liblinear)",
+            _estimator("sklearn.svm.LinearSVC", max_iter=5000),
+            {"C": 0.1},
+            {"C": [0.01, 0.1, 1.0]},
         ),
         ClassifierSpec(
             "svm-rbf",
             "RBF-kernel SVM",
-            _svm_rbf,
+            _estimator("sklearn.svm.SVC", kernel="rbf"),
             {"C": 1.0, "gamma": "scale"},
             {"C": [0.1, 1.0, 10.0]},
         ),
         ClassifierSpec(
             "rf",
             "random forest",
-            _rf,
+            _estimator("sklearn.ensemble.RandomForestClassifier", threaded=True),
             {"n_estimators": 300, "max_features": "sqrt"},
             {"max_depth": [None, 20], "min_samples_leaf": [1, 5]},
         ),
@@ -177,7 +160,7 @@ CLASSIFIERS: dict[str, ClassifierSpec] = {
         ClassifierSpec(
             "knn",
             "k nearest neighbours (distance-weighted)",
-            _knn,
+            _estimator("sklearn.neighbors.KNeighborsClassifier", seeded=False, threaded=True),
             {"n_neighbors": 15, "weights": "distance"},
             {"n_neighbors": [5, 15, 45]},
         ),
@@ -193,7 +176,7 @@ CLASSIFIERS: dict[str, ClassifierSpec] = {
         ClassifierSpec(
             "mlp",
             "torch MLP head (ReLU, dropout, Adam), early stopping on training speakers",
-            _mlp,
+            _estimator("ssl_ser.classify.mlp.MLPClassifier"),
             MLP_FAST,
             {"hidden_layer_sizes": [(128,), (256,)], "dropout": [0.1, 0.3]},
             uses_groups=True,

@@ -92,12 +92,7 @@ class CellStore:
         return path.exists() and self._rows(path) is not None
 
     def _rows(self, path: Path) -> list[dict] | None:
-        """The result rows of the cell stored at `path` (its JSON), or None if damaged.
-
-        A damaged cell (JSON that does not parse into rows, predictions that are
-        not a whole parquet file) is moved to ``cells/damaged/``, with a warning,
-        so that it is computed again and never reaches the tables.
-        """
+        """The result rows of the cell stored at `path` (its JSON), or None if damaged (moved)."""
         import pyarrow.parquet as pq
         from pyarrow import ArrowException
 

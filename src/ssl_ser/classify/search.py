@@ -151,14 +151,10 @@ def _report_failures(name: str, tried: list[dict], scores: np.ndarray, caught: l
 
 
 def _step_params(pipeline, candidate: Mapping[str, Any]) -> dict[str, list]:
-    """One search candidate as a one-point GridSearchCV grid of pipeline step parameters.
+    """One search candidate as a one-point grid; each key goes to the first step that has it.
 
-    Each key goes to the first step that has it (``max_depth`` to ``clf``,
-    ``n_components`` to ``project``); one grid per candidate keeps the order of
-    :func:`candidates`, so ties go to the same candidate as before.
-
-    Raises:
-        ConfigError: no step of the pipeline takes the parameter.
+    One grid per candidate keeps the order of :func:`candidates`, so ties go to the
+    same candidate as before.
     """
     grid = {}
     for key, value in candidate.items():

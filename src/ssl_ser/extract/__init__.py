@@ -15,29 +15,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ssl_ser.extract.config import (
-    CLASSIC_MODELS,
-    DEFAULT_BATCH_SECONDS,
-    DTYPES,
-    LONG_AUDIO_POLICIES,
-    POOLINGS,
-    ExtractorConfig,
-    default_workers,
-)
+from ssl_ser.extract.config import DEFAULT_BATCH_SECONDS, POOLINGS, ExtractorConfig
 from ssl_ser.extract.summary import ExtractSummary
 
 if TYPE_CHECKING:
     from ssl_ser.extract.runner import extract
 
 __all__ = [
-    "CLASSIC_MODELS",
     "DEFAULT_BATCH_SECONDS",
-    "DTYPES",
-    "LONG_AUDIO_POLICIES",
     "POOLINGS",
     "ExtractSummary",
     "ExtractorConfig",
-    "default_workers",
     "extract",
 ]
 

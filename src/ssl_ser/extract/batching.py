@@ -22,15 +22,13 @@ from ssl_ser.extract.config import check_batch_seconds
 MIN_FILL = 0.8
 
 
-def plan_batches(
-    costs: Sequence[float], batch_seconds: float, min_fill: float = MIN_FILL
-) -> list[list[int]]:
+def plan_batches(costs: Sequence[float], batch_seconds: float) -> list[list[int]]:
     """Group item indices into batches whose padded cost stays within `batch_seconds`.
 
     `costs` are seconds of model input per item; every index lands in exactly one
     batch, longest items first. A batch takes the next items while
     ``len(batch) * cost_of_its_first_item <= batch_seconds`` and the next item is at
-    least `min_fill` of that first item; an item alone beyond the budget is a batch.
+    least :data:`MIN_FILL` of that first item; an item alone beyond the budget is a batch.
     """
     check_batch_seconds(batch_seconds)
     order = sorted(range(len(costs)), key=lambda i: (-float(costs[i]), i))
@@ -39,7 +37,7 @@ def plan_batches(
     longest = 0.0
     for index in order:
         too_many = (len(current) + 1) * longest > batch_seconds
-        if current and (too_many or float(costs[index]) < min_fill * longest):
+        if current and (too_many or float(costs[index]) < MIN_FILL * longest):
             batches.append(current)
             current = []
         if not current:

@@ -130,8 +130,10 @@ def extract_on_dask(
             "every utterance of the manifest; no shard started"
         )
         return finished
-    if address == LOCAL and device == "auto":
-        device = _local_auto_device()
+    if address == LOCAL and device == "auto":  # cuda (a worker per GPU) if one is visible
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "auto"
     started = time.perf_counter()
     with _client(address, device, local_processes) as client:
         declared = _declared_gpus(client)
@@ -385,13 +387,6 @@ def _declared_gpus(client: Any) -> int:
     return sum(int(w.get("resources", {}).get(GPU_RESOURCE, 0)) for w in workers)
 
 
-def _local_auto_device() -> str:
-    """``--device auto`` with ``--dask local``: ``cuda`` (a worker per GPU) if one is visible."""
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "auto"
-
-
 def _default_shards(client: Any, gpu: bool, declared: int) -> int:
     """One shard per declared GPU (CUDA runs), else one per worker thread."""
     if gpu:
@@ -452,11 +447,7 @@ def _merge(
     keep: bool,
     progress: bool,
 ) -> list[ExtractSummary]:
-    """Merge the shards of every (condition, corpus) and sum their summaries per merged file.
-
-    A cache that cannot be merged does not stop the others; all refusals are raised
-    together at the end.
-    """
+    """Merge the shards of every (condition, corpus), summing their summaries per merged file."""
     out = []
     refused: list[str] = []
     for name in conditions:

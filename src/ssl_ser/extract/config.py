@@ -172,10 +172,7 @@ class ExtractorConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise UnknownChoiceError("extractor config field", unknown[0], sorted(known))
-        values = dict(data)
-        if "poolings" in values:
-            values["poolings"] = tuple(values["poolings"])
-        return cls(**values)
+        return cls(**data)  # __post_init__ makes poolings a tuple
 
     def digest(self) -> str:
         """SHA-256 of the canonical JSON of the fields and the family's feature version.

@@ -35,13 +35,8 @@ class FrameStats:
     def __len__(self) -> int:
         return len(self.count)
 
-    def rows(self, start: int, stop: int) -> FrameStats:
-        """The statistics of segments ``start:stop``, keeping the leading axis."""
-        part = slice(start, stop)
-        return FrameStats(self.count[part], self.mean[part], self.m2[part])
-
-    def take(self, indices: np.ndarray) -> FrameStats:
-        """The statistics of the segments at `indices`, in that order."""
+    def take(self, indices: np.ndarray | slice) -> FrameStats:
+        """The statistics of the segments at `indices` (or a slice), in that order."""
         return FrameStats(self.count[indices], self.mean[indices], self.m2[indices])
 
     @staticmethod

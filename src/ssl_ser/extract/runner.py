@@ -21,6 +21,7 @@ import contextlib
 import functools
 import json
 import logging
+import operator
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -156,11 +157,6 @@ class UtteranceDataset(Dataset):
         return audio.load_utterance(row, self.condition, rate, self.telephone_source), None
 
 
-def keep_list(items: list[Prepared]) -> list[Prepared]:
-    """DataLoader collate function: the batch stays a list of utterances."""
-    return items
-
-
 def init_worker(worker_id: int) -> None:
     """Set up a DataLoader worker: one thread, and it exits when its parent dies.
 
@@ -261,11 +257,8 @@ def _shard_rows(
 ) -> tuple[pd.DataFrame, Path, shards.ShardRecord]:
     """One corpus's rows of shard K of N, its shard file and the shard's record.
 
-    The record (see :class:`ssl_ser.cache.shards.ShardRecord`) holds each row's
-    place in the corpus's manifest order and the whole corpus's digest, which the
-    merge needs to rebuild the file a single process writes. It is written only
-    once the shard file's writer lock is held: a second launch of a running shard
-    must not replace its record before it finds the shard locked.
+    The record is written only once the shard file's writer lock is held: a second
+    launch of a running shard must not replace its record before it finds the shard locked.
     """
     number, count = shard
     mine = (assignment.loc[rows.index] == number).to_numpy()
@@ -311,7 +304,7 @@ def prepared_batches(dataset: Dataset, workers: int, batch_size: int = 16) -> Da
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        collate_fn=keep_list,
+        collate_fn=list,  # a batch stays a list of Prepared utterances
         num_workers=workers,
         worker_init_fn=init_worker,
     )
@@ -321,7 +314,7 @@ def utterance_stats(stats: FrameStats, segments_per_utterance: Sequence[int]) ->
     """Segment statistics merged into one row per utterance (windows pooled over all frames)."""
     per_utterance, start = [], 0
     for count in segments_per_utterance:
-        parts = stats.rows(start, start + count)
+        parts = stats.take(slice(start, start + count))
         per_utterance.append(parts if count == 1 else combine(parts))
         start += count
     return FrameStats.concat(per_utterance)
@@ -547,7 +540,7 @@ class _Job:
         loader = DataLoader(
             dataset,
             batch_sampler=batches,
-            collate_fn=keep_list,
+            collate_fn=list,
             num_workers=self.workers,
             prefetch_factor=PREFETCH_BATCHES if self.workers else None,
             worker_init_fn=init_worker,
@@ -651,11 +644,8 @@ def compare_audio(
     None in `current`: the file could not be read.
     """
     check = AudioCheck([], {}, [], [])
-    for utt_id in sorted(recorded):
-        stored = recorded[utt_id]
-        if utt_id not in current:
-            continue
-        now = current[utt_id]
+    for utt_id in sorted(recorded.keys() & current.keys()):
+        stored, now = recorded[utt_id], current[utt_id]
         if now is None:
             check.unreadable.append(utt_id)
         elif stored is None:
@@ -703,10 +693,7 @@ def progress_total(steps: Sequence[float]) -> float:
     Summed another way (``np.sum``), the float total can come out below what the
     bar reaches, and tqdm warns "clamping frac to range [0, 1]".
     """
-    total = 0.0
-    for step in steps:
-        total += step
-    return total
+    return functools.reduce(operator.add, steps, 0.0)
 
 
 def is_out_of_memory(error: RuntimeError) -> bool:

@@ -49,7 +49,7 @@ from ssl_ser.classify.splits import (
     fold_corpora,
     fold_digest,
 )
-from ssl_ser.classify.sweep import CellInfo, Outcome, Rows, store_cell, supersede_other_cells
+from ssl_ser.classify.sweep import CellInfo, Outcome, Rows, score_cell, supersede_other_cells
 from ssl_ser.errors import ConfigError, UnknownChoiceError
 from ssl_ser.extract.backbones import library_progress_bars
 from ssl_ser.extract.config import default_workers
@@ -455,16 +455,11 @@ def _run_fold(run: _Run, cell: str, fold: Fold, n_dropped: int, meta: dict) -> N
         n_dropped=n_dropped,
         extra=extra,
     )
-    store_cell(
-        run.store,
-        cell,
-        info,
-        fold,
-        outcome,
-        run.rows,
-        bootstrap=run.settings.bootstrap,
-        seed=run.settings.seed,
+    settings = run.settings
+    scored = score_cell(
+        cell, info, fold, outcome, run.rows, bootstrap=settings.bootstrap, seed=settings.seed
     )
+    run.store.save(cell, *scored)
     shutil.rmtree(folder, ignore_errors=True)
     with contextlib.suppress(OSError):  # the last fold's checkpoints gone: the folder too
         folder.parent.rmdir()

@@ -42,8 +42,8 @@ from ssl_ser.classify.results import CellStore, removed_if_refused, summary_line
 from ssl_ser.classify.sweep.codelength import check_mdl
 from ssl_ser.classify.sweep.plan import SweepConfig, plan_dataset, sweep_poolings
 from ssl_ser.classify.sweep.run import run_tasks
-from ssl_ser.classify.sweep.score import CellInfo, Outcome, Rows
-from ssl_ser.classify.sweep.store import store_cell, supersede_other_cells
+from ssl_ser.classify.sweep.score import CellInfo, Outcome, Rows, score_cell
+from ssl_ser.classify.sweep.store import supersede_other_cells
 
 __all__ = [
     "CellInfo",
@@ -54,7 +54,7 @@ __all__ = [
     "SweepResult",
     "run_sweep",
     "run_sweep_cells",
-    "store_cell",
+    "score_cell",
     "supersede_other_cells",
     "sweep_poolings",
 ]

@@ -315,7 +315,7 @@ def plan_dataset(
             train_condition,
             test_condition,
             config.split,
-            describe_folds(folds),
+            ", ".join(f"{f.name}: {len(f.train)}/{len(f.test)}" for f in folds),
         )
         for fold in folds:
             fold, n_dropped = drop_unseen_classes(fold, dataset.table["label"].to_numpy())
@@ -468,8 +468,3 @@ def describe_task(task: Task) -> str:
     if len(labels) > 1:
         where += f" ({len(labels)})"
     return f"{task.classifier} {task.specs[0].pooling}, {where}, fold {task.fold.name}"
-
-
-def describe_folds(folds: Sequence[Fold]) -> str:
-    """Fold sizes for logs: ``0: 5953/1489, 1: ...``."""
-    return ", ".join(f"{f.name}: {len(f.train)}/{len(f.test)}" for f in folds)

@@ -71,11 +71,7 @@ def _outcomes(
     config: SweepConfig,
     store: CellStore,
 ) -> Iterator[Iterator[tuple[int, int]]]:
-    """``(task index, cells stored)`` as tasks finish, on the config's backend.
-
-    Locally: this process (one job), or joblib workers sharing the features
-    through memory maps.
-    """
+    """``(task index, cells stored)`` as tasks finish, on the config's backend."""
     if config.backend == DASK_BACKEND:
         with dask_outcomes(tasks, blocks, rows, config, store, scored_cells) as outcomes:
             yield outcomes
@@ -153,8 +149,15 @@ def scored_cells(
     with threadpool_limits(threads), _torch_threads(task, threads):
         measured = task_codelengths(task, blocks, rows, config.seed, threads) if config.mdl else {}
         for cell, spec, outcome in fit_task(task, blocks, rows, config, threads):
-            info = cell_info(task, spec)
-            info.extra = {**info.extra, **measured.get(cell, {})}
+            info = CellInfo(
+                meta=task.meta,
+                layer=task.layer_label(spec),
+                pooling=spec.pooling,
+                classifier=task.classifier,
+                params=task.params,
+                n_dropped=task.n_dropped,
+                extra=measured.get(cell, {}),
+            )
             result_rows, predictions = score_cell(
                 cell,
                 info,
@@ -283,15 +286,3 @@ def _outcome(
     """A cell's test outcome from its class probabilities: the most probable class predicted."""
     predicted = classes[np.argmax(probabilities, axis=1)]
     return Outcome(predicted, probabilities, classes, chosen, val_ua, seconds)
-
-
-def cell_info(task: Task, spec: FeatureSpec) -> CellInfo:
-    """What names a probe cell of `task` over `spec` in the results."""
-    return CellInfo(
-        meta=task.meta,
-        layer=task.layer_label(spec),
-        pooling=spec.pooling,
-        classifier=task.classifier,
-        params=task.params,
-        n_dropped=task.n_dropped,
-    )

@@ -13,29 +13,9 @@ from typing import Any
 
 from ssl_ser.classify.measures import EMOTION_TARGET, TARGET_COLUMN
 from ssl_ser.classify.results import CellStore
-from ssl_ser.classify.splits import Fold
-from ssl_ser.classify.sweep.score import CellInfo, Outcome, Rows, score_cell
 from ssl_ser.results import GROUP_COLUMNS, SUPERSEDED_DIR
 
 log = logging.getLogger(__name__)
-
-
-def store_cell(
-    store: CellStore,
-    cell: str,
-    info: CellInfo,
-    fold: Fold,
-    outcome: Outcome,
-    rows: Rows,
-    *,
-    bootstrap: int,
-    seed: int,
-) -> None:
-    """Score a cell (pooled and per test corpus) and store its rows and predictions."""
-    result_rows, predictions = score_cell(
-        cell, info, fold, outcome, rows, bootstrap=bootstrap, seed=seed
-    )
-    store.save(cell, result_rows, predictions)
 
 
 def setting_key(row: Mapping[str, Any]) -> tuple[str, ...]:
