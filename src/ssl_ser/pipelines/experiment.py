@@ -293,7 +293,7 @@ class Experiment(SweepGrid):
     @property
     def ssl_models(self) -> tuple[str, ...]:
         """The models that are not classic baselines (the ones fine-tuning can train)."""
-        from ssl_ser.extract import CLASSIC_MODELS
+        from ssl_ser.extract.config import CLASSIC_MODELS
 
         return tuple(m for m in self.models if m not in CLASSIC_MODELS)
 
