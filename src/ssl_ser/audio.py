@@ -441,13 +441,10 @@ def render_condition(
     telephone_source: str = "derived",
     progress: bool = False,
 ) -> list[Path]:
-    """Write every utterance under a condition as 16-bit WAV, for listening.
+    """Write every utterance under a condition as 16-bit WAV, for listening; the paths, in order.
 
     Files go to ``out_dir/<utt_id>.wav`` (``emodb/03a01Fa`` becomes the subfolder
     ``emodb``); samples beyond [-1, 1] are clipped.
-
-    Returns:
-        The written paths, in manifest order.
     """
     check_condition(condition)
     check_telephone_source(telephone_source)

@@ -110,7 +110,12 @@ def get_label_set(spec: str | Sequence[str], where: str = "") -> LabelSet:
         if name in LABEL_SETS:
             return LABEL_SETS[name]
         if name not in EMOTIONS:
-            raise _unknown_set(spec, where)
+            error = UnknownChoiceError("label set", spec, LABEL_SETS, where=where)
+            error.args = (
+                f"{error}, or a comma list of two or more canonical emotions "
+                f"({', '.join(EMOTIONS)}), e.g. {LIST_EXAMPLE}",
+            )
+            raise error
         items: list[str] = [name]
     elif isinstance(spec, str):
         items = [item.strip() for item in spec.split(LIST_SEPARATOR) if item.strip()]
@@ -158,16 +163,6 @@ def emotion_list(items: Sequence[str], where: str = "") -> LabelSet:
 def label_set_name(spec: str | Sequence[str], where: str = "") -> str:
     """The one spelling of the label set `spec` (what results record); validates it."""
     return get_label_set(spec, where).name
-
-
-def _unknown_set(name: str, where: str) -> UnknownChoiceError:
-    """The error for a label set name that is neither a named set nor an emotion list."""
-    error = UnknownChoiceError("label set", name, LABEL_SETS, where=where)
-    error.args = (
-        f"{error}, or a comma list of two or more canonical emotions "
-        f"({', '.join(EMOTIONS)}), e.g. {LIST_EXAMPLE}",
-    )
-    return error
 
 
 def canonical_emotion(name: str, mapping: Mapping[str, str] | None = None, where: str = "") -> str:

@@ -130,11 +130,7 @@ def _channel(values: np.ndarray) -> np.ndarray:
 def _numbers(
     df: pd.DataFrame, column: str, expected: str, valid: Callable[[np.ndarray], np.ndarray]
 ) -> pd.Series:
-    """`column` as float64, refusing text, NaN, inf and values `valid` rejects, by name.
-
-    Raises:
-        ManifestError: naming the first bad value, its utterance and what was expected.
-    """
+    """`column` as float64; text, NaN, inf and values `valid` rejects refused, the first named."""
     values = pd.to_numeric(df[column], errors="coerce").astype(float)
     bad = ~valid(values.to_numpy())
     if bad.any():

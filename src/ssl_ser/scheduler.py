@@ -88,11 +88,7 @@ def connect(
 
 
 def _greeted(host: str, port: int, seconds: float, *, expect_greeting: bool) -> None:
-    """Connect, and for plain TCP wait for the first byte of the server's handshake.
-
-    Raises:
-        OSError: refused, unreachable, or silent for `seconds` (TimeoutError).
-    """
+    """Connect, and for plain TCP wait for the server's first byte (OSError if none in time)."""
     with socket.create_connection((host, port), timeout=seconds) as sock:
         if not expect_greeting:
             return
@@ -106,11 +102,7 @@ def _greeted(host: str, port: int, seconds: float, *, expect_greeting: bool) -> 
 
 
 def _client_within(address: str, seconds: float, set_as_default: bool) -> Client:
-    """``Client(address)`` made in a thread that is given up on after a bounded wait.
-
-    Raises:
-        TimeoutError: no client within ``seconds + CLIENT_GRACE``.
-    """
+    """``Client(address)`` made in a thread, given up on (TimeoutError) after a bounded wait."""
     from distributed import Client
 
     made: dict[str, Any] = {}

@@ -31,7 +31,7 @@ import functools
 import re
 import types
 import typing
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -123,6 +123,9 @@ class Opt:
         return list(self.choices() if callable(self.choices) else self.choices)
 
 
+PLAIN = Opt(help="")  # what a field declared without an Opt is to users
+
+
 def setting(default: Any, help: str, **declared: Any) -> Any:
     """A settings field: its default, and the :class:`Opt` that says what it is to users.
 
@@ -179,7 +182,7 @@ class Settings(BaseModel):
     @classmethod
     def _refuse_cli_only(cls, data: Mapping[str, Any], where: Where) -> None:
         """Refuse a key only the command line takes, naming its flag and the file's keys."""
-        file_keys = list(file_fields(cls))
+        file_keys = file_fields(cls)
         for key in data:
             if key in cls.model_fields and key not in file_keys:
                 place = where.child(cls.section) if cls.section else where
@@ -192,9 +195,7 @@ class Settings(BaseModel):
     @classmethod
     def _in_choices(cls, value: Any, info: ValidationInfo) -> Any:
         """Refuse a value (or any element of a tuple) outside its field's choices."""
-        opt = option_of(cls, str(info.field_name))
-        if opt is None:
-            return value
+        opt = option_of(cls, str(info.field_name)) or PLAIN
         valid = opt.choice_list()
         for item in value if isinstance(value, tuple) else (value,):
             opt.check_bounds(item)
@@ -243,10 +244,7 @@ class Settings(BaseModel):
     def file_data(self) -> dict[str, Any]:
         """The values an experiment file may hold (command-line-only fields left out)."""
         data = {}
-        for name in type(self).model_fields:
-            opt = option_of(type(self), name)
-            if opt is not None and not opt.file:
-                continue
+        for name in file_fields(type(self)):
             value = getattr(self, name)
             data[name] = value.file_data() if isinstance(value, Settings) else value
         return data
@@ -423,7 +421,7 @@ def located_error(
 def _keys(hint: Any) -> list[str]:
     """The keys an experiment file may give a table of type `hint`."""
     if isinstance(hint, type) and issubclass(hint, Settings):
-        return list(file_fields(hint))
+        return file_fields(hint)
     if isinstance(hint, type) and issubclass(hint, BaseModel):
         return list(hint.model_fields)
     return []
@@ -469,20 +467,14 @@ class SettingOption(click.Option):
         self.setting = setting
 
 
-def cli_fields(model: type[Settings]) -> Iterator[str]:
+def cli_fields(model: type[Settings]) -> list[str]:
     """The fields of `model` that commands take, in declaration order."""
-    for name in model.model_fields:
-        opt = option_of(model, name)
-        if opt is None or opt.cli:
-            yield name
+    return [name for name in model.model_fields if (option_of(model, name) or PLAIN).cli]
 
 
-def file_fields(model: type[Settings]) -> Iterator[str]:
+def file_fields(model: type[Settings]) -> list[str]:
     """The fields of `model` that experiment files take, in declaration order."""
-    for name in model.model_fields:
-        opt = option_of(model, name)
-        if opt is None or opt.file:
-            yield name
+    return [name for name in model.model_fields if (option_of(model, name) or PLAIN).file]
 
 
 def options(
@@ -495,7 +487,7 @@ def options(
         only: these fields only (in this order); default every command-line field.
         exclude: fields to leave out.
     """
-    names = list(only) if only is not None else list(cli_fields(model))
+    names = list(only) if only is not None else cli_fields(model)
     names = [name for name in names if name not in set(exclude)]
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -509,7 +501,7 @@ def options(
 def click_option(model: type[Settings], name: str) -> Callable[[Callable[..., Any]], Any]:
     """The click option of field `name` of `model`: flag, type, default, choices and help."""
     info = model.model_fields[name]
-    opt = option_of(model, name) or Opt(help="")
+    opt = option_of(model, name) or PLAIN
     hint = bare(info.annotation)
     flag = opt.flag or flag_of(model, name)
     default = None if info.is_required() else info.get_default(call_default_factory=True)

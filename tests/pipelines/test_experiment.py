@@ -214,11 +214,11 @@ def test_unparseable_files_and_unknown_suffixes_are_refused(tmp_path):
 def test_a_manifest_root_needs_no_reader_and_any_name(tmp_path):
     experiment = experiment_from_dict({**MINIMAL, "corpora": {"mine": "/data/mine.csv"}})
     spec = experiment.corpora[0]
-    assert spec.is_manifest and spec.reader is None
+    assert spec.reader is None  # a manifest file
     csv_reader = experiment_from_dict(
         {**MINIMAL, "corpora": {"mine": {"root": "/data/list.csv", "reader": "csv"}}}
     ).corpora[0]
-    assert not csv_reader.is_manifest and csv_reader.reader == "csv"
+    assert csv_reader.reader == "csv"
 
 
 def test_to_dict_round_trips_through_validation():

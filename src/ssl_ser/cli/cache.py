@@ -178,9 +178,9 @@ def prune(file: Path, manifests: tuple[Path, ...], dry_run: bool, yes: bool) -> 
             total = len(writer.ids)
             rows_to_prune(file, writer.ids, keep, yes)
             dropped = writer.prune(keep)
-    for utt_id in dropped:
-        click.echo(f"{'would remove' if dry_run else 'removed'}: {utt_id}")
     verb = "would remove" if dry_run else "removed"
+    for utt_id in dropped:
+        click.echo(f"{verb}: {utt_id}")
     click.echo(f"{file}: {verb} {len(dropped)} of {total} row(s), {total - len(dropped)} kept")
     if dry_run and 2 * len(dropped) > total:
         click.echo("that is more than half of the rows: the real run needs --yes")

@@ -90,24 +90,19 @@ def prepare(corpus: str, root: Path, **values) -> None:
         skipped_note = f"{len(result.skipped)} skipped -> {report}"
     if settings.write is not None:
         condition = settings.condition or "clean"
-        _render(result.manifest, condition, settings.write, source.telephone_source, progress)
+        written = audio.render_condition(
+            result.manifest,
+            condition,
+            settings.write,
+            sample_rate=DEFAULT_SAMPLE_RATE,
+            telephone_source=source.telephone_source,
+            progress=progress,
+        )
+        click.echo(
+            f"rendered {len(written)} {condition} file(s) at {DEFAULT_SAMPLE_RATE} Hz "
+            f"to {settings.write}"
+        )
     click.echo(f"{_summary(result.manifest)} to {output}; {skipped_note}")
-
-
-def _render(
-    table: pd.DataFrame, condition: str, write_dir: Path, telephone_source: str, progress: bool
-) -> None:
-    written = audio.render_condition(
-        table,
-        condition,
-        write_dir,
-        sample_rate=DEFAULT_SAMPLE_RATE,
-        telephone_source=telephone_source,
-        progress=progress,
-    )
-    click.echo(
-        f"rendered {len(written)} {condition} file(s) at {DEFAULT_SAMPLE_RATE} Hz to {write_dir}"
-    )
 
 
 def _echo_reasons(reasons: list[str]) -> None:

@@ -101,12 +101,9 @@ class ScanResult:
     """A manifest and the files that could not become rows, with reasons."""
 
     manifest: pd.DataFrame
-    skipped: pd.DataFrame = field(default_factory=lambda: empty_skipped())
-
-
-def empty_skipped() -> pd.DataFrame:
-    """An empty skipped-files table."""
-    return pd.DataFrame({c: pd.Series([], dtype=str) for c in SKIPPED_COLUMNS})
+    skipped: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame({c: pd.Series([], dtype=str) for c in SKIPPED_COLUMNS})
+    )
 
 
 def nfc(text: str) -> str:
@@ -199,7 +196,10 @@ class _AudioWalk:
                 if is_audio_name:
                     self.found.append((*prefix, entry.name))
             elif is_audio_name:
-                self.problems.append((entry.path, _not_a_file(entry.path)))
+                special = (
+                    not_regular_reason(entry.path) or "not a regular audio file (a special file)"
+                )
+                self.problems.append((entry.path, special))
         except OSError as error:  # e.g. a link that stat cannot resolve (ELOOP)
             self.problems.append((entry.path, f"cannot be read ({error.strerror or error})"))
 
@@ -221,11 +221,6 @@ class _AudioWalk:
             )
             return
         self.folder(entry.path, (*prefix, entry.name))
-
-
-def _not_a_file(path: str) -> str:
-    """Why an entry named like audio is not a regular file, in words."""
-    return not_regular_reason(path) or "not a regular audio file (a special file)"
 
 
 def read_header(path: Path) -> tuple[float, int]:
@@ -399,7 +394,14 @@ def finish_scan(
         CorpusError: no row is left (`what` names what was read).
     """
     if errors and on_error == "raise":
-        raise first_error(errors)
+        first = errors[0]
+        if len(errors) > 1:  # the first error, counting how many more files have problems
+            more = (
+                f"; {len(errors) - 1} more file(s) have problems "
+                "(use --on-error skip to write them all to a report)"
+            )
+            first = CorpusFileError(first.path, first.reason + more)
+        raise first
     skipped = pd.DataFrame(
         [(e.path, e.reason) for e in errors], columns=list(SKIPPED_COLUMNS)
     ).astype(str)
@@ -525,15 +527,3 @@ def _listed_stems(split_file: Path, known: Mapping[str, int]) -> list[str]:
         if stems and sum(s in known for s in stems) >= 0.5 * len(stems):
             return [s for s in stems if s in known]
     raise CorpusError(f"split file {split_file} has no column naming the corpus's audio files")
-
-
-def first_error(errors: list[CorpusFileError]) -> CorpusFileError:
-    """The first error, its message counting how many more files have problems."""
-    first = errors[0]
-    if len(errors) == 1:
-        return first
-    more = (
-        f"; {len(errors) - 1} more file(s) have problems "
-        "(use --on-error skip to write them all to a report)"
-    )
-    return CorpusFileError(first.path, first.reason + more)

@@ -59,11 +59,6 @@ SPLIT_FOLDERS: dict[str, str] = {"train": "train", "evaluation": "val", "test": 
 TRANSCRIPT_ENCODINGS: tuple[str, ...] = ("utf-8-sig", "gb18030")
 
 
-def emotion_of_index(index: int) -> str:
-    """ESD emotion folder name of utterance number `index` (1-1750) of any speaker."""
-    return EMOTION_BLOCKS[(index - 1) // BLOCK_SIZE]
-
-
 def decode_transcript(path: Path) -> str:
     """Text of a transcript file, trying UTF-8 first, then GB18030.
 
@@ -142,7 +137,7 @@ def parse(found: FoundFile, transcripts: Mapping[str, str] | None = None) -> Utt
         raise CorpusFileError(
             found.path, f"speaker {speaker} in the name but folder {speaker_folder!r} above it"
         )
-    by_index = emotion_of_index(index)
+    by_index = EMOTION_BLOCKS[(index - 1) // BLOCK_SIZE]  # the emotion ESD numbers it in
     emotion = lookup_code(emotion_folder or by_index, INFO.emotions, "emotion code", found.path)
     if emotion_folder and emotion_folder != by_index:
         raise CorpusFileError(

@@ -160,19 +160,12 @@ def demo_experiment(output: str | Path, size: str, corpus_root: Path, model: Pat
             "cache_dir": str(Path(output) / "cache"),
             "output": str(output),
             "extract": {"device": "cpu"},
-            "classify": {"bootstrap": spec.bootstrap, "jobs": classify_jobs()},
+            # one classify process per core (up to 4), each with one thread: for the demo's
+            # tiny probes much faster than several threads sharing a busy machine
+            "classify": {"bootstrap": spec.bootstrap, "jobs": max(1, min(4, os.cpu_count() or 1))},
         },
         source="ser demo",
     )
-
-
-def classify_jobs() -> int:
-    """Classify processes: one per core (up to 4), each with one thread.
-
-    The demo's probes are tiny; for them one torch thread per process is much
-    faster than several threads sharing a busy machine.
-    """
-    return max(1, min(4, os.cpu_count() or 1))
 
 
 def run_demo(

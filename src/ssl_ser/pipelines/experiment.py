@@ -78,11 +78,6 @@ class CorpusSpec:
     options: dict[str, Any] = field(default_factory=dict)
     on_error: str = "skip"
 
-    @property
-    def is_manifest(self) -> bool:
-        """Whether `root` is a manifest file rather than something the reader scans."""
-        return self.reader is None
-
 
 def _corpus(name: str, entry: object, where: Where) -> CorpusSpec:
     if isinstance(entry, str):
@@ -100,19 +95,13 @@ def _corpus(name: str, entry: object, where: Where) -> CorpusSpec:
     for key, value in options.items():
         if key not in valid:
             raise UnknownChoiceError("key", key, valid, where=str(where))
-        _check_option(value, where.child(key))
+        # reader options are strings (patterns, language codes) or tables of strings (mappings)
+        strings = isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+        if not isinstance(value, str) and not strings:
+            raise wrong_type(value, "a string or a table of strings", where.child(key))
     on_error = entry.get("on_error", "skip")
     check_choices(on_error, ON_ERROR_CHOICES, where.child("on_error"))
     return CorpusSpec(name, root, reader, options, on_error)
-
-
-def _check_option(value: object, where: Where) -> None:
-    """Reader options are strings (patterns, language codes) or tables of strings (mappings)."""
-    if isinstance(value, str):
-        return
-    if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
-        return
-    raise wrong_type(value, "a string or a table of strings", where)
 
 
 def _reader(name: str, entry: dict, root: str, where: Where) -> str | None:
@@ -138,34 +127,6 @@ def reader_options(reader: str) -> list[str]:
     from ssl_ser import corpora
 
     return [name for name in corpora.reader_options(reader) if name not in RESERVED_OPTIONS]
-
-
-def _convert_pairs(value: object, where: Where) -> str | tuple[tuple[str, str], ...]:
-    """``matched``, ``all`` or a list of [train condition, test condition] pairs."""
-    if isinstance(value, str):
-        check_choices(value, PAIR_KEYWORDS, where)
-        return value
-    if not isinstance(value, list) or not value:
-        raise wrong_type(value, "matched, all or a list of [train, test] condition pairs", where)
-    pairs = []
-    for i, pair in enumerate(value):
-        ok = isinstance(pair, list) and len(pair) == 2 and all(isinstance(c, str) for c in pair)
-        if not ok:
-            raise wrong_type(pair, "a pair [train condition, test condition]", where.child(i))
-        check_choices(tuple(pair), CONDITIONS, where.child(i))
-        pairs.append((pair[0], pair[1]))
-    return tuple(dict.fromkeys(pairs))
-
-
-def _corpus_table(texts: list[str] | tuple[str, ...]) -> dict[str, str]:
-    """``--corpus NAME=ROOT`` strings as the table an experiment file gives."""
-    entries: dict[str, str] = {}
-    for text in texts:
-        name, root = parse_corpus(text)
-        if name in entries:
-            raise ConfigError(f"--corpus {name} is given twice")
-        entries[name] = root
-    return entries
 
 
 def parse_corpus(text: str) -> tuple[str, str]:
@@ -261,7 +222,12 @@ class Experiment(SweepGrid):
         where = _place(info, "--corpus")
         from_cli = not where.keys
         if from_cli and isinstance(value, list | tuple) and all(isinstance(c, str) for c in value):
-            value = _corpus_table(value)
+            table: dict[str, str] = {}  # the NAME=ROOTs as the table a file gives
+            for name, root in map(parse_corpus, value):
+                if name in table:
+                    raise ConfigError(f"--corpus {name} is given twice")
+                table[name] = root
+            value = table
         if not isinstance(value, dict) or not value:
             raise wrong_type(value, "a non-empty table of corpus name -> root", where)
         return tuple(_corpus(str(name), entry, where.child(name)) for name, entry in value.items())
@@ -269,7 +235,23 @@ class Experiment(SweepGrid):
     @field_validator("condition_pairs", mode="before")
     @classmethod
     def _pairs(cls, value: object, info: ValidationInfo) -> Any:
-        return _convert_pairs(value, _place(info, "--condition-pairs"))
+        """``matched``, ``all`` or a list of [train condition, test condition] pairs."""
+        where = _place(info, "--condition-pairs")
+        if isinstance(value, str):
+            check_choices(value, PAIR_KEYWORDS, where)
+            return value
+        if not isinstance(value, list) or not value:
+            raise wrong_type(
+                value, "matched, all or a list of [train, test] condition pairs", where
+            )
+        pairs = []
+        for i, pair in enumerate(value):
+            ok = isinstance(pair, list) and len(pair) == 2 and all(isinstance(c, str) for c in pair)
+            if not ok:
+                raise wrong_type(pair, "a pair [train condition, test condition]", where.child(i))
+            check_choices(tuple(pair), CONDITIONS, where.child(i))
+            pairs.append((pair[0], pair[1]))
+        return tuple(dict.fromkeys(pairs))
 
     @field_validator("finetune", mode="before")
     @classmethod
@@ -311,7 +293,7 @@ class Experiment(SweepGrid):
     @property
     def ssl_models(self) -> tuple[str, ...]:
         """The models that are not classic baselines (the ones fine-tuning can train)."""
-        from ssl_ser.extract import CLASSIC_MODELS
+        from ssl_ser.extract.config import CLASSIC_MODELS
 
         return tuple(m for m in self.models if m not in CLASSIC_MODELS)
 

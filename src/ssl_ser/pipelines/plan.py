@@ -29,11 +29,11 @@ from typing import Any
 import pandas as pd
 
 from ssl_ser.atomic import make_folder, write_file, write_text
-from ssl_ser.classify.features import PoolingChoice, check_honoured, resolve_poolings
+from ssl_ser.classify.features import check_honoured, resolve_poolings
 from ssl_ser.errors import ConfigError, CorpusError, SerError
 from ssl_ser.extract.config import ExtractorConfig
 from ssl_ser.finetune.config import FinetuneConfig
-from ssl_ser.pipelines.experiment import CorpusSpec, Experiment
+from ssl_ser.pipelines.experiment import Experiment
 
 log = logging.getLogger(__name__)
 
@@ -268,20 +268,6 @@ def check_roots(experiment: Experiment, source: str) -> None:
         )
 
 
-def load_manifest(spec: CorpusSpec, progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(manifest, skipped files) of one corpus entry: scanned by its reader, or read from a file.
-
-    Raises:
-        CorpusError: a manifest file without rows of this corpus.
-    """
-    from ssl_ser import corpora
-
-    root = Path(spec.root).expanduser()
-    options = {"on_error": spec.on_error, "progress": progress, **spec.options}
-    result = corpora.read_source(root, spec.reader, name=spec.name, **options)
-    return result.manifest, result.skipped
-
-
 def cache_status(
     model: str,
     config: ExtractorConfig,
@@ -409,22 +395,6 @@ def unit_folds(
     return folds, len(made)
 
 
-def model_poolings(experiment: Experiment, model: str, config: ExtractorConfig) -> PoolingChoice:
-    """The experiment's pooling choices resolved for one model's cache (``auto`` per model).
-
-    A choice the model does not store is replaced by its only stored pooling
-    (eGeMAPS), with a warning; :func:`sweep_units` refuses a request that no
-    model of the run honours.
-
-    Raises:
-        UnknownChoiceError: a choice that is not a pooling.
-    """
-    choice = resolve_poolings(experiment.pooling, config.model, config.poolings)
-    for note in choice.notes:
-        log.warning("%s", note)
-    return choice
-
-
 def cells_per_fold(
     experiment: Experiment, layers: list[str] | None, poolings: Sequence[str]
 ) -> int | None:
@@ -443,12 +413,6 @@ def cells_per_fold(
     )
 
 
-def corpus_groups(experiment: Experiment) -> list[tuple[str, ...]]:
-    """Each corpus alone (``each``), or all corpora together (``pooled``)."""
-    names = experiment.corpus_names
-    return [names] if experiment.mode == "pooled" else [(name,) for name in names]
-
-
 def make_plan(experiment: Experiment, *, progress: bool = False) -> Plan:
     """Read the corpora, inspect the caches and lay out the sweeps (nothing is written).
 
@@ -456,10 +420,16 @@ def make_plan(experiment: Experiment, *, progress: bool = False) -> Plan:
         CorpusError, ManifestError: a corpus cannot be read.
         ConfigError: a split cannot be made, or an explicit pooling is stored by no model.
     """
+    from ssl_ser import corpora
+
     configs = {m: c.with_absolute_model_path() for m, c in experiment.extractor_configs().items()}
     manifests, skipped = {}, {}
-    for spec in experiment.corpora:
-        manifests[spec.name], skipped[spec.name] = load_manifest(spec, progress)
+    for spec in experiment.corpora:  # scanned by its reader, or read from a manifest file
+        options = {"on_error": spec.on_error, "progress": progress, **spec.options}
+        read = corpora.read_source(
+            Path(spec.root).expanduser(), spec.reader, name=spec.name, **options
+        )
+        manifests[spec.name], skipped[spec.name] = read.manifest, read.skipped
     cache_dir = Path(experiment.cache_dir)
     revisions = functools.cache(local_revision)  # each model folder hashed once per plan
     caches = [
@@ -478,16 +448,26 @@ def sweep_units(plan: Plan) -> list[SweepUnit]:
     """Every sweep of the plan, in run order (variant, corpus group, model, condition pair)."""
     experiment = plan.experiment
     per_model = {}  # model -> (poolings, cells per fold): the same for every variant and group
-    choices = {m: model_poolings(experiment, m, plan.configs[m]) for m in experiment.models}
+    # each model's choices resolved for its cache ("auto" per model; a choice the model does
+    # not store, with a warning, replaced by its only stored pooling: eGeMAPS)
+    choices = {
+        m: resolve_poolings(experiment.pooling, plan.configs[m].model, plan.configs[m].poolings)
+        for m in experiment.models
+    }
+    for choice in choices.values():
+        for note in choice.notes:
+            log.warning("%s", note)
     check_honoured(list(choices.values()), "the experiment's models")
     for model, choice in choices.items():
         layers = model_layers(model, plan.configs[model], plan.caches)
         per_model[model] = (choice.poolings, cells_per_fold(experiment, layers, choice.poolings))
+    names = experiment.corpus_names  # all pooled, or each corpus alone
+    groups = [names] if experiment.mode == "pooled" else [(name,) for name in names]
     tables = {
         group: split_table(
             pd.concat([plan.manifests[c] for c in group], ignore_index=True), experiment.labels
         )
-        for group in corpus_groups(experiment)
+        for group in groups
     }
     units = []
     for variant in plan.variants:

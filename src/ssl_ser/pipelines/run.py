@@ -45,11 +45,9 @@ from ssl_ser.pipelines.plan import (
     make_plan,
     write_manifests,
 )
-from ssl_ser.results import FINETUNE_CLASSIFIER
+from ssl_ser.results import FINETUNE_CLASSIFIER, SUMMARY_CSV
 
 log = logging.getLogger(__name__)
-
-SUMMARY_FILE = "summary.csv"
 
 
 @dataclass
@@ -111,20 +109,13 @@ class RunSummary:
         """Classify cells found finished and skipped."""
         return sum(s.cells_skipped for s in self.sweeps)
 
-    @property
-    def caches_reused(self) -> int:
-        """Cache files that were complete before this run (not opened for writing)."""
-        return len(self.plan.caches) - len(self.plan.to_extract())
-
     def lines(self) -> list[str]:
         """The run's outcome as text."""
         if self.dry_run:
             return self.plan.lines()
         out = [summary.line() for summary in self.extracted]
-        out.append(
-            f"extraction: {len(self.extracted)} cache(s) updated, "
-            f"{self.caches_reused} already complete"
-        )
+        reused = len(self.plan.caches) - len(self.plan.to_extract())  # not opened for writing
+        out.append(f"extraction: {len(self.extracted)} cache(s) updated, {reused} already complete")
         out += [sweep.text() for sweep in self.sweeps]
         out.append(f"classify: {self.cells_run} cell(s) run, {self.cells_skipped} already done")
         if self.finetunes:
@@ -148,11 +139,8 @@ def run_experiment(
 ) -> RunSummary:
     """Run (or, with `dry_run`, only plan) an experiment; finished work is skipped.
 
-    Args:
-        experiment: the validated experiment.
-        source: where the experiment came from (named in errors about corpus roots).
-        dry_run: plan only: read the corpora and caches, write nothing.
-        progress: show progress bars.
+    `source` names where the experiment came from in errors about corpus roots; a
+    dry run reads the corpora and caches and writes nothing.
 
     Raises:
         CorpusError: a corpus root does not exist (every missing one is named).
@@ -202,8 +190,7 @@ def refuse_several_processes() -> None:
 def extract_missing(plan: Plan, *, progress: bool = False) -> list[Any]:
     """Extract the corpora whose caches are incomplete (all with rehash), one call per model.
 
-    Returns:
-        The extractor's summaries (one per corpus and condition extracted).
+    Returns the extractor's summaries (one per corpus and condition extracted).
     """
     experiment = plan.experiment
     settings = experiment.extract
@@ -258,7 +245,6 @@ def run_variant(
     work of all earlier sweeps each time.
     """
     from ssl_ser.classify.results import CellStore, write_tables
-    from ssl_ser.results import SUMMARY_CSV
 
     if not units:
         return [], []
@@ -326,8 +312,7 @@ def finetune_settings(plan: Plan, unit: FinetuneUnit) -> Any:
 def run_finetune_unit(plan: Plan, unit: FinetuneUnit, *, progress: bool = False) -> Any:
     """Fine-tune one model on one sweep's folds into its results folder (tables left to the caller).
 
-    Returns:
-        The :class:`~ssl_ser.finetune.run.FinetuneResult`.
+    Returns the :class:`~ssl_ser.finetune.run.FinetuneResult`.
     """
     from ssl_ser.finetune.probe_init import ProbeMismatchError
     from ssl_ser.finetune.run import run_finetune
@@ -335,39 +320,27 @@ def run_finetune_unit(plan: Plan, unit: FinetuneUnit, *, progress: bool = False)
     rows = pd.concat([plan.manifests[c] for c in unit.probe.corpora], ignore_index=True)
     log.info("finetune %s", unit.describe())
     settings = finetune_settings(plan, unit)
-    if probe_at_hand(plan, unit):
+    config = unit.config
+    folder = unit.variant.results_dir
+    # the sweep beside it (same folds) fits logreg probes on mean-pooled single layers; the
+    # fine-tune starts from them when it reads a layer they can choose, with a linear head
+    probes_at_hand = (
+        "logreg" in plan.experiment.classifiers
+        and "mean" in unit.probe.poolings
+        and (config.head, config.init, config.head_layer) == ("linear", "random", None)
+    )
+    if probes_at_hand:
         from ssl_ser.classify.results import CellStore, write_tables
 
         # the probes' rows as --from-probe reads them: the tables the run writes after
         # its sweeps (same resamples and seed), written early
-        store = CellStore(unit.variant.results_dir)
-        write_tables(store, n_boot=settings.bootstrap, seed=settings.seed)
-        start = dataclasses.replace(settings, from_probe=str(unit.variant.results_dir))
+        write_tables(CellStore(folder), n_boot=settings.bootstrap, seed=settings.seed)
+        start = dataclasses.replace(settings, from_probe=str(folder))
         try:
-            return run_finetune(
-                rows, unit.config, start, unit.variant.results_dir, progress=progress, tables=False
-            )
+            return run_finetune(rows, config, start, folder, progress=progress, tables=False)
         except ProbeMismatchError as error:
             log.warning("finetune %s: not started from its probes: %s", unit.describe(), error)
-    return run_finetune(
-        rows, unit.config, settings, unit.variant.results_dir, progress=progress, tables=False
-    )
-
-
-def probe_at_hand(plan: Plan, unit: FinetuneUnit) -> bool:
-    """Whether the sweep beside a fine-tune run fits logreg probes it can start from.
-
-    The sweep (same folds) has ``logreg`` on mean-pooled single layers, and the
-    fine-tune reads a layer those probes can choose, with a linear head.
-    """
-    config = unit.config
-    return (
-        "logreg" in plan.experiment.classifiers
-        and "mean" in unit.probe.poolings
-        and config.head == "linear"
-        and config.init == "random"
-        and config.head_layer is None
-    )
+    return run_finetune(rows, config, settings, folder, progress=progress, tables=False)
 
 
 def run_unit(plan: Plan, unit: SweepUnit, *, progress: bool = False) -> tuple[int, int]:
@@ -456,8 +429,6 @@ def write_variant_report(
 
 def write_summary(plan: Plan) -> Path | None:
     """``summary.csv`` over every variant (seed and shots as columns), for seeds and few-shot."""
-    from ssl_ser.results import SUMMARY_CSV
-
     parts = []
     for variant in plan.variants:
         path = variant.results_dir / SUMMARY_CSV
@@ -470,7 +441,7 @@ def write_summary(plan: Plan) -> Path | None:
             parts.append(table)
     if not parts:
         return None
-    out = plan.experiment.output_dir / SUMMARY_FILE
+    out = plan.experiment.output_dir / SUMMARY_CSV  # the variants' summaries in one
     table = pd.concat(parts, ignore_index=True)
     write_file(out, lambda p: table.to_csv(p, index=False))
     return out

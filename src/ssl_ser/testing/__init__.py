@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -54,10 +55,7 @@ def write_wav(
 
 def write_empty_wav(path: str | Path, sample_rate: int = 16000) -> Path:
     """Write a valid WAV header with zero samples."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), np.zeros(0, dtype=np.float32), sample_rate, subtype="PCM_16")
-    return path
+    return write_wav(path, 0.0, sample_rate)
 
 
 def write_garbage(path: str | Path, size: int = 64) -> Path:
@@ -103,6 +101,26 @@ def write_clip(
 def written_duration(seconds: float, sample_rate: int) -> float:
     """The duration of a clip of `seconds` written at `sample_rate` (whole samples)."""
     return round(seconds * sample_rate) / sample_rate
+
+
+def expected_row(
+    corpus: str, relpath: str, speaker: str, sample_rate: int, seconds: float, **values: Any
+) -> dict:
+    """The manifest values a reader should find for one clip written at `relpath`.
+
+    `values` holds the corpus's own fields (gender, emotion...); text and split default to "".
+    """
+    stem = relpath.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    return {
+        "relpath": relpath,
+        "utt_id": f"{corpus}/{stem}",
+        "speaker": f"{corpus}/{speaker}" if speaker else "",
+        "text": "",
+        "split": "",
+        **values,
+        "sample_rate": sample_rate,
+        "duration": written_duration(seconds, sample_rate),
+    }
 
 
 def write_tree(

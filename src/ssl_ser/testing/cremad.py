@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from ssl_ser.testing import check_layout, write_tree, written_duration
+from ssl_ser.testing import check_layout, expected_row, write_tree
 
 SAMPLE_RATE = 16000
 # actor -> (Sex, Age) as VideoDemographics.csv writes them; 1091 is the last actor id
@@ -46,22 +46,10 @@ def expected_rows(layout: str = "published", seconds: float = 0.05) -> list[dict
             for i, (code, emotion) in enumerate(EMOTIONS.items()):
                 level = "XX" if code == "NEU" else LEVELS[i % len(LEVELS)]
                 stem = f"{actor}_{sentence}_{code}_{level}"
-                rows.append(
-                    {
-                        "relpath": f"{folder}/{stem}.wav",
-                        "utt_id": f"cremad/{stem}",
-                        "speaker": f"cremad/{actor}",
-                        "gender": sex[0],
-                        "age": float(age),
-                        "language": "eng",
-                        "emotion": emotion,
-                        "emotion_raw": code,
-                        "text": text,
-                        "split": "",
-                        "sample_rate": SAMPLE_RATE,
-                        "duration": written_duration(seconds, SAMPLE_RATE),
-                    }
-                )
+                fields = {"gender": sex[0], "age": float(age), "language": "eng", "text": text}
+                relpath = f"{folder}/{stem}.wav"
+                row = expected_row("cremad", relpath, actor, SAMPLE_RATE, seconds, **fields)
+                rows.append(row | {"emotion": emotion, "emotion_raw": code})
     return rows
 
 

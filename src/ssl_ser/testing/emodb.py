@@ -19,7 +19,7 @@ def file_names() -> list[str]:
 
 
 def make_tree(root: str | Path, layout: str = "published", seconds: float = 0.1) -> list[Path]:
-    """Write the tree under `root`; `flat` uses wav/wav/ plus wav_telephone/wav_telephone/."""
+    """Write the tree under `root`: ``wav/`` (published) or ``wav/wav/`` (flat)."""
     check_layout(layout)
     folder = Path("wav") if layout == "published" else Path("wav", "wav")
     return write_tree(root, [(folder / name, 16000) for name in file_names()], seconds, layout)

@@ -19,11 +19,7 @@ def file_names() -> list[str]:
 
 
 def make_tree(root: str | Path, layout: str = "published", seconds: float = 0.05) -> list[Path]:
-    """Write the tree under `root`.
-
-    `published` puts every file in one ``emoUERJ/`` folder; `flat` uses ``wav/wav/``
-    plus 8 kHz copies in ``wav_telephone/wav_telephone/``.
-    """
+    """Write the tree under `root`: one ``emoUERJ/`` folder (published) or flat ``wav/wav/``."""
     check_layout(layout)
     folder = Path("emoUERJ") if layout == "published" else Path("wav", "wav")
     clips = [(folder / name, SAMPLE_RATE) for name in file_names()]

@@ -21,8 +21,7 @@ def file_names() -> list[str]:
 def make_tree(root: str | Path, layout: str = "published", seconds: float = 0.05) -> list[Path]:
     """Write the tree under `root` as two-channel WAVs (channel 1 is quieter).
 
-    `published` puts each file in its speaker's folder (``f1/dis-f1-b1.wav``); `flat`
-    uses ``wav/wav/`` plus 8 kHz copies in ``wav_telephone/wav_telephone/``.
+    `published` puts each file in its speaker's folder (``f1/dis-f1-b1.wav``).
     """
     check_layout(layout)
     flat = layout == "flat"

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ssl_ser.testing import check_layout, write_tree, written_duration
+from ssl_ser.testing import check_layout, expected_row, write_tree
 
 SAMPLE_RATE = 16000
 ALL_SPEAKERS: tuple[str, ...] = tuple(f"{n:04d}" for n in range(1, 21))
@@ -69,23 +69,17 @@ def expected_rows(
                 split_folder, split = split_of(offset)
                 published = layout == "published"
                 has_text = published and speaker in transcripts
-                rows.append(
-                    {
-                        "relpath": f"{speaker}/{folder}/{split_folder}/{stem}.wav"
-                        if published
-                        else f"wav/wav/{stem}.wav",
-                        "utt_id": f"esd/{stem}",
-                        "speaker": f"esd/{speaker}",
-                        "gender": "F" if int(speaker) in FEMALE_NUMBERS else "M",
-                        "language": "cmn" if int(speaker) <= 10 else "eng",
-                        "emotion": emotion,
-                        "emotion_raw": folder,
-                        "text": text_of(speaker, index) if has_text else "",
-                        "split": split if published else "",
-                        "sample_rate": SAMPLE_RATE,
-                        "duration": written_duration(seconds, SAMPLE_RATE),
-                    }
-                )
+                where = f"{speaker}/{folder}/{split_folder}" if published else "wav/wav"
+                fields = {
+                    "gender": "F" if int(speaker) in FEMALE_NUMBERS else "M",
+                    "language": "cmn" if int(speaker) <= 10 else "eng",
+                    "emotion": emotion,
+                    "emotion_raw": folder,
+                    "text": text_of(speaker, index) if has_text else "",
+                    "split": split if published else "",
+                }
+                relpath = f"{where}/{stem}.wav"
+                rows.append(expected_row("esd", relpath, speaker, SAMPLE_RATE, seconds, **fields))
     return rows
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import unicodedata
 from pathlib import Path
 
-from ssl_ser.testing import check_layout, write_tree, written_duration
+from ssl_ser.testing import check_layout, expected_row, write_tree
 
 SAMPLE_RATE = 48000
 EMOTIONS: dict[str, str] = {
@@ -38,32 +38,17 @@ def expected_rows(layout: str = "published", seconds: float = 0.05) -> list[dict
             for corpus, words in WORDS.items():
                 for word, text in words:
                     stem = f"{code}_{voice}_{corpus}_{word}"
-                    rows.append(
-                        {
-                            "relpath": f"{folder}/{stem}.wav",
-                            "utt_id": f"mesd/{stem}",
-                            "speaker": "",
-                            "gender": gender,
-                            "language": "spa",
-                            "emotion": emotion,
-                            "emotion_raw": code,
-                            "text": text,
-                            "split": "",
-                            "sample_rate": SAMPLE_RATE,
-                            "duration": written_duration(seconds, SAMPLE_RATE),
-                        }
-                    )
+                    fields = {"gender": gender, "language": "spa", "text": text}
+                    relpath = f"{folder}/{stem}.wav"
+                    row = expected_row("mesd", relpath, "", SAMPLE_RATE, seconds, **fields)
+                    rows.append(row | {"emotion": emotion, "emotion_raw": code})
     return rows
 
 
 def make_tree(
     root: str | Path, layout: str = "published", seconds: float = 0.05, unicode_form: str = "NFC"
 ) -> list[Path]:
-    """Write the tree under `root` (names in `unicode_form`) and return the clean audio paths.
-
-    ``published`` writes one ``MESD/`` folder of files; ``flat`` writes ``wav/wav/`` plus
-    8 kHz ``wav_telephone/wav_telephone/`` copies.
-    """
+    """Write the tree under `root` (names in `unicode_form`); the clean audio paths."""
     rows = expected_rows(layout, seconds)
     clips = [(unicodedata.normalize(unicode_form, r["relpath"]), SAMPLE_RATE) for r in rows]
     return write_tree(root, clips, seconds, layout)

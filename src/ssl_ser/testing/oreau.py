@@ -27,11 +27,6 @@ ACTORS_CSV = "Acteur;Sexe\n" + "".join(
 )
 
 
-def nfd(text: str) -> str:
-    """`text` in NFD form (accents as combining characters)."""
-    return unicodedata.normalize("NFD", text)
-
-
 def file_names() -> list[str]:
     """The file names the tree holds, e.g. 10a02Ja.wav, then the release's anomalies."""
     regular = [f"{s}a{t}{e}a.wav" for s in SPEAKERS for t in SENTENCES for e in EMOTION_CODES]
@@ -44,18 +39,14 @@ def relative_folder(name: str, layout: str = "published") -> Path:
         return Path("wav", "wav")
     speaker = name[:2]
     if SPEAKERS[speaker] == "F":
-        return Path("Femmes", nfd("Émotions"), nfd(f"Locutrice {speaker}"))
+        return Path(unicodedata.normalize("NFD", f"Femmes/Émotions/Locutrice {speaker}"))
     return Path("Hommes", "Émotions", f"Locuteur {speaker}", f"phrase {name[3:5]}")
 
 
 def make_tree(
     root: str | Path, layout: str = "published", seconds: float = 0.05, actors: bool = True
 ) -> list[Path]:
-    """Write the tree under `root`; `flat` uses wav/wav/ plus wav_telephone/wav_telephone/.
-
-    With `actors`, also write ``actors.csv`` (``Documents/`` in the published layout,
-    the root in the flat one).
-    """
+    """Write the tree; `actors` adds ``actors.csv`` (in ``Documents/``, or the root if flat)."""
     check_layout(layout)
     root = Path(root)
     clips = [(Path(relative_folder(name, layout), name), SAMPLE_RATE) for name in file_names()]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ssl_ser.testing import check_layout, write_tree, written_duration
+from ssl_ser.testing import check_layout, expected_row, write_tree
 
 # speaker id -> (name in the file names, sample rate of that speaker's recordings)
 SPEAKERS: dict[str, tuple[str, int]] = {
@@ -36,8 +36,11 @@ TAKES = (1, 5)
 ANOMALIES: tuple[tuple[str, int, str, int, str], ...] = (("F_02", 2, "SURPRISE", 3, "]"),)
 
 
-def _clips() -> list[tuple[str, int, str, int, str]]:
-    """(speaker, sentence, emotion code, take, suffix) of every file of the tree."""
+def expected_rows(layout: str = "published", seconds: float = 0.05) -> list[dict]:
+    """One dict per file of the tree: its path under the root and its manifest values."""
+    check_layout(layout)
+    folder = "SUBESCO" if layout == "published" else "wav/wav"
+    rows = []
     regular = [
         (speaker, sentence, code, take, "")
         for speaker in SPEAKERS
@@ -45,40 +48,17 @@ def _clips() -> list[tuple[str, int, str, int, str]]:
         for code in EMOTIONS
         for take in TAKES
     ]
-    return regular + list(ANOMALIES)
-
-
-def expected_rows(layout: str = "published", seconds: float = 0.05) -> list[dict]:
-    """One dict per file of the tree: its path under the root and its manifest values."""
-    check_layout(layout)
-    folder = "SUBESCO" if layout == "published" else "wav/wav"
-    rows = []
-    for speaker, sentence, code, take, suffix in _clips():
+    for speaker, sentence, code, take, suffix in [*regular, *ANOMALIES]:
         name, sample_rate = SPEAKERS[speaker]
         stem = f"{speaker}_{name}_S_{sentence}_{code}_{take}{suffix}"
-        rows.append(
-            {
-                "relpath": f"{folder}/{stem}.wav",
-                "utt_id": f"subesco/{stem}",
-                "speaker": f"subesco/{speaker}",
-                "gender": speaker[0],
-                "language": "ben",
-                "emotion": EMOTIONS[code],
-                "emotion_raw": code,
-                "text": "",
-                "split": "",
-                "sample_rate": sample_rate,
-                "duration": written_duration(seconds, sample_rate),
-            }
-        )
+        fields = {"gender": speaker[0], "language": "ben", "emotion": EMOTIONS[code]}
+        relpath = f"{folder}/{stem}.wav"
+        row = expected_row("subesco", relpath, speaker, sample_rate, seconds, **fields)
+        rows.append(row | {"emotion_raw": code})
     return rows
 
 
 def make_tree(root: str | Path, layout: str = "published", seconds: float = 0.05) -> list[Path]:
-    """Write the tree under `root` and return the clean audio paths.
-
-    ``published`` writes one ``SUBESCO/`` folder of files; ``flat`` writes ``wav/wav/``
-    plus 8 kHz ``wav_telephone/wav_telephone/`` copies.
-    """
+    """Write the tree under `root` and return the clean audio paths."""
     clips = [(row["relpath"], row["sample_rate"]) for row in expected_rows(layout, seconds)]
     return write_tree(root, clips, seconds, layout)
