@@ -20,6 +20,7 @@ def layers():
     return x, table["emotion"].to_numpy(), speaker, ~test, test
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("head,hidden", [("linear", ()), ("mlp", (32,))])
 def test_batched_probe_matches_per_layer_training(layers, head, hidden):
     x, y, groups, train, test = layers
@@ -39,6 +40,7 @@ def test_batched_probe_matches_per_layer_training(layers, head, hidden):
     assert int(np.argmax(uas)) in (2, 3)  # the synthetic signal peaks at 60% depth
 
 
+@pytest.mark.slow
 def test_weighted_head_puts_weight_on_informative_layers(layers):
     x, y, groups, train, test = layers
     probe = WeightedLayerProbe(hidden_layer_sizes=(32,), random_state=0).fit(

@@ -240,6 +240,7 @@ def test_a_cells_id_depends_on_the_caches_it_reads_only(tmp_path):
     assert not set(both[("telephone", "telephone")]) & set(PINNED_SINGLE_CACHE_IDS)
 
 
+@pytest.mark.slow
 def test_report_takes_two_folders_of_the_same_clean_cells(tmp_path):
     """A clean-only folder and a clean+telephone folder share their clean cells: no refusal."""
     from ssl_ser.classify.results import CellStore, write_tables

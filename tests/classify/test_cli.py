@@ -26,6 +26,7 @@ def run(args):
     return CliRunner().invoke(cli, ["classify", *map(str, args)], catch_exceptions=False)
 
 
+@pytest.mark.slow
 def test_classify_end_to_end_over_caches(files, tmp_path):
     (alpha_cache, alpha_csv), (beta_cache, beta_csv) = files["alpha"], files["beta"]
     args = [

@@ -80,6 +80,7 @@ def test_rerun_skips_finished_cells_and_force_redoes_them(alpha, tmp_path):
     assert (forced.cells_run, forced.cells_skipped) == (6, 0)
 
 
+@pytest.mark.slow
 def test_batched_probe_cells_equal_per_layer_cells(alpha, tmp_path):
     table, features = alpha
     batched = sweep([features], table, tmp_path / "b", classifiers=("mlp", "linear"), batched=True)
@@ -91,6 +92,7 @@ def test_batched_probe_cells_equal_per_layer_cells(alpha, tmp_path):
     assert (merged["params_b"] == merged["params_s"]).mean() > 0.9  # same best epochs
 
 
+@pytest.mark.slow
 def test_search_never_sees_the_test_fold(alpha, tmp_path):
     table, features = alpha
     options = {"classifiers": ("logreg", "mlp"), "layers": ("1", "2"), "search": True}

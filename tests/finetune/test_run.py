@@ -33,6 +33,7 @@ def settings(**fields) -> RunOptions:
     return RunOptions(split_options=options, device="cpu", workers=0, bootstrap=50, **fields)
 
 
+@pytest.mark.slow
 def test_rows_follow_the_results_schema_and_models_are_saved(corpus_manifest, tiny_model, tmp_path):
     config = FinetuneConfig(model=str(tiny_model), weighted_layers=True, head="mlp", **FAST)
     result = run_finetune(corpus_manifest, config, settings(), tmp_path)
@@ -71,6 +72,7 @@ def test_rows_follow_the_results_schema_and_models_are_saved(corpus_manifest, ti
     assert (again.folds_run, again.folds_skipped) == (0, 2)
 
 
+@pytest.mark.slow
 def test_training_loss_falls_and_validation_beats_chance(corpus_manifest, tiny_model, tmp_path):
     config = FinetuneConfig(
         model=str(tiny_model),
@@ -105,6 +107,7 @@ def test_unreadable_audio_is_skipped_and_listed(corpus_manifest, tiny_model, tmp
     assert len(predictions) == len(corpus_manifest)
 
 
+@pytest.mark.slow
 def test_a_class_missing_from_training_drops_its_test_rows(corpus_manifest, tiny_model, tmp_path):
     speakers = sorted(corpus_manifest["speaker"].unique())
     only_one = (corpus_manifest["emotion"] != "sad") | (corpus_manifest["speaker"] == speakers[0])
@@ -120,6 +123,7 @@ def test_a_class_missing_from_training_drops_its_test_rows(corpus_manifest, tiny
     assert (rows.drop(index=speakers[0])["n_dropped"] == 0).all()
 
 
+@pytest.mark.slow
 def test_test_fold_labels_never_reach_the_epoch_choice(corpus_manifest, tiny_model, tmp_path):
     config = FinetuneConfig(model=str(tiny_model), **{**FAST, "epochs": 3, "dropout": 0.0})
     run_finetune(corpus_manifest, config, settings(save_models=False), tmp_path / "a")
@@ -243,6 +247,7 @@ def test_class_weights_are_sklearns_balanced_weights_at_mean_one():
     assert weights[2] == 0.0  # absent from the fitting rows: never a target
 
 
+@pytest.mark.slow
 def test_early_stopping_ends_after_patience_epochs_without_a_better_validation_ua(
     corpus_manifest, tiny_model, tmp_path
 ):
@@ -263,6 +268,7 @@ def test_early_stopping_ends_after_patience_epochs_without_a_better_validation_u
         assert (row.epochs_run, row.best_epoch, len(curve)) == (3, 1, 3)
 
 
+@pytest.mark.slow
 def test_two_settings_share_a_folder_as_two_groups(corpus_manifest, tiny_model, tmp_path):
     for freeze in ("feature-encoder", "base"):
         config = FinetuneConfig(model=str(tiny_model), freeze=freeze, **{**FAST, "epochs": 1})

@@ -62,6 +62,7 @@ def test_files_of_killed_runs_are_removed_when_a_run_starts(tmp_path):
 FAST = {"epochs": 2, "learning_rate": 1e-3, "batch_seconds": 8.0, "patience": None}
 
 
+@pytest.mark.slow
 def test_rows_are_equal_with_audio_on_disk_and_in_memory(
     corpus_manifest, tiny_model, tmp_path, monkeypatch, caplog
 ):

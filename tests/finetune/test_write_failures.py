@@ -116,6 +116,7 @@ def test_a_full_disk_keeps_the_last_whole_checkpoint(tmp_path, monkeypatch, fail
     torch.testing.assert_close(kept["w"], weights["w"])
 
 
+@pytest.mark.slow
 def test_a_full_disk_while_training_is_one_line_and_a_rerun_resumes(
     manifest_file, tiny_model, tmp_path, monkeypatch
 ):

@@ -75,6 +75,7 @@ def used_poolings(results_dir) -> dict[str, list[str]]:
     return {e: sorted(rows["pooling"].unique()) for e, rows in results.groupby("extractor")}
 
 
+@pytest.mark.slow
 def test_an_explicit_pooling_runs_every_model_and_records_what_each_used(mixed):
     result = mixed["result"]
     assert result.exit_code == 0, result.output

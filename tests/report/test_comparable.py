@@ -89,6 +89,7 @@ def _best_ua(table: pd.DataFrame) -> float:
     return float(table.groupby(CELL + CONFIG)["ua"].mean().max())
 
 
+@pytest.mark.slow
 def test_label_sets_and_speaker_norm_are_never_compared(two_groups: TwoGroups) -> None:
     root, drawn = two_groups.root, two_groups.drawn
     # every matrix panel and curve panel holds cells of one group only
@@ -123,6 +124,7 @@ def test_label_sets_and_speaker_norm_are_never_compared(two_groups: TwoGroups) -
     assert len(re.findall(r'<h3 class="group">', html)) >= 8
 
 
+@pytest.mark.slow
 def test_the_same_cells_given_twice_are_counted_once(tmp_path: Path) -> None:
     write(tmp_path / "run" / "results", Spec(**BASELINE, conditions=False))
     shutil.copytree(tmp_path / "run" / "results", tmp_path / "probe" / "results")
@@ -214,6 +216,7 @@ def test_collapse_is_read_from_the_confusion_column_without_predictions(tmp_path
     assert (loaded.table["predicted_classes"] == np.where(collapsed, 1, 4)).all()
 
 
+@pytest.mark.slow
 def test_the_number_beside_an_interval_is_the_pooled_one(tmp_path: Path) -> None:
     table, predictions = write(tmp_path / "results", Spec(**SMALL, conditions=False))
     loaded = load_results([tmp_path / "results"])
@@ -251,6 +254,7 @@ def test_the_number_beside_an_interval_is_the_pooled_one(tmp_path: Path) -> None
         )
 
 
+@pytest.mark.slow
 def test_a_pipeline_output_folder_is_accepted(tmp_path: Path) -> None:
     from ssl_ser.pipelines.plan import RESULTS_FOLDER
 
@@ -278,6 +282,7 @@ def test_a_pipeline_output_folder_is_accepted(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_figures_fit_their_titles_and_legends(two_groups: TwoGroups) -> None:
     for name, box, width, height in two_groups.fitted:
         assert box.x0 >= -0.05 and box.x1 <= width + 0.05, (name, box, width)
@@ -287,6 +292,7 @@ def test_figures_fit_their_titles_and_legends(two_groups: TwoGroups) -> None:
     assert any(name.startswith("condition-drop-speaker-kfold") for name in checked), checked
 
 
+@pytest.mark.slow
 def test_header_lists_results_one_per_line_and_each_grouping_once(two_groups: TwoGroups) -> None:
     root = two_groups.root
     table = pd.DataFrame(
@@ -309,6 +315,7 @@ def test_header_lists_results_one_per_line_and_each_grouping_once(two_groups: Tw
     assert html.count("<dt>Speaker grouping</dt>") == 1
 
 
+@pytest.mark.slow
 def test_poolings_are_named_and_never_mixed_in_one_line_or_matrix(
     tmp_path: Path, monkeypatch
 ) -> None:

@@ -85,6 +85,7 @@ def report(folder: Path) -> tuple[Path, str, str]:
     return out, out.read_text(), out.with_suffix(".md").read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("condition", ["clean", "telephone"])
 @pytest.mark.parametrize("layer", ["all", "weighted"])
 def test_comparison_numbers_match_an_independent_computation(
@@ -181,6 +182,7 @@ def test_without_digests_folds_pair_by_name_and_say_so(tmp_path: Path) -> None:
     assert (summary["paired"] == 3).all() and not summary["by_digest"].any()
 
 
+@pytest.mark.slow
 def test_report_shows_comparison_curves_and_layer_weights(report) -> None:
     out, html, markdown = report
     for name in ("finetune-vs-probes", "finetune-folds"):
@@ -228,6 +230,7 @@ def test_layer_curves_draw_finetunes_as_labelled_horizontal_lines(
         assert not any(label.startswith("finetune") for label in labels)
 
 
+@pytest.mark.slow
 def test_without_finetune_rows_the_report_has_no_finetune_section(tmp_path: Path) -> None:
     folder = write_folder(
         tmp_path / "results",
@@ -243,6 +246,7 @@ def test_without_finetune_rows_the_report_has_no_finetune_section(tmp_path: Path
     )
 
 
+@pytest.mark.slow
 def test_a_folder_of_finetunes_alone_is_reported(tmp_path: Path) -> None:
     folder = write_folder(tmp_path / "results", FinetuneSpec(probes=False, settings=SETTINGS[:1]))
     out = tmp_path / "out" / "report.html"
@@ -310,6 +314,7 @@ def test_layer_weight_figure_shows_the_fold_mean(folder: Path) -> None:
     assert np.allclose(mine.to_numpy(), expected)
 
 
+@pytest.mark.slow
 def test_without_weighted_finetunes_the_layer_weights_are_left_out_with_a_note(
     tmp_path: Path,
 ) -> None:
@@ -499,6 +504,7 @@ def test_finetunes_differing_only_in_a_recorded_setting_are_two_cells(tmp_path: 
     assert (tuned["folds"] == 3).all()
 
 
+@pytest.mark.slow
 def test_a_collapsed_finetune_is_marked_in_both_tables(tmp_path: Path) -> None:
     spec = FinetuneSpec(collapsed=("1",), weighted=False, normed_probe=False, settings=SETTINGS[:1])
     folder = write_folder(tmp_path / "results", spec)
@@ -553,6 +559,7 @@ def _drop_tables(folder: Path) -> None:
         (folder / name).unlink()
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_is_reported_from_its_stored_cells(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
@@ -615,6 +622,7 @@ def test_a_folder_without_table_or_cells_is_refused_by_name(tmp_path: Path) -> N
         load_results([tmp_path / "empty"])
 
 
+@pytest.mark.slow
 def test_curve_panels_wrap_their_setup_and_draw_chance(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

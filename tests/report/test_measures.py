@@ -97,6 +97,7 @@ def test_a_plain_sweep_and_an_older_table_show_no_measures(tmp_path: Path) -> No
     assert again.best == summary.best
 
 
+@pytest.mark.slow
 def test_only_the_measures_present_are_drawn(tmp_path: Path) -> None:
     sweep(tmp_path / "control", control=True)
     summary = write_report(tmp_path / "control", tmp_path / "report" / "r.html", n_boot=20)

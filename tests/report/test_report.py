@@ -197,6 +197,7 @@ def test_intervals_of_the_best_cells_come_from_their_pooled_predictions(full_rep
         assert cell["ua_low"] < cell["ua_high"]
 
 
+@pytest.mark.slow
 def test_figures_without_data_are_left_out_with_a_note(tmp_path: Path) -> None:
     write(tmp_path / "results", Spec(conditions=False, cross=False, predictions=False))
     summary = write_report(tmp_path / "results", tmp_path / "report.html", n_boot=N_BOOT)
@@ -226,6 +227,7 @@ def test_classic_only_results_leave_out_the_layer_figures(tmp_path: Path) -> Non
     assert {p.stem for p in (tmp_path / "figures").glob("*.png")} == {"confusion"}
 
 
+@pytest.mark.slow
 def test_too_many_panels_give_one_layer_figure_per_extractor(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(figures, "MAX_PANELS", 3)  # the sweep below has 2 models x 2 corpora
     write(tmp_path / "results", Spec(conditions=False, cross=False, predictions=False))
@@ -237,6 +239,7 @@ def test_too_many_panels_give_one_layer_figure_per_extractor(tmp_path: Path, mon
     assert all(f'data-figure="{name}"' in html for name in expected)
 
 
+@pytest.mark.slow
 def test_a_rerun_removes_figures_it_no_longer_draws(tmp_path: Path) -> None:
     write(tmp_path / "full", Spec(ssl=False, conditions=False, cross=True))
     write_report(tmp_path / "full", tmp_path / "report.html", n_boot=0)
@@ -306,6 +309,7 @@ def test_importing_the_report_command_loads_no_heavy_library() -> None:
     assert result.stdout.strip() == "[]", result.stderr
 
 
+@pytest.mark.slow
 def test_report_of_a_real_classify_sweep(tmp_path: Path) -> None:
     from ssl_ser.classify.splits import SplitOptions
     from ssl_ser.classify.sweep import SweepConfig, run_sweep
@@ -340,6 +344,7 @@ def test_report_of_a_real_classify_sweep(tmp_path: Path) -> None:
     assert '<span class="badge untrained">' in html
 
 
+@pytest.mark.slow
 def test_markdown_shows_hostile_names_as_text(tmp_path: Path) -> None:
     hostile = "<img src=x onerror=alert(1)>[x](javascript:alert(2))|*"
     spec = Spec(conditions=False, cross=False, extractors=("facebook/wav2vec2-base", "mfcc"))

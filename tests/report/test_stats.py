@@ -173,6 +173,7 @@ def test_report_shows_the_statistics_sections(sweep, tmp_path: Path) -> None:
     assert f"<td>{', '.join(same) or 'none'}</td>" in html
 
 
+@pytest.mark.slow
 def test_old_predictions_leave_the_sections_out_or_resample_within_folds(
     sweep, tmp_path: Path
 ) -> None:
