@@ -479,10 +479,7 @@ def _parse_yaml(text: str, path: Path) -> object:
 
 
 def _parse_toml(text: str, path: Path) -> object:
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
+    import tomllib
 
     try:
         return tomllib.loads(text)

@@ -598,9 +598,9 @@ def facts(
         f"{split} ({rows['split_type'].iloc[0]}, {tables.fold_text(rows['folds'])})"
         for split, rows in cells.groupby("split", sort=True)
     ]
-    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     written = max(path.stat().st_mtime for path in results.sources)
-    run_date = dt.datetime.fromtimestamp(written, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    run_date = dt.datetime.fromtimestamp(written, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         ("Corpora", ", ".join(corpus_names(cells))),
         (
