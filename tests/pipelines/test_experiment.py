@@ -44,6 +44,19 @@ def test_minimal_file_takes_the_documented_defaults(tmp_path):
         experiment.name = "other"  # type: ignore[misc]
 
 
+def test_an_experiment_validates_again_from_its_own_values(tmp_path):
+    data = {
+        **MINIMAL,
+        "conditions": ["clean", "telephone"],
+        "condition_pairs": [["clean", "telephone"]],
+    }
+    experiment = load_experiment(write_yaml(tmp_path, data))
+    assert experiment.condition_pairs == (("clean", "telephone"),)
+    again = Experiment(**dict(experiment))  # specs and pairs built in code, not a file's
+    assert again == experiment
+    assert again.corpora == (CorpusSpec("emodb", "/data/emodb", "emodb"),)
+
+
 @pytest.mark.parametrize(
     ("patch", "key", "listed"),
     [

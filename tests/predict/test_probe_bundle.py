@@ -204,6 +204,17 @@ def test_save_probe_picks_among_the_swept_layers_and_refuses_early(
     assert not (tmp_path / "r2" / "cells").exists()  # refused before any cell ran
 
 
+def test_export_names_its_own_layer_flag_for_a_layer_the_cache_lacks(
+    cache, corpus_manifest, tmp_path
+):
+    manifest = tmp_path / "manifest.csv"
+    corpus_manifest.to_csv(manifest, index=False)
+    args = ["--cache", str(cache.path), "--manifest", str(manifest), "--layer", "99"]
+    refused = CliRunner().invoke(cli, ["export", *args, "--output", str(tmp_path / "b")])
+    assert refused.exit_code != 0
+    assert "unknown layer '99' in --layer (the cache holds" in refused.output
+
+
 def test_export_fits_on_the_training_corpora_only(cache, corpus_manifest, tmp_path):
     exported = export_probe(
         [cache],

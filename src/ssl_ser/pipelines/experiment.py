@@ -219,6 +219,8 @@ class Experiment(SweepGrid):
     @classmethod
     def _corpora(cls, value: object, info: ValidationInfo) -> tuple[CorpusSpec, ...]:
         """Specs of a file's ``{name: root | {root: ..., reader: ...}}`` or the NAME=ROOTs."""
+        if isinstance(value, tuple) and all(isinstance(c, CorpusSpec) for c in value):
+            return value  # built in code
         where = _place(info, "--corpus")
         from_cli = not where.keys
         if from_cli and isinstance(value, list | tuple) and all(isinstance(c, str) for c in value):
@@ -236,6 +238,8 @@ class Experiment(SweepGrid):
     @classmethod
     def _pairs(cls, value: object, info: ValidationInfo) -> Any:
         """``matched``, ``all`` or a list of [train condition, test condition] pairs."""
+        if isinstance(value, tuple):
+            return value  # built in code
         where = _place(info, "--condition-pairs")
         if isinstance(value, str):
             check_choices(value, PAIR_KEYWORDS, where)

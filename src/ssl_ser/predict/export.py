@@ -95,7 +95,10 @@ def export_probe(
     table = _training_rows(_condition_rows(dataset, condition), train_corpora)
     (chosen_pooling,) = _one_pooling(dataset, pooling)
     available = dataset.layers
-    candidates = select_layers(choose_from if layers == SELECTED else layers, available)
+    if layers == SELECTED:  # among a sweep's --layers
+        candidates = select_layers(choose_from, available)
+    else:  # ser export's --layer (a sweep's were checked before it ran)
+        candidates = select_layers(layers, available, "--layer")
     blocks = load_blocks(
         dataset.sources,
         table["source"].to_numpy(),
