@@ -27,14 +27,14 @@ format: install
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
 
-# Tests run in one process per core (pytest-xdist): most are single-threaded Python. Idle
-# workers take tests queued on busy ones (worksteal), so a long test ends no worker's share late.
+# Tests run in one process per core (pytest-xdist): most are single-threaded Python. Each test
+# file goes to one process (loadfile), so a module-scoped fixture (a whole report) is built once.
 test: lint
-	$(BIN)/pytest -q -n auto --maxprocesses 4 --dist worksteal
+	$(BIN)/pytest -q -n auto --maxprocesses 4 --dist loadfile
 
 # The edit loop: everything but the slow end-to-end, kill and parallel tests (CI runs all).
 test-fast: lint
-	$(BIN)/pytest -q -n auto --maxprocesses 4 --dist worksteal -m "not slow"
+	$(BIN)/pytest -q -n auto --maxprocesses 4 --dist loadfile -m "not slow"
 
 demo: install
 	$(BIN)/ser demo

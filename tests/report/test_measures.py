@@ -51,6 +51,7 @@ def figure_names(html: str) -> set[str]:
     return set(re.findall(r'id="figure-([a-z0-9-]+)"', html))
 
 
+@pytest.mark.slow
 def test_every_measure_is_drawn_and_tabulated_from_the_results(
     measured: Path, measured_report: ReportSummary
 ) -> None:
@@ -126,6 +127,7 @@ def test_figures_show_the_first_settings_and_say_how_many_more_are_tabled() -> N
     assert _left_out(rows.head(MAX_ROWS)) == ""
 
 
+@pytest.mark.slow
 def test_a_folder_of_speaker_probes_only_is_titled_and_flagged_as_such(
     tmp_path: Path, measured_report: ReportSummary
 ) -> None:

@@ -79,6 +79,7 @@ def full_report(tmp_path_factory: pytest.TempPathFactory):
     return root, summary, table, predictions
 
 
+@pytest.mark.slow
 def test_every_figure_is_written_and_embedded(full_report) -> None:
     root, summary, _, _ = full_report
     figures = root / "out" / "figures"
@@ -109,6 +110,7 @@ def _figures_with_images(tags):
             yield (tag, attrs), image["src"]
 
 
+@pytest.mark.slow
 def test_html_references_nothing_outside_itself(full_report) -> None:
     root, _, _, _ = full_report
     html = (root / "out" / "report.html").read_text()
@@ -123,6 +125,7 @@ def test_html_references_nothing_outside_itself(full_report) -> None:
     assert not re.search(r"https?:|url\(|@import|file:", without_data, re.IGNORECASE)
 
 
+@pytest.mark.slow
 def test_best_cells_equal_an_independent_pandas_computation(full_report) -> None:
     root, _, table, _ = full_report
     folds = table.groupby(CELL + CONFIG)
@@ -176,6 +179,7 @@ def test_bootstrap_intervals_match_a_resampling_loop() -> None:
         assert got[metric] == pytest.approx((low, high), abs=1e-12), metric
 
 
+@pytest.mark.slow
 def test_intervals_of_the_best_cells_come_from_their_pooled_predictions(full_report) -> None:
     _, _, table, predictions = full_report
     results_table = normalise(table)
